@@ -1,0 +1,32 @@
+//! The contract between the PhoneRelay daemon and its channel adapters.
+//!
+//! An adapter crate (SMS, WhatsApp, Telegram, email, notify) implements [`Channel`]
+//! for one *endpoint*: one modem, one WhatsApp number, one bot, one mailbox. The
+//! daemon owns the outbox and the store; an adapter only turns an
+//! [`OutboundMessage`] into a network send and turns what it receives into
+//! [`ChannelEvent`]s handed to an [`EventSink`].
+//!
+//! This crate has no I/O dependencies: it must build for every adapter and for
+//! tests without pulling in a runtime, HTTP stack or serial library.
+
+mod address;
+mod channel;
+mod error;
+mod health;
+mod kind;
+mod message;
+mod secret;
+mod webhook;
+
+pub use address::{AddressError, validate_address};
+pub use channel::{Channel, ChannelContext, EventSink, SinkError};
+pub use error::{ErrorClass, SendError};
+pub use health::{ChannelHealth, HealthState};
+pub use kind::{ChannelKind, UnknownChannel};
+pub use message::{
+    Attachment, ChannelEvent, DeliveryStatus, InboundMessage, OutboundMessage, SendReceipt,
+    StatusUpdate,
+};
+pub use secret::{Secret, SecretError, SecretSource};
+pub use tokio_util::sync::CancellationToken;
+pub use webhook::{WebhookRequest, WebhookResponse};

@@ -1,0 +1,76 @@
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    ChannelEvent, ChannelHealth, ChannelKind, OutboundMessage, SendError, SendReceipt,
+    WebhookRequest, WebhookResponse,
+};
+
+/// Where adapters hand what they receive.
+///
+/// `deliver` returns only once the event is committed to the store, so an
+/// adapter acknowledges upstream (deletes from the SIM, flags in IMAP, moves
+/// the Telegram offset, answers the webhook with 200) only after `Ok`.
+#[async_trait]
+pub trait EventSink: Send + Sync {
+    async fn deliver(&self, event: ChannelEvent) -> Result<(), SinkError>;
+
+    /// Store a cursor (Telegram offset, IMAP UID...) under this endpoint.
+    async fn save_cursor(&self, name: &str, value: &str) -> Result<(), SinkError>;
+
+    async fn load_cursor(&self, name: &str) -> Result<Option<String>, SinkError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("could not commit: {0}")]
+pub struct SinkError(pub String);
+
+/// What the daemon gives an adapter's receive loop.
+#[derive(Clone)]
+pub struct ChannelContext {
+    pub sink: Arc<dyn EventSink>,
+    /// Fires once on shutdown; every loop selects on it.
+    pub shutdown: CancellationToken,
+}
+
+/// One endpoint of one channel: a modem, a WhatsApp number, a bot, a mailbox.
+///
+/// The daemon keeps one worker set per endpoint, keyed by
+/// `(kind(), phone_id())`.
+#[async_trait]
+pub trait Channel: Send + Sync {
+    fn kind(&self) -> ChannelKind;
+
+    /// The `phone_id` that routes sends to this endpoint.
+    fn phone_id(&self) -> &str;
+
+    /// Send one message. Called by the outbox dispatcher with a claimed
+    /// message; may be called concurrently up to the configured concurrency.
+    async fn send(&self, message: &OutboundMessage) -> Result<SendReceipt, SendError>;
+
+    /// Receive loop: connect, listen, hand events to `ctx.sink`, reconnect on
+    /// failure. Returns when `ctx.shutdown` fires. Adapters with nothing to
+    /// receive may return at once after the token fires.
+    async fn run(&self, ctx: ChannelContext);
+
+    /// The current health of the endpoint, cheap to call.
+    fn health(&self) -> ChannelHealth;
+
+    /// Webhook sub-paths this endpoint serves under
+    /// `/webhooks/{channel}/{phone_id}/`. Empty for polling channels.
+    fn webhook_paths(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Handle a webhook request (signature check, parse, commit through
+    /// the sink, then answer). Called only for paths in `webhook_paths`.
+    async fn handle_webhook(
+        &self,
+        _request: WebhookRequest,
+        _sink: Arc<dyn EventSink>,
+    ) -> WebhookResponse {
+        WebhookResponse::text(404, "no webhook on this channel")
+    }
+}

@@ -1,0 +1,61 @@
+use std::time::Duration;
+
+/// What the outbox should do with a message whose send failed.
+///
+/// Adapters classify, the dispatcher decides: the same split vector's sinks
+/// make between retriable and non-retriable errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Worth trying again later (network down, modem busy, 5xx, timeout).
+    Transient,
+    /// The remote asked us to slow down; `retry_after` says for how long if known.
+    RateLimited,
+    /// Will never succeed as it stands (bad number, blocked, rejected content).
+    Permanent,
+}
+
+/// A classified send failure. `code` is a short stable machine string
+/// (`"cms_500"`, `"wa_131026"`, `"http_503"`); `message` is for humans and
+/// must never contain a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct SendError {
+    pub class: ErrorClass,
+    pub code: String,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl SendError {
+    pub fn transient(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Transient, code, message)
+    }
+
+    pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Permanent, code, message)
+    }
+
+    pub fn rate_limited(
+        code: impl Into<String>,
+        message: impl Into<String>,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        Self {
+            retry_after,
+            ..Self::new(ErrorClass::RateLimited, code, message)
+        }
+    }
+
+    fn new(class: ErrorClass, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            class,
+            code: code.into(),
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn is_retriable(&self) -> bool {
+        self.class != ErrorClass::Permanent
+    }
+}

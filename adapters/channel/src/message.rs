@@ -1,0 +1,106 @@
+use serde::{Deserialize, Serialize};
+
+use crate::ChannelKind;
+
+/// A file carried with a message. The relay hosts uploads, so a message refers
+/// to them by URL; adapters that must upload bytes (email) fetch the URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attachment {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+/// One message the outbox asks an adapter to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundMessage {
+    /// The daemon's id for the message; stable across retries, so an adapter
+    /// whose upstream accepts a client reference can use it to suppress
+    /// duplicates.
+    pub id: String,
+    pub channel: ChannelKind,
+    pub phone_id: String,
+    /// Channel address: E.164 for sms/wa, chat id for tg, e-mail address, topic.
+    pub to: String,
+    pub text: String,
+    pub subject: Option<String>,
+    pub attachments: Vec<Attachment>,
+    /// External message id this one answers (quote/thread on the channel).
+    pub reply_to_external_id: Option<String>,
+    /// 1 on the first try.
+    pub attempt: u32,
+}
+
+/// What an adapter returns when the upstream accepted the message.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SendReceipt {
+    /// Ids the upstream gave the message, one per part (an SMS split in three
+    /// parts has three message references). Status updates name these.
+    pub external_ids: Vec<String>,
+    /// Thread keys a reply may carry (e-mail Message-ID...). Reply routing
+    /// records them next to the external ids.
+    pub thread_keys: Vec<String>,
+}
+
+impl SendReceipt {
+    pub fn single(external_id: impl Into<String>) -> Self {
+        Self {
+            external_ids: vec![external_id.into()],
+            thread_keys: Vec::new(),
+        }
+    }
+}
+
+/// A message received on a channel, to be committed and routed to pChat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundMessage {
+    pub channel: ChannelKind,
+    pub phone_id: String,
+    /// The external sender (E.164, chat id, e-mail address).
+    pub from: String,
+    pub text: String,
+    pub subject: Option<String>,
+    pub attachments: Vec<Attachment>,
+    /// The upstream's id for this message. With `channel` and `phone_id` it is
+    /// the deduplication key: the same id committed twice is stored once.
+    pub external_id: String,
+    /// Keys that tie this message to an earlier outbound one, most exact first:
+    /// WhatsApp `context.message_id`, Telegram `reply_to_message`, e-mail
+    /// `In-Reply-To` then `References`.
+    pub reply_to: Vec<String>,
+    /// When the upstream says it was sent/received, in Unix milliseconds.
+    pub received_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    Delivered,
+    Read,
+    Failed,
+}
+
+/// A delivery report or read receipt for something we sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusUpdate {
+    pub channel: ChannelKind,
+    pub phone_id: String,
+    /// One of the ids returned in [`SendReceipt::external_ids`].
+    pub external_id: String,
+    pub status: DeliveryStatus,
+    /// Machine code and human reason, for failures.
+    pub code: Option<String>,
+    pub reason: Option<String>,
+    pub at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelEvent {
+    Inbound(InboundMessage),
+    Status(StatusUpdate),
+}
