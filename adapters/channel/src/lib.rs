@@ -11,6 +11,7 @@
 
 mod address;
 mod channel;
+mod config_issue;
 mod error;
 mod health;
 mod kind;
@@ -20,6 +21,7 @@ mod webhook;
 
 pub use address::{AddressError, validate_address};
 pub use channel::{Channel, ChannelContext, EventSink, SinkError};
+pub use config_issue::ConfigIssue;
 pub use error::{ErrorClass, SendError};
 pub use health::{ChannelHealth, HealthState};
 pub use kind::{ChannelKind, UnknownChannel};
