@@ -1,0 +1,710 @@
+//! `[channels.sms]`: one entry per modem. Deserialised by the daemon, checked
+//! by the pure [`SmsConfig::validate`] before anything is opened.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use phonerelay_channel::{ConfigIssue, Secret, SecretSource};
+use serde::Deserialize;
+
+/// The device value that starts an in-process simulated modem instead of
+/// opening a serial port.
+pub const SIM_DEVICE: &str = "sim";
+/// 115200 is what every USB modem's AT port runs at out of the box.
+pub const DEFAULT_BAUD: u32 = 115_200;
+/// The rates termios can set; anything else is a typo.
+pub const STANDARD_BAUDS: [u32; 13] = [
+    1200, 2400, 4800, 9600, 19_200, 38_400, 57_600, 115_200, 230_400, 460_800, 921_600, 1_000_000,
+    3_000_000,
+];
+/// Status reports cost nothing extra on most networks and are the only way
+/// to learn that a message reached the handset.
+pub const DEFAULT_STATUS_REPORTS: bool = true;
+/// 8-bit references leave 7 more octets per part for text; 16-bit ones
+/// collide less when many long messages go to one recipient.
+pub const DEFAULT_CONCAT_REFERENCE_BITS: u8 = 8;
+/// Plain AT commands answer in milliseconds; 5 s covers slow firmware.
+pub const DEFAULT_COMMAND_TIMEOUT_MS: u64 = 5_000;
+/// AT+CMGS waits for the network: 60 s is what 3GPP TS 27.005 modems allow.
+pub const DEFAULT_SEND_TIMEOUT_MS: u64 = 60_000;
+/// Registration after power-up or a replug can take a minute on 2G fallback.
+pub const DEFAULT_REGISTRATION_TIMEOUT_SECONDS: u64 = 90;
+/// Signal/registration polling; cheap, but it occupies the port.
+pub const DEFAULT_HEALTH_INTERVAL_SECONDS: u64 = 30;
+/// AT+CMGL=4 sweep for messages whose +CMTI we missed.
+pub const DEFAULT_SWEEP_INTERVAL_SECONDS: u64 = 300;
+/// Parts of a long message can arrive hours apart on a congested network;
+/// after this the parts we have are delivered as they are.
+pub const DEFAULT_REASSEMBLY_TIMEOUT_SECONDS: u64 = 3_600;
+/// Reconnect backoff doubles from 1 s up to this.
+pub const DEFAULT_RECONNECT_MAX_BACKOFF_SECONDS: u64 = 60;
+/// TP-VP relative format covers 5 minutes to 63 weeks.
+pub const MIN_VALIDITY_SECONDS: u32 = 300;
+/// 63 weeks, the largest relative validity period TP-VP can say.
+pub const MAX_VALIDITY_SECONDS: u32 = 63 * 7 * 24 * 3600;
+/// A simulated modem answers at once unless told otherwise.
+pub const DEFAULT_SIM_NETWORK_DELAY_MS: u64 = 0;
+/// Modems echo commands until ATE0; the simulator does the same.
+pub const DEFAULT_SIM_ECHO: bool = true;
+/// Vendor URC floods are opt-in: they exist to test the parser.
+pub const DEFAULT_SIM_URC_NOISE: bool = false;
+/// The simulated network confirms deliveries unless told otherwise.
+pub const DEFAULT_SIM_DELIVERY_REPORTS: bool = true;
+
+/// The `[channels.sms]` table.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SmsConfig {
+    /// One entry per modem (`[[channels.sms.modems]]`); each becomes one
+    /// endpoint routed by its `phone_id`.
+    #[serde(default)]
+    pub modems: Vec<ModemConfig>,
+}
+
+/// Preferred message storage for `AT+CPMS` (read, write and receive).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+pub enum Storage {
+    /// The SIM card: survives moving the SIM to another modem.
+    #[default]
+    SM,
+    /// The modem's own memory.
+    ME,
+    /// SIM and modem memory together, as the modem sees fit.
+    MT,
+}
+
+impl Storage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Storage::SM => "SM",
+            Storage::ME => "ME",
+            Storage::MT => "MT",
+        }
+    }
+}
+
+/// One GSM/LTE modem.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModemConfig {
+    /// The endpoint name that routes sends here (`phone_id` in the API).
+    pub phone_id: String,
+    /// The AT port, e.g. `/dev/ttyUSB2` or `/dev/serial/by-id/...`; relative
+    /// paths are relative to the config file. The literal `"sim"` starts an
+    /// in-process simulated modem.
+    pub device: String,
+    /// Serial line speed in bits per second.
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    /// SIM PIN, inline or `${ENV_VAR}`; only needed if the SIM asks for one.
+    #[serde(default)]
+    pub pin: Option<Secret>,
+    /// A file holding the SIM PIN (systemd `LoadCredential=`); exclusive
+    /// with `pin`.
+    #[serde(default)]
+    pub pin_file: Option<PathBuf>,
+    /// SMS centre number (E.164) to use instead of the one stored on the SIM.
+    #[serde(default)]
+    pub smsc: Option<String>,
+    /// Message storage the modem uses for received messages.
+    #[serde(default)]
+    pub storage: Storage,
+    /// Ask the network for a delivery report for every part sent.
+    #[serde(default = "default_status_reports")]
+    pub status_reports: bool,
+    /// How long the SMSC keeps trying to deliver, in seconds; absent: the
+    /// SMSC's own default.
+    #[serde(default)]
+    pub validity_seconds: Option<u32>,
+    /// Concatenation reference size for long messages: 8 or 16 bits.
+    #[serde(default = "default_concat_reference_bits")]
+    pub concat_reference_bits: u8,
+    /// Upper bound for one plain AT command, in milliseconds.
+    #[serde(default = "default_command_timeout_ms")]
+    pub command_timeout_ms: u64,
+    /// Upper bound for one AT+CMGS (one part), in milliseconds.
+    #[serde(default = "default_send_timeout_ms")]
+    pub send_timeout_ms: u64,
+    /// How long to wait for network registration at start-up, in seconds.
+    #[serde(default = "default_registration_timeout_seconds")]
+    pub registration_timeout_seconds: u64,
+    /// Interval between signal/registration/operator polls, in seconds.
+    #[serde(default = "default_health_interval_seconds")]
+    pub health_interval_seconds: u64,
+    /// Interval between AT+CMGL sweeps of the message storage, in seconds.
+    #[serde(default = "default_sweep_interval_seconds")]
+    pub sweep_interval_seconds: u64,
+    /// How long to wait for the missing parts of a long message, in seconds.
+    #[serde(default = "default_reassembly_timeout_seconds")]
+    pub reassembly_timeout_seconds: u64,
+    /// The longest wait between reconnect attempts, in seconds.
+    #[serde(default = "default_reconnect_max_backoff_seconds")]
+    pub reconnect_max_backoff_seconds: u64,
+    /// Simulator settings (`[channels.sms.modems.sim]`); only with
+    /// `device = "sim"`.
+    #[serde(default)]
+    pub sim: Option<SimSettings>,
+}
+
+/// Behaviour of a simulated modem.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SimSettings {
+    /// Time the simulated network takes to accept each part, in ms.
+    #[serde(default = "default_sim_network_delay_ms")]
+    pub network_delay_ms: u64,
+    /// Emulate a serial line of this speed (both directions paced at
+    /// baud/10 bytes per second); absent: as fast as the pty goes.
+    #[serde(default)]
+    pub baud_limit: Option<u32>,
+    /// Echo commands back until ATE0, like a real modem after power-up.
+    #[serde(default = "default_sim_echo")]
+    pub echo: bool,
+    /// Interleave vendor URCs (^RSSI, ^MODE...) with answers.
+    #[serde(default = "default_sim_urc_noise")]
+    pub urc_noise: bool,
+    /// Send delivery reports for parts that asked for one.
+    #[serde(default = "default_sim_delivery_reports")]
+    pub delivery_reports: bool,
+    /// A PIN the simulated SIM demands before it registers.
+    #[serde(default)]
+    pub pin: Option<Secret>,
+}
+
+impl Default for SimSettings {
+    fn default() -> Self {
+        Self {
+            network_delay_ms: DEFAULT_SIM_NETWORK_DELAY_MS,
+            baud_limit: None,
+            echo: DEFAULT_SIM_ECHO,
+            urc_noise: DEFAULT_SIM_URC_NOISE,
+            delivery_reports: DEFAULT_SIM_DELIVERY_REPORTS,
+            pin: None,
+        }
+    }
+}
+
+fn default_baud() -> u32 {
+    DEFAULT_BAUD
+}
+fn default_status_reports() -> bool {
+    DEFAULT_STATUS_REPORTS
+}
+fn default_concat_reference_bits() -> u8 {
+    DEFAULT_CONCAT_REFERENCE_BITS
+}
+fn default_command_timeout_ms() -> u64 {
+    DEFAULT_COMMAND_TIMEOUT_MS
+}
+fn default_send_timeout_ms() -> u64 {
+    DEFAULT_SEND_TIMEOUT_MS
+}
+fn default_registration_timeout_seconds() -> u64 {
+    DEFAULT_REGISTRATION_TIMEOUT_SECONDS
+}
+fn default_health_interval_seconds() -> u64 {
+    DEFAULT_HEALTH_INTERVAL_SECONDS
+}
+fn default_sweep_interval_seconds() -> u64 {
+    DEFAULT_SWEEP_INTERVAL_SECONDS
+}
+fn default_reassembly_timeout_seconds() -> u64 {
+    DEFAULT_REASSEMBLY_TIMEOUT_SECONDS
+}
+fn default_reconnect_max_backoff_seconds() -> u64 {
+    DEFAULT_RECONNECT_MAX_BACKOFF_SECONDS
+}
+fn default_sim_network_delay_ms() -> u64 {
+    DEFAULT_SIM_NETWORK_DELAY_MS
+}
+fn default_sim_echo() -> bool {
+    DEFAULT_SIM_ECHO
+}
+fn default_sim_urc_noise() -> bool {
+    DEFAULT_SIM_URC_NOISE
+}
+fn default_sim_delivery_reports() -> bool {
+    DEFAULT_SIM_DELIVERY_REPORTS
+}
+
+impl ModemConfig {
+    /// A modem with every optional field at its default.
+    pub fn new(phone_id: impl Into<String>, device: impl Into<String>) -> Self {
+        Self {
+            phone_id: phone_id.into(),
+            device: device.into(),
+            baud: DEFAULT_BAUD,
+            pin: None,
+            pin_file: None,
+            smsc: None,
+            storage: Storage::default(),
+            status_reports: DEFAULT_STATUS_REPORTS,
+            validity_seconds: None,
+            concat_reference_bits: DEFAULT_CONCAT_REFERENCE_BITS,
+            command_timeout_ms: DEFAULT_COMMAND_TIMEOUT_MS,
+            send_timeout_ms: DEFAULT_SEND_TIMEOUT_MS,
+            registration_timeout_seconds: DEFAULT_REGISTRATION_TIMEOUT_SECONDS,
+            health_interval_seconds: DEFAULT_HEALTH_INTERVAL_SECONDS,
+            sweep_interval_seconds: DEFAULT_SWEEP_INTERVAL_SECONDS,
+            reassembly_timeout_seconds: DEFAULT_REASSEMBLY_TIMEOUT_SECONDS,
+            reconnect_max_backoff_seconds: DEFAULT_RECONNECT_MAX_BACKOFF_SECONDS,
+            sim: None,
+        }
+    }
+
+    pub fn is_sim(&self) -> bool {
+        self.device == SIM_DEVICE
+    }
+
+    /// The device path, resolved against the config file's directory.
+    pub fn device_path(&self, base_dir: &Path) -> PathBuf {
+        base_dir.join(&self.device)
+    }
+
+    /// The PIN source for [`SecretSource::resolve_optional`].
+    pub fn pin_source(&self) -> SecretSource<'_> {
+        SecretSource {
+            key: "pin",
+            inline: self.pin.as_ref(),
+            file: self.pin_file.as_deref(),
+        }
+    }
+
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_millis(self.command_timeout_ms)
+    }
+
+    pub fn send_timeout(&self) -> Duration {
+        Duration::from_millis(self.send_timeout_ms)
+    }
+
+    /// Checks of one modem entry; keys are relative to the entry.
+    fn validate(&self, base_dir: &Path) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        let mut issue = |key: &str, reason: &str| issues.push(ConfigIssue::new(key, reason));
+        if self.phone_id.trim().is_empty() {
+            issue("phone_id", "must not be empty");
+        } else if !self
+            .phone_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b))
+        {
+            issue("phone_id", "only letters, digits, '-', '_', '.', '+'");
+        }
+        if self.device.is_empty() {
+            issue(
+                "device",
+                "must not be empty (a serial device path or \"sim\")",
+            );
+        } else if !self.is_sim() && !self.device_path(base_dir).exists() {
+            issue("device", "no such file");
+        }
+        if !STANDARD_BAUDS.contains(&self.baud) {
+            issue("baud", "not a standard rate (e.g. 9600, 115200, 460800)");
+        }
+        if self.pin.is_some() && self.pin_file.is_some() {
+            issue("pin", "set either pin or pin_file, not both");
+        }
+        if let Some(pin) = &self.pin {
+            let value = pin.expose();
+            let is_env = value.starts_with("${") && value.ends_with('}');
+            if !is_env && !is_valid_pin(value) {
+                // Never echo the value: it is a secret even when malformed.
+                issue("pin", "a SIM PIN is 4 to 8 digits");
+            }
+        }
+        if let Some(smsc) = &self.smsc {
+            if phonerelay_channel::validate_address(phonerelay_channel::ChannelKind::Sms, smsc)
+                .is_err()
+            {
+                issue("smsc", "must be an E.164 number like +447785016005");
+            }
+        }
+        if let Some(v) = self.validity_seconds {
+            if !(MIN_VALIDITY_SECONDS..=MAX_VALIDITY_SECONDS).contains(&v) {
+                issue(
+                    "validity_seconds",
+                    "must be between 300 (5 min) and 38102400 (63 weeks)",
+                );
+            }
+        }
+        if !matches!(self.concat_reference_bits, 8 | 16) {
+            issue("concat_reference_bits", "must be 8 or 16");
+        }
+        for (key, value) in [
+            ("command_timeout_ms", self.command_timeout_ms),
+            ("send_timeout_ms", self.send_timeout_ms),
+            (
+                "registration_timeout_seconds",
+                self.registration_timeout_seconds,
+            ),
+            ("health_interval_seconds", self.health_interval_seconds),
+            ("sweep_interval_seconds", self.sweep_interval_seconds),
+            (
+                "reassembly_timeout_seconds",
+                self.reassembly_timeout_seconds,
+            ),
+            (
+                "reconnect_max_backoff_seconds",
+                self.reconnect_max_backoff_seconds,
+            ),
+        ] {
+            if value == 0 {
+                issue(key, "must be greater than 0");
+            }
+        }
+        if self.send_timeout_ms != 0 && self.send_timeout_ms < self.command_timeout_ms {
+            issue(
+                "send_timeout_ms",
+                "must not be shorter than command_timeout_ms",
+            );
+        }
+        if let Some(sim) = &self.sim {
+            if !self.is_sim() {
+                issue("sim", "only allowed with device = \"sim\"");
+            }
+            if let Some(limit) = sim.baud_limit {
+                if !STANDARD_BAUDS.contains(&limit) {
+                    issue("sim.baud_limit", "not a standard rate (e.g. 9600, 115200)");
+                }
+            }
+            if let Some(pin) = &sim.pin {
+                if !is_valid_pin(pin.expose()) {
+                    issue("sim.pin", "a SIM PIN is 4 to 8 digits");
+                }
+            }
+        }
+        issues
+    }
+}
+
+fn is_valid_pin(pin: &str) -> bool {
+    (4..=8).contains(&pin.len()) && pin.bytes().all(|b| b.is_ascii_digit())
+}
+
+impl SmsConfig {
+    /// Every problem in the table, keyed relative to `[channels.sms]`
+    /// (`modems[0].device`). Pure except for checking that device paths
+    /// exist.
+    pub fn validate(&self, base_dir: &Path) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, modem) in self.modems.iter().enumerate() {
+            let parent = format!("modems[{i}]");
+            issues.extend(
+                modem
+                    .validate(base_dir)
+                    .into_iter()
+                    .map(|issue| issue.under(&parent)),
+            );
+            if let Some(first) = seen.insert(modem.phone_id.as_str(), i) {
+                issues.push(
+                    ConfigIssue::new(
+                        "phone_id",
+                        format!("duplicate: also used by modems[{first}]"),
+                    )
+                    .under(&parent),
+                );
+            }
+        }
+        let mut devices: HashMap<&str, usize> = HashMap::new();
+        for (i, modem) in self.modems.iter().enumerate() {
+            if modem.is_sim() || modem.device.is_empty() {
+                continue;
+            }
+            if let Some(first) = devices.insert(modem.device.as_str(), i) {
+                issues.push(
+                    ConfigIssue::new(
+                        "device",
+                        format!("already used by modems[{first}]; a port has one owner"),
+                    )
+                    .under(&format!("modems[{i}]")),
+                );
+            }
+        }
+        issues
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<SmsConfig, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    fn sim_modem(phone_id: &str) -> ModemConfig {
+        ModemConfig::new(phone_id, SIM_DEVICE)
+    }
+
+    fn keys(config: &SmsConfig) -> Vec<String> {
+        config
+            .validate(Path::new("/"))
+            .into_iter()
+            .map(|i| i.key)
+            .collect()
+    }
+
+    #[test]
+    fn defaults_from_minimal_toml() {
+        let config = parse(
+            r#"
+            [[modems]]
+            phone_id = "main"
+            device = "sim"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.modems[0], sim_modem("main"));
+        assert!(config.validate(Path::new("/")).is_empty());
+    }
+
+    #[test]
+    fn full_toml_with_sim_table() {
+        let config = parse(
+            r#"
+            [[modems]]
+            phone_id = "main"
+            device = "sim"
+            baud = 460800
+            pin = "1234"
+            smsc = "+447785016005"
+            storage = "ME"
+            status_reports = false
+            validity_seconds = 86400
+            concat_reference_bits = 16
+            command_timeout_ms = 1000
+            send_timeout_ms = 2000
+            registration_timeout_seconds = 5
+            health_interval_seconds = 10
+            sweep_interval_seconds = 20
+            reassembly_timeout_seconds = 30
+            reconnect_max_backoff_seconds = 4
+            [modems.sim]
+            network_delay_ms = 50
+            baud_limit = 115200
+            echo = false
+            urc_noise = true
+            delivery_reports = false
+            pin = "4321"
+            "#,
+        )
+        .unwrap();
+        let modem = &config.modems[0];
+        assert_eq!(modem.storage, Storage::ME);
+        assert_eq!(modem.sim.as_ref().unwrap().baud_limit, Some(115_200));
+        assert!(config.validate(Path::new("/")).is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_rejected() {
+        let top = parse("modem = []").unwrap_err();
+        assert!(top.to_string().contains("unknown field"), "{top}");
+        let inner = parse(
+            r#"
+            [[modems]]
+            phone_id = "a"
+            device = "sim"
+            baudrate = 9600
+            "#,
+        )
+        .unwrap_err();
+        assert!(inner.to_string().contains("unknown field"), "{inner}");
+        let sim = parse(
+            r#"
+            [[modems]]
+            phone_id = "a"
+            device = "sim"
+            [modems.sim]
+            delay = 5
+            "#,
+        )
+        .unwrap_err();
+        assert!(sim.to_string().contains("unknown field"), "{sim}");
+    }
+
+    #[test]
+    fn bad_storage_rejected() {
+        let err = parse(
+            r#"
+            [[modems]]
+            phone_id = "a"
+            device = "sim"
+            storage = "SD"
+            "#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown variant"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_phone_ids() {
+        let config = SmsConfig {
+            modems: vec![sim_modem("a"), sim_modem("b"), sim_modem("a")],
+        };
+        let issues = config.validate(Path::new("/"));
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!(issues[0].key, "modems[2].phone_id");
+        assert!(issues[0].reason.contains("modems[0]"));
+    }
+
+    #[test]
+    fn empty_phone_id_and_device() {
+        let config = SmsConfig {
+            modems: vec![ModemConfig::new("", "")],
+        };
+        assert_eq!(keys(&config), ["modems[0].phone_id", "modems[0].device"]);
+        let config = SmsConfig {
+            modems: vec![sim_modem("has space")],
+        };
+        assert_eq!(keys(&config), ["modems[0].phone_id"]);
+    }
+
+    #[test]
+    fn missing_device_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = SmsConfig {
+            modems: vec![ModemConfig::new("a", "ttyUSB-not-here")],
+        };
+        let issues = config.validate(dir.path());
+        assert_eq!(
+            issues,
+            [ConfigIssue::new("modems[0].device", "no such file")]
+        );
+        // Relative to the config directory, so the same file name passes
+        // once it exists there.
+        std::fs::write(dir.path().join("ttyUSB-not-here"), "").unwrap();
+        assert!(config.validate(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn same_device_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tty"), "").unwrap();
+        let config = SmsConfig {
+            modems: vec![ModemConfig::new("a", "tty"), ModemConfig::new("b", "tty")],
+        };
+        let issues = config.validate(dir.path());
+        assert_eq!(issues.len(), 1);
+        assert_eq!(issues[0].key, "modems[1].device");
+    }
+
+    #[test]
+    fn non_standard_baud() {
+        let mut modem = sim_modem("a");
+        modem.baud = 115_000;
+        let config = SmsConfig {
+            modems: vec![modem],
+        };
+        assert_eq!(keys(&config), ["modems[0].baud"]);
+    }
+
+    #[test]
+    fn zero_timeouts() {
+        let mut modem = sim_modem("a");
+        modem.command_timeout_ms = 0;
+        modem.send_timeout_ms = 0;
+        modem.registration_timeout_seconds = 0;
+        modem.health_interval_seconds = 0;
+        modem.sweep_interval_seconds = 0;
+        modem.reassembly_timeout_seconds = 0;
+        modem.reconnect_max_backoff_seconds = 0;
+        let config = SmsConfig {
+            modems: vec![modem],
+        };
+        assert_eq!(
+            keys(&config),
+            [
+                "modems[0].command_timeout_ms",
+                "modems[0].send_timeout_ms",
+                "modems[0].registration_timeout_seconds",
+                "modems[0].health_interval_seconds",
+                "modems[0].sweep_interval_seconds",
+                "modems[0].reassembly_timeout_seconds",
+                "modems[0].reconnect_max_backoff_seconds",
+            ]
+        );
+    }
+
+    #[test]
+    fn send_timeout_shorter_than_command_timeout() {
+        let mut modem = sim_modem("a");
+        modem.send_timeout_ms = 100;
+        modem.command_timeout_ms = 1000;
+        let config = SmsConfig {
+            modems: vec![modem],
+        };
+        assert_eq!(keys(&config), ["modems[0].send_timeout_ms"]);
+    }
+
+    #[test]
+    fn pin_rules_and_no_leak() {
+        let mut modem = sim_modem("a");
+        modem.pin = Some(Secret::new("12ab"));
+        let config = SmsConfig {
+            modems: vec![modem.clone()],
+        };
+        let issues = config.validate(Path::new("/"));
+        assert_eq!(issues.len(), 1);
+        assert_eq!(issues[0].key, "modems[0].pin");
+        assert!(!issues[0].reason.contains("12ab"));
+
+        modem.pin = Some(Secret::new("${SIM_PIN}"));
+        modem.pin_file = Some(PathBuf::from("/run/credentials/pin"));
+        let config = SmsConfig {
+            modems: vec![modem],
+        };
+        let issues = config.validate(Path::new("/"));
+        assert_eq!(issues.len(), 1);
+        assert!(issues[0].reason.contains("not both"));
+    }
+
+    #[test]
+    fn smsc_validity_and_concat_bits() {
+        let mut modem = sim_modem("a");
+        modem.smsc = Some("0044778".into());
+        modem.validity_seconds = Some(60);
+        modem.concat_reference_bits = 12;
+        let config = SmsConfig {
+            modems: vec![modem],
+        };
+        assert_eq!(
+            keys(&config),
+            [
+                "modems[0].smsc",
+                "modems[0].validity_seconds",
+                "modems[0].concat_reference_bits"
+            ]
+        );
+    }
+
+    #[test]
+    fn sim_table_only_for_sim_device() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tty"), "").unwrap();
+        let mut modem = ModemConfig::new("a", "tty");
+        modem.sim = Some(SimSettings {
+            baud_limit: Some(1234),
+            pin: Some(Secret::new("12")),
+            ..SimSettings::default()
+        });
+        let config = SmsConfig {
+            modems: vec![modem],
+        };
+        let found: Vec<String> = config
+            .validate(dir.path())
+            .into_iter()
+            .map(|i| i.key)
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "modems[0].sim",
+                "modems[0].sim.baud_limit",
+                "modems[0].sim.pin"
+            ]
+        );
+    }
+}
