@@ -1,0 +1,304 @@
+//! `SmsChannel`: the [`Channel`] for one modem.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use phonerelay_channel::{
+    Channel, ChannelContext, ChannelHealth, ChannelKind, ConfigIssue, OutboundMessage, Secret,
+    SendError, SendReceipt,
+};
+use phonerelay_sms_pdu::{SubmitOptions, encode_submit};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{ModemConfig, SmsConfig};
+use crate::driver::status::{ModemStatus, SentParts, SharedStatus, sent_part_id};
+use crate::driver::{Driver, DriverError, OutPart, Request, SendOutcome, WireStats, unix_day_now};
+use crate::sim::{self, SimHandle};
+
+/// Sends queued for the driver; more wait in the outbox, not here.
+const REQUEST_QUEUE: usize = 64;
+/// Partly sent multipart messages remembered for a retry to resume.
+const PARTIAL_MEMORY: usize = 256;
+
+pub struct SmsChannel {
+    config: Arc<ModemConfig>,
+    path: PathBuf,
+    pin: Option<Secret>,
+    status: SharedStatus,
+    sent: Arc<Mutex<SentParts>>,
+    requests: mpsc::Sender<Request>,
+    driver_rx: Mutex<Option<mpsc::Receiver<Request>>>,
+    /// Message id → TP-MRs of the parts already accepted, so a retry after
+    /// a failure mid-message sends only the rest (same concat reference).
+    partial: Mutex<HashMap<String, Vec<u8>>>,
+    sim: Option<SimHandle>,
+    wire: Arc<WireStats>,
+}
+
+impl SmsChannel {
+    /// A channel for the modem at `path` (the configured device resolved,
+    /// or a simulator's link).
+    pub fn new(config: ModemConfig, path: PathBuf, pin: Option<Secret>) -> Self {
+        let (requests, driver_rx) = mpsc::channel(REQUEST_QUEUE);
+        Self {
+            config: Arc::new(config),
+            path,
+            pin,
+            status: Arc::new(Mutex::new(ModemStatus {
+                note: "not started".into(),
+                ..ModemStatus::default()
+            })),
+            sent: Arc::new(Mutex::new(SentParts::default())),
+            requests,
+            driver_rx: Mutex::new(Some(driver_rx)),
+            partial: Mutex::new(HashMap::new()),
+            sim: None,
+            wire: Arc::new(WireStats::default()),
+        }
+    }
+
+    /// The in-process simulator behind a `device = "sim"` modem.
+    pub fn sim(&self) -> Option<&SimHandle> {
+        self.sim.as_ref()
+    }
+
+    /// Bytes written to / read from the port by finished sessions.
+    pub fn wire_stats(&self) -> &WireStats {
+        &self.wire
+    }
+
+    fn encode(&self, message: &OutboundMessage) -> Result<Vec<OutPart>, SendError> {
+        // The concat reference comes from the message id, so a retry
+        // encodes the same parts and a resumed message joins on the handset.
+        let digest = Sha256::digest(message.id.as_bytes());
+        let reference = u16::from_be_bytes([digest[0], digest[1]]);
+        let opts = SubmitOptions {
+            request_status_report: self.config.status_reports,
+            validity: self
+                .config
+                .validity_seconds
+                .map(|s| Duration::from_secs(s as u64)),
+            concat_reference: reference,
+            concat_16bit: self.config.concat_reference_bits == 16,
+            ..SubmitOptions::default()
+        };
+        let parts = encode_submit(&message.to, &message.text, &opts)
+            .map_err(|e| SendError::permanent("sms_encode", e.to_string()))?;
+        Ok(parts
+            .into_iter()
+            .map(|p| OutPart {
+                hex: p.hex,
+                tpdu_len: p.tpdu_length,
+            })
+            .collect())
+    }
+
+    fn timeout_for(&self, parts: usize) -> Duration {
+        // An upper bound only: the driver answers as soon as it can.
+        Duration::from_millis(self.config.send_timeout_ms) * (parts as u32 + 1)
+            + Duration::from_millis(self.config.command_timeout_ms)
+    }
+}
+
+fn classify(error: DriverError) -> SendError {
+    match error {
+        DriverError::Cms { code, permanent } => {
+            let message = phonerelay_sms_at::errors_table::cms_error(code)
+                .map(|i| i.meaning.to_string())
+                .unwrap_or_else(|| format!("+CMS ERROR: {code}"));
+            if permanent {
+                SendError::permanent(format!("cms_{code}"), message)
+            } else {
+                SendError::transient(format!("cms_{code}"), message)
+            }
+        }
+        DriverError::Rejected(why) => SendError::transient("sms_rejected", why),
+        DriverError::Conn(e) => SendError::transient("sms_modem", e.to_string()),
+        DriverError::Down => SendError::transient("sms_modem_down", "modem not connected"),
+    }
+}
+
+#[async_trait]
+impl Channel for SmsChannel {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Sms
+    }
+
+    fn phone_id(&self) -> &str {
+        &self.config.phone_id
+    }
+
+    async fn send(&self, message: &OutboundMessage) -> Result<SendReceipt, SendError> {
+        phonerelay_channel::validate_address(ChannelKind::Sms, &message.to)
+            .map_err(|e| SendError::permanent("sms_address", e.message))?;
+        let parts = self.encode(message)?;
+        let done: Vec<u8> = self
+            .partial
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&message.id)
+            .cloned()
+            .unwrap_or_default();
+        let remaining: Vec<OutPart> = parts.iter().skip(done.len()).cloned().collect();
+        let (reply, answer) = oneshot::channel();
+        let request = Request::Send {
+            parts: remaining.clone(),
+            reply,
+        };
+        let outcome = match self.requests.try_send(request) {
+            Ok(()) => match tokio::time::timeout(self.timeout_for(remaining.len()), answer).await {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(_)) => SendOutcome {
+                    mrs: Vec::new(),
+                    error: Some(DriverError::Down),
+                },
+                Err(_) => {
+                    return Err(SendError::transient(
+                        "sms_timeout",
+                        "driver did not answer in time",
+                    ));
+                }
+            },
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return Err(SendError::rate_limited(
+                    "sms_busy",
+                    "modem send queue full",
+                    Some(Duration::from_secs(1)),
+                ));
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(SendError::transient(
+                    "sms_modem_down",
+                    "modem driver stopped",
+                ));
+            }
+        };
+        let mut all_mrs = done;
+        all_mrs.extend(&outcome.mrs);
+        {
+            let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+            let day = unix_day_now();
+            for mr in &outcome.mrs {
+                sent.record(*mr, &message.to, sent_part_id(*mr, &message.to, day));
+            }
+        }
+        let mut partial = self.partial.lock().unwrap_or_else(|e| e.into_inner());
+        match outcome.error {
+            None => {
+                partial.remove(&message.id);
+                let day = unix_day_now();
+                let sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+                let external_ids = all_mrs
+                    .iter()
+                    .map(|mr| sent.id_for_report(*mr, &message.to, day * 86_400))
+                    .collect();
+                Ok(SendReceipt {
+                    external_ids,
+                    thread_keys: Vec::new(),
+                })
+            }
+            Some(error) => {
+                if !all_mrs.is_empty() {
+                    if partial.len() >= PARTIAL_MEMORY {
+                        partial.clear();
+                    }
+                    partial.insert(message.id.clone(), all_mrs);
+                }
+                Err(classify(error))
+            }
+        }
+    }
+
+    async fn run(&self, ctx: ChannelContext) {
+        let Some(requests) = self
+            .driver_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            tracing::error!(phone_id = %self.config.phone_id, "run called twice");
+            ctx.shutdown.cancelled().await;
+            return;
+        };
+        let driver = Driver {
+            config: self.config.clone(),
+            path: self.path.clone(),
+            pin: self.pin.clone(),
+            status: self.status.clone(),
+            sent: self.sent.clone(),
+            sink: ctx.sink.clone(),
+            requests,
+            wire: self.wire.clone(),
+        };
+        driver.run(ctx.shutdown.clone()).await;
+    }
+
+    fn health(&self) -> ChannelHealth {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .to_health()
+    }
+}
+
+/// Where a `device = "sim"` modem's pty link goes.
+fn sim_link(phone_id: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("phonerelay-sim-{}-{phone_id}", std::process::id()))
+}
+
+/// A channel for one modem entry; starts the simulator for `device = "sim"`
+/// (which then runs for the life of the process).
+pub fn build_modem(config: &ModemConfig, base_dir: &Path) -> Result<SmsChannel, ConfigIssue> {
+    let pin = config
+        .pin_source()
+        .resolve_optional()
+        .map_err(|e| ConfigIssue::new("pin", e.to_string()))?;
+    if config.is_sim() {
+        let settings = config.sim.clone().unwrap_or_default();
+        let link = sim_link(&config.phone_id);
+        let handle = sim::spawn(
+            sim::behaviour_from(&settings),
+            link.clone(),
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .map_err(|e| ConfigIssue::new("device", format!("cannot start simulator: {e}")))?;
+        let mut channel = SmsChannel::new(config.clone(), link, pin);
+        channel.sim = Some(handle);
+        Ok(channel)
+    } else {
+        Ok(SmsChannel::new(
+            config.clone(),
+            config.device_path(base_dir),
+            pin,
+        ))
+    }
+}
+
+/// One channel per configured modem, or every config problem. Must be
+/// called inside a tokio runtime (simulated modems start a task).
+pub fn build(
+    config: &SmsConfig,
+    base_dir: &Path,
+) -> Result<Vec<Arc<dyn Channel>>, Vec<ConfigIssue>> {
+    let issues = config.validate(base_dir);
+    if !issues.is_empty() {
+        return Err(issues);
+    }
+    let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
+    let mut issues = Vec::new();
+    for (i, modem) in config.modems.iter().enumerate() {
+        match build_modem(modem, base_dir) {
+            Ok(channel) => channels.push(Arc::new(channel)),
+            Err(issue) => issues.push(issue.under(&format!("modems[{i}]"))),
+        }
+    }
+    if issues.is_empty() {
+        Ok(channels)
+    } else {
+        Err(issues)
+    }
+}

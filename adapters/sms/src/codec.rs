@@ -1,0 +1,115 @@
+//! The few PDU operations this crate needs, over `phonerelay-sms-pdu`, so the
+//! simulator, the driver and the adapter share one vocabulary.
+
+pub use pdu::{Deliver, PduError, StatusClass, StatusReport, SubmitPart};
+use phonerelay_sms_pdu as pdu;
+
+/// Octets of TPDU in a full hex PDU (which starts with the SMSC part):
+/// what `AT+CMGS=<n>` and `+CMGL: ...,<len>` count.
+pub fn tpdu_len(hex: &str) -> Result<usize, PduError> {
+    let bytes = pdu::decode_hex(hex)?;
+    let smsc = *bytes.first().unwrap_or(&0) as usize;
+    Ok(bytes.len().saturating_sub(1 + smsc))
+}
+
+/// A SUBMIT as the simulated network sees it.
+pub struct DecodedSubmit {
+    pub to: String,
+    pub text: String,
+    pub concat: Option<(u16, u8, u8)>,
+    pub status_report_requested: bool,
+    pub tpdu_len: usize,
+}
+
+pub fn decode_submit(hex: &str) -> Result<DecodedSubmit, PduError> {
+    let tpdu_len = tpdu_len(hex)?;
+    match pdu::decode(hex, pdu::Direction::MoToNetwork)? {
+        pdu::Pdu::Submit(s) => Ok(DecodedSubmit {
+            to: international(&s.destination),
+            text: s.text().unwrap_or_default().to_string(),
+            concat: s.concat().map(|c| (c.reference, c.total, c.sequence)),
+            status_report_requested: s.status_report_request,
+            tpdu_len,
+        }),
+        _ => Err(PduError::InvalidArgument {
+            what: "pdu",
+            reason: "not the expected message type".into(),
+        }),
+    }
+}
+
+/// `+` and digits for international numbers, as E.164 wants them.
+pub fn international(address: &pdu::Address) -> String {
+    if address.type_of_number == pdu::TypeOfNumber::International
+        && !address.number.starts_with('+')
+    {
+        format!("+{}", address.number)
+    } else {
+        address.number.clone()
+    }
+}
+
+/// DELIVER parts (hex, TPDU length) for a message from `from`.
+pub fn encode_deliver(
+    from: &str,
+    text: &str,
+    scts_unix: i64,
+    reference: u8,
+) -> Vec<(String, usize)> {
+    let Ok(timestamp) = pdu::Timestamp::from_unix_seconds(scts_unix, 0) else {
+        return Vec::new();
+    };
+    let opts = pdu::DeliverOptions {
+        concat_reference: reference as u16,
+        ..Default::default()
+    };
+    match pdu::encode_deliver(from, text, &timestamp, &opts) {
+        Ok(parts) => parts
+            .into_iter()
+            .filter_map(|hex| tpdu_len(&hex).ok().map(|len| (hex, len)))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "simulator cannot encode inbound message");
+            Vec::new()
+        }
+    }
+}
+
+/// A STATUS-REPORT (hex, TPDU length) for the part with TP-MR `mr`.
+pub fn encode_status_report(
+    mr: u8,
+    recipient: &str,
+    delivered: bool,
+    scts_unix: i64,
+) -> (String, usize) {
+    let ts = pdu::Timestamp::from_unix_seconds(scts_unix, 0)
+        .unwrap_or_else(|_| pdu::Timestamp::from_unix_seconds(0, 0).expect("epoch is valid"));
+    let spec = pdu::StatusReportSpec {
+        smsc: None,
+        message_reference: mr,
+        recipient: recipient.to_string(),
+        service_centre_timestamp: ts,
+        discharge_time: ts,
+        status: if delivered { 0x00 } else { 0x46 },
+    };
+    let hex = pdu::encode_status_report(&spec).unwrap_or_default();
+    let len = tpdu_len(&hex).unwrap_or(0);
+    (hex, len)
+}
+
+/// What a stored or delivered PDU turned out to be.
+pub enum Incoming {
+    Deliver(Box<Deliver>),
+    Report(Box<StatusReport>),
+}
+
+pub fn decode_incoming(hex: &str) -> Result<Incoming, PduError> {
+    match pdu::decode(hex, pdu::Direction::MtFromNetwork)? {
+        pdu::Pdu::Deliver(d) => Ok(Incoming::Deliver(Box::new(d))),
+        pdu::Pdu::StatusReport(r) => Ok(Incoming::Report(Box::new(r))),
+        pdu::Pdu::Submit(_) => Err(PduError::InvalidArgument {
+            what: "pdu",
+            reason: "not the expected message type".into(),
+        }),
+    }
+}

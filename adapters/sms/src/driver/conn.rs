@@ -1,0 +1,194 @@
+//! One open serial port and the pure AT engine that speaks over it.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::time::Duration;
+
+use phonerelay_sms_at::{AtEngine, Command, EngineEvent, FinalResult, Urc};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_serial::{SerialPortBuilderExt, SerialStream};
+
+/// ^BOOT lines within [`BOOT_FLOOD_WINDOW`] that mean the modem is resetting
+/// over and over rather than sending its usual heartbeat.
+const BOOT_FLOOD_LINES: usize = 10;
+const BOOT_FLOOD_WINDOW: Duration = Duration::from_secs(2);
+/// Unanswered sync probes after which the modem is considered gone.
+const MAX_PROBE_ATTEMPTS: u32 = 2;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnError {
+    #[error("cannot open {0}")]
+    Open(String),
+    #[error("port closed or vanished: {0}")]
+    Gone(String),
+    #[error("no answer to {0}")]
+    Timeout(String),
+    #[error("modem stopped answering")]
+    NotAnswering,
+    #[error("modem is rebooting (^BOOT flood)")]
+    Rebooting,
+}
+
+/// A command's answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub result: FinalResult,
+    pub lines: Vec<String>,
+}
+
+impl Answer {
+    pub fn is_ok(&self) -> bool {
+        self.result.is_ok()
+    }
+
+    /// The first line starting with `prefix` (e.g. `+CSQ:`).
+    pub fn line(&self, prefix: &str) -> Option<&str> {
+        self.lines
+            .iter()
+            .map(String::as_str)
+            .find(|l| l.starts_with(prefix))
+    }
+}
+
+pub struct Conn {
+    port: SerialStream,
+    engine: AtEngine,
+    epoch: Instant,
+    buf: Vec<u8>,
+    /// URCs that arrived while a command was running, handled after it.
+    pub urcs: VecDeque<Urc>,
+    boots: VecDeque<Instant>,
+    /// Bytes written and read, for the benchmark's bytes-on-the-wire figure.
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+}
+
+impl Conn {
+    pub fn open(path: &Path, baud: u32) -> Result<Conn, ConnError> {
+        // tokio-serial opens raw (cfmakeraw), 8N1, exclusive: nothing else
+        // (ModemManager...) can talk to the modem under our feet.
+        let port = tokio_serial::new(path.to_string_lossy(), baud)
+            .timeout(Duration::from_millis(100))
+            .open_native_async()
+            .map_err(|e| ConnError::Open(format!("{}: {e}", path.display())))?;
+        Ok(Conn {
+            port,
+            engine: AtEngine::new(),
+            epoch: Instant::now(),
+            buf: vec![0; 4096],
+            urcs: VecDeque::new(),
+            boots: VecDeque::new(),
+            bytes_out: 0,
+            bytes_in: 0,
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    async fn flush_transmit(&mut self) -> Result<(), ConnError> {
+        while let Some(bytes) = self.engine.poll_transmit(self.now_ms()) {
+            self.port
+                .write_all(&bytes)
+                .await
+                .map_err(|e| ConnError::Gone(e.to_string()))?;
+            self.bytes_out += bytes.len() as u64;
+        }
+        Ok(())
+    }
+
+    async fn read_some(&mut self) -> Result<usize, ConnError> {
+        match self.port.read(&mut self.buf).await {
+            Ok(0) => Err(ConnError::Gone("end of file".into())),
+            Ok(n) => {
+                self.bytes_in += n as u64;
+                Ok(n)
+            }
+            Err(e) => Err(ConnError::Gone(e.to_string())),
+        }
+    }
+
+    fn note_urc(&mut self, urc: Urc) -> Result<(), ConnError> {
+        if matches!(urc, Urc::Boot) {
+            let now = Instant::now();
+            self.boots.push_back(now);
+            while self
+                .boots
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > BOOT_FLOOD_WINDOW)
+            {
+                self.boots.pop_front();
+            }
+            if self.boots.len() >= BOOT_FLOOD_LINES {
+                return Err(ConnError::Rebooting);
+            }
+            return Ok(());
+        }
+        if !matches!(urc, Urc::Rssi(_) | Urc::Other(_)) {
+            self.urcs.push_back(urc);
+        }
+        Ok(())
+    }
+
+    /// Run one command to its final result.
+    pub async fn run(&mut self, command: Command) -> Result<Answer, ConnError> {
+        let label = command.redacted();
+        let id = self.engine.submit(command);
+        loop {
+            self.flush_transmit().await?;
+            while let Some(event) = self.engine.poll_event() {
+                match event {
+                    EngineEvent::Completed {
+                        id: done,
+                        result,
+                        lines,
+                    } if done == id => return Ok(Answer { result, lines }),
+                    EngineEvent::Completed { .. } => {}
+                    EngineEvent::TimedOut { id: done, .. } if done == id => {
+                        return Err(ConnError::Timeout(label));
+                    }
+                    EngineEvent::TimedOut { .. } => {}
+                    EngineEvent::Urc(urc) => self.note_urc(urc)?,
+                    EngineEvent::ProbeTimedOut { attempts } => {
+                        if attempts >= MAX_PROBE_ATTEMPTS {
+                            return Err(ConnError::NotAnswering);
+                        }
+                    }
+                }
+            }
+            self.flush_transmit().await?;
+            let deadline = self.engine.poll_timeout();
+            let sleep_for = deadline
+                .map(|d| Duration::from_millis(d.saturating_sub(self.now_ms())))
+                .unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                read = self.read_some() => {
+                    let n = read?;
+                    let now = self.now_ms();
+                    let bytes = self.buf[..n].to_vec();
+                    self.engine.handle_input(&bytes, now);
+                }
+                _ = tokio::time::sleep(sleep_for) => {
+                    let now = self.now_ms();
+                    self.engine.handle_timeout(now);
+                }
+            }
+        }
+    }
+
+    /// Wait for unsolicited input while idle; cancel-safe (the read is).
+    pub async fn idle_read(&mut self) -> Result<(), ConnError> {
+        let n = self.read_some().await?;
+        let now = self.now_ms();
+        let bytes = self.buf[..n].to_vec();
+        self.engine.handle_input(&bytes, now);
+        while let Some(event) = self.engine.poll_event() {
+            if let EngineEvent::Urc(urc) = event {
+                self.note_urc(urc)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,244 @@
+//! Received messages: multipart assembly that remembers where each part is
+//! stored, and the deterministic ids that make re-reads harmless.
+//!
+//! Loss-free scheme: nothing is committed until a message is complete, and
+//! no part is deleted from the SIM until its whole message is committed.
+//! After a restart the start-up sweep re-reads every part still stored and
+//! assembly starts again; the id derived from the content makes a message
+//! committed twice (committed, then crash before AT+CMGD) a duplicate that
+//! the store drops.
+
+use std::collections::{BTreeMap, HashMap};
+
+use phonerelay_sms_pdu::{Deliver, MessagePart, ReassembledMessage, Reassembler};
+use sha2::{Digest, Sha256};
+
+use crate::codec;
+
+/// A message ready to commit and the storage slots to free afterwards.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    pub from: String,
+    pub text: String,
+    pub external_id: String,
+    pub received_at_ms: i64,
+    pub indexes: Vec<u32>,
+    pub missing_parts: Vec<u8>,
+}
+
+/// (originator, reference, total).
+type Key = (String, u16, u8);
+
+struct Pending {
+    first_seen_ms: u64,
+    parts: BTreeMap<u8, (u32, Deliver)>,
+}
+
+pub struct Inbox {
+    timeout_ms: u64,
+    pending: HashMap<Key, Pending>,
+}
+
+/// `sms:` + 128 bits of SHA-256 over what identifies one message: sender,
+/// SMSC timestamp, concatenation reference and count, and the text.
+pub fn inbound_external_id(
+    from: &str,
+    scts_unix: i64,
+    concat: Option<(u16, u8)>,
+    text: &str,
+) -> String {
+    let mut hash = Sha256::new();
+    hash.update(from.as_bytes());
+    hash.update([0]);
+    hash.update(scts_unix.to_be_bytes());
+    if let Some((reference, total)) = concat {
+        hash.update(reference.to_be_bytes());
+        hash.update([total]);
+    }
+    hash.update([0]);
+    hash.update(text.as_bytes());
+    let digest = hash.finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sms:{hex}")
+}
+
+impl Inbox {
+    pub fn new(timeout_ms: u64) -> Self {
+        Self {
+            timeout_ms,
+            pending: HashMap::new(),
+        }
+    }
+
+    /// Parts waiting for the rest of their message.
+    pub fn pending_parts(&self) -> usize {
+        self.pending.values().map(|p| p.parts.len()).sum()
+    }
+
+    /// Is the part in slot `index` already held?
+    pub fn holds(&self, index: u32) -> bool {
+        self.pending
+            .values()
+            .any(|p| p.parts.values().any(|(i, _)| *i == index))
+    }
+
+    /// A part read from slot `index`. A single-part message is ready at once.
+    pub fn add(&mut self, index: u32, deliver: Deliver, now_ms: u64) -> Option<Ready> {
+        let from = codec::international(&deliver.originator);
+        let Some(concat) = deliver.concat().filter(|c| c.total > 1) else {
+            return Some(finish(&from, vec![(index, deliver)], false));
+        };
+        let key = (from.clone(), concat.reference, concat.total);
+        let pending = self.pending.entry(key.clone()).or_insert_with(|| Pending {
+            first_seen_ms: now_ms,
+            parts: BTreeMap::new(),
+        });
+        // A part seen twice (via +CMTI and a sweep) keeps its first slot;
+        // a second copy in another slot is freed with the message.
+        match pending.parts.get(&concat.sequence) {
+            Some((first, _)) if *first != index => {
+                let duplicate_slot = index;
+                pending.parts.insert(
+                    // Park the copy under an unused sequence so its slot is
+                    // deleted with the message but its text is not joined.
+                    0,
+                    (duplicate_slot, deliver),
+                );
+            }
+            Some(_) => {}
+            None => {
+                pending.parts.insert(concat.sequence, (index, deliver));
+            }
+        }
+        let complete = (1..=concat.total).all(|s| pending.parts.contains_key(&s));
+        if !complete {
+            return None;
+        }
+        let pending = self.pending.remove(&key)?;
+        Some(finish(&from, pending.parts.into_values().collect(), false))
+    }
+
+    /// Messages whose missing parts did not come in time, with what we have.
+    pub fn expire(&mut self, now_ms: u64) -> Vec<Ready> {
+        let expired: Vec<Key> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now_ms.saturating_sub(p.first_seen_ms) >= self.timeout_ms)
+            .map(|(k, _)| k.clone())
+            .collect();
+        expired
+            .into_iter()
+            .filter_map(|key| {
+                let pending = self.pending.remove(&key)?;
+                Some(finish(&key.0, pending.parts.into_values().collect(), true))
+            })
+            .collect()
+    }
+}
+
+/// Join parts with the codec's reassembler (it knows how to join UCS-2
+/// surrogates split across parts); a fresh one per message so that a message
+/// whose commit failed can be assembled again from a later sweep.
+fn finish(from: &str, parts: Vec<(u32, Deliver)>, partial: bool) -> Ready {
+    let indexes: Vec<u32> = parts.iter().map(|(i, _)| *i).collect();
+    let mut reassembler = Reassembler::new(u64::MAX / 4);
+    let mut done: Option<ReassembledMessage> = None;
+    let mut seen = std::collections::HashSet::new();
+    for (_, deliver) in &parts {
+        let part = MessagePart::from_deliver(deliver);
+        if let Some(c) = part.concat {
+            if !seen.insert(c.sequence) {
+                continue;
+            }
+        }
+        if let Some(message) = reassembler.push(part, 0) {
+            done = Some(message);
+        }
+    }
+    if partial || done.is_none() {
+        done = reassembler.expire(u64::MAX).into_iter().next().or(done);
+    }
+    let first = &parts[0].1;
+    let scts = first.service_centre_timestamp.to_unix_seconds();
+    let (text, reference, total, missing, scts) = match done {
+        Some(m) => {
+            let scts = m.timestamp.map(|t| t.to_unix_seconds()).unwrap_or(scts);
+            (m.text, m.reference, m.total_parts, m.missing_parts, scts)
+        }
+        None => (
+            first.text().unwrap_or_default().to_string(),
+            None,
+            1,
+            Vec::new(),
+            scts,
+        ),
+    };
+    let concat = reference.map(|r| (r, total));
+    Ready {
+        from: from.to_string(),
+        external_id: inbound_external_id(from, scts, concat, &text),
+        text,
+        received_at_ms: scts * 1000,
+        indexes,
+        missing_parts: missing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Incoming, decode_incoming, encode_deliver};
+
+    fn delivers(from: &str, text: &str, reference: u8) -> Vec<Deliver> {
+        encode_deliver(from, text, 1_700_000_000, reference)
+            .into_iter()
+            .map(|(hex, _)| match decode_incoming(&hex).unwrap() {
+                Incoming::Deliver(d) => *d,
+                Incoming::Report(_) => panic!("not a deliver"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn single_part_is_ready_at_once_with_stable_id() {
+        let mut inbox = Inbox::new(1000);
+        let d = delivers("+15551230001", "hello", 1).remove(0);
+        let a = inbox.add(3, d.clone(), 0).unwrap();
+        let b = Inbox::new(1000).add(7, d, 0).unwrap();
+        assert_eq!(a.text, "hello");
+        assert_eq!(a.from, "+15551230001");
+        assert_eq!(a.indexes, [3]);
+        assert_eq!(a.external_id, b.external_id);
+        assert!(a.external_id.starts_with("sms:"));
+    }
+
+    #[test]
+    fn multipart_out_of_order_with_duplicate_copy() {
+        let text = "x".repeat(200) + "ü€";
+        let parts = delivers("+15551230001", &text, 9);
+        assert!(parts.len() >= 2);
+        let mut inbox = Inbox::new(1000);
+        assert!(inbox.add(5, parts[1].clone(), 0).is_none());
+        // The same part again from another slot: held, not joined twice.
+        assert!(inbox.add(6, parts[1].clone(), 1).is_none());
+        assert!(inbox.holds(5) && inbox.holds(6));
+        let ready = inbox.add(4, parts[0].clone(), 2).unwrap();
+        assert_eq!(ready.text, text);
+        let mut slots = ready.indexes.clone();
+        slots.sort();
+        assert_eq!(slots, [4, 5, 6]);
+        assert_eq!(inbox.pending_parts(), 0);
+    }
+
+    #[test]
+    fn incomplete_message_expires_with_marker() {
+        let parts = delivers("+15551230001", &"y".repeat(300), 2);
+        let mut inbox = Inbox::new(1000);
+        assert!(inbox.add(1, parts[0].clone(), 0).is_none());
+        assert!(inbox.expire(999).is_empty());
+        let expired = inbox.expire(1000);
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].indexes, [1]);
+        assert!(!expired[0].missing_parts.is_empty());
+    }
+}

@@ -1,0 +1,690 @@
+//! The modem driver: one task owns the serial port, runs start-up, sends
+//! parts for callers, reads what arrives and keeps health up to date.
+//! It reconnects with exponential backoff whenever the port fails.
+
+mod conn;
+pub mod inbound;
+pub mod status;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use phonerelay_channel::{
+    ChannelEvent, ChannelKind, DeliveryStatus, EventSink, InboundMessage, Secret, StatusUpdate,
+};
+use phonerelay_sms_at::{Command, ErrorClass, FinalResult, Urc, responses};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use conn::ConnError;
+use conn::{Answer, Conn};
+use inbound::{Inbox, Ready};
+use status::{SentParts, SharedStatus};
+
+use crate::codec::{self, Incoming};
+use crate::config::ModemConfig;
+
+/// First reconnect delay; doubles up to `reconnect_max_backoff_seconds`.
+const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
+/// Registration polling during start-up (not on the send path).
+const REGISTRATION_POLL: Duration = Duration::from_millis(200);
+/// How often incomplete multipart messages are checked for expiry.
+const EXPIRY_CHECK: Duration = Duration::from_secs(10);
+
+/// Why a part was not sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DriverError {
+    #[error("+CMS ERROR: {code}")]
+    Cms { code: u16, permanent: bool },
+    #[error("modem rejected the command: {0}")]
+    Rejected(String),
+    #[error("{0}")]
+    Conn(#[from] ConnError),
+    #[error("modem not connected")]
+    Down,
+}
+
+/// One part to send: full PDU hex and TPDU length for AT+CMGS.
+#[derive(Debug, Clone)]
+pub struct OutPart {
+    pub hex: String,
+    pub tpdu_len: usize,
+}
+
+/// How far a send got: TP-MRs of the parts accepted (a prefix of the parts
+/// asked for) and the error that stopped it, if any.
+#[derive(Debug, Clone, Default)]
+pub struct SendOutcome {
+    pub mrs: Vec<u8>,
+    pub error: Option<DriverError>,
+}
+
+pub enum Request {
+    Send {
+        parts: Vec<OutPart>,
+        reply: oneshot::Sender<SendOutcome>,
+    },
+}
+
+/// Counters for the benchmark.
+#[derive(Debug, Default)]
+pub struct WireStats {
+    pub bytes_out: std::sync::atomic::AtomicU64,
+    pub bytes_in: std::sync::atomic::AtomicU64,
+}
+
+pub struct Driver {
+    pub config: Arc<ModemConfig>,
+    pub path: PathBuf,
+    pub pin: Option<Secret>,
+    pub status: SharedStatus,
+    pub sent: Arc<Mutex<SentParts>>,
+    pub sink: Arc<dyn EventSink>,
+    pub requests: mpsc::Receiver<Request>,
+    pub wire: Arc<WireStats>,
+}
+
+/// Why a session ended.
+enum End {
+    Shutdown,
+    Failed(String),
+    /// Will not improve by retrying soon (no PIN configured, PIN rejected).
+    Stuck(String),
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Driver {
+    fn set_status(&self, f: impl FnOnce(&mut status::ModemStatus)) {
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut status);
+    }
+
+    /// Runs until `shutdown` fires.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let max_backoff = Duration::from_secs(self.config.reconnect_max_backoff_seconds);
+        let mut backoff = INITIAL_BACKOFF;
+        let mut inbox = Inbox::new(self.config.reassembly_timeout_seconds * 1000);
+        let mut pin_rejected = false;
+        loop {
+            let end = self
+                .session(&shutdown, &mut inbox, &mut pin_rejected, &mut backoff)
+                .await;
+            let reason = match end {
+                End::Shutdown => break,
+                End::Failed(reason) => reason,
+                End::Stuck(reason) => {
+                    backoff = max_backoff;
+                    reason
+                }
+            };
+            tracing::warn!(phone_id = %self.config.phone_id, reason = %reason, retry_in = ?backoff, "modem down; reconnecting");
+            self.set_status(|s| {
+                s.connected = false;
+                s.registered = false;
+                s.note = format!("reconnecting: {reason}");
+                s.last_error = Some(reason.clone());
+            });
+            // While down, callers get an immediate transient error so the
+            // outbox retries later instead of waiting on a dead port.
+            let wake = Instant::now() + backoff;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => {
+                        self.close_requests();
+                        return;
+                    }
+                    _ = tokio::time::sleep_until(wake) => break,
+                    request = self.requests.recv() => match request {
+                        Some(request) => fail_request(request, DriverError::Down),
+                        None => return,
+                    },
+                }
+            }
+            backoff = (backoff * 2).min(max_backoff);
+        }
+        self.close_requests();
+        self.set_status(|s| {
+            s.connected = false;
+            s.note = "stopped".into();
+        });
+    }
+
+    fn close_requests(&mut self) {
+        self.requests.close();
+        while let Ok(request) = self.requests.try_recv() {
+            fail_request(request, DriverError::Down);
+        }
+    }
+
+    async fn session(
+        &mut self,
+        shutdown: &CancellationToken,
+        inbox: &mut Inbox,
+        pin_rejected: &mut bool,
+        backoff: &mut Duration,
+    ) -> End {
+        if !self.path.exists() {
+            return End::Failed(format!(
+                "{} does not exist (unplugged?)",
+                self.path.display()
+            ));
+        }
+        let mut conn = match Conn::open(&self.path, self.config.baud) {
+            Ok(conn) => conn,
+            Err(e) => return End::Failed(e.to_string()),
+        };
+        let started = tokio::select! {
+            _ = shutdown.cancelled() => return End::Shutdown,
+            r = self.start_up(&mut conn, pin_rejected) => r,
+        };
+        if let Err(end) = started {
+            return end;
+        }
+        *backoff = INITIAL_BACKOFF;
+        tracing::info!(phone_id = %self.config.phone_id, "modem ready");
+        let result = self.serve(&mut conn, shutdown, inbox).await;
+        self.wire
+            .bytes_out
+            .fetch_add(conn.bytes_out, std::sync::atomic::Ordering::Relaxed);
+        self.wire
+            .bytes_in
+            .fetch_add(conn.bytes_in, std::sync::atomic::Ordering::Relaxed);
+        match result {
+            Ok(()) => End::Shutdown,
+            Err(e) => End::Failed(e.to_string()),
+        }
+    }
+
+    fn cmd(&self, text: impl Into<String>) -> Command {
+        Command::plain(text, self.config.command_timeout_ms)
+    }
+
+    async fn start_up(&self, conn: &mut Conn, pin_rejected: &mut bool) -> Result<(), End> {
+        let fail = |e: ConnError| End::Failed(e.to_string());
+        for text in ["ATZ", "ATE0", "AT+CMEE=1", "AT+CMGF=0"] {
+            let answer = conn.run(self.cmd(text)).await.map_err(fail)?;
+            if !answer.is_ok() && text == "AT+CMGF=0" {
+                return Err(End::Stuck("modem does not support PDU mode".into()));
+            }
+        }
+        // SIM: enter the PIN once if asked; a wrong PIN is never retried,
+        // since three wrong tries lock the SIM behind the PUK.
+        let deadline =
+            Instant::now() + Duration::from_secs(self.config.registration_timeout_seconds);
+        let mut pin_sent = false;
+        loop {
+            let answer = conn.run(self.cmd("AT+CPIN?")).await.map_err(fail)?;
+            let state = answer
+                .line("+CPIN:")
+                .and_then(|l| responses::parse_cpin(l).ok());
+            self.set_status(|s| s.sim = state.as_ref().map(|st| format!("{st:?}")));
+            match state {
+                Some(responses::PinState::Ready) => break,
+                Some(responses::PinState::SimPin) if !pin_sent => {
+                    let Some(pin) = &self.pin else {
+                        return Err(End::Stuck(
+                            "SIM asks for a PIN and none is configured".into(),
+                        ));
+                    };
+                    if *pin_rejected {
+                        return Err(End::Stuck(
+                            "SIM PIN was rejected earlier; fix the config".into(),
+                        ));
+                    }
+                    let command = Command::plain(
+                        format!("AT+CPIN=\"{}\"", pin.expose()),
+                        self.config.command_timeout_ms,
+                    )
+                    .sensitive();
+                    let answer = conn.run(command).await.map_err(fail)?;
+                    if !answer.is_ok() {
+                        *pin_rejected = true;
+                        return Err(End::Stuck(format!("SIM PIN rejected ({})", answer.result)));
+                    }
+                    pin_sent = true;
+                }
+                Some(other) if other.needs_pin() && pin_sent => {}
+                Some(responses::PinState::NotReady) | None if Instant::now() < deadline => {}
+                Some(other) => return Err(End::Stuck(format!("SIM state {other:?}"))),
+                None => return Err(End::Failed("no SIM state".into())),
+            }
+            if Instant::now() >= deadline {
+                return Err(End::Failed("SIM not ready in time".into()));
+            }
+            tokio::time::sleep(REGISTRATION_POLL).await;
+        }
+        self.set_status(|s| s.sim = Some("ready".into()));
+        // Registration: CS (+CREG) or EPS (+CEREG) will do for SMS.
+        loop {
+            if self.poll_registration(conn).await.map_err(fail)? {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(End::Failed("not registered on the network in time".into()));
+            }
+            tokio::time::sleep(REGISTRATION_POLL).await;
+        }
+        let mem = self.config.storage.as_str();
+        conn.run(self.cmd(format!("AT+CPMS=\"{mem}\",\"{mem}\",\"{mem}\"")))
+            .await
+            .map_err(fail)?;
+        let mut indications = false;
+        for candidate in phonerelay_sms_at::builders::new_message_indication_candidates() {
+            let command = Command::plain(candidate.text, self.config.command_timeout_ms);
+            if conn.run(command).await.map_err(fail)?.is_ok() {
+                indications = true;
+                break;
+            }
+        }
+        if !indications {
+            // Still usable: the periodic sweep finds what arrives.
+            tracing::warn!(phone_id = %self.config.phone_id, "modem accepts no AT+CNMI setting; relying on sweeps");
+        }
+        if let Some(smsc) = &self.config.smsc {
+            conn.run(self.cmd(format!("AT+CSCA=\"{smsc}\",145")))
+                .await
+                .map_err(fail)?;
+        }
+        let answer = conn.run(self.cmd("AT+CSCA?")).await.map_err(fail)?;
+        let smsc = answer
+            .line("+CSCA:")
+            .and_then(|l| l.split('"').nth(1))
+            .map(str::to_string);
+        self.set_status(|s| {
+            s.smsc = smsc;
+            s.connected = true;
+            s.note.clear();
+        });
+        self.poll_health(conn).await.map_err(fail)?;
+        Ok(())
+    }
+
+    async fn poll_registration(&self, conn: &mut Conn) -> Result<bool, ConnError> {
+        let mut registered = false;
+        let mut text = None;
+        for (query, prefix) in [("AT+CREG?", "+CREG:"), ("AT+CEREG?", "+CEREG:")] {
+            let answer = conn.run(self.cmd(query)).await?;
+            if let Some(reg) = answer
+                .line(prefix)
+                .and_then(|l| responses::parse_registration(l).ok())
+            {
+                text.get_or_insert_with(|| format!("{:?}", reg.state));
+                if reg.state.is_registered() {
+                    registered = true;
+                    text = Some(format!("{:?}", reg.state));
+                    break;
+                }
+            }
+        }
+        self.set_status(|s| {
+            s.registered = registered;
+            s.registration = text;
+        });
+        Ok(registered)
+    }
+
+    async fn poll_health(&self, conn: &mut Conn) -> Result<(), ConnError> {
+        let answer = conn.run(self.cmd("AT+CSQ")).await?;
+        let dbm = answer
+            .line("+CSQ:")
+            .and_then(|l| responses::parse_csq(l).ok())
+            .and_then(|q| q.dbm());
+        let answer = conn.run(self.cmd("AT+COPS?")).await?;
+        let operator = answer
+            .line("+COPS:")
+            .and_then(|l| responses::parse_cops(l).ok())
+            .and_then(|o| o.name);
+        let answer = conn.run(self.cmd("AT+CPIN?")).await?;
+        let sim = answer
+            .line("+CPIN:")
+            .and_then(|l| responses::parse_cpin(l).ok())
+            .map(|s| format!("{s:?}"));
+        self.poll_registration(conn).await?;
+        self.set_status(|s| {
+            s.signal_dbm = dbm;
+            s.operator = operator;
+            s.sim = sim;
+        });
+        Ok(())
+    }
+
+    /// The connected loop: requests, URCs, health and sweeps.
+    async fn serve(
+        &mut self,
+        conn: &mut Conn,
+        shutdown: &CancellationToken,
+        inbox: &mut Inbox,
+    ) -> Result<(), ConnError> {
+        let epoch = Instant::now();
+        self.sweep(conn, inbox, epoch).await?;
+        let health_every = Duration::from_secs(self.config.health_interval_seconds);
+        let sweep_every = Duration::from_secs(self.config.sweep_interval_seconds);
+        let mut health = tokio::time::interval_at(Instant::now() + health_every, health_every);
+        let mut sweep = tokio::time::interval_at(Instant::now() + sweep_every, sweep_every);
+        let mut expiry = tokio::time::interval_at(Instant::now() + EXPIRY_CHECK, EXPIRY_CHECK);
+        loop {
+            while let Some(urc) = conn.urcs.pop_front() {
+                self.handle_urc(conn, urc, inbox, epoch).await?;
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ok(()),
+                request = self.requests.recv() => match request {
+                    Some(Request::Send { parts, reply }) => {
+                        let outcome = self.send_parts(conn, parts).await;
+                        let gone = matches!(outcome.error, Some(DriverError::Conn(_)));
+                        let error = outcome.error.clone();
+                        let _ = reply.send(outcome);
+                        if gone && let Some(DriverError::Conn(e)) = error {
+                            return Err(e);
+                        }
+                    }
+                    None => return Ok(()),
+                },
+                read = conn.idle_read() => read?,
+                _ = health.tick() => self.poll_health(conn).await?,
+                _ = sweep.tick() => self.sweep(conn, inbox, epoch).await?,
+                _ = expiry.tick() => {
+                    let now = epoch.elapsed().as_millis() as u64;
+                    for ready in inbox.expire(now) {
+                        self.commit_inbound(conn, ready).await?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Send parts back to back: the next AT+CMGS goes out as soon as the
+    /// previous one's final result is in.
+    async fn send_parts(&mut self, conn: &mut Conn, parts: Vec<OutPart>) -> SendOutcome {
+        let mut outcome = SendOutcome::default();
+        for part in parts {
+            let command = Command::with_pdu(
+                format!("AT+CMGS={}", part.tpdu_len),
+                part.hex,
+                self.config.send_timeout_ms,
+            );
+            match conn.run(command).await {
+                Ok(Answer {
+                    result: FinalResult::Ok,
+                    lines,
+                }) => {
+                    let mr = lines.iter().find_map(|l| responses::parse_cmgs(l).ok());
+                    match mr {
+                        Some(mr) => outcome.mrs.push(mr),
+                        None => {
+                            outcome.error = Some(DriverError::Rejected("OK without +CMGS".into()));
+                            return outcome;
+                        }
+                    }
+                }
+                Ok(Answer { result, .. }) => {
+                    outcome.error = Some(match (&result, result.error_code()) {
+                        (FinalResult::CmsError(_), Some(code)) => DriverError::Cms {
+                            code,
+                            permanent: result.error_class() == Some(ErrorClass::Permanent),
+                        },
+                        _ => DriverError::Rejected(result.to_string()),
+                    });
+                    return outcome;
+                }
+                Err(e) => {
+                    outcome.error = Some(DriverError::Conn(e));
+                    return outcome;
+                }
+            }
+        }
+        outcome
+    }
+
+    async fn handle_urc(
+        &mut self,
+        conn: &mut Conn,
+        urc: Urc,
+        inbox: &mut Inbox,
+        epoch: Instant,
+    ) -> Result<(), ConnError> {
+        match urc {
+            Urc::Cmti { mem, index } => self.read_stored(conn, &mem, index, inbox, epoch).await,
+            Urc::Cdsi { mem, index } => self.read_stored(conn, &mem, index, inbox, epoch).await,
+            Urc::Cds { pdu, .. } => {
+                if let Ok(Incoming::Report(report)) = codec::decode_incoming(&pdu) {
+                    // Direct reports cannot be re-read: deliver best effort.
+                    let _ = self.sink.deliver(self.report_event(&report)).await;
+                }
+                Ok(())
+            }
+            Urc::Cmt { pdu, .. } => {
+                // Only with a CNMI fallback that routes messages directly;
+                // the modem does not keep them, so commit is all we can do.
+                if let Ok(Incoming::Deliver(deliver)) = codec::decode_incoming(&pdu) {
+                    let now = epoch.elapsed().as_millis() as u64;
+                    if let Some(ready) = inbox.add(0, *deliver, now) {
+                        let _ = self.sink.deliver(self.inbound_event(&ready)).await;
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Switch the read/delete memory (for "SR" reports) and back.
+    async fn with_memory<T>(
+        &self,
+        conn: &mut Conn,
+        mem: &str,
+        f: impl AsyncFnOnce(&Self, &mut Conn) -> Result<T, ConnError>,
+    ) -> Result<T, ConnError> {
+        let mem = mem.trim_matches('"');
+        let own = self.config.storage.as_str();
+        let switch = !mem.eq_ignore_ascii_case(own);
+        if switch {
+            conn.run(self.cmd(format!("AT+CPMS=\"{mem}\""))).await?;
+        }
+        let result = f(self, conn).await;
+        if switch {
+            conn.run(self.cmd(format!("AT+CPMS=\"{own}\",\"{own}\",\"{own}\"")))
+                .await?;
+        }
+        result
+    }
+
+    async fn read_stored(
+        &self,
+        conn: &mut Conn,
+        mem: &str,
+        index: u32,
+        inbox: &mut Inbox,
+        epoch: Instant,
+    ) -> Result<(), ConnError> {
+        if inbox.holds(index) && !mem.contains("SR") {
+            return Ok(());
+        }
+        self.with_memory(conn, mem, async |me: &Self, conn: &mut Conn| {
+            let answer = conn.run(me.cmd(format!("AT+CMGR={index}"))).await?;
+            if !answer.is_ok() {
+                return Ok(());
+            }
+            let pdu = answer
+                .lines
+                .iter()
+                .skip_while(|l| !l.starts_with("+CMGR:"))
+                .nth(1)
+                .cloned();
+            if let Some(pdu) = pdu {
+                me.process_stored(conn, index, &pdu, inbox, epoch).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// One stored PDU (from AT+CMGR or AT+CMGL) in the current memory.
+    async fn process_stored(
+        &self,
+        conn: &mut Conn,
+        index: u32,
+        pdu: &str,
+        inbox: &mut Inbox,
+        epoch: Instant,
+    ) -> Result<(), ConnError> {
+        match codec::decode_incoming(pdu) {
+            Ok(Incoming::Deliver(deliver)) => {
+                let now = epoch.elapsed().as_millis() as u64;
+                if let Some(ready) = inbox.add(index, *deliver, now) {
+                    self.commit_inbound(conn, ready).await?;
+                }
+            }
+            Ok(Incoming::Report(report)) => {
+                let event = self.report_event(&report);
+                match self.sink.deliver(event).await {
+                    Ok(()) => {
+                        conn.run(self.cmd(format!("AT+CMGD={index}"))).await?;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, index, "status report not committed; kept on the modem")
+                    }
+                }
+            }
+            Err(e) => {
+                // Undecodable PDUs are left alone for a human to look at;
+                // deleting them would lose whatever they were.
+                tracing::warn!(error = %e, index, "cannot decode stored PDU; left on the modem");
+            }
+        }
+        Ok(())
+    }
+
+    /// Commit, then free the slots. A failed commit frees nothing: the next
+    /// sweep reads the parts again.
+    async fn commit_inbound(&self, conn: &mut Conn, ready: Ready) -> Result<(), ConnError> {
+        match self.sink.deliver(self.inbound_event(&ready)).await {
+            Ok(()) => {
+                for index in ready.indexes.iter().filter(|i| **i != 0) {
+                    conn.run(self.cmd(format!("AT+CMGD={index}"))).await?;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, external_id = %ready.external_id, "inbound message not committed; kept on the SIM");
+            }
+        }
+        Ok(())
+    }
+
+    /// AT+CMGL=4 over messages, then over status reports: whatever is
+    /// stored gets processed, whether or not its indication was seen.
+    async fn sweep(
+        &self,
+        conn: &mut Conn,
+        inbox: &mut Inbox,
+        epoch: Instant,
+    ) -> Result<(), ConnError> {
+        let own = self.config.storage.as_str().to_string();
+        for mem in [own.as_str(), "SR"] {
+            let listed = self
+                .with_memory(conn, mem, async |me: &Self, conn: &mut Conn| {
+                    let answer = conn.run(me.cmd("AT+CMGL=4")).await?;
+                    Ok(if answer.is_ok() {
+                        answer.lines
+                    } else {
+                        Vec::new()
+                    })
+                })
+                .await;
+            let lines = match listed {
+                Ok(lines) => lines,
+                // A modem without SR memory answers the CPMS with an error
+                // (not a ConnError); anything else is a real failure.
+                Err(e) => return Err(e),
+            };
+            let mut stored = Vec::new();
+            let mut it = lines.iter();
+            while let Some(line) = it.next() {
+                if let Ok(header) = responses::parse_cmgl_header(line)
+                    && let Some(pdu) = it.next()
+                {
+                    stored.push((header.index, pdu.clone()));
+                }
+            }
+            if stored.is_empty() {
+                continue;
+            }
+            self.with_memory(conn, mem, async |me: &Self, conn: &mut Conn| {
+                for (index, pdu) in &stored {
+                    if mem == own && inbox.holds(*index) {
+                        continue;
+                    }
+                    me.process_stored(conn, *index, pdu, inbox, epoch).await?;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    fn inbound_event(&self, ready: &Ready) -> ChannelEvent {
+        ChannelEvent::Inbound(InboundMessage {
+            channel: ChannelKind::Sms,
+            phone_id: self.config.phone_id.clone(),
+            from: ready.from.clone(),
+            text: ready.text.clone(),
+            subject: None,
+            attachments: Vec::new(),
+            external_id: ready.external_id.clone(),
+            reply_to: Vec::new(),
+            received_at_ms: ready.received_at_ms,
+        })
+    }
+
+    fn report_event(&self, report: &codec::StatusReport) -> ChannelEvent {
+        let recipient = codec::international(&report.recipient);
+        let scts = report.service_centre_timestamp.to_unix_seconds();
+        let external_id = self
+            .sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .id_for_report(report.message_reference, &recipient, scts);
+        let (status, code, reason) = match report.status.class {
+            codec::StatusClass::Delivered => (DeliveryStatus::Delivered, None, None),
+            _ => (
+                DeliveryStatus::Failed,
+                Some(format!("tp_st_{:#04x}", report.status.raw)),
+                Some(report.status.description.to_string()),
+            ),
+        };
+        ChannelEvent::Status(StatusUpdate {
+            channel: ChannelKind::Sms,
+            phone_id: self.config.phone_id.clone(),
+            external_id,
+            status,
+            code,
+            reason,
+            at_ms: report.discharge_time.to_unix_seconds() * 1000,
+        })
+    }
+}
+
+fn fail_request(request: Request, error: DriverError) {
+    match request {
+        Request::Send { reply, .. } => {
+            let _ = reply.send(SendOutcome {
+                mrs: Vec::new(),
+                error: Some(error),
+            });
+        }
+    }
+}
+
+pub(crate) fn unix_day_now() -> i64 {
+    unix_now().div_euclid(86_400)
+}

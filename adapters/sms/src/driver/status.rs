@@ -1,0 +1,137 @@
+//! Modem health as the driver last saw it, and the ids that tie delivery
+//! reports to sent parts.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use phonerelay_channel::ChannelHealth;
+
+/// Below this the link works but messages start to fail.
+pub const WEAK_SIGNAL_DBM: i16 = -105;
+/// Sent-part ids remembered for matching delivery reports: well over the
+/// 256 TP-MR values, so a report matches the latest part with its MR.
+const SENT_MEMORY: usize = 1024;
+
+#[derive(Debug, Clone, Default)]
+pub struct ModemStatus {
+    pub connected: bool,
+    pub note: String,
+    pub signal_dbm: Option<i16>,
+    pub registration: Option<String>,
+    pub registered: bool,
+    pub operator: Option<String>,
+    pub sim: Option<String>,
+    pub smsc: Option<String>,
+    pub last_error: Option<String>,
+}
+
+impl ModemStatus {
+    pub fn to_health(&self) -> ChannelHealth {
+        let mut health = if !self.connected {
+            ChannelHealth::down(if self.note.is_empty() {
+                "modem not connected"
+            } else {
+                &self.note
+            })
+        } else if !self.registered {
+            ChannelHealth::degraded("not registered on the network")
+        } else if self.signal_dbm.is_some_and(|d| d < WEAK_SIGNAL_DBM) {
+            ChannelHealth::degraded("weak signal")
+        } else {
+            ChannelHealth::up("registered")
+        };
+        let fields = [
+            ("signal_dbm", self.signal_dbm.map(|d| d.to_string())),
+            ("registration", self.registration.clone()),
+            ("operator", self.operator.clone()),
+            ("sim", self.sim.clone()),
+            ("smsc", self.smsc.clone()),
+            ("last_error", self.last_error.clone()),
+        ];
+        for (key, value) in fields {
+            if let Some(value) = value {
+                health = health.with_detail(key, value);
+            }
+        }
+        health
+    }
+}
+
+pub type SharedStatus = Arc<Mutex<ModemStatus>>;
+
+/// Digits of a number, so `+1555...` and `1555...` (type international vs
+/// unknown in a report) compare equal.
+fn digits(number: &str) -> String {
+    number.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// The external id of a sent part: TP-MR, recipient digits and the Unix day
+/// of sending. TP-MR alone wraps every 256 parts; with the recipient and the
+/// day it is unique in practice, and a report arriving after a restart (when
+/// the in-memory map below is gone) can still be matched from the report's
+/// own SMSC timestamp, which is the time of sending.
+pub fn sent_part_id(mr: u8, to: &str, unix_day: i64) -> String {
+    format!("mr:{mr}:{}:{unix_day}", digits(to))
+}
+
+/// Ids of recently sent parts by TP-MR, so a report sent across midnight
+/// still names the id `send` returned.
+#[derive(Default)]
+pub struct SentParts {
+    by_mr: HashMap<u8, (String, String)>,
+    order: std::collections::VecDeque<u8>,
+}
+
+impl SentParts {
+    pub fn record(&mut self, mr: u8, to: &str, id: String) {
+        self.by_mr.insert(mr, (digits(to), id));
+        self.order.push_back(mr);
+        while self.order.len() > SENT_MEMORY {
+            self.order.pop_front();
+        }
+    }
+
+    /// The id for a report on part `mr` sent to `recipient` whose SMSC
+    /// timestamp is `scts_unix`.
+    pub fn id_for_report(&self, mr: u8, recipient: &str, scts_unix: i64) -> String {
+        match self.by_mr.get(&mr) {
+            Some((to, id)) if *to == digits(recipient) => id.clone(),
+            _ => sent_part_id(mr, recipient, scts_unix.div_euclid(86_400)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_matches_recorded_id_across_midnight() {
+        let mut sent = SentParts::default();
+        let id = sent_part_id(7, "+15551230001", 19_999);
+        sent.record(7, "+15551230001", id.clone());
+        // Report stamped the next day, recipient without '+'.
+        assert_eq!(sent.id_for_report(7, "15551230001", 20_000 * 86_400), id);
+        // Unknown MR (e.g. after a restart): derived from the report.
+        assert_eq!(
+            sent.id_for_report(8, "+15551230001", 19_999 * 86_400 + 5),
+            sent_part_id(8, "+15551230001", 19_999)
+        );
+    }
+
+    #[test]
+    fn health_states() {
+        let mut s = ModemStatus::default();
+        assert_eq!(s.to_health().state, phonerelay_channel::HealthState::Down);
+        s.connected = true;
+        s.registered = true;
+        s.signal_dbm = Some(-70);
+        assert_eq!(s.to_health().state, phonerelay_channel::HealthState::Up);
+        s.signal_dbm = Some(-110);
+        assert_eq!(
+            s.to_health().state,
+            phonerelay_channel::HealthState::Degraded
+        );
+        assert_eq!(s.to_health().details["signal_dbm"], "-110");
+    }
+}

@@ -1,0 +1,446 @@
+//! A simulated GSM modem behind a real pseudo-terminal.
+//!
+//! The driver opens [`SimHandle::path`] (a symlink to the pty slave, like a
+//! udev `/dev/serial/by-id` link) with the same serial code it uses for USB
+//! modems. The simulator paces bytes at the emulated baud rate in both
+//! directions, so throughput measured against it is what a real line allows.
+
+mod control;
+mod modem;
+mod pty;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use control::{
+    CONTROL_HELP, ModemSimArgs, control_command, run_modem_sim_cli, serve_control_socket,
+};
+pub use modem::{Behaviour, SentPart};
+use modem::{CTRL_Z, ESC, SimModem};
+use pty::{Pty, PtyRead};
+
+use crate::config::SimSettings;
+
+/// How often the simulator looks for a host while none has the port open.
+const NO_HOST_POLL: Duration = Duration::from_millis(5);
+/// Vendor noise cadence when `urc_noise` is on.
+const NOISE_INTERVAL: Duration = Duration::from_millis(150);
+/// Time for the host to read what was written before the pty is closed on
+/// unplug; a real unplug loses it, but tests need a deterministic cut.
+const UNPLUG_DRAIN: Duration = Duration::from_millis(30);
+
+enum Ctl {
+    Urcs(Vec<String>),
+    Unplug,
+    Replug,
+    BootFlood(usize),
+}
+
+struct Shared {
+    modem: Mutex<SimModem>,
+    /// Not answering at all (hung firmware), but the port stays.
+    muted: std::sync::atomic::AtomicBool,
+    plugged: std::sync::atomic::AtomicBool,
+}
+
+/// Control of a running simulator. Cheap to clone.
+#[derive(Clone)]
+pub struct SimHandle {
+    shared: Arc<Shared>,
+    ctl: mpsc::UnboundedSender<Ctl>,
+    link: PathBuf,
+}
+
+/// A message the simulated network accepted, its parts joined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentMessage {
+    pub to: String,
+    pub text: String,
+    /// TP-MR of each part, in part order.
+    pub mrs: Vec<u8>,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl SimHandle {
+    /// The path a host opens: a symlink to the current pty slave. It
+    /// disappears on unplug and comes back (to a new pty) on replug.
+    pub fn path(&self) -> &Path {
+        &self.link
+    }
+
+    fn modem(&self) -> MutexGuard<'_, SimModem> {
+        self.shared.modem.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A message from `from` reaches the SIM (split and encoded as the
+    /// network would); returns how many parts were stored.
+    pub fn inject_inbound(&self, from: &str, text: &str) -> usize {
+        let (urcs, before) = {
+            let mut modem = self.modem();
+            let before = modem.stored_count().0;
+            (modem.inject_inbound(from, text, unix_now()), before)
+        };
+        let stored = self.modem().stored_count().0 - before;
+        if !urcs.is_empty() {
+            let _ = self.ctl.send(Ctl::Urcs(urcs));
+        }
+        stored
+    }
+
+    /// Every accepted part, in order.
+    pub fn sent_parts(&self) -> Vec<SentPart> {
+        self.modem().sent.clone()
+    }
+
+    /// Accepted messages with the parts of long ones joined (by reference),
+    /// in the order their first part was accepted.
+    pub fn sent_messages(&self) -> Vec<SentMessage> {
+        let parts = self.sent_parts();
+        let mut out: Vec<(Option<(String, u16)>, Vec<(u8, SentPart)>)> = Vec::new();
+        for part in parts {
+            match part.concat {
+                Some((reference, _total, seq)) => {
+                    let key = Some((part.to.clone(), reference));
+                    let open = out.iter_mut().rev().find(|(k, parts)| {
+                        *k == key
+                            && parts.len() < part.concat.map(|c| c.1 as usize).unwrap_or(1)
+                            && !parts.iter().any(|(s, _)| *s == seq)
+                    });
+                    match open {
+                        Some((_, parts)) => parts.push((seq, part)),
+                        None => out.push((key, vec![(seq, part)])),
+                    }
+                }
+                None => out.push((None, vec![(1, part)])),
+            }
+        }
+        out.into_iter()
+            .map(|(_, mut parts)| {
+                parts.sort_by_key(|(seq, _)| *seq);
+                SentMessage {
+                    to: parts[0].1.to.clone(),
+                    text: parts.iter().map(|(_, p)| p.text.as_str()).collect(),
+                    mrs: parts.iter().map(|(_, p)| p.mr).collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// The next `count` sends are answered `+CMS ERROR: code`.
+    pub fn fail_next_sends(&self, code: u16, count: usize) {
+        self.modem().fail_next_sends(code, count);
+    }
+
+    /// Time the network takes to accept each part.
+    pub fn set_delay(&self, delay: Duration) {
+        self.modem().behaviour.network_delay = delay;
+    }
+
+    pub fn deliver_status_reports(&self, on: bool) {
+        self.modem().behaviour.delivery_reports = on;
+    }
+
+    /// Messages and status reports still stored on the simulated SIM.
+    pub fn stored(&self) -> (usize, usize) {
+        self.modem().stored_count()
+    }
+
+    /// AT commands answered so far.
+    pub fn commands_seen(&self) -> u64 {
+        self.modem().commands_seen
+    }
+
+    /// USB unplug: the pty closes and the path disappears. The SIM's
+    /// contents survive; the modem's settings do not.
+    pub fn disconnect(&self) {
+        let _ = self.ctl.send(Ctl::Unplug);
+    }
+
+    /// Plug back in: a new pty behind the same path.
+    pub fn reconnect(&self) {
+        let _ = self.ctl.send(Ctl::Replug);
+    }
+
+    pub fn is_plugged(&self) -> bool {
+        self.shared
+            .plugged
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Firmware hang: the port stays but nothing is answered.
+    pub fn set_muted(&self, muted: bool) {
+        self.shared
+            .muted
+            .store(muted, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// `count` ^BOOT lines at once, as some Huawei firmware does on reset.
+    pub fn boot_flood(&self, count: usize) {
+        let _ = self.ctl.send(Ctl::BootFlood(count));
+    }
+}
+
+/// Behaviour from the config's `[sim]` table.
+pub fn behaviour_from(settings: &SimSettings) -> Behaviour {
+    Behaviour {
+        network_delay: Duration::from_millis(settings.network_delay_ms),
+        baud_limit: settings.baud_limit,
+        echo_default: settings.echo,
+        urc_noise: settings.urc_noise,
+        delivery_reports: settings.delivery_reports,
+        pin: settings.pin.as_ref().map(|p| p.expose().to_string()),
+    }
+}
+
+/// Start a simulator whose path is `link` (any free file name, e.g. in a
+/// temp dir). It runs until `shutdown` fires.
+pub fn spawn(
+    behaviour: Behaviour,
+    link: PathBuf,
+    shutdown: CancellationToken,
+) -> std::io::Result<SimHandle> {
+    let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        modem: Mutex::new(SimModem::new(behaviour)),
+        muted: false.into(),
+        plugged: false.into(),
+    });
+    // Open the first pty here so the path exists when spawn returns.
+    let pty = Pty::open()?;
+    pty::replace_symlink(pty.slave_path(), &link)?;
+    shared
+        .plugged
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let task = SimTask {
+        shared: shared.clone(),
+        link: link.clone(),
+        ctl: ctl_rx,
+        shutdown,
+        tx_free: Instant::now(),
+        rx_free: Instant::now(),
+        input: Vec::new(),
+    };
+    tokio::spawn(task.run(pty));
+    Ok(SimHandle {
+        shared,
+        ctl: ctl_tx,
+        link,
+    })
+}
+
+struct SimTask {
+    shared: Arc<Shared>,
+    link: PathBuf,
+    ctl: mpsc::UnboundedReceiver<Ctl>,
+    shutdown: CancellationToken,
+    /// When the emulated transmit line is next free.
+    tx_free: Instant,
+    /// When the bytes received so far have finished arriving on the
+    /// emulated line.
+    rx_free: Instant,
+    input: Vec<u8>,
+}
+
+/// Line time of `bytes` at `baud` with 8N1 framing (10 bits a byte).
+fn line_time(bytes: usize, baud: Option<u32>) -> Duration {
+    match baud {
+        Some(baud) if baud > 0 => {
+            Duration::from_nanos(bytes as u64 * 10 * 1_000_000_000 / baud as u64)
+        }
+        _ => Duration::ZERO,
+    }
+}
+
+impl SimTask {
+    fn modem(&self) -> MutexGuard<'_, SimModem> {
+        self.shared.modem.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn baud(&self) -> Option<u32> {
+        self.modem().behaviour.baud_limit
+    }
+
+    async fn run(mut self, first: Pty) {
+        let mut pty = Some(first);
+        let mut noise = tokio::time::interval(NOISE_INTERVAL);
+        let mut buf = vec![0u8; 4096];
+        let mut host_present = false;
+        loop {
+            let Some(port) = pty.as_ref() else {
+                // Unplugged: only control messages matter.
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => break,
+                    ctl = self.ctl.recv() => match ctl {
+                        Some(Ctl::Replug) => match self.plug() {
+                            Ok(p) => { pty = Some(p); host_present = false; }
+                            Err(e) => tracing::warn!(error = %e, "simulator replug failed"),
+                        },
+                        Some(_) => {}
+                        None => break,
+                    },
+                }
+                continue;
+            };
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                read = port.read(&mut buf) => match read {
+                    Ok(PtyRead::Data(n)) => {
+                        host_present = true;
+                        if self.shared.muted.load(std::sync::atomic::Ordering::SeqCst) {
+                            continue;
+                        }
+                        let baud = self.baud();
+                        let now = Instant::now();
+                        self.rx_free = self.rx_free.max(now) + line_time(n, baud);
+                        self.input.extend_from_slice(&buf[..n]);
+                        if let Err(e) = self.process_input(port, &buf[..n]).await {
+                            tracing::debug!(error = %e, "simulator write failed");
+                        }
+                    }
+                    Ok(PtyRead::NoHost) => {
+                        // The host closed the port: a modem keeps its state
+                        // but anything half-typed is lost.
+                        if host_present {
+                            self.input.clear();
+                            self.modem().awaiting_pdu = None;
+                            host_present = false;
+                        }
+                        tokio::time::sleep(NO_HOST_POLL).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "simulator pty read failed");
+                        tokio::time::sleep(NO_HOST_POLL).await;
+                    }
+                },
+                ctl = self.ctl.recv() => match ctl {
+                    Some(Ctl::Urcs(urcs)) => {
+                        if host_present {
+                            let _ = self.write_urcs(port, &urcs).await;
+                        }
+                    }
+                    Some(Ctl::BootFlood(count)) => {
+                        let urcs = vec!["^BOOT:12345678,0,0,0,75".to_string(); count];
+                        let _ = self.write_urcs(port, &urcs).await;
+                    }
+                    Some(Ctl::Unplug) => {
+                        tokio::time::sleep(UNPLUG_DRAIN).await;
+                        pty = None;
+                        let _ = std::fs::remove_file(&self.link);
+                        self.shared.plugged.store(false, std::sync::atomic::Ordering::SeqCst);
+                        self.input.clear();
+                        self.modem().reboot();
+                        tracing::info!("simulated modem unplugged");
+                    }
+                    Some(Ctl::Replug) => {}
+                    None => break,
+                },
+                _ = noise.tick() => {
+                    let noisy = self.modem().behaviour.urc_noise;
+                    if noisy && host_present && self.input.is_empty() {
+                        let _ = self.write_urcs(port, &["^RSSI: 21".to_string(), "^MODE: 5,4".to_string()]).await;
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_file(&self.link);
+    }
+
+    fn plug(&mut self) -> std::io::Result<Pty> {
+        let pty = Pty::open()?;
+        pty::replace_symlink(pty.slave_path(), &self.link)?;
+        self.shared
+            .plugged
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.tx_free = Instant::now();
+        self.rx_free = Instant::now();
+        tracing::info!(path = %self.link.display(), "simulated modem plugged in");
+        Ok(pty)
+    }
+
+    /// Write `bytes` once the emulated line has carried them.
+    async fn write_paced(&mut self, port: &Pty, bytes: &[u8]) -> std::io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let baud = self.baud();
+        if baud.is_some() {
+            self.tx_free = self.tx_free.max(Instant::now()) + line_time(bytes.len(), baud);
+            tokio::time::sleep_until(self.tx_free).await;
+        }
+        port.write_all(bytes).await
+    }
+
+    async fn write_urcs(&mut self, port: &Pty, urcs: &[String]) -> std::io::Result<()> {
+        let mut text = String::new();
+        for urc in urcs {
+            text.push_str("\r\n");
+            text.push_str(urc);
+            text.push_str("\r\n");
+        }
+        self.write_paced(port, text.as_bytes()).await
+    }
+
+    /// Echo what came in, then answer every complete command.
+    async fn process_input(&mut self, port: &Pty, fresh: &[u8]) -> std::io::Result<()> {
+        if self.modem().echo {
+            let echo = fresh.to_vec();
+            self.write_paced(port, &echo).await?;
+        }
+        loop {
+            let awaiting = self.modem().awaiting_pdu.is_some();
+            let reply = if awaiting {
+                let Some(end) = self.input.iter().position(|&b| b == CTRL_Z || b == ESC) else {
+                    return Ok(());
+                };
+                let chunk: Vec<u8> = self.input.drain(..=end).collect();
+                // The modem acts once the last byte has crossed the line.
+                tokio::time::sleep_until(self.rx_free).await;
+                if chunk[end] == ESC {
+                    self.modem().awaiting_pdu = None;
+                    modem::Reply {
+                        text: "\r\nOK\r\n".into(),
+                        ..Default::default()
+                    }
+                } else {
+                    let hex = String::from_utf8_lossy(&chunk[..end]).to_string();
+                    self.modem().handle_pdu(&hex, unix_now())
+                }
+            } else {
+                let Some(end) = self.input.iter().position(|&b| b == b'\r') else {
+                    // Stray line feeds and noise before a command are dropped.
+                    if self.input.len() > 4096 {
+                        self.input.clear();
+                    }
+                    return Ok(());
+                };
+                let chunk: Vec<u8> = self.input.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&chunk[..end]).to_string();
+                let line = line.trim_start_matches(['\n', '\r', ' ']);
+                if line.is_empty() {
+                    continue;
+                }
+                tokio::time::sleep_until(self.rx_free).await;
+                let line = line.to_string();
+                self.modem().handle_line(&line)
+            };
+            if !reply.delay.is_zero() {
+                tokio::time::sleep(reply.delay).await;
+            }
+            self.write_paced(port, reply.text.as_bytes()).await?;
+            if !reply.urcs.is_empty() {
+                self.write_urcs(port, &reply.urcs).await?;
+            }
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! The simulated modem's command interpreter: AT lines in, response text out.
+//! Pure and synchronous; the pty task around it does the timing.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::codec;
+
+/// Storage slots per memory, like a typical SIM.
+pub const SIM_CAPACITY: u32 = 50;
+/// The SMSC the simulated SIM reports.
+pub const SIM_SMSC: &str = "+15550000000";
+/// Ctrl-Z ends a PDU after the `> ` prompt; ESC cancels it.
+pub const CTRL_Z: u8 = 0x1a;
+pub const ESC: u8 = 0x1b;
+
+/// Behaviour knobs, settable at run time through the handle.
+#[derive(Debug, Clone)]
+pub struct Behaviour {
+    pub network_delay: Duration,
+    pub baud_limit: Option<u32>,
+    pub echo_default: bool,
+    pub urc_noise: bool,
+    pub delivery_reports: bool,
+    pub pin: Option<String>,
+}
+
+/// A part the simulated network accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentPart {
+    pub to: String,
+    pub text: String,
+    pub mr: u8,
+    /// (reference, total, sequence) for parts of a long message.
+    pub concat: Option<(u16, u8, u8)>,
+    pub status_report_requested: bool,
+    pub pdu_hex: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// 0 received unread, 1 received read.
+    pub stat: u8,
+    pub hex: String,
+    pub tpdu_len: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mem {
+    Sm,
+    Sr,
+}
+
+impl Mem {
+    fn parse(name: &str) -> Option<Mem> {
+        match name.trim_matches('"').to_ascii_uppercase().as_str() {
+            "SM" | "ME" | "MT" => Some(Mem::Sm),
+            "SR" => Some(Mem::Sr),
+            _ => None,
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Mem::Sm => "SM",
+            Mem::Sr => "SR",
+        }
+    }
+}
+
+/// What the pty task should do after a line.
+#[derive(Debug, Default)]
+pub struct Reply {
+    /// Wait this long (network time) before writing `text`.
+    pub delay: Duration,
+    pub text: String,
+    /// Unsolicited lines to send after the reply.
+    pub urcs: Vec<String>,
+}
+
+impl Reply {
+    fn now(text: impl Into<String>) -> Self {
+        Reply {
+            text: text.into(),
+            ..Reply::default()
+        }
+    }
+}
+
+fn ok() -> Reply {
+    Reply::now("\r\nOK\r\n")
+}
+fn error() -> Reply {
+    Reply::now("\r\nERROR\r\n")
+}
+fn info(lines: &str) -> Reply {
+    Reply::now(format!("\r\n{lines}\r\n\r\nOK\r\n"))
+}
+fn cms(code: u16) -> Reply {
+    Reply::now(format!("\r\n+CMS ERROR: {code}\r\n"))
+}
+fn cme(code: u16) -> Reply {
+    Reply::now(format!("\r\n+CME ERROR: {code}\r\n"))
+}
+
+pub struct SimModem {
+    pub behaviour: Behaviour,
+    pub echo: bool,
+    pin_ok: bool,
+    /// AT+CNMI <mt> and <ds>.
+    cnmi_mt: u8,
+    cnmi_ds: u8,
+    mem1: Mem,
+    sm: BTreeMap<u32, Stored>,
+    sr: BTreeMap<u32, Stored>,
+    next_mr: u8,
+    pub sent: Vec<SentPart>,
+    fail_next: Option<(u16, usize)>,
+    /// Length announced by AT+CMGS while waiting for the PDU.
+    pub awaiting_pdu: Option<usize>,
+    inbound_ref: u8,
+    /// Counts accepted commands, for tests that check the driver's traffic.
+    pub commands_seen: u64,
+}
+
+impl SimModem {
+    pub fn new(behaviour: Behaviour) -> Self {
+        let echo = behaviour.echo_default;
+        let pin_ok = behaviour.pin.is_none();
+        Self {
+            behaviour,
+            echo,
+            pin_ok,
+            cnmi_mt: 0,
+            cnmi_ds: 0,
+            mem1: Mem::Sm,
+            sm: BTreeMap::new(),
+            sr: BTreeMap::new(),
+            next_mr: 0,
+            sent: Vec::new(),
+            fail_next: None,
+            awaiting_pdu: None,
+            inbound_ref: 0,
+            commands_seen: 0,
+        }
+    }
+
+    /// Power cycle: volatile settings go, the SIM's contents stay.
+    pub fn reboot(&mut self) {
+        self.echo = self.behaviour.echo_default;
+        self.pin_ok = self.behaviour.pin.is_none();
+        self.cnmi_mt = 0;
+        self.cnmi_ds = 0;
+        self.mem1 = Mem::Sm;
+        self.awaiting_pdu = None;
+    }
+
+    pub fn fail_next_sends(&mut self, code: u16, count: usize) {
+        self.fail_next = (count > 0).then_some((code, count));
+    }
+
+    pub fn stored_count(&self) -> (usize, usize) {
+        (self.sm.len(), self.sr.len())
+    }
+
+    fn store(&mut self, mem: Mem, hex: String, tpdu_len: usize) -> Option<u32> {
+        let map = match mem {
+            Mem::Sm => &mut self.sm,
+            Mem::Sr => &mut self.sr,
+        };
+        let index = (1..=SIM_CAPACITY).find(|i| !map.contains_key(i))?;
+        map.insert(
+            index,
+            Stored {
+                stat: 0,
+                hex,
+                tpdu_len,
+            },
+        );
+        Some(index)
+    }
+
+    /// A message arrives from the network: store each part and return the
+    /// URCs to raise (+CMTI when CNMI asks for indications).
+    pub fn inject_inbound(&mut self, from: &str, text: &str, scts_unix: i64) -> Vec<String> {
+        self.inbound_ref = self.inbound_ref.wrapping_add(1);
+        let parts = codec::encode_deliver(from, text, scts_unix, self.inbound_ref);
+        let mut urcs = Vec::new();
+        for (hex, len) in parts {
+            match self.store(Mem::Sm, hex, len) {
+                Some(index) if self.cnmi_mt == 1 => urcs.push(format!("+CMTI: \"SM\",{index}")),
+                Some(_) => {}
+                None => tracing::warn!("simulated SIM full; inbound part dropped"),
+            }
+        }
+        urcs
+    }
+
+    fn status_report(&mut self, part: &SentPart, scts_unix: i64) -> Option<String> {
+        let (hex, len) = codec::encode_status_report(part.mr, &part.to, true, scts_unix);
+        match self.cnmi_ds {
+            1 => Some(format!("+CDS: {len}\r\n{hex}")),
+            2 => {
+                let index = self.store(Mem::Sr, hex, len)?;
+                Some(format!("+CDSI: \"SR\",{index}"))
+            }
+            _ => None,
+        }
+    }
+
+    /// The PDU typed after the `> ` prompt (without the Ctrl-Z).
+    pub fn handle_pdu(&mut self, hex: &str, scts_unix: i64) -> Reply {
+        let Some(announced) = self.awaiting_pdu.take() else {
+            return error();
+        };
+        let hex = hex.trim();
+        let decoded = match codec::decode_submit(hex) {
+            Ok(d) => d,
+            Err(_) => return cms(304),
+        };
+        if decoded.tpdu_len != announced {
+            // Real modems reject a length that does not match the TPDU.
+            return cms(304);
+        }
+        if let Some((code, left)) = self.fail_next.as_mut() {
+            let code = *code;
+            *left -= 1;
+            if *left == 0 {
+                self.fail_next = None;
+            }
+            let mut reply = cms(code);
+            reply.delay = self.behaviour.network_delay;
+            return reply;
+        }
+        let mr = self.next_mr;
+        self.next_mr = self.next_mr.wrapping_add(1);
+        let part = SentPart {
+            to: decoded.to,
+            text: decoded.text,
+            mr,
+            concat: decoded.concat,
+            status_report_requested: decoded.status_report_requested,
+            pdu_hex: hex.to_string(),
+        };
+        let mut urcs = Vec::new();
+        if part.status_report_requested && self.behaviour.delivery_reports {
+            urcs.extend(self.status_report(&part, scts_unix));
+        }
+        self.sent.push(part);
+        Reply {
+            delay: self.behaviour.network_delay,
+            text: format!("\r\n+CMGS: {mr}\r\n\r\nOK\r\n"),
+            urcs,
+        }
+    }
+
+    /// One command line (without the `\r`).
+    pub fn handle_line(&mut self, line: &str) -> Reply {
+        let line = line.trim();
+        if line.is_empty() {
+            return Reply::default();
+        }
+        let upper = line.to_ascii_uppercase();
+        let Some(cmd) = upper.strip_prefix("AT") else {
+            return error();
+        };
+        self.commands_seen += 1;
+        let original_args = &line[2..];
+        match cmd {
+            "" => ok(),
+            "Z" => {
+                self.echo = self.behaviour.echo_default;
+                ok()
+            }
+            "E0" => {
+                self.echo = false;
+                ok()
+            }
+            "E1" | "E" => {
+                self.echo = true;
+                ok()
+            }
+            "I" => info("SimModem PhoneRelay 1.0"),
+            "+CGMI" => info("PhoneRelay"),
+            _ if cmd.starts_with("+CMEE=") => ok(),
+            "+CMGF=0" => ok(),
+            "+CMGF?" => info("+CMGF: 0"),
+            "+CPIN?" => {
+                if self.pin_ok {
+                    info("+CPIN: READY")
+                } else {
+                    info("+CPIN: SIM PIN")
+                }
+            }
+            _ if cmd.starts_with("+CPIN=") => {
+                let given = original_args[6..].trim().trim_matches('"');
+                match &self.behaviour.pin {
+                    None => ok(),
+                    Some(_) if self.pin_ok => cme(3),
+                    Some(pin) if pin == given => {
+                        self.pin_ok = true;
+                        ok()
+                    }
+                    Some(_) => cme(16),
+                }
+            }
+            "+CREG?" => info(&format!("+CREG: 0,{}", self.reg_stat())),
+            "+CEREG?" => info(&format!("+CEREG: 0,{}", self.reg_stat())),
+            "+CGREG?" => info(&format!("+CGREG: 0,{}", self.reg_stat())),
+            _ if cmd.starts_with("+CREG=") || cmd.starts_with("+CEREG=") => ok(),
+            "+COPS?" => {
+                if self.pin_ok {
+                    info("+COPS: 0,0,\"SimNet\",7")
+                } else {
+                    info("+COPS: 0")
+                }
+            }
+            "+CSQ" => info("+CSQ: 21,99"),
+            "+CSMS?" => info("+CSMS: 0,1,1,1"),
+            _ if cmd.starts_with("+CSMS=") => info("+CSMS: 1,1,1"),
+            "+CSCA?" => info(&format!("+CSCA: \"{SIM_SMSC}\",145")),
+            _ if cmd.starts_with("+CSCA=") => ok(),
+            "+CPMS?" => info(&format!(
+                "+CPMS: \"{}\",{},{SIM_CAPACITY},\"SM\",{},{SIM_CAPACITY},\"SM\",{},{SIM_CAPACITY}",
+                self.mem1.name(),
+                self.mem_len(self.mem1),
+                self.sm.len(),
+                self.sm.len()
+            )),
+            _ if cmd.starts_with("+CPMS=") => {
+                if !self.pin_ok {
+                    return cms(310);
+                }
+                let mems: Vec<Option<Mem>> = cmd[6..].split(',').map(Mem::parse).collect();
+                match mems.first() {
+                    Some(Some(mem)) if mems.iter().all(Option::is_some) => {
+                        self.mem1 = *mem;
+                        let u = self.mem_len(*mem);
+                        let s = self.sm.len();
+                        info(&format!(
+                            "+CPMS: {u},{SIM_CAPACITY},{s},{SIM_CAPACITY},{s},{SIM_CAPACITY}"
+                        ))
+                    }
+                    _ => cms(302),
+                }
+            }
+            _ if cmd.starts_with("+CNMI=") => {
+                let fields: Vec<u8> = cmd[6..]
+                    .split(',')
+                    .map(|f| f.trim().parse().unwrap_or(0))
+                    .collect();
+                let mt = fields.get(1).copied().unwrap_or(0);
+                let ds = fields.get(3).copied().unwrap_or(0);
+                if mt > 1 || ds > 2 {
+                    // Only store-and-indicate is simulated: a driver asking
+                    // for direct delivery gets what many modems answer.
+                    return cms(303);
+                }
+                self.cnmi_mt = mt;
+                self.cnmi_ds = ds;
+                ok()
+            }
+            _ if cmd.starts_with("+CMGS=") => {
+                if !self.pin_ok {
+                    return cms(310);
+                }
+                match cmd[6..].trim().parse::<usize>() {
+                    Ok(n) if (1..=164).contains(&n) => {
+                        self.awaiting_pdu = Some(n);
+                        Reply::now("\r\n> ")
+                    }
+                    _ => cms(304),
+                }
+            }
+            _ if cmd.starts_with("+CMGL=") => {
+                if !self.pin_ok {
+                    return cms(310);
+                }
+                let wanted: u8 = match cmd[6..].trim().parse() {
+                    Ok(n) if n <= 4 => n,
+                    _ => return cms(302),
+                };
+                let mem = self.mem1;
+                let map = self.mem_mut(mem);
+                let mut out = String::new();
+                for (index, stored) in map.iter_mut() {
+                    if wanted == 4 || stored.stat == wanted {
+                        out.push_str(&format!(
+                            "\r\n+CMGL: {index},{},,{}\r\n{}",
+                            stored.stat, stored.tpdu_len, stored.hex
+                        ));
+                        stored.stat = stored.stat.max(1);
+                    }
+                }
+                out.push_str("\r\n\r\nOK\r\n");
+                Reply::now(out)
+            }
+            _ if cmd.starts_with("+CMGR=") => {
+                if !self.pin_ok {
+                    return cms(310);
+                }
+                let Ok(index) = cmd[6..].trim().parse::<u32>() else {
+                    return cms(321);
+                };
+                let mem = self.mem1;
+                match self.mem_mut(mem).get_mut(&index) {
+                    Some(stored) => {
+                        let text = format!(
+                            "+CMGR: {},,{}\r\n{}",
+                            stored.stat, stored.tpdu_len, stored.hex
+                        );
+                        stored.stat = stored.stat.max(1);
+                        info(&text)
+                    }
+                    None => cms(321),
+                }
+            }
+            _ if cmd.starts_with("+CMGD=") => {
+                if !self.pin_ok {
+                    return cms(310);
+                }
+                let mut args = cmd[6..].split(',');
+                let index: u32 = args.next().and_then(|i| i.trim().parse().ok()).unwrap_or(0);
+                let flag: u8 = args.next().and_then(|f| f.trim().parse().ok()).unwrap_or(0);
+                let mem = self.mem1;
+                let map = self.mem_mut(mem);
+                match flag {
+                    0 => {
+                        if map.remove(&index).is_none() && index == 0 {
+                            return cms(321);
+                        }
+                    }
+                    4 => map.clear(),
+                    _ => return cms(302),
+                }
+                ok()
+            }
+            _ => error(),
+        }
+    }
+
+    fn reg_stat(&self) -> u8 {
+        // Registered (home) once the SIM is unlocked; "searching" before.
+        if self.pin_ok { 1 } else { 2 }
+    }
+
+    fn mem_len(&self, mem: Mem) -> usize {
+        match mem {
+            Mem::Sm => self.sm.len(),
+            Mem::Sr => self.sr.len(),
+        }
+    }
+
+    fn mem_mut(&mut self, mem: Mem) -> &mut BTreeMap<u32, Stored> {
+        match mem {
+            Mem::Sm => &mut self.sm,
+            Mem::Sr => &mut self.sr,
+        }
+    }
+}
