@@ -1,0 +1,18 @@
+//! PhoneRelay: a daemon that bridges a pChat relay to SMS, WhatsApp,
+//! Telegram, e-mail and notifications. See `docs/architecture.md`.
+
+pub mod api;
+pub mod channels;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod endpoints;
+pub mod exit;
+pub mod inbound;
+pub mod keys;
+pub mod local_key;
+pub mod logging;
+pub mod metrics;
+pub mod outbox;
+pub mod store;

@@ -1,0 +1,64 @@
+//! The `Authorization: Bearer` extractor. No key → 401; a key without the
+//! scope or for another phone_id → 403 (checked by the handlers).
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+use super::error::ApiError;
+use super::state::AppState;
+use crate::keys;
+use crate::store::{ApiKeyRecord, Scope};
+
+pub struct Caller(pub ApiKeyRecord);
+
+impl Caller {
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.0.allows(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "this API key lacks the {scope} scope"
+            )))
+        }
+    }
+
+    /// A key bound to one phone_id may only act on that phone_id.
+    pub fn require_phone(&self, phone_id: &str) -> Result<(), ApiError> {
+        match &self.0.phone_id {
+            Some(bound) if bound != phone_id => Err(ApiError::forbidden(format!(
+                "this API key is limited to phone_id {bound:?}"
+            ))
+            .field("phone_id")),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn phone_scope(&self) -> Option<String> {
+        self.0.phone_id.clone()
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer API key"))?;
+        let presented = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| ApiError::unauthorized("Authorization must be \"Bearer <API key>\""))?;
+        let rejected = || ApiError::unauthorized("the API key is not valid or was revoked");
+        let (key_id, secret) = keys::parse(presented).ok_or_else(rejected)?;
+        let record = state.store.find_key(key_id).await?.ok_or_else(rejected)?;
+        if keys::verify(&record, secret) {
+            Ok(Caller(record))
+        } else {
+            Err(rejected())
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! JSON bodies with our error shape: wrong content type → 415, too large →
+//! 413, malformed → 400, a field of the wrong type, missing or unknown → 422
+//! naming the field.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+pub struct JsonBody<T> {
+    pub value: T,
+    /// The exact bytes, for the idempotency fingerprint.
+    pub raw: Bytes,
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            )
+            .field("Content-Type"));
+        }
+        let raw = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is larger than server.max_body_bytes",
+                )
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_body",
+                    rejection.body_text(),
+                )
+            }
+        })?;
+        let value = parse(&raw)?;
+        Ok(JsonBody { value, raw })
+    }
+}
+
+pub fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(raw);
+    let result: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
+    if result.is_ok() {
+        deserializer.end().map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("the body is not valid JSON: {e}"),
+            )
+        })?;
+    }
+    result.map_err(|error| {
+        let inner = error.inner();
+        let path = error.path().to_string();
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("the body is not valid JSON: {inner}"),
+            );
+        }
+        let message = inner.to_string();
+        // serde names missing and unknown fields in backticks.
+        let named = message.split('`').nth(1).filter(|_| {
+            message.starts_with("missing field") || message.starts_with("unknown field")
+        });
+        let field = match (named, path.as_str()) {
+            (Some(name), ".") => name.to_string(),
+            (Some(name), parent) => format!("{parent}.{name}"),
+            (None, path) => path.to_string(),
+        };
+        let code = if message.starts_with("missing field") {
+            "missing_field"
+        } else if message.starts_with("unknown field") {
+            "unknown_field"
+        } else {
+            "invalid_field"
+        };
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .to_string();
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).field(field)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Probe {
+        to: String,
+        ttl: Option<u32>,
+    }
+
+    #[test]
+    fn names_the_field() {
+        let e = parse::<Probe>(br#"{"ttl":1}"#).unwrap_err();
+        assert_eq!((e.code, e.field.as_deref()), ("missing_field", Some("to")));
+        let e = parse::<Probe>(br#"{"to":"x","tll":1}"#).unwrap_err();
+        assert_eq!((e.code, e.field.as_deref()), ("unknown_field", Some("tll")));
+        let e = parse::<Probe>(br#"{"to":"x","ttl":"soon"}"#).unwrap_err();
+        assert_eq!((e.code, e.field.as_deref()), ("invalid_field", Some("ttl")));
+        let e = parse::<Probe>(br#"{"to":"x""#).unwrap_err();
+        assert_eq!(e.code, "invalid_json");
+        let e = parse::<Probe>(br#"{"to":"x"} trailing"#).unwrap_err();
+        assert_eq!(e.code, "invalid_json");
+    }
+}

@@ -1,0 +1,238 @@
+//! Request and response bodies of the API, with their OpenAPI schemas.
+
+use phonerelay_channel::Attachment;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::clock::rfc3339;
+use crate::store::{InboundRecord, OutboundDetail, OutboundRecord, OutboundStatus, StatusEvent};
+
+/// The pChat send body (`phone_id`, `channel`, `to`, `text`) and its options.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    /// Which bridge endpoint sends it (a modem, a WhatsApp number, a bot).
+    pub phone_id: String,
+    /// One of `sms`, `wa`, `tg`, `email`, `notify`.
+    pub channel: String,
+    /// E.164 for sms/wa, chat id or @username for tg, an address for email,
+    /// a topic for notify.
+    pub to: String,
+    /// The message text; may be empty only when attachments are given.
+    #[serde(default)]
+    pub text: String,
+    /// The pChat address of the sender; replies are routed back to it.
+    pub source: Option<String>,
+    /// E-mail subject; ignored by other channels.
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub attachments: Vec<AttachmentBody>,
+    /// The id of an inbound message this answers (quoted where the channel
+    /// can).
+    pub reply_to: Option<String>,
+    /// Give up if not sent within this many seconds.
+    pub ttl_seconds: Option<u64>,
+    pub priority: Option<Priority>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentBody {
+    /// Where the file can be fetched (the relay's upload URL).
+    pub url: String,
+    pub content_type: Option<String>,
+    pub filename: Option<String>,
+    pub size: Option<u64>,
+}
+
+impl From<AttachmentBody> for Attachment {
+    fn from(a: AttachmentBody) -> Self {
+        Attachment {
+            url: a.url,
+            content_type: a.content_type,
+            filename: a.filename,
+            size: a.size,
+        }
+    }
+}
+
+impl From<&Attachment> for AttachmentBody {
+    fn from(a: &Attachment) -> Self {
+        AttachmentBody {
+            url: a.url.clone(),
+            content_type: a.content_type.clone(),
+            filename: a.filename.clone(),
+            size: a.size,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Low,
+    Normal,
+    High,
+}
+
+impl Priority {
+    pub fn rank(self) -> i64 {
+        match self {
+            Priority::Low => 0,
+            Priority::Normal => 1,
+            Priority::High => 2,
+        }
+    }
+
+    pub fn from_rank(rank: i64) -> Self {
+        match rank {
+            i64::MIN..=0 => Priority::Low,
+            1 => Priority::Normal,
+            _ => Priority::High,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Accepted {
+    pub id: String,
+    pub status: OutboundStatus,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorInfo {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HistoryEntry {
+    pub status: OutboundStatus,
+    /// RFC 3339.
+    pub at: String,
+    pub code: Option<String>,
+    pub reason: Option<String>,
+}
+
+impl From<&StatusEvent> for HistoryEntry {
+    fn from(e: &StatusEvent) -> Self {
+        HistoryEntry {
+            status: e.status,
+            at: rfc3339(e.at_ms),
+            code: e.code.clone(),
+            reason: e.reason.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MessageView {
+    pub id: String,
+    pub phone_id: String,
+    pub channel: String,
+    pub to: String,
+    pub text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    pub attachments: Vec<AttachmentBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    pub priority: Priority,
+    pub status: OutboundStatus,
+    pub attempts: u32,
+    pub created_at: String,
+    pub updated_at: String,
+    pub expires_at: String,
+    /// Ids the channel gave the message (one per SMS part).
+    pub external_ids: Vec<String>,
+    /// The last error, for failed, expired or retrying messages.
+    pub error: Option<ErrorInfo>,
+    /// Present on single-message reads: every status change in order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<HistoryEntry>>,
+}
+
+impl From<&OutboundRecord> for MessageView {
+    fn from(r: &OutboundRecord) -> Self {
+        MessageView {
+            id: r.id.clone(),
+            phone_id: r.phone_id.clone(),
+            channel: r.channel.to_string(),
+            to: r.to.clone(),
+            text: r.text.clone(),
+            subject: r.subject.clone(),
+            source: r.source.clone(),
+            attachments: r.attachments.iter().map(AttachmentBody::from).collect(),
+            reply_to: r.reply_to.clone(),
+            priority: Priority::from_rank(r.priority),
+            status: r.status,
+            attempts: r.attempts,
+            created_at: rfc3339(r.created_at_ms),
+            updated_at: rfc3339(r.updated_at_ms),
+            expires_at: rfc3339(r.expires_at_ms),
+            external_ids: r.external_ids.clone(),
+            error: r.error_code.as_ref().map(|code| ErrorInfo {
+                code: code.clone(),
+                message: r.error_message.clone().unwrap_or_default(),
+            }),
+            history: None,
+        }
+    }
+}
+
+impl From<&OutboundDetail> for MessageView {
+    fn from(d: &OutboundDetail) -> Self {
+        MessageView {
+            history: Some(d.history.iter().map(HistoryEntry::from).collect()),
+            ..MessageView::from(&d.record)
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MessagePage {
+    pub messages: Vec<MessageView>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct InboundView {
+    pub id: String,
+    pub channel: String,
+    pub phone_id: String,
+    pub from: String,
+    pub text: String,
+    pub subject: Option<String>,
+    pub attachments: Vec<AttachmentBody>,
+    pub external_id: String,
+    pub reply_to: Vec<String>,
+    pub received_at: String,
+    pub committed_at: String,
+}
+
+impl From<&InboundRecord> for InboundView {
+    fn from(r: &InboundRecord) -> Self {
+        InboundView {
+            id: r.id.clone(),
+            channel: r.channel.to_string(),
+            phone_id: r.phone_id.clone(),
+            from: r.from.clone(),
+            text: r.text.clone(),
+            subject: r.subject.clone(),
+            attachments: r.attachments.iter().map(AttachmentBody::from).collect(),
+            external_id: r.external_id.clone(),
+            reply_to: r.reply_to.clone(),
+            received_at: rfc3339(r.received_at_ms),
+            committed_at: rfc3339(r.committed_at_ms),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct InboundPage {
+    pub messages: Vec<InboundView>,
+    pub next_cursor: Option<String>,
+}

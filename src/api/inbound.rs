@@ -1,0 +1,83 @@
+//! `/api/v1/inbound`: what arrived on the channels, newest first.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::auth::Caller;
+use super::dto::{InboundPage, InboundView};
+use super::error::{ApiError, ErrorBody};
+use super::messages::{parse_channel, parse_since, scoped_phone};
+use super::paging::{decode_cursor, encode_cursor, page_limit, query_error};
+use super::state::AppState;
+use crate::store::{InboundFilter, Scope};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct InboundQuery {
+    pub channel: Option<String>,
+    pub phone_id: Option<String>,
+    /// RFC 3339; only messages committed at or after it.
+    pub since: Option<String>,
+    /// 1 to 500, default 50.
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/inbound", tag = "inbound", params(InboundQuery),
+    responses(
+        (status = 200, description = "Newest first", body = InboundPage),
+        (status = 400, description = "A query parameter is invalid", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_inbound(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<InboundQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<InboundPage>, ApiError> {
+    caller.require(Scope::Read)?;
+    let Query(q) = query.map_err(query_error)?;
+    let limit = page_limit(q.limit)?;
+    let filter = InboundFilter {
+        channel: parse_channel(q.channel)?,
+        phone_id: scoped_phone(&caller, q.phone_id)?,
+        since_ms: parse_since(q.since)?,
+        before_seq: decode_cursor(q.cursor)?,
+        limit: limit + 1,
+    };
+    let mut records = state.store.list_inbound(filter).await?;
+    let next_cursor = (records.len() > limit as usize).then(|| {
+        records.truncate(limit as usize);
+        encode_cursor(records.last().map(|r| r.seq).unwrap_or_default())
+    });
+    Ok(Json(InboundPage {
+        messages: records.iter().map(InboundView::from).collect(),
+        next_cursor,
+    }))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/inbound/{id}", tag = "inbound",
+    params(("id" = String, Path, description = "Inbound message id")),
+    responses(
+        (status = 200, body = InboundView),
+        (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_inbound(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<InboundView>, ApiError> {
+    caller.require(Scope::Read)?;
+    match state.store.get_inbound(&id).await? {
+        Some(r) if caller.phone_scope().is_none_or(|p| p == r.phone_id) => {
+            Ok(Json(InboundView::from(&r)))
+        }
+        _ => Err(ApiError::not_found("inbound message")),
+    }
+}

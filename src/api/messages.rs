@@ -1,0 +1,293 @@
+//! `/api/v1/messages`: accept, read, list, cancel.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use phonerelay_channel::ChannelKind;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use utoipa::IntoParams;
+
+use super::auth::Caller;
+use super::body::JsonBody;
+use super::dto::{Accepted, MessagePage, MessageView, SendRequest};
+use super::error::{ApiError, ErrorBody};
+use super::paging::{decode_cursor, encode_cursor, page_limit};
+use super::send_validation::{validate, validate_idempotency_key};
+use super::state::AppState;
+use crate::clock::{now_ms, parse_rfc3339};
+use crate::metrics::labels;
+use crate::store::*;
+
+#[utoipa::path(
+    post, path = "/api/v1/messages", tag = "messages",
+    request_body = SendRequest,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "A repeat with the same key and body returns the first result and sends nothing")),
+    responses(
+        (status = 202, description = "Committed to the outbox", body = Accepted),
+        (status = 400, description = "Malformed JSON or header", body = ErrorBody),
+        (status = 401, description = "No or bad API key", body = ErrorBody),
+        (status = 403, description = "Key lacks the send scope or is bound to another phone_id", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A field is invalid; `field` names it", body = ErrorBody),
+        (status = 503, description = "Store unavailable; nothing was stored", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn send(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: JsonBody<SendRequest>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let result = accept(&state, &caller, &headers, body).await;
+    match &result {
+        Ok(_) => state
+            .metrics
+            .accept_seconds
+            .observe(started.elapsed().as_secs_f64()),
+        Err(e) => {
+            state
+                .metrics
+                .rejected
+                .get_or_create(&labels(&[("code", e.code)]))
+                .inc();
+        }
+    }
+    result
+}
+
+async fn accept(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    body: JsonBody<SendRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Send)?;
+    let idempotency_key = validate_idempotency_key(headers.get("idempotency-key"))?;
+    let req = body.value;
+    caller.require_phone(&req.phone_id)?;
+    let valid = validate(&req, state)?;
+    let reply_to_external_id = match &req.reply_to {
+        None => None,
+        Some(inbound_id) => {
+            let inbound =
+                state.store.get_inbound(inbound_id).await?.ok_or_else(|| {
+                    ApiError::invalid("reply_to", "no inbound message has this id")
+                })?;
+            if inbound.channel != valid.channel || inbound.phone_id != req.phone_id {
+                return Err(ApiError::invalid(
+                    "reply_to",
+                    "the inbound message came on another channel or phone_id",
+                ));
+            }
+            Some(inbound.external_id)
+        }
+    };
+    let now = now_ms();
+    let message = NewOutbound {
+        id: uuid::Uuid::now_v7().to_string(),
+        api_key_id: Some(caller.0.key_id.clone()),
+        idempotency_key,
+        request_hash: hex::encode(Sha256::digest(&body.raw)),
+        phone_id: req.phone_id,
+        channel: valid.channel,
+        to: req.to,
+        text: req.text,
+        subject: req.subject,
+        source: req.source,
+        attachments: req.attachments.into_iter().map(Into::into).collect(),
+        reply_to: req.reply_to,
+        reply_to_external_id,
+        priority: valid.priority,
+        created_at_ms: now,
+        expires_at_ms: now + valid.ttl_ms,
+    };
+    let (channel, phone_id) = (message.channel, message.phone_id.clone());
+    match state.store.accept_outbound(message).await? {
+        AcceptOutcome::Created { id } => {
+            state.endpoints.wake(channel, &phone_id);
+            state
+                .metrics
+                .accepted
+                .get_or_create(&labels(&[("channel", channel.as_str())]))
+                .inc();
+            Ok(accepted(id, false))
+        }
+        AcceptOutcome::Replayed { id } => Ok(accepted(id, true)),
+        AcceptOutcome::KeyReused { id } => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            format!("this Idempotency-Key was used for message {id} with a different body"),
+        )
+        .field("Idempotency-Key")),
+    }
+}
+
+fn accepted(id: String, replayed: bool) -> Response {
+    let location = format!("/api/v1/messages/{id}");
+    let mut response = (
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            id,
+            status: OutboundStatus::Queued,
+        }),
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/messages/{id}", tag = "messages",
+    params(("id" = String, Path, description = "Message id")),
+    responses(
+        (status = 200, description = "The message and its status history", body = MessageView),
+        (status = 404, description = "No such message (or not visible to this key)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_message(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<MessageView>, ApiError> {
+    caller.require(Scope::Read)?;
+    let detail = visible(&state, &caller, &id).await?;
+    Ok(Json(MessageView::from(&detail)))
+}
+
+/// A message exists for a caller only if its key may see that phone_id.
+async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<OutboundDetail, ApiError> {
+    let detail = state.store.get_outbound(id).await?;
+    match detail {
+        Some(d) if caller.phone_scope().is_none_or(|p| p == d.record.phone_id) => Ok(d),
+        _ => Err(ApiError::not_found("message")),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only messages in this status.
+    pub status: Option<String>,
+    pub channel: Option<String>,
+    pub phone_id: Option<String>,
+    /// RFC 3339; only messages created at or after it.
+    pub since: Option<String>,
+    /// 1 to 500, default 50.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/messages", tag = "messages", params(ListQuery),
+    responses(
+        (status = 200, description = "Newest first", body = MessagePage),
+        (status = 400, description = "A query parameter is invalid", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_messages(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<MessagePage>, ApiError> {
+    caller.require(Scope::Read)?;
+    let Query(q) = query.map_err(super::paging::query_error)?;
+    let limit = page_limit(q.limit)?;
+    let filter = OutboundFilter {
+        status: q
+            .status
+            .map(|s| s.parse::<OutboundStatus>())
+            .transpose()
+            .map_err(|e| bad_query("status", e))?,
+        channel: parse_channel(q.channel)?,
+        phone_id: scoped_phone(&caller, q.phone_id)?,
+        since_ms: parse_since(q.since)?,
+        before_seq: decode_cursor(q.cursor)?,
+        limit: limit + 1,
+    };
+    let mut records = state.store.list_outbound(filter).await?;
+    let next_cursor = (records.len() > limit as usize).then(|| {
+        records.truncate(limit as usize);
+        encode_cursor(records.last().map(|r| r.seq).unwrap_or_default())
+    });
+    Ok(Json(MessagePage {
+        messages: records.iter().map(MessageView::from).collect(),
+        next_cursor,
+    }))
+}
+
+pub fn bad_query(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message).field(field)
+}
+
+pub fn parse_channel(channel: Option<String>) -> Result<Option<ChannelKind>, ApiError> {
+    channel
+        .map(|c| c.parse::<ChannelKind>())
+        .transpose()
+        .map_err(|e| bad_query("channel", e.to_string()))
+}
+
+pub fn parse_since(since: Option<String>) -> Result<Option<i64>, ApiError> {
+    since
+        .map(|s| parse_rfc3339(&s).ok_or_else(|| bad_query("since", "must be an RFC 3339 time")))
+        .transpose()
+}
+
+/// A key bound to a phone_id lists only that phone_id.
+pub fn scoped_phone(caller: &Caller, asked: Option<String>) -> Result<Option<String>, ApiError> {
+    match (caller.phone_scope(), asked) {
+        (Some(bound), Some(asked)) if bound != asked => {
+            Err(caller.require_phone(&asked).unwrap_err())
+        }
+        (Some(bound), _) => Ok(Some(bound)),
+        (None, asked) => Ok(asked),
+    }
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/messages/{id}/cancel", tag = "messages",
+    params(("id" = String, Path, description = "Message id")),
+    responses(
+        (status = 200, description = "Cancelled", body = MessageView),
+        (status = 404, description = "No such message", body = ErrorBody),
+        (status = 409, description = "No longer queued", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn cancel_message(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<MessageView>, ApiError> {
+    caller.require(Scope::Send)?;
+    visible(&state, &caller, &id).await?;
+    match state.store.cancel_outbound(&id, now_ms()).await? {
+        CancelOutcome::Cancelled => {
+            let detail = visible(&state, &caller, &id).await?;
+            Ok(Json(MessageView::from(&detail)))
+        }
+        CancelOutcome::NotFound => Err(ApiError::not_found("message")),
+        CancelOutcome::NotCancellable(status) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_cancellable",
+            format!("the message is {status}; only queued messages can be cancelled"),
+        )),
+    }
+}

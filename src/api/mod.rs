@@ -1,0 +1,72 @@
+//! The HTTP API (axum): routes, auth, bodies, errors.
+
+mod auth;
+mod body;
+pub mod dto;
+pub mod error;
+mod inbound;
+mod messages;
+pub mod openapi;
+mod paging;
+mod send_validation;
+mod state;
+pub mod system;
+mod webhooks;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{any, get, post};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use send_validation::max_text_chars;
+pub use state::AppState;
+
+use self::error::ApiError;
+
+pub fn router(state: AppState) -> Router {
+    let server = &state.config.config.server;
+    let body_limit = server.max_body_bytes;
+    let timeout = Duration::from_secs(server.request_timeout_seconds);
+    Router::new()
+        .route("/health", get(system::health))
+        .route("/ready", get(system::ready))
+        .route("/metrics", get(system::metrics))
+        .route("/api/v1/openapi.json", get(openapi::openapi_json))
+        .route("/api/v1/status", get(system::status))
+        .route(
+            "/api/v1/messages",
+            post(messages::send).get(messages::list_messages),
+        )
+        .route("/api/v1/messages/{id}", get(messages::get_message))
+        .route(
+            "/api/v1/messages/{id}/cancel",
+            post(messages::cancel_message),
+        )
+        .route("/api/v1/inbound", get(inbound::list_inbound))
+        .route("/api/v1/inbound/{id}", get(inbound::get_inbound))
+        .route(
+            "/webhooks/{channel}/{phone_id}/{*rest}",
+            any(webhooks::webhook),
+        )
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,149 @@
+//! Turning a send request into a message to commit, or the first problem
+//! with it. Pure apart from looking up `reply_to`.
+
+use axum::http::StatusCode;
+use phonerelay_channel::{ChannelKind, validate_address};
+
+use super::dto::{Priority, SendRequest};
+use super::error::ApiError;
+use super::state::AppState;
+
+/// Longest text per channel, in characters. SMS: ten concatenated parts
+/// (as Twilio caps at 1600); WhatsApp and Telegram: their documented 4096;
+/// e-mail: a generous body; notify: ntfy's message size.
+pub fn max_text_chars(channel: ChannelKind) -> usize {
+    match channel {
+        ChannelKind::Sms => 1530,
+        ChannelKind::Wa | ChannelKind::Tg | ChannelKind::Notify | ChannelKind::Pchat => 4096,
+        ChannelKind::Email => 100_000,
+    }
+}
+
+pub const MAX_SUBJECT_CHARS: usize = 998;
+pub const MAX_ATTACHMENTS: usize = 10;
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+pub struct ValidSend {
+    pub channel: ChannelKind,
+    pub ttl_ms: i64,
+    pub priority: i64,
+}
+
+pub fn validate(req: &SendRequest, state: &AppState) -> Result<ValidSend, ApiError> {
+    let channel: ChannelKind = req.channel.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_channel",
+            format!(
+                "unknown channel {:?}; this bridge sends on sms, wa, tg, email and notify",
+                req.channel
+            ),
+        )
+        .field("channel")
+    })?;
+    if channel == ChannelKind::Pchat {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unsupported_channel",
+            "pchat messages are delivered by the relay, not by the bridge",
+        )
+        .field("channel"));
+    }
+    if state.endpoints.get(channel, &req.phone_id).is_none() {
+        let message = if state.endpoints.has_phone_id(&req.phone_id) {
+            format!(
+                "phone_id {:?} has no {channel} channel configured",
+                req.phone_id
+            )
+        } else {
+            format!("unknown phone_id {:?}", req.phone_id)
+        };
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_phone_id",
+            message,
+        )
+        .field("phone_id"));
+    }
+    validate_address(channel, &req.to).map_err(|e| ApiError::invalid("to", e.message))?;
+    let chars = req.text.chars().count();
+    if chars == 0 && req.attachments.is_empty() {
+        return Err(ApiError::invalid(
+            "text",
+            "text is empty and there are no attachments",
+        ));
+    }
+    let max = max_text_chars(channel);
+    if chars > max {
+        return Err(ApiError::invalid(
+            "text",
+            format!("text has {chars} characters; {channel} allows at most {max}"),
+        ));
+    }
+    if let Some(subject) = &req.subject {
+        if subject.chars().count() > MAX_SUBJECT_CHARS || subject.contains(['\r', '\n']) {
+            return Err(ApiError::invalid(
+                "subject",
+                format!("a subject is one line of at most {MAX_SUBJECT_CHARS} characters"),
+            ));
+        }
+    }
+    if let Some(source) = &req.source {
+        validate_address(ChannelKind::Pchat, source)
+            .map_err(|e| ApiError::invalid("source", e.message))?;
+    }
+    if req.attachments.len() > MAX_ATTACHMENTS {
+        return Err(ApiError::invalid(
+            "attachments",
+            format!("at most {MAX_ATTACHMENTS} attachments"),
+        ));
+    }
+    for (i, attachment) in req.attachments.iter().enumerate() {
+        let url = &attachment.url;
+        if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2048 {
+            return Err(ApiError::invalid(
+                &format!("attachments[{i}].url"),
+                "must be an http(s) URL of at most 2048 characters",
+            ));
+        }
+    }
+    let outbox = &state.config.config.outbox;
+    let ttl_seconds = req.ttl_seconds.unwrap_or(outbox.default_ttl_seconds);
+    if ttl_seconds == 0 || ttl_seconds > outbox.max_ttl_seconds {
+        return Err(ApiError::invalid(
+            "ttl_seconds",
+            format!("must be 1 to {} seconds", outbox.max_ttl_seconds),
+        ));
+    }
+    Ok(ValidSend {
+        channel,
+        ttl_ms: ttl_seconds as i64 * 1000,
+        priority: req.priority.unwrap_or(Priority::Normal).rank(),
+    })
+}
+
+pub fn validate_idempotency_key(
+    value: Option<&axum::http::HeaderValue>,
+) -> Result<Option<String>, ApiError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_header",
+            format!(
+                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} printable ASCII characters"
+            ),
+        )
+        .field("Idempotency-Key")
+    };
+    let text = value.to_str().map_err(|_| bad())?;
+    if text.is_empty()
+        || text.len() > MAX_IDEMPOTENCY_KEY_LEN
+        || !text.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(bad());
+    }
+    Ok(Some(text.to_string()))
+}

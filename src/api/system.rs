@@ -1,0 +1,177 @@
+//! Liveness, readiness, metrics and the status summary.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use phonerelay_channel::HealthState;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::auth::Caller;
+use super::error::{ApiError, ErrorBody};
+use super::state::AppState;
+use crate::clock::now_ms;
+use crate::metrics::labels;
+use crate::store::Scope;
+
+/// "Failures in the last hour" in `phonerelay status`.
+const RECENT_WINDOW_MS: i64 = 3600 * 1000;
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}
+
+#[utoipa::path(get, path = "/health", tag = "system",
+    responses((status = 200, description = "The process is alive", body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EndpointStatus {
+    pub channel: String,
+    pub phone_id: String,
+    /// `up`, `degraded` or `down`.
+    pub state: String,
+    pub summary: String,
+    pub details: std::collections::BTreeMap<String, String>,
+    pub queued: u64,
+    pub sending: u64,
+    pub sent_last_hour: u64,
+    pub failed_last_hour: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StatusReport {
+    /// `ready` when the store and every endpoint are up or degraded.
+    pub status: String,
+    pub store: String,
+    pub version: String,
+    pub endpoints: Vec<EndpointStatus>,
+}
+
+async fn report(state: &AppState) -> StatusReport {
+    let store_ok = state.store.ping().await.is_ok();
+    let stats = if store_ok {
+        state
+            .store
+            .queue_stats(now_ms() - RECENT_WINDOW_MS)
+            .await
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let mut all_up = store_ok;
+    let endpoints = state
+        .endpoints
+        .iter()
+        .map(|((kind, phone_id), endpoint)| {
+            let health = endpoint.channel.health();
+            all_up &= health.state != HealthState::Down;
+            let s = stats
+                .iter()
+                .find(|s| s.channel == *kind && &s.phone_id == phone_id);
+            EndpointStatus {
+                channel: kind.to_string(),
+                phone_id: phone_id.clone(),
+                state: serde_json::to_value(health.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                summary: health.summary,
+                details: health.details,
+                queued: s.map_or(0, |s| s.queued),
+                sending: s.map_or(0, |s| s.sending),
+                sent_last_hour: s.map_or(0, |s| s.sent_recently),
+                failed_last_hour: s.map_or(0, |s| s.failed_recently),
+            }
+        })
+        .collect();
+    StatusReport {
+        status: if all_up { "ready" } else { "not_ready" }.into(),
+        store: if store_ok { "ok" } else { "unavailable" }.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        endpoints,
+    }
+}
+
+#[utoipa::path(get, path = "/ready", tag = "system",
+    responses(
+        (status = 200, description = "Store and every endpoint are up", body = StatusReport),
+        (status = 503, description = "Something is down; the body says what", body = StatusReport),
+    ))]
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let mut report = report(&state).await;
+    // Unauthenticated: say what is down, but not the queue contents.
+    for endpoint in &mut report.endpoints {
+        endpoint.details.clear();
+    }
+    let code = if report.status == "ready" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(report)).into_response()
+}
+
+#[utoipa::path(get, path = "/api/v1/status", tag = "system",
+    responses(
+        (status = 200, description = "Endpoints, health, queue depth, recent failures", body = StatusReport),
+        (status = 401, body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn status(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<StatusReport>, ApiError> {
+    caller.require(Scope::Read)?;
+    Ok(Json(report(&state).await))
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "system",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let stats = state
+        .store
+        .queue_stats(now_ms() - RECENT_WINDOW_MS)
+        .await
+        .unwrap_or_default();
+    for s in &stats {
+        for (status, value) in [("queued", s.queued), ("sending", s.sending)] {
+            state
+                .metrics
+                .queue
+                .get_or_create(&labels(&[
+                    ("channel", s.channel.as_str()),
+                    ("phone_id", &s.phone_id),
+                    ("status", status),
+                ]))
+                .set(value as i64);
+        }
+    }
+    for ((kind, phone_id), endpoint) in state.endpoints.iter() {
+        let up = endpoint.channel.health().state != HealthState::Down;
+        state
+            .metrics
+            .endpoint_up
+            .get_or_create(&labels(&[
+                ("channel", kind.as_str()),
+                ("phone_id", phone_id),
+            ]))
+            .set(up as i64);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}

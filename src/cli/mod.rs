@@ -1,0 +1,64 @@
+//! The `phonerelay` command line.
+
+mod check;
+mod client;
+mod keys;
+mod messages;
+mod send;
+mod status;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, LoadedConfig};
+use crate::exit::ExitError;
+
+#[derive(Debug, Parser)]
+#[command(name = "phonerelay", version, about = "Bridge a pChat relay to SMS, WhatsApp, Telegram, e-mail and notifications", long_about = None)]
+pub struct Cli {
+    /// Config file [default: $PHONERELAY_CONFIG, then /etc/phonerelay/phonerelay.toml]
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon until SIGTERM/SIGINT.
+    Serve,
+    /// Validate the config without side effects and print it, secrets masked.
+    Check,
+    /// Queue a message through the local daemon's API.
+    Send(send::SendArgs),
+    /// Endpoints, their health, queue depth and recent failures.
+    Status(status::StatusArgs),
+    /// Create, list and revoke API keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// List, show and cancel outbound messages.
+    #[command(subcommand)]
+    Messages(messages::MessagesCommand),
+}
+
+pub fn load_config(cli: &Cli) -> Result<LoadedConfig, ExitError> {
+    let path = config::find_config_path(cli.config.as_deref());
+    config::load_from_path(&path).map_err(|e| ExitError::Config(e.to_string()))
+}
+
+pub async fn run(cli: Cli) -> Result<(), ExitError> {
+    match &cli.command {
+        Command::Serve => {
+            let loaded = load_config(&cli)?;
+            crate::logging::init(&loaded.config.log);
+            crate::daemon::serve(loaded).await
+        }
+        Command::Check => check::run(&cli),
+        Command::Send(args) => send::run(&load_config(&cli)?, args).await,
+        Command::Status(args) => status::run(&load_config(&cli)?, args).await,
+        Command::Keys(command) => keys::run(&load_config(&cli)?, command).await,
+        Command::Messages(command) => messages::run(&load_config(&cli)?, command).await,
+    }
+}

@@ -1,0 +1,81 @@
+use clap::Args;
+use reqwest::Method;
+use serde_json::json;
+
+use super::client::LocalClient;
+use crate::api::dto::Accepted;
+use crate::api::system::StatusReport;
+use crate::config::LoadedConfig;
+use crate::exit::ExitError;
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// sms, wa, tg, email or notify
+    #[arg(long)]
+    pub channel: String,
+    /// Recipient: +15551230001, a chat id, an e-mail address, a topic
+    #[arg(long)]
+    pub to: String,
+    #[arg(long, default_value = "")]
+    pub text: String,
+    /// Which endpoint sends; may be left out when the channel has only one
+    #[arg(long)]
+    pub phone_id: Option<String>,
+    #[arg(long)]
+    pub subject: Option<String>,
+    #[arg(long)]
+    pub ttl_seconds: Option<u64>,
+    /// low, normal or high
+    #[arg(long)]
+    pub priority: Option<String>,
+}
+
+pub async fn run(loaded: &LoadedConfig, args: &SendArgs) -> Result<(), ExitError> {
+    let client = LocalClient::new(loaded)?;
+    let phone_id = match &args.phone_id {
+        Some(id) => id.clone(),
+        None => only_endpoint(&client, &args.channel).await?,
+    };
+    let mut body = json!({
+        "phone_id": phone_id,
+        "channel": args.channel,
+        "to": args.to,
+        "text": args.text,
+    });
+    for (key, value) in [
+        ("subject", args.subject.clone().map(Into::into)),
+        ("ttl_seconds", args.ttl_seconds.map(Into::into)),
+        ("priority", args.priority.clone().map(Into::into)),
+    ] {
+        if let Some(value) = value {
+            body[key] = value;
+        }
+    }
+    let accepted: Accepted = client
+        .call(Method::POST, "/api/v1/messages", Some(&body))
+        .await?;
+    println!("{} {}", accepted.id, accepted.status);
+    Ok(())
+}
+
+async fn only_endpoint(client: &LocalClient, channel: &str) -> Result<String, ExitError> {
+    let status: StatusReport = client
+        .call(Method::GET, "/api/v1/status", None::<&()>)
+        .await?;
+    let ids: Vec<String> = status
+        .endpoints
+        .into_iter()
+        .filter(|e| e.channel == channel)
+        .map(|e| e.phone_id)
+        .collect();
+    match ids.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(ExitError::Config(format!(
+            "no {channel} endpoint is configured"
+        ))),
+        many => Err(ExitError::Config(format!(
+            "several {channel} endpoints ({}); choose one with --phone-id",
+            many.join(", ")
+        ))),
+    }
+}

@@ -1,0 +1,85 @@
+use clap::Args;
+use reqwest::Method;
+
+use super::client::LocalClient;
+use crate::api::system::StatusReport;
+use crate::config::LoadedConfig;
+use crate::exit::ExitError;
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the raw JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(loaded: &LoadedConfig, args: &StatusArgs) -> Result<(), ExitError> {
+    let client = LocalClient::new(loaded)?;
+    let report: StatusReport = client
+        .call(Method::GET, "/api/v1/status", None::<&()>)
+        .await?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        print!("{}", render(&report));
+    }
+    if report.status == "ready" {
+        Ok(())
+    } else {
+        Err(ExitError::Runtime("not ready: see the table above".into()))
+    }
+}
+
+/// The at-a-glance table: one line per endpoint.
+pub fn render(report: &StatusReport) -> String {
+    let mut out = format!(
+        "phonerelay {}  {}  store: {}\n\n",
+        report.version, report.status, report.store
+    );
+    let header = [
+        "CHANNEL",
+        "PHONE_ID",
+        "STATE",
+        "QUEUED",
+        "SENDING",
+        "SENT/1h",
+        "FAILED/1h",
+        "DETAIL",
+    ];
+    let mut rows: Vec<[String; 8]> = vec![header.map(String::from)];
+    for e in &report.endpoints {
+        let mut detail = e.summary.clone();
+        for (k, v) in &e.details {
+            detail.push_str(&format!("  {k}={v}"));
+        }
+        rows.push([
+            e.channel.clone(),
+            e.phone_id.clone(),
+            e.state.clone(),
+            e.queued.to_string(),
+            e.sending.to_string(),
+            e.sent_last_hour.to_string(),
+            e.failed_last_hour.to_string(),
+            detail,
+        ]);
+    }
+    let widths: Vec<usize> = (0..8)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| format!("{cell:<width$}", width = widths[i]))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    if report.endpoints.is_empty() {
+        out.push_str("(no endpoints configured)\n");
+    }
+    out
+}

@@ -1,0 +1,34 @@
+//! Every default of the config file, named, so docs and code agree.
+
+/// Production config path, after `--config` and `$PHONERELAY_CONFIG`.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/phonerelay/phonerelay.toml";
+pub const CONFIG_ENV_VAR: &str = "PHONERELAY_CONFIG";
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8686";
+/// Big enough for a long e-mail body with attachment metadata.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 30;
+/// Time allowed for in-flight sends and requests to finish on SIGTERM.
+pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 20;
+
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/phonerelay";
+
+/// A message nobody could deliver in a day is usually no longer wanted.
+pub const DEFAULT_TTL_SECONDS: u64 = 24 * 3600;
+pub const DEFAULT_MAX_TTL_SECONDS: u64 = 7 * 24 * 3600;
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 12;
+pub const DEFAULT_RETRY_INITIAL_MS: u64 = 2_000;
+pub const DEFAULT_RETRY_MAX_MS: u64 = 10 * 60 * 1000;
+/// A claim older than this is considered abandoned and is sent again.
+pub const DEFAULT_LEASE_SECONDS: u64 = 300;
+pub const DEFAULT_SEND_TIMEOUT_SECONDS: u64 = 120;
+/// How often queued messages past their TTL are marked expired.
+pub const DEFAULT_EXPIRY_SWEEP_SECONDS: u64 = 30;
+
+/// Per-endpoint concurrency and rates when `[outbox.limits]` says nothing.
+pub const DEFAULT_CONCURRENCY: u32 = 4;
+pub const DEFAULT_PER_SECOND: f64 = 20.0;
+pub const DEFAULT_BURST: u32 = 20;
+pub const DEFAULT_PER_RECIPIENT_PER_MINUTE: u32 = 30;
+
+pub const DEFAULT_LOG_LEVEL: &str = "info";

@@ -1,0 +1,93 @@
+use std::path::{Path, PathBuf};
+
+use super::defaults::{CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH};
+use super::model::Config;
+
+/// A parsed config and the directory its relative paths are resolved from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub config: Config,
+    pub path: PathBuf,
+    pub base_dir: PathBuf,
+}
+
+impl LoadedConfig {
+    /// A path from the config, resolved against the config file's folder.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.resolve(&self.config.storage.state_dir)
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.state_dir().join("phonerelay.sqlite3")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{}", .issues.join("\n"))]
+    Invalid { issues: Vec<String> },
+}
+
+/// `--config`, then `$PHONERELAY_CONFIG`, then the production path.
+pub fn find_config_path(cli: Option<&Path>) -> PathBuf {
+    if let Some(path) = cli {
+        return path.to_path_buf();
+    }
+    match std::env::var_os(CONFIG_ENV_VAR) {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => PathBuf::from(DEFAULT_CONFIG_PATH),
+    }
+}
+
+pub fn load_from_path(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let base_dir = absolute
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    load_from_str(&text, &absolute, base_dir)
+}
+
+pub fn load_from_str(
+    text: &str,
+    path: &Path,
+    base_dir: PathBuf,
+) -> Result<LoadedConfig, ConfigError> {
+    let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: describe_toml_error(&e, text),
+    })?;
+    Ok(LoadedConfig {
+        config,
+        path: path.to_path_buf(),
+        base_dir,
+    })
+}
+
+/// toml's message names the key; add the line so an operator finds it.
+fn describe_toml_error(error: &toml::de::Error, text: &str) -> String {
+    let message = error.message().trim().to_string();
+    match error.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].lines().count().max(1);
+            format!("line {line}: {message}")
+        }
+        None => message,
+    }
+}

@@ -1,0 +1,12 @@
+//! The daemon's configuration: one TOML file, unknown keys rejected, every
+//! default a named constant, relative paths resolved against the file.
+
+mod defaults;
+mod load;
+mod model;
+mod validate;
+
+pub use defaults::*;
+pub use load::{ConfigError, LoadedConfig, find_config_path, load_from_path, load_from_str};
+pub use model::*;
+pub use validate::validate;

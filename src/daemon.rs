@@ -1,0 +1,184 @@
+//! Wiring: open the store, build the endpoints, start the API, the
+//! dispatchers and the receive loops, and stop them all on one signal
+//! (as mini-redis does: one token, every loop selects on it, then wait).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use phonerelay_channel::{Channel, ChannelContext};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState};
+use crate::clock::now_ms;
+use crate::config::{LoadedConfig, validate};
+use crate::endpoints::Endpoints;
+use crate::exit::ExitError;
+use crate::inbound::StoreSink;
+use crate::local_key;
+use crate::metrics::Metrics;
+use crate::outbox::{self, DispatchContext};
+use crate::store::{SqliteStore, Store};
+
+/// A started daemon. Cancel `shutdown` and await `wait()` to stop it.
+pub struct RunningDaemon {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub store: Arc<dyn Store>,
+    hard_stop: CancellationToken,
+    grace: Duration,
+    tasks: JoinSet<()>,
+}
+
+impl RunningDaemon {
+    /// Stop: refuse new requests, let in-flight sends finish for the grace
+    /// period, then release what is left to the queue; wait for every task.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        let grace = tokio::time::sleep(self.grace);
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                next = self.tasks.join_next() => if next.is_none() { break },
+                _ = &mut grace, if !self.hard_stop.is_cancelled() => {
+                    tracing::warn!("grace period over; releasing in-flight sends to the queue");
+                    self.hard_stop.cancel();
+                }
+            }
+        }
+    }
+}
+
+/// Validate, open and start everything; returns once the API listens.
+/// `extra` endpoints are added to the configured ones (tests use this).
+pub async fn start(
+    loaded: LoadedConfig,
+    extra: Vec<Arc<dyn Channel>>,
+) -> Result<RunningDaemon, ExitError> {
+    let issues = validate(&loaded);
+    if !issues.is_empty() {
+        let lines: Vec<String> = issues.iter().map(ToString::to_string).collect();
+        return Err(ExitError::Config(lines.join("\n")));
+    }
+    let mut channels = crate::channels::build(&loaded).map_err(|issues| {
+        ExitError::Config(
+            issues
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })?;
+    channels.extend(extra);
+    let endpoints = Arc::new(Endpoints::new(channels).map_err(ExitError::Config)?);
+
+    let db = loaded.database_path();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&db).map_err(|e| {
+            ExitError::Runtime(format!("cannot open the store {}: {e}", db.display()))
+        })?);
+    let requeued = store
+        .requeue_abandoned(now_ms())
+        .await
+        .map_err(|e| ExitError::Runtime(e.to_string()))?;
+    if requeued > 0 {
+        tracing::warn!(
+            requeued,
+            "messages left in 'sending' by the last run are queued again"
+        );
+    }
+    local_key::ensure(&*store, &loaded.state_dir())
+        .await
+        .map_err(ExitError::Runtime)?;
+
+    let listen = &loaded.config.server.listen;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| ExitError::Runtime(format!("cannot listen on {listen}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ExitError::Runtime(e.to_string()))?;
+
+    let config = Arc::new(loaded);
+    let metrics = Arc::new(Metrics::default());
+    let shutdown = CancellationToken::new();
+    let hard_stop = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+
+    let state = AppState {
+        store: store.clone(),
+        endpoints: endpoints.clone(),
+        config: config.clone(),
+        metrics: metrics.clone(),
+    };
+    let app = api::router(state);
+    let api_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(api_shutdown.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "the API server stopped");
+        }
+    });
+
+    let dispatch = DispatchContext {
+        store: store.clone(),
+        metrics: metrics.clone(),
+        outbox: Arc::new(config.config.outbox.clone()),
+        shutdown: shutdown.clone(),
+        hard_stop: hard_stop.clone(),
+    };
+    for ((kind, phone_id), endpoint) in endpoints.iter() {
+        tasks.spawn(outbox::run_endpoint(endpoint.clone(), dispatch.clone()));
+        let sink = StoreSink::new(
+            store.clone(),
+            endpoints.clone(),
+            metrics.clone(),
+            *kind,
+            phone_id.clone(),
+        );
+        let context = ChannelContext {
+            sink: Arc::new(sink),
+            shutdown: shutdown.clone(),
+        };
+        let channel = endpoint.channel.clone();
+        tasks.spawn(async move { channel.run(context).await });
+    }
+    tasks.spawn(outbox::run_expiry_sweeper(
+        store.clone(),
+        Duration::from_secs(config.config.outbox.expiry_sweep_seconds),
+        shutdown.clone(),
+    ));
+
+    tracing::info!(%addr, endpoints = endpoints.iter().count(), "phonerelay is up");
+    Ok(RunningDaemon {
+        addr,
+        shutdown,
+        store,
+        hard_stop,
+        grace: Duration::from_secs(config.config.server.shutdown_grace_seconds),
+        tasks,
+    })
+}
+
+/// Run until SIGTERM or SIGINT, then stop gracefully.
+pub async fn serve(loaded: LoadedConfig) -> Result<(), ExitError> {
+    let daemon = start(loaded, Vec::new()).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down: no new requests, finishing in-flight sends");
+    daemon.stop().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

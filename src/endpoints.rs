@@ -1,0 +1,61 @@
+//! The running channel endpoints, keyed by (channel, phone_id).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use phonerelay_channel::{Channel, ChannelKind};
+use tokio::sync::Notify;
+
+pub type EndpointKey = (ChannelKind, String);
+
+/// One endpoint and the bell its dispatcher waits on.
+pub struct Endpoint {
+    pub channel: Arc<dyn Channel>,
+    /// Rung when a message for this endpoint is committed, so the dispatcher
+    /// claims it at once instead of polling.
+    pub wake: Notify,
+}
+
+#[derive(Default)]
+pub struct Endpoints {
+    by_key: BTreeMap<EndpointKey, Arc<Endpoint>>,
+}
+
+impl Endpoints {
+    /// Fails on a second endpoint with the same (channel, phone_id).
+    pub fn new(channels: Vec<Arc<dyn Channel>>) -> Result<Self, String> {
+        let mut by_key = BTreeMap::new();
+        for channel in channels {
+            let key = (channel.kind(), channel.phone_id().to_string());
+            if by_key.contains_key(&key) {
+                return Err(format!("two {} endpoints have phone_id {:?}", key.0, key.1));
+            }
+            by_key.insert(
+                key,
+                Arc::new(Endpoint {
+                    channel,
+                    wake: Notify::new(),
+                }),
+            );
+        }
+        Ok(Self { by_key })
+    }
+
+    pub fn get(&self, channel: ChannelKind, phone_id: &str) -> Option<&Arc<Endpoint>> {
+        self.by_key.get(&(channel, phone_id.to_string()))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&EndpointKey, &Arc<Endpoint>)> {
+        self.by_key.iter()
+    }
+
+    pub fn has_phone_id(&self, phone_id: &str) -> bool {
+        self.by_key.keys().any(|(_, id)| id == phone_id)
+    }
+
+    pub fn wake(&self, channel: ChannelKind, phone_id: &str) {
+        if let Some(endpoint) = self.get(channel, phone_id) {
+            endpoint.wake.notify_one();
+        }
+    }
+}

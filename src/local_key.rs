@@ -1,0 +1,68 @@
+//! The local CLI key: `phonerelay send/status/messages` on the daemon's own
+//! box authenticate with an admin key kept in the state dir, readable only
+//! by the daemon's user (mode 0600), as a Unix socket's permissions would.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::clock::now_ms;
+use crate::keys;
+use crate::store::{Scope, Store};
+
+pub const LOCAL_KEY_FILE: &str = "cli.key";
+pub const LOCAL_KEY_NAME: &str = "local-cli";
+
+pub fn path(state_dir: &Path) -> PathBuf {
+    state_dir.join(LOCAL_KEY_FILE)
+}
+
+/// Make sure the key file holds a valid, unrevoked key; issue one if not.
+pub async fn ensure(store: &dyn Store, state_dir: &Path) -> Result<(), String> {
+    let file = path(state_dir);
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        if let Some((key_id, secret)) = keys::parse(text.trim()) {
+            if let Ok(Some(record)) = store.find_key(key_id).await {
+                if keys::verify(&record, secret) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    let issued = keys::issue(LOCAL_KEY_NAME, vec![Scope::Admin], None, now_ms());
+    store
+        .create_key(issued.record)
+        .await
+        .map_err(|e| format!("cannot store the local CLI key: {e}"))?;
+    write_private(&file, &issued.clear).map_err(|e| format!("cannot write {}: {e}", file.display()))
+}
+
+/// Write a file only its owner can read, replacing it atomically.
+pub fn write_private(file: &Path, contents: &str) -> std::io::Result<()> {
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = file.with_extension("tmp");
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    out.write_all(contents.as_bytes())?;
+    out.write_all(b"\n")?;
+    out.sync_all()?;
+    std::fs::rename(&tmp, file)
+}
+
+pub fn read(state_dir: &Path) -> Result<String, String> {
+    let file = path(state_dir);
+    std::fs::read_to_string(&file)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| {
+            format!(
+                "cannot read the local CLI key {}: {e} (is the daemon running, and are you its user?)",
+                file.display()
+            )
+        })
+}

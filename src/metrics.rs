@@ -1,0 +1,113 @@
+//! Prometheus metrics. One registry per daemon (no globals), so tests can
+//! run several daemons in one process.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub accepted: Family<Labels, Counter>,
+    pub rejected: Family<Labels, Counter>,
+    pub sends: Family<Labels, Counter>,
+    pub send_seconds: Family<Labels, Histogram>,
+    pub accept_seconds: Histogram,
+    pub inbound: Family<Labels, Counter>,
+    pub queue: Family<Labels, Gauge>,
+    pub endpoint_up: Family<Labels, Gauge>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms .. ~65 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("phonerelay");
+        let accepted = Family::<Labels, Counter>::default();
+        let rejected = Family::<Labels, Counter>::default();
+        let sends = Family::<Labels, Counter>::default();
+        let send_seconds = Family::<Labels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let accept_seconds = latency_histogram();
+        let inbound = Family::<Labels, Counter>::default();
+        let queue = Family::<Labels, Gauge>::default();
+        let endpoint_up = Family::<Labels, Gauge>::default();
+        registry.register(
+            "accepted",
+            "Messages accepted into the outbox",
+            accepted.clone(),
+        );
+        registry.register(
+            "rejected",
+            "Send requests rejected, by error code",
+            rejected.clone(),
+        );
+        registry.register(
+            "sends",
+            "Send attempts by channel and outcome",
+            sends.clone(),
+        );
+        registry.register(
+            "send_duration_seconds",
+            "Time an adapter took for one send attempt",
+            send_seconds.clone(),
+        );
+        registry.register(
+            "accept_duration_seconds",
+            "Time from request to committed accept for POST /api/v1/messages",
+            accept_seconds.clone(),
+        );
+        registry.register(
+            "inbound",
+            "Inbound messages committed, by channel",
+            inbound.clone(),
+        );
+        registry.register(
+            "queue_messages",
+            "Outbox messages by endpoint and live status",
+            queue.clone(),
+        );
+        registry.register(
+            "endpoint_up",
+            "1 when the endpoint reports up or degraded, 0 when down",
+            endpoint_up.clone(),
+        );
+        Self {
+            registry: Mutex::new(registry),
+            accepted,
+            rejected,
+            sends,
+            send_seconds,
+            accept_seconds,
+            inbound,
+            queue,
+            endpoint_up,
+        }
+    }
+}
+
+pub fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+impl Metrics {
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().expect("metrics registry lock");
+        encode(&mut out, &registry).expect("writing to a String cannot fail");
+        out
+    }
+}

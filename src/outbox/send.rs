@@ -1,0 +1,149 @@
+use std::time::{Duration, Instant};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter};
+use phonerelay_channel::{ErrorClass, OutboundMessage, SendError};
+
+use super::backoff::retry_delay_ms;
+use super::worker::DispatchContext;
+use crate::clock::now_ms;
+use crate::endpoints::Endpoint;
+use crate::metrics::labels;
+use crate::store::{OutboundRecord, SendOutcome};
+
+pub struct Limiters {
+    pub endpoint: DefaultDirectRateLimiter,
+    pub per_recipient: Option<DefaultKeyedRateLimiter<String>>,
+}
+
+/// Send one claimed message and record what happened. Never drops a
+/// message: every path ends in a recorded outcome or, if even that fails,
+/// a lease that runs out and brings the message back.
+pub async fn send_one(
+    endpoint: &Endpoint,
+    ctx: &DispatchContext,
+    limiters: &Limiters,
+    record: OutboundRecord,
+) {
+    let outcome = decide(endpoint, ctx, limiters, &record).await;
+    if let Err(e) = ctx.store.record_outcome(&record.id, outcome).await {
+        tracing::error!(id = %record.id, error = %e,
+            "could not record a send outcome; the lease will return the message to the queue");
+    }
+}
+
+async fn decide(
+    endpoint: &Endpoint,
+    ctx: &DispatchContext,
+    limiters: &Limiters,
+    record: &OutboundRecord,
+) -> SendOutcome {
+    if now_ms() >= record.expires_at_ms {
+        return SendOutcome::Expired { now_ms: now_ms() };
+    }
+    if let Some(per_recipient) = &limiters.per_recipient {
+        if let Err(not_until) = per_recipient.check_key(&record.to) {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            return release_after(wait);
+        }
+    }
+    tokio::select! {
+        _ = limiters.endpoint.until_ready() => {}
+        _ = ctx.hard_stop.cancelled() => return release_after(Duration::ZERO),
+    }
+    let message = OutboundMessage {
+        id: record.id.clone(),
+        channel: record.channel,
+        phone_id: record.phone_id.clone(),
+        to: record.to.clone(),
+        text: record.text.clone(),
+        subject: record.subject.clone(),
+        attachments: record.attachments.clone(),
+        reply_to_external_id: record.reply_to_external_id.clone(),
+        attempt: record.attempts,
+    };
+    let send_timeout = Duration::from_secs(ctx.outbox.send_timeout_seconds);
+    let started = Instant::now();
+    let result = tokio::select! {
+        result = tokio::time::timeout(send_timeout, endpoint.channel.send(&message)) => result,
+        // Shutdown grace is over: the send may or may not have gone out;
+        // sending it again later is the at-least-once promise.
+        _ = ctx.hard_stop.cancelled() => return release_after(Duration::ZERO),
+    };
+    let channel = record.channel.as_str();
+    ctx.metrics
+        .send_seconds
+        .get_or_create(&labels(&[("channel", channel)]))
+        .observe(started.elapsed().as_secs_f64());
+    let result = result.unwrap_or_else(|_| {
+        Err(SendError::transient(
+            "send_timeout",
+            format!(
+                "no answer from the channel within {}s",
+                send_timeout.as_secs()
+            ),
+        ))
+    });
+    let outcome_label = match &result {
+        Ok(_) => "sent",
+        Err(e) if e.class == ErrorClass::Permanent => "failed",
+        Err(_) => "retry",
+    };
+    ctx.metrics
+        .sends
+        .get_or_create(&labels(&[("channel", channel), ("outcome", outcome_label)]))
+        .inc();
+    match result {
+        Ok(receipt) => SendOutcome::Sent {
+            receipt,
+            now_ms: now_ms(),
+        },
+        Err(error) => classify(ctx, record, error),
+    }
+}
+
+fn release_after(wait: Duration) -> SendOutcome {
+    let now = now_ms();
+    SendOutcome::Release {
+        next_attempt_at_ms: now + wait.as_millis() as i64,
+        now_ms: now,
+    }
+}
+
+fn classify(ctx: &DispatchContext, record: &OutboundRecord, error: SendError) -> SendOutcome {
+    let now = now_ms();
+    tracing::warn!(id = %record.id, channel = %record.channel, code = %error.code,
+        attempt = record.attempts, "send failed: {}", error.message);
+    if error.class == ErrorClass::Permanent {
+        return SendOutcome::Failed {
+            code: error.code,
+            reason: error.message,
+            now_ms: now,
+        };
+    }
+    if record.attempts >= ctx.outbox.max_attempts {
+        return SendOutcome::Failed {
+            code: "retries_exhausted".into(),
+            reason: format!(
+                "gave up after {} attempts; last error {}: {}",
+                record.attempts, error.code, error.message
+            ),
+            now_ms: now,
+        };
+    }
+    let backoff = retry_delay_ms(
+        record.attempts,
+        ctx.outbox.retry_initial_ms,
+        ctx.outbox.retry_max_ms,
+    );
+    let asked = error.retry_after.map_or(0, |d| d.as_millis() as u64);
+    let next = now + backoff.max(asked) as i64;
+    // A retry due after the TTL is left to the expiry sweep, which marks
+    // the message expired when its time is up, not earlier.
+    SendOutcome::Retry {
+        next_attempt_at_ms: next,
+        code: error.code,
+        reason: error.message,
+        now_ms: now,
+    }
+}

@@ -1,0 +1,81 @@
+//! Durable state behind a narrow interface: the outbox, inbound messages,
+//! API keys and adapter cursors. [`SqliteStore`] is the one implementation;
+//! the trait is what a PostgreSQL store for several daemons would implement.
+
+mod model;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use phonerelay_channel::{ChannelKind, InboundMessage, SendReceipt, StatusUpdate};
+
+pub use model::*;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("the store is closed")]
+    Closed,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Is the database reachable and writable?
+    async fn ping(&self) -> StoreResult<()>;
+
+    // --- outbox -----------------------------------------------------------
+    /// Commit a new message, or find the one an idempotency key already made.
+    async fn accept_outbound(&self, message: NewOutbound) -> StoreResult<AcceptOutcome>;
+    async fn get_outbound(&self, id: &str) -> StoreResult<Option<OutboundDetail>>;
+    async fn list_outbound(&self, filter: OutboundFilter) -> StoreResult<Vec<OutboundRecord>>;
+    async fn cancel_outbound(&self, id: &str, now_ms: i64) -> StoreResult<CancelOutcome>;
+    /// Claim up to `limit` due messages of one endpoint, leasing them for
+    /// `lease_ms`; a claim whose lease ran out is claimable again.
+    async fn claim_outbound(&self, claim: ClaimRequest) -> StoreResult<Vec<OutboundRecord>>;
+    async fn record_outcome(&self, id: &str, outcome: SendOutcome) -> StoreResult<()>;
+    /// The earliest `next_attempt_at` of a queued message on the endpoint.
+    async fn next_due(&self, channel: ChannelKind, phone_id: &str) -> StoreResult<Option<i64>>;
+    /// Mark queued messages past their TTL expired; returns how many.
+    async fn expire_due(&self, now_ms: i64) -> StoreResult<usize>;
+    /// Return claims left by a process that died to the queue.
+    async fn requeue_abandoned(&self, now_ms: i64) -> StoreResult<usize>;
+    /// Apply a delivery report or read receipt; `None` if no message matches.
+    async fn apply_status(&self, update: StatusUpdate) -> StoreResult<Option<String>>;
+    async fn queue_stats(&self, since_ms: i64) -> StoreResult<Vec<EndpointStats>>;
+
+    // --- inbound ----------------------------------------------------------
+    /// Commit a received message; a repeat of (channel, phone_id,
+    /// external_id) is recognised and not stored twice.
+    async fn commit_inbound(
+        &self,
+        message: InboundMessage,
+        now_ms: i64,
+    ) -> StoreResult<InboundCommit>;
+    async fn get_inbound(&self, id: &str) -> StoreResult<Option<InboundRecord>>;
+    async fn list_inbound(&self, filter: InboundFilter) -> StoreResult<Vec<InboundRecord>>;
+
+    // --- API keys ---------------------------------------------------------
+    async fn create_key(&self, key: NewApiKey) -> StoreResult<()>;
+    async fn find_key(&self, key_id: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    async fn list_keys(&self) -> StoreResult<Vec<ApiKeyRecord>>;
+    /// Returns false if no such active key.
+    async fn revoke_key(&self, key_id_or_name: &str, now_ms: i64) -> StoreResult<bool>;
+
+    // --- adapter cursors --------------------------------------------------
+    async fn save_cursor(&self, scope: &str, name: &str, value: &str) -> StoreResult<()>;
+    async fn load_cursor(&self, scope: &str, name: &str) -> StoreResult<Option<String>>;
+}
+
+/// Used by adapters that return a receipt.
+pub fn sent(receipt: SendReceipt, now_ms: i64) -> SendOutcome {
+    SendOutcome::Sent { receipt, now_ms }
+}

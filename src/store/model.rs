@@ -1,0 +1,300 @@
+use std::fmt;
+use std::str::FromStr;
+
+use phonerelay_channel::{Attachment, ChannelKind, SendReceipt};
+use serde::{Deserialize, Serialize};
+
+/// The life of an outbound message. `queued` and `sending` are live; the
+/// rest are where a message ends, except that `sent` may still become
+/// `delivered` or `read`, and `delivered` may become `read`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboundStatus {
+    Queued,
+    Sending,
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+    Expired,
+    Cancelled,
+}
+
+impl OutboundStatus {
+    pub const ALL: [OutboundStatus; 8] = [
+        OutboundStatus::Queued,
+        OutboundStatus::Sending,
+        OutboundStatus::Sent,
+        OutboundStatus::Delivered,
+        OutboundStatus::Read,
+        OutboundStatus::Failed,
+        OutboundStatus::Expired,
+        OutboundStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboundStatus::Queued => "queued",
+            OutboundStatus::Sending => "sending",
+            OutboundStatus::Sent => "sent",
+            OutboundStatus::Delivered => "delivered",
+            OutboundStatus::Read => "read",
+            OutboundStatus::Failed => "failed",
+            OutboundStatus::Expired => "expired",
+            OutboundStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for OutboundStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for OutboundStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        OutboundStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| format!("unknown status {s:?}"))
+    }
+}
+
+/// A message as the API accepted it, ready to commit.
+#[derive(Debug, Clone)]
+pub struct NewOutbound {
+    pub id: String,
+    pub api_key_id: Option<String>,
+    pub idempotency_key: Option<String>,
+    /// Hash of the request body, to tell a true repeat from a reused key.
+    pub request_hash: String,
+    pub phone_id: String,
+    pub channel: ChannelKind,
+    pub to: String,
+    pub text: String,
+    pub subject: Option<String>,
+    pub source: Option<String>,
+    pub attachments: Vec<Attachment>,
+    pub reply_to: Option<String>,
+    pub reply_to_external_id: Option<String>,
+    pub priority: i64,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcceptOutcome {
+    Created {
+        id: String,
+    },
+    /// The idempotency key was seen with the same body: the first message.
+    Replayed {
+        id: String,
+    },
+    /// The idempotency key was seen with a different body.
+    KeyReused {
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboundRecord {
+    pub id: String,
+    pub seq: i64,
+    pub phone_id: String,
+    pub channel: ChannelKind,
+    pub to: String,
+    pub text: String,
+    pub subject: Option<String>,
+    pub source: Option<String>,
+    pub attachments: Vec<Attachment>,
+    pub reply_to: Option<String>,
+    pub reply_to_external_id: Option<String>,
+    pub priority: i64,
+    pub status: OutboundStatus,
+    pub attempts: u32,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub next_attempt_at_ms: i64,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub external_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusEvent {
+    pub status: OutboundStatus,
+    pub at_ms: i64,
+    pub code: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboundDetail {
+    pub record: OutboundRecord,
+    pub history: Vec<StatusEvent>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct OutboundFilter {
+    pub status: Option<OutboundStatus>,
+    pub channel: Option<ChannelKind>,
+    pub phone_id: Option<String>,
+    pub since_ms: Option<i64>,
+    /// Return messages with `seq` below this (paging newest first).
+    pub before_seq: Option<i64>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    Cancelled,
+    NotFound,
+    /// Too late: the message is already being sent or has ended.
+    NotCancellable(OutboundStatus),
+}
+
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub channel: ChannelKind,
+    pub phone_id: String,
+    pub limit: u32,
+    pub now_ms: i64,
+    pub lease_ms: i64,
+}
+
+/// What happened to a claimed message.
+#[derive(Debug, Clone)]
+pub enum SendOutcome {
+    Sent {
+        receipt: SendReceipt,
+        now_ms: i64,
+    },
+    /// A failed attempt to try again at `next_attempt_at_ms`.
+    Retry {
+        next_attempt_at_ms: i64,
+        code: String,
+        reason: String,
+        now_ms: i64,
+    },
+    /// Not an attempt (rate limit, shutdown): back to the queue as it was.
+    Release {
+        next_attempt_at_ms: i64,
+        now_ms: i64,
+    },
+    Failed {
+        code: String,
+        reason: String,
+        now_ms: i64,
+    },
+    Expired {
+        now_ms: i64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndpointStats {
+    pub channel: ChannelKind,
+    pub phone_id: String,
+    pub queued: u64,
+    pub sending: u64,
+    pub failed_recently: u64,
+    pub sent_recently: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundCommit {
+    pub id: String,
+    /// The message had been committed before; nothing new was stored.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundRecord {
+    pub id: String,
+    pub seq: i64,
+    pub channel: ChannelKind,
+    pub phone_id: String,
+    pub from: String,
+    pub text: String,
+    pub subject: Option<String>,
+    pub attachments: Vec<Attachment>,
+    pub external_id: String,
+    pub reply_to: Vec<String>,
+    pub received_at_ms: i64,
+    pub committed_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct InboundFilter {
+    pub channel: Option<ChannelKind>,
+    pub phone_id: Option<String>,
+    pub since_ms: Option<i64>,
+    pub before_seq: Option<i64>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Send,
+    Read,
+    Admin,
+}
+
+impl FromStr for Scope {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "send" => Ok(Scope::Send),
+            "read" => Ok(Scope::Read),
+            "admin" => Ok(Scope::Admin),
+            other => Err(format!(
+                "unknown scope {other:?}; expected send, read or admin"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Scope::Send => "send",
+            Scope::Read => "read",
+            Scope::Admin => "admin",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub key_id: String,
+    pub name: String,
+    /// SHA-256 of the secret part; the secret itself is never stored.
+    pub secret_hash: Vec<u8>,
+    pub scopes: Vec<Scope>,
+    pub phone_id: Option<String>,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub key_id: String,
+    pub name: String,
+    pub secret_hash: Vec<u8>,
+    pub scopes: Vec<Scope>,
+    pub phone_id: Option<String>,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+}
+
+impl ApiKeyRecord {
+    pub fn allows(&self, scope: Scope) -> bool {
+        self.scopes.contains(&Scope::Admin) || self.scopes.contains(&scope)
+    }
+}

@@ -1,0 +1,218 @@
+//! The SQLite store: one file under the state dir, WAL, `synchronous=FULL`,
+//! group-committed writes on one thread and pooled readers.
+
+mod inbound;
+mod keys;
+mod outbound;
+mod pool;
+mod rows;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use phonerelay_channel::{ChannelKind, InboundMessage, StatusUpdate};
+use rusqlite::Connection;
+
+use self::pool::ReadPool;
+use self::writer::Writer;
+use super::*;
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Writer,
+    reader: ReadPool,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database and bring its schema up to date.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Database(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let mut conn = Connection::open(path)?;
+        schema::configure(&conn)?;
+        schema::migrate(&mut conn)?;
+        let (writer, handle) = Writer::spawn(conn);
+        Ok(Self {
+            path: path.to_path_buf(),
+            writer,
+            reader: ReadPool::new(path.to_path_buf()),
+            writer_thread: Mutex::new(Some(handle)),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // The writer thread ends once its channel closes; wait so the last
+        // transaction and the WAL checkpoint finish before the process exits.
+        let handle = self.writer_thread.lock().ok().and_then(|mut h| h.take());
+        let (closed, _) = std::sync::mpsc::channel();
+        self.writer = Writer::detached(closed);
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.writer
+            .write(|conn| Ok(conn.execute_batch("SELECT 1")?))
+            .await
+    }
+
+    async fn accept_outbound(&self, message: NewOutbound) -> StoreResult<AcceptOutcome> {
+        self.writer
+            .write(move |conn| outbound::accept(conn, &message))
+            .await
+    }
+
+    async fn get_outbound(&self, id: &str) -> StoreResult<Option<OutboundDetail>> {
+        let id = id.to_string();
+        self.reader.read(move |conn| outbound::get(conn, &id)).await
+    }
+
+    async fn list_outbound(&self, filter: OutboundFilter) -> StoreResult<Vec<OutboundRecord>> {
+        self.reader
+            .read(move |conn| outbound::list(conn, &filter))
+            .await
+    }
+
+    async fn cancel_outbound(&self, id: &str, now_ms: i64) -> StoreResult<CancelOutcome> {
+        let id = id.to_string();
+        self.writer
+            .write(move |conn| outbound::cancel(conn, &id, now_ms))
+            .await
+    }
+
+    async fn claim_outbound(&self, claim: ClaimRequest) -> StoreResult<Vec<OutboundRecord>> {
+        self.writer
+            .write(move |conn| outbound::claim(conn, &claim))
+            .await
+    }
+
+    async fn record_outcome(&self, id: &str, outcome: SendOutcome) -> StoreResult<()> {
+        let id = id.to_string();
+        self.writer
+            .write(move |conn| outbound::record_outcome(conn, &id, &outcome))
+            .await
+    }
+
+    async fn next_due(&self, channel: ChannelKind, phone_id: &str) -> StoreResult<Option<i64>> {
+        let phone_id = phone_id.to_string();
+        self.reader
+            .read(move |conn| outbound::next_due(conn, channel, &phone_id))
+            .await
+    }
+
+    async fn expire_due(&self, now_ms: i64) -> StoreResult<usize> {
+        self.writer
+            .write(move |conn| outbound::expire_due(conn, now_ms))
+            .await
+    }
+
+    async fn requeue_abandoned(&self, now_ms: i64) -> StoreResult<usize> {
+        self.writer
+            .write(move |conn| outbound::requeue_abandoned(conn, now_ms))
+            .await
+    }
+
+    async fn apply_status(&self, update: StatusUpdate) -> StoreResult<Option<String>> {
+        self.writer
+            .write(move |conn| outbound::apply_status(conn, &update))
+            .await
+    }
+
+    async fn queue_stats(&self, since_ms: i64) -> StoreResult<Vec<EndpointStats>> {
+        self.reader
+            .read(move |conn| outbound::stats(conn, since_ms))
+            .await
+    }
+
+    async fn commit_inbound(
+        &self,
+        message: InboundMessage,
+        now_ms: i64,
+    ) -> StoreResult<InboundCommit> {
+        self.writer
+            .write(move |conn| inbound::commit(conn, &message, now_ms))
+            .await
+    }
+
+    async fn get_inbound(&self, id: &str) -> StoreResult<Option<InboundRecord>> {
+        let id = id.to_string();
+        self.reader.read(move |conn| inbound::get(conn, &id)).await
+    }
+
+    async fn list_inbound(&self, filter: InboundFilter) -> StoreResult<Vec<InboundRecord>> {
+        self.reader
+            .read(move |conn| inbound::list(conn, &filter))
+            .await
+    }
+
+    async fn create_key(&self, key: NewApiKey) -> StoreResult<()> {
+        self.writer
+            .write(move |conn| keys::create(conn, &key))
+            .await
+    }
+
+    async fn find_key(&self, key_id: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let key_id = key_id.to_string();
+        self.reader
+            .read(move |conn| keys::find(conn, &key_id))
+            .await
+    }
+
+    async fn list_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        self.reader.read(keys::list).await
+    }
+
+    async fn revoke_key(&self, key_id_or_name: &str, now_ms: i64) -> StoreResult<bool> {
+        let key = key_id_or_name.to_string();
+        self.writer
+            .write(move |conn| keys::revoke(conn, &key, now_ms))
+            .await
+    }
+
+    async fn save_cursor(&self, scope: &str, name: &str, value: &str) -> StoreResult<()> {
+        let (scope, name, value) = (scope.to_string(), name.to_string(), value.to_string());
+        self.writer
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO cursors (scope, name, value) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (scope, name) DO UPDATE SET value = excluded.value",
+                    (&scope, &name, &value),
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn load_cursor(&self, scope: &str, name: &str) -> StoreResult<Option<String>> {
+        let (scope, name) = (scope.to_string(), name.to_string());
+        self.reader
+            .read(move |conn| {
+                use rusqlite::OptionalExtension;
+                Ok(conn
+                    .query_row(
+                        "SELECT value FROM cursors WHERE scope = ?1 AND name = ?2",
+                        (&scope, &name),
+                        |row| row.get(0),
+                    )
+                    .optional()?)
+            })
+            .await
+    }
+}

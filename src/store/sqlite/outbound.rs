@@ -1,0 +1,472 @@
+//! The outbox table: accept, claim with a lease, record outcomes, history.
+
+use phonerelay_channel::{ChannelKind, DeliveryStatus, StatusUpdate};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::rows::{Kind, OUTBOUND_COLUMNS, Status, outbound_from_row, to_json};
+use crate::store::*;
+
+pub fn accept(conn: &Connection, m: &NewOutbound) -> StoreResult<AcceptOutcome> {
+    if let Some(key) = &m.idempotency_key {
+        let existing: Option<(String, String)> = conn
+            .query_row(
+                "SELECT id, request_hash FROM outbound
+                 WHERE api_key_id IS ?1 AND idempotency_key = ?2",
+                (&m.api_key_id, key),
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        if let Some((id, hash)) = existing {
+            return Ok(if hash == m.request_hash {
+                AcceptOutcome::Replayed { id }
+            } else {
+                AcceptOutcome::KeyReused { id }
+            });
+        }
+    }
+    conn.prepare_cached(
+        "INSERT INTO outbound (id, api_key_id, idempotency_key, request_hash, phone_id, channel,
+            recipient, body, subject, source, attachments, reply_to, reply_to_external_id,
+            priority, status, created_at, updated_at, expires_at, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'queued',
+            ?15, ?15, ?16, ?15)",
+    )?
+    .execute(params![
+        m.id,
+        m.api_key_id,
+        m.idempotency_key,
+        m.request_hash,
+        m.phone_id,
+        m.channel.as_str(),
+        m.to,
+        m.text,
+        m.subject,
+        m.source,
+        to_json(&m.attachments)?,
+        m.reply_to,
+        m.reply_to_external_id,
+        m.priority,
+        m.created_at_ms,
+        m.expires_at_ms,
+    ])?;
+    event(
+        conn,
+        &m.id,
+        OutboundStatus::Queued,
+        m.created_at_ms,
+        None,
+        None,
+    )?;
+    Ok(AcceptOutcome::Created { id: m.id.clone() })
+}
+
+fn event(
+    conn: &Connection,
+    id: &str,
+    status: OutboundStatus,
+    at_ms: i64,
+    code: Option<&str>,
+    reason: Option<&str>,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO outbound_events (message_id, status, at, code, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![id, status.as_str(), at_ms, code, reason])?;
+    Ok(())
+}
+
+pub fn get(conn: &Connection, id: &str) -> StoreResult<Option<OutboundDetail>> {
+    let sql = format!("SELECT {OUTBOUND_COLUMNS} FROM outbound WHERE id = ?1");
+    let Some(mut record) = conn.query_row(&sql, [id], outbound_from_row).optional()? else {
+        return Ok(None);
+    };
+    record.external_ids = external_ids(conn, id)?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT status, at, code, reason FROM outbound_events
+         WHERE message_id = ?1 ORDER BY event_id",
+    )?;
+    let history = stmt
+        .query_map([id], |row| {
+            Ok(StatusEvent {
+                status: row.get::<_, Status>(0)?.0,
+                at_ms: row.get(1)?,
+                code: row.get(2)?,
+                reason: row.get(3)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(OutboundDetail { record, history }))
+}
+
+fn external_ids(conn: &Connection, id: &str) -> StoreResult<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT external_id FROM outbound_parts WHERE message_id = ?1 ORDER BY part",
+    )?;
+    let ids = stmt
+        .query_map([id], |row| row.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(ids)
+}
+
+pub fn list(conn: &Connection, f: &OutboundFilter) -> StoreResult<Vec<OutboundRecord>> {
+    let sql = format!(
+        "SELECT {OUTBOUND_COLUMNS} FROM outbound
+         WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR channel = ?2)
+           AND (?3 IS NULL OR phone_id = ?3) AND (?4 IS NULL OR created_at >= ?4)
+           AND (?5 IS NULL OR seq < ?5)
+         ORDER BY seq DESC LIMIT ?6"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map(
+            params![
+                f.status.map(OutboundStatus::as_str),
+                f.channel.map(ChannelKind::as_str),
+                f.phone_id,
+                f.since_ms,
+                f.before_seq,
+                f.limit,
+            ],
+            outbound_from_row,
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut records = rows;
+    for record in &mut records {
+        record.external_ids = external_ids(conn, &record.id)?;
+    }
+    Ok(records)
+}
+
+pub fn cancel(conn: &Connection, id: &str, now_ms: i64) -> StoreResult<CancelOutcome> {
+    let status: Option<Status> = conn
+        .query_row("SELECT status FROM outbound WHERE id = ?1", [id], |row| {
+            row.get(0)
+        })
+        .optional()?;
+    match status.map(|s| s.0) {
+        None => Ok(CancelOutcome::NotFound),
+        Some(OutboundStatus::Queued) => {
+            set_status(conn, id, OutboundStatus::Cancelled, now_ms, None, None)?;
+            Ok(CancelOutcome::Cancelled)
+        }
+        Some(other) => Ok(CancelOutcome::NotCancellable(other)),
+    }
+}
+
+fn set_status(
+    conn: &Connection,
+    id: &str,
+    status: OutboundStatus,
+    now_ms: i64,
+    code: Option<&str>,
+    reason: Option<&str>,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "UPDATE outbound SET status = ?2, updated_at = ?3, lease_until = NULL,
+            error_code = ?4, error_message = ?5
+         WHERE id = ?1",
+    )?
+    .execute(params![id, status.as_str(), now_ms, code, reason])?;
+    event(conn, id, status, now_ms, code, reason)
+}
+
+pub fn claim(conn: &Connection, c: &ClaimRequest) -> StoreResult<Vec<OutboundRecord>> {
+    expire_endpoint(conn, c.channel, &c.phone_id, c.now_ms)?;
+    // Due queued messages, plus claims whose lease ran out (their worker
+    // died without a word): both are sent (again).
+    let sql = format!(
+        "UPDATE outbound SET status = 'sending', attempts = attempts + 1,
+            lease_until = ?3 + ?5, updated_at = ?3
+         WHERE seq IN (
+            SELECT seq FROM (
+                SELECT seq, priority FROM outbound
+                WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued'
+                  AND next_attempt_at <= ?3
+                UNION ALL
+                SELECT seq, priority FROM outbound
+                WHERE channel = ?1 AND phone_id = ?2 AND status = 'sending'
+                  AND lease_until < ?3)
+            ORDER BY priority DESC, seq LIMIT ?4)
+         RETURNING {OUTBOUND_COLUMNS}"
+    );
+    let mut records = conn
+        .prepare_cached(&sql)?
+        .query_map(
+            params![
+                c.channel.as_str(),
+                c.phone_id,
+                c.now_ms,
+                c.limit,
+                c.lease_ms
+            ],
+            outbound_from_row,
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    records.sort_by_key(|r| (-r.priority, r.seq));
+    for record in &records {
+        event(
+            conn,
+            &record.id,
+            OutboundStatus::Sending,
+            c.now_ms,
+            None,
+            None,
+        )?;
+    }
+    Ok(records)
+}
+
+fn expire_endpoint(
+    conn: &Connection,
+    channel: ChannelKind,
+    phone_id: &str,
+    now_ms: i64,
+) -> StoreResult<usize> {
+    let ids = conn
+        .prepare_cached(
+            "SELECT id FROM outbound WHERE channel = ?1 AND phone_id = ?2
+               AND status = 'queued' AND expires_at <= ?3",
+        )?
+        .query_map(params![channel.as_str(), phone_id, now_ms], |row| {
+            row.get(0)
+        })?
+        .collect::<Result<Vec<String>, _>>()?;
+    mark_expired(conn, &ids, now_ms)
+}
+
+fn mark_expired(conn: &Connection, ids: &[String], now_ms: i64) -> StoreResult<usize> {
+    for id in ids {
+        set_status(
+            conn,
+            id,
+            OutboundStatus::Expired,
+            now_ms,
+            Some("ttl_expired"),
+            Some("not sent before ttl_seconds ran out"),
+        )?;
+    }
+    Ok(ids.len())
+}
+
+pub fn expire_due(conn: &Connection, now_ms: i64) -> StoreResult<usize> {
+    let ids = conn
+        .prepare_cached("SELECT id FROM outbound WHERE status = 'queued' AND expires_at <= ?1")?
+        .query_map([now_ms], |row| row.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    mark_expired(conn, &ids, now_ms)
+}
+
+pub fn requeue_abandoned(conn: &Connection, now_ms: i64) -> StoreResult<usize> {
+    let ids = conn
+        .prepare_cached("SELECT id FROM outbound WHERE status = 'sending'")?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    for id in &ids {
+        conn.prepare_cached(
+            "UPDATE outbound SET status = 'queued', next_attempt_at = ?2, updated_at = ?2,
+                lease_until = NULL WHERE id = ?1",
+        )?
+        .execute(params![id, now_ms])?;
+        event(
+            conn,
+            id,
+            OutboundStatus::Queued,
+            now_ms,
+            Some("requeued"),
+            Some("the daemon stopped while sending; sending again"),
+        )?;
+    }
+    Ok(ids.len())
+}
+
+pub fn record_outcome(conn: &Connection, id: &str, outcome: &SendOutcome) -> StoreResult<()> {
+    match outcome {
+        SendOutcome::Sent { receipt, now_ms } => {
+            let (channel, phone_id): (String, String) = conn.query_row(
+                "SELECT channel, phone_id FROM outbound WHERE id = ?1",
+                [id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?;
+            for (part, external_id) in receipt.external_ids.iter().enumerate() {
+                conn.prepare_cached(
+                    "INSERT INTO outbound_parts (channel, phone_id, external_id, message_id, part)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (channel, phone_id, external_id) DO UPDATE
+                        SET message_id = excluded.message_id, part = excluded.part,
+                            status = 'sent'",
+                )?
+                .execute(params![
+                    channel,
+                    phone_id,
+                    external_id,
+                    id,
+                    part as i64
+                ])?;
+            }
+            set_status(conn, id, OutboundStatus::Sent, *now_ms, None, None)
+        }
+        SendOutcome::Retry {
+            next_attempt_at_ms,
+            code,
+            reason,
+            now_ms,
+        } => requeue(conn, id, *next_attempt_at_ms, *now_ms, 0, code, reason),
+        SendOutcome::Release {
+            next_attempt_at_ms,
+            now_ms,
+        } => requeue(
+            conn,
+            id,
+            *next_attempt_at_ms,
+            *now_ms,
+            1,
+            "deferred",
+            "held back by a rate limit or shutdown; not counted as an attempt",
+        ),
+        SendOutcome::Failed {
+            code,
+            reason,
+            now_ms,
+        } => set_status(
+            conn,
+            id,
+            OutboundStatus::Failed,
+            *now_ms,
+            Some(code),
+            Some(reason),
+        ),
+        SendOutcome::Expired { now_ms } => mark_expired(conn, &[id.to_string()], *now_ms).map(drop),
+    }
+}
+
+fn requeue(
+    conn: &Connection,
+    id: &str,
+    next_attempt_at_ms: i64,
+    now_ms: i64,
+    give_back_attempts: u32,
+    code: &str,
+    reason: &str,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "UPDATE outbound SET status = 'queued', next_attempt_at = ?2, updated_at = ?3,
+            lease_until = NULL, attempts = MAX(attempts - ?4, 0),
+            error_code = ?5, error_message = ?6
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        next_attempt_at_ms,
+        now_ms,
+        give_back_attempts,
+        code,
+        reason
+    ])?;
+    event(
+        conn,
+        id,
+        OutboundStatus::Queued,
+        now_ms,
+        Some(code),
+        Some(reason),
+    )
+}
+
+pub fn next_due(
+    conn: &Connection,
+    channel: ChannelKind,
+    phone_id: &str,
+) -> StoreResult<Option<i64>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT MIN(next_attempt_at) FROM outbound
+             WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued'",
+        )?
+        .query_row(params![channel.as_str(), phone_id], |row| row.get(0))?)
+}
+
+pub fn apply_status(conn: &Connection, u: &StatusUpdate) -> StoreResult<Option<String>> {
+    let part_status = match u.status {
+        DeliveryStatus::Delivered => "delivered",
+        DeliveryStatus::Read => "read",
+        DeliveryStatus::Failed => "failed",
+    };
+    let message_id: Option<String> = conn
+        .query_row(
+            "UPDATE outbound_parts SET status = ?4
+             WHERE channel = ?1 AND phone_id = ?2 AND external_id = ?3
+             RETURNING message_id",
+            params![u.channel.as_str(), u.phone_id, u.external_id, part_status],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let Some(id) = message_id else {
+        return Ok(None);
+    };
+    let current: Status =
+        conn.query_row("SELECT status FROM outbound WHERE id = ?1", [&id], |row| {
+            row.get(0)
+        })?;
+    let part_states = conn
+        .prepare_cached("SELECT status FROM outbound_parts WHERE message_id = ?1")?
+        .query_map([&id], |row| row.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    let next = match u.status {
+        DeliveryStatus::Failed => Some(OutboundStatus::Failed),
+        DeliveryStatus::Read => Some(OutboundStatus::Read),
+        // Delivered only once every part is: a half-delivered long SMS is
+        // not delivered.
+        DeliveryStatus::Delivered if part_states.iter().all(|s| s != "sent") => {
+            Some(OutboundStatus::Delivered)
+        }
+        DeliveryStatus::Delivered => None,
+    };
+    let Some(next) = next else {
+        return Ok(Some(id));
+    };
+    if moves_forward(current.0, next) {
+        set_status(
+            conn,
+            &id,
+            next,
+            u.at_ms,
+            u.code.as_deref(),
+            u.reason.as_deref(),
+        )?;
+    }
+    Ok(Some(id))
+}
+
+/// Reports can arrive late or twice; never go back (a read message is not
+/// "delivered" again) and never resurrect an ended one.
+fn moves_forward(current: OutboundStatus, next: OutboundStatus) -> bool {
+    use OutboundStatus::*;
+    matches!(
+        (current, next),
+        (Sending | Sent, Delivered | Read | Failed) | (Delivered, Read | Failed)
+    )
+}
+
+pub fn stats(conn: &Connection, since_ms: i64) -> StoreResult<Vec<EndpointStats>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT channel, phone_id,
+            SUM(status = 'queued'), SUM(status = 'sending'),
+            SUM(status IN ('failed', 'expired') AND updated_at >= ?1),
+            SUM(status IN ('sent', 'delivered', 'read') AND updated_at >= ?1)
+         FROM outbound GROUP BY channel, phone_id ORDER BY channel, phone_id",
+    )?;
+    let rows = stmt
+        .query_map([since_ms], |row| {
+            Ok(EndpointStats {
+                channel: row.get::<_, Kind>(0)?.0,
+                phone_id: row.get(1)?,
+                queued: row.get(2)?,
+                sending: row.get(3)?,
+                failed_recently: row.get(4)?,
+                sent_recently: row.get(5)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
