@@ -1,0 +1,181 @@
+//! Shared test plumbing: a recording sink and a simulator-backed channel.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use phonerelay_channel::{
+    Channel, ChannelContext, ChannelEvent, ChannelKind, EventSink, InboundMessage, OutboundMessage,
+    SinkError, StatusUpdate,
+};
+use phonerelay_sms::ModemConfig;
+use phonerelay_sms::SmsChannel;
+use phonerelay_sms::sim::{self, Behaviour, SimHandle};
+use tokio_util::sync::CancellationToken;
+
+/// Upper bound for anything a test waits for; never a fixed sleep.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+pub struct RecordingSink {
+    pub events: Mutex<Vec<ChannelEvent>>,
+    pub failing: AtomicBool,
+}
+
+#[async_trait]
+impl EventSink for RecordingSink {
+    async fn deliver(&self, event: ChannelEvent) -> Result<(), SinkError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(SinkError("store unavailable".into()));
+        }
+        self.events.lock().unwrap().push(event);
+        Ok(())
+    }
+    async fn save_cursor(&self, _: &str, _: &str) -> Result<(), SinkError> {
+        Ok(())
+    }
+    async fn load_cursor(&self, _: &str) -> Result<Option<String>, SinkError> {
+        Ok(None)
+    }
+}
+
+impl RecordingSink {
+    pub fn inbound(&self) -> Vec<InboundMessage> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                ChannelEvent::Inbound(m) => Some(m.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+    pub fn statuses(&self) -> Vec<StatusUpdate> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                ChannelEvent::Status(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+pub fn behaviour() -> Behaviour {
+    Behaviour {
+        network_delay: Duration::ZERO,
+        baud_limit: None,
+        echo_default: true,
+        urc_noise: false,
+        delivery_reports: true,
+        pin: None,
+    }
+}
+
+pub fn modem_config(phone_id: &str) -> ModemConfig {
+    let mut config = ModemConfig::new(phone_id, "sim");
+    config.command_timeout_ms = 1_000;
+    config.send_timeout_ms = 2_000;
+    config.registration_timeout_seconds = 5;
+    config.reconnect_max_backoff_seconds = 1;
+    config
+}
+
+pub struct Rig {
+    pub dir: tempfile::TempDir,
+    pub sim: SimHandle,
+    pub sim_stop: CancellationToken,
+    pub channel: Arc<SmsChannel>,
+    pub sink: Arc<RecordingSink>,
+    pub stop: CancellationToken,
+    pub task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Rig {
+    pub async fn start(behaviour: Behaviour, config: ModemConfig) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let sim_stop = CancellationToken::new();
+        let sim = sim::spawn(behaviour, dir.path().join("modem"), sim_stop.clone()).unwrap();
+        let mut rig = Rig {
+            sim,
+            sim_stop,
+            channel: Arc::new(SmsChannel::new(
+                config.clone(),
+                dir.path().join("modem"),
+                None,
+            )),
+            sink: Arc::new(RecordingSink::default()),
+            stop: CancellationToken::new(),
+            task: None,
+            dir,
+        };
+        rig.channel = Arc::new(SmsChannel::new(
+            config.clone(),
+            rig.dir.path().join("modem"),
+            config.pin.clone(),
+        ));
+        rig.run();
+        rig
+    }
+
+    /// (Re)start the channel's receive loop with a fresh channel object on
+    /// the same simulator, like a daemon restart.
+    pub fn restart_channel(&mut self, config: ModemConfig) {
+        self.channel = Arc::new(SmsChannel::new(
+            config.clone(),
+            self.dir.path().join("modem"),
+            config.pin.clone(),
+        ));
+        self.run();
+    }
+
+    pub fn run(&mut self) {
+        self.stop = CancellationToken::new();
+        let ctx = ChannelContext {
+            sink: self.sink.clone(),
+            shutdown: self.stop.clone(),
+        };
+        let channel = self.channel.clone();
+        self.task = Some(tokio::spawn(async move { channel.run(ctx).await }));
+    }
+
+    pub async fn stop_channel(&mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
+        }
+    }
+
+    pub async fn wait_up(&self) {
+        wait_until(|| self.channel.health().state == phonerelay_channel::HealthState::Up).await;
+    }
+}
+
+pub async fn wait_until(mut f: impl FnMut() -> bool) {
+    tokio::time::timeout(WAIT, async {
+        while !f() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("condition not reached in time");
+}
+
+pub fn message(id: &str, to: &str, text: &str) -> OutboundMessage {
+    OutboundMessage {
+        id: id.into(),
+        channel: ChannelKind::Sms,
+        phone_id: "main".into(),
+        to: to.into(),
+        text: text.into(),
+        subject: None,
+        attachments: Vec::new(),
+        reply_to_external_id: None,
+        attempt: 1,
+    }
+}
