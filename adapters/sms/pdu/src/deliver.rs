@@ -1,0 +1,165 @@
+//! SMS-DELIVER (TS 23.040 9.2.2.1): what the network hands us (+CMT,
+//! +CMGR, +CMGL), and an encoder for the modem simulator and tests.
+
+use serde::Serialize;
+
+use crate::address::{self, Address};
+use crate::dcs::{DataCodingScheme, Encoding, MessageClass};
+use crate::error::{PduError, Reader};
+use crate::hex::encode_hex;
+use crate::timestamp::Timestamp;
+use crate::udh::{ConcatInfo, InformationElement, UserDataHeader};
+use crate::user_data::{self, Segment, UserData};
+
+/// A decoded SMS-DELIVER.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Deliver {
+    pub smsc: Option<Address>,
+    /// TP-MMS inverted: true when the SC has more messages waiting.
+    pub more_messages_to_send: bool,
+    pub loop_prevention: bool,
+    /// TP-SRI: the sender asked for a status report.
+    pub status_report_indication: bool,
+    pub reply_path: bool,
+    pub originator: Address,
+    pub protocol_identifier: u8,
+    pub data_coding: DataCodingScheme,
+    pub service_centre_timestamp: Timestamp,
+    pub user_data: UserData,
+}
+
+impl Deliver {
+    pub fn text(&self) -> Option<&str> {
+        self.user_data.text.as_deref()
+    }
+
+    pub fn concat(&self) -> Option<ConcatInfo> {
+        self.user_data
+            .header
+            .as_ref()
+            .and_then(UserDataHeader::concat)
+    }
+}
+
+/// Decodes the TPDU of an SMS-DELIVER (reader at the first octet).
+pub(crate) fn decode_deliver(
+    r: &mut Reader<'_>,
+    smsc: Option<Address>,
+) -> Result<Deliver, PduError> {
+    let first = r.u8("TP-MTI")?;
+    let originator = address::decode_tp_address(r, "TP-OA")?;
+    let protocol_identifier = r.u8("TP-PID")?;
+    let data_coding = DataCodingScheme::decode(r.u8("TP-DCS")?);
+    let scts_offset = r.offset();
+    let scts = r.take_array::<7>("TP-SCTS")?;
+    let service_centre_timestamp = Timestamp::from_octets(scts, "TP-SCTS", scts_offset)?;
+    let user_data = user_data::decode_user_data(r, first & 0x40 != 0, &data_coding)?;
+    Ok(Deliver {
+        smsc,
+        more_messages_to_send: first & 0x04 == 0,
+        loop_prevention: first & 0x08 != 0,
+        status_report_indication: first & 0x20 != 0,
+        reply_path: first & 0x80 != 0,
+        originator,
+        protocol_identifier,
+        data_coding,
+        service_centre_timestamp,
+        user_data,
+    })
+}
+
+/// Options for [`encode_deliver`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeliverOptions {
+    /// SMSC to put in front; `None` writes `00`.
+    pub smsc: Option<String>,
+    /// Alphabet; `None` picks GSM 7-bit or UCS-2 automatically. `EightBit`
+    /// sends the UTF-8 octets of the text as data.
+    pub encoding: Option<Encoding>,
+    pub concat_reference: u16,
+    pub concat_16bit: bool,
+    pub status_report_indication: bool,
+    pub message_class: Option<MessageClass>,
+}
+
+/// Encodes an SMS-DELIVER, split into concatenated parts when needed.
+/// Returns full PDUs as a modem prints them (SMSC part first), uppercase hex.
+/// `originator` is a number (`+` = international) or alphanumeric text.
+pub fn encode_deliver(
+    originator: &str,
+    text: &str,
+    timestamp: &Timestamp,
+    opts: &DeliverOptions,
+) -> Result<Vec<String>, PduError> {
+    let oa = address::encode_tp_address(&Address::parse_originator(originator)?)?;
+    let smsc = opts
+        .smsc
+        .as_deref()
+        .map(|s| Address::parse_number(s, crate::address::TypeOfNumber::Unknown))
+        .transpose()?;
+    let smsc_octets = address::encode_smsc(smsc.as_ref())?;
+    let scts = timestamp.to_octets()?;
+    let encoding = opts
+        .encoding
+        .unwrap_or_else(|| user_data::choose_encoding(text, false));
+    let segments = user_data::segment(text, encoding, opts.concat_16bit)?;
+    let total = u8::try_from(segments.len()).map_err(|_| PduError::TooManyParts {
+        needed: segments.len(),
+    })?;
+    let dcs = DataCodingScheme::encode(encoding, opts.message_class);
+
+    let mut out = Vec::with_capacity(segments.len());
+    for (seq, seg) in (1u8..=255).zip(segments.iter()) {
+        out.push(encode_one(
+            &smsc_octets,
+            &oa,
+            dcs,
+            &scts,
+            seg,
+            (total > 1).then_some(ConcatInfo {
+                reference: if opts.concat_16bit {
+                    opts.concat_reference
+                } else {
+                    opts.concat_reference & 0xFF
+                },
+                total,
+                sequence: seq,
+                sixteen_bit_reference: opts.concat_16bit,
+            }),
+            opts.status_report_indication,
+        ));
+    }
+    Ok(out)
+}
+
+fn encode_one(
+    smsc: &[u8],
+    oa: &[u8],
+    dcs: u8,
+    scts: &[u8; 7],
+    seg: &Segment,
+    concat: Option<ConcatInfo>,
+    sri: bool,
+) -> String {
+    let header = concat.map(|c| UserDataHeader {
+        elements: vec![InformationElement::Concat(c)],
+    });
+    let (udl, ud) = user_data::encode_user_data(header.as_ref(), seg);
+    // MTI 00; TP-MMS set = no more messages waiting.
+    let mut first = 0x04;
+    if sri {
+        first |= 0x20;
+    }
+    if header.is_some() {
+        first |= 0x40;
+    }
+    let mut pdu = smsc.to_vec();
+    pdu.push(first);
+    pdu.extend_from_slice(oa);
+    pdu.push(0x00);
+    pdu.push(dcs);
+    pdu.extend_from_slice(scts);
+    pdu.push(udl);
+    pdu.extend(ud);
+    encode_hex(&pdu)
+}
