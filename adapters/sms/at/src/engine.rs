@@ -14,16 +14,21 @@
 //! A timed-out command may still be answered later, and a late `OK` must
 //! not complete the next command. After a timeout the engine therefore:
 //!
-//! 1. reports [`EngineEvent::TimedOut`] and forgets the command;
+//! 1. reports [`EngineEvent::TimedOut`]; the parser keeps attributing
+//!    incoming lines to the timed-out command, so its late lines are not
+//!    mistaken for URCs;
 //! 2. if the command was waiting for the `> ` prompt (or had it and its PDU
 //!    was not written yet), writes ESC (0x1B), which cancels SMS text entry
 //!    without sending anything (TS 27.005 §3.5.1) — Ctrl-Z would send;
 //! 3. writes a *sync probe*, `ATS3?`, whose answer is recognisable: the
 //!    S3 register (command line termination character, V.250 §6.2.1) is
-//!    always 13, printed as `013`. Every final result that arrives before
-//!    that `013` line belongs to the abandoned command and is dropped
-//!    (counted in [`AtEngine::stale_finals`]); the final after `013` is the
-//!    probe's own, and the engine is in sync again. URCs keep flowing.
+//!    always 13, printed as `013`. Final results that arrive before that
+//!    `013` line belong to the timed-out command: the first one is reported
+//!    as [`EngineEvent::LateResult`] (so that a late `+CMGS: <mr>` / `OK`
+//!    tells the driver the SMS *was* sent and must not be sent again), any
+//!    further ones are dropped; all count in [`AtEngine::stale_finals`].
+//!    The final after `013` is the probe's own, and the engine is in sync
+//!    again. URCs keep flowing throughout.
 //! 4. If the probe times out as well (modem busy or gone), it is re-sent
 //!    and [`EngineEvent::ProbeTimedOut`] reports the attempt count so the
 //!    driver can decide to reopen the port ([`AtEngine::reset`]). Once more
@@ -81,10 +86,20 @@ pub enum EngineEvent {
         result: FinalResult,
         lines: Vec<String>,
     },
-    /// No final result in time; the engine now resynchronises.
+    /// No final result in time; the engine now resynchronises. The outcome
+    /// is unknown: an `AT+CMGS` may still have been sent (watch for
+    /// [`EngineEvent::LateResult`] before retrying).
     TimedOut {
         id: CommandId,
         command: Command,
+    },
+    /// The final result of a command that had already timed out, with the
+    /// lines received after the timeout. Best effort: if the modem dropped
+    /// the command entirely, an `ERROR` here may be the sync probe's.
+    LateResult {
+        id: CommandId,
+        result: FinalResult,
+        lines: Vec<String>,
     },
     Urc(Urc),
     /// The sync probe went unanswered `attempts` times in a row.
@@ -130,6 +145,14 @@ enum SyncState {
     },
 }
 
+/// A timed-out command whose late answer may still arrive.
+#[derive(Debug, Clone)]
+struct Abandoned {
+    id: CommandId,
+    command: Command,
+    lines: Vec<String>,
+}
+
 /// The command sequencer. See the module docs.
 #[derive(Debug, Clone)]
 pub struct AtEngine {
@@ -137,6 +160,8 @@ pub struct AtEngine {
     parser: AtParser,
     queue: VecDeque<(CommandId, Command)>,
     running: Option<Running>,
+    /// Set from a timeout until its late final arrives or sync completes.
+    abandoned: Option<Abandoned>,
     sync: SyncState,
     /// Bytes to write before anything else (ESC).
     outbox: VecDeque<Vec<u8>>,
@@ -163,6 +188,7 @@ impl AtEngine {
             config,
             queue: VecDeque::new(),
             running: None,
+            abandoned: None,
             sync: SyncState::InSync,
             outbox: VecDeque::new(),
             events: VecDeque::new(),
@@ -277,9 +303,14 @@ impl AtEngine {
         if let SyncState::Settling { until } = &mut self.sync {
             *until = now_ms.saturating_add(self.config.settle_ms);
         }
-        self.parser.push(bytes);
-        while let Some(event) = self.parser.poll_event() {
-            self.on_parser_event(event, now_ms);
+        // Byte by byte, reacting to each event before the next byte: the
+        // engine re-arms the parser (e.g. for the probe after a stale final),
+        // and that must apply to the very next line of the same chunk.
+        for byte in bytes {
+            self.parser.push(std::slice::from_ref(byte));
+            while let Some(event) = self.parser.poll_event() {
+                self.on_parser_event(event, now_ms);
+            }
         }
     }
 
@@ -300,7 +331,8 @@ impl AtEngine {
                 let attempts = attempts + 1;
                 self.events
                     .push_back(EngineEvent::ProbeTimedOut { attempts });
-                self.parser.command_abandoned();
+                // The parser keeps the probe pending: a late `013` must stay
+                // recognisable as the probe's answer.
                 self.sync = SyncState::ProbeDue { attempts };
             }
             SyncState::ProbeSent { .. } => {}
@@ -323,6 +355,7 @@ impl AtEngine {
     pub fn reset(&mut self) -> Vec<(CommandId, Command)> {
         self.parser.reset();
         self.outbox.clear();
+        self.abandoned = None;
         self.sync = SyncState::InSync;
         let mut dropped: Vec<_> = self
             .running
@@ -336,11 +369,17 @@ impl AtEngine {
 
     fn on_command_timeout(&mut self, running: Running) {
         let prompt_possible = matches!(running.phase, Phase::AwaitingPrompt | Phase::PduReady);
-        self.parser.command_abandoned();
+        // The parser's pending command stays: late lines remain responses
+        // (collected below) until the probe is written.
         if prompt_possible {
             self.outbox.push_back(vec![ESC]);
         }
         self.sync = SyncState::ProbeDue { attempts: 0 };
+        self.abandoned = Some(Abandoned {
+            id: running.id,
+            command: running.command.clone(),
+            lines: Vec::new(),
+        });
         self.events.push_back(EngineEvent::TimedOut {
             id: running.id,
             command: running.command,
@@ -352,7 +391,7 @@ impl AtEngine {
             ParserEvent::Urc(urc) => self.events.push_back(EngineEvent::Urc(urc)),
             ParserEvent::LineTooLong { .. } => self.overlong_lines += 1,
             ParserEvent::Prompt => self.on_prompt(),
-            ParserEvent::Intermediate { line, body } => self.on_intermediate(line, body),
+            ParserEvent::Intermediate { line, body } => self.on_intermediate(line, body, now_ms),
             ParserEvent::Final(result) => self.on_final(result, now_ms),
         }
     }
@@ -371,17 +410,31 @@ impl AtEngine {
         }
     }
 
-    fn on_intermediate(&mut self, line: String, body: Option<String>) {
+    fn on_intermediate(&mut self, line: String, body: Option<String>, now_ms: u64) {
         match &mut self.sync {
             SyncState::InSync => {}
-            SyncState::ProbeSent { marker_seen, .. } => {
-                if is_probe_marker(&line) {
-                    *marker_seen = true;
+            SyncState::ProbeSent { marker_seen, .. } if is_probe_marker(&line) => {
+                *marker_seen = true;
+                return;
+            }
+            SyncState::ProbeDue { attempts } if *attempts > 0 && is_probe_marker(&line) => {
+                // An earlier, timed-out probe is being answered after all:
+                // its final comes next; no need to write another probe.
+                self.sync = SyncState::ProbeSent {
+                    attempts: *attempts,
+                    deadline: now_ms.saturating_add(self.config.probe_timeout_ms),
+                    marker_seen: true,
+                };
+                return;
+            }
+            // Late lines of the timed-out command (or of an older probe).
+            _ => {
+                if let Some(abandoned) = &mut self.abandoned {
+                    abandoned.lines.push(line);
+                    abandoned.lines.extend(body);
                 }
                 return;
             }
-            // Late lines of an abandoned command or an older probe.
-            SyncState::ProbeDue { .. } | SyncState::Settling { .. } => return,
         }
         match &mut self.running {
             Some(running) => {
@@ -401,20 +454,22 @@ impl AtEngine {
                 Some(running) => self.complete(running, result),
                 None => self.stale_finals += 1,
             },
-            SyncState::ProbeDue { .. } => self.stale_finals += 1,
+            SyncState::ProbeDue { .. } => self.on_late_final(result),
             SyncState::ProbeSent {
                 attempts,
                 marker_seen,
                 ..
             } => {
                 if !marker_seen {
-                    // Belongs to the abandoned command; the parser took it
+                    // Belongs to the timed-out command; the parser took it
                     // as the probe's end, so re-arm it for the probe answer.
-                    self.stale_finals += 1;
+                    self.on_late_final(result);
                     self.parser.command_sent(SYNC_PROBE);
                 } else if attempts == 0 {
+                    self.abandoned = None;
                     self.sync = SyncState::InSync;
                 } else {
+                    self.abandoned = None;
                     self.parser.command_sent(SYNC_PROBE);
                     self.sync = SyncState::Settling {
                         until: now_ms.saturating_add(self.config.settle_ms),
@@ -429,21 +484,39 @@ impl AtEngine {
         }
     }
 
-    fn complete(&mut self, running: Running, result: FinalResult) {
-        let mut lines = running.lines;
-        if let Some(secret) = running.command.secret() {
-            for line in &mut lines {
-                if line.contains(secret) {
-                    *line = line.replace(secret, "****");
-                }
-            }
+    /// A final result before the probe's marker: the first one answers the
+    /// timed-out command.
+    fn on_late_final(&mut self, result: FinalResult) {
+        self.stale_finals += 1;
+        if let Some(abandoned) = self.abandoned.take() {
+            self.events.push_back(EngineEvent::LateResult {
+                id: abandoned.id,
+                result,
+                lines: redact(&abandoned.command, abandoned.lines),
+            });
         }
+    }
+
+    fn complete(&mut self, running: Running, result: FinalResult) {
         self.events.push_back(EngineEvent::Completed {
             id: running.id,
             result,
-            lines,
+            lines: redact(&running.command, running.lines),
         });
     }
+}
+
+/// Replaces the secret of a sensitive command wherever it shows up (a
+/// garbled echo that was not recognised as echo).
+fn redact(command: &Command, mut lines: Vec<String>) -> Vec<String> {
+    if let Some(secret) = command.secret() {
+        for line in &mut lines {
+            if line.contains(secret) {
+                *line = line.replace(secret, "****");
+            }
+        }
+    }
+    lines
 }
 
 fn line_bytes(text: &str) -> Vec<u8> {
@@ -572,6 +645,14 @@ mod tests {
         e.handle_input(b"\r\n013\r\n\r\nOK\r\n", 1600);
         assert!(e.is_synchronised());
         assert_eq!(e.stale_finals(), 1);
+        assert_eq!(
+            drain(&mut e),
+            vec![EngineEvent::LateResult {
+                id: slow,
+                result: FinalResult::Ok,
+                lines: vec!["+COPS: (2,\"X\",\"X\",\"1\",7)".into()]
+            }]
+        );
         assert_eq!(e.poll_transmit(1600), Some(b"AT+CSQ\r".to_vec()));
         e.handle_input(b"\r\n+CSQ: 9,99\r\n\r\nOK\r\n", 1700);
         assert!(matches!(
@@ -627,6 +708,35 @@ mod tests {
             drain(&mut e).as_slice(),
             [EngineEvent::Completed { id, .. }] if *id == user
         ));
+    }
+
+    #[test]
+    fn older_probe_answering_late_avoids_another_probe() {
+        let config = EngineConfig {
+            probe_timeout_ms: 100,
+            settle_ms: 50,
+            ..EngineConfig::default()
+        };
+        let mut e = AtEngine::with_config(config);
+        let timed_out = e.submit(Command::plain("AT+CMGL=4", 10));
+        e.poll_transmit(0);
+        e.handle_timeout(10);
+        assert_eq!(e.poll_transmit(10), Some(b"ATS3?\r".to_vec()));
+        e.handle_timeout(110);
+        // Before the second probe is written, the first one is answered.
+        e.handle_input(b"\r\n013\r\n\r\nOK\r\n", 115);
+        assert_eq!(e.poll_transmit(115), None, "no second probe needed");
+        let events = drain(&mut e);
+        assert!(
+            !events
+                .iter()
+                .any(|ev| matches!(ev, EngineEvent::LateResult { .. })),
+            "a probe's answer is not the timed-out command's: {events:?}"
+        );
+        assert!(matches!(events[0], EngineEvent::TimedOut { id, .. } if id == timed_out));
+        assert!(!e.is_synchronised(), "older probes may still answer");
+        e.handle_timeout(165);
+        assert!(e.is_synchronised());
     }
 
     #[test]

@@ -110,7 +110,8 @@ impl PendingCommand {
         // Exact, with garbage in front (noise before ATE0 took effect), or
         // cut short (echo interrupted by the modem's own output).
         seen == self.echo_key
-            || seen.ends_with(&self.echo_key)
+            // Short keys (`AT`, `ATZ`) would match ordinary words.
+            || (self.echo_key.len() >= 5 && seen.ends_with(&self.echo_key))
             || (seen.len() >= 2 && seen.starts_with("AT") && self.echo_key.starts_with(&seen))
     }
 

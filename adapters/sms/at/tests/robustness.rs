@@ -48,7 +48,7 @@ fn noise_of(max_tokens: usize) -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn parser_recovers_after_any_garbage(
@@ -93,6 +93,7 @@ proptest! {
         let mut engine = AtEngine::new();
         let mut submitted = Vec::new();
         let mut finished: HashSet<CommandId> = HashSet::new();
+        let mut timed_out: HashSet<CommandId> = HashSet::new();
         let mut now = 0u64;
         for (op, bytes, step) in ops {
             now += step;
@@ -112,8 +113,18 @@ proptest! {
                 prop_assert!(deadline <= now + 3_000);
             }
             while let Some(event) = engine.poll_event() {
-                if let EngineEvent::Completed { id, .. } | EngineEvent::TimedOut { id, .. } = event {
-                    prop_assert!(finished.insert(id), "{:?} finished twice", id);
+                match event {
+                    EngineEvent::Completed { id, .. } => {
+                        prop_assert!(finished.insert(id), "{:?} finished twice", id);
+                    }
+                    EngineEvent::TimedOut { id, .. } => {
+                        prop_assert!(finished.insert(id), "{:?} finished twice", id);
+                        timed_out.insert(id);
+                    }
+                    EngineEvent::LateResult { id, .. } => {
+                        prop_assert!(timed_out.remove(&id), "late result for {:?} without timeout, or twice", id);
+                    }
+                    _ => {}
                 }
             }
         }

@@ -166,3 +166,64 @@ fn engine_results_do_not_depend_on_chunking() {
         }
     }
 }
+
+/// After a timeout, the late answer and the probe's answer arrive together;
+/// wherever the chunk boundary falls, the late result is attributed to the
+/// timed-out command and the next command runs in sync.
+const LATE_ANSWERS: &[u8] =
+    b"\r\n+CMGL: 1,1,,3\r\n0011AA\r\n\r\nOK\r\n\r\n^RSSI:9\r\n013\r\n\r\nOK\r\n";
+
+fn run_timeout_scenario(first_chunk_len: usize) -> EngineLog {
+    let late = LATE_ANSWERS;
+    let mut engine = AtEngine::new();
+    engine.submit(Command::plain("AT+CMGL=4", 1_000));
+    engine.submit(Command::plain("AT+CSQ", 1_000));
+    let mut log = EngineLog::default();
+    let pump = |engine: &mut AtEngine, log: &mut EngineLog, now: u64| {
+        while let Some(bytes) = engine.poll_transmit(now) {
+            log.writes.push(bytes);
+        }
+        log.events
+            .extend(std::iter::from_fn(|| engine.poll_event()));
+    };
+    pump(&mut engine, &mut log, 0);
+    engine.handle_timeout(1_000);
+    pump(&mut engine, &mut log, 1_000);
+    let (head, tail) = late.split_at(first_chunk_len);
+    engine.handle_input(head, 1_100);
+    pump(&mut engine, &mut log, 1_100);
+    engine.handle_input(tail, 1_200);
+    pump(&mut engine, &mut log, 1_200);
+    engine.handle_input(b"\r\n+CSQ: 9,99\r\n\r\nOK\r\n", 1_300);
+    pump(&mut engine, &mut log, 1_300);
+    log
+}
+
+#[test]
+fn timeout_recovery_does_not_depend_on_chunking() {
+    let whole = run_timeout_scenario(0);
+    assert_eq!(
+        whole.writes,
+        vec![
+            b"AT+CMGL=4\r".to_vec(),
+            b"ATS3?\r".to_vec(),
+            b"AT+CSQ\r".to_vec()
+        ]
+    );
+    assert!(
+        matches!(
+            whole.events.as_slice(),
+            [
+                EngineEvent::TimedOut { .. },
+                EngineEvent::LateResult { .. },
+                EngineEvent::Urc(_),
+                EngineEvent::Completed { .. }
+            ]
+        ),
+        "{:?}",
+        whole.events
+    );
+    for split in 1..=LATE_ANSWERS.len() {
+        assert_eq!(run_timeout_scenario(split), whole, "split at {split}");
+    }
+}

@@ -358,15 +358,22 @@ fn timeout_then_late_ok_is_not_misattributed() {
     e.handle_input(b"\r\n+CMTI: \"SM\",5\r\n\r\n013\r\n\r\nOK\r\n", t + 5);
     assert!(e.is_synchronised());
     assert_eq!(e.stale_finals(), 1);
-    // URCs kept flowing during resynchronisation.
+    // URCs kept flowing during resynchronisation; the late listing is
+    // reported against the timed-out command, never the next one.
     let ev = drain(&mut e);
-    assert!(ev.contains(&EngineEvent::Urc(Urc::Cmti {
-        mem: "SM".into(),
-        index: 5
-    })));
-    assert!(
-        !ev.iter()
-            .any(|e| matches!(e, EngineEvent::Completed { .. }))
+    assert_eq!(
+        ev,
+        vec![
+            EngineEvent::LateResult {
+                id: slow,
+                result: FinalResult::Ok,
+                lines: vec!["+CMGL: 1,1,,32".into(), DELIVER_PDU_1.into()]
+            },
+            EngineEvent::Urc(Urc::Cmti {
+                mem: "SM".into(),
+                index: 5
+            })
+        ]
     );
     let ev = exchange(&mut e, t + 6, b"AT+CSQ\r", b"\r\n+CSQ: 11,99\r\n\r\nOK\r\n");
     match ev.as_slice() {
@@ -468,4 +475,66 @@ fn ussd_and_incoming_call_urcs() {
             &Urc::Other("NO CARRIER".into())
         ]
     );
+}
+
+#[test]
+fn send_timeout_then_late_success_is_reported_so_it_is_not_resent() {
+    let mut e = AtEngine::new();
+    let send = e.submit(builders::send_pdu(19, SUBMIT_PDU).unwrap());
+    let next = e.submit(builders::signal_quality());
+    e.poll_transmit(0);
+    e.handle_input(b"\r\n> ", 10);
+    e.poll_transmit(10).unwrap();
+    let deadline = e.poll_timeout().unwrap();
+    e.handle_timeout(deadline);
+    assert!(matches!(
+        drain(&mut e).as_slice(),
+        [EngineEvent::TimedOut { id, .. }] if *id == send
+    ));
+    // The PDU was written, so no ESC: straight to the probe. The network
+    // answers late; the modem runs the probe after the send.
+    assert_eq!(e.poll_transmit(deadline), Some(b"ATS3?\r".to_vec()));
+    e.handle_input(
+        b"\r\n+CMGS: 44\r\n\r\nOK\r\n\r\n013\r\n\r\nOK\r\n",
+        deadline + 5_000,
+    );
+    match drain(&mut e).as_slice() {
+        [EngineEvent::LateResult { id, result, lines }] => {
+            assert_eq!(*id, send);
+            assert!(result.is_ok());
+            assert_eq!(responses::parse_cmgs(&lines[0]).unwrap(), 44);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let ev = exchange(
+        &mut e,
+        deadline + 5_001,
+        b"AT+CSQ\r",
+        b"\r\n+CSQ: 5,99\r\n\r\nOK\r\n",
+    );
+    assert!(matches!(ev.as_slice(), [EngineEvent::Completed { id, .. }] if *id == next));
+}
+
+#[test]
+fn prompt_timeout_escapes_and_resyncs() {
+    let mut e = AtEngine::new();
+    let send = e.submit(builders::send_pdu(19, SUBMIT_PDU).unwrap());
+    e.submit(builders::signal_quality());
+    e.poll_transmit(0);
+    // The prompt never shows up (lost on the line).
+    let deadline = e.poll_timeout().unwrap();
+    e.handle_timeout(deadline);
+    assert!(matches!(
+        drain(&mut e).as_slice(),
+        [EngineEvent::TimedOut { id, .. }] if *id == send
+    ));
+    assert_eq!(e.poll_transmit(deadline), Some(vec![0x1B]));
+    assert_eq!(e.poll_transmit(deadline), Some(b"ATS3?\r".to_vec()));
+    // ESC cancels text entry; the modem answers the cancelled CMGS.
+    e.handle_input(b"\r\nOK\r\n\r\n013\r\nOK\r\n", deadline + 50);
+    assert!(matches!(
+        drain(&mut e).as_slice(),
+        [EngineEvent::LateResult { id, .. }] if *id == send
+    ));
+    assert_eq!(e.poll_transmit(deadline + 50), Some(b"AT+CSQ\r".to_vec()));
 }

@@ -1,5 +1,6 @@
 //! Drives the engine with an operation stream decoded from the input and
-//! checks that no command finishes twice and none gets lost.
+//! checks that no command finishes twice, none gets lost, and a late result
+//! only ever follows a timeout of the same command, once.
 #![no_main]
 
 use std::collections::HashSet;
@@ -11,6 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let mut engine = AtEngine::new();
     let mut submitted = 0usize;
     let mut finished = HashSet::new();
+    let mut timed_out = HashSet::new();
     let mut now = 0u64;
     let mut rest = data;
     while let Some((&op, tail)) = rest.split_first() {
@@ -35,8 +37,21 @@ fuzz_target!(|data: &[u8]| {
             _ => while engine.poll_transmit(now).is_some() {},
         }
         while let Some(event) = engine.poll_event() {
-            if let EngineEvent::Completed { id, .. } | EngineEvent::TimedOut { id, .. } = event {
-                assert!(finished.insert(id), "{id:?} finished twice");
+            match event {
+                EngineEvent::Completed { id, .. } => {
+                    assert!(finished.insert(id), "{id:?} finished twice");
+                }
+                EngineEvent::TimedOut { id, .. } => {
+                    assert!(finished.insert(id), "{id:?} finished twice");
+                    timed_out.insert(id);
+                }
+                EngineEvent::LateResult { id, .. } => {
+                    assert!(
+                        timed_out.remove(&id),
+                        "late result for {id:?} without timeout, or twice"
+                    );
+                }
+                _ => {}
             }
         }
     }

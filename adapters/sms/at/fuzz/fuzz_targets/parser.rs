@@ -6,7 +6,14 @@
 use libfuzzer_sys::fuzz_target;
 use phonerelay_sms_at::{AtParser, FinalResult, ParserEvent};
 
-const COMMANDS: [&str; 6] = ["AT", "AT+CMGL=4", "AT+CMGS=5", "AT+CREG?", "AT+CMGR=1", "ATE0"];
+const COMMANDS: [&str; 6] = [
+    "AT",
+    "AT+CMGL=4",
+    "AT+CMGS=5",
+    "AT+CREG?",
+    "AT+CMGR=1",
+    "ATE0",
+];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, input)) = data.split_first() else {
