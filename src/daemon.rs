@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::clock::now_ms;
-use crate::config::{LoadedConfig, validate};
+use crate::config::{LoadedConfig, validate_with};
 use crate::endpoints::Endpoints;
 use crate::exit::ExitError;
 use crate::inbound::StoreSink;
@@ -57,7 +57,8 @@ pub async fn start(
     loaded: LoadedConfig,
     extra: Vec<Arc<dyn Channel>>,
 ) -> Result<RunningDaemon, ExitError> {
-    let issues = validate(&loaded);
+    let extra_phone_ids: Vec<String> = extra.iter().map(|c| c.phone_id().to_string()).collect();
+    let issues = validate_with(&loaded, &extra_phone_ids);
     if !issues.is_empty() {
         let lines: Vec<String> = issues.iter().map(ToString::to_string).collect();
         return Err(ExitError::Config(lines.join("\n")));

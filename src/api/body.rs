@@ -54,6 +54,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 }
 
 pub fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    // serde would read a struct from an array too; the API takes objects.
+    if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "the body must be a JSON object",
+        ));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(raw);
     let result: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
     if result.is_ok() {
@@ -67,6 +75,16 @@ pub fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
     }
     result.map_err(|error| {
         let inner = error.inner();
+        // A syntax error after the part serde read wins over a field error.
+        if !inner.is_syntax() && !inner.is_eof() {
+            if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(raw) {
+                return ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_json",
+                    format!("the body is not valid JSON: {syntax}"),
+                );
+            }
+        }
         let path = error.path().to_string();
         if inner.is_syntax() || inner.is_eof() {
             return ApiError::new(
@@ -76,11 +94,12 @@ pub fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
             );
         }
         let message = inner.to_string();
-        // serde names missing and unknown fields in backticks.
-        let named = message.split('`').nth(1).filter(|_| {
-            message.starts_with("missing field") || message.starts_with("unknown field")
-        });
-        let field = match (named, path.as_str()) {
+        // serde names a missing field in backticks and the path stops at its
+        // parent; for an unknown field the path already ends in its name.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next());
+        let field = match (missing, path.as_str()) {
             (Some(name), ".") => name.to_string(),
             (Some(name), parent) => format!("{parent}.{name}"),
             (None, path) => path.to_string(),

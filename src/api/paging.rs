@@ -44,12 +44,15 @@ pub fn decode_cursor(cursor: Option<String>) -> Result<Option<i64>, ApiError> {
 
 pub fn query_error(rejection: QueryRejection) -> ApiError {
     let text = rejection.body_text();
-    let field = text.split('`').nth(1).map(str::to_string).or_else(|| {
-        text.split("field ")
-            .nth(1)
-            .map(|s| s.trim_matches('`').to_string())
-    });
-    let mut error = ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", text);
+    let detail = text
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(&text);
+    // "unknown field `x`, expected ..." or "limit: invalid digit ...".
+    let field = match detail.strip_prefix("unknown field `") {
+        Some(rest) => rest.split('`').next().map(str::to_string),
+        None => detail.split_once(": ").map(|(field, _)| field.to_string()),
+    };
+    let mut error = ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", detail);
     error.field = field;
     error
 }

@@ -32,3 +32,27 @@ pub const DEFAULT_BURST: u32 = 20;
 pub const DEFAULT_PER_RECIPIENT_PER_MINUTE: u32 = 30;
 
 pub const DEFAULT_LOG_LEVEL: &str = "info";
+
+/// The relay link (`[relay]`): paths on the relay side, timings, routing.
+pub const DEFAULT_RELAY_MESSAGES_PATH: &str = "/api/v1/messages";
+pub const DEFAULT_RELAY_HELLO_PATH: &str = "/api/v1/bridge/hello";
+pub const DEFAULT_RELAY_POLL_PATH: &str = "/api/v1/bridge/poll";
+pub const DEFAULT_RELAY_ACK_PATH: &str = "/api/v1/bridge/ack";
+pub const DEFAULT_RELAY_STATUS_PATH: &str = "/api/v1/bridge/status";
+pub const DEFAULT_RELAY_HEARTBEAT_PATH: &str = "/api/v1/bridge/heartbeat";
+/// The relay key written by `phonerelay pair`, inside the state dir.
+pub const DEFAULT_RELAY_KEY_FILE: &str = "relay.key";
+/// How long one long-poll may wait at the relay (below common proxy limits).
+pub const DEFAULT_RELAY_POLL_TIMEOUT_SECONDS: u64 = 25;
+/// Jobs asked for per poll.
+pub const DEFAULT_RELAY_POLL_MAX_JOBS: u32 = 50;
+/// Timeout of every relay request other than the long poll.
+pub const DEFAULT_RELAY_REQUEST_TIMEOUT_SECONDS: u64 = 15;
+pub const DEFAULT_RELAY_HEARTBEAT_SECONDS: u64 = 30;
+/// How often the status reporter looks for new status changes to report.
+pub const DEFAULT_RELAY_STATUS_INTERVAL_MS: u64 = 500;
+pub const DEFAULT_RELAY_RETRY_INITIAL_MS: u64 = 1_000;
+pub const DEFAULT_RELAY_RETRY_MAX_MS: u64 = 5 * 60 * 1000;
+/// A reply more than this many days after our last message to that
+/// address is not routed by conversation (it goes to `default_to`).
+pub const DEFAULT_CONVERSATION_TTL_DAYS: u64 = 30;

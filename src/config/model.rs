@@ -19,6 +19,9 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub channels: ChannelsConfig,
+    /// The link to the pChat relay; see `docs/relay-protocol.md`.
+    #[serde(default)]
+    pub relay: RelayConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -144,3 +147,125 @@ impl Default for LogConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelsConfig {}
+
+/// How sends reach the bridge from the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayMode {
+    /// The relay POSTs sends to this daemon's `/api/v1/messages`.
+    #[default]
+    Push,
+    /// The bridge long-polls the relay for sends (for boxes behind NAT).
+    Pull,
+}
+
+/// `[relay]`: the link to the pChat relay. `url` and `phone_id` may be left
+/// out when `phonerelay pair` recorded them; the link runs once the relay
+/// key file exists.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayConfig {
+    /// Base URL of the relay, `https://relay.example.com` (a path prefix is
+    /// kept). Overrides the URL recorded by `phonerelay pair`.
+    pub url: Option<String>,
+    /// The relay's id for this bridge; overrides the paired phone_id.
+    pub phone_id: Option<String>,
+    /// `push` (the relay calls us) or `pull` (we long-poll the relay).
+    pub mode: RelayMode,
+    /// File holding the relay-issued bearer key; relative to the config
+    /// file. Default: `relay.key` in the state dir, written by `pair`.
+    pub key_file: Option<PathBuf>,
+    /// Paths on the relay side.
+    pub paths: RelayPaths,
+    /// Longest wait of one long poll at the relay (pull mode).
+    pub poll_timeout_seconds: u64,
+    /// Most jobs taken per poll (pull mode).
+    pub poll_max_jobs: u32,
+    /// Timeout of every other request to the relay.
+    pub request_timeout_seconds: u64,
+    /// How often the bridge tells the relay it and its endpoints are alive.
+    pub heartbeat_seconds: u64,
+    /// How often new status changes are looked for and reported.
+    pub status_interval_ms: u64,
+    /// First wait after a failed relay request; doubles per failure.
+    pub retry_initial_ms: u64,
+    /// Cap of that wait.
+    pub retry_max_ms: u64,
+    /// Where replies from external senders go in pChat.
+    pub routing: RoutingConfig,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            phone_id: None,
+            mode: RelayMode::default(),
+            key_file: None,
+            paths: RelayPaths::default(),
+            poll_timeout_seconds: DEFAULT_RELAY_POLL_TIMEOUT_SECONDS,
+            poll_max_jobs: DEFAULT_RELAY_POLL_MAX_JOBS,
+            request_timeout_seconds: DEFAULT_RELAY_REQUEST_TIMEOUT_SECONDS,
+            heartbeat_seconds: DEFAULT_RELAY_HEARTBEAT_SECONDS,
+            status_interval_ms: DEFAULT_RELAY_STATUS_INTERVAL_MS,
+            retry_initial_ms: DEFAULT_RELAY_RETRY_INITIAL_MS,
+            retry_max_ms: DEFAULT_RELAY_RETRY_MAX_MS,
+            routing: RoutingConfig::default(),
+        }
+    }
+}
+
+/// `[relay.paths]`: every request path on the relay side, each starting
+/// with `/`, appended to `relay.url`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayPaths {
+    /// Inbound messages are POSTed here as pChat messages.
+    pub messages: String,
+    /// Authenticated check used by `phonerelay pair`.
+    pub hello: String,
+    /// Long poll for pending sends (pull mode).
+    pub poll: String,
+    /// Acknowledge polled sends (pull mode).
+    pub ack: String,
+    /// Status changes of sends that carried a `relay_message_id`.
+    pub status: String,
+    /// Liveness of the bridge and its endpoints.
+    pub heartbeat: String,
+}
+
+impl Default for RelayPaths {
+    fn default() -> Self {
+        Self {
+            messages: DEFAULT_RELAY_MESSAGES_PATH.into(),
+            hello: DEFAULT_RELAY_HELLO_PATH.into(),
+            poll: DEFAULT_RELAY_POLL_PATH.into(),
+            ack: DEFAULT_RELAY_ACK_PATH.into(),
+            status: DEFAULT_RELAY_STATUS_PATH.into(),
+            heartbeat: DEFAULT_RELAY_HEARTBEAT_PATH.into(),
+        }
+    }
+}
+
+/// `[relay.routing]`: which pChat address an inbound message goes to.
+/// In order: the conversation of the outbound message it replies to (by
+/// the channel's reply key), the sender's most recent conversation, then
+/// `default_to`; with none of these it is dead-lettered as `no_route`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// pChat address (the operator's inbox) for messages no conversation
+    /// claims.
+    pub default_to: Option<String>,
+    /// A conversation older than this no longer routes replies.
+    pub conversation_ttl_days: u64,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            default_to: None,
+            conversation_ttl_days: DEFAULT_CONVERSATION_TTL_DAYS,
+        }
+    }
+}

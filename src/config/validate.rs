@@ -6,6 +6,12 @@ use super::load::LoadedConfig;
 
 /// Check the whole config without side effects; an empty list means valid.
 pub fn validate(loaded: &LoadedConfig) -> Vec<ConfigIssue> {
+    validate_with(loaded, &[])
+}
+
+/// As [`validate`], knowing of endpoints added outside the config file
+/// (the daemon's embedders and tests add channels in code).
+pub fn validate_with(loaded: &LoadedConfig, extra_phone_ids: &[String]) -> Vec<ConfigIssue> {
     let config = &loaded.config;
     let mut issues = Vec::new();
     if config.server.listen.parse::<SocketAddr>().is_err() {
@@ -74,7 +80,9 @@ pub fn validate(loaded: &LoadedConfig) -> Vec<ConfigIssue> {
     }
     for (name, limit) in &outbox.limits {
         let key = format!("outbox.limits.{name}");
-        if name.parse::<ChannelKind>().is_err() && !configured_phone_ids(loaded).contains(name) {
+        let known_phone =
+            configured_phone_ids(loaded).contains(name) || extra_phone_ids.contains(name);
+        if name.parse::<ChannelKind>().is_err() && !known_phone {
             issues.push(ConfigIssue::new(
                 &key,
                 "is neither a channel name nor a configured phone_id",
@@ -108,7 +116,119 @@ pub fn validate(loaded: &LoadedConfig) -> Vec<ConfigIssue> {
         issues.push(ConfigIssue::new("log.level", "not a valid tracing filter"));
     }
     issues.extend(crate::channels::validate(loaded));
+    validate_relay(&config.relay, &mut issues);
     issues
+}
+
+fn validate_relay(relay: &super::model::RelayConfig, issues: &mut Vec<ConfigIssue>) {
+    if let Some(url) = &relay.url {
+        let ok = (url.starts_with("https://") || url.starts_with("http://"))
+            && url.len() > "https://".len()
+            && !url.contains(char::is_whitespace);
+        if !ok {
+            issues.push(ConfigIssue::new(
+                "relay.url",
+                "must be an http:// or https:// URL",
+            ));
+        }
+    }
+    if let Some(phone_id) = &relay.phone_id {
+        if phone_id.trim().is_empty() || phone_id.len() > 128 {
+            issues.push(ConfigIssue::new(
+                "relay.phone_id",
+                "must be 1 to 128 characters",
+            ));
+        }
+    }
+    let paths = &relay.paths;
+    for (name, path) in [
+        ("messages", &paths.messages),
+        ("hello", &paths.hello),
+        ("poll", &paths.poll),
+        ("ack", &paths.ack),
+        ("status", &paths.status),
+        ("heartbeat", &paths.heartbeat),
+    ] {
+        if !path.starts_with('/') || path.contains(char::is_whitespace) {
+            issues.push(ConfigIssue::new(
+                format!("relay.paths.{name}"),
+                "must be a path starting with /",
+            ));
+        }
+    }
+    positive(
+        issues,
+        "relay.poll_timeout_seconds",
+        relay.poll_timeout_seconds,
+    );
+    positive(issues, "relay.poll_max_jobs", relay.poll_max_jobs.into());
+    positive(
+        issues,
+        "relay.request_timeout_seconds",
+        relay.request_timeout_seconds,
+    );
+    positive(issues, "relay.heartbeat_seconds", relay.heartbeat_seconds);
+    positive(issues, "relay.status_interval_ms", relay.status_interval_ms);
+    positive(issues, "relay.retry_initial_ms", relay.retry_initial_ms);
+    if relay.retry_max_ms < relay.retry_initial_ms {
+        issues.push(ConfigIssue::new(
+            "relay.retry_max_ms",
+            "is smaller than relay.retry_initial_ms",
+        ));
+    }
+    if let Some(to) = &relay.routing.default_to {
+        if let Err(e) = phonerelay_channel::validate_address(ChannelKind::Pchat, to) {
+            issues.push(ConfigIssue::new(
+                "relay.routing.default_to",
+                format!("not a pChat address: {e}"),
+            ));
+        }
+    }
+    positive(
+        issues,
+        "relay.routing.conversation_ttl_days",
+        relay.routing.conversation_ttl_days,
+    );
+}
+
+#[cfg(test)]
+mod relay_tests {
+    use super::*;
+    use crate::config::load_from_str;
+
+    fn issues(text: &str) -> Vec<String> {
+        let loaded =
+            load_from_str(text, std::path::Path::new("t.toml"), ".".into()).expect("parses");
+        validate(&loaded).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn relay_defaults_are_valid_and_bad_values_are_named() {
+        assert!(issues("[relay]\nurl = \"https://relay.example\"\n").is_empty());
+        let found = issues(
+            "[relay]\nurl = \"ftp://x\"\nretry_initial_ms = 10\nretry_max_ms = 5\n\
+             [relay.paths]\npoll = \"bridge/poll\"\n[relay.routing]\nconversation_ttl_days = 0\n",
+        )
+        .join("\n");
+        for key in [
+            "relay.url",
+            "relay.paths.poll",
+            "relay.retry_max_ms",
+            "relay.routing.conversation_ttl_days",
+        ] {
+            assert!(found.contains(key), "{key} missing from {found}");
+        }
+    }
+
+    #[test]
+    fn unknown_relay_keys_are_rejected() {
+        let parsed = load_from_str(
+            "[relay]\nurll = \"x\"\n",
+            std::path::Path::new("t.toml"),
+            ".".into(),
+        );
+        assert!(parsed.is_err());
+    }
 }
 
 fn positive(issues: &mut Vec<ConfigIssue>, key: &str, value: u64) {

@@ -1,0 +1,335 @@
+//! Every bad request gets `{"error":{"code","message","field"}}` and stores
+//! nothing.
+
+mod common;
+
+use common::*;
+use phonerelay_channel::ChannelKind;
+use serde_json::{Value, json};
+
+struct Case {
+    name: &'static str,
+    content_type: &'static str,
+    body: Vec<u8>,
+    idempotency_key: Option<&'static str>,
+    status: u16,
+    code: &'static str,
+    field: Option<&'static str>,
+}
+
+fn json_case(
+    name: &'static str,
+    body: Value,
+    status: u16,
+    code: &'static str,
+    field: Option<&'static str>,
+) -> Case {
+    Case {
+        name,
+        content_type: "application/json",
+        body: body.to_string().into_bytes(),
+        idempotency_key: None,
+        status,
+        code,
+        field,
+    }
+}
+
+fn with(field: &str, value: Value) -> Value {
+    let mut body = send_body("phone-1", "sms", "+15551230001", "hi");
+    body[field] = value;
+    body
+}
+
+fn cases() -> Vec<Case> {
+    let mut cases = vec![
+        Case {
+            name: "malformed json",
+            content_type: "application/json",
+            body: b"{\"phone_id\":".to_vec(),
+            idempotency_key: None,
+            status: 400,
+            code: "invalid_json",
+            field: None,
+        },
+        Case {
+            name: "trailing garbage",
+            content_type: "application/json",
+            body: b"{} x".to_vec(),
+            idempotency_key: None,
+            status: 400,
+            code: "invalid_json",
+            field: None,
+        },
+        Case {
+            name: "wrong content type",
+            content_type: "text/plain",
+            body: send_body("phone-1", "sms", "+15551230001", "hi")
+                .to_string()
+                .into_bytes(),
+            idempotency_key: None,
+            status: 415,
+            code: "unsupported_media_type",
+            field: Some("Content-Type"),
+        },
+        Case {
+            name: "oversize body",
+            content_type: "application/json",
+            body: with("text", json!("x".repeat(300_000)))
+                .to_string()
+                .into_bytes(),
+            idempotency_key: None,
+            status: 413,
+            code: "payload_too_large",
+            field: None,
+        },
+        Case {
+            name: "bad idempotency key",
+            content_type: "application/json",
+            body: send_body("phone-1", "sms", "+15551230001", "hi")
+                .to_string()
+                .into_bytes(),
+            idempotency_key: Some("has space"),
+            status: 400,
+            code: "invalid_header",
+            field: Some("Idempotency-Key"),
+        },
+    ];
+    cases.extend([
+        json_case("not an object", json!([1, 2]), 400, "invalid_json", None),
+        json_case(
+            "missing to",
+            json!({"phone_id": "phone-1", "channel": "sms", "text": "hi"}),
+            422,
+            "missing_field",
+            Some("to"),
+        ),
+        json_case(
+            "unknown field",
+            with("colour", json!("red")),
+            422,
+            "unknown_field",
+            Some("colour"),
+        ),
+        json_case(
+            "text of wrong type",
+            with("text", json!(42)),
+            422,
+            "invalid_field",
+            Some("text"),
+        ),
+        json_case(
+            "unknown channel",
+            with("channel", json!("fax")),
+            422,
+            "unknown_channel",
+            Some("channel"),
+        ),
+        json_case(
+            "pchat is the relay's",
+            with("channel", json!("pchat")),
+            422,
+            "unsupported_channel",
+            Some("channel"),
+        ),
+        json_case(
+            "unknown phone_id",
+            with("phone_id", json!("nope")),
+            422,
+            "unknown_phone_id",
+            Some("phone_id"),
+        ),
+        json_case(
+            "channel not on this phone",
+            with("channel", json!("wa")),
+            422,
+            "unknown_phone_id",
+            Some("phone_id"),
+        ),
+        json_case(
+            "sms to a non-E.164 number",
+            with("to", json!("5551230001")),
+            422,
+            "invalid_field",
+            Some("to"),
+        ),
+        json_case(
+            "sms to letters",
+            with("to", json!("+1555abc0001")),
+            422,
+            "invalid_field",
+            Some("to"),
+        ),
+        json_case(
+            "empty text",
+            with("text", json!("")),
+            422,
+            "invalid_field",
+            Some("text"),
+        ),
+        json_case(
+            "oversize sms text",
+            with("text", json!("x".repeat(1531))),
+            422,
+            "invalid_field",
+            Some("text"),
+        ),
+        json_case(
+            "ttl zero",
+            with("ttl_seconds", json!(0)),
+            422,
+            "invalid_field",
+            Some("ttl_seconds"),
+        ),
+        json_case(
+            "ttl too long",
+            with("ttl_seconds", json!(30 * 24 * 3600)),
+            422,
+            "invalid_field",
+            Some("ttl_seconds"),
+        ),
+        json_case(
+            "negative ttl",
+            with("ttl_seconds", json!(-5)),
+            422,
+            "invalid_field",
+            Some("ttl_seconds"),
+        ),
+        json_case(
+            "bad priority",
+            with("priority", json!("urgent")),
+            422,
+            "invalid_field",
+            Some("priority"),
+        ),
+        json_case(
+            "attachment not a url",
+            with("attachments", json!([{"url": "file:///etc/passwd"}])),
+            422,
+            "invalid_field",
+            Some("attachments[0].url"),
+        ),
+        json_case(
+            "attachment unknown key",
+            with(
+                "attachments",
+                json!([{"url": "https://x.test/a", "bytes": 1}]),
+            ),
+            422,
+            "unknown_field",
+            Some("attachments[0].bytes"),
+        ),
+        json_case(
+            "reply_to unknown",
+            with("reply_to", json!("no-such-inbound")),
+            422,
+            "invalid_field",
+            Some("reply_to"),
+        ),
+        json_case(
+            "bad source address",
+            with("source", json!("not an address")),
+            422,
+            "invalid_field",
+            Some("source"),
+        ),
+        json_case(
+            "multi-line subject",
+            {
+                let mut b = send_body("mail-1", "email", "a@example.com", "hi");
+                b["subject"] = json!("a\r\nBcc: victim@example.com");
+                b
+            },
+            422,
+            "invalid_field",
+            Some("subject"),
+        ),
+        json_case(
+            "email to a bad address",
+            send_body("mail-1", "email", "a@@example.com", "hi"),
+            422,
+            "invalid_field",
+            Some("to"),
+        ),
+    ]);
+    cases
+}
+
+#[tokio::test]
+async fn every_bad_request_is_refused_with_a_code_and_field_and_stores_nothing() {
+    let sms = TestChannel::new(ChannelKind::Sms, "phone-1");
+    let email = TestChannel::new(ChannelKind::Email, "mail-1");
+    let d = TestDaemon::start(FAST_OUTBOX, vec![sms.clone(), email.clone()]).await;
+    for case in cases() {
+        let mut request = d
+            .http
+            .post(format!("{}/api/v1/messages", d.base))
+            .bearer_auth(&d.admin_key)
+            .header("content-type", case.content_type)
+            .body(case.body.clone());
+        if let Some(key) = case.idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        let (status, body) = into_parts(request.send().await.unwrap()).await;
+        assert_eq!(status, case.status, "{}: {body}", case.name);
+        assert_eq!(body["error"]["code"], case.code, "{}: {body}", case.name);
+        assert!(
+            !body["error"]["message"].as_str().unwrap_or("").is_empty(),
+            "{}: no message",
+            case.name
+        );
+        assert_eq!(
+            body["error"]["field"].as_str(),
+            case.field,
+            "{}: {body}",
+            case.name
+        );
+    }
+    let (_, page) = d.get("/api/v1/messages", &d.admin_key).await;
+    assert_eq!(page["messages"], json!([]), "bad requests stored something");
+    assert_eq!(sms.calls() + email.calls(), 0);
+}
+
+#[tokio::test]
+async fn bad_queries_and_unknown_routes() {
+    let d = TestDaemon::start(
+        FAST_OUTBOX,
+        vec![TestChannel::new(ChannelKind::Sms, "phone-1")],
+    )
+    .await;
+    for (path, field) in [
+        ("/api/v1/messages?status=lost", "status"),
+        ("/api/v1/messages?channel=fax", "channel"),
+        ("/api/v1/messages?limit=0", "limit"),
+        ("/api/v1/messages?limit=100000", "limit"),
+        ("/api/v1/messages?since=yesterday", "since"),
+        ("/api/v1/messages?cursor=zzz", "cursor"),
+        ("/api/v1/inbound?limit=-1", "limit"),
+    ] {
+        let (code, body) = d.get(path, &d.admin_key).await;
+        assert_eq!(code, 400, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_query", "{path}");
+        assert_eq!(body["error"]["field"], field, "{path}: {body}");
+    }
+    let (code, body) = d.get("/api/v1/messages/does-not-exist", &d.admin_key).await;
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let (code, body) = d.get("/api/v1/nothing-here", &d.admin_key).await;
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let response = d
+        .http
+        .delete(format!("{}/api/v1/messages", d.base))
+        .send()
+        .await
+        .unwrap();
+    let (code, body) = into_parts(response).await;
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+}

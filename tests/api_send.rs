@@ -1,0 +1,238 @@
+//! Accept → commit → dispatch → status, through the real HTTP API, the real
+//! SQLite store and a channel living in the test code.
+
+mod common;
+
+use common::*;
+use phonerelay_channel::{ChannelEvent, ChannelKind, DeliveryStatus, StatusUpdate};
+use serde_json::json;
+
+#[tokio::test]
+async fn accepted_message_is_committed_dispatched_and_tracked() {
+    let wa = TestChannel::new(ChannelKind::Wa, "phone-1");
+    let d = TestDaemon::start(FAST_OUTBOX, vec![wa.clone()]).await;
+
+    // The seed's own curl shape.
+    let (code, body) = d
+        .post(
+            "/api/v1/messages",
+            &d.admin_key,
+            &send_body(
+                "phone-1",
+                "wa",
+                "+15551230001",
+                "Hello from pChat via WhatsApp",
+            ),
+        )
+        .await;
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(body["status"], "queued");
+    let id = body["id"].as_str().unwrap().to_string();
+
+    let sent = wa.wait_sent(1).await;
+    assert_eq!(sent[0].id, id);
+    assert_eq!(sent[0].to, "+15551230001");
+    assert_eq!(sent[0].text, "Hello from pChat via WhatsApp");
+    assert_eq!(sent[0].attempt, 1);
+
+    let message = d.wait_status(&id, "sent").await;
+    assert_eq!(message["external_ids"], json!([format!("ext-{id}")]));
+    let history: Vec<&str> = message["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["queued", "sending", "sent"]);
+
+    // A delivery report, then a read receipt, move it forward...
+    for status in [DeliveryStatus::Delivered, DeliveryStatus::Read] {
+        wa.inject(ChannelEvent::Status(StatusUpdate {
+            channel: ChannelKind::Wa,
+            phone_id: "phone-1".into(),
+            external_id: format!("ext-{id}"),
+            status,
+            code: None,
+            reason: None,
+            at_ms: phonerelay::clock::now_ms(),
+        }))
+        .await
+        .unwrap();
+    }
+    d.wait_status(&id, "read").await;
+    // ...and a late "delivered" does not move it back.
+    wa.inject(ChannelEvent::Status(StatusUpdate {
+        channel: ChannelKind::Wa,
+        phone_id: "phone-1".into(),
+        external_id: format!("ext-{id}"),
+        status: DeliveryStatus::Delivered,
+        code: None,
+        reason: None,
+        at_ms: phonerelay::clock::now_ms(),
+    }))
+    .await
+    .unwrap();
+    let (_, message) = d.get(&format!("/api/v1/messages/{id}"), &d.admin_key).await;
+    assert_eq!(message["status"], "read");
+    assert_eq!(wa.calls(), 1);
+}
+
+#[tokio::test]
+async fn list_pages_and_filters() {
+    let sms = TestChannel::new(ChannelKind::Sms, "modem-1");
+    let d = TestDaemon::start(FAST_OUTBOX, vec![sms.clone()]).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (code, body) = d
+            .post(
+                "/api/v1/messages",
+                &d.admin_key,
+                &send_body("modem-1", "sms", "+15551230001", &format!("n{i}")),
+            )
+            .await;
+        assert_eq!(code, 202);
+        ids.push(body["id"].as_str().unwrap().to_string());
+    }
+    sms.wait_sent(5).await;
+    for id in &ids {
+        d.wait_status(id, "sent").await;
+    }
+    let (code, page) = d
+        .get(
+            "/api/v1/messages?limit=2&status=sent&channel=sms",
+            &d.admin_key,
+        )
+        .await;
+    assert_eq!(code, 200, "{page}");
+    let got: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, [ids[4].as_str(), ids[3].as_str()], "newest first");
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let (_, page2) = d
+        .get(
+            &format!("/api/v1/messages?limit=2&cursor={cursor}"),
+            &d.admin_key,
+        )
+        .await;
+    let got2: Vec<&str> = page2["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got2, [ids[2].as_str(), ids[1].as_str()]);
+    let (_, none) = d.get("/api/v1/messages?status=failed", &d.admin_key).await;
+    assert_eq!(none["messages"], json!([]));
+    assert!(none["next_cursor"].is_null());
+}
+
+#[tokio::test]
+async fn inbound_is_committed_once_and_listed() {
+    let tg = TestChannel::new(ChannelKind::Tg, "bot-1");
+    let d = TestDaemon::start(FAST_OUTBOX, vec![tg.clone()]).await;
+    let message = phonerelay_channel::InboundMessage {
+        channel: ChannelKind::Tg,
+        phone_id: "bot-1".into(),
+        from: "12345".into(),
+        text: "a reply".into(),
+        subject: None,
+        attachments: vec![],
+        external_id: "tg-1".into(),
+        reply_to: vec![],
+        received_at_ms: phonerelay::clock::now_ms(),
+    };
+    tg.inject(ChannelEvent::Inbound(message.clone()))
+        .await
+        .unwrap();
+    // The same upstream message again (re-read after a restart): not stored twice.
+    tg.inject(ChannelEvent::Inbound(message)).await.unwrap();
+    let (code, page) = d.get("/api/v1/inbound", &d.admin_key).await;
+    assert_eq!(code, 200);
+    let messages = page["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1, "{page}");
+    assert_eq!(messages[0]["text"], "a reply");
+    assert_eq!(messages[0]["from"], "12345");
+    let id = messages[0]["id"].as_str().unwrap();
+
+    // Replying to it carries the upstream id to the adapter.
+    let mut body = send_body("bot-1", "tg", "12345", "answer");
+    body["reply_to"] = json!(id);
+    let (code, accepted) = d.post("/api/v1/messages", &d.admin_key, &body).await;
+    assert_eq!(code, 202, "{accepted}");
+    let sent = tg.wait_sent(1).await;
+    assert_eq!(sent[0].reply_to_external_id.as_deref(), Some("tg-1"));
+}
+
+#[tokio::test]
+async fn health_ready_metrics_and_openapi() {
+    let wa = TestChannel::new(ChannelKind::Wa, "phone-1");
+    let d = TestDaemon::start(FAST_OUTBOX, vec![wa.clone()]).await;
+    let (code, health) = d.get("/health", "").await;
+    assert_eq!((code, health["status"].as_str()), (200, Some("ok")));
+    let (code, ready) = d.get("/ready", "").await;
+    assert_eq!(code, 200, "{ready}");
+
+    wa.set_health(phonerelay_channel::ChannelHealth::down("modem unplugged"));
+    let (code, ready) = d.get("/ready", "").await;
+    assert_eq!(code, 503);
+    assert_eq!(ready["endpoints"][0]["state"], "down");
+    assert_eq!(ready["endpoints"][0]["summary"], "modem unplugged");
+
+    let (code, _) = d
+        .post(
+            "/api/v1/messages",
+            &d.admin_key,
+            &send_body("phone-1", "wa", "+15551230001", "m"),
+        )
+        .await;
+    assert_eq!(code, 202);
+    wa.wait_sent(1).await;
+    let metrics = d
+        .http
+        .get(format!("{}/metrics", d.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("phonerelay_accepted_total{channel=\"wa\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("phonerelay_endpoint_up{channel=\"wa\",phone_id=\"phone-1\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("phonerelay_accept_duration_seconds_count 1"),
+        "{metrics}"
+    );
+
+    let (code, doc) = d.get("/api/v1/openapi.json", "").await;
+    assert_eq!(code, 200);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    for path in [
+        "/api/v1/messages",
+        "/api/v1/messages/{id}",
+        "/api/v1/messages/{id}/cancel",
+        "/api/v1/inbound",
+        "/health",
+        "/ready",
+        "/metrics",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from OpenAPI"
+        );
+    }
+    assert!(doc["components"]["schemas"]["SendRequest"]["properties"]["phone_id"].is_object());
+}

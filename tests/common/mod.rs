@@ -1,0 +1,181 @@
+//! Test support: a scriptable in-process channel and a daemon harness that
+//! runs the real daemon (real SQLite file, real HTTP) on 127.0.0.1:0.
+#![allow(dead_code)]
+
+pub mod test_channel;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use phonerelay::clock::now_ms;
+use phonerelay::config::load_from_str;
+use phonerelay::daemon::{self, RunningDaemon};
+use phonerelay::keys;
+use phonerelay::store::{Scope, SqliteStore, Store};
+use phonerelay_channel::Channel;
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub use test_channel::TestChannel;
+
+/// Settings that keep tests fast: short retries, a quick expiry sweep.
+pub const FAST_OUTBOX: &str = r#"
+[outbox]
+retry_initial_ms = 40
+retry_max_ms = 200
+expiry_sweep_seconds = 1
+lease_seconds = 30
+send_timeout_seconds = 10
+"#;
+
+pub struct TestDaemon {
+    pub daemon: Option<RunningDaemon>,
+    pub base: String,
+    pub dir: TempDir,
+    pub admin_key: String,
+    pub http: reqwest::Client,
+    config_text: String,
+}
+
+pub fn config_text(dir: &TempDir, extra: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_seconds = 1\n\n[storage]\nstate_dir = \"{}\"\n\n{extra}",
+        dir.path().join("state").display()
+    )
+}
+
+impl TestDaemon {
+    /// Start a daemon on a fresh state dir with `extra` config and channels.
+    pub async fn start(extra: &str, channels: Vec<Arc<dyn Channel>>) -> TestDaemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let text = config_text(&dir, extra);
+        Self::start_in(dir, text, channels).await
+    }
+
+    pub async fn start_in(
+        dir: TempDir,
+        text: String,
+        channels: Vec<Arc<dyn Channel>>,
+    ) -> TestDaemon {
+        let loaded = load_from_str(
+            &text,
+            &dir.path().join("test.toml"),
+            dir.path().to_path_buf(),
+        )
+        .expect("test config parses");
+        let daemon = daemon::start(loaded, channels)
+            .await
+            .expect("daemon starts");
+        let base = format!("http://{}", daemon.addr);
+        let admin_key = create_key(&*daemon.store, vec![Scope::Admin], None).await;
+        TestDaemon {
+            daemon: Some(daemon),
+            base,
+            dir,
+            admin_key,
+            http: reqwest::Client::new(),
+            config_text: text,
+        }
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.daemon.as_ref().expect("running").store.clone()
+    }
+
+    /// Graceful stop, as on SIGTERM.
+    pub async fn stop(&mut self) {
+        if let Some(daemon) = self.daemon.take() {
+            daemon.stop().await;
+        }
+    }
+
+    /// Stop and start again on the same state dir with new channels.
+    pub async fn restart(mut self, channels: Vec<Arc<dyn Channel>>) -> TestDaemon {
+        self.stop().await;
+        let text = self.config_text.clone();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        let mut next = Self::start_in(dir, text, channels).await;
+        next.admin_key = std::mem::take(&mut self.admin_key);
+        next
+    }
+
+    pub fn db_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("state").join("phonerelay.sqlite3")
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        into_parts(response).await
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request");
+        into_parts(response).await
+    }
+
+    /// Poll a message until `done` holds for its JSON, or panic after 10 s.
+    pub async fn wait_message(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (code, body) = self
+                .get(&format!("/api/v1/messages/{id}"), &self.admin_key)
+                .await;
+            assert_eq!(code, 200, "{body}");
+            if done(&body) {
+                return body;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("message {id} never reached the expected state: {body}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn wait_status(&self, id: &str, status: &str) -> Value {
+        self.wait_message(id, |m| m["status"] == status).await
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if let Some(daemon) = self.daemon.take() {
+            daemon.shutdown.cancel();
+        }
+    }
+}
+
+pub async fn into_parts(response: reqwest::Response) -> (u16, Value) {
+    let code = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (code, body)
+}
+
+pub async fn create_key(store: &dyn Store, scopes: Vec<Scope>, phone_id: Option<&str>) -> String {
+    let issued = keys::issue("test", scopes, phone_id.map(str::to_string), now_ms());
+    store.create_key(issued.record).await.expect("key stored");
+    issued.clear
+}
+
+/// Open a second handle on a daemon's database, as another process would.
+pub fn open_store(path: &std::path::Path) -> SqliteStore {
+    SqliteStore::open(path).expect("store opens")
+}
+
+/// The seed's own body shape.
+pub fn send_body(phone_id: &str, channel: &str, to: &str, text: &str) -> Value {
+    serde_json::json!({"phone_id": phone_id, "channel": channel, "to": to, "text": text})
+}

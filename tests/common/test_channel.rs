@@ -1,0 +1,138 @@
+//! A channel living in the test code: records what it is asked to send,
+//! answers from a script, can hang, and can inject inbound events.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use phonerelay_channel::*;
+use tokio::sync::Notify;
+
+pub enum Step {
+    Ok,
+    Fail(SendError),
+    /// Wait until `release()` is called, then succeed.
+    Hang,
+}
+
+pub struct TestChannel {
+    kind: ChannelKind,
+    phone_id: String,
+    script: Mutex<VecDeque<Step>>,
+    sent: Mutex<Vec<OutboundMessage>>,
+    calls: Mutex<u32>,
+    released: Notify,
+    sink: Mutex<Option<Arc<dyn EventSink>>>,
+    sink_ready: Notify,
+    health: Mutex<ChannelHealth>,
+    pub send_called: Notify,
+}
+
+impl TestChannel {
+    pub fn new(kind: ChannelKind, phone_id: &str) -> Arc<Self> {
+        Arc::new(Self {
+            kind,
+            phone_id: phone_id.into(),
+            script: Mutex::new(VecDeque::new()),
+            sent: Mutex::new(Vec::new()),
+            calls: Mutex::new(0),
+            released: Notify::new(),
+            sink: Mutex::new(None),
+            sink_ready: Notify::new(),
+            health: Mutex::new(ChannelHealth::up("test channel")),
+            send_called: Notify::new(),
+        })
+    }
+
+    /// Answers for the next sends, in order; after the script, sends succeed.
+    pub fn script(&self, steps: Vec<Step>) {
+        self.script.lock().unwrap().extend(steps);
+    }
+
+    pub fn release(&self) {
+        self.released.notify_waiters();
+    }
+
+    pub fn set_health(&self, health: ChannelHealth) {
+        *self.health.lock().unwrap() = health;
+    }
+
+    /// Messages whose send succeeded, in order.
+    pub fn sent(&self) -> Vec<OutboundMessage> {
+        self.sent.lock().unwrap().clone()
+    }
+
+    /// How many times `send` was called (successful or not).
+    pub fn calls(&self) -> u32 {
+        *self.calls.lock().unwrap()
+    }
+
+    pub async fn wait_sent(&self, n: usize) -> Vec<OutboundMessage> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let sent = self.sent();
+            if sent.len() >= n {
+                return sent;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} of {n} sent",
+                sent.len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub async fn sink(&self) -> Arc<dyn EventSink> {
+        loop {
+            let ready = self.sink_ready.notified();
+            if let Some(sink) = self.sink.lock().unwrap().clone() {
+                return sink;
+            }
+            ready.await;
+        }
+    }
+
+    pub async fn inject(&self, event: ChannelEvent) -> Result<(), SinkError> {
+        self.sink().await.deliver(event).await
+    }
+
+    pub fn external_id(message: &OutboundMessage) -> String {
+        format!("ext-{}", message.id)
+    }
+}
+
+#[async_trait]
+impl Channel for TestChannel {
+    fn kind(&self) -> ChannelKind {
+        self.kind
+    }
+
+    fn phone_id(&self) -> &str {
+        &self.phone_id
+    }
+
+    async fn send(&self, message: &OutboundMessage) -> Result<SendReceipt, SendError> {
+        *self.calls.lock().unwrap() += 1;
+        self.send_called.notify_waiters();
+        let step = self.script.lock().unwrap().pop_front().unwrap_or(Step::Ok);
+        match step {
+            Step::Ok => {}
+            Step::Fail(e) => return Err(e),
+            Step::Hang => self.released.notified().await,
+        }
+        self.sent.lock().unwrap().push(message.clone());
+        Ok(SendReceipt::single(Self::external_id(message)))
+    }
+
+    async fn run(&self, ctx: ChannelContext) {
+        *self.sink.lock().unwrap() = Some(ctx.sink.clone());
+        self.sink_ready.notify_waiters();
+        ctx.shutdown.cancelled().await;
+    }
+
+    fn health(&self) -> ChannelHealth {
+        self.health.lock().unwrap().clone()
+    }
+}

@@ -1,0 +1,357 @@
+//! The dispatcher: retries, permanent failures, TTL, priority, rate limits,
+//! cancel, idempotency, crash recovery and graceful shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use common::test_channel::Step;
+use common::*;
+use phonerelay::clock::now_ms;
+use phonerelay::store::{ClaimRequest, NewOutbound, Store};
+use phonerelay_channel::{ChannelKind, SendError};
+use serde_json::json;
+
+async fn queue(d: &TestDaemon, body: &serde_json::Value) -> String {
+    let (code, accepted) = d.post("/api/v1/messages", &d.admin_key, body).await;
+    assert_eq!(code, 202, "{accepted}");
+    accepted["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn transient_errors_are_retried_until_success() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    ch.script(vec![
+        Step::Fail(SendError::transient("cms_500", "modem busy")),
+        Step::Fail(SendError::rate_limited(
+            "http_429",
+            "slow down",
+            Some(Duration::from_millis(50)),
+        )),
+    ]);
+    let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
+    let id = queue(&d, &send_body("m1", "sms", "+15551230001", "hi")).await;
+    let message = d.wait_status(&id, "sent").await;
+    assert_eq!(message["attempts"], 3);
+    assert_eq!(ch.calls(), 3);
+    assert_eq!(ch.sent().len(), 1);
+    assert!(
+        message["error"].is_null(),
+        "a sent message carries no error: {message}"
+    );
+    let history: Vec<(String, String)> = message["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["status"].as_str().unwrap().into(),
+                h["code"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("queued", ""),
+        ("sending", ""),
+        ("queued", "cms_500"),
+        ("sending", ""),
+        ("queued", "http_429"),
+        ("sending", ""),
+        ("sent", ""),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(history, expected);
+}
+
+#[tokio::test]
+async fn permanent_errors_fail_at_once_with_the_reason() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    ch.script(vec![Step::Fail(SendError::permanent(
+        "cms_1",
+        "unassigned number",
+    ))]);
+    let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
+    let id = queue(&d, &send_body("m1", "sms", "+15551230001", "hi")).await;
+    let message = d.wait_status(&id, "failed").await;
+    assert_eq!(
+        message["error"],
+        json!({"code": "cms_1", "message": "unassigned number"})
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(ch.calls(), 1, "a permanent failure is not retried");
+}
+
+#[tokio::test]
+async fn retries_stop_at_max_attempts() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    ch.script(
+        (0..10)
+            .map(|_| Step::Fail(SendError::transient("timeout", "no answer")))
+            .collect(),
+    );
+    let d = TestDaemon::start(
+        &format!("{FAST_OUTBOX}max_attempts = 3\n"),
+        vec![ch.clone()],
+    )
+    .await;
+    let id = queue(&d, &send_body("m1", "sms", "+15551230001", "hi")).await;
+    let message = d.wait_status(&id, "failed").await;
+    assert_eq!(message["error"]["code"], "retries_exhausted");
+    assert_eq!(ch.calls(), 3);
+}
+
+#[tokio::test]
+async fn messages_past_their_ttl_expire() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    ch.script(
+        (0..100)
+            .map(|_| Step::Fail(SendError::transient("no_network", "not registered")))
+            .collect(),
+    );
+    let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
+    let mut body = send_body("m1", "sms", "+15551230001", "hi");
+    body["ttl_seconds"] = json!(1);
+    let id = queue(&d, &body).await;
+    let message = d.wait_status(&id, "expired").await;
+    assert_eq!(message["error"]["code"], "ttl_expired");
+    let calls = ch.calls();
+    assert!(calls >= 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(ch.calls(), calls, "an expired message is not sent again");
+}
+
+#[tokio::test]
+async fn cancel_works_only_while_queued() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    ch.script(vec![Step::Fail(SendError::rate_limited(
+        "busy",
+        "later",
+        Some(Duration::from_secs(60)),
+    ))]);
+    let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
+    let id = queue(&d, &send_body("m1", "sms", "+15551230001", "hi")).await;
+    d.wait_message(&id, |m| m["status"] == "queued" && m["attempts"] == 1)
+        .await;
+    let (code, message) = d
+        .post(
+            &format!("/api/v1/messages/{id}/cancel"),
+            &d.admin_key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(code, 200, "{message}");
+    assert_eq!(message["status"], "cancelled");
+    let (code, err) = d
+        .post(
+            &format!("/api/v1/messages/{id}/cancel"),
+            &d.admin_key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        (code, err["error"]["code"].as_str()),
+        (409, Some("not_cancellable"))
+    );
+    let (code, _) = d
+        .post("/api/v1/messages/nope/cancel", &d.admin_key, &json!({}))
+        .await;
+    assert_eq!(code, 404);
+    assert!(ch.sent().is_empty());
+}
+
+#[tokio::test]
+async fn higher_priority_goes_first() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    ch.script(vec![Step::Hang]);
+    let limits = "[outbox.limits.sms]\nconcurrency = 1\n";
+    let d = TestDaemon::start(&format!("{FAST_OUTBOX}{limits}"), vec![ch.clone()]).await;
+    let blocker = queue(&d, &send_body("m1", "sms", "+15551230001", "blocker")).await;
+    d.wait_status(&blocker, "sending").await;
+    let mut low = send_body("m1", "sms", "+15551230002", "low");
+    low["priority"] = json!("low");
+    let mut high = send_body("m1", "sms", "+15551230003", "high");
+    high["priority"] = json!("high");
+    queue(&d, &low).await;
+    queue(&d, &send_body("m1", "sms", "+15551230004", "normal")).await;
+    queue(&d, &high).await;
+    ch.release();
+    let sent = ch.wait_sent(4).await;
+    let order: Vec<&str> = sent.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(order, ["blocker", "high", "normal", "low"]);
+}
+
+#[tokio::test]
+async fn per_recipient_limit_defers_without_dropping() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    let limits = "[outbox.limits.m1]\nper_recipient_per_minute = 1\n";
+    let d = TestDaemon::start(&format!("{FAST_OUTBOX}{limits}"), vec![ch.clone()]).await;
+    let first = queue(&d, &send_body("m1", "sms", "+15551230001", "one")).await;
+    d.wait_status(&first, "sent").await;
+    let second = queue(&d, &send_body("m1", "sms", "+15551230001", "two")).await;
+    let other = queue(&d, &send_body("m1", "sms", "+15551239999", "other")).await;
+    d.wait_status(&other, "sent").await;
+    let held = d
+        .wait_message(&second, |m| m["error"]["code"] == "deferred")
+        .await;
+    assert_eq!(held["status"], "queued");
+    assert_eq!(held["attempts"], 0, "a deferral is not an attempt");
+    assert_eq!(ch.sent().len(), 2);
+}
+
+#[tokio::test]
+async fn idempotency_key_returns_the_first_result_and_sends_once() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
+    let body = send_body("m1", "sms", "+15551230001", "once");
+    let post = |key: &'static str, body: serde_json::Value| {
+        let request = d
+            .http
+            .post(format!("{}/api/v1/messages", d.base))
+            .bearer_auth(&d.admin_key)
+            .header("idempotency-key", key)
+            .json(&body);
+        async move {
+            let r = request.send().await.unwrap();
+            let replayed = r.headers().contains_key("idempotent-replayed");
+            let (c, b) = into_parts(r).await;
+            (c, b, replayed)
+        }
+    };
+    let (c1, first, replayed1) = post("k-1", body.clone()).await;
+    let (c2, second, replayed2) = post("k-1", body.clone()).await;
+    assert_eq!((c1, c2), (202, 202));
+    assert_eq!(first["id"], second["id"]);
+    assert!(!replayed1 && replayed2);
+    let (c3, err, _) = post("k-1", send_body("m1", "sms", "+15551230001", "different")).await;
+    assert_eq!(
+        (c3, err["error"]["code"].as_str()),
+        (422, Some("idempotency_key_reused"))
+    );
+    assert_eq!(err["error"]["field"], "Idempotency-Key");
+    d.wait_status(first["id"].as_str().unwrap(), "sent").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(ch.sent().len(), 1);
+    // Another key's idempotency space is its own.
+    let other = create_key(&*d.store(), vec![phonerelay::store::Scope::Send], None).await;
+    let r = d
+        .http
+        .post(format!("{}/api/v1/messages", d.base))
+        .bearer_auth(&other)
+        .header("idempotency-key", "k-1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let (c4, third) = into_parts(r).await;
+    assert_eq!(c4, 202);
+    assert_ne!(third["id"], first["id"]);
+}
+
+#[tokio::test]
+async fn a_claim_left_by_a_crash_is_sent_after_restart() {
+    // Leave the database exactly as a process killed mid-send leaves it: a
+    // committed message, claimed ('sending', leased), never recorded.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state").join("phonerelay.sqlite3");
+    {
+        let store = open_store(&db);
+        let now = now_ms();
+        store
+            .accept_outbound(NewOutbound {
+                id: "crashed-1".into(),
+                api_key_id: None,
+                idempotency_key: None,
+                request_hash: "h".into(),
+                phone_id: "m1".into(),
+                channel: ChannelKind::Sms,
+                to: "+15551230001".into(),
+                text: "survives".into(),
+                subject: None,
+                source: None,
+                attachments: vec![],
+                reply_to: None,
+                reply_to_external_id: None,
+                priority: 1,
+                created_at_ms: now,
+                expires_at_ms: now + 3_600_000,
+            })
+            .await
+            .unwrap();
+        let claimed = store
+            .claim_outbound(ClaimRequest {
+                channel: ChannelKind::Sms,
+                phone_id: "m1".into(),
+                limit: 10,
+                now_ms: now,
+                lease_ms: 3_600_000,
+            })
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        // Dropped here without recording an outcome.
+    }
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    let text = config_text(&dir, FAST_OUTBOX);
+    let d = TestDaemon::start_in(dir, text, vec![ch.clone()]).await;
+    let message = d.wait_status("crashed-1", "sent").await;
+    assert_eq!(ch.sent().len(), 1);
+    assert_eq!(ch.sent()[0].attempt, 2, "the lost attempt counts");
+    let codes: Vec<&str> = message["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["code"].as_str())
+        .collect();
+    assert_eq!(codes, ["requeued"]);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_releases_a_hanging_send_and_restart_sends_it() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    ch.script(vec![Step::Hang]);
+    let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
+    let id = queue(&d, &send_body("m1", "sms", "+15551230001", "in flight")).await;
+    d.wait_status(&id, "sending").await;
+    let db = d.db_path();
+    let admin = d.admin_key.clone();
+    let ch2 = TestChannel::new(ChannelKind::Sms, "m1");
+    let d = d.restart(vec![ch2.clone()]).await; // stop(): grace 1 s, then release
+    assert_eq!(d.admin_key, admin);
+    d.wait_status(&id, "sent").await;
+    assert!(ch.sent().is_empty());
+    assert_eq!(ch2.sent().len(), 1);
+    let store = open_store(&db);
+    let detail = store.get_outbound(&id).await.unwrap().unwrap();
+    let codes: Vec<Option<String>> = detail.history.iter().map(|h| h.code.clone()).collect();
+    assert!(
+        codes.contains(&Some("deferred".into())),
+        "released on shutdown: {codes:?}"
+    );
+}
+
+#[tokio::test]
+async fn accepted_messages_survive_a_restart_while_the_channel_is_down() {
+    let ch = TestChannel::new(ChannelKind::Wa, "w1");
+    ch.script(
+        (0..1000)
+            .map(|_| Step::Fail(SendError::transient("http_503", "unavailable")))
+            .collect(),
+    );
+    let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(queue(&d, &send_body("w1", "wa", "+15551230001", &format!("m{i}"))).await);
+    }
+    let ch2 = TestChannel::new(ChannelKind::Wa, "w1");
+    let d = d.restart(vec![ch2.clone()]).await;
+    for id in &ids {
+        d.wait_status(id, "sent").await;
+    }
+    let mut texts: Vec<String> = ch2.sent().iter().map(|m| m.text.clone()).collect();
+    texts.sort();
+    let mut expected: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
+    expected.sort();
+    assert_eq!(texts, expected, "every message exactly once");
+}
