@@ -9,16 +9,43 @@ use crate::config::LoadedConfig;
 
 /// Run every configured adapter's pure `validate()`; keys come back prefixed
 /// with `channels.<name>`.
-pub fn validate(_loaded: &LoadedConfig) -> Vec<ConfigIssue> {
-    Vec::new()
+pub fn validate(loaded: &LoadedConfig) -> Vec<ConfigIssue> {
+    let channels = &loaded.config.channels;
+    let mut issues = Vec::new();
+    if let Some(sms) = &channels.sms {
+        issues.extend(
+            sms.validate(&loaded.base_dir)
+                .into_iter()
+                .map(|issue| issue.under("channels.sms")),
+        );
+    }
+    issues
 }
 
 /// The phone_ids the config declares, across all channels.
-pub fn configured_phone_ids(_loaded: &LoadedConfig) -> Vec<String> {
-    Vec::new()
+pub fn configured_phone_ids(loaded: &LoadedConfig) -> Vec<String> {
+    let channels = &loaded.config.channels;
+    let mut ids = Vec::new();
+    if let Some(sms) = &channels.sms {
+        ids.extend(sms.modems.iter().map(|m| m.phone_id.clone()));
+    }
+    ids
 }
 
 /// Build one endpoint per configured modem, number, bot, mailbox...
-pub fn build(_loaded: &LoadedConfig) -> Result<Vec<Arc<dyn Channel>>, Vec<ConfigIssue>> {
-    Ok(Vec::new())
+pub fn build(loaded: &LoadedConfig) -> Result<Vec<Arc<dyn Channel>>, Vec<ConfigIssue>> {
+    let channels = &loaded.config.channels;
+    let mut endpoints = Vec::new();
+    let mut issues = Vec::new();
+    if let Some(sms) = &channels.sms {
+        match phonerelay_sms::build(sms, &loaded.base_dir) {
+            Ok(built) => endpoints.extend(built),
+            Err(found) => issues.extend(found.into_iter().map(|i| i.under("channels.sms"))),
+        }
+    }
+    if issues.is_empty() {
+        Ok(endpoints)
+    } else {
+        Err(issues)
+    }
 }

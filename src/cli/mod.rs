@@ -4,6 +4,7 @@ mod check;
 mod client;
 mod keys;
 mod messages;
+mod pdu;
 mod send;
 mod status;
 
@@ -41,6 +42,11 @@ pub enum Command {
     /// List, show and cancel outbound messages.
     #[command(subcommand)]
     Messages(messages::MessagesCommand),
+    /// Decode or encode SMS PDUs (for debugging a modem).
+    #[command(subcommand)]
+    Pdu(pdu::PduCommand),
+    /// Run a simulated modem on a pseudo-terminal, steered over a control socket.
+    ModemSim(phonerelay_sms::sim::ModemSimArgs),
 }
 
 pub fn load_config(cli: &Cli) -> Result<LoadedConfig, ExitError> {
@@ -60,5 +66,17 @@ pub async fn run(cli: Cli) -> Result<(), ExitError> {
         Command::Status(args) => status::run(&load_config(&cli)?, args).await,
         Command::Keys(command) => keys::run(&load_config(&cli)?, command).await,
         Command::Messages(command) => messages::run(&load_config(&cli)?, command).await,
+        Command::Pdu(command) => pdu::run(command),
+        Command::ModemSim(args) => {
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let on_signal = shutdown.clone();
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                on_signal.cancel();
+            });
+            phonerelay_sms::sim::run_modem_sim_cli(args.clone(), shutdown)
+                .await
+                .map_err(|e| ExitError::Runtime(format!("modem simulator: {e}")))
+        }
     }
 }

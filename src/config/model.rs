@@ -146,7 +146,10 @@ impl Default for LogConfig {
 /// table's shape and its `validate()`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ChannelsConfig {}
+pub struct ChannelsConfig {
+    /// `[channels.sms]`: GSM/LTE modems (see the `phonerelay-sms` crate).
+    pub sms: Option<phonerelay_sms::SmsConfig>,
+}
 
 /// How sends reach the bridge from the relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use phonerelay_channel::{ConfigIssue, Secret, SecretSource};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The device value that starts an in-process simulated modem instead of
 /// opening a serial port.
@@ -53,7 +53,7 @@ pub const DEFAULT_SIM_URC_NOISE: bool = false;
 pub const DEFAULT_SIM_DELIVERY_REPORTS: bool = true;
 
 /// The `[channels.sms]` table.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SmsConfig {
     /// One entry per modem (`[[channels.sms.modems]]`); each becomes one
@@ -63,7 +63,7 @@ pub struct SmsConfig {
 }
 
 /// Preferred message storage for `AT+CPMS` (read, write and receive).
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Storage {
     /// The SIM card: survives moving the SIM to another modem.
     #[default]
@@ -85,7 +85,7 @@ impl Storage {
 }
 
 /// One GSM/LTE modem.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModemConfig {
     /// The endpoint name that routes sends here (`phone_id` in the API).
@@ -148,7 +148,7 @@ pub struct ModemConfig {
 }
 
 /// Behaviour of a simulated modem.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SimSettings {
     /// Time the simulated network takes to accept each part, in ms.
