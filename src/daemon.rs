@@ -114,7 +114,7 @@ pub async fn start(
         config: config.clone(),
         metrics: metrics.clone(),
     };
-    let app = api::router(state);
+    let app = api::router(state.clone());
     let api_shutdown = shutdown.clone();
     tasks.spawn(async move {
         let served = axum::serve(listener, app)
@@ -132,6 +132,8 @@ pub async fn start(
         shutdown: shutdown.clone(),
         hard_stop: hard_stop.clone(),
     };
+    // Rung on each new inbound commit; the relay forwarder waits on it.
+    let inbound_bell = Arc::new(tokio::sync::Notify::new());
     for ((kind, phone_id), endpoint) in endpoints.iter() {
         tasks.spawn(outbox::run_endpoint(endpoint.clone(), dispatch.clone()));
         let sink = StoreSink::new(
@@ -140,7 +142,8 @@ pub async fn start(
             metrics.clone(),
             *kind,
             phone_id.clone(),
-        );
+        )
+        .with_inbound_bell(inbound_bell.clone());
         let context = ChannelContext {
             sink: Arc::new(sink),
             shutdown: shutdown.clone(),
@@ -153,6 +156,7 @@ pub async fn start(
         Duration::from_secs(config.config.outbox.expiry_sweep_seconds),
         shutdown.clone(),
     ));
+    crate::relay::spawn(&mut tasks, state, inbound_bell, shutdown.clone()).await;
 
     tracing::info!(%addr, endpoints = endpoints.iter().count(), "phonerelay is up");
     Ok(RunningDaemon {

@@ -15,4 +15,5 @@ pub mod local_key;
 pub mod logging;
 pub mod metrics;
 pub mod outbox;
+pub mod relay;
 pub mod store;

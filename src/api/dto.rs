@@ -33,6 +33,10 @@ pub struct SendRequest {
     /// Give up if not sent within this many seconds.
     pub ttl_seconds: Option<u64>,
     pub priority: Option<Priority>,
+    /// The relay's id for this message. Status changes are reported to the
+    /// relay under it, and a repeat of the id returns the first message
+    /// instead of sending twice.
+    pub relay_message_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

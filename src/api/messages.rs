@@ -73,7 +73,39 @@ async fn accept(
     let idempotency_key = validate_idempotency_key(headers.get("idempotency-key"))?;
     let req = body.value;
     caller.require_phone(&req.phone_id)?;
+    let (id, replayed) = commit_send(
+        state,
+        Some(caller.0.key_id.clone()),
+        idempotency_key,
+        req,
+        &body.raw,
+    )
+    .await?;
+    Ok(accepted(id, replayed))
+}
+
+/// Validate a send request and commit it to the outbox: the one path for
+/// the API and for jobs polled from the relay. Returns the message id and
+/// whether it is a repeat of an earlier request.
+pub(crate) async fn commit_send(
+    state: &AppState,
+    api_key_id: Option<String>,
+    idempotency_key: Option<String>,
+    req: SendRequest,
+    raw: &[u8],
+) -> Result<(String, bool), ApiError> {
     let valid = validate(&req, state)?;
+    if let Some(relay_id) = &req.relay_message_id {
+        if relay_id.is_empty()
+            || relay_id.len() > MAX_RELAY_MESSAGE_ID_LEN
+            || !relay_id.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(ApiError::invalid(
+                "relay_message_id",
+                format!("must be 1 to {MAX_RELAY_MESSAGE_ID_LEN} printable ASCII characters"),
+            ));
+        }
+    }
     let reply_to_external_id = match &req.reply_to {
         None => None,
         Some(inbound_id) => {
@@ -93,9 +125,9 @@ async fn accept(
     let now = now_ms();
     let message = NewOutbound {
         id: uuid::Uuid::now_v7().to_string(),
-        api_key_id: Some(caller.0.key_id.clone()),
+        api_key_id,
         idempotency_key,
-        request_hash: hex::encode(Sha256::digest(&body.raw)),
+        request_hash: hex::encode(Sha256::digest(raw)),
         phone_id: req.phone_id,
         channel: valid.channel,
         to: req.to,
@@ -110,7 +142,11 @@ async fn accept(
         expires_at_ms: now + valid.ttl_ms,
     };
     let (channel, phone_id) = (message.channel, message.phone_id.clone());
-    match state.store.accept_outbound(message).await? {
+    let outcome = match req.relay_message_id {
+        Some(relay_id) => state.store.accept_relay_outbound(message, relay_id).await?,
+        None => state.store.accept_outbound(message).await?,
+    };
+    match outcome {
         AcceptOutcome::Created { id } => {
             state.endpoints.wake(channel, &phone_id);
             state
@@ -118,9 +154,9 @@ async fn accept(
                 .accepted
                 .get_or_create(&labels(&[("channel", channel.as_str())]))
                 .inc();
-            Ok(accepted(id, false))
+            Ok((id, false))
         }
-        AcceptOutcome::Replayed { id } => Ok(accepted(id, true)),
+        AcceptOutcome::Replayed { id } => Ok((id, true)),
         AcceptOutcome::KeyReused { id } => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency_key_reused",
@@ -129,6 +165,9 @@ async fn accept(
         .field("Idempotency-Key")),
     }
 }
+
+/// Longest `relay_message_id` accepted.
+pub const MAX_RELAY_MESSAGE_ID_LEN: usize = 255;
 
 fn accepted(id: String, replayed: bool) -> Response {
     let location = format!("/api/v1/messages/{id}");

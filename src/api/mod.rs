@@ -8,6 +8,7 @@ mod inbound;
 mod messages;
 pub mod openapi;
 mod paging;
+pub mod relay;
 mod send_validation;
 mod state;
 pub mod system;
@@ -22,6 +23,8 @@ use axum::routing::{any, get, post};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+pub(crate) use body::parse as parse_json_body;
+pub(crate) use messages::commit_send;
 pub use send_validation::max_text_chars;
 pub use state::AppState;
 
@@ -48,6 +51,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/inbound", get(inbound::list_inbound))
         .route("/api/v1/inbound/{id}", get(inbound::get_inbound))
+        .route("/api/v1/inbound/{id}/retry", post(relay::retry_inbound))
+        .route("/api/v1/relay", get(relay::get_link))
+        .route("/api/v1/relay/inbound", get(relay::list_inbound))
         .route(
             "/webhooks/{channel}/{phone_id}/{*rest}",
             any(webhooks::webhook),

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{dto, error, inbound, messages, system};
+use super::{dto, error, inbound, messages, relay, system};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -12,12 +12,15 @@ use super::{dto, error, inbound, messages, system};
     paths(
         messages::send, messages::get_message, messages::list_messages, messages::cancel_message,
         inbound::list_inbound, inbound::get_inbound,
+        relay::get_link, relay::list_inbound, relay::retry_inbound,
         system::health, system::ready, system::status, system::metrics,
     ),
     components(schemas(
         dto::SendRequest, dto::AttachmentBody, dto::Priority, dto::Accepted, dto::MessageView,
         dto::MessagePage, dto::HistoryEntry, dto::ErrorInfo, dto::InboundView, dto::InboundPage,
         error::ErrorBody, error::ErrorDetail, system::StatusReport, system::EndpointStatus, system::Health,
+        relay::RelayLinkView, relay::RelayInboundView, relay::RelayInboundPage,
+        crate::store::RelayInboundState,
     )),
     modifiers(&BearerAuth),
 )]

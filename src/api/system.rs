@@ -54,6 +54,10 @@ pub struct StatusReport {
     pub store: String,
     pub version: String,
     pub endpoints: Vec<EndpointStatus>,
+    /// The relay link with its dead-letter count; absent when no relay is
+    /// configured or paired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<super::relay::RelayLinkView>,
 }
 
 async fn report(state: &AppState) -> StatusReport {
@@ -98,6 +102,7 @@ async fn report(state: &AppState) -> StatusReport {
         store: if store_ok { "ok" } else { "unavailable" }.into(),
         version: env!("CARGO_PKG_VERSION").into(),
         endpoints,
+        relay: super::relay::link_view(state).await,
     }
 }
 
@@ -112,6 +117,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     for endpoint in &mut report.endpoints {
         endpoint.details.clear();
     }
+    report.relay = None;
     let code = if report.status == "ready" {
         StatusCode::OK
     } else {

@@ -4,6 +4,7 @@ mod check;
 mod client;
 mod keys;
 mod messages;
+pub mod pair;
 mod pdu;
 mod send;
 mod status;
@@ -42,6 +43,13 @@ pub enum Command {
     /// List, show and cancel outbound messages.
     #[command(subcommand)]
     Messages(messages::MessagesCommand),
+    /// Pair with the pChat relay (the relay's key on stdin or --key-file).
+    Pair(pair::PairArgs),
+    /// Remove the relay pairing and revoke the relay's bridge key.
+    Unpair,
+    /// Inbound messages the relay refused: list and retry them.
+    #[command(subcommand)]
+    Inbound(pair::InboundCommand),
     /// Decode or encode SMS PDUs (for debugging a modem).
     #[command(subcommand)]
     Pdu(pdu::PduCommand),
@@ -66,6 +74,9 @@ pub async fn run(cli: Cli) -> Result<(), ExitError> {
         Command::Status(args) => status::run(&load_config(&cli)?, args).await,
         Command::Keys(command) => keys::run(&load_config(&cli)?, command).await,
         Command::Messages(command) => messages::run(&load_config(&cli)?, command).await,
+        Command::Pair(args) => pair::pair(&load_config(&cli)?, args).await,
+        Command::Unpair => pair::unpair(&load_config(&cli)?).await,
+        Command::Inbound(command) => pair::inbound(&load_config(&cli)?, command).await,
         Command::Pdu(command) => pdu::run(command),
         Command::ModemSim(args) => {
             let shutdown = tokio_util::sync::CancellationToken::new();

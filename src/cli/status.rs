@@ -81,5 +81,22 @@ pub fn render(report: &StatusReport) -> String {
     if report.endpoints.is_empty() {
         out.push_str("(no endpoints configured)\n");
     }
+    if let Some(relay) = &report.relay {
+        out.push_str(&format!(
+            "\nrelay {} ({}, phone_id {})  last reached: {}  inbound pending: {}  dead letters: {}\n",
+            relay.url,
+            relay.mode,
+            relay.phone_id,
+            relay.last_reached.as_deref().unwrap_or("never"),
+            relay.inbound_pending,
+            relay.inbound_dead,
+        ));
+        if let Some(error) = &relay.last_error {
+            out.push_str(&format!("relay last error: {error}\n"));
+        }
+        if relay.inbound_dead > 0 {
+            out.push_str("see `phonerelay inbound dead`; retry with `phonerelay inbound retry ID`\n");
+        }
+    }
     out
 }

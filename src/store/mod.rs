@@ -70,6 +70,41 @@ pub trait Store: Send + Sync + 'static {
     /// Returns false if no such active key.
     async fn revoke_key(&self, key_id_or_name: &str, now_ms: i64) -> StoreResult<bool>;
 
+    // --- relay link -------------------------------------------------------
+    /// Like [`Store::accept_outbound`], keyed by the relay's message id: a
+    /// repeat of the id returns the first message (`Replayed`).
+    async fn accept_relay_outbound(
+        &self,
+        message: NewOutbound,
+        relay_message_id: String,
+    ) -> StoreResult<AcceptOutcome>;
+    /// Pending inbound messages in commit order (due or not).
+    async fn pending_relay_inbound(&self, limit: u32) -> StoreResult<Vec<RelayInbound>>;
+    async fn get_relay_inbound(&self, id: &str) -> StoreResult<Option<RelayInbound>>;
+    /// Newest first.
+    async fn list_relay_inbound(
+        &self,
+        state: RelayInboundState,
+        phone_id: Option<String>,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<RelayInbound>>;
+    async fn record_relay_inbound(&self, id: &str, outcome: RelayInboundOutcome)
+    -> StoreResult<()>;
+    /// Put a dead letter back in the queue, due now.
+    async fn retry_relay_inbound(&self, id: &str, now_ms: i64) -> StoreResult<ManualRetry>;
+    async fn relay_inbound_counts(&self) -> StoreResult<RelayInboundCounts>;
+    /// Up to `limit` reportable status changes after `after_event_id`.
+    async fn relay_status_events(
+        &self,
+        after_event_id: i64,
+        limit: u32,
+    ) -> StoreResult<RelayStatusBatch>;
+    /// The conversation an inbound message replies to, if any is known.
+    async fn route_reply(&self, query: RouteQuery) -> StoreResult<Option<RouteMatch>>;
+    /// Forget conversations last used before `before_ms`; returns how many.
+    async fn prune_conversations(&self, before_ms: i64) -> StoreResult<usize>;
+
     // --- adapter cursors --------------------------------------------------
     async fn save_cursor(&self, scope: &str, name: &str, value: &str) -> StoreResult<()>;
     async fn load_cursor(&self, scope: &str, name: &str) -> StoreResult<Option<String>>;

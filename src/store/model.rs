@@ -298,3 +298,138 @@ impl ApiKeyRecord {
         self.scopes.contains(&Scope::Admin) || self.scopes.contains(&scope)
     }
 }
+
+/// Where an inbound message stands on its way to the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayInboundState {
+    /// Waiting to be (re)delivered to the relay.
+    Pending,
+    /// The relay accepted it.
+    Delivered,
+    /// Refused for good (or no route); kept with the reason until retried.
+    Dead,
+}
+
+impl RelayInboundState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayInboundState::Pending => "pending",
+            RelayInboundState::Delivered => "delivered",
+            RelayInboundState::Dead => "dead",
+        }
+    }
+}
+
+impl FromStr for RelayInboundState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pending" => Ok(RelayInboundState::Pending),
+            "delivered" => Ok(RelayInboundState::Delivered),
+            "dead" => Ok(RelayInboundState::Dead),
+            other => Err(format!(
+                "unknown relay state {other:?}; expected pending, delivered or dead"
+            )),
+        }
+    }
+}
+
+/// An inbound message with its forwarding state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayInbound {
+    pub inbound: InboundRecord,
+    pub state: RelayInboundState,
+    pub attempts: u32,
+    pub next_attempt_at_ms: i64,
+    /// The pChat address it was routed to, once routed.
+    pub to: Option<String>,
+    /// How: `reply`, `recent` or `default`.
+    pub route: Option<String>,
+    pub error_code: Option<String>,
+    pub error: Option<String>,
+    pub updated_at_ms: Option<i64>,
+}
+
+/// What a forwarding attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayInboundOutcome {
+    Delivered {
+        to: String,
+        route: String,
+        now_ms: i64,
+    },
+    Retry {
+        to: Option<String>,
+        route: Option<String>,
+        code: String,
+        reason: String,
+        next_attempt_at_ms: i64,
+        now_ms: i64,
+    },
+    Dead {
+        to: Option<String>,
+        route: Option<String>,
+        code: String,
+        reason: String,
+        now_ms: i64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManualRetry {
+    /// Back to pending, due now.
+    Requeued,
+    NotFound,
+    /// Only dead letters can be retried by hand.
+    NotDead(RelayInboundState),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RelayInboundCounts {
+    pub pending: u64,
+    pub delivered: u64,
+    pub dead: u64,
+}
+
+/// A status change of a message that came with a `relay_message_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayStatusEvent {
+    /// Position in the bridge's event log; increases, never repeats.
+    pub event_id: i64,
+    pub message_id: String,
+    pub relay_message_id: String,
+    pub status: OutboundStatus,
+    pub at_ms: i64,
+    pub code: Option<String>,
+    pub reason: Option<String>,
+    pub external_ids: Vec<String>,
+}
+
+/// Status events after a cursor, and how far the log was read (events of
+/// messages without a relay id are read past, not reported).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RelayStatusBatch {
+    pub events: Vec<RelayStatusEvent>,
+    pub scanned_to: i64,
+}
+
+/// Find the pChat address a reply belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteQuery {
+    pub channel: ChannelKind,
+    pub phone_id: String,
+    pub from: String,
+    /// The channel's reply keys, most exact first.
+    pub reply_to: Vec<String>,
+    /// Conversations last used before this are too old to route.
+    pub since_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteMatch {
+    pub to: String,
+    /// `reply` (by reply key) or `recent` (the sender's latest conversation).
+    pub route: &'static str,
+}

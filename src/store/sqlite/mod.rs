@@ -5,6 +5,8 @@ mod inbound;
 mod keys;
 mod outbound;
 mod pool;
+mod relay;
+mod routing;
 mod rows;
 mod schema;
 mod writer;
@@ -106,7 +108,13 @@ impl Store for SqliteStore {
     async fn record_outcome(&self, id: &str, outcome: SendOutcome) -> StoreResult<()> {
         let id = id.to_string();
         self.writer
-            .write(move |conn| outbound::record_outcome(conn, &id, &outcome))
+            .write(move |conn| {
+                outbound::record_outcome(conn, &id, &outcome)?;
+                if let SendOutcome::Sent { receipt, now_ms } = &outcome {
+                    routing::record_sent(conn, &id, receipt, *now_ms)?;
+                }
+                Ok(())
+            })
             .await
     }
 
@@ -183,6 +191,83 @@ impl Store for SqliteStore {
         let key = key_id_or_name.to_string();
         self.writer
             .write(move |conn| keys::revoke(conn, &key, now_ms))
+            .await
+    }
+
+    async fn accept_relay_outbound(
+        &self,
+        message: NewOutbound,
+        relay_message_id: String,
+    ) -> StoreResult<AcceptOutcome> {
+        self.writer
+            .write(move |conn| relay::accept(conn, &message, &relay_message_id))
+            .await
+    }
+
+    async fn pending_relay_inbound(&self, limit: u32) -> StoreResult<Vec<RelayInbound>> {
+        self.reader
+            .read(move |conn| relay::pending(conn, limit))
+            .await
+    }
+
+    async fn get_relay_inbound(&self, id: &str) -> StoreResult<Option<RelayInbound>> {
+        let id = id.to_string();
+        self.reader.read(move |conn| relay::get(conn, &id)).await
+    }
+
+    async fn list_relay_inbound(
+        &self,
+        state: RelayInboundState,
+        phone_id: Option<String>,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<RelayInbound>> {
+        self.reader
+            .read(move |conn| relay::list(conn, state, phone_id.as_deref(), before_seq, limit))
+            .await
+    }
+
+    async fn record_relay_inbound(
+        &self,
+        id: &str,
+        outcome: RelayInboundOutcome,
+    ) -> StoreResult<()> {
+        let id = id.to_string();
+        self.writer
+            .write(move |conn| relay::record(conn, &id, &outcome))
+            .await
+    }
+
+    async fn retry_relay_inbound(&self, id: &str, now_ms: i64) -> StoreResult<ManualRetry> {
+        let id = id.to_string();
+        self.writer
+            .write(move |conn| relay::retry(conn, &id, now_ms))
+            .await
+    }
+
+    async fn relay_inbound_counts(&self) -> StoreResult<RelayInboundCounts> {
+        self.reader.read(relay::counts).await
+    }
+
+    async fn relay_status_events(
+        &self,
+        after_event_id: i64,
+        limit: u32,
+    ) -> StoreResult<RelayStatusBatch> {
+        self.reader
+            .read(move |conn| relay::status_events(conn, after_event_id, limit))
+            .await
+    }
+
+    async fn route_reply(&self, query: RouteQuery) -> StoreResult<Option<RouteMatch>> {
+        self.reader
+            .read(move |conn| routing::route(conn, &query))
+            .await
+    }
+
+    async fn prune_conversations(&self, before_ms: i64) -> StoreResult<usize> {
+        self.writer
+            .write(move |conn| routing::prune(conn, before_ms))
             .await
     }
 

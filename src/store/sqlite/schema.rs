@@ -92,6 +92,46 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (scope, name)
     );
     "#,
+    // 2: the relay link: relay message ids, inbound forwarding state,
+    // conversations for reply routing.
+    r#"
+    ALTER TABLE outbound ADD COLUMN relay_message_id TEXT;
+    CREATE UNIQUE INDEX outbound_relay_message
+        ON outbound (relay_message_id) WHERE relay_message_id IS NOT NULL;
+
+    ALTER TABLE inbound ADD COLUMN relay_state TEXT NOT NULL DEFAULT 'pending';
+    ALTER TABLE inbound ADD COLUMN relay_attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE inbound ADD COLUMN relay_next_at INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE inbound ADD COLUMN relay_to TEXT;
+    ALTER TABLE inbound ADD COLUMN relay_route TEXT;
+    ALTER TABLE inbound ADD COLUMN relay_error_code TEXT;
+    ALTER TABLE inbound ADD COLUMN relay_error TEXT;
+    ALTER TABLE inbound ADD COLUMN relay_updated_at INTEGER;
+    CREATE INDEX inbound_relay_pending ON inbound (seq) WHERE relay_state = 'pending';
+    CREATE INDEX inbound_relay_state ON inbound (relay_state, seq);
+
+    CREATE TABLE conversations (
+        channel     TEXT NOT NULL,
+        phone_id    TEXT NOT NULL,
+        external    TEXT NOT NULL,
+        pchat_to    TEXT NOT NULL,
+        message_id  TEXT NOT NULL,
+        last_at     INTEGER NOT NULL,
+        PRIMARY KEY (channel, phone_id, external)
+    );
+    CREATE TABLE conversation_keys (
+        channel     TEXT NOT NULL,
+        phone_id    TEXT NOT NULL,
+        thread_key  TEXT NOT NULL,
+        external    TEXT NOT NULL,
+        pchat_to    TEXT NOT NULL,
+        message_id  TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (channel, phone_id, thread_key)
+    );
+    CREATE INDEX conversation_keys_created ON conversation_keys (created_at);
+    CREATE INDEX conversations_last_at ON conversations (last_at);
+    "#,
 ];
 
 /// Bring the database to the newest schema in one transaction.

@@ -1,0 +1,211 @@
+//! The relay link in the API: its state (with the dead-letter count, also
+//! in `/api/v1/status`), inbound messages by forwarding state, and the
+//! manual retry of a dead letter.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::Caller;
+use super::dto::InboundView;
+use super::error::{ApiError, ErrorBody};
+use super::messages::{bad_query, scoped_phone};
+use super::paging::{decode_cursor, encode_cursor, page_limit, query_error};
+use super::state::AppState;
+use crate::clock::{now_ms, rfc3339};
+use crate::config::RelayMode;
+use crate::relay::{link, settings};
+use crate::store::{ManualRetry, RelayInbound, RelayInboundState, Scope};
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RelayLinkView {
+    pub url: String,
+    pub phone_id: String,
+    /// `push` or `pull`.
+    pub mode: String,
+    /// RFC 3339; absent if never reached.
+    pub last_reached: Option<String>,
+    pub last_error: Option<String>,
+    /// The relay refused the bridge's key (401/403): pair again.
+    pub key_rejected: bool,
+    /// Inbound messages waiting for the relay.
+    pub inbound_pending: u64,
+    /// Inbound messages refused for good or without a route.
+    pub inbound_dead: u64,
+}
+
+/// `None` when no relay is configured or paired.
+pub async fn link_view(state: &AppState) -> Option<RelayLinkView> {
+    let relay = &state.config.config.relay;
+    let pairing = settings::load_pairing(&*state.store).await;
+    let url = relay.url.clone().or_else(|| pairing.as_ref().map(|p| p.url.clone()))?;
+    let phone_id = relay
+        .phone_id
+        .clone()
+        .or_else(|| pairing.as_ref().map(|p| p.phone_id.clone()))?;
+    let link = link::load(&*state.store).await.unwrap_or_default();
+    let counts = state.store.relay_inbound_counts().await.unwrap_or_default();
+    Some(RelayLinkView {
+        url,
+        phone_id,
+        mode: match relay.mode {
+            RelayMode::Push => "push",
+            RelayMode::Pull => "pull",
+        }
+        .into(),
+        last_reached: link.last_reached_ms.map(rfc3339),
+        last_error: link.last_error,
+        key_rejected: link.key_rejected,
+        inbound_pending: counts.pending,
+        inbound_dead: counts.dead,
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/relay", tag = "relay",
+    responses(
+        (status = 200, description = "The relay link", body = RelayLinkView),
+        (status = 404, description = "No relay configured or paired", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn get_link(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<RelayLinkView>, ApiError> {
+    caller.require(Scope::Read)?;
+    link_view(&state)
+        .await
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("relay link (none configured or paired)"))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RelayInboundView {
+    pub message: InboundView,
+    /// `pending`, `delivered` or `dead`.
+    pub state: RelayInboundState,
+    pub attempts: u32,
+    /// When the next attempt is due (pending only).
+    pub next_attempt_at: Option<String>,
+    /// The pChat address it was routed to.
+    pub to: Option<String>,
+    /// `reply`, `recent` or `default`.
+    pub route: Option<String>,
+    /// Why it is dead, or the last failed attempt.
+    pub error: Option<super::dto::ErrorInfo>,
+}
+
+impl From<&RelayInbound> for RelayInboundView {
+    fn from(r: &RelayInbound) -> Self {
+        RelayInboundView {
+            message: InboundView::from(&r.inbound),
+            state: r.state,
+            attempts: r.attempts,
+            next_attempt_at: (r.state == RelayInboundState::Pending && r.next_attempt_at_ms > 0)
+                .then(|| rfc3339(r.next_attempt_at_ms)),
+            to: r.to.clone(),
+            route: r.route.clone(),
+            error: r.error_code.as_ref().map(|code| super::dto::ErrorInfo {
+                code: code.clone(),
+                message: r.error.clone().unwrap_or_default(),
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RelayInboundPage {
+    pub messages: Vec<RelayInboundView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RelayInboundQuery {
+    /// `pending`, `delivered` or `dead` (default `dead`).
+    pub state: Option<String>,
+    pub phone_id: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/relay/inbound", tag = "relay", params(RelayInboundQuery),
+    responses(
+        (status = 200, description = "Newest first", body = RelayInboundPage),
+        (status = 400, description = "A query parameter is invalid", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn list_inbound(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<RelayInboundQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<RelayInboundPage>, ApiError> {
+    caller.require(Scope::Read)?;
+    let Query(q) = query.map_err(query_error)?;
+    let limit = page_limit(q.limit)?;
+    let wanted = q
+        .state
+        .as_deref()
+        .unwrap_or("dead")
+        .parse::<RelayInboundState>()
+        .map_err(|e| bad_query("state", e))?;
+    let mut records = state
+        .store
+        .list_relay_inbound(
+            wanted,
+            scoped_phone(&caller, q.phone_id)?,
+            decode_cursor(q.cursor)?,
+            limit + 1,
+        )
+        .await?;
+    let next_cursor = (records.len() > limit as usize).then(|| {
+        records.truncate(limit as usize);
+        encode_cursor(records.last().map(|r| r.inbound.seq).unwrap_or_default())
+    });
+    Ok(Json(RelayInboundPage {
+        messages: records.iter().map(RelayInboundView::from).collect(),
+        next_cursor,
+    }))
+}
+
+#[utoipa::path(post, path = "/api/v1/inbound/{id}/retry", tag = "relay",
+    params(("id" = String, Path, description = "Inbound message id")),
+    responses(
+        (status = 200, description = "Queued for the relay again", body = RelayInboundView),
+        (status = 404, description = "No such inbound message", body = ErrorBody),
+        (status = 409, description = "Not a dead letter", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn retry_inbound(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RelayInboundView>, ApiError> {
+    caller.require(Scope::Send)?;
+    let visible = |r: &RelayInbound| caller.phone_scope().is_none_or(|p| p == r.inbound.phone_id);
+    match state.store.get_relay_inbound(&id).await? {
+        Some(r) if visible(&r) => {}
+        _ => return Err(ApiError::not_found("inbound message")),
+    }
+    match state.store.retry_relay_inbound(&id, now_ms()).await? {
+        ManualRetry::Requeued => {}
+        ManualRetry::NotFound => return Err(ApiError::not_found("inbound message")),
+        ManualRetry::NotDead(current) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "not_dead",
+                format!(
+                    "the message is {}; only dead letters can be retried",
+                    current.as_str()
+                ),
+            ));
+        }
+    }
+    let record = state
+        .store
+        .get_relay_inbound(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("inbound message"))?;
+    Ok(Json(RelayInboundView::from(&record)))
+}

@@ -1,0 +1,161 @@
+//! `phonerelay pair`, `pair --status`, `unpair` and `inbound` (dead
+//! letters). They work on the state dir directly, daemon running or not.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use crate::clock::{now_ms, rfc3339};
+use crate::config::LoadedConfig;
+use crate::exit::ExitError;
+use crate::relay::pairing;
+use crate::store::{ManualRetry, RelayInboundState, SqliteStore, Store};
+
+#[derive(Debug, Args)]
+pub struct PairArgs {
+    /// The relay's base URL, e.g. https://relay.example.com
+    #[arg(long, value_name = "URL", required_unless_present = "status")]
+    pub relay: Option<String>,
+    /// The relay's id for this phone/bridge
+    #[arg(long, value_name = "ID", required_unless_present = "status")]
+    pub phone_id: Option<String>,
+    /// Read the relay-issued key from this file instead of stdin
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Show the pairing and when the relay was last reached
+    #[arg(long, conflicts_with_all = ["relay", "phone_id", "key_file"])]
+    pub status: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InboundCommand {
+    /// List inbound messages the relay refused for good or that had no route.
+    Dead {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Queue a dead letter for the relay again.
+    Retry { id: String },
+}
+
+fn open(loaded: &LoadedConfig) -> Result<SqliteStore, ExitError> {
+    let db = loaded.database_path();
+    SqliteStore::open(&db)
+        .map_err(|e| ExitError::Runtime(format!("cannot open the store {}: {e}", db.display())))
+}
+
+/// The key from `--key-file` or one line of stdin; never from argv.
+fn read_key(args: &PairArgs) -> Result<String, ExitError> {
+    let text = match &args.key_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| ExitError::Config(format!("cannot read {}: {e}", path.display())))?,
+        None => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                eprintln!("paste the key the relay issued for this phone, then Enter:");
+                let mut line = String::new();
+                stdin
+                    .read_line(&mut line)
+                    .map_err(|e| ExitError::Runtime(format!("cannot read stdin: {e}")))?;
+                line
+            } else {
+                let mut all = String::new();
+                stdin
+                    .lock()
+                    .read_to_string(&mut all)
+                    .map_err(|e| ExitError::Runtime(format!("cannot read stdin: {e}")))?;
+                all
+            }
+        }
+    };
+    Ok(text.trim().to_string())
+}
+
+pub async fn pair(loaded: &LoadedConfig, args: &PairArgs) -> Result<(), ExitError> {
+    if args.status {
+        let store = open(loaded)?;
+        print!("{}", pairing::status(loaded, &store).await?);
+        return Ok(());
+    }
+    let (Some(url), Some(phone_id)) = (&args.relay, &args.phone_id) else {
+        return Err(ExitError::Config(
+            "give --relay URL and --phone-id ID".into(),
+        ));
+    };
+    let key = read_key(args)?;
+    pairing::validate_inputs(url, phone_id, &key)?;
+    // Check with the relay before touching the state dir.
+    let store = open(loaded)?;
+    let outcome = pairing::pair(loaded, &store, url, phone_id, &key).await?;
+    eprintln!(
+        "paired with {url} as phone_id {phone_id}; the relay key is in {} (mode 600)",
+        outcome.key_file.display()
+    );
+    if let Some(configured) = &loaded.config.relay.url {
+        if configured.trim_end_matches('/') != url.trim_end_matches('/') {
+            eprintln!("note: relay.url in the config ({configured}) overrides this pairing's URL");
+        }
+    }
+    eprintln!(
+        "bridge key {} created for the relay to push sends with (scopes send,read; phone_id {phone_id}).",
+        outcome.bridge_key_id
+    );
+    eprintln!("it is shown once; enter it on the relay now:");
+    println!("{}", outcome.bridge_key);
+    eprintln!("restart the daemon (if running) to use the new pairing.");
+    Ok(())
+}
+
+pub async fn unpair(loaded: &LoadedConfig) -> Result<(), ExitError> {
+    let store = open(loaded)?;
+    print!("{}", pairing::unpair(loaded, &store).await?);
+    Ok(())
+}
+
+pub async fn inbound(loaded: &LoadedConfig, command: &InboundCommand) -> Result<(), ExitError> {
+    let store = open(loaded)?;
+    match command {
+        InboundCommand::Dead { limit } => {
+            let dead = store
+                .list_relay_inbound(RelayInboundState::Dead, None, None, (*limit).clamp(1, 500))
+                .await
+                .map_err(|e| ExitError::Runtime(e.to_string()))?;
+            if dead.is_empty() {
+                println!("no dead letters");
+            }
+            for r in dead {
+                println!(
+                    "{}  {}  {}:{}  {}  {}: {}",
+                    r.inbound.id,
+                    rfc3339(r.inbound.committed_at_ms),
+                    r.inbound.channel,
+                    r.inbound.from,
+                    r.to.as_deref().unwrap_or("-"),
+                    r.error_code.as_deref().unwrap_or("-"),
+                    r.error.as_deref().unwrap_or(""),
+                );
+            }
+            Ok(())
+        }
+        InboundCommand::Retry { id } => {
+            match store
+                .retry_relay_inbound(id, now_ms())
+                .await
+                .map_err(|e| ExitError::Runtime(e.to_string()))?
+            {
+                ManualRetry::Requeued => {
+                    println!("{id} queued for the relay again");
+                    Ok(())
+                }
+                ManualRetry::NotFound => {
+                    Err(ExitError::Config(format!("no inbound message {id}")))
+                }
+                ManualRetry::NotDead(state) => Err(ExitError::Config(format!(
+                    "{id} is {}; only dead letters can be retried",
+                    state.as_str()
+                ))),
+            }
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! HTTP to the relay: bearer-authenticated JSON, errors classified into
+//! what an operator or a retry loop can act on. Errors never contain the
+//! key (reqwest errors name the URL, never the headers).
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::settings::RelaySettings;
+
+/// The relay-issued bearer key; its Debug and Display never show it.
+#[derive(Clone)]
+pub struct RelayKey(String);
+
+impl RelayKey {
+    pub fn new(key: String) -> Self {
+        Self(key)
+    }
+
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for RelayKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RelayKey(<hidden>)")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RelayError {
+    #[error("cannot reach the relay at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("TLS with the relay at {url} failed: {reason}")]
+    Tls { url: String, reason: String },
+    #[error("the relay at {url} did not answer in time")]
+    Timeout { url: String },
+    #[error("the relay answered HTTP {status} to {path}: {code}: {message}")]
+    Http {
+        path: String,
+        status: u16,
+        code: String,
+        message: String,
+        retry_after_ms: Option<u64>,
+    },
+    #[error("the relay sent an unreadable answer to {path}: {reason}")]
+    BadAnswer { path: String, reason: String },
+}
+
+impl RelayError {
+    /// A rejection retrying cannot fix: 4xx other than 401/403 (the key,
+    /// fixed by re-pairing, not by dropping messages), 408 and 429.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, RelayError::Http { status, .. }
+            if (400..500).contains(status) && !matches!(status, 401 | 403 | 408 | 429))
+    }
+
+    pub fn is_key_rejected(&self) -> bool {
+        matches!(self, RelayError::Http { status: 401 | 403, .. })
+    }
+
+    /// Short stable code for the store and the API.
+    pub fn code(&self) -> String {
+        match self {
+            RelayError::Unreachable { .. } => "relay_unreachable".into(),
+            RelayError::Tls { .. } => "relay_tls".into(),
+            RelayError::Timeout { .. } => "relay_timeout".into(),
+            RelayError::Http { status, .. } => format!("relay_http_{status}"),
+            RelayError::BadAnswer { .. } => "relay_bad_answer".into(),
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RelayError::Http { retry_after_ms, .. } => retry_after_ms.map(Duration::from_millis),
+            _ => None,
+        }
+    }
+
+    /// The relay itself could not be reached (as opposed to refusing one
+    /// request): no point trying the next message now.
+    pub fn is_link_down(&self) -> bool {
+        match self {
+            RelayError::Unreachable { .. }
+            | RelayError::Tls { .. }
+            | RelayError::Timeout { .. } => true,
+            RelayError::Http { status, .. } => *status >= 500 || matches!(status, 401 | 403 | 429),
+            RelayError::BadAnswer { .. } => false,
+        }
+    }
+}
+
+pub struct RelayClient {
+    base: String,
+    key: RelayKey,
+    http: reqwest::Client,
+    request_timeout: Duration,
+}
+
+impl RelayClient {
+    pub fn new(settings: &RelaySettings) -> Result<Self, RelayError> {
+        Self::with(
+            &settings.url,
+            settings.key.clone(),
+            Duration::from_secs(settings.config.request_timeout_seconds),
+        )
+    }
+
+    pub fn with(url: &str, key: RelayKey, request_timeout: Duration) -> Result<Self, RelayError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(request_timeout)
+            .user_agent(concat!("phonerelay/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| RelayError::Unreachable {
+                url: url.to_string(),
+                reason: format!("cannot build an HTTP client: {e}"),
+            })?;
+        Ok(Self {
+            base: url.trim_end_matches('/').to_string(),
+            key,
+            http,
+            request_timeout,
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// POST JSON; a 2xx answer's JSON body (or `null` when empty).
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+        idempotency_key: Option<&str>,
+        timeout: Option<Duration>,
+    ) -> Result<Value, RelayError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self
+            .http
+            .post(&url)
+            .bearer_auth(self.key.expose())
+            .timeout(timeout.unwrap_or(self.request_timeout))
+            .json(body);
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.map_err(|e| classify(&url, &e))?;
+        let status = response.status();
+        let retry_after_ms = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| s * 1000);
+        let text = response.text().await.map_err(|e| classify(&url, &e))?;
+        if status.is_success() {
+            if text.trim().is_empty() {
+                return Ok(Value::Null);
+            }
+            return serde_json::from_str(&text).map_err(|e| RelayError::BadAnswer {
+                path: path.to_string(),
+                reason: e.to_string(),
+            });
+        }
+        Err(http_error(path, status, &text, retry_after_ms))
+    }
+}
+
+fn http_error(path: &str, status: StatusCode, text: &str, retry_after_ms: Option<u64>) -> RelayError {
+    let body: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    let error = &body["error"];
+    let code = error["code"]
+        .as_str()
+        .or_else(|| error.as_str())
+        .unwrap_or("http_error")
+        .to_string();
+    let mut message = error["message"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_string());
+    if message.chars().count() > 300 {
+        message = message.chars().take(300).collect::<String>() + "…";
+    }
+    RelayError::Http {
+        path: path.to_string(),
+        status: status.as_u16(),
+        code,
+        message,
+        retry_after_ms,
+    }
+}
+
+/// Tell a TLS failure from a refused connection from a timeout by
+/// reading the error chain.
+fn classify(url: &str, error: &reqwest::Error) -> RelayError {
+    let url = url.to_string();
+    if error.is_timeout() {
+        return RelayError::Timeout { url };
+    }
+    let mut chain = Vec::new();
+    let mut source: Option<&dyn std::error::Error> = Some(error);
+    while let Some(e) = source {
+        chain.push(e.to_string());
+        source = e.source();
+    }
+    let deepest = chain
+        .iter()
+        .rev()
+        .find(|m| !m.is_empty())
+        .cloned()
+        .unwrap_or_default();
+    let all = chain.join(": ").to_ascii_lowercase();
+    let tls = ["tls", "certificate", "corrupt message", "handshake", "invalidcontenttype", "peer is incompatible"]
+        .iter()
+        .any(|word| all.contains(word));
+    if tls {
+        RelayError::Tls {
+            url,
+            reason: deepest,
+        }
+    } else {
+        RelayError::Unreachable {
+            url,
+            reason: deepest,
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Inbound → relay. Every committed inbound message is POSTed to the relay
+//! as a pChat message, one at a time in commit order, so each conversation
+//! arrives in order. A failure holds back the rest of its conversation
+//! (and, if the relay is unreachable, everything) until its backoff ends;
+//! a permanent refusal is kept as a dead letter with the reason.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use phonerelay_channel::ChannelKind;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use super::Deps;
+use super::routing::{Route, route};
+use crate::api::dto::AttachmentBody;
+use crate::clock::{now_ms, rfc3339};
+use crate::store::{RelayInbound, RelayInboundOutcome};
+
+/// Longest sleep with nothing to do: picks up manual retries and messages
+/// committed by another process.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Pending messages read per round.
+const ROUND_SIZE: u32 = 500;
+
+/// The body POSTed to the relay's messages path.
+#[derive(Debug, Serialize)]
+pub struct PchatMessage<'a> {
+    pub phone_id: &'a str,
+    pub channel: &'static str,
+    pub to: &'a str,
+    pub source: String,
+    pub text: &'a str,
+    pub attachments: Vec<AttachmentBody>,
+    pub origin: Origin<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Origin<'a> {
+    pub channel: ChannelKind,
+    pub phone_id: &'a str,
+    pub from: &'a str,
+    pub external_id: &'a str,
+    pub received_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<&'a str>,
+    pub reply_to: &'a [String],
+    pub inbound_id: &'a str,
+    pub route: &'a str,
+}
+
+pub async fn run(deps: Deps, bell: Arc<Notify>) {
+    tracing::info!("relay forwarder started");
+    let mut failures = 0u32;
+    loop {
+        if deps.shutdown.is_cancelled() {
+            break;
+        }
+        let wait = round(&deps, &mut failures).await;
+        tokio::select! {
+            _ = deps.shutdown.cancelled() => break,
+            _ = bell.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+    tracing::info!("relay forwarder stopped");
+}
+
+enum Attempt {
+    Done,
+    /// Hold the conversation back; `link_down` holds back everything.
+    Later {
+        link_down: bool,
+        next_at_ms: i64,
+    },
+}
+
+/// One pass over the pending messages; returns how long to sleep.
+async fn round(deps: &Deps, failures: &mut u32) -> Duration {
+    let pending = match deps.state.store.pending_relay_inbound(ROUND_SIZE).await {
+        Ok(pending) => pending,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read inbound messages to forward");
+            return IDLE_POLL;
+        }
+    };
+    let mut blocked: HashSet<(ChannelKind, String, String)> = HashSet::new();
+    let mut earliest: Option<i64> = None;
+    let full_round = pending.len() as u32 == ROUND_SIZE;
+    for item in pending {
+        if deps.shutdown.is_cancelled() {
+            break;
+        }
+        let m = &item.inbound;
+        let conversation = (m.channel, m.phone_id.clone(), m.from.clone());
+        if blocked.contains(&conversation) {
+            continue;
+        }
+        if item.next_attempt_at_ms > now_ms() {
+            blocked.insert(conversation);
+            earliest = Some(earliest.map_or(item.next_attempt_at_ms, |e| e.min(item.next_attempt_at_ms)));
+            continue;
+        }
+        match forward(deps, &item, failures).await {
+            Attempt::Done => {}
+            Attempt::Later {
+                link_down,
+                next_at_ms,
+            } => {
+                earliest = Some(earliest.map_or(next_at_ms, |e| e.min(next_at_ms)));
+                if link_down {
+                    break;
+                }
+                blocked.insert(conversation);
+            }
+        }
+    }
+    if full_round && earliest.is_none() {
+        return Duration::ZERO;
+    }
+    match earliest {
+        Some(at) => Duration::from_millis((at - now_ms()).clamp(0, IDLE_POLL.as_millis() as i64) as u64),
+        None => IDLE_POLL,
+    }
+}
+
+async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attempt {
+    let store = &deps.state.store;
+    let m = &item.inbound;
+    let route = match (&item.to, &item.route) {
+        (Some(to), Some(route)) => Route {
+            to: to.clone(),
+            route: route.clone(),
+        },
+        _ => match route(&**store, &deps.settings.config.routing, m, now_ms()).await {
+            Ok(Some(route)) => route,
+            Ok(None) => {
+                tracing::warn!(id = %m.id, channel = %m.channel, "inbound message has no route; kept as a dead letter");
+                record(deps, &m.id, RelayInboundOutcome::Dead {
+                    to: None,
+                    route: None,
+                    code: "no_route".into(),
+                    reason: "no conversation matches the sender and relay.routing.default_to is not set".into(),
+                    now_ms: now_ms(),
+                })
+                .await;
+                return Attempt::Done;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot route an inbound message");
+                return Attempt::Later {
+                    link_down: true,
+                    next_at_ms: now_ms() + IDLE_POLL.as_millis() as i64,
+                };
+            }
+        },
+    };
+    let body = PchatMessage {
+        phone_id: &deps.settings.phone_id,
+        channel: "pchat",
+        to: &route.to,
+        source: format!("{}:{}", m.channel, m.from),
+        text: &m.text,
+        attachments: m.attachments.iter().map(AttachmentBody::from).collect(),
+        origin: Origin {
+            channel: m.channel,
+            phone_id: &m.phone_id,
+            from: &m.from,
+            external_id: &m.external_id,
+            received_at: rfc3339(m.received_at_ms),
+            subject: m.subject.as_deref(),
+            reply_to: &m.reply_to,
+            inbound_id: &m.id,
+            route: &route.route,
+        },
+    };
+    let sent = deps
+        .client
+        .post(&deps.settings.config.paths.messages, &body, Some(&m.id), None)
+        .await;
+    match sent {
+        Ok(_) => {
+            *failures = 0;
+            deps.link.reached().await;
+            tracing::debug!(id = %m.id, to = %route.to, "inbound forwarded to the relay");
+            record(deps, &m.id, RelayInboundOutcome::Delivered {
+                to: route.to,
+                route: route.route,
+                now_ms: now_ms(),
+            })
+            .await;
+            Attempt::Done
+        }
+        Err(e) if e.is_permanent() => {
+            deps.link.reached().await;
+            tracing::warn!(id = %m.id, error = %e, "the relay refused an inbound message; kept as a dead letter");
+            let reason = match &e {
+                crate::relay::RelayError::Http { code, message, .. } => format!("{code}: {message}"),
+                other => other.to_string(),
+            };
+            record(deps, &m.id, RelayInboundOutcome::Dead {
+                to: Some(route.to),
+                route: Some(route.route),
+                code: e.code(),
+                reason,
+                now_ms: now_ms(),
+            })
+            .await;
+            Attempt::Done
+        }
+        Err(e) => {
+            deps.link.failed(&e).await;
+            *failures = failures.saturating_add(1);
+            let now = now_ms();
+            let next_at_ms = now + deps.backoff_ms(item.attempts.max(*failures - 1) + 1, &e) as i64;
+            record(deps, &m.id, RelayInboundOutcome::Retry {
+                to: Some(route.to),
+                route: Some(route.route),
+                code: e.code(),
+                reason: e.to_string(),
+                next_attempt_at_ms: next_at_ms,
+                now_ms: now,
+            })
+            .await;
+            Attempt::Later {
+                link_down: e.is_link_down(),
+                next_at_ms,
+            }
+        }
+    }
+}
+
+async fn record(deps: &Deps, id: &str, outcome: RelayInboundOutcome) {
+    if let Err(e) = deps.state.store.record_relay_inbound(id, outcome).await {
+        tracing::error!(%id, error = %e, "cannot record a forwarding outcome; it will be tried again");
+    }
+}

@@ -1,0 +1,121 @@
+//! Tell the relay, every `heartbeat_seconds`, that the bridge is alive and
+//! how each endpoint is, so it can show "phone offline"; a last beat with
+//! `"stopping": true` on shutdown. Also prunes expired conversations.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::Deps;
+use super::routing::ttl_ms;
+use crate::clock::{now_ms, rfc3339};
+use crate::config::RelayMode;
+
+const PRUNE_EVERY_MS: i64 = 3600 * 1000;
+/// The last beat on shutdown must not hold the daemon up.
+const STOPPING_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Serialize)]
+pub struct Heartbeat {
+    pub phone_id: String,
+    pub bridge_version: &'static str,
+    pub mode: RelayMode,
+    pub at: String,
+    pub started_at: String,
+    pub stopping: bool,
+    pub endpoints: Vec<EndpointBeat>,
+    /// Messages queued or being sent, all endpoints.
+    pub queue_depth: u64,
+    pub inbound_pending: u64,
+    pub inbound_dead: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EndpointBeat {
+    pub channel: String,
+    pub phone_id: String,
+    /// `up`, `degraded` or `down`.
+    pub state: phonerelay_channel::HealthState,
+    pub summary: String,
+    pub queued: u64,
+    pub sending: u64,
+}
+
+pub async fn build(deps: &Deps, started_ms: i64, stopping: bool) -> Heartbeat {
+    let store = &deps.state.store;
+    let stats = store.queue_stats(now_ms()).await.unwrap_or_default();
+    let counts = store.relay_inbound_counts().await.unwrap_or_default();
+    let endpoints: Vec<EndpointBeat> = deps
+        .state
+        .endpoints
+        .iter()
+        .map(|((kind, phone_id), endpoint)| {
+            let health = endpoint.channel.health();
+            let s = stats
+                .iter()
+                .find(|s| s.channel == *kind && &s.phone_id == phone_id);
+            EndpointBeat {
+                channel: kind.to_string(),
+                phone_id: phone_id.clone(),
+                state: health.state,
+                summary: health.summary,
+                queued: s.map_or(0, |s| s.queued),
+                sending: s.map_or(0, |s| s.sending),
+            }
+        })
+        .collect();
+    Heartbeat {
+        phone_id: deps.settings.phone_id.clone(),
+        bridge_version: env!("CARGO_PKG_VERSION"),
+        mode: deps.settings.config.mode,
+        at: rfc3339(now_ms()),
+        started_at: rfc3339(started_ms),
+        stopping,
+        queue_depth: stats.iter().map(|s| s.queued + s.sending).sum(),
+        endpoints,
+        inbound_pending: counts.pending,
+        inbound_dead: counts.dead,
+    }
+}
+
+pub async fn run(deps: Deps) {
+    let started = now_ms();
+    let every = Duration::from_secs(deps.settings.config.heartbeat_seconds);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_prune = 0i64;
+    loop {
+        tokio::select! {
+            _ = deps.shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let beat = build(&deps, started, false).await;
+        let sent = tokio::select! {
+            _ = deps.shutdown.cancelled() => break,
+            sent = deps.client.post(&deps.settings.config.paths.heartbeat, &beat, None, None) => sent,
+        };
+        match sent {
+            Ok(_) => deps.link.reached().await,
+            Err(e) => deps.link.failed(&e).await,
+        }
+        if now_ms() - last_prune > PRUNE_EVERY_MS {
+            last_prune = now_ms();
+            let before = now_ms() - ttl_ms(&deps.settings.config.routing);
+            match deps.state.store.prune_conversations(before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(pruned = n, "expired conversations forgotten"),
+                Err(e) => tracing::warn!(error = %e, "cannot prune conversations"),
+            }
+        }
+    }
+    let beat = build(&deps, started, true).await;
+    let _ = deps
+        .client
+        .post(
+            &deps.settings.config.paths.heartbeat,
+            &beat,
+            None,
+            Some(STOPPING_TIMEOUT),
+        )
+        .await;
+}

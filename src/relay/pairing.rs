@@ -1,0 +1,272 @@
+//! `phonerelay pair`, `pair --status` and `unpair`: check the relay key
+//! with an authenticated call, keep it in a 0600 file, and issue the
+//! bridge-side key the relay pushes with. The keys are never printed in
+//! errors or logs; only the new bridge key is printed, once.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::client::{RelayClient, RelayError, RelayKey};
+use super::link::{self, LinkState};
+use super::settings::{self, LINK, Pairing, SCOPE};
+use crate::clock::{now_ms, rfc3339};
+use crate::config::LoadedConfig;
+use crate::exit::ExitError;
+use crate::keys;
+use crate::local_key::write_private;
+use crate::store::{Scope, Store};
+
+/// Name of the bridge-side key in `phonerelay keys list`.
+pub const BRIDGE_KEY_NAME: &str = "relay";
+
+pub struct PairOutcome {
+    /// The bridge-side key, clear text: print once, then forget.
+    pub bridge_key: String,
+    pub bridge_key_id: String,
+    pub key_file: PathBuf,
+    pub relay_answer: Value,
+}
+
+/// Check the key with the relay's hello call; each failure an admin can
+/// meet becomes one line and its own exit code.
+pub async fn check(
+    loaded: &LoadedConfig,
+    url: &str,
+    phone_id: &str,
+    key: &str,
+) -> Result<Value, ExitError> {
+    let relay = &loaded.config.relay;
+    let client = RelayClient::with(
+        url,
+        RelayKey::new(key.to_string()),
+        Duration::from_secs(relay.request_timeout_seconds),
+    )
+    .map_err(|e| ExitError::Runtime(e.to_string()))?;
+    let body = json!({
+        "phone_id": phone_id,
+        "bridge_version": env!("CARGO_PKG_VERSION"),
+        "mode": relay.mode,
+    });
+    client
+        .post(&relay.paths.hello, &body, None, None)
+        .await
+        .map_err(|e| explain(&e, url, phone_id))
+}
+
+pub fn explain(error: &RelayError, url: &str, phone_id: &str) -> ExitError {
+    match error {
+        RelayError::Unreachable { reason, .. } => ExitError::Runtime(format!(
+            "cannot reach the relay at {url}: {reason} (check the URL and that the relay is up)"
+        )),
+        RelayError::Tls { reason, .. } => ExitError::Config(format!(
+            "TLS with the relay at {url} failed: {reason} (an https:// URL to a plain-HTTP port, or a certificate this host does not trust?)"
+        )),
+        RelayError::Timeout { .. } => ExitError::Runtime(format!(
+            "the relay at {url} did not answer in time (relay.request_timeout_seconds)"
+        )),
+        RelayError::Http {
+            status: status @ (401 | 403),
+            ..
+        } => ExitError::Rejected(format!(
+            "the relay rejected the key (HTTP {status}): use the key the relay issued for phone_id {phone_id:?}"
+        )),
+        RelayError::Http { status: 404, .. } => ExitError::Rejected(format!(
+            "the relay does not know phone_id {phone_id:?} (HTTP 404): check --phone-id against the relay"
+        )),
+        RelayError::Http {
+            status,
+            code,
+            message,
+            ..
+        } => ExitError::Runtime(format!(
+            "the relay answered HTTP {status} ({code}: {message})"
+        )),
+        RelayError::BadAnswer { reason, .. } => ExitError::Runtime(format!(
+            "the relay at {url} sent an unreadable answer ({reason}); is this a pChat relay?"
+        )),
+    }
+}
+
+pub fn validate_inputs(url: &str, phone_id: &str, key: &str) -> Result<(), ExitError> {
+    if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains(char::is_whitespace) {
+        return Err(ExitError::Config(
+            "--relay must be an http:// or https:// URL".into(),
+        ));
+    }
+    if phone_id.trim().is_empty() || phone_id.len() > 128 {
+        return Err(ExitError::Config(
+            "--phone-id must be 1 to 128 characters".into(),
+        ));
+    }
+    if key.is_empty() {
+        return Err(ExitError::Config(
+            "no relay key given: pipe it on stdin or use --key-file".into(),
+        ));
+    }
+    if key.contains(char::is_whitespace) || key.len() > 4096 {
+        return Err(ExitError::Config(
+            "the relay key must be one token without spaces".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Check, store the relay key, issue the bridge key, record the pairing.
+pub async fn pair(
+    loaded: &LoadedConfig,
+    store: &dyn Store,
+    url: &str,
+    phone_id: &str,
+    key: &str,
+) -> Result<PairOutcome, ExitError> {
+    validate_inputs(url, phone_id, key)?;
+    let url = url.trim_end_matches('/');
+    let relay_answer = check(loaded, url, phone_id, key).await?;
+    let key_file = settings::key_file(loaded);
+    write_private(&key_file, key).map_err(|e| {
+        ExitError::Runtime(format!("cannot write {}: {e}", key_file.display()))
+    })?;
+    let now = now_ms();
+    if let Some(previous) = settings::load_pairing(store).await {
+        store
+            .revoke_key(&previous.bridge_key_id, now)
+            .await
+            .map_err(|e| ExitError::Runtime(e.to_string()))?;
+    }
+    let issued = keys::issue(
+        BRIDGE_KEY_NAME,
+        vec![Scope::Send, Scope::Read],
+        Some(phone_id.to_string()),
+        now,
+    );
+    let bridge_key_id = issued.record.key_id.clone();
+    store
+        .create_key(issued.record)
+        .await
+        .map_err(|e| ExitError::Runtime(e.to_string()))?;
+    let pairing = Pairing {
+        url: url.to_string(),
+        phone_id: phone_id.to_string(),
+        bridge_key_id: bridge_key_id.clone(),
+        paired_at_ms: now,
+    };
+    settings::save_pairing(store, Some(&pairing))
+        .await
+        .map_err(ExitError::Runtime)?;
+    let reached = LinkState {
+        last_reached_ms: Some(now),
+        ..LinkState::default()
+    };
+    let _ = store
+        .save_cursor(SCOPE, LINK, &serde_json::to_string(&reached).unwrap_or_default())
+        .await;
+    Ok(PairOutcome {
+        bridge_key: issued.clear,
+        bridge_key_id,
+        key_file,
+        relay_answer,
+    })
+}
+
+/// What `pair --status` prints; `Err` when not paired.
+pub async fn status(loaded: &LoadedConfig, store: &dyn Store) -> Result<String, ExitError> {
+    let pairing = settings::load_pairing(store).await;
+    let relay = &loaded.config.relay;
+    let url = relay.url.clone().or_else(|| pairing.as_ref().map(|p| p.url.clone()));
+    let phone_id = relay
+        .phone_id
+        .clone()
+        .or_else(|| pairing.as_ref().map(|p| p.phone_id.clone()));
+    let key_file = settings::key_file(loaded);
+    let (Some(url), Some(phone_id)) = (url, phone_id) else {
+        return Err(ExitError::Config(
+            "not paired: run `phonerelay pair --relay URL --phone-id ID` with the relay key on stdin"
+                .into(),
+        ));
+    };
+    let mode = match relay.mode {
+        crate::config::RelayMode::Push => "push",
+        crate::config::RelayMode::Pull => "pull",
+    };
+    let mut out = format!("relay:       {url}\nphone_id:    {phone_id}\nmode:        {mode}\n");
+    let key_state = match std::fs::metadata(&key_file) {
+        Ok(meta) => {
+            use std::os::unix::fs::PermissionsExt;
+            format!("present, mode {:o}", meta.permissions().mode() & 0o777)
+        }
+        Err(_) => "MISSING".into(),
+    };
+    out.push_str(&format!("key file:    {} ({key_state})\n", key_file.display()));
+    match &pairing {
+        Some(p) => {
+            let active = store
+                .find_key(&p.bridge_key_id)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|k| k.revoked_at_ms.is_none());
+            out.push_str(&format!(
+                "paired at:   {}\nbridge key:  {} ({})\n",
+                rfc3339(p.paired_at_ms),
+                p.bridge_key_id,
+                if active { "active" } else { "revoked" }
+            ));
+        }
+        None => out.push_str("paired at:   (from [relay] in the config, not by `pair`)\n"),
+    }
+    let link = link::load(store).await.unwrap_or_default();
+    out.push_str(&format!(
+        "last reached: {}\n",
+        link.last_reached_ms
+            .map(rfc3339)
+            .unwrap_or_else(|| "never".into())
+    ));
+    if let Some(error) = &link.last_error {
+        out.push_str(&format!(
+            "last error:  {} ({})\n",
+            error,
+            link.last_error_at_ms.map(rfc3339).unwrap_or_default()
+        ));
+    }
+    if let Ok(counts) = store.relay_inbound_counts().await {
+        out.push_str(&format!(
+            "inbound:     {} pending, {} dead letters\n",
+            counts.pending, counts.dead
+        ));
+    }
+    Ok(out)
+}
+
+/// Remove the relay key file and the pairing; revoke the bridge key.
+pub async fn unpair(loaded: &LoadedConfig, store: &dyn Store) -> Result<String, ExitError> {
+    let key_file = settings::key_file(loaded);
+    let pairing = settings::load_pairing(store).await;
+    let had_file = key_file.exists();
+    if pairing.is_none() && !had_file {
+        return Err(ExitError::Config("not paired; nothing to remove".into()));
+    }
+    let mut out = String::new();
+    if had_file {
+        std::fs::remove_file(&key_file).map_err(|e| {
+            ExitError::Runtime(format!("cannot remove {}: {e}", key_file.display()))
+        })?;
+        out.push_str(&format!("removed the relay key {}\n", key_file.display()));
+    }
+    if let Some(p) = pairing {
+        let revoked = store
+            .revoke_key(&p.bridge_key_id, now_ms())
+            .await
+            .map_err(|e| ExitError::Runtime(e.to_string()))?;
+        if revoked {
+            out.push_str(&format!("revoked the bridge key {}\n", p.bridge_key_id));
+        }
+        settings::save_pairing(store, None)
+            .await
+            .map_err(ExitError::Runtime)?;
+        out.push_str(&format!("unpaired from {} (phone_id {})\n", p.url, p.phone_id));
+    }
+    let _ = store.save_cursor(SCOPE, LINK, "").await;
+    Ok(out)
+}

@@ -1,0 +1,112 @@
+//! Which relay, which phone_id, which key: `[relay]` first, then what
+//! `phonerelay pair` recorded.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{DEFAULT_RELAY_KEY_FILE, LoadedConfig, RelayConfig};
+use crate::store::Store;
+
+/// Cursor scope of the relay link's small state.
+pub const SCOPE: &str = "relay";
+pub const PAIRING: &str = "pairing";
+pub const LINK: &str = "link";
+pub const STATUS_CURSOR: &str = "status_event_id";
+
+/// What `phonerelay pair` recorded (in the store; the key is in its file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pairing {
+    pub url: String,
+    pub phone_id: String,
+    /// The bridge-side key issued for the relay to push with.
+    pub bridge_key_id: String,
+    pub paired_at_ms: i64,
+}
+
+/// The link as it runs.
+#[derive(Clone)]
+pub struct RelaySettings {
+    /// Without a trailing slash.
+    pub url: String,
+    pub phone_id: String,
+    pub key: crate::relay::client::RelayKey,
+    pub config: RelayConfig,
+}
+
+impl std::fmt::Debug for RelaySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelaySettings")
+            .field("url", &self.url)
+            .field("phone_id", &self.phone_id)
+            .field("key", &"<hidden>")
+            .finish()
+    }
+}
+
+/// The relay key file: `relay.key_file`, or `relay.key` in the state dir.
+pub fn key_file(loaded: &LoadedConfig) -> PathBuf {
+    match &loaded.config.relay.key_file {
+        Some(path) => loaded.resolve(path),
+        None => loaded.state_dir().join(DEFAULT_RELAY_KEY_FILE),
+    }
+}
+
+pub async fn load_pairing(store: &dyn Store) -> Option<Pairing> {
+    let text = store.load_cursor(SCOPE, PAIRING).await.ok().flatten()?;
+    serde_json::from_str(&text).ok()
+}
+
+pub async fn save_pairing(store: &dyn Store, pairing: Option<&Pairing>) -> Result<(), String> {
+    let text = match pairing {
+        Some(p) => serde_json::to_string(p).map_err(|e| e.to_string())?,
+        None => String::new(),
+    };
+    store
+        .save_cursor(SCOPE, PAIRING, &text)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// `Ok(None)`: no relay configured or paired (the link stays off).
+pub async fn resolve(
+    loaded: &LoadedConfig,
+    store: &dyn Store,
+) -> Result<Option<RelaySettings>, String> {
+    let relay = &loaded.config.relay;
+    let pairing = load_pairing(store).await;
+    let url = relay
+        .url
+        .clone()
+        .or_else(|| pairing.as_ref().map(|p| p.url.clone()));
+    let phone_id = relay
+        .phone_id
+        .clone()
+        .or_else(|| pairing.as_ref().map(|p| p.phone_id.clone()));
+    let (url, phone_id) = match (url, phone_id) {
+        (None, None) => return Ok(None),
+        (Some(url), Some(phone_id)) => (url, phone_id),
+        (Some(_), None) => {
+            return Err("relay.url is set but no phone_id: set relay.phone_id or run `phonerelay pair`".into());
+        }
+        (None, Some(_)) => {
+            return Err("relay.phone_id is set but no url: set relay.url or run `phonerelay pair`".into());
+        }
+    };
+    let file = key_file(loaded);
+    let key = match std::fs::read_to_string(&file) {
+        Ok(text) if !text.trim().is_empty() => text.trim().to_string(),
+        Ok(_) | Err(_) => {
+            return Err(format!(
+                "no relay key in {}; run `phonerelay pair --relay {url} --phone-id {phone_id}`",
+                file.display()
+            ));
+        }
+    };
+    Ok(Some(RelaySettings {
+        url: url.trim_end_matches('/').to_string(),
+        phone_id,
+        key: crate::relay::client::RelayKey::new(key),
+        config: relay.clone(),
+    }))
+}

@@ -1,0 +1,276 @@
+//! The relay link's tables: relay message ids on the outbox, the
+//! forwarding state of inbound messages, and the status log read by the
+//! status reporter.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::outbound;
+use super::rows::{Kind, Status, from_json};
+use crate::store::*;
+
+/// Accept a message keyed by the relay's id; a repeat returns the first.
+pub fn accept(
+    conn: &Connection,
+    message: &NewOutbound,
+    relay_message_id: &str,
+) -> StoreResult<AcceptOutcome> {
+    let existing: Option<String> = conn
+        .prepare_cached("SELECT id FROM outbound WHERE relay_message_id = ?1")?
+        .query_row([relay_message_id], |row| row.get(0))
+        .optional()?;
+    if let Some(id) = existing {
+        return Ok(AcceptOutcome::Replayed { id });
+    }
+    let outcome = outbound::accept(conn, message)?;
+    if let AcceptOutcome::Created { id } = &outcome {
+        conn.prepare_cached("UPDATE outbound SET relay_message_id = ?2 WHERE id = ?1")?
+            .execute(params![id, relay_message_id])?;
+    }
+    Ok(outcome)
+}
+
+const COLUMNS: &str = "seq, id, channel, phone_id, external_id, sender, body, subject, \
+     attachments, reply_to, received_at, committed_at, relay_state, relay_attempts, \
+     relay_next_at, relay_to, relay_route, relay_error_code, relay_error, relay_updated_at";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<RelayInbound> {
+    let attachments: String = row.get(8)?;
+    let reply_to: String = row.get(9)?;
+    let state: String = row.get(12)?;
+    Ok(RelayInbound {
+        inbound: InboundRecord {
+            seq: row.get(0)?,
+            id: row.get(1)?,
+            channel: row.get::<_, Kind>(2)?.0,
+            phone_id: row.get(3)?,
+            external_id: row.get(4)?,
+            from: row.get(5)?,
+            text: row.get(6)?,
+            subject: row.get(7)?,
+            attachments: from_json(&attachments)?,
+            reply_to: from_json(&reply_to)?,
+            received_at_ms: row.get(10)?,
+            committed_at_ms: row.get(11)?,
+        },
+        state: state.parse().map_err(|e: String| {
+            rusqlite::Error::FromSqlConversionFailure(
+                12,
+                rusqlite::types::Type::Text,
+                Box::new(std::io::Error::other(e)),
+            )
+        })?,
+        attempts: row.get(13)?,
+        next_attempt_at_ms: row.get(14)?,
+        to: row.get(15)?,
+        route: row.get(16)?,
+        error_code: row.get(17)?,
+        error: row.get(18)?,
+        updated_at_ms: row.get(19)?,
+    })
+}
+
+pub fn pending(conn: &Connection, limit: u32) -> StoreResult<Vec<RelayInbound>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM inbound WHERE relay_state = 'pending' ORDER BY seq LIMIT ?1"
+    );
+    let rows = conn
+        .prepare_cached(&sql)?
+        .query_map([limit], from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+pub fn get(conn: &Connection, id: &str) -> StoreResult<Option<RelayInbound>> {
+    let sql = format!("SELECT {COLUMNS} FROM inbound WHERE id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], from_row)
+        .optional()?)
+}
+
+pub fn list(
+    conn: &Connection,
+    state: RelayInboundState,
+    phone_id: Option<&str>,
+    before_seq: Option<i64>,
+    limit: u32,
+) -> StoreResult<Vec<RelayInbound>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM inbound
+         WHERE relay_state = ?1 AND (?2 IS NULL OR phone_id = ?2) AND (?3 IS NULL OR seq < ?3)
+         ORDER BY seq DESC LIMIT ?4"
+    );
+    let rows = conn
+        .prepare_cached(&sql)?
+        .query_map(
+            params![state.as_str(), phone_id, before_seq, limit],
+            from_row,
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+pub fn record(conn: &Connection, id: &str, outcome: &RelayInboundOutcome) -> StoreResult<()> {
+    match outcome {
+        RelayInboundOutcome::Delivered { to, route, now_ms } => {
+            conn.prepare_cached(
+                "UPDATE inbound SET relay_state = 'delivered', relay_attempts = relay_attempts + 1,
+                    relay_to = ?2, relay_route = ?3, relay_error_code = NULL, relay_error = NULL,
+                    relay_updated_at = ?4
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, to, route, now_ms])?;
+        }
+        RelayInboundOutcome::Retry {
+            to,
+            route,
+            code,
+            reason,
+            next_attempt_at_ms,
+            now_ms,
+        } => {
+            conn.prepare_cached(
+                "UPDATE inbound SET relay_attempts = relay_attempts + 1, relay_next_at = ?6,
+                    relay_to = COALESCE(?2, relay_to), relay_route = COALESCE(?3, relay_route),
+                    relay_error_code = ?4, relay_error = ?5, relay_updated_at = ?7
+                 WHERE id = ?1 AND relay_state = 'pending'",
+            )?
+            .execute(params![
+                id,
+                to,
+                route,
+                code,
+                reason,
+                next_attempt_at_ms,
+                now_ms
+            ])?;
+        }
+        RelayInboundOutcome::Dead {
+            to,
+            route,
+            code,
+            reason,
+            now_ms,
+        } => {
+            conn.prepare_cached(
+                "UPDATE inbound SET relay_state = 'dead', relay_attempts = relay_attempts + 1,
+                    relay_to = COALESCE(?2, relay_to), relay_route = COALESCE(?3, relay_route),
+                    relay_error_code = ?4, relay_error = ?5, relay_updated_at = ?6
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, to, route, code, reason, now_ms])?;
+        }
+    }
+    Ok(())
+}
+
+/// A dead letter goes back to pending, due now. One that died for want of
+/// a route is routed afresh (a `default_to` may have been set since).
+pub fn retry(conn: &Connection, id: &str, now_ms: i64) -> StoreResult<ManualRetry> {
+    let state: Option<String> = conn
+        .query_row(
+            "SELECT relay_state FROM inbound WHERE id = ?1",
+            [id],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let Some(state) = state else {
+        return Ok(ManualRetry::NotFound);
+    };
+    let state: RelayInboundState = state.parse().map_err(StoreError::Database)?;
+    if state != RelayInboundState::Dead {
+        return Ok(ManualRetry::NotDead(state));
+    }
+    conn.prepare_cached(
+        "UPDATE inbound SET relay_state = 'pending', relay_next_at = ?2, relay_updated_at = ?2,
+            relay_to = CASE WHEN relay_error_code = 'no_route' THEN NULL ELSE relay_to END,
+            relay_route = CASE WHEN relay_error_code = 'no_route' THEN NULL ELSE relay_route END
+         WHERE id = ?1",
+    )?
+    .execute(params![id, now_ms])?;
+    Ok(ManualRetry::Requeued)
+}
+
+pub fn counts(conn: &Connection) -> StoreResult<RelayInboundCounts> {
+    let mut counts = RelayInboundCounts::default();
+    let mut stmt =
+        conn.prepare_cached("SELECT relay_state, COUNT(*) FROM inbound GROUP BY relay_state")?;
+    let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?)))?;
+    for row in rows {
+        let (state, n) = row?;
+        match state.as_str() {
+            "pending" => counts.pending = n,
+            "delivered" => counts.delivered = n,
+            "dead" => counts.dead = n,
+            _ => {}
+        }
+    }
+    Ok(counts)
+}
+
+/// The statuses the relay hears about (not `queued`/`sending`).
+fn reportable(status: OutboundStatus) -> bool {
+    use OutboundStatus::*;
+    matches!(
+        status,
+        Sent | Delivered | Read | Failed | Expired | Cancelled
+    )
+}
+
+pub fn status_events(
+    conn: &Connection,
+    after_event_id: i64,
+    limit: u32,
+) -> StoreResult<RelayStatusBatch> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT e.event_id, e.message_id, o.relay_message_id, e.status, e.at, e.code, e.reason
+             FROM outbound_events e LEFT JOIN outbound o ON o.id = e.message_id
+             WHERE e.event_id > ?1 ORDER BY e.event_id LIMIT ?2",
+        )?
+        .query_map(params![after_event_id, limit], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, Option<String>>(2)?,
+                row.get::<_, Status>(3)?.0,
+                row.get::<_, i64>(4)?,
+                row.get::<_, Option<String>>(5)?,
+                row.get::<_, Option<String>>(6)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut batch = RelayStatusBatch {
+        events: Vec::new(),
+        scanned_to: after_event_id,
+    };
+    for (event_id, message_id, relay_id, status, at_ms, code, reason) in rows {
+        batch.scanned_to = event_id;
+        let Some(relay_message_id) = relay_id else {
+            continue;
+        };
+        if !reportable(status) {
+            continue;
+        }
+        let external_ids = if status == OutboundStatus::Sent {
+            conn.prepare_cached(
+                "SELECT external_id FROM outbound_parts WHERE message_id = ?1 ORDER BY part",
+            )?
+            .query_map([&message_id], |row| row.get(0))?
+            .collect::<Result<Vec<String>, _>>()?
+        } else {
+            Vec::new()
+        };
+        batch.events.push(RelayStatusEvent {
+            event_id,
+            message_id,
+            relay_message_id,
+            status,
+            at_ms,
+            code,
+            reason,
+            external_ids,
+        });
+    }
+    Ok(batch)
+}
