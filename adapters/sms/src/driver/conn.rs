@@ -150,6 +150,11 @@ impl Conn {
                         return Err(ConnError::Timeout(label));
                     }
                     EngineEvent::TimedOut { .. } => {}
+                    EngineEvent::LateResult { result, lines, .. } => {
+                        // A +CMGS here means a part we reported as failed
+                        // did go out; the outbox retry will send it again.
+                        tracing::warn!(%result, lines = lines.len(), "late answer to a timed-out command");
+                    }
                     EngineEvent::Urc(urc) => self.note_urc(urc)?,
                     EngineEvent::ProbeTimedOut { attempts } => {
                         if attempts >= MAX_PROBE_ATTEMPTS {

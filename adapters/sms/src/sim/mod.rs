@@ -292,6 +292,7 @@ impl SimTask {
                 }
                 continue;
             };
+            let mut reregister = false;
             tokio::select! {
                 _ = self.shutdown.cancelled() => break,
                 read = port.read(&mut buf) => match read {
@@ -317,6 +318,7 @@ impl SimTask {
                             host_present = false;
                         }
                         tokio::time::sleep(NO_HOST_POLL).await;
+                        reregister = true;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "simulator pty read failed");
@@ -351,6 +353,12 @@ impl SimTask {
                         let _ = self.write_urcs(port, &["^RSSI: 21".to_string(), "^MODE: 5,4".to_string()]).await;
                     }
                 }
+            }
+            if reregister
+                && let Some(port) = pty.as_mut()
+                && let Err(e) = port.reregister()
+            {
+                tracing::warn!(error = %e, "simulator cannot re-register its pty");
             }
         }
         let _ = std::fs::remove_file(&self.link);

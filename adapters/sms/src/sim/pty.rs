@@ -3,6 +3,7 @@
 //! it does (termios, reads, hang-ups) goes through a real tty.
 
 use std::io;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
@@ -10,7 +11,9 @@ use nix::pty::{PtyMaster, grantpt, posix_openpt, ptsname_r, unlockpt};
 use tokio::io::unix::AsyncFd;
 
 pub struct Pty {
-    master: AsyncFd<PtyMaster>,
+    /// Re-registered after a hang-up: tokio keeps "read closed" readiness
+    /// for good, which would make every later read spin.
+    master: Option<AsyncFd<PtyMaster>>,
     slave: PathBuf,
 }
 
@@ -33,7 +36,10 @@ impl Pty {
         // SAFETY: the fd is owned by `master`, which the AsyncFd owns and
         // deregisters before closing; nothing else holds the fd.
         let master = unsafe { AsyncFd::register(master) }.map_err(|e| e.into_parts().1)?;
-        Ok(Self { master, slave })
+        Ok(Self {
+            master: Some(master),
+            slave,
+        })
     }
 
     /// `/dev/pts/N`: what a host opens.
@@ -41,9 +47,30 @@ impl Pty {
         &self.slave
     }
 
+    fn fd(&self) -> &AsyncFd<PtyMaster> {
+        self.master
+            .as_ref()
+            .expect("registered outside of reregister")
+    }
+
+    /// Fresh readiness after a hang-up (see `master`).
+    pub fn reregister(&mut self) -> io::Result<()> {
+        if let Some(fd) = self.master.take() {
+            let master = fd.into_inner();
+            // SAFETY: as in `open`: the AsyncFd is the fd's only owner.
+            let fd = unsafe { AsyncFd::register(master) }.map_err(|e| e.into_parts().1)?;
+            self.master = Some(fd);
+        }
+        Ok(())
+    }
+
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<PtyRead> {
         loop {
-            let mut guard = self.master.readable().await?;
+            if self.hung_up()? {
+                return Ok(PtyRead::NoHost);
+            }
+            let mut guard = self.fd().readable().await?;
+            let closed = guard.ready().is_read_closed();
             match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), buf).map_err(io::Error::from)) {
                 Ok(Ok(0)) => return Ok(PtyRead::NoHost),
                 Ok(Ok(n)) => return Ok(PtyRead::Data(n)),
@@ -54,14 +81,25 @@ impl Pty {
                     return Ok(PtyRead::NoHost);
                 }
                 Ok(Err(e)) => return Err(e),
+                Err(_would_block) if closed => return Ok(PtyRead::NoHost),
                 Err(_would_block) => continue,
             }
         }
     }
 
+    /// POLLHUP without data: no process has the slave open. Checked with
+    /// poll(2) because the hang-up readiness tokio caches is sticky.
+    fn hung_up(&self) -> io::Result<bool> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let mut fds = [PollFd::new(self.fd().get_ref().as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::ZERO)?;
+        let revents = fds[0].revents().unwrap_or(PollFlags::empty());
+        Ok(revents.contains(PollFlags::POLLHUP) && !revents.contains(PollFlags::POLLIN))
+    }
+
     pub async fn write_all(&self, mut bytes: &[u8]) -> io::Result<()> {
         while !bytes.is_empty() {
-            let mut guard = self.master.writable().await?;
+            let mut guard = self.fd().writable().await?;
             match guard
                 .try_io(|fd| nix::unistd::write(fd.get_ref(), bytes).map_err(io::Error::from))
             {

@@ -1,0 +1,96 @@
+//! Receiving: +CMTI, start-up sweep, restart without duplicates, failed
+//! commits keep messages on the SIM.
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use common::*;
+
+#[tokio::test]
+async fn inbound_via_cmti_is_committed_then_deleted() {
+    let rig = Rig::start(behaviour(), modem_config("main")).await;
+    rig.wait_up().await;
+    assert_eq!(rig.sim.inject_inbound("+15551230001", "hello there"), 1);
+    let long = "Zażółć gęślą jaźń 😀 ".repeat(12);
+    assert!(rig.sim.inject_inbound("+15551230002", &long) > 1);
+    wait_until(|| rig.sink.inbound().len() == 2).await;
+    let inbound = rig.sink.inbound();
+    assert_eq!(inbound[0].from, "+15551230001");
+    assert_eq!(inbound[0].text, "hello there");
+    assert_eq!(inbound[1].text, long);
+    assert!(inbound[0].external_id.starts_with("sms:"));
+    wait_until(|| rig.sim.stored().0 == 0).await;
+}
+
+#[tokio::test]
+async fn startup_sweep_reads_what_is_already_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let sim =
+        phonerelay_sms::sim::spawn(behaviour(), dir.path().join("modem"), stop.clone()).unwrap();
+    // Stored before any host set AT+CNMI: no +CMTI, only the sweep finds it.
+    sim.inject_inbound("+15551230003", "left on the SIM");
+    let channel = std::sync::Arc::new(phonerelay_sms::SmsChannel::new(
+        modem_config("main"),
+        dir.path().join("modem"),
+        None,
+    ));
+    let sink = std::sync::Arc::new(RecordingSink::default());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let ctx = phonerelay_channel::ChannelContext {
+        sink: sink.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let task = tokio::spawn({
+        let channel = channel.clone();
+        async move { phonerelay_channel::Channel::run(&*channel, ctx).await }
+    });
+    wait_until(|| sink.inbound().len() == 1).await;
+    assert_eq!(sink.inbound()[0].text, "left on the SIM");
+    wait_until(|| sim.stored().0 == 0).await;
+    shutdown.cancel();
+    tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn failed_commit_keeps_the_message_and_restart_gives_the_same_id() {
+    let mut rig = Rig::start(behaviour(), modem_config("main")).await;
+    rig.wait_up().await;
+    rig.sink.failing.store(true, Ordering::SeqCst);
+    let long = "part one and part two and part three ".repeat(6);
+    let parts = rig.sim.inject_inbound("+15551230004", &long);
+    rig.sim.inject_inbound("+15551230004", "short");
+    // Give the driver the +CMTIs: it reads them (commands go up) but the
+    // failed commit must not delete anything.
+    let before = rig.sim.commands_seen();
+    wait_until(|| rig.sim.commands_seen() >= before + parts as u64 + 1).await;
+    rig.stop_channel().await;
+    assert_eq!(
+        rig.sim.stored().0,
+        parts + 1,
+        "nothing deleted without a commit"
+    );
+    assert!(rig.sink.inbound().is_empty());
+
+    // Restart: the sweep commits both.
+    rig.sink.failing.store(false, Ordering::SeqCst);
+    rig.restart_channel(modem_config("main"));
+    wait_until(|| rig.sink.inbound().len() == 2).await;
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    let first = rig.sink.inbound();
+    assert_eq!(
+        first.iter().find(|m| m.text == long).unwrap().from,
+        "+15551230004"
+    );
+
+    // The same PDUs read again (as after a crash before AT+CMGD) give the
+    // same external ids, so the store drops them.
+    let again = phonerelay_sms::driver::inbound::inbound_external_id(
+        &first[1].from,
+        first[1].received_at_ms / 1000,
+        None,
+        &first[1].text,
+    );
+    assert_eq!(again, first[1].external_id);
+    rig.stop_channel().await;
+}
