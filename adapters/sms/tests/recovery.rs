@@ -1,0 +1,140 @@
+//! Unplug/replug, hung firmware, ^BOOT floods and the PIN path.
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use phonerelay_channel::{Channel, ErrorClass, HealthState, Secret};
+
+#[tokio::test]
+async fn unplug_mid_queue_loses_nothing_and_sends_nothing_twice() {
+    let rig = Rig::start(behaviour(), modem_config("main")).await;
+    rig.wait_up().await;
+    rig.sim.set_delay(Duration::from_millis(2));
+    let total = 20;
+    let mut pending: Vec<String> = (0..total).map(|i| format!("msg {i}")).collect();
+    let mut receipts = HashMap::new();
+    let mut unplugged = false;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !pending.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not all sent: {pending:?}"
+        );
+        let text = pending.remove(0);
+        if !unplugged && receipts.len() == 5 {
+            rig.sim.disconnect();
+            unplugged = true;
+        }
+        match rig
+            .channel
+            .send(&message(&text, "+15551230001", &text))
+            .await
+        {
+            Ok(receipt) => {
+                receipts.insert(text, receipt);
+            }
+            Err(e) => {
+                // The outbox's view: only transient errors, retried later.
+                assert_eq!(e.class, ErrorClass::Transient, "{e:?}");
+                pending.push(text);
+                if !rig.sim.is_plugged() {
+                    assert_eq!(rig.channel.health().state, HealthState::Down);
+                    rig.sim.reconnect();
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    assert!(unplugged);
+    let sent = rig.sim.sent_messages();
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for m in &sent {
+        *counts.entry(m.text.as_str()).or_default() += 1;
+    }
+    assert_eq!(counts.len(), total, "every message reached the network");
+    assert!(counts.values().all(|c| *c == 1), "duplicates: {counts:?}");
+    rig.wait_up().await;
+}
+
+#[tokio::test]
+async fn hung_modem_and_boot_flood_trigger_reconnect() {
+    let rig = Rig::start(behaviour(), modem_config("main")).await;
+    rig.wait_up().await;
+    rig.sim.set_muted(true);
+    let err = rig
+        .channel
+        .send(&message("h", "+15551230001", "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::Transient);
+    rig.sim.set_muted(false);
+    rig.wait_up().await;
+    rig.channel
+        .send(&message("h", "+15551230001", "x"))
+        .await
+        .unwrap();
+
+    let before = rig.sim.commands_seen();
+    rig.sim.boot_flood(20);
+    // Reconnect re-runs start-up (ATZ...): many more commands than idle.
+    wait_until(|| rig.sim.commands_seen() > before + 5).await;
+    rig.wait_up().await;
+    rig.channel
+        .send(&message("b", "+15551230001", "after boot"))
+        .await
+        .unwrap();
+    assert_eq!(rig.sim.sent_messages().len(), 2);
+}
+
+#[tokio::test]
+async fn pin_required_is_entered_and_never_logged() {
+    let mut b = behaviour();
+    b.pin = Some("4321".into());
+    let mut config = modem_config("main");
+    config.pin = Some(Secret::new("4321"));
+    let rig = Rig::start(b, config).await;
+    rig.wait_up().await;
+    rig.channel
+        .send(&message("p", "+15551230001", "unlocked"))
+        .await
+        .unwrap();
+    let health = format!("{:?}", rig.channel.health());
+    assert!(!health.contains("4321"));
+}
+
+#[tokio::test]
+async fn wrong_or_missing_pin_leaves_the_channel_down() {
+    let mut b = behaviour();
+    b.pin = Some("4321".into());
+    let mut config = modem_config("main");
+    config.pin = Some(Secret::new("1111"));
+    let rig = Rig::start(b.clone(), config).await;
+    wait_until(|| {
+        rig.channel
+            .health()
+            .details
+            .get("last_error")
+            .is_some_and(|e| e.contains("PIN rejected"))
+    })
+    .await;
+    assert_eq!(rig.channel.health().state, HealthState::Down);
+    let err = rig
+        .channel
+        .send(&message("p", "+15551230001", "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::Transient);
+    assert!(rig.sim.sent_messages().is_empty());
+
+    let rig = Rig::start(b, modem_config("main")).await;
+    wait_until(|| {
+        rig.channel
+            .health()
+            .details
+            .get("last_error")
+            .is_some_and(|e| e.contains("none is configured"))
+    })
+    .await;
+}
