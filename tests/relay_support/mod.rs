@@ -1,0 +1,311 @@
+//! An emulated pChat relay for the relay-link tests: an axum server on
+//! 127.0.0.1 that checks the bearer key, records every request, serves
+//! pull jobs until acknowledged, and can be made to fail, refuse, be slow
+//! or go away and come back on the same port.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+pub const RELAY_KEY: &str = "relay-secret-key-0123456789abcdef";
+pub const PHONE_ID: &str = "ph1";
+
+/// One POST to the relay's messages path.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub idempotency_key: Option<String>,
+    pub body: Value,
+}
+
+#[derive(Default)]
+pub struct Recorded {
+    /// Every accepted message POST (relay-side idempotency applied).
+    pub messages: Vec<Received>,
+    /// Every messages POST, including refused and repeated ones.
+    pub message_attempts: u32,
+    pub status_events: Vec<Value>,
+    pub heartbeats: Vec<Value>,
+    pub acks: Vec<Value>,
+    pub hellos: Vec<Value>,
+    pub polls: u32,
+    /// Jobs served to polls and not yet acknowledged.
+    pub jobs: VecDeque<Value>,
+    /// Answer every request with this status (relay broken).
+    pub fail_all: Option<u16>,
+    /// Answer this many status requests with 503 first.
+    pub fail_status_times: u32,
+    /// Answer this many ack requests with 200 but forget them (the relay
+    /// crashed before saving): the jobs are delivered again.
+    pub lose_ack_times: u32,
+    /// Refuse messages whose text contains "REJECT" with 422.
+    pub reject_marked: bool,
+    pub delay_ms: u64,
+}
+
+pub struct EmulatedRelay {
+    pub addr: SocketAddr,
+    pub state: Arc<Mutex<Recorded>>,
+    stop: Option<CancellationToken>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl EmulatedRelay {
+    pub async fn start() -> EmulatedRelay {
+        let state = Arc::new(Mutex::new(Recorded {
+            reject_marked: true,
+            ..Recorded::default()
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut relay = EmulatedRelay {
+            addr,
+            state,
+            stop: None,
+            task: None,
+        };
+        relay.serve(listener);
+        relay
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let app = Router::new()
+            .route("/api/v1/messages", post(messages))
+            .route("/api/v1/bridge/hello", post(hello))
+            .route("/api/v1/bridge/poll", post(poll))
+            .route("/api/v1/bridge/ack", post(ack))
+            .route("/api/v1/bridge/status", post(status))
+            .route("/api/v1/bridge/heartbeat", post(heartbeat))
+            .with_state(self.state.clone());
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        self.task = Some(tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(stopped.cancelled_owned())
+                .await;
+        }));
+        self.stop = Some(stop);
+    }
+
+    /// Go away: connections are refused until `up()`.
+    pub async fn down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop.cancel();
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+
+    /// Come back on the same port.
+    pub async fn up(&mut self) {
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        self.serve(listener);
+    }
+
+    pub fn with<T>(&self, f: impl FnOnce(&mut Recorded) -> T) -> T {
+        f(&mut self.state.lock().unwrap())
+    }
+
+    pub fn messages(&self) -> Vec<Received> {
+        self.with(|s| s.messages.clone())
+    }
+
+    pub fn status_events(&self) -> Vec<Value> {
+        self.with(|s| s.status_events.clone())
+    }
+
+    /// Wait until `done` holds for the recorded state, or panic after 15 s.
+    pub async fn wait_for(&self, what: &str, done: impl Fn(&Recorded) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if self.with(|s| done(s)) {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let summary = self.with(|s| {
+                    format!(
+                        "messages={:?} status={:?} acks={:?} jobs={:?}",
+                        s.messages.iter().map(|m| &m.body).collect::<Vec<_>>(),
+                        s.status_events,
+                        s.acks,
+                        s.jobs
+                    )
+                });
+                panic!("the relay never saw {what}: {summary}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for EmulatedRelay {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop.cancel();
+        }
+    }
+}
+
+type Shared = State<Arc<Mutex<Recorded>>>;
+
+fn error(status: u16, code: &str, message: &str) -> Response {
+    (
+        StatusCode::from_u16(status).unwrap(),
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+/// Auth, the broken switch and the delay, common to every route.
+async fn gate(state: &Arc<Mutex<Recorded>>, headers: &HeaderMap) -> Option<Response> {
+    let delay = state.lock().unwrap().delay_ms;
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    if let Some(status) = state.lock().unwrap().fail_all {
+        return Some(error(status, "relay_broken", "emulated failure"));
+    }
+    let presented = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if presented != Some(RELAY_KEY) {
+        return Some(error(401, "unauthorized", "bad bearer key"));
+    }
+    None
+}
+
+async fn hello(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    if let Some(refused) = gate(&state, &headers).await {
+        return refused;
+    }
+    state.lock().unwrap().hellos.push(body.clone());
+    if body["phone_id"] != PHONE_ID {
+        return error(404, "unknown_phone_id", "no such phone");
+    }
+    Json(json!({"phone_id": PHONE_ID, "relay": "emulated"})).into_response()
+}
+
+async fn messages(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    state.lock().unwrap().message_attempts += 1;
+    if let Some(refused) = gate(&state, &headers).await {
+        return refused;
+    }
+    let mut s = state.lock().unwrap();
+    if s.reject_marked && body["text"].as_str().is_some_and(|t| t.contains("REJECT")) {
+        return error(422, "invalid_to", "no such pChat user");
+    }
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let seen = key.is_some() && s.messages.iter().any(|m| m.idempotency_key == key);
+    if !seen {
+        s.messages.push(Received {
+            idempotency_key: key,
+            body,
+        });
+    }
+    (StatusCode::ACCEPTED, Json(json!({"id": format!("pc-{}", s.messages.len())}))).into_response()
+}
+
+async fn poll(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    if let Some(refused) = gate(&state, &headers).await {
+        return refused;
+    }
+    assert_eq!(body["phone_id"], PHONE_ID);
+    // Long poll: answer as soon as there are jobs, or after a short wait.
+    for _ in 0..10 {
+        {
+            let mut s = state.lock().unwrap();
+            if !s.jobs.is_empty() {
+                s.polls += 1;
+                let jobs: Vec<Value> = s.jobs.iter().cloned().collect();
+                return Json(json!({"jobs": jobs})).into_response();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    state.lock().unwrap().polls += 1;
+    Json(json!({"jobs": []})).into_response()
+}
+
+async fn ack(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    if let Some(refused) = gate(&state, &headers).await {
+        return refused;
+    }
+    let mut s = state.lock().unwrap();
+    s.acks.push(body.clone());
+    if s.lose_ack_times > 0 {
+        s.lose_ack_times -= 1;
+        return Json(json!({"ok": true})).into_response();
+    }
+    for a in body["acks"].as_array().cloned().unwrap_or_default() {
+        s.jobs
+            .retain(|j| j["relay_message_id"] != a["relay_message_id"]);
+    }
+    Json(json!({"ok": true})).into_response()
+}
+
+async fn status(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    if let Some(refused) = gate(&state, &headers).await {
+        return refused;
+    }
+    let mut s = state.lock().unwrap();
+    if s.fail_status_times > 0 {
+        s.fail_status_times -= 1;
+        return error(503, "unavailable", "try later");
+    }
+    for event in body["events"].as_array().cloned().unwrap_or_default() {
+        // The relay drops repeats by event_id, as the protocol says.
+        if !s.status_events.iter().any(|e| e["event_id"] == event["event_id"]) {
+            s.status_events.push(event);
+        }
+    }
+    Json(json!({"ok": true})).into_response()
+}
+
+async fn heartbeat(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    if let Some(refused) = gate(&state, &headers).await {
+        return refused;
+    }
+    state.lock().unwrap().heartbeats.push(body);
+    Json(json!({"ok": true})).into_response()
+}
+
+/// `[relay]` settings that keep the tests fast.
+pub fn relay_config(url: &str, mode: &str, default_to: Option<&str>) -> String {
+    let routing = default_to
+        .map(|to| format!("\n[relay.routing]\ndefault_to = \"{to}\"\n"))
+        .unwrap_or_default();
+    format!(
+        r#"
+[relay]
+url = "{url}"
+phone_id = "{PHONE_ID}"
+mode = "{mode}"
+key_file = "relay.key"
+heartbeat_seconds = 1
+status_interval_ms = 30
+retry_initial_ms = 40
+retry_max_ms = 250
+poll_timeout_seconds = 1
+request_timeout_seconds = 3
+{routing}"#
+    )
+}
