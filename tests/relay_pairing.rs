@@ -1,0 +1,179 @@
+//! `phonerelay pair`, `pair --status` and `unpair`, run as the real binary
+//! against the emulated relay: success, and each error an admin meets.
+
+mod relay_support;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use phonerelay::store::{SqliteStore, Store};
+use relay_support::{EmulatedRelay, PHONE_ID, RELAY_KEY};
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn write_config(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("phonerelay.toml");
+    std::fs::write(
+        &path,
+        format!("[storage]\nstate_dir = \"{}\"\n", dir.join("state").display()),
+    )
+    .unwrap();
+    path
+}
+
+/// Run the binary off the async runtime, the key on stdin.
+async fn phonerelay(config: &Path, args: &[&str], stdin: &str) -> Run {
+    let mut all = vec!["--config".to_string(), config.display().to_string()];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let stdin = stdin.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_phonerelay"))
+            .args(&all)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+fn assert_one_line_error(run: &Run, code: i32, needle: &str) {
+    assert_eq!(run.code, code, "stderr: {}", run.stderr);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "not one line: {:?}", run.stderr);
+    assert!(lines[0].contains(needle), "{:?} lacks {needle:?}", lines[0]);
+    assert!(!run.stderr.contains(RELAY_KEY) && !run.stdout.contains(RELAY_KEY));
+}
+
+#[tokio::test]
+async fn pair_checks_the_key_stores_it_privately_and_issues_the_bridge_key() {
+    let relay = EmulatedRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let run = phonerelay(
+        &config,
+        &["pair", "--relay", &relay.url(), "--phone-id", PHONE_ID],
+        &format!("{RELAY_KEY}\n"),
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stderr.contains(RELAY_KEY) && !run.stdout.contains(RELAY_KEY));
+    let bridge_key = run.stdout.trim().to_string();
+    assert!(bridge_key.starts_with("prk_"), "{bridge_key}");
+    assert_eq!(relay.with(|s| s.hellos.len()), 1);
+
+    let key_file = dir.path().join("state").join("relay.key");
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), RELAY_KEY);
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // The bridge key is stored hashed, bound to the phone_id, send+read.
+    let (key_id, secret) = phonerelay::keys::parse(&bridge_key).unwrap();
+    let store = SqliteStore::open(&dir.path().join("state").join("phonerelay.sqlite3")).unwrap();
+    let record = store.find_key(key_id).await.unwrap().unwrap();
+    assert!(phonerelay::keys::verify(&record, secret));
+    assert_eq!(record.phone_id.as_deref(), Some(PHONE_ID));
+    assert!(record.allows(phonerelay::store::Scope::Send));
+    assert!(!record.allows(phonerelay::store::Scope::Admin));
+    drop(store);
+
+    let status = phonerelay(&config, &["pair", "--status"], "").await;
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(status.stdout.contains(&relay.url()));
+    assert!(status.stdout.contains("last reached: 20"), "{}", status.stdout);
+    assert!(status.stdout.contains("mode 600"), "{}", status.stdout);
+    assert!(!status.stdout.contains(RELAY_KEY));
+
+    let unpair = phonerelay(&config, &["unpair"], "").await;
+    assert_eq!(unpair.code, 0, "{}", unpair.stderr);
+    assert!(!key_file.exists());
+    let store = SqliteStore::open(&dir.path().join("state").join("phonerelay.sqlite3")).unwrap();
+    let record = store.find_key(key_id).await.unwrap().unwrap();
+    assert!(record.revoked_at_ms.is_some(), "the bridge key was not revoked");
+    drop(store);
+    let status = phonerelay(&config, &["pair", "--status"], "").await;
+    assert_one_line_error(&status, 2, "not paired");
+}
+
+#[tokio::test]
+async fn pair_with_a_key_file_and_a_wrong_key_is_rejected_with_exit_3() {
+    let relay = EmulatedRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let wrong = dir.path().join("wrong.key");
+    std::fs::write(&wrong, "not-the-key\n").unwrap();
+    let run = phonerelay(
+        &config,
+        &["pair", "--relay", &relay.url(), "--phone-id", PHONE_ID, "--key-file", wrong.to_str().unwrap()],
+        "",
+    )
+    .await;
+    assert_one_line_error(&run, 3, "rejected the key (HTTP 401)");
+    assert!(!run.stderr.contains("not-the-key"));
+    assert!(!dir.path().join("state").join("relay.key").exists());
+}
+
+#[tokio::test]
+async fn pair_with_an_unknown_phone_id_is_rejected_with_exit_3() {
+    let relay = EmulatedRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let run = phonerelay(
+        &config,
+        &["pair", "--relay", &relay.url(), "--phone-id", "ph-unknown"],
+        RELAY_KEY,
+    )
+    .await;
+    assert_one_line_error(&run, 3, "does not know phone_id \"ph-unknown\" (HTTP 404)");
+}
+
+#[tokio::test]
+async fn pair_with_an_unreachable_relay_fails_with_exit_1() {
+    let mut relay = EmulatedRelay::start().await;
+    let url = relay.url();
+    relay.down().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let run = phonerelay(&config, &["pair", "--relay", &url, "--phone-id", PHONE_ID], RELAY_KEY).await;
+    assert_one_line_error(&run, 1, "cannot reach the relay");
+}
+
+#[tokio::test]
+async fn pair_over_tls_to_a_plain_http_port_fails_with_exit_2() {
+    let relay = EmulatedRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let url = format!("https://{}", relay.addr);
+    let run = phonerelay(&config, &["pair", "--relay", &url, "--phone-id", PHONE_ID], RELAY_KEY).await;
+    assert_one_line_error(&run, 2, "TLS with the relay");
+}
+
+#[tokio::test]
+async fn pair_without_a_key_or_with_a_bad_url_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let run = phonerelay(&config, &["pair", "--relay", "http://127.0.0.1:9", "--phone-id", PHONE_ID], "").await;
+    assert_one_line_error(&run, 2, "no relay key given");
+    let run = phonerelay(&config, &["pair", "--relay", "relay.example", "--phone-id", PHONE_ID], RELAY_KEY).await;
+    assert_one_line_error(&run, 2, "--relay must be an http");
+}
