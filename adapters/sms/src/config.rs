@@ -306,6 +306,18 @@ impl ModemConfig {
         if self.pin.is_some() && self.pin_file.is_some() {
             issue("pin", "set either pin or pin_file, not both");
         }
+        if let Some(file) = &self.pin_file {
+            // Reading the file the config names is the one side effect
+            // `check` allows: a missing credential must fail here, not at 3 am.
+            let path = if file.is_absolute() {
+                file.clone()
+            } else {
+                base_dir.join(file)
+            };
+            if let Err(e) = std::fs::metadata(&path) {
+                issue("pin_file", &format!("cannot read {}: {e}", path.display()));
+            }
+        }
         if let Some(pin) = &self.pin {
             let value = pin.expose();
             let is_env = value.starts_with("${") && value.ends_with('}');

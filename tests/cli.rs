@@ -1,0 +1,299 @@
+//! The `phonerelay` command line, run as a child process.
+
+mod support;
+
+use std::fs;
+
+use support::process::*;
+
+fn write_config(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
+    let path = dir.join("phonerelay.toml");
+    fs::write(&path, body).unwrap();
+    path
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn check_accepts_the_shipped_configs() {
+    let quick = run(&["check", "--config", "config/quickstart.toml"]);
+    assert!(quick.status.success(), "{}", text(&quick.stderr));
+    assert!(text(&quick.stdout).contains("is valid"));
+
+    // The full example names a modem that is not plugged in here: exactly
+    // that, with its key, is reported.
+    let full = run(&["check", "--config", "config/phonerelay.toml"]);
+    assert_eq!(full.status.code(), Some(2));
+    let errors = text(&full.stderr);
+    assert!(
+        errors.contains("channels.sms.modems[0].device: no such file"),
+        "{errors}"
+    );
+    assert_eq!(
+        errors
+            .lines()
+            .filter(|l| l.contains(": ") && !l.starts_with("phonerelay:"))
+            .count(),
+        1,
+        "{errors}"
+    );
+}
+
+#[test]
+fn check_names_the_key_and_reason_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for (config, expected) in [
+        (
+            "[server]\nlisten = \"127.0.0.1:8686\"\nlisen = 1\n",
+            "unknown field `lisen`",
+        ),
+        (
+            "[server]\nlisten = \"not an address\"\n",
+            "server.listen: not an IP:port address",
+        ),
+        (
+            "[outbox]\nmax_attempts = 0\n",
+            "outbox.max_attempts: must be at least 1",
+        ),
+        (
+            "[outbox]\nsend_timeout_seconds = 600\nlease_seconds = 60\n",
+            "outbox.send_timeout_seconds: must be shorter than outbox.lease_seconds",
+        ),
+        (
+            "[outbox.limits.nosuchphone]\nconcurrency = 1\n",
+            "outbox.limits.nosuchphone: is neither a channel name nor a configured phone_id",
+        ),
+        (
+            "[[channels.sms.modems]]\nphone_id = \"m\"\ndevice = \"/dev/nonexistent-modem\"\n",
+            "channels.sms.modems[0].device: no such file",
+        ),
+        (
+            "[[channels.sms.modems]]\nphone_id = \"m\"\ndevice = \"sim\"\nbaud = 12345\n",
+            "channels.sms.modems[0].baud",
+        ),
+        (
+            "[[channels.sms.modems]]\nphone_id = \"m\"\ndevice = \"sim\"\npin_file = \"missing-pin\"\n",
+            "channels.sms.modems[0].pin",
+        ),
+    ] {
+        let path = write_config(dir.path(), config);
+        let out = run(&["check", "--config", path.to_str().unwrap()]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{config}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(expected),
+            "{config}: expected {expected:?} in {}",
+            text(&out.stderr)
+        );
+        assert!(out.stdout.is_empty(), "nothing printed as valid");
+    }
+    let missing = run(&["check", "--config", "/nonexistent/phonerelay.toml"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("cannot read config /nonexistent/phonerelay.toml"));
+}
+
+#[test]
+fn check_masks_secrets_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let pin = dir.path().join("pin");
+    fs::write(&pin, "4321\n").unwrap();
+    let path = write_config(
+        dir.path(),
+        "[storage]\nstate_dir = \"state\"\n[[channels.sms.modems]]\nphone_id = \"m\"\ndevice = \"sim\"\npin = \"9876\"\n",
+    );
+    let out = run(&["check", "--config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(printed.contains("pin = \"****\""), "{printed}");
+    assert!(!printed.contains("9876"));
+    assert!(
+        !dir.path().join("state").exists(),
+        "check must not create the state dir"
+    );
+    // Both inline and file: refused, naming the key.
+    let both = write_config(
+        dir.path(),
+        &format!(
+            "[[channels.sms.modems]]\nphone_id = \"m\"\ndevice = \"sim\"\npin = \"1\"\npin_file = \"{}\"\n",
+            pin.display()
+        ),
+    );
+    let out = run(&["check", "--config", both.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!text(&out.stderr).contains("4321"));
+}
+
+#[test]
+fn config_is_found_through_the_environment() {
+    let out = bin()
+        .arg("check")
+        .env("PHONERELAY_CONFIG", "config/quickstart.toml")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn keys_are_created_listed_and_revoked_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "[storage]\nstate_dir = \"state\"\n");
+    let config = path.to_str().unwrap();
+    let created = run(&[
+        "keys",
+        "create",
+        "--config",
+        config,
+        "--name",
+        "relay",
+        "--scopes",
+        "send,read",
+        "--phone-id",
+        "modem-1",
+    ]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let key = text(&created.stdout).trim().to_string();
+    assert!(key.starts_with("prk_"), "{key}");
+    let listed = text(&run(&["keys", "list", "--config", config]).stdout);
+    assert!(
+        listed.contains("relay") && listed.contains("send,read") && listed.contains("modem-1"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(key.rsplit('_').next().unwrap()),
+        "list must never show a secret"
+    );
+    let bad = run(&[
+        "keys",
+        "create",
+        "--config",
+        config,
+        "--name",
+        "x",
+        "--scopes",
+        "send,root",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("unknown scope \"root\""));
+    let revoked = run(&["keys", "revoke", "--config", config, "relay"]);
+    assert!(revoked.status.success(), "{}", text(&revoked.stderr));
+    assert!(text(&run(&["keys", "list", "--config", config]).stdout).contains("revoked"));
+    let again = run(&["keys", "revoke", "--config", config, "relay"]);
+    assert_eq!(again.status.code(), Some(2));
+}
+
+#[test]
+fn pdu_decode_and_encode_print_json() {
+    let out = run(&[
+        "pdu",
+        "encode",
+        "--to",
+        "+15551230001",
+        "--text",
+        "hi €",
+        "--status-report",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let parts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hex = parts[0]["hex"].as_str().unwrap().to_string();
+    assert_eq!(parts[0]["total_parts"], 1);
+    let decoded = run(&["pdu", "decode", "--direction", "sent", &hex]);
+    assert!(decoded.status.success(), "{}", text(&decoded.stderr));
+    let json = text(&decoded.stdout);
+    assert!(json.contains("hi €"), "{json}");
+    assert!(json.contains("15551230001"), "{json}");
+    let bad = run(&["pdu", "decode", "00zz"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("cannot decode"));
+}
+
+#[test]
+fn send_status_and_messages_go_through_the_running_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let path = write_config(
+        dir.path(),
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace_seconds = 2\n[storage]\nstate_dir = \"state\"\n[[channels.sms.modems]]\nphone_id = \"sim-1\"\ndevice = \"sim\"\n"
+        ),
+    );
+    let config = path.to_str().unwrap();
+    let daemon = DaemonProcess::start(&path, port);
+    let key_file = dir.path().join("state").join("cli.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let sent = run(&[
+        "send",
+        "--config",
+        config,
+        "--channel",
+        "sms",
+        "--to",
+        "+15551230001",
+        "--text",
+        "from the CLI",
+    ]);
+    assert!(sent.status.success(), "{}", text(&sent.stderr));
+    let id = text(&sent.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let shown = run(&["messages", "show", "--config", config, &id]);
+        assert!(shown.status.success(), "{}", text(&shown.stderr));
+        let message: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+        if message["status"] == "sent" || message["status"] == "delivered" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never sent: {message}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = run(&["status", "--config", config]);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    let table = text(&status.stdout);
+    assert!(
+        table.contains("CHANNEL") && table.contains("sim-1") && table.contains("up"),
+        "{table}"
+    );
+
+    let list = text(&run(&["messages", "list", "--config", config]).stdout);
+    assert!(list.contains(&id), "{list}");
+    let bad = run(&[
+        "send",
+        "--config",
+        config,
+        "--channel",
+        "sms",
+        "--to",
+        "12345",
+        "--text",
+        "x",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad.stderr).contains("invalid_field") && text(&bad.stderr).contains("(field to)"),
+        "{}",
+        text(&bad.stderr)
+    );
+
+    let exit = daemon.terminate();
+    assert_eq!(exit.code(), Some(0), "SIGTERM is a clean stop");
+    let down = run(&["status", "--config", config]);
+    assert_eq!(down.status.code(), Some(1));
+    assert!(text(&down.stderr).contains("cannot reach the daemon"));
+}

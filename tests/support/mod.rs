@@ -1,0 +1,4 @@
+//! Support for tests that run the binary as a child process.
+#![allow(dead_code)]
+
+pub mod process;

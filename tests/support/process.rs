@@ -1,0 +1,154 @@
+//! Running the real `phonerelay` binary as a child process, as an operator
+//! or systemd would.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_phonerelay"))
+}
+
+pub fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("phonerelay runs")
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A daemon child process; killed on drop.
+pub struct DaemonProcess {
+    pub child: Child,
+    pub base: String,
+    pub config: PathBuf,
+}
+
+impl DaemonProcess {
+    pub fn start(config: &Path, port: u16) -> DaemonProcess {
+        let child = bin()
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("daemon starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "daemon never listened on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        DaemonProcess {
+            child,
+            base,
+            config: config.to_path_buf(),
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs, as in a power cut or OOM kill.
+    pub fn crash(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM and the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id() as i32;
+        unsafe_kill(pid);
+        self.child.wait().unwrap()
+    }
+}
+
+fn unsafe_kill(pid: i32) {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `phonerelay modem-sim` in its own process, so it outlives a daemon crash.
+pub struct ModemSimProcess {
+    pub child: Child,
+    pub link: PathBuf,
+    pub control: String,
+}
+
+impl ModemSimProcess {
+    pub fn start(link: &Path, extra: &[&str]) -> ModemSimProcess {
+        let mut child = bin()
+            .arg("modem-sim")
+            .arg("--link")
+            .arg(link)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("modem-sim starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut control = None;
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(rest) = line.strip_prefix("control: ") {
+                control = rest.split_whitespace().next().map(str::to_string);
+                break;
+            }
+        }
+        // Keep draining stdout so the simulator never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        ModemSimProcess {
+            child,
+            link: link.to_path_buf(),
+            control: control.expect("control address printed"),
+        }
+    }
+
+    /// One control command; the answer lines up to and including `ok`/`error`.
+    pub fn control(&self, command: &str) -> Vec<String> {
+        use std::io::Write;
+        let mut stream = std::net::TcpStream::connect(&self.control).unwrap();
+        writeln!(stream, "{command}").unwrap();
+        let mut out = Vec::new();
+        for line in BufReader::new(stream).lines() {
+            let line = line.unwrap();
+            let done = line.starts_with("ok") || line.starts_with("error");
+            out.push(line);
+            if done {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Texts of the messages the simulated network accepted.
+    pub fn sent_texts(&self) -> Vec<String> {
+        self.control("sent")
+            .into_iter()
+            .filter(|l| !l.starts_with("ok"))
+            .map(|l| l.splitn(3, ' ').nth(2).unwrap_or("").to_string())
+            .collect()
+    }
+}
+
+impl Drop for ModemSimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
