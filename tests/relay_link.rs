@@ -67,19 +67,36 @@ async fn push_send_then_reply_reaches_the_right_pchat_user() {
     let relay = EmulatedRelay::start().await;
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
     let bridge = start_bridge(&relay, "push", None, &wa).await;
-    let bridge_key = create_key(&*bridge.store(), vec![Scope::Send, Scope::Read], Some(PHONE_ID)).await;
+    let bridge_key = create_key(
+        &*bridge.store(),
+        vec![Scope::Send, Scope::Read],
+        Some(PHONE_ID),
+    )
+    .await;
 
     let (code, first) = bridge
-        .post("/api/v1/messages", &bridge_key, &push_body("+15551230001", "hi Ann", "alice", "r-1"))
+        .post(
+            "/api/v1/messages",
+            &bridge_key,
+            &push_body("+15551230001", "hi Ann", "alice", "r-1"),
+        )
         .await;
     assert_eq!(code, 202, "{first}");
     let (code, _) = bridge
-        .post("/api/v1/messages", &bridge_key, &push_body("+15551230002", "hi Bo", "bob", "r-2"))
+        .post(
+            "/api/v1/messages",
+            &bridge_key,
+            &push_body("+15551230002", "hi Bo", "bob", "r-2"),
+        )
         .await;
     assert_eq!(code, 202);
     // The relay retries its push: same relay id, same message, nothing new.
     let (code, again) = bridge
-        .post("/api/v1/messages", &bridge_key, &push_body("+15551230001", "hi Ann", "alice", "r-1"))
+        .post(
+            "/api/v1/messages",
+            &bridge_key,
+            &push_body("+15551230001", "hi Ann", "alice", "r-1"),
+        )
         .await;
     assert_eq!(code, 202);
     assert_eq!(again["id"], first["id"]);
@@ -91,13 +108,25 @@ async fn push_send_then_reply_reaches_the_right_pchat_user() {
 
     // Ann replies quoting our message (WhatsApp context.message_id), Bo
     // writes without quoting: both go to the pChat user who wrote to them.
-    wa.inject(inbound("+15551230001", "wamid-a1", "hello alice", &[TestChannel::external_id(to_ann)]))
+    wa.inject(inbound(
+        "+15551230001",
+        "wamid-a1",
+        "hello alice",
+        &[TestChannel::external_id(to_ann)],
+    ))
+    .await
+    .unwrap();
+    wa.inject(inbound("+15551230002", "wamid-b1", "hello bob", &[]))
         .await
         .unwrap();
-    wa.inject(inbound("+15551230002", "wamid-b1", "hello bob", &[])).await.unwrap();
-    relay.wait_for("both replies", |s| s.messages.len() == 2).await;
+    relay
+        .wait_for("both replies", |s| s.messages.len() == 2)
+        .await;
     let got = relay.messages();
-    let ann = got.iter().find(|m| m.body["text"] == "hello alice").unwrap();
+    let ann = got
+        .iter()
+        .find(|m| m.body["text"] == "hello alice")
+        .unwrap();
     assert_eq!(ann.body["channel"], "pchat");
     assert_eq!(ann.body["phone_id"], PHONE_ID);
     assert_eq!(ann.body["to"], "alice");
@@ -105,15 +134,25 @@ async fn push_send_then_reply_reaches_the_right_pchat_user() {
     assert_eq!(ann.body["origin"]["channel"], "wa");
     assert_eq!(ann.body["origin"]["external_id"], "wamid-a1");
     assert_eq!(ann.body["origin"]["route"], "reply");
-    assert!(ann.idempotency_key.as_deref().is_some_and(|k| !k.is_empty()));
+    assert!(
+        ann.idempotency_key
+            .as_deref()
+            .is_some_and(|k| !k.is_empty())
+    );
     let bo = got.iter().find(|m| m.body["text"] == "hello bob").unwrap();
     assert_eq!(bo.body["to"], "bob");
     assert_eq!(bo.body["origin"]["route"], "recent");
 
     // Status back, keyed by the relay's id, in order.
-    relay.wait_for("sent for r-1 and r-2", |s| {
-        ["r-1", "r-2"].iter().all(|id| s.status_events.iter().any(|e| e["relay_message_id"] == *id && e["status"] == "sent"))
-    }).await;
+    relay
+        .wait_for("sent for r-1 and r-2", |s| {
+            ["r-1", "r-2"].iter().all(|id| {
+                s.status_events
+                    .iter()
+                    .any(|e| e["relay_message_id"] == *id && e["status"] == "sent")
+            })
+        })
+        .await;
     let ext = TestChannel::external_id(to_ann);
     wa.inject(ChannelEvent::Status(StatusUpdate {
         channel: ChannelKind::Wa,
@@ -137,14 +176,29 @@ async fn push_send_then_reply_reaches_the_right_pchat_user() {
     }))
     .await
     .unwrap();
-    relay.wait_for("read for r-1", |s| s.status_events.iter().any(|e| e["relay_message_id"] == "r-1" && e["status"] == "read")).await;
+    relay
+        .wait_for("read for r-1", |s| {
+            s.status_events
+                .iter()
+                .any(|e| e["relay_message_id"] == "r-1" && e["status"] == "read")
+        })
+        .await;
     assert_eq!(statuses_of(&relay, "r-1"), ["sent", "delivered", "read"]);
-    let sent_event = relay.status_events().into_iter().find(|e| e["relay_message_id"] == "r-1").unwrap();
+    let sent_event = relay
+        .status_events()
+        .into_iter()
+        .find(|e| e["relay_message_id"] == "r-1")
+        .unwrap();
     assert_eq!(sent_event["message_id"], first["id"]);
-    assert_eq!(sent_event["external_ids"][0], TestChannel::external_id(to_ann));
+    assert_eq!(
+        sent_event["external_ids"][0],
+        TestChannel::external_id(to_ann)
+    );
 
     // And the bridge tells the relay it is alive, per endpoint.
-    relay.wait_for("a heartbeat", |s| !s.heartbeats.is_empty()).await;
+    relay
+        .wait_for("a heartbeat", |s| !s.heartbeats.is_empty())
+        .await;
     let beat = relay.with(|s| s.heartbeats[0].clone());
     assert_eq!(beat["phone_id"], PHONE_ID);
     assert_eq!(beat["endpoints"][0]["channel"], "wa");
@@ -156,30 +210,56 @@ async fn status_callbacks_arrive_in_order_through_relay_failures() {
     let relay = EmulatedRelay::start().await;
     relay.with(|s| s.fail_status_times = 4);
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    wa.script(vec![common::test_channel::Step::Ok, common::test_channel::Step::Fail(SendError::permanent("wa_131026", "not a WhatsApp user"))]);
+    wa.script(vec![
+        common::test_channel::Step::Ok,
+        common::test_channel::Step::Fail(SendError::permanent("wa_131026", "not a WhatsApp user")),
+    ]);
     let bridge = start_bridge(&relay, "push", Some("ops"), &wa).await;
     let bridge_key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
-    for (i, to) in ["+15551230001", "+15551230002", "+15551230003"].iter().enumerate() {
+    for (i, to) in ["+15551230001", "+15551230002", "+15551230003"]
+        .iter()
+        .enumerate()
+    {
         let (code, body) = bridge
-            .post("/api/v1/messages", &bridge_key, &push_body(to, "x", "alice", &format!("s-{i}")))
+            .post(
+                "/api/v1/messages",
+                &bridge_key,
+                &push_body(to, "x", "alice", &format!("s-{i}")),
+            )
             .await;
         assert_eq!(code, 202, "{body}");
         // One at a time, so the script's answers go to known messages.
         let id = body["id"].as_str().unwrap().to_string();
-        bridge.wait_message(&id, |m| m["status"] != "queued" && m["status"] != "sending").await;
+        bridge
+            .wait_message(&id, |m| m["status"] != "queued" && m["status"] != "sending")
+            .await;
     }
-    relay.wait_for("three outcomes", |s| s.status_events.len() >= 3).await;
+    relay
+        .wait_for("three outcomes", |s| s.status_events.len() >= 3)
+        .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let events = relay.status_events();
-    let ids: Vec<i64> = events.iter().map(|e| e["event_id"].as_i64().unwrap()).collect();
+    let ids: Vec<i64> = events
+        .iter()
+        .map(|e| e["event_id"].as_i64().unwrap())
+        .collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "out of order: {ids:?}");
     let order: Vec<(String, String)> = events
         .iter()
-        .map(|e| (e["relay_message_id"].as_str().unwrap().into(), e["status"].as_str().unwrap().into()))
+        .map(|e| {
+            (
+                e["relay_message_id"].as_str().unwrap().into(),
+                e["status"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     assert_eq!(
         order,
-        [("s-0".into(), "sent".into()), ("s-1".into(), "failed".into()), ("s-2".into(), "sent".into())]
+        [
+            ("s-0".into(), "sent".into()),
+            ("s-1".into(), "failed".into()),
+            ("s-2".into(), "sent".into())
+        ]
     );
     let failed = &events[1];
     assert_eq!(failed["code"], "wa_131026");
@@ -191,28 +271,50 @@ async fn pull_mode_sends_a_redelivered_job_once_and_rejects_bad_jobs_with_their_
     let relay = EmulatedRelay::start().await;
     relay.with(|s| {
         s.lose_ack_times = 1;
-        s.jobs.push_back(json!({"relay_message_id": "p-1", "phone_id": PHONE_ID, "channel": "wa",
-            "to": "+15551230001", "text": "from the relay", "source": "alice"}));
-        s.jobs.push_back(json!({"relay_message_id": "p-2", "phone_id": PHONE_ID, "channel": "wa",
-            "to": "12345", "text": "bad number"}));
-        s.jobs.push_back(json!({"relay_message_id": "p-3", "phone_id": PHONE_ID, "channel": "fax",
-            "to": "+15551230001", "text": "bad channel"}));
+        s.jobs.push_back(
+            json!({"relay_message_id": "p-1", "phone_id": PHONE_ID, "channel": "wa",
+            "to": "+15551230001", "text": "from the relay", "source": "alice"}),
+        );
+        s.jobs.push_back(
+            json!({"relay_message_id": "p-2", "phone_id": PHONE_ID, "channel": "wa",
+            "to": "12345", "text": "bad number"}),
+        );
+        s.jobs.push_back(
+            json!({"relay_message_id": "p-3", "phone_id": PHONE_ID, "channel": "fax",
+            "to": "+15551230001", "text": "bad channel"}),
+        );
     });
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
     let bridge = start_bridge(&relay, "pull", None, &wa).await;
 
     // The first ack is lost; the relay serves the jobs again; the bridge
     // recognises p-1 and acknowledges it again without a second send.
-    relay.wait_for("every job acknowledged", |s| s.jobs.is_empty() && s.acks.len() >= 2).await;
+    relay
+        .wait_for("every job acknowledged", |s| {
+            s.jobs.is_empty() && s.acks.len() >= 2
+        })
+        .await;
     wa.wait_sent(1).await;
-    relay.wait_for("sent status for p-1", |s| s.status_events.iter().any(|e| e["relay_message_id"] == "p-1")).await;
+    relay
+        .wait_for("sent status for p-1", |s| {
+            s.status_events
+                .iter()
+                .any(|e| e["relay_message_id"] == "p-1")
+        })
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(wa.sent().len(), 1, "the redelivered job was sent twice");
     assert_eq!(wa.sent()[0].text, "from the relay");
 
     let acks = relay.with(|s| s.acks.clone());
     let find = |n: usize, id: &str| -> Value {
-        acks[n]["acks"].as_array().unwrap().iter().find(|a| a["relay_message_id"] == id).cloned().unwrap()
+        acks[n]["acks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["relay_message_id"] == id)
+            .cloned()
+            .unwrap()
     };
     assert_eq!(find(0, "p-1")["result"], "accepted");
     let message_id = find(0, "p-1")["message_id"].clone();
@@ -224,7 +326,12 @@ async fn pull_mode_sends_a_redelivered_job_once_and_rejects_bad_jobs_with_their_
     assert_eq!(bad_to["error"]["field"], "to");
     assert_eq!(find(0, "p-3")["error"]["code"], "unknown_channel");
 
-    let (code, message) = bridge.get(&format!("/api/v1/messages/{}", message_id.as_str().unwrap()), &bridge.admin_key).await;
+    let (code, message) = bridge
+        .get(
+            &format!("/api/v1/messages/{}", message_id.as_str().unwrap()),
+            &bridge.admin_key,
+        )
+        .await;
     assert_eq!(code, 200);
     assert_eq!(message["source"], "alice");
     assert_eq!(statuses_of(&relay, "p-1"), ["sent"]);
@@ -240,25 +347,46 @@ async fn inbound_waits_while_the_relay_is_down_then_arrives_in_order_once() {
     let senders = ["+15551230001", "+15551230002"];
     for i in 0..6 {
         let from = senders[i % 2];
-        wa.inject(inbound(from, &format!("w-{i}"), &format!("msg {i}"), &[])).await.unwrap();
+        wa.inject(inbound(from, &format!("w-{i}"), &format!("msg {i}"), &[]))
+            .await
+            .unwrap();
     }
     // A repeat of a message the channel already handed over changes nothing.
-    wa.inject(inbound(senders[0], "w-0", "msg 0", &[])).await.unwrap();
+    wa.inject(inbound(senders[0], "w-0", "msg 0", &[]))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
     let (code, link) = bridge.get("/api/v1/relay", &bridge.admin_key).await;
     assert_eq!(code, 200, "{link}");
     assert_eq!(link["inbound_pending"], 6);
-    assert!(link["last_error"].as_str().is_some_and(|e| e.contains("cannot reach")), "{link}");
+    assert!(
+        link["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot reach")),
+        "{link}"
+    );
 
     relay.up().await;
     relay.wait_for("all six", |s| s.messages.len() == 6).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let got = relay.messages();
     assert_eq!(got.len(), 6);
-    let texts: Vec<String> = got.iter().map(|m| m.body["text"].as_str().unwrap().into()).collect();
-    assert_eq!(texts, (0..6).map(|i| format!("msg {i}")).collect::<Vec<_>>());
-    assert!(got.iter().all(|m| m.body["to"] == "ops" && m.body["origin"]["route"] == "default"));
-    let mut keys: Vec<_> = got.iter().map(|m| m.idempotency_key.clone().unwrap()).collect();
+    let texts: Vec<String> = got
+        .iter()
+        .map(|m| m.body["text"].as_str().unwrap().into())
+        .collect();
+    assert_eq!(
+        texts,
+        (0..6).map(|i| format!("msg {i}")).collect::<Vec<_>>()
+    );
+    assert!(
+        got.iter()
+            .all(|m| m.body["to"] == "ops" && m.body["origin"]["route"] == "default")
+    );
+    let mut keys: Vec<_> = got
+        .iter()
+        .map(|m| m.idempotency_key.clone().unwrap())
+        .collect();
     keys.dedup();
     assert_eq!(keys.len(), 6);
     let (_, link) = bridge.get("/api/v1/relay", &bridge.admin_key).await;
@@ -271,15 +399,25 @@ async fn slow_or_failing_relay_is_retried_with_the_same_idempotency_key() {
     relay.with(|s| s.fail_all = Some(503));
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
     let _bridge = start_bridge(&relay, "push", Some("ops"), &wa).await;
-    wa.inject(inbound("+15551230001", "w-1", "first", &[])).await.unwrap();
-    relay.wait_for("a few refused attempts", |s| s.message_attempts >= 3).await;
+    wa.inject(inbound("+15551230001", "w-1", "first", &[]))
+        .await
+        .unwrap();
+    relay
+        .wait_for("a few refused attempts", |s| s.message_attempts >= 3)
+        .await;
     relay.with(|s| {
         s.fail_all = None;
         s.delay_ms = 200;
     });
-    wa.inject(inbound("+15551230001", "w-2", "second", &[])).await.unwrap();
+    wa.inject(inbound("+15551230001", "w-2", "second", &[]))
+        .await
+        .unwrap();
     relay.wait_for("both", |s| s.messages.len() == 2).await;
-    let texts: Vec<Value> = relay.messages().iter().map(|m| m.body["text"].clone()).collect();
+    let texts: Vec<Value> = relay
+        .messages()
+        .iter()
+        .map(|m| m.body["text"].clone())
+        .collect();
     assert_eq!(texts, [json!("first"), json!("second")]);
 }
 
@@ -288,50 +426,96 @@ async fn refused_and_unroutable_inbound_is_dead_lettered_and_retried_by_hand() {
     let relay = EmulatedRelay::start().await;
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
     let bridge = start_bridge(&relay, "push", None, &wa).await;
-    let bridge_key = create_key(&*bridge.store(), vec![Scope::Send, Scope::Read], Some(PHONE_ID)).await;
+    let bridge_key = create_key(
+        &*bridge.store(),
+        vec![Scope::Send, Scope::Read],
+        Some(PHONE_ID),
+    )
+    .await;
 
     // No conversation with this sender and no default_to: no route.
-    wa.inject(inbound("+15559990000", "w-x", "who is this", &[])).await.unwrap();
+    wa.inject(inbound("+15559990000", "w-x", "who is this", &[]))
+        .await
+        .unwrap();
     // Someone pChat wrote to replies with text the relay refuses (422).
     let (code, _) = bridge
-        .post("/api/v1/messages", &bridge_key, &push_body("+15551230001", "hi", "alice", "d-1"))
+        .post(
+            "/api/v1/messages",
+            &bridge_key,
+            &push_body("+15551230001", "hi", "alice", "d-1"),
+        )
         .await;
     assert_eq!(code, 202);
     wa.wait_sent(1).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    wa.inject(inbound("+15551230001", "w-r", "REJECT me", &[])).await.unwrap();
-    wa.inject(inbound("+15551230001", "w-ok", "fine", &[])).await.unwrap();
-    relay.wait_for("the good one", |s| s.messages.len() == 1).await;
+    wa.inject(inbound("+15551230001", "w-r", "REJECT me", &[]))
+        .await
+        .unwrap();
+    wa.inject(inbound("+15551230001", "w-ok", "fine", &[]))
+        .await
+        .unwrap();
+    relay
+        .wait_for("the good one", |s| s.messages.len() == 1)
+        .await;
 
     let (code, status) = bridge.get("/api/v1/status", &bridge.admin_key).await;
     assert_eq!(code, 200);
     assert_eq!(status["relay"]["inbound_dead"], 2, "{status}");
-    let (code, dead) = bridge.get("/api/v1/relay/inbound?state=dead", &bridge.admin_key).await;
+    let (code, dead) = bridge
+        .get("/api/v1/relay/inbound?state=dead", &bridge.admin_key)
+        .await;
     assert_eq!(code, 200);
     let dead = dead["messages"].as_array().unwrap().clone();
     assert_eq!(dead.len(), 2);
-    let refused = dead.iter().find(|d| d["message"]["text"] == "REJECT me").unwrap();
+    let refused = dead
+        .iter()
+        .find(|d| d["message"]["text"] == "REJECT me")
+        .unwrap();
     assert_eq!(refused["error"]["code"], "relay_http_422");
-    assert!(refused["error"]["message"].as_str().unwrap().contains("no such pChat user"));
-    let unroutable = dead.iter().find(|d| d["message"]["text"] == "who is this").unwrap();
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no such pChat user")
+    );
+    let unroutable = dead
+        .iter()
+        .find(|d| d["message"]["text"] == "who is this")
+        .unwrap();
     assert_eq!(unroutable["error"]["code"], "no_route");
 
     // The relay is fixed; retry by hand. A second retry is refused: it is
     // no longer dead.
     relay.with(|s| s.reject_marked = false);
     let id = refused["message"]["id"].as_str().unwrap();
-    let (code, body) = bridge.post(&format!("/api/v1/inbound/{id}/retry"), &bridge.admin_key, &json!({})).await;
+    let (code, body) = bridge
+        .post(
+            &format!("/api/v1/inbound/{id}/retry"),
+            &bridge.admin_key,
+            &json!({}),
+        )
+        .await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["state"], "pending");
-    relay.wait_for("the retried one", |s| s.messages.len() == 2).await;
+    relay
+        .wait_for("the retried one", |s| s.messages.len() == 2)
+        .await;
     let retried = relay.messages()[1].clone();
     assert_eq!(retried.body["text"], "REJECT me");
     assert_eq!(retried.body["to"], "alice");
     assert_eq!(retried.idempotency_key.as_deref(), Some(id));
-    let (code, body) = bridge.post(&format!("/api/v1/inbound/{id}/retry"), &bridge.admin_key, &json!({})).await;
+    let (code, body) = bridge
+        .post(
+            &format!("/api/v1/inbound/{id}/retry"),
+            &bridge.admin_key,
+            &json!({}),
+        )
+        .await;
     assert_eq!(code, 409, "{body}");
     assert_eq!(body["error"]["code"], "not_dead");
-    let (code, _) = bridge.post("/api/v1/inbound/nope/retry", &bridge.admin_key, &json!({})).await;
+    let (code, _) = bridge
+        .post("/api/v1/inbound/nope/retry", &bridge.admin_key, &json!({}))
+        .await;
     assert_eq!(code, 404);
     let (_, status) = bridge.get("/api/v1/status", &bridge.admin_key).await;
     assert_eq!(status["relay"]["inbound_dead"], 1);

@@ -21,7 +21,10 @@ fn write_config(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("phonerelay.toml");
     std::fs::write(
         &path,
-        format!("[storage]\nstate_dir = \"{}\"\n", dir.join("state").display()),
+        format!(
+            "[storage]\nstate_dir = \"{}\"\n",
+            dir.join("state").display()
+        ),
     )
     .unwrap();
     path
@@ -83,7 +86,10 @@ async fn pair_checks_the_key_stores_it_privately_and_issues_the_bridge_key() {
     assert_eq!(relay.with(|s| s.hellos.len()), 1);
 
     let key_file = dir.path().join("state").join("relay.key");
-    assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), RELAY_KEY);
+    assert_eq!(
+        std::fs::read_to_string(&key_file).unwrap().trim(),
+        RELAY_KEY
+    );
     let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 
@@ -100,7 +106,11 @@ async fn pair_checks_the_key_stores_it_privately_and_issues_the_bridge_key() {
     let status = phonerelay(&config, &["pair", "--status"], "").await;
     assert_eq!(status.code, 0, "{}", status.stderr);
     assert!(status.stdout.contains(&relay.url()));
-    assert!(status.stdout.contains("last reached: 20"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("last reached: 20"),
+        "{}",
+        status.stdout
+    );
     assert!(status.stdout.contains("mode 600"), "{}", status.stdout);
     assert!(!status.stdout.contains(RELAY_KEY));
 
@@ -109,7 +119,10 @@ async fn pair_checks_the_key_stores_it_privately_and_issues_the_bridge_key() {
     assert!(!key_file.exists());
     let store = SqliteStore::open(&dir.path().join("state").join("phonerelay.sqlite3")).unwrap();
     let record = store.find_key(key_id).await.unwrap().unwrap();
-    assert!(record.revoked_at_ms.is_some(), "the bridge key was not revoked");
+    assert!(
+        record.revoked_at_ms.is_some(),
+        "the bridge key was not revoked"
+    );
     drop(store);
     let status = phonerelay(&config, &["pair", "--status"], "").await;
     assert_one_line_error(&status, 2, "not paired");
@@ -124,7 +137,15 @@ async fn pair_with_a_key_file_and_a_wrong_key_is_rejected_with_exit_3() {
     std::fs::write(&wrong, "not-the-key\n").unwrap();
     let run = phonerelay(
         &config,
-        &["pair", "--relay", &relay.url(), "--phone-id", PHONE_ID, "--key-file", wrong.to_str().unwrap()],
+        &[
+            "pair",
+            "--relay",
+            &relay.url(),
+            "--phone-id",
+            PHONE_ID,
+            "--key-file",
+            wrong.to_str().unwrap(),
+        ],
         "",
     )
     .await;
@@ -154,7 +175,12 @@ async fn pair_with_an_unreachable_relay_fails_with_exit_1() {
     relay.down().await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
-    let run = phonerelay(&config, &["pair", "--relay", &url, "--phone-id", PHONE_ID], RELAY_KEY).await;
+    let run = phonerelay(
+        &config,
+        &["pair", "--relay", &url, "--phone-id", PHONE_ID],
+        RELAY_KEY,
+    )
+    .await;
     assert_one_line_error(&run, 1, "cannot reach the relay");
 }
 
@@ -164,7 +190,12 @@ async fn pair_over_tls_to_a_plain_http_port_fails_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
     let url = format!("https://{}", relay.addr);
-    let run = phonerelay(&config, &["pair", "--relay", &url, "--phone-id", PHONE_ID], RELAY_KEY).await;
+    let run = phonerelay(
+        &config,
+        &["pair", "--relay", &url, "--phone-id", PHONE_ID],
+        RELAY_KEY,
+    )
+    .await;
     assert_one_line_error(&run, 2, "TLS with the relay");
 }
 
@@ -172,8 +203,24 @@ async fn pair_over_tls_to_a_plain_http_port_fails_with_exit_2() {
 async fn pair_without_a_key_or_with_a_bad_url_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
-    let run = phonerelay(&config, &["pair", "--relay", "http://127.0.0.1:9", "--phone-id", PHONE_ID], "").await;
+    let run = phonerelay(
+        &config,
+        &[
+            "pair",
+            "--relay",
+            "http://127.0.0.1:9",
+            "--phone-id",
+            PHONE_ID,
+        ],
+        "",
+    )
+    .await;
     assert_one_line_error(&run, 2, "no relay key given");
-    let run = phonerelay(&config, &["pair", "--relay", "relay.example", "--phone-id", PHONE_ID], RELAY_KEY).await;
+    let run = phonerelay(
+        &config,
+        &["pair", "--relay", "relay.example", "--phone-id", PHONE_ID],
+        RELAY_KEY,
+    )
+    .await;
     assert_one_line_error(&run, 2, "--relay must be an http");
 }

@@ -40,7 +40,10 @@ pub struct RelayLinkView {
 pub async fn link_view(state: &AppState) -> Option<RelayLinkView> {
     let relay = &state.config.config.relay;
     let pairing = settings::load_pairing(&*state.store).await;
-    let url = relay.url.clone().or_else(|| pairing.as_ref().map(|p| p.url.clone()))?;
+    let url = relay
+        .url
+        .clone()
+        .or_else(|| pairing.as_ref().map(|p| p.url.clone()))?;
     let phone_id = relay
         .phone_id
         .clone()

@@ -148,9 +148,7 @@ pub async fn inbound(loaded: &LoadedConfig, command: &InboundCommand) -> Result<
                     println!("{id} queued for the relay again");
                     Ok(())
                 }
-                ManualRetry::NotFound => {
-                    Err(ExitError::Config(format!("no inbound message {id}")))
-                }
+                ManualRetry::NotFound => Err(ExitError::Config(format!("no inbound message {id}"))),
                 ManualRetry::NotDead(state) => Err(ExitError::Config(format!(
                     "{id} is {}; only dead letters can be retried",
                     state.as_str()

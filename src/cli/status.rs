@@ -95,7 +95,9 @@ pub fn render(report: &StatusReport) -> String {
             out.push_str(&format!("relay last error: {error}\n"));
         }
         if relay.inbound_dead > 0 {
-            out.push_str("see `phonerelay inbound dead`; retry with `phonerelay inbound retry ID`\n");
+            out.push_str(
+                "see `phonerelay inbound dead`; retry with `phonerelay inbound retry ID`\n",
+            );
         }
     }
     out

@@ -191,6 +191,16 @@ fn validate_relay(relay: &super::model::RelayConfig, issues: &mut Vec<ConfigIssu
     );
 }
 
+fn positive(issues: &mut Vec<ConfigIssue>, key: &str, value: u64) {
+    if value == 0 {
+        issues.push(ConfigIssue::new(key, "must be above 0"));
+    }
+}
+
+fn configured_phone_ids(loaded: &LoadedConfig) -> Vec<String> {
+    crate::channels::configured_phone_ids(loaded)
+}
+
 #[cfg(test)]
 mod relay_tests {
     use super::*;
@@ -229,14 +239,4 @@ mod relay_tests {
         );
         assert!(parsed.is_err());
     }
-}
-
-fn positive(issues: &mut Vec<ConfigIssue>, key: &str, value: u64) {
-    if value == 0 {
-        issues.push(ConfigIssue::new(key, "must be above 0"));
-    }
-}
-
-fn configured_phone_ids(loaded: &LoadedConfig) -> Vec<String> {
-    crate::channels::configured_phone_ids(loaded)
 }

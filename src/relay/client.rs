@@ -59,7 +59,13 @@ impl RelayError {
     }
 
     pub fn is_key_rejected(&self) -> bool {
-        matches!(self, RelayError::Http { status: 401 | 403, .. })
+        matches!(
+            self,
+            RelayError::Http {
+                status: 401 | 403,
+                ..
+            }
+        )
     }
 
     /// Short stable code for the store and the API.
@@ -170,7 +176,12 @@ impl RelayClient {
     }
 }
 
-fn http_error(path: &str, status: StatusCode, text: &str, retry_after_ms: Option<u64>) -> RelayError {
+fn http_error(
+    path: &str,
+    status: StatusCode,
+    text: &str,
+    retry_after_ms: Option<u64>,
+) -> RelayError {
     let body: Value = serde_json::from_str(text).unwrap_or(Value::Null);
     let error = &body["error"];
     let code = error["code"]
@@ -214,9 +225,16 @@ fn classify(url: &str, error: &reqwest::Error) -> RelayError {
         .cloned()
         .unwrap_or_default();
     let all = chain.join(": ").to_ascii_lowercase();
-    let tls = ["tls", "certificate", "corrupt message", "handshake", "invalidcontenttype", "peer is incompatible"]
-        .iter()
-        .any(|word| all.contains(word));
+    let tls = [
+        "tls",
+        "certificate",
+        "corrupt message",
+        "handshake",
+        "invalidcontenttype",
+        "peer is incompatible",
+    ]
+    .iter()
+    .any(|word| all.contains(word));
     if tls {
         RelayError::Tls {
             url,

@@ -99,7 +99,8 @@ async fn round(deps: &Deps, failures: &mut u32) -> Duration {
         }
         if item.next_attempt_at_ms > now_ms() {
             blocked.insert(conversation);
-            earliest = Some(earliest.map_or(item.next_attempt_at_ms, |e| e.min(item.next_attempt_at_ms)));
+            earliest =
+                Some(earliest.map_or(item.next_attempt_at_ms, |e| e.min(item.next_attempt_at_ms)));
             continue;
         }
         match forward(deps, &item, failures).await {
@@ -120,7 +121,9 @@ async fn round(deps: &Deps, failures: &mut u32) -> Duration {
         return Duration::ZERO;
     }
     match earliest {
-        Some(at) => Duration::from_millis((at - now_ms()).clamp(0, IDLE_POLL.as_millis() as i64) as u64),
+        Some(at) => {
+            Duration::from_millis((at - now_ms()).clamp(0, IDLE_POLL.as_millis() as i64) as u64)
+        }
         None => IDLE_POLL,
     }
 }
@@ -177,18 +180,27 @@ async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attemp
     };
     let sent = deps
         .client
-        .post(&deps.settings.config.paths.messages, &body, Some(&m.id), None)
+        .post(
+            &deps.settings.config.paths.messages,
+            &body,
+            Some(&m.id),
+            None,
+        )
         .await;
     match sent {
         Ok(_) => {
             *failures = 0;
             deps.link.reached().await;
             tracing::debug!(id = %m.id, to = %route.to, "inbound forwarded to the relay");
-            record(deps, &m.id, RelayInboundOutcome::Delivered {
-                to: route.to,
-                route: route.route,
-                now_ms: now_ms(),
-            })
+            record(
+                deps,
+                &m.id,
+                RelayInboundOutcome::Delivered {
+                    to: route.to,
+                    route: route.route,
+                    now_ms: now_ms(),
+                },
+            )
             .await;
             Attempt::Done
         }
@@ -196,16 +208,22 @@ async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attemp
             deps.link.reached().await;
             tracing::warn!(id = %m.id, error = %e, "the relay refused an inbound message; kept as a dead letter");
             let reason = match &e {
-                crate::relay::RelayError::Http { code, message, .. } => format!("{code}: {message}"),
+                crate::relay::RelayError::Http { code, message, .. } => {
+                    format!("{code}: {message}")
+                }
                 other => other.to_string(),
             };
-            record(deps, &m.id, RelayInboundOutcome::Dead {
-                to: Some(route.to),
-                route: Some(route.route),
-                code: e.code(),
-                reason,
-                now_ms: now_ms(),
-            })
+            record(
+                deps,
+                &m.id,
+                RelayInboundOutcome::Dead {
+                    to: Some(route.to),
+                    route: Some(route.route),
+                    code: e.code(),
+                    reason,
+                    now_ms: now_ms(),
+                },
+            )
             .await;
             Attempt::Done
         }
@@ -214,14 +232,18 @@ async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attemp
             *failures = failures.saturating_add(1);
             let now = now_ms();
             let next_at_ms = now + deps.backoff_ms(item.attempts.max(*failures - 1) + 1, &e) as i64;
-            record(deps, &m.id, RelayInboundOutcome::Retry {
-                to: Some(route.to),
-                route: Some(route.route),
-                code: e.code(),
-                reason: e.to_string(),
-                next_attempt_at_ms: next_at_ms,
-                now_ms: now,
-            })
+            record(
+                deps,
+                &m.id,
+                RelayInboundOutcome::Retry {
+                    to: Some(route.to),
+                    route: Some(route.route),
+                    code: e.code(),
+                    reason: e.to_string(),
+                    next_attempt_at_ms: next_at_ms,
+                    now_ms: now,
+                },
+            )
             .await;
             Attempt::Later {
                 link_down: e.is_link_down(),

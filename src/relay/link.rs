@@ -70,7 +70,9 @@ impl Link {
                 return;
             }
             if error.is_key_rejected() {
-                tracing::error!("the relay rejected the bridge's key ({message}); run `phonerelay pair` again");
+                tracing::error!(
+                    "the relay rejected the bridge's key ({message}); run `phonerelay pair` again"
+                );
             } else {
                 tracing::warn!("relay request failed: {message}");
             }

@@ -90,7 +90,9 @@ pub fn explain(error: &RelayError, url: &str, phone_id: &str) -> ExitError {
 }
 
 pub fn validate_inputs(url: &str, phone_id: &str, key: &str) -> Result<(), ExitError> {
-    if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains(char::is_whitespace) {
+    if !(url.starts_with("https://") || url.starts_with("http://"))
+        || url.contains(char::is_whitespace)
+    {
         return Err(ExitError::Config(
             "--relay must be an http:// or https:// URL".into(),
         ));
@@ -125,9 +127,8 @@ pub async fn pair(
     let url = url.trim_end_matches('/');
     let relay_answer = check(loaded, url, phone_id, key).await?;
     let key_file = settings::key_file(loaded);
-    write_private(&key_file, key).map_err(|e| {
-        ExitError::Runtime(format!("cannot write {}: {e}", key_file.display()))
-    })?;
+    write_private(&key_file, key)
+        .map_err(|e| ExitError::Runtime(format!("cannot write {}: {e}", key_file.display())))?;
     let now = now_ms();
     if let Some(previous) = settings::load_pairing(store).await {
         store
@@ -160,7 +161,11 @@ pub async fn pair(
         ..LinkState::default()
     };
     let _ = store
-        .save_cursor(SCOPE, LINK, &serde_json::to_string(&reached).unwrap_or_default())
+        .save_cursor(
+            SCOPE,
+            LINK,
+            &serde_json::to_string(&reached).unwrap_or_default(),
+        )
         .await;
     Ok(PairOutcome {
         bridge_key: issued.clear,
@@ -174,7 +179,10 @@ pub async fn pair(
 pub async fn status(loaded: &LoadedConfig, store: &dyn Store) -> Result<String, ExitError> {
     let pairing = settings::load_pairing(store).await;
     let relay = &loaded.config.relay;
-    let url = relay.url.clone().or_else(|| pairing.as_ref().map(|p| p.url.clone()));
+    let url = relay
+        .url
+        .clone()
+        .or_else(|| pairing.as_ref().map(|p| p.url.clone()));
     let phone_id = relay
         .phone_id
         .clone()
@@ -198,7 +206,10 @@ pub async fn status(loaded: &LoadedConfig, store: &dyn Store) -> Result<String, 
         }
         Err(_) => "MISSING".into(),
     };
-    out.push_str(&format!("key file:    {} ({key_state})\n", key_file.display()));
+    out.push_str(&format!(
+        "key file:    {} ({key_state})\n",
+        key_file.display()
+    ));
     match &pairing {
         Some(p) => {
             let active = store
@@ -265,7 +276,10 @@ pub async fn unpair(loaded: &LoadedConfig, store: &dyn Store) -> Result<String, 
         settings::save_pairing(store, None)
             .await
             .map_err(ExitError::Runtime)?;
-        out.push_str(&format!("unpaired from {} (phone_id {})\n", p.url, p.phone_id));
+        out.push_str(&format!(
+            "unpaired from {} (phone_id {})\n",
+            p.url, p.phone_id
+        ));
     }
     let _ = store.save_cursor(SCOPE, LINK, "").await;
     Ok(out)

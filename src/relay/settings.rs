@@ -87,10 +87,15 @@ pub async fn resolve(
         (None, None) => return Ok(None),
         (Some(url), Some(phone_id)) => (url, phone_id),
         (Some(_), None) => {
-            return Err("relay.url is set but no phone_id: set relay.phone_id or run `phonerelay pair`".into());
+            return Err(
+                "relay.url is set but no phone_id: set relay.phone_id or run `phonerelay pair`"
+                    .into(),
+            );
         }
         (None, Some(_)) => {
-            return Err("relay.phone_id is set but no url: set relay.url or run `phonerelay pair`".into());
+            return Err(
+                "relay.phone_id is set but no url: set relay.url or run `phonerelay pair`".into(),
+            );
         }
     };
     let file = key_file(loaded);

@@ -76,8 +76,11 @@ pub async fn run(deps: Deps) {
             continue;
         }
         if !batch.events.is_empty() {
-            let events: Vec<StatusEventBody> =
-                batch.events.into_iter().map(StatusEventBody::from).collect();
+            let events: Vec<StatusEventBody> = batch
+                .events
+                .into_iter()
+                .map(StatusEventBody::from)
+                .collect();
             if !report(&deps, &events).await {
                 break;
             }

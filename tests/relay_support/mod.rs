@@ -221,7 +221,11 @@ async fn messages(State(state): Shared, headers: HeaderMap, Json(body): Json<Val
             body,
         });
     }
-    (StatusCode::ACCEPTED, Json(json!({"id": format!("pc-{}", s.messages.len())}))).into_response()
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({"id": format!("pc-{}", s.messages.len())})),
+    )
+        .into_response()
 }
 
 async fn poll(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>) -> Response {
@@ -273,7 +277,11 @@ async fn status(State(state): Shared, headers: HeaderMap, Json(body): Json<Value
     }
     for event in body["events"].as_array().cloned().unwrap_or_default() {
         // The relay drops repeats by event_id, as the protocol says.
-        if !s.status_events.iter().any(|e| e["event_id"] == event["event_id"]) {
+        if !s
+            .status_events
+            .iter()
+            .any(|e| e["event_id"] == event["event_id"])
+        {
             s.status_events.push(event);
         }
     }

@@ -195,7 +195,9 @@ pub fn counts(conn: &Connection) -> StoreResult<RelayInboundCounts> {
     let mut counts = RelayInboundCounts::default();
     let mut stmt =
         conn.prepare_cached("SELECT relay_state, COUNT(*) FROM inbound GROUP BY relay_state")?;
-    let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?)))?;
+    let rows = stmt.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?))
+    })?;
     for row in rows {
         let (state, n) = row?;
         match state.as_str() {

@@ -124,7 +124,8 @@ pub fn prune(conn: &Connection, before_ms: i64) -> StoreResult<usize> {
         "DELETE FROM conversation_keys WHERE created_at < ?1",
         [before_ms],
     )?;
-    let conversations = conn.execute("DELETE FROM conversations WHERE last_at < ?1", [before_ms])?;
+    let conversations =
+        conn.execute("DELETE FROM conversations WHERE last_at < ?1", [before_ms])?;
     Ok(keys + conversations)
 }
 
