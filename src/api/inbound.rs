@@ -9,7 +9,7 @@ use super::auth::Caller;
 use super::dto::{InboundPage, InboundView};
 use super::error::{ApiError, ErrorBody};
 use super::messages::{parse_channel, parse_since, scoped_phone};
-use super::paging::{decode_cursor, encode_cursor, page_limit, query_error};
+use super::paging::{decode_cursor, page_limit, query_error, split_page};
 use super::state::AppState;
 use crate::store::{InboundFilter, Scope};
 
@@ -48,11 +48,8 @@ pub async fn list_inbound(
         before_seq: decode_cursor(q.cursor)?,
         limit: limit + 1,
     };
-    let mut records = state.store.list_inbound(filter).await?;
-    let next_cursor = (records.len() > limit as usize).then(|| {
-        records.truncate(limit as usize);
-        encode_cursor(records.last().map(|r| r.seq).unwrap_or_default())
-    });
+    let records = state.store.list_inbound(filter).await?;
+    let (records, next_cursor) = split_page(records, limit, |r| r.seq);
     Ok(Json(InboundPage {
         messages: records.iter().map(InboundView::from).collect(),
         next_cursor,

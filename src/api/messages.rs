@@ -15,7 +15,7 @@ use super::auth::Caller;
 use super::body::JsonBody;
 use super::dto::{Accepted, MessagePage, MessageView, SendRequest};
 use super::error::{ApiError, ErrorBody};
-use super::paging::{decode_cursor, encode_cursor, page_limit};
+use super::paging::{decode_cursor, page_limit, split_page};
 use super::send_validation::{validate, validate_idempotency_key};
 use super::state::AppState;
 use crate::clock::{now_ms, parse_rfc3339};
@@ -261,11 +261,8 @@ pub async fn list_messages(
         before_seq: decode_cursor(q.cursor)?,
         limit: limit + 1,
     };
-    let mut records = state.store.list_outbound(filter).await?;
-    let next_cursor = (records.len() > limit as usize).then(|| {
-        records.truncate(limit as usize);
-        encode_cursor(records.last().map(|r| r.seq).unwrap_or_default())
-    });
+    let records = state.store.list_outbound(filter).await?;
+    let (records, next_cursor) = split_page(records, limit, |r| r.seq);
     Ok(Json(MessagePage {
         messages: records.iter().map(MessageView::from).collect(),
         next_cursor,

@@ -21,6 +21,21 @@ pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
+/// The store was asked for `limit + 1` rows: keep `limit` and, if there
+/// was one more, the cursor of the page after.
+pub fn split_page<R>(
+    mut rows: Vec<R>,
+    limit: u32,
+    seq: impl Fn(&R) -> i64,
+) -> (Vec<R>, Option<String>) {
+    if rows.len() <= limit as usize {
+        return (rows, None);
+    }
+    rows.truncate(limit as usize);
+    let cursor = rows.last().map(|r| encode_cursor(seq(r)));
+    (rows, cursor)
+}
+
 pub fn encode_cursor(seq: i64) -> String {
     format!("c{seq}")
 }
