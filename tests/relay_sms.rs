@@ -1,0 +1,71 @@
+//! The relay link over the simulated SMS modem (a pty speaking AT): a
+//! pChat send pushed by the relay goes out as an SMS, the reply SMS comes
+//! back to the pChat user who wrote, and the status reaches the relay.
+
+#[allow(unused_imports)]
+mod common;
+mod relay_support;
+
+use common::{TestDaemon, create_key};
+use phonerelay::store::Scope;
+use phonerelay_sms::SimSettings;
+use phonerelay_sms::sim::{behaviour_from, spawn};
+use relay_support::{EmulatedRelay, PHONE_ID, RELAY_KEY, relay_config};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test]
+async fn sms_send_from_pchat_and_the_reply_sms_reach_the_relay() {
+    let relay = EmulatedRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sim_stop = CancellationToken::new();
+    let link = dir.path().join("modem");
+    let sim = spawn(
+        behaviour_from(&SimSettings::default()),
+        link.clone(),
+        sim_stop.clone(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("relay.key"), RELAY_KEY).unwrap();
+    let extra = format!(
+        "{}{}\n[[channels.sms.modems]]\nphone_id = \"{PHONE_ID}\"\ndevice = \"{}\"\nreconnect_max_backoff_seconds = 1\n",
+        common::FAST_OUTBOX,
+        relay_config(&relay.url(), "push", None),
+        link.display()
+    );
+    let text = common::config_text(&dir, &extra);
+    let bridge = TestDaemon::start_in(dir, text, Vec::new()).await;
+    let key = create_key(
+        &*bridge.store(),
+        vec![Scope::Send, Scope::Read],
+        Some(PHONE_ID),
+    )
+    .await;
+
+    let body = json!({"phone_id": PHONE_ID, "channel": "sms", "to": "+15551230001",
+        "text": "Your table is ready", "source": "alice", "relay_message_id": "sms-1"});
+    let (code, accepted) = bridge.post("/api/v1/messages", &key, &body).await;
+    assert_eq!(code, 202, "{accepted}");
+    relay
+        .wait_for("sent for sms-1", |s| {
+            s.status_events
+                .iter()
+                .any(|e| e["relay_message_id"] == "sms-1" && e["status"] == "sent")
+        })
+        .await;
+    let sent = sim.sent_messages();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].text, "Your table is ready");
+
+    sim.inject_inbound("+15551230001", "On my way");
+    relay
+        .wait_for("the reply SMS", |s| !s.messages.is_empty())
+        .await;
+    let reply = relay.messages()[0].body.clone();
+    assert_eq!(reply["channel"], "pchat");
+    assert_eq!(reply["to"], "alice");
+    assert_eq!(reply["source"], "sms:+15551230001");
+    assert_eq!(reply["text"], "On my way");
+    assert_eq!(reply["origin"]["channel"], "sms");
+    sim_stop.cancel();
+}
