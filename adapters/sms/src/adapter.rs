@@ -66,7 +66,7 @@ impl SmsChannel {
         self.sim.as_ref()
     }
 
-    /// Bytes written to / read from the port by finished sessions.
+    /// Bytes written to / read from the port so far.
     pub fn wire_stats(&self) -> &WireStats {
         &self.wire
     }

@@ -326,20 +326,19 @@ impl ModemConfig {
                 issue("pin", "a SIM PIN is 4 to 8 digits");
             }
         }
-        if let Some(smsc) = &self.smsc {
-            if phonerelay_channel::validate_address(phonerelay_channel::ChannelKind::Sms, smsc)
+        if let Some(smsc) = &self.smsc
+            && phonerelay_channel::validate_address(phonerelay_channel::ChannelKind::Sms, smsc)
                 .is_err()
-            {
-                issue("smsc", "must be an E.164 number like +447785016005");
-            }
+        {
+            issue("smsc", "must be an E.164 number like +447785016005");
         }
-        if let Some(v) = self.validity_seconds {
-            if !(MIN_VALIDITY_SECONDS..=MAX_VALIDITY_SECONDS).contains(&v) {
-                issue(
-                    "validity_seconds",
-                    "must be between 300 (5 min) and 38102400 (63 weeks)",
-                );
-            }
+        if let Some(v) = self.validity_seconds
+            && !(MIN_VALIDITY_SECONDS..=MAX_VALIDITY_SECONDS).contains(&v)
+        {
+            issue(
+                "validity_seconds",
+                "must be between 300 (5 min) and 38102400 (63 weeks)",
+            );
         }
         if !matches!(self.concat_reference_bits, 8 | 16) {
             issue("concat_reference_bits", "must be 8 or 16");
@@ -376,15 +375,15 @@ impl ModemConfig {
             if !self.is_sim() {
                 issue("sim", "only allowed with device = \"sim\"");
             }
-            if let Some(limit) = sim.baud_limit {
-                if !STANDARD_BAUDS.contains(&limit) {
-                    issue("sim.baud_limit", "not a standard rate (e.g. 9600, 115200)");
-                }
+            if let Some(limit) = sim.baud_limit
+                && !STANDARD_BAUDS.contains(&limit)
+            {
+                issue("sim.baud_limit", "not a standard rate (e.g. 9600, 115200)");
             }
-            if let Some(pin) = &sim.pin {
-                if !is_valid_pin(pin.expose()) {
-                    issue("sim.pin", "a SIM PIN is 4 to 8 digits");
-                }
+            if let Some(pin) = &sim.pin
+                && !is_valid_pin(pin.expose())
+            {
+                issue("sim.pin", "a SIM PIN is 4 to 8 digits");
             }
         }
         issues
@@ -663,14 +662,26 @@ mod tests {
         assert_eq!(issues[0].key, "modems[0].pin");
         assert!(!issues[0].reason.contains("12ab"));
 
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pin"), "1234\n").unwrap();
         modem.pin = Some(Secret::new("${SIM_PIN}"));
-        modem.pin_file = Some(PathBuf::from("/run/credentials/pin"));
+        modem.pin_file = Some(PathBuf::from("pin"));
+        let config = SmsConfig {
+            modems: vec![modem.clone()],
+        };
+        let issues = config.validate(dir.path());
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert!(issues[0].reason.contains("not both"));
+
+        // A pin_file that is not there is reported at check time.
+        modem.pin = None;
+        modem.pin_file = Some(PathBuf::from("missing-pin"));
         let config = SmsConfig {
             modems: vec![modem],
         };
-        let issues = config.validate(Path::new("/"));
-        assert_eq!(issues.len(), 1);
-        assert!(issues[0].reason.contains("not both"));
+        let issues = config.validate(dir.path());
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!(issues[0].key, "modems[0].pin_file");
     }
 
     #[test]

@@ -2,12 +2,16 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use phonerelay_sms_at::{AtEngine, Command, EngineEvent, FinalResult, Urc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_serial::{SerialPortBuilderExt, SerialStream};
+
+use super::WireStats;
 
 /// ^BOOT lines within [`BOOT_FLOOD_WINDOW`] that mean the modem is resetting
 /// over and over rather than sending its usual heartbeat.
@@ -60,12 +64,11 @@ pub struct Conn {
     pub urcs: VecDeque<Urc>,
     boots: VecDeque<Instant>,
     /// Bytes written and read, for the benchmark's bytes-on-the-wire figure.
-    pub bytes_out: u64,
-    pub bytes_in: u64,
+    wire: Arc<WireStats>,
 }
 
 impl Conn {
-    pub fn open(path: &Path, baud: u32) -> Result<Conn, ConnError> {
+    pub fn open(path: &Path, baud: u32, wire: Arc<WireStats>) -> Result<Conn, ConnError> {
         // tokio-serial opens raw (cfmakeraw), 8N1, exclusive: nothing else
         // (ModemManager...) can talk to the modem under our feet.
         let port = tokio_serial::new(path.to_string_lossy(), baud)
@@ -79,8 +82,7 @@ impl Conn {
             buf: vec![0; 4096],
             urcs: VecDeque::new(),
             boots: VecDeque::new(),
-            bytes_out: 0,
-            bytes_in: 0,
+            wire,
         })
     }
 
@@ -94,7 +96,9 @@ impl Conn {
                 .write_all(&bytes)
                 .await
                 .map_err(|e| ConnError::Gone(e.to_string()))?;
-            self.bytes_out += bytes.len() as u64;
+            self.wire
+                .bytes_out
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -103,7 +107,7 @@ impl Conn {
         match self.port.read(&mut self.buf).await {
             Ok(0) => Err(ConnError::Gone("end of file".into())),
             Ok(n) => {
-                self.bytes_in += n as u64;
+                self.wire.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                 Ok(n)
             }
             Err(e) => Err(ConnError::Gone(e.to_string())),

@@ -146,10 +146,10 @@ fn finish(from: &str, parts: Vec<(u32, Deliver)>, partial: bool) -> Ready {
     let mut seen = std::collections::HashSet::new();
     for (_, deliver) in &parts {
         let part = MessagePart::from_deliver(deliver);
-        if let Some(c) = part.concat {
-            if !seen.insert(c.sequence) {
-                continue;
-            }
+        if let Some(c) = part.concat
+            && !seen.insert(c.sequence)
+        {
+            continue;
         }
         if let Some(message) = reassembler.push(part, 0) {
             done = Some(message);

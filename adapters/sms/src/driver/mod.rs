@@ -177,7 +177,7 @@ impl Driver {
                 self.path.display()
             ));
         }
-        let mut conn = match Conn::open(&self.path, self.config.baud) {
+        let mut conn = match Conn::open(&self.path, self.config.baud, self.wire.clone()) {
             Ok(conn) => conn,
             Err(e) => return End::Failed(e.to_string()),
         };
@@ -191,12 +191,6 @@ impl Driver {
         *backoff = INITIAL_BACKOFF;
         tracing::info!(phone_id = %self.config.phone_id, "modem ready");
         let result = self.serve(&mut conn, shutdown, inbox).await;
-        self.wire
-            .bytes_out
-            .fetch_add(conn.bytes_out, std::sync::atomic::Ordering::Relaxed);
-        self.wire
-            .bytes_in
-            .fetch_add(conn.bytes_in, std::sync::atomic::Ordering::Relaxed);
         match result {
             Ok(()) => End::Shutdown,
             Err(e) => End::Failed(e.to_string()),
@@ -298,11 +292,7 @@ impl Driver {
             .line("+CSCA:")
             .and_then(|l| l.split('"').nth(1))
             .map(str::to_string);
-        self.set_status(|s| {
-            s.smsc = smsc;
-            s.connected = true;
-            s.note.clear();
-        });
+        self.set_status(|s| s.smsc = smsc);
         self.poll_health(conn).await.map_err(fail)?;
         Ok(())
     }
@@ -365,6 +355,12 @@ impl Driver {
     ) -> Result<(), ConnError> {
         let epoch = Instant::now();
         self.sweep(conn, inbox, epoch).await?;
+        // Up only now: start-up and the first sweep are done, so the port
+        // is free for sends.
+        self.set_status(|s| {
+            s.connected = true;
+            s.note.clear();
+        });
         let health_every = Duration::from_secs(self.config.health_interval_seconds);
         let sweep_every = Duration::from_secs(self.config.sweep_interval_seconds);
         let mut health = tokio::time::interval_at(Instant::now() + health_every, health_every);

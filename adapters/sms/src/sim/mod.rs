@@ -48,6 +48,9 @@ struct Shared {
     plugged: std::sync::atomic::AtomicBool,
 }
 
+/// (recipient, reference) of a long message's parts; `None` for single parts.
+type ConcatKey = Option<(String, u16)>;
+
 /// Control of a running simulator. Cheap to clone.
 #[derive(Clone)]
 pub struct SimHandle {
@@ -107,7 +110,7 @@ impl SimHandle {
     /// in the order their first part was accepted.
     pub fn sent_messages(&self) -> Vec<SentMessage> {
         let parts = self.sent_parts();
-        let mut out: Vec<(Option<(String, u16)>, Vec<(u8, SentPart)>)> = Vec::new();
+        let mut out: Vec<(ConcatKey, Vec<(u8, SentPart)>)> = Vec::new();
         for part in parts {
             match part.concat {
                 Some((reference, _total, seq)) => {
