@@ -141,7 +141,8 @@ impl ModemSimProcess {
         self.control("sent")
             .into_iter()
             .filter(|l| !l.starts_with("ok"))
-            .map(|l| l.splitn(3, ' ').nth(2).unwrap_or("").to_string())
+            // "<to> mr=[1, 2] <text>"
+            .map(|l| l.split_once("] ").map(|(_, text)| text.to_string()).unwrap_or_default())
             .collect()
     }
 }
