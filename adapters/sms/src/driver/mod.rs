@@ -540,6 +540,13 @@ impl Driver {
                     self.commit_inbound(conn, ready).await?;
                 }
             }
+            Ok(Incoming::Report(report))
+                if report.status.class == codec::StatusClass::StillTrying =>
+            {
+                // Not an outcome: the SMSC keeps trying and reports again.
+                tracing::debug!(mr = report.message_reference, "interim status report");
+                conn.run(self.cmd(format!("AT+CMGD={index}"))).await?;
+            }
             Ok(Incoming::Report(report)) => {
                 let event = self.report_event(&report);
                 match self.sink.deliver(event).await {

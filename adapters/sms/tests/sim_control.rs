@@ -1,0 +1,41 @@
+//! The operator's control socket of the simulator.
+mod common;
+
+use common::*;
+use phonerelay_sms::sim;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+#[tokio::test]
+async fn control_socket_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let handle = sim::spawn(behaviour(), dir.path().join("modem"), stop.clone()).unwrap();
+    let addr =
+        sim::serve_control_socket(handle.clone(), "127.0.0.1:0".parse().unwrap(), stop.clone())
+            .await
+            .unwrap();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let mut ask = async |line: &str| {
+        write
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        lines.next_line().await.unwrap().unwrap()
+    };
+    assert_eq!(
+        ask("inject +15551230001 hello there").await,
+        "ok 1 part(s) stored"
+    );
+    assert_eq!(ask("stored").await, "ok messages=1 reports=0");
+    assert!(ask("fail 500 2").await.starts_with("ok next 2"));
+    assert_eq!(ask("sent").await, "ok");
+    assert!(handle.path().exists());
+    assert_eq!(ask("unplug").await, "ok unplugged");
+    wait_until(|| !handle.path().exists()).await;
+    assert_eq!(ask("replug").await, "ok replugged");
+    wait_until(|| handle.path().exists()).await;
+    assert!(ask("bogus").await.starts_with("error: unknown command"));
+    stop.cancel();
+}
