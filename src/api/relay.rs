@@ -12,7 +12,7 @@ use super::auth::Caller;
 use super::dto::InboundView;
 use super::error::{ApiError, ErrorBody};
 use super::messages::{bad_query, scoped_phone};
-use super::paging::{decode_cursor, encode_cursor, page_limit, query_error};
+use super::paging::{decode_cursor, page_limit, query_error, split_page};
 use super::state::AppState;
 use crate::clock::{now_ms, rfc3339};
 use crate::config::RelayMode;
@@ -153,7 +153,7 @@ pub async fn list_inbound(
         .unwrap_or("dead")
         .parse::<RelayInboundState>()
         .map_err(|e| bad_query("state", e))?;
-    let mut records = state
+    let records = state
         .store
         .list_relay_inbound(
             wanted,
@@ -162,10 +162,7 @@ pub async fn list_inbound(
             limit + 1,
         )
         .await?;
-    let next_cursor = (records.len() > limit as usize).then(|| {
-        records.truncate(limit as usize);
-        encode_cursor(records.last().map(|r| r.inbound.seq).unwrap_or_default())
-    });
+    let (records, next_cursor) = split_page(records, limit, |r| r.inbound.seq);
     Ok(Json(RelayInboundPage {
         messages: records.iter().map(RelayInboundView::from).collect(),
         next_cursor,
