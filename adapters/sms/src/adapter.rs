@@ -254,8 +254,7 @@ fn sim_link(phone_id: &str) -> PathBuf {
 /// (which then runs for the life of the process).
 pub fn build_modem(config: &ModemConfig, base_dir: &Path) -> Result<SmsChannel, ConfigIssue> {
     let pin = config
-        .pin_source()
-        .resolve_optional()
+        .resolve_pin(base_dir)
         .map_err(|e| ConfigIssue::new("pin", e.to_string()))?;
     if config.is_sim() {
         let settings = config.sim.clone().unwrap_or_default();

@@ -75,6 +75,9 @@ pub fn encode_deliver(
     }
 }
 
+/// 1990-01-01T00:00:00Z, the earliest SCTS the codec accepts.
+const FIRST_PDU_INSTANT: i64 = 631_152_000;
+
 /// A STATUS-REPORT (hex, TPDU length) for the part with TP-MR `mr`.
 pub fn encode_status_report(
     mr: u8,
@@ -82,8 +85,11 @@ pub fn encode_status_report(
     delivered: bool,
     scts_unix: i64,
 ) -> (String, usize) {
+    // A PDU year has two digits (1990-2089 here); a clock outside that
+    // range gets the first representable instant rather than a panic.
     let ts = pdu::Timestamp::from_unix_seconds(scts_unix, 0)
-        .unwrap_or_else(|_| pdu::Timestamp::from_unix_seconds(0, 0).expect("epoch is valid"));
+        .or_else(|_| pdu::Timestamp::from_unix_seconds(FIRST_PDU_INSTANT, 0))
+        .expect("1990-01-01 is representable in a PDU");
     let spec = pdu::StatusReportSpec {
         smsc: None,
         message_reference: mr,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use phonerelay_channel::{ConfigIssue, Secret, SecretSource};
+use phonerelay_channel::{ConfigIssue, Secret, SecretError, SecretSource};
 use serde::{Deserialize, Serialize};
 
 /// The device value that starts an in-process simulated modem instead of
@@ -263,12 +263,16 @@ impl ModemConfig {
     }
 
     /// The PIN source for [`SecretSource::resolve_optional`].
-    pub fn pin_source(&self) -> SecretSource<'_> {
+    /// The SIM PIN, from `pin` (inline or `${ENV}`) or `pin_file`
+    /// (relative to the config file's folder).
+    pub fn resolve_pin(&self, base_dir: &Path) -> Result<Option<Secret>, SecretError> {
+        let file = self.pin_file.as_ref().map(|f| base_dir.join(f));
         SecretSource {
             key: "pin",
             inline: self.pin.as_ref(),
-            file: self.pin_file.as_deref(),
+            file: file.as_deref(),
         }
+        .resolve_optional()
     }
 
     pub fn command_timeout(&self) -> Duration {
@@ -306,16 +310,14 @@ impl ModemConfig {
         if self.pin.is_some() && self.pin_file.is_some() {
             issue("pin", "set either pin or pin_file, not both");
         }
-        if let Some(file) = &self.pin_file {
+        if self.pin_file.is_some() && self.pin.is_none() {
             // Reading the file the config names is the one side effect
             // `check` allows: a missing credential must fail here, not at 3 am.
-            let path = if file.is_absolute() {
-                file.clone()
-            } else {
-                base_dir.join(file)
-            };
-            if let Err(e) = std::fs::metadata(&path) {
-                issue("pin_file", &format!("cannot read {}: {e}", path.display()));
+            if let Err(SecretError::File { path, reason, .. }) = self.resolve_pin(base_dir) {
+                issue(
+                    "pin_file",
+                    &format!("cannot read {}: {reason}", path.display()),
+                );
             }
         }
         if let Some(pin) = &self.pin {
