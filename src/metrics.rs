@@ -22,6 +22,7 @@ pub struct Metrics {
     pub inbound: Family<Labels, Counter>,
     pub queue: Family<Labels, Gauge>,
     pub endpoint_up: Family<Labels, Gauge>,
+    pub endpoint_detail: Family<Labels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -42,6 +43,7 @@ impl Default for Metrics {
         let inbound = Family::<Labels, Counter>::default();
         let queue = Family::<Labels, Gauge>::default();
         let endpoint_up = Family::<Labels, Gauge>::default();
+        let endpoint_detail = Family::<Labels, Gauge>::default();
         registry.register(
             "accepted",
             "Messages accepted into the outbox",
@@ -82,6 +84,11 @@ impl Default for Metrics {
             "1 when the endpoint reports up or degraded, 0 when down",
             endpoint_up.clone(),
         );
+        registry.register(
+            "endpoint_detail",
+            "Numeric health details an endpoint reports (signal_dbm, ...)",
+            endpoint_detail.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             accepted,
@@ -92,6 +99,7 @@ impl Default for Metrics {
             inbound,
             queue,
             endpoint_up,
+            endpoint_detail,
         }
     }
 }

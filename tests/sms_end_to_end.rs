@@ -176,5 +176,18 @@ fn two_modems_route_report_receive_and_survive_an_unplug() {
             "{text}: {texts:?}"
         );
     }
+    let metrics = bridge
+        .http
+        .get(format!("{}/metrics", bridge.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "phonerelay_endpoint_detail{channel=\"sms\",phone_id=\"m2\",name=\"signal_dbm\"} -"
+        ),
+        "signal strength exported: {metrics}"
+    );
     assert_eq!(daemon.terminate().code(), Some(0));
 }

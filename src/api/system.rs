@@ -162,7 +162,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         }
     }
     for ((kind, phone_id), endpoint) in state.endpoints.iter() {
-        let up = endpoint.channel.health().state != HealthState::Down;
+        let health = endpoint.channel.health();
+        let up = health.state != HealthState::Down;
         state
             .metrics
             .endpoint_up
@@ -171,6 +172,20 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
                 ("phone_id", phone_id),
             ]))
             .set(up as i64);
+        // Signal strength and the like, for alerting on a weak modem.
+        for (name, value) in &health.details {
+            if let Ok(number) = value.parse::<i64>() {
+                state
+                    .metrics
+                    .endpoint_detail
+                    .get_or_create(&labels(&[
+                        ("channel", kind.as_str()),
+                        ("phone_id", phone_id),
+                        ("name", name),
+                    ]))
+                    .set(number);
+            }
+        }
     }
     (
         [(
