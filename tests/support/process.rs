@@ -142,7 +142,11 @@ impl ModemSimProcess {
             .into_iter()
             .filter(|l| !l.starts_with("ok"))
             // "<to> mr=[1, 2] <text>"
-            .map(|l| l.split_once("] ").map(|(_, text)| text.to_string()).unwrap_or_default())
+            .map(|l| {
+                l.split_once("] ")
+                    .map(|(_, text)| text.to_string())
+                    .unwrap_or_default()
+            })
             .collect()
     }
 }
