@@ -76,3 +76,93 @@ pub fn revoke(conn: &Connection, key: &str, now_ms: i64) -> StoreResult<bool> {
     )?;
     Ok(true)
 }
+
+/// How long a key record read from the database is trusted without reading
+/// it again. A revocation through this store clears the cache at once; one
+/// made by another process on the same file (`phonerelay keys revoke`,
+/// `phonerelay pair`) takes effect within this time.
+pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Most records kept; past it the cache starts over (keys are few).
+const KEY_CACHE_MAX: usize = 1024;
+
+/// Key records by key id, so the bearer check of every request need not
+/// read the database. Only found records are kept: an unknown key id is
+/// looked up each time, so a key created by another process works at once.
+#[derive(Default)]
+pub struct KeyCache {
+    inner: std::sync::Mutex<KeyCacheInner>,
+}
+
+#[derive(Default)]
+struct KeyCacheInner {
+    /// Bumped by every clear, so a read that raced a revocation cannot put
+    /// the record it read before the revocation back.
+    generation: u64,
+    entries: std::collections::HashMap<String, (ApiKeyRecord, std::time::Instant)>,
+}
+
+impl KeyCache {
+    /// A fresh record, or `Err(generation)` to pass to [`KeyCache::put`].
+    pub fn get(&self, key_id: &str) -> Result<ApiKeyRecord, u64> {
+        let inner = self.inner.lock().expect("key cache lock");
+        match inner.entries.get(key_id) {
+            Some((record, at)) if at.elapsed() < KEY_CACHE_TTL => Ok(record.clone()),
+            _ => Err(inner.generation),
+        }
+    }
+
+    /// Keep `record`, read after [`KeyCache::get`] returned `generation`.
+    pub fn put(&self, generation: u64, record: &ApiKeyRecord) {
+        let mut inner = self.inner.lock().expect("key cache lock");
+        if inner.generation != generation {
+            return;
+        }
+        if inner.entries.len() >= KEY_CACHE_MAX {
+            inner.entries.clear();
+        }
+        inner.entries.insert(
+            record.key_id.clone(),
+            (record.clone(), std::time::Instant::now()),
+        );
+    }
+
+    /// Forget everything; call after a key change has committed.
+    pub fn clear(&self) {
+        let mut inner = self.inner.lock().expect("key cache lock");
+        inner.generation += 1;
+        inner.entries.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(key_id: &str) -> ApiKeyRecord {
+        ApiKeyRecord {
+            key_id: key_id.into(),
+            name: "k".into(),
+            secret_hash: vec![1, 2, 3],
+            scopes: vec![Scope::Send],
+            phone_id: None,
+            created_at_ms: 0,
+            revoked_at_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_read_that_raced_a_clear_is_not_cached() {
+        let cache = KeyCache::default();
+        let generation = cache.get("a").unwrap_err();
+        cache.clear(); // a revocation committed while the read ran
+        cache.put(generation, &record("a"));
+        assert!(cache.get("a").is_err());
+
+        let generation = cache.get("a").unwrap_err();
+        cache.put(generation, &record("a"));
+        assert_eq!(cache.get("a").unwrap().key_id, "a");
+        cache.clear();
+        assert!(cache.get("a").is_err(), "clear forgets every record");
+    }
+}

@@ -27,6 +27,8 @@ pub struct SqliteStore {
     writer: Writer,
     reader: ReadPool,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Key records for the bearer check; see [`keys::KEY_CACHE_TTL`].
+    key_cache: keys::KeyCache,
 }
 
 impl SqliteStore {
@@ -46,6 +48,7 @@ impl SqliteStore {
             writer,
             reader: ReadPool::new(path.to_path_buf()),
             writer_thread: Mutex::new(Some(handle)),
+            key_cache: keys::KeyCache::default(),
         })
     }
 
@@ -177,10 +180,19 @@ impl Store for SqliteStore {
     }
 
     async fn find_key(&self, key_id: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let generation = match self.key_cache.get(key_id) {
+            Ok(record) => return Ok(Some(record)),
+            Err(generation) => generation,
+        };
         let key_id = key_id.to_string();
-        self.reader
+        let found = self
+            .reader
             .read(move |conn| keys::find(conn, &key_id))
-            .await
+            .await?;
+        if let Some(record) = &found {
+            self.key_cache.put(generation, record);
+        }
+        Ok(found)
     }
 
     async fn list_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
@@ -189,9 +201,13 @@ impl Store for SqliteStore {
 
     async fn revoke_key(&self, key_id_or_name: &str, now_ms: i64) -> StoreResult<bool> {
         let key = key_id_or_name.to_string();
-        self.writer
+        let revoked = self
+            .writer
             .write(move |conn| keys::revoke(conn, &key, now_ms))
-            .await
+            .await;
+        // After the commit, so no read can cache the record from before it.
+        self.key_cache.clear();
+        revoked
     }
 
     async fn accept_relay_outbound(

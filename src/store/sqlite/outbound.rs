@@ -172,21 +172,28 @@ fn set_status(
 }
 
 pub fn claim(conn: &Connection, c: &ClaimRequest) -> StoreResult<Vec<OutboundRecord>> {
-    expire_endpoint(conn, c.channel, &c.phone_id, c.now_ms)?;
+    expire_endpoint(conn, c.channel, &c.phone_id, c.now_ms, c.limit)?;
     // Due queued messages, plus claims whose lease ran out (their worker
-    // died without a word): both are sent (again).
+    // died without a word): both are sent (again). Each branch walks the
+    // claim index in order and stops at `limit`, so a claim costs the same
+    // with a backlog of a hundred thousand as with none. A queued message
+    // past its ttl is not claimed.
     let sql = format!(
         "UPDATE outbound SET status = 'sending', attempts = attempts + 1,
             lease_until = ?3 + ?5, updated_at = ?3
          WHERE seq IN (
             SELECT seq FROM (
-                SELECT seq, priority FROM outbound
-                WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued'
-                  AND next_attempt_at <= ?3
+                SELECT * FROM (
+                    SELECT seq, priority FROM outbound
+                    WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued'
+                      AND next_attempt_at <= ?3 AND expires_at > ?3
+                    ORDER BY priority DESC, seq LIMIT ?4)
                 UNION ALL
-                SELECT seq, priority FROM outbound
-                WHERE channel = ?1 AND phone_id = ?2 AND status = 'sending'
-                  AND lease_until < ?3)
+                SELECT * FROM (
+                    SELECT seq, priority FROM outbound
+                    WHERE channel = ?1 AND phone_id = ?2 AND status = 'sending'
+                      AND lease_until < ?3
+                    ORDER BY priority DESC, seq LIMIT ?4))
             ORDER BY priority DESC, seq LIMIT ?4)
          RETURNING {OUTBOUND_COLUMNS}"
     );
@@ -217,18 +224,26 @@ pub fn claim(conn: &Connection, c: &ClaimRequest) -> StoreResult<Vec<OutboundRec
     Ok(records)
 }
 
+/// Mark expired the messages past their ttl among the `limit` next in the
+/// endpoint's queue: what the claim would have reached. Not the whole
+/// queue (`expires_at` is not indexed, so that is a scan of the backlog on
+/// every claim); the expiry sweeper marks the rest.
 fn expire_endpoint(
     conn: &Connection,
     channel: ChannelKind,
     phone_id: &str,
     now_ms: i64,
+    limit: u32,
 ) -> StoreResult<usize> {
     let ids = conn
         .prepare_cached(
-            "SELECT id FROM outbound WHERE channel = ?1 AND phone_id = ?2
-               AND status = 'queued' AND expires_at <= ?3",
+            "SELECT id FROM (
+                SELECT id, expires_at FROM outbound
+                WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued'
+                ORDER BY priority DESC, seq LIMIT ?4)
+             WHERE expires_at <= ?3",
         )?
-        .query_map(params![channel.as_str(), phone_id, now_ms], |row| {
+        .query_map(params![channel.as_str(), phone_id, now_ms, limit], |row| {
             row.get(0)
         })?
         .collect::<Result<Vec<String>, _>>()?;
@@ -283,11 +298,9 @@ pub fn requeue_abandoned(conn: &Connection, now_ms: i64) -> StoreResult<usize> {
 pub fn record_outcome(conn: &Connection, id: &str, outcome: &SendOutcome) -> StoreResult<()> {
     match outcome {
         SendOutcome::Sent { receipt, now_ms } => {
-            let (channel, phone_id): (String, String) = conn.query_row(
-                "SELECT channel, phone_id FROM outbound WHERE id = ?1",
-                [id],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )?;
+            let (channel, phone_id): (String, String) = conn
+                .prepare_cached("SELECT channel, phone_id FROM outbound WHERE id = ?1")?
+                .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))?;
             for (part, external_id) in receipt.external_ids.iter().enumerate() {
                 conn.prepare_cached(
                     "INSERT INTO outbound_parts (channel, phone_id, external_id, message_id, part)

@@ -26,6 +26,9 @@ pub struct Writer {
 impl Writer {
     /// Start the writer thread; it stops when every `Writer` is dropped.
     pub fn spawn(conn: Connection) -> (Self, thread::JoinHandle<()>) {
+        // Keep every statement of the store prepared: it has more distinct
+        // ones than rusqlite's default cache of 16.
+        conn.set_prepared_statement_cache_capacity(64);
         let (jobs, rx) = mpsc::channel::<Job>();
         let handle = thread::Builder::new()
             .name("store-writer".into())
@@ -67,10 +70,11 @@ fn in_savepoint<T>(
     conn: &Connection,
     write: impl FnOnce(&Connection) -> StoreResult<T>,
 ) -> StoreResult<T> {
-    conn.execute_batch("SAVEPOINT job")?;
+    // Cached statements: two per job, so not parsed again every time.
+    conn.prepare_cached("SAVEPOINT job")?.execute([])?;
     match write(conn) {
         Ok(value) => {
-            conn.execute_batch("RELEASE job")?;
+            conn.prepare_cached("RELEASE job")?.execute([])?;
             Ok(value)
         }
         Err(e) => {
