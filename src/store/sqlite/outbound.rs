@@ -177,7 +177,9 @@ pub fn claim(conn: &Connection, c: &ClaimRequest) -> StoreResult<Vec<OutboundRec
     // died without a word): both are sent (again). Each branch walks the
     // claim index in order and stops at `limit`, so a claim costs the same
     // with a backlog of a hundred thousand as with none. A queued message
-    // past its ttl is not claimed.
+    // past its ttl is not claimed. `LIMIT (?4 + 0)`, not `LIMIT ?4`: SQLite
+    // reads a bare bound LIMIT while planning, and then prepares the
+    // statement again on every run (a third of a claim's time).
     let sql = format!(
         "UPDATE outbound SET status = 'sending', attempts = attempts + 1,
             lease_until = ?3 + ?5, updated_at = ?3
@@ -187,14 +189,14 @@ pub fn claim(conn: &Connection, c: &ClaimRequest) -> StoreResult<Vec<OutboundRec
                     SELECT seq, priority FROM outbound
                     WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued'
                       AND next_attempt_at <= ?3 AND expires_at > ?3
-                    ORDER BY priority DESC, seq LIMIT ?4)
+                    ORDER BY priority DESC, seq LIMIT (?4 + 0))
                 UNION ALL
                 SELECT * FROM (
                     SELECT seq, priority FROM outbound
                     WHERE channel = ?1 AND phone_id = ?2 AND status = 'sending'
                       AND lease_until < ?3
-                    ORDER BY priority DESC, seq LIMIT ?4))
-            ORDER BY priority DESC, seq LIMIT ?4)
+                    ORDER BY priority DESC, seq LIMIT (?4 + 0)))
+            ORDER BY priority DESC, seq LIMIT (?4 + 0))
          RETURNING {OUTBOUND_COLUMNS}"
     );
     let mut records = conn
@@ -240,7 +242,7 @@ fn expire_endpoint(
             "SELECT id FROM (
                 SELECT id, expires_at FROM outbound
                 WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued'
-                ORDER BY priority DESC, seq LIMIT ?4)
+                ORDER BY priority DESC, seq LIMIT (?4 + 0))
              WHERE expires_at <= ?3",
         )?
         .query_map(params![channel.as_str(), phone_id, now_ms, limit], |row| {
