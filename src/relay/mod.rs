@@ -96,6 +96,37 @@ impl Deps {
 
     /// Backoff after `failures` failed tries in a row, honouring a
     /// Retry-After the relay sent.
+    /// POST `body` to `path` until the relay takes it (2xx) or refuses it
+    /// for good (`Some(error)`, logged by the caller); `None` when shut
+    /// down first. Transient failures are retried with backoff.
+    pub async fn post_until_taken(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Option<Result<(), RelayError>> {
+        let mut failures = 0u32;
+        loop {
+            let sent = tokio::select! {
+                _ = self.shutdown.cancelled() => return None,
+                sent = self.client.post(path, body, None, None) => sent,
+            };
+            match sent {
+                Ok(_) => {
+                    self.link.reached().await;
+                    return Some(Ok(()));
+                }
+                Err(e) if e.is_permanent() => return Some(Err(e)),
+                Err(e) => {
+                    self.link.failed(&e).await;
+                    failures = failures.saturating_add(1);
+                    if !self.sleep_ms(self.backoff_ms(failures, &e)).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
     pub fn backoff_ms(&self, failures: u32, error: &RelayError) -> u64 {
         let config = &self.settings.config;
         let delay =

@@ -140,28 +140,15 @@ pub async fn take(deps: &Deps, job: Value) -> Option<Ack> {
 /// recognised).
 async fn acknowledge(deps: &Deps, acks: &[Ack]) -> bool {
     let body = json!({ "phone_id": deps.settings.phone_id, "acks": acks });
-    let mut failures = 0u32;
-    loop {
-        let sent = tokio::select! {
-            _ = deps.shutdown.cancelled() => return false,
-            sent = deps.client.post(&deps.settings.config.paths.ack, &body, None, None) => sent,
-        };
-        match sent {
-            Ok(_) => {
-                deps.link.reached().await;
-                return true;
-            }
-            Err(e) if e.is_permanent() => {
-                tracing::warn!(error = %e, "the relay refused an acknowledgement");
-                return true;
-            }
-            Err(e) => {
-                deps.link.failed(&e).await;
-                failures = failures.saturating_add(1);
-                if !deps.sleep_ms(deps.backoff_ms(failures, &e)).await {
-                    return false;
-                }
-            }
+    match deps
+        .post_until_taken(&deps.settings.config.paths.ack, &body)
+        .await
+    {
+        None => false,
+        Some(Ok(())) => true,
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "the relay refused an acknowledgement");
+            true
         }
     }
 }

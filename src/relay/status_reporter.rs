@@ -100,29 +100,16 @@ pub async fn run(deps: Deps) {
 /// Until the relay takes the batch; false if shut down first.
 async fn report(deps: &Deps, events: &[StatusEventBody]) -> bool {
     let body = json!({ "phone_id": deps.settings.phone_id, "events": events });
-    let mut failures = 0u32;
-    loop {
-        let sent = tokio::select! {
-            _ = deps.shutdown.cancelled() => return false,
-            sent = deps.client.post(&deps.settings.config.paths.status, &body, None, None) => sent,
-        };
-        match sent {
-            Ok(_) => {
-                deps.link.reached().await;
-                return true;
-            }
-            Err(e) if e.is_permanent() => {
-                tracing::warn!(error = %e, first = events[0].event_id,
-                    "the relay refused a status batch; skipping it");
-                return true;
-            }
-            Err(e) => {
-                deps.link.failed(&e).await;
-                failures = failures.saturating_add(1);
-                if !deps.sleep_ms(deps.backoff_ms(failures, &e)).await {
-                    return false;
-                }
-            }
+    match deps
+        .post_until_taken(&deps.settings.config.paths.status, &body)
+        .await
+    {
+        None => false,
+        Some(Ok(())) => true,
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, first = events[0].event_id,
+                "the relay refused a status batch; skipping it");
+            true
         }
     }
 }

@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::rows::{Kind, from_json, to_json};
 use crate::store::*;
 
-const COLUMNS: &str = "seq, id, channel, phone_id, external_id, sender, body, subject, \
+pub(super) const COLUMNS: &str = "seq, id, channel, phone_id, external_id, sender, body, subject, \
      attachments, reply_to, received_at, committed_at";
 
 pub fn commit(conn: &Connection, m: &InboundMessage, now_ms: i64) -> StoreResult<InboundCommit> {
@@ -50,7 +50,9 @@ pub fn commit(conn: &Connection, m: &InboundMessage, now_ms: i64) -> StoreResult
     })
 }
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<InboundRecord> {
+/// Reads the first twelve columns, in [`COLUMNS`] order; the relay's
+/// queries select these first and their own after.
+pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<InboundRecord> {
     let attachments: String = row.get(8)?;
     let reply_to: String = row.get(9)?;
     Ok(InboundRecord {

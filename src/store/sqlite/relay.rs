@@ -4,8 +4,8 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::outbound;
-use super::rows::{Kind, Status, from_json};
+use super::rows::Status;
+use super::{inbound, outbound};
 use crate::store::*;
 
 /// Accept a message keyed by the relay's id; a repeat returns the first.
@@ -29,29 +29,13 @@ pub fn accept(
     Ok(outcome)
 }
 
-const COLUMNS: &str = "seq, id, channel, phone_id, external_id, sender, body, subject, \
-     attachments, reply_to, received_at, committed_at, relay_state, relay_attempts, \
+const RELAY_COLUMNS: &str = "relay_state, relay_attempts, \
      relay_next_at, relay_to, relay_route, relay_error_code, relay_error, relay_updated_at";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<RelayInbound> {
-    let attachments: String = row.get(8)?;
-    let reply_to: String = row.get(9)?;
     let state: String = row.get(12)?;
     Ok(RelayInbound {
-        inbound: InboundRecord {
-            seq: row.get(0)?,
-            id: row.get(1)?,
-            channel: row.get::<_, Kind>(2)?.0,
-            phone_id: row.get(3)?,
-            external_id: row.get(4)?,
-            from: row.get(5)?,
-            text: row.get(6)?,
-            subject: row.get(7)?,
-            attachments: from_json(&attachments)?,
-            reply_to: from_json(&reply_to)?,
-            received_at_ms: row.get(10)?,
-            committed_at_ms: row.get(11)?,
-        },
+        inbound: inbound::from_row(row)?,
         state: state.parse().map_err(|e: String| {
             rusqlite::Error::FromSqlConversionFailure(
                 12,
@@ -71,7 +55,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<RelayInbound> {
 
 pub fn pending(conn: &Connection, limit: u32) -> StoreResult<Vec<RelayInbound>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM inbound WHERE relay_state = 'pending' ORDER BY seq LIMIT ?1"
+        "SELECT {}, {RELAY_COLUMNS} FROM inbound WHERE relay_state = 'pending' ORDER BY seq LIMIT ?1",
+        inbound::COLUMNS
     );
     let rows = conn
         .prepare_cached(&sql)?
@@ -81,7 +66,10 @@ pub fn pending(conn: &Connection, limit: u32) -> StoreResult<Vec<RelayInbound>> 
 }
 
 pub fn get(conn: &Connection, id: &str) -> StoreResult<Option<RelayInbound>> {
-    let sql = format!("SELECT {COLUMNS} FROM inbound WHERE id = ?1");
+    let sql = format!(
+        "SELECT {}, {RELAY_COLUMNS} FROM inbound WHERE id = ?1",
+        inbound::COLUMNS
+    );
     Ok(conn
         .prepare_cached(&sql)?
         .query_row([id], from_row)
@@ -96,9 +84,10 @@ pub fn list(
     limit: u32,
 ) -> StoreResult<Vec<RelayInbound>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM inbound
+        "SELECT {}, {RELAY_COLUMNS} FROM inbound
          WHERE relay_state = ?1 AND (?2 IS NULL OR phone_id = ?2) AND (?3 IS NULL OR seq < ?3)
-         ORDER BY seq DESC LIMIT ?4"
+         ORDER BY seq DESC LIMIT ?4",
+        inbound::COLUMNS
     );
     let rows = conn
         .prepare_cached(&sql)?
