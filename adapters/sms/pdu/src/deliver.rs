@@ -53,7 +53,12 @@ pub(crate) fn decode_deliver(
     let scts_offset = r.offset();
     let scts = r.take_array::<7>("TP-SCTS")?;
     let service_centre_timestamp = Timestamp::from_octets(scts, "TP-SCTS", scts_offset)?;
-    let user_data = user_data::decode_user_data(r, first & 0x40 != 0, &data_coding)?;
+    let user_data = user_data::decode_user_data(
+        r,
+        first & 0x40 != 0,
+        &data_coding,
+        user_data::Truncation::Lenient,
+    )?;
     Ok(Deliver {
         smsc,
         more_messages_to_send: first & 0x04 == 0,

@@ -162,7 +162,12 @@ fn decode_optional(r: &mut Reader<'_>, udhi: bool) -> Result<Optional, PduError>
     };
     let ud = if pi & 0x04 != 0 {
         let effective = dcs.unwrap_or_else(|| DataCodingScheme::decode(0));
-        Some(user_data::decode_user_data(r, udhi, &effective)?)
+        Some(user_data::decode_user_data(
+            r,
+            udhi,
+            &effective,
+            user_data::Truncation::Reject,
+        )?)
     } else {
         None
     };

@@ -236,7 +236,12 @@ pub(crate) fn decode_submit(r: &mut Reader<'_>, smsc: Option<Address>) -> Result
             raw: r.take(7, "TP-VP")?.to_vec(),
         }),
     };
-    let user_data = user_data::decode_user_data(r, first & 0x40 != 0, &data_coding)?;
+    let user_data = user_data::decode_user_data(
+        r,
+        first & 0x40 != 0,
+        &data_coding,
+        user_data::Truncation::Reject,
+    )?;
     Ok(Submit {
         smsc,
         reject_duplicates: first & 0x04 != 0,

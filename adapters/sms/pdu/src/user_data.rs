@@ -25,17 +25,38 @@ pub struct UserData {
     /// (None for GSM 7-bit, whose octets are packed septets).
     #[serde(serialize_with = "crate::hex::serialize_opt_hex")]
     pub data: Option<Vec<u8>>,
+    /// The PDU ended before the TP-UDL it declared: `text`/`data` hold only
+    /// what was present. Only SMS-DELIVER is decoded this way (see
+    /// [`Truncation`]); every other message type rejects such a PDU.
+    pub truncated: bool,
+}
+
+/// What [`decode_user_data`] does when the PDU holds fewer octets than
+/// TP-UDL declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Truncation {
+    /// [`PduError::Truncated`].
+    Reject,
+    /// Decode the characters that are present and set
+    /// [`UserData::truncated`]. Real SMSCs and modems occasionally store an
+    /// SMS-DELIVER like that (Gammu's tests/at-sms/41.dump, its issue #993);
+    /// rejecting it would lose the message for good. A header that is itself
+    /// cut off is still an error: without it the part cannot be placed.
+    Lenient,
 }
 
 /// Reads TP-UDL and TP-UD.
 ///
 /// Leniency: octets after the user data are ignored, because several modems
 /// pad stored PDUs (e.g. +CMGR of status reports with trailing 0xFF). Too
-/// few octets for the declared TP-UDL is an error.
+/// few octets for the declared TP-UDL is an error unless `truncation` is
+/// [`Truncation::Lenient`]; a TP-UDL over the maximum, or one that cannot
+/// hold the declared header, is an error either way.
 pub(crate) fn decode_user_data(
     r: &mut Reader<'_>,
     udhi: bool,
     dcs: &DataCodingScheme,
+    truncation: Truncation,
 ) -> Result<UserData, PduError> {
     let udl_offset = r.offset();
     let udl = r.u8("TP-UDL")?;
@@ -56,13 +77,25 @@ pub(crate) fn decode_user_data(
         });
     }
     let ud_offset = r.offset();
-    let ud = r.take(octets, "TP-UD")?;
+    let truncated_error = |available: usize| PduError::Truncated {
+        field: "TP-UD",
+        offset: ud_offset,
+        needed: octets,
+        available,
+    };
+    let (ud, truncated) = match truncation {
+        Truncation::Lenient if r.remaining() < octets => (r.take(r.remaining(), "TP-UD")?, true),
+        _ => (r.take(octets, "TP-UD")?, false),
+    };
 
     let (header, header_len) = if udhi {
         // Leniency: TP-UDHI with TP-UDL 0 contradicts itself, but real
         // modems store such PDUs (Gammu's tests/at-sms/20.dump); there is
         // simply no header and no text.
         let Some((&udhl, rest)) = ud.split_first() else {
+            if truncated {
+                return Err(truncated_error(0));
+            }
             return Ok(UserData {
                 length: udl,
                 header: None,
@@ -70,21 +103,26 @@ pub(crate) fn decode_user_data(
                     (dcs.encoding == Encoding::Ucs2 && !dcs.compressed).then(String::new)
                 }),
                 data: (!dcs.udl_counts_septets()).then(Vec::new),
+                truncated: false,
             });
         };
-        let Some(body) = rest.get(..usize::from(udhl)) else {
+        if usize::from(udhl) >= octets {
             return Err(PduError::InvalidField {
                 field: "UDHL",
                 offset: ud_offset,
                 reason: format!("header length {udhl} exceeds user data of {octets} octets"),
             });
+        }
+        let Some(body) = rest.get(..usize::from(udhl)) else {
+            // Only reachable when truncated: the header itself is cut off.
+            return Err(truncated_error(ud.len()));
         };
         let h = UserDataHeader::parse(body, ud_offset + 1)?;
         (Some(h), usize::from(udhl) + 1)
     } else {
         (None, 0)
     };
-    let payload = ud.get(header_len..).unwrap_or(&[]);
+    let mut payload = ud.get(header_len..).unwrap_or(&[]);
 
     let (text, data) = if dcs.compressed {
         (None, Some(payload.to_vec()))
@@ -95,24 +133,38 @@ pub(crate) fn decode_user_data(
                 // that pad it to a septet boundary precede the text.
                 let header_septets = (header_len * 8).div_ceil(7);
                 let fill = header_septets * 7 - header_len * 8;
-                let count = usize::from(udl)
+                let mut count = usize::from(udl)
                     .checked_sub(header_septets)
                     .ok_or_else(|| PduError::InvalidField {
                         field: "TP-UDL",
                         offset: udl_offset,
                         reason: format!("{udl} septets cannot hold a {header_len}-octet header"),
                     })?;
-                let s = gsm7::unpack(payload, u8::try_from(fill).unwrap_or(0), count).map_err(
-                    |_| PduError::Truncated {
-                        field: "TP-UD",
-                        offset: ud_offset,
-                        needed: octets,
-                        available: ud.len(),
-                    },
-                )?;
+                if truncated {
+                    // Only the septets whose 7 bits are all present.
+                    count = count.min((payload.len() * 8).saturating_sub(fill) / 7);
+                }
+                let mut s = gsm7::unpack(payload, u8::try_from(fill).unwrap_or(0), count)
+                    .map_err(|_| truncated_error(ud.len()))?;
+                if truncated && s.last() == Some(&gsm7::ESCAPE) {
+                    // The extension character after it was cut off.
+                    s.pop();
+                }
                 (Some(gsm7::septets_to_text(&s)), None)
             }
-            Encoding::Ucs2 => (Some(ucs2::decode(payload)), Some(payload.to_vec())),
+            Encoding::Ucs2 => {
+                if truncated {
+                    // Whole UTF-16 units only, and not the first half of a
+                    // surrogate pair whose second half was cut off.
+                    payload = payload.get(..payload.len() / 2 * 2).unwrap_or(&[]);
+                    if let [.., hi, _] = payload
+                        && (0xD8..=0xDB).contains(hi)
+                    {
+                        payload = payload.get(..payload.len() - 2).unwrap_or(&[]);
+                    }
+                }
+                (Some(ucs2::decode(payload)), Some(payload.to_vec()))
+            }
             Encoding::EightBit => (None, Some(payload.to_vec())),
         }
     };
@@ -121,6 +173,7 @@ pub(crate) fn decode_user_data(
         header,
         text,
         data,
+        truncated,
     })
 }
 

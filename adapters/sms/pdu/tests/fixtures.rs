@@ -82,6 +82,7 @@ fn snake<T: serde::Serialize>(v: &T) -> String {
 fn user_data_fields(m: &mut BTreeMap<String, String>, ud: &UserData) {
     m.insert("text".into(), none_or(ud.text.clone()));
     m.insert("data".into(), none_or(ud.data.as_deref().map(encode_hex)));
+    m.insert("truncated".into(), ud.truncated.to_string());
     if let Some(h) = &ud.header {
         if let Some(c) = h.concat() {
             let bits = if c.sixteen_bit_reference {

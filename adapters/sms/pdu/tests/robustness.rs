@@ -3,7 +3,8 @@
 //! Case counts are kept modest so this runs in about a second.
 
 use phonerelay_sms_pdu::{
-    Direction, Pdu, SubmitOptions, decode, decode_bytes, encode_hex, encode_submit,
+    DeliverOptions, Direction, Pdu, PduError, SubmitOptions, Timestamp, decode, decode_bytes,
+    decode_hex, encode_deliver, encode_hex, encode_submit,
 };
 use proptest::prelude::*;
 
@@ -21,6 +22,12 @@ fn both(bytes: &[u8]) {
         if let Ok(p) = decode_bytes(bytes, dir) {
             // Whatever decodes must also serialise.
             serde_json::to_string(&p).unwrap();
+            // Only an SMS-DELIVER is decoded leniently when cut short.
+            match &p {
+                Pdu::Submit(s) => assert!(!s.user_data.truncated),
+                Pdu::StatusReport(r) => assert!(!r.user_data.as_ref().is_some_and(|u| u.truncated)),
+                Pdu::Deliver(_) => {}
+            }
         }
     }
 }
@@ -70,5 +77,52 @@ proptest! {
             }
         }
         prop_assert_eq!(joined, text);
+    }
+
+    /// A DELIVER cut anywhere in its user data still decodes (flagged
+    /// truncated, text a prefix of the full part's text), unless the cut
+    /// falls inside the concatenation header; other message types stay
+    /// strict.
+    #[test]
+    fn truncated_deliver_decodes_a_prefix(
+        text in "[a-zA-Z0-9 €\\[\\]ΔΩжё😀\n]{1,300}",
+        cut_seed in any::<usize>(),
+        c16 in any::<bool>(),
+    ) {
+        let ts = Timestamp::from_unix_seconds(1_700_000_000, 0).unwrap();
+        let opts = DeliverOptions { concat_reference: 7, concat_16bit: c16, ..Default::default() };
+        for hex in encode_deliver("+15551234567", &text, &ts, &opts).unwrap() {
+            let full = match decode(&hex, Direction::MtFromNetwork).unwrap() {
+                Pdu::Deliver(d) => d,
+                other => panic!("{other:?}"),
+            };
+            prop_assert!(!full.user_data.truncated);
+            let full_text = full.text().unwrap().to_string();
+            let bytes = decode_hex(&hex).unwrap();
+            // The user data is what follows TP-UDL, the last header octet
+            // before it; cut 1..=all of it.
+            let udl = usize::from(full.user_data.length);
+            let ud_len = if full.data_coding.encoding == phonerelay_sms_pdu::Encoding::Gsm7 {
+                (udl * 7).div_ceil(8)
+            } else {
+                udl
+            };
+            let cut = 1 + cut_seed % ud_len.max(1);
+            let short = &bytes[..bytes.len() - cut.min(ud_len)];
+            match decode_bytes(short, Direction::MtFromNetwork) {
+                Ok(Pdu::Deliver(d)) => {
+                    prop_assert!(d.user_data.truncated);
+                    prop_assert_eq!(d.concat(), full.concat());
+                    let got = d.text().unwrap();
+                    prop_assert!(full_text.starts_with(got), "{got:?} not a prefix of {full_text:?}");
+                    serde_json::to_string(&d).unwrap();
+                }
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => {
+                    prop_assert!(matches!(e, PduError::Truncated { .. }), "{e:?}");
+                    prop_assert!(full.concat().is_some(), "only a cut header may fail");
+                }
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 #![no_main]
 //! Any bytes, read both as octets and as a hex string, in both directions:
-//! decode must return, never panic, and whatever decodes must serialise.
+//! decode must return, never panic, and whatever decodes must serialise;
+//! only an SMS-DELIVER may come back flagged truncated.
 
 use libfuzzer_sys::fuzz_target;
 use phonerelay_sms_pdu::{decode, decode_bytes, Direction, MessagePart, Pdu, Reassembler};
@@ -14,8 +15,15 @@ fuzz_target!(|data: &[u8]| {
         ] {
             if let Ok(pdu) = result {
                 let _ = serde_json::to_string(&pdu).expect("serialize");
-                if let Pdu::Deliver(d) = &pdu {
-                    let _ = reassembler.push(MessagePart::from_deliver(d), 1);
+                match &pdu {
+                    Pdu::Deliver(d) => {
+                        let _ = reassembler.push(MessagePart::from_deliver(d), 1);
+                    }
+                    // Only SMS-DELIVER is decoded leniently when cut short.
+                    Pdu::Submit(s) => assert!(!s.user_data.truncated),
+                    Pdu::StatusReport(r) => {
+                        assert!(!r.user_data.as_ref().is_some_and(|u| u.truncated))
+                    }
                 }
             }
         }
