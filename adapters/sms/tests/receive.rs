@@ -1,5 +1,5 @@
 //! Receiving: +CMTI, start-up sweep, restart without duplicates, failed
-//! commits keep messages on the SIM.
+//! commits keep messages on the SIM, truncated PDUs committed with a marker.
 mod common;
 
 use std::sync::atomic::Ordering;
@@ -93,4 +93,27 @@ async fn failed_commit_keeps_the_message_and_restart_gives_the_same_id() {
     );
     assert_eq!(again, first[1].external_id);
     rig.stop_channel().await;
+}
+
+#[tokio::test]
+async fn truncated_deliver_is_committed_with_a_marker_and_deleted() {
+    let rig = Rig::start(behaviour(), modem_config("main")).await;
+    rig.wait_up().await;
+    // A DELIVER whose TP-UDL promises 11 characters ("hello world") but
+    // whose user data stops after 8 octets (9 whole septets).
+    let (full, _) =
+        phonerelay_sms::codec::encode_deliver("+15551230005", "hello world", 1_700_000_000, 1)
+            .remove(0);
+    let cut = &full[..full.len() - 4];
+    assert!(rig.sim.inject_raw_pdu(cut));
+    // And a well-formed one after it: both arrive, in order.
+    rig.sim.inject_inbound("+15551230006", "intact");
+    wait_until(|| rig.sink.inbound().len() == 2).await;
+    let inbound = rig.sink.inbound();
+    assert_eq!(inbound[0].from, "+15551230005");
+    assert_eq!(inbound[0].text, "hello wor [truncated]");
+    assert!(inbound[0].external_id.starts_with("sms:"));
+    assert_eq!(inbound[1].text, "intact");
+    // Committed, so freed: nothing is left for a human to look at.
+    wait_until(|| rig.sim.stored().0 == 0).await;
 }

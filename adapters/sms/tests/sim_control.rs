@@ -28,7 +28,11 @@ async fn control_socket_commands() {
         ask("inject +15551230001 hello there").await,
         "ok 1 part(s) stored"
     );
-    assert_eq!(ask("stored").await, "ok messages=1 reports=0");
+    assert_eq!(
+        ask("inject-pdu 0004038121F300001170000000000003E8329B").await,
+        "ok 1 part(s) stored"
+    );
+    assert_eq!(ask("stored").await, "ok messages=2 reports=0");
     assert!(ask("fail 500 2").await.starts_with("ok next 2"));
     assert_eq!(ask("sent").await, "ok");
     assert!(handle.path().exists());

@@ -24,7 +24,15 @@ pub struct Ready {
     pub received_at_ms: i64,
     pub indexes: Vec<u32>,
     pub missing_parts: Vec<u8>,
+    /// Some part's user data was shorter than its TP-UDL said; `text` ends
+    /// with [`TRUNCATED_MARKER`].
+    pub truncated: bool,
 }
+
+/// Appended to the text of a message of which a part arrived cut short
+/// (the SMSC or modem stored less user data than the PDU declares): what
+/// arrived is committed, and the reader can see that something is missing.
+pub const TRUNCATED_MARKER: &str = " [truncated]";
 
 /// (originator, reference, total).
 type Key = (String, u16, u8);
@@ -144,6 +152,7 @@ fn finish(from: &str, parts: Vec<(u32, Deliver)>, partial: bool) -> Ready {
     let mut reassembler = Reassembler::new(u64::MAX / 4);
     let mut done: Option<ReassembledMessage> = None;
     let mut seen = std::collections::HashSet::new();
+    let mut truncated = false;
     for (_, deliver) in &parts {
         let part = MessagePart::from_deliver(deliver);
         if let Some(c) = part.concat
@@ -151,6 +160,7 @@ fn finish(from: &str, parts: Vec<(u32, Deliver)>, partial: bool) -> Ready {
         {
             continue;
         }
+        truncated |= deliver.user_data.truncated;
         if let Some(message) = reassembler.push(part, 0) {
             done = Some(message);
         }
@@ -173,6 +183,10 @@ fn finish(from: &str, parts: Vec<(u32, Deliver)>, partial: bool) -> Ready {
             scts,
         ),
     };
+    let mut text = text;
+    if truncated {
+        text.push_str(TRUNCATED_MARKER);
+    }
     let concat = reference.map(|r| (r, total));
     Ready {
         from: from.to_string(),
@@ -181,6 +195,7 @@ fn finish(from: &str, parts: Vec<(u32, Deliver)>, partial: bool) -> Ready {
         received_at_ms: scts * 1000,
         indexes,
         missing_parts: missing,
+        truncated,
     }
 }
 
@@ -228,6 +243,28 @@ mod tests {
         slots.sort();
         assert_eq!(slots, [4, 5, 6]);
         assert_eq!(inbox.pending_parts(), 0);
+    }
+
+    #[test]
+    fn truncated_part_is_committed_with_marker() {
+        // A DELIVER whose TP-UDL promises more than the PDU holds.
+        let full = encode_deliver("+15551230001", "hello world", 1_700_000_000, 1)
+            .remove(0)
+            .0;
+        let cut = &full[..full.len() - 4];
+        let Incoming::Deliver(d) = decode_incoming(cut).unwrap() else {
+            panic!("not a deliver");
+        };
+        assert!(d.user_data.truncated);
+        let ready = Inbox::new(1000).add(2, *d, 0).unwrap();
+        assert!(ready.truncated);
+        assert_eq!(ready.text, format!("hello wor{TRUNCATED_MARKER}"));
+        assert_eq!(ready.indexes, [2]);
+        // Complete messages carry no marker.
+        let whole = delivers("+15551230001", "hello world", 1).remove(0);
+        let ready = Inbox::new(1000).add(3, whole, 0).unwrap();
+        assert!(!ready.truncated);
+        assert_eq!(ready.text, "hello world");
     }
 
     #[test]

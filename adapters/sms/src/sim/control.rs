@@ -41,7 +41,7 @@ pub struct ModemSimArgs {
     pub pin: Option<String>,
 }
 
-pub const CONTROL_HELP: &str = "commands: inject <+from> <text> | sent | stored | fail <cms-code> <count> | delay <ms> | reports on|off | unplug | replug | mute | unmute | boot <count> | help";
+pub const CONTROL_HELP: &str = "commands: inject <+from> <text> | inject-pdu <hex> | sent | stored | fail <cms-code> <count> | delay <ms> | reports on|off | unplug | replug | mute | unmute | boot <count> | help";
 
 /// Run the simulator until `shutdown` fires; prints the pty path and the
 /// control address on stdout.
@@ -146,6 +146,11 @@ pub fn control_command(handle: &SimHandle, line: &str) -> String {
             let parts = handle.inject_inbound(from, text);
             format!("ok {parts} part(s) stored")
         }
+        "inject-pdu" => match rest {
+            "" => "error: inject-pdu <hex>".into(),
+            hex if handle.inject_raw_pdu(hex) => "ok 1 part(s) stored".into(),
+            _ => "error: SIM full".into(),
+        },
         "sent" => {
             let mut out = String::new();
             for m in handle.sent_messages() {

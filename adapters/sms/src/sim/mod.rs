@@ -101,6 +101,17 @@ impl SimHandle {
         stored
     }
 
+    /// A raw PDU (hex as a modem prints it, SMSC part first) reaches the
+    /// SIM unchanged, e.g. one with broken lengths as real SMSCs sometimes
+    /// store; returns whether it was stored.
+    pub fn inject_raw_pdu(&self, hex: &str) -> bool {
+        let (stored, urc) = self.modem().inject_raw(hex);
+        if let Some(urc) = urc {
+            let _ = self.ctl.send(Ctl::Urcs(vec![urc]));
+        }
+        stored
+    }
+
     /// Every accepted part, in order.
     pub fn sent_parts(&self) -> Vec<SentPart> {
         self.modem().sent.clone()

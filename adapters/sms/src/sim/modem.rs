@@ -195,6 +195,24 @@ impl SimModem {
         urcs
     }
 
+    /// A PDU exactly as given (hex, SMSC part first) is stored as a received
+    /// message, e.g. a malformed one a real SMSC produced. Returns whether it
+    /// was stored and the URC to raise, if any.
+    pub fn inject_raw(&mut self, hex: &str) -> (bool, Option<String>) {
+        let hex = hex.trim().to_ascii_uppercase();
+        let len = codec::tpdu_len(&hex).unwrap_or(0);
+        match self.store(Mem::Sm, hex, len) {
+            Some(index) => (
+                true,
+                (self.cnmi_mt == 1).then(|| format!("+CMTI: \"SM\",{index}")),
+            ),
+            None => {
+                tracing::warn!("simulated SIM full; raw PDU dropped");
+                (false, None)
+            }
+        }
+    }
+
     fn status_report(&mut self, part: &SentPart, scts_unix: i64) -> Option<String> {
         let (hex, len) = codec::encode_status_report(part.mr, &part.to, true, scts_unix);
         match self.cnmi_ds {
