@@ -520,3 +520,178 @@ async fn refused_and_unroutable_inbound_is_dead_lettered_and_retried_by_hand() {
     let (_, status) = bridge.get("/api/v1/status", &bridge.admin_key).await;
     assert_eq!(status["relay"]["inbound_dead"], 1);
 }
+
+/// `/api/v1/relay` once `done` holds for it, or panic after 10 s.
+async fn wait_link(bridge: &TestDaemon, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, link) = bridge.get("/api/v1/relay", &bridge.admin_key).await;
+        assert_eq!(code, 200, "{link}");
+        if done(&link) {
+            return link;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the link never showed {what}: {link}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_key_rejected_at_run_time_drops_nothing_and_everything_arrives_once_when_accepted_again()
+{
+    let relay = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge = start_bridge(&relay, "push", Some("ops"), &wa).await;
+    let bridge_key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
+    relay
+        .wait_for("a first heartbeat", |s| !s.heartbeats.is_empty())
+        .await;
+    wait_link(&bridge, "the relay reached", |l| {
+        l["last_reached"].is_string() && l["key_rejected"] == false
+    })
+    .await;
+
+    // The relay revokes the key: every request gets 401.
+    relay.with(|s| s.fail_all = Some(401));
+    let beats_before = relay.with(|s| s.heartbeats.len());
+    let (code, body) = bridge
+        .post(
+            "/api/v1/messages",
+            &bridge_key,
+            &push_body("+15551230001", "hi", "alice", "k-1"),
+        )
+        .await;
+    assert_eq!(code, 202, "{body}");
+    bridge
+        .wait_status(body["id"].as_str().unwrap(), "sent")
+        .await;
+    let senders = ["+15551230001", "+15551230002"];
+    for i in 0..4 {
+        wa.inject(inbound(
+            senders[i % 2],
+            &format!("k-w{i}"),
+            &format!("held {i}"),
+            &[],
+        ))
+        .await
+        .unwrap();
+    }
+    // Inbound, status and heartbeat are all refused, and retried.
+    relay
+        .wait_for("messages, status and heartbeats refused, again", |s| {
+            ["messages", "status", "heartbeat"]
+                .iter()
+                .all(|r| s.refused.iter().filter(|x| *x == r).count() >= 2)
+        })
+        .await;
+    let link = wait_link(&bridge, "key_rejected", |l| l["key_rejected"] == true).await;
+    assert_eq!(link["inbound_pending"], 4, "{link}");
+    assert_eq!(link["inbound_dead"], 0, "{link}");
+    assert!(
+        link["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("401")),
+        "{link}"
+    );
+    let (code, status) = bridge.get("/api/v1/status", &bridge.admin_key).await;
+    assert_eq!(code, 200, "{status}");
+    assert_eq!(status["relay"]["key_rejected"], true, "{status}");
+    assert_eq!(status["relay"]["inbound_pending"], 4, "{status}");
+    assert_eq!(status["relay"]["inbound_dead"], 0, "{status}");
+    relay.with(|s| {
+        assert!(s.messages.is_empty());
+        assert_eq!(s.message_posts_taken, 0);
+        assert!(s.status_events.is_empty());
+        assert_eq!(s.heartbeats.len(), beats_before);
+    });
+
+    // Accepted again (the key renewed on the relay's side).
+    relay.with(|s| s.fail_all = None);
+    relay
+        .wait_for("the held messages, the status and a heartbeat", |s| {
+            s.messages.len() == 4
+                && s.status_events
+                    .iter()
+                    .any(|e| e["relay_message_id"] == "k-1")
+                && s.heartbeats.len() > beats_before
+        })
+        .await;
+    let link = wait_link(&bridge, "the key accepted again", |l| {
+        l["key_rejected"] == false && l["inbound_pending"] == 0
+    })
+    .await;
+    assert!(link["last_error"].is_null(), "{link}");
+    // A marker behind them: the forwarder goes in commit order, so once it
+    // arrives nothing held back can still be on its way.
+    wa.inject(inbound(senders[0], "k-w4", "after", &[]))
+        .await
+        .unwrap();
+    relay
+        .wait_for("the marker", |s| s.messages.len() == 5)
+        .await;
+
+    let got = relay.messages();
+    assert_eq!(
+        relay.with(|s| s.message_posts_taken),
+        5,
+        "a held message was delivered twice"
+    );
+    for sender in senders {
+        let texts: Vec<&str> = got
+            .iter()
+            .filter(|m| m.body["origin"]["from"] == sender)
+            .map(|m| m.body["text"].as_str().unwrap())
+            .collect();
+        let expected: Vec<String> = (0..4)
+            .filter(|i| senders[i % 2] == sender)
+            .map(|i| format!("held {i}"))
+            .chain((sender == senders[0]).then(|| "after".to_string()))
+            .collect();
+        assert_eq!(texts, expected, "{sender}: out of order");
+    }
+    // Alice wrote to the first sender; the other has only default_to.
+    for m in &got {
+        let to = if m.body["origin"]["from"] == senders[0] {
+            "alice"
+        } else {
+            "ops"
+        };
+        assert_eq!(m.body["to"], to, "{}", m.body);
+    }
+    assert_eq!(statuses_of(&relay, "k-1"), ["sent"]);
+    let (_, status) = bridge.get("/api/v1/status", &bridge.admin_key).await;
+    assert_eq!(status["relay"]["key_rejected"], false, "{status}");
+}
+
+#[tokio::test]
+async fn a_graceful_stop_sends_a_last_heartbeat_with_stopping_true() {
+    let relay = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let mut bridge = start_bridge(&relay, "push", None, &wa).await;
+    relay
+        .wait_for("a running heartbeat", |s| !s.heartbeats.is_empty())
+        .await;
+    assert!(
+        relay.with(|s| s.heartbeats.iter().all(|b| b["stopping"] == false)),
+        "stopping before the stop"
+    );
+
+    // stop() returns once every task ended: the last beat has been taken.
+    bridge.stop().await;
+    let beats = relay.with(|s| s.heartbeats.clone());
+    let last = beats.last().unwrap();
+    assert_eq!(last["stopping"], true, "{beats:?}");
+    assert_eq!(
+        beats.iter().filter(|b| b["stopping"] == true).count(),
+        1,
+        "{beats:?}"
+    );
+    assert_eq!(last["phone_id"], PHONE_ID);
+    assert_eq!(last["mode"], "push");
+    assert_eq!(last["started_at"], beats[0]["started_at"]);
+    assert!(last["at"].as_str().unwrap() >= beats[0]["at"].as_str().unwrap());
+    assert_eq!(last["endpoints"][0]["channel"], "wa");
+    assert_eq!(last["inbound_pending"], 0);
+}

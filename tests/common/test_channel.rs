@@ -20,6 +20,7 @@ pub struct TestChannel {
     kind: ChannelKind,
     phone_id: String,
     script: Mutex<VecDeque<Step>>,
+    thread_keys: Mutex<VecDeque<Vec<String>>>,
     sent: Mutex<Vec<OutboundMessage>>,
     calls: Mutex<u32>,
     released: Notify,
@@ -35,6 +36,7 @@ impl TestChannel {
             kind,
             phone_id: phone_id.into(),
             script: Mutex::new(VecDeque::new()),
+            thread_keys: Mutex::new(VecDeque::new()),
             sent: Mutex::new(Vec::new()),
             calls: Mutex::new(0),
             released: Notify::new(),
@@ -48,6 +50,12 @@ impl TestChannel {
     /// Answers for the next sends, in order; after the script, sends succeed.
     pub fn script(&self, steps: Vec<Step>) {
         self.script.lock().unwrap().extend(steps);
+    }
+
+    /// Thread keys (e-mail Message-IDs...) the next successful sends report
+    /// in their receipts, one list per send, in order; then none.
+    pub fn thread_keys(&self, keys: Vec<Vec<String>>) {
+        self.thread_keys.lock().unwrap().extend(keys);
     }
 
     pub fn release(&self) {
@@ -123,7 +131,14 @@ impl Channel for TestChannel {
             Step::Hang => self.released.notified().await,
         }
         self.sent.lock().unwrap().push(message.clone());
-        Ok(SendReceipt::single(Self::external_id(message)))
+        let mut receipt = SendReceipt::single(Self::external_id(message));
+        receipt.thread_keys = self
+            .thread_keys
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_default();
+        Ok(receipt)
     }
 
     async fn run(&self, ctx: ChannelContext) {

@@ -39,6 +39,10 @@ pub struct Recorded {
     pub acks: Vec<Value>,
     pub hellos: Vec<Value>,
     pub polls: u32,
+    /// Which routes were refused by `fail_all` or a bad key, in order.
+    pub refused: Vec<&'static str>,
+    /// Messages POSTs that passed auth, repeats included.
+    pub message_posts_taken: u32,
     /// Jobs served to polls and not yet acknowledged.
     pub jobs: VecDeque<Value>,
     /// Answer every request with this status (relay broken).
@@ -172,12 +176,18 @@ fn error(status: u16, code: &str, message: &str) -> Response {
 }
 
 /// Auth, the broken switch and the delay, common to every route.
-async fn gate(state: &Arc<Mutex<Recorded>>, headers: &HeaderMap) -> Option<Response> {
+async fn gate(
+    state: &Arc<Mutex<Recorded>>,
+    headers: &HeaderMap,
+    route: &'static str,
+) -> Option<Response> {
     let delay = state.lock().unwrap().delay_ms;
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    if let Some(status) = state.lock().unwrap().fail_all {
+    let fail_all = state.lock().unwrap().fail_all;
+    if let Some(status) = fail_all {
+        state.lock().unwrap().refused.push(route);
         return Some(error(status, "relay_broken", "emulated failure"));
     }
     let presented = headers
@@ -185,13 +195,14 @@ async fn gate(state: &Arc<Mutex<Recorded>>, headers: &HeaderMap) -> Option<Respo
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     if presented != Some(RELAY_KEY) {
+        state.lock().unwrap().refused.push(route);
         return Some(error(401, "unauthorized", "bad bearer key"));
     }
     None
 }
 
 async fn hello(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>) -> Response {
-    if let Some(refused) = gate(&state, &headers).await {
+    if let Some(refused) = gate(&state, &headers, "hello").await {
         return refused;
     }
     state.lock().unwrap().hellos.push(body.clone());
@@ -203,10 +214,11 @@ async fn hello(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>
 
 async fn messages(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>) -> Response {
     state.lock().unwrap().message_attempts += 1;
-    if let Some(refused) = gate(&state, &headers).await {
+    if let Some(refused) = gate(&state, &headers, "messages").await {
         return refused;
     }
     let mut s = state.lock().unwrap();
+    s.message_posts_taken += 1;
     if s.reject_marked && body["text"].as_str().is_some_and(|t| t.contains("REJECT")) {
         return error(422, "invalid_to", "no such pChat user");
     }
@@ -229,7 +241,7 @@ async fn messages(State(state): Shared, headers: HeaderMap, Json(body): Json<Val
 }
 
 async fn poll(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>) -> Response {
-    if let Some(refused) = gate(&state, &headers).await {
+    if let Some(refused) = gate(&state, &headers, "poll").await {
         return refused;
     }
     assert_eq!(body["phone_id"], PHONE_ID);
@@ -250,7 +262,7 @@ async fn poll(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>)
 }
 
 async fn ack(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>) -> Response {
-    if let Some(refused) = gate(&state, &headers).await {
+    if let Some(refused) = gate(&state, &headers, "ack").await {
         return refused;
     }
     let mut s = state.lock().unwrap();
@@ -267,7 +279,7 @@ async fn ack(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>) 
 }
 
 async fn status(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>) -> Response {
-    if let Some(refused) = gate(&state, &headers).await {
+    if let Some(refused) = gate(&state, &headers, "status").await {
         return refused;
     }
     let mut s = state.lock().unwrap();
@@ -289,7 +301,7 @@ async fn status(State(state): Shared, headers: HeaderMap, Json(body): Json<Value
 }
 
 async fn heartbeat(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>) -> Response {
-    if let Some(refused) = gate(&state, &headers).await {
+    if let Some(refused) = gate(&state, &headers, "heartbeat").await {
         return refused;
     }
     state.lock().unwrap().heartbeats.push(body);

@@ -1,0 +1,374 @@
+//! Reply routing end to end, on the real daemon against the emulated relay:
+//! conversations expire after `relay.routing.conversation_ttl_days`,
+//! `default_to` takes what belongs to no conversation, and e-mail style
+//! thread keys from a send's receipt pick the pChat user.
+
+mod common;
+mod relay_support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{TestChannel, TestDaemon, create_key};
+use phonerelay::clock::now_ms;
+use phonerelay::store::Scope;
+use phonerelay_channel::{ChannelEvent, ChannelKind, InboundMessage};
+use relay_support::{EmulatedRelay, PHONE_ID, RELAY_KEY, relay_config};
+use serde_json::{Value, json};
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+async fn start_bridge(
+    relay: &EmulatedRelay,
+    default_to: Option<&str>,
+    channel: &Arc<TestChannel>,
+) -> TestDaemon {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("relay.key"), RELAY_KEY).unwrap();
+    let extra = format!(
+        "{}{}",
+        common::FAST_OUTBOX,
+        relay_config(&relay.url(), "push", default_to)
+    );
+    let text = common::config_text(&dir, &extra);
+    TestDaemon::start_in(dir, text, vec![channel.clone()]).await
+}
+
+fn inbound(
+    channel: ChannelKind,
+    from: &str,
+    external_id: &str,
+    text: &str,
+    reply_to: &[&str],
+) -> ChannelEvent {
+    ChannelEvent::Inbound(InboundMessage {
+        channel,
+        phone_id: PHONE_ID.into(),
+        from: from.into(),
+        text: text.into(),
+        subject: (channel == ChannelKind::Email).then(|| "Re: dinner".to_string()),
+        attachments: Vec::new(),
+        external_id: external_id.into(),
+        reply_to: reply_to.iter().map(|k| k.to_string()).collect(),
+        received_at_ms: now_ms(),
+    })
+}
+
+/// A send pushed by the relay for pChat user `source`, waited until sent
+/// (the conversation is recorded in the same transaction).
+async fn send_from_pchat(
+    bridge: &TestDaemon,
+    key: &str,
+    channel: &str,
+    to: &str,
+    source: &str,
+    relay_id: &str,
+) -> String {
+    let body = json!({"phone_id": PHONE_ID, "channel": channel, "to": to,
+        "text": format!("hello from {source}"), "source": source,
+        "relay_message_id": relay_id});
+    let (code, accepted) = bridge.post("/api/v1/messages", key, &body).await;
+    assert_eq!(code, 202, "{accepted}");
+    let id = accepted["id"].as_str().unwrap().to_string();
+    bridge.wait_status(&id, "sent").await;
+    id
+}
+
+/// The relay's copy of the forwarded message with this text.
+async fn forwarded(relay: &EmulatedRelay, text: &str) -> Value {
+    relay
+        .wait_for(text, |s| s.messages.iter().any(|m| m.body["text"] == text))
+        .await;
+    relay
+        .messages()
+        .into_iter()
+        .find(|m| m.body["text"] == text)
+        .unwrap()
+        .body
+}
+
+/// Make every recorded conversation and reply key `days` older, as if
+/// the clock had moved on: the store has no clock to inject.
+fn age_conversations(db: &Path, days: i64) -> (usize, usize) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let by = days * DAY_MS;
+    let conversations = conn
+        .execute("UPDATE conversations SET last_at = last_at - ?1", [by])
+        .unwrap();
+    let keys = conn
+        .execute(
+            "UPDATE conversation_keys SET created_at = created_at - ?1",
+            [by],
+        )
+        .unwrap();
+    (conversations, keys)
+}
+
+fn stored_conversations(db: &Path) -> (i64, i64) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let count = |table: &str| -> i64 {
+        conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    (count("conversations"), count("conversation_keys"))
+}
+
+/// Dead letters listed by the API, once there are `n`.
+async fn wait_dead(bridge: &TestDaemon, n: usize) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, page) = bridge
+            .get("/api/v1/relay/inbound?state=dead", &bridge.admin_key)
+            .await;
+        assert_eq!(code, 200, "{page}");
+        let dead = page["messages"].as_array().unwrap().clone();
+        if dead.len() >= n {
+            return dead;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} dead letters: {page}",
+            dead.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_conversation_older_than_the_ttl_no_longer_routes_replies_to_its_pchat_user() {
+    let relay = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge = start_bridge(&relay, Some("ops"), &wa).await;
+    let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
+    send_from_pchat(&bridge, &key, "wa", "+15551230001", "alice", "r-1").await;
+    let quoted = TestChannel::external_id(&wa.sent()[0]);
+
+    // 29 days old, inside the 30-day TTL: a quoting reply and a plain one
+    // still reach alice.
+    assert_eq!(age_conversations(&bridge.db_path(), 29), (1, 1));
+    wa.inject(inbound(
+        ChannelKind::Wa,
+        "+15551230001",
+        "w-1",
+        "day 29 quoting",
+        &[&quoted],
+    ))
+    .await
+    .unwrap();
+    let reply = forwarded(&relay, "day 29 quoting").await;
+    assert_eq!(
+        (reply["to"].clone(), reply["origin"]["route"].clone()),
+        (json!("alice"), json!("reply"))
+    );
+    wa.inject(inbound(
+        ChannelKind::Wa,
+        "+15551230001",
+        "w-2",
+        "day 29 plain",
+        &[],
+    ))
+    .await
+    .unwrap();
+    let reply = forwarded(&relay, "day 29 plain").await;
+    assert_eq!(
+        (reply["to"].clone(), reply["origin"]["route"].clone()),
+        (json!("alice"), json!("recent"))
+    );
+
+    // Two more days: past the TTL, neither the reply key nor the sender
+    // finds alice any more; the operator's inbox gets them.
+    age_conversations(&bridge.db_path(), 2);
+    wa.inject(inbound(
+        ChannelKind::Wa,
+        "+15551230001",
+        "w-3",
+        "day 31 quoting",
+        &[&quoted],
+    ))
+    .await
+    .unwrap();
+    wa.inject(inbound(
+        ChannelKind::Wa,
+        "+15551230001",
+        "w-4",
+        "day 31 plain",
+        &[],
+    ))
+    .await
+    .unwrap();
+    for text in ["day 31 quoting", "day 31 plain"] {
+        let reply = forwarded(&relay, text).await;
+        assert_eq!(reply["to"], "ops", "{reply}");
+        assert_eq!(reply["origin"]["route"], "default", "{reply}");
+    }
+
+    // A fresh conversation with the same number routes again.
+    send_from_pchat(&bridge, &key, "wa", "+15551230001", "bob", "r-2").await;
+    wa.inject(inbound(
+        ChannelKind::Wa,
+        "+15551230001",
+        "w-5",
+        "to bob now",
+        &[],
+    ))
+    .await
+    .unwrap();
+    let reply = forwarded(&relay, "to bob now").await;
+    assert_eq!(
+        (reply["to"].clone(), reply["origin"]["route"].clone()),
+        (json!("bob"), json!("recent"))
+    );
+}
+
+#[tokio::test]
+async fn an_expired_conversation_without_default_to_is_a_no_route_dead_letter_and_is_pruned() {
+    let relay = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge = start_bridge(&relay, None, &wa).await;
+    let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
+    send_from_pchat(&bridge, &key, "wa", "+15551230001", "alice", "r-1").await;
+    let quoted = TestChannel::external_id(&wa.sent()[0]);
+    // Control: while fresh it routes.
+    wa.inject(inbound(
+        ChannelKind::Wa,
+        "+15551230001",
+        "w-0",
+        "fresh",
+        &[&quoted],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(forwarded(&relay, "fresh").await["to"], "alice");
+
+    assert_eq!(age_conversations(&bridge.db_path(), 31), (1, 1));
+    wa.inject(inbound(
+        ChannelKind::Wa,
+        "+15551230001",
+        "w-1",
+        "too late",
+        &[&quoted],
+    ))
+    .await
+    .unwrap();
+    let dead = wait_dead(&bridge, 1).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["message"]["text"], "too late");
+    assert_eq!(dead[0]["error"]["code"], "no_route", "{}", dead[0]);
+    assert!(
+        !relay
+            .messages()
+            .iter()
+            .any(|m| m.body["text"] == "too late"),
+        "an expired conversation was still routed"
+    );
+
+    // The prune runs with the first heartbeat after a start: the expired
+    // rows go.
+    assert_eq!(stored_conversations(&bridge.db_path()), (1, 1));
+    let bridge = bridge.restart(vec![wa.clone()]).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stored_conversations(&bridge.db_path()) != (0, 0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "expired conversations were never pruned: {:?}",
+            stored_conversations(&bridge.db_path())
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn default_to_receives_a_reply_that_belongs_to_no_conversation() {
+    let relay = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge = start_bridge(&relay, Some("ops"), &wa).await;
+    let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
+    send_from_pchat(&bridge, &key, "wa", "+15551230001", "alice", "r-1").await;
+
+    // A stranger, quoting a message id the bridge never sent.
+    wa.inject(inbound(
+        ChannelKind::Wa,
+        "+15559990000",
+        "w-1",
+        "who is this?",
+        &["wamid-unknown"],
+    ))
+    .await
+    .unwrap();
+    let reply = forwarded(&relay, "who is this?").await;
+    assert_eq!(reply["to"], "ops");
+    assert_eq!(reply["origin"]["route"], "default");
+    assert_eq!(reply["source"], "wa:+15559990000");
+    assert_eq!(reply["origin"]["reply_to"], json!(["wamid-unknown"]));
+    // Meanwhile alice's conversation still routes to her.
+    wa.inject(inbound(
+        ChannelKind::Wa,
+        "+15551230001",
+        "w-2",
+        "for alice",
+        &[],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(forwarded(&relay, "for alice").await["to"], "alice");
+}
+
+#[tokio::test]
+async fn an_email_thread_key_from_the_send_receipt_routes_to_its_pchat_user_when_two_wrote() {
+    let relay = EmulatedRelay::start().await;
+    let email = TestChannel::new(ChannelKind::Email, PHONE_ID);
+    // The Message-IDs the e-mail channel reports for the next two sends.
+    email.thread_keys(vec![
+        vec!["<a1@bridge.test>".into()],
+        vec!["<b1@bridge.test>".into()],
+    ]);
+    let bridge = start_bridge(&relay, None, &email).await;
+    let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
+    // Alice then Bob write to the same address; Bob is the most recent.
+    send_from_pchat(&bridge, &key, "email", "ann@example.com", "alice", "e-1").await;
+    send_from_pchat(&bridge, &key, "email", "ann@example.com", "bob", "e-2").await;
+
+    let ann = "Ann <Ann@Example.com>";
+    let cases: [(&str, &[&str], &str, &str); 4] = [
+        // In-Reply-To names alice's message.
+        ("re alice", &["<a1@bridge.test>"], "alice", "reply"),
+        // In-Reply-To unknown, References carries alice's.
+        (
+            "re alice via references",
+            &["<elsewhere@mail.test>", "<a1@bridge.test>"],
+            "alice",
+            "reply",
+        ),
+        // The first key the bridge knows wins.
+        (
+            "re bob",
+            &["<b1@bridge.test>", "<a1@bridge.test>"],
+            "bob",
+            "reply",
+        ),
+        // No reply keys: the most recent conversation.
+        ("no thread", &[], "bob", "recent"),
+    ];
+    for (i, (text, reply_to, _, _)) in cases.iter().enumerate() {
+        email
+            .inject(inbound(
+                ChannelKind::Email,
+                ann,
+                &format!("<in{i}@mail.test>"),
+                text,
+                reply_to,
+            ))
+            .await
+            .unwrap();
+    }
+    for (text, reply_to, to, route) in cases {
+        let got = forwarded(&relay, text).await;
+        assert_eq!(got["to"], to, "{text}: {got}");
+        assert_eq!(got["origin"]["route"], route, "{text}: {got}");
+        assert_eq!(got["origin"]["reply_to"], json!(reply_to));
+        assert_eq!(got["origin"]["subject"], "Re: dinner");
+    }
+}
