@@ -53,11 +53,12 @@ pub struct Origin<'a> {
 pub async fn run(deps: Deps, bell: Arc<Notify>) {
     tracing::info!("relay forwarder started");
     let mut failures = 0u32;
+    let mut link_down_until: Option<i64> = None;
     loop {
         if deps.shutdown.is_cancelled() {
             break;
         }
-        let wait = round(&deps, &mut failures).await;
+        let wait = round(&deps, &mut failures, &mut link_down_until).await;
         tokio::select! {
             _ = deps.shutdown.cancelled() => break,
             _ = bell.notified() => {}
@@ -77,7 +78,18 @@ enum Attempt {
 }
 
 /// One pass over the pending messages; returns how long to sleep.
-async fn round(deps: &Deps, failures: &mut u32) -> Duration {
+///
+/// While the relay is unreachable nothing is tried (a new commit ringing
+/// the bell does not jump the queue): when it is back, messages go in
+/// commit order, the one that failed first.
+async fn round(deps: &Deps, failures: &mut u32, link_down_until: &mut Option<i64>) -> Duration {
+    if let Some(until) = *link_down_until {
+        let left = until - now_ms();
+        if left > 0 {
+            return Duration::from_millis(left as u64);
+        }
+        *link_down_until = None;
+    }
     let pending = match deps.state.store.pending_relay_inbound(ROUND_SIZE).await {
         Ok(pending) => pending,
         Err(e) => {
@@ -111,6 +123,7 @@ async fn round(deps: &Deps, failures: &mut u32) -> Duration {
             } => {
                 earliest = Some(earliest.map_or(next_at_ms, |e| e.min(next_at_ms)));
                 if link_down {
+                    *link_down_until = Some(next_at_ms);
                     break;
                 }
                 blocked.insert(conversation);
