@@ -1,6 +1,5 @@
 //! `SmsChannel`: the [`Channel`] for one modem.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,14 +14,12 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{ModemConfig, SmsConfig};
-use crate::driver::status::{ModemStatus, SentParts, SharedStatus, sent_part_id};
-use crate::driver::{Driver, DriverError, OutPart, Request, SendOutcome, WireStats, unix_day_now};
+use crate::driver::status::{AcceptedParts, ModemStatus, SentParts, SharedStatus};
+use crate::driver::{Driver, DriverError, OutPart, Request, SendOutcome, WireStats};
 use crate::sim::{self, SimHandle};
 
 /// Sends queued for the driver; more wait in the outbox, not here.
 const REQUEST_QUEUE: usize = 64;
-/// Partly sent multipart messages remembered for a retry to resume.
-const PARTIAL_MEMORY: usize = 256;
 
 pub struct SmsChannel {
     config: Arc<ModemConfig>,
@@ -32,9 +29,17 @@ pub struct SmsChannel {
     sent: Arc<Mutex<SentParts>>,
     requests: mpsc::Sender<Request>,
     driver_rx: Mutex<Option<mpsc::Receiver<Request>>>,
-    /// Message id → TP-MRs of the parts already accepted, so a retry after
-    /// a failure mid-message sends only the rest (same concat reference).
-    partial: Mutex<HashMap<String, Vec<u8>>>,
+    /// Parts the network already accepted, by message id, so a retry after
+    /// a failure mid-message — or after an AT+CMGS timeout whose `+CMGS`
+    /// came late — sends only the rest (same concat reference), and returns
+    /// success without sending anything when nothing is left.
+    ///
+    /// Window left: the memory lives in this process. A daemon restart
+    /// between a part's acceptance (in time or late) and the retry, or a
+    /// late answer that comes only after the driver gave up on the port
+    /// (unanswered sync probe, unplug), makes the retry send that part
+    /// again: a duplicate on the handset, never a loss.
+    accepted: Arc<Mutex<AcceptedParts>>,
     sim: Option<SimHandle>,
     wire: Arc<WireStats>,
 }
@@ -55,7 +60,7 @@ impl SmsChannel {
             sent: Arc::new(Mutex::new(SentParts::default())),
             requests,
             driver_rx: Mutex::new(Some(driver_rx)),
-            partial: Mutex::new(HashMap::new()),
+            accepted: Arc::new(Mutex::new(AcceptedParts::default())),
             sim: None,
             wire: Arc::new(WireStats::default()),
         }
@@ -97,6 +102,18 @@ impl SmsChannel {
             .collect())
     }
 
+    /// The receipt of a message all of whose parts were accepted.
+    fn finish(&self, message_id: &str, external_ids: Vec<String>) -> SendReceipt {
+        self.accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget(message_id);
+        SendReceipt {
+            external_ids,
+            thread_keys: Vec::new(),
+        }
+    }
+
     fn timeout_for(&self, parts: usize) -> Duration {
         // An upper bound only: the driver answers as soon as it can.
         Duration::from_millis(self.config.send_timeout_ms) * (parts as u32 + 1)
@@ -136,21 +153,27 @@ impl Channel for SmsChannel {
         phonerelay_channel::validate_address(ChannelKind::Sms, &message.to)
             .map_err(|e| SendError::permanent("sms_address", e.message))?;
         let parts = self.encode(message)?;
-        let done: Vec<u8> = self
-            .partial
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&message.id)
-            .cloned()
-            .unwrap_or_default();
-        let remaining: Vec<OutPart> = parts.iter().skip(done.len()).cloned().collect();
+        let total = parts.len();
+        let done = {
+            let accepted = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(external_ids) = accepted.complete(&message.id, total) {
+                // Every part went out on an earlier attempt (the last one's
+                // +CMGS came after that attempt timed out).
+                drop(accepted);
+                return Ok(self.finish(&message.id, external_ids));
+            }
+            accepted.accepted_count(&message.id)
+        };
+        let remaining = total - done.min(total);
         let (reply, answer) = oneshot::channel();
         let request = Request::Send {
-            parts: remaining.clone(),
+            message_id: message.id.clone(),
+            to: message.to.clone(),
+            parts,
             reply,
         };
         let outcome = match self.requests.try_send(request) {
-            Ok(()) => match tokio::time::timeout(self.timeout_for(remaining.len()), answer).await {
+            Ok(()) => match tokio::time::timeout(self.timeout_for(remaining), answer).await {
                 Ok(Ok(outcome)) => outcome,
                 Ok(Err(_)) => SendOutcome {
                     mrs: Vec::new(),
@@ -177,39 +200,20 @@ impl Channel for SmsChannel {
                 ));
             }
         };
-        let mut all_mrs = done;
-        all_mrs.extend(&outcome.mrs);
-        {
-            let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
-            let day = unix_day_now();
-            for mr in &outcome.mrs {
-                sent.record(*mr, &message.to, sent_part_id(*mr, &message.to, day));
-            }
-        }
-        let mut partial = self.partial.lock().unwrap_or_else(|e| e.into_inner());
-        match outcome.error {
-            None => {
-                partial.remove(&message.id);
-                let day = unix_day_now();
-                let sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
-                let external_ids = all_mrs
-                    .iter()
-                    .map(|mr| sent.id_for_report(*mr, &message.to, day * 86_400))
-                    .collect();
-                Ok(SendReceipt {
-                    external_ids,
-                    thread_keys: Vec::new(),
-                })
-            }
-            Some(error) => {
-                if !all_mrs.is_empty() {
-                    if partial.len() >= PARTIAL_MEMORY {
-                        partial.clear();
-                    }
-                    partial.insert(message.id.clone(), all_mrs);
-                }
-                Err(classify(error))
-            }
+        // The driver recorded every accepted part (this attempt's and
+        // earlier ones') before answering.
+        let complete = self
+            .accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .complete(&message.id, total);
+        match (outcome.error, complete) {
+            (None, Some(external_ids)) => Ok(self.finish(&message.id, external_ids)),
+            (Some(error), _) => Err(classify(error)),
+            (None, None) => Err(SendError::transient(
+                "sms_incomplete",
+                "driver reported success but not every part was accepted",
+            )),
         }
     }
 
@@ -230,6 +234,7 @@ impl Channel for SmsChannel {
             pin: self.pin.clone(),
             status: self.status.clone(),
             sent: self.sent.clone(),
+            accepted: self.accepted.clone(),
             sink: ctx.sink.clone(),
             requests,
             wire: self.wire.clone(),

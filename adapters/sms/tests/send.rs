@@ -1,6 +1,9 @@
 //! Sending over a real pty to the simulator.
 mod common;
 
+use std::collections::BTreeSet;
+use std::time::Duration;
+
 use common::*;
 use phonerelay_channel::{Channel, DeliveryStatus, ErrorClass};
 
@@ -103,4 +106,103 @@ async fn cms_errors_are_classified() {
     assert_eq!(err.class, ErrorClass::Permanent, "{err:?}");
     assert_eq!(err.code, "cms_1");
     assert_eq!(rig.sim.sent_messages().len(), 1);
+}
+
+/// A config whose AT+CMGS gives up long before the simulated network,
+/// slowed down with `set_delay(SLOW_NETWORK)`, answers.
+fn impatient_config() -> phonerelay_sms::ModemConfig {
+    let mut config = modem_config("main");
+    config.send_timeout_ms = 300;
+    config
+}
+const SLOW_NETWORK: Duration = Duration::from_millis(900);
+
+/// The outbox's view: retry the same message on transient errors until it
+/// is sent.
+async fn retry_until_sent(
+    rig: &Rig,
+    message: &phonerelay_channel::OutboundMessage,
+) -> phonerelay_channel::SendReceipt {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match rig.channel.send(message).await {
+            Ok(receipt) => return receipt,
+            Err(e) => {
+                assert_eq!(e.class, ErrorClass::Transient, "{e:?}");
+                assert!(tokio::time::Instant::now() < deadline, "never sent: {e:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn late_cmgs_after_send_timeout_is_not_sent_again_by_the_retry() {
+    let rig = Rig::start(behaviour(), impatient_config()).await;
+    rig.wait_up().await;
+    let text = "The quick brown fox jumps over the lazy dog. ".repeat(8);
+    // The first part takes longer than send_timeout_ms: the send fails
+    // (transient, outcome unknown) and the modem's +CMGS comes later.
+    rig.sim.set_delay(SLOW_NETWORK);
+    let err = rig
+        .channel
+        .send(&message("slow", "+15551230001", &text))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
+    rig.sim.set_delay(Duration::ZERO);
+    // The outbox's retry of the same message.
+    let receipt = retry_until_sent(&rig, &message("slow", "+15551230001", &text)).await;
+    // The network saw each part exactly once.
+    let parts = rig.sim.sent_parts();
+    let mut seqs: Vec<u8> = parts.iter().map(|p| p.concat.unwrap().2).collect();
+    seqs.sort();
+    assert_eq!(seqs, [1, 2, 3], "{parts:#?}");
+    let sent = rig.sim.sent_messages();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].text, text);
+    // One external id per part, in part order, the late one included.
+    assert_eq!(receipt.external_ids.len(), 3);
+    for (id, mr) in receipt.external_ids.iter().zip(&sent[0].mrs) {
+        assert!(id.starts_with(&format!("mr:{mr}:")), "{id} vs mr {mr}");
+    }
+    // Every part's delivery report, the late part's too, names its id.
+    wait_until(|| rig.sink.statuses().len() == 3).await;
+    let reported: BTreeSet<String> = rig
+        .sink
+        .statuses()
+        .into_iter()
+        .map(|s| s.external_id)
+        .collect();
+    let returned: BTreeSet<String> = receipt.external_ids.iter().cloned().collect();
+    assert_eq!(reported, returned);
+}
+
+#[tokio::test]
+async fn late_cmgs_of_the_only_part_makes_the_retry_succeed_without_sending() {
+    let rig = Rig::start(behaviour(), impatient_config()).await;
+    rig.wait_up().await;
+    rig.sim.set_delay(SLOW_NETWORK);
+    let err = rig
+        .channel
+        .send(&message("one", "+15551230002", "just once"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
+    rig.sim.set_delay(Duration::ZERO);
+    let receipt = retry_until_sent(&rig, &message("one", "+15551230002", "just once")).await;
+    let sent = rig.sim.sent_messages();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].text, "just once");
+    assert_eq!(receipt.external_ids.len(), 1);
+    assert!(
+        receipt.external_ids[0].starts_with(&format!("mr:{}:", sent[0].mrs[0])),
+        "{receipt:?}"
+    );
+    // Later sends are unaffected: the port stayed usable.
+    rig.channel
+        .send(&message("two", "+15551230002", "next"))
+        .await
+        .unwrap();
+    assert_eq!(rig.sim.sent_messages().len(), 2);
 }

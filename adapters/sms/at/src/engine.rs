@@ -93,9 +93,11 @@ pub enum EngineEvent {
         id: CommandId,
         command: Command,
     },
-    /// The final result of a command that had already timed out, with the
-    /// lines received after the timeout. Best effort: if the modem dropped
-    /// the command entirely, an `ERROR` here may be the sync probe's.
+    /// The final result of a command that had already timed out, with its
+    /// intermediate lines (those received before the timeout first, so a
+    /// `+CMGS: <mr>` that came just before the deadline is not lost). Best
+    /// effort: if the modem dropped the command entirely, an `ERROR` here
+    /// may be the sync probe's.
     LateResult {
         id: CommandId,
         result: FinalResult,
@@ -378,7 +380,7 @@ impl AtEngine {
         self.abandoned = Some(Abandoned {
             id: running.id,
             command: running.command.clone(),
-            lines: Vec::new(),
+            lines: running.lines,
         });
         self.events.push_back(EngineEvent::TimedOut {
             id: running.id,
@@ -659,6 +661,34 @@ mod tests {
             drain(&mut e).as_slice(),
             [EngineEvent::Completed { id, .. }] if *id == next
         ));
+    }
+
+    #[test]
+    fn late_cmgs_keeps_the_line_received_before_the_timeout() {
+        let mut e = AtEngine::new();
+        let id = e.submit(Command::with_pdu("AT+CMGS=3", "00AABBCC", 1000));
+        e.poll_transmit(0);
+        e.handle_input(b"\r\n> ", 10);
+        e.poll_transmit(10);
+        // The MR line makes it before the deadline, the OK does not.
+        e.handle_input(b"\r\n+CMGS: 42\r\n", 900);
+        e.handle_timeout(1010);
+        assert_eq!(
+            e.poll_transmit(1010),
+            Some(b"ATS3?\r".to_vec()),
+            "no ESC once the PDU is out"
+        );
+        e.handle_input(b"\r\nOK\r\n\r\n013\r\n\r\nOK\r\n", 1500);
+        assert!(e.is_synchronised());
+        let events = drain(&mut e);
+        assert!(
+            events.contains(&EngineEvent::LateResult {
+                id,
+                result: FinalResult::Ok,
+                lines: vec!["+CMGS: 42".into()],
+            }),
+            "{events:?}"
+        );
     }
 
     #[test]

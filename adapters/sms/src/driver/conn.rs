@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use phonerelay_sms_at::{AtEngine, Command, EngineEvent, FinalResult, Urc};
+use phonerelay_sms_at::{AtEngine, Command, CommandId, EngineEvent, FinalResult, Urc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_serial::{SerialPortBuilderExt, SerialStream};
@@ -32,6 +32,15 @@ pub enum ConnError {
     NotAnswering,
     #[error("modem is rebooting (^BOOT flood)")]
     Rebooting,
+}
+
+/// The final result of a command that had timed out, from
+/// [`Conn::resync`].
+#[derive(Debug, Clone)]
+pub struct LateAnswer {
+    pub id: CommandId,
+    pub result: FinalResult,
+    pub lines: Vec<String>,
 }
 
 /// A command's answer.
@@ -138,8 +147,21 @@ impl Conn {
 
     /// Run one command to its final result.
     pub async fn run(&mut self, command: Command) -> Result<Answer, ConnError> {
+        self.run_tracked(command).await.1
+    }
+
+    /// [`Conn::run`], also returning the command's id, which a
+    /// [`LateAnswer`] names after a timeout.
+    pub async fn run_tracked(
+        &mut self,
+        command: Command,
+    ) -> (CommandId, Result<Answer, ConnError>) {
         let label = command.redacted();
         let id = self.engine.submit(command);
+        (id, self.run_submitted(id, label).await)
+    }
+
+    async fn run_submitted(&mut self, id: CommandId, label: String) -> Result<Answer, ConnError> {
         loop {
             self.flush_transmit().await?;
             while let Some(event) = self.engine.poll_event() {
@@ -155,8 +177,9 @@ impl Conn {
                     }
                     EngineEvent::TimedOut { .. } => {}
                     EngineEvent::LateResult { result, lines, .. } => {
-                        // A +CMGS here means a part we reported as failed
-                        // did go out; the outbox retry will send it again.
+                        // Only commands whose timeout ends the session get
+                        // here (a timed-out AT+CMGS is followed by
+                        // `resync`, which collects its late answer).
                         tracing::warn!(%result, lines = lines.len(), "late answer to a timed-out command");
                     }
                     EngineEvent::Urc(urc) => self.note_urc(urc)?,
@@ -168,23 +191,57 @@ impl Conn {
                 }
             }
             self.flush_transmit().await?;
-            let deadline = self.engine.poll_timeout();
-            let sleep_for = deadline
-                .map(|d| Duration::from_millis(d.saturating_sub(self.now_ms())))
-                .unwrap_or(Duration::from_secs(3600));
-            tokio::select! {
-                read = self.read_some() => {
-                    let n = read?;
-                    let now = self.now_ms();
-                    let bytes = self.buf[..n].to_vec();
-                    self.engine.handle_input(&bytes, now);
-                }
-                _ = tokio::time::sleep(sleep_for) => {
-                    let now = self.now_ms();
-                    self.engine.handle_timeout(now);
+            self.wait_input_or_deadline().await?;
+        }
+    }
+
+    /// After a command timed out: let the engine write its ESC and sync
+    /// probe and read until the modem is in step again (see the engine's
+    /// module docs), returning the timed-out command's late final result if
+    /// it came. Errors as [`Conn::run`] does when the probe goes unanswered.
+    pub async fn resync(&mut self) -> Result<Option<LateAnswer>, ConnError> {
+        let mut late = None;
+        loop {
+            self.flush_transmit().await?;
+            while let Some(event) = self.engine.poll_event() {
+                match event {
+                    EngineEvent::LateResult { id, result, lines } => {
+                        late = Some(LateAnswer { id, result, lines });
+                    }
+                    EngineEvent::Urc(urc) => self.note_urc(urc)?,
+                    EngineEvent::ProbeTimedOut { attempts } if attempts >= MAX_PROBE_ATTEMPTS => {
+                        return Err(ConnError::NotAnswering);
+                    }
+                    _ => {}
                 }
             }
+            if self.engine.is_synchronised() {
+                return Ok(late);
+            }
+            self.flush_transmit().await?;
+            self.wait_input_or_deadline().await?;
         }
+    }
+
+    /// Feed the engine the next input, or fire its deadline.
+    async fn wait_input_or_deadline(&mut self) -> Result<(), ConnError> {
+        let deadline = self.engine.poll_timeout();
+        let sleep_for = deadline
+            .map(|d| Duration::from_millis(d.saturating_sub(self.now_ms())))
+            .unwrap_or(Duration::from_secs(3600));
+        tokio::select! {
+            read = self.read_some() => {
+                let n = read?;
+                let now = self.now_ms();
+                let bytes = self.buf[..n].to_vec();
+                self.engine.handle_input(&bytes, now);
+            }
+            _ = tokio::time::sleep(sleep_for) => {
+                let now = self.now_ms();
+                self.engine.handle_timeout(now);
+            }
+        }
+        Ok(())
     }
 
     /// Wait for unsolicited input while idle; cancel-safe (the read is).

@@ -13,15 +13,15 @@ use std::time::Duration;
 use phonerelay_channel::{
     ChannelEvent, ChannelKind, DeliveryStatus, EventSink, InboundMessage, Secret, StatusUpdate,
 };
-use phonerelay_sms_at::{Command, ErrorClass, FinalResult, Urc, responses};
+use phonerelay_sms_at::{Command, CommandId, ErrorClass, FinalResult, Urc, responses};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use conn::ConnError;
-use conn::{Answer, Conn};
+use conn::{Answer, Conn, LateAnswer};
 use inbound::{Inbox, Ready};
-use status::{SentParts, SharedStatus};
+use status::{AcceptedPart, AcceptedParts, SentParts, SharedStatus, sent_part_id};
 
 use crate::codec::{self, Incoming};
 use crate::config::ModemConfig;
@@ -53,8 +53,9 @@ pub struct OutPart {
     pub tpdu_len: usize,
 }
 
-/// How far a send got: TP-MRs of the parts accepted (a prefix of the parts
-/// asked for) and the error that stopped it, if any.
+/// How far a send got: TP-MRs of the parts this request got accepted, and
+/// the error that stopped it, if any. Every accepted part (of this or an
+/// earlier attempt) is in the [`AcceptedParts`] memory.
 #[derive(Debug, Clone, Default)]
 pub struct SendOutcome {
     pub mrs: Vec<u8>,
@@ -62,10 +63,21 @@ pub struct SendOutcome {
 }
 
 pub enum Request {
+    /// Send message `message_id`: all its `parts`, of which the driver skips
+    /// those [`AcceptedParts`] already holds (checked when it takes the
+    /// request, so a late answer that came in meanwhile counts).
     Send {
+        message_id: String,
+        to: String,
         parts: Vec<OutPart>,
         reply: oneshot::Sender<SendOutcome>,
     },
+}
+
+/// An AT+CMGS that timed out: the part may still have gone out.
+struct TimedOutPart {
+    command: CommandId,
+    index: usize,
 }
 
 /// Counters for the benchmark.
@@ -81,6 +93,7 @@ pub struct Driver {
     pub pin: Option<Secret>,
     pub status: SharedStatus,
     pub sent: Arc<Mutex<SentParts>>,
+    pub accepted: Arc<Mutex<AcceptedParts>>,
     pub sink: Arc<dyn EventSink>,
     pub requests: mpsc::Receiver<Request>,
     pub wire: Arc<WireStats>,
@@ -374,12 +387,21 @@ impl Driver {
                 biased;
                 _ = shutdown.cancelled() => return Ok(()),
                 request = self.requests.recv() => match request {
-                    Some(Request::Send { parts, reply }) => {
-                        let outcome = self.send_parts(conn, parts).await;
-                        let gone = matches!(outcome.error, Some(DriverError::Conn(_)));
+                    Some(Request::Send { reply, .. }) if reply.is_closed() => {
+                        // The caller stopped waiting and reported a transient
+                        // failure; its retry comes as a new request.
+                        tracing::debug!(phone_id = %self.config.phone_id, "send abandoned by its caller; skipped");
+                    }
+                    Some(Request::Send { message_id, to, parts, reply }) => {
+                        let (outcome, timed_out) =
+                            self.send_parts(conn, &message_id, &to, parts).await;
                         let error = outcome.error.clone();
+                        // Answer at once: the caller's retry queues behind
+                        // the resync below and so sees its result.
                         let _ = reply.send(outcome);
-                        if gone && let Some(DriverError::Conn(e)) = error {
+                        if let Some(part) = timed_out {
+                            self.settle_timed_out_send(conn, &message_id, &to, part).await?;
+                        } else if let Some(DriverError::Conn(e)) = error {
                             return Err(e);
                         }
                     }
@@ -398,27 +420,103 @@ impl Driver {
         }
     }
 
-    /// Send parts back to back: the next AT+CMGS goes out as soon as the
-    /// previous one's final result is in.
-    async fn send_parts(&mut self, conn: &mut Conn, parts: Vec<OutPart>) -> SendOutcome {
+    /// A part the network accepted: remembered for its delivery report and
+    /// for a retry of its message to skip.
+    fn accept(&self, message_id: &str, to: &str, index: usize, mr: u8) {
+        let external_id = sent_part_id(mr, to, unix_day_now());
+        self.sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(mr, to, external_id.clone());
+        self.accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(message_id, index, AcceptedPart { mr, external_id });
+    }
+
+    /// After an AT+CMGS timed out (and the caller was told so): wait for the
+    /// modem to be in step again, and if its late answer is `+CMGS: <mr>` /
+    /// `OK`, record the part as accepted, so that the retry of the message
+    /// skips it instead of sending a duplicate. Requests wait meanwhile.
+    ///
+    /// Not covered: a late answer that never comes while the port is open
+    /// (the probe goes unanswered and the session ends, or the modem is
+    /// unplugged), or a daemon restart before it comes (the memory is in
+    /// process only). Those parts are sent again by the retry.
+    async fn settle_timed_out_send(
+        &self,
+        conn: &mut Conn,
+        message_id: &str,
+        to: &str,
+        part: TimedOutPart,
+    ) -> Result<(), ConnError> {
+        let late = conn.resync().await?;
+        match late {
+            Some(LateAnswer {
+                id,
+                result: FinalResult::Ok,
+                lines,
+            }) if id == part.command => {
+                match lines.iter().find_map(|l| responses::parse_cmgs(l).ok()) {
+                    Some(mr) => {
+                        tracing::info!(phone_id = %self.config.phone_id, message_id, part = part.index, mr, "late +CMGS after a send timeout: the part went out; a retry skips it");
+                        self.accept(message_id, to, part.index, mr);
+                    }
+                    None => {
+                        tracing::warn!(phone_id = %self.config.phone_id, message_id, "late OK without +CMGS after a send timeout; a retry sends the part again")
+                    }
+                }
+            }
+            Some(LateAnswer { result, .. }) => {
+                tracing::warn!(phone_id = %self.config.phone_id, message_id, %result, "timed-out send failed late; a retry sends the part again")
+            }
+            None => {
+                tracing::warn!(phone_id = %self.config.phone_id, message_id, "no late answer to a timed-out send; a retry sends the part again")
+            }
+        }
+        Ok(())
+    }
+
+    /// Send the parts not yet accepted, back to back: the next AT+CMGS goes
+    /// out as soon as the previous one's final result is in. Stops at the
+    /// first failure; a timeout also returns the part whose fate is unknown.
+    async fn send_parts(
+        &mut self,
+        conn: &mut Conn,
+        message_id: &str,
+        to: &str,
+        parts: Vec<OutPart>,
+    ) -> (SendOutcome, Option<TimedOutPart>) {
         let mut outcome = SendOutcome::default();
-        for part in parts {
+        for (index, part) in parts.into_iter().enumerate() {
+            let done = self
+                .accepted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_accepted(message_id, index);
+            if done {
+                continue;
+            }
             let command = Command::with_pdu(
                 format!("AT+CMGS={}", part.tpdu_len),
                 part.hex,
                 self.config.send_timeout_ms,
             );
-            match conn.run(command).await {
+            let (command, answer) = conn.run_tracked(command).await;
+            match answer {
                 Ok(Answer {
                     result: FinalResult::Ok,
                     lines,
                 }) => {
                     let mr = lines.iter().find_map(|l| responses::parse_cmgs(l).ok());
                     match mr {
-                        Some(mr) => outcome.mrs.push(mr),
+                        Some(mr) => {
+                            self.accept(message_id, to, index, mr);
+                            outcome.mrs.push(mr);
+                        }
                         None => {
                             outcome.error = Some(DriverError::Rejected("OK without +CMGS".into()));
-                            return outcome;
+                            return (outcome, None);
                         }
                     }
                 }
@@ -430,15 +528,19 @@ impl Driver {
                         },
                         _ => DriverError::Rejected(result.to_string()),
                     });
-                    return outcome;
+                    return (outcome, None);
+                }
+                Err(e @ ConnError::Timeout(_)) => {
+                    outcome.error = Some(DriverError::Conn(e));
+                    return (outcome, Some(TimedOutPart { command, index }));
                 }
                 Err(e) => {
                     outcome.error = Some(DriverError::Conn(e));
-                    return outcome;
+                    return (outcome, None);
                 }
             }
         }
-        outcome
+        (outcome, None)
     }
 
     async fn handle_urc(

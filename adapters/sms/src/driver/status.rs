@@ -1,7 +1,7 @@
 //! Modem health as the driver last saw it, and the ids that tie delivery
 //! reports to sent parts.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use phonerelay_channel::ChannelHealth;
@@ -11,6 +11,8 @@ pub const WEAK_SIGNAL_DBM: i16 = -105;
 /// Sent-part ids remembered for matching delivery reports: well over the
 /// 256 TP-MR values, so a report matches the latest part with its MR.
 const SENT_MEMORY: usize = 1024;
+/// Partly sent messages remembered for a retry to resume.
+const PARTIAL_MEMORY: usize = 256;
 
 #[derive(Debug, Clone, Default)]
 pub struct ModemStatus {
@@ -101,9 +103,103 @@ impl SentParts {
     }
 }
 
+/// A part the network accepted: its TP-MR and the external id `send`
+/// returns for it (which its delivery report will name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedPart {
+    pub mr: u8,
+    pub external_id: String,
+}
+
+/// Parts of outbound messages the network accepted, by message id and part
+/// index: what a retry of the same message skips (it encodes the same parts
+/// with the same concat reference, so a resumed message joins on the
+/// handset). The driver writes it as each part is accepted — in time, or by
+/// a late `+CMGS` after AT+CMGS timed out — and reads it when it takes a
+/// request, so a retry queued behind that late answer still skips the part;
+/// the adapter reads it to build the receipt. In memory only, and the
+/// oldest messages are forgotten past [`PARTIAL_MEMORY`].
+#[derive(Debug, Default)]
+pub struct AcceptedParts {
+    by_message: HashMap<String, BTreeMap<usize, AcceptedPart>>,
+    order: VecDeque<String>,
+}
+
+impl AcceptedParts {
+    pub fn record(&mut self, message_id: &str, index: usize, part: AcceptedPart) {
+        if !self.by_message.contains_key(message_id) {
+            while self.order.len() >= PARTIAL_MEMORY {
+                if let Some(oldest) = self.order.pop_front() {
+                    self.by_message.remove(&oldest);
+                }
+            }
+            self.order.push_back(message_id.to_string());
+        }
+        self.by_message
+            .entry(message_id.to_string())
+            .or_default()
+            .insert(index, part);
+    }
+
+    pub fn is_accepted(&self, message_id: &str, index: usize) -> bool {
+        self.by_message
+            .get(message_id)
+            .is_some_and(|parts| parts.contains_key(&index))
+    }
+
+    /// How many of the message's parts were accepted.
+    pub fn accepted_count(&self, message_id: &str) -> usize {
+        self.by_message.get(message_id).map_or(0, BTreeMap::len)
+    }
+
+    /// The external ids of parts `0..total` in order, once all are accepted.
+    pub fn complete(&self, message_id: &str, total: usize) -> Option<Vec<String>> {
+        let parts = self.by_message.get(message_id)?;
+        (0..total)
+            .map(|i| parts.get(&i).map(|p| p.external_id.clone()))
+            .collect()
+    }
+
+    pub fn forget(&mut self, message_id: &str) {
+        if self.by_message.remove(message_id).is_some() {
+            self.order.retain(|m| m != message_id);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn part(mr: u8) -> AcceptedPart {
+        AcceptedPart {
+            mr,
+            external_id: format!("id{mr}"),
+        }
+    }
+
+    #[test]
+    fn accepted_parts_complete_in_order_and_oldest_are_forgotten() {
+        let mut accepted = AcceptedParts::default();
+        // Part 1 accepted late, before part 0's retry.
+        accepted.record("m", 1, part(9));
+        assert!(accepted.is_accepted("m", 1) && !accepted.is_accepted("m", 0));
+        assert_eq!(accepted.complete("m", 2), None);
+        accepted.record("m", 0, part(8));
+        assert_eq!(accepted.accepted_count("m"), 2);
+        assert_eq!(
+            accepted.complete("m", 2),
+            Some(vec!["id8".to_string(), "id9".to_string()])
+        );
+        accepted.forget("m");
+        assert_eq!(accepted.accepted_count("m"), 0);
+        for i in 0..PARTIAL_MEMORY + 1 {
+            accepted.record(&format!("x{i}"), 0, part(1));
+        }
+        assert!(!accepted.is_accepted("x0", 0), "oldest forgotten");
+        assert!(accepted.is_accepted(&format!("x{PARTIAL_MEMORY}"), 0));
+        assert_eq!(accepted.order.len(), PARTIAL_MEMORY);
+    }
 
     #[test]
     fn report_matches_recorded_id_across_midnight() {

@@ -448,7 +448,9 @@ impl SimTask {
                 };
                 let chunk: Vec<u8> = self.input.drain(..=end).collect();
                 let line = String::from_utf8_lossy(&chunk[..end]).to_string();
-                let line = line.trim_start_matches(['\n', '\r', ' ']);
+                // An ESC outside text entry (a host cancelling a prompt
+                // that never came) is ignored, as modems do.
+                let line = line.trim_start_matches(['\n', '\r', ' ', ESC as char]);
                 if line.is_empty() {
                     continue;
                 }

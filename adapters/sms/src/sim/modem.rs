@@ -298,6 +298,9 @@ impl SimModem {
                 ok()
             }
             "I" => info("SimModem PhoneRelay 1.0"),
+            // S3, the command line termination character: what a host's
+            // sync probe after a timeout asks for (V.250 6.2.1).
+            "S3?" => info("013"),
             "+CGMI" => info("PhoneRelay"),
             _ if cmd.starts_with("+CMEE=") => ok(),
             "+CMGF=0" => ok(),
