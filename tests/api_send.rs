@@ -236,3 +236,42 @@ async fn health_ready_metrics_and_openapi() {
     }
     assert!(doc["components"]["schemas"]["SendRequest"]["properties"]["phone_id"].is_object());
 }
+
+#[tokio::test]
+async fn a_delivery_report_that_beats_the_send_outcome_is_applied() {
+    // A fast network can report delivery before the dispatcher has recorded
+    // the send; the report must not be lost.
+    let sms = TestChannel::new(ChannelKind::Sms, "modem-1");
+    sms.script(vec![common::test_channel::Step::Hang]);
+    let d = TestDaemon::start(FAST_OUTBOX, vec![sms.clone()]).await;
+    let (code, body) = d
+        .post(
+            "/api/v1/messages",
+            &d.admin_key,
+            &send_body("modem-1", "sms", "+15551230001", "fast"),
+        )
+        .await;
+    assert_eq!(code, 202);
+    let id = body["id"].as_str().unwrap().to_string();
+    d.wait_status(&id, "sending").await;
+    sms.inject(ChannelEvent::Status(StatusUpdate {
+        channel: ChannelKind::Sms,
+        phone_id: "modem-1".into(),
+        external_id: format!("ext-{id}"),
+        status: DeliveryStatus::Delivered,
+        code: None,
+        reason: None,
+        at_ms: phonerelay::clock::now_ms(),
+    }))
+    .await
+    .unwrap();
+    sms.release();
+    let message = d.wait_status(&id, "delivered").await;
+    let history: Vec<&str> = message["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["queued", "sending", "sent", "delivered"]);
+}

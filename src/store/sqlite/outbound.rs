@@ -319,7 +319,8 @@ pub fn record_outcome(conn: &Connection, id: &str, outcome: &SendOutcome) -> Sto
                     part as i64
                 ])?;
             }
-            set_status(conn, id, OutboundStatus::Sent, *now_ms, None, None)
+            set_status(conn, id, OutboundStatus::Sent, *now_ms, None, None)?;
+            apply_early(conn, &channel, &phone_id, &receipt.external_ids)
         }
         SendOutcome::Retry {
             next_attempt_at_ms,
@@ -417,6 +418,7 @@ pub fn apply_status(conn: &Connection, u: &StatusUpdate) -> StoreResult<Option<S
         )
         .optional()?;
     let Some(id) = message_id else {
+        keep_early(conn, u)?;
         return Ok(None);
     };
     let current: Status =
@@ -484,4 +486,85 @@ pub fn stats(conn: &Connection, since_ms: i64) -> StoreResult<Vec<EndpointStats>
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
+}
+
+/// Early reports older than this are for sends that never got recorded
+/// (another bridge's, or lost): forgotten.
+const EARLY_STATUS_KEEP_MS: i64 = 24 * 3600 * 1000;
+
+/// A report for an id no recorded send has yet: keep it for the outcome.
+fn keep_early(conn: &Connection, u: &StatusUpdate) -> StoreResult<()> {
+    let status = match u.status {
+        DeliveryStatus::Delivered => "delivered",
+        DeliveryStatus::Read => "read",
+        DeliveryStatus::Failed => "failed",
+    };
+    conn.prepare_cached("DELETE FROM outbound_early_status WHERE at < ?1")?
+        .execute([u.at_ms - EARLY_STATUS_KEEP_MS])?;
+    conn.prepare_cached(
+        "INSERT INTO outbound_early_status
+            (channel, phone_id, external_id, status, code, reason, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        u.channel.as_str(),
+        u.phone_id,
+        u.external_id,
+        status,
+        u.code,
+        u.reason,
+        u.at_ms
+    ])?;
+    Ok(())
+}
+
+/// Apply, in arrival order, the reports that came before the outcome.
+fn apply_early(
+    conn: &Connection,
+    channel: &str,
+    phone_id: &str,
+    external_ids: &[String],
+) -> StoreResult<()> {
+    let Ok(kind) = channel.parse::<ChannelKind>() else {
+        return Ok(());
+    };
+    for external_id in external_ids {
+        let early = conn
+            .prepare_cached(
+                "DELETE FROM outbound_early_status
+                 WHERE channel = ?1 AND phone_id = ?2 AND external_id = ?3
+                 RETURNING status, code, reason, at",
+            )?
+            .query_map(params![channel, phone_id, external_id], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, Option<String>>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                    row.get::<_, i64>(3)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut early = early;
+        early.sort_by_key(|(_, _, _, at)| *at);
+        for (status, code, reason, at_ms) in early {
+            let status = match status.as_str() {
+                "read" => DeliveryStatus::Read,
+                "failed" => DeliveryStatus::Failed,
+                _ => DeliveryStatus::Delivered,
+            };
+            apply_status(
+                conn,
+                &StatusUpdate {
+                    channel: kind,
+                    phone_id: phone_id.to_string(),
+                    external_id: external_id.clone(),
+                    status,
+                    code,
+                    reason,
+                    at_ms,
+                },
+            )?;
+        }
+    }
+    Ok(())
 }

@@ -132,6 +132,23 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX conversation_keys_created ON conversation_keys (created_at);
     CREATE INDEX conversations_last_at ON conversations (last_at);
     "#,
+    // 3: delivery reports that arrive before the send's outcome is
+    // recorded (a fast network: the report can beat the dispatcher's
+    // commit); applied when the outcome names their external id.
+    r#"
+    CREATE TABLE outbound_early_status (
+        channel     TEXT NOT NULL,
+        phone_id    TEXT NOT NULL,
+        external_id TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        code        TEXT,
+        reason      TEXT,
+        at          INTEGER NOT NULL
+    );
+    CREATE INDEX outbound_early_status_key
+        ON outbound_early_status (channel, phone_id, external_id);
+    CREATE INDEX outbound_early_status_at ON outbound_early_status (at);
+    "#,
 ];
 
 /// Bring the database to the newest schema in one transaction.
