@@ -170,7 +170,13 @@ impl Conn {
                         id: done,
                         result,
                         lines,
-                    } if done == id => return Ok(Answer { result, lines }),
+                    } if done == id => {
+                        // URCs in the same read as the final result (a
+                        // +CDSI right after +CMGS/OK) must not wait in the
+                        // engine for the next byte from the modem.
+                        self.collect_urcs()?;
+                        return Ok(Answer { result, lines });
+                    }
                     EngineEvent::Completed { .. } => {}
                     EngineEvent::TimedOut { id: done, .. } if done == id => {
                         return Err(ConnError::Timeout(label));
@@ -250,6 +256,11 @@ impl Conn {
         let now = self.now_ms();
         let bytes = self.buf[..n].to_vec();
         self.engine.handle_input(&bytes, now);
+        self.collect_urcs()
+    }
+
+    /// Move the URCs the engine has parsed to [`Conn::urcs`].
+    fn collect_urcs(&mut self) -> Result<(), ConnError> {
         while let Some(event) = self.engine.poll_event() {
             if let EngineEvent::Urc(urc) = event {
                 self.note_urc(urc)?;
