@@ -7,6 +7,24 @@ use common::*;
 use phonerelay_channel::{ChannelEvent, ChannelKind, DeliveryStatus, StatusUpdate};
 use serde_json::json;
 
+/// A delivery report or read receipt as an adapter hands it over.
+fn report(
+    channel: ChannelKind,
+    phone_id: &str,
+    external_id: String,
+    status: DeliveryStatus,
+) -> ChannelEvent {
+    ChannelEvent::Status(StatusUpdate {
+        channel,
+        phone_id: phone_id.into(),
+        external_id,
+        status,
+        code: None,
+        reason: None,
+        at_ms: phonerelay::clock::now_ms(),
+    })
+}
+
 #[tokio::test]
 async fn accepted_message_is_committed_dispatched_and_tracked() {
     let wa = TestChannel::new(ChannelKind::Wa, "phone-1");
@@ -47,29 +65,23 @@ async fn accepted_message_is_committed_dispatched_and_tracked() {
 
     // A delivery report, then a read receipt, move it forward...
     for status in [DeliveryStatus::Delivered, DeliveryStatus::Read] {
-        wa.inject(ChannelEvent::Status(StatusUpdate {
-            channel: ChannelKind::Wa,
-            phone_id: "phone-1".into(),
-            external_id: format!("ext-{id}"),
+        wa.inject(report(
+            ChannelKind::Wa,
+            "phone-1",
+            format!("ext-{id}"),
             status,
-            code: None,
-            reason: None,
-            at_ms: phonerelay::clock::now_ms(),
-        }))
+        ))
         .await
         .unwrap();
     }
     d.wait_status(&id, "read").await;
     // ...and a late "delivered" does not move it back.
-    wa.inject(ChannelEvent::Status(StatusUpdate {
-        channel: ChannelKind::Wa,
-        phone_id: "phone-1".into(),
-        external_id: format!("ext-{id}"),
-        status: DeliveryStatus::Delivered,
-        code: None,
-        reason: None,
-        at_ms: phonerelay::clock::now_ms(),
-    }))
+    wa.inject(report(
+        ChannelKind::Wa,
+        "phone-1",
+        format!("ext-{id}"),
+        DeliveryStatus::Delivered,
+    ))
     .await
     .unwrap();
     let (_, message) = d.get(&format!("/api/v1/messages/{id}"), &d.admin_key).await;
@@ -254,15 +266,12 @@ async fn a_delivery_report_that_beats_the_send_outcome_is_applied() {
     assert_eq!(code, 202);
     let id = body["id"].as_str().unwrap().to_string();
     d.wait_status(&id, "sending").await;
-    sms.inject(ChannelEvent::Status(StatusUpdate {
-        channel: ChannelKind::Sms,
-        phone_id: "modem-1".into(),
-        external_id: format!("ext-{id}"),
-        status: DeliveryStatus::Delivered,
-        code: None,
-        reason: None,
-        at_ms: phonerelay::clock::now_ms(),
-    }))
+    sms.inject(report(
+        ChannelKind::Sms,
+        "modem-1",
+        format!("ext-{id}"),
+        DeliveryStatus::Delivered,
+    ))
     .await
     .unwrap();
     sms.release();

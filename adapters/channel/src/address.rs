@@ -20,8 +20,8 @@ pub fn validate_address(channel: ChannelKind, to: &str) -> Result<(), AddressErr
         ChannelKind::Sms | ChannelKind::Wa => validate_e164(to),
         ChannelKind::Tg => validate_telegram_chat(to),
         ChannelKind::Email => validate_email(to),
-        ChannelKind::Notify => validate_topic(to),
-        ChannelKind::Pchat => validate_chat_address(to),
+        ChannelKind::Notify => validate_name(to, "a notification topic"),
+        ChannelKind::Pchat => validate_name(to, "a pChat address"),
     }
 }
 
@@ -98,32 +98,19 @@ fn validate_email(to: &str) -> Result<(), AddressError> {
     Ok(())
 }
 
-/// Notification targets are topic names (ntfy) or configured target names.
-fn validate_topic(to: &str) -> Result<(), AddressError> {
-    if (1..=64).contains(&to.len())
+/// Notification targets (ntfy topics, configured target names) and pChat
+/// addresses share one shape: a short name of letters, digits, `-_.`.
+fn validate_name(to: &str, what: &str) -> Result<(), AddressError> {
+    let ok = (1..=64).contains(&to.len())
         && to
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-    {
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok {
         Ok(())
     } else {
-        Err(invalid(
-            "a notification topic is 1 to 64 letters, digits, '-', '_' or '.'",
-        ))
-    }
-}
-
-fn validate_chat_address(to: &str) -> Result<(), AddressError> {
-    if (1..=64).contains(&to.len())
-        && to
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-    {
-        Ok(())
-    } else {
-        Err(invalid(
-            "a pChat address is 1 to 64 letters, digits, '-', '_' or '.'",
-        ))
+        Err(invalid(format!(
+            "{what} is 1 to 64 letters, digits, '-', '_' or '.'"
+        )))
     }
 }
 
