@@ -95,14 +95,11 @@ pub struct Submit {
 
 impl Submit {
     pub fn text(&self) -> Option<&str> {
-        self.user_data.text.as_deref()
+        self.user_data.text()
     }
 
     pub fn concat(&self) -> Option<ConcatInfo> {
-        self.user_data
-            .header
-            .as_ref()
-            .and_then(UserDataHeader::concat)
+        self.user_data.concat()
     }
 }
 

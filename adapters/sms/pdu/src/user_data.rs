@@ -31,6 +31,17 @@ pub struct UserData {
     pub truncated: bool,
 }
 
+impl UserData {
+    pub fn text(&self) -> Option<&str> {
+        self.text.as_deref()
+    }
+
+    /// The concatenation element of the header, if this is one part of many.
+    pub fn concat(&self) -> Option<crate::ConcatInfo> {
+        self.header.as_ref().and_then(UserDataHeader::concat)
+    }
+}
+
 /// What [`decode_user_data`] does when the PDU holds fewer octets than
 /// TP-UDL declares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
