@@ -81,6 +81,21 @@ async fn permanent_errors_fail_at_once_with_the_reason() {
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(ch.calls(), 1, "a permanent failure is not retried");
+    // ...and it shows in the at-a-glance status, beside a sent one.
+    let ok = queue(&d, &send_body("m1", "sms", "+15551230002", "fine")).await;
+    d.wait_status(&ok, "sent").await;
+    let (code, status) = d.get("/api/v1/status", &d.admin_key).await;
+    assert_eq!(code, 200);
+    let endpoint = &status["endpoints"][0];
+    assert_eq!(
+        (
+            endpoint["queued"].as_u64(),
+            endpoint["sent_last_hour"].as_u64(),
+            endpoint["failed_last_hour"].as_u64()
+        ),
+        (Some(0), Some(1), Some(1)),
+        "{status}"
+    );
 }
 
 #[tokio::test]

@@ -465,27 +465,62 @@ fn moves_forward(current: OutboundStatus, next: OutboundStatus) -> bool {
     )
 }
 
+/// Live counts and the last window's outcomes per endpoint. Both halves
+/// range-scan the (status, updated_at) index, so the cost follows the live
+/// queue and the window, not the months of history in the table: `/ready`
+/// and `/metrics` are polled often.
 pub fn stats(conn: &Connection, since_ms: i64) -> StoreResult<Vec<EndpointStats>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT channel, phone_id,
-            SUM(status = 'queued'), SUM(status = 'sending'),
-            SUM(status IN ('failed', 'expired') AND updated_at >= ?1),
-            SUM(status IN ('sent', 'delivered', 'read') AND updated_at >= ?1)
-         FROM outbound GROUP BY channel, phone_id ORDER BY channel, phone_id",
+        "SELECT channel, phone_id, status, COUNT(*) FROM outbound
+         WHERE status IN ('queued', 'sending') GROUP BY channel, phone_id, status
+         UNION ALL
+         SELECT channel, phone_id, status, COUNT(*) FROM outbound
+         WHERE status IN ('sent', 'delivered', 'read', 'failed', 'expired')
+           AND updated_at >= ?1
+         GROUP BY channel, phone_id, status",
     )?;
     let rows = stmt
         .query_map([since_ms], |row| {
-            Ok(EndpointStats {
-                channel: row.get::<_, Kind>(0)?.0,
-                phone_id: row.get(1)?,
-                queued: row.get(2)?,
-                sending: row.get(3)?,
-                failed_recently: row.get(4)?,
-                sent_recently: row.get(5)?,
-            })
+            Ok((
+                row.get::<_, Kind>(0)?.0,
+                row.get::<_, String>(1)?,
+                row.get::<_, Status>(2)?.0,
+                row.get::<_, u64>(3)?,
+            ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+    let mut stats: Vec<EndpointStats> = Vec::new();
+    for (channel, phone_id, status, count) in rows {
+        let index = match stats
+            .iter()
+            .position(|s| s.channel == channel && s.phone_id == phone_id)
+        {
+            Some(index) => index,
+            None => {
+                stats.push(EndpointStats {
+                    channel,
+                    phone_id,
+                    queued: 0,
+                    sending: 0,
+                    failed_recently: 0,
+                    sent_recently: 0,
+                });
+                stats.len() - 1
+            }
+        };
+        let entry = &mut stats[index];
+        match status {
+            OutboundStatus::Queued => entry.queued += count,
+            OutboundStatus::Sending => entry.sending += count,
+            OutboundStatus::Failed | OutboundStatus::Expired => entry.failed_recently += count,
+            OutboundStatus::Sent | OutboundStatus::Delivered | OutboundStatus::Read => {
+                entry.sent_recently += count
+            }
+            OutboundStatus::Cancelled => {}
+        }
+    }
+    stats.sort_by(|a, b| (a.channel, &a.phone_id).cmp(&(b.channel, &b.phone_id)));
+    Ok(stats)
 }
 
 /// Early reports older than this are for sends that never got recorded
