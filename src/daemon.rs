@@ -151,6 +151,12 @@ pub async fn start(
         let channel = endpoint.channel.clone();
         tasks.spawn(async move { channel.run(context).await });
     }
+    tasks.spawn(crate::retention::run(
+        store.clone(),
+        config.config.storage.retention_days,
+        Duration::from_secs(crate::config::RETENTION_SWEEP_SECONDS),
+        shutdown.clone(),
+    ));
     tasks.spawn(outbox::run_expiry_sweeper(
         store.clone(),
         Duration::from_secs(config.config.outbox.expiry_sweep_seconds),

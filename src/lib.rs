@@ -16,4 +16,5 @@ pub mod logging;
 pub mod metrics;
 pub mod outbox;
 pub mod relay;
+pub mod retention;
 pub mod store;

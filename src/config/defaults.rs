@@ -12,6 +12,12 @@ pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 30;
 pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 20;
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/phonerelay";
+/// Ended messages (sent, failed, expired...) and forwarded inbound messages
+/// are deleted after this many days, so months unattended do not fill the
+/// disk; 0 keeps everything.
+pub const DEFAULT_RETENTION_DAYS: u64 = 90;
+/// How often the retention sweep runs.
+pub const RETENTION_SWEEP_SECONDS: u64 = 3600;
 
 /// A message nobody could deliver in a day is usually no longer wanted.
 pub const DEFAULT_TTL_SECONDS: u64 = 24 * 3600;

@@ -52,12 +52,17 @@ pub struct StorageConfig {
     /// Directory for the SQLite database and pairing state; relative to the
     /// config file.
     pub state_dir: PathBuf,
+    /// Days an ended outbound message (and its history) or a forwarded
+    /// inbound message is kept; 0 keeps everything. Queued, sending and
+    /// dead-lettered messages are never deleted.
+    pub retention_days: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             state_dir: DEFAULT_STATE_DIR.into(),
+            retention_days: DEFAULT_RETENTION_DAYS,
         }
     }
 }

@@ -46,6 +46,11 @@ pub trait Store: Send + Sync + 'static {
     async fn next_due(&self, channel: ChannelKind, phone_id: &str) -> StoreResult<Option<i64>>;
     /// Mark queued messages past their TTL expired; returns how many.
     async fn expire_due(&self, now_ms: i64) -> StoreResult<usize>;
+    /// Delete up to `batch` ended outbound messages (with their history and
+    /// parts) and forwarded inbound messages last changed before
+    /// `before_ms`; returns how many rows went. Live and dead-lettered
+    /// messages are kept.
+    async fn prune(&self, before_ms: i64, batch: u32) -> StoreResult<usize>;
     /// Return claims left by a process that died to the queue.
     async fn requeue_abandoned(&self, now_ms: i64) -> StoreResult<usize>;
     /// Apply a delivery report or read receipt; `None` if no message matches.

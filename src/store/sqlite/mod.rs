@@ -6,6 +6,7 @@ mod keys;
 mod outbound;
 mod pool;
 mod relay;
+mod retention;
 mod routing;
 mod rows;
 mod schema;
@@ -131,6 +132,12 @@ impl Store for SqliteStore {
     async fn expire_due(&self, now_ms: i64) -> StoreResult<usize> {
         self.writer
             .write(move |conn| outbound::expire_due(conn, now_ms))
+            .await
+    }
+
+    async fn prune(&self, before_ms: i64, batch: u32) -> StoreResult<usize> {
+        self.writer
+            .write(move |conn| retention::prune(conn, before_ms, batch))
             .await
     }
 

@@ -1,0 +1,139 @@
+//! Retention: old ended messages and forwarded inbound go; live messages
+//! and anything not yet handed over stay.
+
+mod common;
+
+use common::open_store;
+use phonerelay::clock::now_ms;
+use phonerelay::store::*;
+use phonerelay_channel::{ChannelKind, InboundMessage, SendReceipt};
+
+fn message(id: &str, now: i64) -> NewOutbound {
+    NewOutbound {
+        id: id.into(),
+        api_key_id: None,
+        idempotency_key: None,
+        request_hash: "h".into(),
+        phone_id: "m1".into(),
+        channel: ChannelKind::Sms,
+        to: "+15551230001".into(),
+        text: id.into(),
+        subject: None,
+        source: None,
+        attachments: vec![],
+        reply_to: None,
+        reply_to_external_id: None,
+        priority: 1,
+        created_at_ms: now,
+        expires_at_ms: now + 3_600_000,
+    }
+}
+
+fn inbound(external_id: &str, now: i64) -> InboundMessage {
+    InboundMessage {
+        channel: ChannelKind::Sms,
+        phone_id: "m1".into(),
+        from: "+15551230001".into(),
+        text: external_id.into(),
+        subject: None,
+        attachments: vec![],
+        external_id: external_id.into(),
+        reply_to: vec![],
+        received_at_ms: now,
+    }
+}
+
+#[tokio::test]
+async fn prune_deletes_only_old_ended_and_forwarded_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("phonerelay.sqlite3");
+    let store = open_store(&db);
+    let now = now_ms();
+    for id in ["sent-1", "sent-2", "live-1", "recent-1"] {
+        store.accept_outbound(message(id, now)).await.unwrap();
+    }
+    let claimed = store
+        .claim_outbound(ClaimRequest {
+            channel: ChannelKind::Sms,
+            phone_id: "m1".into(),
+            limit: 10,
+            now_ms: now,
+            lease_ms: 60_000,
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 4);
+    for id in ["sent-1", "sent-2", "recent-1"] {
+        let receipt = SendReceipt::single(format!("ext-{id}"));
+        store.record_outcome(id, sent(receipt, now)).await.unwrap();
+    }
+    store.requeue_abandoned(now).await.unwrap(); // live-1 is queued again
+    let forwarded = store
+        .commit_inbound(inbound("in-1", now), now)
+        .await
+        .unwrap();
+    store
+        .record_relay_inbound(
+            &forwarded.id,
+            RelayInboundOutcome::Delivered {
+                to: "alice".into(),
+                route: "default".into(),
+                now_ms: now,
+            },
+        )
+        .await
+        .unwrap();
+    let waiting = store
+        .commit_inbound(inbound("in-2", now), now)
+        .await
+        .unwrap();
+
+    // Age everything but "recent-1" by 100 days, as time would.
+    let old = now - 100 * 24 * 3600 * 1000;
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute(
+            "UPDATE outbound SET updated_at = ?1 WHERE id != 'recent-1'",
+            [old],
+        )
+        .unwrap();
+        conn.execute("UPDATE inbound SET committed_at = ?1", [old])
+            .unwrap();
+    }
+    let cutoff = now - 90 * 24 * 3600 * 1000;
+    // Batches: one row per call, until nothing is left to delete.
+    let mut removed = 0;
+    loop {
+        let n = store.prune(cutoff, 1).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        removed += n;
+    }
+    assert_eq!(removed, 3, "sent-1, sent-2 and the forwarded inbound");
+    assert!(store.get_outbound("sent-1").await.unwrap().is_none());
+    assert!(store.get_outbound("sent-2").await.unwrap().is_none());
+    assert!(
+        store.get_outbound("live-1").await.unwrap().is_some(),
+        "queued is never deleted"
+    );
+    assert!(
+        store.get_outbound("recent-1").await.unwrap().is_some(),
+        "younger than the cutoff"
+    );
+    assert!(store.get_inbound(&forwarded.id).await.unwrap().is_none());
+    assert!(
+        store.get_inbound(&waiting.id).await.unwrap().is_some(),
+        "not yet forwarded"
+    );
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let orphans: i64 = conn
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM outbound_events WHERE message_id LIKE 'sent-%')
+                  + (SELECT COUNT(*) FROM outbound_parts WHERE message_id LIKE 'sent-%')",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(orphans, 0, "history and parts go with their message");
+}
