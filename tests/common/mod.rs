@@ -16,6 +16,7 @@ use phonerelay_channel::Channel;
 use serde_json::Value;
 use tempfile::TempDir;
 
+#[allow(unused_imports)] // not every test binary uses it
 pub use test_channel::TestChannel;
 
 /// Settings that keep tests fast: short retries, a quick expiry sweep.
