@@ -13,10 +13,49 @@ use crate::store::{StoreError, StoreResult};
 /// Most writes in one transaction; bounds the latency a batch adds.
 const MAX_BATCH: usize = 512;
 
-type Finisher = Box<dyn FnOnce(StoreResult<()>) + Send>;
-/// A write job; given no connection (the transaction could not begin) it
-/// skips its write and reports the error.
-pub type Job = Box<dyn FnOnce(Option<&Connection>) -> Finisher + Send>;
+/// One queued write: run it (again, if its batch has to be redone) inside
+/// the group transaction, then report its result once the commit is known.
+pub trait PendingWrite: Send {
+    /// Run the write and keep its result; `isolated` wraps it in its own
+    /// savepoint so a failure undoes only this write. False if it failed.
+    fn run(&mut self, conn: &Connection, isolated: bool) -> bool;
+    /// Hand the caller its result, or the commit's error.
+    fn finish(self: Box<Self>, commit: StoreResult<()>);
+}
+
+pub type Job = Box<dyn PendingWrite>;
+
+struct Pending<T, F> {
+    write: F,
+    result: Option<StoreResult<T>>,
+    tx: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<T, F> PendingWrite for Pending<T, F>
+where
+    T: Send + 'static,
+    F: Fn(&Connection) -> StoreResult<T> + Send + 'static,
+{
+    fn run(&mut self, conn: &Connection, isolated: bool) -> bool {
+        let result = if isolated {
+            in_savepoint(conn, &self.write)
+        } else {
+            (self.write)(conn)
+        };
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, commit: StoreResult<()>) {
+        let result = match (commit, self.result) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Some(result)) => result,
+            (Ok(()), None) => Err(StoreError::Closed),
+        };
+        let _ = self.tx.send(result);
+    }
+}
 
 #[derive(Clone)]
 pub struct Writer {
@@ -44,22 +83,19 @@ impl Writer {
     }
 
     /// Run `write` in the next group transaction and return its result once
-    /// that transaction is durable. A failing `write` is rolled back alone
-    /// (savepoint); the others in the batch still commit.
+    /// that transaction is durable. A failing `write` is rolled back alone:
+    /// the batch is then redone with each write in its own savepoint, so
+    /// `write` may run twice and must only touch the database.
     pub async fn write<T, F>(&self, write: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: Fn(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let result = match conn {
-                Some(conn) => in_savepoint(conn, write),
-                None => Err(StoreError::Closed),
-            };
-            Box::new(move |commit: StoreResult<()>| {
-                let _ = tx.send(commit.and(result));
-            })
+        let job: Job = Box::new(Pending {
+            write,
+            result: None,
+            tx,
         });
         self.jobs.send(job).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -68,7 +104,7 @@ impl Writer {
 
 fn in_savepoint<T>(
     conn: &Connection,
-    write: impl FnOnce(&Connection) -> StoreResult<T>,
+    write: impl Fn(&Connection) -> StoreResult<T>,
 ) -> StoreResult<T> {
     // Cached statements: two per job, so not parsed again every time.
     conn.prepare_cached("SAVEPOINT job")?.execute([])?;
@@ -93,20 +129,88 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            let error = StoreError::from(e);
-            for job in batch {
-                job(None)(Err(error.clone()));
-            }
-            continue;
+        let commit = run_batch(&conn, &mut batch);
+        for job in batch {
+            job.finish(commit.clone());
         }
-        let finishers: Vec<Finisher> = batch.into_iter().map(|job| job(Some(&conn))).collect();
-        let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
-        if commit.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
+    }
+}
+
+/// One group transaction. The writes run back to back with no savepoint
+/// each (a savepoint copies every page a write touches first); only if one
+/// fails is the transaction rolled back and the batch redone with each
+/// write in its own savepoint, so the others still commit.
+fn run_batch(conn: &Connection, batch: &mut [Job]) -> StoreResult<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    if !batch.iter_mut().all(|job| job.run(conn, false)) {
+        if !conn.is_autocommit() {
+            conn.execute_batch("ROLLBACK")?;
         }
-        for finish in finishers {
-            finish(commit.clone());
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        for job in batch.iter_mut() {
+            job.run(conn, true);
         }
+    }
+    let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
+    if commit.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    commit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job<F>(write: F) -> (Job, oneshot::Receiver<StoreResult<()>>)
+    where
+        F: Fn(&Connection) -> StoreResult<()> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(Pending {
+            write,
+            result: None,
+            tx,
+        });
+        (job, rx)
+    }
+
+    fn insert(x: i64) -> impl Fn(&Connection) -> StoreResult<()> + Send + 'static {
+        move |conn: &Connection| {
+            conn.execute("INSERT INTO t (x) VALUES (?1)", [x])?;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_write_is_undone_alone_and_the_rest_of_its_batch_commits() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER UNIQUE)")
+            .unwrap();
+        let (a, mut a_rx) = job(insert(1));
+        // Writes a row, then fails: its row must not be committed.
+        let (b, mut b_rx) = job(|conn: &Connection| {
+            insert(2)(conn)?;
+            insert(1)(conn)
+        });
+        let (c, mut c_rx) = job(insert(3));
+        let mut batch = vec![a, b, c];
+        let commit = run_batch(&conn, &mut batch);
+        assert!(commit.is_ok());
+        for job in batch {
+            job.finish(commit.clone());
+        }
+        assert!(a_rx.try_recv().unwrap().is_ok());
+        assert!(b_rx.try_recv().unwrap().is_err());
+        assert!(c_rx.try_recv().unwrap().is_ok());
+        let rows: Vec<i64> = conn
+            .prepare("SELECT x FROM t ORDER BY x")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows, vec![1, 3]);
+        assert!(conn.is_autocommit(), "the batch transaction is closed");
     }
 }
