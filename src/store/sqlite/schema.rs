@@ -173,13 +173,14 @@ pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    // Temporary files in memory. The writer runs each job of a group
-    // transaction in its own savepoint; once a savepoint's sub-journal
-    // outgrows 64 KiB (a large claim does) it spills to a temporary file,
-    // and every later job of that transaction writes the pages it touches
-    // there: most of the writer's write syscalls under load. The
-    // sub-journal only serves ROLLBACK TO inside an open transaction; crash
-    // recovery uses the WAL, so durability is unchanged.
+    // Temporary files in memory. Statement journals, and the per-job
+    // savepoints the writer uses when it redoes a batch that had a failing
+    // write, keep a sub-journal; once it outgrows 64 KiB (a large claim
+    // does) it spills to a temporary file, and every later write of that
+    // transaction puts the pages it touches there (when every job had its
+    // own savepoint, that was most of the writer's write syscalls under
+    // load). The sub-journal only serves rollbacks inside an open
+    // transaction; crash recovery uses the WAL, so durability is unchanged.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(())
 }
