@@ -104,10 +104,7 @@ pub fn encode_deliver(
     let encoding = opts
         .encoding
         .unwrap_or_else(|| user_data::choose_encoding(text, false));
-    let segments = user_data::segment(text, encoding, opts.concat_16bit)?;
-    let total = u8::try_from(segments.len()).map_err(|_| PduError::TooManyParts {
-        needed: segments.len(),
-    })?;
+    let (segments, total) = user_data::segment_counted(text, encoding, opts.concat_16bit)?;
     let dcs = DataCodingScheme::encode(encoding, opts.message_class);
 
     let mut out = Vec::with_capacity(segments.len());

@@ -145,10 +145,7 @@ pub fn encode_submit(
         .transpose()?;
 
     let encoding = user_data::choose_encoding(text, opts.force_ucs2);
-    let segments = user_data::segment(text, encoding, opts.concat_16bit)?;
-    let total = u8::try_from(segments.len()).map_err(|_| PduError::TooManyParts {
-        needed: segments.len(),
-    })?;
+    let (segments, total) = user_data::segment_counted(text, encoding, opts.concat_16bit)?;
     let dcs = DataCodingScheme::encode(encoding, opts.message_class);
 
     let mut parts = Vec::with_capacity(segments.len());

@@ -299,6 +299,19 @@ pub(crate) fn count_parts(text: &str, enc: Encoding, concat16: bool) -> Result<u
 }
 
 /// Splits `text` into parts. Errors if more than 255 parts are needed.
+/// [`segment`], with the part count as TP-UDH needs it (at most 255).
+pub(crate) fn segment_counted(
+    text: &str,
+    enc: Encoding,
+    concat16: bool,
+) -> Result<(Vec<Segment>, u8), PduError> {
+    let segments = segment(text, enc, concat16)?;
+    let total = u8::try_from(segments.len()).map_err(|_| PduError::TooManyParts {
+        needed: segments.len(),
+    })?;
+    Ok((segments, total))
+}
+
 pub(crate) fn segment(text: &str, enc: Encoding, concat16: bool) -> Result<Vec<Segment>, PduError> {
     let (units, ends) = encode_atoms(text, enc)?;
     let (single, multi) = capacities(enc, concat16);
