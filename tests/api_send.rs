@@ -256,15 +256,9 @@ async fn a_delivery_report_that_beats_the_send_outcome_is_applied() {
     let sms = TestChannel::new(ChannelKind::Sms, "modem-1");
     sms.script(vec![common::test_channel::Step::Hang]);
     let d = TestDaemon::start(FAST_OUTBOX, vec![sms.clone()]).await;
-    let (code, body) = d
-        .post(
-            "/api/v1/messages",
-            &d.admin_key,
-            &send_body("modem-1", "sms", "+15551230001", "fast"),
-        )
+    let id = d
+        .queue(&send_body("modem-1", "sms", "+15551230001", "fast"))
         .await;
-    assert_eq!(code, 202);
-    let id = body["id"].as_str().unwrap().to_string();
     d.wait_status(&id, "sending").await;
     sms.inject(report(
         ChannelKind::Sms,

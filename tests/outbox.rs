@@ -8,15 +8,9 @@ use std::time::Duration;
 use common::test_channel::Step;
 use common::*;
 use phonerelay::clock::now_ms;
-use phonerelay::store::{ClaimRequest, NewOutbound, Store};
+use phonerelay::store::{ClaimRequest, Store};
 use phonerelay_channel::{ChannelKind, SendError};
 use serde_json::json;
-
-async fn queue(d: &TestDaemon, body: &serde_json::Value) -> String {
-    let (code, accepted) = d.post("/api/v1/messages", &d.admin_key, body).await;
-    assert_eq!(code, 202, "{accepted}");
-    accepted["id"].as_str().unwrap().to_string()
-}
 
 #[tokio::test]
 async fn transient_errors_are_retried_until_success() {
@@ -30,7 +24,7 @@ async fn transient_errors_are_retried_until_success() {
         )),
     ]);
     let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
-    let id = queue(&d, &send_body("m1", "sms", "+15551230001", "hi")).await;
+    let id = d.queue(&send_body("m1", "sms", "+15551230001", "hi")).await;
     let message = d.wait_status(&id, "sent").await;
     assert_eq!(message["attempts"], 3);
     assert_eq!(ch.calls(), 3);
@@ -73,7 +67,7 @@ async fn permanent_errors_fail_at_once_with_the_reason() {
         "unassigned number",
     ))]);
     let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
-    let id = queue(&d, &send_body("m1", "sms", "+15551230001", "hi")).await;
+    let id = d.queue(&send_body("m1", "sms", "+15551230001", "hi")).await;
     let message = d.wait_status(&id, "failed").await;
     assert_eq!(
         message["error"],
@@ -82,7 +76,9 @@ async fn permanent_errors_fail_at_once_with_the_reason() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(ch.calls(), 1, "a permanent failure is not retried");
     // ...and it shows in the at-a-glance status, beside a sent one.
-    let ok = queue(&d, &send_body("m1", "sms", "+15551230002", "fine")).await;
+    let ok = d
+        .queue(&send_body("m1", "sms", "+15551230002", "fine"))
+        .await;
     d.wait_status(&ok, "sent").await;
     let (code, status) = d.get("/api/v1/status", &d.admin_key).await;
     assert_eq!(code, 200);
@@ -111,7 +107,7 @@ async fn retries_stop_at_max_attempts() {
         vec![ch.clone()],
     )
     .await;
-    let id = queue(&d, &send_body("m1", "sms", "+15551230001", "hi")).await;
+    let id = d.queue(&send_body("m1", "sms", "+15551230001", "hi")).await;
     let message = d.wait_status(&id, "failed").await;
     assert_eq!(message["error"]["code"], "retries_exhausted");
     assert_eq!(ch.calls(), 3);
@@ -128,7 +124,7 @@ async fn messages_past_their_ttl_expire() {
     let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
     let mut body = send_body("m1", "sms", "+15551230001", "hi");
     body["ttl_seconds"] = json!(1);
-    let id = queue(&d, &body).await;
+    let id = d.queue(&body).await;
     let message = d.wait_status(&id, "expired").await;
     assert_eq!(message["error"]["code"], "ttl_expired");
     let calls = ch.calls();
@@ -146,7 +142,7 @@ async fn cancel_works_only_while_queued() {
         Some(Duration::from_secs(60)),
     ))]);
     let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
-    let id = queue(&d, &send_body("m1", "sms", "+15551230001", "hi")).await;
+    let id = d.queue(&send_body("m1", "sms", "+15551230001", "hi")).await;
     d.wait_message(&id, |m| m["status"] == "queued" && m["attempts"] == 1)
         .await;
     let (code, message) = d
@@ -182,15 +178,18 @@ async fn higher_priority_goes_first() {
     ch.script(vec![Step::Hang]);
     let limits = "[outbox.limits.sms]\nconcurrency = 1\n";
     let d = TestDaemon::start(&format!("{FAST_OUTBOX}{limits}"), vec![ch.clone()]).await;
-    let blocker = queue(&d, &send_body("m1", "sms", "+15551230001", "blocker")).await;
+    let blocker = d
+        .queue(&send_body("m1", "sms", "+15551230001", "blocker"))
+        .await;
     d.wait_status(&blocker, "sending").await;
     let mut low = send_body("m1", "sms", "+15551230002", "low");
     low["priority"] = json!("low");
     let mut high = send_body("m1", "sms", "+15551230003", "high");
     high["priority"] = json!("high");
-    queue(&d, &low).await;
-    queue(&d, &send_body("m1", "sms", "+15551230004", "normal")).await;
-    queue(&d, &high).await;
+    d.queue(&low).await;
+    d.queue(&send_body("m1", "sms", "+15551230004", "normal"))
+        .await;
+    d.queue(&high).await;
     ch.release();
     let sent = ch.wait_sent(4).await;
     let order: Vec<&str> = sent.iter().map(|m| m.text.as_str()).collect();
@@ -202,10 +201,16 @@ async fn per_recipient_limit_defers_without_dropping() {
     let ch = TestChannel::new(ChannelKind::Sms, "m1");
     let limits = "[outbox.limits.m1]\nper_recipient_per_minute = 1\n";
     let d = TestDaemon::start(&format!("{FAST_OUTBOX}{limits}"), vec![ch.clone()]).await;
-    let first = queue(&d, &send_body("m1", "sms", "+15551230001", "one")).await;
+    let first = d
+        .queue(&send_body("m1", "sms", "+15551230001", "one"))
+        .await;
     d.wait_status(&first, "sent").await;
-    let second = queue(&d, &send_body("m1", "sms", "+15551230001", "two")).await;
-    let other = queue(&d, &send_body("m1", "sms", "+15551239999", "other")).await;
+    let second = d
+        .queue(&send_body("m1", "sms", "+15551230001", "two"))
+        .await;
+    let other = d
+        .queue(&send_body("m1", "sms", "+15551239999", "other"))
+        .await;
     d.wait_status(&other, "sent").await;
     let held = d
         .wait_message(&second, |m| m["error"]["code"] == "deferred")
@@ -274,24 +279,7 @@ async fn a_claim_left_by_a_crash_is_sent_after_restart() {
         let store = open_store(&db);
         let now = now_ms();
         store
-            .accept_outbound(NewOutbound {
-                id: "crashed-1".into(),
-                api_key_id: None,
-                idempotency_key: None,
-                request_hash: "h".into(),
-                phone_id: "m1".into(),
-                channel: ChannelKind::Sms,
-                to: "+15551230001".into(),
-                text: "survives".into(),
-                subject: None,
-                source: None,
-                attachments: vec![],
-                reply_to: None,
-                reply_to_external_id: None,
-                priority: 1,
-                created_at_ms: now,
-                expires_at_ms: now + 3_600_000,
-            })
+            .accept_outbound(new_outbound("crashed-1", "survives", now))
             .await
             .unwrap();
         let claimed = store
@@ -327,7 +315,9 @@ async fn graceful_shutdown_releases_a_hanging_send_and_restart_sends_it() {
     let ch = TestChannel::new(ChannelKind::Sms, "m1");
     ch.script(vec![Step::Hang]);
     let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
-    let id = queue(&d, &send_body("m1", "sms", "+15551230001", "in flight")).await;
+    let id = d
+        .queue(&send_body("m1", "sms", "+15551230001", "in flight"))
+        .await;
     d.wait_status(&id, "sending").await;
     let db = d.db_path();
     let admin = d.admin_key.clone();
@@ -357,7 +347,10 @@ async fn accepted_messages_survive_a_restart_while_the_channel_is_down() {
     let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
     let mut ids = Vec::new();
     for i in 0..20 {
-        ids.push(queue(&d, &send_body("w1", "wa", "+15551230001", &format!("m{i}"))).await);
+        ids.push(
+            d.queue(&send_body("w1", "wa", "+15551230001", &format!("m{i}")))
+                .await,
+        );
     }
     let ch2 = TestChannel::new(ChannelKind::Wa, "w1");
     let d = d.restart(vec![ch2.clone()]).await;

@@ -3,31 +3,10 @@
 
 mod common;
 
-use common::open_store;
+use common::{new_outbound, open_store};
 use phonerelay::clock::now_ms;
 use phonerelay::store::*;
 use phonerelay_channel::{ChannelKind, InboundMessage, SendReceipt};
-
-fn message(id: &str, now: i64) -> NewOutbound {
-    NewOutbound {
-        id: id.into(),
-        api_key_id: None,
-        idempotency_key: None,
-        request_hash: "h".into(),
-        phone_id: "m1".into(),
-        channel: ChannelKind::Sms,
-        to: "+15551230001".into(),
-        text: id.into(),
-        subject: None,
-        source: None,
-        attachments: vec![],
-        reply_to: None,
-        reply_to_external_id: None,
-        priority: 1,
-        created_at_ms: now,
-        expires_at_ms: now + 3_600_000,
-    }
-}
 
 fn inbound(external_id: &str, now: i64) -> InboundMessage {
     InboundMessage {
@@ -50,7 +29,10 @@ async fn prune_deletes_only_old_ended_and_forwarded_messages() {
     let store = open_store(&db);
     let now = now_ms();
     for id in ["sent-1", "sent-2", "live-1", "recent-1"] {
-        store.accept_outbound(message(id, now)).await.unwrap();
+        store
+            .accept_outbound(new_outbound(id, id, now))
+            .await
+            .unwrap();
     }
     let claimed = store
         .claim_outbound(ClaimRequest {

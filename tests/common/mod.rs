@@ -145,6 +145,13 @@ impl TestDaemon {
         }
     }
 
+    /// POST a send, assert it was accepted, return its id.
+    pub async fn queue(&self, body: &Value) -> String {
+        let (code, accepted) = self.post("/api/v1/messages", &self.admin_key, body).await;
+        assert_eq!(code, 202, "{accepted}");
+        accepted["id"].as_str().unwrap().to_string()
+    }
+
     pub async fn wait_status(&self, id: &str, status: &str) -> Value {
         self.wait_message(id, |m| m["status"] == status).await
     }
@@ -174,6 +181,29 @@ pub async fn create_key(store: &dyn Store, scopes: Vec<Scope>, phone_id: Option<
 /// Open a second handle on a daemon's database, as another process would.
 pub fn open_store(path: &std::path::Path) -> SqliteStore {
     SqliteStore::open(path).expect("store opens")
+}
+
+/// An SMS for phone_id `m1` as the API would commit it, for tests that
+/// write to the store directly.
+pub fn new_outbound(id: &str, text: &str, now_ms: i64) -> phonerelay::store::NewOutbound {
+    phonerelay::store::NewOutbound {
+        id: id.into(),
+        api_key_id: None,
+        idempotency_key: None,
+        request_hash: "h".into(),
+        phone_id: "m1".into(),
+        channel: phonerelay_channel::ChannelKind::Sms,
+        to: "+15551230001".into(),
+        text: text.into(),
+        subject: None,
+        source: None,
+        attachments: vec![],
+        reply_to: None,
+        reply_to_external_id: None,
+        priority: 1,
+        created_at_ms: now_ms,
+        expires_at_ms: now_ms + 3_600_000,
+    }
 }
 
 /// The seed's own body shape.
