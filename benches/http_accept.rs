@@ -52,6 +52,10 @@ use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 use tokio::sync::Semaphore;
 
+/// The allocator `src/main.rs` installs, so the bench measures what runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PHONE_ID: &str = "bench-phone";
 
 /// A channel that accepts every send at once and counts them.
