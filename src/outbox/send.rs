@@ -16,20 +16,15 @@ pub struct Limiters {
     pub per_recipient: Option<DefaultKeyedRateLimiter<String>>,
 }
 
-/// Send one claimed message and record what happened. Never drops a
-/// message: every path ends in a recorded outcome or, if even that fails,
-/// a lease that runs out and brings the message back.
+/// Send one claimed message and say what became of it; the worker's
+/// recorder commits that outcome (see `worker::record_finished`).
 pub async fn send_one(
     endpoint: &Endpoint,
     ctx: &DispatchContext,
     limiters: &Limiters,
-    record: OutboundRecord,
-) {
-    let outcome = decide(endpoint, ctx, limiters, &record).await;
-    if let Err(e) = ctx.store.record_outcome(&record.id, outcome).await {
-        tracing::error!(id = %record.id, error = %e,
-            "could not record a send outcome; the lease will return the message to the queue");
-    }
+    record: &OutboundRecord,
+) -> SendOutcome {
+    decide(endpoint, ctx, limiters, record).await
 }
 
 async fn decide(

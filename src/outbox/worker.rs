@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use governor::{Quota, RateLimiter};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -13,12 +13,24 @@ use crate::clock::now_ms;
 use crate::config::OutboxConfig;
 use crate::endpoints::Endpoint;
 use crate::metrics::Metrics;
-use crate::store::{ClaimRequest, Store};
+use crate::store::{ClaimRequest, SendOutcome, Store};
 
 /// Longest an idle worker sleeps before looking again; picks up leases that
 /// ran out and messages committed by another process (`phonerelay send`
 /// through a second daemon is not a thing, but a restored backup is).
 const IDLE_POLL: Duration = Duration::from_secs(5);
+
+/// Most outcomes recorded in one write.
+const MAX_OUTCOMES_PER_WRITE: usize = 256;
+
+/// A send that is over, waiting for its outcome to be committed. Its
+/// permit is given back only then, so the endpoint never has more than
+/// `concurrency` messages in `sending` of its own.
+struct Finished {
+    id: String,
+    outcome: SendOutcome,
+    _permit: OwnedSemaphorePermit,
+}
 
 #[derive(Clone)]
 pub struct DispatchContext {
@@ -49,14 +61,22 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
     });
     let lease_ms = (ctx.outbox.lease_seconds * 1000) as i64;
     let mut in_flight = JoinSet::new();
+    let (finished, finished_rx) = mpsc::unbounded_channel();
+    let recorder = tokio::spawn(record_finished(ctx.store.clone(), finished_rx));
     tracing::info!(channel = %kind, %phone_id, concurrency = limits.concurrency, "dispatcher started");
 
     while !ctx.shutdown.is_cancelled() {
+        while in_flight.try_join_next().is_some() {}
         let free = permits.available_permits() as u32;
         if free == 0 {
+            // Permits come back in groups, as the recorder commits outcomes,
+            // so the next claim takes a group too.
             tokio::select! {
                 _ = ctx.shutdown.cancelled() => break,
-                _ = in_flight.join_next() => continue,
+                permit = permits.acquire() => {
+                    drop(permit);
+                    continue;
+                }
             }
         }
         let claimed = ctx
@@ -96,9 +116,16 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
                 .await
                 .expect("the semaphore is never closed");
             let (endpoint, ctx, limiters) = (endpoint.clone(), ctx.clone(), limiters.clone());
+            let finished = finished.clone();
             in_flight.spawn(async move {
-                send_one(&endpoint, &ctx, &limiters, message).await;
-                drop(permit);
+                let outcome = send_one(&endpoint, &ctx, &limiters, &message).await;
+                // The recorder outlives every send task: `run_endpoint`
+                // awaits it only after they are all done.
+                let _ = finished.send(Finished {
+                    id: message.id,
+                    outcome,
+                    _permit: permit,
+                });
             });
         }
         if let Some(limiter) = &limiters.per_recipient {
@@ -106,8 +133,36 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
         }
     }
     // Let in-flight sends finish; each one releases itself on `hard_stop`.
+    // Then every outcome is committed before the dispatcher says stopped.
     while in_flight.join_next().await.is_some() {}
+    drop(finished);
+    let _ = recorder.await;
     tracing::info!(channel = %kind, %phone_id, "dispatcher stopped");
+}
+
+/// Commit the outcomes of finished sends, as many as are waiting in one
+/// write: one transaction for a group of sends instead of one each, on the
+/// thread every write shares. Ends when every send task has gone.
+async fn record_finished(store: Arc<dyn Store>, mut finished: mpsc::UnboundedReceiver<Finished>) {
+    let mut batch = Vec::new();
+    while finished.recv_many(&mut batch, MAX_OUTCOMES_PER_WRITE).await > 0 {
+        let outcomes = batch
+            .iter()
+            .map(|f| (f.id.clone(), f.outcome.clone()))
+            .collect::<Vec<_>>();
+        if let Err(e) = store.record_outcomes(outcomes).await {
+            tracing::warn!(error = %e, count = batch.len(),
+                "could not record a group of send outcomes; recording them one by one");
+            for f in &batch {
+                if let Err(e) = store.record_outcome(&f.id, f.outcome.clone()).await {
+                    tracing::error!(id = %f.id, error = %e,
+                        "could not record a send outcome; the lease will return the message to the queue");
+                }
+            }
+        }
+        // Dropping the group gives its permits back.
+        batch.clear();
+    }
 }
 
 /// Until the next queued message is due, at most [`IDLE_POLL`].

@@ -41,7 +41,12 @@ pub trait Store: Send + Sync + 'static {
     /// Claim up to `limit` due messages of one endpoint, leasing them for
     /// `lease_ms`; a claim whose lease ran out is claimable again.
     async fn claim_outbound(&self, claim: ClaimRequest) -> StoreResult<Vec<OutboundRecord>>;
-    async fn record_outcome(&self, id: &str, outcome: SendOutcome) -> StoreResult<()>;
+    /// Record what became of claimed messages, all in one transaction: if
+    /// one cannot be recorded, none is (record them one by one then).
+    async fn record_outcomes(&self, outcomes: Vec<(String, SendOutcome)>) -> StoreResult<()>;
+    async fn record_outcome(&self, id: &str, outcome: SendOutcome) -> StoreResult<()> {
+        self.record_outcomes(vec![(id.to_string(), outcome)]).await
+    }
     /// The earliest `next_attempt_at` of a queued message on the endpoint.
     async fn next_due(&self, channel: ChannelKind, phone_id: &str) -> StoreResult<Option<i64>>;
     /// Mark queued messages past their TTL expired; returns how many.

@@ -109,16 +109,9 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn record_outcome(&self, id: &str, outcome: SendOutcome) -> StoreResult<()> {
-        let id = id.to_string();
+    async fn record_outcomes(&self, outcomes: Vec<(String, SendOutcome)>) -> StoreResult<()> {
         self.writer
-            .write(move |conn| {
-                outbound::record_outcome(conn, &id, &outcome)?;
-                if let SendOutcome::Sent { receipt, now_ms } = &outcome {
-                    routing::record_sent(conn, &id, receipt, *now_ms)?;
-                }
-                Ok(())
-            })
+            .write(move |conn| outbound::record_outcomes(conn, &outcomes))
             .await
     }
 

@@ -3,6 +3,7 @@
 use phonerelay_channel::{ChannelKind, DeliveryStatus, StatusUpdate};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::routing::{self, SentTo};
 use super::rows::{Kind, OUTBOUND_COLUMNS, Status, outbound_from_row, to_json};
 use crate::store::*;
 
@@ -49,14 +50,9 @@ pub fn accept(conn: &Connection, m: &NewOutbound) -> StoreResult<AcceptOutcome> 
         m.created_at_ms,
         m.expires_at_ms,
     ])?;
-    event(
-        conn,
-        &m.id,
-        OutboundStatus::Queued,
-        m.created_at_ms,
-        None,
-        None,
-    )?;
+    // No `queued` event row: every message starts queued at `created_at`,
+    // so `get` puts that first entry in the history. One write fewer per
+    // accept, on the thread every write shares (docs/performance.md).
     Ok(AcceptOutcome::Created { id: m.id.clone() })
 }
 
@@ -86,15 +82,22 @@ pub fn get(conn: &Connection, id: &str) -> StoreResult<Option<OutboundDetail>> {
         "SELECT status, at, code, reason FROM outbound_events
          WHERE message_id = ?1 ORDER BY event_id",
     )?;
-    let history = stmt
-        .query_map([id], |row| {
-            Ok(StatusEvent {
-                status: row.get::<_, Status>(0)?.0,
-                at_ms: row.get(1)?,
-                code: row.get(2)?,
-                reason: row.get(3)?,
-            })
-        })?
+    let accepted = StatusEvent {
+        status: OutboundStatus::Queued,
+        at_ms: record.created_at_ms,
+        code: None,
+        reason: None,
+    };
+    let stored = stmt.query_map([id], |row| {
+        Ok(StatusEvent {
+            status: row.get::<_, Status>(0)?.0,
+            at_ms: row.get(1)?,
+            code: row.get(2)?,
+            reason: row.get(3)?,
+        })
+    })?;
+    let history = std::iter::once(Ok(accepted))
+        .chain(stored)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(OutboundDetail { record, history }))
 }
@@ -297,12 +300,40 @@ pub fn requeue_abandoned(conn: &Connection, now_ms: i64) -> StoreResult<usize> {
     Ok(ids.len())
 }
 
-pub fn record_outcome(conn: &Connection, id: &str, outcome: &SendOutcome) -> StoreResult<()> {
+/// Record the outcomes of several sends in the one transaction.
+pub fn record_outcomes(conn: &Connection, outcomes: &[(String, SendOutcome)]) -> StoreResult<()> {
+    // Reports that beat their send's outcome are rare; when none waits,
+    // skip looking for one per external id.
+    let early_waiting: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM outbound_early_status)")?
+        .query_row([], |row| row.get(0))?;
+    for (id, outcome) in outcomes {
+        record_outcome(conn, id, outcome, early_waiting)?;
+    }
+    Ok(())
+}
+
+fn record_outcome(
+    conn: &Connection,
+    id: &str,
+    outcome: &SendOutcome,
+    early_waiting: bool,
+) -> StoreResult<()> {
     match outcome {
         SendOutcome::Sent { receipt, now_ms } => {
-            let (channel, phone_id): (String, String) = conn
-                .prepare_cached("SELECT channel, phone_id FROM outbound WHERE id = ?1")?
-                .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            let sent: SentTo = conn
+                .prepare_cached(
+                    "SELECT channel, phone_id, recipient, source FROM outbound WHERE id = ?1",
+                )?
+                .query_row([id], |row| {
+                    Ok(SentTo {
+                        channel: row.get(0)?,
+                        phone_id: row.get(1)?,
+                        recipient: row.get(2)?,
+                        source: row.get(3)?,
+                    })
+                })?;
+            let (channel, phone_id) = (&sent.channel, &sent.phone_id);
             for (part, external_id) in receipt.external_ids.iter().enumerate() {
                 conn.prepare_cached(
                     "INSERT INTO outbound_parts (channel, phone_id, external_id, message_id, part)
@@ -320,7 +351,11 @@ pub fn record_outcome(conn: &Connection, id: &str, outcome: &SendOutcome) -> Sto
                 ])?;
             }
             set_status(conn, id, OutboundStatus::Sent, *now_ms, None, None)?;
-            apply_early(conn, &channel, &phone_id, &receipt.external_ids)
+            routing::record_sent(conn, id, &sent, receipt, *now_ms)?;
+            if early_waiting {
+                apply_early(conn, channel, phone_id, &receipt.external_ids)?;
+            }
+            Ok(())
         }
         SendOutcome::Retry {
             next_attempt_at_ms,

@@ -5,7 +5,6 @@
 use phonerelay_channel::{ChannelKind, SendReceipt};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::rows::Kind;
 use crate::store::*;
 
 /// One spelling per external address, so a reply finds the conversation:
@@ -24,25 +23,32 @@ pub fn normalize(channel: ChannelKind, address: &str) -> String {
     }
 }
 
+/// Where a sent message went and who in pChat sent it, as the outcome
+/// reads it from the message's row.
+pub struct SentTo {
+    pub channel: String,
+    pub phone_id: String,
+    pub recipient: String,
+    pub source: Option<String>,
+}
+
 /// After a send succeeded: if a pChat user (`source`) sent it, remember
 /// the conversation and every key a reply could name.
 pub fn record_sent(
     conn: &Connection,
     message_id: &str,
+    sent: &SentTo,
     receipt: &SendReceipt,
     now_ms: i64,
 ) -> StoreResult<()> {
-    let row: Option<(Kind, String, String, Option<String>)> = conn
-        .query_row(
-            "SELECT channel, phone_id, recipient, source FROM outbound WHERE id = ?1",
-            [message_id],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-        )
-        .optional()?;
-    let Some((Kind(channel), phone_id, recipient, Some(source))) = row else {
+    let Some(source) = &sent.source else {
         return Ok(());
     };
-    let external = normalize(channel, &recipient);
+    let Ok(channel) = sent.channel.parse::<ChannelKind>() else {
+        return Ok(());
+    };
+    let (phone_id, recipient) = (&sent.phone_id, &sent.recipient);
+    let external = normalize(channel, recipient);
     conn.prepare_cached(
         "INSERT INTO conversations (channel, phone_id, external, pchat_to, message_id, last_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)

@@ -149,6 +149,13 @@ const MIGRATIONS: &[&str] = &[
         ON outbound_early_status (channel, phone_id, external_id);
     CREATE INDEX outbound_early_status_at ON outbound_early_status (at);
     "#,
+    // 4: the history's first entry (queued, at created_at) is no longer a
+    // row: `outbound::get` derives it. Drop the rows accepts wrote, which
+    // are the only `queued` events without a code (a requeue always has
+    // one), so no history shows it twice.
+    r#"
+    DELETE FROM outbound_events WHERE status = 'queued' AND code IS NULL;
+    "#,
 ];
 
 /// Bring the database to the newest schema in one transaction.
