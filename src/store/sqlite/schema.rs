@@ -191,3 +191,42 @@ pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migration_4_drops_the_accept_events_and_keeps_requeues() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let tx = conn.transaction().unwrap();
+        for migration in &MIGRATIONS[..3] {
+            tx.execute_batch(migration).unwrap();
+        }
+        tx.pragma_update(None, "user_version", 3).unwrap();
+        tx.commit().unwrap();
+        conn.execute_batch(
+            "INSERT INTO outbound_events (message_id, status, at, code, reason) VALUES
+                ('m', 'queued', 1, NULL, NULL),
+                ('m', 'sending', 2, NULL, NULL),
+                ('m', 'queued', 3, 'requeued', 'the daemon stopped while sending'),
+                ('m', 'sent', 4, NULL, NULL)",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let left: Vec<(String, Option<String>)> = conn
+            .prepare("SELECT status, code FROM outbound_events ORDER BY event_id")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let expected = [
+            ("sending", None),
+            ("queued", Some("requeued")),
+            ("sent", None),
+        ]
+        .map(|(s, c): (&str, Option<&str>)| (s.to_string(), c.map(str::to_string)));
+        assert_eq!(left, expected.to_vec());
+    }
+}
