@@ -4,6 +4,8 @@
 mod inbound;
 mod keys;
 mod outbound;
+#[cfg(test)]
+mod plans;
 mod pool;
 mod relay;
 mod retention;

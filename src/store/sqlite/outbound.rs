@@ -4,7 +4,9 @@ use phonerelay_channel::{ChannelKind, DeliveryStatus, StatusUpdate};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::routing::{self, SentTo};
-use super::rows::{Kind, OUTBOUND_COLUMNS, Status, outbound_from_row, to_json};
+use super::rows::{
+    Kind, OUTBOUND_COLUMNS, Status, ended, live, outbound_columns, outbound_from_row, to_json,
+};
 use crate::store::*;
 
 pub fn accept(conn: &Connection, m: &NewOutbound) -> StoreResult<AcceptOutcome> {
@@ -174,6 +176,76 @@ fn set_status(
     event(conn, id, status, now_ms, code, reason)
 }
 
+/// The next `limit` queued messages of an endpoint that are past their ttl.
+pub(super) const EXPIRE_ENDPOINT: &str = concat!(
+    "SELECT id FROM (
+                SELECT id, expires_at FROM outbound
+                WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued' AND ",
+    live!(),
+    "
+                ORDER BY priority DESC, seq LIMIT (?4 + 0))
+             WHERE expires_at <= ?3"
+);
+
+/// Every queued message past its ttl.
+pub(super) const EXPIRE_DUE: &str = concat!(
+    "SELECT id FROM outbound WHERE status = 'queued' AND ",
+    live!(),
+    " AND expires_at <= ?1"
+);
+
+/// Every claimed message.
+pub(super) const ABANDONED: &str = concat!(
+    "SELECT id FROM outbound WHERE status = 'sending' AND ",
+    live!()
+);
+
+/// When the next queued message of an endpoint is due.
+pub(super) const NEXT_DUE: &str = concat!(
+    "SELECT MIN(next_attempt_at) FROM outbound
+             WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued' AND ",
+    live!()
+);
+
+/// Live counts and the window's outcomes per endpoint.
+pub(super) const STATS: &str = concat!(
+    "SELECT channel, phone_id, status, COUNT(*) FROM outbound WHERE ",
+    live!(),
+    " GROUP BY channel, phone_id, status
+         UNION ALL
+         SELECT channel, phone_id, status, COUNT(*) FROM outbound WHERE ",
+    ended!(),
+    " AND updated_at >= ?1
+         GROUP BY channel, phone_id, status"
+);
+
+/// The claim (see `claim`). These statements are consts so `plans.rs`
+/// can check that each one reaches its partial index.
+pub(super) const CLAIM: &str = concat!(
+    "UPDATE outbound SET status = 'sending', attempts = attempts + 1,
+            lease_until = ?3 + ?5, updated_at = ?3
+         WHERE seq IN (
+            SELECT seq FROM (
+                SELECT * FROM (
+                    SELECT seq, priority FROM outbound
+                    WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued' AND ",
+    live!(),
+    "
+                      AND next_attempt_at <= ?3 AND expires_at > ?3
+                    ORDER BY priority DESC, seq LIMIT (?4 + 0))
+                UNION ALL
+                SELECT * FROM (
+                    SELECT seq, priority FROM outbound
+                    WHERE channel = ?1 AND phone_id = ?2 AND status = 'sending' AND ",
+    live!(),
+    "
+                      AND lease_until < ?3
+                    ORDER BY priority DESC, seq LIMIT (?4 + 0)))
+            ORDER BY priority DESC, seq LIMIT (?4 + 0))
+         RETURNING ",
+    outbound_columns!()
+);
+
 pub fn claim(conn: &Connection, c: &ClaimRequest) -> StoreResult<Vec<OutboundRecord>> {
     expire_endpoint(conn, c.channel, &c.phone_id, c.now_ms, c.limit)?;
     // Due queued messages, plus claims whose lease ran out (their worker
@@ -183,27 +255,8 @@ pub fn claim(conn: &Connection, c: &ClaimRequest) -> StoreResult<Vec<OutboundRec
     // past its ttl is not claimed. `LIMIT (?4 + 0)`, not `LIMIT ?4`: SQLite
     // reads a bare bound LIMIT while planning, and then prepares the
     // statement again on every run (a third of a claim's time).
-    let sql = format!(
-        "UPDATE outbound SET status = 'sending', attempts = attempts + 1,
-            lease_until = ?3 + ?5, updated_at = ?3
-         WHERE seq IN (
-            SELECT seq FROM (
-                SELECT * FROM (
-                    SELECT seq, priority FROM outbound
-                    WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued'
-                      AND next_attempt_at <= ?3 AND expires_at > ?3
-                    ORDER BY priority DESC, seq LIMIT (?4 + 0))
-                UNION ALL
-                SELECT * FROM (
-                    SELECT seq, priority FROM outbound
-                    WHERE channel = ?1 AND phone_id = ?2 AND status = 'sending'
-                      AND lease_until < ?3
-                    ORDER BY priority DESC, seq LIMIT (?4 + 0)))
-            ORDER BY priority DESC, seq LIMIT (?4 + 0))
-         RETURNING {OUTBOUND_COLUMNS}"
-    );
     let mut records = conn
-        .prepare_cached(&sql)?
+        .prepare_cached(CLAIM)?
         .query_map(
             params![
                 c.channel.as_str(),
@@ -241,13 +294,7 @@ fn expire_endpoint(
     limit: u32,
 ) -> StoreResult<usize> {
     let ids = conn
-        .prepare_cached(
-            "SELECT id FROM (
-                SELECT id, expires_at FROM outbound
-                WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued'
-                ORDER BY priority DESC, seq LIMIT (?4 + 0))
-             WHERE expires_at <= ?3",
-        )?
+        .prepare_cached(EXPIRE_ENDPOINT)?
         .query_map(params![channel.as_str(), phone_id, now_ms, limit], |row| {
             row.get(0)
         })?
@@ -271,7 +318,7 @@ fn mark_expired(conn: &Connection, ids: &[String], now_ms: i64) -> StoreResult<u
 
 pub fn expire_due(conn: &Connection, now_ms: i64) -> StoreResult<usize> {
     let ids = conn
-        .prepare_cached("SELECT id FROM outbound WHERE status = 'queued' AND expires_at <= ?1")?
+        .prepare_cached(EXPIRE_DUE)?
         .query_map([now_ms], |row| row.get(0))?
         .collect::<Result<Vec<String>, _>>()?;
     mark_expired(conn, &ids, now_ms)
@@ -279,7 +326,7 @@ pub fn expire_due(conn: &Connection, now_ms: i64) -> StoreResult<usize> {
 
 pub fn requeue_abandoned(conn: &Connection, now_ms: i64) -> StoreResult<usize> {
     let ids = conn
-        .prepare_cached("SELECT id FROM outbound WHERE status = 'sending'")?
+        .prepare_cached(ABANDONED)?
         .query_map([], |row| row.get(0))?
         .collect::<Result<Vec<String>, _>>()?;
     for id in &ids {
@@ -430,10 +477,7 @@ pub fn next_due(
     phone_id: &str,
 ) -> StoreResult<Option<i64>> {
     Ok(conn
-        .prepare_cached(
-            "SELECT MIN(next_attempt_at) FROM outbound
-             WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued'",
-        )?
+        .prepare_cached(NEXT_DUE)?
         .query_row(params![channel.as_str(), phone_id], |row| row.get(0))?)
 }
 
@@ -500,20 +544,12 @@ fn moves_forward(current: OutboundStatus, next: OutboundStatus) -> bool {
     )
 }
 
-/// Live counts and the last window's outcomes per endpoint. Both halves
-/// range-scan the (status, updated_at) index, so the cost follows the live
-/// queue and the window, not the months of history in the table: `/ready`
-/// and `/metrics` are polled often.
+/// Live counts and the last window's outcomes per endpoint. The first half
+/// reads only the (partial) claim index, the second range-scans the ended
+/// index, so the cost follows the live queue and the window, not the
+/// months of history in the table: `/ready` and `/metrics` are polled often.
 pub fn stats(conn: &Connection, since_ms: i64) -> StoreResult<Vec<EndpointStats>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT channel, phone_id, status, COUNT(*) FROM outbound
-         WHERE status IN ('queued', 'sending') GROUP BY channel, phone_id, status
-         UNION ALL
-         SELECT channel, phone_id, status, COUNT(*) FROM outbound
-         WHERE status IN ('sent', 'delivered', 'read', 'failed', 'expired')
-           AND updated_at >= ?1
-         GROUP BY channel, phone_id, status",
-    )?;
+    let mut stmt = conn.prepare_cached(STATS)?;
     let rows = stmt
         .query_map([since_ms], |row| {
             Ok((

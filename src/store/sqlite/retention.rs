@@ -4,17 +4,20 @@
 
 use rusqlite::{Connection, params};
 
+use super::rows::ended;
 use crate::store::StoreResult;
 
+/// Ended messages last changed before ?1, through the partial ended index.
+pub(super) const PRUNE_ENDED: &str = concat!(
+    "SELECT id FROM outbound WHERE ",
+    ended!(),
+    " AND updated_at < ?1 LIMIT ?2"
+);
+
 pub fn prune(conn: &Connection, before_ms: i64, batch: u32) -> StoreResult<usize> {
-    // Ended outbound messages, oldest first, through the status index.
+    // Ended outbound messages, through the (partial) ended index.
     let ids = conn
-        .prepare_cached(
-            "SELECT id FROM outbound
-             WHERE status IN ('sent', 'delivered', 'read', 'failed', 'expired', 'cancelled')
-               AND updated_at < ?1
-             LIMIT ?2",
-        )?
+        .prepare_cached(PRUNE_ENDED)?
         .query_map(params![before_ms, batch], |row| row.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
     let mut removed = 0;

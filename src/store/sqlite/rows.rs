@@ -6,6 +6,23 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
 
 use crate::store::{OutboundRecord, OutboundStatus, StoreError};
 
+/// The WHERE term of the partial `outbound_claim` index (migration 5). A
+/// query reaches that index only if it contains this term word for word.
+macro_rules! live {
+    () => {
+        "status IN ('queued', 'sending')"
+    };
+}
+pub(crate) use live;
+
+/// The WHERE term of the partial `outbound_ended` index (migration 5).
+macro_rules! ended {
+    () => {
+        "status IN ('sent', 'delivered', 'read', 'failed', 'expired', 'cancelled')"
+    };
+}
+pub(crate) use ended;
+
 pub struct Kind(pub ChannelKind);
 
 impl FromSql for Kind {
@@ -39,9 +56,17 @@ pub fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result
 }
 
 /// Columns read by [`outbound_from_row`], in order.
-pub const OUTBOUND_COLUMNS: &str = "seq, id, phone_id, channel, recipient, body, subject, source, \
+/// The columns `outbound_from_row` reads, as a literal for `concat!`.
+macro_rules! outbound_columns {
+    () => {
+        "seq, id, phone_id, channel, recipient, body, subject, source, \
      attachments, reply_to, reply_to_external_id, priority, status, attempts, created_at, \
-     updated_at, expires_at, next_attempt_at, error_code, error_message";
+     updated_at, expires_at, next_attempt_at, error_code, error_message"
+    };
+}
+pub(crate) use outbound_columns;
+
+pub const OUTBOUND_COLUMNS: &str = outbound_columns!();
 
 pub fn outbound_from_row(row: &Row<'_>) -> rusqlite::Result<OutboundRecord> {
     let attachments: String = row.get(8)?;
