@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::test_channel::Step;
 use common::*;
 use phonerelay::clock::now_ms;
-use phonerelay::store::{ClaimRequest, Store};
+use phonerelay::store::{OutboundStatus, SendOutcome, Store};
 use phonerelay_channel::{ChannelKind, SendError};
 use serde_json::json;
 
@@ -282,16 +282,7 @@ async fn a_claim_left_by_a_crash_is_sent_after_restart() {
             .accept_outbound(new_outbound("crashed-1", "survives", now))
             .await
             .unwrap();
-        let claimed = store
-            .claim_outbound(ClaimRequest {
-                channel: ChannelKind::Sms,
-                phone_id: "m1".into(),
-                limit: 10,
-                now_ms: now,
-                lease_ms: 3_600_000,
-            })
-            .await
-            .unwrap();
+        let claimed = claim_all(&store, now, 3_600_000).await;
         assert_eq!(claimed.len(), 1);
         // Dropped here without recording an outcome.
     }
@@ -362,4 +353,32 @@ async fn accepted_messages_survive_a_restart_while_the_channel_is_down() {
     let mut expected: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
     expected.sort();
     assert_eq!(texts, expected, "every message exactly once");
+}
+
+#[tokio::test]
+async fn a_group_of_send_outcomes_is_recorded_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir.path().join("phonerelay.sqlite3"));
+    let now = now_ms();
+    for id in ["a", "b"] {
+        store
+            .accept_outbound(new_outbound(id, id, now))
+            .await
+            .unwrap();
+    }
+    assert_eq!(claim_all(&store, now, 60_000).await.len(), 2);
+    let sent = |id: &str| SendOutcome::Sent {
+        receipt: phonerelay_channel::SendReceipt::single(format!("ext-{id}")),
+        now_ms: now,
+    };
+    let group = vec![
+        ("a".to_string(), sent("a")),
+        ("no-such-message".to_string(), sent("x")),
+        ("b".to_string(), sent("b")),
+    ];
+    assert!(store.record_outcomes(group).await.is_err());
+    for id in ["a", "b"] {
+        let detail = store.get_outbound(id).await.unwrap().unwrap();
+        assert_eq!(detail.record.status, OutboundStatus::Sending, "{id}");
+    }
 }

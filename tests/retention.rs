@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{new_outbound, open_store};
+use common::{claim_all, new_outbound, open_store};
 use phonerelay::clock::now_ms;
 use phonerelay::store::*;
 use phonerelay_channel::{ChannelKind, InboundMessage, SendReceipt};
@@ -34,16 +34,7 @@ async fn prune_deletes_only_old_ended_and_forwarded_messages() {
             .await
             .unwrap();
     }
-    let claimed = store
-        .claim_outbound(ClaimRequest {
-            channel: ChannelKind::Sms,
-            phone_id: "m1".into(),
-            limit: 10,
-            now_ms: now,
-            lease_ms: 60_000,
-        })
-        .await
-        .unwrap();
+    let claimed = claim_all(&store, now, 60_000).await;
     assert_eq!(claimed.len(), 4);
     for id in ["sent-1", "sent-2", "recent-1"] {
         let receipt = SendReceipt::single(format!("ext-{id}"));

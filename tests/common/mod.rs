@@ -206,6 +206,25 @@ pub fn new_outbound(id: &str, text: &str, now_ms: i64) -> phonerelay::store::New
     }
 }
 
+/// Claim every due message of SMS endpoint `m1` with a lease of
+/// `lease_ms`, as its dispatcher would.
+pub async fn claim_all(
+    store: &dyn Store,
+    now_ms: i64,
+    lease_ms: i64,
+) -> Vec<phonerelay::store::OutboundRecord> {
+    store
+        .claim_outbound(phonerelay::store::ClaimRequest {
+            channel: phonerelay_channel::ChannelKind::Sms,
+            phone_id: "m1".into(),
+            limit: 100,
+            now_ms,
+            lease_ms,
+        })
+        .await
+        .expect("claim")
+}
+
 /// The seed's own body shape.
 pub fn send_body(phone_id: &str, channel: &str, to: &str, text: &str) -> Value {
     serde_json::json!({"phone_id": phone_id, "channel": channel, "to": to, "text": text})
