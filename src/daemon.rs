@@ -27,6 +27,8 @@ pub struct RunningDaemon {
     pub addr: SocketAddr,
     pub shutdown: CancellationToken,
     pub store: Arc<dyn Store>,
+    /// Ring to make the relay link read its settings again now (SIGHUP).
+    pub relay_reload: Arc<tokio::sync::Notify>,
     hard_stop: CancellationToken,
     grace: Duration,
     tasks: JoinSet<()>,
@@ -162,34 +164,49 @@ pub async fn start(
         Duration::from_secs(config.config.outbox.expiry_sweep_seconds),
         shutdown.clone(),
     ));
-    crate::relay::spawn(&mut tasks, state, inbound_bell, shutdown.clone()).await;
+    let relay_reload = Arc::new(tokio::sync::Notify::new());
+    tasks.spawn(crate::relay::supervise(
+        state,
+        inbound_bell,
+        relay_reload.clone(),
+        shutdown.clone(),
+    ));
 
     tracing::info!(%addr, endpoints = endpoints.iter().count(), "phonerelay is up");
     Ok(RunningDaemon {
         addr,
         shutdown,
         store,
+        relay_reload,
         hard_stop,
         grace: Duration::from_secs(config.config.server.shutdown_grace_seconds),
         tasks,
     })
 }
 
-/// Run until SIGTERM or SIGINT, then stop gracefully.
+/// Run until SIGTERM or SIGINT, then stop gracefully. SIGHUP makes the
+/// relay link read its settings again (`systemctl reload`).
 pub async fn serve(loaded: LoadedConfig) -> Result<(), ExitError> {
     let daemon = start(loaded, Vec::new()).await?;
-    wait_for_signal().await;
+    wait_for_signal(&daemon.relay_reload).await;
     tracing::info!("shutting down: no new requests, finishing in-flight sends");
     daemon.stop().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn wait_for_signal() {
+async fn wait_for_signal(relay_reload: &tokio::sync::Notify) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    let mut hup = signal(SignalKind::hangup()).expect("installing a SIGHUP handler");
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = tokio::signal::ctrl_c() => return,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reading the relay settings again");
+                relay_reload.notify_one();
+            }
+        }
     }
 }

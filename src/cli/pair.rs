@@ -103,7 +103,10 @@ pub async fn pair(loaded: &LoadedConfig, args: &PairArgs) -> Result<(), ExitErro
     );
     eprintln!("it is shown once; enter it on the relay now:");
     println!("{}", outcome.bridge_key);
-    eprintln!("restart the daemon (if running) to use the new pairing.");
+    eprintln!(
+        "a running daemon starts using this pairing within {} s (at once on SIGHUP, e.g. `systemctl reload phonerelay`).",
+        loaded.config.relay.settings_poll_seconds
+    );
     Ok(())
 }
 

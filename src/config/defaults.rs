@@ -55,6 +55,9 @@ pub const DEFAULT_RELAY_POLL_MAX_JOBS: u32 = 50;
 /// Timeout of every relay request other than the long poll.
 pub const DEFAULT_RELAY_REQUEST_TIMEOUT_SECONDS: u64 = 15;
 pub const DEFAULT_RELAY_HEARTBEAT_SECONDS: u64 = 30;
+/// How often a running daemon reads the pairing and the relay key file
+/// again, so `phonerelay pair` / `unpair` need no restart.
+pub const DEFAULT_RELAY_SETTINGS_POLL_SECONDS: u64 = 5;
 /// How often the status reporter looks for new status changes to report.
 pub const DEFAULT_RELAY_STATUS_INTERVAL_MS: u64 = 500;
 pub const DEFAULT_RELAY_RETRY_INITIAL_MS: u64 = 1_000;

@@ -193,6 +193,9 @@ pub struct RelayConfig {
     pub request_timeout_seconds: u64,
     /// How often the bridge tells the relay it and its endpoints are alive.
     pub heartbeat_seconds: u64,
+    /// How often the daemon reads `phonerelay pair`'s pairing and the key
+    /// file again (SIGHUP: at once); a change restarts the link.
+    pub settings_poll_seconds: u64,
     /// How often new status changes are looked for and reported.
     pub status_interval_ms: u64,
     /// First wait after a failed relay request; doubles per failure.
@@ -215,6 +218,7 @@ impl Default for RelayConfig {
             poll_max_jobs: DEFAULT_RELAY_POLL_MAX_JOBS,
             request_timeout_seconds: DEFAULT_RELAY_REQUEST_TIMEOUT_SECONDS,
             heartbeat_seconds: DEFAULT_RELAY_HEARTBEAT_SECONDS,
+            settings_poll_seconds: DEFAULT_RELAY_SETTINGS_POLL_SECONDS,
             status_interval_ms: DEFAULT_RELAY_STATUS_INTERVAL_MS,
             retry_initial_ms: DEFAULT_RELAY_RETRY_INITIAL_MS,
             retry_max_ms: DEFAULT_RELAY_RETRY_MAX_MS,

@@ -168,6 +168,11 @@ fn validate_relay(relay: &super::model::RelayConfig, issues: &mut Vec<ConfigIssu
         relay.request_timeout_seconds,
     );
     positive(issues, "relay.heartbeat_seconds", relay.heartbeat_seconds);
+    positive(
+        issues,
+        "relay.settings_poll_seconds",
+        relay.settings_poll_seconds,
+    );
     positive(issues, "relay.status_interval_ms", relay.status_interval_ms);
     positive(issues, "relay.retry_initial_ms", relay.retry_initial_ms);
     if relay.retry_max_ms < relay.retry_initial_ms {

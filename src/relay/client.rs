@@ -19,7 +19,7 @@ impl RelayKey {
         Self(key)
     }
 
-    fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }

@@ -21,7 +21,9 @@ pub mod settings;
 pub mod status_reporter;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -33,46 +35,123 @@ pub use client::{RelayClient, RelayError};
 pub use link::Link;
 pub use settings::{Pairing, RelaySettings};
 
-/// Start the relay tasks if a relay is configured or paired. Returns
-/// whether the link runs.
-pub async fn spawn(
-    tasks: &mut JoinSet<()>,
+/// Run the relay link while a relay is configured or paired, and restart
+/// it when that changes (a new pairing, `unpair`, a new key): the settings
+/// are read again every `relay.settings_poll_seconds` and on `reload`
+/// (SIGHUP). Returns on shutdown once the link's tasks have stopped.
+pub async fn supervise(
     state: AppState,
     inbound_bell: Arc<Notify>,
+    reload: Arc<Notify>,
     shutdown: CancellationToken,
-) -> bool {
-    let settings = match settings::resolve(&state.config, &*state.store).await {
-        Ok(Some(settings)) => Arc::new(settings),
-        Ok(None) => return false,
-        Err(reason) => {
-            tracing::warn!("the relay link is off: {reason}");
-            return false;
+) {
+    let mut running: Option<RunningLink> = None;
+    let mut last_problem: Option<String> = None;
+    // Settings the client refused (logged once): not tried again unchanged.
+    let mut refused: Option<[u8; 32]> = None;
+    let poll = Duration::from_secs(state.config.config.relay.settings_poll_seconds);
+    loop {
+        let (wanted, problem) = match settings::resolve(&state.config, &*state.store).await {
+            Ok(wanted) => (wanted, None),
+            Err(reason) => (None, Some(reason)),
+        };
+        let fingerprint = wanted.as_ref().map(fingerprint);
+        if fingerprint != running.as_ref().map(|link| link.fingerprint) {
+            if let Some(link) = running.take() {
+                tracing::info!("relay settings changed: stopping the relay link");
+                link.stop().await;
+            }
+            if let (Some(settings), Some(fingerprint)) = (wanted, fingerprint) {
+                if refused != Some(fingerprint) {
+                    running = start(&state, settings, fingerprint, &inbound_bell, &shutdown);
+                    refused = running.is_none().then_some(fingerprint);
+                }
+            }
         }
-    };
+        if let Some(reason) = &problem {
+            if last_problem.as_ref() != Some(reason) {
+                tracing::warn!("the relay link is off: {reason}");
+            }
+        }
+        last_problem = problem;
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = reload.notified() => {}
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
+    // The link's token is a child of `shutdown`: its tasks are stopping.
+    if let Some(link) = running {
+        link.stop().await;
+    }
+}
+
+/// Which relay with which key: a change of any of them restarts the link.
+/// Hashed, so the key is not kept twice in the clear.
+fn fingerprint(settings: &RelaySettings) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    for part in [
+        settings.url.as_str(),
+        settings.phone_id.as_str(),
+        settings.key.expose(),
+    ] {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part.as_bytes());
+    }
+    hash.finalize().into()
+}
+
+struct RunningLink {
+    fingerprint: [u8; 32],
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl RunningLink {
+    /// Stop the link's tasks (the heartbeat says `stopping`) and wait.
+    async fn stop(mut self) {
+        self.stop.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+fn start(
+    state: &AppState,
+    settings: RelaySettings,
+    fingerprint: [u8; 32],
+    inbound_bell: &Arc<Notify>,
+    shutdown: &CancellationToken,
+) -> Option<RunningLink> {
+    let settings = Arc::new(settings);
     let client = match RelayClient::new(&settings) {
         Ok(client) => Arc::new(client),
         Err(e) => {
             tracing::error!("the relay link is off: {e}");
-            return false;
+            return None;
         }
     };
-    let link = Arc::new(Link::new(state.store.clone()));
     tracing::info!(url = %settings.url, phone_id = %settings.phone_id,
         mode = ?settings.config.mode, "relay link starting");
+    let stop = shutdown.child_token();
     let deps = Deps {
-        state,
+        state: state.clone(),
         settings: settings.clone(),
         client,
-        link,
-        shutdown,
+        link: Arc::new(Link::new(state.store.clone())),
+        shutdown: stop.clone(),
     };
-    tasks.spawn(forwarder::run(deps.clone(), inbound_bell));
+    let mut tasks = JoinSet::new();
+    tasks.spawn(forwarder::run(deps.clone(), inbound_bell.clone()));
     tasks.spawn(status_reporter::run(deps.clone()));
     tasks.spawn(heartbeat::run(deps.clone()));
     if settings.config.mode == RelayMode::Pull {
         tasks.spawn(pull::run(deps));
     }
-    true
+    Some(RunningLink {
+        fingerprint,
+        stop,
+        tasks,
+    })
 }
 
 /// What every relay task holds.

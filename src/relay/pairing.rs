@@ -259,12 +259,8 @@ pub async fn unpair(loaded: &LoadedConfig, store: &dyn Store) -> Result<String, 
         return Err(ExitError::Config("not paired; nothing to remove".into()));
     }
     let mut out = String::new();
-    if had_file {
-        std::fs::remove_file(&key_file).map_err(|e| {
-            ExitError::Runtime(format!("cannot remove {}: {e}", key_file.display()))
-        })?;
-        out.push_str(&format!("removed the relay key {}\n", key_file.display()));
-    }
+    // The pairing goes first, the key file last: a running daemon that
+    // looks in between sees no relay (link off), not a relay without a key.
     if let Some(p) = pairing {
         let revoked = store
             .revoke_key(&p.bridge_key_id, now_ms())
@@ -280,6 +276,12 @@ pub async fn unpair(loaded: &LoadedConfig, store: &dyn Store) -> Result<String, 
             "unpaired from {} (phone_id {})\n",
             p.url, p.phone_id
         ));
+    }
+    if had_file {
+        std::fs::remove_file(&key_file).map_err(|e| {
+            ExitError::Runtime(format!("cannot remove {}: {e}", key_file.display()))
+        })?;
+        out.push_str(&format!("removed the relay key {}\n", key_file.display()));
     }
     let _ = store.save_cursor(SCOPE, LINK, "").await;
     Ok(out)

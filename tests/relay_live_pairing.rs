@@ -1,0 +1,117 @@
+//! `phonerelay pair` and `unpair` take effect in a running daemon: the
+//! real binary, started unpaired, links to the emulated relay once paired
+//! (by its own poll) and stops the link once unpaired (at once on SIGHUP),
+//! with no restart.
+
+mod relay_support;
+mod support;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use relay_support::{EmulatedRelay, PHONE_ID, RELAY_KEY};
+use support::process::*;
+
+fn cli(config: &Path, args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = bin()
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn heartbeats(relay: &EmulatedRelay) -> Vec<serde_json::Value> {
+    relay.with(|s| s.heartbeats.clone())
+}
+
+fn write_config(config: &Path, port: u16, settings_poll_seconds: u64) {
+    std::fs::write(
+        config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace_seconds = 1\n\
+             [storage]\nstate_dir = \"state\"\n\
+             [relay]\nsettings_poll_seconds = {settings_poll_seconds}\n"
+        ),
+    )
+    .unwrap();
+}
+
+fn stopping_heartbeats(relay: &EmulatedRelay) -> usize {
+    relay.with(|s| {
+        s.heartbeats
+            .iter()
+            .filter(|h| h["stopping"] == true)
+            .count()
+    })
+}
+
+#[test]
+fn a_pairing_made_while_the_daemon_runs_starts_the_link_and_unpair_stops_it() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let relay = runtime.block_on(EmulatedRelay::start());
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("phonerelay.toml");
+
+    // The daemon's own poll (every second here) finds a new pairing.
+    write_config(&config, port, 1);
+    let daemon = DaemonProcess::start(&config, port);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(heartbeats(&relay).is_empty(), "unpaired: no link");
+    let paired = cli(
+        &config,
+        &["pair", "--relay", &relay.url(), "--phone-id", PHONE_ID],
+        RELAY_KEY,
+    );
+    let stderr = String::from_utf8_lossy(&paired.stderr);
+    assert_eq!(paired.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("a running daemon starts using"), "{stderr}");
+    runtime.block_on(relay.wait_for("a heartbeat after pairing", |s| !s.heartbeats.is_empty()));
+    assert_eq!(heartbeats(&relay)[0]["stopping"], false);
+    assert!(daemon.terminate().success());
+
+    // With an hour between polls, only SIGHUP can make it see `unpair`.
+    write_config(&config, port, 3600);
+    let daemon = DaemonProcess::start(&config, port);
+    runtime.block_on(relay.wait_for("a heartbeat from the paired daemon", |s| {
+        s.heartbeats
+            .iter()
+            .filter(|h| h["stopping"] == false)
+            .count()
+            >= 2
+    }));
+    let stopped_before = stopping_heartbeats(&relay);
+    let unpaired = cli(&config, &["unpair"], "");
+    assert_eq!(
+        unpaired.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&unpaired.stderr)
+    );
+    let hup = Command::new("kill")
+        .args(["-HUP", &daemon.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    runtime.block_on(relay.wait_for("the stopping heartbeat after unpair", |s| {
+        s.heartbeats
+            .iter()
+            .filter(|h| h["stopping"] == true)
+            .count()
+            > stopped_before
+    }));
+    // The daemon itself runs on, and stops cleanly.
+    assert!(daemon.terminate().success());
+}
