@@ -389,7 +389,6 @@ pub enum ManualRetry {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RelayInboundCounts {
     pub pending: u64,
-    pub delivered: u64,
     pub dead: u64,
 }
 

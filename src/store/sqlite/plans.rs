@@ -1,12 +1,12 @@
 //! The outbox's hot and periodic statements must reach the partial indexes
-//! of migration 5. SQLite uses a partial index only when the query repeats
+//! of migration 5, and the status counts must read index ranges. SQLite uses a partial index only when the query repeats
 //! the index's WHERE term word for word, and a miss is silent: the query
 //! still answers, by scanning every message ever kept. These tests read
 //! each statement's plan.
 
 use rusqlite::Connection;
 
-use super::{outbound, retention, schema};
+use super::{outbound, relay, retention, schema};
 
 fn plan(sql: &str) -> Vec<String> {
     let mut conn = Connection::open_in_memory().unwrap();
@@ -64,4 +64,19 @@ fn the_status_counts_and_retention_use_the_partial_indexes() {
     );
     assert_reaches(outbound::STATS, "outbound_");
     assert_reaches(retention::PRUNE_ENDED, "outbound_ended");
+}
+
+#[test]
+fn the_relay_inbound_counts_read_a_range_of_the_state_index() {
+    let steps = plan(relay::COUNTS);
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.starts_with("SEARCH inbound USING COVERING INDEX inbound_relay_state")),
+        "{steps:?}"
+    );
+    assert!(
+        !steps.iter().any(|s| s.starts_with("SCAN inbound")),
+        "{steps:?}"
+    );
 }
