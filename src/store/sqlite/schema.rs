@@ -227,15 +227,60 @@ pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn migration_4_drops_the_accept_events_and_keeps_requeues() {
+    /// A database as the first `version` migrations left it.
+    fn at_version(version: usize) -> Connection {
         let mut conn = Connection::open_in_memory().unwrap();
         let tx = conn.transaction().unwrap();
-        for migration in &MIGRATIONS[..3] {
+        for migration in &MIGRATIONS[..version] {
             tx.execute_batch(migration).unwrap();
         }
-        tx.pragma_update(None, "user_version", 3).unwrap();
+        tx.pragma_update(None, "user_version", version).unwrap();
         tx.commit().unwrap();
+        conn
+    }
+
+    #[test]
+    fn migration_5_keeps_every_part_and_its_status() {
+        let mut conn = at_version(4);
+        conn.execute_batch(
+            "INSERT INTO outbound_parts (channel, phone_id, external_id, message_id, part, status)
+             VALUES ('sms', 'm1', '17', 'msg-a', 0, 'delivered'),
+                    ('sms', 'm1', '18', 'msg-a', 1, 'sent')",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let parts: Vec<(String, String, i64, String)> = conn
+            .prepare(
+                "SELECT external_id, message_id, part, status FROM outbound_parts
+                 WHERE channel = 'sms' AND phone_id = 'm1' ORDER BY part",
+            )
+            .unwrap()
+            .query_map([], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            parts,
+            [
+                ("17".into(), "msg-a".into(), 0, "delivered".into()),
+                ("18".into(), "msg-a".into(), 1, "sent".into()),
+            ]
+        );
+        let sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'outbound_parts'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert!(sql.contains("WITHOUT ROWID"), "{sql}");
+    }
+
+    #[test]
+    fn migration_4_drops_the_accept_events_and_keeps_requeues() {
+        let mut conn = at_version(3);
         conn.execute_batch(
             "INSERT INTO outbound_events (message_id, status, at, code, reason) VALUES
                 ('m', 'queued', 1, NULL, NULL),
