@@ -6,30 +6,16 @@
 mod relay_support;
 mod support;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use relay_support::{EmulatedRelay, PHONE_ID, RELAY_KEY};
 use support::process::*;
 
 fn cli(config: &Path, args: &[&str], stdin: &str) -> std::process::Output {
-    let mut child = bin()
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    let mut all = vec!["--config", config.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run_with_stdin(&all, stdin)
 }
 
 fn heartbeats(relay: &EmulatedRelay) -> Vec<serde_json::Value> {

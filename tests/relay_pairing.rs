@@ -2,14 +2,14 @@
 //! against the emulated relay: success, and each error an admin meets.
 
 mod relay_support;
+mod support;
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use phonerelay::store::{SqliteStore, Store};
 use relay_support::{EmulatedRelay, PHONE_ID, RELAY_KEY};
+use support::process::run_with_stdin;
 
 struct Run {
     code: i32,
@@ -36,20 +36,8 @@ async fn phonerelay(config: &Path, args: &[&str], stdin: &str) -> Run {
     all.extend(args.iter().map(|a| a.to_string()));
     let stdin = stdin.to_string();
     tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_phonerelay"))
-            .args(&all)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let args: Vec<&str> = all.iter().map(String::as_str).collect();
+        let out = run_with_stdin(&args, &stdin);
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into(),

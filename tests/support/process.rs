@@ -15,6 +15,26 @@ pub fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("phonerelay runs")
 }
 
+/// Run the binary with `stdin` on its standard input (keys are handed
+/// over that way, never as arguments).
+pub fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = bin()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("phonerelay runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
