@@ -33,7 +33,7 @@ use crate::config::RelayMode;
 
 pub use client::{RelayClient, RelayError};
 pub use link::Link;
-pub use settings::{Pairing, RelaySettings};
+pub use settings::{Pairing, RelaySettings, Unresolved};
 
 /// Run the relay link while a relay is configured or paired, and restart
 /// it when that changes (a new pairing, `unpair`, a new key): the settings
@@ -45,32 +45,28 @@ pub async fn supervise(
     reload: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    let mut running: Option<RunningLink> = None;
-    let mut last_problem: Option<String> = None;
-    // Settings the client refused (logged once): not tried again unchanged.
-    let mut refused: Option<[u8; 32]> = None;
+    let mut slot = LinkSlot::default();
+    let mut last_problem: Option<Unresolved> = None;
     let poll = Duration::from_secs(state.config.config.relay.settings_poll_seconds);
     loop {
-        let (wanted, problem) = match settings::resolve(&state.config, &*state.store).await {
-            Ok(wanted) => (wanted, None),
-            Err(reason) => (None, Some(reason)),
-        };
-        let fingerprint = wanted.as_ref().map(fingerprint);
-        if fingerprint != running.as_ref().map(|link| link.fingerprint) {
-            if let Some(link) = running.take() {
-                tracing::info!("relay settings changed: stopping the relay link");
-                link.stop().await;
+        let resolved = settings::resolve(&state.config, &*state.store).await;
+        let problem = resolved.as_ref().err().cloned();
+        match resolved {
+            Ok(wanted) => slot.follow(wanted, &state, &inbound_bell, &shutdown).await,
+            Err(Unresolved::Incomplete(_)) => {
+                slot.follow(None, &state, &inbound_bell, &shutdown).await
             }
-            if let (Some(settings), Some(fingerprint)) = (wanted, fingerprint) {
-                if refused != Some(fingerprint) {
-                    running = start(&state, settings, fingerprint, &inbound_bell, &shutdown);
-                    refused = running.is_none().then_some(fingerprint);
-                }
-            }
+            // A store that cannot be read now says nothing about the
+            // pairing: the link runs on (or stays off) until it can.
+            Err(Unresolved::Store(_)) => {}
         }
-        if let Some(reason) = &problem {
-            if last_problem.as_ref() != Some(reason) {
-                tracing::warn!("the relay link is off: {reason}");
+        if problem != last_problem {
+            match &problem {
+                Some(unread @ Unresolved::Store(_)) => {
+                    tracing::warn!("{unread}; the relay link stays as it is")
+                }
+                Some(incomplete) => tracing::warn!("the relay link is off: {incomplete}"),
+                None => {}
             }
         }
         last_problem = problem;
@@ -81,8 +77,49 @@ pub async fn supervise(
         }
     }
     // The link's token is a child of `shutdown`: its tasks are stopping.
-    if let Some(link) = running {
-        link.stop().await;
+    slot.stop().await;
+}
+
+/// The link that runs, if any, and the settings the HTTP client refused
+/// (logged once, not tried again unchanged).
+#[derive(Default)]
+struct LinkSlot {
+    running: Option<RunningLink>,
+    refused: Option<[u8; 32]>,
+}
+
+impl LinkSlot {
+    /// Run the link `wanted` describes (`None`: no link), restarting it if
+    /// it is not the one running.
+    async fn follow(
+        &mut self,
+        wanted: Option<RelaySettings>,
+        state: &AppState,
+        inbound_bell: &Arc<Notify>,
+        shutdown: &CancellationToken,
+    ) {
+        let fingerprint = wanted.as_ref().map(fingerprint);
+        if fingerprint == self.running.as_ref().map(|link| link.fingerprint) {
+            return;
+        }
+        if let Some(link) = self.running.take() {
+            tracing::info!("relay settings changed: stopping the relay link");
+            link.stop().await;
+        }
+        let (Some(settings), Some(fingerprint)) = (wanted, fingerprint) else {
+            return;
+        };
+        if self.refused == Some(fingerprint) {
+            return;
+        }
+        self.running = start(state, settings, fingerprint, inbound_bell, shutdown);
+        self.refused = self.running.is_none().then_some(fingerprint);
+    }
+
+    async fn stop(self) {
+        if let Some(link) = self.running {
+            link.stop().await;
+        }
     }
 }
 

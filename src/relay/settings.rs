@@ -68,13 +68,27 @@ pub async fn save_pairing(store: &dyn Store, pairing: Option<&Pairing>) -> Resul
         .map_err(|e| e.to_string())
 }
 
+/// Why no link can be built from the settings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unresolved {
+    /// A relay is named but something is missing: the link stays off.
+    #[error("{0}")]
+    Incomplete(String),
+    /// The pairing could not be read: whatever runs keeps running.
+    #[error("cannot read the relay pairing: {0}")]
+    Store(String),
+}
+
 /// `Ok(None)`: no relay configured or paired (the link stays off).
 pub async fn resolve(
     loaded: &LoadedConfig,
     store: &dyn Store,
-) -> Result<Option<RelaySettings>, String> {
+) -> Result<Option<RelaySettings>, Unresolved> {
     let relay = &loaded.config.relay;
-    let pairing = load_pairing(store).await;
+    let pairing = match store.load_cursor(SCOPE, PAIRING).await {
+        Ok(text) => text.and_then(|text| serde_json::from_str::<Pairing>(&text).ok()),
+        Err(e) => return Err(Unresolved::Store(e.to_string())),
+    };
     let url = relay
         .url
         .clone()
@@ -87,25 +101,25 @@ pub async fn resolve(
         (None, None) => return Ok(None),
         (Some(url), Some(phone_id)) => (url, phone_id),
         (Some(_), None) => {
-            return Err(
+            return Err(Unresolved::Incomplete(
                 "relay.url is set but no phone_id: set relay.phone_id or run `phonerelay pair`"
                     .into(),
-            );
+            ));
         }
         (None, Some(_)) => {
-            return Err(
+            return Err(Unresolved::Incomplete(
                 "relay.phone_id is set but no url: set relay.url or run `phonerelay pair`".into(),
-            );
+            ));
         }
     };
     let file = key_file(loaded);
     let key = match std::fs::read_to_string(&file) {
         Ok(text) if !text.trim().is_empty() => text.trim().to_string(),
         Ok(_) | Err(_) => {
-            return Err(format!(
+            return Err(Unresolved::Incomplete(format!(
                 "no relay key in {}; run `phonerelay pair --relay {url} --phone-id {phone_id}`",
                 file.display()
-            ));
+            )));
         }
     };
     Ok(Some(RelaySettings {
