@@ -176,6 +176,9 @@ fn set_status(
     event(conn, id, status, now_ms, code, reason)
 }
 
+// The statements that read the queue by status are consts, so `plans.rs`
+// can check that each one reaches its partial index.
+
 /// The next `limit` queued messages of an endpoint that are past their ttl.
 pub(super) const EXPIRE_ENDPOINT: &str = concat!(
     "SELECT id FROM (
@@ -219,8 +222,7 @@ pub(super) const STATS: &str = concat!(
          GROUP BY channel, phone_id, status"
 );
 
-/// The claim (see `claim`). These statements are consts so `plans.rs`
-/// can check that each one reaches its partial index.
+/// The claim (see `claim`).
 pub(super) const CLAIM: &str = concat!(
     "UPDATE outbound SET status = 'sending', attempts = attempts + 1,
             lease_until = ?3 + ?5, updated_at = ?3
