@@ -115,16 +115,8 @@ pub fn encode_deliver(
             dcs,
             &scts,
             seg,
-            (total > 1).then_some(ConcatInfo {
-                reference: if opts.concat_16bit {
-                    opts.concat_reference
-                } else {
-                    opts.concat_reference & 0xFF
-                },
-                total,
-                sequence: seq,
-                sixteen_bit_reference: opts.concat_16bit,
-            }),
+            (total > 1)
+                .then(|| ConcatInfo::part(opts.concat_reference, opts.concat_16bit, total, seq)),
             opts.status_report_indication,
         ));
     }

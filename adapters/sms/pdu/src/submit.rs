@@ -151,16 +151,12 @@ pub fn encode_submit(
     let mut parts = Vec::with_capacity(segments.len());
     for (seq, seg) in (1u8..=255).zip(segments.iter()) {
         let header = (total > 1).then(|| UserDataHeader {
-            elements: vec![InformationElement::Concat(ConcatInfo {
-                reference: if opts.concat_16bit {
-                    opts.concat_reference
-                } else {
-                    opts.concat_reference & 0xFF
-                },
+            elements: vec![InformationElement::Concat(ConcatInfo::part(
+                opts.concat_reference,
+                opts.concat_16bit,
                 total,
-                sequence: seq,
-                sixteen_bit_reference: opts.concat_16bit,
-            })],
+                seq,
+            ))],
         });
         let (udl, ud) = user_data::encode_user_data(header.as_ref(), seg);
 

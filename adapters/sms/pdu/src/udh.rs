@@ -25,6 +25,23 @@ pub struct ConcatInfo {
     pub sixteen_bit_reference: bool,
 }
 
+impl ConcatInfo {
+    /// Part `sequence` of `total` of a message with `reference`: an 8-bit
+    /// element keeps only the low byte of the reference.
+    pub fn part(reference: u16, sixteen_bit_reference: bool, total: u8, sequence: u8) -> Self {
+        ConcatInfo {
+            reference: if sixteen_bit_reference {
+                reference
+            } else {
+                reference & 0xFF
+            },
+            total,
+            sequence,
+            sixteen_bit_reference,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum InformationElement {
