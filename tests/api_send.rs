@@ -55,12 +55,7 @@ async fn accepted_message_is_committed_dispatched_and_tracked() {
 
     let message = d.wait_status(&id, "sent").await;
     assert_eq!(message["external_ids"], json!([format!("ext-{id}")]));
-    let history: Vec<&str> = message["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["status"].as_str().unwrap())
-        .collect();
+    let history = history_statuses(&message);
     assert_eq!(history, ["queued", "sending", "sent"]);
 
     // A delivery report, then a read receipt, move it forward...
@@ -270,11 +265,6 @@ async fn a_delivery_report_that_beats_the_send_outcome_is_applied() {
     .unwrap();
     sms.release();
     let message = d.wait_status(&id, "delivered").await;
-    let history: Vec<&str> = message["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["status"].as_str().unwrap())
-        .collect();
+    let history = history_statuses(&message);
     assert_eq!(history, ["queued", "sending", "sent", "delivered"]);
 }

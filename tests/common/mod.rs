@@ -225,6 +225,16 @@ pub async fn claim_all(
         .expect("claim")
 }
 
+/// The statuses of a message's history, oldest first.
+pub fn history_statuses(message: &Value) -> Vec<String> {
+    message["history"]
+        .as_array()
+        .expect("a history array")
+        .iter()
+        .map(|h| h["status"].as_str().expect("a status").to_string())
+        .collect()
+}
+
 /// The seed's own body shape.
 pub fn send_body(phone_id: &str, channel: &str, to: &str, text: &str) -> Value {
     serde_json::json!({"phone_id": phone_id, "channel": channel, "to": to, "text": text})
