@@ -203,32 +203,11 @@ pub async fn run_expiry_sweeper(
 
 #[cfg(test)]
 mod tests {
-    use phonerelay_channel::{ChannelKind, SendReceipt};
+    use phonerelay_channel::SendReceipt;
 
     use super::*;
-    use crate::store::{NewOutbound, OutboundStatus, SqliteStore};
-
-    /// A queued SMS; the recorder records over any live status.
-    fn message(id: &str, now_ms: i64) -> NewOutbound {
-        NewOutbound {
-            id: id.into(),
-            api_key_id: None,
-            idempotency_key: None,
-            request_hash: "h".into(),
-            phone_id: "m1".into(),
-            channel: ChannelKind::Sms,
-            to: "+15551230001".into(),
-            text: id.into(),
-            subject: None,
-            source: None,
-            attachments: vec![],
-            reply_to: None,
-            reply_to_external_id: None,
-            priority: 1,
-            created_at_ms: now_ms,
-            expires_at_ms: now_ms + 3_600_000,
-        }
-    }
+    use crate::store::testing::queued_sms;
+    use crate::store::{OutboundStatus, SqliteStore};
 
     #[tokio::test]
     async fn the_recorder_records_the_rest_of_a_group_one_of_which_fails() {
@@ -236,7 +215,10 @@ mod tests {
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap());
         for id in ["a", "b", "c"] {
-            store.accept_outbound(message(id, now_ms())).await.unwrap();
+            store
+                .accept_outbound(queued_sms(id, now_ms()))
+                .await
+                .unwrap();
         }
         let permits = Arc::new(Semaphore::new(4));
         let (tx, rx) = mpsc::unbounded_channel();

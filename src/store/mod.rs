@@ -4,6 +4,8 @@
 
 mod model;
 pub mod sqlite;
+#[cfg(test)]
+pub mod testing;
 
 use async_trait::async_trait;
 use phonerelay_channel::{ChannelKind, InboundMessage, SendReceipt, StatusUpdate};

@@ -58,6 +58,10 @@ pub fn accept(conn: &Connection, m: &NewOutbound) -> StoreResult<AcceptOutcome> 
     Ok(AcceptOutcome::Created { id: m.id.clone() })
 }
 
+/// Log `status` for message `id`. Runs *before* the row changes: an event
+/// that ends a send attempt (the message was `sending`) carries the time
+/// that attempt began, which the history shows as its `sending` entry, so
+/// a claim needs no event row of its own (migration 6).
 fn event(
     conn: &Connection,
     id: &str,
@@ -67,40 +71,63 @@ fn event(
     reason: Option<&str>,
 ) -> StoreResult<()> {
     conn.prepare_cached(
-        "INSERT INTO outbound_events (message_id, status, at, code, reason)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO outbound_events (message_id, status, at, code, reason, attempt_at)
+         SELECT id, ?2, ?3, ?4, ?5, CASE WHEN status = 'sending' THEN attempt_at END
+         FROM outbound WHERE id = ?1",
     )?
     .execute(params![id, status.as_str(), at_ms, code, reason])?;
     Ok(())
 }
 
 pub fn get(conn: &Connection, id: &str) -> StoreResult<Option<OutboundDetail>> {
-    let sql = format!("SELECT {OUTBOUND_COLUMNS} FROM outbound WHERE id = ?1");
-    let Some(mut record) = conn.query_row(&sql, [id], outbound_from_row).optional()? else {
+    let sql = format!("SELECT {OUTBOUND_COLUMNS}, attempt_at FROM outbound WHERE id = ?1");
+    let Some((mut record, attempt_at)) = conn
+        .query_row(&sql, [id], |row| {
+            Ok((outbound_from_row(row)?, row.get::<_, Option<i64>>(20)?))
+        })
+        .optional()?
+    else {
         return Ok(None);
     };
     record.external_ids = external_ids(conn, id)?;
     let mut stmt = conn.prepare_cached(
-        "SELECT status, at, code, reason FROM outbound_events
+        "SELECT status, at, code, reason, attempt_at FROM outbound_events
          WHERE message_id = ?1 ORDER BY event_id",
     )?;
-    let accepted = StatusEvent {
+    let sending = |at_ms| StatusEvent {
+        status: OutboundStatus::Sending,
+        at_ms,
+        code: None,
+        reason: None,
+    };
+    // Every message starts queued at `created_at`; each event that ended a
+    // send attempt is preceded by that attempt's start; an attempt still
+    // under way ends the history.
+    let mut history = vec![StatusEvent {
         status: OutboundStatus::Queued,
         at_ms: record.created_at_ms,
         code: None,
         reason: None,
-    };
+    }];
     let stored = stmt.query_map([id], |row| {
-        Ok(StatusEvent {
-            status: row.get::<_, Status>(0)?.0,
-            at_ms: row.get(1)?,
-            code: row.get(2)?,
-            reason: row.get(3)?,
-        })
+        Ok((
+            StatusEvent {
+                status: row.get::<_, Status>(0)?.0,
+                at_ms: row.get(1)?,
+                code: row.get(2)?,
+                reason: row.get(3)?,
+            },
+            row.get::<_, Option<i64>>(4)?,
+        ))
     })?;
-    let history = std::iter::once(Ok(accepted))
-        .chain(stored)
-        .collect::<Result<Vec<_>, _>>()?;
+    for row in stored {
+        let (event, attempt_at) = row?;
+        history.extend(attempt_at.map(sending));
+        history.push(event);
+    }
+    if record.status == OutboundStatus::Sending {
+        history.extend(attempt_at.map(sending));
+    }
     Ok(Some(OutboundDetail { record, history }))
 }
 
@@ -159,6 +186,9 @@ pub fn cancel(conn: &Connection, id: &str, now_ms: i64) -> StoreResult<CancelOut
     }
 }
 
+/// Move message `id` to `status` and log it; returns where the message
+/// went, which a sent outcome needs (one statement, no separate lookup).
+/// An unknown id is an error.
 fn set_status(
     conn: &Connection,
     id: &str,
@@ -166,14 +196,23 @@ fn set_status(
     now_ms: i64,
     code: Option<&str>,
     reason: Option<&str>,
-) -> StoreResult<()> {
-    conn.prepare_cached(
-        "UPDATE outbound SET status = ?2, updated_at = ?3, lease_until = NULL,
-            error_code = ?4, error_message = ?5
-         WHERE id = ?1",
-    )?
-    .execute(params![id, status.as_str(), now_ms, code, reason])?;
-    event(conn, id, status, now_ms, code, reason)
+) -> StoreResult<SentTo> {
+    event(conn, id, status, now_ms, code, reason)?;
+    Ok(conn
+        .prepare_cached(
+            "UPDATE outbound SET status = ?2, updated_at = ?3, lease_until = NULL,
+                error_code = ?4, error_message = ?5
+             WHERE id = ?1
+             RETURNING channel, phone_id, recipient, source",
+        )?
+        .query_row(params![id, status.as_str(), now_ms, code, reason], |row| {
+            Ok(SentTo {
+                channel: row.get(0)?,
+                phone_id: row.get(1)?,
+                recipient: row.get(2)?,
+                source: row.get(3)?,
+            })
+        })?)
 }
 
 // The statements that read the queue by status are consts, so `plans.rs`
@@ -225,7 +264,7 @@ pub(super) const STATS: &str = concat!(
 /// The claim (see `claim`).
 pub(super) const CLAIM: &str = concat!(
     "UPDATE outbound SET status = 'sending', attempts = attempts + 1,
-            lease_until = ?3 + ?5, updated_at = ?3
+            lease_until = ?3 + ?5, updated_at = ?3, attempt_at = ?3
          WHERE seq IN (
             SELECT seq FROM (
                 SELECT * FROM (
@@ -271,16 +310,8 @@ pub fn claim(conn: &Connection, c: &ClaimRequest) -> StoreResult<Vec<OutboundRec
         )?
         .collect::<Result<Vec<_>, _>>()?;
     records.sort_by_key(|r| (-r.priority, r.seq));
-    for record in &records {
-        event(
-            conn,
-            &record.id,
-            OutboundStatus::Sending,
-            c.now_ms,
-            None,
-            None,
-        )?;
-    }
+    // No `sending` event row: the event that ends this attempt carries
+    // `attempt_at` (see `event`), one insert fewer per send.
     Ok(records)
 }
 
@@ -332,11 +363,6 @@ pub fn requeue_abandoned(conn: &Connection, now_ms: i64) -> StoreResult<usize> {
         .query_map([], |row| row.get(0))?
         .collect::<Result<Vec<String>, _>>()?;
     for id in &ids {
-        conn.prepare_cached(
-            "UPDATE outbound SET status = 'queued', next_attempt_at = ?2, updated_at = ?2,
-                lease_until = NULL WHERE id = ?1",
-        )?
-        .execute(params![id, now_ms])?;
         event(
             conn,
             id,
@@ -345,6 +371,11 @@ pub fn requeue_abandoned(conn: &Connection, now_ms: i64) -> StoreResult<usize> {
             Some("requeued"),
             Some("the daemon stopped while sending; sending again"),
         )?;
+        conn.prepare_cached(
+            "UPDATE outbound SET status = 'queued', next_attempt_at = ?2, updated_at = ?2,
+                lease_until = NULL WHERE id = ?1",
+        )?
+        .execute(params![id, now_ms])?;
     }
     Ok(ids.len())
 }
@@ -370,18 +401,7 @@ fn record_outcome(
 ) -> StoreResult<()> {
     match outcome {
         SendOutcome::Sent { receipt, now_ms } => {
-            let sent: SentTo = conn
-                .prepare_cached(
-                    "SELECT channel, phone_id, recipient, source FROM outbound WHERE id = ?1",
-                )?
-                .query_row([id], |row| {
-                    Ok(SentTo {
-                        channel: row.get(0)?,
-                        phone_id: row.get(1)?,
-                        recipient: row.get(2)?,
-                        source: row.get(3)?,
-                    })
-                })?;
+            let sent = set_status(conn, id, OutboundStatus::Sent, *now_ms, None, None)?;
             let (channel, phone_id) = (&sent.channel, &sent.phone_id);
             for (part, external_id) in receipt.external_ids.iter().enumerate() {
                 conn.prepare_cached(
@@ -399,7 +419,6 @@ fn record_outcome(
                     part as i64
                 ])?;
             }
-            set_status(conn, id, OutboundStatus::Sent, *now_ms, None, None)?;
             routing::record_sent(conn, id, &sent, receipt, *now_ms)?;
             if early_waiting {
                 apply_early(conn, channel, phone_id, &receipt.external_ids)?;
@@ -435,7 +454,8 @@ fn record_outcome(
             *now_ms,
             Some(code),
             Some(reason),
-        ),
+        )
+        .map(drop),
         SendOutcome::Expired { now_ms } => mark_expired(conn, &[id.to_string()], *now_ms).map(drop),
     }
 }
@@ -449,6 +469,14 @@ fn requeue(
     code: &str,
     reason: &str,
 ) -> StoreResult<()> {
+    event(
+        conn,
+        id,
+        OutboundStatus::Queued,
+        now_ms,
+        Some(code),
+        Some(reason),
+    )?;
     conn.prepare_cached(
         "UPDATE outbound SET status = 'queued', next_attempt_at = ?2, updated_at = ?3,
             lease_until = NULL, attempts = MAX(attempts - ?4, 0),
@@ -463,14 +491,7 @@ fn requeue(
         code,
         reason
     ])?;
-    event(
-        conn,
-        id,
-        OutboundStatus::Queued,
-        now_ms,
-        Some(code),
-        Some(reason),
-    )
+    Ok(())
 }
 
 pub fn next_due(
@@ -675,4 +696,144 @@ fn apply_early(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use phonerelay_channel::SendReceipt;
+
+    use super::*;
+    use crate::store::sqlite::schema::{MIGRATIONS, at_version, migrate};
+    use crate::store::testing::queued_sms;
+
+    fn claim_at(conn: &Connection, now_ms: i64) -> Vec<OutboundRecord> {
+        claim(
+            conn,
+            &ClaimRequest {
+                channel: ChannelKind::Sms,
+                phone_id: "m1".into(),
+                limit: 10,
+                now_ms,
+                lease_ms: 60_000,
+            },
+        )
+        .unwrap()
+    }
+
+    fn history(conn: &Connection, id: &str) -> Vec<(OutboundStatus, i64, Option<String>)> {
+        get(conn, id)
+            .unwrap()
+            .unwrap()
+            .history
+            .into_iter()
+            .map(|e| (e.status, e.at_ms, e.code))
+            .collect()
+    }
+
+    fn sent(now_ms: i64) -> SendOutcome {
+        SendOutcome::Sent {
+            receipt: SendReceipt::single("ext-1".to_string()),
+            now_ms,
+        }
+    }
+
+    #[test]
+    fn each_attempt_shows_as_sending_once_though_a_claim_writes_no_event() {
+        use OutboundStatus::*;
+        let conn = at_version(MIGRATIONS.len());
+        accept(&conn, &queued_sms("a", 1)).unwrap();
+        assert_eq!(claim_at(&conn, 10).len(), 1);
+        let retry = SendOutcome::Retry {
+            next_attempt_at_ms: 30,
+            code: "busy".into(),
+            reason: "try later".into(),
+            now_ms: 20,
+        };
+        record_outcomes(&conn, &[("a".into(), retry)]).unwrap();
+        assert_eq!(claim_at(&conn, 30).len(), 1);
+        // The second attempt is under way: the history ends with it.
+        assert_eq!(
+            history(&conn, "a"),
+            [
+                (Queued, 1, None),
+                (Sending, 10, None),
+                (Queued, 20, Some("busy".into())),
+                (Sending, 30, None),
+            ]
+        );
+        record_outcomes(&conn, &[("a".into(), sent(40))]).unwrap();
+        assert_eq!(
+            history(&conn, "a"),
+            [
+                (Queued, 1, None),
+                (Sending, 10, None),
+                (Queued, 20, Some("busy".into())),
+                (Sending, 30, None),
+                (Sent, 40, None),
+            ]
+        );
+        let rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM outbound_events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 2, "one row per attempt's end, none per claim");
+    }
+
+    #[test]
+    fn a_queued_message_that_expires_or_is_cancelled_shows_no_attempt() {
+        use OutboundStatus::*;
+        let conn = at_version(MIGRATIONS.len());
+        accept(&conn, &queued_sms("a", 1)).unwrap();
+        assert_eq!(claim_at(&conn, 10).len(), 1);
+        let release = SendOutcome::Release {
+            next_attempt_at_ms: 30,
+            now_ms: 20,
+        };
+        record_outcomes(&conn, &[("a".into(), release)]).unwrap();
+        // Queued again; cancelling it now ends no attempt, though the row
+        // still holds the first attempt's start.
+        assert_eq!(cancel(&conn, "a", 25).unwrap(), CancelOutcome::Cancelled);
+        assert_eq!(
+            history(&conn, "a"),
+            [
+                (Queued, 1, None),
+                (Sending, 10, None),
+                (Queued, 20, Some("deferred".into())),
+                (Cancelled, 25, None),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_message_claimed_before_migration_6_shows_its_sending_row_once() {
+        use OutboundStatus::*;
+        let mut conn = at_version(5);
+        accept(&conn, &queued_sms("a", 1)).unwrap();
+        // What a claim wrote before migration 6: the status and an event.
+        conn.execute_batch(
+            "UPDATE outbound SET status = 'sending', attempts = 1, updated_at = 10,
+                lease_until = 60010 WHERE id = 'a';
+             INSERT INTO outbound_events (message_id, status, at) VALUES ('a', 'sending', 10);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(
+            history(&conn, "a"),
+            [(Queued, 1, None), (Sending, 10, None)]
+        );
+        record_outcomes(&conn, &[("a".into(), sent(40))]).unwrap();
+        assert_eq!(
+            history(&conn, "a"),
+            [(Queued, 1, None), (Sending, 10, None), (Sent, 40, None)]
+        );
+    }
+
+    #[test]
+    fn an_outcome_for_an_unknown_message_is_an_error() {
+        let conn = at_version(MIGRATIONS.len());
+        assert!(record_outcomes(&conn, &[("nope".into(), sent(40))]).is_err());
+        let rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM outbound_events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0);
+    }
 }

@@ -3,7 +3,7 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: outbox, inbound, keys, cursors.
     r#"
     CREATE TABLE outbound (
@@ -187,6 +187,16 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE outbound_parts_v5 RENAME TO outbound_parts;
     CREATE INDEX outbound_parts_message ON outbound_parts (message_id, part);
     "#,
+    // 6: a claim writes no `sending` event. The message keeps the start of
+    // its current attempt (`attempt_at`), and the event that ends the
+    // attempt (sent, failed, requeued, expired) carries it; the history
+    // shows it as the `sending` entry before that event. Older `sending`
+    // rows stay and read as before (their outcome events have no
+    // `attempt_at`, so nothing shows twice).
+    r#"
+    ALTER TABLE outbound ADD COLUMN attempt_at INTEGER;
+    ALTER TABLE outbound_events ADD COLUMN attempt_at INTEGER;
+    "#,
 ];
 
 /// Bring the database to the newest schema in one transaction.
@@ -223,21 +233,22 @@ pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// A database as the first `version` migrations left it.
+#[cfg(test)]
+pub fn at_version(version: usize) -> Connection {
+    let mut conn = Connection::open_in_memory().unwrap();
+    let tx = conn.transaction().unwrap();
+    for migration in &MIGRATIONS[..version] {
+        tx.execute_batch(migration).unwrap();
+    }
+    tx.pragma_update(None, "user_version", version).unwrap();
+    tx.commit().unwrap();
+    conn
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A database as the first `version` migrations left it.
-    fn at_version(version: usize) -> Connection {
-        let mut conn = Connection::open_in_memory().unwrap();
-        let tx = conn.transaction().unwrap();
-        for migration in &MIGRATIONS[..version] {
-            tx.execute_batch(migration).unwrap();
-        }
-        tx.pragma_update(None, "user_version", version).unwrap();
-        tx.commit().unwrap();
-        conn
-    }
 
     #[test]
     fn migration_5_keeps_every_part_and_its_status() {

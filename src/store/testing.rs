@@ -1,0 +1,29 @@
+//! Test fixtures for the store's own unit tests and the modules beside it
+//! (integration tests have `tests/common`).
+
+use phonerelay_channel::ChannelKind;
+
+use super::NewOutbound;
+
+/// A plain SMS to one number on endpoint `m1`, created at `now_ms`, with
+/// an hour to live; its text is its id.
+pub fn queued_sms(id: &str, now_ms: i64) -> NewOutbound {
+    NewOutbound {
+        id: id.into(),
+        api_key_id: None,
+        idempotency_key: None,
+        request_hash: "h".into(),
+        phone_id: "m1".into(),
+        channel: ChannelKind::Sms,
+        to: "+15551230001".into(),
+        text: id.into(),
+        subject: None,
+        source: None,
+        attachments: vec![],
+        reply_to: None,
+        reply_to_external_id: None,
+        priority: 1,
+        created_at_ms: now_ms,
+        expires_at_ms: now_ms + 3_600_000,
+    }
+}
