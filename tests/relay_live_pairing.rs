@@ -1,7 +1,8 @@
 //! `phonerelay pair` and `unpair` take effect in a running daemon: the
 //! real binary, started unpaired, links to the emulated relay once paired
 //! (by its own poll) and stops the link once unpaired (at once on SIGHUP),
-//! with no restart.
+//! with no restart; a pairing that cannot be read (the store fails) leaves
+//! a running link alone.
 
 mod relay_support;
 mod support;
@@ -99,5 +100,62 @@ fn a_pairing_made_while_the_daemon_runs_starts_the_link_and_unpair_stops_it() {
             > stopped_before
     }));
     // The daemon itself runs on, and stops cleanly.
+    assert!(daemon.terminate().success());
+}
+
+/// Hide (rename) or restore the `cursors` table, where the pairing is
+/// kept, from a connection of the test's own: the daemon's next read of
+/// the pairing fails with "no such table".
+fn set_cursors_hidden(db: &Path, hidden: bool) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    let (from, to) = if hidden {
+        ("cursors", "cursors_hidden")
+    } else {
+        ("cursors_hidden", "cursors")
+    };
+    conn.execute_batch(&format!("ALTER TABLE {from} RENAME TO {to}"))
+        .unwrap();
+}
+
+#[test]
+fn a_pairing_that_cannot_be_read_leaves_the_running_link_alone() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let relay = runtime.block_on(EmulatedRelay::start());
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("phonerelay.toml");
+    write_config(&config, port, 1);
+    let paired = cli(
+        &config,
+        &["pair", "--relay", &relay.url(), "--phone-id", PHONE_ID],
+        RELAY_KEY,
+    );
+    assert_eq!(
+        paired.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&paired.stderr)
+    );
+    let daemon = DaemonProcess::start(&config, port);
+    runtime.block_on(relay.wait_for("a heartbeat from the paired daemon", |s| {
+        !s.heartbeats.is_empty()
+    }));
+
+    // Three of the daemon's one-second polls fail to read the pairing; a
+    // supervisor that took that for "unpaired" would stop the link, and
+    // a stopped link says so in a last heartbeat.
+    let db = dir.path().join("state").join("phonerelay.sqlite3");
+    set_cursors_hidden(&db, true);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(stopping_heartbeats(&relay), 0, "the link ran on");
+
+    // Readable again and unchanged: still the same link, no restart.
+    set_cursors_hidden(&db, false);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(stopping_heartbeats(&relay), 0, "the link was not restarted");
+    let hellos = relay.with(|s| s.hellos.len());
+    assert_eq!(hellos, 1, "one hello: the link never started again");
     assert!(daemon.terminate().success());
 }
