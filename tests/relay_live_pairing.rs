@@ -44,13 +44,38 @@ fn stopping_heartbeats(relay: &EmulatedRelay) -> usize {
     })
 }
 
-#[test]
-fn a_pairing_made_while_the_daemon_runs_starts_the_link_and_unpair_stops_it() {
+/// An emulated relay, and a config path and port for the daemon.
+struct Setup {
+    runtime: tokio::runtime::Runtime,
+    relay: EmulatedRelay,
+    dir: tempfile::TempDir,
+    port: u16,
+    config: std::path::PathBuf,
+}
+
+fn setup() -> Setup {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let relay = runtime.block_on(EmulatedRelay::start());
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let config = dir.path().join("phonerelay.toml");
+    Setup {
+        runtime,
+        relay,
+        dir,
+        port: free_port(),
+        config,
+    }
+}
+
+#[test]
+fn a_pairing_made_while_the_daemon_runs_starts_the_link_and_unpair_stops_it() {
+    let Setup {
+        runtime,
+        relay,
+        dir: _dir,
+        port,
+        config,
+    } = setup();
 
     // The daemon's own poll (every second here) finds a new pairing.
     write_config(&config, port, 1);
@@ -121,11 +146,13 @@ fn set_cursors_hidden(db: &Path, hidden: bool) {
 
 #[test]
 fn a_pairing_that_cannot_be_read_leaves_the_running_link_alone() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let relay = runtime.block_on(EmulatedRelay::start());
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = dir.path().join("phonerelay.toml");
+    let Setup {
+        runtime,
+        relay,
+        dir,
+        port,
+        config,
+    } = setup();
     write_config(&config, port, 1);
     let paired = cli(
         &config,

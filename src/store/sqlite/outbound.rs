@@ -737,41 +737,37 @@ mod tests {
         }
     }
 
-    #[test]
-    fn each_attempt_shows_as_sending_once_though_a_claim_writes_no_event() {
-        use OutboundStatus::*;
+    /// Message "a", accepted at 1, claimed at 10, its attempt ended by
+    /// `outcome` (at 20) and due again at 30.
+    fn first_attempt_ended_by(outcome: impl Fn(i64, i64) -> SendOutcome) -> Connection {
         let conn = at_version(MIGRATIONS.len());
         accept(&conn, &queued_sms("a", 1)).unwrap();
         assert_eq!(claim_at(&conn, 10).len(), 1);
-        let retry = SendOutcome::Retry {
-            next_attempt_at_ms: 30,
+        record_outcomes(&conn, &[("a".into(), outcome(30, 20))]).unwrap();
+        conn
+    }
+
+    #[test]
+    fn each_attempt_shows_as_sending_once_though_a_claim_writes_no_event() {
+        use OutboundStatus::*;
+        let conn = first_attempt_ended_by(|next_attempt_at_ms, now_ms| SendOutcome::Retry {
+            next_attempt_at_ms,
             code: "busy".into(),
             reason: "try later".into(),
-            now_ms: 20,
-        };
-        record_outcomes(&conn, &[("a".into(), retry)]).unwrap();
+            now_ms,
+        });
         assert_eq!(claim_at(&conn, 30).len(), 1);
         // The second attempt is under way: the history ends with it.
-        assert_eq!(
-            history(&conn, "a"),
-            [
-                (Queued, 1, None),
-                (Sending, 10, None),
-                (Queued, 20, Some("busy".into())),
-                (Sending, 30, None),
-            ]
-        );
+        let mut expected = vec![
+            (Queued, 1, None),
+            (Sending, 10, None),
+            (Queued, 20, Some("busy".into())),
+            (Sending, 30, None),
+        ];
+        assert_eq!(history(&conn, "a"), expected);
         record_outcomes(&conn, &[("a".into(), sent(40))]).unwrap();
-        assert_eq!(
-            history(&conn, "a"),
-            [
-                (Queued, 1, None),
-                (Sending, 10, None),
-                (Queued, 20, Some("busy".into())),
-                (Sending, 30, None),
-                (Sent, 40, None),
-            ]
-        );
+        expected.push((Sent, 40, None));
+        assert_eq!(history(&conn, "a"), expected);
         let rows: i64 = conn
             .query_row("SELECT COUNT(*) FROM outbound_events", [], |r| r.get(0))
             .unwrap();
@@ -779,16 +775,12 @@ mod tests {
     }
 
     #[test]
-    fn a_queued_message_that_expires_or_is_cancelled_shows_no_attempt() {
+    fn a_queued_message_that_is_cancelled_ends_no_attempt() {
         use OutboundStatus::*;
-        let conn = at_version(MIGRATIONS.len());
-        accept(&conn, &queued_sms("a", 1)).unwrap();
-        assert_eq!(claim_at(&conn, 10).len(), 1);
-        let release = SendOutcome::Release {
-            next_attempt_at_ms: 30,
-            now_ms: 20,
-        };
-        record_outcomes(&conn, &[("a".into(), release)]).unwrap();
+        let conn = first_attempt_ended_by(|next_attempt_at_ms, now_ms| SendOutcome::Release {
+            next_attempt_at_ms,
+            now_ms,
+        });
         // Queued again; cancelling it now ends no attempt, though the row
         // still holds the first attempt's start.
         assert_eq!(cancel(&conn, "a", 25).unwrap(), CancelOutcome::Cancelled);
