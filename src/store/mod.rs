@@ -118,6 +118,7 @@ pub trait Store: Send + Sync + 'static {
     async fn prune_conversations(&self, before_ms: i64) -> StoreResult<usize>;
 
     // --- adapter cursors --------------------------------------------------
+    /// An empty `value` removes the cursor (`load_cursor` then finds none).
     async fn save_cursor(&self, scope: &str, name: &str, value: &str) -> StoreResult<()>;
     async fn load_cursor(&self, scope: &str, name: &str) -> StoreResult<Option<String>>;
 }

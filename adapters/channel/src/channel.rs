@@ -17,7 +17,8 @@ use crate::{
 pub trait EventSink: Send + Sync {
     async fn deliver(&self, event: ChannelEvent) -> Result<(), SinkError>;
 
-    /// Store a cursor (Telegram offset, IMAP UID...) under this endpoint.
+    /// Store a cursor (Telegram offset, IMAP UID...) under this endpoint,
+    /// durably once `Ok`. An empty `value` removes the cursor.
     async fn save_cursor(&self, name: &str, value: &str) -> Result<(), SinkError>;
 
     async fn load_cursor(&self, name: &str) -> Result<Option<String>, SinkError>;

@@ -1,20 +1,20 @@
 //! `SmsChannel`: the [`Channel`] for one modem.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use phonerelay_channel::{
-    Channel, ChannelContext, ChannelHealth, ChannelKind, ConfigIssue, OutboundMessage, Secret,
-    SendError, SendReceipt,
+    Channel, ChannelContext, ChannelHealth, ChannelKind, ConfigIssue, ErrorClass, EventSink,
+    OutboundMessage, Secret, SendError, SendReceipt,
 };
 use phonerelay_sms_pdu::{SubmitOptions, encode_submit};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{ModemConfig, SmsConfig};
-use crate::driver::status::{AcceptedParts, ModemStatus, SentParts, SharedStatus};
+use crate::driver::status::{AcceptedParts, ModemStatus, SentParts, SharedStatus, parts_cursor};
 use crate::driver::{Driver, DriverError, OutPart, Request, SendOutcome, WireStats};
 use crate::sim::{self, SimHandle};
 
@@ -34,12 +34,20 @@ pub struct SmsChannel {
     /// came late — sends only the rest (same concat reference), and returns
     /// success without sending anything when nothing is left.
     ///
-    /// Window left: the memory lives in this process. A daemon restart
-    /// between a part's acceptance (in time or late) and the retry, or a
-    /// late answer that comes only after the driver gave up on the port
-    /// (unanswered sync probe, unplug), makes the retry send that part
-    /// again: a duplicate on the handset, never a loss.
+    /// A long message's accepted parts are also committed to a store cursor
+    /// before its next part goes out, and read back by the first send of
+    /// that message after a restart; the cursor goes once the message is
+    /// sent or fails for good.
+    ///
+    /// Window left: a restart between a part's acceptance and that commit
+    /// (about a millisecond), or a late answer that comes only after the
+    /// driver gave up on the port (unanswered sync probe, unplug), makes
+    /// the retry send that part again: a duplicate on the handset, never a
+    /// loss. A message that expires half sent leaves its small cursor row.
     accepted: Arc<Mutex<AcceptedParts>>,
+    /// The daemon's sink, known once `run` starts: where the accepted parts
+    /// of long messages are kept.
+    sink: OnceLock<Arc<dyn EventSink>>,
     sim: Option<SimHandle>,
     wire: Arc<WireStats>,
 }
@@ -61,6 +69,7 @@ impl SmsChannel {
             requests,
             driver_rx: Mutex::new(Some(driver_rx)),
             accepted: Arc::new(Mutex::new(AcceptedParts::default())),
+            sink: OnceLock::new(),
             sim: None,
             wire: Arc::new(WireStats::default()),
         }
@@ -154,6 +163,76 @@ impl Channel for SmsChannel {
             .map_err(|e| SendError::permanent("sms_address", e.message))?;
         let parts = self.encode(message)?;
         let total = parts.len();
+        if total > 1 {
+            self.restore_accepted_parts(&message.id).await;
+        }
+        let result = self.send_remaining_parts(message, parts).await;
+        if total > 1 {
+            match &result {
+                Ok(_) => self.drop_parts_cursor(&message.id).await,
+                Err(e) if e.class == ErrorClass::Permanent => {
+                    self.drop_parts_cursor(&message.id).await
+                }
+                Err(_) => {}
+            }
+        }
+        result
+    }
+
+    async fn run(&self, ctx: ChannelContext) {
+        let _ = self.sink.set(ctx.sink.clone());
+        self.run_driver(ctx).await
+    }
+
+    fn health(&self) -> ChannelHealth {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .to_health()
+    }
+}
+
+impl SmsChannel {
+    /// After a restart the memory is empty: take back the parts of this
+    /// message that a previous process got accepted.
+    async fn restore_accepted_parts(&self, message_id: &str) {
+        let Some(sink) = self.sink.get() else { return };
+        let known = self
+            .accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .accepted_count(message_id);
+        if known > 0 {
+            return;
+        }
+        match sink.load_cursor(&parts_cursor(message_id)).await {
+            Ok(Some(cursor)) => self
+                .accepted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .restore(message_id, &cursor),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(phone_id = %self.config.phone_id, message_id, error = %e,
+                "could not read the parts accepted before; sending them all"),
+        }
+    }
+
+    /// An empty value removes the cursor.
+    async fn drop_parts_cursor(&self, message_id: &str) {
+        let Some(sink) = self.sink.get() else { return };
+        if let Err(e) = sink.save_cursor(&parts_cursor(message_id), "").await {
+            tracing::warn!(phone_id = %self.config.phone_id, message_id, error = %e,
+                "could not remove the accepted-parts cursor of an ended message");
+        }
+    }
+
+    /// Hand the parts to the driver, which skips those already accepted.
+    async fn send_remaining_parts(
+        &self,
+        message: &OutboundMessage,
+        parts: Vec<OutPart>,
+    ) -> Result<SendReceipt, SendError> {
+        let total = parts.len();
         let done = {
             let accepted = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(external_ids) = accepted.complete(&message.id, total) {
@@ -217,7 +296,7 @@ impl Channel for SmsChannel {
         }
     }
 
-    async fn run(&self, ctx: ChannelContext) {
+    async fn run_driver(&self, ctx: ChannelContext) {
         let Some(requests) = self
             .driver_rx
             .lock()
@@ -240,13 +319,6 @@ impl Channel for SmsChannel {
             wire: self.wire.clone(),
         };
         driver.run(ctx.shutdown.clone()).await;
-    }
-
-    fn health(&self) -> ChannelHealth {
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .to_health()
     }
 }
 

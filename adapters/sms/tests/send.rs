@@ -206,3 +206,47 @@ async fn late_cmgs_of_the_only_part_makes_the_retry_succeed_without_sending() {
         .unwrap();
     assert_eq!(rig.sim.sent_messages().len(), 2);
 }
+
+#[tokio::test]
+async fn a_long_message_resumed_after_a_restart_sends_only_the_parts_left() {
+    let mut rig = Rig::start(behaviour(), modem_config("main")).await;
+    rig.wait_up().await;
+    let text = "The quick brown fox jumps over the lazy dog. ".repeat(8);
+    // Part 1 goes out, part 2 meets a transient network error.
+    rig.sim.fail_sends_after(1, 38, 1);
+    let err = rig
+        .channel
+        .send(&message("long", "+15551230001", &text))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
+    assert_eq!(rig.sim.sent_parts().len(), 1);
+    assert_eq!(rig.sink.cursors.lock().unwrap().len(), 1, "part 1 kept");
+
+    // A daemon restart: a new channel with an empty memory, the same store.
+    rig.stop_channel().await;
+    rig.restart_channel(modem_config("main"));
+    rig.wait_up().await;
+    let receipt = retry_until_sent(&rig, &message("long", "+15551230001", &text)).await;
+
+    // The network saw each part once, and the handset gets one message.
+    let mut seqs: Vec<u8> = rig
+        .sim
+        .sent_parts()
+        .iter()
+        .map(|p| p.concat.unwrap().2)
+        .collect();
+    seqs.sort();
+    assert_eq!(seqs, [1, 2, 3]);
+    let sent = rig.sim.sent_messages();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].text, text);
+    assert_eq!(receipt.external_ids.len(), 3);
+    for (id, mr) in receipt.external_ids.iter().zip(&sent[0].mrs) {
+        assert!(id.starts_with(&format!("mr:{mr}:")), "{id} vs mr {mr}");
+    }
+    assert!(
+        rig.sink.cursors.lock().unwrap().is_empty(),
+        "the cursor goes once the message is sent"
+    );
+}

@@ -293,11 +293,18 @@ impl Store for SqliteStore {
         let (scope, name, value) = (scope.to_string(), name.to_string(), value.to_string());
         self.writer
             .write(move |conn| {
-                conn.execute(
-                    "INSERT INTO cursors (scope, name, value) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (scope, name) DO UPDATE SET value = excluded.value",
-                    (&scope, &name, &value),
-                )?;
+                // An empty value removes the cursor, so one-off cursors (a
+                // long SMS's accepted parts) do not pile up.
+                if value.is_empty() {
+                    conn.prepare_cached("DELETE FROM cursors WHERE scope = ?1 AND name = ?2")?
+                        .execute((&scope, &name))?;
+                } else {
+                    conn.prepare_cached(
+                        "INSERT INTO cursors (scope, name, value) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (scope, name) DO UPDATE SET value = excluded.value",
+                    )?
+                    .execute((&scope, &name, &value))?;
+                }
                 Ok(())
             })
             .await
@@ -317,5 +324,38 @@ impl Store for SqliteStore {
                     .optional()?)
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_empty_cursor_value_removes_the_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .save_cursor("sms:m1", "sms-parts:a", "0 17 x")
+            .await
+            .unwrap();
+        store.save_cursor("sms:m1", "other", "7").await.unwrap();
+        let load = |name: &'static str| store.load_cursor("sms:m1", name);
+        assert_eq!(
+            load("sms-parts:a").await.unwrap().as_deref(),
+            Some("0 17 x")
+        );
+        store
+            .save_cursor("sms:m1", "sms-parts:a", "")
+            .await
+            .unwrap();
+        assert_eq!(load("sms-parts:a").await.unwrap(), None);
+        assert_eq!(load("other").await.unwrap().as_deref(), Some("7"));
+        let rows: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM cursors", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(rows, 1, "the row is gone, not left empty");
     }
 }

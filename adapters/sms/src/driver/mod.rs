@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 pub use conn::ConnError;
 use conn::{Answer, Conn, LateAnswer};
 use inbound::{Inbox, Ready};
-use status::{AcceptedPart, AcceptedParts, SentParts, SharedStatus, sent_part_id};
+use status::{AcceptedPart, AcceptedParts, SentParts, SharedStatus, parts_cursor, sent_part_id};
 
 use crate::codec::{self, Incoming};
 use crate::config::ModemConfig;
@@ -78,6 +78,8 @@ pub enum Request {
 struct TimedOutPart {
     command: CommandId,
     index: usize,
+    /// Parts in its message.
+    total: usize,
 }
 
 /// Counters for the benchmark.
@@ -434,6 +436,30 @@ impl Driver {
             .record(message_id, index, AcceptedPart { mr, external_id });
     }
 
+    /// Commit a long message's accepted parts to its store cursor before
+    /// the next part goes out, so a retry after a daemon restart sends only
+    /// the rest (the adapter reads the cursor back). A single part has no
+    /// rest. If the store fails, the memory still serves retries in this
+    /// process.
+    async fn keep_accepted_parts(&self, message_id: &str, total: usize) {
+        if total < 2 {
+            return;
+        }
+        let cursor = self
+            .accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .to_cursor(message_id);
+        if let Err(e) = self
+            .sink
+            .save_cursor(&parts_cursor(message_id), &cursor)
+            .await
+        {
+            tracing::warn!(phone_id = %self.config.phone_id, message_id, error = %e,
+                "could not keep the accepted parts in the store; a restart before the retry sends them again");
+        }
+    }
+
     /// After an AT+CMGS timed out (and the caller was told so): wait for the
     /// modem to be in step again, and if its late answer is `+CMGS: <mr>` /
     /// `OK`, record the part as accepted, so that the retry of the message
@@ -441,8 +467,8 @@ impl Driver {
     ///
     /// Not covered: a late answer that never comes while the port is open
     /// (the probe goes unanswered and the session ends, or the modem is
-    /// unplugged), or a daemon restart before it comes (the memory is in
-    /// process only). Those parts are sent again by the retry.
+    /// unplugged), or a daemon restart before it comes. Those parts are sent
+    /// again by the retry.
     async fn settle_timed_out_send(
         &self,
         conn: &mut Conn,
@@ -461,6 +487,7 @@ impl Driver {
                     Some(mr) => {
                         tracing::info!(phone_id = %self.config.phone_id, message_id, part = part.index, mr, "late +CMGS after a send timeout: the part went out; a retry skips it");
                         self.accept(message_id, to, part.index, mr);
+                        self.keep_accepted_parts(message_id, part.total).await;
                     }
                     None => {
                         tracing::warn!(phone_id = %self.config.phone_id, message_id, "late OK without +CMGS after a send timeout; a retry sends the part again")
@@ -488,6 +515,7 @@ impl Driver {
         parts: Vec<OutPart>,
     ) -> (SendOutcome, Option<TimedOutPart>) {
         let mut outcome = SendOutcome::default();
+        let total = parts.len();
         for (index, part) in parts.into_iter().enumerate() {
             let done = self
                 .accepted
@@ -512,6 +540,7 @@ impl Driver {
                     match mr {
                         Some(mr) => {
                             self.accept(message_id, to, index, mr);
+                            self.keep_accepted_parts(message_id, total).await;
                             outcome.mrs.push(mr);
                         }
                         None => {
@@ -532,7 +561,12 @@ impl Driver {
                 }
                 Err(e @ ConnError::Timeout(_)) => {
                     outcome.error = Some(DriverError::Conn(e));
-                    return (outcome, Some(TimedOutPart { command, index }));
+                    let timed_out = TimedOutPart {
+                        command,
+                        index,
+                        total,
+                    };
+                    return (outcome, Some(timed_out));
                 }
                 Err(e) => {
                     outcome.error = Some(DriverError::Conn(e));

@@ -165,6 +165,40 @@ impl AcceptedParts {
             self.order.retain(|m| m != message_id);
         }
     }
+
+    /// The message's accepted parts as the text of its store cursor: one
+    /// `index mr external_id` line per part (ids hold no whitespace).
+    pub fn to_cursor(&self, message_id: &str) -> String {
+        self.by_message
+            .get(message_id)
+            .into_iter()
+            .flatten()
+            .map(|(index, part)| format!("{index} {} {}\n", part.mr, part.external_id))
+            .collect()
+    }
+
+    /// Take back what [`Self::to_cursor`] wrote, after a restart; lines that
+    /// do not parse are skipped (their parts are sent again).
+    pub fn restore(&mut self, message_id: &str, cursor: &str) {
+        for line in cursor.lines() {
+            let mut fields = line.split_whitespace();
+            let (Some(index), Some(mr), Some(external_id), None) =
+                (fields.next(), fields.next(), fields.next(), fields.next())
+            else {
+                continue;
+            };
+            if let (Ok(index), Ok(mr)) = (index.parse(), mr.parse()) {
+                let external_id = external_id.to_string();
+                self.record(message_id, index, AcceptedPart { mr, external_id });
+            }
+        }
+    }
+}
+
+/// The store cursor (under the endpoint's scope) that keeps the accepted
+/// parts of a long message across a restart, until the message is sent.
+pub fn parts_cursor(message_id: &str) -> String {
+    format!("sms-parts:{message_id}")
 }
 
 #[cfg(test)]
@@ -176,6 +210,20 @@ mod tests {
             mr,
             external_id: format!("id{mr}"),
         }
+    }
+
+    #[test]
+    fn accepted_parts_survive_their_cursor_text() {
+        let mut before = AcceptedParts::default();
+        before.record("m", 0, part(17));
+        before.record("m", 2, part(19));
+        let text = before.to_cursor("m");
+        let mut after = AcceptedParts::default();
+        after.restore("m", &format!("{text}garbage line\n"));
+        assert!(after.is_accepted("m", 0) && after.is_accepted("m", 2));
+        assert!(!after.is_accepted("m", 1));
+        assert_eq!(after.to_cursor("m"), text);
+        assert_eq!(AcceptedParts::default().to_cursor("m"), "");
     }
 
     #[test]

@@ -156,6 +156,12 @@ impl SimHandle {
         self.modem().fail_next_sends(code, count);
     }
 
+    /// After `accepted` more sends go through, the `count` after them are
+    /// answered `+CMS ERROR: code`.
+    pub fn fail_sends_after(&self, accepted: usize, code: u16, count: usize) {
+        self.modem().fail_sends_after(accepted, code, count);
+    }
+
     /// Time the network takes to accept each part.
     pub fn set_delay(&self, delay: Duration) {
         self.modem().behaviour.network_delay = delay;

@@ -115,6 +115,8 @@ pub struct SimModem {
     next_mr: u8,
     pub sent: Vec<SentPart>,
     fail_next: Option<(u16, usize)>,
+    /// Sends still accepted before `fail_next` starts failing them.
+    fail_after: usize,
     /// Length announced by AT+CMGS while waiting for the PDU.
     pub awaiting_pdu: Option<usize>,
     inbound_ref: u8,
@@ -138,6 +140,7 @@ impl SimModem {
             next_mr: 0,
             sent: Vec::new(),
             fail_next: None,
+            fail_after: 0,
             awaiting_pdu: None,
             inbound_ref: 0,
             commands_seen: 0,
@@ -155,6 +158,13 @@ impl SimModem {
     }
 
     pub fn fail_next_sends(&mut self, code: u16, count: usize) {
+        self.fail_sends_after(0, code, count);
+    }
+
+    /// Accept `accepted` more sends, then answer the `count` after them
+    /// `+CMS ERROR: code` (a long message that stops halfway).
+    pub fn fail_sends_after(&mut self, accepted: usize, code: u16, count: usize) {
+        self.fail_after = accepted;
         self.fail_next = (count > 0).then_some((code, count));
     }
 
@@ -239,7 +249,9 @@ impl SimModem {
             // Real modems reject a length that does not match the TPDU.
             return cms(304);
         }
-        if let Some((code, left)) = self.fail_next.as_mut() {
+        if self.fail_next.is_some() && self.fail_after > 0 {
+            self.fail_after -= 1;
+        } else if let Some((code, left)) = self.fail_next.as_mut() {
             let code = *code;
             *left -= 1;
             if *left == 0 {

@@ -22,6 +22,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct RecordingSink {
     pub events: Mutex<Vec<ChannelEvent>>,
     pub failing: AtomicBool,
+    /// Cursors by name, kept across channel restarts like the store's.
+    pub cursors: Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 #[async_trait]
@@ -33,11 +35,17 @@ impl EventSink for RecordingSink {
         self.events.lock().unwrap().push(event);
         Ok(())
     }
-    async fn save_cursor(&self, _: &str, _: &str) -> Result<(), SinkError> {
+    async fn save_cursor(&self, name: &str, value: &str) -> Result<(), SinkError> {
+        let mut cursors = self.cursors.lock().unwrap();
+        if value.is_empty() {
+            cursors.remove(name);
+        } else {
+            cursors.insert(name.to_string(), value.to_string());
+        }
         Ok(())
     }
-    async fn load_cursor(&self, _: &str) -> Result<Option<String>, SinkError> {
-        Ok(None)
+    async fn load_cursor(&self, name: &str) -> Result<Option<String>, SinkError> {
+        Ok(self.cursors.lock().unwrap().get(name).cloned())
     }
 }
 
