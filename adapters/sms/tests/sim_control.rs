@@ -34,7 +34,13 @@ async fn control_socket_commands() {
     );
     assert_eq!(ask("stored").await, "ok messages=2 reports=0");
     assert!(ask("fail 500 2").await.starts_with("ok next 2"));
+    assert!(
+        ask("fail 38 1 2")
+            .await
+            .starts_with("ok 1 send(s) after the next 2 fail")
+    );
     assert_eq!(ask("sent").await, "ok");
+    assert_eq!(ask("parts").await, "ok");
     assert!(handle.path().exists());
     assert_eq!(ask("unplug").await, "ok unplugged");
     wait_until(|| !handle.path().exists()).await;

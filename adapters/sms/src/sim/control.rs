@@ -41,7 +41,7 @@ pub struct ModemSimArgs {
     pub pin: Option<String>,
 }
 
-pub const CONTROL_HELP: &str = "commands: inject <+from> <text> | inject-pdu <hex> | sent | stored | fail <cms-code> <count> | delay <ms> | reports on|off | unplug | replug | mute | unmute | boot <count> | help";
+pub const CONTROL_HELP: &str = "commands: inject <+from> <text> | inject-pdu <hex> | sent | parts | stored | fail <cms-code> <count> [<after>] | delay <ms> | reports on|off | unplug | replug | mute | unmute | boot <count> | help";
 
 /// Run the simulator until `shutdown` fires; prints the pty path and the
 /// control address on stdout.
@@ -163,17 +163,35 @@ pub fn control_command(handle: &SimHandle, line: &str) -> String {
             let (sm, sr) = handle.stored();
             format!("ok messages={sm} reports={sr}")
         }
+        "parts" => {
+            // One line per part the network accepted, in order.
+            let mut out = String::new();
+            for p in handle.sent_parts() {
+                let concat = p.concat.map_or("single".to_string(), |(r, total, seq)| {
+                    format!("ref={r} seq={seq}/{total}")
+                });
+                out.push_str(&format!("{} mr={} {concat}\n", p.to, p.mr));
+            }
+            out.push_str("ok");
+            out
+        }
         "fail" => {
             let mut it = rest.split_whitespace();
             match (
                 it.next().and_then(|c| c.parse::<u16>().ok()),
                 it.next().map(|n| n.parse::<usize>()).unwrap_or(Ok(1)),
+                it.next().map(|n| n.parse::<usize>()).unwrap_or(Ok(0)),
             ) {
-                (Some(code), Ok(count)) => {
-                    handle.fail_next_sends(code, count);
-                    format!("ok next {count} send(s) fail with +CMS ERROR: {code}")
+                (Some(code), Ok(count), Ok(after)) => {
+                    handle.fail_sends_after(after, code, count);
+                    match after {
+                        0 => format!("ok next {count} send(s) fail with +CMS ERROR: {code}"),
+                        _ => format!(
+                            "ok {count} send(s) after the next {after} fail with +CMS ERROR: {code}"
+                        ),
+                    }
                 }
-                _ => "error: fail <cms-code> <count>".into(),
+                _ => "error: fail <cms-code> <count> [<after>]".into(),
             }
         }
         "delay" => match rest.parse::<u64>() {
