@@ -474,6 +474,25 @@ fn wait_until_drained(server: &Runtime, db: &Path, channel: &InstantChannel, dra
     });
 }
 
+/// `phonerelay_handed_over_total` (all channels) from the daemon's
+/// `/metrics`: messages that went to the dispatcher without a claim.
+async fn handed_over(addr: SocketAddr) -> u64 {
+    let mut conn = connect(addr).await;
+    let target = Target {
+        method: Method::GET,
+        path: "/metrics",
+        body: Bytes::new(),
+        bearer: None,
+        expect: StatusCode::OK,
+    };
+    let (_, body) = request(&mut conn, &target).await;
+    String::from_utf8_lossy(&body)
+        .lines()
+        .filter(|l| l.starts_with("phonerelay_handed_over_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// How far the dispatcher is behind the accepts right now.
 fn backlog(db: &Path, channel: &InstantChannel) {
     let committed = count_rows(db);
@@ -640,6 +659,8 @@ fn main() {
     );
 
     wait_until_drained(&server, &db, &channel, drain);
+    let handed_before_open = client.block_on(handed_over(addr));
+    let written_before_open = storage_bytes_written();
     let pool = 64;
     let (o, o_samples, lag) = client.block_on(open_loop(
         addr,
@@ -651,6 +672,14 @@ fn main() {
     ));
     print(&format!("POST open loop @ {:.0}/s", settings.rate), &o);
     backlog(&db, &channel);
+    println!(
+        "  open loop: {} of {} handed over at accept; {:.1} KiB written to storage per message",
+        client.block_on(handed_over(addr)) - handed_before_open,
+        o.requests,
+        storage_bytes_written().saturating_sub(written_before_open) as f64
+            / 1024.0
+            / o.requests.max(1) as f64
+    );
     println!(
         "open loop: {pool} pooled connections, latency from scheduled send time; worst scheduler lag {:.3} ms; p99 target < 10 ms: {}",
         lag.as_secs_f64() * 1e3,
@@ -670,8 +699,9 @@ fn main() {
         }
         rows
     });
+    let handed = client.block_on(handed_over(addr));
     println!(
-        "store: {posted_ok} messages committed; instant channel sent {}; {:.1} KiB written to storage per message (accept to sent, WAL and checkpoints)",
+        "store: {posted_ok} messages committed ({handed} handed to the dispatcher at accept, the rest claimed); instant channel sent {}; {:.1} KiB written to storage per message (accept to sent, WAL and checkpoints)",
         channel.sent.load(Ordering::Relaxed),
         storage_bytes_written().saturating_sub(written_before) as f64
             / 1024.0

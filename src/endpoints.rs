@@ -6,6 +6,8 @@ use std::sync::Arc;
 use phonerelay_channel::{Channel, ChannelKind};
 use tokio::sync::Notify;
 
+use crate::outbox::Intake;
+
 pub type EndpointKey = (ChannelKind, String);
 
 /// One endpoint and the bell its dispatcher waits on.
@@ -14,6 +16,9 @@ pub struct Endpoint {
     /// Rung when a message for this endpoint is committed, so the dispatcher
     /// claims it at once instead of polling.
     pub wake: Notify,
+    /// Where accepted messages are handed straight to the dispatcher while
+    /// it has a free slot and nothing waiting.
+    pub intake: Intake,
 }
 
 #[derive(Default)]
@@ -35,6 +40,7 @@ impl Endpoints {
                 Arc::new(Endpoint {
                     channel,
                     wake: Notify::new(),
+                    intake: Intake::default(),
                 }),
             );
         }

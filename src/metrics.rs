@@ -15,6 +15,7 @@ type Labels = Vec<(String, String)>;
 pub struct Metrics {
     registry: Mutex<Registry>,
     pub accepted: Family<Labels, Counter>,
+    pub handed_over: Family<Labels, Counter>,
     pub rejected: Family<Labels, Counter>,
     pub sends: Family<Labels, Counter>,
     pub send_seconds: Family<Labels, Histogram>,
@@ -34,6 +35,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("phonerelay");
         let accepted = Family::<Labels, Counter>::default();
+        let handed_over = Family::<Labels, Counter>::default();
         let rejected = Family::<Labels, Counter>::default();
         let sends = Family::<Labels, Counter>::default();
         let send_seconds = Family::<Labels, Histogram>::new_with_constructor(
@@ -48,6 +50,11 @@ impl Default for Metrics {
             "accepted",
             "Messages accepted into the outbox",
             accepted.clone(),
+        );
+        registry.register(
+            "handed_over",
+            "Accepted messages handed straight to an idle dispatcher, without a claim",
+            handed_over.clone(),
         );
         registry.register(
             "rejected",
@@ -92,6 +99,7 @@ impl Default for Metrics {
         Self {
             registry: Mutex::new(registry),
             accepted,
+            handed_over,
             rejected,
             sends,
             send_seconds,

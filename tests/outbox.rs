@@ -1,5 +1,6 @@
 //! The dispatcher: retries, permanent failures, TTL, priority, rate limits,
-//! cancel, idempotency, crash recovery and graceful shutdown.
+//! cancel, idempotency, hand-over at accept, crash recovery and graceful
+//! shutdown.
 
 mod common;
 
@@ -381,4 +382,84 @@ async fn a_group_of_send_outcomes_is_recorded_all_or_nothing() {
         let detail = store.get_outbound(id).await.unwrap().unwrap();
         assert_eq!(detail.record.status, OutboundStatus::Sending, "{id}");
     }
+}
+
+/// `phonerelay_handed_over_total` for SMS, from `/metrics`.
+async fn handed_over(d: &TestDaemon) -> u64 {
+    let text = d
+        .http
+        .get(format!("{}/metrics", d.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with("phonerelay_handed_over_total{channel=\"sms\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_message_for_an_idle_endpoint_is_handed_over_and_waits_for_no_claim() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    let limits = "[outbox.limits.sms]\nconcurrency = 1\n";
+    let d = TestDaemon::start(&format!("{FAST_OUTBOX}{limits}"), vec![ch.clone()]).await;
+    // The dispatcher's first claim finds the queue empty; from then on an
+    // accept that finds the slot free commits the message claimed.
+    let first = d
+        .queue(&send_body("m1", "sms", "+15551230001", "one"))
+        .await;
+    d.wait_status(&first, "sent").await;
+    let before = handed_over(&d).await;
+    ch.script(vec![Step::Hang]);
+    let id = d
+        .queue(&send_body("m1", "sms", "+15551230001", "two"))
+        .await;
+    let message = d.wait_status(&id, "sending").await;
+    assert_eq!(handed_over(&d).await, before + 1, "handed over");
+    // Its attempt began as it was committed: no claim came between.
+    let history = message["history"].as_array().unwrap();
+    assert_eq!(history_statuses(&message), ["queued", "sending"]);
+    assert_eq!(history[0]["at"], history[1]["at"]);
+    assert_eq!(message["attempts"], 1);
+    // While it holds the only slot, the next one queues, and is claimed
+    // once the slot is free.
+    let third = d
+        .queue(&send_body("m1", "sms", "+15551230001", "three"))
+        .await;
+    let queued = d.wait_status(&third, "queued").await;
+    assert_eq!(history_statuses(&queued), ["queued"]);
+    ch.release();
+    d.wait_status(&id, "sent").await;
+    d.wait_status(&third, "sent").await;
+    assert_eq!(handed_over(&d).await, before + 1, "the third was claimed");
+    let order: Vec<String> = ch.sent().into_iter().map(|m| m.text).collect();
+    assert_eq!(order, ["one", "two", "three"]);
+}
+
+#[tokio::test]
+async fn a_message_committed_claimed_and_left_by_a_crash_is_sent_after_restart() {
+    // A process killed between committing a handed-over message and its
+    // send leaves it `sending` with a lease and no event.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state").join("phonerelay.sqlite3");
+    {
+        let store = open_store(&db);
+        let now = now_ms();
+        let mut message = new_outbound("handed-1", "survives", now);
+        message.claimed_until_ms = Some(now + 3_600_000);
+        store.accept_outbound(message).await.unwrap();
+    }
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    let text = config_text(&dir, FAST_OUTBOX);
+    let d = TestDaemon::start_in(dir, text, vec![ch.clone()]).await;
+    let message = d.wait_status("handed-1", "sent").await;
+    assert_eq!(ch.sent().len(), 1);
+    assert_eq!(ch.sent()[0].attempt, 2, "the lost attempt counts");
+    assert_eq!(
+        history_statuses(&message),
+        ["queued", "sending", "queued", "sending", "sent"]
+    );
 }

@@ -123,6 +123,13 @@ pub(crate) async fn commit_send(
         }
     };
     let now = now_ms();
+    // A free dispatcher slot with nothing waiting: commit the message
+    // already claimed and hand it over, no claim needed (outbox::handover).
+    let reservation = state
+        .endpoints
+        .get(valid.channel, &req.phone_id)
+        .and_then(|endpoint| endpoint.intake.reserve());
+    let lease_ms = (state.config.config.outbox.lease_seconds * 1000) as i64;
     let message = NewOutbound {
         id: uuid::Uuid::now_v7().to_string(),
         api_key_id,
@@ -140,20 +147,42 @@ pub(crate) async fn commit_send(
         priority: valid.priority,
         created_at_ms: now,
         expires_at_ms: now + valid.ttl_ms,
+        claimed_until_ms: reservation.as_ref().map(|_| now + lease_ms),
     };
     let (channel, phone_id) = (message.channel, message.phone_id.clone());
-    let outcome = match req.relay_message_id {
-        Some(relay_id) => state.store.accept_relay_outbound(message, relay_id).await?,
-        None => state.store.accept_outbound(message).await?,
+    let relay_id = req.relay_message_id;
+    let handed_over = reservation.is_some();
+    let outcome = match reservation {
+        // In a task of its own, so that a request dropped mid-way (the
+        // client went away) still hands over what it committed.
+        Some(reservation) => {
+            let store = state.store.clone();
+            tokio::spawn(async move {
+                let record = message.claimed_record();
+                let outcome = store_new(&*store, message, relay_id).await?;
+                if matches!(outcome, AcceptOutcome::Created { .. })
+                    && !reservation.hand_over(record)
+                {
+                    tracing::warn!(
+                        "the dispatcher stopped before taking a message; its lease brings it back"
+                    );
+                }
+                Ok::<_, StoreError>(outcome)
+            })
+            .await
+            .map_err(|_| StoreError::Closed)??
+        }
+        None => store_new(&*state.store, message, relay_id).await?,
     };
     match outcome {
         AcceptOutcome::Created { id } => {
-            state.endpoints.wake(channel, &phone_id);
-            state
-                .metrics
-                .accepted
-                .get_or_create(&labels(&[("channel", channel.as_str())]))
-                .inc();
+            let labels = labels(&[("channel", channel.as_str())]);
+            if handed_over {
+                state.metrics.handed_over.get_or_create(&labels).inc();
+            } else {
+                state.endpoints.wake(channel, &phone_id);
+            }
+            state.metrics.accepted.get_or_create(&labels).inc();
             Ok((id, false))
         }
         AcceptOutcome::Replayed { id } => Ok((id, true)),
@@ -163,6 +192,18 @@ pub(crate) async fn commit_send(
             format!("this Idempotency-Key was used for message {id} with a different body"),
         )
         .field("Idempotency-Key")),
+    }
+}
+
+/// Commit a new message, with its relay id if the relay pushed it.
+async fn store_new(
+    store: &dyn Store,
+    message: NewOutbound,
+    relay_message_id: Option<String>,
+) -> Result<AcceptOutcome, StoreError> {
+    match relay_message_id {
+        Some(relay_id) => store.accept_relay_outbound(message, relay_id).await,
+        None => store.accept_outbound(message).await,
     }
 }
 

@@ -1,12 +1,15 @@
 //! The outbox dispatcher: one worker set per endpoint claims due messages
-//! with a lease, sends them through the adapter within rate limits, and
-//! records the classified outcome.
+//! with a lease (or takes them handed over at accept, `handover`), sends
+//! them through the adapter within rate limits, and records the classified
+//! outcome.
 
 mod backoff;
+mod handover;
 mod limits;
 mod send;
 mod worker;
 
 pub use backoff::retry_delay_ms;
+pub use handover::{Handover, Intake, Reservation};
 pub use limits::limits_for;
 pub use worker::{DispatchContext, run_endpoint, run_expiry_sweeper};

@@ -13,7 +13,7 @@ use crate::clock::now_ms;
 use crate::config::OutboxConfig;
 use crate::endpoints::Endpoint;
 use crate::metrics::Metrics;
-use crate::store::{ClaimRequest, SendOutcome, Store};
+use crate::store::{ClaimRequest, OutboundRecord, SendOutcome, Store};
 
 /// Longest an idle worker sleeps before looking again; picks up leases that
 /// ran out and messages committed by another process (`phonerelay send`
@@ -60,13 +60,23 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
             .map(|n| RateLimiter::keyed(Quota::per_minute(n))),
     });
     let lease_ms = (ctx.outbox.lease_seconds * 1000) as i64;
-    let mut in_flight = JoinSet::new();
     let (finished, finished_rx) = mpsc::unbounded_channel();
     let recorder = tokio::spawn(record_finished(ctx.store.clone(), finished_rx));
+    let mut sends = Sends {
+        in_flight: JoinSet::new(),
+        endpoint: endpoint.clone(),
+        ctx: ctx.clone(),
+        limiters,
+        finished,
+    };
+    let mut handovers = endpoint.intake.open(permits.clone());
     tracing::info!(channel = %kind, %phone_id, concurrency = limits.concurrency, "dispatcher started");
 
     while !ctx.shutdown.is_cancelled() {
-        while in_flight.try_join_next().is_some() {}
+        while sends.in_flight.try_join_next().is_some() {}
+        while let Ok(handover) = handovers.try_recv() {
+            sends.start(handover.record, handover.permit);
+        }
         let free = permits.available_permits() as u32;
         if free == 0 {
             // Permits come back in groups, as the recorder commits outcomes,
@@ -75,6 +85,10 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
                 _ = ctx.shutdown.cancelled() => break,
                 permit = permits.acquire() => {
                     drop(permit);
+                    continue;
+                }
+                Some(handover) = handovers.recv() => {
+                    sends.start(handover.record, handover.permit);
                     continue;
                 }
             }
@@ -90,7 +104,12 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
             })
             .await;
         let claimed = match claimed {
-            Ok(claimed) => claimed,
+            Ok(claimed) => {
+                // Fewer than asked for: nothing due is left waiting, so new
+                // messages may be handed over without a claim.
+                endpoint.intake.set_drained(claimed.len() < free as usize);
+                claimed
+            }
             Err(e) => {
                 tracing::error!(error = %e, channel = %kind, %phone_id, "cannot claim from the outbox");
                 tokio::select! {
@@ -105,7 +124,10 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
                 _ = ctx.shutdown.cancelled() => break,
                 _ = endpoint.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                Some(_) = sends.in_flight.join_next(), if !sends.in_flight.is_empty() => {}
+                Some(handover) = handovers.recv() => {
+                    sends.start(handover.record, handover.permit);
+                }
             }
             continue;
         }
@@ -115,29 +137,63 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
                 .acquire_owned()
                 .await
                 .expect("the semaphore is never closed");
-            let (endpoint, ctx, limiters) = (endpoint.clone(), ctx.clone(), limiters.clone());
-            let finished = finished.clone();
-            in_flight.spawn(async move {
-                let outcome = send_one(&endpoint, &ctx, &limiters, &message).await;
-                // The recorder outlives every send task: `run_endpoint`
-                // awaits it only after they are all done.
-                let _ = finished.send(Finished {
-                    id: message.id,
-                    outcome,
-                    _permit: permit,
-                });
-            });
+            sends.start(message, permit);
         }
-        if let Some(limiter) = &limiters.per_recipient {
+        if let Some(limiter) = &sends.limiters.per_recipient {
             limiter.retain_recent();
+        }
+    }
+    // No new hand-overs; those already committed are sent (or released on
+    // `hard_stop`) like any claim. Any left when `hard_stop` fires keep
+    // their lease, and the next start requeues them.
+    endpoint.intake.close();
+    loop {
+        tokio::select! {
+            handover = handovers.recv() => match handover {
+                Some(handover) => sends.start(handover.record, handover.permit),
+                None => break,
+            },
+            _ = ctx.hard_stop.cancelled() => break,
         }
     }
     // Let in-flight sends finish; each one releases itself on `hard_stop`.
     // Then every outcome is committed before the dispatcher says stopped.
-    while in_flight.join_next().await.is_some() {}
-    drop(finished);
+    while sends.in_flight.join_next().await.is_some() {}
+    drop(sends);
     let _ = recorder.await;
     tracing::info!(channel = %kind, %phone_id, "dispatcher stopped");
+}
+
+/// The sends of one endpoint under way, and what each needs.
+struct Sends {
+    in_flight: JoinSet<()>,
+    endpoint: Arc<Endpoint>,
+    ctx: DispatchContext,
+    limiters: Arc<Limiters>,
+    finished: mpsc::UnboundedSender<Finished>,
+}
+
+impl Sends {
+    /// Send a claimed (or handed-over) message in a task of its own; its
+    /// outcome goes to the recorder with the permit it holds.
+    fn start(&mut self, message: OutboundRecord, permit: OwnedSemaphorePermit) {
+        let (endpoint, ctx, limiters) = (
+            self.endpoint.clone(),
+            self.ctx.clone(),
+            self.limiters.clone(),
+        );
+        let finished = self.finished.clone();
+        self.in_flight.spawn(async move {
+            let outcome = send_one(&endpoint, &ctx, &limiters, &message).await;
+            // The recorder outlives every send task: `run_endpoint`
+            // awaits it only after they are all done.
+            let _ = finished.send(Finished {
+                id: message.id,
+                outcome,
+                _permit: permit,
+            });
+        });
+    }
 }
 
 /// Commit the outcomes of finished sends, as many as are waiting in one

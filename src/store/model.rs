@@ -83,6 +83,42 @@ pub struct NewOutbound {
     pub priority: i64,
     pub created_at_ms: i64,
     pub expires_at_ms: i64,
+    /// Set when a dispatcher slot was reserved for the message at accept
+    /// (`outbox::handover`): it is committed already claimed, `sending`
+    /// with its first attempt begun at `created_at` and leased until this
+    /// time, and handed to the dispatcher after the commit.
+    pub claimed_until_ms: Option<i64>,
+}
+
+impl NewOutbound {
+    /// The message as the dispatcher gets it when it was committed claimed
+    /// (`claimed_until_ms`). Its `seq` is not known here and is 0: nothing
+    /// on the send path reads it.
+    pub fn claimed_record(&self) -> OutboundRecord {
+        OutboundRecord {
+            id: self.id.clone(),
+            seq: 0,
+            phone_id: self.phone_id.clone(),
+            channel: self.channel,
+            to: self.to.clone(),
+            text: self.text.clone(),
+            subject: self.subject.clone(),
+            source: self.source.clone(),
+            attachments: self.attachments.clone(),
+            reply_to: self.reply_to.clone(),
+            reply_to_external_id: self.reply_to_external_id.clone(),
+            priority: self.priority,
+            status: OutboundStatus::Sending,
+            attempts: 1,
+            created_at_ms: self.created_at_ms,
+            updated_at_ms: self.created_at_ms,
+            expires_at_ms: self.expires_at_ms,
+            next_attempt_at_ms: self.created_at_ms,
+            error_code: None,
+            error_message: None,
+            external_ids: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

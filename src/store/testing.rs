@@ -25,5 +25,6 @@ pub fn queued_sms(id: &str, now_ms: i64) -> NewOutbound {
         priority: 1,
         created_at_ms: now_ms,
         expires_at_ms: now_ms + 3_600_000,
+        claimed_until_ms: None,
     }
 }

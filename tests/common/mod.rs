@@ -203,6 +203,7 @@ pub fn new_outbound(id: &str, text: &str, now_ms: i64) -> phonerelay::store::New
         priority: 1,
         created_at_ms: now_ms,
         expires_at_ms: now_ms + 3_600_000,
+        claimed_until_ms: None,
     }
 }
 

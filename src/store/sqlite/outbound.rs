@@ -27,12 +27,17 @@ pub fn accept(conn: &Connection, m: &NewOutbound) -> StoreResult<AcceptOutcome> 
             });
         }
     }
+    // A message committed claimed (see `NewOutbound::claimed_until_ms`)
+    // starts as `sending`, its first attempt begun at `created_at`.
     conn.prepare_cached(
         "INSERT INTO outbound (id, api_key_id, idempotency_key, request_hash, phone_id, channel,
             recipient, body, subject, source, attachments, reply_to, reply_to_external_id,
-            priority, status, created_at, updated_at, expires_at, next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'queued',
-            ?15, ?15, ?16, ?15)",
+            priority, status, created_at, updated_at, expires_at, next_attempt_at,
+            attempts, lease_until, attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+            CASE WHEN ?17 IS NULL THEN 'queued' ELSE 'sending' END,
+            ?15, ?15, ?16, ?15,
+            ?17 IS NOT NULL, ?17, CASE WHEN ?17 IS NULL THEN NULL ELSE ?15 END)",
     )?
     .execute(params![
         m.id,
@@ -51,6 +56,7 @@ pub fn accept(conn: &Connection, m: &NewOutbound) -> StoreResult<AcceptOutcome> 
         m.priority,
         m.created_at_ms,
         m.expires_at_ms,
+        m.claimed_until_ms,
     ])?;
     // No `queued` event row: every message starts queued at `created_at`,
     // so `get` puts that first entry in the history. One write fewer per
@@ -799,11 +805,14 @@ mod tests {
     fn a_message_claimed_before_migration_6_shows_its_sending_row_once() {
         use OutboundStatus::*;
         let mut conn = at_version(5);
-        accept(&conn, &queued_sms("a", 1)).unwrap();
-        // What a claim wrote before migration 6: the status and an event.
+        // A message as an accept and then a claim left it before migration
+        // 6: the row, `sending`, and the claim's event.
         conn.execute_batch(
-            "UPDATE outbound SET status = 'sending', attempts = 1, updated_at = 10,
-                lease_until = 60010 WHERE id = 'a';
+            "INSERT INTO outbound (id, request_hash, phone_id, channel, recipient, body,
+                priority, status, attempts, created_at, updated_at, expires_at,
+                next_attempt_at, lease_until)
+             VALUES ('a', 'h', 'm1', 'sms', '+15551230001', 'a', 1, 'sending', 1, 1, 10,
+                3600001, 1, 60010);
              INSERT INTO outbound_events (message_id, status, at) VALUES ('a', 'sending', 10);",
         )
         .unwrap();
