@@ -4,6 +4,7 @@
 
 use std::sync::mpsc;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -12,6 +13,18 @@ use crate::store::{StoreError, StoreResult};
 
 /// Most writes in one transaction; bounds the latency a batch adds.
 const MAX_BATCH: usize = 512;
+
+/// A group smaller than this waits up to [`COMMIT_DELAY`] for more writes
+/// before it commits. Every commit writes each page it touched to the WAL
+/// and fsyncs: under a moderate steady load (a few thousand writes a
+/// second) groups of one or two cost a commit each, about 40 KiB written
+/// per message; waiting a little for company spreads that over several
+/// (docs/performance.md). Under heavy load groups are larger than this
+/// anyway and nothing waits.
+const GROUP_TARGET: usize = 16;
+
+/// The longest a group waits for company: the latency it may add.
+const COMMIT_DELAY: Duration = Duration::from_micros(1000);
 
 /// One queued write: run it (again, if its batch has to be redone) inside
 /// the group transaction, then report its result once the commit is known.
@@ -122,18 +135,39 @@ fn in_savepoint<T>(
 
 fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+        let mut batch = gather(first, &rx);
         let commit = run_batch(&conn, &mut batch);
         for job in batch {
             job.finish(commit.clone());
         }
     }
+}
+
+/// The jobs of the next group: `first` and all that are waiting, and if
+/// that is fewer than [`GROUP_TARGET`], those that come within
+/// [`COMMIT_DELAY`] of `first`, until the target is reached.
+fn gather(first: Job, rx: &mpsc::Receiver<Job>) -> Vec<Job> {
+    let mut batch = vec![first];
+    let deadline = Instant::now() + COMMIT_DELAY;
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(job) => {
+                batch.push(job);
+                continue;
+            }
+            Err(mpsc::TryRecvError::Disconnected) => break,
+            Err(mpsc::TryRecvError::Empty) => {}
+        }
+        let now = Instant::now();
+        if batch.len() >= GROUP_TARGET || now >= deadline {
+            break;
+        }
+        match rx.recv_timeout(deadline - now) {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    batch
 }
 
 /// One group transaction. The writes run back to back with no savepoint
@@ -180,6 +214,27 @@ mod tests {
             conn.execute("INSERT INTO t (x) VALUES (?1)", [x])?;
             Ok(())
         }
+    }
+
+    #[test]
+    fn a_group_takes_every_waiting_write_up_to_the_cap() {
+        let (tx, rx) = mpsc::channel::<Job>();
+        for x in 0..600 {
+            tx.send(job(insert(x)).0).unwrap();
+        }
+        let first = rx.recv().unwrap();
+        assert_eq!(gather(first, &rx).len(), MAX_BATCH);
+        let first = rx.recv().unwrap();
+        assert_eq!(
+            gather(first, &rx).len(),
+            600 - MAX_BATCH,
+            "no wait: 88 > target"
+        );
+        // Writers gone: a lone write commits without waiting for company.
+        tx.send(job(insert(0)).0).unwrap();
+        drop(tx);
+        let first = rx.recv().unwrap();
+        assert_eq!(gather(first, &rx).len(), 1);
     }
 
     #[test]
