@@ -6,9 +6,12 @@
 //! Order is kept: a slot is handed out only while the dispatcher's last
 //! claim took every due message (`drained`), and a request that finds no
 //! free slot clears that, so it and everything after it queue behind the
-//! messages already waiting until a claim has taken them all. Slots are
-//! the dispatcher's own concurrency permits, and tokio's semaphore gives a
-//! freed permit to a waiting dispatcher before any `try_acquire`.
+//! messages already waiting until a claim has taken them all (requests
+//! that run at the same time may still swap). Slots are the dispatcher's
+//! own concurrency permits, and tokio's semaphore gives a freed permit to
+//! a waiting dispatcher before any `try_acquire`; the dispatcher takes the
+//! permits for a claim before it runs, so a claimed message never waits
+//! for a slot that a hand-over it has not started yet holds.
 //!
 //! Nothing is lost if a hand-over never arrives (the request is dropped
 //! after the commit, the dispatcher has stopped): the message is `sending`

@@ -93,6 +93,13 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
                 }
             }
         }
+        // Hold the permits for the claim before it runs: a hand-over at
+        // accept could otherwise take one between the count and the claim,
+        // and a claimed message would wait for a permit that only a
+        // hand-over this loop has yet to start could give back.
+        let Ok(mut held) = permits.clone().try_acquire_many_owned(free) else {
+            continue;
+        };
         let claimed = ctx
             .store
             .claim_outbound(ClaimRequest {
@@ -111,6 +118,7 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
                 claimed
             }
             Err(e) => {
+                drop(held);
                 tracing::error!(error = %e, channel = %kind, %phone_id, "cannot claim from the outbox");
                 tokio::select! {
                     _ = ctx.shutdown.cancelled() => break,
@@ -118,7 +126,17 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
                 }
             }
         };
-        if claimed.is_empty() {
+        let nothing_due = claimed.is_empty();
+        for message in claimed {
+            let permit = held
+                .split(1)
+                .expect("a claim takes at most `free` messages");
+            sends.start(message, permit);
+        }
+        // The permits the claim did not use go back before any wait, so
+        // hand-overs can take them.
+        drop(held);
+        if nothing_due {
             let wait = idle_wait(&ctx, kind, &phone_id).await;
             tokio::select! {
                 _ = ctx.shutdown.cancelled() => break,
@@ -130,14 +148,6 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
                 }
             }
             continue;
-        }
-        for message in claimed {
-            let permit = permits
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("the semaphore is never closed");
-            sends.start(message, permit);
         }
         if let Some(limiter) = &sends.limiters.per_recipient {
             limiter.retain_recent();
