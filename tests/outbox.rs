@@ -468,10 +468,10 @@ async fn a_message_committed_claimed_and_left_by_a_crash_is_sent_after_restart()
 async fn many_concurrent_accepts_on_a_narrow_endpoint_are_all_sent_once() {
     // Hand-overs and claims compete for two slots while 400 requests come
     // in 16 at a time: every message is sent once, and the daemon still
-    // stops. (The dispatcher holds its permits before it claims, so a
-    // claimed message never waits for a slot that an unstarted hand-over
-    // holds; that race was seen once in the bench and this load did not
-    // reproduce it, so this test guards the outcome, not the race.)
+    // stops. (A claimed message waiting for a slot must keep starting
+    // hand-overs, whose slots are the ones that come back; that race was
+    // seen once in the bench and this load did not reproduce it, so this
+    // test guards the outcome, not the race.)
     let ch = TestChannel::new(ChannelKind::Sms, "m1");
     let limits = "[outbox.limits.sms]\nconcurrency = 2\nper_second = 100000.0\nburst = 100000\nper_recipient_per_minute = 0\n";
     let mut d = TestDaemon::start(&format!("{FAST_OUTBOX}{limits}"), vec![ch.clone()]).await;

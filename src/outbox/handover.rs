@@ -9,9 +9,10 @@
 //! messages already waiting until a claim has taken them all (requests
 //! that run at the same time may still swap). Slots are the dispatcher's
 //! own concurrency permits, and tokio's semaphore gives a freed permit to
-//! a waiting dispatcher before any `try_acquire`; the dispatcher takes the
-//! permits for a claim before it runs, so a claimed message never waits
-//! for a slot that a hand-over it has not started yet holds.
+//! a waiting dispatcher before any `try_acquire`. A hand-over may take a
+//! permit while a claim is running; a claimed message that then waits for
+//! a permit keeps starting hand-overs meanwhile, since theirs are the
+//! permits that come back.
 //!
 //! Nothing is lost if a hand-over never arrives (the request is dropped
 //! after the commit, the dispatcher has stopped): the message is `sending`

@@ -93,13 +93,6 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
                 }
             }
         }
-        // Hold the permits for the claim before it runs: a hand-over at
-        // accept could otherwise take one between the count and the claim,
-        // and a claimed message would wait for a permit that only a
-        // hand-over this loop has yet to start could give back.
-        let Ok(mut held) = permits.clone().try_acquire_many_owned(free) else {
-            continue;
-        };
         let claimed = ctx
             .store
             .claim_outbound(ClaimRequest {
@@ -118,7 +111,6 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
                 claimed
             }
             Err(e) => {
-                drop(held);
                 tracing::error!(error = %e, channel = %kind, %phone_id, "cannot claim from the outbox");
                 tokio::select! {
                     _ = ctx.shutdown.cancelled() => break,
@@ -128,14 +120,21 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
         };
         let nothing_due = claimed.is_empty();
         for message in claimed {
-            let permit = held
-                .split(1)
-                .expect("a claim takes at most `free` messages");
+            // Hand-overs may have taken permits since `free` was counted:
+            // start those while waiting, for their permits are the ones
+            // that come back (waiting on the permit alone would deadlock).
+            let permit = loop {
+                tokio::select! {
+                    permit = permits.clone().acquire_owned() => {
+                        break permit.expect("the semaphore is never closed");
+                    }
+                    Some(handover) = handovers.recv() => {
+                        sends.start(handover.record, handover.permit);
+                    }
+                }
+            };
             sends.start(message, permit);
         }
-        // The permits the claim did not use go back before any wait, so
-        // hand-overs can take them.
-        drop(held);
         if nothing_due {
             let wait = idle_wait(&ctx, kind, &phone_id).await;
             tokio::select! {
