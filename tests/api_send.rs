@@ -198,15 +198,7 @@ async fn health_ready_metrics_and_openapi() {
         .await;
     assert_eq!(code, 202);
     wa.wait_sent(1).await;
-    let metrics = d
-        .http
-        .get(format!("{}/metrics", d.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = d.metrics_text().await;
     assert!(
         metrics.contains("phonerelay_accepted_total{channel=\"wa\"} 1"),
         "{metrics}"

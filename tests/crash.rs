@@ -26,23 +26,8 @@ fn setup(dir: &Path, link: &Path, port: u16, retry_initial_ms: u64) -> (PathBuf,
         ),
     )
     .unwrap();
-    let out = run(&[
-        "keys",
-        "create",
-        "--config",
-        config.to_str().unwrap(),
-        "--name",
-        "t",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (
-        config,
-        String::from_utf8_lossy(&out.stdout).trim().to_string(),
-    )
+    let key = create_key_cli(&config);
+    (config, key)
 }
 
 fn get_message(

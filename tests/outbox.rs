@@ -386,16 +386,9 @@ async fn a_group_of_send_outcomes_is_recorded_all_or_nothing() {
 
 /// `phonerelay_handed_over_total` for SMS, from `/metrics`.
 async fn handed_over(d: &TestDaemon) -> u64 {
-    let text = d
-        .http
-        .get(format!("{}/metrics", d.base))
-        .send()
+    d.metrics_text()
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .find(|l| l.starts_with("phonerelay_handed_over_total{channel=\"sms\"}"))
         .and_then(|l| l.rsplit(' ').next())
         .map_or(0, |n| n.parse().unwrap())

@@ -90,16 +90,7 @@ fn two_modems_route_report_receive_and_survive_an_unplug() {
         ),
     )
     .unwrap();
-    let out = run(&[
-        "keys",
-        "create",
-        "--config",
-        config.to_str().unwrap(),
-        "--name",
-        "t",
-    ]);
-    assert!(out.status.success());
-    let key = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let key = create_key_cli(&config);
     let daemon = DaemonProcess::start(&config, port);
     let bridge = Bridge {
         http: reqwest::blocking::Client::new(),

@@ -127,6 +127,18 @@ impl TestDaemon {
         into_parts(response).await
     }
 
+    /// The Prometheus text of `/metrics` (no key needed).
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Poll a message until `done` holds for its JSON, or panic after 10 s.
     pub async fn wait_message(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -11,6 +11,25 @@ pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_phonerelay"))
 }
 
+/// `phonerelay keys create --name t` on `config`: the new key (default
+/// scopes), as an admin would make one.
+pub fn create_key_cli(config: &Path) -> String {
+    let out = run(&[
+        "keys",
+        "create",
+        "--config",
+        config.to_str().unwrap(),
+        "--name",
+        "t",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 pub fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("phonerelay runs")
 }

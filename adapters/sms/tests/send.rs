@@ -117,6 +117,37 @@ fn impatient_config() -> phonerelay_sms::ModemConfig {
 }
 const SLOW_NETWORK: Duration = Duration::from_millis(900);
 
+/// A text long enough for three parts.
+fn three_part_text() -> String {
+    "The quick brown fox jumps over the lazy dog. ".repeat(8)
+}
+
+/// One send of `id` that must fail with a transient error.
+async fn send_fails_transiently(rig: &Rig, id: &str, text: &str) {
+    let err = rig
+        .channel
+        .send(&message(id, "+15551230001", text))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
+}
+
+/// The network saw each of the three parts of `text` exactly once, the
+/// handset gets one message, and the receipt names each part's id in order.
+fn assert_each_part_once(rig: &Rig, text: &str, receipt: &phonerelay_channel::SendReceipt) {
+    let parts = rig.sim.sent_parts();
+    let mut seqs: Vec<u8> = parts.iter().map(|p| p.concat.unwrap().2).collect();
+    seqs.sort();
+    assert_eq!(seqs, [1, 2, 3], "{parts:#?}");
+    let sent = rig.sim.sent_messages();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].text, text);
+    assert_eq!(receipt.external_ids.len(), 3);
+    for (id, mr) in receipt.external_ids.iter().zip(&sent[0].mrs) {
+        assert!(id.starts_with(&format!("mr:{mr}:")), "{id} vs mr {mr}");
+    }
+}
+
 /// The outbox's view: retry the same message on transient errors until it
 /// is sent.
 async fn retry_until_sent(
@@ -140,32 +171,17 @@ async fn retry_until_sent(
 async fn late_cmgs_after_send_timeout_is_not_sent_again_by_the_retry() {
     let rig = Rig::start(behaviour(), impatient_config()).await;
     rig.wait_up().await;
-    let text = "The quick brown fox jumps over the lazy dog. ".repeat(8);
+    let text = three_part_text();
     // The first part takes longer than send_timeout_ms: the send fails
     // (transient, outcome unknown) and the modem's +CMGS comes later.
     rig.sim.set_delay(SLOW_NETWORK);
-    let err = rig
-        .channel
-        .send(&message("slow", "+15551230001", &text))
-        .await
-        .unwrap_err();
-    assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
+    send_fails_transiently(&rig, "slow", &text).await;
     rig.sim.set_delay(Duration::ZERO);
     // The outbox's retry of the same message.
     let receipt = retry_until_sent(&rig, &message("slow", "+15551230001", &text)).await;
-    // The network saw each part exactly once.
-    let parts = rig.sim.sent_parts();
-    let mut seqs: Vec<u8> = parts.iter().map(|p| p.concat.unwrap().2).collect();
-    seqs.sort();
-    assert_eq!(seqs, [1, 2, 3], "{parts:#?}");
-    let sent = rig.sim.sent_messages();
-    assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].text, text);
-    // One external id per part, in part order, the late one included.
-    assert_eq!(receipt.external_ids.len(), 3);
-    for (id, mr) in receipt.external_ids.iter().zip(&sent[0].mrs) {
-        assert!(id.starts_with(&format!("mr:{mr}:")), "{id} vs mr {mr}");
-    }
+    // The network saw each part exactly once; one external id per part, in
+    // part order, the late one included.
+    assert_each_part_once(&rig, &text, &receipt);
     // Every part's delivery report, the late part's too, names its id.
     wait_until(|| rig.sink.statuses().len() == 3).await;
     let reported: BTreeSet<String> = rig
@@ -211,15 +227,10 @@ async fn late_cmgs_of_the_only_part_makes_the_retry_succeed_without_sending() {
 async fn a_long_message_resumed_after_a_restart_sends_only_the_parts_left() {
     let mut rig = Rig::start(behaviour(), modem_config("main")).await;
     rig.wait_up().await;
-    let text = "The quick brown fox jumps over the lazy dog. ".repeat(8);
+    let text = three_part_text();
     // Part 1 goes out, part 2 meets a transient network error.
     rig.sim.fail_sends_after(1, 38, 1);
-    let err = rig
-        .channel
-        .send(&message("long", "+15551230001", &text))
-        .await
-        .unwrap_err();
-    assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
+    send_fails_transiently(&rig, "long", &text).await;
     assert_eq!(rig.sim.sent_parts().len(), 1);
     assert_eq!(rig.sink.cursors.lock().unwrap().len(), 1, "part 1 kept");
 
@@ -230,21 +241,7 @@ async fn a_long_message_resumed_after_a_restart_sends_only_the_parts_left() {
     let receipt = retry_until_sent(&rig, &message("long", "+15551230001", &text)).await;
 
     // The network saw each part once, and the handset gets one message.
-    let mut seqs: Vec<u8> = rig
-        .sim
-        .sent_parts()
-        .iter()
-        .map(|p| p.concat.unwrap().2)
-        .collect();
-    seqs.sort();
-    assert_eq!(seqs, [1, 2, 3]);
-    let sent = rig.sim.sent_messages();
-    assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].text, text);
-    assert_eq!(receipt.external_ids.len(), 3);
-    for (id, mr) in receipt.external_ids.iter().zip(&sent[0].mrs) {
-        assert!(id.starts_with(&format!("mr:{mr}:")), "{id} vs mr {mr}");
-    }
+    assert_each_part_once(&rig, &text, &receipt);
     assert!(
         rig.sink.cursors.lock().unwrap().is_empty(),
         "the cursor goes once the message is sent"
