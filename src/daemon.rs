@@ -78,10 +78,12 @@ pub async fn start(
     let endpoints = Arc::new(Endpoints::new(channels).map_err(ExitError::Config)?);
 
     let db = loaded.database_path();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&db).map_err(|e| {
+    let commit_delay = Duration::from_millis(loaded.config.storage.commit_delay_ms);
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open_with_commit_delay(&db, commit_delay).map_err(|e| {
             ExitError::Runtime(format!("cannot open the store {}: {e}", db.display()))
-        })?);
+        })?,
+    );
     let requeued = store
         .requeue_abandoned(now_ms())
         .await

@@ -58,6 +58,10 @@ fn check_names_the_key_and_reason_and_exits_2() {
             "outbox.max_attempts: must be at least 1",
         ),
         (
+            "[storage]\ncommit_delay_ms = 51\n",
+            "storage.commit_delay_ms: must be at most 50",
+        ),
+        (
             "[outbox]\nsend_timeout_seconds = 600\nlease_seconds = 60\n",
             "outbox.send_timeout_seconds: must be shorter than outbox.lease_seconds",
         ),

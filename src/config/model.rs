@@ -56,6 +56,10 @@ pub struct StorageConfig {
     /// inbound message is kept; 0 keeps everything. Queued, sending and
     /// dead-lettered messages are never deleted.
     pub retention_days: u64,
+    /// Milliseconds a group of fewer than 16 writes waits for more before
+    /// it commits (each commit writes every page it touched and fsyncs);
+    /// 0 commits at once. At most 50.
+    pub commit_delay_ms: u64,
 }
 
 impl Default for StorageConfig {
@@ -63,6 +67,7 @@ impl Default for StorageConfig {
         Self {
             state_dir: DEFAULT_STATE_DIR.into(),
             retention_days: DEFAULT_RETENTION_DAYS,
+            commit_delay_ms: DEFAULT_COMMIT_DELAY_MS,
         }
     }
 }

@@ -2,6 +2,7 @@ use std::net::SocketAddr;
 
 use phonerelay_channel::{ChannelKind, ConfigIssue};
 
+use super::defaults::MAX_COMMIT_DELAY_MS;
 use super::load::LoadedConfig;
 
 /// Check the whole config without side effects; an empty list means valid.
@@ -31,6 +32,13 @@ pub fn validate_with(loaded: &LoadedConfig, extra_phone_ids: &[String]) -> Vec<C
         "server.request_timeout_seconds",
         config.server.request_timeout_seconds,
     );
+
+    if config.storage.commit_delay_ms > MAX_COMMIT_DELAY_MS {
+        issues.push(ConfigIssue::new(
+            "storage.commit_delay_ms",
+            format!("must be at most {MAX_COMMIT_DELAY_MS}"),
+        ));
+    }
 
     let outbox = &config.outbox;
     positive(

@@ -35,8 +35,19 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Open (creating if needed) the database and bring its schema up to date.
+    /// Open (creating if needed) the database and bring its schema up to
+    /// date, with the default commit delay.
     pub fn open(path: &Path) -> StoreResult<Self> {
+        let delay = std::time::Duration::from_millis(crate::config::DEFAULT_COMMIT_DELAY_MS);
+        Self::open_with_commit_delay(path, delay)
+    }
+
+    /// As [`Self::open`]; a group of few writes waits up to `commit_delay`
+    /// for more before it commits (`storage.commit_delay_ms`).
+    pub fn open_with_commit_delay(
+        path: &Path,
+        commit_delay: std::time::Duration,
+    ) -> StoreResult<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Database(format!("cannot create {}: {e}", dir.display()))
@@ -45,7 +56,7 @@ impl SqliteStore {
         let mut conn = Connection::open(path)?;
         schema::configure(&conn)?;
         schema::migrate(&mut conn)?;
-        let (writer, handle) = Writer::spawn(conn);
+        let (writer, handle) = Writer::spawn(conn, commit_delay);
         Ok(Self {
             path: path.to_path_buf(),
             writer,

@@ -14,17 +14,14 @@ use crate::store::{StoreError, StoreResult};
 /// Most writes in one transaction; bounds the latency a batch adds.
 const MAX_BATCH: usize = 512;
 
-/// A group smaller than this waits up to [`COMMIT_DELAY`] for more writes
-/// before it commits. Every commit writes each page it touched to the WAL
+/// A group smaller than this waits up to the commit delay
+/// (`storage.commit_delay_ms`) for more writes before it commits. Every commit writes each page it touched to the WAL
 /// and fsyncs: under a moderate steady load (a few thousand writes a
 /// second) groups of one or two cost a commit each, about 40 KiB written
 /// per message; waiting a little for company spreads that over several
 /// (docs/performance.md). Under heavy load groups are larger than this
 /// anyway and nothing waits.
 const GROUP_TARGET: usize = 16;
-
-/// The longest a group waits for company: the latency it may add.
-const COMMIT_DELAY: Duration = Duration::from_micros(1000);
 
 /// One queued write: run it (again, if its batch has to be redone) inside
 /// the group transaction, then report its result once the commit is known.
@@ -77,14 +74,16 @@ pub struct Writer {
 
 impl Writer {
     /// Start the writer thread; it stops when every `Writer` is dropped.
-    pub fn spawn(conn: Connection) -> (Self, thread::JoinHandle<()>) {
+    /// A group of fewer than [`GROUP_TARGET`] writes waits up to
+    /// `commit_delay` (the latency it may add) for more before it commits.
+    pub fn spawn(conn: Connection, commit_delay: Duration) -> (Self, thread::JoinHandle<()>) {
         // Keep every statement of the store prepared: it has more distinct
         // ones than rusqlite's default cache of 16.
         conn.set_prepared_statement_cache_capacity(64);
         let (jobs, rx) = mpsc::channel::<Job>();
         let handle = thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || run(conn, rx, commit_delay))
             .expect("spawning the store writer thread");
         (Self { jobs }, handle)
     }
@@ -133,9 +132,9 @@ fn in_savepoint<T>(
     }
 }
 
-fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
+fn run(conn: Connection, rx: mpsc::Receiver<Job>, commit_delay: Duration) {
     while let Ok(first) = rx.recv() {
-        let mut batch = gather(first, &rx);
+        let mut batch = gather(first, &rx, commit_delay);
         let commit = run_batch(&conn, &mut batch);
         for job in batch {
             job.finish(commit.clone());
@@ -144,11 +143,11 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
 }
 
 /// The jobs of the next group: `first` and all that are waiting, and if
-/// that is fewer than [`GROUP_TARGET`], those that come within
-/// [`COMMIT_DELAY`] of `first`, until the target is reached.
-fn gather(first: Job, rx: &mpsc::Receiver<Job>) -> Vec<Job> {
+/// that is fewer than [`GROUP_TARGET`], those that come within `delay` of
+/// `first`, until the target is reached.
+fn gather(first: Job, rx: &mpsc::Receiver<Job>, delay: Duration) -> Vec<Job> {
     let mut batch = vec![first];
-    let deadline = Instant::now() + COMMIT_DELAY;
+    let deadline = Instant::now() + delay;
     while batch.len() < MAX_BATCH {
         match rx.try_recv() {
             Ok(job) => {
@@ -222,19 +221,21 @@ mod tests {
         for x in 0..600 {
             tx.send(job(insert(x)).0).unwrap();
         }
+        // An hour's delay: a test that waited for company would not end.
+        let delay = Duration::from_secs(3600);
         let first = rx.recv().unwrap();
-        assert_eq!(gather(first, &rx).len(), MAX_BATCH);
+        assert_eq!(gather(first, &rx, delay).len(), MAX_BATCH);
         let first = rx.recv().unwrap();
         assert_eq!(
-            gather(first, &rx).len(),
+            gather(first, &rx, delay).len(),
             600 - MAX_BATCH,
-            "no wait: 88 > target"
+            "88 > target"
         );
         // Writers gone: a lone write commits without waiting for company.
         tx.send(job(insert(0)).0).unwrap();
         drop(tx);
         let first = rx.recv().unwrap();
-        assert_eq!(gather(first, &rx).len(), 1);
+        assert_eq!(gather(first, &rx, delay).len(), 1);
     }
 
     #[test]
