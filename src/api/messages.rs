@@ -129,7 +129,7 @@ pub(crate) async fn commit_send(
         .endpoints
         .get(valid.channel, &req.phone_id)
         .and_then(|endpoint| endpoint.intake.reserve());
-    let lease_ms = (state.config.config.outbox.lease_seconds * 1000) as i64;
+    let lease_ms = state.config.config.outbox.lease_ms();
     let message = NewOutbound {
         id: uuid::Uuid::now_v7().to_string(),
         api_key_id,

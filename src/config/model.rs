@@ -87,6 +87,13 @@ pub struct OutboxConfig {
     pub limits: BTreeMap<String, LimitConfig>,
 }
 
+impl OutboxConfig {
+    /// How long a claim holds a message, in milliseconds.
+    pub fn lease_ms(&self) -> i64 {
+        (self.lease_seconds * 1000) as i64
+    }
+}
+
 impl Default for OutboxConfig {
     fn default() -> Self {
         Self {

@@ -7,6 +7,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::handover::Handover;
 use super::limits::limits_for;
 use super::send::{Limiters, send_one};
 use crate::clock::now_ms;
@@ -59,7 +60,7 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
         per_recipient: NonZeroU32::new(limits.per_recipient_per_minute)
             .map(|n| RateLimiter::keyed(Quota::per_minute(n))),
     });
-    let lease_ms = (ctx.outbox.lease_seconds * 1000) as i64;
+    let lease_ms = ctx.outbox.lease_ms();
     let (finished, finished_rx) = mpsc::unbounded_channel();
     let recorder = tokio::spawn(record_finished(ctx.store.clone(), finished_rx));
     let mut sends = Sends {
@@ -75,7 +76,7 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
     while !ctx.shutdown.is_cancelled() {
         while sends.in_flight.try_join_next().is_some() {}
         while let Ok(handover) = handovers.try_recv() {
-            sends.start(handover.record, handover.permit);
+            sends.take(handover);
         }
         let free = permits.available_permits() as u32;
         if free == 0 {
@@ -88,7 +89,7 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
                     continue;
                 }
                 Some(handover) = handovers.recv() => {
-                    sends.start(handover.record, handover.permit);
+                    sends.take(handover);
                     continue;
                 }
             }
@@ -129,7 +130,7 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
                         break permit.expect("the semaphore is never closed");
                     }
                     Some(handover) = handovers.recv() => {
-                        sends.start(handover.record, handover.permit);
+                        sends.take(handover);
                     }
                 }
             };
@@ -143,7 +144,7 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
                 _ = tokio::time::sleep(wait) => {}
                 Some(_) = sends.in_flight.join_next(), if !sends.in_flight.is_empty() => {}
                 Some(handover) = handovers.recv() => {
-                    sends.start(handover.record, handover.permit);
+                    sends.take(handover);
                 }
             }
             continue;
@@ -159,7 +160,7 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
     loop {
         tokio::select! {
             handover = handovers.recv() => match handover {
-                Some(handover) => sends.start(handover.record, handover.permit),
+                Some(handover) => sends.take(handover),
                 None => break,
             },
             _ = ctx.hard_stop.cancelled() => break,
@@ -183,6 +184,11 @@ struct Sends {
 }
 
 impl Sends {
+    /// Send a message handed over at accept, with the permit it holds.
+    fn take(&mut self, handover: Handover) {
+        self.start(handover.record, handover.permit);
+    }
+
     /// Send a claimed (or handed-over) message in a task of its own; its
     /// outcome goes to the recorder with the permit it holds.
     fn start(&mut self, message: OutboundRecord, permit: OwnedSemaphorePermit) {
