@@ -252,6 +252,9 @@ struct Report {
     per_second: f64,
     /// Process CPU time (daemon and load generator) per request, µs.
     cpu_us: f64,
+    /// CPU time of the store's writer thread per request, µs: the one
+    /// thread every durable write passes through.
+    writer_us: f64,
     p50_ms: f64,
     p99_ms: f64,
     p999_ms: f64,
@@ -259,12 +262,13 @@ struct Report {
     unexpected: u64,
 }
 
-fn report(mut samples: Vec<u64>, elapsed: Duration, cpu: Duration, unexpected: u64) -> Report {
+fn report(mut samples: Vec<u64>, elapsed: Duration, cpu: CpuTimes, unexpected: u64) -> Report {
     samples.sort_unstable();
     Report {
         requests: samples.len(),
         per_second: samples.len() as f64 / elapsed.as_secs_f64(),
-        cpu_us: cpu.as_secs_f64() * 1e6 / samples.len() as f64,
+        cpu_us: cpu.process.as_secs_f64() * 1e6 / samples.len() as f64,
+        writer_us: cpu.writer.as_secs_f64() * 1e6 / samples.len() as f64,
         p50_ms: percentile(&samples, 50.0),
         p99_ms: percentile(&samples, 99.0),
         p999_ms: percentile(&samples, 99.9),
@@ -288,7 +292,7 @@ async fn closed_loop(
     let end = measure_from + Duration::from_secs_f64(seconds);
     let cpu_from = tokio::spawn(async move {
         tokio::time::sleep_until(measure_from.into()).await;
-        process_cpu()
+        CpuTimes::now()
     });
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..connections {
@@ -318,7 +322,7 @@ async fn closed_loop(
         all.merge(samples.expect("client task"));
     }
     let measured = Instant::now().saturating_duration_since(measure_from);
-    let cpu = process_cpu().saturating_sub(cpu_from.await.expect("cpu sampler"));
+    let cpu = CpuTimes::now().since(cpu_from.await.expect("cpu sampler"));
     let latencies = std::mem::take(&mut all.latencies_ns);
     (report(latencies, measured, cpu, all.unexpected), all)
 }
@@ -349,7 +353,7 @@ async fn open_loop(
         permits: Semaphore::new(pool_size),
     });
     let total = (rate * seconds).round() as u64;
-    let cpu_from = process_cpu();
+    let cpu_from = CpuTimes::now();
     let period = Duration::from_secs_f64(1.0 / rate);
     let samples = Arc::new(Mutex::new(Samples::default()));
     let max_lag = Arc::new(AtomicU64::new(0));
@@ -387,11 +391,56 @@ async fn open_loop(
         done.expect("open-loop request");
     }
     let elapsed = tokio::time::Instant::now().duration_since(start);
-    let cpu = process_cpu().saturating_sub(cpu_from);
+    let cpu = CpuTimes::now().since(cpu_from);
     let mut all = std::mem::take(&mut *samples.lock().unwrap());
     let latencies = std::mem::take(&mut all.latencies_ns);
     let lag = Duration::from_nanos(max_lag.load(Ordering::Relaxed));
     (report(latencies, elapsed, cpu, all.unexpected), all, lag)
+}
+
+/// CPU time used so far by the whole process and by the store's writer
+/// thread.
+#[derive(Clone, Copy)]
+struct CpuTimes {
+    process: Duration,
+    writer: Duration,
+}
+
+impl CpuTimes {
+    fn now() -> Self {
+        CpuTimes {
+            process: process_cpu(),
+            writer: thread_cpu("store-writer"),
+        }
+    }
+
+    fn since(self, earlier: CpuTimes) -> Self {
+        CpuTimes {
+            process: self.process.saturating_sub(earlier.process),
+            writer: self.writer.saturating_sub(earlier.writer),
+        }
+    }
+}
+
+/// Time on the CPU of this process's thread named `name`, from its
+/// `schedstat` (nanoseconds; zero where absent).
+fn thread_cpu(name: &str) -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let is_it =
+            std::fs::read_to_string(path.join("comm")).is_ok_and(|comm| comm.trim() == name);
+        if is_it {
+            let ns = std::fs::read_to_string(path.join("schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+                .unwrap_or(0);
+            return Duration::from_nanos(ns);
+        }
+    }
+    Duration::ZERO
 }
 
 /// CPU time this process (daemon, writer thread and load generator) has
@@ -447,8 +496,16 @@ fn fsync_cost(dir: &Path, rounds: usize) -> (f64, f64) {
 
 fn print(name: &str, r: &Report) {
     println!(
-        "{name:<34} {:>7} req  {:>9.0} req/s  cpu {:>5.1} us/req  p50 {:>7.3} ms  p99 {:>7.3} ms  p99.9 {:>7.3} ms  max {:>8.3} ms  non-2xx {}",
-        r.requests, r.per_second, r.cpu_us, r.p50_ms, r.p99_ms, r.p999_ms, r.max_ms, r.unexpected
+        "{name:<34} {:>7} req  {:>9.0} req/s  cpu {:>5.1} us/req (writer {:>5.1})  p50 {:>7.3} ms  p99 {:>7.3} ms  p99.9 {:>7.3} ms  max {:>8.3} ms  non-2xx {}",
+        r.requests,
+        r.per_second,
+        r.cpu_us,
+        r.writer_us,
+        r.p50_ms,
+        r.p99_ms,
+        r.p999_ms,
+        r.max_ms,
+        r.unexpected
     );
 }
 
