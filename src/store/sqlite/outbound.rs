@@ -9,6 +9,16 @@ use super::rows::{
 };
 use crate::store::*;
 
+/// A new message (see `accept`).
+pub(super) const ACCEPT: &str = "INSERT INTO outbound (id, api_key_id, idempotency_key,
+        request_hash, phone_id, channel, recipient, body, subject, source, attachments,
+        reply_to, reply_to_external_id, priority, status, created_at, updated_at, expires_at,
+        next_attempt_at, attempts, lease_until, attempt_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+        CASE WHEN ?17 IS NULL THEN 'queued' ELSE 'sending' END,
+        ?15, ?15, ?16, ?15,
+        ?17 IS NOT NULL, ?17, CASE WHEN ?17 IS NULL THEN NULL ELSE ?15 END)";
+
 pub fn accept(conn: &Connection, m: &NewOutbound) -> StoreResult<AcceptOutcome> {
     if let Some(key) = &m.idempotency_key {
         let existing: Option<(String, String)> = conn
@@ -29,17 +39,7 @@ pub fn accept(conn: &Connection, m: &NewOutbound) -> StoreResult<AcceptOutcome> 
     }
     // A message committed claimed (see `NewOutbound::claimed_until_ms`)
     // starts as `sending`, its first attempt begun at `created_at`.
-    conn.prepare_cached(
-        "INSERT INTO outbound (id, api_key_id, idempotency_key, request_hash, phone_id, channel,
-            recipient, body, subject, source, attachments, reply_to, reply_to_external_id,
-            priority, status, created_at, updated_at, expires_at, next_attempt_at,
-            attempts, lease_until, attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
-            CASE WHEN ?17 IS NULL THEN 'queued' ELSE 'sending' END,
-            ?15, ?15, ?16, ?15,
-            ?17 IS NOT NULL, ?17, CASE WHEN ?17 IS NULL THEN NULL ELSE ?15 END)",
-    )?
-    .execute(params![
+    conn.prepare_cached(ACCEPT)?.execute(params![
         m.id,
         m.api_key_id,
         m.idempotency_key,
@@ -192,6 +192,12 @@ pub fn cancel(conn: &Connection, id: &str, now_ms: i64) -> StoreResult<CancelOut
     }
 }
 
+/// A message's new status (see `set_status`).
+pub(super) const SET_STATUS: &str = "UPDATE outbound SET status = ?2, updated_at = ?3,
+        lease_until = NULL, error_code = ?4, error_message = ?5
+     WHERE id = ?1
+     RETURNING channel, phone_id, recipient, source";
+
 /// Move message `id` to `status` and log it; returns where the message
 /// went, which a sent outcome needs (one statement, no separate lookup).
 /// An unknown id is an error.
@@ -204,21 +210,17 @@ fn set_status(
     reason: Option<&str>,
 ) -> StoreResult<SentTo> {
     event(conn, id, status, now_ms, code, reason)?;
-    Ok(conn
-        .prepare_cached(
-            "UPDATE outbound SET status = ?2, updated_at = ?3, lease_until = NULL,
-                error_code = ?4, error_message = ?5
-             WHERE id = ?1
-             RETURNING channel, phone_id, recipient, source",
-        )?
-        .query_row(params![id, status.as_str(), now_ms, code, reason], |row| {
+    Ok(conn.prepare_cached(SET_STATUS)?.query_row(
+        params![id, status.as_str(), now_ms, code, reason],
+        |row| {
             Ok(SentTo {
                 channel: row.get(0)?,
                 phone_id: row.get(1)?,
                 recipient: row.get(2)?,
                 source: row.get(3)?,
             })
-        })?)
+        },
+    )?)
 }
 
 // The statements that read the queue by status are consts, so `plans.rs`
