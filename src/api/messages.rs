@@ -130,11 +130,17 @@ pub(crate) async fn commit_send(
         .get(valid.channel, &req.phone_id)
         .and_then(|endpoint| endpoint.intake.reserve());
     let lease_ms = state.config.config.outbox.lease_ms();
+    // Only a repeat of the same key compares hashes: without a key there
+    // is nothing to compare with, so nothing to hash or store.
+    let request_hash = match &idempotency_key {
+        Some(_) => hex::encode(Sha256::digest(raw)),
+        None => String::new(),
+    };
     let message = NewOutbound {
         id: uuid::Uuid::now_v7().to_string(),
         api_key_id,
         idempotency_key,
-        request_hash: hex::encode(Sha256::digest(raw)),
+        request_hash,
         phone_id: req.phone_id,
         channel: valid.channel,
         to: req.to,

@@ -69,7 +69,8 @@ pub struct NewOutbound {
     pub id: String,
     pub api_key_id: Option<String>,
     pub idempotency_key: Option<String>,
-    /// Hash of the request body, to tell a true repeat from a reused key.
+    /// Hash of the request body, to tell a true repeat from a reused key;
+    /// empty when the request has no idempotency key.
     pub request_hash: String,
     pub phone_id: String,
     pub channel: ChannelKind,
