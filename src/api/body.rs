@@ -62,6 +62,12 @@ pub fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
             "the body must be a JSON object",
         ));
     }
+    // Most bodies are valid: read them without tracking the path, which
+    // costs an allocation per field; only a failure is read again with it,
+    // to name the field.
+    if let Ok(value) = serde_json::from_slice(raw) {
+        return Ok(value);
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(raw);
     let result: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
     if result.is_ok() {
