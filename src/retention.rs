@@ -1,5 +1,6 @@
 //! The retention sweep: once an hour, delete what `storage.retention_days`
-//! says is old, in batches so sends and accepts are never held up long.
+//! says is old, in batches so sends and accepts are never held up long,
+//! and the per-message adapter state of messages that have ended.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use crate::store::Store;
 
 /// Rows per writer job: small enough to keep accept latency flat.
 const BATCH: u32 = 500;
+
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
 pub async fn run(
@@ -19,33 +21,44 @@ pub async fn run(
     every: Duration,
     shutdown: CancellationToken,
 ) {
-    if retention_days == 0 {
-        return;
-    }
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let before = now_ms() - retention_days as i64 * DAY_MS;
-        let mut total = 0;
-        loop {
-            match store.prune(before, BATCH).await {
-                Ok(n) => {
-                    total += n;
-                    if n < BATCH as usize || shutdown.is_cancelled() {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "retention sweep failed");
+        // Kept forever or not, a message that has ended needs no adapter
+        // state any more (channel crate, `message_cursor`).
+        match store.prune_message_cursors().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "state of ended messages deleted"),
+            Err(e) => tracing::warn!(error = %e, "sweep of ended messages' state failed"),
+        }
+        if retention_days > 0 {
+            prune_old(&*store, retention_days, &shutdown).await;
+        }
+    }
+}
+
+/// Delete what is older than `retention_days`, one batch per writer job.
+async fn prune_old(store: &dyn Store, retention_days: u64, shutdown: &CancellationToken) {
+    let before = now_ms() - retention_days as i64 * DAY_MS;
+    let mut total = 0;
+    loop {
+        match store.prune(before, BATCH).await {
+            Ok(n) => {
+                total += n;
+                if n < BATCH as usize || shutdown.is_cancelled() {
                     break;
                 }
             }
+            Err(e) => {
+                tracing::warn!(error = %e, "retention sweep failed");
+                break;
+            }
         }
-        if total > 0 {
-            tracing::info!(deleted = total, retention_days, "old messages deleted");
-        }
+    }
+    if total > 0 {
+        tracing::info!(deleted = total, retention_days, "old messages deleted");
     }
 }

@@ -6,7 +6,7 @@ mod common;
 use common::{claim_all, new_outbound, open_store};
 use phonerelay::clock::now_ms;
 use phonerelay::store::*;
-use phonerelay_channel::{ChannelKind, InboundMessage, SendReceipt};
+use phonerelay_channel::{ChannelKind, InboundMessage, SendReceipt, message_cursor};
 
 fn inbound(external_id: &str, now: i64) -> InboundMessage {
     InboundMessage {
@@ -109,4 +109,56 @@ async fn prune_deletes_only_old_ended_and_forwarded_messages() {
         )
         .unwrap();
     assert_eq!(orphans, 0, "history and parts go with their message");
+}
+
+#[tokio::test]
+async fn the_sweep_deletes_the_adapter_state_of_ended_and_vanished_messages_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir.path().join("phonerelay.sqlite3"));
+    let now = now_ms();
+    for id in ["live-1", "sent-1", "cancelled-1"] {
+        store
+            .accept_outbound(new_outbound(id, id, now))
+            .await
+            .unwrap();
+    }
+    let mut expiring = new_outbound("expired-1", "too late", now);
+    expiring.expires_at_ms = now - 1;
+    store.accept_outbound(expiring).await.unwrap();
+    assert_eq!(store.expire_due(now).await.unwrap(), 1);
+    store.cancel_outbound("cancelled-1", now).await.unwrap();
+    let claimed = claim_all(&store, now, 60_000).await;
+    let claimed: Vec<&str> = claimed.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(claimed, ["live-1", "sent-1"]);
+    let receipt = SendReceipt::single("ext-sent-1");
+    store
+        .record_outcome("sent-1", sent(receipt, now))
+        .await
+        .unwrap();
+
+    // A long SMS's accepted parts, say, for each; plus an ordinary cursor.
+    let ids = ["live-1", "sent-1", "cancelled-1", "expired-1", "never-was"];
+    for id in ids {
+        let name = message_cursor(id, "sms-parts");
+        store.save_cursor("sms:m1", &name, "0 17 x").await.unwrap();
+    }
+    store.save_cursor("sms:m1", "offset", "42").await.unwrap();
+
+    assert_eq!(store.prune_message_cursors().await.unwrap(), 4);
+    for id in ids {
+        let kept = store
+            .load_cursor("sms:m1", &message_cursor(id, "sms-parts"))
+            .await
+            .unwrap();
+        assert_eq!(kept.is_some(), id == "live-1", "{id}");
+    }
+    assert_eq!(
+        store
+            .load_cursor("sms:m1", "offset")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("42")
+    );
+    assert_eq!(store.prune_message_cursors().await.unwrap(), 0);
 }

@@ -58,6 +58,9 @@ pub trait Store: Send + Sync + 'static {
     /// `before_ms`; returns how many rows went. Live and dead-lettered
     /// messages are kept.
     async fn prune(&self, before_ms: i64, batch: u32) -> StoreResult<usize>;
+    /// Delete every `message_cursor` (see the channel crate) whose message
+    /// has ended or is gone; returns how many went.
+    async fn prune_message_cursors(&self) -> StoreResult<usize>;
     /// Return claims left by a process that died to the queue.
     async fn requeue_abandoned(&self, now_ms: i64) -> StoreResult<usize>;
     /// Apply a delivery report or read receipt; `None` if no message matches.

@@ -18,7 +18,9 @@ pub trait EventSink: Send + Sync {
     async fn deliver(&self, event: ChannelEvent) -> Result<(), SinkError>;
 
     /// Store a cursor (Telegram offset, IMAP UID...) under this endpoint,
-    /// durably once `Ok`. An empty `value` removes the cursor.
+    /// durably once `Ok`. An empty `value` removes the cursor. State that
+    /// belongs to one outbound message goes under a [`message_cursor`]
+    /// name, which the daemon removes once that message has ended.
     async fn save_cursor(&self, name: &str, value: &str) -> Result<(), SinkError>;
 
     async fn load_cursor(&self, name: &str) -> Result<Option<String>, SinkError>;
@@ -27,6 +29,47 @@ pub trait EventSink: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("could not commit: {0}")]
 pub struct SinkError(pub String);
+
+const MESSAGE_CURSOR_PREFIX: &str = "message/";
+
+/// The cursor name for `topic` state of outbound message `message_id`
+/// while it is being sent (a long SMS's accepted parts). The daemon deletes
+/// every such cursor once its message has ended or is gone, however that
+/// happened: an adapter does not see a message expire or be cancelled
+/// while it waits for a retry, so it could not clean up itself.
+pub fn message_cursor(message_id: &str, topic: &str) -> String {
+    format!("{MESSAGE_CURSOR_PREFIX}{message_id}/{topic}")
+}
+
+/// The message a [`message_cursor`] name belongs to; `None` for any other
+/// cursor.
+pub fn message_of_cursor(name: &str) -> Option<&str> {
+    let (id, _topic) = name.strip_prefix(MESSAGE_CURSOR_PREFIX)?.split_once('/')?;
+    Some(id).filter(|id| !id.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_cursor_names_its_message_and_no_other_cursor_does() {
+        let name = message_cursor("0194f0c2-7a4e-7000-8000-000000000001", "sms-parts");
+        assert_eq!(
+            message_of_cursor(&name),
+            Some("0194f0c2-7a4e-7000-8000-000000000001")
+        );
+        for other in [
+            "offset",
+            "uid:INBOX",
+            "message/",
+            "message//x",
+            "sms-parts:abc",
+        ] {
+            assert_eq!(message_of_cursor(other), None, "{other}");
+        }
+    }
+}
 
 /// What the daemon gives an adapter's receive loop.
 #[derive(Clone)]

@@ -20,7 +20,9 @@ mod secret;
 mod webhook;
 
 pub use address::{AddressError, validate_address};
-pub use channel::{Channel, ChannelContext, EventSink, SinkError};
+pub use channel::{
+    Channel, ChannelContext, EventSink, SinkError, message_cursor, message_of_cursor,
+};
 pub use config_issue::ConfigIssue;
 pub use error::{ErrorClass, SendError};
 pub use health::{ChannelHealth, HealthState};

@@ -147,6 +147,10 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn prune_message_cursors(&self) -> StoreResult<usize> {
+        self.writer.write(retention::prune_message_cursors).await
+    }
+
     async fn requeue_abandoned(&self, now_ms: i64) -> StoreResult<usize> {
         self.writer
             .write(move |conn| outbound::requeue_abandoned(conn, now_ms))

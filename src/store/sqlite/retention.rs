@@ -4,7 +4,9 @@
 
 use rusqlite::{Connection, params};
 
-use super::rows::ended;
+use phonerelay_channel::message_of_cursor;
+
+use super::rows::{ended, live};
 use crate::store::StoreResult;
 
 /// Ended messages last changed before ?1, through the partial ended index.
@@ -13,6 +15,36 @@ pub(super) const PRUNE_ENDED: &str = concat!(
     ended!(),
     " AND updated_at < ?1 LIMIT ?2"
 );
+
+/// Is message ?1 still queued or being sent?
+const IS_LIVE: &str = concat!("SELECT 1 FROM outbound WHERE id = ?1 AND ", live!());
+
+/// Cursors that belong to a message which has ended or is gone: an adapter
+/// keeps such state while it sends (a long SMS's accepted parts) and drops
+/// it when it sees the end, but a message can also expire or be cancelled
+/// while it waits for a retry, which no adapter sees. The cursors table
+/// holds a handful of rows, so reading all of its names is cheap.
+pub fn prune_message_cursors(conn: &Connection) -> StoreResult<usize> {
+    let names = conn
+        .prepare_cached("SELECT scope, name FROM cursors")?
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut removed = 0;
+    for (scope, name) in &names {
+        let Some(message_id) = message_of_cursor(name) else {
+            continue;
+        };
+        let live = conn.prepare_cached(IS_LIVE)?.exists([message_id])?;
+        if !live {
+            removed += conn
+                .prepare_cached("DELETE FROM cursors WHERE scope = ?1 AND name = ?2")?
+                .execute([scope, name])?;
+        }
+    }
+    Ok(removed)
+}
 
 pub fn prune(conn: &Connection, before_ms: i64, batch: u32) -> StoreResult<usize> {
     // Ended outbound messages, through the (partial) ended index.

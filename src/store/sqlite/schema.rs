@@ -210,6 +210,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX outbound_ended ON outbound (status, updated_at)
         WHERE status NOT IN ('queued', 'sending');
     "#,
+    // 8: per-message adapter state is named `message/<id>/<topic>` (the
+    // channel crate's `message_cursor`), so the daemon can delete it once
+    // the message has ended. The one such cursor so far was the SMS
+    // adapter's `sms-parts:<id>` (10 characters before the id).
+    r#"
+    UPDATE cursors SET name = 'message/' || substr(name, 11) || '/sms-parts'
+        WHERE substr(name, 1, 10) = 'sms-parts:';
+    "#,
 ];
 
 /// Bring the database to the newest schema in one transaction.
@@ -334,6 +342,34 @@ mod tests {
                 "failed",
                 "expired",
                 "cancelled"
+            ]
+        );
+    }
+
+    #[test]
+    fn migration_8_renames_the_sms_parts_cursors_and_nothing_else() {
+        let mut conn = at_version(7);
+        conn.execute_batch(
+            "INSERT INTO cursors (scope, name, value) VALUES
+                ('sms:m1', 'sms-parts:0194f0c2-7a4e-7000-8000-000000000001', '0 17 x'),
+                ('tg:bot', 'offset', '42')",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let names: Vec<(String, String, String)> = conn
+            .prepare("SELECT scope, name, value FROM cursors ORDER BY scope")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let renamed =
+            phonerelay_channel::message_cursor("0194f0c2-7a4e-7000-8000-000000000001", "sms-parts");
+        assert_eq!(
+            names,
+            [
+                ("sms:m1".into(), renamed, "0 17 x".into()),
+                ("tg:bot".into(), "offset".into(), "42".into()),
             ]
         );
     }

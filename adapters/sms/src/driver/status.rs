@@ -196,9 +196,10 @@ impl AcceptedParts {
 }
 
 /// The store cursor (under the endpoint's scope) that keeps the accepted
-/// parts of a long message across a restart, until the message is sent.
+/// parts of a long message across a restart, until the message is sent or
+/// fails here, or the daemon sees it end otherwise (expired, cancelled).
 pub fn parts_cursor(message_id: &str) -> String {
-    format!("sms-parts:{message_id}")
+    phonerelay_channel::message_cursor(message_id, "sms-parts")
 }
 
 #[cfg(test)]
