@@ -8,16 +8,23 @@ use rusqlite::Connection;
 
 use super::{outbound, relay, retention, schema};
 
-fn plan(sql: &str) -> Vec<String> {
+/// Column `column` of each row of `explain sql`, on a fresh database at
+/// the newest schema.
+fn explain(explain: &str, sql: &str, column: usize) -> Vec<String> {
     let mut conn = Connection::open_in_memory().unwrap();
     schema::migrate(&mut conn).unwrap();
-    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let mut stmt = conn.prepare(&format!("{explain} {sql}")).unwrap();
     let count = stmt.parameter_count();
     let params: Vec<i64> = vec![0; count];
-    stmt.query_map(rusqlite::params_from_iter(params), |row| row.get(3))
+    stmt.query_map(rusqlite::params_from_iter(params), |row| row.get(column))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap()
+}
+
+/// The steps of the query plan of `sql`.
+fn plan(sql: &str) -> Vec<String> {
+    explain("EXPLAIN QUERY PLAN", sql, 3)
 }
 
 /// The plan reads `outbound` through `index`, and every other read of it
@@ -66,21 +73,9 @@ fn the_status_counts_and_retention_use_the_partial_indexes() {
     assert_reaches(retention::PRUNE_ENDED, "outbound_ended");
 }
 
-/// The opcodes SQLite compiles `sql` to.
-fn bytecode(sql: &str) -> Vec<String> {
-    let mut conn = Connection::open_in_memory().unwrap();
-    schema::migrate(&mut conn).unwrap();
-    let mut stmt = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
-    let count = stmt.parameter_count();
-    let params: Vec<i64> = vec![0; count];
-    stmt.query_map(rusqlite::params_from_iter(params), |row| row.get(1))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
-}
-
+/// How many temporary B-trees the bytecode of `sql` opens.
 fn temporary_btrees(sql: &str) -> usize {
-    bytecode(sql)
+    explain("EXPLAIN", sql, 1)
         .iter()
         .filter(|op| *op == "OpenEphemeral")
         .count()
