@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{claim_all, new_outbound, open_store};
+use common::{TestDaemon, claim_all, config_text, new_outbound, open_store};
 use phonerelay::clock::now_ms;
 use phonerelay::store::*;
 use phonerelay_channel::{ChannelKind, InboundMessage, SendReceipt, message_cursor};
@@ -161,4 +161,43 @@ async fn the_sweep_deletes_the_adapter_state_of_ended_and_vanished_messages_only
         Some("42")
     );
     assert_eq!(store.prune_message_cursors().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn with_retention_off_the_daemon_still_sweeps_the_state_of_ended_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state").join("phonerelay.sqlite3");
+    let (live, gone) = (
+        message_cursor("live-1", "sms-parts"),
+        message_cursor("gone-1", "sms-parts"),
+    );
+    {
+        let store = open_store(&db);
+        let now = now_ms();
+        store
+            .accept_outbound(new_outbound("live-1", "waits", now))
+            .await
+            .unwrap();
+        store.save_cursor("sms:m1", &live, "0 17 x").await.unwrap();
+        store.save_cursor("sms:m1", &gone, "0 18 y").await.unwrap();
+    }
+    // No channel, so "live-1" stays queued; retention keeps everything
+    // (the extra text follows `[storage]`, so the key lands there).
+    let text = config_text(&dir, "retention_days = 0\n");
+    let mut d = TestDaemon::start_in(dir, text, vec![]).await;
+    let store = d.store();
+    // The sweep's first round runs as the daemon starts.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.load_cursor("sms:m1", &gone).await.unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cursor of a message that never was is still there"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        store.load_cursor("sms:m1", &live).await.unwrap().as_deref(),
+        Some("0 17 x")
+    );
+    d.stop().await;
 }
