@@ -181,6 +181,14 @@ fn run_batch(conn: &Connection, batch: &mut [Job]) -> StoreResult<()> {
         }
         conn.execute_batch("BEGIN IMMEDIATE")?;
         for job in batch.iter_mut() {
+            // Some errors (I/O, and a full disk in a statement without a
+            // statement journal) make SQLite roll back the whole
+            // transaction. A job run after that would start and commit a
+            // transaction of its own through its savepoint while its
+            // caller hears the batch's error; the batch fails instead.
+            if conn.is_autocommit() {
+                break;
+            }
             job.run(conn, true);
         }
     }
@@ -268,5 +276,34 @@ mod tests {
             .unwrap();
         assert_eq!(rows, vec![1, 3]);
         assert!(conn.is_autocommit(), "the batch transaction is closed");
+    }
+
+    #[test]
+    fn a_write_that_loses_the_whole_transaction_fails_its_batch_and_commits_nothing() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER UNIQUE)")
+            .unwrap();
+        let (a, mut a_rx) = job(insert(1));
+        // As SQLite does on an I/O error: the transaction is rolled back.
+        let (b, mut b_rx) = job(|conn: &Connection| {
+            if !conn.is_autocommit() {
+                conn.execute_batch("ROLLBACK")?;
+            }
+            Err(StoreError::Database("disk I/O error".into()))
+        });
+        let (c, mut c_rx) = job(insert(3));
+        let mut batch = vec![a, b, c];
+        let commit = run_batch(&conn, &mut batch);
+        assert!(commit.is_err());
+        for job in batch {
+            job.finish(commit.clone());
+        }
+        for rx in [&mut a_rx, &mut b_rx, &mut c_rx] {
+            assert!(rx.try_recv().unwrap().is_err());
+        }
+        let rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(rows, 0, "nothing a caller was told failed is committed");
     }
 }
