@@ -216,6 +216,23 @@ mod tests {
         (job, rx)
     }
 
+    /// A database with one table of unique numbers.
+    fn numbers() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER UNIQUE)")
+            .unwrap();
+        conn
+    }
+
+    /// Run `batch` as the writer thread does; returns the commit's result.
+    fn run_group(conn: &Connection, mut batch: Vec<Job>) -> StoreResult<()> {
+        let commit = run_batch(conn, &mut batch);
+        for job in batch {
+            job.finish(commit.clone());
+        }
+        commit
+    }
+
     fn insert(x: i64) -> impl Fn(&Connection) -> StoreResult<()> + Send + 'static {
         move |conn: &Connection| {
             conn.execute("INSERT INTO t (x) VALUES (?1)", [x])?;
@@ -248,9 +265,7 @@ mod tests {
 
     #[test]
     fn a_failing_write_is_undone_alone_and_the_rest_of_its_batch_commits() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("CREATE TABLE t (x INTEGER UNIQUE)")
-            .unwrap();
+        let conn = numbers();
         let (a, mut a_rx) = job(insert(1));
         // Writes a row, then fails: its row must not be committed.
         let (b, mut b_rx) = job(|conn: &Connection| {
@@ -258,12 +273,7 @@ mod tests {
             insert(1)(conn)
         });
         let (c, mut c_rx) = job(insert(3));
-        let mut batch = vec![a, b, c];
-        let commit = run_batch(&conn, &mut batch);
-        assert!(commit.is_ok());
-        for job in batch {
-            job.finish(commit.clone());
-        }
+        assert!(run_group(&conn, vec![a, b, c]).is_ok());
         assert!(a_rx.try_recv().unwrap().is_ok());
         assert!(b_rx.try_recv().unwrap().is_err());
         assert!(c_rx.try_recv().unwrap().is_ok());
@@ -280,9 +290,7 @@ mod tests {
 
     #[test]
     fn a_write_that_loses_the_whole_transaction_fails_its_batch_and_commits_nothing() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("CREATE TABLE t (x INTEGER UNIQUE)")
-            .unwrap();
+        let conn = numbers();
         let (a, mut a_rx) = job(insert(1));
         // As SQLite does on an I/O error: the transaction is rolled back.
         let (b, mut b_rx) = job(|conn: &Connection| {
@@ -292,12 +300,7 @@ mod tests {
             Err(StoreError::Database("disk I/O error".into()))
         });
         let (c, mut c_rx) = job(insert(3));
-        let mut batch = vec![a, b, c];
-        let commit = run_batch(&conn, &mut batch);
-        assert!(commit.is_err());
-        for job in batch {
-            job.finish(commit.clone());
-        }
+        assert!(run_group(&conn, vec![a, b, c]).is_err());
         for rx in [&mut a_rx, &mut b_rx, &mut c_rx] {
             assert!(rx.try_recv().unwrap().is_err());
         }
