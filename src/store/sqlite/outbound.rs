@@ -64,28 +64,6 @@ pub fn accept(conn: &Connection, m: &NewOutbound) -> StoreResult<AcceptOutcome> 
     Ok(AcceptOutcome::Created { id: m.id.clone() })
 }
 
-/// Log `status` for message `id`. Runs *before* the row changes: an event
-/// that ends a send attempt (the message was `sending`) carries the time
-/// that attempt began, which the history shows as its `sending` entry, so
-/// a claim needs no event row of its own (migration 6).
-fn event(
-    conn: &Connection,
-    id: &str,
-    status: OutboundStatus,
-    at_ms: i64,
-    code: Option<&str>,
-    reason: Option<&str>,
-) -> StoreResult<()> {
-    // OR FAIL: see SET_STATUS.
-    conn.prepare_cached(
-        "INSERT OR FAIL INTO outbound_events (message_id, status, at, code, reason, attempt_at)
-         SELECT id, ?2, ?3, ?4, ?5, CASE WHEN status = 'sending' THEN attempt_at END
-         FROM outbound WHERE id = ?1",
-    )?
-    .execute(params![id, status.as_str(), at_ms, code, reason])?;
-    Ok(())
-}
-
 pub fn get(conn: &Connection, id: &str) -> StoreResult<Option<OutboundDetail>> {
     let sql = format!("SELECT {OUTBOUND_COLUMNS}, attempt_at FROM outbound WHERE id = ?1");
     let Some((mut record, attempt_at)) = conn
@@ -193,25 +171,86 @@ pub fn cancel(conn: &Connection, id: &str, now_ms: i64) -> StoreResult<CancelOut
     }
 }
 
+/// Where message ?1 went, and when the attempt that its next event ends
+/// began (see `set_status`).
+pub(super) const CURRENT: &str = "SELECT channel, phone_id, recipient, source,
+        CASE WHEN status = 'sending' THEN attempt_at END
+     FROM outbound WHERE id = ?1";
+
+/// One status event, a single row.
+pub(super) const EVENT: &str = "INSERT INTO outbound_events
+        (message_id, status, at, code, reason, attempt_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+/// Log `status` for message `id`; `attempt_at` is when the send attempt
+/// this event ends began (the message was `sending`), which the history
+/// shows as that attempt's `sending` entry, so a claim needs no event row
+/// of its own (migration 6).
+fn log_event(
+    conn: &Connection,
+    id: &str,
+    status: OutboundStatus,
+    at_ms: i64,
+    code: Option<&str>,
+    reason: Option<&str>,
+    attempt_at: Option<i64>,
+) -> StoreResult<()> {
+    conn.prepare_cached(EVENT)?.execute(params![
+        id,
+        status.as_str(),
+        at_ms,
+        code,
+        reason,
+        attempt_at
+    ])?;
+    Ok(())
+}
+
+/// As `log_event`, for a message whose row has not changed yet; nothing
+/// if there is no such message.
+fn event(
+    conn: &Connection,
+    id: &str,
+    status: OutboundStatus,
+    at_ms: i64,
+    code: Option<&str>,
+    reason: Option<&str>,
+) -> StoreResult<()> {
+    let attempt_at: Option<Option<i64>> = conn
+        .prepare_cached(
+            "SELECT CASE WHEN status = 'sending' THEN attempt_at END FROM outbound WHERE id = ?1",
+        )?
+        .query_row([id], |row| row.get(0))
+        .optional()?;
+    match attempt_at {
+        Some(attempt_at) => log_event(conn, id, status, at_ms, code, reason, attempt_at),
+        None => Ok(()),
+    }
+}
+
 /// A message's new status (see `set_status`).
 ///
-/// OR FAIL, here and in `event`: with the default (ABORT) SQLite keeps a
-/// statement journal for a statement that may fail after it has written,
-/// copying each page before the statement changes it, so that it can undo
-/// just that statement. These two cannot break a constraint (nothing
-/// unique changes, no NULL goes into a NOT NULL column), and if they fail
-/// otherwise the writer undoes its whole group and redoes it with a
-/// savepoint per write, or fails it whole (`writer.rs`), so the journal
-/// bought nothing. Callgrind, bench run at 32 connections: `set_status`
-/// 85.0k → 62.3k instructions per message (docs/performance.md).
+/// OR FAIL: with the default (ABORT) SQLite may keep a statement journal
+/// for a statement that can fail after it has written, copying each page
+/// before the statement changes it, so that it can undo just that
+/// statement. This one cannot break a constraint (nothing unique changes,
+/// no NULL goes into a NOT NULL column), and if it fails otherwise the
+/// writer undoes its whole group and redoes it with a savepoint per write,
+/// or fails it whole (`writer.rs`), so the journal would buy nothing.
 pub(super) const SET_STATUS: &str = "UPDATE OR FAIL outbound SET status = ?2, updated_at = ?3,
         lease_until = NULL, error_code = ?4, error_message = ?5
-     WHERE id = ?1
-     RETURNING channel, phone_id, recipient, source";
+     WHERE id = ?1";
 
 /// Move message `id` to `status` and log it; returns where the message
-/// went, which a sent outcome needs (one statement, no separate lookup).
-/// An unknown id is an error.
+/// went, which a sent outcome needs. An unknown id is an error.
+///
+/// The row is read once, *before* it changes: an event that ends a send
+/// attempt (the message was `sending`) carries the time that attempt
+/// began, which the history shows as its `sending` entry, so a claim needs
+/// no event row of its own (migration 6). Three plain statements, none of
+/// which builds a temporary table: an `INSERT … SELECT` and an
+/// `UPDATE … RETURNING` did the same with a statement journal and a
+/// temporary B-tree (docs/performance.md, fifth pass).
 fn set_status(
     conn: &Connection,
     id: &str,
@@ -220,18 +259,19 @@ fn set_status(
     code: Option<&str>,
     reason: Option<&str>,
 ) -> StoreResult<SentTo> {
-    event(conn, id, status, now_ms, code, reason)?;
-    Ok(conn.prepare_cached(SET_STATUS)?.query_row(
-        params![id, status.as_str(), now_ms, code, reason],
-        |row| {
-            Ok(SentTo {
-                channel: row.get(0)?,
-                phone_id: row.get(1)?,
-                recipient: row.get(2)?,
-                source: row.get(3)?,
-            })
-        },
-    )?)
+    let (sent_to, attempt_at) = conn.prepare_cached(CURRENT)?.query_row([id], |row| {
+        let sent_to = SentTo {
+            channel: row.get(0)?,
+            phone_id: row.get(1)?,
+            recipient: row.get(2)?,
+            source: row.get(3)?,
+        };
+        Ok((sent_to, row.get::<_, Option<i64>>(4)?))
+    })?;
+    log_event(conn, id, status, now_ms, code, reason, attempt_at)?;
+    conn.prepare_cached(SET_STATUS)?
+        .execute(params![id, status.as_str(), now_ms, code, reason])?;
+    Ok(sent_to)
 }
 
 // The statements that read the queue by status are consts, so `plans.rs`
