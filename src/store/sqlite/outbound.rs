@@ -182,49 +182,45 @@ pub(super) const EVENT: &str = "INSERT INTO outbound_events
         (message_id, status, at, code, reason, attempt_at)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
-/// Log `status` for message `id`; `attempt_at` is when the send attempt
-/// this event ends began (the message was `sending`), which the history
-/// shows as that attempt's `sending` entry, so a claim needs no event row
-/// of its own (migration 6).
-fn log_event(
-    conn: &Connection,
-    id: &str,
+/// A status change to log in a message's history.
+struct Event<'a> {
     status: OutboundStatus,
     at_ms: i64,
-    code: Option<&str>,
-    reason: Option<&str>,
-    attempt_at: Option<i64>,
-) -> StoreResult<()> {
-    conn.prepare_cached(EVENT)?.execute(params![
-        id,
-        status.as_str(),
-        at_ms,
-        code,
-        reason,
-        attempt_at
-    ])?;
-    Ok(())
+    code: Option<&'a str>,
+    reason: Option<&'a str>,
 }
 
-/// As `log_event`, for a message whose row has not changed yet; nothing
-/// if there is no such message.
-fn event(
-    conn: &Connection,
-    id: &str,
-    status: OutboundStatus,
-    at_ms: i64,
-    code: Option<&str>,
-    reason: Option<&str>,
-) -> StoreResult<()> {
-    let attempt_at: Option<Option<i64>> = conn
-        .prepare_cached(
-            "SELECT CASE WHEN status = 'sending' THEN attempt_at END FROM outbound WHERE id = ?1",
-        )?
-        .query_row([id], |row| row.get(0))
-        .optional()?;
-    match attempt_at {
-        Some(attempt_at) => log_event(conn, id, status, at_ms, code, reason, attempt_at),
-        None => Ok(()),
+impl Event<'_> {
+    /// Log it for message `id`; `attempt_at` is when the send attempt this
+    /// event ends began (the message was `sending`), which the history
+    /// shows as that attempt's `sending` entry, so a claim needs no event
+    /// row of its own (migration 6).
+    fn log(&self, conn: &Connection, id: &str, attempt_at: Option<i64>) -> StoreResult<()> {
+        conn.prepare_cached(EVENT)?.execute(params![
+            id,
+            self.status.as_str(),
+            self.at_ms,
+            self.code,
+            self.reason,
+            attempt_at
+        ])?;
+        Ok(())
+    }
+
+    /// As `log`, reading the attempt from the row, which has not changed
+    /// yet; nothing if there is no such message.
+    fn log_before_change(&self, conn: &Connection, id: &str) -> StoreResult<()> {
+        let attempt_at: Option<Option<i64>> = conn
+            .prepare_cached(
+                "SELECT CASE WHEN status = 'sending' THEN attempt_at END
+                 FROM outbound WHERE id = ?1",
+            )?
+            .query_row([id], |row| row.get(0))
+            .optional()?;
+        match attempt_at {
+            Some(attempt_at) => self.log(conn, id, attempt_at),
+            None => Ok(()),
+        }
     }
 }
 
@@ -268,7 +264,13 @@ fn set_status(
         };
         Ok((sent_to, row.get::<_, Option<i64>>(4)?))
     })?;
-    log_event(conn, id, status, now_ms, code, reason, attempt_at)?;
+    let event = Event {
+        status,
+        at_ms: now_ms,
+        code,
+        reason,
+    };
+    event.log(conn, id, attempt_at)?;
     conn.prepare_cached(SET_STATUS)?
         .execute(params![id, status.as_str(), now_ms, code, reason])?;
     Ok(sent_to)
@@ -421,15 +423,14 @@ pub fn requeue_abandoned(conn: &Connection, now_ms: i64) -> StoreResult<usize> {
         .prepare_cached(ABANDONED)?
         .query_map([], |row| row.get(0))?
         .collect::<Result<Vec<String>, _>>()?;
+    let event = Event {
+        status: OutboundStatus::Queued,
+        at_ms: now_ms,
+        code: Some("requeued"),
+        reason: Some("the daemon stopped while sending; sending again"),
+    };
     for id in &ids {
-        event(
-            conn,
-            id,
-            OutboundStatus::Queued,
-            now_ms,
-            Some("requeued"),
-            Some("the daemon stopped while sending; sending again"),
-        )?;
+        event.log_before_change(conn, id)?;
         conn.prepare_cached(
             "UPDATE outbound SET status = 'queued', next_attempt_at = ?2, updated_at = ?2,
                 lease_until = NULL WHERE id = ?1",
@@ -528,14 +529,13 @@ fn requeue(
     code: &str,
     reason: &str,
 ) -> StoreResult<()> {
-    event(
-        conn,
-        id,
-        OutboundStatus::Queued,
-        now_ms,
-        Some(code),
-        Some(reason),
-    )?;
+    let event = Event {
+        status: OutboundStatus::Queued,
+        at_ms: now_ms,
+        code: Some(code),
+        reason: Some(reason),
+    };
+    event.log_before_change(conn, id)?;
     conn.prepare_cached(
         "UPDATE outbound SET status = 'queued', next_attempt_at = ?2, updated_at = ?3,
             lease_until = NULL, attempts = MAX(attempts - ?4, 0),
