@@ -211,11 +211,8 @@ impl Event<'_> {
     /// yet; nothing if there is no such message.
     fn log_before_change(&self, conn: &Connection, id: &str) -> StoreResult<()> {
         let attempt_at: Option<Option<i64>> = conn
-            .prepare_cached(
-                "SELECT CASE WHEN status = 'sending' THEN attempt_at END
-                 FROM outbound WHERE id = ?1",
-            )?
-            .query_row([id], |row| row.get(0))
+            .prepare_cached(CURRENT)?
+            .query_row([id], |row| row.get(4))
             .optional()?;
         match attempt_at {
             Some(attempt_at) => self.log(conn, id, attempt_at),
