@@ -1,6 +1,15 @@
-//! JSON bodies with our error shape: wrong content type → 415, too large →
-//! 413, malformed → 400, a field of the wrong type, missing or unknown → 422
-//! naming the field.
+//! Request bodies with our error shape: wrong content type → 415, too
+//! large → 413, too slow → 408, malformed → 400, a field of the wrong type,
+//! missing or unknown → 422 naming the field.
+//!
+//! `server.request_timeout_seconds` bounds only how long the client takes
+//! to send its body. It is not a limit on the whole request: a send whose
+//! write has reached the store waits for the commit's outcome, for a
+//! timeout answered while the commit goes on would tell the client "not
+//! accepted" about a message that is then sent, and a client that tries
+//! again without an `Idempotency-Key` would send it twice.
+
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -8,6 +17,7 @@ use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use super::state::AppState;
 
 pub struct JsonBody<T> {
     pub value: T,
@@ -15,10 +25,10 @@ pub struct JsonBody<T> {
     pub raw: Bytes,
 }
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -33,23 +43,50 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             )
             .field("Content-Type"));
         }
-        let raw = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "the request body is larger than server.max_body_bytes",
-                )
-            } else {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_body",
-                    rejection.body_text(),
-                )
-            }
-        })?;
+        let raw = read(req, state).await?;
         let value = parse(&raw)?;
         Ok(JsonBody { value, raw })
+    }
+}
+
+/// A body taken as it is (webhooks: the channel checks and reads it), with
+/// the same limits and errors as [`JsonBody`].
+pub struct RawBody(pub Bytes);
+
+impl FromRequest<AppState> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        Ok(RawBody(read(req, state).await?))
+    }
+}
+
+/// The whole body, within `server.max_body_bytes` and
+/// `server.request_timeout_seconds`.
+async fn read(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    let limit = Duration::from_secs(state.config.config.server.request_timeout_seconds);
+    // A body that came with its headers is read at the first poll, so the
+    // timer is only armed for one that is still on its way.
+    let read = tokio::time::timeout(limit, Bytes::from_request(req, state));
+    match read.await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body did not arrive within server.request_timeout_seconds",
+        )),
+        Ok(Ok(raw)) => Ok(raw),
+        Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is larger than server.max_body_bytes",
+            ))
+        }
+        Ok(Err(rejection)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            rejection.body_text(),
+        )),
     }
 }
 

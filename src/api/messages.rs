@@ -34,6 +34,7 @@ use crate::store::*;
         (status = 400, description = "Malformed JSON or header", body = ErrorBody),
         (status = 401, description = "No or bad API key", body = ErrorBody),
         (status = 403, description = "Key lacks the send scope or is bound to another phone_id", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within server.request_timeout_seconds; nothing was stored", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "A field is invalid; `field` names it", body = ErrorBody),

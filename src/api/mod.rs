@@ -14,13 +14,10 @@ mod state;
 pub mod system;
 mod webhooks;
 
-use std::time::Duration;
-
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{any, get, post};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub(crate) use body::parse as parse_json_body;
@@ -31,9 +28,7 @@ pub use state::AppState;
 use self::error::ApiError;
 
 pub fn router(state: AppState) -> Router {
-    let server = &state.config.config.server;
-    let body_limit = server.max_body_bytes;
-    let timeout = Duration::from_secs(server.request_timeout_seconds);
+    let body_limit = state.config.config.server.max_body_bytes;
     Router::new()
         .route("/health", get(system::health))
         .route("/ready", get(system::ready))
@@ -69,10 +64,6 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use phonerelay_channel::{ChannelKind, EventSink, WebhookRequest};
 
+use super::body::RawBody;
 use super::error::ApiError;
 use super::state::AppState;
 use crate::inbound::StoreSink;
@@ -21,7 +21,7 @@ pub async fn webhook(
     Query(query): Query<BTreeMap<String, String>>,
     method: Method,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let kind: ChannelKind = channel
         .parse()

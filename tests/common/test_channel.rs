@@ -150,4 +150,36 @@ impl Channel for TestChannel {
     fn health(&self) -> ChannelHealth {
         self.health.lock().unwrap().clone()
     }
+
+    /// `/hook` takes `{"from","text","id"}` as an upstream would push a
+    /// reply, and answers 200 only once it is committed.
+    fn webhook_paths(&self) -> Vec<String> {
+        vec!["/hook".into()]
+    }
+
+    async fn handle_webhook(
+        &self,
+        request: WebhookRequest,
+        sink: Arc<dyn EventSink>,
+    ) -> WebhookResponse {
+        let Ok(body) = serde_json::from_slice::<serde_json::Value>(&request.body) else {
+            return WebhookResponse::text(400, "not JSON");
+        };
+        let field = |name: &str| body[name].as_str().unwrap_or_default().to_string();
+        let message = InboundMessage {
+            channel: self.kind,
+            phone_id: self.phone_id.clone(),
+            from: field("from"),
+            text: field("text"),
+            subject: None,
+            attachments: vec![],
+            external_id: field("id"),
+            reply_to: vec![],
+            received_at_ms: 0,
+        };
+        match sink.deliver(ChannelEvent::Inbound(message)).await {
+            Ok(()) => WebhookResponse::text(200, "ok"),
+            Err(e) => WebhookResponse::text(503, e.to_string()),
+        }
+    }
 }

@@ -1,0 +1,167 @@
+//! `server.request_timeout_seconds` bounds how long a client takes to send
+//! its body, and nothing after: a send whose commit is slow is answered with
+//! the commit's outcome, never a timeout for a message that is then sent.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+use phonerelay_channel::ChannelKind;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// A daemon whose request timeout is one second.
+async fn start_with_one_second_timeout(channel: std::sync::Arc<TestChannel>) -> TestDaemon {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_with_timeout(&dir);
+    TestDaemon::start_in(dir, text, vec![channel]).await
+}
+
+fn config_with_timeout(dir: &TempDir) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_seconds = 1\nrequest_timeout_seconds = 1\n\n\
+         [storage]\nstate_dir = \"{}\"\n\n{FAST_OUTBOX}",
+        dir.path().join("state").display()
+    )
+}
+
+/// Send `head` and `body_start` on a raw connection, then wait for the
+/// answer without sending the rest; returns the status line and the body.
+fn half_sent_request(addr: &str, head: &str, body_start: &str) -> (String, Value) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body_start.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The daemon answers and closes: the rest of the body will never come.
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("no answer to a half-sent body: {e}"),
+        }
+        let text = String::from_utf8_lossy(&answer);
+        if let Some((_, body)) = text.split_once("\r\n\r\n") {
+            if serde_json::from_str::<Value>(body).is_ok() {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status_line = head.lines().next().unwrap_or("").to_string();
+    (
+        status_line,
+        serde_json::from_str(body).expect("a JSON body"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_slower_than_the_request_timeout_gets_408_and_stores_nothing() {
+    let sms = TestChannel::new(ChannelKind::Sms, "phone-1");
+    let d = start_with_one_second_timeout(sms.clone()).await;
+    let addr = d.base.trim_start_matches("http://").to_string();
+    let head = format!(
+        "POST /api/v1/messages HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 200\r\n\r\n",
+        d.admin_key
+    );
+    let started = Instant::now();
+    let (status, body) =
+        tokio::task::spawn_blocking(move || half_sent_request(&addr, &head, r#"{"phone_id":"#))
+            .await
+            .unwrap();
+    let waited = started.elapsed();
+    assert!(status.starts_with("HTTP/1.1 408"), "{status}: {body}");
+    assert_eq!(body["error"]["code"], "request_timeout", "{body}");
+    assert!(
+        waited >= Duration::from_millis(900),
+        "answered after {waited:?}"
+    );
+    let (_, page) = d.get("/api/v1/messages", &d.admin_key).await;
+    assert_eq!(
+        page["messages"],
+        json!([]),
+        "a half-sent body stored something"
+    );
+    assert_eq!(sms.calls(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_slower_than_the_request_timeout_is_answered_with_its_outcome() {
+    let sms = TestChannel::new(ChannelKind::Sms, "phone-1");
+    let d = start_with_one_second_timeout(sms.clone()).await;
+    // Another process holds the database's write lock for 2.5 s: the
+    // daemon's commit waits for it (busy timeout), longer than the request
+    // timeout.
+    let db = d.db_path();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        locked_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(2500));
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    locked_rx.recv().unwrap();
+    let started = Instant::now();
+    let (status, body) = d
+        .post(
+            "/api/v1/messages",
+            &d.admin_key,
+            &send_body("phone-1", "sms", "+15551230001", "slow disk"),
+        )
+        .await;
+    let waited = started.elapsed();
+    holder.join().unwrap();
+    assert_eq!(status, 202, "{body}");
+    assert!(
+        waited >= Duration::from_millis(2000),
+        "the commit did not wait for the lock: {waited:?}"
+    );
+    let id = body["id"].as_str().unwrap().to_string();
+    let message = d.wait_status(&id, "sent").await;
+    assert_eq!(message["text"], "slow disk");
+    assert_eq!(sms.sent().len(), 1, "sent once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_body_gets_the_same_limits_as_a_send() {
+    let tg = TestChannel::new(ChannelKind::Tg, "bot-1");
+    let d = start_with_one_second_timeout(tg.clone()).await;
+    let hook = format!("{}/webhooks/tg/bot-1/hook", d.base);
+
+    // A whole body is committed before the 200.
+    let pushed = json!({"from": "12345", "text": "pushed reply", "id": "up-1"});
+    let response = d.http.post(&hook).json(&pushed).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let (_, page) = d.get("/api/v1/inbound", &d.admin_key).await;
+    assert_eq!(page["messages"][0]["text"], "pushed reply", "{page}");
+
+    // Too large: our error shape, not the framework's plain text.
+    let huge = "x".repeat(300_000);
+    let response = d.http.post(&hook).body(huge).send().await.unwrap();
+    let (status, body) = into_parts(response).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
+
+    // Too slow: 408 in our shape, and nothing committed.
+    let addr = d.base.trim_start_matches("http://").to_string();
+    let head = "POST /webhooks/tg/bot-1/hook HTTP/1.1\r\nHost: test\r\n\
+                Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+        .to_string();
+    let (status, body) =
+        tokio::task::spawn_blocking(move || half_sent_request(&addr, &head, r#"{"from":"#))
+            .await
+            .unwrap();
+    assert!(status.starts_with("HTTP/1.1 408"), "{status}: {body}");
+    assert_eq!(body["error"]["code"], "request_timeout", "{body}");
+    let (_, page) = d.get("/api/v1/inbound", &d.admin_key).await;
+    assert_eq!(page["messages"].as_array().unwrap().len(), 1, "{page}");
+}
