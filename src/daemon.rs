@@ -119,15 +119,12 @@ pub async fn start(
         metrics: metrics.clone(),
     };
     let app = api::router(state.clone());
-    let api_shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(api_shutdown.cancelled_owned())
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "the API server stopped");
-        }
-    });
+    let stop = api::serve::Stop {
+        graceful: shutdown.clone(),
+        hard: hard_stop.clone(),
+    };
+    let request_timeout = Duration::from_secs(config.config.server.request_timeout_seconds);
+    tasks.spawn(api::serve::serve(listener, app, request_timeout, stop));
 
     let dispatch = DispatchContext {
         store: store.clone(),

@@ -15,17 +15,35 @@ use tempfile::TempDir;
 
 /// A daemon whose request timeout is one second.
 async fn start_with_one_second_timeout(channel: std::sync::Arc<TestChannel>) -> TestDaemon {
+    start_with_request_timeout(channel, 1).await
+}
+
+async fn start_with_request_timeout(
+    channel: std::sync::Arc<TestChannel>,
+    seconds: u64,
+) -> TestDaemon {
     let dir = tempfile::tempdir().unwrap();
-    let text = config_with_timeout(&dir);
+    let text = config_with_timeout(&dir, seconds);
     TestDaemon::start_in(dir, text, vec![channel]).await
 }
 
-fn config_with_timeout(dir: &TempDir) -> String {
+fn config_with_timeout(dir: &TempDir, seconds: u64) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_seconds = 1\nrequest_timeout_seconds = 1\n\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_seconds = 1\n\
+         request_timeout_seconds = {seconds}\n\n\
          [storage]\nstate_dir = \"{}\"\n\n{FAST_OUTBOX}",
         dir.path().join("state").display()
     )
+}
+
+/// A connection that has sent the start of a request's headers and no more.
+fn half_sent_headers(d: &TestDaemon) -> TcpStream {
+    let addr = d.base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(b"POST /api/v1/messages HTTP/1.1\r\nHost: test\r\n")
+        .unwrap();
+    stream
 }
 
 /// Send `head` and `body_start` on a raw connection, then wait for the
@@ -164,4 +182,50 @@ async fn a_webhook_body_gets_the_same_limits_as_a_send() {
     assert_eq!(body["error"]["code"], "request_timeout", "{body}");
     let (_, page) = d.get("/api/v1/inbound", &d.admin_key).await;
     assert_eq!(page["messages"].as_array().unwrap().len(), 1, "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    let d = start_with_one_second_timeout(TestChannel::new(ChannelKind::Sms, "phone-1")).await;
+    let mut stream = half_sent_headers(&d);
+    let started = Instant::now();
+    let read = tokio::task::spawn_blocking(move || {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        stream.read(&mut buf)
+    })
+    .await
+    .unwrap();
+    let waited = started.elapsed();
+    // Closed by the daemon (end of stream), not left open until our own
+    // 10 s read timeout.
+    assert!(
+        matches!(read, Ok(0))
+            || read
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{read:?} after {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(5), "closed after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed after {waited:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_sent_request_does_not_hold_up_shutdown() {
+    // The header timeout is far away: only the shutdown grace (1 s) can end
+    // this connection.
+    let mut d =
+        start_with_request_timeout(TestChannel::new(ChannelKind::Sms, "phone-1"), 600).await;
+    let _stream = half_sent_headers(&d);
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(20), d.stop())
+        .await
+        .expect("the daemon stops while a client is half-way through a request");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "stopping took {took:?}");
 }

@@ -10,6 +10,7 @@ pub mod openapi;
 mod paging;
 pub mod relay;
 mod send_validation;
+pub mod serve;
 mod state;
 pub mod system;
 mod webhooks;

@@ -31,9 +31,10 @@ pub struct ServerConfig {
     pub listen: String,
     /// Largest request body accepted; larger gets 413.
     pub max_body_bytes: usize,
-    /// How long a client may take to send a request body; slower gets
-    /// 408. It does not cut a request short once its body is in (see
-    /// `api::body`).
+    /// How long a client may take to send a request's headers (slower:
+    /// the connection is closed, `api::serve`) and then its body (slower:
+    /// 408, `api::body`). It does not cut a request short once its body is
+    /// in.
     pub request_timeout_seconds: u64,
     pub shutdown_grace_seconds: u64,
 }

@@ -1,0 +1,102 @@
+//! The HTTP server loop: accept connections and serve the router on each
+//! with HTTP/1.1, until shutdown.
+//!
+//! Written here rather than `axum::serve` for two limits that function does
+//! not set. A client gets `request_timeout` to send a request's headers
+//! (hyper's header-read timer; `api::body` bounds the body the same way),
+//! so a client that stops half-way cannot hold a connection for good. And a
+//! connection still open when the shutdown grace period ends is dropped, so
+//! SIGTERM ends the daemon however its clients behave: before, one
+//! half-sent request kept it running until the client went away.
+
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// How long to wait before accepting again after an error that is not
+/// about one connection (out of file descriptors, say), so the loop does
+/// not spin while the cause lasts.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(500);
+
+/// When to stop: `graceful` stops accepting and lets each connection finish
+/// the request it is in; `hard` (the end of the grace period) drops every
+/// connection still open.
+pub struct Stop {
+    pub graceful: CancellationToken,
+    pub hard: CancellationToken,
+}
+
+/// Serve `app` on `listener` until `stop`; returns once every connection
+/// is closed.
+pub async fn serve(listener: TcpListener, app: Router, request_timeout: Duration, stop: Stop) {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(request_timeout);
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.graceful.cancelled() => break,
+            // Reap finished connections, so the set holds only open ones.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let conn = serve_one(&builder, stream, app.clone(), stop.graceful.clone());
+                    connections.spawn(conn);
+                }
+                Err(e) if is_about_one_connection(&e) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot accept connections; trying again shortly");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    loop {
+        tokio::select! {
+            next = connections.join_next() => if next.is_none() { break },
+            _ = stop.hard.cancelled() => {
+                connections.abort_all();
+                while connections.join_next().await.is_some() {}
+                break;
+            }
+        }
+    }
+}
+
+/// One connection: served until the client closes it, or until `graceful`
+/// and the request in progress is answered.
+fn serve_one(
+    builder: &http1::Builder,
+    stream: TcpStream,
+    app: Router,
+    graceful: CancellationToken,
+) -> impl Future<Output = ()> + Send + 'static {
+    // Small answers go out at once rather than waiting on Nagle.
+    let _ = stream.set_nodelay(true);
+    let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+    async move {
+        tokio::pin!(conn);
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = graceful.cancelled() => conn.as_mut().graceful_shutdown(),
+        }
+        let _ = conn.await;
+    }
+}
+
+/// Errors of `accept` that concern only the connection being accepted.
+fn is_about_one_connection(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}
