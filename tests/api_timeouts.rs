@@ -229,3 +229,45 @@ async fn a_half_sent_request_does_not_hold_up_shutdown() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(5), "stopping took {took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_in_flight_at_shutdown_is_answered_before_the_daemon_stops() {
+    let sms = TestChannel::new(ChannelKind::Sms, "phone-1");
+    let mut d = start_with_request_timeout(sms.clone(), 30).await;
+    // The commit waits 600 ms for another connection's write lock, well
+    // inside the 1 s shutdown grace.
+    let db = d.db_path();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        locked_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    locked_rx.recv().unwrap();
+    let request = d
+        .http
+        .post(format!("{}/api/v1/messages", d.base))
+        .bearer_auth(&d.admin_key)
+        .json(&send_body("phone-1", "sms", "+15551230001", "in flight"))
+        .send();
+    let in_flight = tokio::spawn(request);
+    // Stop once the request is surely inside the daemon, waiting on the lock.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let db = d.db_path();
+    d.stop().await;
+    holder.join().unwrap();
+    let response = in_flight.await.unwrap().expect("answered, not cut off");
+    let (status, body) = into_parts(response).await;
+    assert_eq!(status, 202, "{body}");
+    // Committed: the message is in the store the daemon left behind.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let id = body["id"].as_str().unwrap();
+    let text: String = conn
+        .query_row("SELECT body FROM outbound WHERE id = ?1", [id], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(text, "in flight");
+}
