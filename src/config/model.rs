@@ -36,6 +36,8 @@ pub struct ServerConfig {
     /// 408, `api::body`). It does not cut a request short once its body is
     /// in.
     pub request_timeout_seconds: u64,
+    /// On SIGTERM: how long in-flight sends and HTTP requests get to
+    /// finish; then sends are released to the queue and connections closed.
     pub shutdown_grace_seconds: u64,
 }
 
