@@ -36,6 +36,22 @@ fn config_with_timeout(dir: &TempDir, seconds: u64) -> String {
     )
 }
 
+/// Take the database's write lock from another connection, as another
+/// process would, and hold it for `hold` on a thread of its own; returns
+/// once the lock is taken. The daemon's next commit waits for it.
+fn hold_write_lock(db: std::path::PathBuf, hold: Duration) -> std::thread::JoinHandle<()> {
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        locked_tx.send(()).unwrap();
+        std::thread::sleep(hold);
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    locked_rx.recv().unwrap();
+    holder
+}
+
 /// A connection that has sent the start of a request's headers and no more.
 fn half_sent_headers(d: &TestDaemon) -> TcpStream {
     let addr = d.base.trim_start_matches("http://");
@@ -118,16 +134,7 @@ async fn a_commit_slower_than_the_request_timeout_is_answered_with_its_outcome()
     // Another process holds the database's write lock for 2.5 s: the
     // daemon's commit waits for it (busy timeout), longer than the request
     // timeout.
-    let db = d.db_path();
-    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-    let holder = std::thread::spawn(move || {
-        let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-        locked_tx.send(()).unwrap();
-        std::thread::sleep(Duration::from_millis(2500));
-        conn.execute_batch("COMMIT").unwrap();
-    });
-    locked_rx.recv().unwrap();
+    let holder = hold_write_lock(d.db_path(), Duration::from_millis(2500));
     let started = Instant::now();
     let (status, body) = d
         .post(
@@ -236,16 +243,7 @@ async fn a_send_in_flight_at_shutdown_is_answered_before_the_daemon_stops() {
     let mut d = start_with_request_timeout(sms.clone(), 30).await;
     // The commit waits 600 ms for another connection's write lock, well
     // inside the 1 s shutdown grace.
-    let db = d.db_path();
-    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-    let holder = std::thread::spawn(move || {
-        let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-        locked_tx.send(()).unwrap();
-        std::thread::sleep(Duration::from_millis(600));
-        conn.execute_batch("COMMIT").unwrap();
-    });
-    locked_rx.recv().unwrap();
+    let holder = hold_write_lock(d.db_path(), Duration::from_millis(600));
     let request = d
         .http
         .post(format!("{}/api/v1/messages", d.base))
