@@ -4,7 +4,8 @@
 //! Written here rather than `axum::serve` for two limits that function does
 //! not set. A client gets `request_timeout` to send a request's headers
 //! (hyper's header-read timer; `api::body` bounds the body the same way),
-//! so a client that stops half-way cannot hold a connection for good. And a
+//! so a client that stops half-way cannot hold a connection for good (the
+//! same timer closes a kept-alive connection left idle that long). And a
 //! connection still open when the shutdown grace period ends is dropped, so
 //! SIGTERM ends the daemon however its clients behave: before, one
 //! half-sent request kept it running until the client went away.

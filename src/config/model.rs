@@ -32,7 +32,8 @@ pub struct ServerConfig {
     /// Largest request body accepted; larger gets 413.
     pub max_body_bytes: usize,
     /// How long a client may take to send a request's headers (slower:
-    /// the connection is closed, `api::serve`) and then its body (slower:
+    /// the connection is closed, `api::serve`; so is a kept-alive one left
+    /// idle this long) and then its body (slower:
     /// 408, `api::body`). It does not cut a request short once its body is
     /// in.
     pub request_timeout_seconds: u64,
