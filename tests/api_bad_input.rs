@@ -333,3 +333,61 @@ async fn bad_queries_and_unknown_routes() {
         (405, Some("method_not_allowed"))
     );
 }
+
+#[tokio::test]
+async fn every_refused_send_is_counted_by_its_code_whichever_step_refused_it() {
+    let d = TestDaemon::start(
+        FAST_OUTBOX,
+        vec![TestChannel::new(ChannelKind::Sms, "phone-1")],
+    )
+    .await;
+    let url = format!("{}/api/v1/messages", d.base);
+    let good = send_body("phone-1", "sms", "+15551230001", "hi");
+    // The bearer check refuses before the handler runs.
+    d.http.post(&url).json(&good).send().await.unwrap();
+    d.http
+        .post(&url)
+        .bearer_auth("not-a-key")
+        .json(&good)
+        .send()
+        .await
+        .unwrap();
+    // So does reading the body.
+    d.http
+        .post(&url)
+        .bearer_auth(&d.admin_key)
+        .header("content-type", "text/plain")
+        .body("hi")
+        .send()
+        .await
+        .unwrap();
+    d.http
+        .post(&url)
+        .bearer_auth(&d.admin_key)
+        .header("content-type", "application/json")
+        .body("{\"phone_id\":")
+        .send()
+        .await
+        .unwrap();
+    // Validation refuses inside it.
+    let bad_to = send_body("phone-1", "sms", "555", "hi");
+    d.post("/api/v1/messages", &d.admin_key, &bad_to).await;
+    // A good send and a bad read are not refused sends.
+    d.post("/api/v1/messages", &d.admin_key, &good).await;
+    d.get("/api/v1/messages/nope", &d.admin_key).await;
+
+    let metrics = d.metrics_text().await;
+    for (code, count) in [
+        ("unauthorized", 2),
+        ("unsupported_media_type", 1),
+        ("invalid_json", 1),
+        ("invalid_field", 1),
+    ] {
+        let line = format!("phonerelay_rejected_total{{code=\"{code}\"}} {count}");
+        assert!(metrics.contains(&line), "no `{line}` in:\n{metrics}");
+    }
+    assert!(
+        !metrics.contains("phonerelay_rejected_total{code=\"not_found\"}"),
+        "a refused read counted as a refused send:\n{metrics}"
+    );
+}

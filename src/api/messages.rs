@@ -3,9 +3,8 @@
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::extract::{Path, Query, State};
-use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use phonerelay_channel::ChannelKind;
@@ -42,38 +41,35 @@ use crate::store::*;
     ),
     security(("bearer" = []))
 )]
-pub async fn send(
-    State(state): State<AppState>,
-    caller: Caller,
-    idempotency: IdempotencyHeader,
-    body: JsonBody<SendRequest>,
-) -> Result<Response, ApiError> {
+pub async fn send(State(state): State<AppState>, input: SendInput) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let result = accept(&state, &caller, idempotency, body).await;
+    let result = accept(&state, input).await;
     match &result {
         Ok(_) => state
             .metrics
             .accept_seconds
             .observe(started.elapsed().as_secs_f64()),
-        Err(e) => {
-            state
-                .metrics
-                .rejected
-                .get_or_create(&labels(&[("code", e.code)]))
-                .inc();
-        }
+        Err(e) => count_rejection(&state, e),
     }
     result
 }
 
-async fn accept(
-    state: &AppState,
-    caller: &Caller,
-    idempotency: IdempotencyHeader,
-    body: JsonBody<SendRequest>,
-) -> Result<Response, ApiError> {
+fn count_rejection(state: &AppState, e: &ApiError) {
+    state
+        .metrics
+        .rejected
+        .get_or_create(&labels(&[("code", e.code)]))
+        .inc();
+}
+
+async fn accept(state: &AppState, input: SendInput) -> Result<Response, ApiError> {
+    let SendInput {
+        caller,
+        idempotency_key,
+        body,
+    } = input;
     caller.require(Scope::Send)?;
-    let idempotency_key = validate_idempotency_key(idempotency.0.as_ref())?;
+    let idempotency_key = validate_idempotency_key(idempotency_key.as_ref())?;
     let req = body.value;
     caller.require_phone(&req.phone_id)?;
     let (id, replayed) = commit_send(
@@ -87,16 +83,41 @@ async fn accept(
     Ok(accepted(id, replayed))
 }
 
-/// The raw `Idempotency-Key` header, checked only after the caller's scope
-/// (so a key without `send` hears 403 first). Taking the one header spares
-/// a copy of the whole header map per send.
-pub struct IdempotencyHeader(Option<HeaderValue>);
+/// What a send request carries, read in the order its checks answer: the
+/// bearer key (401), then the body (400/408/413/415/422; not read at all
+/// for a caller without a valid key). A refusal here is counted in the
+/// `rejected` metric as the handler counts its own, so that metric sees
+/// every refused send whichever step refused it.
+pub struct SendInput {
+    caller: Caller,
+    /// The raw `Idempotency-Key` header, checked only after the caller's
+    /// scope (so a key without `send` hears 403 first). Taking the one
+    /// header spares a copy of the whole header map per send.
+    idempotency_key: Option<HeaderValue>,
+    body: JsonBody<SendRequest>,
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
-    type Rejection = std::convert::Infallible;
+impl FromRequest<AppState> for SendInput {
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(parts.headers.get("idempotency-key").cloned()))
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (mut parts, body) = req.into_parts();
+        let read = async {
+            let caller = Caller::from_request_parts(&mut parts, state).await?;
+            let idempotency_key = parts.headers.get("idempotency-key").cloned();
+            let request = Request::from_parts(parts, body);
+            let body = JsonBody::from_request(request, state).await?;
+            Ok(SendInput {
+                caller,
+                idempotency_key,
+                body,
+            })
+        };
+        let result = read.await;
+        if let Err(e) = &result {
+            count_rejection(state, e);
+        }
+        result
     }
 }
 
