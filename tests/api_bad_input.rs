@@ -353,22 +353,16 @@ async fn every_refused_send_is_counted_by_its_code_whichever_step_refused_it() {
         .await
         .unwrap();
     // So does reading the body.
-    d.http
-        .post(&url)
-        .bearer_auth(&d.admin_key)
-        .header("content-type", "text/plain")
-        .body("hi")
-        .send()
-        .await
-        .unwrap();
-    d.http
-        .post(&url)
-        .bearer_auth(&d.admin_key)
-        .header("content-type", "application/json")
-        .body("{\"phone_id\":")
-        .send()
-        .await
-        .unwrap();
+    for (content_type, body) in [("text/plain", "hi"), ("application/json", "{\"phone_id\":")] {
+        d.http
+            .post(&url)
+            .bearer_auth(&d.admin_key)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+    }
     // Validation refuses inside it.
     let bad_to = send_body("phone-1", "sms", "555", "hi");
     d.post("/api/v1/messages", &d.admin_key, &bad_to).await;
