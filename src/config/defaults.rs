@@ -19,7 +19,8 @@ pub const DEFAULT_RETENTION_DAYS: u64 = 90;
 /// How long a small group of store writes waits for more before it commits
 /// (see `store/sqlite/writer.rs`); 0 commits at once.
 pub const DEFAULT_COMMIT_DELAY_MS: u64 = 1;
-/// Longest commit delay accepted: it adds to a lone request's latency.
+/// Longest commit delay accepted: it adds to the latency of a request that
+/// comes while others are being written.
 pub const MAX_COMMIT_DELAY_MS: u64 = 50;
 /// How often the retention sweep runs.
 pub const RETENTION_SWEEP_SECONDS: u64 = 3600;

@@ -65,7 +65,8 @@ pub struct StorageConfig {
     pub retention_days: u64,
     /// Milliseconds a group of fewer than 16 writes waits for more before
     /// it commits (each commit writes every page it touched and fsyncs);
-    /// 0 commits at once. At most 50.
+    /// 0 commits at once. A write after a quiet spell at least this long
+    /// commits at once: no one is coming to share its commit. At most 50.
     pub commit_delay_ms: u64,
 }
 

@@ -15,12 +15,13 @@ use crate::store::{StoreError, StoreResult};
 const MAX_BATCH: usize = 512;
 
 /// A group smaller than this waits up to the commit delay
-/// (`storage.commit_delay_ms`) for more writes before it commits. Every commit writes each page it touched to the WAL
-/// and fsyncs: under a moderate steady load (a few thousand writes a
-/// second) groups of one or two cost a commit each, about 40 KiB written
-/// per message; waiting a little for company spreads that over several
-/// (docs/performance.md). Under heavy load groups are larger than this
-/// anyway and nothing waits.
+/// (`storage.commit_delay_ms`) for more writes before it commits, unless
+/// its first write came after a quiet spell ([`group_delay`]). Every
+/// commit writes each page it touched to the WAL and fsyncs: under a
+/// moderate steady load (a few thousand writes a second) groups of one or
+/// two cost a commit each, about 40 KiB written per message; waiting a
+/// little for company spreads that over several (docs/performance.md).
+/// Under heavy load groups are larger than this anyway and nothing waits.
 const GROUP_TARGET: usize = 16;
 
 /// One queued write: run it (again, if its batch has to be redone) inside
@@ -75,7 +76,8 @@ pub struct Writer {
 impl Writer {
     /// Start the writer thread; it stops when every `Writer` is dropped.
     /// A group of fewer than [`GROUP_TARGET`] writes waits up to
-    /// `commit_delay` (the latency it may add) for more before it commits.
+    /// `commit_delay` (the latency it may add) for more before it commits,
+    /// unless the writer sat idle that long before its first write.
     pub fn spawn(conn: Connection, commit_delay: Duration) -> (Self, thread::JoinHandle<()>) {
         // Keep every statement of the store prepared: it has more distinct
         // ones than rusqlite's default cache of 16.
@@ -133,12 +135,30 @@ fn in_savepoint<T>(
 }
 
 fn run(conn: Connection, rx: mpsc::Receiver<Job>, commit_delay: Duration) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = gather(first, &rx, commit_delay);
+    loop {
+        let idle_from = Instant::now();
+        let Ok(first) = rx.recv() else { break };
+        let delay = group_delay(idle_from.elapsed(), commit_delay);
+        let mut batch = gather(first, &rx, delay);
         let commit = run_batch(&conn, &mut batch);
         for job in batch {
             job.finish(commit.clone());
         }
+    }
+}
+
+/// How long the group that `first` opens may wait for company, given how
+/// long the writer sat idle before `first` came. Writes that come closer
+/// together than the commit delay share commits, so waiting pays; a write
+/// after a quiet spell longer than the delay most likely has no one coming
+/// to share its commit, and waiting would only add the delay to its
+/// latency. PostgreSQL's `commit_siblings` makes the same call: it delays a
+/// commit only while other transactions are running.
+fn group_delay(idle_before_first: Duration, commit_delay: Duration) -> Duration {
+    if idle_before_first >= commit_delay {
+        Duration::ZERO
+    } else {
+        commit_delay
     }
 }
 
@@ -261,6 +281,33 @@ mod tests {
         drop(tx);
         let first = rx.recv().unwrap();
         assert_eq!(gather(first, &rx, delay).len(), 1);
+    }
+
+    #[test]
+    fn only_a_write_after_a_quiet_spell_commits_without_waiting_for_company() {
+        let delay = Duration::from_millis(1);
+        // Writes a few hundred microseconds apart (a steady moderate load,
+        // or a job already queued when the last commit ended) share commits.
+        assert_eq!(group_delay(Duration::ZERO, delay), delay);
+        assert_eq!(group_delay(Duration::from_micros(400), delay), delay);
+        // After a second of nothing, no one is coming: commit at once.
+        assert_eq!(group_delay(delay, delay), Duration::ZERO);
+        assert_eq!(group_delay(Duration::from_secs(1), delay), Duration::ZERO);
+        // A delay of 0 (turned off) stays off.
+        assert_eq!(group_delay(Duration::ZERO, Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_group_with_no_delay_takes_what_is_waiting_and_does_not_wait() {
+        let (tx, rx) = mpsc::channel::<Job>();
+        for x in 0..3 {
+            tx.send(job(insert(x)).0).unwrap();
+        }
+        // The sender stays open: a group that waited for company would
+        // block here for good.
+        let first = rx.recv().unwrap();
+        assert_eq!(gather(first, &rx, Duration::ZERO).len(), 3);
+        drop(tx);
     }
 
     #[test]
