@@ -12,11 +12,14 @@ use crate::store::{InboundRecord, OutboundDetail, OutboundRecord, OutboundStatus
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
     /// Which bridge endpoint sends it (a modem, a WhatsApp number, a bot).
+    #[schema(min_length = 1)]
     pub phone_id: String,
     /// One of `sms`, `wa`, `tg`, `email`, `notify`.
+    #[schema(schema_with = super::openapi::channel_name)]
     pub channel: String,
     /// E.164 for sms/wa, chat id or @username for tg, an address for email,
     /// a topic for notify.
+    #[schema(min_length = 1)]
     pub to: String,
     /// The message text; may be empty only when attachments are given.
     #[serde(default)]
@@ -30,7 +33,9 @@ pub struct SendRequest {
     /// The id of an inbound message this answers (quoted where the channel
     /// can).
     pub reply_to: Option<String>,
-    /// Give up if not sent within this many seconds.
+    /// Give up if not sent within this many seconds (at most
+    /// `outbox.max_ttl_seconds`).
+    #[schema(minimum = 1)]
     pub ttl_seconds: Option<u64>,
     pub priority: Option<Priority>,
     /// The relay's id for this message. Status changes are reported to the

@@ -14,14 +14,20 @@ use super::state::AppState;
 use crate::store::{InboundFilter, Scope};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct InboundQuery {
+    #[param(schema_with = super::openapi::channel_name)]
     pub channel: Option<String>,
     pub phone_id: Option<String>,
     /// RFC 3339; only messages committed at or after it.
+    #[param(format = DateTime)]
     pub since: Option<String>,
     /// 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 

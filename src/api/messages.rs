@@ -303,17 +303,23 @@ async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<Outbound
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only messages in this status.
+    #[param(value_type = Option<OutboundStatus>)]
     pub status: Option<String>,
+    #[param(schema_with = super::openapi::channel_name)]
     pub channel: Option<String>,
     pub phone_id: Option<String>,
     /// RFC 3339; only messages created at or after it.
+    #[param(format = DateTime)]
     pub since: Option<String>,
     /// 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 

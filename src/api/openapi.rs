@@ -1,7 +1,11 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
 use axum::Json;
+use phonerelay_channel::ChannelKind;
+use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::{dto, error, inbound, messages, relay, system};
@@ -13,7 +17,7 @@ use super::{dto, error, inbound, messages, relay, system};
         messages::send, messages::get_message, messages::list_messages, messages::cancel_message,
         inbound::list_inbound, inbound::get_inbound,
         relay::get_link, relay::list_inbound, relay::retry_inbound,
-        system::health, system::ready, system::status, system::metrics,
+        system::health, system::ready, system::status, system::metrics, openapi_json,
     ),
     components(schemas(
         dto::SendRequest, dto::AttachmentBody, dto::Priority, dto::Accepted, dto::MessageView,
@@ -22,9 +26,79 @@ use super::{dto, error, inbound, messages, relay, system};
         relay::RelayLinkView, relay::RelayInboundView, relay::RelayInboundPage,
         crate::store::RelayInboundState,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &KeyAndStoreResponses),
 )]
 pub struct ApiDoc;
+
+/// A channel name as the API takes it: one of the channels this bridge
+/// sends on, listed from `ChannelKind` so the document cannot drift from
+/// the code.
+pub fn channel_name() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(ChannelKind::DELIVERABLE.map(ChannelKind::as_str)))
+        .build()
+}
+
+/// Every operation behind a bearer key also answers 401 (no key, or not a
+/// valid one), 403 (the key lacks the scope or the phone_id) and 503 (the
+/// store cannot be reached), all with the error body. Added here once
+/// rather than written into each handler's annotation, where one is
+/// easily forgotten (it was: only the send documented its 403).
+struct KeyAndStoreResponses;
+
+impl Modify for KeyAndStoreResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for operation in operations_mut(item) {
+                if operation.security.as_ref().is_none_or(Vec::is_empty) {
+                    continue;
+                }
+                for (status, description) in [
+                    ("401", "No API key, or not a valid one"),
+                    (
+                        "403",
+                        "The key lacks the scope, or is bound to another phone_id",
+                    ),
+                    ("503", "The store cannot be reached; nothing was changed"),
+                ] {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| error_response(description).into());
+                }
+            }
+        }
+    }
+}
+
+fn error_response(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+}
+
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+    ]
+    .into_iter()
+    .filter_map(Option::as_mut)
+}
 
 struct BearerAuth;
 
@@ -42,4 +116,130 @@ impl Modify for BearerAuth {
     responses((status = 200, description = "This document")))]
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::api::paging::MAX_PAGE;
+
+    fn document() -> Value {
+        serde_json::to_value(ApiDoc::openapi()).unwrap()
+    }
+
+    fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
+        let mut all = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                all.push((path.clone(), method.clone(), operation));
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_route_is_documented() {
+        let doc = document();
+        let mut paths: Vec<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        paths.sort_unstable();
+        // The routes of `api::router`, but the channels' webhooks, whose
+        // shape each channel's own protocol sets.
+        assert_eq!(
+            paths,
+            [
+                "/api/v1/inbound",
+                "/api/v1/inbound/{id}",
+                "/api/v1/inbound/{id}/retry",
+                "/api/v1/messages",
+                "/api/v1/messages/{id}",
+                "/api/v1/messages/{id}/cancel",
+                "/api/v1/openapi.json",
+                "/api/v1/relay",
+                "/api/v1/relay/inbound",
+                "/api/v1/status",
+                "/health",
+                "/metrics",
+                "/ready",
+            ]
+        );
+    }
+
+    #[test]
+    fn path_parameters_are_in_the_path_and_query_parameters_are_optional() {
+        let doc = document();
+        for (path, method, operation) in operations(&doc) {
+            let Some(params) = operation["parameters"].as_array() else {
+                continue;
+            };
+            for p in params {
+                let name = p["name"].as_str().unwrap();
+                match p["in"].as_str().unwrap() {
+                    "path" => assert!(
+                        path.contains(&format!("{{{name}}}")),
+                        "{method} {path}: `{name}` is documented as a path parameter"
+                    ),
+                    "query" => assert_ne!(
+                        p["required"],
+                        Value::Bool(true),
+                        "{method} {path}: query parameter `{name}` is optional"
+                    ),
+                    "header" => {}
+                    other => panic!("{method} {path}: `{name}` in {other}"),
+                }
+            }
+        }
+        let list = &doc["paths"]["/api/v1/messages"]["get"]["parameters"];
+        let limit = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "limit")
+            .unwrap();
+        assert_eq!(limit["schema"]["minimum"], 1);
+        assert_eq!(limit["schema"]["maximum"], MAX_PAGE);
+    }
+
+    #[test]
+    fn every_keyed_operation_documents_401_403_and_503_with_the_error_body() {
+        let doc = document();
+        let mut keyed = 0;
+        for (path, method, operation) in operations(&doc) {
+            if operation["security"].as_array().is_none_or(Vec::is_empty) {
+                continue;
+            }
+            keyed += 1;
+            for status in ["401", "403", "503"] {
+                let schema =
+                    &operation["responses"][status]["content"]["application/json"]["schema"];
+                assert_eq!(
+                    schema["$ref"], "#/components/schemas/ErrorBody",
+                    "{method} {path} {status}"
+                );
+            }
+        }
+        assert!(keyed >= 10, "{keyed} keyed operations");
+    }
+
+    #[test]
+    fn channel_names_are_the_deliverable_channels() {
+        let doc = document();
+        let names: Vec<&str> = ChannelKind::DELIVERABLE.map(ChannelKind::as_str).to_vec();
+        let send = &doc["components"]["schemas"]["SendRequest"]["properties"]["channel"];
+        assert_eq!(send["enum"], serde_json::json!(names));
+        let list = &doc["paths"]["/api/v1/messages"]["get"]["parameters"];
+        let channel = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "channel")
+            .unwrap();
+        assert_eq!(channel["schema"]["enum"], serde_json::json!(names));
+    }
 }

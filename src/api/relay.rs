@@ -124,12 +124,18 @@ pub struct RelayInboundPage {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RelayInboundQuery {
     /// `pending`, `delivered` or `dead` (default `dead`).
+    #[param(value_type = Option<RelayInboundState>)]
     pub state: Option<String>,
     pub phone_id: Option<String>,
+    /// 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 
