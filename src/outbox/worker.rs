@@ -24,6 +24,11 @@ const IDLE_POLL: Duration = Duration::from_secs(5);
 /// Most outcomes recorded in one write.
 const MAX_OUTCOMES_PER_WRITE: usize = 256;
 
+/// First and longest wait before recording outcomes again while the store
+/// is unavailable.
+const RECORD_RETRY_FIRST: Duration = Duration::from_millis(100);
+const RECORD_RETRY_MAX: Duration = Duration::from_secs(5);
+
 /// A send that is over, waiting for its outcome to be committed. Its
 /// permit is given back only then, so the endpoint never has more than
 /// `concurrency` messages in `sending` of its own.
@@ -62,7 +67,11 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
     });
     let lease_ms = ctx.outbox.lease_ms();
     let (finished, finished_rx) = mpsc::unbounded_channel();
-    let recorder = tokio::spawn(record_finished(ctx.store.clone(), finished_rx));
+    let recorder = tokio::spawn(record_finished(
+        ctx.store.clone(),
+        finished_rx,
+        ctx.hard_stop.clone(),
+    ));
     let mut sends = Sends {
         in_flight: JoinSet::new(),
         endpoint: endpoint.clone(),
@@ -214,18 +223,23 @@ impl Sends {
 /// Commit the outcomes of finished sends, as many as are waiting in one
 /// write: one transaction for a group of sends instead of one each, on the
 /// thread every write shares. Ends when every send task has gone.
-async fn record_finished(store: Arc<dyn Store>, mut finished: mpsc::UnboundedReceiver<Finished>) {
+async fn record_finished(
+    store: Arc<dyn Store>,
+    mut finished: mpsc::UnboundedReceiver<Finished>,
+    hard_stop: CancellationToken,
+) {
     let mut batch = Vec::new();
     while finished.recv_many(&mut batch, MAX_OUTCOMES_PER_WRITE).await > 0 {
         let outcomes = batch
             .iter()
             .map(|f| (f.id.clone(), f.outcome.clone()))
             .collect::<Vec<_>>();
-        if let Err(e) = store.record_outcomes(outcomes).await {
+        if let Err(e) = record_until_stored(&*store, outcomes, &hard_stop).await {
             tracing::warn!(error = %e, count = batch.len(),
                 "could not record a group of send outcomes; recording them one by one");
             for f in &batch {
-                if let Err(e) = store.record_outcome(&f.id, f.outcome.clone()).await {
+                let outcome = vec![(f.id.clone(), f.outcome.clone())];
+                if let Err(e) = record_until_stored(&*store, outcome, &hard_stop).await {
                     tracing::error!(id = %f.id, error = %e,
                         "could not record a send outcome; the lease will return the message to the queue");
                 }
@@ -233,6 +247,48 @@ async fn record_finished(store: Arc<dyn Store>, mut finished: mpsc::UnboundedRec
         }
         // Dropping the group gives its permits back.
         batch.clear();
+    }
+}
+
+/// Record `outcomes`, trying again for as long as the store is only
+/// unavailable (a full disk, an I/O error): an outcome not recorded leaves
+/// its message `sending`, and once the lease runs out it is sent again, a
+/// duplicate its recipient sees. The group's permits stay taken meanwhile,
+/// so no new send starts while outcomes cannot be kept. Gives up on an
+/// error that will not pass, or at the hard stop.
+async fn record_until_stored(
+    store: &dyn Store,
+    outcomes: Vec<(String, SendOutcome)>,
+    hard_stop: &CancellationToken,
+) -> Result<(), crate::store::StoreError> {
+    let mut wait = RECORD_RETRY_FIRST;
+    let mut failures = 0u32;
+    loop {
+        match store.record_outcomes(outcomes.clone()).await {
+            Ok(()) => {
+                if failures > 0 {
+                    tracing::info!(
+                        count = outcomes.len(),
+                        failures,
+                        "send outcomes recorded once the store was back"
+                    );
+                }
+                return Ok(());
+            }
+            Err(e) if e.is_transient() && !hard_stop.is_cancelled() => {
+                if failures == 0 {
+                    tracing::warn!(error = %e, count = outcomes.len(),
+                        "cannot record send outcomes now; trying again until the store is back");
+                }
+                failures += 1;
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = hard_stop.cancelled() => return Err(e),
+                }
+                wait = (wait * 2).min(RECORD_RETRY_MAX);
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -310,7 +366,7 @@ mod tests {
         }
         drop(tx);
         // Every outcome is waiting before the recorder starts: one group.
-        record_finished(store.clone(), rx).await;
+        record_finished(store.clone(), rx, CancellationToken::new()).await;
         for id in ["a", "b", "c"] {
             let detail = store.get_outbound(id).await.unwrap().unwrap();
             assert_eq!(detail.record.status, OutboundStatus::Sent, "{id}");

@@ -15,15 +15,36 @@ pub use sqlite::SqliteStore;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
+    /// The database refused this operation (a constraint, an unknown row,
+    /// a bug): the same operation will fail again.
     #[error("database error: {0}")]
     Database(String),
+    /// The database could not be written or read just now: a full disk,
+    /// an I/O error, a lock held past the busy timeout, no memory. The
+    /// same operation may succeed once that passes.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("the store is closed")]
     Closed,
 }
 
+impl StoreError {
+    /// Worth trying the same operation again later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Database(e.to_string())
+        use rusqlite::ErrorCode::*;
+        match e.sqlite_error_code() {
+            Some(
+                DiskFull | SystemIoFailure | DatabaseBusy | DatabaseLocked | CannotOpen
+                | OutOfMemory,
+            ) => StoreError::Unavailable(e.to_string()),
+            _ => StoreError::Database(e.to_string()),
+        }
     }
 }
 
@@ -129,4 +150,39 @@ pub trait Store: Send + Sync + 'static {
 /// Used by adapters that return a receipt.
 pub fn sent(receipt: SendReceipt, now_ms: i64) -> SendOutcome {
     SendOutcome::Sent { receipt, now_ms }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::StoreError;
+
+    #[test]
+    fn a_full_database_is_transient_and_a_broken_constraint_is_not() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (x INTEGER UNIQUE, pad BLOB);
+             INSERT INTO t VALUES (1, NULL);",
+        )
+        .unwrap();
+        let duplicate: StoreError = conn
+            .execute("INSERT INTO t VALUES (1, NULL)", [])
+            .unwrap_err()
+            .into();
+        assert!(matches!(duplicate, StoreError::Database(_)), "{duplicate}");
+        assert!(!duplicate.is_transient());
+        // No page may be added: SQLite answers SQLITE_FULL, as it does
+        // when the disk has no space left.
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |row| row.get(0))
+            .unwrap();
+        conn.pragma_update(None, "max_page_count", pages).unwrap();
+        let full: StoreError = conn
+            .execute("INSERT INTO t VALUES (2, zeroblob(100000))", [])
+            .unwrap_err()
+            .into();
+        assert!(matches!(full, StoreError::Unavailable(_)), "{full}");
+        assert!(full.is_transient());
+    }
 }
