@@ -164,7 +164,7 @@ impl Channel for SmsChannel {
         let parts = self.encode(message)?;
         let total = parts.len();
         if total > 1 {
-            self.restore_accepted_parts(&message.id).await;
+            self.restore_accepted_parts(&message.id).await?;
         }
         let result = self.send_remaining_parts(message, parts).await;
         if total > 1 {
@@ -194,26 +194,34 @@ impl Channel for SmsChannel {
 
 impl SmsChannel {
     /// After a restart the memory is empty: take back the parts of this
-    /// message that a previous process got accepted.
-    async fn restore_accepted_parts(&self, message_id: &str) {
-        let Some(sink) = self.sink.get() else { return };
+    /// message that a previous process got accepted. If they cannot be
+    /// read, the send waits for a retry: sending every part would hand the
+    /// recipient the accepted ones twice.
+    async fn restore_accepted_parts(&self, message_id: &str) -> Result<(), SendError> {
+        let Some(sink) = self.sink.get() else {
+            return Ok(());
+        };
         let known = self
             .accepted
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .accepted_count(message_id);
         if known > 0 {
-            return;
+            return Ok(());
         }
         match sink.load_cursor(&parts_cursor(message_id)).await {
-            Ok(Some(cursor)) => self
-                .accepted
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .restore(message_id, &cursor),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(phone_id = %self.config.phone_id, message_id, error = %e,
-                "could not read the parts accepted before; sending them all"),
+            Ok(Some(cursor)) => {
+                self.accepted
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .restore(message_id, &cursor);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(SendError::transient(
+                "sms_parts_unknown",
+                format!("cannot read which parts went out before ({e}); trying again later"),
+            )),
         }
     }
 

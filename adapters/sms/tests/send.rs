@@ -2,6 +2,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
@@ -246,4 +247,36 @@ async fn a_long_message_resumed_after_a_restart_sends_only_the_parts_left() {
         rig.sink.cursors.lock().unwrap().is_empty(),
         "the cursor goes once the message is sent"
     );
+}
+
+#[tokio::test]
+async fn a_long_message_whose_sent_parts_cannot_be_read_after_a_restart_waits() {
+    let mut rig = Rig::start(behaviour(), modem_config("main")).await;
+    rig.wait_up().await;
+    let text = three_part_text();
+    rig.sim.fail_sends_after(1, 38, 1);
+    send_fails_transiently(&rig, "long", &text).await;
+    assert_eq!(rig.sim.sent_parts().len(), 1);
+    rig.stop_channel().await;
+    rig.restart_channel(modem_config("main"));
+    rig.wait_up().await;
+
+    // The store cannot say which parts went out: sending all three would
+    // give the handset part 1 twice, so the send fails for a retry.
+    rig.sink.cursors_unreadable.store(true, Ordering::SeqCst);
+    let err = rig
+        .channel
+        .send(&message("long", "+15551230001", &text))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.class, err.code.as_str()),
+        (ErrorClass::Transient, "sms_parts_unknown"),
+        "{err:?}"
+    );
+    assert_eq!(rig.sim.sent_parts().len(), 1, "nothing more went out");
+
+    rig.sink.cursors_unreadable.store(false, Ordering::SeqCst);
+    let receipt = retry_until_sent(&rig, &message("long", "+15551230001", &text)).await;
+    assert_each_part_once(&rig, &text, &receipt);
 }

@@ -22,6 +22,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct RecordingSink {
     pub events: Mutex<Vec<ChannelEvent>>,
     pub failing: AtomicBool,
+    /// Reading a cursor fails, as with the store unavailable.
+    pub cursors_unreadable: AtomicBool,
     /// Cursors by name, kept across channel restarts like the store's.
     pub cursors: Mutex<std::collections::BTreeMap<String, String>>,
 }
@@ -45,6 +47,9 @@ impl EventSink for RecordingSink {
         Ok(())
     }
     async fn load_cursor(&self, name: &str) -> Result<Option<String>, SinkError> {
+        if self.cursors_unreadable.load(Ordering::SeqCst) {
+            return Err(SinkError("store unavailable".into()));
+        }
         Ok(self.cursors.lock().unwrap().get(name).cloned())
     }
 }
