@@ -139,6 +139,15 @@ mod tests {
         all
     }
 
+    fn list_messages_parameter<'a>(doc: &'a Value, name: &str) -> &'a Value {
+        doc["paths"]["/api/v1/messages"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()
+    }
+
     #[test]
     fn every_route_is_documented() {
         let doc = document();
@@ -195,13 +204,7 @@ mod tests {
                 }
             }
         }
-        let list = &doc["paths"]["/api/v1/messages"]["get"]["parameters"];
-        let limit = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == "limit")
-            .unwrap();
+        let limit = list_messages_parameter(&doc, "limit");
         assert_eq!(limit["schema"]["minimum"], 1);
         assert_eq!(limit["schema"]["maximum"], MAX_PAGE);
     }
@@ -233,13 +236,7 @@ mod tests {
         let names: Vec<&str> = ChannelKind::DELIVERABLE.map(ChannelKind::as_str).to_vec();
         let send = &doc["components"]["schemas"]["SendRequest"]["properties"]["channel"];
         assert_eq!(send["enum"], serde_json::json!(names));
-        let list = &doc["paths"]["/api/v1/messages"]["get"]["parameters"];
-        let channel = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == "channel")
-            .unwrap();
+        let channel = list_messages_parameter(&doc, "channel");
         assert_eq!(channel["schema"]["enum"], serde_json::json!(names));
     }
 }

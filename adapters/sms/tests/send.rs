@@ -224,21 +224,26 @@ async fn late_cmgs_of_the_only_part_makes_the_retry_succeed_without_sending() {
     assert_eq!(rig.sim.sent_messages().len(), 2);
 }
 
-#[tokio::test]
-async fn a_long_message_resumed_after_a_restart_sends_only_the_parts_left() {
+/// Message "long" (three parts): part 1 goes out, part 2 meets a transient
+/// network error, then the daemon restarts (a new channel with an empty
+/// memory, the same store).
+async fn restarted_after_part_one(text: &str) -> Rig {
     let mut rig = Rig::start(behaviour(), modem_config("main")).await;
     rig.wait_up().await;
-    let text = three_part_text();
-    // Part 1 goes out, part 2 meets a transient network error.
     rig.sim.fail_sends_after(1, 38, 1);
-    send_fails_transiently(&rig, "long", &text).await;
+    send_fails_transiently(&rig, "long", text).await;
     assert_eq!(rig.sim.sent_parts().len(), 1);
     assert_eq!(rig.sink.cursors.lock().unwrap().len(), 1, "part 1 kept");
-
-    // A daemon restart: a new channel with an empty memory, the same store.
     rig.stop_channel().await;
     rig.restart_channel(modem_config("main"));
     rig.wait_up().await;
+    rig
+}
+
+#[tokio::test]
+async fn a_long_message_resumed_after_a_restart_sends_only_the_parts_left() {
+    let text = three_part_text();
+    let rig = restarted_after_part_one(&text).await;
     let receipt = retry_until_sent(&rig, &message("long", "+15551230001", &text)).await;
 
     // The network saw each part once, and the handset gets one message.
@@ -251,15 +256,8 @@ async fn a_long_message_resumed_after_a_restart_sends_only_the_parts_left() {
 
 #[tokio::test]
 async fn a_long_message_whose_sent_parts_cannot_be_read_after_a_restart_waits() {
-    let mut rig = Rig::start(behaviour(), modem_config("main")).await;
-    rig.wait_up().await;
     let text = three_part_text();
-    rig.sim.fail_sends_after(1, 38, 1);
-    send_fails_transiently(&rig, "long", &text).await;
-    assert_eq!(rig.sim.sent_parts().len(), 1);
-    rig.stop_channel().await;
-    rig.restart_channel(modem_config("main"));
-    rig.wait_up().await;
+    let rig = restarted_after_part_one(&text).await;
 
     // The store cannot say which parts went out: sending all three would
     // give the handset part 1 twice, so the send fails for a retry.
