@@ -1,6 +1,7 @@
 //! The store stops taking writes (a full disk) while a send is on its way,
 //! then comes back: the send is recorded once it can be, and not sent a
-//! second time; a send offered meanwhile is refused and nothing is kept.
+//! second time; a send offered meanwhile is refused and nothing is kept;
+//! readiness says the store is unavailable until writes work again.
 //!
 //! Alone in its test binary: it limits the size of every file the whole
 //! process writes (`RLIMIT_FSIZE`), which would break any test running
@@ -72,6 +73,14 @@ async fn a_send_finished_while_the_store_is_down_is_recorded_once_it_is_back() {
         .await;
     assert_eq!(code, 503, "{refused}");
     assert_eq!(refused["error"]["code"], "store_unavailable");
+    // Readiness says so too (a transaction that writes nothing would still
+    // succeed on a full disk).
+    let (code, ready) = d.get("/ready", "").await;
+    assert_eq!(
+        (code, ready["store"].as_str()),
+        (503, Some("unavailable")),
+        "{ready}"
+    );
     // The first send succeeds on the channel while its outcome cannot be
     // written; give the recorder time to fail at it.
     // (Until it is seen: the send may not be waiting for it yet.)
@@ -83,6 +92,12 @@ async fn a_send_finished_while_the_store_is_down_is_recorded_once_it_is_back() {
     let (_, during) = d.get(&format!("/api/v1/messages/{id}"), &d.admin_key).await;
     assert_eq!(during["status"], "sending", "{during}");
     writes_allowed();
+    let (code, ready) = d.get("/ready", "").await;
+    assert_eq!(
+        (code, ready["store"].as_str()),
+        (200, Some("ok")),
+        "{ready}"
+    );
 
     let sent = d.wait_status(&id, "sent").await;
     assert_eq!(

@@ -87,8 +87,26 @@ impl Drop for SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
+        if self.writer.failing().is_none() {
+            return self
+                .writer
+                .write(|conn| Ok(conn.execute_batch("SELECT 1")?))
+                .await;
+        }
+        // The last write failed (a full disk, an I/O error). A transaction
+        // that writes nothing would still succeed, so write a row: once
+        // that commits, writes work again and the writer forgets the
+        // failure.
+        let now = crate::clock::now_ms().to_string();
         self.writer
-            .write(|conn| Ok(conn.execute_batch("SELECT 1")?))
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO cursors (scope, name, value) VALUES ('store', 'probe', ?1)
+                     ON CONFLICT (scope, name) DO UPDATE SET value = excluded.value",
+                    [&now],
+                )?;
+                Ok(())
+            })
             .await
     }
 

@@ -2,7 +2,7 @@
 //! that is waiting in one transaction, so many accepted messages share one
 //! fsync. A caller's future resolves only after *its* transaction committed.
 
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,28 @@ where
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
+    health: Arc<WriteHealth>,
+}
+
+/// Whether the last commit that had something to write succeeded. A
+/// commit with nothing to write succeeds even on a full disk, so only
+/// commits that changed rows count.
+#[derive(Default)]
+struct WriteHealth {
+    /// The error of the last such commit, while it failed for a reason
+    /// that may pass (a full disk, an I/O error).
+    failing: Mutex<Option<String>>,
+}
+
+impl WriteHealth {
+    fn record(&self, changed: bool, commit: &StoreResult<()>) {
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        match commit {
+            Ok(()) if changed => *failing = None,
+            Err(e) if e.is_transient() => *failing = Some(e.to_string()),
+            _ => {}
+        }
+    }
 }
 
 impl Writer {
@@ -83,17 +105,32 @@ impl Writer {
         // ones than rusqlite's default cache of 16.
         conn.set_prepared_statement_cache_capacity(64);
         let (jobs, rx) = mpsc::channel::<Job>();
+        let health = Arc::new(WriteHealth::default());
+        let thread_health = health.clone();
         let handle = thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(conn, rx, commit_delay))
+            .spawn(move || run(conn, rx, commit_delay, &thread_health))
             .expect("spawning the store writer thread");
-        (Self { jobs }, handle)
+        (Self { jobs, health }, handle)
     }
 
     /// A writer connected to nothing, to replace the real one on drop so
     /// the thread sees its channel close.
     pub fn detached(jobs: mpsc::Sender<Job>) -> Self {
-        Self { jobs }
+        Self {
+            jobs,
+            health: Arc::default(),
+        }
+    }
+
+    /// The error of the last commit that had rows to write, if it failed
+    /// for a reason that may pass and none has succeeded since.
+    pub fn failing(&self) -> Option<String> {
+        self.health
+            .failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Run `write` in the next group transaction and return its result once
@@ -134,13 +171,15 @@ fn in_savepoint<T>(
     }
 }
 
-fn run(conn: Connection, rx: mpsc::Receiver<Job>, commit_delay: Duration) {
+fn run(conn: Connection, rx: mpsc::Receiver<Job>, commit_delay: Duration, health: &WriteHealth) {
     loop {
         let idle_from = Instant::now();
         let Ok(first) = rx.recv() else { break };
         let delay = group_delay(idle_from.elapsed(), commit_delay);
         let mut batch = gather(first, &rx, delay);
+        let changes_before = conn.total_changes();
         let commit = run_batch(&conn, &mut batch);
+        health.record(conn.total_changes() != changes_before, &commit);
         for job in batch {
             job.finish(commit.clone());
         }
@@ -295,6 +334,29 @@ mod tests {
         assert_eq!(group_delay(Duration::from_secs(1), delay), Duration::ZERO);
         // A delay of 0 (turned off) stays off.
         assert_eq!(group_delay(Duration::ZERO, Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn only_a_commit_that_wrote_rows_clears_a_write_failure() {
+        let health = WriteHealth::default();
+        let failing = || health.failing.lock().unwrap().clone();
+        let full = Err(StoreError::Unavailable("database or disk is full".into()));
+        health.record(true, &full);
+        assert_eq!(
+            failing().as_deref(),
+            Some("database unavailable: database or disk is full")
+        );
+        // An empty transaction commits even on a full disk: it proves nothing.
+        health.record(false, &Ok(()));
+        assert!(failing().is_some());
+        // A write that will not pass says nothing about the disk.
+        health.record(
+            true,
+            &Err(StoreError::Database("UNIQUE constraint failed".into())),
+        );
+        assert!(failing().is_some());
+        health.record(true, &Ok(()));
+        assert_eq!(failing(), None);
     }
 
     #[test]
