@@ -71,7 +71,32 @@ pub struct DaemonProcess {
 
 impl DaemonProcess {
     pub fn start(config: &Path, port: u16) -> DaemonProcess {
-        let child = bin()
+        Self::start_command(bin(), config, port)
+    }
+
+    /// As [`Self::start`], with the process's file size limit
+    /// (`RLIMIT_FSIZE`, which systemd's `LimitFSIZE=` sets) at `bytes`.
+    pub fn start_with_file_size_limit(config: &Path, port: u16, bytes: u64) -> DaemonProcess {
+        use std::os::unix::process::CommandExt;
+        let mut command = bin();
+        // SAFETY: setrlimit is async-signal-safe, as pre_exec requires.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: bytes,
+                    rlim_max: libc::RLIM_INFINITY,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Self::start_command(command, config, port)
+    }
+
+    fn start_command(mut command: Command, config: &Path, port: u16) -> DaemonProcess {
+        let child = command
             .args(["serve", "--config"])
             .arg(config)
             .env("RUST_LOG", "warn")

@@ -1,0 +1,95 @@
+//! A daemon that reaches its file size limit (`LimitFSIZE=` in a systemd
+//! unit) behaves as on a full disk: it stays up, refuses sends with 503
+//! and says the store is unavailable, and takes writes again once the limit
+//! is raised, without a restart.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::process::*;
+
+fn config(dir: &Path, port: u16) -> std::path::PathBuf {
+    let config = dir.join("phonerelay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nstate_dir = \"state\"\n\
+             [[channels.sms.modems]]\nphone_id = \"sim-1\"\ndevice = \"sim\"\n"
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn send(http: &reqwest::blocking::Client, base: &str, key: &str, n: usize) -> u16 {
+    http.post(format!("{base}/api/v1/messages"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({
+            "phone_id": "sim-1", "channel": "sms", "to": "+15551230001",
+            "text": format!("message {n}"),
+        }))
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn ready(http: &reqwest::blocking::Client, base: &str) -> (u16, serde_json::Value) {
+    let response = http.get(format!("{base}/ready")).send().unwrap();
+    let code = response.status().as_u16();
+    (code, response.json().unwrap())
+}
+
+#[test]
+fn a_daemon_past_its_file_size_limit_refuses_sends_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = config(dir.path(), port);
+    let key = create_key_cli(&config);
+    // 1 MiB: the database and its first writes fit; a few dozen messages
+    // later the write-ahead log does not.
+    let mut daemon = DaemonProcess::start_with_file_size_limit(&config, port, 1 << 20);
+    let http = reqwest::blocking::Client::new();
+
+    let mut accepted = 0;
+    let refused = loop {
+        assert!(accepted < 2_000, "the store never reached the limit");
+        match send(&http, &daemon.base, &key, accepted) {
+            202 => accepted += 1,
+            code => break code,
+        }
+    };
+    assert_eq!(refused, 503, "after {accepted} accepted");
+    assert!(accepted > 0);
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "the daemon is still running"
+    );
+    let health = http.get(format!("{}/health", daemon.base)).send().unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let (code, report) = ready(&http, &daemon.base);
+    assert_eq!(
+        (code, report["store"].as_str()),
+        (503, Some("unavailable")),
+        "{report}"
+    );
+
+    // The operator raises the limit; no restart.
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    let pid = daemon.child.id() as libc::pid_t;
+    assert_eq!(
+        unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &unlimited, std::ptr::null_mut()) },
+        0
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ready(&http, &daemon.base).0 != 200 {
+        assert!(Instant::now() < deadline, "the store never came back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(send(&http, &daemon.base, &key, accepted), 202);
+}
