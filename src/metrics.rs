@@ -24,6 +24,7 @@ pub struct Metrics {
     pub queue: Family<Labels, Gauge>,
     pub endpoint_up: Family<Labels, Gauge>,
     pub endpoint_detail: Family<Labels, Gauge>,
+    pub store_up: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -46,6 +47,7 @@ impl Default for Metrics {
         let queue = Family::<Labels, Gauge>::default();
         let endpoint_up = Family::<Labels, Gauge>::default();
         let endpoint_detail = Family::<Labels, Gauge>::default();
+        let store_up = Gauge::default();
         registry.register(
             "accepted",
             "Messages accepted into the outbox",
@@ -96,6 +98,11 @@ impl Default for Metrics {
             "Numeric health details an endpoint reports (signal_dbm, ...)",
             endpoint_detail.clone(),
         );
+        registry.register(
+            "store_up",
+            "1 when the store takes writes, 0 while they fail (a full disk, an I/O error)",
+            store_up.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             accepted,
@@ -108,6 +115,7 @@ impl Default for Metrics {
             queue,
             endpoint_up,
             endpoint_detail,
+            store_up,
         }
     }
 }

@@ -211,6 +211,7 @@ async fn health_ready_metrics_and_openapi() {
         metrics.contains("phonerelay_accept_duration_seconds_count 1"),
         "{metrics}"
     );
+    assert!(metrics.contains("phonerelay_store_up 1"), "{metrics}");
 
     let (code, doc) = d.get("/api/v1/openapi.json", "").await;
     assert_eq!(code, 200);

@@ -81,6 +81,8 @@ async fn a_send_finished_while_the_store_is_down_is_recorded_once_it_is_back() {
         (503, Some("unavailable")),
         "{ready}"
     );
+    let metrics = d.metrics_text().await;
+    assert!(metrics.contains("phonerelay_store_up 0"), "{metrics}");
     // The first send succeeds on the channel while its outcome cannot be
     // written; give the recorder time to fail at it.
     // (Until it is seen: the send may not be waiting for it yet.)
@@ -98,6 +100,8 @@ async fn a_send_finished_while_the_store_is_down_is_recorded_once_it_is_back() {
         (200, Some("ok")),
         "{ready}"
     );
+    let metrics = d.metrics_text().await;
+    assert!(metrics.contains("phonerelay_store_up 1"), "{metrics}");
 
     let sent = d.wait_status(&id, "sent").await;
     assert_eq!(

@@ -143,6 +143,8 @@ pub async fn status(
 #[utoipa::path(get, path = "/metrics", tag = "system",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    let store_up = state.store.ping().await.is_ok();
+    state.metrics.store_up.set(store_up as i64);
     let stats = state
         .store
         .queue_stats(now_ms() - RECENT_WINDOW_MS)
