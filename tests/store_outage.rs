@@ -40,6 +40,24 @@ fn set_file_size_limit(bytes: libc::rlim_t) {
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) }, 0);
 }
 
+/// What `/ready` and `/metrics` say of the store.
+async fn assert_store_reported(d: &TestDaemon, up: bool) {
+    let (code, ready) = d.get("/ready", "").await;
+    let expected = if up {
+        (200, "ok")
+    } else {
+        (503, "unavailable")
+    };
+    assert_eq!(
+        (code, ready["store"].as_str().unwrap()),
+        expected,
+        "{ready}"
+    );
+    let metrics = d.metrics_text().await;
+    let gauge = format!("phonerelay_store_up {}", up as u8);
+    assert!(metrics.contains(&gauge), "{metrics}");
+}
+
 /// A lease short enough that a send whose outcome was lost would be sent
 /// again within the test.
 const SHORT_LEASE: &str = r#"
@@ -75,14 +93,7 @@ async fn a_send_finished_while_the_store_is_down_is_recorded_once_it_is_back() {
     assert_eq!(refused["error"]["code"], "store_unavailable");
     // Readiness says so too (a transaction that writes nothing would still
     // succeed on a full disk).
-    let (code, ready) = d.get("/ready", "").await;
-    assert_eq!(
-        (code, ready["store"].as_str()),
-        (503, Some("unavailable")),
-        "{ready}"
-    );
-    let metrics = d.metrics_text().await;
-    assert!(metrics.contains("phonerelay_store_up 0"), "{metrics}");
+    assert_store_reported(&d, false).await;
     // The first send succeeds on the channel while its outcome cannot be
     // written; give the recorder time to fail at it.
     // (Until it is seen: the send may not be waiting for it yet.)
@@ -94,14 +105,7 @@ async fn a_send_finished_while_the_store_is_down_is_recorded_once_it_is_back() {
     let (_, during) = d.get(&format!("/api/v1/messages/{id}"), &d.admin_key).await;
     assert_eq!(during["status"], "sending", "{during}");
     writes_allowed();
-    let (code, ready) = d.get("/ready", "").await;
-    assert_eq!(
-        (code, ready["store"].as_str()),
-        (200, Some("ok")),
-        "{ready}"
-    );
-    let metrics = d.metrics_text().await;
-    assert!(metrics.contains("phonerelay_store_up 1"), "{metrics}");
+    assert_store_reported(&d, true).await;
 
     let sent = d.wait_status(&id, "sent").await;
     assert_eq!(
