@@ -8,8 +8,18 @@ use crate::clock::rfc3339;
 use crate::store::{InboundRecord, OutboundDetail, OutboundRecord, OutboundStatus, StatusEvent};
 
 /// The pChat send body (`phone_id`, `channel`, `to`, `text`) and its options.
+///
+/// The example is the README's first send, to the quickstart's simulated
+/// modem `sim-1`; it is also what an OpenAPI tester sends first, and so
+/// how its stateful phase comes by real message ids (scripts/api-fuzz).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "phone_id": "sim-1",
+    "channel": "sms",
+    "to": "+15551230001",
+    "text": "Your verification code is 123456"
+}))]
 pub struct SendRequest {
     /// Which bridge endpoint sends it (a modem, a WhatsApp number, a bot).
     #[schema(min_length = 1)]

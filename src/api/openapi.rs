@@ -112,10 +112,124 @@ impl Modify for BearerAuth {
     }
 }
 
+/// A link from one operation's answer to an operation that takes a value
+/// out of it (OpenAPI 3.1, Link Object): a client, or a tester such as
+/// schemathesis, can follow a send's 202 to reading and cancelling that
+/// very message instead of guessing ids.
+struct LinkSpec {
+    /// The operation whose answer carries the value, and that answer.
+    from: (&'static str, &'static str, &'static str),
+    name: &'static str,
+    operation_id: &'static str,
+    /// The target's parameter and the runtime expression that fills it.
+    parameter: &'static str,
+    value: &'static str,
+    description: &'static str,
+}
+
+const LINKS: &[LinkSpec] = &[
+    LinkSpec {
+        from: ("/api/v1/messages", "post", "202"),
+        name: "GetMessage",
+        operation_id: "get_message",
+        parameter: "id",
+        value: "$response.body#/id",
+        description: "The accepted message: its status and history",
+    },
+    LinkSpec {
+        from: ("/api/v1/messages", "post", "202"),
+        name: "CancelMessage",
+        operation_id: "cancel_message",
+        parameter: "id",
+        value: "$response.body#/id",
+        description: "Cancel the accepted message while it is queued",
+    },
+    LinkSpec {
+        from: ("/api/v1/messages/{id}", "get", "200"),
+        name: "CancelMessage",
+        operation_id: "cancel_message",
+        parameter: "id",
+        value: "$response.body#/id",
+        description: "Cancel this message while it is queued",
+    },
+    LinkSpec {
+        from: ("/api/v1/messages", "get", "200"),
+        name: "GetFirstMessage",
+        operation_id: "get_message",
+        parameter: "id",
+        value: "$response.body#/messages/0/id",
+        description: "The first message of the page",
+    },
+    LinkSpec {
+        from: ("/api/v1/messages", "get", "200"),
+        name: "NextPage",
+        operation_id: "list_messages",
+        parameter: "cursor",
+        value: "$response.body#/next_cursor",
+        description: "The next page (absent on the last one)",
+    },
+    LinkSpec {
+        from: ("/api/v1/inbound", "get", "200"),
+        name: "GetFirstInbound",
+        operation_id: "get_inbound",
+        parameter: "id",
+        value: "$response.body#/messages/0/id",
+        description: "The first inbound message of the page",
+    },
+    LinkSpec {
+        from: ("/api/v1/inbound", "get", "200"),
+        name: "NextPage",
+        operation_id: "list_inbound",
+        parameter: "cursor",
+        value: "$response.body#/next_cursor",
+        description: "The next page (absent on the last one)",
+    },
+    LinkSpec {
+        from: ("/api/v1/relay/inbound", "get", "200"),
+        name: "RetryFirst",
+        operation_id: "retry_inbound",
+        parameter: "id",
+        value: "$response.body#/messages/0/message/id",
+        description: "Queue the page's first dead letter for the relay again",
+    },
+    LinkSpec {
+        from: ("/api/v1/relay/inbound", "get", "200"),
+        name: "NextPage",
+        operation_id: "list_relay_inbound",
+        parameter: "cursor",
+        value: "$response.body#/next_cursor",
+        description: "The next page (absent on the last one)",
+    },
+];
+
+/// The whole document as served: the generated one with [`LINKS`] added.
+/// Added to the JSON rather than through utoipa, whose `Link` (5.5) is
+/// written with the field name `operation_id` where OpenAPI has
+/// `operationId`, so no reader would follow it.
+pub fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+    for link in LINKS {
+        let (path, method, status) = link.from;
+        let response = &mut doc["paths"][path][method]["responses"][status];
+        assert!(
+            response.is_object(),
+            "link {} from an undocumented answer",
+            link.name
+        );
+        response["links"][link.name] = serde_json::json!({
+            "operationId": link.operation_id,
+            "parameters": { link.parameter: link.value },
+            "description": link.description,
+        });
+    }
+    doc
+}
+
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "system",
     responses((status = 200, description = "This document")))]
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub async fn openapi_json() -> Json<serde_json::Value> {
+    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    Json(DOCUMENT.get_or_init(document).clone())
 }
 
 #[cfg(test)]
@@ -124,10 +238,6 @@ mod tests {
 
     use super::*;
     use crate::api::paging::MAX_PAGE;
-
-    fn document() -> Value {
-        serde_json::to_value(ApiDoc::openapi()).unwrap()
-    }
 
     fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
         let mut all = Vec::new();
@@ -228,6 +338,102 @@ mod tests {
             }
         }
         assert!(keyed >= 10, "{keyed} keyed operations");
+    }
+
+    #[test]
+    fn operation_ids_are_unique() {
+        let doc = document();
+        let mut ids: Vec<&str> = operations(&doc)
+            .iter()
+            .map(|(_, _, op)| op["operationId"].as_str().unwrap())
+            .collect();
+        let count = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), count, "a repeated operationId in {ids:?}");
+    }
+
+    /// The schema a JSON pointer reaches inside `schema`, following
+    /// `$ref`s (also one wrapped in `oneOf`/`allOf`, as for an optional
+    /// field) and array items.
+    fn schema_at<'a>(doc: &'a Value, mut schema: &'a Value, pointer: &str) -> Option<&'a Value> {
+        let deref = |mut s: &'a Value| {
+            loop {
+                if let Some(r) = s["$ref"].as_str() {
+                    let name = r.strip_prefix("#/components/schemas/")?;
+                    s = &doc["components"]["schemas"][name];
+                } else if let Some(inner) = ["oneOf", "allOf", "anyOf"]
+                    .iter()
+                    .find_map(|k| s[*k].as_array()?.iter().find(|v| v["$ref"].is_string()))
+                {
+                    s = inner;
+                } else {
+                    return Some(s);
+                }
+            }
+        };
+        for segment in pointer.split('/').skip(1) {
+            schema = deref(schema)?;
+            schema = if segment.parse::<usize>().is_ok() {
+                &schema["items"]
+            } else {
+                &schema["properties"][segment]
+            };
+            if schema.is_null() {
+                return None;
+            }
+        }
+        deref(schema)
+    }
+
+    #[test]
+    fn every_link_names_a_real_operation_parameter_and_response_field() {
+        let doc = document();
+        let all = operations(&doc);
+        let mut links = 0;
+        for (path, method, operation) in &all {
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                let Some(found) = response["links"].as_object() else {
+                    continue;
+                };
+                for (name, link) in found {
+                    links += 1;
+                    let at = format!("{method} {path} {status} link {name}");
+                    let target_id = link["operationId"].as_str().unwrap();
+                    let (_, _, target) = all
+                        .iter()
+                        .find(|(_, _, op)| op["operationId"] == target_id)
+                        .unwrap_or_else(|| panic!("{at}: no operation {target_id}"));
+                    let body = &response["content"]["application/json"]["schema"];
+                    for (parameter, value) in link["parameters"].as_object().unwrap() {
+                        let taken = target["parameters"]
+                            .as_array()
+                            .is_some_and(|ps| ps.iter().any(|p| p["name"] == *parameter));
+                        assert!(taken, "{at}: {target_id} takes no `{parameter}`");
+                        let value = value.as_str().unwrap();
+                        let pointer = value
+                            .strip_prefix("$response.body#")
+                            .unwrap_or_else(|| panic!("{at}: {value}"));
+                        let field = schema_at(&doc, body, pointer)
+                            .unwrap_or_else(|| panic!("{at}: the body has no {pointer}"));
+                        assert!(
+                            field["type"] == "string"
+                                || field["type"]
+                                    .as_array()
+                                    .is_some_and(|t| t.contains(&"string".into())),
+                            "{at}: {pointer} is not a string: {field}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(links, LINKS.len());
+        let accepted = &doc["paths"]["/api/v1/messages"]["post"]["responses"]["202"]["links"];
+        assert_eq!(accepted["GetMessage"]["operationId"], "get_message");
+        assert_eq!(
+            accepted["GetMessage"]["parameters"]["id"],
+            "$response.body#/id"
+        );
     }
 
     #[test]

@@ -139,7 +139,10 @@ pub struct RelayInboundQuery {
     pub cursor: Option<String>,
 }
 
+// Named apart from `inbound::list_inbound`: operation ids are unique in a
+// document, and links (`openapi::LINKS`) name their target by id.
 #[utoipa::path(get, path = "/api/v1/relay/inbound", tag = "relay", params(RelayInboundQuery),
+    operation_id = "list_relay_inbound",
     responses(
         (status = 200, description = "Newest first", body = RelayInboundPage),
         (status = 400, description = "A query parameter is invalid", body = ErrorBody),
