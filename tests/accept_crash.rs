@@ -1,0 +1,189 @@
+//! Kill -9 the daemon while clients are sending to it: every send that was
+//! answered 202 before the kill is there after the restart, and a send
+//! whose answer was lost, repeated with its `Idempotency-Key`, is stored
+//! once whether or not the first try had been committed. A 202 means
+//! committed; this is the test of that promise at the process boundary.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use support::process::*;
+
+const CLIENTS: usize = 8;
+/// Kills, each after this many answered sends of its round.
+const ROUNDS: usize = 3;
+const ANSWERED_BEFORE_KILL: usize = 150;
+
+/// A config with one simulated modem, and a key (send and read) for it.
+fn setup(dir: &Path, port: u16) -> (PathBuf, String) {
+    let config = dir.join("phonerelay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nstate_dir = \"state\"\n\
+             [[channels.sms.modems]]\nphone_id = \"m1\"\ndevice = \"sim\"\n"
+        ),
+    )
+    .unwrap();
+    let key = create_key_cli(&config);
+    (config, key)
+}
+
+fn send(
+    http: &reqwest::blocking::Client,
+    base: &str,
+    key: &str,
+    idempotency_key: &str,
+) -> reqwest::Result<reqwest::blocking::Response> {
+    http.post(format!("{base}/api/v1/messages"))
+        .bearer_auth(key)
+        .header("Idempotency-Key", idempotency_key)
+        .json(&serde_json::json!({
+            "phone_id": "m1", "channel": "sms", "to": "+15551230001",
+            "text": format!("send {idempotency_key}"),
+        }))
+        .send()
+}
+
+/// What the clients saw of one round: the id of each send answered 202,
+/// and the sends that got no answer (the kill cut them off).
+#[derive(Default)]
+struct Round {
+    answered: HashMap<String, String>,
+    unanswered: Vec<String>,
+}
+
+/// `CLIENTS` clients send back to back until the daemon is killed, which
+/// happens once `ANSWERED_BEFORE_KILL` sends were answered.
+fn load_and_kill(daemon: DaemonProcess, key: &str, round: usize) -> Round {
+    let answered_count = Arc::new(AtomicUsize::new(0));
+    let killed = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let (base, key) = (daemon.base.clone(), key.to_string());
+            let (answered_count, killed) = (answered_count.clone(), killed.clone());
+            std::thread::spawn(move || {
+                let http = reqwest::blocking::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .unwrap();
+                let mut seen = Round::default();
+                for n in 0.. {
+                    let idempotency_key = format!("r{round}-c{client}-{n}");
+                    match send(&http, &base, &key, &idempotency_key) {
+                        Ok(response) => {
+                            assert_eq!(response.status().as_u16(), 202);
+                            let body: serde_json::Value = response.json().unwrap();
+                            let id = body["id"].as_str().unwrap().to_string();
+                            seen.answered.insert(idempotency_key, id);
+                            answered_count.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(_) => {
+                            assert!(
+                                killed.load(Ordering::SeqCst),
+                                "a send failed before the kill"
+                            );
+                            seen.unanswered.push(idempotency_key);
+                            return seen;
+                        }
+                    }
+                }
+                unreachable!()
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while answered_count.load(Ordering::SeqCst) < ANSWERED_BEFORE_KILL {
+        assert!(Instant::now() < deadline, "the sends are too slow");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    killed.store(true, Ordering::SeqCst);
+    daemon.crash();
+    let mut round = Round::default();
+    for client in clients {
+        let seen = client.join().unwrap();
+        round.answered.extend(seen.answered);
+        round.unanswered.extend(seen.unanswered);
+    }
+    round
+}
+
+/// Every message id the daemon lists, page by page.
+fn all_message_ids(http: &reqwest::blocking::Client, base: &str, key: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{base}/api/v1/messages?limit=500");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let page: serde_json::Value = http
+            .get(url)
+            .bearer_auth(key)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        for m in page["messages"].as_array().unwrap() {
+            ids.push(m["id"].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return ids,
+        }
+    }
+}
+
+#[test]
+fn a_send_answered_before_a_kill_survives_it_and_a_repeat_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (config, key) = setup(dir.path(), port);
+    let http = reqwest::blocking::Client::new();
+    let mut daemon = DaemonProcess::start(&config, port);
+    // Every send's idempotency key and the id it is stored under.
+    let mut stored: HashMap<String, String> = HashMap::new();
+    for round in 0..ROUNDS {
+        let seen = load_and_kill(daemon, &key, round);
+        assert!(!seen.unanswered.is_empty(), "the kill cut off no send");
+        daemon = DaemonProcess::start(&config, port);
+        for (idempotency_key, id) in &seen.answered {
+            let status = http
+                .get(format!("{}/api/v1/messages/{id}", daemon.base))
+                .bearer_auth(&key)
+                .send()
+                .unwrap()
+                .status();
+            assert_eq!(
+                status.as_u16(),
+                200,
+                "round {round}: {idempotency_key} was answered 202 as {id}, then lost"
+            );
+        }
+        stored.extend(seen.answered);
+        // The senders whose answer was cut off try again, as a relay would.
+        for idempotency_key in &seen.unanswered {
+            let response = send(&http, &daemon.base, &key, idempotency_key).unwrap();
+            assert_eq!(response.status().as_u16(), 202);
+            let body: serde_json::Value = response.json().unwrap();
+            stored.insert(
+                idempotency_key.clone(),
+                body["id"].as_str().unwrap().to_string(),
+            );
+        }
+    }
+    let listed = all_message_ids(&http, &daemon.base, &key);
+    let unique: HashSet<&String> = listed.iter().collect();
+    assert_eq!(unique.len(), listed.len(), "an id listed twice");
+    let expected: HashSet<&String> = stored.values().collect();
+    assert_eq!(
+        unique, expected,
+        "the store holds exactly one message per send, none lost, none repeated"
+    );
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
