@@ -20,6 +20,7 @@ use crate::inbound::StoreSink;
 use crate::local_key;
 use crate::metrics::Metrics;
 use crate::outbox::{self, DispatchContext};
+use crate::service_manager;
 use crate::store::{SqliteStore, Store};
 
 /// A started daemon. Cancel `shutdown` and await `wait()` to stop it.
@@ -27,6 +28,8 @@ pub struct RunningDaemon {
     pub addr: SocketAddr,
     pub shutdown: CancellationToken,
     pub store: Arc<dyn Store>,
+    /// What the API handlers see; the service manager's status uses it.
+    pub state: AppState,
     /// Ring to make the relay link read its settings again now (SIGHUP).
     pub relay_reload: Arc<tokio::sync::Notify>,
     hard_stop: CancellationToken,
@@ -165,7 +168,7 @@ pub async fn start(
     ));
     let relay_reload = Arc::new(tokio::sync::Notify::new());
     tasks.spawn(crate::relay::supervise(
-        state,
+        state.clone(),
         inbound_bell,
         relay_reload.clone(),
         shutdown.clone(),
@@ -176,6 +179,7 @@ pub async fn start(
         addr,
         shutdown,
         store,
+        state,
         relay_reload,
         hard_stop,
         grace: Duration::from_secs(config.config.server.shutdown_grace_seconds),
@@ -186,10 +190,23 @@ pub async fn start(
 /// Run until SIGTERM or SIGINT, then stop gracefully. SIGHUP makes the
 /// relay link read its settings again (`systemctl reload`).
 pub async fn serve(loaded: LoadedConfig) -> Result<(), ExitError> {
+    let starting = service_manager::Starting::begin();
     let daemon = start(loaded, Vec::new()).await?;
+    drop(starting);
+    // Fed until the daemon has stopped: systemd may still be waiting on
+    // the watchdog while in-flight sends finish.
+    let notified = CancellationToken::new();
+    let notifier = tokio::spawn(service_manager::run(
+        daemon.state.clone(),
+        daemon.addr,
+        notified.clone(),
+    ));
     wait_for_signal(&daemon.relay_reload).await;
+    service_manager::stopping();
     tracing::info!("shutting down: no new requests, finishing in-flight sends");
     daemon.stop().await;
+    notified.cancel();
+    let _ = notifier.await;
     tracing::info!("stopped");
     Ok(())
 }

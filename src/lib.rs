@@ -17,4 +17,5 @@ pub mod metrics;
 pub mod outbox;
 pub mod relay;
 pub mod retention;
+pub mod service_manager;
 pub mod store;

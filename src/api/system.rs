@@ -60,7 +60,35 @@ pub struct StatusReport {
     pub relay: Option<super::relay::RelayLinkView>,
 }
 
-async fn report(state: &AppState) -> StatusReport {
+impl StatusReport {
+    /// The report in one line, as `systemctl status` shows a service's
+    /// STATUS: readiness, the store, each endpoint's state and queue, and
+    /// the relay's backlog.
+    pub fn one_line(&self) -> String {
+        let mut parts = vec![format!("{}; store {}", self.status, self.store)];
+        for e in &self.endpoints {
+            parts.push(format!(
+                "{}/{} {}: {} queued, {} failed in the last hour",
+                e.channel, e.phone_id, e.state, e.queued, e.failed_last_hour
+            ));
+        }
+        if let Some(relay) = &self.relay {
+            let reached = if relay.last_error.is_some() || relay.key_rejected {
+                "failing"
+            } else {
+                "ok"
+            };
+            parts.push(format!(
+                "relay {reached}: {} pending, {} dead",
+                relay.inbound_pending, relay.inbound_dead
+            ));
+        }
+        parts.join("; ")
+    }
+}
+
+/// The status report, as `/api/v1/status` and the service manager get it.
+pub(crate) async fn report(state: &AppState) -> StatusReport {
     let store_ok = state.store.ping().await.is_ok();
     let stats = if store_ok {
         state

@@ -74,6 +74,13 @@ impl DaemonProcess {
         Self::start_command(bin(), config, port)
     }
 
+    /// As [`Self::start`], with `env` added to the environment.
+    pub fn start_with_env(config: &Path, port: u16, env: &[(&str, &str)]) -> DaemonProcess {
+        let mut command = bin();
+        command.envs(env.iter().copied());
+        Self::start_command(command, config, port)
+    }
+
     /// As [`Self::start`], with the process's file size limit
     /// (`RLIMIT_FSIZE`, which systemd's `LimitFSIZE=` sets) at `bytes`.
     pub fn start_with_file_size_limit(config: &Path, port: u16, bytes: u64) -> DaemonProcess {

@@ -1,0 +1,130 @@
+//! Telling the service manager how the daemon is doing, over the sd_notify
+//! protocol (`Type=notify` in `systemd/phonerelay.service`): more start-up
+//! time while the store opens (migrations can take a while on a big one),
+//! READY once the API listens, a one-line STATUS for `systemctl status`,
+//! WATCHDOG pings while the runtime and the store writer answer, STOPPING
+//! at the signal. Without `$NOTIFY_SOCKET` (not started by systemd) it all
+//! does nothing.
+
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::AppState;
+use crate::api::system::report;
+
+/// Start-up time asked for at a time while the store opens, and how often
+/// it is asked for again (systemd's `TimeoutStartSec=` would otherwise end
+/// a long migration, and the restart would begin it again).
+const STARTUP_EXTENSION: Duration = Duration::from_secs(60);
+const STARTUP_EXTENSION_EVERY: Duration = Duration::from_secs(20);
+
+/// How often STATUS is refreshed when no watchdog asks for more often.
+const STATUS_EVERY: Duration = Duration::from_secs(15);
+
+fn under_service_manager() -> bool {
+    std::env::var_os("NOTIFY_SOCKET").is_some()
+}
+
+fn notify(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "cannot notify the service manager");
+    }
+}
+
+/// Keeps asking for more start-up time until dropped. A thread of its own,
+/// not a task: opening the store blocks the thread that does it.
+pub struct Starting {
+    stop: Option<mpsc::Sender<()>>,
+}
+
+impl Starting {
+    pub fn begin() -> Starting {
+        if !under_service_manager() {
+            return Starting { stop: None };
+        }
+        let (stop, stopped) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            let usec = STARTUP_EXTENSION.as_micros() as u32;
+            loop {
+                notify(&[
+                    NotifyState::ExtendTimeoutUsec(usec),
+                    NotifyState::Status("starting: opening the store"),
+                ]);
+                // Ends on drop (disconnected) as on a message.
+                if stopped.recv_timeout(STARTUP_EXTENSION_EVERY)
+                    != Err(mpsc::RecvTimeoutError::Timeout)
+                {
+                    return;
+                }
+            }
+        });
+        Starting { stop: Some(stop) }
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// READY, then STATUS and WATCHDOG until `done`. A watchdog ping goes out
+/// only when the status report, which runs a transaction on the store's
+/// writer thread, came back within half the watchdog interval: a hung
+/// writer or runtime makes systemd restart the daemon. A store that
+/// answers with an error (a full disk) still counts as answering, since a
+/// restart would not mend it; STATUS says so.
+pub async fn run(state: AppState, addr: SocketAddr, done: CancellationToken) {
+    if !under_service_manager() {
+        return;
+    }
+    let watchdog = sd_notify::watchdog_enabled();
+    let every = watchdog.map_or(STATUS_EVERY, |w| (w / 2).min(STATUS_EVERY));
+    let listening = format!("listening on {addr}");
+    let first = report(&state).await.one_line();
+    notify(&[
+        NotifyState::Ready,
+        NotifyState::Status(&format!("{listening}; {first}")),
+    ]);
+    let mut silent_since = None;
+    loop {
+        tokio::select! {
+            _ = done.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match tokio::time::timeout(every, report(&state)).await {
+            Ok(report) => {
+                silent_since = None;
+                let status = format!("{listening}; {}", report.one_line());
+                let mut states = vec![NotifyState::Status(&status)];
+                if watchdog.is_some() {
+                    states.push(NotifyState::Watchdog);
+                }
+                notify(&states);
+            }
+            Err(_) => {
+                let since = *silent_since.get_or_insert_with(std::time::Instant::now);
+                let status = format!(
+                    "{listening}; the store has not answered for {} s",
+                    since.elapsed().as_secs() + every.as_secs()
+                );
+                tracing::error!(
+                    "the store did not answer within {} ms; the watchdog is not fed",
+                    every.as_millis()
+                );
+                notify(&[NotifyState::Status(&status)]);
+            }
+        }
+    }
+}
+
+/// The signal came: the daemon is stopping.
+pub fn stopping() {
+    notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+}

@@ -1,0 +1,155 @@
+//! The daemon under a service manager speaking the sd_notify protocol, as
+//! systemd runs it (`Type=notify`, `WatchdogSec=`): the test binds the
+//! notification socket and reads what the real binary sends on it.
+
+mod support;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use support::process::*;
+
+/// The watchdog interval the tests give: pings come every half of it.
+const WATCHDOG_USEC: &str = "400000";
+
+fn setup(dir: &Path, port: u16) -> PathBuf {
+    let config = dir.join("phonerelay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nstate_dir = \"state\"\n\
+             [[channels.sms.modems]]\nphone_id = \"m1\"\ndevice = \"sim\"\n"
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// The socket systemd would listen on, and what arrives on it.
+struct ServiceManager {
+    socket: UnixDatagram,
+    path: PathBuf,
+}
+
+impl ServiceManager {
+    fn bind(dir: &Path) -> ServiceManager {
+        let path = dir.join("notify");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        ServiceManager { socket, path }
+    }
+
+    fn start_daemon(&self, config: &Path, port: u16) -> DaemonProcess {
+        let path = self.path.to_str().unwrap();
+        DaemonProcess::start_with_env(
+            config,
+            port,
+            &[("NOTIFY_SOCKET", path), ("WATCHDOG_USEC", WATCHDOG_USEC)],
+        )
+    }
+
+    /// The next message, or `None` after `wait`.
+    fn next(&self, wait: Duration) -> Option<String> {
+        self.socket.set_read_timeout(Some(wait)).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = self.socket.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    /// Messages until one contains `wanted`; panics after `seconds`.
+    fn until(&self, wanted: &str, seconds: u64) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no {wanted:?} in {seen:?}");
+            if let Some(message) = self.next(left) {
+                let done = message.lines().any(|l| l == wanted);
+                seen.push(message);
+                if done {
+                    return seen;
+                }
+            }
+        }
+    }
+
+    /// How many watchdog pings arrive within `window`.
+    fn pings_within(&self, window: Duration) -> usize {
+        let deadline = Instant::now() + window;
+        let mut pings = 0;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.next(left) {
+                Some(m) if m.lines().any(|l| l == "WATCHDOG=1") => pings += 1,
+                Some(_) => {}
+                None => break,
+            }
+        }
+        pings
+    }
+}
+
+#[test]
+fn start_up_time_then_ready_status_watchdog_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = setup(dir.path(), port);
+    let manager = ServiceManager::bind(dir.path());
+    let daemon = manager.start_daemon(&config, port);
+
+    let before_ready = manager.until("READY=1", 20);
+    let first = &before_ready[0];
+    assert!(
+        first.contains("EXTEND_TIMEOUT_USEC=60000000") && first.contains("STATUS=starting"),
+        "more start-up time is asked for first: {first}"
+    );
+    let ready = before_ready.last().unwrap();
+    let status = ready.lines().find(|l| l.starts_with("STATUS=")).unwrap();
+    assert!(
+        status.contains(&format!("listening on 127.0.0.1:{port}"))
+            && status.contains("store ok")
+            && status.contains("sms/m1"),
+        "{status}"
+    );
+    // READY means the API answers.
+    let health = reqwest::blocking::get(format!("{}/health", daemon.base)).unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+
+    // Every 0.2 s: about five in a second.
+    let pings = manager.pings_within(Duration::from_secs(1));
+    assert!((2..=8).contains(&pings), "{pings} watchdog pings in 1 s");
+
+    let pid = daemon.child.id();
+    let stopping = std::thread::spawn(move || daemon.terminate());
+    let seen = manager.until("STOPPING=1", 10);
+    assert!(
+        seen.last().unwrap().contains("STATUS=stopping"),
+        "{seen:?} (pid {pid})"
+    );
+    assert_eq!(stopping.join().unwrap().code(), Some(0));
+}
+
+#[test]
+fn the_watchdog_is_not_fed_while_the_store_writer_does_not_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = setup(dir.path(), port);
+    let manager = ServiceManager::bind(dir.path());
+    let daemon = manager.start_daemon(&config, port);
+    manager.until("READY=1", 20);
+    assert!(manager.pings_within(Duration::from_millis(600)) >= 2);
+
+    // Another process takes the database's write lock and keeps it: the
+    // daemon's writer thread waits for it, as it would if it hung.
+    let db = dir.path().join("state").join("phonerelay.sqlite3");
+    let blocker = rusqlite::Connection::open(&db).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // A ping may be on its way from before the lock.
+    manager.pings_within(Duration::from_millis(300));
+    let starved = manager.pings_within(Duration::from_millis(1200));
+    assert_eq!(starved, 0, "the watchdog was fed while the writer waited");
+
+    blocker.execute_batch("ROLLBACK").unwrap();
+    let resumed = manager.pings_within(Duration::from_millis(1000));
+    assert!(resumed >= 2, "{resumed} pings once the lock was gone");
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
