@@ -28,8 +28,9 @@ const GROUP_TARGET: usize = 16;
 /// the group transaction, then report its result once the commit is known.
 pub trait PendingWrite: Send {
     /// Run the write and keep its result; `isolated` wraps it in its own
-    /// savepoint so a failure undoes only this write. False if it failed.
-    fn run(&mut self, conn: &Connection, isolated: bool) -> bool;
+    /// savepoint so a failure undoes only this write. Its error, if it
+    /// failed (a copy: the caller still gets the result in `finish`).
+    fn run(&mut self, conn: &Connection, isolated: bool) -> StoreResult<()>;
     /// Hand the caller its result, or the commit's error.
     fn finish(self: Box<Self>, commit: StoreResult<()>);
 }
@@ -47,15 +48,18 @@ where
     T: Send + 'static,
     F: Fn(&Connection) -> StoreResult<T> + Send + 'static,
 {
-    fn run(&mut self, conn: &Connection, isolated: bool) -> bool {
+    fn run(&mut self, conn: &Connection, isolated: bool) -> StoreResult<()> {
         let result = if isolated {
             in_savepoint(conn, &self.write)
         } else {
             (self.write)(conn)
         };
-        let ok = result.is_ok();
+        let ran = match &result {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.clone()),
+        };
         self.result = Some(result);
-        ok
+        ran
     }
 
     fn finish(self: Box<Self>, commit: StoreResult<()>) {
@@ -85,11 +89,17 @@ struct WriteHealth {
 }
 
 impl WriteHealth {
-    fn record(&self, changed: bool, commit: &StoreResult<()>) {
+    /// After a group: whether it `changed` rows, how its commit went, and
+    /// the first error of one of its writes that may pass. A write can
+    /// fail on a full disk while the group still commits (its statement
+    /// needed a page the file could not grow by; the others were undone
+    /// with it or did not need one), so that counts as failing too.
+    fn record(&self, changed: bool, commit: &StoreResult<()>, write_failure: Option<&StoreError>) {
         let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
-        match commit {
-            Ok(()) if changed => *failing = None,
-            Err(e) if e.is_transient() => *failing = Some(e.to_string()),
+        match (commit, write_failure) {
+            (Err(e), _) if e.is_transient() => *failing = Some(e.to_string()),
+            (_, Some(e)) => *failing = Some(e.to_string()),
+            (Ok(()), None) if changed => *failing = None,
             _ => {}
         }
     }
@@ -165,7 +175,11 @@ fn in_savepoint<T>(
             Ok(value)
         }
         Err(e) => {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            // Unless SQLite has already undone the whole transaction, and
+            // the savepoint with it: then the write's own error says why.
+            if !conn.is_autocommit() {
+                conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            }
             Err(e)
         }
     }
@@ -178,8 +192,13 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>, commit_delay: Duration, health
         let delay = group_delay(idle_from.elapsed(), commit_delay);
         let mut batch = gather(first, &rx, delay);
         let changes_before = conn.total_changes();
-        let commit = run_batch(&conn, &mut batch);
-        health.record(conn.total_changes() != changes_before, &commit);
+        let mut failures = TransientFailures::default();
+        let commit = run_batch(&conn, &mut batch, &mut failures);
+        health.record(
+            conn.total_changes() != changes_before,
+            &commit,
+            failures.first.as_ref(),
+        );
         for job in batch {
             job.finish(commit.clone());
         }
@@ -232,23 +251,39 @@ fn gather(first: Job, rx: &mpsc::Receiver<Job>, delay: Duration) -> Vec<Job> {
 /// each (a savepoint copies every page a write touches first); only if one
 /// fails is the transaction rolled back and the batch redone with each
 /// write in its own savepoint, so the others still commit.
-fn run_batch(conn: &Connection, batch: &mut [Job]) -> StoreResult<()> {
+///
+/// Writes that fail for a reason that may pass (a full disk, an I/O
+/// error) are noted in `failures`, for the writer's health.
+fn run_batch(
+    conn: &Connection,
+    batch: &mut [Job],
+    failures: &mut TransientFailures,
+) -> StoreResult<()> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
-    if !batch.iter_mut().all(|job| job.run(conn, false)) {
+    if !batch
+        .iter_mut()
+        .all(|job| failures.passed(job.run(conn, false)))
+    {
         if !conn.is_autocommit() {
             conn.execute_batch("ROLLBACK")?;
         }
         conn.execute_batch("BEGIN IMMEDIATE")?;
         for job in batch.iter_mut() {
+            let ran = job.run(conn, true);
+            let undone_by = ran.as_ref().err().cloned();
+            failures.passed(ran);
             // Some errors (I/O, and a full disk in a statement without a
             // statement journal) make SQLite roll back the whole
             // transaction. A job run after that would start and commit a
-            // transaction of its own through its savepoint while its
-            // caller hears the batch's error; the batch fails instead.
+            // transaction of its own through its savepoint; the group
+            // fails instead, every caller hearing the error that undid it
+            // (a COMMIT now would only say "no transaction is active",
+            // which reads as a fault that will not pass).
             if conn.is_autocommit() {
-                break;
+                return Err(undone_by.unwrap_or_else(|| {
+                    StoreError::Unavailable("the transaction was rolled back".into())
+                }));
             }
-            job.run(conn, true);
         }
     }
     let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
@@ -256,6 +291,27 @@ fn run_batch(conn: &Connection, batch: &mut [Job]) -> StoreResult<()> {
         let _ = conn.execute_batch("ROLLBACK");
     }
     commit
+}
+
+/// The first error of a group's writes that may pass.
+#[derive(Default)]
+struct TransientFailures {
+    first: Option<StoreError>,
+}
+
+impl TransientFailures {
+    /// Note how a write went; true if it passed.
+    fn passed(&mut self, ran: StoreResult<()>) -> bool {
+        match ran {
+            Ok(()) => true,
+            Err(e) => {
+                if e.is_transient() && self.first.is_none() {
+                    self.first = Some(e);
+                }
+                false
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -285,11 +341,81 @@ mod tests {
 
     /// Run `batch` as the writer thread does; returns the commit's result.
     fn run_group(conn: &Connection, mut batch: Vec<Job>) -> StoreResult<()> {
-        let commit = run_batch(conn, &mut batch);
+        let commit = run_batch(conn, &mut batch, &mut TransientFailures::default());
         for job in batch {
             job.finish(commit.clone());
         }
         commit
+    }
+
+    /// `numbers()` with room for no more pages: a write that needs one
+    /// gets SQLITE_FULL, as on a disk with no space left.
+    fn full_numbers() -> Connection {
+        let conn = numbers();
+        conn.execute_batch("ALTER TABLE t ADD COLUMN pad BLOB; INSERT INTO t (x) VALUES (0)")
+            .unwrap();
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |row| row.get(0))
+            .unwrap();
+        conn.pragma_update(None, "max_page_count", pages).unwrap();
+        conn
+    }
+
+    fn insert_big(x: i64) -> impl Fn(&Connection) -> StoreResult<()> + Send + 'static {
+        move |conn: &Connection| {
+            conn.execute("INSERT INTO t (x, pad) VALUES (?1, zeroblob(100000))", [x])?;
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_that_hits_a_full_disk_is_unavailable_and_marks_the_writer_failing() {
+        let (writer, thread) = Writer::spawn(full_numbers(), Duration::ZERO);
+        // A row that fits still commits.
+        writer.write(insert(1)).await.unwrap();
+        assert_eq!(writer.failing(), None);
+        let full = writer.write(insert_big(2)).await.unwrap_err();
+        assert!(full.is_transient(), "{full}");
+        // Its group committed nothing else, but the disk is full: the
+        // store is not healthy until a write that changes rows commits.
+        assert!(writer.failing().is_some());
+        writer.write(|_: &Connection| Ok(())).await.unwrap();
+        assert!(writer.failing().is_some(), "an empty group proves nothing");
+        writer.write(insert(3)).await.unwrap();
+        assert_eq!(writer.failing(), None);
+        drop(writer);
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn a_group_that_sqlite_rolled_back_fails_whole_with_the_error_that_did_it() {
+        let conn = full_numbers();
+        let (fits, fits_rx) = job(insert(1));
+        let (too_big, too_big_rx) = job(insert_big(2));
+        let mut failures = TransientFailures::default();
+        let mut batch = vec![fits, too_big];
+        let commit = run_batch(&conn, &mut batch, &mut failures);
+        let noted = failures.first.clone().expect("the full disk is noted");
+        assert!(noted.is_transient());
+        for job in batch {
+            job.finish(commit.clone());
+        }
+        let mut fits_rx = fits_rx;
+        let mut too_big_rx = too_big_rx;
+        let too_big = too_big_rx.try_recv().unwrap().unwrap_err();
+        assert!(too_big.is_transient(), "{too_big}");
+        // Whatever became of the row that fits, its caller hears a result
+        // that tells the truth: committed, or an error that may pass.
+        let count: i64 = conn
+            .query_row("SELECT COUNT(*) FROM t WHERE x = 1", [], |row| row.get(0))
+            .unwrap();
+        match fits_rx.try_recv().unwrap() {
+            Ok(()) => assert_eq!(count, 1),
+            Err(e) => {
+                assert_eq!(count, 0);
+                assert!(e.is_transient(), "{e}");
+            }
+        }
     }
 
     fn insert(x: i64) -> impl Fn(&Connection) -> StoreResult<()> + Send + 'static {
@@ -340,23 +466,28 @@ mod tests {
     fn only_a_commit_that_wrote_rows_clears_a_write_failure() {
         let health = WriteHealth::default();
         let failing = || health.failing.lock().unwrap().clone();
-        let full = Err(StoreError::Unavailable("database or disk is full".into()));
-        health.record(true, &full);
+        let full = StoreError::Unavailable("database or disk is full".into());
+        health.record(true, &Err(full.clone()), None);
         assert_eq!(
             failing().as_deref(),
             Some("database unavailable: database or disk is full")
         );
         // An empty transaction commits even on a full disk: it proves nothing.
-        health.record(false, &Ok(()));
+        health.record(false, &Ok(()), None);
         assert!(failing().is_some());
         // A write that will not pass says nothing about the disk.
         health.record(
             true,
             &Err(StoreError::Database("UNIQUE constraint failed".into())),
+            None,
         );
         assert!(failing().is_some());
-        health.record(true, &Ok(()));
+        health.record(true, &Ok(()), None);
         assert_eq!(failing(), None);
+        // A group that committed while one of its writes hit the full disk
+        // has not shown that writes work.
+        health.record(true, &Ok(()), Some(&full));
+        assert!(failing().is_some());
     }
 
     #[test]
