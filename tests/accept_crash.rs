@@ -7,7 +7,6 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -19,21 +18,6 @@ const CLIENTS: usize = 8;
 const ROUNDS: usize = 3;
 const ANSWERED_BEFORE_KILL: usize = 150;
 
-/// A config with one simulated modem, and a key (send and read) for it.
-fn setup(dir: &Path, port: u16) -> (PathBuf, String) {
-    let config = dir.join("phonerelay.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nstate_dir = \"state\"\n\
-             [[channels.sms.modems]]\nphone_id = \"m1\"\ndevice = \"sim\"\n"
-        ),
-    )
-    .unwrap();
-    let key = create_key_cli(&config);
-    (config, key)
-}
-
 fn send(
     http: &reqwest::blocking::Client,
     base: &str,
@@ -44,7 +28,7 @@ fn send(
         .bearer_auth(key)
         .header("Idempotency-Key", idempotency_key)
         .json(&serde_json::json!({
-            "phone_id": "m1", "channel": "sms", "to": "+15551230001",
+            "phone_id": "sim-1", "channel": "sms", "to": "+15551230001",
             "text": format!("send {idempotency_key}"),
         }))
         .send()
@@ -143,7 +127,8 @@ fn all_message_ids(http: &reqwest::blocking::Client, base: &str, key: &str) -> V
 fn a_send_answered_before_a_kill_survives_it_and_a_repeat_is_stored_once() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let (config, key) = setup(dir.path(), port);
+    let config = simulated_modem_config(dir.path(), port);
+    let key = create_key_cli(&config);
     let http = reqwest::blocking::Client::new();
     let mut daemon = DaemonProcess::start(&config, port);
     // Every send's idempotency key and the id it is stored under.

@@ -5,23 +5,9 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::process::*;
-
-fn config(dir: &Path, port: u16) -> std::path::PathBuf {
-    let config = dir.join("phonerelay.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nstate_dir = \"state\"\n\
-             [[channels.sms.modems]]\nphone_id = \"sim-1\"\ndevice = \"sim\"\n"
-        ),
-    )
-    .unwrap();
-    config
-}
 
 fn send(http: &reqwest::blocking::Client, base: &str, key: &str, n: usize) -> u16 {
     http.post(format!("{base}/api/v1/messages"))
@@ -46,7 +32,7 @@ fn ready(http: &reqwest::blocking::Client, base: &str) -> (u16, serde_json::Valu
 fn a_daemon_past_its_file_size_limit_refuses_sends_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = config(dir.path(), port);
+    let config = simulated_modem_config(dir.path(), port);
     let key = create_key_cli(&config);
     // 1 MiB: the database and its first writes fit; a few dozen messages
     // later the write-ahead log does not.

@@ -13,19 +13,6 @@ use support::process::*;
 /// The watchdog interval the tests give: pings come every half of it.
 const WATCHDOG_USEC: &str = "400000";
 
-fn setup(dir: &Path, port: u16) -> PathBuf {
-    let config = dir.join("phonerelay.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nstate_dir = \"state\"\n\
-             [[channels.sms.modems]]\nphone_id = \"m1\"\ndevice = \"sim\"\n"
-        ),
-    )
-    .unwrap();
-    config
-}
-
 /// The socket systemd would listen on, and what arrives on it.
 struct ServiceManager {
     socket: UnixDatagram,
@@ -92,7 +79,7 @@ impl ServiceManager {
 fn start_up_time_then_ready_status_watchdog_and_stopping() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = setup(dir.path(), port);
+    let config = simulated_modem_config(dir.path(), port);
     let manager = ServiceManager::bind(dir.path());
     let daemon = manager.start_daemon(&config, port);
 
@@ -107,7 +94,7 @@ fn start_up_time_then_ready_status_watchdog_and_stopping() {
     assert!(
         status.contains(&format!("listening on 127.0.0.1:{port}"))
             && status.contains("store ok")
-            && status.contains("sms/m1"),
+            && status.contains("sms/sim-1"),
         "{status}"
     );
     // READY means the API answers.
@@ -132,7 +119,7 @@ fn start_up_time_then_ready_status_watchdog_and_stopping() {
 fn the_watchdog_is_not_fed_while_the_store_writer_does_not_answer() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = setup(dir.path(), port);
+    let config = simulated_modem_config(dir.path(), port);
     let manager = ServiceManager::bind(dir.path());
     let daemon = manager.start_daemon(&config, port);
     manager.until("READY=1", 20);

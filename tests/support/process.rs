@@ -54,6 +54,21 @@ pub fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// `dir/phonerelay.toml`: listen on `port`, the store under `dir/state`,
+/// and one simulated modem, phone_id `sim-1`, inside the daemon.
+pub fn simulated_modem_config(dir: &Path, port: u16) -> PathBuf {
+    let config = dir.join("phonerelay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nstate_dir = \"state\"\n\
+             [[channels.sms.modems]]\nphone_id = \"sim-1\"\ndevice = \"sim\"\n"
+        ),
+    )
+    .unwrap();
+    config
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
