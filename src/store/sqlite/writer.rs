@@ -78,13 +78,13 @@ pub struct Writer {
     health: Arc<WriteHealth>,
 }
 
-/// Whether the last commit that had something to write succeeded. A
-/// commit with nothing to write succeeds even on a full disk, so only
-/// commits that changed rows count.
+/// Whether writes work: failing since a commit or a write failed for a
+/// reason that may pass, until a group that changed rows commits with no
+/// such failure. A commit with nothing to write succeeds even on a full
+/// disk, so it clears nothing.
 #[derive(Default)]
 struct WriteHealth {
-    /// The error of the last such commit, while it failed for a reason
-    /// that may pass (a full disk, an I/O error).
+    /// The error that made it failing (a full disk, an I/O error).
     failing: Mutex<Option<String>>,
 }
 
