@@ -133,8 +133,8 @@ impl Writer {
         }
     }
 
-    /// The error of the last commit that had rows to write, if it failed
-    /// for a reason that may pass and none has succeeded since.
+    /// The error that made writes fail for a reason that may pass, if no
+    /// group that changed rows has committed cleanly since.
     pub fn failing(&self) -> Option<String> {
         self.health
             .failing
