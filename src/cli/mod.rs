@@ -1,5 +1,6 @@
 //! The `phonerelay` command line.
 
+mod backup;
 mod check;
 mod client;
 mod keys;
@@ -50,6 +51,8 @@ pub enum Command {
     /// Inbound messages the relay refused: list and retry them.
     #[command(subcommand)]
     Inbound(pair::InboundCommand),
+    /// Copy the store to FILE, consistently, while the daemon runs.
+    Backup(backup::BackupArgs),
     /// Decode or encode SMS PDUs (for debugging a modem).
     #[command(subcommand)]
     Pdu(pdu::PduCommand),
@@ -77,6 +80,7 @@ pub async fn run(cli: Cli) -> Result<(), ExitError> {
         Command::Pair(args) => pair::pair(&load_config(&cli)?, args).await,
         Command::Unpair => pair::unpair(&load_config(&cli)?).await,
         Command::Inbound(command) => pair::inbound(&load_config(&cli)?, command).await,
+        Command::Backup(args) => backup::run(&load_config(&cli)?, args).await,
         Command::Pdu(command) => pdu::run(command),
         Command::ModemSim(args) => {
             let shutdown = tokio_util::sync::CancellationToken::new();

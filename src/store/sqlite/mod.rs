@@ -1,6 +1,7 @@
 //! The SQLite store: one file under the state dir, WAL, `synchronous=FULL`,
 //! group-committed writes on one thread and pooled readers.
 
+pub mod backup;
 mod inbound;
 mod keys;
 mod outbound;

@@ -1,0 +1,103 @@
+//! `phonerelay backup` against a running daemon that is taking sends, then
+//! a second daemon started on the copy, as an operator restores one.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use support::process::*;
+
+fn send(http: &reqwest::blocking::Client, base: &str, key: &str, text: &str) -> Option<String> {
+    let response = http
+        .post(format!("{base}/api/v1/messages"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({
+            "phone_id": "sim-1", "channel": "sms", "to": "+15551230001", "text": text,
+        }))
+        .send()
+        .ok()?;
+    assert_eq!(response.status().as_u16(), 202);
+    let body: serde_json::Value = response.json().unwrap();
+    Some(body["id"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn a_backup_taken_under_load_restores_into_a_working_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = simulated_modem_config(dir.path(), port);
+    let key = create_key_cli(&config);
+    let daemon = DaemonProcess::start(&config, port);
+    let http = reqwest::blocking::Client::new();
+    let before: Vec<String> = (0..30)
+        .map(|i| send(&http, &daemon.base, &key, &format!("before {i}")).unwrap())
+        .collect();
+
+    // Sends go on while the copy is taken.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let (stop, base, key) = (stop.clone(), daemon.base.clone(), key.clone());
+        std::thread::spawn(move || {
+            let http = reqwest::blocking::Client::new();
+            let mut sent = 0;
+            while !stop.load(Ordering::SeqCst) {
+                send(&http, &base, &key, &format!("during {sent}")).unwrap();
+                sent += 1;
+            }
+            sent
+        })
+    };
+    let copy = dir.path().join("backup.sqlite3");
+    let out = run(&[
+        "backup",
+        "--config",
+        config.to_str().unwrap(),
+        copy.to_str().unwrap(),
+    ]);
+    stop.store(true, Ordering::SeqCst);
+    let during = sender.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("backed up"), "{stdout}");
+    assert!(during > 0, "no send ran beside the backup");
+
+    // A second backup to the same file is refused and leaves it alone.
+    let bytes = std::fs::read(&copy).unwrap();
+    let again = run(&[
+        "backup",
+        "--config",
+        config.to_str().unwrap(),
+        copy.to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    assert_eq!(std::fs::read(&copy).unwrap(), bytes);
+    assert_eq!(daemon.terminate().code(), Some(0));
+
+    // Restore: the copy as the store of a fresh state dir.
+    let restored_dir = tempfile::tempdir().unwrap();
+    let restored_port = free_port();
+    let restored_config = simulated_modem_config(restored_dir.path(), restored_port);
+    std::fs::create_dir_all(restored_dir.path().join("state")).unwrap();
+    std::fs::copy(
+        &copy,
+        restored_dir.path().join("state").join("phonerelay.sqlite3"),
+    )
+    .unwrap();
+    let restored = DaemonProcess::start(&restored_config, restored_port);
+    for id in &before {
+        let response = http
+            .get(format!("{}/api/v1/messages/{id}", restored.base))
+            .bearer_auth(&key)
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{id} is not in the copy");
+    }
+    assert!(send(&http, &restored.base, &key, "after the restore").is_some());
+    assert_eq!(restored.terminate().code(), Some(0));
+}
