@@ -76,8 +76,8 @@ impl Drop for Starting {
 
 /// READY, then STATUS and WATCHDOG until `done`. A watchdog ping goes out
 /// only when the status report, which runs a transaction on the store's
-/// writer thread, came back within half the watchdog interval: a hung
-/// writer or runtime makes systemd restart the daemon. A store that
+/// writer thread, came back within a quarter of the watchdog interval: a
+/// hung writer or runtime makes systemd restart the daemon. A store that
 /// answers with an error (a full disk) still counts as answering, since a
 /// restart would not mend it; STATUS says so.
 pub async fn run(state: AppState, addr: SocketAddr, done: CancellationToken) {
@@ -85,20 +85,27 @@ pub async fn run(state: AppState, addr: SocketAddr, done: CancellationToken) {
         return;
     }
     let watchdog = sd_notify::watchdog_enabled();
+    // Pings every half interval, as systemd asks, on a fixed beat so a
+    // slow report does not push the next one late; a report that takes
+    // longer than half the beat counts as no answer.
     let every = watchdog.map_or(STATUS_EVERY, |w| (w / 2).min(STATUS_EVERY));
+    let answer_within = every / 2;
     let listening = format!("listening on {addr}");
     let first = report(&state).await.one_line();
     notify(&[
         NotifyState::Ready,
         NotifyState::Status(&format!("{listening}; {first}")),
     ]);
+    let mut beat = tokio::time::interval(every);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    beat.tick().await;
     let mut silent_since = None;
     loop {
         tokio::select! {
             _ = done.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
+            _ = beat.tick() => {}
         }
-        match tokio::time::timeout(every, report(&state)).await {
+        match tokio::time::timeout(answer_within, report(&state)).await {
             Ok(report) => {
                 silent_since = None;
                 let status = format!("{listening}; {}", report.one_line());
@@ -109,14 +116,15 @@ pub async fn run(state: AppState, addr: SocketAddr, done: CancellationToken) {
                 notify(&states);
             }
             Err(_) => {
-                let since = *silent_since.get_or_insert_with(std::time::Instant::now);
+                let since =
+                    *silent_since.get_or_insert_with(|| std::time::Instant::now() - answer_within);
                 let status = format!(
                     "{listening}; the store has not answered for {} s",
-                    since.elapsed().as_secs() + every.as_secs()
+                    since.elapsed().as_secs()
                 );
                 tracing::error!(
                     "the store did not answer within {} ms; the watchdog is not fed",
-                    every.as_millis()
+                    answer_within.as_millis()
                 );
                 notify(&[NotifyState::Status(&status)]);
             }
