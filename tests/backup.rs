@@ -1,5 +1,5 @@
-//! `phonerelay backup` against a running daemon that is taking sends, then
-//! a second daemon started on the copy, as an operator restores one.
+//! `phonerelay backup` against a running daemon that is taking sends, and
+//! `phonerelay restore` of that copy after a crash, as an operator would.
 
 mod support;
 
@@ -23,7 +23,7 @@ fn send(http: &reqwest::blocking::Client, base: &str, key: &str, text: &str) -> 
 }
 
 #[test]
-fn a_backup_taken_under_load_restores_into_a_working_daemon() {
+fn a_backup_taken_under_load_restores_after_a_crash_into_a_working_daemon() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = simulated_modem_config(dir.path(), port);
@@ -77,27 +77,47 @@ fn a_backup_taken_under_load_restores_into_a_working_daemon() {
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
     assert_eq!(std::fs::read(&copy).unwrap(), bytes);
-    assert_eq!(daemon.terminate().code(), Some(0));
 
-    // Restore: the copy as the store of a fresh state dir.
-    let restored_dir = tempfile::tempdir().unwrap();
-    let restored_port = free_port();
-    let restored_config = simulated_modem_config(restored_dir.path(), restored_port);
-    std::fs::create_dir_all(restored_dir.path().join("state")).unwrap();
-    std::fs::copy(
-        &copy,
-        restored_dir.path().join("state").join("phonerelay.sqlite3"),
-    )
-    .unwrap();
-    let restored = DaemonProcess::start(&restored_config, restored_port);
-    for id in &before {
-        let response = http
-            .get(format!("{}/api/v1/messages/{id}", restored.base))
+    // A message accepted after the backup, then a crash (its log stays).
+    let later = send(&http, &daemon.base, &key, "after the backup").unwrap();
+    let restore = || {
+        run(&[
+            "restore",
+            "--config",
+            config.to_str().unwrap(),
+            copy.to_str().unwrap(),
+        ])
+    };
+    let refused = restore();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("stop the daemon first"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    daemon.crash();
+    let out = restore();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("the replaced store is kept as"), "{stdout}");
+
+    let restored = DaemonProcess::start(&config, port);
+    let status = |id: &str| {
+        http.get(format!("{}/api/v1/messages/{id}", restored.base))
             .bearer_auth(&key)
             .send()
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 200, "{id} is not in the copy");
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    for id in &before {
+        assert_eq!(status(id), 200, "{id} is not in the copy");
     }
+    assert_eq!(status(&later), 404, "the store was not replaced");
     assert!(send(&http, &restored.base, &key, "after the restore").is_some());
     assert_eq!(restored.terminate().code(), Some(0));
 }

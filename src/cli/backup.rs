@@ -1,5 +1,6 @@
 //! `phonerelay backup FILE`: a consistent copy of the store, taken while
-//! the daemon runs (see `store::sqlite::backup`).
+//! the daemon runs; `phonerelay restore FILE`: that copy back in place,
+//! with the daemon stopped (see `store::sqlite::backup`).
 
 use std::path::PathBuf;
 
@@ -7,7 +8,7 @@ use clap::Args;
 
 use crate::config::LoadedConfig;
 use crate::exit::ExitError;
-use crate::store::sqlite::backup::backup;
+use crate::store::sqlite::backup::{backup, restore};
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
@@ -38,5 +39,47 @@ pub async fn run(loaded: &LoadedConfig, args: &BackupArgs) -> Result<(), ExitErr
         summary.schema_version,
         summary.bytes.div_ceil(1024)
     );
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A copy made by `phonerelay backup`.
+    #[arg(value_name = "FILE")]
+    pub backup: PathBuf,
+}
+
+pub async fn run_restore(loaded: &LoadedConfig, args: &RestoreArgs) -> Result<(), ExitError> {
+    if !args.backup.is_file() {
+        return Err(ExitError::Config(format!(
+            "{}: no such file",
+            args.backup.display()
+        )));
+    }
+    let db = loaded.database_path();
+    std::fs::create_dir_all(loaded.state_dir()).map_err(|e| {
+        ExitError::Runtime(format!(
+            "cannot create {}: {e}",
+            loaded.state_dir().display()
+        ))
+    })?;
+    let suffix = format!(".before-restore-{}", crate::clock::now_ms() / 1000);
+    let (copy, target) = (args.backup.clone(), db.clone());
+    let restored = tokio::task::spawn_blocking(move || restore(&copy, &target, &suffix))
+        .await
+        .map_err(|e| ExitError::Runtime(format!("restore task failed: {e}")))?
+        .map_err(|e| ExitError::Runtime(format!("restore failed: {e}")))?;
+    println!(
+        "restored {} as {}: {} outbound and {} inbound messages, schema version {}",
+        args.backup.display(),
+        db.display(),
+        restored.summary.outbound,
+        restored.summary.inbound,
+        restored.summary.schema_version
+    );
+    for kept in &restored.kept {
+        println!("the replaced store is kept as {}", kept.display());
+    }
+    println!("start the daemon; messages that were sending in the copy are sent again");
     Ok(())
 }

@@ -53,6 +53,8 @@ pub enum Command {
     Inbound(pair::InboundCommand),
     /// Copy the store to FILE, consistently, while the daemon runs.
     Backup(backup::BackupArgs),
+    /// Put a backup in place as the store; the daemon must be stopped.
+    Restore(backup::RestoreArgs),
     /// Decode or encode SMS PDUs (for debugging a modem).
     #[command(subcommand)]
     Pdu(pdu::PduCommand),
@@ -81,6 +83,7 @@ pub async fn run(cli: Cli) -> Result<(), ExitError> {
         Command::Unpair => pair::unpair(&load_config(&cli)?).await,
         Command::Inbound(command) => pair::inbound(&load_config(&cli)?, command).await,
         Command::Backup(args) => backup::run(&load_config(&cli)?, args).await,
+        Command::Restore(args) => backup::run_restore(&load_config(&cli)?, args).await,
         Command::Pdu(command) => pdu::run(command),
         Command::ModemSim(args) => {
             let shutdown = tokio_util::sync::CancellationToken::new();

@@ -52,8 +52,13 @@ fn copy_and_check(db: &Path, out: &Path) -> Result<BackupSummary, StoreError> {
         .ok_or_else(|| StoreError::Database(format!("{} is not UTF-8", out.display())))?;
     source.execute("VACUUM INTO ?1", [target])?;
     drop(source);
+    check(out)
+}
 
-    let copy = Connection::open_with_flags(out, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+/// A copy's integrity and contents; an error if it fails
+/// `integrity_check`.
+fn check(copy_path: &Path) -> Result<BackupSummary, StoreError> {
+    let copy = Connection::open_with_flags(copy_path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let integrity: String = copy.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
     if integrity != "ok" {
         return Err(StoreError::Database(format!(
@@ -66,9 +71,86 @@ fn copy_and_check(db: &Path, out: &Path) -> Result<BackupSummary, StoreError> {
     Ok(BackupSummary {
         outbound: count("outbound")?,
         inbound: count("inbound")?,
-        bytes: std::fs::metadata(out).map(|m| m.len()).unwrap_or(0),
+        bytes: std::fs::metadata(copy_path).map(|m| m.len()).unwrap_or(0),
         schema_version: copy.query_row("PRAGMA user_version", [], |r| r.get(0))?,
     })
+}
+
+/// Refuse a store that another process has open (a running daemon keeps
+/// its writer's connection open for good): in WAL mode an exclusive lock
+/// cannot be had while any other connection is open, even an idle one.
+/// Closing this last connection also folds a log a crash left into the
+/// store, so what is moved aside is whole.
+fn ensure_unused(db: &Path) -> Result<(), String> {
+    let in_use = |e: rusqlite::Error| {
+        format!(
+            "{} is in use ({e}): stop the daemon first (systemctl stop phonerelay)",
+            db.display()
+        )
+    };
+    let conn = Connection::open(db).map_err(in_use)?;
+    conn.busy_timeout(std::time::Duration::from_millis(200))
+        .map_err(in_use)?;
+    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+        .map_err(in_use)?;
+    conn.execute_batch("BEGIN EXCLUSIVE; COMMIT")
+        .map_err(in_use)?;
+    conn.close().map_err(|(_, e)| in_use(e))
+}
+
+/// What a restore did: the copy it put in place and where the store it
+/// replaced went.
+#[derive(Debug)]
+pub struct Restored {
+    pub summary: BackupSummary,
+    /// The replaced store's files, renamed (none if there was no store).
+    pub kept: Vec<std::path::PathBuf>,
+}
+
+/// Put the backup at `copy` in place as the store at `db`, with the daemon
+/// stopped (the caller makes sure). The copy is checked first, and one
+/// made by a newer PhoneRelay (a schema this binary does not know) is
+/// refused. The current store is not deleted: it and its `-wal` and `-shm`
+/// files are renamed with `suffix`, all three, since a write-ahead log left
+/// beside a restored database would be replayed into it.
+pub fn restore(copy: &Path, db: &Path, suffix: &str) -> Result<Restored, String> {
+    let summary = check(copy).map_err(|e| format!("{}: {e}", copy.display()))?;
+    let known = super::schema::MIGRATIONS.len() as i64;
+    if summary.schema_version > known {
+        return Err(format!(
+            "{} has schema version {}, newer than this phonerelay's {known}; restore it with the version that made it",
+            copy.display(),
+            summary.schema_version
+        ));
+    }
+    if db.exists() {
+        ensure_unused(db)?;
+    }
+    let mut kept = Vec::new();
+    for ending in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{ending}", db.display()));
+        if file.exists() {
+            let aside = std::path::PathBuf::from(format!("{}{suffix}", file.display()));
+            std::fs::rename(&file, &aside)
+                .map_err(|e| format!("cannot move {} aside: {e}", file.display()))?;
+            kept.push(aside);
+        }
+    }
+    let mut target = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(db)
+        .map_err(|e| format!("cannot create {}: {e}", db.display()))?;
+    let mut source = std::fs::File::open(copy).map_err(|e| format!("{}: {e}", copy.display()))?;
+    std::io::copy(&mut source, &mut target)
+        .and_then(|_| target.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", db.display()))?;
+    if let Some(dir) = db.parent() {
+        // The new directory entry, durable as the file is.
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(Restored { summary, kept })
 }
 
 #[cfg(test)]
@@ -115,6 +197,84 @@ mod tests {
         let e = backup(&db, &out).unwrap_err();
         assert!(e.to_string().contains("cannot create"), "{e}");
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious");
+    }
+
+    #[test]
+    fn a_restore_keeps_the_replaced_store_and_its_log_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store(dir.path());
+        let copy = dir.path().join("copy.sqlite3");
+        backup(&db, &copy).unwrap();
+        // After the backup: one more message, and a log beside the store.
+        let conn = Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "INSERT INTO outbound (id, request_hash, phone_id, channel, recipient, body,
+                 priority, status, created_at, updated_at, expires_at, next_attempt_at)
+             VALUES ('b', '', 'p', 'sms', '+1555', 'later', 0, 'queued', 1, 1, 2, 1)",
+        )
+        .unwrap();
+        drop(conn);
+        // As a crash leaves it: a log beside the store.
+        std::fs::write(dir.path().join("phonerelay.sqlite3-wal"), "stale").unwrap();
+        let restored = restore(&copy, &db, ".before-restore").unwrap();
+        assert_eq!(restored.summary.outbound, 1);
+        assert_eq!(
+            restored.kept,
+            [dir.path().join("phonerelay.sqlite3.before-restore")]
+        );
+        assert!(!dir.path().join("phonerelay.sqlite3-wal").exists());
+        let conn = Connection::open(&db).unwrap();
+        let ids: Vec<String> = conn
+            .prepare("SELECT id FROM outbound")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(ids, ["a"]);
+        let mode = std::fs::metadata(&db).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let old = Connection::open(dir.path().join("phonerelay.sqlite3.before-restore")).unwrap();
+        let count: i64 = old
+            .query_row("SELECT COUNT(*) FROM outbound", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(count, 2, "the replaced store is kept whole");
+    }
+
+    #[test]
+    fn a_store_in_use_is_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store(dir.path());
+        let copy = dir.path().join("copy.sqlite3");
+        backup(&db, &copy).unwrap();
+        let daemon = Connection::open(&db).unwrap();
+        schema::configure(&daemon).unwrap();
+        daemon
+            .query_row("SELECT COUNT(*) FROM outbound", [], |r| r.get::<_, i64>(0))
+            .unwrap();
+        let e = restore(&copy, &db, ".x").unwrap_err();
+        assert!(e.contains("stop the daemon first"), "{e}");
+        assert!(!dir.path().join("phonerelay.sqlite3.x").exists());
+        drop(daemon);
+        restore(&copy, &db, ".x").unwrap();
+    }
+
+    #[test]
+    fn a_copy_that_is_not_a_sound_store_is_not_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store(dir.path());
+        let junk = dir.path().join("junk.sqlite3");
+        std::fs::write(&junk, vec![7u8; 8192]).unwrap();
+        assert!(restore(&junk, &db, ".x").is_err());
+        let newer = dir.path().join("newer.sqlite3");
+        backup(&db, &newer).unwrap();
+        Connection::open(&newer)
+            .unwrap()
+            .pragma_update(None, "user_version", 999)
+            .unwrap();
+        let e = restore(&newer, &db, ".x").unwrap_err();
+        assert!(e.contains("newer than this phonerelay"), "{e}");
+        assert!(db.exists() && !dir.path().join("phonerelay.sqlite3.x").exists());
     }
 
     #[test]
