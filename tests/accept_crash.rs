@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 
 use support::process::*;
 
+/// Clients sending at once, back to back.
 const CLIENTS: usize = 8;
-/// Kills, each after this many answered sends of its round.
+/// Kill-and-restart rounds.
 const ROUNDS: usize = 3;
+/// Sends answered in a round before its kill.
 const ANSWERED_BEFORE_KILL: usize = 150;
 
 fn send(
