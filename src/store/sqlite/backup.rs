@@ -126,11 +126,24 @@ pub fn restore(copy: &Path, db: &Path, suffix: &str) -> Result<Restored, String>
     if db.exists() {
         ensure_unused(db)?;
     }
+    const ENDINGS: [&str; 3] = ["", "-wal", "-shm"];
+    let named = |ending: &str, suffix: &str| {
+        std::path::PathBuf::from(format!("{}{ending}{suffix}", db.display()))
+    };
+    // `rename` replaces what is at its target: a suffix nothing has yet,
+    // so an earlier restore's kept store is never overwritten.
+    let suffix = (0..)
+        .map(|n| match n {
+            0 => suffix.to_string(),
+            n => format!("{suffix}.{n}"),
+        })
+        .find(|s| ENDINGS.iter().all(|e| !named(e, s).exists()))
+        .expect("some suffix is free");
     let mut kept = Vec::new();
-    for ending in ["", "-wal", "-shm"] {
-        let file = std::path::PathBuf::from(format!("{}{ending}", db.display()));
+    for ending in ENDINGS {
+        let file = named(ending, "");
         if file.exists() {
-            let aside = std::path::PathBuf::from(format!("{}{suffix}", file.display()));
+            let aside = named(ending, &suffix);
             std::fs::rename(&file, &aside)
                 .map_err(|e| format!("cannot move {} aside: {e}", file.display()))?;
             kept.push(aside);
@@ -239,6 +252,18 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM outbound", [], |r| r.get(0))
             .unwrap();
         assert_eq!(count, 2, "the replaced store is kept whole");
+        drop(old);
+        // A second restore with the same suffix keeps both replaced stores.
+        let again = restore(&copy, &db, ".before-restore").unwrap();
+        assert_eq!(
+            again.kept,
+            [dir.path().join("phonerelay.sqlite3.before-restore.1")]
+        );
+        assert!(
+            dir.path()
+                .join("phonerelay.sqlite3.before-restore")
+                .exists()
+        );
     }
 
     #[test]
