@@ -98,6 +98,29 @@ fn ensure_unused(db: &Path) -> Result<(), String> {
     conn.close().map_err(|(_, e)| in_use(e))
 }
 
+/// Run as root (not as the service user, as the docs say), a restore
+/// would leave a store only root can open, and the daemon would not start:
+/// the file goes to the owner of the state dir instead.
+fn give_to_state_dir_owner(db: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(dir) = db.parent().and_then(|d| std::fs::metadata(d).ok()) else {
+        return Ok(());
+    };
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let euid = unsafe { libc::geteuid() };
+    match new_owner(euid, dir.uid(), dir.gid()) {
+        Some((uid, gid)) => std::os::unix::fs::chown(db, Some(uid), Some(gid))
+            .map_err(|e| format!("cannot give {} to uid {uid}: {e}", db.display())),
+        None => Ok(()),
+    }
+}
+
+/// Whom a restored store should belong to: the state dir's owner, when
+/// root restores into a dir someone else owns.
+fn new_owner(euid: u32, dir_uid: u32, dir_gid: u32) -> Option<(u32, u32)> {
+    (euid == 0 && dir_uid != 0).then_some((dir_uid, dir_gid))
+}
+
 /// What a restore did: the copy it put in place and where the store it
 /// replaced went.
 #[derive(Debug)]
@@ -155,6 +178,7 @@ pub fn restore(copy: &Path, db: &Path, suffix: &str) -> Result<Restored, String>
         .mode(0o600)
         .open(db)
         .map_err(|e| format!("cannot create {}: {e}", db.display()))?;
+    give_to_state_dir_owner(db)?;
     let mut source = std::fs::File::open(copy).map_err(|e| format!("{}: {e}", copy.display()))?;
     std::io::copy(&mut source, &mut target)
         .and_then(|_| target.sync_all())
@@ -300,6 +324,13 @@ mod tests {
         let e = restore(&newer, &db, ".x").unwrap_err();
         assert!(e.contains("newer than this phonerelay"), "{e}");
         assert!(db.exists() && !dir.path().join("phonerelay.sqlite3.x").exists());
+    }
+
+    #[test]
+    fn root_gives_the_restored_store_to_the_state_dir_owner() {
+        assert_eq!(new_owner(0, 998, 997), Some((998, 997)));
+        assert_eq!(new_owner(0, 0, 0), None);
+        assert_eq!(new_owner(998, 998, 997), None, "the service user keeps it");
     }
 
     #[test]
