@@ -20,22 +20,6 @@ const ROUNDS: usize = 3;
 /// Sends answered in a round before its kill.
 const ANSWERED_BEFORE_KILL: usize = 150;
 
-fn send(
-    http: &reqwest::blocking::Client,
-    base: &str,
-    key: &str,
-    idempotency_key: &str,
-) -> reqwest::Result<reqwest::blocking::Response> {
-    http.post(format!("{base}/api/v1/messages"))
-        .bearer_auth(key)
-        .header("Idempotency-Key", idempotency_key)
-        .json(&serde_json::json!({
-            "phone_id": "sim-1", "channel": "sms", "to": "+15551230001",
-            "text": format!("send {idempotency_key}"),
-        }))
-        .send()
-}
-
 /// What the clients saw of one round: the id of each send answered 202,
 /// and the sends that got no answer (the kill cut them off).
 #[derive(Default)]
@@ -61,7 +45,13 @@ fn load_and_kill(daemon: DaemonProcess, key: &str, round: usize) -> Round {
                 let mut seen = Round::default();
                 for n in 0.. {
                     let idempotency_key = format!("r{round}-c{client}-{n}");
-                    match send(&http, &base, &key, &idempotency_key) {
+                    match post_sms(
+                        &http,
+                        &base,
+                        &key,
+                        &format!("send {idempotency_key}"),
+                        Some(&idempotency_key),
+                    ) {
                         Ok(response) => {
                             assert_eq!(response.status().as_u16(), 202);
                             let body: serde_json::Value = response.json().unwrap();
@@ -155,7 +145,14 @@ fn a_send_answered_before_a_kill_survives_it_and_a_repeat_is_stored_once() {
         stored.extend(seen.answered);
         // The senders whose answer was cut off try again, as a relay would.
         for idempotency_key in &seen.unanswered {
-            let response = send(&http, &daemon.base, &key, idempotency_key).unwrap();
+            let response = post_sms(
+                &http,
+                &daemon.base,
+                &key,
+                &format!("send {idempotency_key}"),
+                Some(idempotency_key),
+            )
+            .unwrap();
             assert_eq!(response.status().as_u16(), 202);
             let body: serde_json::Value = response.json().unwrap();
             stored.insert(

@@ -8,15 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use support::process::*;
 
+/// Send an SMS; its id, or `None` if the daemon could not be reached.
 fn send(http: &reqwest::blocking::Client, base: &str, key: &str, text: &str) -> Option<String> {
-    let response = http
-        .post(format!("{base}/api/v1/messages"))
-        .bearer_auth(key)
-        .json(&serde_json::json!({
-            "phone_id": "sim-1", "channel": "sms", "to": "+15551230001", "text": text,
-        }))
-        .send()
-        .ok()?;
+    let response = post_sms(http, base, key, text, None).ok()?;
     assert_eq!(response.status().as_u16(), 202);
     let body: serde_json::Value = response.json().unwrap();
     Some(body["id"].as_str().unwrap().to_string())

@@ -10,13 +10,7 @@ use std::time::{Duration, Instant};
 use support::process::*;
 
 fn send(http: &reqwest::blocking::Client, base: &str, key: &str, n: usize) -> u16 {
-    http.post(format!("{base}/api/v1/messages"))
-        .bearer_auth(key)
-        .json(&serde_json::json!({
-            "phone_id": "sim-1", "channel": "sms", "to": "+15551230001",
-            "text": format!("message {n}"),
-        }))
-        .send()
+    post_sms(http, base, key, &format!("message {n}"), None)
         .unwrap()
         .status()
         .as_u16()

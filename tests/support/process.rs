@@ -69,6 +69,27 @@ pub fn simulated_modem_config(dir: &Path, port: u16) -> PathBuf {
     config
 }
 
+/// `POST /api/v1/messages`: an SMS with `text` from the simulated modem
+/// of [`simulated_modem_config`], with an `Idempotency-Key` if given.
+pub fn post_sms(
+    http: &reqwest::blocking::Client,
+    base: &str,
+    key: &str,
+    text: &str,
+    idempotency_key: Option<&str>,
+) -> reqwest::Result<reqwest::blocking::Response> {
+    let mut request = http
+        .post(format!("{base}/api/v1/messages"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({
+            "phone_id": "sim-1", "channel": "sms", "to": "+15551230001", "text": text,
+        }));
+    if let Some(idempotency_key) = idempotency_key {
+        request = request.header("Idempotency-Key", idempotency_key);
+    }
+    request.send()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

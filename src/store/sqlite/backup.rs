@@ -197,17 +197,22 @@ mod tests {
     use super::*;
     use crate::store::sqlite::schema;
 
+    fn queue_message(conn: &Connection, id: &str) {
+        conn.execute(
+            "INSERT INTO outbound (id, request_hash, phone_id, channel, recipient, body,
+                 priority, status, created_at, updated_at, expires_at, next_attempt_at)
+             VALUES (?1, '', 'p', 'sms', '+1555', 'hi', 0, 'queued', 1, 1, 2, 1)",
+            [id],
+        )
+        .unwrap();
+    }
+
     fn store(dir: &Path) -> std::path::PathBuf {
         let path = dir.join("phonerelay.sqlite3");
         let mut conn = Connection::open(&path).unwrap();
         schema::configure(&conn).unwrap();
         schema::migrate(&mut conn).unwrap();
-        conn.execute_batch(
-            "INSERT INTO outbound (id, request_hash, phone_id, channel, recipient, body,
-                 priority, status, created_at, updated_at, expires_at, next_attempt_at)
-             VALUES ('a', '', 'p', 'sms', '+1555', 'hi', 0, 'queued', 1, 1, 2, 1)",
-        )
-        .unwrap();
+        queue_message(&conn, "a");
         path
     }
 
@@ -244,12 +249,7 @@ mod tests {
         backup(&db, &copy).unwrap();
         // After the backup: one more message, and a log beside the store.
         let conn = Connection::open(&db).unwrap();
-        conn.execute_batch(
-            "INSERT INTO outbound (id, request_hash, phone_id, channel, recipient, body,
-                 priority, status, created_at, updated_at, expires_at, next_attempt_at)
-             VALUES ('b', '', 'p', 'sms', '+1555', 'later', 0, 'queued', 1, 1, 2, 1)",
-        )
-        .unwrap();
+        queue_message(&conn, "b");
         drop(conn);
         // As a crash leaves it: a log beside the store.
         std::fs::write(dir.path().join("phonerelay.sqlite3-wal"), "stale").unwrap();
