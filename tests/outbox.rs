@@ -276,21 +276,19 @@ async fn a_claim_left_by_a_crash_is_sent_after_restart() {
     // committed message, claimed ('sending', leased), never recorded.
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("state").join("phonerelay.sqlite3");
-    {
+    let crashed = {
         let store = open_store(&db);
         let now = now_ms();
-        store
-            .accept_outbound(new_outbound("crashed-1", "survives", now))
-            .await
-            .unwrap();
+        let id = accept_new(&store, new_outbound("survives", now)).await;
         let claimed = claim_all(&store, now, 3_600_000).await;
         assert_eq!(claimed.len(), 1);
         // Dropped here without recording an outcome.
-    }
+        id
+    };
     let ch = TestChannel::new(ChannelKind::Sms, "m1");
     let text = config_text(&dir, FAST_OUTBOX);
     let d = TestDaemon::start_in(dir, text, vec![ch.clone()]).await;
-    let message = d.wait_status("crashed-1", "sent").await;
+    let message = d.wait_status(&crashed, "sent").await;
     assert_eq!(ch.sent().len(), 1);
     assert_eq!(ch.sent()[0].attempt, 2, "the lost attempt counts");
     let codes: Vec<&str> = message["history"]
@@ -361,24 +359,20 @@ async fn a_group_of_send_outcomes_is_recorded_all_or_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&dir.path().join("phonerelay.sqlite3"));
     let now = now_ms();
-    for id in ["a", "b"] {
-        store
-            .accept_outbound(new_outbound(id, id, now))
-            .await
-            .unwrap();
-    }
+    let a = accept_new(&store, new_outbound("a", now)).await;
+    let b = accept_new(&store, new_outbound("b", now)).await;
     assert_eq!(claim_all(&store, now, 60_000).await.len(), 2);
     let sent = |id: &str| SendOutcome::Sent {
         receipt: phonerelay_channel::SendReceipt::single(format!("ext-{id}")),
         now_ms: now,
     };
     let group = vec![
-        ("a".to_string(), sent("a")),
+        (a.clone(), sent("a")),
         ("no-such-message".to_string(), sent("x")),
-        ("b".to_string(), sent("b")),
+        (b.clone(), sent("b")),
     ];
     assert!(store.record_outcomes(group).await.is_err());
-    for id in ["a", "b"] {
+    for id in [&a, &b] {
         let detail = store.get_outbound(id).await.unwrap().unwrap();
         assert_eq!(detail.record.status, OutboundStatus::Sending, "{id}");
     }
@@ -438,17 +432,17 @@ async fn a_message_committed_claimed_and_left_by_a_crash_is_sent_after_restart()
     // send leaves it `sending` with a lease and no event.
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("state").join("phonerelay.sqlite3");
-    {
+    let handed = {
         let store = open_store(&db);
         let now = now_ms();
-        let mut message = new_outbound("handed-1", "survives", now);
+        let mut message = new_outbound("survives", now);
         message.claimed_until_ms = Some(now + 3_600_000);
-        store.accept_outbound(message).await.unwrap();
-    }
+        accept_new(&store, message).await
+    };
     let ch = TestChannel::new(ChannelKind::Sms, "m1");
     let text = config_text(&dir, FAST_OUTBOX);
     let d = TestDaemon::start_in(dir, text, vec![ch.clone()]).await;
-    let message = d.wait_status("handed-1", "sent").await;
+    let message = d.wait_status(&handed, "sent").await;
     assert_eq!(ch.sent().len(), 1);
     assert_eq!(ch.sent()[0].attempt, 2, "the lost attempt counts");
     assert_eq!(

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestDaemon, claim_all, config_text, new_outbound, open_store};
+use common::{TestDaemon, accept_new, claim_all, config_text, new_outbound, open_store};
 use phonerelay::clock::now_ms;
 use phonerelay::store::*;
 use phonerelay_channel::{ChannelKind, InboundMessage, SendReceipt, message_cursor};
@@ -28,17 +28,18 @@ async fn prune_deletes_only_old_ended_and_forwarded_messages() {
     let db = dir.path().join("phonerelay.sqlite3");
     let store = open_store(&db);
     let now = now_ms();
-    for id in ["sent-1", "sent-2", "live-1", "recent-1"] {
-        store
-            .accept_outbound(new_outbound(id, id, now))
-            .await
-            .unwrap();
+    let mut ids = std::collections::HashMap::new();
+    for name in ["sent-1", "sent-2", "live-1", "recent-1"] {
+        ids.insert(name, accept_new(&store, new_outbound(name, now)).await);
     }
     let claimed = claim_all(&store, now, 60_000).await;
     assert_eq!(claimed.len(), 4);
-    for id in ["sent-1", "sent-2", "recent-1"] {
-        let receipt = SendReceipt::single(format!("ext-{id}"));
-        store.record_outcome(id, sent(receipt, now)).await.unwrap();
+    for name in ["sent-1", "sent-2", "recent-1"] {
+        let receipt = SendReceipt::single(format!("ext-{name}"));
+        store
+            .record_outcome(&ids[name], sent(receipt, now))
+            .await
+            .unwrap();
     }
     store.requeue_abandoned(now).await.unwrap(); // live-1 is queued again
     let forwarded = store
@@ -66,7 +67,7 @@ async fn prune_deletes_only_old_ended_and_forwarded_messages() {
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
         conn.execute(
-            "UPDATE outbound SET updated_at = ?1 WHERE id != 'recent-1'",
+            "UPDATE outbound SET updated_at = ?1 WHERE body != 'recent-1'",
             [old],
         )
         .unwrap();
@@ -84,14 +85,18 @@ async fn prune_deletes_only_old_ended_and_forwarded_messages() {
         removed += n;
     }
     assert_eq!(removed, 3, "sent-1, sent-2 and the forwarded inbound");
-    assert!(store.get_outbound("sent-1").await.unwrap().is_none());
-    assert!(store.get_outbound("sent-2").await.unwrap().is_none());
+    assert!(store.get_outbound(&ids["sent-1"]).await.unwrap().is_none());
+    assert!(store.get_outbound(&ids["sent-2"]).await.unwrap().is_none());
     assert!(
-        store.get_outbound("live-1").await.unwrap().is_some(),
+        store.get_outbound(&ids["live-1"]).await.unwrap().is_some(),
         "queued is never deleted"
     );
     assert!(
-        store.get_outbound("recent-1").await.unwrap().is_some(),
+        store
+            .get_outbound(&ids["recent-1"])
+            .await
+            .unwrap()
+            .is_some(),
         "younger than the cutoff"
     );
     assert!(store.get_inbound(&forwarded.id).await.unwrap().is_none());
@@ -102,9 +107,9 @@ async fn prune_deletes_only_old_ended_and_forwarded_messages() {
     let conn = rusqlite::Connection::open(&db).unwrap();
     let orphans: i64 = conn
         .query_row(
-            "SELECT (SELECT COUNT(*) FROM outbound_events WHERE message_id LIKE 'sent-%')
-                  + (SELECT COUNT(*) FROM outbound_parts WHERE message_id LIKE 'sent-%')",
-            [],
+            "SELECT (SELECT COUNT(*) FROM outbound_events WHERE message_id IN (?1, ?2))
+                  + (SELECT COUNT(*) FROM outbound_parts WHERE message_id IN (?1, ?2))",
+            [&ids["sent-1"], &ids["sent-2"]],
             |row| row.get(0),
         )
         .unwrap();
@@ -116,41 +121,46 @@ async fn the_sweep_deletes_the_adapter_state_of_ended_and_vanished_messages_only
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&dir.path().join("phonerelay.sqlite3"));
     let now = now_ms();
-    for id in ["live-1", "sent-1", "cancelled-1"] {
-        store
-            .accept_outbound(new_outbound(id, id, now))
-            .await
-            .unwrap();
+    let mut ids = std::collections::HashMap::new();
+    for name in ["live-1", "sent-1", "cancelled-1"] {
+        ids.insert(name, accept_new(&store, new_outbound(name, now)).await);
     }
-    let mut expiring = new_outbound("expired-1", "too late", now);
+    let mut expiring = new_outbound("too late", now);
     expiring.expires_at_ms = now - 1;
-    store.accept_outbound(expiring).await.unwrap();
+    ids.insert("expired-1", accept_new(&store, expiring).await);
+    ids.insert("never-was", "never-was".to_string());
     assert_eq!(store.expire_due(now).await.unwrap(), 1);
-    store.cancel_outbound("cancelled-1", now).await.unwrap();
+    store
+        .cancel_outbound(&ids["cancelled-1"], now)
+        .await
+        .unwrap();
     let claimed = claim_all(&store, now, 60_000).await;
     let claimed: Vec<&str> = claimed.iter().map(|m| m.id.as_str()).collect();
-    assert_eq!(claimed, ["live-1", "sent-1"]);
+    assert_eq!(claimed, [&ids["live-1"], &ids["sent-1"]]);
     let receipt = SendReceipt::single("ext-sent-1");
     store
-        .record_outcome("sent-1", sent(receipt, now))
+        .record_outcome(&ids["sent-1"], sent(receipt, now))
         .await
         .unwrap();
 
     // A long SMS's accepted parts, say, for each; plus an ordinary cursor.
-    let ids = ["live-1", "sent-1", "cancelled-1", "expired-1", "never-was"];
-    for id in ids {
-        let name = message_cursor(id, "sms-parts");
-        store.save_cursor("sms:m1", &name, "0 17 x").await.unwrap();
+    let names = ["live-1", "sent-1", "cancelled-1", "expired-1", "never-was"];
+    for name in names {
+        let cursor = message_cursor(&ids[name], "sms-parts");
+        store
+            .save_cursor("sms:m1", &cursor, "0 17 x")
+            .await
+            .unwrap();
     }
     store.save_cursor("sms:m1", "offset", "42").await.unwrap();
 
     assert_eq!(store.prune_message_cursors().await.unwrap(), 4);
-    for id in ids {
+    for name in names {
         let kept = store
-            .load_cursor("sms:m1", &message_cursor(id, "sms-parts"))
+            .load_cursor("sms:m1", &message_cursor(&ids[name], "sms-parts"))
             .await
             .unwrap();
-        assert_eq!(kept.is_some(), id == "live-1", "{id}");
+        assert_eq!(kept.is_some(), name == "live-1", "{name}");
     }
     assert_eq!(
         store
@@ -167,20 +177,16 @@ async fn the_sweep_deletes_the_adapter_state_of_ended_and_vanished_messages_only
 async fn with_retention_off_the_daemon_still_sweeps_the_state_of_ended_messages() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("state").join("phonerelay.sqlite3");
-    let (live, gone) = (
-        message_cursor("live-1", "sms-parts"),
-        message_cursor("gone-1", "sms-parts"),
-    );
-    {
+    let gone = message_cursor("gone-1", "sms-parts");
+    let live = {
         let store = open_store(&db);
         let now = now_ms();
-        store
-            .accept_outbound(new_outbound("live-1", "waits", now))
-            .await
-            .unwrap();
+        let id = accept_new(&store, new_outbound("waits", now)).await;
+        let live = message_cursor(&id, "sms-parts");
         store.save_cursor("sms:m1", &live, "0 17 x").await.unwrap();
         store.save_cursor("sms:m1", &gone, "0 18 y").await.unwrap();
-    }
+        live
+    };
     // No channel, so "live-1" stays queued; retention keeps everything
     // (the extra text follows `[storage]`, so the key lands there).
     let text = config_text(&dir, "retention_days = 0\n");

@@ -174,7 +174,6 @@ pub(crate) async fn commit_send(
         None => String::new(),
     };
     let message = NewOutbound {
-        id: uuid::Uuid::now_v7().to_string(),
         api_key_id,
         idempotency_key,
         request_hash,
@@ -201,10 +200,10 @@ pub(crate) async fn commit_send(
         Some(reservation) => {
             let store = state.store.clone();
             tokio::spawn(async move {
-                let record = message.claimed_record();
+                let claimed = message.clone();
                 let outcome = store_new(&*store, message, relay_id).await?;
-                if matches!(outcome, AcceptOutcome::Created { .. })
-                    && !reservation.hand_over(record)
+                if let AcceptOutcome::Created { id } = &outcome
+                    && !reservation.hand_over(claimed.claimed_record(id.clone()))
                 {
                     tracing::warn!(
                         "the dispatcher stopped before taking a message; its lease brings it back"

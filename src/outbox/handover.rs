@@ -132,7 +132,7 @@ mod tests {
         assert!(intake.reserve().is_none(), "a message is waiting");
         intake.set_drained(true);
         let second = intake.reserve().expect("drained again");
-        assert!(second.hand_over(queued_sms("a", 1).claimed_record()));
+        assert!(second.hand_over(queued_sms("a", 1).claimed_record("a".into())));
         let handed = handovers.try_recv().unwrap();
         assert_eq!(handed.record.id, "a");
         drop(handed);
@@ -148,6 +148,6 @@ mod tests {
         intake.set_drained(true);
         let reservation = intake.reserve().unwrap();
         drop(handovers);
-        assert!(!reservation.hand_over(queued_sms("a", 1).claimed_record()));
+        assert!(!reservation.hand_over(queued_sms("a", 1).claimed_record("a".into())));
     }
 }

@@ -334,25 +334,27 @@ mod tests {
 
     use super::*;
     use crate::store::testing::queued_sms;
-    use crate::store::{OutboundStatus, SqliteStore};
+    use crate::store::{AcceptOutcome, OutboundStatus, SqliteStore};
 
     #[tokio::test]
     async fn the_recorder_records_the_rest_of_a_group_one_of_which_fails() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap());
-        for id in ["a", "b", "c"] {
-            store
-                .accept_outbound(queued_sms(id, now_ms()))
-                .await
-                .unwrap();
+        let mut ids = Vec::new();
+        for text in ["a", "b", "c"] {
+            match store.accept_outbound(queued_sms(text, now_ms())).await {
+                Ok(AcceptOutcome::Created { id }) => ids.push(id),
+                other => panic!("not created: {other:?}"),
+            }
         }
         let permits = Arc::new(Semaphore::new(4));
         let (tx, rx) = mpsc::unbounded_channel();
         // "no-such-message" fails the group's write (tests/outbox.rs shows
         // a group is all or nothing); the recorder must then record the
         // other three one by one.
-        for id in ["a", "no-such-message", "b", "c"] {
+        let group = [&ids[0], "no-such-message", &ids[1], &ids[2]];
+        for id in group {
             let permit = permits.clone().acquire_owned().await.unwrap();
             tx.send(Finished {
                 id: id.into(),
@@ -367,7 +369,7 @@ mod tests {
         drop(tx);
         // Every outcome is waiting before the recorder starts: one group.
         record_finished(store.clone(), rx, CancellationToken::new()).await;
-        for id in ["a", "b", "c"] {
+        for id in &ids {
             let detail = store.get_outbound(id).await.unwrap().unwrap();
             assert_eq!(detail.record.status, OutboundStatus::Sent, "{id}");
         }

@@ -2,6 +2,7 @@
 //! API keys and adapter cursors. [`SqliteStore`] is the one implementation;
 //! the trait is what a PostgreSQL store for several daemons would implement.
 
+pub mod message_id;
 mod model;
 pub mod sqlite;
 #[cfg(test)]

@@ -66,7 +66,6 @@ impl FromStr for OutboundStatus {
 /// A message as the API accepted it, ready to commit.
 #[derive(Debug, Clone)]
 pub struct NewOutbound {
-    pub id: String,
     pub api_key_id: Option<String>,
     pub idempotency_key: Option<String>,
     /// Hash of the request body, to tell a true repeat from a reused key;
@@ -93,12 +92,11 @@ pub struct NewOutbound {
 
 impl NewOutbound {
     /// The message as the dispatcher gets it when it was committed claimed
-    /// (`claimed_until_ms`). Its `seq` is not known here and is 0: nothing
-    /// on the send path reads it.
-    pub fn claimed_record(&self) -> OutboundRecord {
+    /// (`claimed_until_ms`) under `id`, which the store chose.
+    pub fn claimed_record(&self, id: String) -> OutboundRecord {
         OutboundRecord {
-            id: self.id.clone(),
-            seq: 0,
+            seq: super::message_id::seq_of(&id).unwrap_or_default(),
+            id,
             phone_id: self.phone_id.clone(),
             channel: self.channel,
             to: self.to.clone(),

@@ -5,18 +5,17 @@ use phonerelay_channel::ChannelKind;
 
 use super::NewOutbound;
 
-/// A plain SMS to one number on endpoint `m1`, created at `now_ms`, with
-/// an hour to live; its text is its id.
-pub fn queued_sms(id: &str, now_ms: i64) -> NewOutbound {
+/// A plain SMS with `text` to one number on endpoint `m1`, created at
+/// `now_ms`, with an hour to live.
+pub fn queued_sms(text: &str, now_ms: i64) -> NewOutbound {
     NewOutbound {
-        id: id.into(),
         api_key_id: None,
         idempotency_key: None,
         request_hash: "h".into(),
         phone_id: "m1".into(),
         channel: ChannelKind::Sms,
         to: "+15551230001".into(),
-        text: id.into(),
+        text: text.into(),
         subject: None,
         source: None,
         attachments: vec![],

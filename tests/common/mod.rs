@@ -197,9 +197,8 @@ pub fn open_store(path: &std::path::Path) -> SqliteStore {
 
 /// An SMS for phone_id `m1` as the API would commit it, for tests that
 /// write to the store directly.
-pub fn new_outbound(id: &str, text: &str, now_ms: i64) -> phonerelay::store::NewOutbound {
+pub fn new_outbound(text: &str, now_ms: i64) -> phonerelay::store::NewOutbound {
     phonerelay::store::NewOutbound {
-        id: id.into(),
         api_key_id: None,
         idempotency_key: None,
         request_hash: "h".into(),
@@ -216,6 +215,17 @@ pub fn new_outbound(id: &str, text: &str, now_ms: i64) -> phonerelay::store::New
         created_at_ms: now_ms,
         expires_at_ms: now_ms + 3_600_000,
         claimed_until_ms: None,
+    }
+}
+
+/// Commit `message` to `store`; the id the store gave it.
+pub async fn accept_new(
+    store: &dyn phonerelay::store::Store,
+    message: phonerelay::store::NewOutbound,
+) -> String {
+    match store.accept_outbound(message).await.unwrap() {
+        phonerelay::store::AcceptOutcome::Created { id } => id,
+        other => panic!("not created: {other:?}"),
     }
 }
 

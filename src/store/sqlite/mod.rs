@@ -13,6 +13,7 @@ mod retention;
 mod routing;
 mod rows;
 mod schema;
+mod seq_clock;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use phonerelay_channel::{ChannelKind, InboundMessage, StatusUpdate};
 use rusqlite::Connection;
 
 use self::pool::ReadPool;
+use self::seq_clock::SeqClock;
 use self::writer::Writer;
 use super::*;
 
@@ -33,6 +35,8 @@ pub struct SqliteStore {
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Key records for the bearer check; see [`keys::KEY_CACHE_TTL`].
     key_cache: keys::KeyCache,
+    /// The next outbound message's `seq` (and so its id).
+    seqs: SeqClock,
 }
 
 impl SqliteStore {
@@ -57,6 +61,7 @@ impl SqliteStore {
         let mut conn = Connection::open(path)?;
         schema::configure(&conn)?;
         schema::migrate(&mut conn)?;
+        let seqs = SeqClock::load(&conn)?;
         let (writer, handle) = Writer::spawn(conn, commit_delay);
         Ok(Self {
             path: path.to_path_buf(),
@@ -64,6 +69,7 @@ impl SqliteStore {
             reader: ReadPool::new(path.to_path_buf()),
             writer_thread: Mutex::new(Some(handle)),
             key_cache: keys::KeyCache::default(),
+            seqs,
         })
     }
 
@@ -112,8 +118,9 @@ impl Store for SqliteStore {
     }
 
     async fn accept_outbound(&self, message: NewOutbound) -> StoreResult<AcceptOutcome> {
+        let seqs = self.seqs.clone();
         self.writer
-            .write(move |conn| outbound::accept(conn, &message))
+            .write(move |conn| outbound::accept(conn, &message, &seqs))
             .await
     }
 
@@ -251,8 +258,9 @@ impl Store for SqliteStore {
         message: NewOutbound,
         relay_message_id: String,
     ) -> StoreResult<AcceptOutcome> {
+        let seqs = self.seqs.clone();
         self.writer
-            .write(move |conn| relay::accept(conn, &message, &relay_message_id))
+            .write(move |conn| relay::accept(conn, &message, &relay_message_id, &seqs))
             .await
     }
 

@@ -5,21 +5,52 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::routing::{self, SentTo};
 use super::rows::{
-    Kind, OUTBOUND_COLUMNS, Status, ended, live, outbound_columns, outbound_from_row, to_json,
+    Kind, OUTBOUND_COLUMNS, Status, before_v9, ended, live, outbound_columns, outbound_from_row,
+    to_json,
 };
+use super::seq_clock::SeqClock;
+use crate::store::message_id;
 use crate::store::*;
 
 /// A new message (see `accept`).
-pub(super) const ACCEPT: &str = "INSERT INTO outbound (id, api_key_id, idempotency_key,
+pub(super) const ACCEPT: &str = "INSERT INTO outbound (seq, id, api_key_id, idempotency_key,
         request_hash, phone_id, channel, recipient, body, subject, source, attachments,
         reply_to, reply_to_external_id, priority, status, created_at, updated_at, expires_at,
         next_attempt_at, attempts, lease_until, attempt_at)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+     VALUES (?18, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
         CASE WHEN ?17 IS NULL THEN 'queued' ELSE 'sending' END,
         ?15, ?15, ?16, ?15,
         ?17 IS NOT NULL, ?17, CASE WHEN ?17 IS NULL THEN NULL ELSE ?15 END)";
 
-pub fn accept(conn: &Connection, m: &NewOutbound) -> StoreResult<AcceptOutcome> {
+/// Find message `id`'s row: by the `seq` its id names, or, for a message
+/// accepted before migration 9, through the index of those ids.
+pub(super) fn locate(conn: &Connection, id: &str) -> StoreResult<Option<i64>> {
+    if let Some(seq) = message_id::seq_of(id) {
+        let found = conn
+            .prepare_cached("SELECT 1 FROM outbound WHERE seq = ?1 AND id = ?2")?
+            .exists(params![seq, id])?;
+        if found {
+            return Ok(Some(seq));
+        }
+    }
+    Ok(conn
+        .prepare_cached(LEGACY_ID)?
+        .query_row([id], |row| row.get(0))
+        .optional()?)
+}
+
+/// As [`locate`], for a message that must exist: an unknown id is an error.
+fn require(conn: &Connection, id: &str) -> StoreResult<i64> {
+    locate(conn, id)?.ok_or_else(|| rusqlite::Error::QueryReturnedNoRows.into())
+}
+
+/// The row of a message accepted before migration 9, by its id.
+pub(super) const LEGACY_ID: &str =
+    concat!("SELECT seq FROM outbound WHERE id = ?1 AND ", before_v9!());
+
+/// Commit a new message under the next `seq` of `seqs` and an id that
+/// names it. Runs on the writer thread, so seqs follow commit order.
+pub fn accept(conn: &Connection, m: &NewOutbound, seqs: &SeqClock) -> StoreResult<AcceptOutcome> {
     if let Some(key) = &m.idempotency_key {
         let existing: Option<(String, String)> = conn
             .query_row(
@@ -37,10 +68,12 @@ pub fn accept(conn: &Connection, m: &NewOutbound) -> StoreResult<AcceptOutcome> 
             });
         }
     }
+    let seq = seqs.next(m.created_at_ms);
+    let id = message_id::id_for(seq, rand::random());
     // A message committed claimed (see `NewOutbound::claimed_until_ms`)
     // starts as `sending`, its first attempt begun at `created_at`.
     conn.prepare_cached(ACCEPT)?.execute(params![
-        m.id,
+        id,
         m.api_key_id,
         m.idempotency_key,
         m.request_hash,
@@ -57,17 +90,21 @@ pub fn accept(conn: &Connection, m: &NewOutbound) -> StoreResult<AcceptOutcome> 
         m.created_at_ms,
         m.expires_at_ms,
         m.claimed_until_ms,
+        seq,
     ])?;
     // No `queued` event row: every message starts queued at `created_at`,
     // so `get` puts that first entry in the history. One write fewer per
     // accept, on the thread every write shares (docs/performance.md).
-    Ok(AcceptOutcome::Created { id: m.id.clone() })
+    Ok(AcceptOutcome::Created { id })
 }
 
 pub fn get(conn: &Connection, id: &str) -> StoreResult<Option<OutboundDetail>> {
-    let sql = format!("SELECT {OUTBOUND_COLUMNS}, attempt_at FROM outbound WHERE id = ?1");
+    let Some(seq) = locate(conn, id)? else {
+        return Ok(None);
+    };
+    let sql = format!("SELECT {OUTBOUND_COLUMNS}, attempt_at FROM outbound WHERE seq = ?1");
     let Some((mut record, attempt_at)) = conn
-        .query_row(&sql, [id], |row| {
+        .query_row(&sql, [seq], |row| {
             Ok((outbound_from_row(row)?, row.get::<_, Option<i64>>(20)?))
         })
         .optional()?
@@ -156,12 +193,14 @@ pub fn list(conn: &Connection, f: &OutboundFilter) -> StoreResult<Vec<OutboundRe
 }
 
 pub fn cancel(conn: &Connection, id: &str, now_ms: i64) -> StoreResult<CancelOutcome> {
-    let status: Option<Status> = conn
-        .query_row("SELECT status FROM outbound WHERE id = ?1", [id], |row| {
+    let Some(seq) = locate(conn, id)? else {
+        return Ok(CancelOutcome::NotFound);
+    };
+    let status: Status =
+        conn.query_row("SELECT status FROM outbound WHERE seq = ?1", [seq], |row| {
             row.get(0)
-        })
-        .optional()?;
-    match status.map(|s| s.0) {
+        })?;
+    match Some(status.0) {
         None => Ok(CancelOutcome::NotFound),
         Some(OutboundStatus::Queued) => {
             set_status(conn, id, OutboundStatus::Cancelled, now_ms, None, None)?;
@@ -171,11 +210,38 @@ pub fn cancel(conn: &Connection, id: &str, now_ms: i64) -> StoreResult<CancelOut
     }
 }
 
-/// Where message ?1 went, and when the attempt that its next event ends
-/// began (see `set_status`).
+/// Where message ?2, in row ?1, went, and when the attempt that its next
+/// event ends began (see `set_status`).
 pub(super) const CURRENT: &str = "SELECT channel, phone_id, recipient, source,
         CASE WHEN status = 'sending' THEN attempt_at END
-     FROM outbound WHERE id = ?1";
+     FROM outbound WHERE seq = ?1 AND id = ?2";
+
+/// Message `id` as [`CURRENT`] reads it, and its row. One statement for a
+/// new id (its seq, checked against the whole id), not a [`locate`] and
+/// then the read: this runs for every outcome, on the writer thread.
+fn current(conn: &Connection, id: &str) -> StoreResult<Option<(i64, SentTo, Option<i64>)>> {
+    let read = |seq: i64| {
+        conn.prepare_cached(CURRENT)?
+            .query_row(params![seq, id], |row| {
+                let sent_to = SentTo {
+                    channel: row.get(0)?,
+                    phone_id: row.get(1)?,
+                    recipient: row.get(2)?,
+                    source: row.get(3)?,
+                };
+                Ok((seq, sent_to, row.get::<_, Option<i64>>(4)?))
+            })
+            .optional()
+    };
+    if let Some(found) = message_id::seq_of(id).map(read).transpose()?.flatten() {
+        return Ok(Some(found));
+    }
+    let legacy: Option<i64> = conn
+        .prepare_cached(LEGACY_ID)?
+        .query_row([id], |row| row.get(0))
+        .optional()?;
+    Ok(legacy.map(read).transpose()?.flatten())
+}
 
 /// One status event, a single row.
 pub(super) const EVENT: &str = "INSERT INTO outbound_events
@@ -208,16 +274,13 @@ impl Event<'_> {
     }
 
     /// As `log`, reading the attempt from the row, which has not changed
-    /// yet; nothing if there is no such message.
-    fn log_before_change(&self, conn: &Connection, id: &str) -> StoreResult<()> {
-        let attempt_at: Option<Option<i64>> = conn
-            .prepare_cached(CURRENT)?
-            .query_row([id], |row| row.get(4))
-            .optional()?;
-        match attempt_at {
-            Some(attempt_at) => self.log(conn, id, attempt_at),
-            None => Ok(()),
-        }
+    /// yet; its seq, or nothing if there is no such message.
+    fn log_before_change(&self, conn: &Connection, id: &str) -> StoreResult<Option<i64>> {
+        let Some((seq, _, attempt_at)) = current(conn, id)? else {
+            return Ok(None);
+        };
+        self.log(conn, id, attempt_at)?;
+        Ok(Some(seq))
     }
 }
 
@@ -232,7 +295,7 @@ impl Event<'_> {
 /// or fails it whole (`writer.rs`), so the journal would buy nothing.
 pub(super) const SET_STATUS: &str = "UPDATE OR FAIL outbound SET status = ?2, updated_at = ?3,
         lease_until = NULL, error_code = ?4, error_message = ?5
-     WHERE id = ?1";
+     WHERE seq = ?1";
 
 /// Move message `id` to `status` and log it; returns where the message
 /// went, which a sent outcome needs. An unknown id is an error.
@@ -252,15 +315,8 @@ fn set_status(
     code: Option<&str>,
     reason: Option<&str>,
 ) -> StoreResult<SentTo> {
-    let (sent_to, attempt_at) = conn.prepare_cached(CURRENT)?.query_row([id], |row| {
-        let sent_to = SentTo {
-            channel: row.get(0)?,
-            phone_id: row.get(1)?,
-            recipient: row.get(2)?,
-            source: row.get(3)?,
-        };
-        Ok((sent_to, row.get::<_, Option<i64>>(4)?))
-    })?;
+    let (seq, sent_to, attempt_at) =
+        current(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     let event = Event {
         status,
         at_ms: now_ms,
@@ -268,8 +324,13 @@ fn set_status(
         reason,
     };
     event.log(conn, id, attempt_at)?;
-    conn.prepare_cached(SET_STATUS)?
-        .execute(params![id, status.as_str(), now_ms, code, reason])?;
+    conn.prepare_cached(SET_STATUS)?.execute(params![
+        seq,
+        status.as_str(),
+        now_ms,
+        code,
+        reason
+    ])?;
     Ok(sent_to)
 }
 
@@ -296,7 +357,7 @@ pub(super) const EXPIRE_DUE: &str = concat!(
 
 /// Every claimed message.
 pub(super) const ABANDONED: &str = concat!(
-    "SELECT id FROM outbound WHERE status = 'sending' AND ",
+    "SELECT seq, id FROM outbound WHERE status = 'sending' AND ",
     live!()
 );
 
@@ -416,25 +477,25 @@ pub fn expire_due(conn: &Connection, now_ms: i64) -> StoreResult<usize> {
 }
 
 pub fn requeue_abandoned(conn: &Connection, now_ms: i64) -> StoreResult<usize> {
-    let ids = conn
+    let rows = conn
         .prepare_cached(ABANDONED)?
-        .query_map([], |row| row.get(0))?
-        .collect::<Result<Vec<String>, _>>()?;
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<Vec<(i64, String)>, _>>()?;
     let event = Event {
         status: OutboundStatus::Queued,
         at_ms: now_ms,
         code: Some("requeued"),
         reason: Some("the daemon stopped while sending; sending again"),
     };
-    for id in &ids {
+    for (seq, id) in &rows {
         event.log_before_change(conn, id)?;
         conn.prepare_cached(
             "UPDATE outbound SET status = 'queued', next_attempt_at = ?2, updated_at = ?2,
-                lease_until = NULL WHERE id = ?1",
+                lease_until = NULL WHERE seq = ?1",
         )?
-        .execute(params![id, now_ms])?;
+        .execute(params![seq, now_ms])?;
     }
-    Ok(ids.len())
+    Ok(rows.len())
 }
 
 /// Record the outcomes of several sends in the one transaction.
@@ -532,15 +593,17 @@ fn requeue(
         code: Some(code),
         reason: Some(reason),
     };
-    event.log_before_change(conn, id)?;
+    let Some(seq) = event.log_before_change(conn, id)? else {
+        return Ok(());
+    };
     conn.prepare_cached(
         "UPDATE outbound SET status = 'queued', next_attempt_at = ?2, updated_at = ?3,
             lease_until = NULL, attempts = MAX(attempts - ?4, 0),
             error_code = ?5, error_message = ?6
-         WHERE id = ?1",
+         WHERE seq = ?1",
     )?
     .execute(params![
-        id,
+        seq,
         next_attempt_at_ms,
         now_ms,
         give_back_attempts,
@@ -579,8 +642,9 @@ pub fn apply_status(conn: &Connection, u: &StatusUpdate) -> StoreResult<Option<S
         keep_early(conn, u)?;
         return Ok(None);
     };
+    let seq = require(conn, &id)?;
     let current: Status =
-        conn.query_row("SELECT status FROM outbound WHERE id = ?1", [&id], |row| {
+        conn.query_row("SELECT status FROM outbound WHERE seq = ?1", [seq], |row| {
             row.get(0)
         })?;
     let part_states = conn
@@ -793,20 +857,24 @@ mod tests {
         }
     }
 
-    /// Message "a", accepted at 1, claimed at 10, its attempt ended by
-    /// `outcome` (at 20) and due again at 30.
-    fn first_attempt_ended_by(outcome: impl Fn(i64, i64) -> SendOutcome) -> Connection {
+    /// A message, accepted at 1, claimed at 10, its attempt ended by
+    /// `outcome` (at 20) and due again at 30; and its id.
+    fn first_attempt_ended_by(outcome: impl Fn(i64, i64) -> SendOutcome) -> (Connection, String) {
         let conn = at_version(MIGRATIONS.len());
-        accept(&conn, &queued_sms("a", 1)).unwrap();
+        let seqs = SeqClock::load(&conn).unwrap();
+        let AcceptOutcome::Created { id } = accept(&conn, &queued_sms("a", 1), &seqs).unwrap()
+        else {
+            panic!("not created")
+        };
         assert_eq!(claim_at(&conn, 10).len(), 1);
-        record_outcomes(&conn, &[("a".into(), outcome(30, 20))]).unwrap();
-        conn
+        record_outcomes(&conn, &[(id.clone(), outcome(30, 20))]).unwrap();
+        (conn, id)
     }
 
     #[test]
     fn each_attempt_shows_as_sending_once_though_a_claim_writes_no_event() {
         use OutboundStatus::*;
-        let conn = first_attempt_ended_by(|next_attempt_at_ms, now_ms| SendOutcome::Retry {
+        let (conn, a) = first_attempt_ended_by(|next_attempt_at_ms, now_ms| SendOutcome::Retry {
             next_attempt_at_ms,
             code: "busy".into(),
             reason: "try later".into(),
@@ -820,10 +888,10 @@ mod tests {
             (Queued, 20, Some("busy".into())),
             (Sending, 30, None),
         ];
-        assert_eq!(history(&conn, "a"), expected);
-        record_outcomes(&conn, &[("a".into(), sent(40))]).unwrap();
+        assert_eq!(history(&conn, &a), expected);
+        record_outcomes(&conn, &[(a.clone(), sent(40))]).unwrap();
         expected.push((Sent, 40, None));
-        assert_eq!(history(&conn, "a"), expected);
+        assert_eq!(history(&conn, &a), expected);
         let rows: i64 = conn
             .query_row("SELECT COUNT(*) FROM outbound_events", [], |r| r.get(0))
             .unwrap();
@@ -833,15 +901,15 @@ mod tests {
     #[test]
     fn a_queued_message_that_is_cancelled_ends_no_attempt() {
         use OutboundStatus::*;
-        let conn = first_attempt_ended_by(|next_attempt_at_ms, now_ms| SendOutcome::Release {
+        let (conn, a) = first_attempt_ended_by(|next_attempt_at_ms, now_ms| SendOutcome::Release {
             next_attempt_at_ms,
             now_ms,
         });
         // Queued again; cancelling it now ends no attempt, though the row
         // still holds the first attempt's start.
-        assert_eq!(cancel(&conn, "a", 25).unwrap(), CancelOutcome::Cancelled);
+        assert_eq!(cancel(&conn, &a, 25).unwrap(), CancelOutcome::Cancelled);
         assert_eq!(
-            history(&conn, "a"),
+            history(&conn, &a),
             [
                 (Queued, 1, None),
                 (Sending, 10, None),
@@ -875,6 +943,140 @@ mod tests {
         assert_eq!(
             history(&conn, "a"),
             [(Queued, 1, None), (Sending, 10, None), (Sent, 40, None)]
+        );
+    }
+
+    fn accept_new(conn: &Connection, seqs: &SeqClock, text: &str, now_ms: i64) -> String {
+        match accept(conn, &queued_sms(text, now_ms), seqs).unwrap() {
+            AcceptOutcome::Created { id } => id,
+            other => panic!("not created: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_new_message_is_its_row_by_the_seq_its_id_names_and_no_index_on_ids_grows() {
+        let conn = at_version(MIGRATIONS.len());
+        let seqs = SeqClock::load(&conn).unwrap();
+        let now = 1_764_000_000_000;
+        let first = accept_new(&conn, &seqs, "one", now);
+        let second = accept_new(&conn, &seqs, "two", now);
+        let (seq_1, seq_2) = (
+            locate(&conn, &first).unwrap(),
+            locate(&conn, &second).unwrap(),
+        );
+        assert_eq!(seq_1, message_id::seq_of(&first));
+        assert_eq!(
+            seq_2,
+            Some(seq_1.unwrap() + 1),
+            "same millisecond: the counter"
+        );
+        assert_eq!(get(&conn, &second).unwrap().unwrap().record.text, "two");
+        let in_legacy_index: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM outbound INDEXED BY outbound_id_before_v9
+                 WHERE seq < 4294967296",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(in_legacy_index, 0);
+        let sequences: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_sequence WHERE name = 'outbound'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(sequences, 0, "no AUTOINCREMENT row rewritten per accept");
+    }
+
+    #[test]
+    fn an_id_with_a_real_seq_but_other_random_bits_finds_nothing() {
+        let conn = at_version(MIGRATIONS.len());
+        let seqs = SeqClock::load(&conn).unwrap();
+        let id = accept_new(&conn, &seqs, "one", 1_764_000_000_000);
+        let seq = message_id::seq_of(&id).unwrap();
+        let forged = message_id::id_for(seq, 12345);
+        assert_ne!(forged, id);
+        assert_eq!(locate(&conn, &forged).unwrap(), None);
+        assert!(get(&conn, &forged).unwrap().is_none());
+        assert_eq!(cancel(&conn, &forged, 2).unwrap(), CancelOutcome::NotFound);
+        assert!(record_outcomes(&conn, &[(forged, sent(40))]).is_err());
+        assert_eq!(locate(&conn, &id.to_uppercase()).unwrap(), None);
+        let record = get(&conn, &id).unwrap().unwrap().record;
+        assert_eq!(record.status, OutboundStatus::Queued, "untouched");
+    }
+
+    #[test]
+    fn messages_from_before_migration_9_keep_their_ids_and_new_ones_sort_after_them() {
+        let mut conn = at_version(8);
+        // Two messages as an accept before migration 9 left them: seqs 1
+        // and 2 from AUTOINCREMENT, random UUIDv7 ids.
+        let legacy = [
+            "0194f0c2-7a4e-7000-8000-000000000001",
+            "0194f0c2-7a4e-7000-8000-000000000002",
+        ];
+        for id in legacy {
+            conn.execute(
+                "INSERT INTO outbound (id, request_hash, phone_id, channel, recipient, body,
+                    priority, status, created_at, updated_at, expires_at, next_attempt_at,
+                    relay_message_id)
+                 VALUES (?1, 'h', 'm1', 'sms', '+15551230001', ?1, 1, 'queued', 1, 1,
+                    9999999999999, 1, 'relay-' || ?1)",
+                [id],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn).unwrap();
+        assert_eq!(locate(&conn, legacy[0]).unwrap(), Some(1));
+        assert_eq!(locate(&conn, legacy[1]).unwrap(), Some(2));
+        // Every column came across.
+        let detail = get(&conn, legacy[1]).unwrap().unwrap();
+        assert_eq!(detail.record.text, legacy[1]);
+        let relay: String = conn
+            .query_row(
+                "SELECT relay_message_id FROM outbound WHERE seq = 2",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(relay, format!("relay-{}", legacy[1]));
+        // The partial index still refuses a second row with an old id.
+        assert!(
+            conn.execute(
+                "INSERT INTO outbound (seq, id, request_hash, phone_id, channel, recipient,
+                    body, priority, status, created_at, updated_at, expires_at,
+                    next_attempt_at)
+                 VALUES (3, ?1, 'h', 'm1', 'sms', '+1', 'x', 1, 'queued', 1, 1, 2, 1)",
+                [legacy[0]],
+            )
+            .is_err()
+        );
+
+        let seqs = SeqClock::load(&conn).unwrap();
+        let new = accept_new(&conn, &seqs, "new", 1_764_000_000_000);
+        assert!(locate(&conn, &new).unwrap().unwrap() >= message_id::LEGACY_SEQ_LIMIT);
+        let claimed: Vec<String> = claim_at(&conn, 1_764_000_000_000)
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(
+            claimed,
+            [legacy[0], legacy[1], new.as_str()],
+            "oldest first"
+        );
+        record_outcomes(
+            &conn,
+            &[(legacy[0].into(), sent(40)), (new.clone(), sent(41))],
+        )
+        .unwrap();
+        assert_eq!(
+            get(&conn, legacy[0]).unwrap().unwrap().record.status,
+            OutboundStatus::Sent
+        );
+        assert_eq!(
+            get(&conn, &new).unwrap().unwrap().record.status,
+            OutboundStatus::Sent
         );
     }
 

@@ -5,6 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::rows::Status;
+use super::seq_clock::SeqClock;
 use super::{inbound, outbound};
 use crate::store::*;
 
@@ -13,6 +14,7 @@ pub fn accept(
     conn: &Connection,
     message: &NewOutbound,
     relay_message_id: &str,
+    seqs: &SeqClock,
 ) -> StoreResult<AcceptOutcome> {
     let existing: Option<String> = conn
         .prepare_cached("SELECT id FROM outbound WHERE relay_message_id = ?1")?
@@ -21,10 +23,11 @@ pub fn accept(
     if let Some(id) = existing {
         return Ok(AcceptOutcome::Replayed { id });
     }
-    let outcome = outbound::accept(conn, message)?;
+    let outcome = outbound::accept(conn, message, seqs)?;
     if let AcceptOutcome::Created { id } = &outcome {
-        conn.prepare_cached("UPDATE outbound SET relay_message_id = ?2 WHERE id = ?1")?
-            .execute(params![id, relay_message_id])?;
+        let seq = outbound::locate(conn, id)?;
+        conn.prepare_cached("UPDATE outbound SET relay_message_id = ?2 WHERE seq = ?1")?
+            .execute(params![seq, relay_message_id])?;
     }
     Ok(outcome)
 }
@@ -211,6 +214,17 @@ fn reportable(status: OutboundStatus) -> bool {
     )
 }
 
+/// The relay's id for message `id`, if the relay sent it (and it is still
+/// stored).
+fn relay_message_id(conn: &Connection, id: &str) -> StoreResult<Option<String>> {
+    let Some(seq) = outbound::locate(conn, id)? else {
+        return Ok(None);
+    };
+    Ok(conn
+        .prepare_cached("SELECT relay_message_id FROM outbound WHERE seq = ?1")?
+        .query_row([seq], |row| row.get(0))?)
+}
+
 pub fn status_events(
     conn: &Connection,
     after_event_id: i64,
@@ -218,19 +232,17 @@ pub fn status_events(
 ) -> StoreResult<RelayStatusBatch> {
     let rows = conn
         .prepare_cached(
-            "SELECT e.event_id, e.message_id, o.relay_message_id, e.status, e.at, e.code, e.reason
-             FROM outbound_events e LEFT JOIN outbound o ON o.id = e.message_id
-             WHERE e.event_id > ?1 ORDER BY e.event_id LIMIT ?2",
+            "SELECT event_id, message_id, status, at, code, reason
+             FROM outbound_events WHERE event_id > ?1 ORDER BY event_id LIMIT ?2",
         )?
         .query_map(params![after_event_id, limit], |row| {
             Ok((
                 row.get::<_, i64>(0)?,
                 row.get::<_, String>(1)?,
-                row.get::<_, Option<String>>(2)?,
-                row.get::<_, Status>(3)?.0,
-                row.get::<_, i64>(4)?,
+                row.get::<_, Status>(2)?.0,
+                row.get::<_, i64>(3)?,
+                row.get::<_, Option<String>>(4)?,
                 row.get::<_, Option<String>>(5)?,
-                row.get::<_, Option<String>>(6)?,
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -238,14 +250,14 @@ pub fn status_events(
         events: Vec::new(),
         scanned_to: after_event_id,
     };
-    for (event_id, message_id, relay_id, status, at_ms, code, reason) in rows {
+    for (event_id, message_id, status, at_ms, code, reason) in rows {
         batch.scanned_to = event_id;
-        let Some(relay_message_id) = relay_id else {
-            continue;
-        };
         if !reportable(status) {
             continue;
         }
+        let Some(relay_message_id) = relay_message_id(conn, &message_id)? else {
+            continue;
+        };
         let external_ids = if status == OutboundStatus::Sent {
             conn.prepare_cached(
                 "SELECT external_id FROM outbound_parts WHERE message_id = ?1 ORDER BY part",

@@ -6,18 +6,19 @@ use rusqlite::{Connection, params};
 
 use phonerelay_channel::message_of_cursor;
 
+use super::outbound;
 use super::rows::{ended, live};
 use crate::store::StoreResult;
 
 /// Ended messages last changed before ?1, through the partial ended index.
 pub(super) const PRUNE_ENDED: &str = concat!(
-    "SELECT id FROM outbound WHERE ",
+    "SELECT seq, id FROM outbound WHERE ",
     ended!(),
     " AND updated_at < ?1 LIMIT ?2"
 );
 
-/// Is message ?1 still queued or being sent?
-const IS_LIVE: &str = concat!("SELECT 1 FROM outbound WHERE id = ?1 AND ", live!());
+/// Is the message in row ?1 still queued or being sent?
+const IS_LIVE: &str = concat!("SELECT 1 FROM outbound WHERE seq = ?1 AND ", live!());
 
 /// Cursors that belong to a message which has ended or is gone: an adapter
 /// keeps such state while it sends (a long SMS's accepted parts) and drops
@@ -36,7 +37,10 @@ pub fn prune_message_cursors(conn: &Connection) -> StoreResult<usize> {
         let Some(message_id) = message_of_cursor(name) else {
             continue;
         };
-        let live = conn.prepare_cached(IS_LIVE)?.exists([message_id])?;
+        let live = match outbound::locate(conn, message_id)? {
+            Some(seq) => conn.prepare_cached(IS_LIVE)?.exists([seq])?,
+            None => false,
+        };
         if !live {
             removed += conn
                 .prepare_cached("DELETE FROM cursors WHERE scope = ?1 AND name = ?2")?
@@ -48,19 +52,21 @@ pub fn prune_message_cursors(conn: &Connection) -> StoreResult<usize> {
 
 pub fn prune(conn: &Connection, before_ms: i64, batch: u32) -> StoreResult<usize> {
     // Ended outbound messages, through the (partial) ended index.
-    let ids = conn
+    let rows = conn
         .prepare_cached(PRUNE_ENDED)?
-        .query_map(params![before_ms, batch], |row| row.get::<_, String>(0))?
+        .query_map(params![before_ms, batch], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     let mut removed = 0;
-    for id in &ids {
+    for (seq, id) in &rows {
         conn.prepare_cached("DELETE FROM outbound_events WHERE message_id = ?1")?
             .execute([id])?;
         conn.prepare_cached("DELETE FROM outbound_parts WHERE message_id = ?1")?
             .execute([id])?;
         removed += conn
-            .prepare_cached("DELETE FROM outbound WHERE id = ?1")?
-            .execute([id])?;
+            .prepare_cached("DELETE FROM outbound WHERE seq = ?1")?
+            .execute([seq])?;
     }
     // Inbound messages the relay has taken.
     removed += conn

@@ -26,6 +26,16 @@ macro_rules! ended {
 }
 pub(crate) use ended;
 
+/// The WHERE term of the partial `outbound_id_before_v9` index (migration
+/// 9): the rows of messages accepted before ids named their `seq`
+/// (`message_id::LEGACY_SEQ_LIMIT`, 2^32).
+macro_rules! before_v9 {
+    () => {
+        "seq < 4294967296"
+    };
+}
+pub(crate) use before_v9;
+
 pub struct Kind(pub ChannelKind);
 
 impl FromSql for Kind {

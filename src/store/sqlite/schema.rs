@@ -218,6 +218,62 @@ pub(super) const MIGRATIONS: &[&str] = &[
     UPDATE cursors SET name = 'message/' || substr(name, 11) || '/sms-parts'
         WHERE substr(name, 1, 10) = 'sms-parts:';
     "#,
+    // 9: two B-trees fewer per accepted message. A new message's id names
+    // its `seq` (`store::message_id`), so the table finds it by rowid and
+    // the unique index on `id` goes; `seq` no longer counts up through
+    // `sqlite_sequence` (AUTOINCREMENT rewrote that table's row on every
+    // accept) but comes from the clock. Messages accepted before keep their
+    // small seqs and random ids, found through the partial
+    // `outbound_id_before_v9` (its term is `message_id::LEGACY_SEQ_LIMIT`).
+    // A column constraint cannot be dropped in place, so the table is
+    // copied, with its columns in the same order.
+    r#"
+    CREATE TABLE outbound_v9 (
+        seq                   INTEGER PRIMARY KEY,
+        id                    TEXT NOT NULL,
+        api_key_id            TEXT,
+        idempotency_key       TEXT,
+        request_hash          TEXT NOT NULL,
+        phone_id              TEXT NOT NULL,
+        channel               TEXT NOT NULL,
+        recipient             TEXT NOT NULL,
+        body                  TEXT NOT NULL,
+        subject               TEXT,
+        source                TEXT,
+        attachments           TEXT NOT NULL DEFAULT '[]',
+        reply_to              TEXT,
+        reply_to_external_id  TEXT,
+        priority              INTEGER NOT NULL,
+        status                TEXT NOT NULL,
+        attempts              INTEGER NOT NULL DEFAULT 0,
+        created_at            INTEGER NOT NULL,
+        updated_at            INTEGER NOT NULL,
+        expires_at            INTEGER NOT NULL,
+        next_attempt_at       INTEGER NOT NULL,
+        lease_until           INTEGER,
+        error_code            TEXT,
+        error_message         TEXT,
+        relay_message_id      TEXT,
+        attempt_at            INTEGER
+    );
+    INSERT INTO outbound_v9 SELECT seq, id, api_key_id, idempotency_key, request_hash,
+        phone_id, channel, recipient, body, subject, source, attachments, reply_to,
+        reply_to_external_id, priority, status, attempts, created_at, updated_at, expires_at,
+        next_attempt_at, lease_until, error_code, error_message, relay_message_id, attempt_at
+        FROM outbound;
+    DROP TABLE outbound;
+    ALTER TABLE outbound_v9 RENAME TO outbound;
+    CREATE UNIQUE INDEX outbound_idempotency
+        ON outbound (api_key_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX outbound_claim
+        ON outbound (channel, phone_id, status, priority DESC, seq)
+        WHERE status IN ('queued', 'sending');
+    CREATE INDEX outbound_ended ON outbound (status, updated_at)
+        WHERE status NOT IN ('queued', 'sending');
+    CREATE UNIQUE INDEX outbound_relay_message
+        ON outbound (relay_message_id) WHERE relay_message_id IS NOT NULL;
+    CREATE UNIQUE INDEX outbound_id_before_v9 ON outbound (id) WHERE seq < 4294967296;
+    "#,
 ];
 
 /// Bring the database to the newest schema in one transaction.
