@@ -492,3 +492,73 @@ async fn many_concurrent_accepts_on_a_narrow_endpoint_are_all_sent_once() {
         .await
         .expect("the daemon stops");
 }
+
+/// Texts sent to `to`, in the order the channel took them.
+fn sent_to(ch: &TestChannel, to: &str) -> Vec<String> {
+    ch.sent()
+        .into_iter()
+        .filter(|m| m.to == to)
+        .map(|m| m.text)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_recipients_next_message_waits_while_the_one_before_is_in_flight() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    ch.script(vec![Step::Hang]);
+    // The default concurrency (4): room to send both at once.
+    let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
+    let first = d
+        .queue(&send_body("m1", "sms", "+15551230001", "first"))
+        .await;
+    d.wait_status(&first, "sending").await;
+    let second = d
+        .queue(&send_body("m1", "sms", "+15551230001", "second"))
+        .await;
+    let other = d
+        .queue(&send_body("m1", "sms", "+15551230009", "other"))
+        .await;
+    d.wait_status(&other, "sent").await;
+    d.wait_status(&second, "sending").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(ch.calls(), 2, "the second went while the first hung");
+    ch.release();
+    d.wait_status(&second, "sent").await;
+    assert_eq!(sent_to(&ch, "+15551230001"), ["first", "second"]);
+}
+
+#[tokio::test]
+async fn a_recipients_next_message_waits_for_the_retry_of_the_one_before() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    ch.script(vec![Step::Fail(SendError::transient(
+        "cms_500",
+        "modem busy",
+    ))]);
+    let outbox = "[outbox]\nretry_initial_ms = 1500\nretry_max_ms = 1500\nlease_seconds = 30\nsend_timeout_seconds = 10\n";
+    let d = TestDaemon::start(outbox, vec![ch.clone()]).await;
+    let first = d
+        .queue(&send_body("m1", "sms", "+15551230001", "first"))
+        .await;
+    d.wait_message(&first, |m| m["error"]["code"] == "cms_500")
+        .await;
+    let second = d
+        .queue(&send_body("m1", "sms", "+15551230001", "second"))
+        .await;
+    let other = d
+        .queue(&send_body("m1", "sms", "+15551230009", "other"))
+        .await;
+    let held = d
+        .wait_message(&second, |m| m["error"]["code"] == "held_back")
+        .await;
+    assert_eq!(held["status"], "queued");
+    assert_eq!(held["attempts"], 0, "waiting its turn is not an attempt");
+    d.wait_status(&other, "sent").await;
+    let second = d.wait_status(&second, "sent").await;
+    assert_eq!(second["attempts"], 1);
+    assert_eq!(sent_to(&ch, "+15551230001"), ["first", "second"]);
+    let order: Vec<String> = ch.sent().into_iter().map(|m| m.text).collect();
+    assert_eq!(
+        order[0], "other",
+        "another recipient does not wait: {order:?}"
+    );
+}

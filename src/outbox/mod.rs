@@ -1,11 +1,12 @@
 //! The outbox dispatcher: one worker set per endpoint claims due messages
 //! with a lease (or takes them handed over at accept, `handover`), sends
-//! them through the adapter within rate limits, and records the classified
-//! outcome.
+//! them through the adapter within rate limits, each recipient's in queue
+//! order (`recipient_order`), and records the classified outcome.
 
 mod backoff;
 mod handover;
 mod limits;
+mod recipient_order;
 mod send;
 mod worker;
 

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::handover::Handover;
 use super::limits::limits_for;
+use super::recipient_order::RecipientOrder;
 use super::send::{Limiters, send_one};
 use crate::clock::now_ms;
 use crate::config::OutboxConfig;
@@ -78,6 +79,7 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
         ctx: ctx.clone(),
         limiters,
         finished,
+        order: RecipientOrder::default(),
     };
     let mut handovers = endpoint.intake.open(permits.clone());
     tracing::info!(channel = %kind, %phone_id, concurrency = limits.concurrency, "dispatcher started");
@@ -190,6 +192,8 @@ struct Sends {
     ctx: DispatchContext,
     limiters: Arc<Limiters>,
     finished: mpsc::UnboundedSender<Finished>,
+    /// Each recipient's sends, one after the other in the order started.
+    order: RecipientOrder,
 }
 
 impl Sends {
@@ -198,9 +202,12 @@ impl Sends {
         self.start(handover.record, handover.permit);
     }
 
-    /// Send a claimed (or handed-over) message in a task of its own; its
-    /// outcome goes to the recorder with the permit it holds.
+    /// Send a claimed (or handed-over) message in a task of its own, once
+    /// the send before it to the same recipient has ended (messages are
+    /// started in queue order); its outcome goes to the recorder with the
+    /// permit it holds, which it keeps while it waits its turn.
     fn start(&mut self, message: OutboundRecord, permit: OwnedSemaphorePermit) {
+        let mut place = self.order.join(&message.to, now_ms());
         let (endpoint, ctx, limiters) = (
             self.endpoint.clone(),
             self.ctx.clone(),
@@ -208,7 +215,14 @@ impl Sends {
         );
         let finished = self.finished.clone();
         self.in_flight.spawn(async move {
-            let outcome = send_one(&endpoint, &ctx, &limiters, &message).await;
+            let outcome = match place.wait_turn(now_ms).await {
+                Some(until) => SendOutcome::Held {
+                    next_attempt_at_ms: until,
+                    now_ms: now_ms(),
+                },
+                None => send_one(&endpoint, &ctx, &limiters, &message).await,
+            };
+            place.finish(&outcome);
             // The recorder outlives every send task: `run_endpoint`
             // awaits it only after they are all done.
             let _ = finished.send(Finished {

@@ -221,6 +221,13 @@ pub enum SendOutcome {
         next_attempt_at_ms: i64,
         now_ms: i64,
     },
+    /// Not an attempt: an earlier message to the same recipient went back
+    /// to the queue until `next_attempt_at_ms`, and this one waits as long
+    /// so that the two still leave in order (`outbox::recipient_order`).
+    Held {
+        next_attempt_at_ms: i64,
+        now_ms: i64,
+    },
     Failed {
         code: String,
         reason: String,
