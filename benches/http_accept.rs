@@ -64,6 +64,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const PHONE_ID: &str = "bench-phone";
 
+/// Distinct recipients the POSTs go to (client `n` sends to number `n %
+/// RECIPIENTS`).
+const RECIPIENTS: usize = 1024;
+
 /// A channel that accepts every send at once and counts them.
 struct InstantChannel {
     sent: AtomicU64,
@@ -156,7 +160,8 @@ fn connection_counts() -> Vec<usize> {
 struct Target {
     method: Method,
     path: &'static str,
-    body: Bytes,
+    /// Request bodies, one per client in turn (`body`); empty for none.
+    bodies: Vec<Bytes>,
     bearer: Option<String>,
     expect: StatusCode,
 }
@@ -177,8 +182,20 @@ async fn connect(addr: SocketAddr) -> Conn {
     sender
 }
 
-/// One request on a kept-alive connection; returns the status and body.
-async fn request(conn: &mut Conn, target: &Target) -> (StatusCode, Bytes) {
+impl Target {
+    /// The body that client `n` sends.
+    fn body(&self, n: usize) -> Bytes {
+        match self.bodies.len() {
+            0 => Bytes::new(),
+            len => self.bodies[n % len].clone(),
+        }
+    }
+}
+
+/// One request from client `n` on a kept-alive connection; returns the
+/// status and body.
+async fn request(conn: &mut Conn, target: &Target, n: usize) -> (StatusCode, Bytes) {
+    let body = target.body(n);
     conn.ready().await.expect("connection usable");
     let mut builder = Request::builder()
         .method(target.method.clone())
@@ -187,12 +204,10 @@ async fn request(conn: &mut Conn, target: &Target) -> (StatusCode, Bytes) {
     if let Some(key) = &target.bearer {
         builder = builder.header(header::AUTHORIZATION, format!("Bearer {key}"));
     }
-    if !target.body.is_empty() {
+    if !body.is_empty() {
         builder = builder.header(header::CONTENT_TYPE, "application/json");
     }
-    let req = builder
-        .body(Full::new(target.body.clone()))
-        .expect("request builds");
+    let req = builder.body(Full::new(body)).expect("request builds");
     let response = conn.send_request(req).await.expect("response");
     let status = response.status();
     let body = response
@@ -295,7 +310,7 @@ async fn closed_loop(
         CpuTimes::now()
     });
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..connections {
+    for client in 0..connections {
         let target = target.clone();
         tasks.spawn(async move {
             let mut conn = connect(addr).await;
@@ -305,7 +320,7 @@ async fn closed_loop(
                 if sent >= end {
                     break;
                 }
-                let (status, body) = request(&mut conn, &target).await;
+                let (status, body) = request(&mut conn, &target, client).await;
                 let done = Instant::now();
                 if sent >= measure_from {
                     let ns = done.duration_since(sent).as_nanos() as u64;
@@ -373,7 +388,7 @@ async fn open_loop(
                 .unwrap()
                 .pop()
                 .expect("a permit means a conn");
-            let (status, body) = request(&mut conn, &target).await;
+            let (status, body) = request(&mut conn, &target, i as usize).await;
             let ns = tokio::time::Instant::now().duration_since(due).as_nanos() as u64;
             pool.idle.lock().unwrap().push(conn);
             drop(permit);
@@ -538,11 +553,11 @@ async fn handed_over(addr: SocketAddr) -> u64 {
     let target = Target {
         method: Method::GET,
         path: "/metrics",
-        body: Bytes::new(),
+        bodies: Vec::new(),
         bearer: None,
         expect: StatusCode::OK,
     };
-    let (_, body) = request(&mut conn, &target).await;
+    let (_, body) = request(&mut conn, &target, 0).await;
     String::from_utf8_lossy(&body)
         .lines()
         .filter(|l| l.starts_with("phonerelay_handed_over_total"))
@@ -629,22 +644,28 @@ fn main() {
     let health = Arc::new(Target {
         method: Method::GET,
         path: "/health",
-        body: Bytes::new(),
+        bodies: Vec::new(),
         bearer: None,
         expect: StatusCode::OK,
     });
     let send = Arc::new(Target {
         method: Method::POST,
         path: "/api/v1/messages",
-        body: Bytes::from(
-            serde_json::json!({
-                "phone_id": PHONE_ID,
-                "channel": "sms",
-                "to": "+15551230001",
-                "text": "Your verification code is 123456. It expires in 10 minutes.",
+        // The seed's body, each client to a recipient of its own, as a
+        // relay's many users are: the dispatcher keeps each recipient's
+        // messages in order, one after the other, so one recipient for all
+        // would serialise every send.
+        bodies: (0..RECIPIENTS)
+            .map(|n| {
+                let body = serde_json::json!({
+                    "phone_id": PHONE_ID,
+                    "channel": "sms",
+                    "to": format!("+1555123{n:04}"),
+                    "text": "Your verification code is 123456. It expires in 10 minutes.",
+                });
+                Bytes::from(body.to_string())
             })
-            .to_string(),
-        ),
+            .collect(),
         bearer: Some(key),
         expect: StatusCode::ACCEPTED,
     });
