@@ -380,55 +380,69 @@ pub(super) const STATS: &str = concat!(
          GROUP BY channel, phone_id, status"
 );
 
-/// The claim (see `claim`).
-pub(super) const CLAIM: &str = concat!(
-    "UPDATE outbound SET status = 'sending', attempts = attempts + 1,
-            lease_until = ?3 + ?5, updated_at = ?3, attempt_at = ?3
-         WHERE seq IN (
-            SELECT seq FROM (
-                SELECT * FROM (
-                    SELECT seq, priority FROM outbound
-                    WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued' AND ",
+/// The claim's first half: the next `limit` due queued messages of an
+/// endpoint, in queue order, not past their ttl.
+pub(super) const CLAIM_DUE: &str = concat!(
+    "SELECT ",
+    outbound_columns!(),
+    " FROM outbound
+     WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued' AND ",
     live!(),
     "
-                      AND next_attempt_at <= ?3 AND expires_at > ?3
-                    ORDER BY priority DESC, seq LIMIT (?4 + 0))
-                UNION ALL
-                SELECT * FROM (
-                    SELECT seq, priority FROM outbound
-                    WHERE channel = ?1 AND phone_id = ?2 AND status = 'sending' AND ",
-    live!(),
-    "
-                      AND lease_until < ?3
-                    ORDER BY priority DESC, seq LIMIT (?4 + 0)))
-            ORDER BY priority DESC, seq LIMIT (?4 + 0))
-         RETURNING ",
-    outbound_columns!()
+       AND next_attempt_at <= ?3 AND expires_at > ?3
+     ORDER BY priority DESC, seq LIMIT (?4 + 0)"
 );
+
+/// The claim's second half: the next `limit` claims of an endpoint whose
+/// lease ran out (their worker died without a word).
+pub(super) const CLAIM_LAPSED: &str = concat!(
+    "SELECT ",
+    outbound_columns!(),
+    " FROM outbound
+     WHERE channel = ?1 AND phone_id = ?2 AND status = 'sending' AND ",
+    live!(),
+    "
+       AND lease_until < ?3
+     ORDER BY priority DESC, seq LIMIT (?4 + 0)"
+);
+
+/// Claim the message in row ?1 until ?2 (at ?3). OR FAIL, as
+/// [`SET_STATUS`]: nothing unique changes, so no statement journal.
+pub(super) const CLAIM_ONE: &str = "UPDATE OR FAIL outbound SET status = 'sending',
+        attempts = attempts + 1, lease_until = ?2, updated_at = ?3, attempt_at = ?3
+     WHERE seq = ?1";
 
 pub fn claim(conn: &Connection, c: &ClaimRequest) -> StoreResult<Vec<OutboundRecord>> {
     expire_endpoint(conn, c.channel, &c.phone_id, c.now_ms, c.limit)?;
-    // Due queued messages, plus claims whose lease ran out (their worker
-    // died without a word): both are sent (again). Each branch walks the
-    // claim index in order and stops at `limit`, so a claim costs the same
-    // with a backlog of a hundred thousand as with none. A queued message
-    // past its ttl is not claimed. `LIMIT (?4 + 0)`, not `LIMIT ?4`: SQLite
-    // reads a bare bound LIMIT while planning, and then prepares the
-    // statement again on every run (a third of a claim's time).
+    // Due queued messages, plus claims whose lease ran out: both are sent
+    // (again). Each read walks the claim index in order and stops at
+    // `limit`, so a claim costs the same with a backlog of a hundred
+    // thousand as with none; the two lists are merged here and each chosen
+    // row claimed by rowid. One `UPDATE … WHERE seq IN (…) RETURNING` did
+    // the same with four temporary B-trees a run and cost about twice as
+    // much per claimed message (docs/performance.md, ninth pass). A queued
+    // message past its ttl is not claimed. `LIMIT (?4 + 0)`, not
+    // `LIMIT ?4`: SQLite reads a bare bound LIMIT while planning, and then
+    // prepares the statement again on every run.
+    let args = params![c.channel.as_str(), c.phone_id, c.now_ms, c.limit];
     let mut records = conn
-        .prepare_cached(CLAIM)?
-        .query_map(
-            params![
-                c.channel.as_str(),
-                c.phone_id,
-                c.now_ms,
-                c.limit,
-                c.lease_ms
-            ],
-            outbound_from_row,
-        )?
+        .prepare_cached(CLAIM_DUE)?
+        .query_map(args, outbound_from_row)?
         .collect::<Result<Vec<_>, _>>()?;
+    let lapsed = conn
+        .prepare_cached(CLAIM_LAPSED)?
+        .query_map(args, outbound_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    records.extend(lapsed);
     records.sort_by_key(|r| (-r.priority, r.seq));
+    records.truncate(c.limit as usize);
+    let mut claim_one = conn.prepare_cached(CLAIM_ONE)?;
+    for record in &mut records {
+        claim_one.execute(params![record.seq, c.now_ms + c.lease_ms, c.now_ms])?;
+        record.status = OutboundStatus::Sending;
+        record.attempts += 1;
+        record.updated_at_ms = c.now_ms;
+    }
     // No `sending` event row: the event that ends this attempt carries
     // `attempt_at` (see `event`), one insert fewer per send.
     Ok(records)
