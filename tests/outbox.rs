@@ -25,7 +25,7 @@ async fn transient_errors_are_retried_until_success() {
         )),
     ]);
     let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
-    let id = d.queue(&send_body("m1", "sms", "+15551230001", "hi")).await;
+    let id = d.queue_sms("+15551230001", "hi").await;
     let message = d.wait_status(&id, "sent").await;
     assert_eq!(message["attempts"], 3);
     assert_eq!(ch.calls(), 3);
@@ -68,7 +68,7 @@ async fn permanent_errors_fail_at_once_with_the_reason() {
         "unassigned number",
     ))]);
     let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
-    let id = d.queue(&send_body("m1", "sms", "+15551230001", "hi")).await;
+    let id = d.queue_sms("+15551230001", "hi").await;
     let message = d.wait_status(&id, "failed").await;
     assert_eq!(
         message["error"],
@@ -77,9 +77,7 @@ async fn permanent_errors_fail_at_once_with_the_reason() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(ch.calls(), 1, "a permanent failure is not retried");
     // ...and it shows in the at-a-glance status, beside a sent one.
-    let ok = d
-        .queue(&send_body("m1", "sms", "+15551230002", "fine"))
-        .await;
+    let ok = d.queue_sms("+15551230002", "fine").await;
     d.wait_status(&ok, "sent").await;
     let (code, status) = d.get("/api/v1/status", &d.admin_key).await;
     assert_eq!(code, 200);
@@ -108,7 +106,7 @@ async fn retries_stop_at_max_attempts() {
         vec![ch.clone()],
     )
     .await;
-    let id = d.queue(&send_body("m1", "sms", "+15551230001", "hi")).await;
+    let id = d.queue_sms("+15551230001", "hi").await;
     let message = d.wait_status(&id, "failed").await;
     assert_eq!(message["error"]["code"], "retries_exhausted");
     assert_eq!(ch.calls(), 3);
@@ -143,7 +141,7 @@ async fn cancel_works_only_while_queued() {
         Some(Duration::from_secs(60)),
     ))]);
     let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
-    let id = d.queue(&send_body("m1", "sms", "+15551230001", "hi")).await;
+    let id = d.queue_sms("+15551230001", "hi").await;
     d.wait_message(&id, |m| m["status"] == "queued" && m["attempts"] == 1)
         .await;
     let (code, message) = d
@@ -179,17 +177,14 @@ async fn higher_priority_goes_first() {
     ch.script(vec![Step::Hang]);
     let limits = "[outbox.limits.sms]\nconcurrency = 1\n";
     let d = TestDaemon::start(&format!("{FAST_OUTBOX}{limits}"), vec![ch.clone()]).await;
-    let blocker = d
-        .queue(&send_body("m1", "sms", "+15551230001", "blocker"))
-        .await;
+    let blocker = d.queue_sms("+15551230001", "blocker").await;
     d.wait_status(&blocker, "sending").await;
     let mut low = send_body("m1", "sms", "+15551230002", "low");
     low["priority"] = json!("low");
     let mut high = send_body("m1", "sms", "+15551230003", "high");
     high["priority"] = json!("high");
     d.queue(&low).await;
-    d.queue(&send_body("m1", "sms", "+15551230004", "normal"))
-        .await;
+    d.queue_sms("+15551230004", "normal").await;
     d.queue(&high).await;
     ch.release();
     let sent = ch.wait_sent(4).await;
@@ -202,16 +197,10 @@ async fn per_recipient_limit_defers_without_dropping() {
     let ch = TestChannel::new(ChannelKind::Sms, "m1");
     let limits = "[outbox.limits.m1]\nper_recipient_per_minute = 1\n";
     let d = TestDaemon::start(&format!("{FAST_OUTBOX}{limits}"), vec![ch.clone()]).await;
-    let first = d
-        .queue(&send_body("m1", "sms", "+15551230001", "one"))
-        .await;
+    let first = d.queue_sms("+15551230001", "one").await;
     d.wait_status(&first, "sent").await;
-    let second = d
-        .queue(&send_body("m1", "sms", "+15551230001", "two"))
-        .await;
-    let other = d
-        .queue(&send_body("m1", "sms", "+15551239999", "other"))
-        .await;
+    let second = d.queue_sms("+15551230001", "two").await;
+    let other = d.queue_sms("+15551239999", "other").await;
     d.wait_status(&other, "sent").await;
     let held = d
         .wait_message(&second, |m| m["error"]["code"] == "deferred")
@@ -305,9 +294,7 @@ async fn graceful_shutdown_releases_a_hanging_send_and_restart_sends_it() {
     let ch = TestChannel::new(ChannelKind::Sms, "m1");
     ch.script(vec![Step::Hang]);
     let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
-    let id = d
-        .queue(&send_body("m1", "sms", "+15551230001", "in flight"))
-        .await;
+    let id = d.queue_sms("+15551230001", "in flight").await;
     d.wait_status(&id, "sending").await;
     let db = d.db_path();
     let admin = d.admin_key.clone();
@@ -395,15 +382,11 @@ async fn a_message_for_an_idle_endpoint_is_handed_over_and_waits_for_no_claim() 
     let d = TestDaemon::start(&format!("{FAST_OUTBOX}{limits}"), vec![ch.clone()]).await;
     // The dispatcher's first claim finds the queue empty; from then on an
     // accept that finds the slot free commits the message claimed.
-    let first = d
-        .queue(&send_body("m1", "sms", "+15551230001", "one"))
-        .await;
+    let first = d.queue_sms("+15551230001", "one").await;
     d.wait_status(&first, "sent").await;
     let before = handed_over(&d).await;
     ch.script(vec![Step::Hang]);
-    let id = d
-        .queue(&send_body("m1", "sms", "+15551230001", "two"))
-        .await;
+    let id = d.queue_sms("+15551230001", "two").await;
     let message = d.wait_status(&id, "sending").await;
     assert_eq!(handed_over(&d).await, before + 1, "handed over");
     // Its attempt began as it was committed: no claim came between.
@@ -413,9 +396,7 @@ async fn a_message_for_an_idle_endpoint_is_handed_over_and_waits_for_no_claim() 
     assert_eq!(message["attempts"], 1);
     // While it holds the only slot, the next one queues, and is claimed
     // once the slot is free.
-    let third = d
-        .queue(&send_body("m1", "sms", "+15551230001", "three"))
-        .await;
+    let third = d.queue_sms("+15551230001", "three").await;
     let queued = d.wait_status(&third, "queued").await;
     assert_eq!(history_statuses(&queued), ["queued"]);
     ch.release();
@@ -508,16 +489,10 @@ async fn a_recipients_next_message_waits_while_the_one_before_is_in_flight() {
     ch.script(vec![Step::Hang]);
     // The default concurrency (4): room to send both at once.
     let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
-    let first = d
-        .queue(&send_body("m1", "sms", "+15551230001", "first"))
-        .await;
+    let first = d.queue_sms("+15551230001", "first").await;
     d.wait_status(&first, "sending").await;
-    let second = d
-        .queue(&send_body("m1", "sms", "+15551230001", "second"))
-        .await;
-    let other = d
-        .queue(&send_body("m1", "sms", "+15551230009", "other"))
-        .await;
+    let second = d.queue_sms("+15551230001", "second").await;
+    let other = d.queue_sms("+15551230009", "other").await;
     d.wait_status(&other, "sent").await;
     d.wait_status(&second, "sending").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -536,17 +511,11 @@ async fn a_recipients_next_message_waits_for_the_retry_of_the_one_before() {
     ))]);
     let outbox = "[outbox]\nretry_initial_ms = 1500\nretry_max_ms = 1500\nlease_seconds = 30\nsend_timeout_seconds = 10\n";
     let d = TestDaemon::start(outbox, vec![ch.clone()]).await;
-    let first = d
-        .queue(&send_body("m1", "sms", "+15551230001", "first"))
-        .await;
+    let first = d.queue_sms("+15551230001", "first").await;
     d.wait_message(&first, |m| m["error"]["code"] == "cms_500")
         .await;
-    let second = d
-        .queue(&send_body("m1", "sms", "+15551230001", "second"))
-        .await;
-    let other = d
-        .queue(&send_body("m1", "sms", "+15551230009", "other"))
-        .await;
+    let second = d.queue_sms("+15551230001", "second").await;
+    let other = d.queue_sms("+15551230009", "other").await;
     let held = d
         .wait_message(&second, |m| m["error"]["code"] == "held_back")
         .await;

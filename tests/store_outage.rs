@@ -76,9 +76,7 @@ async fn a_send_finished_while_the_store_is_down_is_recorded_once_it_is_back() {
     let called = channel.send_called.notified();
     tokio::pin!(called);
     called.as_mut().enable();
-    let id = d
-        .queue(&send_body("m1", "sms", "+15551230001", "first"))
-        .await;
+    let id = d.queue_sms("+15551230001", "first").await;
     called.await;
 
     writes_refused();
@@ -123,7 +121,6 @@ async fn a_send_finished_while_the_store_is_down_is_recorded_once_it_is_back() {
     // again without a restart.
     let (_, page) = d.get("/api/v1/messages", &d.admin_key).await;
     assert_eq!(page["messages"].as_array().unwrap().len(), 1, "{page}");
-    d.queue(&send_body("m1", "sms", "+15551230002", "after"))
-        .await;
+    d.queue_sms("+15551230002", "after").await;
     channel.wait_sent(2).await;
 }

@@ -164,6 +164,11 @@ impl TestDaemon {
         accepted["id"].as_str().unwrap().to_string()
     }
 
+    /// Queue an SMS with `text` to `to` through endpoint `m1`; its id.
+    pub async fn queue_sms(&self, to: &str, text: &str) -> String {
+        self.queue(&send_body("m1", "sms", to, text)).await
+    }
+
     pub async fn wait_status(&self, id: &str, status: &str) -> Value {
         self.wait_message(id, |m| m["status"] == status).await
     }
