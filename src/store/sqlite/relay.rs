@@ -25,7 +25,8 @@ pub fn accept(
     }
     let outcome = outbound::accept(conn, message, seqs)?;
     if let AcceptOutcome::Created { id } = &outcome {
-        let seq = outbound::locate(conn, id)?;
+        // The id was made from its seq a moment ago: no lookup needed.
+        let seq = crate::store::message_id::seq_of(id);
         conn.prepare_cached("UPDATE outbound SET relay_message_id = ?2 WHERE seq = ?1")?
             .execute(params![seq, relay_message_id])?;
     }
