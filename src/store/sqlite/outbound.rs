@@ -22,21 +22,34 @@ pub(super) const ACCEPT: &str = "INSERT INTO outbound (seq, id, api_key_id, idem
         ?15, ?15, ?16, ?15,
         ?17 IS NOT NULL, ?17, CASE WHEN ?17 IS NULL THEN NULL ELSE ?15 END)";
 
-/// Find message `id`'s row: by the `seq` its id names, or, for a message
-/// accepted before migration 9, through the index of those ids.
+/// The one way from an id to its row: `read` is given a candidate `seq`
+/// and must check the row's id itself (`WHERE seq = ?1 AND id = ?2`), so
+/// an id with a real seq and other random bits finds nothing. First the
+/// seq a new id names; then, for a message accepted before migration 9,
+/// the seq the index of those ids gives. One statement for a new id.
+pub(super) fn by_id<T>(
+    conn: &Connection,
+    id: &str,
+    read: impl Fn(i64) -> StoreResult<Option<T>>,
+) -> StoreResult<Option<T>> {
+    if let Some(found) = message_id::seq_of(id).map(&read).transpose()?.flatten() {
+        return Ok(Some(found));
+    }
+    let legacy: Option<i64> = conn
+        .prepare_cached(LEGACY_ID)?
+        .query_row([id], |row| row.get(0))
+        .optional()?;
+    Ok(legacy.map(read).transpose()?.flatten())
+}
+
+/// Message `id`'s row (see [`by_id`]).
 pub(super) fn locate(conn: &Connection, id: &str) -> StoreResult<Option<i64>> {
-    if let Some(seq) = message_id::seq_of(id) {
+    by_id(conn, id, |seq| {
         let found = conn
             .prepare_cached("SELECT 1 FROM outbound WHERE seq = ?1 AND id = ?2")?
             .exists(params![seq, id])?;
-        if found {
-            return Ok(Some(seq));
-        }
-    }
-    Ok(conn
-        .prepare_cached(LEGACY_ID)?
-        .query_row([id], |row| row.get(0))
-        .optional()?)
+        Ok(found.then_some(seq))
+    })
 }
 
 /// As [`locate`], for a message that must exist: an unknown id is an error.
@@ -99,15 +112,15 @@ pub fn accept(conn: &Connection, m: &NewOutbound, seqs: &SeqClock) -> StoreResul
 }
 
 pub fn get(conn: &Connection, id: &str) -> StoreResult<Option<OutboundDetail>> {
-    let Some(seq) = locate(conn, id)? else {
-        return Ok(None);
-    };
-    let sql = format!("SELECT {OUTBOUND_COLUMNS}, attempt_at FROM outbound WHERE seq = ?1");
-    let Some((mut record, attempt_at)) = conn
-        .query_row(&sql, [seq], |row| {
-            Ok((outbound_from_row(row)?, row.get::<_, Option<i64>>(20)?))
-        })
-        .optional()?
+    let sql =
+        format!("SELECT {OUTBOUND_COLUMNS}, attempt_at FROM outbound WHERE seq = ?1 AND id = ?2");
+    let Some((mut record, attempt_at)) = by_id(conn, id, |seq| {
+        Ok(conn
+            .query_row(&sql, params![seq, id], |row| {
+                Ok((outbound_from_row(row)?, row.get::<_, Option<i64>>(20)?))
+            })
+            .optional()?)
+    })?
     else {
         return Ok(None);
     };
@@ -193,14 +206,16 @@ pub fn list(conn: &Connection, f: &OutboundFilter) -> StoreResult<Vec<OutboundRe
 }
 
 pub fn cancel(conn: &Connection, id: &str, now_ms: i64) -> StoreResult<CancelOutcome> {
-    let Some(seq) = locate(conn, id)? else {
-        return Ok(CancelOutcome::NotFound);
-    };
-    let status: Status =
-        conn.query_row("SELECT status FROM outbound WHERE seq = ?1", [seq], |row| {
-            row.get(0)
-        })?;
-    match Some(status.0) {
+    let status: Option<Status> = by_id(conn, id, |seq| {
+        Ok(conn
+            .query_row(
+                "SELECT status FROM outbound WHERE seq = ?1 AND id = ?2",
+                params![seq, id],
+                |row| row.get(0),
+            )
+            .optional()?)
+    })?;
+    match status.map(|s| s.0) {
         None => Ok(CancelOutcome::NotFound),
         Some(OutboundStatus::Queued) => {
             set_status(conn, id, OutboundStatus::Cancelled, now_ms, None, None)?;
@@ -216,12 +231,13 @@ pub(super) const CURRENT: &str = "SELECT channel, phone_id, recipient, source,
         CASE WHEN status = 'sending' THEN attempt_at END
      FROM outbound WHERE seq = ?1 AND id = ?2";
 
-/// Message `id` as [`CURRENT`] reads it, and its row. One statement for a
-/// new id (its seq, checked against the whole id), not a [`locate`] and
-/// then the read: this runs for every outcome, on the writer thread.
+/// Message `id` as [`CURRENT`] reads it, and its row: one statement for a
+/// new id, not a [`locate`] and then the read, for this runs for every
+/// outcome, on the writer thread.
 fn current(conn: &Connection, id: &str) -> StoreResult<Option<(i64, SentTo, Option<i64>)>> {
-    let read = |seq: i64| {
-        conn.prepare_cached(CURRENT)?
+    by_id(conn, id, |seq| {
+        Ok(conn
+            .prepare_cached(CURRENT)?
             .query_row(params![seq, id], |row| {
                 let sent_to = SentTo {
                     channel: row.get(0)?,
@@ -231,16 +247,8 @@ fn current(conn: &Connection, id: &str) -> StoreResult<Option<(i64, SentTo, Opti
                 };
                 Ok((seq, sent_to, row.get::<_, Option<i64>>(4)?))
             })
-            .optional()
-    };
-    if let Some(found) = message_id::seq_of(id).map(read).transpose()?.flatten() {
-        return Ok(Some(found));
-    }
-    let legacy: Option<i64> = conn
-        .prepare_cached(LEGACY_ID)?
-        .query_row([id], |row| row.get(0))
-        .optional()?;
-    Ok(legacy.map(read).transpose()?.flatten())
+            .optional()?)
+    })
 }
 
 /// One status event, a single row.
@@ -357,7 +365,7 @@ pub(super) const EXPIRE_DUE: &str = concat!(
 
 /// Every claimed message.
 pub(super) const ABANDONED: &str = concat!(
-    "SELECT seq, id FROM outbound WHERE status = 'sending' AND ",
+    "SELECT id FROM outbound WHERE status = 'sending' AND ",
     live!()
 );
 
@@ -491,25 +499,27 @@ pub fn expire_due(conn: &Connection, now_ms: i64) -> StoreResult<usize> {
 }
 
 pub fn requeue_abandoned(conn: &Connection, now_ms: i64) -> StoreResult<usize> {
-    let rows = conn
+    let ids = conn
         .prepare_cached(ABANDONED)?
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect::<Result<Vec<(i64, String)>, _>>()?;
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
     let event = Event {
         status: OutboundStatus::Queued,
         at_ms: now_ms,
         code: Some("requeued"),
         reason: Some("the daemon stopped while sending; sending again"),
     };
-    for (seq, id) in &rows {
-        event.log_before_change(conn, id)?;
+    for id in &ids {
+        let Some(seq) = event.log_before_change(conn, id)? else {
+            continue;
+        };
         conn.prepare_cached(
             "UPDATE outbound SET status = 'queued', next_attempt_at = ?2, updated_at = ?2,
                 lease_until = NULL WHERE seq = ?1",
         )?
         .execute(params![seq, now_ms])?;
     }
-    Ok(rows.len())
+    Ok(ids.len())
 }
 
 /// Record the outcomes of several sends in the one transaction.

@@ -218,12 +218,13 @@ fn reportable(status: OutboundStatus) -> bool {
 /// The relay's id for message `id`, if the relay sent it (and it is still
 /// stored).
 fn relay_message_id(conn: &Connection, id: &str) -> StoreResult<Option<String>> {
-    let Some(seq) = outbound::locate(conn, id)? else {
-        return Ok(None);
-    };
-    Ok(conn
-        .prepare_cached("SELECT relay_message_id FROM outbound WHERE seq = ?1")?
-        .query_row([seq], |row| row.get(0))?)
+    let relay_id: Option<Option<String>> = outbound::by_id(conn, id, |seq| {
+        Ok(conn
+            .prepare_cached("SELECT relay_message_id FROM outbound WHERE seq = ?1 AND id = ?2")?
+            .query_row(params![seq, id], |row| row.get(0))
+            .optional()?)
+    })?;
+    Ok(relay_id.flatten())
 }
 
 pub fn status_events(
