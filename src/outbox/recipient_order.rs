@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::store::SendOutcome;
 
-/// Chains kept before the ended ones are dropped.
+/// Chains kept before the ended ones are first dropped.
 const PRUNE_AT: usize = 1024;
 
 /// How the last send to a recipient stands, as far as the next one cares.
@@ -55,9 +55,21 @@ impl Gate {
 }
 
 /// The last send started to each recipient of one endpoint.
-#[derive(Default)]
 pub struct RecipientOrder {
     last: HashMap<String, watch::Receiver<Gate>>,
+    /// How many chains trigger the next prune: twice what the last prune
+    /// kept, at least [`PRUNE_AT`], so that many held chains (a retry
+    /// storm over many recipients) do not make every send walk them all.
+    prune_at: usize,
+}
+
+impl Default for RecipientOrder {
+    fn default() -> Self {
+        Self {
+            last: HashMap::new(),
+            prune_at: PRUNE_AT,
+        }
+    }
 }
 
 /// A send's place in its recipient's chain.
@@ -69,8 +81,9 @@ pub struct Place {
 impl RecipientOrder {
     /// Queue a send to `recipient` behind the one started last to it.
     pub fn join(&mut self, recipient: &str, now_ms: i64) -> Place {
-        if self.last.len() >= PRUNE_AT {
+        if self.last.len() >= self.prune_at {
             self.prune(now_ms);
+            self.prune_at = PRUNE_AT.max(2 * self.last.len());
         }
         let (done, gate) = watch::channel(Gate::Pending);
         let before = self.last.insert(recipient.to_string(), gate);
@@ -200,5 +213,7 @@ mod tests {
         // Sent ones are gone; held (until 1,000) and pending ones stay.
         let kept = PRUNE_AT - PRUNE_AT.div_ceil(3) + 1;
         assert_eq!(order.chains(), kept);
+        // The next prune waits until twice as many as were kept.
+        assert_eq!(order.prune_at, 2 * (kept - 1));
     }
 }
