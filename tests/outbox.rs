@@ -502,6 +502,33 @@ async fn a_recipients_next_message_waits_while_the_one_before_is_in_flight() {
     assert_eq!(sent_to(&ch, "+15551230001"), ["first", "second"]);
 }
 
+/// The chains are in memory; a restart rebuilds the hold from the queue,
+/// so a message accepted after it does not overtake one waiting to retry.
+#[tokio::test]
+async fn a_recipients_order_holds_across_a_restart() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    ch.script(vec![Step::Fail(SendError::transient(
+        "cms_500",
+        "modem busy",
+    ))]);
+    // Long enough that the retry is still waiting after the restart.
+    let outbox = "[outbox]\nretry_initial_ms = 4000\nretry_max_ms = 4000\n";
+    let d = TestDaemon::start(outbox, vec![ch.clone()]).await;
+    let first = d.queue_sms("+15551230001", "first").await;
+    d.wait_message(&first, |m| m["error"]["code"] == "cms_500")
+        .await;
+    let d = d.restart(vec![ch.clone()]).await;
+    let second = d.queue_sms("+15551230001", "second").await;
+    let other = d.queue_sms("+15551230009", "other").await;
+    let held = d
+        .wait_message(&second, |m| m["error"]["code"] == "held_back")
+        .await;
+    assert_eq!(held["attempts"], 0, "waiting its turn is not an attempt");
+    d.wait_status(&other, "sent").await;
+    d.wait_status(&second, "sent").await;
+    assert_eq!(sent_to(&ch, "+15551230001"), ["first", "second"]);
+}
+
 #[tokio::test]
 async fn a_recipients_next_message_waits_for_the_retry_of_the_one_before() {
     let ch = TestChannel::new(ChannelKind::Sms, "m1");

@@ -10,9 +10,13 @@
 //! next claim takes them in queue order again. Sends to other recipients
 //! run beside them as before. A chat bridge does the same per room.
 //!
-//! The chains live in the dispatcher's memory: after a restart, a message
-//! accepted while an earlier one to its recipient waits for a retry may go
-//! first (docs/relay-protocol.md, "Order of sends").
+//! The chains live in the dispatcher's memory. A dispatcher that starts
+//! (after a restart) rebuilds what matters of them from the queue: each
+//! recipient with a message that waits for a retry, or waits behind one,
+//! is held until the earliest of those is due ([`RecipientOrder::hold`]),
+//! so that a message accepted meanwhile does not go first. What a restart
+//! loses is only the order of sends that were in flight, and those come
+//! back from the queue in queue order anyway.
 
 use std::collections::HashMap;
 
@@ -90,6 +94,14 @@ impl RecipientOrder {
         Place { before, done }
     }
 
+    /// Hold every send to `recipient` back until `until_ms`, as if one
+    /// before it had gone back to the queue until then: what a restart
+    /// would otherwise forget (see the module's note).
+    pub fn hold(&mut self, recipient: &str, until_ms: i64) {
+        let (_, gate) = watch::channel(Gate::HeldUntil(until_ms));
+        self.last.insert(recipient.to_string(), gate);
+    }
+
     /// Forget the chains that can hold nothing back any more.
     fn prune(&mut self, now_ms: i64) {
         self.last.retain(|_, gate| match *gate.borrow() {
@@ -153,6 +165,19 @@ mod tests {
         let mut order = RecipientOrder::default();
         let mut place = order.join("+1", 0);
         assert_eq!(place.wait_turn(|| 0).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_hold_sends_the_next_one_back_until_it_is_due() {
+        let mut order = RecipientOrder::default();
+        order.hold("+1", 500);
+        assert_eq!(order.join("+1", 0).wait_turn(|| 100).await, Some(500));
+        let mut order = RecipientOrder::default();
+        order.hold("+1", 500);
+        assert_eq!(order.join("+1", 0).wait_turn(|| 500).await, None, "due");
+        let mut order = RecipientOrder::default();
+        order.hold("+1", 500);
+        assert_eq!(order.join("+2", 0).wait_turn(|| 100).await, None);
     }
 
     #[tokio::test]

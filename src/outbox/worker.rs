@@ -79,7 +79,7 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
         ctx: ctx.clone(),
         limiters,
         finished,
-        order: RecipientOrder::default(),
+        order: recipient_holds(&ctx, kind, &phone_id).await,
     };
     let mut handovers = endpoint.intake.open(permits.clone());
     tracing::info!(channel = %kind, %phone_id, concurrency = limits.concurrency, "dispatcher started");
@@ -183,6 +183,30 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
     drop(sends);
     let _ = recorder.await;
     tracing::info!(channel = %kind, %phone_id, "dispatcher stopped");
+}
+
+/// The recipient order a dispatcher starts with: each recipient whose
+/// queue waits for a retry is held until it is due (`recipient_order`). If
+/// the queue cannot be read, it starts with no holds and says so: a new
+/// message may then overtake one waiting to retry, nothing worse.
+async fn recipient_holds(
+    ctx: &DispatchContext,
+    kind: phonerelay_channel::ChannelKind,
+    phone_id: &str,
+) -> RecipientOrder {
+    let mut order = RecipientOrder::default();
+    match ctx.store.retry_holds(kind, phone_id, now_ms()).await {
+        Ok(holds) => {
+            for (recipient, until_ms) in &holds {
+                order.hold(recipient, *until_ms);
+            }
+        }
+        Err(e) => tracing::warn!(
+            error = %e, channel = %kind, %phone_id,
+            "cannot read the retries waiting in the queue; a new message may overtake one"
+        ),
+    }
+    order
 }
 
 /// The sends of one endpoint under way, and what each needs.

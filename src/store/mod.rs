@@ -73,6 +73,16 @@ pub trait Store: Send + Sync + 'static {
     }
     /// The earliest `next_attempt_at` of a queued message on the endpoint.
     async fn next_due(&self, channel: ChannelKind, phone_id: &str) -> StoreResult<Option<i64>>;
+    /// Each recipient of the endpoint with a queued message not due until
+    /// after `now_ms` (a retry, or one held back behind it), with the
+    /// earliest such time: what the dispatcher holds later sends to that
+    /// recipient back for after a restart.
+    async fn retry_holds(
+        &self,
+        channel: ChannelKind,
+        phone_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<Vec<(String, i64)>>;
     /// Mark queued messages past their TTL expired; returns how many.
     async fn expire_due(&self, now_ms: i64) -> StoreResult<usize>;
     /// Delete up to `batch` ended outbound messages (with their history and

@@ -161,6 +161,18 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn retry_holds(
+        &self,
+        channel: ChannelKind,
+        phone_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<Vec<(String, i64)>> {
+        let phone_id = phone_id.to_string();
+        self.reader
+            .read(move |conn| outbound::retry_holds(conn, channel, &phone_id, now_ms))
+            .await
+    }
+
     async fn expire_due(&self, now_ms: i64) -> StoreResult<usize> {
         self.writer
             .write(move |conn| outbound::expire_due(conn, now_ms))

@@ -650,6 +650,33 @@ fn requeue(
     Ok(())
 }
 
+/// Recipients of an endpoint with a queued message that is not due yet
+/// (waiting for a retry, or held back behind one), each with the earliest
+/// such time. Read once as a dispatcher starts, to rebuild the order its
+/// memory kept before a restart (`outbox::recipient_order`); it walks the
+/// endpoint's queue once.
+pub(super) const RETRY_HOLDS: &str = concat!(
+    "SELECT recipient, MIN(next_attempt_at) FROM outbound
+     WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued' AND ",
+    live!(),
+    " AND next_attempt_at > ?3
+     GROUP BY recipient"
+);
+
+pub fn retry_holds(
+    conn: &Connection,
+    channel: ChannelKind,
+    phone_id: &str,
+    now_ms: i64,
+) -> StoreResult<Vec<(String, i64)>> {
+    Ok(conn
+        .prepare_cached(RETRY_HOLDS)?
+        .query_map(params![channel.as_str(), phone_id, now_ms], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
+        .collect::<Result<_, _>>()?)
+}
+
 pub fn next_due(
     conn: &Connection,
     channel: ChannelKind,

@@ -57,6 +57,7 @@ fn the_claim_and_the_queue_reads_use_the_live_index() {
     assert_reaches(outbound::EXPIRE_DUE, "outbound_claim");
     assert_reaches(outbound::ABANDONED, "outbound_claim");
     assert_reaches(outbound::NEXT_DUE, "outbound_claim");
+    assert_reaches(outbound::RETRY_HOLDS, "outbound_claim");
 }
 
 #[test]
