@@ -6,7 +6,9 @@
 //!
 //! While the disk is full the daemon stays up, refuses sends with 503 and
 //! says the store is unavailable; a send that was on its way finishes and
-//! is recorded once there is room again. Then it takes sends without a
+//! is recorded once there is room again, and its delivery report, which
+//! could not be committed, waits on the modem until a sweep reads it
+//! again. Then it takes sends without a
 //! restart, and every message it accepted is sent exactly once (the
 //! simulated network, in a process of its own, counts them).
 
@@ -171,7 +173,7 @@ fn a_full_disk_refuses_sends_keeps_what_it_took_and_recovers() {
         format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nstate_dir = \"state\"\n\
              [[channels.sms.modems]]\nphone_id = \"sim-1\"\ndevice = \"{}\"\n\
-             reconnect_max_backoff_seconds = 1\n",
+             reconnect_max_backoff_seconds = 1\nsweep_interval_seconds = 1\n",
             sim.link.display()
         ),
     )
@@ -239,6 +241,11 @@ fn a_full_disk_refuses_sends_keeps_what_it_took_and_recovers() {
             matches!(status(&http, &daemon, id).as_str(), "sent" | "delivered")
         });
     }
+    // The first message's delivery report came while the disk was full and
+    // stayed on the modem; a sweep reads it again.
+    wait_for("the first message's delivery report", || {
+        status(&http, &daemon, &before) == "delivered"
+    });
     let mut sent = sim.sent_texts();
     sent.sort();
     let mut expected: Vec<String> = accepted.into_iter().map(|(_, text)| text).collect();
