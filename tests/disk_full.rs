@@ -167,17 +167,12 @@ fn a_full_disk_refuses_sends_keeps_what_it_took_and_recovers() {
         &["--network-delay-ms", &NETWORK_DELAY_MS.to_string()],
     );
     let port = free_port();
-    let config = dir.path().join("phonerelay.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nstate_dir = \"state\"\n\
-             [[channels.sms.modems]]\nphone_id = \"sim-1\"\ndevice = \"{}\"\n\
-             reconnect_max_backoff_seconds = 1\nsweep_interval_seconds = 1\n",
-            sim.link.display()
-        ),
-    )
-    .unwrap();
+    let config = modem_config(
+        dir.path(),
+        port,
+        &sim.link,
+        "reconnect_max_backoff_seconds = 1\nsweep_interval_seconds = 1\n",
+    );
     let mut daemon = FullDiskDaemon::start(dir.path(), &config, port);
     let http = reqwest::blocking::Client::new();
 

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::test_channel::Step;
@@ -502,45 +503,29 @@ async fn a_recipients_next_message_waits_while_the_one_before_is_in_flight() {
     assert_eq!(sent_to(&ch, "+15551230001"), ["first", "second"]);
 }
 
-/// The chains are in memory; a restart rebuilds the hold from the queue,
-/// so a message accepted after it does not overtake one waiting to retry.
-#[tokio::test]
-async fn a_recipients_order_holds_across_a_restart() {
+/// A daemon whose first send fails for a while: when this returns,
+/// `first` (to +15551230001) waits `retry_ms` for its retry.
+async fn first_waits_for_a_retry(retry_ms: u64) -> (TestDaemon, Arc<TestChannel>, String) {
     let ch = TestChannel::new(ChannelKind::Sms, "m1");
     ch.script(vec![Step::Fail(SendError::transient(
         "cms_500",
         "modem busy",
     ))]);
-    // Long enough that the retry is still waiting after the restart.
-    let outbox = "[outbox]\nretry_initial_ms = 4000\nretry_max_ms = 4000\n";
-    let d = TestDaemon::start(outbox, vec![ch.clone()]).await;
+    let outbox = format!(
+        "[outbox]\nretry_initial_ms = {retry_ms}\nretry_max_ms = {retry_ms}\n\
+         lease_seconds = 30\nsend_timeout_seconds = 10\n"
+    );
+    let d = TestDaemon::start(&outbox, vec![ch.clone()]).await;
     let first = d.queue_sms("+15551230001", "first").await;
     d.wait_message(&first, |m| m["error"]["code"] == "cms_500")
         .await;
-    let d = d.restart(vec![ch.clone()]).await;
-    let second = d.queue_sms("+15551230001", "second").await;
-    let other = d.queue_sms("+15551230009", "other").await;
-    let held = d
-        .wait_message(&second, |m| m["error"]["code"] == "held_back")
-        .await;
-    assert_eq!(held["attempts"], 0, "waiting its turn is not an attempt");
-    d.wait_status(&other, "sent").await;
-    d.wait_status(&second, "sent").await;
-    assert_eq!(sent_to(&ch, "+15551230001"), ["first", "second"]);
+    (d, ch, first)
 }
 
-#[tokio::test]
-async fn a_recipients_next_message_waits_for_the_retry_of_the_one_before() {
-    let ch = TestChannel::new(ChannelKind::Sms, "m1");
-    ch.script(vec![Step::Fail(SendError::transient(
-        "cms_500",
-        "modem busy",
-    ))]);
-    let outbox = "[outbox]\nretry_initial_ms = 1500\nretry_max_ms = 1500\nlease_seconds = 30\nsend_timeout_seconds = 10\n";
-    let d = TestDaemon::start(outbox, vec![ch.clone()]).await;
-    let first = d.queue_sms("+15551230001", "first").await;
-    d.wait_message(&first, |m| m["error"]["code"] == "cms_500")
-        .await;
+/// Queue `second` to the recipient of [`first_waits_for_a_retry`] and
+/// `other` to another, and wait until `second` is held back behind
+/// `first` and `other`, which waits for nothing, is sent; `second`'s id.
+async fn second_is_held_back(d: &TestDaemon) -> String {
     let second = d.queue_sms("+15551230001", "second").await;
     let other = d.queue_sms("+15551230009", "other").await;
     let held = d
@@ -549,6 +534,25 @@ async fn a_recipients_next_message_waits_for_the_retry_of_the_one_before() {
     assert_eq!(held["status"], "queued");
     assert_eq!(held["attempts"], 0, "waiting its turn is not an attempt");
     d.wait_status(&other, "sent").await;
+    second
+}
+
+/// The chains are in memory; a restart rebuilds the hold from the queue,
+/// so a message accepted after it does not overtake one waiting to retry.
+#[tokio::test]
+async fn a_recipients_order_holds_across_a_restart() {
+    // Long enough that the retry is still waiting after the restart.
+    let (d, ch, _) = first_waits_for_a_retry(4000).await;
+    let d = d.restart(vec![ch.clone()]).await;
+    let second = second_is_held_back(&d).await;
+    d.wait_status(&second, "sent").await;
+    assert_eq!(sent_to(&ch, "+15551230001"), ["first", "second"]);
+}
+
+#[tokio::test]
+async fn a_recipients_next_message_waits_for_the_retry_of_the_one_before() {
+    let (d, ch, _) = first_waits_for_a_retry(1500).await;
+    let second = second_is_held_back(&d).await;
     let second = d.wait_status(&second, "sent").await;
     assert_eq!(second["attempts"], 1);
     assert_eq!(sent_to(&ch, "+15551230001"), ["first", "second"]);

@@ -57,12 +57,20 @@ pub fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
 /// `dir/phonerelay.toml`: listen on `port`, the store under `dir/state`,
 /// and one simulated modem, phone_id `sim-1`, inside the daemon.
 pub fn simulated_modem_config(dir: &Path, port: u16) -> PathBuf {
+    modem_config(dir, port, Path::new("sim"), "")
+}
+
+/// As [`simulated_modem_config`], with the modem `sim-1` at `device` (a
+/// `ModemSimProcess`'s link, say) and `modem_keys` (TOML lines) added to
+/// its table.
+pub fn modem_config(dir: &Path, port: u16, device: &Path, modem_keys: &str) -> PathBuf {
     let config = dir.join("phonerelay.toml");
     std::fs::write(
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nstate_dir = \"state\"\n\
-             [[channels.sms.modems]]\nphone_id = \"sim-1\"\ndevice = \"sim\"\n"
+             [[channels.sms.modems]]\nphone_id = \"sim-1\"\ndevice = \"{}\"\n{modem_keys}",
+            device.display()
         ),
     )
     .unwrap();
