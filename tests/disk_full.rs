@@ -6,9 +6,9 @@
 //!
 //! While the disk is full the daemon stays up, refuses sends with 503 and
 //! says the store is unavailable; a send that was on its way finishes and
-//! is recorded once there is room again, and its delivery report, which
-//! could not be committed, waits on the modem until a sweep reads it
-//! again. Then it takes sends without a restart, and every message it
+//! is recorded once there is room again, and its delivery report and a
+//! reply, which could not be committed, wait on the SIM until a sweep
+//! reads them again. Then it takes sends without a restart, and every message it
 //! accepted is sent exactly once (the simulated network, in a process of
 //! its own, counts them).
 
@@ -150,6 +150,22 @@ fn status(http: &reqwest::blocking::Client, d: &FullDiskDaemon, id: &str) -> Str
     message["status"].as_str().unwrap_or_default().to_string()
 }
 
+fn inbound_texts(http: &reqwest::blocking::Client, d: &FullDiskDaemon) -> Vec<String> {
+    let page: serde_json::Value = http
+        .get(format!("{}/api/v1/inbound?limit=100", d.base))
+        .bearer_auth(&d.key)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_string())
+        .collect()
+}
+
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !done() {
@@ -220,6 +236,16 @@ fn a_full_disk_refuses_sends_keeps_what_it_took_and_recovers() {
     assert_eq!(status(&http, &daemon, &before), "sending");
     assert_eq!(store_ready(&http, &daemon).0, 503);
 
+    // A reply comes in while nothing can be committed: it stays on the SIM.
+    let answer = sim.control("inject +15551230001 a reply while the disk is full");
+    assert!(answer.last().unwrap().starts_with("ok"), "{answer:?}");
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert!(inbound_texts(&http, &daemon).is_empty());
+    assert!(
+        !sim.control("stored").last().unwrap().contains("messages=0"),
+        "the reply was deleted from the SIM before it was committed"
+    );
+
     // The operator makes room; no restart.
     std::fs::remove_file(&filler).unwrap();
     wait_for("/ready to say the store is back", || {
@@ -240,6 +266,18 @@ fn a_full_disk_refuses_sends_keeps_what_it_took_and_recovers() {
     // stayed on the modem; a sweep reads it again.
     wait_for("the first message's delivery report", || {
         status(&http, &daemon, &before) == "delivered"
+    });
+    // The reply comes in once, and leaves the SIM.
+    wait_for("the reply to come in", || {
+        !inbound_texts(&http, &daemon).is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert_eq!(
+        inbound_texts(&http, &daemon),
+        ["a reply while the disk is full"]
+    );
+    wait_for("the reply to leave the SIM", || {
+        sim.control("stored").last().unwrap().contains("messages=0")
     });
     let mut sent = sim.sent_texts();
     sent.sort();
