@@ -139,25 +139,23 @@ fn store_ready(http: &reqwest::blocking::Client, d: &FullDiskDaemon) -> (u16, St
     )
 }
 
-fn status(http: &reqwest::blocking::Client, d: &FullDiskDaemon, id: &str) -> String {
-    let message: serde_json::Value = http
-        .get(format!("{}/api/v1/messages/{id}", d.base))
+/// `GET path` with the daemon's key, as JSON.
+fn get(http: &reqwest::blocking::Client, d: &FullDiskDaemon, path: &str) -> serde_json::Value {
+    http.get(format!("{}{path}", d.base))
         .bearer_auth(&d.key)
         .send()
         .unwrap()
         .json()
-        .unwrap();
+        .unwrap()
+}
+
+fn status(http: &reqwest::blocking::Client, d: &FullDiskDaemon, id: &str) -> String {
+    let message = get(http, d, &format!("/api/v1/messages/{id}"));
     message["status"].as_str().unwrap_or_default().to_string()
 }
 
 fn inbound_texts(http: &reqwest::blocking::Client, d: &FullDiskDaemon) -> Vec<String> {
-    let page: serde_json::Value = http
-        .get(format!("{}/api/v1/inbound?limit=100", d.base))
-        .bearer_auth(&d.key)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let page = get(http, d, "/api/v1/inbound?limit=100");
     page["messages"]
         .as_array()
         .unwrap()
