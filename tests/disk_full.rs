@@ -8,9 +8,9 @@
 //! says the store is unavailable; a send that was on its way finishes and
 //! is recorded once there is room again, and its delivery report and a
 //! reply, which could not be committed, wait on the SIM until a sweep
-//! reads them again. Then it takes sends without a restart, and every message it
-//! accepted is sent exactly once (the simulated network, in a process of
-//! its own, counts them).
+//! reads them again. Then it takes sends without a restart, and every
+//! message it accepted is sent exactly once (the simulated network, in a
+//! process of its own, counts them).
 
 mod support;
 
