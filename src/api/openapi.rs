@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
 use axum::Json;
-use phonerelay_channel::ChannelKind;
+use phonerelay_channel::{ChannelKind, address_pattern};
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -202,12 +202,36 @@ const LINKS: &[LinkSpec] = &[
     },
 ];
 
-/// The whole document as served: the generated one with [`LINKS`] added.
-/// Added to the JSON rather than through utoipa, whose `Link` (5.5) is
-/// written with the field name `operation_id` where OpenAPI has
-/// `operationId`, so no reader would follow it.
+/// What `to` must look like on each channel, as JSON Schema `if`/`then`
+/// pairs on the channel name (OpenAPI 3.1 takes JSON Schema 2020-12): the
+/// patterns are the channel crate's, which its tests hold to the checks
+/// the API runs. A client generated from the document can then refuse a
+/// bad number before sending it, and a fuzzer can make valid sends.
+fn address_rules() -> serde_json::Value {
+    ChannelKind::DELIVERABLE
+        .iter()
+        .map(|channel| {
+            serde_json::json!({
+                "if": {
+                    "properties": { "channel": { "const": channel.as_str() } },
+                    "required": ["channel"],
+                },
+                "then": {
+                    "properties": { "to": { "pattern": address_pattern(*channel) } },
+                },
+            })
+        })
+        .collect()
+}
+
+/// The whole document as served: the generated one with [`LINKS`] and
+/// [`address_rules`] added. Added to the JSON rather than through utoipa,
+/// whose `Link` (5.5) is written with the field name `operation_id` where
+/// OpenAPI has `operationId`, so no reader would follow it, and which has
+/// no `if`/`then`.
 pub fn document() -> serde_json::Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+    doc["components"]["schemas"]["SendRequest"]["allOf"] = address_rules();
     for link in LINKS {
         let (path, method, status) = link.from;
         let response = &mut doc["paths"][path][method]["responses"][status];
@@ -434,6 +458,26 @@ mod tests {
             accepted["GetMessage"]["parameters"]["id"],
             "$response.body#/id"
         );
+    }
+
+    #[test]
+    fn each_channel_says_what_its_address_looks_like() {
+        let doc = document();
+        let rules = doc["components"]["schemas"]["SendRequest"]["allOf"]
+            .as_array()
+            .unwrap();
+        assert_eq!(rules.len(), ChannelKind::DELIVERABLE.len());
+        for channel in ChannelKind::DELIVERABLE {
+            let rule = rules
+                .iter()
+                .find(|r| r["if"]["properties"]["channel"]["const"] == channel.as_str())
+                .unwrap_or_else(|| panic!("no rule for {channel:?}"));
+            assert_eq!(rule["if"]["required"], serde_json::json!(["channel"]));
+            assert_eq!(
+                rule["then"]["properties"]["to"]["pattern"],
+                address_pattern(channel)
+            );
+        }
     }
 
     #[test]

@@ -25,6 +25,29 @@ pub fn validate_address(channel: ChannelKind, to: &str) -> Result<(), AddressErr
     }
 }
 
+/// The syntax [`validate_address`] accepts for `channel`, as a regular
+/// expression in the ECMA-262 dialect of a JSON Schema `pattern`, so the
+/// OpenAPI document can say per channel what `to` must look like. The
+/// same rules as the checks in this file, which give the better error
+/// message; a test holds the two to each other.
+pub fn address_pattern(channel: ChannelKind) -> &'static str {
+    match channel {
+        ChannelKind::Sms | ChannelKind::Wa => r"^\+[1-9][0-9]{6,14}$",
+        ChannelKind::Tg => r"^(@[A-Za-z0-9_]{5,32}|-?[0-9]{1,20})$",
+        ChannelKind::Email => EMAIL_PATTERN,
+        ChannelKind::Notify | ChannelKind::Pchat => r"^[A-Za-z0-9._-]{1,64}$",
+    }
+}
+
+/// [`validate_email`] as a pattern: 1 to 64 characters before the `@`
+/// (dot-atoms), at most 253 after it (two or more LDH labels of 1 to 63).
+const EMAIL_PATTERN: &str = concat!(
+    r"^(?=[^@]{1,64}@)",
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*",
+    r"@(?=.{1,253}$)",
+    r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$",
+);
+
 /// ITU-T E.164: `+`, a country code not starting with 0, 8 to 15 digits in all.
 fn validate_e164(to: &str) -> Result<(), AddressError> {
     let digits = to
@@ -116,7 +139,132 @@ fn validate_name(to: &str, what: &str) -> Result<(), AddressError> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// Whether `address_pattern` accepts `to` (fancy-regex: the ECMA
+    /// lookaheads the e-mail pattern needs, which the `regex` crate lacks).
+    fn pattern_accepts(channel: ChannelKind, to: &str) -> bool {
+        fancy_regex::Regex::new(address_pattern(channel))
+            .unwrap()
+            .is_match(to)
+            .unwrap()
+    }
+
+    fn agree(channel: ChannelKind, to: &str) {
+        assert_eq!(
+            pattern_accepts(channel, to),
+            validate_address(channel, to).is_ok(),
+            "{channel:?} {to:?}"
+        );
+    }
+
+    const SAMPLES: &[&str] = &[
+        "",
+        "+",
+        "+1",
+        "+15551230001",
+        "+0123456789",
+        "+1555",
+        "+123456",
+        "+1234567",
+        "+123456789012345",
+        "+1234567890123456",
+        "+1555-123",
+        "15551230001",
+        "123456",
+        "-1001234567890",
+        "-",
+        "@ab",
+        "@abcd",
+        "@abcde",
+        "@my_channel",
+        "@bad-name",
+        "12345678901234567890",
+        "123456789012345678901",
+        "12a",
+        "alerts_1",
+        "no spaces",
+        "a.b+c@example.co.uk",
+        "plain",
+        "@example.com",
+        "a@b",
+        "a..b@example.com",
+        "a@-x.com",
+        "a b@x.com",
+        ".a@x.com",
+        "a.@x.com",
+        "a@x..com",
+        "a@x.com.",
+        "a@b@x.com",
+        "a@x-.com",
+        "a@x.c",
+        "x@1.2",
+        "\u{e9}@x.com",
+        "a@\u{e9}.com",
+        "name@exa_mple.com",
+    ];
+
+    #[test]
+    fn the_patterns_accept_what_the_checks_accept() {
+        for channel in ChannelKind::DELIVERABLE
+            .into_iter()
+            .chain([ChannelKind::Pchat])
+        {
+            for to in SAMPLES {
+                agree(channel, to);
+            }
+        }
+        // The length limits, at and past each edge.
+        let local = |n: usize| format!("{}@example.com", "a".repeat(n));
+        let domain = |n: usize| format!("a@{}.com", "b".repeat(n));
+        // Labels of 63: a domain of 64k + 3 characters, k = 3 fits in 253.
+        let long_domain =
+            |labels: usize| format!("a@{}com", format!("{}.", "b".repeat(63)).repeat(labels));
+        for to in [
+            local(64),
+            local(65),
+            domain(63),
+            domain(64),
+            long_domain(3),
+            long_domain(4),
+        ] {
+            agree(ChannelKind::Email, &to);
+        }
+        for n in [5, 32, 33] {
+            agree(ChannelKind::Tg, &format!("@{}", "a".repeat(n)));
+        }
+        for n in [64, 65] {
+            agree(ChannelKind::Notify, &"a".repeat(n));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_patterns_agree_with_the_checks_on_any_string(
+            to in "[-+@._a-zA-Z0-9 !#$%&'*/=?^`{|}~\u{e9}]{0,30}",
+        ) {
+            for channel in ChannelKind::DELIVERABLE {
+                agree(channel, &to);
+            }
+        }
+
+        #[test]
+        fn the_patterns_agree_on_address_shaped_strings(
+            local in "[-a-z0-9.+_]{0,70}",
+            labels in proptest::collection::vec("[-a-z0-9]{0,65}", 0..5),
+        ) {
+            agree(ChannelKind::Email, &format!("{local}@{}", labels.join(".")));
+        }
+
+        #[test]
+        fn the_patterns_agree_on_number_shaped_strings(to in "[-+@]?[0-9a-z_]{0,22}") {
+            for channel in [ChannelKind::Sms, ChannelKind::Tg] {
+                agree(channel, &to);
+            }
+        }
+    }
 
     #[test]
     fn e164() {
