@@ -187,12 +187,6 @@ mod tests {
         "alerts_1",
         "no spaces",
         "a.b+c@example.co.uk",
-        "plain",
-        "@example.com",
-        "a@b",
-        "a..b@example.com",
-        "a@-x.com",
-        "a b@x.com",
         ".a@x.com",
         "a.@x.com",
         "a@x..com",
@@ -212,7 +206,7 @@ mod tests {
             .into_iter()
             .chain([ChannelKind::Pchat])
         {
-            for to in SAMPLES {
+            for to in SAMPLES.iter().chain(BAD_EMAILS) {
                 agree(channel, to);
             }
         }
@@ -282,17 +276,19 @@ mod tests {
         }
     }
 
+    const BAD_EMAILS: &[&str] = &[
+        "plain",
+        "@example.com",
+        "a@b",
+        "a..b@example.com",
+        "a@-x.com",
+        "a b@x.com",
+    ];
+
     #[test]
     fn email() {
         assert!(validate_address(ChannelKind::Email, "a.b+c@example.co.uk").is_ok());
-        for bad in [
-            "plain",
-            "@example.com",
-            "a@b",
-            "a..b@example.com",
-            "a@-x.com",
-            "a b@x.com",
-        ] {
+        for bad in BAD_EMAILS {
             assert!(validate_address(ChannelKind::Email, bad).is_err(), "{bad}");
         }
     }
