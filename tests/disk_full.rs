@@ -45,34 +45,49 @@ impl FullDiskDaemon {
 mount -t tmpfs -o size="$1" tmpfs "$2"
 "$3" keys create --config "$4" --name t > "$5"
 exec "$3" serve --config "$4""#;
-        let mut command = Command::new("unshare");
-        // As root a mount namespace is enough; otherwise map the caller to
-        // root in a user namespace of its own, which may mount a tmpfs.
-        if unsafe { libc::geteuid() } == 0 {
-            command.arg("--mount");
-        } else {
-            command.args(["--user", "--map-root-user", "--mount"]);
+        // A mount namespace is enough for root with CAP_SYS_ADMIN; without
+        // it (or not as root), a user namespace of its own, where the caller
+        // is root, may still mount a tmpfs. The first way that comes up is
+        // used.
+        let ways: [&[&str]; 2] = [&["--mount"], &["--user", "--map-root-user", "--mount"]];
+        let mut failures = Vec::new();
+        for way in ways {
+            let mut child = Command::new("unshare")
+                .args(way)
+                .args(["sh", "-c", script, "sh", STATE_FS_SIZE])
+                .arg(&state)
+                .arg(env!("CARGO_BIN_EXE_phonerelay"))
+                .arg(config)
+                .arg(&key_file)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("unshare runs");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let listening = loop {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    break true;
+                }
+                if let Some(status) = child.try_wait().unwrap() {
+                    failures.push(format!("unshare {}: {status}", way.join(" ")));
+                    break false;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the daemon never listened on {port}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            if listening {
+                return Self::started(child, port, &key_file, state);
+            }
         }
-        let child = command
-            .args(["sh", "-c", script, "sh", STATE_FS_SIZE])
-            .arg(&state)
-            .arg(env!("CARGO_BIN_EXE_phonerelay"))
-            .arg(config)
-            .arg(&key_file)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("unshare runs");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the daemon never listened on {port} (can this machine unshare a mount namespace?)"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let key = std::fs::read_to_string(&key_file)
+        panic!("could not run the daemon on a tmpfs of its own: {failures:?}");
+    }
+
+    fn started(child: Child, port: u16, key_file: &Path, state: PathBuf) -> FullDiskDaemon {
+        let key = std::fs::read_to_string(key_file)
             .unwrap()
             .trim()
             .to_string();
