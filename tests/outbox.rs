@@ -174,12 +174,8 @@ async fn cancel_works_only_while_queued() {
 
 #[tokio::test]
 async fn higher_priority_goes_first() {
-    let ch = TestChannel::new(ChannelKind::Sms, "m1");
-    ch.script(vec![Step::Hang]);
     let limits = "[outbox.limits.sms]\nconcurrency = 1\n";
-    let d = TestDaemon::start(&format!("{FAST_OUTBOX}{limits}"), vec![ch.clone()]).await;
-    let blocker = d.queue_sms("+15551230001", "blocker").await;
-    d.wait_status(&blocker, "sending").await;
+    let (d, ch, _blocker) = first_send_hangs(&format!("{FAST_OUTBOX}{limits}"), "blocker").await;
     let mut low = send_body("m1", "sms", "+15551230002", "low");
     low["priority"] = json!("low");
     let mut high = send_body("m1", "sms", "+15551230003", "high");
@@ -292,11 +288,7 @@ async fn a_claim_left_by_a_crash_is_sent_after_restart() {
 
 #[tokio::test]
 async fn graceful_shutdown_releases_a_hanging_send_and_restart_sends_it() {
-    let ch = TestChannel::new(ChannelKind::Sms, "m1");
-    ch.script(vec![Step::Hang]);
-    let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
-    let id = d.queue_sms("+15551230001", "in flight").await;
-    d.wait_status(&id, "sending").await;
+    let (d, ch, id) = first_send_hangs(FAST_OUTBOX, "in flight").await;
     let db = d.db_path();
     let admin = d.admin_key.clone();
     let ch2 = TestChannel::new(ChannelKind::Sms, "m1");
@@ -486,12 +478,8 @@ fn sent_to(ch: &TestChannel, to: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_recipients_next_message_waits_while_the_one_before_is_in_flight() {
-    let ch = TestChannel::new(ChannelKind::Sms, "m1");
-    ch.script(vec![Step::Hang]);
     // The default concurrency (4): room to send both at once.
-    let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
-    let first = d.queue_sms("+15551230001", "first").await;
-    d.wait_status(&first, "sending").await;
+    let (d, ch, _first) = first_send_hangs(FAST_OUTBOX, "first").await;
     let second = d.queue_sms("+15551230001", "second").await;
     let other = d.queue_sms("+15551230009", "other").await;
     d.wait_status(&other, "sent").await;
@@ -501,6 +489,17 @@ async fn a_recipients_next_message_waits_while_the_one_before_is_in_flight() {
     ch.release();
     d.wait_status(&second, "sent").await;
     assert_eq!(sent_to(&ch, "+15551230001"), ["first", "second"]);
+}
+
+/// A daemon on `config` whose first send hangs (until the channel's
+/// `release`): when this returns, `text` (to +15551230001) is in flight.
+async fn first_send_hangs(config: &str, text: &str) -> (TestDaemon, Arc<TestChannel>, String) {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    ch.script(vec![Step::Hang]);
+    let d = TestDaemon::start(config, vec![ch.clone()]).await;
+    let id = d.queue_sms("+15551230001", text).await;
+    d.wait_status(&id, "sending").await;
+    (d, ch, id)
 }
 
 /// A daemon whose first send fails for a while: when this returns,
