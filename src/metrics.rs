@@ -18,6 +18,7 @@ pub struct Metrics {
     pub handed_over: Family<Labels, Counter>,
     pub rejected: Family<Labels, Counter>,
     pub sends: Family<Labels, Counter>,
+    pub deferred: Family<Labels, Counter>,
     pub send_seconds: Family<Labels, Histogram>,
     pub accept_seconds: Histogram,
     pub inbound: Family<Labels, Counter>,
@@ -39,6 +40,7 @@ impl Default for Metrics {
         let handed_over = Family::<Labels, Counter>::default();
         let rejected = Family::<Labels, Counter>::default();
         let sends = Family::<Labels, Counter>::default();
+        let deferred = Family::<Labels, Counter>::default();
         let send_seconds = Family::<Labels, Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
         );
@@ -67,6 +69,13 @@ impl Default for Metrics {
             "sends",
             "Send attempts by channel and outcome",
             sends.clone(),
+        );
+        registry.register(
+            "deferred",
+            "Claimed messages put back in the queue without a send attempt, by channel and \
+             reason: rate_limited (the per-recipient limit), recipient_waiting (an earlier \
+             message to the same recipient waits for its retry), shutdown",
+            deferred.clone(),
         );
         registry.register(
             "send_duration_seconds",
@@ -109,6 +118,7 @@ impl Default for Metrics {
             handed_over,
             rejected,
             sends,
+            deferred,
             send_seconds,
             accept_seconds,
             inbound,

@@ -205,6 +205,8 @@ async fn per_recipient_limit_defers_without_dropping() {
     assert_eq!(held["status"], "queued");
     assert_eq!(held["attempts"], 0, "a deferral is not an attempt");
     assert_eq!(ch.sent().len(), 2);
+    assert!(deferred(&d, "rate_limited").await >= 1);
+    assert_eq!(deferred(&d, "recipient_waiting").await, 0);
 }
 
 #[tokio::test]
@@ -358,14 +360,27 @@ async fn a_group_of_send_outcomes_is_recorded_all_or_nothing() {
     }
 }
 
-/// `phonerelay_handed_over_total` for SMS, from `/metrics`.
-async fn handed_over(d: &TestDaemon) -> u64 {
+/// The value of one counter series from `/metrics`, 0 while it is absent.
+async fn counter(d: &TestDaemon, series: &str) -> u64 {
     d.metrics_text()
         .await
         .lines()
-        .find(|l| l.starts_with("phonerelay_handed_over_total{channel=\"sms\"}"))
-        .and_then(|l| l.rsplit(' ').next())
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .map_or(0, |n| n.parse().unwrap())
+}
+
+/// `phonerelay_handed_over_total` for SMS.
+async fn handed_over(d: &TestDaemon) -> u64 {
+    counter(d, "phonerelay_handed_over_total{channel=\"sms\"}").await
+}
+
+/// `phonerelay_deferred_total` for SMS with `reason`.
+async fn deferred(d: &TestDaemon, reason: &str) -> u64 {
+    counter(
+        d,
+        &format!("phonerelay_deferred_total{{channel=\"sms\",reason=\"{reason}\"}}"),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -552,6 +567,8 @@ async fn a_recipients_order_holds_across_a_restart() {
 async fn a_recipients_next_message_waits_for_the_retry_of_the_one_before() {
     let (d, ch, _) = first_waits_for_a_retry(1500).await;
     let second = second_is_held_back(&d).await;
+    assert!(deferred(&d, "recipient_waiting").await >= 1);
+    assert_eq!(deferred(&d, "rate_limited").await, 0);
     let second = d.wait_status(&second, "sent").await;
     assert_eq!(second["attempts"], 1);
     assert_eq!(sent_to(&ch, "+15551230001"), ["first", "second"]);

@@ -39,12 +39,14 @@ async fn decide(
     if let Some(per_recipient) = &limiters.per_recipient {
         if let Err(not_until) = per_recipient.check_key(&record.to) {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
-            return release_after(wait);
+            return release_after(ctx, record, Deferral::RateLimited, wait);
         }
     }
     tokio::select! {
         _ = limiters.endpoint.until_ready() => {}
-        _ = ctx.hard_stop.cancelled() => return release_after(Duration::ZERO),
+        _ = ctx.hard_stop.cancelled() => {
+            return release_after(ctx, record, Deferral::Shutdown, Duration::ZERO);
+        }
     }
     let message = OutboundMessage {
         id: record.id.clone(),
@@ -63,7 +65,9 @@ async fn decide(
         result = tokio::time::timeout(send_timeout, endpoint.channel.send(&message)) => result,
         // Shutdown grace is over: the send may or may not have gone out;
         // sending it again later is the at-least-once promise.
-        _ = ctx.hard_stop.cancelled() => return release_after(Duration::ZERO),
+        _ = ctx.hard_stop.cancelled() => {
+            return release_after(ctx, record, Deferral::Shutdown, Duration::ZERO);
+        }
     };
     let channel = record.channel.as_str();
     ctx.metrics
@@ -97,7 +101,43 @@ async fn decide(
     }
 }
 
-fn release_after(wait: Duration) -> SendOutcome {
+/// Why a claimed message went back to the queue without a send attempt:
+/// the `reason` label of `phonerelay_deferred_total`, so an operator can
+/// tell a queue held up by limits from one held up by the channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deferral {
+    /// The per-recipient rate limit.
+    RateLimited,
+    /// An earlier message to the same recipient waits for its retry.
+    RecipientWaiting,
+    /// The shutdown grace period ended first.
+    Shutdown,
+}
+
+impl Deferral {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RateLimited => "rate_limited",
+            Self::RecipientWaiting => "recipient_waiting",
+            Self::Shutdown => "shutdown",
+        }
+    }
+
+    pub fn count(self, ctx: &DispatchContext, channel: &str) {
+        ctx.metrics
+            .deferred
+            .get_or_create(&labels(&[("channel", channel), ("reason", self.as_str())]))
+            .inc();
+    }
+}
+
+fn release_after(
+    ctx: &DispatchContext,
+    record: &OutboundRecord,
+    why: Deferral,
+    wait: Duration,
+) -> SendOutcome {
+    why.count(ctx, record.channel.as_str());
     let now = now_ms();
     SendOutcome::Release {
         next_attempt_at_ms: now + wait.as_millis() as i64,

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::handover::Handover;
 use super::limits::limits_for;
 use super::recipient_order::RecipientOrder;
-use super::send::{Limiters, send_one};
+use super::send::{Deferral, Limiters, send_one};
 use crate::clock::now_ms;
 use crate::config::OutboxConfig;
 use crate::endpoints::Endpoint;
@@ -240,10 +240,13 @@ impl Sends {
         let finished = self.finished.clone();
         self.in_flight.spawn(async move {
             let outcome = match place.wait_turn(now_ms).await {
-                Some(until) => SendOutcome::Held {
-                    next_attempt_at_ms: until,
-                    now_ms: now_ms(),
-                },
+                Some(until) => {
+                    Deferral::RecipientWaiting.count(&ctx, message.channel.as_str());
+                    SendOutcome::Held {
+                        next_attempt_at_ms: until,
+                        now_ms: now_ms(),
+                    }
+                }
                 None => send_one(&endpoint, &ctx, &limiters, &message).await,
             };
             place.finish(&outcome);
