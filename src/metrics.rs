@@ -104,7 +104,7 @@ impl Default for Metrics {
         );
         registry.register(
             "endpoint_detail",
-            "Numeric health details an endpoint reports (signal_dbm, ...)",
+            "Quantities an endpoint reports about its health, by name (signal_dbm, ...)",
             endpoint_detail.clone(),
         );
         registry.register(

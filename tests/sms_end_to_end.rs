@@ -182,5 +182,9 @@ fn two_modems_route_report_receive_and_survive_an_unplug() {
         ),
         "signal strength exported: {metrics}"
     );
+    assert!(
+        !metrics.contains("name=\"smsc\""),
+        "the SMSC's number is no gauge: {metrics}"
+    );
     assert_eq!(daemon.terminate().code(), Some(0));
 }

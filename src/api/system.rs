@@ -203,18 +203,16 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             ]))
             .set(up as i64);
         // Signal strength and the like, for alerting on a weak modem.
-        for (name, value) in &health.details {
-            if let Ok(number) = value.parse::<i64>() {
-                state
-                    .metrics
-                    .endpoint_detail
-                    .get_or_create(&labels(&[
-                        ("channel", kind.as_str()),
-                        ("phone_id", phone_id),
-                        ("name", name),
-                    ]))
-                    .set(number);
-            }
+        for (name, value) in &health.measures {
+            state
+                .metrics
+                .endpoint_detail
+                .get_or_create(&labels(&[
+                    ("channel", kind.as_str()),
+                    ("phone_id", phone_id),
+                    ("name", name),
+                ]))
+                .set(*value);
         }
     }
     (

@@ -15,12 +15,18 @@ pub enum HealthState {
 
 /// A snapshot an adapter reports about one endpoint, shown in `/ready`,
 /// `phonerelay status` and metrics. `details` carries channel specifics
-/// (signal, operator, SIM state...) as display strings.
+/// (signal, operator, SIM state...) as display strings; `measures` the
+/// ones that are quantities, which `/metrics` exports as gauges. (A
+/// detail that only looks like a number, an SMSC's phone number say, is
+/// not a quantity: graphing it means nothing.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChannelHealth {
     pub state: HealthState,
     pub summary: String,
     pub details: BTreeMap<String, String>,
+    /// Quantities, by a name that ends in their unit (`signal_dbm`); each
+    /// is in `details` too.
+    pub measures: BTreeMap<String, i64>,
 }
 
 impl ChannelHealth {
@@ -41,11 +47,20 @@ impl ChannelHealth {
         self
     }
 
+    /// A quantity: shown in `details` and exported as a gauge.
+    pub fn with_measure(mut self, key: impl Into<String>, value: i64) -> Self {
+        let key = key.into();
+        self.details.insert(key.clone(), value.to_string());
+        self.measures.insert(key, value);
+        self
+    }
+
     fn with_state(state: HealthState, summary: impl Into<String>) -> Self {
         Self {
             state,
             summary: summary.into(),
             details: BTreeMap::new(),
+            measures: BTreeMap::new(),
         }
     }
 }

@@ -42,8 +42,10 @@ impl ModemStatus {
         } else {
             ChannelHealth::up("registered")
         };
+        if let Some(dbm) = self.signal_dbm {
+            health = health.with_measure("signal_dbm", dbm.into());
+        }
         let fields = [
-            ("signal_dbm", self.signal_dbm.map(|d| d.to_string())),
             ("registration", self.registration.clone()),
             ("operator", self.operator.clone()),
             ("sim", self.sim.clone()),
@@ -278,5 +280,25 @@ mod tests {
             phonerelay_channel::HealthState::Degraded
         );
         assert_eq!(s.to_health().details["signal_dbm"], "-110");
+    }
+
+    /// Only quantities become gauges: the SMSC's number reads as an
+    /// integer but is an address.
+    #[test]
+    fn the_signal_is_a_measure_and_the_smsc_only_a_detail() {
+        let s = ModemStatus {
+            connected: true,
+            registered: true,
+            signal_dbm: Some(-81),
+            smsc: Some("+15550000000".into()),
+            ..ModemStatus::default()
+        };
+        let health = s.to_health();
+        assert_eq!(health.details["smsc"], "+15550000000");
+        assert_eq!(health.details["signal_dbm"], "-81");
+        assert_eq!(
+            health.measures.into_iter().collect::<Vec<_>>(),
+            [("signal_dbm".to_string(), -81)]
+        );
     }
 }
