@@ -412,4 +412,35 @@ mod tests {
             .unwrap();
         assert_eq!(rows, 1, "the row is gone, not left empty");
     }
+
+    /// A read that holds back checkpoints lets the WAL grow past the
+    /// limit; once it ends, the next checkpoint and write cut the file
+    /// back instead of keeping it at its largest.
+    #[tokio::test]
+    async fn the_wal_shrinks_back_after_a_long_read_let_it_grow() {
+        use crate::store::testing::queued_sms;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let wal = dir.path().join("db.sqlite3-wal");
+        let store = SqliteStore::open(&path).unwrap();
+        store.accept_outbound(queued_sms("first", 1)).await.unwrap();
+        let mut long_read = Connection::open(&path).unwrap();
+        let snapshot = long_read.transaction().unwrap();
+        let _: i64 = snapshot
+            .query_row("SELECT COUNT(*) FROM outbound", [], |row| row.get(0))
+            .unwrap();
+        let big = "x".repeat(1024 * 1024);
+        let limit = schema::WAL_SIZE_LIMIT_BYTES as u64;
+        while std::fs::metadata(&wal).unwrap().len() <= limit + (4 << 20) {
+            store.accept_outbound(queued_sms(&big, 2)).await.unwrap();
+        }
+        drop(snapshot);
+        // Enough for an auto-checkpoint to run with no reader in its way,
+        // and for a write after it to restart the WAL.
+        for _ in 0..8 {
+            store.accept_outbound(queued_sms(&big, 3)).await.unwrap();
+        }
+        let size = std::fs::metadata(&wal).unwrap().len();
+        assert!(size <= limit, "WAL still {size} bytes, over {limit}");
+    }
 }

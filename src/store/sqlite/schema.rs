@@ -290,6 +290,14 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     tx.commit()
 }
 
+/// The size the WAL file is cut back to when it restarts after a
+/// checkpoint. Normally it stays near the auto-checkpoint's 1,000 pages
+/// (4 MiB); while a long read (a backup, a big listing) keeps checkpoints
+/// from finishing it grows with every write, and SQLite keeps the file at
+/// its largest for reuse: on a small box, disk lost until the daemon
+/// restarts. Above this, the restart truncates it.
+pub const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
+
 /// Connection settings every connection shares. `synchronous=FULL` makes a
 /// committed message survive power loss, at the price of an fsync per
 /// commit, which the group-commit writer amortises.
@@ -298,6 +306,7 @@ pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)?;
     // Temporary files in memory. Statement journals, and the per-job
     // savepoints the writer uses when it redoes a batch that had a failing
     // write, keep a sub-journal; once it outgrows 64 KiB (a large claim
