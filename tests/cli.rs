@@ -47,7 +47,16 @@ fn check_names_the_key_and_reason_and_exits_2() {
     for (config, expected) in [
         (
             "[server]\nlisten = \"127.0.0.1:8686\"\nlisen = 1\n",
-            "unknown field `lisen`",
+            "server.lisen: unknown field `lisen`",
+        ),
+        // The line is the key's own (the third here, not the one before).
+        (
+            "[server]\nlisten = \"127.0.0.1:8686\"\nlisen = 1\n",
+            "(line 3)",
+        ),
+        (
+            "[[channels.sms.modems]]\nphone_id = \"m\"\nbaud = \"fast\"\n",
+            "channels.sms.modems[0].baud: invalid type: string \"fast\", expected u32 (line 3)",
         ),
         (
             "[server]\nlisten = \"not an address\"\n",

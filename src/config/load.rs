@@ -69,9 +69,14 @@ pub fn load_from_str(
     path: &Path,
     base_dir: PathBuf,
 ) -> Result<LoadedConfig, ConfigError> {
-    let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+    let parse_error = |key: Option<String>, e: &toml::de::Error| ConfigError::Parse {
         path: path.to_path_buf(),
-        message: describe_toml_error(&e, text),
+        message: describe_toml_error(key, e, text),
+    };
+    let document = toml::Deserializer::parse(text).map_err(|e| parse_error(None, &e))?;
+    let config: Config = serde_path_to_error::deserialize(document).map_err(|e| {
+        let key = e.path().to_string();
+        parse_error(Some(key), e.inner())
     })?;
     Ok(LoadedConfig {
         config,
@@ -80,14 +85,27 @@ pub fn load_from_str(
     })
 }
 
-/// toml's message names the key; add the line so an operator finds it.
-fn describe_toml_error(error: &toml::de::Error, text: &str) -> String {
-    let message = error.message().trim().to_string();
-    match error.span() {
-        Some(span) => {
-            let line = text[..span.start.min(text.len())].lines().count().max(1);
-            format!("line {line}: {message}")
-        }
-        None => message,
+/// The key a value was being read for (`server.listen`), toml's reason,
+/// and the line, so an operator finds it.
+fn describe_toml_error(key: Option<String>, error: &toml::de::Error, text: &str) -> String {
+    let mut described = match key {
+        // serde_path_to_error's "." is the document itself: no key to name.
+        Some(key) if key != "." => format!("{key}: "),
+        _ => String::new(),
+    };
+    described.push_str(error.message().trim());
+    if let Some(span) = error.span() {
+        described.push_str(&format!(" (line {})", line_of(text, span.start)));
     }
+    described
+}
+
+/// The 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
 }
