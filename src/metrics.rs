@@ -26,6 +26,8 @@ pub struct Metrics {
     pub endpoint_up: Family<Labels, Gauge>,
     pub endpoint_detail: Family<Labels, Gauge>,
     pub store_up: Gauge,
+    pub store_bytes: Family<Labels, Gauge>,
+    pub store_free_bytes: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -50,6 +52,8 @@ impl Default for Metrics {
         let endpoint_up = Family::<Labels, Gauge>::default();
         let endpoint_detail = Family::<Labels, Gauge>::default();
         let store_up = Gauge::default();
+        let store_bytes = Family::<Labels, Gauge>::default();
+        let store_free_bytes = Gauge::default();
         registry.register(
             "accepted",
             "Messages accepted into the outbox",
@@ -112,6 +116,16 @@ impl Default for Metrics {
             "1 when the store takes writes, 0 while they fail (a full disk, an I/O error)",
             store_up.clone(),
         );
+        registry.register(
+            "store_bytes",
+            "Size of the store's files (database, wal)",
+            store_bytes.clone(),
+        );
+        registry.register(
+            "store_free_bytes",
+            "Space free to the daemon on the store's filesystem",
+            store_free_bytes.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             accepted,
@@ -126,6 +140,8 @@ impl Default for Metrics {
             endpoint_up,
             endpoint_detail,
             store_up,
+            store_bytes,
+            store_free_bytes,
         }
     }
 }

@@ -283,6 +283,14 @@ fn send_status_and_messages_go_through_the_running_daemon() {
         table.contains("CHANNEL") && table.contains("sim-1") && table.contains("up"),
         "{table}"
     );
+    // The store's size and the disk's free space, in the first line.
+    let first = table.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("store: ok (database ")
+            && first.contains(" + WAL ")
+            && first.contains(" free)"),
+        "{table}"
+    );
 
     let list = text(&run(&["messages", "list", "--config", config]).stdout);
     assert!(list.contains(&id), "{list}");

@@ -92,6 +92,36 @@ async fn permanent_errors_fail_at_once_with_the_reason() {
         (Some(0), Some(1), Some(1)),
         "{status}"
     );
+    // The store's files as the disk has them, and the space left.
+    let storage = &status["storage"];
+    // Whole SQLite pages, and no more than the file holds now (a
+    // checkpoint since may only have grown it).
+    let reported = storage["database_bytes"].as_u64().unwrap_or(0);
+    let database = d.dir.path().join("state").join("phonerelay.sqlite3");
+    let now = std::fs::metadata(database).unwrap().len();
+    assert!(
+        reported > 0 && reported % 4096 == 0 && reported <= now,
+        "{status}"
+    );
+    assert!(
+        storage["wal_bytes"].as_u64().is_some_and(|b| b > 0),
+        "{status}"
+    );
+    assert!(
+        storage["free_bytes"].as_u64().is_some_and(|b| b > 0),
+        "{status}"
+    );
+    let metrics = d.metrics_text().await;
+    for series in [
+        "phonerelay_store_bytes{file=\"database\"} ",
+        "phonerelay_store_bytes{file=\"wal\"} ",
+        "phonerelay_store_free_bytes ",
+    ] {
+        assert!(metrics.contains(series), "{series} missing: {metrics}");
+    }
+    // Not for the unauthenticated readiness probe.
+    let (_, ready) = d.get("/ready", &d.admin_key).await;
+    assert!(ready.get("storage").is_none(), "{ready}");
 }
 
 #[tokio::test]

@@ -93,7 +93,8 @@ fn start_up_time_then_ready_status_watchdog_and_stopping() {
     let status = ready.lines().find(|l| l.starts_with("STATUS=")).unwrap();
     assert!(
         status.contains(&format!("listening on 127.0.0.1:{port}"))
-            && status.contains("store ok")
+            && status.contains("store ok (")
+            && status.contains(" free)")
             && status.contains("sms/sim-1"),
         "{status}"
     );

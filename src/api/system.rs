@@ -13,7 +13,7 @@ use super::error::{ApiError, ErrorBody};
 use super::state::AppState;
 use crate::clock::now_ms;
 use crate::metrics::labels;
-use crate::store::Scope;
+use crate::store::{DiskUsage, Scope};
 
 /// "Failures in the last hour" in `phonerelay status`.
 const RECENT_WINDOW_MS: i64 = 3600 * 1000;
@@ -58,6 +58,59 @@ pub struct StatusReport {
     /// configured or paired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay: Option<super::relay::RelayLinkView>,
+    /// The store's size on disk and the space left beside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageView>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+pub struct StorageView {
+    pub database_bytes: u64,
+    /// The write-ahead log beside the database.
+    pub wal_bytes: u64,
+    /// Free to the daemon on the store's filesystem; absent if unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_bytes: Option<u64>,
+}
+
+impl From<DiskUsage> for StorageView {
+    fn from(u: DiskUsage) -> Self {
+        Self {
+            database_bytes: u.database_bytes,
+            wal_bytes: u.wal_bytes,
+            free_bytes: u.free_bytes,
+        }
+    }
+}
+
+impl StorageView {
+    /// `database 1.2 MiB + WAL 4.0 MiB, 12.3 GiB free`.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "database {} + WAL {}",
+            human_bytes(self.database_bytes),
+            human_bytes(self.wal_bytes)
+        );
+        if let Some(free) = self.free_bytes {
+            out.push_str(&format!(", {} free", human_bytes(free)));
+        }
+        out
+    }
+}
+
+/// Bytes in binary units with one decimal: `512 B`, `4.0 MiB`, `12.3 GiB`.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 impl StatusReport {
@@ -66,6 +119,9 @@ impl StatusReport {
     /// the relay's backlog.
     pub fn one_line(&self) -> String {
         let mut parts = vec![format!("{}; store {}", self.status, self.store)];
+        if let Some(free) = self.storage.and_then(|s| s.free_bytes) {
+            parts[0].push_str(&format!(" ({} free)", human_bytes(free)));
+        }
         for e in &self.endpoints {
             parts.push(format!(
                 "{}/{} {}: {} queued, {} failed in the last hour",
@@ -131,6 +187,7 @@ pub(crate) async fn report(state: &AppState) -> StatusReport {
         version: env!("CARGO_PKG_VERSION").into(),
         endpoints,
         relay: super::relay::link_view(state).await,
+        storage: state.store.disk_usage().map(StorageView::from),
     }
 }
 
@@ -146,6 +203,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         endpoint.details.clear();
     }
     report.relay = None;
+    report.storage = None;
     let code = if report.status == "ready" {
         StatusCode::OK
     } else {
@@ -173,6 +231,18 @@ pub async fn status(
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let store_up = state.store.ping().await.is_ok();
     state.metrics.store_up.set(store_up as i64);
+    if let Some(usage) = state.store.disk_usage() {
+        for (file, bytes) in [("database", usage.database_bytes), ("wal", usage.wal_bytes)] {
+            state
+                .metrics
+                .store_bytes
+                .get_or_create(&labels(&[("file", file)]))
+                .set(bytes as i64);
+        }
+        if let Some(free) = usage.free_bytes {
+            state.metrics.store_free_bytes.set(free as i64);
+        }
+    }
     let stats = state
         .store
         .queue_stats(now_ms() - RECENT_WINDOW_MS)
@@ -223,4 +293,35 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_in_binary_units() {
+        let cases = [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1024, "1.0 KiB"),
+            (4 * 1024 * 1024, "4.0 MiB"),
+            (13_207_024_435, "12.3 GiB"),
+        ];
+        for (bytes, text) in cases {
+            assert_eq!(human_bytes(bytes), text);
+        }
+    }
+
+    #[test]
+    fn the_summary_leaves_out_free_space_it_could_not_read() {
+        let mut view = StorageView {
+            database_bytes: 2048 * 1024,
+            wal_bytes: 512,
+            free_bytes: None,
+        };
+        assert_eq!(view.summary(), "database 2.0 MiB + WAL 512 B");
+        view.free_bytes = Some(3 << 30);
+        assert_eq!(view.summary(), "database 2.0 MiB + WAL 512 B, 3.0 GiB free");
+    }
 }

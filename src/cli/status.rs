@@ -36,9 +36,13 @@ pub async fn run(loaded: &LoadedConfig, args: &StatusArgs) -> Result<(), ExitErr
 /// The at-a-glance table: one line per endpoint.
 pub fn render(report: &StatusReport) -> String {
     let mut out = format!(
-        "phonerelay {}  {}  store: {}\n\n",
+        "phonerelay {}  {}  store: {}",
         report.version, report.status, report.store
     );
+    if let Some(storage) = &report.storage {
+        out.push_str(&format!(" ({})", storage.summary()));
+    }
+    out.push_str("\n\n");
     let header = [
         "CHANNEL",
         "PHONE_ID",

@@ -56,6 +56,12 @@ pub trait Store: Send + Sync + 'static {
     /// Is the database reachable and writable?
     async fn ping(&self) -> StoreResult<()>;
 
+    /// The store's files and the free space beside them; `None` for a
+    /// store that keeps no local files.
+    fn disk_usage(&self) -> Option<DiskUsage> {
+        None
+    }
+
     // --- outbox -----------------------------------------------------------
     /// Commit a new message, or find the one an idempotency key already made.
     async fn accept_outbound(&self, message: NewOutbound) -> StoreResult<AcceptOutcome>;

@@ -238,6 +238,18 @@ pub enum SendOutcome {
     },
 }
 
+/// What the store takes on disk and what the disk has left, for an
+/// operator watching a small box fill up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DiskUsage {
+    pub database_bytes: u64,
+    /// The write-ahead log beside the database (SQLite).
+    pub wal_bytes: u64,
+    /// Free to this process on the store's filesystem; `None` when it
+    /// cannot be read.
+    pub free_bytes: Option<u64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EndpointStats {
     pub channel: ChannelKind,

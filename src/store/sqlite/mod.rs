@@ -2,6 +2,7 @@
 //! group-committed writes on one thread and pooled readers.
 
 pub mod backup;
+mod disk_usage;
 mod inbound;
 mod keys;
 mod outbound;
@@ -115,6 +116,10 @@ impl Store for SqliteStore {
                 Ok(())
             })
             .await
+    }
+
+    fn disk_usage(&self) -> Option<DiskUsage> {
+        Some(disk_usage::measure(&self.path))
     }
 
     async fn accept_outbound(&self, message: NewOutbound) -> StoreResult<AcceptOutcome> {
