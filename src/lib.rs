@@ -15,6 +15,7 @@ pub mod local_key;
 pub mod logging;
 pub mod metrics;
 pub mod outbox;
+pub mod private_files;
 pub mod relay;
 pub mod retention;
 pub mod service_manager;

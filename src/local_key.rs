@@ -2,8 +2,6 @@
 //! box authenticate with an admin key kept in the state dir, readable only
 //! by the daemon's user (mode 0600), as a Unix socket's permissions would.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::clock::now_ms;
@@ -34,25 +32,8 @@ pub async fn ensure(store: &dyn Store, state_dir: &Path) -> Result<(), String> {
         .create_key(issued.record)
         .await
         .map_err(|e| format!("cannot store the local CLI key: {e}"))?;
-    write_private(&file, &issued.clear).map_err(|e| format!("cannot write {}: {e}", file.display()))
-}
-
-/// Write a file only its owner can read, replacing it atomically.
-pub fn write_private(file: &Path, contents: &str) -> std::io::Result<()> {
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = file.with_extension("tmp");
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    out.write_all(contents.as_bytes())?;
-    out.write_all(b"\n")?;
-    out.sync_all()?;
-    std::fs::rename(&tmp, file)
+    crate::private_files::write(&file, &issued.clear)
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))
 }
 
 pub fn read(state_dir: &Path) -> Result<String, String> {

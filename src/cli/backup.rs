@@ -57,7 +57,7 @@ pub async fn run_restore(loaded: &LoadedConfig, args: &RestoreArgs) -> Result<()
         )));
     }
     let db = loaded.database_path();
-    std::fs::create_dir_all(loaded.state_dir()).map_err(|e| {
+    crate::private_files::create_dir(&loaded.state_dir()).map_err(|e| {
         ExitError::Runtime(format!(
             "cannot create {}: {e}",
             loaded.state_dir().display()

@@ -15,7 +15,6 @@ use crate::clock::{now_ms, rfc3339};
 use crate::config::LoadedConfig;
 use crate::exit::ExitError;
 use crate::keys;
-use crate::local_key::write_private;
 use crate::store::{Scope, Store};
 
 /// Name of the bridge-side key in `phonerelay keys list`.
@@ -127,7 +126,7 @@ pub async fn pair(
     let url = url.trim_end_matches('/');
     let relay_answer = check(loaded, url, phone_id, key).await?;
     let key_file = settings::key_file(loaded);
-    write_private(&key_file, key)
+    crate::private_files::write(&key_file, key)
         .map_err(|e| ExitError::Runtime(format!("cannot write {}: {e}", key_file.display())))?;
     let now = now_ms();
     if let Some(previous) = settings::load_pairing(store).await {

@@ -55,10 +55,13 @@ impl SqliteStore {
         commit_delay: std::time::Duration,
     ) -> StoreResult<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
+            crate::private_files::create_dir(dir).map_err(|e| {
                 StoreError::Database(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
+        // SQLite gives its WAL and shared-memory files the database's mode.
+        crate::private_files::create_file(path)
+            .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", path.display())))?;
         let mut conn = Connection::open(path)?;
         schema::configure(&conn)?;
         schema::migrate(&mut conn)?;
@@ -416,6 +419,27 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM cursors", [], |row| row.get(0))
             .unwrap();
         assert_eq!(rows, 1, "the row is gone, not left empty");
+    }
+
+    /// Phone numbers and message texts: the store's folder and every file
+    /// SQLite keeps are the daemon user's alone, whatever the umask (this
+    /// test process's is usually 022).
+    #[tokio::test]
+    async fn a_new_store_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let path = state.join("db.sqlite3");
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .accept_outbound(crate::store::testing::queued_sms("private", 1))
+            .await
+            .unwrap();
+        assert_eq!(mode(&state), 0o700);
+        for file in ["db.sqlite3", "db.sqlite3-wal", "db.sqlite3-shm"] {
+            assert_eq!(mode(&state.join(file)), 0o600, "{file}");
+        }
     }
 
     /// A read that holds back checkpoints lets the WAL grow past the
