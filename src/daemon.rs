@@ -140,14 +140,8 @@ pub async fn start(
     let inbound_bell = Arc::new(tokio::sync::Notify::new());
     for ((kind, phone_id), endpoint) in endpoints.iter() {
         tasks.spawn(outbox::run_endpoint(endpoint.clone(), dispatch.clone()));
-        let sink = StoreSink::new(
-            store.clone(),
-            endpoints.clone(),
-            metrics.clone(),
-            *kind,
-            phone_id.clone(),
-        )
-        .with_inbound_bell(inbound_bell.clone());
+        let sink = StoreSink::new(store.clone(), metrics.clone(), *kind, phone_id.clone())
+            .with_inbound_bell(inbound_bell.clone());
         let context = ChannelContext {
             sink: Arc::new(sink),
             shutdown: shutdown.clone(),

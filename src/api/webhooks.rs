@@ -46,7 +46,6 @@ pub async fn webhook(
     };
     let sink: Arc<dyn EventSink> = Arc::new(StoreSink::new(
         state.store.clone(),
-        state.endpoints.clone(),
         state.metrics.clone(),
         kind,
         phone_id,

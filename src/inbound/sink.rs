@@ -5,7 +5,6 @@ use phonerelay_channel::{ChannelEvent, ChannelKind, EventSink, SinkError};
 use tokio::sync::Notify;
 
 use crate::clock::now_ms;
-use crate::endpoints::Endpoints;
 use crate::metrics::{Metrics, labels};
 use crate::store::Store;
 
@@ -13,7 +12,6 @@ use crate::store::Store;
 /// dropped by the store), applies delivery reports, keeps cursors.
 pub struct StoreSink {
     store: Arc<dyn Store>,
-    _endpoints: Arc<Endpoints>,
     metrics: Arc<Metrics>,
     channel: ChannelKind,
     phone_id: String,
@@ -24,14 +22,12 @@ pub struct StoreSink {
 impl StoreSink {
     pub fn new(
         store: Arc<dyn Store>,
-        endpoints: Arc<Endpoints>,
         metrics: Arc<Metrics>,
         channel: ChannelKind,
         phone_id: String,
     ) -> Self {
         Self {
             store,
-            _endpoints: endpoints,
             metrics,
             channel,
             phone_id,

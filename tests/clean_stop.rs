@@ -1,0 +1,59 @@
+//! A clean stop (SIGTERM) closes the store: its writer finishes, the WAL is
+//! checkpointed into the database and removed, so what is left on disk is
+//! one self-contained file an operator may copy once the service is down.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::process::*;
+
+#[test]
+fn a_clean_stop_leaves_the_store_in_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = simulated_modem_config(dir.path(), port);
+    let key = create_key_cli(&config);
+    let daemon = DaemonProcess::start(&config, port);
+    let http = reqwest::blocking::Client::new();
+    let accepted: serde_json::Value = post_sms(&http, &daemon.base, &key, "kept", None)
+        .unwrap()
+        .json()
+        .unwrap();
+    let id = accepted["id"].as_str().unwrap().to_string();
+    let state = dir.path().join("state");
+    let wal = state.join("phonerelay.sqlite3-wal");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Sent, and so written through the WAL, which is there while running.
+    loop {
+        let message: serde_json::Value = http
+            .get(format!("{}/api/v1/messages/{id}", daemon.base))
+            .bearer_auth(&key)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if ["sent", "delivered"].contains(&message["status"].as_str().unwrap_or("")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never sent: {message}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(wal.exists(), "a running store writes through its WAL");
+
+    assert_eq!(daemon.terminate().code(), Some(0));
+    assert!(!wal.exists(), "the WAL is checkpointed and removed at stop");
+    // The database file alone has the message: opened read-only, so
+    // SQLite cannot recover anything from a WAL that is not there.
+    let db = rusqlite::Connection::open_with_flags(
+        state.join("phonerelay.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let body: String = db
+        .query_row("SELECT body FROM outbound WHERE id = ?1", [&id], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(body, "kept");
+}
