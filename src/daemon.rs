@@ -35,6 +35,8 @@ pub struct RunningDaemon {
     hard_stop: CancellationToken,
     grace: Duration,
     tasks: JoinSet<()>,
+    /// This daemon's claim on its state dir, given up when it is dropped.
+    _lock: crate::instance_lock::InstanceLock,
 }
 
 impl RunningDaemon {
@@ -80,6 +82,7 @@ pub async fn start(
     channels.extend(extra);
     let endpoints = Arc::new(Endpoints::new(channels).map_err(ExitError::Config)?);
 
+    let lock = crate::instance_lock::acquire(&loaded.state_dir())?;
     let db = loaded.database_path();
     let commit_delay = Duration::from_millis(loaded.config.storage.commit_delay_ms);
     let store: Arc<dyn Store> = Arc::new(
@@ -178,6 +181,7 @@ pub async fn start(
         hard_stop,
         grace: Duration::from_secs(config.config.server.shutdown_grace_seconds),
         tasks,
+        _lock: lock,
     })
 }
 

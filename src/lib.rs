@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod endpoints;
 pub mod exit;
 pub mod inbound;
+pub mod instance_lock;
 pub mod keys;
 pub mod local_key;
 pub mod logging;
