@@ -11,6 +11,7 @@ mod paging;
 pub mod relay;
 mod send_validation;
 pub mod serve;
+pub mod sizes;
 mod state;
 pub mod system;
 mod webhooks;

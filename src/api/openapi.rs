@@ -22,9 +22,9 @@ use super::{dto, error, inbound, messages, relay, system};
     components(schemas(
         dto::SendRequest, dto::AttachmentBody, dto::Priority, dto::Accepted, dto::MessageView,
         dto::MessagePage, dto::HistoryEntry, dto::ErrorInfo, dto::InboundView, dto::InboundPage,
-        error::ErrorBody, error::ErrorDetail, system::StatusReport, system::EndpointStatus, system::StorageView, system::Health,
+        error::ErrorBody, error::ErrorDetail, system::StatusReport, system::EndpointStatus, system::Health,
         relay::RelayLinkView, relay::RelayInboundView, relay::RelayInboundPage,
-        crate::store::RelayInboundState,
+        crate::store::RelayInboundState, crate::store::DiskUsage,
     )),
     modifiers(&BearerAuth, &KeyAndStoreResponses),
 )]

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
+use super::sizes::human_bytes;
 use super::state::AppState;
 use crate::clock::now_ms;
 use crate::metrics::labels;
@@ -60,57 +61,7 @@ pub struct StatusReport {
     pub relay: Option<super::relay::RelayLinkView>,
     /// The store's size on disk and the space left beside it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage: Option<StorageView>,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
-pub struct StorageView {
-    pub database_bytes: u64,
-    /// The write-ahead log beside the database.
-    pub wal_bytes: u64,
-    /// Free to the daemon on the store's filesystem; absent if unknown.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub free_bytes: Option<u64>,
-}
-
-impl From<DiskUsage> for StorageView {
-    fn from(u: DiskUsage) -> Self {
-        Self {
-            database_bytes: u.database_bytes,
-            wal_bytes: u.wal_bytes,
-            free_bytes: u.free_bytes,
-        }
-    }
-}
-
-impl StorageView {
-    /// `database 1.2 MiB + WAL 4.0 MiB, 12.3 GiB free`.
-    pub fn summary(&self) -> String {
-        let mut out = format!(
-            "database {} + WAL {}",
-            human_bytes(self.database_bytes),
-            human_bytes(self.wal_bytes)
-        );
-        if let Some(free) = self.free_bytes {
-            out.push_str(&format!(", {} free", human_bytes(free)));
-        }
-        out
-    }
-}
-
-/// Bytes in binary units with one decimal: `512 B`, `4.0 MiB`, `12.3 GiB`.
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
+    pub storage: Option<DiskUsage>,
 }
 
 impl StatusReport {
@@ -187,7 +138,7 @@ pub(crate) async fn report(state: &AppState) -> StatusReport {
         version: env!("CARGO_PKG_VERSION").into(),
         endpoints,
         relay: super::relay::link_view(state).await,
-        storage: state.store.disk_usage().map(StorageView::from),
+        storage: state.store.disk_usage(),
     }
 }
 
@@ -293,35 +244,4 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_read_in_binary_units() {
-        let cases = [
-            (0, "0 B"),
-            (1023, "1023 B"),
-            (1024, "1.0 KiB"),
-            (4 * 1024 * 1024, "4.0 MiB"),
-            (13_207_024_435, "12.3 GiB"),
-        ];
-        for (bytes, text) in cases {
-            assert_eq!(human_bytes(bytes), text);
-        }
-    }
-
-    #[test]
-    fn the_summary_leaves_out_free_space_it_could_not_read() {
-        let mut view = StorageView {
-            database_bytes: 2048 * 1024,
-            wal_bytes: 512,
-            free_bytes: None,
-        };
-        assert_eq!(view.summary(), "database 2.0 MiB + WAL 512 B");
-        view.free_bytes = Some(3 << 30);
-        assert_eq!(view.summary(), "database 2.0 MiB + WAL 512 B, 3.0 GiB free");
-    }
 }

@@ -2,6 +2,7 @@ use clap::Args;
 use reqwest::Method;
 
 use super::client::LocalClient;
+use crate::api::sizes::storage_summary;
 use crate::api::system::StatusReport;
 use crate::config::LoadedConfig;
 use crate::exit::ExitError;
@@ -40,7 +41,7 @@ pub fn render(report: &StatusReport) -> String {
         report.version, report.status, report.store
     );
     if let Some(storage) = &report.storage {
-        out.push_str(&format!(" ({})", storage.summary()));
+        out.push_str(&format!(" ({})", storage_summary(storage)));
     }
     out.push_str("\n\n");
     let header = [

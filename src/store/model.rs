@@ -239,14 +239,15 @@ pub enum SendOutcome {
 }
 
 /// What the store takes on disk and what the disk has left, for an
-/// operator watching a small box fill up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// operator watching a small box fill up (`/api/v1/status`, `/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DiskUsage {
     pub database_bytes: u64,
-    /// The write-ahead log beside the database (SQLite).
+    /// The write-ahead log beside the database.
     pub wal_bytes: u64,
-    /// Free to this process on the store's filesystem; `None` when it
-    /// cannot be read.
+    /// Free to the daemon on the store's filesystem; absent if it cannot
+    /// be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub free_bytes: Option<u64>,
 }
 

@@ -1,0 +1,66 @@
+//! Sizes for people: the store's footprint in `phonerelay status` and the
+//! service's STATUS line.
+
+use crate::store::DiskUsage;
+
+/// `database 1.2 MiB + WAL 4.0 MiB, 12.3 GiB free`.
+pub fn storage_summary(usage: &DiskUsage) -> String {
+    let mut out = format!(
+        "database {} + WAL {}",
+        human_bytes(usage.database_bytes),
+        human_bytes(usage.wal_bytes)
+    );
+    if let Some(free) = usage.free_bytes {
+        out.push_str(&format!(", {} free", human_bytes(free)));
+    }
+    out
+}
+
+/// Bytes in binary units with one decimal: `512 B`, `4.0 MiB`, `12.3 GiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_in_binary_units() {
+        let cases = [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1024, "1.0 KiB"),
+            (4 * 1024 * 1024, "4.0 MiB"),
+            (13_207_024_435, "12.3 GiB"),
+        ];
+        for (bytes, text) in cases {
+            assert_eq!(human_bytes(bytes), text);
+        }
+    }
+
+    #[test]
+    fn the_summary_leaves_out_free_space_it_could_not_read() {
+        let mut usage = DiskUsage {
+            database_bytes: 2048 * 1024,
+            wal_bytes: 512,
+            free_bytes: None,
+        };
+        assert_eq!(storage_summary(&usage), "database 2.0 MiB + WAL 512 B");
+        usage.free_bytes = Some(3 << 30);
+        assert_eq!(
+            storage_summary(&usage),
+            "database 2.0 MiB + WAL 512 B, 3.0 GiB free"
+        );
+    }
+}
