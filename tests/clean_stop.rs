@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-
 use support::process::*;
 
 #[test]
@@ -23,22 +21,10 @@ fn a_clean_stop_leaves_the_store_in_one_file() {
     let id = accepted["id"].as_str().unwrap().to_string();
     let state = dir.path().join("state");
     let wal = state.join("phonerelay.sqlite3-wal");
-    let deadline = Instant::now() + Duration::from_secs(20);
     // Sent, and so written through the WAL, which is there while running.
-    loop {
-        let message: serde_json::Value = http
-            .get(format!("{}/api/v1/messages/{id}", daemon.base))
-            .bearer_auth(&key)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        if ["sent", "delivered"].contains(&message["status"].as_str().unwrap_or("")) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never sent: {message}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_message(&http, &daemon, &key, &id, 20, |m| {
+        ["sent", "delivered"].contains(&m["status"].as_str().unwrap_or(""))
+    });
     assert!(wal.exists(), "a running store writes through its WAL");
 
     assert_eq!(daemon.terminate().code(), Some(0));

@@ -30,20 +30,6 @@ fn setup(dir: &Path, link: &Path, port: u16, retry_initial_ms: u64) -> (PathBuf,
     (config, key)
 }
 
-fn get_message(
-    http: &reqwest::blocking::Client,
-    daemon: &DaemonProcess,
-    key: &str,
-    id: &str,
-) -> serde_json::Value {
-    http.get(format!("{}/api/v1/messages/{id}", daemon.base))
-        .bearer_auth(key)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
-}
-
 #[test]
 fn a_killed_daemon_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -111,26 +97,6 @@ fn a_killed_daemon_loses_nothing() {
         "only the send in flight at the kill may repeat: {repeated:?}"
     );
     assert_eq!(daemon.terminate().code(), Some(0));
-}
-
-/// Poll the message until `done` holds, for at most `seconds`.
-fn wait_for_message(
-    http: &reqwest::blocking::Client,
-    daemon: &DaemonProcess,
-    key: &str,
-    id: &str,
-    seconds: u64,
-    done: impl Fn(&serde_json::Value) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    loop {
-        let message = get_message(http, daemon, key, id);
-        if done(&message) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "waited in vain: {message}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]

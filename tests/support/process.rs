@@ -98,6 +98,41 @@ pub fn post_sms(
     request.send()
 }
 
+/// `GET /api/v1/messages/{id}`, the body as JSON.
+pub fn get_message(
+    http: &reqwest::blocking::Client,
+    daemon: &DaemonProcess,
+    key: &str,
+    id: &str,
+) -> serde_json::Value {
+    http.get(format!("{}/api/v1/messages/{id}", daemon.base))
+        .bearer_auth(key)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+/// Poll the message until `done` holds, for at most `seconds`.
+pub fn wait_for_message(
+    http: &reqwest::blocking::Client,
+    daemon: &DaemonProcess,
+    key: &str,
+    id: &str,
+    seconds: u64,
+    done: impl Fn(&serde_json::Value) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        let message = get_message(http, daemon, key, id);
+        if done(&message) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "waited in vain: {message}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
