@@ -23,6 +23,7 @@ pub struct Metrics {
     pub accept_seconds: Histogram,
     pub inbound: Family<Labels, Counter>,
     pub queue: Family<Labels, Gauge>,
+    pub queue_oldest_seconds: Family<Labels, Gauge>,
     pub endpoint_up: Family<Labels, Gauge>,
     pub endpoint_detail: Family<Labels, Gauge>,
     pub store_up: Gauge,
@@ -49,6 +50,7 @@ impl Default for Metrics {
         let accept_seconds = latency_histogram();
         let inbound = Family::<Labels, Counter>::default();
         let queue = Family::<Labels, Gauge>::default();
+        let queue_oldest_seconds = Family::<Labels, Gauge>::default();
         let endpoint_up = Family::<Labels, Gauge>::default();
         let endpoint_detail = Family::<Labels, Gauge>::default();
         let store_up = Gauge::default();
@@ -102,6 +104,11 @@ impl Default for Metrics {
             queue.clone(),
         );
         registry.register(
+            "queue_oldest_seconds",
+            "Age of the oldest queued message per endpoint, since its accept; 0 when none",
+            queue_oldest_seconds.clone(),
+        );
+        registry.register(
             "endpoint_up",
             "1 when the endpoint reports up or degraded, 0 when down",
             endpoint_up.clone(),
@@ -137,6 +144,7 @@ impl Default for Metrics {
             accept_seconds,
             inbound,
             queue,
+            queue_oldest_seconds,
             endpoint_up,
             endpoint_detail,
             store_up,

@@ -536,6 +536,45 @@ async fn a_recipients_next_message_waits_while_the_one_before_is_in_flight() {
     assert_eq!(sent_to(&ch, "+15551230001"), ["first", "second"]);
 }
 
+#[tokio::test]
+async fn status_and_metrics_say_how_long_the_oldest_queued_message_has_waited() {
+    let limits = "[outbox.limits.sms]\nconcurrency = 1\n";
+    let (d, ch, _first) = first_send_hangs(&format!("{FAST_OUTBOX}{limits}"), "first").await;
+    let waiting = d.queue_sms("+15551230002", "waits").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let age = counter(
+        &d,
+        "phonerelay_queue_oldest_seconds{channel=\"sms\",phone_id=\"m1\"}",
+    );
+    assert!(
+        (1..60).contains(&age.await),
+        "the one queued behind the hung send"
+    );
+    let (_, status) = d.get("/api/v1/status", &d.admin_key).await;
+    let endpoint = &status["endpoints"][0];
+    assert_eq!(endpoint["queued"], 1, "{status}");
+    assert!(
+        endpoint["oldest_queued_seconds"]
+            .as_u64()
+            .is_some_and(|s| (1..60).contains(&s)),
+        "{status}"
+    );
+    ch.release();
+    d.wait_status(&waiting, "sent").await;
+    let (_, status) = d.get("/api/v1/status", &d.admin_key).await;
+    assert!(
+        status["endpoints"][0]
+            .get("oldest_queued_seconds")
+            .is_none(),
+        "nothing waits: {status}"
+    );
+    let age = counter(
+        &d,
+        "phonerelay_queue_oldest_seconds{channel=\"sms\",phone_id=\"m1\"}",
+    );
+    assert_eq!(age.await, 0);
+}
+
 /// A daemon on `config` whose first send hangs (until the channel's
 /// `release`): when this returns, `text` (to +15551230001) is in flight.
 async fn first_send_hangs(config: &str, text: &str) -> (TestDaemon, Arc<TestChannel>, String) {

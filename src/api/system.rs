@@ -10,11 +10,11 @@ use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::sizes::human_bytes;
+use super::human::{age, human_bytes};
 use super::state::AppState;
 use crate::clock::now_ms;
 use crate::metrics::labels;
-use crate::store::{DiskUsage, Scope};
+use crate::store::{DiskUsage, EndpointStats, Scope};
 
 /// "Failures in the last hour" in `phonerelay status`.
 const RECENT_WINDOW_MS: i64 = 3600 * 1000;
@@ -43,6 +43,10 @@ pub struct EndpointStatus {
     pub summary: String,
     pub details: std::collections::BTreeMap<String, String>,
     pub queued: u64,
+    /// How long the oldest queued message has waited since it was
+    /// accepted; absent when nothing is queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_queued_seconds: Option<u64>,
     pub sending: u64,
     pub sent_last_hour: u64,
     pub failed_last_hour: u64,
@@ -74,8 +78,11 @@ impl StatusReport {
             parts[0].push_str(&format!(" ({} free)", human_bytes(free)));
         }
         for e in &self.endpoints {
+            let oldest = e
+                .oldest_queued_seconds
+                .map_or(String::new(), |s| format!(" (oldest {})", age(s)));
             parts.push(format!(
-                "{}/{} {}: {} queued, {} failed in the last hour",
+                "{}/{} {}: {} queued{oldest}, {} failed in the last hour",
                 e.channel, e.phone_id, e.state, e.queued, e.failed_last_hour
             ));
         }
@@ -94,13 +101,20 @@ impl StatusReport {
     }
 }
 
+/// Seconds since the oldest queued message of `stats` was accepted.
+fn queue_age_seconds(stats: &EndpointStats, now_ms: i64) -> Option<u64> {
+    let at = stats.oldest_queued_at_ms?;
+    Some(((now_ms - at).max(0) / 1000) as u64)
+}
+
 /// The status report, as `/api/v1/status` and the service manager get it.
 pub(crate) async fn report(state: &AppState) -> StatusReport {
     let store_ok = state.store.ping().await.is_ok();
+    let now = now_ms();
     let stats = if store_ok {
         state
             .store
-            .queue_stats(now_ms() - RECENT_WINDOW_MS)
+            .queue_stats(now - RECENT_WINDOW_MS)
             .await
             .unwrap_or_default()
     } else {
@@ -126,6 +140,7 @@ pub(crate) async fn report(state: &AppState) -> StatusReport {
                 summary: health.summary,
                 details: health.details,
                 queued: s.map_or(0, |s| s.queued),
+                oldest_queued_seconds: s.and_then(|s| queue_age_seconds(s, now)),
                 sending: s.map_or(0, |s| s.sending),
                 sent_last_hour: s.map_or(0, |s| s.sent_recently),
                 failed_last_hour: s.map_or(0, |s| s.failed_recently),
@@ -194,23 +209,37 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             state.metrics.store_free_bytes.set(free as i64);
         }
     }
+    let now = now_ms();
     let stats = state
         .store
-        .queue_stats(now_ms() - RECENT_WINDOW_MS)
+        .queue_stats(now - RECENT_WINDOW_MS)
         .await
         .unwrap_or_default();
-    for s in &stats {
-        for (status, value) in [("queued", s.queued), ("sending", s.sending)] {
+    // Every configured endpoint, found in the stats or not: one whose
+    // queue emptied an hour ago has no row there, and reads 0.
+    for (kind, phone_id) in state.endpoints.iter().map(|(key, _)| key) {
+        let s = stats
+            .iter()
+            .find(|s| s.channel == *kind && &s.phone_id == phone_id);
+        let endpoint = [("channel", kind.as_str()), ("phone_id", phone_id.as_str())];
+        for (status, value) in [
+            ("queued", s.map_or(0, |s| s.queued)),
+            ("sending", s.map_or(0, |s| s.sending)),
+        ] {
+            let mut series = endpoint.to_vec();
+            series.push(("status", status));
             state
                 .metrics
                 .queue
-                .get_or_create(&labels(&[
-                    ("channel", s.channel.as_str()),
-                    ("phone_id", &s.phone_id),
-                    ("status", status),
-                ]))
+                .get_or_create(&labels(&series))
                 .set(value as i64);
         }
+        let age = s.and_then(|s| queue_age_seconds(s, now)).unwrap_or(0);
+        state
+            .metrics
+            .queue_oldest_seconds
+            .get_or_create(&labels(&endpoint))
+            .set(age as i64);
     }
     for ((kind, phone_id), endpoint) in state.endpoints.iter() {
         let health = endpoint.channel.health();

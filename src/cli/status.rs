@@ -2,7 +2,7 @@ use clap::Args;
 use reqwest::Method;
 
 use super::client::LocalClient;
-use crate::api::sizes::storage_summary;
+use crate::api::human::{age, storage_summary};
 use crate::api::system::StatusReport;
 use crate::config::LoadedConfig;
 use crate::exit::ExitError;
@@ -49,12 +49,13 @@ pub fn render(report: &StatusReport) -> String {
         "PHONE_ID",
         "STATE",
         "QUEUED",
+        "OLDEST",
         "SENDING",
         "SENT/1h",
         "FAILED/1h",
         "DETAIL",
     ];
-    let mut rows: Vec<[String; 8]> = vec![header.map(String::from)];
+    let mut rows: Vec<[String; 9]> = vec![header.map(String::from)];
     for e in &report.endpoints {
         let mut detail = e.summary.clone();
         for (k, v) in &e.details {
@@ -65,13 +66,14 @@ pub fn render(report: &StatusReport) -> String {
             e.phone_id.clone(),
             e.state.clone(),
             e.queued.to_string(),
+            e.oldest_queued_seconds.map_or("-".into(), age),
             e.sending.to_string(),
             e.sent_last_hour.to_string(),
             e.failed_last_hour.to_string(),
             detail,
         ]);
     }
-    let widths: Vec<usize> = (0..8)
+    let widths: Vec<usize> = (0..header.len())
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     for row in &rows {

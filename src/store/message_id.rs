@@ -25,6 +25,14 @@ const COUNTER_BITS: u32 = 15;
 /// 1970-01-01T00:00:00.131Z is at or above it.
 pub const LEGACY_SEQ_LIMIT: i64 = 1 << 32;
 
+/// When the message with `seq` was accepted, in Unix milliseconds (to the
+/// clock of its accept; a burst over 32,768 a millisecond runs a little
+/// ahead). `None` for a message from before migration 9, whose `seq` was a
+/// plain count.
+pub fn accepted_at_ms(seq: i64) -> Option<i64> {
+    (seq >= LEGACY_SEQ_LIMIT).then_some(seq >> COUNTER_BITS)
+}
+
 /// The `seq` for the next message: after `last` (the highest so far), and
 /// no earlier than the clock, so seqs keep growing across restarts and a
 /// clock that steps back.

@@ -256,6 +256,9 @@ pub struct EndpointStats {
     pub channel: ChannelKind,
     pub phone_id: String,
     pub queued: u64,
+    /// When the oldest queued message was accepted (Unix ms): how long the
+    /// queue has been waiting, the number to alert on.
+    pub oldest_queued_at_ms: Option<i64>,
     pub sending: u64,
     pub failed_recently: u64,
     pub sent_recently: u64,

@@ -378,11 +378,11 @@ pub(super) const NEXT_DUE: &str = concat!(
 
 /// Live counts and the window's outcomes per endpoint.
 pub(super) const STATS: &str = concat!(
-    "SELECT channel, phone_id, status, COUNT(*) FROM outbound WHERE ",
+    "SELECT channel, phone_id, status, COUNT(*), MIN(seq) FROM outbound WHERE ",
     live!(),
     " GROUP BY channel, phone_id, status
          UNION ALL
-         SELECT channel, phone_id, status, COUNT(*) FROM outbound WHERE ",
+         SELECT channel, phone_id, status, COUNT(*), NULL FROM outbound WHERE ",
     ended!(),
     " AND updated_at >= ?1
          GROUP BY channel, phone_id, status"
@@ -764,11 +764,12 @@ pub fn stats(conn: &Connection, since_ms: i64) -> StoreResult<Vec<EndpointStats>
                 row.get::<_, String>(1)?,
                 row.get::<_, Status>(2)?.0,
                 row.get::<_, u64>(3)?,
+                row.get::<_, Option<i64>>(4)?,
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let mut stats: Vec<EndpointStats> = Vec::new();
-    for (channel, phone_id, status, count) in rows {
+    for (channel, phone_id, status, count, min_seq) in rows {
         let index = match stats
             .iter()
             .position(|s| s.channel == channel && s.phone_id == phone_id)
@@ -779,6 +780,7 @@ pub fn stats(conn: &Connection, since_ms: i64) -> StoreResult<Vec<EndpointStats>
                     channel,
                     phone_id,
                     queued: 0,
+                    oldest_queued_at_ms: None,
                     sending: 0,
                     failed_recently: 0,
                     sent_recently: 0,
@@ -788,7 +790,10 @@ pub fn stats(conn: &Connection, since_ms: i64) -> StoreResult<Vec<EndpointStats>
         };
         let entry = &mut stats[index];
         match status {
-            OutboundStatus::Queued => entry.queued += count,
+            OutboundStatus::Queued => {
+                entry.queued += count;
+                entry.oldest_queued_at_ms = min_seq.and_then(message_id::accepted_at_ms);
+            }
             OutboundStatus::Sending => entry.sending += count,
             OutboundStatus::Failed | OutboundStatus::Expired => entry.failed_recently += count,
             OutboundStatus::Sent | OutboundStatus::Delivered | OutboundStatus::Read => {
@@ -933,6 +938,25 @@ mod tests {
         assert_eq!(claim_at(&conn, 10).len(), 1);
         record_outcomes(&conn, &[(id.clone(), outcome(30, 20))]).unwrap();
         (conn, id)
+    }
+
+    /// The queue's age is its oldest queued message's accept time, read
+    /// from the seq in the claim index; a message being sent does not count.
+    #[test]
+    fn the_stats_name_when_the_oldest_queued_message_was_accepted() {
+        let conn = at_version(MIGRATIONS.len());
+        let seqs = SeqClock::load(&conn).unwrap();
+        let t0 = 1_800_000_000_000; // 2027-01-15
+        let oldest_queued = |conn: &Connection| stats(conn, 0).unwrap()[0].oldest_queued_at_ms;
+        for (text, at) in [("first", t0), ("second", t0 + 5_000), ("third", t0 + 9_000)] {
+            accept(&conn, &queued_sms(text, at), &seqs).unwrap();
+        }
+        assert_eq!(oldest_queued(&conn), Some(t0));
+        // All three claimed: nothing waits, whatever is being sent.
+        assert_eq!(claim_at(&conn, t0 + 10_000).len(), 3);
+        assert_eq!(oldest_queued(&conn), None, "all three are sending");
+        accept(&conn, &queued_sms("fourth", t0 + 20_000), &seqs).unwrap();
+        assert_eq!(oldest_queued(&conn), Some(t0 + 20_000));
     }
 
     #[test]

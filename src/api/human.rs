@@ -1,5 +1,5 @@
-//! Sizes for people: the store's footprint in `phonerelay status` and the
-//! service's STATUS line.
+//! Sizes and ages for people: `phonerelay status` and the service's
+//! STATUS line.
 
 use crate::store::DiskUsage;
 
@@ -31,9 +31,35 @@ pub fn human_bytes(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// A wait in its largest whole unit: `45s`, `12m`, `3h`, `2d`.
+pub fn age(seconds: u64) -> String {
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m", seconds / 60),
+        3600..86400 => format!("{}h", seconds / 3600),
+        _ => format!("{}d", seconds / 86400),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ages_read_in_their_largest_whole_unit() {
+        let cases = [
+            (0, "0s"),
+            (59, "59s"),
+            (60, "1m"),
+            (3599, "59m"),
+            (3600, "1h"),
+            (86_399, "23h"),
+            (2 * 86_400 + 5, "2d"),
+        ];
+        for (seconds, text) in cases {
+            assert_eq!(age(seconds), text);
+        }
+    }
 
     #[test]
     fn sizes_read_in_binary_units() {
