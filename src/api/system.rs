@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use phonerelay_channel::HealthState;
+use phonerelay_channel::{ChannelKind, HealthState};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -101,6 +101,17 @@ impl StatusReport {
     }
 }
 
+/// The stats of one endpoint, if the store had any.
+fn stats_of<'a>(
+    stats: &'a [EndpointStats],
+    channel: ChannelKind,
+    phone_id: &str,
+) -> Option<&'a EndpointStats> {
+    stats
+        .iter()
+        .find(|s| s.channel == channel && s.phone_id == phone_id)
+}
+
 /// Seconds since the oldest queued message of `stats` was accepted.
 fn queue_age_seconds(stats: &EndpointStats, now_ms: i64) -> Option<u64> {
     let at = stats.oldest_queued_at_ms?;
@@ -127,9 +138,7 @@ pub(crate) async fn report(state: &AppState) -> StatusReport {
         .map(|((kind, phone_id), endpoint)| {
             let health = endpoint.channel.health();
             all_up &= health.state != HealthState::Down;
-            let s = stats
-                .iter()
-                .find(|s| s.channel == *kind && &s.phone_id == phone_id);
+            let s = stats_of(&stats, *kind, phone_id);
             EndpointStatus {
                 channel: kind.to_string(),
                 phone_id: phone_id.clone(),
@@ -198,16 +207,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let store_up = state.store.ping().await.is_ok();
     state.metrics.store_up.set(store_up as i64);
     if let Some(usage) = state.store.disk_usage() {
-        for (file, bytes) in [("database", usage.database_bytes), ("wal", usage.wal_bytes)] {
-            state
-                .metrics
-                .store_bytes
-                .get_or_create(&labels(&[("file", file)]))
-                .set(bytes as i64);
-        }
-        if let Some(free) = usage.free_bytes {
-            state.metrics.store_free_bytes.set(free as i64);
-        }
+        set_disk_gauges(&state, &usage);
     }
     let now = now_ms();
     let stats = state
@@ -217,51 +217,23 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .unwrap_or_default();
     // Every configured endpoint, found in the stats or not: one whose
     // queue emptied an hour ago has no row there, and reads 0.
-    for (kind, phone_id) in state.endpoints.iter().map(|(key, _)| key) {
-        let s = stats
-            .iter()
-            .find(|s| s.channel == *kind && &s.phone_id == phone_id);
-        let endpoint = [("channel", kind.as_str()), ("phone_id", phone_id.as_str())];
-        for (status, value) in [
-            ("queued", s.map_or(0, |s| s.queued)),
-            ("sending", s.map_or(0, |s| s.sending)),
-        ] {
-            let mut series = endpoint.to_vec();
-            series.push(("status", status));
-            state
-                .metrics
-                .queue
-                .get_or_create(&labels(&series))
-                .set(value as i64);
-        }
-        let age = s.and_then(|s| queue_age_seconds(s, now)).unwrap_or(0);
-        state
-            .metrics
-            .queue_oldest_seconds
-            .get_or_create(&labels(&endpoint))
-            .set(age as i64);
-    }
     for ((kind, phone_id), endpoint) in state.endpoints.iter() {
+        let series = [("channel", kind.as_str()), ("phone_id", phone_id.as_str())];
+        let s = stats_of(&stats, *kind, phone_id);
+        set_queue_gauges(&state, &series, s, now);
         let health = endpoint.channel.health();
         let up = health.state != HealthState::Down;
         state
             .metrics
             .endpoint_up
-            .get_or_create(&labels(&[
-                ("channel", kind.as_str()),
-                ("phone_id", phone_id),
-            ]))
+            .get_or_create(&labels(&series))
             .set(up as i64);
         // Signal strength and the like, for alerting on a weak modem.
         for (name, value) in &health.measures {
             state
                 .metrics
                 .endpoint_detail
-                .get_or_create(&labels(&[
-                    ("channel", kind.as_str()),
-                    ("phone_id", phone_id),
-                    ("name", name),
-                ]))
+                .get_or_create(&labels(&[series[0], series[1], ("name", name)]))
                 .set(*value);
         }
     }
@@ -273,4 +245,43 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+fn set_disk_gauges(state: &AppState, usage: &DiskUsage) {
+    for (file, bytes) in [("database", usage.database_bytes), ("wal", usage.wal_bytes)] {
+        state
+            .metrics
+            .store_bytes
+            .get_or_create(&labels(&[("file", file)]))
+            .set(bytes as i64);
+    }
+    if let Some(free) = usage.free_bytes {
+        state.metrics.store_free_bytes.set(free as i64);
+    }
+}
+
+/// Queued and sending counts and the queue's age of the endpoint that
+/// `series` names; zeros when `stats` has nothing of it.
+fn set_queue_gauges(
+    state: &AppState,
+    series: &[(&str, &str); 2],
+    stats: Option<&EndpointStats>,
+    now_ms: i64,
+) {
+    for (status, value) in [
+        ("queued", stats.map_or(0, |s| s.queued)),
+        ("sending", stats.map_or(0, |s| s.sending)),
+    ] {
+        state
+            .metrics
+            .queue
+            .get_or_create(&labels(&[series[0], series[1], ("status", status)]))
+            .set(value as i64);
+    }
+    let age = stats.and_then(|s| queue_age_seconds(s, now_ms));
+    state
+        .metrics
+        .queue_oldest_seconds
+        .get_or_create(&labels(series))
+        .set(age.unwrap_or(0) as i64);
 }
