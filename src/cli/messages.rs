@@ -8,12 +8,16 @@ use crate::exit::ExitError;
 
 #[derive(Debug, Subcommand)]
 pub enum MessagesCommand {
-    /// Newest first.
+    /// Outbound messages, newest first.
     List {
+        /// Only messages in this status (queued, sending, sent, delivered,
+        /// read, failed, expired, cancelled)
         #[arg(long)]
         status: Option<String>,
+        /// Only messages on this channel (sms, wa, tg, email, notify)
         #[arg(long)]
         channel: Option<String>,
+        /// How many to show (1 to 500)
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
