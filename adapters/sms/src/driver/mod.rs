@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 pub use conn::ConnError;
 use conn::{Answer, Conn, LateAnswer};
 use inbound::{Inbox, Ready};
-use status::{AcceptedPart, AcceptedParts, SentParts, SharedStatus, parts_cursor, sent_part_id};
+use status::{AcceptedPart, AcceptedParts, SentParts, SharedStatus, parts_cursor};
 
 use crate::codec::{self, Incoming};
 use crate::config::ModemConfig;
@@ -425,11 +425,11 @@ impl Driver {
     /// A part the network accepted: remembered for its delivery report and
     /// for a retry of its message to skip.
     fn accept(&self, message_id: &str, to: &str, index: usize, mr: u8) {
-        let external_id = sent_part_id(mr, to, unix_day_now());
-        self.sent
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .record(mr, to, external_id.clone());
+        let external_id =
+            self.sent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .issue(mr, to, unix_now());
         self.accepted
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -822,8 +822,4 @@ fn fail_request(request: Request, error: DriverError) {
             });
         }
     }
-}
-
-pub(crate) fn unix_day_now() -> i64 {
-    unix_now().div_euclid(86_400)
 }

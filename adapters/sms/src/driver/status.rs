@@ -8,9 +8,10 @@ use phonerelay_channel::ChannelHealth;
 
 /// Below this the link works but messages start to fail.
 pub const WEAK_SIGNAL_DBM: i16 = -105;
-/// Sent-part ids remembered for matching delivery reports: well over the
-/// 256 TP-MR values, so a report matches the latest part with its MR.
-const SENT_MEMORY: usize = 1024;
+/// Sent parts remembered for matching delivery reports, and for telling
+/// apart two parts of one day with the same TP-MR and recipient: many
+/// times the 256 TP-MR values, so a busy modem's day is covered.
+const SENT_MEMORY: usize = 4096;
 /// Partly sent messages remembered for a retry to resume.
 const PARTIAL_MEMORY: usize = 256;
 
@@ -72,36 +73,71 @@ fn digits(number: &str) -> String {
 /// The external id of a sent part: TP-MR, recipient digits and the Unix day
 /// of sending. TP-MR alone wraps every 256 parts; with the recipient and the
 /// day it is unique in practice, and a report arriving after a restart (when
-/// the in-memory map below is gone) can still be matched from the report's
-/// own SMSC timestamp, which is the time of sending.
+/// the in-memory parts below are gone) can still be matched from the
+/// report's own SMSC timestamp, which is the time of sending. A second part
+/// of the same day with the same TP-MR and recipient gets a suffix
+/// ([`SentParts::issue`]).
 pub fn sent_part_id(mr: u8, to: &str, unix_day: i64) -> String {
     format!("mr:{mr}:{}:{unix_day}", digits(to))
 }
 
-/// Ids of recently sent parts by TP-MR, so a report sent across midnight
-/// still names the id `send` returned.
+/// A part the network accepted, as its delivery report will name it.
+struct SentPart {
+    mr: u8,
+    to: String,
+    /// [`sent_part_id`], the same for every part it collides with.
+    base: String,
+    id: String,
+    sent_at_unix: i64,
+}
+
+/// Recently sent parts, so a report names the id `send` returned: across
+/// midnight, and when two parts of one day share TP-MR and recipient (a
+/// busy modem wraps its 256 TP-MRs many times a day, and a recipient whose
+/// phone was off gets the reports of the day at once).
 #[derive(Default)]
 pub struct SentParts {
-    by_mr: HashMap<u8, (String, String)>,
-    order: std::collections::VecDeque<u8>,
+    parts: VecDeque<SentPart>,
 }
 
 impl SentParts {
-    pub fn record(&mut self, mr: u8, to: &str, id: String) {
-        self.by_mr.insert(mr, (digits(to), id));
-        self.order.push_back(mr);
-        while self.order.len() > SENT_MEMORY {
-            self.order.pop_front();
+    /// The external id for part `mr` to `to`, accepted at `now_unix`, and
+    /// remembered: the day's [`sent_part_id`], or, if a part remembered
+    /// already has that id, the id with `:2`, `:3`... after it.
+    pub fn issue(&mut self, mr: u8, to: &str, now_unix: i64) -> String {
+        let base = sent_part_id(mr, to, now_unix.div_euclid(86_400));
+        let earlier = self.parts.iter().filter(|p| p.base == base).count();
+        let id = match earlier {
+            0 => base.clone(),
+            n => format!("{base}:{}", n + 1),
+        };
+        self.parts.push_back(SentPart {
+            mr,
+            to: digits(to),
+            base,
+            id: id.clone(),
+            sent_at_unix: now_unix,
+        });
+        while self.parts.len() > SENT_MEMORY {
+            self.parts.pop_front();
         }
+        id
     }
 
     /// The id for a report on part `mr` sent to `recipient` whose SMSC
-    /// timestamp is `scts_unix`.
+    /// timestamp (the time the SMSC took the part) is `scts_unix`: of the
+    /// parts remembered with that TP-MR and recipient, the one sent nearest
+    /// that time; if none, the id derived from the report alone.
     pub fn id_for_report(&self, mr: u8, recipient: &str, scts_unix: i64) -> String {
-        match self.by_mr.get(&mr) {
-            Some((to, id)) if *to == digits(recipient) => id.clone(),
-            _ => sent_part_id(mr, recipient, scts_unix.div_euclid(86_400)),
-        }
+        let to = digits(recipient);
+        self.parts
+            .iter()
+            .filter(|p| p.mr == mr && p.to == to)
+            .min_by_key(|p| (p.sent_at_unix - scts_unix).abs())
+            .map_or_else(
+                || sent_part_id(mr, recipient, scts_unix.div_euclid(86_400)),
+                |p| p.id.clone(),
+            )
     }
 }
 
@@ -255,8 +291,8 @@ mod tests {
     #[test]
     fn report_matches_recorded_id_across_midnight() {
         let mut sent = SentParts::default();
-        let id = sent_part_id(7, "+15551230001", 19_999);
-        sent.record(7, "+15551230001", id.clone());
+        let id = sent.issue(7, "+15551230001", 19_999 * 86_400 + 86_399);
+        assert_eq!(id, sent_part_id(7, "+15551230001", 19_999));
         // Report stamped the next day, recipient without '+'.
         assert_eq!(sent.id_for_report(7, "15551230001", 20_000 * 86_400), id);
         // Unknown MR (e.g. after a restart): derived from the report.
@@ -264,6 +300,52 @@ mod tests {
             sent.id_for_report(8, "+15551230001", 19_999 * 86_400 + 5),
             sent_part_id(8, "+15551230001", 19_999)
         );
+    }
+
+    /// Two parts of one day with the same TP-MR and recipient (the modem's
+    /// 256 TP-MRs wrapped between them): each gets an id of its own, and
+    /// each report, even both arriving late together, names its own part
+    /// by the SMSC's time of taking it.
+    #[test]
+    fn parts_that_share_tp_mr_and_recipient_in_a_day_are_told_apart() {
+        let mut sent = SentParts::default();
+        let day = 20_000 * 86_400;
+        let morning = sent.issue(42, "+15551230001", day + 8 * 3600);
+        let other = sent.issue(42, "+15551239999", day + 9 * 3600);
+        let evening = sent.issue(42, "+15551230001", day + 18 * 3600);
+        assert_eq!(morning, sent_part_id(42, "+15551230001", 20_000));
+        assert_eq!(other, sent_part_id(42, "+15551239999", 20_000));
+        assert_eq!(evening, format!("{morning}:2"));
+        // The SMSC's clock a minute off ours; the reports come at night.
+        assert_eq!(
+            sent.id_for_report(42, "15551230001", day + 18 * 3600 + 60),
+            evening
+        );
+        assert_eq!(
+            sent.id_for_report(42, "15551230001", day + 8 * 3600 + 60),
+            morning
+        );
+        assert_eq!(
+            sent.id_for_report(42, "15551239999", day + 18 * 3600),
+            other
+        );
+        assert_eq!(
+            sent.issue(42, "+15551230001", day + 20 * 3600),
+            format!("{morning}:3")
+        );
+    }
+
+    #[test]
+    fn the_oldest_sent_parts_are_forgotten_past_the_memory() {
+        let mut sent = SentParts::default();
+        let first = sent.issue(1, "+15551230001", 100);
+        for i in 0..SENT_MEMORY {
+            sent.issue((i % 256) as u8, "+15551230002", 200);
+        }
+        assert_eq!(sent.parts.len(), SENT_MEMORY);
+        // Forgotten: the report's own day gives the id (here the same).
+        assert_eq!(sent.id_for_report(1, "+15551230001", 100), first);
+        assert!(sent.parts.iter().all(|p| p.to != "15551230001"));
     }
 
     #[test]
