@@ -29,6 +29,9 @@ pub struct Metrics {
     pub store_up: Gauge,
     pub store_bytes: Family<Labels, Gauge>,
     pub store_free_bytes: Gauge,
+    pub relay_up: Family<Labels, Gauge>,
+    pub relay_inbound_pending: Family<Labels, Gauge>,
+    pub relay_inbound_dead: Family<Labels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -56,6 +59,9 @@ impl Default for Metrics {
         let store_up = Gauge::default();
         let store_bytes = Family::<Labels, Gauge>::default();
         let store_free_bytes = Gauge::default();
+        let relay_up = Family::<Labels, Gauge>::default();
+        let relay_inbound_pending = Family::<Labels, Gauge>::default();
+        let relay_inbound_dead = Family::<Labels, Gauge>::default();
         registry.register(
             "accepted",
             "Messages accepted into the outbox",
@@ -133,6 +139,23 @@ impl Default for Metrics {
             "Space free to the daemon on the store's filesystem",
             store_free_bytes.clone(),
         );
+        // Labelled with the bridge's phone_id at the relay, and so absent
+        // on a bridge with no relay configured or paired.
+        registry.register(
+            "relay_up",
+            "1 when the last request to the relay went through, 0 after an error or a refused key",
+            relay_up.clone(),
+        );
+        registry.register(
+            "relay_inbound_pending",
+            "Inbound messages committed and waiting to reach the relay",
+            relay_inbound_pending.clone(),
+        );
+        registry.register(
+            "relay_inbound_dead",
+            "Inbound messages the relay refused for good or that had no route (dead letters)",
+            relay_inbound_dead.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             accepted,
@@ -150,6 +173,9 @@ impl Default for Metrics {
             store_up,
             store_bytes,
             store_free_bytes,
+            relay_up,
+            relay_inbound_pending,
+            relay_inbound_dead,
         }
     }
 }

@@ -119,6 +119,10 @@ async fn permanent_errors_fail_at_once_with_the_reason() {
     ] {
         assert!(metrics.contains(series), "{series} missing: {metrics}");
     }
+    assert!(
+        !metrics.contains("phonerelay_relay_up{"),
+        "no relay here, so no relay series: {metrics}"
+    );
     // Not for the unauthenticated readiness probe.
     let (_, ready) = d.get("/ready", &d.admin_key).await;
     assert!(ready.get("storage").is_none(), "{ready}");

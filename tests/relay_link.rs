@@ -365,6 +365,14 @@ async fn inbound_waits_while_the_relay_is_down_then_arrives_in_order_once() {
             .is_some_and(|e| e.contains("cannot reach")),
         "{link}"
     );
+    let metrics = bridge.metrics_text().await;
+    for series in [
+        format!("phonerelay_relay_up{{phone_id=\"{PHONE_ID}\"}} 0"),
+        format!("phonerelay_relay_inbound_pending{{phone_id=\"{PHONE_ID}\"}} 6"),
+        format!("phonerelay_relay_inbound_dead{{phone_id=\"{PHONE_ID}\"}} 0"),
+    ] {
+        assert!(metrics.lines().any(|l| l == series), "{series}: {metrics}");
+    }
 
     relay.up().await;
     relay.wait_for("all six", |s| s.messages.len() == 6).await;
@@ -391,6 +399,13 @@ async fn inbound_waits_while_the_relay_is_down_then_arrives_in_order_once() {
     assert_eq!(keys.len(), 6);
     let (_, link) = bridge.get("/api/v1/relay", &bridge.admin_key).await;
     assert_eq!(link["inbound_pending"], 0);
+    let metrics = bridge.metrics_text().await;
+    for series in [
+        format!("phonerelay_relay_up{{phone_id=\"{PHONE_ID}\"}} 1"),
+        format!("phonerelay_relay_inbound_pending{{phone_id=\"{PHONE_ID}\"}} 0"),
+    ] {
+        assert!(metrics.lines().any(|l| l == series), "{series}: {metrics}");
+    }
 }
 
 #[tokio::test]

@@ -36,6 +36,14 @@ pub struct RelayLinkView {
     pub inbound_dead: u64,
 }
 
+impl RelayLinkView {
+    /// The last request to the relay went through: no error since, and the
+    /// key not refused.
+    pub fn reachable(&self) -> bool {
+        self.last_error.is_none() && !self.key_rejected
+    }
+}
+
 /// `None` when no relay is configured or paired.
 pub async fn link_view(state: &AppState) -> Option<RelayLinkView> {
     let relay = &state.config.config.relay;

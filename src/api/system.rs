@@ -87,11 +87,7 @@ impl StatusReport {
             ));
         }
         if let Some(relay) = &self.relay {
-            let reached = if relay.last_error.is_some() || relay.key_rejected {
-                "failing"
-            } else {
-                "ok"
-            };
+            let reached = if relay.reachable() { "ok" } else { "failing" };
             parts.push(format!(
                 "relay {reached}: {} pending, {} dead",
                 relay.inbound_pending, relay.inbound_dead
@@ -208,6 +204,17 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.store_up.set(store_up as i64);
     if let Some(usage) = state.store.disk_usage() {
         set_disk_gauges(&state, &usage);
+    }
+    if let Some(relay) = super::relay::link_view(&state).await {
+        let series = labels(&[("phone_id", &relay.phone_id)]);
+        let metrics = &state.metrics;
+        for (family, value) in [
+            (&metrics.relay_up, relay.reachable() as u64),
+            (&metrics.relay_inbound_pending, relay.inbound_pending),
+            (&metrics.relay_inbound_dead, relay.inbound_dead),
+        ] {
+            family.get_or_create(&series).set(value as i64);
+        }
     }
     let now = now_ms();
     let stats = state
