@@ -117,9 +117,11 @@ fn all_message_ids(http: &reqwest::blocking::Client, base: &str, key: &str) -> V
 
 #[test]
 fn a_send_answered_before_a_kill_survives_it_and_a_repeat_is_stored_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = simulated_modem_config(dir.path(), port);
+    let Simulated {
+        dir: _dir,
+        port,
+        config,
+    } = Simulated::new();
     let key = create_key_cli(&config);
     let http = reqwest::blocking::Client::new();
     let mut daemon = DaemonProcess::start(&config, port);

@@ -18,9 +18,7 @@ fn send(http: &reqwest::blocking::Client, base: &str, key: &str, text: &str) -> 
 
 #[test]
 fn a_backup_taken_under_load_restores_after_a_crash_into_a_working_daemon() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = simulated_modem_config(dir.path(), port);
+    let Simulated { dir, port, config } = Simulated::new();
     let key = create_key_cli(&config);
     let daemon = DaemonProcess::start(&config, port);
     let http = reqwest::blocking::Client::new();

@@ -8,9 +8,7 @@ use support::process::*;
 
 #[test]
 fn a_clean_stop_leaves_the_store_in_one_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = simulated_modem_config(dir.path(), port);
+    let Simulated { dir, port, config } = Simulated::new();
     let key = create_key_cli(&config);
     let daemon = DaemonProcess::start(&config, port);
     let http = reqwest::blocking::Client::new();

@@ -24,9 +24,11 @@ fn ready(http: &reqwest::blocking::Client, base: &str) -> (u16, serde_json::Valu
 
 #[test]
 fn a_daemon_past_its_file_size_limit_refuses_sends_and_recovers() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = simulated_modem_config(dir.path(), port);
+    let Simulated {
+        dir: _dir,
+        port,
+        config,
+    } = Simulated::new();
     let key = create_key_cli(&config);
     // 1 MiB: the database and its first writes fit; a few dozen messages
     // later the write-ahead log does not.

@@ -7,9 +7,11 @@ use support::process::*;
 
 #[test]
 fn a_second_daemon_on_the_same_store_refuses_and_names_the_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = simulated_modem_config(dir.path(), port);
+    let Simulated {
+        dir: _dir,
+        port,
+        config,
+    } = Simulated::new();
     let first = DaemonProcess::start(&config, port);
     let pid = first.child.id();
 

@@ -77,9 +77,7 @@ impl ServiceManager {
 
 #[test]
 fn start_up_time_then_ready_status_watchdog_and_stopping() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = simulated_modem_config(dir.path(), port);
+    let Simulated { dir, port, config } = Simulated::new();
     let manager = ServiceManager::bind(dir.path());
     let daemon = manager.start_daemon(&config, port);
 
@@ -118,9 +116,7 @@ fn start_up_time_then_ready_status_watchdog_and_stopping() {
 
 #[test]
 fn the_watchdog_is_not_fed_while_the_store_writer_does_not_answer() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = simulated_modem_config(dir.path(), port);
+    let Simulated { dir, port, config } = Simulated::new();
     let manager = ServiceManager::bind(dir.path());
     let daemon = manager.start_daemon(&config, port);
     manager.until("READY=1", 20);

@@ -60,6 +60,23 @@ pub fn simulated_modem_config(dir: &Path, port: u16) -> PathBuf {
     modem_config(dir, port, Path::new("sim"), "")
 }
 
+/// A fresh dir holding a [`simulated_modem_config`] on a free port: where
+/// most tests of the binary start.
+pub struct Simulated {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub config: PathBuf,
+}
+
+impl Simulated {
+    pub fn new() -> Simulated {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = simulated_modem_config(dir.path(), port);
+        Simulated { dir, port, config }
+    }
+}
+
 /// As [`simulated_modem_config`], with the modem `sim-1` at `device` (a
 /// `ModemSimProcess`'s link, say) and `modem_keys` (TOML lines) added to
 /// its table.
