@@ -171,7 +171,13 @@ pub async fn start(
         shutdown.clone(),
     ));
 
-    tracing::info!(%addr, endpoints = endpoints.iter().count(), "phonerelay is up");
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        %addr,
+        store = %db.display(),
+        endpoints = endpoints.iter().count(),
+        "phonerelay is up"
+    );
     Ok(RunningDaemon {
         addr,
         shutdown,
