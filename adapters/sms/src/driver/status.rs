@@ -87,6 +87,8 @@ struct SentPart {
     to: String,
     /// [`sent_part_id`], the same for every part it collides with.
     base: String,
+    /// 1 for the part that has `base` as its id, 2 for `base:2`...
+    ordinal: usize,
     id: String,
     sent_at_unix: i64,
 }
@@ -103,18 +105,27 @@ pub struct SentParts {
 impl SentParts {
     /// The external id for part `mr` to `to`, accepted at `now_unix`, and
     /// remembered: the day's [`sent_part_id`], or, if a part remembered
-    /// already has that id, the id with `:2`, `:3`... after it.
+    /// already has that id, the id with `:2`, `:3`... after it. The next
+    /// ordinal follows the highest remembered, not their count, so an id
+    /// is not issued twice when the first of them has been forgotten.
     pub fn issue(&mut self, mr: u8, to: &str, now_unix: i64) -> String {
         let base = sent_part_id(mr, to, now_unix.div_euclid(86_400));
-        let earlier = self.parts.iter().filter(|p| p.base == base).count();
-        let id = match earlier {
-            0 => base.clone(),
-            n => format!("{base}:{}", n + 1),
+        let ordinal = self
+            .parts
+            .iter()
+            .filter(|p| p.base == base)
+            .map(|p| p.ordinal)
+            .max()
+            .map_or(1, |highest| highest + 1);
+        let id = match ordinal {
+            1 => base.clone(),
+            n => format!("{base}:{n}"),
         };
         self.parts.push_back(SentPart {
             mr,
             to: digits(to),
             base,
+            ordinal,
             id: id.clone(),
             sent_at_unix: now_unix,
         });
@@ -332,6 +343,25 @@ mod tests {
         assert_eq!(
             sent.issue(42, "+15551230001", day + 20 * 3600),
             format!("{morning}:3")
+        );
+    }
+
+    /// The first of a day's colliding parts forgotten, the later ones not:
+    /// the next one still gets an id of its own.
+    #[test]
+    fn an_id_is_not_issued_again_once_the_first_of_its_kind_is_forgotten() {
+        let mut sent = SentParts::default();
+        let day = 20_000 * 86_400;
+        let first = sent.issue(9, "+15551230001", day);
+        let second = sent.issue(9, "+15551230001", day + 60);
+        for i in 0..SENT_MEMORY - 1 {
+            sent.issue((i % 256) as u8, "+15551230002", day + 120);
+        }
+        assert!(sent.parts.iter().all(|p| p.id != first), "first forgotten");
+        assert!(sent.parts.iter().any(|p| p.id == second), "second kept");
+        assert_eq!(
+            sent.issue(9, "+15551230001", day + 3600),
+            format!("{first}:3")
         );
     }
 
