@@ -150,9 +150,7 @@ pub fn restore(copy: &Path, db: &Path, suffix: &str) -> Result<Restored, String>
         ensure_unused(db)?;
     }
     const ENDINGS: [&str; 3] = ["", "-wal", "-shm"];
-    let named = |ending: &str, suffix: &str| {
-        std::path::PathBuf::from(format!("{}{ending}{suffix}", db.display()))
-    };
+    let named = |ending: &str, suffix: &str| super::beside(db, &format!("{ending}{suffix}"));
     // `rename` replaces what is at its target: a suffix nothing has yet,
     // so an earlier restore's kept store is never overwritten.
     let suffix = (0..)

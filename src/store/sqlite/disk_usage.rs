@@ -1,6 +1,6 @@
 //! The store's files and the free space beside them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::store::DiskUsage;
 
@@ -11,15 +11,9 @@ pub fn measure(database: &Path) -> DiskUsage {
     let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
     DiskUsage {
         database_bytes: size(database),
-        wal_bytes: size(&wal_path(database)),
+        wal_bytes: size(&super::beside(database, "-wal")),
         free_bytes: free_bytes(database.parent().unwrap_or(Path::new("."))),
     }
-}
-
-fn wal_path(database: &Path) -> PathBuf {
-    let mut name = database.as_os_str().to_owned();
-    name.push("-wal");
-    PathBuf::from(name)
 }
 
 /// Blocks available to an unprivileged writer (`f_bavail`, not `f_bfree`:

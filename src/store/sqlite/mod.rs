@@ -40,6 +40,14 @@ pub struct SqliteStore {
     seqs: SeqClock,
 }
 
+/// `database` with `ending` after its name: its WAL (`-wal`), its shared
+/// memory (`-shm`), a copy kept aside.
+pub(super) fn beside(database: &Path, ending: &str) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(ending);
+    PathBuf::from(name)
+}
+
 impl SqliteStore {
     /// Open (creating if needed) the database and bring its schema up to
     /// date, with the default commit delay.
