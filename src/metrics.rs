@@ -86,7 +86,8 @@ impl Default for Metrics {
             "deferred",
             "Claimed messages put back in the queue without a send attempt, by channel and \
              reason: rate_limited (the per-recipient limit), recipient_waiting (an earlier \
-             message to the same recipient waits for its retry), shutdown",
+             message to the same recipient waits for its retry), shutdown, endpoint_down (the \
+             endpoint could not send at all)",
             deferred.clone(),
         );
         registry.register(

@@ -224,6 +224,73 @@ async fn higher_priority_goes_first() {
 }
 
 #[tokio::test]
+async fn an_endpoint_that_is_down_is_handed_nothing_and_its_queue_spends_no_attempts() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    ch.set_health(phonerelay_channel::ChannelHealth::down("modem unplugged"));
+    // Two attempts would be spent within a second if the outage counted.
+    let d = TestDaemon::start(
+        &format!("{FAST_OUTBOX}max_attempts = 2\n"),
+        vec![ch.clone()],
+    )
+    .await;
+    let ids = [
+        d.queue_sms("+15551230001", "one").await,
+        d.queue_sms("+15551230002", "two").await,
+        d.queue_sms("+15551230001", "three").await,
+    ];
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(ch.calls(), 0, "nothing handed to an endpoint that is down");
+    for id in &ids {
+        let (_, message) = d.get(&format!("/api/v1/messages/{id}"), &d.admin_key).await;
+        assert_eq!(message["status"], "queued", "{message}");
+        assert_eq!(message["attempts"], 0, "{message}");
+    }
+    ch.set_health(phonerelay_channel::ChannelHealth::up("back"));
+    for id in &ids {
+        let message = d.wait_status(id, "sent").await;
+        assert_eq!(message["attempts"], 1, "{message}");
+    }
+    let texts: Vec<String> = ch.sent().iter().map(|m| m.text.clone()).collect();
+    assert_eq!(sent_to(&ch, "+15551230001"), ["one", "three"], "{texts:?}");
+    assert_eq!(ch.calls(), 3);
+}
+
+#[tokio::test]
+async fn a_send_the_endpoint_turns_away_unattempted_goes_back_without_spending_an_attempt() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    // More refusals than attempts allowed: none of them may count.
+    ch.script(
+        (0..4)
+            .map(|_| Step::Fail(SendError::unavailable("modem_down", "modem not connected")))
+            .collect(),
+    );
+    let d = TestDaemon::start(
+        &format!("{FAST_OUTBOX}max_attempts = 2\n"),
+        vec![ch.clone()],
+    )
+    .await;
+    let id = d.queue_sms("+15551230001", "hi").await;
+    let message = d.wait_status(&id, "sent").await;
+    assert_eq!(message["attempts"], 1, "{message}");
+    assert_eq!(ch.calls(), 5);
+    let deferrals = history_statuses(&message)
+        .iter()
+        .filter(|s| *s == "queued")
+        .count();
+    assert_eq!(deferrals, 5, "accepted, then back four times: {message}");
+    assert_eq!(deferred(&d, "endpoint_down").await, 4);
+    assert_eq!(
+        counter(
+            &d,
+            "phonerelay_sends_total{channel=\"sms\",outcome=\"retry\"}"
+        )
+        .await,
+        0,
+        "a refusal is no send attempt"
+    );
+}
+
+#[tokio::test]
 async fn per_recipient_limit_defers_without_dropping() {
     let ch = TestChannel::new(ChannelKind::Sms, "m1");
     let limits = "[outbox.limits.m1]\nper_recipient_per_minute = 1\n";

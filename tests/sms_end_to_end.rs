@@ -1,7 +1,8 @@
 //! The daemon binary with two modems, each a simulator in its own process
 //! on its own pseudo-terminal: sends route by phone_id, delivery reports
 //! turn `sent` into `delivered`, replies come in, and a modem unplugged
-//! mid-queue loses nothing while the other keeps working.
+//! mid-queue loses nothing while the other keeps working; however long a
+//! modem stays unplugged, its queue waits without spending attempts.
 
 mod support;
 
@@ -186,5 +187,65 @@ fn two_modems_route_report_receive_and_survive_an_unplug() {
         !metrics.contains("name=\"smsc\""),
         "the SMSC's number is no gauge: {metrics}"
     );
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
+
+#[test]
+fn a_modem_unplugged_for_longer_than_all_retries_fails_no_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = ModemSimProcess::start(&dir.path().join("modem"), &[]);
+    let port = free_port();
+    let config = dir.path().join("phonerelay.toml");
+    // Two attempts 100-200 ms apart: an outage that spent attempts would
+    // fail a message within half a second.
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nstate_dir = \"state\"\n\
+             [outbox]\nmax_attempts = 2\nretry_initial_ms = 100\nretry_max_ms = 200\n\
+             [outbox.limits.sms]\nper_second = 1000.0\nburst = 1000\nper_recipient_per_minute = 0\n\
+             [[channels.sms.modems]]\nphone_id = \"m1\"\ndevice = \"{}\"\nreconnect_max_backoff_seconds = 1\n",
+            sim.link.display()
+        ),
+    )
+    .unwrap();
+    let key = create_key_cli(&config);
+    let daemon = DaemonProcess::start(&config, port);
+    let bridge = Bridge {
+        http: reqwest::blocking::Client::new(),
+        base: daemon.base.clone(),
+        key,
+    };
+    let before = bridge.send("m1", "+15551230001", "before the outage");
+    bridge.wait_status(&before, "delivered");
+
+    assert!(sim.control("unplug").last().unwrap().starts_with("ok"));
+    // A send in the instant before the driver notices goes to the port and
+    // counts; once the endpoint reads down, nothing more does.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bridge.get("/api/v1/status")["endpoints"][0]["state"] == "up" {
+        assert!(Instant::now() < deadline, "the unplug was never noticed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let queued: Vec<String> = (0..3)
+        .map(|i| bridge.send("m1", &format!("+1555123000{i}"), &format!("outage {i}")))
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    for id in &queued {
+        let message = bridge.get(&format!("/api/v1/messages/{id}"));
+        assert_eq!(message["status"], "queued", "{message}");
+        assert_eq!(message["attempts"], 0, "{message}");
+    }
+
+    assert!(sim.control("replug").last().unwrap().starts_with("ok"));
+    for id in &queued {
+        let message = bridge.wait_status(id, "delivered");
+        assert_eq!(message["attempts"], 1, "{message}");
+    }
+    let texts = sim.sent_texts();
+    for i in 0..3 {
+        let text = format!("outage {i}");
+        assert_eq!(texts.iter().filter(|t| **t == text).count(), 1, "{texts:?}");
+    }
     assert_eq!(daemon.terminate().code(), Some(0));
 }

@@ -160,6 +160,8 @@ pub struct MessageView {
     pub reply_to: Option<String>,
     pub priority: Priority,
     pub status: OutboundStatus,
+    /// Sends the channel tried; a message put back by a rate limit, its
+    /// recipient's order, a shutdown or its endpoint being down spends none.
     pub attempts: u32,
     pub created_at: String,
     pub updated_at: String,

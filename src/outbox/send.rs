@@ -70,6 +70,13 @@ async fn decide(
         }
     };
     let channel = record.channel.as_str();
+    if let Ok(Err(error)) = &result {
+        if error.class == ErrorClass::Unavailable {
+            tracing::debug!(id = %record.id, %channel, code = %error.code,
+                "endpoint unavailable; back to the queue: {}", error.message);
+            return release_after(ctx, record, Deferral::EndpointDown, Duration::ZERO);
+        }
+    }
     ctx.metrics
         .send_seconds
         .get_or_create(&labels(&[("channel", channel)]))
@@ -112,6 +119,8 @@ pub enum Deferral {
     RecipientWaiting,
     /// The shutdown grace period ended first.
     Shutdown,
+    /// The endpoint could not send at all (`ErrorClass::Unavailable`).
+    EndpointDown,
 }
 
 impl Deferral {
@@ -120,6 +129,7 @@ impl Deferral {
             Self::RateLimited => "rate_limited",
             Self::RecipientWaiting => "recipient_waiting",
             Self::Shutdown => "shutdown",
+            Self::EndpointDown => "endpoint_down",
         }
     }
 

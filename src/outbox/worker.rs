@@ -22,6 +22,9 @@ use crate::store::{ClaimRequest, OutboundRecord, SendOutcome, Store};
 /// through a second daemon is not a thing, but a restored backup is).
 const IDLE_POLL: Duration = Duration::from_secs(5);
 
+/// How often a dispatcher whose endpoint is down looks whether it is back.
+const DOWN_POLL: Duration = Duration::from_millis(250);
+
 /// Most outcomes recorded in one write.
 const MAX_OUTCOMES_PER_WRITE: usize = 256;
 
@@ -84,10 +87,32 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
     let mut handovers = endpoint.intake.open(permits.clone());
     tracing::info!(channel = %kind, %phone_id, concurrency = limits.concurrency, "dispatcher started");
 
+    let mut holding = false;
     while !ctx.shutdown.is_cancelled() {
         while sends.in_flight.try_join_next().is_some() {}
         while let Ok(handover) = handovers.try_recv() {
             sends.take(handover);
+        }
+        if !endpoint.channel.can_send() {
+            // Claiming now would only hand the endpoint sends it turns
+            // away; each would go back to the queue, but the churn would
+            // walk the whole queue once per poll. Accepts queue meanwhile.
+            endpoint.intake.set_drained(false);
+            if !holding {
+                tracing::info!(channel = %kind, %phone_id, "endpoint down; its queue waits until it is back");
+                holding = true;
+            }
+            tokio::select! {
+                _ = ctx.shutdown.cancelled() => break,
+                _ = tokio::time::sleep(DOWN_POLL) => {}
+                Some(_) = sends.in_flight.join_next(), if !sends.in_flight.is_empty() => {}
+                Some(handover) = handovers.recv() => sends.take(handover),
+            }
+            continue;
+        }
+        if holding {
+            tracing::info!(channel = %kind, %phone_id, "endpoint back; sending its queue");
+            holding = false;
         }
         let free = permits.available_permits() as u32;
         if free == 0 {

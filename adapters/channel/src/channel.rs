@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    ChannelEvent, ChannelHealth, ChannelKind, OutboundMessage, SendError, SendReceipt,
+    ChannelEvent, ChannelHealth, ChannelKind, HealthState, OutboundMessage, SendError, SendReceipt,
     WebhookRequest, WebhookResponse,
 };
 
@@ -101,6 +101,15 @@ pub trait Channel: Send + Sync {
 
     /// The current health of the endpoint, cheap to call.
     fn health(&self) -> ChannelHealth;
+
+    /// Whether the dispatcher may hand this endpoint sends now. While it is
+    /// false the endpoint's queue waits: nothing is claimed, and no
+    /// attempt is spent (see [`crate::ErrorClass::Unavailable`]). Called
+    /// before every claim, so an adapter with a costly `health` overrides
+    /// it with something cheaper that agrees with it.
+    fn can_send(&self) -> bool {
+        self.health().state != HealthState::Down
+    }
 
     /// Webhook sub-paths this endpoint serves under
     /// `/webhooks/{channel}/{phone_id}/`. Empty for polling channels.

@@ -12,6 +12,13 @@ pub enum ErrorClass {
     RateLimited,
     /// Will never succeed as it stands (bad number, blocked, rejected content).
     Permanent,
+    /// The endpoint cannot send at all right now (modem unplugged, not yet
+    /// connected), and nothing went out: not an attempt. The message goes
+    /// back to the queue without spending one of its attempts, and the
+    /// dispatcher claims nothing more until the endpoint's health is no
+    /// longer `down`, so an outage of any length costs no message its
+    /// retries (only its TTL runs on).
+    Unavailable,
 }
 
 /// A classified send failure. `code` is a short stable machine string
@@ -33,6 +40,11 @@ impl SendError {
 
     pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(ErrorClass::Permanent, code, message)
+    }
+
+    /// See [`ErrorClass::Unavailable`]: only when nothing was sent.
+    pub fn unavailable(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Unavailable, code, message)
     }
 
     pub fn rate_limited(

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{ModemConfig, SmsConfig};
 use crate::driver::status::{AcceptedParts, ModemStatus, SentParts, SharedStatus, parts_cursor};
-use crate::driver::{Driver, DriverError, OutPart, Request, SendOutcome, WireStats};
+use crate::driver::{Driver, DriverError, OutPart, Request, WireStats};
 use crate::sim::{self, SimHandle};
 
 /// Sends queued for the driver; more wait in the outbox, not here.
@@ -144,7 +144,8 @@ fn classify(error: DriverError) -> SendError {
         }
         DriverError::Rejected(why) => SendError::transient("sms_rejected", why),
         DriverError::Conn(e) => SendError::transient("sms_modem", e.to_string()),
-        DriverError::Down => SendError::transient("sms_modem_down", "modem not connected"),
+        // Failed before it reached the port: nothing went out.
+        DriverError::Down => SendError::unavailable("sms_modem_down", "modem not connected"),
     }
 }
 
@@ -189,6 +190,14 @@ impl Channel for SmsChannel {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .to_health()
+    }
+
+    /// `health` is `down` exactly while the driver is not connected.
+    fn can_send(&self) -> bool {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .connected
     }
 }
 
@@ -262,10 +271,14 @@ impl SmsChannel {
         let outcome = match self.requests.try_send(request) {
             Ok(()) => match tokio::time::timeout(self.timeout_for(remaining), answer).await {
                 Ok(Ok(outcome)) => outcome,
-                Ok(Err(_)) => SendOutcome {
-                    mrs: Vec::new(),
-                    error: Some(DriverError::Down),
-                },
+                // The driver dropped the request, maybe mid-message:
+                // a part may have gone out, so this counts as an attempt.
+                Ok(Err(_)) => {
+                    return Err(SendError::transient(
+                        "sms_modem_down",
+                        "the modem driver dropped the send",
+                    ));
+                }
                 Err(_) => {
                     return Err(SendError::transient(
                         "sms_timeout",
@@ -281,7 +294,7 @@ impl SmsChannel {
                 ));
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                return Err(SendError::transient(
+                return Err(SendError::unavailable(
                     "sms_modem_down",
                     "modem driver stopped",
                 ));

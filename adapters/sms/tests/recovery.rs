@@ -36,8 +36,12 @@ async fn unplug_mid_queue_loses_nothing_and_sends_nothing_twice() {
                 receipts.insert(text, receipt);
             }
             Err(e) => {
-                // The outbox's view: only transient errors, retried later.
-                assert_eq!(e.class, ErrorClass::Transient, "{e:?}");
+                // The outbox's view: only errors it tries again later;
+                // `Unavailable` once the driver knows the modem is gone.
+                assert!(
+                    matches!(e.class, ErrorClass::Transient | ErrorClass::Unavailable),
+                    "{e:?}"
+                );
                 pending.push(text);
                 if !rig.sim.is_plugged() {
                     assert_eq!(rig.channel.health().state, HealthState::Down);
@@ -56,6 +60,7 @@ async fn unplug_mid_queue_loses_nothing_and_sends_nothing_twice() {
     assert_eq!(counts.len(), total, "every message reached the network");
     assert!(counts.values().all(|c| *c == 1), "duplicates: {counts:?}");
     rig.wait_up().await;
+    assert!(rig.channel.can_send(), "agrees with health");
 }
 
 #[tokio::test]
@@ -120,12 +125,14 @@ async fn wrong_or_missing_pin_leaves_the_channel_down() {
     })
     .await;
     assert_eq!(rig.channel.health().state, HealthState::Down);
+    assert!(!rig.channel.can_send(), "agrees with health");
     let err = rig
         .channel
         .send(&message("p", "+15551230001", "x"))
         .await
         .unwrap_err();
-    assert_eq!(err.class, ErrorClass::Transient);
+    // Nothing went out: the message waits without spending an attempt.
+    assert_eq!(err.class, ErrorClass::Unavailable);
     assert!(rig.sim.sent_messages().is_empty());
 
     let rig = Rig::start(b, modem_config("main")).await;

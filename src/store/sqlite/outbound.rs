@@ -583,7 +583,8 @@ fn record_outcome(
             *now_ms,
             1,
             "deferred",
-            "held back by a rate limit or shutdown; not counted as an attempt",
+            "held back by a rate limit, a shutdown or the endpoint being down; \
+             not counted as an attempt",
         ),
         SendOutcome::Held {
             next_attempt_at_ms,
