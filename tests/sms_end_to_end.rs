@@ -191,7 +191,7 @@ fn two_modems_route_report_receive_and_survive_an_unplug() {
 }
 
 #[test]
-fn a_modem_unplugged_for_longer_than_all_retries_fails_no_message() {
+fn a_modem_unplugged_or_off_the_network_for_longer_than_all_retries_fails_no_message() {
     let dir = tempfile::tempdir().unwrap();
     let sim = ModemSimProcess::start(&dir.path().join("modem"), &[]);
     let port = free_port();
@@ -204,7 +204,8 @@ fn a_modem_unplugged_for_longer_than_all_retries_fails_no_message() {
             "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nstate_dir = \"state\"\n\
              [outbox]\nmax_attempts = 2\nretry_initial_ms = 100\nretry_max_ms = 200\n\
              [outbox.limits.sms]\nper_second = 1000.0\nburst = 1000\nper_recipient_per_minute = 0\n\
-             [[channels.sms.modems]]\nphone_id = \"m1\"\ndevice = \"{}\"\nreconnect_max_backoff_seconds = 1\n",
+             [[channels.sms.modems]]\nphone_id = \"m1\"\ndevice = \"{}\"\nreconnect_max_backoff_seconds = 1\n\
+             health_interval_seconds = 1\n",
             sim.link.display()
         ),
     )
@@ -242,10 +243,43 @@ fn a_modem_unplugged_for_longer_than_all_retries_fails_no_message() {
         let message = bridge.wait_status(id, "delivered");
         assert_eq!(message["attempts"], 1, "{message}");
     }
+
+    // Plugged in but out of the network's reach: the first send learns it
+    // (+CMS ERROR: 331, nothing sent) and the rest wait with it.
+    assert!(
+        sim.control("coverage off")
+            .last()
+            .unwrap()
+            .starts_with("ok")
+    );
+    let offline: Vec<String> = (0..3)
+        .map(|i| {
+            bridge.send(
+                "m1",
+                &format!("+1555123001{i}"),
+                &format!("no coverage {i}"),
+            )
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    for id in &offline {
+        let message = bridge.get(&format!("/api/v1/messages/{id}"));
+        assert_eq!(message["status"], "queued", "{message}");
+        assert_eq!(message["attempts"], 0, "{message}");
+    }
+    assert!(sim.control("coverage on").last().unwrap().starts_with("ok"));
+    for id in &offline {
+        let message = bridge.wait_status(id, "delivered");
+        assert_eq!(message["attempts"], 1, "{message}");
+    }
+
     let texts = sim.sent_texts();
-    for i in 0..3 {
-        let text = format!("outage {i}");
-        assert_eq!(texts.iter().filter(|t| **t == text).count(), 1, "{texts:?}");
+    for text in (0..3).flat_map(|i| [format!("outage {i}"), format!("no coverage {i}")]) {
+        assert_eq!(
+            texts.iter().filter(|t| **t == text).count(),
+            1,
+            "{text}: {texts:?}"
+        );
     }
     assert_eq!(daemon.terminate().code(), Some(0));
 }

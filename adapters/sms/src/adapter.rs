@@ -146,6 +146,15 @@ fn classify(error: DriverError) -> SendError {
         DriverError::Conn(e) => SendError::transient("sms_modem", e.to_string()),
         // Failed before it reached the port: nothing went out.
         DriverError::Down => SendError::unavailable("sms_modem_down", "modem not connected"),
+        DriverError::NoNetwork { nothing_sent } => {
+            let message = "no network service (+CMS ERROR: 331)";
+            if nothing_sent {
+                SendError::unavailable("cms_331", message)
+            } else {
+                // Earlier parts went out: a retry sends the rest.
+                SendError::transient("cms_331", message)
+            }
+        }
     }
 }
 
@@ -192,12 +201,12 @@ impl Channel for SmsChannel {
             .to_health()
     }
 
-    /// `health` is `down` exactly while the driver is not connected.
+    /// Connected and registered on a network: what `health` calls `up`
+    /// (or `degraded` by a weak signal, which still sends). A modem that
+    /// lost the network is polled again every `health_interval_seconds`.
     fn can_send(&self) -> bool {
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .connected
+        let status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        status.connected && status.registered
     }
 }
 

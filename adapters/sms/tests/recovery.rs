@@ -1,4 +1,4 @@
-//! Unplug/replug, hung firmware, ^BOOT floods and the PIN path.
+//! Unplug/replug, hung firmware, ^BOOT floods, the PIN path and lost coverage.
 mod common;
 
 use std::collections::HashMap;
@@ -144,4 +144,53 @@ async fn wrong_or_missing_pin_leaves_the_channel_down() {
             .is_some_and(|e| e.contains("none is configured"))
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_modem_off_the_network_turns_sends_away_unattempted_until_a_poll_finds_it_back() {
+    let mut config = modem_config("main");
+    config.health_interval_seconds = 1;
+    let rig = Rig::start(behaviour(), config).await;
+    rig.wait_up().await;
+    assert!(rig.channel.can_send());
+    rig.sim.set_coverage(false);
+    // The modem answers, but has no network: nothing went out.
+    let err = rig
+        .channel
+        .send(&message("n", "+15551230001", "no coverage"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::Unavailable, "{err:?}");
+    assert_eq!(err.code, "cms_331");
+    assert!(
+        !rig.channel.can_send(),
+        "known at once, not at the next poll"
+    );
+    assert_eq!(rig.channel.health().state, HealthState::Degraded);
+    // A poll while still out of reach keeps it so.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!rig.channel.can_send());
+    rig.sim.set_coverage(true);
+    wait_until(|| rig.channel.can_send()).await;
+    rig.channel
+        .send(&message("n", "+15551230001", "no coverage"))
+        .await
+        .unwrap();
+    assert_eq!(rig.sim.sent_messages().len(), 1);
+}
+
+#[tokio::test]
+async fn losing_the_network_halfway_through_a_long_message_counts_as_an_attempt() {
+    let rig = Rig::start(behaviour(), modem_config("main")).await;
+    rig.wait_up().await;
+    // The first part goes out, then the network is gone.
+    rig.sim.fail_sends_after(1, 331, 1);
+    let text = "The quick brown fox jumps over the lazy dog. ".repeat(8);
+    let err = rig
+        .channel
+        .send(&message("half", "+15551230001", &text))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
+    assert_eq!(err.code, "cms_331");
 }

@@ -44,7 +44,14 @@ pub enum DriverError {
     Conn(#[from] ConnError),
     #[error("modem not connected")]
     Down,
+    /// `+CMS ERROR: 331`: the modem is not on a network. `nothing_sent`
+    /// when no part of this attempt went out before it.
+    #[error("no network service")]
+    NoNetwork { nothing_sent: bool },
 }
+
+/// TS 27.005: the modem has no network to send on.
+const CMS_NO_NETWORK_SERVICE: u16 = 331;
 
 /// One part to send: full PDU hex and TPDU length for AT+CMGS.
 #[derive(Debug, Clone)]
@@ -551,6 +558,18 @@ impl Driver {
                 }
                 Ok(Answer { result, .. }) => {
                     outcome.error = Some(match (&result, result.error_code()) {
+                        (FinalResult::CmsError(_), Some(CMS_NO_NETWORK_SERVICE)) => {
+                            // The modem has lost the network since the last
+                            // registration poll: say so now, so the outbox
+                            // holds the queue until a poll finds it back.
+                            self.set_status(|s| {
+                                s.registered = false;
+                                s.registration = Some("lost (+CMS ERROR: 331)".into());
+                            });
+                            DriverError::NoNetwork {
+                                nothing_sent: outcome.mrs.is_empty(),
+                            }
+                        }
                         (FinalResult::CmsError(_), Some(code)) => DriverError::Cms {
                             code,
                             permanent: result.error_class() == Some(ErrorClass::Permanent),

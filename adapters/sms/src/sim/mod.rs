@@ -162,6 +162,13 @@ impl SimHandle {
         self.modem().fail_sends_after(accepted, code, count);
     }
 
+    /// Put the network in or out of reach: out of reach, the modem stays
+    /// plugged in and answering but reports itself not registered, and
+    /// every send gets `+CMS ERROR: 331` (a basement, a dead cell).
+    pub fn set_coverage(&self, coverage: bool) {
+        self.modem().coverage = coverage;
+    }
+
     /// Time the network takes to accept each part.
     pub fn set_delay(&self, delay: Duration) {
         self.modem().behaviour.network_delay = delay;

@@ -14,6 +14,9 @@ pub const SIM_SMSC: &str = "+15550000000";
 pub const CTRL_Z: u8 = 0x1a;
 pub const ESC: u8 = 0x1b;
 
+/// TS 27.005 `+CMS ERROR` for a send with no network in reach.
+const CMS_NO_NETWORK_SERVICE: u16 = 331;
+
 /// Behaviour knobs, settable at run time through the handle.
 #[derive(Debug, Clone)]
 pub struct Behaviour {
@@ -122,6 +125,9 @@ pub struct SimModem {
     inbound_ref: u8,
     /// Counts accepted commands, for tests that check the driver's traffic.
     pub commands_seen: u64,
+    /// Whether the network is in reach: without it the modem is not
+    /// registered and a send answers `+CMS ERROR: 331` (no network service).
+    pub coverage: bool,
 }
 
 impl SimModem {
@@ -144,6 +150,7 @@ impl SimModem {
             awaiting_pdu: None,
             inbound_ref: 0,
             commands_seen: 0,
+            coverage: true,
         }
     }
 
@@ -248,6 +255,9 @@ impl SimModem {
         if decoded.tpdu_len != announced {
             // Real modems reject a length that does not match the TPDU.
             return cms(304);
+        }
+        if !self.coverage {
+            return cms(CMS_NO_NETWORK_SERVICE);
         }
         if self.fail_next.is_some() && self.fail_after > 0 {
             self.fail_after -= 1;
@@ -472,8 +482,9 @@ impl SimModem {
     }
 
     fn reg_stat(&self) -> u8 {
-        // Registered (home) once the SIM is unlocked; "searching" before.
-        if self.pin_ok { 1 } else { 2 }
+        // Registered (home) once the SIM is unlocked and the network is in
+        // reach; "searching" otherwise.
+        if self.pin_ok && self.coverage { 1 } else { 2 }
     }
 
     fn mem_len(&self, mem: Mem) -> usize {
