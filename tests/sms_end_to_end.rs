@@ -2,7 +2,8 @@
 //! on its own pseudo-terminal: sends route by phone_id, delivery reports
 //! turn `sent` into `delivered`, replies come in, and a modem unplugged
 //! mid-queue loses nothing while the other keeps working; however long a
-//! modem stays unplugged, its queue waits without spending attempts.
+//! modem stays unplugged, its queue waits without spending attempts; and
+//! a part sent after a restart does not take an earlier part's id.
 
 mod support;
 
@@ -281,5 +282,46 @@ fn a_modem_unplugged_or_off_the_network_for_longer_than_all_retries_fails_no_mes
             "{text}: {texts:?}"
         );
     }
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
+
+/// The modem's TP-MR counter comes round to a value a part to the same
+/// recipient had earlier that day, across a daemon restart: the new part
+/// gets an id of its own, and each message keeps its own delivery report.
+#[test]
+fn after_a_restart_a_part_with_an_earlier_parts_tp_mr_gets_an_id_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = ModemSimProcess::start(&dir.path().join("modem"), &[]);
+    let port = free_port();
+    let config = modem_config(dir.path(), port, &sim.link, "");
+    let key = create_key_cli(&config);
+    let http = reqwest::blocking::Client::new();
+    let external_id = |daemon: &DaemonProcess, id: &str| {
+        wait_for_message(&http, daemon, &key, id, 30, |m| m["status"] == "delivered");
+        get_message(&http, daemon, &key, id)["external_ids"][0]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(sim.control("next-mr 42").last().unwrap().starts_with("ok"));
+    let daemon = DaemonProcess::start(&config, port);
+    let first = post_sms(&http, &daemon.base, &key, "before the restart", None).unwrap();
+    let first: serde_json::Value = first.json().unwrap();
+    let first = first["id"].as_str().unwrap().to_string();
+    let first_id = external_id(&daemon, &first);
+    assert!(first_id.starts_with("mr:42:15551230001:"), "{first_id}");
+    assert_eq!(daemon.terminate().code(), Some(0));
+
+    assert!(sim.control("next-mr 42").last().unwrap().starts_with("ok"));
+    let daemon = DaemonProcess::start(&config, port);
+    let second = post_sms(&http, &daemon.base, &key, "after the restart", None).unwrap();
+    let second: serde_json::Value = second.json().unwrap();
+    let second = second["id"].as_str().unwrap().to_string();
+    assert_eq!(external_id(&daemon, &second), format!("{first_id}:2"));
+    assert_eq!(
+        get_message(&http, &daemon, &key, &first)["external_ids"][0],
+        first_id.as_str(),
+        "the first message keeps its id"
+    );
     assert_eq!(daemon.terminate().code(), Some(0));
 }

@@ -96,4 +96,11 @@ impl EventSink for StoreSink {
             .await
             .map_err(sink_error)
     }
+
+    async fn sent_ids(&self, base: &str) -> Result<Vec<(String, i64)>, SinkError> {
+        self.store
+            .sent_ids(self.channel, &self.phone_id, base)
+            .await
+            .map_err(sink_error)
+    }
 }

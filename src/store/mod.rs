@@ -162,6 +162,15 @@ pub trait Store: Send + Sync + 'static {
     /// An empty `value` removes the cursor (`load_cursor` then finds none).
     async fn save_cursor(&self, scope: &str, name: &str, value: &str) -> StoreResult<()>;
     async fn load_cursor(&self, scope: &str, name: &str) -> StoreResult<Option<String>>;
+    /// The endpoint's sent external ids that are `base` or `base:<suffix>`,
+    /// each with when its sending attempt began (ms): see
+    /// `EventSink::sent_ids`.
+    async fn sent_ids(
+        &self,
+        channel: ChannelKind,
+        phone_id: &str,
+        base: &str,
+    ) -> StoreResult<Vec<(String, i64)>>;
 }
 
 /// Used by adapters that return a receipt.

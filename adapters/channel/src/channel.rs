@@ -24,6 +24,14 @@ pub trait EventSink: Send + Sync {
     async fn save_cursor(&self, name: &str, value: &str) -> Result<(), SinkError>;
 
     async fn load_cursor(&self, name: &str) -> Result<Option<String>, SinkError>;
+
+    /// External ids this endpoint's sent messages carry (from their
+    /// receipts) that are `base` itself or `base:` and a suffix, each with
+    /// when the attempt that sent it began (ms since the epoch). An adapter
+    /// that derives ids from the wire and numbers the ones that collide
+    /// (an SMS part's TP-MR wraps every 256 parts) asks after a restart,
+    /// when its memory of the ids it gave is gone.
+    async fn sent_ids(&self, base: &str) -> Result<Vec<(String, i64)>, SinkError>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -35,6 +35,9 @@ impl EventSink for NullSink {
     async fn load_cursor(&self, _: &str) -> Result<Option<String>, SinkError> {
         Ok(None)
     }
+    async fn sent_ids(&self, _: &str) -> Result<Vec<(String, i64)>, SinkError> {
+        Ok(Vec::new())
+    }
 }
 
 struct Run {

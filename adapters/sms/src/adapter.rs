@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{ModemConfig, SmsConfig};
 use crate::driver::status::{AcceptedParts, ModemStatus, SentParts, SharedStatus, parts_cursor};
-use crate::driver::{Driver, DriverError, OutPart, Request, WireStats};
+use crate::driver::{Driver, DriverError, OutPart, Request, WireStats, unix_now};
 use crate::sim::{self, SimHandle};
 
 /// Sends queued for the driver; more wait in the outbox, not here.
@@ -65,7 +65,7 @@ impl SmsChannel {
                 note: "not started".into(),
                 ..ModemStatus::default()
             })),
-            sent: Arc::new(Mutex::new(SentParts::default())),
+            sent: Arc::new(Mutex::new(SentParts::starting_at(unix_now()))),
             requests,
             driver_rx: Mutex::new(Some(driver_rx)),
             accepted: Arc::new(Mutex::new(AcceptedParts::default())),

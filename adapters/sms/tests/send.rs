@@ -278,3 +278,45 @@ async fn a_long_message_whose_sent_parts_cannot_be_read_after_a_restart_waits() 
     let receipt = retry_until_sent(&rig, &message("long", "+15551230001", &text)).await;
     assert_each_part_once(&rig, &text, &receipt);
 }
+
+/// A part sent after a restart with the TP-MR and recipient of one sent
+/// earlier that day gets an id of its own, though the memory that told
+/// them apart went with the old process: the store still knows the first.
+#[tokio::test]
+async fn after_a_restart_a_part_does_not_take_the_id_of_one_sent_before_it() {
+    let mut rig = Rig::start(behaviour(), modem_config("main")).await;
+    rig.wait_up().await;
+    rig.sim.set_next_mr(42);
+    let first = rig
+        .channel
+        .send(&message("first", "+15551230001", "morning"))
+        .await
+        .unwrap();
+    // The outbox keeps the receipt; an hour ago, say.
+    let an_hour_ago_ms = (common::unix_now() - 3600) * 1000;
+    rig.sink.record_sent(&first, an_hour_ago_ms);
+
+    rig.stop_channel().await;
+    rig.restart_channel(modem_config("main"));
+    rig.wait_up().await;
+    // The modem's 256 TP-MRs have come round again.
+    rig.sim.set_next_mr(42);
+    let second = rig
+        .channel
+        .send(&message("second", "+15551230001", "evening"))
+        .await
+        .unwrap();
+    assert_eq!(
+        second.external_ids,
+        [format!("{}:2", first.external_ids[0])],
+        "{first:?}"
+    );
+    // Its delivery report, stamped now, names it and not the first.
+    wait_until(|| {
+        rig.sink
+            .statuses()
+            .iter()
+            .any(|s| s.external_id == second.external_ids[0])
+    })
+    .await;
+}

@@ -14,6 +14,7 @@ mod retention;
 mod routing;
 mod rows;
 mod schema;
+mod sent_ids;
 mod seq_clock;
 mod writer;
 
@@ -380,6 +381,18 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn sent_ids(
+        &self,
+        channel: ChannelKind,
+        phone_id: &str,
+        base: &str,
+    ) -> StoreResult<Vec<(String, i64)>> {
+        let (phone_id, base) = (phone_id.to_string(), base.to_string());
+        self.reader
+            .read(move |conn| sent_ids::family(conn, channel.as_str(), &phone_id, &base))
+            .await
+    }
+
     async fn load_cursor(&self, scope: &str, name: &str) -> StoreResult<Option<String>> {
         let (scope, name) = (scope.to_string(), name.to_string());
         self.reader
@@ -400,6 +413,63 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Send one message of endpoint `m1` whose receipt names `ids`, its
+    /// attempt beginning at `at_ms`.
+    async fn sent_with_ids(store: &SqliteStore, text: &str, at_ms: i64, ids: &[&str]) {
+        let new = crate::store::testing::queued_sms(text, at_ms);
+        let AcceptOutcome::Created { id } = store.accept_outbound(new).await.unwrap() else {
+            panic!("not created");
+        };
+        let claimed = store
+            .claim_outbound(ClaimRequest {
+                channel: ChannelKind::Sms,
+                phone_id: "m1".into(),
+                limit: 10,
+                now_ms: at_ms,
+                lease_ms: 60_000,
+            })
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        let receipt = phonerelay_channel::SendReceipt {
+            external_ids: ids.iter().map(|s| s.to_string()).collect(),
+            thread_keys: Vec::new(),
+        };
+        store
+            .record_outcome(&id, crate::store::sent(receipt, at_ms + 500))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn sent_ids_are_a_base_and_its_numbered_ids_with_their_attempts_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
+        let base = "mr:42:15551230001:20000";
+        sent_with_ids(&store, "a", 1_000_000, &[base]).await;
+        sent_with_ids(&store, "b", 2_000_000, &[&format!("{base}:2")]).await;
+        // Neighbours in the key order that are not of the family.
+        sent_with_ids(&store, "c", 3_000_000, &["mr:42:15551230001:200001"]).await;
+        sent_with_ids(&store, "d", 4_000_000, &["mr:42:15551230001:2000"]).await;
+        let mut family = store.sent_ids(ChannelKind::Sms, "m1", base).await.unwrap();
+        family.sort();
+        assert_eq!(
+            family,
+            [
+                (base.to_string(), 1_000_000),
+                (format!("{base}:2"), 2_000_000)
+            ]
+        );
+        assert!(
+            store
+                .sent_ids(ChannelKind::Sms, "m2", base)
+                .await
+                .unwrap()
+                .is_empty(),
+            "another endpoint's ids are its own"
+        );
+    }
 
     #[tokio::test]
     async fn an_empty_cursor_value_removes_the_cursor() {

@@ -6,7 +6,7 @@
 
 use rusqlite::Connection;
 
-use super::{outbound, relay, retention, schema};
+use super::{outbound, relay, retention, schema, sent_ids};
 
 /// Column `column` of each row of `explain sql`, on a fresh database at
 /// the newest schema.
@@ -132,4 +132,18 @@ fn the_relay_inbound_counts_read_a_range_of_the_state_index() {
         !steps.iter().any(|s| s.starts_with("SCAN inbound")),
         "{steps:?}"
     );
+}
+
+/// An SMS adapter asks after a restart which ids of a family are taken:
+/// a range of the parts table's key, not a walk of every part ever sent.
+#[test]
+fn the_sent_ids_of_a_family_are_a_range_of_the_parts_key() {
+    let steps = plan(sent_ids::FAMILY);
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.starts_with("SEARCH outbound_parts USING PRIMARY KEY")),
+        "{steps:?}"
+    );
+    assert!(!steps.iter().any(|s| s.starts_with("SCAN")), "{steps:?}");
 }

@@ -116,7 +116,7 @@ enum End {
     Stuck(String),
 }
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -431,12 +431,14 @@ impl Driver {
 
     /// A part the network accepted: remembered for its delivery report and
     /// for a retry of its message to skip.
-    fn accept(&self, message_id: &str, to: &str, index: usize, mr: u8) {
-        let external_id =
-            self.sent
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .issue(mr, to, unix_now());
+    async fn accept(&self, message_id: &str, to: &str, index: usize, mr: u8) {
+        let now = unix_now();
+        self.relearn_sent_ids(mr, to, now.div_euclid(86_400)).await;
+        let external_id = self
+            .sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .issue(mr, to, now);
         self.accepted
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -493,7 +495,7 @@ impl Driver {
                 match lines.iter().find_map(|l| responses::parse_cmgs(l).ok()) {
                     Some(mr) => {
                         tracing::info!(phone_id = %self.config.phone_id, message_id, part = part.index, mr, "late +CMGS after a send timeout: the part went out; a retry skips it");
-                        self.accept(message_id, to, part.index, mr);
+                        self.accept(message_id, to, part.index, mr).await;
                         self.keep_accepted_parts(message_id, part.total).await;
                     }
                     None => {
@@ -546,7 +548,7 @@ impl Driver {
                     let mr = lines.iter().find_map(|l| responses::parse_cmgs(l).ok());
                     match mr {
                         Some(mr) => {
-                            self.accept(message_id, to, index, mr);
+                            self.accept(message_id, to, index, mr).await;
                             self.keep_accepted_parts(message_id, total).await;
                             outcome.mrs.push(mr);
                         }
@@ -609,7 +611,7 @@ impl Driver {
             Urc::Cds { pdu, .. } => {
                 if let Ok(Incoming::Report(report)) = codec::decode_incoming(&pdu) {
                     // Direct reports cannot be re-read: deliver best effort.
-                    let _ = self.sink.deliver(self.report_event(&report)).await;
+                    let _ = self.sink.deliver(self.report_event(&report).await).await;
                 }
                 Ok(())
             }
@@ -703,7 +705,7 @@ impl Driver {
                 conn.run(self.cmd(format!("AT+CMGD={index}"))).await?;
             }
             Ok(Incoming::Report(report)) => {
-                let event = self.report_event(&report);
+                let event = self.report_event(&report).await;
                 match self.sink.deliver(event).await {
                     Ok(()) => {
                         conn.run(self.cmd(format!("AT+CMGD={index}"))).await?;
@@ -804,9 +806,40 @@ impl Driver {
         })
     }
 
-    fn report_event(&self, report: &codec::StatusReport) -> ChannelEvent {
+    /// After a restart, the ids parts sent earlier on `day` took, with
+    /// TP-MR `mr` to `to` (see `SentParts::needs_relearning`). If the store
+    /// cannot say, the memory goes on without them, as before a restart
+    /// was known about.
+    async fn relearn_sent_ids(&self, mr: u8, to: &str, day: i64) {
+        let base = status::sent_part_id(mr, to, day);
+        let needed = self
+            .sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .needs_relearning(&base, day);
+        if !needed {
+            return;
+        }
+        match self.sink.sent_ids(&base).await {
+            Ok(sent) => self
+                .sent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .relearn(&base, &sent),
+            Err(e) => tracing::warn!(phone_id = %self.config.phone_id, %base, error = %e,
+                "cannot read the ids sent before the restart; a part may reuse one"),
+        }
+    }
+
+    async fn report_event(&self, report: &codec::StatusReport) -> ChannelEvent {
         let recipient = codec::international(&report.recipient);
         let scts = report.service_centre_timestamp.to_unix_seconds();
+        // The SMSC's day, and the one before in case its clock is ahead.
+        let day = scts.div_euclid(86_400);
+        for day in [day, day - 1] {
+            self.relearn_sent_ids(report.message_reference, &recipient, day)
+                .await;
+        }
         let external_id = self
             .sent
             .lock()

@@ -1,7 +1,7 @@
 //! Modem health as the driver last saw it, and the ids that tie delivery
 //! reports to sent parts.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use phonerelay_channel::ChannelHealth;
@@ -81,6 +81,19 @@ pub fn sent_part_id(mr: u8, to: &str, unix_day: i64) -> String {
     format!("mr:{mr}:{}:{unix_day}", digits(to))
 }
 
+/// TP-MR, recipient digits and ordinal of `id`, one of `base`'s ids
+/// (`base` itself is the first, `base:n` the n-th).
+fn parse_sent_part_id(base: &str, id: &str) -> Option<(u8, String, usize)> {
+    let ordinal = match id.strip_prefix(base)? {
+        "" => 1,
+        suffix => suffix.strip_prefix(':')?.parse().ok().filter(|n| *n >= 2)?,
+    };
+    let mut fields = base.strip_prefix("mr:")?.split(':');
+    let mr = fields.next()?.parse().ok()?;
+    let to = fields.next()?.to_string();
+    Some((mr, to, ordinal))
+}
+
 /// A part the network accepted, as its delivery report will name it.
 struct SentPart {
     mr: u8,
@@ -100,9 +113,61 @@ struct SentPart {
 #[derive(Default)]
 pub struct SentParts {
     parts: VecDeque<SentPart>,
+    /// Days up to this one (Unix days) began before this process did, so
+    /// parts sent before a restart may hold ids of theirs that the memory
+    /// above lacks: a base of such a day is looked up in the store once
+    /// ([`Self::needs_relearning`], [`Self::relearn`]). 0: never.
+    relearn_through_day: i64,
+    /// Bases looked up already.
+    relearned: HashSet<String>,
 }
 
 impl SentParts {
+    /// The memory of a process that started at `now_unix`: empty, and
+    /// asking the store about the ids of its first day.
+    pub fn starting_at(now_unix: i64) -> Self {
+        Self {
+            relearn_through_day: now_unix.div_euclid(86_400),
+            ..Self::default()
+        }
+    }
+
+    /// Whether the store must be asked which ids of `base` (a
+    /// [`sent_part_id`] of `day`) a previous process gave, before this one
+    /// gives the next or names one for a report.
+    pub fn needs_relearning(&self, base: &str, day: i64) -> bool {
+        day <= self.relearn_through_day && !self.relearned.contains(base)
+    }
+
+    /// Take back what the store says parts sent before have of `base`'s
+    /// ids: each (id, when its attempt began in ms). Ids not of `base`, or
+    /// already remembered, are skipped.
+    pub fn relearn(&mut self, base: &str, sent: &[(String, i64)]) {
+        if self.relearned.len() >= SENT_MEMORY {
+            self.relearned.clear();
+        }
+        self.relearned.insert(base.to_string());
+        for (id, at_ms) in sent {
+            let Some((mr, to, ordinal)) = parse_sent_part_id(base, id) else {
+                continue;
+            };
+            if self.parts.iter().any(|p| p.id == *id) {
+                continue;
+            }
+            self.parts.push_front(SentPart {
+                mr,
+                to,
+                base: base.to_string(),
+                ordinal,
+                id: id.clone(),
+                sent_at_unix: at_ms.div_euclid(1000),
+            });
+        }
+        while self.parts.len() > SENT_MEMORY {
+            self.parts.pop_front();
+        }
+    }
+
     /// The external id for part `mr` to `to`, accepted at `now_unix`, and
     /// remembered: the day's [`sent_part_id`], or, if a part remembered
     /// already has that id, the id with `:2`, `:3`... after it. The next
@@ -363,6 +428,53 @@ mod tests {
             sent.issue(9, "+15551230001", day + 3600),
             format!("{first}:3")
         );
+    }
+
+    /// After a restart: the store's ids of a day the process did not see
+    /// whole are asked for once per base, and then number the next part
+    /// and name the reports as the lost memory would have.
+    #[test]
+    fn ids_sent_before_a_restart_are_relearned_once_and_used() {
+        let day = 20_000;
+        let noon = day * 86_400 + 12 * 3600;
+        let mut sent = SentParts::starting_at(noon);
+        let base = sent_part_id(42, "+15551230001", day);
+        assert!(sent.needs_relearning(&base, day));
+        assert!(sent.needs_relearning(&base, day - 1));
+        assert!(!sent.needs_relearning(&base, day + 1), "a day seen whole");
+        let morning_ms = (noon - 4 * 3600) * 1000;
+        let late_morning_ms = (noon - 2 * 3600) * 1000;
+        sent.relearn(
+            &base,
+            &[
+                (base.clone(), morning_ms),
+                (format!("{base}:2"), late_morning_ms),
+                // Not of this family: skipped.
+                (format!("{base}x"), morning_ms),
+                (format!("{base}:two"), morning_ms),
+            ],
+        );
+        assert!(!sent.needs_relearning(&base, day), "asked once");
+        assert_eq!(sent.parts.len(), 2);
+        assert_eq!(sent.issue(42, "+15551230001", noon), format!("{base}:3"));
+        // Late reports, by the SMSC's time of taking each part.
+        assert_eq!(
+            sent.id_for_report(42, "15551230001", noon - 4 * 3600 + 30),
+            base
+        );
+        assert_eq!(
+            sent.id_for_report(42, "15551230001", noon - 2 * 3600 + 30),
+            format!("{base}:2")
+        );
+        // Relearning what is remembered already adds nothing.
+        sent.relearn(&base, &[(base.clone(), morning_ms)]);
+        assert_eq!(sent.parts.len(), 3);
+    }
+
+    #[test]
+    fn a_memory_that_never_restarted_asks_nothing() {
+        let sent = SentParts::default();
+        assert!(!sent.needs_relearning(&sent_part_id(1, "+1555", 20_000), 20_000));
     }
 
     #[test]

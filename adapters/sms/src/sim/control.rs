@@ -41,7 +41,7 @@ pub struct ModemSimArgs {
     pub pin: Option<String>,
 }
 
-pub const CONTROL_HELP: &str = "commands: inject <+from> <text> | inject-pdu <hex> | sent | parts | stored | fail <cms-code> <count> [<after>] | delay <ms> | reports on|off | unplug | replug | coverage on|off | mute | unmute | boot <count> | help";
+pub const CONTROL_HELP: &str = "commands: inject <+from> <text> | inject-pdu <hex> | sent | parts | stored | fail <cms-code> <count> [<after>] | delay <ms> | reports on|off | unplug | replug | coverage on|off | next-mr <0-255> | mute | unmute | boot <count> | help";
 
 /// Run the simulator until `shutdown` fires; prints the pty path and the
 /// control address on stdout.
@@ -216,6 +216,13 @@ pub fn control_command(handle: &SimHandle, line: &str) -> String {
             handle.reconnect();
             "ok replugged".into()
         }
+        "next-mr" => match rest.parse::<u8>() {
+            Ok(mr) => {
+                handle.set_next_mr(mr);
+                format!("ok next TP-MR {mr}")
+            }
+            Err(_) => "error: next-mr <0-255>".into(),
+        },
         "coverage" => match rest {
             "on" | "off" => {
                 handle.set_coverage(rest == "on");

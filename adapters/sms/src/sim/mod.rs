@@ -151,6 +151,11 @@ impl SimHandle {
             .collect()
     }
 
+    /// The TP-MR the network gives the next part it accepts.
+    pub fn set_next_mr(&self, mr: u8) {
+        self.modem().set_next_mr(mr);
+    }
+
     /// The next `count` sends are answered `+CMS ERROR: code`.
     pub fn fail_next_sends(&self, code: u16, count: usize) {
         self.modem().fail_next_sends(code, count);

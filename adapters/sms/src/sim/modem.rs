@@ -164,6 +164,12 @@ impl SimModem {
         self.awaiting_pdu = None;
     }
 
+    /// The TP-MR the next accepted part gets (a modem's counter goes on
+    /// across a restart of the daemon, and wraps after 255).
+    pub fn set_next_mr(&mut self, mr: u8) {
+        self.next_mr = mr;
+    }
+
     pub fn fail_next_sends(&mut self, code: u16, count: usize) {
         self.fail_sends_after(0, code, count);
     }

@@ -26,6 +26,9 @@ pub struct RecordingSink {
     pub cursors_unreadable: AtomicBool,
     /// Cursors by name, kept across channel restarts like the store's.
     pub cursors: Mutex<std::collections::BTreeMap<String, String>>,
+    /// Sent external ids and when their attempt began (ms), as the outbox
+    /// records them from receipts: a test adds them ([`Self::record_sent`]).
+    pub sent_ids: Mutex<Vec<(String, i64)>>,
 }
 
 #[async_trait]
@@ -52,9 +55,26 @@ impl EventSink for RecordingSink {
         }
         Ok(self.cursors.lock().unwrap().get(name).cloned())
     }
+    async fn sent_ids(&self, base: &str) -> Result<Vec<(String, i64)>, SinkError> {
+        let family = format!("{base}:");
+        Ok(self
+            .sent_ids
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(id, _)| id == base || id.starts_with(&family))
+            .cloned()
+            .collect())
+    }
 }
 
 impl RecordingSink {
+    /// What the outbox does with a receipt: keep its ids, sent at `at_ms`.
+    pub fn record_sent(&self, receipt: &phonerelay_channel::SendReceipt, at_ms: i64) {
+        let mut ids = self.sent_ids.lock().unwrap();
+        ids.extend(receipt.external_ids.iter().map(|id| (id.clone(), at_ms)));
+    }
+
     pub fn inbound(&self) -> Vec<InboundMessage> {
         self.events
             .lock()
@@ -191,4 +211,11 @@ pub fn message(id: &str, to: &str, text: &str) -> OutboundMessage {
         reply_to_external_id: None,
         attempt: 1,
     }
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
