@@ -25,6 +25,7 @@ pub struct Metrics {
     pub queue: Family<Labels, Gauge>,
     pub queue_oldest_seconds: Family<Labels, Gauge>,
     pub endpoint_up: Family<Labels, Gauge>,
+    pub endpoint_can_send: Family<Labels, Gauge>,
     pub endpoint_detail: Family<Labels, Gauge>,
     pub store_up: Gauge,
     pub store_bytes: Family<Labels, Gauge>,
@@ -55,6 +56,7 @@ impl Default for Metrics {
         let queue = Family::<Labels, Gauge>::default();
         let queue_oldest_seconds = Family::<Labels, Gauge>::default();
         let endpoint_up = Family::<Labels, Gauge>::default();
+        let endpoint_can_send = Family::<Labels, Gauge>::default();
         let endpoint_detail = Family::<Labels, Gauge>::default();
         let store_up = Gauge::default();
         let store_bytes = Family::<Labels, Gauge>::default();
@@ -121,6 +123,12 @@ impl Default for Metrics {
             endpoint_up.clone(),
         );
         registry.register(
+            "endpoint_can_send",
+            "1 when the endpoint takes sends; 0 while its queue is held (a modem unplugged \
+             or off the network), spending no attempts",
+            endpoint_can_send.clone(),
+        );
+        registry.register(
             "endpoint_detail",
             "Quantities an endpoint reports about its health, by name (signal_dbm, ...)",
             endpoint_detail.clone(),
@@ -170,6 +178,7 @@ impl Default for Metrics {
             queue,
             queue_oldest_seconds,
             endpoint_up,
+            endpoint_can_send,
             endpoint_detail,
             store_up,
             store_bytes,

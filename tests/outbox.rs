@@ -240,6 +240,10 @@ async fn an_endpoint_that_is_down_is_handed_nothing_and_its_queue_spends_no_atte
     ];
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(ch.calls(), 0, "nothing handed to an endpoint that is down");
+    let (_, status) = d.get("/api/v1/status", &d.admin_key).await;
+    assert_eq!(status["endpoints"][0]["can_send"], false, "{status}");
+    let held = "phonerelay_endpoint_can_send{channel=\"sms\",phone_id=\"m1\"}";
+    assert_eq!(counter(&d, held).await, 0);
     for id in &ids {
         let (_, message) = d.get(&format!("/api/v1/messages/{id}"), &d.admin_key).await;
         assert_eq!(message["status"], "queued", "{message}");
@@ -253,6 +257,9 @@ async fn an_endpoint_that_is_down_is_handed_nothing_and_its_queue_spends_no_atte
     let texts: Vec<String> = ch.sent().iter().map(|m| m.text.clone()).collect();
     assert_eq!(sent_to(&ch, "+15551230001"), ["one", "three"], "{texts:?}");
     assert_eq!(ch.calls(), 3);
+    let (_, status) = d.get("/api/v1/status", &d.admin_key).await;
+    assert_eq!(status["endpoints"][0]["can_send"], true, "{status}");
+    assert_eq!(counter(&d, held).await, 1);
 }
 
 #[tokio::test]

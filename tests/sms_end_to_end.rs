@@ -268,6 +268,10 @@ fn a_modem_unplugged_or_off_the_network_for_longer_than_all_retries_fails_no_mes
         assert_eq!(message["status"], "queued", "{message}");
         assert_eq!(message["attempts"], 0, "{message}");
     }
+    let status = bridge.get("/api/v1/status");
+    let endpoint = &status["endpoints"][0];
+    assert_eq!(endpoint["state"], "degraded", "{status}");
+    assert_eq!(endpoint["can_send"], false, "{status}");
     assert!(sim.control("coverage on").last().unwrap().starts_with("ok"));
     for id in &offline {
         let message = bridge.wait_status(id, "delivered");

@@ -42,6 +42,11 @@ pub struct EndpointStatus {
     pub state: String,
     pub summary: String,
     pub details: std::collections::BTreeMap<String, String>,
+    /// Whether the endpoint takes sends now. While false (a modem
+    /// unplugged or off the network) its queue is held: nothing is
+    /// claimed and no attempt is spent until it is back.
+    #[serde(default = "can_send_by_default")]
+    pub can_send: bool,
     pub queued: u64,
     /// How long the oldest queued message has waited since it was
     /// accepted; absent when nothing is queued.
@@ -50,6 +55,11 @@ pub struct EndpointStatus {
     pub sending: u64,
     pub sent_last_hour: u64,
     pub failed_last_hour: u64,
+}
+
+/// A report from a daemon that predates `can_send` held no queue.
+fn can_send_by_default() -> bool {
+    true
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -81,8 +91,9 @@ impl StatusReport {
             let oldest = e
                 .oldest_queued_seconds
                 .map_or(String::new(), |s| format!(" (oldest {})", age(s)));
+            let held = if e.can_send { "" } else { " (queue held)" };
             parts.push(format!(
-                "{}/{} {}: {} queued{oldest}, {} failed in the last hour",
+                "{}/{} {}{held}: {} queued{oldest}, {} failed in the last hour",
                 e.channel, e.phone_id, e.state, e.queued, e.failed_last_hour
             ));
         }
@@ -144,6 +155,7 @@ pub(crate) async fn report(state: &AppState) -> StatusReport {
                     .unwrap_or_default(),
                 summary: health.summary,
                 details: health.details,
+                can_send: endpoint.channel.can_send(),
                 queued: s.map_or(0, |s| s.queued),
                 oldest_queued_seconds: s.and_then(|s| queue_age_seconds(s, now)),
                 sending: s.map_or(0, |s| s.sending),
@@ -235,6 +247,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             .endpoint_up
             .get_or_create(&labels(&series))
             .set(up as i64);
+        state
+            .metrics
+            .endpoint_can_send
+            .get_or_create(&labels(&series))
+            .set(endpoint.channel.can_send() as i64);
         // Signal strength and the like, for alerting on a weak modem.
         for (name, value) in &health.measures {
             state

@@ -57,7 +57,11 @@ pub fn render(report: &StatusReport) -> String {
     ];
     let mut rows: Vec<[String; 9]> = vec![header.map(String::from)];
     for e in &report.endpoints {
-        let mut detail = e.summary.clone();
+        let mut detail = if e.can_send {
+            e.summary.clone()
+        } else {
+            format!("queue held: {}", e.summary)
+        };
         for (k, v) in &e.details {
             detail.push_str(&format!("  {k}={v}"));
         }
@@ -108,4 +112,54 @@ pub fn render(report: &StatusReport) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::system::EndpointStatus;
+
+    fn report(can_send: bool) -> StatusReport {
+        StatusReport {
+            status: "ready".into(),
+            store: "ok".into(),
+            version: "0.1.0".into(),
+            endpoints: vec![EndpointStatus {
+                channel: "sms".into(),
+                phone_id: "m1".into(),
+                state: "degraded".into(),
+                summary: "not registered on the network".into(),
+                details: Default::default(),
+                can_send,
+                queued: 3,
+                oldest_queued_seconds: Some(90),
+                sending: 0,
+                sent_last_hour: 0,
+                failed_last_hour: 0,
+            }],
+            relay: None,
+            storage: None,
+        }
+    }
+
+    /// An endpoint whose queue is held says so where the eye goes: the
+    /// table's DETAIL and the service manager's one-line STATUS.
+    #[test]
+    fn a_held_queue_is_named_in_the_table_and_the_status_line() {
+        let held = report(false);
+        assert!(
+            render(&held).contains("queue held: not registered on the network"),
+            "{}",
+            render(&held)
+        );
+        assert!(
+            held.one_line()
+                .contains("sms/m1 degraded (queue held): 3 queued"),
+            "{}",
+            held.one_line()
+        );
+        let sending = report(true);
+        assert!(!render(&sending).contains("held"));
+        assert!(!sending.one_line().contains("held"));
+    }
 }
