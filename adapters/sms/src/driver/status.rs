@@ -209,7 +209,15 @@ impl SentParts {
         self.parts
             .iter()
             .filter(|p| p.mr == mr && p.to == to)
-            .min_by_key(|p| (p.sent_at_unix - scts_unix).abs())
+            // The SMSC's timestamp has whole seconds: of parts as near as
+            // each other, the one sent last, whose report is the one still
+            // to come.
+            .min_by_key(|p| {
+                (
+                    (p.sent_at_unix - scts_unix).abs(),
+                    std::cmp::Reverse((p.sent_at_unix, p.ordinal)),
+                )
+            })
             .map_or_else(
                 || sent_part_id(mr, recipient, scts_unix.div_euclid(86_400)),
                 |p| p.id.clone(),
@@ -469,6 +477,20 @@ mod tests {
         // Relearning what is remembered already adds nothing.
         sent.relearn(&base, &[(base.clone(), morning_ms)]);
         assert_eq!(sent.parts.len(), 3);
+    }
+
+    /// Two parts as near the report's second as each other (a test's
+    /// compressed day; a relearned part's time is its attempt's start):
+    /// the report names the later one.
+    #[test]
+    fn a_tie_goes_to_the_part_sent_last() {
+        let now = 20_000 * 86_400 + 600;
+        let mut sent = SentParts::starting_at(now);
+        let base = sent_part_id(5, "+15551230001", 20_000);
+        sent.relearn(&base, &[(base.clone(), now * 1000 + 700)]);
+        let second = sent.issue(5, "+15551230001", now);
+        assert_eq!(second, format!("{base}:2"));
+        assert_eq!(sent.id_for_report(5, "15551230001", now), second);
     }
 
     #[test]
