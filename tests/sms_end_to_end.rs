@@ -54,6 +54,33 @@ impl Bridge {
         }
     }
 
+    /// Three sends on `m1` ("{what} 0".."{what} 2", to +1555123000{first}
+    /// and the two numbers after it) while it cannot send; 3 s later, long
+    /// past every retry the outage would have spent, each still waits with
+    /// no attempt made.
+    fn send_three_that_wait(&self, what: &str, first: u32) -> Vec<String> {
+        let ids: Vec<String> = (0..3)
+            .map(|i| {
+                let to = format!("+1555123{:04}", first + i);
+                self.send("m1", &to, &format!("{what} {i}"))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs(3));
+        for id in &ids {
+            let message = self.get(&format!("/api/v1/messages/{id}"));
+            assert_eq!(message["status"], "queued", "{message}");
+            assert_eq!(message["attempts"], 0, "{message}");
+        }
+        ids
+    }
+
+    fn wait_delivered_at_first_attempt(&self, ids: &[String]) {
+        for id in ids {
+            let message = self.wait_status(id, "delivered");
+            assert_eq!(message["attempts"], 1, "{message}");
+        }
+    }
+
     fn wait_inbound(&self, count: usize) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -229,21 +256,9 @@ fn a_modem_unplugged_or_off_the_network_for_longer_than_all_retries_fails_no_mes
         assert!(Instant::now() < deadline, "the unplug was never noticed");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let queued: Vec<String> = (0..3)
-        .map(|i| bridge.send("m1", &format!("+1555123000{i}"), &format!("outage {i}")))
-        .collect();
-    std::thread::sleep(Duration::from_secs(3));
-    for id in &queued {
-        let message = bridge.get(&format!("/api/v1/messages/{id}"));
-        assert_eq!(message["status"], "queued", "{message}");
-        assert_eq!(message["attempts"], 0, "{message}");
-    }
-
+    let queued = bridge.send_three_that_wait("outage", 0);
     assert!(sim.control("replug").last().unwrap().starts_with("ok"));
-    for id in &queued {
-        let message = bridge.wait_status(id, "delivered");
-        assert_eq!(message["attempts"], 1, "{message}");
-    }
+    bridge.wait_delivered_at_first_attempt(&queued);
 
     // Plugged in but out of the network's reach: the first send learns it
     // (+CMS ERROR: 331, nothing sent) and the rest wait with it.
@@ -253,30 +268,13 @@ fn a_modem_unplugged_or_off_the_network_for_longer_than_all_retries_fails_no_mes
             .unwrap()
             .starts_with("ok")
     );
-    let offline: Vec<String> = (0..3)
-        .map(|i| {
-            bridge.send(
-                "m1",
-                &format!("+1555123001{i}"),
-                &format!("no coverage {i}"),
-            )
-        })
-        .collect();
-    std::thread::sleep(Duration::from_secs(3));
-    for id in &offline {
-        let message = bridge.get(&format!("/api/v1/messages/{id}"));
-        assert_eq!(message["status"], "queued", "{message}");
-        assert_eq!(message["attempts"], 0, "{message}");
-    }
+    let offline = bridge.send_three_that_wait("no coverage", 10);
     let status = bridge.get("/api/v1/status");
     let endpoint = &status["endpoints"][0];
     assert_eq!(endpoint["state"], "degraded", "{status}");
     assert_eq!(endpoint["can_send"], false, "{status}");
     assert!(sim.control("coverage on").last().unwrap().starts_with("ok"));
-    for id in &offline {
-        let message = bridge.wait_status(id, "delivered");
-        assert_eq!(message["attempts"], 1, "{message}");
-    }
+    bridge.wait_delivered_at_first_attempt(&offline);
 
     let texts = sim.sent_texts();
     for text in (0..3).flat_map(|i| [format!("outage {i}"), format!("no coverage {i}")]) {
