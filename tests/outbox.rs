@@ -262,6 +262,31 @@ async fn an_endpoint_that_is_down_is_handed_nothing_and_its_queue_spends_no_atte
     assert_eq!(counter(&d, held).await, 1);
 }
 
+/// A held queue is still a queue: its messages expire at their TTL and
+/// can be cancelled, though the endpoint never comes back.
+#[tokio::test]
+async fn a_message_held_by_a_down_endpoint_still_expires_and_can_be_cancelled() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    ch.set_health(phonerelay_channel::ChannelHealth::down("modem unplugged"));
+    let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
+    let mut short = send_body("m1", "sms", "+15551230001", "short-lived");
+    short["ttl_seconds"] = json!(1);
+    let short = d.queue(&short).await;
+    let held = d.queue_sms("+15551230002", "held").await;
+    let message = d.wait_status(&short, "expired").await;
+    assert_eq!(message["error"]["code"], "ttl_expired");
+    let (code, body) = d
+        .post(
+            &format!("/api/v1/messages/{held}/cancel"),
+            &d.admin_key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    d.wait_status(&held, "cancelled").await;
+    assert_eq!(ch.calls(), 0);
+}
+
 #[tokio::test]
 async fn a_send_the_endpoint_turns_away_unattempted_goes_back_without_spending_an_attempt() {
     let ch = TestChannel::new(ChannelKind::Sms, "m1");
