@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use phonerelay_channel::{Channel, ChannelKind};
 use tokio::sync::Notify;
@@ -19,6 +20,10 @@ pub struct Endpoint {
     /// Where accepted messages are handed straight to the dispatcher while
     /// it has a free slot and nothing waiting.
     pub intake: Intake,
+    /// Set when a send came back `Unavailable`; the dispatcher's next claim
+    /// waits a moment, so an adapter whose `can_send` still says yes does
+    /// not have the queue claimed and put back in a tight loop.
+    pub turned_away: AtomicBool,
 }
 
 #[derive(Default)]
@@ -41,6 +46,7 @@ impl Endpoints {
                     channel,
                     wake: Notify::new(),
                     intake: Intake::default(),
+                    turned_away: AtomicBool::new(false),
                 }),
             );
         }

@@ -262,6 +262,28 @@ async fn an_endpoint_that_is_down_is_handed_nothing_and_its_queue_spends_no_atte
     assert_eq!(counter(&d, held).await, 1);
 }
 
+/// An adapter that turns sends away while its `can_send` says yes has its
+/// queue claimed a few times a second, not in a tight loop.
+#[tokio::test]
+async fn an_endpoint_that_turns_every_send_away_is_not_claimed_in_a_tight_loop() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    ch.script(
+        (0..100_000)
+            .map(|_| Step::Fail(SendError::unavailable("modem_down", "modem not connected")))
+            .collect(),
+    );
+    // No rate limit to slow the loop down instead.
+    let limits = "[outbox.limits.m1]\nper_second = 1000000.0\nburst = 1000000\nper_recipient_per_minute = 0\n";
+    let d = TestDaemon::start(&format!("{FAST_OUTBOX}{limits}"), vec![ch.clone()]).await;
+    let id = d.queue_sms("+15551230001", "hi").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // One claim per 250 ms pause at most: about 8 in 2 s.
+    let calls = ch.calls();
+    assert!((1..=12).contains(&calls), "{calls} sends in 2 s");
+    let (_, message) = d.get(&format!("/api/v1/messages/{id}"), &d.admin_key).await;
+    assert_eq!(message["attempts"], 0, "{message}");
+}
+
 /// A held queue is still a queue: its messages expire at their TTL and
 /// can be cancelled, though the endpoint never comes back.
 #[tokio::test]

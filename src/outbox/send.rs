@@ -1,3 +1,4 @@
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
@@ -72,6 +73,7 @@ async fn decide(
     let channel = record.channel.as_str();
     if let Ok(Err(error)) = &result {
         if error.class == ErrorClass::Unavailable {
+            endpoint.turned_away.store(true, Ordering::SeqCst);
             tracing::debug!(id = %record.id, %channel, code = %error.code,
                 "endpoint unavailable; back to the queue: {}", error.message);
             return release_after(ctx, record, Deferral::EndpointDown, Duration::ZERO);
