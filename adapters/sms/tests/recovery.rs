@@ -194,3 +194,24 @@ async fn losing_the_network_halfway_through_a_long_message_counts_as_an_attempt(
     assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
     assert_eq!(err.code, "cms_331");
 }
+
+/// A modem that reports registration changes (`+CREG: <stat>`, asked for
+/// at start-up) is held the moment it loses the network and takes sends
+/// again the moment it finds it: no send, and no health poll, in between.
+#[tokio::test]
+async fn registration_changes_reported_by_the_modem_hold_and_release_at_once() {
+    let mut config = modem_config("main");
+    config.health_interval_seconds = 3600;
+    let rig = Rig::start(behaviour(), config).await;
+    rig.wait_up().await;
+    rig.sim.set_coverage(false);
+    wait_until(|| !rig.channel.can_send()).await;
+    assert_eq!(rig.channel.health().state, HealthState::Degraded);
+    rig.sim.set_coverage(true);
+    wait_until(|| rig.channel.can_send()).await;
+    rig.channel
+        .send(&message("r", "+15551230001", "back"))
+        .await
+        .unwrap();
+    assert_eq!(rig.sim.sent_messages().len(), 1);
+}

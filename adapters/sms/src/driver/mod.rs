@@ -304,6 +304,13 @@ impl Driver {
             // Still usable: the periodic sweep finds what arrives.
             tracing::warn!(phone_id = %self.config.phone_id, "modem accepts no AT+CNMI setting; relying on sweeps");
         }
+        // Registration changes as they happen (status only, not every cell
+        // change), so a modem that lost the network and found it again
+        // sends at once; without them the health poll finds out. A modem
+        // that refuses either is polled only.
+        for command in ["AT+CREG=1", "AT+CEREG=1"] {
+            conn.run(self.cmd(command)).await.map_err(fail)?;
+        }
         if let Some(smsc) = &self.config.smsc {
             conn.run(self.cmd(format!("AT+CSCA=\"{smsc}\",145")))
                 .await
@@ -612,6 +619,20 @@ impl Driver {
                 if let Ok(Incoming::Report(report)) = codec::decode_incoming(&pdu) {
                     // Direct reports cannot be re-read: deliver best effort.
                     let _ = self.sink.deliver(self.report_event(&report).await).await;
+                }
+                Ok(())
+            }
+            // CS or EPS registration changed: ask both, as the poll does
+            // (an LTE-only modem reports CS unregistered while it sends).
+            Urc::CregUnsolicited(_) => {
+                let was = self
+                    .status
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .registered;
+                let now = self.poll_registration(conn).await?;
+                if was != now {
+                    tracing::info!(phone_id = %self.config.phone_id, registered = now, "network registration changed");
                 }
                 Ok(())
             }

@@ -171,7 +171,10 @@ impl SimHandle {
     /// plugged in and answering but reports itself not registered, and
     /// every send gets `+CMS ERROR: 331` (a basement, a dead cell).
     pub fn set_coverage(&self, coverage: bool) {
-        self.modem().coverage = coverage;
+        let urc = self.modem().set_coverage(coverage);
+        if let Some(urc) = urc {
+            let _ = self.ctl.send(Ctl::Urcs(vec![urc]));
+        }
     }
 
     /// Time the network takes to accept each part.

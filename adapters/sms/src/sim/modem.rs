@@ -127,7 +127,9 @@ pub struct SimModem {
     pub commands_seen: u64,
     /// Whether the network is in reach: without it the modem is not
     /// registered and a send answers `+CMS ERROR: 331` (no network service).
-    pub coverage: bool,
+    coverage: bool,
+    /// `AT+CREG=<n>` with n ≥ 1: report registration changes unsolicited.
+    creg_urcs: bool,
 }
 
 impl SimModem {
@@ -151,6 +153,7 @@ impl SimModem {
             inbound_ref: 0,
             commands_seen: 0,
             coverage: true,
+            creg_urcs: false,
         }
     }
 
@@ -162,6 +165,16 @@ impl SimModem {
         self.cnmi_ds = 0;
         self.mem1 = Mem::Sm;
         self.awaiting_pdu = None;
+        self.creg_urcs = false;
+    }
+
+    /// Put the network in or out of reach; returns the `+CREG` URC to
+    /// raise if the registration changed and `AT+CREG` asked for them.
+    pub fn set_coverage(&mut self, coverage: bool) -> Option<String> {
+        let before = self.reg_stat();
+        self.coverage = coverage;
+        let after = self.reg_stat();
+        (self.creg_urcs && before != after).then(|| format!("+CREG: {after}"))
     }
 
     /// The TP-MR the next accepted part gets (a modem's counter goes on
@@ -355,7 +368,11 @@ impl SimModem {
             "+CREG?" => info(&format!("+CREG: 0,{}", self.reg_stat())),
             "+CEREG?" => info(&format!("+CEREG: 0,{}", self.reg_stat())),
             "+CGREG?" => info(&format!("+CGREG: 0,{}", self.reg_stat())),
-            _ if cmd.starts_with("+CREG=") || cmd.starts_with("+CEREG=") => ok(),
+            _ if cmd.starts_with("+CREG=") => {
+                self.creg_urcs = cmd["+CREG=".len()..].trim() != "0";
+                ok()
+            }
+            _ if cmd.starts_with("+CEREG=") => ok(),
             "+COPS?" => {
                 if self.pin_ok {
                     info("+COPS: 0,0,\"SimNet\",7")
