@@ -15,9 +15,9 @@ pub enum ErrorClass {
     /// The endpoint cannot send at all right now (modem unplugged, not yet
     /// connected), and nothing went out: not an attempt. The message goes
     /// back to the queue without spending one of its attempts, and the
-    /// dispatcher claims nothing more until the endpoint's health is no
-    /// longer `down`, so an outage of any length costs no message its
-    /// retries (only its TTL runs on).
+    /// dispatcher claims nothing more while `Channel::can_send` says no
+    /// (and pauses briefly even if it says yes), so an outage of any
+    /// length costs no message its retries (only its TTL runs on).
     Unavailable,
 }
 
