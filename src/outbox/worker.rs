@@ -94,12 +94,13 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
         while let Ok(handover) = handovers.try_recv() {
             sends.take(handover);
         }
-        if !endpoint.channel.can_send() || endpoint.turned_away.swap(false, Ordering::SeqCst) {
+        let can_send = endpoint.channel.can_send();
+        if !can_send || endpoint.turned_away.swap(false, Ordering::SeqCst) {
             // Claiming now would only hand the endpoint sends it turns
             // away; each would go back to the queue, but the churn would
             // walk the whole queue once per poll. Accepts queue meanwhile.
             endpoint.intake.set_drained(false);
-            if !holding && !endpoint.channel.can_send() {
+            if !holding && !can_send {
                 tracing::info!(channel = %kind, %phone_id, "endpoint down; its queue waits until it is back");
                 holding = true;
             }
