@@ -201,12 +201,12 @@ impl Channel for SmsChannel {
             .to_health()
     }
 
-    /// Connected and registered on a network: what `health` calls `up`
-    /// (or `degraded` by a weak signal, which still sends). A modem that
-    /// lost the network is polled again every `health_interval_seconds`.
+    /// `ModemStatus::can_send`, the rule beside the one `health` follows.
     fn can_send(&self) -> bool {
-        let status = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        status.connected && status.registered
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .can_send()
     }
 }
 

@@ -29,6 +29,12 @@ pub struct ModemStatus {
 }
 
 impl ModemStatus {
+    /// Connected and registered on a network: what [`Self::to_health`]
+    /// calls `up`, or `degraded` by a weak signal only, which still sends.
+    pub fn can_send(&self) -> bool {
+        self.connected && self.registered
+    }
+
     pub fn to_health(&self) -> ChannelHealth {
         let mut health = if !self.connected {
             ChannelHealth::down(if self.note.is_empty() {
