@@ -2,12 +2,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use phonerelay_channel::{Channel, ChannelKind};
 use tokio::sync::Notify;
 
-use crate::outbox::Intake;
+use crate::outbox::{Intake, Pause};
 
 pub type EndpointKey = (ChannelKind, String);
 
@@ -20,10 +19,12 @@ pub struct Endpoint {
     /// Where accepted messages are handed straight to the dispatcher while
     /// it has a free slot and nothing waiting.
     pub intake: Intake,
-    /// Set when a send came back `Unavailable`; the dispatcher's next claim
-    /// waits a moment, so an adapter whose `can_send` still says yes does
-    /// not have the queue claimed and put back in a tight loop.
-    pub turned_away: AtomicBool,
+    /// Set when a send came back refused for now (`RateLimited`) or
+    /// `Unavailable`: the dispatcher starts no send until it is over, so
+    /// a remote's limit is not hammered, and an adapter whose `can_send`
+    /// still says yes does not have the queue claimed and put back in a
+    /// tight loop.
+    pub pause: Pause,
 }
 
 #[derive(Default)]
@@ -46,7 +47,7 @@ impl Endpoints {
                     channel,
                     wake: Notify::new(),
                     intake: Intake::default(),
-                    turned_away: AtomicBool::new(false),
+                    pause: Pause::default(),
                 }),
             );
         }

@@ -89,7 +89,8 @@ impl Default for Metrics {
             "Claimed messages put back in the queue without a send attempt, by channel and \
              reason: rate_limited (the per-recipient limit), recipient_waiting (an earlier \
              message to the same recipient waits for its retry), shutdown, endpoint_down (the \
-             endpoint could not send at all)",
+             endpoint could not send at all), refused (the remote refused the send for now: a \
+             rate limit, congestion), paused (the endpoint pauses after a refusal)",
             deferred.clone(),
         );
         registry.register(

@@ -28,7 +28,10 @@ async fn transient_errors_are_retried_until_success() {
     let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
     let id = d.queue_sms("+15551230001", "hi").await;
     let message = d.wait_status(&id, "sent").await;
-    assert_eq!(message["attempts"], 3);
+    assert_eq!(
+        message["attempts"], 2,
+        "the refusal is no attempt: {message}"
+    );
     assert_eq!(ch.calls(), 3);
     assert_eq!(ch.sent().len(), 1);
     assert!(
@@ -177,8 +180,10 @@ async fn cancel_works_only_while_queued() {
     ))]);
     let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
     let id = d.queue_sms("+15551230001", "hi").await;
-    d.wait_message(&id, |m| m["status"] == "queued" && m["attempts"] == 1)
-        .await;
+    d.wait_message(&id, |m| {
+        m["status"] == "queued" && m["error"]["code"] == "busy"
+    })
+    .await;
     let (code, message) = d
         .post(
             &format!("/api/v1/messages/{id}/cancel"),
@@ -342,6 +347,79 @@ async fn a_send_the_endpoint_turns_away_unattempted_goes_back_without_spending_a
         0,
         "a refusal is no send attempt"
     );
+}
+
+/// A remote that refuses sends for now (`http_429`, three times with
+/// `retry_after`, or once without and a `retry_initial_ms` of a second)
+/// against `max_attempts = 2`: while the endpoint pauses, a message to
+/// another recipient is not tried either; then both go, none of the
+/// refusals spent an attempt, and the refused message's history says why.
+async fn refusals_pause_the_endpoint(refusals: Vec<Step>, outbox: &str) {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    let refused = refusals.len() as u64;
+    ch.script(refusals);
+    let d = TestDaemon::start(&format!("{outbox}max_attempts = 2\n"), vec![ch.clone()]).await;
+    let first = d.queue_sms("+15551230001", "first").await;
+    ch.wait_calls(1).await;
+    let other = d.queue_sms("+15551230002", "other").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(ch.calls(), 1, "nothing is tried while the endpoint pauses");
+    let first = d.wait_status(&first, "sent").await;
+    let other = d.wait_status(&other, "sent").await;
+    assert_eq!(
+        (first["attempts"].clone(), other["attempts"].clone()),
+        (json!(1), json!(1))
+    );
+    assert_eq!(ch.calls() as u64, refused + 2);
+    assert_eq!(deferred(&d, "refused").await, refused);
+    let refusal = first["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["code"] == "http_429")
+        .unwrap_or_else(|| panic!("the refusal is in the history: {first}"));
+    assert_eq!(refusal["status"], "queued");
+    let reason = refusal["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("too many requests") && reason.ends_with("not counted as an attempt"),
+        "{reason}"
+    );
+    assert_eq!(
+        counter(
+            &d,
+            "phonerelay_sends_total{channel=\"sms\",outcome=\"retry\"}"
+        )
+        .await,
+        0,
+        "a refusal is no send attempt"
+    );
+}
+
+fn too_many_requests(retry_after: Option<Duration>) -> Step {
+    Step::Fail(SendError::rate_limited(
+        "http_429",
+        "too many requests",
+        retry_after,
+    ))
+}
+
+#[tokio::test]
+async fn a_remote_s_refusals_pause_the_endpoint_for_its_retry_after_and_spend_no_attempt() {
+    let refusals = (0..3)
+        .map(|_| too_many_requests(Some(Duration::from_millis(800))))
+        .collect();
+    // `retry_max_ms` caps a `retry_after` too.
+    let outbox = FAST_OUTBOX.replace("retry_max_ms = 200", "retry_max_ms = 2000");
+    refusals_pause_the_endpoint(refusals, &outbox).await;
+}
+
+#[tokio::test]
+async fn a_refusal_that_names_no_wait_pauses_the_endpoint_for_the_retry_backoff() {
+    // The first refusal in a row waits 500-1000 ms: the upper half of
+    // `retry_initial_ms`.
+    let outbox = FAST_OUTBOX.replace("retry_initial_ms = 40", "retry_initial_ms = 1000");
+    let outbox = outbox.replace("retry_max_ms = 200", "retry_max_ms = 2000");
+    refusals_pause_the_endpoint(vec![too_many_requests(None)], &outbox).await;
 }
 
 #[tokio::test]

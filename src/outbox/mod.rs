@@ -6,6 +6,7 @@
 mod backoff;
 mod handover;
 mod limits;
+mod pause;
 mod recipient_order;
 mod send;
 mod worker;
@@ -13,4 +14,5 @@ mod worker;
 pub use backoff::retry_delay_ms;
 pub use handover::{Handover, Intake, Reservation};
 pub use limits::limits_for;
+pub use pause::Pause;
 pub use worker::{DispatchContext, run_endpoint, run_expiry_sweeper};

@@ -1,4 +1,3 @@
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
@@ -6,11 +5,17 @@ use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter};
 use phonerelay_channel::{ErrorClass, OutboundMessage, SendError};
 
 use super::backoff::retry_delay_ms;
+use super::pause::RefusalBackoff;
 use super::worker::DispatchContext;
 use crate::clock::now_ms;
 use crate::endpoints::Endpoint;
 use crate::metrics::labels;
 use crate::store::{OutboundRecord, SendOutcome};
+
+/// How long an endpoint that turned a send away (`ErrorClass::Unavailable`)
+/// starts no other: long enough not to walk the queue in a tight loop
+/// while its `can_send` catches up, short enough to go on at once after.
+const TURNED_AWAY_PAUSE: Duration = Duration::from_millis(250);
 
 pub struct Limiters {
     pub endpoint: DefaultDirectRateLimiter,
@@ -49,6 +54,10 @@ async fn decide(
             return release_after(ctx, record, Deferral::Shutdown, Duration::ZERO);
         }
     }
+    if let Some(wait) = endpoint.pause.remaining(now_ms()) {
+        // The remote refused another send while this one waited its turn.
+        return release_after(ctx, record, Deferral::EndpointPaused, wait);
+    }
     let message = OutboundMessage {
         id: record.id.clone(),
         channel: record.channel,
@@ -72,11 +81,17 @@ async fn decide(
     };
     let channel = record.channel.as_str();
     if let Ok(Err(error)) = &result {
-        if error.class == ErrorClass::Unavailable {
-            endpoint.turned_away.store(true, Ordering::SeqCst);
-            tracing::debug!(id = %record.id, %channel, code = %error.code,
-                "endpoint unavailable; back to the queue: {}", error.message);
-            return release_after(ctx, record, Deferral::EndpointDown, Duration::ZERO);
+        match error.class {
+            ErrorClass::Unavailable => {
+                endpoint
+                    .pause
+                    .extend_to(now_ms() + TURNED_AWAY_PAUSE.as_millis() as i64);
+                tracing::debug!(id = %record.id, %channel, code = %error.code,
+                    "endpoint unavailable; back to the queue: {}", error.message);
+                return release_after(ctx, record, Deferral::EndpointDown, Duration::ZERO);
+            }
+            ErrorClass::RateLimited => return refused(endpoint, ctx, record, error),
+            ErrorClass::Transient | ErrorClass::Permanent => {}
         }
     }
     ctx.metrics
@@ -102,10 +117,13 @@ async fn decide(
         .get_or_create(&labels(&[("channel", channel), ("outcome", outcome_label)]))
         .inc();
     match result {
-        Ok(receipt) => SendOutcome::Sent {
-            receipt,
-            now_ms: now_ms(),
-        },
+        Ok(receipt) => {
+            endpoint.pause.sent();
+            SendOutcome::Sent {
+                receipt,
+                now_ms: now_ms(),
+            }
+        }
         Err(error) => classify(ctx, record, error),
     }
 }
@@ -123,6 +141,10 @@ pub enum Deferral {
     Shutdown,
     /// The endpoint could not send at all (`ErrorClass::Unavailable`).
     EndpointDown,
+    /// The remote refused this send for now (`ErrorClass::RateLimited`).
+    Refused,
+    /// The endpoint pauses after a refusal, and this send waited for it.
+    EndpointPaused,
 }
 
 impl Deferral {
@@ -132,6 +154,20 @@ impl Deferral {
             Self::RecipientWaiting => "recipient_waiting",
             Self::Shutdown => "shutdown",
             Self::EndpointDown => "endpoint_down",
+            Self::Refused => "refused",
+            Self::EndpointPaused => "paused",
+        }
+    }
+
+    /// What the message's history says of it.
+    fn reason(self) -> &'static str {
+        match self {
+            Self::RateLimited => "held back by the per-recipient rate limit",
+            Self::RecipientWaiting => "an earlier message to the same recipient goes first",
+            Self::Shutdown => "the daemon stopped before this send went out",
+            Self::EndpointDown => "the endpoint could not send",
+            Self::Refused => "the remote refused the send for now",
+            Self::EndpointPaused => "the endpoint pauses after the remote refused a send",
         }
     }
 
@@ -154,6 +190,45 @@ fn release_after(
     SendOutcome::Release {
         next_attempt_at_ms: now + wait.as_millis() as i64,
         now_ms: now,
+        code: "deferred".into(),
+        reason: format!("{}; not counted as an attempt", why.reason()),
+    }
+}
+
+/// The remote refused the send for now: pause the endpoint, and put the
+/// message back, due when the pause ends, with the remote's own words.
+fn refused(
+    endpoint: &Endpoint,
+    ctx: &DispatchContext,
+    record: &OutboundRecord,
+    error: &SendError,
+) -> SendOutcome {
+    let now = now_ms();
+    let already_paused = endpoint.pause.remaining(now).is_some();
+    let backoff = RefusalBackoff {
+        initial_ms: ctx.outbox.retry_initial_ms,
+        max_ms: ctx.outbox.retry_max_ms,
+    };
+    let until = endpoint.pause.refused(now, error.retry_after, backoff);
+    let channel = record.channel.as_str();
+    if already_paused {
+        tracing::debug!(id = %record.id, %channel, code = %error.code,
+            "refused while the endpoint pauses: {}", error.message);
+    } else {
+        tracing::warn!(id = %record.id, %channel, phone_id = %record.phone_id,
+            code = %error.code, pause_ms = until - now,
+            "the remote refused a send for now; the endpoint pauses: {}", error.message);
+    }
+    Deferral::Refused.count(ctx, channel);
+    SendOutcome::Release {
+        next_attempt_at_ms: until,
+        now_ms: now,
+        code: error.code.clone(),
+        reason: format!(
+            "{} ({}); not counted as an attempt",
+            error.message,
+            Deferral::Refused.reason()
+        ),
     }
 }
 

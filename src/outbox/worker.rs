@@ -1,6 +1,5 @@
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use governor::{Quota, RateLimiter};
@@ -95,18 +94,21 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
             sends.take(handover);
         }
         let can_send = endpoint.channel.can_send();
-        if !can_send || endpoint.turned_away.swap(false, Ordering::SeqCst) {
+        let paused = endpoint.pause.remaining(now_ms());
+        if !can_send || paused.is_some() {
             // Claiming now would only hand the endpoint sends it turns
-            // away; each would go back to the queue, but the churn would
-            // walk the whole queue once per poll. Accepts queue meanwhile.
+            // away, or the remote refuses; each would go back to the queue,
+            // but the churn would walk the whole queue once per poll.
+            // Accepts queue meanwhile.
             endpoint.intake.set_drained(false);
             if !holding && !can_send {
                 tracing::info!(channel = %kind, %phone_id, "endpoint down; its queue waits until it is back");
                 holding = true;
             }
+            let look_again = paused.map_or(DOWN_POLL, |left| left.min(DOWN_POLL));
             tokio::select! {
                 _ = ctx.shutdown.cancelled() => break,
-                _ = tokio::time::sleep(DOWN_POLL) => {}
+                _ = tokio::time::sleep(look_again) => {}
                 Some(_) = sends.in_flight.join_next(), if !sends.in_flight.is_empty() => {}
                 Some(handover) = handovers.recv() => sends.take(handover),
             }

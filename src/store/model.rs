@@ -216,10 +216,14 @@ pub enum SendOutcome {
         reason: String,
         now_ms: i64,
     },
-    /// Not an attempt (rate limit, shutdown): back to the queue as it was.
+    /// Not an attempt (a rate limit, a shutdown, the endpoint down or the
+    /// remote refusing it for now): back to the queue as it was, with
+    /// `code` and `reason` saying why in its history.
     Release {
         next_attempt_at_ms: i64,
         now_ms: i64,
+        code: String,
+        reason: String,
     },
     /// Not an attempt: an earlier message to the same recipient went back
     /// to the queue until `next_attempt_at_ms`, and this one waits as long

@@ -76,6 +76,19 @@ impl TestChannel {
         *self.calls.lock().unwrap()
     }
 
+    /// Wait until `send` has been called `n` times.
+    pub async fn wait_calls(&self, n: u32) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.calls() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} of {n} calls",
+                self.calls()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub async fn wait_sent(&self, n: usize) -> Vec<OutboundMessage> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {

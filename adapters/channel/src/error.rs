@@ -8,7 +8,15 @@ use std::time::Duration;
 pub enum ErrorClass {
     /// Worth trying again later (network down, modem busy, 5xx, timeout).
     Transient,
-    /// The remote asked us to slow down; `retry_after` says for how long if known.
+    /// The remote refused the send for now (a rate limit, congestion), and
+    /// nothing went out: not an attempt. The message goes back to the
+    /// queue, and the endpoint starts no send until `retry_after` has
+    /// passed or, when the remote does not say, for a wait that doubles
+    /// with each refusal in a row (the outbox's `retry_initial_ms` up to
+    /// its `retry_max_ms`, which also caps a `retry_after`). A limit the
+    /// remote keeps up costs a message none of its attempts; only its TTL
+    /// runs on. A send that may have gone out is `Transient`, whatever the
+    /// remote said.
     RateLimited,
     /// Will never succeed as it stands (bad number, blocked, rejected content).
     Permanent,

@@ -576,16 +576,9 @@ fn record_outcome(
         SendOutcome::Release {
             next_attempt_at_ms,
             now_ms,
-        } => requeue(
-            conn,
-            id,
-            *next_attempt_at_ms,
-            *now_ms,
-            1,
-            "deferred",
-            "held back by a rate limit, a shutdown or the endpoint being down; \
-             not counted as an attempt",
-        ),
+            code,
+            reason,
+        } => requeue(conn, id, *next_attempt_at_ms, *now_ms, 1, code, reason),
         SendOutcome::Held {
             next_attempt_at_ms,
             now_ms,
@@ -993,6 +986,8 @@ mod tests {
         let (conn, a) = first_attempt_ended_by(|next_attempt_at_ms, now_ms| SendOutcome::Release {
             next_attempt_at_ms,
             now_ms,
+            code: "deferred".into(),
+            reason: "held back by the per-recipient rate limit".into(),
         });
         // Queued again; cancelling it now ends no attempt, though the row
         // still holds the first attempt's start.

@@ -1,0 +1,134 @@
+//! An endpoint-wide pause: after the remote refused a send for now (a rate
+//! limit, congestion: `ErrorClass::RateLimited`) or the endpoint turned one
+//! away (`ErrorClass::Unavailable`), its dispatcher starts no send until
+//! the pause is over. A limit is usually the account's or the network's,
+//! not one message's: the sends behind the refused one would only be
+//! refused too, and some remotes lengthen their limit for every request
+//! that ignores it.
+
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::time::Duration;
+
+use super::backoff::retry_delay_ms;
+
+#[derive(Debug, Default)]
+pub struct Pause {
+    /// Unix ms before which no send starts (0: never paused).
+    until_ms: AtomicI64,
+    /// Refusals in a row, each met while no pause was on: what the wait
+    /// grows with when the remote does not say how long.
+    refusals: AtomicU32,
+}
+
+/// How a refused send's wait is worked out: the outbox's retry backoff.
+#[derive(Debug, Clone, Copy)]
+pub struct RefusalBackoff {
+    pub initial_ms: u64,
+    pub max_ms: u64,
+}
+
+impl Pause {
+    /// How long the pause still runs at `now_ms`, if it does.
+    pub fn remaining(&self, now_ms: i64) -> Option<Duration> {
+        let until = self.until_ms.load(Ordering::SeqCst);
+        (until > now_ms).then(|| Duration::from_millis((until - now_ms) as u64))
+    }
+
+    /// Pause until `until_ms` at least (a longer pause already on stays).
+    pub fn extend_to(&self, until_ms: i64) {
+        self.until_ms.fetch_max(until_ms, Ordering::SeqCst);
+    }
+
+    /// The remote refused a send at `now_ms`, asking for `retry_after` if
+    /// it said: pause, and return when the pause ends. Refusals that come
+    /// back while a pause is already on (sends that were in flight when
+    /// the first refusal came) do not lengthen the wait, so a burst of
+    /// them counts as one.
+    pub fn refused(
+        &self,
+        now_ms: i64,
+        retry_after: Option<Duration>,
+        backoff: RefusalBackoff,
+    ) -> i64 {
+        let wait_ms = match retry_after {
+            Some(asked) => (asked.as_millis() as u64).min(backoff.max_ms),
+            None if self.remaining(now_ms).is_some() => 0,
+            None => {
+                let in_a_row = self.refusals.fetch_add(1, Ordering::SeqCst) + 1;
+                retry_delay_ms(in_a_row, backoff.initial_ms, backoff.max_ms)
+            }
+        };
+        self.extend_to(now_ms + wait_ms as i64);
+        self.until_ms.load(Ordering::SeqCst)
+    }
+
+    /// A send went out: the next refusal starts the wait afresh.
+    pub fn sent(&self) {
+        self.refusals.store(0, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BACKOFF: RefusalBackoff = RefusalBackoff {
+        initial_ms: 1_000,
+        max_ms: 60_000,
+    };
+
+    #[test]
+    fn a_fresh_pause_holds_nothing() {
+        assert_eq!(Pause::default().remaining(1_000), None);
+    }
+
+    #[test]
+    fn the_remote_s_retry_after_is_kept_up_to_the_cap() {
+        let pause = Pause::default();
+        let until = pause.refused(10_000, Some(Duration::from_secs(3)), BACKOFF);
+        assert_eq!(until, 13_000);
+        assert_eq!(pause.remaining(12_000), Some(Duration::from_secs(1)));
+        assert_eq!(pause.remaining(13_000), None);
+        let capped = pause.refused(20_000, Some(Duration::from_secs(3_600)), BACKOFF);
+        assert_eq!(capped, 80_000, "a retry_after is capped at max_ms");
+    }
+
+    #[test]
+    fn unsaid_waits_double_with_each_refusal_in_a_row_and_restart_after_a_send() {
+        let pause = Pause::default();
+        let mut now = 0;
+        let mut waits = Vec::new();
+        for _ in 0..3 {
+            let until = pause.refused(now, None, BACKOFF);
+            waits.push(until - now);
+            now = until;
+        }
+        // Equal jitter: each wait in the upper half of 1 s, 2 s, 4 s.
+        assert!((500..=1_000).contains(&waits[0]), "{waits:?}");
+        assert!((1_000..=2_000).contains(&waits[1]), "{waits:?}");
+        assert!((2_000..=4_000).contains(&waits[2]), "{waits:?}");
+        pause.sent();
+        let after_send = pause.refused(now, None, BACKOFF) - now;
+        assert!((500..=1_000).contains(&after_send), "{after_send}");
+    }
+
+    #[test]
+    fn refusals_during_a_pause_do_not_lengthen_it() {
+        let pause = Pause::default();
+        let until = pause.refused(0, None, BACKOFF);
+        for at in [1, 2, 3] {
+            assert_eq!(pause.refused(at, None, BACKOFF), until);
+        }
+        // The next refusal after the pause is the second in a row.
+        let second = pause.refused(until, None, BACKOFF) - until;
+        assert!((1_000..=2_000).contains(&second), "{second}");
+    }
+
+    #[test]
+    fn a_shorter_pause_does_not_cut_a_longer_one() {
+        let pause = Pause::default();
+        pause.extend_to(5_000);
+        pause.extend_to(1_000);
+        assert_eq!(pause.remaining(0), Some(Duration::from_secs(5)));
+    }
+}
