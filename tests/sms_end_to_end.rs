@@ -2,7 +2,8 @@
 //! on its own pseudo-terminal: sends route by phone_id, delivery reports
 //! turn `sent` into `delivered`, replies come in, and a modem unplugged
 //! mid-queue loses nothing while the other keeps working; however long a
-//! modem stays unplugged, its queue waits without spending attempts; and
+//! modem stays unplugged or off the network, or its network congested, its
+//! queue waits without spending attempts; and
 //! a part sent after a restart does not take an earlier part's id.
 
 mod support;
@@ -219,7 +220,7 @@ fn two_modems_route_report_receive_and_survive_an_unplug() {
 }
 
 #[test]
-fn a_modem_unplugged_or_off_the_network_for_longer_than_all_retries_fails_no_message() {
+fn a_modem_unplugged_off_the_network_or_congested_for_longer_than_all_retries_fails_no_message() {
     let dir = tempfile::tempdir().unwrap();
     let sim = ModemSimProcess::start(&dir.path().join("modem"), &[]);
     let port = free_port();
@@ -276,8 +277,36 @@ fn a_modem_unplugged_or_off_the_network_for_longer_than_all_retries_fails_no_mes
     assert!(sim.control("coverage on").last().unwrap().starts_with("ok"));
     bridge.wait_delivered_at_first_attempt(&offline);
 
+    // A congested network (+CMS ERROR: 42) refuses four sends in a row,
+    // more than `max_attempts`: the endpoint pauses after each refusal,
+    // and no message spends an attempt on one.
+    assert!(sim.control("fail 42 4").last().unwrap().starts_with("ok"));
+    let congested: Vec<String> = (0..3)
+        .map(|i| {
+            bridge.send(
+                "m1",
+                &format!("+155512302{i:02}"),
+                &format!("congestion {i}"),
+            )
+        })
+        .collect();
+    bridge.wait_delivered_at_first_attempt(&congested);
+    let refusals = congested
+        .iter()
+        .flat_map(|id| {
+            let message = bridge.get(&format!("/api/v1/messages/{id}"));
+            message["history"].as_array().unwrap().clone()
+        })
+        .filter(|h| h["code"] == "cms_42")
+        .count();
+    assert_eq!(
+        refusals, 4,
+        "each refusal is in a history, as not an attempt"
+    );
+
     let texts = sim.sent_texts();
-    for text in (0..3).flat_map(|i| [format!("outage {i}"), format!("no coverage {i}")]) {
+    let sent_once = ["outage", "no coverage", "congestion"];
+    for text in (0..3).flat_map(|i| sent_once.map(|what| format!("{what} {i}"))) {
         assert_eq!(
             texts.iter().filter(|t| **t == text).count(),
             1,

@@ -130,14 +130,33 @@ impl SmsChannel {
     }
 }
 
+/// `+CMS ERROR` codes by which the network refuses a submission for now,
+/// for every message alike, not for this one's recipient or content: RP
+/// causes 38 (network out of order), 41 (temporary failure), 42
+/// (congestion) and 47 (resources unavailable) of TS 24.011 Table 8.4, and
+/// TP-FCS 192 (SC busy) of TS 23.040. Each is the network's answer, so the
+/// part was not taken. (332, network timeout, is not here: the SMSC may
+/// have taken the part and only its answer was lost.)
+const NETWORK_REFUSES_FOR_NOW: [u16; 5] = [38, 41, 42, 47, 192];
+
 fn classify(error: DriverError) -> SendError {
     match error {
-        DriverError::Cms { code, permanent } => {
+        DriverError::Cms {
+            code,
+            permanent,
+            nothing_sent,
+        } => {
             let message = phonerelay_sms_at::errors_table::cms_error(code)
                 .map(|i| i.meaning.to_string())
                 .unwrap_or_else(|| format!("+CMS ERROR: {code}"));
             if permanent {
                 SendError::permanent(format!("cms_{code}"), message)
+            } else if nothing_sent && NETWORK_REFUSES_FOR_NOW.contains(&code) {
+                // The queue waits instead of spending an attempt per
+                // message while the network is congested. Once a part of
+                // this attempt has gone out it counts as an attempt, as
+                // with 331 below.
+                SendError::rate_limited(format!("cms_{code}"), message, None)
             } else {
                 SendError::transient(format!("cms_{code}"), message)
             }

@@ -84,15 +84,28 @@ async fn delivery_report_matches_the_external_id() {
 async fn cms_errors_are_classified() {
     let rig = Rig::start(behaviour(), modem_config("main")).await;
     rig.wait_up().await;
-    // 38: network out of order (transient): the retry goes through.
-    rig.sim.fail_next_sends(38, 1);
+    // 38: network out of order, 42: congestion. The network refused the
+    // part for now, for any message: not an attempt, the queue waits.
+    for code in [38, 42] {
+        rig.sim.fail_next_sends(code, 1);
+        let err = rig
+            .channel
+            .send(&message("t", "+15551230001", "hi"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.class, ErrorClass::RateLimited, "{err:?}");
+        assert_eq!(err.code, format!("cms_{code}"));
+    }
+    // 27: destination out of service (transient, this recipient's): an
+    // attempt.
+    rig.sim.fail_next_sends(27, 1);
     let err = rig
         .channel
         .send(&message("t", "+15551230001", "hi"))
         .await
         .unwrap_err();
     assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
-    assert_eq!(err.code, "cms_38");
+    assert_eq!(err.code, "cms_27");
     rig.channel
         .send(&message("t", "+15551230001", "hi"))
         .await

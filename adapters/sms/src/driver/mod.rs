@@ -36,8 +36,13 @@ const EXPIRY_CHECK: Duration = Duration::from_secs(10);
 /// Why a part was not sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DriverError {
+    /// `nothing_sent` when no part of this attempt went out before it.
     #[error("+CMS ERROR: {code}")]
-    Cms { code: u16, permanent: bool },
+    Cms {
+        code: u16,
+        permanent: bool,
+        nothing_sent: bool,
+    },
     #[error("modem rejected the command: {0}")]
     Rejected(String),
     #[error("{0}")]
@@ -582,6 +587,7 @@ impl Driver {
                         (FinalResult::CmsError(_), Some(code)) => DriverError::Cms {
                             code,
                             permanent: result.error_class() == Some(ErrorClass::Permanent),
+                            nothing_sent: outcome.mrs.is_empty(),
                         },
                         _ => DriverError::Rejected(result.to_string()),
                     });
