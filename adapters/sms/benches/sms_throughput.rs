@@ -62,6 +62,7 @@ async fn run(modems: usize, per_modem: usize) -> Run {
                 urc_noise: false,
                 delivery_reports: false,
                 pin: None,
+                registration_urcs: true,
             },
             link.clone(),
             stop.clone(),

@@ -215,3 +215,42 @@ async fn registration_changes_reported_by_the_modem_hold_and_release_at_once() {
         .unwrap();
     assert_eq!(rig.sim.sent_messages().len(), 1);
 }
+
+/// A modem that refuses to report registration changes (`AT+CREG=1`
+/// answered `ERROR`) is still found back on the network well before the
+/// next health poll, an hour away here: while it is off the network the
+/// driver asks every few seconds.
+#[tokio::test]
+async fn a_modem_without_registration_reports_is_polled_while_off_the_network() {
+    let mut config = modem_config("main");
+    config.health_interval_seconds = 3600;
+    let rig = Rig::start(
+        Behaviour {
+            registration_urcs: false,
+            ..behaviour()
+        },
+        config,
+    )
+    .await;
+    rig.wait_up().await;
+    rig.sim.set_coverage(false);
+    // No URC tells it: the first send finds out (+CMS ERROR: 331).
+    let err = rig
+        .channel
+        .send(&message("p", "+15551230001", "no coverage"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::Unavailable, "{err:?}");
+    assert!(!rig.channel.can_send());
+    // Past the poll the loss itself sets off: the one that finds the
+    // network back is a later, periodic one.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!rig.channel.can_send());
+    rig.sim.set_coverage(true);
+    wait_until(|| rig.channel.can_send()).await;
+    rig.channel
+        .send(&message("p", "+15551230001", "back"))
+        .await
+        .unwrap();
+    assert_eq!(rig.sim.sent_messages().len(), 1);
+}

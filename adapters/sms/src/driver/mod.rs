@@ -30,6 +30,11 @@ use crate::config::ModemConfig;
 const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
 /// Registration polling during start-up (not on the send path).
 const REGISTRATION_POLL: Duration = Duration::from_millis(200);
+/// How often a connected modem that is off the network is asked whether it
+/// is back, between health polls: its queue waits on the answer, and a
+/// modem that reports no registration changes of its own (it refused
+/// `AT+CREG=1`) would otherwise be found back only at the next health poll.
+const OFF_NETWORK_POLL: Duration = Duration::from_secs(5);
 /// How often incomplete multipart messages are checked for expiry.
 const EXPIRY_CHECK: Duration = Duration::from_secs(10);
 
@@ -355,6 +360,23 @@ impl Driver {
         Ok(registered)
     }
 
+    fn registered(&self) -> bool {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .registered
+    }
+
+    /// Poll registration, and say so when it changed.
+    async fn recheck_registration(&self, conn: &mut Conn) -> Result<(), ConnError> {
+        let was = self.registered();
+        let now = self.poll_registration(conn).await?;
+        if was != now {
+            tracing::info!(phone_id = %self.config.phone_id, registered = now, "network registration changed");
+        }
+        Ok(())
+    }
+
     async fn poll_health(&self, conn: &mut Conn) -> Result<(), ConnError> {
         let answer = conn.run(self.cmd("AT+CSQ")).await?;
         let dbm = answer
@@ -400,6 +422,8 @@ impl Driver {
         let mut health = tokio::time::interval_at(Instant::now() + health_every, health_every);
         let mut sweep = tokio::time::interval_at(Instant::now() + sweep_every, sweep_every);
         let mut expiry = tokio::time::interval_at(Instant::now() + EXPIRY_CHECK, EXPIRY_CHECK);
+        let mut off_network = tokio::time::interval(OFF_NETWORK_POLL);
+        off_network.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             while let Some(urc) = conn.urcs.pop_front() {
                 self.handle_urc(conn, urc, inbox, epoch).await?;
@@ -430,6 +454,9 @@ impl Driver {
                 },
                 read = conn.idle_read() => read?,
                 _ = health.tick() => self.poll_health(conn).await?,
+                _ = off_network.tick(), if !self.registered() => {
+                    self.recheck_registration(conn).await?;
+                }
                 _ = sweep.tick() => self.sweep(conn, inbox, epoch).await?,
                 _ = expiry.tick() => {
                     let now = epoch.elapsed().as_millis() as u64;
@@ -630,18 +657,7 @@ impl Driver {
             }
             // CS or EPS registration changed: ask both, as the poll does
             // (an LTE-only modem reports CS unregistered while it sends).
-            Urc::CregUnsolicited(_) => {
-                let was = self
-                    .status
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .registered;
-                let now = self.poll_registration(conn).await?;
-                if was != now {
-                    tracing::info!(phone_id = %self.config.phone_id, registered = now, "network registration changed");
-                }
-                Ok(())
-            }
+            Urc::CregUnsolicited(_) => self.recheck_registration(conn).await,
             Urc::Cmt { pdu, .. } => {
                 // Only with a CNMI fallback that routes messages directly;
                 // the modem does not keep them, so commit is all we can do.

@@ -65,6 +65,7 @@ pub async fn run_modem_sim_cli(
         urc_noise: args.urc_noise,
         delivery_reports: !args.no_delivery_reports,
         pin: args.pin.clone(),
+        registration_urcs: true,
     };
     let handle = spawn(behaviour, link.clone(), shutdown.clone())?;
     let listener = TcpListener::bind(args.control).await?;

@@ -235,6 +235,7 @@ pub fn behaviour_from(settings: &SimSettings) -> Behaviour {
         urc_noise: settings.urc_noise,
         delivery_reports: settings.delivery_reports,
         pin: settings.pin.as_ref().map(|p| p.expose().to_string()),
+        registration_urcs: true,
     }
 }
 

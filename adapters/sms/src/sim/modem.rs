@@ -26,6 +26,10 @@ pub struct Behaviour {
     pub urc_noise: bool,
     pub delivery_reports: bool,
     pub pin: Option<String>,
+    /// Whether `AT+CREG=<n>` / `AT+CEREG=<n>` are taken (registration
+    /// changes then come unsolicited) or answered `ERROR`, as some modems
+    /// do, leaving the driver to poll.
+    pub registration_urcs: bool,
 }
 
 /// A part the simulated network accepted.
@@ -368,11 +372,15 @@ impl SimModem {
             "+CREG?" => info(&format!("+CREG: 0,{}", self.reg_stat())),
             "+CEREG?" => info(&format!("+CEREG: 0,{}", self.reg_stat())),
             "+CGREG?" => info(&format!("+CGREG: 0,{}", self.reg_stat())),
-            _ if cmd.starts_with("+CREG=") => {
-                self.creg_urcs = cmd["+CREG=".len()..].trim() != "0";
+            _ if cmd.starts_with("+CREG=") || cmd.starts_with("+CEREG=") => {
+                if !self.behaviour.registration_urcs {
+                    return error();
+                }
+                if let Some(n) = cmd.strip_prefix("+CREG=") {
+                    self.creg_urcs = n.trim() != "0";
+                }
                 ok()
             }
-            _ if cmd.starts_with("+CEREG=") => ok(),
             "+COPS?" => {
                 if self.pin_ok {
                     info("+COPS: 0,0,\"SimNet\",7")

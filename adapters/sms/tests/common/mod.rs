@@ -12,7 +12,8 @@ use phonerelay_channel::{
 };
 use phonerelay_sms::ModemConfig;
 use phonerelay_sms::SmsChannel;
-use phonerelay_sms::sim::{self, Behaviour, SimHandle};
+pub use phonerelay_sms::sim::Behaviour;
+use phonerelay_sms::sim::{self, SimHandle};
 use tokio_util::sync::CancellationToken;
 
 /// Upper bound for anything a test waits for; never a fixed sleep.
@@ -107,6 +108,7 @@ pub fn behaviour() -> Behaviour {
         urc_noise: false,
         delivery_reports: true,
         pin: None,
+        registration_urcs: true,
     }
 }
 
