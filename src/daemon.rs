@@ -154,7 +154,7 @@ pub async fn start(
     }
     tasks.spawn(crate::retention::run(
         store.clone(),
-        config.config.storage.retention_days,
+        config.clone(),
         Duration::from_secs(crate::config::RETENTION_SWEEP_SECONDS),
         shutdown.clone(),
     ));

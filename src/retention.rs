@@ -8,7 +8,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
-use crate::store::Store;
+use crate::config::LoadedConfig;
+use crate::relay::settings::relay_named;
+use crate::store::{Store, UnforwardedInbound};
 
 /// Rows per writer job: small enough to keep accept latency flat.
 const BATCH: u32 = 500;
@@ -17,10 +19,11 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 
 pub async fn run(
     store: Arc<dyn Store>,
-    retention_days: u64,
+    config: Arc<LoadedConfig>,
     every: Duration,
     shutdown: CancellationToken,
 ) {
+    let retention_days = config.config.storage.retention_days;
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
@@ -35,17 +38,28 @@ pub async fn run(
             Err(e) => tracing::warn!(error = %e, "sweep of ended messages' state failed"),
         }
         if retention_days > 0 {
-            prune_old(&*store, retention_days, &shutdown).await;
+            // Asked at every sweep: a pairing comes and goes while the
+            // daemon runs. If it cannot be read, keep what may be wanted.
+            let unforwarded = match relay_named(&config, &*store).await {
+                Some(false) => UnforwardedInbound::Prune,
+                Some(true) | None => UnforwardedInbound::Keep,
+            };
+            prune_old(&*store, retention_days, unforwarded, &shutdown).await;
         }
     }
 }
 
 /// Delete what is older than `retention_days`, one batch per writer job.
-async fn prune_old(store: &dyn Store, retention_days: u64, shutdown: &CancellationToken) {
+async fn prune_old(
+    store: &dyn Store,
+    retention_days: u64,
+    unforwarded: UnforwardedInbound,
+    shutdown: &CancellationToken,
+) {
     let before = now_ms() - retention_days as i64 * DAY_MS;
     let mut total = 0;
     loop {
-        match store.prune(before, BATCH).await {
+        match store.prune(before, BATCH, unforwarded).await {
             Ok(n) => {
                 total += n;
                 if n < BATCH as usize || shutdown.is_cancelled() {

@@ -1,10 +1,13 @@
 //! Retention: old ended messages and forwarded inbound go; live messages
-//! and anything not yet handed over stay.
+//! and anything not yet handed over stay, unless no relay is named to take
+//! inbound at all.
 
 mod common;
 
 use common::{TestDaemon, accept_new, claim_all, config_text, new_outbound, open_store};
 use phonerelay::clock::now_ms;
+use phonerelay::relay::Pairing;
+use phonerelay::relay::settings::save_pairing;
 use phonerelay::store::*;
 use phonerelay_channel::{ChannelKind, InboundMessage, SendReceipt, message_cursor};
 
@@ -75,15 +78,7 @@ async fn prune_deletes_only_old_ended_and_forwarded_messages() {
             .unwrap();
     }
     let cutoff = now - 90 * 24 * 3600 * 1000;
-    // Batches: one row per call, until nothing is left to delete.
-    let mut removed = 0;
-    loop {
-        let n = store.prune(cutoff, 1).await.unwrap();
-        if n == 0 {
-            break;
-        }
-        removed += n;
-    }
+    let removed = prune_all(&store, cutoff, UnforwardedInbound::Keep).await;
     assert_eq!(removed, 3, "sent-1, sent-2 and the forwarded inbound");
     assert!(store.get_outbound(&ids["sent-1"]).await.unwrap().is_none());
     assert!(store.get_outbound(&ids["sent-2"]).await.unwrap().is_none());
@@ -114,6 +109,98 @@ async fn prune_deletes_only_old_ended_and_forwarded_messages() {
         )
         .unwrap();
     assert_eq!(orphans, 0, "history and parts go with their message");
+
+    // With no relay to take it, the inbound that waited goes too.
+    let removed = prune_all(&store, cutoff, UnforwardedInbound::Prune).await;
+    assert_eq!(removed, 1);
+    assert!(store.get_inbound(&waiting.id).await.unwrap().is_none());
+    assert!(store.get_outbound(&ids["live-1"]).await.unwrap().is_some());
+}
+
+/// Prune in batches of one row per call until nothing is left to delete.
+async fn prune_all(store: &SqliteStore, cutoff: i64, unforwarded: UnforwardedInbound) -> usize {
+    let mut removed = 0;
+    loop {
+        let n = store.prune(cutoff, 1, unforwarded).await.unwrap();
+        if n == 0 {
+            return removed;
+        }
+        removed += n;
+    }
+}
+
+/// Start a daemon with `relay` config (and `pairing` stored) on a store
+/// holding two inbound messages 100 days old, one the relay took and one
+/// not forwarded; once its first retention sweep (at start) has deleted
+/// the first, say whether it kept the second.
+async fn keeps_old_unforwarded_inbound(relay: &str, pairing: Option<Pairing>) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state").join("phonerelay.sqlite3");
+    let (forwarded, waiting) = {
+        let store = open_store(&db);
+        let now = now_ms();
+        let forwarded = store
+            .commit_inbound(inbound("in-1", now), now)
+            .await
+            .unwrap();
+        let delivered = RelayInboundOutcome::Delivered {
+            to: "alice".into(),
+            route: "default".into(),
+            now_ms: now,
+        };
+        store
+            .record_relay_inbound(&forwarded.id, delivered)
+            .await
+            .unwrap();
+        let waiting = store
+            .commit_inbound(inbound("in-2", now), now)
+            .await
+            .unwrap();
+        save_pairing(&store, pairing.as_ref()).await.unwrap();
+        (forwarded.id, waiting.id)
+    };
+    let old = now_ms() - 100 * 24 * 3600 * 1000;
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute("UPDATE inbound SET committed_at = ?1", [old])
+        .unwrap();
+    drop(conn);
+    let text = config_text(&dir, &format!("retention_days = 90\n{relay}"));
+    let mut d = TestDaemon::start_in(dir, text, vec![]).await;
+    let store = d.store();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.get_inbound(&forwarded).await.unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no retention sweep at start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let kept = store.get_inbound(&waiting).await.unwrap().is_some();
+    d.stop().await;
+    kept
+}
+
+#[tokio::test]
+async fn a_bridge_with_no_relay_lets_old_inbound_go_with_age() {
+    assert!(!keeps_old_unforwarded_inbound("", None).await);
+}
+
+#[tokio::test]
+async fn a_bridge_with_a_relay_named_keeps_inbound_until_the_relay_takes_it() {
+    // Named but with no key yet, so no link runs: the relay is on its way.
+    let relay = "[relay]\nurl = \"http://127.0.0.1:9\"\nphone_id = \"ph_1\"\n";
+    assert!(keeps_old_unforwarded_inbound(relay, None).await);
+}
+
+#[tokio::test]
+async fn a_paired_bridge_keeps_inbound_until_the_relay_takes_it() {
+    let pairing = Pairing {
+        url: "http://127.0.0.1:9".into(),
+        phone_id: "ph_1".into(),
+        bridge_key_id: "k".into(),
+        paired_at_ms: now_ms(),
+    };
+    assert!(keeps_old_unforwarded_inbound("", Some(pairing)).await);
 }
 
 #[tokio::test]

@@ -68,6 +68,21 @@ pub async fn save_pairing(store: &dyn Store, pairing: Option<&Pairing>) -> Resul
         .map_err(|e| e.to_string())
 }
 
+/// Whether a relay is named at all, by the config or by a pairing: what
+/// decides whether inbound not yet forwarded waits for one
+/// (`UnforwardedInbound`). A relay named but not yet complete counts: a
+/// link is on its way. `None` when the pairing cannot be read.
+pub async fn relay_named(loaded: &LoadedConfig, store: &dyn Store) -> Option<bool> {
+    let relay = &loaded.config.relay;
+    if relay.url.is_some() || relay.phone_id.is_some() {
+        return Some(true);
+    }
+    match store.load_cursor(SCOPE, PAIRING).await {
+        Ok(text) => Some(text.is_some_and(|text| serde_json::from_str::<Pairing>(&text).is_ok())),
+        Err(_) => None,
+    }
+}
+
 /// Why no link can be built from the settings.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Unresolved {

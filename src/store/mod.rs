@@ -93,9 +93,15 @@ pub trait Store: Send + Sync + 'static {
     async fn expire_due(&self, now_ms: i64) -> StoreResult<usize>;
     /// Delete up to `batch` ended outbound messages (with their history and
     /// parts) and forwarded inbound messages last changed before
-    /// `before_ms`; returns how many rows went. Live and dead-lettered
+    /// `before_ms`, and inbound not yet forwarded too if `unforwarded`
+    /// says so; returns how many rows went. Live and dead-lettered
     /// messages are kept.
-    async fn prune(&self, before_ms: i64, batch: u32) -> StoreResult<usize>;
+    async fn prune(
+        &self,
+        before_ms: i64,
+        batch: u32,
+        unforwarded: UnforwardedInbound,
+    ) -> StoreResult<usize>;
     /// Delete every `message_cursor` (see the channel crate) whose message
     /// has ended or is gone; returns how many went.
     async fn prune_message_cursors(&self) -> StoreResult<usize>;

@@ -361,6 +361,19 @@ impl ApiKeyRecord {
     }
 }
 
+/// Which old inbound messages retention deletes besides those the relay
+/// has taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnforwardedInbound {
+    /// A relay is configured or paired: one not yet forwarded stays until
+    /// the relay takes it, however long that is.
+    Keep,
+    /// No relay is named, so nothing would ever take one: it goes with age
+    /// like the rest (the API still lists it until then). A relay paired
+    /// later gets what is younger than the retention.
+    Prune,
+}
+
 /// Where an inbound message stands on its way to the relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -196,9 +196,14 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn prune(&self, before_ms: i64, batch: u32) -> StoreResult<usize> {
+    async fn prune(
+        &self,
+        before_ms: i64,
+        batch: u32,
+        unforwarded: UnforwardedInbound,
+    ) -> StoreResult<usize> {
         self.writer
-            .write(move |conn| retention::prune(conn, before_ms, batch))
+            .write(move |conn| retention::prune(conn, before_ms, batch, unforwarded))
             .await
     }
 

@@ -73,6 +73,19 @@ fn the_status_counts_and_retention_use_the_partial_indexes() {
     );
     assert_reaches(outbound::STATS, "outbound_");
     assert_reaches(retention::PRUNE_ENDED, "outbound_ended");
+    // A state at a time, in the state index's seq order: no sort of every
+    // old inbound row for each batch.
+    let steps = plan(retention::PRUNE_INBOUND);
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.contains("INDEX inbound_relay_state")),
+        "{steps:?}"
+    );
+    assert!(
+        !steps.iter().any(|s| s.contains("TEMP B-TREE")),
+        "{steps:?}"
+    );
 }
 
 /// A message accepted before migration 9 is found by its id through the

@@ -8,7 +8,7 @@ use phonerelay_channel::message_of_cursor;
 
 use super::outbound;
 use super::rows::{ended, live};
-use crate::store::StoreResult;
+use crate::store::{StoreResult, UnforwardedInbound};
 
 /// Ended messages last changed before ?1, through the partial ended index.
 pub(super) const PRUNE_ENDED: &str = concat!(
@@ -16,6 +16,11 @@ pub(super) const PRUNE_ENDED: &str = concat!(
     ended!(),
     " AND updated_at < ?1 LIMIT ?2"
 );
+
+/// Inbound in relay state ?3 committed before ?1, up to ?2 rows.
+pub(super) const PRUNE_INBOUND: &str = "DELETE FROM inbound WHERE seq IN (
+    SELECT seq FROM inbound WHERE relay_state = ?3 AND committed_at < ?1
+    ORDER BY seq LIMIT ?2)";
 
 /// Is the message in row ?1 still queued or being sent?
 const IS_LIVE: &str = concat!("SELECT 1 FROM outbound WHERE seq = ?1 AND ", live!());
@@ -50,7 +55,12 @@ pub fn prune_message_cursors(conn: &Connection) -> StoreResult<usize> {
     Ok(removed)
 }
 
-pub fn prune(conn: &Connection, before_ms: i64, batch: u32) -> StoreResult<usize> {
+pub fn prune(
+    conn: &Connection,
+    before_ms: i64,
+    batch: u32,
+    unforwarded: UnforwardedInbound,
+) -> StoreResult<usize> {
     // Ended outbound messages, through the (partial) ended index.
     let rows = conn
         .prepare_cached(PRUNE_ENDED)?
@@ -68,14 +78,17 @@ pub fn prune(conn: &Connection, before_ms: i64, batch: u32) -> StoreResult<usize
             .prepare_cached("DELETE FROM outbound WHERE seq = ?1")?
             .execute([seq])?;
     }
-    // Inbound messages the relay has taken.
-    removed += conn
-        .prepare_cached(
-            "DELETE FROM inbound WHERE seq IN (
-                SELECT seq FROM inbound
-                WHERE relay_state = 'delivered' AND committed_at < ?1
-                ORDER BY seq LIMIT ?2)",
-        )?
-        .execute(params![before_ms, batch])?;
+    // Inbound messages the relay has taken, and, with no relay to take
+    // them, those waiting for one: a state at a time, so each walks its
+    // part of the state index in seq order and stops at the batch.
+    let states: &[&str] = match unforwarded {
+        UnforwardedInbound::Keep => &["delivered"],
+        UnforwardedInbound::Prune => &["delivered", "pending"],
+    };
+    for state in states {
+        removed += conn
+            .prepare_cached(PRUNE_INBOUND)?
+            .execute(params![before_ms, batch, state])?;
+    }
     Ok(removed)
 }
