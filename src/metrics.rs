@@ -26,6 +26,7 @@ pub struct Metrics {
     pub queue_oldest_seconds: Family<Labels, Gauge>,
     pub endpoint_up: Family<Labels, Gauge>,
     pub endpoint_can_send: Family<Labels, Gauge>,
+    pub endpoint_paused_seconds: Family<Labels, Gauge>,
     pub endpoint_detail: Family<Labels, Gauge>,
     pub store_up: Gauge,
     pub store_bytes: Family<Labels, Gauge>,
@@ -57,6 +58,7 @@ impl Default for Metrics {
         let queue_oldest_seconds = Family::<Labels, Gauge>::default();
         let endpoint_up = Family::<Labels, Gauge>::default();
         let endpoint_can_send = Family::<Labels, Gauge>::default();
+        let endpoint_paused_seconds = Family::<Labels, Gauge>::default();
         let endpoint_detail = Family::<Labels, Gauge>::default();
         let store_up = Gauge::default();
         let store_bytes = Family::<Labels, Gauge>::default();
@@ -130,6 +132,12 @@ impl Default for Metrics {
             endpoint_can_send.clone(),
         );
         registry.register(
+            "endpoint_paused_seconds",
+            "Seconds left in the pause the remote's last refusal began (a rate limit, a \
+             congested network): no send starts on the endpoint meanwhile; 0 when not paused",
+            endpoint_paused_seconds.clone(),
+        );
+        registry.register(
             "endpoint_detail",
             "Quantities an endpoint reports about its health, by name (signal_dbm, ...)",
             endpoint_detail.clone(),
@@ -180,6 +188,7 @@ impl Default for Metrics {
             queue_oldest_seconds,
             endpoint_up,
             endpoint_can_send,
+            endpoint_paused_seconds,
             endpoint_detail,
             store_up,
             store_bytes,

@@ -361,6 +361,26 @@ async fn refusals_pause_the_endpoint(refusals: Vec<Step>, outbox: &str) {
     let d = TestDaemon::start(&format!("{outbox}max_attempts = 2\n"), vec![ch.clone()]).await;
     let first = d.queue_sms("+15551230001", "first").await;
     ch.wait_calls(1).await;
+    // The status says the endpoint pauses, and why (from the moment the
+    // refusal is back from the channel).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        let (_, status) = d.get("/api/v1/status", &d.admin_key).await;
+        if !status["endpoints"][0]["paused"].is_null() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never paused: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let paused = &status["endpoints"][0]["paused"];
+    assert_eq!(paused["code"], "http_429", "{status}");
+    assert_eq!(paused["message"], "too many requests", "{status}");
+    assert!(paused["seconds_left"].as_u64().unwrap() >= 1, "{status}");
+    let gauge = "phonerelay_endpoint_paused_seconds{channel=\"sms\",phone_id=\"m1\"}";
+    assert!(counter(&d, gauge).await >= 1);
     let other = d.queue_sms("+15551230002", "other").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(ch.calls(), 1, "nothing is tried while the endpoint pauses");
@@ -372,6 +392,9 @@ async fn refusals_pause_the_endpoint(refusals: Vec<Step>, outbox: &str) {
     );
     assert_eq!(ch.calls() as u64, refused + 2);
     assert_eq!(deferred(&d, "refused").await, refused);
+    let (_, status) = d.get("/api/v1/status", &d.admin_key).await;
+    assert!(status["endpoints"][0]["paused"].is_null(), "{status}");
+    assert_eq!(counter(&d, gauge).await, 0);
     let refusal = first["history"]
         .as_array()
         .unwrap()

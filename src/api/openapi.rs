@@ -22,7 +22,7 @@ use super::{dto, error, inbound, messages, relay, system};
     components(schemas(
         dto::SendRequest, dto::AttachmentBody, dto::Priority, dto::Accepted, dto::MessageView,
         dto::MessagePage, dto::HistoryEntry, dto::ErrorInfo, dto::InboundView, dto::InboundPage,
-        error::ErrorBody, error::ErrorDetail, system::StatusReport, system::EndpointStatus, system::Health,
+        error::ErrorBody, error::ErrorDetail, system::StatusReport, system::EndpointStatus, system::EndpointPause, system::Health,
         relay::RelayLinkView, relay::RelayInboundView, relay::RelayInboundPage,
         crate::store::RelayInboundState, crate::store::DiskUsage,
     )),

@@ -12,7 +12,7 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::human::{age, human_bytes};
 use super::state::AppState;
-use crate::clock::now_ms;
+use crate::clock::{now_ms, rfc3339};
 use crate::metrics::labels;
 use crate::store::{DiskUsage, EndpointStats, Scope};
 
@@ -47,6 +47,11 @@ pub struct EndpointStatus {
     /// claimed and no attempt is spent until it is back.
     #[serde(default = "can_send_by_default")]
     pub can_send: bool,
+    /// Present while the endpoint pauses after the remote refused a send
+    /// for now (a rate limit, a congested network): no send starts until
+    /// `until`, and no attempt is spent meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<EndpointPause>,
     pub queued: u64,
     /// How long the oldest queued message has waited since it was
     /// accepted; absent when nothing is queued.
@@ -55,6 +60,30 @@ pub struct EndpointStatus {
     pub sending: u64,
     pub sent_last_hour: u64,
     pub failed_last_hour: u64,
+}
+
+/// Why and how long an endpoint pauses.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EndpointPause {
+    /// RFC 3339 UTC.
+    pub until: String,
+    pub seconds_left: u64,
+    /// The remote's refusal, as the message's history has it (`http_429`,
+    /// `cms_42`).
+    pub code: String,
+    pub message: String,
+}
+
+impl EndpointPause {
+    fn of(endpoint: &crate::endpoints::Endpoint, now_ms: i64) -> Option<Self> {
+        let (left, refusal) = endpoint.pause.refusal(now_ms)?;
+        Some(Self {
+            until: rfc3339(now_ms + left.as_millis() as i64),
+            seconds_left: left.as_secs_f64().ceil() as u64,
+            code: refusal.code,
+            message: refusal.message,
+        })
+    }
 }
 
 /// A report from a daemon that predates `can_send` held no queue.
@@ -91,7 +120,11 @@ impl StatusReport {
             let oldest = e
                 .oldest_queued_seconds
                 .map_or(String::new(), |s| format!(" (oldest {})", age(s)));
-            let held = if e.can_send { "" } else { " (queue held)" };
+            let held = match (e.can_send, &e.paused) {
+                (false, _) => " (queue held)",
+                (true, Some(_)) => " (paused)",
+                (true, None) => "",
+            };
             parts.push(format!(
                 "{}/{} {}{held}: {} queued{oldest}, {} failed in the last hour",
                 e.channel, e.phone_id, e.state, e.queued, e.failed_last_hour
@@ -156,6 +189,7 @@ pub(crate) async fn report(state: &AppState) -> StatusReport {
                 summary: health.summary,
                 details: health.details,
                 can_send: endpoint.channel.can_send(),
+                paused: EndpointPause::of(endpoint, now),
                 queued: s.map_or(0, |s| s.queued),
                 oldest_queued_seconds: s.and_then(|s| queue_age_seconds(s, now)),
                 sending: s.map_or(0, |s| s.sending),
@@ -252,6 +286,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             .endpoint_can_send
             .get_or_create(&labels(&series))
             .set(endpoint.channel.can_send() as i64);
+        let paused = EndpointPause::of(endpoint, now).map_or(0, |p| p.seconds_left);
+        state
+            .metrics
+            .endpoint_paused_seconds
+            .get_or_create(&labels(&series))
+            .set(paused as i64);
         // Signal strength and the like, for alerting on a weak modem.
         for (name, value) in &health.measures {
             state

@@ -57,10 +57,16 @@ pub fn render(report: &StatusReport) -> String {
     ];
     let mut rows: Vec<[String; 9]> = vec![header.map(String::from)];
     for e in &report.endpoints {
-        let mut detail = if e.can_send {
-            e.summary.clone()
-        } else {
-            format!("queue held: {}", e.summary)
+        let mut detail = match (e.can_send, &e.paused) {
+            (false, _) => format!("queue held: {}", e.summary),
+            (true, Some(p)) => format!(
+                "paused {} ({}: {}): {}",
+                age(p.seconds_left),
+                p.code,
+                p.message,
+                e.summary
+            ),
+            (true, None) => e.summary.clone(),
         };
         for (k, v) in &e.details {
             detail.push_str(&format!("  {k}={v}"));
@@ -117,7 +123,7 @@ pub fn render(report: &StatusReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::system::EndpointStatus;
+    use crate::api::system::{EndpointPause, EndpointStatus};
 
     fn report(can_send: bool) -> StatusReport {
         StatusReport {
@@ -131,6 +137,7 @@ mod tests {
                 summary: "not registered on the network".into(),
                 details: Default::default(),
                 can_send,
+                paused: None,
                 queued: 3,
                 oldest_queued_seconds: Some(90),
                 sending: 0,
@@ -161,5 +168,31 @@ mod tests {
         let sending = report(true);
         assert!(!render(&sending).contains("held"));
         assert!(!sending.one_line().contains("held"));
+        assert!(!render(&sending).contains("paused"));
+        assert!(!sending.one_line().contains("paused"));
+    }
+
+    /// So does one that pauses after a refusal, with how long and why.
+    #[test]
+    fn a_paused_endpoint_says_how_long_and_why() {
+        let mut paused = report(true);
+        paused.endpoints[0].paused = Some(EndpointPause {
+            until: "2026-11-27T05:00:00.000Z".into(),
+            seconds_left: 125,
+            code: "cms_42".into(),
+            message: "Congestion".into(),
+        });
+        let table = render(&paused);
+        assert!(
+            table.contains("paused 2m (cms_42: Congestion): not registered"),
+            "{table}"
+        );
+        assert!(
+            paused
+                .one_line()
+                .contains("sms/m1 degraded (paused): 3 queued"),
+            "{}",
+            paused.one_line()
+        );
     }
 }

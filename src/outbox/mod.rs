@@ -14,5 +14,5 @@ mod worker;
 pub use backoff::retry_delay_ms;
 pub use handover::{Handover, Intake, Reservation};
 pub use limits::limits_for;
-pub use pause::Pause;
+pub use pause::{Pause, Refusal};
 pub use worker::{DispatchContext, run_endpoint, run_expiry_sweeper};

@@ -6,8 +6,11 @@
 //! refused too, and some remotes lengthen their limit for every request
 //! that ignores it.
 
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::time::Duration;
+
+use phonerelay_channel::SendError;
 
 use super::backoff::retry_delay_ms;
 
@@ -18,6 +21,17 @@ pub struct Pause {
     /// Refusals in a row, each met while no pause was on: what the wait
     /// grows with when the remote does not say how long.
     refusals: AtomicU32,
+    /// The last refusal since a send went out, for the status to say why
+    /// the queue stands; `refused_since_sent` spares each send the lock.
+    last_refusal: Mutex<Option<Refusal>>,
+    refused_since_sent: AtomicBool,
+}
+
+/// What the remote said when it last refused a send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: String,
+    pub message: String,
 }
 
 /// How a refused send's wait is worked out: the outbox's retry backoff.
@@ -39,18 +53,18 @@ impl Pause {
         self.until_ms.fetch_max(until_ms, Ordering::SeqCst);
     }
 
-    /// The remote refused a send at `now_ms`, asking for `retry_after` if
-    /// it said: pause, and return when the pause ends. Refusals that come
-    /// back while a pause is already on (sends that were in flight when
-    /// the first refusal came) do not lengthen the wait, so a burst of
-    /// them counts as one.
-    pub fn refused(
-        &self,
-        now_ms: i64,
-        retry_after: Option<Duration>,
-        backoff: RefusalBackoff,
-    ) -> i64 {
-        let wait_ms = match retry_after {
+    /// The remote refused a send at `now_ms` with `error`, asking for its
+    /// `retry_after` if it said: pause, and return when the pause ends.
+    /// Refusals that come back while a pause is already on (sends that
+    /// were in flight when the first refusal came) do not lengthen the
+    /// wait, so a burst of them counts as one.
+    pub fn refused(&self, now_ms: i64, error: &SendError, backoff: RefusalBackoff) -> i64 {
+        *self.last_refusal.lock().unwrap_or_else(|e| e.into_inner()) = Some(Refusal {
+            code: error.code.clone(),
+            message: error.message.clone(),
+        });
+        self.refused_since_sent.store(true, Ordering::SeqCst);
+        let wait_ms = match error.retry_after {
             Some(asked) => (asked.as_millis() as u64).min(backoff.max_ms),
             None if self.remaining(now_ms).is_some() => 0,
             None => {
@@ -62,9 +76,24 @@ impl Pause {
         self.until_ms.load(Ordering::SeqCst)
     }
 
+    /// While a pause a refusal began is on: how long it still runs, and
+    /// what the remote said.
+    pub fn refusal(&self, now_ms: i64) -> Option<(Duration, Refusal)> {
+        let left = self.remaining(now_ms)?;
+        let refusal = self
+            .last_refusal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        Some((left, refusal))
+    }
+
     /// A send went out: the next refusal starts the wait afresh.
     pub fn sent(&self) {
-        self.refusals.store(0, Ordering::SeqCst);
+        if self.refused_since_sent.swap(false, Ordering::SeqCst) {
+            self.refusals.store(0, Ordering::SeqCst);
+            *self.last_refusal.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
     }
 }
 
@@ -77,6 +106,10 @@ mod tests {
         max_ms: 60_000,
     };
 
+    fn said(retry_after: Option<Duration>) -> SendError {
+        SendError::rate_limited("http_429", "too many requests", retry_after)
+    }
+
     #[test]
     fn a_fresh_pause_holds_nothing() {
         assert_eq!(Pause::default().remaining(1_000), None);
@@ -85,11 +118,11 @@ mod tests {
     #[test]
     fn the_remote_s_retry_after_is_kept_up_to_the_cap() {
         let pause = Pause::default();
-        let until = pause.refused(10_000, Some(Duration::from_secs(3)), BACKOFF);
+        let until = pause.refused(10_000, &said(Some(Duration::from_secs(3))), BACKOFF);
         assert_eq!(until, 13_000);
         assert_eq!(pause.remaining(12_000), Some(Duration::from_secs(1)));
         assert_eq!(pause.remaining(13_000), None);
-        let capped = pause.refused(20_000, Some(Duration::from_secs(3_600)), BACKOFF);
+        let capped = pause.refused(20_000, &said(Some(Duration::from_secs(3_600))), BACKOFF);
         assert_eq!(capped, 80_000, "a retry_after is capped at max_ms");
     }
 
@@ -99,7 +132,7 @@ mod tests {
         let mut now = 0;
         let mut waits = Vec::new();
         for _ in 0..3 {
-            let until = pause.refused(now, None, BACKOFF);
+            let until = pause.refused(now, &said(None), BACKOFF);
             waits.push(until - now);
             now = until;
         }
@@ -108,20 +141,37 @@ mod tests {
         assert!((1_000..=2_000).contains(&waits[1]), "{waits:?}");
         assert!((2_000..=4_000).contains(&waits[2]), "{waits:?}");
         pause.sent();
-        let after_send = pause.refused(now, None, BACKOFF) - now;
+        let after_send = pause.refused(now, &said(None), BACKOFF) - now;
         assert!((500..=1_000).contains(&after_send), "{after_send}");
     }
 
     #[test]
     fn refusals_during_a_pause_do_not_lengthen_it() {
         let pause = Pause::default();
-        let until = pause.refused(0, None, BACKOFF);
+        let until = pause.refused(0, &said(None), BACKOFF);
         for at in [1, 2, 3] {
-            assert_eq!(pause.refused(at, None, BACKOFF), until);
+            assert_eq!(pause.refused(at, &said(None), BACKOFF), until);
         }
         // The next refusal after the pause is the second in a row.
-        let second = pause.refused(until, None, BACKOFF) - until;
+        let second = pause.refused(until, &said(None), BACKOFF) - until;
         assert!((1_000..=2_000).contains(&second), "{second}");
+    }
+
+    #[test]
+    fn the_status_hears_the_last_refusal_while_its_pause_runs() {
+        let pause = Pause::default();
+        pause.extend_to(500);
+        assert_eq!(pause.refusal(0), None, "a turned-away pause has no refusal");
+        pause.refused(1_000, &said(Some(Duration::from_secs(2))), BACKOFF);
+        let (left, refusal) = pause.refusal(1_500).expect("paused");
+        assert_eq!(left, Duration::from_millis(1_500));
+        assert_eq!(refusal.code, "http_429");
+        assert_eq!(refusal.message, "too many requests");
+        assert_eq!(pause.refusal(3_000), None, "over");
+        pause.refused(4_000, &said(Some(Duration::from_secs(2))), BACKOFF);
+        pause.sent();
+        pause.extend_to(10_000);
+        assert_eq!(pause.refusal(5_000), None, "a send went out since");
     }
 
     #[test]

@@ -209,7 +209,7 @@ fn refused(
         initial_ms: ctx.outbox.retry_initial_ms,
         max_ms: ctx.outbox.retry_max_ms,
     };
-    let until = endpoint.pause.refused(now, error.retry_after, backoff);
+    let until = endpoint.pause.refused(now, error, backoff);
     let channel = record.channel.as_str();
     if already_paused {
         tracing::debug!(id = %record.id, %channel, code = %error.code,
