@@ -129,8 +129,11 @@ pub async fn start(
         graceful: shutdown.clone(),
         hard: hard_stop.clone(),
     };
-    let request_timeout = Duration::from_secs(config.config.server.request_timeout_seconds);
-    tasks.spawn(api::serve::serve(listener, app, request_timeout, stop));
+    let limits = api::serve::Limits {
+        request_timeout: Duration::from_secs(config.config.server.request_timeout_seconds),
+        max_connections: config.config.server.max_connections as usize,
+    };
+    tasks.spawn(api::serve::serve(listener, app, limits, stop));
 
     let dispatch = DispatchContext {
         store: store.clone(),
@@ -195,6 +198,7 @@ pub async fn start(
 /// relay link read its settings again (`systemctl reload`).
 pub async fn serve(loaded: LoadedConfig) -> Result<(), ExitError> {
     let starting = service_manager::Starting::begin();
+    crate::fd_limit::prepare(loaded.config.server.max_connections);
     let daemon = start(loaded, Vec::new()).await?;
     drop(starting);
     // Fed until the daemon has stopped: systemd may still be waiting on

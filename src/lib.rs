@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod endpoints;
 pub mod exit;
+pub mod fd_limit;
 pub mod inbound;
 pub mod instance_lock;
 pub mod keys;

@@ -8,8 +8,12 @@
 //! same timer closes a kept-alive connection left idle that long). And a
 //! connection still open when the shutdown grace period ends is dropped, so
 //! SIGTERM ends the daemon however its clients behave: before, one
-//! half-sent request kept it running until the client went away.
+//! half-sent request kept it running until the client went away. At most
+//! `server.max_connections` are served at once: the loop accepts the next
+//! only once one has closed, so a flood of idle connections waits in the
+//! kernel's backlog instead of taking every file descriptor.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -17,6 +21,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -33,22 +38,56 @@ pub struct Stop {
     pub hard: CancellationToken,
 }
 
+/// How the server treats its connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `server.request_timeout_seconds`.
+    pub request_timeout: Duration,
+    /// `server.max_connections`.
+    pub max_connections: usize,
+}
+
 /// Serve `app` on `listener` until `stop`; returns once every connection
 /// is closed.
-pub async fn serve(listener: TcpListener, app: Router, request_timeout: Duration, stop: Stop) {
+pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stop: Stop) {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(request_timeout);
+        .header_read_timeout(limits.request_timeout);
     let mut connections = JoinSet::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut at_limit = false;
     loop {
+        // A slot first, then the connection: at the limit, the next one
+        // stays in the backlog until a connection closes.
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if !at_limit {
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "connection limit reached; new connections wait until one closes \
+                         (server.max_connections)"
+                    );
+                    at_limit = true;
+                }
+                tokio::select! {
+                    _ = stop.graceful.cancelled() => break,
+                    Some(_) = connections.join_next() => continue,
+                }
+            }
+        };
+        if at_limit && slots.available_permits() >= limits.max_connections / 10 {
+            tracing::info!("below the connection limit again");
+            at_limit = false;
+        }
         tokio::select! {
             _ = stop.graceful.cancelled() => break,
             // Reap finished connections, so the set holds only open ones.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let conn = serve_one(&builder, stream, app.clone(), stop.graceful.clone());
+                    let conn = serve_one(&builder, stream, app.clone(), stop.graceful.clone(), slot);
                     connections.spawn(conn);
                 }
                 Err(e) if is_about_one_connection(&e) => {}
@@ -79,11 +118,14 @@ fn serve_one(
     stream: TcpStream,
     app: Router,
     graceful: CancellationToken,
+    slot: OwnedSemaphorePermit,
 ) -> impl Future<Output = ()> + Send + 'static {
     // Small answers go out at once rather than waiting on Nagle.
     let _ = stream.set_nodelay(true);
     let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
     async move {
+        // Held until the connection is over, however it ends.
+        let _slot = slot;
         tokio::pin!(conn);
         tokio::select! {
             _ = conn.as_mut() => return,

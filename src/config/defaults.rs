@@ -8,6 +8,13 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8686";
 /// Big enough for a long e-mail body with attachment metadata.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
 pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 30;
+/// HTTP connections served at once; more wait in the listen backlog. A
+/// relay and a few operators need tens; the cap keeps a flood of idle
+/// connections from taking every file descriptor the store, the modems and
+/// the relay link need.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 1024;
+/// Highest `server.max_connections` accepted.
+pub const MAX_MAX_CONNECTIONS: u64 = 65_536;
 /// Time allowed for in-flight sends and requests to finish on SIGTERM.
 pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 20;
 

@@ -37,6 +37,9 @@ pub struct ServerConfig {
     /// 408, `api::body`). It does not cut a request short once its body is
     /// in.
     pub request_timeout_seconds: u64,
+    /// HTTP connections served at once; a connection beyond waits in the
+    /// kernel's listen backlog until one closes (`api::serve`).
+    pub max_connections: u64,
     /// On SIGTERM: how long in-flight sends and HTTP requests get to
     /// finish; then sends are released to the queue and connections closed.
     pub shutdown_grace_seconds: u64,
@@ -48,6 +51,7 @@ impl Default for ServerConfig {
             listen: DEFAULT_LISTEN.into(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout_seconds: DEFAULT_REQUEST_TIMEOUT_SECONDS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             shutdown_grace_seconds: DEFAULT_SHUTDOWN_GRACE_SECONDS,
         }
     }

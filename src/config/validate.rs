@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 
 use phonerelay_channel::{ChannelKind, ConfigIssue};
 
-use super::defaults::MAX_COMMIT_DELAY_MS;
+use super::defaults::{MAX_COMMIT_DELAY_MS, MAX_MAX_CONNECTIONS};
 use super::load::LoadedConfig;
 
 /// Check the whole config without side effects; an empty list means valid.
@@ -32,6 +32,12 @@ pub fn validate_with(loaded: &LoadedConfig, extra_phone_ids: &[String]) -> Vec<C
         "server.request_timeout_seconds",
         config.server.request_timeout_seconds,
     );
+    if !(1..=MAX_MAX_CONNECTIONS).contains(&config.server.max_connections) {
+        issues.push(ConfigIssue::new(
+            "server.max_connections",
+            format!("must be from 1 to {MAX_MAX_CONNECTIONS}"),
+        ));
+    }
 
     if config.storage.commit_delay_ms > MAX_COMMIT_DELAY_MS {
         issues.push(ConfigIssue::new(
@@ -251,5 +257,33 @@ mod relay_tests {
             ".".into(),
         );
         assert!(parsed.is_err());
+    }
+}
+
+#[cfg(test)]
+mod server_tests {
+    use super::*;
+    use crate::config::load_from_str;
+
+    fn issues(text: &str) -> Vec<String> {
+        let loaded =
+            load_from_str(text, std::path::Path::new("t.toml"), ".".into()).expect("parses");
+        validate(&loaded).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn max_connections_must_be_from_1_to_65536() {
+        for good in [1, 1024, 65_536] {
+            let found = issues(&format!("[server]\nmax_connections = {good}\n"));
+            assert!(found.is_empty(), "{good}: {found:?}");
+        }
+        for bad in [0, 65_537] {
+            let found = issues(&format!("[server]\nmax_connections = {bad}\n"));
+            assert_eq!(
+                found,
+                ["server.max_connections: must be from 1 to 65536"],
+                "{bad}"
+            );
+        }
     }
 }

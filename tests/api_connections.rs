@@ -1,0 +1,63 @@
+//! `server.max_connections`: a connection beyond the limit is not refused
+//! but waits, unanswered, until one of those being served closes.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::*;
+
+/// `GET /health` on a connection of its own, from a thread; the status
+/// line comes back on the channel once answered.
+fn health_on_new_connection(addr: &str) -> mpsc::Receiver<String> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        let _ = tx.send(answer.lines().next().unwrap_or_default().to_string());
+    });
+    rx
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_beyond_the_limit_waits_until_one_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(&dir, "").replace(
+        "[server]\n",
+        "[server]\nmax_connections = 2\nrequest_timeout_seconds = 30\n",
+    );
+    let d = TestDaemon::start_in(dir, text, vec![]).await;
+    let addr = d.base.trim_start_matches("http://").to_string();
+
+    // Two connections that say nothing take both slots.
+    let first_idle = TcpStream::connect(&addr).unwrap();
+    let _second_idle = TcpStream::connect(&addr).unwrap();
+    let waiting = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        let answer = health_on_new_connection(&addr);
+        let early = answer.recv_timeout(Duration::from_millis(700)).ok();
+        (answer, early)
+    })
+    .await
+    .unwrap();
+    let (answer, early) = waiting;
+    assert_eq!(early, None, "answered while both slots were taken");
+
+    // One closes: the waiting connection is served.
+    drop(first_idle);
+    let status = tokio::task::spawn_blocking(move || answer.recv_timeout(Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .expect("never answered after a slot came free");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+}
