@@ -16,7 +16,9 @@ pub enum ErrorClass {
     /// its `retry_max_ms`, which also caps a `retry_after`). A limit the
     /// remote keeps up costs a message none of its attempts; only its TTL
     /// runs on. A send that may have gone out is `Transient`, whatever the
-    /// remote said.
+    /// remote said. So is a limit on one recipient alone (WhatsApp's pair
+    /// rate limit, say), with its `retry_after`: that recipient's later
+    /// messages wait behind it, and the endpoint sends on to the others.
     RateLimited,
     /// Will never succeed as it stands (bad number, blocked, rejected content).
     Permanent,
