@@ -25,6 +25,29 @@ fn inbound(external_id: &str, now: i64) -> InboundMessage {
     }
 }
 
+/// Two inbound messages committed at `now`: one the relay has taken, then
+/// one still waiting for it; their ids, in that order.
+async fn forwarded_and_waiting(store: &SqliteStore, now: i64) -> (String, String) {
+    let forwarded = store
+        .commit_inbound(inbound("in-1", now), now)
+        .await
+        .unwrap();
+    let delivered = RelayInboundOutcome::Delivered {
+        to: "alice".into(),
+        route: "default".into(),
+        now_ms: now,
+    };
+    store
+        .record_relay_inbound(&forwarded.id, delivered)
+        .await
+        .unwrap();
+    let waiting = store
+        .commit_inbound(inbound("in-2", now), now)
+        .await
+        .unwrap();
+    (forwarded.id, waiting.id)
+}
+
 #[tokio::test]
 async fn prune_deletes_only_old_ended_and_forwarded_messages() {
     let dir = tempfile::tempdir().unwrap();
@@ -45,25 +68,7 @@ async fn prune_deletes_only_old_ended_and_forwarded_messages() {
             .unwrap();
     }
     store.requeue_abandoned(now).await.unwrap(); // live-1 is queued again
-    let forwarded = store
-        .commit_inbound(inbound("in-1", now), now)
-        .await
-        .unwrap();
-    store
-        .record_relay_inbound(
-            &forwarded.id,
-            RelayInboundOutcome::Delivered {
-                to: "alice".into(),
-                route: "default".into(),
-                now_ms: now,
-            },
-        )
-        .await
-        .unwrap();
-    let waiting = store
-        .commit_inbound(inbound("in-2", now), now)
-        .await
-        .unwrap();
+    let (forwarded, waiting) = forwarded_and_waiting(&store, now).await;
 
     // Age everything but "recent-1" by 100 days, as time would.
     let old = now - 100 * 24 * 3600 * 1000;
@@ -94,9 +99,9 @@ async fn prune_deletes_only_old_ended_and_forwarded_messages() {
             .is_some(),
         "younger than the cutoff"
     );
-    assert!(store.get_inbound(&forwarded.id).await.unwrap().is_none());
+    assert!(store.get_inbound(&forwarded).await.unwrap().is_none());
     assert!(
-        store.get_inbound(&waiting.id).await.unwrap().is_some(),
+        store.get_inbound(&waiting).await.unwrap().is_some(),
         "not yet forwarded"
     );
     let conn = rusqlite::Connection::open(&db).unwrap();
@@ -113,7 +118,7 @@ async fn prune_deletes_only_old_ended_and_forwarded_messages() {
     // With no relay to take it, the inbound that waited goes too.
     let removed = prune_all(&store, cutoff, UnforwardedInbound::Prune).await;
     assert_eq!(removed, 1);
-    assert!(store.get_inbound(&waiting.id).await.unwrap().is_none());
+    assert!(store.get_inbound(&waiting).await.unwrap().is_none());
     assert!(store.get_outbound(&ids["live-1"]).await.unwrap().is_some());
 }
 
@@ -138,26 +143,9 @@ async fn keeps_old_unforwarded_inbound(relay: &str, pairing: Option<Pairing>) ->
     let db = dir.path().join("state").join("phonerelay.sqlite3");
     let (forwarded, waiting) = {
         let store = open_store(&db);
-        let now = now_ms();
-        let forwarded = store
-            .commit_inbound(inbound("in-1", now), now)
-            .await
-            .unwrap();
-        let delivered = RelayInboundOutcome::Delivered {
-            to: "alice".into(),
-            route: "default".into(),
-            now_ms: now,
-        };
-        store
-            .record_relay_inbound(&forwarded.id, delivered)
-            .await
-            .unwrap();
-        let waiting = store
-            .commit_inbound(inbound("in-2", now), now)
-            .await
-            .unwrap();
+        let (forwarded, waiting) = forwarded_and_waiting(&store, now_ms()).await;
         save_pairing(&store, pairing.as_ref()).await.unwrap();
-        (forwarded.id, waiting.id)
+        (forwarded, waiting)
     };
     let old = now_ms() - 100 * 24 * 3600 * 1000;
     let conn = rusqlite::Connection::open(&db).unwrap();

@@ -221,7 +221,7 @@ fn configured_phone_ids(loaded: &LoadedConfig) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod relay_tests {
+mod tests {
     use super::*;
     use crate::config::load_from_str;
 
@@ -229,6 +229,22 @@ mod relay_tests {
         let loaded =
             load_from_str(text, std::path::Path::new("t.toml"), ".".into()).expect("parses");
         validate(&loaded).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn max_connections_must_be_from_1_to_65536() {
+        for good in [1, 1024, 65_536] {
+            let found = issues(&format!("[server]\nmax_connections = {good}\n"));
+            assert!(found.is_empty(), "{good}: {found:?}");
+        }
+        for bad in [0, 65_537] {
+            let found = issues(&format!("[server]\nmax_connections = {bad}\n"));
+            assert_eq!(
+                found,
+                ["server.max_connections: must be from 1 to 65536"],
+                "{bad}"
+            );
+        }
     }
 
     #[test]
@@ -257,33 +273,5 @@ mod relay_tests {
             ".".into(),
         );
         assert!(parsed.is_err());
-    }
-}
-
-#[cfg(test)]
-mod server_tests {
-    use super::*;
-    use crate::config::load_from_str;
-
-    fn issues(text: &str) -> Vec<String> {
-        let loaded =
-            load_from_str(text, std::path::Path::new("t.toml"), ".".into()).expect("parses");
-        validate(&loaded).iter().map(ToString::to_string).collect()
-    }
-
-    #[test]
-    fn max_connections_must_be_from_1_to_65536() {
-        for good in [1, 1024, 65_536] {
-            let found = issues(&format!("[server]\nmax_connections = {good}\n"));
-            assert!(found.is_empty(), "{good}: {found:?}");
-        }
-        for bad in [0, 65_537] {
-            let found = issues(&format!("[server]\nmax_connections = {bad}\n"));
-            assert_eq!(
-                found,
-                ["server.max_connections: must be from 1 to 65536"],
-                "{bad}"
-            );
-        }
     }
 }
