@@ -153,8 +153,19 @@ async fn a_modem_off_the_network_turns_sends_away_unattempted_until_a_poll_finds
     let rig = Rig::start(behaviour(), config).await;
     rig.wait_up().await;
     assert!(rig.channel.can_send());
-    rig.sim.set_coverage(false);
     // The modem answers, but has no network: nothing went out.
+    first_send_out_of_coverage_is_turned_away(&rig).await;
+    assert_eq!(rig.channel.health().state, HealthState::Degraded);
+    // A poll while still out of reach keeps it so.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!rig.channel.can_send());
+    back_in_coverage_it_sends(&rig).await;
+}
+
+/// Out of coverage, a send learns it (+CMS ERROR: 331, nothing sent), and
+/// the modem takes no more at once, not at the next poll.
+async fn first_send_out_of_coverage_is_turned_away(rig: &Rig) {
+    rig.sim.set_coverage(false);
     let err = rig
         .channel
         .send(&message("n", "+15551230001", "no coverage"))
@@ -162,18 +173,16 @@ async fn a_modem_off_the_network_turns_sends_away_unattempted_until_a_poll_finds
         .unwrap_err();
     assert_eq!(err.class, ErrorClass::Unavailable, "{err:?}");
     assert_eq!(err.code, "cms_331");
-    assert!(
-        !rig.channel.can_send(),
-        "known at once, not at the next poll"
-    );
-    assert_eq!(rig.channel.health().state, HealthState::Degraded);
-    // A poll while still out of reach keeps it so.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!rig.channel.can_send());
+}
+
+/// Back in coverage, the modem takes sends again once it knows, and the
+/// first is the network's first message.
+async fn back_in_coverage_it_sends(rig: &Rig) {
     rig.sim.set_coverage(true);
     wait_until(|| rig.channel.can_send()).await;
     rig.channel
-        .send(&message("n", "+15551230001", "no coverage"))
+        .send(&message("n", "+15551230001", "back"))
         .await
         .unwrap();
     assert_eq!(rig.sim.sent_messages().len(), 1);
@@ -233,24 +242,11 @@ async fn a_modem_without_registration_reports_is_polled_while_off_the_network() 
     )
     .await;
     rig.wait_up().await;
-    rig.sim.set_coverage(false);
-    // No URC tells it: the first send finds out (+CMS ERROR: 331).
-    let err = rig
-        .channel
-        .send(&message("p", "+15551230001", "no coverage"))
-        .await
-        .unwrap_err();
-    assert_eq!(err.class, ErrorClass::Unavailable, "{err:?}");
-    assert!(!rig.channel.can_send());
+    // No URC tells it: the first send finds out.
+    first_send_out_of_coverage_is_turned_away(&rig).await;
     // Past the poll the loss itself sets off: the one that finds the
     // network back is a later, periodic one.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!rig.channel.can_send());
-    rig.sim.set_coverage(true);
-    wait_until(|| rig.channel.can_send()).await;
-    rig.channel
-        .send(&message("p", "+15551230001", "back"))
-        .await
-        .unwrap();
-    assert_eq!(rig.sim.sent_messages().len(), 1);
+    back_in_coverage_it_sends(&rig).await;
 }
