@@ -7,7 +7,7 @@
 //! that ignores it.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use phonerelay_channel::SendError;
@@ -18,13 +18,20 @@ use super::backoff::retry_delay_ms;
 pub struct Pause {
     /// Unix ms before which no send starts (0: never paused).
     until_ms: AtomicI64,
-    /// Refusals in a row, each met while no pause was on: what the wait
-    /// grows with when the remote does not say how long.
-    refusals: AtomicU32,
-    /// The last refusal since a send went out, for the status to say why
-    /// the queue stands; `refused_since_sent` spares each send the lock.
-    last_refusal: Mutex<Option<Refusal>>,
+    /// The refusals since a send last went out. Changed only under its
+    /// lock, so a refusal and a send that end together leave it whole;
+    /// `refused_since_sent` spares every send the lock.
+    refusals: Mutex<Refusals>,
     refused_since_sent: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Refusals {
+    /// Each met while no pause was on: what the wait grows with when the
+    /// remote does not say how long.
+    in_a_row: u32,
+    /// For the status to say why the queue stands.
+    last: Option<Refusal>,
 }
 
 /// What the remote said when it last refused a send.
@@ -59,7 +66,8 @@ impl Pause {
     /// were in flight when the first refusal came) do not lengthen the
     /// wait, so a burst of them counts as one.
     pub fn refused(&self, now_ms: i64, error: &SendError, backoff: RefusalBackoff) -> i64 {
-        *self.last_refusal.lock().unwrap_or_else(|e| e.into_inner()) = Some(Refusal {
+        let mut refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        refusals.last = Some(Refusal {
             code: error.code.clone(),
             message: error.message.clone(),
         });
@@ -68,8 +76,8 @@ impl Pause {
             Some(asked) => (asked.as_millis() as u64).min(backoff.max_ms),
             None if self.remaining(now_ms).is_some() => 0,
             None => {
-                let in_a_row = self.refusals.fetch_add(1, Ordering::SeqCst) + 1;
-                retry_delay_ms(in_a_row, backoff.initial_ms, backoff.max_ms)
+                refusals.in_a_row += 1;
+                retry_delay_ms(refusals.in_a_row, backoff.initial_ms, backoff.max_ms)
             }
         };
         self.extend_to(now_ms + wait_ms as i64);
@@ -81,18 +89,20 @@ impl Pause {
     pub fn refusal(&self, now_ms: i64) -> Option<(Duration, Refusal)> {
         let left = self.remaining(now_ms)?;
         let refusal = self
-            .last_refusal
+            .refusals
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .last
             .clone()?;
         Some((left, refusal))
     }
 
     /// A send went out: the next refusal starts the wait afresh.
     pub fn sent(&self) {
-        if self.refused_since_sent.swap(false, Ordering::SeqCst) {
-            self.refusals.store(0, Ordering::SeqCst);
-            *self.last_refusal.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if self.refused_since_sent.load(Ordering::SeqCst) {
+            let mut refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+            self.refused_since_sent.store(false, Ordering::SeqCst);
+            *refusals = Refusals::default();
         }
     }
 }
