@@ -41,6 +41,14 @@ pub struct Refusal {
     pub message: String,
 }
 
+/// When the pause a refusal met or began ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PauseEnd {
+    pub until_ms: i64,
+    /// A pause was on already: this refusal was one of a burst.
+    pub was_on: bool,
+}
+
 /// How a refused send's wait is worked out: the outbox's retry backoff.
 #[derive(Debug, Clone, Copy)]
 pub struct RefusalBackoff {
@@ -61,27 +69,31 @@ impl Pause {
     }
 
     /// The remote refused a send at `now_ms` with `error`, asking for its
-    /// `retry_after` if it said: pause, and return when the pause ends.
+    /// `retry_after` if it said: pause, and say when the pause ends.
     /// Refusals that come back while a pause is already on (sends that
     /// were in flight when the first refusal came) do not lengthen the
     /// wait, so a burst of them counts as one.
-    pub fn refused(&self, now_ms: i64, error: &SendError, backoff: RefusalBackoff) -> i64 {
+    pub fn refused(&self, now_ms: i64, error: &SendError, backoff: RefusalBackoff) -> PauseEnd {
         let mut refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
         refusals.last = Some(Refusal {
             code: error.code.clone(),
             message: error.message.clone(),
         });
         self.refused_since_sent.store(true, Ordering::SeqCst);
+        let was_on = self.remaining(now_ms).is_some();
         let wait_ms = match error.retry_after {
             Some(asked) => (asked.as_millis() as u64).min(backoff.max_ms),
-            None if self.remaining(now_ms).is_some() => 0,
+            None if was_on => 0,
             None => {
                 refusals.in_a_row += 1;
                 retry_delay_ms(refusals.in_a_row, backoff.initial_ms, backoff.max_ms)
             }
         };
         self.extend_to(now_ms + wait_ms as i64);
-        self.until_ms.load(Ordering::SeqCst)
+        PauseEnd {
+            until_ms: self.until_ms.load(Ordering::SeqCst),
+            was_on,
+        }
     }
 
     /// While a pause a refusal began is on: how long it still runs, and
@@ -128,11 +140,15 @@ mod tests {
     #[test]
     fn the_remote_s_retry_after_is_kept_up_to_the_cap() {
         let pause = Pause::default();
-        let until = pause.refused(10_000, &said(Some(Duration::from_secs(3))), BACKOFF);
+        let until = pause
+            .refused(10_000, &said(Some(Duration::from_secs(3))), BACKOFF)
+            .until_ms;
         assert_eq!(until, 13_000);
         assert_eq!(pause.remaining(12_000), Some(Duration::from_secs(1)));
         assert_eq!(pause.remaining(13_000), None);
-        let capped = pause.refused(20_000, &said(Some(Duration::from_secs(3_600))), BACKOFF);
+        let capped = pause
+            .refused(20_000, &said(Some(Duration::from_secs(3_600))), BACKOFF)
+            .until_ms;
         assert_eq!(capped, 80_000, "a retry_after is capped at max_ms");
     }
 
@@ -142,7 +158,7 @@ mod tests {
         let mut now = 0;
         let mut waits = Vec::new();
         for _ in 0..3 {
-            let until = pause.refused(now, &said(None), BACKOFF);
+            let until = pause.refused(now, &said(None), BACKOFF).until_ms;
             waits.push(until - now);
             now = until;
         }
@@ -151,19 +167,22 @@ mod tests {
         assert!((1_000..=2_000).contains(&waits[1]), "{waits:?}");
         assert!((2_000..=4_000).contains(&waits[2]), "{waits:?}");
         pause.sent();
-        let after_send = pause.refused(now, &said(None), BACKOFF) - now;
+        let after_send = pause.refused(now, &said(None), BACKOFF).until_ms - now;
         assert!((500..=1_000).contains(&after_send), "{after_send}");
     }
 
     #[test]
     fn refusals_during_a_pause_do_not_lengthen_it() {
         let pause = Pause::default();
-        let until = pause.refused(0, &said(None), BACKOFF);
+        let first = pause.refused(0, &said(None), BACKOFF);
+        assert!(!first.was_on);
+        let until = first.until_ms;
         for at in [1, 2, 3] {
-            assert_eq!(pause.refused(at, &said(None), BACKOFF), until);
+            let burst = pause.refused(at, &said(None), BACKOFF);
+            assert_eq!((burst.until_ms, burst.was_on), (until, true));
         }
         // The next refusal after the pause is the second in a row.
-        let second = pause.refused(until, &said(None), BACKOFF) - until;
+        let second = pause.refused(until, &said(None), BACKOFF).until_ms - until;
         assert!((1_000..=2_000).contains(&second), "{second}");
     }
 

@@ -204,14 +204,14 @@ fn refused(
     error: &SendError,
 ) -> SendOutcome {
     let now = now_ms();
-    let already_paused = endpoint.pause.remaining(now).is_some();
     let backoff = RefusalBackoff {
         initial_ms: ctx.outbox.retry_initial_ms,
         max_ms: ctx.outbox.retry_max_ms,
     };
-    let until = endpoint.pause.refused(now, error, backoff);
+    let pause = endpoint.pause.refused(now, error, backoff);
+    let until = pause.until_ms;
     let channel = record.channel.as_str();
-    if already_paused {
+    if pause.was_on {
         tracing::debug!(id = %record.id, %channel, code = %error.code,
             "refused while the endpoint pauses: {}", error.message);
     } else {
