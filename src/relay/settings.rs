@@ -53,8 +53,17 @@ pub fn key_file(loaded: &LoadedConfig) -> PathBuf {
 }
 
 pub async fn load_pairing(store: &dyn Store) -> Option<Pairing> {
-    let text = store.load_cursor(SCOPE, PAIRING).await.ok().flatten()?;
-    serde_json::from_str(&text).ok()
+    read_pairing(store).await.ok().flatten()
+}
+
+/// The pairing, if one is recorded (`unpair` leaves an empty text, which
+/// is none); `Err` when the store cannot be read.
+async fn read_pairing(store: &dyn Store) -> Result<Option<Pairing>, String> {
+    let text = store
+        .load_cursor(SCOPE, PAIRING)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(text.and_then(|text| serde_json::from_str(&text).ok()))
 }
 
 pub async fn save_pairing(store: &dyn Store, pairing: Option<&Pairing>) -> Result<(), String> {
@@ -77,10 +86,10 @@ pub async fn relay_named(loaded: &LoadedConfig, store: &dyn Store) -> Option<boo
     if relay.url.is_some() || relay.phone_id.is_some() {
         return Some(true);
     }
-    match store.load_cursor(SCOPE, PAIRING).await {
-        Ok(text) => Some(text.is_some_and(|text| serde_json::from_str::<Pairing>(&text).is_ok())),
-        Err(_) => None,
-    }
+    read_pairing(store)
+        .await
+        .ok()
+        .map(|pairing| pairing.is_some())
 }
 
 /// Why no link can be built from the settings.
@@ -100,10 +109,7 @@ pub async fn resolve(
     store: &dyn Store,
 ) -> Result<Option<RelaySettings>, Unresolved> {
     let relay = &loaded.config.relay;
-    let pairing = match store.load_cursor(SCOPE, PAIRING).await {
-        Ok(text) => text.and_then(|text| serde_json::from_str::<Pairing>(&text).ok()),
-        Err(e) => return Err(Unresolved::Store(e.to_string())),
-    };
+    let pairing = read_pairing(store).await.map_err(Unresolved::Store)?;
     let url = relay
         .url
         .clone()
