@@ -88,6 +88,9 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
     tracing::info!(channel = %kind, %phone_id, concurrency = limits.concurrency, "dispatcher started");
 
     let mut holding = false;
+    // Until the endpoint has first come up (a modem still starting), a
+    // queue that waits is no outage, and the journal does not call it one.
+    let mut came_up = false;
     while !ctx.shutdown.is_cancelled() {
         while sends.in_flight.try_join_next().is_some() {}
         while let Ok(handover) = handovers.try_recv() {
@@ -101,7 +104,7 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
             // but the churn would walk the whole queue once per poll.
             // Accepts queue meanwhile.
             endpoint.intake.set_drained(false);
-            if !holding && !can_send {
+            if !holding && !can_send && came_up {
                 tracing::info!(channel = %kind, %phone_id, "endpoint down; its queue waits until it is back");
                 holding = true;
             }
@@ -118,6 +121,7 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
             tracing::info!(channel = %kind, %phone_id, "endpoint back; sending its queue");
             holding = false;
         }
+        came_up = true;
         let free = permits.available_permits() as u32;
         if free == 0 {
             // Permits come back in groups, as the recorder commits outcomes,
