@@ -357,6 +357,7 @@ impl SmsChannel {
             return;
         };
         let driver = Driver {
+            outage: Default::default(),
             config: self.config.clone(),
             path: self.path.clone(),
             pin: self.pin.clone(),

@@ -4,6 +4,7 @@
 
 mod conn;
 pub mod inbound;
+mod outage_log;
 pub mod status;
 
 use std::path::PathBuf;
@@ -21,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 pub use conn::ConnError;
 use conn::{Answer, Conn, LateAnswer};
 use inbound::{Inbox, Ready};
+pub use outage_log::OutageLog;
+use outage_log::Say;
 use status::{AcceptedPart, AcceptedParts, SentParts, SharedStatus, parts_cursor};
 
 use crate::codec::{self, Incoming};
@@ -116,6 +119,8 @@ pub struct Driver {
     pub sink: Arc<dyn EventSink>,
     pub requests: mpsc::Receiver<Request>,
     pub wire: Arc<WireStats>,
+    /// How the current outage, if any, has been reported.
+    pub outage: OutageLog,
 }
 
 /// Why a session ended.
@@ -157,7 +162,19 @@ impl Driver {
                     reason
                 }
             };
-            tracing::warn!(phone_id = %self.config.phone_id, reason = %reason, retry_in = ?backoff, "modem down; reconnecting");
+            let phone_id = &self.config.phone_id;
+            match self.outage.failed(&reason, std::time::Instant::now()) {
+                Say::Warn { down_for: None } => {
+                    tracing::warn!(%phone_id, %reason, retry_in = ?backoff, "modem down; reconnecting")
+                }
+                Say::Warn {
+                    down_for: Some(down_for),
+                } => tracing::warn!(%phone_id, %reason, retry_in = ?backoff,
+                    down_for_seconds = down_for.as_secs(), "modem still down; reconnecting"),
+                Say::Quiet => {
+                    tracing::debug!(%phone_id, %reason, retry_in = ?backoff, "modem still down; reconnecting")
+                }
+            }
             self.set_status(|s| {
                 s.connected = false;
                 s.registered = false;
@@ -221,7 +238,11 @@ impl Driver {
             return end;
         }
         *backoff = INITIAL_BACKOFF;
-        tracing::info!(phone_id = %self.config.phone_id, "modem ready");
+        match self.outage.recovered(std::time::Instant::now()) {
+            Some(down_for) => tracing::info!(phone_id = %self.config.phone_id,
+                down_for_seconds = down_for.as_secs(), "modem ready again"),
+            None => tracing::info!(phone_id = %self.config.phone_id, "modem ready"),
+        }
         let result = self.serve(&mut conn, shutdown, inbox).await;
         match result {
             Ok(()) => End::Shutdown,
