@@ -318,3 +318,65 @@ fn send_status_and_messages_go_through_the_running_daemon() {
     assert_eq!(down.status.code(), Some(1));
     assert!(text(&down.stderr).contains("cannot reach the daemon"));
 }
+
+/// A daemon that takes connections but never answers (stopped with
+/// SIGSTOP, hung, or at its connection limit, where the kernel still
+/// completes the handshake): `status` gives up after `--timeout` and says
+/// why, and `PHONERELAY_TIMEOUT` sets the same.
+#[test]
+fn a_daemon_that_never_answers_is_reported_after_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    // Bound and listening, never accepting: connections wait in the backlog.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let path = write_config(
+        dir.path(),
+        &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nstate_dir = \"state\"\n"),
+    );
+    let config = path.to_str().unwrap();
+    let mut by_flag = bin();
+    by_flag
+        .args(["status", "--config", config, "--timeout", "1"])
+        .env("PHONERELAY_API_KEY", "prk_0000000000000000_00");
+    let by_flag = output_within(by_flag, std::time::Duration::from_secs(10));
+    assert_eq!(by_flag.status.code(), Some(1));
+    let said = text(&by_flag.stderr);
+    assert!(said.contains("did not answer within 1 s"), "{said}");
+    assert!(said.contains("server.max_connections"), "{said}");
+
+    let mut by_env = bin();
+    by_env
+        .args(["status", "--config", config])
+        .env("PHONERELAY_API_KEY", "prk_0000000000000000_00")
+        .env("PHONERELAY_TIMEOUT", "2");
+    let by_env = output_within(by_env, std::time::Duration::from_secs(10));
+    assert_eq!(by_env.status.code(), Some(1));
+    assert!(text(&by_env.stderr).contains("did not answer within 2 s"));
+
+    let zero = run(&["status", "--config", config, "--timeout", "0"]);
+    assert_eq!(zero.status.code(), Some(2), "a usage error");
+    drop(silent);
+}
+
+/// Run `command` to its end, failing the test (and killing it) if that
+/// takes longer than `limit`: a CLI that hangs is the fault looked for.
+fn output_within(
+    mut command: std::process::Command,
+    limit: std::time::Duration,
+) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("still waiting after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}

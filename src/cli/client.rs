@@ -1,6 +1,8 @@
 //! A small client for the local daemon's API, authenticated with the local
 //! CLI key (or `PHONERELAY_API_KEY`).
 
+use std::time::Duration;
+
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -12,14 +14,19 @@ use crate::local_key;
 
 pub const API_KEY_ENV: &str = "PHONERELAY_API_KEY";
 
+/// `--timeout`'s default: longer than any answer a working daemon takes (a
+/// send waits for its commit), short enough for a script to go on.
+pub const DEFAULT_TIMEOUT_SECONDS: u64 = 30;
+
 pub struct LocalClient {
     base: String,
     key: String,
     http: reqwest::Client,
+    timeout: Duration,
 }
 
 impl LocalClient {
-    pub fn new(loaded: &LoadedConfig) -> Result<Self, ExitError> {
+    pub fn new(loaded: &LoadedConfig, timeout: Duration) -> Result<Self, ExitError> {
         let key = match std::env::var(API_KEY_ENV) {
             Ok(key) if !key.is_empty() => key,
             _ => local_key::read(&loaded.state_dir()).map_err(ExitError::Config)?,
@@ -29,10 +36,15 @@ impl LocalClient {
         let host = listen
             .replace("0.0.0.0:", "127.0.0.1:")
             .replace("[::]:", "[::1]:");
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| ExitError::Runtime(format!("cannot make an HTTP client: {e}")))?;
         Ok(Self {
             base: format!("http://{host}"),
             key,
-            http: reqwest::Client::new(),
+            http,
+            timeout,
         })
     }
 
@@ -49,16 +61,14 @@ impl LocalClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| {
-            ExitError::Runtime(format!(
-                "cannot reach the daemon at {}: {} (is `phonerelay serve` running?)",
-                self.base,
-                e.without_url()
-            ))
-        })?;
+        let response = request.send().await.map_err(|e| self.unanswered(e))?;
         let status = response.status();
         let body: Value = response.json().await.map_err(|e| {
-            ExitError::Runtime(format!("the daemon sent an unreadable answer: {e}"))
+            if e.is_timeout() {
+                self.unanswered(e)
+            } else {
+                ExitError::Runtime(format!("the daemon sent an unreadable answer: {e}"))
+            }
         })?;
         if status.is_success() {
             serde_json::from_value(body)
@@ -66,6 +76,24 @@ impl LocalClient {
         } else {
             Err(api_error(status, &body))
         }
+    }
+}
+
+impl LocalClient {
+    fn unanswered(&self, e: reqwest::Error) -> ExitError {
+        if e.is_timeout() {
+            return ExitError::Runtime(format!(
+                "the daemon at {} did not answer within {} s: it may be stopped, hung or at \
+                 server.max_connections (see its log); --timeout waits longer",
+                self.base,
+                self.timeout.as_secs()
+            ));
+        }
+        ExitError::Runtime(format!(
+            "cannot reach the daemon at {}: {} (is `phonerelay serve` running?)",
+            self.base,
+            e.without_url()
+        ))
     }
 }
 

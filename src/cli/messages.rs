@@ -3,7 +3,6 @@ use reqwest::Method;
 
 use super::client::LocalClient;
 use crate::api::dto::{MessagePage, MessageView};
-use crate::config::LoadedConfig;
 use crate::exit::ExitError;
 
 #[derive(Debug, Subcommand)]
@@ -27,8 +26,7 @@ pub enum MessagesCommand {
     Cancel { id: String },
 }
 
-pub async fn run(loaded: &LoadedConfig, command: &MessagesCommand) -> Result<(), ExitError> {
-    let client = LocalClient::new(loaded)?;
+pub async fn run(client: &LocalClient, command: &MessagesCommand) -> Result<(), ExitError> {
     match command {
         MessagesCommand::List {
             status,

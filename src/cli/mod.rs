@@ -24,6 +24,14 @@ pub struct Cli {
     #[arg(long, short = 'c', global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// Longest wait for the running daemon's answer (send, status,
+    /// messages): a daemon that is stopped, hung or at its
+    /// server.max_connections is reported instead of waited on for good.
+    #[arg(long, global = true, value_name = "SECONDS", env = "PHONERELAY_TIMEOUT",
+          default_value_t = client::DEFAULT_TIMEOUT_SECONDS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -67,6 +75,12 @@ pub fn load_config(cli: &Cli) -> Result<LoadedConfig, ExitError> {
     config::load_from_path(&path).map_err(|e| ExitError::Config(e.to_string()))
 }
 
+/// A client for the running daemon the config names.
+fn daemon_client(cli: &Cli) -> Result<client::LocalClient, ExitError> {
+    let timeout = std::time::Duration::from_secs(cli.timeout);
+    client::LocalClient::new(&load_config(cli)?, timeout)
+}
+
 pub async fn run(cli: Cli) -> Result<(), ExitError> {
     match &cli.command {
         Command::Serve => {
@@ -75,10 +89,10 @@ pub async fn run(cli: Cli) -> Result<(), ExitError> {
             crate::daemon::serve(loaded).await
         }
         Command::Check => check::run(&cli),
-        Command::Send(args) => send::run(&load_config(&cli)?, args).await,
-        Command::Status(args) => status::run(&load_config(&cli)?, args).await,
+        Command::Send(args) => send::run(&daemon_client(&cli)?, args).await,
+        Command::Status(args) => status::run(&daemon_client(&cli)?, args).await,
         Command::Keys(command) => keys::run(&load_config(&cli)?, command).await,
-        Command::Messages(command) => messages::run(&load_config(&cli)?, command).await,
+        Command::Messages(command) => messages::run(&daemon_client(&cli)?, command).await,
         Command::Pair(args) => pair::pair(&load_config(&cli)?, args).await,
         Command::Unpair => pair::unpair(&load_config(&cli)?).await,
         Command::Inbound(command) => pair::inbound(&load_config(&cli)?, command).await,

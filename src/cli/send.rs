@@ -5,7 +5,6 @@ use serde_json::json;
 use super::client::LocalClient;
 use crate::api::dto::Accepted;
 use crate::api::system::StatusReport;
-use crate::config::LoadedConfig;
 use crate::exit::ExitError;
 
 #[derive(Debug, Args)]
@@ -30,8 +29,7 @@ pub struct SendArgs {
     pub priority: Option<String>,
 }
 
-pub async fn run(loaded: &LoadedConfig, args: &SendArgs) -> Result<(), ExitError> {
-    let client = LocalClient::new(loaded)?;
+pub async fn run(client: &LocalClient, args: &SendArgs) -> Result<(), ExitError> {
     let phone_id = match &args.phone_id {
         Some(id) => id.clone(),
         None => only_endpoint(&client, &args.channel).await?,

@@ -4,7 +4,6 @@ use reqwest::Method;
 use super::client::LocalClient;
 use crate::api::human::{age, storage_summary};
 use crate::api::system::StatusReport;
-use crate::config::LoadedConfig;
 use crate::exit::ExitError;
 
 #[derive(Debug, Args)]
@@ -14,8 +13,7 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-pub async fn run(loaded: &LoadedConfig, args: &StatusArgs) -> Result<(), ExitError> {
-    let client = LocalClient::new(loaded)?;
+pub async fn run(client: &LocalClient, args: &StatusArgs) -> Result<(), ExitError> {
     let report: StatusReport = client
         .call(Method::GET, "/api/v1/status", None::<&()>)
         .await?;
