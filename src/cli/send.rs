@@ -32,7 +32,7 @@ pub struct SendArgs {
 pub async fn run(client: &LocalClient, args: &SendArgs) -> Result<(), ExitError> {
     let phone_id = match &args.phone_id {
         Some(id) => id.clone(),
-        None => only_endpoint(&client, &args.channel).await?,
+        None => only_endpoint(client, &args.channel).await?,
     };
     let mut body = json!({
         "phone_id": phone_id,
