@@ -1,6 +1,8 @@
 //! Logs go to stderr (journald picks them up under systemd). `RUST_LOG`
 //! overrides `log.level`.
 
+use std::time::{Duration, Instant};
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
@@ -16,4 +18,55 @@ pub fn init(config: &LogConfig) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// Lets a line that would repeat with every request through at most once
+/// per `every`, and counts the ones it held back. Pure: time is passed in.
+#[derive(Debug)]
+pub struct Throttle {
+    every: Duration,
+    last: Option<Instant>,
+    held_back: u64,
+}
+
+impl Throttle {
+    pub const fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: None,
+            held_back: 0,
+        }
+    }
+
+    /// `Some(lines held back since the last one)` if a line may be written
+    /// at `now`; `None` if it is held back (and counted).
+    pub fn allow(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < self.every)
+        {
+            self.held_back += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.held_back))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_throttle_lets_one_line_through_per_period_and_counts_the_rest() {
+        let start = Instant::now();
+        let mut throttle = Throttle::new(Duration::from_secs(60));
+        assert_eq!(throttle.allow(start), Some(0));
+        for s in 1..60 {
+            assert_eq!(throttle.allow(start + Duration::from_secs(s)), None);
+        }
+        assert_eq!(throttle.allow(start + Duration::from_secs(60)), Some(59));
+        assert_eq!(throttle.allow(start + Duration::from_secs(61)), None);
+        assert_eq!(throttle.allow(start + Duration::from_secs(200)), Some(1));
+    }
 }

@@ -80,13 +80,18 @@ async fn a_send_finished_while_the_store_is_down_is_recorded_once_it_is_back() {
     called.await;
 
     writes_refused();
-    let (code, refused) = d
-        .post(
-            "/api/v1/messages",
-            &d.admin_key,
-            &send_body("m1", "sms", "+15551230002", "refused"),
-        )
-        .await;
+    let response = d
+        .http
+        .post(format!("{}/api/v1/messages", d.base))
+        .bearer_auth(&d.admin_key)
+        .json(&send_body("m1", "sms", "+15551230002", "refused"))
+        .send()
+        .await
+        .unwrap();
+    // The client is told when to try again.
+    let retry_after = response.headers().get("retry-after").cloned();
+    assert_eq!(retry_after.as_ref().map(|v| v.to_str().unwrap()), Some("5"));
+    let (code, refused) = into_parts(response).await;
     assert_eq!(code, 503, "{refused}");
     assert_eq!(refused["error"]["code"], "store_unavailable");
     // Readiness says so too (a transaction that writes nothing would still

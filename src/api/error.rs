@@ -10,12 +10,23 @@ use utoipa::ToSchema;
 
 use crate::store::StoreError;
 
+/// What a 503 `store_unavailable` asks a client to wait before trying
+/// again (`Retry-After`, RFC 9110 §10.2.3): long enough for a full disk or
+/// a locked database to be seen to, short enough not to hold up a relay.
+pub const STORE_RETRY_AFTER_SECONDS: u64 = 5;
+
+/// How often a store that keeps refusing is logged again while requests
+/// keep meeting it; the lines between are counted, not written.
+const STORE_ERROR_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// Seconds for a `Retry-After` header, when the client should retry.
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -40,6 +51,7 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -71,12 +83,28 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "store error while serving a request");
-        ApiError::new(
+        // A full disk fails every request until it is mended: one line a
+        // minute says so, with how many requests met it meanwhile, rather
+        // than one per request (`/ready` and `phonerelay_store_up` say it
+        // at every moment). One process is one daemon, so the throttle is
+        // the process's.
+        static THROTTLE: std::sync::Mutex<crate::logging::Throttle> =
+            std::sync::Mutex::new(crate::logging::Throttle::new(STORE_ERROR_LOG_EVERY));
+        let allowed = THROTTLE
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .allow(std::time::Instant::now());
+        if let Some(unlogged) = allowed {
+            tracing::error!(error = %e, requests_since_last_logged = unlogged,
+                "store error while serving a request");
+        }
+        let mut error = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
             "the message store is not available; nothing was stored, try again",
-        )
+        );
+        error.retry_after = Some(STORE_RETRY_AFTER_SECONDS);
+        error
     }
 }
 
@@ -93,6 +121,11 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

@@ -37,7 +37,8 @@ use crate::store::*;
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "A field is invalid; `field` names it", body = ErrorBody),
-        (status = 503, description = "Store unavailable; nothing was stored", body = ErrorBody),
+        (status = 503, description = "Store unavailable; nothing was stored", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
     ),
     security(("bearer" = []))
 )]
