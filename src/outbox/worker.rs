@@ -14,6 +14,7 @@ use super::send::{Deferral, Limiters, send_one};
 use crate::clock::now_ms;
 use crate::config::OutboxConfig;
 use crate::endpoints::Endpoint;
+use crate::logging::Throttle;
 use crate::metrics::Metrics;
 use crate::store::{ClaimRequest, OutboundRecord, SendOutcome, Store};
 
@@ -21,6 +22,10 @@ use crate::store::{ClaimRequest, OutboundRecord, SendOutcome, Store};
 /// ran out and messages committed by another process (`phonerelay send`
 /// through a second daemon is not a thing, but a restored backup is).
 const IDLE_POLL: Duration = Duration::from_secs(5);
+
+/// How often a failure that repeats at every poll while the store refuses
+/// writes (a full disk) is logged again; the ones between are counted.
+const REPEATED_FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// How often a dispatcher whose endpoint is down looks whether it is back.
 const DOWN_POLL: Duration = Duration::from_millis(250);
@@ -88,6 +93,7 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
     tracing::info!(channel = %kind, %phone_id, concurrency = limits.concurrency, "dispatcher started");
 
     let mut holding = false;
+    let mut claim_failures = Throttle::new(REPEATED_FAILURE_LOG_EVERY);
     // Until the endpoint has first come up (a modem still starting), a
     // queue that waits is no outage, and the journal does not call it one.
     let mut came_up = false;
@@ -156,7 +162,10 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
                 claimed
             }
             Err(e) => {
-                tracing::error!(error = %e, channel = %kind, %phone_id, "cannot claim from the outbox");
+                if let Some(unlogged) = claim_failures.allow(std::time::Instant::now()) {
+                    tracing::error!(error = %e, channel = %kind, %phone_id,
+                        failures_since_last_logged = unlogged, "cannot claim from the outbox");
+                }
                 tokio::select! {
                     _ = ctx.shutdown.cancelled() => break,
                     _ = tokio::time::sleep(IDLE_POLL) => continue,
@@ -389,6 +398,7 @@ pub async fn run_expiry_sweeper(
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(every);
+    let mut failures = Throttle::new(REPEATED_FAILURE_LOG_EVERY);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -397,7 +407,12 @@ pub async fn run_expiry_sweeper(
         match store.expire_due(now_ms()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(expired = n, "messages past their ttl marked expired"),
-            Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
+            Err(e) => {
+                if let Some(unlogged) = failures.allow(std::time::Instant::now()) {
+                    tracing::warn!(error = %e, failures_since_last_logged = unlogged,
+                        "expiry sweep failed");
+                }
+            }
         }
     }
 }
