@@ -1,10 +1,12 @@
 //! Receiving: +CMTI, start-up sweep, restart without duplicates, failed
-//! commits keep messages on the SIM, truncated PDUs committed with a marker.
+//! commits keep messages on the SIM, truncated PDUs committed with a marker,
+//! undecodable ones left on the SIM and named in the status.
 mod common;
 
 use std::sync::atomic::Ordering;
 
 use common::*;
+use phonerelay_channel::Channel;
 
 #[tokio::test]
 async fn inbound_via_cmti_is_committed_then_deleted() {
@@ -116,4 +118,35 @@ async fn truncated_deliver_is_committed_with_a_marker_and_deleted() {
     assert_eq!(inbound[1].text, "intact");
     // Committed, so freed: nothing is left for a human to look at.
     wait_until(|| rig.sim.stored().0 == 0).await;
+}
+
+/// A stored PDU nobody can decode stays on the SIM for a human, and the
+/// status names its slot, sweep after sweep, once; when it is gone from the
+/// SIM the status forgets it.
+#[tokio::test]
+async fn an_undecodable_stored_pdu_is_named_in_the_status_until_it_is_gone() {
+    let mut config = modem_config("main");
+    config.sweep_interval_seconds = 1;
+    let rig = Rig::start(behaviour(), config).await;
+    rig.wait_up().await;
+    let slots = || {
+        rig.channel
+            .health()
+            .details
+            .get("undecodable_stored")
+            .cloned()
+    };
+    assert_eq!(slots(), None);
+    // Cut short in its sender's address: no DELIVER can be read from it.
+    assert!(rig.sim.inject_raw_pdu("0004"));
+    wait_until(|| slots().is_some()).await;
+    let named = slots().unwrap();
+    assert!(named.starts_with("SM:"), "{named}");
+    // Two more sweeps: still one slot named, and still on the SIM.
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    assert_eq!(slots(), Some(named.clone()));
+    assert_eq!(rig.sim.stored().0, 1, "left on the SIM");
+    // Someone deletes it: the next sweep no longer names it.
+    rig.sim.clear_stored();
+    wait_until(|| slots().is_none()).await;
 }

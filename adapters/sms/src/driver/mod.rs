@@ -738,7 +738,8 @@ impl Driver {
                 .nth(1)
                 .cloned();
             if let Some(pdu) = pdu {
-                me.process_stored(conn, index, &pdu, inbox, epoch).await?;
+                me.process_stored(conn, mem, index, &pdu, inbox, epoch)
+                    .await?;
             }
             Ok(())
         })
@@ -749,6 +750,7 @@ impl Driver {
     async fn process_stored(
         &self,
         conn: &mut Conn,
+        mem: &str,
         index: u32,
         pdu: &str,
         inbox: &mut Inbox,
@@ -781,8 +783,29 @@ impl Driver {
             }
             Err(e) => {
                 // Undecodable PDUs are left alone for a human to look at;
-                // deleting them would lose whatever they were.
-                tracing::warn!(error = %e, index, "cannot decode stored PDU; left on the modem");
+                // deleting them would lose whatever they were. The status
+                // names each slot; the journal, each PDU once.
+                // Keyed by the memory the sweep lists it under, whatever
+                // name a +CMTI gave it ("ME", "MT" for "SM"), so the sweep
+                // can tell when it is gone.
+                let listed_under = if mem.eq_ignore_ascii_case("SR") {
+                    "SR"
+                } else {
+                    self.config.storage.as_str()
+                };
+                let mut new = false;
+                self.set_status(|s| {
+                    let before = s
+                        .undecodable_stored
+                        .insert((listed_under.to_string(), index), pdu.to_string());
+                    new = before.as_deref() != Some(pdu);
+                });
+                if new {
+                    tracing::warn!(phone_id = %self.config.phone_id, error = %e, mem, index,
+                        "cannot decode stored PDU; left on the modem");
+                } else {
+                    tracing::debug!(mem, index, "undecodable stored PDU still on the modem");
+                }
             }
         }
         Ok(())
@@ -839,6 +862,13 @@ impl Driver {
                     stored.push((header.index, pdu.clone()));
                 }
             }
+            // An undecodable PDU someone has since deleted is no longer
+            // one the status names.
+            self.set_status(|s| {
+                s.undecodable_stored.retain(|(m, index), pdu| {
+                    m != mem || stored.iter().any(|(i, p)| i == index && p == pdu)
+                })
+            });
             if stored.is_empty() {
                 continue;
             }
@@ -847,7 +877,8 @@ impl Driver {
                     if mem == own && inbox.holds(*index) {
                         continue;
                     }
-                    me.process_stored(conn, *index, pdu, inbox, epoch).await?;
+                    me.process_stored(conn, mem, *index, pdu, inbox, epoch)
+                        .await?;
                 }
                 Ok(())
             })

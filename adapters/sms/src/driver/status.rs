@@ -26,6 +26,10 @@ pub struct ModemStatus {
     pub sim: Option<String>,
     pub smsc: Option<String>,
     pub last_error: Option<String>,
+    /// Stored PDUs that cannot be decoded, by (memory, index): left on the
+    /// modem for a human, as deleting them would lose whatever they were,
+    /// and each holds a slot until then.
+    pub undecodable_stored: BTreeMap<(String, u32), String>,
 }
 
 impl ModemStatus {
@@ -63,6 +67,14 @@ impl ModemStatus {
             if let Some(value) = value {
                 health = health.with_detail(key, value);
             }
+        }
+        if !self.undecodable_stored.is_empty() {
+            let slots: Vec<String> = self
+                .undecodable_stored
+                .keys()
+                .map(|(mem, index)| format!("{mem}:{index}"))
+                .collect();
+            health = health.with_detail("undecodable_stored", slots.join(" "));
         }
         health
     }

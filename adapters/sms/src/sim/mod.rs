@@ -191,6 +191,11 @@ impl SimHandle {
         self.modem().stored_count()
     }
 
+    /// Someone deletes everything stored on the SIM, outside the driver.
+    pub fn clear_stored(&self) {
+        self.modem().clear_stored();
+    }
+
     /// AT commands answered so far.
     pub fn commands_seen(&self) -> u64 {
         self.modem().commands_seen

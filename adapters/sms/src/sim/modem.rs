@@ -202,6 +202,12 @@ impl SimModem {
         (self.sm.len(), self.sr.len())
     }
 
+    /// Empty both memories, as a human with the SIM in a phone would.
+    pub fn clear_stored(&mut self) {
+        self.sm.clear();
+        self.sr.clear();
+    }
+
     fn store(&mut self, mem: Mem, hex: String, tpdu_len: usize) -> Option<u32> {
         let map = match mem {
             Mem::Sm => &mut self.sm,
