@@ -50,9 +50,6 @@ impl Gate {
             }
             | SendOutcome::Release {
                 next_attempt_at_ms, ..
-            }
-            | SendOutcome::Held {
-                next_attempt_at_ms, ..
             } => Gate::HeldUntil(*next_attempt_at_ms),
         }
     }
@@ -201,9 +198,11 @@ mod tests {
         let mut second = order.join("+1", 100);
         assert_eq!(second.wait_turn(|| 100).await, Some(500));
         // Which holds the one after it too, until the same time.
-        second.finish(&SendOutcome::Held {
+        second.finish(&SendOutcome::Release {
             next_attempt_at_ms: 500,
             now_ms: 100,
+            code: "held_back".into(),
+            reason: "an earlier message goes first".into(),
         });
         let mut third = order.join("+1", 200);
         assert_eq!(third.wait_turn(|| 200).await, Some(500));

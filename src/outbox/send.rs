@@ -159,11 +159,38 @@ impl Deferral {
         }
     }
 
+    /// The code of the message's history row: `held_back` for a message
+    /// waiting behind another to its recipient, `deferred` for the rest.
+    fn code(self) -> &'static str {
+        match self {
+            Self::RecipientWaiting => "held_back",
+            _ => "deferred",
+        }
+    }
+
+    /// Count it, and put the message back, due at `next_attempt_at_ms`.
+    pub fn release(
+        self,
+        ctx: &DispatchContext,
+        channel: &str,
+        next_attempt_at_ms: i64,
+    ) -> SendOutcome {
+        self.count(ctx, channel);
+        SendOutcome::Release {
+            next_attempt_at_ms,
+            now_ms: now_ms(),
+            code: self.code().into(),
+            reason: format!("{}; not counted as an attempt", self.reason()),
+        }
+    }
+
     /// What the message's history says of it.
     fn reason(self) -> &'static str {
         match self {
             Self::RateLimited => "held back by the per-recipient rate limit",
-            Self::RecipientWaiting => "an earlier message to the same recipient goes first",
+            Self::RecipientWaiting => {
+                "waiting for an earlier message to the same recipient, which goes first"
+            }
             Self::Shutdown => "the daemon stopped before this send went out",
             Self::EndpointDown => "the endpoint could not send",
             Self::Refused => "the remote refused the send for now",
@@ -185,14 +212,8 @@ fn release_after(
     why: Deferral,
     wait: Duration,
 ) -> SendOutcome {
-    why.count(ctx, record.channel.as_str());
-    let now = now_ms();
-    SendOutcome::Release {
-        next_attempt_at_ms: now + wait.as_millis() as i64,
-        now_ms: now,
-        code: "deferred".into(),
-        reason: format!("{}; not counted as an attempt", why.reason()),
-    }
+    let due = now_ms() + wait.as_millis() as i64;
+    why.release(ctx, record.channel.as_str(), due)
 }
 
 /// The remote refused the send for now: pause the endpoint, and put the

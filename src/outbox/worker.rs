@@ -283,11 +283,7 @@ impl Sends {
         self.in_flight.spawn(async move {
             let outcome = match place.wait_turn(now_ms).await {
                 Some(until) => {
-                    Deferral::RecipientWaiting.count(&ctx, message.channel.as_str());
-                    SendOutcome::Held {
-                        next_attempt_at_ms: until,
-                        now_ms: now_ms(),
-                    }
+                    Deferral::RecipientWaiting.release(&ctx, message.channel.as_str(), until)
                 }
                 None => send_one(&endpoint, &ctx, &limiters, &message).await,
             };

@@ -216,21 +216,15 @@ pub enum SendOutcome {
         reason: String,
         now_ms: i64,
     },
-    /// Not an attempt (a rate limit, a shutdown, the endpoint down or the
-    /// remote refusing it for now): back to the queue as it was, with
-    /// `code` and `reason` saying why in its history.
+    /// Not an attempt (a rate limit, a shutdown, the endpoint down, the
+    /// remote refusing it for now, or an earlier message to the same
+    /// recipient waiting: `outbox::recipient_order`): back to the queue as
+    /// it was, with `code` and `reason` saying why in its history.
     Release {
         next_attempt_at_ms: i64,
         now_ms: i64,
         code: String,
         reason: String,
-    },
-    /// Not an attempt: an earlier message to the same recipient went back
-    /// to the queue until `next_attempt_at_ms`, and this one waits as long
-    /// so that the two still leave in order (`outbox::recipient_order`).
-    Held {
-        next_attempt_at_ms: i64,
-        now_ms: i64,
     },
     Failed {
         code: String,

@@ -579,19 +579,6 @@ fn record_outcome(
             code,
             reason,
         } => requeue(conn, id, *next_attempt_at_ms, *now_ms, 1, code, reason),
-        SendOutcome::Held {
-            next_attempt_at_ms,
-            now_ms,
-        } => requeue(
-            conn,
-            id,
-            *next_attempt_at_ms,
-            *now_ms,
-            1,
-            "held_back",
-            "waiting for an earlier message to the same recipient, which goes first; \
-             not counted as an attempt",
-        ),
         SendOutcome::Failed {
             code,
             reason,
