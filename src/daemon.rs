@@ -118,12 +118,12 @@ pub async fn start(
     let hard_stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
 
-    let state = AppState {
+    let state = AppState::new(api::Shared {
         store: store.clone(),
         endpoints: endpoints.clone(),
         config: config.clone(),
         metrics: metrics.clone(),
-    };
+    });
     let app = api::router(state.clone());
     let stop = api::serve::Stop {
         graceful: shutdown.clone(),
