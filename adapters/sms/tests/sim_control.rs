@@ -39,6 +39,13 @@ async fn control_socket_commands() {
             .await
             .starts_with("ok 1 send(s) after the next 2 fail")
     );
+    assert_eq!(ask("deletes keep").await, "ok deletes keep");
+    assert_eq!(ask("deletes apply").await, "ok deletes apply");
+    assert!(
+        ask("deletes sometimes")
+            .await
+            .starts_with("error: deletes keep|apply")
+    );
     assert_eq!(ask("sent").await, "ok");
     assert_eq!(ask("parts").await, "ok");
     assert!(handle.path().exists());

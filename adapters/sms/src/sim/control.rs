@@ -41,7 +41,7 @@ pub struct ModemSimArgs {
     pub pin: Option<String>,
 }
 
-pub const CONTROL_HELP: &str = "commands: inject <+from> <text> | inject-pdu <hex> | sent | parts | stored | fail <cms-code> <count> [<after>] | delay <ms> | reports on|off | unplug | replug | coverage on|off | next-mr <0-255> | mute | unmute | boot <count> | help";
+pub const CONTROL_HELP: &str = "commands: inject <+from> <text> | inject-pdu <hex> | sent | parts | stored | fail <cms-code> <count> [<after>] | delay <ms> | reports on|off | unplug | replug | coverage on|off | deletes keep|apply | next-mr <0-255> | mute | unmute | boot <count> | help";
 
 /// Run the simulator until `shutdown` fires; prints the pty path and the
 /// control address on stdout.
@@ -230,6 +230,13 @@ pub fn control_command(handle: &SimHandle, line: &str) -> String {
                 format!("ok coverage {rest}")
             }
             _ => "error: coverage on|off".into(),
+        },
+        "deletes" => match rest {
+            "keep" | "apply" => {
+                handle.set_keep_deleted(rest == "keep");
+                format!("ok deletes {rest}")
+            }
+            _ => "error: deletes keep|apply".into(),
         },
         "mute" | "unmute" => {
             handle.set_muted(cmd == "mute");

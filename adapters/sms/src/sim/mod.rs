@@ -177,6 +177,12 @@ impl SimHandle {
         }
     }
 
+    /// Whether `AT+CMGD` is answered `OK` without removing anything, so
+    /// the next read of the SIM finds committed messages again.
+    pub fn set_keep_deleted(&self, keep: bool) {
+        self.modem().keep_deleted = keep;
+    }
+
     /// Time the network takes to accept each part.
     pub fn set_delay(&self, delay: Duration) {
         self.modem().behaviour.network_delay = delay;

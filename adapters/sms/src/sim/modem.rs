@@ -134,6 +134,10 @@ pub struct SimModem {
     coverage: bool,
     /// `AT+CREG=<n>` with n ≥ 1: report registration changes unsolicited.
     creg_urcs: bool,
+    /// `AT+CMGD` answered `OK` but nothing removed: what the host finds
+    /// after a crash between its commit and the delete (or a delete that
+    /// never reached the SIM).
+    pub keep_deleted: bool,
 }
 
 impl SimModem {
@@ -158,6 +162,7 @@ impl SimModem {
             commands_seen: 0,
             coverage: true,
             creg_urcs: false,
+            keep_deleted: false,
         }
     }
 
@@ -501,6 +506,9 @@ impl SimModem {
                 let mut args = cmd[6..].split(',');
                 let index: u32 = args.next().and_then(|i| i.trim().parse().ok()).unwrap_or(0);
                 let flag: u8 = args.next().and_then(|f| f.trim().parse().ok()).unwrap_or(0);
+                if self.keep_deleted {
+                    return ok();
+                }
                 let mem = self.mem1;
                 let map = self.mem_mut(mem);
                 match flag {
