@@ -90,31 +90,6 @@ fn load_and_kill(daemon: DaemonProcess, key: &str, round: usize) -> Round {
 }
 
 /// Every message id the daemon lists, page by page.
-fn all_message_ids(http: &reqwest::blocking::Client, base: &str, key: &str) -> Vec<String> {
-    let mut ids = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut url = format!("{base}/api/v1/messages?limit=500");
-        if let Some(c) = &cursor {
-            url.push_str(&format!("&cursor={c}"));
-        }
-        let page: serde_json::Value = http
-            .get(url)
-            .bearer_auth(key)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        for m in page["messages"].as_array().unwrap() {
-            ids.push(m["id"].as_str().unwrap().to_string());
-        }
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => return ids,
-        }
-    }
-}
-
 #[test]
 fn a_send_answered_before_a_kill_survives_it_and_a_repeat_is_stored_once() {
     let Simulated {
@@ -163,7 +138,10 @@ fn a_send_answered_before_a_kill_survives_it_and_a_repeat_is_stored_once() {
             );
         }
     }
-    let listed = all_message_ids(&http, &daemon.base, &key);
+    let listed = all_pages(&http, &daemon.base, &key, "/api/v1/messages")
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect::<Vec<_>>();
     let unique: HashSet<&String> = listed.iter().collect();
     assert_eq!(unique.len(), listed.len(), "an id listed twice");
     let expected: HashSet<&String> = stored.values().collect();

@@ -55,6 +55,9 @@ pub struct Recorded {
     /// Refuse messages whose text contains "REJECT" with 422.
     pub reject_marked: bool,
     pub delay_ms: u64,
+    /// Answer a messages POST this late after recording it: the relay has
+    /// it, the bridge does not know yet.
+    pub answer_delay_ms: u64,
 }
 
 pub struct EmulatedRelay {
@@ -217,10 +220,26 @@ async fn messages(State(state): Shared, headers: HeaderMap, Json(body): Json<Val
     if let Some(refused) = gate(&state, &headers, "messages").await {
         return refused;
     }
+    let Some((id, answer_delay_ms)) = record_message(&state, &headers, body) else {
+        return error(422, "invalid_to", "no such pChat user");
+    };
+    if answer_delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(answer_delay_ms)).await;
+    }
+    (StatusCode::ACCEPTED, Json(json!({"id": id}))).into_response()
+}
+
+/// Take a message (relay-side idempotency applied): its pChat id and how
+/// long to wait before answering; `None` if it is refused as marked.
+fn record_message(
+    state: &Arc<Mutex<Recorded>>,
+    headers: &HeaderMap,
+    body: Value,
+) -> Option<(String, u64)> {
     let mut s = state.lock().unwrap();
     s.message_posts_taken += 1;
     if s.reject_marked && body["text"].as_str().is_some_and(|t| t.contains("REJECT")) {
-        return error(422, "invalid_to", "no such pChat user");
+        return None;
     }
     let key = headers
         .get("idempotency-key")
@@ -233,11 +252,7 @@ async fn messages(State(state): Shared, headers: HeaderMap, Json(body): Json<Val
             body,
         });
     }
-    (
-        StatusCode::ACCEPTED,
-        Json(json!({"id": format!("pc-{}", s.messages.len())})),
-    )
-        .into_response()
+    Some((format!("pc-{}", s.messages.len()), s.answer_delay_ms))
 }
 
 async fn poll(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>) -> Response {

@@ -150,6 +150,36 @@ pub fn wait_for_message(
     }
 }
 
+/// Every entry of a paged list (`/api/v1/messages`, `/api/v1/inbound`),
+/// newest first, following `next_cursor` to the end.
+pub fn all_pages(
+    http: &reqwest::blocking::Client,
+    base: &str,
+    key: &str,
+    path: &str,
+) -> Vec<serde_json::Value> {
+    let mut entries = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{base}{path}?limit=500");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let page: serde_json::Value = http
+            .get(url)
+            .bearer_auth(key)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        entries.extend(page["messages"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return entries,
+        }
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
