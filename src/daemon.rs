@@ -132,7 +132,24 @@ pub async fn start(
     let limits = api::serve::Limits {
         request_timeout: Duration::from_secs(config.config.server.request_timeout_seconds),
         max_connections: config.config.server.max_connections as usize,
+        serving: "server.listen",
     };
+    if let Some(local) = crate::local_socket::bind(&config.state_dir()) {
+        let local_stop = api::serve::Stop {
+            graceful: shutdown.clone(),
+            hard: hard_stop.clone(),
+        };
+        let local_limits = api::serve::Limits {
+            max_connections: crate::local_socket::MAX_CONNECTIONS,
+            serving: "the local socket",
+            ..limits
+        };
+        let (app, state_dir) = (app.clone(), config.state_dir());
+        tasks.spawn(async move {
+            api::serve::serve(local, app, local_limits, local_stop).await;
+            crate::local_socket::remove(&state_dir);
+        });
+    }
     tasks.spawn(api::serve::serve(listener, app, limits, stop));
 
     let dispatch = DispatchContext {

@@ -14,6 +14,7 @@ pub mod inbound;
 pub mod instance_lock;
 pub mod keys;
 pub mod local_key;
+pub mod local_socket;
 pub mod logging;
 pub mod metrics;
 pub mod outbox;

@@ -358,6 +358,71 @@ fn a_daemon_that_never_answers_is_reported_after_the_timeout() {
     drop(silent);
 }
 
+/// The CLI reaches the daemon on its local socket, which TCP's
+/// `server.max_connections` does not hold up: with every TCP slot taken
+/// by connections that say nothing, `status` still answers at once. The
+/// socket is its owner's alone; one a killed daemon left behind gives a
+/// clear "cannot reach" and is replaced at the next start; a clean stop
+/// removes it.
+#[test]
+fn the_cli_gets_in_on_the_local_socket_while_tcp_is_at_its_limit() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let path = write_config(
+        dir.path(),
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nmax_connections = 2\n\
+             [storage]\nstate_dir = \"state\"\n"
+        ),
+    );
+    let config = path.to_str().unwrap();
+    let socket = dir.path().join("state").join("phonerelay.sock");
+    let daemon = DaemonProcess::start(&path, port);
+    let meta = fs::symlink_metadata(&socket).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+
+    let _idle: Vec<_> = (0..2)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    // TCP is at its limit: a request on a new connection is not answered.
+    let mut over = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    over.set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    use std::io::{Read, Write};
+    over.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert!(over.read(&mut [0; 64]).is_err(), "answered over the limit");
+
+    let mut status = bin();
+    status.args(["status", "--config", config, "--timeout", "5"]);
+    let status = output_within(status, std::time::Duration::from_secs(10));
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    assert!(
+        text(&status.stdout).contains("ready"),
+        "{}",
+        text(&status.stdout)
+    );
+
+    // Killed, the daemon leaves its socket: nobody listens on it.
+    daemon.crash();
+    assert!(socket.exists());
+    let refused = run(&["status", "--config", config, "--timeout", "5"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let said = text(&refused.stderr);
+    assert!(
+        said.contains("cannot reach the daemon at") && said.contains("phonerelay.sock"),
+        "{said}"
+    );
+
+    let daemon = DaemonProcess::start(&path, port);
+    let again = run(&["status", "--config", config, "--timeout", "5"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert_eq!(daemon.terminate().code(), Some(0));
+    assert!(!socket.exists(), "a clean stop removes the socket");
+}
+
 /// Run `command` to its end, failing the test (and killing it) if that
 /// takes longer than `limit`: a CLI that hangs is the fault looked for.
 fn output_within(

@@ -12,6 +12,9 @@
 //! `server.max_connections` are served at once: the loop accepts the next
 //! only once one has closed, so a flood of idle connections waits in the
 //! kernel's backlog instead of taking every file descriptor.
+//!
+//! The same loop serves the local socket (`local_socket`), with a limit of
+//! its own, so the CLI still gets in while TCP is at its limit.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +23,8 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -43,13 +47,41 @@ pub struct Stop {
 pub struct Limits {
     /// `server.request_timeout_seconds`.
     pub request_timeout: Duration,
-    /// `server.max_connections`.
+    /// `server.max_connections` on TCP.
     pub max_connections: usize,
+    /// What is served, for the log: `server.listen` or the local socket.
+    pub serving: &'static str,
+}
+
+/// What the loop serves on: a TCP port or a Unix socket.
+pub trait Listener: Send + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    fn accept(&self) -> impl Future<Output = std::io::Result<Self::Stream>> + Send;
+}
+
+impl Listener for TcpListener {
+    type Stream = TcpStream;
+
+    async fn accept(&self) -> std::io::Result<TcpStream> {
+        let (stream, _) = TcpListener::accept(self).await?;
+        // Small answers go out at once rather than waiting on Nagle.
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+}
+
+impl Listener for UnixListener {
+    type Stream = UnixStream;
+
+    async fn accept(&self) -> std::io::Result<UnixStream> {
+        Ok(UnixListener::accept(self).await?.0)
+    }
 }
 
 /// Serve `app` on `listener` until `stop`; returns once every connection
 /// is closed.
-pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stop: Stop) {
+pub async fn serve(listener: impl Listener, app: Router, limits: Limits, stop: Stop) {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -66,8 +98,8 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stop: Sto
                 if !at_limit {
                     tracing::warn!(
                         max_connections = limits.max_connections,
-                        "connection limit reached; new connections wait until one closes \
-                         (server.max_connections)"
+                        on = limits.serving,
+                        "connection limit reached; new connections wait until one closes"
                     );
                     at_limit = true;
                 }
@@ -78,7 +110,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stop: Sto
             }
         };
         if at_limit && slots.available_permits() >= limits.max_connections / 10 {
-            tracing::info!("below the connection limit again");
+            tracing::info!(on = limits.serving, "below the connection limit again");
             at_limit = false;
         }
         tokio::select! {
@@ -86,7 +118,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stop: Sto
             // Reap finished connections, so the set holds only open ones.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok(stream) => {
                     let conn = serve_one(&builder, stream, app.clone(), stop.graceful.clone(), slot);
                     connections.spawn(conn);
                 }
@@ -115,13 +147,11 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stop: Sto
 /// and the request in progress is answered.
 fn serve_one(
     builder: &http1::Builder,
-    stream: TcpStream,
+    stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
     app: Router,
     graceful: CancellationToken,
     slot: OwnedSemaphorePermit,
 ) -> impl Future<Output = ()> + Send + 'static {
-    // Small answers go out at once rather than waiting on Nagle.
-    let _ = stream.set_nodelay(true);
     let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
     async move {
         // Held until the connection is over, however it ends.

@@ -20,6 +20,8 @@ pub const DEFAULT_TIMEOUT_SECONDS: u64 = 30;
 
 pub struct LocalClient {
     base: String,
+    /// Where the daemon is reached, for messages: its socket or `base`.
+    reached_at: String,
     key: String,
     http: reqwest::Client,
     timeout: Duration,
@@ -36,12 +38,23 @@ impl LocalClient {
         let host = listen
             .replace("0.0.0.0:", "127.0.0.1:")
             .replace("[::]:", "[::1]:");
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
+        let base = format!("http://{host}");
+        let mut http = reqwest::Client::builder().timeout(timeout);
+        // The local socket when the daemon has one: it is not held up by
+        // server.max_connections (local_socket.rs).
+        let socket = crate::local_socket::path(&loaded.state_dir());
+        let reached_at = if socket.exists() {
+            http = http.unix_socket(socket.clone());
+            socket.display().to_string()
+        } else {
+            base.clone()
+        };
+        let http = http
             .build()
             .map_err(|e| ExitError::Runtime(format!("cannot make an HTTP client: {e}")))?;
         Ok(Self {
-            base: format!("http://{host}"),
+            base,
+            reached_at,
             key,
             http,
             timeout,
@@ -83,15 +96,21 @@ impl LocalClient {
     fn unanswered(&self, e: reqwest::Error) -> ExitError {
         if e.is_timeout() {
             return ExitError::Runtime(format!(
-                "the daemon at {} did not answer within {} s: it may be stopped, hung or at \
-                 server.max_connections (see its log); --timeout waits longer",
-                self.base,
-                self.timeout.as_secs()
+                "the daemon at {} did not answer within {} s: it may be stopped, hung{} \
+                 (see its log); --timeout waits longer",
+                self.reached_at,
+                self.timeout.as_secs(),
+                // The local socket has its own limit; TCP's may be reached.
+                if self.reached_at == self.base {
+                    " or at server.max_connections"
+                } else {
+                    ""
+                },
             ));
         }
         ExitError::Runtime(format!(
             "cannot reach the daemon at {}: {} (is `phonerelay serve` running?)",
-            self.base,
+            self.reached_at,
             e.without_url()
         ))
     }

@@ -38,7 +38,8 @@ pub struct ServerConfig {
     /// in.
     pub request_timeout_seconds: u64,
     /// HTTP connections served at once; a connection beyond waits in the
-    /// kernel's listen backlog until one closes (`api::serve`).
+    /// kernel's listen backlog until one closes (`api::serve`). The local
+    /// socket the CLI uses has a limit of its own (`local_socket`).
     pub max_connections: u64,
     /// On SIGTERM: how long in-flight sends and HTTP requests get to
     /// finish; then sends are released to the queue and connections closed.
