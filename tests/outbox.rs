@@ -866,3 +866,58 @@ async fn a_recipients_next_message_waits_for_the_retry_of_the_one_before() {
         "another recipient does not wait: {order:?}"
     );
 }
+
+/// A claimed message can wait longer than its lease before its send
+/// starts (here for the endpoint's rate limit, as behind its recipient's
+/// earlier sends): the dispatcher still holds it, so it is sent once, not
+/// claimed again and sent a second time when the lease has run out.
+#[tokio::test]
+async fn a_message_waiting_past_its_lease_is_sent_once() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    // One send every 2 s, four at once: the fourth waits 6 s, three leases.
+    let config = "[outbox]\nlease_seconds = 2\nsend_timeout_seconds = 1\n\
+         [outbox.limits.m1]\nconcurrency = 4\nper_second = 0.5\nburst = 1\n\
+         per_recipient_per_minute = 0\n";
+    let d = TestDaemon::start(config, vec![ch.clone()]).await;
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        ids.push(
+            d.queue_sms(&format!("+1555123000{n}"), &format!("m{n}"))
+                .await,
+        );
+    }
+    for id in &ids {
+        d.wait_status(id, "sent").await;
+    }
+    // Two more leases' time for a second claim to show.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut texts: Vec<String> = ch.sent().into_iter().map(|m| m.text).collect();
+    texts.sort();
+    assert_eq!(texts, ["m0", "m1", "m2", "m3"], "each sent once");
+    for id in &ids {
+        let (_, message) = d.get(&format!("/api/v1/messages/{id}"), &d.admin_key).await;
+        assert_eq!(message["attempts"], 1, "{message:#}");
+        assert_eq!(history_statuses(&message), ["queued", "sending", "sent"]);
+    }
+}
+
+/// A channel adapter that panics mid-send does not leave its message in
+/// `sending` until the next start: the panic is a failed attempt, retried.
+#[tokio::test]
+async fn a_send_that_panics_is_a_failed_attempt_and_retried() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    ch.script(vec![Step::Panic, Step::Ok]);
+    let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
+    let id = d.queue_sms("+15551230001", "after a panic").await;
+    let sent = d.wait_status(&id, "sent").await;
+    assert_eq!(sent["attempts"], 2, "{sent:#}");
+    assert!(
+        sent["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["code"] == "send_panicked"),
+        "{sent:#}"
+    );
+    assert_eq!(ch.calls(), 2);
+}

@@ -253,6 +253,25 @@ fn refused(
     }
 }
 
+/// The channel adapter panicked while sending `record` (a bug; the panic
+/// itself is in the log): a failed attempt, retried with backoff like any
+/// transient failure, so a message that always makes it panic ends
+/// `failed` after `max_attempts` instead of looping.
+pub fn send_panicked(ctx: &DispatchContext, record: &OutboundRecord) -> SendOutcome {
+    ctx.metrics
+        .sends
+        .get_or_create(&labels(&[
+            ("channel", record.channel.as_str()),
+            ("outcome", "retry"),
+        ]))
+        .inc();
+    let error = SendError::transient(
+        "send_panicked",
+        "the channel adapter failed unexpectedly while sending (see the daemon's log)",
+    );
+    classify(ctx, record, error)
+}
+
 fn classify(ctx: &DispatchContext, record: &OutboundRecord, error: SendError) -> SendOutcome {
     let now = now_ms();
     tracing::warn!(id = %record.id, channel = %record.channel, code = %error.code,

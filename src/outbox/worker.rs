@@ -1,7 +1,9 @@
 use std::num::NonZeroU32;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use governor::{Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -10,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::handover::Handover;
 use super::limits::limits_for;
 use super::recipient_order::RecipientOrder;
-use super::send::{Deferral, Limiters, send_one};
+use super::send::{Deferral, Limiters, send_one, send_panicked};
 use crate::clock::now_ms;
 use crate::config::OutboxConfig;
 use crate::endpoints::Endpoint;
@@ -18,9 +20,9 @@ use crate::logging::Throttle;
 use crate::metrics::Metrics;
 use crate::store::{ClaimRequest, OutboundRecord, SendOutcome, Store};
 
-/// Longest an idle worker sleeps before looking again; picks up leases that
-/// ran out and messages committed by another process (`phonerelay send`
-/// through a second daemon is not a thing, but a restored backup is).
+/// Longest an idle worker sleeps before looking again; picks up messages
+/// committed by another process (`phonerelay send` through a second daemon
+/// is not a thing, but a restored backup is).
 const IDLE_POLL: Duration = Duration::from_secs(5);
 
 /// How often a failure that repeats at every poll while the store refuses
@@ -285,7 +287,12 @@ impl Sends {
                 Some(until) => {
                     Deferral::RecipientWaiting.release(&ctx, message.channel.as_str(), until)
                 }
-                None => send_one(&endpoint, &ctx, &limiters, &message).await,
+                // A panic in the adapter must still end the claim with an
+                // outcome: nothing else would until the next start.
+                None => AssertUnwindSafe(send_one(&endpoint, &ctx, &limiters, &message))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| send_panicked(&ctx, &message)),
             };
             place.finish(&outcome);
             // The recorder outlives every send task: `run_endpoint`
@@ -320,7 +327,7 @@ async fn record_finished(
                 let outcome = vec![(f.id.clone(), f.outcome.clone())];
                 if let Err(e) = record_until_stored(&*store, outcome, &hard_stop).await {
                     tracing::error!(id = %f.id, error = %e,
-                        "could not record a send outcome; the lease will return the message to the queue");
+                        "could not record a send outcome; the next start returns the message to the queue");
                 }
             }
         }
@@ -331,7 +338,7 @@ async fn record_finished(
 
 /// Record `outcomes`, trying again for as long as the store is only
 /// unavailable (a full disk, an I/O error): an outcome not recorded leaves
-/// its message `sending`, and once the lease runs out it is sent again, a
+/// its message `sending` until the next start, which sends it again, a
 /// duplicate its recipient sees. The group's permits stay taken meanwhile,
 /// so no new send starts while outcomes cannot be kept. Gives up on an
 /// error that will not pass, or at the hard stop.
@@ -377,7 +384,7 @@ async fn idle_wait(
     kind: phonerelay_channel::ChannelKind,
     phone_id: &str,
 ) -> Duration {
-    match ctx.store.next_due(kind, phone_id).await {
+    match ctx.store.next_due(kind, phone_id, now_ms()).await {
         Ok(Some(due)) => {
             let ms = (due - now_ms()).clamp(0, IDLE_POLL.as_millis() as i64);
             Duration::from_millis(ms as u64)

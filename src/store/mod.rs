@@ -68,8 +68,12 @@ pub trait Store: Send + Sync + 'static {
     async fn get_outbound(&self, id: &str) -> StoreResult<Option<OutboundDetail>>;
     async fn list_outbound(&self, filter: OutboundFilter) -> StoreResult<Vec<OutboundRecord>>;
     async fn cancel_outbound(&self, id: &str, now_ms: i64) -> StoreResult<CancelOutcome>;
-    /// Claim up to `limit` due messages of one endpoint, leasing them for
-    /// `lease_ms`; a claim whose lease ran out is claimable again.
+    /// Claim up to `limit` due queued messages of one endpoint, leasing
+    /// them for `lease_ms`. A running daemon never claims a message again
+    /// while it is `sending`: its dispatcher ends every claim with an
+    /// outcome. The lease is for the next start (`requeue_abandoned`), and
+    /// for a store shared by several daemons, which would take back a dead
+    /// one's claims by it.
     async fn claim_outbound(&self, claim: ClaimRequest) -> StoreResult<Vec<OutboundRecord>>;
     /// Record what became of claimed messages, all in one transaction: if
     /// one cannot be recorded, none is (record them one by one then).
@@ -77,8 +81,15 @@ pub trait Store: Send + Sync + 'static {
     async fn record_outcome(&self, id: &str, outcome: SendOutcome) -> StoreResult<()> {
         self.record_outcomes(vec![(id.to_string(), outcome)]).await
     }
-    /// The earliest `next_attempt_at` of a queued message on the endpoint.
-    async fn next_due(&self, channel: ChannelKind, phone_id: &str) -> StoreResult<Option<i64>>;
+    /// The earliest `next_attempt_at` of a queued message on the endpoint
+    /// that is not past its ttl at `now_ms`: one that is will never be
+    /// claimed, only expired, and waiting for it would wait for nothing.
+    async fn next_due(
+        &self,
+        channel: ChannelKind,
+        phone_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<i64>>;
     /// Each recipient of the endpoint with a queued message not due until
     /// after `now_ms` (a retry, or one held back behind it), with the
     /// earliest such time: what the dispatcher holds later sends to that

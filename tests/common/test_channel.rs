@@ -14,6 +14,8 @@ pub enum Step {
     Fail(SendError),
     /// Wait until `release()` is called, then succeed.
     Hang,
+    /// Panic, as a buggy adapter would.
+    Panic,
 }
 
 pub struct TestChannel {
@@ -142,6 +144,7 @@ impl Channel for TestChannel {
             Step::Ok => {}
             Step::Fail(e) => return Err(e),
             Step::Hang => self.released.notified().await,
+            Step::Panic => panic!("the test channel panics as asked"),
         }
         self.sent.lock().unwrap().push(message.clone());
         let mut receipt = SendReceipt::single(Self::external_id(message));

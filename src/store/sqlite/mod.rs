@@ -171,10 +171,15 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn next_due(&self, channel: ChannelKind, phone_id: &str) -> StoreResult<Option<i64>> {
+    async fn next_due(
+        &self,
+        channel: ChannelKind,
+        phone_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<i64>> {
         let phone_id = phone_id.to_string();
         self.reader
-            .read(move |conn| outbound::next_due(conn, channel, &phone_id))
+            .read(move |conn| outbound::next_due(conn, channel, &phone_id, now_ms))
             .await
     }
 

@@ -369,11 +369,15 @@ pub(super) const ABANDONED: &str = concat!(
     live!()
 );
 
-/// When the next queued message of an endpoint is due.
+/// When the next queued message of an endpoint that the claim would take
+/// is due. Not one past its ttl: the claim skips it (the expiry sweep ends
+/// it), so a dispatcher told it was due claimed again at once, in a loop
+/// until the sweep came.
 pub(super) const NEXT_DUE: &str = concat!(
     "SELECT MIN(next_attempt_at) FROM outbound
              WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued' AND ",
-    live!()
+    live!(),
+    " AND expires_at > ?3"
 );
 
 /// Live counts and the window's outcomes per endpoint.
@@ -388,7 +392,7 @@ pub(super) const STATS: &str = concat!(
          GROUP BY channel, phone_id, status"
 );
 
-/// The claim's first half: the next `limit` due queued messages of an
+/// The claim: the next `limit` due queued messages of an
 /// endpoint, in queue order, not past their ttl.
 pub(super) const CLAIM_DUE: &str = concat!(
     "SELECT ",
@@ -401,19 +405,6 @@ pub(super) const CLAIM_DUE: &str = concat!(
      ORDER BY priority DESC, seq LIMIT (?4 + 0)"
 );
 
-/// The claim's second half: the next `limit` claims of an endpoint whose
-/// lease ran out (their worker died without a word).
-pub(super) const CLAIM_LAPSED: &str = concat!(
-    "SELECT ",
-    outbound_columns!(),
-    " FROM outbound
-     WHERE channel = ?1 AND phone_id = ?2 AND status = 'sending' AND ",
-    live!(),
-    "
-       AND lease_until < ?3
-     ORDER BY priority DESC, seq LIMIT (?4 + 0)"
-);
-
 /// Claim the message in row ?1 until ?2 (at ?3). OR FAIL, as
 /// [`SET_STATUS`]: nothing unique changes, so no statement journal.
 pub(super) const CLAIM_ONE: &str = "UPDATE OR FAIL outbound SET status = 'sending',
@@ -422,11 +413,16 @@ pub(super) const CLAIM_ONE: &str = "UPDATE OR FAIL outbound SET status = 'sendin
 
 pub fn claim(conn: &Connection, c: &ClaimRequest) -> StoreResult<Vec<OutboundRecord>> {
     expire_endpoint(conn, c.channel, &c.phone_id, c.now_ms, c.limit)?;
-    // Due queued messages, plus claims whose lease ran out: both are sent
-    // (again). Each read walks the claim index in order and stops at
-    // `limit`, so a claim costs the same with a backlog of a hundred
-    // thousand as with none; the two lists are merged here and each chosen
-    // row claimed by rowid. One `UPDATE … WHERE seq IN (…) RETURNING` did
+    // Due queued messages only. A message in `sending` is never taken
+    // back while the daemon runs, however old its lease: its dispatcher
+    // holds it (waiting its turn behind its recipient's earlier sends or
+    // for the rate limit, sending, or recording the outcome while the
+    // store is out) and ends it with an outcome; taking it again sent it
+    // twice. Claims a dead process left are requeued at start
+    // (`requeue_abandoned`, under the instance lock). The read walks the
+    // claim index in order and stops at `limit`, so a claim costs the same
+    // with a backlog of a hundred thousand as with none; each chosen row
+    // is claimed by rowid. One `UPDATE … WHERE seq IN (…) RETURNING` did
     // the same with four temporary B-trees a run and cost about twice as
     // much per claimed message (docs/performance.md, ninth pass). A queued
     // message past its ttl is not claimed. `LIMIT (?4 + 0)`, not
@@ -437,13 +433,6 @@ pub fn claim(conn: &Connection, c: &ClaimRequest) -> StoreResult<Vec<OutboundRec
         .prepare_cached(CLAIM_DUE)?
         .query_map(args, outbound_from_row)?
         .collect::<Result<Vec<_>, _>>()?;
-    let lapsed = conn
-        .prepare_cached(CLAIM_LAPSED)?
-        .query_map(args, outbound_from_row)?
-        .collect::<Result<Vec<_>, _>>()?;
-    records.extend(lapsed);
-    records.sort_by_key(|r| (-r.priority, r.seq));
-    records.truncate(c.limit as usize);
     let mut claim_one = conn.prepare_cached(CLAIM_ONE)?;
     for record in &mut records {
         claim_one.execute(params![record.seq, c.now_ms + c.lease_ms, c.now_ms])?;
@@ -662,10 +651,13 @@ pub fn next_due(
     conn: &Connection,
     channel: ChannelKind,
     phone_id: &str,
+    now_ms: i64,
 ) -> StoreResult<Option<i64>> {
     Ok(conn
         .prepare_cached(NEXT_DUE)?
-        .query_row(params![channel.as_str(), phone_id], |row| row.get(0))?)
+        .query_row(params![channel.as_str(), phone_id, now_ms], |row| {
+            row.get(0)
+        })?)
 }
 
 pub fn apply_status(conn: &Connection, u: &StatusUpdate) -> StoreResult<Option<String>> {
@@ -965,6 +957,33 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM outbound_events", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows, 2, "one row per attempt's end, none per claim");
+    }
+
+    /// A message past its ttl behind one waiting for a retry: the claim
+    /// skips it, so the next due time must not be its own (a dispatcher
+    /// told "due now" claimed again at once, in a loop until the sweep).
+    #[test]
+    fn the_next_due_time_skips_a_message_past_its_ttl() {
+        let (conn, _) = first_attempt_ended_by(|next_attempt_at_ms, now_ms| SendOutcome::Retry {
+            next_attempt_at_ms,
+            code: "busy".into(),
+            reason: "try later".into(),
+            now_ms,
+        });
+        let seqs = SeqClock::load(&conn).unwrap();
+        let stale = NewOutbound {
+            expires_at_ms: 22,
+            ..queued_sms("b", 2)
+        };
+        accept(&conn, &stale, &seqs).unwrap();
+        assert_eq!(
+            next_due(&conn, ChannelKind::Sms, "m1", 21).unwrap(),
+            Some(2)
+        );
+        assert_eq!(
+            next_due(&conn, ChannelKind::Sms, "m1", 25).unwrap(),
+            Some(30)
+        );
     }
 
     #[test]

@@ -52,7 +52,6 @@ fn assert_reaches(sql: &str, index: &str) {
 #[test]
 fn the_claim_and_the_queue_reads_use_the_live_index() {
     assert_reaches(outbound::CLAIM_DUE, "outbound_claim");
-    assert_reaches(outbound::CLAIM_LAPSED, "outbound_claim");
     assert_reaches(outbound::EXPIRE_ENDPOINT, "outbound_claim");
     assert_reaches(outbound::EXPIRE_DUE, "outbound_claim");
     assert_reaches(outbound::ABANDONED, "outbound_claim");
@@ -123,7 +122,6 @@ fn the_accept_the_claim_and_the_status_change_build_no_temporary_btree() {
         outbound::EVENT,
         outbound::SET_STATUS,
         outbound::CLAIM_DUE,
-        outbound::CLAIM_LAPSED,
         outbound::CLAIM_ONE,
     ] {
         assert_eq!(temporary_btrees(sql), 0, "{sql}");
