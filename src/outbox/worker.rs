@@ -111,7 +111,7 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
             // away, or the remote refuses; each would go back to the queue,
             // but the churn would walk the whole queue once per poll.
             // Accepts queue meanwhile.
-            endpoint.intake.set_drained(false);
+            endpoint.intake.not_drained();
             if !holding && !can_send && came_up {
                 tracing::info!(channel = %kind, %phone_id, "endpoint down; its queue waits until it is back");
                 holding = true;
@@ -146,6 +146,7 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
                 }
             }
         }
+        let claim_start = endpoint.intake.claim_starts();
         let claimed = ctx
             .store
             .claim_outbound(ClaimRequest {
@@ -160,7 +161,9 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
             Ok(claimed) => {
                 // Fewer than asked for: nothing due is left waiting, so new
                 // messages may be handed over without a claim.
-                endpoint.intake.set_drained(claimed.len() < free as usize);
+                endpoint
+                    .intake
+                    .claim_found(claimed.len() < free as usize, claim_start);
                 claimed
             }
             Err(e) => {
