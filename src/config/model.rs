@@ -93,6 +93,9 @@ pub struct OutboxConfig {
     pub max_attempts: u32,
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
+    /// How long a claim is leased in the store. A running daemon never
+    /// takes back a claim of its own, and the next start requeues what a
+    /// stopped one left; the lease is for a store several daemons share.
     pub lease_seconds: u64,
     pub send_timeout_seconds: u64,
     pub expiry_sweep_seconds: u64,

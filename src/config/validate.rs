@@ -89,7 +89,7 @@ pub fn validate_with(loaded: &LoadedConfig, extra_phone_ids: &[String]) -> Vec<C
     if outbox.send_timeout_seconds >= outbox.lease_seconds {
         issues.push(ConfigIssue::new(
             "outbox.send_timeout_seconds",
-            "must be shorter than outbox.lease_seconds, or a slow send would be claimed twice",
+            "must be shorter than outbox.lease_seconds: a lease outlasts the send it covers",
         ));
     }
     for (name, limit) in &outbox.limits {
