@@ -207,7 +207,7 @@ pub(crate) async fn commit_send(
                     && !reservation.hand_over(claimed.claimed_record(id.clone()))
                 {
                     tracing::warn!(
-                        "the dispatcher stopped before taking a message; its lease brings it back"
+                        "the dispatcher stopped before taking a message; the next start sends it"
                     );
                 }
                 Ok::<_, StoreError>(outcome)
