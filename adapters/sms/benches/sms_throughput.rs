@@ -63,6 +63,7 @@ async fn run(modems: usize, per_modem: usize) -> Run {
                 delivery_reports: false,
                 pin: None,
                 registration_urcs: true,
+                stores_status_reports: true,
             },
             link.clone(),
             stop.clone(),

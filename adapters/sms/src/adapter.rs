@@ -165,6 +165,19 @@ fn classify(error: DriverError) -> SendError {
         DriverError::Conn(e) => SendError::transient("sms_modem", e.to_string()),
         // Failed before it reached the port: nothing went out.
         DriverError::Down => SendError::unavailable("sms_modem_down", "modem not connected"),
+        // The modem's state, not the message's: the driver runs start-up
+        // again, and the message waits for it like for a reconnect.
+        DriverError::ModemNotReady { code, nothing_sent } => {
+            let meaning = phonerelay_sms_at::errors_table::cms_error(code)
+                .map_or("modem not ready", |i| i.meaning);
+            let message = format!("modem not ready: {meaning} (+CMS ERROR: {code})");
+            if nothing_sent {
+                SendError::unavailable(format!("cms_{code}"), message)
+            } else {
+                // Earlier parts went out: a retry sends the rest.
+                SendError::transient(format!("cms_{code}"), message)
+            }
+        }
         DriverError::NoNetwork { nothing_sent } => {
             let message = "no network service (+CMS ERROR: 331)";
             if nothing_sent {

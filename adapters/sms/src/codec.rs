@@ -78,11 +78,12 @@ pub fn encode_deliver(
 /// 1990-01-01T00:00:00Z, the earliest SCTS the codec accepts.
 const FIRST_PDU_INSTANT: i64 = 631_152_000;
 
-/// A STATUS-REPORT (hex, TPDU length) for the part with TP-MR `mr`.
+/// A STATUS-REPORT (hex, TPDU length) for the part with TP-MR `mr`, with
+/// TP-ST `status` (0x00 delivered, 0x20..=0x3F still trying, 0x46 expired).
 pub fn encode_status_report(
     mr: u8,
     recipient: &str,
-    delivered: bool,
+    status: u8,
     scts_unix: i64,
 ) -> (String, usize) {
     // A PDU year has two digits (1990-2089 here); a clock outside that
@@ -96,7 +97,7 @@ pub fn encode_status_report(
         recipient: recipient.to_string(),
         service_centre_timestamp: ts,
         discharge_time: ts,
-        status: if delivered { 0x00 } else { 0x46 },
+        status,
     };
     let hex = pdu::encode_status_report(&spec).unwrap_or_default();
     let len = tpdu_len(&hex).unwrap_or(0);

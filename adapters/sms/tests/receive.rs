@@ -1,9 +1,11 @@
 //! Receiving: +CMTI, start-up sweep, restart without duplicates, failed
 //! commits keep messages on the SIM, truncated PDUs committed with a marker,
-//! undecodable ones left on the SIM and named in the status.
+//! undecodable ones left on the SIM and named in the status, partial
+//! messages expired on time across reconnects.
 mod common;
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use common::*;
 use phonerelay_channel::Channel;
@@ -117,6 +119,39 @@ async fn truncated_deliver_is_committed_with_a_marker_and_deleted() {
     assert!(inbound[0].external_id.starts_with("sms:"));
     assert_eq!(inbound[1].text, "intact");
     // Committed, so freed: nothing is left for a human to look at.
+    wait_until(|| rig.sim.stored().0 == 0).await;
+}
+
+/// A partial message the driver holds is timed on one clock across
+/// reconnects: one first seen long into a session is committed (with what
+/// arrived) on time after a reconnect, not as much later as that session
+/// had run.
+#[tokio::test]
+async fn a_partial_message_expires_on_schedule_after_a_reconnect() {
+    let mut config = modem_config("main");
+    config.reassembly_timeout_seconds = 1;
+    let rig = Rig::start(behaviour(), config).await;
+    rig.wait_up().await;
+    // Long into the session, the first of two parts comes and is read.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (first_part, _) =
+        phonerelay_sms::codec::encode_deliver("+15551230007", &"w".repeat(200), unix_now(), 9)
+            .remove(0);
+    let before = rig.sim.commands_seen();
+    assert!(rig.sim.inject_raw_pdu(&first_part));
+    wait_until(|| rig.sim.commands_seen() > before).await;
+    // Reconnect well before the part is due.
+    rig.sim.disconnect();
+    wait_until(|| !rig.sim.is_plugged()).await;
+    rig.sim.reconnect();
+    let reconnected = Instant::now();
+    wait_until(|| rig.sink.inbound().len() == 1).await;
+    assert!(
+        reconnected.elapsed() < Duration::from_millis(3500),
+        "committed {:?} after the reconnect",
+        reconnected.elapsed()
+    );
+    assert_eq!(rig.sink.inbound()[0].from, "+15551230007");
     wait_until(|| rig.sim.stored().0 == 0).await;
 }
 

@@ -1,4 +1,5 @@
-//! Unplug/replug, hung firmware, ^BOOT floods, the PIN path and lost coverage.
+//! Unplug/replug, hung firmware, ^BOOT floods, a restart in place, the PIN
+//! path and lost coverage.
 mod common;
 
 use std::collections::HashMap;
@@ -91,6 +92,36 @@ async fn hung_modem_and_boot_flood_trigger_reconnect() {
         .await
         .unwrap();
     assert_eq!(rig.sim.sent_messages().len(), 2);
+}
+
+/// A modem that resets in place keeps its port open and says `RDY`: the
+/// driver runs start-up again (the PIN, new-message indications), so what
+/// arrives next is read at once, not at the next sweep an hour away.
+#[tokio::test]
+async fn a_modem_that_restarts_in_place_is_set_up_again() {
+    let mut b = behaviour();
+    b.pin = Some("4321".into());
+    let mut config = modem_config("main");
+    config.pin = Some(Secret::new("4321"));
+    config.sweep_interval_seconds = 3600;
+    let rig = Rig::start(b, config).await;
+    rig.wait_up().await;
+    rig.sim.restart_in_place();
+    wait_until(|| {
+        rig.channel
+            .health()
+            .details
+            .get("last_error")
+            .is_some_and(|e| e.contains("restarted"))
+    })
+    .await;
+    rig.wait_up().await;
+    rig.sim.inject_inbound("+15551230001", "after the restart");
+    wait_until(|| rig.sink.inbound().len() == 1).await;
+    rig.channel
+        .send(&message("r", "+15551230001", "after the restart"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

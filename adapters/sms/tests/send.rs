@@ -80,6 +80,61 @@ async fn delivery_report_matches_the_external_id() {
     wait_until(|| rig.sim.stored().1 == 0).await;
 }
 
+/// A modem that cannot store reports hands them over as `+CDS`.
+fn direct_reports() -> Behaviour {
+    Behaviour {
+        stores_status_reports: false,
+        ..behaviour()
+    }
+}
+
+/// An interim report (TP-ST 0x21, SME busy: the SMSC is still trying) is
+/// not an outcome, directly handed over or stored: no status for its part.
+#[tokio::test]
+async fn an_interim_direct_report_gives_no_status() {
+    let rig = Rig::start(direct_reports(), modem_config("main")).await;
+    rig.wait_up().await;
+    rig.sim.set_report_status(0x21);
+    rig.channel
+        .send(&message("a", "+15551230001", "one"))
+        .await
+        .unwrap();
+    rig.sim.set_report_status(0x00);
+    let b = rig
+        .channel
+        .send(&message("b", "+15551230002", "two"))
+        .await
+        .unwrap();
+    // Reports are handled in the order they come: once b's is in, a's
+    // has been handled.
+    wait_until(|| !rig.sink.statuses().is_empty()).await;
+    let statuses = rig.sink.statuses();
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
+    assert_eq!(statuses[0].external_id, b.external_ids[0]);
+    assert_eq!(statuses[0].status, DeliveryStatus::Delivered);
+}
+
+/// A `+CDS` whose commit fails cannot be read again: the status counts it.
+#[tokio::test]
+async fn a_direct_report_that_cannot_be_committed_is_counted_as_lost() {
+    let rig = Rig::start(direct_reports(), modem_config("main")).await;
+    rig.wait_up().await;
+    rig.sink.failing.store(true, Ordering::SeqCst);
+    rig.channel
+        .send(&message("a", "+15551230001", "one"))
+        .await
+        .unwrap();
+    let lost = || {
+        rig.channel
+            .health()
+            .details
+            .get("lost_direct_events")
+            .cloned()
+    };
+    wait_until(|| lost().is_some()).await;
+    assert_eq!(lost().as_deref(), Some("1"));
+}
+
 #[tokio::test]
 async fn cms_errors_are_classified() {
     let rig = Rig::start(behaviour(), modem_config("main")).await;
@@ -120,6 +175,32 @@ async fn cms_errors_are_classified() {
     assert_eq!(err.class, ErrorClass::Permanent, "{err:?}");
     assert_eq!(err.code, "cms_1");
     assert_eq!(rig.sim.sent_messages().len(), 1);
+}
+
+/// 311 (SIM PIN required) and 302 (operation not allowed, as while SMS is
+/// not ready after a reset) are about the modem, not the message: nothing
+/// went out, the message waits without spending an attempt, and it goes
+/// out once the driver has set the modem up again.
+#[tokio::test]
+async fn a_send_refused_for_the_modem_state_is_retried_not_failed() {
+    let rig = Rig::start(behaviour(), modem_config("main")).await;
+    rig.wait_up().await;
+    for code in [311, 302] {
+        rig.sim.fail_next_sends(code, 1);
+        let err = rig
+            .channel
+            .send(&message(&format!("m{code}"), "+15551230001", "hi"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.class, ErrorClass::Unavailable, "{err:?}");
+        assert_eq!(err.code, format!("cms_{code}"));
+        rig.wait_up().await;
+        rig.channel
+            .send(&message(&format!("m{code}"), "+15551230001", "hi"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(rig.sim.sent_messages().len(), 2);
 }
 
 /// A config whose AT+CMGS gives up long before the simulated network,

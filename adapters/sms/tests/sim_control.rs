@@ -53,6 +53,7 @@ async fn control_socket_commands() {
     wait_until(|| !handle.path().exists()).await;
     assert_eq!(ask("replug").await, "ok replugged");
     wait_until(|| handle.path().exists()).await;
+    assert_eq!(ask("restart").await, "ok restarted in place");
     assert!(ask("bogus").await.starts_with("error: unknown command"));
     stop.cancel();
 }

@@ -32,6 +32,10 @@ pub enum ConnError {
     NotAnswering,
     #[error("modem is rebooting (^BOOT flood)")]
     Rebooting,
+    /// The port is fine but what start-up set up is gone (the modem reset
+    /// in place, the SIM asks for its PIN again): start-up must run again.
+    #[error("modem lost its start-up settings: {0}")]
+    StartUpLost(String),
 }
 
 /// The final result of a command that had timed out, from

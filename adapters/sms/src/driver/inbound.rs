@@ -37,14 +37,47 @@ pub const TRUNCATED_MARKER: &str = " [truncated]";
 /// (originator, reference, total).
 type Key = (String, u16, u8);
 
+/// One part of a message being assembled, and where it is stored.
+struct HeldPart {
+    index: u32,
+    deliver: Deliver,
+    /// Slots of identical copies of this part (a part the SMSC delivered
+    /// twice), freed with the message.
+    copies: Vec<u32>,
+}
+
+/// One message being assembled.
 struct Pending {
     first_seen_ms: u64,
-    parts: BTreeMap<u8, (u32, Deliver)>,
+    parts: BTreeMap<u8, HeldPart>,
+}
+
+impl Pending {
+    fn slots(&self) -> impl Iterator<Item = u32> + '_ {
+        self.parts
+            .values()
+            .flat_map(|p| std::iter::once(p.index).chain(p.copies.iter().copied()))
+    }
+
+    /// How far, in SMSC time, `deliver` is from the parts held: parts of
+    /// one message are submitted back to back, so the nearest is likely
+    /// the message another part with the same key belongs to.
+    fn distance(&self, deliver: &Deliver) -> i64 {
+        let scts = deliver.service_centre_timestamp.to_unix_seconds();
+        self.parts
+            .values()
+            .map(|p| (p.deliver.service_centre_timestamp.to_unix_seconds() - scts).abs())
+            .min()
+            .unwrap_or(i64::MAX)
+    }
 }
 
 pub struct Inbox {
     timeout_ms: u64,
-    pending: HashMap<Key, Pending>,
+    /// By key, oldest first: two messages from one sender can share
+    /// reference and part count (an 8-bit reference wraps), so one key can
+    /// have several messages in assembly.
+    pending: HashMap<Key, Vec<Pending>>,
 }
 
 /// `sms:` + 128 bits of SHA-256 over what identifies one message: sender,
@@ -80,86 +113,111 @@ impl Inbox {
 
     /// Parts waiting for the rest of their message.
     pub fn pending_parts(&self) -> usize {
-        self.pending.values().map(|p| p.parts.len()).sum()
+        self.pending.values().flatten().map(|p| p.parts.len()).sum()
     }
 
     /// Is the part in slot `index` already held?
     pub fn holds(&self, index: u32) -> bool {
         self.pending
             .values()
-            .any(|p| p.parts.values().any(|(i, _)| *i == index))
+            .flatten()
+            .any(|p| p.slots().any(|i| i == index))
     }
 
     /// A part read from slot `index`. A single-part message is ready at once.
     pub fn add(&mut self, index: u32, deliver: Deliver, now_ms: u64) -> Option<Ready> {
         let from = codec::international(&deliver.originator);
         let Some(concat) = deliver.concat().filter(|c| c.total > 1) else {
-            return Some(finish(&from, vec![(index, deliver)], false));
+            return Some(finish(&from, vec![(index, deliver)], Vec::new(), false));
         };
         let key = (from.clone(), concat.reference, concat.total);
-        let pending = self.pending.entry(key.clone()).or_insert_with(|| Pending {
-            first_seen_ms: now_ms,
-            parts: BTreeMap::new(),
+        let assemblies = self.pending.entry(key.clone()).or_default();
+        // A part seen twice (via +CMTI and a sweep) keeps its first slot; an
+        // identical copy in another slot is freed with its message. Only an
+        // identical part is a copy: another message's part with the same
+        // key and sequence must never free a slot of this one.
+        let held = assemblies.iter_mut().find_map(|a| {
+            a.parts
+                .get_mut(&concat.sequence)
+                .filter(|p| p.deliver == deliver)
         });
-        // A part seen twice (via +CMTI and a sweep) keeps its first slot;
-        // a second copy in another slot is freed with the message.
-        match pending.parts.get(&concat.sequence) {
-            Some((first, _)) if *first != index => {
-                let duplicate_slot = index;
-                pending.parts.insert(
-                    // Park the copy under an unused sequence so its slot is
-                    // deleted with the message but its text is not joined.
-                    0,
-                    (duplicate_slot, deliver),
-                );
+        if let Some(part) = held {
+            if index != part.index && !part.copies.contains(&index) {
+                part.copies.push(index);
             }
-            Some(_) => {}
-            None => {
-                pending.parts.insert(concat.sequence, (index, deliver));
-            }
+            return None;
         }
-        let complete = (1..=concat.total).all(|s| pending.parts.contains_key(&s));
+        let part = HeldPart {
+            index,
+            deliver,
+            copies: Vec::new(),
+        };
+        let joins = assemblies
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| !a.parts.contains_key(&concat.sequence))
+            .min_by_key(|(_, a)| a.distance(&part.deliver))
+            .map(|(i, _)| i);
+        let at = match joins {
+            Some(at) => at,
+            None => {
+                assemblies.push(Pending {
+                    first_seen_ms: now_ms,
+                    parts: BTreeMap::new(),
+                });
+                assemblies.len() - 1
+            }
+        };
+        let assembly = &mut assemblies[at];
+        assembly.parts.insert(concat.sequence, part);
+        let complete = (1..=concat.total).all(|s| assembly.parts.contains_key(&s));
         if !complete {
             return None;
         }
-        let pending = self.pending.remove(&key)?;
-        Some(finish(&from, pending.parts.into_values().collect(), false))
+        let done = assemblies.remove(at);
+        if assemblies.is_empty() {
+            self.pending.remove(&key);
+        }
+        Some(finish_pending(&from, done, false))
     }
 
     /// Messages whose missing parts did not come in time, with what we have.
     pub fn expire(&mut self, now_ms: u64) -> Vec<Ready> {
-        let expired: Vec<Key> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| now_ms.saturating_sub(p.first_seen_ms) >= self.timeout_ms)
-            .map(|(k, _)| k.clone())
-            .collect();
-        expired
-            .into_iter()
-            .filter_map(|key| {
-                let pending = self.pending.remove(&key)?;
-                Some(finish(&key.0, pending.parts.into_values().collect(), true))
-            })
-            .collect()
+        let timeout_ms = self.timeout_ms;
+        let mut ready = Vec::new();
+        self.pending.retain(|(from, _, _), assemblies| {
+            let (expired, waiting): (Vec<Pending>, Vec<Pending>) = std::mem::take(assemblies)
+                .into_iter()
+                .partition(|p| now_ms.saturating_sub(p.first_seen_ms) >= timeout_ms);
+            ready.extend(expired.into_iter().map(|p| finish_pending(from, p, true)));
+            *assemblies = waiting;
+            !assemblies.is_empty()
+        });
+        ready
     }
 }
 
-/// Join parts with the codec's reassembler (it knows how to join UCS-2
-/// surrogates split across parts); a fresh one per message so that a message
-/// whose commit failed can be assembled again from a later sweep.
-fn finish(from: &str, parts: Vec<(u32, Deliver)>, partial: bool) -> Ready {
-    let indexes: Vec<u32> = parts.iter().map(|(i, _)| *i).collect();
+fn finish_pending(from: &str, pending: Pending, partial: bool) -> Ready {
+    let mut parts = Vec::new();
+    let mut copies = Vec::new();
+    for part in pending.parts.into_values() {
+        parts.push((part.index, part.deliver));
+        copies.extend(part.copies);
+    }
+    finish(from, parts, copies, partial)
+}
+
+/// Join parts (one per sequence) with the codec's reassembler (it knows how
+/// to join UCS-2 surrogates split across parts); a fresh one per message so
+/// that a message whose commit failed can be assembled again from a later
+/// sweep. `copies` are the slots of duplicates, freed with the message.
+fn finish(from: &str, parts: Vec<(u32, Deliver)>, copies: Vec<u32>, partial: bool) -> Ready {
+    let indexes: Vec<u32> = parts.iter().map(|(i, _)| *i).chain(copies).collect();
     let mut reassembler = Reassembler::new(u64::MAX / 4);
     let mut done: Option<ReassembledMessage> = None;
-    let mut seen = std::collections::HashSet::new();
     let mut truncated = false;
     for (_, deliver) in &parts {
         let part = MessagePart::from_deliver(deliver);
-        if let Some(c) = part.concat
-            && !seen.insert(c.sequence)
-        {
-            continue;
-        }
         truncated |= deliver.user_data.truncated;
         if let Some(message) = reassembler.push(part, 0) {
             done = Some(message);
@@ -205,7 +263,11 @@ mod tests {
     use crate::codec::{Incoming, decode_incoming, encode_deliver};
 
     fn delivers(from: &str, text: &str, reference: u8) -> Vec<Deliver> {
-        encode_deliver(from, text, 1_700_000_000, reference)
+        delivers_at(from, text, reference, 1_700_000_000)
+    }
+
+    fn delivers_at(from: &str, text: &str, reference: u8, scts_unix: i64) -> Vec<Deliver> {
+        encode_deliver(from, text, scts_unix, reference)
             .into_iter()
             .map(|(hex, _)| match decode_incoming(&hex).unwrap() {
                 Incoming::Deliver(d) => *d,
@@ -243,6 +305,57 @@ mod tests {
         slots.sort();
         assert_eq!(slots, [4, 5, 6]);
         assert_eq!(inbox.pending_parts(), 0);
+    }
+
+    /// Two messages from one sender with the same reference and part
+    /// count (an 8-bit reference wraps), their parts interleaved: each is
+    /// joined from its own parts, and frees only its own slots.
+    #[test]
+    fn messages_sharing_sender_reference_and_count_are_kept_apart() {
+        let (text_a, text_b) = ("a".repeat(200), "b".repeat(200));
+        let sent_at = 1_700_000_000;
+        // Sent minutes apart: a part joins the message nearest in time.
+        let a = delivers_at("+15551230001", &text_a, 7, sent_at);
+        let b = delivers_at("+15551230001", &text_b, 7, sent_at + 600);
+        assert_eq!((a.len(), b.len()), (2, 2));
+        let mut inbox = Inbox::new(1000);
+        assert!(inbox.add(1, a[0].clone(), 0).is_none());
+        assert!(inbox.add(2, b[0].clone(), 0).is_none());
+        let first = inbox.add(3, b[1].clone(), 0).unwrap();
+        assert_eq!(first.text, text_b);
+        assert_eq!(first.indexes, [2, 3]);
+        assert!(inbox.holds(1), "a's part is kept until a is committed");
+        let second = inbox.add(4, a[1].clone(), 0).unwrap();
+        assert_eq!(second.text, text_a);
+        assert_eq!(second.indexes, [1, 4]);
+
+        // Sent the same second: parts join the oldest message lacking them.
+        let b = delivers_at("+15551230001", &text_b, 7, sent_at);
+        assert!(inbox.add(1, a[0].clone(), 0).is_none());
+        assert!(inbox.add(2, b[0].clone(), 0).is_none());
+        let first = inbox.add(3, a[1].clone(), 0).unwrap();
+        assert_eq!(first.text, text_a);
+        assert_eq!(first.indexes, [1, 3]);
+        let second = inbox.add(4, b[1].clone(), 0).unwrap();
+        assert_eq!(second.text, text_b);
+        assert_eq!(second.indexes, [2, 4]);
+        assert_eq!(inbox.pending_parts(), 0);
+    }
+
+    #[test]
+    fn every_copy_of_a_part_is_freed_with_its_message() {
+        let text = "z".repeat(200);
+        let parts = delivers("+15551230001", &text, 3);
+        let mut inbox = Inbox::new(1000);
+        for slot in [5, 6, 7, 6] {
+            assert!(inbox.add(slot, parts[1].clone(), 0).is_none());
+        }
+        let ready = inbox.add(4, parts[0].clone(), 0).unwrap();
+        assert_eq!(ready.text, text);
+        let mut slots = ready.indexes.clone();
+        slots.sort();
+        assert_eq!(slots, [4, 5, 6, 7]);
+        assert!(!inbox.holds(6));
     }
 
     #[test]

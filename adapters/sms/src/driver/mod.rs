@@ -14,7 +14,7 @@ use std::time::Duration;
 use phonerelay_channel::{
     ChannelEvent, ChannelKind, DeliveryStatus, EventSink, InboundMessage, Secret, StatusUpdate,
 };
-use phonerelay_sms_at::{Command, CommandId, ErrorClass, FinalResult, Urc, responses};
+use phonerelay_sms_at::{Command, CommandId, ErrorClass, FinalResult, ReadySignal, Urc, responses};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -61,10 +61,23 @@ pub enum DriverError {
     /// when no part of this attempt went out before it.
     #[error("no network service")]
     NoNetwork { nothing_sent: bool },
+    /// A `+CMS ERROR` about the modem's state, not the message's (see
+    /// [`CMS_MODEM_NOT_READY`]). `nothing_sent` as for `Cms`.
+    #[error("modem not ready (+CMS ERROR: {code})")]
+    ModemNotReady { code: u16, nothing_sent: bool },
 }
 
 /// TS 27.005: the modem has no network to send on.
 const CMS_NO_NETWORK_SERVICE: u16 = 331;
+
+/// TS 27.005 `+CMS ERROR` codes that say the modem cannot send at all, not
+/// that this message is wrong: 302 operation not allowed (what modems answer
+/// while SMS is not ready after a reset), 310 SIM not inserted, 311/312 SIM
+/// or PH-SIM PIN required, 313 SIM failure, 316 PUK required, 317/318 PIN2
+/// or PUK2 required. The AT table calls them permanent (the command fails
+/// again until something changes), but what must change is the modem, and
+/// start-up is what changes it (or says why it cannot).
+const CMS_MODEM_NOT_READY: [u16; 8] = [302, 310, 311, 312, 313, 316, 317, 318];
 
 /// One part to send: full PDU hex and TPDU length for AT+CMGS.
 #[derive(Debug, Clone)]
@@ -149,10 +162,19 @@ impl Driver {
         let max_backoff = Duration::from_secs(self.config.reconnect_max_backoff_seconds);
         let mut backoff = INITIAL_BACKOFF;
         let mut inbox = Inbox::new(self.config.reassembly_timeout_seconds * 1000);
+        // The inbox's time base: it keeps partial messages across sessions,
+        // so their first-seen times must be on one clock for its whole life.
+        let epoch = Instant::now();
         let mut pin_rejected = false;
         loop {
             let end = self
-                .session(&shutdown, &mut inbox, &mut pin_rejected, &mut backoff)
+                .session(
+                    &shutdown,
+                    &mut inbox,
+                    epoch,
+                    &mut pin_rejected,
+                    &mut backoff,
+                )
                 .await;
             let reason = match end {
                 End::Shutdown => break,
@@ -217,6 +239,7 @@ impl Driver {
         &mut self,
         shutdown: &CancellationToken,
         inbox: &mut Inbox,
+        epoch: Instant,
         pin_rejected: &mut bool,
         backoff: &mut Duration,
     ) -> End {
@@ -237,13 +260,17 @@ impl Driver {
         if let Err(end) = started {
             return end;
         }
+        // A modem switched on as the port opened announces its start while
+        // start-up sets it up: start-up ran after that, not before it.
+        conn.urcs
+            .retain(|urc| *urc != Urc::Ready(ReadySignal::ModemStarted));
         *backoff = INITIAL_BACKOFF;
         match self.outage.recovered(std::time::Instant::now()) {
             Some(down_for) => tracing::info!(phone_id = %self.config.phone_id,
                 down_for_seconds = down_for.as_secs(), "modem ready again"),
             None => tracing::info!(phone_id = %self.config.phone_id, "modem ready"),
         }
-        let result = self.serve(&mut conn, shutdown, inbox).await;
+        let result = self.serve(&mut conn, shutdown, inbox, epoch).await;
         match result {
             Ok(()) => End::Shutdown,
             Err(e) => End::Failed(e.to_string()),
@@ -429,8 +456,8 @@ impl Driver {
         conn: &mut Conn,
         shutdown: &CancellationToken,
         inbox: &mut Inbox,
+        epoch: Instant,
     ) -> Result<(), ConnError> {
-        let epoch = Instant::now();
         self.sweep(conn, inbox, epoch).await?;
         // Up only now: start-up and the first sweep are done, so the port
         // is free for sends.
@@ -442,7 +469,11 @@ impl Driver {
         let sweep_every = Duration::from_secs(self.config.sweep_interval_seconds);
         let mut health = tokio::time::interval_at(Instant::now() + health_every, health_every);
         let mut sweep = tokio::time::interval_at(Instant::now() + sweep_every, sweep_every);
-        let mut expiry = tokio::time::interval_at(Instant::now() + EXPIRY_CHECK, EXPIRY_CHECK);
+        // A short reassembly timeout is checked as often as it runs out.
+        let expiry_every = EXPIRY_CHECK.min(Duration::from_secs(
+            self.config.reassembly_timeout_seconds.max(1),
+        ));
+        let mut expiry = tokio::time::interval_at(Instant::now() + expiry_every, expiry_every);
         let mut off_network = tokio::time::interval(OFF_NETWORK_POLL);
         off_network.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -465,10 +496,17 @@ impl Driver {
                         // Answer at once: the caller's retry queues behind
                         // the resync below and so sees its result.
                         let _ = reply.send(outcome);
-                        if let Some(part) = timed_out {
-                            self.settle_timed_out_send(conn, &message_id, &to, part).await?;
-                        } else if let Some(DriverError::Conn(e)) = error {
-                            return Err(e);
+                        match (timed_out, error) {
+                            (Some(part), _) => {
+                                self.settle_timed_out_send(conn, &message_id, &to, part).await?
+                            }
+                            (None, Some(DriverError::Conn(e))) => return Err(e),
+                            (None, Some(DriverError::ModemNotReady { code, .. })) => {
+                                return Err(ConnError::StartUpLost(format!(
+                                    "+CMS ERROR: {code} to a send"
+                                )));
+                            }
+                            (None, _) => {}
                         }
                     }
                     None => return Ok(()),
@@ -632,6 +670,17 @@ impl Driver {
                                 nothing_sent: outcome.mrs.is_empty(),
                             }
                         }
+                        (FinalResult::CmsError(_), Some(code))
+                            if CMS_MODEM_NOT_READY.contains(&code) =>
+                        {
+                            // Held until start-up has run again (the
+                            // session ends once the caller has its answer).
+                            self.set_status(|s| s.connected = false);
+                            DriverError::ModemNotReady {
+                                code,
+                                nothing_sent: outcome.mrs.is_empty(),
+                            }
+                        }
                         (FinalResult::CmsError(_), Some(code)) => DriverError::Cms {
                             code,
                             permanent: result.error_class() == Some(ErrorClass::Permanent),
@@ -671,8 +720,12 @@ impl Driver {
             Urc::Cdsi { mem, index } => self.read_stored(conn, &mem, index, inbox, epoch).await,
             Urc::Cds { pdu, .. } => {
                 if let Ok(Incoming::Report(report)) = codec::decode_incoming(&pdu) {
-                    // Direct reports cannot be re-read: deliver best effort.
-                    let _ = self.sink.deliver(self.report_event(&report).await).await;
+                    match self.report_event(&report).await {
+                        Some(event) => self.commit_unstored(event).await,
+                        None => {
+                            tracing::debug!(mr = report.message_reference, "interim status report")
+                        }
+                    }
                 }
                 Ok(())
             }
@@ -685,10 +738,16 @@ impl Driver {
                 if let Ok(Incoming::Deliver(deliver)) = codec::decode_incoming(&pdu) {
                     let now = epoch.elapsed().as_millis() as u64;
                     if let Some(ready) = inbox.add(0, *deliver, now) {
-                        let _ = self.sink.deliver(self.inbound_event(&ready)).await;
+                        self.commit_unstored(self.inbound_event(&ready)).await;
                     }
                 }
                 Ok(())
+            }
+            // The modem reset in place: its port stayed open, so nothing else
+            // ends the session, but what start-up set (new-message
+            // indications, registration reports, the PIN) is gone.
+            Urc::Ready(ReadySignal::ModemStarted) => {
+                Err(ConnError::StartUpLost("it restarted in place".into()))
             }
             _ => Ok(()),
         }
@@ -763,24 +822,20 @@ impl Driver {
                     self.commit_inbound(conn, ready).await?;
                 }
             }
-            Ok(Incoming::Report(report))
-                if report.status.class == codec::StatusClass::StillTrying =>
-            {
-                // Not an outcome: the SMSC keeps trying and reports again.
-                tracing::debug!(mr = report.message_reference, "interim status report");
-                conn.run(self.cmd(format!("AT+CMGD={index}"))).await?;
-            }
-            Ok(Incoming::Report(report)) => {
-                let event = self.report_event(&report).await;
-                match self.sink.deliver(event).await {
+            Ok(Incoming::Report(report)) => match self.report_event(&report).await {
+                None => {
+                    tracing::debug!(mr = report.message_reference, "interim status report");
+                    conn.run(self.cmd(format!("AT+CMGD={index}"))).await?;
+                }
+                Some(event) => match self.sink.deliver(event).await {
                     Ok(()) => {
                         conn.run(self.cmd(format!("AT+CMGD={index}"))).await?;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, index, "status report not committed; kept on the modem")
                     }
-                }
-            }
+                },
+            },
             Err(e) => {
                 // Undecodable PDUs are left alone for a human to look at;
                 // deleting them would lose whatever they were. The status
@@ -825,6 +880,23 @@ impl Driver {
             }
         }
         Ok(())
+    }
+
+    /// Commit an event the modem handed over without storing it (`+CMT`,
+    /// `+CDS`): nothing can read it again, so a failed commit loses it.
+    /// Say which one, and count it in the status.
+    async fn commit_unstored(&self, event: ChannelEvent) {
+        let lost = match &event {
+            ChannelEvent::Inbound(m) => {
+                format!("inbound message {} from {}", m.external_id, m.from)
+            }
+            ChannelEvent::Status(s) => format!("status {:?} of {}", s.status, s.external_id),
+        };
+        if let Err(e) = self.sink.deliver(event).await {
+            tracing::warn!(phone_id = %self.config.phone_id, error = %e, %lost,
+                "event delivered directly by the modem not committed; it is lost");
+            self.set_status(|s| s.lost_direct_events += 1);
+        }
     }
 
     /// AT+CMGL=4 over messages, then over status reports: whatever is
@@ -926,7 +998,13 @@ impl Driver {
         }
     }
 
-    async fn report_event(&self, report: &codec::StatusReport) -> ChannelEvent {
+    /// The event a status report stands for, or `None` for an interim
+    /// report (TP-ST 0x20..=0x3F): the SMSC is still trying and reports
+    /// again with the outcome, so the part is neither delivered nor failed.
+    async fn report_event(&self, report: &codec::StatusReport) -> Option<ChannelEvent> {
+        if report.status.class == codec::StatusClass::StillTrying {
+            return None;
+        }
         let recipient = codec::international(&report.recipient);
         let scts = report.service_centre_timestamp.to_unix_seconds();
         // The SMSC's day, and the one before in case its clock is ahead.
@@ -948,7 +1026,7 @@ impl Driver {
                 Some(report.status.description.to_string()),
             ),
         };
-        ChannelEvent::Status(StatusUpdate {
+        Some(ChannelEvent::Status(StatusUpdate {
             channel: ChannelKind::Sms,
             phone_id: self.config.phone_id.clone(),
             external_id,
@@ -956,7 +1034,7 @@ impl Driver {
             code,
             reason,
             at_ms: report.discharge_time.to_unix_seconds() * 1000,
-        })
+        }))
     }
 }
 

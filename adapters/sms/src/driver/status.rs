@@ -30,6 +30,10 @@ pub struct ModemStatus {
     /// modem for a human, as deleting them would lose whatever they were,
     /// and each holds a slot until then.
     pub undecodable_stored: BTreeMap<(String, u32), String>,
+    /// Messages and reports the modem delivered without storing them
+    /// (`+CMT`, `+CDS`) whose commit failed: lost, as nothing can read
+    /// them again (the journal names each).
+    pub lost_direct_events: u64,
 }
 
 impl ModemStatus {
@@ -67,6 +71,12 @@ impl ModemStatus {
             if let Some(value) = value {
                 health = health.with_detail(key, value);
             }
+        }
+        if self.lost_direct_events > 0 {
+            health = health.with_measure(
+                "lost_direct_events",
+                i64::try_from(self.lost_direct_events).unwrap_or(i64::MAX),
+            );
         }
         if !self.undecodable_stored.is_empty() {
             let slots: Vec<String> = self

@@ -41,7 +41,7 @@ pub struct ModemSimArgs {
     pub pin: Option<String>,
 }
 
-pub const CONTROL_HELP: &str = "commands: inject <+from> <text> | inject-pdu <hex> | sent | parts | stored | fail <cms-code> <count> [<after>] | delay <ms> | reports on|off | unplug | replug | coverage on|off | deletes keep|apply | next-mr <0-255> | mute | unmute | boot <count> | help";
+pub const CONTROL_HELP: &str = "commands: inject <+from> <text> | inject-pdu <hex> | sent | parts | stored | fail <cms-code> <count> [<after>] | delay <ms> | reports on|off | unplug | replug | coverage on|off | deletes keep|apply | next-mr <0-255> | mute | unmute | boot <count> | restart | help";
 
 /// Run the simulator until `shutdown` fires; prints the pty path and the
 /// control address on stdout.
@@ -66,6 +66,7 @@ pub async fn run_modem_sim_cli(
         delivery_reports: !args.no_delivery_reports,
         pin: args.pin.clone(),
         registration_urcs: true,
+        stores_status_reports: true,
     };
     let handle = spawn(behaviour, link.clone(), shutdown.clone())?;
     let listener = TcpListener::bind(args.control).await?;
@@ -249,6 +250,10 @@ pub fn control_command(handle: &SimHandle, line: &str) -> String {
             }
             Err(_) => "error: boot <count>".into(),
         },
+        "restart" => {
+            handle.restart_in_place();
+            "ok restarted in place".into()
+        }
         "help" | "" => CONTROL_HELP.into(),
         other => format!("error: unknown command {other:?}; {CONTROL_HELP}"),
     }

@@ -39,6 +39,7 @@ enum Ctl {
     Unplug,
     Replug,
     BootFlood(usize),
+    RestartInPlace,
 }
 
 struct Shared {
@@ -192,6 +193,13 @@ impl SimHandle {
         self.modem().behaviour.delivery_reports = on;
     }
 
+    /// TP-ST of the status reports for parts accepted from now on: 0x00
+    /// delivered, 0x20..=0x3F an interim report (the SMSC still trying),
+    /// 0x40 and up a failure.
+    pub fn set_report_status(&self, status: u8) {
+        self.modem().report_status = status;
+    }
+
     /// Messages and status reports still stored on the simulated SIM.
     pub fn stored(&self) -> (usize, usize) {
         self.modem().stored_count()
@@ -235,6 +243,12 @@ impl SimHandle {
     pub fn boot_flood(&self, count: usize) {
         let _ = self.ctl.send(Ctl::BootFlood(count));
     }
+
+    /// The modem resets in place (watchdog, firmware crash): the port stays
+    /// open, its settings go as on a power cycle, and it says `RDY`.
+    pub fn restart_in_place(&self) {
+        let _ = self.ctl.send(Ctl::RestartInPlace);
+    }
 }
 
 /// Behaviour from the config's `[sim]` table.
@@ -247,6 +261,7 @@ pub fn behaviour_from(settings: &SimSettings) -> Behaviour {
         delivery_reports: settings.delivery_reports,
         pin: settings.pin.as_ref().map(|p| p.expose().to_string()),
         registration_urcs: true,
+        stores_status_reports: true,
     }
 }
 
@@ -381,6 +396,11 @@ impl SimTask {
                     Some(Ctl::BootFlood(count)) => {
                         let urcs = vec!["^BOOT:12345678,0,0,0,75".to_string(); count];
                         let _ = self.write_urcs(port, &urcs).await;
+                    }
+                    Some(Ctl::RestartInPlace) => {
+                        self.input.clear();
+                        self.modem().reboot();
+                        let _ = self.write_urcs(port, &["RDY".to_string()]).await;
                     }
                     Some(Ctl::Unplug) => {
                         tokio::time::sleep(UNPLUG_DRAIN).await;

@@ -30,6 +30,10 @@ pub struct Behaviour {
     /// changes then come unsolicited) or answered `ERROR`, as some modems
     /// do, leaving the driver to poll.
     pub registration_urcs: bool,
+    /// Whether `AT+CNMI` takes `<ds>=2` (status reports stored in "SR",
+    /// announced by `+CDSI`) or refuses it, as many Huawei and ZTE sticks
+    /// do, so that reports come directly as `+CDS` and cannot be read again.
+    pub stores_status_reports: bool,
 }
 
 /// A part the simulated network accepted.
@@ -138,6 +142,9 @@ pub struct SimModem {
     /// after a crash between its commit and the delete (or a delete that
     /// never reached the SIM).
     pub keep_deleted: bool,
+    /// TP-ST of the status reports the network sends: 0x00 delivered, or
+    /// e.g. 0x21 (SME busy, the SMSC still trying) for an interim report.
+    pub report_status: u8,
 }
 
 impl SimModem {
@@ -163,6 +170,7 @@ impl SimModem {
             coverage: true,
             creg_urcs: false,
             keep_deleted: false,
+            report_status: 0x00,
         }
     }
 
@@ -265,7 +273,8 @@ impl SimModem {
     }
 
     fn status_report(&mut self, part: &SentPart, scts_unix: i64) -> Option<String> {
-        let (hex, len) = codec::encode_status_report(part.mr, &part.to, true, scts_unix);
+        let (hex, len) =
+            codec::encode_status_report(part.mr, &part.to, self.report_status, scts_unix);
         match self.cnmi_ds {
             1 => Some(format!("+CDS: {len}\r\n{hex}")),
             2 => {
@@ -435,9 +444,11 @@ impl SimModem {
                     .collect();
                 let mt = fields.get(1).copied().unwrap_or(0);
                 let ds = fields.get(3).copied().unwrap_or(0);
-                if mt > 1 || ds > 2 {
-                    // Only store-and-indicate is simulated: a driver asking
-                    // for direct delivery gets what many modems answer.
+                if mt > 1 || ds > 2 || (ds == 2 && !self.behaviour.stores_status_reports) {
+                    // Only store-and-indicate is simulated for messages: a
+                    // driver asking for direct delivery gets what many
+                    // modems answer, as does one asking a modem without
+                    // report storage to store reports.
                     return cms(303);
                 }
                 self.cnmi_mt = mt;

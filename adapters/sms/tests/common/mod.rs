@@ -109,6 +109,7 @@ pub fn behaviour() -> Behaviour {
         delivery_reports: true,
         pin: None,
         registration_urcs: true,
+        stores_status_reports: true,
     }
 }
 
