@@ -710,3 +710,97 @@ async fn a_graceful_stop_sends_a_last_heartbeat_with_stopping_true() {
     assert_eq!(last["endpoints"][0]["channel"], "wa");
     assert_eq!(last["inbound_pending"], 0);
 }
+
+#[tokio::test]
+async fn pull_mode_pauses_between_polls_while_a_job_cannot_be_acknowledged() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| {
+        // No relay_message_id: an ack has no way to name it, so the relay
+        // hands it to every poll, at once.
+        s.jobs
+            .push_back(json!({"phone_id": PHONE_ID, "channel": "wa",
+            "to": "+15551230001", "text": "no relay id"}));
+        s.jobs.push_back(
+            json!({"relay_message_id": "n-1", "phone_id": PHONE_ID, "channel": "wa",
+            "to": "+15551230001", "text": "fine"}),
+        );
+    });
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let _bridge = start_bridge(&relay, "pull", None, &wa).await;
+
+    // The job beside it is taken, acknowledged and sent.
+    relay
+        .wait_for("n-1 acknowledged", |s| {
+            s.jobs.len() == 1 && s.jobs[0]["relay_message_id"].is_null()
+        })
+        .await;
+    wa.wait_sent(1).await;
+
+    // The bridge waits between polls (retry_initial_ms = 40, so 20 to 40
+    // ms) rather than polling again at once; but briefly, so that new jobs
+    // are not held up.
+    let before = relay.with(|s| s.polls);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let polls = relay.with(|s| s.polls) - before;
+    assert!((5..=60).contains(&polls), "{polls} polls in a second");
+    assert_eq!(wa.sent().len(), 1);
+    assert_eq!(wa.sent()[0].text, "fine");
+}
+
+#[tokio::test]
+async fn a_relay_answering_200_with_a_plain_text_body_has_taken_the_request() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.plain_ok = true);
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge = start_bridge(&relay, "push", Some("ops"), &wa).await;
+    let bridge_key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
+
+    let (code, body) = bridge
+        .post(
+            "/api/v1/messages",
+            &bridge_key,
+            &push_body("+15551230001", "hi", "alice", "t-1"),
+        )
+        .await;
+    assert_eq!(code, 202, "{body}");
+    wa.inject(inbound("+15551230002", "t-w1", "plain", &[]))
+        .await
+        .unwrap();
+    relay
+        .wait_for("the inbound, the status and a heartbeat", |s| {
+            !s.messages.is_empty() && !s.status_events.is_empty() && !s.heartbeats.is_empty()
+        })
+        .await;
+    let link = wait_link(&bridge, "the relay reached, nothing pending", |l| {
+        l["last_reached"].is_string() && l["inbound_pending"] == 0
+    })
+    .await;
+    assert!(link["last_error"].is_null(), "{link}");
+    // Taken the first time: not POSTed again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.with(|s| assert_eq!(s.message_posts_taken, 1));
+    assert_eq!(statuses_of(&relay, "t-1"), ["sent"]);
+    let (_, link) = bridge.get("/api/v1/relay", &bridge.admin_key).await;
+    assert!(link["last_error"].is_null(), "{link}");
+}
+
+#[tokio::test]
+async fn a_poll_answered_without_a_jobs_list_is_a_failed_poll() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.plain_ok = true);
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge = start_bridge(&relay, "pull", None, &wa).await;
+
+    // `200 OK` to a poll says nothing about jobs: the link shows the
+    // error and the bridge backs off (retry_initial_ms = 40 doubling to
+    // retry_max_ms = 250) rather than polling again at once.
+    let link = wait_link(&bridge, "the bad answer", |l| l["last_error"].is_string()).await;
+    assert!(
+        link["last_error"].as_str().unwrap().contains("jobs"),
+        "{link}"
+    );
+    let before = relay.with(|s| s.polls);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let polls = relay.with(|s| s.polls) - before;
+    assert!((1..=20).contains(&polls), "{polls} polls in a second");
+}

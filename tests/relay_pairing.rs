@@ -157,6 +157,23 @@ async fn pair_with_an_unknown_phone_id_is_rejected_with_exit_3() {
 }
 
 #[tokio::test]
+async fn pair_with_a_server_answering_hello_with_plain_text_fails_with_exit_1() {
+    // Any web server answers 200; a relay answers hello with JSON.
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.plain_ok = true);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let run = phonerelay(
+        &config,
+        &["pair", "--relay", &relay.url(), "--phone-id", PHONE_ID],
+        RELAY_KEY,
+    )
+    .await;
+    assert_one_line_error(&run, 1, "is this a pChat relay?");
+    assert!(!dir.path().join("state").join("relay.key").exists());
+}
+
+#[tokio::test]
 async fn pair_with_an_unreachable_relay_fails_with_exit_1() {
     let mut relay = EmulatedRelay::start().await;
     let url = relay.url();

@@ -153,7 +153,7 @@ async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attemp
             Ok(Some(route)) => route,
             Ok(None) => {
                 tracing::warn!(id = %m.id, channel = %m.channel, "inbound message has no route; kept as a dead letter");
-                record(deps, &m.id, RelayInboundOutcome::Dead {
+                let recorded = record(deps, &m.id, RelayInboundOutcome::Dead {
                     to: None,
                     route: None,
                     code: "no_route".into(),
@@ -161,7 +161,7 @@ async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attemp
                     now_ms: now_ms(),
                 })
                 .await;
-                return Attempt::Done;
+                return settled(deps, recorded, failures);
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot route an inbound message");
@@ -202,10 +202,9 @@ async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attemp
         .await;
     match sent {
         Ok(_) => {
-            *failures = 0;
             deps.link.reached().await;
             tracing::debug!(id = %m.id, to = %route.to, "inbound forwarded to the relay");
-            record(
+            let recorded = record(
                 deps,
                 &m.id,
                 RelayInboundOutcome::Delivered {
@@ -215,7 +214,7 @@ async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attemp
                 },
             )
             .await;
-            Attempt::Done
+            settled(deps, recorded, failures)
         }
         Err(e) if e.is_permanent() => {
             deps.link.reached().await;
@@ -226,7 +225,7 @@ async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attemp
                 }
                 other => other.to_string(),
             };
-            record(
+            let recorded = record(
                 deps,
                 &m.id,
                 RelayInboundOutcome::Dead {
@@ -238,14 +237,14 @@ async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attemp
                 },
             )
             .await;
-            Attempt::Done
+            settled(deps, recorded, failures)
         }
         Err(e) => {
             deps.link.failed(&e).await;
             *failures = failures.saturating_add(1);
             let now = now_ms();
             let next_at_ms = now + deps.backoff_ms(item.attempts.max(*failures - 1) + 1, &e) as i64;
-            record(
+            let recorded = record(
                 deps,
                 &m.id,
                 RelayInboundOutcome::Retry {
@@ -259,15 +258,40 @@ async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attemp
             )
             .await;
             Attempt::Later {
-                link_down: e.is_link_down(),
+                // Unrecorded, the message stays due now: only holding
+                // everything back keeps the next round from POSTing it.
+                link_down: e.is_link_down() || !recorded,
                 next_at_ms,
             }
         }
     }
 }
 
-async fn record(deps: &Deps, id: &str, outcome: RelayInboundOutcome) {
-    if let Err(e) = deps.state.store.record_relay_inbound(id, outcome).await {
-        tracing::error!(%id, error = %e, "cannot record a forwarding outcome; it will be tried again");
+/// Record an outcome; false (logged) if the store failed.
+async fn record(deps: &Deps, id: &str, outcome: RelayInboundOutcome) -> bool {
+    match deps.state.store.record_relay_inbound(id, outcome).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(%id, error = %e, "cannot record a forwarding outcome; it will be tried again");
+            false
+        }
+    }
+}
+
+/// After a final outcome: done if it was recorded. If not, the message
+/// is still pending and due now, and so is every message after it: the
+/// store is failing for all of them. Hold everything back with the
+/// backoff of a failed POST, or each round would POST them all again.
+/// The repeat carries the same Idempotency-Key (the inbound id), so the
+/// relay takes it once.
+fn settled(deps: &Deps, recorded: bool, failures: &mut u32) -> Attempt {
+    if recorded {
+        *failures = 0;
+        return Attempt::Done;
+    }
+    *failures = failures.saturating_add(1);
+    Attempt::Later {
+        link_down: true,
+        next_at_ms: now_ms() + deps.retry_delay_ms(*failures) as i64,
     }
 }

@@ -210,8 +210,6 @@ impl Deps {
         }
     }
 
-    /// Backoff after `failures` failed tries in a row, honouring a
-    /// Retry-After the relay sent.
     /// POST `body` to `path` until the relay takes it (2xx) or refuses it
     /// for good (`Some(error)`, logged by the caller); `None` when shut
     /// down first. Transient failures are retried with backoff.
@@ -243,11 +241,19 @@ impl Deps {
         }
     }
 
+    /// Backoff after `failures` failed tries in a row, honouring a
+    /// Retry-After the relay sent.
     pub fn backoff_ms(&self, failures: u32, error: &RelayError) -> u64 {
-        let config = &self.settings.config;
-        let delay =
-            crate::outbox::retry_delay_ms(failures, config.retry_initial_ms, config.retry_max_ms);
         let asked = error.retry_after().map_or(0, |d| d.as_millis() as u64);
-        delay.max(asked.min(config.retry_max_ms))
+        self.retry_delay_ms(failures)
+            .max(asked.min(self.settings.config.retry_max_ms))
+    }
+
+    /// Backoff after `failures` failed tries in a row, when the relay
+    /// asked for nothing (the trouble is on the bridge's side): from
+    /// `retry_initial_ms`, doubling to `retry_max_ms`, with jitter.
+    pub fn retry_delay_ms(&self, failures: u32) -> u64 {
+        let config = &self.settings.config;
+        crate::outbox::retry_delay_ms(failures, config.retry_initial_ms, config.retry_max_ms)
     }
 }

@@ -48,10 +48,20 @@ pub async fn check(
         "bridge_version": env!("CARGO_PKG_VERSION"),
         "mode": relay.mode,
     });
-    client
+    let answer = client
         .post(&relay.paths.hello, &body, None, None)
         .await
-        .map_err(|e| explain(&e, url, phone_id))
+        .map_err(|e| explain(&e, url, phone_id))?;
+    // A pChat relay answers hello with a JSON object; any web server
+    // answers 200 with a page, so that is no proof of a relay.
+    if !answer.is_object() {
+        let not_a_relay = RelayError::BadAnswer {
+            path: relay.paths.hello.clone(),
+            reason: "not a JSON object".into(),
+        };
+        return Err(explain(&not_a_relay, url, phone_id));
+    }
+    Ok(answer)
 }
 
 pub fn explain(error: &RelayError, url: &str, phone_id: &str) -> ExitError {

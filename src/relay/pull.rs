@@ -3,14 +3,19 @@
 //! acknowledge. Commit before ack: a job whose ack is lost is delivered
 //! again and recognised by its `relay_message_id`, so it is sent once.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::Deps;
+use super::{Deps, RelayError};
 use crate::api::dto::SendRequest;
 use crate::api::{commit_send, parse_json_body};
+use crate::logging::Throttle;
+
+/// How often each cause of a job left out of the ack is logged again
+/// while it lasts: the relay hands such a job back with every poll.
+const LEFT_OUT_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// One acknowledgement in the ack body.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -25,6 +30,19 @@ pub struct Ack {
     pub duplicate: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<AckError>,
+}
+
+/// Why a polled job is left out of the ack (the relay will hand it back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotTaken {
+    /// No string `relay_message_id`: an ack names jobs by it, so there is
+    /// no way to accept or reject this one. It comes back with every poll.
+    NoRelayId,
+    /// The store could not commit it; it may once the store recovers.
+    Store {
+        relay_message_id: String,
+        code: &'static str,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -42,6 +60,7 @@ pub async fn run(deps: Deps) {
     // The request may take the whole wait plus the usual request time.
     let timeout = Duration::from_secs(wait + config.request_timeout_seconds);
     let mut failures = 0u32;
+    let mut left_out = LeftOut::default();
     loop {
         let body = json!({
             "phone_id": deps.settings.phone_id,
@@ -52,11 +71,11 @@ pub async fn run(deps: Deps) {
             _ = deps.shutdown.cancelled() => break,
             polled = deps.client.post(&config.paths.poll, &body, None, Some(timeout)) => polled,
         };
-        let jobs = match polled {
-            Ok(answer) => {
+        let jobs = match polled.and_then(|answer| jobs_of(&config.paths.poll, answer)) {
+            Ok(jobs) => {
                 failures = 0;
                 deps.link.reached().await;
-                answer["jobs"].as_array().cloned().unwrap_or_default()
+                jobs
             }
             Err(e) => {
                 deps.link.failed(&e).await;
@@ -71,24 +90,111 @@ pub async fn run(deps: Deps) {
             continue;
         }
         let mut acks = Vec::with_capacity(jobs.len());
+        left_out.new_pass();
         for job in jobs {
-            if let Some(ack) = take(&deps, job).await {
-                acks.push(ack);
+            match take(&deps, job).await {
+                Ok(ack) => acks.push(ack),
+                Err(not_taken) => left_out.note(not_taken),
             }
         }
         if !acks.is_empty() && !acknowledge(&deps, &acks).await {
+            break;
+        }
+        if let Some(pause_ms) = left_out.pause_ms(&deps)
+            && !deps.sleep_ms(pause_ms).await
+        {
             break;
         }
     }
     tracing::info!("relay pull loop stopped");
 }
 
-/// Commit one job; `None` when it cannot be acknowledged now (no relay id,
-/// or the store is down: the relay will deliver it again).
-pub async fn take(deps: &Deps, job: Value) -> Option<Ack> {
+/// The jobs of a poll's answer. An answer without a `jobs` list (a 2xx
+/// with an empty or non-JSON body) is a failed poll, not "no jobs": that
+/// would poll again at once.
+fn jobs_of(path: &str, mut answer: Value) -> Result<Vec<Value>, RelayError> {
+    match answer.get_mut("jobs").map(Value::take) {
+        Some(Value::Array(jobs)) => Ok(jobs),
+        _ => Err(RelayError::BadAnswer {
+            path: path.to_string(),
+            reason: "no \"jobs\" list in the answer to a poll".into(),
+        }),
+    }
+}
+
+/// The jobs a pass left out of its ack: logged once a minute per cause,
+/// and how long to wait before polling again.
+struct LeftOut {
+    no_relay_id: bool,
+    store_trouble: bool,
+    /// Passes in a row that the store could not commit a job of.
+    store_failures: u32,
+    no_relay_id_log: Throttle,
+    store_log: Throttle,
+}
+
+impl Default for LeftOut {
+    fn default() -> Self {
+        Self {
+            no_relay_id: false,
+            store_trouble: false,
+            store_failures: 0,
+            no_relay_id_log: Throttle::new(LEFT_OUT_LOG_EVERY),
+            store_log: Throttle::new(LEFT_OUT_LOG_EVERY),
+        }
+    }
+}
+
+impl LeftOut {
+    fn new_pass(&mut self) {
+        self.no_relay_id = false;
+        self.store_trouble = false;
+    }
+
+    fn note(&mut self, not_taken: NotTaken) {
+        match not_taken {
+            NotTaken::NoRelayId => {
+                self.no_relay_id = true;
+                if let Some(unlogged) = self.no_relay_id_log.allow(Instant::now()) {
+                    tracing::warn!(
+                        jobs_since_last_logged = unlogged,
+                        "the relay sent a job without a relay_message_id; it cannot be acknowledged, so the relay will send it again"
+                    );
+                }
+            }
+            NotTaken::Store {
+                relay_message_id,
+                code,
+            } => {
+                self.store_trouble = true;
+                if let Some(unlogged) = self.store_log.allow(Instant::now()) {
+                    tracing::error!(%relay_message_id, code, jobs_since_last_logged = unlogged,
+                        "cannot commit a polled job; the relay will deliver it again");
+                }
+            }
+        }
+    }
+
+    /// How long to wait before the next poll, if at all. The relay hands a
+    /// job left out of the ack back at once, so polling again now would
+    /// only spin. While the store fails, back off as after a failed poll.
+    /// A job without an id comes back however long the wait: pause only
+    /// the first step, so the jobs behind it are not held up for minutes.
+    fn pause_ms(&mut self, deps: &Deps) -> Option<u64> {
+        if self.store_trouble {
+            self.store_failures = self.store_failures.saturating_add(1);
+            return Some(deps.retry_delay_ms(self.store_failures));
+        }
+        self.store_failures = 0;
+        self.no_relay_id.then(|| deps.retry_delay_ms(1))
+    }
+}
+
+/// Commit one job into its ack, or say why it cannot be acknowledged now
+/// (logged by the caller).
+pub async fn take(deps: &Deps, job: Value) -> Result<Ack, NotTaken> {
     let Some(relay_message_id) = job["relay_message_id"].as_str().map(str::to_string) else {
-        tracing::warn!("the relay sent a job without relay_message_id; it cannot be acknowledged");
-        return None;
+        return Err(NotTaken::NoRelayId);
     };
     let rejected = |code: &str, message: String, field: Option<String>| Ack {
         relay_message_id: relay_message_id.clone(),
@@ -104,10 +210,10 @@ pub async fn take(deps: &Deps, job: Value) -> Option<Ack> {
     let raw = serde_json::to_vec(&job).unwrap_or_default();
     let request: SendRequest = match parse_json_body(&raw) {
         Ok(request) => request,
-        Err(e) => return Some(rejected(e.code, e.message, e.field)),
+        Err(e) => return Ok(rejected(e.code, e.message, e.field)),
     };
     if request.phone_id != deps.settings.phone_id {
-        return Some(rejected(
+        return Ok(rejected(
             "forbidden",
             format!(
                 "this bridge is paired as phone_id {:?}",
@@ -117,20 +223,20 @@ pub async fn take(deps: &Deps, job: Value) -> Option<Ack> {
         ));
     }
     match commit_send(&deps.state, None, None, request, &raw).await {
-        Ok((id, duplicate)) => Some(Ack {
+        Ok((id, duplicate)) => Ok(Ack {
             relay_message_id,
             result: "accepted",
             message_id: Some(id),
             duplicate,
             error: None,
         }),
-        Err(e) if e.status.is_server_error() => {
-            tracing::error!(%relay_message_id, code = e.code, "cannot commit a polled job; the relay will deliver it again");
-            None
-        }
+        Err(e) if e.status.is_server_error() => Err(NotTaken::Store {
+            relay_message_id,
+            code: e.code,
+        }),
         Err(e) => {
             tracing::info!(%relay_message_id, code = e.code, field = ?e.field, "polled job rejected: {}", e.message);
-            Some(rejected(e.code, e.message, e.field))
+            Ok(rejected(e.code, e.message, e.field))
         }
     }
 }

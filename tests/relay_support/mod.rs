@@ -55,6 +55,10 @@ pub struct Recorded {
     /// Refuse messages whose text contains "REJECT" with 422.
     pub reject_marked: bool,
     pub delay_ms: u64,
+    /// Answer every request taken with `200` and the plain-text body `OK`
+    /// instead of JSON (any 2xx is a success, the protocol says), polls
+    /// too (which then carry no jobs).
+    pub plain_ok: bool,
     /// Answer a messages POST this late after recording it: the relay has
     /// it, the bridge does not know yet.
     pub answer_delay_ms: u64,
@@ -178,6 +182,15 @@ fn error(status: u16, code: &str, message: &str) -> Response {
         .into_response()
 }
 
+/// A request taken: `json` with `status`, or `200 OK` in plain text when
+/// the relay answers so (`Recorded::plain_ok`).
+fn taken(plain_ok: bool, status: StatusCode, json: Value) -> Response {
+    if plain_ok {
+        return (StatusCode::OK, "OK").into_response();
+    }
+    (status, Json(json)).into_response()
+}
+
 /// Auth, the broken switch and the delay, common to every route.
 async fn gate(
     state: &Arc<Mutex<Recorded>>,
@@ -212,7 +225,11 @@ async fn hello(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>
     if body["phone_id"] != PHONE_ID {
         return error(404, "unknown_phone_id", "no such phone");
     }
-    Json(json!({"phone_id": PHONE_ID, "relay": "emulated"})).into_response()
+    taken(
+        state.lock().unwrap().plain_ok,
+        StatusCode::OK,
+        json!({"phone_id": PHONE_ID, "relay": "emulated"}),
+    )
 }
 
 async fn messages(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>) -> Response {
@@ -226,7 +243,11 @@ async fn messages(State(state): Shared, headers: HeaderMap, Json(body): Json<Val
     if answer_delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(answer_delay_ms)).await;
     }
-    (StatusCode::ACCEPTED, Json(json!({"id": id}))).into_response()
+    taken(
+        state.lock().unwrap().plain_ok,
+        StatusCode::ACCEPTED,
+        json!({"id": id}),
+    )
 }
 
 /// Take a message (relay-side idempotency applied): its pChat id and how
@@ -260,6 +281,13 @@ async fn poll(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>)
         return refused;
     }
     assert_eq!(body["phone_id"], PHONE_ID);
+    {
+        let mut s = state.lock().unwrap();
+        if s.plain_ok {
+            s.polls += 1;
+            return taken(true, StatusCode::OK, json!({}));
+        }
+    }
     // Long poll: answer as soon as there are jobs, or after a short wait.
     for _ in 0..10 {
         {
@@ -284,13 +312,13 @@ async fn ack(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>) 
     s.acks.push(body.clone());
     if s.lose_ack_times > 0 {
         s.lose_ack_times -= 1;
-        return Json(json!({"ok": true})).into_response();
+        return taken(s.plain_ok, StatusCode::OK, json!({"ok": true}));
     }
     for a in body["acks"].as_array().cloned().unwrap_or_default() {
         s.jobs
             .retain(|j| j["relay_message_id"] != a["relay_message_id"]);
     }
-    Json(json!({"ok": true})).into_response()
+    taken(s.plain_ok, StatusCode::OK, json!({"ok": true}))
 }
 
 async fn status(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>) -> Response {
@@ -312,15 +340,16 @@ async fn status(State(state): Shared, headers: HeaderMap, Json(body): Json<Value
             s.status_events.push(event);
         }
     }
-    Json(json!({"ok": true})).into_response()
+    taken(s.plain_ok, StatusCode::OK, json!({"ok": true}))
 }
 
 async fn heartbeat(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>) -> Response {
     if let Some(refused) = gate(&state, &headers, "heartbeat").await {
         return refused;
     }
-    state.lock().unwrap().heartbeats.push(body);
-    Json(json!({"ok": true})).into_response()
+    let mut s = state.lock().unwrap();
+    s.heartbeats.push(body);
+    taken(s.plain_ok, StatusCode::OK, json!({"ok": true}))
 }
 
 /// `[relay]` settings that keep the tests fast.

@@ -1,0 +1,191 @@
+//! The relay link while the store takes no writes (a full disk): what the
+//! relay hands over or takes cannot be recorded, so the link must back off
+//! rather than ask or tell the relay again at once, and catch up once the
+//! store is back.
+//!
+//! Alone in its test binary: it limits the size of every file the whole
+//! process writes (`RLIMIT_FSIZE`), which would break any test running
+//! beside it; the tests here take turns.
+
+mod common;
+mod relay_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{TestChannel, TestDaemon};
+use phonerelay::clock::now_ms;
+use phonerelay_channel::{ChannelEvent, ChannelKind, InboundMessage};
+use relay_support::{EmulatedRelay, PHONE_ID, RELAY_KEY, relay_config};
+use serde_json::{Value, json};
+
+/// The file size limit is the process's: one test at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Every write to a regular file past its first byte fails with `EFBIG`
+/// (SQLite: a disk I/O error) until this is dropped, also by a failing
+/// test.
+struct WritesRefused;
+
+impl WritesRefused {
+    fn now() -> WritesRefused {
+        // SIGXFSZ would end the process; ignored, the write just fails.
+        unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+        set_file_size_limit(1);
+        WritesRefused
+    }
+}
+
+impl Drop for WritesRefused {
+    fn drop(&mut self) {
+        set_file_size_limit(libc::RLIM_INFINITY);
+    }
+}
+
+fn set_file_size_limit(bytes: libc::rlim_t) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit) },
+        0
+    );
+    limit.rlim_cur = bytes.min(limit.rlim_max);
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) }, 0);
+}
+
+async fn start_bridge(
+    relay: &EmulatedRelay,
+    mode: &str,
+    default_to: Option<&str>,
+    channel: &Arc<TestChannel>,
+) -> TestDaemon {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("relay.key"), RELAY_KEY).unwrap();
+    let extra = format!(
+        "{}{}",
+        common::FAST_OUTBOX,
+        relay_config(&relay.url(), mode, default_to)
+    );
+    let text = common::config_text(&dir, &extra);
+    TestDaemon::start_in(dir, text, vec![channel.clone()]).await
+}
+
+fn inbound(from: &str, external_id: &str, text: &str) -> ChannelEvent {
+    ChannelEvent::Inbound(InboundMessage {
+        channel: ChannelKind::Wa,
+        phone_id: PHONE_ID.into(),
+        from: from.into(),
+        text: text.into(),
+        subject: None,
+        attachments: Vec::new(),
+        external_id: external_id.into(),
+        reply_to: Vec::new(),
+        received_at_ms: now_ms(),
+    })
+}
+
+/// `/api/v1/relay` once `done` holds for it, or panic after 10 s.
+async fn wait_link(bridge: &TestDaemon, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, link) = bridge.get("/api/v1/relay", &bridge.admin_key).await;
+        assert_eq!(code, 200, "{link}");
+        if done(&link) {
+            return link;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the link never showed {what}: {link}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_mode_backs_off_while_the_store_cannot_commit_a_job_then_takes_it() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let relay = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let _bridge = start_bridge(&relay, "pull", None, &wa).await;
+    relay.wait_for("a first poll", |s| s.polls > 0).await;
+
+    let refused = WritesRefused::now();
+    relay.with(|s| {
+        s.jobs.push_back(
+            json!({"relay_message_id": "o-1", "phone_id": PHONE_ID, "channel": "wa",
+            "to": "+15551230001", "text": "while the disk is full", "source": "alice"}),
+        )
+    });
+    // The job cannot be committed, so it is left out of the ack and the
+    // relay hands it to the next poll at once. The bridge backs off
+    // between polls (retry_initial_ms = 40 doubling to retry_max_ms = 250)
+    // rather than polling again at once.
+    let before = relay.with(|s| s.polls);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let polls = relay.with(|s| s.polls) - before;
+    assert!((1..=20).contains(&polls), "{polls} polls in a second");
+    relay.with(|s| assert!(s.acks.is_empty(), "{:?}", s.acks));
+    assert!(wa.sent().is_empty());
+
+    drop(refused);
+    relay
+        .wait_for("the job acknowledged", |s| s.jobs.is_empty())
+        .await;
+    let ack = relay.with(|s| s.acks[0]["acks"][0].clone());
+    assert_eq!(ack["relay_message_id"], "o-1");
+    assert_eq!(ack["result"], "accepted", "{ack}");
+    let sent = wa.wait_sent(1).await;
+    assert_eq!(sent[0].text, "while the disk is full");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inbound_the_relay_took_but_the_store_could_not_record_holds_the_others_back() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.fail_all = Some(503));
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge = start_bridge(&relay, "push", Some("ops"), &wa).await;
+    for (i, text) in ["one", "two", "three"].iter().enumerate() {
+        wa.inject(inbound("+15551230001", &format!("o-w{i}"), text))
+            .await
+            .unwrap();
+    }
+    wait_link(&bridge, "three pending", |l| l["inbound_pending"] == 3).await;
+
+    // The relay takes the first one; before it answers, the disk fills:
+    // that it was forwarded cannot be recorded.
+    relay.with(|s| {
+        s.answer_delay_ms = 300;
+        s.fail_all = None;
+    });
+    relay
+        .wait_for("the first message", |s| s.message_posts_taken >= 1)
+        .await;
+    let refused = WritesRefused::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    relay.with(|s| {
+        // Not counted as forwarded, so it is POSTed again (with backoff)
+        // under the same Idempotency-Key: the relay keeps one. The next
+        // messages, which could not be recorded either, wait.
+        let texts: Vec<&Value> = s.messages.iter().map(|m| &m.body["text"]).collect();
+        assert_eq!(texts, ["one"], "went on while nothing could be recorded");
+        assert!(s.message_posts_taken >= 2, "the first was not tried again");
+    });
+
+    drop(refused);
+    relay.with(|s| s.answer_delay_ms = 0);
+    relay.wait_for("all three", |s| s.messages.len() == 3).await;
+    let link = wait_link(&bridge, "nothing pending", |l| l["inbound_pending"] == 0).await;
+    assert_eq!(link["inbound_dead"], 0, "{link}");
+    let got = relay.messages();
+    let texts: Vec<&Value> = got.iter().map(|m| &m.body["text"]).collect();
+    assert_eq!(texts, ["one", "two", "three"]);
+    for m in &got {
+        assert_eq!(
+            m.idempotency_key.as_deref(),
+            m.body["origin"]["inbound_id"].as_str()
+        );
+    }
+}
