@@ -149,7 +149,7 @@ async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attemp
             to: to.clone(),
             route: route.clone(),
         },
-        _ => match route(&**store, &deps.settings.config.routing, m, now_ms()).await {
+        _ => match route(&**store, &deps.settings.config.routing, m).await {
             Ok(Some(route)) => route,
             Ok(None) => {
                 tracing::warn!(id = %m.id, channel = %m.channel, "inbound message has no route; kept as a dead letter");

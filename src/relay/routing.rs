@@ -18,19 +18,23 @@ pub fn ttl_ms(config: &RoutingConfig) -> i64 {
     (config.conversation_ttl_days as i64).saturating_mul(DAY_MS)
 }
 
+/// The route as it stood when `message` arrived, however long it waited
+/// to be forwarded since: a pChat user who wrote to its sender meanwhile
+/// must not get a reply meant for the one before.
 pub async fn route(
     store: &dyn Store,
     config: &RoutingConfig,
     message: &InboundRecord,
-    now_ms: i64,
 ) -> StoreResult<Option<Route>> {
+    let arrived = message.committed_at_ms;
     let found = store
         .route_reply(RouteQuery {
             channel: message.channel,
             phone_id: message.phone_id.clone(),
             from: message.from.clone(),
             reply_to: message.reply_to.clone(),
-            since_ms: now_ms - ttl_ms(config),
+            since_ms: arrived - ttl_ms(config),
+            as_of_ms: arrived,
         })
         .await?;
     Ok(match found {

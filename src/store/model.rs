@@ -493,6 +493,10 @@ pub struct RouteQuery {
     pub reply_to: Vec<String>,
     /// Conversations last used before this are too old to route.
     pub since_ms: i64,
+    /// When the reply arrived (its commit). It goes to whoever wrote to
+    /// its sender before then: a send made while it waited to be forwarded
+    /// (the relay down, say) is not what it answers.
+    pub as_of_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

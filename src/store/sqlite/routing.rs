@@ -87,16 +87,26 @@ pub fn record_sent(
 }
 
 /// The most exact match: a reply key, then the sender's latest
-/// conversation on this endpoint.
+/// conversation on this endpoint, both as they stood when the reply
+/// arrived (`as_of_ms`).
 pub fn route(conn: &Connection, q: &RouteQuery) -> StoreResult<Option<RouteMatch>> {
     for key in &q.reply_to {
+        // A key recorded (or taken over by another send) after the reply
+        // arrived is not what it answers.
         let to: Option<String> = conn
             .prepare_cached(
                 "SELECT pchat_to FROM conversation_keys
-                 WHERE channel = ?1 AND phone_id = ?2 AND thread_key = ?3 AND created_at >= ?4",
+                 WHERE channel = ?1 AND phone_id = ?2 AND thread_key = ?3
+                   AND created_at >= ?4 AND created_at <= ?5",
             )?
             .query_row(
-                params![q.channel.as_str(), q.phone_id, key.trim(), q.since_ms],
+                params![
+                    q.channel.as_str(),
+                    q.phone_id,
+                    key.trim(),
+                    q.since_ms,
+                    q.as_of_ms
+                ],
                 |row| row.get(0),
             )
             .optional()?;
@@ -104,21 +114,44 @@ pub fn route(conn: &Connection, q: &RouteQuery) -> StoreResult<Option<RouteMatch
             return Ok(Some(RouteMatch { to, route: "reply" }));
         }
     }
-    let to: Option<String> = conn
+    let external = normalize(q.channel, &q.from);
+    let latest: Option<(String, i64)> = conn
         .prepare_cached(
-            "SELECT pchat_to FROM conversations
+            "SELECT pchat_to, last_at FROM conversations
              WHERE channel = ?1 AND phone_id = ?2 AND external = ?3 AND last_at >= ?4",
         )?
         .query_row(
-            params![
-                q.channel.as_str(),
-                q.phone_id,
-                normalize(q.channel, &q.from),
-                q.since_ms
-            ],
-            |row| row.get(0),
+            params![q.channel.as_str(), q.phone_id, external, q.since_ms],
+            |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .optional()?;
+    let to = match latest {
+        Some((to, last_at)) if last_at <= q.as_of_ms => Some(to),
+        // Someone wrote to the sender after the reply arrived: the one who
+        // wrote last before it, from the keys each send left. Found by
+        // walking back from the reply's arrival; rare (the reply waited
+        // while someone else wrote), so no index of its own. None found:
+        // no recent route, rather than the wrong user.
+        Some(_) => conn
+            .prepare_cached(
+                "SELECT pchat_to FROM conversation_keys
+                 WHERE channel = ?1 AND phone_id = ?2 AND external = ?3
+                   AND created_at >= ?4 AND created_at <= ?5
+                 ORDER BY created_at DESC LIMIT 1",
+            )?
+            .query_row(
+                params![
+                    q.channel.as_str(),
+                    q.phone_id,
+                    external,
+                    q.since_ms,
+                    q.as_of_ms
+                ],
+                |row| row.get(0),
+            )
+            .optional()?,
+        None => None,
+    };
     Ok(to.map(|to| RouteMatch {
         to,
         route: "recent",
@@ -138,6 +171,57 @@ pub fn prune(conn: &Connection, before_ms: i64) -> StoreResult<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use super::super::schema::{MIGRATIONS, at_version};
+
+    fn sent_by(conn: &Connection, source: &str, external_id: &str, at_ms: i64) {
+        let sent = SentTo {
+            channel: "sms".into(),
+            phone_id: "m1".into(),
+            recipient: "+15551230001".into(),
+            source: Some(source.into()),
+        };
+        let receipt = SendReceipt::single(external_id.to_string());
+        record_sent(conn, &format!("msg-{external_id}"), &sent, &receipt, at_ms).unwrap();
+    }
+
+    fn reply_arrived_at(as_of_ms: i64) -> RouteQuery {
+        RouteQuery {
+            channel: ChannelKind::Sms,
+            phone_id: "m1".into(),
+            from: "+15551230001".into(),
+            reply_to: Vec::new(),
+            since_ms: 0,
+            as_of_ms,
+        }
+    }
+
+    /// Alice wrote, the reply arrived, and Bob wrote to the same number
+    /// before the reply was forwarded (the relay was down): it is Alice's.
+    #[test]
+    fn a_reply_goes_to_who_wrote_before_it_arrived_not_after() {
+        let conn = at_version(MIGRATIONS.len());
+        sent_by(&conn, "alice", "sms:1", 100);
+        sent_by(&conn, "bob", "sms:2", 300);
+        let before_bob = route(&conn, &reply_arrived_at(200)).unwrap().unwrap();
+        assert_eq!(
+            (before_bob.to.as_str(), before_bob.route),
+            ("alice", "recent")
+        );
+        let after_bob = route(&conn, &reply_arrived_at(300)).unwrap().unwrap();
+        assert_eq!(after_bob.to, "bob");
+        assert_eq!(
+            route(&conn, &reply_arrived_at(50)).unwrap(),
+            None,
+            "before anyone wrote"
+        );
+        // A reply key Bob's send took over later is not what it answers.
+        let keyed = RouteQuery {
+            reply_to: vec!["sms:2".into()],
+            ..reply_arrived_at(200)
+        };
+        assert_eq!(route(&conn, &keyed).unwrap().unwrap().to, "alice");
+    }
 
     #[test]
     fn email_addresses_compare_bare_and_lowercase() {
