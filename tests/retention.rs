@@ -187,6 +187,7 @@ async fn a_paired_bridge_keeps_inbound_until_the_relay_takes_it() {
         phone_id: "ph_1".into(),
         bridge_key_id: "k".into(),
         paired_at_ms: now_ms(),
+        key_sha256: None,
     };
     assert!(keeps_old_unforwarded_inbound("", Some(pairing)).await);
 }

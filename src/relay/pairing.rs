@@ -161,6 +161,7 @@ pub async fn pair(
         phone_id: phone_id.to_string(),
         bridge_key_id: bridge_key_id.clone(),
         paired_at_ms: now,
+        key_sha256: Some(settings::key_fingerprint(key)),
     };
     settings::save_pairing(store, Some(&pairing))
         .await

@@ -22,6 +22,19 @@ pub struct Pairing {
     /// The bridge-side key issued for the relay to push with.
     pub bridge_key_id: String,
     pub paired_at_ms: i64,
+    /// SHA-256 (hex) of the relay key written with this pairing. `pair`
+    /// writes the key file before it records the pairing, so for a moment
+    /// the file holds the new key and the store the old relay; a link
+    /// started then would send the new key to the old relay. With this, it
+    /// sees the two disagree and waits. None in pairings made before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_sha256: Option<String>,
+}
+
+/// What [`Pairing::key_sha256`] holds for `key`.
+pub fn key_fingerprint(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(key.trim().as_bytes()))
 }
 
 /// The link as it runs.
@@ -143,10 +156,78 @@ pub async fn resolve(
             )));
         }
     };
+    // Where the pairing names the relay (the config does not), never send
+    // a key to a relay it was not paired with.
+    let relay_from_pairing = relay.url.is_none() || relay.phone_id.is_none();
+    if let Some(paired) = pairing.as_ref().and_then(|p| p.key_sha256.as_ref())
+        && relay_from_pairing
+        && *paired != key_fingerprint(&key)
+    {
+        return Err(Unresolved::Incomplete(format!(
+            "the relay key in {} is not the one the pairing recorded (a `phonerelay pair` \
+             under way, or the file replaced by hand); run `phonerelay pair` again",
+            file.display()
+        )));
+    }
     Ok(Some(RelaySettings {
         url: url.trim_end_matches('/').to_string(),
         phone_id,
         key: crate::relay::client::RelayKey::new(key),
         config: relay.clone(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_from_str;
+    use crate::store::SqliteStore;
+
+    fn paired_with(key_sha256: Option<String>) -> Pairing {
+        Pairing {
+            url: "http://old-relay.invalid".into(),
+            phone_id: "ph_1".into(),
+            bridge_key_id: "k".into(),
+            paired_at_ms: 1,
+            key_sha256,
+        }
+    }
+
+    /// The key file already holds a new relay's key while the store still
+    /// names the old relay (`pair` under way): no link, so the new key is
+    /// never sent to the old relay; once the pairing matches, the link is
+    /// built. Pairings from before the fingerprint are used as they are.
+    #[tokio::test]
+    async fn a_key_file_the_pairing_did_not_record_is_not_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = load_from_str(
+            "[storage]\nstate_dir = \"state\"\n",
+            &dir.path().join("phonerelay.toml"),
+            dir.path().into(),
+        )
+        .unwrap();
+        std::fs::create_dir_all(loaded.state_dir()).unwrap();
+        let store = SqliteStore::open(&loaded.database_path()).unwrap();
+        std::fs::write(key_file(&loaded), "new-relay-key\n").unwrap();
+
+        let old = paired_with(Some(key_fingerprint("old-relay-key")));
+        save_pairing(&store, Some(&old)).await.unwrap();
+        match resolve(&loaded, &store).await {
+            Err(Unresolved::Incomplete(why)) => {
+                assert!(why.contains("not the one the pairing recorded"), "{why}");
+                assert!(!why.contains("relay-key\n") && !why.contains("new-relay-key"));
+            }
+            other => panic!("a link was built: {other:?}"),
+        }
+
+        let new = paired_with(Some(key_fingerprint("new-relay-key")));
+        save_pairing(&store, Some(&new)).await.unwrap();
+        let settings = resolve(&loaded, &store).await.unwrap().unwrap();
+        assert_eq!(settings.url, "http://old-relay.invalid");
+
+        save_pairing(&store, Some(&paired_with(None)))
+            .await
+            .unwrap();
+        assert!(resolve(&loaded, &store).await.unwrap().is_some());
+    }
 }
