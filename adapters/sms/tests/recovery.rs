@@ -177,6 +177,31 @@ async fn wrong_or_missing_pin_leaves_the_channel_down() {
     .await;
 }
 
+/// A PIN whose answer never came (the modem hung on it, the reply was
+/// lost) may have been wrong: the next session finds the SIM still asking
+/// and does not send it again, for three wrong tries lock the SIM behind
+/// its PUK.
+#[tokio::test]
+async fn a_pin_whose_answer_never_came_is_not_sent_again() {
+    let mut b = behaviour();
+    b.pin = Some("4321".into());
+    let mut config = modem_config("main");
+    config.pin = Some(Secret::new("1111"));
+    let rig = Rig::start(b, config).await;
+    // Before the driver's first command: it runs only once this test waits.
+    rig.sim.set_lose_pin_answers(true);
+    wait_until(|| {
+        rig.channel
+            .health()
+            .details
+            .get("last_error")
+            .is_some_and(|e| e.contains("not sent again"))
+    })
+    .await;
+    assert_eq!(rig.sim.pin_attempts(), 1, "the PIN went to the SIM once");
+    assert_eq!(rig.channel.health().state, HealthState::Down);
+}
+
 #[tokio::test]
 async fn a_modem_off_the_network_turns_sends_away_unattempted_until_a_poll_finds_it_back() {
     let mut config = modem_config("main");

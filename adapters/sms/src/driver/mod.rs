@@ -67,6 +67,15 @@ pub enum DriverError {
     ModemNotReady { code: u16, nothing_sent: bool },
 }
 
+/// What became of the PIN entered in earlier sessions of this run. A wrong
+/// PIN is never sent twice, and neither is one whose answer never came (it
+/// may have been wrong): three wrong tries lock the SIM behind its PUK.
+#[derive(Debug, Default)]
+struct PinAttempts {
+    rejected: bool,
+    unanswered: bool,
+}
+
 /// TS 27.005: the modem has no network to send on.
 const CMS_NO_NETWORK_SERVICE: u16 = 331;
 
@@ -165,14 +174,14 @@ impl Driver {
         // The inbox's time base: it keeps partial messages across sessions,
         // so their first-seen times must be on one clock for its whole life.
         let epoch = Instant::now();
-        let mut pin_rejected = false;
+        let mut pin_attempts = PinAttempts::default();
         loop {
             let end = self
                 .session(
                     &shutdown,
                     &mut inbox,
                     epoch,
-                    &mut pin_rejected,
+                    &mut pin_attempts,
                     &mut backoff,
                 )
                 .await;
@@ -240,7 +249,7 @@ impl Driver {
         shutdown: &CancellationToken,
         inbox: &mut Inbox,
         epoch: Instant,
-        pin_rejected: &mut bool,
+        pin_attempts: &mut PinAttempts,
         backoff: &mut Duration,
     ) -> End {
         if !self.path.exists() {
@@ -255,7 +264,7 @@ impl Driver {
         };
         let started = tokio::select! {
             _ = shutdown.cancelled() => return End::Shutdown,
-            r = self.start_up(&mut conn, pin_rejected) => r,
+            r = self.start_up(&mut conn, pin_attempts) => r,
         };
         if let Err(end) = started {
             return end;
@@ -281,7 +290,7 @@ impl Driver {
         Command::plain(text, self.config.command_timeout_ms)
     }
 
-    async fn start_up(&self, conn: &mut Conn, pin_rejected: &mut bool) -> Result<(), End> {
+    async fn start_up(&self, conn: &mut Conn, pin_attempts: &mut PinAttempts) -> Result<(), End> {
         let fail = |e: ConnError| End::Failed(e.to_string());
         for text in ["ATZ", "ATE0", "AT+CMEE=1", "AT+CMGF=0"] {
             let answer = conn.run(self.cmd(text)).await.map_err(fail)?;
@@ -308,9 +317,17 @@ impl Driver {
                             "SIM asks for a PIN and none is configured".into(),
                         ));
                     };
-                    if *pin_rejected {
+                    if pin_attempts.rejected {
                         return Err(End::Stuck(
                             "SIM PIN was rejected earlier; fix the config".into(),
+                        ));
+                    }
+                    if pin_attempts.unanswered {
+                        return Err(End::Stuck(
+                            "the SIM still asks for its PIN after an attempt that got no \
+                             answer; not sent again, as it may have been wrong (three wrong \
+                             tries lock the SIM): check the PIN, then restart the daemon"
+                                .into(),
                         ));
                     }
                     let command = Command::plain(
@@ -318,9 +335,12 @@ impl Driver {
                         self.config.command_timeout_ms,
                     )
                     .sensitive();
-                    let answer = conn.run(command).await.map_err(fail)?;
+                    let answer = conn.run(command).await.map_err(|e| {
+                        pin_attempts.unanswered = true;
+                        fail(e)
+                    })?;
                     if !answer.is_ok() {
-                        *pin_rejected = true;
+                        pin_attempts.rejected = true;
                         return Err(End::Stuck(format!("SIM PIN rejected ({})", answer.result)));
                     }
                     pin_sent = true;

@@ -178,6 +178,16 @@ impl SimHandle {
         }
     }
 
+    /// Whether a PIN the SIM checks is answered at all.
+    pub fn set_lose_pin_answers(&self, lose: bool) {
+        self.modem().lose_pin_answers = lose;
+    }
+
+    /// How many PINs the SIM has checked, right or wrong.
+    pub fn pin_attempts(&self) -> u32 {
+        self.modem().pin_attempts
+    }
+
     /// Whether `AT+CMGD` is answered `OK` without removing anything, so
     /// the next read of the SIM finds committed messages again.
     pub fn set_keep_deleted(&self, keep: bool) {

@@ -145,6 +145,11 @@ pub struct SimModem {
     /// TP-ST of the status reports the network sends: 0x00 delivered, or
     /// e.g. 0x21 (SME busy, the SMSC still trying) for an interim report.
     pub report_status: u8,
+    /// `AT+CPIN=<pin>` commands the SIM checked, right or wrong.
+    pub pin_attempts: u32,
+    /// Check a PIN but send no answer, as a modem that hangs on it or a
+    /// line that drops the reply: the host cannot know whether it was right.
+    pub lose_pin_answers: bool,
 }
 
 impl SimModem {
@@ -171,6 +176,8 @@ impl SimModem {
             creg_urcs: false,
             keep_deleted: false,
             report_status: 0x00,
+            pin_attempts: 0,
+            lose_pin_answers: false,
         }
     }
 
@@ -379,14 +386,23 @@ impl SimModem {
             }
             _ if cmd.starts_with("+CPIN=") => {
                 let given = original_args[6..].trim().trim_matches('"');
-                match &self.behaviour.pin {
+                let answer = match &self.behaviour.pin {
                     None => ok(),
                     Some(_) if self.pin_ok => cme(3),
-                    Some(pin) if pin == given => {
-                        self.pin_ok = true;
-                        ok()
+                    Some(pin) => {
+                        self.pin_attempts += 1;
+                        if pin == given {
+                            self.pin_ok = true;
+                            ok()
+                        } else {
+                            cme(16)
+                        }
                     }
-                    Some(_) => cme(16),
+                };
+                if self.lose_pin_answers {
+                    Reply::now("")
+                } else {
+                    answer
                 }
             }
             "+CREG?" => info(&format!("+CREG: 0,{}", self.reg_stat())),
