@@ -100,6 +100,13 @@ async fn push_send_then_reply_reaches_the_right_pchat_user() {
         .await;
     assert_eq!(code, 202);
     assert_eq!(again["id"], first["id"]);
+    // Whatever the repeat's body says now, even what would be refused
+    // as a new message: it is the first message.
+    let mut changed = push_body("not a number", "", "alice", "r-1");
+    changed["channel"] = json!("fax");
+    let (code, replayed) = bridge.post("/api/v1/messages", &bridge_key, &changed).await;
+    assert_eq!(code, 202, "{replayed}");
+    assert_eq!(replayed["id"], first["id"]);
 
     let sent = wa.wait_sent(2).await;
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -132,7 +132,6 @@ pub(crate) async fn commit_send(
     req: SendRequest,
     raw: &[u8],
 ) -> Result<(String, bool), ApiError> {
-    let valid = validate(&req, state)?;
     if let Some(relay_id) = &req.relay_message_id {
         if relay_id.is_empty()
             || relay_id.len() > MAX_RELAY_MESSAGE_ID_LEN
@@ -143,7 +142,15 @@ pub(crate) async fn commit_send(
                 format!("must be 1 to {MAX_RELAY_MESSAGE_ID_LEN} printable ASCII characters"),
             ));
         }
+        // A repeat is the first message whatever its body says now
+        // (docs/relay-protocol.md), so it is found before the body is
+        // checked: a job redelivered after its endpoint left the config,
+        // or its reply_to was pruned, was taken and is not refused now.
+        if let Some(id) = state.store.find_relay_outbound(relay_id).await? {
+            return Ok((id, true));
+        }
     }
+    let valid = validate(&req, state)?;
     let reply_to_external_id = match &req.reply_to {
         None => None,
         Some(inbound_id) => {

@@ -149,6 +149,8 @@ pub trait Store: Send + Sync + 'static {
         relay_message_id: String,
     ) -> StoreResult<AcceptOutcome>;
     /// Pending inbound messages in commit order (due or not).
+    /// The message a `relay_message_id` already made, if any.
+    async fn find_relay_outbound(&self, relay_message_id: &str) -> StoreResult<Option<String>>;
     async fn pending_relay_inbound(&self, limit: u32) -> StoreResult<Vec<RelayInbound>>;
     async fn get_relay_inbound(&self, id: &str) -> StoreResult<Option<RelayInbound>>;
     /// Newest first.

@@ -303,6 +303,13 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn find_relay_outbound(&self, relay_message_id: &str) -> StoreResult<Option<String>> {
+        let relay_message_id = relay_message_id.to_string();
+        self.reader
+            .read(move |conn| relay::find_outbound(conn, &relay_message_id))
+            .await
+    }
+
     async fn pending_relay_inbound(&self, limit: u32) -> StoreResult<Vec<RelayInbound>> {
         self.reader
             .read(move |conn| relay::pending(conn, limit))

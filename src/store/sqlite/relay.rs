@@ -10,17 +10,21 @@ use super::{inbound, outbound};
 use crate::store::*;
 
 /// Accept a message keyed by the relay's id; a repeat returns the first.
+/// The message `relay_message_id` made, if any (through its unique index).
+pub fn find_outbound(conn: &Connection, relay_message_id: &str) -> StoreResult<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM outbound WHERE relay_message_id = ?1")?
+        .query_row([relay_message_id], |row| row.get(0))
+        .optional()?)
+}
+
 pub fn accept(
     conn: &Connection,
     message: &NewOutbound,
     relay_message_id: &str,
     seqs: &SeqClock,
 ) -> StoreResult<AcceptOutcome> {
-    let existing: Option<String> = conn
-        .prepare_cached("SELECT id FROM outbound WHERE relay_message_id = ?1")?
-        .query_row([relay_message_id], |row| row.get(0))
-        .optional()?;
-    if let Some(id) = existing {
+    if let Some(id) = find_outbound(conn, relay_message_id)? {
         return Ok(AcceptOutcome::Replayed { id });
     }
     let outcome = outbound::accept(conn, message, seqs)?;
