@@ -22,15 +22,12 @@ async fn start_bridge(
     default_to: Option<&str>,
     channel: &Arc<TestChannel>,
 ) -> TestDaemon {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("relay.key"), RELAY_KEY).unwrap();
-    let extra = format!(
-        "{}{}",
-        common::FAST_OUTBOX,
-        relay_config(&relay.url(), mode, default_to)
-    );
-    let text = common::config_text(&dir, &extra);
-    TestDaemon::start_in(dir, text, vec![channel.clone()]).await
+    common::start_bridge(
+        &relay_config(&relay.url(), mode, default_to),
+        RELAY_KEY,
+        channel,
+    )
+    .await
 }
 
 fn inbound(from: &str, external_id: &str, text: &str, reply_to: &[String]) -> ChannelEvent {
@@ -543,23 +540,6 @@ async fn refused_and_unroutable_inbound_is_dead_lettered_and_retried_by_hand() {
     assert_eq!(status["relay"]["inbound_dead"], 1);
 }
 
-/// `/api/v1/relay` once `done` holds for it, or panic after 10 s.
-async fn wait_link(bridge: &TestDaemon, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (code, link) = bridge.get("/api/v1/relay", &bridge.admin_key).await;
-        assert_eq!(code, 200, "{link}");
-        if done(&link) {
-            return link;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the link never showed {what}: {link}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_key_rejected_at_run_time_drops_nothing_and_everything_arrives_once_when_accepted_again()
 {
@@ -570,10 +550,11 @@ async fn a_key_rejected_at_run_time_drops_nothing_and_everything_arrives_once_wh
     relay
         .wait_for("a first heartbeat", |s| !s.heartbeats.is_empty())
         .await;
-    wait_link(&bridge, "the relay reached", |l| {
-        l["last_reached"].is_string() && l["key_rejected"] == false
-    })
-    .await;
+    bridge
+        .wait_link("the relay reached", |l| {
+            l["last_reached"].is_string() && l["key_rejected"] == false
+        })
+        .await;
 
     // The relay revokes the key: every request gets 401.
     relay.with(|s| s.fail_all = Some(401));
@@ -608,7 +589,9 @@ async fn a_key_rejected_at_run_time_drops_nothing_and_everything_arrives_once_wh
                 .all(|r| s.refused.iter().filter(|x| *x == r).count() >= 2)
         })
         .await;
-    let link = wait_link(&bridge, "key_rejected", |l| l["key_rejected"] == true).await;
+    let link = bridge
+        .wait_link("key_rejected", |l| l["key_rejected"] == true)
+        .await;
     assert_eq!(link["inbound_pending"], 4, "{link}");
     assert_eq!(link["inbound_dead"], 0, "{link}");
     assert!(
@@ -640,10 +623,11 @@ async fn a_key_rejected_at_run_time_drops_nothing_and_everything_arrives_once_wh
                 && s.heartbeats.len() > beats_before
         })
         .await;
-    let link = wait_link(&bridge, "the key accepted again", |l| {
-        l["key_rejected"] == false && l["inbound_pending"] == 0
-    })
-    .await;
+    let link = bridge
+        .wait_link("the key accepted again", |l| {
+            l["key_rejected"] == false && l["inbound_pending"] == 0
+        })
+        .await;
     assert!(link["last_error"].is_null(), "{link}");
     // A marker behind them: the forwarder goes in commit order, so once it
     // arrives nothing held back can still be on its way.
@@ -778,10 +762,11 @@ async fn a_relay_answering_200_with_a_plain_text_body_has_taken_the_request() {
             !s.messages.is_empty() && !s.status_events.is_empty() && !s.heartbeats.is_empty()
         })
         .await;
-    let link = wait_link(&bridge, "the relay reached, nothing pending", |l| {
-        l["last_reached"].is_string() && l["inbound_pending"] == 0
-    })
-    .await;
+    let link = bridge
+        .wait_link("the relay reached, nothing pending", |l| {
+            l["last_reached"].is_string() && l["inbound_pending"] == 0
+        })
+        .await;
     assert!(link["last_error"].is_null(), "{link}");
     // Taken the first time: not POSTed again.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -801,7 +786,9 @@ async fn a_poll_answered_without_a_jobs_list_is_a_failed_poll() {
     // `200 OK` to a poll says nothing about jobs: the link shows the
     // error and the bridge backs off (retry_initial_ms = 40 doubling to
     // retry_max_ms = 250) rather than polling again at once.
-    let link = wait_link(&bridge, "the bad answer", |l| l["last_error"].is_string()).await;
+    let link = bridge
+        .wait_link("the bad answer", |l| l["last_error"].is_string())
+        .await;
     assert!(
         link["last_error"].as_str().unwrap().contains("jobs"),
         "{link}"

@@ -24,15 +24,12 @@ async fn start_bridge(
     default_to: Option<&str>,
     channel: &Arc<TestChannel>,
 ) -> TestDaemon {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("relay.key"), RELAY_KEY).unwrap();
-    let extra = format!(
-        "{}{}",
-        common::FAST_OUTBOX,
-        relay_config(&relay.url(), "push", default_to)
-    );
-    let text = common::config_text(&dir, &extra);
-    TestDaemon::start_in(dir, text, vec![channel.clone()]).await
+    common::start_bridge(
+        &relay_config(&relay.url(), "push", default_to),
+        RELAY_KEY,
+        channel,
+    )
+    .await
 }
 
 fn inbound(

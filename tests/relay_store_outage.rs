@@ -13,6 +13,7 @@ mod relay_support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::file_size::WritesRefused;
 use common::{TestChannel, TestDaemon};
 use phonerelay::clock::now_ms;
 use phonerelay_channel::{ChannelEvent, ChannelKind, InboundMessage};
@@ -22,54 +23,18 @@ use serde_json::{Value, json};
 /// The file size limit is the process's: one test at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Every write to a regular file past its first byte fails with `EFBIG`
-/// (SQLite: a disk I/O error) until this is dropped, also by a failing
-/// test.
-struct WritesRefused;
-
-impl WritesRefused {
-    fn now() -> WritesRefused {
-        // SIGXFSZ would end the process; ignored, the write just fails.
-        unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
-        set_file_size_limit(1);
-        WritesRefused
-    }
-}
-
-impl Drop for WritesRefused {
-    fn drop(&mut self) {
-        set_file_size_limit(libc::RLIM_INFINITY);
-    }
-}
-
-fn set_file_size_limit(bytes: libc::rlim_t) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit) },
-        0
-    );
-    limit.rlim_cur = bytes.min(limit.rlim_max);
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) }, 0);
-}
-
 async fn start_bridge(
     relay: &EmulatedRelay,
     mode: &str,
     default_to: Option<&str>,
     channel: &Arc<TestChannel>,
 ) -> TestDaemon {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("relay.key"), RELAY_KEY).unwrap();
-    let extra = format!(
-        "{}{}",
-        common::FAST_OUTBOX,
-        relay_config(&relay.url(), mode, default_to)
-    );
-    let text = common::config_text(&dir, &extra);
-    TestDaemon::start_in(dir, text, vec![channel.clone()]).await
+    common::start_bridge(
+        &relay_config(&relay.url(), mode, default_to),
+        RELAY_KEY,
+        channel,
+    )
+    .await
 }
 
 fn inbound(from: &str, external_id: &str, text: &str) -> ChannelEvent {
@@ -84,23 +49,6 @@ fn inbound(from: &str, external_id: &str, text: &str) -> ChannelEvent {
         reply_to: Vec::new(),
         received_at_ms: now_ms(),
     })
-}
-
-/// `/api/v1/relay` once `done` holds for it, or panic after 10 s.
-async fn wait_link(bridge: &TestDaemon, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (code, link) = bridge.get("/api/v1/relay", &bridge.admin_key).await;
-        assert_eq!(code, 200, "{link}");
-        if done(&link) {
-            return link;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the link never showed {what}: {link}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,7 +100,9 @@ async fn an_inbound_the_relay_took_but_the_store_could_not_record_holds_the_othe
             .await
             .unwrap();
     }
-    wait_link(&bridge, "three pending", |l| l["inbound_pending"] == 3).await;
+    bridge
+        .wait_link("three pending", |l| l["inbound_pending"] == 3)
+        .await;
 
     // The relay takes the first one; before it answers, the disk fills:
     // that it was forwarded cannot be recorded.
@@ -177,7 +127,9 @@ async fn an_inbound_the_relay_took_but_the_store_could_not_record_holds_the_othe
     drop(refused);
     relay.with(|s| s.answer_delay_ms = 0);
     relay.wait_for("all three", |s| s.messages.len() == 3).await;
-    let link = wait_link(&bridge, "nothing pending", |l| l["inbound_pending"] == 0).await;
+    let link = bridge
+        .wait_link("nothing pending", |l| l["inbound_pending"] == 0)
+        .await;
     assert_eq!(link["inbound_dead"], 0, "{link}");
     let got = relay.messages();
     let texts: Vec<&Value> = got.iter().map(|m| &m.body["text"]).collect();

@@ -11,34 +11,10 @@ mod common;
 
 use std::time::Duration;
 
+use common::file_size::WritesRefused;
 use common::test_channel::Step;
 use common::*;
 use phonerelay_channel::ChannelKind;
-
-/// Every write to a regular file past its first byte fails with `EFBIG`
-/// (SQLite: a disk I/O error) until [`writes_allowed`].
-fn writes_refused() {
-    // SIGXFSZ would end the process; ignored, the write just fails.
-    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
-    set_file_size_limit(1);
-}
-
-fn writes_allowed() {
-    set_file_size_limit(libc::RLIM_INFINITY);
-}
-
-fn set_file_size_limit(bytes: libc::rlim_t) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit) },
-        0
-    );
-    limit.rlim_cur = bytes.min(limit.rlim_max);
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) }, 0);
-}
 
 /// What `/ready` and `/metrics` say of the store.
 async fn assert_store_reported(d: &TestDaemon, up: bool) {
@@ -79,7 +55,7 @@ async fn a_send_finished_while_the_store_is_down_is_recorded_once_it_is_back() {
     let id = d.queue_sms("+15551230001", "first").await;
     called.await;
 
-    writes_refused();
+    let full_disk = WritesRefused::now();
     let response = d
         .http
         .post(format!("{}/api/v1/messages", d.base))
@@ -107,7 +83,7 @@ async fn a_send_finished_while_the_store_is_down_is_recorded_once_it_is_back() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (_, during) = d.get(&format!("/api/v1/messages/{id}"), &d.admin_key).await;
     assert_eq!(during["status"], "sending", "{during}");
-    writes_allowed();
+    drop(full_disk);
     assert_store_reported(&d, true).await;
 
     let sent = d.wait_status(&id, "sent").await;

@@ -2,6 +2,7 @@
 //! runs the real daemon (real SQLite file, real HTTP) on 127.0.0.1:0.
 #![allow(dead_code)]
 
+pub mod file_size;
 pub mod test_channel;
 
 use std::sync::Arc;
@@ -46,6 +47,27 @@ pub fn config_text(dir: &TempDir, extra: &str) -> String {
 }
 
 impl TestDaemon {
+    /// `/api/v1/relay` once `done` holds for it, or panic after 10 s.
+    pub async fn wait_link(
+        &self,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (code, link) = self.get("/api/v1/relay", &self.admin_key).await;
+            assert_eq!(code, 200, "{link}");
+            if done(&link) {
+                return link;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the link never showed {what}: {link}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Start a daemon on a fresh state dir with `extra` config and channels.
     pub async fn start(extra: &str, channels: Vec<Arc<dyn Channel>>) -> TestDaemon {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -266,4 +288,17 @@ pub fn history_statuses(message: &Value) -> Vec<String> {
 /// The seed's own body shape.
 pub fn send_body(phone_id: &str, channel: &str, to: &str, text: &str) -> Value {
     serde_json::json!({"phone_id": phone_id, "channel": channel, "to": to, "text": text})
+}
+
+/// The bridge of the relay tests: a daemon with `channel`, the fast outbox,
+/// the `[relay]` section `relay` and its key file holding `relay_key`.
+pub async fn start_bridge(
+    relay: &str,
+    relay_key: &str,
+    channel: &Arc<test_channel::TestChannel>,
+) -> TestDaemon {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("relay.key"), relay_key).unwrap();
+    let text = config_text(&dir, &format!("{FAST_OUTBOX}{relay}"));
+    TestDaemon::start_in(dir, text, vec![channel.clone()]).await
 }
