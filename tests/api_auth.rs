@@ -62,6 +62,17 @@ async fn keys_are_checked_for_presence_validity_scope_and_phone() {
         (code, err["error"]["code"].as_str()),
         (403, Some("forbidden"))
     );
+    // 403 whatever the body: it is not read for a key that cannot send.
+    let unread = d
+        .http
+        .post(format!("{}/api/v1/messages", d.base))
+        .bearer_auth(&read_only)
+        .header("content-type", "text/plain")
+        .body("{\"phone_id\":")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unread.status().as_u16(), 403);
     let (code, _) = d.get("/api/v1/messages", &read_only).await;
     assert_eq!(code, 200);
     let send_only = create_key(&*store, vec![Scope::Send], None).await;

@@ -203,6 +203,17 @@ fn cases() -> Vec<Case> {
             Some("priority"),
         ),
         json_case(
+            "attachment on an sms, with no text",
+            {
+                let mut body = with("attachments", json!([{"url": "https://x.test/a.jpg"}]));
+                body["text"] = json!("");
+                body
+            },
+            422,
+            "invalid_field",
+            Some("attachments"),
+        ),
+        json_case(
             "attachment not a url",
             with("attachments", json!([{"url": "file:///etc/passwd"}])),
             422,

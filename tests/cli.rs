@@ -67,6 +67,10 @@ fn check_names_the_key_and_reason_and_exits_2() {
             "outbox.max_attempts: must be at least 1",
         ),
         (
+            "[outbox]\nmax_ttl_seconds = 10000000000000000\n",
+            "outbox.max_ttl_seconds: must be at most 31536000 (a year)",
+        ),
+        (
             "[storage]\ncommit_delay_ms = 51\n",
             "storage.commit_delay_ms: must be at most 50",
         ),

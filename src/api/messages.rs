@@ -85,8 +85,8 @@ async fn accept(state: &AppState, input: SendInput) -> Result<Response, ApiError
 }
 
 /// What a send request carries, read in the order its checks answer: the
-/// bearer key (401), then the body (400/408/413/415/422; not read at all
-/// for a caller without a valid key). A refusal here is counted in the
+/// bearer key (401) and its scope (403), then the body (400/408/413/415/
+/// 422; not read at all for a caller without a valid key that may send). A refusal here is counted in the
 /// `rejected` metric as the handler counts its own, so that metric sees
 /// every refused send whichever step refused it.
 pub struct SendInput {
@@ -105,6 +105,9 @@ impl FromRequest<AppState> for SendInput {
         let (mut parts, body) = req.into_parts();
         let read = async {
             let caller = Caller::from_request_parts(&mut parts, state).await?;
+            // Before the body: a key that cannot send hears 403 whatever it
+            // sent, and no body is read for it.
+            caller.require(Scope::Send)?;
             let idempotency_key = parts.headers.get("idempotency-key").cloned();
             let request = Request::from_parts(parts, body);
             let body = JsonBody::from_request(request, state).await?;

@@ -107,6 +107,14 @@ pub fn validate(req: &SendRequest, state: &AppState) -> Result<ValidSend, ApiErr
             ));
         }
     }
+    // An SMS is text: its adapter has nowhere to put a file, and sending
+    // the text alone (or an empty SMS) would drop it without a word.
+    if channel == ChannelKind::Sms && !req.attachments.is_empty() {
+        return Err(ApiError::invalid(
+            "attachments",
+            "sms carries no attachments; put a link in the text",
+        ));
+    }
     let outbox = &state.config.config.outbox;
     let ttl_seconds = req.ttl_seconds.unwrap_or(outbox.default_ttl_seconds);
     if ttl_seconds == 0 || ttl_seconds > outbox.max_ttl_seconds {

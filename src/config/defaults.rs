@@ -35,6 +35,10 @@ pub const RETENTION_SWEEP_SECONDS: u64 = 3600;
 /// A message nobody could deliver in a day is usually no longer wanted.
 pub const DEFAULT_TTL_SECONDS: u64 = 24 * 3600;
 pub const DEFAULT_MAX_TTL_SECONDS: u64 = 7 * 24 * 3600;
+/// The largest `outbox.max_ttl_seconds` the config takes: a year, far
+/// beyond any message worth sending late, and far from the overflow of
+/// the milliseconds an expiry time is kept in.
+pub const MAX_TTL_LIMIT_SECONDS: u64 = 365 * 24 * 3600;
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 12;
 pub const DEFAULT_RETRY_INITIAL_MS: u64 = 2_000;
 pub const DEFAULT_RETRY_MAX_MS: u64 = 10 * 60 * 1000;

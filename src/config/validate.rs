@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 
 use phonerelay_channel::{ChannelKind, ConfigIssue};
 
-use super::defaults::{MAX_COMMIT_DELAY_MS, MAX_MAX_CONNECTIONS};
+use super::defaults::{MAX_COMMIT_DELAY_MS, MAX_MAX_CONNECTIONS, MAX_TTL_LIMIT_SECONDS};
 use super::load::LoadedConfig;
 
 /// Check the whole config without side effects; an empty list means valid.
@@ -72,6 +72,12 @@ pub fn validate_with(loaded: &LoadedConfig, extra_phone_ids: &[String]) -> Vec<C
         issues.push(ConfigIssue::new(
             "outbox.max_attempts",
             "must be at least 1",
+        ));
+    }
+    if outbox.max_ttl_seconds > MAX_TTL_LIMIT_SECONDS {
+        issues.push(ConfigIssue::new(
+            "outbox.max_ttl_seconds",
+            format!("must be at most {MAX_TTL_LIMIT_SECONDS} (a year)"),
         ));
     }
     if outbox.default_ttl_seconds > outbox.max_ttl_seconds {
