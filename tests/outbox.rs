@@ -921,3 +921,53 @@ async fn a_send_that_panics_is_a_failed_attempt_and_retried() {
     );
     assert_eq!(ch.calls(), 2);
 }
+
+/// A repeat of an Idempotency-Key is answered as the first request was,
+/// even when the config has changed since so that the body would now be
+/// refused (here a lower `max_ttl_seconds`): the message was committed.
+#[tokio::test]
+async fn an_idempotent_repeat_after_a_config_change_is_the_first_message() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    let d = TestDaemon::start("[outbox]\nmax_ttl_seconds = 700000\n", vec![ch.clone()]).await;
+    let mut body = send_body("m1", "sms", "+15551230001", "long-lived");
+    body["ttl_seconds"] = json!(600000);
+    let post = |d: &TestDaemon| {
+        d.http
+            .post(format!("{}/api/v1/messages", d.base))
+            .bearer_auth(&d.admin_key)
+            .header("idempotency-key", "k-ttl")
+            .json(&body)
+            .send()
+    };
+    let (code, first) = into_parts(post(&d).await.unwrap()).await;
+    assert_eq!(code, 202, "{first}");
+    let d = d
+        .restart_with(
+            "[outbox]\ndefault_ttl_seconds = 600\nmax_ttl_seconds = 1000\n",
+            vec![ch.clone()],
+        )
+        .await;
+    let (code, again) = into_parts(post(&d).await.unwrap()).await;
+    assert_eq!(code, 202, "{again}");
+    assert_eq!(again["id"], first["id"]);
+}
+
+/// A relay id names one message of one phone_id: reused for another
+/// phone_id it is refused, and the answer does not name the first message.
+#[tokio::test]
+async fn a_relay_id_of_another_phone_is_refused_without_naming_its_message() {
+    let (a, b) = (
+        TestChannel::new(ChannelKind::Sms, "m1"),
+        TestChannel::new(ChannelKind::Sms, "m2"),
+    );
+    let d = TestDaemon::start(FAST_OUTBOX, vec![a.clone(), b.clone()]).await;
+    let mut body = send_body("m1", "sms", "+15551230001", "for m1");
+    body["relay_message_id"] = json!("r-shared");
+    let (code, first) = d.post("/api/v1/messages", &d.admin_key, &body).await;
+    assert_eq!(code, 202, "{first}");
+    body["phone_id"] = json!("m2");
+    let (code, refused) = d.post("/api/v1/messages", &d.admin_key, &body).await;
+    assert_eq!(code, 422, "{refused}");
+    assert_eq!(refused["error"]["field"], "relay_message_id");
+    assert!(!refused.to_string().contains(first["id"].as_str().unwrap()));
+}

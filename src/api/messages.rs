@@ -149,9 +149,39 @@ pub(crate) async fn commit_send(
         // (docs/relay-protocol.md), so it is found before the body is
         // checked: a job redelivered after its endpoint left the config,
         // or its reply_to was pruned, was taken and is not refused now.
-        if let Some(id) = state.store.find_relay_outbound(relay_id).await? {
+        // A relay id names one message of one phone_id: another phone's
+        // is not this caller's to learn.
+        if let Some((id, phone_id)) = state.store.find_relay_outbound(relay_id).await? {
+            if phone_id != req.phone_id {
+                return Err(ApiError::invalid(
+                    "relay_message_id",
+                    "already names a message of another phone_id",
+                ));
+            }
             return Ok((id, true));
         }
+    }
+    // Only a repeat of the same key compares hashes: without a key there
+    // is nothing to compare with, so nothing to hash or store.
+    let request_hash = match &idempotency_key {
+        Some(_) => hex::encode(Sha256::digest(raw)),
+        None => String::new(),
+    };
+    // A repeat of an Idempotency-Key is answered as the first request was,
+    // before the body is checked again: the config may have changed since
+    // (a lower max_ttl_seconds, a phone_id gone), and the message was
+    // committed all the same.
+    if let Some(key) = &idempotency_key
+        && let Some((id, hash)) = state
+            .store
+            .find_idempotent_outbound(api_key_id.clone(), key.clone())
+            .await?
+    {
+        return if hash == request_hash {
+            Ok((id, true))
+        } else {
+            Err(key_reused(&id))
+        };
     }
     let valid = validate(&req, state)?;
     let reply_to_external_id = match &req.reply_to {
@@ -178,12 +208,6 @@ pub(crate) async fn commit_send(
         .get(valid.channel, &req.phone_id)
         .and_then(|endpoint| endpoint.intake.reserve());
     let lease_ms = state.config.config.outbox.lease_ms();
-    // Only a repeat of the same key compares hashes: without a key there
-    // is nothing to compare with, so nothing to hash or store.
-    let request_hash = match &idempotency_key {
-        Some(_) => hex::encode(Sha256::digest(raw)),
-        None => String::new(),
-    };
     let message = NewOutbound {
         api_key_id,
         idempotency_key,
@@ -239,13 +263,17 @@ pub(crate) async fn commit_send(
             Ok((id, false))
         }
         AcceptOutcome::Replayed { id } => Ok((id, true)),
-        AcceptOutcome::KeyReused { id } => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
-            format!("this Idempotency-Key was used for message {id} with a different body"),
-        )
-        .field("Idempotency-Key")),
+        AcceptOutcome::KeyReused { id } => Err(key_reused(&id)),
     }
+}
+
+fn key_reused(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+        format!("this Idempotency-Key was used for message {id} with a different body"),
+    )
+    .field("Idempotency-Key")
 }
 
 /// Commit a new message, with its relay id if the relay pushed it.

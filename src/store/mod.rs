@@ -65,6 +65,13 @@ pub trait Store: Send + Sync + 'static {
     // --- outbox -----------------------------------------------------------
     /// Commit a new message, or find the one an idempotency key already made.
     async fn accept_outbound(&self, message: NewOutbound) -> StoreResult<AcceptOutcome>;
+    /// The message an API key's `Idempotency-Key` already made, and the
+    /// hash of the request that made it.
+    async fn find_idempotent_outbound(
+        &self,
+        api_key_id: Option<String>,
+        idempotency_key: String,
+    ) -> StoreResult<Option<(String, String)>>;
     async fn get_outbound(&self, id: &str) -> StoreResult<Option<OutboundDetail>>;
     async fn list_outbound(&self, filter: OutboundFilter) -> StoreResult<Vec<OutboundRecord>>;
     async fn cancel_outbound(&self, id: &str, now_ms: i64) -> StoreResult<CancelOutcome>;
@@ -149,8 +156,12 @@ pub trait Store: Send + Sync + 'static {
         relay_message_id: String,
     ) -> StoreResult<AcceptOutcome>;
     /// Pending inbound messages in commit order (due or not).
-    /// The message a `relay_message_id` already made, if any.
-    async fn find_relay_outbound(&self, relay_message_id: &str) -> StoreResult<Option<String>>;
+    /// The message a `relay_message_id` already made, if any, and its
+    /// phone_id.
+    async fn find_relay_outbound(
+        &self,
+        relay_message_id: &str,
+    ) -> StoreResult<Option<(String, String)>>;
     async fn pending_relay_inbound(&self, limit: u32) -> StoreResult<Vec<RelayInbound>>;
     async fn get_relay_inbound(&self, id: &str) -> StoreResult<Option<RelayInbound>>;
     /// Newest first.

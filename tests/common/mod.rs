@@ -122,6 +122,21 @@ impl TestDaemon {
         next
     }
 
+    /// As [`Self::restart`], the config's own part now `extra`: an
+    /// operator's edit between two runs.
+    pub async fn restart_with(
+        mut self,
+        extra: &str,
+        channels: Vec<Arc<dyn Channel>>,
+    ) -> TestDaemon {
+        self.stop().await;
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        let text = config_text(&dir, extra);
+        let mut next = Self::start_in(dir, text, channels).await;
+        next.admin_key = std::mem::take(&mut self.admin_key);
+        next
+    }
+
     pub fn db_path(&self) -> std::path::PathBuf {
         self.dir.path().join("state").join("phonerelay.sqlite3")
     }

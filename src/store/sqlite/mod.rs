@@ -303,7 +303,22 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn find_relay_outbound(&self, relay_message_id: &str) -> StoreResult<Option<String>> {
+    async fn find_idempotent_outbound(
+        &self,
+        api_key_id: Option<String>,
+        idempotency_key: String,
+    ) -> StoreResult<Option<(String, String)>> {
+        self.reader
+            .read(move |conn| {
+                outbound::find_idempotent(conn, api_key_id.as_deref(), &idempotency_key)
+            })
+            .await
+    }
+
+    async fn find_relay_outbound(
+        &self,
+        relay_message_id: &str,
+    ) -> StoreResult<Option<(String, String)>> {
         let relay_message_id = relay_message_id.to_string();
         self.reader
             .read(move |conn| relay::find_outbound(conn, &relay_message_id))

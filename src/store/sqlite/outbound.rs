@@ -63,16 +63,27 @@ pub(super) const LEGACY_ID: &str =
 
 /// Commit a new message under the next `seq` of `seqs` and an id that
 /// names it. Runs on the writer thread, so seqs follow commit order.
+/// The message an API key's idempotency key already made, and the hash of
+/// the request that made it.
+pub fn find_idempotent(
+    conn: &Connection,
+    api_key_id: Option<&str>,
+    idempotency_key: &str,
+) -> StoreResult<Option<(String, String)>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, request_hash FROM outbound
+             WHERE api_key_id IS ?1 AND idempotency_key = ?2",
+        )?
+        .query_row(params![api_key_id, idempotency_key], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?)
+}
+
 pub fn accept(conn: &Connection, m: &NewOutbound, seqs: &SeqClock) -> StoreResult<AcceptOutcome> {
     if let Some(key) = &m.idempotency_key {
-        let existing: Option<(String, String)> = conn
-            .query_row(
-                "SELECT id, request_hash FROM outbound
-                 WHERE api_key_id IS ?1 AND idempotency_key = ?2",
-                (&m.api_key_id, key),
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()?;
+        let existing = find_idempotent(conn, m.api_key_id.as_deref(), key)?;
         if let Some((id, hash)) = existing {
             return Ok(if hash == m.request_hash {
                 AcceptOutcome::Replayed { id }

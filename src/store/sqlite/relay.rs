@@ -10,11 +10,15 @@ use super::{inbound, outbound};
 use crate::store::*;
 
 /// Accept a message keyed by the relay's id; a repeat returns the first.
-/// The message `relay_message_id` made, if any (through its unique index).
-pub fn find_outbound(conn: &Connection, relay_message_id: &str) -> StoreResult<Option<String>> {
+/// The message `relay_message_id` made, if any, and its phone_id
+/// (through the relay id's unique index).
+pub fn find_outbound(
+    conn: &Connection,
+    relay_message_id: &str,
+) -> StoreResult<Option<(String, String)>> {
     Ok(conn
-        .prepare_cached("SELECT id FROM outbound WHERE relay_message_id = ?1")?
-        .query_row([relay_message_id], |row| row.get(0))
+        .prepare_cached("SELECT id, phone_id FROM outbound WHERE relay_message_id = ?1")?
+        .query_row([relay_message_id], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?)
 }
 
@@ -24,7 +28,7 @@ pub fn accept(
     relay_message_id: &str,
     seqs: &SeqClock,
 ) -> StoreResult<AcceptOutcome> {
-    if let Some(id) = find_outbound(conn, relay_message_id)? {
+    if let Some((id, _)) = find_outbound(conn, relay_message_id)? {
         return Ok(AcceptOutcome::Replayed { id });
     }
     let outcome = outbound::accept(conn, message, seqs)?;
