@@ -327,6 +327,18 @@ async fn bad_queries_and_unknown_routes() {
         (code, body["error"]["code"].as_str()),
         (404, Some("not_found"))
     );
+    // A path segment that is not UTF-8 gets the API's JSON error too, on
+    // every route that takes one, with or without a key.
+    for (path, key) in [
+        ("/api/v1/messages/%FF", d.admin_key.as_str()),
+        ("/api/v1/inbound/%FF", d.admin_key.as_str()),
+        ("/webhooks/%FF/x/y", ""),
+    ] {
+        let (code, body) = d.get(path, key).await;
+        assert_eq!(code, 400, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_path", "{path}: {body}");
+        assert_eq!(body["error"]["field"], "path", "{path}");
+    }
     let (code, body) = d.get("/api/v1/nothing-here", &d.admin_key).await;
     assert_eq!(
         (code, body["error"]["code"].as_str()),

@@ -1,7 +1,7 @@
 //! `/api/v1/inbound`: what arrived on the channels, newest first.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -10,6 +10,7 @@ use super::dto::{InboundPage, InboundView};
 use super::error::{ApiError, ErrorBody};
 use super::messages::{parse_channel, parse_since, scoped_phone};
 use super::paging::{decode_cursor, page_limit, query_error, split_page};
+use super::path::ApiPath;
 use super::state::AppState;
 use crate::store::{InboundFilter, Scope};
 
@@ -74,7 +75,7 @@ pub async fn list_inbound(
 pub async fn get_inbound(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<InboundView>, ApiError> {
     caller.require(Scope::Read)?;
     match state.store.get_inbound(&id).await? {

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use phonerelay_channel::ChannelKind;
@@ -17,6 +17,7 @@ use super::body::JsonBody;
 use super::dto::{Accepted, MessagePage, MessageView, SendRequest};
 use super::error::{ApiError, ErrorBody};
 use super::paging::{decode_cursor, page_limit, split_page};
+use super::path::ApiPath;
 use super::send_validation::{validate, validate_idempotency_key};
 use super::state::AppState;
 use crate::clock::{now_ms, parse_rfc3339};
@@ -324,7 +325,7 @@ fn accepted(id: String, replayed: bool) -> Response {
 pub async fn get_message(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<MessageView>, ApiError> {
     caller.require(Scope::Read)?;
     let detail = visible(&state, &caller, &id).await?;
@@ -438,7 +439,7 @@ pub fn scoped_phone(caller: &Caller, asked: Option<String>) -> Result<Option<Str
 pub async fn cancel_message(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<MessageView>, ApiError> {
     caller.require(Scope::Send)?;
     visible(&state, &caller, &id).await?;

@@ -9,6 +9,7 @@ mod inbound;
 mod messages;
 pub mod openapi;
 mod paging;
+mod path;
 pub mod relay;
 mod send_validation;
 pub mod serve;

@@ -3,7 +3,7 @@
 //! manual retry of a dead letter.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -13,6 +13,7 @@ use super::dto::InboundView;
 use super::error::{ApiError, ErrorBody};
 use super::messages::{bad_query, scoped_phone};
 use super::paging::{decode_cursor, page_limit, query_error, split_page};
+use super::path::ApiPath;
 use super::state::AppState;
 use crate::clock::{now_ms, rfc3339};
 use crate::config::RelayMode;
@@ -197,7 +198,7 @@ pub async fn list_inbound(
 pub async fn retry_inbound(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<RelayInboundView>, ApiError> {
     caller.require(Scope::Send)?;
     let visible = |r: &RelayInbound| caller.phone_scope().is_none_or(|p| p == r.inbound.phone_id);

@@ -5,19 +5,20 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use phonerelay_channel::{ChannelKind, EventSink, WebhookRequest};
 
 use super::body::RawBody;
 use super::error::ApiError;
+use super::path::ApiPath;
 use super::state::AppState;
 use crate::inbound::StoreSink;
 
 pub async fn webhook(
     State(state): State<AppState>,
-    Path((channel, phone_id, rest)): Path<(String, String, String)>,
+    ApiPath((channel, phone_id, rest)): ApiPath<(String, String, String)>,
     Query(query): Query<BTreeMap<String, String>>,
     method: Method,
     headers: HeaderMap,
