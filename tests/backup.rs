@@ -83,7 +83,7 @@ fn a_backup_taken_under_load_restores_after_a_crash_into_a_working_daemon() {
     let refused = restore();
     assert_eq!(refused.status.code(), Some(1));
     assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("stop the daemon first"),
+        String::from_utf8_lossy(&refused.stderr).contains("is serving the store"),
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );

@@ -71,6 +71,10 @@ fn check_names_the_key_and_reason_and_exits_2() {
             "outbox.max_ttl_seconds: must be at most 31536000 (a year)",
         ),
         (
+            "[storage]\nretention_days = 200000000000\n",
+            "storage.retention_days: must be at most 36500 (0 keeps everything)",
+        ),
+        (
             "[storage]\ncommit_delay_ms = 51\n",
             "storage.commit_delay_ms: must be at most 50",
         ),

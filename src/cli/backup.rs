@@ -63,6 +63,10 @@ pub async fn run_restore(loaded: &LoadedConfig, args: &RestoreArgs) -> Result<()
             loaded.state_dir().display()
         ))
     })?;
+    // Held until the restore is over: no daemon can start on the store
+    // while it is being replaced (systemd restarting a failed unit, say).
+    let _lock = crate::instance_lock::acquire(&loaded.state_dir())
+        .map_err(|e| ExitError::Runtime(format!("restore failed: {e}")))?;
     let suffix = format!(".before-restore-{}", crate::clock::now_ms() / 1000);
     let (copy, target) = (args.backup.clone(), db.clone());
     let restored = tokio::task::spawn_blocking(move || restore(&copy, &target, &suffix))

@@ -23,6 +23,10 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/phonerelay";
 /// are deleted after this many days, so months unattended do not fill the
 /// disk; 0 keeps everything.
 pub const DEFAULT_RETENTION_DAYS: u64 = 90;
+/// The largest `storage.retention_days` (a century; 0 keeps everything):
+/// far larger values overflowed the cut-off time in milliseconds, which
+/// then lay in the future and deleted everything ended.
+pub const MAX_RETENTION_DAYS: u64 = 36_500;
 /// How long a small group of store writes waits for more before it commits
 /// (see `store/sqlite/writer.rs`); 0 commits at once.
 pub const DEFAULT_COMMIT_DELAY_MS: u64 = 1;

@@ -2,7 +2,9 @@ use std::net::SocketAddr;
 
 use phonerelay_channel::{ChannelKind, ConfigIssue};
 
-use super::defaults::{MAX_COMMIT_DELAY_MS, MAX_MAX_CONNECTIONS, MAX_TTL_LIMIT_SECONDS};
+use super::defaults::{
+    MAX_COMMIT_DELAY_MS, MAX_MAX_CONNECTIONS, MAX_RETENTION_DAYS, MAX_TTL_LIMIT_SECONDS,
+};
 use super::load::LoadedConfig;
 
 /// Check the whole config without side effects; an empty list means valid.
@@ -39,6 +41,12 @@ pub fn validate_with(loaded: &LoadedConfig, extra_phone_ids: &[String]) -> Vec<C
         ));
     }
 
+    if config.storage.retention_days > MAX_RETENTION_DAYS {
+        issues.push(ConfigIssue::new(
+            "storage.retention_days",
+            format!("must be at most {MAX_RETENTION_DAYS} (0 keeps everything)"),
+        ));
+    }
     if config.storage.commit_delay_ms > MAX_COMMIT_DELAY_MS {
         issues.push(ConfigIssue::new(
             "storage.commit_delay_ms",

@@ -23,25 +23,53 @@ pub struct BackupSummary {
 
 /// Copy the database at `db` to `out`, a file that must not exist yet. The
 /// copy is made readable by its owner only (it holds messages and key
-/// hashes), checked with `integrity_check` and summed up. On any failure
+/// hashes), checked with `integrity_check` and summed up. It is written
+/// under a `.partial` name, synced (`VACUUM INTO` does not sync what it
+/// writes) and only then given the name `out`: a file of that name is
+/// always a whole, durable copy, whatever stopped the backup. On a failure
 /// the partial copy is removed, and the error says what failed.
 pub fn backup(db: &Path, out: &Path) -> Result<BackupSummary, String> {
     if !db.exists() {
         return Err(format!("no store at {}", db.display()));
     }
+    if out.exists() {
+        return Err(format!("cannot create {}: it exists", out.display()));
+    }
+    let partial = super::beside(out, ".partial");
     // Created here, empty and private, so the copy is never readable by
     // others, not even for a moment; VACUUM INTO accepts an empty file.
     OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(out)
-        .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    let made = copy_and_check(db, out);
-    if made.is_err() {
-        let _ = std::fs::remove_file(out);
+        .open(&partial)
+        .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
+    let made = copy_and_check(db, &partial)
+        .map_err(|e| e.to_string())
+        .and_then(|summary| {
+            sync_file(&partial)?;
+            // A hard link, not a rename: it fails rather than replace a file
+            // that appeared at `out` meanwhile.
+            std::fs::hard_link(&partial, out)
+                .map_err(|e| format!("cannot name the copy {}: {e}", out.display()))?;
+            sync_dir_of(out);
+            Ok(summary)
+        });
+    let _ = std::fs::remove_file(&partial);
+    made
+}
+
+fn sync_file(path: &Path) -> Result<(), String> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| format!("cannot sync {}: {e}", path.display()))
+}
+
+/// Make a new or renamed directory entry durable, as its file is.
+fn sync_dir_of(path: &Path) {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
     }
-    made.map_err(|e| e.to_string())
 }
 
 fn copy_and_check(db: &Path, out: &Path) -> Result<BackupSummary, StoreError> {
@@ -76,26 +104,36 @@ fn check(copy_path: &Path) -> Result<BackupSummary, StoreError> {
     })
 }
 
-/// Refuse a store that another process has open (a running daemon keeps
-/// its writer's connection open for good): in WAL mode an exclusive lock
-/// cannot be had while any other connection is open, even an idle one.
-/// Closing this last connection also folds a log a crash left into the
-/// store, so what is moved aside is whole.
+/// Refuse a store that another process has open (the daemon is kept out
+/// by the instance lock the caller holds, but `phonerelay keys` or a
+/// `sqlite3` shell may have it open): in WAL mode an exclusive lock cannot
+/// be had while any other connection is open, even an idle one. Closing
+/// this last connection also folds a log a crash left into the store, so
+/// what is moved aside is whole. A store that is not a database any more
+/// (a damaged header) is what a restore is for: it is moved aside as it is.
 fn ensure_unused(db: &Path) -> Result<(), String> {
-    let in_use = |e: rusqlite::Error| {
-        format!(
-            "{} is in use ({e}): stop the daemon first (systemctl stop phonerelay)",
-            db.display()
-        )
+    let exclusive = || -> rusqlite::Result<()> {
+        let conn = Connection::open(db)?;
+        conn.busy_timeout(std::time::Duration::from_millis(200))?;
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+        conn.execute_batch("BEGIN EXCLUSIVE; COMMIT")?;
+        conn.close().map_err(|(_, e)| e)
     };
-    let conn = Connection::open(db).map_err(in_use)?;
-    conn.busy_timeout(std::time::Duration::from_millis(200))
-        .map_err(in_use)?;
-    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
-        .map_err(in_use)?;
-    conn.execute_batch("BEGIN EXCLUSIVE; COMMIT")
-        .map_err(in_use)?;
-    conn.close().map_err(|(_, e)| in_use(e))
+    match exclusive() {
+        Ok(()) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            Err(format!(
+                "{} is in use ({e}): stop the daemon first (systemctl stop phonerelay)",
+                db.display()
+            ))
+        }
+        Err(_) => Ok(()),
+    }
 }
 
 /// Run as root (not as the service user, as the docs say), a restore
@@ -131,11 +169,15 @@ pub struct Restored {
 }
 
 /// Put the backup at `copy` in place as the store at `db`, with the daemon
-/// stopped (the caller makes sure). The copy is checked first, and one
-/// made by a newer PhoneRelay (a schema this binary does not know) is
-/// refused. The current store is not deleted: it and its `-wal` and `-shm`
-/// files are renamed with `suffix`, all three, since a write-ahead log left
-/// beside a restored database would be replayed into it.
+/// stopped (the caller holds the instance lock, so none can start). The
+/// copy is checked first, and one made by a newer PhoneRelay (a schema
+/// this binary does not know) is refused. It is then written beside the
+/// store under a `.restoring` name and synced, and only then does the
+/// current store move: a failure before that (a full disk) leaves the
+/// store as it was. The current store is not deleted: it and its `-wal`
+/// and `-shm` files are renamed with `suffix`, all three, since a
+/// write-ahead log left beside a restored database would be replayed into
+/// it.
 pub fn restore(copy: &Path, db: &Path, suffix: &str) -> Result<Restored, String> {
     let summary = check(copy).map_err(|e| format!("{}: {e}", copy.display()))?;
     let known = super::schema::MIGRATIONS.len() as i64;
@@ -148,6 +190,14 @@ pub fn restore(copy: &Path, db: &Path, suffix: &str) -> Result<Restored, String>
     }
     if db.exists() {
         ensure_unused(db)?;
+    }
+    let incoming = super::beside(db, ".restoring");
+    // Left by a restore that failed before its rename: never in use.
+    let _ = std::fs::remove_file(&incoming);
+    let written = write_synced(copy, &incoming);
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&incoming);
+        return Err(format!("{e}; the store was left as it was"));
     }
     const ENDINGS: [&str; 3] = ["", "-wal", "-shm"];
     let named = |ending: &str, suffix: &str| super::beside(db, &format!("{ending}{suffix}"));
@@ -165,27 +215,41 @@ pub fn restore(copy: &Path, db: &Path, suffix: &str) -> Result<Restored, String>
         let file = named(ending, "");
         if file.exists() {
             let aside = named(ending, &suffix);
-            std::fs::rename(&file, &aside)
-                .map_err(|e| format!("cannot move {} aside: {e}", file.display()))?;
+            std::fs::rename(&file, &aside).map_err(|e| {
+                format!(
+                    "cannot move {} aside: {e}; moved so far: {kept:?}; the backup is at {}",
+                    file.display(),
+                    incoming.display()
+                )
+            })?;
             kept.push(aside);
         }
     }
+    std::fs::rename(&incoming, db).map_err(|e| {
+        format!(
+            "cannot rename {} to {}: {e}; the replaced store is kept as {kept:?}",
+            incoming.display(),
+            db.display()
+        )
+    })?;
+    sync_dir_of(db);
+    Ok(Restored { summary, kept })
+}
+
+/// `copy` written to `to` (a new file, private, given to the state dir's
+/// owner) and synced.
+fn write_synced(copy: &Path, to: &Path) -> Result<(), String> {
     let mut target = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(db)
-        .map_err(|e| format!("cannot create {}: {e}", db.display()))?;
-    give_to_state_dir_owner(db)?;
+        .open(to)
+        .map_err(|e| format!("cannot create {}: {e}", to.display()))?;
+    give_to_state_dir_owner(to)?;
     let mut source = std::fs::File::open(copy).map_err(|e| format!("{}: {e}", copy.display()))?;
     std::io::copy(&mut source, &mut target)
         .and_then(|_| target.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", db.display()))?;
-    if let Some(dir) = db.parent() {
-        // The new directory entry, durable as the file is.
-        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
-    }
-    Ok(Restored { summary, kept })
+        .map_err(|e| format!("cannot write {}: {e}", to.display()))
 }
 
 #[cfg(test)]
@@ -322,6 +386,61 @@ mod tests {
         let e = restore(&newer, &db, ".x").unwrap_err();
         assert!(e.contains("newer than this phonerelay"), "{e}");
         assert!(db.exists() && !dir.path().join("phonerelay.sqlite3.x").exists());
+    }
+
+    /// A store whose header is damaged is what a restore is for: it is
+    /// replaced (and kept aside), not refused as "in use".
+    #[test]
+    fn a_damaged_store_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store(dir.path());
+        let copy = dir.path().join("copy.sqlite3");
+        backup(&db, &copy).unwrap();
+        std::fs::write(&db, vec![0x55u8; 8192]).unwrap();
+        let restored = restore(&copy, &db, ".damaged").unwrap();
+        assert_eq!(restored.summary.outbound, 1);
+        assert_eq!(
+            restored.kept[0],
+            dir.path().join("phonerelay.sqlite3.damaged")
+        );
+        let integrity: String = Connection::open(&db)
+            .unwrap()
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(integrity, "ok");
+    }
+
+    /// A restore that cannot write the copy (a full disk; here its
+    /// `.restoring` name is taken by a directory) leaves the store where
+    /// and as it was.
+    #[test]
+    fn a_restore_that_cannot_write_leaves_the_store_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store(dir.path());
+        let copy = dir.path().join("copy.sqlite3");
+        backup(&db, &copy).unwrap();
+        let before = std::fs::read(&db).unwrap();
+        std::fs::create_dir(dir.path().join("phonerelay.sqlite3.restoring")).unwrap();
+        let e = restore(&copy, &db, ".x").unwrap_err();
+        assert!(e.contains("the store was left as it was"), "{e}");
+        assert_eq!(std::fs::read(&db).unwrap(), before);
+        assert!(!dir.path().join("phonerelay.sqlite3.x").exists());
+    }
+
+    /// A backup that fails leaves nothing under its name, nor its partial
+    /// copy; one that succeeds leaves no partial copy either.
+    #[test]
+    fn a_backup_is_named_only_once_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.sqlite3");
+        std::fs::write(&junk, vec![7u8; 8192]).unwrap();
+        let out = dir.path().join("copy.sqlite3");
+        assert!(backup(&junk, &out).is_err());
+        assert!(!out.exists());
+        assert!(!dir.path().join("copy.sqlite3.partial").exists());
+        let db = store(dir.path());
+        backup(&db, &out).unwrap();
+        assert!(out.exists() && !dir.path().join("copy.sqlite3.partial").exists());
     }
 
     #[test]
