@@ -44,6 +44,12 @@ impl OutboundStatus {
             OutboundStatus::Cancelled => "cancelled",
         }
     }
+
+    /// Queued or being sent: not ended (the `live!`/`ended!` split of the
+    /// store's queries).
+    pub fn is_live(self) -> bool {
+        matches!(self, OutboundStatus::Queued | OutboundStatus::Sending)
+    }
 }
 
 impl fmt::Display for OutboundStatus {

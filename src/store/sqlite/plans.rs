@@ -72,6 +72,14 @@ fn the_status_counts_and_retention_use_the_partial_indexes() {
     );
     assert_reaches(outbound::STATS, "outbound_");
     assert_reaches(retention::PRUNE_ENDED, "outbound_ended");
+    // A range of one status up to the cut-off, not a walk of them all.
+    assert!(
+        plan(retention::PRUNE_ENDED)
+            .iter()
+            .any(|s| s.contains("outbound_ended (status=? AND updated_at<?)")),
+        "{:?}",
+        plan(retention::PRUNE_ENDED)
+    );
 }
 
 /// A state at a time, in the state index's seq order: no sort of every old

@@ -8,13 +8,16 @@ use phonerelay_channel::message_of_cursor;
 
 use super::outbound;
 use super::rows::{ended, live};
-use crate::store::{StoreResult, UnforwardedInbound};
+use crate::store::{OutboundStatus, StoreResult, UnforwardedInbound};
 
-/// Ended messages last changed before ?1, through the partial ended index.
+/// Messages in the ended status ?3 last changed before ?1, up to ?2, through
+/// the partial ended index: one status at a time, so the read is a range
+/// of `(status, updated_at)` that stops at the cut-off. With `status NOT IN
+/// (…)` alone it walked every ended message kept, in every batch.
 pub(super) const PRUNE_ENDED: &str = concat!(
     "SELECT seq, id FROM outbound WHERE ",
     ended!(),
-    " AND updated_at < ?1 LIMIT ?2"
+    " AND status = ?3 AND updated_at < ?1 LIMIT ?2"
 );
 
 /// Inbound in relay state ?3 committed before ?1, up to ?2 rows.
@@ -61,13 +64,21 @@ pub fn prune(
     batch: u32,
     unforwarded: UnforwardedInbound,
 ) -> StoreResult<usize> {
-    // Ended outbound messages, through the (partial) ended index.
-    let rows = conn
-        .prepare_cached(PRUNE_ENDED)?
-        .query_map(params![before_ms, batch], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+    // Ended outbound messages, a status at a time, up to the batch.
+    let mut rows: Vec<(i64, String)> = Vec::new();
+    for status in OutboundStatus::ALL.into_iter().filter(|s| !s.is_live()) {
+        let room = batch as usize - rows.len();
+        if room == 0 {
+            break;
+        }
+        let found = conn
+            .prepare_cached(PRUNE_ENDED)?
+            .query_map(params![before_ms, room as i64, status.as_str()], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.extend(found);
+    }
     let mut removed = 0;
     for (seq, id) in &rows {
         conn.prepare_cached("DELETE FROM outbound_events WHERE message_id = ?1")?
