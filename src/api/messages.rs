@@ -70,7 +70,6 @@ async fn accept(state: &AppState, input: SendInput) -> Result<Response, ApiError
         idempotency_key,
         body,
     } = input;
-    caller.require(Scope::Send)?;
     let idempotency_key = validate_idempotency_key(idempotency_key.as_ref())?;
     let req = body.value;
     caller.require_phone(&req.phone_id)?;
@@ -87,9 +86,10 @@ async fn accept(state: &AppState, input: SendInput) -> Result<Response, ApiError
 
 /// What a send request carries, read in the order its checks answer: the
 /// bearer key (401) and its scope (403), then the body (400/408/413/415/
-/// 422; not read at all for a caller without a valid key that may send). A refusal here is counted in the
-/// `rejected` metric as the handler counts its own, so that metric sees
-/// every refused send whichever step refused it.
+/// 422; not read at all for a caller without a valid key that may send).
+/// A refusal here is counted in the `rejected` metric as the handler
+/// counts its own, so that metric sees every refused send whichever step
+/// refused it.
 pub struct SendInput {
     caller: Caller,
     /// The raw `Idempotency-Key` header, checked only after the caller's
