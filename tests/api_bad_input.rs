@@ -316,6 +316,7 @@ async fn bad_queries_and_unknown_routes() {
         ("/api/v1/messages?since=yesterday", "since"),
         ("/api/v1/messages?cursor=zzz", "cursor"),
         ("/api/v1/inbound?limit=-1", "limit"),
+        ("/api/v1/messages?limit=5&limit=6", "limit"),
     ] {
         let (code, body) = d.get(path, &d.admin_key).await;
         assert_eq!(code, 400, "{path}: {body}");

@@ -62,8 +62,12 @@ pub fn query_error(rejection: QueryRejection) -> ApiError {
     let detail = text
         .strip_prefix("Failed to deserialize query string: ")
         .unwrap_or(&text);
-    // "unknown field `x`, expected ..." or "limit: invalid digit ...".
-    let field = match detail.strip_prefix("unknown field `") {
+    // "unknown field `x`, expected ...", "duplicate field `limit`" (a
+    // parameter given twice) or "limit: invalid digit ...".
+    let named = ["unknown field `", "duplicate field `"]
+        .iter()
+        .find_map(|prefix| detail.strip_prefix(prefix));
+    let field = match named {
         Some(rest) => rest.split('`').next().map(str::to_string),
         None => detail.split_once(": ").map(|(field, _)| field.to_string()),
     };
