@@ -887,8 +887,14 @@ impl Driver {
     }
 
     /// Commit, then free the slots. A failed commit frees nothing: the next
-    /// sweep reads the parts again.
+    /// sweep reads the parts again. A message whose parts all came directly
+    /// (`+CMT`, slot 0: a long one that timed out half-assembled) is on no
+    /// SIM, so a failed commit loses it, and is reported as such.
     async fn commit_inbound(&self, conn: &mut Conn, ready: Ready) -> Result<(), ConnError> {
+        if ready.indexes.iter().all(|i| *i == 0) {
+            self.commit_unstored(self.inbound_event(&ready)).await;
+            return Ok(());
+        }
         match self.sink.deliver(self.inbound_event(&ready)).await {
             Ok(()) => {
                 for index in ready.indexes.iter().filter(|i| **i != 0) {
