@@ -98,6 +98,16 @@ async fn keys_are_checked_for_presence_validity_scope_and_phone() {
     );
     let (_, page) = d.get("/api/v1/messages", &bound).await;
     assert!(page["messages"].as_array().unwrap().is_empty());
+    // Nor the other phone's endpoints in the status.
+    let (code, status) = d.get("/api/v1/status", &bound).await;
+    assert_eq!(code, 200, "{status}");
+    let phones: Vec<&str> = status["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["phone_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(phones, ["phone-b"]);
     let (code, _) = d
         .post(
             "/api/v1/messages",

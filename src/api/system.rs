@@ -240,7 +240,14 @@ pub async fn status(
     caller: Caller,
 ) -> Result<Json<StatusReport>, ApiError> {
     caller.require(Scope::Read)?;
-    Ok(Json(report(&state).await))
+    let mut report = report(&state).await;
+    // A key bound to a phone_id sees that phone's endpoints and link only,
+    // as it sees only that phone's messages.
+    if let Some(phone_id) = caller.phone_scope() {
+        report.endpoints.retain(|e| e.phone_id == phone_id);
+        report.relay = report.relay.filter(|r| r.phone_id == phone_id);
+    }
+    Ok(Json(report))
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "system",
