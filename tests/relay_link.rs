@@ -108,6 +108,12 @@ async fn push_send_then_reply_reaches_the_right_pchat_user() {
     let sent = wa.wait_sent(2).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(wa.sent().len(), 2, "a repeated relay id was sent twice");
+    // The link is the paired phone's: a key bound to another sees none.
+    let (code, _) = bridge.get("/api/v1/relay", &bridge_key).await;
+    assert_eq!(code, 200);
+    let elsewhere = create_key(&*bridge.store(), vec![Scope::Read], Some("other-phone")).await;
+    let (code, _) = bridge.get("/api/v1/relay", &elsewhere).await;
+    assert_eq!(code, 404);
     let to_ann = sent.iter().find(|m| m.to == "+15551230001").unwrap();
 
     // Ann replies quoting our message (WhatsApp context.message_id), Bo

@@ -86,8 +86,16 @@ pub async fn get_link(
     caller: Caller,
 ) -> Result<Json<RelayLinkView>, ApiError> {
     caller.require(Scope::Read)?;
+    // A key bound to another phone_id sees no link, as it sees none of
+    // that phone's messages.
+    let bound = caller.phone_scope();
     link_view(&state)
         .await
+        .filter(|view| {
+            bound
+                .as_ref()
+                .is_none_or(|phone_id| *phone_id == view.phone_id)
+        })
         .map(Json)
         .ok_or_else(|| ApiError::not_found("relay link (none configured or paired)"))
 }
