@@ -177,15 +177,15 @@ async fn cms_errors_are_classified() {
     assert_eq!(rig.sim.sent_messages().len(), 1);
 }
 
-/// 311 (SIM PIN required) and 302 (operation not allowed, as while SMS is
-/// not ready after a reset) are about the modem, not the message: nothing
-/// went out, the message waits without spending an attempt, and it goes
-/// out once the driver has set the modem up again.
+/// 311 (SIM PIN required) and 310 (SIM not inserted) are about the modem,
+/// not the message: nothing went out, the message waits without spending
+/// an attempt, and it goes out once the driver has set the modem up again.
+/// 302 (operation not allowed) is an attempt, retried.
 #[tokio::test]
 async fn a_send_refused_for_the_modem_state_is_retried_not_failed() {
     let rig = Rig::start(behaviour(), modem_config("main")).await;
     rig.wait_up().await;
-    for code in [311, 302] {
+    for code in [311, 310] {
         rig.sim.fail_next_sends(code, 1);
         let err = rig
             .channel
@@ -201,6 +201,16 @@ async fn a_send_refused_for_the_modem_state_is_retried_not_failed() {
             .unwrap();
     }
     assert_eq!(rig.sim.sent_messages().len(), 2);
+    // 302 (operation not allowed) may be the message's own: an attempt,
+    // retried, not a modem state.
+    rig.sim.fail_next_sends(302, 1);
+    let err = rig
+        .channel
+        .send(&message("m302", "+15551230001", "hi"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
+    assert!(rig.channel.can_send(), "302 leaves the modem up");
 }
 
 /// A config whose AT+CMGS gives up long before the simulated network,

@@ -80,13 +80,19 @@ struct PinAttempts {
 const CMS_NO_NETWORK_SERVICE: u16 = 331;
 
 /// TS 27.005 `+CMS ERROR` codes that say the modem cannot send at all, not
-/// that this message is wrong: 302 operation not allowed (what modems answer
-/// while SMS is not ready after a reset), 310 SIM not inserted, 311/312 SIM
-/// or PH-SIM PIN required, 313 SIM failure, 316 PUK required, 317/318 PIN2
-/// or PUK2 required. The AT table calls them permanent (the command fails
-/// again until something changes), but what must change is the modem, and
+/// that this message is wrong: 310 SIM not inserted, 311/312 SIM or PH-SIM
+/// PIN required, 313 SIM failure, 316 PUK required, 317/318 PIN2 or PUK2
+/// required. The AT table calls them permanent (the command fails again
+/// until something changes), but what must change is the modem, and
 /// start-up is what changes it (or says why it cannot).
-const CMS_MODEM_NOT_READY: [u16; 8] = [302, 310, 311, 312, 313, 316, 317, 318];
+const CMS_MODEM_NOT_READY: [u16; 7] = [310, 311, 312, 313, 316, 317, 318];
+
+/// TS 27.005 302, operation not allowed: what modems answer while SMS is
+/// not ready after a reset, but also, on some, to a send they refuse for
+/// reasons of their own. A failed attempt, retried with backoff, rather
+/// than a modem state: one message that always gets it then ends failed
+/// after its attempts instead of restarting the session at every try.
+const CMS_OPERATION_NOT_ALLOWED: u16 = 302;
 
 /// One part to send: full PDU hex and TPDU length for AT+CMGS.
 #[derive(Debug, Clone)]
@@ -703,7 +709,8 @@ impl Driver {
                         }
                         (FinalResult::CmsError(_), Some(code)) => DriverError::Cms {
                             code,
-                            permanent: result.error_class() == Some(ErrorClass::Permanent),
+                            permanent: code != CMS_OPERATION_NOT_ALLOWED
+                                && result.error_class() == Some(ErrorClass::Permanent),
                             nothing_sent: outcome.mrs.is_empty(),
                         },
                         _ => DriverError::Rejected(result.to_string()),
