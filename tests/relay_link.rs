@@ -4,45 +4,14 @@
 mod common;
 mod relay_support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TestChannel, TestDaemon, create_key};
+use common::{TestChannel, create_key};
 use phonerelay::clock::now_ms;
 use phonerelay::store::Scope;
-use phonerelay_channel::{
-    ChannelEvent, ChannelKind, DeliveryStatus, InboundMessage, SendError, StatusUpdate,
-};
-use relay_support::{EmulatedRelay, PHONE_ID, RELAY_KEY, relay_config};
+use phonerelay_channel::{ChannelEvent, ChannelKind, DeliveryStatus, SendError, StatusUpdate};
+use relay_support::{EmulatedRelay, PHONE_ID, RELAY_KEY, wa_inbound};
 use serde_json::{Value, json};
-
-async fn start_bridge(
-    relay: &EmulatedRelay,
-    mode: &str,
-    default_to: Option<&str>,
-    channel: &Arc<TestChannel>,
-) -> TestDaemon {
-    common::start_bridge(
-        &relay_config(&relay.url(), mode, default_to),
-        RELAY_KEY,
-        channel,
-    )
-    .await
-}
-
-fn inbound(from: &str, external_id: &str, text: &str, reply_to: &[String]) -> ChannelEvent {
-    ChannelEvent::Inbound(InboundMessage {
-        channel: ChannelKind::Wa,
-        phone_id: PHONE_ID.into(),
-        from: from.into(),
-        text: text.into(),
-        subject: None,
-        attachments: Vec::new(),
-        external_id: external_id.into(),
-        reply_to: reply_to.to_vec(),
-        received_at_ms: now_ms(),
-    })
-}
 
 /// The relay's push: the seed's body plus `source` and `relay_message_id`.
 fn push_body(to: &str, text: &str, source: &str, relay_id: &str) -> Value {
@@ -63,7 +32,7 @@ fn statuses_of(relay: &EmulatedRelay, relay_id: &str) -> Vec<String> {
 async fn push_send_then_reply_reaches_the_right_pchat_user() {
     let relay = EmulatedRelay::start().await;
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let bridge = start_bridge(&relay, "push", None, &wa).await;
+    let bridge = common::start_bridge(&relay.bridge_config("push", None), RELAY_KEY, &wa).await;
     let bridge_key = create_key(
         &*bridge.store(),
         vec![Scope::Send, Scope::Read],
@@ -118,7 +87,7 @@ async fn push_send_then_reply_reaches_the_right_pchat_user() {
 
     // Ann replies quoting our message (WhatsApp context.message_id), Bo
     // writes without quoting: both go to the pChat user who wrote to them.
-    wa.inject(inbound(
+    wa.inject(wa_inbound(
         "+15551230001",
         "wamid-a1",
         "hello alice",
@@ -126,7 +95,7 @@ async fn push_send_then_reply_reaches_the_right_pchat_user() {
     ))
     .await
     .unwrap();
-    wa.inject(inbound("+15551230002", "wamid-b1", "hello bob", &[]))
+    wa.inject(wa_inbound("+15551230002", "wamid-b1", "hello bob", &[]))
         .await
         .unwrap();
     relay
@@ -224,7 +193,8 @@ async fn status_callbacks_arrive_in_order_through_relay_failures() {
         common::test_channel::Step::Ok,
         common::test_channel::Step::Fail(SendError::permanent("wa_131026", "not a WhatsApp user")),
     ]);
-    let bridge = start_bridge(&relay, "push", Some("ops"), &wa).await;
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
     let bridge_key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
     for (i, to) in ["+15551230001", "+15551230002", "+15551230003"]
         .iter()
@@ -295,7 +265,7 @@ async fn pull_mode_sends_a_redelivered_job_once_and_rejects_bad_jobs_with_their_
         );
     });
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let bridge = start_bridge(&relay, "pull", None, &wa).await;
+    let bridge = common::start_bridge(&relay.bridge_config("pull", None), RELAY_KEY, &wa).await;
 
     // The first ack is lost; the relay serves the jobs again; the bridge
     // recognises p-1 and acknowledges it again without a second send.
@@ -351,18 +321,24 @@ async fn pull_mode_sends_a_redelivered_job_once_and_rejects_bad_jobs_with_their_
 async fn inbound_waits_while_the_relay_is_down_then_arrives_in_order_once() {
     let mut relay = EmulatedRelay::start().await;
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let bridge = start_bridge(&relay, "push", Some("ops"), &wa).await;
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
     relay.down().await;
 
     let senders = ["+15551230001", "+15551230002"];
     for i in 0..6 {
         let from = senders[i % 2];
-        wa.inject(inbound(from, &format!("w-{i}"), &format!("msg {i}"), &[]))
-            .await
-            .unwrap();
+        wa.inject(wa_inbound(
+            from,
+            &format!("w-{i}"),
+            &format!("msg {i}"),
+            &[],
+        ))
+        .await
+        .unwrap();
     }
     // A repeat of a message the channel already handed over changes nothing.
-    wa.inject(inbound(senders[0], "w-0", "msg 0", &[]))
+    wa.inject(wa_inbound(senders[0], "w-0", "msg 0", &[]))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -423,8 +399,9 @@ async fn slow_or_failing_relay_is_retried_with_the_same_idempotency_key() {
     let relay = EmulatedRelay::start().await;
     relay.with(|s| s.fail_all = Some(503));
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let _bridge = start_bridge(&relay, "push", Some("ops"), &wa).await;
-    wa.inject(inbound("+15551230001", "w-1", "first", &[]))
+    let _bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    wa.inject(wa_inbound("+15551230001", "w-1", "first", &[]))
         .await
         .unwrap();
     relay
@@ -434,7 +411,7 @@ async fn slow_or_failing_relay_is_retried_with_the_same_idempotency_key() {
         s.fail_all = None;
         s.delay_ms = 200;
     });
-    wa.inject(inbound("+15551230001", "w-2", "second", &[]))
+    wa.inject(wa_inbound("+15551230001", "w-2", "second", &[]))
         .await
         .unwrap();
     relay.wait_for("both", |s| s.messages.len() == 2).await;
@@ -450,7 +427,7 @@ async fn slow_or_failing_relay_is_retried_with_the_same_idempotency_key() {
 async fn refused_and_unroutable_inbound_is_dead_lettered_and_retried_by_hand() {
     let relay = EmulatedRelay::start().await;
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let bridge = start_bridge(&relay, "push", None, &wa).await;
+    let bridge = common::start_bridge(&relay.bridge_config("push", None), RELAY_KEY, &wa).await;
     let bridge_key = create_key(
         &*bridge.store(),
         vec![Scope::Send, Scope::Read],
@@ -459,7 +436,7 @@ async fn refused_and_unroutable_inbound_is_dead_lettered_and_retried_by_hand() {
     .await;
 
     // No conversation with this sender and no default_to: no route.
-    wa.inject(inbound("+15559990000", "w-x", "who is this", &[]))
+    wa.inject(wa_inbound("+15559990000", "w-x", "who is this", &[]))
         .await
         .unwrap();
     // Someone pChat wrote to replies with text the relay refuses (422).
@@ -473,10 +450,10 @@ async fn refused_and_unroutable_inbound_is_dead_lettered_and_retried_by_hand() {
     assert_eq!(code, 202);
     wa.wait_sent(1).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    wa.inject(inbound("+15551230001", "w-r", "REJECT me", &[]))
+    wa.inject(wa_inbound("+15551230001", "w-r", "REJECT me", &[]))
         .await
         .unwrap();
-    wa.inject(inbound("+15551230001", "w-ok", "fine", &[]))
+    wa.inject(wa_inbound("+15551230001", "w-ok", "fine", &[]))
         .await
         .unwrap();
     relay
@@ -551,7 +528,8 @@ async fn a_key_rejected_at_run_time_drops_nothing_and_everything_arrives_once_wh
 {
     let relay = EmulatedRelay::start().await;
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let bridge = start_bridge(&relay, "push", Some("ops"), &wa).await;
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
     let bridge_key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
     relay
         .wait_for("a first heartbeat", |s| !s.heartbeats.is_empty())
@@ -578,7 +556,7 @@ async fn a_key_rejected_at_run_time_drops_nothing_and_everything_arrives_once_wh
         .await;
     let senders = ["+15551230001", "+15551230002"];
     for i in 0..4 {
-        wa.inject(inbound(
+        wa.inject(wa_inbound(
             senders[i % 2],
             &format!("k-w{i}"),
             &format!("held {i}"),
@@ -637,7 +615,7 @@ async fn a_key_rejected_at_run_time_drops_nothing_and_everything_arrives_once_wh
     assert!(link["last_error"].is_null(), "{link}");
     // A marker behind them: the forwarder goes in commit order, so once it
     // arrives nothing held back can still be on its way.
-    wa.inject(inbound(senders[0], "k-w4", "after", &[]))
+    wa.inject(wa_inbound(senders[0], "k-w4", "after", &[]))
         .await
         .unwrap();
     relay
@@ -681,7 +659,7 @@ async fn a_key_rejected_at_run_time_drops_nothing_and_everything_arrives_once_wh
 async fn a_graceful_stop_sends_a_last_heartbeat_with_stopping_true() {
     let relay = EmulatedRelay::start().await;
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let mut bridge = start_bridge(&relay, "push", None, &wa).await;
+    let mut bridge = common::start_bridge(&relay.bridge_config("push", None), RELAY_KEY, &wa).await;
     relay
         .wait_for("a running heartbeat", |s| !s.heartbeats.is_empty())
         .await;
@@ -723,7 +701,7 @@ async fn pull_mode_pauses_between_polls_while_a_job_cannot_be_acknowledged() {
         );
     });
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let _bridge = start_bridge(&relay, "pull", None, &wa).await;
+    let _bridge = common::start_bridge(&relay.bridge_config("pull", None), RELAY_KEY, &wa).await;
 
     // The job beside it is taken, acknowledged and sent.
     relay
@@ -749,7 +727,8 @@ async fn a_relay_answering_200_with_a_plain_text_body_has_taken_the_request() {
     let relay = EmulatedRelay::start().await;
     relay.with(|s| s.plain_ok = true);
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let bridge = start_bridge(&relay, "push", Some("ops"), &wa).await;
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
     let bridge_key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
 
     let (code, body) = bridge
@@ -760,7 +739,7 @@ async fn a_relay_answering_200_with_a_plain_text_body_has_taken_the_request() {
         )
         .await;
     assert_eq!(code, 202, "{body}");
-    wa.inject(inbound("+15551230002", "t-w1", "plain", &[]))
+    wa.inject(wa_inbound("+15551230002", "t-w1", "plain", &[]))
         .await
         .unwrap();
     relay
@@ -787,7 +766,7 @@ async fn a_poll_answered_without_a_jobs_list_is_a_failed_poll() {
     let relay = EmulatedRelay::start().await;
     relay.with(|s| s.plain_ok = true);
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let bridge = start_bridge(&relay, "pull", None, &wa).await;
+    let bridge = common::start_bridge(&relay.bridge_config("pull", None), RELAY_KEY, &wa).await;
 
     // `200 OK` to a poll says nothing about jobs: the link shows the
     // error and the bridge backs off (retry_initial_ms = 40 doubling to

@@ -7,30 +7,16 @@ mod common;
 mod relay_support;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{TestChannel, TestDaemon, create_key};
 use phonerelay::clock::now_ms;
 use phonerelay::store::Scope;
 use phonerelay_channel::{ChannelEvent, ChannelKind, InboundMessage};
-use relay_support::{EmulatedRelay, PHONE_ID, RELAY_KEY, relay_config};
+use relay_support::{EmulatedRelay, PHONE_ID, RELAY_KEY};
 use serde_json::{Value, json};
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
-
-async fn start_bridge(
-    relay: &EmulatedRelay,
-    default_to: Option<&str>,
-    channel: &Arc<TestChannel>,
-) -> TestDaemon {
-    common::start_bridge(
-        &relay_config(&relay.url(), "push", default_to),
-        RELAY_KEY,
-        channel,
-    )
-    .await
-}
 
 fn inbound(
     channel: ChannelKind,
@@ -138,7 +124,8 @@ async fn wait_dead(bridge: &TestDaemon, n: usize) -> Vec<Value> {
 async fn a_conversation_older_than_the_ttl_no_longer_routes_replies_to_its_pchat_user() {
     let relay = EmulatedRelay::start().await;
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let bridge = start_bridge(&relay, Some("ops"), &wa).await;
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
     let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
     send_from_pchat(&bridge, &key, "wa", "+15551230001", "alice", "r-1").await;
     let quoted = TestChannel::external_id(&wa.sent()[0]);
@@ -224,7 +211,7 @@ async fn a_conversation_older_than_the_ttl_no_longer_routes_replies_to_its_pchat
 async fn an_expired_conversation_without_default_to_is_a_no_route_dead_letter_and_is_pruned() {
     let relay = EmulatedRelay::start().await;
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let bridge = start_bridge(&relay, None, &wa).await;
+    let bridge = common::start_bridge(&relay.bridge_config("push", None), RELAY_KEY, &wa).await;
     let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
     send_from_pchat(&bridge, &key, "wa", "+15551230001", "alice", "r-1").await;
     let quoted = TestChannel::external_id(&wa.sent()[0]);
@@ -281,7 +268,8 @@ async fn an_expired_conversation_without_default_to_is_a_no_route_dead_letter_an
 async fn default_to_receives_a_reply_that_belongs_to_no_conversation() {
     let relay = EmulatedRelay::start().await;
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let bridge = start_bridge(&relay, Some("ops"), &wa).await;
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
     let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
     send_from_pchat(&bridge, &key, "wa", "+15551230001", "alice", "r-1").await;
 
@@ -322,7 +310,7 @@ async fn an_email_thread_key_from_the_send_receipt_routes_to_its_pchat_user_when
         vec!["<a1@bridge.test>".into()],
         vec!["<b1@bridge.test>".into()],
     ]);
-    let bridge = start_bridge(&relay, None, &email).await;
+    let bridge = common::start_bridge(&relay.bridge_config("push", None), RELAY_KEY, &email).await;
     let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
     // Alice then Bob write to the same address; Bob is the most recent.
     send_from_pchat(&bridge, &key, "email", "ann@example.com", "alice", "e-1").await;

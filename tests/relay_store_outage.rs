@@ -10,53 +10,23 @@
 mod common;
 mod relay_support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::TestChannel;
 use common::file_size::WritesRefused;
-use common::{TestChannel, TestDaemon};
-use phonerelay::clock::now_ms;
-use phonerelay_channel::{ChannelEvent, ChannelKind, InboundMessage};
-use relay_support::{EmulatedRelay, PHONE_ID, RELAY_KEY, relay_config};
+use phonerelay_channel::ChannelKind;
+use relay_support::{EmulatedRelay, PHONE_ID, RELAY_KEY, wa_inbound};
 use serde_json::{Value, json};
 
 /// The file size limit is the process's: one test at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-async fn start_bridge(
-    relay: &EmulatedRelay,
-    mode: &str,
-    default_to: Option<&str>,
-    channel: &Arc<TestChannel>,
-) -> TestDaemon {
-    common::start_bridge(
-        &relay_config(&relay.url(), mode, default_to),
-        RELAY_KEY,
-        channel,
-    )
-    .await
-}
-
-fn inbound(from: &str, external_id: &str, text: &str) -> ChannelEvent {
-    ChannelEvent::Inbound(InboundMessage {
-        channel: ChannelKind::Wa,
-        phone_id: PHONE_ID.into(),
-        from: from.into(),
-        text: text.into(),
-        subject: None,
-        attachments: Vec::new(),
-        external_id: external_id.into(),
-        reply_to: Vec::new(),
-        received_at_ms: now_ms(),
-    })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_mode_backs_off_while_the_store_cannot_commit_a_job_then_takes_it() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let relay = EmulatedRelay::start().await;
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let _bridge = start_bridge(&relay, "pull", None, &wa).await;
+    let _bridge = common::start_bridge(&relay.bridge_config("pull", None), RELAY_KEY, &wa).await;
     relay.wait_for("a first poll", |s| s.polls > 0).await;
 
     let refused = WritesRefused::now();
@@ -94,9 +64,10 @@ async fn an_inbound_the_relay_took_but_the_store_could_not_record_holds_the_othe
     let relay = EmulatedRelay::start().await;
     relay.with(|s| s.fail_all = Some(503));
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let bridge = start_bridge(&relay, "push", Some("ops"), &wa).await;
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
     for (i, text) in ["one", "two", "three"].iter().enumerate() {
-        wa.inject(inbound("+15551230001", &format!("o-w{i}"), text))
+        wa.inject(wa_inbound("+15551230001", &format!("o-w{i}"), text, &[]))
             .await
             .unwrap();
     }

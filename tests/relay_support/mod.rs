@@ -15,6 +15,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use phonerelay_channel::{ChannelEvent, ChannelKind, InboundMessage};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -91,6 +92,11 @@ impl EmulatedRelay {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The bridge's `[relay]` section for this relay ([`relay_config`]).
+    pub fn bridge_config(&self, mode: &str, default_to: Option<&str>) -> String {
+        relay_config(&self.url(), mode, default_to)
     }
 
     fn serve(&mut self, listener: tokio::net::TcpListener) {
@@ -372,4 +378,19 @@ poll_timeout_seconds = 1
 request_timeout_seconds = 3
 {routing}"#
     )
+}
+
+/// A WhatsApp message from `from` as the bridge's channel hands it in.
+pub fn wa_inbound(from: &str, external_id: &str, text: &str, reply_to: &[String]) -> ChannelEvent {
+    ChannelEvent::Inbound(InboundMessage {
+        channel: ChannelKind::Wa,
+        phone_id: PHONE_ID.into(),
+        from: from.into(),
+        text: text.into(),
+        subject: None,
+        attachments: Vec::new(),
+        external_id: external_id.into(),
+        reply_to: reply_to.to_vec(),
+        received_at_ms: phonerelay::clock::now_ms(),
+    })
 }
