@@ -14,9 +14,12 @@ use phonerelay_channel::Channel;
 async fn inbound_via_cmti_is_committed_then_deleted() {
     let rig = Rig::start(behaviour(), modem_config("main")).await;
     rig.wait_up().await;
-    assert_eq!(rig.sim.inject_inbound("+15551230001", "hello there"), 1);
+    assert_eq!(
+        rig.sim.inject_inbound("+15551230001", "hello there").stored,
+        1
+    );
     let long = "Zażółć gęślą jaźń 😀 ".repeat(12);
-    assert!(rig.sim.inject_inbound("+15551230002", &long) > 1);
+    assert!(rig.sim.inject_inbound("+15551230002", &long).stored > 1);
     wait_until(|| rig.sink.inbound().len() == 2).await;
     let inbound = rig.sink.inbound();
     assert_eq!(inbound[0].from, "+15551230001");
@@ -56,13 +59,43 @@ async fn startup_sweep_reads_what_is_already_stored() {
     tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
 }
 
+/// A SIM full before the driver starts: the network holds what has no
+/// room (the tail of a long message and one after it) and delivers it as
+/// the driver's deletes free slots, so every message arrives, whole and
+/// in order.
+#[tokio::test]
+async fn a_full_sim_is_drained_and_what_the_network_held_arrives() {
+    let mut rig = Rig::idle(behaviour(), modem_config("main"));
+    let capacity = phonerelay_sms::sim::SIM_CAPACITY as usize;
+    for n in 1..capacity {
+        let injected = rig
+            .sim
+            .inject_inbound("+15551230007", &format!("filler {n}"));
+        assert_eq!((injected.stored, injected.held), (1, 0));
+    }
+    let long = "a long one that will not fit ".repeat(12);
+    let injected = rig.sim.inject_inbound("+15551230008", &long);
+    assert_eq!((injected.stored, injected.held), (1, 2), "one slot left");
+    let after = rig.sim.inject_inbound("+15551230009", "after the long one");
+    assert_eq!((after.stored, after.held), (0, 1));
+    assert_eq!(rig.sim.stored(), (capacity, 0, 3));
+
+    rig.run();
+    wait_until(|| rig.sink.inbound().len() == capacity + 1).await;
+    let inbound = rig.sink.inbound();
+    assert_eq!(inbound.iter().filter(|m| m.text == long).count(), 1);
+    assert_eq!(inbound.last().unwrap().text, "after the long one");
+    wait_until(|| rig.sim.stored() == (0, 0, 0)).await;
+    rig.stop_channel().await;
+}
+
 #[tokio::test]
 async fn failed_commit_keeps_the_message_and_restart_gives_the_same_id() {
     let mut rig = Rig::start(behaviour(), modem_config("main")).await;
     rig.wait_up().await;
     rig.sink.failing.store(true, Ordering::SeqCst);
     let long = "part one and part two and part three ".repeat(6);
-    let parts = rig.sim.inject_inbound("+15551230004", &long);
+    let parts = rig.sim.inject_inbound("+15551230004", &long).stored;
     rig.sim.inject_inbound("+15551230004", "short");
     // Give the driver the +CMTIs: it reads them (commands go up) but the
     // failed commit must not delete anything.

@@ -32,7 +32,7 @@ async fn control_socket_commands() {
         ask("inject-pdu 0004038121F300001170000000000003E8329B").await,
         "ok 1 part(s) stored"
     );
-    assert_eq!(ask("stored").await, "ok messages=2 reports=0");
+    assert_eq!(ask("stored").await, "ok messages=2 reports=0 held=0");
     assert!(ask("fail 500 2").await.starts_with("ok next 2"));
     assert!(
         ask("fail 38 1 2")

@@ -145,8 +145,14 @@ pub fn control_command(handle: &SimHandle, line: &str) -> String {
             let Some((from, text)) = rest.split_once(' ') else {
                 return "error: inject <+from> <text>".into();
             };
-            let parts = handle.inject_inbound(from, text);
-            format!("ok {parts} part(s) stored")
+            let injected = handle.inject_inbound(from, text);
+            match injected.held {
+                0 => format!("ok {} part(s) stored", injected.stored),
+                held => format!(
+                    "ok {} part(s) stored, {held} held by the network (SIM full)",
+                    injected.stored
+                ),
+            }
         }
         "inject-pdu" => match rest {
             "" => "error: inject-pdu <hex>".into(),
@@ -162,8 +168,8 @@ pub fn control_command(handle: &SimHandle, line: &str) -> String {
             out
         }
         "stored" => {
-            let (sm, sr) = handle.stored();
-            format!("ok messages={sm} reports={sr}")
+            let (sm, sr, held) = handle.stored();
+            format!("ok messages={sm} reports={sr} held={held}")
         }
         "parts" => {
             // One line per part the network accepted, in order.

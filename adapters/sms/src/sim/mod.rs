@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 pub use control::{
     CONTROL_HELP, ModemSimArgs, control_command, run_modem_sim_cli, serve_control_socket,
 };
-pub use modem::{Behaviour, SentPart};
+pub use modem::{Behaviour, Injected, SIM_CAPACITY, SentPart};
 use modem::{CTRL_Z, ESC, SimModem};
 use pty::{Pty, PtyRead};
 
@@ -88,18 +88,18 @@ impl SimHandle {
     }
 
     /// A message from `from` reaches the SIM (split and encoded as the
-    /// network would); returns how many parts were stored.
-    pub fn inject_inbound(&self, from: &str, text: &str) -> usize {
-        let (urcs, before) = {
-            let mut modem = self.modem();
-            let before = modem.stored_count().0;
-            (modem.inject_inbound(from, text, unix_now()), before)
-        };
-        let stored = self.modem().stored_count().0 - before;
+    /// network would); returns how many parts were stored, and how many
+    /// the network holds because the SIM is full.
+    pub fn inject_inbound(&self, from: &str, text: &str) -> Injected {
+        // Counted under the one lock that stores them: a count of the
+        // memory taken afterwards would include the host's deletes in
+        // between.
+        let mut injected = self.modem().inject_inbound(from, text, unix_now());
+        let urcs = std::mem::take(&mut injected.urcs);
         if !urcs.is_empty() {
             let _ = self.ctl.send(Ctl::Urcs(urcs));
         }
-        stored
+        injected
     }
 
     /// A raw PDU (hex as a modem prints it, SMSC part first) reaches the
@@ -210,8 +210,9 @@ impl SimHandle {
         self.modem().report_status = status;
     }
 
-    /// Messages and status reports still stored on the simulated SIM.
-    pub fn stored(&self) -> (usize, usize) {
+    /// Messages and status reports still stored on the simulated SIM, and
+    /// inbound parts the network holds until it has room.
+    pub fn stored(&self) -> (usize, usize, usize) {
         self.modem().stored_count()
     }
 

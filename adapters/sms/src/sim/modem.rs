@@ -1,7 +1,7 @@
 //! The simulated modem's command interpreter: AT lines in, response text out.
 //! Pure and synchronous; the pty task around it does the timing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use crate::codec;
@@ -78,6 +78,17 @@ impl Mem {
     }
 }
 
+/// What became of an inbound message the network brought.
+#[derive(Debug, Default)]
+pub struct Injected {
+    /// Its parts stored on the SIM.
+    pub stored: usize,
+    /// Its parts the network holds until the SIM has room.
+    pub held: usize,
+    /// Unsolicited lines to send for the parts stored.
+    pub urcs: Vec<String>,
+}
+
 /// What the pty task should do after a line.
 #[derive(Debug, Default)]
 pub struct Reply {
@@ -150,6 +161,10 @@ pub struct SimModem {
     /// Check a PIN but send no answer, as a modem that hangs on it or a
     /// line that drops the reply: the host cannot know whether it was right.
     pub lose_pin_answers: bool,
+    /// Inbound parts the network holds, oldest first, because the SIM was
+    /// full when they came: an SMSC told "memory capacity exceeded" keeps
+    /// the message and delivers it once the phone has room again.
+    held: VecDeque<(String, usize)>,
 }
 
 impl SimModem {
@@ -178,6 +193,7 @@ impl SimModem {
             report_status: 0x00,
             pin_attempts: 0,
             lose_pin_answers: false,
+            held: VecDeque::new(),
         }
     }
 
@@ -218,8 +234,10 @@ impl SimModem {
         self.fail_next = (count > 0).then_some((code, count));
     }
 
-    pub fn stored_count(&self) -> (usize, usize) {
-        (self.sm.len(), self.sr.len())
+    /// Messages and status reports stored, and inbound parts the network
+    /// holds for want of room.
+    pub fn stored_count(&self) -> (usize, usize, usize) {
+        (self.sm.len(), self.sr.len(), self.held.len())
     }
 
     /// Empty both memories, as a human with the SIM in a phone would.
@@ -245,17 +263,37 @@ impl SimModem {
         Some(index)
     }
 
-    /// A message arrives from the network: store each part and return the
+    /// A message arrives from the network: the parts the SIM has room for
+    /// are stored, the rest held by the network (behind any it holds
+    /// already, so order is kept). Returns how many were stored and the
     /// URCs to raise (+CMTI when CNMI asks for indications).
-    pub fn inject_inbound(&mut self, from: &str, text: &str, scts_unix: i64) -> Vec<String> {
+    pub fn inject_inbound(&mut self, from: &str, text: &str, scts_unix: i64) -> Injected {
         self.inbound_ref = self.inbound_ref.wrapping_add(1);
         let parts = codec::encode_deliver(from, text, scts_unix, self.inbound_ref);
+        let count = parts.len();
+        self.held.extend(parts);
+        let urcs = self.deliver_held();
+        // The held parts go out oldest first, so whatever is still held
+        // is this message's tail (and perhaps older parts before it).
+        let held = self.held.len();
+        Injected {
+            stored: count.saturating_sub(held),
+            held: held.min(count),
+            urcs,
+        }
+    }
+
+    /// The network delivers what it holds while the SIM has room; returns
+    /// the URCs to raise for the parts stored.
+    fn deliver_held(&mut self) -> Vec<String> {
         let mut urcs = Vec::new();
-        for (hex, len) in parts {
-            match self.store(Mem::Sm, hex, len) {
-                Some(index) if self.cnmi_mt == 1 => urcs.push(format!("+CMTI: \"SM\",{index}")),
-                Some(_) => {}
-                None => tracing::warn!("simulated SIM full; inbound part dropped"),
+        while let Some((hex, len)) = self.held.pop_front() {
+            let Some(index) = self.store(Mem::Sm, hex.clone(), len) else {
+                self.held.push_front((hex, len));
+                break;
+            };
+            if self.cnmi_mt == 1 {
+                urcs.push(format!("+CMTI: \"SM\",{index}"));
             }
         }
         urcs
@@ -547,7 +585,12 @@ impl SimModem {
                     4 => map.clear(),
                     _ => return cms(302),
                 }
-                ok()
+                // Room again: the phone tells the network (SMMA), which
+                // delivers what it held.
+                Reply {
+                    urcs: self.deliver_held(),
+                    ..ok()
+                }
             }
             _ => error(),
         }

@@ -134,29 +134,30 @@ pub struct Rig {
 
 impl Rig {
     pub async fn start(behaviour: Behaviour, config: ModemConfig) -> Rig {
+        let mut rig = Rig::idle(behaviour, config);
+        rig.run();
+        rig
+    }
+
+    /// A simulator with the channel built but not yet running, so a test
+    /// can put the SIM in a state before the driver first opens it.
+    pub fn idle(behaviour: Behaviour, config: ModemConfig) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let sim_stop = CancellationToken::new();
         let sim = sim::spawn(behaviour, dir.path().join("modem"), sim_stop.clone()).unwrap();
-        let mut rig = Rig {
+        Rig {
             sim,
             sim_stop,
             channel: Arc::new(SmsChannel::new(
                 config.clone(),
                 dir.path().join("modem"),
-                None,
+                config.pin.clone(),
             )),
             sink: Arc::new(RecordingSink::default()),
             stop: CancellationToken::new(),
             task: None,
             dir,
-        };
-        rig.channel = Arc::new(SmsChannel::new(
-            config.clone(),
-            rig.dir.path().join("modem"),
-            config.pin.clone(),
-        ));
-        rig.run();
-        rig
+        }
     }
 
     /// (Re)start the channel's receive loop with a fresh channel object on
