@@ -355,18 +355,7 @@ async fn refusals_pause_the_endpoint(refusals: Vec<Step>, outbox: &str) {
     ch.wait_calls(1).await;
     // The status says the endpoint pauses, and why (from the moment the
     // refusal is back from the channel).
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let status = loop {
-        let (_, status) = d.get("/api/v1/status", &d.admin_key).await;
-        if !status["endpoints"][0]["paused"].is_null() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never paused: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+    let status = wait_paused(&d).await;
     let paused = &status["endpoints"][0]["paused"];
     assert_eq!(paused["code"], "http_429", "{status}");
     assert_eq!(paused["message"], "too many requests", "{status}");
@@ -400,6 +389,53 @@ async fn refusals_pause_the_endpoint(refusals: Vec<Step>, outbox: &str) {
         "{reason}"
     );
     assert_eq!(retries(&d).await, 0, "a refusal is no send attempt");
+}
+
+/// The status once it shows the (one) endpoint paused.
+async fn wait_paused(d: &TestDaemon) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, status) = d.get("/api/v1/status", &d.admin_key).await;
+        if !status["endpoints"][0]["paused"].is_null() {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never paused: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A daemon restarted while a remote's limit runs waits out the rest of
+/// it: the status still names the refusal, and no send starts until the
+/// pause the remote asked for is over.
+#[tokio::test]
+async fn a_pause_outlives_a_restart() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    ch.script(vec![too_many_requests(Some(Duration::from_secs(2)))]);
+    let outbox = FAST_OUTBOX.replace("retry_max_ms = 200", "retry_max_ms = 5000");
+    let d = TestDaemon::start(&outbox, vec![ch.clone()]).await;
+    let first = d.queue_sms("+15551230001", "first").await;
+    wait_paused(&d).await;
+    let refused_at = std::time::Instant::now();
+
+    let again = TestChannel::new(ChannelKind::Sms, "m1");
+    let d = d.restart(vec![again.clone()]).await;
+    let status = wait_paused(&d).await;
+    let paused = &status["endpoints"][0]["paused"];
+    assert_eq!(paused["code"], "http_429", "{status}");
+    assert_eq!(paused["message"], "too many requests", "{status}");
+    let other = d.queue_sms("+15551230002", "other").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(again.calls(), 0, "nothing is tried while the pause runs");
+    d.wait_status(&first, "sent").await;
+    d.wait_status(&other, "sent").await;
+    assert!(
+        refused_at.elapsed() >= Duration::from_millis(1_500),
+        "sent before the remote's wait was over: {:?}",
+        refused_at.elapsed()
+    );
 }
 
 fn too_many_requests(retry_after: Option<Duration>) -> Step {

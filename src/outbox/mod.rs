@@ -7,6 +7,7 @@ mod backoff;
 mod handover;
 mod limits;
 mod pause;
+mod pause_cursor;
 mod recipient_order;
 mod send;
 mod worker;

@@ -41,6 +41,17 @@ pub struct Refusal {
     pub message: String,
 }
 
+/// A pause as it is kept across a restart (in the store's cursors), so a
+/// daemon restarted while a remote's limit runs does not hammer it again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SavedPause {
+    pub until_ms: i64,
+    /// Refusals in a row: the next unsaid wait grows from here.
+    pub in_a_row: u32,
+    pub code: String,
+    pub message: String,
+}
+
 /// When the pause a refusal met or began ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PauseEnd {
@@ -107,6 +118,40 @@ impl Pause {
             .last
             .clone()?;
         Some((left, refusal))
+    }
+
+    /// The pause a refusal began, to be kept across a restart; `None`
+    /// while no refusal's pause runs at `now_ms`.
+    pub fn saved(&self, now_ms: i64) -> Option<SavedPause> {
+        let (_, refusal) = self.refusal(now_ms)?;
+        let in_a_row = self
+            .refusals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .in_a_row;
+        Some(SavedPause {
+            until_ms: self.until_ms.load(Ordering::SeqCst),
+            in_a_row,
+            code: refusal.code,
+            message: refusal.message,
+        })
+    }
+
+    /// Take up a pause the last run kept, if it still runs at `now_ms`;
+    /// returns whether it did.
+    pub fn restore(&self, saved: SavedPause, now_ms: i64) -> bool {
+        if saved.until_ms <= now_ms {
+            return false;
+        }
+        let mut refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        refusals.in_a_row = saved.in_a_row;
+        refusals.last = Some(Refusal {
+            code: saved.code,
+            message: saved.message,
+        });
+        self.refused_since_sent.store(true, Ordering::SeqCst);
+        self.extend_to(saved.until_ms);
+        true
     }
 
     /// A send went out: the next refusal starts the wait afresh.
@@ -184,6 +229,29 @@ mod tests {
         // The next refusal after the pause is the second in a row.
         let second = pause.refused(until, &said(None), BACKOFF).until_ms - until;
         assert!((1_000..=2_000).contains(&second), "{second}");
+    }
+
+    #[test]
+    fn a_saved_pause_is_taken_up_while_it_runs_and_counts_on() {
+        let pause = Pause::default();
+        assert_eq!(pause.saved(0), None);
+        pause.refused(0, &said(None), BACKOFF);
+        let first = pause.refused(pause.saved(0).unwrap().until_ms, &said(None), BACKOFF);
+        let saved = pause.saved(first.until_ms - 1).expect("a refusal's pause runs");
+        assert_eq!((saved.in_a_row, saved.code.as_str()), (2, "http_429"));
+
+        let restarted = Pause::default();
+        assert!(!restarted.restore(saved.clone(), saved.until_ms), "over");
+        assert_eq!(restarted.remaining(0), None);
+        assert!(restarted.restore(saved.clone(), saved.until_ms - 10));
+        assert_eq!(
+            restarted.remaining(saved.until_ms - 10),
+            Some(Duration::from_millis(10))
+        );
+        assert_eq!(restarted.refusal(saved.until_ms - 10).unwrap().1.code, "http_429");
+        // The next refusal is the third in a row: 2–4 s.
+        let third = restarted.refused(saved.until_ms, &said(None), BACKOFF).until_ms;
+        assert!((2_000..=4_000).contains(&(third - saved.until_ms)), "{third}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use phonerelay_channel::{ErrorClass, OutboundMessage, SendError};
 
 use super::backoff::retry_delay_ms;
 use super::pause::RefusalBackoff;
+use super::pause_cursor;
 use super::worker::DispatchContext;
 use crate::clock::now_ms;
 use crate::endpoints::Endpoint;
@@ -90,7 +91,7 @@ async fn decide(
                     "endpoint unavailable; back to the queue: {}", error.message);
                 return release_after(ctx, record, Deferral::EndpointDown, Duration::ZERO);
             }
-            ErrorClass::RateLimited => return refused(endpoint, ctx, record, error),
+            ErrorClass::RateLimited => return refused(endpoint, ctx, record, error).await,
             ErrorClass::Transient | ErrorClass::Permanent => {}
         }
     }
@@ -218,7 +219,7 @@ fn release_after(
 
 /// The remote refused the send for now: pause the endpoint, and put the
 /// message back, due when the pause ends, with the remote's own words.
-fn refused(
+async fn refused(
     endpoint: &Endpoint,
     ctx: &DispatchContext,
     record: &OutboundRecord,
@@ -239,6 +240,12 @@ fn refused(
         tracing::warn!(id = %record.id, %channel, phone_id = %record.phone_id,
             code = %error.code, pause_ms = until - now,
             "the remote refused a send for now; the endpoint pauses: {}", error.message);
+    }
+    // Kept when it began, or when the remote asked for a wait (which may
+    // have lengthened it); a burst's echoes change nothing.
+    if !pause.was_on || error.retry_after.is_some() {
+        let store = ctx.store.as_ref();
+        pause_cursor::save(store, record.channel, &record.phone_id, &endpoint.pause).await;
     }
     Deferral::Refused.count(ctx, channel);
     SendOutcome::Release {

@@ -91,6 +91,7 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
         finished,
         order: recipient_holds(&ctx, kind, &phone_id).await,
     };
+    super::pause_cursor::restore(ctx.store.as_ref(), kind, &phone_id, &endpoint.pause).await;
     let mut handovers = endpoint.intake.open(permits.clone());
     tracing::info!(channel = %kind, %phone_id, concurrency = limits.concurrency, "dispatcher started");
 
