@@ -8,7 +8,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
-use crate::config::LoadedConfig;
+use crate::config::{LoadedConfig, RoutingConfig};
+use crate::relay::routing::ttl_ms;
 use crate::relay::settings::relay_named;
 use crate::store::{Store, UnforwardedInbound};
 
@@ -37,15 +38,36 @@ pub async fn run(
             Ok(n) => tracing::info!(deleted = n, "state of ended messages deleted"),
             Err(e) => tracing::warn!(error = %e, "sweep of ended messages' state failed"),
         }
+        // Asked at every sweep: a pairing comes and goes while the daemon
+        // runs. If it cannot be read, keep what may be wanted.
+        let unforwarded = match relay_named(&config, &*store).await {
+            Some(false) => UnforwardedInbound::Prune,
+            Some(true) | None => UnforwardedInbound::Keep,
+        };
+        prune_conversations(&*store, &config.config.relay.routing, unforwarded).await;
         if retention_days > 0 {
-            // Asked at every sweep: a pairing comes and goes while the
-            // daemon runs. If it cannot be read, keep what may be wanted.
-            let unforwarded = match relay_named(&config, &*store).await {
-                Some(false) => UnforwardedInbound::Prune,
-                Some(true) | None => UnforwardedInbound::Keep,
-            };
             prune_old(&*store, retention_days, unforwarded, &shutdown).await;
         }
+    }
+}
+
+/// Forget conversations past their ttl, whether or not a relay link runs
+/// (sends with a `source` record them either way), but none that an
+/// inbound still waiting for the relay may be routed by.
+async fn prune_conversations(
+    store: &dyn Store,
+    routing: &RoutingConfig,
+    unforwarded: UnforwardedInbound,
+) {
+    let ttl = ttl_ms(routing);
+    let pending_ttl = match unforwarded {
+        UnforwardedInbound::Keep => Some(ttl),
+        UnforwardedInbound::Prune => None,
+    };
+    match store.prune_conversations(now_ms() - ttl, pending_ttl).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(pruned = n, "expired conversations forgotten"),
+        Err(e) => tracing::warn!(error = %e, "cannot prune conversations"),
     }
 }
 

@@ -237,7 +237,9 @@ mod tests {
         assert_eq!(pause.saved(0), None);
         pause.refused(0, &said(None), BACKOFF);
         let first = pause.refused(pause.saved(0).unwrap().until_ms, &said(None), BACKOFF);
-        let saved = pause.saved(first.until_ms - 1).expect("a refusal's pause runs");
+        let saved = pause
+            .saved(first.until_ms - 1)
+            .expect("a refusal's pause runs");
         assert_eq!((saved.in_a_row, saved.code.as_str()), (2, "http_429"));
 
         let restarted = Pause::default();
@@ -248,10 +250,18 @@ mod tests {
             restarted.remaining(saved.until_ms - 10),
             Some(Duration::from_millis(10))
         );
-        assert_eq!(restarted.refusal(saved.until_ms - 10).unwrap().1.code, "http_429");
+        assert_eq!(
+            restarted.refusal(saved.until_ms - 10).unwrap().1.code,
+            "http_429"
+        );
         // The next refusal is the third in a row: 2–4 s.
-        let third = restarted.refused(saved.until_ms, &said(None), BACKOFF).until_ms;
-        assert!((2_000..=4_000).contains(&(third - saved.until_ms)), "{third}");
+        let third = restarted
+            .refused(saved.until_ms, &said(None), BACKOFF)
+            .until_ms;
+        assert!(
+            (2_000..=4_000).contains(&(third - saved.until_ms)),
+            "{third}"
+        );
     }
 
     #[test]

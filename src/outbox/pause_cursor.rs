@@ -21,7 +21,10 @@ pub async fn save(store: &dyn Store, kind: ChannelKind, phone_id: &str, pause: &
         return;
     };
     let value = serde_json::to_string(&saved).expect("a pause serializes");
-    if let Err(e) = store.save_cursor(SCOPE, &name(kind, phone_id), &value).await {
+    if let Err(e) = store
+        .save_cursor(SCOPE, &name(kind, phone_id), &value)
+        .await
+    {
         tracing::warn!(channel = %kind, %phone_id, error = %e,
             "the endpoint's pause was not kept; a restart would not wait it out");
     }

@@ -7,11 +7,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::Deps;
-use super::routing::ttl_ms;
 use crate::clock::{now_ms, rfc3339};
 use crate::config::RelayMode;
 
-const PRUNE_EVERY_MS: i64 = 3600 * 1000;
 /// The last beat on shutdown must not hold the daemon up.
 const STOPPING_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -83,7 +81,6 @@ pub async fn run(deps: Deps) {
     let every = Duration::from_secs(deps.settings.config.heartbeat_seconds);
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_prune = 0i64;
     loop {
         tokio::select! {
             _ = deps.shutdown.cancelled() => break,
@@ -97,15 +94,6 @@ pub async fn run(deps: Deps) {
         match sent {
             Ok(_) => deps.link.reached().await,
             Err(e) => deps.link.failed(&e).await,
-        }
-        if now_ms() - last_prune > PRUNE_EVERY_MS {
-            last_prune = now_ms();
-            let before = now_ms() - ttl_ms(&deps.settings.config.routing);
-            match deps.state.store.prune_conversations(before).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(pruned = n, "expired conversations forgotten"),
-                Err(e) => tracing::warn!(error = %e, "cannot prune conversations"),
-            }
         }
     }
     let beat = build(&deps, started, true).await;

@@ -186,7 +186,14 @@ pub trait Store: Send + Sync + 'static {
     /// The conversation an inbound message replies to, if any is known.
     async fn route_reply(&self, query: RouteQuery) -> StoreResult<Option<RouteMatch>>;
     /// Forget conversations last used before `before_ms`; returns how many.
-    async fn prune_conversations(&self, before_ms: i64) -> StoreResult<usize>;
+    /// With `pending_ttl_ms` (a relay is named), keep those an inbound
+    /// still waiting to be forwarded may be routed by: the ttl before the
+    /// oldest one's arrival.
+    async fn prune_conversations(
+        &self,
+        before_ms: i64,
+        pending_ttl_ms: Option<i64>,
+    ) -> StoreResult<usize>;
 
     // --- adapter cursors --------------------------------------------------
     /// An empty `value` removes the cursor (`load_cursor` then finds none).

@@ -386,9 +386,13 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn prune_conversations(&self, before_ms: i64) -> StoreResult<usize> {
+    async fn prune_conversations(
+        &self,
+        before_ms: i64,
+        pending_ttl_ms: Option<i64>,
+    ) -> StoreResult<usize> {
         self.writer
-            .write(move |conn| routing::prune(conn, before_ms))
+            .write(move |conn| routing::prune(conn, before_ms, pending_ttl_ms))
             .await
     }
 

@@ -158,7 +158,26 @@ pub fn route(conn: &Connection, q: &RouteQuery) -> StoreResult<Option<RouteMatch
     }))
 }
 
-pub fn prune(conn: &Connection, before_ms: i64) -> StoreResult<usize> {
+/// Forget conversations last used before `before_ms`. With
+/// `pending_ttl_ms`, keep those an inbound still waiting to be forwarded
+/// may be routed by: it is routed as of its arrival (`route`), over the
+/// ttl before it, however long the relay has been away.
+pub fn prune(conn: &Connection, before_ms: i64, pending_ttl_ms: Option<i64>) -> StoreResult<usize> {
+    let before_ms = match pending_ttl_ms {
+        None => before_ms,
+        Some(ttl_ms) => {
+            // The oldest pending inbound is the first in the partial
+            // index: one row read, however many wait.
+            let oldest: Option<i64> = conn
+                .prepare_cached(
+                    "SELECT committed_at FROM inbound WHERE relay_state = 'pending'
+                     ORDER BY seq LIMIT 1",
+                )?
+                .query_row([], |row| row.get(0))
+                .optional()?;
+            oldest.map_or(before_ms, |arrived| before_ms.min(arrived - ttl_ms))
+        }
+    };
     let keys = conn.execute(
         "DELETE FROM conversation_keys WHERE created_at < ?1",
         [before_ms],
@@ -221,6 +240,50 @@ mod tests {
             ..reply_arrived_at(200)
         };
         assert_eq!(route(&conn, &keyed).unwrap().unwrap().to, "alice");
+    }
+
+    fn pending_inbound_at(conn: &Connection, committed_at: i64) {
+        conn.execute(
+            "INSERT INTO inbound (id, channel, phone_id, external_id, sender, body,
+                                  received_at, committed_at)
+             VALUES ('in-1', 'sms', 'm1', 'sms:in-1', '+15551230001', 'hi', ?1, ?1)",
+            [committed_at],
+        )
+        .unwrap();
+    }
+
+    /// Alice wrote on day 0, the reply came on day 29 while the relay was
+    /// away, and the sweep runs on day 31 with a 30-day ttl: the reply
+    /// still needs Alice's conversation, so it stays until the reply is
+    /// forwarded.
+    #[test]
+    fn a_conversation_a_waiting_reply_needs_is_kept_until_it_is_forwarded() {
+        const DAY: i64 = 24 * 3600 * 1000;
+        let ttl = 30 * DAY;
+        let conn = at_version(MIGRATIONS.len());
+        sent_by(&conn, "alice", "sms:1", 0);
+        pending_inbound_at(&conn, 29 * DAY);
+        let now = 31 * DAY;
+        assert_eq!(prune(&conn, now - ttl, Some(ttl)).unwrap(), 0);
+        let waiting = route(&conn, &reply_arrived_at(29 * DAY)).unwrap();
+        assert_eq!(waiting.unwrap().to, "alice");
+
+        conn.execute("UPDATE inbound SET relay_state = 'delivered'", [])
+            .unwrap();
+        assert!(
+            prune(&conn, now - ttl, Some(ttl)).unwrap() > 0,
+            "forwarded: forgotten"
+        );
+        assert_eq!(route(&conn, &reply_arrived_at(29 * DAY)).unwrap(), None);
+    }
+
+    #[test]
+    fn without_a_relay_waiting_inbound_keeps_no_conversation() {
+        const DAY: i64 = 24 * 3600 * 1000;
+        let conn = at_version(MIGRATIONS.len());
+        sent_by(&conn, "alice", "sms:1", 0);
+        pending_inbound_at(&conn, 29 * DAY);
+        assert!(prune(&conn, DAY, None).unwrap() > 0);
     }
 
     #[test]
