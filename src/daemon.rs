@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use phonerelay_channel::{Channel, ChannelContext};
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::clock::now_ms;
 use crate::config::{LoadedConfig, validate_with};
+use crate::daemon_tasks::{TaskEnd, Tasks};
 use crate::endpoints::Endpoints;
 use crate::exit::ExitError;
 use crate::inbound::StoreSink;
@@ -34,12 +34,22 @@ pub struct RunningDaemon {
     pub relay_reload: Arc<tokio::sync::Notify>,
     hard_stop: CancellationToken,
     grace: Duration,
-    tasks: JoinSet<()>,
+    tasks: Tasks,
     /// This daemon's claim on its state dir, given up when it is dropped.
     _lock: crate::instance_lock::InstanceLock,
 }
 
 impl RunningDaemon {
+    /// Wait until one of the daemon's tasks ends. Every one of them runs
+    /// until shutdown, so while the daemon runs this is a failure: a
+    /// dispatcher, a receive loop or the API gone.
+    pub async fn task_ended(&mut self) -> TaskEnd {
+        match self.tasks.next_end().await {
+            Some(end) => end,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Stop: refuse new requests, let in-flight sends finish for the grace
     /// period, then release what is left to the queue; wait for every task.
     pub async fn stop(mut self) {
@@ -48,7 +58,13 @@ impl RunningDaemon {
         tokio::pin!(grace);
         loop {
             tokio::select! {
-                next = self.tasks.join_next() => if next.is_none() { break },
+                next = self.tasks.next_end() => match next {
+                    None => break,
+                    Some(TaskEnd { name, panic: Some(message) }) => {
+                        tracing::error!(task = %name, "panicked while stopping: {message}");
+                    }
+                    Some(_) => {}
+                },
                 _ = &mut grace, if !self.hard_stop.is_cancelled() => {
                     tracing::warn!("grace period over; releasing in-flight sends to the queue");
                     self.hard_stop.cancel();
@@ -116,7 +132,7 @@ pub async fn start(
     let metrics = Arc::new(Metrics::default());
     let shutdown = CancellationToken::new();
     let hard_stop = CancellationToken::new();
-    let mut tasks = JoinSet::new();
+    let mut tasks = Tasks::default();
 
     let state = AppState::new(api::Shared {
         store: store.clone(),
@@ -145,12 +161,12 @@ pub async fn start(
             ..limits
         };
         let (app, state_dir) = (app.clone(), config.state_dir());
-        tasks.spawn(async move {
+        tasks.spawn("the local socket's API", async move {
             api::serve::serve(local, app, local_limits, local_stop).await;
             crate::local_socket::remove(&state_dir);
         });
     }
-    tasks.spawn(api::serve::serve(listener, app, limits, stop));
+    tasks.spawn("the API", api::serve::serve(listener, app, limits, stop));
 
     let dispatch = DispatchContext {
         store: store.clone(),
@@ -161,35 +177,66 @@ pub async fn start(
     };
     // Rung on each new inbound commit; the relay forwarder waits on it.
     let inbound_bell = Arc::new(tokio::sync::Notify::new());
+    // Channels stop after the dispatchers: a send finishing in the grace
+    // period still needs its modem (or connection). Each dispatcher holds
+    // a sender; once all are gone, or at the hard stop, channels stop.
+    let channels_stop = CancellationToken::new();
+    let (dispatcher_alive, mut dispatchers_gone) = tokio::sync::mpsc::channel::<()>(1);
     for ((kind, phone_id), endpoint) in endpoints.iter() {
-        tasks.spawn(outbox::run_endpoint(endpoint.clone(), dispatch.clone()));
+        let alive = dispatcher_alive.clone();
+        let dispatcher = outbox::run_endpoint(endpoint.clone(), dispatch.clone());
+        tasks.spawn(format!("the {kind}/{phone_id} dispatcher"), async move {
+            dispatcher.await;
+            drop(alive);
+        });
         let sink = StoreSink::new(store.clone(), metrics.clone(), *kind, phone_id.clone())
             .with_inbound_bell(inbound_bell.clone());
         let context = ChannelContext {
             sink: Arc::new(sink),
-            shutdown: shutdown.clone(),
+            shutdown: channels_stop.clone(),
         };
         let channel = endpoint.channel.clone();
-        tasks.spawn(async move { channel.run(context).await });
+        tasks.spawn(format!("the {kind}/{phone_id} channel"), async move {
+            channel.run(context).await
+        });
     }
-    tasks.spawn(crate::retention::run(
-        store.clone(),
-        config.clone(),
-        Duration::from_secs(crate::config::RETENTION_SWEEP_SECONDS),
-        shutdown.clone(),
-    ));
-    tasks.spawn(outbox::run_expiry_sweeper(
-        store.clone(),
-        Duration::from_secs(config.config.outbox.expiry_sweep_seconds),
-        shutdown.clone(),
-    ));
+    drop(dispatcher_alive);
+    let (graceful, hard) = (shutdown.clone(), hard_stop.clone());
+    tasks.spawn("the channels' stop", async move {
+        graceful.cancelled().await;
+        tokio::select! {
+            _ = dispatchers_gone.recv() => {}
+            _ = hard.cancelled() => {}
+        }
+        channels_stop.cancel();
+    });
+    tasks.spawn(
+        "the retention sweep",
+        crate::retention::run(
+            store.clone(),
+            config.clone(),
+            Duration::from_secs(crate::config::RETENTION_SWEEP_SECONDS),
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "the expiry sweep",
+        outbox::run_expiry_sweeper(
+            store.clone(),
+            Duration::from_secs(config.config.outbox.expiry_sweep_seconds),
+            shutdown.clone(),
+        ),
+    );
     let relay_reload = Arc::new(tokio::sync::Notify::new());
-    tasks.spawn(crate::relay::supervise(
-        state.clone(),
-        inbound_bell,
-        relay_reload.clone(),
-        shutdown.clone(),
-    ));
+    tasks.spawn(
+        "the relay link",
+        crate::relay::supervise(
+            state.clone(),
+            inbound_bell,
+            relay_reload.clone(),
+            shutdown.clone(),
+        ),
+    );
 
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -226,14 +273,26 @@ pub async fn serve(loaded: LoadedConfig) -> Result<(), ExitError> {
         daemon.addr,
         notified.clone(),
     ));
-    wait_for_signal(&daemon.relay_reload).await;
+    let mut daemon = daemon;
+    let relay_reload = daemon.relay_reload.clone();
+    let failed = tokio::select! {
+        _ = wait_for_signal(&relay_reload) => None,
+        end = daemon.task_ended() => Some(end),
+    };
     service_manager::stopping();
-    tracing::info!("shutting down: no new requests, finishing in-flight sends");
+    match &failed {
+        None => tracing::info!("shutting down: no new requests, finishing in-flight sends"),
+        // Exit 1 so that the service manager starts a whole daemon again.
+        Some(end) => tracing::error!("{end} while the daemon ran; stopping (exit code 1)"),
+    }
     daemon.stop().await;
     notified.cancel();
     let _ = notifier.await;
     tracing::info!("stopped");
-    Ok(())
+    match failed {
+        None => Ok(()),
+        Some(end) => Err(ExitError::Runtime(format!("{end} while the daemon ran"))),
+    }
 }
 
 async fn wait_for_signal(relay_reload: &tokio::sync::Notify) {

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod daemon_tasks;
 pub mod endpoints;
 pub mod exit;
 pub mod fd_limit;

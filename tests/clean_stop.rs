@@ -41,3 +41,70 @@ fn a_clean_stop_leaves_the_store_in_one_file() {
         .unwrap();
     assert_eq!(body, "kept");
 }
+
+/// SIGTERM while sends wait their turn at the modem (one on the wire, the
+/// rest queued for the serial port): the modem keeps running through the
+/// grace period, so every claimed send goes out before the daemon exits,
+/// and none is sent again after the restart.
+#[test]
+fn claimed_sends_go_out_in_the_grace_period_at_a_clean_stop() {
+    const SENDS: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("modem");
+    let sim = ModemSimProcess::start(&link, &["--network-delay-ms", "300"]);
+    let port = free_port();
+    let config = dir.path().join("phonerelay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace_seconds = 20\n\
+             [storage]\nstate_dir = \"state\"\n\
+             [outbox.limits.sms]\nconcurrency = {SENDS}\nper_second = 1000.0\nburst = 1000\n\
+             [[channels.sms.modems]]\nphone_id = \"sim-1\"\ndevice = \"{}\"\n",
+            link.display()
+        ),
+    )
+    .unwrap();
+    let key = create_key_cli(&config);
+    let daemon = DaemonProcess::start(&config, port);
+    let http = reqwest::blocking::Client::new();
+    let texts: Vec<String> = (0..SENDS).map(|n| format!("in the grace {n}")).collect();
+    for (n, text) in texts.iter().enumerate() {
+        let to = format!("+155512300{n:02}");
+        let body =
+            serde_json::json!({"phone_id": "sim-1", "channel": "sms", "to": to, "text": text});
+        let response = http
+            .post(format!("{}/api/v1/messages", daemon.base))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 202);
+    }
+    // Stop while the first is on the wire and the others wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while sim.sent_texts().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "nothing went out");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(sim.sent_texts().len() < SENDS, "all sent before the stop");
+    assert_eq!(daemon.terminate().code(), Some(0));
+    let mut sent = sim.sent_texts();
+    sent.sort();
+    assert_eq!(
+        sent, texts,
+        "every claimed send went out, once, before the exit"
+    );
+
+    let daemon = DaemonProcess::start(&config, port);
+    let listed = all_pages(&http, &daemon.base, &key, "/api/v1/messages");
+    assert_eq!(listed.len(), SENDS);
+    assert!(
+        listed
+            .iter()
+            .all(|m| m["status"] == "sent" || m["status"] == "delivered"),
+        "{listed:?}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(sim.sent_texts().len(), SENDS, "nothing sent again");
+}

@@ -49,11 +49,14 @@ async fn decide(
             return release_after(ctx, record, Deferral::RateLimited, wait);
         }
     }
+    // `hard_stop` first: once it has fired, no send may start (the message
+    // is released; a send begun now could go out and be sent again).
     tokio::select! {
-        _ = limiters.endpoint.until_ready() => {}
+        biased;
         _ = ctx.hard_stop.cancelled() => {
             return release_after(ctx, record, Deferral::Shutdown, Duration::ZERO);
         }
+        _ = limiters.endpoint.until_ready() => {}
     }
     if let Some(wait) = endpoint.pause.remaining(now_ms()) {
         // The remote refused another send while this one waited its turn.
@@ -73,12 +76,13 @@ async fn decide(
     let send_timeout = Duration::from_secs(ctx.outbox.send_timeout_seconds);
     let started = Instant::now();
     let result = tokio::select! {
-        result = tokio::time::timeout(send_timeout, endpoint.channel.send(&message)) => result,
+        biased;
         // Shutdown grace is over: the send may or may not have gone out;
         // sending it again later is the at-least-once promise.
         _ = ctx.hard_stop.cancelled() => {
             return release_after(ctx, record, Deferral::Shutdown, Duration::ZERO);
         }
+        result = tokio::time::timeout(send_timeout, endpoint.channel.send(&message)) => result,
     };
     let channel = record.channel.as_str();
     if let Ok(Err(error)) = &result {

@@ -213,11 +213,12 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
         }
     }
     // No new hand-overs; those already committed are sent (or released on
-    // `hard_stop`) like any claim. Any left when `hard_stop` fires keep
-    // their lease, and the next start requeues them.
+    // `hard_stop`) like any claim, taken first even once `hard_stop` has
+    // fired, so each is released now rather than left to the next start.
     endpoint.intake.close();
     loop {
         tokio::select! {
+            biased;
             handover = handovers.recv() => match handover {
                 Some(handover) => sends.take(handover),
                 None => break,
