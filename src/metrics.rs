@@ -161,7 +161,8 @@ impl Default for Metrics {
         // on a bridge with no relay configured or paired.
         registry.register(
             "relay_up",
-            "1 when the last request to the relay went through, 0 after an error or a refused key",
+            "1 when the last request to the relay went through, 0 after an error or a refused key \
+             and while the link is not running (no relay key, or not the paired one)",
             relay_up.clone(),
         );
         registry.register(
@@ -207,7 +208,21 @@ pub fn labels(pairs: &[(&str, &str)]) -> Labels {
         .collect()
 }
 
+/// What [`Metrics::render`] writes: the OpenMetrics 1.0 text of
+/// `prometheus_client` (counters typed `counter` with `_total` samples, a
+/// closing `# EOF`). Served as the classic `text/plain; version=0.0.4`,
+/// a scraper parses it as that format and loses the counters' type.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 impl Metrics {
+    /// Run `update` while no [`Self::render`] is under way, so series
+    /// cleared and set again (to drop those no longer true) are never
+    /// scraped half done.
+    pub fn while_not_rendering<T>(&self, update: impl FnOnce(&Self) -> T) -> T {
+        let _registry = self.registry.lock().expect("metrics registry lock");
+        update(self)
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         let registry = self.registry.lock().expect("metrics registry lock");

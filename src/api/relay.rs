@@ -17,7 +17,7 @@ use super::path::ApiPath;
 use super::state::AppState;
 use crate::clock::{now_ms, rfc3339};
 use crate::config::RelayMode;
-use crate::relay::{link, settings};
+use crate::relay::{Unresolved, link, settings};
 use crate::store::{ManualRetry, RelayInbound, RelayInboundState, Scope};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -35,19 +35,46 @@ pub struct RelayLinkView {
     pub inbound_pending: u64,
     /// Inbound messages refused for good or without a route.
     pub inbound_dead: u64,
+    /// `running`; `not_running` when a relay is named but the link is off
+    /// (no key file, or not the key the pairing recorded), the last
+    /// reached and error then being those of an earlier link; `unknown`
+    /// while the pairing cannot be read (a running link runs on).
+    #[serde(default = "running_by_default")]
+    pub state: String,
+    /// Why the link is not running, or why that is unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+pub const LINK_RUNNING: &str = "running";
+pub const LINK_NOT_RUNNING: &str = "not_running";
+pub const LINK_UNKNOWN: &str = "unknown";
+
+/// A report from a daemon that predates `state` showed running links only.
+fn running_by_default() -> String {
+    LINK_RUNNING.into()
 }
 
 impl RelayLinkView {
-    /// The last request to the relay went through: no error since, and the
-    /// key not refused.
+    /// The link runs and its last request to the relay went through: no
+    /// error since, and the key not refused.
     pub fn reachable(&self) -> bool {
-        self.last_error.is_none() && !self.key_rejected
+        self.state == LINK_RUNNING && self.last_error.is_none() && !self.key_rejected
     }
 }
 
 /// `None` when no relay is configured or paired.
 pub async fn link_view(state: &AppState) -> Option<RelayLinkView> {
     let relay = &state.config.config.relay;
+    // Whether a link runs, as the supervisor decides it
+    // (`relay::supervise`): settings that resolve run one, incomplete ones
+    // stop it, a pairing that cannot be read leaves it as it is.
+    let (link_state, reason) = match settings::resolve(&state.config, &*state.store).await {
+        Ok(None) => return None,
+        Ok(Some(_)) => (LINK_RUNNING, None),
+        Err(why @ Unresolved::Incomplete(_)) => (LINK_NOT_RUNNING, Some(why.to_string())),
+        Err(why @ Unresolved::Store(_)) => (LINK_UNKNOWN, Some(why.to_string())),
+    };
     let pairing = settings::load_pairing(&*state.store).await;
     let url = relay
         .url
@@ -72,6 +99,8 @@ pub async fn link_view(state: &AppState) -> Option<RelayLinkView> {
         key_rejected: link.key_rejected,
         inbound_pending: counts.pending,
         inbound_dead: counts.dead,
+        state: link_state.into(),
+        reason,
     })
 }
 

@@ -108,6 +108,14 @@ pub struct StatusReport {
 }
 
 impl StatusReport {
+    /// `ready` when the store is ok and no endpoint of the report is down:
+    /// judged on the endpoints the report holds, so a report cut down to
+    /// one phone's is not made not ready by another phone's endpoint.
+    fn readiness(&self) -> String {
+        let all_up = self.store == "ok" && self.endpoints.iter().all(|e| e.state != "down");
+        if all_up { "ready" } else { "not_ready" }.into()
+    }
+
     /// The report in one line, as `systemctl status` shows a service's
     /// STATUS: readiness, the store, each endpoint's state and queue, and
     /// the relay's backlog.
@@ -131,7 +139,13 @@ impl StatusReport {
             ));
         }
         if let Some(relay) = &self.relay {
-            let reached = if relay.reachable() { "ok" } else { "failing" };
+            use super::relay::{LINK_NOT_RUNNING, LINK_RUNNING};
+            let reached = match relay.state.as_str() {
+                LINK_RUNNING if relay.reachable() => "ok",
+                LINK_RUNNING => "failing",
+                LINK_NOT_RUNNING => "not running",
+                _ => "state unknown",
+            };
             parts.push(format!(
                 "relay {reached}: {} pending, {} dead",
                 relay.inbound_pending, relay.inbound_dead
@@ -171,13 +185,11 @@ pub(crate) async fn report(state: &AppState) -> StatusReport {
     } else {
         Vec::new()
     };
-    let mut all_up = store_ok;
     let endpoints = state
         .endpoints
         .iter()
         .map(|((kind, phone_id), endpoint)| {
             let health = endpoint.channel.health();
-            all_up &= health.state != HealthState::Down;
             let s = stats_of(&stats, *kind, phone_id);
             EndpointStatus {
                 channel: kind.to_string(),
@@ -198,14 +210,16 @@ pub(crate) async fn report(state: &AppState) -> StatusReport {
             }
         })
         .collect();
-    StatusReport {
-        status: if all_up { "ready" } else { "not_ready" }.into(),
+    let mut report = StatusReport {
+        status: String::new(),
         store: if store_ok { "ok" } else { "unavailable" }.into(),
         version: env!("CARGO_PKG_VERSION").into(),
         endpoints,
         relay: super::relay::link_view(state).await,
         storage: state.store.disk_usage(),
-    }
+    };
+    report.status = report.readiness();
+    report
 }
 
 #[utoipa::path(get, path = "/ready", tag = "system",
@@ -246,41 +260,36 @@ pub async fn status(
     if let Some(phone_id) = caller.phone_scope() {
         report.endpoints.retain(|e| e.phone_id == phone_id);
         report.relay = report.relay.filter(|r| r.phone_id == phone_id);
+        report.status = report.readiness();
     }
     Ok(Json(report))
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "system",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+    responses((status = 200, description = "OpenMetrics 1.0 text format",
+        content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let store_up = state.store.ping().await.is_ok();
     state.metrics.store_up.set(store_up as i64);
     if let Some(usage) = state.store.disk_usage() {
         set_disk_gauges(&state, &usage);
     }
-    if let Some(relay) = super::relay::link_view(&state).await {
-        let series = labels(&[("phone_id", &relay.phone_id)]);
-        let metrics = &state.metrics;
-        for (family, value) in [
-            (&metrics.relay_up, relay.reachable() as u64),
-            (&metrics.relay_inbound_pending, relay.inbound_pending),
-            (&metrics.relay_inbound_dead, relay.inbound_dead),
-        ] {
-            family.get_or_create(&series).set(value as i64);
-        }
-    }
+    set_relay_gauges(&state, super::relay::link_view(&state).await.as_ref());
     let now = now_ms();
-    let stats = state
-        .store
-        .queue_stats(now - RECENT_WINDOW_MS)
-        .await
-        .unwrap_or_default();
+    let stats = state.store.queue_stats(now - RECENT_WINDOW_MS).await;
+    // Unread, the queue gauges keep their last values: zeros would clear
+    // an alert on the queue just when the store cannot be read.
+    if let Err(e) = &stats {
+        tracing::warn!(error = %e, "cannot read the queue for /metrics; its gauges keep their last values");
+    }
+    let mut details = Vec::new();
     // Every configured endpoint, found in the stats or not: one whose
     // queue emptied an hour ago has no row there, and reads 0.
     for ((kind, phone_id), endpoint) in state.endpoints.iter() {
         let series = [("channel", kind.as_str()), ("phone_id", phone_id.as_str())];
-        let s = stats_of(&stats, *kind, phone_id);
-        set_queue_gauges(&state, &series, s, now);
+        if let Ok(stats) = &stats {
+            set_queue_gauges(&state, &series, stats_of(stats, *kind, phone_id), now);
+        }
         let health = endpoint.channel.health();
         let up = health.state != HealthState::Down;
         state
@@ -300,22 +309,52 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             .get_or_create(&labels(&series))
             .set(paused as i64);
         // Signal strength and the like, for alerting on a weak modem.
-        for (name, value) in &health.measures {
-            state
-                .metrics
-                .endpoint_detail
-                .get_or_create(&labels(&[series[0], series[1], ("name", name)]))
-                .set(*value);
+        for (name, value) in health.measures {
+            details.push((labels(&[series[0], series[1], ("name", &name)]), value));
         }
     }
+    // Cleared and set again: a quantity an endpoint no longer reports (a
+    // modem with no signal) must not keep its last value.
+    state.metrics.while_not_rendering(|metrics| {
+        metrics.endpoint_detail.clear();
+        for (series, value) in &details {
+            metrics.endpoint_detail.get_or_create(series).set(*value);
+        }
+    });
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         state.metrics.render(),
     )
         .into_response()
+}
+
+/// The relay gauges of the link as it is now only: none after `unpair`,
+/// none left under the phone_id of an earlier pairing. While the pairing
+/// cannot be read, whether a link runs is unknown: they keep their values.
+fn set_relay_gauges(state: &AppState, relay: Option<&super::relay::RelayLinkView>) {
+    if relay.is_some_and(|r| r.state == super::relay::LINK_UNKNOWN) {
+        return;
+    }
+    state.metrics.while_not_rendering(|metrics| {
+        let families = [
+            &metrics.relay_up,
+            &metrics.relay_inbound_pending,
+            &metrics.relay_inbound_dead,
+        ];
+        for family in families {
+            family.clear();
+        }
+        let Some(relay) = relay else { return };
+        let series = labels(&[("phone_id", &relay.phone_id)]);
+        let values = [
+            relay.reachable() as u64,
+            relay.inbound_pending,
+            relay.inbound_dead,
+        ];
+        for (family, value) in families.into_iter().zip(values) {
+            family.get_or_create(&series).set(value as i64);
+        }
+    });
 }
 
 fn set_disk_gauges(state: &AppState, usage: &DiskUsage) {

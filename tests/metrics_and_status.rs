@@ -1,0 +1,158 @@
+//! What `/metrics`, `/api/v1/status` and `/api/v1/relay` say when things
+//! change under them: the format a scraper is told, series that must go
+//! when what they measured goes, gauges kept while the store cannot be
+//! read, a phone-bound key's readiness, and a relay link that is off.
+
+mod common;
+
+use common::*;
+use phonerelay::relay::settings::{self, Pairing};
+use phonerelay::store::Scope;
+use phonerelay_channel::{ChannelHealth, ChannelKind};
+
+/// The lines of `/metrics` that start with `prefix`.
+async fn series(d: &TestDaemon, prefix: &str) -> Vec<String> {
+    d.metrics_text()
+        .await
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn metrics_are_served_as_the_openmetrics_text_they_are() {
+    let d = TestDaemon::start(FAST_OUTBOX, vec![]).await;
+    let response = d
+        .http
+        .get(format!("{}/metrics", d.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    // Read as the classic text format, `# TYPE x counter` with samples
+    // `x_total` loses the counter's type.
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let body = response.text().await.unwrap();
+    assert!(body.trim_end().ends_with("# EOF"), "{body}");
+}
+
+/// Hide (rename) or restore the `outbound` table from a connection of the
+/// test's own: the daemon's next read of the queue fails.
+fn set_outbound_hidden(db: &std::path::Path, hidden: bool) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    let (from, to) = if hidden {
+        ("outbound", "outbound_hidden")
+    } else {
+        ("outbound_hidden", "outbound")
+    };
+    conn.execute_batch(&format!("ALTER TABLE {from} RENAME TO {to}"))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn queue_gauges_keep_their_values_while_the_queue_cannot_be_read() {
+    let sms = TestChannel::new(ChannelKind::Sms, "m1");
+    // Down, so the message stays queued.
+    sms.set_health(ChannelHealth::down("modem unplugged"));
+    let d = TestDaemon::start(FAST_OUTBOX, vec![sms.clone()]).await;
+    d.queue_sms("+15551230001", "held").await;
+    let queued = "phonerelay_queue_messages{channel=\"sms\",phone_id=\"m1\",status=\"queued\"}";
+    assert_eq!(series(&d, queued).await, [format!("{queued} 1")]);
+
+    set_outbound_hidden(&d.db_path(), true);
+    let unread = series(&d, queued).await;
+    set_outbound_hidden(&d.db_path(), false);
+    // Not 0: an alert on the queue must not clear because it went unread.
+    assert_eq!(unread, [format!("{queued} 1")]);
+}
+
+#[tokio::test]
+async fn a_quantity_the_endpoint_no_longer_reports_is_no_longer_exported() {
+    let sms = TestChannel::new(ChannelKind::Sms, "m1");
+    sms.set_health(ChannelHealth::up("registered").with_measure("signal_dbm", -71));
+    let d = TestDaemon::start(FAST_OUTBOX, vec![sms.clone()]).await;
+    let signal = "phonerelay_endpoint_detail{channel=\"sms\",phone_id=\"m1\",name=\"signal_dbm\"}";
+    assert_eq!(series(&d, signal).await, [format!("{signal} -71")]);
+
+    // The modem reports no signal now: no value, not the last one.
+    sms.set_health(ChannelHealth::up("registered"));
+    assert_eq!(series(&d, signal).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_phone_bound_key_s_status_is_judged_on_its_phone_s_endpoints_only() {
+    let a = TestChannel::new(ChannelKind::Sms, "phone-a");
+    let b = TestChannel::new(ChannelKind::Sms, "phone-b");
+    a.set_health(ChannelHealth::down("modem unplugged"));
+    let d = TestDaemon::start(FAST_OUTBOX, vec![a.clone(), b.clone()]).await;
+    let bound = create_key(&*d.store(), vec![Scope::Read], Some("phone-b")).await;
+
+    let (code, status) = d.get("/api/v1/status", &bound).await;
+    assert_eq!(code, 200, "{status}");
+    assert_eq!(status["endpoints"].as_array().unwrap().len(), 1, "{status}");
+    assert_eq!(status["status"], "ready", "{status}");
+
+    let (_, status) = d.get("/api/v1/status", &d.admin_key).await;
+    assert_eq!(status["status"], "not_ready", "{status}");
+}
+
+const PHONE_ID: &str = "ph1";
+/// Nothing listens there: a link that ran would fail at once.
+const RELAY_URL: &str = "http://127.0.0.1:9";
+
+#[tokio::test]
+async fn a_relay_named_without_its_key_is_not_running_and_not_up() {
+    // No key file: the link stays off.
+    let relay = format!("[relay]\nurl = \"{RELAY_URL}\"\nphone_id = \"{PHONE_ID}\"\n");
+    let d = TestDaemon::start(&format!("{FAST_OUTBOX}{relay}"), vec![]).await;
+
+    let up = "phonerelay_relay_up{";
+    assert_eq!(
+        series(&d, up).await,
+        [format!("{up}phone_id=\"{PHONE_ID}\"}} 0")]
+    );
+    let (code, link) = d.get("/api/v1/relay", &d.admin_key).await;
+    assert_eq!(code, 200, "{link}");
+    assert_eq!(link["state"], "not_running", "{link}");
+    assert!(
+        link["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no relay key")),
+        "{link}"
+    );
+    let (_, status) = d.get("/api/v1/status", &d.admin_key).await;
+    assert_eq!(status["relay"]["state"], "not_running", "{status}");
+}
+
+#[tokio::test]
+async fn unpairing_removes_the_relay_series() {
+    let d = TestDaemon::start(FAST_OUTBOX, vec![]).await;
+    let key = "relay-secret-key-0123456789abcdef";
+    let key_file = d.dir.path().join("state").join("relay.key");
+    std::fs::write(&key_file, key).unwrap();
+    let pairing = Pairing {
+        url: RELAY_URL.into(),
+        phone_id: PHONE_ID.into(),
+        bridge_key_id: "k".into(),
+        paired_at_ms: 1,
+        key_sha256: Some(settings::key_fingerprint(key)),
+    };
+    settings::save_pairing(&*d.store(), Some(&pairing))
+        .await
+        .unwrap();
+    let relay_series = "phonerelay_relay_";
+    assert_eq!(series(&d, relay_series).await.len(), 3, "up, pending, dead");
+
+    // As `phonerelay unpair` leaves it.
+    settings::save_pairing(&*d.store(), None).await.unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    let (code, _) = d.get("/api/v1/relay", &d.admin_key).await;
+    assert_eq!(code, 404);
+    assert_eq!(series(&d, relay_series).await, Vec::<String>::new());
+}
