@@ -87,13 +87,17 @@ impl RelayError {
     }
 
     /// The relay itself could not be reached (as opposed to refusing one
-    /// request): no point trying the next message now.
+    /// request): no point trying the next message now. A redirect (3xx)
+    /// counts: it says where the relay is, not what is wrong with this
+    /// message, so the next one would be redirected too.
     pub fn is_link_down(&self) -> bool {
         match self {
             RelayError::Unreachable { .. }
             | RelayError::Tls { .. }
             | RelayError::Timeout { .. } => true,
-            RelayError::Http { status, .. } => *status >= 500 || matches!(status, 401 | 403 | 429),
+            RelayError::Http { status, .. } => {
+                (300..400).contains(status) || *status >= 500 || matches!(status, 401 | 403 | 429)
+            }
             RelayError::BadAnswer { .. } => false,
         }
     }
@@ -118,6 +122,11 @@ impl RelayClient {
     pub fn with(url: &str, key: RelayKey, request_timeout: Duration) -> Result<Self, RelayError> {
         let http = reqwest::Client::builder()
             .connect_timeout(request_timeout)
+            // Following a 301/302/303 turns the POST into a GET without its
+            // body, and the page it lands on answers 200: a message counted
+            // as taken that the relay never stored. A redirect is shown
+            // (with its Location) and retried instead; see `post`.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("phonerelay/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| RelayError::Unreachable {
@@ -139,7 +148,7 @@ impl RelayClient {
     /// POST JSON; a 2xx answer's JSON body, or `null` when it is empty or
     /// not JSON: any 2xx means the relay took the request (`200 OK` with
     /// the body `OK` is a success), so a caller that needs fields from the
-    /// body checks them itself.
+    /// body checks them itself. A 3xx is not followed: it is an error.
     pub async fn post(
         &self,
         path: &str,
@@ -165,11 +174,62 @@ impl RelayClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(|s| s * 1000);
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            return Err(self.redirect_error(path, status, location, retry_after_ms));
+        }
         let text = response.text().await.map_err(|e| classify(&url, &e))?;
         if status.is_success() {
             return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
         }
         Err(http_error(path, status, &text, retry_after_ms))
+    }
+
+    /// A 3xx: the relay did not take the request. Names the Location so
+    /// the operator can fix `relay.url`; the Location comes from the other
+    /// side, so the key is cut out of it should it be echoed there.
+    fn redirect_error(
+        &self,
+        path: &str,
+        status: StatusCode,
+        location: Option<String>,
+        retry_after_ms: Option<u64>,
+    ) -> RelayError {
+        let key = self.key.expose();
+        let location = location.map(|l| {
+            // (`replace` with an empty pattern would insert everywhere.)
+            if key.is_empty() {
+                l
+            } else {
+                l.replace(key, "<hidden>")
+            }
+        });
+        let message = match location {
+            Some(location) => format!(
+                "redirected to {}; redirects are not followed (set relay.url to the relay's own address)",
+                truncate(&location)
+            ),
+            None => "redirected without a Location; redirects are not followed".to_string(),
+        };
+        RelayError::Http {
+            path: path.to_string(),
+            status: status.as_u16(),
+            code: "redirect".into(),
+            message,
+            retry_after_ms,
+        }
+    }
+}
+
+/// At most 300 characters of what the relay said.
+fn truncate(text: &str) -> String {
+    if text.chars().count() > 300 {
+        text.chars().take(300).collect::<String>() + "…"
+    } else {
+        text.to_string()
     }
 }
 
@@ -186,13 +246,11 @@ fn http_error(
         .or_else(|| error.as_str())
         .unwrap_or("http_error")
         .to_string();
-    let mut message = error["message"]
-        .as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_string());
-    if message.chars().count() > 300 {
-        message = message.chars().take(300).collect::<String>() + "…";
-    }
+    let message = truncate(
+        error["message"]
+            .as_str()
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("")),
+    );
     RelayError::Http {
         path: path.to_string(),
         status: status.as_u16(),
@@ -242,5 +300,38 @@ fn classify(url: &str, error: &reqwest::Error) -> RelayError {
             url,
             reason: deepest,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redirect_names_its_location_without_the_key_and_is_retried_holding_the_link() {
+        let key = "k-0123456789";
+        let client = RelayClient::with(
+            "http://relay.test",
+            RelayKey::new(key.into()),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let e = client.redirect_error(
+            "/api/v1/messages",
+            StatusCode::FOUND,
+            Some(format!("https://relay.test/login?token={key}")),
+            None,
+        );
+        let shown = e.to_string();
+        assert!(shown.contains("302"), "{shown}");
+        assert!(
+            shown.contains("https://relay.test/login?token=<hidden>"),
+            "{shown}"
+        );
+        assert!(!shown.contains(key), "{shown}");
+        assert!(!e.is_permanent());
+        assert!(e.is_link_down());
+        let bare = client.redirect_error("/p", StatusCode::MOVED_PERMANENTLY, None, None);
+        assert!(bare.to_string().contains("without a Location"), "{bare}");
     }
 }

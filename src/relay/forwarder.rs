@@ -13,6 +13,8 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use super::Deps;
+use phonerelay_channel::normalize_address as normalize;
+
 use super::routing::{Route, route};
 use crate::api::dto::AttachmentBody;
 use crate::clock::{now_ms, rfc3339};
@@ -70,6 +72,9 @@ pub async fn run(deps: Deps, bell: Arc<Notify>) {
 
 enum Attempt {
     Done,
+    /// Shut down while the POST was in flight: nothing recorded, the
+    /// message stays pending.
+    Stopped,
     /// Hold the conversation back; `link_down` holds back everything.
     Later {
         link_down: bool,
@@ -105,7 +110,9 @@ async fn round(deps: &Deps, failures: &mut u32, link_down_until: &mut Option<i64
             break;
         }
         let m = &item.inbound;
-        let conversation = (m.channel, m.phone_id.clone(), m.from.clone());
+        // The sender as routing spells it: "Ann <Ann@Example.COM>" and
+        // "ann@example.com" are one conversation, held back together.
+        let conversation = (m.channel, m.phone_id.clone(), normalize(m.channel, &m.from));
         if blocked.contains(&conversation) {
             continue;
         }
@@ -117,6 +124,7 @@ async fn round(deps: &Deps, failures: &mut u32, link_down_until: &mut Option<i64
         }
         match forward(deps, &item, failures).await {
             Attempt::Done => {}
+            Attempt::Stopped => break,
             Attempt::Later {
                 link_down,
                 next_at_ms,
@@ -176,7 +184,9 @@ async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attemp
         phone_id: &deps.settings.phone_id,
         channel: "pchat",
         to: &route.to,
-        source: format!("{}:{}", m.channel, m.from),
+        // A reply address: the sender as routing records it
+        // (`email:ann@example.com`, not the display name).
+        source: format!("{}:{}", m.channel, normalize(m.channel, &m.from)),
         text: &m.text,
         attachments: m.attachments.iter().map(AttachmentBody::from).collect(),
         origin: Origin {
@@ -191,15 +201,19 @@ async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attemp
             route: &route.route,
         },
     };
-    let sent = deps
-        .client
-        .post(
+    // A relay that never answers must not hold up a shutdown for the
+    // request timeout. Dropping the POST is safe: nothing is recorded, so
+    // the message stays pending and goes again, with the same
+    // Idempotency-Key (its id), after a restart.
+    let sent = tokio::select! {
+        _ = deps.shutdown.cancelled() => return Attempt::Stopped,
+        sent = deps.client.post(
             &deps.settings.config.paths.messages,
             &body,
             Some(&m.id),
             None,
-        )
-        .await;
+        ) => sent,
+    };
     match sent {
         Ok(_) => {
             deps.link.reached().await;

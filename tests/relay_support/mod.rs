@@ -63,6 +63,18 @@ pub struct Recorded {
     /// Answer a messages POST this late after recording it: the relay has
     /// it, the bridge does not know yet.
     pub answer_delay_ms: u64,
+    /// Answer messages POSTs (after auth) with this 3xx and a Location to
+    /// `/elsewhere`, a page that answers 200 to anything, without taking
+    /// them: a relay moved, or a URL that lands on a login page.
+    pub redirect_messages: Option<u16>,
+    /// Requests `/elsewhere` got (a redirect followed), any method.
+    pub elsewhere_hits: u32,
+    /// Never answer messages POSTs (after auth) and take nothing: a relay
+    /// that black-holes requests.
+    pub black_hole_messages: bool,
+    /// Answer messages whose text contains "HOLD" with this status,
+    /// without taking them.
+    pub hold_marked: Option<u16>,
 }
 
 pub struct EmulatedRelay {
@@ -107,6 +119,7 @@ impl EmulatedRelay {
             .route("/api/v1/bridge/ack", post(ack))
             .route("/api/v1/bridge/status", post(status))
             .route("/api/v1/bridge/heartbeat", post(heartbeat))
+            .route("/elsewhere", axum::routing::any(elsewhere))
             .with_state(self.state.clone());
         let stop = CancellationToken::new();
         let stopped = stop.clone();
@@ -243,6 +256,25 @@ async fn messages(State(state): Shared, headers: HeaderMap, Json(body): Json<Val
     if let Some(refused) = gate(&state, &headers, "messages").await {
         return refused;
     }
+    let (redirect, black_hole, hold) = {
+        let s = state.lock().unwrap();
+        (s.redirect_messages, s.black_hole_messages, s.hold_marked)
+    };
+    if let Some(status) = redirect {
+        return (
+            StatusCode::from_u16(status).unwrap(),
+            [(axum::http::header::LOCATION, "/elsewhere")],
+        )
+            .into_response();
+    }
+    if black_hole {
+        // Dropped, unanswered, when the bridge gives up or the relay stops.
+        return std::future::pending().await;
+    }
+    let marked = body["text"].as_str().is_some_and(|t| t.contains("HOLD"));
+    if let (Some(status), true) = (hold, marked) {
+        return error(status, "held", "emulated refusal of a marked message");
+    }
     let Some((id, answer_delay_ms)) = record_message(&state, &headers, body) else {
         return error(422, "invalid_to", "no such pChat user");
     };
@@ -254,6 +286,12 @@ async fn messages(State(state): Shared, headers: HeaderMap, Json(body): Json<Val
         StatusCode::ACCEPTED,
         json!({"id": id}),
     )
+}
+
+/// Where `redirect_messages` points: any page that answers 200.
+async fn elsewhere(State(state): Shared) -> Response {
+    state.lock().unwrap().elsewhere_hits += 1;
+    (StatusCode::OK, "<html>a web page</html>").into_response()
 }
 
 /// Take a message (relay-side idempotency applied): its pChat id and how

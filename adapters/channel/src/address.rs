@@ -13,6 +13,25 @@ fn invalid(message: impl Into<String>) -> AddressError {
     }
 }
 
+/// One spelling per external address, so a reply finds the conversation:
+/// e-mail addresses compare without case and without a display name. The
+/// store records and looks up conversations with it; the relay forwarder
+/// keys its per-conversation order and writes `source` with it, so all
+/// three agree on who the sender is.
+pub fn normalize_address(channel: ChannelKind, address: &str) -> String {
+    let address = address.trim();
+    match channel {
+        ChannelKind::Email => {
+            let bare = match (address.rfind('<'), address.rfind('>')) {
+                (Some(open), Some(close)) if open < close => &address[open + 1..close],
+                _ => address,
+            };
+            bare.trim().to_ascii_lowercase()
+        }
+        _ => address.to_string(),
+    }
+}
+
 /// Check that `to` is an address the channel can deliver to. Pure syntax:
 /// whether the number exists is the network's business.
 pub fn validate_address(channel: ChannelKind, to: &str) -> Result<(), AddressError> {

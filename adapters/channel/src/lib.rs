@@ -19,7 +19,7 @@ mod message;
 mod secret;
 mod webhook;
 
-pub use address::{AddressError, address_pattern, validate_address};
+pub use address::{AddressError, address_pattern, normalize_address, validate_address};
 pub use channel::{
     Channel, ChannelContext, EventSink, SinkError, message_cursor, message_of_cursor,
 };

@@ -6,22 +6,7 @@ use phonerelay_channel::{ChannelKind, SendReceipt};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::store::*;
-
-/// One spelling per external address, so a reply finds the conversation:
-/// e-mail addresses compare without case and without a display name.
-pub fn normalize(channel: ChannelKind, address: &str) -> String {
-    let address = address.trim();
-    match channel {
-        ChannelKind::Email => {
-            let bare = match (address.rfind('<'), address.rfind('>')) {
-                (Some(open), Some(close)) if open < close => &address[open + 1..close],
-                _ => address,
-            };
-            bare.trim().to_ascii_lowercase()
-        }
-        _ => address.to_string(),
-    }
-}
+use phonerelay_channel::normalize_address as normalize;
 
 /// Where a sent message went and who in pChat sent it, as the outcome
 /// reads it from the message's row.

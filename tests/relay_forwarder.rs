@@ -1,0 +1,185 @@
+//! Inbound forwarding against relays that misbehave: one that redirects,
+//! one that never answers while the bridge stops, and one e-mail sender
+//! written two ways. The real daemon against the emulated relay.
+
+mod common;
+mod relay_support;
+
+use std::time::Duration;
+
+use common::TestChannel;
+use phonerelay::clock::now_ms;
+use phonerelay::store::Store;
+use phonerelay_channel::{ChannelEvent, ChannelKind, InboundMessage};
+use relay_support::{EmulatedRelay, PHONE_ID, RELAY_KEY, wa_inbound};
+
+#[tokio::test]
+async fn an_inbound_answered_by_a_redirect_is_not_delivered_but_retried_until_the_relay_takes_it() {
+    let relay = EmulatedRelay::start().await;
+    // The messages path answers 302 to a page that answers 200: followed,
+    // the POST would become a GET without body and look taken.
+    relay.with(|s| s.redirect_messages = Some(302));
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    wa.inject(wa_inbound("+15551230001", "rd-1", "redirected", &[]))
+        .await
+        .unwrap();
+
+    let link = bridge
+        .wait_link("the redirect", |l| {
+            l["last_error"].as_str().is_some_and(|e| e.contains("302"))
+        })
+        .await;
+    let error = link["last_error"].as_str().unwrap();
+    assert!(error.contains("/elsewhere"), "no Location: {link}");
+    assert!(!error.contains(RELAY_KEY), "{link}");
+    // Retried with backoff, never taken, never dead.
+    relay
+        .wait_for("redirected again", |s| s.message_attempts >= 3)
+        .await;
+    let (code, link) = bridge.get("/api/v1/relay", &bridge.admin_key).await;
+    assert_eq!(code, 200, "{link}");
+    assert_eq!(link["inbound_pending"], 1, "{link}");
+    assert_eq!(link["inbound_dead"], 0, "{link}");
+    relay.with(|s| {
+        assert!(s.messages.is_empty());
+        assert_eq!(s.elsewhere_hits, 0, "the redirect was followed");
+    });
+
+    // The relay answers at its address again: delivered, once.
+    relay.with(|s| s.redirect_messages = None);
+    relay
+        .wait_for("the inbound", |s| s.messages.len() == 1)
+        .await;
+    bridge
+        .wait_link("nothing pending, no error", |l| {
+            l["inbound_pending"] == 0 && l["last_error"].is_null()
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.with(|s| {
+        assert_eq!(s.message_posts_taken, 1);
+        assert_eq!(s.messages[0].body["text"], "redirected");
+    });
+}
+
+#[tokio::test]
+async fn a_graceful_stop_does_not_wait_for_a_relay_that_never_answers() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.black_hole_messages = true);
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    // A request timeout far longer than a stop may take.
+    let config = relay.bridge_config("push", Some("ops")).replace(
+        "request_timeout_seconds = 3",
+        "request_timeout_seconds = 60",
+    );
+    assert!(config.contains("request_timeout_seconds = 60"));
+    let mut bridge = common::start_bridge(&config, RELAY_KEY, &wa).await;
+    wa.inject(wa_inbound("+15551230001", "bh-1", "unanswered", &[]))
+        .await
+        .unwrap();
+    relay
+        .wait_for("the POST in flight", |s| s.message_attempts >= 1)
+        .await;
+
+    tokio::time::timeout(Duration::from_secs(2), bridge.stop())
+        .await
+        .expect("the daemon waited for the relay's answer to stop");
+    {
+        let store = common::open_store(&bridge.db_path());
+        let counts = store.relay_inbound_counts().await.unwrap();
+        assert_eq!(
+            (counts.pending, counts.dead),
+            (1, 0),
+            "not pending after the stop"
+        );
+    }
+    relay.with(|s| {
+        assert!(s.messages.is_empty());
+        s.black_hole_messages = false;
+    });
+
+    // Started again with the relay answering: delivered, once.
+    let bridge = bridge.restart(vec![wa.clone()]).await;
+    relay
+        .wait_for("the inbound", |s| s.messages.len() == 1)
+        .await;
+    bridge
+        .wait_link("nothing pending", |l| l["inbound_pending"] == 0)
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.with(|s| {
+        assert_eq!(s.message_posts_taken, 1);
+        assert_eq!(s.messages[0].body["text"], "unanswered");
+    });
+}
+
+fn email_inbound(from: &str, external_id: &str, text: &str) -> ChannelEvent {
+    ChannelEvent::Inbound(InboundMessage {
+        channel: ChannelKind::Email,
+        phone_id: PHONE_ID.into(),
+        from: from.into(),
+        text: text.into(),
+        subject: Some("dinner".into()),
+        attachments: Vec::new(),
+        external_id: external_id.into(),
+        reply_to: Vec::new(),
+        received_at_ms: now_ms(),
+    })
+}
+
+#[tokio::test]
+async fn one_email_sender_written_two_ways_is_one_conversation_with_a_bare_source() {
+    let relay = EmulatedRelay::start().await;
+    // A transient refusal of the first holds back its conversation.
+    relay.with(|s| s.hold_marked = Some(408));
+    let email = TestChannel::new(ChannelKind::Email, PHONE_ID);
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &email).await;
+    email
+        .inject(email_inbound(
+            "Ann <Ann@Example.COM>",
+            "<in1@mail.test>",
+            "HOLD first",
+        ))
+        .await
+        .unwrap();
+    relay
+        .wait_for("the first refused", |s| s.message_attempts >= 1)
+        .await;
+    email
+        .inject(email_inbound(
+            "ann@example.com",
+            "<in2@mail.test>",
+            "second",
+        ))
+        .await
+        .unwrap();
+    // Rounds go by, the first retried in each: the second, the same
+    // sender, waits behind it.
+    let attempts = relay.with(|s| s.message_attempts);
+    relay
+        .wait_for("the first retried", |s| s.message_attempts >= attempts + 3)
+        .await;
+    relay.with(|s| assert!(s.messages.is_empty(), "the second jumped the first"));
+
+    relay.with(|s| s.hold_marked = None);
+    relay.wait_for("both", |s| s.messages.len() == 2).await;
+    bridge
+        .wait_link("nothing pending", |l| l["inbound_pending"] == 0)
+        .await;
+    let got = relay.messages();
+    let texts: Vec<&str> = got
+        .iter()
+        .map(|m| m.body["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["HOLD first", "second"]);
+    for m in &got {
+        // A reply address, as the docs spell it; `origin.from` keeps what
+        // the channel saw.
+        assert_eq!(m.body["source"], "email:ann@example.com", "{}", m.body);
+    }
+    assert_eq!(got[0].body["origin"]["from"], "Ann <Ann@Example.COM>");
+    assert_eq!(got[1].body["origin"]["from"], "ann@example.com");
+}
