@@ -139,6 +139,7 @@ pub async fn start(
         endpoints: endpoints.clone(),
         config: config.clone(),
         metrics: metrics.clone(),
+        inbound_bell: Arc::new(tokio::sync::Notify::new()),
     });
     let app = api::router(state.clone());
     let stop = api::serve::Stop {
@@ -175,8 +176,7 @@ pub async fn start(
         shutdown: shutdown.clone(),
         hard_stop: hard_stop.clone(),
     };
-    // Rung on each new inbound commit; the relay forwarder waits on it.
-    let inbound_bell = Arc::new(tokio::sync::Notify::new());
+    let inbound_bell = state.inbound_bell.clone();
     // Channels stop after the dispatchers: a send finishing in the grace
     // period still needs its modem (or connection). Each dispatcher holds
     // a sender; once all are gone, or at the hard stop, channels stop.

@@ -18,6 +18,9 @@ pub struct Shared {
     pub endpoints: Arc<Endpoints>,
     pub config: Arc<LoadedConfig>,
     pub metrics: Arc<Metrics>,
+    /// Rung on each inbound commit (a channel's or a webhook's); the
+    /// relay forwarder waits on it.
+    pub inbound_bell: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {

@@ -45,12 +45,10 @@ pub async fn webhook(
             .collect(),
         body: body.to_vec(),
     };
-    let sink: Arc<dyn EventSink> = Arc::new(StoreSink::new(
-        state.store.clone(),
-        state.metrics.clone(),
-        kind,
-        phone_id,
-    ));
+    let sink: Arc<dyn EventSink> = Arc::new(
+        StoreSink::new(state.store.clone(), state.metrics.clone(), kind, phone_id)
+            .with_inbound_bell(state.inbound_bell.clone()),
+    );
     let response = endpoint.channel.handle_webhook(request, sink).await;
     Ok((
         StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
