@@ -27,6 +27,11 @@ pub async fn run(client: &LocalClient, args: &StatusArgs) -> Result<(), ExitErro
     }
     if report.status == "ready" {
         Ok(())
+    } else if args.json {
+        // No table was printed: point into the JSON that was.
+        Err(ExitError::Runtime(
+            "not ready: see \"endpoints\" in the JSON above".into(),
+        ))
     } else {
         Err(ExitError::Runtime("not ready: see the table above".into()))
     }

@@ -48,6 +48,10 @@ pub const DEFAULT_RETRY_INITIAL_MS: u64 = 2_000;
 pub const DEFAULT_RETRY_MAX_MS: u64 = 10 * 60 * 1000;
 /// A claim older than this is considered abandoned and is sent again.
 pub const DEFAULT_LEASE_SECONDS: u64 = 300;
+/// The largest `outbox.lease_seconds`: a day. A longer lease only delays
+/// taking back a claim, and far larger values overflowed the milliseconds
+/// the lease's end is kept in.
+pub const MAX_LEASE_SECONDS: u64 = 24 * 3600;
 pub const DEFAULT_SEND_TIMEOUT_SECONDS: u64 = 120;
 /// How often queued messages past their TTL are marked expired.
 pub const DEFAULT_EXPIRY_SWEEP_SECONDS: u64 = 30;
@@ -57,6 +61,14 @@ pub const DEFAULT_CONCURRENCY: u32 = 4;
 pub const DEFAULT_PER_SECOND: f64 = 20.0;
 pub const DEFAULT_BURST: u32 = 20;
 pub const DEFAULT_PER_RECIPIENT_PER_MINUTE: u32 = 30;
+/// The range of `outbox.limits.*.per_second`. The rate limiter waits
+/// `1 / per_second` between sends, and the dispatcher panicked when that
+/// was no duration it can hold: zero (rounded, above about a billion per
+/// second) or past `Duration`'s range (for tiny rates). A million per
+/// second is more than any endpoint sends; one per million seconds (11.6
+/// days) is as slow as a rate means anything.
+pub const MIN_PER_SECOND: f64 = 1e-6;
+pub const MAX_PER_SECOND: f64 = 1_000_000.0;
 
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 

@@ -109,3 +109,27 @@ fn line_of(text: &str, offset: usize) -> usize {
         .count()
         + 1
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_of_the_wrong_type_is_named_but_not_shown() {
+        for value in ["1234", "12.34", "true", "[1234]", "{ code = 1234 }"] {
+            let text = format!(
+                "[[channels.sms.modems]]\nphone_id = \"m\"\ndevice = \"sim\"\npin = {value}\n"
+            );
+            let error = load_from_str(&text, Path::new("t.toml"), ".".into())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("channels.sms.modems[0].pin: "),
+                "{value}: {error}"
+            );
+            for shown in ["1234", "12.34", "true"] {
+                assert!(!error.contains(shown), "{value}: {error}");
+            }
+        }
+    }
+}

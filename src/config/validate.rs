@@ -3,7 +3,8 @@ use std::net::SocketAddr;
 use phonerelay_channel::{ChannelKind, ConfigIssue};
 
 use super::defaults::{
-    MAX_COMMIT_DELAY_MS, MAX_MAX_CONNECTIONS, MAX_RETENTION_DAYS, MAX_TTL_LIMIT_SECONDS,
+    MAX_COMMIT_DELAY_MS, MAX_LEASE_SECONDS, MAX_MAX_CONNECTIONS, MAX_PER_SECOND,
+    MAX_RETENTION_DAYS, MAX_TTL_LIMIT_SECONDS, MIN_PER_SECOND,
 };
 use super::load::LoadedConfig;
 
@@ -61,6 +62,12 @@ pub fn validate_with(loaded: &LoadedConfig, extra_phone_ids: &[String]) -> Vec<C
         outbox.default_ttl_seconds,
     );
     positive(&mut issues, "outbox.lease_seconds", outbox.lease_seconds);
+    if outbox.lease_seconds > MAX_LEASE_SECONDS {
+        issues.push(ConfigIssue::new(
+            "outbox.lease_seconds",
+            format!("must be at most {MAX_LEASE_SECONDS} (a day)"),
+        ));
+    }
     positive(
         &mut issues,
         "outbox.send_timeout_seconds",
@@ -122,10 +129,11 @@ pub fn validate_with(loaded: &LoadedConfig, extra_phone_ids: &[String]) -> Vec<C
                 "must be at least 1",
             ));
         }
-        if !(limit.per_second.is_finite() && limit.per_second > 0.0) {
+        // Also refuses NaN, which no range contains.
+        if !(MIN_PER_SECOND..=MAX_PER_SECOND).contains(&limit.per_second) {
             issues.push(ConfigIssue::new(
                 format!("{key}.per_second"),
-                "must be above 0",
+                format!("must be from {MIN_PER_SECOND} to {MAX_PER_SECOND}"),
             ));
         }
         if limit.burst == 0 {
@@ -257,6 +265,69 @@ mod tests {
                 found,
                 ["server.max_connections: must be from 1 to 65536"],
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn lease_seconds_is_at_most_a_day() {
+        for good in ["lease_seconds = 86400", "lease_seconds = 121"] {
+            let found = issues(&format!("[outbox]\n{good}\n"));
+            assert!(found.is_empty(), "{good}: {found:?}");
+        }
+        for bad in [86_401_u64, 10_000_000_000_000_000] {
+            let found = issues(&format!("[outbox]\nlease_seconds = {bad}\n"));
+            assert_eq!(
+                found,
+                ["outbox.lease_seconds: must be at most 86400 (a day)"],
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn per_second_is_within_a_rate_the_limiter_can_hold() {
+        // The channel table and a per-phone override are checked alike.
+        let modem = "[[channels.sms.modems]]\nphone_id = \"m1\"\ndevice = \"sim\"\n";
+        for name in ["sms", "m1"] {
+            for good in ["0.000001", "1.0", "1000000.0"] {
+                let found = issues(&format!(
+                    "[outbox.limits.{name}]\nper_second = {good}\n{modem}"
+                ));
+                assert!(found.is_empty(), "{name} {good}: {found:?}");
+            }
+            for bad in [
+                "1e12",
+                "1000000.5",
+                "1e-7",
+                "5e-324",
+                "0.0",
+                "-1.0",
+                "inf",
+                "nan",
+            ] {
+                let found = issues(&format!(
+                    "[outbox.limits.{name}]\nper_second = {bad}\n{modem}"
+                ));
+                assert_eq!(
+                    found,
+                    [format!(
+                        "outbox.limits.{name}.per_second: must be from 0.000001 to 1000000"
+                    )],
+                    "{name} {bad}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn per_second_bounds_give_periods_the_limiter_takes() {
+        // As the dispatcher (outbox/worker.rs) builds its quota.
+        for per_second in [MIN_PER_SECOND, MAX_PER_SECOND] {
+            let period = std::time::Duration::from_secs_f64(1.0 / per_second);
+            assert!(
+                governor::Quota::with_period(period).is_some(),
+                "{per_second}"
             );
         }
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use phonerelay_channel::{
     Channel, ChannelContext, ChannelHealth, ChannelKind, ConfigIssue, ErrorClass, EventSink,
-    OutboundMessage, Secret, SendError, SendReceipt,
+    OutboundMessage, Secret, SecretError, SendError, SendReceipt,
 };
 use phonerelay_sms_pdu::{SubmitOptions, encode_submit};
 use sha2::{Digest, Sha256};
@@ -393,9 +393,11 @@ fn sim_link(phone_id: &str) -> PathBuf {
 /// A channel for one modem entry; starts the simulator for `device = "sim"`
 /// (which then runs for the life of the process).
 pub fn build_modem(config: &ModemConfig, base_dir: &Path) -> Result<SmsChannel, ConfigIssue> {
+    // Keyed by the error itself (`pin` or `pin_file`): its text already
+    // starts with the key, so wrapping it read "pin: pin: ...".
     let pin = config
         .resolve_pin(base_dir)
-        .map_err(|e| ConfigIssue::new("pin", e.to_string()))?;
+        .map_err(SecretError::into_issue)?;
     if config.is_sim() {
         let settings = config.sim.clone().unwrap_or_default();
         let link = sim_link(&config.phone_id);
@@ -439,5 +441,23 @@ pub fn build(
         Ok(channels)
     } else {
         Err(issues)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pin_that_cannot_be_resolved_names_its_key_once() {
+        let mut modem = ModemConfig::new("a", crate::config::SIM_DEVICE);
+        modem.pin = Some(Secret::new("${PHONERELAY_TEST_SURELY_UNSET_VAR}"));
+        let Err(issue) = build_modem(&modem, Path::new(".")) else {
+            panic!("built with an unset PIN variable");
+        };
+        assert_eq!(
+            issue.under("modems[0]").to_string(),
+            "modems[0].pin: environment variable PHONERELAY_TEST_SURELY_UNSET_VAR is not set"
+        );
     }
 }

@@ -307,26 +307,26 @@ impl ModemConfig {
         if !STANDARD_BAUDS.contains(&self.baud) {
             issue("baud", "not a standard rate (e.g. 9600, 115200, 460800)");
         }
-        if self.pin.is_some() && self.pin_file.is_some() {
-            issue("pin", "set either pin or pin_file, not both");
-        }
-        if self.pin_file.is_some() && self.pin.is_none() {
-            // Reading the file the config names is the one side effect
-            // `check` allows: a missing credential must fail here, not at 3 am.
-            if let Err(SecretError::File { path, reason, .. }) = self.resolve_pin(base_dir) {
-                issue(
-                    "pin_file",
-                    &format!("cannot read {}: {reason}", path.display()),
-                );
+        // The PIN is resolved (`${ENV}`, pin_file) as the adapter resolves it
+        // at start and then held to the PIN rule, so `check` fails on what
+        // `serve` would. Reading the environment and the file the config
+        // names is the one side effect `check` allows: a missing credential
+        // must fail here, not at 3 am.
+        match self.resolve_pin(base_dir) {
+            Err(error) => {
+                let found = error.into_issue();
+                issue(&found.key, &found.reason);
             }
-        }
-        if let Some(pin) = &self.pin {
-            let value = pin.expose();
-            let is_env = value.starts_with("${") && value.ends_with('}');
-            if !is_env && !is_valid_pin(value) {
+            Ok(Some(pin)) if !is_valid_pin(pin.expose()) => {
+                let key = if self.pin_file.is_some() {
+                    "pin_file"
+                } else {
+                    "pin"
+                };
                 // Never echo the value: it is a secret even when malformed.
-                issue("pin", "a SIM PIN is 4 to 8 digits");
+                issue(key, "a SIM PIN is 4 to 8 digits");
             }
+            Ok(_) => {}
         }
         if let Some(smsc) = &self.smsc
             && phonerelay_channel::validate_address(phonerelay_channel::ChannelKind::Sms, smsc)
@@ -399,7 +399,7 @@ fn is_valid_pin(pin: &str) -> bool {
 impl SmsConfig {
     /// Every problem in the table, keyed relative to `[channels.sms]`
     /// (`modems[0].device`). Pure except for checking that device paths
-    /// exist.
+    /// exist and resolving the PIN (its environment variable or file).
     pub fn validate(&self, base_dir: &Path) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         let mut seen: HashMap<&str, usize> = HashMap::new();
@@ -684,6 +684,46 @@ mod tests {
         let issues = config.validate(dir.path());
         assert_eq!(issues.len(), 1, "{issues:?}");
         assert_eq!(issues[0].key, "modems[0].pin_file");
+    }
+
+    #[test]
+    fn a_resolved_pin_is_held_to_the_pin_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut modem = sim_modem("a");
+        modem.pin_file = Some(PathBuf::from("pin"));
+        for bad in ["12 34\n", "\n", "123456789\n"] {
+            std::fs::write(dir.path().join("pin"), bad).unwrap();
+            let config = SmsConfig {
+                modems: vec![modem.clone()],
+            };
+            assert_eq!(
+                config.validate(dir.path()),
+                [ConfigIssue::new(
+                    "modems[0].pin_file",
+                    "a SIM PIN is 4 to 8 digits"
+                )],
+                "{bad:?}"
+            );
+        }
+        std::fs::write(dir.path().join("pin"), "1234\n").unwrap();
+        let config = SmsConfig {
+            modems: vec![modem],
+        };
+        assert!(config.validate(dir.path()).is_empty());
+
+        // An unset variable is named once under the key, never "pin: pin:".
+        let mut modem = sim_modem("a");
+        modem.pin = Some(Secret::new("${PHONERELAY_TEST_SURELY_UNSET_VAR}"));
+        let config = SmsConfig {
+            modems: vec![modem],
+        };
+        assert_eq!(
+            config.validate(dir.path()),
+            [ConfigIssue::new(
+                "modems[0].pin",
+                "environment variable PHONERELAY_TEST_SURELY_UNSET_VAR is not set"
+            )]
+        );
     }
 
     #[test]
