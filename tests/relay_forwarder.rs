@@ -183,3 +183,70 @@ async fn one_email_sender_written_two_ways_is_one_conversation_with_a_bare_sourc
     assert_eq!(got[0].body["origin"]["from"], "Ann <Ann@Example.COM>");
     assert_eq!(got[1].body["origin"]["from"], "ann@example.com");
 }
+
+/// A bridge with a second WhatsApp number beside the paired one: what
+/// arrives on the second is not forwarded (the relay would take it for the
+/// paired phone's, and the reply would leave from the wrong number); it is
+/// listed under `other_phone`, not pending and not dead.
+#[tokio::test]
+async fn inbound_on_a_phone_the_link_does_not_carry_is_set_aside() {
+    let relay = EmulatedRelay::start().await;
+    let paired = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let second = TestChannel::new(ChannelKind::Wa, "ph2");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("relay.key"), RELAY_KEY).unwrap();
+    let text = common::config_text(
+        &dir,
+        &format!(
+            "{}{}",
+            common::FAST_OUTBOX,
+            relay.bridge_config("push", Some("ops"))
+        ),
+    );
+    let bridge =
+        common::TestDaemon::start_in(dir, text, vec![paired.clone(), second.clone()]).await;
+    let ChannelEvent::Inbound(mut on_second) =
+        wa_inbound("+15551230002", "op-1", "to the second number", &[])
+    else {
+        unreachable!("wa_inbound builds an inbound message")
+    };
+    on_second.phone_id = "ph2".into();
+    second
+        .inject(ChannelEvent::Inbound(on_second))
+        .await
+        .unwrap();
+    paired
+        .inject(wa_inbound(
+            "+15551230001",
+            "op-2",
+            "to the paired number",
+            &[],
+        ))
+        .await
+        .unwrap();
+
+    relay
+        .wait_for("the paired phone's", |s| !s.messages.is_empty())
+        .await;
+    let link = bridge
+        .wait_link("nothing pending", |l| l["inbound_pending"] == 0)
+        .await;
+    assert_eq!(link["inbound_dead"], 0, "{link}");
+    let (code, page) = bridge
+        .get("/api/v1/relay/inbound?state=other_phone", &bridge.admin_key)
+        .await;
+    assert_eq!(code, 200, "{page}");
+    let aside = page["messages"].as_array().unwrap();
+    assert_eq!(aside.len(), 1, "{page}");
+    assert_eq!(
+        aside[0]["message"]["text"], "to the second number",
+        "{page}"
+    );
+    assert_eq!(aside[0]["message"]["phone_id"], "ph2", "{page}");
+    assert_eq!(aside[0]["error"]["code"], "other_phone", "{page}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.with(|s| {
+        let texts: Vec<_> = s.messages.iter().map(|m| m.body["text"].clone()).collect();
+        assert_eq!(texts, ["to the paired number"], "forwarded");
+    });
+}

@@ -18,7 +18,7 @@ use phonerelay_channel::normalize_address as normalize;
 use super::routing::{Route, route};
 use crate::api::dto::AttachmentBody;
 use crate::clock::{now_ms, rfc3339};
-use crate::store::{RelayInbound, RelayInboundOutcome};
+use crate::store::{InboundRecord, RelayInbound, RelayInboundOutcome};
 
 /// Longest sleep with nothing to do: picks up manual retries and messages
 /// committed by another process.
@@ -110,6 +110,10 @@ async fn round(deps: &Deps, failures: &mut u32, link_down_until: &mut Option<i64
             break;
         }
         let m = &item.inbound;
+        if m.phone_id != deps.settings.phone_id {
+            set_aside(deps, m).await;
+            continue;
+        }
         // The sender as routing spells it: "Ann <Ann@Example.COM>" and
         // "ann@example.com" are one conversation, held back together.
         let conversation = (m.channel, m.phone_id.clone(), normalize(m.channel, &m.from));
@@ -146,6 +150,26 @@ async fn round(deps: &Deps, failures: &mut u32, link_down_until: &mut Option<i64
             Duration::from_millis((at - now_ms()).clamp(0, IDLE_POLL.as_millis() as i64) as u64)
         }
         None => IDLE_POLL,
+    }
+}
+
+/// An inbound message that arrived on another phone than the link's (a
+/// second modem): the relay would take it for the paired phone's, and the
+/// reply would leave from the wrong number. It is set aside, listed under
+/// `other_phone`; if that cannot be recorded, the next round tries again.
+async fn set_aside(deps: &Deps, m: &InboundRecord) {
+    let outcome = RelayInboundOutcome::OtherPhone {
+        phone_id: m.phone_id.clone(),
+        linked_phone_id: deps.settings.phone_id.clone(),
+        now_ms: now_ms(),
+    };
+    match deps.state.store.record_relay_inbound(&m.id, outcome).await {
+        Ok(()) => tracing::info!(id = %m.id, channel = %m.channel, phone_id = %m.phone_id,
+            linked_phone_id = %deps.settings.phone_id,
+            "inbound on a phone the relay link does not carry; not forwarded"),
+        Err(e) => {
+            tracing::warn!(id = %m.id, error = %e, "cannot set aside an inbound of another phone")
+        }
     }
 }
 

@@ -384,6 +384,12 @@ pub enum RelayInboundState {
     Delivered,
     /// Refused for good (or no route); kept with the reason until retried.
     Dead,
+    /// Arrived on a phone the relay link does not carry (the link is
+    /// paired to another phone_id): never forwarded, as the relay would
+    /// take it for the paired phone's and replies would leave from the
+    /// wrong number. Pruned with age like a delivered one.
+    #[serde(rename = "other_phone")]
+    OtherPhone,
 }
 
 impl RelayInboundState {
@@ -392,6 +398,7 @@ impl RelayInboundState {
             RelayInboundState::Pending => "pending",
             RelayInboundState::Delivered => "delivered",
             RelayInboundState::Dead => "dead",
+            RelayInboundState::OtherPhone => "other_phone",
         }
     }
 }
@@ -404,8 +411,9 @@ impl FromStr for RelayInboundState {
             "pending" => Ok(RelayInboundState::Pending),
             "delivered" => Ok(RelayInboundState::Delivered),
             "dead" => Ok(RelayInboundState::Dead),
+            "other_phone" => Ok(RelayInboundState::OtherPhone),
             other => Err(format!(
-                "unknown relay state {other:?}; expected pending, delivered or dead"
+                "unknown relay state {other:?}; expected pending, delivered, dead or other_phone"
             )),
         }
     }
@@ -448,6 +456,13 @@ pub enum RelayInboundOutcome {
         route: Option<String>,
         code: String,
         reason: String,
+        now_ms: i64,
+    },
+    /// Not for this link: it arrived on `phone_id`, the link carries
+    /// `linked_phone_id`.
+    OtherPhone {
+        phone_id: String,
+        linked_phone_id: String,
         now_ms: i64,
     },
 }

@@ -161,6 +161,20 @@ pub fn record(conn: &Connection, id: &str, outcome: &RelayInboundOutcome) -> Sto
             )?
             .execute(params![id, to, route, code, reason, now_ms])?;
         }
+        RelayInboundOutcome::OtherPhone {
+            phone_id,
+            linked_phone_id,
+            now_ms,
+        } => {
+            let reason =
+                format!("arrived on {phone_id}; the relay link carries {linked_phone_id} only");
+            conn.prepare_cached(
+                "UPDATE inbound SET relay_state = 'other_phone', relay_error_code = 'other_phone',
+                    relay_error = ?2, relay_updated_at = ?3
+                 WHERE id = ?1 AND relay_state = 'pending'",
+            )?
+            .execute(params![id, reason, now_ms])?;
+        }
     }
     Ok(())
 }

@@ -93,8 +93,8 @@ pub fn prune(
     // them, those waiting for one: a state at a time, so each walks its
     // part of the state index in seq order and stops at the batch.
     let states: &[&str] = match unforwarded {
-        UnforwardedInbound::Keep => &["delivered"],
-        UnforwardedInbound::Prune => &["delivered", "pending"],
+        UnforwardedInbound::Keep => &["delivered", "other_phone"],
+        UnforwardedInbound::Prune => &["delivered", "other_phone", "pending"],
     };
     for state in states {
         removed += conn
