@@ -111,6 +111,14 @@ pub fn render(report: &StatusReport) -> String {
             relay.inbound_pending,
             relay.inbound_dead,
         ));
+        if relay.state != crate::api::relay::LINK_RUNNING {
+            // Before the last error: that one may be an earlier link's.
+            let why = relay.reason.as_deref().unwrap_or("no reason given");
+            out.push_str(&format!(
+                "relay link {}: {why}\n",
+                relay.state.replace('_', " ")
+            ));
+        }
         if let Some(error) = &relay.last_error {
             out.push_str(&format!("relay last error: {error}\n"));
         }
@@ -173,6 +181,31 @@ mod tests {
         assert!(!sending.one_line().contains("held"));
         assert!(!render(&sending).contains("paused"));
         assert!(!sending.one_line().contains("paused"));
+    }
+
+    /// A relay named but without its link running says so, and why.
+    #[test]
+    fn a_relay_link_that_does_not_run_is_named_with_its_reason() {
+        let mut named = report(true);
+        named.relay = Some(crate::api::relay::RelayLinkView {
+            url: "https://relay.example".into(),
+            phone_id: "m1".into(),
+            mode: "push".into(),
+            last_reached: None,
+            last_error: None,
+            key_rejected: false,
+            inbound_pending: 2,
+            inbound_dead: 0,
+            state: crate::api::relay::LINK_NOT_RUNNING.into(),
+            reason: Some("relay key file relay.key is missing".into()),
+        });
+        let table = render(&named);
+        assert!(
+            table.contains("relay link not running: relay key file relay.key is missing"),
+            "{table}"
+        );
+        named.relay.as_mut().unwrap().state = crate::api::relay::LINK_RUNNING.into();
+        assert!(!render(&named).contains("relay link"), "{}", render(&named));
     }
 
     /// So does one that pauses after a refusal, with how long and why.
