@@ -250,3 +250,44 @@ async fn inbound_on_a_phone_the_link_does_not_carry_is_set_aside() {
         assert_eq!(texts, ["to the paired number"], "forwarded");
     });
 }
+
+/// One sender with more messages waiting than a page of the forwarder's
+/// (500) while the relay refuses it for now: a message from someone else,
+/// committed after all of them, still goes.
+#[tokio::test]
+async fn a_busy_sender_in_backoff_does_not_hold_back_the_others() {
+    const HELD: usize = 501;
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.hold_marked = Some(408));
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    for n in 0..HELD {
+        wa.inject(wa_inbound(
+            "+15551230001",
+            &format!("busy-{n}"),
+            &format!("HOLD {n}"),
+            &[],
+        ))
+        .await
+        .unwrap();
+    }
+    wa.inject(wa_inbound(
+        "+15551230002",
+        "other-1",
+        "from someone else",
+        &[],
+    ))
+    .await
+    .unwrap();
+    relay
+        .wait_for("the other sender's message", |s| !s.messages.is_empty())
+        .await;
+    relay.with(|s| {
+        assert_eq!(s.messages.len(), 1);
+        assert_eq!(s.messages[0].body["text"], "from someone else");
+    });
+    let (code, link) = bridge.get("/api/v1/relay", &bridge.admin_key).await;
+    assert_eq!(code, 200, "{link}");
+    assert_eq!(link["inbound_pending"], HELD, "{link}");
+}

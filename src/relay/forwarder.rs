@@ -95,53 +95,70 @@ async fn round(deps: &Deps, failures: &mut u32, link_down_until: &mut Option<i64
         }
         *link_down_until = None;
     }
-    let pending = match deps.state.store.pending_relay_inbound(ROUND_SIZE).await {
-        Ok(pending) => pending,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read inbound messages to forward");
-            return IDLE_POLL;
-        }
-    };
     let mut blocked: HashSet<(ChannelKind, String, String)> = HashSet::new();
     let mut earliest: Option<i64> = None;
-    let full_round = pending.len() as u32 == ROUND_SIZE;
-    for item in pending {
-        if deps.shutdown.is_cancelled() {
-            break;
-        }
-        let m = &item.inbound;
-        if m.phone_id != deps.settings.phone_id {
-            set_aside(deps, m).await;
-            continue;
-        }
-        // The sender as routing spells it: "Ann <Ann@Example.COM>" and
-        // "ann@example.com" are one conversation, held back together.
-        let conversation = (m.channel, m.phone_id.clone(), normalize(m.channel, &m.from));
-        if blocked.contains(&conversation) {
-            continue;
-        }
-        if item.next_attempt_at_ms > now_ms() {
-            blocked.insert(conversation);
-            earliest =
-                Some(earliest.map_or(item.next_attempt_at_ms, |e| e.min(item.next_attempt_at_ms)));
-            continue;
-        }
-        match forward(deps, &item, failures).await {
-            Attempt::Done => {}
-            Attempt::Stopped => break,
-            Attempt::Later {
-                link_down,
-                next_at_ms,
-            } => {
-                earliest = Some(earliest.map_or(next_at_ms, |e| e.min(next_at_ms)));
-                if link_down {
-                    *link_down_until = Some(next_at_ms);
-                    break;
-                }
+    let mut after_seq = 0;
+    let full_round = 'pages: loop {
+        let pending = match deps
+            .state
+            .store
+            .pending_relay_inbound(after_seq, ROUND_SIZE)
+            .await
+        {
+            Ok(pending) => pending,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read inbound messages to forward");
+                return IDLE_POLL;
+            }
+        };
+        let full_page = pending.len() as u32 == ROUND_SIZE;
+        for item in pending {
+            if deps.shutdown.is_cancelled() {
+                break 'pages full_page;
+            }
+            let m = &item.inbound;
+            after_seq = m.seq;
+            if m.phone_id != deps.settings.phone_id {
+                set_aside(deps, m).await;
+                continue;
+            }
+            // The sender as routing spells it: "Ann <Ann@Example.COM>" and
+            // "ann@example.com" are one conversation, held back together.
+            let conversation = (m.channel, m.phone_id.clone(), normalize(m.channel, &m.from));
+            if blocked.contains(&conversation) {
+                continue;
+            }
+            if item.next_attempt_at_ms > now_ms() {
                 blocked.insert(conversation);
+                earliest = Some(
+                    earliest.map_or(item.next_attempt_at_ms, |e| e.min(item.next_attempt_at_ms)),
+                );
+                continue;
+            }
+            match forward(deps, &item, failures).await {
+                Attempt::Done => {}
+                Attempt::Stopped => break 'pages full_page,
+                Attempt::Later {
+                    link_down,
+                    next_at_ms,
+                } => {
+                    earliest = Some(earliest.map_or(next_at_ms, |e| e.min(next_at_ms)));
+                    if link_down {
+                        *link_down_until = Some(next_at_ms);
+                        break 'pages full_page;
+                    }
+                    blocked.insert(conversation);
+                }
             }
         }
-    }
+        // One pass goes over every pending message, a page at a time,
+        // holding back the conversations seen held: stopping after the
+        // first page would let one busy sender in backoff hold back
+        // everyone after its first ROUND_SIZE messages.
+        if !full_page {
+            break false;
+        }
+    };
     if full_round && earliest.is_none() {
         return Duration::ZERO;
     }

@@ -162,7 +162,13 @@ pub trait Store: Send + Sync + 'static {
         &self,
         relay_message_id: &str,
     ) -> StoreResult<Option<(String, String)>>;
-    async fn pending_relay_inbound(&self, limit: u32) -> StoreResult<Vec<RelayInbound>>;
+    /// Up to `limit` inbound waiting for the relay, in commit order, after
+    /// `after_seq` (0 from the start).
+    async fn pending_relay_inbound(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<RelayInbound>>;
     async fn get_relay_inbound(&self, id: &str) -> StoreResult<Option<RelayInbound>>;
     /// Newest first.
     async fn list_relay_inbound(

@@ -325,9 +325,13 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn pending_relay_inbound(&self, limit: u32) -> StoreResult<Vec<RelayInbound>> {
+    async fn pending_relay_inbound(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<RelayInbound>> {
         self.reader
-            .read(move |conn| relay::pending(conn, limit))
+            .read(move |conn| relay::pending(conn, after_seq, limit))
             .await
     }
 

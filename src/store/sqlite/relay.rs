@@ -65,14 +65,15 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<RelayInbound> {
     })
 }
 
-pub fn pending(conn: &Connection, limit: u32) -> StoreResult<Vec<RelayInbound>> {
+pub fn pending(conn: &Connection, after_seq: i64, limit: u32) -> StoreResult<Vec<RelayInbound>> {
     let sql = format!(
-        "SELECT {}, {RELAY_COLUMNS} FROM inbound WHERE relay_state = 'pending' ORDER BY seq LIMIT ?1",
+        "SELECT {}, {RELAY_COLUMNS} FROM inbound WHERE relay_state = 'pending' AND seq > ?1
+         ORDER BY seq LIMIT ?2",
         inbound::COLUMNS
     );
     let rows = conn
         .prepare_cached(&sql)?
-        .query_map([limit], from_row)?
+        .query_map(params![after_seq, limit], from_row)?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
