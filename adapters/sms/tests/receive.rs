@@ -89,6 +89,49 @@ async fn a_full_sim_is_drained_and_what_the_network_held_arrives() {
     rig.stop_channel().await;
 }
 
+/// A long message committed, and the freeing of its three slots cut
+/// short after the first (a crash between two `AT+CMGD`s): the next run
+/// reads its other two parts alone. They are known as parts of a
+/// committed message and freed, not held to end up as a second, partial
+/// message.
+#[tokio::test]
+async fn parts_left_by_cut_short_deletes_are_freed_not_committed_again() {
+    let mut rig = Rig::idle(behaviour(), modem_config("main"));
+    let long = "one long message in three parts ".repeat(12);
+    assert_eq!(rig.sim.inject_inbound("+15551230010", &long).stored, 3);
+    // The first run: commits, keeps the parts as committed, and is gone
+    // before it frees any slot or clears that record.
+    rig.sim.set_keep_deleted(true);
+    rig.sink
+        .ignore_cursor_removals
+        .store(true, Ordering::SeqCst);
+    rig.run();
+    wait_until(|| rig.sink.inbound().len() == 1).await;
+    let committed_parts = || {
+        rig.sink
+            .cursors
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|name| name.starts_with("sms-committed-parts:"))
+            .count()
+    };
+    wait_until(|| committed_parts() == 1).await;
+    rig.stop_channel().await;
+    assert_eq!(rig.sim.stored().0, 3);
+    // It had freed the first part's slot.
+    assert!(rig.sim.delete_stored(1));
+    rig.sim.set_keep_deleted(false);
+    rig.sink
+        .ignore_cursor_removals
+        .store(false, Ordering::SeqCst);
+
+    rig.restart_channel(modem_config("main"));
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    assert_eq!(rig.sink.inbound().len(), 1, "committed once");
+    rig.stop_channel().await;
+}
+
 #[tokio::test]
 async fn failed_commit_keeps_the_message_and_restart_gives_the_same_id() {
     let mut rig = Rig::start(behaviour(), modem_config("main")).await;

@@ -27,6 +27,62 @@ pub struct Ready {
     /// Some part's user data was shorter than its TP-UDL said; `text` ends
     /// with [`TRUNCATED_MARKER`].
     pub truncated: bool,
+    /// For a message of several parts: what to keep between its commit and
+    /// the last of its slots freed ([`CommittedParts`]).
+    pub committed_parts: Option<CommittedParts>,
+}
+
+/// The parts of a committed long message, kept (in the store's cursors)
+/// while its slots are freed one `AT+CMGD` at a time. A crash part way
+/// through leaves some parts on the SIM; read again alone they would wait
+/// for the parts already gone and end up committed as a second, partial
+/// message. Found here, they are known as committed and only freed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedParts {
+    /// The cursor's name: one per sender, reference and part count.
+    pub name: String,
+    /// Each part's [`part_fingerprint`].
+    pub fingerprints: Vec<String>,
+}
+
+impl CommittedParts {
+    pub fn value(&self) -> String {
+        self.fingerprints.join(",")
+    }
+}
+
+/// For a part of a long message: the cursor naming the committed message
+/// it may belong to, and what tells this part from any other (sender, SMSC
+/// time, reference, count, sequence and text).
+pub fn part_fingerprint(from: &str, deliver: &Deliver) -> Option<(String, String)> {
+    let concat = deliver.concat().filter(|c| c.total > 1)?;
+    let name = format!(
+        "sms-committed-parts:{from}:{}:{}",
+        concat.reference, concat.total
+    );
+    let mut hash = Sha256::new();
+    hash.update(from.as_bytes());
+    hash.update([0]);
+    hash.update(
+        deliver
+            .service_centre_timestamp
+            .to_unix_seconds()
+            .to_be_bytes(),
+    );
+    hash.update(concat.reference.to_be_bytes());
+    hash.update([concat.total, concat.sequence]);
+    hash.update(deliver.text().unwrap_or_default().as_bytes());
+    let digest = hash.finalize();
+    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    Some((name, hex))
+}
+
+/// Whether a cursor's `value` (a [`CommittedParts::value`]) names
+/// `fingerprint`, and what it is without it (empty: nothing left).
+pub fn take_fingerprint(value: &str, fingerprint: &str) -> Option<String> {
+    let rest: Vec<&str> = value.split(',').filter(|f| !f.is_empty()).collect();
+    let left: Vec<&str> = rest.iter().copied().filter(|f| *f != fingerprint).collect();
+    (left.len() < rest.len()).then(|| left.join(","))
 }
 
 /// Appended to the text of a message of which a part arrived cut short
@@ -213,6 +269,14 @@ fn finish_pending(from: &str, pending: Pending, partial: bool) -> Ready {
 /// sweep. `copies` are the slots of duplicates, freed with the message.
 fn finish(from: &str, parts: Vec<(u32, Deliver)>, copies: Vec<u32>, partial: bool) -> Ready {
     let indexes: Vec<u32> = parts.iter().map(|(i, _)| *i).chain(copies).collect();
+    let fingerprints: Vec<(String, String)> = parts
+        .iter()
+        .filter_map(|(_, deliver)| part_fingerprint(from, deliver))
+        .collect();
+    let committed_parts = fingerprints.first().map(|(name, _)| CommittedParts {
+        name: name.clone(),
+        fingerprints: fingerprints.iter().map(|(_, f)| f.clone()).collect(),
+    });
     let mut reassembler = Reassembler::new(u64::MAX / 4);
     let mut done: Option<ReassembledMessage> = None;
     let mut truncated = false;
@@ -254,12 +318,21 @@ fn finish(from: &str, parts: Vec<(u32, Deliver)>, copies: Vec<u32>, partial: boo
         indexes,
         missing_parts: missing,
         truncated,
+        committed_parts,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fingerprint_is_struck_off_once_and_the_record_empties() {
+        assert_eq!(take_fingerprint("a,b,c", "b").as_deref(), Some("a,c"));
+        assert_eq!(take_fingerprint("a,c", "b"), None, "not named");
+        assert_eq!(take_fingerprint("c", "c").as_deref(), Some(""), "the last");
+        assert_eq!(take_fingerprint("", "c"), None);
+    }
     use crate::codec::{Incoming, decode_incoming, encode_deliver};
 
     fn delivers(from: &str, text: &str, reference: u8) -> Vec<Deliver> {

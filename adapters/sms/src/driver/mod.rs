@@ -844,6 +844,13 @@ impl Driver {
     ) -> Result<(), ConnError> {
         match codec::decode_incoming(pdu) {
             Ok(Incoming::Deliver(deliver)) => {
+                if !inbox.holds(index) && self.part_of_committed(&deliver).await {
+                    // Its message was committed, and a crash cut the
+                    // freeing of its slots short: free this one too.
+                    tracing::info!(index, "part of a message already committed; freed");
+                    conn.run(self.cmd(format!("AT+CMGD={index}"))).await?;
+                    return Ok(());
+                }
                 let now = epoch.elapsed().as_millis() as u64;
                 if let Some(ready) = inbox.add(index, *deliver, now) {
                     self.commit_inbound(conn, ready).await?;
@@ -904,8 +911,21 @@ impl Driver {
         }
         match self.sink.deliver(self.inbound_event(&ready)).await {
             Ok(()) => {
+                // A long message's slots are freed one at a time: until the
+                // last is, its parts are kept as committed
+                // (`inbound::CommittedParts`). If that cannot be written, a
+                // crash part way through would leave a partial message.
+                let parts = ready.committed_parts.as_ref();
+                if let Some(parts) = parts {
+                    if let Err(e) = self.sink.save_cursor(&parts.name, &parts.value()).await {
+                        tracing::warn!(error = %e, "cannot keep a long message's parts as committed");
+                    }
+                }
                 for index in ready.indexes.iter().filter(|i| **i != 0) {
                     conn.run(self.cmd(format!("AT+CMGD={index}"))).await?;
+                }
+                if let Some(parts) = parts {
+                    let _ = self.sink.save_cursor(&parts.name, "").await;
                 }
             }
             Err(e) => {
@@ -913,6 +933,25 @@ impl Driver {
             }
         }
         Ok(())
+    }
+
+    /// Whether `deliver` is a part of a long message that was committed
+    /// while the freeing of its slots was cut short; if so, it is struck
+    /// off the record (the record goes with its last part). When the record
+    /// cannot be read, the part is assembled as usual.
+    async fn part_of_committed(&self, deliver: &phonerelay_sms_pdu::Deliver) -> bool {
+        let from = codec::international(&deliver.originator);
+        let Some((name, fingerprint)) = inbound::part_fingerprint(&from, deliver) else {
+            return false;
+        };
+        let Ok(Some(value)) = self.sink.load_cursor(&name).await else {
+            return false;
+        };
+        let Some(left) = inbound::take_fingerprint(&value, &fingerprint) else {
+            return false;
+        };
+        let _ = self.sink.save_cursor(&name, &left).await;
+        true
     }
 
     /// Commit an event the modem handed over without storing it (`+CMT`,

@@ -216,6 +216,13 @@ impl SimHandle {
         self.modem().stored_count()
     }
 
+    /// Someone deletes the message in slot `index` of the SIM's own memory,
+    /// outside the driver (or a driver whose deletes were cut short had
+    /// freed it); returns whether there was one.
+    pub fn delete_stored(&self, index: u32) -> bool {
+        self.modem().delete_stored(index)
+    }
+
     /// Someone deletes everything stored on the SIM, outside the driver.
     pub fn clear_stored(&self) {
         self.modem().clear_stored();

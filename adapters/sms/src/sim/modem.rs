@@ -240,6 +240,11 @@ impl SimModem {
         (self.sm.len(), self.sr.len(), self.held.len())
     }
 
+    /// Delete one message of the SIM's memory; whether there was one.
+    pub fn delete_stored(&mut self, index: u32) -> bool {
+        self.sm.remove(&index).is_some()
+    }
+
     /// Empty both memories, as a human with the SIM in a phone would.
     pub fn clear_stored(&mut self) {
         self.sm.clear();

@@ -25,6 +25,9 @@ pub struct RecordingSink {
     pub failing: AtomicBool,
     /// Reading a cursor fails, as with the store unavailable.
     pub cursors_unreadable: AtomicBool,
+    /// Removing a cursor is ignored, as when a crash comes before the
+    /// driver clears it.
+    pub ignore_cursor_removals: AtomicBool,
     /// Cursors by name, kept across channel restarts like the store's.
     pub cursors: Mutex<std::collections::BTreeMap<String, String>>,
     /// Sent external ids and when their attempt began (ms), as the outbox
@@ -44,7 +47,9 @@ impl EventSink for RecordingSink {
     async fn save_cursor(&self, name: &str, value: &str) -> Result<(), SinkError> {
         let mut cursors = self.cursors.lock().unwrap();
         if value.is_empty() {
-            cursors.remove(name);
+            if !self.ignore_cursor_removals.load(Ordering::SeqCst) {
+                cursors.remove(name);
+            }
         } else {
             cursors.insert(name.to_string(), value.to_string());
         }
