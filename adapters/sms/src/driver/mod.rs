@@ -916,10 +916,10 @@ impl Driver {
                 // (`inbound::CommittedParts`). If that cannot be written, a
                 // crash part way through would leave a partial message.
                 let parts = ready.committed_parts.as_ref();
-                if let Some(parts) = parts {
-                    if let Err(e) = self.sink.save_cursor(&parts.name, &parts.value()).await {
-                        tracing::warn!(error = %e, "cannot keep a long message's parts as committed");
-                    }
+                if let Some(parts) = parts
+                    && let Err(e) = self.sink.save_cursor(&parts.name, &parts.value()).await
+                {
+                    tracing::warn!(error = %e, "cannot keep a long message's parts as committed");
                 }
                 for index in ready.indexes.iter().filter(|i| **i != 0) {
                     conn.run(self.cmd(format!("AT+CMGD={index}"))).await?;
