@@ -81,7 +81,14 @@ pub async fn start(
     extra: Vec<Arc<dyn Channel>>,
 ) -> Result<RunningDaemon, ExitError> {
     let extra_phone_ids: Vec<String> = extra.iter().map(|c| c.phone_id().to_string()).collect();
-    let issues = validate_with(&loaded, &extra_phone_ids);
+    let (absent, issues): (Vec<_>, Vec<_>) = validate_with(&loaded, &extra_phone_ids)
+        .into_iter()
+        .partition(|issue| issue.absent_for_now);
+    for issue in &absent {
+        // A modem not plugged in yet (or still switching modes after boot)
+        // is waited for, as one unplugged while the daemon runs is.
+        tracing::warn!("{issue}; starting anyway, waiting for it");
+    }
     if !issues.is_empty() {
         let lines: Vec<String> = issues.iter().map(ToString::to_string).collect();
         return Err(ExitError::Config(lines.join("\n")));

@@ -356,3 +356,45 @@ fn after_a_restart_a_part_with_an_earlier_parts_tp_mr_gets_an_id_of_its_own() {
     );
     assert_eq!(daemon.terminate().code(), Some(0));
 }
+
+/// A modem whose device is not there when the daemon starts (a USB modem
+/// still switching modes after boot): `check` names it, but `serve` starts
+/// and waits for it as for a modem unplugged while running, and the queue
+/// goes out once it appears.
+#[test]
+fn a_modem_missing_at_start_is_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("modem");
+    let port = free_port();
+    let config = modem_config(
+        dir.path(),
+        port,
+        &link,
+        "reconnect_max_backoff_seconds = 1\n",
+    );
+    let checked = run(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(checked.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&checked.stderr)
+            .contains("channels.sms.modems[0].device: no such file")
+    );
+
+    let key = create_key_cli(&config);
+    let mut daemon = DaemonProcess::start(&config, port);
+    let http = reqwest::blocking::Client::new();
+    let accepted: Value = post_sms(&http, &daemon.base, &key, "waits for its modem", None)
+        .unwrap()
+        .json()
+        .unwrap();
+    let id = accepted["id"].as_str().unwrap().to_string();
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "the daemon exited without its modem"
+    );
+
+    let sim = ModemSimProcess::start(&link, &[]);
+    wait_for_message(&http, &daemon, &key, &id, 30, |m| {
+        ["sent", "delivered"].contains(&m["status"].as_str().unwrap_or(""))
+    });
+    assert_eq!(sim.sent_texts(), ["waits for its modem"]);
+}

@@ -7,6 +7,11 @@ use std::fmt;
 pub struct ConfigIssue {
     pub key: String,
     pub reason: String,
+    /// The config is right but something it names is not there yet (a
+    /// modem not plugged in, still switching modes after boot): `check`
+    /// reports it, while a daemon starts and waits for it, as for a modem
+    /// unplugged while it runs, rather than exit on it.
+    pub absent_for_now: bool,
 }
 
 impl ConfigIssue {
@@ -14,6 +19,15 @@ impl ConfigIssue {
         Self {
             key: key.into(),
             reason: reason.into(),
+            absent_for_now: false,
+        }
+    }
+
+    /// An issue that may pass without a config change (`absent_for_now`).
+    pub fn absent(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            absent_for_now: true,
+            ..Self::new(key, reason)
         }
     }
 

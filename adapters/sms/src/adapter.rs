@@ -425,7 +425,12 @@ pub fn build(
     config: &SmsConfig,
     base_dir: &Path,
 ) -> Result<Vec<Arc<dyn Channel>>, Vec<ConfigIssue>> {
-    let issues = config.validate(base_dir);
+    // A device not there yet is waited for (`ConfigIssue::absent_for_now`).
+    let issues: Vec<ConfigIssue> = config
+        .validate(base_dir)
+        .into_iter()
+        .filter(|issue| !issue.absent_for_now)
+        .collect();
     if !issues.is_empty() {
         return Err(issues);
     }

@@ -286,6 +286,7 @@ impl ModemConfig {
     /// Checks of one modem entry; keys are relative to the entry.
     fn validate(&self, base_dir: &Path) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
+        let mut absent_for_now = None;
         let mut issue = |key: &str, reason: &str| issues.push(ConfigIssue::new(key, reason));
         if self.phone_id.trim().is_empty() {
             issue("phone_id", "must not be empty");
@@ -302,7 +303,7 @@ impl ModemConfig {
                 "must not be empty (a serial device path or \"sim\")",
             );
         } else if !self.is_sim() && !self.device_path(base_dir).exists() {
-            issue("device", "no such file");
+            absent_for_now = Some(ConfigIssue::absent("device", "no such file"));
         }
         if !STANDARD_BAUDS.contains(&self.baud) {
             issue("baud", "not a standard rate (e.g. 9600, 115200, 460800)");
@@ -388,6 +389,7 @@ impl ModemConfig {
                 issue("sim.pin", "a SIM PIN is 4 to 8 digits");
             }
         }
+        issues.extend(absent_for_now);
         issues
     }
 }
@@ -584,7 +586,7 @@ mod tests {
         let issues = config.validate(dir.path());
         assert_eq!(
             issues,
-            [ConfigIssue::new("modems[0].device", "no such file")]
+            [ConfigIssue::absent("modems[0].device", "no such file")]
         );
         // Relative to the config directory, so the same file name passes
         // once it exists there.
