@@ -249,6 +249,62 @@ async fn inbound_on_a_phone_the_link_does_not_carry_is_set_aside() {
         let texts: Vec<_> = s.messages.iter().map(|m| m.body["text"].clone()).collect();
         assert_eq!(texts, ["to the paired number"], "forwarded");
     });
+
+    // It can be sent on by hand (once the link carries its phone); while
+    // the link still carries the first, it is set aside again.
+    let id = aside[0]["message"]["id"].as_str().unwrap();
+    let (code, retried) = bridge
+        .post(
+            &format!("/api/v1/inbound/{id}/retry"),
+            &bridge.admin_key,
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(code, 200, "{retried}");
+    let link = bridge
+        .wait_link("set aside again", |l| l["inbound_pending"] == 0)
+        .await;
+    assert_eq!(link["inbound_dead"], 0, "{link}");
+    relay.with(|s| assert_eq!(s.messages.len(), 1));
+}
+
+/// A link paired to a phone_id none of the bridge's endpoints has (a
+/// pairing or config mistake): nothing is set aside, the inbound waits,
+/// pending, for the mistake to be put right.
+#[tokio::test]
+async fn with_a_link_to_no_endpoint_of_the_bridge_inbound_waits_pending() {
+    let relay = EmulatedRelay::start().await;
+    let only = TestChannel::new(ChannelKind::Wa, "ph2");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("relay.key"), RELAY_KEY).unwrap();
+    let text = common::config_text(
+        &dir,
+        &format!(
+            "{}{}",
+            common::FAST_OUTBOX,
+            relay.bridge_config("push", Some("ops"))
+        ),
+    );
+    let bridge = common::TestDaemon::start_in(dir, text, vec![only.clone()]).await;
+    let ChannelEvent::Inbound(mut on_it) = wa_inbound("+15551230002", "np-1", "waits", &[]) else {
+        unreachable!("wa_inbound builds an inbound message")
+    };
+    on_it.phone_id = "ph2".into();
+    only.inject(ChannelEvent::Inbound(on_it)).await.unwrap();
+    let link = bridge
+        .wait_link("the message pending", |l| l["inbound_pending"] == 1)
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (code, page) = bridge
+        .get("/api/v1/relay/inbound?state=other_phone", &bridge.admin_key)
+        .await;
+    assert_eq!(code, 200, "{page}");
+    assert_eq!(
+        page["messages"].as_array().unwrap().len(),
+        0,
+        "{page} {link}"
+    );
+    relay.with(|s| assert!(s.messages.is_empty()));
 }
 
 /// One sender with more messages waiting than a page of the forwarder's

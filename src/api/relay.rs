@@ -132,7 +132,7 @@ pub async fn get_link(
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RelayInboundView {
     pub message: InboundView,
-    /// `pending`, `delivered` or `dead`.
+    /// `pending`, `delivered`, `dead` or `other_phone`.
     pub state: RelayInboundState,
     pub attempts: u32,
     /// When the next attempt is due (pending only).
@@ -173,7 +173,7 @@ pub struct RelayInboundPage {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RelayInboundQuery {
-    /// `pending`, `delivered` or `dead` (default `dead`).
+    /// `pending`, `delivered`, `dead` or `other_phone` (default `dead`).
     #[param(value_type = Option<RelayInboundState>)]
     pub state: Option<String>,
     pub phone_id: Option<String>,
@@ -251,7 +251,8 @@ pub async fn retry_inbound(
                 StatusCode::CONFLICT,
                 "not_dead",
                 format!(
-                    "the message is {}; only dead letters can be retried",
+                    "the message is {}; only dead letters and messages set aside \
+                     (other_phone) can be retried",
                     current.as_str()
                 ),
             ));

@@ -153,7 +153,8 @@ pub async fn inbound(loaded: &LoadedConfig, command: &InboundCommand) -> Result<
                 }
                 ManualRetry::NotFound => Err(ExitError::Config(format!("no inbound message {id}"))),
                 ManualRetry::NotDead(state) => Err(ExitError::Config(format!(
-                    "{id} is {}; only dead letters can be retried",
+                    "{id} is {}; only dead letters and messages set aside (other_phone) \
+                     can be retried",
                     state.as_str()
                 ))),
             }

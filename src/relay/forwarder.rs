@@ -54,6 +54,12 @@ pub struct Origin<'a> {
 
 pub async fn run(deps: Deps, bell: Arc<Notify>) {
     tracing::info!("relay forwarder started");
+    let linked = &deps.settings.phone_id;
+    if !deps.state.endpoints.has_phone_id(linked) {
+        tracing::warn!(phone_id = %linked,
+            "the relay link's phone_id is none of this bridge's endpoints; \
+             inbound waits, pending, until the pairing or the config is put right");
+    }
     let mut failures = 0u32;
     let mut link_down_until: Option<i64> = None;
     loop {
@@ -119,7 +125,13 @@ async fn round(deps: &Deps, failures: &mut u32, link_down_until: &mut Option<i64
             let m = &item.inbound;
             after_seq = m.seq;
             if m.phone_id != deps.settings.phone_id {
-                set_aside(deps, m).await;
+                // Set aside only while the link's phone is one of this
+                // bridge's: otherwise the pairing is wrong, not the
+                // message, and it waits, pending, for the pairing to be
+                // put right (`run` says so at start).
+                if deps.state.endpoints.has_phone_id(&deps.settings.phone_id) {
+                    set_aside(deps, m).await;
+                }
                 continue;
             }
             // The sender as routing spells it: "Ann <Ann@Example.COM>" and

@@ -472,7 +472,8 @@ pub enum ManualRetry {
     /// Back to pending, due now.
     Requeued,
     NotFound,
-    /// Only dead letters can be retried by hand.
+    /// Only dead letters and messages set aside for another phone can be
+    /// retried by hand.
     NotDead(RelayInboundState),
 }
 

@@ -194,7 +194,12 @@ pub fn retry(conn: &Connection, id: &str, now_ms: i64) -> StoreResult<ManualRetr
         return Ok(ManualRetry::NotFound);
     };
     let state: RelayInboundState = state.parse().map_err(StoreError::Database)?;
-    if state != RelayInboundState::Dead {
+    // A message set aside for another phone can be sent on by hand too
+    // (the link was switched to its phone just after it came, say).
+    if !matches!(
+        state,
+        RelayInboundState::Dead | RelayInboundState::OtherPhone
+    ) {
         return Ok(ManualRetry::NotDead(state));
     }
     conn.prepare_cached(
