@@ -96,7 +96,7 @@ fn inbound_dead_lists_a_refused_message_and_inbound_retry_delivers_it_once() {
     let again = inbound_cli(&config, &["retry", &id]);
     assert_eq!(again.status.code(), Some(2), "{}", text(&again.stderr));
     assert!(
-        text(&again.stderr).contains("is delivered; only dead letters can be retried"),
+        text(&again.stderr).contains("is delivered; only dead letters and messages set aside"),
         "{}",
         text(&again.stderr)
     );

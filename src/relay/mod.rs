@@ -25,11 +25,11 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::AppState;
 use crate::config::RelayMode;
+use crate::daemon_tasks::{TaskEnd, Tasks};
 
 pub use client::{RelayClient, RelayError};
 pub use link::Link;
@@ -74,6 +74,19 @@ pub async fn supervise(
             _ = shutdown.cancelled() => break,
             _ = reload.notified() => {}
             _ = tokio::time::sleep(poll) => {}
+            // Every link task runs until the link stops: one that ended is
+            // a failure (a panic), which the daemon's task watch is told
+            // of by this task ending in turn.
+            ended = slot.task_ended() => {
+                // Its tasks also end when the daemon stops (the link's
+                // token is a child of `shutdown`): no failure then.
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                tracing::error!("{ended} while the relay link ran");
+                slot.stop().await;
+                return;
+            }
         }
     }
     // The link's token is a child of `shutdown`: its tasks are stopping.
@@ -116,6 +129,17 @@ impl LinkSlot {
         self.refused = self.running.is_none().then_some(fingerprint);
     }
 
+    /// The next of the running link's tasks to end; never without a link.
+    async fn task_ended(&mut self) -> TaskEnd {
+        match self.running.as_mut() {
+            Some(link) => match link.tasks.next_end().await {
+                Some(end) => end,
+                None => std::future::pending().await,
+            },
+            None => std::future::pending().await,
+        }
+    }
+
     async fn stop(self) {
         if let Some(link) = self.running {
             link.stop().await;
@@ -141,14 +165,14 @@ fn fingerprint(settings: &RelaySettings) -> [u8; 32] {
 struct RunningLink {
     fingerprint: [u8; 32],
     stop: CancellationToken,
-    tasks: JoinSet<()>,
+    tasks: Tasks,
 }
 
 impl RunningLink {
     /// Stop the link's tasks (the heartbeat says `stopping`) and wait.
     async fn stop(mut self) {
         self.stop.cancel();
-        while self.tasks.join_next().await.is_some() {}
+        while self.tasks.next_end().await.is_some() {}
     }
 }
 
@@ -177,12 +201,18 @@ fn start(
         link: Arc::new(Link::new(state.store.clone())),
         shutdown: stop.clone(),
     };
-    let mut tasks = JoinSet::new();
-    tasks.spawn(forwarder::run(deps.clone(), inbound_bell.clone()));
-    tasks.spawn(status_reporter::run(deps.clone()));
-    tasks.spawn(heartbeat::run(deps.clone()));
+    let mut tasks = Tasks::default();
+    tasks.spawn(
+        "the relay forwarder",
+        forwarder::run(deps.clone(), inbound_bell.clone()),
+    );
+    tasks.spawn(
+        "the relay status reporter",
+        status_reporter::run(deps.clone()),
+    );
+    tasks.spawn("the relay heartbeat", heartbeat::run(deps.clone()));
     if settings.config.mode == RelayMode::Pull {
-        tasks.spawn(pull::run(deps));
+        tasks.spawn("the relay poll", pull::run(deps));
     }
     Some(RunningLink {
         fingerprint,
