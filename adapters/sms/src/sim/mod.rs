@@ -225,7 +225,10 @@ impl SimHandle {
 
     /// Someone deletes everything stored on the SIM, outside the driver.
     pub fn clear_stored(&self) {
-        self.modem().clear_stored();
+        let urcs = self.modem().clear_stored();
+        if !urcs.is_empty() {
+            let _ = self.ctl.send(Ctl::Urcs(urcs));
+        }
     }
 
     /// AT commands answered so far.

@@ -245,10 +245,12 @@ impl SimModem {
         self.sm.remove(&index).is_some()
     }
 
-    /// Empty both memories, as a human with the SIM in a phone would.
-    pub fn clear_stored(&mut self) {
+    /// Empty both memories, as a human with the SIM in a phone would; the
+    /// network then delivers what it held. Returns the URCs for those.
+    pub fn clear_stored(&mut self) -> Vec<String> {
         self.sm.clear();
         self.sr.clear();
+        self.deliver_held()
     }
 
     fn store(&mut self, mem: Mem, hex: String, tpdu_len: usize) -> Option<u32> {
