@@ -165,10 +165,21 @@ fn a_pairing_that_cannot_be_read_leaves_the_running_link_alone() {
         "{}",
         String::from_utf8_lossy(&paired.stderr)
     );
+    let key = create_key_cli(&config);
     let daemon = DaemonProcess::start(&config, port);
     runtime.block_on(relay.wait_for("a heartbeat from the paired daemon", |s| {
         !s.heartbeats.is_empty()
     }));
+    let http = reqwest::blocking::Client::new();
+    let relay_up = format!("phonerelay_relay_up{{phone_id=\"{PHONE_ID}\"}}");
+    let metrics = || {
+        http.get(format!("{}/metrics", daemon.base))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    assert!(metrics().contains(&relay_up), "{}", metrics());
 
     // Three of the daemon's one-second polls fail to read the pairing; a
     // supervisor that took that for "unpaired" would stop the link, and
@@ -177,6 +188,15 @@ fn a_pairing_that_cannot_be_read_leaves_the_running_link_alone() {
     set_cursors_hidden(&db, true);
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert_eq!(stopping_heartbeats(&relay), 0, "the link ran on");
+    // Meanwhile the link is not "none": its gauges keep their values and
+    // its view is unavailable, not missing.
+    assert!(metrics().contains(&relay_up), "{}", metrics());
+    let view = http
+        .get(format!("{}/api/v1/relay", daemon.base))
+        .bearer_auth(&key)
+        .send()
+        .unwrap();
+    assert_eq!(view.status().as_u16(), 503);
 
     // Readable again and unchanged: still the same link, no restart.
     set_cursors_hidden(&db, false);

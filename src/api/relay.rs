@@ -63,14 +63,19 @@ impl RelayLinkView {
     }
 }
 
-/// `None` when no relay is configured or paired.
-pub async fn link_view(state: &AppState) -> Option<RelayLinkView> {
+/// A relay known only from its pairing, while the pairing cannot be read:
+/// whether there is a link at all is unknown, which is not "none".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkUnknown(pub String);
+
+/// `Ok(None)` when no relay is configured or paired.
+pub async fn link_view(state: &AppState) -> Result<Option<RelayLinkView>, LinkUnknown> {
     let relay = &state.config.config.relay;
     // Whether a link runs, as the supervisor decides it
     // (`relay::supervise`): settings that resolve run one, incomplete ones
     // stop it, a pairing that cannot be read leaves it as it is.
     let (link_state, reason) = match settings::resolve(&state.config, &*state.store).await {
-        Ok(None) => return None,
+        Ok(None) => return Ok(None),
         Ok(Some(_)) => (LINK_RUNNING, None),
         Err(why @ Unresolved::Incomplete(_)) => (LINK_NOT_RUNNING, Some(why.to_string())),
         Err(why @ Unresolved::Store(_)) => (LINK_UNKNOWN, Some(why.to_string())),
@@ -79,14 +84,20 @@ pub async fn link_view(state: &AppState) -> Option<RelayLinkView> {
     let url = relay
         .url
         .clone()
-        .or_else(|| pairing.as_ref().map(|p| p.url.clone()))?;
+        .or_else(|| pairing.as_ref().map(|p| p.url.clone()));
     let phone_id = relay
         .phone_id
         .clone()
-        .or_else(|| pairing.as_ref().map(|p| p.phone_id.clone()))?;
+        .or_else(|| pairing.as_ref().map(|p| p.phone_id.clone()));
+    let (Some(url), Some(phone_id)) = (url, phone_id) else {
+        return match (link_state, reason) {
+            (LINK_UNKNOWN, Some(reason)) => Err(LinkUnknown(reason)),
+            _ => Ok(None),
+        };
+    };
     let link = link::load(&*state.store).await.unwrap_or_default();
     let counts = state.store.relay_inbound_counts().await.unwrap_or_default();
-    Some(RelayLinkView {
+    Ok(Some(RelayLinkView {
         url,
         phone_id,
         mode: match relay.mode {
@@ -101,13 +112,15 @@ pub async fn link_view(state: &AppState) -> Option<RelayLinkView> {
         inbound_dead: counts.dead,
         state: link_state.into(),
         reason,
-    })
+    }))
 }
 
 #[utoipa::path(get, path = "/api/v1/relay", tag = "relay",
     responses(
         (status = 200, description = "The relay link", body = RelayLinkView),
         (status = 404, description = "No relay configured or paired", body = ErrorBody),
+        (status = 503, description = "A relay known only from its pairing, which cannot be read now",
+            body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn get_link(
@@ -118,15 +131,16 @@ pub async fn get_link(
     // A key bound to another phone_id sees no link, as it sees none of
     // that phone's messages.
     let bound = caller.phone_scope();
-    link_view(&state)
-        .await
-        .filter(|view| {
-            bound
-                .as_ref()
-                .is_none_or(|phone_id| *phone_id == view.phone_id)
-        })
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("relay link (none configured or paired)"))
+    let view = link_view(&state).await.map_err(|LinkUnknown(reason)| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", reason)
+    })?;
+    view.filter(|view| {
+        bound
+            .as_ref()
+            .is_none_or(|phone_id| *phone_id == view.phone_id)
+    })
+    .map(Json)
+    .ok_or_else(|| ApiError::not_found("relay link (none configured or paired)"))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -215,7 +215,9 @@ pub(crate) async fn report(state: &AppState) -> StatusReport {
         store: if store_ok { "ok" } else { "unavailable" }.into(),
         version: env!("CARGO_PKG_VERSION").into(),
         endpoints,
-        relay: super::relay::link_view(state).await,
+        // Unknown while the pairing cannot be read: the store's own
+        // status says why.
+        relay: super::relay::link_view(state).await.unwrap_or(None),
         storage: state.store.disk_usage(),
     };
     report.status = report.readiness();
@@ -274,7 +276,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     if let Some(usage) = state.store.disk_usage() {
         set_disk_gauges(&state, &usage);
     }
-    set_relay_gauges(&state, super::relay::link_view(&state).await.as_ref());
+    // A relay known only from a pairing that cannot be read now: its
+    // gauges keep their values (`set_relay_gauges` says the same of one
+    // whose state is unknown).
+    if let Ok(view) = super::relay::link_view(&state).await {
+        set_relay_gauges(&state, view.as_ref());
+    }
     let now = now_ms();
     let stats = state.store.queue_stats(now - RECENT_WINDOW_MS).await;
     // Unread, the queue gauges keep their last values: zeros would clear
