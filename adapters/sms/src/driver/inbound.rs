@@ -78,11 +78,9 @@ pub fn part_fingerprint(from: &str, deliver: &Deliver) -> Option<(String, String
 }
 
 /// Whether a cursor's `value` (a [`CommittedParts::value`]) names
-/// `fingerprint`, and what it is without it (empty: nothing left).
-pub fn take_fingerprint(value: &str, fingerprint: &str) -> Option<String> {
-    let rest: Vec<&str> = value.split(',').filter(|f| !f.is_empty()).collect();
-    let left: Vec<&str> = rest.iter().copied().filter(|f| *f != fingerprint).collect();
-    (left.len() < rest.len()).then(|| left.join(","))
+/// `fingerprint`.
+pub fn names_fingerprint(value: &str, fingerprint: &str) -> bool {
+    value.split(',').any(|f| !f.is_empty() && f == fingerprint)
 }
 
 /// Appended to the text of a message of which a part arrived cut short
@@ -327,11 +325,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_fingerprint_is_struck_off_once_and_the_record_empties() {
-        assert_eq!(take_fingerprint("a,b,c", "b").as_deref(), Some("a,c"));
-        assert_eq!(take_fingerprint("a,c", "b"), None, "not named");
-        assert_eq!(take_fingerprint("c", "c").as_deref(), Some(""), "the last");
-        assert_eq!(take_fingerprint("", "c"), None);
+    fn a_record_names_only_its_own_fingerprints() {
+        assert!(names_fingerprint("a1,b2,c3", "b2"));
+        assert!(!names_fingerprint("a1,c3", "b2"));
+        assert!(!names_fingerprint("a1,c3", "a"), "whole fingerprints only");
+        assert!(!names_fingerprint("", ""));
     }
     use crate::codec::{Incoming, decode_incoming, encode_deliver};
 

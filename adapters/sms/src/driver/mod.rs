@@ -936,9 +936,11 @@ impl Driver {
     }
 
     /// Whether `deliver` is a part of a long message that was committed
-    /// while the freeing of its slots was cut short; if so, it is struck
-    /// off the record (the record goes with its last part). When the record
-    /// cannot be read, the part is assembled as usual.
+    /// while the freeing of its slots was cut short. The record is left as
+    /// it is: a copy of the same part in another slot must be known too,
+    /// and a record a crash left behind names only parts already committed
+    /// (a newer message with the same sender, reference and count replaces
+    /// it). When the record cannot be read, the part is assembled as usual.
     async fn part_of_committed(&self, deliver: &phonerelay_sms_pdu::Deliver) -> bool {
         let from = codec::international(&deliver.originator);
         let Some((name, fingerprint)) = inbound::part_fingerprint(&from, deliver) else {
@@ -947,11 +949,7 @@ impl Driver {
         let Ok(Some(value)) = self.sink.load_cursor(&name).await else {
             return false;
         };
-        let Some(left) = inbound::take_fingerprint(&value, &fingerprint) else {
-            return false;
-        };
-        let _ = self.sink.save_cursor(&name, &left).await;
-        true
+        inbound::names_fingerprint(&value, &fingerprint)
     }
 
     /// Commit an event the modem handed over without storing it (`+CMT`,
