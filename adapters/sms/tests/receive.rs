@@ -132,6 +132,32 @@ async fn parts_left_by_cut_short_deletes_are_freed_not_committed_again() {
     rig.stop_channel().await;
 }
 
+/// A long message committed while its committed-parts record cannot be
+/// written: none of its slots is freed (a crash part way through would
+/// leave a partial message nothing names). The next run reads it whole
+/// again, with the same id, which the store drops as a duplicate.
+#[tokio::test]
+async fn a_long_message_whose_record_cannot_be_kept_is_not_freed() {
+    let mut rig = Rig::idle(behaviour(), modem_config("main"));
+    let long = "a long one while the store reads nothing ".repeat(10);
+    assert_eq!(rig.sim.inject_inbound("+15551230011", &long).stored, 3);
+    rig.sink.cursors_unreadable.store(true, Ordering::SeqCst);
+    rig.run();
+    wait_until(|| rig.sink.inbound().len() == 1).await;
+    // Time for deletes that must not come.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rig.stop_channel().await;
+    assert_eq!(rig.sim.stored().0, 3, "no slot freed");
+
+    rig.sink.cursors_unreadable.store(false, Ordering::SeqCst);
+    rig.restart_channel(modem_config("main"));
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    let inbound = rig.sink.inbound();
+    assert_eq!(inbound.len(), 2, "read again whole");
+    assert_eq!(inbound[0].external_id, inbound[1].external_id);
+    rig.stop_channel().await;
+}
+
 #[tokio::test]
 async fn failed_commit_keeps_the_message_and_restart_gives_the_same_id() {
     let mut rig = Rig::start(behaviour(), modem_config("main")).await;

@@ -45,12 +45,6 @@ pub struct CommittedParts {
     pub fingerprints: Vec<String>,
 }
 
-impl CommittedParts {
-    pub fn value(&self) -> String {
-        self.fingerprints.join(",")
-    }
-}
-
 /// For a part of a long message: the cursor naming the committed message
 /// it may belong to, and what tells this part from any other (sender, SMSC
 /// time, reference, count, sequence and text).
@@ -77,7 +71,18 @@ pub fn part_fingerprint(from: &str, deliver: &Deliver) -> Option<(String, String
     Some((name, hex))
 }
 
-/// Whether a cursor's `value` (a [`CommittedParts::value`]) names
+/// A record's `value` with `fingerprints` added (`keep`) or taken off,
+/// those of other messages left as they were; empty when none is left.
+pub fn with_fingerprints(value: &str, fingerprints: &[String], keep: bool) -> String {
+    let mut all: Vec<&str> = value.split(',').filter(|f| !f.is_empty()).collect();
+    all.retain(|f| !fingerprints.iter().any(|own| own == f));
+    if keep {
+        all.extend(fingerprints.iter().map(String::as_str));
+    }
+    all.join(",")
+}
+
+/// Whether a record's `value` (fingerprints, comma-separated) names
 /// `fingerprint`.
 pub fn names_fingerprint(value: &str, fingerprint: &str) -> bool {
     value.split(',').any(|f| !f.is_empty() && f == fingerprint)
@@ -323,6 +328,20 @@ fn finish(from: &str, parts: Vec<(u32, Deliver)>, copies: Vec<u32>, partial: boo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_keeps_another_message_s_fingerprints() {
+        let own = vec!["b2".to_string(), "c3".to_string()];
+        assert_eq!(with_fingerprints("", &own, true), "b2,c3");
+        assert_eq!(with_fingerprints("a1", &own, true), "a1,b2,c3");
+        assert_eq!(
+            with_fingerprints("a1,b2,c3", &own, true),
+            "a1,b2,c3",
+            "once each"
+        );
+        assert_eq!(with_fingerprints("a1,b2,c3", &own, false), "a1");
+        assert_eq!(with_fingerprints("b2,c3", &own, false), "", "none left");
+    }
 
     #[test]
     fn a_record_names_only_its_own_fingerprints() {

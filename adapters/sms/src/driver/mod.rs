@@ -913,24 +913,55 @@ impl Driver {
             Ok(()) => {
                 // A long message's slots are freed one at a time: until the
                 // last is, its parts are kept as committed
-                // (`inbound::CommittedParts`). If that cannot be written, a
-                // crash part way through would leave a partial message.
+                // (`inbound::CommittedParts`). If that cannot be written,
+                // nothing is freed: the next sweep reads the whole message
+                // again, which the store drops as the duplicate it is.
                 let parts = ready.committed_parts.as_ref();
                 if let Some(parts) = parts
-                    && let Err(e) = self.sink.save_cursor(&parts.name, &parts.value()).await
+                    && let Err(e) = self.record_committed_parts(parts, true).await
                 {
-                    tracing::warn!(error = %e, "cannot keep a long message's parts as committed");
+                    tracing::warn!(error = %e, external_id = %ready.external_id,
+                        "cannot keep a long message's parts as committed; its slots are freed later");
+                    return Ok(());
                 }
+                let mut all_freed = true;
                 for index in ready.indexes.iter().filter(|i| **i != 0) {
-                    conn.run(self.cmd(format!("AT+CMGD={index}"))).await?;
+                    all_freed &= conn
+                        .run(self.cmd(format!("AT+CMGD={index}")))
+                        .await?
+                        .is_ok();
                 }
-                if let Some(parts) = parts {
-                    let _ = self.sink.save_cursor(&parts.name, "").await;
+                // A slot the modem would not free keeps the record, so the
+                // part is known when it is read again.
+                if let Some(parts) = parts
+                    && all_freed
+                {
+                    let _ = self.record_committed_parts(parts, false).await;
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, external_id = %ready.external_id, "inbound message not committed; kept on the SIM");
             }
+        }
+        Ok(())
+    }
+
+    /// Add `parts`' fingerprints to the record of their sender, reference
+    /// and count (`keep`), or take them off it. Another message's there (a
+    /// crash left them, and the 8-bit reference came round again) stay.
+    async fn record_committed_parts(
+        &self,
+        parts: &inbound::CommittedParts,
+        keep: bool,
+    ) -> Result<(), phonerelay_channel::SinkError> {
+        let before = self
+            .sink
+            .load_cursor(&parts.name)
+            .await?
+            .unwrap_or_default();
+        let after = inbound::with_fingerprints(&before, &parts.fingerprints, keep);
+        if after != before {
+            self.sink.save_cursor(&parts.name, &after).await?;
         }
         Ok(())
     }
