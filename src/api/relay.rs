@@ -80,7 +80,13 @@ pub async fn link_view(state: &AppState) -> Result<Option<RelayLinkView>, LinkUn
         Err(why @ Unresolved::Incomplete(_)) => (LINK_NOT_RUNNING, Some(why.to_string())),
         Err(why @ Unresolved::Store(_)) => (LINK_UNKNOWN, Some(why.to_string())),
     };
-    let pairing = settings::load_pairing(&*state.store).await;
+    // Read again for the url and phone_id: if it fails now, a relay named
+    // only by it is unknown, whatever the first read said.
+    let pairing = match settings::read_pairing(&*state.store).await {
+        Ok(pairing) => pairing,
+        Err(_) if relay.url.is_some() && relay.phone_id.is_some() => None,
+        Err(e) => return Err(LinkUnknown(format!("cannot read the relay pairing: {e}"))),
+    };
     let url = relay
         .url
         .clone()

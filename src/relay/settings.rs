@@ -71,7 +71,7 @@ pub async fn load_pairing(store: &dyn Store) -> Option<Pairing> {
 
 /// The pairing, if one is recorded (`unpair` leaves an empty text, which
 /// is none); `Err` when the store cannot be read.
-async fn read_pairing(store: &dyn Store) -> Result<Option<Pairing>, String> {
+pub(crate) async fn read_pairing(store: &dyn Store) -> Result<Option<Pairing>, String> {
     let text = store
         .load_cursor(SCOPE, PAIRING)
         .await
