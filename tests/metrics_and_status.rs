@@ -4,6 +4,7 @@
 //! read, a phone-bound key's readiness, and a relay link that is off.
 
 mod common;
+mod support;
 
 use common::*;
 use phonerelay::relay::settings::{self, Pairing};
@@ -40,19 +41,10 @@ async fn metrics_are_served_as_the_openmetrics_text_they_are() {
     assert!(body.trim_end().ends_with("# EOF"), "{body}");
 }
 
-/// Hide (rename) or restore the `outbound` table from a connection of the
-/// test's own: the daemon's next read of the queue fails.
+/// Hide (rename) or restore the `outbound` table: the daemon's next read
+/// of the queue fails.
 fn set_outbound_hidden(db: &std::path::Path, hidden: bool) {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .unwrap();
-    let (from, to) = if hidden {
-        ("outbound", "outbound_hidden")
-    } else {
-        ("outbound_hidden", "outbound")
-    };
-    conn.execute_batch(&format!("ALTER TABLE {from} RENAME TO {to}"))
-        .unwrap();
+    support::store_tables::set_table_hidden(db, "outbound", hidden);
 }
 
 #[tokio::test]

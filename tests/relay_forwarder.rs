@@ -184,6 +184,15 @@ async fn one_email_sender_written_two_ways_is_one_conversation_with_a_bare_sourc
     assert_eq!(got[1].body["origin"]["from"], "ann@example.com");
 }
 
+/// A WhatsApp message from `from` to the number `phone_id`.
+fn wa_inbound_on(phone_id: &str, from: &str, external_id: &str, text: &str) -> ChannelEvent {
+    let ChannelEvent::Inbound(mut message) = wa_inbound(from, external_id, text, &[]) else {
+        unreachable!("wa_inbound builds an inbound message")
+    };
+    message.phone_id = phone_id.into();
+    ChannelEvent::Inbound(message)
+}
+
 /// A bridge with a second WhatsApp number beside the paired one: what
 /// arrives on the second is not forwarded (the relay would take it for the
 /// paired phone's, and the reply would leave from the wrong number); it is
@@ -193,26 +202,19 @@ async fn inbound_on_a_phone_the_link_does_not_carry_is_set_aside() {
     let relay = EmulatedRelay::start().await;
     let paired = TestChannel::new(ChannelKind::Wa, PHONE_ID);
     let second = TestChannel::new(ChannelKind::Wa, "ph2");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("relay.key"), RELAY_KEY).unwrap();
-    let text = common::config_text(
-        &dir,
-        &format!(
-            "{}{}",
-            common::FAST_OUTBOX,
-            relay.bridge_config("push", Some("ops"))
-        ),
-    );
-    let bridge =
-        common::TestDaemon::start_in(dir, text, vec![paired.clone(), second.clone()]).await;
-    let ChannelEvent::Inbound(mut on_second) =
-        wa_inbound("+15551230002", "op-1", "to the second number", &[])
-    else {
-        unreachable!("wa_inbound builds an inbound message")
-    };
-    on_second.phone_id = "ph2".into();
+    let bridge = common::start_bridge_with(
+        &relay.bridge_config("push", Some("ops")),
+        RELAY_KEY,
+        vec![paired.clone(), second.clone()],
+    )
+    .await;
     second
-        .inject(ChannelEvent::Inbound(on_second))
+        .inject(wa_inbound_on(
+            "ph2",
+            "+15551230002",
+            "op-1",
+            "to the second number",
+        ))
         .await
         .unwrap();
     paired
@@ -275,22 +277,11 @@ async fn inbound_on_a_phone_the_link_does_not_carry_is_set_aside() {
 async fn with_a_link_to_no_endpoint_of_the_bridge_inbound_waits_pending() {
     let relay = EmulatedRelay::start().await;
     let only = TestChannel::new(ChannelKind::Wa, "ph2");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("relay.key"), RELAY_KEY).unwrap();
-    let text = common::config_text(
-        &dir,
-        &format!(
-            "{}{}",
-            common::FAST_OUTBOX,
-            relay.bridge_config("push", Some("ops"))
-        ),
-    );
-    let bridge = common::TestDaemon::start_in(dir, text, vec![only.clone()]).await;
-    let ChannelEvent::Inbound(mut on_it) = wa_inbound("+15551230002", "np-1", "waits", &[]) else {
-        unreachable!("wa_inbound builds an inbound message")
-    };
-    on_it.phone_id = "ph2".into();
-    only.inject(ChannelEvent::Inbound(on_it)).await.unwrap();
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &only).await;
+    only.inject(wa_inbound_on("ph2", "+15551230002", "np-1", "waits"))
+        .await
+        .unwrap();
     let link = bridge
         .wait_link("the message pending", |l| l["inbound_pending"] == 1)
         .await;

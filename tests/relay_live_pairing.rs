@@ -132,16 +132,7 @@ fn a_pairing_made_while_the_daemon_runs_starts_the_link_and_unpair_stops_it() {
 /// kept, from a connection of the test's own: the daemon's next read of
 /// the pairing fails with "no such table".
 fn set_cursors_hidden(db: &Path, hidden: bool) {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .unwrap();
-    let (from, to) = if hidden {
-        ("cursors", "cursors_hidden")
-    } else {
-        ("cursors_hidden", "cursors")
-    };
-    conn.execute_batch(&format!("ALTER TABLE {from} RENAME TO {to}"))
-        .unwrap();
+    support::store_tables::set_table_hidden(db, "cursors", hidden);
 }
 
 #[test]

@@ -312,8 +312,17 @@ pub async fn start_bridge(
     relay_key: &str,
     channel: &Arc<test_channel::TestChannel>,
 ) -> TestDaemon {
+    start_bridge_with(relay, relay_key, vec![channel.clone()]).await
+}
+
+/// [`start_bridge`] with several endpoints.
+pub async fn start_bridge_with(
+    relay: &str,
+    relay_key: &str,
+    channels: Vec<Arc<dyn Channel>>,
+) -> TestDaemon {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("relay.key"), relay_key).unwrap();
     let text = config_text(&dir, &format!("{FAST_OUTBOX}{relay}"));
-    TestDaemon::start_in(dir, text, vec![channel.clone()]).await
+    TestDaemon::start_in(dir, text, channels).await
 }

@@ -2,3 +2,4 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod store_tables;
