@@ -53,18 +53,16 @@ fn claimed_sends_go_out_in_the_grace_period_at_a_clean_stop() {
     let link = dir.path().join("modem");
     let sim = ModemSimProcess::start(&link, &["--network-delay-ms", "300"]);
     let port = free_port();
-    let config = dir.path().join("phonerelay.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace_seconds = 20\n\
-             [storage]\nstate_dir = \"state\"\n\
-             [outbox.limits.sms]\nconcurrency = {SENDS}\nper_second = 1000.0\nburst = 1000\n\
+    let config = daemon_config(
+        dir.path(),
+        port,
+        "shutdown_grace_seconds = 20\n",
+        &format!(
+            "[outbox.limits.sms]\nconcurrency = {SENDS}\nper_second = 1000.0\nburst = 1000\n\
              [[channels.sms.modems]]\nphone_id = \"sim-1\"\ndevice = \"{}\"\n",
             link.display()
         ),
-    )
-    .unwrap();
+    );
     let key = create_key_cli(&config);
     let daemon = DaemonProcess::start(&config, port);
     let http = reqwest::blocking::Client::new();

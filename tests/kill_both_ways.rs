@@ -51,12 +51,12 @@ fn inbound_text(round: usize, n: usize) -> String {
 /// kill catches at most one send in flight, the relay link pushing.
 fn write_config(dir: &Path, link: &Path, port: u16, relay_url: &str) -> std::path::PathBuf {
     std::fs::write(dir.join("relay.key"), RELAY_KEY).unwrap();
-    let config = dir.join("phonerelay.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nstate_dir = \"state\"\n\
-             [outbox]\nretry_initial_ms = 40\nretry_max_ms = 500\n\
+    daemon_config(
+        dir,
+        port,
+        "",
+        &format!(
+            "[outbox]\nretry_initial_ms = 40\nretry_max_ms = 500\n\
              [outbox.limits.sms]\nconcurrency = 1\nper_second = 1000.0\nburst = 1000\nper_recipient_per_minute = 0\n\
              [[channels.sms.modems]]\nphone_id = \"{PHONE_ID}\"\ndevice = \"{}\"\nreconnect_max_backoff_seconds = 1\n\
              {}",
@@ -64,8 +64,6 @@ fn write_config(dir: &Path, link: &Path, port: u16, relay_url: &str) -> std::pat
             relay_config(relay_url, "push", Some("ops")),
         ),
     )
-    .unwrap();
-    config
 }
 
 /// The relay's send of one message, as it pushes it to the bridge.

@@ -45,19 +45,17 @@ fn inbound_dead_lists_a_refused_message_and_inbound_retry_delivers_it_once() {
     let sim = ModemSimProcess::start(&dir.path().join("modem"), &[]);
     std::fs::write(dir.path().join("relay.key"), RELAY_KEY).unwrap();
     let port = free_port();
-    let config = dir.path().join("phonerelay.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace_seconds = 1\n\
-             [storage]\nstate_dir = \"state\"\n\
-             [[channels.sms.modems]]\nphone_id = \"{PHONE_ID}\"\ndevice = \"{}\"\n\
+    let config = daemon_config(
+        dir.path(),
+        port,
+        "shutdown_grace_seconds = 1\n",
+        &format!(
+            "[[channels.sms.modems]]\nphone_id = \"{PHONE_ID}\"\ndevice = \"{}\"\n\
              sweep_interval_seconds = 1\nreconnect_max_backoff_seconds = 1\n{}",
             sim.link.display(),
             relay_config(&relay.url(), "push", Some("ops"))
         ),
-    )
-    .unwrap();
+    );
     let daemon = DaemonProcess::start(&config, port);
 
     let empty = inbound_cli(&config, &["dead"]);

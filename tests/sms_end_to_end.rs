@@ -106,20 +106,19 @@ fn two_modems_route_report_receive_and_survive_an_unplug() {
     let sim1 = ModemSimProcess::start(&dir.path().join("modem1"), &[]);
     let sim2 = ModemSimProcess::start(&dir.path().join("modem2"), &["--network-delay-ms", "20"]);
     let port = free_port();
-    let config = dir.path().join("phonerelay.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nstate_dir = \"state\"\n\
-             [outbox]\nretry_initial_ms = 100\nretry_max_ms = 500\n\
+    let config = daemon_config(
+        dir.path(),
+        port,
+        "",
+        &format!(
+            "[outbox]\nretry_initial_ms = 100\nretry_max_ms = 500\n\
              [outbox.limits.sms]\nconcurrency = 1\nper_second = 1000.0\nburst = 1000\nper_recipient_per_minute = 0\n\
              [[channels.sms.modems]]\nphone_id = \"m1\"\ndevice = \"{}\"\nreconnect_max_backoff_seconds = 1\n\
              [[channels.sms.modems]]\nphone_id = \"m2\"\ndevice = \"{}\"\nsweep_interval_seconds = 1\nreconnect_max_backoff_seconds = 1\n",
             sim1.link.display(),
             sim2.link.display()
         ),
-    )
-    .unwrap();
+    );
     let key = create_key_cli(&config);
     let daemon = DaemonProcess::start(&config, port);
     let bridge = Bridge {
@@ -224,21 +223,20 @@ fn a_modem_unplugged_off_the_network_or_congested_for_longer_than_all_retries_fa
     let dir = tempfile::tempdir().unwrap();
     let sim = ModemSimProcess::start(&dir.path().join("modem"), &[]);
     let port = free_port();
-    let config = dir.path().join("phonerelay.toml");
     // Two attempts 100-200 ms apart: an outage that spent attempts would
     // fail a message within half a second.
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nstate_dir = \"state\"\n\
-             [outbox]\nmax_attempts = 2\nretry_initial_ms = 100\nretry_max_ms = 200\n\
+    let config = daemon_config(
+        dir.path(),
+        port,
+        "",
+        &format!(
+            "[outbox]\nmax_attempts = 2\nretry_initial_ms = 100\nretry_max_ms = 200\n\
              [outbox.limits.sms]\nper_second = 1000.0\nburst = 1000\nper_recipient_per_minute = 0\n\
              [[channels.sms.modems]]\nphone_id = \"m1\"\ndevice = \"{}\"\nreconnect_max_backoff_seconds = 1\n\
              health_interval_seconds = 1\n",
             sim.link.display()
         ),
-    )
-    .unwrap();
+    );
     let key = create_key_cli(&config);
     let daemon = DaemonProcess::start(&config, port);
     let bridge = Bridge {

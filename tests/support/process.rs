@@ -81,13 +81,26 @@ impl Simulated {
 /// `ModemSimProcess`'s link, say) and `modem_keys` (TOML lines) added to
 /// its table.
 pub fn modem_config(dir: &Path, port: u16, device: &Path, modem_keys: &str) -> PathBuf {
+    daemon_config(
+        dir,
+        port,
+        "",
+        &format!(
+            "[[channels.sms.modems]]\nphone_id = \"sim-1\"\ndevice = \"{}\"\n{modem_keys}",
+            device.display()
+        ),
+    )
+}
+
+/// `dir/phonerelay.toml`: listen on `port` with `server_keys` (TOML lines)
+/// in `[server]`, the store under `dir/state`, then `rest` (tables).
+pub fn daemon_config(dir: &Path, port: u16, server_keys: &str, rest: &str) -> PathBuf {
     let config = dir.join("phonerelay.toml");
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nstate_dir = \"state\"\n\
-             [[channels.sms.modems]]\nphone_id = \"sim-1\"\ndevice = \"{}\"\n{modem_keys}",
-            device.display()
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n{server_keys}\
+             [storage]\nstate_dir = \"state\"\n{rest}"
         ),
     )
     .unwrap();
