@@ -74,32 +74,15 @@ pub async fn link_view(state: &AppState) -> Result<Option<RelayLinkView>, LinkUn
     // Whether a link runs, as the supervisor decides it
     // (`relay::supervise`): settings that resolve run one, incomplete ones
     // stop it, a pairing that cannot be read leaves it as it is.
-    let (link_state, reason) = match settings::resolve(&state.config, &*state.store).await {
+    let (link_state, reason, url, phone_id) = match settings::resolve(&state.config, &*state.store)
+        .await
+    {
         Ok(None) => return Ok(None),
-        Ok(Some(_)) => (LINK_RUNNING, None),
-        Err(why @ Unresolved::Incomplete(_)) => (LINK_NOT_RUNNING, Some(why.to_string())),
-        Err(why @ Unresolved::Store(_)) => (LINK_UNKNOWN, Some(why.to_string())),
-    };
-    // Read again for the url and phone_id: if it fails now, a relay named
-    // only by it is unknown, whatever the first read said.
-    let pairing = match settings::read_pairing(&*state.store).await {
-        Ok(pairing) => pairing,
-        Err(_) if relay.url.is_some() && relay.phone_id.is_some() => None,
-        Err(e) => return Err(LinkUnknown(format!("cannot read the relay pairing: {e}"))),
-    };
-    let url = relay
-        .url
-        .clone()
-        .or_else(|| pairing.as_ref().map(|p| p.url.clone()));
-    let phone_id = relay
-        .phone_id
-        .clone()
-        .or_else(|| pairing.as_ref().map(|p| p.phone_id.clone()));
-    let (Some(url), Some(phone_id)) = (url, phone_id) else {
-        return match (link_state, reason) {
-            (LINK_UNKNOWN, Some(reason)) => Err(LinkUnknown(reason)),
-            _ => Ok(None),
-        };
+        Ok(Some(running)) => (LINK_RUNNING, None, running.url, running.phone_id),
+        Err(why) => match named_but_not_running(state, &why).await? {
+            Some((link_state, url, phone_id)) => (link_state, Some(why.to_string()), url, phone_id),
+            None => return Ok(None),
+        },
     };
     let link = link::load(&*state.store).await.unwrap_or_default();
     let counts = state.store.relay_inbound_counts().await.unwrap_or_default();
@@ -119,6 +102,41 @@ pub async fn link_view(state: &AppState) -> Result<Option<RelayLinkView>, LinkUn
         state: link_state.into(),
         reason,
     }))
+}
+
+/// The state, url and phone_id of a relay whose settings did not resolve
+/// (`why`): from the config or, failing that, the pairing; `None` when
+/// neither names one. If the pairing cannot be read now, a relay named
+/// only by it is unknown, whatever the first read said.
+async fn named_but_not_running(
+    state: &AppState,
+    why: &Unresolved,
+) -> Result<Option<(&'static str, String, String)>, LinkUnknown> {
+    let relay = &state.config.config.relay;
+    let link_state = match why {
+        Unresolved::Incomplete(_) => LINK_NOT_RUNNING,
+        Unresolved::Store(_) => LINK_UNKNOWN,
+    };
+    let pairing = match settings::read_pairing(&*state.store).await {
+        Ok(pairing) => pairing,
+        Err(_) if relay.url.is_some() && relay.phone_id.is_some() => None,
+        Err(e) => {
+            return Err(LinkUnknown(format!("cannot read the relay pairing: {e}")));
+        }
+    };
+    let url = relay
+        .url
+        .clone()
+        .or_else(|| pairing.as_ref().map(|p| p.url.clone()));
+    let phone_id = relay
+        .phone_id
+        .clone()
+        .or_else(|| pairing.as_ref().map(|p| p.phone_id.clone()));
+    match (url, phone_id) {
+        (Some(url), Some(phone_id)) => Ok(Some((link_state, url, phone_id))),
+        _ if link_state == LINK_UNKNOWN => Err(LinkUnknown(why.to_string())),
+        _ => Ok(None),
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/relay", tag = "relay",
