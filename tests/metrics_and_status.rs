@@ -65,6 +65,37 @@ async fn queue_gauges_keep_their_values_while_the_queue_cannot_be_read() {
 }
 
 #[tokio::test]
+async fn the_status_says_unknown_not_zero_while_the_queue_cannot_be_read() {
+    let sms = TestChannel::new(ChannelKind::Sms, "m1");
+    // Degraded is still ready: only the store can make it not ready here.
+    sms.set_health(ChannelHealth::degraded("weak signal"));
+    let d = TestDaemon::start(FAST_OUTBOX, vec![sms.clone()]).await;
+    let id = d.queue_sms("+15551230001", "sent").await;
+    d.wait_status(&id, "sent").await;
+    let (_, before) = d.get("/api/v1/status", &d.admin_key).await;
+    assert_eq!(before["status"], "ready", "{before}");
+
+    set_outbound_hidden(&d.db_path(), true);
+    let (code, unread) = d.get("/api/v1/status", &d.admin_key).await;
+    let (ready_code, ready) = d.get("/ready", "").await;
+    set_outbound_hidden(&d.db_path(), false);
+    assert_eq!(code, 200);
+    assert_eq!(unread["store"], "unavailable", "{unread}");
+    assert_eq!(unread["status"], "not_ready", "{unread}");
+    let endpoint = &unread["endpoints"][0];
+    for count in ["queued", "sending", "sent_last_hour", "failed_last_hour"] {
+        assert!(endpoint[count].is_null(), "{count}: {unread}");
+    }
+    assert!(endpoint.get("oldest_queued_seconds").is_none(), "{unread}");
+    assert_eq!((ready_code, &ready["store"]), (503, &"unavailable".into()));
+
+    let (_, read) = d.get("/api/v1/status", &d.admin_key).await;
+    assert_eq!(read["store"], "ok", "{read}");
+    assert_eq!(read["endpoints"][0]["queued"], 0, "{read}");
+    assert_eq!(read["endpoints"][0]["sent_last_hour"], 1, "{read}");
+}
+
+#[tokio::test]
 async fn a_quantity_the_endpoint_no_longer_reports_is_no_longer_exported() {
     let sms = TestChannel::new(ChannelKind::Sms, "m1");
     sms.set_health(ChannelHealth::up("registered").with_measure("signal_dbm", -71));

@@ -3,6 +3,7 @@
 
 mod common;
 mod relay_support;
+mod support;
 
 use std::time::Duration;
 
@@ -684,6 +685,54 @@ async fn a_graceful_stop_sends_a_last_heartbeat_with_stopping_true() {
     assert!(last["at"].as_str().unwrap() >= beats[0]["at"].as_str().unwrap());
     assert_eq!(last["endpoints"][0]["channel"], "wa");
     assert_eq!(last["inbound_pending"], 0);
+}
+
+/// A count the store cannot read reaches the relay as unknown (`null`),
+/// never as 0: a relay must not show an empty queue it was not told of.
+#[tokio::test]
+async fn a_heartbeat_says_unknown_for_counts_the_store_cannot_read() {
+    let relay = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge = common::start_bridge(&relay.bridge_config("push", None), RELAY_KEY, &wa).await;
+    relay
+        .wait_for("a heartbeat with counts", |s| {
+            s.heartbeats.last().is_some_and(|b| b["queue_depth"] == 0)
+        })
+        .await;
+
+    for table in ["outbound", "inbound"] {
+        support::store_tables::set_table_hidden(&bridge.db_path(), table, true);
+    }
+    let seen = relay.with(|s| s.heartbeats.len());
+    // A beat built before the tables went may still arrive: look past it.
+    let unknown = |s: &relay_support::Recorded| {
+        s.heartbeats[seen..]
+            .iter()
+            .find(|b| b["queue_depth"].is_null())
+            .cloned()
+    };
+    relay
+        .wait_for("a heartbeat while hidden", |s| unknown(s).is_some())
+        .await;
+    for table in ["outbound", "inbound"] {
+        support::store_tables::set_table_hidden(&bridge.db_path(), table, false);
+    }
+    let beat = relay.with(|s| unknown(s)).unwrap();
+    for count in ["queue_depth", "inbound_pending", "inbound_dead"] {
+        assert!(beat[count].is_null(), "{count}: {beat}");
+    }
+    assert!(beat["endpoints"][0]["queued"].is_null(), "{beat}");
+    assert!(beat["endpoints"][0]["sending"].is_null(), "{beat}");
+
+    relay
+        .wait_for("counts again", |s| {
+            s.heartbeats.last().is_some_and(|b| {
+                b["queue_depth"] == 0
+                    && b["inbound_pending"] == 0
+                    && b["endpoints"][0]["queued"] == 0
+            })
+        })
+        .await;
 }
 
 #[tokio::test]

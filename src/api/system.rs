@@ -52,14 +52,21 @@ pub struct EndpointStatus {
     /// `until`, and no attempt is spent meanwhile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<EndpointPause>,
-    pub queued: u64,
+    /// Messages waiting to be sent. This and the three counts below are
+    /// `null` when the store could not count them (the report's `store` then
+    /// says `unavailable`): unknown, not 0.
+    #[serde(default)]
+    pub queued: Option<u64>,
     /// How long the oldest queued message has waited since it was
-    /// accepted; absent when nothing is queued.
+    /// accepted; absent when nothing is queued or the count is unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oldest_queued_seconds: Option<u64>,
-    pub sending: u64,
-    pub sent_last_hour: u64,
-    pub failed_last_hour: u64,
+    #[serde(default)]
+    pub sending: Option<u64>,
+    #[serde(default)]
+    pub sent_last_hour: Option<u64>,
+    #[serde(default)]
+    pub failed_last_hour: Option<u64>,
 }
 
 /// Why and how long an endpoint pauses.
@@ -95,6 +102,8 @@ fn can_send_by_default() -> bool {
 pub struct StatusReport {
     /// `ready` when the store and every endpoint are up or degraded.
     pub status: String,
+    /// `ok`, or `unavailable` when the store did not answer or could not
+    /// read the queue.
     pub store: String,
     pub version: String,
     pub endpoints: Vec<EndpointStatus>,
@@ -133,10 +142,16 @@ impl StatusReport {
                 (true, Some(_)) => " (paused)",
                 (true, None) => "",
             };
-            parts.push(format!(
-                "{}/{} {}{held}: {} queued{oldest}, {} failed in the last hour",
-                e.channel, e.phone_id, e.state, e.queued, e.failed_last_hour
-            ));
+            parts.push(match (e.queued, e.failed_last_hour) {
+                (Some(queued), Some(failed)) => format!(
+                    "{}/{} {}{held}: {queued} queued{oldest}, {failed} failed in the last hour",
+                    e.channel, e.phone_id, e.state
+                ),
+                _ => format!(
+                    "{}/{} {}{held}: queue unreadable",
+                    e.channel, e.phone_id, e.state
+                ),
+            });
         }
         if let Some(relay) = &self.relay {
             use super::relay::{LINK_NOT_RUNNING, LINK_RUNNING};
@@ -174,23 +189,30 @@ fn queue_age_seconds(stats: &EndpointStats, now_ms: i64) -> Option<u64> {
 
 /// The status report, as `/api/v1/status` and the service manager get it.
 pub(crate) async fn report(state: &AppState) -> StatusReport {
-    let store_ok = state.store.ping().await.is_ok();
     let now = now_ms();
-    let stats = if store_ok {
-        state
-            .store
-            .queue_stats(now - RECENT_WINDOW_MS)
-            .await
-            .unwrap_or_default()
-    } else {
-        Vec::new()
+    // Counted only if the store answers; a count it could not read is
+    // reported unknown, not as an empty queue.
+    let stats = match state.store.ping().await {
+        Ok(()) => match state.store.queue_stats(now - RECENT_WINDOW_MS).await {
+            Ok(stats) => Some(stats),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the queue for the status report");
+                None
+            }
+        },
+        Err(_) => None,
     };
+    let store_ok = stats.is_some();
     let endpoints = state
         .endpoints
         .iter()
         .map(|((kind, phone_id), endpoint)| {
             let health = endpoint.channel.health();
-            let s = stats_of(&stats, *kind, phone_id);
+            // Inner None: no row, so nothing queued; outer None: unknown.
+            let s = stats
+                .as_deref()
+                .map(|stats| stats_of(stats, *kind, phone_id));
+            let count = |of: fn(&EndpointStats) -> u64| s.map(|s| s.map_or(0, of));
             EndpointStatus {
                 channel: kind.to_string(),
                 phone_id: phone_id.clone(),
@@ -202,11 +224,11 @@ pub(crate) async fn report(state: &AppState) -> StatusReport {
                 details: health.details,
                 can_send: endpoint.channel.can_send(),
                 paused: EndpointPause::of(endpoint, now),
-                queued: s.map_or(0, |s| s.queued),
-                oldest_queued_seconds: s.and_then(|s| queue_age_seconds(s, now)),
-                sending: s.map_or(0, |s| s.sending),
-                sent_last_hour: s.map_or(0, |s| s.sent_recently),
-                failed_last_hour: s.map_or(0, |s| s.failed_recently),
+                queued: count(|s| s.queued),
+                oldest_queued_seconds: s.flatten().and_then(|s| queue_age_seconds(s, now)),
+                sending: count(|s| s.sending),
+                sent_last_hour: count(|s| s.sent_recently),
+                failed_last_hour: count(|s| s.failed_recently),
             }
         })
         .collect();

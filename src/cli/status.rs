@@ -37,6 +37,11 @@ pub async fn run(client: &LocalClient, args: &StatusArgs) -> Result<(), ExitErro
     }
 }
 
+/// A count, or `?` where the store could not count.
+fn count(n: Option<u64>) -> String {
+    n.map_or("?".into(), |n| n.to_string())
+}
+
 /// The at-a-glance table: one line per endpoint.
 pub fn render(report: &StatusReport) -> String {
     let mut out = format!(
@@ -78,11 +83,11 @@ pub fn render(report: &StatusReport) -> String {
             e.channel.clone(),
             e.phone_id.clone(),
             e.state.clone(),
-            e.queued.to_string(),
+            count(e.queued),
             e.oldest_queued_seconds.map_or("-".into(), age),
-            e.sending.to_string(),
-            e.sent_last_hour.to_string(),
-            e.failed_last_hour.to_string(),
+            count(e.sending),
+            count(e.sent_last_hour),
+            count(e.failed_last_hour),
             detail,
         ]);
     }
@@ -149,11 +154,11 @@ mod tests {
                 details: Default::default(),
                 can_send,
                 paused: None,
-                queued: 3,
+                queued: Some(3),
                 oldest_queued_seconds: Some(90),
-                sending: 0,
-                sent_last_hour: 0,
-                failed_last_hour: 0,
+                sending: Some(0),
+                sent_last_hour: Some(0),
+                failed_last_hour: Some(0),
             }],
             relay: None,
             storage: None,
@@ -230,5 +235,26 @@ mod tests {
             "{}",
             paused.one_line()
         );
+    }
+
+    /// Counts the store could not read show as unknown, never as 0.
+    #[test]
+    fn counts_the_store_could_not_read_are_shown_unknown() {
+        let mut unread = report(true);
+        let e = &mut unread.endpoints[0];
+        (e.queued, e.sending, e.sent_last_hour, e.failed_last_hour) = (None, None, None, None);
+        e.oldest_queued_seconds = None;
+        let table = render(&unread);
+        let row = table.lines().find(|l| l.starts_with("sms")).unwrap();
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[3..8], ["?", "-", "?", "?", "?"], "{table}");
+        assert!(
+            unread
+                .one_line()
+                .contains("sms/m1 degraded: queue unreadable"),
+            "{}",
+            unread.one_line()
+        );
+        assert!(!unread.one_line().contains("0 queued"));
     }
 }

@@ -22,10 +22,11 @@ pub struct Heartbeat {
     pub started_at: String,
     pub stopping: bool,
     pub endpoints: Vec<EndpointBeat>,
-    /// Messages queued or being sent, all endpoints.
-    pub queue_depth: u64,
-    pub inbound_pending: u64,
-    pub inbound_dead: u64,
+    /// Messages queued or being sent, all endpoints. This and every count
+    /// below are `null` when the store could not count them: unknown, not 0.
+    pub queue_depth: Option<u64>,
+    pub inbound_pending: Option<u64>,
+    pub inbound_dead: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -35,30 +36,33 @@ pub struct EndpointBeat {
     /// `up`, `degraded` or `down`.
     pub state: phonerelay_channel::HealthState,
     pub summary: String,
-    pub queued: u64,
-    pub sending: u64,
+    pub queued: Option<u64>,
+    pub sending: Option<u64>,
 }
 
 pub async fn build(deps: &Deps, started_ms: i64, stopping: bool) -> Heartbeat {
     let store = &deps.state.store;
-    let stats = store.queue_stats(now_ms()).await.unwrap_or_default();
-    let counts = store.relay_inbound_counts().await.unwrap_or_default();
+    let stats = store.queue_stats(now_ms()).await.ok();
+    let counts = store.relay_inbound_counts().await.ok();
     let endpoints: Vec<EndpointBeat> = deps
         .state
         .endpoints
         .iter()
         .map(|((kind, phone_id), endpoint)| {
             let health = endpoint.channel.health();
-            let s = stats
-                .iter()
-                .find(|s| s.channel == *kind && &s.phone_id == phone_id);
+            // Inner None: no row, so nothing queued; outer None: unknown.
+            let s = stats.as_ref().map(|stats| {
+                stats
+                    .iter()
+                    .find(|s| s.channel == *kind && &s.phone_id == phone_id)
+            });
             EndpointBeat {
                 channel: kind.to_string(),
                 phone_id: phone_id.clone(),
                 state: health.state,
                 summary: health.summary,
-                queued: s.map_or(0, |s| s.queued),
-                sending: s.map_or(0, |s| s.sending),
+                queued: s.map(|s| s.map_or(0, |s| s.queued)),
+                sending: s.map(|s| s.map_or(0, |s| s.sending)),
             }
         })
         .collect();
@@ -69,10 +73,12 @@ pub async fn build(deps: &Deps, started_ms: i64, stopping: bool) -> Heartbeat {
         at: rfc3339(now_ms()),
         started_at: rfc3339(started_ms),
         stopping,
-        queue_depth: stats.iter().map(|s| s.queued + s.sending).sum(),
+        queue_depth: stats
+            .as_ref()
+            .map(|stats| stats.iter().map(|s| s.queued + s.sending).sum()),
         endpoints,
-        inbound_pending: counts.pending,
-        inbound_dead: counts.dead,
+        inbound_pending: counts.as_ref().map(|c| c.pending),
+        inbound_dead: counts.as_ref().map(|c| c.dead),
     }
 }
 
