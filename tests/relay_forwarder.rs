@@ -1,5 +1,6 @@
 //! Inbound forwarding against relays that misbehave: one that redirects,
-//! one that never answers while the bridge stops, and one e-mail sender
+//! one behind a proxy answering 404 while it restarts, one that never
+//! answers while the bridge stops, and one e-mail sender
 //! written two ways. The real daemon against the emulated relay.
 
 mod common;
@@ -62,6 +63,57 @@ async fn an_inbound_answered_by_a_redirect_is_not_delivered_but_retried_until_th
         assert_eq!(s.message_posts_taken, 1);
         assert_eq!(s.messages[0].body["text"], "redirected");
     });
+}
+
+/// A reverse proxy answers 404 while the relay behind it restarts: every
+/// message sent meanwhile would get it, so none is made a dead letter.
+#[tokio::test]
+async fn a_relay_answering_404_while_it_restarts_holds_the_inbound_until_it_is_back() {
+    let relay = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    relay
+        .wait_for("a first heartbeat", |s| !s.heartbeats.is_empty())
+        .await;
+    relay.with(|s| s.fail_all = Some(404));
+    for (id, text) in [("nf-1", "during the restart"), ("nf-2", "and another")] {
+        wa.inject(wa_inbound("+15551230001", id, text, &[]))
+            .await
+            .unwrap();
+    }
+    relay
+        .wait_for("refused twice", |s| {
+            s.refused.iter().filter(|r| **r == "messages").count() >= 2
+        })
+        .await;
+    let (code, link) = bridge.get("/api/v1/relay", &bridge.admin_key).await;
+    assert_eq!(code, 200, "{link}");
+    assert_eq!(link["inbound_dead"], 0, "{link}");
+    assert_eq!(link["inbound_pending"], 2, "{link}");
+    assert!(
+        link["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("404")),
+        "{link}"
+    );
+
+    relay.with(|s| s.fail_all = None);
+    relay
+        .wait_for("both inbound", |s| s.messages.len() == 2)
+        .await;
+    let texts = relay.with(|s| {
+        s.messages
+            .iter()
+            .map(|m| m.body["text"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(texts, ["during the restart", "and another"]);
+    bridge
+        .wait_link("nothing pending or dead", |l| {
+            l["inbound_pending"] == 0 && l["inbound_dead"] == 0
+        })
+        .await;
 }
 
 #[tokio::test]

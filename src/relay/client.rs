@@ -50,12 +50,22 @@ pub enum RelayError {
     BadAnswer { path: String, reason: String },
 }
 
+/// 4xx answers about the relay's route rather than the request: no such
+/// path (404: a reverse proxy answers it while the relay app restarts, or
+/// `relay.paths` is wrong), not that method there (405), not this server
+/// (421), and "too early, try again" (425). Every message would get the
+/// same answer, so none is dropped for it: retried, holding the link.
+const ROUTE_NOT_THERE: [u16; 4] = [404, 405, 421, 425];
+
 impl RelayError {
     /// A rejection retrying cannot fix: 4xx other than 401/403 (the key,
-    /// fixed by re-pairing, not by dropping messages), 408 and 429.
+    /// fixed by re-pairing, not by dropping messages), 408, 429 and the
+    /// [`ROUTE_NOT_THERE`] answers.
     pub fn is_permanent(&self) -> bool {
         matches!(self, RelayError::Http { status, .. }
-            if (400..500).contains(status) && !matches!(status, 401 | 403 | 408 | 429))
+            if (400..500).contains(status)
+                && !matches!(status, 401 | 403 | 408 | 429)
+                && !ROUTE_NOT_THERE.contains(status))
     }
 
     pub fn is_key_rejected(&self) -> bool {
@@ -96,7 +106,10 @@ impl RelayError {
             | RelayError::Tls { .. }
             | RelayError::Timeout { .. } => true,
             RelayError::Http { status, .. } => {
-                (300..400).contains(status) || *status >= 500 || matches!(status, 401 | 403 | 429)
+                (300..400).contains(status)
+                    || *status >= 500
+                    || matches!(status, 401 | 403 | 429)
+                    || ROUTE_NOT_THERE.contains(status)
             }
             RelayError::BadAnswer { .. } => false,
         }
@@ -333,5 +346,32 @@ mod tests {
         assert!(e.is_link_down());
         let bare = client.redirect_error("/p", StatusCode::MOVED_PERMANENTLY, None, None);
         assert!(bare.to_string().contains("without a Location"), "{bare}");
+    }
+
+    fn http(status: u16) -> RelayError {
+        RelayError::Http {
+            path: "/api/v1/messages".into(),
+            status,
+            code: "x".into(),
+            message: "y".into(),
+            retry_after_ms: None,
+        }
+    }
+
+    /// A missing route (a proxy's 404 while the relay restarts) holds the
+    /// link instead of dropping every message sent meanwhile; a refusal of
+    /// the request itself is permanent.
+    #[test]
+    fn answers_about_the_route_hold_the_link_and_refusals_of_the_request_are_permanent() {
+        for status in [404, 405, 421, 425, 401, 403, 408, 429, 500, 503] {
+            assert!(!http(status).is_permanent(), "{status}");
+        }
+        for status in [404, 405, 421, 425, 401, 403, 429, 500, 503] {
+            assert!(http(status).is_link_down(), "{status}");
+        }
+        for status in [400, 409, 410, 413, 415, 422] {
+            assert!(http(status).is_permanent(), "{status}");
+            assert!(!http(status).is_link_down(), "{status}");
+        }
     }
 }
