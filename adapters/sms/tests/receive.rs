@@ -287,3 +287,111 @@ async fn an_undecodable_stored_pdu_is_named_in_the_status_until_it_is_gone() {
     rig.sim.clear_stored();
     wait_until(|| slots().is_none()).await;
 }
+
+/// One DELIVER part of a long message from `from`, as hex.
+fn long_parts(from: &str, text: &str, reference: u8) -> Vec<String> {
+    phonerelay_sms::codec::encode_deliver(from, text, unix_now(), reference)
+        .into_iter()
+        .map(|(hex, _)| hex)
+        .collect()
+}
+
+fn texts(rig: &Rig) -> Vec<String> {
+    rig.sink.inbound().into_iter().map(|m| m.text).collect()
+}
+
+/// A sweep lists the SIM once. A part listed early can complete a message
+/// whose other part sits in a slot listed later: that slot is freed before
+/// the sweep gets to it, and what the list says of it is stale. On a full
+/// SIM the network refills a freed slot at once; acting on the stale entry
+/// (freeing it as a committed part) deleted the new message unread.
+#[tokio::test]
+async fn a_sweep_does_not_act_on_a_slot_its_own_deletes_freed() {
+    let mut rig = Rig::idle(behaviour(), modem_config("main"));
+    let capacity = phonerelay_sms::sim::SIM_CAPACITY as usize;
+    let long = "s".repeat(200);
+    let parts = long_parts("+15551230011", &long, 21);
+    assert_eq!(parts.len(), 2);
+    let (filler, _) =
+        phonerelay_sms::codec::encode_deliver("+15551230012", "filler", unix_now(), 0).remove(0);
+    assert!(rig.sim.inject_raw_pdu(&filler)); // slot 1
+    assert!(rig.sim.inject_raw_pdu(&parts[0])); // slot 2
+    rig.run();
+    // The filler is committed and freed; the first part is held.
+    wait_until(|| rig.sink.inbound().len() == 1 && rig.sim.stored().0 == 1).await;
+    // While the modem is away, the second part lands in slot 1 (the
+    // start-up sweep lists it before the first part's slot 2), the SIM
+    // fills up, and the network holds two more.
+    rig.sim.disconnect();
+    wait_until(|| !rig.sim.is_plugged()).await;
+    assert!(rig.sim.inject_raw_pdu(&parts[1]));
+    for n in 3..=capacity {
+        assert_eq!(
+            rig.sim
+                .inject_inbound("+15551230013", &format!("fill {n}"))
+                .stored,
+            1
+        );
+    }
+    for text in ["held one", "held two"] {
+        assert_eq!(rig.sim.inject_inbound("+15551230014", text).held, 1);
+    }
+    rig.sim.reconnect();
+    // The long message frees slots 1 and 2, and the held two land there.
+    wait_until(|| rig.sink.inbound().len() == capacity + 2).await;
+    wait_until(|| rig.sim.stored() == (0, 0, 0)).await;
+    let texts = texts(&rig);
+    assert_eq!(texts[1], long);
+    for text in ["held one", "held two"] {
+        assert_eq!(
+            texts.iter().filter(|t| *t == text).count(),
+            1,
+            "{text}: {texts:?}"
+        );
+    }
+}
+
+/// A part the SMSC delivered twice, its copy read only after the message
+/// was committed (listed after it, or announced later): freed, not made a
+/// second, partial message when the reassembly timeout ends.
+#[tokio::test]
+async fn a_copy_of_a_part_read_after_its_message_was_committed_is_freed_not_committed() {
+    let mut config = modem_config("main");
+    config.reassembly_timeout_seconds = 1;
+    let mut rig = Rig::idle(behaviour(), config);
+    let long = "c".repeat(200);
+    let parts = long_parts("+15551230015", &long, 22);
+    for hex in [&parts[0], &parts[1], &parts[1]] {
+        assert!(rig.sim.inject_raw_pdu(hex));
+    }
+    rig.run();
+    wait_until(|| rig.sink.inbound().len() == 1).await;
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    // Once more, announced by +CMTI after the commit.
+    assert!(rig.sim.inject_raw_pdu(&parts[0]));
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(texts(&rig), [long.as_str()]);
+}
+
+/// Quectel modems number their storage from 0: a message in slot 0 is
+/// read, committed once and freed like any other, a long one's part too.
+#[tokio::test]
+async fn a_modem_numbering_its_storage_from_0_has_slot_0_read_and_freed() {
+    let mut config = modem_config("main");
+    config.sweep_interval_seconds = 1;
+    let rig = Rig::idle(behaviour(), config);
+    rig.sim.set_first_index(0);
+    let long = "q".repeat(300);
+    assert_eq!(rig.sim.inject_inbound("+15551230016", &long).stored, 2);
+    let mut rig = rig;
+    rig.run();
+    wait_until(|| rig.sink.inbound().len() == 1).await;
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    assert!(rig.sim.inject_inbound("+15551230017", "in slot 0").stored == 1);
+    wait_until(|| rig.sink.inbound().len() == 2).await;
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    // Sweeps go on: nothing is read twice.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(texts(&rig), [long.as_str(), "in slot 0"]);
+}

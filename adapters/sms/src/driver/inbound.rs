@@ -22,6 +22,8 @@ pub struct Ready {
     pub text: String,
     pub external_id: String,
     pub received_at_ms: i64,
+    /// The storage slots its parts (and their copies) are in; empty when
+    /// every part came directly (`+CMT`), stored nowhere.
     pub indexes: Vec<u32>,
     pub missing_parts: Vec<u8>,
     /// Some part's user data was shorter than its TP-UDL said; `text` ends
@@ -98,7 +100,10 @@ type Key = (String, u16, u8);
 
 /// One part of a message being assembled, and where it is stored.
 struct HeldPart {
-    index: u32,
+    /// Its storage slot; `None` for a part the modem handed over directly
+    /// (`+CMT`). Not a slot number such as 0: some modems number their
+    /// storage from 0.
+    slot: Option<u32>,
     deliver: Deliver,
     /// Slots of identical copies of this part (a part the SMSC delivered
     /// twice), freed with the message.
@@ -115,7 +120,7 @@ impl Pending {
     fn slots(&self) -> impl Iterator<Item = u32> + '_ {
         self.parts
             .values()
-            .flat_map(|p| std::iter::once(p.index).chain(p.copies.iter().copied()))
+            .flat_map(|p| p.slot.into_iter().chain(p.copies.iter().copied()))
     }
 
     /// How far, in SMSC time, `deliver` is from the parts held: parts of
@@ -137,7 +142,18 @@ pub struct Inbox {
     /// reference and part count (an 8-bit reference wraps), so one key can
     /// have several messages in assembly.
     pending: HashMap<Key, Vec<Pending>>,
+    /// Fingerprints ([`part_fingerprint`]) of the parts of long messages
+    /// committed lately, with when. A copy of a part read after its
+    /// message was committed (the SMSC delivered it twice, and the copy
+    /// sat in a later slot) would otherwise start an assembly of its own
+    /// and end up committed as a second, partial message.
+    committed: HashMap<String, u64>,
 }
+
+/// How long the parts of a committed long message are known as such, at
+/// least (the reassembly timeout, if longer): an SMSC that lost the
+/// handset's acknowledgement delivers a part again within hours.
+pub const KNOWN_COMMITTED_MS: u64 = 24 * 3600 * 1000;
 
 /// `sms:` + 128 bits of SHA-256 over what identifies one message: sender,
 /// SMSC timestamp, concatenation reference and count, and the text.
@@ -167,7 +183,20 @@ impl Inbox {
         Self {
             timeout_ms,
             pending: HashMap::new(),
+            committed: HashMap::new(),
         }
+    }
+
+    /// Note that `parts`' message is committed (call only once it is).
+    pub fn remember_committed(&mut self, parts: &CommittedParts, now_ms: u64) {
+        for fingerprint in &parts.fingerprints {
+            self.committed.insert(fingerprint.clone(), now_ms);
+        }
+    }
+
+    /// Whether `deliver` is a part of a long message committed lately.
+    pub fn committed_lately(&self, from: &str, deliver: &Deliver) -> bool {
+        part_fingerprint(from, deliver).is_some_and(|(_, f)| self.committed.contains_key(&f))
     }
 
     /// Parts waiting for the rest of their message.
@@ -175,7 +204,7 @@ impl Inbox {
         self.pending.values().flatten().map(|p| p.parts.len()).sum()
     }
 
-    /// Is the part in slot `index` already held?
+    /// Is the part in storage slot `index` already held?
     pub fn holds(&self, index: u32) -> bool {
         self.pending
             .values()
@@ -183,11 +212,12 @@ impl Inbox {
             .any(|p| p.slots().any(|i| i == index))
     }
 
-    /// A part read from slot `index`. A single-part message is ready at once.
-    pub fn add(&mut self, index: u32, deliver: Deliver, now_ms: u64) -> Option<Ready> {
+    /// A part read from storage slot `slot`, or handed over directly
+    /// (`None`). A single-part message is ready at once.
+    pub fn add(&mut self, slot: Option<u32>, deliver: Deliver, now_ms: u64) -> Option<Ready> {
         let from = codec::international(&deliver.originator);
         let Some(concat) = deliver.concat().filter(|c| c.total > 1) else {
-            return Some(finish(&from, vec![(index, deliver)], Vec::new(), false));
+            return Some(finish(&from, vec![(slot, deliver)], Vec::new(), false));
         };
         let key = (from.clone(), concat.reference, concat.total);
         let assemblies = self.pending.entry(key.clone()).or_default();
@@ -201,13 +231,16 @@ impl Inbox {
                 .filter(|p| p.deliver == deliver)
         });
         if let Some(part) = held {
-            if index != part.index && !part.copies.contains(&index) {
+            if let Some(index) = slot
+                && part.slot != slot
+                && !part.copies.contains(&index)
+            {
                 part.copies.push(index);
             }
             return None;
         }
         let part = HeldPart {
-            index,
+            slot,
             deliver,
             copies: Vec::new(),
         };
@@ -241,8 +274,12 @@ impl Inbox {
     }
 
     /// Messages whose missing parts did not come in time, with what we have.
+    /// Also forgets committed parts older than [`KNOWN_COMMITTED_MS`].
     pub fn expire(&mut self, now_ms: u64) -> Vec<Ready> {
         let timeout_ms = self.timeout_ms;
+        let known_ms = KNOWN_COMMITTED_MS.max(timeout_ms);
+        self.committed
+            .retain(|_, at| now_ms.saturating_sub(*at) < known_ms);
         let mut ready = Vec::new();
         self.pending.retain(|(from, _, _), assemblies| {
             let (expired, waiting): (Vec<Pending>, Vec<Pending>) = std::mem::take(assemblies)
@@ -260,7 +297,7 @@ fn finish_pending(from: &str, pending: Pending, partial: bool) -> Ready {
     let mut parts = Vec::new();
     let mut copies = Vec::new();
     for part in pending.parts.into_values() {
-        parts.push((part.index, part.deliver));
+        parts.push((part.slot, part.deliver));
         copies.extend(part.copies);
     }
     finish(from, parts, copies, partial)
@@ -270,8 +307,13 @@ fn finish_pending(from: &str, pending: Pending, partial: bool) -> Ready {
 /// to join UCS-2 surrogates split across parts); a fresh one per message so
 /// that a message whose commit failed can be assembled again from a later
 /// sweep. `copies` are the slots of duplicates, freed with the message.
-fn finish(from: &str, parts: Vec<(u32, Deliver)>, copies: Vec<u32>, partial: bool) -> Ready {
-    let indexes: Vec<u32> = parts.iter().map(|(i, _)| *i).chain(copies).collect();
+fn finish(
+    from: &str,
+    parts: Vec<(Option<u32>, Deliver)>,
+    copies: Vec<u32>,
+    partial: bool,
+) -> Ready {
+    let indexes: Vec<u32> = parts.iter().filter_map(|(i, _)| *i).chain(copies).collect();
     let fingerprints: Vec<(String, String)> = parts
         .iter()
         .filter_map(|(_, deliver)| part_fingerprint(from, deliver))
@@ -370,8 +412,8 @@ mod tests {
     fn single_part_is_ready_at_once_with_stable_id() {
         let mut inbox = Inbox::new(1000);
         let d = delivers("+15551230001", "hello", 1).remove(0);
-        let a = inbox.add(3, d.clone(), 0).unwrap();
-        let b = Inbox::new(1000).add(7, d, 0).unwrap();
+        let a = inbox.add(Some(3), d.clone(), 0).unwrap();
+        let b = Inbox::new(1000).add(Some(7), d, 0).unwrap();
         assert_eq!(a.text, "hello");
         assert_eq!(a.from, "+15551230001");
         assert_eq!(a.indexes, [3]);
@@ -385,11 +427,11 @@ mod tests {
         let parts = delivers("+15551230001", &text, 9);
         assert!(parts.len() >= 2);
         let mut inbox = Inbox::new(1000);
-        assert!(inbox.add(5, parts[1].clone(), 0).is_none());
+        assert!(inbox.add(Some(5), parts[1].clone(), 0).is_none());
         // The same part again from another slot: held, not joined twice.
-        assert!(inbox.add(6, parts[1].clone(), 1).is_none());
+        assert!(inbox.add(Some(6), parts[1].clone(), 1).is_none());
         assert!(inbox.holds(5) && inbox.holds(6));
-        let ready = inbox.add(4, parts[0].clone(), 2).unwrap();
+        let ready = inbox.add(Some(4), parts[0].clone(), 2).unwrap();
         assert_eq!(ready.text, text);
         let mut slots = ready.indexes.clone();
         slots.sort();
@@ -409,24 +451,24 @@ mod tests {
         let b = delivers_at("+15551230001", &text_b, 7, sent_at + 600);
         assert_eq!((a.len(), b.len()), (2, 2));
         let mut inbox = Inbox::new(1000);
-        assert!(inbox.add(1, a[0].clone(), 0).is_none());
-        assert!(inbox.add(2, b[0].clone(), 0).is_none());
-        let first = inbox.add(3, b[1].clone(), 0).unwrap();
+        assert!(inbox.add(Some(1), a[0].clone(), 0).is_none());
+        assert!(inbox.add(Some(2), b[0].clone(), 0).is_none());
+        let first = inbox.add(Some(3), b[1].clone(), 0).unwrap();
         assert_eq!(first.text, text_b);
         assert_eq!(first.indexes, [2, 3]);
         assert!(inbox.holds(1), "a's part is kept until a is committed");
-        let second = inbox.add(4, a[1].clone(), 0).unwrap();
+        let second = inbox.add(Some(4), a[1].clone(), 0).unwrap();
         assert_eq!(second.text, text_a);
         assert_eq!(second.indexes, [1, 4]);
 
         // Sent the same second: parts join the oldest message lacking them.
         let b = delivers_at("+15551230001", &text_b, 7, sent_at);
-        assert!(inbox.add(1, a[0].clone(), 0).is_none());
-        assert!(inbox.add(2, b[0].clone(), 0).is_none());
-        let first = inbox.add(3, a[1].clone(), 0).unwrap();
+        assert!(inbox.add(Some(1), a[0].clone(), 0).is_none());
+        assert!(inbox.add(Some(2), b[0].clone(), 0).is_none());
+        let first = inbox.add(Some(3), a[1].clone(), 0).unwrap();
         assert_eq!(first.text, text_a);
         assert_eq!(first.indexes, [1, 3]);
-        let second = inbox.add(4, b[1].clone(), 0).unwrap();
+        let second = inbox.add(Some(4), b[1].clone(), 0).unwrap();
         assert_eq!(second.text, text_b);
         assert_eq!(second.indexes, [2, 4]);
         assert_eq!(inbox.pending_parts(), 0);
@@ -438,9 +480,9 @@ mod tests {
         let parts = delivers("+15551230001", &text, 3);
         let mut inbox = Inbox::new(1000);
         for slot in [5, 6, 7, 6] {
-            assert!(inbox.add(slot, parts[1].clone(), 0).is_none());
+            assert!(inbox.add(Some(slot), parts[1].clone(), 0).is_none());
         }
-        let ready = inbox.add(4, parts[0].clone(), 0).unwrap();
+        let ready = inbox.add(Some(4), parts[0].clone(), 0).unwrap();
         assert_eq!(ready.text, text);
         let mut slots = ready.indexes.clone();
         slots.sort();
@@ -459,13 +501,13 @@ mod tests {
             panic!("not a deliver");
         };
         assert!(d.user_data.truncated);
-        let ready = Inbox::new(1000).add(2, *d, 0).unwrap();
+        let ready = Inbox::new(1000).add(Some(2), *d, 0).unwrap();
         assert!(ready.truncated);
         assert_eq!(ready.text, format!("hello wor{TRUNCATED_MARKER}"));
         assert_eq!(ready.indexes, [2]);
         // Complete messages carry no marker.
         let whole = delivers("+15551230001", "hello world", 1).remove(0);
-        let ready = Inbox::new(1000).add(3, whole, 0).unwrap();
+        let ready = Inbox::new(1000).add(Some(3), whole, 0).unwrap();
         assert!(!ready.truncated);
         assert_eq!(ready.text, "hello world");
     }
@@ -474,7 +516,7 @@ mod tests {
     fn incomplete_message_expires_with_marker() {
         let parts = delivers("+15551230001", &"y".repeat(300), 2);
         let mut inbox = Inbox::new(1000);
-        assert!(inbox.add(1, parts[0].clone(), 0).is_none());
+        assert!(inbox.add(Some(1), parts[0].clone(), 0).is_none());
         assert!(inbox.expire(999).is_empty());
         let expired = inbox.expire(1000);
         assert_eq!(expired.len(), 1);

@@ -546,7 +546,7 @@ impl Driver {
                 _ = expiry.tick() => {
                     let now = epoch.elapsed().as_millis() as u64;
                     for ready in inbox.expire(now) {
-                        self.commit_inbound(conn, ready).await?;
+                        self.commit_inbound(conn, ready, inbox, now).await?;
                     }
                 }
             }
@@ -748,7 +748,9 @@ impl Driver {
             Urc::Cds { pdu, .. } => {
                 if let Ok(Incoming::Report(report)) = codec::decode_incoming(&pdu) {
                     match self.report_event(&report).await {
-                        Some(event) => self.commit_unstored(event).await,
+                        Some(event) => {
+                            self.commit_unstored(event).await;
+                        }
                         None => {
                             tracing::debug!(mr = report.message_reference, "interim status report")
                         }
@@ -763,9 +765,15 @@ impl Driver {
                 // Only with a CNMI fallback that routes messages directly;
                 // the modem does not keep them, so commit is all we can do.
                 if let Ok(Incoming::Deliver(deliver)) = codec::decode_incoming(&pdu) {
+                    let from = codec::international(&deliver.originator);
+                    if inbox.committed_lately(&from, &deliver) {
+                        tracing::info!("copy of a part already committed; dropped");
+                        return Ok(());
+                    }
                     let now = epoch.elapsed().as_millis() as u64;
-                    if let Some(ready) = inbox.add(0, *deliver, now) {
-                        self.commit_unstored(self.inbound_event(&ready)).await;
+                    if let Some(ready) = inbox.add(None, *deliver, now) {
+                        // Parts stored earlier may complete it: freed too.
+                        self.commit_inbound(conn, ready, inbox, now).await?;
                     }
                 }
                 Ok(())
@@ -833,6 +841,8 @@ impl Driver {
     }
 
     /// One stored PDU (from AT+CMGR or AT+CMGL) in the current memory.
+    /// Returns the slots of that memory it freed, this one or others (the
+    /// other parts of a message it completed).
     async fn process_stored(
         &self,
         conn: &mut Conn,
@@ -841,35 +851,42 @@ impl Driver {
         pdu: &str,
         inbox: &mut Inbox,
         epoch: Instant,
-    ) -> Result<(), ConnError> {
+    ) -> Result<Vec<u32>, ConnError> {
         match codec::decode_incoming(pdu) {
             Ok(Incoming::Deliver(deliver)) => {
-                if !inbox.holds(index) && self.part_of_committed(&deliver).await {
-                    // Its message was committed, and a crash cut the
-                    // freeing of its slots short: free this one too.
+                if !inbox.holds(index) && self.part_of_committed(&deliver, inbox).await {
+                    // Its message was committed: a copy of one of its
+                    // parts, or a part a crash left when it cut the freeing
+                    // of the slots short. Free this one too.
                     tracing::info!(index, "part of a message already committed; freed");
-                    conn.run(self.cmd(format!("AT+CMGD={index}"))).await?;
-                    return Ok(());
+                    let freed = conn.run(self.cmd(format!("AT+CMGD={index}"))).await?;
+                    return Ok(if freed.is_ok() {
+                        vec![index]
+                    } else {
+                        Vec::new()
+                    });
                 }
                 let now = epoch.elapsed().as_millis() as u64;
-                if let Some(ready) = inbox.add(index, *deliver, now) {
-                    self.commit_inbound(conn, ready).await?;
+                if let Some(ready) = inbox.add(Some(index), *deliver, now) {
+                    return self.commit_inbound(conn, ready, inbox, now).await;
                 }
             }
-            Ok(Incoming::Report(report)) => match self.report_event(&report).await {
-                None => {
+            Ok(Incoming::Report(report)) => {
+                if let Some(event) = self.report_event(&report).await {
+                    if let Err(e) = self.sink.deliver(event).await {
+                        tracing::warn!(error = %e, index, "status report not committed; kept on the modem");
+                        return Ok(Vec::new());
+                    }
+                } else {
                     tracing::debug!(mr = report.message_reference, "interim status report");
-                    conn.run(self.cmd(format!("AT+CMGD={index}"))).await?;
                 }
-                Some(event) => match self.sink.deliver(event).await {
-                    Ok(()) => {
-                        conn.run(self.cmd(format!("AT+CMGD={index}"))).await?;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, index, "status report not committed; kept on the modem")
-                    }
-                },
-            },
+                let freed = conn.run(self.cmd(format!("AT+CMGD={index}"))).await?;
+                return Ok(if freed.is_ok() {
+                    vec![index]
+                } else {
+                    Vec::new()
+                });
+            }
             Err(e) => {
                 // Undecodable PDUs are left alone for a human to look at;
                 // deleting them would lose whatever they were. The status
@@ -897,20 +914,36 @@ impl Driver {
                 }
             }
         }
-        Ok(())
+        Ok(Vec::new())
     }
 
-    /// Commit, then free the slots. A failed commit frees nothing: the next
-    /// sweep reads the parts again. A message whose parts all came directly
-    /// (`+CMT`, slot 0: a long one that timed out half-assembled) is on no
-    /// SIM, so a failed commit loses it, and is reported as such.
-    async fn commit_inbound(&self, conn: &mut Conn, ready: Ready) -> Result<(), ConnError> {
-        if ready.indexes.iter().all(|i| *i == 0) {
-            self.commit_unstored(self.inbound_event(&ready)).await;
-            return Ok(());
+    /// Commit, then free the slots; returns those freed. A failed commit
+    /// frees nothing: the next sweep reads the parts again. A message whose
+    /// parts all came directly (`+CMT`: a long one that timed out
+    /// half-assembled) is on no SIM, so a failed commit loses it, and is
+    /// reported as such. A committed long message's parts are remembered
+    /// in `inbox`, so that a copy read later is freed, not assembled.
+    async fn commit_inbound(
+        &self,
+        conn: &mut Conn,
+        ready: Ready,
+        inbox: &mut Inbox,
+        now_ms: u64,
+    ) -> Result<Vec<u32>, ConnError> {
+        let mut freed = Vec::new();
+        if ready.indexes.is_empty() {
+            if self.commit_unstored(self.inbound_event(&ready)).await
+                && let Some(parts) = &ready.committed_parts
+            {
+                inbox.remember_committed(parts, now_ms);
+            }
+            return Ok(freed);
         }
         match self.sink.deliver(self.inbound_event(&ready)).await {
             Ok(()) => {
+                if let Some(parts) = &ready.committed_parts {
+                    inbox.remember_committed(parts, now_ms);
+                }
                 // A long message's slots are freed one at a time: until the
                 // last is, its parts are kept as committed
                 // (`inbound::CommittedParts`). If that cannot be written,
@@ -922,15 +955,18 @@ impl Driver {
                 {
                     tracing::warn!(error = %e, external_id = %ready.external_id,
                         "cannot keep a long message's parts as committed; its slots are freed later");
-                    return Ok(());
+                    return Ok(freed);
                 }
-                let mut all_freed = true;
-                for index in ready.indexes.iter().filter(|i| **i != 0) {
-                    all_freed &= conn
+                for index in &ready.indexes {
+                    if conn
                         .run(self.cmd(format!("AT+CMGD={index}")))
                         .await?
-                        .is_ok();
+                        .is_ok()
+                    {
+                        freed.push(*index);
+                    }
                 }
+                let all_freed = freed.len() == ready.indexes.len();
                 // A slot the modem would not free keeps the record, so the
                 // part is known when it is read again.
                 if let Some(parts) = parts
@@ -943,7 +979,7 @@ impl Driver {
                 tracing::warn!(error = %e, external_id = %ready.external_id, "inbound message not committed; kept on the SIM");
             }
         }
-        Ok(())
+        Ok(freed)
     }
 
     /// Add `parts`' fingerprints to the record of their sender, reference
@@ -972,8 +1008,15 @@ impl Driver {
     /// and a record a crash left behind names only parts already committed
     /// (a newer message with the same sender, reference and count replaces
     /// it). When the record cannot be read, the part is assembled as usual.
-    async fn part_of_committed(&self, deliver: &phonerelay_sms_pdu::Deliver) -> bool {
+    async fn part_of_committed(
+        &self,
+        deliver: &phonerelay_sms_pdu::Deliver,
+        inbox: &Inbox,
+    ) -> bool {
         let from = codec::international(&deliver.originator);
+        if inbox.committed_lately(&from, deliver) {
+            return true;
+        }
         let Some((name, fingerprint)) = inbound::part_fingerprint(&from, deliver) else {
             return false;
         };
@@ -985,8 +1028,9 @@ impl Driver {
 
     /// Commit an event the modem handed over without storing it (`+CMT`,
     /// `+CDS`): nothing can read it again, so a failed commit loses it.
-    /// Say which one, and count it in the status.
-    async fn commit_unstored(&self, event: ChannelEvent) {
+    /// Say which one, and count it in the status. Returns whether it was
+    /// committed.
+    async fn commit_unstored(&self, event: ChannelEvent) -> bool {
         let lost = match &event {
             ChannelEvent::Inbound(m) => {
                 format!("inbound message {} from {}", m.external_id, m.from)
@@ -997,7 +1041,9 @@ impl Driver {
             tracing::warn!(phone_id = %self.config.phone_id, error = %e, %lost,
                 "event delivered directly by the modem not committed; it is lost");
             self.set_status(|s| s.lost_direct_events += 1);
+            return false;
         }
+        true
     }
 
     /// AT+CMGL=4 over messages, then over status reports: whatever is
@@ -1046,12 +1092,18 @@ impl Driver {
                 continue;
             }
             self.with_memory(conn, mem, async |me: &Self, conn: &mut Conn| {
+                // The listing is as it was before this sweep's deletes: a
+                // slot freed meanwhile (a message completed by a part
+                // listed earlier) is not what the list says any more.
+                let mut freed = std::collections::HashSet::new();
                 for (index, pdu) in &stored {
-                    if mem == own && inbox.holds(*index) {
+                    if freed.contains(index) || (mem == own && inbox.holds(*index)) {
                         continue;
                     }
-                    me.process_stored(conn, mem, *index, pdu, inbox, epoch)
-                        .await?;
+                    freed.extend(
+                        me.process_stored(conn, mem, *index, pdu, inbox, epoch)
+                            .await?,
+                    );
                 }
                 Ok(())
             })

@@ -194,6 +194,12 @@ impl SimHandle {
         self.modem().keep_deleted = keep;
     }
 
+    /// Number storage from `first` (0 as Quectel modems do, 1 as most);
+    /// for messages stored from now on.
+    pub fn set_first_index(&self, first: u32) {
+        self.modem().first_index = first;
+    }
+
     /// Time the network takes to accept each part.
     pub fn set_delay(&self, delay: Duration) {
         self.modem().behaviour.network_delay = delay;

@@ -165,6 +165,9 @@ pub struct SimModem {
     /// full when they came: an SMSC told "memory capacity exceeded" keeps
     /// the message and delivers it once the phone has room again.
     held: VecDeque<(String, usize)>,
+    /// The first storage index: 1 as most modems number it, 0 on some
+    /// (Quectel's count from 0).
+    pub first_index: u32,
 }
 
 impl SimModem {
@@ -194,6 +197,7 @@ impl SimModem {
             pin_attempts: 0,
             lose_pin_answers: false,
             held: VecDeque::new(),
+            first_index: 1,
         }
     }
 
@@ -258,7 +262,8 @@ impl SimModem {
             Mem::Sm => &mut self.sm,
             Mem::Sr => &mut self.sr,
         };
-        let index = (1..=SIM_CAPACITY).find(|i| !map.contains_key(i))?;
+        let first = self.first_index;
+        let index = (first..first + SIM_CAPACITY).find(|i| !map.contains_key(i))?;
         map.insert(
             index,
             Stored {
