@@ -113,14 +113,20 @@ pub async fn start(
             ExitError::Runtime(format!("cannot open the store {}: {e}", db.display()))
         })?,
     );
-    let requeued = store
-        .requeue_abandoned(now_ms())
+    let abandoned = store
+        .requeue_abandoned(now_ms(), loaded.config.outbox.max_attempts)
         .await
         .map_err(|e| ExitError::Runtime(e.to_string()))?;
-    if requeued > 0 {
+    if abandoned.requeued > 0 {
         tracing::warn!(
-            requeued,
+            requeued = abandoned.requeued,
             "messages left in 'sending' by the last run are queued again"
+        );
+    }
+    if abandoned.failed > 0 {
+        tracing::warn!(
+            failed = abandoned.failed,
+            "messages left in 'sending' by the last run had no attempts left; failed (retries_exhausted)"
         );
     }
     local_key::ensure(&*store, &loaded.state_dir())

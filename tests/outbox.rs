@@ -564,6 +564,60 @@ async fn a_claim_left_by_a_crash_is_sent_after_restart() {
     assert_eq!(codes, ["requeued"]);
 }
 
+/// A message whose every attempt ended with the process (a send that
+/// kills the daemon, one the watchdog ends): its claims come back at each
+/// start, and once its attempts are used up it fails rather than being
+/// tried, and holding its endpoint, for ever.
+#[tokio::test]
+async fn a_claim_left_by_a_crash_with_no_attempts_left_fails_at_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state").join("phonerelay.sqlite3");
+    let crashed = {
+        let store = open_store(&db);
+        let now = now_ms();
+        let id = accept_new(&store, new_outbound("kills the daemon", now)).await;
+        // Two runs died sending it: claimed, requeued at the next start,
+        // claimed again.
+        assert_eq!(claim_all(&store, now, 3_600_000).await.len(), 1);
+        let first = store.requeue_abandoned(now, 2).await.unwrap();
+        assert_eq!((first.requeued, first.failed), (1, 0));
+        assert_eq!(claim_all(&store, now, 3_600_000).await.len(), 1);
+        id
+    };
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    let text = config_text(&dir, &format!("{FAST_OUTBOX}max_attempts = 2\n"));
+    let d = TestDaemon::start_in(dir, text, vec![ch.clone()]).await;
+    let message = d.wait_status(&crashed, "failed").await;
+    assert_eq!(message["error"]["code"], "retries_exhausted", "{message:#}");
+    assert_eq!(message["attempts"], 2, "{message:#}");
+    // And the queue behind it moves.
+    let next = d.queue_sms("+15551230001", "behind it").await;
+    d.wait_status(&next, "sent").await;
+    let texts: Vec<String> = ch.sent().into_iter().map(|m| m.text).collect();
+    assert_eq!(texts, ["behind it"]);
+}
+
+/// A message can wait its turn at the endpoint's rate limit past its
+/// ttl: it expires then, and is not sent late.
+#[tokio::test]
+async fn a_message_whose_ttl_runs_out_while_it_waits_for_the_rate_limit_is_not_sent() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    // One send every 4 s: the second waits about 4 s, past its 2 s ttl.
+    let config = "[outbox]\nsend_timeout_seconds = 1\n\
+         [outbox.limits.m1]\nconcurrency = 2\nper_second = 0.25\nburst = 1\n\
+         per_recipient_per_minute = 0\n";
+    let d = TestDaemon::start(config, vec![ch.clone()]).await;
+    let first = d.queue_sms("+15551230001", "first").await;
+    d.wait_status(&first, "sent").await;
+    let late = d
+        .queue(&serde_json::json!({"phone_id": "m1", "channel": "sms",
+            "to": "+15551230002", "text": "late", "ttl_seconds": 2}))
+        .await;
+    let message = d.wait_status(&late, "expired").await;
+    assert_eq!(message["attempts"], 1, "claimed once: {message:#}");
+    assert_eq!(ch.sent().len(), 1, "only the first went out");
+}
+
 #[tokio::test]
 async fn graceful_shutdown_releases_a_hanging_send_and_restart_sends_it() {
     let (d, ch, id) = first_send_hangs(FAST_OUTBOX, "in flight").await;

@@ -67,7 +67,7 @@ async fn prune_deletes_only_old_ended_and_forwarded_messages() {
             .await
             .unwrap();
     }
-    store.requeue_abandoned(now).await.unwrap(); // live-1 is queued again
+    store.requeue_abandoned(now, 12).await.unwrap(); // live-1 is queued again
     let (forwarded, waiting) = forwarded_and_waiting(&store, now).await;
 
     // Age everything but "recent-1" by 100 days, as time would.

@@ -62,6 +62,10 @@ async fn decide(
         // The remote refused another send while this one waited its turn.
         return release_after(ctx, record, Deferral::EndpointPaused, wait);
     }
+    if now_ms() >= record.expires_at_ms {
+        // Its ttl ran out while it waited for the endpoint's rate limit.
+        return SendOutcome::Expired { now_ms: now_ms() };
+    }
     let message = OutboundMessage {
         id: record.id.clone(),
         channel: record.channel,

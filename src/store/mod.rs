@@ -123,8 +123,11 @@ pub trait Store: Send + Sync + 'static {
     /// Delete every `message_cursor` (see the channel crate) whose message
     /// has ended or is gone; returns how many went.
     async fn prune_message_cursors(&self) -> StoreResult<usize>;
-    /// Return claims left by a process that died to the queue.
-    async fn requeue_abandoned(&self, now_ms: i64) -> StoreResult<usize>;
+    /// Return claims left by a process that died to the queue, but fail
+    /// those that had used up `max_attempts`: a message whose sending
+    /// kills the daemon each time would otherwise be tried for ever, and
+    /// hold its endpoint's queue at every start.
+    async fn requeue_abandoned(&self, now_ms: i64, max_attempts: u32) -> StoreResult<Abandoned>;
     /// Apply a delivery report or read receipt; `None` if no message matches.
     async fn apply_status(&self, update: StatusUpdate) -> StoreResult<Option<String>>;
     async fn queue_stats(&self, since_ms: i64) -> StoreResult<Vec<EndpointStats>>;
@@ -219,6 +222,15 @@ pub trait Store: Send + Sync + 'static {
 /// Used by adapters that return a receipt.
 pub fn sent(receipt: SendReceipt, now_ms: i64) -> SendOutcome {
     SendOutcome::Sent { receipt, now_ms }
+}
+
+/// What [`Store::requeue_abandoned`] did with the claims it found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Abandoned {
+    pub requeued: usize,
+    /// Failed as `retries_exhausted`: their last attempt was the one the
+    /// process died in.
+    pub failed: usize,
 }
 
 #[cfg(test)]

@@ -216,9 +216,9 @@ impl Store for SqliteStore {
         self.writer.write(retention::prune_message_cursors).await
     }
 
-    async fn requeue_abandoned(&self, now_ms: i64) -> StoreResult<usize> {
+    async fn requeue_abandoned(&self, now_ms: i64, max_attempts: u32) -> StoreResult<Abandoned> {
         self.writer
-            .write(move |conn| outbound::requeue_abandoned(conn, now_ms))
+            .write(move |conn| outbound::requeue_abandoned(conn, now_ms, max_attempts))
             .await
     }
 

@@ -376,7 +376,7 @@ pub(super) const EXPIRE_DUE: &str = concat!(
 
 /// Every claimed message.
 pub(super) const ABANDONED: &str = concat!(
-    "SELECT id FROM outbound WHERE status = 'sending' AND ",
+    "SELECT id, attempts FROM outbound WHERE status = 'sending' AND ",
     live!()
 );
 
@@ -498,18 +498,39 @@ pub fn expire_due(conn: &Connection, now_ms: i64) -> StoreResult<usize> {
     mark_expired(conn, &ids, now_ms)
 }
 
-pub fn requeue_abandoned(conn: &Connection, now_ms: i64) -> StoreResult<usize> {
-    let ids = conn
+pub fn requeue_abandoned(
+    conn: &Connection,
+    now_ms: i64,
+    max_attempts: u32,
+) -> StoreResult<Abandoned> {
+    let claims = conn
         .prepare_cached(ABANDONED)?
-        .query_map([], |row| row.get(0))?
-        .collect::<Result<Vec<String>, _>>()?;
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, u32>(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let (spent, ids): (Vec<_>, Vec<_>) = claims
+        .into_iter()
+        .partition(|(_, attempts)| *attempts >= max_attempts);
+    for (id, attempts) in &spent {
+        let reason =
+            format!("gave up after {attempts} attempts; the daemon stopped during the last one");
+        set_status(
+            conn,
+            id,
+            OutboundStatus::Failed,
+            now_ms,
+            Some("retries_exhausted"),
+            Some(&reason),
+        )?;
+    }
     let event = Event {
         status: OutboundStatus::Queued,
         at_ms: now_ms,
         code: Some("requeued"),
         reason: Some("the daemon stopped while sending; sending again"),
     };
-    for id in &ids {
+    for (id, _) in &ids {
         let Some(seq) = event.log_before_change(conn, id)? else {
             continue;
         };
@@ -519,7 +540,10 @@ pub fn requeue_abandoned(conn: &Connection, now_ms: i64) -> StoreResult<usize> {
         )?
         .execute(params![seq, now_ms])?;
     }
-    Ok(ids.len())
+    Ok(Abandoned {
+        requeued: ids.len(),
+        failed: spent.len(),
+    })
 }
 
 /// Record the outcomes of several sends in the one transaction.
