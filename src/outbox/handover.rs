@@ -10,7 +10,11 @@
 //! that run at the same time may still swap). A claim that was already
 //! under way when such a request queued its message cannot vouch for it
 //! (it may have read the queue before the message was in), so its
-//! "drained" does not count: the next claim decides. Slots are the dispatcher's
+//! "drained" does not count: the next claim decides. Nor does a claim vouch
+//! for a message that went back to the queue (a retry, a rate limit) and
+//! has come due since: the intake knows when each such message is due, and
+//! from then on hands out no slot until a claim has taken it, or a new
+//! message would overtake it. Slots are the dispatcher's
 //! own concurrency permits, and tokio's semaphore gives a freed permit to
 //! a waiting dispatcher before any `try_acquire`. A hand-over may take a
 //! permit while a claim is running; a claimed message that then waits for
@@ -21,10 +25,12 @@
 //! at the hard stop first): the message is `sending` with a lease, and the
 //! next start requeues it.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use crate::clock::now_ms;
 use crate::store::OutboundRecord;
 
 /// A committed, claimed message and the dispatcher slot it holds.
@@ -48,12 +54,17 @@ struct State {
     /// Counts the requests that found no free slot and queued: a claim
     /// started before one of them cannot say the queue is drained.
     queued_for_want_of_a_slot: u64,
+    /// When the messages that went back to the queue since come due
+    /// (time → how many), as far as no claim has taken them yet.
+    coming_due: BTreeMap<i64, u32>,
 }
 
 /// What a claim saw of the intake when it started.
 #[derive(Debug, Clone, Copy)]
 pub struct ClaimStart {
     queued_before: u64,
+    /// The time the claim reads the queue at: it takes what is due by then.
+    at_ms: i64,
 }
 
 struct Open {
@@ -75,8 +86,23 @@ impl Intake {
         let (handovers, receiver) = mpsc::unbounded_channel();
         let mut state = self.lock();
         state.drained = false;
+        state.coming_due.clear();
         state.open = Some(Open { permits, handovers });
         receiver
+    }
+
+    /// A message went back to the queue, due at `at_ms` (a retry, a
+    /// release): once that time has come, no slot is handed out until a
+    /// claim has taken it.
+    pub fn queued_until(&self, at_ms: i64) {
+        *self.lock().coming_due.entry(at_ms).or_default() += 1;
+    }
+
+    /// When the earliest message known to have gone back to the queue is
+    /// due, so the dispatcher looks then, whatever the store said before
+    /// that message's outcome was committed.
+    pub fn next_due(&self) -> Option<i64> {
+        self.lock().coming_due.keys().next().copied()
     }
 
     /// No new reservations; those already made can still hand over.
@@ -90,19 +116,25 @@ impl Intake {
         self.lock().drained = false;
     }
 
-    /// Call before a claim; pass the result to [`Self::claim_found`].
-    pub fn claim_starts(&self) -> ClaimStart {
+    /// Call before a claim that reads the queue at `at_ms`; pass the
+    /// result to [`Self::claim_found`].
+    pub fn claim_starts(&self, at_ms: i64) -> ClaimStart {
         ClaimStart {
             queued_before: self.lock().queued_for_want_of_a_slot,
+            at_ms,
         }
     }
 
     /// What a claim found: `took_all` when it took every due message
-    /// (fewer than it asked for). That counts only if no request queued a
+    /// (fewer than it asked for), so also those that had gone back to the
+    /// queue and were due by then. That counts only if no request queued a
     /// message for want of a slot since the claim started: the claim may
     /// have read the queue before that message was in.
     pub fn claim_found(&self, took_all: bool, start: ClaimStart) {
         let mut state = self.lock();
+        if took_all {
+            state.coming_due = state.coming_due.split_off(&(start.at_ms + 1));
+        }
         state.drained = took_all && state.queued_for_want_of_a_slot == start.queued_before;
     }
 
@@ -110,9 +142,23 @@ impl Intake {
     /// a slot is free. Finding none makes the queue count as waiting: this
     /// message queues, and so do the next until a claim has drained it.
     pub fn reserve(&self) -> Option<Reservation> {
+        self.reserve_at(now_ms())
+    }
+
+    /// [`Self::reserve`] at `now_ms`.
+    pub fn reserve_at(&self, now_ms: i64) -> Option<Reservation> {
         let mut state = self.lock();
         let state = &mut *state;
         let open = state.open.as_ref()?;
+        if state
+            .coming_due
+            .keys()
+            .next()
+            .is_some_and(|due| *due <= now_ms)
+        {
+            // A message back in the queue is due: it goes first.
+            state.drained = false;
+        }
         if !state.drained {
             return None;
         }
@@ -158,7 +204,7 @@ mod tests {
         let permits = Arc::new(Semaphore::new(1));
         let mut handovers = intake.open(permits.clone());
         assert!(intake.reserve().is_none(), "before the first claim");
-        intake.claim_found(true, intake.claim_starts());
+        intake.claim_found(true, intake.claim_starts(0));
         let first = intake.reserve().expect("a free slot");
         assert_eq!(permits.available_permits(), 0);
         // No slot left: this request queues, and so does the next one even
@@ -166,7 +212,7 @@ mod tests {
         assert!(intake.reserve().is_none());
         drop(first);
         assert!(intake.reserve().is_none(), "a message is waiting");
-        intake.claim_found(true, intake.claim_starts());
+        intake.claim_found(true, intake.claim_starts(0));
         let second = intake.reserve().expect("drained again");
         assert!(second.hand_over(queued_sms("a", 1).claimed_record("a".into())));
         let handed = handovers.try_recv().unwrap();
@@ -181,7 +227,7 @@ mod tests {
     fn a_hand_over_to_a_stopped_dispatcher_says_so() {
         let intake = Intake::default();
         let handovers = intake.open(Arc::new(Semaphore::new(1)));
-        intake.claim_found(true, intake.claim_starts());
+        intake.claim_found(true, intake.claim_starts(0));
         let reservation = intake.reserve().unwrap();
         drop(handovers);
         assert!(!reservation.hand_over(queued_sms("a", 1).claimed_record("a".into())));
@@ -196,14 +242,44 @@ mod tests {
         let intake = Intake::default();
         let permits = Arc::new(Semaphore::new(1));
         let _handovers = intake.open(permits.clone());
-        intake.claim_found(true, intake.claim_starts());
+        intake.claim_found(true, intake.claim_starts(0));
         let taken = intake.reserve().expect("a free slot");
-        let claim = intake.claim_starts();
+        let claim = intake.claim_starts(0);
         assert!(intake.reserve().is_none(), "no slot: this one queues");
         drop(taken);
         intake.claim_found(true, claim);
         assert!(intake.reserve().is_none(), "the queued message goes first");
-        intake.claim_found(true, intake.claim_starts());
+        intake.claim_found(true, intake.claim_starts(0));
         assert!(intake.reserve().is_some(), "a later claim took it");
+    }
+
+    /// A message that went back to the queue for a retry is due at 1,000:
+    /// from then on no slot is handed out (a new message to its recipient
+    /// would go first) until a claim at or after 1,000 has taken it. One
+    /// due later still holds the door once its time comes.
+    #[test]
+    fn a_message_back_in_the_queue_goes_before_any_hand_over_once_due() {
+        let intake = Intake::default();
+        let _handovers = intake.open(Arc::new(Semaphore::new(4)));
+        intake.claim_found(true, intake.claim_starts(0));
+        intake.queued_until(1_000);
+        intake.queued_until(5_000);
+        assert_eq!(intake.next_due(), Some(1_000));
+        assert!(intake.reserve_at(999).is_some(), "not due yet");
+        assert!(intake.reserve_at(1_000).is_none(), "due: it goes first");
+        assert!(intake.reserve_at(1_001).is_none(), "until a claim takes it");
+        // A claim that read the queue before it was due cannot vouch.
+        intake.claim_found(true, intake.claim_starts(999));
+        assert!(intake.reserve_at(1_002).is_none());
+        intake.claim_found(true, intake.claim_starts(1_002));
+        assert_eq!(intake.next_due(), Some(5_000));
+        assert!(intake.reserve_at(1_003).is_some(), "taken");
+        assert!(intake.reserve_at(5_000).is_none(), "the next one is due");
+        // A claim that took only some cannot vouch either.
+        intake.claim_found(false, intake.claim_starts(5_001));
+        assert!(intake.reserve_at(5_002).is_none());
+        intake.claim_found(true, intake.claim_starts(5_002));
+        assert_eq!(intake.next_due(), None);
+        assert!(intake.reserve_at(5_003).is_some());
     }
 }

@@ -89,10 +89,11 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
         ctx: ctx.clone(),
         limiters,
         finished,
-        order: recipient_holds(&ctx, kind, &phone_id).await,
+        order: RecipientOrder::default(),
     };
     super::pause_cursor::restore(ctx.store.as_ref(), kind, &phone_id, &endpoint.pause).await;
     let mut handovers = endpoint.intake.open(permits.clone());
+    sends.order = recipient_holds(&ctx, &endpoint, kind, &phone_id).await;
     tracing::info!(channel = %kind, %phone_id, concurrency = limits.concurrency, "dispatcher started");
 
     let mut holding = false;
@@ -147,14 +148,15 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
                 }
             }
         }
-        let claim_start = endpoint.intake.claim_starts();
+        let claim_at = now_ms();
+        let claim_start = endpoint.intake.claim_starts(claim_at);
         let claimed = ctx
             .store
             .claim_outbound(ClaimRequest {
                 channel: kind,
                 phone_id: phone_id.clone(),
                 limit: free,
-                now_ms: now_ms(),
+                now_ms: claim_at,
                 lease_ms,
             })
             .await;
@@ -196,7 +198,7 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
             sends.start(message, permit);
         }
         if nothing_due {
-            let wait = idle_wait(&ctx, kind, &phone_id).await;
+            let wait = idle_wait(&ctx, &endpoint, kind, &phone_id).await;
             tokio::select! {
                 _ = ctx.shutdown.cancelled() => break,
                 _ = endpoint.wake.notified() => {}
@@ -235,11 +237,14 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
 }
 
 /// The recipient order a dispatcher starts with: each recipient whose
-/// queue waits for a retry is held until it is due (`recipient_order`). If
-/// the queue cannot be read, it starts with no holds and says so: a new
-/// message may then overtake one waiting to retry, nothing worse.
+/// queue waits for a retry is held until it is due (`recipient_order`),
+/// and the intake hands no message over past that time until a claim has
+/// taken the retry. If the queue cannot be read, it starts with no holds
+/// and says so: a new message may then overtake one waiting to retry,
+/// nothing worse.
 async fn recipient_holds(
     ctx: &DispatchContext,
+    endpoint: &Endpoint,
     kind: phonerelay_channel::ChannelKind,
     phone_id: &str,
 ) -> RecipientOrder {
@@ -248,6 +253,7 @@ async fn recipient_holds(
         Ok(holds) => {
             for (recipient, until_ms) in &holds {
                 order.hold(recipient, *until_ms);
+                endpoint.intake.queued_until(*until_ms);
             }
         }
         Err(e) => tracing::warn!(
@@ -300,6 +306,15 @@ impl Sends {
                     .unwrap_or_else(|_| send_panicked(&ctx, &message)),
             };
             place.finish(&outcome);
+            if let SendOutcome::Retry {
+                next_attempt_at_ms, ..
+            }
+            | SendOutcome::Release {
+                next_attempt_at_ms, ..
+            } = &outcome
+            {
+                endpoint.intake.queued_until(*next_attempt_at_ms);
+            }
             // The recorder outlives every send task: `run_endpoint`
             // awaits it only after they are all done.
             let _ = finished.send(Finished {
@@ -383,18 +398,28 @@ async fn record_until_stored(
     }
 }
 
-/// Until the next queued message is due, at most [`IDLE_POLL`].
+/// Until the next queued message is due, at most [`IDLE_POLL`]. The
+/// intake knows of messages gone back to the queue whose outcome the
+/// store may not have yet: their time counts too, or a retry could wait
+/// a whole poll.
 async fn idle_wait(
     ctx: &DispatchContext,
+    endpoint: &Endpoint,
     kind: phonerelay_channel::ChannelKind,
     phone_id: &str,
 ) -> Duration {
-    match ctx.store.next_due(kind, phone_id, now_ms()).await {
-        Ok(Some(due)) => {
+    let stored = ctx
+        .store
+        .next_due(kind, phone_id, now_ms())
+        .await
+        .ok()
+        .flatten();
+    match stored.into_iter().chain(endpoint.intake.next_due()).min() {
+        Some(due) => {
             let ms = (due - now_ms()).clamp(0, IDLE_POLL.as_millis() as i64);
             Duration::from_millis(ms as u64)
         }
-        _ => IDLE_POLL,
+        None => IDLE_POLL,
     }
 }
 
