@@ -94,6 +94,26 @@ fn cases() -> Vec<Case> {
             code: "invalid_header",
             field: Some("Idempotency-Key"),
         },
+        // serde_json keeps no duplicate keys, so these bodies are written
+        // out; the error names the repeated field, also inside an array.
+        Case {
+            name: "duplicated key",
+            content_type: "application/json",
+            body: br#"{"phone_id":"phone-1","phone_id":"phone-1","channel":"sms","to":"+15551230001","text":"hi"}"#.to_vec(),
+            idempotency_key: None,
+            status: 422,
+            code: "invalid_field",
+            field: Some("phone_id"),
+        },
+        Case {
+            name: "duplicated key in an attachment",
+            content_type: "application/json",
+            body: br#"{"phone_id":"mail-1","channel":"email","to":"a@example.com","text":"hi","attachments":[{"url":"https://x.test/a","url":"https://x.test/b"}]}"#.to_vec(),
+            idempotency_key: None,
+            status: 422,
+            code: "invalid_field",
+            field: Some("attachments[0].url"),
+        },
     ];
     cases.extend([
         json_case("not an object", json!([1, 2]), 400, "invalid_json", None),
@@ -311,6 +331,11 @@ async fn bad_queries_and_unknown_routes() {
     for (path, field) in [
         ("/api/v1/messages?status=lost", "status"),
         ("/api/v1/messages?channel=fax", "channel"),
+        // pChat messages are the relay's: the schema's enum leaves it out.
+        ("/api/v1/messages?channel=pchat", "channel"),
+        ("/api/v1/inbound?channel=pchat", "channel"),
+        // The status takes no parameters: a filter is refused, not ignored.
+        ("/api/v1/status?phone_id=phone-1", "phone_id"),
         ("/api/v1/messages?limit=0", "limit"),
         ("/api/v1/messages?limit=100000", "limit"),
         ("/api/v1/messages?since=yesterday", "since"),

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use phonerelay_channel::{ChannelEvent, ChannelKind, DeliveryStatus, StatusUpdate};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// A delivery report or read receipt as an adapter hands it over.
 fn report(
@@ -260,4 +260,130 @@ async fn a_delivery_report_that_beats_the_send_outcome_is_applied() {
     let message = d.wait_status(&id, "delivered").await;
     let history = history_statuses(&message);
     assert_eq!(history, ["queued", "sending", "sent", "delivered"]);
+}
+
+/// The OpenAPI document states what the handlers enforce: every operation
+/// with a path parameter documents the 400 it answers for a segment it
+/// cannot read, and the send body's limits are in its schema. Each limit
+/// is read from the document and tried on the handler at its edge, so the
+/// two cannot drift apart.
+#[tokio::test]
+async fn the_openapi_document_states_what_the_handlers_enforce() {
+    let wa = TestChannel::new(ChannelKind::Wa, "phone-1");
+    let d = TestDaemon::start(FAST_OUTBOX, vec![wa.clone()]).await;
+    let (code, doc) = d.get("/api/v1/openapi.json", "").await;
+    assert_eq!(code, 200);
+
+    let mut with_path_parameter = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.contains('{') {
+            continue;
+        }
+        for (method, operation) in item.as_object().unwrap() {
+            with_path_parameter += 1;
+            let documented =
+                &operation["responses"]["400"]["content"]["application/json"]["schema"]["$ref"];
+            assert_eq!(
+                documented, "#/components/schemas/ErrorBody",
+                "{method} {path}"
+            );
+            let url = format!("{}{}", d.base, path.replace("{id}", "%FF"));
+            let request = match method.as_str() {
+                "get" => d.http.get(url),
+                "post" => d.http.post(url),
+                other => panic!("{other} {path}"),
+            };
+            let response = request.bearer_auth(&d.admin_key).send().await.unwrap();
+            let (code, body) = into_parts(response).await;
+            assert_eq!(
+                (code, body["error"]["code"].as_str()),
+                (400, Some("invalid_path")),
+                "{method} {path}: {body}"
+            );
+        }
+    }
+    assert_eq!(
+        with_path_parameter, 4,
+        "messages/{{id}}, cancel, inbound/{{id}}, retry"
+    );
+
+    let schemas = &doc["components"]["schemas"];
+    let send = &schemas["SendRequest"]["properties"];
+    let number = |schema: &Value, key: &str| -> usize {
+        schema[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {key} in {schema}")) as usize
+    };
+    let pattern = |schema: &Value| -> String {
+        let found = schema["pattern"].as_str();
+        found
+            .unwrap_or_else(|| panic!("no pattern in {schema}"))
+            .to_string()
+    };
+    // (field, a value at the limit, one past it).
+    let mut edges: Vec<(&str, Value, Value)> = Vec::new();
+
+    let relay_id = &send["relay_message_id"];
+    assert_eq!(number(relay_id, "minLength"), 1);
+    let max = number(relay_id, "maxLength");
+    assert_eq!(pattern(relay_id), "^[!-~]+$", "printable ASCII");
+    edges.push((
+        "relay_message_id",
+        json!("r".repeat(max)),
+        json!("r".repeat(max + 1)),
+    ));
+    edges.push(("relay_message_id", json!("r~1"), json!("r 1")));
+
+    let subject = &send["subject"];
+    let max = number(subject, "maxLength");
+    assert_eq!(pattern(subject), r"^[^\r\n]*$", "one line");
+    edges.push((
+        "subject",
+        json!("é".repeat(max)),
+        json!("s".repeat(max + 1)),
+    ));
+    edges.push(("subject", json!("one line"), json!("two\nlines")));
+
+    let max = number(&send["attachments"], "maxItems");
+    let attachment = json!({"url": "https://x.test/a"});
+    edges.push((
+        "attachments",
+        json!(vec![attachment.clone(); max]),
+        json!(vec![attachment; max + 1]),
+    ));
+
+    let url = &schemas["AttachmentBody"]["properties"]["url"];
+    let max = number(url, "maxLength");
+    assert_eq!(pattern(url), "^https?://");
+    let long = |n: usize| format!("https://x.test/{}", "é".repeat(n - "https://x.test/".len()));
+    edges.push((
+        "attachments[0].url",
+        json!([{"url": long(max)}]),
+        json!([{"url": long(max + 1)}]),
+    ));
+
+    assert_eq!(
+        pattern(&send["source"]),
+        phonerelay_channel::address_pattern(ChannelKind::Pchat)
+    );
+    edges.push(("source", json!("alice.b"), json!("not an address")));
+
+    for (i, (field, good, bad)) in edges.into_iter().enumerate() {
+        let name = field.split('[').next().unwrap();
+        let mut body = send_body("phone-1", "wa", "+15551230001", "edge");
+        body[name] = good;
+        if name == "relay_message_id" {
+            // Each accepted one needs an id of its own.
+            body[name] = json!(format!("{i}{}", &body[name].as_str().unwrap()[1..]));
+        }
+        let (code, answer) = d.post("/api/v1/messages", &d.admin_key, &body).await;
+        assert_eq!(code, 202, "{field} at its limit: {answer}");
+        body[name] = bad;
+        let (code, answer) = d.post("/api/v1/messages", &d.admin_key, &body).await;
+        assert_eq!(
+            (code, answer["error"]["field"].as_str()),
+            (422, Some(field)),
+            "{field} past its limit: {answer}"
+        );
+    }
 }

@@ -453,3 +453,188 @@ fn output_within(
     }
     child.wait_with_output().unwrap()
 }
+
+/// `phonerelay keys create` on `config` with `scopes` and, if given, a
+/// phone_id: the new key.
+fn key_with(config: &str, scopes: &str, phone_id: Option<&str>) -> String {
+    let mut args = vec![
+        "keys", "create", "--config", config, "--name", "t", "--scopes", scopes,
+    ];
+    if let Some(phone_id) = phone_id {
+        args.extend(["--phone-id", phone_id]);
+    }
+    let out = run(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).trim().to_string()
+}
+
+/// `phonerelay send` without `--phone-id`, as `key` (the local key if
+/// none), on `channel`.
+fn send_unrouted(config: &str, key: Option<&str>, channel: &str) -> std::process::Output {
+    let mut send = bin();
+    send.args([
+        "send",
+        "--config",
+        config,
+        "--channel",
+        channel,
+        "--to",
+        "+15551230001",
+        "--text",
+        "x",
+    ]);
+    if let Some(key) = key {
+        send.env("PHONERELAY_API_KEY", key);
+    }
+    send.output().unwrap()
+}
+
+/// `send` finds the endpoint in the status only where the key may read it
+/// and sees every phone: a send-only key is told to pass `--phone-id`,
+/// and a phone-bound key that sees no endpoint is not told that the
+/// daemon has none.
+#[test]
+fn send_without_a_phone_id_says_what_the_key_cannot_see() {
+    let sim = Simulated::new();
+    let config = sim.config.to_str().unwrap();
+    let daemon = DaemonProcess::start(&sim.config, sim.port);
+
+    let send_only = key_with(config, "send", None);
+    let out = send_unrouted(config, Some(&send_only), "sms");
+    assert_eq!(out.status.code(), Some(2));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("cannot read the daemon's status") && said.contains("pass --phone-id"),
+        "{said}"
+    );
+    let mut routed = bin();
+    routed
+        .args([
+            "send",
+            "--config",
+            config,
+            "--channel",
+            "sms",
+            "--phone-id",
+            "sim-1",
+        ])
+        .args(["--to", "+15551230001", "--text", "x"])
+        .env("PHONERELAY_API_KEY", &send_only);
+    let routed = routed.output().unwrap();
+    assert!(routed.status.success(), "{}", text(&routed.stderr));
+
+    let bound = key_with(config, "send,read", Some("other-phone"));
+    let out = send_unrouted(config, Some(&bound), "sms");
+    assert_eq!(out.status.code(), Some(2));
+    let said = text(&out.stderr);
+    assert!(!said.contains("is configured"), "{said}");
+    assert!(
+        said.contains("this API key sees no sms endpoint") && said.contains("--phone-id"),
+        "{said}"
+    );
+    // The local key sees every endpoint: "none" is the daemon's.
+    let out = send_unrouted(config, None, "wa");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no wa endpoint is configured"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
+
+/// `messages list` says when there is more than the page it shows, and
+/// how to see it; its filters are sent encoded, each value as one
+/// parameter's.
+#[test]
+fn messages_list_shows_how_to_get_the_next_page() {
+    let sim = Simulated::new();
+    let config = sim.config.to_str().unwrap();
+    let daemon = DaemonProcess::start(&sim.config, sim.port);
+    let ids: Vec<String> = (0..3)
+        .map(|_| {
+            let out = send_unrouted(config, None, "sms");
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            text(&out.stdout)
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+
+    let first = run(&["messages", "list", "--config", config, "--limit", "2"]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let first = text(&first.stdout);
+    let more = first
+        .lines()
+        .find_map(|l| l.strip_prefix("more: phonerelay messages list "))
+        .unwrap_or_else(|| panic!("no way to the next page in:\n{first}"));
+    let args: Vec<&str> = more.split_whitespace().collect();
+    assert_eq!(args[..3], ["--limit", "2", "--cursor"], "{more}");
+    let mut next = vec!["messages", "list", "--config", config];
+    next.extend(&args);
+    let second = run(&next);
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    let second = text(&second.stdout);
+    assert!(!second.contains("more:"), "the last page:\n{second}");
+    for id in &ids {
+        let shown = [&first, &second]
+            .iter()
+            .filter(|page| page.contains(id.as_str()))
+            .count();
+        assert_eq!(shown, 1, "{id} on one page:\n{first}\n{second}");
+    }
+
+    let odd = run(&[
+        "messages",
+        "list",
+        "--config",
+        config,
+        "--status",
+        "queued&limit=5",
+    ]);
+    assert_eq!(odd.status.code(), Some(2));
+    assert!(
+        text(&odd.stderr).contains("invalid_query") && text(&odd.stderr).contains("(field status)"),
+        "{}",
+        text(&odd.stderr)
+    );
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
+
+/// A file that is not a socket where the local socket goes: the daemon
+/// leaves it and serves TCP only, and the CLI takes TCP too instead of
+/// failing on the file.
+#[test]
+fn a_file_in_the_local_sockets_place_sends_the_cli_to_tcp() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = daemon_config(dir.path(), port, "", "");
+    let state = dir.path().join("state");
+    fs::create_dir(&state).unwrap();
+    fs::set_permissions(&state, fs::Permissions::from_mode(0o700)).unwrap();
+    let not_a_socket = state.join("phonerelay.sock");
+    fs::write(&not_a_socket, "an operator's file").unwrap();
+    let daemon = DaemonProcess::start(&config, port);
+
+    let status = run(&[
+        "status",
+        "--config",
+        config.to_str().unwrap(),
+        "--timeout",
+        "5",
+    ]);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    assert!(
+        text(&status.stdout).contains("ready"),
+        "{}",
+        text(&status.stdout)
+    );
+    assert_eq!(daemon.terminate().code(), Some(0));
+    assert_eq!(
+        fs::read_to_string(&not_a_socket).unwrap(),
+        "an operator's file"
+    );
+}

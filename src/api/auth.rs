@@ -46,12 +46,10 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer API key"))?;
-        let presented = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| ApiError::unauthorized("Authorization must be \"Bearer <API key>\""))?;
+        let presented =
+            header.to_str().ok().and_then(bearer_token).ok_or_else(|| {
+                ApiError::unauthorized("Authorization must be \"Bearer <API key>\"")
+            })?;
         let rejected = || ApiError::unauthorized("the API key is not valid or was revoked");
         let (key_id, secret) = keys::parse(presented).ok_or_else(rejected)?;
         let record = state.store.find_key(key_id).await?.ok_or_else(rejected)?;
@@ -61,4 +59,15 @@ impl FromRequestParts<AppState> for Caller {
             Err(rejected())
         }
     }
+}
+
+/// The token of a `Bearer` credential. The scheme is compared without
+/// regard to case, as RFC 9110 §11.1 has it (`bearer`, `BEARER`), and
+/// may be followed by several spaces.
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
 }

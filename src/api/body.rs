@@ -1,6 +1,6 @@
 //! Request bodies with our error shape: wrong content type → 415, too
 //! large → 413, too slow → 408, malformed → 400, a field of the wrong type,
-//! missing or unknown → 422 naming the field.
+//! missing, repeated or unknown → 422 naming the field.
 //!
 //! `server.request_timeout_seconds` bounds only how long the client takes
 //! to send its body. It is not a limit on the whole request: a send whose
@@ -137,16 +137,7 @@ pub fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
             );
         }
         let message = inner.to_string();
-        // serde names a missing field in backticks and the path stops at its
-        // parent; for an unknown field the path already ends in its name.
-        let missing = message
-            .strip_prefix("missing field `")
-            .and_then(|rest| rest.split('`').next());
-        let field = match (missing, path.as_str()) {
-            (Some(name), ".") => name.to_string(),
-            (Some(name), parent) => format!("{parent}.{name}"),
-            (None, path) => path.to_string(),
-        };
+        let field = field_path(&message, &path);
         let code = if message.starts_with("missing field") {
             "missing_field"
         } else if message.starts_with("unknown field") {
@@ -161,6 +152,22 @@ pub fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
             .to_string();
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).field(field)
     })
+}
+
+/// The field a serde error is about. serde names a missing or repeated
+/// field in backticks, and the path then stops at its parent (the error
+/// comes before its value is read); for an unknown field or a bad value
+/// the path already ends in the field's name.
+fn field_path(message: &str, path: &str) -> String {
+    let named = ["missing field `", "duplicate field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .and_then(|rest| rest.split('`').next());
+    match (named, path) {
+        (Some(name), ".") => name.to_string(),
+        (Some(name), parent) => format!("{parent}.{name}"),
+        (None, path) => path.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -183,6 +190,8 @@ mod tests {
         assert_eq!((e.code, e.field.as_deref()), ("unknown_field", Some("tll")));
         let e = parse::<Probe>(br#"{"to":"x","ttl":"soon"}"#).unwrap_err();
         assert_eq!((e.code, e.field.as_deref()), ("invalid_field", Some("ttl")));
+        let e = parse::<Probe>(br#"{"to":"x","to":"y"}"#).unwrap_err();
+        assert_eq!((e.code, e.field.as_deref()), ("invalid_field", Some("to")));
         let e = parse::<Probe>(br#"{"to":"x""#).unwrap_err();
         assert_eq!(e.code, "invalid_json");
         let e = parse::<Probe>(br#"{"to":"x"} trailing"#).unwrap_err();

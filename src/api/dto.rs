@@ -35,10 +35,15 @@ pub struct SendRequest {
     #[serde(default)]
     pub text: String,
     /// The pChat address of the sender; replies are routed back to it.
+    #[schema(schema_with = super::openapi::source_address)]
     pub source: Option<String>,
-    /// E-mail subject; ignored by other channels.
+    /// E-mail subject, one line; ignored by other channels.
+    // The limits here are the checks of `send_validation` (a test holds
+    // them together); utoipa takes only literals.
+    #[schema(max_length = 998, pattern = r"^[^\r\n]*$")]
     pub subject: Option<String>,
     #[serde(default)]
+    #[schema(max_items = 10)]
     pub attachments: Vec<AttachmentBody>,
     /// The id of an inbound message this answers (quoted where the channel
     /// can).
@@ -50,14 +55,16 @@ pub struct SendRequest {
     pub priority: Option<Priority>,
     /// The relay's id for this message. Status changes are reported to the
     /// relay under it, and a repeat of the id returns the first message
-    /// instead of sending twice.
+    /// instead of sending twice. 1 to 255 printable ASCII characters.
+    #[schema(min_length = 1, max_length = 255, pattern = "^[!-~]+$")]
     pub relay_message_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttachmentBody {
-    /// Where the file can be fetched (the relay's upload URL).
+    /// Where the file can be fetched (the relay's upload URL): http(s).
+    #[schema(max_length = 2048, pattern = "^https?://")]
     pub url: String,
     pub content_type: Option<String>,
     pub filename: Option<String>,

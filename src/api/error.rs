@@ -79,6 +79,18 @@ impl ApiError {
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
+
+    /// 503 `store_unavailable`, always with its `Retry-After`: a client
+    /// told the store is out is also told when to look again.
+    pub fn store_unavailable(message: impl Into<String>) -> Self {
+        let mut error = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            message,
+        );
+        error.retry_after = Some(STORE_RETRY_AFTER_SECONDS);
+        error
+    }
 }
 
 impl From<StoreError> for ApiError {
@@ -98,13 +110,9 @@ impl From<StoreError> for ApiError {
             tracing::error!(error = %e, requests_since_last_logged = unlogged,
                 "store error while serving a request");
         }
-        let mut error = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
+        ApiError::store_unavailable(
             "the message store is not available; nothing was stored, try again",
-        );
-        error.retry_after = Some(STORE_RETRY_AFTER_SECONDS);
-        error
+        )
     }
 }
 

@@ -136,31 +136,16 @@ pub(crate) async fn commit_send(
     req: SendRequest,
     raw: &[u8],
 ) -> Result<(String, bool), ApiError> {
-    if let Some(relay_id) = &req.relay_message_id {
-        if relay_id.is_empty()
-            || relay_id.len() > MAX_RELAY_MESSAGE_ID_LEN
-            || !relay_id.bytes().all(|b| b.is_ascii_graphic())
-        {
-            return Err(ApiError::invalid(
-                "relay_message_id",
-                format!("must be 1 to {MAX_RELAY_MESSAGE_ID_LEN} printable ASCII characters"),
-            ));
-        }
-        // A repeat is the first message whatever its body says now
-        // (docs/relay-protocol.md), so it is found before the body is
-        // checked: a job redelivered after its endpoint left the config,
-        // or its reply_to was pruned, was taken and is not refused now.
-        // A relay id names one message of one phone_id: another phone's
-        // is not this caller's to learn.
-        if let Some((id, phone_id)) = state.store.find_relay_outbound(relay_id).await? {
-            if phone_id != req.phone_id {
-                return Err(ApiError::invalid(
-                    "relay_message_id",
-                    "already names a message of another phone_id",
-                ));
-            }
-            return Ok((id, true));
-        }
+    let relay_id_seen = match &req.relay_message_id {
+        Some(relay_id) => relay_id_seen(state, relay_id, &req.phone_id).await?,
+        None => RelayIdSeen::Free,
+    };
+    // A repeat is the first message whatever its body says now
+    // (docs/relay-protocol.md), so it is found before the body is
+    // checked: a job redelivered after its endpoint left the config, or
+    // its reply_to was pruned, was taken and is not refused now.
+    if let RelayIdSeen::Ours(id) = relay_id_seen {
+        return Ok((id, true));
     }
     // Only a repeat of the same key compares hashes: without a key there
     // is nothing to compare with, so nothing to hash or store.
@@ -185,22 +170,14 @@ pub(crate) async fn commit_send(
         };
     }
     let valid = validate(&req, state)?;
-    let reply_to_external_id = match &req.reply_to {
-        None => None,
-        Some(inbound_id) => {
-            let inbound =
-                state.store.get_inbound(inbound_id).await?.ok_or_else(|| {
-                    ApiError::invalid("reply_to", "no inbound message has this id")
-                })?;
-            if inbound.channel != valid.channel || inbound.phone_id != req.phone_id {
-                return Err(ApiError::invalid(
-                    "reply_to",
-                    "the inbound message came on another channel or phone_id",
-                ));
-            }
-            Some(inbound.external_id)
-        }
-    };
+    let reply_to_external_id = reply_target(state, &req, valid.channel).await?;
+    // Another phone's relay id is refused only now, once the body is
+    // found valid: a body with a fault hears about that fault whether the
+    // id is taken or free, so the refusal says no more than that the id
+    // is used, as the store's own refusal (a race) does.
+    if let RelayIdSeen::Taken = relay_id_seen {
+        return Err(relay_id_taken());
+    }
     let now = now_ms();
     // A free dispatcher slot with nothing waiting: commit the message
     // already claimed and hand it over, no claim needed (outbox::handover).
@@ -265,7 +242,80 @@ pub(crate) async fn commit_send(
         }
         AcceptOutcome::Replayed { id } => Ok((id, true)),
         AcceptOutcome::KeyReused { id } => Err(key_reused(&id)),
+        AcceptOutcome::RelayIdTaken => Err(relay_id_taken()),
     }
+}
+
+/// What a send's `relay_message_id` already names.
+enum RelayIdSeen {
+    /// No message yet.
+    Free,
+    /// A message of the same phone_id: this send is its repeat.
+    Ours(String),
+    /// A message of another phone_id, which is not this caller's to learn.
+    Taken,
+}
+
+/// Check the form of `relay_id` and find what it already names.
+async fn relay_id_seen(
+    state: &AppState,
+    relay_id: &str,
+    phone_id: &str,
+) -> Result<RelayIdSeen, ApiError> {
+    if relay_id.is_empty()
+        || relay_id.len() > MAX_RELAY_MESSAGE_ID_LEN
+        || !relay_id.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(ApiError::invalid(
+            "relay_message_id",
+            format!("must be 1 to {MAX_RELAY_MESSAGE_ID_LEN} printable ASCII characters"),
+        ));
+    }
+    Ok(match state.store.find_relay_outbound(relay_id).await? {
+        None => RelayIdSeen::Free,
+        Some((id, owner)) if owner == phone_id => RelayIdSeen::Ours(id),
+        Some(_) => RelayIdSeen::Taken,
+    })
+}
+
+/// The same words whichever phone_id holds the id, and whether the API or
+/// the store found it.
+fn relay_id_taken() -> ApiError {
+    ApiError::invalid(
+        "relay_message_id",
+        "is already used by another message; each message needs an id of its own",
+    )
+}
+
+/// The channel's id of the inbound message `reply_to` names, if any.
+async fn reply_target(
+    state: &AppState,
+    req: &SendRequest,
+    channel: ChannelKind,
+) -> Result<Option<String>, ApiError> {
+    let Some(inbound_id) = &req.reply_to else {
+        return Ok(None);
+    };
+    // Another phone's inbound is answered as one that does not exist: a
+    // key bound to this phone_id learns nothing of another's messages.
+    let inbound = state
+        .store
+        .get_inbound(inbound_id)
+        .await?
+        .filter(|inbound| inbound.phone_id == req.phone_id)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "reply_to",
+                "no inbound message of this phone_id has this id",
+            )
+        })?;
+    if inbound.channel != channel {
+        return Err(ApiError::invalid(
+            "reply_to",
+            "the inbound message came on another channel",
+        ));
+    }
+    Ok(Some(inbound.external_id))
 }
 
 fn key_reused(id: &str) -> ApiError {
@@ -402,11 +452,23 @@ pub fn bad_query(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message).field(field)
 }
 
+/// A list's `channel` filter: one of the channels this bridge sends on,
+/// as the document's enum says. `pchat` is refused with the unknown names:
+/// its messages are the relay's, and the bridge keeps none to list.
 pub fn parse_channel(channel: Option<String>) -> Result<Option<ChannelKind>, ApiError> {
-    channel
-        .map(|c| c.parse::<ChannelKind>())
-        .transpose()
-        .map_err(|e| bad_query("channel", e.to_string()))
+    let Some(name) = channel else {
+        return Ok(None);
+    };
+    match name.parse::<ChannelKind>() {
+        Ok(kind) if ChannelKind::DELIVERABLE.contains(&kind) => Ok(Some(kind)),
+        _ => Err(bad_query(
+            "channel",
+            format!(
+                "{name:?} is not a channel of this bridge; expected one of {}",
+                ChannelKind::DELIVERABLE.map(ChannelKind::as_str).join(", ")
+            ),
+        )),
+    }
 }
 
 pub fn parse_since(since: Option<String>) -> Result<Option<i64>, ApiError> {

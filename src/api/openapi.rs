@@ -2,8 +2,8 @@
 
 use axum::Json;
 use phonerelay_channel::{ChannelKind, address_pattern};
-use utoipa::openapi::path::{Operation, PathItem};
-use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
+use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
@@ -26,7 +26,7 @@ use super::{dto, error, inbound, messages, relay, system};
         relay::RelayLinkView, relay::RelayInboundView, relay::RelayInboundPage,
         crate::store::RelayInboundState, crate::store::DiskUsage,
     )),
-    modifiers(&BearerAuth, &KeyAndStoreResponses),
+    modifiers(&BearerAuth, &KeyAndStoreResponses, &PathParameterResponses),
 )]
 pub struct ApiDoc;
 
@@ -37,6 +37,15 @@ pub fn channel_name() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .enum_values(Some(ChannelKind::DELIVERABLE.map(ChannelKind::as_str)))
+        .build()
+}
+
+/// What `source` must look like: a pChat address, the channel crate's
+/// pattern for it (the check the API runs), or null.
+pub fn source_address() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .pattern(Some(address_pattern(ChannelKind::Pchat)))
         .build()
 }
 
@@ -67,6 +76,38 @@ impl Modify for KeyAndStoreResponses {
                         .responses
                         .entry(status.to_string())
                         .or_insert_with(|| error_response(description).into());
+                }
+            }
+        }
+    }
+}
+
+/// Every operation with a path parameter answers 400 `invalid_path` for
+/// a segment it cannot take (`%FF`, not UTF-8: `api::path`). Added here
+/// for the same reason as [`KeyAndStoreResponses`]: each handler's list
+/// forgot it.
+struct PathParameterResponses;
+
+impl Modify for PathParameterResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for operation in operations_mut(item) {
+                let takes_path = operation
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| p.parameter_in == ParameterIn::Path);
+                if takes_path {
+                    operation
+                        .responses
+                        .responses
+                        .entry("400".to_string())
+                        .or_insert_with(|| {
+                            error_response(
+                                "A path segment cannot be read (`invalid_path`, field `path`)",
+                            )
+                            .into()
+                        });
                 }
             }
         }

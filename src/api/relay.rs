@@ -144,7 +144,8 @@ async fn named_but_not_running(
         (status = 200, description = "The relay link", body = RelayLinkView),
         (status = 404, description = "No relay configured or paired", body = ErrorBody),
         (status = 503, description = "A relay known only from its pairing, which cannot be read now",
-            body = ErrorBody),
+            body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
     ),
     security(("bearer" = [])))]
 pub async fn get_link(
@@ -155,16 +156,26 @@ pub async fn get_link(
     // A key bound to another phone_id sees no link, as it sees none of
     // that phone's messages.
     let bound = caller.phone_scope();
-    let view = link_view(&state).await.map_err(|LinkUnknown(reason)| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", reason)
-    })?;
+    let none = || ApiError::not_found("relay link (none configured or paired)");
+    // A phone_id in the config is the link's whatever the pairing says:
+    // another phone's key is answered before the pairing is read, so a
+    // pairing that cannot be read now tells it nothing either.
+    let configured = state.config.config.relay.phone_id.as_ref();
+    if let (Some(bound), Some(configured)) = (&bound, configured)
+        && bound != configured
+    {
+        return Err(none());
+    }
+    let view = link_view(&state)
+        .await
+        .map_err(|LinkUnknown(reason)| ApiError::store_unavailable(reason))?;
     view.filter(|view| {
         bound
             .as_ref()
             .is_none_or(|phone_id| *phone_id == view.phone_id)
     })
     .map(Json)
-    .ok_or_else(|| ApiError::not_found("relay link (none configured or paired)"))
+    .ok_or_else(none)
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -21,6 +21,8 @@ pub fn max_text_chars(channel: ChannelKind) -> usize {
 
 pub const MAX_SUBJECT_CHARS: usize = 998;
 pub const MAX_ATTACHMENTS: usize = 10;
+/// Counted in characters, as the document's `maxLength` counts them.
+pub const MAX_ATTACHMENT_URL_CHARS: usize = 2048;
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
 pub struct ValidSend {
@@ -100,10 +102,12 @@ pub fn validate(req: &SendRequest, state: &AppState) -> Result<ValidSend, ApiErr
     }
     for (i, attachment) in req.attachments.iter().enumerate() {
         let url = &attachment.url;
-        if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2048 {
+        if !(url.starts_with("https://") || url.starts_with("http://"))
+            || url.chars().count() > MAX_ATTACHMENT_URL_CHARS
+        {
             return Err(ApiError::invalid(
                 &format!("attachments[{i}].url"),
-                "must be an http(s) URL of at most 2048 characters",
+                format!("must be an http(s) URL of at most {MAX_ATTACHMENT_URL_CHARS} characters"),
             ));
         }
     }

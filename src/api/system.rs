@@ -1,7 +1,8 @@
 //! Liveness, readiness, metrics and the status summary.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use phonerelay_channel::{ChannelKind, HealthState};
@@ -11,6 +12,7 @@ use utoipa::ToSchema;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::human::{age, human_bytes};
+use super::paging::query_error;
 use super::state::AppState;
 use crate::clock::{now_ms, rfc3339};
 use crate::metrics::labels;
@@ -267,17 +269,27 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     (code, Json(report)).into_response()
 }
 
+/// `/api/v1/status` takes no query parameters. One given (a `phone_id`
+/// filter, say) is refused as the lists refuse one they do not know: a
+/// caller that believed it filtered would read every phone's report.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParameters {}
+
 #[utoipa::path(get, path = "/api/v1/status", tag = "system",
     responses(
         (status = 200, description = "Endpoints, health, queue depth, recent failures", body = StatusReport),
+        (status = 400, description = "A query parameter was given; this endpoint takes none", body = ErrorBody),
         (status = 401, body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn status(
     State(state): State<AppState>,
     caller: Caller,
+    query: Result<Query<NoParameters>, QueryRejection>,
 ) -> Result<Json<StatusReport>, ApiError> {
     caller.require(Scope::Read)?;
+    query.map_err(query_error)?;
     let mut report = report(&state).await;
     // A key bound to a phone_id sees that phone's endpoints and link only,
     // as it sees only that phone's messages.

@@ -1,9 +1,11 @@
 //! A small client for the local daemon's API, authenticated with the local
 //! CLI key (or `PHONERELAY_API_KEY`).
 
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -23,15 +25,33 @@ pub struct LocalClient {
     /// Where the daemon is reached, for messages: its socket or `base`.
     reached_at: String,
     key: String,
+    /// The key came from `PHONERELAY_API_KEY`, not the local admin key: it
+    /// may lack a scope or be bound to one phone_id.
+    key_from_env: bool,
     http: reqwest::Client,
     timeout: Duration,
 }
 
+/// An answer of the daemon that refused the request.
+pub struct Refusal {
+    pub status: StatusCode,
+    body: Value,
+}
+
+impl From<Refusal> for ExitError {
+    fn from(refusal: Refusal) -> Self {
+        api_error(refusal.status, &refusal.body)
+    }
+}
+
 impl LocalClient {
     pub fn new(loaded: &LoadedConfig, timeout: Duration) -> Result<Self, ExitError> {
-        let key = match std::env::var(API_KEY_ENV) {
-            Ok(key) if !key.is_empty() => key,
-            _ => local_key::read(&loaded.state_dir()).map_err(ExitError::Config)?,
+        let (key, key_from_env) = match std::env::var(API_KEY_ENV) {
+            Ok(key) if !key.is_empty() => (key, true),
+            _ => (
+                local_key::read(&loaded.state_dir()).map_err(ExitError::Config)?,
+                false,
+            ),
         };
         let listen = &loaded.config.server.listen;
         // A daemon listening on every address is reached on loopback.
@@ -43,7 +63,7 @@ impl LocalClient {
         // The local socket when the daemon has one: it is not held up by
         // server.max_connections (local_socket.rs).
         let socket = crate::local_socket::path(&loaded.state_dir());
-        let reached_at = if socket.exists() {
+        let reached_at = if is_socket(&socket) {
             http = http.unix_socket(socket.clone());
             socket.display().to_string()
         } else {
@@ -56,9 +76,15 @@ impl LocalClient {
             base,
             reached_at,
             key,
+            key_from_env,
             http,
             timeout,
         })
+    }
+
+    /// Whether the key is one given in `PHONERELAY_API_KEY`.
+    pub fn key_from_env(&self) -> bool {
+        self.key_from_env
     }
 
     pub async fn call<T: DeserializeOwned>(
@@ -67,13 +93,43 @@ impl LocalClient {
         path: &str,
         body: Option<&impl Serialize>,
     ) -> Result<T, ExitError> {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.key);
+        let mut request = self.request(method, path);
         if let Some(body) = body {
             request = request.json(body);
         }
+        Ok(self.answer(request).await??)
+    }
+
+    /// GET `path` with `query`, each value encoded as one parameter's
+    /// (a value holding `&` or `=` stays one value).
+    pub async fn get_query<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, ExitError> {
+        let request = self.request(Method::GET, path).query(query);
+        Ok(self.answer(request).await??)
+    }
+
+    /// GET `path`; a refusal is handed back for the caller to explain.
+    pub async fn try_get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Result<T, Refusal>, ExitError> {
+        self.answer(self.request(Method::GET, path)).await
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+    }
+
+    /// Send `request`: the answer read as `T`, or the daemon's refusal.
+    async fn answer<T: DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+    ) -> Result<Result<T, Refusal>, ExitError> {
         let response = request.send().await.map_err(|e| self.unanswered(e))?;
         let status = response.status();
         let body: Value = response.json().await.map_err(|e| {
@@ -85,11 +141,19 @@ impl LocalClient {
         })?;
         if status.is_success() {
             serde_json::from_value(body)
+                .map(Ok)
                 .map_err(|e| ExitError::Runtime(format!("unexpected answer from the daemon: {e}")))
         } else {
-            Err(api_error(status, &body))
+            Ok(Err(Refusal { status, body }))
         }
     }
+}
+
+/// Whether the daemon's local socket is at `path`. Only a socket counts:
+/// a file of another kind in its place is an operator's, which the daemon
+/// leaves alone and serves TCP only (`local_socket::bind`).
+fn is_socket(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|meta| meta.file_type().is_socket())
 }
 
 impl LocalClient {

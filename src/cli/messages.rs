@@ -19,6 +19,9 @@ pub enum MessagesCommand {
         /// How many to show (1 to 500)
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Where to go on: the cursor a page before ended with
+        #[arg(long)]
+        cursor: Option<String>,
     },
     /// One message with its status history, as JSON.
     Show { id: String },
@@ -32,35 +35,15 @@ pub async fn run(client: &LocalClient, command: &MessagesCommand) -> Result<(), 
             status,
             channel,
             limit,
+            cursor,
         } => {
-            let mut query = format!("/api/v1/messages?limit={limit}");
-            if let Some(s) = status {
-                query.push_str(&format!("&status={s}"));
-            }
-            if let Some(c) = channel {
-                query.push_str(&format!("&channel={c}"));
-            }
-            let page: MessagePage = client.call(Method::GET, &query, None::<&()>).await?;
-            println!(
-                "{:<37} {:<6} {:<12} {:<20} {:<10} {:>3}  ERROR",
-                "ID", "CHAN", "PHONE_ID", "TO", "STATUS", "TRY"
-            );
-            for m in page.messages {
-                let error = m
-                    .error
-                    .map(|e| format!("{}: {}", e.code, e.message))
-                    .unwrap_or_default();
-                println!(
-                    "{:<37} {:<6} {:<12} {:<20} {:<10} {:>3}  {error}",
-                    m.id,
-                    m.channel,
-                    m.phone_id,
-                    m.to,
-                    m.status.as_str(),
-                    m.attempts
-                );
-            }
-            Ok(())
+            let limit = limit.to_string();
+            let filters = [
+                ("status", status.as_deref()),
+                ("channel", channel.as_deref()),
+                ("limit", Some(limit.as_str())),
+            ];
+            list(client, &filters, cursor.as_deref()).await
         }
         MessagesCommand::Show { id } => {
             let message: MessageView = client
@@ -83,5 +66,96 @@ pub async fn run(client: &LocalClient, command: &MessagesCommand) -> Result<(), 
             println!("{} {}", message.id, message.status.as_str());
             Ok(())
         }
+    }
+}
+
+/// One page of the messages `filters` select, from `cursor` on.
+async fn list(
+    client: &LocalClient,
+    filters: &[(&str, Option<&str>)],
+    cursor: Option<&str>,
+) -> Result<(), ExitError> {
+    let query: Vec<(&str, &str)> = given(filters)
+        .chain(cursor.map(|c| ("cursor", c)))
+        .collect();
+    let page: MessagePage = client.get_query("/api/v1/messages", &query).await?;
+    print_page(&page);
+    // A full page says nothing of what comes after it: say how to see
+    // the rest, with the same filters.
+    if let Some(next) = &page.next_cursor {
+        println!("more: {}", next_page_command(filters, next));
+    }
+    Ok(())
+}
+
+/// The filters that were given, as query parameters.
+fn given<'a>(
+    filters: &'a [(&'a str, Option<&'a str>)],
+) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    filters
+        .iter()
+        .filter_map(|(name, value)| Some((*name, (*value)?)))
+}
+
+fn print_page(page: &MessagePage) {
+    println!(
+        "{:<37} {:<6} {:<12} {:<20} {:<10} {:>3}  ERROR",
+        "ID", "CHAN", "PHONE_ID", "TO", "STATUS", "TRY"
+    );
+    for m in &page.messages {
+        let error = m
+            .error
+            .as_ref()
+            .map(|e| format!("{}: {}", e.code, e.message))
+            .unwrap_or_default();
+        println!(
+            "{:<37} {:<6} {:<12} {:<20} {:<10} {:>3}  {error}",
+            m.id,
+            m.channel,
+            m.phone_id,
+            m.to,
+            m.status.as_str(),
+            m.attempts
+        );
+    }
+}
+
+/// The command that lists the page after this one: these `filters` and
+/// `cursor`, each value quoted for a shell where it needs it.
+fn next_page_command(filters: &[(&str, Option<&str>)], cursor: &str) -> String {
+    let mut command = String::from("phonerelay messages list");
+    for (name, value) in given(filters).chain([("cursor", cursor)]) {
+        command.push_str(&format!(" --{name} {}", shell_quoted(value)));
+    }
+    command
+}
+
+fn shell_quoted(value: &str) -> String {
+    let plain = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.,:/+=@".contains(&b));
+    if plain {
+        value.to_string()
+    } else {
+        format!("'{}'", value.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_page_command_keeps_the_filters_and_quotes_what_needs_it() {
+        let filters = [
+            ("status", Some("it's")),
+            ("channel", None),
+            ("limit", Some("5")),
+        ];
+        assert_eq!(
+            next_page_command(&filters, "c42"),
+            r"phonerelay messages list --status 'it'\''s' --limit 5 --cursor c42"
+        );
     }
 }

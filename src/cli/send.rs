@@ -1,5 +1,5 @@
 use clap::Args;
-use reqwest::Method;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use super::client::LocalClient;
@@ -56,10 +56,20 @@ pub async fn run(client: &LocalClient, args: &SendArgs) -> Result<(), ExitError>
     Ok(())
 }
 
+/// The one endpoint of `channel`, found in the daemon's status.
 async fn only_endpoint(client: &LocalClient, channel: &str) -> Result<String, ExitError> {
-    let status: StatusReport = client
-        .call(Method::GET, "/api/v1/status", None::<&()>)
-        .await?;
+    let status: StatusReport = match client.try_get("/api/v1/status").await? {
+        Ok(status) => status,
+        // A key without the read scope may still send: it only cannot
+        // look the endpoint up.
+        Err(refusal) if refusal.status == StatusCode::FORBIDDEN => {
+            return Err(ExitError::Config(format!(
+                "this API key cannot read the daemon's status to find the {channel} endpoint: \
+                 pass --phone-id"
+            )));
+        }
+        Err(refusal) => return Err(refusal.into()),
+    };
     let ids: Vec<String> = status
         .endpoints
         .into_iter()
@@ -68,12 +78,24 @@ async fn only_endpoint(client: &LocalClient, channel: &str) -> Result<String, Ex
         .collect();
     match ids.as_slice() {
         [one] => Ok(one.clone()),
-        [] => Err(ExitError::Config(format!(
-            "no {channel} endpoint is configured"
-        ))),
+        [] => Err(ExitError::Config(no_endpoint(client, channel))),
         many => Err(ExitError::Config(format!(
             "several {channel} endpoints ({}); choose one with --phone-id",
             many.join(", ")
         ))),
+    }
+}
+
+/// Why no endpoint was found. The local key sees every endpoint; a key
+/// from `PHONERELAY_API_KEY` may be bound to one phone_id and see only
+/// that phone's, so the daemon may well have one it does not see.
+fn no_endpoint(client: &LocalClient, channel: &str) -> String {
+    if client.key_from_env() {
+        format!(
+            "this API key sees no {channel} endpoint (a key bound to a phone_id sees only \
+             that phone's); pass --phone-id"
+        )
+    } else {
+        format!("no {channel} endpoint is configured")
     }
 }

@@ -27,13 +27,27 @@ pub async fn run(client: &LocalClient, args: &StatusArgs) -> Result<(), ExitErro
     }
     if report.status == "ready" {
         Ok(())
-    } else if args.json {
-        // No table was printed: point into the JSON that was.
-        Err(ExitError::Runtime(
-            "not ready: see \"endpoints\" in the JSON above".into(),
-        ))
     } else {
-        Err(ExitError::Runtime("not ready: see the table above".into()))
+        Err(ExitError::Runtime(not_ready(&report, args.json)))
+    }
+}
+
+/// Why the daemon is not ready, pointing where the output says more: the
+/// store when it is the cause (or one of them), and the endpoints when
+/// one is down. With `--json` no table was printed: point into the JSON.
+fn not_ready(report: &StatusReport, json: bool) -> String {
+    let store = (report.store != "ok").then(|| format!("the store is {}", report.store));
+    if !json {
+        let cause = store.map_or(String::new(), |store| format!("{store}; "));
+        return format!("not ready: {cause}see the table above");
+    }
+    let endpoint_down = report.endpoints.iter().any(|e| e.state == "down");
+    match (store, endpoint_down) {
+        (Some(store), false) => format!("not ready: {store}; see \"store\" in the JSON above"),
+        (Some(store), true) => {
+            format!("not ready: {store}; see \"store\" and \"endpoints\" in the JSON above")
+        }
+        (None, _) => "not ready: see \"endpoints\" in the JSON above".into(),
     }
 }
 
@@ -234,6 +248,35 @@ mod tests {
                 .contains("sms/m1 degraded (paused): 3 queued"),
             "{}",
             paused.one_line()
+        );
+    }
+
+    /// A report not ready because of its store names the store, in the
+    /// table's words and the JSON's; one not ready because of an endpoint
+    /// points at the endpoints.
+    #[test]
+    fn not_ready_names_the_store_when_it_is_the_cause() {
+        let mut store_out = report(true);
+        store_out.store = "unavailable".into();
+        assert_eq!(
+            not_ready(&store_out, true),
+            "not ready: the store is unavailable; see \"store\" in the JSON above"
+        );
+        assert_eq!(
+            not_ready(&store_out, false),
+            "not ready: the store is unavailable; see the table above"
+        );
+        store_out.endpoints[0].state = "down".into();
+        assert!(
+            not_ready(&store_out, true).contains("\"store\" and \"endpoints\""),
+            "{}",
+            not_ready(&store_out, true)
+        );
+        let mut endpoint_down = report(true);
+        endpoint_down.endpoints[0].state = "down".into();
+        assert_eq!(
+            not_ready(&endpoint_down, true),
+            "not ready: see \"endpoints\" in the JSON above"
         );
     }
 

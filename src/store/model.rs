@@ -139,6 +139,9 @@ pub enum AcceptOutcome {
     KeyReused {
         id: String,
     },
+    /// The relay message id names a message of another phone_id (which is
+    /// not named here: it is not the sender's to learn).
+    RelayIdTaken,
 }
 
 #[derive(Debug, Clone, PartialEq)]

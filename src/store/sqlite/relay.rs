@@ -9,7 +9,6 @@ use super::seq_clock::SeqClock;
 use super::{inbound, outbound};
 use crate::store::*;
 
-/// Accept a message keyed by the relay's id; a repeat returns the first.
 /// The message `relay_message_id` made, if any, and its phone_id
 /// (through the relay id's unique index).
 pub fn find_outbound(
@@ -22,14 +21,24 @@ pub fn find_outbound(
         .optional()?)
 }
 
+/// Accept a message keyed by the relay's id; a repeat for the same
+/// phone_id returns the first, one for another phone_id is refused.
 pub fn accept(
     conn: &Connection,
     message: &NewOutbound,
     relay_message_id: &str,
     seqs: &SeqClock,
 ) -> StoreResult<AcceptOutcome> {
-    if let Some((id, _)) = find_outbound(conn, relay_message_id)? {
-        return Ok(AcceptOutcome::Replayed { id });
+    // Looked up again inside the write: two pushes of one id may both
+    // have found it free. A repeat is the first message only for the same
+    // phone_id; handing another phone's message id out would tell the
+    // sender of it, and report its status to the wrong phone.
+    match find_outbound(conn, relay_message_id)? {
+        Some((id, phone_id)) if phone_id == message.phone_id => {
+            return Ok(AcceptOutcome::Replayed { id });
+        }
+        Some(_) => return Ok(AcceptOutcome::RelayIdTaken),
+        None => {}
     }
     let outcome = outbound::accept(conn, message, seqs)?;
     if let AcceptOutcome::Created { id } = &outcome {
@@ -309,4 +318,35 @@ pub fn status_events(
         });
     }
     Ok(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::schema::{MIGRATIONS, at_version};
+    use crate::store::testing::queued_sms;
+
+    /// Two pushes of one relay id that both found it free before either
+    /// committed: the second is a repeat only for the same phone_id; for
+    /// another it is refused and learns nothing of the first message.
+    #[test]
+    fn a_relay_id_is_a_repeat_only_for_its_own_phone_id() {
+        let conn = at_version(MIGRATIONS.len());
+        let seqs = SeqClock::load(&conn).unwrap();
+        let AcceptOutcome::Created { id } =
+            accept(&conn, &queued_sms("a", 1), "r-1", &seqs).unwrap()
+        else {
+            panic!("not created")
+        };
+        let again = accept(&conn, &queued_sms("a", 2), "r-1", &seqs).unwrap();
+        assert_eq!(again, AcceptOutcome::Replayed { id: id.clone() });
+        let mut other = queued_sms("b", 3);
+        other.phone_id = "m2".into();
+        let refused = accept(&conn, &other, "r-1", &seqs).unwrap();
+        assert_eq!(refused, AcceptOutcome::RelayIdTaken);
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM outbound", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(rows, 1, "the refused push stored nothing");
+    }
 }
