@@ -69,3 +69,65 @@ async fn sms_send_from_pchat_and_the_reply_sms_reach_the_relay() {
     assert_eq!(reply["origin"]["channel"], "sms");
     sim_stop.cancel();
 }
+
+/// A DELIVER from `digits` with the type of number "national" (TON 2), as
+/// networks give senders of their own country.
+fn national_deliver(digits: &str, text: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (hex, _) = phonerelay_sms::codec::encode_deliver(digits, text, now, 1).remove(0);
+    // No SMSC part ("00"), the first octet, the address length, then its
+    // type: 0x81 (unknown, ISDN) becomes 0xA1 (national, ISDN).
+    assert_eq!(&hex[6..8], "81", "{hex}");
+    format!("{}A1{}", &hex[..6], &hex[8..])
+}
+
+/// A modem whose `country` is GB: a reply from a sender the network gives
+/// in national format (7911 123456) is the reply of the conversation with
+/// +447911123456, and reaches the pChat user who wrote.
+#[tokio::test]
+async fn a_reply_from_a_sender_in_national_format_reaches_the_user_who_wrote() {
+    let relay = EmulatedRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sim_stop = CancellationToken::new();
+    let link = dir.path().join("modem");
+    let sim = spawn(
+        behaviour_from(&SimSettings::default()),
+        link.clone(),
+        sim_stop.clone(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("relay.key"), RELAY_KEY).unwrap();
+    let extra = format!(
+        "{}{}\n[[channels.sms.modems]]\nphone_id = \"{PHONE_ID}\"\ndevice = \"{}\"\ncountry = \"GB\"\nreconnect_max_backoff_seconds = 1\n",
+        common::FAST_OUTBOX,
+        relay_config(&relay.url(), "push", Some("ops")),
+        link.display()
+    );
+    let text = common::config_text(&dir, &extra);
+    let bridge = TestDaemon::start_in(dir, text, Vec::new()).await;
+    let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
+    let body = json!({"phone_id": PHONE_ID, "channel": "sms", "to": "+447911123456",
+        "text": "Your table is ready", "source": "alice", "relay_message_id": "gb-1"});
+    let (code, accepted) = bridge.post("/api/v1/messages", &key, &body).await;
+    assert_eq!(code, 202, "{accepted}");
+    relay
+        .wait_for("sent for gb-1", |s| {
+            s.status_events
+                .iter()
+                .any(|e| e["relay_message_id"] == "gb-1" && e["status"] == "sent")
+        })
+        .await;
+
+    assert!(sim.inject_raw_pdu(&national_deliver("7911123456", "On my way")));
+    relay
+        .wait_for("the reply SMS", |s| !s.messages.is_empty())
+        .await;
+    let reply = relay.messages()[0].body.clone();
+    assert_eq!(reply["to"], "alice", "{reply}");
+    assert_eq!(reply["source"], "sms:+447911123456", "{reply}");
+    assert_eq!(reply["text"], "On my way");
+    sim_stop.cancel();
+}

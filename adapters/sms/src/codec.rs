@@ -38,6 +38,55 @@ pub fn decode_submit(hex: &str) -> Result<DecodedSubmit, PduError> {
     }
 }
 
+/// How a modem writes the numbers the network gives it: in E.164 where it
+/// can, so a reply from a handset matches the conversation recorded under
+/// the `+…` number the relay sent to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Numbering {
+    /// The home country of the modem's SIM (`country` in its config):
+    /// numbers in national format are of that country.
+    pub country: Option<phonenumber::country::Id>,
+}
+
+impl Numbering {
+    /// Numbering for a modem whose config names `country` (an ISO 3166-1
+    /// alpha-2 code); `None` if the code is not one libphonenumber knows.
+    pub fn for_country(country: Option<&str>) -> Option<Self> {
+        let country = match country {
+            None => None,
+            Some(code) => Some(code.parse().ok()?),
+        };
+        Some(Self { country })
+    }
+
+    /// The address as the daemon records it. International numbers get
+    /// their `+`. With a home country, a national number (TON 2), or one of
+    /// unknown type (TON 0: networks send national numbers with their trunk
+    /// prefix, or international ones without `+`, this way) is written in
+    /// E.164 if that gives a valid number of the country's plan. Anything
+    /// else (a short code, an alphanumeric sender, no home country) is kept
+    /// as the network gave it.
+    pub fn sender(&self, address: &pdu::Address) -> String {
+        let given = international(address);
+        let local = matches!(
+            address.type_of_number,
+            pdu::TypeOfNumber::National | pdu::TypeOfNumber::Unknown
+        );
+        match self.country {
+            Some(country) if local => e164_in(country, &given).unwrap_or(given),
+            _ => given,
+        }
+    }
+}
+
+/// `number`, read as written in `country`, in E.164; `None` unless it is a
+/// valid number there.
+fn e164_in(country: phonenumber::country::Id, number: &str) -> Option<String> {
+    let parsed = phonenumber::parse(Some(country), number).ok()?;
+    phonenumber::is_valid(&parsed)
+        .then(|| parsed.format().mode(phonenumber::Mode::E164).to_string())
+}
+
 /// `+` and digits for international numbers, as E.164 wants them.
 pub fn international(address: &pdu::Address) -> String {
     if address.type_of_number == pdu::TypeOfNumber::International
@@ -118,5 +167,76 @@ pub fn decode_incoming(hex: &str) -> Result<Incoming, PduError> {
             what: "pdu",
             reason: "not the expected message type".into(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address(number: &str, type_of_number: pdu::TypeOfNumber) -> pdu::Address {
+        pdu::Address {
+            number: number.into(),
+            type_of_number,
+            numbering_plan: 1,
+        }
+    }
+
+    #[test]
+    fn national_and_unknown_numbers_are_written_in_e164_with_a_home_country() {
+        use pdu::TypeOfNumber::*;
+        let gb = Numbering::for_country(Some("GB")).unwrap();
+        let cases = [
+            // TON national, as 23.040 says (no trunk prefix) and as some
+            // networks send it (with the trunk 0).
+            ("7911123456", National, "+447911123456"),
+            ("07911123456", National, "+447911123456"),
+            // TON unknown: national with trunk prefix, international
+            // without `+`, or with the international prefix.
+            ("07911123456", Unknown, "+447911123456"),
+            ("447911123456", Unknown, "+447911123456"),
+            ("00447911123456", Unknown, "+447911123456"),
+            ("0033612345678", Unknown, "+33612345678"),
+            // Already international: as it is.
+            ("447911123456", International, "+447911123456"),
+            ("33612345678", International, "+33612345678"),
+            // A short code is no number of the plan: kept.
+            ("85050", Unknown, "85050"),
+            ("InfoSMS", Alphanumeric, "InfoSMS"),
+            ("123", Abbreviated, "123"),
+        ];
+        for (number, ton, expected) in cases {
+            assert_eq!(
+                gb.sender(&address(number, ton)),
+                expected,
+                "{number} {ton:?}"
+            );
+        }
+        let us = Numbering::for_country(Some("US")).unwrap();
+        assert_eq!(
+            us.sender(&address("15551230001", Unknown)),
+            "15551230001",
+            "not a valid US number: kept"
+        );
+        assert_eq!(us.sender(&address("2025550143", National)), "+12025550143");
+        assert_eq!(us.sender(&address("12025550143", Unknown)), "+12025550143");
+    }
+
+    #[test]
+    fn without_a_home_country_numbers_are_kept_as_given() {
+        let none = Numbering::default();
+        let national = address("07911123456", pdu::TypeOfNumber::National);
+        assert_eq!(none.sender(&national), "07911123456");
+        let international = address("447911123456", pdu::TypeOfNumber::International);
+        assert_eq!(none.sender(&international), "+447911123456");
+    }
+
+    #[test]
+    fn a_country_libphonenumber_does_not_know_is_refused() {
+        assert!(Numbering::for_country(Some("GB")).is_some());
+        assert!(Numbering::for_country(None).is_some());
+        for bad in ["UK", "gb", "G", "", "GBR"] {
+            assert!(Numbering::for_country(Some(bad)).is_none(), "{bad}");
+        }
     }
 }

@@ -107,6 +107,14 @@ pub struct ModemConfig {
     /// SMS centre number (E.164) to use instead of the one stored on the SIM.
     #[serde(default)]
     pub smsc: Option<String>,
+    /// The home country of the SIM, as an ISO 3166-1 alpha-2 code in
+    /// capitals (`"GB"`, `"US"`). Networks give many senders in national
+    /// format (`07911 123456`); with this they are written in E.164
+    /// (`+447911123456`), as the relay sends to them, so replies reach the
+    /// conversation they belong to. Absent: senders are kept as the network
+    /// gives them, and only international ones are E.164.
+    #[serde(default)]
+    pub country: Option<String>,
     /// Message storage the modem uses for received messages.
     #[serde(default)]
     pub storage: Storage,
@@ -238,6 +246,7 @@ impl ModemConfig {
             pin: None,
             pin_file: None,
             smsc: None,
+            country: None,
             storage: Storage::default(),
             status_reports: DEFAULT_STATUS_REPORTS,
             validity_seconds: None,
@@ -273,6 +282,12 @@ impl ModemConfig {
             file: file.as_deref(),
         }
         .resolve_optional()
+    }
+
+    /// How this modem writes senders' numbers; `None` if `country` is not
+    /// a code the numbering plans know ([`Self::validate`] says so).
+    pub fn numbering(&self) -> Option<crate::codec::Numbering> {
+        crate::codec::Numbering::for_country(self.country.as_deref())
     }
 
     pub fn command_timeout(&self) -> Duration {
@@ -334,6 +349,12 @@ impl ModemConfig {
                 .is_err()
         {
             issue("smsc", "must be an E.164 number like +447785016005");
+        }
+        if self.numbering().is_none() {
+            issue(
+                "country",
+                "not an ISO 3166-1 alpha-2 country code in capitals (e.g. \"GB\", \"US\")",
+            );
         }
         if let Some(v) = self.validity_seconds
             && !(MIN_VALIDITY_SECONDS..=MAX_VALIDITY_SECONDS).contains(&v)
@@ -745,6 +766,23 @@ mod tests {
                 "modems[0].concat_reference_bits"
             ]
         );
+    }
+
+    #[test]
+    fn country_must_be_a_code_the_numbering_plans_know() {
+        let mut modem = sim_modem("a");
+        modem.country = Some("GB".into());
+        let config = SmsConfig {
+            modems: vec![modem.clone()],
+        };
+        assert!(keys(&config).is_empty());
+        for bad in ["UK", "gb", "GBR", ""] {
+            modem.country = Some(bad.into());
+            let config = SmsConfig {
+                modems: vec![modem.clone()],
+            };
+            assert_eq!(keys(&config), ["modems[0].country"], "{bad:?}");
+        }
     }
 
     #[test]

@@ -142,6 +142,8 @@ pub struct Inbox {
     /// reference and part count (an 8-bit reference wraps), so one key can
     /// have several messages in assembly.
     pending: HashMap<Key, Vec<Pending>>,
+    /// How senders' numbers are written (`from` of every message).
+    numbering: codec::Numbering,
     /// Fingerprints ([`part_fingerprint`]) of the parts of long messages
     /// committed lately, with when. A copy of a part read after its
     /// message was committed (the SMSC delivered it twice, and the copy
@@ -183,8 +185,15 @@ impl Inbox {
         Self {
             timeout_ms,
             pending: HashMap::new(),
+            numbering: codec::Numbering::default(),
             committed: HashMap::new(),
         }
+    }
+
+    /// Senders written as `numbering` says.
+    pub fn with_numbering(mut self, numbering: codec::Numbering) -> Self {
+        self.numbering = numbering;
+        self
     }
 
     /// Note that `parts`' message is committed (call only once it is).
@@ -215,7 +224,7 @@ impl Inbox {
     /// A part read from storage slot `slot`, or handed over directly
     /// (`None`). A single-part message is ready at once.
     pub fn add(&mut self, slot: Option<u32>, deliver: Deliver, now_ms: u64) -> Option<Ready> {
-        let from = codec::international(&deliver.originator);
+        let from = self.numbering.sender(&deliver.originator);
         let Some(concat) = deliver.concat().filter(|c| c.total > 1) else {
             return Some(finish(&from, vec![(slot, deliver)], Vec::new(), false));
         };

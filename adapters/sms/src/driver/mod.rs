@@ -159,6 +159,19 @@ enum End {
     Stuck(String),
 }
 
+impl Driver {
+    /// How this modem writes numbers (its config was validated, so a
+    /// `country` it names is known).
+    fn numbering(&self) -> codec::Numbering {
+        self.config.numbering().unwrap_or_default()
+    }
+
+    /// A number as the network gave it, as the daemon records it.
+    fn sender(&self, address: &phonerelay_sms_pdu::Address) -> String {
+        self.numbering().sender(address)
+    }
+}
+
 pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -176,7 +189,8 @@ impl Driver {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let max_backoff = Duration::from_secs(self.config.reconnect_max_backoff_seconds);
         let mut backoff = INITIAL_BACKOFF;
-        let mut inbox = Inbox::new(self.config.reassembly_timeout_seconds * 1000);
+        let mut inbox = Inbox::new(self.config.reassembly_timeout_seconds * 1000)
+            .with_numbering(self.numbering());
         // The inbox's time base: it keeps partial messages across sessions,
         // so their first-seen times must be on one clock for its whole life.
         let epoch = Instant::now();
@@ -765,7 +779,7 @@ impl Driver {
                 // Only with a CNMI fallback that routes messages directly;
                 // the modem does not keep them, so commit is all we can do.
                 if let Ok(Incoming::Deliver(deliver)) = codec::decode_incoming(&pdu) {
-                    let from = codec::international(&deliver.originator);
+                    let from = self.sender(&deliver.originator);
                     if inbox.committed_lately(&from, &deliver) {
                         tracing::info!("copy of a part already committed; dropped");
                         return Ok(());
@@ -1013,7 +1027,7 @@ impl Driver {
         deliver: &phonerelay_sms_pdu::Deliver,
         inbox: &Inbox,
     ) -> bool {
-        let from = codec::international(&deliver.originator);
+        let from = self.sender(&deliver.originator);
         if inbox.committed_lately(&from, deliver) {
             return true;
         }
@@ -1158,7 +1172,7 @@ impl Driver {
         if report.status.class == codec::StatusClass::StillTrying {
             return None;
         }
-        let recipient = codec::international(&report.recipient);
+        let recipient = self.sender(&report.recipient);
         let scts = report.service_centre_timestamp.to_unix_seconds();
         // The SMSC's day, and the one before in case its clock is ahead.
         let day = scts.div_euclid(86_400);
