@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::now_ms;
 use crate::config::{LoadedConfig, RoutingConfig};
 use crate::relay::routing::ttl_ms;
-use crate::relay::settings::relay_named;
+use crate::relay::settings::{SCOPE, STATUS_CURSOR, relay_named};
 use crate::store::{Store, UnforwardedInbound};
 
 /// Rows per writer job: small enough to keep accept latency flat.
@@ -46,7 +46,8 @@ pub async fn run(
         };
         prune_conversations(&*store, &config.config.relay.routing, unforwarded).await;
         if retention_days > 0 {
-            prune_old(&*store, retention_days, unforwarded, &shutdown).await;
+            let reported_to = status_reported_to(&*store, unforwarded).await;
+            prune_old(&*store, retention_days, unforwarded, reported_to, &shutdown).await;
         }
     }
 }
@@ -71,17 +72,39 @@ async fn prune_conversations(
     }
 }
 
+/// While a relay is named, how far its status reporter has got: a message
+/// from the relay with a status after that is kept until it is reported,
+/// however long the relay is away. A cursor that cannot be read counts as
+/// none reported.
+async fn status_reported_to(store: &dyn Store, unforwarded: UnforwardedInbound) -> Option<i64> {
+    if unforwarded == UnforwardedInbound::Prune {
+        return None;
+    }
+    let cursor = store.load_cursor(SCOPE, STATUS_CURSOR).await;
+    Some(
+        cursor
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    )
+}
+
 /// Delete what is older than `retention_days`, one batch per writer job.
 async fn prune_old(
     store: &dyn Store,
     retention_days: u64,
     unforwarded: UnforwardedInbound,
+    status_reported_to: Option<i64>,
     shutdown: &CancellationToken,
 ) {
     let before = now_ms() - retention_days as i64 * DAY_MS;
     let mut total = 0;
     loop {
-        match store.prune(before, BATCH, unforwarded).await {
+        match store
+            .prune(before, BATCH, unforwarded, status_reported_to)
+            .await
+        {
             Ok(n) => {
                 total += n;
                 if n < BATCH as usize || shutdown.is_cancelled() {

@@ -185,6 +185,53 @@ async fn push_send_then_reply_reaches_the_right_pchat_user() {
     assert_eq!(beat["endpoints"][0]["state"], "up");
 }
 
+/// The relay refuses a status batch for one event it does not know (its
+/// message deleted on its side): only that event is skipped; the others
+/// that shared its batch still arrive.
+#[tokio::test]
+async fn a_status_event_the_relay_refuses_does_not_take_its_batch_with_it() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.refuse_status_for = Some("s-bad".into()));
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    // Reads far apart, so both messages' events share one batch.
+    let config = relay
+        .bridge_config("push", Some("ops"))
+        .replace("status_interval_ms = 30", "status_interval_ms = 1500");
+    let bridge = common::start_bridge(&config, RELAY_KEY, &wa).await;
+    let bridge_key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
+    let mut ids = Vec::new();
+    for (to, relay_id) in [("+15551230001", "s-bad"), ("+15551230002", "s-good")] {
+        let (code, body) = bridge
+            .post(
+                "/api/v1/messages",
+                &bridge_key,
+                &push_body(to, "x", "alice", relay_id),
+            )
+            .await;
+        assert_eq!(code, 202, "{body}");
+        ids.push(body["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        bridge.wait_status(id, "sent").await;
+    }
+    relay
+        .wait_for("s-good's sent", |s| {
+            s.status_events
+                .iter()
+                .any(|e| e["relay_message_id"] == "s-good" && e["status"] == "sent")
+        })
+        .await;
+    relay.with(|s| {
+        assert!(
+            s.status_events
+                .iter()
+                .all(|e| e["relay_message_id"] != "s-bad"),
+            "{:?}",
+            s.status_events
+        )
+    });
+}
+
 #[tokio::test]
 async fn status_callbacks_arrive_in_order_through_relay_failures() {
     let relay = EmulatedRelay::start().await;
@@ -769,6 +816,47 @@ async fn pull_mode_pauses_between_polls_while_a_job_cannot_be_acknowledged() {
     assert!((5..=60).contains(&polls), "{polls} polls in a second");
     assert_eq!(wa.sent().len(), 1);
     assert_eq!(wa.sent()[0].text, "fine");
+}
+
+/// The relay refuses the ack of a job (withdrawn on its side) and hands the
+/// job out at every poll: the bridge takes it once, and backs off between
+/// polls instead of asking, finding it again and being refused in a loop.
+#[tokio::test]
+async fn pull_mode_backs_off_while_the_relay_refuses_its_acknowledgements() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| {
+        s.refuse_acks = Some(409);
+        s.jobs.push_back(
+            json!({"relay_message_id": "w-1", "phone_id": PHONE_ID, "channel": "wa",
+            "to": "+15551230001", "text": "withdrawn"}),
+        );
+    });
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let _bridge = common::start_bridge(&relay.bridge_config("pull", None), RELAY_KEY, &wa).await;
+    wa.wait_sent(1).await;
+    relay.wait_for("refused acks", |s| s.acks.len() >= 3).await;
+    // Backing off 40 ms doubling to 250 ms: a handful of polls a second.
+    let before = relay.with(|s| s.polls);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let polls = relay.with(|s| s.polls) - before;
+    assert!((1..=12).contains(&polls), "{polls} polls in a second");
+    assert_eq!(wa.sent().len(), 1, "taken once");
+}
+
+/// A relay that answers a poll with no jobs at once, instead of holding
+/// it open, is not asked again in a tight loop.
+#[tokio::test]
+async fn pull_mode_does_not_spin_on_a_relay_that_does_not_hold_polls_open() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.short_polls = true);
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let _bridge = common::start_bridge(&relay.bridge_config("pull", None), RELAY_KEY, &wa).await;
+    relay.wait_for("a first poll", |s| s.polls > 0).await;
+    let before = relay.with(|s| s.polls);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let polls = relay.with(|s| s.polls) - before;
+    // At most one every retry_initial_ms (40).
+    assert!((5..=26).contains(&polls), "{polls} polls in a second");
 }
 
 #[tokio::test]

@@ -126,7 +126,7 @@ async fn prune_deletes_only_old_ended_and_forwarded_messages() {
 async fn prune_all(store: &SqliteStore, cutoff: i64, unforwarded: UnforwardedInbound) -> usize {
     let mut removed = 0;
     loop {
-        let n = store.prune(cutoff, 1, unforwarded).await.unwrap();
+        let n = store.prune(cutoff, 1, unforwarded, None).await.unwrap();
         if n == 0 {
             return removed;
         }
@@ -282,4 +282,76 @@ async fn with_retention_off_the_daemon_still_sweeps_the_state_of_ended_messages(
         Some("0 17 x")
     );
     d.stop().await;
+}
+
+/// A message from the relay whose status has not reached the relay yet
+/// (its events lie past the relay's status cursor: the relay was away
+/// longer than the retention) is kept until they have; one reported, and
+/// one not from the relay, go with age as before.
+#[tokio::test]
+async fn a_relay_message_whose_status_is_not_yet_reported_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("phonerelay.sqlite3");
+    let store = open_store(&db);
+    let now = now_ms();
+    let mut ids = Vec::new();
+    for relay_id in ["r-1", "r-2"] {
+        match store
+            .accept_relay_outbound(new_outbound(relay_id, now), relay_id.into())
+            .await
+            .unwrap()
+        {
+            AcceptOutcome::Created { id } => ids.push(id),
+            other => panic!("{other:?}"),
+        }
+    }
+    let plain = accept_new(&store, new_outbound("plain", now)).await;
+    assert_eq!(claim_all(&store, now, 60_000).await.len(), 3);
+    for id in ids.iter().chain([&plain]) {
+        let receipt = SendReceipt::single(format!("ext-{id}"));
+        store.record_outcome(id, sent(receipt, now)).await.unwrap();
+    }
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let last_event = |id: &str| -> i64 {
+        conn.query_row(
+            "SELECT MAX(event_id) FROM outbound_events WHERE message_id = ?1",
+            [id],
+            |row| row.get(0),
+        )
+        .unwrap()
+    };
+    // The reporter has got as far as r-1's last event, not r-2's.
+    let cursor = last_event(&ids[0]);
+    assert!(last_event(&ids[1]) > cursor);
+    conn.execute(
+        "UPDATE outbound SET updated_at = ?1",
+        [now - 100 * 24 * 3600 * 1000],
+    )
+    .unwrap();
+    let cutoff = now - 90 * 24 * 3600 * 1000;
+
+    let mut removed = 0;
+    while let n @ 1.. = store
+        .prune(cutoff, 1, UnforwardedInbound::Keep, Some(cursor))
+        .await
+        .unwrap()
+    {
+        removed += n;
+    }
+    assert_eq!(removed, 2, "r-1 and the plain message");
+    assert!(store.get_outbound(&ids[0]).await.unwrap().is_none());
+    assert!(store.get_outbound(&plain).await.unwrap().is_none());
+    assert!(
+        store.get_outbound(&ids[1]).await.unwrap().is_some(),
+        "not reported yet"
+    );
+
+    // Reported: it goes too.
+    let reported = last_event(&ids[1]);
+    let n = store
+        .prune(cutoff, 10, UnforwardedInbound::Keep, Some(reported))
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert!(store.get_outbound(&ids[1]).await.unwrap().is_none());
 }

@@ -60,8 +60,10 @@ pub async fn run(deps: Deps) {
     // The request may take the whole wait plus the usual request time.
     let timeout = Duration::from_secs(wait + config.request_timeout_seconds);
     let mut failures = 0u32;
+    let mut refused_acks = 0u32;
     let mut left_out = LeftOut::default();
     loop {
+        let polled_at = tokio::time::Instant::now();
         let body = json!({
             "phone_id": deps.settings.phone_id,
             "wait_seconds": wait,
@@ -87,6 +89,13 @@ pub async fn run(deps: Deps) {
             }
         };
         if jobs.is_empty() {
+            // A relay that answers "none" at once instead of holding the
+            // poll open would otherwise be asked again in a tight loop.
+            let floor = Duration::from_millis(config.retry_initial_ms);
+            let left = floor.saturating_sub(polled_at.elapsed());
+            if !left.is_zero() && !deps.sleep_ms(left.as_millis() as u64).await {
+                break;
+            }
             continue;
         }
         let mut acks = Vec::with_capacity(jobs.len());
@@ -97,8 +106,20 @@ pub async fn run(deps: Deps) {
                 Err(not_taken) => left_out.note(not_taken),
             }
         }
-        if !acks.is_empty() && !acknowledge(&deps, &acks).await {
-            break;
+        if !acks.is_empty() {
+            match acknowledge(&deps, &acks).await {
+                Acked::Stopped => break,
+                Acked::Taken => refused_acks = 0,
+                // The relay hands the jobs out again, and they are taken
+                // as the repeats they are: back off rather than poll, find
+                // them and be refused again at once.
+                Acked::Refused(e) => {
+                    refused_acks = refused_acks.saturating_add(1);
+                    if !deps.sleep_ms(deps.backoff_ms(refused_acks, &e)).await {
+                        break;
+                    }
+                }
+            }
         }
         if let Some(pause_ms) = left_out.pause_ms(&deps)
             && !deps.sleep_ms(pause_ms).await
@@ -241,20 +262,28 @@ pub async fn take(deps: &Deps, job: Value) -> Result<Ack, NotTaken> {
     }
 }
 
-/// Ack until the relay takes it; false if shut down first. A permanent
-/// refusal is logged and dropped (the jobs will come again and be
-/// recognised).
-async fn acknowledge(deps: &Deps, acks: &[Ack]) -> bool {
+/// What became of an ack.
+enum Acked {
+    /// Shut down first.
+    Stopped,
+    Taken,
+    /// Refused for good: logged; the jobs will come again and be
+    /// recognised as taken.
+    Refused(RelayError),
+}
+
+/// Ack until the relay takes or refuses it.
+async fn acknowledge(deps: &Deps, acks: &[Ack]) -> Acked {
     let body = json!({ "phone_id": deps.settings.phone_id, "acks": acks });
     match deps
         .post_until_taken(&deps.settings.config.paths.ack, &body)
         .await
     {
-        None => false,
-        Some(Ok(())) => true,
+        None => Acked::Stopped,
+        Some(Ok(())) => Acked::Taken,
         Some(Err(e)) => {
             tracing::warn!(error = %e, "the relay refused an acknowledgement");
-            true
+            Acked::Refused(e)
         }
     }
 }

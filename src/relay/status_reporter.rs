@@ -46,20 +46,20 @@ impl From<RelayStatusEvent> for StatusEventBody {
 
 pub async fn run(deps: Deps) {
     let store = deps.state.store.clone();
-    let mut cursor: i64 = store
-        .load_cursor(SCOPE, STATUS_CURSOR)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
     let interval = deps.settings.config.status_interval_ms;
+    let Some(mut cursor) = start_cursor(&deps, interval).await else {
+        tracing::info!("relay status reporter stopped");
+        return;
+    };
     tracing::info!(cursor, "relay status reporter started");
     loop {
         if deps.shutdown.is_cancelled() {
             break;
         }
-        let batch = match store.relay_status_events(cursor, BATCH).await {
+        let batch = match store
+            .relay_status_events(cursor, BATCH, &deps.settings.phone_id)
+            .await
+        {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the status log");
@@ -97,19 +97,49 @@ pub async fn run(deps: Deps) {
     tracing::info!("relay status reporter stopped");
 }
 
-/// Until the relay takes the batch; false if shut down first.
-async fn report(deps: &Deps, events: &[StatusEventBody]) -> bool {
-    let body = json!({ "phone_id": deps.settings.phone_id, "events": events });
-    match deps
-        .post_until_taken(&deps.settings.config.paths.status, &body)
-        .await
-    {
-        None => false,
-        Some(Ok(())) => true,
-        Some(Err(e)) => {
-            tracing::warn!(error = %e, first = events[0].event_id,
-                "the relay refused a status batch; skipping it");
-            true
+/// Where the stream resumes: the saved cursor, read again until the store
+/// answers (starting from 0 would send every event kept again); 0 if none
+/// was saved, or it is not a number. `None` if shut down first.
+async fn start_cursor(deps: &Deps, interval_ms: u64) -> Option<i64> {
+    loop {
+        match deps.state.store.load_cursor(SCOPE, STATUS_CURSOR).await {
+            Ok(saved) => return Some(saved.and_then(|v| v.parse().ok()).unwrap_or(0)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the status cursor; trying again");
+                if !deps.sleep_ms(interval_ms.max(1000)).await {
+                    return None;
+                }
+            }
         }
     }
+}
+
+/// Until the relay takes the events; false if shut down first. A refused
+/// batch is sent again in halves, down to single events, so that only
+/// the event the relay refuses on its own is skipped, not those that
+/// shared its batch.
+async fn report(deps: &Deps, events: &[StatusEventBody]) -> bool {
+    // Halves still to send, the next on top: events go in order.
+    let mut parts = vec![events];
+    while let Some(part) = parts.pop() {
+        let body = json!({ "phone_id": deps.settings.phone_id, "events": part });
+        match deps
+            .post_until_taken(&deps.settings.config.paths.status, &body)
+            .await
+        {
+            None => return false,
+            Some(Ok(())) => {}
+            Some(Err(_)) if part.len() > 1 => {
+                let (first, second) = part.split_at(part.len() / 2);
+                parts.push(second);
+                parts.push(first);
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, event_id = part[0].event_id,
+                    relay_message_id = %part[0].relay_message_id,
+                    "the relay refused a status event; skipping it");
+            }
+        }
+    }
+    true
 }

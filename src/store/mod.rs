@@ -113,12 +113,15 @@ pub trait Store: Send + Sync + 'static {
     /// parts) and forwarded inbound messages last changed before
     /// `before_ms`, and inbound not yet forwarded too if `unforwarded`
     /// says so; returns how many rows went. Live and dead-lettered
-    /// messages are kept.
+    /// messages are kept, and so is a message from the relay with a status
+    /// event after `status_reported_to` (the relay's status cursor, while
+    /// a relay is named): its status has not reached the relay yet.
     async fn prune(
         &self,
         before_ms: i64,
         batch: u32,
         unforwarded: UnforwardedInbound,
+        status_reported_to: Option<i64>,
     ) -> StoreResult<usize>;
     /// Delete every `message_cursor` (see the channel crate) whose message
     /// has ended or is gone; returns how many went.
@@ -186,11 +189,14 @@ pub trait Store: Send + Sync + 'static {
     /// Put a dead letter back in the queue, due now.
     async fn retry_relay_inbound(&self, id: &str, now_ms: i64) -> StoreResult<ManualRetry>;
     async fn relay_inbound_counts(&self) -> StoreResult<RelayInboundCounts>;
-    /// Up to `limit` reportable status changes after `after_event_id`.
+    /// Up to `limit` reportable status changes after `after_event_id` of
+    /// the relay's messages for `phone_id` (the link's: another phone's
+    /// belong to a relay no longer linked, and are passed over).
     async fn relay_status_events(
         &self,
         after_event_id: i64,
         limit: u32,
+        phone_id: &str,
     ) -> StoreResult<RelayStatusBatch>;
     /// The conversation an inbound message replies to, if any is known.
     async fn route_reply(&self, query: RouteQuery) -> StoreResult<Option<RouteMatch>>;

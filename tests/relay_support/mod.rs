@@ -50,6 +50,14 @@ pub struct Recorded {
     pub fail_all: Option<u16>,
     /// Answer this many status requests with 503 first.
     pub fail_status_times: u32,
+    /// Answer a poll with no jobs at once instead of holding it open.
+    pub short_polls: bool,
+    /// Refuse every ack with this status, keeping the jobs: they are
+    /// handed out again at the next poll.
+    pub refuse_acks: Option<u16>,
+    /// Refuse (422) any status batch with an event for this relay id: a
+    /// message the relay no longer knows.
+    pub refuse_status_for: Option<String>,
     /// Answer this many ack requests with 200 but forget them (the relay
     /// crashed before saving): the jobs are delivered again.
     pub lose_ack_times: u32,
@@ -331,6 +339,10 @@ async fn poll(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>)
             s.polls += 1;
             return taken(true, StatusCode::OK, json!({}));
         }
+        if s.short_polls && s.jobs.is_empty() {
+            s.polls += 1;
+            return Json(json!({"jobs": []})).into_response();
+        }
     }
     // Long poll: answer as soon as there are jobs, or after a short wait.
     for _ in 0..10 {
@@ -354,6 +366,9 @@ async fn ack(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>) 
     }
     let mut s = state.lock().unwrap();
     s.acks.push(body.clone());
+    if let Some(status) = s.refuse_acks {
+        return error(status, "conflict", "this job was withdrawn");
+    }
     if s.lose_ack_times > 0 {
         s.lose_ack_times -= 1;
         return taken(s.plain_ok, StatusCode::OK, json!({"ok": true}));
@@ -374,7 +389,13 @@ async fn status(State(state): Shared, headers: HeaderMap, Json(body): Json<Value
         s.fail_status_times -= 1;
         return error(503, "unavailable", "try later");
     }
-    for event in body["events"].as_array().cloned().unwrap_or_default() {
+    let events = body["events"].as_array().cloned().unwrap_or_default();
+    if let Some(unknown) = &s.refuse_status_for
+        && events.iter().any(|e| e["relay_message_id"] == *unknown)
+    {
+        return error(422, "unknown_message", "no such relay message");
+    }
+    for event in events {
         // The relay drops repeats by event_id, as the protocol says.
         if !s
             .status_events

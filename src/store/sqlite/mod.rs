@@ -206,9 +206,12 @@ impl Store for SqliteStore {
         before_ms: i64,
         batch: u32,
         unforwarded: UnforwardedInbound,
+        status_reported_to: Option<i64>,
     ) -> StoreResult<usize> {
         self.writer
-            .write(move |conn| retention::prune(conn, before_ms, batch, unforwarded))
+            .write(move |conn| {
+                retention::prune(conn, before_ms, batch, unforwarded, status_reported_to)
+            })
             .await
     }
 
@@ -378,9 +381,11 @@ impl Store for SqliteStore {
         &self,
         after_event_id: i64,
         limit: u32,
+        phone_id: &str,
     ) -> StoreResult<RelayStatusBatch> {
+        let phone_id = phone_id.to_string();
         self.reader
-            .read(move |conn| relay::status_events(conn, after_event_id, limit))
+            .read(move |conn| relay::status_events(conn, after_event_id, limit, &phone_id))
             .await
     }
 

@@ -252,13 +252,15 @@ fn reportable(status: OutboundStatus) -> bool {
     )
 }
 
-/// The relay's id for message `id`, if the relay sent it (and it is still
-/// stored).
-fn relay_message_id(conn: &Connection, id: &str) -> StoreResult<Option<String>> {
+/// The relay's id for message `id`, if the relay sent it for `phone_id`
+/// (and it is still stored).
+fn relay_message_id(conn: &Connection, id: &str, phone_id: &str) -> StoreResult<Option<String>> {
     let relay_id: Option<Option<String>> = outbound::by_id(conn, id, |seq| {
         Ok(conn
-            .prepare_cached("SELECT relay_message_id FROM outbound WHERE seq = ?1 AND id = ?2")?
-            .query_row(params![seq, id], |row| row.get(0))
+            .prepare_cached(
+                "SELECT relay_message_id FROM outbound WHERE seq = ?1 AND id = ?2 AND phone_id = ?3",
+            )?
+            .query_row(params![seq, id, phone_id], |row| row.get(0))
             .optional()?)
     })?;
     Ok(relay_id.flatten())
@@ -268,6 +270,7 @@ pub fn status_events(
     conn: &Connection,
     after_event_id: i64,
     limit: u32,
+    phone_id: &str,
 ) -> StoreResult<RelayStatusBatch> {
     let rows = conn
         .prepare_cached(
@@ -294,7 +297,7 @@ pub fn status_events(
         if !reportable(status) {
             continue;
         }
-        let Some(relay_message_id) = relay_message_id(conn, &message_id)? else {
+        let Some(relay_message_id) = relay_message_id(conn, &message_id, phone_id)? else {
             continue;
         };
         let external_ids = if status == OutboundStatus::Sent {
@@ -325,6 +328,46 @@ mod tests {
     use super::*;
     use crate::store::sqlite::schema::{MIGRATIONS, at_version};
     use crate::store::testing::queued_sms;
+
+    /// Status events go to the relay of the link's phone_id only: another
+    /// phone's relay message (left from a link since re-paired to another
+    /// phone) is passed over, not reported to a relay that never sent it.
+    #[test]
+    fn status_events_are_those_of_the_link_s_phone_id() {
+        let conn = at_version(MIGRATIONS.len());
+        let seqs = SeqClock::load(&conn).unwrap();
+        let mut other = queued_sms("b", 2);
+        other.phone_id = "m2".into();
+        for (message, relay_id) in [(queued_sms("a", 1), "r-a"), (other, "r-b")] {
+            let AcceptOutcome::Created { id } = accept(&conn, &message, relay_id, &seqs).unwrap()
+            else {
+                panic!("not created")
+            };
+            conn.execute(
+                "UPDATE outbound SET status = 'cancelled' WHERE id = ?1",
+                [&id],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO outbound_events (message_id, status, at) VALUES (?1, 'cancelled', 3)",
+                [&id],
+            )
+            .unwrap();
+        }
+        let batch = status_events(&conn, 0, 100, "m1").unwrap();
+        let ids: Vec<&str> = batch
+            .events
+            .iter()
+            .map(|e| e.relay_message_id.as_str())
+            .collect();
+        assert_eq!(ids, ["r-a"]);
+        let last: i64 = conn
+            .query_row("SELECT MAX(event_id) FROM outbound_events", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(batch.scanned_to, last, "the other phone's is passed over");
+    }
 
     /// Two pushes of one relay id that both found it free before either
     /// committed: the second is a repeat only for the same phone_id; for

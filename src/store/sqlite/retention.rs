@@ -13,11 +13,16 @@ use crate::store::{OutboundStatus, StoreResult, UnforwardedInbound};
 /// Messages in the ended status ?3 last changed before ?1, up to ?2, through
 /// the partial ended index: one status at a time, so the read is a range
 /// of `(status, updated_at)` that stops at the cut-off. With `status NOT IN
-/// (…)` alone it walked every ended message kept, in every batch.
+/// (…)` alone it walked every ended message kept, in every batch. A message
+/// from the relay with an event after ?4 (the relay's status cursor) is
+/// not one: its status has not been reported yet.
 pub(super) const PRUNE_ENDED: &str = concat!(
     "SELECT seq, id FROM outbound WHERE ",
     ended!(),
-    " AND status = ?3 AND updated_at < ?1 LIMIT ?2"
+    " AND status = ?3 AND updated_at < ?1",
+    " AND NOT (relay_message_id IS NOT NULL AND EXISTS (SELECT 1 FROM outbound_events e",
+    " WHERE e.message_id = outbound.id AND e.event_id > ?4))",
+    " LIMIT ?2"
 );
 
 /// Inbound in relay state ?3 committed before ?1, up to ?2 rows.
@@ -63,7 +68,9 @@ pub fn prune(
     before_ms: i64,
     batch: u32,
     unforwarded: UnforwardedInbound,
+    status_reported_to: Option<i64>,
 ) -> StoreResult<usize> {
+    let reported_to = status_reported_to.unwrap_or(i64::MAX);
     // Ended outbound messages, a status at a time, up to the batch.
     let mut rows: Vec<(i64, String)> = Vec::new();
     for status in OutboundStatus::ALL.into_iter().filter(|s| !s.is_live()) {
@@ -73,9 +80,10 @@ pub fn prune(
         }
         let found = conn
             .prepare_cached(PRUNE_ENDED)?
-            .query_map(params![before_ms, room as i64, status.as_str()], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-            })?
+            .query_map(
+                params![before_ms, room as i64, status.as_str(), reported_to],
+                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)),
+            )?
             .collect::<Result<Vec<_>, _>>()?;
         rows.extend(found);
     }
