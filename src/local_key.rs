@@ -18,14 +18,12 @@ pub fn path(state_dir: &Path) -> PathBuf {
 /// Make sure the key file holds a valid, unrevoked key; issue one if not.
 pub async fn ensure(store: &dyn Store, state_dir: &Path) -> Result<(), String> {
     let file = path(state_dir);
-    if let Ok(text) = std::fs::read_to_string(&file) {
-        if let Some((key_id, secret)) = keys::parse(text.trim()) {
-            if let Ok(Some(record)) = store.find_key(key_id).await {
-                if keys::verify(&record, secret) {
-                    return Ok(());
-                }
-            }
-        }
+    if let Ok(text) = std::fs::read_to_string(&file)
+        && let Some((key_id, secret)) = keys::parse(text.trim())
+        && let Ok(Some(record)) = store.find_key(key_id).await
+        && keys::verify(&record, secret)
+    {
+        return Ok(());
     }
     let issued = keys::issue(LOCAL_KEY_NAME, vec![Scope::Admin], None, now_ms());
     store

@@ -81,10 +81,10 @@ fn half_sent_request(addr: &str, head: &str, body_start: &str) -> (String, Value
             Err(e) => panic!("no answer to a half-sent body: {e}"),
         }
         let text = String::from_utf8_lossy(&answer);
-        if let Some((_, body)) = text.split_once("\r\n\r\n") {
-            if serde_json::from_str::<Value>(body).is_ok() {
-                break;
-            }
+        if let Some((_, body)) = text.split_once("\r\n\r\n")
+            && serde_json::from_str::<Value>(body).is_ok()
+        {
+            break;
         }
     }
     let text = String::from_utf8_lossy(&answer).into_owned();

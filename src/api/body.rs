@@ -119,14 +119,15 @@ pub fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
     result.map_err(|error| {
         let inner = error.inner();
         // A syntax error after the part serde read wins over a field error.
-        if !inner.is_syntax() && !inner.is_eof() {
-            if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(raw) {
-                return ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_json",
-                    format!("the body is not valid JSON: {syntax}"),
-                );
-            }
+        if !inner.is_syntax()
+            && !inner.is_eof()
+            && let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(raw)
+        {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("the body is not valid JSON: {syntax}"),
+            );
         }
         let path = error.path().to_string();
         if inner.is_syntax() || inner.is_eof() {

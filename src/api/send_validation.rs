@@ -82,13 +82,13 @@ pub fn validate(req: &SendRequest, state: &AppState) -> Result<ValidSend, ApiErr
             format!("text has {chars} characters; {channel} allows at most {max}"),
         ));
     }
-    if let Some(subject) = &req.subject {
-        if subject.chars().count() > MAX_SUBJECT_CHARS || subject.contains(['\r', '\n']) {
-            return Err(ApiError::invalid(
-                "subject",
-                format!("a subject is one line of at most {MAX_SUBJECT_CHARS} characters"),
-            ));
-        }
+    if let Some(subject) = &req.subject
+        && (subject.chars().count() > MAX_SUBJECT_CHARS || subject.contains(['\r', '\n']))
+    {
+        return Err(ApiError::invalid(
+            "subject",
+            format!("a subject is one line of at most {MAX_SUBJECT_CHARS} characters"),
+        ));
     }
     if let Some(source) = &req.source {
         validate_address(ChannelKind::Pchat, source)

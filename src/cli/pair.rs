@@ -92,10 +92,10 @@ pub async fn pair(loaded: &LoadedConfig, args: &PairArgs) -> Result<(), ExitErro
         "paired with {url} as phone_id {phone_id}; the relay key is in {} (mode 600)",
         outcome.key_file.display()
     );
-    if let Some(configured) = &loaded.config.relay.url {
-        if configured.trim_end_matches('/') != url.trim_end_matches('/') {
-            eprintln!("note: relay.url in the config ({configured}) overrides this pairing's URL");
-        }
+    if let Some(configured) = &loaded.config.relay.url
+        && configured.trim_end_matches('/') != url.trim_end_matches('/')
+    {
+        eprintln!("note: relay.url in the config ({configured}) overrides this pairing's URL");
     }
     eprintln!(
         "bridge key {} created for the relay to push sends with (scopes send,read; phone_id {phone_id}).",

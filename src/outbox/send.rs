@@ -43,11 +43,11 @@ async fn decide(
     if now_ms() >= record.expires_at_ms {
         return SendOutcome::Expired { now_ms: now_ms() };
     }
-    if let Some(per_recipient) = &limiters.per_recipient {
-        if let Err(not_until) = per_recipient.check_key(&record.to) {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            return release_after(ctx, record, Deferral::RateLimited, wait);
-        }
+    if let Some(per_recipient) = &limiters.per_recipient
+        && let Err(not_until) = per_recipient.check_key(&record.to)
+    {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        return release_after(ctx, record, Deferral::RateLimited, wait);
     }
     // `hard_stop` first: once it has fired, no send may start (the message
     // is released; a send begun now could go out and be sent again).

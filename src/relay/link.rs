@@ -85,10 +85,10 @@ impl Link {
     }
 
     async fn persist(&self, state: &LinkState) {
-        if let Ok(text) = serde_json::to_string(state) {
-            if let Err(e) = self.store.save_cursor(SCOPE, LINK, &text).await {
-                tracing::warn!(error = %e, "cannot record the relay link state");
-            }
+        if let Ok(text) = serde_json::to_string(state)
+            && let Err(e) = self.store.save_cursor(SCOPE, LINK, &text).await
+        {
+            tracing::warn!(error = %e, "cannot record the relay link state");
         }
     }
 }
