@@ -21,7 +21,7 @@ use crate::local_key;
 use crate::metrics::Metrics;
 use crate::outbox::{self, DispatchContext};
 use crate::service_manager;
-use crate::store::{SqliteStore, Store};
+use crate::store::{SqliteStore, Store, StoreError};
 
 /// A started daemon. Cancel `shutdown` and await `wait()` to stop it.
 pub struct RunningDaemon {
@@ -109,8 +109,10 @@ pub async fn start(
     let db = loaded.database_path();
     let commit_delay = Duration::from_millis(loaded.config.storage.commit_delay_ms);
     let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open_with_commit_delay(&db, commit_delay).map_err(|e| {
-            ExitError::Runtime(format!("cannot open the store {}: {e}", db.display()))
+        SqliteStore::open_with_commit_delay(&db, commit_delay).map_err(|e| match e {
+            // A restart would meet the same store: not restarted (exit 2).
+            StoreError::Incompatible(why) => ExitError::Config(why),
+            e => ExitError::Runtime(format!("cannot open the store {}: {e}", db.display())),
         })?,
     );
     let abandoned = store

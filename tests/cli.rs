@@ -16,6 +16,33 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// A store a newer PhoneRelay migrated (after a downgrade): `serve`
+/// refuses it with exit 2, which systemd does not restart, and leaves it
+/// as it was.
+#[test]
+fn serve_refuses_a_store_a_newer_phonerelay_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = daemon_config(dir.path(), 0, "", "");
+    let db = dir.path().join("state").join("phonerelay.sqlite3");
+    fs::create_dir_all(db.parent().unwrap()).unwrap();
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .pragma_update(None, "user_version", 999)
+        .unwrap();
+    let out = run(&["serve", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("schema version 999, newer than this phonerelay's"),
+        "{}",
+        text(&out.stderr)
+    );
+    let version: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 999, "left as it was");
+}
+
 #[test]
 fn check_accepts_the_shipped_configs() {
     let quick = run(&["check", "--config", "config/quickstart.toml"]);

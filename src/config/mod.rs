@@ -9,4 +9,4 @@ mod validate;
 pub use defaults::*;
 pub use load::{ConfigError, LoadedConfig, find_config_path, load_from_path, load_from_str};
 pub use model::*;
-pub use validate::{validate, validate_with};
+pub use validate::{is_relay_url, validate, validate_with};

@@ -4,7 +4,7 @@ use phonerelay_channel::{ChannelKind, ConfigIssue};
 
 use super::defaults::{
     MAX_COMMIT_DELAY_MS, MAX_LEASE_SECONDS, MAX_MAX_CONNECTIONS, MAX_PER_SECOND,
-    MAX_RETENTION_DAYS, MAX_TTL_LIMIT_SECONDS, MIN_PER_SECOND,
+    MAX_RETENTION_DAYS, MAX_SHUTDOWN_GRACE_SECONDS, MAX_TTL_LIMIT_SECONDS, MIN_PER_SECOND,
 };
 use super::load::LoadedConfig;
 
@@ -35,6 +35,14 @@ pub fn validate_with(loaded: &LoadedConfig, extra_phone_ids: &[String]) -> Vec<C
         "server.request_timeout_seconds",
         config.server.request_timeout_seconds,
     );
+    if config.server.shutdown_grace_seconds > MAX_SHUTDOWN_GRACE_SECONDS {
+        issues.push(ConfigIssue::new(
+            "server.shutdown_grace_seconds",
+            format!(
+                "must be at most {MAX_SHUTDOWN_GRACE_SECONDS} (the systemd unit stops the daemon for good 45 s after SIGTERM)"
+            ),
+        ));
+    }
     if !(1..=MAX_MAX_CONNECTIONS).contains(&config.server.max_connections) {
         issues.push(ConfigIssue::new(
             "server.max_connections",
@@ -156,25 +164,35 @@ pub fn validate_with(loaded: &LoadedConfig, extra_phone_ids: &[String]) -> Vec<C
     issues
 }
 
+/// Whether `url` can be a relay's base URL (`relay.url`, `pair --relay`):
+/// parsed as the client will use it, so a port out of range or a missing
+/// host fails when it is given, not at every request of the link. The
+/// request paths are appended to it, so it carries no query or fragment.
+pub fn is_relay_url(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && u.host_str().is_some_and(|h| !h.is_empty())
+            && u.query().is_none()
+            && u.fragment().is_none()
+    }) && !url.contains(char::is_whitespace)
+}
+
 fn validate_relay(relay: &super::model::RelayConfig, issues: &mut Vec<ConfigIssue>) {
-    if let Some(url) = &relay.url {
-        let ok = (url.starts_with("https://") || url.starts_with("http://"))
-            && url.len() > "https://".len()
-            && !url.contains(char::is_whitespace);
-        if !ok {
-            issues.push(ConfigIssue::new(
-                "relay.url",
-                "must be an http:// or https:// URL",
-            ));
-        }
+    if let Some(url) = &relay.url
+        && !is_relay_url(url)
+    {
+        issues.push(ConfigIssue::new(
+            "relay.url",
+            "must be an http:// or https:// URL",
+        ));
     }
-    if let Some(phone_id) = &relay.phone_id {
-        if phone_id.trim().is_empty() || phone_id.len() > 128 {
-            issues.push(ConfigIssue::new(
-                "relay.phone_id",
-                "must be 1 to 128 characters",
-            ));
-        }
+    if let Some(phone_id) = &relay.phone_id
+        && (phone_id.trim().is_empty() || phone_id.len() > 128)
+    {
+        issues.push(ConfigIssue::new(
+            "relay.phone_id",
+            "must be 1 to 128 characters",
+        ));
     }
     let paths = &relay.paths;
     for (name, path) in [
@@ -217,13 +235,13 @@ fn validate_relay(relay: &super::model::RelayConfig, issues: &mut Vec<ConfigIssu
             "is smaller than relay.retry_initial_ms",
         ));
     }
-    if let Some(to) = &relay.routing.default_to {
-        if let Err(e) = phonerelay_channel::validate_address(ChannelKind::Pchat, to) {
-            issues.push(ConfigIssue::new(
-                "relay.routing.default_to",
-                format!("not a pChat address: {e}"),
-            ));
-        }
+    if let Some(to) = &relay.routing.default_to
+        && let Err(e) = phonerelay_channel::validate_address(ChannelKind::Pchat, to)
+    {
+        issues.push(ConfigIssue::new(
+            "relay.routing.default_to",
+            format!("not a pChat address: {e}"),
+        ));
     }
     positive(
         issues,
@@ -251,6 +269,22 @@ mod tests {
         let loaded =
             load_from_str(text, std::path::Path::new("t.toml"), ".".into()).expect("parses");
         validate(&loaded).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn shutdown_grace_must_end_before_the_unit_kills_the_daemon() {
+        for good in [0, 20, 30] {
+            assert!(
+                issues(&format!("[server]\nshutdown_grace_seconds = {good}\n")).is_empty(),
+                "{good}"
+            );
+        }
+        let found = issues("[server]\nshutdown_grace_seconds = 60\n");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("server.shutdown_grace_seconds: must be at most 30"),
+            "{found:?}"
+        );
     }
 
     #[test]
@@ -335,6 +369,25 @@ mod tests {
     #[test]
     fn relay_defaults_are_valid_and_bad_values_are_named() {
         assert!(issues("[relay]\nurl = \"https://relay.example\"\n").is_empty());
+        for good in ["http://a", "https://relay.example:8443/prefix"] {
+            assert!(
+                issues(&format!("[relay]\nurl = \"{good}\"\n")).is_empty(),
+                "{good}"
+            );
+        }
+        for bad in [
+            "https://relay.example.com:99999",
+            "https://",
+            "https://:443",
+            "https://relay.example/?x=1",
+            "relay.example",
+        ] {
+            let found = issues(&format!("[relay]\nurl = \"{bad}\"\n"));
+            assert!(
+                found.iter().any(|i| i.contains("relay.url")),
+                "{bad}: {found:?}"
+            );
+        }
         let found = issues(
             "[relay]\nurl = \"ftp://x\"\nretry_initial_ms = 10\nretry_max_ms = 5\n\
              [relay.paths]\npoll = \"bridge/poll\"\n[relay.routing]\nconversation_ttl_days = 0\n",

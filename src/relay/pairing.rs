@@ -99,11 +99,9 @@ pub fn explain(error: &RelayError, url: &str, phone_id: &str) -> ExitError {
 }
 
 pub fn validate_inputs(url: &str, phone_id: &str, key: &str) -> Result<(), ExitError> {
-    if !(url.starts_with("https://") || url.starts_with("http://"))
-        || url.contains(char::is_whitespace)
-    {
+    if !crate::config::is_relay_url(url) {
         return Err(ExitError::Config(
-            "--relay must be an http:// or https:// URL".into(),
+            "--relay must be an http:// or https:// URL with a host".into(),
         ));
     }
     if phone_id.trim().is_empty() || phone_id.len() > 128 {

@@ -27,6 +27,10 @@ pub enum StoreError {
     Unavailable(String),
     #[error("the store is closed")]
     Closed,
+    /// This binary cannot use the store at all (one a newer PhoneRelay
+    /// wrote): no retry or restart will change that.
+    #[error("{0}")]
+    Incompatible(String),
 }
 
 impl StoreError {

@@ -73,6 +73,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", path.display())))?;
         let mut conn = Connection::open(path)?;
         schema::configure(&conn)?;
+        schema::check_not_newer(&conn, path).map_err(StoreError::Incompatible)?;
         schema::migrate(&mut conn)?;
         let seqs = SeqClock::load(&conn)?;
         let (writer, handle) = Writer::spawn(conn, commit_delay);

@@ -276,6 +276,23 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+/// Refuse a database a newer PhoneRelay has migrated past this binary's
+/// schema: this one would run on tables it does not know, and write rows
+/// the newer one may read wrong.
+pub fn check_not_newer(conn: &Connection, path: &std::path::Path) -> Result<(), String> {
+    let version: usize = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(|e| e.to_string())?;
+    if version > MIGRATIONS.len() {
+        return Err(format!(
+            "{} has schema version {version}, newer than this phonerelay's {}: run the version that wrote it (or a newer one)",
+            path.display(),
+            MIGRATIONS.len()
+        ));
+    }
+    Ok(())
+}
+
 /// Bring the database to the newest schema in one transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let version: usize = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
