@@ -194,7 +194,12 @@ pub fn restore(copy: &Path, db: &Path, suffix: &str) -> Result<Restored, String>
     let incoming = super::beside(db, ".restoring");
     // Left by a restore that failed before its rename: never in use.
     let _ = std::fs::remove_file(&incoming);
-    let written = write_synced(copy, &incoming);
+    let written = write_synced(copy, &incoming).and_then(|()| {
+        if db.exists() {
+            number_events_on(db, &incoming)?;
+        }
+        Ok(())
+    });
     if let Err(e) = written {
         let _ = std::fs::remove_file(&incoming);
         return Err(format!("{e}; the store was left as it was"));
@@ -234,6 +239,53 @@ pub fn restore(copy: &Path, db: &Path, suffix: &str) -> Result<Restored, String>
     })?;
     sync_dir_of(db);
     Ok(Restored { summary, kept })
+}
+
+/// Number the status events of the copy at `to` on from the last one the
+/// store at `from` gave out. A backup is older than the store it replaces,
+/// and the relay has seen that store's event ids: it drops an event whose
+/// id it already has (docs/relay-protocol.md), so ids handed out again
+/// after the restore would lose those statuses. A store that cannot be
+/// read (the reason for restoring, perhaps) leaves the copy as it is.
+fn number_events_on(from: &Path, to: &Path) -> Result<(), String> {
+    // Read-write, as the daemon opens it, so that closing it checkpoints
+    // its log and removes it and the shared memory file as the daemon's
+    // own close would (a read-only connection leaves both behind).
+    let last = Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .and_then(|live| {
+            let last = live.query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'outbound_events'",
+                [],
+                |row| row.get::<_, i64>(0),
+            );
+            live.close().map_err(|(_, e)| e)?;
+            last
+        })
+        .ok();
+    let Some(last) = last else {
+        return Ok(());
+    };
+    let fail = |e: rusqlite::Error| format!("cannot renumber {}: {e}", to.display());
+    let copy = Connection::open(to).map_err(fail)?;
+    let raised = copy
+        .execute(
+            "UPDATE sqlite_sequence SET seq = max(seq, ?1) WHERE name = 'outbound_events'",
+            [last],
+        )
+        .map_err(fail)?;
+    if raised == 0 {
+        copy.execute(
+            "INSERT INTO sqlite_sequence (name, seq) VALUES ('outbound_events', ?1)",
+            [last],
+        )
+        .map_err(fail)?;
+    }
+    // Closed before the file is synced and renamed: nothing of it may be
+    // left in a journal beside the copy.
+    copy.close().map_err(|(_, e)| fail(e))?;
+    std::fs::File::open(to)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| format!("cannot sync {}: {e}", to.display()))
 }
 
 /// `copy` written to `to` (a new file, private, given to the state dir's
@@ -301,6 +353,37 @@ mod tests {
         let e = backup(&db, &out).unwrap_err();
         assert!(e.to_string().contains("cannot create"), "{e}");
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious");
+    }
+
+    /// The relay has seen the replaced store's event ids; the restored
+    /// store numbers its next events after them, not after the backup's.
+    #[test]
+    fn a_restored_store_numbers_status_events_on_from_the_replaced_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store(dir.path());
+        let event = |conn: &Connection| {
+            conn.execute(
+                "INSERT INTO outbound_events (message_id, status, at) VALUES ('a', 'sent', 1)",
+                [],
+            )
+            .unwrap();
+            conn.last_insert_rowid()
+        };
+        let conn = Connection::open(&db).unwrap();
+        event(&conn);
+        let copy = dir.path().join("copy.sqlite3");
+        backup(&db, &copy).unwrap();
+        // After the backup, events the relay was told of.
+        let seen = (0..5).map(|_| event(&conn)).last().unwrap();
+        drop(conn);
+        restore(&copy, &db, ".before-restore").unwrap();
+        let conn = Connection::open(&db).unwrap();
+        assert_eq!(event(&conn), seen + 1);
+        assert!(
+            !dir.path()
+                .join("phonerelay.sqlite3.restoring-journal")
+                .exists()
+        );
     }
 
     #[test]
