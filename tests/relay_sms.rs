@@ -9,14 +9,20 @@ mod relay_support;
 use common::{TestDaemon, create_key};
 use phonerelay::store::Scope;
 use phonerelay_sms::SimSettings;
-use phonerelay_sms::sim::{behaviour_from, spawn};
+use phonerelay_sms::sim::{SimHandle, behaviour_from, spawn};
 use relay_support::{EmulatedRelay, PHONE_ID, RELAY_KEY, relay_config};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-#[tokio::test]
-async fn sms_send_from_pchat_and_the_reply_sms_reach_the_relay() {
-    let relay = EmulatedRelay::start().await;
+/// A bridge linked to `relay` in push mode (replies no conversation
+/// routes go to `default_to`), with one simulated modem whose
+/// `[[channels.sms.modems]]` entry has `modem_keys` (TOML lines) too; the
+/// simulator's handle and what stops it.
+async fn sms_bridge(
+    relay: &EmulatedRelay,
+    default_to: Option<&str>,
+    modem_keys: &str,
+) -> (TestDaemon, SimHandle, CancellationToken) {
     let dir = tempfile::tempdir().unwrap();
     let sim_stop = CancellationToken::new();
     let link = dir.path().join("modem");
@@ -28,13 +34,20 @@ async fn sms_send_from_pchat_and_the_reply_sms_reach_the_relay() {
     .unwrap();
     std::fs::write(dir.path().join("relay.key"), RELAY_KEY).unwrap();
     let extra = format!(
-        "{}{}\n[[channels.sms.modems]]\nphone_id = \"{PHONE_ID}\"\ndevice = \"{}\"\nreconnect_max_backoff_seconds = 1\n",
+        "{}{}\n[[channels.sms.modems]]\nphone_id = \"{PHONE_ID}\"\ndevice = \"{}\"\n{modem_keys}reconnect_max_backoff_seconds = 1\n",
         common::FAST_OUTBOX,
-        relay_config(&relay.url(), "push", None),
+        relay_config(&relay.url(), "push", default_to),
         link.display()
     );
     let text = common::config_text(&dir, &extra);
     let bridge = TestDaemon::start_in(dir, text, Vec::new()).await;
+    (bridge, sim, sim_stop)
+}
+
+#[tokio::test]
+async fn sms_send_from_pchat_and_the_reply_sms_reach_the_relay() {
+    let relay = EmulatedRelay::start().await;
+    let (bridge, sim, sim_stop) = sms_bridge(&relay, None, "").await;
     let key = create_key(
         &*bridge.store(),
         vec![Scope::Send, Scope::Read],
@@ -90,24 +103,7 @@ fn national_deliver(digits: &str, text: &str) -> String {
 #[tokio::test]
 async fn a_reply_from_a_sender_in_national_format_reaches_the_user_who_wrote() {
     let relay = EmulatedRelay::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let sim_stop = CancellationToken::new();
-    let link = dir.path().join("modem");
-    let sim = spawn(
-        behaviour_from(&SimSettings::default()),
-        link.clone(),
-        sim_stop.clone(),
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("relay.key"), RELAY_KEY).unwrap();
-    let extra = format!(
-        "{}{}\n[[channels.sms.modems]]\nphone_id = \"{PHONE_ID}\"\ndevice = \"{}\"\ncountry = \"GB\"\nreconnect_max_backoff_seconds = 1\n",
-        common::FAST_OUTBOX,
-        relay_config(&relay.url(), "push", Some("ops")),
-        link.display()
-    );
-    let text = common::config_text(&dir, &extra);
-    let bridge = TestDaemon::start_in(dir, text, Vec::new()).await;
+    let (bridge, sim, sim_stop) = sms_bridge(&relay, Some("ops"), "country = \"GB\"\n").await;
     let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
     let body = json!({"phone_id": PHONE_ID, "channel": "sms", "to": "+447911123456",
         "text": "Your table is ready", "source": "alice", "relay_message_id": "gb-1"});
