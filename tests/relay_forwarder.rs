@@ -116,6 +116,59 @@ async fn a_relay_answering_404_while_it_restarts_holds_the_inbound_until_it_is_b
         .await;
 }
 
+/// While one conversation waits a long backoff, the forwarder sleeps
+/// until it is due rather than reading every pending message each second;
+/// a dead letter retried by hand meanwhile wakes it, and goes at once.
+#[tokio::test]
+async fn a_manual_retry_goes_at_once_while_another_conversation_waits_its_backoff() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| {
+        s.hold_marked = Some(408);
+        s.reject_marked = true;
+    });
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let config = relay
+        .bridge_config("push", Some("ops"))
+        .replace("retry_initial_ms = 40", "retry_initial_ms = 60000")
+        .replace("retry_max_ms = 250", "retry_max_ms = 60000");
+    let bridge = common::start_bridge(&config, RELAY_KEY, &wa).await;
+    wa.inject(wa_inbound("+15551230001", "h-1", "HOLD this", &[]))
+        .await
+        .unwrap();
+    wa.inject(wa_inbound("+15551230002", "r-1", "REJECT me", &[]))
+        .await
+        .unwrap();
+    let link = bridge
+        .wait_link("one held, one dead", |l| {
+            l["inbound_dead"] == 1 && l["inbound_pending"] == 1
+        })
+        .await;
+    assert_eq!(link["inbound_dead"], 1, "{link}");
+
+    relay.with(|s| s.reject_marked = false);
+    let (code, dead) = bridge
+        .get("/api/v1/relay/inbound?state=dead", &bridge.admin_key)
+        .await;
+    assert_eq!(code, 200, "{dead}");
+    let id = dead["messages"][0]["message"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, body) = bridge
+        .post(
+            &format!("/api/v1/inbound/{id}/retry"),
+            &bridge.admin_key,
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    // Long before the held one is due (a minute).
+    relay
+        .wait_for("the retried one", |s| s.messages.len() == 1)
+        .await;
+    assert_eq!(relay.messages()[0].body["text"], "REJECT me");
+}
+
 #[tokio::test]
 async fn a_graceful_stop_does_not_wait_for_a_relay_that_never_answers() {
     let relay = EmulatedRelay::start().await;

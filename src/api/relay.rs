@@ -293,7 +293,8 @@ pub async fn retry_inbound(
         _ => return Err(ApiError::not_found("inbound message")),
     }
     match state.store.retry_relay_inbound(&id, now_ms()).await? {
-        ManualRetry::Requeued => {}
+        // The forwarder may be sleeping until a held conversation is due.
+        ManualRetry::Requeued => state.inbound_bell.notify_one(),
         ManualRetry::NotFound => return Err(ApiError::not_found("inbound message")),
         ManualRetry::NotDead(current) => {
             return Err(ApiError::new(

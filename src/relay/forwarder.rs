@@ -20,9 +20,13 @@ use crate::api::dto::AttachmentBody;
 use crate::clock::{now_ms, rfc3339};
 use crate::store::{InboundRecord, RelayInbound, RelayInboundOutcome};
 
-/// Longest sleep with nothing to do: picks up manual retries and messages
-/// committed by another process.
+/// Longest sleep with nothing to do: picks up messages committed by
+/// another process (a commit here, or a manual retry, rings the bell).
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Longest sleep while what is pending waits (a conversation held until
+/// its retry, messages of a phone the link does not carry): each round
+/// reads every pending message, so not every second while nothing can go.
+const HELD_POLL: Duration = Duration::from_secs(30);
 /// Pending messages read per round.
 const ROUND_SIZE: u32 = 500;
 
@@ -103,6 +107,9 @@ async fn round(deps: &Deps, failures: &mut u32, link_down_until: &mut Option<i64
     }
     let mut blocked: HashSet<(ChannelKind, String, String)> = HashSet::new();
     let mut earliest: Option<i64> = None;
+    // Messages of another phone left pending (the link's phone is none of
+    // the bridge's): nothing but a new pairing, a new link, moves them.
+    let mut left_for_the_pairing = false;
     let mut after_seq = 0;
     let full_round = 'pages: loop {
         let pending = match deps
@@ -131,6 +138,8 @@ async fn round(deps: &Deps, failures: &mut u32, link_down_until: &mut Option<i64
                 // put right (`run` says so at start).
                 if deps.state.endpoints.has_phone_id(&deps.settings.phone_id) {
                     set_aside(deps, m).await;
+                } else {
+                    left_for_the_pairing = true;
                 }
                 continue;
             }
@@ -176,8 +185,9 @@ async fn round(deps: &Deps, failures: &mut u32, link_down_until: &mut Option<i64
     }
     match earliest {
         Some(at) => {
-            Duration::from_millis((at - now_ms()).clamp(0, IDLE_POLL.as_millis() as i64) as u64)
+            Duration::from_millis((at - now_ms()).clamp(0, HELD_POLL.as_millis() as i64) as u64)
         }
+        None if left_for_the_pairing => HELD_POLL,
         None => IDLE_POLL,
     }
 }
