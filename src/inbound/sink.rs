@@ -46,7 +46,31 @@ impl StoreSink {
 }
 
 fn sink_error(e: crate::store::StoreError) -> SinkError {
-    SinkError(e.to_string())
+    if e.is_transient() || matches!(e, crate::store::StoreError::Closed) {
+        SinkError::unavailable(e.to_string())
+    } else {
+        SinkError::rejected(e.to_string())
+    }
+}
+
+impl StoreSink {
+    /// An inbound message this sink can commit: its endpoint's own, with an
+    /// id. One without an id would be taken for a repeat of the next one
+    /// without; one naming another endpoint would be routed as that one's.
+    fn check(&self, message: &phonerelay_channel::InboundMessage) -> Result<(), SinkError> {
+        if message.external_id.trim().is_empty() {
+            return Err(SinkError::rejected(
+                "an inbound message needs an external_id (the adapter sent none)",
+            ));
+        }
+        if message.channel != self.channel || message.phone_id != self.phone_id {
+            return Err(SinkError::rejected(format!(
+                "an inbound message of {}/{} handed to the sink of {}/{}",
+                message.channel, message.phone_id, self.channel, self.phone_id
+            )));
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -54,6 +78,7 @@ impl EventSink for StoreSink {
     async fn deliver(&self, event: ChannelEvent) -> Result<(), SinkError> {
         match event {
             ChannelEvent::Inbound(message) => {
+                self.check(&message)?;
                 let channel = message.channel;
                 let commit = self
                     .store
@@ -102,5 +127,55 @@ impl EventSink for StoreSink {
             .sent_ids(self.channel, &self.phone_id, base)
             .await
             .map_err(sink_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use phonerelay_channel::InboundMessage;
+
+    use super::*;
+    use crate::store::SqliteStore;
+
+    fn inbound(phone_id: &str, external_id: &str, text: &str) -> ChannelEvent {
+        ChannelEvent::Inbound(InboundMessage {
+            channel: ChannelKind::Sms,
+            phone_id: phone_id.into(),
+            from: "+15551230001".into(),
+            text: text.into(),
+            subject: None,
+            attachments: Vec::new(),
+            external_id: external_id.into(),
+            reply_to: Vec::new(),
+            received_at_ms: 1,
+        })
+    }
+
+    /// A message without an id would be stored once and every later one
+    /// without an id taken for its repeat; one of another endpoint would be
+    /// routed as that one's. Both are refused for good, nothing stored.
+    #[tokio::test]
+    async fn the_sink_refuses_a_message_without_an_id_or_of_another_endpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap());
+        let sink = StoreSink::new(
+            store.clone(),
+            Arc::new(Metrics::default()),
+            ChannelKind::Sms,
+            "m1".into(),
+        );
+        for refused in [inbound("m1", "", "no id"), inbound("m2", "x-1", "not ours")] {
+            let e = sink.deliver(refused).await.unwrap_err();
+            assert!(!e.is_transient(), "{e}");
+        }
+        sink.deliver(inbound("m1", "x-2", "fine")).await.unwrap();
+        let all = crate::store::InboundFilter {
+            limit: 10,
+            ..Default::default()
+        };
+        let stored = store.list_inbound(all).await.unwrap();
+        let texts: Vec<&str> = stored.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["fine"]);
     }
 }

@@ -34,9 +34,48 @@ pub trait EventSink: Send + Sync {
     async fn sent_ids(&self, base: &str) -> Result<Vec<(String, i64)>, SinkError>;
 }
 
+/// Why the sink did not commit an event or a cursor. Either way nothing
+/// upstream may be acknowledged for it (no SIM delete, no offset, no
+/// webhook 200); the kind says whether to offer it again.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("could not commit: {0}")]
-pub struct SinkError(pub String);
+#[error("could not commit: {message}")]
+pub struct SinkError {
+    pub message: String,
+    pub kind: SinkErrorKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkErrorKind {
+    /// The store cannot take it now (a full disk, an I/O error, the daemon
+    /// stopping): the same event may commit later. Keep it upstream and
+    /// offer it again.
+    Unavailable,
+    /// This event will never commit as it is (no external id, another
+    /// endpoint's): an adapter that can only move past it (a Telegram
+    /// update offset) logs it and does, rather than stall for ever.
+    Rejected,
+}
+
+impl SinkError {
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            kind: SinkErrorKind::Unavailable,
+        }
+    }
+
+    pub fn rejected(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            kind: SinkErrorKind::Rejected,
+        }
+    }
+
+    /// Worth offering the same event again later.
+    pub fn is_transient(&self) -> bool {
+        self.kind == SinkErrorKind::Unavailable
+    }
+}
 
 const MESSAGE_CURSOR_PREFIX: &str = "message/";
 

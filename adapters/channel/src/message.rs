@@ -67,7 +67,11 @@ pub struct InboundMessage {
     pub subject: Option<String>,
     pub attachments: Vec<Attachment>,
     /// The upstream's id for this message. With `channel` and `phone_id` it is
-    /// the deduplication key: the same id committed twice is stored once.
+    /// the deduplication key: the same id committed twice is stored once. So
+    /// it must be unique within the endpoint for good (a WhatsApp message
+    /// id; for Telegram the chat and the message id, which alone is unique
+    /// per chat only; for IMAP the UIDVALIDITY and the UID, or the
+    /// Message-ID), and never empty: the sink refuses a message without.
     pub external_id: String,
     /// Keys that tie this message to an earlier outbound one, most exact first:
     /// WhatsApp `context.message_id`, Telegram `reply_to_message`, e-mail

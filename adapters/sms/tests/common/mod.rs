@@ -39,7 +39,7 @@ pub struct RecordingSink {
 impl EventSink for RecordingSink {
     async fn deliver(&self, event: ChannelEvent) -> Result<(), SinkError> {
         if self.failing.load(Ordering::SeqCst) {
-            return Err(SinkError("store unavailable".into()));
+            return Err(SinkError::unavailable("store unavailable"));
         }
         self.events.lock().unwrap().push(event);
         Ok(())
@@ -57,7 +57,7 @@ impl EventSink for RecordingSink {
     }
     async fn load_cursor(&self, name: &str) -> Result<Option<String>, SinkError> {
         if self.cursors_unreadable.load(Ordering::SeqCst) {
-            return Err(SinkError("store unavailable".into()));
+            return Err(SinkError::unavailable("store unavailable"));
         }
         Ok(self.cursors.lock().unwrap().get(name).cloned())
     }
