@@ -7,7 +7,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(String, String)>;
@@ -36,9 +36,17 @@ pub struct Metrics {
     pub relay_inbound_dead: Family<Labels, Gauge>,
 }
 
+/// Bucket bounds in seconds: 1-2.5-5 steps, with one at 10 ms (the accept
+/// latency target, so the share under it can be read off) and ones past
+/// `outbox.send_timeout_seconds`' default of 120 s (so a send that timed
+/// out is told from a slow one).
+pub const LATENCY_BUCKETS: [f64; 18] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 120.0, 300.0,
+];
+
 fn latency_histogram() -> Histogram {
-    // 0.5 ms .. ~65 s
-    Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+    Histogram::new(LATENCY_BUCKETS)
 }
 
 impl Default for Metrics {

@@ -157,7 +157,7 @@ async fn a_commit_slower_than_the_request_timeout_is_answered_with_its_outcome()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_webhook_body_gets_the_same_limits_as_a_send() {
+async fn a_webhook_body_gets_its_own_size_limit_and_the_timeout_of_a_send() {
     let tg = TestChannel::new(ChannelKind::Tg, "bot-1");
     let d = start_with_one_second_timeout(tg.clone()).await;
     let hook = format!("{}/webhooks/tg/bot-1/hook", d.base);
@@ -169,12 +169,29 @@ async fn a_webhook_body_gets_the_same_limits_as_a_send() {
     let (_, page) = d.get("/api/v1/inbound", &d.admin_key).await;
     assert_eq!(page["messages"][0]["text"], "pushed reply", "{page}");
 
-    // Too large: our error shape, not the framework's plain text.
-    let huge = "x".repeat(300_000);
+    // Larger than any send may be (an upstream's batch): taken.
+    let batch = json!({"from": "12345", "text": "y".repeat(1_000_000), "id": "up-2"});
+    let response = d.http.post(&hook).json(&batch).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let (_, page) = d.get("/api/v1/inbound", &d.admin_key).await;
+    assert_eq!(
+        page["messages"][0]["text"].as_str().unwrap().len(),
+        1_000_000
+    );
+
+    // Past its own limit: our error shape, not the framework's plain text.
+    let huge = "x".repeat(5 * 1024 * 1024);
     let response = d.http.post(&hook).body(huge).send().await.unwrap();
     let (status, body) = into_parts(response).await;
     assert_eq!(status, 413, "{body}");
     assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("server.max_webhook_body_bytes"),
+        "{body}"
+    );
 
     // Too slow: 408 in our shape, and nothing committed.
     let addr = d.base.trim_start_matches("http://").to_string();
@@ -188,7 +205,13 @@ async fn a_webhook_body_gets_the_same_limits_as_a_send() {
     assert!(status.starts_with("HTTP/1.1 408"), "{status}: {body}");
     assert_eq!(body["error"]["code"], "request_timeout", "{body}");
     let (_, page) = d.get("/api/v1/inbound", &d.admin_key).await;
-    assert_eq!(page["messages"].as_array().unwrap().len(), 1, "{page}");
+    let ids: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["external_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["up-2", "up-1"], "nothing more committed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

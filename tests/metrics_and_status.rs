@@ -95,6 +95,53 @@ async fn the_status_says_unknown_not_zero_while_the_queue_cannot_be_read() {
     assert_eq!(read["endpoints"][0]["sent_last_hour"], 1, "{read}");
 }
 
+/// A modem connected but off the network reports itself degraded and
+/// holds its queue: not ready, since nothing it is given goes out. Back on
+/// the network, ready again.
+#[tokio::test]
+async fn an_endpoint_that_cannot_send_is_not_ready_whatever_its_health_says() {
+    let sms = TestChannel::new(ChannelKind::Sms, "m1");
+    sms.set_health(ChannelHealth::degraded("not registered on the network"));
+    sms.set_can_send(false);
+    let d = TestDaemon::start(FAST_OUTBOX, vec![sms.clone()]).await;
+    let (code, ready) = d.get("/ready", "").await;
+    assert_eq!(
+        (code, &ready["status"]),
+        (503, &"not_ready".into()),
+        "{ready}"
+    );
+    assert_eq!(ready["endpoints"][0]["can_send"], false, "{ready}");
+
+    sms.set_can_send(true);
+    let (code, ready) = d.get("/ready", "").await;
+    assert_eq!((code, &ready["status"]), (200, &"ready".into()), "{ready}");
+}
+
+/// The latency histograms have a bucket at the accept target (10 ms) and
+/// one past the default send timeout, so both can be read off them.
+#[tokio::test]
+async fn latency_buckets_mark_the_accept_target_and_the_send_timeout() {
+    use phonerelay::config::DEFAULT_SEND_TIMEOUT_SECONDS;
+    let sms = TestChannel::new(ChannelKind::Sms, "m1");
+    let d = TestDaemon::start(FAST_OUTBOX, vec![sms.clone()]).await;
+    let id = d.queue_sms("+15551230001", "timed").await;
+    d.wait_status(&id, "sent").await;
+    let accept = series(&d, "phonerelay_accept_duration_seconds_bucket{le=\"0.01\"}").await;
+    assert_eq!(accept.len(), 1, "{accept:?}");
+    let past_timeout = phonerelay::metrics::LATENCY_BUCKETS
+        .iter()
+        .find(|b| **b >= DEFAULT_SEND_TIMEOUT_SECONDS as f64)
+        .expect("a bucket at or past the send timeout");
+    let le = format!("le=\"{past_timeout:?}\"");
+    let sends = d.metrics_text().await;
+    assert!(
+        sends
+            .lines()
+            .any(|l| l.starts_with("phonerelay_send_duration_seconds_bucket") && l.contains(&le)),
+        "{le} missing"
+    );
+}
+
 #[tokio::test]
 async fn a_quantity_the_endpoint_no_longer_reports_is_no_longer_exported() {
     let sms = TestChannel::new(ChannelKind::Sms, "m1");

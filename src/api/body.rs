@@ -43,27 +43,30 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             )
             .field("Content-Type"));
         }
-        let raw = read(req, state).await?;
+        let raw = read(req, state, "server.max_body_bytes").await?;
         let value = parse(&raw)?;
         Ok(JsonBody { value, raw })
     }
 }
 
 /// A body taken as it is (webhooks: the channel checks and reads it), with
-/// the same limits and errors as [`JsonBody`].
+/// the same errors as [`JsonBody`], the timeout of any request and a size
+/// limit of its own (`server.max_webhook_body_bytes`).
 pub struct RawBody(pub Bytes);
 
 impl FromRequest<AppState> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        Ok(RawBody(read(req, state).await?))
+        Ok(RawBody(
+            read(req, state, "server.max_webhook_body_bytes").await?,
+        ))
     }
 }
 
 /// The whole body, within `server.max_body_bytes` and
 /// `server.request_timeout_seconds`.
-async fn read(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
+async fn read(req: Request, state: &AppState, limit_key: &str) -> Result<Bytes, ApiError> {
     let limit = Duration::from_secs(state.config.config.server.request_timeout_seconds);
     // A body that came with its headers is read at the first poll, so the
     // timer is only armed for one that is still on its way.
@@ -79,7 +82,7 @@ async fn read(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
             Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
-                "the request body is larger than server.max_body_bytes",
+                format!("the request body is larger than {limit_key}"),
             ))
         }
         Ok(Err(rejection)) => Err(ApiError::new(

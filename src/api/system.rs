@@ -102,7 +102,8 @@ fn can_send_by_default() -> bool {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct StatusReport {
-    /// `ready` when the store and every endpoint are up or degraded.
+    /// `ready` when the store is ok and every endpoint is up or degraded
+    /// and can send.
     pub status: String,
     /// `ok`, or `unavailable` when the store did not answer or could not
     /// read the queue.
@@ -123,7 +124,14 @@ impl StatusReport {
     /// judged on the endpoints the report holds, so a report cut down to
     /// one phone's is not made not ready by another phone's endpoint.
     fn readiness(&self) -> String {
-        let all_up = self.store == "ok" && self.endpoints.iter().all(|e| e.state != "down");
+        // An endpoint that cannot send (a modem off the network) holds its
+        // queue however its health reads: not ready. One paused after a
+        // refusal is: it sends again by itself when the pause ends.
+        let all_up = self.store == "ok"
+            && self
+                .endpoints
+                .iter()
+                .all(|e| e.state != "down" && e.can_send);
         if all_up { "ready" } else { "not_ready" }.into()
     }
 
@@ -250,7 +258,7 @@ pub(crate) async fn report(state: &AppState) -> StatusReport {
 
 #[utoipa::path(get, path = "/ready", tag = "system",
     responses(
-        (status = 200, description = "Store and every endpoint are up", body = StatusReport),
+        (status = 200, description = "Store and every endpoint are up (or degraded) and can send", body = StatusReport),
         (status = 503, description = "Something is down; the body says what", body = StatusReport),
     ))]
 pub async fn ready(State(state): State<AppState>) -> Response {

@@ -7,6 +7,10 @@ pub const CONFIG_ENV_VAR: &str = "PHONERELAY_CONFIG";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8686";
 /// Big enough for a long e-mail body with attachment metadata.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+/// WhatsApp's Cloud API sends webhook payloads of up to 3 MB (a batch of
+/// messages and statuses); an upstream refused with 413 retries and then
+/// gives up, and what it carried is lost.
+pub const DEFAULT_MAX_WEBHOOK_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 30;
 /// HTTP connections served at once; more wait in the listen backlog. A
 /// relay and a few operators need tens; the cap keeps a flood of idle

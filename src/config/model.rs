@@ -31,6 +31,9 @@ pub struct ServerConfig {
     pub listen: String,
     /// Largest request body accepted; larger gets 413.
     pub max_body_bytes: usize,
+    /// Largest body a channel's webhook (`/webhooks/...`) takes: upstreams
+    /// batch their events and send more than any API request needs.
+    pub max_webhook_body_bytes: usize,
     /// How long a client may take to send a request's headers (slower:
     /// the connection is closed, `api::serve`; so is a kept-alive one left
     /// idle this long) and then its body (slower:
@@ -51,6 +54,7 @@ impl Default for ServerConfig {
         Self {
             listen: DEFAULT_LISTEN.into(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_webhook_body_bytes: DEFAULT_MAX_WEBHOOK_BODY_BYTES,
             request_timeout_seconds: DEFAULT_REQUEST_TIMEOUT_SECONDS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             shutdown_grace_seconds: DEFAULT_SHUTDOWN_GRACE_SECONDS,

@@ -24,11 +24,16 @@ pub fn validate_with(loaded: &LoadedConfig, extra_phone_ids: &[String]) -> Vec<C
             "not an IP:port address (e.g. 127.0.0.1:8686)",
         ));
     }
-    if config.server.max_body_bytes < 1024 {
-        issues.push(ConfigIssue::new(
-            "server.max_body_bytes",
-            "must be at least 1024",
-        ));
+    for (key, bytes) in [
+        ("server.max_body_bytes", config.server.max_body_bytes),
+        (
+            "server.max_webhook_body_bytes",
+            config.server.max_webhook_body_bytes,
+        ),
+    ] {
+        if bytes < 1024 {
+            issues.push(ConfigIssue::new(key, "must be at least 1024"));
+        }
     }
     positive(
         &mut issues,

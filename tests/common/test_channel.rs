@@ -29,6 +29,9 @@ pub struct TestChannel {
     sink: Mutex<Option<Arc<dyn EventSink>>>,
     sink_ready: Notify,
     health: Mutex<ChannelHealth>,
+    /// What `can_send` says when set; otherwise the trait's default (not
+    /// down).
+    can_send: Mutex<Option<bool>>,
     pub send_called: Notify,
 }
 
@@ -45,6 +48,7 @@ impl TestChannel {
             sink: Mutex::new(None),
             sink_ready: Notify::new(),
             health: Mutex::new(ChannelHealth::up("test channel")),
+            can_send: Mutex::new(None),
             send_called: Notify::new(),
         })
     }
@@ -66,6 +70,12 @@ impl TestChannel {
 
     pub fn set_health(&self, health: ChannelHealth) {
         *self.health.lock().unwrap() = health;
+    }
+
+    /// Make `can_send` answer `can`, whatever the health says (a modem
+    /// connected but off the network: degraded, and holding its queue).
+    pub fn set_can_send(&self, can: bool) {
+        *self.can_send.lock().unwrap() = Some(can);
     }
 
     /// Messages whose send succeeded, in order.
@@ -165,6 +175,11 @@ impl Channel for TestChannel {
 
     fn health(&self) -> ChannelHealth {
         self.health.lock().unwrap().clone()
+    }
+
+    fn can_send(&self) -> bool {
+        let set = *self.can_send.lock().unwrap();
+        set.unwrap_or_else(|| self.health().state != phonerelay_channel::HealthState::Down)
     }
 
     /// `/hook` takes `{"from","text","id"}` as an upstream would push a

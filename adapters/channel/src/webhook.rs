@@ -1,8 +1,11 @@
 use std::collections::BTreeMap;
 
 /// An HTTP request routed to an adapter's webhook, free of any HTTP framework
-/// type so that adapters and tests need no server crate.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// type so that adapters and tests need no server crate. Its `Debug` shows
+/// the names of its query parameters and headers but not their values,
+/// which can be secrets (a verify token, a secret-token header, a
+/// signature), nor the body.
+#[derive(Clone, PartialEq, Eq)]
 pub struct WebhookRequest {
     pub method: String,
     /// The sub-path below `/webhooks/{channel}/{phone_id}`, starting with `/`.
@@ -12,6 +15,18 @@ pub struct WebhookRequest {
     pub headers: BTreeMap<String, String>,
     /// The raw body: signatures are computed over these exact bytes.
     pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for WebhookRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookRequest")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("query", &self.query.keys().collect::<Vec<_>>())
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
 }
 
 impl WebhookRequest {
@@ -44,5 +59,29 @@ impl WebhookResponse {
             content_type: "application/json".into(),
             body: body.to_string().into_bytes(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_names_but_no_values() {
+        let request = WebhookRequest {
+            method: "GET".into(),
+            path: "/hook".into(),
+            query: [("hub.verify_token".to_string(), "S3CRET-Q".to_string())].into(),
+            headers: [(
+                "x-telegram-bot-api-secret-token".to_string(),
+                "S3CRET-H".to_string(),
+            )]
+            .into(),
+            body: b"S3CRET-B".to_vec(),
+        };
+        let shown = format!("{request:?}");
+        assert!(shown.contains("hub.verify_token"), "{shown}");
+        assert!(shown.contains("x-telegram-bot-api-secret-token"), "{shown}");
+        assert!(!shown.contains("S3CRET"), "{shown}");
     }
 }
