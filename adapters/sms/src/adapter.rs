@@ -204,12 +204,15 @@ impl Channel for SmsChannel {
         phonerelay_channel::validate_address(ChannelKind::Sms, &message.to)
             .map_err(|e| SendError::permanent("sms_address", e.message))?;
         let parts = self.encode(message)?;
-        let total = parts.len();
-        if total > 1 {
+        // A long message keeps its accepted parts in the store as it goes;
+        // a single part only once a timed-out send was answered late, so
+        // only a retry of one can find them.
+        let kept = parts.len() > 1 || message.attempt > 1;
+        if kept {
             self.restore_accepted_parts(&message.id).await?;
         }
         let result = self.send_remaining_parts(message, parts).await;
-        if total > 1 {
+        if kept {
             match &result {
                 Ok(_) => self.drop_parts_cursor(&message.id).await,
                 Err(e) if e.class == ErrorClass::Permanent => {

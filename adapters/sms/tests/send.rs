@@ -177,15 +177,16 @@ async fn cms_errors_are_classified() {
     assert_eq!(rig.sim.sent_messages().len(), 1);
 }
 
-/// 311 (SIM PIN required) and 310 (SIM not inserted) are about the modem,
-/// not the message: nothing went out, the message waits without spending
-/// an attempt, and it goes out once the driver has set the modem up again.
-/// 302 (operation not allowed) is an attempt, retried.
+/// 311 (SIM PIN required), 310 (SIM not inserted), 315 (SIM wrong) and
+/// 330 (SMSC address unknown, before the SIM has loaded it) are about the
+/// modem, not the message: nothing went out, the message waits without
+/// spending an attempt, and it goes out once the driver has set the modem
+/// up again. 302 (operation not allowed) is an attempt, retried.
 #[tokio::test]
 async fn a_send_refused_for_the_modem_state_is_retried_not_failed() {
     let rig = Rig::start(behaviour(), modem_config("main")).await;
     rig.wait_up().await;
-    for code in [311, 310] {
+    for code in [311, 310, 315, 330] {
         rig.sim.fail_next_sends(code, 1);
         let err = rig
             .channel
@@ -200,7 +201,7 @@ async fn a_send_refused_for_the_modem_state_is_retried_not_failed() {
             .await
             .unwrap();
     }
-    assert_eq!(rig.sim.sent_messages().len(), 2);
+    assert_eq!(rig.sim.sent_messages().len(), 4);
     // 302 (operation not allowed) may be the message's own: an attempt,
     // retried, not a modem state.
     rig.sim.fail_next_sends(302, 1);
@@ -326,6 +327,43 @@ async fn late_cmgs_of_the_only_part_makes_the_retry_succeed_without_sending() {
         .await
         .unwrap();
     assert_eq!(rig.sim.sent_messages().len(), 2);
+}
+
+/// The same, with the daemon restarted during the retry's backoff: the
+/// late answer was kept in the store, so the retry (attempt 2, from a
+/// channel with an empty memory) sends nothing again.
+#[tokio::test]
+async fn late_cmgs_of_the_only_part_is_kept_across_a_restart_before_the_retry() {
+    let mut rig = Rig::start(behaviour(), impatient_config()).await;
+    rig.wait_up().await;
+    rig.sim.set_delay(SLOW_NETWORK);
+    let err = rig
+        .channel
+        .send(&message("one", "+15551230002", "just once"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
+    rig.sim.set_delay(Duration::ZERO);
+    wait_until(|| rig.sim.sent_messages().len() == 1).await;
+    // The late +CMGS is settled (and kept) before the port takes the
+    // next request: a send behind it waits for that.
+    rig.channel
+        .send(&message("other", "+15551230003", "behind it"))
+        .await
+        .unwrap();
+    rig.stop_channel().await;
+    rig.restart_channel(impatient_config());
+    rig.wait_up().await;
+    let mut retry = message("one", "+15551230002", "just once");
+    retry.attempt = 2;
+    retry_until_sent(&rig, &retry).await;
+    let texts: Vec<String> = rig
+        .sim
+        .sent_messages()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, ["just once", "behind it"]);
 }
 
 /// Message "long" (three parts): part 1 goes out, part 2 meets a transient

@@ -81,11 +81,14 @@ const CMS_NO_NETWORK_SERVICE: u16 = 331;
 
 /// TS 27.005 `+CMS ERROR` codes that say the modem cannot send at all, not
 /// that this message is wrong: 310 SIM not inserted, 311/312 SIM or PH-SIM
-/// PIN required, 313 SIM failure, 316 PUK required, 317/318 PIN2 or PUK2
-/// required. The AT table calls them permanent (the command fails again
-/// until something changes), but what must change is the modem, and
-/// start-up is what changes it (or says why it cannot).
-const CMS_MODEM_NOT_READY: [u16; 7] = [310, 311, 312, 313, 316, 317, 318];
+/// PIN required, 313 SIM failure, 315 SIM wrong, 316 PUK required, 317/318
+/// PIN2 or PUK2 required, 330 SMSC address unknown (some modems give it
+/// before the SIM has loaded its SMS centre; a SIM without one needs
+/// `smsc` in the config). The AT table calls them permanent (the command
+/// fails again until something changes), but what must change is the
+/// modem, and start-up is what changes it (or says why it cannot): every
+/// message would otherwise fail for good while it lasts.
+const CMS_MODEM_NOT_READY: [u16; 9] = [310, 311, 312, 313, 315, 316, 317, 318, 330];
 
 /// TS 27.005 302, operation not allowed: what modems answer while SMS is
 /// not ready after a reset, but also, on some, to a send they refuse for
@@ -126,8 +129,6 @@ pub enum Request {
 struct TimedOutPart {
     command: CommandId,
     index: usize,
-    /// Parts in its message.
-    total: usize,
 }
 
 /// Counters for the benchmark.
@@ -589,9 +590,13 @@ impl Driver {
     /// rest. If the store fails, the memory still serves retries in this
     /// process.
     async fn keep_accepted_parts(&self, message_id: &str, total: usize) {
-        if total < 2 {
-            return;
+        if total >= 2 {
+            self.save_accepted_parts(message_id).await;
         }
+    }
+
+    /// Commit the accepted parts of `message_id`, whatever its length.
+    async fn save_accepted_parts(&self, message_id: &str) {
         let cursor = self
             .accepted
             .lock()
@@ -615,7 +620,8 @@ impl Driver {
     /// Not covered: a late answer that never comes while the port is open
     /// (the probe goes unanswered and the session ends, or the modem is
     /// unplugged), or a daemon restart before it comes. Those parts are sent
-    /// again by the retry.
+    /// again by the retry. One that comes is kept in the store, so a retry
+    /// after a restart knows it too.
     async fn settle_timed_out_send(
         &self,
         conn: &mut Conn,
@@ -634,7 +640,10 @@ impl Driver {
                     Some(mr) => {
                         tracing::info!(phone_id = %self.config.phone_id, message_id, part = part.index, mr, "late +CMGS after a send timeout: the part went out; a retry skips it");
                         self.accept(message_id, to, part.index, mr).await;
-                        self.keep_accepted_parts(message_id, part.total).await;
+                        // Even a single part: the retry may come after a
+                        // restart (the whole backoff later), and would
+                        // send it again.
+                        self.save_accepted_parts(message_id).await;
                     }
                     None => {
                         tracing::warn!(phone_id = %self.config.phone_id, message_id, "late OK without +CMGS after a send timeout; a retry sends the part again")
@@ -733,11 +742,7 @@ impl Driver {
                 }
                 Err(e @ ConnError::Timeout(_)) => {
                     outcome.error = Some(DriverError::Conn(e));
-                    let timed_out = TimedOutPart {
-                        command,
-                        index,
-                        total,
-                    };
+                    let timed_out = TimedOutPart { command, index };
                     return (outcome, Some(timed_out));
                 }
                 Err(e) => {
@@ -1165,6 +1170,29 @@ impl Driver {
         }
     }
 
+    /// The id of the part a report names that the memory no longer holds
+    /// (many parts went out since, or a restart came between): of the ids
+    /// the store has for its TP-MR and recipient on the SMSC's day and the
+    /// one before, the one sent nearest the report's time; with none, the
+    /// id worked out from the report alone.
+    async fn report_id_from_store(&self, mr: u8, recipient: &str, scts: i64) -> String {
+        let day = scts.div_euclid(86_400);
+        let mut sent = Vec::new();
+        for day in [day, day - 1] {
+            match self
+                .sink
+                .sent_ids(&status::sent_part_id(mr, recipient, day))
+                .await
+            {
+                Ok(ids) => sent.extend(ids),
+                Err(e) => tracing::warn!(phone_id = %self.config.phone_id, error = %e,
+                    "cannot read the ids sent; the report is matched by its own fields"),
+            }
+        }
+        status::nearest_sent(&sent, scts)
+            .unwrap_or_else(|| status::sent_part_id(mr, recipient, day))
+    }
+
     /// The event a status report stands for, or `None` for an interim
     /// report (TP-ST 0x20..=0x3F): the SMSC is still trying and reports
     /// again with the outcome, so the part is neither delivered nor failed.
@@ -1180,11 +1208,18 @@ impl Driver {
             self.relearn_sent_ids(report.message_reference, &recipient, day)
                 .await;
         }
-        let external_id = self
+        let remembered = self
             .sent
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .id_for_report(report.message_reference, &recipient, scts);
+        let external_id = match remembered {
+            Some(id) => id,
+            None => {
+                self.report_id_from_store(report.message_reference, &recipient, scts)
+                    .await
+            }
+        };
         let (status, code, reason) = match report.status.class {
             codec::StatusClass::Delivered => (DeliveryStatus::Delivered, None, None),
             _ => (

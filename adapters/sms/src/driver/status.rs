@@ -14,6 +14,12 @@ pub const WEAK_SIGNAL_DBM: i16 = -105;
 const SENT_MEMORY: usize = 4096;
 /// Partly sent messages remembered for a retry to resume.
 const PARTIAL_MEMORY: usize = 256;
+/// How far from a report's SMSC time a remembered part may have been sent
+/// and still be taken for the part it reports on: the SMSC stamps a part
+/// when it takes it, seconds after it went out, give or take its clock.
+/// A part farther off is another one with the same TP-MR and recipient,
+/// and the store is asked instead.
+pub const REPORT_MATCH_WINDOW_SECONDS: i64 = 3600;
 
 #[derive(Debug, Clone, Default)]
 pub struct ModemStatus {
@@ -148,6 +154,10 @@ pub struct SentParts {
     relearn_through_day: i64,
     /// Bases looked up already.
     relearned: HashSet<String>,
+    /// The highest ordinal issued of each base (by its day), kept when the
+    /// parts themselves are forgotten: an id must not be issued twice in
+    /// a day however many parts went out between.
+    highest: HashMap<String, (i64, usize)>,
 }
 
 impl SentParts {
@@ -179,6 +189,7 @@ impl SentParts {
             let Some((mr, to, ordinal)) = parse_sent_part_id(base, id) else {
                 continue;
             };
+            self.note_issued(base, at_ms.div_euclid(86_400_000), ordinal);
             if self.parts.iter().any(|p| p.id == *id) {
                 continue;
             }
@@ -202,14 +213,20 @@ impl SentParts {
     /// ordinal follows the highest remembered, not their count, so an id
     /// is not issued twice when the first of them has been forgotten.
     pub fn issue(&mut self, mr: u8, to: &str, now_unix: i64) -> String {
-        let base = sent_part_id(mr, to, now_unix.div_euclid(86_400));
-        let ordinal = self
+        let day = now_unix.div_euclid(86_400);
+        let base = sent_part_id(mr, to, day);
+        let remembered = self
             .parts
             .iter()
             .filter(|p| p.base == base)
             .map(|p| p.ordinal)
+            .max();
+        let ordinal = remembered
+            .into_iter()
+            .chain(self.highest.get(&base).map(|(_, n)| *n))
             .max()
             .map_or(1, |highest| highest + 1);
+        self.note_issued(&base, day, ordinal);
         let id = match ordinal {
             1 => base.clone(),
             n => format!("{base}:{n}"),
@@ -228,15 +245,27 @@ impl SentParts {
         id
     }
 
+    /// Remember that `base` (of `day`) has given ordinal `ordinal`; forget
+    /// the bases of days before yesterday once there are many.
+    fn note_issued(&mut self, base: &str, day: i64, ordinal: usize) {
+        let entry = self.highest.entry(base.to_string()).or_insert((day, 0));
+        entry.1 = entry.1.max(ordinal);
+        if self.highest.len() > 4 * SENT_MEMORY {
+            self.highest.retain(|_, (d, _)| *d >= day - 1);
+        }
+    }
+
     /// The id for a report on part `mr` sent to `recipient` whose SMSC
     /// timestamp (the time the SMSC took the part) is `scts_unix`: of the
     /// parts remembered with that TP-MR and recipient, the one sent nearest
-    /// that time; if none, the id derived from the report alone.
-    pub fn id_for_report(&self, mr: u8, recipient: &str, scts_unix: i64) -> String {
+    /// that time, if within [`REPORT_MATCH_WINDOW_SECONDS`]. `None`: ask
+    /// the store ([`nearest_sent`]), which keeps every part.
+    pub fn id_for_report(&self, mr: u8, recipient: &str, scts_unix: i64) -> Option<String> {
         let to = digits(recipient);
         self.parts
             .iter()
             .filter(|p| p.mr == mr && p.to == to)
+            .filter(|p| (p.sent_at_unix - scts_unix).abs() <= REPORT_MATCH_WINDOW_SECONDS)
             // The SMSC's timestamp has whole seconds: of parts as near as
             // each other, the one sent last, whose report is the one still
             // to come.
@@ -246,11 +275,16 @@ impl SentParts {
                     std::cmp::Reverse((p.sent_at_unix, p.ordinal)),
                 )
             })
-            .map_or_else(
-                || sent_part_id(mr, recipient, scts_unix.div_euclid(86_400)),
-                |p| p.id.clone(),
-            )
+            .map(|p| p.id.clone())
     }
+}
+
+/// Of ids the store holds (each with when its attempt began, ms), the one
+/// sent nearest `scts_unix`; `None` if there are none.
+pub fn nearest_sent(sent: &[(String, i64)], scts_unix: i64) -> Option<String> {
+    sent.iter()
+        .min_by_key(|(_, at_ms)| (at_ms.div_euclid(1000) - scts_unix).abs())
+        .map(|(id, _)| id.clone())
 }
 
 /// A part the network accepted: its TP-MR and the external id `send`
@@ -406,11 +440,14 @@ mod tests {
         let id = sent.issue(7, "+15551230001", 19_999 * 86_400 + 86_399);
         assert_eq!(id, sent_part_id(7, "+15551230001", 19_999));
         // Report stamped the next day, recipient without '+'.
-        assert_eq!(sent.id_for_report(7, "15551230001", 20_000 * 86_400), id);
-        // Unknown MR (e.g. after a restart): derived from the report.
+        assert_eq!(
+            sent.id_for_report(7, "15551230001", 20_000 * 86_400),
+            Some(id)
+        );
+        // Unknown MR (e.g. after a restart): the store is asked.
         assert_eq!(
             sent.id_for_report(8, "+15551230001", 19_999 * 86_400 + 5),
-            sent_part_id(8, "+15551230001", 19_999)
+            None
         );
     }
 
@@ -431,15 +468,15 @@ mod tests {
         // The SMSC's clock a minute off ours; the reports come at night.
         assert_eq!(
             sent.id_for_report(42, "15551230001", day + 18 * 3600 + 60),
-            evening
+            Some(evening)
         );
         assert_eq!(
             sent.id_for_report(42, "15551230001", day + 8 * 3600 + 60),
-            morning
+            Some(morning.clone())
         );
         assert_eq!(
-            sent.id_for_report(42, "15551239999", day + 18 * 3600),
-            other
+            sent.id_for_report(42, "15551239999", day + 9 * 3600),
+            Some(other)
         );
         assert_eq!(
             sent.issue(42, "+15551230001", day + 20 * 3600),
@@ -496,11 +533,11 @@ mod tests {
         // Late reports, by the SMSC's time of taking each part.
         assert_eq!(
             sent.id_for_report(42, "15551230001", noon - 4 * 3600 + 30),
-            base
+            Some(base.clone())
         );
         assert_eq!(
             sent.id_for_report(42, "15551230001", noon - 2 * 3600 + 30),
-            format!("{base}:2")
+            Some(format!("{base}:2"))
         );
         // Relearning what is remembered already adds nothing.
         sent.relearn(&base, &[(base.clone(), morning_ms)]);
@@ -518,7 +555,7 @@ mod tests {
         sent.relearn(&base, &[(base.clone(), now * 1000 + 700)]);
         let second = sent.issue(5, "+15551230001", now);
         assert_eq!(second, format!("{base}:2"));
-        assert_eq!(sent.id_for_report(5, "15551230001", now), second);
+        assert_eq!(sent.id_for_report(5, "15551230001", now), Some(second));
     }
 
     #[test]
@@ -535,9 +572,40 @@ mod tests {
             sent.issue((i % 256) as u8, "+15551230002", 200);
         }
         assert_eq!(sent.parts.len(), SENT_MEMORY);
-        // Forgotten: the report's own day gives the id (here the same).
-        assert_eq!(sent.id_for_report(1, "+15551230001", 100), first);
+        // Forgotten: the store is asked (`nearest_sent`).
+        assert_eq!(sent.id_for_report(1, "+15551230001", 100), None);
         assert!(sent.parts.iter().all(|p| p.to != "15551230001"));
+        assert_eq!(nearest_sent(&[(first.clone(), 100_000)], 100), Some(first));
+    }
+
+    /// A busy modem: two parts of one day with the same TP-MR and
+    /// recipient, then more parts than the memory holds. The next such part
+    /// still gets an id of its own, and a late report on the second names
+    /// it, from the store, not the newest part that shares its TP-MR.
+    #[test]
+    fn ids_stay_unique_and_reports_find_their_part_past_the_memory() {
+        let mut sent = SentParts::default();
+        let day = 20_000 * 86_400;
+        let first = sent.issue(42, "+15551230001", day + 7 * 3600);
+        let second = sent.issue(42, "+15551230001", day + 8 * 3600);
+        for i in 0..SENT_MEMORY {
+            sent.issue((i % 256) as u8, "+15551230002", day + 9 * 3600);
+        }
+        let third = sent.issue(42, "+15551230001", day + 19 * 3600);
+        assert_ne!(third, first);
+        assert_ne!(third, second);
+        // The only part remembered is 11 hours off: not taken for it.
+        assert_eq!(
+            sent.id_for_report(42, "15551230001", day + 8 * 3600 + 5),
+            None
+        );
+        let stored = [
+            (first.clone(), (day + 7 * 3600) * 1000),
+            (second.clone(), (day + 8 * 3600) * 1000),
+            (third.clone(), (day + 19 * 3600) * 1000),
+        ];
+        assert_eq!(nearest_sent(&stored, day + 8 * 3600 + 5), Some(second));
+        assert_eq!(nearest_sent(&[], day), None);
     }
 
     #[test]
