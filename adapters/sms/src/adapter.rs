@@ -35,9 +35,11 @@ pub struct SmsChannel {
     /// success without sending anything when nothing is left.
     ///
     /// A long message's accepted parts are also committed to a store cursor
-    /// before its next part goes out, and read back by the first send of
-    /// that message after a restart; the cursor goes once the message is
-    /// sent or fails for good.
+    /// before its next part goes out, and so is a part whose send timed out
+    /// and was answered late, whatever the message's length; they are read
+    /// back by the first send of that message after a restart (for a
+    /// single part, a retry); the cursor goes once the message is sent or
+    /// fails for good.
     ///
     /// Window left: a restart between a part's acceptance and that commit
     /// (about a millisecond), or a late answer that comes only after the
