@@ -1,8 +1,8 @@
 //! The shipped systemd unit agrees with the daemon: it gives a stop the
-//! time the longest allowed grace needs, and every serial device group it
+//! time the default grace needs, and every serial device group it
 //! opens to the daemon has its driver loaded at boot.
 
-use phonerelay::config::MAX_SHUTDOWN_GRACE_SECONDS;
+use phonerelay::config::DEFAULT_SHUTDOWN_GRACE_SECONDS;
 
 fn unit() -> String {
     std::fs::read_to_string("systemd/phonerelay.service").unwrap()
@@ -18,15 +18,15 @@ fn values(text: &str, key: &str) -> Vec<String> {
 }
 
 #[test]
-fn the_unit_waits_for_the_longest_grace_and_the_release_after_it() {
+fn the_unit_waits_for_the_default_grace_and_the_release_after_it() {
     let timeout = values(&unit(), "TimeoutStopSec");
     assert_eq!(timeout.len(), 1, "{timeout:?}");
     let seconds: u64 = timeout[0].parse().unwrap();
     // The hard stop after the grace releases the sends it cuts short and
     // commits that: a few seconds at most, 10 allowed.
     assert!(
-        seconds >= MAX_SHUTDOWN_GRACE_SECONDS + 10,
-        "TimeoutStopSec={seconds} against a grace of up to {MAX_SHUTDOWN_GRACE_SECONDS} s"
+        seconds >= DEFAULT_SHUTDOWN_GRACE_SECONDS + 10,
+        "TimeoutStopSec={seconds} against a grace of {DEFAULT_SHUTDOWN_GRACE_SECONDS} s"
     );
 }
 

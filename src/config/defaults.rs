@@ -21,11 +21,12 @@ pub const DEFAULT_MAX_CONNECTIONS: u64 = 1024;
 pub const MAX_MAX_CONNECTIONS: u64 = 65_536;
 /// Time allowed for in-flight sends and requests to finish on SIGTERM.
 pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 20;
-/// Longest `server.shutdown_grace_seconds`: the shipped systemd unit kills
-/// the daemon 45 s after SIGTERM (`TimeoutStopSec`), and the hard stop
-/// after the grace still needs time to release the sends it cuts short.
-/// A longer grace would end in SIGKILL, claims unreleased.
-pub const MAX_SHUTDOWN_GRACE_SECONDS: u64 = 30;
+/// Longest `server.shutdown_grace_seconds`: a stop that takes longer is a
+/// hung one to whatever supervises the daemon. (The shipped systemd unit
+/// kills the daemon 45 s after SIGTERM, `TimeoutStopSec`: a grace above
+/// 35 s needs that raised too, or the stop ends in SIGKILL, claims
+/// unreleased.)
+pub const MAX_SHUTDOWN_GRACE_SECONDS: u64 = 300;
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/phonerelay";
 /// Ended messages (sent, failed, expired...) and forwarded inbound messages

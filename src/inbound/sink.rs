@@ -45,12 +45,12 @@ impl StoreSink {
     }
 }
 
+/// Any store failure: the event may commit later (a read-only remount, an
+/// I/O error the store calls permanent may pass, a repaired disk), and an
+/// adapter that moves past a `Rejected` event loses it. Only the sink's own
+/// checks of the event (`check`) reject.
 fn sink_error(e: crate::store::StoreError) -> SinkError {
-    if e.is_transient() || matches!(e, crate::store::StoreError::Closed) {
-        SinkError::unavailable(e.to_string())
-    } else {
-        SinkError::rejected(e.to_string())
-    }
+    SinkError::unavailable(e.to_string())
 }
 
 impl StoreSink {

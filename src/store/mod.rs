@@ -131,9 +131,9 @@ pub trait Store: Send + Sync + 'static {
     /// has ended or is gone; returns how many went.
     async fn prune_message_cursors(&self) -> StoreResult<usize>;
     /// Return claims left by a process that died to the queue, but fail
-    /// those that had used up `max_attempts`: a message whose sending
-    /// kills the daemon each time would otherwise be tried for ever, and
-    /// hold its endpoint's queue at every start.
+    /// those claimed more than `max_attempts` times: a message whose
+    /// sending kills the daemon each time would otherwise be tried for
+    /// ever, and hold its endpoint's queue at every start.
     async fn requeue_abandoned(&self, now_ms: i64, max_attempts: u32) -> StoreResult<Abandoned>;
     /// Apply a delivery report or read receipt; `None` if no message matches.
     async fn apply_status(&self, update: StatusUpdate) -> StoreResult<Option<String>>;

@@ -509,12 +509,19 @@ pub fn requeue_abandoned(
             Ok((row.get::<_, String>(0)?, row.get::<_, u32>(1)?))
         })?
         .collect::<Result<Vec<_>, _>>()?;
+    // A claim counts as an attempt when it is made, before any send
+    // starts (a claimed message may wait for the rate limit, or be cut
+    // short at the hard stop): a message claimed exactly `max_attempts`
+    // times may never have gone out, and gets its last try. Only one
+    // claimed more often than that (which only a daemon dying each time
+    // makes) is failed.
     let (spent, ids): (Vec<_>, Vec<_>) = claims
         .into_iter()
-        .partition(|(_, attempts)| *attempts >= max_attempts);
+        .partition(|(_, attempts)| *attempts > max_attempts);
     for (id, attempts) in &spent {
-        let reason =
-            format!("gave up after {attempts} attempts; the daemon stopped during the last one");
+        let reason = format!(
+            "gave up after {attempts} attempts; the daemon stopped during each of the last ones"
+        );
         set_status(
             conn,
             id,

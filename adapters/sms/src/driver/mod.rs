@@ -1173,12 +1173,13 @@ impl Driver {
     /// The id of the part a report names that the memory no longer holds
     /// (many parts went out since, or a restart came between): of the ids
     /// the store has for its TP-MR and recipient on the SMSC's day and the
-    /// one before, the one sent nearest the report's time; with none, the
-    /// id worked out from the report alone.
+    /// days either side (its clock may be off by hours, across midnight),
+    /// the one sent nearest the report's time; with none, the id worked
+    /// out from the report alone.
     async fn report_id_from_store(&self, mr: u8, recipient: &str, scts: i64) -> String {
         let day = scts.div_euclid(86_400);
         let mut sent = Vec::new();
-        for day in [day, day - 1] {
+        for day in [day - 1, day, day + 1] {
             match self
                 .sink
                 .sent_ids(&status::sent_part_id(mr, recipient, day))
