@@ -124,15 +124,7 @@ async fn named_but_not_running(
             return Err(LinkUnknown(format!("cannot read the relay pairing: {e}")));
         }
     };
-    let url = relay
-        .url
-        .clone()
-        .or_else(|| pairing.as_ref().map(|p| p.url.clone()));
-    let phone_id = relay
-        .phone_id
-        .clone()
-        .or_else(|| pairing.as_ref().map(|p| p.phone_id.clone()));
-    match (url, phone_id) {
+    match settings::link_target(relay, pairing.as_ref()) {
         (Some(url), Some(phone_id)) => Ok(Some((link_state, url, phone_id))),
         _ if link_state == LINK_UNKNOWN => Err(LinkUnknown(why.to_string())),
         _ => Ok(None),

@@ -187,14 +187,7 @@ pub async fn pair(
 pub async fn status(loaded: &LoadedConfig, store: &dyn Store) -> Result<String, ExitError> {
     let pairing = settings::load_pairing(store).await;
     let relay = &loaded.config.relay;
-    let url = relay
-        .url
-        .clone()
-        .or_else(|| pairing.as_ref().map(|p| p.url.clone()));
-    let phone_id = relay
-        .phone_id
-        .clone()
-        .or_else(|| pairing.as_ref().map(|p| p.phone_id.clone()));
+    let (url, phone_id) = settings::link_target(relay, pairing.as_ref());
     let key_file = settings::key_file(loaded);
     let (Some(url), Some(phone_id)) = (url, phone_id) else {
         return Err(ExitError::Config(

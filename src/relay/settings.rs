@@ -117,21 +117,27 @@ pub enum Unresolved {
 }
 
 /// `Ok(None)`: no relay configured or paired (the link stays off).
+/// The relay's URL and the link's phone_id: the config's where it names
+/// them, else the pairing's.
+pub fn link_target(
+    relay: &RelayConfig,
+    pairing: Option<&Pairing>,
+) -> (Option<String>, Option<String>) {
+    let url = relay.url.clone().or_else(|| pairing.map(|p| p.url.clone()));
+    let phone_id = relay
+        .phone_id
+        .clone()
+        .or_else(|| pairing.map(|p| p.phone_id.clone()));
+    (url, phone_id)
+}
+
 pub async fn resolve(
     loaded: &LoadedConfig,
     store: &dyn Store,
 ) -> Result<Option<RelaySettings>, Unresolved> {
     let relay = &loaded.config.relay;
     let pairing = read_pairing(store).await.map_err(Unresolved::Store)?;
-    let url = relay
-        .url
-        .clone()
-        .or_else(|| pairing.as_ref().map(|p| p.url.clone()));
-    let phone_id = relay
-        .phone_id
-        .clone()
-        .or_else(|| pairing.as_ref().map(|p| p.phone_id.clone()));
-    let (url, phone_id) = match (url, phone_id) {
+    let (url, phone_id) = match link_target(relay, pairing.as_ref()) {
         (None, None) => return Ok(None),
         (Some(url), Some(phone_id)) => (url, phone_id),
         (Some(_), None) => {
