@@ -118,6 +118,27 @@ fn cases() -> Vec<Case> {
     cases.extend([
         json_case("not an object", json!([1, 2]), 400, "invalid_json", None),
         json_case(
+            "options not an object",
+            with("options", json!(["template"])),
+            422,
+            "invalid_field",
+            Some("options"),
+        ),
+        json_case(
+            "options the channel does not take",
+            with("options", json!({"colour": "red"})),
+            422,
+            "invalid_field",
+            Some("options"),
+        ),
+        json_case(
+            "options too large",
+            with("options", json!({"template": "x".repeat(17 * 1024)})),
+            422,
+            "invalid_field",
+            Some("options"),
+        ),
+        json_case(
             "missing to",
             json!({"phone_id": "phone-1", "channel": "sms", "text": "hi"}),
             422,

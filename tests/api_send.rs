@@ -387,3 +387,32 @@ async fn the_openapi_document_states_what_the_handlers_enforce() {
         );
     }
 }
+
+/// A send's channel-specific options reach the channel as given, are kept
+/// with the message (a retry after a restart has them too) and shown with
+/// it.
+#[tokio::test]
+async fn options_the_channel_takes_reach_it_and_are_kept_with_the_message() {
+    let wa = TestChannel::new(ChannelKind::Wa, "phone-1");
+    let d = TestDaemon::start(FAST_OUTBOX, vec![wa.clone()]).await;
+    let mut body = send_body("phone-1", "wa", "+15551230001", "hi");
+    body["options"] = json!({"template": "welcome_v2"});
+    let (code, accepted) = d.post("/api/v1/messages", &d.admin_key, &body).await;
+    assert_eq!(code, 202, "{accepted}");
+    let sent = wa.wait_sent(1).await;
+    assert_eq!(sent[0].options, Some(json!({"template": "welcome_v2"})));
+    let id = accepted["id"].as_str().unwrap();
+    let message = d.wait_status(id, "sent").await;
+    assert_eq!(
+        message["options"],
+        json!({"template": "welcome_v2"}),
+        "{message}"
+    );
+    // Without options, none.
+    let plain = d
+        .queue(&send_body("phone-1", "wa", "+15551230002", "plain"))
+        .await;
+    let message = d.wait_status(&plain, "sent").await;
+    assert!(message.get("options").is_none(), "{message}");
+    assert_eq!(wa.sent()[1].options, None);
+}

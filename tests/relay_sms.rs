@@ -127,3 +127,28 @@ async fn a_reply_from_a_sender_in_national_format_reaches_the_user_who_wrote() {
     assert_eq!(reply["text"], "On my way");
     sim_stop.cancel();
 }
+
+/// The SMS channel takes no options: a send with some is refused before
+/// anything is stored, naming the field.
+#[tokio::test]
+async fn a_send_with_options_the_sms_channel_does_not_take_is_refused() {
+    let relay = EmulatedRelay::start().await;
+    let (bridge, sim, sim_stop) = sms_bridge(&relay, None, "").await;
+    let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
+    let body = json!({"phone_id": PHONE_ID, "channel": "sms", "to": "+15551230001",
+        "text": "hi", "options": {"flash": true}});
+    let (code, refused) = bridge.post("/api/v1/messages", &key, &body).await;
+    assert_eq!(code, 422, "{refused}");
+    assert_eq!(refused["error"]["field"], "options", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the sms channel takes no options"),
+        "{refused}"
+    );
+    let (_, page) = bridge.get("/api/v1/messages", &bridge.admin_key).await;
+    assert_eq!(page["messages"].as_array().unwrap().len(), 0, "{page}");
+    assert!(sim.sent_messages().is_empty());
+    sim_stop.cancel();
+}

@@ -58,6 +58,11 @@ pub struct SendRequest {
     /// instead of sending twice. 1 to 255 printable ASCII characters.
     #[schema(min_length = 1, max_length = 255, pattern = "^[!-~]+$")]
     pub relay_message_id: Option<String>,
+    /// What only the chosen channel knows how to send (a WhatsApp template,
+    /// an e-mail's HTML body...), as that channel documents it; a channel
+    /// that takes none refuses any. A JSON object of at most 16 KiB.
+    #[schema(value_type = Option<Object>)]
+    pub options: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -165,6 +170,10 @@ pub struct MessageView {
     pub attachments: Vec<AttachmentBody>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
+    /// The channel-specific options the message was sent with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub options: Option<serde_json::Value>,
     pub priority: Priority,
     pub status: OutboundStatus,
     /// Sends the channel tried; a message put back by a rate limit, its
@@ -194,6 +203,7 @@ impl From<&OutboundRecord> for MessageView {
             source: r.source.clone(),
             attachments: r.attachments.iter().map(AttachmentBody::from).collect(),
             reply_to: r.reply_to.clone(),
+            options: r.options.clone(),
             priority: Priority::from_rank(r.priority),
             status: r.status,
             attempts: r.attempts,

@@ -199,6 +199,7 @@ pub(crate) async fn commit_send(
         attachments: req.attachments.into_iter().map(Into::into).collect(),
         reply_to: req.reply_to,
         reply_to_external_id,
+        options: req.options,
         priority: valid.priority,
         created_at_ms: now,
         expires_at_ms: now + valid.ttl_ms,

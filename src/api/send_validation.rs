@@ -24,6 +24,8 @@ pub const MAX_ATTACHMENTS: usize = 10;
 /// Counted in characters, as the document's `maxLength` counts them.
 pub const MAX_ATTACHMENT_URL_CHARS: usize = 2048;
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+/// Largest `options` object, as compact JSON.
+pub const MAX_OPTIONS_BYTES: usize = 16 * 1024;
 
 pub struct ValidSend {
     pub channel: ChannelKind,
@@ -119,6 +121,9 @@ pub fn validate(req: &SendRequest, state: &AppState) -> Result<ValidSend, ApiErr
             "sms carries no attachments; put a link in the text",
         ));
     }
+    if let Some(options) = &req.options {
+        check_options(options, state, channel, &req.phone_id)?;
+    }
     let outbox = &state.config.config.outbox;
     let ttl_seconds = req.ttl_seconds.unwrap_or(outbox.default_ttl_seconds);
     if ttl_seconds == 0 || ttl_seconds > outbox.max_ttl_seconds {
@@ -132,6 +137,33 @@ pub fn validate(req: &SendRequest, state: &AppState) -> Result<ValidSend, ApiErr
         ttl_ms: ttl_seconds as i64 * 1000,
         priority: req.priority.unwrap_or(Priority::Normal).rank(),
     })
+}
+
+/// A send's `options`: an object, not too large, that its endpoint's
+/// channel takes (`Channel::check_options`).
+fn check_options(
+    options: &serde_json::Value,
+    state: &AppState,
+    channel: ChannelKind,
+    phone_id: &str,
+) -> Result<(), ApiError> {
+    if !options.is_object() {
+        return Err(ApiError::invalid("options", "must be a JSON object"));
+    }
+    if serde_json::to_vec(options).map_or(usize::MAX, |v| v.len()) > MAX_OPTIONS_BYTES {
+        return Err(ApiError::invalid(
+            "options",
+            format!("at most {MAX_OPTIONS_BYTES} bytes of JSON"),
+        ));
+    }
+    // The endpoint exists: `validate` looked it up before.
+    if let Some(endpoint) = state.endpoints.get(channel, phone_id) {
+        endpoint
+            .channel
+            .check_options(options)
+            .map_err(|why| ApiError::invalid("options", why))?;
+    }
+    Ok(())
 }
 
 pub fn validate_idempotency_key(

@@ -75,6 +75,7 @@ async fn decide(
         subject: record.subject.clone(),
         attachments: record.attachments.clone(),
         reply_to_external_id: record.reply_to_external_id.clone(),
+        options: record.options.clone(),
         attempt: record.attempts,
     };
     let send_timeout = Duration::from_secs(ctx.outbox.send_timeout_seconds);

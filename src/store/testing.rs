@@ -21,6 +21,7 @@ pub fn queued_sms(text: &str, now_ms: i64) -> NewOutbound {
         attachments: vec![],
         reply_to: None,
         reply_to_external_id: None,
+        options: None,
         priority: 1,
         created_at_ms: now_ms,
         expires_at_ms: now_ms + 3_600_000,

@@ -177,6 +177,20 @@ impl Channel for TestChannel {
         self.health.lock().unwrap().clone()
     }
 
+    /// Takes one option, `template` (a string), as a WhatsApp adapter would
+    /// take its template's name; anything else is named in the refusal.
+    fn check_options(&self, options: &serde_json::Value) -> Result<(), String> {
+        let map = options.as_object().ok_or("options must be an object")?;
+        for (key, value) in map {
+            if key != "template" || !value.is_string() {
+                return Err(format!(
+                    "the test channel takes only \"template\" (a string), not {key:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn can_send(&self) -> bool {
         let set = *self.can_send.lock().unwrap();
         set.unwrap_or_else(|| self.health().state != phonerelay_channel::HealthState::Down)

@@ -158,6 +158,16 @@ pub trait Channel: Send + Sync {
         self.health().state != HealthState::Down
     }
 
+    /// Whether this channel can send with `options` (a send request's
+    /// channel-specific object, [`crate::OutboundMessage::options`]): `Err`
+    /// says what is wrong, and the API refuses the request (422, field
+    /// `options`) before anything is stored. Pure and cheap: it runs on
+    /// every accept that carries options. A channel that takes none keeps
+    /// this default.
+    fn check_options(&self, _options: &serde_json::Value) -> Result<(), String> {
+        Err(format!("the {} channel takes no options", self.kind()))
+    }
+
     /// Webhook sub-paths this endpoint serves under
     /// `/webhooks/{channel}/{phone_id}/`. Empty for polling channels.
     fn webhook_paths(&self) -> Vec<String> {

@@ -32,6 +32,11 @@ pub struct OutboundMessage {
     pub attachments: Vec<Attachment>,
     /// External message id this one answers (quote/thread on the channel).
     pub reply_to_external_id: Option<String>,
+    /// What only this channel knows how to send, from the request's
+    /// `options` (a JSON object): a WhatsApp template, an e-mail's HTML
+    /// body, an ntfy priority. The channel checked it at accept
+    /// ([`crate::Channel::check_options`]); `None` when none was given.
+    pub options: Option<serde_json::Value>,
     /// 1 on the first try.
     pub attempt: u32,
 }

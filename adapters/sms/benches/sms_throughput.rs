@@ -112,6 +112,7 @@ async fn run(modems: usize, per_modem: usize) -> Run {
                     subject: None,
                     attachments: Vec::new(),
                     reply_to_external_id: None,
+                    options: None,
                     attempt: 1,
                 };
                 channel.send(&message).await.expect("send");

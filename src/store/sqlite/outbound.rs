@@ -16,11 +16,11 @@ use crate::store::*;
 pub(super) const ACCEPT: &str = "INSERT INTO outbound (seq, id, api_key_id, idempotency_key,
         request_hash, phone_id, channel, recipient, body, subject, source, attachments,
         reply_to, reply_to_external_id, priority, status, created_at, updated_at, expires_at,
-        next_attempt_at, attempts, lease_until, attempt_at)
+        next_attempt_at, attempts, lease_until, attempt_at, options)
      VALUES (?18, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
         CASE WHEN ?17 IS NULL THEN 'queued' ELSE 'sending' END,
         ?15, ?15, ?16, ?15,
-        ?17 IS NOT NULL, ?17, CASE WHEN ?17 IS NULL THEN NULL ELSE ?15 END)";
+        ?17 IS NOT NULL, ?17, CASE WHEN ?17 IS NULL THEN NULL ELSE ?15 END, ?19)";
 
 /// The one way from an id to its row: `read` is given a candidate `seq`
 /// and must check the row's id itself (`WHERE seq = ?1 AND id = ?2`), so
@@ -115,6 +115,7 @@ pub fn accept(conn: &Connection, m: &NewOutbound, seqs: &SeqClock) -> StoreResul
         m.expires_at_ms,
         m.claimed_until_ms,
         seq,
+        m.options.as_ref().map(to_json).transpose()?,
     ])?;
     // No `queued` event row: every message starts queued at `created_at`,
     // so `get` puts that first entry in the history. One write fewer per
@@ -128,7 +129,10 @@ pub fn get(conn: &Connection, id: &str) -> StoreResult<Option<OutboundDetail>> {
     let Some((mut record, attempt_at)) = by_id(conn, id, |seq| {
         Ok(conn
             .query_row(&sql, params![seq, id], |row| {
-                Ok((outbound_from_row(row)?, row.get::<_, Option<i64>>(20)?))
+                Ok((
+                    outbound_from_row(row)?,
+                    row.get::<_, Option<i64>>(super::rows::OUTBOUND_COLUMN_COUNT)?,
+                ))
             })
             .optional()?)
     })?

@@ -74,12 +74,20 @@ macro_rules! outbound_columns {
     () => {
         "seq, id, phone_id, channel, recipient, body, subject, source, \
      attachments, reply_to, reply_to_external_id, priority, status, attempts, created_at, \
-     updated_at, expires_at, next_attempt_at, error_code, error_message"
+     updated_at, expires_at, next_attempt_at, error_code, error_message, options"
     };
 }
 pub(crate) use outbound_columns;
 
 pub const OUTBOUND_COLUMNS: &str = outbound_columns!();
+/// How many columns [`OUTBOUND_COLUMNS`] names: the index of a column a
+/// query selects after them.
+pub const OUTBOUND_COLUMN_COUNT: usize = 21;
+
+#[test]
+fn the_column_count_is_the_columns_named() {
+    assert_eq!(OUTBOUND_COLUMNS.split(',').count(), OUTBOUND_COLUMN_COUNT);
+}
 
 pub fn outbound_from_row(row: &Row<'_>) -> rusqlite::Result<OutboundRecord> {
     let attachments: String = row.get(8)?;
@@ -104,6 +112,10 @@ pub fn outbound_from_row(row: &Row<'_>) -> rusqlite::Result<OutboundRecord> {
         next_attempt_at_ms: row.get(17)?,
         error_code: row.get(18)?,
         error_message: row.get(19)?,
+        options: row
+            .get::<_, Option<String>>(20)?
+            .map(|text| from_json(&text))
+            .transpose()?,
         external_ids: Vec::new(),
     })
 }

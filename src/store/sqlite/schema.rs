@@ -274,6 +274,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
         ON outbound (relay_message_id) WHERE relay_message_id IS NOT NULL;
     CREATE UNIQUE INDEX outbound_id_before_v9 ON outbound (id) WHERE seq < 4294967296;
     "#,
+    // 10: a send's channel-specific options (a JSON object), if it has any.
+    r#"
+    ALTER TABLE outbound ADD COLUMN options TEXT;
+    "#,
 ];
 
 /// Refuse a database a newer PhoneRelay has migrated past this binary's

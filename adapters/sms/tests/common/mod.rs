@@ -218,6 +218,7 @@ pub fn message(id: &str, to: &str, text: &str) -> OutboundMessage {
         subject: None,
         attachments: Vec::new(),
         reply_to_external_id: None,
+        options: None,
         attempt: 1,
     }
 }
