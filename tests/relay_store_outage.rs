@@ -112,3 +112,81 @@ async fn an_inbound_the_relay_took_but_the_store_could_not_record_holds_the_othe
         );
     }
 }
+
+/// Bob wrote to +X before; alice's send to +X goes out, but the disk is
+/// full, so its outcome (and with it her conversation) is not recorded
+/// yet. +X's reply, committed as soon as the disk has room again, answers
+/// alice, whose message came first: it waits for her send's outcome
+/// rather than go to bob, whose conversation was the last recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_waits_for_the_outcome_of_a_send_to_its_sender_the_store_has_not_recorded() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let relay = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    let key = common::create_key(
+        &*bridge.store(),
+        vec![phonerelay::store::Scope::Send],
+        Some(PHONE_ID),
+    )
+    .await;
+    let push = |to: &str, source: &str, relay_id: &str| {
+        json!({"phone_id": PHONE_ID, "channel": "wa", "to": to,
+            "text": format!("hello from {source}"), "source": source, "relay_message_id": relay_id})
+    };
+    let (code, bob) = bridge
+        .post(
+            "/api/v1/messages",
+            &key,
+            &push("+15551230001", "bob", "r-bob"),
+        )
+        .await;
+    assert_eq!(code, 202, "{bob}");
+    bridge
+        .wait_status(bob["id"].as_str().unwrap(), "sent")
+        .await;
+
+    // Alice's send waits in the channel until the disk is full, then goes.
+    wa.script(vec![common::test_channel::Step::Hang]);
+    let (code, alice) = bridge
+        .post(
+            "/api/v1/messages",
+            &key,
+            &push("+15551230001", "alice", "r-alice"),
+        )
+        .await;
+    assert_eq!(code, 202, "{alice}");
+    while wa.calls() < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let refused = WritesRefused::now();
+    // Released until it goes: a release before the send waits is lost.
+    while wa.sent().len() < 2 {
+        wa.release();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The recorder cannot write its outcome, and backs off.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(refused);
+    wa.inject(wa_inbound("+15551230001", "w-r", "yes please", &[]))
+        .await
+        .unwrap();
+    relay
+        .wait_for("the reply", |s| {
+            s.messages.iter().any(|m| m.body["text"] == "yes please")
+        })
+        .await;
+    let reply = relay.with(|s| {
+        s.messages
+            .iter()
+            .find(|m| m.body["text"] == "yes please")
+            .unwrap()
+            .body
+            .clone()
+    });
+    assert_eq!(reply["to"], "alice", "{reply}");
+    bridge
+        .wait_status(alice["id"].as_str().unwrap(), "sent")
+        .await;
+}

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use super::Deps;
 use phonerelay_channel::normalize_address as normalize;
 
-use super::routing::{Route, route};
+use super::routing::{Route, route, unsettled};
 use crate::api::dto::AttachmentBody;
 use crate::clock::{now_ms, rfc3339};
 use crate::store::{InboundRecord, RelayInbound, RelayInboundOutcome};
@@ -29,6 +29,9 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 const HELD_POLL: Duration = Duration::from_secs(30);
 /// Pending messages read per round.
 const ROUND_SIZE: u32 = 500;
+/// How soon a reply held for a send to its sender without an outcome
+/// (`routing::unsettled`) is looked at again.
+const UNSETTLED_RECHECK: Duration = Duration::from_millis(250);
 
 /// The body POSTed to the relay's messages path.
 #[derive(Debug, Serialize)]
@@ -215,12 +218,22 @@ async fn set_aside(deps: &Deps, m: &InboundRecord) {
 async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attempt {
     let store = &deps.state.store;
     let m = &item.inbound;
+    let routing = &deps.settings.config.routing;
     let route = match (&item.to, &item.route) {
         (Some(to), Some(route)) => Route {
             to: to.clone(),
             route: route.clone(),
         },
-        _ => match route(&**store, &deps.settings.config.routing, m).await {
+        _ if unsettled(&**store, routing, m).await.unwrap_or(true) => {
+            // Its conversation waits, looked at again shortly; nothing is
+            // recorded (it is no attempt). Unreadable: the same.
+            tracing::debug!(id = %m.id, "a send to the sender has no outcome yet; the reply waits for it");
+            return Attempt::Later {
+                link_down: false,
+                next_at_ms: now_ms() + UNSETTLED_RECHECK.as_millis() as i64,
+            };
+        }
+        _ => match route(&**store, routing, m).await {
             Ok(Some(route)) => route,
             Ok(None) => {
                 tracing::warn!(id = %m.id, channel = %m.channel, "inbound message has no route; kept as a dead letter");

@@ -204,6 +204,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<RelayStatusBatch>;
     /// The conversation an inbound message replies to, if any is known.
     async fn route_reply(&self, query: RouteQuery) -> StoreResult<Option<RouteMatch>>;
+    /// Whether a send from a pChat user (one with a `source`) to the
+    /// sender of `query`, accepted by `query.as_of_ms`, has no outcome
+    /// recorded yet (`sending`): it may have gone out before the reply
+    /// came, and its conversation is recorded only with its outcome, so
+    /// the reply cannot be routed yet.
+    async fn send_unsettled(&self, query: RouteQuery) -> StoreResult<bool>;
     /// Forget conversations last used before `before_ms`; returns how many.
     /// With `pending_ttl_ms` (a relay is named), keep those an inbound
     /// still waiting to be forwarded may be routed by: the ttl before the

@@ -396,6 +396,12 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn send_unsettled(&self, query: RouteQuery) -> StoreResult<bool> {
+        self.reader
+            .read(move |conn| routing::send_unsettled(conn, &query))
+            .await
+    }
+
     async fn prune_conversations(
         &self,
         before_ms: i64,

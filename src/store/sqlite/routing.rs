@@ -74,6 +74,17 @@ pub fn record_sent(
 /// The most exact match: a reply key, then the sender's latest
 /// conversation on this endpoint, both as they stood when the reply
 /// arrived (`as_of_ms`).
+/// See `Store::send_unsettled`. Through the claim index (an endpoint's
+/// `sending` rows, at most its concurrency), then the recipient.
+pub fn send_unsettled(conn: &Connection, q: &RouteQuery) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM outbound WHERE channel = ?1 AND phone_id = ?2 AND status = 'sending'
+             AND recipient = ?3 AND source IS NOT NULL AND created_at <= ?4 LIMIT 1",
+        )?
+        .exists(params![q.channel.as_str(), q.phone_id, q.from, q.as_of_ms])?)
+}
+
 pub fn route(conn: &Connection, q: &RouteQuery) -> StoreResult<Option<RouteMatch>> {
     for key in &q.reply_to {
         // A key recorded (or taken over by another send) after the reply
