@@ -53,7 +53,7 @@ pub fn validate(req: &SendRequest, state: &AppState) -> Result<ValidSend, ApiErr
         )
         .field("channel"));
     }
-    if state.endpoints.get(channel, &req.phone_id).is_none() {
+    let Some(endpoint) = state.endpoints.get(channel, &req.phone_id) else {
         let message = if state.endpoints.has_phone_id(&req.phone_id) {
             format!(
                 "phone_id {:?} has no {channel} channel configured",
@@ -68,7 +68,7 @@ pub fn validate(req: &SendRequest, state: &AppState) -> Result<ValidSend, ApiErr
             message,
         )
         .field("phone_id"));
-    }
+    };
     validate_address(channel, &req.to).map_err(|e| ApiError::invalid("to", e.message))?;
     let chars = req.text.chars().count();
     if chars == 0 && req.attachments.is_empty() {
@@ -122,7 +122,7 @@ pub fn validate(req: &SendRequest, state: &AppState) -> Result<ValidSend, ApiErr
         ));
     }
     if let Some(options) = &req.options {
-        check_options(options, state, channel, &req.phone_id)?;
+        check_options(options, &*endpoint.channel)?;
     }
     let outbox = &state.config.config.outbox;
     let ttl_seconds = req.ttl_seconds.unwrap_or(outbox.default_ttl_seconds);
@@ -143,9 +143,7 @@ pub fn validate(req: &SendRequest, state: &AppState) -> Result<ValidSend, ApiErr
 /// channel takes (`Channel::check_options`).
 fn check_options(
     options: &serde_json::Value,
-    state: &AppState,
-    channel: ChannelKind,
-    phone_id: &str,
+    channel: &dyn phonerelay_channel::Channel,
 ) -> Result<(), ApiError> {
     if !options.is_object() {
         return Err(ApiError::invalid("options", "must be a JSON object"));
@@ -156,14 +154,9 @@ fn check_options(
             format!("at most {MAX_OPTIONS_BYTES} bytes of JSON"),
         ));
     }
-    // The endpoint exists: `validate` looked it up before.
-    if let Some(endpoint) = state.endpoints.get(channel, phone_id) {
-        endpoint
-            .channel
-            .check_options(options)
-            .map_err(|why| ApiError::invalid("options", why))?;
-    }
-    Ok(())
+    channel
+        .check_options(options)
+        .map_err(|why| ApiError::invalid("options", why))
 }
 
 pub fn validate_idempotency_key(
