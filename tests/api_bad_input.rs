@@ -342,6 +342,58 @@ async fn every_bad_request_is_refused_with_a_code_and_field_and_stores_nothing()
     assert_eq!(sms.calls() + email.calls(), 0);
 }
 
+/// The limits are the endpoint's adapter's (`Channel::send_limits`), not
+/// fixed per channel in the core: a notify endpoint that takes one file
+/// and 20 characters refuses more, naming the field, and stores nothing;
+/// within them it accepts.
+#[tokio::test]
+async fn an_adapter_with_lower_limits_has_them_enforced_at_accept() {
+    let ntfy = TestChannel::new(ChannelKind::Notify, "alerts");
+    ntfy.set_send_limits(phonerelay_channel::SendLimits {
+        max_text_chars: 20,
+        max_attachments: 1,
+    });
+    let d = TestDaemon::start(FAST_OUTBOX, vec![ntfy.clone()]).await;
+    let file = |name: &str| json!({"url": format!("https://files.test/{name}")});
+    let body = |text: &str, files: Vec<Value>| {
+        let mut body = send_body("alerts", "notify", "backups", text);
+        body["attachments"] = json!(files);
+        body
+    };
+    for (name, request, field, words) in [
+        (
+            "21 characters",
+            body(&"é".repeat(21), vec![]),
+            "text",
+            "at most 20",
+        ),
+        (
+            "two files",
+            body("disk full", vec![file("a.log"), file("b.log")]),
+            "attachments",
+            "at most 1 ",
+        ),
+    ] {
+        let (status, answer) = d.post("/api/v1/messages", &d.admin_key, &request).await;
+        assert_eq!(status, 422, "{name}: {answer}");
+        assert_eq!(answer["error"]["code"], "invalid_field", "{name}: {answer}");
+        assert_eq!(answer["error"]["field"], field, "{name}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(words), "{name}: {message}");
+    }
+    let (_, page) = d.get("/api/v1/messages", &d.admin_key).await;
+    assert_eq!(page["messages"], json!([]), "a refused send was stored");
+    let (status, answer) = d
+        .post(
+            "/api/v1/messages",
+            &d.admin_key,
+            &body(&"é".repeat(20), vec![file("a.log")]),
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(ntfy.wait_sent(1).await[0].attachments.len(), 1);
+}
+
 #[tokio::test]
 async fn bad_queries_and_unknown_routes() {
     let d = TestDaemon::start(

@@ -25,7 +25,6 @@ use tower_http::trace::TraceLayer;
 
 pub(crate) use body::parse as parse_json_body;
 pub(crate) use messages::commit_send;
-pub use send_validation::max_text_chars;
 pub use state::{AppState, Shared};
 
 use self::error::ApiError;

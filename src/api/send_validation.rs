@@ -8,18 +8,9 @@ use super::dto::{Priority, SendRequest};
 use super::error::ApiError;
 use super::state::AppState;
 
-/// Longest text per channel, in characters. SMS: ten concatenated parts
-/// (as Twilio caps at 1600); WhatsApp and Telegram: their documented 4096;
-/// e-mail: a generous body; notify: ntfy's message size.
-pub fn max_text_chars(channel: ChannelKind) -> usize {
-    match channel {
-        ChannelKind::Sms => 1530,
-        ChannelKind::Wa | ChannelKind::Tg | ChannelKind::Notify | ChannelKind::Pchat => 4096,
-        ChannelKind::Email => 100_000,
-    }
-}
-
 pub const MAX_SUBJECT_CHARS: usize = 998;
+/// The API's own cap on attachments, whatever the channel (the document's
+/// `maxItems`); an endpoint's `send_limits` may allow fewer.
 pub const MAX_ATTACHMENTS: usize = 10;
 /// Counted in characters, as the document's `maxLength` counts them.
 pub const MAX_ATTACHMENT_URL_CHARS: usize = 2048;
@@ -77,13 +68,6 @@ pub fn validate(req: &SendRequest, state: &AppState) -> Result<ValidSend, ApiErr
             "text is empty and there are no attachments",
         ));
     }
-    let max = max_text_chars(channel);
-    if chars > max {
-        return Err(ApiError::invalid(
-            "text",
-            format!("text has {chars} characters; {channel} allows at most {max}"),
-        ));
-    }
     if let Some(subject) = &req.subject
         && (subject.chars().count() > MAX_SUBJECT_CHARS || subject.contains(['\r', '\n']))
     {
@@ -113,13 +97,16 @@ pub fn validate(req: &SendRequest, state: &AppState) -> Result<ValidSend, ApiErr
             ));
         }
     }
-    // An SMS is text: its adapter has nowhere to put a file, and sending
-    // the text alone (or an empty SMS) would drop it without a word.
-    if channel == ChannelKind::Sms && !req.attachments.is_empty() {
-        return Err(ApiError::invalid(
-            "attachments",
-            "sms carries no attachments; put a link in the text",
-        ));
+    // What this endpoint's channel can carry: its adapter says
+    // (`Channel::send_limits`), so a channel with other limits needs no
+    // change here.
+    if let Some((field, why)) =
+        endpoint
+            .channel
+            .send_limits()
+            .check(channel, chars, req.attachments.len())
+    {
+        return Err(ApiError::invalid(field, why));
     }
     if let Some(options) = &req.options {
         check_options(options, &*endpoint.channel)?;

@@ -32,6 +32,8 @@ pub struct TestChannel {
     /// What `can_send` says when set; otherwise the trait's default (not
     /// down).
     can_send: Mutex<Option<bool>>,
+    /// What `send_limits` says when set; otherwise the kind's defaults.
+    send_limits: Mutex<Option<SendLimits>>,
     pub send_called: Notify,
 }
 
@@ -49,6 +51,7 @@ impl TestChannel {
             sink_ready: Notify::new(),
             health: Mutex::new(ChannelHealth::up("test channel")),
             can_send: Mutex::new(None),
+            send_limits: Mutex::new(None),
             send_called: Notify::new(),
         })
     }
@@ -76,6 +79,12 @@ impl TestChannel {
     /// connected but off the network: degraded, and holding its queue).
     pub fn set_can_send(&self, can: bool) {
         *self.can_send.lock().unwrap() = Some(can);
+    }
+
+    /// Make `send_limits` answer `limits`, as an adapter whose upstream
+    /// allows less than its kind's defaults would.
+    pub fn set_send_limits(&self, limits: SendLimits) {
+        *self.send_limits.lock().unwrap() = Some(limits);
     }
 
     /// Messages whose send succeeded, in order.
@@ -189,6 +198,11 @@ impl Channel for TestChannel {
             }
         }
         Ok(())
+    }
+
+    fn send_limits(&self) -> SendLimits {
+        let set = *self.send_limits.lock().unwrap();
+        set.unwrap_or(SendLimits::of(self.kind))
     }
 
     fn can_send(&self) -> bool {

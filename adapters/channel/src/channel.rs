@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    ChannelEvent, ChannelHealth, ChannelKind, HealthState, OutboundMessage, SendError, SendReceipt,
-    WebhookRequest, WebhookResponse,
+    ChannelEvent, ChannelHealth, ChannelKind, HealthState, OutboundMessage, SendError, SendLimits,
+    SendReceipt, WebhookRequest, WebhookResponse,
 };
 
 /// Where adapters hand what they receive.
@@ -156,6 +156,16 @@ pub trait Channel: Send + Sync {
     /// it with something cheaper that agrees with it.
     fn can_send(&self) -> bool {
         self.health().state != HealthState::Down
+    }
+
+    /// What one send may carry on this endpoint (text length, files),
+    /// checked when the API accepts it: a send over a limit is refused
+    /// there (422 naming `text` or `attachments`) and nothing is stored.
+    /// Pure and cheap: it runs on every accept. The default is the
+    /// channel kind's ([`SendLimits::of`]); an adapter whose upstream or
+    /// config allows less returns its own.
+    fn send_limits(&self) -> SendLimits {
+        SendLimits::of(self.kind())
     }
 
     /// Whether this channel can send with `options` (a send request's

@@ -15,6 +15,7 @@ mod config_issue;
 mod error;
 mod health;
 mod kind;
+mod limits;
 mod message;
 mod secret;
 mod webhook;
@@ -27,6 +28,7 @@ pub use config_issue::ConfigIssue;
 pub use error::{ErrorClass, SendError};
 pub use health::{ChannelHealth, HealthState};
 pub use kind::{ChannelKind, UnknownChannel};
+pub use limits::SendLimits;
 pub use message::{
     Attachment, ChannelEvent, DeliveryStatus, InboundMessage, OutboundMessage, SendReceipt,
     StatusUpdate,
