@@ -53,6 +53,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/relay", get(relay::get_link))
         .route("/api/v1/relay/inbound", get(relay::list_inbound))
         .route(
+            "/webhooks/{channel}",
+            any(webhooks::shared_webhook).layer(DefaultBodyLimit::max(webhook_body_limit)),
+        )
+        .route(
             "/webhooks/{channel}/{phone_id}/{*rest}",
             // Its own limit, set closer to the handler than the one below.
             any(webhooks::webhook).layer(DefaultBodyLimit::max(webhook_body_limit)),

@@ -1,6 +1,7 @@
-//! `/webhooks/{channel}/{phone_id}/...`: requests from upstreams (WhatsApp,
-//! Telegram, ...) handed to the endpoint, which checks their signature and
-//! commits what they carry before answering.
+//! `/webhooks/{channel}/{phone_id}/...` and `/webhooks/{channel}`: requests
+//! from upstreams (WhatsApp, Telegram, ...) handed to the endpoint, or the
+//! endpoints sharing the channel's callback, which check their signature
+//! and commit what they carry before answering.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,7 +9,9 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use phonerelay_channel::{ChannelKind, EventSink, WebhookRequest};
+use phonerelay_channel::{
+    ChannelKind, EventSink, SharedWebhookAnswer, WebhookRequest, WebhookResponse,
+};
 
 use super::body::RawBody;
 use super::error::ApiError;
@@ -35,7 +38,72 @@ pub async fn webhook(
     if !endpoint.channel.webhook_paths().contains(&path) {
         return Err(ApiError::not_found("webhook"));
     }
-    let request = WebhookRequest {
+    let request = webhook_request(method, path, query, &headers, body);
+    let sink = endpoint_sink(&state, kind, phone_id);
+    Ok(into_response(
+        endpoint.channel.handle_webhook(request, sink).await,
+    ))
+}
+
+/// `/webhooks/{channel}`: one callback URL for the endpoints of a channel
+/// that share it (`Channel::shares_channel_webhook`), as a WhatsApp app has
+/// one for all of its numbers. Each is asked in turn (by phone_id) and takes what is its
+/// own (`Channel::handle_shared_webhook`); the upstream hears the first
+/// answer that is not a success, so that it sends the request again (what
+/// was committed is kept once, by external id), else the first answer.
+pub async fn shared_webhook(
+    State(state): State<AppState>,
+    ApiPath(channel): ApiPath<String>,
+    Query(query): Query<BTreeMap<String, String>>,
+    method: Method,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let kind: ChannelKind = channel
+        .parse()
+        .map_err(|_| ApiError::not_found("webhook"))?;
+    let sharing: Vec<_> = state
+        .endpoints
+        .iter()
+        .filter(|(key, endpoint)| key.0 == kind && endpoint.channel.shares_channel_webhook())
+        .map(|(key, endpoint)| (key.1.clone(), endpoint.clone()))
+        .collect();
+    if sharing.is_empty() {
+        return Err(ApiError::not_found("webhook"));
+    }
+    let request = webhook_request(method, "/".into(), query, &headers, body);
+    let mut first_answer = None;
+    for (phone_id, endpoint) in sharing {
+        let sink = endpoint_sink(&state, kind, phone_id);
+        let answer = endpoint
+            .channel
+            .handle_shared_webhook(request.clone(), sink)
+            .await;
+        let SharedWebhookAnswer::Answered(response) = answer else {
+            continue;
+        };
+        if !(200..300).contains(&response.status) {
+            return Ok(into_response(response));
+        }
+        first_answer.get_or_insert(response);
+    }
+    first_answer.map(into_response).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "webhook_not_taken",
+            format!("no {kind} endpoint took this request (its signature or its events are none of theirs)"),
+        )
+    })
+}
+
+fn webhook_request(
+    method: Method,
+    path: String,
+    query: BTreeMap<String, String>,
+    headers: &HeaderMap,
+    body: axum::body::Bytes,
+) -> WebhookRequest {
+    WebhookRequest {
         method: method.to_string(),
         path,
         query,
@@ -44,16 +112,22 @@ pub async fn webhook(
             .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect(),
         body: body.to_vec(),
-    };
-    let sink: Arc<dyn EventSink> = Arc::new(
+    }
+}
+
+/// The sink of one endpoint: it commits that endpoint's events only.
+fn endpoint_sink(state: &AppState, kind: ChannelKind, phone_id: String) -> Arc<dyn EventSink> {
+    Arc::new(
         StoreSink::new(state.store.clone(), state.metrics.clone(), kind, phone_id)
             .with_inbound_bell(state.inbound_bell.clone()),
-    );
-    let response = endpoint.channel.handle_webhook(request, sink).await;
-    Ok((
+    )
+}
+
+fn into_response(response: WebhookResponse) -> Response {
+    (
         StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         [(header::CONTENT_TYPE, response.content_type)],
         response.body,
     )
-        .into_response())
+        .into_response()
 }

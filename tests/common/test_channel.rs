@@ -34,6 +34,13 @@ pub struct TestChannel {
     can_send: Mutex<Option<bool>>,
     /// What `send_limits` says when set; otherwise the kind's defaults.
     send_limits: Mutex<Option<SendLimits>>,
+    /// The app whose requests this endpoint takes on its channel's shared
+    /// webhook (the `x-test-app` header stands for a signature), if it
+    /// shares it.
+    shared_app: Mutex<Option<String>>,
+    /// Answer webhook events 503 without committing them, as on a store
+    /// failure.
+    refuse_webhooks: Mutex<bool>,
     pub send_called: Notify,
 }
 
@@ -52,6 +59,8 @@ impl TestChannel {
             health: Mutex::new(ChannelHealth::up("test channel")),
             can_send: Mutex::new(None),
             send_limits: Mutex::new(None),
+            shared_app: Mutex::new(None),
+            refuse_webhooks: Mutex::new(false),
             send_called: Notify::new(),
         })
     }
@@ -85,6 +94,16 @@ impl TestChannel {
     /// allows less than its kind's defaults would.
     pub fn set_send_limits(&self, limits: SendLimits) {
         *self.send_limits.lock().unwrap() = Some(limits);
+    }
+
+    /// Take part in the channel's shared webhook for requests of `app`.
+    pub fn share_webhook(&self, app: &str) {
+        *self.shared_app.lock().unwrap() = Some(app.into());
+    }
+
+    /// Answer webhook events 503 without committing them while `refuse`.
+    pub fn refuse_webhooks(&self, refuse: bool) {
+        *self.refuse_webhooks.lock().unwrap() = refuse;
     }
 
     /// Messages whose send succeeded, in order.
@@ -224,21 +243,71 @@ impl Channel for TestChannel {
         let Ok(body) = serde_json::from_slice::<serde_json::Value>(&request.body) else {
             return WebhookResponse::text(400, "not JSON");
         };
-        let field = |name: &str| body[name].as_str().unwrap_or_default().to_string();
-        let message = InboundMessage {
-            channel: self.kind,
-            phone_id: self.phone_id.clone(),
-            from: field("from"),
-            text: field("text"),
-            subject: None,
-            attachments: vec![],
-            external_id: field("id"),
-            reply_to: vec![],
-            received_at_ms: 0,
-        };
-        match sink.deliver(ChannelEvent::Inbound(message)).await {
-            Ok(()) => WebhookResponse::text(200, "ok"),
-            Err(e) => WebhookResponse::text(503, e.to_string()),
+        self.commit(&[body], sink).await
+    }
+
+    fn shares_channel_webhook(&self) -> bool {
+        self.shared_app.lock().unwrap().is_some()
+    }
+
+    /// `{"entries":[{"phone_id","from","text","id"}, ...]}` from the app
+    /// named in `x-test-app`, as a WhatsApp app's callback carries events
+    /// of several numbers: this endpoint commits the entries of its own
+    /// phone_id.
+    async fn handle_shared_webhook(
+        &self,
+        request: WebhookRequest,
+        sink: Arc<dyn EventSink>,
+    ) -> SharedWebhookAnswer {
+        let app = self.shared_app.lock().unwrap().clone();
+        if app.is_none() || request.header("x-test-app") != app.as_deref() {
+            return SharedWebhookAnswer::NotMine;
         }
+        let Ok(body) = serde_json::from_slice::<serde_json::Value>(&request.body) else {
+            return SharedWebhookAnswer::Answered(WebhookResponse::text(400, "not JSON"));
+        };
+        let mine: Vec<serde_json::Value> = body["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|entry| entry["phone_id"] == self.phone_id.as_str())
+            .cloned()
+            .collect();
+        if mine.is_empty() {
+            return SharedWebhookAnswer::NotMine;
+        }
+        SharedWebhookAnswer::Answered(self.commit(&mine, sink).await)
+    }
+}
+
+impl TestChannel {
+    /// Commit `{"from","text","id"}` entries as inbound messages; 200 once
+    /// all are committed.
+    async fn commit(
+        &self,
+        entries: &[serde_json::Value],
+        sink: Arc<dyn EventSink>,
+    ) -> WebhookResponse {
+        if *self.refuse_webhooks.lock().unwrap() {
+            return WebhookResponse::text(503, "the store is out (as asked)");
+        }
+        for entry in entries {
+            let field = |name: &str| entry[name].as_str().unwrap_or_default().to_string();
+            let message = InboundMessage {
+                channel: self.kind,
+                phone_id: self.phone_id.clone(),
+                from: field("from"),
+                text: field("text"),
+                subject: None,
+                attachments: vec![],
+                external_id: field("id"),
+                reply_to: vec![],
+                received_at_ms: 0,
+            };
+            if let Err(e) = sink.deliver(ChannelEvent::Inbound(message)).await {
+                return WebhookResponse::text(503, e.to_string());
+            }
+        }
+        WebhookResponse::text(200, "ok")
     }
 }

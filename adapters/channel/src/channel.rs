@@ -5,7 +5,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     ChannelEvent, ChannelHealth, ChannelKind, HealthState, OutboundMessage, SendError, SendLimits,
-    SendReceipt, WebhookRequest, WebhookResponse,
+    SendReceipt, SharedWebhookAnswer, WebhookRequest, WebhookResponse,
 };
 
 /// Where adapters hand what they receive.
@@ -192,5 +192,31 @@ pub trait Channel: Send + Sync {
         _sink: Arc<dyn EventSink>,
     ) -> WebhookResponse {
         WebhookResponse::text(404, "no webhook on this channel")
+    }
+
+    /// Whether this endpoint takes part in its channel's shared webhook,
+    /// `/webhooks/{channel}`: one callback URL for several endpoints, as a
+    /// WhatsApp app has one for all of its numbers, each event naming the
+    /// number it is for.
+    fn shares_channel_webhook(&self) -> bool {
+        false
+    }
+
+    /// A request to the channel's shared webhook. The daemon asks every
+    /// endpoint of the channel that shares it, in phone_id order, each with
+    /// its own sink. An endpoint checks the request as its own webhook
+    /// would (a signature it cannot verify is [`SharedWebhookAnswer::NotMine`],
+    /// for another endpoint may hold that key), commits only the events
+    /// that are its own and answers; one request may hold events for
+    /// several endpoints. The upstream hears the first answer that is not
+    /// a success if there is one (so it sends the request again: what was
+    /// committed is kept once, by external id), else the first answer;
+    /// 403 if no endpoint took the request.
+    async fn handle_shared_webhook(
+        &self,
+        _request: WebhookRequest,
+        _sink: Arc<dyn EventSink>,
+    ) -> SharedWebhookAnswer {
+        SharedWebhookAnswer::NotMine
     }
 }

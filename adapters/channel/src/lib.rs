@@ -35,4 +35,4 @@ pub use message::{
 };
 pub use secret::{Secret, SecretError, SecretSource};
 pub use tokio_util::sync::CancellationToken;
-pub use webhook::{WebhookRequest, WebhookResponse};
+pub use webhook::{SharedWebhookAnswer, WebhookRequest, WebhookResponse};

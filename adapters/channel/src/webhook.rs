@@ -62,6 +62,18 @@ impl WebhookResponse {
     }
 }
 
+/// An endpoint's answer to a request on its channel's shared webhook
+/// ([`crate::Channel::handle_shared_webhook`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SharedWebhookAnswer {
+    /// Nothing in the request is this endpoint's (another app's signature,
+    /// only other numbers' events): the daemon asks the next endpoint.
+    NotMine,
+    /// This endpoint took its part of the request (committed what was its
+    /// own, or answered a verification) and answers so.
+    Answered(WebhookResponse),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
