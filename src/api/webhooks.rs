@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use phonerelay_channel::{
@@ -22,14 +23,9 @@ use crate::inbound::StoreSink;
 pub async fn webhook(
     State(state): State<AppState>,
     ApiPath((channel, phone_id, rest)): ApiPath<(String, String, String)>,
-    Query(query): Query<BTreeMap<String, String>>,
-    method: Method,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
+    incoming: Incoming,
 ) -> Result<Response, ApiError> {
-    let kind: ChannelKind = channel
-        .parse()
-        .map_err(|_| ApiError::not_found("webhook"))?;
+    let kind = channel_kind(&channel)?;
     let endpoint = state
         .endpoints
         .get(kind, &phone_id)
@@ -38,7 +34,7 @@ pub async fn webhook(
     if !endpoint.channel.webhook_paths().contains(&path) {
         return Err(ApiError::not_found("webhook"));
     }
-    let request = webhook_request(method, path, query, &headers, body);
+    let request = incoming.into_request(path);
     let sink = endpoint_sink(&state, kind, phone_id);
     Ok(into_response(
         endpoint.channel.handle_webhook(request, sink).await,
@@ -54,14 +50,9 @@ pub async fn webhook(
 pub async fn shared_webhook(
     State(state): State<AppState>,
     ApiPath(channel): ApiPath<String>,
-    Query(query): Query<BTreeMap<String, String>>,
-    method: Method,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
+    incoming: Incoming,
 ) -> Result<Response, ApiError> {
-    let kind: ChannelKind = channel
-        .parse()
-        .map_err(|_| ApiError::not_found("webhook"))?;
+    let kind = channel_kind(&channel)?;
     let sharing: Vec<_> = state
         .endpoints
         .iter()
@@ -71,7 +62,7 @@ pub async fn shared_webhook(
     if sharing.is_empty() {
         return Err(ApiError::not_found("webhook"));
     }
-    let request = webhook_request(method, "/".into(), query, &headers, body);
+    let request = incoming.into_request("/".into());
     let mut first_answer = None;
     for (phone_id, endpoint) in sharing {
         let sink = endpoint_sink(&state, kind, phone_id);
@@ -96,22 +87,56 @@ pub async fn shared_webhook(
     })
 }
 
-fn webhook_request(
+/// A name that is no channel has no webhook.
+fn channel_kind(channel: &str) -> Result<ChannelKind, ApiError> {
+    channel.parse().map_err(|_| ApiError::not_found("webhook"))
+}
+
+/// A webhook request as an adapter takes it, but for its sub-path, which
+/// the route gives.
+pub struct Incoming {
     method: Method,
-    path: String,
     query: BTreeMap<String, String>,
-    headers: &HeaderMap,
-    body: axum::body::Bytes,
-) -> WebhookRequest {
-    WebhookRequest {
-        method: method.to_string(),
-        path,
-        query,
-        headers: headers
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-            .collect(),
-        body: body.to_vec(),
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Incoming {
+    fn into_request(self, path: String) -> WebhookRequest {
+        WebhookRequest {
+            method: self.method.to_string(),
+            path,
+            query: self.query,
+            headers: self
+                .headers
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+                .collect(),
+            body: self.body.to_vec(),
+        }
+    }
+}
+
+impl FromRequest<AppState> for Incoming {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let Query(query) = Query::try_from_uri(req.uri()).map_err(|rejection| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                rejection.body_text(),
+            )
+        })?;
+        let method = req.method().clone();
+        let headers = req.headers().clone();
+        let RawBody(body) = RawBody::from_request(req, state).await?;
+        Ok(Incoming {
+            method,
+            query,
+            headers,
+            body,
+        })
     }
 }
 
