@@ -177,6 +177,50 @@ fn check_masks_secrets_and_writes_nothing() {
     assert!(!text(&out.stderr).contains("4321"));
 }
 
+/// `pin_file = "sim-pin"` names a systemd credential: under the unit
+/// (`$CREDENTIALS_DIRECTORY` set) it is read there, whatever the unit is
+/// called; outside it, from the config file's folder, where the file
+/// `LoadCredential=` copies lives. An empty one is refused, naming it.
+#[test]
+fn a_relative_pin_file_is_a_credential_under_systemd() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("credentials");
+    fs::create_dir(&credentials).unwrap();
+    fs::write(credentials.join("sim-pin"), "4321\n").unwrap();
+    let path = write_config(
+        dir.path(),
+        "[[channels.sms.modems]]\nphone_id = \"m\"\ndevice = \"sim\"\npin_file = \"sim-pin\"\n",
+    );
+    let check = |credentials_dir: Option<&std::path::Path>| {
+        let mut command = bin();
+        command.args(["check", "--config", path.to_str().unwrap()]);
+        match credentials_dir {
+            Some(dir) => command.env("CREDENTIALS_DIRECTORY", dir),
+            None => command.env_remove("CREDENTIALS_DIRECTORY"),
+        };
+        command.output().unwrap()
+    };
+    let out = check(Some(&credentials));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Outside the unit the config's folder has no sim-pin yet.
+    let out = check(None);
+    assert_eq!(out.status.code(), Some(2));
+    let said = text(&out.stderr);
+    assert!(said.contains("pin_file"), "{said}");
+    assert!(
+        said.contains(&dir.path().join("sim-pin").display().to_string()),
+        "{said}"
+    );
+    fs::write(dir.path().join("sim-pin"), "1234\n").unwrap();
+    assert!(check(None).status.success());
+    // An empty credential (a LoadCredential= source left empty).
+    fs::write(credentials.join("sim-pin"), "\n").unwrap();
+    let out = check(Some(&credentials));
+    assert_eq!(out.status.code(), Some(2));
+    let said = text(&out.stderr);
+    assert!(said.contains("pin") && said.contains("is empty"), "{said}");
+}
+
 #[test]
 fn config_is_found_through_the_environment() {
     let out = bin()

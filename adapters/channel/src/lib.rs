@@ -33,6 +33,8 @@ pub use message::{
     Attachment, ChannelEvent, DeliveryStatus, InboundMessage, OutboundMessage, SendReceipt,
     StatusUpdate,
 };
-pub use secret::{Secret, SecretError, SecretSource};
+pub use secret::{
+    CREDENTIALS_DIRECTORY, Secret, SecretError, SecretSource, credentials_dir, secret_file_path,
+};
 pub use tokio_util::sync::CancellationToken;
 pub use webhook::{SharedWebhookAnswer, WebhookRequest, WebhookResponse};

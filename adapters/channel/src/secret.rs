@@ -126,6 +126,18 @@ pub enum SecretError {
         key: String,
         var: String,
     },
+    EnvNotUnicode {
+        key: String,
+        var: String,
+    },
+    /// Set, but to nothing (after the line end a file or an
+    /// `EnvironmentFile` leaves): a secret that is empty is a mistake, and
+    /// would only be refused upstream later.
+    Empty {
+        key: String,
+        /// Where it came from: the variable or the file.
+        from: String,
+    },
 }
 
 impl SecretError {
@@ -148,6 +160,11 @@ impl SecretError {
             SecretError::Env { key, var } => {
                 ConfigIssue::new(key, format!("environment variable {var} is not set"))
             }
+            SecretError::EnvNotUnicode { key, var } => ConfigIssue::new(
+                key,
+                format!("environment variable {var} is not valid UTF-8"),
+            ),
+            SecretError::Empty { key, from } => ConfigIssue::new(key, format!("{from} is empty")),
         }
     }
 }
@@ -173,25 +190,39 @@ pub struct SecretSource<'a> {
 }
 
 impl SecretSource<'_> {
-    /// Resolve to the clear value. `Ok(None)` when neither is set.
+    /// Resolve to the clear value. `Ok(None)` when neither is set. A
+    /// value from a file or a variable loses the line end it may carry
+    /// (`echo`, an editor, an `EnvironmentFile` with CRLF lines), which is
+    /// never part of a secret; one that is then empty is an error.
     pub fn resolve_optional(&self) -> Result<Option<Secret>, SecretError> {
-        match (self.inline, self.file) {
-            (Some(_), Some(_)) => Err(SecretError::Both {
-                key: self.key.into(),
-            }),
-            (Some(inline), None) => self.resolve_inline(inline).map(Some),
+        let (value, from) = match (self.inline, self.file) {
+            (Some(_), Some(_)) => {
+                return Err(SecretError::Both {
+                    key: self.key.into(),
+                });
+            }
+            (Some(inline), None) => match self.resolve_inline(inline)? {
+                Inline::Literal(secret) => return Ok(Some(secret)),
+                Inline::Env { var, value } => (value, format!("environment variable {var}")),
+            },
             (None, Some(path)) => {
                 let raw = std::fs::read_to_string(path).map_err(|e| SecretError::File {
                     key: self.key.into(),
                     path: path.to_path_buf(),
                     reason: e.to_string(),
                 })?;
-                // Files written by editors and `echo` end in a newline that is
-                // never part of the secret.
-                Ok(Some(Secret(raw.trim_end_matches(['\n', '\r']).to_string())))
+                (raw, format!("file {}", path.display()))
             }
-            (None, None) => Ok(None),
+            (None, None) => return Ok(None),
+        };
+        let value = value.trim_end_matches(['\n', '\r']);
+        if value.is_empty() {
+            return Err(SecretError::Empty {
+                key: self.key.into(),
+                from,
+            });
         }
+        Ok(Some(Secret(value.to_string())))
     }
 
     pub fn resolve(&self) -> Result<Secret, SecretError> {
@@ -201,18 +232,60 @@ impl SecretSource<'_> {
             })
     }
 
-    fn resolve_inline(&self, inline: &Secret) -> Result<Secret, SecretError> {
+    fn resolve_inline(&self, inline: &Secret) -> Result<Inline, SecretError> {
         let value = inline.expose();
-        match value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
-            Some(var) => std::env::var(var)
-                .map(Secret)
-                .map_err(|_| SecretError::Env {
-                    key: self.key.into(),
-                    var: var.into(),
-                }),
-            None => Ok(inline.clone()),
+        let Some(var) = value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) else {
+            return Ok(Inline::Literal(inline.clone()));
+        };
+        match std::env::var(var) {
+            Ok(value) => Ok(Inline::Env {
+                var: var.into(),
+                value,
+            }),
+            Err(std::env::VarError::NotPresent) => Err(SecretError::Env {
+                key: self.key.into(),
+                var: var.into(),
+            }),
+            Err(std::env::VarError::NotUnicode(_)) => Err(SecretError::EnvNotUnicode {
+                key: self.key.into(),
+                var: var.into(),
+            }),
         }
     }
+}
+
+/// What an inline secret said: itself, or a variable's value.
+enum Inline {
+    Literal(Secret),
+    Env { var: String, value: String },
+}
+
+/// The variable systemd sets, for a unit with `LoadCredential=` or
+/// `SetCredential=`, to the folder holding that service's credentials.
+pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
+
+/// Where a `*_file` key's file is. An absolute path is taken as it is. A
+/// relative one is a credential's name when the service has a credentials
+/// folder (`credentials_dir`, from `$CREDENTIALS_DIRECTORY`) holding a file
+/// of that name; otherwise it is relative to `base_dir`, the config file's
+/// folder. So `pin_file = "sim-pin"` with `LoadCredential=sim-pin:/etc/phonerelay/sim-pin`
+/// reads the credential under systemd whatever the unit is called, and
+/// the file it comes from when `phonerelay check` runs outside the unit.
+pub fn secret_file_path(file: &Path, base_dir: &Path, credentials_dir: Option<&Path>) -> PathBuf {
+    if file.is_relative()
+        && let Some(credential) = credentials_dir.map(|dir| dir.join(file))
+        && credential.is_file()
+    {
+        return credential;
+    }
+    base_dir.join(file)
+}
+
+/// This process's credentials folder, if systemd gave it one.
+pub fn credentials_dir() -> Option<PathBuf> {
+    std::env::var_os(CREDENTIALS_DIRECTORY)
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
 }
 
 #[cfg(test)]
@@ -282,5 +355,75 @@ mod tests {
         };
         assert!(matches!(none.resolve(), Err(SecretError::Missing { .. })));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_empty_file_or_variable_is_an_error_naming_where_it_came_from() {
+        let dir = std::env::temp_dir().join(format!("secret-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        std::fs::write(&path, "\r\n").unwrap();
+        let from_file = SecretSource {
+            key: "token",
+            inline: None,
+            file: Some(&path),
+        };
+        let issue = from_file.resolve().unwrap_err().into_issue().to_string();
+        assert!(
+            issue.contains("is empty") && issue.contains("file "),
+            "{issue}"
+        );
+        // The variable's name is this test's own: no other test sets it.
+        let var = "PHONERELAY_TEST_SECRET_EMPTY_OR_CRLF";
+        let inline = Secret::new(format!("${{{var}}}"));
+        let from_env = SecretSource {
+            key: "token",
+            inline: Some(&inline),
+            file: None,
+        };
+        // SAFETY: no other thread of this test binary reads or writes this
+        // variable.
+        unsafe { std::env::set_var(var, "") };
+        let issue = from_env.resolve().unwrap_err().into_issue().to_string();
+        assert!(
+            issue.contains(&format!("environment variable {var} is empty")),
+            "{issue}"
+        );
+        // An EnvironmentFile with CRLF lines leaves the \r on the value.
+        unsafe { std::env::set_var(var, "abc\r") };
+        assert_eq!(from_env.resolve().unwrap().expose(), "abc");
+        unsafe { std::env::remove_var(var) };
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_relative_file_is_a_credential_when_the_credentials_folder_holds_it() {
+        let root = std::env::temp_dir().join(format!("secret-cred-{}", std::process::id()));
+        let (config_dir, credentials) = (root.join("etc"), root.join("run-credentials"));
+        std::fs::create_dir_all(&config_dir).unwrap();
+        std::fs::create_dir_all(&credentials).unwrap();
+        std::fs::write(credentials.join("sim-pin"), "1234").unwrap();
+        let name = Path::new("sim-pin");
+        assert_eq!(
+            secret_file_path(name, &config_dir, Some(&credentials)),
+            credentials.join("sim-pin")
+        );
+        // Outside the unit (no folder), or a name the folder lacks: the
+        // config file's folder.
+        assert_eq!(
+            secret_file_path(name, &config_dir, None),
+            config_dir.join("sim-pin")
+        );
+        assert_eq!(
+            secret_file_path(Path::new("other"), &config_dir, Some(&credentials)),
+            config_dir.join("other")
+        );
+        // An absolute path is never looked up elsewhere.
+        let absolute = root.join("elsewhere/sim-pin");
+        assert_eq!(
+            secret_file_path(&absolute, &config_dir, Some(&credentials)),
+            absolute
+        );
+        std::fs::remove_dir_all(root).unwrap();
     }
 }

@@ -271,11 +271,15 @@ impl ModemConfig {
         base_dir.join(&self.device)
     }
 
-    /// The PIN source for [`SecretSource::resolve_optional`].
-    /// The SIM PIN, from `pin` (inline or `${ENV}`) or `pin_file`
-    /// (relative to the config file's folder).
+    /// The SIM PIN, from `pin` (inline or `${ENV}`) or `pin_file` (a
+    /// credential's name under systemd, else relative to the config file's
+    /// folder: [`phonerelay_channel::secret_file_path`]).
     pub fn resolve_pin(&self, base_dir: &Path) -> Result<Option<Secret>, SecretError> {
-        let file = self.pin_file.as_ref().map(|f| base_dir.join(f));
+        let credentials = phonerelay_channel::credentials_dir();
+        let file = self
+            .pin_file
+            .as_ref()
+            .map(|f| phonerelay_channel::secret_file_path(f, base_dir, credentials.as_deref()));
         SecretSource {
             key: "pin",
             inline: self.pin.as_ref(),
