@@ -228,4 +228,23 @@ async fn pair_without_a_key_or_with_a_bad_url_is_a_usage_error() {
     )
     .await;
     assert_one_line_error(&run, 2, "--relay must be an http");
+    // A password in the URL would be printed and stored with the pairing.
+    let run = phonerelay(
+        &config,
+        &[
+            "pair",
+            "--relay",
+            "https://bridge:s3cret@relay.example",
+            "--phone-id",
+            PHONE_ID,
+        ],
+        RELAY_KEY,
+    )
+    .await;
+    assert_one_line_error(&run, 2, "no user or password");
+    assert!(
+        !run.stderr.contains("s3cret") && !run.stdout.contains("s3cret"),
+        "{}",
+        run.stderr
+    );
 }

@@ -171,10 +171,15 @@ pub fn validate_with(loaded: &LoadedConfig, extra_phone_ids: &[String]) -> Vec<C
 /// parsed as the client will use it, so a port out of range or a missing
 /// host fails when it is given, not at every request of the link. The
 /// request paths are appended to it, so it carries no query or fragment.
+/// Nor a user or password: the URL is printed (`check`, the link's log
+/// lines, `pair`) and stored with the pairing, and the bridge authenticates
+/// with the relay key anyway.
 pub fn is_relay_url(url: &str) -> bool {
     reqwest::Url::parse(url).is_ok_and(|u| {
         matches!(u.scheme(), "http" | "https")
             && u.host_str().is_some_and(|h| !h.is_empty())
+            && u.username().is_empty()
+            && u.password().is_none()
             && u.query().is_none()
             && u.fragment().is_none()
     }) && !url.contains(char::is_whitespace)
@@ -186,7 +191,7 @@ fn validate_relay(relay: &super::model::RelayConfig, issues: &mut Vec<ConfigIssu
     {
         issues.push(ConfigIssue::new(
             "relay.url",
-            "must be an http:// or https:// URL",
+            "must be an http:// or https:// URL with a host and no user or password",
         ));
     }
     if let Some(phone_id) = &relay.phone_id
@@ -384,12 +389,16 @@ mod tests {
             "https://:443",
             "https://relay.example/?x=1",
             "relay.example",
+            "https://bridge:s3cret@relay.example",
+            "https://bridge@relay.example",
         ] {
             let found = issues(&format!("[relay]\nurl = \"{bad}\"\n"));
             assert!(
                 found.iter().any(|i| i.contains("relay.url")),
                 "{bad}: {found:?}"
             );
+            // The issue names the key, never the value (a password).
+            assert!(!found.iter().any(|i| i.contains("s3cret")), "{found:?}");
         }
         let found = issues(
             "[relay]\nurl = \"ftp://x\"\nretry_initial_ms = 10\nretry_max_ms = 5\n\
