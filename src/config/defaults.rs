@@ -37,6 +37,15 @@ pub const DEFAULT_RETENTION_DAYS: u64 = 90;
 /// far larger values overflowed the cut-off time in milliseconds, which
 /// then lay in the future and deleted everything ended.
 pub const MAX_RETENTION_DAYS: u64 = 36_500;
+/// The longest request timeout or long poll: an hour. No request is meant
+/// to wait longer, and the daemon adds these to clock readings, which a
+/// far larger value would overflow.
+pub const MAX_TIMEOUT_SECONDS: u64 = 3600;
+/// The longest interval between two runs of a periodic task, or backoff
+/// between two tries: a day.
+pub const MAX_INTERVAL_SECONDS: u64 = 24 * 3600;
+/// [`MAX_INTERVAL_SECONDS`] for the keys counted in milliseconds.
+pub const MAX_INTERVAL_MS: u64 = MAX_INTERVAL_SECONDS * 1000;
 /// How long a small group of store writes waits for more before it commits
 /// (see `store/sqlite/writer.rs`); 0 commits at once.
 pub const DEFAULT_COMMIT_DELAY_MS: u64 = 1;

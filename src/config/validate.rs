@@ -164,7 +164,101 @@ pub fn validate_with(loaded: &LoadedConfig, extra_phone_ids: &[String]) -> Vec<C
     }
     issues.extend(crate::channels::validate(loaded));
     validate_relay(&config.relay, &mut issues);
+    check_ceilings(config, &mut issues);
     issues
+}
+
+/// Durations the daemon adds to clock readings or multiplies into
+/// milliseconds have a ceiling, so a value meant in other units (or a
+/// typo) is refused here rather than overflow at run time. The keys with
+/// a ceiling of their own (`lease_seconds`, `max_ttl_seconds`,
+/// `retention_days`...) are checked where they are.
+fn check_ceilings(config: &super::model::Config, issues: &mut Vec<ConfigIssue>) {
+    use super::defaults::{
+        MAX_INTERVAL_MS, MAX_INTERVAL_SECONDS, MAX_RETENTION_DAYS, MAX_TIMEOUT_SECONDS,
+    };
+    let (server, outbox, relay) = (&config.server, &config.outbox, &config.relay);
+    for (key, value, max, unit) in [
+        (
+            "server.request_timeout_seconds",
+            server.request_timeout_seconds,
+            MAX_TIMEOUT_SECONDS,
+            "an hour",
+        ),
+        (
+            "outbox.expiry_sweep_seconds",
+            outbox.expiry_sweep_seconds,
+            MAX_INTERVAL_SECONDS,
+            "a day",
+        ),
+        (
+            "outbox.retry_initial_ms",
+            outbox.retry_initial_ms,
+            MAX_INTERVAL_MS,
+            "a day",
+        ),
+        (
+            "outbox.retry_max_ms",
+            outbox.retry_max_ms,
+            MAX_INTERVAL_MS,
+            "a day",
+        ),
+        (
+            "relay.poll_timeout_seconds",
+            relay.poll_timeout_seconds,
+            MAX_TIMEOUT_SECONDS,
+            "an hour",
+        ),
+        (
+            "relay.request_timeout_seconds",
+            relay.request_timeout_seconds,
+            MAX_TIMEOUT_SECONDS,
+            "an hour",
+        ),
+        (
+            "relay.heartbeat_seconds",
+            relay.heartbeat_seconds,
+            MAX_INTERVAL_SECONDS,
+            "a day",
+        ),
+        (
+            "relay.settings_poll_seconds",
+            relay.settings_poll_seconds,
+            MAX_INTERVAL_SECONDS,
+            "a day",
+        ),
+        (
+            "relay.status_interval_ms",
+            relay.status_interval_ms,
+            MAX_INTERVAL_MS,
+            "a day",
+        ),
+        (
+            "relay.retry_initial_ms",
+            relay.retry_initial_ms,
+            MAX_INTERVAL_MS,
+            "a day",
+        ),
+        (
+            "relay.retry_max_ms",
+            relay.retry_max_ms,
+            MAX_INTERVAL_MS,
+            "a day",
+        ),
+        (
+            "relay.routing.conversation_ttl_days",
+            relay.routing.conversation_ttl_days,
+            MAX_RETENTION_DAYS,
+            "a hundred years",
+        ),
+    ] {
+        if value > max {
+            issues.push(ConfigIssue::new(
+                key,
+                format!("must be at most {max} ({unit})"),
+            ));
+        }
+    }
 }
 
 /// Whether `url` can be a relay's base URL (`relay.url`, `pair --relay`):
@@ -413,6 +507,35 @@ mod tests {
         ] {
             assert!(found.contains(key), "{key} missing from {found}");
         }
+    }
+
+    #[test]
+    fn durations_added_to_clock_readings_have_a_ceiling() {
+        let found = issues(
+            "[server]\nrequest_timeout_seconds = 18446744073709551615\n\
+             [outbox]\nretry_initial_ms = 9223372036854775808\n\
+             retry_max_ms = 9223372036854775808\n\
+             [relay]\npoll_timeout_seconds = 3601\nrequest_timeout_seconds = 18446744073709551615\n\
+             [relay.routing]\nconversation_ttl_days = 36501\n",
+        )
+        .join("\n");
+        for key in [
+            "server.request_timeout_seconds: must be at most 3600 (an hour)",
+            "outbox.retry_initial_ms: must be at most 86400000 (a day)",
+            "outbox.retry_max_ms: must be at most 86400000 (a day)",
+            "relay.poll_timeout_seconds: must be at most 3600 (an hour)",
+            "relay.request_timeout_seconds: must be at most 3600",
+            "relay.routing.conversation_ttl_days: must be at most 36500",
+        ] {
+            assert!(found.contains(key), "{key} missing from {found}");
+        }
+        // The ceilings themselves are allowed.
+        let at_ceiling = issues(
+            "[server]\nrequest_timeout_seconds = 3600\n\
+             [outbox]\nretry_initial_ms = 86400000\nretry_max_ms = 86400000\n\
+             [relay]\npoll_timeout_seconds = 3600\nheartbeat_seconds = 86400\n",
+        );
+        assert!(at_ceiling.is_empty(), "{at_ceiling:?}");
     }
 
     #[test]
