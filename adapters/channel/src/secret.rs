@@ -217,10 +217,12 @@ impl SecretSource<'_> {
         };
         let value = value.trim_end_matches(['\n', '\r']);
         if value.is_empty() {
-            return Err(SecretError::Empty {
-                key: self.key.into(),
-                from,
-            });
+            // Named as a file that cannot be read is: the key to fix.
+            let key = match self.file {
+                Some(_) => format!("{}_file", self.key),
+                None => self.key.into(),
+            };
+            return Err(SecretError::Empty { key, from });
         }
         Ok(Some(Secret(value.to_string())))
     }

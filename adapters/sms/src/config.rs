@@ -718,7 +718,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut modem = sim_modem("a");
         modem.pin_file = Some(PathBuf::from("pin"));
-        for bad in ["12 34\n", "\n", "123456789\n"] {
+        for bad in ["12 34\n", "123456789\n"] {
             std::fs::write(dir.path().join("pin"), bad).unwrap();
             let config = SmsConfig {
                 modems: vec![modem.clone()],
@@ -732,6 +732,16 @@ mod tests {
                 "{bad:?}"
             );
         }
+        // An empty file (a credential left empty) says so.
+        std::fs::write(dir.path().join("pin"), "\n").unwrap();
+        let config = SmsConfig {
+            modems: vec![modem.clone()],
+        };
+        let empty = format!("file {} is empty", dir.path().join("pin").display());
+        assert_eq!(
+            config.validate(dir.path()),
+            [ConfigIssue::new("modems[0].pin_file", empty)]
+        );
         std::fs::write(dir.path().join("pin"), "1234\n").unwrap();
         let config = SmsConfig {
             modems: vec![modem],
