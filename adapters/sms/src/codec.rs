@@ -157,16 +157,70 @@ pub fn encode_status_report(
 pub enum Incoming {
     Deliver(Box<Deliver>),
     Report(Box<StatusReport>),
+    /// An SMS-SUBMIT (TP-MTI 01) stored on the SIM: an outbox copy or a
+    /// draft that `AT+CMGL=4` ("ALL") lists with the inbox. Nothing received.
+    StoredSubmit,
 }
 
 pub fn decode_incoming(hex: &str) -> Result<Incoming, PduError> {
     match pdu::decode(hex, pdu::Direction::MtFromNetwork)? {
         pdu::Pdu::Deliver(d) => Ok(Incoming::Deliver(Box::new(d))),
         pdu::Pdu::StatusReport(r) => Ok(Incoming::Report(Box::new(r))),
-        pdu::Pdu::Submit(_) => Err(PduError::InvalidArgument {
-            what: "pdu",
-            reason: "not the expected message type".into(),
-        }),
+        pdu::Pdu::Submit(_) => Ok(Incoming::StoredSubmit),
+    }
+}
+
+/// What a phone does with an SMS-DELIVER before showing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// A message for a person: committed (8-bit data as a placeholder).
+    Keep,
+    /// Not for a person: acknowledged (freed from the SIM) and not
+    /// delivered. The reason is for the journal.
+    Discard(&'static str),
+}
+
+/// TP-PID 0x40, "Short Message Type 0" (TS 23.040 9.2.3.9): the ME must
+/// acknowledge it and may discard its contents ("silent SMS", pings).
+const PID_TYPE_0: u8 = 0x40;
+
+/// Whether `deliver` is something to give a person, as a phone decides:
+/// a Type 0 message, one whose DCS says "discard message" (message
+/// waiting group 1100, TS 23.038 §4) and one addressed to an application
+/// port (WAP push / MMS notifications, OTA settings, TS 23.040
+/// 9.2.3.24.3/4) never reach the inbox; no human can read them.
+pub fn disposition(deliver: &Deliver) -> Disposition {
+    if deliver.protocol_identifier == PID_TYPE_0 {
+        return Disposition::Discard("type 0 (silent) message");
+    }
+    if deliver.data_coding.group == pdu::CodingGroup::MessageWaitingDiscard {
+        return Disposition::Discard("message waiting indication, discard group");
+    }
+    if deliver
+        .user_data
+        .header
+        .as_ref()
+        .and_then(|h| h.ports())
+        .is_some()
+    {
+        return Disposition::Discard("addressed to an application port (e.g. WAP push)");
+    }
+    Disposition::Keep
+}
+
+/// What stands for a DELIVER's SMSC time in ids and fingerprints: its Unix
+/// seconds or, when its TP-SCTS is no valid time, a negative number made
+/// of the octets as received. That is stable across re-reads of the same
+/// PDU (so a re-read is still a duplicate) and never a real time (every
+/// valid one is after 1990).
+pub fn scts_key(deliver: &Deliver) -> i64 {
+    match deliver.service_centre_timestamp {
+        Some(t) => t.to_unix_seconds(),
+        None => {
+            let mut be = [0u8; 8];
+            be[1..].copy_from_slice(&deliver.service_centre_timestamp_octets);
+            -1 - i64::from_be_bytes(be)
+        }
     }
 }
 
@@ -229,6 +283,65 @@ mod tests {
         assert_eq!(none.sender(&national), "07911123456");
         let international = address("447911123456", pdu::TypeOfNumber::International);
         assert_eq!(none.sender(&international), "+447911123456");
+    }
+
+    fn deliver(hex: &str) -> Deliver {
+        match decode_incoming(hex) {
+            Ok(Incoming::Deliver(d)) => *d,
+            _ => panic!("not a deliver: {hex}"),
+        }
+    }
+
+    #[test]
+    fn what_a_phone_would_not_show_is_discarded() {
+        let hello = |pid: &str, dcs: &str| {
+            deliver(&format!(
+                "00040B912143658709F1{pid}{dcs}5111720000000005E8329BFD06"
+            ))
+        };
+        assert_eq!(disposition(&hello("00", "00")), Disposition::Keep);
+        // Type 0 ("silent SMS").
+        assert!(matches!(
+            disposition(&hello("40", "00")),
+            Disposition::Discard(_)
+        ));
+        // Replace Short Message Type 1 (0x41) is shown, as on a phone.
+        assert_eq!(disposition(&hello("41", "00")), Disposition::Keep);
+        // DCS 1100xxxx: message waiting, discard message; 1101 (store) kept.
+        assert!(matches!(
+            disposition(&hello("00", "C0")),
+            Disposition::Discard(_)
+        ));
+        assert_eq!(disposition(&hello("00", "D0")), Disposition::Keep);
+        // WAP push (16-bit ports 2948/9200).
+        let wap = deliver("00440B912143658709F10004511172000000000B0605040B8423F0DEADBEEF");
+        assert!(matches!(disposition(&wap), Disposition::Discard(_)));
+        // 8-bit ports (IEI 04) too.
+        let port8 = deliver("00440B912143658709F100045111720000000007040402E2E2DEADBE");
+        assert!(matches!(disposition(&port8), Disposition::Discard(_)));
+        // 8-bit data without ports: kept (delivered as a placeholder).
+        let binary = deliver("00040B912143658709F100045111720000000005DEADBEEFFF");
+        assert_eq!(disposition(&binary), Disposition::Keep);
+    }
+
+    /// A stored SMS-SUBMIT (TP-MTI 01, outbox copy) is recognised as such,
+    /// not taken for an undecodable PDU.
+    #[test]
+    fn a_stored_submit_is_recognised() {
+        assert!(matches!(
+            decode_incoming("0001000B917228001011F100000CC8329BFD065DDF72363904"),
+            Ok(Incoming::StoredSubmit)
+        ));
+    }
+
+    #[test]
+    fn an_invalid_scts_has_a_stable_key_that_is_no_time() {
+        let with = |scts: &str| deliver(&format!("00040B912143658709F10000{scts}05E8329BFD06"));
+        assert_eq!(scts_key(&with("51117200000000")), 1_448_582_400);
+        let zero = scts_key(&with("00000000000000"));
+        assert!(zero < 0);
+        assert_eq!(zero, scts_key(&with("00000000000000")), "stable");
+        assert_ne!(zero, scts_key(&with("42401300000000")));
     }
 
     #[test]

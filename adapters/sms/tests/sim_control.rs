@@ -33,6 +33,13 @@ async fn control_socket_commands() {
         "ok 1 part(s) stored"
     );
     assert_eq!(ask("stored").await, "ok messages=2 reports=0 held=0");
+    assert_eq!(
+        ask("inject-cmt 0004038121F300001170000000000003E8329B").await,
+        "ok delivered directly (+CMT)"
+    );
+    assert_eq!(ask("urc +CSCON: 1").await, "ok sent");
+    assert!(ask("inject-cmt").await.starts_with("error: inject-cmt"));
+    assert_eq!(ask("stored").await, "ok messages=2 reports=0 held=0");
     assert!(ask("fail 500 2").await.starts_with("ok next 2"));
     assert!(
         ask("fail 38 1 2")

@@ -17,7 +17,7 @@
 
 use std::collections::VecDeque;
 
-use crate::fields::response_name;
+use crate::fields::{response_name, split_fields};
 use crate::final_result::FinalResult;
 use crate::responses::registration_is_unsolicited_form;
 use crate::urc::{TwoLineHeader, Urc, parse_single_line_urc, two_line_header, urc_name};
@@ -160,6 +160,24 @@ fn clean_line(raw: &[u8]) -> String {
         .to_owned()
 }
 
+/// Whether a `+CMGL:`/`+CMGR:` header is the PDU-mode form, whose data
+/// line is hex: its `<stat>` is a number (`+CMGL: 1,0,,23`, `+CMGR: 0,,23`),
+/// where text mode quotes it (`+CMGR: "REC UNREAD","+4917...",...`).
+fn is_pdu_mode_header(line: &str) -> bool {
+    let Some(name) = response_name(line) else {
+        return false;
+    };
+    let stat_field = match name.as_str() {
+        "+CMGR" => 0,
+        "+CMGL" => 1,
+        _ => return false,
+    };
+    let fields = split_fields(line.get(name.len() + 1..).unwrap_or(""));
+    fields
+        .get(stat_field)
+        .is_some_and(|f| !f.quoted && f.as_u32().is_some())
+}
+
 /// A header waiting for its data line.
 #[derive(Debug, Clone)]
 enum BodyOwner {
@@ -170,6 +188,18 @@ enum BodyOwner {
         header_line: String,
         header: TwoLineHeader,
     },
+}
+
+impl BodyOwner {
+    /// Whether the awaited line is a PDU, i.e. hex. In PDU mode no other
+    /// line can be the body, so a non-hex line before it (an unknown URC,
+    /// say) is routed as what it is rather than swallowed as the PDU.
+    fn wants_hex(&self) -> bool {
+        match self {
+            BodyOwner::Intermediate { header } => is_pdu_mode_header(header),
+            BodyOwner::Urc { header, .. } => header.is_pdu(),
+        }
+    }
 }
 
 /// The pure, incremental AT response parser. See the module docs.
@@ -333,7 +363,8 @@ impl AtParser {
 
     /// Decides whether `line` is the data line an earlier header waits for.
     /// PDU lines are pure hex, which no final result or URC is; anything else
-    /// that is neither a final result nor a URC is taken as a text-mode body.
+    /// that is neither a final result nor a URC is taken as the body only of
+    /// a text-mode header.
     fn take_as_body(&mut self, line: &str) -> bool {
         if is_hex_line(line) {
             let owner = self.awaiting_body.pop().expect("checked non-empty");
@@ -355,6 +386,10 @@ impl AtParser {
             // Previous header had no body; this is the next header.
             let owner = self.awaiting_body.pop().expect("checked non-empty");
             self.emit_incomplete(owner);
+            return false;
+        }
+        if self.awaiting_body.last().is_some_and(BodyOwner::wants_hex) {
+            // Not the PDU: the header keeps waiting for it.
             return false;
         }
         let owner = self.awaiting_body.pop().expect("checked non-empty");
@@ -671,6 +706,69 @@ mod tests {
                 },
                 ParserEvent::Final(FinalResult::Ok)
             ]
+        );
+    }
+
+    /// A URC the parser does not know, between a PDU-mode header and its
+    /// PDU, is not the PDU: it is routed as a line of its own.
+    #[test]
+    fn unknown_line_between_pdu_header_and_pdu_is_not_the_body() {
+        let mut p = AtParser::new();
+        p.command_sent("AT+CMGR=1");
+        let events = p.feed(b"\r\n+CMGR: 0,,23\r\n+XYZ: 1\r\n0791AB\r\nOK\r\n");
+        assert_eq!(
+            events,
+            vec![
+                intermediate("+XYZ: 1"),
+                ParserEvent::Intermediate {
+                    line: "+CMGR: 0,,23".into(),
+                    body: Some("0791AB".into())
+                },
+                ParserEvent::Final(FinalResult::Ok)
+            ]
+        );
+        // A known URC (now +CSCON) is a URC, in a listing too.
+        p.command_sent("AT+CMGL=4");
+        let events = p.feed(b"\r\n+CMGL: 1,0,,23\r\n+CSCON: 1\r\n0791AB\r\nOK\r\n");
+        assert_eq!(
+            events,
+            vec![
+                ParserEvent::Urc(Urc::Other("+CSCON: 1".into())),
+                ParserEvent::Intermediate {
+                    line: "+CMGL: 1,0,,23".into(),
+                    body: Some("0791AB".into())
+                },
+                ParserEvent::Final(FinalResult::Ok)
+            ]
+        );
+        // Without a command: a direct +CMT keeps waiting for its PDU.
+        let events = p.feed(b"\r\n+CMT: 24\r\n+XYZ: 2\r\n0791CD\r\n");
+        assert_eq!(
+            events,
+            vec![
+                ParserEvent::Urc(Urc::Other("+XYZ: 2".into())),
+                ParserEvent::Urc(Urc::Cmt {
+                    alpha: None,
+                    length: 24,
+                    pdu: "0791CD".into()
+                }),
+            ]
+        );
+    }
+
+    /// Text mode has no hex body: there the next line is the text.
+    #[test]
+    fn text_mode_header_takes_its_text_line() {
+        let mut p = AtParser::new();
+        p.command_sent("AT+CMGR=1");
+        let events =
+            p.feed(b"\r\n+CMGR: \"REC READ\",\"+4917012345\",,\"24/01/01,10:00:00+04\"\r\nhello there\r\nOK\r\n");
+        assert_eq!(
+            events[0],
+            ParserEvent::Intermediate {
+                line: r#"+CMGR: "REC READ","+4917012345",,"24/01/01,10:00:00+04""#.into(),
+                body: Some("hello there".into())
+            }
         );
     }
 

@@ -94,6 +94,10 @@ const URC_NAMES: &[&str] = &[
     "+CFUN",
     "+CGEV",
     "+CIEV",
+    // 27.007 §7.x: RRC connection state (LTE-M/NB-IoT modems report it
+    // often, at any moment) and IMS registration state.
+    "+CSCON",
+    "+CIREGU",
     "+CTZV",
     "+CTZE",
     "+CTZU",
@@ -172,6 +176,17 @@ pub(crate) enum TwoLineHeader {
 }
 
 impl TwoLineHeader {
+    /// Whether the line it owns is a PDU (hex): every form but text-mode
+    /// `+CMT` (whose PDU-mode `+CBM` is `Opaque` too).
+    pub(crate) fn is_pdu(&self) -> bool {
+        match self {
+            TwoLineHeader::Cmt { .. } | TwoLineHeader::Cds { .. } => true,
+            TwoLineHeader::Opaque(line) => {
+                !line.trim_start().to_ascii_uppercase().starts_with("+CMT")
+            }
+        }
+    }
+
     pub(crate) fn complete(self, header_line: &str, body: String) -> Urc {
         match self {
             TwoLineHeader::Cmt { alpha, length } => Urc::Cmt {
@@ -203,6 +218,18 @@ pub(crate) fn two_line_header(line: &str) -> Option<TwoLineHeader> {
         {
             return Some(TwoLineHeader::Cmt {
                 alpha: fields[0].as_opt_string(),
+                length,
+            });
+        }
+        // Some modems leave out the empty alpha field (`+CMT: 24`), as
+        // others do in +CMGL/+CMGR. A lone number can only be the PDU
+        // length: text mode starts with the quoted originator.
+        if let [only] = fields.as_slice()
+            && !only.quoted
+            && let Some(length) = only.as_u32()
+        {
+            return Some(TwoLineHeader::Cmt {
+                alpha: None,
                 length,
             });
         }
@@ -294,6 +321,8 @@ mod tests {
         assert_eq!(urc_name("^RSSI:17").as_deref(), Some("^RSSI"));
         assert_eq!(urc_name("Call Ready").as_deref(), Some("CALL READY"));
         assert_eq!(urc_name("RING").as_deref(), Some("RING"));
+        assert_eq!(urc_name("+CSCON: 1").as_deref(), Some("+CSCON"));
+        assert_eq!(urc_name("+CIREGU: 1,2").as_deref(), Some("+CIREGU"));
         assert_eq!(urc_name("+CSQ: 20,99"), None);
         assert_eq!(urc_name("+CMGL: 1,0,,23"), None);
         assert_eq!(urc_name("867584030000000"), None);
@@ -402,6 +431,18 @@ mod tests {
                 length: 30
             })
         );
+        // The alpha field left out, as some modems do.
+        assert_eq!(
+            two_line_header("+CMT: 24"),
+            Some(TwoLineHeader::Cmt {
+                alpha: None,
+                length: 24
+            })
+        );
+        assert!(matches!(
+            two_line_header(r#"+CMT: "24""#),
+            Some(TwoLineHeader::Opaque(_))
+        ));
         assert_eq!(
             two_line_header("+CDS: 25"),
             Some(TwoLineHeader::Cds { length: 25 })

@@ -308,12 +308,23 @@ pub(crate) fn decode_tp_address(
         // 9.1.2.5: alphanumeric addresses are GSM 7-bit packed; the length
         // counts semi-octets, so floor(len*4/7) septets are meaningful.
         let septet_count = usize::from(len) * 4 / 7;
-        let septets = gsm7::unpack(value, 0, septet_count).map_err(|_| PduError::Truncated {
-            field,
-            offset: start,
-            needed: octets,
-            available: value.len(),
-        })?;
+        let mut septets =
+            gsm7::unpack(value, 0, septet_count).map_err(|_| PduError::Truncated {
+                field,
+                offset: start,
+                needed: octets,
+                available: value.len(),
+            })?;
+        // Many SMSCs give the length as every semi-octet of the octets used
+        // (14 for the 7 octets of "InfoSMS") rather than the useful ones
+        // (13). Seven septets leave seven zero bits in the last octet, read
+        // as an eighth septet 0x00 ('@'). It is padding when the septets
+        // before it already need all semi-octets but the last one.
+        if let Some((&0, rest)) = septets.split_last()
+            && (rest.len() * 7).div_ceil(4) + 1 == usize::from(len)
+        {
+            septets.pop();
+        }
         gsm7::septets_to_text(&septets)
     } else {
         render_number(decode_semi_octets(value, usize::from(len)), ton)
@@ -369,6 +380,13 @@ mod tests {
         assert_eq!(dec("06D061F118").number, "abc");
         assert_eq!(dec("0ED04669D0397C26A7").number, "FRANCOIS");
         assert_eq!(dec("14D0E10D6FE3DBA036A94D19").number, "a[]{}€");
+        // Length 14 for seven septets (every semi-octet of 7 octets): the
+        // padding bits are not a trailing '@'.
+        assert_eq!(dec("0ED049B7F93D6D4E01").number, "InfoSMS");
+        // The same name with the length as 9.1.2.5 wants it (13).
+        assert_eq!(dec("0DD049B7F93D6D4E01").number, "InfoSMS");
+        // Eight real septets in 7 octets (len 14): the last one is kept.
+        assert_eq!(dec("0ED04669D0397C26A7").number, "FRANCOIS");
         let local = dec("0AA11092997856");
         assert_eq!(local.number, "0129998765");
         assert_eq!(local.type_of_number, TypeOfNumber::National);

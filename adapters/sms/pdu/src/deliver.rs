@@ -24,7 +24,14 @@ pub struct Deliver {
     pub originator: Address,
     pub protocol_identifier: u8,
     pub data_coding: DataCodingScheme,
-    pub service_centre_timestamp: Timestamp,
+    /// TP-SCTS, or `None` when its octets are no valid time (a non-BCD
+    /// nibble, month 0, 31 April...). 23.040 gives no rule to reject the
+    /// message for that, and a phone shows it anyway: the rest is decoded
+    /// and the receiver uses its own arrival time.
+    pub service_centre_timestamp: Option<Timestamp>,
+    /// The seven TP-SCTS octets as received, valid or not: what still tells
+    /// two messages apart when the time itself is unknown.
+    pub service_centre_timestamp_octets: [u8; 7],
     pub user_data: UserData,
 }
 
@@ -49,7 +56,8 @@ pub(crate) fn decode_deliver(
     let data_coding = DataCodingScheme::decode(r.u8("TP-DCS")?);
     let scts_offset = r.offset();
     let scts = r.take_array::<7>("TP-SCTS")?;
-    let service_centre_timestamp = Timestamp::from_octets(scts, "TP-SCTS", scts_offset)?;
+    // An invalid time stamp must not cost the message (see the field).
+    let service_centre_timestamp = Timestamp::from_octets(scts, "TP-SCTS", scts_offset).ok();
     let user_data = user_data::decode_user_data(
         r,
         first & 0x40 != 0,
@@ -66,6 +74,7 @@ pub(crate) fn decode_deliver(
         protocol_identifier,
         data_coding,
         service_centre_timestamp,
+        service_centre_timestamp_octets: scts,
         user_data,
     })
 }
@@ -153,4 +162,40 @@ fn encode_one(
     pdu.push(udl);
     pdu.extend(ud);
     encode_hex(&pdu)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Direction, Pdu, decode};
+
+    fn deliver(hex: &str) -> super::Deliver {
+        match decode(hex, Direction::MtFromNetwork) {
+            Ok(Pdu::Deliver(d)) => d,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// An invalid TP-SCTS costs the time, not the message.
+    #[test]
+    fn invalid_scts_decodes_with_unknown_time() {
+        for scts in [
+            "00000000000000", // month 0
+            "42401300000000", // 2024-04-31
+            "F1117200000000", // year nibble not BCD
+            "511172000000A0", // time-zone units digit 0xA
+        ] {
+            let hex = format!("00040B912143658709F10000{scts}05E8329BFD06");
+            let d = deliver(&hex);
+            assert_eq!(d.service_centre_timestamp, None, "{scts}");
+            assert_eq!(d.text(), Some("hello"), "{scts}");
+            assert_eq!(d.originator.number, "+12345678901");
+            assert_eq!(
+                crate::encode_hex(&d.service_centre_timestamp_octets),
+                scts,
+                "raw octets kept"
+            );
+        }
+        let valid = deliver("00040B912143658709F100005111720000000005E8329BFD06");
+        assert!(valid.service_centre_timestamp.is_some());
+    }
 }

@@ -51,7 +51,7 @@ impl MessagePart {
             originator: d.originator.number.clone(),
             concat: ud.header.as_ref().and_then(UserDataHeader::concat),
             content,
-            timestamp: Some(d.service_centre_timestamp),
+            timestamp: d.service_centre_timestamp,
         }
     }
 }

@@ -86,8 +86,10 @@ pub struct StatusReport {
     /// TP-MR of the SMS-SUBMIT this reports on (the +CMGS: <mr> value).
     pub message_reference: u8,
     pub recipient: Address,
-    pub service_centre_timestamp: Timestamp,
-    pub discharge_time: Timestamp,
+    /// TP-SCTS and TP-DT, each `None` when its octets are no valid time:
+    /// the status itself is still worth having (see `Deliver`).
+    pub service_centre_timestamp: Option<Timestamp>,
+    pub discharge_time: Option<Timestamp>,
     pub status: Status,
     pub protocol_identifier: Option<u8>,
     pub data_coding: Option<DataCodingScheme>,
@@ -109,9 +111,9 @@ pub(crate) fn decode_status_report(
     let message_reference = r.u8("TP-MR")?;
     let recipient = address::decode_tp_address(r, "TP-RA")?;
     let off = r.offset();
-    let scts = Timestamp::from_octets(r.take_array::<7>("TP-SCTS")?, "TP-SCTS", off)?;
+    let scts = Timestamp::from_octets(r.take_array::<7>("TP-SCTS")?, "TP-SCTS", off).ok();
     let off = r.offset();
-    let dt = Timestamp::from_octets(r.take_array::<7>("TP-DT")?, "TP-DT", off)?;
+    let dt = Timestamp::from_octets(r.take_array::<7>("TP-DT")?, "TP-DT", off).ok();
     let status = Status::from_raw(r.u8("TP-ST")?);
 
     let mut report = StatusReport {
@@ -209,6 +211,26 @@ pub fn encode_status_report(spec: &StatusReportSpec) -> Result<String, PduError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An invalid TP-SCTS or TP-DT leaves that time unknown; the status
+    /// is still reported.
+    #[test]
+    fn invalid_times_decode_as_unknown() {
+        let report = |hex: &str| match crate::decode(hex, crate::Direction::MtFromNetwork) {
+            Ok(crate::Pdu::StatusReport(r)) => r,
+            other => panic!("unexpected {other:?}"),
+        };
+        let pdu = |scts: &str, dt: &str, st: &str| format!("00062A0B912143658709F1{scts}{dt}{st}");
+        let r = report(&pdu("51117200000000", "00000000000000", "40"));
+        assert!(r.service_centre_timestamp.is_some());
+        assert_eq!(r.discharge_time, None);
+        assert_eq!(r.status.class, StatusClass::FailedPermanent);
+        assert_eq!(r.message_reference, 0x2A);
+        let r = report(&pdu("42401300000000", "51117200000000", "00"));
+        assert_eq!(r.service_centre_timestamp, None, "31 April");
+        assert!(r.discharge_time.is_some());
+        assert_eq!(r.status.class, StatusClass::Delivered);
+    }
 
     #[test]
     fn classification_boundaries() {

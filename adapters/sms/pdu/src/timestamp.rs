@@ -141,7 +141,8 @@ impl Timestamp {
 
     /// Decodes the seven octets. Any nibble that is not a decimal digit, or a
     /// date/time out of range, is an error: a conforming SC never sends one,
-    /// and guessing would put a wrong time on a message.
+    /// and guessing would put a wrong time on a message. The decoders take
+    /// that error as "time unknown", not as a reason to drop the message.
     pub(crate) fn from_octets(
         octets: [u8; 7],
         field: &'static str,

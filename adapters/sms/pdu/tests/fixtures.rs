@@ -127,7 +127,10 @@ pub fn flatten(pdu: &Pdu) -> BTreeMap<String, String> {
             put("smsc", none_or(d.smsc.as_ref().map(|a| a.number.clone())));
             put("number", d.originator.number.clone());
             put("number_type", snake(&d.originator.type_of_number));
-            put("timestamp", d.service_centre_timestamp.to_rfc3339());
+            put(
+                "timestamp",
+                none_or(d.service_centre_timestamp.map(|t| t.to_rfc3339())),
+            );
             put("encoding", snake(&d.data_coding.encoding));
             put(
                 "class",
@@ -173,8 +176,14 @@ pub fn flatten(pdu: &Pdu) -> BTreeMap<String, String> {
             put("number", r.recipient.number.clone());
             put("number_type", snake(&r.recipient.type_of_number));
             put("mr", r.message_reference.to_string());
-            put("timestamp", r.service_centre_timestamp.to_rfc3339());
-            put("discharge", r.discharge_time.to_rfc3339());
+            put(
+                "timestamp",
+                none_or(r.service_centre_timestamp.map(|t| t.to_rfc3339())),
+            );
+            put(
+                "discharge",
+                none_or(r.discharge_time.map(|t| t.to_rfc3339())),
+            );
             put("status", r.status.raw.to_string());
             put("status_class", snake(&r.status.class));
             match &r.user_data {

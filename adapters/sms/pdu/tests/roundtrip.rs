@@ -240,7 +240,7 @@ fn deliver_multipart_reassembles_out_of_order_with_duplicates() {
     let decoded: Vec<Deliver> = pdus.iter().map(|h| deliver(h)).collect();
     assert_eq!(decoded[0].originator.number, "+4917012345");
     assert_eq!(
-        decoded[0].service_centre_timestamp.to_rfc3339(),
+        decoded[0].service_centre_timestamp.unwrap().to_rfc3339(),
         "2024-02-29T23:59:01-05:00"
     );
 
@@ -360,8 +360,8 @@ fn status_report_round_trip() {
         };
         assert_eq!(r.message_reference, 17);
         assert_eq!(r.recipient.number, "+4915112345678");
-        assert_eq!(r.service_centre_timestamp, ts(6));
-        assert_eq!(r.discharge_time, ts(9));
+        assert_eq!(r.service_centre_timestamp, Some(ts(6)));
+        assert_eq!(r.discharge_time, Some(ts(9)));
         assert_eq!((r.status.raw, r.status.class), (st, class));
         assert!(r.user_data.is_none());
         let json = serde_json::to_value(Pdu::StatusReport(r)).unwrap();

@@ -143,7 +143,15 @@ impl Conn {
             }
             return Ok(());
         }
-        if !matches!(urc, Urc::Rssi(_) | Urc::Other(_)) {
+        // `Other` lines are noise, except a +CMT/+CDS the parser could not
+        // complete (its PDU line never came, or a text-mode one): a message
+        // or report the modem kept no copy of, which the driver must count.
+        let keep = match &urc {
+            Urc::Rssi(_) => false,
+            Urc::Other(line) => direct_delivery_kind(line).is_some(),
+            _ => true,
+        };
+        if keep {
             self.urcs.push_back(urc);
         }
         Ok(())
@@ -272,4 +280,13 @@ impl Conn {
         }
         Ok(())
     }
+}
+
+/// `+CMT`/`+CDS` when `line` (an unparsed URC) is one of those headers.
+pub(crate) fn direct_delivery_kind(line: &str) -> Option<&'static str> {
+    let head = line.get(..5)?;
+    ["+CMT:", "+CDS:"]
+        .into_iter()
+        .find(|kind| head.eq_ignore_ascii_case(kind))
+        .map(|kind| &kind[..4])
 }

@@ -59,12 +59,7 @@ pub fn part_fingerprint(from: &str, deliver: &Deliver) -> Option<(String, String
     let mut hash = Sha256::new();
     hash.update(from.as_bytes());
     hash.update([0]);
-    hash.update(
-        deliver
-            .service_centre_timestamp
-            .to_unix_seconds()
-            .to_be_bytes(),
-    );
+    hash.update(codec::scts_key(deliver).to_be_bytes());
     hash.update(concat.reference.to_be_bytes());
     hash.update([concat.total, concat.sequence]);
     hash.update(deliver.text().unwrap_or_default().as_bytes());
@@ -127,10 +122,14 @@ impl Pending {
     /// one message are submitted back to back, so the nearest is likely
     /// the message another part with the same key belongs to.
     fn distance(&self, deliver: &Deliver) -> i64 {
-        let scts = deliver.service_centre_timestamp.to_unix_seconds();
+        let scts = codec::scts_key(deliver);
         self.parts
             .values()
-            .map(|p| (p.deliver.service_centre_timestamp.to_unix_seconds() - scts).abs())
+            .map(|p| {
+                codec::scts_key(&p.deliver)
+                    .saturating_sub(scts)
+                    .saturating_abs()
+            })
             .min()
             .unwrap_or(i64::MAX)
     }
@@ -335,7 +334,12 @@ fn finish(
     let mut done: Option<ReassembledMessage> = None;
     let mut truncated = false;
     for (_, deliver) in &parts {
-        let part = MessagePart::from_deliver(deliver);
+        let mut part = MessagePart::from_deliver(deliver);
+        // The reassembler keys parts by originator: give it the sender as
+        // the Inbox grouped them (written in E.164), not as each part
+        // carries it (`447911123456` international in one, `07911123456`
+        // national in another), or the parts never make one message.
+        part.originator = from.to_string();
         truncated |= deliver.user_data.truncated;
         if let Some(message) = reassembler.push(part, 0) {
             done = Some(message);
@@ -344,31 +348,60 @@ fn finish(
     if partial || done.is_none() {
         done = reassembler.expire(u64::MAX).into_iter().next().or(done);
     }
+    // The lowest-numbered part's time, as the reassembler takes it. An
+    // invalid one gives the arrival time (when the message is complete)
+    // for the record, and the raw octets for the id (`codec::scts_key`).
     let first = &parts[0].1;
-    let scts = first.service_centre_timestamp.to_unix_seconds();
-    let (text, reference, total, missing, scts) = match done {
-        Some(m) => {
-            let scts = m.timestamp.map(|t| t.to_unix_seconds()).unwrap_or(scts);
-            (m.text, m.reference, m.total_parts, m.missing_parts, scts)
-        }
+    let scts = codec::scts_key(first);
+    let received_at_ms = match first.service_centre_timestamp {
+        Some(t) => t.to_unix_seconds() * 1000,
+        None => super::unix_now() * 1000,
+    };
+    let (text, reference, total, missing, binary) = match done {
+        Some(m) => (
+            m.text,
+            m.reference,
+            m.total_parts,
+            m.missing_parts,
+            m.binary,
+        ),
         None => (
             first.text().unwrap_or_default().to_string(),
             None,
             1,
             Vec::new(),
-            scts,
+            None,
         ),
     };
-    let mut text = text;
+    // 8-bit data (no port: those are discarded before) is no text; read as
+    // UTF-8 it is garbage. A person gets a placeholder, as on a phone; the
+    // id is made of the data, so two such messages stay two.
+    let (mut text, id_text) = match binary {
+        Some(data) => {
+            let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+            let mut placeholder = format!("[binary SMS, {} bytes", data.len());
+            if !missing.is_empty() {
+                placeholder.push_str(&format!(", {} of {total} parts missing", missing.len()));
+            }
+            placeholder.push(']');
+            (placeholder, hex)
+        }
+        None => (text.clone(), text),
+    };
     if truncated {
         text.push_str(TRUNCATED_MARKER);
     }
     let concat = reference.map(|r| (r, total));
+    let id_text = if truncated {
+        format!("{id_text}{TRUNCATED_MARKER}")
+    } else {
+        id_text
+    };
     Ready {
         from: from.to_string(),
-        external_id: inbound_external_id(from, scts, concat, &text),
+        external_id: inbound_external_id(from, scts, concat, &id_text),
         text,
-        received_at_ms: scts * 1000,
+        received_at_ms,
         indexes,
         missing_parts: missing,
         truncated,
@@ -412,7 +445,7 @@ mod tests {
             .into_iter()
             .map(|(hex, _)| match decode_incoming(&hex).unwrap() {
                 Incoming::Deliver(d) => *d,
-                Incoming::Report(_) => panic!("not a deliver"),
+                _ => panic!("not a deliver"),
             })
             .collect()
     }
@@ -519,6 +552,47 @@ mod tests {
         let ready = Inbox::new(1000).add(Some(3), whole, 0).unwrap();
         assert!(!ready.truncated);
         assert_eq!(ready.text, "hello world");
+    }
+
+    /// Parts of one message with the sender once in international, once
+    /// in national format (TON 2) are one message for a modem in GB.
+    #[test]
+    fn parts_with_the_sender_written_two_ways_join() {
+        let text = "n".repeat(200);
+        let hex: Vec<String> = encode_deliver("+447911123456", &text, 1_700_000_000, 5)
+            .into_iter()
+            .map(|(hex, _)| hex.replacen("0C91449711214365", "0BA17019113254F6", 1))
+            .collect();
+        let parts: Vec<Deliver> = hex
+            .iter()
+            .map(|h| match decode_incoming(h).unwrap() {
+                Incoming::Deliver(d) => *d,
+                _ => panic!("not a deliver"),
+            })
+            .collect();
+        let national = parts[1].clone();
+        assert_eq!(national.originator.number, "07911123456");
+        let international = delivers("+447911123456", &text, 5).remove(0);
+        let gb = codec::Numbering::for_country(Some("GB")).unwrap();
+        let mut inbox = Inbox::new(1000).with_numbering(gb);
+        assert!(inbox.add(Some(1), international, 0).is_none());
+        let ready = inbox.add(Some(2), national, 0).unwrap();
+        assert_eq!(ready.from, "+447911123456");
+        assert_eq!(ready.text, text);
+        assert!(ready.missing_parts.is_empty());
+        assert_eq!(ready.indexes, [1, 2]);
+    }
+
+    /// 8-bit data is shown as a placeholder, not as lossy UTF-8.
+    #[test]
+    fn binary_data_is_a_placeholder() {
+        let Incoming::Deliver(d) =
+            decode_incoming("00040B912143658709F100045111720000000005DEADBEEFFF").unwrap()
+        else {
+            panic!("not a deliver");
+        };
+        let ready = Inbox::new(1000).add(Some(1), *d, 0).unwrap();
+        assert_eq!(ready.text, "[binary SMS, 5 bytes]");
     }
 
     #[test]

@@ -765,15 +765,17 @@ impl Driver {
             Urc::Cmti { mem, index } => self.read_stored(conn, &mem, index, inbox, epoch).await,
             Urc::Cdsi { mem, index } => self.read_stored(conn, &mem, index, inbox, epoch).await,
             Urc::Cds { pdu, .. } => {
-                if let Ok(Incoming::Report(report)) = codec::decode_incoming(&pdu) {
-                    match self.report_event(&report).await {
+                match codec::decode_incoming(&pdu) {
+                    Ok(Incoming::Report(report)) => match self.report_event(&report).await {
                         Some(event) => {
                             self.commit_unstored(event).await;
                         }
                         None => {
                             tracing::debug!(mr = report.message_reference, "interim status report")
                         }
-                    }
+                    },
+                    Ok(_) => self.undecodable_direct("+CDS", &pdu, "not a status report"),
+                    Err(e) => self.undecodable_direct("+CDS", &pdu, &e.to_string()),
                 }
                 Ok(())
             }
@@ -783,17 +785,39 @@ impl Driver {
             Urc::Cmt { pdu, .. } => {
                 // Only with a CNMI fallback that routes messages directly;
                 // the modem does not keep them, so commit is all we can do.
-                if let Ok(Incoming::Deliver(deliver)) = codec::decode_incoming(&pdu) {
-                    let from = self.sender(&deliver.originator);
-                    if inbox.committed_lately(&from, &deliver) {
-                        tracing::info!("copy of a part already committed; dropped");
+                let deliver = match codec::decode_incoming(&pdu) {
+                    Ok(Incoming::Deliver(deliver)) => deliver,
+                    Ok(_) => {
+                        self.undecodable_direct("+CMT", &pdu, "not an SMS-DELIVER");
                         return Ok(());
                     }
-                    let now = epoch.elapsed().as_millis() as u64;
-                    if let Some(ready) = inbox.add(None, *deliver, now) {
-                        // Parts stored earlier may complete it: freed too.
-                        self.commit_inbound(conn, ready, inbox, now).await?;
+                    Err(e) => {
+                        self.undecodable_direct("+CMT", &pdu, &e.to_string());
+                        return Ok(());
                     }
+                };
+                if let codec::Disposition::Discard(kind) = codec::disposition(&deliver) {
+                    self.discarded(kind, None);
+                    return Ok(());
+                }
+                let from = self.sender(&deliver.originator);
+                if inbox.committed_lately(&from, &deliver) {
+                    tracing::info!("copy of a part already committed; dropped");
+                    return Ok(());
+                }
+                let now = epoch.elapsed().as_millis() as u64;
+                if let Some(ready) = inbox.add(None, *deliver, now) {
+                    // Parts stored earlier may complete it: freed too.
+                    self.commit_inbound(conn, ready, inbox, now).await?;
+                }
+                Ok(())
+            }
+            // A +CMT/+CDS header whose PDU never came (or a text-mode one):
+            // lost like an undecodable one. Its line may hold text: only
+            // its length is told.
+            Urc::Other(line) => {
+                if let Some(kind) = conn::direct_delivery_kind(&line) {
+                    self.undecodable_direct(kind, &line, "no PDU line after the header");
                 }
                 Ok(())
             }
@@ -805,6 +829,23 @@ impl Driver {
             }
             _ => Ok(()),
         }
+    }
+
+    /// A `+CMT`/`+CDS` that cannot be decoded is lost (the modem kept no
+    /// copy): say so, with its length and why but never its content, which
+    /// is private, and count it in the status.
+    fn undecodable_direct(&self, kind: &str, pdu: &str, reason: &str) {
+        tracing::warn!(phone_id = %self.config.phone_id, kind, chars = pdu.len(), reason,
+            "cannot decode a PDU the modem delivered directly; it is lost");
+        self.set_status(|s| s.undecodable_direct += 1);
+    }
+
+    /// A received message that is not for a person ([`codec::disposition`])
+    /// is acknowledged and dropped, as a phone does; counted in the status.
+    fn discarded(&self, kind: &str, index: Option<u32>) {
+        tracing::info!(phone_id = %self.config.phone_id, kind, ?index,
+            "received message not for a person; discarded");
+        self.set_status(|s| s.discarded_inbound += 1);
     }
 
     /// Switch the read/delete memory (for "SR" reports) and back.
@@ -844,11 +885,14 @@ impl Driver {
             if !answer.is_ok() {
                 return Ok(());
             }
+            // The PDU is the hex line right after the header; a header
+            // without one (an empty slot) has none.
             let pdu = answer
                 .lines
                 .iter()
                 .skip_while(|l| !l.starts_with("+CMGR:"))
                 .nth(1)
+                .filter(|l| is_pdu_line(l))
                 .cloned();
             if let Some(pdu) = pdu {
                 me.process_stored(conn, mem, index, &pdu, inbox, epoch)
@@ -872,6 +916,26 @@ impl Driver {
         epoch: Instant,
     ) -> Result<Vec<u32>, ConnError> {
         match codec::decode_incoming(pdu) {
+            Ok(Incoming::Deliver(deliver))
+                if codec::disposition(&deliver) != codec::Disposition::Keep =>
+            {
+                // Nothing in it to commit: acknowledged by freeing it at once.
+                if let codec::Disposition::Discard(kind) = codec::disposition(&deliver) {
+                    self.discarded(kind, Some(index));
+                }
+                let freed = conn.run(self.cmd(format!("AT+CMGD={index}"))).await?;
+                return Ok(if freed.is_ok() {
+                    vec![index]
+                } else {
+                    Vec::new()
+                });
+            }
+            // An outbox copy or draft that "ALL" lists too: not received,
+            // so neither delivered nor undecodable, and not ours to delete
+            // (whoever stored it may want it).
+            Ok(Incoming::StoredSubmit) => {
+                tracing::debug!(mem, index, "stored SMS-SUBMIT (outbox copy) skipped");
+            }
             Ok(Incoming::Deliver(deliver)) => {
                 if !inbox.holds(index) && self.part_of_committed(&deliver, inbox).await {
                     // Its message was committed: a copy of one of its
@@ -1092,10 +1156,12 @@ impl Driver {
                 Err(e) => return Err(e),
             };
             let mut stored = Vec::new();
-            let mut it = lines.iter();
+            let mut it = lines.iter().peekable();
             while let Some(line) = it.next() {
+                // A header's PDU is the hex line after it; a header without
+                // one must not take the next header as its PDU.
                 if let Ok(header) = responses::parse_cmgl_header(line)
-                    && let Some(pdu) = it.next()
+                    && let Some(pdu) = it.next_if(|l| is_pdu_line(l))
                 {
                     stored.push((header.index, pdu.clone()));
                 }
@@ -1202,7 +1268,12 @@ impl Driver {
             return None;
         }
         let recipient = self.sender(&report.recipient);
-        let scts = report.service_centre_timestamp.to_unix_seconds();
+        // A time the PDU gives as invalid is unknown: the other one of the
+        // report, or failing that now (a report comes soon after its part).
+        let scts = report
+            .service_centre_timestamp
+            .or(report.discharge_time)
+            .map_or_else(unix_now, |t| t.to_unix_seconds());
         // The SMSC's day, and the one before in case its clock is ahead.
         let day = scts.div_euclid(86_400);
         for day in [day, day - 1] {
@@ -1236,9 +1307,18 @@ impl Driver {
             status,
             code,
             reason,
-            at_ms: report.discharge_time.to_unix_seconds() * 1000,
+            at_ms: report
+                .discharge_time
+                .or(report.service_centre_timestamp)
+                .map_or_else(unix_now, |t| t.to_unix_seconds())
+                * 1000,
         }))
     }
+}
+
+/// Whether a line is a PDU as modems print it in PDU mode: hex only.
+fn is_pdu_line(line: &str) -> bool {
+    !line.is_empty() && line.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn fail_request(request: Request, error: DriverError) {

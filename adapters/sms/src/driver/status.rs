@@ -40,6 +40,15 @@ pub struct ModemStatus {
     /// (`+CMT`, `+CDS`) whose commit failed: lost, as nothing can read
     /// them again (the journal names each).
     pub lost_direct_events: u64,
+    /// Messages and reports the modem delivered without storing them
+    /// (`+CMT`, `+CDS`) that could not be decoded: lost too, as nothing
+    /// can read them again (the journal gives each one's length and why).
+    /// What `undecodable_stored` is for stored ones.
+    pub undecodable_direct: u64,
+    /// Received messages not for a person (Type 0 "silent" SMS, DCS
+    /// "discard message", port-addressed such as WAP push): acknowledged,
+    /// freed from the SIM and not delivered (the journal says which kind).
+    pub discarded_inbound: u64,
 }
 
 impl ModemStatus {
@@ -83,6 +92,14 @@ impl ModemStatus {
                 "lost_direct_events",
                 i64::try_from(self.lost_direct_events).unwrap_or(i64::MAX),
             );
+        }
+        for (key, count) in [
+            ("undecodable_direct", self.undecodable_direct),
+            ("discarded_inbound", self.discarded_inbound),
+        ] {
+            if count > 0 {
+                health = health.with_measure(key, i64::try_from(count).unwrap_or(i64::MAX));
+            }
         }
         if !self.undecodable_stored.is_empty() {
             let slots: Vec<String> = self

@@ -41,7 +41,7 @@ pub struct ModemSimArgs {
     pub pin: Option<String>,
 }
 
-pub const CONTROL_HELP: &str = "commands: inject <+from> <text> | inject-pdu <hex> | sent | parts | stored | fail <cms-code> <count> [<after>] | delay <ms> | reports on|off | unplug | replug | coverage on|off | deletes keep|apply | next-mr <0-255> | mute | unmute | boot <count> | restart | help";
+pub const CONTROL_HELP: &str = "commands: inject <+from> <text> | inject-pdu <hex> | inject-cmt <hex> | urc <line> | sent | parts | stored | fail <cms-code> <count> [<after>] | delay <ms> | reports on|off | unplug | replug | coverage on|off | deletes keep|apply | next-mr <0-255> | mute | unmute | boot <count> | restart | help";
 
 /// Run the simulator until `shutdown` fires; prints the pty path and the
 /// control address on stdout.
@@ -158,6 +158,20 @@ pub fn control_command(handle: &SimHandle, line: &str) -> String {
             "" => "error: inject-pdu <hex>".into(),
             hex if handle.inject_raw_pdu(hex) => "ok 1 part(s) stored".into(),
             _ => "error: SIM full".into(),
+        },
+        "inject-cmt" => match rest {
+            "" => "error: inject-cmt <hex>".into(),
+            hex => {
+                handle.deliver_direct(hex, false);
+                "ok delivered directly (+CMT)".into()
+            }
+        },
+        "urc" => match rest {
+            "" => "error: urc <line>".into(),
+            line => {
+                handle.send_unsolicited(vec![line.to_string()]);
+                "ok sent".into()
+            }
         },
         "sent" => {
             let mut out = String::new();

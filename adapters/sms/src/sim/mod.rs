@@ -113,6 +113,29 @@ impl SimHandle {
         stored
     }
 
+    /// The modem hands a message over without storing it: `+CMT: ,<len>`
+    /// and the PDU (hex, SMSC part first) as given, valid or not, as with
+    /// `AT+CNMI=…,2` (which the simulated modem refuses: this stands for
+    /// a modem that routes some messages directly anyway, e.g. class 0).
+    /// With `short_header`, `+CMT: <len>` without the alpha field, as some
+    /// modems write it.
+    pub fn deliver_direct(&self, hex: &str, short_header: bool) {
+        let hex = hex.trim().to_ascii_uppercase();
+        let len = crate::codec::tpdu_len(&hex).unwrap_or(0);
+        let header = if short_header {
+            format!("+CMT: {len}")
+        } else {
+            format!("+CMT: ,{len}")
+        };
+        self.send_unsolicited(vec![format!("{header}\r\n{hex}")]);
+    }
+
+    /// Lines sent to the host as they are, unsolicited: whatever a modem
+    /// might say on its own (an unknown URC, a broken header).
+    pub fn send_unsolicited(&self, lines: Vec<String>) {
+        let _ = self.ctl.send(Ctl::Urcs(lines));
+    }
+
     /// Every accepted part, in order.
     pub fn sent_parts(&self) -> Vec<SentPart> {
         self.modem().sent.clone()
