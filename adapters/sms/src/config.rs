@@ -8,6 +8,12 @@ use std::time::Duration;
 use phonerelay_channel::{ConfigIssue, Secret, SecretError, SecretSource};
 use serde::{Deserialize, Serialize};
 
+/// The longest AT command or per-part send timeout: ten minutes (a modem
+/// that has not answered by then will not).
+pub const MAX_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+/// The longest interval, timeout or backoff counted in seconds: a day.
+pub const MAX_INTERVAL_SECONDS: u64 = 24 * 3600;
+
 /// The device value that starts an in-process simulated modem instead of
 /// opening a serial port.
 pub const SIM_DEVICE: &str = "sim";
@@ -371,26 +377,57 @@ impl ModemConfig {
         if !matches!(self.concat_reference_bits, 8 | 16) {
             issue("concat_reference_bits", "must be 8 or 16");
         }
-        for (key, value) in [
-            ("command_timeout_ms", self.command_timeout_ms),
-            ("send_timeout_ms", self.send_timeout_ms),
+        // Each is added to clock readings or turned into milliseconds, so
+        // each has a ceiling as well as a floor: a value meant in other
+        // units passes neither, instead of overflowing at run time.
+        for (key, value, max, unit) in [
+            (
+                "command_timeout_ms",
+                self.command_timeout_ms,
+                MAX_TIMEOUT_MS,
+                "ten minutes",
+            ),
+            (
+                "send_timeout_ms",
+                self.send_timeout_ms,
+                MAX_TIMEOUT_MS,
+                "ten minutes",
+            ),
             (
                 "registration_timeout_seconds",
                 self.registration_timeout_seconds,
+                MAX_INTERVAL_SECONDS,
+                "a day",
             ),
-            ("health_interval_seconds", self.health_interval_seconds),
-            ("sweep_interval_seconds", self.sweep_interval_seconds),
+            (
+                "health_interval_seconds",
+                self.health_interval_seconds,
+                MAX_INTERVAL_SECONDS,
+                "a day",
+            ),
+            (
+                "sweep_interval_seconds",
+                self.sweep_interval_seconds,
+                MAX_INTERVAL_SECONDS,
+                "a day",
+            ),
             (
                 "reassembly_timeout_seconds",
                 self.reassembly_timeout_seconds,
+                MAX_INTERVAL_SECONDS,
+                "a day",
             ),
             (
                 "reconnect_max_backoff_seconds",
                 self.reconnect_max_backoff_seconds,
+                MAX_INTERVAL_SECONDS,
+                "a day",
             ),
         ] {
             if value == 0 {
                 issue(key, "must be greater than 0");
+            } else if value > max {
+                issue(key, &format!("must be at most {max} ({unit})"));
             }
         }
         if self.send_timeout_ms != 0 && self.send_timeout_ms < self.command_timeout_ms {
@@ -448,12 +485,16 @@ impl SmsConfig {
                 );
             }
         }
-        let mut devices: HashMap<&str, usize> = HashMap::new();
+        let mut devices: HashMap<PathBuf, usize> = HashMap::new();
         for (i, modem) in self.modems.iter().enumerate() {
             if modem.is_sim() || modem.device.is_empty() {
                 continue;
             }
-            if let Some(first) = devices.insert(modem.device.as_str(), i) {
+            // The same port by two names (`/dev/ttyUSB2` and a
+            // `/dev/serial/by-id/…` link to it) is the same port.
+            let port = std::fs::canonicalize(modem.device_path(base_dir))
+                .unwrap_or_else(|_| modem.device_path(base_dir));
+            if let Some(first) = devices.insert(port, i) {
                 issues.push(
                     ConfigIssue::new(
                         "device",
@@ -629,6 +670,57 @@ mod tests {
         let issues = config.validate(dir.path());
         assert_eq!(issues.len(), 1);
         assert_eq!(issues[0].key, "modems[1].device");
+    }
+
+    #[test]
+    fn the_same_port_by_two_names_is_one_port() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ttyUSB2"), "").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("ttyUSB2"), dir.path().join("by-id-port0"))
+            .unwrap();
+        let config = SmsConfig {
+            modems: vec![
+                ModemConfig::new("a", "ttyUSB2"),
+                ModemConfig::new("b", "by-id-port0"),
+            ],
+        };
+        let issues = config.validate(dir.path());
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!(issues[0].key, "modems[1].device");
+        assert!(issues[0].reason.contains("modems[0]"), "{issues:?}");
+    }
+
+    #[test]
+    fn timeouts_and_intervals_have_a_ceiling() {
+        let mut modem = sim_modem("a");
+        modem.command_timeout_ms = MAX_TIMEOUT_MS;
+        modem.send_timeout_ms = MAX_TIMEOUT_MS;
+        modem.reassembly_timeout_seconds = MAX_INTERVAL_SECONDS;
+        let at_ceiling = SmsConfig {
+            modems: vec![modem.clone()],
+        };
+        assert_eq!(keys(&at_ceiling), Vec::<String>::new());
+        modem.send_timeout_ms = MAX_TIMEOUT_MS + 1;
+        // Seconds that overflowed when turned into milliseconds.
+        modem.reassembly_timeout_seconds = 20_000_000_000_000_000;
+        modem.registration_timeout_seconds = u64::MAX;
+        modem.health_interval_seconds = u64::MAX;
+        modem.sweep_interval_seconds = u64::MAX;
+        modem.reconnect_max_backoff_seconds = u64::MAX;
+        let over = SmsConfig {
+            modems: vec![modem],
+        };
+        assert_eq!(
+            keys(&over),
+            [
+                "modems[0].send_timeout_ms",
+                "modems[0].registration_timeout_seconds",
+                "modems[0].health_interval_seconds",
+                "modems[0].sweep_interval_seconds",
+                "modems[0].reassembly_timeout_seconds",
+                "modems[0].reconnect_max_backoff_seconds",
+            ]
+        );
     }
 
     #[test]
