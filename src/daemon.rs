@@ -109,11 +109,13 @@ pub async fn start(
     let db = loaded.database_path();
     let commit_delay = Duration::from_millis(loaded.config.storage.commit_delay_ms);
     let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open_with_commit_delay(&db, commit_delay).map_err(|e| match e {
-            // A restart would meet the same store: not restarted (exit 2).
-            StoreError::Incompatible(why) => ExitError::Config(why),
-            e => ExitError::Runtime(format!("cannot open the store {}: {e}", db.display())),
-        })?,
+        SqliteStore::open_with_commit_delay(&db, commit_delay)
+            .map_err(|e| match e {
+                // A restart would meet the same store: not restarted (exit 2).
+                StoreError::Incompatible(why) => ExitError::Config(why),
+                e => ExitError::Runtime(format!("cannot open the store {}: {e}", db.display())),
+            })?
+            .with_max_media_bytes(loaded.config.storage.max_media_bytes),
     );
     let abandoned = store
         .requeue_abandoned(now_ms(), loaded.config.outbox.max_attempts)
@@ -131,6 +133,7 @@ pub async fn start(
             "messages left in 'sending' by the last run had no attempts left; failed (retries_exhausted)"
         );
     }
+    sweep_media_files(&*store).await;
     local_key::ensure(&*store, &loaded.state_dir())
         .await
         .map_err(ExitError::Runtime)?;
@@ -271,6 +274,33 @@ pub async fn start(
         tasks,
         _lock: lock,
     })
+}
+
+/// Before any channel runs (so no file is being saved), and under the
+/// instance lock: remove the files a crash left without a row, and say so
+/// if rows have lost their files (a store restored from a backup, which
+/// holds no files). A sweep that fails is logged and the daemon starts:
+/// a stray file costs only disk.
+async fn sweep_media_files(store: &dyn Store) {
+    match store.sweep_media_files().await {
+        Ok(sweep) => {
+            if sweep.orphans_removed > 0 {
+                tracing::info!(
+                    removed = sweep.orphans_removed,
+                    "media files without a row (left by a crash) removed"
+                );
+            }
+            if sweep.rows_without_file > 0 {
+                tracing::warn!(
+                    rows = sweep.rows_without_file,
+                    "kept media have lost their files (a store restored from a backup, \
+                     which holds no files?); they are answered 410 media_gone, and \
+                     forwarded without them unless the relay has its copy"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot sweep the media folder"),
+    }
 }
 
 /// Run until SIGTERM or SIGINT, then stop gracefully. SIGHUP makes the

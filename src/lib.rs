@@ -17,6 +17,7 @@ pub mod keys;
 pub mod local_key;
 pub mod local_socket;
 pub mod logging;
+pub mod media;
 pub mod metrics;
 pub mod outbox;
 pub mod private_files;

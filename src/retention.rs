@@ -1,6 +1,7 @@
 //! The retention sweep: once an hour, delete what `storage.retention_days`
 //! says is old, in batches so sends and accepts are never held up long,
-//! and the per-message adapter state of messages that have ended.
+//! the per-message adapter state of messages that have ended, and the
+//! files of inbound messages that are gone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,9 @@ use crate::store::{Store, UnforwardedInbound};
 const BATCH: u32 = 500;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// How long a kept file may wait for an inbound message to take it.
+const UNCLAIMED_MEDIA_MS: i64 = DAY_MS;
 
 pub async fn run(
     store: Arc<dyn Store>,
@@ -49,6 +53,34 @@ pub async fn run(
             let reported_to = status_reported_to(&*store, unforwarded).await;
             prune_old(&*store, retention_days, unforwarded, reported_to, &shutdown).await;
         }
+        // After the messages: the files of those just deleted go in the
+        // same sweep.
+        prune_media(&*store, &shutdown).await;
+    }
+}
+
+/// Delete the files of inbound messages that are gone, and files no
+/// message took within a day (an adapter saved one and then could not
+/// deliver its message; it saves the file again when it does).
+async fn prune_media(store: &dyn Store, shutdown: &CancellationToken) {
+    let unclaimed_before = now_ms() - UNCLAIMED_MEDIA_MS;
+    let mut total = 0;
+    loop {
+        match store.prune_media(unclaimed_before, BATCH).await {
+            Ok(n) => {
+                total += n;
+                if n < BATCH as usize || shutdown.is_cancelled() {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sweep of kept media failed");
+                break;
+            }
+        }
+    }
+    if total > 0 {
+        tracing::info!(deleted = total, "media files of deleted messages deleted");
     }
 }
 

@@ -303,8 +303,8 @@ async fn the_openapi_document_states_what_the_handlers_enforce() {
         }
     }
     assert_eq!(
-        with_path_parameter, 4,
-        "messages/{{id}}, cancel, inbound/{{id}}, retry"
+        with_path_parameter, 5,
+        "messages/{{id}}, cancel, inbound/{{id}}, retry, media/{{id}}"
     );
 
     let schemas = &doc["components"]["schemas"];

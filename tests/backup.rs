@@ -56,6 +56,11 @@ fn a_backup_taken_under_load_restores_after_a_crash_into_a_working_daemon() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("backed up"), "{stdout}");
+    // Said plainly: the received files are not in the copy.
+    assert!(
+        stdout.contains("media/ in the state dir) are not in a backup"),
+        "{stdout}"
+    );
     assert!(during > 0, "no send ran beside the backup");
 
     // A second backup to the same file is refused and leaves it alone.

@@ -98,6 +98,29 @@ impl From<&Attachment> for AttachmentBody {
     }
 }
 
+/// A file that came with an inbound message.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InboundAttachment {
+    /// Where to fetch it: for a file the bridge keeps, its path on this
+    /// API, `/api/v1/media/{id}` (GET it with a `read` key).
+    #[schema(max_length = 2048)]
+    pub url: String,
+    pub content_type: Option<String>,
+    pub filename: Option<String>,
+    pub size: Option<u64>,
+}
+
+impl From<&Attachment> for InboundAttachment {
+    fn from(a: &Attachment) -> Self {
+        InboundAttachment {
+            url: a.url.clone(),
+            content_type: a.content_type.clone(),
+            filename: a.filename.clone(),
+            size: a.size,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
@@ -244,7 +267,7 @@ pub struct InboundView {
     pub from: String,
     pub text: String,
     pub subject: Option<String>,
-    pub attachments: Vec<AttachmentBody>,
+    pub attachments: Vec<InboundAttachment>,
     pub external_id: String,
     pub reply_to: Vec<String>,
     pub received_at: String,
@@ -260,7 +283,7 @@ impl From<&InboundRecord> for InboundView {
             from: r.from.clone(),
             text: r.text.clone(),
             subject: r.subject.clone(),
-            attachments: r.attachments.iter().map(AttachmentBody::from).collect(),
+            attachments: r.attachments.iter().map(InboundAttachment::from).collect(),
             external_id: r.external_id.clone(),
             reply_to: r.reply_to.clone(),
             received_at: rfc3339(r.received_at_ms),

@@ -6,6 +6,7 @@ pub mod dto;
 pub mod error;
 pub mod human;
 mod inbound;
+mod media;
 mod messages;
 pub mod openapi;
 mod paging;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/inbound", get(inbound::list_inbound))
         .route("/api/v1/inbound/{id}", get(inbound::get_inbound))
         .route("/api/v1/inbound/{id}/retry", post(relay::retry_inbound))
+        .route("/api/v1/media/{id}", get(media::get_media))
         .route("/api/v1/relay", get(relay::get_link))
         .route("/api/v1/relay/inbound", get(relay::list_inbound))
         .route(

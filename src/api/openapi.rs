@@ -8,20 +8,21 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{dto, error, inbound, messages, relay, system};
+use super::{dto, error, inbound, media, messages, relay, system};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "PhoneRelay", description = "Bridge between a pChat relay and SMS, WhatsApp, Telegram, e-mail and notifications."),
     paths(
         messages::send, messages::get_message, messages::list_messages, messages::cancel_message,
-        inbound::list_inbound, inbound::get_inbound,
+        inbound::list_inbound, inbound::get_inbound, media::get_media,
         relay::get_link, relay::list_inbound, relay::retry_inbound,
         system::health, system::ready, system::status, system::metrics, openapi_json,
     ),
     components(schemas(
         dto::SendRequest, dto::AttachmentBody, dto::Priority, dto::Accepted, dto::MessageView,
         dto::MessagePage, dto::HistoryEntry, dto::ErrorInfo, dto::InboundView, dto::InboundPage,
+        dto::InboundAttachment, media::MediaBytes,
         error::ErrorBody, error::ErrorDetail, system::StatusReport, system::EndpointStatus, system::EndpointPause, system::Health,
         relay::RelayLinkView, relay::RelayInboundView, relay::RelayInboundPage,
         crate::store::RelayInboundState, crate::store::DiskUsage,
@@ -341,6 +342,7 @@ mod tests {
                 "/api/v1/inbound",
                 "/api/v1/inbound/{id}",
                 "/api/v1/inbound/{id}/retry",
+                "/api/v1/media/{id}",
                 "/api/v1/messages",
                 "/api/v1/messages/{id}",
                 "/api/v1/messages/{id}/cancel",

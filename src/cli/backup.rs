@@ -1,6 +1,11 @@
 //! `phonerelay backup FILE`: a consistent copy of the store, taken while
 //! the daemon runs; `phonerelay restore FILE`: that copy back in place,
 //! with the daemon stopped (see `store::sqlite::backup`).
+//!
+//! The copy is the database alone, not the files kept for inbound
+//! messages (`media/` in the state dir): they can be large, and once
+//! forwarded the relay has them (the copy keeps the relay's URL of each).
+//! Both commands say so, so that no one takes the copy for all of it.
 
 use std::path::PathBuf;
 
@@ -9,6 +14,10 @@ use clap::Args;
 use crate::config::LoadedConfig;
 use crate::exit::ExitError;
 use crate::store::sqlite::backup::{backup, restore};
+
+/// What neither a backup nor a restore carries.
+const MEDIA_NOT_INCLUDED: &str = "files received with inbound messages (media/ in the state dir) \
+     are not in a backup; one the state dir no longer has is answered 410 media_gone";
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
@@ -39,6 +48,7 @@ pub async fn run(loaded: &LoadedConfig, args: &BackupArgs) -> Result<(), ExitErr
         summary.schema_version,
         summary.bytes.div_ceil(1024)
     );
+    println!("{MEDIA_NOT_INCLUDED}");
     Ok(())
 }
 
@@ -84,6 +94,7 @@ pub async fn run_restore(loaded: &LoadedConfig, args: &RestoreArgs) -> Result<()
     for kept in &restored.kept {
         println!("the replaced store is kept as {}", kept.display());
     }
+    println!("{MEDIA_NOT_INCLUDED}");
     println!("start the daemon; messages that were sending in the copy are sent again");
     Ok(())
 }

@@ -54,6 +54,14 @@ pub const DEFAULT_COMMIT_DELAY_MS: u64 = 1;
 pub const MAX_COMMIT_DELAY_MS: u64 = 50;
 /// How often the retention sweep runs.
 pub const RETENTION_SWEEP_SECONDS: u64 = 3600;
+/// The largest file a channel may hand the bridge to keep (a photo, a
+/// voice note, an e-mail attachment): WhatsApp's own limit for documents
+/// is 100 MB, for images and audio 5 and 16 MB; e-mail rarely carries
+/// more than 25 MB.
+pub const DEFAULT_MAX_MEDIA_BYTES: u64 = 25 * 1024 * 1024;
+/// The largest `storage.max_media_bytes`: a file is held in memory while
+/// it is saved and again while it is uploaded to the relay.
+pub const MAX_MAX_MEDIA_BYTES: u64 = 256 * 1024 * 1024;
 
 /// A message nobody could deliver in a day is usually no longer wanted.
 pub const DEFAULT_TTL_SECONDS: u64 = 24 * 3600;
@@ -98,6 +106,7 @@ pub const DEFAULT_RELAY_POLL_PATH: &str = "/api/v1/bridge/poll";
 pub const DEFAULT_RELAY_ACK_PATH: &str = "/api/v1/bridge/ack";
 pub const DEFAULT_RELAY_STATUS_PATH: &str = "/api/v1/bridge/status";
 pub const DEFAULT_RELAY_HEARTBEAT_PATH: &str = "/api/v1/bridge/heartbeat";
+pub const DEFAULT_RELAY_MEDIA_PATH: &str = "/api/v1/bridge/media";
 /// The relay key written by `phonerelay pair`, inside the state dir.
 pub const DEFAULT_RELAY_KEY_FILE: &str = "relay.key";
 /// How long one long-poll may wait at the relay (below common proxy limits).

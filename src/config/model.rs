@@ -77,6 +77,10 @@ pub struct StorageConfig {
     /// 0 commits at once. A write after a quiet spell at least this long
     /// commits at once: no one is coming to share its commit. At most 50.
     pub commit_delay_ms: u64,
+    /// The largest file (a photo, an e-mail attachment) a channel may hand
+    /// the bridge to keep under `media/` in the state dir; a larger one is
+    /// refused and nothing of it is written. 0 keeps no files at all.
+    pub max_media_bytes: u64,
 }
 
 impl Default for StorageConfig {
@@ -85,6 +89,7 @@ impl Default for StorageConfig {
             state_dir: DEFAULT_STATE_DIR.into(),
             retention_days: DEFAULT_RETENTION_DAYS,
             commit_delay_ms: DEFAULT_COMMIT_DELAY_MS,
+            max_media_bytes: DEFAULT_MAX_MEDIA_BYTES,
         }
     }
 }
@@ -276,6 +281,8 @@ pub struct RelayPaths {
     pub status: String,
     /// Liveness of the bridge and its endpoints.
     pub heartbeat: String,
+    /// Files received with inbound messages, uploaded before the message.
+    pub media: String,
 }
 
 impl Default for RelayPaths {
@@ -287,6 +294,7 @@ impl Default for RelayPaths {
             ack: DEFAULT_RELAY_ACK_PATH.into(),
             status: DEFAULT_RELAY_STATUS_PATH.into(),
             heartbeat: DEFAULT_RELAY_HEARTBEAT_PATH.into(),
+            media: DEFAULT_RELAY_MEDIA_PATH.into(),
         }
     }
 }

@@ -3,8 +3,9 @@ use std::net::SocketAddr;
 use phonerelay_channel::{ChannelKind, ConfigIssue};
 
 use super::defaults::{
-    MAX_COMMIT_DELAY_MS, MAX_LEASE_SECONDS, MAX_MAX_CONNECTIONS, MAX_PER_SECOND,
-    MAX_RETENTION_DAYS, MAX_SHUTDOWN_GRACE_SECONDS, MAX_TTL_LIMIT_SECONDS, MIN_PER_SECOND,
+    MAX_COMMIT_DELAY_MS, MAX_LEASE_SECONDS, MAX_MAX_CONNECTIONS, MAX_MAX_MEDIA_BYTES,
+    MAX_PER_SECOND, MAX_RETENTION_DAYS, MAX_SHUTDOWN_GRACE_SECONDS, MAX_TTL_LIMIT_SECONDS,
+    MIN_PER_SECOND,
 };
 use super::load::LoadedConfig;
 
@@ -63,6 +64,12 @@ pub fn validate_with(loaded: &LoadedConfig, extra_phone_ids: &[String]) -> Vec<C
         issues.push(ConfigIssue::new(
             "storage.commit_delay_ms",
             format!("must be at most {MAX_COMMIT_DELAY_MS}"),
+        ));
+    }
+    if config.storage.max_media_bytes > MAX_MAX_MEDIA_BYTES {
+        issues.push(ConfigIssue::new(
+            "storage.max_media_bytes",
+            format!("must be at most {MAX_MAX_MEDIA_BYTES} (256 MiB; 0 keeps no files)"),
         ));
     }
 
@@ -304,6 +311,7 @@ fn validate_relay(relay: &super::model::RelayConfig, issues: &mut Vec<ConfigIssu
         ("ack", &paths.ack),
         ("status", &paths.status),
         ("heartbeat", &paths.heartbeat),
+        ("media", &paths.media),
     ] {
         if !path.starts_with('/') || path.contains(char::is_whitespace) {
             issues.push(ConfigIssue::new(
@@ -403,6 +411,19 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn max_media_bytes_is_at_most_256_mib_and_0_is_allowed() {
+        for good in [0, 1, 26_214_400, 268_435_456] {
+            let found = issues(&format!("[storage]\nmax_media_bytes = {good}\n"));
+            assert!(found.is_empty(), "{good}: {found:?}");
+        }
+        let found = issues("[storage]\nmax_media_bytes = 268435457\n");
+        assert_eq!(
+            found,
+            ["storage.max_media_bytes: must be at most 268435456 (256 MiB; 0 keeps no files)"]
+        );
     }
 
     #[test]

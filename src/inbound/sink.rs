@@ -1,12 +1,15 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use phonerelay_channel::{ChannelEvent, ChannelKind, EventSink, SinkError};
+use phonerelay_channel::{
+    Attachment, ChannelEvent, ChannelKind, EventSink, MediaUpload, SinkError,
+};
 use tokio::sync::Notify;
 
 use crate::clock::now_ms;
+use crate::media::{clean_content_type, clean_filename, media_path};
 use crate::metrics::{Metrics, labels};
-use crate::store::Store;
+use crate::store::{MediaSaved, NewMedia, Store};
 
 /// The [`EventSink`] of one endpoint: commits inbound messages (duplicates
 /// dropped by the store), applies delivery reports, keeps cursors.
@@ -127,6 +130,36 @@ impl EventSink for StoreSink {
             .sent_ids(self.channel, &self.phone_id, base)
             .await
             .map_err(sink_error)
+    }
+
+    async fn save_media(&self, media: MediaUpload) -> Result<Attachment, SinkError> {
+        let new = NewMedia {
+            channel: self.channel,
+            phone_id: self.phone_id.clone(),
+            // What the upstream said, made safe to serve as headers.
+            content_type: clean_content_type(media.content_type),
+            filename: clean_filename(media.filename),
+            bytes: media.bytes,
+        };
+        match self
+            .store
+            .save_media(new, now_ms())
+            .await
+            .map_err(sink_error)?
+        {
+            MediaSaved::Saved(record) => Ok(Attachment {
+                url: media_path(&record.id),
+                content_type: record.content_type,
+                filename: record.filename,
+                size: Some(record.size),
+            }),
+            MediaSaved::TooLarge { limit: 0, .. } => Err(SinkError::rejected(
+                "this bridge keeps no files (storage.max_media_bytes = 0)",
+            )),
+            MediaSaved::TooLarge { size, limit } => Err(SinkError::rejected(format!(
+                "the file is {size} bytes, over storage.max_media_bytes ({limit})"
+            ))),
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use super::Deps;
 use phonerelay_channel::normalize_address as normalize;
 
+use super::media_upload::{UploadFailure, relay_attachments};
 use super::routing::{Route, route, unsettled};
 use crate::api::dto::AttachmentBody;
 use crate::clock::{now_ms, rfc3339};
@@ -57,6 +58,10 @@ pub struct Origin<'a> {
     pub reply_to: &'a [String],
     pub inbound_id: &'a str,
     pub route: &'a str,
+    /// Files the message came with that the bridge no longer has and the
+    /// relay never got (`media_upload`); absent when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing_attachments: Option<u32>,
 }
 
 pub async fn run(deps: Deps, bell: Arc<Notify>) {
@@ -256,39 +261,21 @@ async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attemp
             }
         },
     };
-    let body = PchatMessage {
-        phone_id: &deps.settings.phone_id,
-        channel: "pchat",
-        to: &route.to,
-        // A reply address: the sender as routing records it
-        // (`email:ann@example.com`, not the display name).
-        source: format!("{}:{}", m.channel, normalize(m.channel, &m.from)),
-        text: &m.text,
-        attachments: m.attachments.iter().map(AttachmentBody::from).collect(),
-        origin: Origin {
-            channel: m.channel,
-            phone_id: &m.phone_id,
-            from: &m.from,
-            external_id: &m.external_id,
-            received_at: rfc3339(m.received_at_ms),
-            subject: m.subject.as_deref(),
-            reply_to: &m.reply_to,
-            inbound_id: &m.id,
-            route: &route.route,
+    // The files first: the message goes with the relay's URLs for them.
+    // A failed upload is met as a failed message POST would be.
+    let sent = match relay_attachments(deps, m).await {
+        Ok(relayed) => match post_message(deps, m, &route, relayed).await {
+            Some(sent) => sent,
+            None => return Attempt::Stopped,
         },
-    };
-    // A relay that never answers must not hold up a shutdown for the
-    // request timeout. Dropping the POST is safe: nothing is recorded, so
-    // the message stays pending and goes again, with the same
-    // Idempotency-Key (its id), after a restart.
-    let sent = tokio::select! {
-        _ = deps.shutdown.cancelled() => return Attempt::Stopped,
-        sent = deps.client.post(
-            &deps.settings.config.paths.messages,
-            &body,
-            Some(&m.id),
-            None,
-        ) => sent,
+        Err(UploadFailure::Relay(e)) => Err(e),
+        Err(UploadFailure::Stopped) => return Attempt::Stopped,
+        Err(UploadFailure::Store(e)) => {
+            // As when an outcome cannot be recorded: the store is failing
+            // for every message, so hold everything back.
+            tracing::error!(id = %m.id, error = %e, "cannot read or record a file to upload; it will be tried again");
+            return settled(deps, false, failures);
+        }
     };
     match sent {
         Ok(_) => {
@@ -310,6 +297,14 @@ async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attemp
             deps.link.reached().await;
             tracing::warn!(id = %m.id, error = %e, "the relay refused an inbound message; kept as a dead letter");
             let reason = match &e {
+                crate::relay::RelayError::Http {
+                    path,
+                    code,
+                    message,
+                    ..
+                } if *path == deps.settings.config.paths.media => {
+                    format!("the upload of a file was refused: {code}: {message}")
+                }
                 crate::relay::RelayError::Http { code, message, .. } => {
                     format!("{code}: {message}")
                 }
@@ -355,6 +350,52 @@ async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attemp
             }
         }
     }
+}
+
+/// POST `m` to the relay as a pChat message with `relayed` attachments;
+/// `None` if the daemon stopped first.
+async fn post_message(
+    deps: &Deps,
+    m: &InboundRecord,
+    route: &Route,
+    relayed: super::media_upload::RelayAttachments,
+) -> Option<Result<serde_json::Value, crate::relay::RelayError>> {
+    let body = PchatMessage {
+        phone_id: &deps.settings.phone_id,
+        channel: "pchat",
+        to: &route.to,
+        // A reply address: the sender as routing records it
+        // (`email:ann@example.com`, not the display name).
+        source: format!("{}:{}", m.channel, normalize(m.channel, &m.from)),
+        text: &m.text,
+        attachments: relayed.attachments,
+        origin: Origin {
+            channel: m.channel,
+            phone_id: &m.phone_id,
+            from: &m.from,
+            external_id: &m.external_id,
+            received_at: rfc3339(m.received_at_ms),
+            subject: m.subject.as_deref(),
+            reply_to: &m.reply_to,
+            inbound_id: &m.id,
+            route: &route.route,
+            missing_attachments: (relayed.missing > 0).then_some(relayed.missing),
+        },
+    };
+    // A relay that never answers must not hold up a shutdown for the
+    // request timeout. Dropping the POST is safe: nothing is recorded, so
+    // the message stays pending and goes again, with the same
+    // Idempotency-Key (its id), after a restart.
+    let sent = tokio::select! {
+        _ = deps.shutdown.cancelled() => return None,
+        sent = deps.client.post(
+            &deps.settings.config.paths.messages,
+            &body,
+            Some(&m.id),
+            None,
+        ) => sent,
+    };
+    Some(sent)
 }
 
 /// Record an outcome; false (logged) if the store failed.

@@ -1,7 +1,8 @@
 //! The link to the pChat relay (see `docs/relay-protocol.md`):
 //!
 //! - [`forwarder`]: inbound messages, committed locally, are POSTed to the
-//!   relay as pChat messages, in order per conversation, with backoff;
+//!   relay as pChat messages, in order per conversation, with backoff,
+//!   their files uploaded first ([`media_upload`]);
 //! - [`pull`]: in pull mode, sends are long-polled from the relay,
 //!   committed through the API's validation, then acknowledged;
 //! - [`status_reporter`]: status changes of relay sends, in log order;
@@ -14,6 +15,7 @@ pub mod client;
 pub mod forwarder;
 pub mod heartbeat;
 pub mod link;
+pub mod media_upload;
 pub mod pairing;
 pub mod pull;
 pub mod routing;

@@ -2,6 +2,7 @@
 //! API keys and adapter cursors. [`SqliteStore`] is the one implementation;
 //! the trait is what a PostgreSQL store for several daemons would implement.
 
+mod media;
 pub mod message_id;
 mod model;
 pub mod sqlite;
@@ -11,6 +12,7 @@ pub mod testing;
 use async_trait::async_trait;
 use phonerelay_channel::{ChannelKind, InboundMessage, SendReceipt, StatusUpdate};
 
+pub use media::*;
 pub use model::*;
 pub use sqlite::SqliteStore;
 
@@ -219,6 +221,25 @@ pub trait Store: Send + Sync + 'static {
         before_ms: i64,
         pending_ttl_ms: Option<i64>,
     ) -> StoreResult<usize>;
+
+    // --- received files ---------------------------------------------------
+    /// Keep a received file: written and synced before its row commits, so
+    /// a committed row always has its file. Over the size limit nothing is
+    /// written (`TooLarge`).
+    async fn save_media(&self, media: NewMedia, now_ms: i64) -> StoreResult<MediaSaved>;
+    async fn get_media(&self, id: &str) -> StoreResult<Option<MediaRecord>>;
+    /// The row and a reader of its bytes.
+    async fn open_media(&self, id: &str) -> StoreResult<MediaContent>;
+    /// Where the relay keeps its copy of the file (`POST {media}`).
+    async fn record_media_relay_url(&self, id: &str, relay_url: &str) -> StoreResult<()>;
+    /// Delete up to `batch` kept files (row, then file) whose inbound
+    /// message is gone, and those no inbound message took that were saved
+    /// before `unclaimed_before_ms`; returns how many went.
+    async fn prune_media(&self, unclaimed_before_ms: i64, batch: u32) -> StoreResult<usize>;
+    /// Remove files that have no row (a crash between the file and its
+    /// row) and count rows without a file. Only while no file is being
+    /// saved: at the daemon's start, under its instance lock.
+    async fn sweep_media_files(&self) -> StoreResult<MediaSweep>;
 
     // --- adapter cursors --------------------------------------------------
     /// An empty `value` removes the cursor (`load_cursor` then finds none).

@@ -29,12 +29,27 @@ pub struct Received {
     pub body: Value,
 }
 
+/// One file taken at the relay's media path.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub idempotency_key: Option<String>,
+    pub content_type: Option<String>,
+    /// `X-Filename`, percent-decoded.
+    pub filename: Option<String>,
+    pub phone_id: Option<String>,
+    pub bytes: Vec<u8>,
+    /// The URL the relay answered with.
+    pub url: String,
+}
+
 #[derive(Default)]
 pub struct Recorded {
     /// Every accepted message POST (relay-side idempotency applied).
     pub messages: Vec<Received>,
     /// Every messages POST, including refused and repeated ones.
     pub message_attempts: u32,
+    /// The body of each of those POSTs, in order.
+    pub message_attempt_bodies: Vec<Value>,
     pub status_events: Vec<Value>,
     pub heartbeats: Vec<Value>,
     pub acks: Vec<Value>,
@@ -83,6 +98,16 @@ pub struct Recorded {
     /// Answer messages whose text contains "HOLD" with this status,
     /// without taking them.
     pub hold_marked: Option<u16>,
+    /// Every file taken at the media path (relay-side idempotency
+    /// applied: a repeat of an Idempotency-Key is answered with the first
+    /// file's URL and not kept again).
+    pub uploads: Vec<Upload>,
+    /// Media POSTs that passed auth, repeats and failures included.
+    pub upload_attempts: u32,
+    /// Answer this many media POSTs (after auth) with 503 first.
+    pub fail_media_times: u32,
+    /// Refuse every media POST (after auth) with this status.
+    pub refuse_media: Option<u16>,
 }
 
 pub struct EmulatedRelay {
@@ -127,6 +152,7 @@ impl EmulatedRelay {
             .route("/api/v1/bridge/ack", post(ack))
             .route("/api/v1/bridge/status", post(status))
             .route("/api/v1/bridge/heartbeat", post(heartbeat))
+            .route("/api/v1/bridge/media", post(media))
             .route("/elsewhere", axum::routing::any(elsewhere))
             .with_state(self.state.clone());
         let stop = CancellationToken::new();
@@ -260,7 +286,11 @@ async fn hello(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>
 }
 
 async fn messages(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>) -> Response {
-    state.lock().unwrap().message_attempts += 1;
+    {
+        let mut s = state.lock().unwrap();
+        s.message_attempts += 1;
+        s.message_attempt_bodies.push(body.clone());
+    }
     if let Some(refused) = gate(&state, &headers, "messages").await {
         return refused;
     }
@@ -415,6 +445,63 @@ async fn heartbeat(State(state): Shared, headers: HeaderMap, Json(body): Json<Va
     let mut s = state.lock().unwrap();
     s.heartbeats.push(body);
     taken(s.plain_ok, StatusCode::OK, json!({"ok": true}))
+}
+
+/// `POST {media}`: a file as raw bytes; answered `201 {"url"}`.
+async fn media(State(state): Shared, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if let Some(refused) = gate(&state, &headers, "media").await {
+        return refused;
+    }
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let mut s = state.lock().unwrap();
+    s.upload_attempts += 1;
+    if s.fail_media_times > 0 {
+        s.fail_media_times -= 1;
+        return error(503, "unavailable", "try later");
+    }
+    if let Some(status) = s.refuse_media {
+        return error(status, "file_refused", "emulated refusal of a file");
+    }
+    let key = header("idempotency-key");
+    if let Some(first) = s
+        .uploads
+        .iter()
+        .find(|u| key.is_some() && u.idempotency_key == key)
+    {
+        return (StatusCode::CREATED, Json(json!({"url": first.url}))).into_response();
+    }
+    let url = format!("https://relay.test/files/{}", s.uploads.len() + 1);
+    s.uploads.push(Upload {
+        idempotency_key: key,
+        content_type: header("content-type"),
+        filename: header("x-filename").map(|f| percent_decode(&f)),
+        phone_id: header("x-phone-id"),
+        bytes: body.to_vec(),
+        url: url.clone(),
+    });
+    (StatusCode::CREATED, Json(json!({"url": url}))).into_response()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+            out.push(u8::from_str_radix(hex, 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
 }
 
 /// `[relay]` settings that keep the tests fast.

@@ -32,6 +32,26 @@ pub trait EventSink: Send + Sync {
     /// (an SMS part's TP-MR wraps every 256 parts) asks after a restart,
     /// when its memory of the ids it gave is gone.
     async fn sent_ids(&self, base: &str) -> Result<Vec<(String, i64)>, SinkError>;
+
+    /// Keep a file this endpoint received, to go with an inbound message
+    /// the adapter delivers next (WhatsApp media, a Telegram photo, an
+    /// e-mail attachment). Once `Ok`, the bytes are durable, and the
+    /// returned [`crate::Attachment`] names them: its `url` is the path
+    /// `/api/v1/media/{id}` on the bridge's own API (never the upstream's
+    /// URL, which may carry a secret), and its `content_type`, `filename`
+    /// and `size` are filled. Put it in the [`crate::InboundMessage`]'s
+    /// `attachments` and deliver that: the bridge uploads the file to the
+    /// relay before it forwards the message. A file no inbound message
+    /// refers to is deleted after a day.
+    ///
+    /// A file over the bridge's size limit (or any file, on a bridge that
+    /// keeps none) is `Rejected`, and nothing is kept: the adapter may
+    /// deliver the message without it, with a note in its text. Store
+    /// trouble is `Unavailable`: offer the message again later.
+    async fn save_media(&self, media: crate::MediaUpload) -> Result<crate::Attachment, SinkError> {
+        let _ = media;
+        Err(SinkError::rejected("this sink keeps no media"))
+    }
 }
 
 /// Why the sink did not commit an event or a cursor. Either way nothing
@@ -98,6 +118,52 @@ pub fn message_of_cursor(name: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sink that implements only what it must, as the SMS adapter's
+    /// test sinks do.
+    struct NoMediaSink;
+
+    #[async_trait]
+    impl EventSink for NoMediaSink {
+        async fn deliver(&self, _event: ChannelEvent) -> Result<(), SinkError> {
+            Ok(())
+        }
+        async fn save_cursor(&self, _name: &str, _value: &str) -> Result<(), SinkError> {
+            Ok(())
+        }
+        async fn load_cursor(&self, _name: &str) -> Result<Option<String>, SinkError> {
+            Ok(None)
+        }
+        async fn sent_ids(&self, _base: &str) -> Result<Vec<(String, i64)>, SinkError> {
+            Ok(Vec::new())
+        }
+    }
+
+    /// Without a store for files, a sink refuses every one for good: the
+    /// adapter delivers the message without it instead of waiting.
+    #[test]
+    fn a_sink_that_keeps_no_media_refuses_a_file_for_good() {
+        let media = crate::MediaUpload {
+            content_type: None,
+            filename: None,
+            bytes: vec![1, 2, 3],
+        };
+        let refused = ready_now(NoMediaSink.save_media(media)).unwrap_err();
+        assert_eq!(refused.kind, SinkErrorKind::Rejected);
+        assert!(!refused.is_transient());
+    }
+
+    /// Run a future that never waits (the default `save_media` does not)
+    /// without a runtime: this crate has none.
+    fn ready_now<F: std::future::Future>(future: F) -> F::Output {
+        let waker = std::task::Waker::noop();
+        let mut context = std::task::Context::from_waker(waker);
+        let mut future = std::pin::pin!(future);
+        match future.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(output) => output,
+            std::task::Poll::Pending => panic!("the default save_media waited"),
+        }
+    }
 
     #[test]
     fn a_message_cursor_names_its_message_and_no_other_cursor_does() {

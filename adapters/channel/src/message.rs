@@ -4,6 +4,10 @@ use crate::ChannelKind;
 
 /// A file carried with a message. The relay hosts uploads, so a message refers
 /// to them by URL; adapters that must upload bytes (email) fetch the URL.
+/// A received file is kept by the bridge ([`crate::EventSink::save_media`]):
+/// an inbound message refers to it by the bridge's path
+/// `/api/v1/media/{id}`, which the relay link replaces with the relay's URL
+/// once it has uploaded the file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Attachment {
@@ -14,6 +18,30 @@ pub struct Attachment {
     pub filename: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
+}
+
+/// A file an adapter received, handed to [`crate::EventSink::save_media`]
+/// so the bridge keeps it and passes it on to the relay itself: its
+/// upstream's URL may carry a secret (a Telegram bot token), need one to
+/// be fetched (WhatsApp media), or not exist at all (an e-mail part).
+#[derive(Clone, PartialEq, Eq)]
+pub struct MediaUpload {
+    /// The MIME type the upstream gave, if any (`image/jpeg`).
+    pub content_type: Option<String>,
+    /// The file's name as the sender gave it, if any.
+    pub filename: Option<String>,
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for MediaUpload {
+    // Megabytes of file content in a log line help no one.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaUpload")
+            .field("content_type", &self.content_type)
+            .field("filename", &self.filename)
+            .field("bytes", &format_args!("<{} bytes>", self.bytes.len()))
+            .finish()
+    }
 }
 
 /// One message the outbox asks an adapter to send.
@@ -112,4 +140,23 @@ pub struct StatusUpdate {
 pub enum ChannelEvent {
     Inbound(InboundMessage),
     Status(StatusUpdate),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_media_upload_shows_its_size_not_its_bytes() {
+        let media = MediaUpload {
+            content_type: Some("image/png".into()),
+            filename: Some("cat.png".into()),
+            bytes: b"SECRET-PIXELS".to_vec(),
+        };
+        let shown = format!("{media:?}");
+        assert!(shown.contains("<13 bytes>"), "{shown}");
+        assert!(shown.contains("cat.png"), "{shown}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(!shown.contains("83, 69"), "{shown}");
+    }
 }

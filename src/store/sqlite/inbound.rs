@@ -44,6 +44,7 @@ pub fn commit(conn: &Connection, m: &InboundMessage, now_ms: i64) -> StoreResult
         m.received_at_ms,
         now_ms,
     ])?;
+    super::media::claim_for(conn, &id, m.channel.as_str(), &m.phone_id, &m.attachments)?;
     Ok(InboundCommit {
         id,
         duplicate: false,

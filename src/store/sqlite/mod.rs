@@ -5,6 +5,8 @@ pub mod backup;
 mod disk_usage;
 mod inbound;
 mod keys;
+mod media;
+mod media_files;
 mod outbound;
 #[cfg(test)]
 mod plans;
@@ -39,6 +41,10 @@ pub struct SqliteStore {
     key_cache: keys::KeyCache,
     /// The next outbound message's `seq` (and so its id).
     seqs: SeqClock,
+    /// Where kept files live: `media/` beside the database.
+    media_dir: PathBuf,
+    /// `storage.max_media_bytes`: the largest file kept; 0 keeps none.
+    max_media_bytes: u64,
 }
 
 /// `database` with `ending` after its name: its WAL (`-wal`), its shared
@@ -84,7 +90,16 @@ impl SqliteStore {
             writer_thread: Mutex::new(Some(handle)),
             key_cache: keys::KeyCache::default(),
             seqs,
+            media_dir: media_files::dir_beside(path),
+            max_media_bytes: crate::config::DEFAULT_MAX_MEDIA_BYTES,
         })
+    }
+
+    /// The largest file [`Store::save_media`] keeps
+    /// (`storage.max_media_bytes`); 0 keeps none.
+    pub fn with_max_media_bytes(mut self, max: u64) -> Self {
+        self.max_media_bytes = max;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -410,6 +425,99 @@ impl Store for SqliteStore {
         self.writer
             .write(move |conn| routing::prune(conn, before_ms, pending_ttl_ms))
             .await
+    }
+
+    async fn save_media(&self, media: NewMedia, now_ms: i64) -> StoreResult<MediaSaved> {
+        let (size, limit) = (media.bytes.len() as u64, self.max_media_bytes);
+        if limit == 0 || size > limit {
+            return Ok(MediaSaved::TooLarge { size, limit });
+        }
+        let record = MediaRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            channel: media.channel,
+            phone_id: media.phone_id,
+            content_type: media.content_type,
+            filename: media.filename,
+            size,
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&media.bytes)),
+            created_at_ms: now_ms,
+            relay_url: None,
+            inbound_id: None,
+        };
+        let (dir, id, bytes) = (self.media_dir.clone(), record.id.clone(), media.bytes);
+        tokio::task::spawn_blocking(move || media_files::write_durably(&dir, &id, &bytes))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("writing a media file failed: {e}")))?
+            .map_err(|e| StoreError::Unavailable(format!("cannot write a media file: {e}")))?;
+        let row = record.clone();
+        match self
+            .writer
+            .write(move |conn| media::insert(conn, &row))
+            .await
+        {
+            Ok(()) => Ok(MediaSaved::Saved(record)),
+            Err(e) => {
+                // Not committed (a failed write never is): the file has no
+                // row to serve it.
+                media_files::remove(&self.media_dir, &[record.id]);
+                Err(e)
+            }
+        }
+    }
+
+    async fn get_media(&self, id: &str) -> StoreResult<Option<MediaRecord>> {
+        let id = id.to_string();
+        self.reader.read(move |conn| media::get(conn, &id)).await
+    }
+
+    async fn open_media(&self, id: &str) -> StoreResult<MediaContent> {
+        let Some(record) = self.get_media(id).await? else {
+            return Ok(MediaContent::Missing);
+        };
+        match media_files::open(&self.media_dir, &record.id, record.size).await {
+            Ok(Some(file)) => Ok(MediaContent::Found(record, Box::new(file))),
+            Ok(None) => Ok(MediaContent::Gone(record)),
+            Err(e) => Err(StoreError::Unavailable(format!(
+                "cannot read media file {}: {e}",
+                record.id
+            ))),
+        }
+    }
+
+    async fn record_media_relay_url(&self, id: &str, relay_url: &str) -> StoreResult<()> {
+        let (id, relay_url) = (id.to_string(), relay_url.to_string());
+        self.writer
+            .write(move |conn| media::set_relay_url(conn, &id, &relay_url))
+            .await
+    }
+
+    async fn prune_media(&self, unclaimed_before_ms: i64, batch: u32) -> StoreResult<usize> {
+        let ids = self
+            .writer
+            .write(move |conn| media::prune(conn, unclaimed_before_ms, batch))
+            .await?;
+        // After the commit: a file is never gone while its row is there.
+        // One left by a crash here has no row, and the next start's sweep
+        // removes it.
+        let (dir, count) = (self.media_dir.clone(), ids.len());
+        let _ = tokio::task::spawn_blocking(move || media_files::remove(&dir, &ids)).await;
+        Ok(count)
+    }
+
+    async fn sweep_media_files(&self) -> StoreResult<MediaSweep> {
+        let ids = self.reader.read(media::all_ids).await?;
+        let dir = self.media_dir.clone();
+        let (orphans_removed, rows_without_file) =
+            tokio::task::spawn_blocking(move || media_files::sweep(&dir, &ids))
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("the media sweep failed: {e}")))?
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("cannot sweep the media folder: {e}"))
+                })?;
+        Ok(MediaSweep {
+            orphans_removed,
+            rows_without_file,
+        })
     }
 
     async fn save_cursor(&self, scope: &str, name: &str, value: &str) -> StoreResult<()> {

@@ -278,6 +278,24 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE outbound ADD COLUMN options TEXT;
     "#,
+    // 11: files received with inbound messages (`EventSink::save_media`),
+    // kept in `media/<id>` beside the store. `relay_url` is the relay's
+    // copy once uploaded; `inbound_id` the message that carries the file,
+    // once committed, so the file goes when that message is pruned.
+    r#"
+    CREATE TABLE media (
+        id           TEXT PRIMARY KEY,
+        channel      TEXT NOT NULL,
+        phone_id     TEXT NOT NULL,
+        content_type TEXT,
+        filename     TEXT,
+        size         INTEGER NOT NULL,
+        sha256       TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        relay_url    TEXT,
+        inbound_id   TEXT
+    );
+    "#,
 ];
 
 /// Refuse a database a newer PhoneRelay has migrated past this binary's
@@ -458,6 +476,43 @@ mod tests {
                 ("tg:bot".into(), "offset".into(), "42".into()),
             ]
         );
+    }
+
+    #[test]
+    fn migration_11_adds_the_media_table_and_keeps_what_was_there() {
+        let mut conn = at_version(10);
+        conn.execute_batch(
+            "INSERT INTO inbound (id, channel, phone_id, external_id, sender, body,
+                received_at, committed_at)
+             VALUES ('in-1', 'wa', 'p1', 'x-1', '+15551230001', 'hi', 1, 2)",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let version: usize = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len());
+        conn.execute_batch(
+            "INSERT INTO media (id, channel, phone_id, content_type, filename, size, sha256,
+                created_at)
+             VALUES ('m-1', 'wa', 'p1', 'image/png', 'a.png', 3, 'abc', 5)",
+        )
+        .unwrap();
+        let row: (String, Option<String>, Option<String>, i64) = conn
+            .query_row(
+                "SELECT m.id, m.relay_url, m.inbound_id, (SELECT COUNT(*) FROM inbound)
+                 FROM media m",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(row, ("m-1".into(), None, None, 1));
+        let duplicate = conn.execute(
+            "INSERT INTO media (id, channel, phone_id, size, sha256, created_at)
+             VALUES ('m-1', 'wa', 'p1', 1, 'x', 6)",
+            [],
+        );
+        assert!(duplicate.is_err(), "the id is the primary key");
     }
 
     #[test]

@@ -1,0 +1,106 @@
+//! `GET /api/v1/media/{id}`: a file the bridge keeps for an inbound
+//! message (an attachment's `url` names it), streamed from the store.
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::io::AsyncReadExt;
+
+use super::auth::Caller;
+use super::error::{ApiError, ErrorBody};
+use super::path::ApiPath;
+use super::state::AppState;
+use crate::media::percent_encode;
+use crate::store::{MediaContent, MediaReader, MediaRecord, Scope};
+
+/// Bytes read from the file per chunk of the answer.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// A kept file's bytes, as they were received.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct MediaBytes(#[allow(dead_code)] Vec<u8>);
+
+#[utoipa::path(
+    get, path = "/api/v1/media/{id}", tag = "inbound",
+    params(("id" = String, Path, description = "The media id: the last segment of an inbound attachment's url")),
+    responses(
+        (status = 200, description = "The file as it was received", body = MediaBytes,
+            content_type = "application/octet-stream",
+            headers(
+                ("Content-Type" = String, description = "The file's type as the channel gave it; application/octet-stream when it gave none"),
+                ("Content-Length" = u64, description = "The file's size in bytes"),
+                ("Content-Disposition" = String, description = "attachment, with filename*=UTF-8''… when the file's name is known"),
+                ("X-Content-Type-Options" = String, description = "nosniff"),
+            )),
+        (status = 404, description = "No such file (or another phone's, to a key bound to a phone_id)", body = ErrorBody),
+        (status = 410, description = "The file is no longer kept (`media_gone`): a store restored from a backup, which holds no files", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_media(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Read)?;
+    // Another phone's file is answered as one that does not exist.
+    let visible = |r: &MediaRecord| caller.phone_scope().is_none_or(|p| p == r.phone_id);
+    match state.store.open_media(&id).await? {
+        MediaContent::Found(record, reader) if visible(&record) => Ok(file(&record, reader)),
+        MediaContent::Gone(record) if visible(&record) => Err(ApiError::new(
+            StatusCode::GONE,
+            "media_gone",
+            "the bridge no longer has this file (its store was restored from a backup, which holds no files)",
+        )),
+        _ => Err(ApiError::not_found("media")),
+    }
+}
+
+fn file(record: &MediaRecord, reader: MediaReader) -> Response {
+    let content_type = record
+        .content_type
+        .as_deref()
+        .and_then(|t| HeaderValue::from_str(t).ok())
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let disposition = match &record.filename {
+        Some(name) => format!("attachment; filename*=UTF-8''{}", percent_encode(name)),
+        None => "attachment".to_string(),
+    };
+    let mut response = Body::from_stream(chunks(reader)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, content_type);
+    headers.insert(header::CONTENT_LENGTH, record.size.into());
+    if let Ok(disposition) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, disposition);
+    }
+    // A browser must not take an uploaded file for a page of this API.
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// The file in chunks, as it is read; a read error ends the answer short
+/// of its Content-Length, which the client sees as a broken transfer.
+fn chunks(
+    reader: MediaReader,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    futures_util::stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        let mut chunk = vec![0u8; CHUNK_BYTES];
+        match reader.read(&mut chunk).await {
+            Ok(0) => None,
+            Ok(n) => {
+                chunk.truncate(n);
+                Some((Ok(Bytes::from(chunk)), Some(reader)))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading a media file failed while serving it");
+                Some((Err(e), None))
+            }
+        }
+    })
+}

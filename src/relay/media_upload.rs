@@ -1,0 +1,154 @@
+//! The files of an inbound message, made the relay's before the message
+//! goes (`POST {media}`, docs/relay-protocol.md): the relay cannot fetch
+//! from a bridge behind NAT, so the bridge uploads each file it keeps and
+//! sends the relay's URL in place of its own path. The relay's URL is
+//! recorded with the file, so a retry or a restart does not upload it
+//! again.
+
+use tokio::io::AsyncReadExt;
+
+use super::Deps;
+use super::client::{RelayError, Upload};
+use crate::api::dto::AttachmentBody;
+use crate::media::media_id_of;
+use crate::store::{InboundRecord, MediaContent, MediaRecord, StoreError};
+
+/// The attachments to send to the relay.
+pub struct RelayAttachments {
+    pub attachments: Vec<AttachmentBody>,
+    /// Files the message named that the bridge no longer has and the relay
+    /// never got (a store restored from a backup, which holds no files):
+    /// left out, and counted in `origin.missing_attachments`.
+    pub missing: u32,
+}
+
+pub enum UploadFailure {
+    /// The relay refused or could not be reached: classified as a refused
+    /// or failed message POST is.
+    Relay(RelayError),
+    /// The bridge's store or file could not be read or written.
+    Store(StoreError),
+    /// Shut down while an upload was in flight; nothing recorded.
+    Stopped,
+}
+
+/// `m`'s attachments as the relay should see them, uploading the files the
+/// bridge keeps that the relay does not have yet, one at a time.
+pub async fn relay_attachments(
+    deps: &Deps,
+    m: &InboundRecord,
+) -> Result<RelayAttachments, UploadFailure> {
+    let mut relayed = RelayAttachments {
+        attachments: Vec::with_capacity(m.attachments.len()),
+        missing: 0,
+    };
+    for attachment in &m.attachments {
+        let Some(id) = media_id_of(&attachment.url) else {
+            relayed.attachments.push(AttachmentBody::from(attachment));
+            continue;
+        };
+        let store = &deps.state.store;
+        let record = store.get_media(id).await.map_err(UploadFailure::Store)?;
+        // A file of another endpoint is not this message's to send.
+        let record = record.filter(|r| r.channel == m.channel && r.phone_id == m.phone_id);
+        let relay_url = match record {
+            Some(MediaRecord {
+                relay_url: Some(url),
+                ..
+            }) => Some(url),
+            Some(_) => upload(deps, id).await?,
+            None => None,
+        };
+        match relay_url {
+            Some(url) => relayed.attachments.push(AttachmentBody {
+                url,
+                ..AttachmentBody::from(attachment)
+            }),
+            None => {
+                tracing::warn!(inbound_id = %m.id, media_id = %id,
+                    "a file of an inbound message is no longer kept; forwarded without it");
+                relayed.missing += 1;
+            }
+        }
+    }
+    Ok(relayed)
+}
+
+/// Upload file `id` and record the relay's URL for it; `None` if the
+/// bridge has no file to upload.
+async fn upload(deps: &Deps, id: &str) -> Result<Option<String>, UploadFailure> {
+    let store = &deps.state.store;
+    let (record, mut reader) = match store.open_media(id).await {
+        Ok(MediaContent::Found(record, reader)) => (record, reader),
+        Ok(MediaContent::Missing | MediaContent::Gone(_)) => return Ok(None),
+        Err(e) => return Err(UploadFailure::Store(e)),
+    };
+    let mut bytes = Vec::with_capacity(record.size as usize);
+    reader.read_to_end(&mut bytes).await.map_err(|e| {
+        UploadFailure::Store(StoreError::Unavailable(format!(
+            "cannot read media file {id}: {e}"
+        )))
+    })?;
+    let upload = Upload {
+        bytes,
+        content_type: record
+            .content_type
+            .clone()
+            .unwrap_or_else(|| "application/octet-stream".into()),
+        filename: record.filename.clone(),
+        idempotency_key: record.id.clone(),
+        phone_id: deps.settings.phone_id.clone(),
+    };
+    let path = &deps.settings.config.paths.media;
+    // As for a message POST: dropping the upload at shutdown is safe, it
+    // goes again with the same Idempotency-Key.
+    let answer = tokio::select! {
+        _ = deps.shutdown.cancelled() => return Err(UploadFailure::Stopped),
+        answer = deps.client.upload(path, upload) => answer.map_err(UploadFailure::Relay)?,
+    };
+    let url = relay_url_in(&answer).ok_or_else(|| {
+        UploadFailure::Relay(RelayError::BadAnswer {
+            path: path.clone(),
+            reason: "expected {\"url\": \"https://…\"}".into(),
+        })
+    })?;
+    tracing::debug!(media_id = %id, "file uploaded to the relay");
+    store
+        .record_media_relay_url(id, &url)
+        .await
+        .map_err(UploadFailure::Store)?;
+    Ok(Some(url))
+}
+
+/// The `url` of a `POST {media}` answer: an http(s) URL, as every
+/// attachment the relay hands the bridge is.
+fn relay_url_in(answer: &serde_json::Value) -> Option<String> {
+    answer["url"]
+        .as_str()
+        .filter(|url| url.starts_with("https://") || url.starts_with("http://"))
+        .filter(|url| url.len() <= 2048)
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn only_an_http_url_is_taken_from_the_relay_s_answer() {
+        let url = relay_url_in(&json!({"url": "https://relay.example/f/1"}));
+        assert_eq!(url.as_deref(), Some("https://relay.example/f/1"));
+        for bad in [
+            json!(null),
+            json!({}),
+            json!({"url": 5}),
+            json!({"url": "/f/1"}),
+            json!({"url": "javascript:alert(1)"}),
+            json!({"url": format!("https://r/{}", "x".repeat(2048))}),
+        ] {
+            assert_eq!(relay_url_in(&bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! The store's view of received files (`EventSink::save_media`): kept as a
+//! row and a file, named by an id, found again by the API and the relay
+//! link.
+
+use phonerelay_channel::ChannelKind;
+
+/// A file an endpoint received, to be kept.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewMedia {
+    pub channel: ChannelKind,
+    pub phone_id: String,
+    pub content_type: Option<String>,
+    pub filename: Option<String>,
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for NewMedia {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewMedia")
+            .field("channel", &self.channel)
+            .field("phone_id", &self.phone_id)
+            .field("content_type", &self.content_type)
+            .field("filename", &self.filename)
+            .field("bytes", &format_args!("<{} bytes>", self.bytes.len()))
+            .finish()
+    }
+}
+
+/// A kept file's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaRecord {
+    /// A UUIDv7, as inbound ids are; also the file's name.
+    pub id: String,
+    pub channel: ChannelKind,
+    pub phone_id: String,
+    pub content_type: Option<String>,
+    pub filename: Option<String>,
+    pub size: u64,
+    /// Lower-case hex SHA-256 of the bytes.
+    pub sha256: String,
+    pub created_at_ms: i64,
+    /// Where the relay keeps its copy, once uploaded: a retry or a restart
+    /// sends this instead of uploading again.
+    pub relay_url: Option<String>,
+    /// The inbound message that carries it, once one was committed.
+    pub inbound_id: Option<String>,
+}
+
+/// What [`crate::store::Store::save_media`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaSaved {
+    /// The file and its row are durable.
+    Saved(MediaRecord),
+    /// Over `storage.max_media_bytes` (0: no file is kept); nothing was
+    /// written.
+    TooLarge { size: u64, limit: u64 },
+}
+
+/// A kept file's bytes, read as they are needed.
+pub type MediaReader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
+/// What [`crate::store::Store::open_media`] found.
+pub enum MediaContent {
+    /// No such row.
+    Missing,
+    /// The row is there but its file is not, or not whole: a store put
+    /// back from a backup, which holds no files (`phonerelay restore`).
+    Gone(MediaRecord),
+    /// The row and its file, `record.size` bytes long.
+    Found(MediaRecord, MediaReader),
+}
+
+/// What the start-up sweep of the media folder found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaSweep {
+    /// Files without a row (a crash between writing the file and
+    /// committing its row) and unfinished temporary files, removed.
+    pub orphans_removed: usize,
+    /// Rows whose file is not there (a restored backup): served as gone.
+    pub rows_without_file: usize,
+}

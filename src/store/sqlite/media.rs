@@ -1,0 +1,114 @@
+//! The `media` table (migration 11): one row per kept file, tied to the
+//! inbound message that carries it once that commits.
+
+use std::collections::HashSet;
+
+use phonerelay_channel::Attachment;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::rows::Kind;
+use crate::media::media_id_of;
+use crate::store::{MediaRecord, StoreResult};
+
+const COLUMNS: &str = "id, channel, phone_id, content_type, filename, size, sha256, created_at, \
+     relay_url, inbound_id";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<MediaRecord> {
+    Ok(MediaRecord {
+        id: row.get(0)?,
+        channel: row.get::<_, Kind>(1)?.0,
+        phone_id: row.get(2)?,
+        content_type: row.get(3)?,
+        filename: row.get(4)?,
+        size: row.get::<_, i64>(5)? as u64,
+        sha256: row.get(6)?,
+        created_at_ms: row.get(7)?,
+        relay_url: row.get(8)?,
+        inbound_id: row.get(9)?,
+    })
+}
+
+pub fn insert(conn: &Connection, m: &MediaRecord) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO media (id, channel, phone_id, content_type, filename, size, sha256,
+            created_at, relay_url, inbound_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, NULL)",
+    )?
+    .execute(params![
+        m.id,
+        m.channel.as_str(),
+        m.phone_id,
+        m.content_type,
+        m.filename,
+        m.size as i64,
+        m.sha256,
+        m.created_at_ms,
+    ])?;
+    Ok(())
+}
+
+pub fn get(conn: &Connection, id: &str) -> StoreResult<Option<MediaRecord>> {
+    let sql = format!("SELECT {COLUMNS} FROM media WHERE id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], from_row)
+        .optional()?)
+}
+
+pub fn set_relay_url(conn: &Connection, id: &str, relay_url: &str) -> StoreResult<()> {
+    conn.prepare_cached("UPDATE media SET relay_url = ?2 WHERE id = ?1")?
+        .execute([id, relay_url])?;
+    Ok(())
+}
+
+/// Tie the files `attachments` names to the inbound message `inbound_id`
+/// just committed, so they go when it is pruned. Only files of the same
+/// endpoint that no message took yet: an adapter cannot lend another
+/// endpoint's file, or take one back from the message that has it.
+pub fn claim_for(
+    conn: &Connection,
+    inbound_id: &str,
+    channel: &str,
+    phone_id: &str,
+    attachments: &[Attachment],
+) -> StoreResult<()> {
+    for id in attachments.iter().filter_map(|a| media_id_of(&a.url)) {
+        conn.prepare_cached(
+            "UPDATE media SET inbound_id = ?1
+             WHERE id = ?2 AND channel = ?3 AND phone_id = ?4 AND inbound_id IS NULL",
+        )?
+        .execute([inbound_id, id, channel, phone_id])?;
+    }
+    Ok(())
+}
+
+/// Up to ?2 files whose inbound message is gone (pruned), and those no
+/// message took that were saved before ?1 (an adapter saved one and then
+/// could not deliver its message). The media table holds one row per file
+/// kept, so reading it through is cheap next to the files themselves.
+const PRUNABLE: &str = "SELECT id FROM media
+    WHERE (inbound_id IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM inbound WHERE inbound.id = media.inbound_id))
+       OR (inbound_id IS NULL AND created_at < ?1)
+    LIMIT ?2";
+
+/// Delete the rows of up to `batch` prunable files; returns their ids, whose
+/// files the caller removes once this has committed.
+pub fn prune(conn: &Connection, unclaimed_before_ms: i64, batch: u32) -> StoreResult<Vec<String>> {
+    let ids = conn
+        .prepare_cached(PRUNABLE)?
+        .query_map(params![unclaimed_before_ms, batch], |row| row.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    for id in &ids {
+        conn.prepare_cached("DELETE FROM media WHERE id = ?1")?
+            .execute([id])?;
+    }
+    Ok(ids)
+}
+
+pub fn all_ids(conn: &Connection) -> StoreResult<HashSet<String>> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM media")?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<HashSet<String>, _>>()?)
+}

@@ -1,0 +1,266 @@
+//! Files received with inbound messages, on their way to the relay: each
+//! is uploaded (`POST {media}`) before its message, once, and the message
+//! carries the relay's URL in place of the bridge's path. The real daemon
+//! against the emulated relay.
+
+mod common;
+mod relay_support;
+
+use std::time::Duration;
+
+use common::TestChannel;
+use phonerelay_channel::{Attachment, ChannelEvent, ChannelKind, MediaUpload};
+use relay_support::{EmulatedRelay, PHONE_ID, RELAY_KEY, wa_inbound};
+
+const PICTURE: &[u8] = b"\x89PNG\r\n\x1a\n not really a picture \x00\xff";
+
+/// Save `bytes` through the channel's sink, as an adapter does with a file
+/// it received.
+async fn save(wa: &TestChannel, bytes: &[u8], filename: &str) -> Attachment {
+    wa.sink()
+        .await
+        .save_media(MediaUpload {
+            content_type: Some("image/png".into()),
+            filename: Some(filename.into()),
+            bytes: bytes.to_vec(),
+        })
+        .await
+        .expect("the file is kept")
+}
+
+/// A WhatsApp message carrying `attachment`.
+fn with_file(external_id: &str, text: &str, attachment: Attachment) -> ChannelEvent {
+    let ChannelEvent::Inbound(mut message) = wa_inbound("+15551230001", external_id, text, &[])
+    else {
+        unreachable!()
+    };
+    message.attachments = vec![attachment];
+    ChannelEvent::Inbound(message)
+}
+
+fn media_id(attachment: &Attachment) -> String {
+    attachment
+        .url
+        .strip_prefix("/api/v1/media/")
+        .expect("a bridge media path")
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_file_is_uploaded_before_its_message_which_carries_the_relay_s_url() {
+    let relay = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let _bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    let attachment = save(&wa, PICTURE, "Grüße an Ann.png").await;
+    wa.inject(with_file("f-1", "a picture", attachment.clone()))
+        .await
+        .unwrap();
+
+    relay
+        .wait_for("the message", |s| s.messages.len() == 1)
+        .await;
+    relay.with(|s| {
+        assert_eq!(s.uploads.len(), 1, "uploaded once, before the message");
+        let upload = &s.uploads[0];
+        assert_eq!(upload.bytes, PICTURE);
+        assert_eq!(upload.content_type.as_deref(), Some("image/png"));
+        assert_eq!(upload.filename.as_deref(), Some("Grüße an Ann.png"));
+        assert_eq!(
+            upload.idempotency_key.as_deref(),
+            Some(media_id(&attachment).as_str())
+        );
+        assert_eq!(upload.phone_id.as_deref(), Some(PHONE_ID));
+        let sent = &s.messages[0].body["attachments"];
+        assert_eq!(
+            sent,
+            &serde_json::json!([{
+                "url": "https://relay.test/files/1",
+                "content_type": "image/png",
+                "filename": "Grüße an Ann.png",
+                "size": PICTURE.len(),
+            }])
+        );
+        assert!(
+            s.messages[0].body["origin"]["missing_attachments"].is_null(),
+            "{}",
+            s.messages[0].body
+        );
+        assert!(!s.refused.contains(&"media"), "{:?}", s.refused);
+    });
+}
+
+/// The file is refused twice (503), then taken; the message is then
+/// refused for a while: it is sent again with the recorded URL, and the
+/// file is not uploaded again. The message arrives once.
+#[tokio::test]
+async fn an_upload_answered_503_is_tried_again_until_taken_and_the_message_arrives_once() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| {
+        s.fail_media_times = 2;
+        s.hold_marked = Some(503);
+    });
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    let attachment = save(&wa, PICTURE, "cat.png").await;
+    wa.inject(with_file("f-2", "HOLD after two failures", attachment))
+        .await
+        .unwrap();
+
+    relay
+        .wait_for("the message tried three times", |s| s.message_attempts >= 3)
+        .await;
+    relay.with(|s| {
+        assert_eq!(s.upload_attempts, 3, "two refused, one taken, no more");
+        assert_eq!(s.uploads.len(), 1);
+        // The message never went while its file was not taken.
+        for body in &s.message_attempt_bodies {
+            assert_eq!(
+                body["attachments"][0]["url"], "https://relay.test/files/1",
+                "{body}"
+            );
+        }
+    });
+    relay.with(|s| s.hold_marked = None);
+    relay
+        .wait_for("the message", |s| s.messages.len() == 1)
+        .await;
+    bridge
+        .wait_link("nothing pending or dead", |l| {
+            l["inbound_pending"] == 0 && l["inbound_dead"] == 0
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.with(|s| {
+        assert_eq!(s.upload_attempts, 3);
+        assert_eq!(s.message_posts_taken, 1);
+        assert_eq!(s.messages.len(), 1);
+        assert_eq!(
+            s.messages[0].body["attachments"][0]["url"],
+            "https://relay.test/files/1"
+        );
+    });
+}
+
+/// The bridge stops after the relay took the file and before it took the
+/// message: the next run sends the message with the recorded URL, and
+/// does not upload the file again.
+#[tokio::test]
+async fn after_a_restart_between_upload_and_message_the_file_is_not_uploaded_again() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.hold_marked = Some(503));
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    let attachment = save(&wa, PICTURE, "cat.png").await;
+    wa.inject(with_file(
+        "f-3",
+        "HOLD until the restart",
+        attachment.clone(),
+    ))
+    .await
+    .unwrap();
+    relay
+        .wait_for("the file and a refused message", |s| {
+            s.uploads.len() == 1 && s.message_attempts >= 1
+        })
+        .await;
+    let recorded = bridge
+        .store()
+        .get_media(&media_id(&attachment))
+        .await
+        .unwrap()
+        .expect("the row");
+    assert_eq!(
+        recorded.relay_url.as_deref(),
+        Some("https://relay.test/files/1")
+    );
+
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge = bridge.restart(vec![wa.clone()]).await;
+    relay.with(|s| s.hold_marked = None);
+    relay
+        .wait_for("the message", |s| s.messages.len() == 1)
+        .await;
+    relay.with(|s| {
+        assert_eq!(s.upload_attempts, 1, "the file went once");
+        assert_eq!(
+            s.messages[0].body["attachments"][0]["url"],
+            "https://relay.test/files/1"
+        );
+    });
+    drop(bridge);
+}
+
+/// A refusal of the file is a refusal of the message: kept as a dead
+/// letter with the relay's code, and the next message goes on.
+#[tokio::test]
+async fn a_file_the_relay_refuses_makes_its_message_a_dead_letter() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.refuse_media = Some(413));
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    let attachment = save(&wa, PICTURE, "huge.png").await;
+    wa.inject(with_file("f-4", "too big for the relay", attachment))
+        .await
+        .unwrap();
+    wa.inject(wa_inbound("+15551230002", "f-5", "plain text", &[]))
+        .await
+        .unwrap();
+
+    relay
+        .wait_for("the plain message", |s| s.messages.len() == 1)
+        .await;
+    let link = bridge
+        .wait_link("a dead letter", |l| l["inbound_dead"] == 1)
+        .await;
+    assert_eq!(link["inbound_pending"], 0, "{link}");
+    let (code, dead) = bridge
+        .get("/api/v1/relay/inbound?state=dead", &bridge.admin_key)
+        .await;
+    assert_eq!(code, 200, "{dead}");
+    let letter = &dead["messages"][0];
+    assert_eq!(letter["error"]["code"], "relay_http_413", "{dead}");
+    assert!(
+        letter["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("upload of a file")),
+        "{dead}"
+    );
+    relay.with(|s| {
+        assert_eq!(s.messages[0].body["text"], "plain text");
+        assert_eq!(s.message_attempts, 1, "the refused one was never POSTed");
+    });
+}
+
+/// A file the bridge no longer has (a restored backup holds none) and the
+/// relay never got: the message goes without it, and says so.
+#[tokio::test]
+async fn a_message_whose_file_is_gone_goes_without_it_and_says_so() {
+    let relay = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    let attachment = save(&wa, PICTURE, "lost.png").await;
+    let file = bridge
+        .dir
+        .path()
+        .join("state/media")
+        .join(media_id(&attachment));
+    assert!(file.is_file());
+    std::fs::remove_file(&file).unwrap();
+    wa.inject(with_file("f-6", "the file is gone", attachment))
+        .await
+        .unwrap();
+    relay
+        .wait_for("the message", |s| s.messages.len() == 1)
+        .await;
+    relay.with(|s| {
+        let body = &s.messages[0].body;
+        assert_eq!(body["attachments"], serde_json::json!([]), "{body}");
+        assert_eq!(body["origin"]["missing_attachments"], 1, "{body}");
+        assert_eq!(s.upload_attempts, 0);
+    });
+}
