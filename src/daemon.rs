@@ -138,6 +138,10 @@ pub async fn start(
         .await
         .map_err(ExitError::Runtime)?;
 
+    // The local socket before the TCP port: whoever sees the port accept
+    // (a script, `phonerelay status` right after a start) finds the socket
+    // there too, not a stale one from a killed run that nobody answers.
+    let local = crate::local_socket::bind(&loaded.state_dir());
     let listen = &loaded.config.server.listen;
     let listener = TcpListener::bind(listen)
         .await
@@ -169,7 +173,7 @@ pub async fn start(
         max_connections: config.config.server.max_connections as usize,
         serving: "server.listen",
     };
-    if let Some(local) = crate::local_socket::bind(&config.state_dir()) {
+    if let Some(local) = local {
         let local_stop = api::serve::Stop {
             graceful: shutdown.clone(),
             hard: hard_stop.clone(),
