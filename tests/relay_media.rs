@@ -264,3 +264,85 @@ async fn a_message_whose_file_is_gone_goes_without_it_and_says_so() {
         assert_eq!(s.upload_attempts, 0);
     });
 }
+
+/// A relay older than the bridge has no `{media}` route (404): the message
+/// with a file waits, its conversation with it, but the link is not taken
+/// for down: another sender's message without a file goes on. Once the
+/// relay takes files, the held one goes, with its file.
+#[tokio::test]
+async fn a_relay_without_a_media_route_holds_only_that_conversation() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.refuse_media = Some(404));
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let _bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    let attachment = save(&wa, PICTURE, "cat.png").await;
+    wa.inject(with_file("f-7", "a picture", attachment))
+        .await
+        .unwrap();
+    wa.inject(wa_inbound("+15551230002", "f-8", "plain text", &[]))
+        .await
+        .unwrap();
+    relay
+        .wait_for("the plain message and tried uploads", |s| {
+            s.messages.len() == 1 && s.upload_attempts >= 2
+        })
+        .await;
+    relay.with(|s| {
+        assert_eq!(s.messages[0].body["text"], "plain text");
+        s.refuse_media = None;
+    });
+    relay
+        .wait_for("the message with its file", |s| s.messages.len() == 2)
+        .await;
+    relay.with(|s| {
+        assert_eq!(s.messages[1].body["text"], "a picture");
+        assert_eq!(
+            s.messages[1].body["attachments"][0]["url"],
+            "https://relay.test/files/1"
+        );
+    });
+}
+
+/// A kept file that cannot be read (here a link that loops: root reads
+/// any file whatever its mode) holds back its own conversation only, and
+/// goes once it can be read again.
+#[tokio::test]
+async fn an_unreadable_file_holds_only_its_conversation() {
+    let relay = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    let attachment = save(&wa, PICTURE, "cat.png").await;
+    let file = bridge
+        .dir
+        .path()
+        .join("state/media")
+        .join(media_id(&attachment));
+    std::fs::remove_file(&file).unwrap();
+    std::os::unix::fs::symlink(&file, &file).unwrap();
+    wa.inject(with_file("f-9", "a picture", attachment))
+        .await
+        .unwrap();
+    wa.inject(wa_inbound("+15551230002", "f-10", "plain text", &[]))
+        .await
+        .unwrap();
+    relay
+        .wait_for("the plain message", |s| s.messages.len() == 1)
+        .await;
+    let link = bridge
+        .wait_link("the held message retried", |l| l["inbound_pending"] == 1)
+        .await;
+    assert_eq!(link["inbound_dead"], 0, "{link}");
+    relay.with(|s| assert_eq!(s.upload_attempts, 0));
+
+    std::fs::remove_file(&file).unwrap();
+    std::fs::write(&file, PICTURE).unwrap();
+    relay
+        .wait_for("the message with its file", |s| s.messages.len() == 2)
+        .await;
+    relay.with(|s| {
+        assert_eq!(s.messages[1].body["text"], "a picture");
+        assert_eq!(s.uploads[0].bytes, PICTURE);
+    });
+}

@@ -269,6 +269,15 @@ async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attemp
             None => return Attempt::Stopped,
         },
         Err(UploadFailure::Relay(e)) => Err(e),
+        Err(UploadFailure::NoMediaRoute(e)) => {
+            tracing::warn!(id = %m.id, error = %e, "the relay has no route for files (older than the bridge?); this conversation waits, the others go on");
+            let reason = format!("the upload of a file found no route: {e}");
+            return hold(deps, item, route, e.code(), reason, Some(&e)).await;
+        }
+        Err(UploadFailure::Unreadable(why)) => {
+            tracing::error!(id = %m.id, error = %why, "a file to upload cannot be read; this conversation waits, the others go on");
+            return hold(deps, item, route, "media_unreadable".into(), why, None).await;
+        }
         Err(UploadFailure::Stopped) => return Attempt::Stopped,
         Err(UploadFailure::Store(e)) => {
             // As when an outcome cannot be recorded: the store is failing
@@ -349,6 +358,46 @@ async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attemp
                 next_at_ms,
             }
         }
+    }
+}
+
+/// Hold back `item`'s conversation alone, for a fault of its own that
+/// retrying may mend (a file the relay has no route for yet, one the
+/// bridge cannot read now): recorded as a retry with backoff; messages of
+/// other conversations go on meanwhile.
+async fn hold(
+    deps: &Deps,
+    item: &RelayInbound,
+    route: Route,
+    code: String,
+    reason: String,
+    error: Option<&crate::relay::RelayError>,
+) -> Attempt {
+    let now = now_ms();
+    let attempt = item.attempts.saturating_add(1);
+    let delay = match error {
+        Some(e) => deps.backoff_ms(attempt, e),
+        None => deps.retry_delay_ms(attempt),
+    };
+    let next_at_ms = now + delay as i64;
+    let recorded = record(
+        deps,
+        &item.inbound.id,
+        RelayInboundOutcome::Retry {
+            to: Some(route.to),
+            route: Some(route.route),
+            code,
+            reason,
+            next_attempt_at_ms: next_at_ms,
+            now_ms: now,
+        },
+    )
+    .await;
+    Attempt::Later {
+        // Unrecorded, the message stays due now: only holding everything
+        // back keeps the next round from trying it at once.
+        link_down: !recorded,
+        next_at_ms,
     }
 }
 

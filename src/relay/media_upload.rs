@@ -26,7 +26,16 @@ pub enum UploadFailure {
     /// The relay refused or could not be reached: classified as a refused
     /// or failed message POST is.
     Relay(RelayError),
-    /// The bridge's store or file could not be read or written.
+    /// The relay has no `{media}` route (404, 405): a relay older than the
+    /// bridge, or a proxy answering while the relay restarts. Unlike a
+    /// message POST's, this does not say the relay is away (messages
+    /// without files still go), so only this message's conversation waits.
+    NoMediaRoute(RelayError),
+    /// The file is there but cannot be read (its permissions, a bad
+    /// sector): only this message's conversation waits, for an operator.
+    Unreadable(String),
+    /// The bridge's store could not be read or written: every message
+    /// would meet it.
     Store(StoreError),
     /// Shut down while an upload was in flight; nothing recorded.
     Stopped,
@@ -81,14 +90,14 @@ async fn upload(deps: &Deps, id: &str) -> Result<Option<String>, UploadFailure> 
     let (record, mut reader) = match store.open_media(id).await {
         Ok(MediaContent::Found(record, reader)) => (record, reader),
         Ok(MediaContent::Missing | MediaContent::Gone(_)) => return Ok(None),
-        Err(e) => return Err(UploadFailure::Store(e)),
+        // Its row was read: the file, not the store, is what fails.
+        Err(e) => return Err(UploadFailure::Unreadable(e.to_string())),
     };
     let mut bytes = Vec::with_capacity(record.size as usize);
-    reader.read_to_end(&mut bytes).await.map_err(|e| {
-        UploadFailure::Store(StoreError::Unavailable(format!(
-            "cannot read media file {id}: {e}"
-        )))
-    })?;
+    reader
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| UploadFailure::Unreadable(format!("cannot read media file {id}: {e}")))?;
     let upload = Upload {
         bytes,
         content_type: record
@@ -104,7 +113,10 @@ async fn upload(deps: &Deps, id: &str) -> Result<Option<String>, UploadFailure> 
     // goes again with the same Idempotency-Key.
     let answer = tokio::select! {
         _ = deps.shutdown.cancelled() => return Err(UploadFailure::Stopped),
-        answer = deps.client.upload(path, upload) => answer.map_err(UploadFailure::Relay)?,
+        answer = deps.client.upload(path, upload) => answer.map_err(|e| match e {
+            RelayError::Http { status: 404 | 405, .. } => UploadFailure::NoMediaRoute(e),
+            e => UploadFailure::Relay(e),
+        })?,
     };
     let url = relay_url_in(&answer).ok_or_else(|| {
         UploadFailure::Relay(RelayError::BadAnswer {
