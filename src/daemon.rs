@@ -143,9 +143,16 @@ pub async fn start(
     // there too, not a stale one from a killed run that nobody answers.
     let local = crate::local_socket::bind(&loaded.state_dir());
     let listen = &loaded.config.server.listen;
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| ExitError::Runtime(format!("cannot listen on {listen}: {e}")))?;
+    let listener = match TcpListener::bind(listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            // Nobody will answer on the socket bound above.
+            if local.is_some() {
+                crate::local_socket::remove(&loaded.state_dir());
+            }
+            return Err(ExitError::Runtime(format!("cannot listen on {listen}: {e}")));
+        }
+    };
     let addr = listener
         .local_addr()
         .map_err(|e| ExitError::Runtime(e.to_string()))?;

@@ -502,6 +502,35 @@ fn the_cli_gets_in_on_the_local_socket_while_tcp_is_at_its_limit() {
     assert!(!socket.exists(), "a clean stop removes the socket");
 }
 
+/// A daemon that cannot have its port (another process holds it) stops
+/// with exit code 1 and leaves no local socket behind, which a `status`
+/// would find and nobody answer.
+#[test]
+fn a_port_in_use_stops_the_daemon_and_leaves_no_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let path = write_config(
+        dir.path(),
+        &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nstate_dir = \"state\"\n"),
+    );
+    let mut serve = bin();
+    serve.args(["serve", "--config", path.to_str().unwrap()]);
+    let out = output_within(serve, std::time::Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot listen on"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        dir.path().join("state").is_dir(),
+        "the store was opened first"
+    );
+    assert!(!dir.path().join("state").join("phonerelay.sock").exists());
+    drop(taken);
+}
+
 /// Run `command` to its end, failing the test (and killing it) if that
 /// takes longer than `limit`: a CLI that hangs is the fault looked for.
 fn output_within(

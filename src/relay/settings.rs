@@ -152,6 +152,16 @@ pub async fn resolve(
             ));
         }
     };
+    // A pairing an older build saved may name a URL this one refuses (a
+    // user and password in it, which the link's log lines would print):
+    // said without the URL.
+    if !crate::config::is_relay_url(&url) {
+        return Err(Unresolved::Incomplete(
+            "the relay URL is not one this bridge takes (an http(s) URL with a host and no \
+             user or password); run `phonerelay pair` again"
+                .into(),
+        ));
+    }
     let file = key_file(loaded);
     let key = match std::fs::read_to_string(&file) {
         Ok(text) if !text.trim().is_empty() => text.trim().to_string(),
@@ -235,5 +245,33 @@ mod tests {
             .await
             .unwrap();
         assert!(resolve(&loaded, &store).await.unwrap().is_some());
+    }
+
+    /// A pairing an older build saved with a password in its URL builds
+    /// no link, and the refusal does not show it.
+    #[tokio::test]
+    async fn a_paired_url_with_a_password_builds_no_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = load_from_str(
+            "[storage]\nstate_dir = \"state\"\n",
+            &dir.path().join("phonerelay.toml"),
+            dir.path().into(),
+        )
+        .unwrap();
+        std::fs::create_dir_all(loaded.state_dir()).unwrap();
+        let store = SqliteStore::open(&loaded.database_path()).unwrap();
+        std::fs::write(key_file(&loaded), "relay-key\n").unwrap();
+        let pairing = Pairing {
+            url: "https://bridge:s3cret@relay.invalid".into(),
+            ..paired_with(None)
+        };
+        save_pairing(&store, Some(&pairing)).await.unwrap();
+        match resolve(&loaded, &store).await {
+            Err(Unresolved::Incomplete(why)) => {
+                assert!(why.contains("pair` again"), "{why}");
+                assert!(!why.contains("s3cret"), "{why}");
+            }
+            other => panic!("a link was built: {other:?}"),
+        }
     }
 }

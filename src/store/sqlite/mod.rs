@@ -432,23 +432,29 @@ impl Store for SqliteStore {
         if limit == 0 || size > limit {
             return Ok(MediaSaved::TooLarge { size, limit });
         }
+        let id = uuid::Uuid::now_v7().to_string();
+        let (dir, file_id, bytes) = (self.media_dir.clone(), id.clone(), media.bytes);
+        // Hashing up to `max_media_bytes` and writing them block: off the
+        // runtime's threads, both.
+        let sha256 = tokio::task::spawn_blocking(move || {
+            media_files::write_durably(&dir, &file_id, &bytes)
+                .map(|()| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)))
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("writing a media file failed: {e}")))?
+        .map_err(|e| StoreError::Unavailable(format!("cannot write a media file: {e}")))?;
         let record = MediaRecord {
-            id: uuid::Uuid::now_v7().to_string(),
+            id,
             channel: media.channel,
             phone_id: media.phone_id,
             content_type: media.content_type,
             filename: media.filename,
             size,
-            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&media.bytes)),
+            sha256,
             created_at_ms: now_ms,
             relay_url: None,
             inbound_id: None,
         };
-        let (dir, id, bytes) = (self.media_dir.clone(), record.id.clone(), media.bytes);
-        tokio::task::spawn_blocking(move || media_files::write_durably(&dir, &id, &bytes))
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("writing a media file failed: {e}")))?
-            .map_err(|e| StoreError::Unavailable(format!("cannot write a media file: {e}")))?;
         let row = record.clone();
         match self
             .writer
