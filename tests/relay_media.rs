@@ -346,3 +346,45 @@ async fn an_unreadable_file_holds_only_its_conversation() {
         assert_eq!(s.uploads[0].bytes, PICTURE);
     });
 }
+
+/// The file went to one relay, its message not yet; then the bridge is
+/// pointed at another relay: that one gets the file too (its own URL in
+/// the message), not the first relay's URL.
+#[tokio::test]
+async fn after_a_move_to_another_relay_the_file_is_uploaded_to_that_one() {
+    let first = EmulatedRelay::start().await;
+    first.with(|s| s.hold_marked = Some(503));
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge =
+        common::start_bridge(&first.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    let attachment = save(&wa, PICTURE, "cat.png").await;
+    wa.inject(with_file("f-11", "HOLD until the move", attachment))
+        .await
+        .unwrap();
+    first
+        .wait_for("the file and a refused message", |s| {
+            s.uploads.len() == 1 && s.message_attempts >= 1
+        })
+        .await;
+
+    let second = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let config = format!(
+        "{}{}",
+        common::FAST_OUTBOX,
+        second.bridge_config("push", Some("ops"))
+    );
+    let bridge = bridge.restart_with(&config, vec![wa.clone()]).await;
+    second
+        .wait_for("the message", |s| s.messages.len() == 1)
+        .await;
+    second.with(|s| {
+        assert_eq!(s.uploads.len(), 1, "the second relay got the file");
+        assert_eq!(s.uploads[0].bytes, PICTURE);
+        assert_eq!(
+            s.messages[0].body["attachments"][0]["url"],
+            "https://relay.test/files/1"
+        );
+    });
+    drop(bridge);
+}

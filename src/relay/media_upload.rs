@@ -60,11 +60,14 @@ pub async fn relay_attachments(
         let record = store.get_media(id).await.map_err(UploadFailure::Store)?;
         // A file of another endpoint is not this message's to send.
         let record = record.filter(|r| r.channel == m.channel && r.phone_id == m.phone_id);
+        // Uploaded before, to this relay: its copy. To another relay (a
+        // re-pair since), or not yet: upload.
         let relay_url = match record {
             Some(MediaRecord {
                 relay_url: Some(url),
+                relay_base: Some(base),
                 ..
-            }) => Some(url),
+            }) if base == deps.settings.url => Some(url),
             Some(_) => upload(deps, id).await?,
             None => None,
         };
@@ -126,7 +129,7 @@ async fn upload(deps: &Deps, id: &str) -> Result<Option<String>, UploadFailure> 
     })?;
     tracing::debug!(media_id = %id, "file uploaded to the relay");
     store
-        .record_media_relay_url(id, &url)
+        .record_media_relay_url(id, &url, &deps.settings.url)
         .await
         .map_err(UploadFailure::Store)?;
     Ok(Some(url))

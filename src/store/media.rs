@@ -44,6 +44,9 @@ pub struct MediaRecord {
     pub relay_url: Option<String>,
     /// The inbound message that carries it, once one was committed.
     pub inbound_id: Option<String>,
+    /// The base URL of the relay `relay_url` is on: after a re-pair to
+    /// another relay, the file is uploaded to that one.
+    pub relay_base: Option<String>,
 }
 
 /// What [`crate::store::Store::save_media`] did.

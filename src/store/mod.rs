@@ -230,8 +230,14 @@ pub trait Store: Send + Sync + 'static {
     async fn get_media(&self, id: &str) -> StoreResult<Option<MediaRecord>>;
     /// The row and a reader of its bytes.
     async fn open_media(&self, id: &str) -> StoreResult<MediaContent>;
-    /// Where the relay keeps its copy of the file (`POST {media}`).
-    async fn record_media_relay_url(&self, id: &str, relay_url: &str) -> StoreResult<()>;
+    /// Where the relay at `relay_base` keeps its copy of the file
+    /// (`POST {media}`).
+    async fn record_media_relay_url(
+        &self,
+        id: &str,
+        relay_url: &str,
+        relay_base: &str,
+    ) -> StoreResult<()>;
     /// Delete up to `batch` kept files (row, then file) whose inbound
     /// message is gone, and those no inbound message took that were saved
     /// before `unclaimed_before_ms`; returns how many went.

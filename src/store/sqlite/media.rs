@@ -11,7 +11,7 @@ use crate::media::media_id_of;
 use crate::store::{MediaRecord, StoreResult};
 
 const COLUMNS: &str = "id, channel, phone_id, content_type, filename, size, sha256, created_at, \
-     relay_url, inbound_id";
+     relay_url, inbound_id, relay_base";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<MediaRecord> {
     Ok(MediaRecord {
@@ -25,6 +25,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<MediaRecord> {
         created_at_ms: row.get(7)?,
         relay_url: row.get(8)?,
         inbound_id: row.get(9)?,
+        relay_base: row.get(10)?,
     })
 }
 
@@ -55,9 +56,14 @@ pub fn get(conn: &Connection, id: &str) -> StoreResult<Option<MediaRecord>> {
         .optional()?)
 }
 
-pub fn set_relay_url(conn: &Connection, id: &str, relay_url: &str) -> StoreResult<()> {
-    conn.prepare_cached("UPDATE media SET relay_url = ?2 WHERE id = ?1")?
-        .execute([id, relay_url])?;
+pub fn set_relay_url(
+    conn: &Connection,
+    id: &str,
+    relay_url: &str,
+    relay_base: &str,
+) -> StoreResult<()> {
+    conn.prepare_cached("UPDATE media SET relay_url = ?2, relay_base = ?3 WHERE id = ?1")?
+        .execute([id, relay_url, relay_base])?;
     Ok(())
 }
 

@@ -454,6 +454,7 @@ impl Store for SqliteStore {
             created_at_ms: now_ms,
             relay_url: None,
             inbound_id: None,
+            relay_base: None,
         };
         let row = record.clone();
         match self
@@ -490,10 +491,16 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn record_media_relay_url(&self, id: &str, relay_url: &str) -> StoreResult<()> {
-        let (id, relay_url) = (id.to_string(), relay_url.to_string());
+    async fn record_media_relay_url(
+        &self,
+        id: &str,
+        relay_url: &str,
+        relay_base: &str,
+    ) -> StoreResult<()> {
+        let (id, relay_url, relay_base) =
+            (id.to_string(), relay_url.to_string(), relay_base.to_string());
         self.writer
-            .write(move |conn| media::set_relay_url(conn, &id, &relay_url))
+            .write(move |conn| media::set_relay_url(conn, &id, &relay_url, &relay_base))
             .await
     }
 

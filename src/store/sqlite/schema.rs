@@ -280,7 +280,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "#,
     // 11: files received with inbound messages (`EventSink::save_media`),
     // kept in `media/<id>` beside the store. `relay_url` is the relay's
-    // copy once uploaded; `inbound_id` the message that carries the file,
+    // copy once uploaded, to the relay whose base URL is `relay_base` (a
+    // re-pair to another relay uploads again); `inbound_id` the message that carries the file,
     // once committed, so the file goes when that message is pruned.
     r#"
     CREATE TABLE media (
@@ -293,7 +294,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
         sha256       TEXT NOT NULL,
         created_at   INTEGER NOT NULL,
         relay_url    TEXT,
-        inbound_id   TEXT
+        inbound_id   TEXT,
+        relay_base   TEXT
     );
     "#,
 ];
