@@ -6,6 +6,7 @@
 mod common;
 mod relay_support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::TestChannel;
@@ -13,6 +14,14 @@ use phonerelay_channel::{Attachment, ChannelEvent, ChannelKind, MediaUpload};
 use relay_support::{EmulatedRelay, PHONE_ID, RELAY_KEY, wa_inbound};
 
 const PICTURE: &[u8] = b"\x89PNG\r\n\x1a\n not really a picture \x00\xff";
+
+/// A bridge on `relay` with one WhatsApp endpoint, a test channel.
+async fn bridge_on(relay: &EmulatedRelay) -> (common::TestDaemon, Arc<TestChannel>) {
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    (bridge, wa)
+}
 
 /// Save `bytes` through the channel's sink, as an adapter does with a file
 /// it received.
@@ -49,9 +58,7 @@ fn media_id(attachment: &Attachment) -> String {
 #[tokio::test]
 async fn a_file_is_uploaded_before_its_message_which_carries_the_relay_s_url() {
     let relay = EmulatedRelay::start().await;
-    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let _bridge =
-        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    let (_bridge, wa) = bridge_on(&relay).await;
     let attachment = save(&wa, PICTURE, "Grüße an Ann.png").await;
     wa.inject(with_file("f-1", "a picture", attachment.clone()))
         .await
@@ -100,9 +107,7 @@ async fn an_upload_answered_503_is_tried_again_until_taken_and_the_message_arriv
         s.fail_media_times = 2;
         s.hold_marked = Some(503);
     });
-    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let bridge =
-        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    let (bridge, wa) = bridge_on(&relay).await;
     let attachment = save(&wa, PICTURE, "cat.png").await;
     wa.inject(with_file("f-2", "HOLD after two failures", attachment))
         .await
@@ -150,9 +155,7 @@ async fn an_upload_answered_503_is_tried_again_until_taken_and_the_message_arriv
 async fn after_a_restart_between_upload_and_message_the_file_is_not_uploaded_again() {
     let relay = EmulatedRelay::start().await;
     relay.with(|s| s.hold_marked = Some(503));
-    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let bridge =
-        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    let (bridge, wa) = bridge_on(&relay).await;
     let attachment = save(&wa, PICTURE, "cat.png").await;
     wa.inject(with_file(
         "f-3",
@@ -199,9 +202,7 @@ async fn after_a_restart_between_upload_and_message_the_file_is_not_uploaded_aga
 async fn a_file_the_relay_refuses_makes_its_message_a_dead_letter() {
     let relay = EmulatedRelay::start().await;
     relay.with(|s| s.refuse_media = Some(413));
-    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let bridge =
-        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    let (bridge, wa) = bridge_on(&relay).await;
     let attachment = save(&wa, PICTURE, "huge.png").await;
     wa.inject(with_file("f-4", "too big for the relay", attachment))
         .await
@@ -240,9 +241,7 @@ async fn a_file_the_relay_refuses_makes_its_message_a_dead_letter() {
 #[tokio::test]
 async fn a_message_whose_file_is_gone_goes_without_it_and_says_so() {
     let relay = EmulatedRelay::start().await;
-    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let bridge =
-        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    let (bridge, wa) = bridge_on(&relay).await;
     let attachment = save(&wa, PICTURE, "lost.png").await;
     let file = bridge
         .dir
@@ -273,9 +272,7 @@ async fn a_message_whose_file_is_gone_goes_without_it_and_says_so() {
 async fn a_relay_without_a_media_route_holds_only_that_conversation() {
     let relay = EmulatedRelay::start().await;
     relay.with(|s| s.refuse_media = Some(404));
-    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let _bridge =
-        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    let (_bridge, wa) = bridge_on(&relay).await;
     let attachment = save(&wa, PICTURE, "cat.png").await;
     wa.inject(with_file("f-7", "a picture", attachment))
         .await
@@ -310,9 +307,7 @@ async fn a_relay_without_a_media_route_holds_only_that_conversation() {
 #[tokio::test]
 async fn an_unreadable_file_holds_only_its_conversation() {
     let relay = EmulatedRelay::start().await;
-    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let bridge =
-        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    let (bridge, wa) = bridge_on(&relay).await;
     let attachment = save(&wa, PICTURE, "cat.png").await;
     let file = bridge
         .dir
@@ -354,9 +349,7 @@ async fn an_unreadable_file_holds_only_its_conversation() {
 async fn after_a_move_to_another_relay_the_file_is_uploaded_to_that_one() {
     let first = EmulatedRelay::start().await;
     first.with(|s| s.hold_marked = Some(503));
-    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let bridge =
-        common::start_bridge(&first.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    let (bridge, wa) = bridge_on(&first).await;
     let attachment = save(&wa, PICTURE, "cat.png").await;
     wa.inject(with_file("f-11", "HOLD until the move", attachment))
         .await

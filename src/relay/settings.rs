@@ -199,6 +199,19 @@ mod tests {
     use crate::config::load_from_str;
     use crate::store::SqliteStore;
 
+    /// A config with its state dir under `dir`, and its store.
+    fn config_and_store(dir: &std::path::Path) -> (LoadedConfig, SqliteStore) {
+        let loaded = load_from_str(
+            "[storage]\nstate_dir = \"state\"\n",
+            &dir.join("phonerelay.toml"),
+            dir.into(),
+        )
+        .unwrap();
+        std::fs::create_dir_all(loaded.state_dir()).unwrap();
+        let store = SqliteStore::open(&loaded.database_path()).unwrap();
+        (loaded, store)
+    }
+
     fn paired_with(key_sha256: Option<String>) -> Pairing {
         Pairing {
             url: "http://old-relay.invalid".into(),
@@ -216,14 +229,7 @@ mod tests {
     #[tokio::test]
     async fn a_key_file_the_pairing_did_not_record_is_not_sent() {
         let dir = tempfile::tempdir().unwrap();
-        let loaded = load_from_str(
-            "[storage]\nstate_dir = \"state\"\n",
-            &dir.path().join("phonerelay.toml"),
-            dir.path().into(),
-        )
-        .unwrap();
-        std::fs::create_dir_all(loaded.state_dir()).unwrap();
-        let store = SqliteStore::open(&loaded.database_path()).unwrap();
+        let (loaded, store) = config_and_store(dir.path());
         std::fs::write(key_file(&loaded), "new-relay-key\n").unwrap();
 
         let old = paired_with(Some(key_fingerprint("old-relay-key")));
@@ -252,14 +258,7 @@ mod tests {
     #[tokio::test]
     async fn a_paired_url_with_a_password_builds_no_link() {
         let dir = tempfile::tempdir().unwrap();
-        let loaded = load_from_str(
-            "[storage]\nstate_dir = \"state\"\n",
-            &dir.path().join("phonerelay.toml"),
-            dir.path().into(),
-        )
-        .unwrap();
-        std::fs::create_dir_all(loaded.state_dir()).unwrap();
-        let store = SqliteStore::open(&loaded.database_path()).unwrap();
+        let (loaded, store) = config_and_store(dir.path());
         std::fs::write(key_file(&loaded), "relay-key\n").unwrap();
         let pairing = Pairing {
             url: "https://bridge:s3cret@relay.invalid".into(),
