@@ -128,6 +128,8 @@ async fn a_conversation_older_than_the_ttl_no_longer_routes_replies_to_its_pchat
         common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
     let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
     send_from_pchat(&bridge, &key, "wa", "+15551230001", "alice", "r-1").await;
+    // The adapter is told who wrote (an e-mail's From name, say).
+    assert_eq!(wa.sent()[0].source.as_deref(), Some("alice"));
     let quoted = TestChannel::external_id(&wa.sent()[0]);
 
     // 29 days old, inside the 30-day TTL: a quoting reply and a plain one

@@ -73,6 +73,7 @@ async fn decide(
         to: record.to.clone(),
         text: record.text.clone(),
         subject: record.subject.clone(),
+        source: record.source.clone(),
         attachments: record.attachments.clone(),
         reply_to_external_id: record.reply_to_external_id.clone(),
         options: record.options.clone(),

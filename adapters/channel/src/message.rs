@@ -57,6 +57,11 @@ pub struct OutboundMessage {
     pub to: String,
     pub text: String,
     pub subject: Option<String>,
+    /// The pChat address of the sender (`alice`), when the relay gave one:
+    /// for what the channel shows of them (an e-mail's From name, a
+    /// "alice:" prefix). Replies find their way back through the core's
+    /// reply routing, not through this.
+    pub source: Option<String>,
     pub attachments: Vec<Attachment>,
     /// External message id this one answers (quote/thread on the channel).
     pub reply_to_external_id: Option<String>,

@@ -110,6 +110,7 @@ async fn run(modems: usize, per_modem: usize) -> Run {
                     to: "+15551230001".into(),
                     text: TEXT.into(),
                     subject: None,
+                    source: None,
                     attachments: Vec::new(),
                     reply_to_external_id: None,
                     options: None,

@@ -216,6 +216,7 @@ pub fn message(id: &str, to: &str, text: &str) -> OutboundMessage {
         to: to.into(),
         text: text.into(),
         subject: None,
+        source: None,
         attachments: Vec::new(),
         reply_to_external_id: None,
         options: None,
