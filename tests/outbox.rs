@@ -64,6 +64,63 @@ async fn transient_errors_are_retried_until_success() {
     assert_eq!(history, expected);
 }
 
+/// A refusal for one recipient alone (WhatsApp's pair rate limit) costs
+/// no attempt and does not pause the endpoint: a message to another
+/// recipient goes at once, the refused one after the wait the remote asked.
+#[tokio::test]
+async fn a_refusal_for_one_recipient_costs_no_attempt_and_holds_no_other() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    ch.script(vec![Step::Fail(SendError::recipient_limited(
+        "wa_131056",
+        "pair rate limit hit",
+        Some(Duration::from_millis(400)),
+    ))]);
+    let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
+    let refused = d.queue_sms("+15551230001", "first").await;
+    ch.wait_calls(1).await;
+    let other = d.queue_sms("+15551230002", "to someone else").await;
+    let sent_other = d.wait_status(&other, "sent").await;
+    let message = d
+        .get(&format!("/api/v1/messages/{refused}"), &d.admin_key)
+        .await
+        .1;
+    assert_eq!(message["status"], "queued", "{message}");
+    assert_eq!(message["error"]["code"], "wa_131056", "{message}");
+    assert_eq!(message["attempts"], 0, "no attempt spent: {message}");
+    let message = d.wait_status(&refused, "sent").await;
+    assert_eq!(message["attempts"], 1, "{message}");
+    let at = |m: &serde_json::Value, status: &str| {
+        m["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|h| h["status"] == status)
+            .map(|h| phonerelay::clock::parse_rfc3339(h["at"].as_str().unwrap()).unwrap())
+            .unwrap()
+    };
+    assert!(
+        at(&sent_other, "sent") < at(&message, "sent"),
+        "the other recipient went first"
+    );
+    let requeued = at(&message, "queued");
+    // Not held by a pause of the endpoint: sent while the refused one waited.
+    assert!(
+        at(&sent_other, "sent") < requeued + 150,
+        "the other recipient waited: {sent_other}"
+    );
+    // The remote asked for 400 ms; FAST_OUTBOX's retry_max_ms caps it at 200.
+    assert!(
+        at(&message, "sent") - requeued >= 190,
+        "sent before the wait: {message}"
+    );
+    let metrics = d.metrics_text().await;
+    assert!(
+        metrics.contains("reason=\"recipient_refused\""),
+        "{metrics}"
+    );
+}
+
 #[tokio::test]
 async fn permanent_errors_fail_at_once_with_the_reason() {
     let ch = TestChannel::new(ChannelKind::Sms, "m1");

@@ -102,6 +102,7 @@ async fn decide(
                 return release_after(ctx, record, Deferral::EndpointDown, Duration::ZERO);
             }
             ErrorClass::RateLimited => return refused(endpoint, ctx, record, error).await,
+            ErrorClass::RecipientLimited => return recipient_refused(ctx, record, error),
             ErrorClass::Transient | ErrorClass::Permanent => {}
         }
     }
@@ -156,6 +157,9 @@ pub enum Deferral {
     Refused,
     /// The endpoint pauses after a refusal, and this send waited for it.
     EndpointPaused,
+    /// The remote refused this send for its recipient alone
+    /// (`ErrorClass::RecipientLimited`).
+    RecipientRefused,
 }
 
 impl Deferral {
@@ -167,6 +171,7 @@ impl Deferral {
             Self::EndpointDown => "endpoint_down",
             Self::Refused => "refused",
             Self::EndpointPaused => "paused",
+            Self::RecipientRefused => "recipient_refused",
         }
     }
 
@@ -206,6 +211,7 @@ impl Deferral {
             Self::EndpointDown => "the endpoint could not send",
             Self::Refused => "the remote refused the send for now",
             Self::EndpointPaused => "the endpoint pauses after the remote refused a send",
+            Self::RecipientRefused => "the remote refused this recipient for now",
         }
     }
 
@@ -225,6 +231,36 @@ fn release_after(
 ) -> SendOutcome {
     let due = now_ms() + wait.as_millis() as i64;
     why.release(ctx, record.channel.as_str(), due)
+}
+
+/// The remote refused the send for now because of its recipient: put the
+/// message back, due when the remote said (or after `retry_initial_ms`),
+/// with the remote's own words. The endpoint goes on with the others; the
+/// recipient's later messages wait behind this one (`recipient_order`).
+fn recipient_refused(
+    ctx: &DispatchContext,
+    record: &OutboundRecord,
+    error: &SendError,
+) -> SendOutcome {
+    let asked = error
+        .retry_after
+        .unwrap_or(Duration::from_millis(ctx.outbox.retry_initial_ms));
+    let wait = asked.min(Duration::from_millis(ctx.outbox.retry_max_ms));
+    let channel = record.channel.as_str();
+    tracing::debug!(id = %record.id, %channel, code = %error.code,
+        wait_ms = wait.as_millis() as u64, "the remote refused this recipient for now: {}", error.message);
+    Deferral::RecipientRefused.count(ctx, channel);
+    let now = now_ms();
+    SendOutcome::Release {
+        next_attempt_at_ms: now + wait.as_millis() as i64,
+        now_ms: now,
+        code: error.code.clone(),
+        reason: format!(
+            "{} ({}); not counted as an attempt",
+            error.message,
+            Deferral::RecipientRefused.reason()
+        ),
+    }
 }
 
 /// The remote refused the send for now: pause the endpoint, and put the

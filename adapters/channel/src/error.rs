@@ -16,10 +16,17 @@ pub enum ErrorClass {
     /// its `retry_max_ms`, which also caps a `retry_after`). A limit the
     /// remote keeps up costs a message none of its attempts; only its TTL
     /// runs on. A send that may have gone out is `Transient`, whatever the
-    /// remote said. So is a limit on one recipient alone (WhatsApp's pair
-    /// rate limit, say), with its `retry_after`: that recipient's later
-    /// messages wait behind it, and the endpoint sends on to the others.
+    /// remote said. A limit on one recipient alone is
+    /// [`ErrorClass::RecipientLimited`].
     RateLimited,
+    /// The remote refused this send for now because of its recipient alone
+    /// (WhatsApp's pair rate limit 131056, Telegram's 429 for one chat),
+    /// and nothing went out: not an attempt, and the endpoint does not
+    /// pause. The message goes back to the queue for `retry_after` (or,
+    /// when the remote does not say, the outbox's `retry_initial_ms`; at
+    /// most its `retry_max_ms`); that recipient's later messages wait
+    /// behind it, and the endpoint sends on to the others.
+    RecipientLimited,
     /// Will never succeed as it stands (bad number, blocked, rejected content).
     Permanent,
     /// The endpoint cannot send at all right now (modem unplugged, not yet
@@ -65,6 +72,18 @@ impl SendError {
         Self {
             retry_after,
             ..Self::new(ErrorClass::RateLimited, code, message)
+        }
+    }
+
+    /// See [`ErrorClass::RecipientLimited`]: only when nothing was sent.
+    pub fn recipient_limited(
+        code: impl Into<String>,
+        message: impl Into<String>,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        Self {
+            retry_after,
+            ..Self::new(ErrorClass::RecipientLimited, code, message)
         }
     }
 
