@@ -531,6 +531,50 @@ fn a_port_in_use_stops_the_daemon_and_leaves_no_socket() {
     drop(taken);
 }
 
+/// Logs to a pipe (the journal, under systemd) carry no colour codes,
+/// which `journalctl` would show as `^[[2m` or hide as "blob data".
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let path = write_config(
+        dir.path(),
+        &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nstate_dir = \"state\"\n"),
+    );
+    let mut serve = bin();
+    serve
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .env_remove("NO_COLOR")
+        .stderr(std::process::Stdio::piped());
+    let mut child = serve.spawn().unwrap();
+    // Read the log as it comes, on a thread of its own, until the daemon
+    // says it is up (and so has its signal handlers).
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut log = String::new();
+    while !log.contains("phonerelay is up") {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("the daemon never said it was up: {log}"));
+        log.push_str(&line);
+        log.push('\n');
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    assert!(child.wait().unwrap().success(), "{log}");
+    reader.join().unwrap();
+    log.extend(lines.try_iter().map(|line| line + "\n"));
+    assert!(log.contains("stopped"), "{log}");
+    assert!(!log.contains('\x1b'), "{log:?}");
+}
+
 /// Run `command` to its end, failing the test (and killing it) if that
 /// takes longer than `limit`: a CLI that hangs is the fault looked for.
 fn output_within(
