@@ -24,6 +24,10 @@ const STARTUP_EXTENSION_EVERY: Duration = Duration::from_secs(20);
 
 /// How often STATUS is refreshed when no watchdog asks for more often.
 const STATUS_EVERY: Duration = Duration::from_secs(15);
+/// How often the endpoints' states are looked at between two reports: a
+/// modem that comes up (or goes down) shows in STATUS within this, not at
+/// the next report (in memory, so cheap).
+const ENDPOINTS_GLANCE_EVERY: Duration = Duration::from_secs(1);
 
 fn under_service_manager() -> bool {
     std::env::var_os("NOTIFY_SOCKET").is_some()
@@ -100,11 +104,28 @@ pub async fn run(state: AppState, addr: SocketAddr, done: CancellationToken) {
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     beat.tick().await;
     let mut silent_since = None;
+    let mut glance = tokio::time::interval(ENDPOINTS_GLANCE_EVERY);
+    glance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut endpoints_seen = endpoint_states(&state);
     loop {
         tokio::select! {
             _ = done.cancelled() => return,
             _ = beat.tick() => {}
+            _ = glance.tick() => {
+                let now = endpoint_states(&state);
+                if now == endpoints_seen {
+                    continue;
+                }
+                // A new state: the status says so now, without waiting for
+                // the beat (the watchdog keeps its own rhythm).
+                endpoints_seen = now;
+                if let Ok(report) = tokio::time::timeout(answer_within, report(&state)).await {
+                    notify(&[NotifyState::Status(&format!("{listening}; {}", report.one_line()))]);
+                }
+                continue;
+            }
         }
+        endpoints_seen = endpoint_states(&state);
         match tokio::time::timeout(answer_within, report(&state)).await {
             Ok(report) => {
                 silent_since = None;
@@ -130,6 +151,16 @@ pub async fn run(state: AppState, addr: SocketAddr, done: CancellationToken) {
             }
         }
     }
+}
+
+/// Each endpoint's state and whether it can send, which is what the
+/// status line says of it.
+fn endpoint_states(state: &AppState) -> Vec<(phonerelay_channel::HealthState, bool)> {
+    state
+        .endpoints
+        .iter()
+        .map(|(_, endpoint)| (endpoint.channel.health().state, endpoint.channel.can_send()))
+        .collect()
 }
 
 /// The signal came: the daemon is stopping.

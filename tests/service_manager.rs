@@ -137,3 +137,29 @@ fn the_watchdog_is_not_fed_while_the_store_writer_does_not_answer() {
     assert!(resumed >= 2, "{resumed} pings once the lock was gone");
     assert_eq!(daemon.terminate().code(), Some(0));
 }
+
+/// Without a watchdog the status is reported every 15 s; a modem that
+/// comes up just after READY (here the simulated one, within
+/// milliseconds) shows in STATUS within about a second, not 15 s later.
+#[test]
+fn an_endpoint_that_comes_up_shows_in_the_status_at_once() {
+    let Simulated { dir, port, config } = Simulated::new();
+    let manager = ServiceManager::bind(dir.path());
+    let path = manager.path.to_str().unwrap().to_string();
+    let daemon = DaemonProcess::start_with_env(&config, port, &[("NOTIFY_SOCKET", &path)]);
+    manager.until("READY=1", 20);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "the modem never showed as up: {seen:?}");
+        let Some(message) = manager.next(left) else {
+            continue;
+        };
+        if message.contains("sms/sim-1 up") {
+            break;
+        }
+        seen.push(message);
+    }
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
