@@ -21,7 +21,9 @@ fn report(
         status,
         code: None,
         reason: None,
-        at_ms: phonerelay::clock::now_ms(),
+        // As an SMSC stamps it: whole seconds, so before the moment the
+        // send was recorded, most of the time.
+        at_ms: phonerelay::clock::now_ms() / 1000 * 1000 - 1000,
     })
 }
 
@@ -70,6 +72,16 @@ async fn accepted_message_is_committed_dispatched_and_tracked() {
         .unwrap();
     }
     d.wait_status(&id, "read").await;
+    // The history goes forward in time, even for a report whose own time
+    // (an SMSC stamps whole seconds) is before the send was recorded.
+    let (_, message) = d.get(&format!("/api/v1/messages/{id}"), &d.admin_key).await;
+    let times: Vec<i64> = message["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| phonerelay::clock::parse_rfc3339(h["at"].as_str().unwrap()).unwrap())
+        .collect();
+    assert!(times.is_sorted(), "{message}");
     // ...and a late "delivered" does not move it back.
     wa.inject(report(
         ChannelKind::Wa,

@@ -726,10 +726,11 @@ pub fn apply_status(conn: &Connection, u: &StatusUpdate) -> StoreResult<Option<S
         return Ok(None);
     };
     let seq = require(conn, &id)?;
-    let current: Status =
-        conn.query_row("SELECT status FROM outbound WHERE seq = ?1", [seq], |row| {
-            row.get(0)
-        })?;
+    let (current, updated_at): (Status, i64) = conn.query_row(
+        "SELECT status, updated_at FROM outbound WHERE seq = ?1",
+        [seq],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
     let part_states = conn
         .prepare_cached("SELECT status FROM outbound_parts WHERE message_id = ?1")?
         .query_map([&id], |row| row.get(0))?
@@ -748,11 +749,16 @@ pub fn apply_status(conn: &Connection, u: &StatusUpdate) -> StoreResult<Option<S
         return Ok(Some(id));
     };
     if moves_forward(current.0, next) {
+        // The report's own time can be before the send was recorded (an
+        // SMSC stamps whole seconds, a handset's clock is its own): a
+        // history that goes back in time, and an `updated_at` before
+        // `created_at`, help no one, so it is never earlier than the last
+        // change.
         set_status(
             conn,
             &id,
             next,
-            u.at_ms,
+            u.at_ms.max(updated_at),
             u.code.as_deref(),
             u.reason.as_deref(),
         )?;
