@@ -59,8 +59,8 @@ fn held_by_another(file: &mut File, state_dir: &Path) -> ExitError {
         pid => format!("another phonerelay (pid {pid})"),
     };
     ExitError::Runtime(format!(
-        "{holder} is serving the store in {}; stop it first, or give this one a \
-         storage.state_dir of its own",
+        "{holder} is serving the store in {}; stop it first (a second daemon \
+         would need a storage.state_dir of its own)",
         state_dir.display()
     ))
 }

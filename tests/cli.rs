@@ -277,6 +277,31 @@ fn keys_are_created_listed_and_revoked_from_the_cli() {
     assert!(text(&run(&["keys", "list", "--config", config]).stdout).contains("revoked"));
     let again = run(&["keys", "revoke", "--config", config, "relay"]);
     assert_eq!(again.status.code(), Some(2));
+    // The phone_id above is no configured endpoint's: said, not refused.
+    assert!(
+        text(&created.stderr).contains("no endpoint with phone_id \"modem-1\""),
+        "{}",
+        text(&created.stderr)
+    );
+
+    // Two active keys of one name: the second is warned, and a revoke by
+    // that name says which ids to use instead of "no such key".
+    let create = |name: &str| run(&["keys", "create", "--config", config, "--name", name]);
+    assert!(create("ops").status.success());
+    let second = create("ops");
+    assert!(second.status.success());
+    assert!(
+        text(&second.stderr).contains("1 other active key(s) are named \"ops\""),
+        "{}",
+        text(&second.stderr)
+    );
+    let ambiguous = run(&["keys", "revoke", "--config", config, "ops"]);
+    assert_eq!(ambiguous.status.code(), Some(2));
+    let said = text(&ambiguous.stderr);
+    assert!(
+        said.contains("2 active keys are named \"ops\"") && said.contains("by its id"),
+        "{said}"
+    );
 }
 
 #[test]
@@ -715,8 +740,13 @@ fn messages_list_shows_how_to_get_the_next_page() {
         .find_map(|l| l.strip_prefix("more: phonerelay messages list "))
         .unwrap_or_else(|| panic!("no way to the next page in:\n{first}"));
     let args: Vec<&str> = more.split_whitespace().collect();
-    assert_eq!(args[..3], ["--limit", "2", "--cursor"], "{more}");
-    let mut next = vec!["messages", "list", "--config", config];
+    // The same --config, so that the pasted command reads this daemon.
+    assert_eq!(
+        args[..5],
+        ["--config", config, "--limit", "2", "--cursor"],
+        "{more}"
+    );
+    let mut next = vec!["messages", "list"];
     next.extend(&args);
     let second = run(&next);
     assert!(second.status.success(), "{}", text(&second.stderr));

@@ -160,15 +160,15 @@ impl LocalClient {
     fn unanswered(&self, e: reqwest::Error) -> ExitError {
         if e.is_timeout() {
             return ExitError::Runtime(format!(
-                "the daemon at {} did not answer within {} s: it may be stopped, hung{} \
+                "the daemon at {} did not answer within {} s: it may be {} \
                  (see its log); --timeout waits longer",
                 self.reached_at,
                 self.timeout.as_secs(),
                 // The local socket has its own limit; TCP's may be reached.
                 if self.reached_at == self.base {
-                    " or at server.max_connections"
+                    "stopped, hung or at server.max_connections"
                 } else {
-                    ""
+                    "stopped or hung"
                 },
             ));
         }

@@ -26,6 +26,18 @@ pub enum KeysCommand {
     Revoke { key: String },
 }
 
+/// The ids of the active keys named `name`.
+async fn active_named(store: &SqliteStore, name: &str) -> Result<Vec<String>, ExitError> {
+    Ok(store
+        .list_keys()
+        .await
+        .map_err(|e| ExitError::Runtime(e.to_string()))?
+        .into_iter()
+        .filter(|k| k.name == name && k.revoked_at_ms.is_none())
+        .map(|k| k.key_id)
+        .collect())
+}
+
 fn open(loaded: &LoadedConfig) -> Result<SqliteStore, ExitError> {
     let db = loaded.database_path();
     SqliteStore::open(&db)
@@ -52,7 +64,24 @@ pub async fn run(loaded: &LoadedConfig, command: &KeysCommand) -> Result<(), Exi
                     "--scopes: give at least one scope".into(),
                 ));
             }
+            if let Some(phone_id) = phone_id
+                && !crate::channels::configured_phone_ids(loaded).contains(phone_id)
+            {
+                eprintln!(
+                    "note: no endpoint with phone_id {phone_id:?} is configured in {}; \
+                     the key can send only once one is",
+                    loaded.path.display()
+                );
+            }
             let store = open(loaded)?;
+            let same_name = active_named(&store, name).await?;
+            if !same_name.is_empty() {
+                eprintln!(
+                    "note: {} other active key(s) are named {name:?} ({}); revoke by id, not by name",
+                    same_name.len(),
+                    same_name.join(", ")
+                );
+            }
             let issued = keys::issue(name, scopes, phone_id.clone(), now_ms());
             let key_id = issued.record.key_id.clone();
             store
@@ -98,12 +127,19 @@ pub async fn run(loaded: &LoadedConfig, command: &KeysCommand) -> Result<(), Exi
                 .map_err(|e| ExitError::Runtime(e.to_string()))?;
             if revoked {
                 println!("revoked {key}");
-                Ok(())
-            } else {
-                Err(ExitError::Config(format!(
-                    "no active key with id or (unique) name {key:?}"
-                )))
+                return Ok(());
             }
+            let same_name = active_named(&store, key).await?;
+            if same_name.len() > 1 {
+                return Err(ExitError::Config(format!(
+                    "{} active keys are named {key:?} ({}); revoke one by its id",
+                    same_name.len(),
+                    same_name.join(", ")
+                )));
+            }
+            Err(ExitError::Config(format!(
+                "no active key with id or name {key:?}"
+            )))
         }
     }
 }

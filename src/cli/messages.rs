@@ -29,7 +29,13 @@ pub enum MessagesCommand {
     Cancel { id: String },
 }
 
-pub async fn run(client: &LocalClient, command: &MessagesCommand) -> Result<(), ExitError> {
+/// `config` is the `--config` given, if any: the next page's command
+/// repeats it, so that pasting it reads the same daemon.
+pub async fn run(
+    client: &LocalClient,
+    command: &MessagesCommand,
+    config: Option<&std::path::Path>,
+) -> Result<(), ExitError> {
     match command {
         MessagesCommand::List {
             status,
@@ -43,7 +49,7 @@ pub async fn run(client: &LocalClient, command: &MessagesCommand) -> Result<(), 
                 ("channel", channel.as_deref()),
                 ("limit", Some(limit.as_str())),
             ];
-            list(client, &filters, cursor.as_deref()).await
+            list(client, &filters, cursor.as_deref(), config).await
         }
         MessagesCommand::Show { id } => {
             let message: MessageView = client
@@ -74,6 +80,7 @@ async fn list(
     client: &LocalClient,
     filters: &[(&str, Option<&str>)],
     cursor: Option<&str>,
+    config: Option<&std::path::Path>,
 ) -> Result<(), ExitError> {
     let query: Vec<(&str, &str)> = given(filters)
         .chain(cursor.map(|c| ("cursor", c)))
@@ -83,7 +90,7 @@ async fn list(
     // A full page says nothing of what comes after it: say how to see
     // the rest, with the same filters.
     if let Some(next) = &page.next_cursor {
-        println!("more: {}", next_page_command(filters, next));
+        println!("more: {}", next_page_command(config, filters, next));
     }
     Ok(())
 }
@@ -122,9 +129,19 @@ fn print_page(page: &MessagePage) {
 
 /// The command that lists the page after this one: these `filters` and
 /// `cursor`, each value quoted for a shell where it needs it.
-fn next_page_command(filters: &[(&str, Option<&str>)], cursor: &str) -> String {
+fn next_page_command(
+    config: Option<&std::path::Path>,
+    filters: &[(&str, Option<&str>)],
+    cursor: &str,
+) -> String {
     let mut command = String::from("phonerelay messages list");
-    for (name, value) in given(filters).chain([("cursor", cursor)]) {
+    let config = config.map(|path| ("config", path.to_string_lossy()));
+    let config = config.as_ref().map(|(name, path)| (*name, path.as_ref()));
+    for (name, value) in config
+        .into_iter()
+        .chain(given(filters))
+        .chain([("cursor", cursor)])
+    {
         command.push_str(&format!(" --{name} {}", shell_quoted(value)));
     }
     command
@@ -154,8 +171,13 @@ mod tests {
             ("limit", Some("5")),
         ];
         assert_eq!(
-            next_page_command(&filters, "c42"),
+            next_page_command(None, &filters, "c42"),
             r"phonerelay messages list --status 'it'\''s' --limit 5 --cursor c42"
+        );
+        // The --config given is repeated, so the command reads the same daemon.
+        assert_eq!(
+            next_page_command(Some(std::path::Path::new("/srv/pr.toml")), &filters, "c42"),
+            r"phonerelay messages list --config /srv/pr.toml --status 'it'\''s' --limit 5 --cursor c42"
         );
     }
 }

@@ -92,7 +92,9 @@ pub async fn run(cli: Cli) -> Result<(), ExitError> {
         Command::Send(args) => send::run(&daemon_client(&cli)?, args).await,
         Command::Status(args) => status::run(&daemon_client(&cli)?, args).await,
         Command::Keys(command) => keys::run(&load_config(&cli)?, command).await,
-        Command::Messages(command) => messages::run(&daemon_client(&cli)?, command).await,
+        Command::Messages(command) => {
+            messages::run(&daemon_client(&cli)?, command, cli.config.as_deref()).await
+        }
         Command::Pair(args) => pair::pair(&load_config(&cli)?, args).await,
         Command::Unpair => pair::unpair(&load_config(&cli)?).await,
         Command::Inbound(command) => pair::inbound(&load_config(&cli)?, command).await,

@@ -328,7 +328,10 @@ impl ModemConfig {
                 "must not be empty (a serial device path or \"sim\")",
             );
         } else if !self.is_sim() && !self.device_path(base_dir).exists() {
-            absent_for_now = Some(ConfigIssue::absent("device", "no such file"));
+            absent_for_now = Some(ConfigIssue::absent(
+                "device",
+                format!("no such file: {}", self.device_path(base_dir).display()),
+            ));
         }
         if !STANDARD_BAUDS.contains(&self.baud) {
             issue("baud", "not a standard rate (e.g. 9600, 115200, 460800)");
@@ -650,9 +653,14 @@ mod tests {
             modems: vec![ModemConfig::new("a", "ttyUSB-not-here")],
         };
         let issues = config.validate(dir.path());
+        // The path as looked for, so a relative one shows where.
+        let looked_for = dir.path().join("ttyUSB-not-here");
         assert_eq!(
             issues,
-            [ConfigIssue::absent("modems[0].device", "no such file")]
+            [ConfigIssue::absent(
+                "modems[0].device",
+                format!("no such file: {}", looked_for.display())
+            )]
         );
         // Relative to the config directory, so the same file name passes
         // once it exists there.

@@ -206,16 +206,22 @@ impl Driver {
                     &mut backoff,
                 )
                 .await;
-            let reason = match end {
+            let (reason, stuck) = match end {
                 End::Shutdown => break,
-                End::Failed(reason) => reason,
+                End::Failed(reason) => (reason, false),
                 End::Stuck(reason) => {
                     backoff = max_backoff;
-                    reason
+                    (reason, true)
                 }
             };
             let phone_id = &self.config.phone_id;
             match self.outage.failed(&reason, std::time::Instant::now()) {
+                // Looking again will not mend it (a PIN the SIM refused is
+                // never sent twice): say what an operator has to do.
+                Say::Warn { down_for: None } if stuck => {
+                    tracing::error!(%phone_id, %reason, look_again_in = ?backoff,
+                        "modem unusable until this is fixed (the config, the SIM or the modem), then restart")
+                }
                 Say::Warn { down_for: None } => {
                     tracing::warn!(%phone_id, %reason, retry_in = ?backoff, "modem down; reconnecting")
                 }
