@@ -212,18 +212,20 @@ pub async fn start(
     let channels_stop = CancellationToken::new();
     let (dispatcher_alive, mut dispatchers_gone) = tokio::sync::mpsc::channel::<()>(1);
     for ((kind, phone_id), endpoint) in endpoints.iter() {
-        let alive = dispatcher_alive.clone();
-        let dispatcher = outbox::run_endpoint(endpoint.clone(), dispatch.clone());
-        tasks.spawn(format!("the {kind}/{phone_id} dispatcher"), async move {
-            dispatcher.await;
-            drop(alive);
-        });
         let sink = StoreSink::new(store.clone(), metrics.clone(), *kind, phone_id.clone())
             .with_inbound_bell(inbound_bell.clone());
         let context = ChannelContext {
             sink: Arc::new(sink),
             shutdown: channels_stop.clone(),
         };
+        // Before its dispatcher can hand it a send (`Channel::attach`).
+        endpoint.channel.attach(&context);
+        let alive = dispatcher_alive.clone();
+        let dispatcher = outbox::run_endpoint(endpoint.clone(), dispatch.clone());
+        tasks.spawn(format!("the {kind}/{phone_id} dispatcher"), async move {
+            dispatcher.await;
+            drop(alive);
+        });
         let channel = endpoint.channel.clone();
         tasks.spawn(format!("the {kind}/{phone_id} channel"), async move {
             channel.run(context).await

@@ -612,6 +612,9 @@ async fn a_claim_left_by_a_crash_is_sent_after_restart() {
     let message = d.wait_status(&crashed, "sent").await;
     assert_eq!(ch.sent().len(), 1);
     assert_eq!(ch.sent()[0].attempt, 2, "the lost attempt counts");
+    // A resumed send may need the sink (an SMS's accepted parts): it was
+    // there before the dispatcher's first send (`Channel::attach`).
+    assert_eq!(ch.sends_before_attach(), 0);
     let codes: Vec<&str> = message["history"]
         .as_array()
         .unwrap()

@@ -34,6 +34,9 @@ pub struct TestChannel {
     can_send: Mutex<Option<bool>>,
     /// What `send_limits` says when set; otherwise the kind's defaults.
     send_limits: Mutex<Option<SendLimits>>,
+    /// Whether `attach` came, and how many sends came before it.
+    attached: Mutex<bool>,
+    sends_before_attach: Mutex<u32>,
     /// The app whose requests this endpoint takes on its channel's shared
     /// webhook (the `x-test-app` header stands for a signature), if it
     /// shares it.
@@ -59,6 +62,8 @@ impl TestChannel {
             health: Mutex::new(ChannelHealth::up("test channel")),
             can_send: Mutex::new(None),
             send_limits: Mutex::new(None),
+            attached: Mutex::new(false),
+            sends_before_attach: Mutex::new(0),
             shared_app: Mutex::new(None),
             refuse_webhooks: Mutex::new(false),
             send_called: Notify::new(),
@@ -104,6 +109,11 @@ impl TestChannel {
     /// Answer webhook events 503 without committing them while `refuse`.
     pub fn refuse_webhooks(&self, refuse: bool) {
         *self.refuse_webhooks.lock().unwrap() = refuse;
+    }
+
+    /// How many sends came before `attach` (the daemon's contract: none).
+    pub fn sends_before_attach(&self) -> u32 {
+        *self.sends_before_attach.lock().unwrap()
     }
 
     /// Messages whose send succeeded, in order.
@@ -176,6 +186,9 @@ impl Channel for TestChannel {
 
     async fn send(&self, message: &OutboundMessage) -> Result<SendReceipt, SendError> {
         *self.calls.lock().unwrap() += 1;
+        if !*self.attached.lock().unwrap() {
+            *self.sends_before_attach.lock().unwrap() += 1;
+        }
         self.send_called.notify_waiters();
         let step = self.script.lock().unwrap().pop_front().unwrap_or(Step::Ok);
         match step {
@@ -217,6 +230,10 @@ impl Channel for TestChannel {
             }
         }
         Ok(())
+    }
+
+    fn attach(&self, _ctx: &ChannelContext) {
+        *self.attached.lock().unwrap() = true;
     }
 
     fn send_limits(&self) -> SendLimits {

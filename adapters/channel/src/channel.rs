@@ -203,6 +203,13 @@ pub trait Channel: Send + Sync {
     /// The `phone_id` that routes sends to this endpoint.
     fn phone_id(&self) -> &str;
 
+    /// Called once, before the first `send` and before `run`, with the
+    /// context `run` then gets. An adapter whose sends need the sink keeps
+    /// it here: the parts of a message already sent (kept under a
+    /// [`message_cursor`] so a retry sends only the rest), a WhatsApp
+    /// window's state. The default keeps nothing.
+    fn attach(&self, _ctx: &ChannelContext) {}
+
     /// Send one message. Called by the outbox dispatcher with a claimed
     /// message; may be called concurrently up to the configured concurrency.
     async fn send(&self, message: &OutboundMessage) -> Result<SendReceipt, SendError>;

@@ -226,6 +226,12 @@ impl Channel for SmsChannel {
         result
     }
 
+    /// The sink, before any send: a resumed long message reads back the
+    /// parts a previous process got accepted through it.
+    fn attach(&self, ctx: &ChannelContext) {
+        let _ = self.sink.set(ctx.sink.clone());
+    }
+
     async fn run(&self, ctx: ChannelContext) {
         let _ = self.sink.set(ctx.sink.clone());
         self.run_driver(ctx).await
