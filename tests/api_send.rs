@@ -427,4 +427,22 @@ async fn options_the_channel_takes_reach_it_and_are_kept_with_the_message() {
     let message = d.wait_status(&plain, "sent").await;
     assert!(message.get("options").is_none(), "{message}");
     assert_eq!(wa.sent()[1].options, None);
+    // A template is its own text: options with no text are taken (the
+    // channel judged them); with neither, the send is refused.
+    let mut template_only = send_body("phone-1", "wa", "+15551230003", "");
+    template_only["options"] = json!({"template": "welcome_v2"});
+    let id = d.queue(&template_only).await;
+    d.wait_status(&id, "sent").await;
+    assert_eq!(wa.sent()[2].text, "");
+    let (code, refused) = d
+        .post(
+            "/api/v1/messages",
+            &d.admin_key,
+            &send_body("phone-1", "wa", "+15551230003", ""),
+        )
+        .await;
+    assert_eq!(
+        (code, refused["error"]["field"].as_str()),
+        (422, Some("text"))
+    );
 }

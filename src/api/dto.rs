@@ -31,7 +31,7 @@ pub struct SendRequest {
     /// a topic for notify.
     #[schema(min_length = 1)]
     pub to: String,
-    /// The message text; may be empty only when attachments are given.
+    /// The message text; may be empty only when attachments or options are given.
     #[serde(default)]
     pub text: String,
     /// The pChat address of the sender; replies are routed back to it.

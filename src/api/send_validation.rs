@@ -62,10 +62,12 @@ pub fn validate(req: &SendRequest, state: &AppState) -> Result<ValidSend, ApiErr
     };
     validate_address(channel, &req.to).map_err(|e| ApiError::invalid("to", e.message))?;
     let chars = req.text.chars().count();
-    if chars == 0 && req.attachments.is_empty() {
+    // A send with options may carry no text (a WhatsApp template is its
+    // own text); its channel judges the options below.
+    if chars == 0 && req.attachments.is_empty() && req.options.is_none() {
         return Err(ApiError::invalid(
             "text",
-            "text is empty and there are no attachments",
+            "text is empty and there are no attachments or options",
         ));
     }
     if let Some(subject) = &req.subject
