@@ -226,6 +226,7 @@ async fn a_phone_bound_key_learns_nothing_of_another_phone_through_a_send() {
             external_id: "sms-a-1".into(),
             reply_to: vec![],
             received_at_ms: now_ms(),
+            meta: Default::default(),
         },
     ))
     .await

@@ -163,6 +163,7 @@ async fn inbound_is_committed_once_and_listed() {
         external_id: "tg-1".into(),
         reply_to: vec![],
         received_at_ms: phonerelay::clock::now_ms(),
+        meta: Default::default(),
     };
     tg.inject(ChannelEvent::Inbound(message.clone()))
         .await

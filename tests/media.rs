@@ -34,6 +34,7 @@ fn inbound(phone_id: &str, external_id: &str, attachments: Vec<Attachment>) -> I
         external_id: external_id.into(),
         reply_to: vec![],
         received_at_ms: now_ms(),
+        meta: Default::default(),
     }
 }
 

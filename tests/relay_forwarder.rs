@@ -231,6 +231,7 @@ fn email_inbound(from: &str, external_id: &str, text: &str) -> ChannelEvent {
         external_id: external_id.into(),
         reply_to: Vec::new(),
         received_at_ms: now_ms(),
+        meta: Default::default(),
     })
 }
 
@@ -442,4 +443,47 @@ async fn a_busy_sender_in_backoff_does_not_hold_back_the_others() {
     let (code, link) = bridge.get("/api/v1/relay", &bridge.admin_key).await;
     assert_eq!(code, 200, "{link}");
     assert_eq!(link["inbound_pending"], HELD, "{link}");
+}
+
+/// What the channel knows of the sender (a profile name, the chat) is kept
+/// with the message, shown by the API and passed to the relay as
+/// `origin.meta`; entries the contract does not allow are dropped, the
+/// message is not.
+#[tokio::test]
+async fn the_sender_s_details_go_with_the_message_as_origin_meta() {
+    let relay = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    let ChannelEvent::Inbound(mut message) = wa_inbound("+15551230001", "meta-1", "hi", &[]) else {
+        unreachable!()
+    };
+    message.meta = [
+        ("sender_name", "Ann Example".to_string()),
+        ("chat_title", "é".repeat(2000)),
+        ("Not A Name", "dropped".to_string()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_string(), value))
+    .collect();
+    wa.inject(ChannelEvent::Inbound(message)).await.unwrap();
+    relay
+        .wait_for("the message", |s| s.messages.len() == 1)
+        .await;
+    let expected = serde_json::json!({
+        "sender_name": "Ann Example",
+        "chat_title": "é".repeat(1024),
+    });
+    relay.with(|s| assert_eq!(s.messages[0].body["origin"]["meta"], expected));
+    let (code, page) = bridge.get("/api/v1/inbound", &bridge.admin_key).await;
+    assert_eq!(code, 200, "{page}");
+    assert_eq!(page["messages"][0]["meta"], expected, "{page}");
+    // A message without any has no `meta` at all.
+    wa.inject(wa_inbound("+15551230002", "meta-2", "plain", &[]))
+        .await
+        .unwrap();
+    relay
+        .wait_for("the second", |s| s.messages.len() == 2)
+        .await;
+    relay.with(|s| assert!(s.messages[1].body["origin"].get("meta").is_none()));
 }

@@ -35,6 +35,7 @@ fn inbound(
         external_id: external_id.into(),
         reply_to: reply_to.iter().map(|k| k.to_string()).collect(),
         received_at_ms: now_ms(),
+        meta: Default::default(),
     })
 }
 

@@ -22,6 +22,7 @@ fn inbound(external_id: &str, now: i64) -> InboundMessage {
         external_id: external_id.into(),
         reply_to: vec![],
         received_at_ms: now,
+        meta: Default::default(),
     }
 }
 

@@ -272,6 +272,11 @@ pub struct InboundView {
     pub reply_to: Vec<String>,
     pub received_at: String,
     pub committed_at: String,
+    /// What the channel knows of the sender and the chat beyond `from`:
+    /// `sender_name`, `sender_id` (who spoke in a group chat), `chat_title`.
+    /// Absent when none.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub meta: std::collections::BTreeMap<String, String>,
 }
 
 impl From<&InboundRecord> for InboundView {
@@ -288,6 +293,7 @@ impl From<&InboundRecord> for InboundView {
             reply_to: r.reply_to.clone(),
             received_at: rfc3339(r.received_at_ms),
             committed_at: rfc3339(r.committed_at_ms),
+            meta: r.meta.clone(),
         }
     }
 }

@@ -1,8 +1,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use std::collections::BTreeMap;
+
 use phonerelay_channel::{
-    Attachment, ChannelEvent, ChannelKind, EventSink, MediaUpload, SinkError,
+    Attachment, ChannelEvent, ChannelKind, EventSink, MAX_META_ENTRIES, MAX_META_VALUE_CHARS,
+    MediaUpload, SinkError,
 };
 use tokio::sync::Notify;
 
@@ -48,6 +51,32 @@ impl StoreSink {
     }
 }
 
+/// `meta` as the contract allows it (`InboundMessage::meta`): names of
+/// `[a-z0-9_]`, at most 64 long, the first `MAX_META_ENTRIES` of them,
+/// values cut to `MAX_META_VALUE_CHARS`. What breaks that is dropped, never
+/// the message: an adapter's slip costs a detail, not a reply.
+fn tidy_meta(meta: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let given = meta.len();
+    let kept: BTreeMap<String, String> = meta
+        .into_iter()
+        .filter(|(name, _)| {
+            (1..=64).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+        .take(MAX_META_ENTRIES)
+        .map(|(name, value)| (name, value.chars().take(MAX_META_VALUE_CHARS).collect()))
+        .collect();
+    if kept.len() < given {
+        tracing::debug!(
+            dropped = given - kept.len(),
+            "inbound meta entries with a bad name, or past the limit, dropped"
+        );
+    }
+    kept
+}
+
 /// Any store failure: the event may commit later (a read-only remount, an
 /// I/O error the store calls permanent may pass, a repaired disk), and an
 /// adapter that moves past a `Rejected` event loses it. Only the sink's own
@@ -80,8 +109,9 @@ impl StoreSink {
 impl EventSink for StoreSink {
     async fn deliver(&self, event: ChannelEvent) -> Result<(), SinkError> {
         match event {
-            ChannelEvent::Inbound(message) => {
+            ChannelEvent::Inbound(mut message) => {
                 self.check(&message)?;
+                message.meta = tidy_meta(std::mem::take(&mut message.meta));
                 let channel = message.channel;
                 let commit = self
                     .store
@@ -181,6 +211,7 @@ mod tests {
             external_id: external_id.into(),
             reply_to: Vec::new(),
             received_at_ms: 1,
+            meta: Default::default(),
         })
     }
 

@@ -62,6 +62,9 @@ pub struct Origin<'a> {
     /// relay never got (`media_upload`); absent when none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub missing_attachments: Option<u32>,
+    /// `InboundMessage::meta`; absent when empty.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub meta: &'a std::collections::BTreeMap<String, String>,
 }
 
 pub async fn run(deps: Deps, bell: Arc<Notify>) {
@@ -429,6 +432,7 @@ async fn post_message(
             inbound_id: &m.id,
             route: &route.route,
             missing_attachments: (relayed.missing > 0).then_some(relayed.missing),
+            meta: &m.meta,
         },
     };
     // A relay that never answers must not hold up a shutdown for the

@@ -296,6 +296,8 @@ pub struct InboundRecord {
     pub reply_to: Vec<String>,
     pub received_at_ms: i64,
     pub committed_at_ms: i64,
+    /// `InboundMessage::meta`: the sender's name, who spoke in a group...
+    pub meta: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -320,6 +320,7 @@ impl TestChannel {
                 external_id: field("id"),
                 reply_to: vec![],
                 received_at_ms: 0,
+                meta: Default::default(),
             };
             if let Err(e) = sink.deliver(ChannelEvent::Inbound(message)).await {
                 return WebhookResponse::text(503, e.to_string());

@@ -538,5 +538,6 @@ pub fn wa_inbound(from: &str, external_id: &str, text: &str, reply_to: &[String]
         external_id: external_id.into(),
         reply_to: reply_to.to_vec(),
         received_at_ms: phonerelay::clock::now_ms(),
+        meta: Default::default(),
     })
 }

@@ -30,8 +30,8 @@ pub use health::{ChannelHealth, HealthState};
 pub use kind::{ChannelKind, UnknownChannel};
 pub use limits::SendLimits;
 pub use message::{
-    Attachment, ChannelEvent, DeliveryStatus, InboundMessage, MediaUpload, OutboundMessage,
-    SendReceipt, StatusUpdate,
+    Attachment, ChannelEvent, DeliveryStatus, InboundMessage, MAX_META_ENTRIES,
+    MAX_META_VALUE_CHARS, MediaUpload, OutboundMessage, SendReceipt, StatusUpdate,
 };
 pub use secret::{
     CREDENTIALS_DIRECTORY, Secret, SecretError, SecretSource, credentials_dir, secret_file_path,

@@ -117,7 +117,22 @@ pub struct InboundMessage {
     pub reply_to: Vec<String>,
     /// When the upstream says it was sent/received, in Unix milliseconds.
     pub received_at_ms: i64,
+    /// What the channel knows of the sender and the chat beyond `from`,
+    /// under these names: `sender_name` (the name the person shows: a
+    /// WhatsApp profile, an e-mail's display name), `sender_id` (who spoke
+    /// in a group chat, where `from` is the chat, the reply's target) and
+    /// `chat_title`. Kept with the message and passed to the relay as
+    /// `origin.meta`. Names are lower-case `[a-z0-9_]`, at most
+    /// [`MAX_META_ENTRIES`] of them, values at most [`MAX_META_VALUE_CHARS`]
+    /// characters: the sink drops what breaks that, never the message.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub meta: std::collections::BTreeMap<String, String>,
 }
+
+/// Most entries in an [`InboundMessage::meta`].
+pub const MAX_META_ENTRIES: usize = 16;
+/// Longest value in an [`InboundMessage::meta`], in characters.
+pub const MAX_META_VALUE_CHARS: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -7,7 +7,11 @@ use super::rows::{Kind, from_json, to_json};
 use crate::store::*;
 
 pub(super) const COLUMNS: &str = "seq, id, channel, phone_id, external_id, sender, body, subject, \
-     attachments, reply_to, received_at, committed_at";
+     attachments, reply_to, received_at, committed_at, meta";
+
+/// How many columns [`COLUMNS`] names: a query that selects them first
+/// reads its own from this index on.
+pub(super) const COLUMN_COUNT: usize = 13;
 
 pub fn commit(conn: &Connection, m: &InboundMessage, now_ms: i64) -> StoreResult<InboundCommit> {
     let existing: Option<String> = conn
@@ -28,8 +32,8 @@ pub fn commit(conn: &Connection, m: &InboundMessage, now_ms: i64) -> StoreResult
     let id = uuid::Uuid::now_v7().to_string();
     conn.prepare_cached(
         "INSERT INTO inbound (id, channel, phone_id, external_id, sender, body, subject,
-            attachments, reply_to, received_at, committed_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            attachments, reply_to, received_at, committed_at, meta)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         id,
@@ -43,6 +47,7 @@ pub fn commit(conn: &Connection, m: &InboundMessage, now_ms: i64) -> StoreResult
         to_json(&m.reply_to)?,
         m.received_at_ms,
         now_ms,
+        (!m.meta.is_empty()).then(|| to_json(&m.meta)).transpose()?,
     ])?;
     super::media::claim_for(conn, &id, m.channel.as_str(), &m.phone_id, &m.attachments)?;
     Ok(InboundCommit {
@@ -51,11 +56,12 @@ pub fn commit(conn: &Connection, m: &InboundMessage, now_ms: i64) -> StoreResult
     })
 }
 
-/// Reads the first twelve columns, in [`COLUMNS`] order; the relay's
-/// queries select these first and their own after.
+/// Reads the first [`COLUMN_COUNT`] columns, in [`COLUMNS`] order; the
+/// relay's queries select these first and their own after.
 pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<InboundRecord> {
     let attachments: String = row.get(8)?;
     let reply_to: String = row.get(9)?;
+    let meta: Option<String> = row.get(12)?;
     Ok(InboundRecord {
         seq: row.get(0)?,
         id: row.get(1)?,
@@ -69,6 +75,11 @@ pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<InboundRecord> {
         reply_to: from_json(&reply_to)?,
         received_at_ms: row.get(10)?,
         committed_at_ms: row.get(11)?,
+        meta: meta
+            .as_deref()
+            .map(from_json)
+            .transpose()?
+            .unwrap_or_default(),
     })
 }
 

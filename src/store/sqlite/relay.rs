@@ -54,23 +54,25 @@ const RELAY_COLUMNS: &str = "relay_state, relay_attempts, \
      relay_next_at, relay_to, relay_route, relay_error_code, relay_error, relay_updated_at";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<RelayInbound> {
-    let state: String = row.get(12)?;
+    // The relay's own columns come after the inbound message's.
+    let at = |n: usize| inbound::COLUMN_COUNT + n;
+    let state: String = row.get(at(0))?;
     Ok(RelayInbound {
         inbound: inbound::from_row(row)?,
         state: state.parse().map_err(|e: String| {
             rusqlite::Error::FromSqlConversionFailure(
-                12,
+                at(0),
                 rusqlite::types::Type::Text,
                 Box::new(std::io::Error::other(e)),
             )
         })?,
-        attempts: row.get(13)?,
-        next_attempt_at_ms: row.get(14)?,
-        to: row.get(15)?,
-        route: row.get(16)?,
-        error_code: row.get(17)?,
-        error: row.get(18)?,
-        updated_at_ms: row.get(19)?,
+        attempts: row.get(at(1))?,
+        next_attempt_at_ms: row.get(at(2))?,
+        to: row.get(at(3))?,
+        route: row.get(at(4))?,
+        error_code: row.get(at(5))?,
+        error: row.get(at(6))?,
+        updated_at_ms: row.get(at(7))?,
     })
 }
 

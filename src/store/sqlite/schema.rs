@@ -298,6 +298,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
         relay_base   TEXT
     );
     "#,
+    // 12: what a channel knows of an inbound message's sender and chat
+    // beyond its address (`InboundMessage::meta`), as a JSON object; NULL
+    // for none.
+    r#"
+    ALTER TABLE inbound ADD COLUMN meta TEXT;
+    "#,
 ];
 
 /// Refuse a database a newer PhoneRelay has migrated past this binary's

@@ -1214,6 +1214,7 @@ impl Driver {
             external_id: ready.external_id.clone(),
             reply_to: Vec::new(),
             received_at_ms: ready.received_at_ms,
+            meta: Default::default(),
         })
     }
 
