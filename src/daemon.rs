@@ -150,7 +150,9 @@ pub async fn start(
             if local.is_some() {
                 crate::local_socket::remove(&loaded.state_dir());
             }
-            return Err(ExitError::Runtime(format!("cannot listen on {listen}: {e}")));
+            return Err(ExitError::Runtime(format!(
+                "cannot listen on {listen}: {e}"
+            )));
         }
     };
     let addr = listener
@@ -320,6 +322,10 @@ async fn sweep_media_files(store: &dyn Store) {
 /// relay link read its settings again (`systemctl reload`).
 pub async fn serve(loaded: LoadedConfig) -> Result<(), ExitError> {
     let starting = service_manager::Starting::begin();
+    // Before anything else: a SIGTERM that comes while the daemon starts
+    // (right after it said it is up, say) is kept and stops it cleanly
+    // once it runs, instead of ending the process with the default action.
+    let mut signals = Signals::install();
     crate::fd_limit::prepare(loaded.config.server.max_connections);
     let daemon = start(loaded, Vec::new()).await?;
     drop(starting);
@@ -334,7 +340,7 @@ pub async fn serve(loaded: LoadedConfig) -> Result<(), ExitError> {
     let mut daemon = daemon;
     let relay_reload = daemon.relay_reload.clone();
     let failed = tokio::select! {
-        _ = wait_for_signal(&relay_reload) => None,
+        _ = signals.wait_for_stop(&relay_reload) => None,
         end = daemon.task_ended() => Some(end),
     };
     service_manager::stopping();
@@ -353,17 +359,37 @@ pub async fn serve(loaded: LoadedConfig) -> Result<(), ExitError> {
     }
 }
 
-async fn wait_for_signal(relay_reload: &tokio::sync::Notify) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    let mut hup = signal(SignalKind::hangup()).expect("installing a SIGHUP handler");
-    loop {
-        tokio::select! {
-            _ = term.recv() => return,
-            _ = tokio::signal::ctrl_c() => return,
-            _ = hup.recv() => {
-                tracing::info!("SIGHUP: reading the relay settings again");
-                relay_reload.notify_one();
+/// SIGTERM, SIGINT and SIGHUP, caught from the moment they are installed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        let install = |kind, name| {
+            signal(kind).unwrap_or_else(|e| panic!("installing a {name} handler: {e}"))
+        };
+        Signals {
+            term: install(SignalKind::terminate(), "SIGTERM"),
+            interrupt: install(SignalKind::interrupt(), "SIGINT"),
+            hup: install(SignalKind::hangup(), "SIGHUP"),
+        }
+    }
+
+    /// Until SIGTERM or SIGINT; a SIGHUP meanwhile reloads the relay
+    /// settings.
+    async fn wait_for_stop(&mut self, relay_reload: &tokio::sync::Notify) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.interrupt.recv() => return,
+                _ = self.hup.recv() => {
+                    tracing::info!("SIGHUP: reading the relay settings again");
+                    relay_reload.notify_one();
+                }
             }
         }
     }

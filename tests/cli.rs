@@ -600,6 +600,37 @@ fn logs_to_a_pipe_have_no_colour_codes() {
     assert!(!log.contains('\x1b'), "{log:?}");
 }
 
+/// A SIGTERM that comes while the daemon is still starting (systemd
+/// stopping a unit it just started) is kept and stops it cleanly once it
+/// runs: exit 0 and "stopped", not death by the signal's default action.
+#[test]
+fn a_sigterm_while_starting_stops_the_daemon_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let path = write_config(
+        dir.path(),
+        &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nstate_dir = \"state\"\n"),
+    );
+    let mut serve = bin();
+    serve
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped());
+    let child = serve.spawn().unwrap();
+    // The store's folder appears early in the start, after the handlers.
+    let state = dir.path().join("state");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !state.exists() {
+        assert!(std::time::Instant::now() < deadline, "no state dir");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = text(&out.stderr);
+    assert!(out.status.success(), "{:?}: {log}", out.status);
+    assert!(log.contains("stopped"), "{log}");
+}
+
 /// Run `command` to its end, failing the test (and killing it) if that
 /// takes longer than `limit`: a CLI that hangs is the fault looked for.
 fn output_within(
