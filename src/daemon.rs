@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use phonerelay_channel::{Channel, ChannelContext};
+use phonerelay_channel::{AttachmentFetcher, Channel, ChannelContext};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -104,6 +104,11 @@ pub async fn start(
     })?;
     channels.extend(extra);
     let endpoints = Arc::new(Endpoints::new(channels).map_err(ExitError::Config)?);
+    // One fetcher for every endpoint: it refuses what is not public
+    // (`src/fetch`), so no adapter fetches a URL itself.
+    let fetcher: Arc<dyn AttachmentFetcher> = Arc::new(
+        crate::fetch::HttpFetcher::new(&loaded.config.attachments).map_err(ExitError::Runtime)?,
+    );
 
     let lock = crate::instance_lock::acquire(&loaded.state_dir())?;
     let db = loaded.database_path();
@@ -218,6 +223,7 @@ pub async fn start(
             .with_inbound_bell(inbound_bell.clone());
         let context = ChannelContext {
             sink: Arc::new(sink),
+            fetcher: fetcher.clone(),
             shutdown: channels_stop.clone(),
         };
         // Before its dispatcher can hand it a send (`Channel::attach`).

@@ -11,6 +11,7 @@ pub mod daemon_tasks;
 pub mod endpoints;
 pub mod exit;
 pub mod fd_limit;
+pub mod fetch;
 pub mod inbound;
 pub mod instance_lock;
 pub mod keys;

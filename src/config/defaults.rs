@@ -63,6 +63,17 @@ pub const DEFAULT_MAX_MEDIA_BYTES: u64 = 25 * 1024 * 1024;
 /// it is saved and again while it is uploaded to the relay.
 pub const MAX_MAX_MEDIA_BYTES: u64 = 256 * 1024 * 1024;
 
+/// The largest outbound attachment the bridge fetches (`attachments.max_bytes`):
+/// as `storage.max_media_bytes`, what e-mail commonly carries.
+pub const DEFAULT_ATTACHMENT_MAX_BYTES: u64 = 25 * 1024 * 1024;
+/// The largest `attachments.max_bytes`: a fetched file is held in memory
+/// while it is sent.
+pub const MAX_ATTACHMENT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// How long one attachment fetch may take, redirects and body included
+/// (`attachments.timeout_seconds`): 25 MiB at about 3.5 Mbit/s. At most
+/// [`MAX_TIMEOUT_SECONDS`].
+pub const DEFAULT_ATTACHMENT_TIMEOUT_SECONDS: u64 = 60;
+
 /// A message nobody could deliver in a day is usually no longer wanted.
 pub const DEFAULT_TTL_SECONDS: u64 = 24 * 3600;
 pub const DEFAULT_MAX_TTL_SECONDS: u64 = 7 * 24 * 3600;

@@ -15,6 +15,9 @@ pub struct Config {
     pub storage: StorageConfig,
     #[serde(default)]
     pub outbox: OutboxConfig,
+    /// Fetching outbound attachments' URLs (`src/fetch`).
+    #[serde(default)]
+    pub attachments: AttachmentsConfig,
     #[serde(default)]
     pub log: LogConfig,
     #[serde(default)]
@@ -90,6 +93,31 @@ impl Default for StorageConfig {
             retention_days: DEFAULT_RETENTION_DAYS,
             commit_delay_ms: DEFAULT_COMMIT_DELAY_MS,
             max_media_bytes: DEFAULT_MAX_MEDIA_BYTES,
+        }
+    }
+}
+
+/// How the bridge fetches the files an outbound message names by URL,
+/// when its channel must send the bytes (e-mail always).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttachmentsConfig {
+    /// The largest file fetched; a larger one is refused (and its send
+    /// fails) without more of it being read.
+    pub max_bytes: u64,
+    /// How long one fetch may take, redirects and body included.
+    pub timeout_seconds: u64,
+    /// Fetch from any unicast address: loopback, the LAN, link-local
+    /// (the cloud metadata service too). Off, only public addresses.
+    pub allow_private_hosts: bool,
+}
+
+impl Default for AttachmentsConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: DEFAULT_ATTACHMENT_MAX_BYTES,
+            timeout_seconds: DEFAULT_ATTACHMENT_TIMEOUT_SECONDS,
+            allow_private_hosts: false,
         }
     }
 }

@@ -3,9 +3,9 @@ use std::net::SocketAddr;
 use phonerelay_channel::{ChannelKind, ConfigIssue};
 
 use super::defaults::{
-    MAX_COMMIT_DELAY_MS, MAX_LEASE_SECONDS, MAX_MAX_CONNECTIONS, MAX_MAX_MEDIA_BYTES,
-    MAX_PER_SECOND, MAX_RETENTION_DAYS, MAX_SHUTDOWN_GRACE_SECONDS, MAX_TTL_LIMIT_SECONDS,
-    MIN_PER_SECOND,
+    MAX_ATTACHMENT_MAX_BYTES, MAX_COMMIT_DELAY_MS, MAX_LEASE_SECONDS, MAX_MAX_CONNECTIONS,
+    MAX_MAX_MEDIA_BYTES, MAX_PER_SECOND, MAX_RETENTION_DAYS, MAX_SHUTDOWN_GRACE_SECONDS,
+    MAX_TIMEOUT_SECONDS, MAX_TTL_LIMIT_SECONDS, MIN_PER_SECOND,
 };
 use super::load::LoadedConfig;
 
@@ -70,6 +70,20 @@ pub fn validate_with(loaded: &LoadedConfig, extra_phone_ids: &[String]) -> Vec<C
         issues.push(ConfigIssue::new(
             "storage.max_media_bytes",
             format!("must be at most {MAX_MAX_MEDIA_BYTES} (256 MiB; 0 keeps no files)"),
+        ));
+    }
+
+    let attachments = &config.attachments;
+    if !(1..=MAX_ATTACHMENT_MAX_BYTES).contains(&attachments.max_bytes) {
+        issues.push(ConfigIssue::new(
+            "attachments.max_bytes",
+            format!("must be from 1 to {MAX_ATTACHMENT_MAX_BYTES} (256 MiB)"),
+        ));
+    }
+    if !(1..=MAX_TIMEOUT_SECONDS).contains(&attachments.timeout_seconds) {
+        issues.push(ConfigIssue::new(
+            "attachments.timeout_seconds",
+            format!("must be from 1 to {MAX_TIMEOUT_SECONDS}"),
         ));
     }
 
@@ -424,6 +438,41 @@ mod tests {
             found,
             ["storage.max_media_bytes: must be at most 268435456 (256 MiB; 0 keeps no files)"]
         );
+    }
+
+    #[test]
+    fn attachment_limits_are_checked() {
+        for good in [
+            "max_bytes = 1",
+            "max_bytes = 268435456",
+            "timeout_seconds = 1",
+            "timeout_seconds = 3600",
+            "allow_private_hosts = true",
+        ] {
+            let found = issues(&format!("[attachments]\n{good}\n"));
+            assert!(found.is_empty(), "{good}: {found:?}");
+        }
+        for (bad, issue) in [
+            (
+                "max_bytes = 0",
+                "attachments.max_bytes: must be from 1 to 268435456 (256 MiB)",
+            ),
+            (
+                "max_bytes = 268435457",
+                "attachments.max_bytes: must be from 1 to 268435456 (256 MiB)",
+            ),
+            (
+                "timeout_seconds = 0",
+                "attachments.timeout_seconds: must be from 1 to 3600",
+            ),
+            (
+                "timeout_seconds = 3601",
+                "attachments.timeout_seconds: must be from 1 to 3600",
+            ),
+        ] {
+            let found = issues(&format!("[attachments]\n{bad}\n"));
+            assert_eq!(found, [issue], "{bad}");
+        }
     }
 
     #[test]

@@ -188,6 +188,11 @@ mod tests {
 #[derive(Clone)]
 pub struct ChannelContext {
     pub sink: Arc<dyn EventSink>,
+    /// Fetches an outbound attachment's bytes (see
+    /// [`crate::AttachmentFetcher`]). An adapter never fetches a URL it was
+    /// given itself: it keeps this from `attach` and asks it, for it
+    /// refuses addresses that are not public and caps size and time.
+    pub fetcher: Arc<dyn crate::AttachmentFetcher>,
     /// Fires once on shutdown; every loop selects on it.
     pub shutdown: CancellationToken,
 }
@@ -207,7 +212,8 @@ pub trait Channel: Send + Sync {
     /// context `run` then gets. An adapter whose sends need the sink keeps
     /// it here: the parts of a message already sent (kept under a
     /// [`message_cursor`] so a retry sends only the rest), a WhatsApp
-    /// window's state. The default keeps nothing.
+    /// window's state; one whose sends carry files keeps the
+    /// [`ChannelContext::fetcher`]. The default keeps nothing.
     fn attach(&self, _ctx: &ChannelContext) {}
 
     /// Send one message. Called by the outbox dispatcher with a claimed

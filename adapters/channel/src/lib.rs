@@ -13,6 +13,7 @@ mod address;
 mod channel;
 mod config_issue;
 mod error;
+mod fetch;
 mod health;
 mod kind;
 mod limits;
@@ -26,6 +27,10 @@ pub use channel::{
 };
 pub use config_issue::ConfigIssue;
 pub use error::{ErrorClass, SendError};
+pub use fetch::{
+    ATTACHMENT_REFUSED, ATTACHMENT_UNAVAILABLE, AttachmentFetcher, FetchError, FetchErrorClass,
+    NoFetcher,
+};
 pub use health::{ChannelHealth, HealthState};
 pub use kind::{ChannelKind, UnknownChannel};
 pub use limits::SendLimits;

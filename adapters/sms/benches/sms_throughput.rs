@@ -77,6 +77,7 @@ async fn run(modems: usize, per_modem: usize) -> Run {
         let channel = Arc::new(SmsChannel::new(config, link, None));
         let ctx = ChannelContext {
             sink: Arc::new(NullSink),
+            fetcher: Arc::new(phonerelay_channel::NoFetcher),
             shutdown: stop.clone(),
         };
         let c = channel.clone();

@@ -46,6 +46,7 @@ async fn startup_sweep_reads_what_is_already_stored() {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let ctx = phonerelay_channel::ChannelContext {
         sink: sink.clone(),
+        fetcher: std::sync::Arc::new(phonerelay_channel::NoFetcher),
         shutdown: shutdown.clone(),
     };
     let task = tokio::spawn({

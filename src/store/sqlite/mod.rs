@@ -497,8 +497,11 @@ impl Store for SqliteStore {
         relay_url: &str,
         relay_base: &str,
     ) -> StoreResult<()> {
-        let (id, relay_url, relay_base) =
-            (id.to_string(), relay_url.to_string(), relay_base.to_string());
+        let (id, relay_url, relay_base) = (
+            id.to_string(),
+            relay_url.to_string(),
+            relay_base.to_string(),
+        );
         self.writer
             .write(move |conn| media::set_relay_url(conn, &id, &relay_url, &relay_base))
             .await

@@ -180,6 +180,7 @@ impl Rig {
         self.stop = CancellationToken::new();
         let ctx = ChannelContext {
             sink: self.sink.clone(),
+            fetcher: Arc::new(phonerelay_channel::NoFetcher),
             shutdown: self.stop.clone(),
         };
         let channel = self.channel.clone();

@@ -1,0 +1,219 @@
+//! What a fetched file is called and what it is, and how its URL is shown.
+//! Pure.
+
+use reqwest::Url;
+
+use crate::media::{clean_content_type, clean_filename};
+
+/// `url` as errors and logs show it: `scheme://host[:port]/path`, without
+/// the user info, query or fragment, any of which may carry a token.
+pub fn shown_url(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    match url.port() {
+        Some(port) => format!("{}://{host}:{port}{}", url.scheme(), url.path()),
+        None => format!("{}://{host}{}", url.scheme(), url.path()),
+    }
+}
+
+/// The file's content type: the server's `Content-Type` when it names one
+/// (a bare `application/octet-stream` says nothing, so a type the send
+/// gave wins over it), else the send's, each cleaned.
+pub fn content_type(served: Option<&str>, given: Option<&str>) -> Option<String> {
+    let served = clean_content_type(served.map(str::to_string));
+    let given = clean_content_type(given.map(str::to_string));
+    match served {
+        Some(served)
+            if served
+                .split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/octet-stream"))
+                && given.is_some() =>
+        {
+            given
+        }
+        Some(served) => Some(served),
+        None => given,
+    }
+}
+
+/// The file's name: the send's, else the server's `Content-Disposition`,
+/// else the last segment of the URL's path (of the URL it was finally
+/// fetched from), each cleaned.
+pub fn filename(given: Option<&str>, disposition: Option<&str>, url: &Url) -> Option<String> {
+    clean_filename(given.map(str::to_string))
+        .or_else(|| clean_filename(disposition.and_then(disposition_filename)))
+        .or_else(|| {
+            let last = url.path_segments()?.next_back()?;
+            clean_filename(percent_decode(last))
+        })
+}
+
+/// The filename a `Content-Disposition` names: `filename*=UTF-8''…`
+/// (RFC 6266 prefers it), else `filename=`, quoted or not.
+fn disposition_filename(header: &str) -> Option<String> {
+    let mut plain = None;
+    for param in split_params(header).into_iter().skip(1) {
+        let Some((name, value)) = param.split_once('=') else {
+            continue;
+        };
+        let (name, value) = (name.trim(), value.trim());
+        if name.eq_ignore_ascii_case("filename*") {
+            let (charset, rest) = value.split_once('\'')?;
+            let (_language, encoded) = rest.split_once('\'')?;
+            if charset.eq_ignore_ascii_case("utf-8")
+                && let Some(decoded) = percent_decode(encoded)
+            {
+                return Some(decoded);
+            }
+        } else if name.eq_ignore_ascii_case("filename") {
+            plain = Some(unquote(value));
+        }
+    }
+    plain
+}
+
+/// The parameters of a header value, split at `;` outside quotes.
+fn split_params(header: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in header.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ';' if !quoted => {
+                parts.push(&header[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&header[start..]);
+    parts
+}
+
+fn unquote(value: &str) -> String {
+    let Some(inner) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) else {
+        return value.to_string();
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            out.extend(chars.next());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `%XX` escapes decoded; `None` if the result is not UTF-8 or an escape
+/// is broken.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(text: &str) -> Url {
+        Url::parse(text).unwrap()
+    }
+
+    #[test]
+    fn a_shown_url_has_no_user_info_query_or_fragment() {
+        assert_eq!(
+            shown_url(&url(
+                "https://ann:pw@files.example:8443/a/b.pdf?token=S3CRET#x"
+            )),
+            "https://files.example:8443/a/b.pdf"
+        );
+        assert_eq!(shown_url(&url("http://[::1]/x?sig=1")), "http://[::1]/x");
+        assert_eq!(
+            shown_url(&url("https://example.com")),
+            "https://example.com/"
+        );
+    }
+
+    #[test]
+    fn the_given_name_wins_then_the_servers_then_the_urls() {
+        let u = url("https://files.example/dl/Report%20Q3.pdf?token=1");
+        assert_eq!(
+            filename(
+                Some("mine.pdf"),
+                Some("attachment; filename=\"theirs.pdf\""),
+                &u
+            )
+            .as_deref(),
+            Some("mine.pdf")
+        );
+        assert_eq!(
+            filename(
+                None,
+                Some("attachment; filename=\"the;irs \\\"x\\\".pdf\""),
+                &u
+            )
+            .as_deref(),
+            Some("the;irs \"x\".pdf")
+        );
+        assert_eq!(
+            filename(
+                None,
+                Some("attachment; filename=\"fallback.pdf\"; filename*=UTF-8''Gr%C3%BC%C3%9Fe.pdf"),
+                &u
+            )
+            .as_deref(),
+            Some("Grüße.pdf")
+        );
+        assert_eq!(
+            filename(None, Some("inline; filename=../../etc/passwd"), &u).as_deref(),
+            Some("passwd")
+        );
+        assert_eq!(
+            filename(None, Some("inline"), &u).as_deref(),
+            Some("Report Q3.pdf")
+        );
+        assert_eq!(filename(None, None, &u).as_deref(), Some("Report Q3.pdf"));
+        assert_eq!(filename(None, None, &url("https://files.example/")), None);
+        assert_eq!(
+            filename(Some("  "), None, &url("https://files.example/dir/")),
+            None
+        );
+    }
+
+    #[test]
+    fn the_servers_type_wins_unless_it_says_nothing() {
+        assert_eq!(
+            content_type(Some("image/png"), Some("image/jpeg")).as_deref(),
+            Some("image/png")
+        );
+        assert_eq!(
+            content_type(Some("application/octet-stream"), Some("image/jpeg")).as_deref(),
+            Some("image/jpeg")
+        );
+        assert_eq!(
+            content_type(Some("application/octet-stream"), None).as_deref(),
+            Some("application/octet-stream")
+        );
+        assert_eq!(
+            content_type(Some("text/html\r\nX: 1"), Some("text/plain")).as_deref(),
+            Some("text/plain")
+        );
+        assert_eq!(content_type(None, None), None);
+    }
+}
