@@ -12,6 +12,17 @@ fn write_config(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
     path
 }
 
+/// A config in `dir` for a daemon on a free port with its state in
+/// `dir/state`, and that port.
+fn daemon_on_a_free_port(dir: &std::path::Path) -> (u16, std::path::PathBuf) {
+    let port = free_port();
+    let path = write_config(
+        dir,
+        &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nstate_dir = \"state\"\n"),
+    );
+    (port, path)
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -561,11 +572,7 @@ fn a_port_in_use_stops_the_daemon_and_leaves_no_socket() {
 #[test]
 fn logs_to_a_pipe_have_no_colour_codes() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let path = write_config(
-        dir.path(),
-        &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nstate_dir = \"state\"\n"),
-    );
+    let (_port, path) = daemon_on_a_free_port(dir.path());
     let mut serve = bin();
     serve
         .args(["serve", "--config", path.to_str().unwrap()])
@@ -606,11 +613,7 @@ fn logs_to_a_pipe_have_no_colour_codes() {
 #[test]
 fn a_sigterm_while_starting_stops_the_daemon_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let path = write_config(
-        dir.path(),
-        &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nstate_dir = \"state\"\n"),
-    );
+    let (_port, path) = daemon_on_a_free_port(dir.path());
     let mut serve = bin();
     serve
         .args(["serve", "--config", path.to_str().unwrap()])

@@ -47,6 +47,23 @@ fn with_file(external_id: &str, text: &str, attachment: Attachment) -> ChannelEv
     ChannelEvent::Inbound(message)
 }
 
+/// A message with `attachment` from one sender, then a plain one from
+/// another (whose conversation a held file must not hold up).
+async fn file_then_plain(
+    wa: &TestChannel,
+    attachment: Attachment,
+    file_id: &str,
+    text: &str,
+    plain_id: &str,
+) {
+    wa.inject(with_file(file_id, text, attachment))
+        .await
+        .unwrap();
+    wa.inject(wa_inbound("+15551230002", plain_id, "plain text", &[]))
+        .await
+        .unwrap();
+}
+
 fn media_id(attachment: &Attachment) -> String {
     attachment
         .url
@@ -204,12 +221,7 @@ async fn a_file_the_relay_refuses_makes_its_message_a_dead_letter() {
     relay.with(|s| s.refuse_media = Some(413));
     let (bridge, wa) = bridge_on(&relay).await;
     let attachment = save(&wa, PICTURE, "huge.png").await;
-    wa.inject(with_file("f-4", "too big for the relay", attachment))
-        .await
-        .unwrap();
-    wa.inject(wa_inbound("+15551230002", "f-5", "plain text", &[]))
-        .await
-        .unwrap();
+    file_then_plain(&wa, attachment, "f-4", "too big for the relay", "f-5").await;
 
     relay
         .wait_for("the plain message", |s| s.messages.len() == 1)
@@ -274,12 +286,7 @@ async fn a_relay_without_a_media_route_holds_only_that_conversation() {
     relay.with(|s| s.refuse_media = Some(404));
     let (_bridge, wa) = bridge_on(&relay).await;
     let attachment = save(&wa, PICTURE, "cat.png").await;
-    wa.inject(with_file("f-7", "a picture", attachment))
-        .await
-        .unwrap();
-    wa.inject(wa_inbound("+15551230002", "f-8", "plain text", &[]))
-        .await
-        .unwrap();
+    file_then_plain(&wa, attachment, "f-7", "a picture", "f-8").await;
     relay
         .wait_for("the plain message and tried uploads", |s| {
             s.messages.len() == 1 && s.upload_attempts >= 2
@@ -316,12 +323,7 @@ async fn an_unreadable_file_holds_only_its_conversation() {
         .join(media_id(&attachment));
     std::fs::remove_file(&file).unwrap();
     std::os::unix::fs::symlink(&file, &file).unwrap();
-    wa.inject(with_file("f-9", "a picture", attachment))
-        .await
-        .unwrap();
-    wa.inject(wa_inbound("+15551230002", "f-10", "plain text", &[]))
-        .await
-        .unwrap();
+    file_then_plain(&wa, attachment, "f-9", "a picture", "f-10").await;
     relay
         .wait_for("the plain message", |s| s.messages.len() == 1)
         .await;
