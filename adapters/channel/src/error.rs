@@ -69,10 +69,7 @@ impl SendError {
         message: impl Into<String>,
         retry_after: Option<Duration>,
     ) -> Self {
-        Self {
-            retry_after,
-            ..Self::new(ErrorClass::RateLimited, code, message)
-        }
+        Self::new(ErrorClass::RateLimited, code, message).after(retry_after)
     }
 
     /// See [`ErrorClass::RecipientLimited`]: only when nothing was sent.
@@ -81,9 +78,14 @@ impl SendError {
         message: impl Into<String>,
         retry_after: Option<Duration>,
     ) -> Self {
+        Self::new(ErrorClass::RecipientLimited, code, message).after(retry_after)
+    }
+
+    /// The wait the remote asked for.
+    fn after(self, retry_after: Option<Duration>) -> Self {
         Self {
             retry_after,
-            ..Self::new(ErrorClass::RecipientLimited, code, message)
+            ..self
         }
     }
 
