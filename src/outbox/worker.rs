@@ -65,7 +65,12 @@ pub struct DispatchContext {
 pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
     let kind = endpoint.channel.kind();
     let phone_id = endpoint.channel.phone_id().to_string();
-    let limits = limits_for(&ctx.outbox, kind, &phone_id);
+    let limits = limits_for(
+        &ctx.outbox,
+        kind,
+        &phone_id,
+        endpoint.channel.default_concurrency(),
+    );
     let permits = Arc::new(Semaphore::new(limits.concurrency as usize));
     let limiters = Arc::new(Limiters {
         endpoint: RateLimiter::direct(

@@ -247,6 +247,15 @@ pub trait Channel: Send + Sync {
         SendLimits::of(self.kind())
     }
 
+    /// How many sends the outbox keeps in flight on this endpoint when the
+    /// config's `[outbox.limits]` says nothing of it; `None`: the outbox's
+    /// own default. An upstream that does one thing at a time (a modem on
+    /// its serial port) says 1: more sends in flight would only wait in
+    /// the adapter, their send timeouts running.
+    fn default_concurrency(&self) -> Option<u32> {
+        None
+    }
+
     /// Whether this channel can send with `options` (a send request's
     /// channel-specific object, [`crate::OutboundMessage::options`]): `Err`
     /// says what is wrong, and the API refuses the request (422, field

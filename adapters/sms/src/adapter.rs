@@ -244,6 +244,13 @@ impl Channel for SmsChannel {
             .to_health()
     }
 
+    /// One modem sends one part at a time through its one driver task: a
+    /// second send in flight would only queue behind the first, its
+    /// timeout running.
+    fn default_concurrency(&self) -> Option<u32> {
+        Some(1)
+    }
+
     /// `ModemStatus::can_send`, the rule beside the one `health` follows.
     fn can_send(&self) -> bool {
         self.status

@@ -62,6 +62,9 @@ async fn unplug_mid_queue_loses_nothing_and_sends_nothing_twice() {
     assert!(counts.values().all(|c| *c == 1), "duplicates: {counts:?}");
     rig.wait_up().await;
     assert!(rig.channel.can_send(), "agrees with health");
+    // One port, one part at a time: the outbox keeps one send in flight
+    // unless the config says otherwise.
+    assert_eq!(rig.channel.default_concurrency(), Some(1));
 }
 
 #[tokio::test]
