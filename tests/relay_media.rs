@@ -47,6 +47,14 @@ fn with_file(external_id: &str, text: &str, attachment: Attachment) -> ChannelEv
     ChannelEvent::Inbound(message)
 }
 
+/// The URL the emulated relay gives the first file it takes.
+const FIRST_RELAY_URL: &str = "https://relay.test/files/1";
+
+/// The URL of the first attachment of a message the relay received.
+fn first_file_url(body: &serde_json::Value) -> &serde_json::Value {
+    &body["attachments"][0]["url"]
+}
+
 /// A message with `attachment` from one sender, then a plain one from
 /// another (whose conversation a held file must not hold up).
 async fn file_then_plain(
@@ -138,10 +146,7 @@ async fn an_upload_answered_503_is_tried_again_until_taken_and_the_message_arriv
         assert_eq!(s.uploads.len(), 1);
         // The message never went while its file was not taken.
         for body in &s.message_attempt_bodies {
-            assert_eq!(
-                body["attachments"][0]["url"], "https://relay.test/files/1",
-                "{body}"
-            );
+            assert_eq!(first_file_url(body), FIRST_RELAY_URL, "{body}");
         }
     });
     relay.with(|s| s.hold_marked = None);
@@ -158,10 +163,7 @@ async fn an_upload_answered_503_is_tried_again_until_taken_and_the_message_arriv
         assert_eq!(s.upload_attempts, 3);
         assert_eq!(s.message_posts_taken, 1);
         assert_eq!(s.messages.len(), 1);
-        assert_eq!(
-            s.messages[0].body["attachments"][0]["url"],
-            "https://relay.test/files/1"
-        );
+        assert_eq!(first_file_url(&s.messages[0].body), FIRST_RELAY_URL);
     });
 }
 
@@ -192,10 +194,7 @@ async fn after_a_restart_between_upload_and_message_the_file_is_not_uploaded_aga
         .await
         .unwrap()
         .expect("the row");
-    assert_eq!(
-        recorded.relay_url.as_deref(),
-        Some("https://relay.test/files/1")
-    );
+    assert_eq!(recorded.relay_url.as_deref(), Some(FIRST_RELAY_URL));
 
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
     let bridge = bridge.restart(vec![wa.clone()]).await;
@@ -205,10 +204,7 @@ async fn after_a_restart_between_upload_and_message_the_file_is_not_uploaded_aga
         .await;
     relay.with(|s| {
         assert_eq!(s.upload_attempts, 1, "the file went once");
-        assert_eq!(
-            s.messages[0].body["attachments"][0]["url"],
-            "https://relay.test/files/1"
-        );
+        assert_eq!(first_file_url(&s.messages[0].body), FIRST_RELAY_URL);
     });
     drop(bridge);
 }
@@ -301,10 +297,7 @@ async fn a_relay_without_a_media_route_holds_only_that_conversation() {
         .await;
     relay.with(|s| {
         assert_eq!(s.messages[1].body["text"], "a picture");
-        assert_eq!(
-            s.messages[1].body["attachments"][0]["url"],
-            "https://relay.test/files/1"
-        );
+        assert_eq!(first_file_url(&s.messages[1].body), FIRST_RELAY_URL);
     });
 }
 
@@ -376,10 +369,7 @@ async fn after_a_move_to_another_relay_the_file_is_uploaded_to_that_one() {
     second.with(|s| {
         assert_eq!(s.uploads.len(), 1, "the second relay got the file");
         assert_eq!(s.uploads[0].bytes, PICTURE);
-        assert_eq!(
-            s.messages[0].body["attachments"][0]["url"],
-            "https://relay.test/files/1"
-        );
+        assert_eq!(first_file_url(&s.messages[0].body), FIRST_RELAY_URL);
     });
     drop(bridge);
 }
