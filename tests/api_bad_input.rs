@@ -394,6 +394,46 @@ async fn an_adapter_with_lower_limits_has_them_enforced_at_accept() {
     assert_eq!(ntfy.wait_sent(1).await[0].attachments.len(), 1);
 }
 
+/// What an endpoint's service takes beyond the kind's syntax is its
+/// adapter's to say (`Channel::check_recipient`): a notify endpoint whose
+/// service takes no `.` in a topic refuses one, naming `to`, and stores
+/// nothing; another notify endpoint takes the same address.
+#[tokio::test]
+async fn an_adapter_refuses_a_recipient_its_service_does_not_take() {
+    let ntfy = TestChannel::new(ChannelKind::Notify, "alerts");
+    ntfy.refuse_in_recipient(".");
+    let webhook = TestChannel::new(ChannelKind::Notify, "hooks");
+    let d = TestDaemon::start(FAST_OUTBOX, vec![ntfy.clone(), webhook.clone()]).await;
+    let (status, answer) = d
+        .post(
+            "/api/v1/messages",
+            &d.admin_key,
+            &send_body("alerts", "notify", "backups.nightly", "disk full"),
+        )
+        .await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["error"]["code"], "invalid_field", "{answer}");
+    assert_eq!(answer["error"]["field"], "to", "{answer}");
+    assert!(
+        answer["error"]["message"].as_str().unwrap().contains("'.'"),
+        "{answer}"
+    );
+    let (_, page) = d.get("/api/v1/messages", &d.admin_key).await;
+    assert_eq!(page["messages"], json!([]), "a refused send was stored");
+    for (phone_id, to) in [("alerts", "backups"), ("hooks", "backups.nightly")] {
+        let (status, answer) = d
+            .post(
+                "/api/v1/messages",
+                &d.admin_key,
+                &send_body(phone_id, "notify", to, "disk full"),
+            )
+            .await;
+        assert_eq!(status, 202, "{phone_id} {to}: {answer}");
+    }
+    assert_eq!(ntfy.wait_sent(1).await[0].to, "backups");
+    assert_eq!(webhook.wait_sent(1).await[0].to, "backups.nightly");
+}
+
 #[tokio::test]
 async fn bad_queries_and_unknown_routes() {
     let d = TestDaemon::start(

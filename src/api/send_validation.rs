@@ -61,6 +61,12 @@ pub fn validate(req: &SendRequest, state: &AppState) -> Result<ValidSend, ApiErr
         .field("phone_id"));
     };
     validate_address(channel, &req.to).map_err(|e| ApiError::invalid("to", e.message))?;
+    // What this endpoint's service takes beyond the kind's syntax: its
+    // adapter says (`Channel::check_recipient`).
+    endpoint
+        .channel
+        .check_recipient(&req.to)
+        .map_err(|why| ApiError::invalid("to", why))?;
     let chars = req.text.chars().count();
     // A send with options may carry no text (a WhatsApp template is its
     // own text); its channel judges the options below.

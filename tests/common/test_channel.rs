@@ -34,6 +34,9 @@ pub struct TestChannel {
     can_send: Mutex<Option<bool>>,
     /// What `send_limits` says when set; otherwise the kind's defaults.
     send_limits: Mutex<Option<SendLimits>>,
+    /// Characters `check_recipient` refuses in an address (an ntfy topic
+    /// takes no `.`); none when empty.
+    refused_in_recipient: Mutex<String>,
     /// Whether `attach` came, and how many sends came before it.
     attached: Mutex<bool>,
     sends_before_attach: Mutex<u32>,
@@ -62,6 +65,7 @@ impl TestChannel {
             health: Mutex::new(ChannelHealth::up("test channel")),
             can_send: Mutex::new(None),
             send_limits: Mutex::new(None),
+            refused_in_recipient: Mutex::new(String::new()),
             attached: Mutex::new(false),
             sends_before_attach: Mutex::new(0),
             shared_app: Mutex::new(None),
@@ -99,6 +103,12 @@ impl TestChannel {
     /// allows less than its kind's defaults would.
     pub fn set_send_limits(&self, limits: SendLimits) {
         *self.send_limits.lock().unwrap() = Some(limits);
+    }
+
+    /// Refuse recipients with any of `chars` in them, as an adapter whose
+    /// service takes less than the kind's syntax would.
+    pub fn refuse_in_recipient(&self, chars: &str) {
+        *self.refused_in_recipient.lock().unwrap() = chars.into();
     }
 
     /// Take part in the channel's shared webhook for requests of `app`.
@@ -239,6 +249,14 @@ impl Channel for TestChannel {
     fn send_limits(&self) -> SendLimits {
         let set = *self.send_limits.lock().unwrap();
         set.unwrap_or(SendLimits::of(self.kind))
+    }
+
+    fn check_recipient(&self, to: &str) -> Result<(), String> {
+        let refused = self.refused_in_recipient.lock().unwrap();
+        match to.chars().find(|c| refused.contains(*c)) {
+            Some(c) => Err(format!("this service takes no {c:?} in an address")),
+            None => Ok(()),
+        }
     }
 
     fn can_send(&self) -> bool {

@@ -247,6 +247,17 @@ pub trait Channel: Send + Sync {
         SendLimits::of(self.kind())
     }
 
+    /// Whether this endpoint can send to `to`, beyond the channel kind's
+    /// syntax ([`crate::validate_address`], checked first): `Err` says
+    /// why not, and the API refuses the request (422, field `to`) before
+    /// anything is stored. For what one service of a kind takes and
+    /// another does not (an ntfy topic has no `.`, a Gotify server has no
+    /// topics at all). Pure and cheap: it runs on every accept. The
+    /// default takes every address of the kind's syntax.
+    fn check_recipient(&self, _to: &str) -> Result<(), String> {
+        Ok(())
+    }
+
     /// How many sends the outbox keeps in flight on this endpoint when the
     /// config's `[outbox.limits]` says nothing of it; `None`: the outbox's
     /// own default. An upstream that does one thing at a time (a modem on
