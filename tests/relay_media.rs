@@ -209,39 +209,66 @@ async fn after_a_restart_between_upload_and_message_the_file_is_not_uploaded_aga
     drop(bridge);
 }
 
-/// A refusal of the file is a refusal of the message: kept as a dead
-/// letter with the relay's code, and the next message goes on.
+/// A file the relay refuses for good (413: too large for it) is left out
+/// and named in `origin.refused_attachments`: the text still reaches the
+/// user, nothing becomes a dead letter, and the bridge keeps its copy.
 #[tokio::test]
-async fn a_file_the_relay_refuses_makes_its_message_a_dead_letter() {
+async fn a_file_the_relay_refuses_is_left_out_and_named_in_its_message() {
     let relay = EmulatedRelay::start().await;
     relay.with(|s| s.refuse_media = Some(413));
     let (bridge, wa) = bridge_on(&relay).await;
     let attachment = save(&wa, PICTURE, "huge.png").await;
+    let id = media_id(&attachment);
     file_then_plain(&wa, attachment, "f-4", "too big for the relay", "f-5").await;
 
     relay
-        .wait_for("the plain message", |s| s.messages.len() == 1)
+        .wait_for("both messages", |s| s.messages.len() == 2)
         .await;
-    let link = bridge
-        .wait_link("a dead letter", |l| l["inbound_dead"] == 1)
-        .await;
-    assert_eq!(link["inbound_pending"], 0, "{link}");
-    let (code, dead) = bridge
-        .get("/api/v1/relay/inbound?state=dead", &bridge.admin_key)
-        .await;
-    assert_eq!(code, 200, "{dead}");
-    let letter = &dead["messages"][0];
-    assert_eq!(letter["error"]["code"], "relay_http_413", "{dead}");
-    assert!(
-        letter["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("upload of a file")),
-        "{dead}"
-    );
     relay.with(|s| {
-        assert_eq!(s.messages[0].body["text"], "plain text");
-        assert_eq!(s.message_attempts, 1, "the refused one was never POSTed");
+        let body = &s.messages[0].body;
+        assert_eq!(body["text"], "too big for the relay", "{body}");
+        assert_eq!(body["attachments"], serde_json::json!([]), "{body}");
+        assert_eq!(
+            body["origin"]["refused_attachments"],
+            serde_json::json!([{
+                "media_id": id,
+                "filename": "huge.png",
+                "content_type": "image/png",
+                "size": PICTURE.len(),
+                "code": "relay_http_413",
+                "message": "emulated refusal of a file",
+            }]),
+            "{body}"
+        );
+        assert!(
+            body["origin"].get("missing_attachments").is_none(),
+            "{body}"
+        );
+        let plain = &s.messages[1].body;
+        assert_eq!(plain["text"], "plain text");
+        assert!(
+            plain["origin"].get("refused_attachments").is_none(),
+            "{plain}"
+        );
+        assert_eq!(s.upload_attempts, 1, "a refused file is not tried again");
     });
+    let link = bridge
+        .wait_link("both forwarded", |l| l["inbound_pending"] == 0)
+        .await;
+    assert_eq!(link["inbound_dead"], 0, "{link}");
+    let kept = bridge
+        .http
+        .get(format!("{}/api/v1/media/{id}", bridge.base))
+        .bearer_auth(&bridge.admin_key)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(kept.status(), 200);
+    assert_eq!(
+        kept.bytes().await.unwrap().as_ref(),
+        PICTURE,
+        "the bridge keeps its copy"
+    );
 }
 
 /// A file the bridge no longer has (a restored backup holds none) and the

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use super::Deps;
 use phonerelay_channel::normalize_address as normalize;
 
-use super::media_upload::{UploadFailure, relay_attachments};
+use super::media_upload::{RefusedAttachment, UploadFailure, relay_attachments};
 use super::routing::{Route, route, unsettled};
 use crate::api::dto::AttachmentBody;
 use crate::clock::{now_ms, rfc3339};
@@ -62,6 +62,10 @@ pub struct Origin<'a> {
     /// relay never got (`media_upload`); absent when none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub missing_attachments: Option<u32>,
+    /// Files the relay refused on upload (`media_upload`), left out of
+    /// `attachments`; absent when none.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub refused_attachments: &'a [RefusedAttachment],
     /// `InboundMessage::meta`; absent when empty.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub meta: &'a std::collections::BTreeMap<String, String>,
@@ -265,7 +269,8 @@ async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attemp
         },
     };
     // The files first: the message goes with the relay's URLs for them.
-    // A failed upload is met as a failed message POST would be.
+    // A failed upload is met as a failed message POST would be; a file
+    // the relay refuses for good is left out, and the message says so.
     let sent = match relay_attachments(deps, m).await {
         Ok(relayed) => match post_message(deps, m, &route, relayed).await {
             Some(sent) => sent,
@@ -309,14 +314,6 @@ async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attemp
             deps.link.reached().await;
             tracing::warn!(id = %m.id, error = %e, "the relay refused an inbound message; kept as a dead letter");
             let reason = match &e {
-                crate::relay::RelayError::Http {
-                    path,
-                    code,
-                    message,
-                    ..
-                } if *path == deps.settings.config.paths.media => {
-                    format!("the upload of a file was refused: {code}: {message}")
-                }
                 crate::relay::RelayError::Http { code, message, .. } => {
                     format!("{code}: {message}")
                 }
@@ -432,6 +429,7 @@ async fn post_message(
             inbound_id: &m.id,
             route: &route.route,
             missing_attachments: (relayed.missing > 0).then_some(relayed.missing),
+            refused_attachments: &relayed.refused,
             meta: &m.meta,
         },
     };

@@ -3,8 +3,10 @@
 //! from a bridge behind NAT, so the bridge uploads each file it keeps and
 //! sends the relay's URL in place of its own path. The relay's URL is
 //! recorded with the file, so a retry or a restart does not upload it
-//! again.
+//! again. A file the relay refuses for good is left out and named in the
+//! message, so its text still reaches the user.
 
+use serde::Serialize;
 use tokio::io::AsyncReadExt;
 
 use super::Deps;
@@ -20,6 +22,36 @@ pub struct RelayAttachments {
     /// never got (a store restored from a backup, which holds no files):
     /// left out, and counted in `origin.missing_attachments`.
     pub missing: u32,
+    /// Files the relay refused for good (a `413` for one too large for
+    /// it): left out, each named in `origin.refused_attachments`.
+    pub refused: Vec<RefusedAttachment>,
+}
+
+/// A file the relay refused, as `origin.refused_attachments` names it.
+#[derive(Debug, Serialize)]
+pub struct RefusedAttachment {
+    /// The bridge's media id: the bridge keeps its copy, served at
+    /// `GET /api/v1/media/{id}`, until retention deletes the message.
+    pub media_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    pub size: u64,
+    /// The relay's refusal: `relay_http_413`.
+    pub code: String,
+    /// The relay's words for it.
+    pub message: String,
+}
+
+/// What became of one file the bridge keeps.
+enum Uploaded {
+    /// The relay has it, at this URL.
+    At(String),
+    /// The bridge no longer has it.
+    Gone,
+    /// The relay will not take it.
+    Refused(RefusedAttachment),
 }
 
 pub enum UploadFailure {
@@ -50,6 +82,7 @@ pub async fn relay_attachments(
     let mut relayed = RelayAttachments {
         attachments: Vec::with_capacity(m.attachments.len()),
         missing: 0,
+        refused: Vec::new(),
     };
     for attachment in &m.attachments {
         let Some(id) = media_id_of(&attachment.url) else {
@@ -62,37 +95,47 @@ pub async fn relay_attachments(
         let record = record.filter(|r| r.channel == m.channel && r.phone_id == m.phone_id);
         // Uploaded before, to this relay: its copy. To another relay (a
         // re-pair since), or not yet: upload.
-        let relay_url = match record {
+        let uploaded = match record {
             Some(MediaRecord {
                 relay_url: Some(url),
                 relay_base: Some(base),
                 ..
-            }) if base == deps.settings.url => Some(url),
+            }) if base == deps.settings.url => Uploaded::At(url),
             Some(_) => upload(deps, id).await?,
-            None => None,
+            None => Uploaded::Gone,
         };
-        match relay_url {
-            Some(url) => relayed.attachments.push(AttachmentBody {
+        match uploaded {
+            Uploaded::At(url) => relayed.attachments.push(AttachmentBody {
                 url,
                 ..AttachmentBody::from(attachment)
             }),
-            None => {
+            Uploaded::Gone => {
                 tracing::warn!(inbound_id = %m.id, media_id = %id,
                     "a file of an inbound message is no longer kept; forwarded without it");
                 relayed.missing += 1;
+            }
+            Uploaded::Refused(refused) => {
+                tracing::warn!(inbound_id = %m.id, media_id = %id, code = %refused.code,
+                    reason = %refused.message,
+                    "the relay refused a file of an inbound message; forwarded without it");
+                relayed.refused.push(refused);
             }
         }
     }
     Ok(relayed)
 }
 
-/// Upload file `id` and record the relay's URL for it; `None` if the
-/// bridge has no file to upload.
-async fn upload(deps: &Deps, id: &str) -> Result<Option<String>, UploadFailure> {
+/// Upload file `id` and record the relay's URL for it.
+///
+/// A refusal for good (a permanent 4xx but 404/405: the file too large,
+/// a type the relay does not take) is the file's, not the message's:
+/// the message goes without it, saying so. Nothing is recorded of it, so
+/// a manual retry of the message uploads it again.
+async fn upload(deps: &Deps, id: &str) -> Result<Uploaded, UploadFailure> {
     let store = &deps.state.store;
     let (record, mut reader) = match store.open_media(id).await {
         Ok(MediaContent::Found(record, reader)) => (record, reader),
-        Ok(MediaContent::Missing | MediaContent::Gone(_)) => return Ok(None),
+        Ok(MediaContent::Missing | MediaContent::Gone(_)) => return Ok(Uploaded::Gone),
         // Its row was read: the file, not the store, is what fails.
         Err(e) => return Err(UploadFailure::Unreadable(e.to_string())),
     };
@@ -116,10 +159,19 @@ async fn upload(deps: &Deps, id: &str) -> Result<Option<String>, UploadFailure> 
     // goes again with the same Idempotency-Key.
     let answer = tokio::select! {
         _ = deps.shutdown.cancelled() => return Err(UploadFailure::Stopped),
-        answer = deps.client.upload(path, upload) => answer.map_err(|e| match e {
-            RelayError::Http { status: 404 | 405, .. } => UploadFailure::NoMediaRoute(e),
-            e => UploadFailure::Relay(e),
-        })?,
+        answer = deps.client.upload(path, upload) => answer,
+    };
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(
+            e @ RelayError::Http {
+                status: 404 | 405, ..
+            },
+        ) => {
+            return Err(UploadFailure::NoMediaRoute(e));
+        }
+        Err(e) if e.is_permanent() => return Ok(Uploaded::Refused(refusal(record, &e))),
+        Err(e) => return Err(UploadFailure::Relay(e)),
     };
     let url = relay_url_in(&answer).ok_or_else(|| {
         UploadFailure::Relay(RelayError::BadAnswer {
@@ -132,7 +184,24 @@ async fn upload(deps: &Deps, id: &str) -> Result<Option<String>, UploadFailure> 
         .record_media_relay_url(id, &url, &deps.settings.url)
         .await
         .map_err(UploadFailure::Store)?;
-    Ok(Some(url))
+    Ok(Uploaded::At(url))
+}
+
+/// How `origin.refused_attachments` names file `record` that the relay
+/// refused with `error`.
+fn refusal(record: MediaRecord, error: &RelayError) -> RefusedAttachment {
+    let message = match error {
+        RelayError::Http { message, .. } => message.clone(),
+        other => other.to_string(),
+    };
+    RefusedAttachment {
+        media_id: record.id,
+        filename: record.filename,
+        content_type: record.content_type,
+        size: record.size,
+        code: error.code(),
+        message,
+    }
 }
 
 /// The `url` of a `POST {media}` answer: an http(s) URL, as every
