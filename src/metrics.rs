@@ -31,6 +31,7 @@ pub struct Metrics {
     pub store_up: Gauge,
     pub store_bytes: Family<Labels, Gauge>,
     pub store_free_bytes: Gauge,
+    pub store_media_files: Gauge,
     pub relay_up: Family<Labels, Gauge>,
     pub relay_inbound_pending: Family<Labels, Gauge>,
     pub relay_inbound_dead: Family<Labels, Gauge>,
@@ -71,6 +72,7 @@ impl Default for Metrics {
         let store_up = Gauge::default();
         let store_bytes = Family::<Labels, Gauge>::default();
         let store_free_bytes = Gauge::default();
+        let store_media_files = Gauge::default();
         let relay_up = Family::<Labels, Gauge>::default();
         let relay_inbound_pending = Family::<Labels, Gauge>::default();
         let relay_inbound_dead = Family::<Labels, Gauge>::default();
@@ -157,13 +159,18 @@ impl Default for Metrics {
         );
         registry.register(
             "store_bytes",
-            "Size of the store's files (database, wal)",
+            "Size of the store's files (database, wal, media: the received files kept)",
             store_bytes.clone(),
         );
         registry.register(
             "store_free_bytes",
             "Space free to the daemon on the store's filesystem",
             store_free_bytes.clone(),
+        );
+        registry.register(
+            "store_media_files",
+            "Files received with inbound messages and kept (their bytes: store_bytes{file=\"media\"})",
+            store_media_files.clone(),
         );
         // Labelled with the bridge's phone_id at the relay, and so absent
         // on a bridge with no relay configured or paired.
@@ -202,6 +209,7 @@ impl Default for Metrics {
             store_up,
             store_bytes,
             store_free_bytes,
+            store_media_files,
             relay_up,
             relay_inbound_pending,
             relay_inbound_dead,

@@ -139,6 +139,35 @@ async fn a_file_saved_through_the_sink_is_served_with_its_bytes_and_headers() {
     assert_eq!(headers["content-disposition"], "attachment");
 }
 
+/// The files kept count in the status's storage and in `/metrics`, so an
+/// operator sees what received files take on the disk.
+#[tokio::test]
+async fn kept_files_are_counted_in_the_status_and_the_metrics() {
+    let wa = TestChannel::new(ChannelKind::Wa, "ph-a");
+    let d = TestDaemon::start(FAST_OUTBOX, vec![wa.clone()]).await;
+    let (_, status) = d.get("/api/v1/status", &d.admin_key).await;
+    assert_eq!(status["storage"]["media_files"], 0, "{status}");
+    assert_eq!(status["storage"]["media_bytes"], 0, "{status}");
+    let sink = wa.sink().await;
+    for bytes in [PICTURE, b"raw bytes".as_slice()] {
+        sink.save_media(upload(bytes, None, None)).await.unwrap();
+    }
+    let total = PICTURE.len() + b"raw bytes".len();
+    let (_, status) = d.get("/api/v1/status", &d.admin_key).await;
+    assert_eq!(status["storage"]["media_files"], 2, "{status}");
+    assert_eq!(status["storage"]["media_bytes"], total, "{status}");
+    let metrics = d.metrics_text().await;
+    for line in [
+        format!("phonerelay_store_bytes{{file=\"media\"}} {total}"),
+        "phonerelay_store_media_files 2".to_string(),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn only_a_read_key_of_the_file_s_phone_gets_it_and_others_learn_nothing() {
     let a = TestChannel::new(ChannelKind::Wa, "ph-a");

@@ -3,13 +3,19 @@
 
 use crate::store::DiskUsage;
 
-/// `database 1.2 MiB + WAL 4.0 MiB, 12.3 GiB free`.
+/// `database 1.2 MiB + WAL 4.0 MiB, 12.3 GiB free`, with `+ 3 files
+/// 2.0 MiB` after the WAL once received files are kept.
 pub fn storage_summary(usage: &DiskUsage) -> String {
     let mut out = format!(
         "database {} + WAL {}",
         human_bytes(usage.database_bytes),
         human_bytes(usage.wal_bytes)
     );
+    match usage.media_files {
+        0 => {}
+        1 => out.push_str(&format!(" + 1 file {}", human_bytes(usage.media_bytes))),
+        n => out.push_str(&format!(" + {n} files {}", human_bytes(usage.media_bytes))),
+    }
     if let Some(free) = usage.free_bytes {
         out.push_str(&format!(", {} free", human_bytes(free)));
     }
@@ -80,6 +86,8 @@ mod tests {
         let mut usage = DiskUsage {
             database_bytes: 2048 * 1024,
             wal_bytes: 512,
+            media_files: 0,
+            media_bytes: 0,
             free_bytes: None,
         };
         assert_eq!(storage_summary(&usage), "database 2.0 MiB + WAL 512 B");
@@ -87,6 +95,26 @@ mod tests {
         assert_eq!(
             storage_summary(&usage),
             "database 2.0 MiB + WAL 512 B, 3.0 GiB free"
+        );
+    }
+
+    #[test]
+    fn the_summary_counts_kept_files_once_there_are_some() {
+        let mut usage = DiskUsage {
+            database_bytes: 2048 * 1024,
+            wal_bytes: 512,
+            media_files: 1,
+            media_bytes: 3 << 20,
+            free_bytes: None,
+        };
+        assert_eq!(
+            storage_summary(&usage),
+            "database 2.0 MiB + WAL 512 B + 1 file 3.0 MiB"
+        );
+        usage.media_files = 12;
+        assert_eq!(
+            storage_summary(&usage),
+            "database 2.0 MiB + WAL 512 B + 12 files 3.0 MiB"
         );
     }
 }

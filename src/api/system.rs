@@ -250,7 +250,7 @@ pub(crate) async fn report(state: &AppState) -> StatusReport {
         // Unknown while the pairing cannot be read: the store's own
         // status says why.
         relay: super::relay::link_view(state).await.unwrap_or(None),
-        storage: state.store.disk_usage(),
+        storage: state.store.disk_usage().await,
     };
     report.status = report.readiness();
     report
@@ -315,7 +315,7 @@ pub async fn status(
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let store_up = state.store.ping().await.is_ok();
     state.metrics.store_up.set(store_up as i64);
-    if let Some(usage) = state.store.disk_usage() {
+    if let Some(usage) = state.store.disk_usage().await {
         set_disk_gauges(&state, &usage);
     }
     // A relay known only from a pairing that cannot be read now: its
@@ -407,13 +407,22 @@ fn set_relay_gauges(state: &AppState, relay: Option<&super::relay::RelayLinkView
 }
 
 fn set_disk_gauges(state: &AppState, usage: &DiskUsage) {
-    for (file, bytes) in [("database", usage.database_bytes), ("wal", usage.wal_bytes)] {
+    let files = [
+        ("database", usage.database_bytes),
+        ("wal", usage.wal_bytes),
+        ("media", usage.media_bytes),
+    ];
+    for (file, bytes) in files {
         state
             .metrics
             .store_bytes
             .get_or_create(&labels(&[("file", file)]))
             .set(bytes as i64);
     }
+    state
+        .metrics
+        .store_media_files
+        .set(usage.media_files as i64);
     if let Some(free) = usage.free_bytes {
         state.metrics.store_free_bytes.set(free as i64);
     }

@@ -62,9 +62,10 @@ pub trait Store: Send + Sync + 'static {
     /// Is the database reachable and writable?
     async fn ping(&self) -> StoreResult<()>;
 
-    /// The store's files and the free space beside them; `None` for a
-    /// store that keeps no local files.
-    fn disk_usage(&self) -> Option<DiskUsage> {
+    /// The store's files (the database, its WAL, the received files it
+    /// keeps) and the free space beside them; `None` for a store that
+    /// keeps no local files.
+    async fn disk_usage(&self) -> Option<DiskUsage> {
         None
     }
 

@@ -256,6 +256,13 @@ pub struct DiskUsage {
     pub database_bytes: u64,
     /// The write-ahead log beside the database.
     pub wal_bytes: u64,
+    /// The files received with inbound messages (`media/` beside the
+    /// database), kept until retention deletes their messages: how many,
+    /// and their bytes.
+    #[serde(default)]
+    pub media_files: u64,
+    #[serde(default)]
+    pub media_bytes: u64,
     /// Free to the daemon on the store's filesystem; absent if it cannot
     /// be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]

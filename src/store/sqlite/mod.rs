@@ -146,8 +146,12 @@ impl Store for SqliteStore {
             .await
     }
 
-    fn disk_usage(&self) -> Option<DiskUsage> {
-        Some(disk_usage::measure(&self.path))
+    async fn disk_usage(&self) -> Option<DiskUsage> {
+        // Off the runtime: the media directory is read file by file.
+        let (database, media) = (self.path.clone(), self.media_dir.clone());
+        tokio::task::spawn_blocking(move || disk_usage::measure(&database, &media))
+            .await
+            .ok()
     }
 
     async fn accept_outbound(&self, message: NewOutbound) -> StoreResult<AcceptOutcome> {
