@@ -19,6 +19,7 @@ pub mod local_key;
 pub mod local_socket;
 pub mod logging;
 pub mod media;
+pub mod media_chunks;
 pub mod metrics;
 pub mod outbox;
 pub mod private_files;

@@ -122,6 +122,30 @@ async fn a_file_is_uploaded_before_its_message_which_carries_the_relay_s_url() {
     });
 }
 
+/// A file of several read chunks (64 KiB each) goes up as it is read from
+/// disk, whole and with its length (not chunked): what the relay gets is
+/// the file, byte for byte.
+#[tokio::test]
+async fn a_large_file_goes_up_whole_with_its_length() {
+    let relay = EmulatedRelay::start().await;
+    let (_bridge, wa) = bridge_on(&relay).await;
+    let film: Vec<u8> = (0..200_003u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    let attachment = save(&wa, &film, "film.bin").await;
+    wa.inject(with_file("f-big", "a film", attachment))
+        .await
+        .unwrap();
+    relay
+        .wait_for("the message", |s| s.messages.len() == 1)
+        .await;
+    relay.with(|s| {
+        let upload = &s.uploads[0];
+        assert_eq!(upload.bytes.len(), film.len());
+        assert!(upload.bytes == film, "the relay got other bytes");
+        assert_eq!(upload.content_length.as_deref(), Some("200003"));
+        assert_eq!(upload.transfer_encoding, None);
+    });
+}
+
 /// The file is refused twice (503), then taken; the message is then
 /// refused for a while: it is sent again with the recorded URL, and the
 /// file is not uploaded again. The message arrives once.

@@ -1,21 +1,18 @@
 //! `GET /api/v1/media/{id}`: a file the bridge keeps for an inbound
 //! message (an attachment's `url` names it), streamed from the store.
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tokio::io::AsyncReadExt;
 
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::path::ApiPath;
 use super::state::AppState;
 use crate::media::percent_encode;
+use crate::media_chunks::{ReadFailure, chunks};
 use crate::store::{MediaContent, MediaReader, MediaRecord, Scope};
-
-/// Bytes read from the file per chunk of the answer.
-const CHUNK_BYTES: usize = 64 * 1024;
 
 /// A kept file's bytes, as they were received.
 #[derive(utoipa::ToSchema)]
@@ -68,7 +65,9 @@ fn file(record: &MediaRecord, reader: MediaReader) -> Response {
         Some(name) => format!("attachment; filename*=UTF-8''{}", percent_encode(name)),
         None => "attachment".to_string(),
     };
-    let mut response = Body::from_stream(chunks(reader)).into_response();
+    // A read error ends the answer short of its Content-Length, which the
+    // client sees as a broken transfer; it is logged as it happens.
+    let mut response = Body::from_stream(chunks(reader, ReadFailure::default())).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, content_type);
     headers.insert(header::CONTENT_LENGTH, record.size.into());
@@ -81,26 +80,4 @@ fn file(record: &MediaRecord, reader: MediaReader) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     response
-}
-
-/// The file in chunks, as it is read; a read error ends the answer short
-/// of its Content-Length, which the client sees as a broken transfer.
-fn chunks(
-    reader: MediaReader,
-) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
-    futures_util::stream::unfold(Some(reader), |reader| async move {
-        let mut reader = reader?;
-        let mut chunk = vec![0u8; CHUNK_BYTES];
-        match reader.read(&mut chunk).await {
-            Ok(0) => None,
-            Ok(n) => {
-                chunk.truncate(n);
-                Some((Ok(Bytes::from(chunk)), Some(reader)))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "reading a media file failed while serving it");
-                Some((Err(e), None))
-            }
-        }
-    })
 }

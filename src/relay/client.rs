@@ -122,7 +122,10 @@ pub const UPLOAD_BYTES_PER_SECOND: u64 = 64 * 1024;
 
 /// One file for [`RelayClient::upload`].
 pub struct Upload {
-    pub bytes: Vec<u8>,
+    /// The file, read as it is sent.
+    pub body: reqwest::Body,
+    /// Its length, sent as Content-Length.
+    pub size: u64,
     /// `application/octet-stream` when the channel gave none.
     pub content_type: String,
     pub filename: Option<String>,
@@ -203,19 +206,21 @@ impl RelayClient {
     /// the request timeout and a second per [`UPLOAD_BYTES_PER_SECOND`].
     pub async fn upload(&self, path: &str, upload: Upload) -> Result<Value, RelayError> {
         let url = format!("{}{path}", self.base);
-        let seconds = upload.bytes.len() as u64 / UPLOAD_BYTES_PER_SECOND;
+        let seconds = upload.size / UPLOAD_BYTES_PER_SECOND;
         let mut request = self
             .http
             .post(&url)
             .bearer_auth(self.key.expose())
             .timeout(self.request_timeout + Duration::from_secs(seconds))
             .header(reqwest::header::CONTENT_TYPE, upload.content_type)
+            // Known, so the file goes with a length rather than chunked.
+            .header(reqwest::header::CONTENT_LENGTH, upload.size)
             .header("Idempotency-Key", upload.idempotency_key)
             .header("X-Phone-Id", upload.phone_id);
         if let Some(name) = upload.filename {
             request = request.header("X-Filename", crate::media::percent_encode(&name));
         }
-        self.answer(path, &url, request.body(upload.bytes)).await
+        self.answer(path, &url, request.body(upload.body)).await
     }
 
     /// Send `request` and read its answer: a 2xx answer's JSON body (or

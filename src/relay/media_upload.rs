@@ -7,12 +7,12 @@
 //! message, so its text still reaches the user.
 
 use serde::Serialize;
-use tokio::io::AsyncReadExt;
 
 use super::Deps;
 use super::client::{RelayError, Upload};
 use crate::api::dto::AttachmentBody;
 use crate::media::media_id_of;
+use crate::media_chunks::{ReadFailure, chunks};
 use crate::store::{InboundRecord, MediaContent, MediaRecord, StoreError};
 
 /// The attachments to send to the relay.
@@ -133,19 +133,18 @@ pub async fn relay_attachments(
 /// a manual retry of the message uploads it again.
 async fn upload(deps: &Deps, id: &str) -> Result<Uploaded, UploadFailure> {
     let store = &deps.state.store;
-    let (record, mut reader) = match store.open_media(id).await {
+    let (record, reader) = match store.open_media(id).await {
         Ok(MediaContent::Found(record, reader)) => (record, reader),
         Ok(MediaContent::Missing | MediaContent::Gone(_)) => return Ok(Uploaded::Gone),
         // Its row was read: the file, not the store, is what fails.
         Err(e) => return Err(UploadFailure::Unreadable(e.to_string())),
     };
-    let mut bytes = Vec::with_capacity(record.size as usize);
-    reader
-        .read_to_end(&mut bytes)
-        .await
-        .map_err(|e| UploadFailure::Unreadable(format!("cannot read media file {id}: {e}")))?;
+    // Read as it is sent: a read error breaks the upload, and `unreadable`
+    // tells it from a broken connection.
+    let unreadable = ReadFailure::default();
     let upload = Upload {
-        bytes,
+        body: reqwest::Body::wrap_stream(chunks(reader, unreadable.clone())),
+        size: record.size,
         content_type: record
             .content_type
             .clone()
@@ -161,6 +160,11 @@ async fn upload(deps: &Deps, id: &str) -> Result<Uploaded, UploadFailure> {
         _ = deps.shutdown.cancelled() => return Err(UploadFailure::Stopped),
         answer = deps.client.upload(path, upload) => answer,
     };
+    if let Some(why) = unreadable.take() {
+        return Err(UploadFailure::Unreadable(format!(
+            "cannot read media file {id}: {why}"
+        )));
+    }
     let answer = match answer {
         Ok(answer) => answer,
         Err(

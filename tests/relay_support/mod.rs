@@ -37,6 +37,9 @@ pub struct Upload {
     /// `X-Filename`, percent-decoded.
     pub filename: Option<String>,
     pub phone_id: Option<String>,
+    /// `Content-Length` and `Transfer-Encoding` as they came.
+    pub content_length: Option<String>,
+    pub transfer_encoding: Option<String>,
     pub bytes: Vec<u8>,
     /// The URL the relay answered with.
     pub url: String,
@@ -481,6 +484,8 @@ async fn media(State(state): Shared, headers: HeaderMap, body: axum::body::Bytes
         content_type: header("content-type"),
         filename: header("x-filename").map(|f| percent_decode(&f)),
         phone_id: header("x-phone-id"),
+        content_length: header("content-length"),
+        transfer_encoding: header("transfer-encoding"),
         bytes: body.to_vec(),
         url: url.clone(),
     });
