@@ -360,3 +360,54 @@ async fn an_email_thread_key_from_the_send_receipt_routes_to_its_pchat_user_when
         assert_eq!(got["origin"]["subject"], "Re: dinner");
     }
 }
+
+/// A reply from the recipient of a send under way waits for that send's
+/// outcome (the send may have gone out before the reply came, and would
+/// then be what it answers), whichever way the send spelled the address:
+/// alice's send to `Ann@Example.com` holds a reply from
+/// `ann@example.com`. Here her send goes out only after the reply came,
+/// so once it has, the reply goes to bob, who wrote before.
+#[tokio::test]
+async fn a_reply_waits_for_a_send_under_way_to_its_sender_however_the_send_spelled_it() {
+    let relay = EmulatedRelay::start().await;
+    let email = TestChannel::new(ChannelKind::Email, PHONE_ID);
+    let bridge = common::start_bridge(&relay.bridge_config("push", None), RELAY_KEY, &email).await;
+    let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
+    send_from_pchat(&bridge, &key, "email", "ann@example.com", "bob", "e-1").await;
+
+    email.script(vec![common::test_channel::Step::Hang]);
+    let body = json!({"phone_id": PHONE_ID, "channel": "email",
+        "to": "Ann@Example.com", "text": "hello from alice", "source": "alice",
+        "relay_message_id": "e-2"});
+    let (code, accepted) = bridge.post("/api/v1/messages", &key, &body).await;
+    assert_eq!(code, 202, "{accepted}");
+    let alice = accepted["id"].as_str().unwrap().to_string();
+    while email.calls() < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    email
+        .inject(inbound(
+            ChannelKind::Email,
+            "ann@example.com",
+            "<r1@mail.test>",
+            "yes",
+            &[],
+        ))
+        .await
+        .unwrap();
+    // Held while alice's send is under way.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        !relay.messages().iter().any(|m| m.body["text"] == "yes"),
+        "the reply went before the send it may answer had an outcome"
+    );
+    // Released until it goes: a release before the send waits is lost.
+    while email.sent().len() < 2 {
+        email.release();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bridge.wait_status(&alice, "sent").await;
+    let reply = forwarded(&relay, "yes").await;
+    assert_eq!(reply["to"], "bob", "{reply}");
+    assert_eq!(reply["origin"]["route"], "recent", "{reply}");
+}

@@ -6,7 +6,7 @@
 
 use rusqlite::Connection;
 
-use super::{outbound, relay, retention, schema, sent_ids};
+use super::{outbound, relay, retention, routing, schema, sent_ids};
 
 /// Column `column` of each row of `explain sql`, on a fresh database at
 /// the newest schema.
@@ -57,6 +57,8 @@ fn the_claim_and_the_queue_reads_use_the_live_index() {
     assert_reaches(outbound::ABANDONED, "outbound_claim");
     assert_reaches(outbound::NEXT_DUE, "outbound_claim");
     assert_reaches(outbound::RETRY_HOLDS, "outbound_claim");
+    // Asked for each reply without a route yet, and again while it waits.
+    assert_reaches(routing::SEND_UNSETTLED, "outbound_claim");
 }
 
 #[test]

@@ -5,6 +5,7 @@
 use phonerelay_channel::{ChannelKind, SendReceipt};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::rows::live;
 use crate::store::*;
 use phonerelay_channel::normalize_address as normalize;
 
@@ -74,15 +75,31 @@ pub fn record_sent(
 /// The most exact match: a reply key, then the sender's latest
 /// conversation on this endpoint, both as they stood when the reply
 /// arrived (`as_of_ms`).
-/// See `Store::send_unsettled`. Through the claim index (an endpoint's
-/// `sending` rows, at most its concurrency), then the recipient.
+/// The recipients of an endpoint's sends from pChat users that are under
+/// way. The `live!()` term lets SQLite take the partial claim index (it
+/// does not infer it from `status = 'sending'`): the endpoint's `sending`
+/// rows only, at most its concurrency, not every message ever kept.
+pub(crate) const SEND_UNSETTLED: &str = concat!(
+    "SELECT recipient FROM outbound WHERE channel = ?1 AND phone_id = ?2
+     AND status = 'sending' AND ",
+    live!(),
+    " AND source IS NOT NULL AND created_at <= ?3"
+);
+
+/// See `Store::send_unsettled`. The recipient is compared as routing
+/// spells it, so a send to `Ann@Example.com` holds a reply from
+/// `ann@example.com`, as its conversation will take it.
 pub fn send_unsettled(conn: &Connection, q: &RouteQuery) -> StoreResult<bool> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT 1 FROM outbound WHERE channel = ?1 AND phone_id = ?2 AND status = 'sending'
-             AND recipient = ?3 AND source IS NOT NULL AND created_at <= ?4 LIMIT 1",
-        )?
-        .exists(params![q.channel.as_str(), q.phone_id, q.from, q.as_of_ms])?)
+    let sender = normalize(q.channel, &q.from);
+    let mut stmt = conn.prepare_cached(SEND_UNSETTLED)?;
+    let mut rows = stmt.query(params![q.channel.as_str(), q.phone_id, q.as_of_ms])?;
+    while let Some(row) = rows.next()? {
+        let recipient: String = row.get(0)?;
+        if normalize(q.channel, &recipient) == sender {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 pub fn route(conn: &Connection, q: &RouteQuery) -> StoreResult<Option<RouteMatch>> {
