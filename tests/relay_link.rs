@@ -920,3 +920,40 @@ async fn a_poll_answered_without_a_jobs_list_is_a_failed_poll() {
     let polls = relay.with(|s| s.polls) - before;
     assert!((1..=20).contains(&polls), "{polls} polls in a second");
 }
+
+/// A relay (or a proxy before it) that repeats the refused key in its
+/// error, and asks for an absurd wait: the key shows nowhere the bridge
+/// reports the error (the link's last error), the wait does not overflow
+/// (a panic in the link's task), and once the relay takes requests again
+/// the held message arrives.
+#[tokio::test]
+async fn a_refusal_that_echoes_the_key_or_asks_an_absurd_wait_is_met_safely() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| {
+        s.fail_all = Some(401);
+        s.echo_key = true;
+        s.fail_retry_after = Some("18446744073709552".into());
+    });
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    wa.inject(wa_inbound("+15551230001", "e-1", "held", &[]))
+        .await
+        .unwrap();
+    let link = bridge
+        .wait_link("the key refused", |l| {
+            l["key_rejected"] == true && l["last_error"].is_string()
+        })
+        .await;
+    let last_error = link["last_error"].as_str().unwrap();
+    assert!(!last_error.contains(RELAY_KEY), "{last_error}");
+    assert!(last_error.contains("<hidden>"), "{last_error}");
+    relay.with(|s| s.fail_all = None);
+    relay
+        .wait_for("the held message", |s| s.messages.len() == 1)
+        .await;
+    let link = bridge
+        .wait_link("the link up", |l| l["key_rejected"] == false)
+        .await;
+    assert_eq!(link["state"], "running", "{link}");
+}

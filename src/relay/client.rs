@@ -238,7 +238,9 @@ impl RelayClient {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| s * 1000);
+            // An absurd value must not overflow (a panic in a debug build,
+            // a short wait in a release one); the backoff caps it anyway.
+            .map(|s| s.saturating_mul(1000));
         if status.is_redirection() {
             let location = response
                 .headers()
@@ -250,7 +252,34 @@ impl RelayClient {
         if status.is_success() {
             return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
         }
-        Err(http_error(path, status, &text, retry_after_ms))
+        Err(self.without_key(http_error(path, status, &text, retry_after_ms)))
+    }
+
+    /// `error` with the relay key cut out of what the relay said: a relay
+    /// (or a proxy before it) may echo the key it refused in its message,
+    /// which goes to the log, the link's last error and dead letters.
+    fn without_key(&self, error: RelayError) -> RelayError {
+        let key = self.key.expose();
+        // (`replace` with an empty pattern would insert everywhere.)
+        if key.is_empty() {
+            return error;
+        }
+        match error {
+            RelayError::Http {
+                path,
+                status,
+                code,
+                message,
+                retry_after_ms,
+            } => RelayError::Http {
+                path,
+                status,
+                code: code.replace(key, "<hidden>"),
+                message: message.replace(key, "<hidden>"),
+                retry_after_ms,
+            },
+            other => other,
+        }
     }
 
     /// A 3xx: the relay did not take the request. Names the Location so

@@ -66,6 +66,10 @@ pub struct Recorded {
     pub jobs: VecDeque<Value>,
     /// Answer every request with this status (relay broken).
     pub fail_all: Option<u16>,
+    /// With `fail_all`: the refusal repeats the bearer key it was sent
+    /// (as some servers do), and carries this `Retry-After`.
+    pub echo_key: bool,
+    pub fail_retry_after: Option<String>,
     /// Answer this many status requests with 503 first.
     pub fail_status_times: u32,
     /// Answer a poll with no jobs at once instead of holding it open.
@@ -257,15 +261,28 @@ async fn gate(
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    let fail_all = state.lock().unwrap().fail_all;
-    if let Some(status) = fail_all {
-        state.lock().unwrap().refused.push(route);
-        return Some(error(status, "relay_broken", "emulated failure"));
-    }
     let presented = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
+    let (fail_all, echo_key, retry_after) = {
+        let s = state.lock().unwrap();
+        (s.fail_all, s.echo_key, s.fail_retry_after.clone())
+    };
+    if let Some(status) = fail_all {
+        state.lock().unwrap().refused.push(route);
+        let message = match (echo_key, presented) {
+            (true, Some(key)) => format!("key {key} refused"),
+            _ => "emulated failure".to_string(),
+        };
+        let mut refusal = error(status, "relay_broken", &message);
+        if let Some(seconds) = retry_after {
+            refusal
+                .headers_mut()
+                .insert("retry-after", seconds.parse().unwrap());
+        }
+        return Some(refusal);
+    }
     if presented != Some(RELAY_KEY) {
         state.lock().unwrap().refused.push(route);
         return Some(error(401, "unauthorized", "bad bearer key"));
