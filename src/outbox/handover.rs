@@ -51,9 +51,12 @@ struct State {
     /// The dispatcher's last claim took every due message, and no message
     /// has queued since.
     drained: bool,
-    /// Counts the requests that found no free slot and queued: a claim
-    /// started before one of them cannot say the queue is drained.
-    queued_for_want_of_a_slot: u64,
+    /// Counts the requests refused a slot, whatever the reason (none free,
+    /// the queue not drained, a message back in the queue due), which
+    /// queue their message instead: a claim started before one of them
+    /// may have read the queue before that message was in, so it cannot
+    /// say the queue is drained.
+    queued_instead: u64,
     /// When the messages that went back to the queue since come due
     /// (time → how many), as far as no claim has taken them yet.
     coming_due: BTreeMap<i64, u32>,
@@ -120,7 +123,7 @@ impl Intake {
     /// result to [`Self::claim_found`].
     pub fn claim_starts(&self, at_ms: i64) -> ClaimStart {
         ClaimStart {
-            queued_before: self.lock().queued_for_want_of_a_slot,
+            queued_before: self.lock().queued_instead,
             at_ms,
         }
     }
@@ -128,14 +131,15 @@ impl Intake {
     /// What a claim found: `took_all` when it took every due message
     /// (fewer than it asked for), so also those that had gone back to the
     /// queue and were due by then. That counts only if no request queued a
-    /// message for want of a slot since the claim started: the claim may
-    /// have read the queue before that message was in.
+    /// message instead of taking a slot since the claim started: the claim
+    /// may have read the queue before that message was in, and a later
+    /// message handed over would overtake it.
     pub fn claim_found(&self, took_all: bool, start: ClaimStart) {
         let mut state = self.lock();
         if took_all {
             state.coming_due = state.coming_due.split_off(&(start.at_ms + 1));
         }
-        state.drained = took_all && state.queued_for_want_of_a_slot == start.queued_before;
+        state.drained = took_all && state.queued_instead == start.queued_before;
     }
 
     /// A free slot, if the dispatcher runs, nothing waits in the queue and
@@ -160,6 +164,7 @@ impl Intake {
             state.drained = false;
         }
         if !state.drained {
+            state.queued_instead += 1;
             return None;
         }
         match open.permits.clone().try_acquire_owned() {
@@ -169,7 +174,7 @@ impl Intake {
             }),
             Err(_) => {
                 state.drained = false;
-                state.queued_for_want_of_a_slot += 1;
+                state.queued_instead += 1;
                 None
             }
         }
@@ -231,6 +236,22 @@ mod tests {
         let reservation = intake.reserve().unwrap();
         drop(handovers);
         assert!(!reservation.hand_over(queued_sms("a", 1).claimed_record("a".into())));
+    }
+
+    /// The same when the door was shut for another reason (the queue not
+    /// yet drained, as at a dispatcher's start or after a full batch): a
+    /// message queued during the claim is not vouched for by it, so the
+    /// next request queues behind it instead of being handed over first.
+    #[test]
+    fn a_claim_cannot_vouch_for_a_message_queued_while_the_door_was_shut() {
+        let intake = Intake::default();
+        let _handovers = intake.open(Arc::new(Semaphore::new(1)));
+        let claim = intake.claim_starts(0);
+        assert!(intake.reserve().is_none(), "not drained: this one queues");
+        intake.claim_found(true, claim);
+        assert!(intake.reserve().is_none(), "the queued message goes first");
+        intake.claim_found(true, intake.claim_starts(0));
+        assert!(intake.reserve().is_some(), "a later claim took it");
     }
 
     /// A request that queues for want of a slot while a claim is under way
