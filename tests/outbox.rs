@@ -227,6 +227,40 @@ async fn messages_past_their_ttl_expire() {
     assert_eq!(ch.calls(), calls, "an expired message is not sent again");
 }
 
+/// A retry due after the message's TTL does not hold the recipient's next
+/// message past that TTL: A fails once and would retry in 10 s, but
+/// expires after 1 s; B, to the same number and queued behind A, goes as
+/// soon as A has expired, long before its own 4 s TTL.
+#[tokio::test]
+async fn a_message_behind_one_that_expires_before_its_retry_goes_once_that_one_has_expired() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    ch.script(vec![Step::Fail(SendError::transient(
+        "no_network",
+        "not registered",
+    ))]);
+    let d = TestDaemon::start(
+        "[outbox]\nretry_initial_ms = 10000\nretry_max_ms = 10000\nexpiry_sweep_seconds = 1\n",
+        vec![ch.clone()],
+    )
+    .await;
+    let mut a = send_body("m1", "sms", "+15551230001", "first");
+    a["ttl_seconds"] = json!(1);
+    let a = d.queue(&a).await;
+    d.wait_message(&a, |m| m["attempts"] == 1 && m["status"] == "queued")
+        .await;
+    let mut b = send_body("m1", "sms", "+15551230001", "second");
+    b["ttl_seconds"] = json!(4);
+    let b = d.queue(&b).await;
+    let message = d.wait_status(&a, "expired").await;
+    assert_eq!(message["error"]["code"], "ttl_expired");
+    let message = d.wait_status(&b, "sent").await;
+    assert_eq!(message["attempts"], 1, "{message}");
+    // A's one failed try, then B: A is not tried again.
+    assert_eq!(ch.calls(), 2);
+    let texts: Vec<String> = ch.sent().iter().map(|m| m.text.clone()).collect();
+    assert_eq!(texts, ["second"]);
+}
+
 #[tokio::test]
 async fn cancel_works_only_while_queued() {
     let ch = TestChannel::new(ChannelKind::Sms, "m1");

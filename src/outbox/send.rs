@@ -352,9 +352,13 @@ fn classify(ctx: &DispatchContext, record: &OutboundRecord, error: SendError) ->
         ctx.outbox.retry_max_ms,
     );
     let asked = error.retry_after.map_or(0, |d| d.as_millis() as u64);
-    let next = now + backoff.max(asked) as i64;
-    // A retry due after the TTL is left to the expiry sweep, which marks
-    // the message expired when its time is up, not earlier.
+    // Due no later than the TTL: then it is expired, not sent (a claim
+    // never takes a message past its TTL, and the sweep marks it), and the
+    // recipient's next message, held until this one's retry, goes. A
+    // retry left due after the TTL held that one past its own TTL too.
+    let next = now
+        .saturating_add(backoff.max(asked) as i64)
+        .min(record.expires_at_ms);
     SendOutcome::Retry {
         next_attempt_at_ms: next,
         code: error.code,
