@@ -295,6 +295,31 @@ async fn a_file_the_relay_refuses_is_left_out_and_named_in_its_message() {
     );
 }
 
+/// A relay that takes a file but answers without a URL (`200 OK` in
+/// plain text): the file is left out, named with `relay_bad_answer`, and
+/// the message goes; trying again would get the same answer.
+#[tokio::test]
+async fn a_file_taken_without_a_url_is_left_out_and_its_message_goes() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.plain_ok = true);
+    let (bridge, wa) = bridge_on(&relay).await;
+    let attachment = save(&wa, PICTURE, "cat.png").await;
+    wa.inject(with_file("f-9", "a picture", attachment))
+        .await
+        .unwrap();
+    bridge
+        .wait_link("forwarded", |l| l["inbound_pending"] == 0)
+        .await;
+    relay.with(|s| {
+        assert_eq!(s.upload_attempts, 1, "not tried again");
+        let body = &s.messages[0].body;
+        assert_eq!(body["attachments"], serde_json::json!([]), "{body}");
+        let refused = &body["origin"]["refused_attachments"][0];
+        assert_eq!(refused["code"], "relay_bad_answer", "{body}");
+        assert_eq!(refused["filename"], "cat.png", "{body}");
+    });
+}
+
 /// A file the bridge no longer has (a restored backup holds none) and the
 /// relay never got: the message goes without it, and says so.
 #[tokio::test]

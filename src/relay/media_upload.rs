@@ -128,9 +128,9 @@ pub async fn relay_attachments(
 /// Upload file `id` and record the relay's URL for it.
 ///
 /// A refusal for good (a permanent 4xx but 404/405: the file too large,
-/// a type the relay does not take) is the file's, not the message's:
-/// the message goes without it, saying so. Nothing is recorded of it, so
-/// a manual retry of the message uploads it again.
+/// a type the relay does not take; or a 2xx without a URL) is the
+/// file's, not the message's: the message goes without it, saying so.
+/// Nothing is recorded of it.
 async fn upload(deps: &Deps, id: &str) -> Result<Uploaded, UploadFailure> {
     let store = &deps.state.store;
     let (record, reader) = match store.open_media(id).await {
@@ -177,12 +177,16 @@ async fn upload(deps: &Deps, id: &str) -> Result<Uploaded, UploadFailure> {
         Err(e) if e.is_permanent() => return Ok(Uploaded::Refused(refusal(record, &e))),
         Err(e) => return Err(UploadFailure::Relay(e)),
     };
-    let url = relay_url_in(&answer).ok_or_else(|| {
-        UploadFailure::Relay(RelayError::BadAnswer {
+    // Taken, but with no URL the message could carry: a repeat would get
+    // the same answer (the Idempotency-Key makes sure of it), so the file
+    // is left out as a refused one is rather than tried again for ever.
+    let Some(url) = relay_url_in(&answer) else {
+        let error = RelayError::BadAnswer {
             path: path.clone(),
-            reason: "expected {\"url\": \"https://…\"}".into(),
-        })
-    })?;
+            reason: "a 2xx without {\"url\": \"https://…\"}".into(),
+        };
+        return Ok(Uploaded::Refused(refusal(record, &error)));
+    };
     tracing::debug!(media_id = %id, "file uploaded to the relay");
     store
         .record_media_relay_url(id, &url, &deps.settings.url)
