@@ -131,6 +131,15 @@ impl EventSink for StoreSink {
                 }
             }
             ChannelEvent::Status(update) => {
+                // Another endpoint's report would be filed under its
+                // ids: applied to that endpoint's message of the same id,
+                // or kept early for one that never comes.
+                if update.channel != self.channel || update.phone_id != self.phone_id {
+                    return Err(SinkError::rejected(format!(
+                        "a status report of {}/{} handed to the sink of {}/{}",
+                        update.channel, update.phone_id, self.channel, self.phone_id
+                    )));
+                }
                 let external_id = update.external_id.clone();
                 let matched = self.store.apply_status(update).await.map_err(sink_error)?;
                 if matched.is_none() {
@@ -217,7 +226,8 @@ mod tests {
 
     /// A message without an id would be stored once and every later one
     /// without an id taken for its repeat; one of another endpoint would be
-    /// routed as that one's. Both are refused for good, nothing stored.
+    /// routed as that one's, and a status report of another endpoint filed
+    /// under its ids. All are refused for good, nothing stored.
     #[tokio::test]
     async fn the_sink_refuses_a_message_without_an_id_or_of_another_endpoint() {
         let dir = tempfile::tempdir().unwrap();
@@ -234,6 +244,20 @@ mod tests {
             assert!(!e.is_transient(), "{e}");
         }
         sink.deliver(inbound("m1", "x-2", "fine")).await.unwrap();
+        let report = |phone_id: &str| {
+            ChannelEvent::Status(phonerelay_channel::StatusUpdate {
+                channel: ChannelKind::Sms,
+                phone_id: phone_id.into(),
+                external_id: "mr-1".into(),
+                status: phonerelay_channel::DeliveryStatus::Delivered,
+                code: None,
+                reason: None,
+                at_ms: 1,
+            })
+        };
+        let e = sink.deliver(report("m2")).await.unwrap_err();
+        assert!(!e.is_transient(), "{e}");
+        sink.deliver(report("m1")).await.unwrap();
         let all = crate::store::InboundFilter {
             limit: 10,
             ..Default::default()
