@@ -275,6 +275,45 @@ async fn a_delivery_report_that_beats_the_send_outcome_is_applied() {
     assert_eq!(history, ["queued", "sending", "sent", "delivered"]);
 }
 
+/// An early report is kept by when it came, not by the time it carries:
+/// a report for no known send stamped more than a day ahead (an SMSC with
+/// a wrong clock) does not make the bridge forget another that waits for
+/// its send's outcome.
+#[tokio::test]
+async fn an_early_report_is_not_forgotten_for_another_report_s_stray_time() {
+    let sms = TestChannel::new(ChannelKind::Sms, "modem-1");
+    sms.script(vec![common::test_channel::Step::Hang]);
+    let d = TestDaemon::start(FAST_OUTBOX, vec![sms.clone()]).await;
+    let id = d
+        .queue(&send_body("modem-1", "sms", "+15551230001", "fast"))
+        .await;
+    d.wait_status(&id, "sending").await;
+    sms.inject(report(
+        ChannelKind::Sms,
+        "modem-1",
+        format!("ext-{id}"),
+        DeliveryStatus::Delivered,
+    ))
+    .await
+    .unwrap();
+    let ChannelEvent::Status(mut ahead) = report(
+        ChannelKind::Sms,
+        "modem-1",
+        "ext-unknown".into(),
+        DeliveryStatus::Delivered,
+    ) else {
+        unreachable!()
+    };
+    ahead.at_ms += 25 * 3600 * 1000;
+    sms.inject(ChannelEvent::Status(ahead)).await.unwrap();
+    sms.release();
+    let message = d.wait_status(&id, "delivered").await;
+    assert_eq!(
+        history_statuses(&message),
+        ["queued", "sending", "sent", "delivered"]
+    );
+}
+
 /// The OpenAPI document states what the handlers enforce: every operation
 /// with a path parameter documents the 400 it answers for a segment it
 /// cannot read, and the send body's limits are in its schema. Each limit

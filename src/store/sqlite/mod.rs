@@ -228,9 +228,12 @@ impl Store for SqliteStore {
         unforwarded: UnforwardedInbound,
         status_reported_to: Option<i64>,
     ) -> StoreResult<usize> {
+        let now = crate::clock::now_ms();
         self.writer
             .write(move |conn| {
-                retention::prune(conn, before_ms, batch, unforwarded, status_reported_to)
+                let forgotten = outbound::forget_early(conn, now)?;
+                Ok(forgotten
+                    + retention::prune(conn, before_ms, batch, unforwarded, status_reported_to)?)
             })
             .await
     }
@@ -247,7 +250,7 @@ impl Store for SqliteStore {
 
     async fn apply_status(&self, update: StatusUpdate) -> StoreResult<Option<String>> {
         self.writer
-            .write(move |conn| outbound::apply_status(conn, &update))
+            .write(move |conn| outbound::apply_status(conn, &update, crate::clock::now_ms()))
             .await
     }
 

@@ -706,7 +706,12 @@ pub fn next_due(
         })?)
 }
 
-pub fn apply_status(conn: &Connection, u: &StatusUpdate) -> StoreResult<Option<String>> {
+/// Apply `u`, received at `now_ms` (this bridge's clock).
+pub fn apply_status(
+    conn: &Connection,
+    u: &StatusUpdate,
+    now_ms: i64,
+) -> StoreResult<Option<String>> {
     let part_status = match u.status {
         DeliveryStatus::Delivered => "delivered",
         DeliveryStatus::Read => "read",
@@ -722,7 +727,7 @@ pub fn apply_status(conn: &Connection, u: &StatusUpdate) -> StoreResult<Option<S
         )
         .optional()?;
     let Some(id) = message_id else {
-        keep_early(conn, u)?;
+        keep_early(conn, u, now_ms)?;
         return Ok(None);
     };
     let seq = require(conn, &id)?;
@@ -831,23 +836,25 @@ pub fn stats(conn: &Connection, since_ms: i64) -> StoreResult<Vec<EndpointStats>
     Ok(stats)
 }
 
-/// Early reports older than this are for sends that never got recorded
-/// (another bridge's, or lost): forgotten.
+/// Early reports kept longer than this are for sends that never got
+/// recorded (another bridge's, or lost): forgotten.
 const EARLY_STATUS_KEEP_MS: i64 = 24 * 3600 * 1000;
 
 /// A report for an id no recorded send has yet: keep it for the outcome.
-fn keep_early(conn: &Connection, u: &StatusUpdate) -> StoreResult<()> {
+/// How long is counted from `now_ms`, when it came, by this bridge's
+/// clock: the time the report carries is the upstream's, days old after
+/// an outage or ahead, and must not decide what the others are kept for.
+fn keep_early(conn: &Connection, u: &StatusUpdate, now_ms: i64) -> StoreResult<()> {
     let status = match u.status {
         DeliveryStatus::Delivered => "delivered",
         DeliveryStatus::Read => "read",
         DeliveryStatus::Failed => "failed",
     };
-    conn.prepare_cached("DELETE FROM outbound_early_status WHERE at < ?1")?
-        .execute([u.at_ms - EARLY_STATUS_KEEP_MS])?;
+    forget_early(conn, now_ms)?;
     conn.prepare_cached(
         "INSERT INTO outbound_early_status
-            (channel, phone_id, external_id, status, code, reason, at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            (channel, phone_id, external_id, status, code, reason, at, kept_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         u.channel.as_str(),
@@ -856,9 +863,19 @@ fn keep_early(conn: &Connection, u: &StatusUpdate) -> StoreResult<()> {
         status,
         u.code,
         u.reason,
-        u.at_ms
+        u.at_ms,
+        now_ms
     ])?;
     Ok(())
+}
+
+/// Forget early reports kept longer than [`EARLY_STATUS_KEEP_MS`] before
+/// `now_ms`: at each new one, and at the retention sweep, so a stale one
+/// does not wait for the next unmatched report to go.
+pub fn forget_early(conn: &Connection, now_ms: i64) -> StoreResult<usize> {
+    Ok(conn
+        .prepare_cached("DELETE FROM outbound_early_status WHERE kept_at < ?1")?
+        .execute([now_ms.saturating_sub(EARLY_STATUS_KEEP_MS)])?)
 }
 
 /// Apply, in arrival order, the reports that came before the outcome.
@@ -876,7 +893,7 @@ fn apply_early(
             .prepare_cached(
                 "DELETE FROM outbound_early_status
                  WHERE channel = ?1 AND phone_id = ?2 AND external_id = ?3
-                 RETURNING status, code, reason, at",
+                 RETURNING status, code, reason, at, kept_at",
             )?
             .query_map(params![channel, phone_id, external_id], |row| {
                 Ok((
@@ -884,12 +901,13 @@ fn apply_early(
                     row.get::<_, Option<String>>(1)?,
                     row.get::<_, Option<String>>(2)?,
                     row.get::<_, i64>(3)?,
+                    row.get::<_, i64>(4)?,
                 ))
             })?
             .collect::<Result<Vec<_>, _>>()?;
         let mut early = early;
-        early.sort_by_key(|(_, _, _, at)| *at);
-        for (status, code, reason, at_ms) in early {
+        early.sort_by_key(|(_, _, _, at, kept_at)| (*kept_at, *at));
+        for (status, code, reason, at_ms, kept_at) in early {
             let status = match status.as_str() {
                 "read" => DeliveryStatus::Read,
                 "failed" => DeliveryStatus::Failed,
@@ -906,6 +924,7 @@ fn apply_early(
                     reason,
                     at_ms,
                 },
+                kept_at,
             )?;
         }
     }

@@ -304,6 +304,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE inbound ADD COLUMN meta TEXT;
     "#,
+    // 13: an early report is forgotten a day after it was kept, by this
+    // bridge's clock (`kept_at`), not by the time the report carries (an
+    // SMSC's discharge time, which may be days old after an outage, or
+    // ahead): one report with a stray time no longer purges the others.
+    r#"
+    ALTER TABLE outbound_early_status ADD COLUMN kept_at INTEGER NOT NULL DEFAULT 0;
+    UPDATE outbound_early_status SET kept_at = at;
+    DROP INDEX outbound_early_status_at;
+    CREATE INDEX outbound_early_status_kept ON outbound_early_status (kept_at);
+    "#,
 ];
 
 /// Refuse a database a newer PhoneRelay has migrated past this binary's
@@ -521,6 +531,24 @@ mod tests {
             [],
         );
         assert!(duplicate.is_err(), "the id is the primary key");
+    }
+
+    #[test]
+    fn migration_13_keeps_an_early_report_from_the_time_it_carried() {
+        let mut conn = at_version(12);
+        conn.execute_batch(
+            "INSERT INTO outbound_early_status
+                (channel, phone_id, external_id, status, code, reason, at)
+             VALUES ('sms', 'm1', 'mr-1', 'delivered', NULL, NULL, 1234)",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let kept_at: i64 = conn
+            .query_row("SELECT kept_at FROM outbound_early_status", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(kept_at, 1234);
     }
 
     #[test]
