@@ -957,3 +957,44 @@ async fn a_refusal_that_echoes_the_key_or_asks_an_absurd_wait_is_met_safely() {
         .await;
     assert_eq!(link["state"], "running", "{link}");
 }
+
+/// After an outage, inbound reaches the relay in commit order, also when
+/// the bridge restarted during the outage: the restarted forwarder tries
+/// the waiting messages in commit order at once, rather than send the
+/// conversations never tried ahead of the one in backoff.
+#[tokio::test]
+async fn a_restart_during_an_outage_keeps_commit_order_once_the_relay_is_back() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.fail_all = Some(503));
+    let config = relay
+        .bridge_config("push", Some("ops"))
+        .replace("retry_initial_ms = 40", "retry_initial_ms = 10000")
+        .replace("retry_max_ms = 250", "retry_max_ms = 10000");
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge = common::start_bridge(&config, RELAY_KEY, &wa).await;
+    let senders = ["+15551230001", "+15551230002"];
+    for i in 0..4 {
+        wa.inject(wa_inbound(
+            senders[i % 2],
+            &format!("o-{i}"),
+            &format!("held {i}"),
+            &[],
+        ))
+        .await
+        .unwrap();
+    }
+    // The first is tried and put off for 10 s; the link waits as long.
+    relay
+        .wait_for("the first refused", |s| s.refused.contains(&"messages"))
+        .await;
+    relay.with(|s| s.fail_all = None);
+    let bridge = bridge.restart(vec![wa.clone()]).await;
+    relay.wait_for("all four", |s| s.messages.len() == 4).await;
+    let texts: Vec<String> = relay
+        .messages()
+        .iter()
+        .map(|m| m.body["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(texts, ["held 0", "held 1", "held 2", "held 3"]);
+    drop(bridge);
+}

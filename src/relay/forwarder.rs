@@ -81,11 +81,17 @@ pub async fn run(deps: Deps, bell: Arc<Notify>) {
     }
     let mut failures = 0u32;
     let mut link_down_until: Option<i64> = None;
+    // A link that starts (the daemon's start, a new key or pairing) tries
+    // what waits at once, in commit order: a backoff set before is the
+    // old link's, and honouring it only for the messages that were tried
+    // would send the conversations never tried ahead of them.
+    let mut fresh = true;
     loop {
         if deps.shutdown.is_cancelled() {
             break;
         }
-        let wait = round(&deps, &mut failures, &mut link_down_until).await;
+        let wait = round(&deps, &mut failures, &mut link_down_until, fresh).await;
+        fresh = false;
         tokio::select! {
             _ = deps.shutdown.cancelled() => break,
             _ = bell.notified() => {}
@@ -111,8 +117,14 @@ enum Attempt {
 ///
 /// While the relay is unreachable nothing is tried (a new commit ringing
 /// the bell does not jump the queue): when it is back, messages go in
-/// commit order, the one that failed first.
-async fn round(deps: &Deps, failures: &mut u32, link_down_until: &mut Option<i64>) -> Duration {
+/// commit order, the one that failed first. A `fresh` pass (the link's
+/// first) tries every message due or not: see [`run`].
+async fn round(
+    deps: &Deps,
+    failures: &mut u32,
+    link_down_until: &mut Option<i64>,
+    fresh: bool,
+) -> Duration {
     if let Some(until) = *link_down_until {
         let left = until - now_ms();
         if left > 0 {
@@ -164,7 +176,7 @@ async fn round(deps: &Deps, failures: &mut u32, link_down_until: &mut Option<i64
             if blocked.contains(&conversation) {
                 continue;
             }
-            if item.next_attempt_at_ms > now_ms() {
+            if !fresh && item.next_attempt_at_ms > now_ms() {
                 blocked.insert(conversation);
                 earliest = Some(
                     earliest.map_or(item.next_attempt_at_ms, |e| e.min(item.next_attempt_at_ms)),
