@@ -42,6 +42,14 @@ pub async fn run(
             Ok(n) => tracing::info!(deleted = n, "state of ended messages deleted"),
             Err(e) => tracing::warn!(error = %e, "sweep of ended messages' state failed"),
         }
+        match store.forget_early_reports(now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                deleted = n,
+                "delivery reports for sends never recorded, kept a day, deleted"
+            ),
+            Err(e) => tracing::warn!(error = %e, "sweep of early delivery reports failed"),
+        }
         // Asked at every sweep: a pairing comes and goes while the daemon
         // runs. If it cannot be read, keep what may be wanted.
         let unforwarded = match relay_named(&config, &*store).await {

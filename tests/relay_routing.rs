@@ -374,6 +374,7 @@ async fn a_reply_waits_for_a_send_under_way_to_its_sender_however_the_send_spell
     let bridge = common::start_bridge(&relay.bridge_config("push", None), RELAY_KEY, &email).await;
     let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
     send_from_pchat(&bridge, &key, "email", "ann@example.com", "bob", "e-1").await;
+    send_from_pchat(&bridge, &key, "email", "cy@example.com", "carol", "e-c").await;
 
     email.script(vec![common::test_channel::Step::Hang]);
     let body = json!({"phone_id": PHONE_ID, "channel": "email",
@@ -382,27 +383,32 @@ async fn a_reply_waits_for_a_send_under_way_to_its_sender_however_the_send_spell
     let (code, accepted) = bridge.post("/api/v1/messages", &key, &body).await;
     assert_eq!(code, 202, "{accepted}");
     let alice = accepted["id"].as_str().unwrap().to_string();
-    while email.calls() < 2 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while email.calls() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "alice's send never started"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    email
-        .inject(inbound(
-            ChannelKind::Email,
-            "ann@example.com",
-            "<r1@mail.test>",
-            "yes",
-            &[],
-        ))
-        .await
-        .unwrap();
-    // Held while alice's send is under way.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    for (from, id, text) in [
+        ("ann@example.com", "<r1@mail.test>", "yes"),
+        // Forwarded once the reply was looked at: inbound goes in commit
+        // order, a held conversation passed over.
+        ("cy@example.com", "<c1@mail.test>", "marker"),
+    ] {
+        email
+            .inject(inbound(ChannelKind::Email, from, id, text, &[]))
+            .await
+            .unwrap();
+    }
+    forwarded(&relay, "marker").await;
     assert!(
         !relay.messages().iter().any(|m| m.body["text"] == "yes"),
         "the reply went before the send it may answer had an outcome"
     );
     // Released until it goes: a release before the send waits is lost.
-    while email.sent().len() < 2 {
+    while email.sent().len() < 3 {
         email.release();
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -251,7 +251,8 @@ async fn the_sweep_deletes_the_adapter_state_of_ended_and_vanished_messages_only
 }
 
 #[tokio::test]
-async fn with_retention_off_the_daemon_still_sweeps_the_state_of_ended_messages() {
+async fn with_retention_off_the_daemon_still_sweeps_the_state_of_ended_messages_and_stale_reports()
+{
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("state").join("phonerelay.sqlite3");
     let gone = message_cursor("gone-1", "sms-parts");
@@ -264,6 +265,19 @@ async fn with_retention_off_the_daemon_still_sweeps_the_state_of_ended_messages(
         store.save_cursor("sms:m1", &gone, "0 18 y").await.unwrap();
         live
     };
+    // Delivery reports for sends never recorded: one kept two days ago,
+    // one just now.
+    let now = now_ms();
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "INSERT INTO outbound_early_status
+                (channel, phone_id, external_id, status, at, kept_at)
+             VALUES ('sms', 'm1', 'mr-old', 'delivered', ?1, ?1),
+                    ('sms', 'm1', 'mr-new', 'delivered', ?2, ?2)",
+            [now - 2 * 86_400_000, now],
+        )
+        .unwrap();
     // No channel, so "live-1" stays queued; retention keeps everything
     // (the extra text follows `[storage]`, so the key lands there).
     let text = config_text(&dir, "retention_days = 0\n");
@@ -282,6 +296,24 @@ async fn with_retention_off_the_daemon_still_sweeps_the_state_of_ended_messages(
         store.load_cursor("sms:m1", &live).await.unwrap().as_deref(),
         Some("0 17 x")
     );
+    let early = |db: &std::path::Path| -> Vec<String> {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .prepare("SELECT external_id FROM outbound_early_status")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    while early(&d.db_path()).len() > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the early report kept two days ago is still there"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(early(&d.db_path()), ["mr-new"]);
     d.stop().await;
 }
 

@@ -299,6 +299,14 @@ pub async fn status(
     caller.require(Scope::Read)?;
     query.map_err(query_error)?;
     let mut report = report(&state).await;
+    // The kept files, here and in /metrics only: not worth a read of the
+    // store on every health check. Left at 0 if the store cannot say.
+    if let (Some(storage), Ok((files, bytes))) =
+        (report.storage.as_mut(), state.store.media_usage().await)
+    {
+        storage.media_files = files;
+        storage.media_bytes = bytes;
+    }
     // A key bound to a phone_id sees that phone's endpoints and link only,
     // as it sees only that phone's messages.
     if let Some(phone_id) = caller.phone_scope() {
@@ -315,7 +323,10 @@ pub async fn status(
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let store_up = state.store.ping().await.is_ok();
     state.metrics.store_up.set(store_up as i64);
-    if let Some(usage) = state.store.disk_usage().await {
+    if let Some(mut usage) = state.store.disk_usage().await {
+        if let Ok((files, bytes)) = state.store.media_usage().await {
+            (usage.media_files, usage.media_bytes) = (files, bytes);
+        }
         set_disk_gauges(&state, &usage);
     }
     // A relay known only from a pairing that cannot be read now: its

@@ -62,9 +62,9 @@ pub trait Store: Send + Sync + 'static {
     /// Is the database reachable and writable?
     async fn ping(&self) -> StoreResult<()>;
 
-    /// The store's files (the database, its WAL, the received files it
-    /// keeps) and the free space beside them; `None` for a store that
-    /// keeps no local files.
+    /// The store's files (the database, its WAL) and the free space
+    /// beside them; `None` for a store that keeps no local files. Cheap:
+    /// the health checks ask it. The kept files are [`Self::media_usage`].
     async fn disk_usage(&self) -> Option<DiskUsage> {
         None
     }
@@ -133,6 +133,10 @@ pub trait Store: Send + Sync + 'static {
     /// Delete every `message_cursor` (see the channel crate) whose message
     /// has ended or is gone; returns how many went.
     async fn prune_message_cursors(&self) -> StoreResult<usize>;
+    /// Forget the delivery reports kept for a send not recorded (yet) that
+    /// came more than a day before `now_ms`: that send is another bridge's,
+    /// or lost.
+    async fn forget_early_reports(&self, now_ms: i64) -> StoreResult<usize>;
     /// Return claims left by a process that died to the queue, but fail
     /// those claimed more than `max_attempts` times: a message whose
     /// sending kills the daemon each time would otherwise be tried for
@@ -229,6 +233,8 @@ pub trait Store: Send + Sync + 'static {
     /// written (`TooLarge`).
     async fn save_media(&self, media: NewMedia, now_ms: i64) -> StoreResult<MediaSaved>;
     async fn get_media(&self, id: &str) -> StoreResult<Option<MediaRecord>>;
+    /// How many received files are kept, and their bytes, by their rows.
+    async fn media_usage(&self) -> StoreResult<(u64, u64)>;
     /// The row and a reader of its bytes.
     async fn open_media(&self, id: &str) -> StoreResult<MediaContent>;
     /// Where the relay at `relay_base` keeps its copy of the file

@@ -258,7 +258,8 @@ pub struct DiskUsage {
     pub wal_bytes: u64,
     /// The files received with inbound messages (`media/` beside the
     /// database), kept until retention deletes their messages: how many,
-    /// and their bytes.
+    /// and their bytes, by their rows (`Store::media_usage`); 0 where the
+    /// report does not count them (`/ready`, the service's STATUS line).
     #[serde(default)]
     pub media_files: u64,
     #[serde(default)]

@@ -56,6 +56,13 @@ pub fn get(conn: &Connection, id: &str) -> StoreResult<Option<MediaRecord>> {
         .optional()?)
 }
 
+/// How many files are kept, and their bytes (see `Store::media_usage`).
+pub fn usage(conn: &Connection) -> StoreResult<(u64, u64)> {
+    Ok(conn
+        .prepare_cached("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM media")?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?)
+}
+
 pub fn set_relay_url(
     conn: &Connection,
     id: &str,

@@ -147,11 +147,11 @@ impl Store for SqliteStore {
     }
 
     async fn disk_usage(&self) -> Option<DiskUsage> {
-        // Off the runtime: the media directory is read file by file.
-        let (database, media) = (self.path.clone(), self.media_dir.clone());
-        tokio::task::spawn_blocking(move || disk_usage::measure(&database, &media))
-            .await
-            .ok()
+        Some(disk_usage::measure(&self.path))
+    }
+
+    async fn media_usage(&self) -> StoreResult<(u64, u64)> {
+        self.reader.read(media::usage).await
     }
 
     async fn accept_outbound(&self, message: NewOutbound) -> StoreResult<AcceptOutcome> {
@@ -228,18 +228,21 @@ impl Store for SqliteStore {
         unforwarded: UnforwardedInbound,
         status_reported_to: Option<i64>,
     ) -> StoreResult<usize> {
-        let now = crate::clock::now_ms();
         self.writer
             .write(move |conn| {
-                let forgotten = outbound::forget_early(conn, now)?;
-                Ok(forgotten
-                    + retention::prune(conn, before_ms, batch, unforwarded, status_reported_to)?)
+                retention::prune(conn, before_ms, batch, unforwarded, status_reported_to)
             })
             .await
     }
 
     async fn prune_message_cursors(&self) -> StoreResult<usize> {
         self.writer.write(retention::prune_message_cursors).await
+    }
+
+    async fn forget_early_reports(&self, now_ms: i64) -> StoreResult<usize> {
+        self.writer
+            .write(move |conn| outbound::forget_early(conn, now_ms))
+            .await
     }
 
     async fn requeue_abandoned(&self, now_ms: i64, max_attempts: u32) -> StoreResult<Abandoned> {

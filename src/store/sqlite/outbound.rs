@@ -870,8 +870,9 @@ fn keep_early(conn: &Connection, u: &StatusUpdate, now_ms: i64) -> StoreResult<(
 }
 
 /// Forget early reports kept longer than [`EARLY_STATUS_KEEP_MS`] before
-/// `now_ms`: at each new one, and at the retention sweep, so a stale one
-/// does not wait for the next unmatched report to go.
+/// `now_ms`: at each new one, and at the hourly sweep (whatever the
+/// retention), so a stale one does not wait for the next unmatched
+/// report to go.
 pub fn forget_early(conn: &Connection, now_ms: i64) -> StoreResult<usize> {
     Ok(conn
         .prepare_cached("DELETE FROM outbound_early_status WHERE kept_at < ?1")?

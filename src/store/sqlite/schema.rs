@@ -308,9 +308,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // bridge's clock (`kept_at`), not by the time the report carries (an
     // SMSC's discharge time, which may be days old after an outage, or
     // ahead): one report with a stray time no longer purges the others.
+    // When those already kept came is not known: they get a day from now.
     r#"
     ALTER TABLE outbound_early_status ADD COLUMN kept_at INTEGER NOT NULL DEFAULT 0;
-    UPDATE outbound_early_status SET kept_at = at;
+    UPDATE outbound_early_status SET kept_at = CAST(unixepoch('subsec') * 1000 AS INTEGER);
     DROP INDEX outbound_early_status_at;
     CREATE INDEX outbound_early_status_kept ON outbound_early_status (kept_at);
     "#,
@@ -534,21 +535,34 @@ mod tests {
     }
 
     #[test]
-    fn migration_13_keeps_an_early_report_from_the_time_it_carried() {
+    fn migration_13_gives_the_early_reports_kept_a_day_from_the_upgrade() {
         let mut conn = at_version(12);
-        conn.execute_batch(
+        // Stamped long ago, and a day ahead, by the upstream's clock.
+        let now = crate::clock::now_ms();
+        conn.execute(
             "INSERT INTO outbound_early_status
                 (channel, phone_id, external_id, status, code, reason, at)
-             VALUES ('sms', 'm1', 'mr-1', 'delivered', NULL, NULL, 1234)",
+             VALUES ('sms', 'm1', 'mr-1', 'delivered', NULL, NULL, 1234),
+                    ('sms', 'm1', 'mr-2', 'delivered', NULL, NULL, ?1)",
+            [now + 86_400_000],
         )
         .unwrap();
         migrate(&mut conn).unwrap();
-        let kept_at: i64 = conn
-            .query_row("SELECT kept_at FROM outbound_early_status", [], |row| {
-                row.get(0)
-            })
+        let kept: Vec<i64> = conn
+            .prepare("SELECT kept_at FROM outbound_early_status")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(kept_at, 1234);
+        let after = crate::clock::now_ms();
+        assert_eq!(kept.len(), 2);
+        for kept_at in kept {
+            assert!(
+                (now - 1000..=after).contains(&kept_at),
+                "{kept_at} not in {now}..={after}"
+            );
+        }
     }
 
     #[test]
