@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::*;
 use phonerelay_channel::{ChannelEvent, ChannelKind, DeliveryStatus, StatusUpdate};
 use serde_json::{Value, json};
@@ -250,11 +252,9 @@ async fn health_ready_metrics_and_openapi() {
     assert!(doc["components"]["schemas"]["SendRequest"]["properties"]["phone_id"].is_object());
 }
 
-#[tokio::test]
-async fn a_delivery_report_that_beats_the_send_outcome_is_applied() {
-    // A fast network can report delivery before the dispatcher has recorded
-    // the send; the report must not be lost.
-    let sms = TestChannel::new(ChannelKind::Sms, "modem-1");
+/// A daemon on `sms` whose send hangs in the channel, with the send's
+/// delivery report already in, before its outcome; the send's id.
+async fn send_reported_before_its_outcome(sms: &Arc<TestChannel>) -> (TestDaemon, String) {
     sms.script(vec![common::test_channel::Step::Hang]);
     let d = TestDaemon::start(FAST_OUTBOX, vec![sms.clone()]).await;
     let id = d
@@ -269,6 +269,15 @@ async fn a_delivery_report_that_beats_the_send_outcome_is_applied() {
     ))
     .await
     .unwrap();
+    (d, id)
+}
+
+#[tokio::test]
+async fn a_delivery_report_that_beats_the_send_outcome_is_applied() {
+    // A fast network can report delivery before the dispatcher has recorded
+    // the send; the report must not be lost.
+    let sms = TestChannel::new(ChannelKind::Sms, "modem-1");
+    let (d, id) = send_reported_before_its_outcome(&sms).await;
     sms.release();
     let message = d.wait_status(&id, "delivered").await;
     let history = history_statuses(&message);
@@ -282,20 +291,7 @@ async fn a_delivery_report_that_beats_the_send_outcome_is_applied() {
 #[tokio::test]
 async fn an_early_report_is_not_forgotten_for_another_report_s_stray_time() {
     let sms = TestChannel::new(ChannelKind::Sms, "modem-1");
-    sms.script(vec![common::test_channel::Step::Hang]);
-    let d = TestDaemon::start(FAST_OUTBOX, vec![sms.clone()]).await;
-    let id = d
-        .queue(&send_body("modem-1", "sms", "+15551230001", "fast"))
-        .await;
-    d.wait_status(&id, "sending").await;
-    sms.inject(report(
-        ChannelKind::Sms,
-        "modem-1",
-        format!("ext-{id}"),
-        DeliveryStatus::Delivered,
-    ))
-    .await
-    .unwrap();
+    let (d, id) = send_reported_before_its_outcome(&sms).await;
     let ChannelEvent::Status(mut ahead) = report(
         ChannelKind::Sms,
         "modem-1",

@@ -47,6 +47,23 @@ fn with_file(external_id: &str, text: &str, attachment: Attachment) -> ChannelEv
     ChannelEvent::Inbound(message)
 }
 
+/// `wa` receives a message carrying `attachment`; returns once the relay
+/// has it (its first message).
+async fn forward_one(
+    relay: &EmulatedRelay,
+    wa: &TestChannel,
+    external_id: &str,
+    text: &str,
+    attachment: Attachment,
+) {
+    wa.inject(with_file(external_id, text, attachment))
+        .await
+        .unwrap();
+    relay
+        .wait_for("the message", |s| s.messages.len() == 1)
+        .await;
+}
+
 /// The URL the emulated relay gives the first file it takes.
 const FIRST_RELAY_URL: &str = "https://relay.test/files/1";
 
@@ -85,13 +102,7 @@ async fn a_file_is_uploaded_before_its_message_which_carries_the_relay_s_url() {
     let relay = EmulatedRelay::start().await;
     let (_bridge, wa) = bridge_on(&relay).await;
     let attachment = save(&wa, PICTURE, "Grüße an Ann.png").await;
-    wa.inject(with_file("f-1", "a picture", attachment.clone()))
-        .await
-        .unwrap();
-
-    relay
-        .wait_for("the message", |s| s.messages.len() == 1)
-        .await;
+    forward_one(&relay, &wa, "f-1", "a picture", attachment.clone()).await;
     relay.with(|s| {
         assert_eq!(s.uploads.len(), 1, "uploaded once, before the message");
         let upload = &s.uploads[0];
@@ -131,12 +142,7 @@ async fn a_large_file_goes_up_whole_with_its_length() {
     let (_bridge, wa) = bridge_on(&relay).await;
     let film: Vec<u8> = (0..200_003u32).map(|i| (i * 7 + i / 251) as u8).collect();
     let attachment = save(&wa, &film, "film.bin").await;
-    wa.inject(with_file("f-big", "a film", attachment))
-        .await
-        .unwrap();
-    relay
-        .wait_for("the message", |s| s.messages.len() == 1)
-        .await;
+    forward_one(&relay, &wa, "f-big", "a film", attachment).await;
     relay.with(|s| {
         let upload = &s.uploads[0];
         assert_eq!(upload.bytes.len(), film.len());
@@ -334,12 +340,7 @@ async fn a_message_whose_file_is_gone_goes_without_it_and_says_so() {
         .join(media_id(&attachment));
     assert!(file.is_file());
     std::fs::remove_file(&file).unwrap();
-    wa.inject(with_file("f-6", "the file is gone", attachment))
-        .await
-        .unwrap();
-    relay
-        .wait_for("the message", |s| s.messages.len() == 1)
-        .await;
+    forward_one(&relay, &wa, "f-6", "the file is gone", attachment).await;
     relay.with(|s| {
         let body = &s.messages[0].body;
         assert_eq!(body["attachments"], serde_json::json!([]), "{body}");
