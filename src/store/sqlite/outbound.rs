@@ -395,7 +395,11 @@ pub(super) const NEXT_DUE: &str = concat!(
     " AND expires_at > ?3"
 );
 
-/// Live counts and the window's outcomes per endpoint.
+/// Live counts and the window's outcomes per endpoint. The ended half
+/// names each ended status: with `ended!()` alone (a NOT IN) the planner
+/// has no status to seek and walks every ended message kept on every
+/// `/ready`, `/metrics` and heartbeat; with them it reads each status's
+/// range of the window.
 pub(super) const STATS: &str = concat!(
     "SELECT channel, phone_id, status, COUNT(*), MIN(seq) FROM outbound WHERE ",
     live!(),
@@ -403,7 +407,8 @@ pub(super) const STATS: &str = concat!(
          UNION ALL
          SELECT channel, phone_id, status, COUNT(*), NULL FROM outbound WHERE ",
     ended!(),
-    " AND updated_at >= ?1
+    " AND status IN ('sent', 'delivered', 'read', 'failed', 'expired', 'cancelled')
+         AND updated_at >= ?1
          GROUP BY channel, phone_id, status"
 );
 

@@ -25,10 +25,14 @@ pub(super) const PRUNE_ENDED: &str = concat!(
     " LIMIT ?2"
 );
 
-/// Inbound in relay state ?3 committed before ?1, up to ?2 rows.
+/// Inbound in relay state ?3 committed before ?1, up to ?2 rows: of the
+/// state's oldest ?2 (seq is commit order), those committed before ?1.
+/// The age is checked on those only: in the inner query it had every row
+/// of the state read, through the index and the table, whenever fewer
+/// than ?2 were old (every sweep's last batch).
 pub(super) const PRUNE_INBOUND: &str = "DELETE FROM inbound WHERE seq IN (
-    SELECT seq FROM inbound WHERE relay_state = ?3 AND committed_at < ?1
-    ORDER BY seq LIMIT ?2)";
+    SELECT seq FROM inbound WHERE relay_state = ?3 ORDER BY seq LIMIT ?2)
+    AND committed_at < ?1";
 
 /// Is the message in row ?1 still queued or being sent?
 const IS_LIVE: &str = concat!("SELECT 1 FROM outbound WHERE seq = ?1 AND ", live!());

@@ -8,10 +8,14 @@ use super::outbound;
 use crate::store::StoreResult;
 
 /// `base` itself and every `base:<suffix>`, through the parts table's
-/// primary key (`:` sorts just before `;`).
+/// primary key (`:` sorts just before `;`): one range of the key, from
+/// `base` to `base;`, then the ids in it that are `base` or start with
+/// `base:`. (With the two as an OR, the planner sought only the
+/// endpoint, and walked every part it ever sent.)
 pub(super) const FAMILY: &str = "SELECT external_id, message_id FROM outbound_parts
      WHERE channel = ?1 AND phone_id = ?2
-       AND (external_id = ?3 OR (external_id >= ?3 || ':' AND external_id < ?3 || ';'))";
+       AND external_id >= ?3 AND external_id < ?3 || ';'
+       AND (external_id = ?3 OR external_id >= ?3 || ':')";
 
 /// When the attempt that sent the message in row ?1 began.
 const ATTEMPT_AT: &str = "SELECT COALESCE(attempt_at, updated_at) FROM outbound WHERE seq = ?1";
