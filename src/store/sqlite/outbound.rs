@@ -12,14 +12,17 @@ use super::seq_clock::SeqClock;
 use crate::store::message_id;
 use crate::store::*;
 
-/// A new message (see `accept`).
+/// A new message (see `accept`). Due at once (`next_attempt_at` 0), not
+/// at its accept time: after the clock steps back, a message accepted
+/// before the step would wait until the clock came back to that time,
+/// and the recipient's later messages would go first.
 pub(super) const ACCEPT: &str = "INSERT INTO outbound (seq, id, api_key_id, idempotency_key,
         request_hash, phone_id, channel, recipient, body, subject, source, attachments,
         reply_to, reply_to_external_id, priority, status, created_at, updated_at, expires_at,
         next_attempt_at, attempts, lease_until, attempt_at, options)
      VALUES (?18, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
         CASE WHEN ?17 IS NULL THEN 'queued' ELSE 'sending' END,
-        ?15, ?15, ?16, ?15,
+        ?15, ?15, ?16, 0,
         ?17 IS NOT NULL, ?17, CASE WHEN ?17 IS NULL THEN NULL ELSE ?15 END, ?19)";
 
 /// The one way from an id to its row: `read` is given a candidate `seq`
@@ -1053,9 +1056,10 @@ mod tests {
             ..queued_sms("b", 2)
         };
         accept(&conn, &stale, &seqs).unwrap();
+        // Due at once (a new message's next attempt is 0) while in its ttl.
         assert_eq!(
             next_due(&conn, ChannelKind::Sms, "m1", 21).unwrap(),
-            Some(2)
+            Some(0)
         );
         assert_eq!(
             next_due(&conn, ChannelKind::Sms, "m1", 25).unwrap(),
@@ -1118,6 +1122,24 @@ mod tests {
             AcceptOutcome::Created { id } => id,
             other => panic!("not created: {other:?}"),
         }
+    }
+
+    /// A new message is due at once whatever the clock does next: after
+    /// the clock steps back (NTP), one accepted before the step is not
+    /// held until the clock reaches its accept time again, and the
+    /// recipient's next message does not overtake it.
+    #[test]
+    fn a_message_accepted_before_the_clock_stepped_back_is_still_due() {
+        let conn = at_version(MIGRATIONS.len());
+        let seqs = SeqClock::load(&conn).unwrap();
+        let now = 1_764_000_000_000;
+        let first = accept_new(&conn, &seqs, "first", now);
+        let second = accept_new(&conn, &seqs, "second", now - 100_000);
+        let claimed: Vec<String> = claim_at(&conn, now - 50_000)
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(claimed, [first, second]);
     }
 
     #[test]
