@@ -15,7 +15,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{ModemConfig, SmsConfig};
 use crate::driver::status::{AcceptedParts, ModemStatus, SentParts, SharedStatus, parts_cursor};
-use crate::driver::{Driver, DriverError, OutPart, Request, WireStats, unix_now};
+use crate::driver::{
+    CMS_SUBSCRIPTION_REFUSED, Driver, DriverError, OutPart, Request, WireStats, unix_now,
+};
 use crate::sim::{self, SimHandle};
 
 /// Sends queued for the driver; more wait in the outbox, not here.
@@ -153,9 +155,15 @@ fn classify(error: DriverError) -> SendError {
                 .unwrap_or_else(|| format!("+CMS ERROR: {code}"));
             if permanent {
                 SendError::permanent(format!("cms_{code}"), message)
-            } else if nothing_sent && NETWORK_REFUSES_FOR_NOW.contains(&code) {
+            } else if nothing_sent
+                && (NETWORK_REFUSES_FOR_NOW.contains(&code)
+                    || CMS_SUBSCRIPTION_REFUSED.contains(&code))
+            {
                 // The queue waits instead of spending an attempt per
-                // message while the network is congested. Once a part of
+                // message while the network is congested, or refuses the
+                // account (barred, out of credit): the endpoint pauses for
+                // a doubling wait, after which the next message tries
+                // again, and the status names the refusal. Once a part of
                 // this attempt has gone out it counts as an attempt, as
                 // with 331 below.
                 SendError::rate_limited(format!("cms_{code}"), message, None)
@@ -164,6 +172,9 @@ fn classify(error: DriverError) -> SendError {
             }
         }
         DriverError::Rejected(why) => SendError::transient("sms_rejected", why),
+        // Parts went out (on this attempt or an earlier one) and the rest
+        // waits for the store to keep them: an attempt, retried.
+        DriverError::PartsNotKept(why) => SendError::transient("sms_parts_not_kept", why),
         DriverError::Conn(e) => SendError::transient("sms_modem", e.to_string()),
         // Failed before it reached the port: nothing went out.
         DriverError::Down => SendError::unavailable("sms_modem_down", "modem not connected"),

@@ -205,6 +205,76 @@ async fn a_pin_whose_answer_never_came_is_not_sent_again() {
     assert_eq!(rig.channel.health().state, HealthState::Down);
 }
 
+/// A SIM too busy to check the PIN (`+CME ERROR: 14`) has used no try:
+/// the session ends as a passing failure, and the next one enters the PIN
+/// again, which is taken, rather than the PIN being held wrong until a
+/// restart.
+#[tokio::test]
+async fn a_pin_the_sim_was_too_busy_to_check_is_entered_again() {
+    let mut b = behaviour();
+    b.pin = Some("4321".into());
+    let mut config = modem_config("main");
+    config.pin = Some(Secret::new("4321"));
+    let mut rig = Rig::idle(b, config);
+    rig.sim.refuse_next_pins("+CME ERROR: 14", 1);
+    rig.run();
+    rig.wait_up().await;
+    rig.channel
+        .send(&message("busy", "+15551230001", "unlocked at last"))
+        .await
+        .unwrap();
+    assert_eq!(rig.sim.pin_attempts(), 1, "the SIM checked the PIN once");
+    assert_eq!(rig.sim.sent_messages().len(), 1);
+}
+
+/// A modem that answers a wrong PIN with a bare `ERROR` cannot be told
+/// from one refusing it for another reason: the PIN goes again, but after
+/// two such answers no more, so a wrong PIN leaves the SIM a try of its
+/// three and never locks it behind its PUK.
+#[tokio::test]
+async fn a_pin_answered_with_bare_errors_is_not_sent_a_third_time() {
+    let mut b = behaviour();
+    b.pin = Some("4321".into());
+    let mut config = modem_config("main");
+    config.pin = Some(Secret::new("1111"));
+    let mut rig = Rig::idle(b, config);
+    rig.sim.set_wrong_pin_reply("ERROR");
+    rig.run();
+    wait_until(|| {
+        rig.channel
+            .health()
+            .details
+            .get("last_error")
+            .is_some_and(|e| e.contains("not sent again"))
+    })
+    .await;
+    assert_eq!(rig.sim.pin_attempts(), 2, "a try of three is left");
+    assert_eq!(rig.channel.health().state, HealthState::Down);
+}
+
+/// A SIM that resets on its own (a SIM refresh) asks for its PIN again,
+/// with no `RDY`: the modem leaves the network. The driver finds the SIM
+/// locked when it asks why, and the next session enters the PIN, so the
+/// queue moves again without a restart.
+#[tokio::test]
+async fn a_sim_that_asks_for_its_pin_again_without_a_restart_is_unlocked() {
+    let mut b = behaviour();
+    b.pin = Some("4321".into());
+    let mut config = modem_config("main");
+    config.pin = Some(Secret::new("4321"));
+    config.health_interval_seconds = 3600;
+    let rig = Rig::start(b, config).await;
+    rig.wait_up().await;
+    rig.sim.relock_sim();
+    wait_until(|| rig.sim.pin_attempts() == 2).await;
+    rig.wait_up().await;
+    rig.channel
+        .send(&message("relock", "+15551230001", "unlocked again"))
+        .await
+        .unwrap();
+    assert_eq!(rig.sim.sent_messages().len(), 1);
+}
+
 #[tokio::test]
 async fn a_modem_off_the_network_turns_sends_away_unattempted_until_a_poll_finds_it_back() {
     let mut config = modem_config("main");

@@ -177,6 +177,46 @@ async fn cms_errors_are_classified() {
     assert_eq!(rig.sim.sent_messages().len(), 1);
 }
 
+/// An account the network refuses (+CMS ERROR: 8, operator determined
+/// barring, as for want of credit) refuses every message alike, none of
+/// them at fault: each is refused for now (nothing went out, no attempt
+/// spent, the endpoint pauses), not failed for good, and goes out once the
+/// barring is lifted. 10 (call barred) may bar some destinations only: an
+/// attempt, retried, but not failed at once either.
+#[tokio::test]
+async fn a_barred_account_holds_messages_instead_of_failing_them() {
+    let rig = Rig::start(behaviour(), modem_config("main")).await;
+    rig.wait_up().await;
+    let recipients = ["+15551230001", "+15551230002", "+15551230003"];
+    rig.sim.fail_next_sends(8, recipients.len());
+    for (i, to) in recipients.iter().enumerate() {
+        let err = rig
+            .channel
+            .send(&message(&format!("b{i}"), to, "hi"))
+            .await
+            .unwrap_err();
+        assert_ne!(err.class, ErrorClass::Permanent, "{err:?}");
+        assert_eq!(err.class, ErrorClass::RateLimited, "{err:?}");
+        assert_eq!(err.code, "cms_8");
+    }
+    assert!(rig.sim.sent_messages().is_empty());
+    rig.sim.fail_next_sends(10, 1);
+    let err = rig
+        .channel
+        .send(&message("b0", recipients[0], "hi"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
+    assert_eq!(err.code, "cms_10");
+    for (i, to) in recipients.iter().enumerate() {
+        rig.channel
+            .send(&message(&format!("b{i}"), to, "hi"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(rig.sim.sent_messages().len(), recipients.len());
+}
+
 /// 311 (SIM PIN required), 310 (SIM not inserted), 315 (SIM wrong) and
 /// 330 (SMSC address unknown, before the SIM has loaded it) are about the
 /// modem, not the message: nothing went out, the message waits without
@@ -417,6 +457,36 @@ async fn a_long_message_whose_sent_parts_cannot_be_read_after_a_restart_waits() 
 
     rig.sink.cursors_unreadable.store(false, Ordering::SeqCst);
     let receipt = retry_until_sent(&rig, &message("long", "+15551230001", &text)).await;
+    assert_each_part_once(&rig, &text, &receipt);
+}
+
+/// A long message's next part goes out only once the parts accepted so far
+/// are kept in the store: when they cannot be, the send stops after the
+/// first part as a transient failure (a restart now would send only that
+/// one again), and the retry, with the store writable again, sends the
+/// other two, each once.
+#[tokio::test]
+async fn a_long_message_stops_when_its_accepted_parts_cannot_be_kept() {
+    let rig = Rig::start(behaviour(), modem_config("main")).await;
+    rig.wait_up().await;
+    let text = three_part_text();
+    rig.sink.cursor_writes_fail.store(true, Ordering::SeqCst);
+    let err = rig
+        .channel
+        .send(&message("long", "+15551230001", &text))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.class, err.code.as_str()),
+        (ErrorClass::Transient, "sms_parts_not_kept"),
+        "{err:?}"
+    );
+    assert_eq!(rig.sim.sent_parts().len(), 1, "only part 1 went out");
+
+    rig.sink.cursor_writes_fail.store(false, Ordering::SeqCst);
+    let mut retry = message("long", "+15551230001", &text);
+    retry.attempt = 2;
+    let receipt = rig.channel.send(&retry).await.unwrap();
     assert_each_part_once(&rig, &text, &receipt);
 }
 

@@ -65,6 +65,11 @@ pub enum DriverError {
     /// [`CMS_MODEM_NOT_READY`]). `nothing_sent` as for `Cms`.
     #[error("modem not ready (+CMS ERROR: {code})")]
     ModemNotReady { code: u16, nothing_sent: bool },
+    /// The parts of a long message accepted so far could not be committed
+    /// to the store, so its next part was not sent (see
+    /// [`Driver::send_parts`]).
+    #[error("cannot keep the accepted parts in the store: {0}")]
+    PartsNotKept(String),
 }
 
 /// What became of the PIN entered in earlier sessions of this run. A wrong
@@ -74,7 +79,26 @@ pub enum DriverError {
 struct PinAttempts {
     rejected: bool,
     unanswered: bool,
+    /// Error answers that may have used a try: neither "incorrect
+    /// password" nor one saying the SIM could not check it (see
+    /// [`Driver::pin_refused`]). Cleared when the PIN is taken.
+    unexplained: u32,
 }
+
+/// TS 27.007 `+CME ERROR: 16`, incorrect password: the SIM checked the PIN
+/// and it was wrong, one try used.
+const CME_INCORRECT_PASSWORD: u16 = 16;
+
+/// TS 27.007 `+CME ERROR` codes to a PIN that say the SIM did not check it,
+/// so no try was used: 10 SIM not inserted, 14 SIM busy (still loading,
+/// or a refresh). The PIN is entered again by the next session.
+const CME_PIN_NOT_CHECKED: [u16; 2] = [10, 14];
+
+/// Error answers to the PIN that may each have used a try (a modem that
+/// answers a wrong PIN with a bare `ERROR`, or a code of its own) after
+/// which it is not sent again. The SIM locks after three wrong tries: two
+/// leave the operator the last one.
+const MAX_UNEXPLAINED_PIN_ERRORS: u32 = 2;
 
 /// TS 27.005: the modem has no network to send on.
 const CMS_NO_NETWORK_SERVICE: u16 = 331;
@@ -96,6 +120,34 @@ const CMS_MODEM_NOT_READY: [u16; 9] = [310, 311, 312, 313, 315, 316, 317, 318, 3
 /// than a modem state: one message that always gets it then ends failed
 /// after its attempts instead of restarting the session at every try.
 const CMS_OPERATION_NOT_ALLOWED: u16 = 302;
+
+/// TS 24.011 RP causes and a TS 23.040 TP-Failure-Cause by which the
+/// network refuses every message of this subscription, whatever its
+/// recipient or content: 8 operator determined barring (an account barred
+/// for want of credit or payment), 50 requested facility not subscribed
+/// (no outgoing SMS in the subscription), 193 no SC subscription. The AT
+/// table calls them permanent (the command fails again until something
+/// changes), but what must change is the account, not the message: every
+/// queued message would otherwise fail for good one after another while
+/// it lasts. The adapter holds the queue instead.
+pub(crate) const CMS_SUBSCRIPTION_REFUSED: [u16; 3] = [8, 50, 193];
+
+/// TS 24.011 RP cause 10, call barred: the subscriber's own call barring
+/// covers the destination. That may be every destination (all outgoing
+/// barred) or only some (international ones), so it neither holds the
+/// queue, which a message it will never let through would then block, nor
+/// fails the message at once: a failed attempt, retried with backoff.
+const CMS_CALL_BARRED: u16 = 10;
+
+/// Whether a `+CMS ERROR` to a send fails its message for good: the AT
+/// table says retrying unchanged is pointless, and the error is about the
+/// message, not the modem's state (handled before this) or the account's.
+fn cms_fails_for_good(code: u16, result: &FinalResult) -> bool {
+    code != CMS_OPERATION_NOT_ALLOWED
+        && code != CMS_CALL_BARRED
+        && !CMS_SUBSCRIPTION_REFUSED.contains(&code)
+        && result.error_class() == Some(ErrorClass::Permanent)
+}
 
 /// One part to send: full PDU hex and TPDU length for AT+CMGS.
 #[derive(Debug, Clone)]
@@ -339,37 +391,7 @@ impl Driver {
             match state {
                 Some(responses::PinState::Ready) => break,
                 Some(responses::PinState::SimPin) if !pin_sent => {
-                    let Some(pin) = &self.pin else {
-                        return Err(End::Stuck(
-                            "SIM asks for a PIN and none is configured".into(),
-                        ));
-                    };
-                    if pin_attempts.rejected {
-                        return Err(End::Stuck(
-                            "SIM PIN was rejected earlier; fix the config".into(),
-                        ));
-                    }
-                    if pin_attempts.unanswered {
-                        return Err(End::Stuck(
-                            "the SIM still asks for its PIN after an attempt that got no \
-                             answer; not sent again, as it may have been wrong (three wrong \
-                             tries lock the SIM): check the PIN, then restart the daemon"
-                                .into(),
-                        ));
-                    }
-                    let command = Command::plain(
-                        format!("AT+CPIN=\"{}\"", pin.expose()),
-                        self.config.command_timeout_ms,
-                    )
-                    .sensitive();
-                    let answer = conn.run(command).await.map_err(|e| {
-                        pin_attempts.unanswered = true;
-                        fail(e)
-                    })?;
-                    if !answer.is_ok() {
-                        pin_attempts.rejected = true;
-                        return Err(End::Stuck(format!("SIM PIN rejected ({})", answer.result)));
-                    }
+                    self.enter_pin(conn, pin_attempts).await?;
                     pin_sent = true;
                 }
                 Some(other) if other.needs_pin() && pin_sent => {}
@@ -431,6 +453,109 @@ impl Driver {
         Ok(())
     }
 
+    /// Send the configured PIN once, unless an earlier session's attempt
+    /// says it must not be sent again. `Ok` when the SIM took it.
+    async fn enter_pin(&self, conn: &mut Conn, pin_attempts: &mut PinAttempts) -> Result<(), End> {
+        let Some(pin) = &self.pin else {
+            return Err(End::Stuck(
+                "SIM asks for a PIN and none is configured".into(),
+            ));
+        };
+        if pin_attempts.rejected {
+            return Err(End::Stuck(
+                "SIM PIN was rejected earlier; fix the config".into(),
+            ));
+        }
+        if pin_attempts.unanswered {
+            return Err(End::Stuck(
+                "the SIM still asks for its PIN after an attempt that got no \
+                 answer; not sent again, as it may have been wrong (three wrong \
+                 tries lock the SIM): check the PIN, then restart the daemon"
+                    .into(),
+            ));
+        }
+        if pin_attempts.unexplained >= MAX_UNEXPLAINED_PIN_ERRORS {
+            return Err(End::Stuck(format!(
+                "the SIM answered the PIN with an error {} times and still asks for \
+                 it; not sent again, as those may have been wrong tries (three lock \
+                 the SIM): check the PIN and the modem, then restart the daemon",
+                pin_attempts.unexplained
+            )));
+        }
+        let command = Command::plain(
+            format!("AT+CPIN=\"{}\"", pin.expose()),
+            self.config.command_timeout_ms,
+        )
+        .sensitive();
+        let answer = conn.run(command).await.map_err(|e| {
+            pin_attempts.unanswered = true;
+            End::Failed(e.to_string())
+        })?;
+        if answer.is_ok() {
+            // The PIN is right: earlier errors were no wrong tries.
+            pin_attempts.unexplained = 0;
+            return Ok(());
+        }
+        self.pin_refused(conn, &answer.result, pin_attempts).await
+    }
+
+    /// The SIM answered the PIN with an error: only "incorrect password",
+    /// or the SIM asking for its PUK now, says a try was used and the PIN
+    /// is wrong; it is never sent again. Any other error ends the session
+    /// as a transient failure, and the next one enters the PIN again.
+    ///
+    /// How many tries are left would settle it, but modems tell that only
+    /// in their own ways (`AT+QPINC`, `AT+SPIC`, `AT^CPIN`), so it is not
+    /// read. Instead the SIM is asked again: `READY` means the PIN took
+    /// after all, `SIM PUK` that it was wrong. Still `SIM PIN` after an
+    /// error that does not say the SIM left the PIN unchecked (SIM busy),
+    /// such as a bare `ERROR`, could be a wrong try on a modem that words
+    /// it so: those are counted, and after [`MAX_UNEXPLAINED_PIN_ERRORS`]
+    /// the PIN is not sent again, leaving a try for the operator.
+    async fn pin_refused(
+        &self,
+        conn: &mut Conn,
+        result: &FinalResult,
+        pin_attempts: &mut PinAttempts,
+    ) -> Result<(), End> {
+        let cme_code = match result {
+            FinalResult::CmeError(_) => result.error_code(),
+            _ => None,
+        };
+        if cme_code == Some(CME_INCORRECT_PASSWORD) {
+            pin_attempts.rejected = true;
+            return Err(End::Stuck(format!("SIM PIN rejected ({result})")));
+        }
+        let not_checked = cme_code.is_some_and(|code| CME_PIN_NOT_CHECKED.contains(&code));
+        if !not_checked {
+            // Counted before the SIM is asked again: if that question goes
+            // unanswered, the error still may have been a wrong try.
+            pin_attempts.unexplained += 1;
+        }
+        let answer = conn
+            .run(self.cmd("AT+CPIN?"))
+            .await
+            .map_err(|e| End::Failed(e.to_string()))?;
+        let state = answer
+            .line("+CPIN:")
+            .and_then(|l| responses::parse_cpin(l).ok());
+        match state {
+            Some(responses::PinState::Ready) => {
+                pin_attempts.unexplained = 0;
+                Ok(())
+            }
+            Some(responses::PinState::SimPuk) => {
+                pin_attempts.rejected = true;
+                Err(End::Stuck(format!(
+                    "SIM PIN rejected ({result}); the SIM now asks for its PUK"
+                )))
+            }
+            _ => Err(End::Failed(format!(
+                "SIM answered the PIN with {result}; entering it again later"
+            ))),
+        }
+    }
+
     async fn poll_registration(&self, conn: &mut Conn) -> Result<bool, ConnError> {
         let mut registered = false;
         let mut text = None;
@@ -462,14 +587,39 @@ impl Driver {
             .registered
     }
 
-    /// Poll registration, and say so when it changed.
+    /// Poll registration, and say so when it changed. Off the network, ask
+    /// the SIM too (see [`Driver::check_sim_unlocked`]).
     async fn recheck_registration(&self, conn: &mut Conn) -> Result<(), ConnError> {
         let was = self.registered();
         let now = self.poll_registration(conn).await?;
         if was != now {
             tracing::info!(phone_id = %self.config.phone_id, registered = now, "network registration changed");
         }
+        if !now {
+            self.check_sim_unlocked(conn).await?;
+        }
         Ok(())
+    }
+
+    /// A SIM that reset or refreshed asks for its PIN again, and the modem
+    /// leaves the network, often with no `RDY` to end the session and
+    /// nothing unsolicited the driver acts on: it would stay off the
+    /// network, its queue held, until a restart. Ending the session here
+    /// lets start-up enter the PIN (unless an earlier attempt says not to).
+    async fn check_sim_unlocked(&self, conn: &mut Conn) -> Result<(), ConnError> {
+        let answer = conn.run(self.cmd("AT+CPIN?")).await?;
+        let state = answer
+            .line("+CPIN:")
+            .and_then(|l| responses::parse_cpin(l).ok());
+        match state {
+            Some(state) if state.needs_pin() => {
+                self.set_status(|s| s.sim = Some(format!("{state:?}")));
+                Err(ConnError::StartUpLost(
+                    "the SIM asks for its PIN again".into(),
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn poll_health(&self, conn: &mut Conn) -> Result<(), ConnError> {
@@ -590,29 +740,35 @@ impl Driver {
             .record(message_id, index, AcceptedPart { mr, external_id });
     }
 
-    /// Commit a long message's accepted parts to its store cursor before
-    /// the next part goes out, so a retry after a daemon restart sends only
-    /// the rest (the adapter reads the cursor back). A single part has no
-    /// rest. If the store fails, the memory still serves retries in this
-    /// process.
-    async fn keep_accepted_parts(&self, message_id: &str, total: usize) {
-        if total >= 2 {
-            self.save_accepted_parts(message_id).await;
-        }
+    /// How many parts of `message_id` the memory holds as accepted.
+    fn accepted_count(&self, message_id: &str) -> usize {
+        self.accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .accepted_count(message_id)
     }
 
-    /// Commit the accepted parts of `message_id`, whatever its length.
-    async fn save_accepted_parts(&self, message_id: &str) {
+    /// Commit the accepted parts of `message_id`, whatever its length, to
+    /// its store cursor, so a retry after a daemon restart sends only the
+    /// rest (the adapter reads the cursor back).
+    async fn save_accepted_parts(
+        &self,
+        message_id: &str,
+    ) -> Result<(), phonerelay_channel::SinkError> {
         let cursor = self
             .accepted
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .to_cursor(message_id);
-        if let Err(e) = self
-            .sink
+        self.sink
             .save_cursor(&parts_cursor(message_id), &cursor)
             .await
-        {
+    }
+
+    /// [`Driver::save_accepted_parts`] where nothing waits on it: a
+    /// failure only means a restart before the retry sends them again.
+    async fn try_save_accepted_parts(&self, message_id: &str) {
+        if let Err(e) = self.save_accepted_parts(message_id).await {
             tracing::warn!(phone_id = %self.config.phone_id, message_id, error = %e,
                 "could not keep the accepted parts in the store; a restart before the retry sends them again");
         }
@@ -649,7 +805,7 @@ impl Driver {
                         // Even a single part: the retry may come after a
                         // restart (the whole backoff later), and would
                         // send it again.
-                        self.save_accepted_parts(message_id).await;
+                        self.try_save_accepted_parts(message_id).await;
                     }
                     None => {
                         tracing::warn!(phone_id = %self.config.phone_id, message_id, "late OK without +CMGS after a send timeout; a retry sends the part again")
@@ -669,6 +825,14 @@ impl Driver {
     /// Send the parts not yet accepted, back to back: the next AT+CMGS goes
     /// out as soon as the previous one's final result is in. Stops at the
     /// first failure; a timeout also returns the part whose fate is unknown.
+    ///
+    /// A long message's accepted parts are committed to its store cursor
+    /// before its next part goes out. If that fails, the send ends there as
+    /// a transient failure. Its retry in this process finds the accepted
+    /// parts in memory and skips them, but commits them first, so it too
+    /// sends nothing more until the store has them. A restart before that
+    /// finds the cursor as last saved: the retry after it sends again only
+    /// the one part accepted since, not every part after it.
     async fn send_parts(
         &mut self,
         conn: &mut Conn,
@@ -678,6 +842,8 @@ impl Driver {
     ) -> (SendOutcome, Option<TimedOutPart>) {
         let mut outcome = SendOutcome::default();
         let total = parts.len();
+        // A single part has no next part to hold back.
+        let long = total >= 2;
         for (index, part) in parts.into_iter().enumerate() {
             let done = self
                 .accepted
@@ -686,6 +852,15 @@ impl Driver {
                 .is_accepted(message_id, index);
             if done {
                 continue;
+            }
+            // Commit the parts accepted so far (this attempt's, and any an
+            // earlier attempt left in memory only) before this one goes out.
+            if long
+                && self.accepted_count(message_id) > 0
+                && let Err(e) = self.save_accepted_parts(message_id).await
+            {
+                outcome.error = Some(DriverError::PartsNotKept(e.to_string()));
+                return (outcome, None);
             }
             let command = Command::with_pdu(
                 format!("AT+CMGS={}", part.tpdu_len),
@@ -702,7 +877,6 @@ impl Driver {
                     match mr {
                         Some(mr) => {
                             self.accept(message_id, to, index, mr).await;
-                            self.keep_accepted_parts(message_id, total).await;
                             outcome.mrs.push(mr);
                         }
                         None => {
@@ -738,8 +912,7 @@ impl Driver {
                         }
                         (FinalResult::CmsError(_), Some(code)) => DriverError::Cms {
                             code,
-                            permanent: code != CMS_OPERATION_NOT_ALLOWED
-                                && result.error_class() == Some(ErrorClass::Permanent),
+                            permanent: cms_fails_for_good(code, &result),
                             nothing_sent: outcome.mrs.is_empty(),
                         },
                         _ => DriverError::Rejected(result.to_string()),
@@ -756,6 +929,12 @@ impl Driver {
                     return (outcome, None);
                 }
             }
+        }
+        if long && !outcome.mrs.is_empty() {
+            // The last part accepted: none waits on it, but a restart before
+            // the outbox records the send then finds every part accepted
+            // and sends none again.
+            self.try_save_accepted_parts(message_id).await;
         }
         (outcome, None)
     }

@@ -201,9 +201,31 @@ impl SimHandle {
         }
     }
 
+    /// The SIM resets in place (a SIM refresh) and asks for its PIN again,
+    /// with no `RDY` from the modem, which leaves the network meanwhile.
+    pub fn relock_sim(&self) {
+        let urc = self.modem().relock_sim();
+        if let Some(urc) = urc {
+            let _ = self.ctl.send(Ctl::Urcs(vec![urc]));
+        }
+    }
+
     /// Whether a PIN the SIM checks is answered at all.
     pub fn set_lose_pin_answers(&self, lose: bool) {
         self.modem().lose_pin_answers = lose;
+    }
+
+    /// The next `count` PINs are answered with the final result line
+    /// `reply` (`+CME ERROR: 14`, SIM busy) without the SIM checking them:
+    /// no try is used.
+    pub fn refuse_next_pins(&self, reply: &str, count: usize) {
+        self.modem().refuse_next_pins(reply, count);
+    }
+
+    /// The final result line a wrong PIN gets: `+CME ERROR: 16` unless
+    /// set, e.g. to a bare `ERROR` as some modems answer.
+    pub fn set_wrong_pin_reply(&self, reply: &str) {
+        self.modem().wrong_pin_reply = reply.to_string();
     }
 
     /// How many PINs the SIM has checked, right or wrong.

@@ -161,6 +161,13 @@ pub struct SimModem {
     /// Check a PIN but send no answer, as a modem that hangs on it or a
     /// line that drops the reply: the host cannot know whether it was right.
     pub lose_pin_answers: bool,
+    /// The next `AT+CPIN=<pin>` commands answered with this final result
+    /// line before the SIM checks one (`+CME ERROR: 14` while it is busy):
+    /// no try is used. The count left and the line.
+    pin_refusals: Option<(usize, String)>,
+    /// The final result line a wrong PIN gets: `+CME ERROR: 16` as the
+    /// spec has it, a bare `ERROR` on some modems.
+    pub wrong_pin_reply: String,
     /// Inbound parts the network holds, oldest first, because the SIM was
     /// full when they came: an SMSC told "memory capacity exceeded" keeps
     /// the message and delivers it once the phone has room again.
@@ -196,6 +203,8 @@ impl SimModem {
             report_status: 0x00,
             pin_attempts: 0,
             lose_pin_answers: false,
+            pin_refusals: None,
+            wrong_pin_reply: "+CME ERROR: 16".into(),
             held: VecDeque::new(),
             first_index: 1,
         }
@@ -221,10 +230,37 @@ impl SimModem {
         (self.creg_urcs && before != after).then(|| format!("+CREG: {after}"))
     }
 
+    /// The SIM resets or refreshes and asks for its PIN again, with no
+    /// `RDY`: the modem leaves the network. Returns the `+CREG` URC to
+    /// raise if the registration changed and `AT+CREG` asked for them.
+    pub fn relock_sim(&mut self) -> Option<String> {
+        let before = self.reg_stat();
+        self.pin_ok = self.behaviour.pin.is_none();
+        let after = self.reg_stat();
+        (self.creg_urcs && before != after).then(|| format!("+CREG: {after}"))
+    }
+
     /// The TP-MR the next accepted part gets (a modem's counter goes on
     /// across a restart of the daemon, and wraps after 255).
     pub fn set_next_mr(&mut self, mr: u8) {
         self.next_mr = mr;
+    }
+
+    /// Answer the next `count` PINs with the final result line `reply`,
+    /// unchecked (no try used), as a SIM too busy to look at them.
+    pub fn refuse_next_pins(&mut self, reply: &str, count: usize) {
+        self.pin_refusals = (count > 0).then(|| (count, reply.to_string()));
+    }
+
+    /// The reply to a PIN the SIM refuses unchecked, if one is due.
+    fn take_pin_refusal(&mut self) -> Option<Reply> {
+        let (left, reply) = self.pin_refusals.as_mut()?;
+        let reply = Reply::now(format!("\r\n{reply}\r\n"));
+        *left -= 1;
+        if *left == 0 {
+            self.pin_refusals = None;
+        }
+        Some(reply)
     }
 
     pub fn fail_next_sends(&mut self, code: u16, count: usize) {
@@ -436,6 +472,9 @@ impl SimModem {
             }
             _ if cmd.starts_with("+CPIN=") => {
                 let given = original_args[6..].trim().trim_matches('"');
+                if let Some(refusal) = self.take_pin_refusal() {
+                    return refusal;
+                }
                 let answer = match &self.behaviour.pin {
                     None => ok(),
                     Some(_) if self.pin_ok => cme(3),
@@ -445,7 +484,7 @@ impl SimModem {
                             self.pin_ok = true;
                             ok()
                         } else {
-                            cme(16)
+                            Reply::now(format!("\r\n{}\r\n", self.wrong_pin_reply))
                         }
                     }
                 };

@@ -25,6 +25,8 @@ pub struct RecordingSink {
     pub failing: AtomicBool,
     /// Reading a cursor fails, as with the store unavailable.
     pub cursors_unreadable: AtomicBool,
+    /// Writing or removing a cursor fails, as with the store unavailable.
+    pub cursor_writes_fail: AtomicBool,
     /// Removing a cursor is ignored, as when a crash comes before the
     /// driver clears it.
     pub ignore_cursor_removals: AtomicBool,
@@ -45,6 +47,9 @@ impl EventSink for RecordingSink {
         Ok(())
     }
     async fn save_cursor(&self, name: &str, value: &str) -> Result<(), SinkError> {
+        if self.cursor_writes_fail.load(Ordering::SeqCst) {
+            return Err(SinkError::unavailable("store unavailable"));
+        }
         let mut cursors = self.cursors.lock().unwrap();
         if value.is_empty() {
             if !self.ignore_cursor_removals.load(Ordering::SeqCst) {
