@@ -177,37 +177,39 @@ async fn cms_errors_are_classified() {
     assert_eq!(rig.sim.sent_messages().len(), 1);
 }
 
-/// An account the network refuses (+CMS ERROR: 8, operator determined
-/// barring, as for want of credit) refuses every message alike, none of
-/// them at fault: each is refused for now (nothing went out, no attempt
-/// spent, the endpoint pauses), not failed for good, and goes out once the
-/// barring is lifted. 10 (call barred) may bar some destinations only: an
-/// attempt, retried, but not failed at once either.
+/// An account the SMSC refuses (+CMS ERROR: 193, no SC subscription)
+/// refuses every message alike, none of them at fault: each is refused for
+/// now (nothing went out, no attempt spent, the endpoint pauses), not
+/// failed for good, and goes out once the account is put right. Barring
+/// (8 operator determined, 10 call barred, 50 facility not subscribed)
+/// may cover some destinations only: an attempt, retried, neither holding
+/// the queue behind a message that may never go nor failed at once.
 #[tokio::test]
-async fn a_barred_account_holds_messages_instead_of_failing_them() {
+async fn a_refused_account_holds_messages_and_barring_is_retried_not_failed() {
     let rig = Rig::start(behaviour(), modem_config("main")).await;
     rig.wait_up().await;
     let recipients = ["+15551230001", "+15551230002", "+15551230003"];
-    rig.sim.fail_next_sends(8, recipients.len());
+    rig.sim.fail_next_sends(193, recipients.len());
     for (i, to) in recipients.iter().enumerate() {
         let err = rig
             .channel
             .send(&message(&format!("b{i}"), to, "hi"))
             .await
             .unwrap_err();
-        assert_ne!(err.class, ErrorClass::Permanent, "{err:?}");
         assert_eq!(err.class, ErrorClass::RateLimited, "{err:?}");
-        assert_eq!(err.code, "cms_8");
+        assert_eq!(err.code, "cms_193");
     }
     assert!(rig.sim.sent_messages().is_empty());
-    rig.sim.fail_next_sends(10, 1);
-    let err = rig
-        .channel
-        .send(&message("b0", recipients[0], "hi"))
-        .await
-        .unwrap_err();
-    assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
-    assert_eq!(err.code, "cms_10");
+    for code in [8, 10, 50] {
+        rig.sim.fail_next_sends(code, 1);
+        let err = rig
+            .channel
+            .send(&message("b0", recipients[0], "hi"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
+        assert_eq!(err.code, format!("cms_{code}"));
+    }
     for (i, to) in recipients.iter().enumerate() {
         rig.channel
             .send(&message(&format!("b{i}"), to, "hi"))

@@ -79,26 +79,18 @@ pub enum DriverError {
 struct PinAttempts {
     rejected: bool,
     unanswered: bool,
-    /// Error answers that may have used a try: neither "incorrect
-    /// password" nor one saying the SIM could not check it (see
-    /// [`Driver::pin_refused`]). Cleared when the PIN is taken.
-    unexplained: u32,
 }
 
 /// TS 27.007 `+CME ERROR: 16`, incorrect password: the SIM checked the PIN
 /// and it was wrong, one try used.
 const CME_INCORRECT_PASSWORD: u16 = 16;
 
-/// TS 27.007 `+CME ERROR` codes to a PIN that say the SIM did not check it,
-/// so no try was used: 10 SIM not inserted, 14 SIM busy (still loading,
-/// or a refresh). The PIN is entered again by the next session.
-const CME_PIN_NOT_CHECKED: [u16; 2] = [10, 14];
-
-/// Error answers to the PIN that may each have used a try (a modem that
-/// answers a wrong PIN with a bare `ERROR`, or a code of its own) after
-/// which it is not sent again. The SIM locks after three wrong tries: two
-/// leave the operator the last one.
-const MAX_UNEXPLAINED_PIN_ERRORS: u32 = 2;
+/// `+CME ERROR` codes to a PIN that say the SIM did not check it, so no
+/// try was used: TS 27.007's 10 SIM not inserted, 13 SIM failure, 14 SIM
+/// busy (still loading, or a refresh), and 515, which several modem makers
+/// give while their start-up is still under way ("please wait"). The PIN
+/// is entered again by the next session.
+const CME_PIN_NOT_CHECKED: [u16; 4] = [10, 13, 14, 515];
 
 /// TS 27.005: the modem has no network to send on.
 const CMS_NO_NETWORK_SERVICE: u16 = 331;
@@ -121,30 +113,30 @@ const CMS_MODEM_NOT_READY: [u16; 9] = [310, 311, 312, 313, 315, 316, 317, 318, 3
 /// after its attempts instead of restarting the session at every try.
 const CMS_OPERATION_NOT_ALLOWED: u16 = 302;
 
-/// TS 24.011 RP causes and a TS 23.040 TP-Failure-Cause by which the
-/// network refuses every message of this subscription, whatever its
-/// recipient or content: 8 operator determined barring (an account barred
-/// for want of credit or payment), 50 requested facility not subscribed
-/// (no outgoing SMS in the subscription), 193 no SC subscription. The AT
-/// table calls them permanent (the command fails again until something
-/// changes), but what must change is the account, not the message: every
-/// queued message would otherwise fail for good one after another while
-/// it lasts. The adapter holds the queue instead.
-pub(crate) const CMS_SUBSCRIPTION_REFUSED: [u16; 3] = [8, 50, 193];
+/// A TS 23.040 TP-Failure-Cause by which the SMSC refuses every message
+/// of this subscription, whatever its recipient or content: 193 no SC
+/// subscription. The AT table calls it permanent (the command fails again
+/// until something changes), but what must change is the account, not the
+/// message: every queued message would otherwise fail for good one after
+/// another while it lasts. The adapter holds the queue instead.
+pub(crate) const CMS_SUBSCRIPTION_REFUSED: [u16; 1] = [193];
 
-/// TS 24.011 RP cause 10, call barred: the subscriber's own call barring
-/// covers the destination. That may be every destination (all outgoing
-/// barred) or only some (international ones), so it neither holds the
-/// queue, which a message it will never let through would then block, nor
-/// fails the message at once: a failed attempt, retried with backoff.
-const CMS_CALL_BARRED: u16 = 10;
+/// TS 24.011 RP causes of barring: 8 operator determined barring (for want
+/// of credit, or of some destinations: international, premium rate), 10
+/// call barred (the subscriber's own barring), 50 requested facility not
+/// subscribed. Each may cover every destination or only some, so they
+/// neither hold the queue, which a message that will never go would then
+/// block at its head, nor fail the message at once: a failed attempt,
+/// retried with backoff until the account is put right or the attempts
+/// run out.
+const CMS_BARRED: [u16; 3] = [8, 10, 50];
 
 /// Whether a `+CMS ERROR` to a send fails its message for good: the AT
 /// table says retrying unchanged is pointless, and the error is about the
 /// message, not the modem's state (handled before this) or the account's.
 fn cms_fails_for_good(code: u16, result: &FinalResult) -> bool {
     code != CMS_OPERATION_NOT_ALLOWED
-        && code != CMS_CALL_BARRED
+        && !CMS_BARRED.contains(&code)
         && !CMS_SUBSCRIPTION_REFUSED.contains(&code)
         && result.error_class() == Some(ErrorClass::Permanent)
 }
@@ -474,14 +466,6 @@ impl Driver {
                     .into(),
             ));
         }
-        if pin_attempts.unexplained >= MAX_UNEXPLAINED_PIN_ERRORS {
-            return Err(End::Stuck(format!(
-                "the SIM answered the PIN with an error {} times and still asks for \
-                 it; not sent again, as those may have been wrong tries (three lock \
-                 the SIM): check the PIN and the modem, then restart the daemon",
-                pin_attempts.unexplained
-            )));
-        }
         let command = Command::plain(
             format!("AT+CPIN=\"{}\"", pin.expose()),
             self.config.command_timeout_ms,
@@ -492,26 +476,24 @@ impl Driver {
             End::Failed(e.to_string())
         })?;
         if answer.is_ok() {
-            // The PIN is right: earlier errors were no wrong tries.
-            pin_attempts.unexplained = 0;
             return Ok(());
         }
         self.pin_refused(conn, &answer.result, pin_attempts).await
     }
 
-    /// The SIM answered the PIN with an error: only "incorrect password",
-    /// or the SIM asking for its PUK now, says a try was used and the PIN
-    /// is wrong; it is never sent again. Any other error ends the session
-    /// as a transient failure, and the next one enters the PIN again.
+    /// The SIM answered the PIN with an error. One that says the SIM did
+    /// not check it ([`CME_PIN_NOT_CHECKED`]: SIM busy) ends the session as
+    /// a transient failure, and the next one enters the PIN again. Any
+    /// other may have used a try: the SIM is asked again, and `READY`
+    /// means the PIN took after all; otherwise it is taken for wrong and
+    /// not sent again in this run.
     ///
     /// How many tries are left would settle it, but modems tell that only
     /// in their own ways (`AT+QPINC`, `AT+SPIC`, `AT^CPIN`), so it is not
-    /// read. Instead the SIM is asked again: `READY` means the PIN took
-    /// after all, `SIM PUK` that it was wrong. Still `SIM PIN` after an
-    /// error that does not say the SIM left the PIN unchecked (SIM busy),
-    /// such as a bare `ERROR`, could be a wrong try on a modem that words
-    /// it so: those are counted, and after [`MAX_UNEXPLAINED_PIN_ERRORS`]
-    /// the PIN is not sent again, leaving a try for the operator.
+    /// read. Sending it again after an error that may have been a wrong
+    /// try (a bare `ERROR`) would spend the SIM's tries: counted only in
+    /// memory, a restart would spend more, and three lock the SIM behind
+    /// its PUK.
     async fn pin_refused(
         &self,
         conn: &mut Conn,
@@ -526,12 +508,14 @@ impl Driver {
             pin_attempts.rejected = true;
             return Err(End::Stuck(format!("SIM PIN rejected ({result})")));
         }
-        let not_checked = cme_code.is_some_and(|code| CME_PIN_NOT_CHECKED.contains(&code));
-        if !not_checked {
-            // Counted before the SIM is asked again: if that question goes
-            // unanswered, the error still may have been a wrong try.
-            pin_attempts.unexplained += 1;
+        if cme_code.is_some_and(|code| CME_PIN_NOT_CHECKED.contains(&code)) {
+            return Err(End::Failed(format!(
+                "the SIM could not check the PIN ({result}); entering it again later"
+            )));
         }
+        // Taken for wrong unless the SIM says otherwise; if the question
+        // goes unanswered, it stays so.
+        pin_attempts.rejected = true;
         let answer = conn
             .run(self.cmd("AT+CPIN?"))
             .await
@@ -541,17 +525,16 @@ impl Driver {
             .and_then(|l| responses::parse_cpin(l).ok());
         match state {
             Some(responses::PinState::Ready) => {
-                pin_attempts.unexplained = 0;
+                pin_attempts.rejected = false;
                 Ok(())
             }
-            Some(responses::PinState::SimPuk) => {
-                pin_attempts.rejected = true;
-                Err(End::Stuck(format!(
-                    "SIM PIN rejected ({result}); the SIM now asks for its PUK"
-                )))
-            }
-            _ => Err(End::Failed(format!(
-                "SIM answered the PIN with {result}; entering it again later"
+            Some(responses::PinState::SimPuk) => Err(End::Stuck(format!(
+                "SIM PIN rejected ({result}); the SIM now asks for its PUK"
+            ))),
+            _ => Err(End::Stuck(format!(
+                "the SIM answered the PIN with {result} and still asks for it; not sent \
+                 again, as that may have been a wrong try (three lock the SIM): check \
+                 the PIN, then restart the daemon"
             ))),
         }
     }
@@ -740,12 +723,12 @@ impl Driver {
             .record(message_id, index, AcceptedPart { mr, external_id });
     }
 
-    /// How many parts of `message_id` the memory holds as accepted.
-    fn accepted_count(&self, message_id: &str) -> usize {
+    /// Whether `message_id` has accepted parts its store cursor lacks.
+    fn parts_unsaved(&self, message_id: &str) -> bool {
         self.accepted
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .accepted_count(message_id)
+            .unsaved(message_id)
     }
 
     /// Commit the accepted parts of `message_id`, whatever its length, to
@@ -755,14 +738,21 @@ impl Driver {
         &self,
         message_id: &str,
     ) -> Result<(), phonerelay_channel::SinkError> {
-        let cursor = self
-            .accepted
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .to_cursor(message_id);
+        let (cursor, count) = {
+            let accepted = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
+            (
+                accepted.to_cursor(message_id),
+                accepted.accepted_count(message_id),
+            )
+        };
         self.sink
             .save_cursor(&parts_cursor(message_id), &cursor)
-            .await
+            .await?;
+        self.accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .mark_saved(message_id, count);
+        Ok(())
     }
 
     /// [`Driver::save_accepted_parts`] where nothing waits on it: a
@@ -856,7 +846,7 @@ impl Driver {
             // Commit the parts accepted so far (this attempt's, and any an
             // earlier attempt left in memory only) before this one goes out.
             if long
-                && self.accepted_count(message_id) > 0
+                && self.parts_unsaved(message_id)
                 && let Err(e) = self.save_accepted_parts(message_id).await
             {
                 outcome.error = Some(DriverError::PartsNotKept(e.to_string()));

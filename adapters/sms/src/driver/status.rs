@@ -324,6 +324,10 @@ pub struct AcceptedPart {
 pub struct AcceptedParts {
     by_message: HashMap<String, BTreeMap<usize, AcceptedPart>>,
     order: VecDeque<String>,
+    /// How many of each message's parts its store cursor holds (saved by
+    /// this process, or read back from it): a save that would add nothing
+    /// is not made, so a store hiccup cannot stop a send over it.
+    saved: HashMap<String, usize>,
 }
 
 impl AcceptedParts {
@@ -332,6 +336,7 @@ impl AcceptedParts {
             while self.order.len() >= PARTIAL_MEMORY {
                 if let Some(oldest) = self.order.pop_front() {
                     self.by_message.remove(&oldest);
+                    self.saved.remove(&oldest);
                 }
             }
             self.order.push_back(message_id.to_string());
@@ -353,6 +358,19 @@ impl AcceptedParts {
         self.by_message.get(message_id).map_or(0, BTreeMap::len)
     }
 
+    /// Whether parts were accepted that the message's store cursor does
+    /// not hold yet.
+    pub fn unsaved(&self, message_id: &str) -> bool {
+        self.accepted_count(message_id) > self.saved.get(message_id).copied().unwrap_or(0)
+    }
+
+    /// The cursor now holds the first `count` accepted parts' record.
+    pub fn mark_saved(&mut self, message_id: &str, count: usize) {
+        if self.by_message.contains_key(message_id) {
+            self.saved.insert(message_id.to_string(), count);
+        }
+    }
+
     /// The external ids of parts `0..total` in order, once all are accepted.
     pub fn complete(&self, message_id: &str, total: usize) -> Option<Vec<String>> {
         let parts = self.by_message.get(message_id)?;
@@ -362,6 +380,7 @@ impl AcceptedParts {
     }
 
     pub fn forget(&mut self, message_id: &str) {
+        self.saved.remove(message_id);
         if self.by_message.remove(message_id).is_some() {
             self.order.retain(|m| m != message_id);
         }
@@ -393,6 +412,9 @@ impl AcceptedParts {
                 self.record(message_id, index, AcceptedPart { mr, external_id });
             }
         }
+        // What the cursor holds need not be saved again.
+        let count = self.accepted_count(message_id);
+        self.mark_saved(message_id, count);
     }
 }
 
@@ -412,6 +434,26 @@ mod tests {
             mr,
             external_id: format!("id{mr}"),
         }
+    }
+
+    /// A save before each part is made only when it adds a part: a retry
+    /// that read the cursor back, or whose parts were saved, saves nothing.
+    #[test]
+    fn only_parts_the_cursor_lacks_need_saving() {
+        let mut parts = AcceptedParts::default();
+        assert!(!parts.unsaved("m"));
+        parts.record("m", 0, part(17));
+        assert!(parts.unsaved("m"));
+        parts.mark_saved("m", 1);
+        assert!(!parts.unsaved("m"));
+        parts.record("m", 1, part(18));
+        assert!(parts.unsaved("m"));
+        let mut after = AcceptedParts::default();
+        after.restore("m", &parts.to_cursor("m"));
+        assert!(!after.unsaved("m"), "read back from its cursor");
+        after.forget("m");
+        after.record("m", 0, part(17));
+        assert!(after.unsaved("m"), "forgotten with the message");
     }
 
     #[test]
