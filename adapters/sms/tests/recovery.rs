@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use phonerelay_channel::{Channel, ErrorClass, HealthState, Secret};
+use phonerelay_sms::ModemConfig;
 
 #[tokio::test]
 async fn unplug_mid_queue_loses_nothing_and_sends_nothing_twice() {
@@ -102,10 +103,7 @@ async fn hung_modem_and_boot_flood_trigger_reconnect() {
 /// arrives next is read at once, not at the next sweep an hour away.
 #[tokio::test]
 async fn a_modem_that_restarts_in_place_is_set_up_again() {
-    let mut b = behaviour();
-    b.pin = Some("4321".into());
-    let mut config = modem_config("main");
-    config.pin = Some(Secret::new("4321"));
+    let (b, mut config) = sim_with_pin_4321("4321");
     config.sweep_interval_seconds = 3600;
     let rig = Rig::start(b, config).await;
     rig.wait_up().await;
@@ -129,10 +127,7 @@ async fn a_modem_that_restarts_in_place_is_set_up_again() {
 
 #[tokio::test]
 async fn pin_required_is_entered_and_never_logged() {
-    let mut b = behaviour();
-    b.pin = Some("4321".into());
-    let mut config = modem_config("main");
-    config.pin = Some(Secret::new("4321"));
+    let (b, config) = sim_with_pin_4321("4321");
     let rig = Rig::start(b, config).await;
     rig.wait_up().await;
     rig.channel
@@ -145,10 +140,7 @@ async fn pin_required_is_entered_and_never_logged() {
 
 #[tokio::test]
 async fn wrong_or_missing_pin_leaves_the_channel_down() {
-    let mut b = behaviour();
-    b.pin = Some("4321".into());
-    let mut config = modem_config("main");
-    config.pin = Some(Secret::new("1111"));
+    let (b, config) = sim_with_pin_4321("1111");
     let rig = Rig::start(b.clone(), config).await;
     wait_until(|| {
         rig.channel
@@ -186,21 +178,11 @@ async fn wrong_or_missing_pin_leaves_the_channel_down() {
 /// its PUK.
 #[tokio::test]
 async fn a_pin_whose_answer_never_came_is_not_sent_again() {
-    let mut b = behaviour();
-    b.pin = Some("4321".into());
-    let mut config = modem_config("main");
-    config.pin = Some(Secret::new("1111"));
+    let (b, config) = sim_with_pin_4321("1111");
     let rig = Rig::start(b, config).await;
     // Before the driver's first command: it runs only once this test waits.
     rig.sim.set_lose_pin_answers(true);
-    wait_until(|| {
-        rig.channel
-            .health()
-            .details
-            .get("last_error")
-            .is_some_and(|e| e.contains("not sent again"))
-    })
-    .await;
+    wait_pin_held_back(&rig).await;
     assert_eq!(rig.sim.pin_attempts(), 1, "the PIN went to the SIM once");
     assert_eq!(rig.channel.health().state, HealthState::Down);
 }
@@ -211,10 +193,7 @@ async fn a_pin_whose_answer_never_came_is_not_sent_again() {
 /// restart.
 #[tokio::test]
 async fn a_pin_the_sim_was_too_busy_to_check_is_entered_again() {
-    let mut b = behaviour();
-    b.pin = Some("4321".into());
-    let mut config = modem_config("main");
-    config.pin = Some(Secret::new("4321"));
+    let (b, config) = sim_with_pin_4321("4321");
     let mut rig = Rig::idle(b, config);
     rig.sim.refuse_next_pins("+CME ERROR: 14", 1);
     rig.run();
@@ -233,21 +212,11 @@ async fn a_pin_the_sim_was_too_busy_to_check_is_entered_again() {
 /// before a wrong PIN was, so restarts cannot spend the SIM's three tries.
 #[tokio::test]
 async fn a_pin_answered_with_a_bare_error_is_not_sent_again() {
-    let mut b = behaviour();
-    b.pin = Some("4321".into());
-    let mut config = modem_config("main");
-    config.pin = Some(Secret::new("1111"));
+    let (b, config) = sim_with_pin_4321("1111");
     let mut rig = Rig::idle(b, config);
     rig.sim.set_wrong_pin_reply("ERROR");
     rig.run();
-    wait_until(|| {
-        rig.channel
-            .health()
-            .details
-            .get("last_error")
-            .is_some_and(|e| e.contains("not sent again"))
-    })
-    .await;
+    wait_pin_held_back(&rig).await;
     assert_eq!(rig.sim.pin_attempts(), 1, "one try of three used");
     assert_eq!(rig.channel.health().state, HealthState::Down);
 }
@@ -258,10 +227,7 @@ async fn a_pin_answered_with_a_bare_error_is_not_sent_again() {
 /// queue moves again without a restart.
 #[tokio::test]
 async fn a_sim_that_asks_for_its_pin_again_without_a_restart_is_unlocked() {
-    let mut b = behaviour();
-    b.pin = Some("4321".into());
-    let mut config = modem_config("main");
-    config.pin = Some(Secret::new("4321"));
+    let (b, mut config) = sim_with_pin_4321("4321");
     config.health_interval_seconds = 3600;
     let rig = Rig::start(b, config).await;
     rig.wait_up().await;
@@ -378,4 +344,25 @@ async fn a_modem_without_registration_reports_is_polled_while_off_the_network() 
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!rig.channel.can_send());
     back_in_coverage_it_sends(&rig).await;
+}
+
+/// A SIM whose PIN is 4321, and a modem configured with `configured`.
+fn sim_with_pin_4321(configured: &str) -> (Behaviour, ModemConfig) {
+    let mut b = behaviour();
+    b.pin = Some("4321".into());
+    let mut config = modem_config("main");
+    config.pin = Some(Secret::new(configured));
+    (b, config)
+}
+
+/// Until the channel says it holds the PIN back (not sent again).
+async fn wait_pin_held_back(rig: &Rig) {
+    wait_until(|| {
+        rig.channel
+            .health()
+            .details
+            .get("last_error")
+            .is_some_and(|e| e.contains("not sent again"))
+    })
+    .await;
 }

@@ -445,17 +445,7 @@ async fn a_long_message_whose_sent_parts_cannot_be_read_after_a_restart_waits() 
     // The store cannot say which parts went out: sending all three would
     // give the handset part 1 twice, so the send fails for a retry.
     rig.sink.cursors_unreadable.store(true, Ordering::SeqCst);
-    let err = rig
-        .channel
-        .send(&message("long", "+15551230001", &text))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (err.class, err.code.as_str()),
-        (ErrorClass::Transient, "sms_parts_unknown"),
-        "{err:?}"
-    );
-    assert_eq!(rig.sim.sent_parts().len(), 1, "nothing more went out");
+    stops_after_part_one(&rig, &text, "sms_parts_unknown").await;
 
     rig.sink.cursors_unreadable.store(false, Ordering::SeqCst);
     let receipt = retry_until_sent(&rig, &message("long", "+15551230001", &text)).await;
@@ -473,17 +463,7 @@ async fn a_long_message_stops_when_its_accepted_parts_cannot_be_kept() {
     rig.wait_up().await;
     let text = three_part_text();
     rig.sink.cursor_writes_fail.store(true, Ordering::SeqCst);
-    let err = rig
-        .channel
-        .send(&message("long", "+15551230001", &text))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (err.class, err.code.as_str()),
-        (ErrorClass::Transient, "sms_parts_not_kept"),
-        "{err:?}"
-    );
-    assert_eq!(rig.sim.sent_parts().len(), 1, "only part 1 went out");
+    stops_after_part_one(&rig, &text, "sms_parts_not_kept").await;
 
     rig.sink.cursor_writes_fail.store(false, Ordering::SeqCst);
     let mut retry = message("long", "+15551230001", &text);
@@ -532,4 +512,20 @@ async fn after_a_restart_a_part_does_not_take_the_id_of_one_sent_before_it() {
             .any(|s| s.external_id == second.external_ids[0])
     })
     .await;
+}
+
+/// Send the long message `text`: it fails for a retry with `code`, and
+/// only its first part has gone out.
+async fn stops_after_part_one(rig: &Rig, text: &str, code: &str) {
+    let err = rig
+        .channel
+        .send(&message("long", "+15551230001", text))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.class, err.code.as_str()),
+        (ErrorClass::Transient, code),
+        "{err:?}"
+    );
+    assert_eq!(rig.sim.sent_parts().len(), 1, "only part 1 went out");
 }
