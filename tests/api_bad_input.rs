@@ -132,6 +132,14 @@ fn cases() -> Vec<Case> {
             Some("options"),
         ),
         json_case(
+            "empty text with empty options",
+            json!({"phone_id": "phone-1", "channel": "sms", "to": "+15551230001",
+                "text": "", "options": {}}),
+            422,
+            "invalid_field",
+            Some("text"),
+        ),
+        json_case(
             "options too large",
             with("options", json!({"template": "x".repeat(17 * 1024)})),
             422,
@@ -257,6 +265,20 @@ fn cases() -> Vec<Case> {
         json_case(
             "attachment not a url",
             with("attachments", json!([{"url": "file:///etc/passwd"}])),
+            422,
+            "invalid_field",
+            Some("attachments[0].url"),
+        ),
+        json_case(
+            "attachment url without a host",
+            with("attachments", json!([{"url": "https://"}])),
+            422,
+            "invalid_field",
+            Some("attachments[0].url"),
+        ),
+        json_case(
+            "attachment url with a space",
+            with("attachments", json!([{"url": "https:// not a url"}])),
             422,
             "invalid_field",
             Some("attachments[0].url"),

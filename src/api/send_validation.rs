@@ -69,8 +69,13 @@ pub fn validate(req: &SendRequest, state: &AppState) -> Result<ValidSend, ApiErr
         .map_err(|why| ApiError::invalid("to", why))?;
     let chars = req.text.chars().count();
     // A send with options may carry no text (a WhatsApp template is its
-    // own text); its channel judges the options below.
-    if chars == 0 && req.attachments.is_empty() && req.options.is_none() {
+    // own text); its channel judges the options below. An empty options
+    // object stands for nothing.
+    let has_options = req
+        .options
+        .as_ref()
+        .is_some_and(|o| o.as_object().is_none_or(|map| !map.is_empty()));
+    if chars == 0 && req.attachments.is_empty() && !has_options {
         return Err(ApiError::invalid(
             "text",
             "text is empty and there are no attachments or options",
@@ -96,7 +101,13 @@ pub fn validate(req: &SendRequest, state: &AppState) -> Result<ValidSend, ApiErr
     }
     for (i, attachment) in req.attachments.iter().enumerate() {
         let url = &attachment.url;
+        // The prefix first (the OpenAPI document's pattern says as much),
+        // then a URL that parses with a host: `https://` alone, or one
+        // with spaces, is refused here rather than failing at the fetch.
+        let parses = reqwest::Url::parse(url)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
         if !(url.starts_with("https://") || url.starts_with("http://"))
+            || !parses
             || url.chars().count() > MAX_ATTACHMENT_URL_CHARS
         {
             return Err(ApiError::invalid(

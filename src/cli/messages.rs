@@ -53,7 +53,7 @@ pub async fn run(
         }
         MessagesCommand::Show { id } => {
             let message: MessageView = client
-                .call(Method::GET, &format!("/api/v1/messages/{id}"), None::<&()>)
+                .call(Method::GET, &message_path(id, ""), None::<&()>)
                 .await?;
             println!(
                 "{}",
@@ -63,11 +63,7 @@ pub async fn run(
         }
         MessagesCommand::Cancel { id } => {
             let message: MessageView = client
-                .call(
-                    Method::POST,
-                    &format!("/api/v1/messages/{id}/cancel"),
-                    None::<&()>,
-                )
+                .call(Method::POST, &message_path(id, "/cancel"), None::<&()>)
                 .await?;
             println!("{} {}", message.id, message.status.as_str());
             Ok(())
@@ -147,6 +143,16 @@ fn next_page_command(
     command
 }
 
+/// The API path of message `id` and `tail`: the id is one path segment
+/// whatever it holds (`/`, `?` and the like are escaped), so an odd id
+/// cannot name another route.
+fn message_path(id: &str, tail: &str) -> String {
+    format!(
+        "/api/v1/messages/{}{tail}",
+        crate::media::percent_encode(id)
+    )
+}
+
 fn shell_quoted(value: &str) -> String {
     let plain = !value.is_empty()
         && value
@@ -162,6 +168,18 @@ fn shell_quoted(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_id_is_one_path_segment_whatever_it_holds() {
+        assert_eq!(
+            message_path("01a2-b3", "/cancel"),
+            "/api/v1/messages/01a2-b3/cancel"
+        );
+        assert_eq!(
+            message_path("../inbound/x/retry?", "/cancel"),
+            "/api/v1/messages/..%2Finbound%2Fx%2Fretry%3F/cancel"
+        );
+    }
 
     #[test]
     fn the_next_page_command_keeps_the_filters_and_quotes_what_needs_it() {
