@@ -166,8 +166,12 @@ impl Default for OutboxConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitConfig {
-    /// Sends in flight at once on one endpoint.
-    pub concurrency: u32,
+    /// Sends in flight at once on one endpoint. Absent: what the endpoint's
+    /// adapter asks for (`Channel::default_concurrency`: 1 for an SMS
+    /// modem), else [`DEFAULT_CONCURRENCY`], also when the entry sets other
+    /// limits only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
     /// Sustained sends per second on one endpoint (token bucket rate).
     pub per_second: f64,
     /// Sends allowed back to back before `per_second` applies.
@@ -179,7 +183,7 @@ pub struct LimitConfig {
 impl Default for LimitConfig {
     fn default() -> Self {
         Self {
-            concurrency: DEFAULT_CONCURRENCY,
+            concurrency: None,
             per_second: DEFAULT_PER_SECOND,
             burst: DEFAULT_BURST,
             per_recipient_per_minute: DEFAULT_PER_RECIPIENT_PER_MINUTE,

@@ -155,7 +155,7 @@ pub fn validate_with(loaded: &LoadedConfig, extra_phone_ids: &[String]) -> Vec<C
                 "is neither a channel name nor a configured phone_id",
             ));
         }
-        if limit.concurrency == 0 {
+        if limit.concurrency == Some(0) {
             issues.push(ConfigIssue::new(
                 format!("{key}.concurrency"),
                 "must be at least 1",

@@ -71,7 +71,7 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
         &phone_id,
         endpoint.channel.default_concurrency(),
     );
-    let permits = Arc::new(Semaphore::new(limits.concurrency as usize));
+    let permits = Arc::new(Semaphore::new(limits.in_flight() as usize));
     let limiters = Arc::new(Limiters {
         endpoint: RateLimiter::direct(
             Quota::with_period(Duration::from_secs_f64(1.0 / limits.per_second))
@@ -99,7 +99,7 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
     super::pause_cursor::restore(ctx.store.as_ref(), kind, &phone_id, &endpoint.pause).await;
     let mut handovers = endpoint.intake.open(permits.clone());
     sends.order = recipient_holds(&ctx, &endpoint, kind, &phone_id).await;
-    tracing::info!(channel = %kind, %phone_id, concurrency = limits.concurrency, "dispatcher started");
+    tracing::info!(channel = %kind, %phone_id, concurrency = limits.in_flight(), "dispatcher started");
 
     let mut holding = false;
     let mut claim_failures = Throttle::new(REPEATED_FAILURE_LOG_EVERY);
