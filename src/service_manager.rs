@@ -78,22 +78,39 @@ impl Drop for Starting {
     }
 }
 
+/// The beat of STATUS and watchdog pings, and how long a status report may
+/// take to count as an answer, for a watchdog interval of `watchdog`: a
+/// quarter of it each, so one slow report (a stalled fsync, a CLI holding
+/// the write lock) delays a ping by at most a beat, and only a writer or
+/// runtime that stays silent for most of the interval gets the daemon
+/// restarted. (At half, one slow report let the next ping come a whole
+/// interval after the last.)
+fn watchdog_beat(watchdog: Option<Duration>) -> (Duration, Duration) {
+    let every = watchdog.map_or(STATUS_EVERY, |w| (w / 4).min(STATUS_EVERY));
+    (every, every)
+}
+
+/// Whether a status report that came back in time feeds the watchdog. A
+/// store that answers with an error (a full disk) does, since a restart
+/// would not mend it; one whose writer is gone (its thread ended, so every
+/// write fails at once) does not, since a restart does.
+fn feeds_watchdog(store_ok: bool, writer_gone: bool) -> bool {
+    store_ok || !writer_gone
+}
+
 /// READY, then STATUS and WATCHDOG until `done`. A watchdog ping goes out
 /// only when the status report, which runs a transaction on the store's
-/// writer thread, came back within a quarter of the watchdog interval: a
-/// hung writer or runtime makes systemd restart the daemon. A store that
-/// answers with an error (a full disk) still counts as answering, since a
-/// restart would not mend it; STATUS says so.
+/// writer thread, came back within a quarter of the watchdog interval
+/// ([`watchdog_beat`]) from a writer still there ([`feeds_watchdog`]): a
+/// hung or dead writer, or a hung runtime, makes systemd restart the
+/// daemon. STATUS says what the store answered.
 pub async fn run(state: AppState, addr: SocketAddr, done: CancellationToken) {
     if !under_service_manager() {
         return;
     }
     let watchdog = sd_notify::watchdog_enabled();
-    // Pings every half interval, as systemd asks, on a fixed beat so a
-    // slow report does not push the next one late; a report that takes
-    // longer than half the beat counts as no answer.
-    let every = watchdog.map_or(STATUS_EVERY, |w| (w / 2).min(STATUS_EVERY));
-    let answer_within = every / 2;
+    // On a fixed beat, so a slow report does not push the next one late.
+    let (every, answer_within) = watchdog_beat(watchdog);
     let listening = format!("listening on {addr}");
     let first = report(&state).await.one_line();
     notify(&[
@@ -129,10 +146,19 @@ pub async fn run(state: AppState, addr: SocketAddr, done: CancellationToken) {
         match tokio::time::timeout(answer_within, report(&state)).await {
             Ok(report) => {
                 silent_since = None;
+                let store_ok = report.store == "ok";
+                // Asked again only when the report found the store failing.
+                let writer_gone = !store_ok
+                    && matches!(
+                        state.store.ping().await,
+                        Err(crate::store::StoreError::Closed)
+                    );
                 let status = format!("{listening}; {}", report.one_line());
                 let mut states = vec![NotifyState::Status(&status)];
-                if watchdog.is_some() {
+                if watchdog.is_some() && feeds_watchdog(store_ok, writer_gone) {
                     states.push(NotifyState::Watchdog);
+                } else if writer_gone {
+                    tracing::error!("the store's writer has stopped; the watchdog is not fed");
                 }
                 notify(&states);
             }
@@ -166,4 +192,37 @@ fn endpoint_states(state: &AppState) -> Vec<(phonerelay_channel::HealthState, bo
 /// The signal came: the daemon is stopping.
 pub fn stopping() {
     notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two reports in a row that do not answer in time still leave a ping
+    /// within the interval; a third does not.
+    #[test]
+    fn one_or_two_slow_reports_do_not_starve_the_watchdog() {
+        let interval = Duration::from_secs(30);
+        let (every, answer_within) = watchdog_beat(Some(interval));
+        // The last ping came at a beat; each slow report spends up to
+        // `answer_within` after its beat, and the next begins at once.
+        let ping_after = |slow: u32| every + (answer_within * slow).max(every * slow);
+        assert!(ping_after(1) < interval, "{:?}", ping_after(1));
+        assert!(ping_after(2) < interval, "{:?}", ping_after(2));
+        assert!(ping_after(3) >= interval, "{:?}", ping_after(3));
+        assert_eq!(watchdog_beat(None).0, STATUS_EVERY);
+    }
+
+    #[test]
+    fn a_failing_store_feeds_the_watchdog_and_a_gone_writer_does_not() {
+        assert!(feeds_watchdog(true, false));
+        assert!(
+            feeds_watchdog(false, false),
+            "a full disk: a restart would not mend it"
+        );
+        assert!(
+            !feeds_watchdog(false, true),
+            "a writer gone: a restart mends it"
+        );
+    }
 }
