@@ -337,10 +337,11 @@ pub async fn serve(loaded: LoadedConfig) -> Result<(), ExitError> {
     drop(starting);
     // Fed until the daemon has stopped: systemd may still be waiting on
     // the watchdog while in-flight sends finish.
-    let notified = CancellationToken::new();
+    let (stopping, notified) = (CancellationToken::new(), CancellationToken::new());
     let notifier = tokio::spawn(service_manager::run(
         daemon.state.clone(),
         daemon.addr,
+        stopping.clone(),
         notified.clone(),
     ));
     let mut daemon = daemon;
@@ -349,6 +350,7 @@ pub async fn serve(loaded: LoadedConfig) -> Result<(), ExitError> {
         _ = signals.wait_for_stop(&relay_reload) => None,
         end = daemon.task_ended() => Some(end),
     };
+    stopping.cancel();
     service_manager::stopping();
     match &failed {
         None => tracing::info!("shutting down: no new requests, finishing in-flight sends"),

@@ -103,8 +103,15 @@ fn feeds_watchdog(store_ok: bool, writer_gone: bool) -> bool {
 /// writer thread, came back within a quarter of the watchdog interval
 /// ([`watchdog_beat`]) from a writer still there ([`feeds_watchdog`]): a
 /// hung or dead writer, or a hung runtime, makes systemd restart the
-/// daemon. STATUS says what the store answered.
-pub async fn run(state: AppState, addr: SocketAddr, done: CancellationToken) {
+/// daemon. STATUS says what the store answered, after `stopping` that the
+/// daemon is stopping rather than listening (the watchdog is still fed
+/// while in-flight sends finish).
+pub async fn run(
+    state: AppState,
+    addr: SocketAddr,
+    stopping: CancellationToken,
+    done: CancellationToken,
+) {
     if !under_service_manager() {
         return;
     }
@@ -112,6 +119,13 @@ pub async fn run(state: AppState, addr: SocketAddr, done: CancellationToken) {
     // On a fixed beat, so a slow report does not push the next one late.
     let (every, answer_within) = watchdog_beat(watchdog);
     let listening = format!("listening on {addr}");
+    let doing = || {
+        if stopping.is_cancelled() {
+            "stopping".to_string()
+        } else {
+            listening.clone()
+        }
+    };
     let first = report(&state).await.one_line();
     notify(&[
         NotifyState::Ready,
@@ -137,7 +151,7 @@ pub async fn run(state: AppState, addr: SocketAddr, done: CancellationToken) {
                 // the beat (the watchdog keeps its own rhythm).
                 endpoints_seen = now;
                 if let Ok(report) = tokio::time::timeout(answer_within, report(&state)).await {
-                    notify(&[NotifyState::Status(&format!("{listening}; {}", report.one_line()))]);
+                    notify(&[NotifyState::Status(&format!("{}; {}", doing(), report.one_line()))]);
                 }
                 continue;
             }
@@ -153,7 +167,7 @@ pub async fn run(state: AppState, addr: SocketAddr, done: CancellationToken) {
                         state.store.ping().await,
                         Err(crate::store::StoreError::Closed)
                     );
-                let status = format!("{listening}; {}", report.one_line());
+                let status = format!("{}; {}", doing(), report.one_line());
                 let mut states = vec![NotifyState::Status(&status)];
                 if watchdog.is_some() && feeds_watchdog(store_ok, writer_gone) {
                     states.push(NotifyState::Watchdog);
@@ -166,7 +180,8 @@ pub async fn run(state: AppState, addr: SocketAddr, done: CancellationToken) {
                 let since =
                     *silent_since.get_or_insert_with(|| std::time::Instant::now() - answer_within);
                 let status = format!(
-                    "{listening}; the store has not answered for {} s",
+                    "{}; the store has not answered for {} s",
+                    doing(),
                     since.elapsed().as_secs()
                 );
                 tracing::error!(

@@ -114,6 +114,47 @@ fn start_up_time_then_ready_status_watchdog_and_stopping() {
     assert_eq!(stopping.join().unwrap().code(), Some(0));
 }
 
+/// A stop that waits for a send in flight (a slow network) goes on feeding
+/// the watchdog, and its status says it is stopping, not listening.
+#[test]
+fn while_a_send_in_flight_holds_the_stop_the_status_says_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = modem_config(
+        dir.path(),
+        port,
+        Path::new("sim"),
+        "[channels.sms.modems.sim]\nnetwork_delay_ms = 1500\n",
+    );
+    let key = create_key_cli(&config);
+    let manager = ServiceManager::bind(dir.path());
+    let daemon = manager.start_daemon(&config, port);
+    manager.until("READY=1", 20);
+    let http = reqwest::blocking::Client::new();
+    let accepted: serde_json::Value = post_sms(&http, &daemon.base, &key, "slow", None)
+        .unwrap()
+        .json()
+        .unwrap();
+    let id = accepted["id"].as_str().unwrap().to_string();
+    // On the wire: the modem takes 1.5 s to have it accepted.
+    wait_for_message(&http, &daemon, &key, &id, 20, |m| m["status"] == "sending");
+    let stopping = std::thread::spawn(move || daemon.terminate());
+    manager.until("STOPPING=1", 10);
+    let mut during = Vec::new();
+    while let Some(message) = manager.next(Duration::from_millis(500)) {
+        during.push(message);
+    }
+    assert_eq!(stopping.join().unwrap().code(), Some(0));
+    assert!(
+        during.iter().any(|m| m.contains("WATCHDOG=1")),
+        "the watchdog was not fed during the stop: {during:?}"
+    );
+    assert!(
+        !during.iter().any(|m| m.contains("listening")),
+        "{during:?}"
+    );
+}
+
 #[test]
 fn the_watchdog_is_not_fed_while_the_store_writer_does_not_answer() {
     let Simulated { dir, port, config } = Simulated::new();
