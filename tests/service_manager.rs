@@ -120,12 +120,7 @@ fn start_up_time_then_ready_status_watchdog_and_stopping() {
 fn while_a_send_in_flight_holds_the_stop_the_status_says_stopping() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = modem_config(
-        dir.path(),
-        port,
-        Path::new("sim"),
-        "[channels.sms.modems.sim]\nnetwork_delay_ms = 1500\n",
-    );
+    let config = simulated_modem_config_with(dir.path(), port, "network_delay_ms = 1500\n");
     let key = create_key_cli(&config);
     let manager = ServiceManager::bind(dir.path());
     let daemon = manager.start_daemon(&config, port);

@@ -2,7 +2,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::process::*;
@@ -13,12 +12,7 @@ fn status_json_while_not_ready_points_at_the_json_not_a_table() {
     let port = free_port();
     // The simulated SIM demands a PIN the modem is not given: it never
     // registers, so the daemon stays not ready.
-    let config = modem_config(
-        dir.path(),
-        port,
-        Path::new("sim"),
-        "[channels.sms.modems.sim]\npin = \"1234\"\n",
-    );
+    let config = simulated_modem_config_with(dir.path(), port, "pin = \"1234\"\n");
     let _daemon = DaemonProcess::start(&config, port);
     let config = config.to_str().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);

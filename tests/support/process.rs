@@ -60,6 +60,17 @@ pub fn simulated_modem_config(dir: &Path, port: u16) -> PathBuf {
     modem_config(dir, port, Path::new("sim"), "")
 }
 
+/// As [`simulated_modem_config`], the simulated modem's behaviour set by
+/// `sim_keys` (TOML lines of its `[channels.sms.modems.sim]` table).
+pub fn simulated_modem_config_with(dir: &Path, port: u16, sim_keys: &str) -> PathBuf {
+    modem_config(
+        dir,
+        port,
+        Path::new("sim"),
+        &format!("[channels.sms.modems.sim]\n{sim_keys}"),
+    )
+}
+
 /// A fresh dir holding a [`simulated_modem_config`] on a free port: where
 /// most tests of the binary start.
 pub struct Simulated {
