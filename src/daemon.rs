@@ -52,10 +52,18 @@ impl RunningDaemon {
 
     /// Stop: refuse new requests, let in-flight sends finish for the grace
     /// period, then release what is left to the queue; wait for every task.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        self.stop_unless(std::future::pending()).await
+    }
+
+    /// As [`Self::stop`], but the grace ends early once `cut_short`
+    /// completes (a second SIGTERM or Ctrl-C: the operator will not wait
+    /// for a slow network). Sends still in flight then go back to the
+    /// queue, as at the end of the grace, so nothing is lost.
+    pub async fn stop_unless(mut self, cut_short: impl std::future::Future<Output = ()>) {
         self.shutdown.cancel();
         let grace = tokio::time::sleep(self.grace);
-        tokio::pin!(grace);
+        tokio::pin!(grace, cut_short);
         loop {
             tokio::select! {
                 next = self.tasks.next_end() => match next {
@@ -67,6 +75,12 @@ impl RunningDaemon {
                 },
                 _ = &mut grace, if !self.hard_stop.is_cancelled() => {
                     tracing::warn!("grace period over; releasing in-flight sends to the queue");
+                    self.hard_stop.cancel();
+                }
+                _ = &mut cut_short, if !self.hard_stop.is_cancelled() => {
+                    tracing::warn!(
+                        "asked again to stop; releasing in-flight sends to the queue now"
+                    );
                     self.hard_stop.cancel();
                 }
             }
@@ -357,7 +371,12 @@ pub async fn serve(loaded: LoadedConfig) -> Result<(), ExitError> {
         // Exit 1 so that the service manager starts a whole daemon again.
         Some(end) => tracing::error!("{end} while the daemon ran; stopping (exit code 1)"),
     }
-    daemon.stop().await;
+    // A second SIGTERM or SIGINT cuts the grace short; SIGHUP is of no
+    // use any more (the relay link is stopping).
+    let unused_reload = tokio::sync::Notify::new();
+    daemon
+        .stop_unless(signals.wait_for_stop(&unused_reload))
+        .await;
     notified.cancel();
     let _ = notifier.await;
     tracing::info!("stopped");

@@ -106,3 +106,89 @@ fn claimed_sends_go_out_in_the_grace_period_at_a_clean_stop() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(sim.sent_texts().len(), SENDS, "nothing sent again");
 }
+
+/// A second SIGTERM while the stop waits for slow sends cuts the grace
+/// short: the send on the wire finishes (the modem is not cut off in the
+/// middle of a command, so its part is recorded), the ones waiting for
+/// the modem go back to the queue, and the daemon exits 0 long before the
+/// grace would have let it. After the restart each message is sent, and
+/// none twice.
+#[test]
+fn a_second_sigterm_cuts_the_grace_short_and_sends_nothing_twice() {
+    use std::time::{Duration, Instant};
+    const SENDS: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("modem");
+    // Each send takes 10 s at the modem, one at a time: a full grace stop
+    // would wait some 40 s; the grace allows 120.
+    let sim = ModemSimProcess::start(&link, &["--network-delay-ms", "10000"]);
+    let port = free_port();
+    let config = daemon_config(
+        dir.path(),
+        port,
+        "shutdown_grace_seconds = 120\n",
+        &format!(
+            "[outbox.limits.sms]\nconcurrency = {SENDS}\nper_second = 1000.0\nburst = 1000\n\
+             [[channels.sms.modems]]\nphone_id = \"sim-1\"\ndevice = \"{}\"\n",
+            link.display()
+        ),
+    );
+    let key = create_key_cli(&config);
+    let mut daemon = DaemonProcess::start(&config, port);
+    let http = reqwest::blocking::Client::new();
+    let texts: Vec<String> = (0..SENDS).map(|n| format!("cut short {n}")).collect();
+    let mut ids = Vec::new();
+    for (n, text) in texts.iter().enumerate() {
+        let to = format!("+155512300{n:02}");
+        let body =
+            serde_json::json!({"phone_id": "sim-1", "channel": "sms", "to": to, "text": text});
+        let response = http
+            .post(format!("{}/api/v1/messages", daemon.base))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 202);
+        let accepted: serde_json::Value = response.json().unwrap();
+        ids.push(accepted["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        wait_for_message(&http, &daemon, &key, id, 20, |m| m["status"] == "sending");
+    }
+    daemon.signal_term();
+    // The first SIGTERM has been acted on once the API stops listening.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(Instant::now() < deadline, "still listening after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    daemon.signal_term();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 20 s after the second SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        sim.sent_texts().len() < SENDS,
+        "every send finished before the exit: nothing was cut short"
+    );
+
+    sim.control("delay 0");
+    let daemon = DaemonProcess::start(&config, port);
+    for id in &ids {
+        wait_for_message(&http, &daemon, &key, id, 30, |m| {
+            m["status"] == "sent" || m["status"] == "delivered"
+        });
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mut sent = sim.sent_texts();
+    sent.sort();
+    assert_eq!(sent, texts, "each message went out once");
+}

@@ -83,11 +83,8 @@ async fn decide(
     let started = Instant::now();
     let result = tokio::select! {
         biased;
-        // Shutdown grace is over: the send may or may not have gone out;
-        // sending it again later is the at-least-once promise.
-        _ = ctx.hard_stop.cancelled() => {
-            return release_after(ctx, record, Deferral::Shutdown, Duration::ZERO);
-        }
+        // The grace is over (or was cut short) with the send on its way.
+        _ = ctx.hard_stop.cancelled() => return stopped_in_flight(ctx, record),
         result = tokio::time::timeout(send_timeout, endpoint.channel.send(&message)) => result,
     };
     let channel = record.channel.as_str();
@@ -149,7 +146,7 @@ pub enum Deferral {
     RateLimited,
     /// An earlier message to the same recipient waits for its retry.
     RecipientWaiting,
-    /// The shutdown grace period ended first.
+    /// The shutdown grace period ended before the send began.
     Shutdown,
     /// The endpoint could not send at all (`ErrorClass::Unavailable`).
     EndpointDown,
@@ -231,6 +228,28 @@ fn release_after(
 ) -> SendOutcome {
     let due = now_ms() + wait.as_millis() as i64;
     why.release(ctx, record.channel.as_str(), due)
+}
+
+/// The stop's grace ended while `record` was being sent: it may have gone
+/// out, so this was an attempt, and its retry is told so (`attempt` > 1):
+/// a channel that kept what went out (the SMS adapter's accepted parts)
+/// skips it then, and one that could not sends it again, which is the
+/// at-least-once promise. Due at once, so it goes first after the restart.
+fn stopped_in_flight(ctx: &DispatchContext, record: &OutboundRecord) -> SendOutcome {
+    let channel = record.channel.as_str();
+    ctx.metrics
+        .sends
+        .get_or_create(&labels(&[("channel", channel), ("outcome", "retry")]))
+        .inc();
+    let now = now_ms();
+    SendOutcome::Retry {
+        next_attempt_at_ms: now,
+        code: "shutdown_in_flight".into(),
+        reason: "the daemon stopped while this send was on its way; it may have gone out, \
+                 and is tried again"
+            .into(),
+        now_ms: now,
+    }
 }
 
 /// The remote refused the send for now because of its recipient: put the

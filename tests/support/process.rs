@@ -282,9 +282,13 @@ impl DaemonProcess {
 
     /// SIGTERM and the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id() as i32;
-        unsafe_kill(pid);
+        self.signal_term();
         self.child.wait().unwrap()
+    }
+
+    /// SIGTERM, without waiting for the exit.
+    pub fn signal_term(&self) {
+        unsafe_kill(self.child.id() as i32);
     }
 }
 

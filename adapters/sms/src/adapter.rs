@@ -218,21 +218,17 @@ impl Channel for SmsChannel {
             .map_err(|e| SendError::permanent("sms_address", e.message))?;
         let parts = self.encode(message)?;
         // A long message keeps its accepted parts in the store as it goes;
-        // a single part only once a timed-out send was answered late, so
-        // only a retry of one can find them.
-        let kept = parts.len() > 1 || message.attempt > 1;
-        if kept {
+        // a single part once it is accepted, so only a retry of one, or a
+        // long message, can find them.
+        if parts.len() > 1 || message.attempt > 1 {
             self.restore_accepted_parts(&message.id).await?;
         }
         let result = self.send_remaining_parts(message, parts).await;
-        if kept {
-            match &result {
-                Ok(_) => self.drop_parts_cursor(&message.id).await,
-                Err(e) if e.class == ErrorClass::Permanent => {
-                    self.drop_parts_cursor(&message.id).await
-                }
-                Err(_) => {}
-            }
+        // The send has ended: the accepted parts kept for a retry go.
+        match &result {
+            Ok(_) => self.drop_parts_cursor(&message.id).await,
+            Err(e) if e.class == ErrorClass::Permanent => self.drop_parts_cursor(&message.id).await,
+            Err(_) => {}
         }
         result
     }

@@ -920,10 +920,13 @@ impl Driver {
                 }
             }
         }
-        if long && !outcome.mrs.is_empty() {
-            // The last part accepted: none waits on it, but a restart before
-            // the outbox records the send then finds every part accepted
-            // and sends none again.
+        if !outcome.mrs.is_empty() && self.parts_unsaved(message_id) {
+            // The last part accepted, of a long message or of a single
+            // one: committed before the send is answered, because the
+            // outbox may never record the answer (a stop released the
+            // message while the modem still had it). A restart before the
+            // outbox records the send then finds every part accepted and
+            // sends none again.
             self.try_save_accepted_parts(message_id).await;
         }
         (outcome, None)
