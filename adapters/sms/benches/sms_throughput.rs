@@ -64,6 +64,7 @@ async fn run(modems: usize, per_modem: usize) -> Run {
                 pin: None,
                 registration_urcs: true,
                 stores_status_reports: true,
+                message_service: 0,
             },
             link.clone(),
             stop.clone(),

@@ -114,6 +114,49 @@ async fn an_interim_direct_report_gives_no_status() {
     assert_eq!(statuses[0].status, DeliveryStatus::Delivered);
 }
 
+/// A modem whose message service starts as phase 2+ (`+CSMS: 1`) wants an
+/// `AT+CNMA` for each report it hands over directly, and turns that routing
+/// off when none comes (27.005 3.4.1). Start-up sets phase 2, so the
+/// reports keep coming, every one.
+#[tokio::test]
+async fn direct_reports_keep_coming_from_a_modem_that_starts_in_phase_2_plus() {
+    let behaviour = Behaviour {
+        message_service: 1,
+        ..direct_reports()
+    };
+    let rig = Rig::start(behaviour, modem_config("main")).await;
+    rig.wait_up().await;
+    for (id, to) in [
+        ("a", "+15551230001"),
+        ("b", "+15551230002"),
+        ("c", "+15551230003"),
+    ] {
+        rig.channel.send(&message(id, to, "one")).await.unwrap();
+    }
+    wait_until(|| rig.sink.statuses().len() == 3).await;
+}
+
+/// A `+CDS` that came while a command was under way waits behind it. When
+/// that command fails and the session ends, the report is still committed:
+/// the modem keeps no copy, so dropped with the connection it was lost.
+#[tokio::test]
+async fn a_direct_report_waiting_when_the_session_ends_is_committed() {
+    let rig = Rig::start(direct_reports(), modem_config("main")).await;
+    rig.wait_up().await;
+    let (hex, len) = phonerelay_sms::codec::encode_status_report(5, "+15551230001", 0, unix_now());
+    // The +CMTI's read gets no answer, which ends the session.
+    rig.sim.set_muted(true);
+    rig.sim.send_unsolicited(vec![
+        "+CMTI: \"SM\",7".into(),
+        format!("+CDS: {len}\r\n{hex}"),
+    ]);
+    wait_until(|| rig.channel.health().state != phonerelay_channel::HealthState::Up).await;
+    rig.sim.set_muted(false);
+    rig.wait_up().await;
+    wait_until(|| rig.sink.statuses().len() == 1).await;
+    assert_eq!(rig.sink.statuses()[0].status, DeliveryStatus::Delivered);
+}
+
 /// A `+CDS` whose commit fails cannot be read again: the status counts it.
 #[tokio::test]
 async fn a_direct_report_that_cannot_be_committed_is_counted_as_lost() {

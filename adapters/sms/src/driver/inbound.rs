@@ -93,6 +93,28 @@ pub const TRUNCATED_MARKER: &str = " [truncated]";
 /// (originator, reference, total).
 type Key = (String, u16, u8);
 
+/// How far apart in SMSC time the parts of one message may be. A phone
+/// submits them back to back, so they are seconds apart, or minutes when
+/// one had to be sent again; a part further from every message waiting
+/// for it starts a message of its own. Without this, a message whose
+/// part never came, held for the reassembly timeout, took the part of a
+/// later message from the same sender that reused its reference (an
+/// 8-bit reference comes round, and some gateways reuse one), and both
+/// texts came out mixed.
+pub const MAX_PART_SPREAD_SECONDS: i64 = 15 * 60;
+
+/// Whether two parts with the same key and sequence are one part the SMSC
+/// delivered twice: the same SMSC time and the same user data, as the
+/// fingerprint of a committed part ([`part_fingerprint`]) has it. Header
+/// bits (TP-MMS, TP-SRI, the SMSC address) may differ between the
+/// deliveries; a copy that differed only there had started a message of
+/// its own, committed as a second, partial one when its wait ran out.
+fn same_part(held: &Deliver, other: &Deliver) -> bool {
+    held.service_centre_timestamp_octets == other.service_centre_timestamp_octets
+        && held.data_coding == other.data_coding
+        && held.user_data == other.user_data
+}
+
 /// One part of a message being assembled, and where it is stored.
 struct HeldPart {
     /// Its storage slot; `None` for a part the modem handed over directly
@@ -118,17 +140,22 @@ impl Pending {
             .flat_map(|p| p.slot.into_iter().chain(p.copies.iter().copied()))
     }
 
-    /// How far, in SMSC time, `deliver` is from the parts held: parts of
-    /// one message are submitted back to back, so the nearest is likely
-    /// the message another part with the same key belongs to.
+    /// How far, in SMSC time (seconds), `deliver` is from the parts held:
+    /// parts of one message are submitted back to back, so the nearest is
+    /// likely the message another part with the same key belongs to. Zero
+    /// when a time is not a valid one (`codec::scts_key` is negative then):
+    /// nothing tells such parts apart.
     fn distance(&self, deliver: &Deliver) -> i64 {
         let scts = codec::scts_key(deliver);
         self.parts
             .values()
             .map(|p| {
-                codec::scts_key(&p.deliver)
-                    .saturating_sub(scts)
-                    .saturating_abs()
+                let held = codec::scts_key(&p.deliver);
+                if held < 0 || scts < 0 {
+                    0
+                } else {
+                    held.saturating_sub(scts).saturating_abs()
+                }
             })
             .min()
             .unwrap_or(i64::MAX)
@@ -236,7 +263,7 @@ impl Inbox {
         let held = assemblies.iter_mut().find_map(|a| {
             a.parts
                 .get_mut(&concat.sequence)
-                .filter(|p| p.deliver == deliver)
+                .filter(|p| same_part(&p.deliver, &deliver))
         });
         if let Some(part) = held {
             if let Some(index) = slot
@@ -256,7 +283,9 @@ impl Inbox {
             .iter()
             .enumerate()
             .filter(|(_, a)| !a.parts.contains_key(&concat.sequence))
-            .min_by_key(|(_, a)| a.distance(&part.deliver))
+            .map(|(i, a)| (i, a.distance(&part.deliver)))
+            .filter(|(_, distance)| *distance <= MAX_PART_SPREAD_SECONDS)
+            .min_by_key(|(_, distance)| *distance)
             .map(|(i, _)| i);
         let at = match joins {
             Some(at) => at,
@@ -593,6 +622,72 @@ mod tests {
         };
         let ready = Inbox::new(1000).add(Some(1), *d, 0).unwrap();
         assert_eq!(ready.text, "[binary SMS, 5 bytes]");
+    }
+
+    /// A message whose last part never came waits for the reassembly
+    /// timeout; a later message from the same sender that reuses its
+    /// reference must not give it its part: far apart in SMSC time, the
+    /// part starts a message of its own, and each text stays whole.
+    #[test]
+    fn a_part_far_in_time_from_a_waiting_message_does_not_join_it() {
+        let (text_a, text_b) = ("a".repeat(200), "b".repeat(200));
+        let sent_at = 1_700_000_000;
+        let a = delivers_at("+15551230001", &text_a, 7, sent_at);
+        let b = delivers_at("+15551230001", &text_b, 7, sent_at + 1800);
+        let mut inbox = Inbox::new(3_600_000);
+        assert!(inbox.add(Some(1), a[0].clone(), 0).is_none());
+        assert!(
+            inbox.add(Some(2), b[1].clone(), 1_800_000).is_none(),
+            "joined a message half an hour older"
+        );
+        let ready = inbox.add(Some(3), b[0].clone(), 1_800_001).unwrap();
+        assert_eq!(ready.text, text_b);
+        assert_eq!(ready.indexes, [3, 2]);
+        let expired = inbox.expire(3_600_000);
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].indexes, [1]);
+        assert!(
+            expired[0].text.contains(&text_a[..153]),
+            "{}",
+            expired[0].text
+        );
+        assert!(!expired[0].text.contains('b'));
+
+        // Minutes apart (a part sent again), they still join.
+        let late = delivers_at("+15551230001", &text_a, 8, sent_at + 300);
+        let a = delivers_at("+15551230001", &text_a, 8, sent_at);
+        assert!(inbox.add(Some(4), a[0].clone(), 0).is_none());
+        let ready = inbox.add(Some(5), late[1].clone(), 0).unwrap();
+        assert_eq!(ready.text, text_a);
+    }
+
+    /// The SMSC delivered a part twice, the copies differing only in header
+    /// bits (TP-MMS, TP-SRI, the SMSC address): a copy, freed with its
+    /// message, not the start of a second, partial one.
+    #[test]
+    fn a_copy_differing_only_in_header_bits_is_a_copy() {
+        let text = "m".repeat(200);
+        let parts = delivers("+15551230015", &text, 22);
+        let mut copy = parts[1].clone();
+        copy.more_messages_to_send = !copy.more_messages_to_send;
+        copy.status_report_indication = !copy.status_report_indication;
+        copy.smsc = None;
+        let mut inbox = Inbox::new(1000);
+        assert!(inbox.add(Some(5), parts[1].clone(), 0).is_none());
+        assert!(inbox.add(Some(6), copy, 0).is_none());
+        let ready = inbox.add(Some(4), parts[0].clone(), 0).unwrap();
+        assert_eq!(ready.text, text);
+        let mut slots = ready.indexes.clone();
+        slots.sort();
+        assert_eq!(slots, [4, 5, 6]);
+        assert_eq!(inbox.pending_parts(), 0);
+        assert!(inbox.expire(10_000).is_empty());
+
+        // Another text under the same key and time is not a copy.
+        let other = delivers("+15551230015", &"o".repeat(200), 22);
+        assert!(inbox.add(Some(7), parts[1].clone(), 0).is_none());
+        assert!(inbox.add(Some(8), other[1].clone(), 0).is_none());
+        assert_eq!(inbox.pending_parts(), 2);
     }
 
     #[test]

@@ -351,6 +351,7 @@ impl Driver {
             None => tracing::info!(phone_id = %self.config.phone_id, "modem ready"),
         }
         let result = self.serve(&mut conn, shutdown, inbox, epoch).await;
+        self.settle_direct_urcs(&mut conn, inbox, epoch).await;
         match result {
             Ok(()) => End::Shutdown,
             Err(e) => End::Failed(e.to_string()),
@@ -411,6 +412,12 @@ impl Driver {
         conn.run(self.cmd(format!("AT+CPMS=\"{mem}\",\"{mem}\",\"{mem}\"")))
             .await
             .map_err(fail)?;
+        // Phase 2 message service (27.005 3.2.1): a message or report the
+        // modem routes directly (`+CMT`, `+CDS`, the CNMI fallbacks) needs
+        // no `AT+CNMA`. A modem left in phase 2+ would wait for one, and
+        // turn the routing off when none came. One that knows no AT+CSMS
+        // is phase 2 already.
+        conn.run(self.cmd("AT+CSMS=0")).await.map_err(fail)?;
         let mut indications = false;
         for candidate in phonerelay_sms_at::builders::new_message_indication_candidates() {
             let command = Command::plain(candidate.text, self.config.command_timeout_ms);
@@ -932,6 +939,70 @@ impl Driver {
         (outcome, None)
     }
 
+    /// A status report the modem handed over directly (`+CDS`): committed
+    /// now, since the modem keeps no copy.
+    async fn direct_report(&self, pdu: &str) {
+        match codec::decode_incoming(pdu) {
+            Ok(Incoming::Report(report)) => match self.report_event(&report).await {
+                Some(event) => {
+                    self.commit_unstored(event).await;
+                }
+                None => tracing::debug!(mr = report.message_reference, "interim status report"),
+            },
+            Ok(_) => self.undecodable_direct("+CDS", pdu, "not a status report"),
+            Err(e) => self.undecodable_direct("+CDS", pdu, &e.to_string()),
+        }
+    }
+
+    /// A message part the modem handed over directly (`+CMT`, only with a
+    /// CNMI fallback that routes messages so): into assembly; the message
+    /// if it is complete now. The modem does not keep it, so committing it
+    /// is all that can be done.
+    fn direct_message(&self, pdu: &str, inbox: &mut Inbox, now_ms: u64) -> Option<Ready> {
+        let deliver = match codec::decode_incoming(pdu) {
+            Ok(Incoming::Deliver(deliver)) => deliver,
+            Ok(_) => {
+                self.undecodable_direct("+CMT", pdu, "not an SMS-DELIVER");
+                return None;
+            }
+            Err(e) => {
+                self.undecodable_direct("+CMT", pdu, &e.to_string());
+                return None;
+            }
+        };
+        if let codec::Disposition::Discard(kind) = codec::disposition(&deliver) {
+            self.discarded(kind, None);
+            return None;
+        }
+        let from = self.sender(&deliver.originator);
+        if inbox.committed_lately(&from, &deliver) {
+            tracing::info!("copy of a part already committed; dropped");
+            return None;
+        }
+        inbox.add(None, *deliver, now_ms)
+    }
+
+    /// When a session ends, what the modem handed over directly and that
+    /// still waited behind a command (`+CDS`, `+CMT`) is handled without
+    /// the modem: it keeps no copy, so dropped with the connection it would
+    /// be lost. A message completed so waits for the next session's sweep
+    /// to free its stored parts. What the modem stored (`+CMTI`) is read
+    /// again by that sweep.
+    async fn settle_direct_urcs(&self, conn: &mut Conn, inbox: &mut Inbox, epoch: Instant) {
+        for urc in std::mem::take(&mut conn.urcs) {
+            match urc {
+                Urc::Cds { pdu, .. } => self.direct_report(&pdu).await,
+                Urc::Cmt { pdu, .. } => {
+                    let now = epoch.elapsed().as_millis() as u64;
+                    if let Some(ready) = self.direct_message(&pdu, inbox, now) {
+                        self.commit_ready(&ready, inbox, now).await;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
     async fn handle_urc(
         &mut self,
         conn: &mut Conn,
@@ -943,48 +1014,15 @@ impl Driver {
             Urc::Cmti { mem, index } => self.read_stored(conn, &mem, index, inbox, epoch).await,
             Urc::Cdsi { mem, index } => self.read_stored(conn, &mem, index, inbox, epoch).await,
             Urc::Cds { pdu, .. } => {
-                match codec::decode_incoming(&pdu) {
-                    Ok(Incoming::Report(report)) => match self.report_event(&report).await {
-                        Some(event) => {
-                            self.commit_unstored(event).await;
-                        }
-                        None => {
-                            tracing::debug!(mr = report.message_reference, "interim status report")
-                        }
-                    },
-                    Ok(_) => self.undecodable_direct("+CDS", &pdu, "not a status report"),
-                    Err(e) => self.undecodable_direct("+CDS", &pdu, &e.to_string()),
-                }
+                self.direct_report(&pdu).await;
                 Ok(())
             }
             // CS or EPS registration changed: ask both, as the poll does
             // (an LTE-only modem reports CS unregistered while it sends).
             Urc::CregUnsolicited(_) => self.recheck_registration(conn).await,
             Urc::Cmt { pdu, .. } => {
-                // Only with a CNMI fallback that routes messages directly;
-                // the modem does not keep them, so commit is all we can do.
-                let deliver = match codec::decode_incoming(&pdu) {
-                    Ok(Incoming::Deliver(deliver)) => deliver,
-                    Ok(_) => {
-                        self.undecodable_direct("+CMT", &pdu, "not an SMS-DELIVER");
-                        return Ok(());
-                    }
-                    Err(e) => {
-                        self.undecodable_direct("+CMT", &pdu, &e.to_string());
-                        return Ok(());
-                    }
-                };
-                if let codec::Disposition::Discard(kind) = codec::disposition(&deliver) {
-                    self.discarded(kind, None);
-                    return Ok(());
-                }
-                let from = self.sender(&deliver.originator);
-                if inbox.committed_lately(&from, &deliver) {
-                    tracing::info!("copy of a part already committed; dropped");
-                    return Ok(());
-                }
                 let now = epoch.elapsed().as_millis() as u64;
-                if let Some(ready) = inbox.add(None, *deliver, now) {
+                if let Some(ready) = self.direct_message(&pdu, inbox, now) {
                     // Parts stored earlier may complete it: freed too.
                     self.commit_inbound(conn, ready, inbox, now).await?;
                 }
@@ -1192,55 +1230,59 @@ impl Driver {
         now_ms: u64,
     ) -> Result<Vec<u32>, ConnError> {
         let mut freed = Vec::new();
+        if !self.commit_ready(&ready, inbox, now_ms).await {
+            return Ok(freed);
+        }
+        for index in &ready.indexes {
+            if conn
+                .run(self.cmd(format!("AT+CMGD={index}")))
+                .await?
+                .is_ok()
+            {
+                freed.push(*index);
+            }
+        }
+        let all_freed = freed.len() == ready.indexes.len();
+        // A slot the modem would not free keeps the record, so the part is
+        // known when it is read again.
+        if let Some(parts) = &ready.committed_parts
+            && all_freed
+        {
+            let _ = self.record_committed_parts(parts, false).await;
+        }
+        Ok(freed)
+    }
+
+    /// Commit `ready`; returns whether its slots may be freed now. A long
+    /// message's slots are freed one at a time: until the last is, its
+    /// parts are kept as committed (`inbound::CommittedParts`), and known
+    /// as such in `inbox` only once that record is written. If it cannot
+    /// be, nothing is freed, by this call or by a later sweep: the next
+    /// sweep reads the whole message again, which the store drops as the
+    /// duplicate it is, and tries the record again.
+    async fn commit_ready(&self, ready: &Ready, inbox: &mut Inbox, now_ms: u64) -> bool {
         if ready.indexes.is_empty() {
-            if self.commit_unstored(self.inbound_event(&ready)).await
+            if self.commit_unstored(self.inbound_event(ready)).await
                 && let Some(parts) = &ready.committed_parts
             {
                 inbox.remember_committed(parts, now_ms);
             }
-            return Ok(freed);
+            return false;
         }
-        match self.sink.deliver(self.inbound_event(&ready)).await {
-            Ok(()) => {
-                if let Some(parts) = &ready.committed_parts {
-                    inbox.remember_committed(parts, now_ms);
-                }
-                // A long message's slots are freed one at a time: until the
-                // last is, its parts are kept as committed
-                // (`inbound::CommittedParts`). If that cannot be written,
-                // nothing is freed: the next sweep reads the whole message
-                // again, which the store drops as the duplicate it is.
-                let parts = ready.committed_parts.as_ref();
-                if let Some(parts) = parts
-                    && let Err(e) = self.record_committed_parts(parts, true).await
-                {
-                    tracing::warn!(error = %e, external_id = %ready.external_id,
-                        "cannot keep a long message's parts as committed; its slots are freed later");
-                    return Ok(freed);
-                }
-                for index in &ready.indexes {
-                    if conn
-                        .run(self.cmd(format!("AT+CMGD={index}")))
-                        .await?
-                        .is_ok()
-                    {
-                        freed.push(*index);
-                    }
-                }
-                let all_freed = freed.len() == ready.indexes.len();
-                // A slot the modem would not free keeps the record, so the
-                // part is known when it is read again.
-                if let Some(parts) = parts
-                    && all_freed
-                {
-                    let _ = self.record_committed_parts(parts, false).await;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, external_id = %ready.external_id, "inbound message not committed; kept on the SIM");
-            }
+        if let Err(e) = self.sink.deliver(self.inbound_event(ready)).await {
+            tracing::warn!(error = %e, external_id = %ready.external_id, "inbound message not committed; kept on the SIM");
+            return false;
         }
-        Ok(freed)
+        let Some(parts) = &ready.committed_parts else {
+            return true;
+        };
+        if let Err(e) = self.record_committed_parts(parts, true).await {
+            tracing::warn!(error = %e, external_id = %ready.external_id,
+                "cannot keep a long message's parts as committed; its slots are freed later");
+            return false;
+        }
+        inbox.remember_committed(parts, now_ms);
+        true
     }
 
     /// Add `parts`' fingerprints to the record of their sender, reference

@@ -67,6 +67,7 @@ pub async fn run_modem_sim_cli(
         pin: args.pin.clone(),
         registration_urcs: true,
         stores_status_reports: true,
+        message_service: 0,
     };
     let handle = spawn(behaviour, link.clone(), shutdown.clone())?;
     let listener = TcpListener::bind(args.control).await?;

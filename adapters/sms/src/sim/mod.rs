@@ -334,6 +334,7 @@ pub fn behaviour_from(settings: &SimSettings) -> Behaviour {
         pin: settings.pin.as_ref().map(|p| p.expose().to_string()),
         registration_urcs: true,
         stores_status_reports: true,
+        message_service: 0,
     }
 }
 

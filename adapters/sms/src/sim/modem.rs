@@ -34,6 +34,11 @@ pub struct Behaviour {
     /// announced by `+CDSI`) or refuses it, as many Huawei and ZTE sticks
     /// do, so that reports come directly as `+CDS` and cannot be read again.
     pub stores_status_reports: bool,
+    /// The message service (`+CSMS`) the modem starts in: 0, phase 2, as
+    /// most do, or 1, phase 2+, where each `+CMT`/`+CDS` it hands over
+    /// wants an `AT+CNMA`, and the routing is turned off when none comes
+    /// (27.005 3.4.1).
+    pub message_service: u8,
 }
 
 /// A part the simulated network accepted.
@@ -131,6 +136,10 @@ pub struct SimModem {
     /// AT+CNMI <mt> and <ds>.
     cnmi_mt: u8,
     cnmi_ds: u8,
+    /// The `+CSMS` service in force.
+    message_service: u8,
+    /// In service 1: a direct report went to the host, not acknowledged.
+    unacknowledged_direct: bool,
     mem1: Mem,
     sm: BTreeMap<u32, Stored>,
     sr: BTreeMap<u32, Stored>,
@@ -181,12 +190,15 @@ impl SimModem {
     pub fn new(behaviour: Behaviour) -> Self {
         let echo = behaviour.echo_default;
         let pin_ok = behaviour.pin.is_none();
+        let message_service = behaviour.message_service;
         Self {
             behaviour,
             echo,
             pin_ok,
             cnmi_mt: 0,
             cnmi_ds: 0,
+            message_service,
+            unacknowledged_direct: false,
             mem1: Mem::Sm,
             sm: BTreeMap::new(),
             sr: BTreeMap::new(),
@@ -216,6 +228,8 @@ impl SimModem {
         self.pin_ok = self.behaviour.pin.is_none();
         self.cnmi_mt = 0;
         self.cnmi_ds = 0;
+        self.message_service = self.behaviour.message_service;
+        self.unacknowledged_direct = false;
         self.mem1 = Mem::Sm;
         self.awaiting_pdu = None;
         self.creg_urcs = false;
@@ -369,7 +383,10 @@ impl SimModem {
         let (hex, len) =
             codec::encode_status_report(part.mr, &part.to, self.report_status, scts_unix);
         match self.cnmi_ds {
-            1 => Some(format!("+CDS: {len}\r\n{hex}")),
+            1 => {
+                self.unacknowledged_direct = self.message_service == 1;
+                Some(format!("+CDS: {len}\r\n{hex}"))
+            }
             2 => {
                 let index = self.store(Mem::Sr, hex, len)?;
                 Some(format!("+CDSI: \"SR\",{index}"))
@@ -440,6 +457,13 @@ impl SimModem {
             return error();
         };
         self.commands_seen += 1;
+        if self.unacknowledged_direct && !cmd.starts_with("+CNMA") {
+            // Phase 2+ and no acknowledgement came: the modem turns the
+            // routing to the host off (27.005 3.4.1).
+            self.unacknowledged_direct = false;
+            self.cnmi_mt = 0;
+            self.cnmi_ds = 0;
+        }
         let original_args = &line[2..];
         match cmd {
             "" => ok(),
@@ -514,8 +538,20 @@ impl SimModem {
                 }
             }
             "+CSQ" => info("+CSQ: 21,99"),
-            "+CSMS?" => info("+CSMS: 0,1,1,1"),
-            _ if cmd.starts_with("+CSMS=") => info("+CSMS: 1,1,1"),
+            "+CSMS?" => info(&format!("+CSMS: {},1,1,1", self.message_service)),
+            _ if cmd.starts_with("+CSMS=") => match &cmd["+CSMS=".len()..] {
+                "0" | "1" => {
+                    self.message_service = cmd.ends_with('1') as u8;
+                    info("+CSMS: 1,1,1")
+                }
+                _ => cms(303),
+            },
+            "+CNMA" if self.unacknowledged_direct => {
+                self.unacknowledged_direct = false;
+                ok()
+            }
+            // No acknowledgement expected.
+            "+CNMA" => cms(340),
             "+CSCA?" => info(&format!("+CSCA: \"{SIM_SMSC}\",145")),
             _ if cmd.starts_with("+CSCA=") => ok(),
             "+CPMS?" => info(&format!(

@@ -120,6 +120,7 @@ pub fn behaviour() -> Behaviour {
         pin: None,
         registration_urcs: true,
         stores_status_reports: true,
+        message_service: 0,
     }
 }
 
