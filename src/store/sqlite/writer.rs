@@ -49,10 +49,11 @@ where
     F: Fn(&Connection) -> StoreResult<T> + Send + 'static,
 {
     fn run(&mut self, conn: &Connection, isolated: bool) -> StoreResult<()> {
+        let write = |conn: &Connection| unpanicked(|| (self.write)(conn));
         let result = if isolated {
-            in_savepoint(conn, &self.write)
+            in_savepoint(conn, write)
         } else {
-            (self.write)(conn)
+            write(conn)
         };
         let ran = match &result {
             Ok(_) => Ok(()),
@@ -161,6 +162,21 @@ impl Writer {
         self.jobs.send(job).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
+}
+
+/// A write that panics (a bug; the panic hook has logged it) fails alone,
+/// as a write the database refused: the batch is redone without it and
+/// the others commit. Unwinding through the writer thread would end it,
+/// and every later write of the daemon with it.
+fn unpanicked<T>(write: impl FnOnce() -> StoreResult<T>) -> StoreResult<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(write)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(StoreError::Database(format!("a write panicked: {what}")))
+    })
 }
 
 fn in_savepoint<T>(
@@ -366,6 +382,42 @@ mod tests {
             conn.execute("INSERT INTO t (x, pad) VALUES (?1, zeroblob(100000))", [x])?;
             Ok(())
         }
+    }
+
+    /// A write that panics fails alone: the others of its group commit, and
+    /// the writer thread goes on taking writes.
+    #[tokio::test]
+    async fn a_write_that_panics_fails_alone_and_the_writer_goes_on() {
+        let conn = numbers();
+        let (before, before_rx) = job(insert(1));
+        let (bug, bug_rx) = job(|conn: &Connection| {
+            conn.execute("INSERT INTO t (x) VALUES (7)", [])?;
+            panic!("a bug in a write");
+        });
+        let (after, after_rx) = job(insert(2));
+        run_group(&conn, vec![before, bug, after]).unwrap();
+        assert!(before_rx.await.unwrap().is_ok());
+        assert!(after_rx.await.unwrap().is_ok());
+        let failed = bug_rx.await.unwrap().unwrap_err();
+        assert!(failed.to_string().contains("a bug in a write"), "{failed}");
+        let rows: Vec<i64> = conn
+            .prepare("SELECT x FROM t ORDER BY x")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(rows, [1, 2], "the panicking write's row was undone");
+
+        let (writer, thread) = Writer::spawn(numbers(), Duration::ZERO);
+        let failed = writer
+            .write(|_: &Connection| -> StoreResult<()> { panic!("another bug") })
+            .await
+            .unwrap_err();
+        assert!(matches!(failed, StoreError::Database(_)), "{failed}");
+        writer.write(insert(3)).await.unwrap();
+        drop(writer);
+        thread.join().unwrap();
     }
 
     #[tokio::test]
