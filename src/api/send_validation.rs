@@ -30,7 +30,8 @@ pub fn validate(req: &SendRequest, state: &AppState) -> Result<ValidSend, ApiErr
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown_channel",
             format!(
-                "unknown channel {:?}; this bridge sends on sms, wa, tg, email and notify",
+                "unknown channel {:?}; the channels are sms, wa, tg, email, notify and pchat, \
+                 and this build sends on sms only (the one adapter it ships)",
                 req.channel
             ),
         )

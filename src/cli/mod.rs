@@ -18,7 +18,19 @@ use crate::config::{self, LoadedConfig};
 use crate::exit::ExitError;
 
 #[derive(Debug, Parser)]
-#[command(name = "phonerelay", version, about = "Bridge a pChat relay to SMS, WhatsApp, Telegram, e-mail and notifications", long_about = None)]
+#[command(
+    name = "phonerelay",
+    version,
+    about = "Bridge a pChat relay to SMS (this build ships the SMS adapter only)",
+    long_about = None,
+    after_help = "\
+Environment:
+  PHONERELAY_API_KEY  An API key (as `phonerelay keys create` prints) that
+                      send, status and messages use instead of the local key
+                      in the state dir (cli.key); its scopes and phone_id
+                      binding then limit what they may do and see. Unset or
+                      empty: the local key."
+)]
 pub struct Cli {
     /// Config file [default: $PHONERELAY_CONFIG, then /etc/phonerelay/phonerelay.toml]
     #[arg(long, short = 'c', global = true, value_name = "FILE")]
@@ -56,7 +68,7 @@ pub enum Command {
     Pair(pair::PairArgs),
     /// Remove the relay pairing and revoke the relay's bridge key.
     Unpair,
-    /// Inbound messages the relay refused: list and retry them.
+    /// Inbound messages not forwarded to the relay: list dead letters, retry them.
     #[command(subcommand)]
     Inbound(pair::InboundCommand),
     /// Copy the store to FILE, consistently, while the daemon runs.

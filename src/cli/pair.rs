@@ -32,10 +32,14 @@ pub struct PairArgs {
 pub enum InboundCommand {
     /// List inbound messages the relay refused for good or that had no route.
     Dead {
+        /// How many to list, newest first (clamped to 1 to 500)
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
-    /// Queue a dead letter for the relay again.
+    /// Queue an inbound message for the relay again: a dead letter (one
+    /// that had no route is routed afresh) or one set aside for another
+    /// phone (other_phone), which is forwarded if the link then carries
+    /// its phone and set aside again if not.
     Retry { id: String },
 }
 

@@ -9,19 +9,27 @@ use crate::exit::ExitError;
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// sms, wa, tg, email or notify
+    /// sms, the one adapter this build ships (the protocol also names wa,
+    /// tg, email and notify, which have no adapter yet)
     #[arg(long)]
     pub channel: String,
-    /// Recipient: +15551230001, a chat id, an e-mail address, a topic
+    /// Recipient; for sms an E.164 number such as +15551230001
     #[arg(long)]
     pub to: String,
+    /// The message's text; must not be empty (this command sends no
+    /// attachments or options)
     #[arg(long, default_value = "")]
     pub text: String,
-    /// Which endpoint sends; may be left out when the channel has only one
+    /// The configured endpoint (its phone_id, e.g. a modem's) that sends;
+    /// may be left out when the channel has only one
     #[arg(long)]
     pub phone_id: Option<String>,
+    /// One line of at most 998 characters, for channels that carry one;
+    /// SMS does not send it
     #[arg(long)]
     pub subject: Option<String>,
+    /// How long the message may wait to be sent before it expires, 1 to
+    /// outbox.max_ttl_seconds [default: outbox.default_ttl_seconds]
     #[arg(long)]
     pub ttl_seconds: Option<u64>,
     /// low, normal or high
