@@ -20,6 +20,8 @@ fn send(http: &reqwest::blocking::Client, base: &str, key: &str, text: &str) -> 
 fn a_backup_taken_under_load_restores_after_a_crash_into_a_working_daemon() {
     let Simulated { dir, port, config } = Simulated::new();
     let key = create_key_cli(&config);
+    // Revoked after the backup: it must stay revoked after the restore.
+    let doomed = create_key_cli(&config);
     let daemon = DaemonProcess::start(&config, port);
     let http = reqwest::blocking::Client::new();
     let before: Vec<String> = (0..30)
@@ -75,6 +77,22 @@ fn a_backup_taken_under_load_restores_after_a_crash_into_a_working_daemon() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
     assert_eq!(std::fs::read(&copy).unwrap(), bytes);
 
+    // Key changes after the backup: one revoked, one made.
+    let doomed_id = doomed.split('_').nth(1).unwrap();
+    let revoked = run(&[
+        "keys",
+        "revoke",
+        "--config",
+        config.to_str().unwrap(),
+        doomed_id,
+    ]);
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    let fresh = create_key_cli(&config);
+
     // A message accepted after the backup, then a crash (its log stays).
     let later = send(&http, &daemon.base, &key, "after the backup").unwrap();
     let restore = || {
@@ -101,6 +119,16 @@ fn a_backup_taken_under_load_restores_after_a_crash_into_a_working_daemon() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("the replaced store is kept as"), "{stdout}");
+    assert!(
+        stdout.contains("1 made after the backup kept, 1 revoked after it still revoked"),
+        "{stdout}"
+    );
+    // The hint says what may go out twice: the copy's outbox is sent as
+    // the copy has it, whatever the replaced store had sent since.
+    assert!(
+        stdout.contains("had sent since the backup") && stdout.contains("parts of one, twice"),
+        "{stdout}"
+    );
 
     let restored = DaemonProcess::start(&config, port);
     let status = |id: &str| {
@@ -116,5 +144,91 @@ fn a_backup_taken_under_load_restores_after_a_crash_into_a_working_daemon() {
     }
     assert_eq!(status(&later), 404, "the store was not replaced");
     assert!(send(&http, &restored.base, &key, "after the restore").is_some());
+    assert!(
+        send(
+            &http,
+            &restored.base,
+            &fresh,
+            "with a key made after the backup"
+        )
+        .is_some()
+    );
+    let refused = post_sms(&http, &restored.base, &doomed, "revoked", None).unwrap();
+    assert_eq!(refused.status().as_u16(), 401, "a revoked key works again");
     assert_eq!(restored.terminate().code(), Some(0));
+}
+
+/// An inbound message on wa/ph-a with the file `media_id`.
+fn inbound_with(external_id: &str, media_id: &str) -> phonerelay_channel::InboundMessage {
+    phonerelay_channel::InboundMessage {
+        channel: phonerelay_channel::ChannelKind::Wa,
+        phone_id: "ph-a".into(),
+        from: "+15551230001".into(),
+        text: "see attached".into(),
+        subject: None,
+        attachments: vec![phonerelay_channel::Attachment {
+            url: format!("/api/v1/media/{media_id}"),
+            content_type: None,
+            filename: None,
+            size: None,
+        }],
+        external_id: external_id.into(),
+        reply_to: vec![],
+        received_at_ms: phonerelay::clock::now_ms(),
+        meta: Default::default(),
+    }
+}
+
+/// A file received with an inbound message, kept and committed; its id.
+async fn receive_file(db: &std::path::Path, external_id: &str, bytes: &[u8]) -> String {
+    use phonerelay::store::{MediaSaved, NewMedia, Store};
+    let store = phonerelay::store::SqliteStore::open(db).unwrap();
+    let now = phonerelay::clock::now_ms();
+    let new = NewMedia {
+        channel: phonerelay_channel::ChannelKind::Wa,
+        phone_id: "ph-a".into(),
+        content_type: None,
+        filename: None,
+        bytes: bytes.to_vec(),
+    };
+    let MediaSaved::Saved(record) = store.save_media(new, now).await.unwrap() else {
+        panic!("not saved");
+    };
+    let message = inbound_with(external_id, &record.id);
+    store.commit_inbound(message, now).await.unwrap();
+    record.id
+}
+
+/// The files of the store a restore replaces are not the restored store's:
+/// the next start's sweep would delete them. The restore moves them into a
+/// folder beside the replaced store, so putting that store back can bring
+/// them back.
+#[tokio::test]
+async fn a_restore_keeps_the_replaced_store_s_files_aside_from_the_start_up_sweep() {
+    use phonerelay::store::Store;
+    use phonerelay::store::sqlite::backup::{backup, restore};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("phonerelay.sqlite3");
+    let first = receive_file(&db, "in-1", b"before the backup").await;
+    let copy = dir.path().join("copy.sqlite3");
+    backup(&db, &copy).unwrap();
+    let second = receive_file(&db, "in-2", b"after the backup").await;
+    restore(&copy, &db, ".before-restore-7").unwrap();
+    let store = phonerelay::store::SqliteStore::open(&db).unwrap();
+    store.sweep_media_files().await.unwrap();
+    let media = dir.path().join("media");
+    let aside = dir.path().join("media.before-restore-7");
+    assert_eq!(
+        std::fs::read(media.join(&first)).unwrap(),
+        b"before the backup"
+    );
+    assert_eq!(
+        std::fs::read(aside.join(&second)).unwrap(),
+        b"after the backup",
+        "the replaced store's file was swept"
+    );
+    assert!(
+        !aside.join(&first).exists(),
+        "the restored store's file moved"
+    );
 }

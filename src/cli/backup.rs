@@ -13,7 +13,14 @@ use clap::Args;
 
 use crate::config::LoadedConfig;
 use crate::exit::ExitError;
-use crate::store::sqlite::backup::{backup, restore};
+use crate::store::sqlite::backup::{EventsFrom, Restored, backup, restore};
+
+/// What a restored store's daemon does with the copy's outbox: it sends
+/// what the copy has queued or sending (requeued at start), and knows
+/// nothing of what the replaced store did after the backup.
+const RESTART_HINT: &str = "start the daemon: it sends the messages the copy has queued or sending, \
+     also those the replaced store had sent since the backup, and a long SMS goes on from the part \
+     the copy had reached, so some recipients may get a message, or parts of one, twice";
 
 /// What neither a backup nor a restore carries.
 const MEDIA_NOT_INCLUDED: &str = "files received with inbound messages (media/ in the state dir) \
@@ -35,10 +42,11 @@ pub async fn run(loaded: &LoadedConfig, args: &BackupArgs) -> Result<(), ExitErr
     }
     let db = loaded.database_path();
     let output = args.output.clone();
-    let summary = tokio::task::spawn_blocking(move || backup(&db, &output))
+    let backed_up = tokio::task::spawn_blocking(move || backup(&db, &output))
         .await
         .map_err(|e| ExitError::Runtime(format!("backup task failed: {e}")))?
         .map_err(|e| ExitError::Runtime(format!("backup failed: {e}")))?;
+    let summary = &backed_up.summary;
     println!(
         "backed up {} to {}: {} outbound and {} inbound messages, schema version {}, {} KiB",
         loaded.database_path().display(),
@@ -49,7 +57,14 @@ pub async fn run(loaded: &LoadedConfig, args: &BackupArgs) -> Result<(), ExitErr
         summary.bytes.div_ceil(1024)
     );
     println!("{MEDIA_NOT_INCLUDED}");
+    warn(&backed_up.warnings);
     Ok(())
+}
+
+fn warn(warnings: &[String]) {
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
 }
 
 #[derive(Debug, Args)]
@@ -94,7 +109,36 @@ pub async fn run_restore(loaded: &LoadedConfig, args: &RestoreArgs) -> Result<()
     for kept in &restored.kept {
         println!("the replaced store is kept as {}", kept.display());
     }
+    print_carried(&restored);
     println!("{MEDIA_NOT_INCLUDED}");
-    println!("start the daemon; messages that were sending in the copy are sent again");
+    warn(&restored.warnings);
+    println!("{RESTART_HINT}");
     Ok(())
+}
+
+/// What the restored store took from the replaced one; never a key, only
+/// counts.
+fn print_carried(restored: &Restored) {
+    if let Some(keys) = &restored.carried.keys {
+        println!(
+            "API keys as the replaced store has them: {} made after the backup kept, \
+             {} revoked after it still revoked",
+            keys.added, keys.revoked
+        );
+    }
+    if let EventsFrom::Clock { floor, why } = &restored.carried.events {
+        println!(
+            "nothing was taken from the replaced store ({why}): status event ids go on after \
+             {floor} (the clock in microseconds), past any the relay may have; API keys are as the \
+             backup has them, so revoke again any revoked since it was taken (phonerelay keys list)"
+        );
+    }
+    if let Some(media) = &restored.media {
+        println!(
+            "{} received files the restored store has no row for are kept in {}, \
+             to go back with the replaced store",
+            media.files,
+            media.dir.display()
+        );
+    }
 }

@@ -1,0 +1,179 @@
+//! What a restored store takes over from the store it replaces. A backup
+//! is older than that store, which went on after it: it gave out status
+//! event ids the relay now has (and the relay drops an event whose id it
+//! already has: docs/relay-protocol.md), and its API keys may have been
+//! revoked or made since. Both are the current state, not the backup's.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension};
+
+/// What the restored store took from the one it replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Carried {
+    pub events: EventsFrom,
+    /// The replaced store's key changes since the backup; `None` if it
+    /// could not be read, and the keys are as the backup has them.
+    pub keys: Option<KeysCarried>,
+}
+
+/// Where the restored store's status event ids go on from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventsFrom {
+    /// After the replaced store's last.
+    Replaced,
+    /// After `floor`, from the clock: the replaced store's last could not
+    /// be known, for `why`.
+    Clock { floor: i64, why: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeysCarried {
+    /// Keys made after the backup, carried over.
+    pub added: usize,
+    /// Keys the backup has active that were revoked after it.
+    pub revoked: usize,
+}
+
+/// The first status event id after a restore that cannot read the
+/// replaced store's last: the wall clock in microseconds.
+///
+/// Event ids are a plain count from 1 (`outbound_events`' AUTOINCREMENT),
+/// and the replaced store may have counted past the backup's by any
+/// number. This floor is past any count a store ever reaches (it stands
+/// at 1.7e15), and past the ids of a store that was itself given such a
+/// floor by an earlier restore, as long as it gave fewer than 1,000
+/// events a millisecond since, which the bridge's sends are far from.
+/// It never lowers the sequence (the larger of the two is kept). It fits
+/// SQLite's INTEGER (i64) and stays below 2^53, which a relay reading the
+/// JSON number as a double still holds exactly, until the year 2255. A
+/// clock set back by more than the time since that earlier restore would
+/// defeat it: the restore's output names the floor, so it can be checked.
+pub fn event_floor(now_ms: i64) -> i64 {
+    now_ms.max(0).saturating_mul(1000)
+}
+
+/// Carry the state of the store at `from` (if there is one) into the copy
+/// at `to`, then close and sync the copy.
+pub(super) fn carry_over(from: &Path, to: &Path, now_ms: i64) -> Result<Carried, String> {
+    let fail = |e: rusqlite::Error| format!("cannot update {}: {e}", to.display());
+    let mut copy = Connection::open(to).map_err(fail)?;
+    let read = if from.exists() {
+        take_from(&mut copy, from)
+    } else {
+        Err("there is no store".to_string())
+    };
+    let carried = match read {
+        Ok(keys) => Carried {
+            events: EventsFrom::Replaced,
+            keys: Some(keys),
+        },
+        Err(why) => {
+            let floor = event_floor(now_ms);
+            number_events_after(&copy, floor).map_err(fail)?;
+            Carried {
+                events: EventsFrom::Clock { floor, why },
+                keys: None,
+            }
+        }
+    };
+    // Closed before the file is synced and renamed: nothing of it may be
+    // left in a journal beside the copy.
+    copy.close().map_err(|(_, e)| fail(e))?;
+    super::durable::sync_file(to)?;
+    Ok(carried)
+}
+
+/// In one transaction: the copy's event ids moved past the replaced
+/// store's, and its key changes taken over. Only hashes move, from table
+/// to table; no key passes through here. The store is attached read-write,
+/// as the daemon opens it, so that detaching it, the last connection,
+/// folds its log into it and removes the log and the shared memory file.
+fn take_from(copy: &mut Connection, from: &Path) -> Result<KeysCarried, String> {
+    let path = from
+        .to_str()
+        .ok_or_else(|| format!("{} is not UTF-8", from.display()))?;
+    let sql = |e: rusqlite::Error| e.to_string();
+    copy.execute("ATTACH DATABASE ?1 AS replaced", [path])
+        .map_err(sql)?;
+    let taken = (|| -> Result<KeysCarried, String> {
+        let tx = copy.transaction().map_err(sql)?;
+        let last = last_event_id(&tx, "replaced").map_err(sql)?;
+        // A store with fewer events than the backup did not go on from it
+        // (a fresh one, started on a new box before the restore): what the
+        // store the backup came from gave after it is not known.
+        if last < last_event_id(&tx, "main").map_err(sql)? {
+            return Err(
+                "it has fewer status events than the backup, so it did not go on from it".into(),
+            );
+        }
+        number_events_after(&tx, last).map_err(sql)?;
+        let keys = take_keys(&tx).map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(keys)
+    })();
+    let detached = copy.execute_batch("DETACH DATABASE replaced").map_err(sql);
+    let keys = taken?;
+    detached?;
+    Ok(keys)
+}
+
+fn last_event_id(conn: &Connection, schema: &str) -> rusqlite::Result<i64> {
+    let sql = format!("SELECT seq FROM {schema}.sqlite_sequence WHERE name = 'outbound_events'");
+    Ok(conn
+        .query_row(&sql, [], |row| row.get::<_, i64>(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// Raise the copy's event id sequence to at least `last`: its next event
+/// gets a larger id.
+fn number_events_after(copy: &Connection, last: i64) -> rusqlite::Result<()> {
+    let raised = copy.execute(
+        "UPDATE main.sqlite_sequence SET seq = max(seq, ?1) WHERE name = 'outbound_events'",
+        [last],
+    )?;
+    if raised == 0 {
+        copy.execute(
+            "INSERT INTO main.sqlite_sequence (name, seq) VALUES ('outbound_events', ?1)",
+            [last],
+        )?;
+    }
+    Ok(())
+}
+
+/// Keys are never deleted, only revoked: one the copy lacks was made after
+/// the backup, one revoked in the replaced store stays revoked. A key the
+/// copy has revoked stays so either way.
+fn take_keys(tx: &Connection) -> rusqlite::Result<KeysCarried> {
+    let added = tx.execute(
+        "INSERT INTO main.api_keys
+             (key_id, name, secret_hash, scopes, phone_id, created_at, revoked_at)
+         SELECT key_id, name, secret_hash, scopes, phone_id, created_at, revoked_at
+         FROM replaced.api_keys
+         WHERE key_id NOT IN (SELECT key_id FROM main.api_keys)",
+        [],
+    )?;
+    let revoked = tx.execute(
+        "UPDATE main.api_keys
+         SET revoked_at = (SELECT r.revoked_at FROM replaced.api_keys r
+                           WHERE r.key_id = api_keys.key_id)
+         WHERE revoked_at IS NULL
+           AND key_id IN (SELECT key_id FROM replaced.api_keys WHERE revoked_at IS NOT NULL)",
+        [],
+    )?;
+    Ok(KeysCarried { added, revoked })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_floor_grows_and_fits_a_json_number() {
+        let now = crate::clock::now_ms();
+        assert!(event_floor(now) < 1 << 53);
+        assert!(event_floor(now + 1) > event_floor(now));
+        assert_eq!(event_floor(-5), 0);
+    }
+}

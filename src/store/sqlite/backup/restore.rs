@@ -1,0 +1,424 @@
+//! `phonerelay restore`: a backup put in place as the store, with the
+//! daemon stopped.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+
+use super::super::{beside, media_files};
+use super::media_aside::{self, MediaKept};
+use super::replaced::{self, Carried};
+use super::{BackupSummary, check, durable, swap};
+
+/// What a restore did: the copy it put in place, where the store it
+/// replaced went, and what the restored store took from it.
+#[derive(Debug)]
+pub struct Restored {
+    pub summary: BackupSummary,
+    /// The replaced store's files, under their kept names (none if there
+    /// was no store).
+    pub kept: Vec<PathBuf>,
+    pub carried: Carried,
+    /// The replaced store's files the restored one has no row for.
+    pub media: Option<MediaKept>,
+    /// What went wrong without undoing the restore.
+    pub warnings: Vec<String>,
+}
+
+/// Put the backup at `copy` in place as the store at `db`, with the daemon
+/// stopped (the caller holds the instance lock, so none can start). The
+/// copy is checked first, and one made by a newer PhoneRelay (a schema
+/// this binary does not know) is refused. It is then written beside the
+/// store under a `.restoring` name, given what it must take over from the
+/// replaced store (`replaced`) and synced, and only then does the current
+/// store move: a failure before that (a full disk) leaves the store as it
+/// was. The current store is not deleted: it is kept under `suffix` (with
+/// a `-wal` and `-shm` if it has them), its received files that the copy
+/// has no row for in `media<suffix>` (`media_aside`), and the copy then
+/// takes its place in one atomic step (`swap`).
+pub fn restore(copy: &Path, db: &Path, suffix: &str) -> Result<Restored, String> {
+    let summary = check(copy).map_err(|e| format!("{}: {e}", copy.display()))?;
+    let known = super::super::schema::MIGRATIONS.len() as i64;
+    if summary.schema_version > known {
+        return Err(format!(
+            "{} has schema version {}, newer than this phonerelay's {known}; restore it with the version that made it",
+            copy.display(),
+            summary.schema_version
+        ));
+    }
+    if db.exists() {
+        ensure_unused(db)?;
+    }
+    let incoming = beside(db, ".restoring");
+    // Left by a restore that failed before its rename: never in use.
+    let _ = std::fs::remove_file(&incoming);
+    let prepared = write_synced(copy, &incoming)
+        .and_then(|()| replaced::carry_over(db, &incoming, crate::clock::now_ms()))
+        .and_then(|carried| {
+            let suffix = swap::free_suffix(db, &media_files::dir_beside(db), suffix);
+            let media = media_aside::keep_unreferenced(db, &incoming, &suffix)?;
+            Ok((carried, suffix, media))
+        });
+    let (carried, suffix, media) = prepared.map_err(|e| {
+        let _ = std::fs::remove_file(&incoming);
+        format!("{e}; the store was left as it was")
+    })?;
+    let swapped = swap::keep_aside(db, &suffix)
+        .and_then(|kept| swap::put_in_place(&incoming, db).map(|()| kept));
+    let kept = match swapped {
+        Ok(kept) => kept,
+        Err(e) => {
+            if let Some(media) = media {
+                media.undo();
+            }
+            return Err(format!(
+                "{e}; the store is still at {}, the backup at {}",
+                db.display(),
+                incoming.display()
+            ));
+        }
+    };
+    let mut warnings: Vec<String> = durable::sync_dir_of(db).err().into_iter().collect();
+    if let Some(media) = &media {
+        media.finish(&mut warnings);
+    }
+    Ok(Restored {
+        summary,
+        kept,
+        carried,
+        media,
+        warnings,
+    })
+}
+
+/// Refuse a store that another process has open (the daemon is kept out
+/// by the instance lock the caller holds, but `phonerelay keys` or a
+/// `sqlite3` shell may have it open): in WAL mode an exclusive lock cannot
+/// be had while any other connection is open, even an idle one. Closing
+/// this last connection also folds a log a crash left into the store, so
+/// what is kept aside is whole. A store that is not a database any more
+/// (a damaged header) is what a restore is for: it is kept aside as it is.
+fn ensure_unused(db: &Path) -> Result<(), String> {
+    let exclusive = || -> rusqlite::Result<()> {
+        let conn = Connection::open(db)?;
+        conn.busy_timeout(std::time::Duration::from_millis(200))?;
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+        conn.execute_batch("BEGIN EXCLUSIVE; COMMIT")?;
+        conn.close().map_err(|(_, e)| e)
+    };
+    match exclusive() {
+        Ok(()) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            Err(format!(
+                "{} is in use ({e}): stop the daemon first (systemctl stop phonerelay)",
+                db.display()
+            ))
+        }
+        Err(_) => Ok(()),
+    }
+}
+
+/// Run as root (not as the service user, as the docs say), a restore
+/// would leave a store only root can open, and the daemon would not start:
+/// what it makes goes to the owner of the state dir instead.
+pub(super) fn give_to_state_dir_owner(file: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(dir) = file.parent().and_then(|d| std::fs::metadata(d).ok()) else {
+        return Ok(());
+    };
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let euid = unsafe { libc::geteuid() };
+    match new_owner(euid, dir.uid(), dir.gid()) {
+        Some((uid, gid)) => std::os::unix::fs::chown(file, Some(uid), Some(gid))
+            .map_err(|e| format!("cannot give {} to uid {uid}: {e}", file.display())),
+        None => Ok(()),
+    }
+}
+
+/// Whom a restored store should belong to: the state dir's owner, when
+/// root restores into a dir someone else owns.
+fn new_owner(euid: u32, dir_uid: u32, dir_gid: u32) -> Option<(u32, u32)> {
+    (euid == 0 && dir_uid != 0).then_some((dir_uid, dir_gid))
+}
+
+/// `copy` written to `to` (a new file, private, given to the state dir's
+/// owner) and synced.
+fn write_synced(copy: &Path, to: &Path) -> Result<(), String> {
+    let mut target = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(to)
+        .map_err(|e| format!("cannot create {}: {e}", to.display()))?;
+    give_to_state_dir_owner(to)?;
+    let mut source = std::fs::File::open(copy).map_err(|e| format!("{}: {e}", copy.display()))?;
+    std::io::copy(&mut source, &mut target)
+        .and_then(|_| target.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", to.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::super::backup;
+    use super::super::tests::{queue_message, store};
+    use super::*;
+    use crate::store::sqlite::schema;
+
+    /// The relay has seen the replaced store's event ids; the restored
+    /// store numbers its next events after them, not after the backup's.
+    #[test]
+    fn a_restored_store_numbers_status_events_on_from_the_replaced_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store(dir.path());
+        let event = |conn: &Connection| {
+            conn.execute(
+                "INSERT INTO outbound_events (message_id, status, at) VALUES ('a', 'sent', 1)",
+                [],
+            )
+            .unwrap();
+            conn.last_insert_rowid()
+        };
+        let conn = Connection::open(&db).unwrap();
+        event(&conn);
+        let copy = dir.path().join("copy.sqlite3");
+        backup(&db, &copy).unwrap();
+        // After the backup, events the relay was told of.
+        let seen = (0..5).map(|_| event(&conn)).last().unwrap();
+        drop(conn);
+        restore(&copy, &db, ".before-restore").unwrap();
+        let conn = Connection::open(&db).unwrap();
+        assert_eq!(event(&conn), seen + 1);
+        assert!(
+            !dir.path()
+                .join("phonerelay.sqlite3.restoring-journal")
+                .exists()
+        );
+    }
+
+    fn add_event(conn: &Connection) -> i64 {
+        conn.execute(
+            "INSERT INTO outbound_events (message_id, status, at) VALUES ('a', 'sent', 1)",
+            [],
+        )
+        .unwrap();
+        conn.last_insert_rowid()
+    }
+
+    /// A store lost with its log (the reason to restore): the events it
+    /// gave out after the backup are unknown, yet the relay has them.
+    #[test]
+    fn a_restore_onto_a_lost_store_numbers_events_past_any_it_gave() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store(dir.path());
+        let conn = Connection::open(&db).unwrap();
+        add_event(&conn);
+        let copy = dir.path().join("copy.sqlite3");
+        backup(&db, &copy).unwrap();
+        let seen = (0..5).map(|_| add_event(&conn)).last().unwrap();
+        drop(conn);
+        for ending in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(beside(&db, ending));
+        }
+        let restored = restore(&copy, &db, ".before-restore").unwrap();
+        let next = add_event(&Connection::open(&db).unwrap());
+        assert!(next > seen, "event id {next} again after {seen}");
+        assert!(matches!(
+            restored.carried.events,
+            replaced::EventsFrom::Clock { floor, .. } if floor == next - 1
+        ));
+        assert_eq!(restored.carried.keys, None);
+    }
+
+    /// A store that did not go on from the backup (a fresh one on a new
+    /// box, with fewer events) tells nothing of what the old box gave.
+    #[test]
+    fn a_restore_onto_a_fresh_store_numbers_events_from_the_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store(dir.path());
+        let conn = Connection::open(&db).unwrap();
+        for _ in 0..3 {
+            add_event(&conn);
+        }
+        let copy = dir.path().join("copy.sqlite3");
+        backup(&db, &copy).unwrap();
+        drop(conn);
+        std::fs::remove_file(&db).unwrap();
+        let fresh = store(dir.path());
+        add_event(&Connection::open(&fresh).unwrap());
+        let restored = restore(&copy, &db, ".before-restore").unwrap();
+        let why = match restored.carried.events {
+            replaced::EventsFrom::Clock { why, .. } => why,
+            other => panic!("{other:?}"),
+        };
+        assert!(why.contains("did not go on from it"), "{why}");
+        assert!(add_event(&Connection::open(&db).unwrap()) > 1 << 40);
+    }
+
+    /// Keys revoked after the backup stay revoked, keys made after it
+    /// still work: the replaced store's keys are the current ones.
+    #[test]
+    fn a_restore_keeps_the_key_changes_made_after_the_backup() {
+        use crate::store::sqlite::keys;
+        let dir = tempfile::tempdir().unwrap();
+        let db = store(dir.path());
+        let issue = |name: &str| crate::keys::issue(name, vec![crate::store::Scope::Send], None, 1);
+        let (old, new) = (issue("old"), issue("new"));
+        let conn = Connection::open(&db).unwrap();
+        keys::create(&conn, &old.record).unwrap();
+        let copy = dir.path().join("copy.sqlite3");
+        backup(&db, &copy).unwrap();
+        assert!(keys::revoke(&conn, &old.record.key_id, 2).unwrap());
+        keys::create(&conn, &new.record).unwrap();
+        drop(conn);
+        restore(&copy, &db, ".before-restore").unwrap();
+        let conn = Connection::open(&db).unwrap();
+        let works = |issued: &crate::keys::IssuedKey| {
+            let (key_id, secret) = crate::keys::parse(&issued.clear).unwrap();
+            keys::find(&conn, key_id)
+                .unwrap()
+                .is_some_and(|record| crate::keys::verify(&record, secret))
+        };
+        assert!(!works(&old), "a key revoked after the backup works again");
+        assert!(works(&new), "a key made after the backup is lost");
+    }
+
+    #[test]
+    fn a_restore_keeps_the_replaced_store_and_its_log_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store(dir.path());
+        let copy = dir.path().join("copy.sqlite3");
+        backup(&db, &copy).unwrap();
+        // After the backup: one more message, and a log beside the store.
+        let conn = Connection::open(&db).unwrap();
+        queue_message(&conn, "b");
+        drop(conn);
+        // As a crash leaves it: a log beside the store.
+        std::fs::write(dir.path().join("phonerelay.sqlite3-wal"), "stale").unwrap();
+        let restored = restore(&copy, &db, ".before-restore").unwrap();
+        assert_eq!(restored.summary.outbound, 1);
+        assert_eq!(
+            restored.kept,
+            [dir.path().join("phonerelay.sqlite3.before-restore")]
+        );
+        assert!(!dir.path().join("phonerelay.sqlite3-wal").exists());
+        let conn = Connection::open(&db).unwrap();
+        let ids: Vec<String> = conn
+            .prepare("SELECT id FROM outbound")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(ids, ["a"]);
+        let mode = std::fs::metadata(&db).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let old = Connection::open(dir.path().join("phonerelay.sqlite3.before-restore")).unwrap();
+        let count: i64 = old
+            .query_row("SELECT COUNT(*) FROM outbound", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(count, 2, "the replaced store is kept whole");
+        drop(old);
+        // A second restore with the same suffix keeps both replaced stores.
+        let again = restore(&copy, &db, ".before-restore").unwrap();
+        assert_eq!(
+            again.kept,
+            [dir.path().join("phonerelay.sqlite3.before-restore.1")]
+        );
+        assert!(
+            dir.path()
+                .join("phonerelay.sqlite3.before-restore")
+                .exists()
+        );
+    }
+
+    #[test]
+    fn a_store_in_use_is_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store(dir.path());
+        let copy = dir.path().join("copy.sqlite3");
+        backup(&db, &copy).unwrap();
+        let daemon = Connection::open(&db).unwrap();
+        schema::configure(&daemon).unwrap();
+        daemon
+            .query_row("SELECT COUNT(*) FROM outbound", [], |r| r.get::<_, i64>(0))
+            .unwrap();
+        let e = restore(&copy, &db, ".x").unwrap_err();
+        assert!(e.contains("stop the daemon first"), "{e}");
+        assert!(!dir.path().join("phonerelay.sqlite3.x").exists());
+        drop(daemon);
+        restore(&copy, &db, ".x").unwrap();
+    }
+
+    #[test]
+    fn a_copy_that_is_not_a_sound_store_is_not_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store(dir.path());
+        let junk = dir.path().join("junk.sqlite3");
+        std::fs::write(&junk, vec![7u8; 8192]).unwrap();
+        assert!(restore(&junk, &db, ".x").is_err());
+        let newer = dir.path().join("newer.sqlite3");
+        backup(&db, &newer).unwrap();
+        Connection::open(&newer)
+            .unwrap()
+            .pragma_update(None, "user_version", 999)
+            .unwrap();
+        let e = restore(&newer, &db, ".x").unwrap_err();
+        assert!(e.contains("newer than this phonerelay"), "{e}");
+        assert!(db.exists() && !dir.path().join("phonerelay.sqlite3.x").exists());
+    }
+
+    /// A store whose header is damaged is what a restore is for: it is
+    /// replaced (and kept aside), not refused as "in use".
+    #[test]
+    fn a_damaged_store_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store(dir.path());
+        let copy = dir.path().join("copy.sqlite3");
+        backup(&db, &copy).unwrap();
+        std::fs::write(&db, vec![0x55u8; 8192]).unwrap();
+        let restored = restore(&copy, &db, ".damaged").unwrap();
+        assert_eq!(restored.summary.outbound, 1);
+        assert_eq!(
+            restored.kept[0],
+            dir.path().join("phonerelay.sqlite3.damaged")
+        );
+        let integrity: String = Connection::open(&db)
+            .unwrap()
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(integrity, "ok");
+    }
+
+    /// A restore that cannot write the copy (a full disk; here its
+    /// `.restoring` name is taken by a directory) leaves the store where
+    /// and as it was.
+    #[test]
+    fn a_restore_that_cannot_write_leaves_the_store_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store(dir.path());
+        let copy = dir.path().join("copy.sqlite3");
+        backup(&db, &copy).unwrap();
+        let before = std::fs::read(&db).unwrap();
+        std::fs::create_dir(dir.path().join("phonerelay.sqlite3.restoring")).unwrap();
+        let e = restore(&copy, &db, ".x").unwrap_err();
+        assert!(e.contains("the store was left as it was"), "{e}");
+        assert_eq!(std::fs::read(&db).unwrap(), before);
+        assert!(!dir.path().join("phonerelay.sqlite3.x").exists());
+    }
+
+    #[test]
+    fn root_gives_the_restored_store_to_the_state_dir_owner() {
+        assert_eq!(new_owner(0, 998, 997), Some((998, 997)));
+        assert_eq!(new_owner(0, 0, 0), None);
+        assert_eq!(new_owner(998, 998, 997), None, "the service user keeps it");
+    }
+}
