@@ -192,3 +192,88 @@ fn a_second_sigterm_cuts_the_grace_short_and_sends_nothing_twice() {
     sent.sort();
     assert_eq!(sent, texts, "each message went out once");
 }
+
+/// The `parts` lines of a `ModemSimProcess`: one per part the simulated
+/// network accepted ("<to> mr=<n> ref=<r> seq=<s>/<total>").
+fn accepted_parts(sim: &ModemSimProcess) -> Vec<String> {
+    sim.control("parts")
+        .into_iter()
+        .filter(|l| !l.starts_with("ok"))
+        .collect()
+}
+
+/// A stop cut short while a long message goes out part by part: the part
+/// on the wire is finished, no further one starts, and after the restart
+/// the rest go out, each part once.
+#[test]
+fn a_long_message_stops_between_parts_when_the_stop_is_cut_short() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("modem");
+    let sim = ModemSimProcess::start(&link, &["--network-delay-ms", "1500"]);
+    let port = free_port();
+    let config = daemon_config(
+        dir.path(),
+        port,
+        "shutdown_grace_seconds = 120\n",
+        &format!(
+            "[[channels.sms.modems]]\nphone_id = \"sim-1\"\ndevice = \"{}\"\n",
+            link.display()
+        ),
+    );
+    let key = create_key_cli(&config);
+    let mut daemon = DaemonProcess::start(&config, port);
+    let http = reqwest::blocking::Client::new();
+    // Six parts of 153 characters.
+    let text = "0123456789".repeat(85);
+    let body = serde_json::json!({"phone_id": "sim-1", "channel": "sms", "to": "+15551230001", "text": text});
+    let response = http
+        .post(format!("{}/api/v1/messages", daemon.base))
+        .bearer_auth(&key)
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let id = response.json::<serde_json::Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while accepted_parts(&sim).is_empty() {
+        assert!(Instant::now() < deadline, "no part went out");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    daemon.signal_term();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(Instant::now() < deadline, "still listening after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    daemon.signal_term();
+    let at_cut = accepted_parts(&sim).len();
+    assert_eq!(daemon.child.wait().unwrap().code(), Some(0));
+    let at_exit = accepted_parts(&sim).len();
+    assert!(
+        at_exit <= at_cut + 1,
+        "parts started after the stop was cut short: {at_cut} then {at_exit}"
+    );
+    assert!(at_exit < 6, "the whole message went out before the exit");
+
+    sim.control("delay 0");
+    let daemon = DaemonProcess::start(&config, port);
+    wait_for_message(&http, &daemon, &key, &id, 30, |m| {
+        m["status"] == "sent" || m["status"] == "delivered"
+    });
+    let mut seqs: Vec<String> = accepted_parts(&sim)
+        .iter()
+        .map(|l| l.rsplit(' ').next().unwrap().to_string())
+        .collect();
+    seqs.sort();
+    assert_eq!(
+        seqs,
+        [
+            "seq=1/6", "seq=2/6", "seq=3/6", "seq=4/6", "seq=5/6", "seq=6/6"
+        ],
+        "each part once"
+    );
+}

@@ -737,6 +737,27 @@ async fn graceful_shutdown_releases_a_hanging_send_and_restart_sends_it() {
     );
 }
 
+/// A daemon stopped again and again while the same send hangs: each stop
+/// is an attempt, the last one given one more chance, and then the
+/// message fails instead of going round for ever.
+#[tokio::test]
+async fn a_send_stopped_in_flight_at_every_attempt_fails_after_max_attempts() {
+    let config = format!("{FAST_OUTBOX}max_attempts = 1\n");
+    let (mut d, _, id) = first_send_hangs(&config, "hangs every time").await;
+    for attempt in 2..=3 {
+        let ch = TestChannel::new(ChannelKind::Sms, "m1");
+        ch.script(vec![Step::Hang]);
+        d = d.restart(vec![ch.clone()]).await;
+        if attempt == 2 {
+            d.wait_message(&id, |m| m["status"] == "sending" && m["attempts"] == 2)
+                .await;
+        }
+    }
+    let message = d.wait_status(&id, "failed").await;
+    assert_eq!(message["error"]["code"], "retries_exhausted", "{message:#}");
+    assert_eq!(message["attempts"], 2, "{message:#}");
+}
+
 #[tokio::test]
 async fn accepted_messages_survive_a_restart_while_the_channel_is_down() {
     let ch = TestChannel::new(ChannelKind::Wa, "w1");

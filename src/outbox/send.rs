@@ -235,13 +235,32 @@ fn release_after(
 /// a channel that kept what went out (the SMS adapter's accepted parts)
 /// skips it then, and one that could not sends it again, which is the
 /// at-least-once promise. Due at once, so it goes first after the restart.
+///
+/// A message whose attempts are past `max_attempts` fails instead, as one
+/// the daemon was stopped during at start-up does (`requeue_abandoned`):
+/// each attempt still gets its one more chance, but a daemon stopped again
+/// and again does not keep a message going forever.
 fn stopped_in_flight(ctx: &DispatchContext, record: &OutboundRecord) -> SendOutcome {
     let channel = record.channel.as_str();
+    let now = now_ms();
+    if record.attempts > ctx.outbox.max_attempts {
+        ctx.metrics
+            .sends
+            .get_or_create(&labels(&[("channel", channel), ("outcome", "failed")]))
+            .inc();
+        return SendOutcome::Failed {
+            code: "retries_exhausted".into(),
+            reason: format!(
+                "gave up after {} attempts; the daemon stopped during each of the last ones",
+                record.attempts
+            ),
+            now_ms: now,
+        };
+    }
     ctx.metrics
         .sends
         .get_or_create(&labels(&[("channel", channel), ("outcome", "retry")]))
         .inc();
-    let now = now_ms();
     SendOutcome::Retry {
         next_attempt_at_ms: now,
         code: "shutdown_in_flight".into(),

@@ -175,6 +175,9 @@ fn classify(error: DriverError) -> SendError {
         // Parts went out (on this attempt or an earlier one) and the rest
         // waits for the store to keep them: an attempt, retried.
         DriverError::PartsNotKept(why) => SendError::transient("sms_parts_not_kept", why),
+        DriverError::Abandoned => {
+            SendError::transient("sms_abandoned", "abandoned before its next part")
+        }
         DriverError::Conn(e) => SendError::transient("sms_modem", e.to_string()),
         // Failed before it reached the port: nothing went out.
         DriverError::Down => SendError::unavailable("sms_modem_down", "modem not connected"),

@@ -70,6 +70,11 @@ pub enum DriverError {
     /// [`Driver::send_parts`]).
     #[error("cannot keep the accepted parts in the store: {0}")]
     PartsNotKept(String),
+    /// The caller stopped waiting (a stop released the message, or the
+    /// send timed out) before the next part of a long message: it was not
+    /// sent. The retry goes on from the accepted parts.
+    #[error("the send was abandoned before its next part")]
+    Abandoned,
 }
 
 /// What became of the PIN entered in earlier sessions of this run. A wrong
@@ -677,8 +682,9 @@ impl Driver {
                         tracing::debug!(phone_id = %self.config.phone_id, "send abandoned by its caller; skipped");
                     }
                     Some(Request::Send { message_id, to, parts, reply }) => {
-                        let (outcome, timed_out) =
-                            self.send_parts(conn, &message_id, &to, parts).await;
+                        let (outcome, timed_out) = self
+                            .send_parts(conn, &message_id, &to, parts, || reply.is_closed())
+                            .await;
                         let error = outcome.error.clone();
                         // Answer at once: the caller's retry queues behind
                         // the resync below and so sees its result.
@@ -830,12 +836,19 @@ impl Driver {
     /// sends nothing more until the store has them. A restart before that
     /// finds the cursor as last saved: the retry after it sends again only
     /// the one part accepted since, not every part after it.
+    ///
+    /// A part already on the wire is finished, but no next one starts once
+    /// `abandoned` says the caller has stopped waiting: the outbox has put
+    /// the message back (a stop, or its send timeout), and parts sent now
+    /// would only hold the daemon's stop up, until systemd kills it in the
+    /// middle of one whose fate is then unknown.
     async fn send_parts(
         &mut self,
         conn: &mut Conn,
         message_id: &str,
         to: &str,
         parts: Vec<OutPart>,
+        abandoned: impl Fn() -> bool,
     ) -> (SendOutcome, Option<TimedOutPart>) {
         let mut outcome = SendOutcome::default();
         let total = parts.len();
@@ -849,6 +862,10 @@ impl Driver {
                 .is_accepted(message_id, index);
             if done {
                 continue;
+            }
+            if abandoned() {
+                outcome.error = Some(DriverError::Abandoned);
+                break;
             }
             // Commit the parts accepted so far (this attempt's, and any an
             // earlier attempt left in memory only) before this one goes out.
