@@ -128,9 +128,12 @@ fn print_carried(restored: &Restored) {
     }
     if let EventsFrom::Clock { floor, why } = &restored.carried.events {
         println!(
-            "nothing was taken from the replaced store ({why}): status event ids go on after \
-             {floor} (the clock in microseconds), past any the relay may have; API keys are as the \
-             backup has them, so revoke again any revoked since it was taken (phonerelay keys list)"
+            "the replaced store's last status event is not known ({why}): event ids go on \
+             after {floor} (the clock in microseconds), past any the relay may have"
+        );
+        println!(
+            "keys revoked after the backup on the store it came from are active again: \
+             revoke them again (phonerelay keys list)"
         );
     }
     if let Some(media) = &restored.media {

@@ -63,20 +63,27 @@ pub(super) fn carry_over(from: &Path, to: &Path, now_ms: i64) -> Result<Carried,
     } else {
         Err("there is no store".to_string())
     };
-    let carried = match read {
-        Ok(keys) => Carried {
-            events: EventsFrom::Replaced,
-            keys: Some(keys),
-        },
+    let (keys, went_on) = match read {
+        Ok((keys, true)) => (Some(keys), Ok(())),
+        Ok((keys, false)) => (
+            Some(keys),
+            Err(
+                "it does not hold the backup's last status event, so it did not go on from \
+                 it (a new store?)"
+                    .to_string(),
+            ),
+        ),
+        Err(why) => (None, Err(why)),
+    };
+    let events = match went_on {
+        Ok(()) => EventsFrom::Replaced,
         Err(why) => {
             let floor = event_floor(now_ms);
             number_events_after(&copy, floor).map_err(fail)?;
-            Carried {
-                events: EventsFrom::Clock { floor, why },
-                keys: None,
-            }
+            EventsFrom::Clock { floor, why }
         }
     };
+    let carried = Carried { events, keys };
     // Closed before the file is synced and renamed: nothing of it may be
     // left in a journal beside the copy.
     copy.close().map_err(|(_, e)| fail(e))?;
@@ -85,37 +92,49 @@ pub(super) fn carry_over(from: &Path, to: &Path, now_ms: i64) -> Result<Carried,
 }
 
 /// In one transaction: the copy's event ids moved past the replaced
-/// store's, and its key changes taken over. Only hashes move, from table
+/// store's, and its key changes taken over; with whether it went on from
+/// the backup ([`continues_backup`]). Only hashes move, from table
 /// to table; no key passes through here. The store is attached read-write,
 /// as the daemon opens it, so that detaching it, the last connection,
 /// folds its log into it and removes the log and the shared memory file.
-fn take_from(copy: &mut Connection, from: &Path) -> Result<KeysCarried, String> {
+fn take_from(copy: &mut Connection, from: &Path) -> Result<(KeysCarried, bool), String> {
     let path = from
         .to_str()
         .ok_or_else(|| format!("{} is not UTF-8", from.display()))?;
     let sql = |e: rusqlite::Error| e.to_string();
     copy.execute("ATTACH DATABASE ?1 AS replaced", [path])
         .map_err(sql)?;
-    let taken = (|| -> Result<KeysCarried, String> {
+    let taken = (|| -> Result<(KeysCarried, bool), String> {
         let tx = copy.transaction().map_err(sql)?;
+        let went_on = continues_backup(&tx).map_err(sql)?;
         let last = last_event_id(&tx, "replaced").map_err(sql)?;
-        // A store with fewer events than the backup did not go on from it
-        // (a fresh one, started on a new box before the restore): what the
-        // store the backup came from gave after it is not known.
-        if last < last_event_id(&tx, "main").map_err(sql)? {
-            return Err(
-                "it has fewer status events than the backup, so it did not go on from it".into(),
-            );
-        }
         number_events_after(&tx, last).map_err(sql)?;
         let keys = take_keys(&tx).map_err(sql)?;
         tx.commit().map_err(sql)?;
-        Ok(keys)
+        Ok((keys, went_on))
     })();
     let detached = copy.execute_batch("DETACH DATABASE replaced").map_err(sql);
     let keys = taken?;
     detached?;
     Ok(keys)
+}
+
+/// Whether the replaced store went on from the backup: it holds the
+/// backup's last status event, the same one. A fresh store started on a
+/// new box does not, however many events it has counted; then what the
+/// store the backup came from gave after it is not known, and the ids go
+/// on from the clock. So they do when retention has since deleted that
+/// event, or the backup has none: a needless jump, never a repeat.
+fn continues_backup(tx: &Connection) -> rusqlite::Result<bool> {
+    tx.query_row(
+        "SELECT EXISTS (
+             SELECT 1 FROM main.outbound_events m
+             JOIN replaced.outbound_events r ON r.event_id = m.event_id
+             WHERE m.event_id = (SELECT MAX(event_id) FROM main.outbound_events)
+               AND r.message_id = m.message_id AND r.status = m.status AND r.at = m.at)",
+        [],
+        |row| row.get(0),
+    )
 }
 
 fn last_event_id(conn: &Connection, schema: &str) -> rusqlite::Result<i64> {

@@ -204,10 +204,13 @@ mod tests {
         );
     }
 
+    /// A status event of a message of its own: no two stores' are alike.
     fn add_event(conn: &Connection) -> i64 {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         conn.execute(
-            "INSERT INTO outbound_events (message_id, status, at) VALUES ('a', 'sent', 1)",
-            [],
+            "INSERT INTO outbound_events (message_id, status, at) VALUES (?1, 'sent', 1)",
+            [format!("m{n}")],
         )
         .unwrap();
         conn.last_insert_rowid()
@@ -239,7 +242,8 @@ mod tests {
     }
 
     /// A store that did not go on from the backup (a fresh one on a new
-    /// box, with fewer events) tells nothing of what the old box gave.
+    /// box, which has run long enough to count more events than the
+    /// backup) tells nothing of what the old box gave.
     #[test]
     fn a_restore_onto_a_fresh_store_numbers_events_from_the_clock() {
         let dir = tempfile::tempdir().unwrap();
@@ -253,7 +257,11 @@ mod tests {
         drop(conn);
         std::fs::remove_file(&db).unwrap();
         let fresh = store(dir.path());
-        add_event(&Connection::open(&fresh).unwrap());
+        let fresh_conn = Connection::open(&fresh).unwrap();
+        for _ in 0..10 {
+            add_event(&fresh_conn);
+        }
+        drop(fresh_conn);
         let restored = restore(&copy, &db, ".before-restore").unwrap();
         let why = match restored.carried.events {
             replaced::EventsFrom::Clock { why, .. } => why,
@@ -261,6 +269,10 @@ mod tests {
         };
         assert!(why.contains("did not go on from it"), "{why}");
         assert!(add_event(&Connection::open(&db).unwrap()) > 1 << 40);
+        assert!(
+            restored.carried.keys.is_some(),
+            "its keys are still the newer ones"
+        );
     }
 
     /// Keys revoked after the backup stay revoked, keys made after it
