@@ -4,6 +4,9 @@
 
 mod support;
 
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
 use support::process::*;
 
 #[test]
@@ -42,6 +45,132 @@ fn a_clean_stop_leaves_the_store_in_one_file() {
     assert_eq!(body, "kept");
 }
 
+/// A daemon whose modem `sim-1` is a `ModemSimProcess` (its own process,
+/// so what went out is still known after the daemon exits) taking
+/// `network_delay_ms` for each part, with `grace_seconds` to stop in and
+/// `concurrency` sends at a time.
+struct OnModemSim {
+    _dir: tempfile::TempDir,
+    sim: ModemSimProcess,
+    port: u16,
+    config: PathBuf,
+    key: String,
+    http: reqwest::blocking::Client,
+}
+
+impl OnModemSim {
+    fn new(network_delay_ms: u64, grace_seconds: u64, concurrency: usize) -> OnModemSim {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("modem");
+        let delay = network_delay_ms.to_string();
+        let sim = ModemSimProcess::start(&link, &["--network-delay-ms", &delay]);
+        let port = free_port();
+        let config = daemon_config(
+            dir.path(),
+            port,
+            &format!("shutdown_grace_seconds = {grace_seconds}\n"),
+            &format!(
+                "[outbox.limits.sms]\nconcurrency = {concurrency}\nper_second = 1000.0\n\
+                 burst = 1000\n\
+                 [[channels.sms.modems]]\nphone_id = \"sim-1\"\ndevice = \"{}\"\n",
+                link.display()
+            ),
+        );
+        let key = create_key_cli(&config);
+        OnModemSim {
+            _dir: dir,
+            sim,
+            port,
+            config,
+            key,
+            http: reqwest::blocking::Client::new(),
+        }
+    }
+
+    fn start(&self) -> DaemonProcess {
+        DaemonProcess::start(&self.config, self.port)
+    }
+
+    /// An SMS from `sim-1`, accepted; its id.
+    fn send(&self, daemon: &DaemonProcess, to: &str, text: &str) -> String {
+        let body =
+            serde_json::json!({"phone_id": "sim-1", "channel": "sms", "to": to, "text": text});
+        let response = self
+            .http
+            .post(format!("{}/api/v1/messages", daemon.base))
+            .bearer_auth(&self.key)
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 202);
+        let accepted: serde_json::Value = response.json().unwrap();
+        accepted["id"].as_str().unwrap().to_string()
+    }
+
+    /// `texts`, one to each of as many recipients; their ids.
+    fn send_each(&self, daemon: &DaemonProcess, texts: &[String]) -> Vec<String> {
+        let to = |n: usize| format!("+155512300{n:02}");
+        texts
+            .iter()
+            .enumerate()
+            .map(|(n, text)| self.send(daemon, &to(n), text))
+            .collect()
+    }
+
+    /// Once every message of `ids` is sent (or delivered).
+    fn wait_sent(&self, daemon: &DaemonProcess, ids: &[String]) {
+        for id in ids {
+            wait_for_message(&self.http, daemon, &self.key, id, 30, |m| {
+                m["status"] == "sent" || m["status"] == "delivered"
+            });
+        }
+    }
+
+    /// SIGTERM, and once it has been acted on (the API stops listening),
+    /// SIGTERM again; `cut` runs between the second signal's sending and
+    /// the exit, whose status comes back.
+    fn terminate_twice(&self, mut daemon: DaemonProcess, cut: impl FnOnce()) -> i32 {
+        daemon.signal_term();
+        wait_until("the API stopped listening after SIGTERM", || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err()
+        });
+        daemon.signal_term();
+        cut();
+        // Bounded, so that a daemon that does not stop fails the test
+        // instead of hanging it.
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(status) = daemon.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running 90 s after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The `parts` lines of the simulator: one per part the network
+    /// accepted ("<to> mr=<n> ref=<r> seq=<s>/<total>").
+    fn accepted_parts(&self) -> Vec<String> {
+        self.sim
+            .control("parts")
+            .into_iter()
+            .filter(|l| !l.starts_with("ok"))
+            .collect()
+    }
+}
+
+/// Poll `check` until it holds; panics after 20 s naming `what`.
+fn wait_until(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(Instant::now() < deadline, "waited in vain: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// SIGTERM while sends wait their turn at the modem (one on the wire, the
 /// rest queued for the serial port): the modem keeps running through the
 /// grace period, so every claimed send goes out before the daemon exits,
@@ -49,53 +178,26 @@ fn a_clean_stop_leaves_the_store_in_one_file() {
 #[test]
 fn claimed_sends_go_out_in_the_grace_period_at_a_clean_stop() {
     const SENDS: usize = 4;
-    let dir = tempfile::tempdir().unwrap();
-    let link = dir.path().join("modem");
-    let sim = ModemSimProcess::start(&link, &["--network-delay-ms", "300"]);
-    let port = free_port();
-    let config = daemon_config(
-        dir.path(),
-        port,
-        "shutdown_grace_seconds = 20\n",
-        &format!(
-            "[outbox.limits.sms]\nconcurrency = {SENDS}\nper_second = 1000.0\nburst = 1000\n\
-             [[channels.sms.modems]]\nphone_id = \"sim-1\"\ndevice = \"{}\"\n",
-            link.display()
-        ),
-    );
-    let key = create_key_cli(&config);
-    let daemon = DaemonProcess::start(&config, port);
-    let http = reqwest::blocking::Client::new();
+    let rig = OnModemSim::new(300, 20, SENDS);
+    let daemon = rig.start();
     let texts: Vec<String> = (0..SENDS).map(|n| format!("in the grace {n}")).collect();
-    for (n, text) in texts.iter().enumerate() {
-        let to = format!("+155512300{n:02}");
-        let body =
-            serde_json::json!({"phone_id": "sim-1", "channel": "sms", "to": to, "text": text});
-        let response = http
-            .post(format!("{}/api/v1/messages", daemon.base))
-            .bearer_auth(&key)
-            .json(&body)
-            .send()
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 202);
-    }
+    rig.send_each(&daemon, &texts);
     // Stop while the first is on the wire and the others wait for it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while sim.sent_texts().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "nothing went out");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert!(sim.sent_texts().len() < SENDS, "all sent before the stop");
+    wait_until("a send went out", || !rig.sim.sent_texts().is_empty());
+    assert!(
+        rig.sim.sent_texts().len() < SENDS,
+        "all sent before the stop"
+    );
     assert_eq!(daemon.terminate().code(), Some(0));
-    let mut sent = sim.sent_texts();
+    let mut sent = rig.sim.sent_texts();
     sent.sort();
     assert_eq!(
         sent, texts,
         "every claimed send went out, once, before the exit"
     );
 
-    let daemon = DaemonProcess::start(&config, port);
-    let listed = all_pages(&http, &daemon.base, &key, "/api/v1/messages");
+    let daemon = rig.start();
+    let listed = all_pages(&rig.http, &daemon.base, &rig.key, "/api/v1/messages");
     assert_eq!(listed.len(), SENDS);
     assert!(
         listed
@@ -103,8 +205,8 @@ fn claimed_sends_go_out_in_the_grace_period_at_a_clean_stop() {
             .all(|m| m["status"] == "sent" || m["status"] == "delivered"),
         "{listed:?}"
     );
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(sim.sent_texts().len(), SENDS, "nothing sent again");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(rig.sim.sent_texts().len(), SENDS, "nothing sent again");
 }
 
 /// A second SIGTERM while the stop waits for slow sends cuts the grace
@@ -115,91 +217,37 @@ fn claimed_sends_go_out_in_the_grace_period_at_a_clean_stop() {
 /// none twice.
 #[test]
 fn a_second_sigterm_cuts_the_grace_short_and_sends_nothing_twice() {
-    use std::time::{Duration, Instant};
     const SENDS: usize = 4;
-    let dir = tempfile::tempdir().unwrap();
-    let link = dir.path().join("modem");
     // Each send takes 10 s at the modem, one at a time: a full grace stop
     // would wait some 40 s; the grace allows 120.
-    let sim = ModemSimProcess::start(&link, &["--network-delay-ms", "10000"]);
-    let port = free_port();
-    let config = daemon_config(
-        dir.path(),
-        port,
-        "shutdown_grace_seconds = 120\n",
-        &format!(
-            "[outbox.limits.sms]\nconcurrency = {SENDS}\nper_second = 1000.0\nburst = 1000\n\
-             [[channels.sms.modems]]\nphone_id = \"sim-1\"\ndevice = \"{}\"\n",
-            link.display()
-        ),
-    );
-    let key = create_key_cli(&config);
-    let mut daemon = DaemonProcess::start(&config, port);
-    let http = reqwest::blocking::Client::new();
+    let rig = OnModemSim::new(10_000, 120, SENDS);
+    let daemon = rig.start();
     let texts: Vec<String> = (0..SENDS).map(|n| format!("cut short {n}")).collect();
-    let mut ids = Vec::new();
-    for (n, text) in texts.iter().enumerate() {
-        let to = format!("+155512300{n:02}");
-        let body =
-            serde_json::json!({"phone_id": "sim-1", "channel": "sms", "to": to, "text": text});
-        let response = http
-            .post(format!("{}/api/v1/messages", daemon.base))
-            .bearer_auth(&key)
-            .json(&body)
-            .send()
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 202);
-        let accepted: serde_json::Value = response.json().unwrap();
-        ids.push(accepted["id"].as_str().unwrap().to_string());
-    }
+    let ids = rig.send_each(&daemon, &texts);
     for id in &ids {
-        wait_for_message(&http, &daemon, &key, id, 20, |m| m["status"] == "sending");
+        wait_for_message(&rig.http, &daemon, &rig.key, id, 20, |m| {
+            m["status"] == "sending"
+        });
     }
-    daemon.signal_term();
-    // The first SIGTERM has been acted on once the API stops listening.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-        assert!(Instant::now() < deadline, "still listening after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    daemon.signal_term();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = daemon.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still running 20 s after the second SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(status.code(), Some(0));
+    let cut_at = std::cell::Cell::new(Instant::now());
+    let code = rig.terminate_twice(daemon, || cut_at.set(Instant::now()));
+    assert_eq!(code, 0);
     assert!(
-        sim.sent_texts().len() < SENDS,
+        cut_at.get().elapsed() < Duration::from_secs(20),
+        "still running 20 s after the second SIGTERM"
+    );
+    assert!(
+        rig.sim.sent_texts().len() < SENDS,
         "every send finished before the exit: nothing was cut short"
     );
 
-    sim.control("delay 0");
-    let daemon = DaemonProcess::start(&config, port);
-    for id in &ids {
-        wait_for_message(&http, &daemon, &key, id, 30, |m| {
-            m["status"] == "sent" || m["status"] == "delivered"
-        });
-    }
+    rig.sim.control("delay 0");
+    let daemon = rig.start();
+    rig.wait_sent(&daemon, &ids);
     std::thread::sleep(Duration::from_millis(300));
-    let mut sent = sim.sent_texts();
+    let mut sent = rig.sim.sent_texts();
     sent.sort();
     assert_eq!(sent, texts, "each message went out once");
-}
-
-/// The `parts` lines of a `ModemSimProcess`: one per part the simulated
-/// network accepted ("<to> mr=<n> ref=<r> seq=<s>/<total>").
-fn accepted_parts(sim: &ModemSimProcess) -> Vec<String> {
-    sim.control("parts")
-        .into_iter()
-        .filter(|l| !l.starts_with("ok"))
-        .collect()
 }
 
 /// A stop cut short while a long message goes out part by part: the part
@@ -207,64 +255,26 @@ fn accepted_parts(sim: &ModemSimProcess) -> Vec<String> {
 /// the rest go out, each part once.
 #[test]
 fn a_long_message_stops_between_parts_when_the_stop_is_cut_short() {
-    use std::time::{Duration, Instant};
-    let dir = tempfile::tempdir().unwrap();
-    let link = dir.path().join("modem");
-    let sim = ModemSimProcess::start(&link, &["--network-delay-ms", "1500"]);
-    let port = free_port();
-    let config = daemon_config(
-        dir.path(),
-        port,
-        "shutdown_grace_seconds = 120\n",
-        &format!(
-            "[[channels.sms.modems]]\nphone_id = \"sim-1\"\ndevice = \"{}\"\n",
-            link.display()
-        ),
-    );
-    let key = create_key_cli(&config);
-    let mut daemon = DaemonProcess::start(&config, port);
-    let http = reqwest::blocking::Client::new();
+    let rig = OnModemSim::new(1500, 120, 1);
+    let daemon = rig.start();
     // Six parts of 153 characters.
-    let text = "0123456789".repeat(85);
-    let body = serde_json::json!({"phone_id": "sim-1", "channel": "sms", "to": "+15551230001", "text": text});
-    let response = http
-        .post(format!("{}/api/v1/messages", daemon.base))
-        .bearer_auth(&key)
-        .json(&body)
-        .send()
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 202);
-    let id = response.json::<serde_json::Value>().unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while accepted_parts(&sim).is_empty() {
-        assert!(Instant::now() < deadline, "no part went out");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    daemon.signal_term();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-        assert!(Instant::now() < deadline, "still listening after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    daemon.signal_term();
-    let at_cut = accepted_parts(&sim).len();
-    assert_eq!(daemon.child.wait().unwrap().code(), Some(0));
-    let at_exit = accepted_parts(&sim).len();
+    let id = rig.send(&daemon, "+15551230001", &"0123456789".repeat(85));
+    wait_until("a part went out", || !rig.accepted_parts().is_empty());
+    let at_cut = std::cell::Cell::new(0);
+    let code = rig.terminate_twice(daemon, || at_cut.set(rig.accepted_parts().len()));
+    assert_eq!(code, 0);
+    let (at_cut, at_exit) = (at_cut.get(), rig.accepted_parts().len());
     assert!(
         at_exit <= at_cut + 1,
         "parts started after the stop was cut short: {at_cut} then {at_exit}"
     );
     assert!(at_exit < 6, "the whole message went out before the exit");
 
-    sim.control("delay 0");
-    let daemon = DaemonProcess::start(&config, port);
-    wait_for_message(&http, &daemon, &key, &id, 30, |m| {
-        m["status"] == "sent" || m["status"] == "delivered"
-    });
-    let mut seqs: Vec<String> = accepted_parts(&sim)
+    rig.sim.control("delay 0");
+    let daemon = rig.start();
+    rig.wait_sent(&daemon, &[id]);
+    let mut seqs: Vec<String> = rig
+        .accepted_parts()
         .iter()
         .map(|l| l.rsplit(' ').next().unwrap().to_string())
         .collect();
