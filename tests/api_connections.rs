@@ -61,3 +61,40 @@ async fn a_connection_beyond_the_limit_waits_until_one_closes() {
         .expect("never answered after a slot came free");
     assert_eq!(status, "HTTP/1.1 200 OK");
 }
+
+/// A client that sends requests and never reads the answers: once they
+/// have filled the socket, the answer stalls, and after the request
+/// timeout the connection is closed, so its slot serves the next client.
+/// (hyper's own timer covers only the reading of a request's headers.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_never_reads_its_answers_loses_its_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(&dir, "").replace(
+        "[server]\n",
+        "[server]\nmax_connections = 1\nrequest_timeout_seconds = 1\n",
+    );
+    let d = TestDaemon::start_in(dir, text, vec![]).await;
+    let addr = d.base.trim_start_matches("http://").to_string();
+
+    let greedy = TcpStream::connect(&addr).unwrap();
+    let mut writer = greedy.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let request = b"GET /api/v1/openapi.json HTTP/1.1\r\nHost: test\r\n\r\n";
+        for _ in 0..5000 {
+            // Fails once the daemon has closed the connection.
+            if writer.write_all(request).is_err() {
+                break;
+            }
+        }
+    });
+    // Time for the answers to fill the socket while the one slot is taken.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = tokio::task::spawn_blocking(move || {
+        health_on_new_connection(&addr).recv_timeout(Duration::from_secs(15))
+    })
+    .await
+    .unwrap()
+    .expect("the slot is still held by a client that reads nothing");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    drop(greedy);
+}

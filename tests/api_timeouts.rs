@@ -292,3 +292,33 @@ async fn a_send_in_flight_at_shutdown_is_answered_before_the_daemon_stops() {
         .unwrap();
     assert_eq!(text, "in flight");
 }
+
+/// A webhook request to a path that is no endpoint's is answered 404 at
+/// once, before its body is read: a large body sent slowly there would
+/// otherwise hold its memory for the whole request timeout, with no key
+/// asked. (The daemon's timeout here is 30 s; the client waits 10.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_to_no_endpoint_is_refused_before_its_body_is_read() {
+    let tg = TestChannel::new(ChannelKind::Tg, "bot-1");
+    let d = start_with_request_timeout(tg, 30).await;
+    for path in [
+        "/webhooks/tg/no-such-bot/hook",
+        "/webhooks/tg/bot-1/not-its-path",
+        "/webhooks/wa",
+    ] {
+        let addr = d.base.trim_start_matches("http://").to_string();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+             Content-Length: 4194304\r\n\r\n"
+        );
+        let (status, body) =
+            tokio::task::spawn_blocking(move || half_sent_request(&addr, &head, r#"{"from":"#))
+                .await
+                .unwrap();
+        assert!(
+            status.starts_with("HTTP/1.1 404"),
+            "{path}: {status}: {body}"
+        );
+        assert_eq!(body["error"]["code"], "not_found", "{path}: {body}");
+    }
+}

@@ -17,6 +17,7 @@ pub mod serve;
 mod state;
 pub mod system;
 mod webhooks;
+mod write_deadline;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

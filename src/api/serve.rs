@@ -5,7 +5,9 @@
 //! not set. A client gets `request_timeout` to send a request's headers
 //! (hyper's header-read timer; `api::body` bounds the body the same way),
 //! so a client that stops half-way cannot hold a connection for good (the
-//! same timer closes a kept-alive connection left idle that long). And a
+//! same timer closes a kept-alive connection left idle that long), and
+//! its answer may stall that long before the connection is closed
+//! (`write_deadline`: a client that never reads cannot hold a slot). And a
 //! connection still open when the shutdown grace period ends is dropped, so
 //! SIGTERM ends the daemon however its clients behave: before, one
 //! half-sent request kept it running until the client went away. At most
@@ -28,6 +30,8 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+use super::write_deadline::WriteDeadline;
 
 /// How long to wait before accepting again after an error that is not
 /// about one connection (out of file descriptors, say), so the loop does
@@ -119,6 +123,7 @@ pub async fn serve(listener: impl Listener, app: Router, limits: Limits, stop: S
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok(stream) => {
+                    let stream = WriteDeadline::new(stream, limits.request_timeout);
                     let conn = serve_one(&builder, stream, app.clone(), stop.graceful.clone(), slot);
                     connections.spawn(conn);
                 }

@@ -20,10 +20,14 @@ use super::path::ApiPath;
 use super::state::AppState;
 use crate::inbound::StoreSink;
 
+/// The body is read only once the route is known to be an endpoint's
+/// webhook: a body of up to `server.max_webhook_body_bytes`, sent slowly
+/// to a path that is none, would otherwise hold that much memory for the
+/// request timeout, on any number of connections, with no key asked.
 pub async fn webhook(
     State(state): State<AppState>,
     ApiPath((channel, phone_id, rest)): ApiPath<(String, String, String)>,
-    incoming: Incoming,
+    unread: Request,
 ) -> Result<Response, ApiError> {
     let kind = channel_kind(&channel)?;
     let endpoint = state
@@ -34,7 +38,9 @@ pub async fn webhook(
     if !endpoint.channel.webhook_paths().contains(&path) {
         return Err(ApiError::not_found("webhook"));
     }
-    let request = incoming.into_request(path);
+    let request = Incoming::from_request(unread, &state)
+        .await?
+        .into_request(path);
     let sink = endpoint_sink(&state, kind, phone_id);
     Ok(into_response(
         endpoint.channel.handle_webhook(request, sink).await,
@@ -50,7 +56,7 @@ pub async fn webhook(
 pub async fn shared_webhook(
     State(state): State<AppState>,
     ApiPath(channel): ApiPath<String>,
-    incoming: Incoming,
+    unread: Request,
 ) -> Result<Response, ApiError> {
     let kind = channel_kind(&channel)?;
     let sharing: Vec<_> = state
@@ -62,7 +68,10 @@ pub async fn shared_webhook(
     if sharing.is_empty() {
         return Err(ApiError::not_found("webhook"));
     }
-    let request = incoming.into_request("/".into());
+    // Read only now, as in `webhook`.
+    let request = Incoming::from_request(unread, &state)
+        .await?
+        .into_request("/".into());
     let mut first_answer = None;
     for (phone_id, endpoint) in sharing {
         let sink = endpoint_sink(&state, kind, phone_id);

@@ -231,6 +231,8 @@ fn classify(shown: &str, error: reqwest::Error) -> FetchError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
     while let Some(e) = source {
         if let Some(forbidden) = e.downcast_ref::<ForbiddenHost>() {
+            tracing::info!(host = %forbidden.host, address = %forbidden.address,
+                "attachment fetch refused: {}", forbidden.reason);
             return FetchError::refused(format!("{shown}: {forbidden}"));
         }
         source = e.source();

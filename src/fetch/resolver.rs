@@ -17,9 +17,12 @@ pub type AddressCheck = Arc<dyn Fn(IpAddr) -> Result<(), String> + Send + Sync>;
 
 /// A host the fetcher will not connect to: every address it resolved to
 /// was refused. Found in a request error's source chain, it makes the
-/// fetch `Refused` rather than `Transient`.
+/// fetch `Refused` rather than `Transient`. Its text, which the sender of
+/// the message reads, names the kind of address, not the address: the
+/// bridge is no lookup service for the names of its network. The journal
+/// has the address.
 #[derive(Debug, thiserror::Error)]
-#[error("{host} resolves to {reason} ({address}); only public addresses are fetched from")]
+#[error("{host} resolves to {reason}; only public addresses are fetched from")]
 pub struct ForbiddenHost {
     pub host: String,
     pub address: IpAddr,
