@@ -7,10 +7,15 @@
 
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
-/// Descriptors kept for everything but HTTP connections: the store's
-/// database, WAL and shared-memory files for each pooled connection,
-/// serial ports, the relay link, logs.
+/// Descriptors kept for everything but HTTP connections and the files they
+/// stream: the store's database, WAL and shared-memory files for each
+/// connection (the writer's, and at most `store::sqlite::pool::MAX_OPEN`
+/// readers: 99 in all), serial ports, the relay link and its uploads, logs.
 pub const RESERVED: u64 = 256;
+
+/// Descriptors one HTTP connection may hold: its socket, and a kept media
+/// file it streams (`GET /api/v1/media/{id}`).
+pub const PER_CONNECTION: u64 = 2;
 
 /// Raise the soft open-file limit to the hard one; returns the soft limit
 /// in force afterwards (`None` when unlimited).
@@ -31,13 +36,13 @@ pub fn raise_to_hard_limit() -> Option<u64> {
 /// Why `open_files` is too low for `max_connections`, if it is.
 pub fn shortfall(open_files: Option<u64>, max_connections: u64) -> Option<String> {
     let open_files = open_files?;
-    let needed = max_connections + RESERVED;
+    let needed = PER_CONNECTION * max_connections + RESERVED;
     (open_files < needed).then(|| {
         format!(
             "the open-file limit is {open_files}, below the {needed} that \
-             server.max_connections = {max_connections} needs (plus {RESERVED} for the store, \
-             modems and relay link): raise LimitNOFILE (systemd) or ulimit -n, or lower \
-             server.max_connections"
+             server.max_connections = {max_connections} needs ({PER_CONNECTION} each, for the \
+             socket and a file it streams, plus {RESERVED} for the store, modems and relay \
+             link): raise LimitNOFILE (systemd) or ulimit -n, or lower server.max_connections"
         )
     })
 }
@@ -56,7 +61,11 @@ mod tests {
 
     #[test]
     fn a_limit_with_room_for_the_connections_and_the_reserve_is_enough() {
-        assert_eq!(shortfall(Some(1024 + RESERVED), 1024), None);
+        assert_eq!(shortfall(Some(2 * 1024 + RESERVED), 1024), None);
+        assert!(
+            shortfall(Some(1024 + RESERVED), 1024).is_some(),
+            "no room for the files the connections stream"
+        );
         assert_eq!(shortfall(None, 65_536), None, "unlimited");
     }
 
@@ -64,7 +73,7 @@ mod tests {
     fn a_short_limit_names_both_numbers_and_the_remedies() {
         let why = shortfall(Some(1024), 1024).expect("short");
         assert!(why.contains("1024"), "{why}");
-        assert!(why.contains(&(1024 + RESERVED).to_string()), "{why}");
+        assert!(why.contains(&(2 * 1024 + RESERVED).to_string()), "{why}");
         assert!(why.contains("LimitNOFILE"), "{why}");
         assert!(why.contains("server.max_connections"), "{why}");
     }

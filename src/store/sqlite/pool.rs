@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags};
+use tokio::sync::Semaphore;
 
 use super::schema;
 use crate::store::{StoreError, StoreResult};
@@ -12,10 +13,19 @@ use crate::store::{StoreError, StoreResult};
 /// Idle connections kept; more may be open briefly under load.
 const MAX_IDLE: usize = 8;
 
+/// Reads at once, each on a blocking thread with a connection of its own
+/// (three file descriptors: the database, its log, the shared memory).
+/// Unbounded, a burst of unauthenticated `/ready` or `/metrics` requests
+/// opened one per request, up to tokio's 512 blocking threads: past the
+/// descriptors `fd_limit` keeps in reserve beside the connections, and
+/// every thread that DNS lookups and file reads also need. More wait.
+pub const MAX_OPEN: usize = 32;
+
 #[derive(Clone)]
 pub struct ReadPool {
     path: Arc<PathBuf>,
     idle: Arc<Mutex<Vec<Connection>>>,
+    open: Arc<Semaphore>,
 }
 
 impl ReadPool {
@@ -23,6 +33,7 @@ impl ReadPool {
         Self {
             path: Arc::new(path),
             idle: Arc::new(Mutex::new(Vec::new())),
+            open: Arc::new(Semaphore::new(MAX_OPEN)),
         }
     }
 
@@ -32,7 +43,14 @@ impl ReadPool {
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let pool = self.clone();
+        let turn = self
+            .open
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let conn = pool.take()?;
             let result = read(&conn);
             pool.give_back(conn);
@@ -60,5 +78,48 @@ impl ReadPool {
         if idle.len() < MAX_IDLE {
             idle.push(conn);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Many reads at once: at most `MAX_OPEN` run (and hold a connection)
+    /// at a time, and every one of them runs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_at_once_are_bounded_and_all_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x)")
+            .unwrap();
+        let pool = ReadPool::new(path);
+        let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let reads: Vec<_> = (0..4 * MAX_OPEN)
+            .map(|_| {
+                let (pool, running, most) = (pool.clone(), running.clone(), most.clone());
+                tokio::spawn(async move {
+                    pool.read(move |conn| {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        conn.query_row("SELECT COUNT(*) FROM t", [], |r| r.get::<_, i64>(0))?;
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        Ok(())
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for read in reads {
+            read.await.unwrap().unwrap();
+        }
+        let most = most.load(Ordering::SeqCst);
+        assert!(most <= MAX_OPEN, "{most} reads at once");
+        assert!(most > 1, "reads ran one at a time");
     }
 }
