@@ -6,13 +6,28 @@ use reqwest::Url;
 use crate::media::{clean_content_type, clean_filename};
 
 /// `url` as errors and logs show it: `scheme://host[:port]/path`, without
-/// the user info, query or fragment, any of which may carry a token.
+/// the user info, query or fragment, any of which may carry a token, and
+/// with each path segment that may be one shown as `…` ([`may_be_secret`]).
 pub fn shown_url(url: &Url) -> String {
     let host = url.host_str().unwrap_or("");
+    let path: String = match url.path_segments() {
+        Some(segments) => segments
+            .map(|s| if may_be_secret(s) { "…" } else { s })
+            .fold(String::new(), |path, s| path + "/" + s),
+        None => url.path().to_string(),
+    };
     match url.port() {
-        Some(port) => format!("{}://{host}:{port}{}", url.scheme(), url.path()),
-        None => format!("{}://{host}{}", url.scheme(), url.path()),
+        Some(port) => format!("{}://{host}:{port}{path}", url.scheme()),
+        None => format!("{}://{host}{path}", url.scheme()),
     }
+}
+
+/// A path segment that may be a credential: long (a token, a signature),
+/// or with a `:` in it (Telegram's file URLs carry `bot<id>:<token>`).
+/// File and folder names are rarely either.
+fn may_be_secret(segment: &str) -> bool {
+    const LONGEST_SHOWN: usize = 40;
+    segment.len() > LONGEST_SHOWN || segment.contains(':') || segment.contains("%3A")
 }
 
 /// The file's content type: the server's `Content-Type` when it names one
@@ -144,6 +159,20 @@ mod tests {
             "https://files.example:8443/a/b.pdf"
         );
         assert_eq!(shown_url(&url("http://[::1]/x?sig=1")), "http://[::1]/x");
+        // Segments that may be credentials: a token in the path.
+        assert_eq!(
+            shown_url(&url(
+                "https://api.telegram.org/file/bot123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11/photos/file_1.jpg"
+            )),
+            "https://api.telegram.org/file/…/photos/file_1.jpg"
+        );
+        assert_eq!(
+            shown_url(&url(&format!(
+                "https://cdn.example/{}/a.png",
+                "k".repeat(64)
+            ))),
+            "https://cdn.example/…/a.png"
+        );
         assert_eq!(
             shown_url(&url("https://example.com")),
             "https://example.com/"
