@@ -123,6 +123,7 @@ fn a_backup_taken_under_load_restores_after_a_crash_into_a_working_daemon() {
         stdout.contains("1 made after the backup kept, 1 revoked after it still revoked"),
         "{stdout}"
     );
+    assert!(!stdout.contains("revoke them again"), "{stdout}");
     // The hint says what may go out twice: the copy's outbox is sent as
     // the copy has it, whatever the replaced store had sent since.
     assert!(

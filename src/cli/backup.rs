@@ -131,9 +131,12 @@ fn print_carried(restored: &Restored) {
             "the replaced store's last status event is not known ({why}): event ids go on \
              after {floor} (the clock in microseconds), past any the relay may have"
         );
+    }
+    if restored.carried.keys.is_none() {
         println!(
-            "keys revoked after the backup on the store it came from are active again: \
-             revoke them again (phonerelay keys list)"
+            "no replaced store could be read: API keys are as the backup has them, so \
+             keys revoked since it was taken are active again: revoke them again \
+             (phonerelay keys list)"
         );
     }
     if let Some(media) = &restored.media {

@@ -68,8 +68,8 @@ pub(super) fn carry_over(from: &Path, to: &Path, now_ms: i64) -> Result<Carried,
         Ok((keys, false)) => (
             Some(keys),
             Err(
-                "it does not hold the backup's last status event, so it did not go on from \
-                 it (a new store?)"
+                "it does not hold the backup's last status event: a new store, one whose \
+                 retention has deleted that event, or a backup with none"
                     .to_string(),
             ),
         ),

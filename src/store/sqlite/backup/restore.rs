@@ -267,7 +267,10 @@ mod tests {
             replaced::EventsFrom::Clock { why, .. } => why,
             other => panic!("{other:?}"),
         };
-        assert!(why.contains("did not go on from it"), "{why}");
+        assert!(
+            why.contains("does not hold the backup's last status event"),
+            "{why}"
+        );
         assert!(add_event(&Connection::open(&db).unwrap()) > 1 << 40);
         assert!(
             restored.carried.keys.is_some(),
