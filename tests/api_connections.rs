@@ -29,15 +29,25 @@ fn health_on_new_connection(addr: &str) -> mpsc::Receiver<String> {
     rx
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_connection_beyond_the_limit_waits_until_one_closes() {
+/// A daemon with `max_connections` and `request_timeout_seconds`, and
+/// its address.
+async fn start_with_limits(max_connections: usize, request_timeout: u64) -> (TestDaemon, String) {
     let dir = tempfile::tempdir().unwrap();
     let text = config_text(&dir, "").replace(
         "[server]\n",
-        "[server]\nmax_connections = 2\nrequest_timeout_seconds = 30\n",
+        &format!(
+            "[server]\nmax_connections = {max_connections}\n\
+             request_timeout_seconds = {request_timeout}\n"
+        ),
     );
     let d = TestDaemon::start_in(dir, text, vec![]).await;
     let addr = d.base.trim_start_matches("http://").to_string();
+    (d, addr)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_beyond_the_limit_waits_until_one_closes() {
+    let (_daemon, addr) = start_with_limits(2, 30).await;
 
     // Two connections that say nothing take both slots.
     let first_idle = TcpStream::connect(&addr).unwrap();
@@ -68,13 +78,7 @@ async fn a_connection_beyond_the_limit_waits_until_one_closes() {
 /// (hyper's own timer covers only the reading of a request's headers.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_never_reads_its_answers_loses_its_connection() {
-    let dir = tempfile::tempdir().unwrap();
-    let text = config_text(&dir, "").replace(
-        "[server]\n",
-        "[server]\nmax_connections = 1\nrequest_timeout_seconds = 1\n",
-    );
-    let d = TestDaemon::start_in(dir, text, vec![]).await;
-    let addr = d.base.trim_start_matches("http://").to_string();
+    let (_daemon, addr) = start_with_limits(1, 1).await;
 
     let greedy = TcpStream::connect(&addr).unwrap();
     let mut writer = greedy.try_clone().unwrap();
