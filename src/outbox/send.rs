@@ -11,7 +11,7 @@ use super::worker::DispatchContext;
 use crate::clock::now_ms;
 use crate::endpoints::Endpoint;
 use crate::metrics::labels;
-use crate::store::{OutboundRecord, SendOutcome};
+use crate::store::{OutboundRecord, SendOutcome, stopped_past_max_attempts};
 
 /// How long an endpoint that turned a send away (`ErrorClass::Unavailable`)
 /// starts no other: long enough not to walk the queue in a tight loop
@@ -243,17 +243,14 @@ fn release_after(
 fn stopped_in_flight(ctx: &DispatchContext, record: &OutboundRecord) -> SendOutcome {
     let channel = record.channel.as_str();
     let now = now_ms();
-    if record.attempts > ctx.outbox.max_attempts {
+    if let Some(reason) = stopped_past_max_attempts(record.attempts, ctx.outbox.max_attempts) {
         ctx.metrics
             .sends
             .get_or_create(&labels(&[("channel", channel), ("outcome", "failed")]))
             .inc();
         return SendOutcome::Failed {
             code: "retries_exhausted".into(),
-            reason: format!(
-                "gave up after {} attempts; the daemon stopped during each of the last ones",
-                record.attempts
-            ),
+            reason,
             now_ms: now,
         };
     }

@@ -544,3 +544,17 @@ pub struct RouteMatch {
     /// `reply` (by reply key) or `recent` (the sender's latest conversation).
     pub route: &'static str,
 }
+
+/// Why a message the daemon stopped during has failed, if it has: one
+/// claimed exactly `max_attempts` times may never have gone out and gets
+/// its last try; one claimed more often (which only a daemon stopping
+/// during each of its last attempts makes) has failed. One rule for a
+/// stop at start-up (`requeue_abandoned`) and one in flight (the
+/// dispatcher).
+pub fn stopped_past_max_attempts(attempts: u32, max_attempts: u32) -> Option<String> {
+    (attempts > max_attempts).then(|| {
+        format!(
+            "gave up after {attempts} attempts; the daemon stopped during each of the last ones"
+        )
+    })
+}

@@ -529,18 +529,17 @@ pub fn requeue_abandoned(
     // makes) is failed.
     let (spent, ids): (Vec<_>, Vec<_>) = claims
         .into_iter()
-        .partition(|(_, attempts)| *attempts > max_attempts);
-    for (id, attempts) in &spent {
-        let reason = format!(
-            "gave up after {attempts} attempts; the daemon stopped during each of the last ones"
-        );
+        .map(|(id, attempts)| (id, stopped_past_max_attempts(attempts, max_attempts)))
+        .partition(|(_, failed)| failed.is_some());
+    for (id, reason) in &spent {
+        let reason = reason.as_deref().unwrap_or_default();
         set_status(
             conn,
             id,
             OutboundStatus::Failed,
             now_ms,
             Some("retries_exhausted"),
-            Some(&reason),
+            Some(reason),
         )?;
     }
     let event = Event {

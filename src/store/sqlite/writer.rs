@@ -355,6 +355,16 @@ mod tests {
         conn
     }
 
+    /// The numbers in `numbers()`'s table, in order.
+    fn numbers_in(conn: &Connection) -> Vec<i64> {
+        conn.prepare("SELECT x FROM t ORDER BY x")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
     /// Run `batch` as the writer thread does; returns the commit's result.
     fn run_group(conn: &Connection, mut batch: Vec<Job>) -> StoreResult<()> {
         let commit = run_batch(conn, &mut batch, &mut TransientFailures::default());
@@ -400,14 +410,11 @@ mod tests {
         assert!(after_rx.await.unwrap().is_ok());
         let failed = bug_rx.await.unwrap().unwrap_err();
         assert!(failed.to_string().contains("a bug in a write"), "{failed}");
-        let rows: Vec<i64> = conn
-            .prepare("SELECT x FROM t ORDER BY x")
-            .unwrap()
-            .query_map([], |row| row.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(rows, [1, 2], "the panicking write's row was undone");
+        assert_eq!(
+            numbers_in(&conn),
+            [1, 2],
+            "the panicking write's row was undone"
+        );
 
         let (writer, thread) = Writer::spawn(numbers(), Duration::ZERO);
         let failed = writer
@@ -569,14 +576,7 @@ mod tests {
         assert!(a_rx.try_recv().unwrap().is_ok());
         assert!(b_rx.try_recv().unwrap().is_err());
         assert!(c_rx.try_recv().unwrap().is_ok());
-        let rows: Vec<i64> = conn
-            .prepare("SELECT x FROM t ORDER BY x")
-            .unwrap()
-            .query_map([], |row| row.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(rows, vec![1, 3]);
+        assert_eq!(numbers_in(&conn), [1, 3]);
         assert!(conn.is_autocommit(), "the batch transaction is closed");
     }
 
