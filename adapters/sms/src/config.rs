@@ -121,7 +121,8 @@ pub struct ModemConfig {
     /// gives them, and only international ones are E.164.
     #[serde(default)]
     pub country: Option<String>,
-    /// Message storage the modem uses for received messages.
+    /// Message storage the modem uses for received messages. With `ME`,
+    /// class 2 messages still go to the SIM, and sweeps list both.
     #[serde(default)]
     pub storage: Storage,
     /// Ask the network for a delivery report for every part sent.

@@ -406,3 +406,77 @@ async fn a_modem_numbering_its_storage_from_0_has_slot_0_read_and_freed() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(texts(&rig), [long.as_str(), "in slot 0"]);
 }
+
+/// A modem set to keep messages in its own memory ("ME") still stores a
+/// class 2 message on the SIM, and each memory numbers its slots from 1.
+/// A part read from SIM slot 1 once stood for "slot 1" of either: a
+/// message in the modem's slot 1 was skipped as held, and when the part's
+/// message timed out, freeing "slot 1" deleted that message unread.
+#[tokio::test]
+async fn slots_of_the_sim_and_the_modem_memory_are_told_apart() {
+    let mut config = modem_config("main");
+    config.storage = phonerelay_sms::config::Storage::ME;
+    config.reassembly_timeout_seconds = 2;
+    let rig = Rig::start(behaviour(), config).await;
+    rig.wait_up().await;
+    let parts = long_parts("+15551230021", &"c".repeat(200), 41);
+    let before = rig.sim.commands_seen();
+    assert!(rig.sim.inject_raw_pdu_into("SM", &parts[0])); // SM 1
+    wait_until(|| rig.sim.commands_seen() > before + 2).await;
+    let (single, _) =
+        phonerelay_sms::codec::encode_deliver("+15551230022", "in the modem", unix_now(), 0)
+            .remove(0);
+    assert!(rig.sim.inject_raw_pdu_into("ME", &single)); // ME 1
+    // The modem's message at once; the part alone once its wait is over.
+    wait_until(|| rig.sink.inbound().len() == 2).await;
+    let inbound = rig.sink.inbound();
+    assert_eq!(inbound[0].text, "in the modem");
+    assert_eq!(inbound[1].from, "+15551230021");
+    wait_until(|| rig.sim.stored() == (0, 0, 0)).await;
+}
+
+/// A class 2 message that came while nothing listened (so no indication
+/// was seen) is on the SIM, not in the modem memory the driver prefers:
+/// the sweep lists the SIM too.
+#[tokio::test]
+async fn a_sweep_of_a_modem_preferring_its_own_memory_reads_the_sim_too() {
+    let mut config = modem_config("main");
+    config.storage = phonerelay_sms::config::Storage::ME;
+    let mut rig = Rig::idle(behaviour(), config);
+    let (on_sim, _) =
+        phonerelay_sms::codec::encode_deliver("+15551230023", "class 2", unix_now(), 0).remove(0);
+    assert!(rig.sim.inject_raw_pdu_into("SM", &on_sim));
+    rig.run();
+    wait_until(|| rig.sink.inbound().len() == 1).await;
+    assert_eq!(rig.sink.inbound()[0].text, "class 2");
+    wait_until(|| rig.sim.stored() == (0, 0, 0)).await;
+}
+
+/// A modem that hands reports over directly has no "SR" memory and
+/// refuses to select it. Its sweep then lists nothing as reports: the
+/// listing of a memory it could not select would be another memory's
+/// slots under the wrong name (an undecodable PDU named twice, once as a
+/// report).
+#[tokio::test]
+async fn a_modem_without_report_memory_has_no_slot_listed_as_a_report() {
+    let mut config = modem_config("main");
+    config.sweep_interval_seconds = 1;
+    let behaviour = phonerelay_sms::sim::Behaviour {
+        stores_status_reports: false,
+        ..behaviour()
+    };
+    let rig = Rig::start(behaviour, config).await;
+    rig.wait_up().await;
+    let slots = || {
+        rig.channel
+            .health()
+            .details
+            .get("undecodable_stored")
+            .cloned()
+    };
+    assert!(rig.sim.inject_raw_pdu("0004"));
+    wait_until(|| slots().is_some()).await;
+    // Two sweeps later, still the one slot, under its own memory.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(slots().as_deref(), Some("SM:1"));
+}

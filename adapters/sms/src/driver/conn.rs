@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tokio_serial::{SerialPortBuilderExt, SerialStream};
 
 use super::WireStats;
+use super::slot::Memory;
 
 /// ^BOOT lines within [`BOOT_FLOOD_WINDOW`] that mean the modem is resetting
 /// over and over rather than sending its usual heartbeat.
@@ -78,6 +79,10 @@ pub struct Conn {
     boots: VecDeque<Instant>,
     /// Bytes written and read, for the benchmark's bytes-on-the-wire figure.
     wire: Arc<WireStats>,
+    /// The memory `AT+CMGR`/`AT+CMGL`/`AT+CMGD` act on (`AT+CPMS`'s
+    /// first), as the modem last confirmed it; `None` until start-up sets
+    /// it. An index means nothing without it.
+    pub memory: Option<Memory>,
 }
 
 impl Conn {
@@ -96,6 +101,7 @@ impl Conn {
             urcs: VecDeque::new(),
             boots: VecDeque::new(),
             wire,
+            memory: None,
         })
     }
 

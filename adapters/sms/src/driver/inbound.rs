@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use phonerelay_sms_pdu::{Deliver, MessagePart, ReassembledMessage, Reassembler};
 use sha2::{Digest, Sha256};
 
+use super::slot::Slot;
 use crate::codec;
 
 /// A message ready to commit and the storage slots to free afterwards.
@@ -24,7 +25,7 @@ pub struct Ready {
     pub received_at_ms: i64,
     /// The storage slots its parts (and their copies) are in; empty when
     /// every part came directly (`+CMT`), stored nowhere.
-    pub indexes: Vec<u32>,
+    pub slots: Vec<Slot>,
     pub missing_parts: Vec<u8>,
     /// Some part's user data was shorter than its TP-UDL said; `text` ends
     /// with [`TRUNCATED_MARKER`].
@@ -120,11 +121,11 @@ struct HeldPart {
     /// Its storage slot; `None` for a part the modem handed over directly
     /// (`+CMT`). Not a slot number such as 0: some modems number their
     /// storage from 0.
-    slot: Option<u32>,
+    slot: Option<Slot>,
     deliver: Deliver,
     /// Slots of identical copies of this part (a part the SMSC delivered
     /// twice), freed with the message.
-    copies: Vec<u32>,
+    copies: Vec<Slot>,
 }
 
 /// One message being assembled.
@@ -134,7 +135,7 @@ struct Pending {
 }
 
 impl Pending {
-    fn slots(&self) -> impl Iterator<Item = u32> + '_ {
+    fn slots(&self) -> impl Iterator<Item = Slot> + '_ {
         self.parts
             .values()
             .flat_map(|p| p.slot.into_iter().chain(p.copies.iter().copied()))
@@ -239,17 +240,17 @@ impl Inbox {
         self.pending.values().flatten().map(|p| p.parts.len()).sum()
     }
 
-    /// Is the part in storage slot `index` already held?
-    pub fn holds(&self, index: u32) -> bool {
+    /// Is the part in storage slot `slot` already held?
+    pub fn holds(&self, slot: Slot) -> bool {
         self.pending
             .values()
             .flatten()
-            .any(|p| p.slots().any(|i| i == index))
+            .any(|p| p.slots().any(|s| s == slot))
     }
 
     /// A part read from storage slot `slot`, or handed over directly
     /// (`None`). A single-part message is ready at once.
-    pub fn add(&mut self, slot: Option<u32>, deliver: Deliver, now_ms: u64) -> Option<Ready> {
+    pub fn add(&mut self, slot: Option<Slot>, deliver: Deliver, now_ms: u64) -> Option<Ready> {
         let from = self.numbering.sender(&deliver.originator);
         let Some(concat) = deliver.concat().filter(|c| c.total > 1) else {
             return Some(finish(&from, vec![(slot, deliver)], Vec::new(), false));
@@ -346,11 +347,11 @@ fn finish_pending(from: &str, pending: Pending, partial: bool) -> Ready {
 /// sweep. `copies` are the slots of duplicates, freed with the message.
 fn finish(
     from: &str,
-    parts: Vec<(Option<u32>, Deliver)>,
-    copies: Vec<u32>,
+    parts: Vec<(Option<Slot>, Deliver)>,
+    copies: Vec<Slot>,
     partial: bool,
 ) -> Ready {
-    let indexes: Vec<u32> = parts.iter().filter_map(|(i, _)| *i).chain(copies).collect();
+    let slots: Vec<Slot> = parts.iter().filter_map(|(s, _)| *s).chain(copies).collect();
     let fingerprints: Vec<(String, String)> = parts
         .iter()
         .filter_map(|(_, deliver)| part_fingerprint(from, deliver))
@@ -431,7 +432,7 @@ fn finish(
         external_id: inbound_external_id(from, scts, concat, &id_text),
         text,
         received_at_ms,
-        indexes,
+        slots,
         missing_parts: missing,
         truncated,
         committed_parts,
@@ -441,6 +442,32 @@ fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::driver::slot::Memory;
+
+    /// Slot `index` of the SIM.
+    fn sm(index: u32) -> Option<Slot> {
+        Some(Slot::new(Memory::SIM, index))
+    }
+
+    impl Ready {
+        fn indexes(&self) -> Vec<u32> {
+            self.slots.iter().map(|s| s.index).collect()
+        }
+    }
+
+    #[test]
+    fn a_part_is_held_by_its_memory_and_index_and_freed_from_there() {
+        let parts = delivers("+15551230001", &"m".repeat(200), 30);
+        let mut inbox = Inbox::new(60_000);
+        let on_sim = Slot::new(Memory::SIM, 1);
+        assert!(inbox.add(Some(on_sim), parts[0].clone(), 0).is_none());
+        assert!(inbox.holds(on_sim));
+        // The modem's own slot 1 is another message.
+        assert!(!inbox.holds(Slot::new(Memory::MODEM, 1)));
+        let in_modem = Slot::new(Memory::MODEM, 2);
+        let ready = inbox.add(Some(in_modem), parts[1].clone(), 0).unwrap();
+        assert_eq!(ready.slots, [on_sim, in_modem]);
+    }
 
     #[test]
     fn a_record_keeps_another_message_s_fingerprints() {
@@ -483,11 +510,11 @@ mod tests {
     fn single_part_is_ready_at_once_with_stable_id() {
         let mut inbox = Inbox::new(1000);
         let d = delivers("+15551230001", "hello", 1).remove(0);
-        let a = inbox.add(Some(3), d.clone(), 0).unwrap();
-        let b = Inbox::new(1000).add(Some(7), d, 0).unwrap();
+        let a = inbox.add(sm(3), d.clone(), 0).unwrap();
+        let b = Inbox::new(1000).add(sm(7), d, 0).unwrap();
         assert_eq!(a.text, "hello");
         assert_eq!(a.from, "+15551230001");
-        assert_eq!(a.indexes, [3]);
+        assert_eq!(a.indexes(), [3]);
         assert_eq!(a.external_id, b.external_id);
         assert!(a.external_id.starts_with("sms:"));
     }
@@ -498,13 +525,13 @@ mod tests {
         let parts = delivers("+15551230001", &text, 9);
         assert!(parts.len() >= 2);
         let mut inbox = Inbox::new(1000);
-        assert!(inbox.add(Some(5), parts[1].clone(), 0).is_none());
+        assert!(inbox.add(sm(5), parts[1].clone(), 0).is_none());
         // The same part again from another slot: held, not joined twice.
-        assert!(inbox.add(Some(6), parts[1].clone(), 1).is_none());
-        assert!(inbox.holds(5) && inbox.holds(6));
-        let ready = inbox.add(Some(4), parts[0].clone(), 2).unwrap();
+        assert!(inbox.add(sm(6), parts[1].clone(), 1).is_none());
+        assert!(inbox.holds(sm(5).unwrap()) && inbox.holds(sm(6).unwrap()));
+        let ready = inbox.add(sm(4), parts[0].clone(), 2).unwrap();
         assert_eq!(ready.text, text);
-        let mut slots = ready.indexes.clone();
+        let mut slots = ready.indexes();
         slots.sort();
         assert_eq!(slots, [4, 5, 6]);
         assert_eq!(inbox.pending_parts(), 0);
@@ -522,26 +549,29 @@ mod tests {
         let b = delivers_at("+15551230001", &text_b, 7, sent_at + 600);
         assert_eq!((a.len(), b.len()), (2, 2));
         let mut inbox = Inbox::new(1000);
-        assert!(inbox.add(Some(1), a[0].clone(), 0).is_none());
-        assert!(inbox.add(Some(2), b[0].clone(), 0).is_none());
-        let first = inbox.add(Some(3), b[1].clone(), 0).unwrap();
+        assert!(inbox.add(sm(1), a[0].clone(), 0).is_none());
+        assert!(inbox.add(sm(2), b[0].clone(), 0).is_none());
+        let first = inbox.add(sm(3), b[1].clone(), 0).unwrap();
         assert_eq!(first.text, text_b);
-        assert_eq!(first.indexes, [2, 3]);
-        assert!(inbox.holds(1), "a's part is kept until a is committed");
-        let second = inbox.add(Some(4), a[1].clone(), 0).unwrap();
+        assert_eq!(first.indexes(), [2, 3]);
+        assert!(
+            inbox.holds(sm(1).unwrap()),
+            "a's part is kept until a is committed"
+        );
+        let second = inbox.add(sm(4), a[1].clone(), 0).unwrap();
         assert_eq!(second.text, text_a);
-        assert_eq!(second.indexes, [1, 4]);
+        assert_eq!(second.indexes(), [1, 4]);
 
         // Sent the same second: parts join the oldest message lacking them.
         let b = delivers_at("+15551230001", &text_b, 7, sent_at);
-        assert!(inbox.add(Some(1), a[0].clone(), 0).is_none());
-        assert!(inbox.add(Some(2), b[0].clone(), 0).is_none());
-        let first = inbox.add(Some(3), a[1].clone(), 0).unwrap();
+        assert!(inbox.add(sm(1), a[0].clone(), 0).is_none());
+        assert!(inbox.add(sm(2), b[0].clone(), 0).is_none());
+        let first = inbox.add(sm(3), a[1].clone(), 0).unwrap();
         assert_eq!(first.text, text_a);
-        assert_eq!(first.indexes, [1, 3]);
-        let second = inbox.add(Some(4), b[1].clone(), 0).unwrap();
+        assert_eq!(first.indexes(), [1, 3]);
+        let second = inbox.add(sm(4), b[1].clone(), 0).unwrap();
         assert_eq!(second.text, text_b);
-        assert_eq!(second.indexes, [2, 4]);
+        assert_eq!(second.indexes(), [2, 4]);
         assert_eq!(inbox.pending_parts(), 0);
     }
 
@@ -551,14 +581,14 @@ mod tests {
         let parts = delivers("+15551230001", &text, 3);
         let mut inbox = Inbox::new(1000);
         for slot in [5, 6, 7, 6] {
-            assert!(inbox.add(Some(slot), parts[1].clone(), 0).is_none());
+            assert!(inbox.add(sm(slot), parts[1].clone(), 0).is_none());
         }
-        let ready = inbox.add(Some(4), parts[0].clone(), 0).unwrap();
+        let ready = inbox.add(sm(4), parts[0].clone(), 0).unwrap();
         assert_eq!(ready.text, text);
-        let mut slots = ready.indexes.clone();
+        let mut slots = ready.indexes();
         slots.sort();
         assert_eq!(slots, [4, 5, 6, 7]);
-        assert!(!inbox.holds(6));
+        assert!(!inbox.holds(sm(6).unwrap()));
     }
 
     #[test]
@@ -572,13 +602,13 @@ mod tests {
             panic!("not a deliver");
         };
         assert!(d.user_data.truncated);
-        let ready = Inbox::new(1000).add(Some(2), *d, 0).unwrap();
+        let ready = Inbox::new(1000).add(sm(2), *d, 0).unwrap();
         assert!(ready.truncated);
         assert_eq!(ready.text, format!("hello wor{TRUNCATED_MARKER}"));
-        assert_eq!(ready.indexes, [2]);
+        assert_eq!(ready.indexes(), [2]);
         // Complete messages carry no marker.
         let whole = delivers("+15551230001", "hello world", 1).remove(0);
-        let ready = Inbox::new(1000).add(Some(3), whole, 0).unwrap();
+        let ready = Inbox::new(1000).add(sm(3), whole, 0).unwrap();
         assert!(!ready.truncated);
         assert_eq!(ready.text, "hello world");
     }
@@ -604,12 +634,12 @@ mod tests {
         let international = delivers("+447911123456", &text, 5).remove(0);
         let gb = codec::Numbering::for_country(Some("GB")).unwrap();
         let mut inbox = Inbox::new(1000).with_numbering(gb);
-        assert!(inbox.add(Some(1), international, 0).is_none());
-        let ready = inbox.add(Some(2), national, 0).unwrap();
+        assert!(inbox.add(sm(1), international, 0).is_none());
+        let ready = inbox.add(sm(2), national, 0).unwrap();
         assert_eq!(ready.from, "+447911123456");
         assert_eq!(ready.text, text);
         assert!(ready.missing_parts.is_empty());
-        assert_eq!(ready.indexes, [1, 2]);
+        assert_eq!(ready.indexes(), [1, 2]);
     }
 
     /// 8-bit data is shown as a placeholder, not as lossy UTF-8.
@@ -620,7 +650,7 @@ mod tests {
         else {
             panic!("not a deliver");
         };
-        let ready = Inbox::new(1000).add(Some(1), *d, 0).unwrap();
+        let ready = Inbox::new(1000).add(sm(1), *d, 0).unwrap();
         assert_eq!(ready.text, "[binary SMS, 5 bytes]");
     }
 
@@ -635,17 +665,17 @@ mod tests {
         let a = delivers_at("+15551230001", &text_a, 7, sent_at);
         let b = delivers_at("+15551230001", &text_b, 7, sent_at + 1800);
         let mut inbox = Inbox::new(3_600_000);
-        assert!(inbox.add(Some(1), a[0].clone(), 0).is_none());
+        assert!(inbox.add(sm(1), a[0].clone(), 0).is_none());
         assert!(
-            inbox.add(Some(2), b[1].clone(), 1_800_000).is_none(),
+            inbox.add(sm(2), b[1].clone(), 1_800_000).is_none(),
             "joined a message half an hour older"
         );
-        let ready = inbox.add(Some(3), b[0].clone(), 1_800_001).unwrap();
+        let ready = inbox.add(sm(3), b[0].clone(), 1_800_001).unwrap();
         assert_eq!(ready.text, text_b);
-        assert_eq!(ready.indexes, [3, 2]);
+        assert_eq!(ready.indexes(), [3, 2]);
         let expired = inbox.expire(3_600_000);
         assert_eq!(expired.len(), 1);
-        assert_eq!(expired[0].indexes, [1]);
+        assert_eq!(expired[0].indexes(), [1]);
         assert!(
             expired[0].text.contains(&text_a[..153]),
             "{}",
@@ -656,8 +686,8 @@ mod tests {
         // Minutes apart (a part sent again), they still join.
         let late = delivers_at("+15551230001", &text_a, 8, sent_at + 300);
         let a = delivers_at("+15551230001", &text_a, 8, sent_at);
-        assert!(inbox.add(Some(4), a[0].clone(), 0).is_none());
-        let ready = inbox.add(Some(5), late[1].clone(), 0).unwrap();
+        assert!(inbox.add(sm(4), a[0].clone(), 0).is_none());
+        let ready = inbox.add(sm(5), late[1].clone(), 0).unwrap();
         assert_eq!(ready.text, text_a);
     }
 
@@ -673,11 +703,11 @@ mod tests {
         copy.status_report_indication = !copy.status_report_indication;
         copy.smsc = None;
         let mut inbox = Inbox::new(1000);
-        assert!(inbox.add(Some(5), parts[1].clone(), 0).is_none());
-        assert!(inbox.add(Some(6), copy, 0).is_none());
-        let ready = inbox.add(Some(4), parts[0].clone(), 0).unwrap();
+        assert!(inbox.add(sm(5), parts[1].clone(), 0).is_none());
+        assert!(inbox.add(sm(6), copy, 0).is_none());
+        let ready = inbox.add(sm(4), parts[0].clone(), 0).unwrap();
         assert_eq!(ready.text, text);
-        let mut slots = ready.indexes.clone();
+        let mut slots = ready.indexes();
         slots.sort();
         assert_eq!(slots, [4, 5, 6]);
         assert_eq!(inbox.pending_parts(), 0);
@@ -685,8 +715,8 @@ mod tests {
 
         // Another text under the same key and time is not a copy.
         let other = delivers("+15551230015", &"o".repeat(200), 22);
-        assert!(inbox.add(Some(7), parts[1].clone(), 0).is_none());
-        assert!(inbox.add(Some(8), other[1].clone(), 0).is_none());
+        assert!(inbox.add(sm(7), parts[1].clone(), 0).is_none());
+        assert!(inbox.add(sm(8), other[1].clone(), 0).is_none());
         assert_eq!(inbox.pending_parts(), 2);
     }
 
@@ -694,11 +724,11 @@ mod tests {
     fn incomplete_message_expires_with_marker() {
         let parts = delivers("+15551230001", &"y".repeat(300), 2);
         let mut inbox = Inbox::new(1000);
-        assert!(inbox.add(Some(1), parts[0].clone(), 0).is_none());
+        assert!(inbox.add(sm(1), parts[0].clone(), 0).is_none());
         assert!(inbox.expire(999).is_empty());
         let expired = inbox.expire(1000);
         assert_eq!(expired.len(), 1);
-        assert_eq!(expired[0].indexes, [1]);
+        assert_eq!(expired[0].indexes(), [1]);
         assert!(!expired[0].missing_parts.is_empty());
     }
 }

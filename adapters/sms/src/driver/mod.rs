@@ -5,6 +5,7 @@
 mod conn;
 pub mod inbound;
 mod outage_log;
+mod slot;
 pub mod status;
 
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ use conn::{Answer, Conn, LateAnswer};
 use inbound::{Inbox, Ready};
 pub use outage_log::OutageLog;
 use outage_log::Say;
+use slot::{Memory, Slot};
 use status::{AcceptedPart, AcceptedParts, SentParts, SharedStatus, parts_cursor};
 
 use crate::codec::{self, Incoming};
@@ -413,10 +415,12 @@ impl Driver {
             }
             tokio::time::sleep(REGISTRATION_POLL).await;
         }
-        let mem = self.config.storage.as_str();
-        conn.run(self.cmd(format!("AT+CPMS=\"{mem}\",\"{mem}\",\"{mem}\"")))
+        let own = self.own_memory();
+        let selected = conn
+            .run(self.cmd(format!("AT+CPMS=\"{own}\",\"{own}\",\"{own}\"")))
             .await
             .map_err(fail)?;
+        conn.memory = selected.is_ok().then_some(own);
         // Phase 2 message service (27.005 3.2.1): a message or report the
         // modem routes directly (`+CMT`, `+CDS`, the CNMI fallbacks) needs
         // no `AT+CNMA`. A modem left in phase 2+ would wait for one, and
@@ -1081,25 +1085,87 @@ impl Driver {
         self.set_status(|s| s.discarded_inbound += 1);
     }
 
-    /// Switch the read/delete memory (for "SR" reports) and back.
+    /// The memory received messages go to (`modems[].storage`).
+    fn own_memory(&self) -> Memory {
+        Memory::parse(self.config.storage.as_str()).unwrap_or(Memory::SIM)
+    }
+
+    /// Run `f` with `mem` as the read/delete memory, then go back to the
+    /// one before (so a call inside another's `f` leaves it as it found
+    /// it). `None` if the modem would not select `mem` (one without "SR"
+    /// memory, say): then `f` does not run, for its indexes would act on
+    /// another memory's slots. A modem that will not go back ends the
+    /// session, whose start-up selects its own memory again.
     async fn with_memory<T>(
         &self,
         conn: &mut Conn,
-        mem: &str,
+        mem: Memory,
         f: impl AsyncFnOnce(&Self, &mut Conn) -> Result<T, ConnError>,
-    ) -> Result<T, ConnError> {
-        let mem = mem.trim_matches('"');
-        let own = self.config.storage.as_str();
-        let switch = !mem.eq_ignore_ascii_case(own);
-        if switch {
-            conn.run(self.cmd(format!("AT+CPMS=\"{mem}\""))).await?;
+    ) -> Result<Option<T>, ConnError> {
+        let before = conn.memory;
+        if before != Some(mem) {
+            if !conn
+                .run(self.cmd(format!("AT+CPMS=\"{mem}\"")))
+                .await?
+                .is_ok()
+            {
+                tracing::debug!(%mem, "the modem would not select this memory");
+                return Ok(None);
+            }
+            conn.memory = Some(mem);
         }
-        let result = f(self, conn).await;
-        if switch {
-            conn.run(self.cmd(format!("AT+CPMS=\"{own}\",\"{own}\",\"{own}\"")))
+        let result = f(self, conn).await?;
+        if conn.memory != before {
+            let own = self.own_memory();
+            let back = before.unwrap_or(own);
+            let command = if back == own {
+                format!("AT+CPMS=\"{own}\",\"{own}\",\"{own}\"")
+            } else {
+                format!("AT+CPMS=\"{back}\"")
+            };
+            if !conn.run(self.cmd(command)).await?.is_ok() {
+                return Err(ConnError::StartUpLost(format!(
+                    "the modem would not select memory {back} again"
+                )));
+            }
+            conn.memory = Some(back);
+        }
+        Ok(Some(result))
+    }
+
+    /// Delete `slots`, each in its own memory; returns those freed.
+    async fn free_slots(&self, conn: &mut Conn, slots: &[Slot]) -> Result<Vec<Slot>, ConnError> {
+        let mut memories: Vec<Memory> = slots.iter().map(|s| s.mem).collect();
+        memories.sort();
+        memories.dedup();
+        let mut freed = Vec::new();
+        for mem in memories {
+            let in_mem: Vec<Slot> = slots.iter().filter(|s| s.mem == mem).copied().collect();
+            let done = self
+                .with_memory(conn, mem, async |me: &Self, conn: &mut Conn| {
+                    let mut done = Vec::new();
+                    for slot in in_mem {
+                        if me.delete_here(conn, slot).await? {
+                            done.push(slot);
+                        }
+                    }
+                    Ok(done)
+                })
                 .await?;
+            freed.extend(done.unwrap_or_default());
         }
-        result
+        Ok(freed)
+    }
+
+    /// `AT+CMGD` of `slot`, whose memory is the one selected; whether the
+    /// modem freed it.
+    async fn delete_here(&self, conn: &mut Conn, slot: Slot) -> Result<bool, ConnError> {
+        debug_assert_eq!(conn.memory, Some(slot.mem));
+        let index = slot.index;
+        Ok(conn
+            .run(self.cmd(format!("AT+CMGD={index}")))
+            .await?
+            .is_ok())
     }
 
     async fn read_stored(
@@ -1110,7 +1176,12 @@ impl Driver {
         inbox: &mut Inbox,
         epoch: Instant,
     ) -> Result<(), ConnError> {
-        if inbox.holds(index) && !mem.contains("SR") {
+        let Some(mem) = Memory::parse(mem) else {
+            // The sweep finds it if it is in a memory it lists.
+            tracing::warn!(mem, index, "indication names no memory this driver knows");
+            return Ok(());
+        };
+        if mem != Memory::REPORTS && inbox.holds(Slot::new(mem, index)) {
             return Ok(());
         }
         self.with_memory(conn, mem, async |me: &Self, conn: &mut Conn| {
@@ -1134,20 +1205,22 @@ impl Driver {
             Ok(())
         })
         .await
+        .map(drop)
     }
 
     /// One stored PDU (from AT+CMGR or AT+CMGL) in the current memory.
-    /// Returns the slots of that memory it freed, this one or others (the
-    /// other parts of a message it completed).
+    /// Returns the slots it freed, this one or others (the other parts of
+    /// a message it completed, in whichever memory they are).
     async fn process_stored(
         &self,
         conn: &mut Conn,
-        mem: &str,
+        mem: Memory,
         index: u32,
         pdu: &str,
         inbox: &mut Inbox,
         epoch: Instant,
-    ) -> Result<Vec<u32>, ConnError> {
+    ) -> Result<Vec<Slot>, ConnError> {
+        let slot = Slot::new(mem, index);
         match codec::decode_incoming(pdu) {
             Ok(Incoming::Deliver(deliver))
                 if codec::disposition(&deliver) != codec::Disposition::Keep =>
@@ -1156,64 +1229,54 @@ impl Driver {
                 if let codec::Disposition::Discard(kind) = codec::disposition(&deliver) {
                     self.discarded(kind, Some(index));
                 }
-                let freed = conn.run(self.cmd(format!("AT+CMGD={index}"))).await?;
-                return Ok(if freed.is_ok() {
-                    vec![index]
-                } else {
-                    Vec::new()
-                });
+                let freed = self.delete_here(conn, slot).await?;
+                return Ok(if freed { vec![slot] } else { Vec::new() });
             }
             // An outbox copy or draft that "ALL" lists too: not received,
             // so neither delivered nor undecodable, and not ours to delete
             // (whoever stored it may want it).
             Ok(Incoming::StoredSubmit) => {
-                tracing::debug!(mem, index, "stored SMS-SUBMIT (outbox copy) skipped");
+                tracing::debug!(%slot, "stored SMS-SUBMIT (outbox copy) skipped");
             }
             Ok(Incoming::Deliver(deliver)) => {
-                if !inbox.holds(index) && self.part_of_committed(&deliver, inbox).await {
+                if !inbox.holds(slot) && self.part_of_committed(&deliver, inbox).await {
                     // Its message was committed: a copy of one of its
                     // parts, or a part a crash left when it cut the freeing
                     // of the slots short. Free this one too.
-                    tracing::info!(index, "part of a message already committed; freed");
-                    let freed = conn.run(self.cmd(format!("AT+CMGD={index}"))).await?;
-                    return Ok(if freed.is_ok() {
-                        vec![index]
-                    } else {
-                        Vec::new()
-                    });
+                    tracing::info!(%slot, "part of a message already committed; freed");
+                    let freed = self.delete_here(conn, slot).await?;
+                    return Ok(if freed { vec![slot] } else { Vec::new() });
                 }
                 let now = epoch.elapsed().as_millis() as u64;
-                if let Some(ready) = inbox.add(Some(index), *deliver, now) {
+                if let Some(ready) = inbox.add(Some(slot), *deliver, now) {
                     return self.commit_inbound(conn, ready, inbox, now).await;
                 }
             }
             Ok(Incoming::Report(report)) => {
                 if let Some(event) = self.report_event(&report).await {
                     if let Err(e) = self.sink.deliver(event).await {
-                        tracing::warn!(error = %e, index, "status report not committed; kept on the modem");
+                        tracing::warn!(error = %e, %slot, "status report not committed; kept on the modem");
                         return Ok(Vec::new());
                     }
                 } else {
                     tracing::debug!(mr = report.message_reference, "interim status report");
                 }
-                let freed = conn.run(self.cmd(format!("AT+CMGD={index}"))).await?;
-                return Ok(if freed.is_ok() {
-                    vec![index]
-                } else {
-                    Vec::new()
-                });
+                let freed = self.delete_here(conn, slot).await?;
+                return Ok(if freed { vec![slot] } else { Vec::new() });
             }
             Err(e) => {
                 // Undecodable PDUs are left alone for a human to look at;
                 // deleting them would lose whatever they were. The status
                 // names each slot; the journal, each PDU once.
-                // Keyed by the memory the sweep lists it under, whatever
-                // name a +CMTI gave it ("ME", "MT" for "SM"), so the sweep
-                // can tell when it is gone.
-                let listed_under = if mem.eq_ignore_ascii_case("SR") {
-                    "SR"
+                // Keyed by its slot, so a sweep of its memory can tell when
+                // it is gone; one in a memory no sweep lists (a +CMTI
+                // named it) is known under the memory received messages
+                // go to, whose sweep forgets it.
+                let swept = Memory::swept(self.own_memory());
+                let listed_under = if swept.contains(&mem) {
+                    mem
                 } else {
-                    self.config.storage.as_str()
+                    self.own_memory()
                 };
                 let mut new = false;
                 self.set_status(|s| {
@@ -1223,10 +1286,10 @@ impl Driver {
                     new = before.as_deref() != Some(pdu);
                 });
                 if new {
-                    tracing::warn!(phone_id = %self.config.phone_id, error = %e, mem, index,
+                    tracing::warn!(phone_id = %self.config.phone_id, error = %e, %slot,
                         "cannot decode stored PDU; left on the modem");
                 } else {
-                    tracing::debug!(mem, index, "undecodable stored PDU still on the modem");
+                    tracing::debug!(%slot, "undecodable stored PDU still on the modem");
                 }
             }
         }
@@ -1245,21 +1308,12 @@ impl Driver {
         ready: Ready,
         inbox: &mut Inbox,
         now_ms: u64,
-    ) -> Result<Vec<u32>, ConnError> {
-        let mut freed = Vec::new();
+    ) -> Result<Vec<Slot>, ConnError> {
         if !self.commit_ready(&ready, inbox, now_ms).await {
-            return Ok(freed);
+            return Ok(Vec::new());
         }
-        for index in &ready.indexes {
-            if conn
-                .run(self.cmd(format!("AT+CMGD={index}")))
-                .await?
-                .is_ok()
-            {
-                freed.push(*index);
-            }
-        }
-        let all_freed = freed.len() == ready.indexes.len();
+        let freed = self.free_slots(conn, &ready.slots).await?;
+        let all_freed = freed.len() == ready.slots.len();
         // A slot the modem would not free keeps the record, so the part is
         // known when it is read again.
         if let Some(parts) = &ready.committed_parts
@@ -1278,7 +1332,7 @@ impl Driver {
     /// sweep reads the whole message again, which the store drops as the
     /// duplicate it is, and tries the record again.
     async fn commit_ready(&self, ready: &Ready, inbox: &mut Inbox, now_ms: u64) -> bool {
-        if ready.indexes.is_empty() {
+        if ready.slots.is_empty() {
             if self.commit_unstored(self.inbound_event(ready)).await
                 && let Some(parts) = &ready.committed_parts
             {
@@ -1366,16 +1420,16 @@ impl Driver {
         true
     }
 
-    /// AT+CMGL=4 over messages, then over status reports: whatever is
-    /// stored gets processed, whether or not its indication was seen.
+    /// AT+CMGL=4 over each memory a message or report may be stored in
+    /// ([`Memory::swept`]): whatever is stored gets processed, whether or
+    /// not its indication was seen.
     async fn sweep(
         &self,
         conn: &mut Conn,
         inbox: &mut Inbox,
         epoch: Instant,
     ) -> Result<(), ConnError> {
-        let own = self.config.storage.as_str().to_string();
-        for mem in [own.as_str(), "SR"] {
+        for mem in Memory::swept(self.own_memory()) {
             let listed = self
                 .with_memory(conn, mem, async |me: &Self, conn: &mut Conn| {
                     let answer = conn.run(me.cmd("AT+CMGL=4")).await?;
@@ -1385,13 +1439,10 @@ impl Driver {
                         Vec::new()
                     })
                 })
-                .await;
-            let lines = match listed {
-                Ok(lines) => lines,
-                // A modem without SR memory answers the CPMS with an error
-                // (not a ConnError); anything else is a real failure.
-                Err(e) => return Err(e),
-            };
+                .await?;
+            // A modem without this memory (no SR memory, say) refuses to
+            // select it: nothing of it to list.
+            let Some(lines) = listed else { continue };
             let mut stored = Vec::new();
             let mut it = lines.iter().peekable();
             while let Some(line) = it.next() {
@@ -1407,7 +1458,7 @@ impl Driver {
             // one the status names.
             self.set_status(|s| {
                 s.undecodable_stored.retain(|(m, index), pdu| {
-                    m != mem || stored.iter().any(|(i, p)| i == index && p == pdu)
+                    m != mem.as_str() || stored.iter().any(|(i, p)| i == index && p == pdu)
                 })
             });
             if stored.is_empty() {
@@ -1419,7 +1470,8 @@ impl Driver {
                 // listed earlier) is not what the list says any more.
                 let mut freed = std::collections::HashSet::new();
                 for (index, pdu) in &stored {
-                    if freed.contains(index) || (mem == own && inbox.holds(*index)) {
+                    let slot = Slot::new(mem, *index);
+                    if freed.contains(&slot) || inbox.holds(slot) {
                         continue;
                     }
                     freed.extend(

@@ -113,6 +113,18 @@ impl SimHandle {
         stored
     }
 
+    /// As [`Self::inject_raw_pdu`], into memory `mem` ("SM", "ME") whatever
+    /// the host chose with `AT+CPMS`, as a class 2 message is stored on the
+    /// SIM.
+    pub fn inject_raw_pdu_into(&self, mem: &str, hex: &str) -> bool {
+        let mem = modem::Mem::parse(mem).expect("a simulated memory");
+        let (stored, urc) = self.modem().inject_raw_into(mem, hex);
+        if let Some(urc) = urc {
+            let _ = self.ctl.send(Ctl::Urcs(vec![urc]));
+        }
+        stored
+    }
+
     /// The modem hands a message over without storing it: `+CMT: ,<len>`
     /// and the PDU (hex, SMSC part first) as given, valid or not, as with
     /// `AT+CNMI=…,2` (which the simulated modem refuses: this stands for

@@ -64,13 +64,17 @@ pub struct Stored {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mem {
     Sm,
+    /// The modem's own memory, numbered apart from the SIM's.
+    Me,
     Sr,
 }
 
 impl Mem {
-    fn parse(name: &str) -> Option<Mem> {
+    pub(super) fn parse(name: &str) -> Option<Mem> {
         match name.trim_matches('"').to_ascii_uppercase().as_str() {
-            "SM" | "ME" | "MT" => Some(Mem::Sm),
+            // "MT" (both) is taken as the SIM: nothing here needs more.
+            "SM" | "MT" => Some(Mem::Sm),
+            "ME" => Some(Mem::Me),
             "SR" => Some(Mem::Sr),
             _ => None,
         }
@@ -78,6 +82,7 @@ impl Mem {
     fn name(self) -> &'static str {
         match self {
             Mem::Sm => "SM",
+            Mem::Me => "ME",
             Mem::Sr => "SR",
         }
     }
@@ -141,7 +146,11 @@ pub struct SimModem {
     /// In service 1: a direct report went to the host, not acknowledged.
     unacknowledged_direct: bool,
     mem1: Mem,
+    /// `AT+CPMS`'s third memory: where received messages are stored
+    /// (except class 2 ones, which go to the SIM: `inject_raw_into`).
+    mem3: Mem,
     sm: BTreeMap<u32, Stored>,
+    me: BTreeMap<u32, Stored>,
     sr: BTreeMap<u32, Stored>,
     next_mr: u8,
     pub sent: Vec<SentPart>,
@@ -200,7 +209,9 @@ impl SimModem {
             message_service,
             unacknowledged_direct: false,
             mem1: Mem::Sm,
+            mem3: Mem::Sm,
             sm: BTreeMap::new(),
+            me: BTreeMap::new(),
             sr: BTreeMap::new(),
             next_mr: 0,
             sent: Vec::new(),
@@ -231,6 +242,7 @@ impl SimModem {
         self.message_service = self.behaviour.message_service;
         self.unacknowledged_direct = false;
         self.mem1 = Mem::Sm;
+        self.mem3 = Mem::Sm;
         self.awaiting_pdu = None;
         self.creg_urcs = false;
     }
@@ -291,7 +303,11 @@ impl SimModem {
     /// Messages and status reports stored, and inbound parts the network
     /// holds for want of room.
     pub fn stored_count(&self) -> (usize, usize, usize) {
-        (self.sm.len(), self.sr.len(), self.held.len())
+        (
+            self.sm.len() + self.me.len(),
+            self.sr.len(),
+            self.held.len(),
+        )
     }
 
     /// Delete one message of the SIM's memory; whether there was one.
@@ -303,16 +319,14 @@ impl SimModem {
     /// network then delivers what it held. Returns the URCs for those.
     pub fn clear_stored(&mut self) -> Vec<String> {
         self.sm.clear();
+        self.me.clear();
         self.sr.clear();
         self.deliver_held()
     }
 
     fn store(&mut self, mem: Mem, hex: String, tpdu_len: usize) -> Option<u32> {
-        let map = match mem {
-            Mem::Sm => &mut self.sm,
-            Mem::Sr => &mut self.sr,
-        };
         let first = self.first_index;
+        let map = self.mem_mut(mem);
         let index = (first..first + SIM_CAPACITY).find(|i| !map.contains_key(i))?;
         map.insert(
             index,
@@ -350,12 +364,13 @@ impl SimModem {
     fn deliver_held(&mut self) -> Vec<String> {
         let mut urcs = Vec::new();
         while let Some((hex, len)) = self.held.pop_front() {
-            let Some(index) = self.store(Mem::Sm, hex.clone(), len) else {
+            let mem = self.mem3;
+            let Some(index) = self.store(mem, hex.clone(), len) else {
                 self.held.push_front((hex, len));
                 break;
             };
             if self.cnmi_mt == 1 {
-                urcs.push(format!("+CMTI: \"SM\",{index}"));
+                urcs.push(format!("+CMTI: \"{}\",{index}", mem.name()));
             }
         }
         urcs
@@ -365,12 +380,18 @@ impl SimModem {
     /// message, e.g. a malformed one a real SMSC produced. Returns whether it
     /// was stored and the URC to raise, if any.
     pub fn inject_raw(&mut self, hex: &str) -> (bool, Option<String>) {
+        self.inject_raw_into(self.mem3, hex)
+    }
+
+    /// As [`Self::inject_raw`], into memory `mem` whatever `AT+CPMS` chose,
+    /// as a class 2 message goes to the SIM.
+    pub fn inject_raw_into(&mut self, mem: Mem, hex: &str) -> (bool, Option<String>) {
         let hex = hex.trim().to_ascii_uppercase();
         let len = codec::tpdu_len(&hex).unwrap_or(0);
-        match self.store(Mem::Sm, hex, len) {
+        match self.store(mem, hex, len) {
             Some(index) => (
                 true,
-                (self.cnmi_mt == 1).then(|| format!("+CMTI: \"SM\",{index}")),
+                (self.cnmi_mt == 1).then(|| format!("+CMTI: \"{}\",{index}", mem.name())),
             ),
             None => {
                 tracing::warn!("simulated SIM full; raw PDU dropped");
@@ -555,22 +576,31 @@ impl SimModem {
             "+CSCA?" => info(&format!("+CSCA: \"{SIM_SMSC}\",145")),
             _ if cmd.starts_with("+CSCA=") => ok(),
             "+CPMS?" => info(&format!(
-                "+CPMS: \"{}\",{},{SIM_CAPACITY},\"SM\",{},{SIM_CAPACITY},\"SM\",{},{SIM_CAPACITY}",
+                "+CPMS: \"{}\",{},{SIM_CAPACITY},\"{}\",{},{SIM_CAPACITY},\"{}\",{},{SIM_CAPACITY}",
                 self.mem1.name(),
                 self.mem_len(self.mem1),
-                self.sm.len(),
-                self.sm.len()
+                self.mem3.name(),
+                self.mem_len(self.mem3),
+                self.mem3.name(),
+                self.mem_len(self.mem3)
             )),
             _ if cmd.starts_with("+CPMS=") => {
                 if !self.pin_ok {
                     return cms(310);
                 }
                 let mems: Vec<Option<Mem>> = cmd[6..].split(',').map(Mem::parse).collect();
+                // A modem that hands reports over has no memory for them.
+                if !self.behaviour.stores_status_reports && mems.contains(&Some(Mem::Sr)) {
+                    return cms(302);
+                }
                 match mems.first() {
                     Some(Some(mem)) if mems.iter().all(Option::is_some) => {
                         self.mem1 = *mem;
+                        if let Some(Some(receive)) = mems.get(2) {
+                            self.mem3 = *receive;
+                        }
                         let u = self.mem_len(*mem);
-                        let s = self.sm.len();
+                        let s = self.mem_len(self.mem3);
                         info(&format!(
                             "+CPMS: {u},{SIM_CAPACITY},{s},{SIM_CAPACITY},{s},{SIM_CAPACITY}"
                         ))
@@ -692,6 +722,7 @@ impl SimModem {
     fn mem_len(&self, mem: Mem) -> usize {
         match mem {
             Mem::Sm => self.sm.len(),
+            Mem::Me => self.me.len(),
             Mem::Sr => self.sr.len(),
         }
     }
@@ -699,6 +730,7 @@ impl SimModem {
     fn mem_mut(&mut self, mem: Mem) -> &mut BTreeMap<u32, Stored> {
         match mem {
             Mem::Sm => &mut self.sm,
+            Mem::Me => &mut self.me,
             Mem::Sr => &mut self.sr,
         }
     }
