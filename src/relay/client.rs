@@ -252,33 +252,22 @@ impl RelayClient {
         if status.is_success() {
             return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
         }
-        Err(self.without_key(http_error(path, status, &text, retry_after_ms)))
+        Err(http_error(path, status, &text, retry_after_ms, |said| {
+            self.without_key(said)
+        }))
     }
 
-    /// `error` with the relay key cut out of what the relay said: a relay
-    /// (or a proxy before it) may echo the key it refused in its message,
-    /// which goes to the log, the link's last error and dead letters.
-    fn without_key(&self, error: RelayError) -> RelayError {
+    /// `said` with the relay key cut out: a relay (or a proxy before it)
+    /// may echo the key it refused, and what it said goes to the log, the
+    /// link's last error and dead letters. Cut out before anything is
+    /// shortened: a key cut in two by the shortening no longer matches.
+    fn without_key(&self, said: &str) -> String {
         let key = self.key.expose();
         // (`replace` with an empty pattern would insert everywhere.)
         if key.is_empty() {
-            return error;
-        }
-        match error {
-            RelayError::Http {
-                path,
-                status,
-                code,
-                message,
-                retry_after_ms,
-            } => RelayError::Http {
-                path,
-                status,
-                code: code.replace(key, "<hidden>"),
-                message: message.replace(key, "<hidden>"),
-                retry_after_ms,
-            },
-            other => other,
+            said.to_string()
+        } else {
+            said.replace(key, "<hidden>")
         }
     }
 
@@ -292,15 +281,7 @@ impl RelayClient {
         location: Option<String>,
         retry_after_ms: Option<u64>,
     ) -> RelayError {
-        let key = self.key.expose();
-        let location = location.map(|l| {
-            // (`replace` with an empty pattern would insert everywhere.)
-            if key.is_empty() {
-                l
-            } else {
-                l.replace(key, "<hidden>")
-            }
-        });
+        let location = location.map(|l| self.without_key(&l));
         let message = match location {
             Some(location) => format!(
                 "redirected to {}; redirects are not followed (set relay.url to the relay's own address)",
@@ -327,24 +308,28 @@ fn truncate(text: &str) -> String {
     }
 }
 
+/// The error a refusal with body `text` is; what the relay said passes
+/// through `hide` (which cuts out the key) before it is shortened.
 fn http_error(
     path: &str,
     status: StatusCode,
     text: &str,
     retry_after_ms: Option<u64>,
+    hide: impl Fn(&str) -> String,
 ) -> RelayError {
     let body: Value = serde_json::from_str(text).unwrap_or(Value::Null);
     let error = &body["error"];
-    let code = error["code"]
-        .as_str()
-        .or_else(|| error.as_str())
-        .unwrap_or("http_error")
-        .to_string();
-    let message = truncate(
+    let code = truncate(&hide(
+        error["code"]
+            .as_str()
+            .or_else(|| error.as_str())
+            .unwrap_or("http_error"),
+    ));
+    let message = truncate(&hide(
         error["message"]
             .as_str()
             .unwrap_or_else(|| status.canonical_reason().unwrap_or("")),
-    );
+    ));
     RelayError::Http {
         path: path.to_string(),
         status: status.as_u16(),
@@ -427,6 +412,33 @@ mod tests {
         assert!(e.is_link_down());
         let bare = client.redirect_error("/p", StatusCode::MOVED_PERMANENTLY, None, None);
         assert!(bare.to_string().contains("without a Location"), "{bare}");
+    }
+
+    /// A refusal that echoes the key near the 300-character cut, in its
+    /// message and in its code: no part of the key is kept. (Cut first,
+    /// the message kept the key's first characters, which then no longer
+    /// matched the key.)
+    #[test]
+    fn a_key_echoed_at_the_cut_leaves_no_part_of_it() {
+        let key = "k-0123456789abcdefghijklmnopqrstuvwxyzABCD";
+        let client = RelayClient::with(
+            "http://relay.test",
+            RelayKey::new(key.into()),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let said = format!("{}{key}", "a".repeat(280));
+        let body = serde_json::json!({"error": {"code": said, "message": said}}).to_string();
+        let e = http_error("/p", StatusCode::UNAUTHORIZED, &body, None, |s| {
+            client.without_key(s)
+        });
+        let RelayError::Http { code, message, .. } = &e else {
+            panic!("{e:?}")
+        };
+        for shown in [code, message] {
+            assert!(!shown.contains(&key[..12]), "{shown}");
+            assert!(shown.chars().count() <= 301, "{}", shown.len());
+        }
     }
 
     fn http(status: u16) -> RelayError {
