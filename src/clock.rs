@@ -1,7 +1,67 @@
 //! Wall-clock time in Unix milliseconds, the unit the store keeps.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// Event times for the whole process ([`event_ms`]).
+static EVENTS: EventClock = EventClock::new();
+
+/// The time of an event reply routing orders by: a send to a person went
+/// out, a message from one was committed. Reply routing asks who wrote to
+/// the sender last *before* the reply came, by comparing these times, so
+/// they must follow the order the events happened in: each is later than
+/// the one before in this process (the wall clock, or one millisecond on
+/// from the last when the clock stands still or was stepped back), and
+/// later than any the store holds ([`raise_event_floor`]). Stepped back
+/// (NTP, a box without a real-time clock booting at its last saved time),
+/// the wall clock made a reply look older than the send before it, and
+/// routed it to whoever wrote before that. Forward steps are followed.
+pub fn event_ms() -> i64 {
+    EVENTS.next(now_ms())
+}
+
+/// Make every later [`event_ms`] later than `ms`: the latest event time a
+/// store holds, read when it opens, so the order holds across a restart
+/// whose clock is behind.
+pub fn raise_event_floor(ms: i64) {
+    EVENTS.raise_floor(ms);
+}
+
+/// Strictly increasing times that follow the clock forward.
+struct EventClock {
+    /// The last time given, or the floor raised since.
+    last: AtomicI64,
+}
+
+impl EventClock {
+    const fn new() -> Self {
+        Self {
+            last: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// `now`, or one millisecond after the last time given if that is not
+    /// before `now`.
+    fn next(&self, now: i64) -> i64 {
+        let mut last = self.last.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(last.saturating_add(1));
+            match self
+                .last
+                .compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
+    }
+
+    fn raise_floor(&self, ms: i64) {
+        self.last.fetch_max(ms, Ordering::Relaxed);
+    }
 }
 
 /// RFC 3339 with milliseconds, UTC, as the API shows every time.
@@ -15,4 +75,22 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|t| t.timestamp_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_times_follow_the_clock_forward_and_never_go_back() {
+        let clock = EventClock::new();
+        assert_eq!(clock.next(1_000), 1_000);
+        assert_eq!(clock.next(5_000), 5_000, "a step forward is followed");
+        assert_eq!(clock.next(2_000), 5_001, "a step back is not");
+        assert_eq!(clock.next(5_001), 5_002, "nor a clock standing still");
+        clock.raise_floor(9_000);
+        assert_eq!(clock.next(6_000), 9_001, "a floor ahead of the clock");
+        clock.raise_floor(0);
+        assert_eq!(clock.next(6_000), 9_002, "a lower floor changes nothing");
+    }
 }

@@ -115,7 +115,8 @@ impl EventSink for StoreSink {
                 let channel = message.channel;
                 let commit = self
                     .store
-                    .commit_inbound(message, now_ms())
+                    // An event time: reply routing compares it with sends'.
+                    .commit_inbound(message, crate::clock::event_ms())
                     .await
                     .map_err(sink_error)?;
                 if commit.duplicate {

@@ -128,9 +128,10 @@ async fn decide(
     match result {
         Ok(receipt) => {
             endpoint.pause.sent();
+            // An event time: reply routing compares it with replies'.
             SendOutcome::Sent {
                 receipt,
-                now_ms: now_ms(),
+                now_ms: crate::clock::event_ms(),
             }
         }
         Err(error) => classify(ctx, record, error),

@@ -82,6 +82,11 @@ impl SqliteStore {
         schema::check_not_newer(&conn, path).map_err(StoreError::Incompatible)?;
         schema::migrate(&mut conn)?;
         let seqs = SeqClock::load(&conn)?;
+        // Replies are routed by comparing event times: later ones must stay
+        // later than these, whatever the clock says now.
+        if let Some(latest) = routing::latest_event_ms(&conn)? {
+            crate::clock::raise_event_floor(latest);
+        }
         let (writer, handle) = Writer::spawn(conn, commit_delay);
         Ok(Self {
             path: path.to_path_buf(),

@@ -20,6 +20,23 @@ pub struct SentTo {
 
 /// After a send succeeded: if a pChat user (`source`) sent it, remember
 /// the conversation and every key a reply could name.
+/// The latest event time (`clock::event_ms`) the store holds: when a
+/// send to a person last went out, or a message was last committed. Each
+/// read walks one end of an index (or the table, by `seq`).
+pub fn latest_event_ms(conn: &Connection) -> StoreResult<Option<i64>> {
+    Ok(conn.query_row(
+        // The aggregate skips a table with no rows (a NULL), as the
+        // many-argument MAX() would not.
+        "SELECT MAX(at) FROM (
+            SELECT MAX(last_at) AS at FROM conversations
+            UNION ALL SELECT MAX(created_at) FROM conversation_keys
+            UNION ALL SELECT * FROM
+                (SELECT committed_at FROM inbound ORDER BY seq DESC LIMIT 1))",
+        [],
+        |row| row.get(0),
+    )?)
+}
+
 pub fn record_sent(
     conn: &Connection,
     message_id: &str,

@@ -1,0 +1,82 @@
+//! Reply routing asks who wrote to a number last before its reply came,
+//! by comparing event times (`clock::event_ms`). A box whose clock comes
+//! back behind after a restart (no real-time clock, NTP not yet synced)
+//! gave the reply a time before the last send, and routed it to whoever
+//! wrote before that. Its own process: it raises the event clock's floor,
+//! which is process-wide.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{accept_new, claim_all, new_outbound, open_store};
+use phonerelay::inbound::StoreSink;
+use phonerelay::metrics::Metrics;
+use phonerelay::store::{InboundFilter, RouteQuery, SendOutcome, Store};
+use phonerelay_channel::{ChannelEvent, ChannelKind, EventSink, InboundMessage, SendReceipt};
+
+#[tokio::test]
+async fn a_reply_after_a_restart_with_the_clock_behind_goes_to_who_wrote_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite3");
+    let now = phonerelay::clock::now_ms();
+    // Before the restart, Bob wrote an hour ago and Alice a minute ago, by
+    // a clock ten minutes ahead of the one the box comes back with.
+    {
+        let store = open_store(&db);
+        for (source, at) in [("bob", now - 3_600_000), ("alice", now + 600_000)] {
+            let mut message = new_outbound(&format!("from {source}"), at);
+            message.source = Some(source.into());
+            let id = accept_new(&store, message).await;
+            assert_eq!(claim_all(&store, at, 60_000).await.len(), 1);
+            let sent = SendOutcome::Sent {
+                receipt: SendReceipt::single(format!("ext-{source}")),
+                now_ms: at,
+            };
+            store.record_outcomes(vec![(id, sent)]).await.unwrap();
+        }
+    }
+    // After it, the number replies; committed as every adapter's is.
+    let store: Arc<dyn Store> = Arc::new(open_store(&db));
+    let sink = StoreSink::new(
+        store.clone(),
+        Arc::new(Metrics::default()),
+        ChannelKind::Sms,
+        "m1".into(),
+    );
+    sink.deliver(ChannelEvent::Inbound(InboundMessage {
+        channel: ChannelKind::Sms,
+        phone_id: "m1".into(),
+        from: "+15551230001".into(),
+        text: "yes".into(),
+        subject: None,
+        attachments: Vec::new(),
+        external_id: "sms:reply".into(),
+        reply_to: Vec::new(),
+        received_at_ms: now,
+        meta: Default::default(),
+    }))
+    .await
+    .unwrap();
+    let all = InboundFilter {
+        limit: 10,
+        ..Default::default()
+    };
+    let reply = store.list_inbound(all).await.unwrap().remove(0);
+    assert!(reply.committed_at_ms > now + 600_000, "after Alice's send");
+
+    // As the forwarder asks (relay/routing.rs).
+    let routed = store
+        .route_reply(RouteQuery {
+            channel: ChannelKind::Sms,
+            phone_id: "m1".into(),
+            from: reply.from.clone(),
+            reply_to: reply.reply_to.clone(),
+            since_ms: reply.committed_at_ms - 30 * 86_400_000,
+            as_of_ms: reply.committed_at_ms,
+        })
+        .await
+        .unwrap()
+        .expect("a route");
+    assert_eq!(routed.to, "alice");
+}
