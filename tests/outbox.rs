@@ -576,6 +576,39 @@ async fn per_recipient_limit_defers_without_dropping() {
     assert_eq!(deferred(&d, "recipient_waiting").await, 0);
 }
 
+/// A backlog to one recipient held back by its rate limit stays in the
+/// queue while it waits: claimed, each of its messages would only go back
+/// to wait, a history row each time, and the claims walked the whole
+/// backlog that way before reaching anyone else's message, again at every
+/// turn of the limit.
+#[tokio::test]
+async fn a_backlog_to_a_recipient_held_by_its_rate_limit_is_left_in_the_queue() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    // Down while the backlog is accepted, so it waits in the queue (a
+    // message handed over at accept is started, and goes back, once).
+    ch.set_health(phonerelay_channel::ChannelHealth::down("modem unplugged"));
+    let limits = "[outbox.limits.m1]\nper_recipient_per_minute = 1\n";
+    let d = TestDaemon::start(&format!("{FAST_OUTBOX}{limits}"), vec![ch.clone()]).await;
+    let mut backlog = Vec::new();
+    for n in 0..60 {
+        backlog.push(d.queue_sms("+15551230001", &format!("to one {n}")).await);
+    }
+    let other = d.queue_sms("+15551239999", "other").await;
+    ch.set_health(phonerelay_channel::ChannelHealth::up("back"));
+    d.wait_status(&backlog[0], "sent").await;
+    d.wait_status(&other, "sent").await;
+    d.wait_message(&backlog[1], |m| m["error"]["code"] == "deferred")
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The sends that had started to wait when the limit was met went back,
+    // not the backlog behind them.
+    let churned = deferred(&d, "recipient_waiting").await;
+    assert!(churned < 10, "{churned} messages claimed only to go back");
+    let last = d.wait_message(backlog.last().unwrap(), |_| true).await;
+    assert_eq!(last["history"].as_array().unwrap().len(), 1, "{last}");
+    assert_eq!(ch.sent().len(), 2);
+}
+
 #[tokio::test]
 async fn idempotency_key_returns_the_first_result_and_sends_once() {
     let ch = TestChannel::new(ChannelKind::Sms, "m1");

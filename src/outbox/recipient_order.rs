@@ -99,6 +99,25 @@ impl RecipientOrder {
         self.last.insert(recipient.to_string(), gate);
     }
 
+    /// The recipients held back at `now_ms` (the last send to each went
+    /// back to the queue until a time still to come), and the earliest
+    /// such time: a claim leaves their messages in the queue, where they
+    /// would only go back to wait, and looks again once a hold ends.
+    pub fn held(&self, now_ms: i64) -> (Vec<String>, Option<i64>) {
+        let mut recipients = Vec::new();
+        let mut earliest: Option<i64> = None;
+        for (recipient, gate) in &self.last {
+            if let Gate::HeldUntil(until) = *gate.borrow()
+                && until > now_ms
+            {
+                recipients.push(recipient.clone());
+                earliest = Some(earliest.map_or(until, |e| e.min(until)));
+            }
+        }
+        recipients.sort();
+        (recipients, earliest)
+    }
+
     /// Forget the chains that can hold nothing back any more.
     fn prune(&mut self, now_ms: i64) {
         self.last.retain(|_, gate| match *gate.borrow() {
@@ -155,6 +174,21 @@ mod tests {
             reason: "later".into(),
             now_ms: 0,
         }
+    }
+
+    #[test]
+    fn held_names_the_recipients_waiting_on_a_time_to_come_and_the_first_end() {
+        let mut order = RecipientOrder::default();
+        order.join("+1", 0).finish(&retry_at(5_000));
+        order.join("+2", 0).finish(&retry_at(3_000));
+        order.join("+3", 0).finish(&sent());
+        let _in_flight = order.join("+4", 0);
+        order.hold("+5", 1_000);
+        assert_eq!(
+            order.held(2_000),
+            (vec!["+1".to_string(), "+2".to_string()], Some(3_000))
+        );
+        assert_eq!(order.held(5_000), (Vec::new(), None));
     }
 
     #[tokio::test]

@@ -155,6 +155,7 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
         }
         let claim_at = now_ms();
         let claim_start = endpoint.intake.claim_starts(claim_at);
+        let (held, hold_ends) = sends.order.held(claim_at);
         let claimed = ctx
             .store
             .claim_outbound(ClaimRequest {
@@ -163,6 +164,7 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
                 limit: free,
                 now_ms: claim_at,
                 lease_ms,
+                skip_recipients: held.clone(),
             })
             .await;
         let claimed = match claimed {
@@ -203,7 +205,7 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
             sends.start(message, permit);
         }
         if nothing_due {
-            let wait = idle_wait(&ctx, &endpoint, kind, &phone_id).await;
+            let wait = idle_wait(&ctx, &endpoint, kind, &phone_id, held, hold_ends).await;
             tokio::select! {
                 _ = ctx.shutdown.cancelled() => break,
                 _ = endpoint.wake.notified() => {}
@@ -406,20 +408,24 @@ async fn record_until_stored(
 /// Until the next queued message is due, at most [`IDLE_POLL`]. The
 /// intake knows of messages gone back to the queue whose outcome the
 /// store may not have yet: their time counts too, or a retry could wait
-/// a whole poll.
+/// a whole poll. Messages to recipients held back (`held`, the claim left
+/// them) are due when the first hold ends (`hold_ends`), not before.
 async fn idle_wait(
     ctx: &DispatchContext,
     endpoint: &Endpoint,
     kind: phonerelay_channel::ChannelKind,
     phone_id: &str,
+    held: Vec<String>,
+    hold_ends: Option<i64>,
 ) -> Duration {
     let stored = ctx
         .store
-        .next_due(kind, phone_id, now_ms())
+        .next_due(kind, phone_id, now_ms(), held)
         .await
         .ok()
         .flatten();
-    match stored.into_iter().chain(endpoint.intake.next_due()).min() {
+    let next = stored.into_iter().chain(endpoint.intake.next_due());
+    match next.chain(hold_ends).min() {
         Some(due) => {
             let ms = (due - now_ms()).clamp(0, IDLE_POLL.as_millis() as i64);
             Duration::from_millis(ms as u64)

@@ -98,11 +98,14 @@ pub trait Store: Send + Sync + 'static {
     /// The earliest `next_attempt_at` of a queued message on the endpoint
     /// that is not past its ttl at `now_ms`: one that is will never be
     /// claimed, only expired, and waiting for it would wait for nothing.
+    /// Messages to `skip_recipients` do not count (see
+    /// `ClaimRequest::skip_recipients`).
     async fn next_due(
         &self,
         channel: ChannelKind,
         phone_id: &str,
         now_ms: i64,
+        skip_recipients: Vec<String>,
     ) -> StoreResult<Option<i64>>;
     /// Each recipient of the endpoint with a queued message not due until
     /// after `now_ms` (a retry, or one held back behind it), with the

@@ -213,6 +213,12 @@ pub struct ClaimRequest {
     pub limit: u32,
     pub now_ms: i64,
     pub lease_ms: i64,
+    /// Recipients the dispatcher holds back (a send to them waits for a
+    /// retry or the rate limit): their messages are left in the queue.
+    /// Claimed, each would only go back to wait, and a large backlog to
+    /// one of them was claimed and released over and over, a history row
+    /// each time, ahead of every other recipient's messages.
+    pub skip_recipients: Vec<String>,
 }
 
 /// What happened to a claimed message.

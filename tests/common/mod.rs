@@ -286,6 +286,7 @@ pub async fn claim_all(
             limit: 100,
             now_ms,
             lease_ms,
+            skip_recipients: Vec::new(),
         })
         .await
         .expect("claim")

@@ -201,10 +201,13 @@ impl Store for SqliteStore {
         channel: ChannelKind,
         phone_id: &str,
         now_ms: i64,
+        skip_recipients: Vec<String>,
     ) -> StoreResult<Option<i64>> {
         let phone_id = phone_id.to_string();
         self.reader
-            .read(move |conn| outbound::next_due(conn, channel, &phone_id, now_ms))
+            .read(move |conn| {
+                outbound::next_due(conn, channel, &phone_id, now_ms, &skip_recipients)
+            })
             .await
     }
 
@@ -619,6 +622,7 @@ mod tests {
                 limit: 10,
                 now_ms: at_ms,
                 lease_ms: 60_000,
+                skip_recipients: Vec::new(),
             })
             .await
             .unwrap();

@@ -398,6 +398,14 @@ pub(super) const NEXT_DUE: &str = concat!(
     " AND expires_at > ?3"
 );
 
+/// As [`NEXT_DUE`], leaving alone the recipients of the JSON array ?4.
+pub(super) const NEXT_DUE_SKIPPING: &str = concat!(
+    "SELECT MIN(next_attempt_at) FROM outbound
+             WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued' AND ",
+    live!(),
+    " AND expires_at > ?3 AND recipient NOT IN (SELECT value FROM json_each(?4))"
+);
+
 /// Live counts and the window's outcomes per endpoint. The ended half
 /// names each ended status: with `ended!()` alone (a NOT IN) the planner
 /// has no status to seek and walks every ended message kept on every
@@ -428,6 +436,21 @@ pub(super) const CLAIM_DUE: &str = concat!(
      ORDER BY priority DESC, seq LIMIT (?4 + 0)"
 );
 
+/// As [`CLAIM_DUE`], leaving alone the recipients of the JSON array ?5
+/// (`ClaimRequest::skip_recipients`). Their rows are still walked, but
+/// neither claimed nor written.
+pub(super) const CLAIM_DUE_SKIPPING: &str = concat!(
+    "SELECT ",
+    outbound_columns!(),
+    " FROM outbound
+     WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued' AND ",
+    live!(),
+    "
+       AND next_attempt_at <= ?3 AND expires_at > ?3
+       AND recipient NOT IN (SELECT value FROM json_each(?5))
+     ORDER BY priority DESC, seq LIMIT (?4 + 0)"
+);
+
 /// Claim the message in row ?1 until ?2 (at ?3). OR FAIL, as
 /// [`SET_STATUS`]: nothing unique changes, so no statement journal.
 pub(super) const CLAIM_ONE: &str = "UPDATE OR FAIL outbound SET status = 'sending',
@@ -452,10 +475,17 @@ pub fn claim(conn: &Connection, c: &ClaimRequest) -> StoreResult<Vec<OutboundRec
     // `LIMIT ?4`: SQLite reads a bare bound LIMIT while planning, and then
     // prepares the statement again on every run.
     let args = params![c.channel.as_str(), c.phone_id, c.now_ms, c.limit];
-    let mut records = conn
-        .prepare_cached(CLAIM_DUE)?
-        .query_map(args, outbound_from_row)?
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut records = if c.skip_recipients.is_empty() {
+        conn.prepare_cached(CLAIM_DUE)?
+            .query_map(args, outbound_from_row)?
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        let skip = to_json(&c.skip_recipients)?;
+        let args = params![c.channel.as_str(), c.phone_id, c.now_ms, c.limit, skip];
+        conn.prepare_cached(CLAIM_DUE_SKIPPING)?
+            .query_map(args, outbound_from_row)?
+            .collect::<Result<Vec<_>, _>>()?
+    };
     let mut claim_one = conn.prepare_cached(CLAIM_ONE)?;
     for record in &mut records {
         claim_one.execute(params![record.seq, c.now_ms + c.lease_ms, c.now_ms])?;
@@ -700,15 +730,25 @@ pub fn retry_holds(
         .collect::<Result<_, _>>()?)
 }
 
+/// See `Store::next_due`.
 pub fn next_due(
     conn: &Connection,
     channel: ChannelKind,
     phone_id: &str,
     now_ms: i64,
+    skip_recipients: &[String],
 ) -> StoreResult<Option<i64>> {
+    if skip_recipients.is_empty() {
+        return Ok(conn
+            .prepare_cached(NEXT_DUE)?
+            .query_row(params![channel.as_str(), phone_id, now_ms], |row| {
+                row.get(0)
+            })?);
+    }
+    let skip = to_json(&skip_recipients)?;
     Ok(conn
-        .prepare_cached(NEXT_DUE)?
-        .query_row(params![channel.as_str(), phone_id, now_ms], |row| {
+        .prepare_cached(NEXT_DUE_SKIPPING)?
+        .query_row(params![channel.as_str(), phone_id, now_ms, skip], |row| {
             row.get(0)
         })?)
 }
@@ -956,6 +996,7 @@ mod tests {
                 limit: 10,
                 now_ms,
                 lease_ms: 60_000,
+                skip_recipients: Vec::new(),
             },
         )
         .unwrap()
@@ -1057,11 +1098,11 @@ mod tests {
         accept(&conn, &stale, &seqs).unwrap();
         // Due at once (a new message's next attempt is 0) while in its ttl.
         assert_eq!(
-            next_due(&conn, ChannelKind::Sms, "m1", 21).unwrap(),
+            next_due(&conn, ChannelKind::Sms, "m1", 21, &[]).unwrap(),
             Some(0)
         );
         assert_eq!(
-            next_due(&conn, ChannelKind::Sms, "m1", 25).unwrap(),
+            next_due(&conn, ChannelKind::Sms, "m1", 25, &[]).unwrap(),
             Some(30)
         );
     }

@@ -52,6 +52,8 @@ fn assert_reaches(sql: &str, index: &str) {
 #[test]
 fn the_claim_and_the_queue_reads_use_the_live_index() {
     assert_reaches(outbound::CLAIM_DUE, "outbound_claim");
+    assert_reaches(outbound::CLAIM_DUE_SKIPPING, "outbound_claim");
+    assert_reaches(outbound::NEXT_DUE_SKIPPING, "outbound_claim");
     assert_reaches(outbound::EXPIRE_ENDPOINT, "outbound_claim");
     assert_reaches(outbound::EXPIRE_DUE, "outbound_claim");
     assert_reaches(outbound::ABANDONED, "outbound_claim");
