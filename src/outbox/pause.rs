@@ -93,7 +93,9 @@ impl Pause {
         self.refused_since_sent.store(true, Ordering::SeqCst);
         let was_on = self.remaining(now_ms).is_some();
         let wait_ms = match error.retry_after {
-            Some(asked) => (asked.as_millis() as u64).min(backoff.max_ms),
+            // Capped before it is made a number: a huge one cut to 64
+            // bits could come out as no wait at all.
+            Some(asked) => asked.min(Duration::from_millis(backoff.max_ms)).as_millis() as u64,
             None if was_on => 0,
             None => {
                 refusals.in_a_row += 1;

@@ -361,6 +361,19 @@ pub fn send_panicked(ctx: &DispatchContext, record: &OutboundRecord) -> SendOutc
     classify(ctx, record, error)
 }
 
+/// When a transient failure at `now` is tried again: after our `backoff`
+/// or the wait the remote asked for, whichever is longer, and no later
+/// than the TTL (`expires_at`): then it is expired, not sent (a claim never
+/// takes a message past its TTL, and the sweep marks it), and the
+/// recipient's next message, held until this one's retry, goes. A retry
+/// left due after the TTL held that one past its own TTL too. A wait asked
+/// for beyond any date saturates instead of wrapping round to the past.
+fn retry_due(now: i64, backoff_ms: u64, asked: Option<Duration>, expires_at: i64) -> i64 {
+    let asked_ms = asked.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let wait = i64::try_from(backoff_ms.max(asked_ms)).unwrap_or(i64::MAX);
+    now.saturating_add(wait).min(expires_at)
+}
+
 fn classify(ctx: &DispatchContext, record: &OutboundRecord, error: SendError) -> SendOutcome {
     let now = now_ms();
     tracing::warn!(id = %record.id, channel = %record.channel, code = %error.code,
@@ -387,18 +400,30 @@ fn classify(ctx: &DispatchContext, record: &OutboundRecord, error: SendError) ->
         ctx.outbox.retry_initial_ms,
         ctx.outbox.retry_max_ms,
     );
-    let asked = error.retry_after.map_or(0, |d| d.as_millis() as u64);
-    // Due no later than the TTL: then it is expired, not sent (a claim
-    // never takes a message past its TTL, and the sweep marks it), and the
-    // recipient's next message, held until this one's retry, goes. A
-    // retry left due after the TTL held that one past its own TTL too.
-    let next = now
-        .saturating_add(backoff.max(asked) as i64)
-        .min(record.expires_at_ms);
     SendOutcome::Retry {
-        next_attempt_at_ms: next,
+        next_attempt_at_ms: retry_due(now, backoff, error.retry_after, record.expires_at_ms),
         code: error.code,
         reason: error.message,
         now_ms: now,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_is_due_after_the_longer_wait_and_never_past_the_ttl_or_before_now() {
+        let now = 1_000_000;
+        let ttl = now + 3_600_000;
+        assert_eq!(retry_due(now, 500, None, ttl), now + 500);
+        let asked = Some(Duration::from_secs(2));
+        assert_eq!(retry_due(now, 500, asked, ttl), now + 2_000);
+        assert_eq!(retry_due(now, 5_000, asked, ttl), now + 5_000);
+        // Asked past the TTL, or past any date: due at the TTL, not
+        // wrapped round to a time before now.
+        for huge in [Duration::from_secs(86_400), Duration::from_secs(u64::MAX)] {
+            assert_eq!(retry_due(now, 500, Some(huge), ttl), ttl);
+        }
     }
 }
