@@ -80,7 +80,7 @@ pub async fn run(deps: Deps, bell: Arc<Notify>) {
              inbound waits, pending, until the pairing or the config is put right");
     }
     let mut failures = 0u32;
-    let mut link_down_until: Option<i64> = None;
+    let mut link_down_until: Option<tokio::time::Instant> = None;
     // A link that starts (the daemon's start, a new key or pairing) tries
     // what waits at once, in commit order: a backoff set before is the
     // old link's, and honouring it only for the messages that were tried
@@ -122,13 +122,15 @@ enum Attempt {
 async fn round(
     deps: &Deps,
     failures: &mut u32,
-    link_down_until: &mut Option<i64>,
+    link_down_until: &mut Option<tokio::time::Instant>,
     fresh: bool,
 ) -> Duration {
+    // On the monotonic clock: a wall clock stepped back while the link
+    // waited would have stretched the wait by the step, forwarding nothing.
     if let Some(until) = *link_down_until {
-        let left = until - now_ms();
-        if left > 0 {
-            return Duration::from_millis(left as u64);
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        if !left.is_zero() {
+            return left;
         }
         *link_down_until = None;
     }
@@ -192,7 +194,9 @@ async fn round(
                 } => {
                     earliest = Some(earliest.map_or(next_at_ms, |e| e.min(next_at_ms)));
                     if link_down {
-                        *link_down_until = Some(next_at_ms);
+                        let wait = u64::try_from(next_at_ms - now_ms()).unwrap_or(0);
+                        *link_down_until =
+                            Some(tokio::time::Instant::now() + Duration::from_millis(wait));
                         break 'pages full_page;
                     }
                     blocked.insert(conversation);
