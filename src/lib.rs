@@ -27,3 +27,4 @@ pub mod relay;
 pub mod retention;
 pub mod service_manager;
 pub mod store;
+pub mod store_lock;

@@ -93,11 +93,20 @@ pub async fn run_restore(loaded: &LoadedConfig, args: &RestoreArgs) -> Result<()
     let _lock = crate::instance_lock::acquire(&loaded.state_dir())
         .map_err(|e| ExitError::Runtime(format!("restore failed: {e}")))?;
     let suffix = format!(".before-restore-{}", crate::clock::now_ms() / 1000);
-    let (copy, target) = (args.backup.clone(), db.clone());
-    let restored = tokio::task::spawn_blocking(move || restore(&copy, &target, &suffix))
-        .await
-        .map_err(|e| ExitError::Runtime(format!("restore task failed: {e}")))?
-        .map_err(|e| ExitError::Runtime(format!("restore failed: {e}")))?;
+    let (copy, target, state_dir) = (args.backup.clone(), db.clone(), loaded.state_dir());
+    let restored = tokio::task::spawn_blocking(move || {
+        // Held from before the replaced store's keys are read until the
+        // copy is in place: a `keys revoke` (or `pair`, `unpair`,
+        // `inbound`) run meanwhile would write to a store that is being
+        // replaced, and what it wrote would be lost. Those commands hold
+        // it shared while they have the store open; this waits a few
+        // seconds for them (here, off the async runtime), then refuses.
+        let _store_lock = crate::store_lock::exclusive(&state_dir)?;
+        restore(&copy, &target, &suffix).map_err(ExitError::Runtime)
+    })
+    .await
+    .map_err(|e| ExitError::Runtime(format!("restore task failed: {e}")))?
+    .map_err(|e| ExitError::Runtime(format!("restore failed: {e}")))?;
     println!(
         "restored {} as {}: {} outbound and {} inbound messages, schema version {}",
         args.backup.display(),

@@ -5,6 +5,7 @@ use crate::config::LoadedConfig;
 use crate::exit::ExitError;
 use crate::keys;
 use crate::store::{Scope, SqliteStore, Store};
+use crate::store_lock::{self, StoreLock};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -38,10 +39,32 @@ async fn active_named(store: &SqliteStore, name: &str) -> Result<Vec<String>, Ex
         .collect())
 }
 
-fn open(loaded: &LoadedConfig) -> Result<SqliteStore, ExitError> {
+/// The store as `keys`, `pair`, `unpair` and `inbound` open it, beside
+/// the daemon: with the store lock held shared (`store_lock.rs`), so that
+/// no restore replaces the store while they write to it, which would lose
+/// what they wrote (a revoked key working again). The store is closed
+/// before the lock is let go: fields drop in the order they are declared.
+pub(super) struct OpenStore {
+    store: SqliteStore,
+    _lock: StoreLock,
+}
+
+impl std::ops::Deref for OpenStore {
+    type Target = SqliteStore;
+
+    fn deref(&self) -> &SqliteStore {
+        &self.store
+    }
+}
+
+/// Open the store of `loaded`, taking the store lock first; refused while
+/// a restore is replacing the store.
+pub(super) fn open(loaded: &LoadedConfig) -> Result<OpenStore, ExitError> {
+    let lock = store_lock::shared(&loaded.state_dir())?;
     let db = loaded.database_path();
-    SqliteStore::open(&db)
-        .map_err(|e| ExitError::Runtime(format!("cannot open the store {}: {e}", db.display())))
+    let store = SqliteStore::open(&db)
+        .map_err(|e| ExitError::Runtime(format!("cannot open the store {}: {e}", db.display())))?;
+    Ok(OpenStore { store, _lock: lock })
 }
 
 pub async fn run(loaded: &LoadedConfig, command: &KeysCommand) -> Result<(), ExitError> {

@@ -1,5 +1,6 @@
 //! `phonerelay pair`, `pair --status`, `unpair` and `inbound` (dead
-//! letters). They work on the state dir directly, daemon running or not.
+//! letters). They work on the state dir directly, daemon running or not,
+//! but not while a restore replaces the store (`store_lock.rs`).
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -10,7 +11,11 @@ use crate::clock::{now_ms, rfc3339};
 use crate::config::LoadedConfig;
 use crate::exit::ExitError;
 use crate::relay::pairing;
-use crate::store::{ManualRetry, RelayInboundState, SqliteStore, Store};
+use crate::store::{ManualRetry, RelayInboundState, Store};
+
+// With the store lock held shared: no restore replaces the store while
+// these commands write to it (see `keys::open`).
+use super::keys::open;
 
 #[derive(Debug, Args)]
 pub struct PairArgs {
@@ -43,12 +48,6 @@ pub enum InboundCommand {
     Retry { id: String },
 }
 
-fn open(loaded: &LoadedConfig) -> Result<SqliteStore, ExitError> {
-    let db = loaded.database_path();
-    SqliteStore::open(&db)
-        .map_err(|e| ExitError::Runtime(format!("cannot open the store {}: {e}", db.display())))
-}
-
 /// The key from `--key-file` or one line of stdin; never from argv.
 fn read_key(args: &PairArgs) -> Result<String, ExitError> {
     let text = match &args.key_file {
@@ -79,7 +78,7 @@ fn read_key(args: &PairArgs) -> Result<String, ExitError> {
 pub async fn pair(loaded: &LoadedConfig, args: &PairArgs) -> Result<(), ExitError> {
     if args.status {
         let store = open(loaded)?;
-        print!("{}", pairing::status(loaded, &store).await?);
+        print!("{}", pairing::status(loaded, &*store).await?);
         return Ok(());
     }
     let (Some(url), Some(phone_id)) = (&args.relay, &args.phone_id) else {
@@ -91,7 +90,7 @@ pub async fn pair(loaded: &LoadedConfig, args: &PairArgs) -> Result<(), ExitErro
     pairing::validate_inputs(url, phone_id, &key)?;
     // Check with the relay before touching the state dir.
     let store = open(loaded)?;
-    let outcome = pairing::pair(loaded, &store, url, phone_id, &key).await?;
+    let outcome = pairing::pair(loaded, &*store, url, phone_id, &key).await?;
     eprintln!(
         "paired with {url} as phone_id {phone_id}; the relay key is in {} (mode 600)",
         outcome.key_file.display()
@@ -116,7 +115,7 @@ pub async fn pair(loaded: &LoadedConfig, args: &PairArgs) -> Result<(), ExitErro
 
 pub async fn unpair(loaded: &LoadedConfig) -> Result<(), ExitError> {
     let store = open(loaded)?;
-    print!("{}", pairing::unpair(loaded, &store).await?);
+    print!("{}", pairing::unpair(loaded, &*store).await?);
     Ok(())
 }
 

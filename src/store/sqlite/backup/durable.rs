@@ -64,7 +64,7 @@ pub(super) fn publish(from: &Path, to: &Path) -> std::io::Result<()> {
 /// no `RENAME_NOREPLACE` either (a FUSE one may not), the check and the
 /// rename are two steps: a file made at `to` between them, by something
 /// other than PhoneRelay, would be replaced.
-fn rename_new(from: &Path, to: &Path) -> std::io::Result<()> {
+pub(super) fn rename_new(from: &Path, to: &Path) -> std::io::Result<()> {
     use rustix::fs::{CWD, RenameFlags, renameat_with};
     match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
         Ok(()) => Ok(()),

@@ -28,7 +28,9 @@ pub struct Restored {
 }
 
 /// Put the backup at `copy` in place as the store at `db`, with the daemon
-/// stopped (the caller holds the instance lock, so none can start). The
+/// stopped (the caller holds the instance lock, so none can start, and
+/// the store lock exclusive, so no `keys`, `pair`, `unpair` or `inbound`
+/// writes to the store it replaces: `store_lock.rs`). The
 /// copy is checked first, and one made by a newer PhoneRelay (a schema
 /// this binary does not know) is refused. It is then written beside the
 /// store under a `.restoring` name, given what it must take over from the
@@ -37,7 +39,8 @@ pub struct Restored {
 /// was. The current store is not deleted: it is kept under `suffix` (with
 /// a `-wal` and `-shm` if it has them), its received files that the copy
 /// has no row for in `media<suffix>` (`media_aside`), and the copy then
-/// takes its place in one atomic step (`swap`).
+/// takes its place in one atomic step (`swap`; a swap that fails puts the
+/// replaced store's files back as they were).
 pub fn restore(copy: &Path, db: &Path, suffix: &str) -> Result<Restored, String> {
     let summary = check(copy).map_err(|e| format!("{}: {e}", copy.display()))?;
     let known = super::super::schema::MIGRATIONS.len() as i64;
@@ -65,9 +68,7 @@ pub fn restore(copy: &Path, db: &Path, suffix: &str) -> Result<Restored, String>
         let _ = std::fs::remove_file(&incoming);
         format!("{e}; the store was left as it was")
     })?;
-    let swapped = swap::keep_aside(db, &suffix)
-        .and_then(|kept| swap::put_in_place(&incoming, db).map(|()| kept));
-    let kept = match swapped {
+    let kept = match swap::swap(&incoming, db, &suffix) {
         Ok(kept) => kept,
         Err(e) => {
             if let Some(media) = media {
@@ -94,8 +95,8 @@ pub fn restore(copy: &Path, db: &Path, suffix: &str) -> Result<Restored, String>
 }
 
 /// Refuse a store that another process has open (the daemon is kept out
-/// by the instance lock the caller holds, but `phonerelay keys` or a
-/// `sqlite3` shell may have it open): in WAL mode an exclusive lock cannot
+/// by the instance lock the caller holds, `phonerelay keys` and the like
+/// by the store lock, but a `sqlite3` shell may have it open): in WAL mode an exclusive lock cannot
 /// be had while any other connection is open, even an idle one. Closing
 /// this last connection also folds a log a crash left into the store, so
 /// what is kept aside is whole. A store that is not a database any more
