@@ -289,10 +289,17 @@ impl SmsChannel {
         }
         match sink.load_cursor(&parts_cursor(message_id)).await {
             Ok(Some(cursor)) => {
-                self.accepted
+                let ids = {
+                    let mut accepted = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
+                    accepted.restore(message_id, &cursor);
+                    accepted.ids(message_id)
+                };
+                // Before any later part is given an id: one of these may
+                // share its TP-MR, recipient and day.
+                self.sent
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .restore(message_id, &cursor);
+                    .adopt(ids.iter().map(String::as_str));
                 Ok(())
             }
             Ok(None) => Ok(()),

@@ -480,6 +480,26 @@ async fn a_long_message_resumed_after_a_restart_sends_only_the_parts_left() {
     );
 }
 
+/// After the restart the modem hands out TP-MRs from where part 1's was
+/// (a modem's count is its own, and wraps every 256): part 2 to the same
+/// number on the same day gets an id of its own, not part 1's, which only
+/// the message's cursor kept. With the same id, one part's delivery
+/// report would be filed under the other's.
+#[tokio::test]
+async fn a_resumed_long_message_s_parts_keep_ids_of_their_own_when_a_tp_mr_comes_round() {
+    let text = three_part_text();
+    let rig = restarted_after_part_one(&text).await;
+    let first_mr = rig.sim.sent_parts()[0].mr;
+    rig.sim.set_next_mr(first_mr);
+    let receipt = retry_until_sent(&rig, &message("long", "+15551230001", &text)).await;
+    let mut ids = receipt.external_ids.clone();
+    assert_eq!(ids.len(), 3);
+    assert!(ids[1].starts_with(&format!("mr:{first_mr}:")), "{ids:?}");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "{:?}", receipt.external_ids);
+}
+
 #[tokio::test]
 async fn a_long_message_whose_sent_parts_cannot_be_read_after_a_restart_waits() {
     let text = three_part_text();

@@ -145,6 +145,23 @@ fn parse_sent_part_id(base: &str, id: &str) -> Option<(u8, String, usize)> {
     Some((mr, to, ordinal))
 }
 
+/// The base, Unix day and ordinal of a [`sent_part_id`] (with its `:n`
+/// suffix, if any).
+fn split_sent_part_id(id: &str) -> Option<(String, i64, usize)> {
+    let fields: Vec<&str> = id.strip_prefix("mr:")?.split(':').collect();
+    let (base_fields, ordinal) = match fields.as_slice() {
+        [_, _, _] => (&fields[..], 1),
+        [_, _, _, n] => (&fields[..3], n.parse().ok().filter(|n| *n >= 2)?),
+        _ => return None,
+    };
+    let [mr, to, day] = base_fields else {
+        return None;
+    };
+    let day: i64 = day.parse().ok()?;
+    mr.parse::<u8>().ok()?;
+    Some((format!("mr:{mr}:{to}:{day}"), day, ordinal))
+}
+
 /// A part the network accepted, as its delivery report will name it.
 struct SentPart {
     mr: u8,
@@ -221,6 +238,22 @@ impl SentParts {
         }
         while self.parts.len() > SENT_MEMORY {
             self.parts.pop_front();
+        }
+    }
+
+    /// Take ids a previous process gave parts that went out before a
+    /// restart and that only their message's cursor keeps (a long message
+    /// cut short): they are in no outcome the store holds, so
+    /// [`Self::relearn`] would not find them, and the same TP-MR to the
+    /// same recipient on the same day would be given the same id again,
+    /// and one part's delivery report filed under the other's message.
+    /// Ids not of [`sent_part_id`]'s form are skipped.
+    pub fn adopt<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) {
+        for id in ids {
+            let Some((base, day, ordinal)) = split_sent_part_id(id) else {
+                continue;
+            };
+            self.note_issued(&base, day, ordinal);
         }
     }
 
@@ -397,6 +430,16 @@ impl AcceptedParts {
             .collect()
     }
 
+    /// The external ids of the message's accepted parts.
+    pub fn ids(&self, message_id: &str) -> Vec<String> {
+        self.by_message
+            .get(message_id)
+            .into_iter()
+            .flatten()
+            .map(|(_, part)| part.external_id.clone())
+            .collect()
+    }
+
     /// Take back what [`Self::to_cursor`] wrote, after a restart; lines that
     /// do not parse are skipped (their parts are sent again).
     pub fn restore(&mut self, message_id: &str, cursor: &str) {
@@ -541,6 +584,33 @@ mod tests {
             sent.issue(42, "+15551230001", day + 20 * 3600),
             format!("{morning}:3")
         );
+    }
+
+    /// A long message cut short by a restart: its accepted parts are in
+    /// its cursor only. The next part with the same TP-MR to the same
+    /// recipient that day gets an id of its own, not one of theirs.
+    #[test]
+    fn ids_a_cursor_kept_across_a_restart_are_not_given_again() {
+        let day = 20_000;
+        let now = day * 86_400 + 12 * 3600;
+        let mut accepted = AcceptedParts::default();
+        let first = sent_part_id(17, "+15551230001", day);
+        let cursor = format!("0 17 {first}\n1 17 {first}:2\n2 19 not-an-id\n");
+        accepted.restore("m", &cursor);
+        let mut sent = SentParts::starting_at(now);
+        sent.adopt(accepted.ids("m").iter().map(String::as_str));
+        assert_eq!(sent.issue(17, "+15551230001", now), format!("{first}:3"));
+        assert_eq!(
+            sent.issue(19, "+15551230001", now),
+            sent_part_id(19, "+15551230001", day),
+            "another TP-MR is unaffected"
+        );
+        assert_eq!(
+            split_sent_part_id(&format!("{first}:1")),
+            None,
+            "no :1 form"
+        );
+        assert_eq!(split_sent_part_id("mr:300:1:2"), None, "not a TP-MR");
     }
 
     /// The first of a day's colliding parts forgotten, the later ones not:
