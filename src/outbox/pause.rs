@@ -8,16 +8,24 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use phonerelay_channel::SendError;
 
 use super::backoff::retry_delay_ms;
 
+/// How far the wall clock must have gone back before a pause goes by the
+/// monotonic clock instead: more than the two clocks' drift over a pause.
+const CLOCK_STEP: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Default)]
 pub struct Pause {
     /// Unix ms before which no send starts (0: never paused).
     until_ms: AtomicI64,
+    /// The same end on the monotonic clock: a wall clock stepped back
+    /// would otherwise stretch the pause by the step, and the endpoint
+    /// would send nothing for as long (see [`Pause::remaining`]).
+    ends: Mutex<Option<Instant>>,
     /// The refusals since a send last went out. Changed only under its
     /// lock, so a refusal and a send that end together leave it whole;
     /// `refused_since_sent` spares every send the lock.
@@ -68,15 +76,33 @@ pub struct RefusalBackoff {
 }
 
 impl Pause {
-    /// How long the pause still runs at `now_ms`, if it does.
+    /// How long the pause still runs at `now_ms`, if it does: by the wall
+    /// clock, unless the monotonic clock says it ends more than
+    /// [`CLOCK_STEP`] sooner, which only a wall clock stepped back since
+    /// the pause began does. A step forward ends it early, as it does
+    /// every due time the queue keeps.
     pub fn remaining(&self, now_ms: i64) -> Option<Duration> {
         let until = self.until_ms.load(Ordering::SeqCst);
-        (until > now_ms).then(|| Duration::from_millis((until - now_ms) as u64))
+        if until <= now_ms {
+            return None;
+        }
+        let by_wall = Duration::from_millis((until - now_ms) as u64);
+        let ends = *self.ends.lock().unwrap_or_else(|e| e.into_inner());
+        let by_monotonic = ends.map(|end| end.saturating_duration_since(Instant::now()));
+        match by_monotonic {
+            Some(left) if left + CLOCK_STEP < by_wall => (!left.is_zero()).then_some(left),
+            _ => Some(by_wall),
+        }
     }
 
-    /// Pause until `until_ms` at least (a longer pause already on stays).
-    pub fn extend_to(&self, until_ms: i64) {
+    /// Pause until `until_ms` at least (a longer pause already on stays);
+    /// `now_ms` is the wall clock's time now.
+    pub fn extend_to(&self, now_ms: i64, until_ms: i64) {
         self.until_ms.fetch_max(until_ms, Ordering::SeqCst);
+        let wait = Duration::from_millis(u64::try_from(until_ms - now_ms).unwrap_or(0));
+        let end = Instant::now() + wait;
+        let mut ends = self.ends.lock().unwrap_or_else(|e| e.into_inner());
+        *ends = Some(ends.map_or(end, |e| e.max(end)));
     }
 
     /// The remote refused a send at `now_ms` with `error`, asking for its
@@ -102,7 +128,7 @@ impl Pause {
                 retry_delay_ms(refusals.in_a_row, backoff.initial_ms, backoff.max_ms)
             }
         };
-        self.extend_to(now_ms + wait_ms as i64);
+        self.extend_to(now_ms, now_ms.saturating_add(wait_ms as i64));
         PauseEnd {
             until_ms: self.until_ms.load(Ordering::SeqCst),
             was_on,
@@ -152,7 +178,7 @@ impl Pause {
             message: saved.message,
         });
         self.refused_since_sent.store(true, Ordering::SeqCst);
-        self.extend_to(saved.until_ms);
+        self.extend_to(now_ms, saved.until_ms);
         true
     }
 
@@ -269,7 +295,7 @@ mod tests {
     #[test]
     fn the_status_hears_the_last_refusal_while_its_pause_runs() {
         let pause = Pause::default();
-        pause.extend_to(500);
+        pause.extend_to(0, 500);
         assert_eq!(pause.refusal(0), None, "a turned-away pause has no refusal");
         pause.refused(1_000, &said(Some(Duration::from_secs(2))), BACKOFF);
         let (left, refusal) = pause.refusal(1_500).expect("paused");
@@ -279,15 +305,29 @@ mod tests {
         assert_eq!(pause.refusal(3_000), None, "over");
         pause.refused(4_000, &said(Some(Duration::from_secs(2))), BACKOFF);
         pause.sent();
-        pause.extend_to(10_000);
+        pause.extend_to(0, 10_000);
         assert_eq!(pause.refusal(5_000), None, "a send went out since");
     }
 
     #[test]
     fn a_shorter_pause_does_not_cut_a_longer_one() {
         let pause = Pause::default();
-        pause.extend_to(5_000);
-        pause.extend_to(1_000);
+        pause.extend_to(0, 5_000);
+        pause.extend_to(0, 1_000);
         assert_eq!(pause.remaining(0), Some(Duration::from_secs(5)));
+    }
+
+    /// The wall clock stepped back an hour after a refusal asked for two
+    /// seconds: the pause still ends two seconds after it began, not an
+    /// hour later (the whole endpoint sent nothing for that hour).
+    #[test]
+    fn a_clock_stepped_back_does_not_stretch_the_pause() {
+        let pause = Pause::default();
+        let at = 10_000_000;
+        pause.refused(at, &said(Some(Duration::from_secs(2))), BACKOFF);
+        let left = pause.remaining(at - 3_600_000).expect("still paused");
+        assert!(left <= Duration::from_secs(2), "{left:?}");
+        // A step forward ends it.
+        assert_eq!(pause.remaining(at + 2_000), None);
     }
 }

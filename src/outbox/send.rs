@@ -91,9 +91,10 @@ async fn decide(
     if let Ok(Err(error)) = &result {
         match error.class {
             ErrorClass::Unavailable => {
+                let now = now_ms();
                 endpoint
                     .pause
-                    .extend_to(now_ms() + TURNED_AWAY_PAUSE.as_millis() as i64);
+                    .extend_to(now, now + TURNED_AWAY_PAUSE.as_millis() as i64);
                 tracing::debug!(id = %record.id, %channel, code = %error.code,
                     "endpoint unavailable; back to the queue: {}", error.message);
                 return release_after(ctx, record, Deferral::EndpointDown, Duration::ZERO);
