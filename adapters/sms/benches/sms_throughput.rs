@@ -65,6 +65,7 @@ async fn run(modems: usize, per_modem: usize) -> Run {
                 registration_urcs: true,
                 stores_status_reports: true,
                 message_service: 0,
+                selects_memory: true,
             },
             link.clone(),
             stop.clone(),

@@ -122,7 +122,8 @@ pub struct ModemConfig {
     #[serde(default)]
     pub country: Option<String>,
     /// Message storage the modem uses for received messages. With `ME`,
-    /// class 2 messages still go to the SIM, and sweeps list both.
+    /// class 2 messages still go to the SIM, and sweeps list both: every
+    /// message on the SIM is taken in and deleted, as with `SM`.
     #[serde(default)]
     pub storage: Storage,
     /// Ask the network for a delivery report for every part sent.

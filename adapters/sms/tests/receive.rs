@@ -480,3 +480,26 @@ async fn a_modem_without_report_memory_has_no_slot_listed_as_a_report() {
     tokio::time::sleep(Duration::from_millis(2200)).await;
     assert_eq!(slots().as_deref(), Some("SM:1"));
 }
+
+/// A modem that keeps one memory refuses `AT+CPMS=` at start-up and ever
+/// after: its messages are read where they are, not left unread because
+/// no memory could be selected to read them in.
+#[tokio::test]
+async fn a_modem_that_refuses_to_select_a_memory_still_has_its_messages_read() {
+    let mut config = modem_config("main");
+    config.sweep_interval_seconds = 1;
+    let behaviour = phonerelay_sms::sim::Behaviour {
+        selects_memory: false,
+        ..behaviour()
+    };
+    let mut rig = Rig::idle(behaviour, config);
+    let (stored, _) =
+        phonerelay_sms::codec::encode_deliver("+15551230031", "kept before", unix_now(), 0)
+            .remove(0);
+    assert!(rig.sim.inject_raw_pdu(&stored));
+    rig.run();
+    rig.wait_up().await;
+    assert_eq!(rig.sim.inject_inbound("+15551230032", "while up").stored, 1);
+    wait_until(|| rig.sink.inbound().len() == 2).await;
+    wait_until(|| rig.sim.stored() == (0, 0, 0)).await;
+}

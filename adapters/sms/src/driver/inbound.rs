@@ -267,11 +267,20 @@ impl Inbox {
                 .filter(|p| same_part(&p.deliver, &deliver))
         });
         if let Some(part) = held {
-            if let Some(index) = slot
-                && part.slot != slot
-                && !part.copies.contains(&index)
+            // The same part at the same index under another memory's name
+            // is most likely one slot named two ways (a modem storing in
+            // "MT" announces "SM"; one that took "SR" without switching
+            // lists its messages there): freeing it twice would delete
+            // whatever took the slot after the first. A true copy lands in
+            // a slot of its own.
+            if let Some(new) = slot
+                && !part
+                    .slot
+                    .into_iter()
+                    .chain(part.copies.iter().copied())
+                    .any(|held| held.index == new.index)
             {
-                part.copies.push(index);
+                part.copies.push(new);
             }
             return None;
         }
@@ -453,6 +462,22 @@ mod tests {
         fn indexes(&self) -> Vec<u32> {
             self.slots.iter().map(|s| s.index).collect()
         }
+    }
+
+    #[test]
+    fn the_same_part_at_the_same_index_under_two_memory_names_is_one_slot() {
+        let parts = delivers("+15551230001", &"m".repeat(200), 31);
+        let mut inbox = Inbox::new(60_000);
+        let on_sim = Slot::new(Memory::SIM, 3);
+        assert!(inbox.add(Some(on_sim), parts[0].clone(), 0).is_none());
+        let both = Memory::parse("MT").unwrap();
+        assert!(
+            inbox
+                .add(Some(Slot::new(both, 3)), parts[0].clone(), 0)
+                .is_none()
+        );
+        let ready = inbox.add(sm(4), parts[1].clone(), 0).unwrap();
+        assert_eq!(ready.slots, [on_sim, Slot::new(Memory::SIM, 4)]);
     }
 
     #[test]

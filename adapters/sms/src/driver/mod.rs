@@ -420,7 +420,16 @@ impl Driver {
             .run(self.cmd(format!("AT+CPMS=\"{own}\",\"{own}\",\"{own}\"")))
             .await
             .map_err(fail)?;
-        conn.memory = selected.is_ok().then_some(own);
+        if !selected.is_ok() {
+            // Some modems keep one memory and refuse to be told another:
+            // it is taken as the one configured, as it was before memories
+            // were told apart. Were it left unknown, every read would first
+            // ask for a memory such a modem refuses, and nothing would be
+            // read at all.
+            tracing::warn!(phone_id = %self.config.phone_id, memory = %own,
+                "the modem refused to select its message memory; using the one it has");
+        }
+        conn.memory = Some(own);
         // Phase 2 message service (27.005 3.2.1): a message or report the
         // modem routes directly (`+CMT`, `+CDS`, the CNMI fallbacks) needs
         // no `AT+CNMA`. A modem left in phase 2+ would wait for one, and
@@ -1116,14 +1125,13 @@ impl Driver {
         }
         let result = f(self, conn).await?;
         if conn.memory != before {
-            let own = self.own_memory();
-            let back = before.unwrap_or(own);
-            let command = if back == own {
-                format!("AT+CPMS=\"{own}\",\"{own}\",\"{own}\"")
-            } else {
-                format!("AT+CPMS=\"{back}\"")
-            };
-            if !conn.run(self.cmd(command)).await?.is_ok() {
+            let back = before.unwrap_or(self.own_memory());
+            // The form that switched: only the read/delete memory changed.
+            if !conn
+                .run(self.cmd(format!("AT+CPMS=\"{back}\"")))
+                .await?
+                .is_ok()
+            {
                 return Err(ConnError::StartUpLost(format!(
                     "the modem would not select memory {back} again"
                 )));

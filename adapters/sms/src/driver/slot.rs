@@ -9,30 +9,53 @@
 
 use std::fmt;
 
-/// A message memory, by its two-letter name (upper case, no quotes).
+/// A message memory, by its name (upper case, no quotes): two letters in
+/// 27.005, up to four on some modems (SIMCom's `SM_P`, `ME_P`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Memory([u8; 2]);
+pub struct Memory {
+    name: [u8; MAX_NAME],
+    len: u8,
+}
+
+/// The longest memory name taken.
+const MAX_NAME: usize = 4;
 
 impl Memory {
-    pub const SIM: Memory = Memory(*b"SM");
-    pub const MODEM: Memory = Memory(*b"ME");
-    pub const REPORTS: Memory = Memory(*b"SR");
+    pub const SIM: Memory = Memory::known(*b"SM");
+    pub const MODEM: Memory = Memory::known(*b"ME");
+    pub const REPORTS: Memory = Memory::known(*b"SR");
 
-    /// A memory as a modem writes it (`"SM"`, `sm`); `None` for anything
-    /// that is not two letters.
-    pub fn parse(name: &str) -> Option<Memory> {
-        let name = name.trim().trim_matches('"');
-        match name.as_bytes() {
-            [a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
-                Some(Memory([a.to_ascii_uppercase(), b.to_ascii_uppercase()]))
-            }
-            _ => None,
+    const fn known(two: [u8; 2]) -> Memory {
+        Memory {
+            name: [two[0], two[1], 0, 0],
+            len: 2,
         }
     }
 
+    /// A memory as a modem writes it (`"SM"`, `sm`, `"SM_P"`); `None` for
+    /// anything but two to four letters and underscores, starting with a
+    /// letter.
+    pub fn parse(name: &str) -> Option<Memory> {
+        let name = name.trim().trim_matches('"').as_bytes();
+        let fits = (2..=MAX_NAME).contains(&name.len())
+            && name[0].is_ascii_alphabetic()
+            && name.iter().all(|b| b.is_ascii_alphabetic() || *b == b'_');
+        if !fits {
+            return None;
+        }
+        let mut memory = Memory {
+            name: [0; MAX_NAME],
+            len: name.len() as u8,
+        };
+        for (to, from) in memory.name.iter_mut().zip(name) {
+            *to = from.to_ascii_uppercase();
+        }
+        Some(memory)
+    }
+
     pub fn as_str(&self) -> &str {
-        // Two ASCII letters by construction.
-        std::str::from_utf8(&self.0).unwrap_or("??")
+        // ASCII by construction.
+        std::str::from_utf8(&self.name[..self.len as usize]).unwrap_or("??")
     }
 
     /// The memories a sweep lists when `own` is where received messages
@@ -86,7 +109,9 @@ mod tests {
         assert_eq!(Memory::parse(" me "), Some(Memory::MODEM));
         assert_eq!(Memory::parse("\"SR\"").unwrap().as_str(), "SR");
         assert_eq!(Memory::parse("MT").unwrap().to_string(), "MT");
-        for bad in ["", "\"\"", "S", "SMX", "S1", "é"] {
+        assert_eq!(Memory::parse("\"sm_p\"").unwrap().as_str(), "SM_P");
+        assert_ne!(Memory::parse("SM_P"), Some(Memory::SIM));
+        for bad in ["", "\"\"", "S", "SMXYZ", "S1", "_SM", "é"] {
             assert_eq!(Memory::parse(bad), None, "{bad:?}");
         }
     }

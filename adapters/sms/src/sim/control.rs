@@ -68,6 +68,7 @@ pub async fn run_modem_sim_cli(
         registration_urcs: true,
         stores_status_reports: true,
         message_service: 0,
+        selects_memory: true,
     };
     let handle = spawn(behaviour, link.clone(), shutdown.clone())?;
     let listener = TcpListener::bind(args.control).await?;

@@ -347,6 +347,7 @@ pub fn behaviour_from(settings: &SimSettings) -> Behaviour {
         registration_urcs: true,
         stores_status_reports: true,
         message_service: 0,
+        selects_memory: true,
     }
 }
 

@@ -39,6 +39,10 @@ pub struct Behaviour {
     /// wants an `AT+CNMA`, and the routing is turned off when none comes
     /// (27.005 3.4.1).
     pub message_service: u8,
+    /// Whether `AT+CPMS=` is taken, or refused (`+CMS ERROR: 302`) as by a
+    /// modem that keeps one memory: its messages are then read where they
+    /// are, the SIM here.
+    pub selects_memory: bool,
 }
 
 /// A part the simulated network accepted.
@@ -587,6 +591,9 @@ impl SimModem {
             _ if cmd.starts_with("+CPMS=") => {
                 if !self.pin_ok {
                     return cms(310);
+                }
+                if !self.behaviour.selects_memory {
+                    return cms(302);
                 }
                 let mems: Vec<Option<Mem>> = cmd[6..].split(',').map(Mem::parse).collect();
                 // A modem that hands reports over has no memory for them.

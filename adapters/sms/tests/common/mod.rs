@@ -121,6 +121,7 @@ pub fn behaviour() -> Behaviour {
         registration_urcs: true,
         stores_status_reports: true,
         message_service: 0,
+        selects_memory: true,
     }
 }
 
