@@ -95,14 +95,23 @@ fn open(state_dir: &Path) -> Result<File, ExitError> {
     let cannot =
         |e: std::io::Error| ExitError::Runtime(format!("cannot lock {}: {e}", path.display()));
     crate::private_files::create_dir(state_dir).map_err(cannot)?;
-    OpenOptions::new()
+    let made = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .open(&path)
-        .map_err(cannot)
+        .open(&path);
+    match made {
+        Ok(file) => Ok(file),
+        // Made by another user (root, running a command by hand): flock
+        // needs no write access, and refusing here would shut the service
+        // user out of every command for good.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            File::open(&path).map_err(cannot)
+        }
+        Err(e) => Err(cannot(e)),
+    }
 }
 
 /// Whether the lock was had; `false` if another holder keeps it from us.

@@ -80,3 +80,49 @@ async fn a_reply_after_a_restart_with_the_clock_behind_goes_to_who_wrote_last() 
         .expect("a route");
     assert_eq!(routed.to, "alice");
 }
+
+/// An event dated far ahead (a clock that ran a year fast for a while, or a
+/// backup from such a box) is not taken as the floor: every later event
+/// would be dated a year ahead, and retention would keep it as long.
+#[tokio::test]
+async fn an_event_dated_far_ahead_is_not_the_floor_of_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite3");
+    let now = phonerelay::clock::now_ms();
+    let reply = |n: u32| InboundMessage {
+        channel: ChannelKind::Sms,
+        phone_id: "m1".into(),
+        from: "+15551230002".into(),
+        text: format!("reply {n}"),
+        subject: None,
+        attachments: Vec::new(),
+        external_id: format!("sms:far-{n}"),
+        reply_to: Vec::new(),
+        received_at_ms: now,
+        meta: Default::default(),
+    };
+    {
+        let store = open_store(&db);
+        let year = 365 * 86_400_000;
+        store.commit_inbound(reply(1), now + year).await.unwrap();
+    }
+    let store: Arc<dyn Store> = Arc::new(open_store(&db));
+    let sink = StoreSink::new(
+        store.clone(),
+        Arc::new(Metrics::default()),
+        ChannelKind::Sms,
+        "m1".into(),
+    );
+    sink.deliver(ChannelEvent::Inbound(reply(2))).await.unwrap();
+    let all = InboundFilter {
+        limit: 10,
+        ..Default::default()
+    };
+    let committed = store.list_inbound(all).await.unwrap();
+    let new = committed.iter().find(|m| m.text == "reply 2").unwrap();
+    assert!(
+        new.committed_at_ms < now + 86_400_000,
+        "dated {} ms ahead",
+        new.committed_at_ms - now
+    );
+}

@@ -55,6 +55,12 @@ pub(super) fn beside(database: &Path, ending: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// How far ahead of the clock the latest event time in a store may be and
+/// still order new ones after it (`clock::raise_event_floor`): a box that
+/// comes back with its clock behind by a day at most (its last saved
+/// time, before NTP answers).
+const MAX_EVENT_FLOOR_AHEAD_MS: i64 = 24 * 3_600_000;
+
 impl SqliteStore {
     /// Open (creating if needed) the database and bring its schema up to
     /// date, with the default commit delay.
@@ -83,9 +89,21 @@ impl SqliteStore {
         schema::migrate(&mut conn)?;
         let seqs = SeqClock::load(&conn)?;
         // Replies are routed by comparing event times: later ones must stay
-        // later than these, whatever the clock says now.
+        // later than these, whatever the clock says now. One further ahead
+        // than a clock left behind by a restart would be was written by a
+        // clock that ran ahead for a while: taken up, it would date every
+        // later event that far ahead, and retention would keep them as
+        // long.
         if let Some(latest) = routing::latest_event_ms(&conn)? {
-            crate::clock::raise_event_floor(latest);
+            if latest > crate::clock::now_ms() + MAX_EVENT_FLOOR_AHEAD_MS {
+                tracing::warn!(
+                    latest = %crate::clock::rfc3339(latest),
+                    "the store holds an event dated more than a day ahead of the clock; \
+                     not ordering new events after it"
+                );
+            } else {
+                crate::clock::raise_event_floor(latest);
+            }
         }
         let (writer, handle) = Writer::spawn(conn, commit_delay);
         Ok(Self {
