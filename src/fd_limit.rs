@@ -36,7 +36,11 @@ pub fn raise_to_hard_limit() -> Option<u64> {
 /// Why `open_files` is too low for `max_connections`, if it is.
 pub fn shortfall(open_files: Option<u64>, max_connections: u64) -> Option<String> {
     let open_files = open_files?;
-    let needed = PER_CONNECTION * max_connections + RESERVED;
+    // Saturating: `serve` asks before the config is checked, and a value
+    // past any range must reach the check's keyed error, not overflow.
+    let needed = PER_CONNECTION
+        .saturating_mul(max_connections)
+        .saturating_add(RESERVED);
     (open_files < needed).then(|| {
         format!(
             "the open-file limit is {open_files}, below the {needed} that \
@@ -58,6 +62,12 @@ pub fn prepare(max_connections: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_limit_past_any_range_is_short_without_overflowing() {
+        let why = shortfall(Some(1024), u64::MAX).expect("short");
+        assert!(why.contains(&u64::MAX.to_string()), "{why}");
+    }
 
     #[test]
     fn a_limit_with_room_for_the_connections_and_the_reserve_is_enough() {

@@ -471,6 +471,7 @@ async fn bad_queries_and_unknown_routes() {
         ("/api/v1/inbound?channel=pchat", "channel"),
         // The status takes no parameters: a filter is refused, not ignored.
         ("/api/v1/status?phone_id=phone-1", "phone_id"),
+        ("/api/v1/relay?phone_id=phone-1", "phone_id"),
         ("/api/v1/messages?limit=0", "limit"),
         ("/api/v1/messages?limit=100000", "limit"),
         ("/api/v1/messages?since=yesterday", "since"),

@@ -255,7 +255,7 @@ impl From<&OutboundDetail> for MessageView {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct MessagePage {
     pub messages: Vec<MessageView>,
-    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    /// Pass as `cursor` for the next (older) page; null on the last page.
     pub next_cursor: Option<String>,
 }
 

@@ -28,9 +28,13 @@ use crate::store::*;
     post, path = "/api/v1/messages", tag = "messages",
     request_body = SendRequest,
     params(("Idempotency-Key" = Option<String>, Header,
-        description = "A repeat with the same key and body returns the first result and sends nothing, for as long as the first message is kept (storage.retention_days after it ended)")),
+        description = "1 to 255 printable ASCII characters (else 400 invalid_header). A repeat with the same key and body returns the first result and sends nothing, for as long as the first message is kept (storage.retention_days after it ended)")),
     responses(
-        (status = 202, description = "Committed to the outbox", body = Accepted),
+        (status = 202, description = "Committed to the outbox", body = Accepted,
+            headers(
+                ("Location" = String, description = "The message's URL: /api/v1/messages/{id}"),
+                ("Idempotent-Replayed" = String,
+                    description = "`true` when this is the first answer again, to a repeat of an Idempotency-Key or relay message id; absent otherwise"))),
         (status = 400, description = "Malformed JSON or header", body = ErrorBody),
         (status = 401, description = "No or bad API key", body = ErrorBody),
         (status = 403, description = "Key lacks the send scope or is bound to another phone_id", body = ErrorBody),

@@ -208,7 +208,7 @@ const LINKS: &[LinkSpec] = &[
         operation_id: "list_messages",
         parameter: "cursor",
         value: "$response.body#/next_cursor",
-        description: "The next page (absent on the last one)",
+        description: "The next page (null on the last one)",
     },
     LinkSpec {
         from: ("/api/v1/inbound", "get", "200"),
@@ -224,7 +224,7 @@ const LINKS: &[LinkSpec] = &[
         operation_id: "list_inbound",
         parameter: "cursor",
         value: "$response.body#/next_cursor",
-        description: "The next page (absent on the last one)",
+        description: "The next page (null on the last one)",
     },
     LinkSpec {
         from: ("/api/v1/relay/inbound", "get", "200"),
@@ -240,7 +240,7 @@ const LINKS: &[LinkSpec] = &[
         operation_id: "list_relay_inbound",
         parameter: "cursor",
         value: "$response.body#/next_cursor",
-        description: "The next page (absent on the last one)",
+        description: "The next page (null on the last one)",
     },
 ];
 
@@ -405,6 +405,16 @@ mod tests {
             }
         }
         assert!(keyed >= 10, "{keyed} keyed operations");
+    }
+
+    /// The headers the send's 202 carries (`messages::accepted`).
+    #[test]
+    fn the_send_s_202_documents_its_headers() {
+        let doc = document();
+        let headers = &doc["paths"]["/api/v1/messages"]["post"]["responses"]["202"]["headers"];
+        for name in ["Location", "Idempotent-Replayed"] {
+            assert!(headers[name].is_object(), "{name}: {headers}");
+        }
     }
 
     #[test]

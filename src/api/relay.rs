@@ -15,6 +15,7 @@ use super::messages::{bad_query, scoped_phone};
 use super::paging::{decode_cursor, page_limit, query_error, split_page};
 use super::path::ApiPath;
 use super::state::AppState;
+use super::system::NoParameters;
 use crate::clock::{now_ms, rfc3339};
 use crate::config::RelayMode;
 use crate::relay::{Unresolved, link, settings};
@@ -134,6 +135,7 @@ async fn named_but_not_running(
 #[utoipa::path(get, path = "/api/v1/relay", tag = "relay",
     responses(
         (status = 200, description = "The relay link", body = RelayLinkView),
+        (status = 400, description = "A query parameter was given; this endpoint takes none", body = ErrorBody),
         (status = 404, description = "No relay configured or paired", body = ErrorBody),
         (status = 503, description = "A relay known only from its pairing, which cannot be read now",
             body = ErrorBody,
@@ -143,8 +145,12 @@ async fn named_but_not_running(
 pub async fn get_link(
     State(state): State<AppState>,
     caller: Caller,
+    query: Result<Query<NoParameters>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<RelayLinkView>, ApiError> {
     caller.require(Scope::Read)?;
+    // A `phone_id` filter, say, is refused, not ignored: a caller that
+    // believed it filtered would take another phone's link for its own.
+    query.map_err(query_error)?;
     // A key bound to another phone_id sees no link, as it sees none of
     // that phone's messages.
     let bound = caller.phone_scope();

@@ -19,6 +19,10 @@ pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 30;
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 1024;
 /// Highest `server.max_connections` accepted.
 pub const MAX_MAX_CONNECTIONS: u64 = 65_536;
+/// Highest `outbox.limits.*.concurrency` accepted: far above what any
+/// channel's remote takes at once, and below what a semaphore holds on a
+/// 32-bit box (where a larger one made the dispatcher panic at start).
+pub const MAX_CONCURRENCY: u32 = 10_000;
 /// Time allowed for in-flight sends and requests to finish on SIGTERM.
 pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 20;
 /// Longest `server.shutdown_grace_seconds`: a stop that takes longer is a

@@ -93,11 +93,44 @@ fn describe_toml_error(key: Option<String>, error: &toml::de::Error, text: &str)
         Some(key) if key != "." => format!("{key}: "),
         _ => String::new(),
     };
+    if described.is_empty()
+        && let Some(duplicate) = error
+            .span()
+            .and_then(|span| duplicate_key(error, text, span))
+    {
+        described = format!("{duplicate}: ");
+    }
     described.push_str(error.message().trim());
     if let Some(span) = error.span() {
         described.push_str(&format!(" (line {})", line_of(text, span.start)));
     }
     described
+}
+
+/// For a key given twice, which toml finds while it parses (before any key
+/// is known to serde): the key at `span` with the table it is in
+/// (`server.listen`), so the error names it as every other does.
+fn duplicate_key(
+    error: &toml::de::Error,
+    text: &str,
+    span: std::ops::Range<usize>,
+) -> Option<String> {
+    if !error.message().contains("duplicate key") {
+        return None;
+    }
+    let key = text.get(span.clone())?.trim().trim_matches('"');
+    if key.is_empty() || key.contains('\n') {
+        return None;
+    }
+    let table = text[..span.start].lines().rev().find_map(|line| {
+        let line = line.trim();
+        let inner = line.strip_prefix('[')?.split(']').next()?;
+        Some(inner.trim_start_matches('[').trim().to_string())
+    });
+    Some(match table {
+        Some(table) if !table.is_empty() => format!("{table}.{key}"),
+        _ => key.to_string(),
+    })
 }
 
 /// The 1-based line of byte `offset` in `text`.
@@ -113,6 +146,21 @@ fn line_of(text: &str, offset: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_given_twice_is_named_with_its_table() {
+        let text = "[server]\nlisten = \"127.0.0.1:1\"\nlisten = \"127.0.0.1:2\"\n";
+        let error = load_from_str(text, Path::new("t.toml"), ".".into())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("server.listen: "), "{error}");
+        assert!(error.contains("duplicate key"), "{error}");
+        let text = "[[channels.sms.modems]]\nphone_id = \"m\"\nphone_id = \"n\"\n";
+        let error = load_from_str(text, Path::new("t.toml"), ".".into())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("channels.sms.modems.phone_id: "), "{error}");
+    }
 
     #[test]
     fn a_secret_of_the_wrong_type_is_named_but_not_shown() {

@@ -3,9 +3,9 @@ use std::net::SocketAddr;
 use phonerelay_channel::{ChannelKind, ConfigIssue};
 
 use super::defaults::{
-    MAX_ATTACHMENT_MAX_BYTES, MAX_COMMIT_DELAY_MS, MAX_LEASE_SECONDS, MAX_MAX_CONNECTIONS,
-    MAX_MAX_MEDIA_BYTES, MAX_PER_SECOND, MAX_RETENTION_DAYS, MAX_SHUTDOWN_GRACE_SECONDS,
-    MAX_TIMEOUT_SECONDS, MAX_TTL_LIMIT_SECONDS, MIN_PER_SECOND,
+    MAX_ATTACHMENT_MAX_BYTES, MAX_COMMIT_DELAY_MS, MAX_CONCURRENCY, MAX_LEASE_SECONDS,
+    MAX_MAX_CONNECTIONS, MAX_MAX_MEDIA_BYTES, MAX_PER_SECOND, MAX_RETENTION_DAYS,
+    MAX_SHUTDOWN_GRACE_SECONDS, MAX_TIMEOUT_SECONDS, MAX_TTL_LIMIT_SECONDS, MIN_PER_SECOND,
 };
 use super::load::LoadedConfig;
 
@@ -155,10 +155,12 @@ pub fn validate_with(loaded: &LoadedConfig, extra_phone_ids: &[String]) -> Vec<C
                 "is neither a channel name nor a configured phone_id",
             ));
         }
-        if limit.concurrency == Some(0) {
+        if let Some(concurrency) = limit.concurrency
+            && !(1..=MAX_CONCURRENCY).contains(&concurrency)
+        {
             issues.push(ConfigIssue::new(
                 format!("{key}.concurrency"),
-                "must be at least 1",
+                format!("must be from 1 to {MAX_CONCURRENCY}"),
             ));
         }
         // Also refuses NaN, which no range contains.
@@ -409,6 +411,22 @@ mod tests {
             found[0].starts_with("server.shutdown_grace_seconds: must be at most 300"),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn an_endpoint_s_concurrency_must_be_from_1_to_10000() {
+        for good in [1, 10_000] {
+            let found = issues(&format!("[outbox.limits.sms]\nconcurrency = {good}\n"));
+            assert!(found.is_empty(), "{good}: {found:?}");
+        }
+        for bad in [0, 10_001, 600_000_000] {
+            let found = issues(&format!("[outbox.limits.sms]\nconcurrency = {bad}\n"));
+            assert_eq!(
+                found,
+                ["outbox.limits.sms.concurrency: must be from 1 to 10000"],
+                "{bad}"
+            );
+        }
     }
 
     #[test]
