@@ -598,6 +598,31 @@ mod tests {
         );
     }
 
+    /// A call rings and ends while a part waits for the network: the
+    /// part's answer is its `+CMGS`, not the call's `NO CARRIER` (taken as
+    /// it, the part counted as not sent and went again).
+    #[test]
+    fn a_call_ending_during_cmgs_leaves_the_part_s_answer_to_it() {
+        let mut e = AtEngine::new();
+        let id = e.submit(Command::with_pdu("AT+CMGS=3", "00AABBCC", 60_000));
+        e.poll_transmit(0);
+        e.handle_input(b"\r\n> ", 10);
+        e.poll_transmit(10);
+        e.handle_input(
+            b"\r\nRING\r\n\r\nNO CARRIER\r\n\r\n+CMGS: 42\r\n\r\nOK\r\n",
+            3000,
+        );
+        let events = drain(&mut e);
+        assert!(
+            events.contains(&EngineEvent::Completed {
+                id,
+                result: FinalResult::Ok,
+                lines: vec!["+CMGS: 42".into()]
+            }),
+            "{events:?}"
+        );
+    }
+
     #[test]
     fn error_instead_of_prompt_completes() {
         let mut e = AtEngine::new();

@@ -68,6 +68,11 @@ struct PendingCommand {
     answered: bool,
     /// Normalised PDU written after the prompt, to drop its echo.
     pdu_echo_key: Option<String>,
+    /// A dial, answer or return to a call (`ATD…`, `ATA`, `ATO`): only
+    /// these end in a call progress result (V.250 6.3). To any other
+    /// command, `NO CARRIER` is a call's end the modem reports on its own
+    /// (a caller who rang and hung up), not the command's answer.
+    places_call: bool,
 }
 
 /// Commands that answer with the `> ` prompt (TS 27.005 §3.5.1, §3.5.3, §3.5.4).
@@ -89,8 +94,13 @@ impl PendingCommand {
             && name
                 .as_deref()
                 .is_some_and(|n| PROMPTING_COMMANDS.contains(&n));
+        let upper = normalise(&text);
+        let places_call = upper
+            .strip_prefix("AT")
+            .is_some_and(|rest| rest.starts_with('D') || rest == "A" || rest.starts_with('O'));
         PendingCommand {
-            echo_key: normalise(&text),
+            places_call,
+            echo_key: upper,
             text,
             name,
             is_read_or_test,
@@ -426,14 +436,18 @@ impl AtParser {
 
     fn classify(&mut self, line: String) {
         if let Some(result) = FinalResult::parse(&line) {
-            match self.pending.take() {
-                None if result.is_call_progress() => {
-                    self.events.push_back(ParserEvent::Urc(Urc::Other(line)));
-                }
-                // Without a pending command a final result is stray (e.g.
-                // late after a timeout); the engine decides what to do.
-                _ => self.events.push_back(ParserEvent::Final(result)),
+            let placing_call = self.pending.as_ref().is_some_and(|p| p.places_call);
+            if result.is_call_progress() && !placing_call {
+                // Taken as the answer, it ended an `AT+CMGS` whose part
+                // the network then accepted: the part sent again, and the
+                // late `+CMGS`/`OK` taken as the next command's answer.
+                self.events.push_back(ParserEvent::Urc(Urc::Other(line)));
+                return;
             }
+            // Without a pending command a final result is stray (e.g. late
+            // after a timeout); the engine decides what to do.
+            self.pending = None;
+            self.events.push_back(ParserEvent::Final(result));
             return;
         }
         if self.is_answer_to_pending(&line) {
@@ -637,6 +651,31 @@ mod tests {
         p.command_sent("AT+CFUN=1");
         let events = p.feed(b"\r\n+CFUN: 1\r\n\r\nOK\r\n");
         assert!(matches!(events[0], ParserEvent::Urc(Urc::Ready(_))));
+    }
+
+    /// A caller rings the modem's number and hangs up while a part is on
+    /// its way: `RING`, `NO CARRIER`, then the part's own answer.
+    #[test]
+    fn a_call_ending_while_a_command_runs_is_not_its_answer() {
+        let mut p = AtParser::new();
+        p.command_sent("AT+CSQ");
+        assert_eq!(
+            p.feed(b"\r\nNO CARRIER\r\n\r\n+CSQ: 20,99\r\n\r\nOK\r\n"),
+            vec![
+                ParserEvent::Urc(Urc::Other("NO CARRIER".into())),
+                ParserEvent::Intermediate {
+                    line: "+CSQ: 20,99".into(),
+                    body: None
+                },
+                ParserEvent::Final(FinalResult::Ok),
+            ]
+        );
+        // A dial does end in one.
+        p.command_sent("ATD+15551230001;");
+        assert_eq!(
+            p.feed(b"\r\nNO CARRIER\r\n"),
+            vec![ParserEvent::Final(FinalResult::NoCarrier)]
+        );
     }
 
     #[test]
