@@ -143,16 +143,20 @@ pub struct UserDataHeader {
 }
 
 impl UserDataHeader {
+    /// The concatenation element; of several, the last (23.040 9.2.3.24:
+    /// an element that may not repeat, given twice, is taken from its last
+    /// occurrence).
     pub fn concat(&self) -> Option<ConcatInfo> {
-        self.elements.iter().find_map(|e| match e {
+        self.elements.iter().rev().find_map(|e| match e {
             InformationElement::Concat(c) => Some(*c),
             _ => None,
         })
     }
 
-    /// (destination, source) application ports, if present.
+    /// (destination, source) application ports, if present; of several,
+    /// the last, as for [`Self::concat`].
     pub fn ports(&self) -> Option<(u16, u16)> {
-        self.elements.iter().find_map(|e| match e {
+        self.elements.iter().rev().find_map(|e| match e {
             InformationElement::Ports {
                 destination,
                 source,
@@ -242,6 +246,21 @@ mod tests {
             })
         );
         assert_eq!(encode_hex(&h.encode()), "06080401800402");
+    }
+
+    #[test]
+    fn of_two_concatenation_elements_the_last_counts() {
+        let h = parse("00030102010003070202");
+        assert_eq!(
+            h.concat(),
+            Some(ConcatInfo {
+                reference: 7,
+                total: 2,
+                sequence: 2,
+                sixteen_bit_reference: false
+            })
+        );
+        assert_eq!(parse("0402643204027B14").ports(), Some((123, 20)));
     }
 
     #[test]
