@@ -102,8 +102,10 @@ const MESSAGE_CURSOR_PREFIX: &str = "message/";
 /// The cursor name for `topic` state of outbound message `message_id`
 /// while it is being sent (a long SMS's accepted parts). The daemon deletes
 /// every such cursor once its message has ended or is gone, however that
-/// happened: an adapter does not see a message expire or be cancelled
-/// while it waits for a retry, so it could not clean up itself.
+/// happened: with the send's outcome, in the transaction that records it
+/// (so a restart before that record still finds the state), or later for a
+/// message that expired or was cancelled while it waited for a retry,
+/// which no adapter sees. An adapter keeps its state until then.
 pub fn message_cursor(message_id: &str, topic: &str) -> String {
     format!("{MESSAGE_CURSOR_PREFIX}{message_id}/{topic}")
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use phonerelay_channel::{
-    Channel, ChannelContext, ChannelHealth, ChannelKind, ConfigIssue, ErrorClass, EventSink,
-    OutboundMessage, Secret, SecretError, SendError, SendReceipt,
+    Channel, ChannelContext, ChannelHealth, ChannelKind, ConfigIssue, EventSink, OutboundMessage,
+    Secret, SecretError, SendError, SendReceipt,
 };
 use phonerelay_sms_pdu::{SubmitOptions, encode_submit};
 use sha2::{Digest, Sha256};
@@ -226,14 +226,11 @@ impl Channel for SmsChannel {
         if parts.len() > 1 || message.attempt > 1 {
             self.restore_accepted_parts(&message.id).await?;
         }
-        let result = self.send_remaining_parts(message, parts).await;
-        // The send has ended: the accepted parts kept for a retry go.
-        match &result {
-            Ok(_) => self.drop_parts_cursor(&message.id).await,
-            Err(e) if e.class == ErrorClass::Permanent => self.drop_parts_cursor(&message.id).await,
-            Err(_) => {}
-        }
-        result
+        // The accepted parts kept for a retry stay until the outbox has
+        // recorded the message's end, which drops them in the same
+        // transaction: dropped here, a restart before that record found no
+        // part accepted and sent them all again.
+        self.send_remaining_parts(message, parts).await
     }
 
     /// The sink, before any send: a resumed long message reads back the
@@ -307,15 +304,6 @@ impl SmsChannel {
                 "sms_parts_unknown",
                 format!("cannot read which parts went out before ({e}); trying again later"),
             )),
-        }
-    }
-
-    /// An empty value removes the cursor.
-    async fn drop_parts_cursor(&self, message_id: &str) {
-        let Some(sink) = self.sink.get() else { return };
-        if let Err(e) = sink.save_cursor(&parts_cursor(message_id), "").await {
-            tracing::warn!(phone_id = %self.config.phone_id, message_id, error = %e,
-                "could not remove the accepted-parts cursor of an ended message");
         }
     }
 

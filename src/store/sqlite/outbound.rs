@@ -601,9 +601,40 @@ pub fn record_outcomes(conn: &Connection, outcomes: &[(String, SendOutcome)]) ->
     let early_waiting: bool = conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM outbound_early_status)")?
         .query_row([], |row| row.get(0))?;
+    // Likewise, state an adapter keeps while it sends (a long SMS's
+    // accepted parts) is looked for only when some is kept.
+    let message_state: bool = conn
+        .prepare_cached(MESSAGE_STATE_KEPT)?
+        .query_row([], |row| row.get(0))?;
     for (id, outcome) in outcomes {
         record_outcome(conn, id, outcome, early_waiting)?;
+        let ended = matches!(
+            outcome,
+            SendOutcome::Sent { .. } | SendOutcome::Failed { .. } | SendOutcome::Expired { .. }
+        );
+        if message_state && ended {
+            forget_message_state(conn, id)?;
+        }
     }
+    Ok(())
+}
+
+/// Whether any adapter keeps per-message state (`message/<id>/<topic>`
+/// cursors, the channel crate's `message_cursor`).
+const MESSAGE_STATE_KEPT: &str =
+    "SELECT EXISTS (SELECT 1 FROM cursors WHERE name >= 'message/' AND name < 'message0')";
+
+/// Drop the state an adapter kept for message `id` while it sent it, in
+/// the transaction that records the message's end: dropped by the adapter
+/// when its send returned, it was gone before the outbox had the outcome,
+/// and a restart in between sent every part of a long message again.
+fn forget_message_state(conn: &Connection, id: &str) -> StoreResult<()> {
+    let from = phonerelay_channel::message_cursor(id, "");
+    // Every topic of the message: names from `message/<id>/` up to the
+    // next character after `/`.
+    let to = format!("{}0", from.trim_end_matches('/'));
+    conn.prepare_cached("DELETE FROM cursors WHERE name >= ?1 AND name < ?2")?
+        .execute(params![from, to])?;
     Ok(())
 }
 

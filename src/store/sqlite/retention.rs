@@ -38,10 +38,11 @@ pub(super) const PRUNE_INBOUND: &str = "DELETE FROM inbound WHERE seq IN (
 const IS_LIVE: &str = concat!("SELECT 1 FROM outbound WHERE seq = ?1 AND ", live!());
 
 /// Cursors that belong to a message which has ended or is gone: an adapter
-/// keeps such state while it sends (a long SMS's accepted parts) and drops
-/// it when it sees the end, but a message can also expire or be cancelled
-/// while it waits for a retry, which no adapter sees. The cursors table
-/// holds a handful of rows, so reading all of its names is cheap.
+/// keeps such state while it sends (a long SMS's accepted parts), and the
+/// outbox drops it when it records the send's end, but a message can also
+/// expire or be cancelled while it waits for a retry, which records no
+/// send. The cursors table holds a handful of rows, so reading all of its
+/// names is cheap.
 pub fn prune_message_cursors(conn: &Connection) -> StoreResult<usize> {
     let names = conn
         .prepare_cached("SELECT scope, name FROM cursors")?
