@@ -15,6 +15,35 @@ use phonerelay::metrics::Metrics;
 use phonerelay::store::{InboundFilter, RouteQuery, SendOutcome, Store};
 use phonerelay_channel::{ChannelEvent, ChannelKind, EventSink, InboundMessage, SendReceipt};
 
+/// The store at `db` opened again, as at a restart, and the sink every
+/// SMS adapter of endpoint `m1` commits through.
+fn reopened(db: &std::path::Path) -> (Arc<dyn Store>, StoreSink) {
+    let store: Arc<dyn Store> = Arc::new(open_store(db));
+    let sink = StoreSink::new(
+        store.clone(),
+        Arc::new(Metrics::default()),
+        ChannelKind::Sms,
+        "m1".into(),
+    );
+    (store, sink)
+}
+
+/// An SMS from `from` to endpoint `m1`, received at `at_ms`.
+fn text_from(from: &str, text: &str, external_id: &str, at_ms: i64) -> InboundMessage {
+    InboundMessage {
+        channel: ChannelKind::Sms,
+        phone_id: "m1".into(),
+        from: from.into(),
+        text: text.into(),
+        subject: None,
+        attachments: Vec::new(),
+        external_id: external_id.into(),
+        reply_to: Vec::new(),
+        received_at_ms: at_ms,
+        meta: Default::default(),
+    }
+}
+
 #[tokio::test]
 async fn a_reply_after_a_restart_with_the_clock_behind_goes_to_who_wrote_last() {
     let dir = tempfile::tempdir().unwrap();
@@ -37,27 +66,9 @@ async fn a_reply_after_a_restart_with_the_clock_behind_goes_to_who_wrote_last() 
         }
     }
     // After it, the number replies; committed as every adapter's is.
-    let store: Arc<dyn Store> = Arc::new(open_store(&db));
-    let sink = StoreSink::new(
-        store.clone(),
-        Arc::new(Metrics::default()),
-        ChannelKind::Sms,
-        "m1".into(),
-    );
-    sink.deliver(ChannelEvent::Inbound(InboundMessage {
-        channel: ChannelKind::Sms,
-        phone_id: "m1".into(),
-        from: "+15551230001".into(),
-        text: "yes".into(),
-        subject: None,
-        attachments: Vec::new(),
-        external_id: "sms:reply".into(),
-        reply_to: Vec::new(),
-        received_at_ms: now,
-        meta: Default::default(),
-    }))
-    .await
-    .unwrap();
+    let (store, sink) = reopened(&db);
+    let reply = text_from("+15551230001", "yes", "sms:reply", now);
+    sink.deliver(ChannelEvent::Inbound(reply)).await.unwrap();
     let all = InboundFilter {
         limit: 10,
         ..Default::default()
@@ -89,30 +100,20 @@ async fn an_event_dated_far_ahead_is_not_the_floor_of_new_ones() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db.sqlite3");
     let now = phonerelay::clock::now_ms();
-    let reply = |n: u32| InboundMessage {
-        channel: ChannelKind::Sms,
-        phone_id: "m1".into(),
-        from: "+15551230002".into(),
-        text: format!("reply {n}"),
-        subject: None,
-        attachments: Vec::new(),
-        external_id: format!("sms:far-{n}"),
-        reply_to: Vec::new(),
-        received_at_ms: now,
-        meta: Default::default(),
+    let reply = |n: u32| {
+        text_from(
+            "+15551230002",
+            &format!("reply {n}"),
+            &format!("sms:far-{n}"),
+            now,
+        )
     };
     {
         let store = open_store(&db);
         let year = 365 * 86_400_000;
         store.commit_inbound(reply(1), now + year).await.unwrap();
     }
-    let store: Arc<dyn Store> = Arc::new(open_store(&db));
-    let sink = StoreSink::new(
-        store.clone(),
-        Arc::new(Metrics::default()),
-        ChannelKind::Sms,
-        "m1".into(),
-    );
+    let (store, sink) = reopened(&db);
     sink.deliver(ChannelEvent::Inbound(reply(2))).await.unwrap();
     let all = InboundFilter {
         limit: 10,

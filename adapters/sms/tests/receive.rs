@@ -277,13 +277,7 @@ async fn an_undecodable_stored_pdu_is_named_in_the_status_until_it_is_gone() {
     config.sweep_interval_seconds = 1;
     let rig = Rig::start(behaviour(), config).await;
     rig.wait_up().await;
-    let slots = || {
-        rig.channel
-            .health()
-            .details
-            .get("undecodable_stored")
-            .cloned()
-    };
+    let slots = || undecodable_slots(&rig);
     assert_eq!(slots(), None);
     // Cut short in its sender's address: no DELIVER can be read from it.
     assert!(rig.sim.inject_raw_pdu("0004"));
@@ -297,6 +291,15 @@ async fn an_undecodable_stored_pdu_is_named_in_the_status_until_it_is_gone() {
     // Someone deletes it: the next sweep no longer names it.
     rig.sim.clear_stored();
     wait_until(|| slots().is_none()).await;
+}
+
+/// The slots the status names as holding a PDU nobody can decode.
+fn undecodable_slots(rig: &Rig) -> Option<String> {
+    rig.channel
+        .health()
+        .details
+        .get("undecodable_stored")
+        .cloned()
 }
 
 /// One DELIVER part of a long message from `from`, as hex.
@@ -467,13 +470,7 @@ async fn a_modem_without_report_memory_has_no_slot_listed_as_a_report() {
     };
     let rig = Rig::start(behaviour, config).await;
     rig.wait_up().await;
-    let slots = || {
-        rig.channel
-            .health()
-            .details
-            .get("undecodable_stored")
-            .cloned()
-    };
+    let slots = || undecodable_slots(&rig);
     assert!(rig.sim.inject_raw_pdu("0004"));
     wait_until(|| slots().is_some()).await;
     // Two sweeps later, still the one slot, under its own memory.

@@ -423,33 +423,33 @@ pub(super) const STATS: &str = concat!(
          GROUP BY channel, phone_id, status"
 );
 
+/// The claim's statement, with `$also` among its terms.
+macro_rules! claim_due {
+    ($also:literal) => {
+        concat!(
+            "SELECT ",
+            outbound_columns!(),
+            " FROM outbound
+     WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued' AND ",
+            live!(),
+            "
+       AND next_attempt_at <= ?3 AND expires_at > ?3",
+            $also,
+            "
+     ORDER BY priority DESC, seq LIMIT (?4 + 0)"
+        )
+    };
+}
+
 /// The claim: the next `limit` due queued messages of an
 /// endpoint, in queue order, not past their ttl.
-pub(super) const CLAIM_DUE: &str = concat!(
-    "SELECT ",
-    outbound_columns!(),
-    " FROM outbound
-     WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued' AND ",
-    live!(),
-    "
-       AND next_attempt_at <= ?3 AND expires_at > ?3
-     ORDER BY priority DESC, seq LIMIT (?4 + 0)"
-);
+pub(super) const CLAIM_DUE: &str = claim_due!("");
 
 /// As [`CLAIM_DUE`], leaving alone the recipients of the JSON array ?5
 /// (`ClaimRequest::skip_recipients`). Their rows are still walked, but
 /// neither claimed nor written.
-pub(super) const CLAIM_DUE_SKIPPING: &str = concat!(
-    "SELECT ",
-    outbound_columns!(),
-    " FROM outbound
-     WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued' AND ",
-    live!(),
-    "
-       AND next_attempt_at <= ?3 AND expires_at > ?3
-       AND recipient NOT IN (SELECT value FROM json_each(?5))
-     ORDER BY priority DESC, seq LIMIT (?4 + 0)"
-);
+pub(super) const CLAIM_DUE_SKIPPING: &str =
+    claim_due!(" AND recipient NOT IN (SELECT value FROM json_each(?5))");
 
 /// Claim the message in row ?1 until ?2 (at ?3). OR FAIL, as
 /// [`SET_STATUS`]: nothing unique changes, so no statement journal.
