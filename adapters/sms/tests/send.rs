@@ -504,6 +504,33 @@ async fn a_resumed_long_message_s_parts_keep_ids_of_their_own_when_a_tp_mr_comes
     assert_eq!(ids.len(), 3, "{:?}", receipt.external_ids);
 }
 
+/// An `OK` to `AT+CMGS` whose `+CMGS: <mr>` line was lost: the network
+/// took the part (27.005 3.5.1), so it is not sent again; only its
+/// delivery report cannot be matched. (Taken as a failure, the part went
+/// again and reached the recipient twice.)
+#[tokio::test]
+async fn a_part_accepted_without_a_readable_reference_is_not_sent_again() {
+    let rig = Rig::start(behaviour(), modem_config("main")).await;
+    rig.wait_up().await;
+    let text = three_part_text();
+    rig.sim.lose_next_mrs(2);
+    let receipt = retry_until_sent(&rig, &message("long", "+15551230001", &text)).await;
+    let parts = rig.sim.sent_parts();
+    assert_eq!(parts.len(), 3, "{parts:#?}");
+    assert_eq!(rig.sim.sent_messages()[0].text, text);
+    let unreferenced: Vec<&String> = receipt
+        .external_ids
+        .iter()
+        .filter(|id| id.starts_with("nomr:long:"))
+        .collect();
+    assert_eq!(unreferenced.len(), 2, "{:?}", receipt.external_ids);
+    assert!(
+        receipt.external_ids[2].starts_with("mr:"),
+        "{:?}",
+        receipt.external_ids
+    );
+}
+
 #[tokio::test]
 async fn a_long_message_whose_sent_parts_cannot_be_read_after_a_restart_waits() {
     let text = three_part_text();

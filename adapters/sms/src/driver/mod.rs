@@ -43,6 +43,15 @@ const OFF_NETWORK_POLL: Duration = Duration::from_secs(5);
 /// How often incomplete multipart messages are checked for expiry.
 const EXPIRY_CHECK: Duration = Duration::from_secs(10);
 
+/// The TP-MR kept for a part whose `+CMGS:` could not be read: a number
+/// like any other in the accepted parts' record, where nothing looks it
+/// up (reports are matched through the part's id).
+const UNREFERENCED_MR: u8 = 0;
+
+/// The id of such a part: `nomr:<message id>:<part index>`, which no
+/// report's id (`mr:…`) can equal.
+const UNREFERENCED_ID_PREFIX: &str = "nomr:";
+
 /// Why a part was not sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DriverError {
@@ -735,6 +744,24 @@ impl Driver {
 
     /// A part the network accepted: remembered for its delivery report and
     /// for a retry of its message to skip.
+    /// A part the network accepted whose TP-MR was lost (an `OK` without
+    /// a readable `+CMGS:`): remembered under an id no report names, so a
+    /// retry skips it.
+    fn accept_unreferenced(&self, message_id: &str, index: usize) {
+        let external_id = format!("{UNREFERENCED_ID_PREFIX}{message_id}:{index}");
+        self.accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(
+                message_id,
+                index,
+                AcceptedPart {
+                    mr: UNREFERENCED_MR,
+                    external_id,
+                },
+            );
+    }
+
     async fn accept(&self, message_id: &str, to: &str, index: usize, mr: u8) {
         let now = unix_now();
         self.relearn_sent_ids(mr, to, now.div_euclid(86_400)).await;
@@ -824,7 +851,10 @@ impl Driver {
                         self.try_save_accepted_parts(message_id).await;
                     }
                     None => {
-                        tracing::warn!(phone_id = %self.config.phone_id, message_id, "late OK without +CMGS after a send timeout; a retry sends the part again")
+                        tracing::warn!(phone_id = %self.config.phone_id, message_id, part = part.index,
+                            "late OK without a readable +CMGS after a send timeout: the part went out; a retry skips it, and its delivery report cannot be matched");
+                        self.accept_unreferenced(message_id, part.index);
+                        self.try_save_accepted_parts(message_id).await;
                     }
                 }
             }
@@ -907,8 +937,14 @@ impl Driver {
                             outcome.mrs.push(mr);
                         }
                         None => {
-                            outcome.error = Some(DriverError::Rejected("OK without +CMGS".into()));
-                            return (outcome, None);
+                            // OK is the network's acceptance (27.005
+                            // 3.5.1); only the reference was lost. Sent
+                            // again, the part would reach the recipient
+                            // twice; kept, only its report goes unmatched.
+                            tracing::warn!(phone_id = %self.config.phone_id, message_id, part = index,
+                                "OK without a readable +CMGS: the part went out; its delivery report cannot be matched");
+                            self.accept_unreferenced(message_id, index);
+                            outcome.mrs.push(UNREFERENCED_MR);
                         }
                     }
                 }

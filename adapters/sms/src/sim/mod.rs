@@ -192,6 +192,12 @@ impl SimHandle {
         self.modem().set_next_mr(mr);
     }
 
+    /// The next `count` accepted sends are answered with a bare `OK`, their
+    /// `+CMGS: <mr>` line lost.
+    pub fn lose_next_mrs(&self, count: usize) {
+        self.modem().lose_next_mrs(count);
+    }
+
     /// The next `count` sends are answered `+CMS ERROR: code`.
     pub fn fail_next_sends(&self, code: u16, count: usize) {
         self.modem().fail_next_sends(code, count);

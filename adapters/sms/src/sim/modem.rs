@@ -197,6 +197,9 @@ pub struct SimModem {
     /// The first storage index: 1 as most modems number it, 0 on some
     /// (Quectel's count from 0).
     pub first_index: u32,
+    /// The next sends answered with a bare `OK`, the `+CMGS: <mr>` line
+    /// lost on the way (a garbled line): the part went out all the same.
+    unreadable_mrs: usize,
 }
 
 impl SimModem {
@@ -234,6 +237,7 @@ impl SimModem {
             wrong_pin_reply: "+CME ERROR: 16".into(),
             held: VecDeque::new(),
             first_index: 1,
+            unreadable_mrs: 0,
         }
     }
 
@@ -272,6 +276,11 @@ impl SimModem {
 
     /// The TP-MR the next accepted part gets (a modem's counter goes on
     /// across a restart of the daemon, and wraps after 255).
+    /// Answer the next `count` accepted sends with `OK` alone.
+    pub fn lose_next_mrs(&mut self, count: usize) {
+        self.unreadable_mrs = count;
+    }
+
     pub fn set_next_mr(&mut self, mr: u8) {
         self.next_mr = mr;
     }
@@ -464,9 +473,15 @@ impl SimModem {
             urcs.extend(self.status_report(&part, scts_unix));
         }
         self.sent.push(part);
+        let text = if self.unreadable_mrs > 0 {
+            self.unreadable_mrs -= 1;
+            "\r\nOK\r\n".to_string()
+        } else {
+            format!("\r\n+CMGS: {mr}\r\n\r\nOK\r\n")
+        };
         Reply {
             delay: self.behaviour.network_delay,
-            text: format!("\r\n+CMGS: {mr}\r\n\r\nOK\r\n"),
+            text,
             urcs,
         }
     }
