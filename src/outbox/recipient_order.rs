@@ -19,6 +19,7 @@
 //! back from the queue in queue order anyway.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
@@ -62,13 +63,21 @@ pub struct RecipientOrder {
     /// kept, at least [`PRUNE_AT`], so that many held chains (a retry
     /// storm over many recipients) do not make every send walk them all.
     prune_at: usize,
+    /// The recipients held back, each until when: written as a send goes
+    /// back to the queue ([`Place::finish`]), so that [`Self::held`],
+    /// asked at every claim, reads the few held ones, not every chain.
+    holds: Holds,
 }
+
+/// Recipient → until when it is held back.
+type Holds = Arc<Mutex<HashMap<String, i64>>>;
 
 impl Default for RecipientOrder {
     fn default() -> Self {
         Self {
             last: HashMap::new(),
             prune_at: PRUNE_AT,
+            holds: Holds::default(),
         }
     }
 }
@@ -77,6 +86,16 @@ impl Default for RecipientOrder {
 pub struct Place {
     before: Option<watch::Receiver<Gate>>,
     done: watch::Sender<Gate>,
+    recipient: String,
+    holds: Holds,
+}
+
+/// Note that `recipient` is held back until `until_ms` (the later, if it
+/// was already).
+fn note_hold(holds: &Holds, recipient: &str, until_ms: i64) {
+    let mut holds = holds.lock().unwrap_or_else(|e| e.into_inner());
+    let until = holds.entry(recipient.to_string()).or_insert(until_ms);
+    *until = (*until).max(until_ms);
 }
 
 impl RecipientOrder {
@@ -88,7 +107,12 @@ impl RecipientOrder {
         }
         let (done, gate) = watch::channel(Gate::Pending);
         let before = self.last.insert(recipient.to_string(), gate);
-        Place { before, done }
+        Place {
+            before,
+            done,
+            recipient: recipient.to_string(),
+            holds: self.holds.clone(),
+        }
     }
 
     /// Hold every send to `recipient` back until `until_ms`, as if one
@@ -97,6 +121,7 @@ impl RecipientOrder {
     pub fn hold(&mut self, recipient: &str, until_ms: i64) {
         let (_, gate) = watch::channel(Gate::HeldUntil(until_ms));
         self.last.insert(recipient.to_string(), gate);
+        note_hold(&self.holds, recipient, until_ms);
     }
 
     /// The recipients held back at `now_ms` (the last send to each went
@@ -104,18 +129,11 @@ impl RecipientOrder {
     /// such time: a claim leaves their messages in the queue, where they
     /// would only go back to wait, and looks again once a hold ends.
     pub fn held(&self, now_ms: i64) -> (Vec<String>, Option<i64>) {
-        let mut recipients = Vec::new();
-        let mut earliest: Option<i64> = None;
-        for (recipient, gate) in &self.last {
-            if let Gate::HeldUntil(until) = *gate.borrow()
-                && until > now_ms
-            {
-                recipients.push(recipient.clone());
-                earliest = Some(earliest.map_or(until, |e| e.min(until)));
-            }
-        }
+        let mut holds = self.holds.lock().unwrap_or_else(|e| e.into_inner());
+        holds.retain(|_, until| *until > now_ms);
+        let mut recipients: Vec<String> = holds.keys().cloned().collect();
         recipients.sort();
-        (recipients, earliest)
+        (recipients, holds.values().copied().min())
     }
 
     /// Forget the chains that can hold nothing back any more.
@@ -152,7 +170,11 @@ impl Place {
 
     /// This send has ended so: let the next one to the recipient know.
     pub fn finish(self, outcome: &SendOutcome) {
-        let _ = self.done.send(Gate::after(outcome));
+        let gate = Gate::after(outcome);
+        if let Gate::HeldUntil(until) = gate {
+            note_hold(&self.holds, &self.recipient, until);
+        }
+        let _ = self.done.send(gate);
     }
 }
 
