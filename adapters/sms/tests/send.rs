@@ -402,6 +402,26 @@ async fn only_part_timed_out() -> Rig {
     rig
 }
 
+/// As above, the late answer a bare `OK` (its `+CMGS:` line lost): the
+/// part went out all the same, and the retry does not send it again.
+#[tokio::test]
+async fn a_late_ok_without_a_readable_reference_makes_the_retry_succeed_without_sending() {
+    let rig = Rig::start(behaviour(), impatient_config()).await;
+    rig.wait_up().await;
+    rig.sim.set_delay(SLOW_NETWORK);
+    rig.sim.lose_next_mrs(1);
+    let err = rig
+        .channel
+        .send(&message("one", "+15551230002", "just once"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
+    rig.sim.set_delay(Duration::ZERO);
+    let receipt = retry_until_sent(&rig, &message("one", "+15551230002", "just once")).await;
+    assert_eq!(rig.sim.sent_parts().len(), 1, "{:#?}", rig.sim.sent_parts());
+    assert_eq!(receipt.external_ids, ["nomr:one:0"]);
+}
+
 #[tokio::test]
 async fn late_cmgs_of_the_only_part_makes_the_retry_succeed_without_sending() {
     let rig = only_part_timed_out().await;
