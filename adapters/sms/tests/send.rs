@@ -643,3 +643,46 @@ async fn stops_after_part_one(rig: &Rig, text: &str, code: &str) {
     );
     assert_eq!(rig.sim.sent_parts().len(), 1, "only part 1 went out");
 }
+
+/// The network answers a part long after the send timed out (8 s after a
+/// 300 ms timeout; up to 120 s is allowed): the modem answers no probe
+/// meanwhile, and the driver waits that long for it, not two probes' 6 s.
+/// (After 6 s the session ended, the late `+CMGS` was lost with it, and the
+/// retry sent the part again.)
+#[tokio::test]
+async fn a_cmgs_answered_long_after_its_timeout_is_still_taken_and_not_sent_again() {
+    let rig = Rig::start(behaviour(), impatient_config()).await;
+    rig.wait_up().await;
+    rig.sim.set_delay(Duration::from_secs(8));
+    let err = rig
+        .channel
+        .send(&message("one", "+15551230002", "just once"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
+    rig.sim.set_delay(Duration::ZERO);
+    let mut retry = message("one", "+15551230002", "just once");
+    retry.attempt = 2;
+    // The retry waits behind the driver's wait for the late answer.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let receipt = loop {
+        match rig.channel.send(&retry).await {
+            Ok(receipt) => break receipt,
+            Err(e) => {
+                assert_eq!(e.class, ErrorClass::Transient, "{e:?}");
+                assert!(tokio::time::Instant::now() < deadline, "{e:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let parts = rig.sim.sent_parts();
+    assert_eq!(parts.len(), 1, "{parts:#?}");
+    assert_eq!(
+        receipt.external_ids,
+        [format!(
+            "mr:{}:15551230002:{}",
+            parts[0].mr,
+            unix_now() / 86_400
+        )]
+    );
+}

@@ -19,7 +19,7 @@ use super::slot::Memory;
 const BOOT_FLOOD_LINES: usize = 10;
 const BOOT_FLOOD_WINDOW: Duration = Duration::from_secs(2);
 /// Unanswered sync probes after which the modem is considered gone.
-const MAX_PROBE_ATTEMPTS: u32 = 2;
+pub const MAX_PROBE_ATTEMPTS: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnError {
@@ -222,8 +222,9 @@ impl Conn {
     /// After a command timed out: let the engine write its ESC and sync
     /// probe and read until the modem is in step again (see the engine's
     /// module docs), returning the timed-out command's late final result if
-    /// it came. Errors as [`Conn::run`] does when the probe goes unanswered.
-    pub async fn resync(&mut self) -> Result<Option<LateAnswer>, ConnError> {
+    /// it came. The modem is taken as gone after `max_probes` unanswered
+    /// probes ([`ConnError::NotAnswering`]).
+    pub async fn resync(&mut self, max_probes: u32) -> Result<Option<LateAnswer>, ConnError> {
         let mut late = None;
         loop {
             self.flush_transmit().await?;
@@ -233,7 +234,7 @@ impl Conn {
                         late = Some(LateAnswer { id, result, lines });
                     }
                     EngineEvent::Urc(urc) => self.note_urc(urc)?,
-                    EngineEvent::ProbeTimedOut { attempts } if attempts >= MAX_PROBE_ATTEMPTS => {
+                    EngineEvent::ProbeTimedOut { attempts } if attempts >= max_probes => {
                         return Err(ConnError::NotAnswering);
                     }
                     _ => {}

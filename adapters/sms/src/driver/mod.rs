@@ -744,6 +744,19 @@ impl Driver {
 
     /// A part the network accepted: remembered for its delivery report and
     /// for a retry of its message to skip.
+    /// Probes that cover what is left of the longest an AT+CMGS may take,
+    /// once `send_timeout_ms` of it has passed (see
+    /// [`Self::settle_timed_out_send`]); at least the usual two.
+    fn probes_after_send_timeout(&self) -> u32 {
+        let left = phonerelay_sms_at::builders::SEND_TIMEOUT_MS
+            .saturating_sub(self.config.send_timeout_ms);
+        let probe = phonerelay_sms_at::EngineConfig::default()
+            .probe_timeout_ms
+            .max(1);
+        let probes = u32::try_from(left.div_ceil(probe)).unwrap_or(u32::MAX);
+        probes.saturating_add(1).max(conn::MAX_PROBE_ATTEMPTS)
+    }
+
     /// A part the network accepted whose TP-MR was lost (an `OK` without
     /// a readable `+CMGS:`): remembered under an id no report names, so a
     /// retry skips it.
@@ -822,8 +835,15 @@ impl Driver {
     /// `OK`, record the part as accepted, so that the retry of the message
     /// skips it instead of sending a duplicate. Requests wait meanwhile.
     ///
+    /// A modem busy with an AT+CMGS answers no probe until the network has
+    /// answered, which 27.005's vendors allow up to 120 s
+    /// (`builders::SEND_TIMEOUT_MS`) after the PDU was written: the probes
+    /// go on that long before the modem is taken as gone. With two probes
+    /// (6 s), an answer later than that ended the session, was lost with
+    /// it, and the retry sent the part again.
+    ///
     /// Not covered: a late answer that never comes while the port is open
-    /// (the probe goes unanswered and the session ends, or the modem is
+    /// (the probes go unanswered and the session ends, or the modem is
     /// unplugged), or a daemon restart before it comes. Those parts are sent
     /// again by the retry. One that comes is kept in the store, so a retry
     /// after a restart knows it too.
@@ -834,7 +854,7 @@ impl Driver {
         to: &str,
         part: TimedOutPart,
     ) -> Result<(), ConnError> {
-        let late = conn.resync().await?;
+        let late = conn.resync(self.probes_after_send_timeout()).await?;
         match late {
             Some(LateAnswer {
                 id,
