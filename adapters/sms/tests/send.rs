@@ -389,9 +389,16 @@ async fn late_cmgs_after_send_timeout_is_not_sent_again_by_the_retry() {
 /// network slower than `send_timeout_ms`): transient, outcome unknown, the
 /// modem's late +CMGS still to come.
 async fn only_part_timed_out() -> Rig {
+    only_part_timed_out_with(SLOW_NETWORK, |_| {}).await
+}
+
+/// As [`only_part_timed_out`], the network answering after `delay`, the
+/// simulator first set up by `prepare`.
+async fn only_part_timed_out_with(delay: Duration, prepare: impl FnOnce(&Rig)) -> Rig {
     let rig = Rig::start(behaviour(), impatient_config()).await;
     rig.wait_up().await;
-    rig.sim.set_delay(SLOW_NETWORK);
+    prepare(&rig);
+    rig.sim.set_delay(delay);
     let err = rig
         .channel
         .send(&message("one", "+15551230002", "just once"))
@@ -406,17 +413,7 @@ async fn only_part_timed_out() -> Rig {
 /// part went out all the same, and the retry does not send it again.
 #[tokio::test]
 async fn a_late_ok_without_a_readable_reference_makes_the_retry_succeed_without_sending() {
-    let rig = Rig::start(behaviour(), impatient_config()).await;
-    rig.wait_up().await;
-    rig.sim.set_delay(SLOW_NETWORK);
-    rig.sim.lose_next_mrs(1);
-    let err = rig
-        .channel
-        .send(&message("one", "+15551230002", "just once"))
-        .await
-        .unwrap_err();
-    assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
-    rig.sim.set_delay(Duration::ZERO);
+    let rig = only_part_timed_out_with(SLOW_NETWORK, |rig| rig.sim.lose_next_mrs(1)).await;
     let receipt = retry_until_sent(&rig, &message("one", "+15551230002", "just once")).await;
     assert_eq!(rig.sim.sent_parts().len(), 1, "{:#?}", rig.sim.sent_parts());
     assert_eq!(receipt.external_ids, ["nomr:one:0"]);
@@ -651,30 +648,11 @@ async fn stops_after_part_one(rig: &Rig, text: &str, code: &str) {
 /// retry sent the part again.)
 #[tokio::test]
 async fn a_cmgs_answered_long_after_its_timeout_is_still_taken_and_not_sent_again() {
-    let rig = Rig::start(behaviour(), impatient_config()).await;
-    rig.wait_up().await;
-    rig.sim.set_delay(Duration::from_secs(8));
-    let err = rig
-        .channel
-        .send(&message("one", "+15551230002", "just once"))
-        .await
-        .unwrap_err();
-    assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
-    rig.sim.set_delay(Duration::ZERO);
+    let rig = only_part_timed_out_with(Duration::from_secs(8), |_| {}).await;
     let mut retry = message("one", "+15551230002", "just once");
     retry.attempt = 2;
     // The retry waits behind the driver's wait for the late answer.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let receipt = loop {
-        match rig.channel.send(&retry).await {
-            Ok(receipt) => break receipt,
-            Err(e) => {
-                assert_eq!(e.class, ErrorClass::Transient, "{e:?}");
-                assert!(tokio::time::Instant::now() < deadline, "{e:?}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
+    let receipt = retry_until_sent(&rig, &retry).await;
     let parts = rig.sim.sent_parts();
     assert_eq!(parts.len(), 1, "{parts:#?}");
     assert_eq!(
