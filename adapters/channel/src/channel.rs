@@ -97,7 +97,8 @@ impl SinkError {
     }
 }
 
-const MESSAGE_CURSOR_PREFIX: &str = "message/";
+/// What every [`message_cursor`] name starts with.
+pub const MESSAGE_CURSOR_PREFIX: &str = "message/";
 
 /// The cursor name for `topic` state of outbound message `message_id`
 /// while it is being sent (a long SMS's accepted parts). The daemon deletes

@@ -23,7 +23,8 @@ mod webhook;
 
 pub use address::{AddressError, address_pattern, normalize_address, validate_address};
 pub use channel::{
-    Channel, ChannelContext, EventSink, SinkError, SinkErrorKind, message_cursor, message_of_cursor,
+    Channel, ChannelContext, EventSink, MESSAGE_CURSOR_PREFIX, SinkError, SinkErrorKind,
+    message_cursor, message_of_cursor,
 };
 pub use config_issue::ConfigIssue;
 pub use error::{ErrorClass, SendError};

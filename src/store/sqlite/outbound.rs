@@ -387,24 +387,28 @@ pub(super) const ABANDONED: &str = concat!(
     live!()
 );
 
+/// The next-due statement, with `$also` among its terms.
+macro_rules! next_due {
+    ($also:literal) => {
+        concat!(
+            "SELECT MIN(next_attempt_at) FROM outbound
+             WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued' AND ",
+            live!(),
+            " AND expires_at > ?3",
+            $also
+        )
+    };
+}
+
 /// When the next queued message of an endpoint that the claim would take
 /// is due. Not one past its ttl: the claim skips it (the expiry sweep ends
 /// it), so a dispatcher told it was due claimed again at once, in a loop
 /// until the sweep came.
-pub(super) const NEXT_DUE: &str = concat!(
-    "SELECT MIN(next_attempt_at) FROM outbound
-             WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued' AND ",
-    live!(),
-    " AND expires_at > ?3"
-);
+pub(super) const NEXT_DUE: &str = next_due!("");
 
 /// As [`NEXT_DUE`], leaving alone the recipients of the JSON array ?4.
-pub(super) const NEXT_DUE_SKIPPING: &str = concat!(
-    "SELECT MIN(next_attempt_at) FROM outbound
-             WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued' AND ",
-    live!(),
-    " AND expires_at > ?3 AND recipient NOT IN (SELECT value FROM json_each(?4))"
-);
+pub(super) const NEXT_DUE_SKIPPING: &str =
+    next_due!(" AND recipient NOT IN (SELECT value FROM json_each(?4))");
 
 /// Live counts and the window's outcomes per endpoint. The ended half
 /// names each ended status: with `ended!()` alone (a NOT IN) the planner
@@ -603,9 +607,10 @@ pub fn record_outcomes(conn: &Connection, outcomes: &[(String, SendOutcome)]) ->
         .query_row([], |row| row.get(0))?;
     // Likewise, state an adapter keeps while it sends (a long SMS's
     // accepted parts) is looked for only when some is kept.
+    let prefix = phonerelay_channel::MESSAGE_CURSOR_PREFIX;
     let message_state: bool = conn
         .prepare_cached(MESSAGE_STATE_KEPT)?
-        .query_row([], |row| row.get(0))?;
+        .query_row([prefix, &past(prefix)], |row| row.get(0))?;
     for (id, outcome) in outcomes {
         record_outcome(conn, id, outcome, early_waiting)?;
         let ended = matches!(
@@ -620,21 +625,25 @@ pub fn record_outcomes(conn: &Connection, outcomes: &[(String, SendOutcome)]) ->
 }
 
 /// Whether any adapter keeps per-message state (`message/<id>/<topic>`
-/// cursors, the channel crate's `message_cursor`).
+/// cursors, the channel crate's `message_cursor`): a name from ?1 up to ?2.
 const MESSAGE_STATE_KEPT: &str =
-    "SELECT EXISTS (SELECT 1 FROM cursors WHERE name >= 'message/' AND name < 'message0')";
+    "SELECT EXISTS (SELECT 1 FROM cursors WHERE name >= ?1 AND name < ?2)";
+
+/// The first name past every one that starts with `prefix`, which ends in
+/// `/` (the next character after it is `0`).
+fn past(prefix: &str) -> String {
+    format!("{}0", prefix.trim_end_matches('/'))
+}
 
 /// Drop the state an adapter kept for message `id` while it sent it, in
 /// the transaction that records the message's end: dropped by the adapter
 /// when its send returned, it was gone before the outbox had the outcome,
 /// and a restart in between sent every part of a long message again.
 fn forget_message_state(conn: &Connection, id: &str) -> StoreResult<()> {
+    // Every topic of the message: names starting `message/<id>/`.
     let from = phonerelay_channel::message_cursor(id, "");
-    // Every topic of the message: names from `message/<id>/` up to the
-    // next character after `/`.
-    let to = format!("{}0", from.trim_end_matches('/'));
     conn.prepare_cached("DELETE FROM cursors WHERE name >= ?1 AND name < ?2")?
-        .execute(params![from, to])?;
+        .execute(params![from, past(&from)])?;
     Ok(())
 }
 
