@@ -435,3 +435,39 @@ async fn no_row_is_committed_for_a_file_that_could_not_be_written() {
     assert!(e.is_transient(), "{e}");
     assert_eq!(media_rows(&db), 0);
 }
+
+/// A caller that goes away while its file is being written (a webhook's
+/// client that hung up during the sync of a large file) does not cut the
+/// save in half: the file gets its row, so retention sees it, instead of
+/// lying on disk unseen until the next start.
+#[tokio::test]
+async fn a_save_whose_caller_went_away_still_commits_the_file_s_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("phonerelay.sqlite3");
+    let store = open_store(&db);
+    let new = NewMedia {
+        channel: ChannelKind::Wa,
+        phone_id: "ph-a".into(),
+        content_type: None,
+        filename: None,
+        bytes: vec![7; 16 << 20],
+    };
+    // Dropped while writing: 16 MiB and two syncs take longer than this.
+    let dropped =
+        tokio::time::timeout(Duration::from_millis(1), store.save_media(new, now_ms())).await;
+    assert!(
+        dropped.is_err(),
+        "the save finished before its caller went away"
+    );
+
+    let media = dir.path().join("media");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while media_rows(&db) == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let files = files_in(&media);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(media_rows(&db), 1, "the file {files:?} has no row");
+    let id = &files[0];
+    assert!(store.get_media(id).await.unwrap().is_some());
+}

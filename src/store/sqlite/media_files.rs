@@ -61,7 +61,11 @@ pub fn write_durably(dir: &Path, id: &str, bytes: &[u8]) -> std::io::Result<()> 
         std::fs::File::open(dir)?.sync_all()
     })();
     if written.is_err() {
+        // Whichever name the file had when it failed: after the rename, a
+        // folder that did not sync leaves it under its own name, and the
+        // caller, told it failed, gives it no row.
         let _ = std::fs::remove_file(&temp);
+        let _ = std::fs::remove_file(&target);
     }
     written
 }

@@ -8,6 +8,51 @@ mod keys;
 mod media;
 mod media_files;
 mod outbound;
+/// Write a media file durably, then commit its row; a file whose row does
+/// not commit is removed again. Runs to the end once started.
+async fn save_media_file(
+    writer: Writer,
+    dir: PathBuf,
+    media: NewMedia,
+    now_ms: i64,
+) -> StoreResult<MediaSaved> {
+    let size = media.bytes.len() as u64;
+    let id = uuid::Uuid::now_v7().to_string();
+    let (file_dir, file_id, bytes) = (dir.clone(), id.clone(), media.bytes);
+    // Hashing up to `max_media_bytes` and writing them block: off the
+    // runtime's threads, both.
+    let sha256 = tokio::task::spawn_blocking(move || {
+        media_files::write_durably(&file_dir, &file_id, &bytes)
+            .map(|()| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)))
+    })
+    .await
+    .map_err(|e| StoreError::Unavailable(format!("writing a media file failed: {e}")))?
+    .map_err(|e| StoreError::Unavailable(format!("cannot write a media file: {e}")))?;
+    let record = MediaRecord {
+        id,
+        channel: media.channel,
+        phone_id: media.phone_id,
+        content_type: media.content_type,
+        filename: media.filename,
+        size,
+        sha256,
+        created_at_ms: now_ms,
+        relay_url: None,
+        inbound_id: None,
+        relay_base: None,
+    };
+    let row = record.clone();
+    match writer.write(move |conn| media::insert(conn, &row)).await {
+        Ok(()) => Ok(MediaSaved::Saved(record)),
+        Err(e) => {
+            // Not committed (a failed write never is): the file has no
+            // row to serve it.
+            media_files::remove(&dir, &[record.id]);
+            Err(e)
+        }
+    }
+}
+
 #[cfg(test)]
 mod plans;
 mod pool;
@@ -468,44 +513,14 @@ impl Store for SqliteStore {
         if limit == 0 || size > limit {
             return Ok(MediaSaved::TooLarge { size, limit });
         }
-        let id = uuid::Uuid::now_v7().to_string();
-        let (dir, file_id, bytes) = (self.media_dir.clone(), id.clone(), media.bytes);
-        // Hashing up to `max_media_bytes` and writing them block: off the
-        // runtime's threads, both.
-        let sha256 = tokio::task::spawn_blocking(move || {
-            media_files::write_durably(&dir, &file_id, &bytes)
-                .map(|()| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)))
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("writing a media file failed: {e}")))?
-        .map_err(|e| StoreError::Unavailable(format!("cannot write a media file: {e}")))?;
-        let record = MediaRecord {
-            id,
-            channel: media.channel,
-            phone_id: media.phone_id,
-            content_type: media.content_type,
-            filename: media.filename,
-            size,
-            sha256,
-            created_at_ms: now_ms,
-            relay_url: None,
-            inbound_id: None,
-            relay_base: None,
-        };
-        let row = record.clone();
-        match self
-            .writer
-            .write(move |conn| media::insert(conn, &row))
+        // In a task of its own: a caller dropped half-way (a webhook whose
+        // client went away while a large file synced) would otherwise
+        // leave the written file with no row, unseen by retention until
+        // the next start.
+        let (writer, dir) = (self.writer.clone(), self.media_dir.clone());
+        tokio::spawn(save_media_file(writer, dir, media, now_ms))
             .await
-        {
-            Ok(()) => Ok(MediaSaved::Saved(record)),
-            Err(e) => {
-                // Not committed (a failed write never is): the file has no
-                // row to serve it.
-                media_files::remove(&self.media_dir, &[record.id]);
-                Err(e)
-            }
-        }
+            .map_err(|e| StoreError::Unavailable(format!("saving a media file failed: {e}")))?
     }
 
     async fn get_media(&self, id: &str) -> StoreResult<Option<MediaRecord>> {
