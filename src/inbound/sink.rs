@@ -80,7 +80,8 @@ fn tidy_meta(meta: BTreeMap<String, String>) -> BTreeMap<String, String> {
 /// Any store failure: the event may commit later (a read-only remount, an
 /// I/O error the store calls permanent may pass, a repaired disk), and an
 /// adapter that moves past a `Rejected` event loses it. Only the sink's own
-/// checks of the event (`check`) reject.
+/// checks of what the adapter hands it reject (an event that breaks the
+/// contract, a status for another endpoint, a file over the size limit).
 fn sink_error(e: crate::store::StoreError) -> SinkError {
     SinkError::unavailable(e.to_string())
 }

@@ -38,11 +38,13 @@ pub trait EventSink: Send + Sync {
     /// e-mail attachment). Once `Ok`, the bytes are durable, and the
     /// returned [`crate::Attachment`] names them: its `url` is the path
     /// `/api/v1/media/{id}` on the bridge's own API (never the upstream's
-    /// URL, which may carry a secret), and its `content_type`, `filename`
-    /// and `size` are filled. Put it in the [`crate::InboundMessage`]'s
-    /// `attachments` and deliver that: the bridge uploads the file to the
-    /// relay before it forwards the message. A file no inbound message
-    /// refers to is deleted after a day.
+    /// URL, which may carry a secret), its `size` is filled, and its
+    /// `content_type` and `filename` are those given, if they were usable.
+    /// Put it in the [`crate::InboundMessage`]'s `attachments` and deliver
+    /// that: the bridge uploads the file to the relay before it forwards
+    /// the message. A file is tied to the first message of its own endpoint
+    /// that names it, and goes when that message is pruned; a file no
+    /// message took is deleted after a day.
     ///
     /// A file over the bridge's size limit (or any file, on a bridge that
     /// keeps none) is `Rejected`, and nothing is kept: the adapter may

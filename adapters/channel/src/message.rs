@@ -105,7 +105,8 @@ pub struct InboundMessage {
     pub subject: Option<String>,
     pub attachments: Vec<Attachment>,
     /// The upstream's id for this message. With `channel` and `phone_id` it is
-    /// the deduplication key: the same id committed twice is stored once. So
+    /// the deduplication key: the same id committed twice is stored once
+    /// while the first is kept (`storage.retention_days`). So
     /// it must be unique within the endpoint for good (a WhatsApp message
     /// id; for Telegram the chat and the message id, which alone is unique
     /// per chat only; for IMAP the UIDVALIDITY and the UID, or the
@@ -122,8 +123,8 @@ pub struct InboundMessage {
     /// WhatsApp profile, an e-mail's display name), `sender_id` (who spoke
     /// in a group chat, where `from` is the chat, the reply's target) and
     /// `chat_title`. Kept with the message and passed to the relay as
-    /// `origin.meta`. Names are lower-case `[a-z0-9_]`, at most
-    /// [`MAX_META_ENTRIES`] of them, values at most [`MAX_META_VALUE_CHARS`]
+    /// `origin.meta`. Names are lower-case `[a-z0-9_]` of at most 64
+    /// characters, at most [`MAX_META_ENTRIES`] of them, values at most [`MAX_META_VALUE_CHARS`]
     /// characters: the sink drops what breaks that, never the message.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub meta: std::collections::BTreeMap<String, String>,
