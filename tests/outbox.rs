@@ -205,6 +205,11 @@ async fn retries_stop_at_max_attempts() {
     let message = d.wait_status(&id, "failed").await;
     assert_eq!(message["error"]["code"], "retries_exhausted");
     assert_eq!(ch.calls(), 3);
+    // The last attempt failed the message: counted as such, not as a
+    // retry, so an alert on failed sends sees retries running out.
+    assert_eq!(retries(&d).await, 2);
+    let failed = "phonerelay_sends_total{channel=\"sms\",outcome=\"failed\"}";
+    assert_eq!(counter(&d, failed).await, 1);
 }
 
 #[tokio::test]

@@ -117,16 +117,7 @@ async fn decide(
             ),
         ))
     });
-    let outcome_label = match &result {
-        Ok(_) => "sent",
-        Err(e) if e.class == ErrorClass::Permanent => "failed",
-        Err(_) => "retry",
-    };
-    ctx.metrics
-        .sends
-        .get_or_create(&labels(&[("channel", channel), ("outcome", outcome_label)]))
-        .inc();
-    match result {
+    let outcome = match result {
         Ok(receipt) => {
             endpoint.pause.sent();
             // An event time: reply routing compares it with replies'.
@@ -136,7 +127,26 @@ async fn decide(
             }
         }
         Err(error) => classify(ctx, record, error),
-    }
+    };
+    count_attempt(ctx, channel, &outcome);
+    outcome
+}
+
+/// An attempt in `phonerelay_sends_total`, by how it ended: a transient
+/// error on the last allowed attempt is `failed`, as the message is, not
+/// `retry`.
+fn count_attempt(ctx: &DispatchContext, channel: &str, outcome: &SendOutcome) {
+    let label = match outcome {
+        SendOutcome::Sent { .. } => "sent",
+        SendOutcome::Retry { .. } => "retry",
+        SendOutcome::Failed { .. } => "failed",
+        // Not how an attempt ends (`classify` gives neither).
+        SendOutcome::Release { .. } | SendOutcome::Expired { .. } => return,
+    };
+    ctx.metrics
+        .sends
+        .get_or_create(&labels(&[("channel", channel), ("outcome", label)]))
+        .inc();
 }
 
 /// Why a claimed message went back to the queue without a send attempt:
@@ -348,18 +358,13 @@ async fn refused(
 /// transient failure, so a message that always makes it panic ends
 /// `failed` after `max_attempts` instead of looping.
 pub fn send_panicked(ctx: &DispatchContext, record: &OutboundRecord) -> SendOutcome {
-    ctx.metrics
-        .sends
-        .get_or_create(&labels(&[
-            ("channel", record.channel.as_str()),
-            ("outcome", "retry"),
-        ]))
-        .inc();
     let error = SendError::transient(
         "send_panicked",
         "the channel adapter failed unexpectedly while sending (see the daemon's log)",
     );
-    classify(ctx, record, error)
+    let outcome = classify(ctx, record, error);
+    count_attempt(ctx, record.channel.as_str(), &outcome);
+    outcome
 }
 
 /// When a transient failure at `now` is tried again: after our `backoff`
