@@ -340,6 +340,20 @@ fn pdu_decode_and_encode_print_json() {
     assert!(text(&bad.stderr).contains("cannot decode"));
 }
 
+/// A flag no run can take is a usage error (exit 2), as clap's are: the
+/// simulator's control socket is refused off loopback before anything
+/// starts.
+#[test]
+fn modem_sim_refuses_a_control_address_off_loopback_as_a_usage_error() {
+    let out = run(&["modem-sim", "--control", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("loopback"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn send_status_and_messages_go_through_the_running_daemon() {
     let dir = tempfile::tempdir().unwrap();

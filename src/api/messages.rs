@@ -28,7 +28,7 @@ use crate::store::*;
     post, path = "/api/v1/messages", tag = "messages",
     request_body = SendRequest,
     params(("Idempotency-Key" = Option<String>, Header,
-        description = "1 to 255 printable ASCII characters (else 400 invalid_header). A repeat with the same key and body returns the first result and sends nothing, for as long as the first message is kept (storage.retention_days after it ended)")),
+        description = "1 to 255 printable ASCII characters, no space (else 400 invalid_header). A repeat with the same key and body returns the first result and sends nothing, for as long as the first message is kept (storage.retention_days after it ended)")),
     responses(
         (status = 202, description = "Committed to the outbox", body = Accepted,
             headers(

@@ -12,7 +12,7 @@ use super::{dto, error, inbound, media, messages, relay, system};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "PhoneRelay", description = "Bridge between a pChat relay and SMS, WhatsApp, Telegram, e-mail and notifications."),
+    info(title = "PhoneRelay", description = "Bridge between a pChat relay and the outside world. The API names the channels sms, wa, tg, email, notify and pchat; this build ships the SMS adapter."),
     paths(
         messages::send, messages::get_message, messages::list_messages, messages::cancel_message,
         inbound::list_inbound, inbound::get_inbound, media::get_media,

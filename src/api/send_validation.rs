@@ -30,8 +30,8 @@ pub fn validate(req: &SendRequest, state: &AppState) -> Result<ValidSend, ApiErr
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown_channel",
             format!(
-                "unknown channel {:?}; the channels are sms, wa, tg, email, notify and pchat, \
-                 and this build sends on sms only (the one adapter it ships)",
+                "unknown channel {:?}; the channels are sms, wa, tg, email, notify and pchat \
+                 (an endpoint of each that the config sets up)",
                 req.channel
             ),
         )

@@ -122,7 +122,16 @@ pub async fn run(cli: Cli) -> Result<(), ExitError> {
             });
             phonerelay_sms::sim::run_modem_sim_cli(args.clone(), shutdown)
                 .await
-                .map_err(|e| ExitError::Runtime(format!("modem simulator: {e}")))
+                .map_err(|e| {
+                    let message = format!("modem simulator: {e}");
+                    // A flag no run can take (a control address off
+                    // loopback) is a usage error, as clap's own are.
+                    if e.kind() == std::io::ErrorKind::InvalidInput {
+                        ExitError::Config(message)
+                    } else {
+                        ExitError::Runtime(message)
+                    }
+                })
         }
     }
 }
