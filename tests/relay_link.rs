@@ -998,3 +998,59 @@ async fn a_restart_during_an_outage_keeps_commit_order_once_the_relay_is_back() 
     assert_eq!(texts, ["held 0", "held 1", "held 2", "held 3"]);
     drop(bridge);
 }
+
+/// The counts of inbound messages for the relay cannot be read for a
+/// while (here a column is renamed from under the daemon): the link is
+/// `unknown` with the reason, no count is given, and the gauges keep
+/// their last values instead of falling to 0, which would clear a
+/// backlog's alert just then.
+#[tokio::test]
+async fn counts_that_cannot_be_read_are_unknown_not_zero() {
+    let mut relay = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    relay.down().await;
+    for i in 0..2 {
+        wa.inject(wa_inbound("+15551230001", &format!("w-{i}"), "hi", &[]))
+            .await
+            .unwrap();
+    }
+    let pending = format!("phonerelay_relay_inbound_pending{{phone_id=\"{PHONE_ID}\"}} 2");
+    let dead = format!("phonerelay_relay_inbound_dead{{phone_id=\"{PHONE_ID}\"}} 0");
+    let metrics = bridge.metrics_text().await;
+    for series in [&pending, &dead] {
+        assert!(metrics.lines().any(|l| l == series), "{series}: {metrics}");
+    }
+
+    let db = bridge.dir.path().join("state").join("phonerelay.sqlite3");
+    let rename = |from: &str, to: &str| {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch(&format!("ALTER TABLE inbound RENAME COLUMN {from} TO {to}"))
+            .unwrap()
+    };
+    rename("relay_state", "relay_state_away");
+    let (code, link) = bridge.get("/api/v1/relay", &bridge.admin_key).await;
+    assert_eq!(code, 200, "{link}");
+    assert_eq!(link["state"], "unknown", "{link}");
+    assert!(
+        link["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("cannot count")),
+        "{link}"
+    );
+    assert!(link.get("inbound_pending").is_none(), "{link}");
+    let metrics = bridge.metrics_text().await;
+    for series in [&pending, &dead] {
+        assert!(metrics.lines().any(|l| l == series), "{series}: {metrics}");
+    }
+    let (_, status) = bridge.get("/api/v1/status", &bridge.admin_key).await;
+    assert_eq!(status["relay"]["state"], "unknown", "{status}");
+    assert!(status["relay"].get("inbound_dead").is_none(), "{status}");
+
+    rename("relay_state_away", "relay_state");
+    let (_, link) = bridge.get("/api/v1/relay", &bridge.admin_key).await;
+    assert_eq!(link["inbound_pending"], 2, "{link}");
+    relay.up().await;
+}

@@ -32,14 +32,19 @@ pub struct RelayLinkView {
     pub last_error: Option<String>,
     /// The relay refused the bridge's key (401/403): pair again.
     pub key_rejected: bool,
-    /// Inbound messages waiting for the relay.
-    pub inbound_pending: u64,
-    /// Inbound messages refused for good or without a route.
-    pub inbound_dead: u64,
+    /// Inbound messages waiting for the relay; absent when the store
+    /// cannot count them now (`state` is then `unknown`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbound_pending: Option<u64>,
+    /// Inbound messages refused for good or without a route; absent as
+    /// `inbound_pending` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbound_dead: Option<u64>,
     /// `running`; `not_running` when a relay is named but the link is off
     /// (no key file, or not the key the pairing recorded), the last
     /// reached and error then being those of an earlier link; `unknown`
-    /// while the pairing cannot be read (a running link runs on).
+    /// while the pairing, the link's state or its counts cannot be read
+    /// (a running link runs on).
     #[serde(default = "running_by_default")]
     pub state: String,
     /// Why the link is not running, or why that is unknown.
@@ -85,8 +90,26 @@ pub async fn link_view(state: &AppState) -> Result<Option<RelayLinkView>, LinkUn
             None => return Ok(None),
         },
     };
-    let link = link::load(&*state.store).await.unwrap_or_default();
-    let counts = state.store.relay_inbound_counts().await.unwrap_or_default();
+    // What cannot be read now is unknown, not "no error" and "nothing
+    // waiting": those would report a failing link, or dead letters, as
+    // gone (and clear their alerts) just when the store falters.
+    let (link, counts) = (
+        link::load(&*state.store).await,
+        state.store.relay_inbound_counts().await,
+    );
+    let unreadable = match (&link, &counts) {
+        (Err(e), _) => Some(format!("cannot read the relay link's state: {e}")),
+        (_, Err(e)) => Some(format!(
+            "cannot count the inbound messages for the relay: {e}"
+        )),
+        _ => None,
+    };
+    let (link_state, reason) = match unreadable {
+        Some(why) => (LINK_UNKNOWN, Some(why)),
+        None => (link_state, reason),
+    };
+    let link = link.unwrap_or_default();
+    let counts = counts.ok();
     Ok(Some(RelayLinkView {
         url,
         phone_id,
@@ -98,8 +121,8 @@ pub async fn link_view(state: &AppState) -> Result<Option<RelayLinkView>, LinkUn
         last_reached: link.last_reached_ms.map(rfc3339),
         last_error: link.last_error,
         key_rejected: link.key_rejected,
-        inbound_pending: counts.pending,
-        inbound_dead: counts.dead,
+        inbound_pending: counts.as_ref().map(|c| c.pending),
+        inbound_dead: counts.as_ref().map(|c| c.dead),
         state: link_state.into(),
         reason,
     }))

@@ -173,11 +173,17 @@ impl StatusReport {
             };
             parts.push(format!(
                 "relay {reached}: {} pending, {} dead",
-                relay.inbound_pending, relay.inbound_dead
+                count_or_unknown(relay.inbound_pending),
+                count_or_unknown(relay.inbound_dead)
             ));
         }
         parts.join("; ")
     }
+}
+
+/// A count for people: the number, or `?` when it could not be read.
+pub fn count_or_unknown(count: Option<u64>) -> String {
+    count.map_or_else(|| "?".into(), |n| n.to_string())
 }
 
 /// The stats of one endpoint, if the store had any.
@@ -323,11 +329,13 @@ pub async fn status(
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let store_up = state.store.ping().await.is_ok();
     state.metrics.store_up.set(store_up as i64);
-    if let Some(mut usage) = state.store.disk_usage().await {
-        if let Ok((files, bytes)) = state.store.media_usage().await {
-            (usage.media_files, usage.media_bytes) = (files, bytes);
-        }
+    if let Some(usage) = state.store.disk_usage().await {
         set_disk_gauges(&state, &usage);
+    }
+    // Kept at their last values when the store cannot count the files, as
+    // the queue's are: zeros would clear a disk alert just then.
+    if let Ok((files, bytes)) = state.store.media_usage().await {
+        set_media_gauges(&state, files, bytes);
     }
     // A relay known only from a pairing that cannot be read now: its
     // gauges keep their values (`set_relay_gauges` says the same of one
@@ -406,37 +414,42 @@ fn set_relay_gauges(state: &AppState, relay: Option<&super::relay::RelayLinkView
         }
         let Some(relay) = relay else { return };
         let series = labels(&[("phone_id", &relay.phone_id)]);
+        // Counts that could not be read come with the state `unknown`,
+        // which returned above; 0 is never made up for them.
         let values = [
-            relay.reachable() as u64,
+            Some(relay.reachable() as u64),
             relay.inbound_pending,
             relay.inbound_dead,
         ];
         for (family, value) in families.into_iter().zip(values) {
-            family.get_or_create(&series).set(value as i64);
+            if let Some(value) = value {
+                family.get_or_create(&series).set(value as i64);
+            }
         }
     });
 }
 
 fn set_disk_gauges(state: &AppState, usage: &DiskUsage) {
-    let files = [
-        ("database", usage.database_bytes),
-        ("wal", usage.wal_bytes),
-        ("media", usage.media_bytes),
-    ];
+    let files = [("database", usage.database_bytes), ("wal", usage.wal_bytes)];
     for (file, bytes) in files {
-        state
-            .metrics
-            .store_bytes
-            .get_or_create(&labels(&[("file", file)]))
-            .set(bytes as i64);
+        set_store_bytes(state, file, bytes);
     }
-    state
-        .metrics
-        .store_media_files
-        .set(usage.media_files as i64);
     if let Some(free) = usage.free_bytes {
         state.metrics.store_free_bytes.set(free as i64);
     }
+}
+
+fn set_media_gauges(state: &AppState, files: u64, bytes: u64) {
+    set_store_bytes(state, "media", bytes);
+    state.metrics.store_media_files.set(files as i64);
+}
+
+fn set_store_bytes(state: &AppState, file: &str, bytes: u64) {
+    state
+        .metrics
+        .store_bytes
+        .get_or_create(&labels(&[("file", file)]))
+        .set(bytes as i64);
 }
 
 /// Queued and sending counts and the queue's age of the endpoint that

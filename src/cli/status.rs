@@ -3,7 +3,7 @@ use reqwest::Method;
 
 use super::client::LocalClient;
 use crate::api::human::{age, storage_summary};
-use crate::api::system::StatusReport;
+use crate::api::system::{StatusReport, count_or_unknown};
 use crate::exit::ExitError;
 
 #[derive(Debug, Args)]
@@ -127,8 +127,8 @@ pub fn render(report: &StatusReport) -> String {
             relay.mode,
             relay.phone_id,
             relay.last_reached.as_deref().unwrap_or("never"),
-            relay.inbound_pending,
-            relay.inbound_dead,
+            count_or_unknown(relay.inbound_pending),
+            count_or_unknown(relay.inbound_dead),
         ));
         if relay.state != crate::api::relay::LINK_RUNNING {
             // Before the last error: that one may be an earlier link's.
@@ -141,7 +141,7 @@ pub fn render(report: &StatusReport) -> String {
         if let Some(error) = &relay.last_error {
             out.push_str(&format!("relay last error: {error}\n"));
         }
-        if relay.inbound_dead > 0 {
+        if relay.inbound_dead.is_some_and(|dead| dead > 0) {
             out.push_str(
                 "see `phonerelay inbound dead`; retry with `phonerelay inbound retry ID`\n",
             );
@@ -213,8 +213,8 @@ mod tests {
             last_reached: None,
             last_error: None,
             key_rejected: false,
-            inbound_pending: 2,
-            inbound_dead: 0,
+            inbound_pending: Some(2),
+            inbound_dead: Some(0),
             state: crate::api::relay::LINK_NOT_RUNNING.into(),
             reason: Some("relay key file relay.key is missing".into()),
         });
@@ -225,6 +225,23 @@ mod tests {
         );
         named.relay.as_mut().unwrap().state = crate::api::relay::LINK_RUNNING.into();
         assert!(!render(&named).contains("relay link"), "{}", render(&named));
+
+        // Counts the store could not read are unknown in both, not 0.
+        let relay = named.relay.as_mut().unwrap();
+        relay.state = crate::api::relay::LINK_UNKNOWN.into();
+        (relay.inbound_pending, relay.inbound_dead) = (None, None);
+        let table = render(&named);
+        assert!(
+            table.contains("inbound pending: ?  dead letters: ?"),
+            "{table}"
+        );
+        assert!(
+            named
+                .one_line()
+                .contains("relay state unknown: ? pending, ? dead"),
+            "{}",
+            named.one_line()
+        );
     }
 
     /// So does one that pauses after a refusal, with how long and why.

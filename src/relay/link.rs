@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::client::RelayError;
 use super::settings::{LINK, SCOPE};
 use crate::clock::now_ms;
-use crate::store::Store;
+use crate::store::{Store, StoreResult};
 
 /// Store the "last reached" time at most this often.
 const PERSIST_EVERY_MS: i64 = 5_000;
@@ -23,9 +23,14 @@ pub struct LinkState {
     pub key_rejected: bool,
 }
 
-pub async fn load(store: &dyn Store) -> Option<LinkState> {
-    let text = store.load_cursor(SCOPE, LINK).await.ok().flatten()?;
-    serde_json::from_str(&text).ok()
+/// The link's last known state; the default (never reached, no error)
+/// if none was saved or it cannot be parsed, an error if the store cannot
+/// be read.
+pub async fn load(store: &dyn Store) -> StoreResult<LinkState> {
+    let saved = store.load_cursor(SCOPE, LINK).await?;
+    Ok(saved
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default())
 }
 
 pub struct Link {

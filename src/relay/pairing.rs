@@ -228,7 +228,9 @@ pub async fn status(loaded: &LoadedConfig, store: &dyn Store) -> Result<String, 
         }
         None => out.push_str("paired at:   (from [relay] in the config, not by `pair`)\n"),
     }
-    let link = link::load(store).await.unwrap_or_default();
+    let link = link::load(store)
+        .await
+        .map_err(|e| ExitError::Runtime(format!("cannot read the relay link's state: {e}")))?;
     out.push_str(&format!(
         "last reached: {}\n",
         link.last_reached_ms
