@@ -7,14 +7,15 @@ use phonerelay_channel::{Channel, ConfigIssue};
 
 use crate::config::LoadedConfig;
 
-/// Run every configured adapter's pure `validate()`; keys come back prefixed
+/// Run every configured adapter's checks (its pure `validate()`, then those
+/// of what it names on this host); keys come back prefixed
 /// with `channels.<name>`.
 pub fn validate(loaded: &LoadedConfig) -> Vec<ConfigIssue> {
     let channels = &loaded.config.channels;
     let mut issues = Vec::new();
     if let Some(sms) = &channels.sms {
         issues.extend(
-            sms.validate(&loaded.base_dir)
+            sms.check(&loaded.base_dir)
                 .into_iter()
                 .map(|issue| issue.under("channels.sms")),
         );

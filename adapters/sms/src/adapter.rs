@@ -450,7 +450,7 @@ pub fn build(
 ) -> Result<Vec<Arc<dyn Channel>>, Vec<ConfigIssue>> {
     // A device not there yet is waited for (`ConfigIssue::absent_for_now`).
     let issues: Vec<ConfigIssue> = config
-        .validate(base_dir)
+        .check(base_dir)
         .into_iter()
         .filter(|issue| !issue.absent_for_now)
         .collect();

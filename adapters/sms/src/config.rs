@@ -310,10 +310,11 @@ impl ModemConfig {
         Duration::from_millis(self.send_timeout_ms)
     }
 
-    /// Checks of one modem entry; keys are relative to the entry.
-    fn validate(&self, base_dir: &Path) -> Vec<ConfigIssue> {
+    /// Checks of one modem entry's values alone; keys are relative to the
+    /// entry. Pure: what the host has (the device, the PIN's variable or
+    /// file) is [`Self::check_host`]'s.
+    fn validate(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
-        let mut absent_for_now = None;
         let mut issue = |key: &str, reason: &str| issues.push(ConfigIssue::new(key, reason));
         if self.phone_id.trim().is_empty() {
             issue("phone_id", "must not be empty");
@@ -329,35 +330,9 @@ impl ModemConfig {
                 "device",
                 "must not be empty (a serial device path or \"sim\")",
             );
-        } else if !self.is_sim() && !self.device_path(base_dir).exists() {
-            absent_for_now = Some(ConfigIssue::absent(
-                "device",
-                format!("no such file: {}", self.device_path(base_dir).display()),
-            ));
         }
         if !STANDARD_BAUDS.contains(&self.baud) {
             issue("baud", "not a standard rate (e.g. 9600, 115200, 460800)");
-        }
-        // The PIN is resolved (`${ENV}`, pin_file) as the adapter resolves it
-        // at start and then held to the PIN rule, so `check` fails on what
-        // `serve` would. Reading the environment and the file the config
-        // names is the one side effect `check` allows: a missing credential
-        // must fail here, not at 3 am.
-        match self.resolve_pin(base_dir) {
-            Err(error) => {
-                let found = error.into_issue();
-                issue(&found.key, &found.reason);
-            }
-            Ok(Some(pin)) if !is_valid_pin(pin.expose()) => {
-                let key = if self.pin_file.is_some() {
-                    "pin_file"
-                } else {
-                    "pin"
-                };
-                // Never echo the value: it is a secret even when malformed.
-                issue(key, "a SIM PIN is 4 to 8 digits");
-            }
-            Ok(_) => {}
         }
         if let Some(smsc) = &self.smsc
             && phonerelay_channel::validate_address(phonerelay_channel::ChannelKind::Sms, smsc)
@@ -456,7 +431,36 @@ impl ModemConfig {
                 issue("sim.pin", "a SIM PIN is 4 to 8 digits");
             }
         }
-        issues.extend(absent_for_now);
+        issues
+    }
+
+    /// Checks of what one modem entry names on this host: its device path
+    /// is there (an absent one may come later: [`ConfigIssue::absent`]),
+    /// and its PIN resolves (`${ENV}`, `pin_file`) to a valid PIN, as the
+    /// adapter resolves it at start, so `check` fails on what `serve`
+    /// would. Reading the environment and the files the config names is
+    /// all it does: a missing credential must fail here, not at 3 am.
+    fn check_host(&self, base_dir: &Path) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        if !self.device.is_empty() && !self.is_sim() && !self.device_path(base_dir).exists() {
+            issues.push(ConfigIssue::absent(
+                "device",
+                format!("no such file: {}", self.device_path(base_dir).display()),
+            ));
+        }
+        match self.resolve_pin(base_dir) {
+            Err(error) => issues.push(error.into_issue()),
+            Ok(Some(pin)) if !is_valid_pin(pin.expose()) => {
+                let key = if self.pin_file.is_some() {
+                    "pin_file"
+                } else {
+                    "pin"
+                };
+                // Never echo the value: it is a secret even when malformed.
+                issues.push(ConfigIssue::new(key, "a SIM PIN is 4 to 8 digits"));
+            }
+            Ok(_) => {}
+        }
         issues
     }
 }
@@ -466,17 +470,18 @@ fn is_valid_pin(pin: &str) -> bool {
 }
 
 impl SmsConfig {
-    /// Every problem in the table, keyed relative to `[channels.sms]`
-    /// (`modems[0].device`). Pure except for checking that device paths
-    /// exist and resolving the PIN (its environment variable or file).
-    pub fn validate(&self, base_dir: &Path) -> Vec<ConfigIssue> {
+    /// Every problem in the table's values, keyed relative to
+    /// `[channels.sms]` (`modems[0].device`). Pure: no file, device or
+    /// environment is looked at; [`Self::check_host`] does that.
+    pub fn validate(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut devices: HashMap<&str, usize> = HashMap::new();
         for (i, modem) in self.modems.iter().enumerate() {
             let parent = format!("modems[{i}]");
             issues.extend(
                 modem
-                    .validate(base_dir)
+                    .validate()
                     .into_iter()
                     .map(|issue| issue.under(&parent)),
             );
@@ -489,28 +494,61 @@ impl SmsConfig {
                     .under(&parent),
                 );
             }
-        }
-        let mut devices: HashMap<PathBuf, usize> = HashMap::new();
-        for (i, modem) in self.modems.iter().enumerate() {
             if modem.is_sim() || modem.device.is_empty() {
                 continue;
             }
-            // The same port by two names (`/dev/ttyUSB2` and a
-            // `/dev/serial/by-id/…` link to it) is the same port.
-            let port = std::fs::canonicalize(modem.device_path(base_dir))
-                .unwrap_or_else(|_| modem.device_path(base_dir));
-            if let Some(first) = devices.insert(port, i) {
-                issues.push(
-                    ConfigIssue::new(
-                        "device",
-                        format!("already used by modems[{first}]; a port has one owner"),
-                    )
-                    .under(&format!("modems[{i}]")),
-                );
+            if let Some(first) = devices.insert(modem.device.as_str(), i) {
+                issues.push(port_taken(first).under(&parent));
             }
         }
         issues
     }
+
+    /// What the table names on this host, keyed as [`Self::validate`]'s:
+    /// each modem's device and PIN ([`ModemConfig`]'s checks), and one
+    /// port under two names (`/dev/ttyUSB2` and a `/dev/serial/by-id/…`
+    /// link to it), which only the file system can tell.
+    pub fn check_host(&self, base_dir: &Path) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        let mut ports: HashMap<PathBuf, usize> = HashMap::new();
+        for (i, modem) in self.modems.iter().enumerate() {
+            let parent = format!("modems[{i}]");
+            issues.extend(
+                modem
+                    .check_host(base_dir)
+                    .into_iter()
+                    .map(|issue| issue.under(&parent)),
+            );
+            if modem.is_sim() || modem.device.is_empty() {
+                continue;
+            }
+            let named = modem.device_path(base_dir);
+            let port = std::fs::canonicalize(&named).unwrap_or(named);
+            match ports.insert(port, i) {
+                // The same name twice is `validate`'s to report.
+                Some(first) if self.modems[first].device != modem.device => {
+                    issues.push(port_taken(first).under(&parent));
+                }
+                _ => {}
+            }
+        }
+        issues
+    }
+
+    /// [`Self::validate`] then [`Self::check_host`]: all that `check`
+    /// and `serve` hold the table to.
+    pub fn check(&self, base_dir: &Path) -> Vec<ConfigIssue> {
+        let mut issues = self.validate();
+        issues.extend(self.check_host(base_dir));
+        issues
+    }
+}
+
+fn port_taken(first: usize) -> ConfigIssue {
+    ConfigIssue::new(
+        "device",
+        format!("already used by modems[{first}]; a port has one owner"),
+    )
 }
 
 #[cfg(test)]
@@ -527,7 +565,7 @@ mod tests {
 
     fn keys(config: &SmsConfig) -> Vec<String> {
         config
-            .validate(Path::new("/"))
+            .check(Path::new("/"))
             .into_iter()
             .map(|i| i.key)
             .collect()
@@ -544,7 +582,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.modems[0], sim_modem("main"));
-        assert!(config.validate(Path::new("/")).is_empty());
+        assert!(config.check(Path::new("/")).is_empty());
     }
 
     #[test]
@@ -581,7 +619,7 @@ mod tests {
         let modem = &config.modems[0];
         assert_eq!(modem.storage, Storage::ME);
         assert_eq!(modem.sim.as_ref().unwrap().baud_limit, Some(115_200));
-        assert!(config.validate(Path::new("/")).is_empty());
+        assert!(config.check(Path::new("/")).is_empty());
     }
 
     #[test]
@@ -630,7 +668,7 @@ mod tests {
         let config = SmsConfig {
             modems: vec![sim_modem("a"), sim_modem("b"), sim_modem("a")],
         };
-        let issues = config.validate(Path::new("/"));
+        let issues = config.check(Path::new("/"));
         assert_eq!(issues.len(), 1, "{issues:?}");
         assert_eq!(issues[0].key, "modems[2].phone_id");
         assert!(issues[0].reason.contains("modems[0]"));
@@ -648,13 +686,34 @@ mod tests {
         assert_eq!(keys(&config), ["modems[0].phone_id"]);
     }
 
+    /// `validate` looks at the table alone: a device and a PIN file that
+    /// are not on this host are `check_host`'s to find, and `check` has
+    /// both.
+    #[test]
+    fn validate_is_pure_and_the_host_is_checked_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut modem = ModemConfig::new("a", "ttyUSB-not-here");
+        modem.pin_file = Some("no-such-pin".into());
+        let config = SmsConfig {
+            modems: vec![modem],
+        };
+        assert_eq!(config.validate(), []);
+        let host: Vec<String> = config
+            .check_host(dir.path())
+            .into_iter()
+            .map(|i| i.key)
+            .collect();
+        assert_eq!(host, ["modems[0].device", "modems[0].pin_file"]);
+        assert_eq!(config.check(dir.path()).len(), 2);
+    }
+
     #[test]
     fn missing_device_path() {
         let dir = tempfile::tempdir().unwrap();
         let config = SmsConfig {
             modems: vec![ModemConfig::new("a", "ttyUSB-not-here")],
         };
-        let issues = config.validate(dir.path());
+        let issues = config.check(dir.path());
         // The path as looked for, so a relative one shows where.
         let looked_for = dir.path().join("ttyUSB-not-here");
         assert_eq!(
@@ -667,7 +726,7 @@ mod tests {
         // Relative to the config directory, so the same file name passes
         // once it exists there.
         std::fs::write(dir.path().join("ttyUSB-not-here"), "").unwrap();
-        assert!(config.validate(dir.path()).is_empty());
+        assert!(config.check(dir.path()).is_empty());
     }
 
     #[test]
@@ -677,7 +736,7 @@ mod tests {
         let config = SmsConfig {
             modems: vec![ModemConfig::new("a", "tty"), ModemConfig::new("b", "tty")],
         };
-        let issues = config.validate(dir.path());
+        let issues = config.check(dir.path());
         assert_eq!(issues.len(), 1);
         assert_eq!(issues[0].key, "modems[1].device");
     }
@@ -694,7 +753,7 @@ mod tests {
                 ModemConfig::new("b", "by-id-port0"),
             ],
         };
-        let issues = config.validate(dir.path());
+        let issues = config.check(dir.path());
         assert_eq!(issues.len(), 1, "{issues:?}");
         assert_eq!(issues[0].key, "modems[1].device");
         assert!(issues[0].reason.contains("modems[0]"), "{issues:?}");
@@ -788,7 +847,7 @@ mod tests {
         let config = SmsConfig {
             modems: vec![modem.clone()],
         };
-        let issues = config.validate(Path::new("/"));
+        let issues = config.check(Path::new("/"));
         assert_eq!(issues.len(), 1);
         assert_eq!(issues[0].key, "modems[0].pin");
         assert!(!issues[0].reason.contains("12ab"));
@@ -800,7 +859,7 @@ mod tests {
         let config = SmsConfig {
             modems: vec![modem.clone()],
         };
-        let issues = config.validate(dir.path());
+        let issues = config.check(dir.path());
         assert_eq!(issues.len(), 1, "{issues:?}");
         assert!(issues[0].reason.contains("not both"));
 
@@ -810,7 +869,7 @@ mod tests {
         let config = SmsConfig {
             modems: vec![modem],
         };
-        let issues = config.validate(dir.path());
+        let issues = config.check(dir.path());
         assert_eq!(issues.len(), 1, "{issues:?}");
         assert_eq!(issues[0].key, "modems[0].pin_file");
     }
@@ -826,7 +885,7 @@ mod tests {
                 modems: vec![modem.clone()],
             };
             assert_eq!(
-                config.validate(dir.path()),
+                config.check(dir.path()),
                 [ConfigIssue::new(
                     "modems[0].pin_file",
                     "a SIM PIN is 4 to 8 digits"
@@ -841,14 +900,14 @@ mod tests {
         };
         let empty = format!("file {} is empty", dir.path().join("pin").display());
         assert_eq!(
-            config.validate(dir.path()),
+            config.check(dir.path()),
             [ConfigIssue::new("modems[0].pin_file", empty)]
         );
         std::fs::write(dir.path().join("pin"), "1234\n").unwrap();
         let config = SmsConfig {
             modems: vec![modem],
         };
-        assert!(config.validate(dir.path()).is_empty());
+        assert!(config.check(dir.path()).is_empty());
 
         // An unset variable is named once under the key, never "pin: pin:".
         let mut modem = sim_modem("a");
@@ -857,7 +916,7 @@ mod tests {
             modems: vec![modem],
         };
         assert_eq!(
-            config.validate(dir.path()),
+            config.check(dir.path()),
             [ConfigIssue::new(
                 "modems[0].pin",
                 "environment variable PHONERELAY_TEST_SURELY_UNSET_VAR is not set"
@@ -915,7 +974,7 @@ mod tests {
             modems: vec![modem],
         };
         let found: Vec<String> = config
-            .validate(dir.path())
+            .check(dir.path())
             .into_iter()
             .map(|i| i.key)
             .collect();
