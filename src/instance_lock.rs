@@ -6,9 +6,8 @@
 //! the kernel drops it when the holder exits, however it exits: no stale
 //! lock after a crash.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{FlockOperation, flock};
@@ -30,14 +29,7 @@ pub fn acquire(state_dir: &Path) -> Result<InstanceLock, ExitError> {
     let cannot =
         |e: std::io::Error| ExitError::Runtime(format!("cannot lock {}: {e}", path.display()));
     crate::private_files::create_dir(state_dir).map_err(cannot)?;
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(cannot)?;
+    let mut file = crate::private_files::open_or_create(&path).map_err(cannot)?;
     match flock(&file, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => {}
         Err(e) if e == rustix::io::Errno::WOULDBLOCK => {

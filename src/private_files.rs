@@ -4,15 +4,67 @@
 //! `UMask=0077`, but the quickstart, a container or another supervisor may
 //! not).
 
-use std::fs::{DirBuilder, OpenOptions};
+use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 /// Create `dir` and any missing parents, each new one mode 0700. A folder
 /// that already exists keeps its mode: it is the operator's.
 pub fn create_dir(dir: &Path) -> std::io::Result<()> {
-    DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    let existed = dir.is_dir();
+    DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    if !existed {
+        give_to_folder_owner(dir)?;
+    }
+    Ok(())
+}
+
+/// Open `file` to read and write, creating it private (mode 0600) and
+/// the folder owner's ([`give_to_folder_owner`]) if it is not there.
+pub fn open_or_create(file: &Path) -> std::io::Result<File> {
+    let made = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file);
+    match made {
+        Ok(made) => {
+            give_to_folder_owner(file)?;
+            Ok(made)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            OpenOptions::new().read(true).write(true).open(file)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A file or folder made by root in a folder of another user's (the
+/// service's state dir, when an operator runs `phonerelay keys create` or
+/// `restore` as root rather than as the service's user) is given to that
+/// folder's owner, as SQLite gives a database's WAL to the database's
+/// owner. Left root's, it would shut the service out of its own state:
+/// the daemon could not open its lock, its store or its key, and would
+/// not start. Anyone but root makes files that are theirs already.
+pub fn give_to_folder_owner(path: &Path) -> std::io::Result<()> {
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let owner = std::fs::metadata(folder)?;
+    let euid = rustix::process::geteuid().as_raw();
+    match new_owner(euid, owner.uid(), owner.gid()) {
+        Some((uid, gid)) => std::os::unix::fs::chown(path, Some(uid), Some(gid)),
+        None => Ok(()),
+    }
+}
+
+/// Whom a file made by `euid` in a folder of `folder_uid`/`folder_gid`
+/// should belong to, if not its maker.
+fn new_owner(euid: u32, folder_uid: u32, folder_gid: u32) -> Option<(u32, u32)> {
+    (euid == 0 && folder_uid != 0).then_some((folder_uid, folder_gid))
 }
 
 /// Create `file` empty with mode 0600 unless it exists, so that what
@@ -26,7 +78,8 @@ pub fn create_file(file: &Path) -> std::io::Result<()> {
         .open(file)
     {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        other => other.map(drop),
+        Err(e) => Err(e),
+        Ok(_) => give_to_folder_owner(file),
     }
 }
 
@@ -45,6 +98,7 @@ pub fn write(file: &Path, contents: &str) -> std::io::Result<()> {
     out.write_all(contents.as_bytes())?;
     out.write_all(b"\n")?;
     out.sync_all()?;
+    give_to_folder_owner(&tmp)?;
     std::fs::rename(&tmp, file)
 }
 
@@ -56,6 +110,13 @@ mod tests {
 
     fn mode(path: &Path) -> u32 {
         std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn root_gives_what_it_makes_to_the_folder_s_owner_and_no_one_else_does() {
+        assert_eq!(new_owner(0, 998, 997), Some((998, 997)));
+        assert_eq!(new_owner(0, 0, 0), None);
+        assert_eq!(new_owner(998, 998, 997), None, "the service user keeps it");
     }
 
     #[test]

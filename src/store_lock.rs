@@ -17,8 +17,7 @@
 //! (a file of its own: that one is exclusive and holds the daemon's pid),
 //! dropped by the kernel when the holder exits, however it exits.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -95,23 +94,10 @@ fn open(state_dir: &Path) -> Result<File, ExitError> {
     let cannot =
         |e: std::io::Error| ExitError::Runtime(format!("cannot lock {}: {e}", path.display()));
     crate::private_files::create_dir(state_dir).map_err(cannot)?;
-    let made = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path);
-    match made {
-        Ok(file) => Ok(file),
-        // Made by another user (root, running a command by hand): flock
-        // needs no write access, and refusing here would shut the service
-        // user out of every command for good.
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            File::open(&path).map_err(cannot)
-        }
-        Err(e) => Err(cannot(e)),
-    }
+    // Made by root in another user's state dir, it is given to that user
+    // (`private_files::give_to_folder_owner`), so a command run by hand
+    // as root does not shut the service's user out.
+    crate::private_files::open_or_create(&path).map_err(cannot)
 }
 
 /// Whether the lock was had; `false` if another holder keeps it from us.

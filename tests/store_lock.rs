@@ -167,3 +167,50 @@ fn a_restore_waits_for_a_command_that_has_the_store_open_then_refuses() {
         "{stdout}"
     );
 }
+
+/// An operator who runs a command by hand as root, in the state dir of
+/// the service's user (here uid/gid 65534), leaves every file it made
+/// that user's: the store, its WAL and shared memory (SQLite's own rule),
+/// the store lock, the local key. Left root's, the service could open
+/// none of them and would not start. (The tests run as root; elsewhere
+/// there is nothing to give.)
+#[test]
+fn files_a_root_command_makes_in_the_service_s_state_dir_are_the_service_s() {
+    use std::os::unix::fs::MetadataExt;
+    if !rustix::process::geteuid().is_root() {
+        panic!("this test needs root, as the suite has: it runs a command as root");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    const SERVICE: u32 = 65534;
+    std::os::unix::fs::chown(&state, Some(SERVICE), Some(SERVICE)).unwrap();
+    let config = daemon_config(dir.path(), 0, "", "");
+    create_key_cli(&config);
+
+    let mut owners: Vec<(String, u32, u32)> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            let meta = e.metadata().unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                meta.uid(),
+                meta.gid(),
+            )
+        })
+        .collect();
+    owners.sort();
+    let names: Vec<&str> = owners.iter().map(|(n, ..)| n.as_str()).collect();
+    assert!(
+        names.contains(&"phonerelay.sqlite3") && names.contains(&store_lock::LOCK_FILE),
+        "{names:?}"
+    );
+    for (name, uid, gid) in &owners {
+        assert_eq!(
+            (*uid, *gid),
+            (SERVICE, SERVICE),
+            "{name} is not the service's"
+        );
+    }
+}

@@ -130,23 +130,12 @@ fn ensure_unused(db: &Path) -> Result<(), String> {
 /// would leave a store only root can open, and the daemon would not start:
 /// what it makes goes to the owner of the state dir instead.
 pub(super) fn give_to_state_dir_owner(file: &Path) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
-    let Some(dir) = file.parent().and_then(|d| std::fs::metadata(d).ok()) else {
-        return Ok(());
-    };
-    // SAFETY: geteuid cannot fail and touches no memory.
-    let euid = unsafe { libc::geteuid() };
-    match new_owner(euid, dir.uid(), dir.gid()) {
-        Some((uid, gid)) => std::os::unix::fs::chown(file, Some(uid), Some(gid))
-            .map_err(|e| format!("cannot give {} to uid {uid}: {e}", file.display())),
-        None => Ok(()),
-    }
-}
-
-/// Whom a restored store should belong to: the state dir's owner, when
-/// root restores into a dir someone else owns.
-fn new_owner(euid: u32, dir_uid: u32, dir_gid: u32) -> Option<(u32, u32)> {
-    (euid == 0 && dir_uid != 0).then_some((dir_uid, dir_gid))
+    crate::private_files::give_to_folder_owner(file).map_err(|e| {
+        format!(
+            "cannot give {} to the state dir's owner: {e}",
+            file.display()
+        )
+    })
 }
 
 /// `copy` written to `to` (a new file, private, given to the state dir's
@@ -429,12 +418,5 @@ mod tests {
         assert!(e.contains("the store was left as it was"), "{e}");
         assert_eq!(std::fs::read(&db).unwrap(), before);
         assert!(!dir.path().join("phonerelay.sqlite3.x").exists());
-    }
-
-    #[test]
-    fn root_gives_the_restored_store_to_the_state_dir_owner() {
-        assert_eq!(new_owner(0, 998, 997), Some((998, 997)));
-        assert_eq!(new_owner(0, 0, 0), None);
-        assert_eq!(new_owner(998, 998, 997), None, "the service user keeps it");
     }
 }
