@@ -232,6 +232,61 @@ async fn a_status_event_the_relay_refuses_does_not_take_its_batch_with_it() {
     });
 }
 
+/// A relay that refuses every status event for a while (a 422 for each,
+/// down to single events) refuses them all, not each on its own: none is
+/// skipped, the link shows the refusal, and once the relay takes events
+/// again every one arrives.
+#[tokio::test]
+async fn status_events_a_relay_refuses_all_of_are_kept_until_it_takes_them() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.refuse_all_status = true);
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    let bridge_key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
+    let relay_ids = ["r-1", "r-2"];
+    for (to, relay_id) in [
+        ("+15551230001", relay_ids[0]),
+        ("+15551230002", relay_ids[1]),
+    ] {
+        let (code, body) = bridge
+            .post(
+                "/api/v1/messages",
+                &bridge_key,
+                &push_body(to, "x", "alice", relay_id),
+            )
+            .await;
+        assert_eq!(code, 202, "{body}");
+        bridge
+            .wait_status(body["id"].as_str().unwrap(), "sent")
+            .await;
+    }
+    // Refused whole, in halves and one by one, more than once.
+    relay
+        .wait_for("status batches refused again and again", |s| {
+            s.status_refusals >= 8
+        })
+        .await;
+    let (_, link) = bridge.get("/api/v1/relay", &bridge.admin_key).await;
+    assert!(
+        link["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("422")),
+        "{link}"
+    );
+
+    relay.with(|s| s.refuse_all_status = false);
+    for relay_id in relay_ids {
+        relay
+            .wait_for("the kept events", |s| {
+                s.status_events
+                    .iter()
+                    .any(|e| e["relay_message_id"] == relay_id && e["status"] == "sent")
+            })
+            .await;
+    }
+}
+
 #[tokio::test]
 async fn status_callbacks_arrive_in_order_through_relay_failures() {
     let relay = EmulatedRelay::start().await;

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::Deps;
+use super::client::RelayError;
 use super::settings::{SCOPE, STATUS_CURSOR};
 use crate::clock::rfc3339;
 use crate::store::{OutboundStatus, RelayStatusEvent};
@@ -52,6 +53,8 @@ pub async fn run(deps: Deps) {
         return;
     };
     tracing::info!(cursor, "relay status reporter started");
+    // Batches the relay refused whole, one after the other.
+    let mut refusals = 0u32;
     loop {
         if deps.shutdown.is_cancelled() {
             break;
@@ -81,8 +84,22 @@ pub async fn run(deps: Deps) {
                 .into_iter()
                 .map(StatusEventBody::from)
                 .collect();
-            if !report(&deps, &events).await {
-                break;
+            match report(&deps, &events).await {
+                Reported::Taken => refusals = 0,
+                Reported::Shutdown => break,
+                Reported::AllRefused(e) => {
+                    // Kept, not skipped: tried again from the same cursor
+                    // (with whatever came since, which may show the relay
+                    // takes events again) after a backoff.
+                    deps.link.failed(&e).await;
+                    refusals = refusals.saturating_add(1);
+                    tracing::warn!(error = %e, events = events.len(),
+                        "the relay refuses every status event of the batch; keeping them to try again");
+                    if !deps.sleep_ms(deps.backoff_ms(refusals, &e)).await {
+                        break;
+                    }
+                    continue;
+                }
             }
         }
         cursor = batch.scanned_to;
@@ -114,32 +131,51 @@ async fn start_cursor(deps: &Deps, interval_ms: u64) -> Option<i64> {
     }
 }
 
-/// Until the relay takes the events; false if shut down first. A refused
+/// How a batch went.
+enum Reported {
+    /// Every event taken, or refused on its own and skipped.
+    Taken,
+    /// The relay refused every event of the batch, one by one: a refusal
+    /// of everything (a relay that changed, a proxy in the way), not of
+    /// these events, so none is skipped. The last refusal.
+    AllRefused(RelayError),
+    Shutdown,
+}
+
+/// Until the relay takes the events or refuses them for good. A refused
 /// batch is sent again in halves, down to single events, so that only
-/// the event the relay refuses on its own is skipped, not those that
-/// shared its batch.
-async fn report(deps: &Deps, events: &[StatusEventBody]) -> bool {
+/// the events the relay refuses on their own are skipped, not those that
+/// shared their batch; and only if it took another event of the batch,
+/// which shows that it takes events at all. A relay that refuses every
+/// one loses none.
+async fn report(deps: &Deps, events: &[StatusEventBody]) -> Reported {
     // Halves still to send, the next on top: events go in order.
     let mut parts = vec![events];
+    let mut taken_any = false;
+    let mut refused: Vec<(&StatusEventBody, RelayError)> = Vec::new();
     while let Some(part) = parts.pop() {
         let body = json!({ "phone_id": deps.settings.phone_id, "events": part });
         match deps
             .post_until_taken(&deps.settings.config.paths.status, &body)
             .await
         {
-            None => return false,
-            Some(Ok(())) => {}
+            None => return Reported::Shutdown,
+            Some(Ok(())) => taken_any = true,
             Some(Err(_)) if part.len() > 1 => {
                 let (first, second) = part.split_at(part.len() / 2);
                 parts.push(second);
                 parts.push(first);
             }
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, event_id = part[0].event_id,
-                    relay_message_id = %part[0].relay_message_id,
-                    "the relay refused a status event; skipping it");
-            }
+            Some(Err(e)) => refused.push((&part[0], e)),
         }
     }
-    true
+    if !taken_any && let Some((_, last)) = refused.pop() {
+        return Reported::AllRefused(last);
+    }
+    for (event, e) in refused {
+        tracing::warn!(error = %e, event_id = event.event_id,
+            relay_message_id = %event.relay_message_id,
+            "the relay refused a status event; skipping it");
+    }
+    Reported::Taken
 }

@@ -80,6 +80,10 @@ pub struct Recorded {
     /// Refuse (422) any status batch with an event for this relay id: a
     /// message the relay no longer knows.
     pub refuse_status_for: Option<String>,
+    /// Refuse (422) every status batch, whatever it holds: a relay that
+    /// changed under the bridge. Counted in `status_refusals`.
+    pub refuse_all_status: bool,
+    pub status_refusals: u32,
     /// Answer this many ack requests with 200 but forget them (the relay
     /// crashed before saving): the jobs are delivered again.
     pub lose_ack_times: u32,
@@ -440,6 +444,10 @@ async fn status(State(state): Shared, headers: HeaderMap, Json(body): Json<Value
         return error(503, "unavailable", "try later");
     }
     let events = body["events"].as_array().cloned().unwrap_or_default();
+    if s.refuse_all_status {
+        s.status_refusals += 1;
+        return error(422, "unsupported_event", "not an event this relay reads");
+    }
     if let Some(unknown) = &s.refuse_status_for
         && events.iter().any(|e| e["relay_message_id"] == *unknown)
     {
