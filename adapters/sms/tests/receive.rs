@@ -500,3 +500,27 @@ async fn a_modem_that_refuses_to_select_a_memory_still_has_its_messages_read() {
     wait_until(|| rig.sink.inbound().len() == 2).await;
     wait_until(|| rig.sim.stored() == (0, 0, 0)).await;
 }
+
+/// A memory full of messages listed over a slow line (9600 baud) takes
+/// longer than a command's timeout: the listing is not cut off while it
+/// streams. Cut off, the session ended at the same listing each time it
+/// came back, nothing was ever read, and the SIM stayed full.
+#[tokio::test]
+async fn a_long_listing_over_a_slow_line_is_read_whole() {
+    let mut slow = behaviour();
+    slow.baud_limit = Some(9600);
+    let mut config = modem_config("main");
+    config.baud = 9600;
+    let mut rig = Rig::idle(slow, config);
+    let text = "a message long enough to fill most of one part, ".repeat(4);
+    let count = 12;
+    for n in 0..count {
+        rig.sim
+            .inject_inbound("+15551230011", &format!("{n} {}", &text[..150]));
+    }
+    assert_eq!(rig.sim.stored().0, count);
+    rig.run();
+    wait_until(|| rig.sink.inbound().len() == count).await;
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    rig.stop_channel().await;
+}

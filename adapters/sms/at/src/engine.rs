@@ -442,6 +442,14 @@ impl AtEngine {
             Some(running) => {
                 running.lines.push(line);
                 running.lines.extend(body);
+                // An answer still coming keeps its command alive: a long
+                // `AT+CMGL` over a slow line streams for longer than any
+                // fixed timeout, and cutting it off would end the session
+                // at the same listing every time it comes back.
+                if matches!(running.command.kind, CommandKind::Plain) {
+                    let renewed = now_ms.saturating_add(running.command.timeout_ms);
+                    running.deadline = running.deadline.max(renewed);
+                }
             }
             // The parser only reports intermediates while a command is
             // pending, so this is unreachable in practice; surface it
@@ -647,6 +655,46 @@ mod tests {
         e.poll_transmit(0);
         e.handle_input(b"\r\n> ", 5);
         assert_eq!(e.poll_transmit(5), Some(vec![ESC]));
+    }
+
+    /// A listing that is still streaming is not cut off by its timeout:
+    /// each line of it renews the deadline, so a full memory read over a
+    /// slow line completes; one that stops answering still times out.
+    #[test]
+    fn a_plain_command_s_answer_still_coming_keeps_it_alive() {
+        let mut e = AtEngine::new();
+        let id = e.submit(Command::plain("AT+CMGL=4", 1000));
+        e.poll_transmit(0);
+        e.handle_input(b"\r\n+CMGL: 1,1,,23\r\n0791AABB\r\n", 900);
+        assert_eq!(e.poll_timeout(), Some(1900), "renewed by the lines");
+        e.handle_timeout(1000);
+        assert!(
+            drain(&mut e).is_empty(),
+            "not cut off at the first deadline"
+        );
+        e.handle_input(b"\r\n+CMGL: 2,1,,23\r\n0791CCDD\r\n\r\nOK\r\n", 1800);
+        assert_eq!(
+            drain(&mut e),
+            vec![EngineEvent::Completed {
+                id,
+                result: FinalResult::Ok,
+                lines: vec![
+                    "+CMGL: 1,1,,23".into(),
+                    "0791AABB".into(),
+                    "+CMGL: 2,1,,23".into(),
+                    "0791CCDD".into()
+                ]
+            }]
+        );
+
+        let silent = e.submit(Command::plain("AT+CMGL=4", 1000));
+        e.poll_transmit(2000);
+        e.handle_input(b"\r\n+CMGL: 1,1,,23\r\n0791AABB\r\n", 2100);
+        e.handle_timeout(3100);
+        assert!(matches!(
+            drain(&mut e).as_slice(),
+            [EngineEvent::TimedOut { id, .. }] if *id == silent
+        ));
     }
 
     #[test]

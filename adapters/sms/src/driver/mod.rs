@@ -15,7 +15,9 @@ use std::time::Duration;
 use phonerelay_channel::{
     ChannelEvent, ChannelKind, DeliveryStatus, EventSink, InboundMessage, Secret, StatusUpdate,
 };
-use phonerelay_sms_at::{Command, CommandId, ErrorClass, FinalResult, ReadySignal, Urc, responses};
+use phonerelay_sms_at::{
+    Command, CommandId, ErrorClass, FinalResult, ReadySignal, Urc, builders, responses,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -376,6 +378,20 @@ impl Driver {
 
     fn cmd(&self, text: impl Into<String>) -> Command {
         Command::plain(text, self.config.command_timeout_ms)
+    }
+
+    /// `AT+CMGL`: a modem may read its whole memory before the first line
+    /// of the listing, so never sooner than the AT crate's list timeout;
+    /// the lines then renew the deadline as they come (the engine), so a
+    /// long listing over a slow line is not cut off half-way. Cut off, it
+    /// ended the session at the same listing every time it came back,
+    /// and nothing was read again.
+    fn list_cmd(&self, text: impl Into<String>) -> Command {
+        let timeout = self
+            .config
+            .command_timeout_ms
+            .max(builders::LIST_TIMEOUT_MS);
+        Command::plain(text, timeout)
     }
 
     async fn start_up(&self, conn: &mut Conn, pin_attempts: &mut PinAttempts) -> Result<(), End> {
@@ -1496,7 +1512,7 @@ impl Driver {
         for mem in Memory::swept(self.own_memory()) {
             let listed = self
                 .with_memory(conn, mem, async |me: &Self, conn: &mut Conn| {
-                    let answer = conn.run(me.cmd("AT+CMGL=4")).await?;
+                    let answer = conn.run(me.list_cmd("AT+CMGL=4")).await?;
                     Ok(if answer.is_ok() {
                         answer.lines
                     } else {
