@@ -75,7 +75,8 @@ pub struct ReassembledMessage {
     pub timestamp: Option<Timestamp>,
 }
 
-type Key = (String, u16, u8);
+/// (originator, reference, total, whether the reference is 16-bit).
+type Key = (String, u16, u8, bool);
 
 #[derive(Debug, Clone)]
 struct Pending {
@@ -120,7 +121,14 @@ impl Reassembler {
         let Some(c) = part.concat.filter(|c| c.total > 1) else {
             return Some(assemble(&part.originator.clone(), None, 1, vec![(1, part)]));
         };
-        let key = (part.originator.clone(), c.reference, c.total);
+        // An 8-bit and a 16-bit reference of the same value are two
+        // messages' (different elements, 23.040 9.2.3.24.1 and .8).
+        let key = (
+            part.originator.clone(),
+            c.reference,
+            c.total,
+            c.sixteen_bit_reference,
+        );
         if self.completed.contains_key(&key) {
             return None;
         }
@@ -282,6 +290,17 @@ mod tests {
         assert_eq!(out[0].text, "a[part 2/3 missing]c");
         assert_eq!(out[0].missing_parts, vec![2]);
         assert_eq!(r.pending_count(), 0);
+    }
+
+    /// An 8-bit reference 7 and a 16-bit reference 7 are two messages'.
+    #[test]
+    fn eight_and_sixteen_bit_references_of_one_value_do_not_mix() {
+        let mut r = Reassembler::new(1000);
+        let mut wide = part(2, 2, "y");
+        wide.concat = Some(ConcatInfo::part(7, true, 2, 2));
+        assert!(r.push(part(1, 2, "a"), 0).is_none());
+        assert!(r.push(wide, 1).is_none(), "not the 8-bit message's part 2");
+        assert_eq!(r.pending_count(), 2);
     }
 
     #[test]

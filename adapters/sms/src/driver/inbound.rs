@@ -91,8 +91,10 @@ pub fn names_fingerprint(value: &str, fingerprint: &str) -> bool {
 /// arrived is committed, and the reader can see that something is missing.
 pub const TRUNCATED_MARKER: &str = " [truncated]";
 
-/// (originator, reference, total).
-type Key = (String, u16, u8);
+/// (originator, reference, total, whether the reference is 16-bit): an
+/// 8-bit reference 7 and a 16-bit 0x0007 are two messages' (23.040
+/// 9.2.3.24.1 and .8 are different elements).
+type Key = (String, u16, u8, bool);
 
 /// How far apart in SMSC time the parts of one message may be. A phone
 /// submits them back to back, so they are seconds apart, or minutes when
@@ -255,7 +257,12 @@ impl Inbox {
         let Some(concat) = deliver.concat().filter(|c| c.total > 1) else {
             return Some(finish(&from, vec![(slot, deliver)], Vec::new(), false));
         };
-        let key = (from.clone(), concat.reference, concat.total);
+        let key = (
+            from.clone(),
+            concat.reference,
+            concat.total,
+            concat.sixteen_bit_reference,
+        );
         let assemblies = self.pending.entry(key.clone()).or_default();
         // A part seen twice (via +CMTI and a sweep) keeps its first slot; an
         // identical copy in another slot is freed with its message. Only an
@@ -328,7 +335,7 @@ impl Inbox {
         self.committed
             .retain(|_, at| now_ms.saturating_sub(*at) < known_ms);
         let mut ready = Vec::new();
-        self.pending.retain(|(from, _, _), assemblies| {
+        self.pending.retain(|(from, ..), assemblies| {
             let (expired, waiting): (Vec<Pending>, Vec<Pending>) = std::mem::take(assemblies)
                 .into_iter()
                 .partition(|p| now_ms.saturating_sub(p.first_seen_ms) >= timeout_ms);
@@ -565,6 +572,40 @@ mod tests {
     /// Two messages from one sender with the same reference and part
     /// count (an 8-bit reference wraps), their parts interleaved: each is
     /// joined from its own parts, and frees only its own slots.
+    /// `d` with its concatenation element turned 16-bit, same reference.
+    fn sixteen_bit(mut d: Deliver) -> Deliver {
+        let header = d.user_data.header.as_mut().unwrap();
+        for element in &mut header.elements {
+            if let phonerelay_sms_pdu::InformationElement::Concat(c) = element {
+                c.sixteen_bit_reference = true;
+            }
+        }
+        d
+    }
+
+    /// An 8-bit reference 7 and a 16-bit reference 7 from one sender are
+    /// two messages', even sent the same second: neither completes the
+    /// other.
+    #[test]
+    fn eight_and_sixteen_bit_references_of_one_value_are_two_messages() {
+        let (text_a, text_b) = ("a".repeat(200), "b".repeat(200));
+        let a = delivers_at("+15551230001", &text_a, 7, 1_700_000_000);
+        let b: Vec<Deliver> = delivers_at("+15551230001", &text_b, 7, 1_700_000_000)
+            .into_iter()
+            .map(sixteen_bit)
+            .collect();
+        let mut inbox = Inbox::new(1000);
+        assert!(inbox.add(sm(1), a[0].clone(), 0).is_none());
+        assert!(
+            inbox.add(sm(2), b[1].clone(), 0).is_none(),
+            "not a's part 2"
+        );
+        let first = inbox.add(sm(3), a[1].clone(), 0).unwrap();
+        assert_eq!(first.text, text_a);
+        let second = inbox.add(sm(4), b[0].clone(), 0).unwrap();
+        assert_eq!(second.text, text_b);
+    }
+
     #[test]
     fn messages_sharing_sender_reference_and_count_are_kept_apart() {
         let (text_a, text_b) = ("a".repeat(200), "b".repeat(200));
