@@ -388,6 +388,33 @@ async fn a_copy_of_a_part_read_after_its_message_was_committed_is_freed_not_comm
     assert_eq!(texts(&rig), [long.as_str()]);
 }
 
+/// The same, with the daemon restarted between the commit and the copy
+/// (the network delivers a part again within hours when it lost the
+/// handset's acknowledgement): the part is still known as committed,
+/// freed, and not made a second, partial message.
+#[tokio::test]
+async fn a_part_delivered_again_after_a_restart_is_freed_not_committed() {
+    let mut config = modem_config("main");
+    config.reassembly_timeout_seconds = 1;
+    let mut rig = Rig::idle(behaviour(), config.clone());
+    let long = "d".repeat(200);
+    let parts = long_parts("+15551230016", &long, 23);
+    for hex in &parts {
+        assert!(rig.sim.inject_raw_pdu(hex));
+    }
+    rig.run();
+    wait_until(|| rig.sink.inbound().len() == 1).await;
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    rig.stop_channel().await;
+
+    rig.restart_channel(config);
+    rig.wait_up().await;
+    assert!(rig.sim.inject_raw_pdu(&parts[1]));
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(texts(&rig), [long.as_str()]);
+}
+
 /// Quectel modems number their storage from 0: a message in slot 0 is
 /// read, committed once and freed like any other, a long one's part too.
 #[tokio::test]

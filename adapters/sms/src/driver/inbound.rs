@@ -80,6 +80,44 @@ pub fn with_fingerprints(value: &str, fingerprints: &[String], keep: bool) -> St
     all.join(",")
 }
 
+/// The cursor that keeps, across restarts, the fingerprints of the parts
+/// of long messages whose slots were all freed lately, each with when
+/// (`fingerprint@unix_ms`, comma-separated): the network delivers a part
+/// again within hours when it lost the handset's acknowledgement, and
+/// a daemon restarted meanwhile must still know it as committed
+/// ([`Inbox::committed_lately`]), or it becomes a second, partial message.
+/// Entries older than [`KNOWN_COMMITTED_MS`] go at each write, so it holds
+/// a day of long messages' parts at most.
+pub const RECENT_PARTS_CURSOR: &str = "sms-committed-recent";
+
+/// The recent-parts `value` with `fingerprints` added as committed at
+/// `now_unix_ms`, and entries past [`KNOWN_COMMITTED_MS`] (or unreadable)
+/// dropped.
+pub fn recent_with(value: &str, fingerprints: &[String], now_unix_ms: i64) -> String {
+    let mut kept: Vec<String> = recent_parts(value, now_unix_ms)
+        .into_iter()
+        .filter(|(f, _)| !fingerprints.contains(f))
+        .map(|(f, age)| format!("{f}@{}", now_unix_ms.saturating_sub(age as i64)))
+        .collect();
+    kept.extend(fingerprints.iter().map(|f| format!("{f}@{now_unix_ms}")));
+    kept.join(",")
+}
+
+/// The fingerprints a recent-parts `value` holds that are within
+/// [`KNOWN_COMMITTED_MS`] of `now_unix_ms`, each with its age (ms).
+pub fn recent_parts(value: &str, now_unix_ms: i64) -> Vec<(String, u64)> {
+    value
+        .split(',')
+        .filter_map(|entry| {
+            let (fingerprint, at) = entry.rsplit_once('@')?;
+            let age = now_unix_ms.checked_sub(at.parse::<i64>().ok()?)?;
+            let age = u64::try_from(age).unwrap_or(0);
+            (!fingerprint.is_empty() && age <= KNOWN_COMMITTED_MS)
+                .then(|| (fingerprint.to_string(), age))
+        })
+        .collect()
+}
+
 /// Whether a record's `value` (fingerprints, comma-separated) names
 /// `fingerprint`.
 pub fn names_fingerprint(value: &str, fingerprint: &str) -> bool {
@@ -229,6 +267,16 @@ impl Inbox {
     pub fn remember_committed(&mut self, parts: &CommittedParts, now_ms: u64) {
         for fingerprint in &parts.fingerprints {
             self.committed.insert(fingerprint.clone(), now_ms);
+        }
+    }
+
+    /// Take up parts committed before this inbox began (a restart), each
+    /// `age` ms before `now_ms` ([`recent_parts`]).
+    pub fn remember_recent(&mut self, recent: Vec<(String, u64)>, now_ms: u64) {
+        for (fingerprint, age) in recent {
+            self.committed
+                .entry(fingerprint)
+                .or_insert(now_ms.saturating_sub(age));
         }
     }
 
@@ -572,6 +620,21 @@ mod tests {
     /// Two messages from one sender with the same reference and part
     /// count (an 8-bit reference wraps), their parts interleaved: each is
     /// joined from its own parts, and frees only its own slots.
+    /// The recent-parts cursor keeps a day of parts, each with its time:
+    /// older entries, and ones that cannot be read, go at the next write.
+    #[test]
+    fn recent_parts_are_kept_a_day_and_no_longer() {
+        let day = KNOWN_COMMITTED_MS as i64;
+        let now = 10 * day;
+        let value = format!("old@{},fresh@{},junk,@5,bad@x", now - day - 1, now - 1000);
+        assert_eq!(recent_parts(&value, now), [("fresh".to_string(), 1000)]);
+        let written = recent_with(&value, &["new".into(), "fresh".into()], now);
+        assert_eq!(written, format!("new@{now},fresh@{now}"));
+        let mut inbox = Inbox::new(1000);
+        inbox.remember_recent(recent_parts(&written, now + 5), 0);
+        assert_eq!(inbox.committed.len(), 2);
+    }
+
     /// `d` with its concatenation element turned 16-bit, same reference.
     fn sixteen_bit(mut d: Deliver) -> Deliver {
         let header = d.user_data.header.as_mut().unwrap();

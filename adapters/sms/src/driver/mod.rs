@@ -236,9 +236,13 @@ impl Driver {
 }
 
 pub(crate) fn unix_now() -> i64 {
+    unix_now_ms() / 1000
+}
+
+fn unix_now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
 
@@ -254,6 +258,7 @@ impl Driver {
         let mut backoff = INITIAL_BACKOFF;
         let mut inbox = Inbox::new(self.config.reassembly_timeout_seconds * 1000)
             .with_numbering(self.numbering());
+        self.recall_recent_parts(&mut inbox).await;
         // The inbox's time base: it keeps partial messages across sessions,
         // so their first-seen times must be on one clock for its whole life.
         let epoch = Instant::now();
@@ -1399,9 +1404,45 @@ impl Driver {
         if let Some(parts) = &ready.committed_parts
             && all_freed
         {
+            // Known for a day from here on, restart or not, in place of
+            // the record that stood until the last slot was freed.
+            self.note_recent_parts(parts).await;
             let _ = self.record_committed_parts(parts, false).await;
         }
         Ok(freed)
+    }
+
+    /// Add `parts` to the recent-parts cursor (`inbound::RECENT_PARTS_CURSOR`).
+    /// Not written, a redelivered part after a restart in the next day
+    /// could become a second, partial message; so say so, and go on.
+    async fn note_recent_parts(&self, parts: &inbound::CommittedParts) {
+        let noted = async {
+            let before = self
+                .sink
+                .load_cursor(inbound::RECENT_PARTS_CURSOR)
+                .await?
+                .unwrap_or_default();
+            let after = inbound::recent_with(&before, &parts.fingerprints, unix_now_ms());
+            self.sink
+                .save_cursor(inbound::RECENT_PARTS_CURSOR, &after)
+                .await
+        };
+        if let Err(e) = noted.await {
+            tracing::warn!(phone_id = %self.config.phone_id, error = %e,
+                "cannot note a long message's parts as committed lately");
+        }
+    }
+
+    /// Take up the parts noted as committed lately by an earlier run.
+    async fn recall_recent_parts(&self, inbox: &mut Inbox) {
+        match self.sink.load_cursor(inbound::RECENT_PARTS_CURSOR).await {
+            Ok(Some(value)) => {
+                inbox.remember_recent(inbound::recent_parts(&value, unix_now_ms()), 0);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(phone_id = %self.config.phone_id, error = %e,
+                "cannot read the parts committed lately; a part delivered again may come out twice"),
+        }
     }
 
     /// Commit `ready`; returns whether its slots may be freed now. A long
@@ -1417,6 +1458,7 @@ impl Driver {
                 && let Some(parts) = &ready.committed_parts
             {
                 inbox.remember_committed(parts, now_ms);
+                self.note_recent_parts(parts).await;
             }
             return false;
         }
