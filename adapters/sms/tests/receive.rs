@@ -415,6 +415,37 @@ async fn a_part_delivered_again_after_a_restart_is_freed_not_committed() {
     assert_eq!(texts(&rig), [long.as_str()]);
 }
 
+/// A part waits in slot 1 for the rest of its message; something else
+/// deletes it (the SIM read in a phone, a program on the modem's other
+/// port) and a new message takes slot 1. The new message is read and
+/// committed, and the waiting message, when it expires, frees nothing
+/// of it: before, the held slot was skipped by every read and deleted
+/// unread at the expiry.
+#[tokio::test]
+async fn a_held_slot_that_changed_hands_is_read_not_deleted_unread() {
+    let mut config = modem_config("main");
+    config.reassembly_timeout_seconds = 4;
+    let mut rig = Rig::start(behaviour(), config).await;
+    rig.wait_up().await;
+    let long = "e".repeat(200);
+    let parts = long_parts("+15551230017", &long, 24);
+    assert!(rig.sim.inject_raw_pdu(&parts[0]));
+    // Read on its +CMTI, and held.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(rig.sim.stored().0, 1, "the part waits in its slot");
+    assert!(texts(&rig).is_empty());
+
+    assert!(rig.sim.delete_stored(1));
+    rig.sim.inject_inbound("+15551230020", "new");
+    wait_until(|| texts(&rig).contains(&"new".to_string())).await;
+    // The waiting message expires with its part 2 missing.
+    wait_until(|| rig.sink.inbound().len() == 2).await;
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    let texts = texts(&rig);
+    assert!(texts.iter().any(|t| t.starts_with("eee")), "{texts:?}");
+    rig.stop_channel().await;
+}
+
 /// Quectel modems number their storage from 0: a message in slot 0 is
 /// read, committed once and freed like any other, a long one's part too.
 #[tokio::test]

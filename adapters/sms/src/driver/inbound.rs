@@ -156,6 +156,12 @@ fn same_part(held: &Deliver, other: &Deliver) -> bool {
         && held.user_data == other.user_data
 }
 
+impl HeldPart {
+    fn is_in(&self, slot: Slot) -> bool {
+        self.slot == Some(slot) || self.copies.contains(&slot)
+    }
+}
+
 /// One part of a message being assembled, and where it is stored.
 struct HeldPart {
     /// Its storage slot; `None` for a part the modem handed over directly
@@ -296,6 +302,40 @@ impl Inbox {
             .values()
             .flatten()
             .any(|p| p.slots().any(|s| s == slot))
+    }
+
+    /// Whether `deliver` is the part held for slot `slot` (or a copy of
+    /// it): a slot can change hands while its part waits, when something
+    /// else deleted it (a phone the SIM was put in, a second program on
+    /// the modem's other port) and a new message took the free slot.
+    pub fn holds_part(&self, slot: Slot, deliver: &Deliver) -> bool {
+        self.held_parts()
+            .any(|part| part.is_in(slot) && same_part(&part.deliver, deliver))
+    }
+
+    /// Forget that slot `slot` holds a waiting part: it holds another
+    /// message now. The part waits on in memory as one handed over
+    /// directly does, and its message frees its other slots, never this
+    /// one, which would delete the new message unread.
+    pub fn release_slot(&mut self, slot: Slot) {
+        for part in self
+            .pending
+            .values_mut()
+            .flatten()
+            .flat_map(|p| p.parts.values_mut())
+        {
+            if part.slot == Some(slot) {
+                part.slot = None;
+            }
+            part.copies.retain(|s| *s != slot);
+        }
+    }
+
+    fn held_parts(&self) -> impl Iterator<Item = &HeldPart> {
+        self.pending
+            .values()
+            .flatten()
+            .flat_map(|p| p.parts.values())
     }
 
     /// A part read from storage slot `slot`, or handed over directly

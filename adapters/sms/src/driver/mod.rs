@@ -1266,9 +1266,8 @@ impl Driver {
             tracing::warn!(mem, index, "indication names no memory this driver knows");
             return Ok(());
         };
-        if mem != Memory::REPORTS && inbox.holds(Slot::new(mem, index)) {
-            return Ok(());
-        }
+        // A slot held for a waiting part is announced again only when a
+        // new message took it (`read_held_slot`): read it all the same.
         self.with_memory(conn, mem, async |me: &Self, conn: &mut Conn| {
             let answer = conn.run(me.cmd(format!("AT+CMGR={index}"))).await?;
             if !answer.is_ok() {
@@ -1283,7 +1282,9 @@ impl Driver {
                 .nth(1)
                 .filter(|l| is_pdu_line(l))
                 .cloned();
-            if let Some(pdu) = pdu {
+            if let Some(pdu) = pdu
+                && me.not_the_held_part(Slot::new(mem, index), &pdu, inbox)
+            {
                 me.process_stored(conn, mem, index, &pdu, inbox, epoch)
                     .await?;
             }
@@ -1291,6 +1292,27 @@ impl Driver {
         })
         .await
         .map(drop)
+    }
+
+    /// Whether `pdu`, read from `slot`, is to be processed: true unless it
+    /// is the part the inbox holds for that slot. A held slot with another
+    /// message in it changed hands (something else deleted the part and a
+    /// new message took the slot): the slot is released from the waiting
+    /// message, or its expiry would free it and delete the new message
+    /// unread.
+    fn not_the_held_part(&self, slot: Slot, pdu: &str, inbox: &mut Inbox) -> bool {
+        if !inbox.holds(slot) {
+            return true;
+        }
+        if let Ok(Incoming::Deliver(deliver)) = codec::decode_incoming(pdu)
+            && inbox.holds_part(slot, &deliver)
+        {
+            return false;
+        }
+        tracing::warn!(phone_id = %self.config.phone_id, %slot,
+            "a slot held for a waiting part holds another message now; reading it as new");
+        inbox.release_slot(slot);
+        true
     }
 
     /// One stored PDU (from AT+CMGR or AT+CMGL) in the current memory.
@@ -1593,7 +1615,7 @@ impl Driver {
                 let mut freed = std::collections::HashSet::new();
                 for (index, pdu) in &stored {
                     let slot = Slot::new(mem, *index);
-                    if freed.contains(&slot) || inbox.holds(slot) {
+                    if freed.contains(&slot) || !me.not_the_held_part(slot, pdu, inbox) {
                         continue;
                     }
                     freed.extend(
