@@ -13,7 +13,7 @@ use clap::Args;
 
 use crate::config::LoadedConfig;
 use crate::exit::ExitError;
-use crate::store::sqlite::backup::{EventsFrom, Restored, backup, restore};
+use crate::store::sqlite::backup::{EventsFrom, PairingFrom, Restored, backup, restore};
 
 /// What a restored store's daemon does with the copy's outbox: it sends
 /// what the copy has queued or sending (requeued at start), and knows
@@ -148,6 +148,7 @@ fn print_carried(restored: &Restored) {
              (phonerelay keys list)"
         );
     }
+    println!("{}", pairing_said(&restored.carried.pairing));
     if let Some(media) = &restored.media {
         println!(
             "{} received files the restored store has no row for are kept in {}, \
@@ -155,5 +156,38 @@ fn print_carried(restored: &Restored) {
             media.files,
             media.dir.display()
         );
+    }
+}
+
+/// Where the restored store's relay pairing came from. The relay key file
+/// beside the store is not in a backup and a restore leaves it as it is:
+/// a pairing not carried over may not be the one that file is for.
+fn pairing_said(pairing: &PairingFrom) -> &'static str {
+    match pairing {
+        PairingFrom::Replaced { paired: true } => {
+            "the relay pairing and link state as the replaced store has them, for the relay key \
+             file beside it"
+        }
+        PairingFrom::Replaced { paired: false } => {
+            "no relay pairing, as the replaced store had none"
+        }
+        PairingFrom::Backup => {
+            "the relay pairing was not carried over (no replaced store could be read): it is the \
+             backup's, which may not be for the relay key file in the state dir: check it with \
+             phonerelay pair --status, and pair again if the relay or its key changed since the \
+             backup"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pairing_not_carried_over_is_said() {
+        let said = pairing_said(&PairingFrom::Backup);
+        assert!(said.contains("not carried over"), "{said}");
+        assert!(said.contains("pair again"), "{said}");
     }
 }

@@ -1,12 +1,15 @@
 //! What a restored store takes over from the store it replaces. A backup
 //! is older than that store, which went on after it: it gave out status
 //! event ids the relay now has (and the relay drops an event whose id it
-//! already has: docs/relay-protocol.md), and its API keys may have been
-//! revoked or made since. Both are the current state, not the backup's.
+//! already has: docs/relay-protocol.md), its API keys may have been
+//! revoked or made since, and it may have been paired again. All are the
+//! current state, not the backup's.
 
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::relay::settings::{LINK, PAIRING, SCOPE};
 
 /// What the restored store took from the one it replaced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +18,18 @@ pub struct Carried {
     /// The replaced store's key changes since the backup; `None` if it
     /// could not be read, and the keys are as the backup has them.
     pub keys: Option<KeysCarried>,
+    pub pairing: PairingFrom,
+}
+
+/// Where the restored store's relay pairing and link state come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PairingFrom {
+    /// The replaced store's, in place of the backup's; `paired`: whether
+    /// it had a pairing (if not, the restored store has none either).
+    Replaced { paired: bool },
+    /// The backup's: the replaced store could not be read. It may name
+    /// another relay than the relay key file beside the store is for.
+    Backup,
 }
 
 /// Where the restored store's status event ids go on from.
@@ -63,17 +78,18 @@ pub(super) fn carry_over(from: &Path, to: &Path, now_ms: i64) -> Result<Carried,
     } else {
         Err("there is no store".to_string())
     };
-    let (keys, went_on) = match read {
-        Ok((keys, true)) => (Some(keys), Ok(())),
-        Ok((keys, false)) => (
+    let (keys, pairing, went_on) = match read {
+        Ok((keys, paired, true)) => (Some(keys), PairingFrom::Replaced { paired }, Ok(())),
+        Ok((keys, paired, false)) => (
             Some(keys),
+            PairingFrom::Replaced { paired },
             Err(
                 "it does not hold the backup's last status event: a new store, one whose \
                  retention has deleted that event, or a backup with none"
                     .to_string(),
             ),
         ),
-        Err(why) => (None, Err(why)),
+        Err(why) => (None, PairingFrom::Backup, Err(why)),
     };
     let events = match went_on {
         Ok(()) => EventsFrom::Replaced,
@@ -83,7 +99,11 @@ pub(super) fn carry_over(from: &Path, to: &Path, now_ms: i64) -> Result<Carried,
             EventsFrom::Clock { floor, why }
         }
     };
-    let carried = Carried { events, keys };
+    let carried = Carried {
+        events,
+        keys,
+        pairing,
+    };
     // Closed before the file is synced and renamed: nothing of it may be
     // left in a journal beside the copy.
     copy.close().map_err(|(_, e)| fail(e))?;
@@ -92,26 +112,28 @@ pub(super) fn carry_over(from: &Path, to: &Path, now_ms: i64) -> Result<Carried,
 }
 
 /// In one transaction: the copy's event ids moved past the replaced
-/// store's, and its key changes taken over; with whether it went on from
-/// the backup ([`continues_backup`]). Only hashes move, from table
-/// to table; no key passes through here. The store is attached read-write,
+/// store's, its key changes and its relay pairing taken over; with
+/// whether it had a pairing, and whether it went on from the backup
+/// ([`continues_backup`]). Only hashes move, from table to table; no key
+/// passes through here. The store is attached read-write,
 /// as the daemon opens it, so that detaching it, the last connection,
 /// folds its log into it and removes the log and the shared memory file.
-fn take_from(copy: &mut Connection, from: &Path) -> Result<(KeysCarried, bool), String> {
+fn take_from(copy: &mut Connection, from: &Path) -> Result<(KeysCarried, bool, bool), String> {
     let path = from
         .to_str()
         .ok_or_else(|| format!("{} is not UTF-8", from.display()))?;
     let sql = |e: rusqlite::Error| e.to_string();
     copy.execute("ATTACH DATABASE ?1 AS replaced", [path])
         .map_err(sql)?;
-    let taken = (|| -> Result<(KeysCarried, bool), String> {
+    let taken = (|| -> Result<(KeysCarried, bool, bool), String> {
         let tx = copy.transaction().map_err(sql)?;
         let went_on = continues_backup(&tx).map_err(sql)?;
         let last = last_event_id(&tx, "replaced").map_err(sql)?;
         number_events_after(&tx, last).map_err(sql)?;
         let keys = take_keys(&tx).map_err(sql)?;
+        let paired = take_pairing(&tx).map_err(sql)?;
         tx.commit().map_err(sql)?;
-        Ok((keys, went_on))
+        Ok((keys, paired, went_on))
     })();
     let detached = copy.execute_batch("DETACH DATABASE replaced").map_err(sql);
     let keys = taken?;
@@ -182,6 +204,34 @@ fn take_keys(tx: &Connection) -> rusqlite::Result<KeysCarried> {
         [],
     )?;
     Ok(KeysCarried { added, revoked })
+}
+
+/// The relay pairing and the link's state are the replaced store's, the
+/// backup's dropped; whether it had a pairing. They go with the relay key
+/// file beside the store, which a restore leaves as it is (`pair` writes
+/// the key and records its fingerprint in the pairing): with the backup's
+/// pairing, a bridge paired again after the backup would have its link
+/// off, the key and the pairing disagreeing, or, with a pairing from
+/// before fingerprints, send the new relay's key to the old relay. None
+/// in the replaced store (unpaired since, or never paired) is none in
+/// the restored one: `unpair` removes the key file with it.
+fn take_pairing(tx: &Connection) -> rusqlite::Result<bool> {
+    tx.execute(
+        "DELETE FROM main.cursors WHERE scope = ?1 AND name IN (?2, ?3)",
+        params![SCOPE, PAIRING, LINK],
+    )?;
+    tx.execute(
+        "INSERT INTO main.cursors (scope, name, value)
+         SELECT scope, name, value FROM replaced.cursors
+         WHERE scope = ?1 AND name IN (?2, ?3)",
+        params![SCOPE, PAIRING, LINK],
+    )?;
+    tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM main.cursors
+                        WHERE scope = ?1 AND name = ?2 AND value <> '')",
+        params![SCOPE, PAIRING],
+        |row| row.get(0),
+    )
 }
 
 #[cfg(test)]

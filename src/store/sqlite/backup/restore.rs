@@ -229,6 +229,7 @@ mod tests {
             replaced::EventsFrom::Clock { floor, .. } if floor == next - 1
         ));
         assert_eq!(restored.carried.keys, None);
+        assert_eq!(restored.carried.pairing, replaced::PairingFrom::Backup);
     }
 
     /// A store that did not go on from the backup (a fresh one on a new
@@ -294,6 +295,86 @@ mod tests {
         };
         assert!(!works(&old), "a key revoked after the backup works again");
         assert!(works(&new), "a key made after the backup is lost");
+    }
+
+    /// The relay pairing as `pair` records it: which relay, and the
+    /// fingerprint of the key it wrote to the key file; and the link state.
+    fn pair(conn: &Connection, url: &str, key: &str) {
+        use crate::relay::settings::{self, LINK, PAIRING, Pairing, SCOPE};
+        let pairing = Pairing {
+            url: url.into(),
+            phone_id: "ph_1".into(),
+            bridge_key_id: "k".into(),
+            paired_at_ms: 1,
+            key_sha256: Some(settings::key_fingerprint(key)),
+        };
+        let link = format!(r#"{{"last_error":"{url} is down"}}"#);
+        for (name, value) in [
+            (PAIRING, serde_json::to_string(&pairing).unwrap()),
+            (LINK, link),
+        ] {
+            conn.execute(
+                "INSERT INTO cursors (scope, name, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (scope, name) DO UPDATE SET value = excluded.value",
+                [SCOPE, name, &value],
+            )
+            .unwrap();
+        }
+    }
+
+    /// The relay pairing's and link state's rows, as the store at `db` has them.
+    fn relay_rows(db: &Path) -> Vec<(String, String)> {
+        Connection::open(db)
+            .unwrap()
+            .prepare("SELECT name, value FROM cursors WHERE scope = 'relay' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// A bridge paired with another relay after the backup: the restored
+    /// store has the pairing the relay key file beside it was written
+    /// with (a restore does not touch that file), not the backup's.
+    #[test]
+    fn a_restore_keeps_the_relay_pairing_made_after_the_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store(dir.path());
+        let conn = Connection::open(&db).unwrap();
+        pair(&conn, "https://old-relay.invalid", "old-key");
+        let copy = dir.path().join("copy.sqlite3");
+        backup(&db, &copy).unwrap();
+        pair(&conn, "https://new-relay.example", "new-key");
+        drop(conn);
+        let live = relay_rows(&db);
+        let restored = restore(&copy, &db, ".before-restore").unwrap();
+        assert_eq!(
+            restored.carried.pairing,
+            replaced::PairingFrom::Replaced { paired: true }
+        );
+        assert_eq!(relay_rows(&db), live);
+    }
+
+    /// Unpaired after the backup (`unpair` removed the key file too): the
+    /// restored store is not paired either.
+    #[test]
+    fn a_restore_after_unpairing_has_no_pairing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store(dir.path());
+        let conn = Connection::open(&db).unwrap();
+        pair(&conn, "https://old-relay.invalid", "old-key");
+        let copy = dir.path().join("copy.sqlite3");
+        backup(&db, &copy).unwrap();
+        conn.execute("DELETE FROM cursors WHERE scope = 'relay'", [])
+            .unwrap();
+        drop(conn);
+        let restored = restore(&copy, &db, ".before-restore").unwrap();
+        assert_eq!(
+            restored.carried.pairing,
+            replaced::PairingFrom::Replaced { paired: false }
+        );
+        assert_eq!(relay_rows(&db), []);
     }
 
     #[test]
