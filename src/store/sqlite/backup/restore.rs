@@ -33,8 +33,10 @@ pub struct Restored {
 /// writes to the store it replaces: `store_lock.rs`). The
 /// copy is checked first, and one made by a newer PhoneRelay (a schema
 /// this binary does not know) is refused. It is then written beside the
-/// store under a `.restoring` name, given what it must take over from the
-/// replaced store (`replaced`) and synced, and only then does the current
+/// store under a `.restoring` name (what an unfinished restore left under
+/// that name removed first: [`remove_incoming`]), given what it must take
+/// over from the replaced store (`replaced`), synced and checked again
+/// ([`check_incoming`]), and only then does the current
 /// store move: a failure before that (a full disk) leaves the store as it
 /// was. The current store is not deleted: it is kept under `suffix` (with
 /// a `-wal` and `-shm` if it has them), its received files that the copy
@@ -42,30 +44,30 @@ pub struct Restored {
 /// takes its place in one atomic step (`swap`; a swap that fails puts the
 /// replaced store's files back as they were).
 pub fn restore(copy: &Path, db: &Path, suffix: &str) -> Result<Restored, String> {
-    let summary = check(copy).map_err(|e| format!("{}: {e}", copy.display()))?;
+    let checked = check(copy).map_err(|e| format!("{}: {e}", copy.display()))?;
     let known = super::super::schema::MIGRATIONS.len() as i64;
-    if summary.schema_version > known {
+    if checked.schema_version > known {
         return Err(format!(
             "{} has schema version {}, newer than this phonerelay's {known}; restore it with the version that made it",
             copy.display(),
-            summary.schema_version
+            checked.schema_version
         ));
     }
     if db.exists() {
         ensure_unused(db)?;
     }
     let incoming = beside(db, ".restoring");
-    // Left by a restore that failed before its rename: never in use.
-    let _ = std::fs::remove_file(&incoming);
-    let prepared = write_synced(copy, &incoming)
+    let prepared = remove_incoming(&incoming)
+        .and_then(|()| write_synced(copy, &incoming))
         .and_then(|()| replaced::carry_over(db, &incoming, crate::clock::now_ms()))
-        .and_then(|carried| {
+        .and_then(|carried| Ok((check_incoming(&incoming)?, carried)))
+        .and_then(|(summary, carried)| {
             let suffix = swap::free_suffix(db, &media_files::dir_beside(db), suffix);
             let media = media_aside::keep_unreferenced(db, &incoming, &suffix)?;
-            Ok((carried, suffix, media))
+            Ok((summary, carried, suffix, media))
         });
-    let (carried, suffix, media) = prepared.map_err(|e| {
-        let _ = std::fs::remove_file(&incoming);
+    let (summary, carried, suffix, media) = prepared.map_err(|e| {
+        let _ = remove_incoming(&incoming);
         format!("{e}; the store was left as it was")
     })?;
     let kept = match swap::swap(&incoming, db, &suffix) {
@@ -91,6 +93,42 @@ pub fn restore(copy: &Path, db: &Path, suffix: &str) -> Result<Restored, String>
         carried,
         media,
         warnings,
+    })
+}
+
+/// What a restore that did not finish left under the copy's name: the
+/// copy, and a rollback journal, log or shared memory beside it (a crash
+/// during the carry-over leaves a hot journal). None is in use (the
+/// caller holds the instance and store locks), and all must go before a
+/// new copy is written there: SQLite plays a journal or a log it finds
+/// beside a database back into it when it opens it, and these hold
+/// another copy's pages. One that cannot be removed stops the restore.
+fn remove_incoming(incoming: &Path) -> Result<(), String> {
+    for ending in ["-journal", "-wal", "-shm", ""] {
+        let file = beside(incoming, ending);
+        match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(format!(
+                    "cannot remove {}, left by a restore that did not finish: {e}",
+                    file.display()
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The copy as it will be put in place, carry-over done, checked again
+/// with `integrity_check` and summed up: what the restore reports is what
+/// it installs, and a copy spoiled on its way (a write that went wrong)
+/// is refused before it replaces anything.
+fn check_incoming(incoming: &Path) -> Result<BackupSummary, String> {
+    check(incoming).map_err(|e| {
+        format!(
+            "{}, the copy to put in place, fails its check: {e}",
+            incoming.display()
+        )
     })
 }
 
@@ -423,6 +461,64 @@ mod tests {
             dir.path()
                 .join("phonerelay.sqlite3.before-restore")
                 .exists()
+        );
+    }
+
+    /// A hot rollback journal of another database, as a restore that
+    /// crashed while it changed its copy leaves one: the pages it would
+    /// write back are that database's.
+    fn crashed_journal(dir: &Path) -> Vec<u8> {
+        let other = dir.join("other.sqlite3");
+        let conn = Connection::open(&other).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = DELETE; PRAGMA synchronous = OFF;
+             CREATE TABLE t (x); INSERT INTO t VALUES (1);
+             BEGIN; DELETE FROM t; CREATE TABLE u (y); INSERT INTO u VALUES (2);",
+        )
+        .unwrap();
+        let journal = std::fs::read(beside(&other, "-journal")).unwrap();
+        conn.execute_batch("ROLLBACK").unwrap();
+        journal
+    }
+
+    /// What a restore that crashed left beside the store under the
+    /// copy's name is never played back into the next copy.
+    #[test]
+    fn a_crashed_restore_s_journal_is_not_played_into_the_next_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store(dir.path());
+        let copy = dir.path().join("copy.sqlite3");
+        backup(&db, &copy).unwrap();
+        let journal = crashed_journal(dir.path());
+        std::fs::write(beside(&db, ".restoring-journal"), journal).unwrap();
+        let restored = restore(&copy, &db, ".x").unwrap();
+        assert_eq!(restored.summary.outbound, 1);
+        let conn = Connection::open(&db).unwrap();
+        let integrity: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(integrity, "ok");
+        let ids: Vec<String> = conn
+            .prepare("SELECT id FROM outbound")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(ids, ["a"]);
+        assert!(!beside(&db, ".restoring-journal").exists());
+    }
+
+    /// A copy spoiled on its way is refused before it replaces anything.
+    #[test]
+    fn a_copy_to_put_in_place_that_fails_its_check_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let incoming = dir.path().join("phonerelay.sqlite3.restoring");
+        std::fs::write(&incoming, vec![7u8; 8192]).unwrap();
+        let e = check_incoming(&incoming).unwrap_err();
+        assert!(
+            e.contains("the copy to put in place, fails its check"),
+            "{e}"
         );
     }
 
