@@ -5,7 +5,7 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 
 use super::super::{beside, media_files};
 use super::media_aside::{self, MediaKept};
@@ -34,8 +34,9 @@ pub struct Restored {
 /// copy is checked first, and one made by a newer PhoneRelay (a schema
 /// this binary does not know) is refused. It is then written beside the
 /// store under a `.restoring` name (what an unfinished restore left under
-/// that name removed first: [`remove_incoming`]), given what it must take
-/// over from the replaced store (`replaced`), synced and checked again
+/// that name removed first: [`remove_incoming`]) through SQLite, as it
+/// was checked ([`write_through_sqlite`]), given what it must take over
+/// from the replaced store (`replaced`), synced and checked again
 /// ([`check_incoming`]), and only then does the current
 /// store move: a failure before that (a full disk) leaves the store as it
 /// was. The current store is not deleted: it is kept under `suffix` (with
@@ -58,7 +59,7 @@ pub fn restore(copy: &Path, db: &Path, suffix: &str) -> Result<Restored, String>
     }
     let incoming = beside(db, ".restoring");
     let prepared = remove_incoming(&incoming)
-        .and_then(|()| write_synced(copy, &incoming))
+        .and_then(|()| write_through_sqlite(copy, &incoming))
         .and_then(|()| replaced::carry_over(db, &incoming, crate::clock::now_ms()))
         .and_then(|carried| Ok((check_incoming(&incoming)?, carried)))
         .and_then(|(summary, carried)| {
@@ -177,19 +178,33 @@ pub(super) fn give_to_state_dir_owner(file: &Path) -> Result<(), String> {
 }
 
 /// `copy` written to `to` (a new file, private, given to the state dir's
-/// owner) and synced.
-fn write_synced(copy: &Path, to: &Path) -> Result<(), String> {
-    let mut target = OpenOptions::new()
+/// owner) through SQLite, by `VACUUM INTO`, not byte for byte: the copy
+/// was checked and summed up through SQLite, which reads a `-wal` beside
+/// it (a file-level copy, rsync or a snapshot, of a store whose newest
+/// commits were still in its log), and what is installed must be what was
+/// checked. Copying the file alone would drop the log's rows the restore
+/// has just reported. Taking them is safer than refusing such a copy: the
+/// log is part of the database as SQLite reads it (its frames are
+/// checksummed, and a torn tail is left out as at any crash), and an
+/// operator who has no other copy would otherwise have to fold it in by
+/// hand. `to` is synced once the carry-over is done (`replaced`).
+fn write_through_sqlite(copy: &Path, to: &Path) -> Result<(), String> {
+    // Created here, empty and private, as a backup's is: VACUUM INTO
+    // accepts an empty file, and keeps its mode.
+    OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(to)
         .map_err(|e| format!("cannot create {}: {e}", to.display()))?;
     give_to_state_dir_owner(to)?;
-    let mut source = std::fs::File::open(copy).map_err(|e| format!("{}: {e}", copy.display()))?;
-    std::io::copy(&mut source, &mut target)
-        .and_then(|_| target.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", to.display()))
+    let target = to
+        .to_str()
+        .ok_or_else(|| format!("{} is not UTF-8", to.display()))?;
+    Connection::open_with_flags(copy, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|source| source.execute("VACUUM INTO ?1", [target]))
+        .map(|_| ())
+        .map_err(|e| format!("cannot write {} from {}: {e}", to.display(), copy.display()))
 }
 
 #[cfg(test)]
@@ -520,6 +535,36 @@ mod tests {
             e.contains("the copy to put in place, fails its check"),
             "{e}"
         );
+    }
+
+    /// A file-level copy (rsync, a snapshot) of a store whose newest rows
+    /// are still in its log, with the log beside it: what restore
+    /// reports, having read it through SQLite, is what it installs.
+    #[test]
+    fn a_copy_with_its_log_beside_it_is_restored_as_it_was_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store(dir.path());
+        let live_dir = dir.path().join("live");
+        std::fs::create_dir(&live_dir).unwrap();
+        let live = store(&live_dir);
+        let conn = Connection::open(&live).unwrap();
+        schema::configure(&conn).unwrap();
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA wal_autocheckpoint = 0")
+            .unwrap();
+        queue_message(&conn, "b");
+        queue_message(&conn, "c");
+        // Copied while the store is open: rows b and c are in the log only.
+        let copy = dir.path().join("copy.sqlite3");
+        std::fs::copy(&live, &copy).unwrap();
+        std::fs::copy(beside(&live, "-wal"), beside(&copy, "-wal")).unwrap();
+        drop(conn);
+        let restored = restore(&copy, &db, ".x").unwrap();
+        let installed: i64 = Connection::open(&db)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM outbound", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(restored.summary.outbound, 3);
+        assert_eq!(installed, restored.summary.outbound);
     }
 
     #[test]
