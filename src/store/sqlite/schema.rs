@@ -335,17 +335,33 @@ pub fn check_not_newer(conn: &Connection, path: &std::path::Path) -> Result<(), 
 }
 
 /// Bring the database to the newest schema in one transaction.
+///
+/// The version is read again inside that transaction, which takes the
+/// write lock as it begins (IMMEDIATE): two processes may open an old
+/// store at once (the daemon starting, and `phonerelay keys create`, which
+/// migrates too). Read before it, both would see the old version, and the
+/// second, waiting for the first to commit, would then replay its
+/// migrations and fail ("duplicate column name"). Read inside it, the
+/// second sees what the first did and runs only what is still missing.
+/// A store already current is not write-locked at all.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let version: usize = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if user_version(conn)? >= MIGRATIONS.len() {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version = user_version(&tx)?;
     if version >= MIGRATIONS.len() {
         return Ok(());
     }
-    let tx = conn.transaction()?;
     for migration in &MIGRATIONS[version..] {
         tx.execute_batch(migration)?;
     }
     tx.pragma_update(None, "user_version", MIGRATIONS.len())?;
     tx.commit()
+}
+
+fn user_version(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
 }
 
 /// The size the WAL file is cut back to when it restarts after a
@@ -591,5 +607,69 @@ mod tests {
         ]
         .map(|(s, c): (&str, Option<&str>)| (s.to_string(), c.map(str::to_string)));
         assert_eq!(left, expected.to_vec());
+    }
+
+    /// Waits for the write lock counted: each connection's first try
+    /// counts (`tries` is 0), then it sleeps and tries again, as
+    /// `busy_timeout` would.
+    static WAITING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    fn count_waits(tries: i32) -> bool {
+        if tries == 0 {
+            WAITING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        tries < 2000
+    }
+
+    /// A store on disk as the first `version` migrations left it.
+    fn file_at_version(path: &std::path::Path, version: usize) {
+        let mut conn = Connection::open(path).unwrap();
+        configure(&conn).unwrap();
+        let tx = conn.transaction().unwrap();
+        for migration in &MIGRATIONS[..version] {
+            tx.execute_batch(migration).unwrap();
+        }
+        tx.pragma_update(None, "user_version", version).unwrap();
+        tx.commit().unwrap();
+    }
+
+    /// Two processes open an old store at once (the daemon starting, and
+    /// `phonerelay keys create`): both see it old, and both migrate it, one
+    /// after the other; the second finds it done and replays nothing. Made
+    /// certain by a third connection holding the write lock until both
+    /// are waiting for it.
+    #[test]
+    fn two_connections_migrating_one_old_store_at_once_both_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite3");
+        file_at_version(&path, MIGRATIONS.len() - 1);
+        let holder = Connection::open(&path).unwrap();
+        configure(&holder).unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let migrating: Vec<_> = (0..2)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || -> rusqlite::Result<()> {
+                    let mut conn = Connection::open(&path)?;
+                    configure(&conn)?;
+                    conn.busy_handler(Some(count_waits))?;
+                    migrate(&mut conn)
+                })
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while WAITING.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+            assert!(std::time::Instant::now() < deadline, "no migration waited");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        holder.execute_batch("ROLLBACK").unwrap();
+        for migration in migrating {
+            migration.join().unwrap().unwrap();
+        }
+        let version: usize = holder
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len());
     }
 }
