@@ -49,15 +49,20 @@ pub fn open_or_create(file: &Path) -> std::io::Result<File> {
 /// the daemon could not open its lock, its store or its key, and would
 /// not start. Anyone but root makes files that are theirs already.
 pub fn give_to_folder_owner(path: &Path) -> std::io::Result<()> {
-    let folder = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let owner = std::fs::metadata(folder)?;
+    let owner = std::fs::metadata(folder_of(path))?;
     let euid = rustix::process::geteuid().as_raw();
     match new_owner(euid, owner.uid(), owner.gid()) {
         Some((uid, gid)) => std::os::unix::fs::chown(path, Some(uid), Some(gid)),
         None => Ok(()),
+    }
+}
+
+/// The folder holding `path`; a bare file name's (whose parent is the
+/// empty path, which cannot be opened) is `.`.
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
     }
 }
 
@@ -83,7 +88,13 @@ pub fn create_file(file: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Write a file only its owner can read, replacing it atomically.
+/// Write a file only its owner can read, replacing it atomically, and
+/// durably: the file is synced before it is renamed into place, and its
+/// folder after ([`sync_folder_of`]). `pair` writes the relay key so
+/// before it records the pairing, with the key's fingerprint, in the
+/// store, whose commit is synced: a rename left unsynced could be undone
+/// by a power cut after that commit, and the pairing would come back
+/// without its key (the old key, or none, in the file).
 pub fn write(file: &Path, contents: &str) -> std::io::Result<()> {
     if let Some(dir) = file.parent() {
         create_dir(dir)?;
@@ -99,7 +110,23 @@ pub fn write(file: &Path, contents: &str) -> std::io::Result<()> {
     out.write_all(b"\n")?;
     out.sync_all()?;
     give_to_folder_owner(&tmp)?;
-    std::fs::rename(&tmp, file)
+    std::fs::rename(&tmp, file)?;
+    sync_folder_of(file)
+}
+
+/// Make the names just given in the folder holding `file` survive a
+/// power cut, as its contents do once synced: a rename lives in the
+/// folder, not in the file. The error names the folder.
+fn sync_folder_of(file: &Path) -> std::io::Result<()> {
+    let folder = folder_of(file);
+    File::open(folder)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot sync the folder {}: {e}", folder.display()),
+            )
+        })
 }
 
 #[cfg(test)]
@@ -133,5 +160,35 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "kept");
         write(&nested.join("k"), "secret").unwrap();
         assert_eq!(mode(&nested.join("k")), 0o600);
+    }
+
+    /// A file written in place of another is whole and private, and
+    /// nothing of the write is left beside it. (That its new name
+    /// survives a power cut, which the folder's sync is for, cannot be
+    /// seen from here.)
+    #[test]
+    fn a_rewritten_file_is_whole_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("relay.key");
+        write(&key, "old-key").unwrap();
+        write(&key, "new-key").unwrap();
+        assert_eq!(std::fs::read_to_string(&key).unwrap(), "new-key\n");
+        assert_eq!(mode(&key), 0o600);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["relay.key"]);
+    }
+
+    #[test]
+    fn a_folder_that_cannot_be_synced_is_named() {
+        let e = sync_folder_of(Path::new("/nonexistent-folder/relay.key")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("cannot sync the folder /nonexistent-folder"),
+            "{e}"
+        );
+        assert_eq!(folder_of(Path::new("relay.key")), Path::new("."));
     }
 }
