@@ -98,6 +98,50 @@ fn feeds_watchdog(store_ok: bool, writer_gone: bool) -> bool {
     store_ok || !writer_gone
 }
 
+/// What the notifier reads: the daemon's state in the daemon, a script in
+/// the tests, which drive [`Notifier`] under paused time to check that
+/// the watchdog is fed however the reports and the endpoints behave.
+trait Watched {
+    /// The status report, which runs a transaction on the store's writer.
+    async fn report(&self) -> Report;
+    /// Whether the store's writer is gone (its thread ended): asked only
+    /// when a report found the store failing.
+    async fn writer_gone(&self) -> bool;
+    /// Each endpoint's state and whether it can send, which is what the
+    /// status line says of it (in memory, so cheap).
+    fn endpoints(&self) -> Vec<(phonerelay_channel::HealthState, bool)>;
+}
+
+/// A status report as the notifier uses it.
+struct Report {
+    line: String,
+    store_ok: bool,
+}
+
+impl Watched for AppState {
+    async fn report(&self) -> Report {
+        let report = report(self).await;
+        Report {
+            line: report.one_line(),
+            store_ok: report.store == "ok",
+        }
+    }
+
+    async fn writer_gone(&self) -> bool {
+        matches!(
+            self.store.ping().await,
+            Err(crate::store::StoreError::Closed)
+        )
+    }
+
+    fn endpoints(&self) -> Vec<(phonerelay_channel::HealthState, bool)> {
+        self.endpoints
+            .iter()
+            .map(|(_, endpoint)| (endpoint.channel.health().state, endpoint.channel.can_send()))
+            .collect()
+    }
+}
+
 /// READY, then STATUS and WATCHDOG until `done`. A watchdog ping goes out
 /// only when the status report, which runs a transaction on the store's
 /// writer thread, came back within a quarter of the watchdog interval
@@ -116,92 +160,129 @@ pub async fn run(
         return;
     }
     let watchdog = sd_notify::watchdog_enabled();
-    // On a fixed beat, so a slow report does not push the next one late.
-    let (every, answer_within) = watchdog_beat(watchdog);
-    let listening = format!("listening on {addr}");
-    let doing = || {
-        if stopping.is_cancelled() {
-            "stopping".to_string()
-        } else {
-            listening.clone()
-        }
-    };
-    let first = report(&state).await.one_line();
-    notify(&[
-        NotifyState::Ready,
-        NotifyState::Status(&format!("{listening}; {first}")),
-    ]);
-    let mut beat = tokio::time::interval(every);
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    beat.tick().await;
-    let mut silent_since = None;
-    let mut glance = tokio::time::interval(ENDPOINTS_GLANCE_EVERY);
-    glance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut endpoints_seen = endpoint_states(&state);
-    loop {
-        tokio::select! {
-            _ = done.cancelled() => return,
-            _ = beat.tick() => {}
-            _ = glance.tick() => {
-                let now = endpoint_states(&state);
-                if now == endpoints_seen {
-                    continue;
-                }
-                // A new state: the status says so now, without waiting for
-                // the beat (the watchdog keeps its own rhythm).
-                endpoints_seen = now;
-                if let Ok(report) = tokio::time::timeout(answer_within, report(&state)).await {
-                    notify(&[NotifyState::Status(&format!("{}; {}", doing(), report.one_line()))]);
-                }
-                continue;
-            }
-        }
-        endpoints_seen = endpoint_states(&state);
-        match tokio::time::timeout(answer_within, report(&state)).await {
-            Ok(report) => {
-                silent_since = None;
-                let store_ok = report.store == "ok";
-                // Asked again only when the report found the store failing.
-                let writer_gone = !store_ok
-                    && matches!(
-                        state.store.ping().await,
-                        Err(crate::store::StoreError::Closed)
-                    );
-                let status = format!("{}; {}", doing(), report.one_line());
-                let mut states = vec![NotifyState::Status(&status)];
-                if watchdog.is_some() && feeds_watchdog(store_ok, writer_gone) {
-                    states.push(NotifyState::Watchdog);
-                } else if writer_gone {
-                    tracing::error!("the store's writer has stopped; the watchdog is not fed");
-                }
-                notify(&states);
-            }
-            Err(_) => {
-                let since =
-                    *silent_since.get_or_insert_with(|| std::time::Instant::now() - answer_within);
-                let status = format!(
-                    "{}; the store has not answered for {} s",
-                    doing(),
-                    since.elapsed().as_secs()
-                );
-                tracing::error!(
-                    "the store did not answer within {} ms; the watchdog is not fed",
-                    answer_within.as_millis()
-                );
-                notify(&[NotifyState::Status(&status)]);
-            }
-        }
-    }
+    let notifier = Notifier::new(&state, notify, addr, watchdog, &stopping);
+    notifier.run(&done).await;
 }
 
-/// Each endpoint's state and whether it can send, which is what the
-/// status line says of it.
-fn endpoint_states(state: &AppState) -> Vec<(phonerelay_channel::HealthState, bool)> {
-    state
-        .endpoints
-        .iter()
-        .map(|(_, endpoint)| (endpoint.channel.health().state, endpoint.channel.can_send()))
-        .collect()
+/// The notifier's loop and what it keeps between two reports. `tell` is
+/// [`notify`] in the daemon, a list in the tests.
+struct Notifier<'a, W, T> {
+    watched: &'a W,
+    tell: T,
+    listening: String,
+    watchdog: bool,
+    /// The beat of STATUS and WATCHDOG.
+    every: Duration,
+    /// How long a report may take to feed the watchdog.
+    answer_within: Duration,
+    stopping: &'a CancellationToken,
+    /// Since when the store has not answered in time, if it has not.
+    silent_since: Option<tokio::time::Instant>,
+}
+
+impl<'a, W: Watched, T: Fn(&[NotifyState])> Notifier<'a, W, T> {
+    fn new(
+        watched: &'a W,
+        tell: T,
+        addr: SocketAddr,
+        watchdog: Option<Duration>,
+        stopping: &'a CancellationToken,
+    ) -> Self {
+        let (every, answer_within) = watchdog_beat(watchdog);
+        Notifier {
+            watched,
+            tell,
+            listening: format!("listening on {addr}"),
+            watchdog: watchdog.is_some(),
+            every,
+            answer_within,
+            stopping,
+            silent_since: None,
+        }
+    }
+
+    async fn run(mut self, done: &CancellationToken) {
+        let first = self.watched.report().await.line;
+        (self.tell)(&[
+            NotifyState::Ready,
+            NotifyState::Status(&format!("{}; {first}", self.listening)),
+        ]);
+        // On a fixed beat, so a slow report does not push the next one late.
+        let mut beat = tokio::time::interval(self.every);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        beat.tick().await;
+        let mut glance = tokio::time::interval(ENDPOINTS_GLANCE_EVERY);
+        glance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut endpoints_seen = self.watched.endpoints();
+        loop {
+            tokio::select! {
+                // The beat before the glance: with endpoints that keep
+                // changing and slow reports, both are due after every
+                // report, and a glance that won each time would keep the
+                // beat's ping from ever going out.
+                biased;
+                _ = done.cancelled() => return,
+                _ = beat.tick() => {}
+                // A new state: the status says so now, without waiting for
+                // the beat.
+                _ = glance.tick() => if self.watched.endpoints() == endpoints_seen {
+                    continue;
+                },
+            }
+            endpoints_seen = self.watched.endpoints();
+            self.refresh().await;
+        }
+    }
+
+    /// STATUS from a new report, with a watchdog ping when it came back in
+    /// time from a writer still there, whether the beat or a glance asked
+    /// for it: a glance's report holds the writer as long as the beat's,
+    /// so it answers for the writer and the runtime as well.
+    async fn refresh(&mut self) {
+        match tokio::time::timeout(self.answer_within, self.watched.report()).await {
+            Ok(report) => self.answered(report).await,
+            Err(_) => self.silent(),
+        }
+    }
+
+    async fn answered(&mut self, report: Report) {
+        self.silent_since = None;
+        // Asked again only when the report found the store failing.
+        let writer_gone = !report.store_ok && self.watched.writer_gone().await;
+        let status = format!("{}; {}", self.doing(), report.line);
+        let mut states = vec![NotifyState::Status(&status)];
+        if self.watchdog && feeds_watchdog(report.store_ok, writer_gone) {
+            states.push(NotifyState::Watchdog);
+        } else if writer_gone {
+            tracing::error!("the store's writer has stopped; the watchdog is not fed");
+        }
+        (self.tell)(&states);
+    }
+
+    fn silent(&mut self) {
+        let answer_within = self.answer_within;
+        let since = *self
+            .silent_since
+            .get_or_insert_with(|| tokio::time::Instant::now() - answer_within);
+        let status = format!(
+            "{}; the store has not answered for {} s",
+            self.doing(),
+            since.elapsed().as_secs()
+        );
+        tracing::error!(
+            "the store did not answer within {} ms; the watchdog is not fed",
+            answer_within.as_millis()
+        );
+        (self.tell)(&[NotifyState::Status(&status)]);
+    }
+
+    fn doing(&self) -> &str {
+        if self.stopping.is_cancelled() {
+            "stopping"
+        } else {
+            &self.listening
+        }
+    }
 }
 
 /// The signal came: the daemon is stopping.
@@ -226,6 +307,91 @@ mod tests {
         assert!(ping_after(2) < interval, "{:?}", ping_after(2));
         assert!(ping_after(3) >= interval, "{:?}", ping_after(3));
         assert_eq!(watchdog_beat(None).0, STATUS_EVERY);
+    }
+
+    /// Reports that take `report_takes` each, from endpoints whose states
+    /// change every 500 ms.
+    struct SlowAndBusy {
+        report_takes: Duration,
+        since: tokio::time::Instant,
+    }
+
+    impl Watched for SlowAndBusy {
+        async fn report(&self) -> Report {
+            tokio::time::sleep(self.report_takes).await;
+            Report {
+                line: "ready; store ok".into(),
+                store_ok: true,
+            }
+        }
+
+        async fn writer_gone(&self) -> bool {
+            false
+        }
+
+        fn endpoints(&self) -> Vec<(phonerelay_channel::HealthState, bool)> {
+            // As many endpoints as half-seconds gone: a new state each time.
+            let changes = self.since.elapsed().as_millis() / 500;
+            vec![(phonerelay_channel::HealthState::Up, true); changes as usize]
+        }
+    }
+
+    /// What the notifier told, with when.
+    type Told = std::sync::Arc<std::sync::Mutex<Vec<(tokio::time::Instant, String)>>>;
+
+    /// The loop for `minutes` under paused time, with a 30 s watchdog.
+    async fn notifications(watched: &SlowAndBusy, minutes: u64) -> Told {
+        let told = Told::default();
+        let list = told.clone();
+        let tell = move |states: &[NotifyState]| {
+            let now = tokio::time::Instant::now();
+            let mut list = list.lock().unwrap();
+            list.extend(states.iter().map(|state| (now, state.to_string())));
+        };
+        let addr = "127.0.0.1:8080".parse().unwrap();
+        let (stopping, done) = (CancellationToken::new(), CancellationToken::new());
+        let watchdog = Some(Duration::from_secs(30));
+        let notifier = Notifier::new(watched, tell, addr, watchdog, &stopping);
+        let stop = async {
+            tokio::time::sleep(Duration::from_secs(60 * minutes)).await;
+            done.cancel();
+        };
+        tokio::join!(notifier.run(&done), stop);
+        told
+    }
+
+    /// Reports that take 6 s of the 7.5 s they may, from endpoints that
+    /// keep changing: every glance finds a change, so a glance and the
+    /// beat are both due after each report. The watchdog is still fed
+    /// well within its interval, from the time READY went out.
+    #[tokio::test(start_paused = true)]
+    async fn glances_at_changing_endpoints_do_not_starve_the_watchdog() {
+        let watched = SlowAndBusy {
+            report_takes: Duration::from_secs(6),
+            since: tokio::time::Instant::now(),
+        };
+        let told = notifications(&watched, 30).await;
+        let end = tokio::time::Instant::now();
+        let told = told.lock().unwrap();
+        let ready = told.iter().find(|(_, s)| s == "READY=1").unwrap().0;
+        let pings: Vec<_> = told
+            .iter()
+            .filter(|(_, s)| s == "WATCHDOG=1")
+            .map(|(at, _)| *at)
+            .collect();
+        let gaps = std::iter::once(ready)
+            .chain(pings.iter().copied())
+            .chain(std::iter::once(end))
+            .collect::<Vec<_>>()
+            .windows(2)
+            .map(|pair| pair[1] - pair[0])
+            .collect::<Vec<_>>();
+        let longest = gaps.iter().max().copied().unwrap_or_default();
+        assert!(pings.len() > 100, "{} pings in 30 minutes", pings.len());
+        assert!(
+            longest < Duration::from_secs(30),
+            "the watchdog went {longest:?} without a ping"
+        );
     }
 
     #[test]
