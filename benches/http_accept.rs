@@ -822,5 +822,7 @@ fn main() {
         );
     }
     drop(client);
-    server.block_on(running.stop());
+    server
+        .block_on(running.stop())
+        .expect("the daemon stops cleanly");
 }

@@ -52,7 +52,10 @@ impl RunningDaemon {
 
     /// Stop: refuse new requests, let in-flight sends finish for the grace
     /// period, then release what is left to the queue; wait for every task.
-    pub async fn stop(self) {
+    /// A task that panicked on the way is an error (exit 1) naming the
+    /// first: it did not finish its stop, and a clean exit would hide
+    /// that from the service manager and the operator.
+    pub async fn stop(self) -> Result<(), ExitError> {
         self.stop_unless(std::future::pending()).await
     }
 
@@ -60,16 +63,21 @@ impl RunningDaemon {
     /// completes (a second SIGTERM or Ctrl-C: the operator will not wait
     /// for a slow network). Sends still in flight then go back to the
     /// queue, as at the end of the grace, so nothing is lost.
-    pub async fn stop_unless(mut self, cut_short: impl std::future::Future<Output = ()>) {
+    pub async fn stop_unless(
+        mut self,
+        cut_short: impl std::future::Future<Output = ()>,
+    ) -> Result<(), ExitError> {
         self.shutdown.cancel();
         let grace = tokio::time::sleep(self.grace);
         tokio::pin!(grace, cut_short);
+        let mut panicked = None;
         loop {
             tokio::select! {
                 next = self.tasks.next_end() => match next {
                     None => break,
-                    Some(TaskEnd { name, panic: Some(message) }) => {
-                        tracing::error!(task = %name, "panicked while stopping: {message}");
+                    Some(end @ TaskEnd { panic: Some(_), .. }) => {
+                        tracing::error!("{end} while the daemon stopped");
+                        panicked.get_or_insert(end);
                     }
                     Some(_) => {}
                 },
@@ -84,6 +92,12 @@ impl RunningDaemon {
                     self.hard_stop.cancel();
                 }
             }
+        }
+        match panicked {
+            None => Ok(()),
+            Some(end) => Err(ExitError::Runtime(format!(
+                "{end} while the daemon stopped"
+            ))),
         }
     }
 }
@@ -374,14 +388,15 @@ pub async fn serve(loaded: LoadedConfig) -> Result<(), ExitError> {
     // A second SIGTERM or SIGINT cuts the grace short; SIGHUP is of no
     // use any more (the relay link is stopping).
     let unused_reload = tokio::sync::Notify::new();
-    daemon
+    let stopped = daemon
         .stop_unless(signals.wait_for_stop(&unused_reload))
         .await;
     notified.cancel();
     let _ = notifier.await;
     tracing::info!("stopped");
     match failed {
-        None => Ok(()),
+        // A task that panicked while stopping: exit 1 as well.
+        None => stopped,
         Some(end) => Err(ExitError::Runtime(format!("{end} while the daemon ran"))),
     }
 }

@@ -81,8 +81,10 @@ pub async fn supervise(
             // of by this task ending in turn.
             ended = slot.task_ended() => {
                 // Its tasks also end when the daemon stops (the link's
-                // token is a child of `shutdown`): no failure then.
+                // token is a child of `shutdown`): no failure then, unless
+                // one panicked on its way out.
                 if shutdown.is_cancelled() {
+                    log_if_panicked(&ended);
                     break;
                 }
                 tracing::error!("{ended} while the relay link ran");
@@ -174,7 +176,18 @@ impl RunningLink {
     /// Stop the link's tasks (the heartbeat says `stopping`) and wait.
     async fn stop(mut self) {
         self.stop.cancel();
-        while self.tasks.next_end().await.is_some() {}
+        while let Some(end) = self.tasks.next_end().await {
+            log_if_panicked(&end);
+        }
+    }
+}
+
+/// A link task that ends while the link stops has done its job, unless
+/// it panicked: then what it was doing (a forward, a status report) was
+/// cut short, and only the log can tell.
+fn log_if_panicked(end: &TaskEnd) {
+    if end.panic.is_some() {
+        tracing::error!("{end} while the relay link stopped");
     }
 }
 
@@ -287,5 +300,56 @@ impl Deps {
     pub fn retry_delay_ms(&self, failures: u32) -> u64 {
         let config = &self.settings.config;
         crate::outbox::retry_delay_ms(failures, config.retry_initial_ms, config.retry_max_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Log output kept in memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_link_task_that_panics_while_the_link_stops_is_logged() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .finish();
+        let _logging = tracing::subscriber::set_default(subscriber);
+        let stop = CancellationToken::new();
+        let mut tasks = Tasks::default();
+        let stopping = stop.clone();
+        tasks.spawn("the relay forwarder", async move {
+            stopping.cancelled().await;
+            panic!("a bug on the way out");
+        });
+        let link = RunningLink {
+            fingerprint: [0; 32],
+            stop,
+            tasks,
+        };
+        link.stop().await;
+        let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            logged.contains(
+                "the relay forwarder panicked: a bug on the way out while the relay link stopped"
+            ),
+            "{logged}"
+        );
     }
 }

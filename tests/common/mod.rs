@@ -105,10 +105,18 @@ impl TestDaemon {
         self.daemon.as_ref().expect("running").store.clone()
     }
 
-    /// Graceful stop, as on SIGTERM.
+    /// Graceful stop, as on SIGTERM. How it ended is left to the tests
+    /// that look at it ([`Self::try_stop`]).
     pub async fn stop(&mut self) {
-        if let Some(daemon) = self.daemon.take() {
-            daemon.stop().await;
+        let _ = self.try_stop().await;
+    }
+
+    /// Graceful stop, as on SIGTERM: an error (exit code 1) if a task
+    /// panicked while stopping.
+    pub async fn try_stop(&mut self) -> Result<(), phonerelay::exit::ExitError> {
+        match self.daemon.take() {
+            Some(daemon) => daemon.stop().await,
+            None => Ok(()),
         }
     }
 
