@@ -355,17 +355,27 @@ async fn sweep_media_files(store: &dyn Store) {
 /// Run until SIGTERM or SIGINT, then stop gracefully. SIGHUP makes the
 /// relay link read its settings again (`systemctl reload`).
 pub async fn serve(loaded: LoadedConfig) -> Result<(), ExitError> {
+    serve_with(loaded, Vec::new()).await
+}
+
+/// As [`serve`], with `extra` endpoints added to the configured ones, as
+/// [`start`] takes them (tests use this).
+pub async fn serve_with(
+    loaded: LoadedConfig,
+    extra: Vec<Arc<dyn Channel>>,
+) -> Result<(), ExitError> {
     let starting = service_manager::Starting::begin();
     // Before anything else: a SIGTERM that comes while the daemon starts
     // (right after it said it is up, say) is kept and stops it cleanly
     // once it runs, instead of ending the process with the default action.
     let mut signals = Signals::install();
     crate::fd_limit::prepare(loaded.config.server.max_connections);
-    let daemon = start(loaded, Vec::new()).await?;
+    let daemon = start(loaded, extra).await?;
     drop(starting);
     // Fed until the daemon has stopped: systemd may still be waiting on
     // the watchdog while in-flight sends finish.
-    let (stopping, notified) = (CancellationToken::new(), CancellationToken::new());
+    let stopping = service_manager::Stopping::default();
+    let notified = CancellationToken::new();
     let notifier = tokio::spawn(service_manager::run(
         daemon.state.clone(),
         daemon.addr,
@@ -378,8 +388,7 @@ pub async fn serve(loaded: LoadedConfig) -> Result<(), ExitError> {
         _ = signals.wait_for_stop(&relay_reload) => None,
         end = daemon.task_ended() => Some(end),
     };
-    stopping.cancel();
-    service_manager::stopping();
+    stopping.begin();
     match &failed {
         None => tracing::info!("shutting down: no new requests, finishing in-flight sends"),
         // Exit 1 so that the service manager starts a whole daemon again.

@@ -7,7 +7,7 @@
 //! does nothing.
 
 use std::net::SocketAddr;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::Duration;
 
 use sd_notify::NotifyState;
@@ -142,7 +142,8 @@ impl Watched for AppState {
     }
 }
 
-/// READY, then STATUS and WATCHDOG until `done`. A watchdog ping goes out
+/// READY (not once the daemon has begun to stop, [`Stopping`]), then
+/// STATUS and WATCHDOG until `done`. A watchdog ping goes out
 /// only when the status report, which runs a transaction on the store's
 /// writer thread, came back within a quarter of the watchdog interval
 /// ([`watchdog_beat`]) from a writer still there ([`feeds_watchdog`]): a
@@ -150,12 +151,7 @@ impl Watched for AppState {
 /// daemon. STATUS says what the store answered, after `stopping` that the
 /// daemon is stopping rather than listening (the watchdog is still fed
 /// while in-flight sends finish).
-pub async fn run(
-    state: AppState,
-    addr: SocketAddr,
-    stopping: CancellationToken,
-    done: CancellationToken,
-) {
+pub async fn run(state: AppState, addr: SocketAddr, stopping: Stopping, done: CancellationToken) {
     if !under_service_manager() {
         return;
     }
@@ -175,7 +171,7 @@ struct Notifier<'a, W, T> {
     every: Duration,
     /// How long a report may take to feed the watchdog.
     answer_within: Duration,
-    stopping: &'a CancellationToken,
+    stopping: &'a Stopping,
     /// Since when the store has not answered in time, if it has not.
     silent_since: Option<tokio::time::Instant>,
 }
@@ -186,7 +182,7 @@ impl<'a, W: Watched, T: Fn(&[NotifyState])> Notifier<'a, W, T> {
         tell: T,
         addr: SocketAddr,
         watchdog: Option<Duration>,
-        stopping: &'a CancellationToken,
+        stopping: &'a Stopping,
     ) -> Self {
         let (every, answer_within) = watchdog_beat(watchdog);
         Notifier {
@@ -202,11 +198,11 @@ impl<'a, W: Watched, T: Fn(&[NotifyState])> Notifier<'a, W, T> {
     }
 
     async fn run(mut self, done: &CancellationToken) {
+        // Untimed: READY waits for a store that answers. The daemon may
+        // have begun to stop meanwhile; then READY is not sent at all.
         let first = self.watched.report().await.line;
-        (self.tell)(&[
-            NotifyState::Ready,
-            NotifyState::Status(&format!("{}; {first}", self.listening)),
-        ]);
+        let status = format!("{}; {first}", self.listening);
+        self.stopping.ready(&self.tell, &status);
         // On a fixed beat, so a slow report does not push the next one late.
         let mut beat = tokio::time::interval(self.every);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -277,7 +273,7 @@ impl<'a, W: Watched, T: Fn(&[NotifyState])> Notifier<'a, W, T> {
     }
 
     fn doing(&self) -> &str {
-        if self.stopping.is_cancelled() {
+        if self.stopping.has_begun() {
             "stopping"
         } else {
             &self.listening
@@ -285,9 +281,37 @@ impl<'a, W: Watched, T: Fn(&[NotifyState])> Notifier<'a, W, T> {
     }
 }
 
-/// The signal came: the daemon is stopping.
-pub fn stopping() {
-    notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+/// Whether the daemon has begun to stop, as the service manager was told.
+/// READY and STOPPING go out under one lock, and READY only before
+/// STOPPING: a daemon that begins to stop while its first report runs (a
+/// task that ended at once) must not say READY after STOPPING, which
+/// systemd would take for a start that succeeded, not a stop.
+#[derive(Clone, Default)]
+pub struct Stopping(Arc<Mutex<bool>>);
+
+impl Stopping {
+    /// The signal came (or a task ended): the daemon is stopping.
+    pub fn begin(&self) {
+        self.begin_telling(notify);
+    }
+
+    fn begin_telling(&self, tell: impl Fn(&[NotifyState])) {
+        let mut begun = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        *begun = true;
+        tell(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+    }
+
+    fn has_begun(&self) -> bool {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// READY with `status`, unless the daemon has begun to stop.
+    fn ready(&self, tell: impl Fn(&[NotifyState]), status: &str) {
+        let begun = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if !*begun {
+            tell(&[NotifyState::Ready, NotifyState::Status(status)]);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -339,20 +363,33 @@ mod tests {
     /// What the notifier told, with when.
     type Told = std::sync::Arc<std::sync::Mutex<Vec<(tokio::time::Instant, String)>>>;
 
-    /// The loop for `minutes` under paused time, with a 30 s watchdog.
-    async fn notifications(watched: &SlowAndBusy, minutes: u64) -> Told {
-        let told = Told::default();
+    /// A `tell` that keeps what it is told in `told`.
+    fn telling(told: &Told) -> impl Fn(&[NotifyState]) + use<> {
         let list = told.clone();
-        let tell = move |states: &[NotifyState]| {
+        move |states: &[NotifyState]| {
             let now = tokio::time::Instant::now();
             let mut list = list.lock().unwrap();
             list.extend(states.iter().map(|state| (now, state.to_string())));
-        };
+        }
+    }
+
+    /// The loop for `minutes` under paused time, with a 30 s watchdog;
+    /// the daemon begins to stop after `stops_after`, if given.
+    async fn notifications(
+        watched: &SlowAndBusy,
+        minutes: u64,
+        stops_after: Option<Duration>,
+    ) -> Told {
+        let told = Told::default();
         let addr = "127.0.0.1:8080".parse().unwrap();
-        let (stopping, done) = (CancellationToken::new(), CancellationToken::new());
+        let (stopping, done) = (Stopping::default(), CancellationToken::new());
         let watchdog = Some(Duration::from_secs(30));
-        let notifier = Notifier::new(watched, tell, addr, watchdog, &stopping);
+        let notifier = Notifier::new(watched, telling(&told), addr, watchdog, &stopping);
         let stop = async {
+            if let Some(after) = stops_after {
+                tokio::time::sleep(after).await;
+                stopping.begin_telling(telling(&told));
+            }
             tokio::time::sleep(Duration::from_secs(60 * minutes)).await;
             done.cancel();
         };
@@ -370,7 +407,7 @@ mod tests {
             report_takes: Duration::from_secs(6),
             since: tokio::time::Instant::now(),
         };
-        let told = notifications(&watched, 30).await;
+        let told = notifications(&watched, 30, None).await;
         let end = tokio::time::Instant::now();
         let told = told.lock().unwrap();
         let ready = told.iter().find(|(_, s)| s == "READY=1").unwrap().0;
@@ -391,6 +428,33 @@ mod tests {
         assert!(
             longest < Duration::from_secs(30),
             "the watchdog went {longest:?} without a ping"
+        );
+    }
+
+    /// The daemon begins to stop while the first report, which READY
+    /// waits for, still runs: READY is not sent after STOPPING, and the
+    /// watchdog is still fed.
+    #[tokio::test(start_paused = true)]
+    async fn no_ready_once_stopping_began() {
+        let watched = SlowAndBusy {
+            report_takes: Duration::from_secs(2),
+            since: tokio::time::Instant::now(),
+        };
+        let told = notifications(&watched, 1, Some(Duration::from_secs(1))).await;
+        let told: Vec<String> = told
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, s)| s.clone())
+            .collect();
+        let stopping = told.iter().position(|s| s == "STOPPING=1").unwrap();
+        assert!(
+            !told[stopping..].contains(&"READY=1".to_string()),
+            "{told:?}"
+        );
+        assert!(
+            told[stopping..].contains(&"WATCHDOG=1".to_string()),
+            "{told:?}"
         );
     }
 
