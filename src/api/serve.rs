@@ -130,7 +130,12 @@ pub async fn serve(listener: impl Listener, app: Router, limits: Limits, stop: S
                 Err(e) if is_about_one_connection(&e) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot accept connections; trying again shortly");
-                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    // The stop does not wait for the pause: out of file
+                    // descriptors is when a stop is most likely asked for.
+                    tokio::select! {
+                        _ = stop.graceful.cancelled() => break,
+                        _ = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => {}
+                    }
                 }
             },
         }
@@ -177,4 +182,52 @@ fn is_about_one_connection(e: &std::io::Error) -> bool {
         e.kind(),
         ConnectionRefused | ConnectionAborted | ConnectionReset
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    /// A listener out of file descriptors: its first accept fails with
+    /// EMFILE just as the stop begins; later ones wait for good.
+    struct OutOfDescriptors {
+        stop: CancellationToken,
+        tried: AtomicBool,
+    }
+
+    impl Listener for OutOfDescriptors {
+        type Stream = tokio::io::DuplexStream;
+
+        async fn accept(&self) -> std::io::Result<tokio::io::DuplexStream> {
+            if self.tried.swap(true, Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            self.stop.cancel();
+            Err(std::io::Error::from_raw_os_error(libc::EMFILE))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pause_after_an_accept_error_ends_at_the_stop() {
+        let graceful = CancellationToken::new();
+        let listener = OutOfDescriptors {
+            stop: graceful.clone(),
+            tried: AtomicBool::new(false),
+        };
+        let stop = Stop {
+            graceful,
+            hard: CancellationToken::new(),
+        };
+        let limits = Limits {
+            request_timeout: Duration::from_secs(10),
+            max_connections: 4,
+            serving: "the test",
+        };
+        let started = tokio::time::Instant::now();
+        serve(listener, Router::new(), limits, stop).await;
+        let took = started.elapsed();
+        assert!(took < ACCEPT_ERROR_PAUSE, "the stop waited {took:?}");
+    }
 }
