@@ -8,36 +8,10 @@
 mod common;
 
 use std::os::unix::net::UnixDatagram;
-use std::sync::Arc;
 
-use async_trait::async_trait;
 use common::*;
 use phonerelay::config::load_from_str;
-use phonerelay_channel::{
-    Channel, ChannelContext, ChannelHealth, ChannelKind, OutboundMessage, SendError, SendReceipt,
-};
-
-/// A test channel whose receive loop returns at once.
-struct EndsAtOnce {
-    inner: Arc<TestChannel>,
-}
-
-#[async_trait]
-impl Channel for EndsAtOnce {
-    fn kind(&self) -> ChannelKind {
-        self.inner.kind()
-    }
-    fn phone_id(&self) -> &str {
-        self.inner.phone_id()
-    }
-    async fn send(&self, message: &OutboundMessage) -> Result<SendReceipt, SendError> {
-        self.inner.send(message).await
-    }
-    async fn run(&self, _ctx: ChannelContext) {}
-    fn health(&self) -> ChannelHealth {
-        self.inner.health()
-    }
-}
+use phonerelay_channel::ChannelKind;
 
 /// Every datagram waiting on `socket`.
 fn received(socket: &UnixDatagram) -> Vec<String> {
@@ -65,9 +39,8 @@ fn no_ready_after_stopping_when_a_task_ends_at_once() {
         dir.path().to_path_buf(),
     )
     .expect("test config parses");
-    let channel = Arc::new(EndsAtOnce {
-        inner: TestChannel::new(ChannelKind::Sms, "m1"),
-    });
+    // Its receive loop returns at once.
+    let channel = RunAs::new(TestChannel::new(ChannelKind::Sms, "m1"), |_| async {});
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let served = runtime.block_on(phonerelay::daemon::serve_with(loaded, vec![channel]));
     let error = served.expect_err("a task that ended is a failure");

@@ -7,53 +7,30 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use common::*;
-use phonerelay_channel::{
-    Channel, ChannelContext, ChannelHealth, ChannelKind, OutboundMessage, SendError, SendReceipt,
-};
+use phonerelay_channel::ChannelKind;
 use tokio::sync::Notify;
-
-/// A test channel whose receive loop panics when told to.
-struct BreaksWhenTold {
-    inner: Arc<TestChannel>,
-    breaks: Notify,
-}
-
-#[async_trait]
-impl Channel for BreaksWhenTold {
-    fn kind(&self) -> ChannelKind {
-        self.inner.kind()
-    }
-    fn phone_id(&self) -> &str {
-        self.inner.phone_id()
-    }
-    async fn send(&self, message: &OutboundMessage) -> Result<SendReceipt, SendError> {
-        self.inner.send(message).await
-    }
-    async fn run(&self, ctx: ChannelContext) {
-        tokio::select! {
-            _ = ctx.shutdown.cancelled() => {}
-            _ = self.breaks.notified() => panic!("the receive loop broke"),
-        }
-    }
-    fn health(&self) -> ChannelHealth {
-        self.inner.health()
-    }
-}
 
 #[tokio::test]
 async fn a_task_that_panics_while_the_daemon_runs_is_reported_by_name() {
-    let channel = Arc::new(BreaksWhenTold {
-        inner: TestChannel::new(ChannelKind::Sms, "m1"),
-        breaks: Notify::new(),
+    // Its receive loop panics when told to.
+    let breaks = Arc::new(Notify::new());
+    let told = breaks.clone();
+    let channel = RunAs::new(TestChannel::new(ChannelKind::Sms, "m1"), move |ctx| {
+        let told = told.clone();
+        async move {
+            tokio::select! {
+                _ = ctx.shutdown.cancelled() => {}
+                _ = told.notified() => panic!("the receive loop broke"),
+            }
+        }
     });
-    let mut d = TestDaemon::start(FAST_OUTBOX, vec![channel.clone()]).await;
+    let mut d = TestDaemon::start(FAST_OUTBOX, vec![channel]).await;
     let daemon = d.daemon.as_mut().unwrap();
     let quiet = tokio::time::timeout(Duration::from_millis(300), daemon.task_ended()).await;
     assert!(quiet.is_err(), "a task ended on its own: {quiet:?}");
 
-    channel.breaks.notify_one();
+    breaks.notify_one();
     let ended = tokio::time::timeout(Duration::from_secs(5), daemon.task_ended())
         .await
         .expect("the panic is noticed");
@@ -67,37 +44,14 @@ async fn a_task_that_panics_while_the_daemon_runs_is_reported_by_name() {
         .expect("the daemon stops");
 }
 
-/// A test channel whose receive loop panics on its way out.
-struct BreaksWhenStopped {
-    inner: Arc<TestChannel>,
-}
-
-#[async_trait]
-impl Channel for BreaksWhenStopped {
-    fn kind(&self) -> ChannelKind {
-        self.inner.kind()
-    }
-    fn phone_id(&self) -> &str {
-        self.inner.phone_id()
-    }
-    async fn send(&self, message: &OutboundMessage) -> Result<SendReceipt, SendError> {
-        self.inner.send(message).await
-    }
-    async fn run(&self, ctx: ChannelContext) {
-        ctx.shutdown.cancelled().await;
-        panic!("the receive loop broke");
-    }
-    fn health(&self) -> ChannelHealth {
-        self.inner.health()
-    }
-}
-
 /// A panic during the stop is no clean stop either: the stop fails with
 /// exit code 1, naming the task, as `serve` then exits.
 #[tokio::test]
 async fn a_task_that_panics_while_the_daemon_stops_fails_the_stop() {
-    let channel = Arc::new(BreaksWhenStopped {
-        inner: TestChannel::new(ChannelKind::Sms, "m1"),
+    // Its receive loop panics on its way out.
+    let channel = RunAs::new(TestChannel::new(ChannelKind::Sms, "m1"), |ctx| async move {
+        ctx.shutdown.cancelled().await;
+        panic!("the receive loop broke");
     });
     let mut d = TestDaemon::start(FAST_OUTBOX, vec![channel]).await;
     let stopped = tokio::time::timeout(Duration::from_secs(10), d.try_stop())

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod file_size;
+pub mod run_as;
 pub mod test_channel;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 #[allow(unused_imports)] // not every test binary uses it
+pub use run_as::RunAs;
 pub use test_channel::TestChannel;
 
 /// Settings that keep tests fast: short retries, a quick expiry sweep.
