@@ -136,7 +136,8 @@ pub struct ModemConfig {
     /// Concatenation reference size for long messages: 8 or 16 bits.
     #[serde(default = "default_concat_reference_bits")]
     pub concat_reference_bits: u8,
-    /// Upper bound for one plain AT command, in milliseconds.
+    /// Upper bound for one plain AT command, in milliseconds (`AT+CMGL`
+    /// waits at least 30 s for its first line, each line renewing it).
     #[serde(default = "default_command_timeout_ms")]
     pub command_timeout_ms: u64,
     /// Upper bound for one AT+CMGS (one part), in milliseconds.

@@ -195,7 +195,7 @@ pub enum ListFilter {
 
 /// `AT+CMGL=<stat>`; `ListFilter::All` gives `AT+CMGL=4`.
 pub fn list_messages(filter: ListFilter) -> Command {
-    Command::plain(format!("AT+CMGL={}", filter as u8), LIST_TIMEOUT_MS)
+    Command::plain(format!("AT+CMGL={}", filter as u8), LIST_TIMEOUT_MS).streaming()
 }
 
 /// `AT+CMGR=<index>` (TS 27.005 §3.4.3).

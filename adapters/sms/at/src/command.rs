@@ -19,13 +19,25 @@ pub struct Command {
     pub text: String,
     /// Deadline for the final result, counted from the write of the command
     /// line and restarted when the PDU of a [`CommandKind::WithPdu`] is
-    /// written (sending over the network takes far longer than the prompt).
+    /// written (sending over the network takes far longer than the prompt),
+    /// or, for a [`Self::streaming`] command, renewed by each line.
     pub timeout_ms: u64,
     pub kind: CommandKind,
+    /// Its answer may stream for long (`AT+CMGL` of a full memory over a
+    /// slow line): each line of it renews the deadline, `timeout_ms` after
+    /// the line, up to [`STREAMING_CAP_FACTOR`] times `timeout_ms` after
+    /// the write in all. Any other command has `timeout_ms` from the write
+    /// whatever comes: a wedged modem printing lines it does not know as
+    /// URCs must not keep it waiting for good.
+    pub streaming: bool,
     /// Carries a secret (`AT+CPIN="1234"`): `Display`/`Debug` show
     /// `AT+CPIN=****` and the engine redacts the secret from response lines.
     pub sensitive: bool,
 }
+
+/// How long a streaming command ([`Command::streaming`]) may run at most,
+/// in multiples of its timeout.
+pub const STREAMING_CAP_FACTOR: u64 = 10;
 
 impl Command {
     pub fn plain(text: impl Into<String>, timeout_ms: u64) -> Self {
@@ -34,7 +46,14 @@ impl Command {
             timeout_ms,
             kind: CommandKind::Plain,
             sensitive: false,
+            streaming: false,
         }
+    }
+
+    /// Marks a plain command whose answer may stream for long.
+    pub fn streaming(mut self) -> Self {
+        self.streaming = true;
+        self
     }
 
     pub fn with_pdu(text: impl Into<String>, pdu_hex: impl Into<String>, timeout_ms: u64) -> Self {
@@ -45,6 +64,7 @@ impl Command {
                 pdu_hex: pdu_hex.into(),
             },
             sensitive: false,
+            streaming: false,
         }
     }
 

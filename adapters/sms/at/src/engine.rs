@@ -40,7 +40,7 @@
 
 use std::collections::VecDeque;
 
-use crate::command::{Command, CommandKind};
+use crate::command::{Command, CommandKind, STREAMING_CAP_FACTOR};
 use crate::final_result::FinalResult;
 use crate::parser::{AtParser, DEFAULT_MAX_LINE_LEN, ParserEvent};
 use crate::urc::Urc;
@@ -126,6 +126,8 @@ struct Running {
     command: Command,
     phase: Phase,
     deadline: u64,
+    /// Past which a streaming command's lines renew it no more.
+    renew_until: u64,
     lines: Vec<String>,
 }
 
@@ -277,9 +279,11 @@ impl AtEngine {
             CommandKind::WithPdu { .. } => Phase::AwaitingPrompt,
         };
         let bytes = line_bytes(&command.text);
+        let cap = command.timeout_ms.saturating_mul(STREAMING_CAP_FACTOR);
         self.running = Some(Running {
             id,
             deadline: now_ms.saturating_add(command.timeout_ms),
+            renew_until: now_ms.saturating_add(cap),
             command,
             phase,
             lines: Vec::new(),
@@ -442,12 +446,14 @@ impl AtEngine {
             Some(running) => {
                 running.lines.push(line);
                 running.lines.extend(body);
-                // An answer still coming keeps its command alive: a long
-                // `AT+CMGL` over a slow line streams for longer than any
-                // fixed timeout, and cutting it off would end the session
-                // at the same listing every time it comes back.
-                if matches!(running.command.kind, CommandKind::Plain) {
-                    let renewed = now_ms.saturating_add(running.command.timeout_ms);
+                // A streaming answer still coming keeps its command alive:
+                // a long `AT+CMGL` over a slow line streams for longer than
+                // any fixed timeout, and cutting it off would end the
+                // session at the same listing every time it came back.
+                if running.command.streaming {
+                    let renewed = now_ms
+                        .saturating_add(running.command.timeout_ms)
+                        .min(running.renew_until);
                     running.deadline = running.deadline.max(renewed);
                 }
             }
@@ -659,11 +665,14 @@ mod tests {
 
     /// A listing that is still streaming is not cut off by its timeout:
     /// each line of it renews the deadline, so a full memory read over a
-    /// slow line completes; one that stops answering still times out.
+    /// slow line completes; one that stops answering still times out, and
+    /// one that streams for good is cut off at ten times its timeout. A
+    /// command not marked streaming has its timeout from the write,
+    /// whatever lines come.
     #[test]
-    fn a_plain_command_s_answer_still_coming_keeps_it_alive() {
+    fn a_streaming_command_s_answer_still_coming_keeps_it_alive() {
         let mut e = AtEngine::new();
-        let id = e.submit(Command::plain("AT+CMGL=4", 1000));
+        let id = e.submit(Command::plain("AT+CMGL=4", 1000).streaming());
         e.poll_transmit(0);
         e.handle_input(b"\r\n+CMGL: 1,1,,23\r\n0791AABB\r\n", 900);
         assert_eq!(e.poll_timeout(), Some(1900), "renewed by the lines");
@@ -687,7 +696,7 @@ mod tests {
             }]
         );
 
-        let silent = e.submit(Command::plain("AT+CMGL=4", 1000));
+        let silent = e.submit(Command::plain("AT+CMGL=4", 1000).streaming());
         e.poll_transmit(2000);
         e.handle_input(b"\r\n+CMGL: 1,1,,23\r\n0791AABB\r\n", 2100);
         e.handle_timeout(3100);
@@ -695,6 +704,37 @@ mod tests {
             drain(&mut e).as_slice(),
             [EngineEvent::TimedOut { id, .. }] if *id == silent
         ));
+    }
+
+    #[test]
+    fn lines_renew_only_a_streaming_command_and_only_up_to_its_cap() {
+        let timed_out = |e: &mut AtEngine| {
+            drain(e)
+                .iter()
+                .any(|ev| matches!(ev, EngineEvent::TimedOut { .. }))
+        };
+        // Not streaming: a line at 900 does not keep it past 1000.
+        let mut e = AtEngine::new();
+        e.submit(Command::plain("AT+CSQ", 1000));
+        e.poll_transmit(0);
+        e.handle_input(b"\r\nnoise\r\n", 900);
+        e.handle_timeout(1000);
+        assert!(timed_out(&mut e), "renewed a command that is not streaming");
+
+        // Streaming, lines every 500 ms for good: cut off at 10 × 1000.
+        let mut e = AtEngine::new();
+        e.submit(Command::plain("AT+CMGL=4", 1000).streaming());
+        e.poll_transmit(0);
+        let mut now = 0;
+        while now < 20_000 {
+            now += 500;
+            e.handle_input(b"\r\n+CMGL: 1,1,,23\r\n0791AABB\r\n", now);
+            e.handle_timeout(now);
+            if timed_out(&mut e) {
+                break;
+            }
+        }
+        assert_eq!(now, 10_000, "cut off at ten times its timeout");
     }
 
     #[test]

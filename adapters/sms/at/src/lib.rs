@@ -24,7 +24,7 @@ mod parser;
 pub mod responses;
 mod urc;
 
-pub use command::{Command, CommandKind};
+pub use command::{Command, CommandKind, STREAMING_CAP_FACTOR};
 pub use engine::{AtEngine, CommandId, EngineConfig, EngineEvent};
 pub use errors_table::ErrorClass;
 pub use final_result::{ErrorDetail, FinalResult};

@@ -387,8 +387,9 @@ impl Driver {
 
     /// `AT+CMGL`: a modem may read its whole memory before the first line
     /// of the listing, so never sooner than the AT crate's list timeout;
-    /// the lines then renew the deadline as they come (the engine), so a
-    /// long listing over a slow line is not cut off half-way. Cut off, it
+    /// the lines then renew the deadline as they come (a streaming
+    /// command, up to ten times that in all), so a long listing over a
+    /// slow line is not cut off half-way. Cut off, it
     /// ended the session at the same listing every time it came back,
     /// and nothing was read again.
     fn list_cmd(&self, text: impl Into<String>) -> Command {
@@ -396,7 +397,7 @@ impl Driver {
             .config
             .command_timeout_ms
             .max(builders::LIST_TIMEOUT_MS);
-        Command::plain(text, timeout)
+        Command::plain(text, timeout).streaming()
     }
 
     async fn start_up(&self, conn: &mut Conn, pin_attempts: &mut PinAttempts) -> Result<(), End> {
