@@ -78,31 +78,49 @@ pub async fn run(deps: Deps) {
             }
             continue;
         }
+        let mut scanned_to = batch.scanned_to;
         if !batch.events.is_empty() {
-            let events: Vec<StatusEventBody> = batch
-                .events
-                .into_iter()
-                .map(StatusEventBody::from)
-                .collect();
+            let events = bodies(batch.events);
             match report(&deps, &events).await {
                 Reported::Taken => refusals = 0,
                 Reported::Shutdown => break,
                 Reported::AllRefused(e) => {
-                    // Kept, not skipped: tried again from the same cursor
-                    // (with whatever came since, which may show the relay
-                    // takes events again) after a backoff.
-                    deps.link.failed(&e).await;
-                    refusals = refusals.saturating_add(1);
-                    tracing::warn!(error = %e, events = events.len(),
-                        "the relay refuses every status event of the batch; keeping them to try again");
-                    if !deps.sleep_ms(deps.backoff_ms(refusals, &e)).await {
-                        break;
+                    // A full batch has no room for the events that came
+                    // since: those after it show whether the relay takes
+                    // any, and so whether these are refused on their own.
+                    let probe = if events.len() == BATCH as usize {
+                        probe_past(&deps, scanned_to).await
+                    } else {
+                        Probe::Nothing
+                    };
+                    match probe {
+                        Probe::Shutdown => break,
+                        Probe::Taken(past) => {
+                            tracing::warn!(
+                                events = events.len(),
+                                first = events[0].event_id,
+                                last = events[events.len() - 1].event_id,
+                                "the relay refused each of these status events while it takes later ones; skipping them"
+                            );
+                            refusals = 0;
+                            scanned_to = past;
+                        }
+                        Probe::Refused | Probe::Nothing => {
+                            // Kept, not skipped: tried again from the same
+                            // cursor after a backoff.
+                            refusals = refusals.saturating_add(1);
+                            tracing::warn!(error = %e, events = events.len(),
+                                "the relay refuses every status event of the batch; keeping them to try again");
+                            if !deps.sleep_ms(deps.backoff_ms(refusals, &e)).await {
+                                break;
+                            }
+                            continue;
+                        }
                     }
-                    continue;
                 }
             }
         }
-        cursor = batch.scanned_to;
+        cursor = scanned_to;
         if let Err(e) = store
             .save_cursor(SCOPE, STATUS_CURSOR, &cursor.to_string())
             .await
@@ -128,6 +146,47 @@ async fn start_cursor(deps: &Deps, interval_ms: u64) -> Option<i64> {
                 }
             }
         }
+    }
+}
+
+fn bodies(events: Vec<RelayStatusEvent>) -> Vec<StatusEventBody> {
+    events.into_iter().map(StatusEventBody::from).collect()
+}
+
+/// What the events past a refused batch showed.
+enum Probe {
+    /// The relay took some: the batch before was refused event by event.
+    /// Where the stream goes on from, past these events too.
+    Taken(i64),
+    /// It refused these as well, or they could not be read.
+    Refused,
+    /// None came past the batch yet.
+    Nothing,
+    Shutdown,
+}
+
+/// Send the next batch past `after`, as a probe of whether the relay
+/// takes events at all.
+async fn probe_past(deps: &Deps, after: i64) -> Probe {
+    let next = match deps
+        .state
+        .store
+        .relay_status_events(after, BATCH, &deps.settings.phone_id)
+        .await
+    {
+        Ok(next) => next,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the status log");
+            return Probe::Refused;
+        }
+    };
+    if next.events.is_empty() {
+        return Probe::Nothing;
+    }
+    match report(deps, &bodies(next.events)).await {
+        Reported::Taken => Probe::Taken(next.scanned_to),
+        Reported::AllRefused(_) => Probe::Refused,
+        Reported::Shutdown => Probe::Shutdown,
     }
 }
 

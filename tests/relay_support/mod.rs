@@ -83,6 +83,9 @@ pub struct Recorded {
     /// Refuse (422) every status batch, whatever it holds: a relay that
     /// changed under the bridge. Counted in `status_refusals`.
     pub refuse_all_status: bool,
+    /// Refuse (422) any status batch with an event for a relay id that
+    /// starts with this: messages the relay no longer knows, many of them.
+    pub refuse_status_prefix: Option<String>,
     pub status_refusals: u32,
     /// Answer this many ack requests with 200 but forget them (the relay
     /// crashed before saving): the jobs are delivered again.
@@ -447,6 +450,16 @@ async fn status(State(state): Shared, headers: HeaderMap, Json(body): Json<Value
     if s.refuse_all_status {
         s.status_refusals += 1;
         return error(422, "unsupported_event", "not an event this relay reads");
+    }
+    let forgotten = |e: &Value| {
+        s.refuse_status_prefix.as_ref().is_some_and(|prefix| {
+            e["relay_message_id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with(prefix.as_str()))
+        })
+    };
+    if events.iter().any(forgotten) {
+        return error(422, "unknown_message", "no such relay message");
     }
     if let Some(unknown) = &s.refuse_status_for
         && events.iter().any(|e| e["relay_message_id"] == *unknown)
