@@ -171,6 +171,11 @@ fn pairing_said(pairing: &PairingFrom) -> &'static str {
         PairingFrom::Replaced { paired: false } => {
             "no relay pairing, as the replaced store had none"
         }
+        PairingFrom::BackupOverNew => {
+            "the relay pairing is the backup's: the replaced store is not the one the backup was \
+             made of and was never paired; check that the relay key file in the state dir is the \
+             one it was made with (phonerelay pair --status), or pair again"
+        }
         PairingFrom::Backup => {
             "the relay pairing was not carried over (no replaced store could be read): it is the \
              backup's, which may not be for the relay key file in the state dir: check it with \

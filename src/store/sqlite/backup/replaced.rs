@@ -30,6 +30,10 @@ pub enum PairingFrom {
     /// The backup's: the replaced store could not be read. It may name
     /// another relay than the relay key file beside the store is for.
     Backup,
+    /// The backup's, kept over a replaced store that did not go on from
+    /// the backup and had no pairing (a new box's empty store): the box
+    /// the backup was made on was paired, this one never was.
+    BackupOverNew,
 }
 
 /// Where the restored store's status event ids go on from.
@@ -79,10 +83,10 @@ pub(super) fn carry_over(from: &Path, to: &Path, now_ms: i64) -> Result<Carried,
         Err("there is no store".to_string())
     };
     let (keys, pairing, went_on) = match read {
-        Ok((keys, paired, true)) => (Some(keys), PairingFrom::Replaced { paired }, Ok(())),
-        Ok((keys, paired, false)) => (
+        Ok((keys, pairing, true)) => (Some(keys), pairing, Ok(())),
+        Ok((keys, pairing, false)) => (
             Some(keys),
-            PairingFrom::Replaced { paired },
+            pairing,
             Err(
                 "it does not hold the backup's last status event: a new store, one whose \
                  retention has deleted that event, or a backup with none"
@@ -112,28 +116,42 @@ pub(super) fn carry_over(from: &Path, to: &Path, now_ms: i64) -> Result<Carried,
 }
 
 /// In one transaction: the copy's event ids moved past the replaced
-/// store's, its key changes and its relay pairing taken over; with
-/// whether it had a pairing, and whether it went on from the backup
+/// store's, its key changes and its relay pairing taken over (but over a
+/// new box's store, never paired, the backup's pairing stands); with
+/// where the pairing came from, and whether it went on from the backup
 /// ([`continues_backup`]). Only hashes move, from table to table; no key
 /// passes through here. The store is attached read-write,
 /// as the daemon opens it, so that detaching it, the last connection,
 /// folds its log into it and removes the log and the shared memory file.
-fn take_from(copy: &mut Connection, from: &Path) -> Result<(KeysCarried, bool, bool), String> {
+fn take_from(
+    copy: &mut Connection,
+    from: &Path,
+) -> Result<(KeysCarried, PairingFrom, bool), String> {
     let path = from
         .to_str()
         .ok_or_else(|| format!("{} is not UTF-8", from.display()))?;
     let sql = |e: rusqlite::Error| e.to_string();
     copy.execute("ATTACH DATABASE ?1 AS replaced", [path])
         .map_err(sql)?;
-    let taken = (|| -> Result<(KeysCarried, bool, bool), String> {
+    let taken = (|| -> Result<(KeysCarried, PairingFrom, bool), String> {
         let tx = copy.transaction().map_err(sql)?;
         let went_on = continues_backup(&tx).map_err(sql)?;
         let last = last_event_id(&tx, "replaced").map_err(sql)?;
         number_events_after(&tx, last).map_err(sql)?;
         let keys = take_keys(&tx).map_err(sql)?;
-        let paired = take_pairing(&tx).map_err(sql)?;
+        // A store that went on from the backup and has no pairing was
+        // unpaired since; one that shares nothing with it (a new box's)
+        // and has none never was, and the backup's pairing stands.
+        let same_store = went_on || shares_history(&tx).map_err(sql)?;
+        let pairing = if same_store || has_pairing(&tx, "replaced").map_err(sql)? {
+            PairingFrom::Replaced {
+                paired: take_pairing(&tx).map_err(sql)?,
+            }
+        } else {
+            PairingFrom::BackupOverNew
+        };
         tx.commit().map_err(sql)?;
-        Ok((keys, paired, went_on))
+        Ok((keys, pairing, went_on))
     })();
     let detached = copy.execute_batch("DETACH DATABASE replaced").map_err(sql);
     let keys = taken?;
@@ -226,9 +244,31 @@ fn take_pairing(tx: &Connection) -> rusqlite::Result<bool> {
          WHERE scope = ?1 AND name IN (?2, ?3)",
         params![SCOPE, PAIRING, LINK],
     )?;
+    has_pairing(tx, "main")
+}
+
+/// Whether the replaced store holds any message or key the backup does:
+/// the same store gone on since, not a new box's (whose ids are all its
+/// own). For a backup with no status event, which [`continues_backup`]
+/// cannot tell by.
+fn shares_history(tx: &Connection) -> rusqlite::Result<bool> {
     tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM main.cursors
-                        WHERE scope = ?1 AND name = ?2 AND value <> '')",
+        "SELECT EXISTS (SELECT 1 FROM main.outbound m JOIN replaced.outbound r ON r.id = m.id)
+             OR EXISTS (SELECT 1 FROM main.inbound m JOIN replaced.inbound r ON r.id = m.id)
+             OR EXISTS (SELECT 1 FROM main.api_keys m
+                        JOIN replaced.api_keys r ON r.key_id = m.key_id)",
+        [],
+        |row| row.get(0),
+    )
+}
+
+/// Whether database `schema` (`main`, `replaced`) holds a relay pairing.
+fn has_pairing(tx: &Connection, schema: &str) -> rusqlite::Result<bool> {
+    tx.query_row(
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM {schema}.cursors
+                            WHERE scope = ?1 AND name = ?2 AND value <> '')"
+        ),
         params![SCOPE, PAIRING],
         |row| row.get(0),
     )

@@ -409,6 +409,37 @@ mod tests {
         assert_eq!(relay_rows(&db), live);
     }
 
+    /// Restored onto a new box, whose store was made empty (the service
+    /// started once) and never paired, with the old box's relay key file
+    /// copied in: the backup's pairing stands, not the empty store's none.
+    #[test]
+    fn a_restore_over_a_new_box_s_unpaired_store_keeps_the_backup_s_pairing() {
+        let old_box = tempfile::tempdir().unwrap();
+        let db = store(old_box.path());
+        let conn = Connection::open(&db).unwrap();
+        pair(&conn, "https://relay.example", "the-key");
+        queue_message(&conn, "x");
+        drop(conn);
+        let copy = old_box.path().join("copy.sqlite3");
+        backup(&db, &copy).unwrap();
+        let paired = relay_rows(&db);
+
+        // A store of its own: none of the old box's ids.
+        let new_box = tempfile::tempdir().unwrap();
+        let fresh = new_box.path().join("phonerelay.sqlite3");
+        let mut conn = Connection::open(&fresh).unwrap();
+        schema::configure(&conn).unwrap();
+        schema::migrate(&mut conn).unwrap();
+        queue_message(&conn, "made on the new box");
+        drop(conn);
+        let restored = restore(&copy, &fresh, ".before-restore").unwrap();
+        assert_eq!(
+            restored.carried.pairing,
+            replaced::PairingFrom::BackupOverNew
+        );
+        assert_eq!(relay_rows(&fresh), paired);
+    }
+
     /// Unpaired after the backup (`unpair` removed the key file too): the
     /// restored store is not paired either.
     #[test]
