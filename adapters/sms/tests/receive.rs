@@ -431,7 +431,7 @@ async fn a_held_slot_that_changed_hands_is_read_not_deleted_unread() {
     let parts = long_parts("+15551230017", &long, 24);
     assert!(rig.sim.inject_raw_pdu(&parts[0]));
     // Read on its +CMTI, and held.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    wait_until(|| rig.sim.stored_was_read(1) == Some(true)).await;
     assert_eq!(rig.sim.stored().0, 1, "the part waits in its slot");
     assert!(texts(&rig).is_empty());
 

@@ -292,6 +292,13 @@ impl SimHandle {
         self.modem().delete_stored(index)
     }
 
+    /// Whether the message in slot `index` of the SIM's own memory has been
+    /// read by the host (`AT+CMGR`, or listed by `AT+CMGL`); `None` if the
+    /// slot is empty.
+    pub fn stored_was_read(&self, index: u32) -> Option<bool> {
+        self.modem().stored_was_read(index)
+    }
+
     /// Someone deletes everything stored on the SIM, outside the driver.
     pub fn clear_stored(&self) {
         let urcs = self.modem().clear_stored();

@@ -328,6 +328,12 @@ impl SimModem {
         self.sm.remove(&index).is_some()
     }
 
+    /// Whether the message in slot `index` of the SIM's memory has been
+    /// read (its status "received read"); `None` if the slot is empty.
+    pub fn stored_was_read(&self, index: u32) -> Option<bool> {
+        self.sm.get(&index).map(|stored| stored.stat >= 1)
+    }
+
     /// Empty both memories, as a human with the SIM in a phone would; the
     /// network then delivers what it held. Returns the URCs for those.
     pub fn clear_stored(&mut self) -> Vec<String> {
