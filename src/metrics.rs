@@ -35,6 +35,8 @@ pub struct Metrics {
     pub relay_up: Family<Labels, Gauge>,
     pub relay_inbound_pending: Family<Labels, Gauge>,
     pub relay_inbound_dead: Family<Labels, Gauge>,
+    pub relay_status_skipped: Family<Labels, Counter>,
+    pub relay_status_held: Family<Labels, Gauge>,
 }
 
 /// Bucket bounds in seconds: 1-2.5-5 steps, with one at 10 ms (the accept
@@ -76,6 +78,8 @@ impl Default for Metrics {
         let relay_up = Family::<Labels, Gauge>::default();
         let relay_inbound_pending = Family::<Labels, Gauge>::default();
         let relay_inbound_dead = Family::<Labels, Gauge>::default();
+        let relay_status_skipped = Family::<Labels, Counter>::default();
+        let relay_status_held = Family::<Labels, Gauge>::default();
         registry.register(
             "accepted",
             "Messages accepted into the outbox",
@@ -190,6 +194,17 @@ impl Default for Metrics {
             "Inbound messages the relay refused for good or that had no route (dead letters)",
             relay_inbound_dead.clone(),
         );
+        registry.register(
+            "relay_status_skipped",
+            "Status events the relay refused on their own (while taking others) and so skipped",
+            relay_status_skipped.clone(),
+        );
+        registry.register(
+            "relay_status_held",
+            "1 while the relay refuses every status event it is sent, which are kept and tried \
+             again: none reaches it until it takes them",
+            relay_status_held.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             accepted,
@@ -213,6 +228,8 @@ impl Default for Metrics {
             relay_up,
             relay_inbound_pending,
             relay_inbound_dead,
+            relay_status_skipped,
+            relay_status_held,
         }
     }
 }

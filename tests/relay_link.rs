@@ -266,6 +266,15 @@ async fn status_events_a_relay_refuses_all_of_are_kept_until_it_takes_them() {
             s.status_refusals >= 8
         })
         .await;
+    let held = format!("phonerelay_relay_status_held{{phone_id=\"{PHONE_ID}\"}}");
+    let gauge = |metrics: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(held.as_str())?.strip_prefix(' '))
+            .map(str::to_string)
+    };
+    assert_eq!(gauge(&bridge.metrics_text().await).as_deref(), Some("1"));
+
     relay.with(|s| s.refuse_all_status = false);
     for relay_id in relay_ids {
         relay
@@ -276,6 +285,18 @@ async fn status_events_a_relay_refuses_all_of_are_kept_until_it_takes_them() {
             })
             .await;
     }
+    // Set once the relay's answer is read, a moment after it arrives.
+    let mut metrics = bridge.metrics_text().await;
+    for _ in 0..100 {
+        if gauge(&metrics).as_deref() == Some("0") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        metrics = bridge.metrics_text().await;
+    }
+    assert_eq!(gauge(&metrics).as_deref(), Some("0"), "{metrics}");
+    let skipped = format!("phonerelay_relay_status_skipped_total{{phone_id=\"{PHONE_ID}\"}} 0");
+    assert!(metrics.lines().any(|l| l == skipped), "{metrics}");
 }
 
 /// A relay that forgot more messages than a batch holds (a database
@@ -322,6 +343,18 @@ async fn a_full_batch_the_relay_refuses_event_by_event_does_not_stop_the_stream(
                 .any(|e| e["relay_message_id"] == "kept" && e["status"] == "sent")
         })
         .await;
+    // Each forgotten message's event, skipped and counted (once the
+    // relay's answer to the probe is read, a moment after it arrives).
+    let skipped = format!("phonerelay_relay_status_skipped_total{{phone_id=\"{PHONE_ID}\"}} 104");
+    let mut metrics = bridge.metrics_text().await;
+    for _ in 0..100 {
+        if metrics.lines().any(|l| l == skipped) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        metrics = bridge.metrics_text().await;
+    }
+    assert!(metrics.lines().any(|l| l == skipped), "{metrics}");
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use super::Deps;
 use super::client::RelayError;
 use super::settings::{SCOPE, STATUS_CURSOR};
 use crate::clock::rfc3339;
+use crate::metrics::labels;
 use crate::store::{OutboundStatus, RelayStatusEvent};
 
 /// Events per request.
@@ -82,7 +83,10 @@ pub async fn run(deps: Deps) {
         if !batch.events.is_empty() {
             let events = bodies(batch.events);
             match report(&deps, &events).await {
-                Reported::Taken => refusals = 0,
+                Reported::Taken => {
+                    refusals = 0;
+                    held(&deps, false);
+                }
                 Reported::Shutdown => break,
                 Reported::AllRefused(e) => {
                     // A full batch has no room for the events that came
@@ -102,13 +106,16 @@ pub async fn run(deps: Deps) {
                                 last = events[events.len() - 1].event_id,
                                 "the relay refused each of these status events while it takes later ones; skipping them"
                             );
+                            skipped(&deps, events.len());
                             refusals = 0;
+                            held(&deps, false);
                             scanned_to = past;
                         }
                         Probe::Refused | Probe::Nothing => {
                             // Kept, not skipped: tried again from the same
                             // cursor after a backoff.
                             refusals = refusals.saturating_add(1);
+                            held(&deps, true);
                             tracing::warn!(error = %e, events = events.len(),
                                 "the relay refuses every status event of the batch; keeping them to try again");
                             if !deps.sleep_ms(deps.backoff_ms(refusals, &e)).await {
@@ -147,6 +154,28 @@ async fn start_cursor(deps: &Deps, interval_ms: u64) -> Option<i64> {
             }
         }
     }
+}
+
+/// `phonerelay_relay_status_held`: whether the relay refuses every event.
+fn held(deps: &Deps, held: bool) {
+    deps.state
+        .metrics
+        .relay_status_held
+        .get_or_create(&phone_label(deps))
+        .set(held as i64);
+}
+
+/// `phonerelay_relay_status_skipped_total`, by `count` more.
+fn skipped(deps: &Deps, count: usize) {
+    deps.state
+        .metrics
+        .relay_status_skipped
+        .get_or_create(&phone_label(deps))
+        .inc_by(count as u64);
+}
+
+fn phone_label(deps: &Deps) -> Vec<(String, String)> {
+    labels(&[("phone_id", &deps.settings.phone_id)])
 }
 
 fn bodies(events: Vec<RelayStatusEvent>) -> Vec<StatusEventBody> {
@@ -231,6 +260,7 @@ async fn report(deps: &Deps, events: &[StatusEventBody]) -> Reported {
     if !taken_any && let Some((_, last)) = refused.pop() {
         return Reported::AllRefused(last);
     }
+    skipped(deps, refused.len());
     for (event, e) in refused {
         tracing::warn!(error = %e, event_id = event.event_id,
             relay_message_id = %event.relay_message_id,
