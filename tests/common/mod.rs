@@ -20,6 +20,7 @@ use tempfile::TempDir;
 
 #[allow(unused_imports)] // not every test binary uses it
 pub use run_as::RunAs;
+#[allow(unused_imports)] // not every test binary uses it
 pub use test_channel::TestChannel;
 
 /// Settings that keep tests fast: short retries, a quick expiry sweep.

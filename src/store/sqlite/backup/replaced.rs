@@ -136,13 +136,16 @@ fn take_from(
     let taken = (|| -> Result<(KeysCarried, PairingFrom, bool), String> {
         let tx = copy.transaction().map_err(sql)?;
         let went_on = continues_backup(&tx).map_err(sql)?;
+        // Before the keys are taken over, which would make every key of
+        // the replaced store one the copy shares.
+        let same_store = went_on || shares_history(&tx).map_err(sql)?;
         let last = last_event_id(&tx, "replaced").map_err(sql)?;
         number_events_after(&tx, last).map_err(sql)?;
         let keys = take_keys(&tx).map_err(sql)?;
         // A store that went on from the backup and has no pairing was
-        // unpaired since; one that shares nothing with it (a new box's)
-        // and has none never was, and the backup's pairing stands.
-        let same_store = went_on || shares_history(&tx).map_err(sql)?;
+        // unpaired since; one that shares nothing with it (a new box's,
+        // whose local key is its own) and has none never was, and the
+        // backup's pairing stands.
         let pairing = if same_store || has_pairing(&tx, "replaced").map_err(sql)? {
             PairingFrom::Replaced {
                 paired: take_pairing(&tx).map_err(sql)?,

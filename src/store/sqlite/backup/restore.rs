@@ -409,6 +409,15 @@ mod tests {
         assert_eq!(relay_rows(&db), live);
     }
 
+    fn add_key(conn: &Connection, key_id: &str) {
+        conn.execute(
+            "INSERT INTO api_keys (key_id, name, secret_hash, scopes, created_at)
+             VALUES (?1, 'local-cli', 'h', 'send,read,admin', 1)",
+            [key_id],
+        )
+        .unwrap();
+    }
+
     /// Restored onto a new box, whose store was made empty (the service
     /// started once) and never paired, with the old box's relay key file
     /// copied in: the backup's pairing stands, not the empty store's none.
@@ -419,6 +428,7 @@ mod tests {
         let conn = Connection::open(&db).unwrap();
         pair(&conn, "https://relay.example", "the-key");
         queue_message(&conn, "x");
+        add_key(&conn, "old-box-local");
         drop(conn);
         let copy = old_box.path().join("copy.sqlite3");
         backup(&db, &copy).unwrap();
@@ -431,6 +441,8 @@ mod tests {
         schema::configure(&conn).unwrap();
         schema::migrate(&mut conn).unwrap();
         queue_message(&conn, "made on the new box");
+        // As the daemon makes at its first start: the CLI's local key.
+        add_key(&conn, "new-box-local");
         drop(conn);
         let restored = restore(&copy, &fresh, ".before-restore").unwrap();
         assert_eq!(
