@@ -299,6 +299,45 @@ async fn status_events_a_relay_refuses_all_of_are_kept_until_it_takes_them() {
     assert!(metrics.lines().any(|l| l == skipped), "{metrics}");
 }
 
+/// A relay that refuses each status event, round after round, with no
+/// later event to show it takes any: after a dozen rounds of backoff the
+/// events are taken as refused on their own and skipped, so the stream is
+/// not held back for good; the held gauge falls back to 0.
+#[tokio::test]
+async fn events_refused_round_after_round_are_skipped_in_the_end() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.refuse_all_status = true);
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    let bridge_key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
+    let (code, body) = bridge
+        .post(
+            "/api/v1/messages",
+            &bridge_key,
+            &push_body("+15551230001", "x", "alice", "r-1"),
+        )
+        .await;
+    assert_eq!(code, 202, "{body}");
+    bridge
+        .wait_status(body["id"].as_str().unwrap(), "sent")
+        .await;
+    let skipped = format!("phonerelay_relay_status_skipped_total{{phone_id=\"{PHONE_ID}\"}} 1");
+    let held = format!("phonerelay_relay_status_held{{phone_id=\"{PHONE_ID}\"}} 0");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut metrics = bridge.metrics_text().await;
+    while !(metrics.lines().any(|l| l == skipped) && metrics.lines().any(|l| l == held))
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        metrics = bridge.metrics_text().await;
+    }
+    assert!(metrics.lines().any(|l| l == skipped), "{metrics}");
+    assert!(metrics.lines().any(|l| l == held), "{metrics}");
+    // One round: the whole batch, then the one event alone is the batch.
+    assert!(relay.with(|s| s.status_refusals) >= 12);
+}
+
 /// A relay that forgot more messages than a batch holds (a database
 /// restored on its side) refuses each of their events on its own: a full
 /// batch of them is refused whole, and only the events past it, sent as a
@@ -309,10 +348,11 @@ async fn a_full_batch_the_relay_refuses_event_by_event_does_not_stop_the_stream(
     let relay = EmulatedRelay::start().await;
     relay.with(|s| s.refuse_status_prefix = Some("gone-".into()));
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    // Reads far apart, so the forgotten messages' events fill a batch.
+    // Reads far apart, so that all the messages' events are there at the
+    // first read that finds any, and the forgotten ones fill a batch.
     let config = relay
         .bridge_config("push", Some("ops"))
-        .replace("status_interval_ms = 30", "status_interval_ms = 3000");
+        .replace("status_interval_ms = 30", "status_interval_ms = 6000");
     let bridge = common::start_bridge(&config, RELAY_KEY, &wa).await;
     let bridge_key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
     let mut ids = Vec::new();
@@ -355,6 +395,11 @@ async fn a_full_batch_the_relay_refuses_event_by_event_does_not_stop_the_stream(
         metrics = bridge.metrics_text().await;
     }
     assert!(metrics.lines().any(|l| l == skipped), "{metrics}");
+    // Told by the probe in the first round (the batch, halved down to
+    // single events, twice: about 400 refusals), not by waiting out the
+    // rounds of backoff (12 times that).
+    let refusals = relay.with(|s| s.status_refusals_of_forgotten);
+    assert!(refusals < 1000, "{refusals} refusals");
 }
 
 #[tokio::test]

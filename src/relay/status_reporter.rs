@@ -16,6 +16,14 @@ use crate::store::{OutboundStatus, RelayStatusEvent};
 /// Events per request.
 const BATCH: u32 = 100;
 
+/// How many rounds the events at the cursor are kept while the relay
+/// refuses each of them and nothing shows it takes any other (about 25
+/// minutes with the default backoff, 1 s doubling to 5 min): past that they
+/// are taken as refused on their own and skipped, so a relay that forgot
+/// more messages than the stream looks ahead does not hold it back for
+/// good, while one refusing everything for a shorter spell loses none.
+const REFUSED_ROUNDS: u32 = 12;
+
 #[derive(Debug, Serialize)]
 pub struct StatusEventBody {
     pub event_id: i64,
@@ -54,8 +62,10 @@ pub async fn run(deps: Deps) {
         return;
     };
     tracing::info!(cursor, "relay status reporter started");
-    // Batches the relay refused whole, one after the other.
+    // Rounds in which the relay refused the batch at the cursor whole, and
+    // whether it does now.
     let mut refusals = 0u32;
+    let mut holding = false;
     loop {
         if deps.shutdown.is_cancelled() {
             break;
@@ -83,39 +93,39 @@ pub async fn run(deps: Deps) {
         if !batch.events.is_empty() {
             let events = bodies(batch.events);
             match report(&deps, &events).await {
-                Reported::Taken => {
-                    refusals = 0;
-                    held(&deps, false);
-                }
+                Reported::Taken => {}
                 Reported::Shutdown => break,
                 Reported::AllRefused(e) => {
-                    // A full batch has no room for the events that came
-                    // since: those after it show whether the relay takes
+                    held(&deps, true);
+                    holding = true;
+                    // The events after these show whether the relay takes
                     // any, and so whether these are refused on their own.
-                    let probe = if events.len() == BATCH as usize {
-                        probe_past(&deps, scanned_to).await
-                    } else {
-                        Probe::Nothing
-                    };
-                    match probe {
+                    match probe_past(&deps, scanned_to).await {
                         Probe::Shutdown => break,
                         Probe::Taken(past) => {
-                            tracing::warn!(
-                                events = events.len(),
-                                first = events[0].event_id,
-                                last = events[events.len() - 1].event_id,
-                                "the relay refused each of these status events while it takes later ones; skipping them"
-                            );
-                            skipped(&deps, events.len());
-                            refusals = 0;
-                            held(&deps, false);
+                            // Once more, for a relay that came back only
+                            // now: what it still refuses, it refuses on its
+                            // own.
+                            match report(&deps, &events).await {
+                                Reported::Shutdown => break,
+                                Reported::Taken => {}
+                                Reported::AllRefused(_) => skip(
+                                    &deps,
+                                    &events,
+                                    "the relay refused each of these status events while it takes later ones",
+                                ),
+                            }
                             scanned_to = past;
                         }
+                        Probe::Refused | Probe::Nothing if refusals + 1 >= REFUSED_ROUNDS => skip(
+                            &deps,
+                            &events,
+                            "the relay has refused each of these status events round after round",
+                        ),
                         Probe::Refused | Probe::Nothing => {
                             // Kept, not skipped: tried again from the same
                             // cursor after a backoff.
                             refusals = refusals.saturating_add(1);
-                            held(&deps, true);
                             tracing::warn!(error = %e, events = events.len(),
                                 "the relay refuses every status event of the batch; keeping them to try again");
                             if !deps.sleep_ms(deps.backoff_ms(refusals, &e)).await {
@@ -127,6 +137,11 @@ pub async fn run(deps: Deps) {
                 }
             }
         }
+        // The stream moves on: whatever held it has passed.
+        if std::mem::take(&mut holding) {
+            refusals = 0;
+            held(&deps, false);
+        }
         cursor = scanned_to;
         if let Err(e) = store
             .save_cursor(SCOPE, STATUS_CURSOR, &cursor.to_string())
@@ -136,6 +151,12 @@ pub async fn run(deps: Deps) {
             tracing::warn!(error = %e, "cannot save the status cursor");
         }
     }
+    // No series left at 1 for a link that stopped (unpaired, paired again
+    // under another phone_id): the next reporter sets its own.
+    deps.state
+        .metrics
+        .relay_status_held
+        .remove(&phone_label(&deps));
     tracing::info!("relay status reporter stopped");
 }
 
@@ -163,6 +184,18 @@ fn held(deps: &Deps, held: bool) {
         .relay_status_held
         .get_or_create(&phone_label(deps))
         .set(held as i64);
+}
+
+/// Skip `events`, which the relay refused each on its own: logged and
+/// counted.
+fn skip(deps: &Deps, events: &[StatusEventBody], why: &str) {
+    tracing::warn!(
+        events = events.len(),
+        first = events[0].event_id,
+        last = events[events.len() - 1].event_id,
+        "{why}; skipping them"
+    );
+    skipped(deps, events.len());
 }
 
 /// `phonerelay_relay_status_skipped_total`, by `count` more.

@@ -86,6 +86,7 @@ pub struct Recorded {
     /// Refuse (422) any status batch with an event for a relay id that
     /// starts with this: messages the relay no longer knows, many of them.
     pub refuse_status_prefix: Option<String>,
+    pub status_refusals_of_forgotten: u32,
     pub status_refusals: u32,
     /// Answer this many ack requests with 200 but forget them (the relay
     /// crashed before saving): the jobs are delivered again.
@@ -459,6 +460,7 @@ async fn status(State(state): Shared, headers: HeaderMap, Json(body): Json<Value
         })
     };
     if events.iter().any(forgotten) {
+        s.status_refusals_of_forgotten += 1;
         return error(422, "unknown_message", "no such relay message");
     }
     if let Some(unknown) = &s.refuse_status_for
