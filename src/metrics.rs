@@ -202,7 +202,7 @@ impl Default for Metrics {
         registry.register(
             "relay_status_held",
             "1 while the relay refuses every status event it is sent, which are kept and tried \
-             again: none reaches it until it takes them",
+             again (for twelve rounds of backoff): none reaches it meanwhile",
             relay_status_held.clone(),
         );
         Self {
