@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use common::{TestChannel, create_key};
+use common::{TestChannel, TestDaemon, create_key};
 use phonerelay::clock::now_ms;
 use phonerelay::store::Scope;
 use phonerelay_channel::{ChannelEvent, ChannelKind, DeliveryStatus, SendError, StatusUpdate};
@@ -185,6 +185,85 @@ async fn push_send_then_reply_reaches_the_right_pchat_user() {
     assert_eq!(beat["endpoints"][0]["state"], "up");
 }
 
+/// A bridge in push mode on `relay` that reads its status log every
+/// `status_interval_ms`, and a send key of its phone.
+async fn push_bridge(relay: &EmulatedRelay, status_interval_ms: u64) -> (TestDaemon, String) {
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let config = relay.bridge_config("push", Some("ops")).replace(
+        "status_interval_ms = 30",
+        &format!("status_interval_ms = {status_interval_ms}"),
+    );
+    let bridge = common::start_bridge(&config, RELAY_KEY, &wa).await;
+    let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
+    (bridge, key)
+}
+
+/// Send one push message per `(to, relay id)` through `bridge`, each to
+/// be sent before the next goes; their ids.
+async fn send_pushes(bridge: &TestDaemon, key: &str, sends: &[(String, String)]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for (to, relay_id) in sends {
+        let (code, body) = bridge
+            .post(
+                "/api/v1/messages",
+                key,
+                &push_body(to, "x", "alice", relay_id),
+            )
+            .await;
+        assert_eq!(code, 202, "{body}");
+        let id = body["id"].as_str().unwrap().to_string();
+        bridge.wait_status(&id, "sent").await;
+        ids.push(id);
+    }
+    ids
+}
+
+/// `(to, relay id)` pairs for `relay_ids`, each to a number of its own.
+fn pushes(relay_ids: &[String]) -> Vec<(String, String)> {
+    relay_ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| (format!("+1555123{n:04}"), id.clone()))
+        .collect()
+}
+
+/// Until the relay has the `sent` event of `relay_id`.
+async fn wait_for_sent(relay: &EmulatedRelay, relay_id: &str) {
+    relay
+        .wait_for(&format!("{relay_id}'s sent"), |s| {
+            s.status_events
+                .iter()
+                .any(|e| e["relay_message_id"] == relay_id && e["status"] == "sent")
+        })
+        .await;
+}
+
+/// The bridge's metrics once they have every line of `lines` (a metric
+/// set when the relay's answer is read, a moment after it arrives), or
+/// after 20 s; the test then asserts them.
+async fn metrics_with(bridge: &TestDaemon, lines: &[String]) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = bridge.metrics_text().await;
+        let all = lines.iter().all(|line| metrics.lines().any(|l| l == line));
+        if all || std::time::Instant::now() >= deadline {
+            return metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `name{phone_id=…} value`, a relay metric's line.
+fn relay_metric(name: &str, value: u64) -> String {
+    format!("{name}{{phone_id=\"{PHONE_ID}\"}} {value}")
+}
+
+fn assert_lines(metrics: &str, lines: &[String]) {
+    for line in lines {
+        assert!(metrics.lines().any(|l| l == line), "no {line} in {metrics}");
+    }
+}
+
 /// The relay refuses a status batch for one event it does not know (its
 /// message deleted on its side): only that event is skipped; the others
 /// that shared its batch still arrive.
@@ -192,35 +271,15 @@ async fn push_send_then_reply_reaches_the_right_pchat_user() {
 async fn a_status_event_the_relay_refuses_does_not_take_its_batch_with_it() {
     let relay = EmulatedRelay::start().await;
     relay.with(|s| s.refuse_status_for = Some("s-bad".into()));
-    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
     // Reads far apart, so both messages' events share one batch.
-    let config = relay
-        .bridge_config("push", Some("ops"))
-        .replace("status_interval_ms = 30", "status_interval_ms = 1500");
-    let bridge = common::start_bridge(&config, RELAY_KEY, &wa).await;
-    let bridge_key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
-    let mut ids = Vec::new();
-    for (to, relay_id) in [("+15551230001", "s-bad"), ("+15551230002", "s-good")] {
-        let (code, body) = bridge
-            .post(
-                "/api/v1/messages",
-                &bridge_key,
-                &push_body(to, "x", "alice", relay_id),
-            )
-            .await;
-        assert_eq!(code, 202, "{body}");
-        ids.push(body["id"].as_str().unwrap().to_string());
-    }
-    for id in &ids {
-        bridge.wait_status(id, "sent").await;
-    }
-    relay
-        .wait_for("s-good's sent", |s| {
-            s.status_events
-                .iter()
-                .any(|e| e["relay_message_id"] == "s-good" && e["status"] == "sent")
-        })
-        .await;
+    let (bridge, bridge_key) = push_bridge(&relay, 1500).await;
+    send_pushes(
+        &bridge,
+        &bridge_key,
+        &pushes(&["s-bad".into(), "s-good".into()]),
+    )
+    .await;
+    wait_for_sent(&relay, "s-good").await;
     relay.with(|s| {
         assert!(
             s.status_events
@@ -239,64 +298,27 @@ async fn a_status_event_the_relay_refuses_does_not_take_its_batch_with_it() {
 async fn status_events_a_relay_refuses_all_of_are_kept_until_it_takes_them() {
     let relay = EmulatedRelay::start().await;
     relay.with(|s| s.refuse_all_status = true);
-    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let bridge =
-        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
-    let bridge_key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
-    let relay_ids = ["r-1", "r-2"];
-    for (to, relay_id) in [
-        ("+15551230001", relay_ids[0]),
-        ("+15551230002", relay_ids[1]),
-    ] {
-        let (code, body) = bridge
-            .post(
-                "/api/v1/messages",
-                &bridge_key,
-                &push_body(to, "x", "alice", relay_id),
-            )
-            .await;
-        assert_eq!(code, 202, "{body}");
-        bridge
-            .wait_status(body["id"].as_str().unwrap(), "sent")
-            .await;
-    }
+    let (bridge, bridge_key) = push_bridge(&relay, 30).await;
+    let relay_ids = ["r-1".to_string(), "r-2".to_string()];
+    send_pushes(&bridge, &bridge_key, &pushes(&relay_ids)).await;
     // Refused whole, in halves and one by one, more than once.
     relay
         .wait_for("status batches refused again and again", |s| {
             s.status_refusals >= 8
         })
         .await;
-    let held = format!("phonerelay_relay_status_held{{phone_id=\"{PHONE_ID}\"}}");
-    let gauge = |metrics: &str| {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(held.as_str())?.strip_prefix(' '))
-            .map(str::to_string)
-    };
-    assert_eq!(gauge(&bridge.metrics_text().await).as_deref(), Some("1"));
+    let held = [relay_metric("phonerelay_relay_status_held", 1)];
+    assert_lines(&metrics_with(&bridge, &held).await, &held);
 
     relay.with(|s| s.refuse_all_status = false);
-    for relay_id in relay_ids {
-        relay
-            .wait_for("the kept events", |s| {
-                s.status_events
-                    .iter()
-                    .any(|e| e["relay_message_id"] == relay_id && e["status"] == "sent")
-            })
-            .await;
+    for relay_id in &relay_ids {
+        wait_for_sent(&relay, relay_id).await;
     }
-    // Set once the relay's answer is read, a moment after it arrives.
-    let mut metrics = bridge.metrics_text().await;
-    for _ in 0..100 {
-        if gauge(&metrics).as_deref() == Some("0") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        metrics = bridge.metrics_text().await;
-    }
-    assert_eq!(gauge(&metrics).as_deref(), Some("0"), "{metrics}");
-    let skipped = format!("phonerelay_relay_status_skipped_total{{phone_id=\"{PHONE_ID}\"}} 0");
-    assert!(metrics.lines().any(|l| l == skipped), "{metrics}");
+    let moved_on = [
+        relay_metric("phonerelay_relay_status_held", 0),
+        relay_metric("phonerelay_relay_status_skipped_total", 0),
+    ];
+    assert_lines(&metrics_with(&bridge, &moved_on).await, &moved_on);
 }
 
 /// A relay that refuses each status event, round after round, with no
@@ -307,33 +329,13 @@ async fn status_events_a_relay_refuses_all_of_are_kept_until_it_takes_them() {
 async fn events_refused_round_after_round_are_skipped_in_the_end() {
     let relay = EmulatedRelay::start().await;
     relay.with(|s| s.refuse_all_status = true);
-    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let bridge =
-        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
-    let bridge_key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
-    let (code, body) = bridge
-        .post(
-            "/api/v1/messages",
-            &bridge_key,
-            &push_body("+15551230001", "x", "alice", "r-1"),
-        )
-        .await;
-    assert_eq!(code, 202, "{body}");
-    bridge
-        .wait_status(body["id"].as_str().unwrap(), "sent")
-        .await;
-    let skipped = format!("phonerelay_relay_status_skipped_total{{phone_id=\"{PHONE_ID}\"}} 1");
-    let held = format!("phonerelay_relay_status_held{{phone_id=\"{PHONE_ID}\"}} 0");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let mut metrics = bridge.metrics_text().await;
-    while !(metrics.lines().any(|l| l == skipped) && metrics.lines().any(|l| l == held))
-        && std::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        metrics = bridge.metrics_text().await;
-    }
-    assert!(metrics.lines().any(|l| l == skipped), "{metrics}");
-    assert!(metrics.lines().any(|l| l == held), "{metrics}");
+    let (bridge, bridge_key) = push_bridge(&relay, 30).await;
+    send_pushes(&bridge, &bridge_key, &pushes(&["r-1".into()])).await;
+    let skipped = [
+        relay_metric("phonerelay_relay_status_skipped_total", 1),
+        relay_metric("phonerelay_relay_status_held", 0),
+    ];
+    assert_lines(&metrics_with(&bridge, &skipped).await, &skipped);
     // One round: the whole batch, then the one event alone is the batch.
     assert!(relay.with(|s| s.status_refusals) >= 12);
 }
@@ -347,54 +349,16 @@ async fn events_refused_round_after_round_are_skipped_in_the_end() {
 async fn a_full_batch_the_relay_refuses_event_by_event_does_not_stop_the_stream() {
     let relay = EmulatedRelay::start().await;
     relay.with(|s| s.refuse_status_prefix = Some("gone-".into()));
-    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
     // Reads far apart, so that all the messages' events are there at the
     // first read that finds any, and the forgotten ones fill a batch.
-    let config = relay
-        .bridge_config("push", Some("ops"))
-        .replace("status_interval_ms = 30", "status_interval_ms = 6000");
-    let bridge = common::start_bridge(&config, RELAY_KEY, &wa).await;
-    let bridge_key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
-    let mut ids = Vec::new();
-    for n in 0..105 {
-        let relay_id = if n < 104 {
-            format!("gone-{n}")
-        } else {
-            "kept".to_string()
-        };
-        let to = format!("+1555123{n:04}");
-        let (code, body) = bridge
-            .post(
-                "/api/v1/messages",
-                &bridge_key,
-                &push_body(&to, "x", "alice", &relay_id),
-            )
-            .await;
-        assert_eq!(code, 202, "{body}");
-        ids.push(body["id"].as_str().unwrap().to_string());
-    }
-    for id in &ids {
-        bridge.wait_status(id, "sent").await;
-    }
-    relay
-        .wait_for("the known message's sent", |s| {
-            s.status_events
-                .iter()
-                .any(|e| e["relay_message_id"] == "kept" && e["status"] == "sent")
-        })
-        .await;
-    // Each forgotten message's event, skipped and counted (once the
-    // relay's answer to the probe is read, a moment after it arrives).
-    let skipped = format!("phonerelay_relay_status_skipped_total{{phone_id=\"{PHONE_ID}\"}} 104");
-    let mut metrics = bridge.metrics_text().await;
-    for _ in 0..100 {
-        if metrics.lines().any(|l| l == skipped) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        metrics = bridge.metrics_text().await;
-    }
-    assert!(metrics.lines().any(|l| l == skipped), "{metrics}");
+    let (bridge, bridge_key) = push_bridge(&relay, 6000).await;
+    let mut relay_ids: Vec<String> = (0..104).map(|n| format!("gone-{n}")).collect();
+    relay_ids.push("kept".into());
+    send_pushes(&bridge, &bridge_key, &pushes(&relay_ids)).await;
+    wait_for_sent(&relay, "kept").await;
+    // Each forgotten message's event, skipped and counted.
+    let skipped = [relay_metric("phonerelay_relay_status_skipped_total", 104)];
+    assert_lines(&metrics_with(&bridge, &skipped).await, &skipped);
     // Told by the probe in the first round (the batch, halved down to
     // single events, twice: about 400 refusals), not by waiting out the
     // rounds of backoff (12 times that).
