@@ -446,6 +446,32 @@ async fn a_held_slot_that_changed_hands_is_read_not_deleted_unread() {
     rig.stop_channel().await;
 }
 
+/// The same, the new message in the slot unannounced (no `+CMTI`: the SIM
+/// was in a phone) and no sweep due before the waiting message expires: its
+/// expiry lists the memory first, finds the slot changed hands, and reads
+/// the new message instead of deleting it unread.
+#[tokio::test]
+async fn a_held_slot_that_changed_hands_unannounced_is_read_before_the_expiry() {
+    let mut config = modem_config("main");
+    config.reassembly_timeout_seconds = 3;
+    config.sweep_interval_seconds = 3600;
+    let mut rig = Rig::start(behaviour(), config).await;
+    rig.wait_up().await;
+    let long = "f".repeat(200);
+    let parts = long_parts("+15551230018", &long, 25);
+    assert!(rig.sim.inject_raw_pdu(&parts[0]));
+    wait_until(|| rig.sim.stored_was_read(1) == Some(true)).await;
+
+    assert!(rig.sim.delete_stored(1));
+    let new = long_parts("+15551230021", "new, unannounced", 0);
+    assert!(rig.sim.inject_raw_pdu_unannounced(&new[0]));
+    wait_until(|| rig.sink.inbound().len() == 2).await;
+    let texts = texts(&rig);
+    assert!(texts.contains(&"new, unannounced".to_string()), "{texts:?}");
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    rig.stop_channel().await;
+}
+
 /// Quectel modems number their storage from 0: a message in slot 0 is
 /// read, committed once and freed like any other, a long one's part too.
 #[tokio::test]

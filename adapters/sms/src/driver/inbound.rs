@@ -417,6 +417,14 @@ impl Inbox {
 
     /// Messages whose missing parts did not come in time, with what we have.
     /// Also forgets committed parts older than [`KNOWN_COMMITTED_MS`].
+    /// Whether a message in assembly has waited its timeout at `now_ms`
+    /// and holds a stored slot: [`Self::expire`] would free that slot.
+    pub fn stored_part_expires(&self, now_ms: u64) -> bool {
+        self.pending.values().flatten().any(|p| {
+            now_ms.saturating_sub(p.first_seen_ms) >= self.timeout_ms && p.slots().next().is_some()
+        })
+    }
+
     pub fn expire(&mut self, now_ms: u64) -> Vec<Ready> {
         let timeout_ms = self.timeout_ms;
         let known_ms = KNOWN_COMMITTED_MS.max(timeout_ms);

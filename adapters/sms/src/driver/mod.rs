@@ -756,6 +756,13 @@ impl Driver {
                 _ = sweep.tick() => self.sweep(conn, inbox, epoch).await?,
                 _ = expiry.tick() => {
                     let now = epoch.elapsed().as_millis() as u64;
+                    // A sweep first: a slot of the expiring message that
+                    // changed hands (its part deleted by something else,
+                    // a new message in it) is released then, and read, not
+                    // freed with the message.
+                    if inbox.stored_part_expires(now) {
+                        self.sweep(conn, inbox, epoch).await?;
+                    }
                     for ready in inbox.expire(now) {
                         self.commit_inbound(conn, ready, inbox, now).await?;
                     }

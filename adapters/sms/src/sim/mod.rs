@@ -113,6 +113,13 @@ impl SimHandle {
         stored
     }
 
+    /// As [`Self::inject_raw_pdu`], with no `+CMTI` for it: a message
+    /// stored while nothing announced it (a phone the SIM was in, a modem
+    /// that lost its `AT+CNMI` in a reset); only a listing finds it.
+    pub fn inject_raw_pdu_unannounced(&self, hex: &str) -> bool {
+        self.modem().inject_raw(hex).0
+    }
+
     /// As [`Self::inject_raw_pdu`], into memory `mem` ("SM", "ME") whatever
     /// the host chose with `AT+CPMS`, as a class 2 message is stored on the
     /// SIM.
