@@ -198,8 +198,8 @@ async fn push_bridge(relay: &EmulatedRelay, status_interval_ms: u64) -> (TestDae
     (bridge, key)
 }
 
-/// Send one push message per `(to, relay id)` through `bridge`, each to
-/// be sent before the next goes; their ids.
+/// Send one push message per `(to, relay id)` through `bridge`, all
+/// accepted first, then each waited for until sent; their ids.
 async fn send_pushes(bridge: &TestDaemon, key: &str, sends: &[(String, String)]) -> Vec<String> {
     let mut ids = Vec::new();
     for (to, relay_id) in sends {
@@ -211,9 +211,10 @@ async fn send_pushes(bridge: &TestDaemon, key: &str, sends: &[(String, String)])
             )
             .await;
         assert_eq!(code, 202, "{body}");
-        let id = body["id"].as_str().unwrap().to_string();
-        bridge.wait_status(&id, "sent").await;
-        ids.push(id);
+        ids.push(body["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        bridge.wait_status(id, "sent").await;
     }
     ids
 }
