@@ -128,12 +128,19 @@ mod tests {
         .unwrap();
     }
 
+    /// A store in `dir` with one queued message, `a`.
     pub(super) fn store(dir: &Path) -> std::path::PathBuf {
+        let path = empty_store(dir);
+        queue_message(&Connection::open(&path).unwrap(), "a");
+        path
+    }
+
+    /// A store in `dir` with nothing in it.
+    pub(super) fn empty_store(dir: &Path) -> std::path::PathBuf {
         let path = dir.join("phonerelay.sqlite3");
         let mut conn = Connection::open(&path).unwrap();
         schema::configure(&conn).unwrap();
         schema::migrate(&mut conn).unwrap();
-        queue_message(&conn, "a");
         path
     }
 

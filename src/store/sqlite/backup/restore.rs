@@ -212,7 +212,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::super::backup;
-    use super::super::tests::{queue_message, store};
+    use super::super::tests::{empty_store, queue_message, store};
     use super::*;
     use crate::store::sqlite::schema;
 
@@ -387,17 +387,30 @@ mod tests {
             .collect()
     }
 
+    /// A store in `dir` paired with `url` and `key`, backed up to
+    /// `copy.sqlite3` beside it: the store, its connection (open for what
+    /// happens after the backup) and the copy.
+    fn paired_and_backed_up(
+        dir: &Path,
+        url: &str,
+        key: &str,
+    ) -> (std::path::PathBuf, Connection, std::path::PathBuf) {
+        let db = store(dir);
+        let conn = Connection::open(&db).unwrap();
+        pair(&conn, url, key);
+        let copy = dir.join("copy.sqlite3");
+        backup(&db, &copy).unwrap();
+        (db, conn, copy)
+    }
+
     /// A bridge paired with another relay after the backup: the restored
     /// store has the pairing the relay key file beside it was written
     /// with (a restore does not touch that file), not the backup's.
     #[test]
     fn a_restore_keeps_the_relay_pairing_made_after_the_backup() {
         let dir = tempfile::tempdir().unwrap();
-        let db = store(dir.path());
-        let conn = Connection::open(&db).unwrap();
-        pair(&conn, "https://old-relay.invalid", "old-key");
-        let copy = dir.path().join("copy.sqlite3");
-        backup(&db, &copy).unwrap();
+        let (db, conn, copy) =
+            paired_and_backed_up(dir.path(), "https://old-relay.invalid", "old-key");
         pair(&conn, "https://new-relay.example", "new-key");
         drop(conn);
         let live = relay_rows(&db);
@@ -424,22 +437,15 @@ mod tests {
     #[test]
     fn a_restore_over_a_new_box_s_unpaired_store_keeps_the_backup_s_pairing() {
         let old_box = tempfile::tempdir().unwrap();
-        let db = store(old_box.path());
-        let conn = Connection::open(&db).unwrap();
-        pair(&conn, "https://relay.example", "the-key");
-        queue_message(&conn, "x");
-        add_key(&conn, "old-box-local");
+        let (db, conn, copy) =
+            paired_and_backed_up(old_box.path(), "https://relay.example", "the-key");
         drop(conn);
-        let copy = old_box.path().join("copy.sqlite3");
-        backup(&db, &copy).unwrap();
         let paired = relay_rows(&db);
 
         // A store of its own: none of the old box's ids.
         let new_box = tempfile::tempdir().unwrap();
-        let fresh = new_box.path().join("phonerelay.sqlite3");
-        let mut conn = Connection::open(&fresh).unwrap();
-        schema::configure(&conn).unwrap();
-        schema::migrate(&mut conn).unwrap();
+        let fresh = empty_store(new_box.path());
+        let conn = Connection::open(&fresh).unwrap();
         queue_message(&conn, "made on the new box");
         // As the daemon makes at its first start: the CLI's local key.
         add_key(&conn, "new-box-local");
@@ -457,11 +463,8 @@ mod tests {
     #[test]
     fn a_restore_after_unpairing_has_no_pairing() {
         let dir = tempfile::tempdir().unwrap();
-        let db = store(dir.path());
-        let conn = Connection::open(&db).unwrap();
-        pair(&conn, "https://old-relay.invalid", "old-key");
-        let copy = dir.path().join("copy.sqlite3");
-        backup(&db, &copy).unwrap();
+        let (db, conn, copy) =
+            paired_and_backed_up(dir.path(), "https://old-relay.invalid", "old-key");
         conn.execute("DELETE FROM cursors WHERE scope = 'relay'", [])
             .unwrap();
         drop(conn);
