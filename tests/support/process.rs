@@ -204,12 +204,41 @@ pub fn all_pages(
     }
 }
 
+/// A port for a daemon to listen on that no other test of this process
+/// was given. A port the kernel hands out for `:0` is free only until the
+/// listener is dropped: two tests running side by side were given the
+/// same one, and the second daemon's failed bind went unseen because the
+/// first answered on it. So ports come from a counter, below the kernel's
+/// ephemeral range (where no outgoing connection or `:0` listener can
+/// take one meanwhile), each checked free by a bind.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static GIVEN: AtomicU32 = AtomicU32::new(0);
+    let (low, span) = reserved_ports();
+    // Test processes running at once start at different places.
+    let start = std::process::id() % span;
+    for _ in 0..span {
+        let n = GIVEN.fetch_add(1, Ordering::Relaxed);
+        let port = low + (start + n) % span;
+        if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
+    panic!("no free port in {low}..{}", low + span);
+}
+
+/// The ports below the kernel's ephemeral range: `(first, how many)`.
+fn reserved_ports() -> (u32, u32) {
+    const SPAN: u32 = 10_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    match ephemeral_low.checked_sub(SPAN) {
+        Some(low) if low >= 1024 => (low, SPAN),
+        // An unusual range: unique within the process is still kept.
+        _ => (20_000, SPAN),
+    }
 }
 
 /// A daemon child process; killed on drop.
@@ -263,15 +292,21 @@ impl DaemonProcess {
             .expect("daemon starts");
         let base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "daemon never listened on {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        DaemonProcess {
+        let mut daemon = DaemonProcess {
             child,
             base,
             config: config.to_path_buf(),
+        };
+        // A daemon that exits (its port taken, say) must fail the test
+        // here, not leave it talking to whatever else answers.
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = daemon.child.try_wait().unwrap() {
+                panic!("the daemon exited before listening on {port}: {status}");
+            }
+            assert!(Instant::now() < deadline, "daemon never listened on {port}");
+            std::thread::sleep(Duration::from_millis(20));
         }
+        daemon
     }
 
     /// SIGKILL: no shutdown code runs, as in a power cut or OOM kill.
