@@ -50,17 +50,25 @@ pub async fn supervise(
     let mut slot = LinkSlot::default();
     let mut last_problem: Option<Unresolved> = None;
     let poll = Duration::from_secs(state.config.config.relay.settings_poll_seconds);
+    // A link task that panicked on its way out while the daemon stops.
+    let mut stop_panic = None;
     loop {
         let resolved = settings::resolve(&state.config, &*state.store).await;
         let problem = resolved.as_ref().err().cloned();
-        match resolved {
+        let followed = match resolved {
             Ok(wanted) => slot.follow(wanted, &state, &inbound_bell, &shutdown).await,
             Err(Unresolved::Incomplete(_)) => {
                 slot.follow(None, &state, &inbound_bell, &shutdown).await
             }
             // A store that cannot be read now says nothing about the
             // pairing: the link runs on (or stays off) until it can.
-            Err(Unresolved::Store(_)) => {}
+            Err(Unresolved::Store(_)) => Ok(()),
+        };
+        // The old link's task failed as it stopped for new settings: as
+        // for one failing while it runs, the daemon is told.
+        if let Err(panicked) = followed {
+            tracing::error!("{panicked} while the relay link stopped for new settings");
+            return;
         }
         if problem != last_problem {
             match &problem {
@@ -84,17 +92,34 @@ pub async fn supervise(
                 // token is a child of `shutdown`): no failure then, unless
                 // one panicked on its way out.
                 if shutdown.is_cancelled() {
-                    log_if_panicked(&ended);
+                    stop_panic = ended.panic.is_some().then_some(ended);
                     break;
                 }
                 tracing::error!("{ended} while the relay link ran");
-                slot.stop().await;
+                if let Some(also) = slot.stop().await {
+                    tracing::error!("{also} while the relay link stopped");
+                }
                 return;
             }
         }
     }
     // The link's token is a child of `shutdown`: its tasks are stopping.
-    slot.stop().await;
+    let rest = slot.stop().await;
+    match (&stop_panic, rest) {
+        (Some(_), Some(also)) => tracing::error!("{also} while the relay link stopped"),
+        (None, rest) => stop_panic = rest,
+        (Some(_), None) => {}
+    }
+    raise_if_panicked(stop_panic);
+}
+
+/// A link task that panicked while the daemon stopped cut short what it
+/// was doing (a forward, a status report): this task fails in turn, so
+/// the daemon's stop reports it and exits 1 rather than 0.
+fn raise_if_panicked(end: Option<TaskEnd>) {
+    if let Some(end) = end {
+        std::panic::resume_unwind(Box::new(format!("{end} while the relay link stopped")));
+    }
 }
 
 /// The link that runs, if any, and the settings the HTTP client refused
@@ -107,30 +132,34 @@ struct LinkSlot {
 
 impl LinkSlot {
     /// Run the link `wanted` describes (`None`: no link), restarting it if
-    /// it is not the one running.
+    /// it is not the one running. Err: a task of the old link panicked as
+    /// it stopped (no new link is started).
     async fn follow(
         &mut self,
         wanted: Option<RelaySettings>,
         state: &AppState,
         inbound_bell: &Arc<Notify>,
         shutdown: &CancellationToken,
-    ) {
+    ) -> Result<(), TaskEnd> {
         let fingerprint = wanted.as_ref().map(fingerprint);
         if fingerprint == self.running.as_ref().map(|link| link.fingerprint) {
-            return;
+            return Ok(());
         }
         if let Some(link) = self.running.take() {
             tracing::info!("relay settings changed: stopping the relay link");
-            link.stop().await;
+            if let Some(panicked) = link.stop().await {
+                return Err(panicked);
+            }
         }
         let (Some(settings), Some(fingerprint)) = (wanted, fingerprint) else {
-            return;
+            return Ok(());
         };
         if self.refused == Some(fingerprint) {
-            return;
+            return Ok(());
         }
         self.running = start(state, settings, fingerprint, inbound_bell, shutdown);
         self.refused = self.running.is_none().then_some(fingerprint);
+        Ok(())
     }
 
     /// The next of the running link's tasks to end; never without a link.
@@ -144,9 +173,12 @@ impl LinkSlot {
         }
     }
 
-    async fn stop(self) {
-        if let Some(link) = self.running {
-            link.stop().await;
+    /// Stop the running link, if any; the first of its tasks that
+    /// panicked on its way out.
+    async fn stop(self) -> Option<TaskEnd> {
+        match self.running {
+            Some(link) => link.stop().await,
+            None => None,
         }
     }
 }
@@ -173,21 +205,22 @@ struct RunningLink {
 }
 
 impl RunningLink {
-    /// Stop the link's tasks (the heartbeat says `stopping`) and wait.
-    async fn stop(mut self) {
+    /// Stop the link's tasks (the heartbeat says `stopping`) and wait for
+    /// every one. A task that ends now has done its job, unless it
+    /// panicked: then the first that did, the others logged.
+    async fn stop(mut self) -> Option<TaskEnd> {
         self.stop.cancel();
+        let mut panicked: Option<TaskEnd> = None;
         while let Some(end) = self.tasks.next_end().await {
-            log_if_panicked(&end);
+            if end.panic.is_none() {
+                continue;
+            }
+            match panicked {
+                None => panicked = Some(end),
+                Some(_) => tracing::error!("{end} while the relay link stopped"),
+            }
         }
-    }
-}
-
-/// A link task that ends while the link stops has done its job, unless
-/// it panicked: then what it was doing (a forward, a status report) was
-/// cut short, and only the log can tell.
-fn log_if_panicked(end: &TaskEnd) {
-    if end.panic.is_some() {
-        tracing::error!("{end} while the relay link stopped");
+        panicked
     }
 }
 
@@ -323,8 +356,10 @@ mod tests {
         }
     }
 
+    /// A link whose forwarder and status reporter both panic on the way
+    /// out: its stop names the first, logs the second.
     #[tokio::test]
-    async fn a_link_task_that_panics_while_the_link_stops_is_logged() {
+    async fn a_link_task_that_panics_while_the_link_stops_is_reported_and_the_rest_logged() {
         let captured = Captured::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -333,23 +368,60 @@ mod tests {
         let _logging = tracing::subscriber::set_default(subscriber);
         let stop = CancellationToken::new();
         let mut tasks = Tasks::default();
+        for (name, delay_ms) in [
+            ("the relay forwarder", 0),
+            ("the relay status reporter", 50),
+        ] {
+            let stopping = stop.clone();
+            tasks.spawn(name, async move {
+                stopping.cancelled().await;
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                panic!("a bug on the way out");
+            });
+        }
         let stopping = stop.clone();
-        tasks.spawn("the relay forwarder", async move {
-            stopping.cancelled().await;
-            panic!("a bug on the way out");
-        });
+        tasks.spawn(
+            "the relay heartbeat",
+            async move { stopping.cancelled().await },
+        );
         let link = RunningLink {
             fingerprint: [0; 32],
             stop,
             tasks,
         };
-        link.stop().await;
+        let panicked = link.stop().await.expect("a task panicked");
+        assert_eq!(
+            panicked.to_string(),
+            "the relay forwarder panicked: a bug on the way out"
+        );
         let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         assert!(
             logged.contains(
-                "the relay forwarder panicked: a bug on the way out while the relay link stopped"
+                "the relay status reporter panicked: a bug on the way out while the relay link stopped"
             ),
             "{logged}"
         );
+    }
+
+    /// The supervisor fails in turn, so the daemon's task watch sees a
+    /// panic (its stop then exits 1), naming the link task.
+    #[tokio::test]
+    async fn a_link_task_s_panic_on_the_way_out_fails_the_supervisor_s_task() {
+        let mut tasks = Tasks::default();
+        tasks.spawn("the relay link", async {
+            raise_if_panicked(Some(TaskEnd {
+                name: "the relay forwarder".into(),
+                panic: Some("a bug on the way out".into()),
+            }))
+        });
+        let end = tasks.next_end().await.unwrap();
+        assert_eq!(
+            end.to_string(),
+            "the relay link panicked: the relay forwarder panicked: a bug on the way out \
+             while the relay link stopped"
+        );
+        let mut tasks = Tasks::default();
+        tasks.spawn("the relay link", async { raise_if_panicked(None) });
+        assert_eq!(tasks.next_end().await.unwrap().panic, None);
     }
 }
