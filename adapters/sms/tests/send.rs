@@ -419,6 +419,26 @@ async fn a_late_ok_without_a_readable_reference_makes_the_retry_succeed_without_
     assert_eq!(receipt.external_ids, ["nomr:one:0"]);
 }
 
+/// The modem shows its `> ` prompt only after the send timed out: the
+/// driver's ESC cancels the text entry, which the modem answers `OK`.
+/// Nothing went out, so the retry sends the part; it is not taken as sent.
+#[tokio::test]
+async fn a_prompt_later_than_the_send_timeout_sends_nothing_and_the_retry_sends_the_part() {
+    let rig = Rig::start(behaviour(), impatient_config()).await;
+    rig.wait_up().await;
+    rig.sim.set_prompt_delay(SLOW_NETWORK);
+    send_fails_transiently(&rig, "one", "just once").await;
+    rig.sim.set_prompt_delay(Duration::ZERO);
+    let receipt = retry_until_sent(&rig, &message("one", "+15551230001", "just once")).await;
+    let sent = rig.sim.sent_messages();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].text, "just once");
+    assert!(
+        receipt.external_ids[0].starts_with(&format!("mr:{}:", sent[0].mrs[0])),
+        "{receipt:?}"
+    );
+}
+
 #[tokio::test]
 async fn late_cmgs_of_the_only_part_makes_the_retry_succeed_without_sending() {
     let rig = only_part_timed_out().await;

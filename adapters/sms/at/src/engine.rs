@@ -27,6 +27,8 @@
 //!    as [`EngineEvent::LateResult`] (so that a late `+CMGS: <mr>` / `OK`
 //!    tells the driver the SMS *was* sent and must not be sent again), any
 //!    further ones are dropped; all count in [`AtEngine::stale_finals`].
+//!    A PDU command whose PDU was never written sent nothing, whatever
+//!    comes late (the ESC's cancel is answered `OK`): no `LateResult`.
 //!    The final after `013` is the probe's own, and the engine is in sync
 //!    again. URCs keep flowing throughout.
 //! 4. If the probe times out as well (modem busy or gone), it is re-sent
@@ -155,6 +157,10 @@ struct Abandoned {
     id: CommandId,
     command: Command,
     lines: Vec<String>,
+    /// A PDU command that timed out before its PDU was handed out: the
+    /// ESC cancels its text entry, and a late final (that ESC's `OK`, a
+    /// late prompt turned line) says nothing about a send.
+    sent_nothing: bool,
 }
 
 /// The command sequencer. See the module docs.
@@ -375,6 +381,8 @@ impl AtEngine {
 
     fn on_command_timeout(&mut self, running: Running) {
         let prompt_possible = matches!(running.phase, Phase::AwaitingPrompt | Phase::PduReady);
+        // Only PDU commands ever wait for a prompt.
+        let sent_nothing = prompt_possible;
         // The parser's pending command stays: late lines remain responses
         // (collected below) until the probe is written.
         if prompt_possible {
@@ -385,6 +393,7 @@ impl AtEngine {
             id: running.id,
             command: running.command.clone(),
             lines: running.lines,
+            sent_nothing,
         });
         self.events.push_back(EngineEvent::TimedOut {
             id: running.id,
@@ -504,7 +513,9 @@ impl AtEngine {
     /// timed-out command.
     fn on_late_final(&mut self, result: FinalResult) {
         self.stale_finals += 1;
-        if let Some(abandoned) = self.abandoned.take() {
+        if let Some(abandoned) = self.abandoned.take()
+            && !abandoned.sent_nothing
+        {
             self.events.push_back(EngineEvent::LateResult {
                 id: abandoned.id,
                 result,
@@ -774,6 +785,33 @@ mod tests {
             drain(&mut e).as_slice(),
             [EngineEvent::Completed { id, .. }] if *id == next
         ));
+    }
+
+    /// The prompt came after the timeout: the ESC written with the probe
+    /// cancels the text entry and the modem answers it `OK`. No PDU was
+    /// ever written, so that `OK` is no news of a send.
+    #[test]
+    fn a_pdu_command_timed_out_before_its_prompt_reports_no_late_result() {
+        let mut e = AtEngine::new();
+        let id = e.submit(Command::with_pdu("AT+CMGS=3", "00AABBCC", 1000));
+        e.poll_transmit(0);
+        e.handle_timeout(1000);
+        assert!(matches!(
+            drain(&mut e).as_slice(),
+            [EngineEvent::TimedOut { id: timed_out, .. }] if *timed_out == id
+        ));
+        assert_eq!(e.poll_transmit(1000), Some(vec![ESC]));
+        assert_eq!(e.poll_transmit(1000), Some(b"ATS3?\r".to_vec()));
+        e.handle_input(b"\r\n> \r\nOK\r\n\r\n013\r\n\r\nOK\r\n", 1500);
+        assert!(e.is_synchronised());
+        let events = drain(&mut e);
+        assert!(
+            !events
+                .iter()
+                .any(|event| matches!(event, EngineEvent::LateResult { .. })),
+            "{events:?}"
+        );
+        assert_eq!(e.stale_finals(), 1, "the ESC's OK is counted stale");
     }
 
     #[test]

@@ -270,6 +270,11 @@ impl SimHandle {
         self.modem().first_index = first;
     }
 
+    /// Time the modem takes to show the `> ` prompt after `AT+CMGS=<n>`.
+    pub fn set_prompt_delay(&self, delay: Duration) {
+        self.modem().prompt_delay = delay;
+    }
+
     /// Time the network takes to accept each part.
     pub fn set_delay(&self, delay: Duration) {
         self.modem().behaviour.network_delay = delay;

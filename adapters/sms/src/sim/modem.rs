@@ -200,6 +200,9 @@ pub struct SimModem {
     /// The next sends answered with a bare `OK`, the `+CMGS: <mr>` line
     /// lost on the way (a garbled line): the part went out all the same.
     unreadable_mrs: usize,
+    /// How long `AT+CMGS=<n>` takes to show its `> ` prompt (a modem busy
+    /// with its radio); what comes meanwhile waits, as on a real line.
+    pub prompt_delay: Duration,
 }
 
 impl SimModem {
@@ -238,6 +241,7 @@ impl SimModem {
             held: VecDeque::new(),
             first_index: 1,
             unreadable_mrs: 0,
+            prompt_delay: Duration::ZERO,
         }
     }
 
@@ -661,7 +665,10 @@ impl SimModem {
                 match cmd[6..].trim().parse::<usize>() {
                     Ok(n) if (1..=164).contains(&n) => {
                         self.awaiting_pdu = Some(n);
-                        Reply::now("\r\n> ")
+                        Reply {
+                            delay: self.prompt_delay,
+                            ..Reply::now("\r\n> ")
+                        }
                     }
                     _ => cms(304),
                 }
