@@ -241,7 +241,7 @@ async fn pair_without_a_key_or_with_a_bad_url_is_a_usage_error() {
         RELAY_KEY,
     )
     .await;
-    assert_one_line_error(&run, 2, "no user or password");
+    assert_one_line_error(&run, 2, "no user, password, query or fragment");
     assert!(
         !run.stderr.contains("s3cret") && !run.stdout.contains("s3cret"),
         "{}",

@@ -308,7 +308,7 @@ fn validate_relay(relay: &super::model::RelayConfig, issues: &mut Vec<ConfigIssu
     {
         issues.push(ConfigIssue::new(
             "relay.url",
-            "must be an http:// or https:// URL with a host and no user or password",
+            "must be an http:// or https:// URL with a host and no user, password, query or fragment",
         ));
     }
     if let Some(phone_id) = &relay.phone_id
@@ -329,10 +329,15 @@ fn validate_relay(relay: &super::model::RelayConfig, issues: &mut Vec<ConfigIssu
         ("heartbeat", &paths.heartbeat),
         ("media", &paths.media),
     ] {
-        if !path.starts_with('/') || path.contains(char::is_whitespace) {
+        // No query or fragment: the URL a request goes to is printed in
+        // the link's errors, logs and stored reasons, so a `?token=` here
+        // would put a secret there (the relay key is the credential).
+        if !path.starts_with('/')
+            || path.contains(|c: char| c.is_whitespace() || c == '?' || c == '#')
+        {
             issues.push(ConfigIssue::new(
                 format!("relay.paths.{name}"),
-                "must be a path starting with /",
+                "must be a path starting with /, with no query or fragment",
             ));
         }
     }
@@ -595,6 +600,22 @@ mod tests {
         ] {
             assert!(found.contains(key), "{key} missing from {found}");
         }
+    }
+
+    /// A query would carry a token into every error and log line that
+    /// prints the request's URL; the value is never echoed.
+    #[test]
+    fn a_relay_path_with_a_query_or_fragment_is_refused_without_echoing_it() {
+        for bad in [
+            "/api/v1/bridge/poll?token=s3cret",
+            "/api/v1/bridge/poll#s3cret",
+        ] {
+            let found = issues(&format!("[relay.paths]\npoll = \"{bad}\"\n"));
+            assert_eq!(found.len(), 1, "{bad}: {found:?}");
+            assert!(found[0].starts_with("relay.paths.poll: "), "{found:?}");
+            assert!(!found[0].contains("s3cret"), "{found:?}");
+        }
+        assert!(issues("[relay.paths]\npoll = \"/bridge/poll\"\n").is_empty());
     }
 
     #[test]

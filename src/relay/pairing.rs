@@ -101,7 +101,7 @@ pub fn explain(error: &RelayError, url: &str, phone_id: &str) -> ExitError {
 pub fn validate_inputs(url: &str, phone_id: &str, key: &str) -> Result<(), ExitError> {
     if !crate::config::is_relay_url(url) {
         return Err(ExitError::Config(
-            "--relay must be an http:// or https:// URL with a host and no user or password".into(),
+            "--relay must be an http:// or https:// URL with a host and no user, password, query or fragment".into(),
         ));
     }
     if phone_id.trim().is_empty() || phone_id.len() > 128 {
