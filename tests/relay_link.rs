@@ -994,6 +994,44 @@ async fn pull_mode_does_not_spin_on_a_relay_that_does_not_hold_polls_open() {
     assert!((5..=26).contains(&polls), "{polls} polls in a second");
 }
 
+/// A polled job the store cannot commit (here a trigger of the test's own
+/// makes its commit fail) holds back the jobs after it in the same poll:
+/// taken and sent first, a later one to the same number would overtake it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polled_job_the_store_cannot_commit_holds_back_the_jobs_after_it() {
+    let relay = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge = common::start_bridge(&relay.bridge_config("pull", None), RELAY_KEY, &wa).await;
+    let db = rusqlite::Connection::open(bridge.db_path()).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER refuse_o1 BEFORE UPDATE OF relay_message_id ON outbound
+         WHEN NEW.relay_message_id = 'o-1' BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    )
+    .unwrap();
+    relay.with(|s| {
+        for (id, text) in [("o-1", "first"), ("o-2", "second")] {
+            s.jobs
+                .push_back(json!({"relay_message_id": id, "phone_id": PHONE_ID,
+                "channel": "wa", "to": "+15551230001", "text": text, "source": "alice"}));
+        }
+    });
+    // Polls go on (backing off) while o-1 cannot be committed; none of
+    // them may take o-2.
+    relay
+        .wait_for("three polls", |s| s.polls >= 3 && s.jobs.len() == 2)
+        .await;
+    relay.with(|s| assert!(s.acks.is_empty(), "{:?}", s.acks));
+    assert!(wa.sent().is_empty());
+
+    db.execute_batch("DROP TRIGGER refuse_o1").unwrap();
+    relay
+        .wait_for("both jobs acknowledged", |s| s.jobs.is_empty())
+        .await;
+    let sent: Vec<String> = wa.wait_sent(2).await.into_iter().map(|m| m.text).collect();
+    assert_eq!(sent, ["first", "second"]);
+}
+
 #[tokio::test]
 async fn a_relay_answering_200_with_a_plain_text_body_has_taken_the_request() {
     let relay = EmulatedRelay::start().await;

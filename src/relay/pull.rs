@@ -103,6 +103,15 @@ pub async fn run(deps: Deps) {
         for job in jobs {
             match take(&deps, job).await {
                 Ok(ack) => acks.push(ack),
+                // The relay hands jobs out oldest first, and the outbox
+                // sends in commit order: a job taken after one the store
+                // could not commit would overtake it on its way to the
+                // same recipient. The rest of the pass comes back with
+                // the next poll, behind it.
+                Err(not_taken @ NotTaken::Store { .. }) => {
+                    left_out.note(not_taken);
+                    break;
+                }
                 Err(not_taken) => left_out.note(not_taken),
             }
         }
