@@ -1032,6 +1032,43 @@ async fn a_polled_job_the_store_cannot_commit_holds_back_the_jobs_after_it() {
     assert_eq!(sent, ["first", "second"]);
 }
 
+/// A relay that answers every ack 200 but goes on handing the same job
+/// out (a wrong ack path behind a proxy that answers 200, say): each pass
+/// finds only a repeat, and the bridge must not poll again at once.
+#[tokio::test]
+async fn pull_mode_does_not_spin_on_a_relay_that_hands_back_jobs_it_took() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| {
+        s.lose_ack_times = u32::MAX;
+        s.jobs
+            .push_back(json!({"relay_message_id": "o-1", "phone_id": PHONE_ID,
+            "channel": "wa", "to": "+15551230001", "text": "once", "source": "alice"}));
+    });
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    // A pass through the test relay takes tens of milliseconds by itself:
+    // a floor well above that shows.
+    let config = relay
+        .bridge_config("pull", None)
+        .replace("retry_initial_ms = 40\n", "retry_initial_ms = 400\n")
+        .replace("retry_max_ms = 250\n", "retry_max_ms = 1000\n");
+    let _bridge = common::start_bridge(&config, RELAY_KEY, &wa).await;
+    relay.wait_for("a first ack", |s| !s.acks.is_empty()).await;
+    let before = relay.with(|s| s.polls);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let polls = relay.with(|s| s.polls) - before;
+    // At most one every retry_initial_ms (400), and one under way.
+    assert!((1..=6).contains(&polls), "{polls} polls in two seconds");
+    relay.with(|s| {
+        let repeats = s
+            .acks
+            .iter()
+            .skip(1)
+            .all(|a| a["acks"][0]["duplicate"] == true);
+        assert!(repeats, "{:?}", s.acks);
+    });
+    assert_eq!(wa.wait_sent(1).await.len(), 1, "sent once");
+}
+
 #[tokio::test]
 async fn a_relay_answering_200_with_a_plain_text_body_has_taken_the_request() {
     let relay = EmulatedRelay::start().await;

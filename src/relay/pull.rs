@@ -62,6 +62,7 @@ pub async fn run(deps: Deps) {
     let mut failures = 0u32;
     let mut refused_acks = 0u32;
     let mut left_out = LeftOut::default();
+    let mut repeats = Repeats::default();
     loop {
         let polled_at = tokio::time::Instant::now();
         let body = json!({
@@ -88,12 +89,16 @@ pub async fn run(deps: Deps) {
                 continue;
             }
         };
-        if jobs.is_empty() {
-            // A relay that answers "none" at once instead of holding the
-            // poll open would otherwise be asked again in a tight loop.
+        // A relay that answers at once with nothing new (no jobs, instead
+        // of holding the poll open; or only jobs already acknowledged) would
+        // otherwise be asked again in a tight loop.
+        let floor_ms = || {
             let floor = Duration::from_millis(config.retry_initial_ms);
-            let left = floor.saturating_sub(polled_at.elapsed());
-            if !left.is_zero() && !deps.sleep_ms(left.as_millis() as u64).await {
+            floor.saturating_sub(polled_at.elapsed()).as_millis() as u64
+        };
+        if jobs.is_empty() {
+            let left = floor_ms();
+            if left > 0 && !deps.sleep_ms(left).await {
                 break;
             }
             continue;
@@ -130,9 +135,17 @@ pub async fn run(deps: Deps) {
                 }
             }
         }
-        if let Some(pause_ms) = left_out.pause_ms(&deps)
-            && !deps.sleep_ms(pause_ms).await
-        {
+        let nothing_new = acks
+            .iter()
+            .all(|ack| ack.duplicate || ack.result == "rejected");
+        repeats.note(&acks);
+        let pause_ms = left_out.pause_ms(&deps).unwrap_or(0);
+        let pause_ms = if nothing_new {
+            pause_ms.max(floor_ms())
+        } else {
+            pause_ms
+        };
+        if pause_ms > 0 && !deps.sleep_ms(pause_ms).await {
             break;
         }
     }
@@ -149,6 +162,45 @@ fn jobs_of(path: &str, mut answer: Value) -> Result<Vec<Value>, RelayError> {
             path: path.to_string(),
             reason: "no \"jobs\" list in the answer to a poll".into(),
         }),
+    }
+}
+
+/// Passes that took only jobs the bridge already had: a lost ack explains
+/// one, but a relay that goes on handing back what it was told was taken
+/// (a wrong `relay.paths.ack` behind a proxy that answers 200, a relay
+/// bug) is worth a line in the log, once a minute.
+struct Repeats {
+    in_a_row: u32,
+    log: Throttle,
+}
+
+impl Default for Repeats {
+    fn default() -> Self {
+        Self {
+            in_a_row: 0,
+            log: Throttle::new(LEFT_OUT_LOG_EVERY),
+        }
+    }
+}
+
+impl Repeats {
+    /// Called with each pass's acks.
+    fn note(&mut self, acks: &[Ack]) {
+        if acks.is_empty() || !acks.iter().all(|ack| ack.duplicate) {
+            self.in_a_row = 0;
+            return;
+        }
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        if self.in_a_row < 2 {
+            return;
+        }
+        if let Some(unlogged) = self.log.allow(Instant::now()) {
+            tracing::warn!(
+                jobs = acks.len(),
+                passes_since_last_logged = unlogged,
+                "the relay handed out again only jobs it had been told were taken; is relay.paths.ack right?"
+            );
+        }
     }
 }
 
