@@ -116,6 +116,51 @@ async fn a_relay_answering_404_while_it_restarts_holds_the_inbound_until_it_is_b
         .await;
 }
 
+/// A message that failed while the relay was down waits its backoff, a
+/// wall-clock due time; the clock then steps back an hour (NTP). Once the
+/// relay is back the message is due at once, not an hour later, and the
+/// messages committed after it do not overtake it.
+#[tokio::test]
+async fn a_clock_step_back_does_not_hold_a_message_in_backoff_behind_later_ones() {
+    let relay = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    relay
+        .wait_for("a first heartbeat", |s| !s.heartbeats.is_empty())
+        .await;
+    relay.with(|s| s.fail_all = Some(503));
+    wa.inject(wa_inbound("+15551230001", "step-1", "first", &[]))
+        .await
+        .unwrap();
+    relay
+        .wait_for("the first refused", |s| s.refused.contains(&"messages"))
+        .await;
+    wa.inject(wa_inbound("+15551230002", "step-2", "second", &[]))
+        .await
+        .unwrap();
+    // The step back: the first message's due time is now an hour ahead.
+    let db = rusqlite::Connection::open(bridge.db_path()).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute(
+        "UPDATE inbound SET relay_next_at = relay_next_at + 3600000 WHERE external_id = 'step-1'",
+        [],
+    )
+    .unwrap();
+
+    relay.with(|s| s.fail_all = None);
+    relay
+        .wait_for("both inbound", |s| s.messages.len() == 2)
+        .await;
+    let texts = relay.with(|s| {
+        s.messages
+            .iter()
+            .map(|m| m.body["text"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(texts, ["first", "second"]);
+}
+
 /// While one conversation waits a long backoff, the forwarder sleeps
 /// until it is due rather than reading every pending message each second;
 /// a dead letter retried by hand meanwhile wakes it, and goes at once.

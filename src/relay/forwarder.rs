@@ -178,7 +178,7 @@ async fn round(
             if blocked.contains(&conversation) {
                 continue;
             }
-            if !fresh && item.next_attempt_at_ms > now_ms() {
+            if !fresh && deps.still_waits(item.next_attempt_at_ms, now_ms()) {
                 blocked.insert(conversation);
                 earliest = Some(
                     earliest.map_or(item.next_attempt_at_ms, |e| e.min(item.next_attempt_at_ms)),

@@ -327,6 +327,17 @@ impl Deps {
             .max(asked.min(self.settings.config.retry_max_ms))
     }
 
+    /// Whether a stored due time is still ahead of `now_ms`. Due times are
+    /// wall-clock, as they outlive the process; one further ahead than any
+    /// backoff can reach (`retry_max_ms`) was set before the clock stepped
+    /// back (an NTP correction), and is due now, not once the clock has
+    /// made up the step.
+    pub fn still_waits(&self, due_ms: i64, now_ms: i64) -> bool {
+        let longest = i64::try_from(self.settings.config.retry_max_ms).unwrap_or(i64::MAX);
+        let ahead = due_ms.saturating_sub(now_ms);
+        ahead > 0 && ahead <= longest
+    }
+
     /// Backoff after `failures` failed tries in a row, when the relay
     /// asked for nothing (the trouble is on the bridge's side): from
     /// `retry_initial_ms`, doubling to `retry_max_ms`, with jitter.
