@@ -182,9 +182,71 @@ async fn a_pin_whose_answer_never_came_is_not_sent_again() {
     let rig = Rig::start(b, config).await;
     // Before the driver's first command: it runs only once this test waits.
     rig.sim.set_lose_pin_answers(true);
-    wait_pin_held_back(&rig).await;
+    wait_until_within(PIN_WAIT, || pin_held_back(&rig)).await;
     assert_eq!(rig.sim.pin_attempts(), 1, "the PIN went to the SIM once");
     assert_eq!(rig.channel.health().state, HealthState::Down);
+}
+
+/// A right PIN whose answer was lost leaves its outcome unknown only until
+/// the SIM says `READY`: that proves it took, so when the SIM asks again
+/// (a SIM refresh, a restart in place) the PIN is entered again rather
+/// than held back as possibly wrong until the daemon restarts.
+#[tokio::test]
+async fn a_lost_pin_answer_the_sim_proved_right_does_not_hold_back_later_pins() {
+    let (b, config) = sim_with_pin_4321("4321");
+    let mut rig = Rig::idle(b, config);
+    rig.sim.set_lose_pin_answers(true);
+    rig.run();
+    wait_until(|| rig.sim.pin_attempts() == 1).await;
+    rig.sim.set_lose_pin_answers(false);
+    // Up once the unanswered PIN has timed out and the next session found
+    // the SIM unlocked.
+    wait_until_within(PIN_WAIT, || rig.channel.health().state == HealthState::Up).await;
+    rig.sim.relock_sim();
+    wait_until(|| rig.sim.pin_attempts() == 2).await;
+    rig.wait_up().await;
+    rig.sim.restart_in_place();
+    wait_until(|| rig.sim.pin_attempts() == 3).await;
+    rig.wait_up().await;
+    rig.channel
+        .send(&message("relock", "+15551230001", "unlocked again"))
+        .await
+        .unwrap();
+}
+
+/// A PIN answered with an error, the SIM's state after it unread, may
+/// have been wrong or may have taken: held back, but only until a session
+/// finds the SIM `READY`, which proves it took. When the SIM asks again
+/// (a SIM refresh), it is entered again.
+#[tokio::test]
+async fn a_pin_answered_with_an_error_then_found_taken_is_entered_after_a_relock() {
+    let (b, config) = sim_with_pin_4321("4321");
+    let mut rig = Rig::idle(b, config);
+    rig.sim.set_right_pin_reply("ERROR");
+    rig.sim.set_lose_status_after_pin(true);
+    rig.run();
+    wait_until(|| rig.sim.pin_attempts() == 1).await;
+    rig.wait_up().await;
+    rig.sim.set_lose_status_after_pin(false);
+    rig.sim.relock_sim();
+    wait_until(|| rig.sim.pin_attempts() == 2).await;
+    rig.wait_up().await;
+}
+
+/// A SIM takes seconds to check a PIN, longer than an ordinary command
+/// may take: its answer is waited for, not taken as lost (which would end
+/// the session and leave the PIN's outcome unknown).
+#[tokio::test]
+async fn a_pin_the_sim_takes_seconds_to_check_is_waited_for() {
+    let (b, config) = sim_with_pin_4321("4321");
+    let command_timeout = Duration::from_millis(config.command_timeout_ms);
+    let mut rig = Rig::idle(b, config);
+    rig.sim.set_pin_check_delay(command_timeout * 2);
+    rig.run();
+    rig.wait_up().await;
+    assert_eq!(rig.sim.pin_attempts(), 1);
+    let last_error = rig.channel.health().details.get("last_error").cloned();
+    assert_eq!(last_error, None, "start-up went through at the first go");
 }
 
 /// A SIM too busy to check the PIN (`+CME ERROR: 14`) has used no try:
@@ -357,12 +419,14 @@ fn sim_with_pin_4321(configured: &str) -> (Behaviour, ModemConfig) {
 
 /// Until the channel says it holds the PIN back (not sent again).
 async fn wait_pin_held_back(rig: &Rig) {
-    wait_until(|| {
-        rig.channel
-            .health()
-            .details
-            .get("last_error")
-            .is_some_and(|e| e.contains("not sent again"))
-    })
-    .await;
+    wait_until(|| pin_held_back(rig)).await;
+}
+
+/// Whether the channel says it holds the PIN back (not sent again).
+fn pin_held_back(rig: &Rig) -> bool {
+    rig.channel
+        .health()
+        .details
+        .get("last_error")
+        .is_some_and(|e| e.contains("not sent again"))
 }

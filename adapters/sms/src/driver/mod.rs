@@ -91,12 +91,28 @@ pub enum DriverError {
 }
 
 /// What became of the PIN entered in earlier sessions of this run. A wrong
-/// PIN is never sent twice, and neither is one whose answer never came (it
+/// PIN is never sent twice, and neither is one whose outcome is unknown (it
 /// may have been wrong): three wrong tries lock the SIM behind its PUK.
 #[derive(Debug, Default)]
 struct PinAttempts {
+    /// The SIM refused it, or still asked for it after answering it with
+    /// an error: taken for wrong for the rest of the run, whatever the SIM
+    /// says later (a `READY` then may be someone else's doing).
     rejected: bool,
-    unanswered: bool,
+    /// Its answer never came, or the SIM's state after an error answer
+    /// could not be read: the PIN may have been wrong, or it may have
+    /// taken.
+    outcome_unknown: bool,
+}
+
+impl PinAttempts {
+    /// The SIM says `READY` and no PIN was sent since the one whose outcome
+    /// is unknown: that PIN took (nothing else in this run enters one). A
+    /// SIM that asks for it again later (a refresh, a reset in place) gets
+    /// it again, rather than being held locked until the daemon restarts.
+    fn sim_unlocked(&mut self) {
+        self.outcome_unknown = false;
+    }
 }
 
 /// TS 27.007 `+CME ERROR: 16`, incorrect password: the SIM checked the PIN
@@ -420,7 +436,10 @@ impl Driver {
                 .and_then(|l| responses::parse_cpin(l).ok());
             self.set_status(|s| s.sim = state.as_ref().map(|st| format!("{st:?}")));
             match state {
-                Some(responses::PinState::Ready) => break,
+                Some(responses::PinState::Ready) => {
+                    pin_attempts.sim_unlocked();
+                    break;
+                }
                 Some(responses::PinState::SimPin) if !pin_sent => {
                     self.enter_pin(conn, pin_attempts).await?;
                     pin_sent = true;
@@ -514,21 +533,22 @@ impl Driver {
                 "SIM PIN was rejected earlier; fix the config".into(),
             ));
         }
-        if pin_attempts.unanswered {
+        if pin_attempts.outcome_unknown {
             return Err(End::Stuck(
-                "the SIM still asks for its PIN after an attempt that got no \
-                 answer; not sent again, as it may have been wrong (three wrong \
-                 tries lock the SIM): check the PIN, then restart the daemon"
+                "the SIM still asks for its PIN after an attempt whose outcome \
+                 is unknown (no answer came); not sent again, as it may have been \
+                 wrong (three wrong tries lock the SIM): check the PIN, then \
+                 restart the daemon"
                     .into(),
             ));
         }
-        let command = Command::plain(
-            format!("AT+CPIN=\"{}\"", pin.expose()),
-            self.config.command_timeout_ms,
-        )
-        .sensitive();
+        // The SIM checks the PIN itself, which takes seconds: given less
+        // time than the AT crate's SIM timeout, a slow SIM's answer would
+        // be taken as lost, and the PIN held back as possibly wrong.
+        let timeout = self.config.command_timeout_ms.max(builders::SIM_TIMEOUT_MS);
+        let command = Command::plain(format!("AT+CPIN=\"{}\"", pin.expose()), timeout).sensitive();
         let answer = conn.run(command).await.map_err(|e| {
-            pin_attempts.unanswered = true;
+            pin_attempts.outcome_unknown = true;
             End::Failed(e.to_string())
         })?;
         if answer.is_ok() {
@@ -569,21 +589,21 @@ impl Driver {
                 "the SIM could not check the PIN ({result}); entering it again later"
             )));
         }
-        // Taken for wrong unless the SIM says otherwise; if the question
-        // goes unanswered, it stays so.
-        pin_attempts.rejected = true;
-        let answer = conn
-            .run(self.cmd("AT+CPIN?"))
-            .await
-            .map_err(|e| End::Failed(e.to_string()))?;
+        // Taken for wrong unless the SIM says otherwise. If the question
+        // goes unanswered, the outcome is unknown: not sent again, unless a
+        // later session finds the SIM unlocked, which proves it took.
+        let answer = conn.run(self.cmd("AT+CPIN?")).await.map_err(|e| {
+            pin_attempts.outcome_unknown = true;
+            End::Failed(e.to_string())
+        })?;
         let state = answer
             .line("+CPIN:")
             .and_then(|l| responses::parse_cpin(l).ok());
+        if state != Some(responses::PinState::Ready) {
+            pin_attempts.rejected = true;
+        }
         match state {
-            Some(responses::PinState::Ready) => {
-                pin_attempts.rejected = false;
-                Ok(())
-            }
+            Some(responses::PinState::Ready) => Ok(()),
             Some(responses::PinState::SimPuk) => Err(End::Stuck(format!(
                 "SIM PIN rejected ({result}); the SIM now asks for its PUK"
             ))),

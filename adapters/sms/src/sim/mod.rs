@@ -240,6 +240,11 @@ impl SimHandle {
         self.modem().lose_pin_answers = lose;
     }
 
+    /// How long the SIM takes to check a PIN before answering it.
+    pub fn set_pin_check_delay(&self, delay: Duration) {
+        self.modem().pin_check_delay = delay;
+    }
+
     /// The next `count` PINs are answered with the final result line
     /// `reply` (`+CME ERROR: 14`, SIM busy) without the SIM checking them:
     /// no try is used.
@@ -251,6 +256,18 @@ impl SimHandle {
     /// set, e.g. to a bare `ERROR` as some modems answer.
     pub fn set_wrong_pin_reply(&self, reply: &str) {
         self.modem().wrong_pin_reply = reply.to_string();
+    }
+
+    /// The final result line a right PIN gets instead of `OK`, e.g. a
+    /// bare `ERROR` as some modems answer though the SIM took it.
+    pub fn set_right_pin_reply(&self, reply: &str) {
+        self.modem().right_pin_reply = Some(reply.to_string());
+    }
+
+    /// Whether the first `AT+CPIN?` after a PIN the SIM checked goes
+    /// unanswered.
+    pub fn set_lose_status_after_pin(&self, lose: bool) {
+        self.modem().lose_status_after_pin = lose;
     }
 
     /// How many PINs the SIM has checked, right or wrong.

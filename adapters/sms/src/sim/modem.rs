@@ -183,6 +183,16 @@ pub struct SimModem {
     /// Check a PIN but send no answer, as a modem that hangs on it or a
     /// line that drops the reply: the host cannot know whether it was right.
     pub lose_pin_answers: bool,
+    /// How long the SIM takes to check a PIN before it is answered: real
+    /// SIMs take seconds, longer than most commands may.
+    pub pin_check_delay: Duration,
+    /// The final result line a right PIN gets: `OK`, unless set to the
+    /// error some modems answer even though the SIM took the PIN.
+    pub right_pin_reply: Option<String>,
+    /// The first `AT+CPIN?` after a PIN the SIM checked gets no answer.
+    pub lose_status_after_pin: bool,
+    /// Whether the next `AT+CPIN?` is the one to lose.
+    status_answer_to_lose: bool,
     /// The next `AT+CPIN=<pin>` commands answered with this final result
     /// line before the SIM checks one (`+CME ERROR: 14` while it is busy):
     /// no try is used. The count left and the line.
@@ -236,6 +246,10 @@ impl SimModem {
             report_status: 0x00,
             pin_attempts: 0,
             lose_pin_answers: false,
+            pin_check_delay: Duration::ZERO,
+            right_pin_reply: None,
+            lose_status_after_pin: false,
+            status_answer_to_lose: false,
             pin_refusals: None,
             wrong_pin_reply: "+CME ERROR: 16".into(),
             held: VecDeque::new(),
@@ -538,7 +552,9 @@ impl SimModem {
             "+CMGF=0" => ok(),
             "+CMGF?" => info("+CMGF: 0"),
             "+CPIN?" => {
-                if self.pin_ok {
+                if std::mem::take(&mut self.status_answer_to_lose) {
+                    Reply::now("")
+                } else if self.pin_ok {
                     info("+CPIN: READY")
                 } else {
                     info("+CPIN: SIM PIN")
@@ -554,9 +570,13 @@ impl SimModem {
                     Some(_) if self.pin_ok => cme(3),
                     Some(pin) => {
                         self.pin_attempts += 1;
+                        self.status_answer_to_lose = self.lose_status_after_pin;
                         if pin == given {
                             self.pin_ok = true;
-                            ok()
+                            match &self.right_pin_reply {
+                                Some(reply) => Reply::now(format!("\r\n{reply}\r\n")),
+                                None => ok(),
+                            }
                         } else {
                             Reply::now(format!("\r\n{}\r\n", self.wrong_pin_reply))
                         }
@@ -565,7 +585,10 @@ impl SimModem {
                 if self.lose_pin_answers {
                     Reply::now("")
                 } else {
-                    answer
+                    Reply {
+                        delay: self.pin_check_delay,
+                        ..answer
+                    }
                 }
             }
             "+CREG?" => info(&format!("+CREG: 0,{}", self.reg_stat())),

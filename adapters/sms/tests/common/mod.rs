@@ -19,6 +19,12 @@ use tokio_util::sync::CancellationToken;
 /// Upper bound for anything a test waits for; never a fixed sleep.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Upper bound for what waits on a PIN the SIM never answers: the driver
+/// gives the SIM its full time to answer first.
+pub const PIN_WAIT: Duration = WAIT.saturating_add(Duration::from_millis(
+    phonerelay_sms_at::builders::SIM_TIMEOUT_MS,
+));
+
 #[derive(Default)]
 pub struct RecordingSink {
     pub events: Mutex<Vec<ChannelEvent>>,
@@ -206,8 +212,12 @@ impl Rig {
     }
 }
 
-pub async fn wait_until(mut f: impl FnMut() -> bool) {
-    tokio::time::timeout(WAIT, async {
+pub async fn wait_until(f: impl FnMut() -> bool) {
+    wait_until_within(WAIT, f).await;
+}
+
+pub async fn wait_until_within(limit: Duration, mut f: impl FnMut() -> bool) {
+    tokio::time::timeout(limit, async {
         while !f() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
