@@ -161,11 +161,11 @@ fn classify(error: DriverError) -> SendError {
             {
                 // The queue waits instead of spending an attempt per
                 // message while the network is congested, or refuses the
-                // account (barred, out of credit): the endpoint pauses for
-                // a doubling wait, after which the next message tries
-                // again, and the status names the refusal. Once a part of
-                // this attempt has gone out it counts as an attempt, as
-                // with 331 below.
+                // account (no SC subscription, our SIM unknown to the
+                // network): the endpoint pauses for a doubling wait, after
+                // which the next message tries again, and the status names
+                // the refusal. Once a part of this attempt has gone out it
+                // counts as an attempt, as with 331 below.
                 SendError::rate_limited(format!("cms_{code}"), message, None)
             } else {
                 SendError::transient(format!("cms_{code}"), message)

@@ -53,7 +53,11 @@ pub static CMS_ERRORS: &[ErrorInfo] = &[
     e(21, P, "Short message transfer rejected"),
     e(22, T, "Memory capacity exceeded"),
     e(27, T, "Destination out of service"),
-    e(28, P, "Unidentified subscriber"),
+    // TS 24.011 Annex E: "the subscriber is not registered in the PLMN
+    // (IMSI not known)". On a submit that is the sender, our own SIM (a VLR
+    // that lost it after a reset), which the network learns again at the
+    // SIM's next registration: nothing about the message needs changing.
+    e(28, T, "Unidentified subscriber"),
     e(29, P, "Facility rejected"),
     e(30, P, "Unknown subscriber"),
     e(38, T, "Network out of order"),
@@ -295,7 +299,9 @@ mod tests {
 
     #[test]
     fn network_trouble_is_transient() {
-        for code in [38, 41, 42, 47, 331, 332, 500, 512, 600] {
+        // 28 (unidentified subscriber) is the sender's own SIM not known
+        // to the network for now.
+        for code in [28, 38, 41, 42, 47, 331, 332, 500, 512, 600] {
             assert_eq!(classify_cms(code), ErrorClass::Transient, "CMS {code}");
         }
         for code in [14, 30, 31, 100] {
@@ -305,7 +311,7 @@ mod tests {
 
     #[test]
     fn bad_input_is_permanent() {
-        for code in [1, 21, 28, 96, 304, 305, 330] {
+        for code in [1, 21, 96, 304, 305, 330] {
             assert_eq!(classify_cms(code), ErrorClass::Permanent, "CMS {code}");
         }
         for code in [10, 11, 12, 16, 21] {

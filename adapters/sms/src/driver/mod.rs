@@ -147,13 +147,16 @@ const CMS_MODEM_NOT_READY: [u16; 9] = [310, 311, 312, 313, 315, 316, 317, 318, 3
 /// after its attempts instead of restarting the session at every try.
 const CMS_OPERATION_NOT_ALLOWED: u16 = 302;
 
-/// A TS 23.040 TP-Failure-Cause by which the SMSC refuses every message
-/// of this subscription, whatever its recipient or content: 193 no SC
-/// subscription. The AT table calls it permanent (the command fails again
-/// until something changes), but what must change is the account, not the
-/// message: every queued message would otherwise fail for good one after
-/// another while it lasts. The adapter holds the queue instead.
-pub(crate) const CMS_SUBSCRIPTION_REFUSED: [u16; 1] = [193];
+/// Causes by which the network refuses every message of this
+/// subscription, whatever its recipient or content: TS 24.011 RP cause 28
+/// unidentified subscriber (on a submit, our own SIM is not known to the
+/// network, e.g. after a VLR reset, until it registers again) and TS 23.040
+/// TP-Failure-Cause 193 no SC subscription. The AT table calls 193
+/// permanent (the command fails again until something changes), but what
+/// must change is the account, not the message: every queued message
+/// would otherwise fail for good one after another while it lasts. The
+/// adapter holds the queue instead.
+pub(crate) const CMS_SUBSCRIPTION_REFUSED: [u16; 2] = [28, 193];
 
 /// TS 24.011 RP causes of barring: 8 operator determined barring (for want
 /// of credit, or of some destinations: international, premium rate), 10
