@@ -128,7 +128,7 @@ pub fn encode_deliver(
 const FIRST_PDU_INSTANT: i64 = 631_152_000;
 
 /// A STATUS-REPORT (hex, TPDU length) for the part with TP-MR `mr`, with
-/// TP-ST `status` (0x00 delivered, 0x20..=0x3F still trying, 0x46 expired).
+/// TP-ST `status` (0x00 delivered, 0x20..=0x25 still trying, 0x46 expired).
 pub fn encode_status_report(
     mr: u8,
     recipient: &str,

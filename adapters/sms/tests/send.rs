@@ -114,6 +114,29 @@ async fn an_interim_direct_report_gives_no_status() {
     assert_eq!(statuses[0].status, DeliveryStatus::Delivered);
 }
 
+/// A report with a reserved TP-ST is taken as 0x63, service rejected, the
+/// SMSC no longer trying (TS 23.040 9.2.3.15): the part failed, with the
+/// value received as its code, rather than delivered (0x03..=0x0F) or
+/// waited on for an outcome that never comes (0x26..=0x2F).
+#[tokio::test]
+async fn a_report_with_a_reserved_status_fails_its_part() {
+    let rig = Rig::start(behaviour(), modem_config("main")).await;
+    rig.wait_up().await;
+    for (sent, status) in [0x05u8, 0x28].into_iter().enumerate() {
+        rig.sim.set_report_status(status);
+        let receipt = rig
+            .channel
+            .send(&message(&format!("r{status}"), "+15551230001", "hi"))
+            .await
+            .unwrap();
+        wait_until(|| rig.sink.statuses().len() == sent + 1).await;
+        let update = rig.sink.statuses()[sent].clone();
+        assert_eq!(update.external_id, receipt.external_ids[0]);
+        assert_eq!(update.status, DeliveryStatus::Failed, "{update:?}");
+        assert_eq!(update.code, Some(format!("tp_st_{status:#04x}")));
+    }
+}
+
 /// A modem whose message service starts as phase 2+ (`+CSMS: 1`) wants an
 /// `AT+CNMA` for each report it hands over directly, and turns that routing
 /// off when none comes (27.005 3.4.1). Start-up sets phase 2, so the

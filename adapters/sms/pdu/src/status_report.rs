@@ -10,17 +10,23 @@ use crate::hex::encode_hex;
 use crate::timestamp::Timestamp;
 use crate::user_data::{self, UserData};
 
-/// What a TP-ST value means for the message it reports on.
+/// What a TP-ST value means for the message it reports on. Each group's
+/// SC-specific values (its upper half) share the group's meaning; the
+/// reserved ones in between are taken as 0x63 (see [`Status::from_raw`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StatusClass {
-    /// 0x00..=0x1F: transaction completed (delivered / forwarded / replaced).
+    /// 0x00..=0x02, SC-specific 0x10..=0x1F: transaction completed
+    /// (delivered / forwarded / replaced).
     Delivered,
-    /// 0x20..=0x3F: temporary error, the SC is still trying.
+    /// 0x20..=0x25, SC-specific 0x30..=0x3F: temporary error, the SC is
+    /// still trying.
     StillTrying,
-    /// 0x40..=0x5F: permanent error, the SC gave up.
+    /// 0x40..=0x49, SC-specific 0x50..=0x5F: permanent error, the SC gave
+    /// up.
     FailedPermanent,
-    /// 0x60..=0x7F: temporary error, but the SC is not trying any more.
+    /// 0x60..=0x65, SC-specific 0x70..=0x7F, and every reserved value:
+    /// temporary error, but the SC is not trying any more.
     FailedTemporaryGaveUp,
 }
 
@@ -33,14 +39,18 @@ pub struct Status {
 }
 
 impl Status {
-    /// 9.2.3.15. Values 0x80..=0xFF are reserved; the spec tells the SME to
-    /// interpret reserved values as "service rejected" (0x63), so they are
-    /// classified like 0x63 while `raw` keeps what was received.
+    /// 9.2.3.15. Reserved values (0x03..=0x0F, 0x26..=0x2F, 0x4A..=0x4F,
+    /// 0x66..=0x6F, 0x80..=0xFF) the spec tells the SME to interpret as
+    /// "service rejected" (0x63), so they are classified like 0x63 while
+    /// `raw` keeps what was received. Taken by their group instead, one in
+    /// 0x03..=0x0F would pass a failure off as a delivery, and one in
+    /// 0x26..=0x2F would leave the message waiting for an outcome the SC
+    /// never sends.
     pub fn from_raw(raw: u8) -> Status {
         let class = match raw {
-            0x00..=0x1F => StatusClass::Delivered,
-            0x20..=0x3F => StatusClass::StillTrying,
-            0x40..=0x5F => StatusClass::FailedPermanent,
+            0x00..=0x02 | 0x10..=0x1F => StatusClass::Delivered,
+            0x20..=0x25 | 0x30..=0x3F => StatusClass::StillTrying,
+            0x40..=0x49 | 0x50..=0x5F => StatusClass::FailedPermanent,
             _ => StatusClass::FailedTemporaryGaveUp,
         };
         let description = match raw {
@@ -64,8 +74,7 @@ impl Status {
             0x47 => "SM deleted by originating SME",
             0x48 => "SM deleted by SC administration",
             0x49 => "SM does not exist",
-            0x80..=0xFF => "reserved (treated as service rejected)",
-            _ => "reserved",
+            _ => "reserved (treated as service rejected)",
         };
         Status {
             raw,
@@ -232,15 +241,82 @@ mod tests {
         assert_eq!(r.status.class, StatusClass::Delivered);
     }
 
+    /// An SMS-STATUS-REPORT for TP-MR 7 to +15551230001 with TP-ST `st`.
+    fn report_with_status(st: &str) -> StatusReport {
+        let hex = format!("0006070B915155210300F14210102100000042101021000000{st}");
+        match crate::decode(&hex, crate::Direction::MtFromNetwork) {
+            Ok(crate::Pdu::StatusReport(r)) => r,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// 9.2.3.15: an SME shall take a reserved TP-ST as 0x63, service
+    /// rejected (temporary error, the SC no longer trying): a final
+    /// failure, whichever group's range it lies in, never a delivery nor
+    /// an interim report; the value received is kept.
+    #[test]
+    fn reserved_statuses_are_taken_as_service_rejected() {
+        for (st, raw) in [
+            ("03", 0x03),
+            ("05", 0x05),
+            ("0F", 0x0F),
+            ("26", 0x26),
+            ("28", 0x28),
+            ("2F", 0x2F),
+            ("4A", 0x4A),
+            ("4F", 0x4F),
+            ("66", 0x66),
+            ("6F", 0x6F),
+            ("80", 0x80),
+            ("FF", 0xFF),
+        ] {
+            let status = report_with_status(st).status;
+            assert_eq!(status.raw, raw);
+            assert_eq!(
+                status.class,
+                StatusClass::FailedTemporaryGaveUp,
+                "TP-ST {st}"
+            );
+            assert_eq!(
+                status.description, "reserved (treated as service rejected)",
+                "TP-ST {st}"
+            );
+        }
+    }
+
+    /// The values a range reserves for the SC's own use keep the meaning
+    /// of their group.
+    #[test]
+    fn sc_specific_statuses_keep_their_group() {
+        for (st, class) in [
+            ("10", StatusClass::Delivered),
+            ("1F", StatusClass::Delivered),
+            ("30", StatusClass::StillTrying),
+            ("3F", StatusClass::StillTrying),
+            ("50", StatusClass::FailedPermanent),
+            ("5F", StatusClass::FailedPermanent),
+            ("70", StatusClass::FailedTemporaryGaveUp),
+            ("7F", StatusClass::FailedTemporaryGaveUp),
+        ] {
+            assert_eq!(report_with_status(st).status.class, class, "TP-ST {st}");
+        }
+    }
+
     #[test]
     fn classification_boundaries() {
         let c = |v| Status::from_raw(v).class;
         assert_eq!(c(0x00), StatusClass::Delivered);
+        assert_eq!(c(0x02), StatusClass::Delivered);
+        assert_eq!(c(0x03), StatusClass::FailedTemporaryGaveUp);
         assert_eq!(c(0x1F), StatusClass::Delivered);
         assert_eq!(c(0x20), StatusClass::StillTrying);
+        assert_eq!(c(0x25), StatusClass::StillTrying);
+        assert_eq!(c(0x26), StatusClass::FailedTemporaryGaveUp);
         assert_eq!(c(0x3F), StatusClass::StillTrying);
         assert_eq!(c(0x40), StatusClass::FailedPermanent);
         assert_eq!(c(0x46), StatusClass::FailedPermanent);
+        assert_eq!(c(0x49), StatusClass::FailedPermanent);
+        assert_eq!(c(0x4A), StatusClass::FailedTemporaryGaveUp);
         assert_eq!(c(0x5F), StatusClass::FailedPermanent);
         assert_eq!(c(0x60), StatusClass::FailedTemporaryGaveUp);
         assert_eq!(c(0x7F), StatusClass::FailedTemporaryGaveUp);

@@ -1726,8 +1726,10 @@ impl Driver {
     }
 
     /// The event a status report stands for, or `None` for an interim
-    /// report (TP-ST 0x20..=0x3F): the SMSC is still trying and reports
-    /// again with the outcome, so the part is neither delivered nor failed.
+    /// report (TP-ST 0x20..=0x25, SC-specific 0x30..=0x3F): the SMSC is
+    /// still trying and reports again with the outcome, so the part is
+    /// neither delivered nor failed. A reserved TP-ST is taken as 0x63
+    /// (service rejected, the SMSC no longer trying): the part failed.
     async fn report_event(&self, report: &codec::StatusReport) -> Option<ChannelEvent> {
         if report.status.class == codec::StatusClass::StillTrying {
             return None;
