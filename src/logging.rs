@@ -21,6 +21,25 @@ pub fn init(config: &LogConfig) {
     };
 }
 
+/// Whether `level` is a filter `init` will take as meant. `EnvFilter`
+/// reads a bare word that is no level name as a target ("warning": all
+/// events of a target called `warning`), so a misspelt level parses and
+/// silences every log line. Here each directive without `=` must be a
+/// level (`info`, `warn`, ...), and each with one must end in a level.
+pub fn is_valid_filter(level: &str) -> bool {
+    use tracing_subscriber::filter::LevelFilter;
+    let directives_are_levels = level.split(',').all(|directive| {
+        let directive = directive.trim();
+        let level_part = directive
+            .rsplit_once('=')
+            .map_or(directive, |(_, l)| l)
+            .trim();
+        // `LevelFilter` takes "" for `error`; here it is a slip (`info,`).
+        !level_part.is_empty() && level_part.parse::<LevelFilter>().is_ok()
+    });
+    directives_are_levels && level.parse::<EnvFilter>().is_ok()
+}
+
 /// Colours only for a person at a terminal: under systemd stderr is the
 /// journal, where escape codes show as `^[[2m` or make `journalctl` call
 /// the line "blob data"; and never when `NO_COLOR` is set (no-color.org).
@@ -65,6 +84,29 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_filter_is_valid_only_if_every_directive_names_a_level() {
+        for good in [
+            "info",
+            "WARN",
+            "off",
+            "warn,phonerelay=debug",
+            "phonerelay::relay=trace",
+        ] {
+            assert!(is_valid_filter(good), "{good}");
+        }
+        for bad in [
+            "warning",
+            "verbose",
+            "",
+            "info,",
+            "phonerelay=loud",
+            "phonerelay",
+        ] {
+            assert!(!is_valid_filter(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn a_throttle_lets_one_line_through_per_period_and_counts_the_rest() {

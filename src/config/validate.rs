@@ -177,13 +177,12 @@ pub fn validate_with(loaded: &LoadedConfig, extra_phone_ids: &[String]) -> Vec<C
             ));
         }
     }
-    if config
-        .log
-        .level
-        .parse::<tracing_subscriber::EnvFilter>()
-        .is_err()
-    {
-        issues.push(ConfigIssue::new("log.level", "not a valid tracing filter"));
+    if !crate::logging::is_valid_filter(&config.log.level) {
+        issues.push(ConfigIssue::new(
+            "log.level",
+            "must be a level (error, warn, info, debug, trace, off) or directives \
+             such as \"info,phonerelay::relay=debug\"",
+        ));
     }
     issues.extend(crate::channels::validate(loaded));
     validate_relay(&config.relay, &mut issues);
@@ -600,6 +599,17 @@ mod tests {
         ] {
             assert!(found.contains(key), "{key} missing from {found}");
         }
+    }
+
+    /// A misspelt level would pass as a target name and silence the log.
+    #[test]
+    fn a_log_level_that_is_no_level_is_refused() {
+        for bad in ["warning", "verbose"] {
+            let found = issues(&format!("[log]\nlevel = \"{bad}\"\n"));
+            assert_eq!(found.len(), 1, "{bad}: {found:?}");
+            assert!(found[0].starts_with("log.level: "), "{found:?}");
+        }
+        assert!(issues("[log]\nlevel = \"warn,phonerelay::relay=debug\"\n").is_empty());
     }
 
     /// A query would carry a token into every error and log line that
