@@ -69,6 +69,13 @@ async fn pair_checks_the_key_stores_it_privately_and_issues_the_bridge_key() {
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(!run.stderr.contains(RELAY_KEY) && !run.stdout.contains(RELAY_KEY));
+    // This config has no endpoint at all, so none with that phone_id.
+    assert!(
+        run.stderr
+            .contains(&format!("note: no endpoint with phone_id {PHONE_ID:?}")),
+        "{}",
+        run.stderr
+    );
     let bridge_key = run.stdout.trim().to_string();
     assert!(bridge_key.starts_with("prk_"), "{bridge_key}");
     assert_eq!(relay.with(|s| s.hellos.len()), 1);
@@ -114,6 +121,31 @@ async fn pair_checks_the_key_stores_it_privately_and_issues_the_bridge_key() {
     drop(store);
     let status = phonerelay(&config, &["pair", "--status"], "").await;
     assert_one_line_error(&status, 2, "not paired");
+}
+
+/// The config's relay.phone_id wins over the pairing's: `pair` says so.
+#[tokio::test]
+async fn pair_notes_a_phone_id_the_config_overrides() {
+    let relay = EmulatedRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("[relay]\nphone_id = \"sim-1\"\n");
+    std::fs::write(&config, text).unwrap();
+    let run = phonerelay(
+        &config,
+        &["pair", "--relay", &relay.url(), "--phone-id", PHONE_ID],
+        RELAY_KEY,
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "note: relay.phone_id in the config (\"sim-1\") overrides this pairing's phone_id"
+        ),
+        "{}",
+        run.stderr
+    );
 }
 
 #[tokio::test]

@@ -100,6 +100,25 @@ pub async fn pair(loaded: &LoadedConfig, args: &PairArgs) -> Result<(), ExitErro
     {
         eprintln!("note: relay.url in the config ({configured}) overrides this pairing's URL");
     }
+    // The link runs as the config's phone_id, whatever this pairing says:
+    // the relay would get this pairing's key for another phone.
+    if let Some(configured) = &loaded.config.relay.phone_id
+        && configured != phone_id
+    {
+        eprintln!(
+            "note: relay.phone_id in the config ({configured:?}) overrides this pairing's \
+             phone_id: the link runs as {configured:?}"
+        );
+    }
+    // The bridge key is bound to the phone_id: every send the relay pushes
+    // with it is refused until an endpoint with that phone_id exists.
+    if !crate::channels::configured_phone_ids(loaded).contains(phone_id) {
+        eprintln!(
+            "note: no endpoint with phone_id {phone_id:?} is configured in {}; \
+             the relay's sends are refused until one is",
+            loaded.path.display()
+        );
+    }
     eprintln!(
         "bridge key {} created for the relay to push sends with (scopes send,read; phone_id {phone_id}).",
         outcome.bridge_key_id
