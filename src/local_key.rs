@@ -34,14 +34,30 @@ pub async fn ensure(store: &dyn Store, state_dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", file.display()))
 }
 
-pub fn read(state_dir: &Path) -> Result<String, String> {
+pub fn read(state_dir: &Path) -> Result<String, ReadError> {
     let file = path(state_dir);
     std::fs::read_to_string(&file)
         .map(|s| s.trim().to_string())
-        .map_err(|e| {
-            format!(
+        .map_err(|e| ReadError {
+            missing: e.kind() == std::io::ErrorKind::NotFound,
+            message: format!(
                 "cannot read the local CLI key {}: {e} (is the daemon running, and are you its user?)",
                 file.display()
-            )
+            ),
         })
+}
+
+/// Why the local key could not be read.
+#[derive(Debug)]
+pub struct ReadError {
+    /// No key file: no daemon has started on this state dir yet, which
+    /// starting one puts right (unlike a file the caller may not read).
+    pub missing: bool,
+    pub message: String,
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }

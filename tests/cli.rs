@@ -448,6 +448,51 @@ fn send_status_and_messages_go_through_the_running_daemon() {
     assert!(text(&down.stderr).contains("cannot reach the daemon"));
 }
 
+/// `PHONERELAY_TIMEOUT` is read only by the commands that wait on the
+/// daemon: empty is unset, and a bad value stops those with a usage error
+/// naming it, not `check` or `keys` (nor `serve`). A state dir no daemon
+/// has started on has no local key: that is a daemon not running (exit 1,
+/// as when it is stopped), which starting it puts right.
+#[test]
+fn the_timeout_variable_is_read_only_where_it_counts_and_no_daemon_yet_is_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_port, path) = daemon_on_a_free_port(dir.path());
+    let config = path.to_str().unwrap();
+    let with_timeout = |args: &[&str], value: &str| {
+        bin()
+            .args(args)
+            .args(["--config", config])
+            .env("PHONERELAY_TIMEOUT", value)
+            .env_remove("PHONERELAY_API_KEY")
+            .output()
+            .unwrap()
+    };
+    let check = with_timeout(&["check"], "");
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check.stderr));
+    let keys = with_timeout(&["keys", "list"], "5s");
+    assert_eq!(keys.status.code(), Some(0), "{}", text(&keys.stderr));
+    let bad = with_timeout(&["status"], "5s");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad.stderr).contains("PHONERELAY_TIMEOUT"),
+        "{}",
+        text(&bad.stderr)
+    );
+
+    let never_started = with_timeout(&["status"], "");
+    assert_eq!(
+        never_started.status.code(),
+        Some(1),
+        "{}",
+        text(&never_started.stderr)
+    );
+    assert!(
+        text(&never_started.stderr).contains("cannot read the local CLI key"),
+        "{}",
+        text(&never_started.stderr)
+    );
+}
+
 /// A daemon that takes connections but never answers (stopped with
 /// SIGSTOP, hung, or at its connection limit, where the kernel still
 /// completes the handshake): `status` gives up after `--timeout` and says
@@ -736,7 +781,9 @@ fn send_without_a_phone_id_says_what_the_key_cannot_see() {
             "sim-1",
         ])
         .args(["--to", "+15551230001", "--text", "x"])
-        .env("PHONERELAY_API_KEY", &send_only);
+        // A line end, as an EnvironmentFile with CRLF or `$(cat file)`
+        // leaves, is no part of the key.
+        .env("PHONERELAY_API_KEY", format!("{send_only}\r\n"));
     let routed = routed.output().unwrap();
     assert!(routed.status.success(), "{}", text(&routed.stderr));
 

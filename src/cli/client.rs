@@ -46,10 +46,21 @@ impl From<Refusal> for ExitError {
 
 impl LocalClient {
     pub fn new(loaded: &LoadedConfig, timeout: Duration) -> Result<Self, ExitError> {
-        let (key, key_from_env) = match std::env::var(API_KEY_ENV) {
+        // Trimmed as the local key is: an EnvironmentFile with CRLF line
+        // ends, or `$(cat file)`, leaves a line end a header cannot carry.
+        let from_env = std::env::var(API_KEY_ENV).map(|key| key.trim().to_string());
+        let (key, key_from_env) = match from_env {
             Ok(key) if !key.is_empty() => (key, true),
             _ => (
-                local_key::read(&loaded.state_dir()).map_err(ExitError::Config)?,
+                local_key::read(&loaded.state_dir()).map_err(|e| {
+                    // No key yet is a daemon never started here: as for
+                    // one that is stopped, starting it puts that right.
+                    if e.missing {
+                        ExitError::Runtime(e.message)
+                    } else {
+                        ExitError::Config(e.message)
+                    }
+                })?,
                 false,
             ),
         };

@@ -38,11 +38,11 @@ pub struct Cli {
 
     /// Longest wait for the running daemon's answer (send, status,
     /// messages): a daemon that is stopped, hung or at its
-    /// server.max_connections is reported instead of waited on for good.
-    #[arg(long, global = true, value_name = "SECONDS", env = "PHONERELAY_TIMEOUT",
-          default_value_t = client::DEFAULT_TIMEOUT_SECONDS,
+    /// server.max_connections is reported instead of waited on for good
+    /// [default: $PHONERELAY_TIMEOUT, then 30]
+    #[arg(long, global = true, value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(1..))]
-    pub timeout: u64,
+    pub timeout: Option<u64>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -89,8 +89,31 @@ pub fn load_config(cli: &Cli) -> Result<LoadedConfig, ExitError> {
 
 /// A client for the running daemon the config names.
 fn daemon_client(cli: &Cli) -> Result<client::LocalClient, ExitError> {
-    let timeout = std::time::Duration::from_secs(cli.timeout);
-    client::LocalClient::new(&load_config(cli)?, timeout)
+    let env = std::env::var(TIMEOUT_ENV).ok();
+    let seconds = timeout_seconds(cli.timeout, env.as_deref())?;
+    client::LocalClient::new(&load_config(cli)?, std::time::Duration::from_secs(seconds))
+}
+
+const TIMEOUT_ENV: &str = "PHONERELAY_TIMEOUT";
+
+/// `--timeout`, else `PHONERELAY_TIMEOUT`, else the default. Read here, for
+/// the commands that wait on the daemon, not by clap for every command: a
+/// bad or empty value in the environment must not stop `serve` (which a
+/// unit refusing to restart on exit 2 would leave down) or `keys`. Empty
+/// is unset, as for the other variables.
+fn timeout_seconds(flag: Option<u64>, env: Option<&str>) -> Result<u64, ExitError> {
+    if let Some(seconds) = flag {
+        return Ok(seconds);
+    }
+    match env.map(str::trim).filter(|value| !value.is_empty()) {
+        None => Ok(client::DEFAULT_TIMEOUT_SECONDS),
+        Some(value) => match value.parse::<u64>() {
+            Ok(seconds) if seconds >= 1 => Ok(seconds),
+            _ => Err(ExitError::Config(format!(
+                "{TIMEOUT_ENV}: must be a whole number of seconds, at least 1"
+            ))),
+        },
+    }
 }
 
 pub async fn run(cli: Cli) -> Result<(), ExitError> {
@@ -132,6 +155,28 @@ pub async fn run(cli: Cli) -> Result<(), ExitError> {
                         ExitError::Runtime(message)
                     }
                 })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timeout_comes_from_the_flag_then_the_environment_then_the_default() {
+        assert_eq!(timeout_seconds(Some(5), Some("7")).unwrap(), 5);
+        assert_eq!(timeout_seconds(None, Some(" 7\r\n")).unwrap(), 7);
+        for unset in [None, Some(""), Some("  ")] {
+            assert_eq!(
+                timeout_seconds(None, unset).unwrap(),
+                client::DEFAULT_TIMEOUT_SECONDS
+            );
+        }
+        for bad in ["0", "5s", "-1"] {
+            let error = timeout_seconds(None, Some(bad)).unwrap_err();
+            assert_eq!(error.code(), 2, "{bad}");
+            assert!(error.to_string().contains(TIMEOUT_ENV), "{error}");
         }
     }
 }
