@@ -65,10 +65,15 @@ async fn an_inbound_answered_by_a_redirect_is_not_delivered_but_retried_until_th
     });
 }
 
-/// A reverse proxy answers 404 while the relay behind it restarts: every
-/// message sent meanwhile would get it, so none is made a dead letter.
-#[tokio::test]
-async fn a_relay_answering_404_while_it_restarts_holds_the_inbound_until_it_is_back() {
+/// A push-mode bridge whose link is up (its first heartbeat taken), and
+/// its relay then answering every request with `status`.
+async fn linked_bridge_then_relay_failing(
+    status: u16,
+) -> (
+    EmulatedRelay,
+    std::sync::Arc<TestChannel>,
+    common::TestDaemon,
+) {
     let relay = EmulatedRelay::start().await;
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
     let bridge =
@@ -76,7 +81,15 @@ async fn a_relay_answering_404_while_it_restarts_holds_the_inbound_until_it_is_b
     relay
         .wait_for("a first heartbeat", |s| !s.heartbeats.is_empty())
         .await;
-    relay.with(|s| s.fail_all = Some(404));
+    relay.with(|s| s.fail_all = Some(status));
+    (relay, wa, bridge)
+}
+
+/// A reverse proxy answers 404 while the relay behind it restarts: every
+/// message sent meanwhile would get it, so none is made a dead letter.
+#[tokio::test]
+async fn a_relay_answering_404_while_it_restarts_holds_the_inbound_until_it_is_back() {
+    let (relay, wa, bridge) = linked_bridge_then_relay_failing(404).await;
     for (id, text) in [("nf-1", "during the restart"), ("nf-2", "and another")] {
         wa.inject(wa_inbound("+15551230001", id, text, &[]))
             .await
@@ -102,12 +115,7 @@ async fn a_relay_answering_404_while_it_restarts_holds_the_inbound_until_it_is_b
     relay
         .wait_for("both inbound", |s| s.messages.len() == 2)
         .await;
-    let texts = relay.with(|s| {
-        s.messages
-            .iter()
-            .map(|m| m.body["text"].as_str().unwrap().to_string())
-            .collect::<Vec<_>>()
-    });
+    let texts = relay.message_texts();
     assert_eq!(texts, ["during the restart", "and another"]);
     bridge
         .wait_link("nothing pending or dead", |l| {
@@ -122,14 +130,7 @@ async fn a_relay_answering_404_while_it_restarts_holds_the_inbound_until_it_is_b
 /// messages committed after it do not overtake it.
 #[tokio::test]
 async fn a_clock_step_back_does_not_hold_a_message_in_backoff_behind_later_ones() {
-    let relay = EmulatedRelay::start().await;
-    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let bridge =
-        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
-    relay
-        .wait_for("a first heartbeat", |s| !s.heartbeats.is_empty())
-        .await;
-    relay.with(|s| s.fail_all = Some(503));
+    let (relay, wa, bridge) = linked_bridge_then_relay_failing(503).await;
     wa.inject(wa_inbound("+15551230001", "step-1", "first", &[]))
         .await
         .unwrap();
@@ -152,12 +153,7 @@ async fn a_clock_step_back_does_not_hold_a_message_in_backoff_behind_later_ones(
     relay
         .wait_for("both inbound", |s| s.messages.len() == 2)
         .await;
-    let texts = relay.with(|s| {
-        s.messages
-            .iter()
-            .map(|m| m.body["text"].as_str().unwrap().to_string())
-            .collect::<Vec<_>>()
-    });
+    let texts = relay.message_texts();
     assert_eq!(texts, ["first", "second"]);
 }
 

@@ -204,6 +204,16 @@ impl EmulatedRelay {
         self.with(|s| s.messages.clone())
     }
 
+    /// The texts of the messages the relay took, in the order it took them.
+    pub fn message_texts(&self) -> Vec<String> {
+        self.with(|s| {
+            s.messages
+                .iter()
+                .map(|m| m.body["text"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+    }
+
     pub fn status_events(&self) -> Vec<Value> {
         self.with(|s| s.status_events.clone())
     }
