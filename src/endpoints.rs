@@ -6,7 +6,7 @@ use std::sync::Arc;
 use phonerelay_channel::{Channel, ChannelKind};
 use tokio::sync::Notify;
 
-use crate::outbox::{Intake, Pause};
+use crate::outbox::{BackInQueue, Intake, Pause};
 
 pub type EndpointKey = (ChannelKind, String);
 
@@ -25,6 +25,9 @@ pub struct Endpoint {
     /// still says yes does not have the queue claimed and put back in a
     /// tight loop.
     pub pause: Pause,
+    /// Its messages that went back to the queue and have not been taken
+    /// again: a recipient's later message waits behind them.
+    pub back_in_queue: Arc<BackInQueue>,
 }
 
 #[derive(Default)]
@@ -48,6 +51,7 @@ impl Endpoints {
                     wake: Notify::new(),
                     intake: Intake::default(),
                     pause: Pause::default(),
+                    back_in_queue: Arc::default(),
                 }),
             );
         }

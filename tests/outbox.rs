@@ -1117,6 +1117,33 @@ async fn a_recipients_next_message_waits_for_the_retry_of_the_one_before() {
     );
 }
 
+/// A message that goes back to the queue due at once (the remote asked for
+/// no wait) still goes before the next one to its recipient, claimed in
+/// the same batch: that one waits until the first has been taken again,
+/// not merely until the first's retry time, which has already come.
+#[tokio::test]
+async fn a_recipients_next_message_does_not_overtake_one_back_in_the_queue_due_at_once() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    // Down while both are accepted, so one claim takes them together.
+    ch.set_health(phonerelay_channel::ChannelHealth::down("modem unplugged"));
+    ch.script(vec![
+        Step::Fail(SendError::recipient_limited(
+            "pair_limit",
+            "too many to this number",
+            Some(Duration::ZERO),
+        )),
+        Step::Ok,
+        Step::Ok,
+    ]);
+    let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
+    let first = d.queue_sms("+15551230001", "first").await;
+    let second = d.queue_sms("+15551230001", "second").await;
+    ch.set_health(phonerelay_channel::ChannelHealth::up("back"));
+    d.wait_status(&first, "sent").await;
+    d.wait_status(&second, "sent").await;
+    assert_eq!(sent_to(&ch, "+15551230001"), ["first", "second"]);
+}
+
 /// A claimed message can wait longer than its lease before its send
 /// starts (here for the endpoint's rate limit, as behind its recipient's
 /// earlier sends): the dispatcher still holds it, so it is sent once, not

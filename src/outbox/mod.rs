@@ -1,8 +1,10 @@
 //! The outbox dispatcher: one worker set per endpoint claims due messages
 //! with a lease (or takes them handed over at accept, `handover`), sends
 //! them through the adapter within rate limits, each recipient's in queue
-//! order (`recipient_order`), and records the classified outcome.
+//! order (`recipient_order`, `back_in_queue`), and records the classified
+//! outcome.
 
+mod back_in_queue;
 mod backoff;
 mod handover;
 mod limits;
@@ -12,6 +14,7 @@ mod recipient_order;
 mod send;
 mod worker;
 
+pub use back_in_queue::BackInQueue;
 pub use backoff::retry_delay_ms;
 pub use handover::{Handover, Intake, Reservation};
 pub use limits::limits_for;

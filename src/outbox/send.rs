@@ -283,7 +283,7 @@ fn stopped_in_flight(ctx: &DispatchContext, record: &OutboundRecord) -> SendOutc
 /// The remote refused the send for now because of its recipient: put the
 /// message back, due when the remote said (or after `retry_initial_ms`),
 /// with the remote's own words. The endpoint goes on with the others; the
-/// recipient's later messages wait behind this one (`recipient_order`).
+/// recipient's later messages wait behind this one (`back_in_queue`).
 fn recipient_refused(
     ctx: &DispatchContext,
     record: &OutboundRecord,

@@ -9,6 +9,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::back_in_queue::{BackInQueue, ClaimView, WentBack};
 use super::handover::Handover;
 use super::limits::limits_for;
 use super::recipient_order::RecipientOrder;
@@ -46,6 +47,9 @@ const RECORD_RETRY_MAX: Duration = Duration::from_secs(5);
 struct Finished {
     id: String,
     outcome: SendOutcome,
+    /// The message went back to the queue: the recorder says once that is
+    /// committed (`back_in_queue`).
+    went_back: Option<WentBack>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -86,6 +90,7 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
     let recorder = tokio::spawn(record_finished(
         ctx.store.clone(),
         finished_rx,
+        endpoint.back_in_queue.clone(),
         ctx.hard_stop.clone(),
     ));
     let mut sends = Sends {
@@ -98,7 +103,7 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
     };
     super::pause_cursor::restore(ctx.store.as_ref(), kind, &phone_id, &endpoint.pause).await;
     let mut handovers = endpoint.intake.open(permits.clone());
-    sends.order = recipient_holds(&ctx, &endpoint, kind, &phone_id).await;
+    restore_back_in_queue(&ctx, &endpoint, kind, &phone_id).await;
     tracing::info!(channel = %kind, %phone_id, concurrency = limits.in_flight(), "dispatcher started");
 
     let mut holding = false;
@@ -155,7 +160,8 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
         }
         let claim_at = now_ms();
         let claim_start = endpoint.intake.claim_starts(claim_at);
-        let (held, hold_ends) = sends.order.held(claim_at);
+        let claim_view = endpoint.back_in_queue.claim_starts(claim_at);
+        let (held, hold_ends) = endpoint.back_in_queue.held(claim_at);
         let claimed = ctx
             .store
             .claim_outbound(ClaimRequest {
@@ -202,7 +208,7 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
                     }
                 }
             };
-            sends.start(message, permit);
+            sends.start(message, permit, Some(claim_view));
         }
         if nothing_due {
             let wait = idle_wait(&ctx, &endpoint, kind, &phone_id, held, hold_ends).await;
@@ -243,32 +249,33 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
     tracing::info!(channel = %kind, %phone_id, "dispatcher stopped");
 }
 
-/// The recipient order a dispatcher starts with: each recipient whose
-/// queue waits for a retry is held until it is due (`recipient_order`),
-/// and the intake hands no message over past that time until a claim has
-/// taken the retry. If the queue cannot be read, it starts with no holds
-/// and says so: a new message may then overtake one waiting to retry,
-/// nothing worse.
-async fn recipient_holds(
+/// What a dispatcher starts with as back in the queue: each message not
+/// due yet (a retry, a rate limit) holds its recipient's later ones back
+/// until it has been taken again (`back_in_queue`), and the intake hands no
+/// message over past its time until a claim has taken it. If the queue
+/// cannot be read, it starts with nothing and says so: a new message may
+/// then overtake one waiting to retry, nothing worse.
+async fn restore_back_in_queue(
     ctx: &DispatchContext,
     endpoint: &Endpoint,
     kind: phonerelay_channel::ChannelKind,
     phone_id: &str,
-) -> RecipientOrder {
-    let mut order = RecipientOrder::default();
-    match ctx.store.retry_holds(kind, phone_id, now_ms()).await {
-        Ok(holds) => {
-            for (recipient, until_ms) in &holds {
-                order.hold(recipient, *until_ms);
-                endpoint.intake.queued_until(*until_ms);
+) {
+    match ctx.store.queued_for_later(kind, phone_id, now_ms()).await {
+        Ok(queued) => {
+            endpoint.back_in_queue.restore(&queued);
+            for message in &queued {
+                endpoint.intake.queued_until(message.due_ms);
             }
         }
-        Err(e) => tracing::warn!(
-            error = %e, channel = %kind, %phone_id,
-            "cannot read the retries waiting in the queue; a new message may overtake one"
-        ),
+        Err(e) => {
+            endpoint.back_in_queue.restore(&[]);
+            tracing::warn!(
+                error = %e, channel = %kind, %phone_id,
+                "cannot read the retries waiting in the queue; a new message may overtake one"
+            );
+        }
     }
-    order
 }
 
 /// The sends of one endpoint under way, and what each needs.
@@ -285,15 +292,23 @@ struct Sends {
 impl Sends {
     /// Send a message handed over at accept, with the permit it holds.
     fn take(&mut self, handover: Handover) {
-        self.start(handover.record, handover.permit);
+        self.start(handover.record, handover.permit, None);
     }
 
-    /// Send a claimed (or handed-over) message in a task of its own, once
-    /// the send before it to the same recipient has ended (messages are
-    /// started in queue order); its outcome goes to the recorder with the
-    /// permit it holds, which it keeps while it waits its turn.
-    fn start(&mut self, message: OutboundRecord, permit: OwnedSemaphorePermit) {
-        let mut place = self.order.join(&message.to, now_ms());
+    /// Send a claimed (by a claim that saw `claim`) or handed-over message
+    /// in a task of its own, once the send before it to the same recipient
+    /// has ended (messages are started in queue order) and no earlier one
+    /// to that recipient is back in the queue; its outcome goes to the
+    /// recorder with the permit it holds, which it keeps while it waits its
+    /// turn.
+    fn start(
+        &mut self,
+        message: OutboundRecord,
+        permit: OwnedSemaphorePermit,
+        claim: Option<ClaimView>,
+    ) {
+        self.endpoint.back_in_queue.taken_again(&message, claim);
+        let mut place = self.order.join(&message.to);
         let (endpoint, ctx, limiters) = (
             self.endpoint.clone(),
             self.ctx.clone(),
@@ -301,32 +316,42 @@ impl Sends {
         );
         let finished = self.finished.clone();
         self.in_flight.spawn(async move {
-            let outcome = match place.wait_turn(now_ms).await {
-                Some(until) => {
-                    Deferral::RecipientWaiting.release(&ctx, message.channel.as_str(), until)
-                }
+            place.wait_turn().await;
+            let back_in_queue = &endpoint.back_in_queue;
+            let outcome = if back_in_queue.goes_before(&message, now_ms()) {
+                // Due at once: the claims leave the recipient's queue alone
+                // while the earlier one is not due (`BackInQueue::held`),
+                // and take the two in order after.
+                Deferral::RecipientWaiting.release(&ctx, message.channel.as_str(), now_ms())
+            } else {
                 // A panic in the adapter must still end the claim with an
                 // outcome: nothing else would until the next start.
-                None => AssertUnwindSafe(send_one(&endpoint, &ctx, &limiters, &message))
+                AssertUnwindSafe(send_one(&endpoint, &ctx, &limiters, &message))
                     .catch_unwind()
                     .await
-                    .unwrap_or_else(|_| send_panicked(&ctx, &message)),
+                    .unwrap_or_else(|_| send_panicked(&ctx, &message))
             };
-            place.finish(&outcome);
-            if let SendOutcome::Retry {
-                next_attempt_at_ms, ..
-            }
-            | SendOutcome::Release {
-                next_attempt_at_ms, ..
-            } = &outcome
-            {
-                endpoint.intake.queued_until(*next_attempt_at_ms);
-            }
+            let went_back = match &outcome {
+                SendOutcome::Retry {
+                    next_attempt_at_ms, ..
+                }
+                | SendOutcome::Release {
+                    next_attempt_at_ms, ..
+                } => {
+                    endpoint.intake.queued_until(*next_attempt_at_ms);
+                    Some(back_in_queue.went_back(&message, *next_attempt_at_ms))
+                }
+                _ => None,
+            };
+            // Only now: the next send to the recipient must see this one
+            // back in the queue.
+            place.finish();
             // The recorder outlives every send task: `run_endpoint`
             // awaits it only after they are all done.
             let _ = finished.send(Finished {
                 id: message.id,
                 outcome,
+                went_back,
                 _permit: permit,
             });
         });
@@ -339,6 +364,7 @@ impl Sends {
 async fn record_finished(
     store: Arc<dyn Store>,
     mut finished: mpsc::UnboundedReceiver<Finished>,
+    back_in_queue: Arc<BackInQueue>,
     hard_stop: CancellationToken,
 ) {
     let mut batch = Vec::new();
@@ -347,14 +373,23 @@ async fn record_finished(
             .iter()
             .map(|f| (f.id.clone(), f.outcome.clone()))
             .collect::<Vec<_>>();
-        if let Err(e) = record_until_stored(&*store, outcomes, &hard_stop).await {
-            tracing::warn!(error = %e, count = batch.len(),
-                "could not record a group of send outcomes; recording them one by one");
-            for f in &batch {
-                let outcome = vec![(f.id.clone(), f.outcome.clone())];
-                if let Err(e) = record_until_stored(&*store, outcome, &hard_stop).await {
-                    tracing::error!(id = %f.id, error = %e,
-                        "could not record a send outcome; the next start returns the message to the queue");
+        match record_until_stored(&*store, outcomes, &hard_stop).await {
+            Ok(()) => back_in_queue.recorded(batch.iter().filter_map(|f| f.went_back.as_ref())),
+            Err(e) => {
+                tracing::warn!(error = %e, count = batch.len(),
+                    "could not record a group of send outcomes; recording them one by one");
+                for f in &batch {
+                    let outcome = vec![(f.id.clone(), f.outcome.clone())];
+                    match record_until_stored(&*store, outcome, &hard_stop).await {
+                        Ok(()) => back_in_queue.recorded(&f.went_back),
+                        Err(e) => {
+                            tracing::error!(id = %f.id, error = %e,
+                                "could not record a send outcome; the next start returns the message to the queue");
+                            if let Some(went_back) = &f.went_back {
+                                back_in_queue.not_recorded(went_back);
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -495,13 +530,14 @@ mod tests {
                     receipt: SendReceipt::single(format!("ext-{id}")),
                     now_ms: now_ms(),
                 },
+                went_back: None,
                 _permit: permit,
             })
             .unwrap();
         }
         drop(tx);
         // Every outcome is waiting before the recorder starts: one group.
-        record_finished(store.clone(), rx, CancellationToken::new()).await;
+        record_finished(store.clone(), rx, Arc::default(), CancellationToken::new()).await;
         for id in &ids {
             let detail = store.get_outbound(id).await.unwrap().unwrap();
             assert_eq!(detail.record.status, OutboundStatus::Sent, "{id}");

@@ -107,16 +107,15 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
         skip_recipients: Vec<String>,
     ) -> StoreResult<Option<i64>>;
-    /// Each recipient of the endpoint with a queued message not due until
-    /// after `now_ms` (a retry, or one held back behind it), with the
-    /// earliest such time: what the dispatcher holds later sends to that
-    /// recipient back for after a restart.
-    async fn retry_holds(
+    /// The endpoint's queued messages not due until after `now_ms` (a
+    /// retry, a rate limit) and not past their ttl: what the dispatcher
+    /// holds each recipient's later messages back behind after a restart.
+    async fn queued_for_later(
         &self,
         channel: ChannelKind,
         phone_id: &str,
         now_ms: i64,
-    ) -> StoreResult<Vec<(String, i64)>>;
+    ) -> StoreResult<Vec<QueuedForLater>>;
     /// Mark queued messages past their TTL expired; returns how many.
     async fn expire_due(&self, now_ms: i64) -> StoreResult<usize>;
     /// Delete up to `batch` ended outbound messages (with their history and

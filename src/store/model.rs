@@ -221,6 +221,17 @@ pub struct ClaimRequest {
     pub skip_recipients: Vec<String>,
 }
 
+/// A queued message not due yet (`Store::queued_for_later`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedForLater {
+    pub recipient: String,
+    pub priority: i64,
+    pub seq: i64,
+    /// Its `next_attempt_at`.
+    pub due_ms: i64,
+    pub expires_at_ms: i64,
+}
+
 /// What happened to a claimed message.
 #[derive(Debug, Clone)]
 pub enum SendOutcome {

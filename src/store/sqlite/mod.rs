@@ -274,15 +274,15 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn retry_holds(
+    async fn queued_for_later(
         &self,
         channel: ChannelKind,
         phone_id: &str,
         now_ms: i64,
-    ) -> StoreResult<Vec<(String, i64)>> {
+    ) -> StoreResult<Vec<QueuedForLater>> {
         let phone_id = phone_id.to_string();
         self.reader
-            .read(move |conn| outbound::retry_holds(conn, channel, &phone_id, now_ms))
+            .read(move |conn| outbound::queued_for_later(conn, channel, &phone_id, now_ms))
             .await
     }
 

@@ -743,29 +743,33 @@ fn requeue(
     Ok(())
 }
 
-/// Recipients of an endpoint with a queued message that is not due yet
-/// (waiting for a retry, or held back behind one), each with the earliest
-/// such time. Read once as a dispatcher starts, to rebuild the order its
-/// memory kept before a restart (`outbox::recipient_order`); it walks the
-/// endpoint's queue once.
-pub(super) const RETRY_HOLDS: &str = concat!(
-    "SELECT recipient, MIN(next_attempt_at) FROM outbound
+/// The queued messages of an endpoint that are not due yet (waiting for a
+/// retry or a rate limit) nor past their ttl. Read once as a dispatcher
+/// starts, to rebuild what its memory kept before a restart
+/// (`outbox::back_in_queue`); it walks the endpoint's queue once.
+pub(super) const QUEUED_FOR_LATER: &str = concat!(
+    "SELECT recipient, priority, seq, next_attempt_at, expires_at FROM outbound
      WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued' AND ",
     live!(),
-    " AND next_attempt_at > ?3
-     GROUP BY recipient"
+    " AND next_attempt_at > ?3 AND expires_at > ?3"
 );
 
-pub fn retry_holds(
+pub fn queued_for_later(
     conn: &Connection,
     channel: ChannelKind,
     phone_id: &str,
     now_ms: i64,
-) -> StoreResult<Vec<(String, i64)>> {
+) -> StoreResult<Vec<QueuedForLater>> {
     Ok(conn
-        .prepare_cached(RETRY_HOLDS)?
+        .prepare_cached(QUEUED_FOR_LATER)?
         .query_map(params![channel.as_str(), phone_id, now_ms], |row| {
-            Ok((row.get(0)?, row.get(1)?))
+            Ok(QueuedForLater {
+                recipient: row.get(0)?,
+                priority: row.get(1)?,
+                seq: row.get(2)?,
+                due_ms: row.get(3)?,
+                expires_at_ms: row.get(4)?,
+            })
         })?
         .collect::<Result<_, _>>()?)
 }

@@ -58,7 +58,7 @@ fn the_claim_and_the_queue_reads_use_the_live_index() {
     assert_reaches(outbound::EXPIRE_DUE, "outbound_claim");
     assert_reaches(outbound::ABANDONED, "outbound_claim");
     assert_reaches(outbound::NEXT_DUE, "outbound_claim");
-    assert_reaches(outbound::RETRY_HOLDS, "outbound_claim");
+    assert_reaches(outbound::QUEUED_FOR_LATER, "outbound_claim");
     // Asked for each reply without a route yet, and again while it waits.
     assert_reaches(routing::SEND_UNSETTLED, "outbound_claim");
 }
