@@ -1144,6 +1144,25 @@ async fn a_recipients_next_message_does_not_overtake_one_back_in_the_queue_due_a
     assert_eq!(sent_to(&ch, "+15551230001"), ["first", "second"]);
 }
 
+/// Cancelling the message a recipient's next one waits behind lets that
+/// one go at once, not when the cancelled one's retry would have come.
+#[tokio::test]
+async fn cancelling_the_message_a_recipients_next_one_waits_behind_lets_that_one_go() {
+    // A minute's wait for the retry, far longer than the test waits.
+    let (d, ch, first) = first_waits_for_a_retry(60_000).await;
+    let second = d.queue_sms("+15551230001", "second").await;
+    let (code, body) = d
+        .post(
+            &format!("/api/v1/messages/{first}/cancel"),
+            &d.admin_key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    d.wait_status(&second, "sent").await;
+    assert_eq!(sent_to(&ch, "+15551230001"), ["second"]);
+}
+
 /// A claimed message can wait longer than its lease before its send
 /// starts (here for the endpoint's rate limit, as behind its recipient's
 /// earlier sends): the dispatcher still holds it, so it is sent once, not

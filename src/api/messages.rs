@@ -509,9 +509,15 @@ pub async fn cancel_message(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<MessageView>, ApiError> {
     caller.require(Scope::Send)?;
-    visible(&state, &caller, &id).await?;
+    let before = visible(&state, &caller, &id).await?.record;
     match state.store.cancel_outbound(&id, now_ms()).await? {
         CancelOutcome::Cancelled => {
+            // The recipient's later messages may wait behind this one, for
+            // a retry that may be far off: they go now.
+            if let Some(endpoint) = state.endpoints.get(before.channel, &before.phone_id) {
+                endpoint.back_in_queue.cancelled(&before);
+                endpoint.wake.notify_one();
+            }
             let detail = visible(&state, &caller, &id).await?;
             Ok(Json(MessageView::from(&detail)))
         }

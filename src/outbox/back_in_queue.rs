@@ -9,12 +9,15 @@
 //! in queue order.
 //!
 //! A message leaves this list when it is claimed again, when its TTL has
-//! run out (a claim never takes it then), or when it is shown to have left
-//! the queue another way: a claim read the queue after its return was
-//! committed, it was due by then, and the claim took a later message to
-//! the same recipient but not it. That covers a message cancelled while it
-//! waited, and nothing is held back for ever by a message that will never
-//! be claimed again. A return the recorder could not commit is forgotten:
+//! run out (a claim never takes it then), when it is cancelled (the API
+//! says so, [`BackInQueue::cancelled`]: its retry may be far off, and the
+//! recipient's next message would wait for it until then), or when it is
+//! shown to have left the queue another way: a claim read the queue after
+//! its return was committed, it was due by then, and the claim took a
+//! later message to the same recipient but not it. That last covers a
+//! cancel the API could not report (its request was dropped), and nothing
+//! is held back for ever by a message that will never be claimed again. A
+//! return the recorder could not commit is forgotten:
 //! the message stays `sending` until the next start, and holding its
 //! recipient meanwhile would hold it for nothing.
 //!
@@ -145,6 +148,12 @@ impl BackInQueue {
     /// `sending` until the next start, and no claim takes it meanwhile.
     pub fn not_recorded(&self, went_back: &WentBack) {
         self.lock().remove(&went_back.recipient, went_back.order);
+    }
+
+    /// `record` was cancelled while it waited in the queue.
+    pub fn cancelled(&self, record: &OutboundRecord) {
+        self.lock()
+            .remove(&record.to, order_of(record.priority, record.seq));
     }
 
     /// Call before a claim that reads the queue at `at_ms`.
@@ -312,6 +321,18 @@ mod tests {
         assert!(back.goes_before(&message("+1", 3), 200));
         back.taken_again(&message("+1", 2), Some(back.claim_starts(200)));
         assert!(!back.goes_before(&message("+1", 3), 200), "it left");
+    }
+
+    #[test]
+    fn a_cancelled_message_holds_nothing_back_however_far_off_its_retry() {
+        let back = BackInQueue::default();
+        back.went_back(&message("+1", 1), 9_000);
+        back.went_back(&message("+1", 2), 0);
+        back.cancelled(&message("+1", 1));
+        assert_eq!(back.held(100), (Vec::new(), None));
+        assert!(back.goes_before(&message("+1", 3), 100), "the second waits");
+        back.cancelled(&message("+1", 2));
+        assert!(!back.goes_before(&message("+1", 3), 100));
     }
 
     #[test]
