@@ -581,6 +581,25 @@ async fn per_recipient_limit_defers_without_dropping() {
     assert_eq!(deferred(&d, "recipient_waiting").await, 0);
 }
 
+/// A send the endpoint turned away went nowhere, so it spends none of its
+/// recipient's rate limit: with one send a minute allowed, the message
+/// goes as soon as the endpoint takes it, not a minute later.
+#[tokio::test]
+async fn a_send_turned_away_spends_none_of_its_recipients_rate_limit() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    ch.script(vec![
+        Step::Fail(SendError::unavailable("modem_down", "modem not connected")),
+        Step::Ok,
+    ]);
+    let limits = "[outbox.limits.m1]\nper_recipient_per_minute = 1\n";
+    let d = TestDaemon::start(&format!("{FAST_OUTBOX}{limits}"), vec![ch.clone()]).await;
+    let id = d.queue_sms("+15551230001", "hi").await;
+    let message = d.wait_status(&id, "sent").await;
+    assert_eq!(message["attempts"], 1, "{message}");
+    assert_eq!(ch.calls(), 2);
+    assert_eq!(deferred(&d, "rate_limited").await, 0);
+}
+
 /// A backlog to one recipient held back by its rate limit stays in the
 /// queue while it waits: claimed, each of its messages would only go back
 /// to wait, a history row each time, and the claims walked the whole

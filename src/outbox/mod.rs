@@ -10,6 +10,7 @@ mod handover;
 mod limits;
 mod pause;
 mod pause_cursor;
+mod recipient_limit;
 mod recipient_order;
 mod send;
 mod worker;

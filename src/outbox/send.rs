@@ -1,12 +1,12 @@
 use std::time::{Duration, Instant};
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter};
+use governor::DefaultDirectRateLimiter;
 use phonerelay_channel::{ErrorClass, OutboundMessage, SendError};
 
 use super::backoff::retry_delay_ms;
 use super::pause::RefusalBackoff;
 use super::pause_cursor;
+use super::recipient_limit::RecipientLimit;
 use super::worker::DispatchContext;
 use crate::clock::now_ms;
 use crate::endpoints::Endpoint;
@@ -20,7 +20,7 @@ const TURNED_AWAY_PAUSE: Duration = Duration::from_millis(250);
 
 pub struct Limiters {
     pub endpoint: DefaultDirectRateLimiter,
-    pub per_recipient: Option<DefaultKeyedRateLimiter<String>>,
+    pub per_recipient: Option<RecipientLimit>,
 }
 
 /// Send one claimed message and say what became of it; the worker's
@@ -43,12 +43,38 @@ async fn decide(
     if now_ms() >= record.expires_at_ms {
         return SendOutcome::Expired { now_ms: now_ms() };
     }
-    if let Some(per_recipient) = &limiters.per_recipient
-        && let Err(not_until) = per_recipient.check_key(&record.to)
-    {
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
+    let Some(per_recipient) = &limiters.per_recipient else {
+        return attempt(endpoint, ctx, limiters, record).await;
+    };
+    if let Err(wait) = per_recipient.take(&record.to) {
         return release_after(ctx, record, Deferral::RateLimited, wait);
     }
+    let outcome = attempt(endpoint, ctx, limiters, record).await;
+    if went_nowhere(&outcome) {
+        per_recipient.give_back(&record.to);
+    }
+    outcome
+}
+
+/// Nothing reached the recipient: a release (no attempt: the hard stop, a
+/// pause, the endpoint or the remote turning the send away unsent) or an
+/// expiry before the send. A transient failure may have gone out, and a
+/// send cut short at the hard stop may have too.
+fn went_nowhere(outcome: &SendOutcome) -> bool {
+    matches!(
+        outcome,
+        SendOutcome::Release { .. } | SendOutcome::Expired { .. }
+    )
+}
+
+/// Send `record` once the endpoint's rate limit allows, unless something
+/// stops it first.
+async fn attempt(
+    endpoint: &Endpoint,
+    ctx: &DispatchContext,
+    limiters: &Limiters,
+    record: &OutboundRecord,
+) -> SendOutcome {
     // `hard_stop` first: once it has fired, no send may start (the message
     // is released; a send begun now could go out and be sent again).
     tokio::select! {

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::back_in_queue::{BackInQueue, ClaimView, WentBack};
 use super::handover::Handover;
 use super::limits::limits_for;
+use super::recipient_limit::RecipientLimit;
 use super::recipient_order::RecipientOrder;
 use super::send::{Deferral, Limiters, send_one, send_panicked};
 use crate::clock::now_ms;
@@ -83,7 +84,7 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
                 .allow_burst(NonZeroU32::new(limits.burst).expect("validated: burst >= 1")),
         ),
         per_recipient: NonZeroU32::new(limits.per_recipient_per_minute)
-            .map(|n| RateLimiter::keyed(Quota::per_minute(n))),
+            .map(RecipientLimit::per_minute),
     });
     let lease_ms = ctx.outbox.lease_ms();
     let (finished, finished_rx) = mpsc::unbounded_channel();
