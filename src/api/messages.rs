@@ -211,8 +211,7 @@ pub(crate) async fn commit_send(
     };
     let (channel, phone_id) = (message.channel, message.phone_id.clone());
     let relay_id = req.relay_message_id;
-    let handed_over = reservation.is_some();
-    let outcome = match reservation {
+    let (outcome, handed_over) = match reservation {
         // In a task of its own, so that a request dropped mid-way (the
         // client went away) still hands over what it committed.
         Some(reservation) => {
@@ -220,19 +219,21 @@ pub(crate) async fn commit_send(
             tokio::spawn(async move {
                 let claimed = message.clone();
                 let outcome = store_new(&*store, message, relay_id).await?;
-                if let AcceptOutcome::Created { id } = &outcome
-                    && !reservation.hand_over(claimed.claimed_record(id.clone()))
-                {
-                    tracing::warn!(
-                        "the dispatcher stopped before taking a message; the next start sends it"
-                    );
+                let mut handed_over = false;
+                if let AcceptOutcome::Created { id } = &outcome {
+                    handed_over = reservation.hand_over(claimed.claimed_record(id.clone()));
+                    if !handed_over {
+                        tracing::warn!(
+                            "the dispatcher was gone before taking a message; the next start sends it"
+                        );
+                    }
                 }
-                Ok::<_, StoreError>(outcome)
+                Ok::<_, StoreError>((outcome, handed_over))
             })
             .await
             .map_err(|_| StoreError::Closed)??
         }
-        None => store_new(&*state.store, message, relay_id).await?,
+        None => (store_new(&*state.store, message, relay_id).await?, false),
     };
     match outcome {
         AcceptOutcome::Created { id } => {

@@ -21,9 +21,12 @@
 //! a permit keeps starting hand-overs meanwhile, since theirs are the
 //! permits that come back.
 //!
-//! Nothing is lost if a hand-over never arrives (the dispatcher stopped
-//! at the hard stop first): the message is `sending` with a lease, and the
-//! next start requeues it.
+//! A stopping dispatcher takes no new reservation but waits, even past the
+//! hard stop, until each slot it handed out has been handed over or given
+//! up, and releases what it is handed then to the queue, its claim not
+//! counted. Nothing is lost if a hand-over still never arrives (the
+//! dispatcher died): the message is `sending` with a lease, and the next
+//! start requeues it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -229,18 +229,15 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
         }
     }
     // No new hand-overs; those already committed are sent (or released on
-    // `hard_stop`) like any claim, taken first even once `hard_stop` has
-    // fired, so each is released now rather than left to the next start.
+    // `hard_stop`) like any claim. Each slot reserved before the close is
+    // waited for, even past `hard_stop`, until its request has handed its
+    // message over or given up (the channel ends once every reservation is
+    // gone): a message committed claimed and handed over to no one would
+    // stay `sending`, its claim counted, until the next start. A request
+    // holds its slot only for the one commit.
     endpoint.intake.close();
-    loop {
-        tokio::select! {
-            biased;
-            handover = handovers.recv() => match handover {
-                Some(handover) => sends.take(handover),
-                None => break,
-            },
-            _ = ctx.hard_stop.cancelled() => break,
-        }
+    while let Some(handover) = handovers.recv().await {
+        sends.take(handover);
     }
     // Let in-flight sends finish; each one releases itself on `hard_stop`.
     // Then every outcome is committed before the dispatcher says stopped.
@@ -544,5 +541,80 @@ mod tests {
             assert_eq!(detail.record.status, OutboundStatus::Sent, "{id}");
         }
         assert_eq!(permits.available_permits(), 4, "every permit came back");
+    }
+
+    /// An endpoint that sends everything at once and receives nothing.
+    struct Idle;
+
+    #[async_trait::async_trait]
+    impl phonerelay_channel::Channel for Idle {
+        fn kind(&self) -> phonerelay_channel::ChannelKind {
+            phonerelay_channel::ChannelKind::Sms
+        }
+        fn phone_id(&self) -> &str {
+            "m1"
+        }
+        async fn send(
+            &self,
+            message: &phonerelay_channel::OutboundMessage,
+        ) -> Result<SendReceipt, phonerelay_channel::SendError> {
+            Ok(SendReceipt::single(format!("ext-{}", message.id)))
+        }
+        async fn run(&self, _ctx: phonerelay_channel::ChannelContext) {}
+        fn health(&self) -> phonerelay_channel::ChannelHealth {
+            phonerelay_channel::ChannelHealth::up("idle")
+        }
+    }
+
+    /// A message committed claimed at accept whose hand-over comes only
+    /// after the hard stop (its commit was slow) is still taken and
+    /// released to the queue before the dispatcher says stopped, its claim
+    /// not counted, instead of being left `sending` for the next start.
+    #[tokio::test]
+    async fn a_hand_over_that_comes_after_the_hard_stop_is_released_to_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap());
+        let endpoints = crate::endpoints::Endpoints::new(vec![Arc::new(Idle)]).unwrap();
+        let endpoint = endpoints
+            .get(phonerelay_channel::ChannelKind::Sms, "m1")
+            .unwrap()
+            .clone();
+        let ctx = DispatchContext {
+            store: store.clone(),
+            metrics: Arc::default(),
+            outbox: Arc::default(),
+            shutdown: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+        };
+        let dispatcher = tokio::spawn(run_endpoint(endpoint.clone(), ctx.clone()));
+        // A slot is free once the dispatcher's first claim found nothing.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let reservation = loop {
+            if let Some(reservation) = endpoint.intake.reserve() {
+                break reservation;
+            }
+            assert!(std::time::Instant::now() < deadline, "no free slot");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let mut message = queued_sms("late", now_ms());
+        message.claimed_until_ms = Some(now_ms() + 60_000);
+        let id = match store.accept_outbound(message.clone()).await {
+            Ok(AcceptOutcome::Created { id }) => id,
+            other => panic!("not created: {other:?}"),
+        };
+        ctx.shutdown.cancel();
+        ctx.hard_stop.cancel();
+        // Time for a dispatcher that did not wait for the hand-over to stop
+        // without it; one that waits passes whatever this takes.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        reservation.hand_over(message.claimed_record(id.clone()));
+        tokio::time::timeout(Duration::from_secs(30), dispatcher)
+            .await
+            .expect("the dispatcher stopped")
+            .unwrap();
+        let detail = store.get_outbound(&id).await.unwrap().unwrap();
+        assert_eq!(detail.record.status, OutboundStatus::Queued);
+        assert_eq!(detail.record.attempts, 0, "the claim is not counted");
     }
 }
