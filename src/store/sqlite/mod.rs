@@ -748,6 +748,100 @@ mod tests {
         }
     }
 
+    /// A message's row, parts and events are read in one snapshot: a send's
+    /// outcome committed by another connection while the read runs (here
+    /// as its first statement runs) shows in none of them. Read as
+    /// separate statements, the row said `sending`, the events `sent`,
+    /// and the history went on to a second `sending` after the `sent`.
+    #[tokio::test]
+    async fn a_message_is_read_in_one_snapshot_though_its_send_ends_during_the_read() {
+        use std::sync::{Arc, Mutex};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let store = SqliteStore::open(&path).unwrap();
+        let new = crate::store::testing::queued_sms("a", 1);
+        let AcceptOutcome::Created { id } = store.accept_outbound(new).await.unwrap() else {
+            panic!("not created");
+        };
+        let claim = ClaimRequest {
+            channel: ChannelKind::Sms,
+            phone_id: "m1".into(),
+            limit: 1,
+            now_ms: 10,
+            lease_ms: 60_000,
+            skip_recipients: Vec::new(),
+        };
+        assert_eq!(store.claim_outbound(claim).await.unwrap().len(), 1);
+
+        // The dispatcher's commit of the outcome, made once, from inside
+        // the read; its result is kept to check after the read (a panic
+        // in the handler would be lost in SQLite).
+        let dispatcher = Connection::open(&path).unwrap();
+        schema::configure(&dispatcher).unwrap();
+        let outcome = vec![(
+            id.clone(),
+            SendOutcome::Sent {
+                receipt: phonerelay_channel::SendReceipt::single("ext-1".to_string()),
+                now_ms: 20,
+            },
+        )];
+        let committed = Arc::new(Mutex::new(None));
+        let mut commit_outcome = {
+            let committed = committed.clone();
+            Some(move || {
+                let mut dispatcher = dispatcher;
+                let result = dispatcher
+                    .transaction()
+                    .map_err(StoreError::from)
+                    .and_then(|tx| {
+                        outbound::record_outcomes(&tx, &outcome)?;
+                        Ok(tx.commit()?)
+                    });
+                *committed.lock().unwrap() = Some(result);
+            })
+        };
+        let message = id.clone();
+        let read = store
+            .reader
+            .read(move |conn| {
+                conn.progress_handler(
+                    1,
+                    Some(move || {
+                        if let Some(commit) = commit_outcome.take() {
+                            commit();
+                        }
+                        false
+                    }),
+                );
+                let read = outbound::get(conn, &message);
+                conn.progress_handler(0, None::<fn() -> bool>);
+                read
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let commit_result = committed.lock().unwrap().take();
+        assert!(
+            matches!(commit_result, Some(Ok(()))),
+            "the outcome was committed during the read: {commit_result:?}"
+        );
+
+        let statuses = |detail: &OutboundDetail| -> Vec<(OutboundStatus, i64)> {
+            detail.history.iter().map(|e| (e.status, e.at_ms)).collect()
+        };
+        use OutboundStatus::{Queued, Sending, Sent};
+        assert_eq!(
+            read.record.status, Sending,
+            "the read began before the outcome"
+        );
+        assert_eq!(statuses(&read), [(Queued, 1), (Sending, 10)]);
+        assert!(read.record.external_ids.is_empty());
+        let after = store.get_outbound(&id).await.unwrap().unwrap();
+        assert_eq!(after.record.status, Sent);
+        assert_eq!(statuses(&after), [(Queued, 1), (Sending, 10), (Sent, 20)]);
+    }
+
     /// A read that holds back checkpoints lets the WAL grow past the
     /// limit; once it ends, the next checkpoint and write cut the file
     /// back instead of keeping it at its largest.

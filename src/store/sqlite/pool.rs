@@ -1,5 +1,6 @@
 //! Read connections. WAL lets readers run beside the writer thread; each
-//! read borrows an idle connection on a blocking thread.
+//! read borrows an idle connection on a blocking thread, and runs in one
+//! read transaction (see [`ReadPool::read`]).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -37,6 +38,12 @@ impl ReadPool {
         }
     }
 
+    /// Run `read` on a connection of the pool, inside a deferred read
+    /// transaction: every statement it runs sees the store as the first
+    /// one did. Outside a transaction each statement saw the latest
+    /// commit, so a read of several (a message's row, then its events)
+    /// could mix two moments, a status from before a send's outcome with
+    /// the history after it.
     pub async fn read<T, F>(&self, read: F) -> StoreResult<T>
     where
         T: Send + 'static,
@@ -51,8 +58,8 @@ impl ReadPool {
             .map_err(|_| StoreError::Closed)?;
         tokio::task::spawn_blocking(move || {
             let _turn = turn;
-            let conn = pool.take()?;
-            let result = read(&conn);
+            let mut conn = pool.take()?;
+            let result = in_one_snapshot(&mut conn, read);
             pool.give_back(conn);
             result
         })
@@ -74,11 +81,30 @@ impl ReadPool {
     }
 
     fn give_back(&self, conn: Connection) {
+        // A connection left inside a transaction (its rollback failed)
+        // would hand every later read the same old snapshot: close it.
+        if !conn.is_autocommit() {
+            return;
+        }
         let mut idle = self.idle.lock().expect("pool lock");
         if idle.len() < MAX_IDLE {
             idle.push(conn);
         }
     }
+}
+
+/// `read` in one deferred transaction, which takes its snapshot at the
+/// first statement and keeps it to the last.
+fn in_one_snapshot<T>(
+    conn: &mut Connection,
+    read: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
+    let snapshot = conn.transaction()?;
+    let result = read(&snapshot);
+    // Nothing was written; ending the transaction only lets go of the
+    // snapshot, so a failure to end it does not spoil what was read.
+    let _ = snapshot.rollback();
+    result
 }
 
 #[cfg(test)]
