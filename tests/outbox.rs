@@ -931,6 +931,48 @@ async fn a_message_for_an_idle_endpoint_is_handed_over_and_waits_for_no_claim() 
     assert_eq!(order, ["one", "two", "three"]);
 }
 
+/// The 202 says the status the message was committed with, which a read
+/// at once finds: `sending` for one handed straight to the idle endpoint
+/// (it said `queued`, and a cancel then met a 409), `queued` for one that
+/// waits behind it.
+#[tokio::test]
+async fn the_answer_to_a_send_names_the_status_it_was_committed_with() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    let limits = "[outbox.limits.sms]\nconcurrency = 1\n";
+    let d = TestDaemon::start(&format!("{FAST_OUTBOX}{limits}"), vec![ch.clone()]).await;
+    // As above: once the first claim found the queue empty, an accept
+    // that finds the slot free hands its message over.
+    let first = d.queue_sms("+15551230001", "one").await;
+    d.wait_status(&first, "sent").await;
+    ch.script(vec![Step::Hang]);
+    let before = handed_over(&d).await;
+    let answered_then_stored = |text: &'static str| {
+        let d = &d;
+        async move {
+            let body = send_body("m1", "sms", "+15551230001", text);
+            let (code, accepted) = d.post("/api/v1/messages", &d.admin_key, &body).await;
+            assert_eq!(code, 202, "{accepted}");
+            let id = accepted["id"].as_str().unwrap();
+            let (code, stored) = d.get(&format!("/api/v1/messages/{id}"), &d.admin_key).await;
+            assert_eq!(code, 200, "{stored}");
+            (accepted["status"].clone(), stored["status"].clone())
+        }
+    };
+    let (answered, stored) = answered_then_stored("two").await;
+    assert_eq!(handed_over(&d).await, before + 1, "handed over");
+    assert_eq!(
+        (answered.as_str(), stored.as_str()),
+        (Some("sending"), Some("sending"))
+    );
+    // The slot is held by the hanging send: the next message waits.
+    let (answered, stored) = answered_then_stored("three").await;
+    assert_eq!(
+        (answered.as_str(), stored.as_str()),
+        (Some("queued"), Some("queued"))
+    );
+    ch.release();
+}
+
 #[tokio::test]
 async fn a_message_committed_claimed_and_left_by_a_crash_is_sent_after_restart() {
     // A process killed between committing a handed-over message and its

@@ -150,6 +150,11 @@ impl Priority {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Accepted {
     pub id: String,
+    /// The status the message was committed with: `queued`, or `sending`
+    /// when it was handed straight to an idle endpoint (its first attempt
+    /// is under way, and it can no longer be cancelled). A repeat
+    /// (`Idempotent-Replayed: true`) says `queued` whatever the message's
+    /// status is now: read the message for that.
     pub status: OutboundStatus,
 }
 

@@ -77,7 +77,7 @@ async fn accept(state: &AppState, input: SendInput) -> Result<Response, ApiError
     let idempotency_key = validate_idempotency_key(idempotency_key.as_ref())?;
     let req = body.value;
     caller.require_phone(&req.phone_id)?;
-    let (id, replayed) = commit_send(
+    let committed = commit_send(
         state,
         Some(caller.0.key_id.clone()),
         idempotency_key,
@@ -85,7 +85,7 @@ async fn accept(state: &AppState, input: SendInput) -> Result<Response, ApiError
         &body.raw,
     )
     .await?;
-    Ok(accepted(id, replayed))
+    Ok(accepted(committed))
 }
 
 /// What a send request carries, read in the order its checks answer: the
@@ -130,16 +130,35 @@ impl FromRequest<AppState> for SendInput {
     }
 }
 
+/// A send request's message, committed now or by an earlier request.
+pub(crate) struct Committed {
+    pub id: String,
+    /// What the 202 says (see [`Accepted::status`]): the status the
+    /// message was committed with, `queued` for a repeat.
+    pub status: OutboundStatus,
+    /// A repeat of an earlier request, which committed nothing new.
+    pub replayed: bool,
+}
+
+impl Committed {
+    fn replayed(id: String) -> Self {
+        Committed {
+            id,
+            status: OutboundStatus::Queued,
+            replayed: true,
+        }
+    }
+}
+
 /// Validate a send request and commit it to the outbox: the one path for
-/// the API and for jobs polled from the relay. Returns the message id and
-/// whether it is a repeat of an earlier request.
+/// the API and for jobs polled from the relay.
 pub(crate) async fn commit_send(
     state: &AppState,
     api_key_id: Option<String>,
     idempotency_key: Option<String>,
     req: SendRequest,
     raw: &[u8],
-) -> Result<(String, bool), ApiError> {
+) -> Result<Committed, ApiError> {
     let relay_id_seen = match &req.relay_message_id {
         Some(relay_id) => relay_id_seen(state, relay_id, &req.phone_id).await?,
         None => RelayIdSeen::Free,
@@ -149,7 +168,7 @@ pub(crate) async fn commit_send(
     // checked: a job redelivered after its endpoint left the config, or
     // its reply_to was pruned, was taken and is not refused now.
     if let RelayIdSeen::Ours(id) = relay_id_seen {
-        return Ok((id, true));
+        return Ok(Committed::replayed(id));
     }
     // Only a repeat of the same key compares hashes: without a key there
     // is nothing to compare with, so nothing to hash or store.
@@ -168,7 +187,7 @@ pub(crate) async fn commit_send(
             .await?
     {
         return if hash == request_hash {
-            Ok((id, true))
+            Ok(Committed::replayed(id))
         } else {
             Err(key_reused(&id))
         };
@@ -210,6 +229,9 @@ pub(crate) async fn commit_send(
         claimed_until_ms: reservation.as_ref().map(|_| now + lease_ms),
     };
     let (channel, phone_id) = (message.channel, message.phone_id.clone());
+    // A message handed over is committed `sending`: answering `queued`
+    // sent a client that cancelled at once into a 409.
+    let status = message.committed_status();
     let relay_id = req.relay_message_id;
     let (outcome, handed_over) = match reservation {
         // In a task of its own, so that a request dropped mid-way (the
@@ -244,9 +266,13 @@ pub(crate) async fn commit_send(
                 state.endpoints.wake(channel, &phone_id);
             }
             state.metrics.accepted.get_or_create(&labels).inc();
-            Ok((id, false))
+            Ok(Committed {
+                id,
+                status,
+                replayed: false,
+            })
         }
-        AcceptOutcome::Replayed { id } => Ok((id, true)),
+        AcceptOutcome::Replayed { id } => Ok(Committed::replayed(id)),
         AcceptOutcome::KeyReused { id } => Err(key_reused(&id)),
         AcceptOutcome::RelayIdTaken => Err(relay_id_taken()),
     }
@@ -348,16 +374,14 @@ async fn store_new(
 /// Longest `relay_message_id` accepted.
 pub const MAX_RELAY_MESSAGE_ID_LEN: usize = 255;
 
-fn accepted(id: String, replayed: bool) -> Response {
+fn accepted(committed: Committed) -> Response {
+    let Committed {
+        id,
+        status,
+        replayed,
+    } = committed;
     let location = format!("/api/v1/messages/{id}");
-    let mut response = (
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            id,
-            status: OutboundStatus::Queued,
-        }),
-    )
-        .into_response();
+    let mut response = (StatusCode::ACCEPTED, Json(Accepted { id, status })).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
     }

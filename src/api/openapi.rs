@@ -184,7 +184,7 @@ const LINKS: &[LinkSpec] = &[
         operation_id: "cancel_message",
         parameter: "id",
         value: "$response.body#/id",
-        description: "Cancel the accepted message while it is queued",
+        description: "Cancel the accepted message while it is queued (not when the 202 said `sending`)",
     },
     LinkSpec {
         from: ("/api/v1/messages/{id}", "get", "200"),

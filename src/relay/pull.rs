@@ -305,11 +305,11 @@ pub async fn take(deps: &Deps, job: Value) -> Result<Ack, NotTaken> {
         ));
     }
     match commit_send(&deps.state, None, None, request, &raw).await {
-        Ok((id, duplicate)) => Ok(Ack {
+        Ok(committed) => Ok(Ack {
             relay_message_id,
             result: "accepted",
-            message_id: Some(id),
-            duplicate,
+            message_id: Some(committed.id),
+            duplicate: committed.replayed,
             error: None,
         }),
         Err(e) if e.status.is_server_error() => Err(NotTaken::Store {

@@ -99,6 +99,15 @@ pub struct NewOutbound {
 }
 
 impl NewOutbound {
+    /// The status the message is committed with: `sending` when it is
+    /// committed claimed (`claimed_until_ms`), else `queued`.
+    pub fn committed_status(&self) -> OutboundStatus {
+        match self.claimed_until_ms {
+            Some(_) => OutboundStatus::Sending,
+            None => OutboundStatus::Queued,
+        }
+    }
+
     /// The message as the dispatcher gets it when it was committed claimed
     /// (`claimed_until_ms`) under `id`, which the store chose.
     pub fn claimed_record(&self, id: String) -> OutboundRecord {

@@ -98,7 +98,8 @@ pub fn accept(conn: &Connection, m: &NewOutbound, seqs: &SeqClock) -> StoreResul
     let seq = seqs.next(m.created_at_ms);
     let id = message_id::id_for(seq, rand::random());
     // A message committed claimed (see `NewOutbound::claimed_until_ms`)
-    // starts as `sending`, its first attempt begun at `created_at`.
+    // starts as `sending`, its first attempt begun at `created_at`
+    // (`NewOutbound::committed_status`, which the 202 answers).
     conn.prepare_cached(ACCEPT)?.execute(params![
         id,
         m.api_key_id,
