@@ -38,6 +38,22 @@ impl Caller {
     }
 }
 
+#[cfg(test)]
+impl Caller {
+    /// A caller whose key has `scopes`, bound to `phone_id` if given.
+    pub fn with(scopes: Vec<Scope>, phone_id: Option<&str>) -> Self {
+        Caller(ApiKeyRecord {
+            key_id: "test-key".into(),
+            name: "test".into(),
+            secret_hash: Vec::new(),
+            scopes,
+            phone_id: phone_id.map(Into::into),
+            created_at_ms: 0,
+            revoked_at_ms: None,
+        })
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 

@@ -536,15 +536,16 @@ pub async fn cancel_message(
     caller.require(Scope::Send)?;
     let before = visible(&state, &caller, &id).await?.record;
     match state.store.cancel_outbound(&id, now_ms()).await? {
-        CancelOutcome::Cancelled => {
+        // Answered from what the cancel's own transaction read: a read
+        // after the commit could fail, and its 503 says nothing changed.
+        CancelOutcome::Cancelled(detail) => {
             // The recipient's later messages may wait behind this one, for
             // a retry that may be far off: they go now.
             if let Some(endpoint) = state.endpoints.get(before.channel, &before.phone_id) {
                 endpoint.back_in_queue.cancelled(&before);
                 endpoint.wake.notify_one();
             }
-            let detail = visible(&state, &caller, &id).await?;
-            Ok(Json(MessageView::from(&detail)))
+            Ok(Json(MessageView::from(&*detail)))
         }
         CancelOutcome::NotFound => Err(ApiError::not_found("message")),
         CancelOutcome::NotCancellable(status) => Err(ApiError::new(
@@ -552,5 +553,37 @@ pub async fn cancel_message(
             "not_cancellable",
             format!("the message is {status}; only queued messages can be cancelled"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::testing::{ReadsFailAfterCommit, queued_sms};
+
+    /// A cancel that committed is answered with the cancelled message
+    /// though the store cannot be read once it has: the read after the
+    /// commit turned into a 503 that says nothing was changed, and a
+    /// client that tried again met a 409.
+    #[tokio::test]
+    async fn a_committed_cancel_is_answered_though_the_store_cannot_be_read_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
+        let store = Arc::new(ReadsFailAfterCommit::new(sqlite));
+        let new = queued_sms("cancel me", now_ms());
+        let AcceptOutcome::Created { id } = store.accept_outbound(new).await.unwrap() else {
+            panic!("not created");
+        };
+        let state = AppState::over(store.clone());
+        let caller = Caller::with(vec![Scope::Send], None);
+        let Json(view) = cancel_message(State(state), caller, ApiPath(id.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{} {}: {}", e.status, e.code, e.message));
+        assert_eq!(view.status, OutboundStatus::Cancelled);
+        assert!(store.get_outbound(&id).await.is_err(), "reads fail now");
+        let stored = store.inner().get_outbound(&id).await.unwrap().unwrap();
+        assert_eq!(stored.record.status, OutboundStatus::Cancelled);
     }
 }

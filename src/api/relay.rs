@@ -314,25 +314,73 @@ pub async fn retry_inbound(
         _ => return Err(ApiError::not_found("inbound message")),
     }
     match state.store.retry_relay_inbound(&id, now_ms()).await? {
-        // The forwarder may be sleeping until a held conversation is due.
-        ManualRetry::Requeued => state.inbound_bell.notify_one(),
-        ManualRetry::NotFound => return Err(ApiError::not_found("inbound message")),
-        ManualRetry::NotDead(current) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "not_dead",
-                format!(
-                    "the message is {}; only dead letters and messages set aside \
-                     (other_phone) can be retried",
-                    current.as_str()
-                ),
-            ));
+        // Answered from what the retry's own transaction read: a read
+        // after the commit could fail, and its 503 says nothing changed.
+        ManualRetry::Requeued(record) => {
+            // The forwarder may be sleeping until a held conversation is due.
+            state.inbound_bell.notify_one();
+            Ok(Json(RelayInboundView::from(&*record)))
         }
+        ManualRetry::NotFound => Err(ApiError::not_found("inbound message")),
+        ManualRetry::NotDead(current) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_dead",
+            format!(
+                "the message is {}; only dead letters and messages set aside \
+                     (other_phone) can be retried",
+                current.as_str()
+            ),
+        )),
     }
-    let record = state
-        .store
-        .get_relay_inbound(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("inbound message"))?;
-    Ok(Json(RelayInboundView::from(&record)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::testing::{ReadsFailAfterCommit, received_sms};
+    use crate::store::{RelayInboundOutcome, SqliteStore, Store};
+
+    /// A dead letter put back in the queue is answered as pending though
+    /// the store cannot be read once the retry committed (as a cancel).
+    #[tokio::test]
+    async fn a_committed_retry_is_answered_though_the_store_cannot_be_read_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
+        let store = Arc::new(ReadsFailAfterCommit::new(sqlite));
+        let now = now_ms();
+        let committed = store
+            .commit_inbound(received_sms("ext-1", now), now)
+            .await
+            .unwrap();
+        let dead = RelayInboundOutcome::Dead {
+            to: None,
+            route: None,
+            code: "no_route".into(),
+            reason: "no conversation to reply to".into(),
+            now_ms: now,
+        };
+        store
+            .record_relay_inbound(&committed.id, dead)
+            .await
+            .unwrap();
+        let state = AppState::over(store.clone());
+        let caller = Caller::with(vec![Scope::Send], None);
+        let Json(view) = retry_inbound(State(state), caller, ApiPath(committed.id.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{} {}: {}", e.status, e.code, e.message));
+        assert_eq!(view.state, RelayInboundState::Pending);
+        assert!(
+            store.get_relay_inbound(&committed.id).await.is_err(),
+            "reads fail now"
+        );
+        let stored = store
+            .inner()
+            .get_relay_inbound(&committed.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.state, RelayInboundState::Pending);
+    }
 }

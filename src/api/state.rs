@@ -36,3 +36,23 @@ impl Deref for AppState {
         &self.0
     }
 }
+
+#[cfg(test)]
+impl AppState {
+    /// The API's state over `store`, with no endpoints and the default
+    /// settings: for calling handlers without a daemon around them.
+    pub fn over(store: Arc<dyn Store>) -> Self {
+        use crate::config::Config;
+        Self::new(Shared {
+            store,
+            endpoints: Arc::new(Endpoints::new(Vec::new()).expect("no endpoints")),
+            config: Arc::new(LoadedConfig {
+                config: Config::default(),
+                path: "test.toml".into(),
+                base_dir: ".".into(),
+            }),
+            metrics: Arc::new(Metrics::default()),
+            inbound_bell: Arc::new(tokio::sync::Notify::new()),
+        })
+    }
+}

@@ -169,7 +169,7 @@ pub async fn inbound(loaded: &LoadedConfig, command: &InboundCommand) -> Result<
                 .await
                 .map_err(|e| ExitError::Runtime(e.to_string()))?
             {
-                ManualRetry::Requeued => {
+                ManualRetry::Requeued(_) => {
                     println!("{id} queued for the relay again");
                     Ok(())
                 }

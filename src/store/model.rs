@@ -207,9 +207,12 @@ pub struct OutboundFilter {
     pub limit: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CancelOutcome {
-    Cancelled,
+    /// The message as the cancel left it, read in the transaction that
+    /// cancelled it: what the answer needs, with no read after the commit
+    /// whose failure could be taken for a cancel that did not happen.
+    Cancelled(Box<OutboundDetail>),
     NotFound,
     /// Too late: the message is already being sent or has ended.
     NotCancellable(OutboundStatus),
@@ -512,8 +515,9 @@ pub enum RelayInboundOutcome {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ManualRetry {
-    /// Back to pending, due now.
-    Requeued,
+    /// Back to pending, due now: the message as the retry left it, read
+    /// in the transaction that requeued it (as `CancelOutcome::Cancelled`).
+    Requeued(Box<RelayInbound>),
     NotFound,
     /// Only dead letters and messages set aside for another phone can be
     /// retried by hand.

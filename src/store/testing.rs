@@ -1,9 +1,28 @@
 //! Test fixtures for the store's own unit tests and the modules beside it
 //! (integration tests have `tests/common`).
 
-use phonerelay_channel::ChannelKind;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::NewOutbound;
+use async_trait::async_trait;
+use phonerelay_channel::{ChannelKind, InboundMessage, StatusUpdate};
+
+use super::*;
+
+/// An SMS received on endpoint `m1` at `now_ms`, with `external_id`.
+pub fn received_sms(external_id: &str, now_ms: i64) -> InboundMessage {
+    InboundMessage {
+        channel: ChannelKind::Sms,
+        phone_id: "m1".into(),
+        from: "+15551230001".into(),
+        text: "hello".into(),
+        subject: None,
+        attachments: Vec::new(),
+        external_id: external_id.into(),
+        reply_to: Vec::new(),
+        received_at_ms: now_ms,
+        meta: Default::default(),
+    }
+}
 
 /// A plain SMS with `text` to one number on endpoint `m1`, created at
 /// `now_ms`, with an hour to live.
@@ -26,5 +45,318 @@ pub fn queued_sms(text: &str, now_ms: i64) -> NewOutbound {
         created_at_ms: now_ms,
         expires_at_ms: now_ms + 3_600_000,
         claimed_until_ms: None,
+    }
+}
+
+/// A store whose reads of a message (`get_outbound`, `get_relay_inbound`)
+/// fail as unavailable once a cancel or a manual retry has committed: a
+/// store that went away just after the commit. Everything else is the
+/// inner store's.
+pub struct ReadsFailAfterCommit {
+    inner: SqliteStore,
+    committed: AtomicBool,
+}
+
+impl ReadsFailAfterCommit {
+    pub fn new(inner: SqliteStore) -> Self {
+        Self {
+            inner,
+            committed: AtomicBool::new(false),
+        }
+    }
+
+    /// The store behind, whose reads still work.
+    pub fn inner(&self) -> &SqliteStore {
+        &self.inner
+    }
+
+    fn read_allowed(&self) -> StoreResult<()> {
+        if self.committed.load(Ordering::SeqCst) {
+            Err(StoreError::Unavailable("the disk went away".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl Store for ReadsFailAfterCommit {
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
+
+    async fn disk_usage(&self) -> Option<DiskUsage> {
+        self.inner.disk_usage().await
+    }
+
+    async fn accept_outbound(&self, message: NewOutbound) -> StoreResult<AcceptOutcome> {
+        self.inner.accept_outbound(message).await
+    }
+
+    async fn find_idempotent_outbound(
+        &self,
+        api_key_id: Option<String>,
+        idempotency_key: String,
+    ) -> StoreResult<Option<(String, String)>> {
+        self.inner
+            .find_idempotent_outbound(api_key_id, idempotency_key)
+            .await
+    }
+
+    async fn get_outbound(&self, id: &str) -> StoreResult<Option<OutboundDetail>> {
+        self.read_allowed()?;
+        self.inner.get_outbound(id).await
+    }
+
+    async fn list_outbound(&self, filter: OutboundFilter) -> StoreResult<Vec<OutboundRecord>> {
+        self.inner.list_outbound(filter).await
+    }
+
+    async fn cancel_outbound(&self, id: &str, now_ms: i64) -> StoreResult<CancelOutcome> {
+        let outcome = self.inner.cancel_outbound(id, now_ms).await?;
+        self.committed.store(true, Ordering::SeqCst);
+        Ok(outcome)
+    }
+
+    async fn claim_outbound(&self, claim: ClaimRequest) -> StoreResult<Vec<OutboundRecord>> {
+        self.inner.claim_outbound(claim).await
+    }
+
+    async fn record_outcomes(&self, outcomes: Vec<(String, SendOutcome)>) -> StoreResult<()> {
+        self.inner.record_outcomes(outcomes).await
+    }
+
+    async fn record_outcome(&self, id: &str, outcome: SendOutcome) -> StoreResult<()> {
+        self.inner.record_outcome(id, outcome).await
+    }
+
+    async fn next_due(
+        &self,
+        channel: ChannelKind,
+        phone_id: &str,
+        now_ms: i64,
+        skip_recipients: Vec<String>,
+    ) -> StoreResult<Option<i64>> {
+        self.inner
+            .next_due(channel, phone_id, now_ms, skip_recipients)
+            .await
+    }
+
+    async fn retry_holds(
+        &self,
+        channel: ChannelKind,
+        phone_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<Vec<(String, i64)>> {
+        self.inner.retry_holds(channel, phone_id, now_ms).await
+    }
+
+    async fn expire_due(&self, now_ms: i64) -> StoreResult<usize> {
+        self.inner.expire_due(now_ms).await
+    }
+
+    async fn prune(
+        &self,
+        before_ms: i64,
+        batch: u32,
+        unforwarded: UnforwardedInbound,
+        status_reported_to: Option<i64>,
+    ) -> StoreResult<usize> {
+        self.inner
+            .prune(before_ms, batch, unforwarded, status_reported_to)
+            .await
+    }
+
+    async fn prune_message_cursors(&self) -> StoreResult<usize> {
+        self.inner.prune_message_cursors().await
+    }
+
+    async fn forget_early_reports(&self, now_ms: i64) -> StoreResult<usize> {
+        self.inner.forget_early_reports(now_ms).await
+    }
+
+    async fn requeue_abandoned(&self, now_ms: i64, max_attempts: u32) -> StoreResult<Abandoned> {
+        self.inner.requeue_abandoned(now_ms, max_attempts).await
+    }
+
+    async fn apply_status(&self, update: StatusUpdate) -> StoreResult<Option<String>> {
+        self.inner.apply_status(update).await
+    }
+
+    async fn queue_stats(&self, since_ms: i64) -> StoreResult<Vec<EndpointStats>> {
+        self.inner.queue_stats(since_ms).await
+    }
+
+    async fn commit_inbound(
+        &self,
+        message: InboundMessage,
+        now_ms: i64,
+    ) -> StoreResult<InboundCommit> {
+        self.inner.commit_inbound(message, now_ms).await
+    }
+
+    async fn get_inbound(&self, id: &str) -> StoreResult<Option<InboundRecord>> {
+        self.inner.get_inbound(id).await
+    }
+
+    async fn list_inbound(&self, filter: InboundFilter) -> StoreResult<Vec<InboundRecord>> {
+        self.inner.list_inbound(filter).await
+    }
+
+    async fn create_key(&self, key: NewApiKey) -> StoreResult<()> {
+        self.inner.create_key(key).await
+    }
+
+    async fn find_key(&self, key_id: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        self.inner.find_key(key_id).await
+    }
+
+    async fn list_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        self.inner.list_keys().await
+    }
+
+    async fn revoke_key(&self, key_id_or_name: &str, now_ms: i64) -> StoreResult<bool> {
+        self.inner.revoke_key(key_id_or_name, now_ms).await
+    }
+
+    async fn accept_relay_outbound(
+        &self,
+        message: NewOutbound,
+        relay_message_id: String,
+    ) -> StoreResult<AcceptOutcome> {
+        self.inner
+            .accept_relay_outbound(message, relay_message_id)
+            .await
+    }
+
+    async fn find_relay_outbound(
+        &self,
+        relay_message_id: &str,
+    ) -> StoreResult<Option<(String, String)>> {
+        self.inner.find_relay_outbound(relay_message_id).await
+    }
+
+    async fn pending_relay_inbound(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<RelayInbound>> {
+        self.inner.pending_relay_inbound(after_seq, limit).await
+    }
+
+    async fn get_relay_inbound(&self, id: &str) -> StoreResult<Option<RelayInbound>> {
+        self.read_allowed()?;
+        self.inner.get_relay_inbound(id).await
+    }
+
+    async fn list_relay_inbound(
+        &self,
+        state: RelayInboundState,
+        phone_id: Option<String>,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<RelayInbound>> {
+        self.inner
+            .list_relay_inbound(state, phone_id, before_seq, limit)
+            .await
+    }
+
+    async fn record_relay_inbound(
+        &self,
+        id: &str,
+        outcome: RelayInboundOutcome,
+    ) -> StoreResult<()> {
+        self.inner.record_relay_inbound(id, outcome).await
+    }
+
+    async fn retry_relay_inbound(&self, id: &str, now_ms: i64) -> StoreResult<ManualRetry> {
+        let outcome = self.inner.retry_relay_inbound(id, now_ms).await?;
+        self.committed.store(true, Ordering::SeqCst);
+        Ok(outcome)
+    }
+
+    async fn relay_inbound_counts(&self) -> StoreResult<RelayInboundCounts> {
+        self.inner.relay_inbound_counts().await
+    }
+
+    async fn relay_status_events(
+        &self,
+        after_event_id: i64,
+        limit: u32,
+        phone_id: &str,
+    ) -> StoreResult<RelayStatusBatch> {
+        self.inner
+            .relay_status_events(after_event_id, limit, phone_id)
+            .await
+    }
+
+    async fn route_reply(&self, query: RouteQuery) -> StoreResult<Option<RouteMatch>> {
+        self.inner.route_reply(query).await
+    }
+
+    async fn send_unsettled(&self, query: RouteQuery) -> StoreResult<bool> {
+        self.inner.send_unsettled(query).await
+    }
+
+    async fn prune_conversations(
+        &self,
+        before_ms: i64,
+        pending_ttl_ms: Option<i64>,
+    ) -> StoreResult<usize> {
+        self.inner
+            .prune_conversations(before_ms, pending_ttl_ms)
+            .await
+    }
+
+    async fn save_media(&self, media: NewMedia, now_ms: i64) -> StoreResult<MediaSaved> {
+        self.inner.save_media(media, now_ms).await
+    }
+
+    async fn get_media(&self, id: &str) -> StoreResult<Option<MediaRecord>> {
+        self.inner.get_media(id).await
+    }
+
+    async fn media_usage(&self) -> StoreResult<(u64, u64)> {
+        self.inner.media_usage().await
+    }
+
+    async fn open_media(&self, id: &str) -> StoreResult<MediaContent> {
+        self.inner.open_media(id).await
+    }
+
+    async fn record_media_relay_url(
+        &self,
+        id: &str,
+        relay_url: &str,
+        relay_base: &str,
+    ) -> StoreResult<()> {
+        self.inner
+            .record_media_relay_url(id, relay_url, relay_base)
+            .await
+    }
+
+    async fn prune_media(&self, unclaimed_before_ms: i64, batch: u32) -> StoreResult<usize> {
+        self.inner.prune_media(unclaimed_before_ms, batch).await
+    }
+
+    async fn sweep_media_files(&self) -> StoreResult<MediaSweep> {
+        self.inner.sweep_media_files().await
+    }
+
+    async fn save_cursor(&self, scope: &str, name: &str, value: &str) -> StoreResult<()> {
+        self.inner.save_cursor(scope, name, value).await
+    }
+
+    async fn load_cursor(&self, scope: &str, name: &str) -> StoreResult<Option<String>> {
+        self.inner.load_cursor(scope, name).await
+    }
+
+    async fn sent_ids(
+        &self,
+        channel: ChannelKind,
+        phone_id: &str,
+        base: &str,
+    ) -> StoreResult<Vec<(String, i64)>> {
+        self.inner.sent_ids(channel, phone_id, base).await
     }
 }

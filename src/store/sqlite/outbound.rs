@@ -238,7 +238,8 @@ pub fn cancel(conn: &Connection, id: &str, now_ms: i64) -> StoreResult<CancelOut
         None => Ok(CancelOutcome::NotFound),
         Some(OutboundStatus::Queued) => {
             set_status(conn, id, OutboundStatus::Cancelled, now_ms, None, None)?;
-            Ok(CancelOutcome::Cancelled)
+            let cancelled = get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+            Ok(CancelOutcome::Cancelled(Box::new(cancelled)))
         }
         Some(other) => Ok(CancelOutcome::NotCancellable(other)),
     }
@@ -1163,7 +1164,11 @@ mod tests {
         });
         // Queued again; cancelling it now ends no attempt, though the row
         // still holds the first attempt's start.
-        assert_eq!(cancel(&conn, &a, 25).unwrap(), CancelOutcome::Cancelled);
+        let CancelOutcome::Cancelled(cancelled) = cancel(&conn, &a, 25).unwrap() else {
+            panic!("not cancelled");
+        };
+        // The cancel answers the message as it left it.
+        assert_eq!(*cancelled, get(&conn, &a).unwrap().unwrap());
         assert_eq!(
             history(&conn, &a),
             [

@@ -220,7 +220,8 @@ pub fn retry(conn: &Connection, id: &str, now_ms: i64) -> StoreResult<ManualRetr
          WHERE id = ?1",
     )?
     .execute(params![id, now_ms])?;
-    Ok(ManualRetry::Requeued)
+    let requeued = get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    Ok(ManualRetry::Requeued(Box::new(requeued)))
 }
 
 /// Pending and dead inbound: a range of the state index, not a walk over
