@@ -56,11 +56,17 @@ async fn keys_are_checked_for_presence_validity_scope_and_phone() {
     assert_eq!(code, 401);
 
     // Scopes.
+    // A missing scope names the header that carried the key, as the 401
+    // does: the key must change, not the body.
     let read_only = create_key(&*store, vec![Scope::Read], None).await;
     let (code, err) = d.post("/api/v1/messages", &read_only, &body).await;
     assert_eq!(
-        (code, err["error"]["code"].as_str()),
-        (403, Some("forbidden"))
+        (
+            code,
+            err["error"]["code"].as_str(),
+            err["error"]["field"].as_str()
+        ),
+        (403, Some("forbidden"), Some("Authorization"))
     );
     // 403 whatever the body: it is not read for a key that cannot send.
     let unread = d
@@ -76,10 +82,14 @@ async fn keys_are_checked_for_presence_validity_scope_and_phone() {
     let (code, _) = d.get("/api/v1/messages", &read_only).await;
     assert_eq!(code, 200);
     let send_only = create_key(&*store, vec![Scope::Send], None).await;
-    let (code, _) = d.get("/api/v1/messages", &send_only).await;
-    assert_eq!(code, 403);
-    let (code, _) = d.get("/api/v1/status", &send_only).await;
-    assert_eq!(code, 403);
+    for path in ["/api/v1/messages", "/api/v1/status"] {
+        let (code, err) = d.get(path, &send_only).await;
+        assert_eq!(
+            (code, err["error"]["field"].as_str()),
+            (403, Some("Authorization")),
+            "{path}: {err}"
+        );
+    }
 
     // A key bound to phone-b cannot send from phone-a, nor see its messages.
     let bound = create_key(&*store, vec![Scope::Send, Scope::Read], Some("phone-b")).await;
@@ -98,6 +108,14 @@ async fn keys_are_checked_for_presence_validity_scope_and_phone() {
     );
     let (_, page) = d.get("/api/v1/messages", &bound).await;
     assert!(page["messages"].as_array().unwrap().is_empty());
+    // Asking for the other phone's page by name is refused naming the
+    // query parameter.
+    let (code, err) = d.get("/api/v1/messages?phone_id=phone-a", &bound).await;
+    assert_eq!(
+        (code, err["error"]["field"].as_str()),
+        (403, Some("phone_id")),
+        "{err}"
+    );
     // Nor the other phone's endpoints in the status.
     let (code, status) = d.get("/api/v1/status", &bound).await;
     assert_eq!(code, 200, "{status}");

@@ -12,13 +12,17 @@ use crate::store::{ApiKeyRecord, Scope};
 pub struct Caller(pub ApiKeyRecord);
 
 impl Caller {
+    /// A key without `scope` is refused naming the `Authorization` header
+    /// that carried it, as the 401 for a bad key does: it is the key, not
+    /// the body, that has to change.
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
         if self.0.allows(scope) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!(
-                "this API key lacks the {scope} scope"
-            )))
+            Err(
+                ApiError::forbidden(format!("this API key lacks the {scope} scope"))
+                    .field("Authorization"),
+            )
         }
     }
 
