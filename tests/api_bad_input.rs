@@ -244,6 +244,40 @@ fn cases() -> Vec<Case> {
             "invalid_field",
             Some("ttl_seconds"),
         ),
+        // Valid JSON (RFC 8259 sets no limit on a number), too large for
+        // a float: refused naming the field, as 1e308 is, not as bad JSON.
+        Case {
+            name: "ttl too large for a number",
+            content_type: "application/json",
+            body: br#"{"phone_id":"phone-1","channel":"sms","to":"+15551230001","text":"hi","ttl_seconds":1e400}"#.to_vec(),
+            idempotency_key: None,
+            status: 422,
+            code: "invalid_field",
+            field: Some("ttl_seconds"),
+        },
+        json_case(
+            "ttl a float",
+            with("ttl_seconds", json!(1e308)),
+            422,
+            "invalid_field",
+            Some("ttl_seconds"),
+        ),
+        Case {
+            name: "option too large for a number",
+            content_type: "application/json",
+            body: br#"{"phone_id":"phone-1","channel":"sms","to":"+15551230001","text":"hi","options":{"template":1e400}}"#.to_vec(),
+            idempotency_key: None,
+            status: 422,
+            code: "invalid_field",
+            field: Some("options.template"),
+        },
+        json_case(
+            "option a large float",
+            with("options", json!({"template": 1e308})),
+            422,
+            "invalid_field",
+            Some("options"),
+        ),
         json_case(
             "bad priority",
             with("priority", json!("urgent")),

@@ -133,7 +133,13 @@ pub fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
             );
         }
         let path = error.path().to_string();
-        if inner.is_syntax() || inner.is_eof() {
+        // serde_json files a number too large for a float (`1e400`) as a
+        // syntax error, but the body is valid JSON (RFC 8259 sets numbers
+        // no limit): it is that field's value that cannot be taken, as a
+        // float where an integer belongs cannot.
+        let value_out_of_range =
+            inner.is_syntax() && serde_json::from_slice::<serde::de::IgnoredAny>(raw).is_ok();
+        if (inner.is_syntax() || inner.is_eof()) && !value_out_of_range {
             return ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_json",
@@ -199,6 +205,11 @@ mod tests {
         let e = parse::<Probe>(br#"{"to":"x""#).unwrap_err();
         assert_eq!(e.code, "invalid_json");
         let e = parse::<Probe>(br#"{"to":"x"} trailing"#).unwrap_err();
+        assert_eq!(e.code, "invalid_json");
+        let e = parse::<Probe>(br#"{"to":"x","ttl":1e400}"#).unwrap_err();
+        assert_eq!((e.code, e.field.as_deref()), ("invalid_field", Some("ttl")));
+        // Out of range and then broken: the syntax error wins.
+        let e = parse::<Probe>(br#"{"to":"x","ttl":1e400"#).unwrap_err();
         assert_eq!(e.code, "invalid_json");
     }
 }
