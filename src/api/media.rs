@@ -23,8 +23,10 @@ pub struct MediaBytes(#[allow(dead_code)] Vec<u8>);
     get, path = "/api/v1/media/{id}", tag = "inbound",
     params(("id" = String, Path, description = "The media id: the last segment of an inbound attachment's url")),
     responses(
-        (status = 200, description = "The file as it was received", body = MediaBytes,
-            content_type = "application/octet-stream",
+        // `*/*`: the file is served with the type its channel gave it
+        // (image/jpeg, audio/ogg, ...), which no one media type covers.
+        (status = 200, description = "The file as it was received, served with the type the channel gave it (see Content-Type)", body = MediaBytes,
+            content_type = "*/*",
             headers(
                 ("Content-Type" = String, description = "The file's type as the channel gave it; application/octet-stream when it gave none"),
                 ("Content-Length" = u64, description = "The file's size in bytes"),

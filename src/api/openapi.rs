@@ -407,6 +407,42 @@ mod tests {
         assert!(keyed >= 10, "{keyed} keyed operations");
     }
 
+    /// Whether a media range of a document's `content` (`*/*`, `image/*`,
+    /// `image/png`) covers the type an answer is served with.
+    fn covers(range: &str, served: &str) -> bool {
+        let (Some((range_type, range_sub)), Some((served_type, served_sub))) =
+            (range.split_once('/'), served.split_once('/'))
+        else {
+            return false;
+        };
+        (range_type == "*" || range_type.eq_ignore_ascii_case(served_type))
+            && (range_sub == "*" || range_sub.eq_ignore_ascii_case(served_sub))
+    }
+
+    /// A kept file is served with the type its channel gave it
+    /// (`media::file`), so the 200's content covers any type; it named
+    /// only application/octet-stream, which a client or a checker held
+    /// an image/jpeg answer against.
+    #[test]
+    fn a_kept_file_s_200_covers_every_type_it_is_served_with() {
+        let doc = document();
+        let content = doc["paths"]["/api/v1/media/{id}"]["get"]["responses"]["200"]["content"]
+            .as_object()
+            .unwrap();
+        for served in [
+            "image/jpeg",
+            "audio/ogg",
+            "application/pdf",
+            "application/octet-stream",
+        ] {
+            assert!(
+                content.keys().any(|range| covers(range, served)),
+                "{served} is not in {:?}",
+                content.keys().collect::<Vec<_>>()
+            );
+        }
+    }
+
     /// The headers the send's 202 carries (`messages::accepted`).
     #[test]
     fn the_send_s_202_documents_its_headers() {
