@@ -142,13 +142,13 @@ impl Store for ReadsFailAfterCommit {
             .await
     }
 
-    async fn retry_holds(
+    async fn queued_for_later(
         &self,
         channel: ChannelKind,
         phone_id: &str,
         now_ms: i64,
-    ) -> StoreResult<Vec<(String, i64)>> {
-        self.inner.retry_holds(channel, phone_id, now_ms).await
+    ) -> StoreResult<Vec<crate::store::QueuedForLater>> {
+        self.inner.queued_for_later(channel, phone_id, now_ms).await
     }
 
     async fn expire_due(&self, now_ms: i64) -> StoreResult<usize> {
