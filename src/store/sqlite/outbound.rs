@@ -677,7 +677,7 @@ fn record_outcome(
             }
             routing::record_sent(conn, id, &sent, receipt, *now_ms)?;
             if early_waiting {
-                apply_early(conn, channel, phone_id, &receipt.external_ids)?;
+                apply_early(conn, id, channel, phone_id, &receipt.external_ids)?;
             }
             Ok(())
         }
@@ -972,9 +972,22 @@ pub fn forget_early(conn: &Connection, now_ms: i64) -> StoreResult<usize> {
         .execute([now_ms.saturating_sub(EARLY_STATUS_KEEP_MS)])?)
 }
 
-/// Apply, in arrival order, the reports that came before the outcome.
+/// The early reports for one external id that can be about a part of a
+/// message accepted at ?4, taken from the table to be applied: those kept
+/// (by this bridge's clock) at or after the accept. One kept before is
+/// another send's whose id came round again: an SMS id is its TP-MR, which
+/// wraps, and an adapter that restarted relearns only the ids that reached
+/// `outbound_parts`, not those of accepted parts of a message that then
+/// failed. It stays, for a message it may be about (`forget_early`).
+pub(super) const TAKE_EARLY: &str = "DELETE FROM outbound_early_status
+     WHERE channel = ?1 AND phone_id = ?2 AND external_id = ?3 AND kept_at >= ?4
+     RETURNING status, code, reason, at, kept_at";
+
+/// Apply, in arrival order, the reports that came before the outcome of
+/// message `id` and can be about it (see [`TAKE_EARLY`]).
 fn apply_early(
     conn: &Connection,
+    id: &str,
     channel: &str,
     phone_id: &str,
     external_ids: &[String],
@@ -982,22 +995,25 @@ fn apply_early(
     let Ok(kind) = channel.parse::<ChannelKind>() else {
         return Ok(());
     };
+    let seq = require(conn, id)?;
+    let accepted_at: i64 = conn
+        .prepare_cached("SELECT created_at FROM outbound WHERE seq = ?1")?
+        .query_row([seq], |row| row.get(0))?;
     for external_id in external_ids {
         let early = conn
-            .prepare_cached(
-                "DELETE FROM outbound_early_status
-                 WHERE channel = ?1 AND phone_id = ?2 AND external_id = ?3
-                 RETURNING status, code, reason, at, kept_at",
+            .prepare_cached(TAKE_EARLY)?
+            .query_map(
+                params![channel, phone_id, external_id, accepted_at],
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, Option<String>>(1)?,
+                        row.get::<_, Option<String>>(2)?,
+                        row.get::<_, i64>(3)?,
+                        row.get::<_, i64>(4)?,
+                    ))
+                },
             )?
-            .query_map(params![channel, phone_id, external_id], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, Option<String>>(1)?,
-                    row.get::<_, Option<String>>(2)?,
-                    row.get::<_, i64>(3)?,
-                    row.get::<_, i64>(4)?,
-                ))
-            })?
             .collect::<Result<Vec<_>, _>>()?;
         let mut early = early;
         early.sort_by_key(|(_, _, _, at, kept_at)| (*kept_at, *at));
@@ -1357,6 +1373,62 @@ mod tests {
             get(&conn, &new).unwrap().unwrap().record.status,
             OutboundStatus::Sent
         );
+    }
+
+    /// A report for part `external_id` of a send on "m1".
+    fn report(external_id: &str, status: DeliveryStatus, at_ms: i64) -> StatusUpdate {
+        StatusUpdate {
+            channel: ChannelKind::Sms,
+            phone_id: "m1".into(),
+            external_id: external_id.into(),
+            status,
+            code: None,
+            reason: None,
+            at_ms,
+        }
+    }
+
+    /// A send whose parts took `external_ids`, recorded at `now_ms`.
+    fn sent_as(external_ids: &[&str], now_ms: i64) -> SendOutcome {
+        SendOutcome::Sent {
+            receipt: SendReceipt {
+                external_ids: external_ids.iter().map(|id| id.to_string()).collect(),
+                thread_keys: Vec::new(),
+            },
+            now_ms,
+        }
+    }
+
+    fn status_of(conn: &Connection, id: &str) -> OutboundStatus {
+        get(conn, id).unwrap().unwrap().record.status
+    }
+
+    /// The first message's part took id "x" and its report came before
+    /// the outcome; that message then failed for good, so "x" never
+    /// reached the parts table, and after a restart the adapter gave "x"
+    /// to a part of a message accepted later. The old report is not about
+    /// that part.
+    #[test]
+    fn an_early_report_kept_before_a_message_was_accepted_is_not_applied_to_it() {
+        let conn = at_version(MIGRATIONS.len());
+        let seqs = SeqClock::load(&conn).unwrap();
+        let t0 = 1_800_000_000_000;
+        let failed = accept_new(&conn, &seqs, "failed", t0);
+        assert_eq!(claim_at(&conn, t0 + 1_000).len(), 1);
+        let early = report("x", DeliveryStatus::Delivered, t0 + 5_000);
+        assert_eq!(apply_status(&conn, &early, t0 + 5_000).unwrap(), None);
+        let gave_up = SendOutcome::Failed {
+            code: "cms_38".into(),
+            reason: "network out of order".into(),
+            now_ms: t0 + 10_000,
+        };
+        record_outcomes(&conn, &[(failed.clone(), gave_up)]).unwrap();
+
+        let later = accept_new(&conn, &seqs, "later", t0 + 3_600_000);
+        assert_eq!(claim_at(&conn, t0 + 3_601_000).len(), 1);
+        record_outcomes(&conn, &[(later.clone(), sent_as(&["x"], t0 + 3_602_000))]).unwrap();
+        assert_eq!(status_of(&conn, &later), OutboundStatus::Sent);
+        assert_eq!(status_of(&conn, &failed), OutboundStatus::Failed);
     }
 
     #[test]
