@@ -46,7 +46,7 @@ pub async fn run(
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 deleted = n,
-                "delivery reports for sends never recorded, kept a day, deleted"
+                "delivery reports for sends never recorded, kept a day or more, deleted"
             ),
             Err(e) => tracing::warn!(error = %e, "sweep of early delivery reports failed"),
         }

@@ -136,8 +136,9 @@ pub trait Store: Send + Sync + 'static {
     /// has ended or is gone; returns how many went.
     async fn prune_message_cursors(&self) -> StoreResult<usize>;
     /// Forget the delivery reports kept for a send not recorded (yet) that
-    /// came more than a day before `now_ms`: that send is another bridge's,
-    /// or lost.
+    /// came more than a day before `now_ms` and that no message can still
+    /// take (none of their endpoint accepted before they came is queued or
+    /// sending): that send is another bridge's, or lost.
     async fn forget_early_reports(&self, now_ms: i64) -> StoreResult<usize>;
     /// Return claims left by a process that died to the queue, but fail
     /// those claimed more than `max_attempts` times: a message whose

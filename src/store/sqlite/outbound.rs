@@ -930,7 +930,8 @@ pub fn stats(conn: &Connection, since_ms: i64) -> StoreResult<Vec<EndpointStats>
 }
 
 /// Early reports kept longer than this are for sends that never got
-/// recorded (another bridge's, or lost): forgotten.
+/// recorded (another bridge's, or lost): forgotten, unless a message they
+/// may be about can still be sent (see [`FORGET_EARLY`]).
 const EARLY_STATUS_KEEP_MS: i64 = 24 * 3600 * 1000;
 
 /// A report for an id no recorded send has yet: keep it for the outcome.
@@ -962,13 +963,33 @@ fn keep_early(conn: &Connection, u: &StatusUpdate, now_ms: i64) -> StoreResult<(
     Ok(())
 }
 
+/// The early reports kept before ?1 that no message can still take: none
+/// of their endpoint is live (queued or sending) that was accepted by the
+/// time the report was kept, which is every message it can be about
+/// ([`TAKE_EARLY`]); an ended one records no outcome again. A day alone
+/// was too short: a long SMS whose first part was accepted and reported
+/// may send its other parts days later (retries, a modem off the network,
+/// up to its ttl), and its first part's report, forgotten by then, left
+/// it `sent` for good. `status` is the outbound row's (the inner table's
+/// column), and the term is `live!()` word for word so the endpoint's live
+/// rows are read through the claim index.
+pub(super) const FORGET_EARLY: &str = concat!(
+    "DELETE FROM outbound_early_status
+     WHERE kept_at < ?1
+       AND NOT EXISTS (SELECT 1 FROM outbound
+           WHERE outbound.channel = outbound_early_status.channel
+             AND outbound.phone_id = outbound_early_status.phone_id AND ",
+    live!(),
+    " AND outbound.created_at <= outbound_early_status.kept_at)"
+);
+
 /// Forget early reports kept longer than [`EARLY_STATUS_KEEP_MS`] before
-/// `now_ms`: at each new one, and at the hourly sweep (whatever the
-/// retention), so a stale one does not wait for the next unmatched
-/// report to go.
+/// `now_ms` that no message can still take ([`FORGET_EARLY`]): at each new
+/// one, and at the hourly sweep (whatever the retention), so a stale one
+/// does not wait for the next unmatched report to go.
 pub fn forget_early(conn: &Connection, now_ms: i64) -> StoreResult<usize> {
     Ok(conn
-        .prepare_cached("DELETE FROM outbound_early_status WHERE kept_at < ?1")?
+        .prepare_cached(FORGET_EARLY)?
         .execute([now_ms.saturating_sub(EARLY_STATUS_KEEP_MS)])?)
 }
 
@@ -1429,6 +1450,75 @@ mod tests {
         record_outcomes(&conn, &[(later.clone(), sent_as(&["x"], t0 + 3_602_000))]).unwrap();
         assert_eq!(status_of(&conn, &later), OutboundStatus::Sent);
         assert_eq!(status_of(&conn, &failed), OutboundStatus::Failed);
+    }
+
+    const HOUR_MS: i64 = 3_600_000;
+
+    /// A two-part SMS with a ttl of three days: its first part is accepted
+    /// and reported delivered before the outcome, the second cannot go out
+    /// for 30 hours. The first part's report outlives the sweeps of that
+    /// time, so once both are delivered the message is.
+    #[test]
+    fn an_early_report_is_kept_while_the_message_it_may_be_about_can_still_be_sent() {
+        let conn = at_version(MIGRATIONS.len());
+        let seqs = SeqClock::load(&conn).unwrap();
+        let t0 = 1_800_000_000_000;
+        let long = NewOutbound {
+            expires_at_ms: t0 + 72 * HOUR_MS,
+            ..queued_sms("two parts", t0)
+        };
+        let AcceptOutcome::Created { id } = accept(&conn, &long, &seqs).unwrap() else {
+            panic!("not created")
+        };
+        assert_eq!(claim_at(&conn, t0 + 1_000).len(), 1);
+        let first_part = report("p0", DeliveryStatus::Delivered, t0 + 5_000);
+        assert_eq!(apply_status(&conn, &first_part, t0 + 5_000).unwrap(), None);
+        let off_network = SendOutcome::Retry {
+            next_attempt_at_ms: t0 + 30 * HOUR_MS,
+            code: "no_network".into(),
+            reason: "modem not registered".into(),
+            now_ms: t0 + 10_000,
+        };
+        record_outcomes(&conn, &[(id.clone(), off_network)]).unwrap();
+        // The hourly sweep, a day and an hour after the report came.
+        forget_early(&conn, t0 + 25 * HOUR_MS).unwrap();
+
+        assert_eq!(claim_at(&conn, t0 + 30 * HOUR_MS).len(), 1);
+        let both = sent_as(&["p0", "p1"], t0 + 30 * HOUR_MS + 1_000);
+        record_outcomes(&conn, &[(id.clone(), both)]).unwrap();
+        let second_part = report("p1", DeliveryStatus::Delivered, t0 + 30 * HOUR_MS + 5_000);
+        let applied = apply_status(&conn, &second_part, t0 + 30 * HOUR_MS + 5_000).unwrap();
+        assert_eq!(applied.as_deref(), Some(id.as_str()));
+        assert_eq!(status_of(&conn, &id), OutboundStatus::Delivered);
+    }
+
+    /// Once no message accepted before it can still be sent, a report kept
+    /// more than a day is forgotten: it is another bridge's send, or one
+    /// that ended without its outcome naming the id.
+    #[test]
+    fn an_early_report_no_live_message_can_take_is_forgotten_after_a_day() {
+        let conn = at_version(MIGRATIONS.len());
+        let seqs = SeqClock::load(&conn).unwrap();
+        let t0 = 1_800_000_000_000;
+        let ended = accept_new(&conn, &seqs, "ended", t0);
+        assert_eq!(claim_at(&conn, t0 + 1_000).len(), 1);
+        let early = report("p0", DeliveryStatus::Delivered, t0 + 5_000);
+        assert_eq!(apply_status(&conn, &early, t0 + 5_000).unwrap(), None);
+        // A message accepted after the report came cannot be about it.
+        accept_new(&conn, &seqs, "later", t0 + HOUR_MS);
+        assert_eq!(forget_early(&conn, t0 + 23 * HOUR_MS).unwrap(), 0);
+        assert_eq!(
+            forget_early(&conn, t0 + 25 * HOUR_MS).unwrap(),
+            0,
+            "sending"
+        );
+        let gave_up = SendOutcome::Failed {
+            code: "cms_38".into(),
+            reason: "network out of order".into(),
+            now_ms: t0 + 25 * HOUR_MS,
+        };
+        record_outcomes(&conn, &[(ended, gave_up)]).unwrap();
+        assert_eq!(forget_early(&conn, t0 + 25 * HOUR_MS).unwrap(), 1);
     }
 
     #[test]

@@ -61,6 +61,8 @@ fn the_claim_and_the_queue_reads_use_the_live_index() {
     assert_reaches(outbound::QUEUED_FOR_LATER, "outbound_claim");
     // Asked for each reply without a route yet, and again while it waits.
     assert_reaches(routing::SEND_UNSETTLED, "outbound_claim");
+    // At each report for no recorded send, for each kept over a day.
+    assert_reaches(outbound::FORGET_EARLY, "outbound_claim");
 }
 
 #[test]
