@@ -810,19 +810,44 @@ pub fn apply_status(
         DeliveryStatus::Read => "read",
         DeliveryStatus::Failed => "failed",
     };
-    let message_id: Option<String> = conn
+    let part: Option<(String, String)> = conn
+        .prepare_cached(
+            "SELECT message_id, status FROM outbound_parts
+             WHERE channel = ?1 AND phone_id = ?2 AND external_id = ?3",
+        )?
         .query_row(
-            "UPDATE outbound_parts SET status = ?4
-             WHERE channel = ?1 AND phone_id = ?2 AND external_id = ?3
-             RETURNING message_id",
-            params![u.channel.as_str(), u.phone_id, u.external_id, part_status],
-            |row| row.get(0),
+            params![u.channel.as_str(), u.phone_id, u.external_id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .optional()?;
-    let Some(id) = message_id else {
+    let Some((id, part_was)) = part else {
         keep_early(conn, u, now_ms)?;
         return Ok(None);
     };
+    if part_moves_forward(&part_was, part_status) {
+        conn.prepare_cached(
+            "UPDATE outbound_parts SET status = ?4
+             WHERE channel = ?1 AND phone_id = ?2 AND external_id = ?3",
+        )?
+        .execute(params![
+            u.channel.as_str(),
+            u.phone_id,
+            u.external_id,
+            part_status
+        ])?;
+    } else if part_was != part_status {
+        // A delivered report after read came late; a failed one after
+        // delivered (or the other way round) contradicts the part's first
+        // final report. Logged, not recorded: an event would tell the
+        // relay the message failed after it was told it was delivered.
+        if part_was == "failed" || part_status == "failed" {
+            tracing::warn!(message_id = %id, external_id = %u.external_id,
+                part_was = %part_was, reported = part_status, code = ?u.code,
+                reason = ?u.reason,
+                "a report contradicting the part's first final report is ignored");
+        }
+        return Ok(Some(id));
+    }
     let seq = require(conn, &id)?;
     let (current, updated_at): (Status, i64) = conn.query_row(
         "SELECT status, updated_at FROM outbound WHERE seq = ?1",
@@ -835,13 +860,7 @@ pub fn apply_status(
         .collect::<Result<Vec<String>, _>>()?;
     let next = match u.status {
         DeliveryStatus::Failed => Some(OutboundStatus::Failed),
-        DeliveryStatus::Read => Some(OutboundStatus::Read),
-        // Delivered only once every part is: a half-delivered long SMS is
-        // not delivered.
-        DeliveryStatus::Delivered if part_states.iter().all(|s| s != "sent") => {
-            Some(OutboundStatus::Delivered)
-        }
-        DeliveryStatus::Delivered => None,
+        DeliveryStatus::Delivered | DeliveryStatus::Read => delivered_or_read(&part_states),
     };
     let Some(next) = next else {
         return Ok(Some(id));
@@ -864,13 +883,42 @@ pub fn apply_status(
     Ok(Some(id))
 }
 
+/// Whether a part reported `was` may become `reported`: from sent to
+/// delivered, read or failed, and from delivered to read. Reports come
+/// late, twice or out of order, and a delivered and a failed one for the
+/// same part contradict each other (both are final: an SMSC reports the
+/// outcome once; two mean an id that came round again, or a faulty
+/// upstream), so the first final report of a part stands.
+fn part_moves_forward(was: &str, reported: &str) -> bool {
+    matches!((was, reported), ("sent", _) | ("delivered", "read"))
+}
+
+/// What a message is once its parts stand at `part_states`, after a
+/// delivered or read report: delivered once every part is (a
+/// half-delivered long SMS is not delivered), read once every part is
+/// delivered or read and one was read (one part read of a long message
+/// whose other parts are not confirmed says nothing of those). `None`
+/// leaves the message where it is.
+fn delivered_or_read(part_states: &[String]) -> Option<OutboundStatus> {
+    let confirmed = |s: &String| s == "delivered" || s == "read";
+    if !part_states.iter().all(confirmed) {
+        return None;
+    }
+    Some(if part_states.iter().any(|s| s == "read") {
+        OutboundStatus::Read
+    } else {
+        OutboundStatus::Delivered
+    })
+}
+
 /// Reports can arrive late or twice; never go back (a read message is not
-/// "delivered" again) and never resurrect an ended one.
+/// "delivered" again, a delivered one does not fail: see
+/// [`part_moves_forward`]) and never resurrect an ended one.
 fn moves_forward(current: OutboundStatus, next: OutboundStatus) -> bool {
     use OutboundStatus::*;
     matches!(
         (current, next),
-        (Sending | Sent, Delivered | Read | Failed) | (Delivered, Read | Failed)
+        (Sending | Sent, Delivered | Read | Failed) | (Delivered, Read)
     )
 }
 
@@ -1519,6 +1567,91 @@ mod tests {
         };
         record_outcomes(&conn, &[(ended, gave_up)]).unwrap();
         assert_eq!(forget_early(&conn, t0 + 25 * HOUR_MS).unwrap(), 1);
+    }
+
+    /// A message accepted and claimed on "m1" and recorded sent with
+    /// `external_ids`; its id.
+    fn sent_message(conn: &Connection, external_ids: &[&str], now_ms: i64) -> String {
+        let seqs = SeqClock::load(conn).unwrap();
+        let id = accept_new(conn, &seqs, "text", now_ms);
+        assert_eq!(claim_at(conn, now_ms + 1).len(), 1);
+        record_outcomes(conn, &[(id.clone(), sent_as(external_ids, now_ms + 2))]).unwrap();
+        id
+    }
+
+    fn part_status(conn: &Connection, external_id: &str) -> String {
+        conn.query_row(
+            "SELECT status FROM outbound_parts WHERE external_id = ?1",
+            [external_id],
+            |row| row.get(0),
+        )
+        .unwrap()
+    }
+
+    fn statuses(conn: &Connection, id: &str) -> Vec<OutboundStatus> {
+        history(conn, id).into_iter().map(|(s, _, _)| s).collect()
+    }
+
+    /// Both reports of a part are final; the first stands. A failed one
+    /// after delivered neither fails a message still waiting for its other
+    /// part nor turns a delivered message back to failed (the relay would
+    /// hear failed after delivered).
+    #[test]
+    fn a_failed_report_after_the_part_was_delivered_is_ignored() {
+        use OutboundStatus::*;
+        let conn = at_version(MIGRATIONS.len());
+        let t0 = 1_800_000_000_000;
+        let id = sent_message(&conn, &["a", "b"], t0);
+        let found = |external_id, status, at| {
+            apply_status(&conn, &report(external_id, status, at), at).unwrap()
+        };
+        assert_eq!(
+            found("a", DeliveryStatus::Delivered, t0 + 10).as_deref(),
+            Some(id.as_str())
+        );
+        assert_eq!(
+            found("a", DeliveryStatus::Failed, t0 + 20).as_deref(),
+            Some(id.as_str())
+        );
+        assert_eq!(part_status(&conn, "a"), "delivered");
+        assert_eq!(status_of(&conn, &id), Sent, "b is not confirmed yet");
+        found("b", DeliveryStatus::Delivered, t0 + 30);
+        assert_eq!(status_of(&conn, &id), Delivered);
+        found("b", DeliveryStatus::Failed, t0 + 40);
+        assert_eq!(part_status(&conn, "b"), "delivered");
+        assert_eq!(
+            statuses(&conn, &id),
+            [Queued, Sending, Sent, Delivered],
+            "no failed after delivered"
+        );
+    }
+
+    /// A long message is read once each part is delivered or read and one
+    /// was read, whatever order the reports come in; a part read and then
+    /// reported delivered (late) stays read.
+    #[test]
+    fn one_read_part_makes_a_long_message_read_only_once_its_other_parts_are_delivered() {
+        use OutboundStatus::*;
+        let conn = at_version(MIGRATIONS.len());
+        let t0 = 1_800_000_000_000;
+        let id = sent_message(&conn, &["a", "b"], t0);
+        let at = |ms| t0 + ms;
+        apply_status(&conn, &report("a", DeliveryStatus::Read, at(10)), at(10)).unwrap();
+        assert_eq!(status_of(&conn, &id), Sent, "b is not confirmed yet");
+        apply_status(
+            &conn,
+            &report("a", DeliveryStatus::Delivered, at(20)),
+            at(20),
+        )
+        .unwrap();
+        assert_eq!(part_status(&conn, "a"), "read");
+        apply_status(
+            &conn,
+            &report("b", DeliveryStatus::Delivered, at(30)),
+            at(30),
+        )
+        .unwrap();
+        assert_eq!(statuses(&conn, &id), [Queued, Sending, Sent, Read]);
     }
 
     #[test]
