@@ -659,25 +659,34 @@ fn record_outcome(
         SendOutcome::Sent { receipt, now_ms } => {
             let sent = set_status(conn, id, OutboundStatus::Sent, *now_ms, None, None)?;
             let (channel, phone_id) = (&sent.channel, &sent.phone_id);
+            let mut held = Vec::with_capacity(receipt.external_ids.len());
+            let mut held_elsewhere = 0;
             for (part, external_id) in receipt.external_ids.iter().enumerate() {
-                conn.prepare_cached(
-                    "INSERT INTO outbound_parts (channel, phone_id, external_id, message_id, part)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (channel, phone_id, external_id) DO UPDATE
-                        SET message_id = excluded.message_id, part = excluded.part,
-                            status = 'sent'",
-                )?
-                .execute(params![
+                let inserted = conn.prepare_cached(ADD_PART)?.execute(params![
                     channel,
                     phone_id,
                     external_id,
                     id,
                     part as i64
                 ])?;
+                if inserted == 1 {
+                    held.push(external_id.clone());
+                } else if let Some(holder) = other_holder(conn, &sent, external_id, id)? {
+                    tracing::warn!(message_id = %id, %external_id, held_by = %holder,
+                        "the channel gave a part an id another message's part already has; \
+                         it stays with that message, and this one is not marked delivered");
+                    held_elsewhere += 1;
+                }
+            }
+            if held_elsewhere > 0 {
+                conn.prepare_cached(
+                    "UPDATE outbound SET parts_held_elsewhere = ?2 WHERE seq = ?1",
+                )?
+                .execute(params![require(conn, id)?, held_elsewhere])?;
             }
             routing::record_sent(conn, id, &sent, receipt, *now_ms)?;
             if early_waiting {
-                apply_early(conn, id, channel, phone_id, &receipt.external_ids)?;
+                apply_early(conn, id, channel, phone_id, &held)?;
             }
             Ok(())
         }
@@ -708,6 +717,37 @@ fn record_outcome(
         .map(drop),
         SendOutcome::Expired { now_ms } => mark_expired(conn, &[id.to_string()], *now_ms).map(drop),
     }
+}
+
+/// A sent part of message ?4. A part whose id another message's part
+/// already has (an adapter gave the id again: it lost track of it, or its
+/// ids wrap) is not taken from that message: a report for the id may be
+/// about either part, and taking it left that message without the part,
+/// its external ids no longer showing it, and reports for its other parts
+/// marked it delivered though that part was never confirmed.
+const ADD_PART: &str =
+    "INSERT INTO outbound_parts (channel, phone_id, external_id, message_id, part)
+     VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (channel, phone_id, external_id) DO NOTHING";
+
+/// The message other than `id` whose part has `external_id` on the
+/// endpoint `sent` went through; `None` if it is `id`'s own (an id the
+/// receipt names twice).
+fn other_holder(
+    conn: &Connection,
+    sent: &SentTo,
+    external_id: &str,
+    id: &str,
+) -> StoreResult<Option<String>> {
+    let holder: String = conn
+        .prepare_cached(
+            "SELECT message_id FROM outbound_parts
+             WHERE channel = ?1 AND phone_id = ?2 AND external_id = ?3",
+        )?
+        .query_row(params![sent.channel, sent.phone_id, external_id], |row| {
+            row.get(0)
+        })?;
+    Ok((holder != id).then_some(holder))
 }
 
 fn requeue(
@@ -849,10 +889,10 @@ pub fn apply_status(
         return Ok(Some(id));
     }
     let seq = require(conn, &id)?;
-    let (current, updated_at): (Status, i64) = conn.query_row(
-        "SELECT status, updated_at FROM outbound WHERE seq = ?1",
+    let (current, updated_at, parts_held_elsewhere): (Status, i64, i64) = conn.query_row(
+        "SELECT status, updated_at, parts_held_elsewhere FROM outbound WHERE seq = ?1",
         [seq],
-        |row| Ok((row.get(0)?, row.get(1)?)),
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
     )?;
     let part_states = conn
         .prepare_cached("SELECT status FROM outbound_parts WHERE message_id = ?1")?
@@ -860,6 +900,9 @@ pub fn apply_status(
         .collect::<Result<Vec<String>, _>>()?;
     let next = match u.status {
         DeliveryStatus::Failed => Some(OutboundStatus::Failed),
+        // `part_states` are the parts the message has rows for; one held by
+        // another message ([`ADD_PART`]) is never confirmed for this one.
+        DeliveryStatus::Delivered | DeliveryStatus::Read if parts_held_elsewhere > 0 => None,
         DeliveryStatus::Delivered | DeliveryStatus::Read => delivered_or_read(&part_states),
     };
     let Some(next) = next else {
@@ -1652,6 +1695,43 @@ mod tests {
         )
         .unwrap();
         assert_eq!(statuses(&conn, &id), [Queued, Sending, Sent, Read]);
+    }
+
+    fn external_ids_of(conn: &Connection, id: &str) -> Vec<String> {
+        get(conn, id).unwrap().unwrap().record.external_ids
+    }
+
+    /// The channel gave "b", a part of the first message, again to a part
+    /// of a second. The part stays the first message's: it still shows
+    /// both ids, and a report for its other part does not mark it
+    /// delivered, for "b" is not confirmed.
+    #[test]
+    fn a_part_id_given_again_stays_with_the_message_that_had_it() {
+        let conn = at_version(MIGRATIONS.len());
+        let t0 = 1_800_000_000_000;
+        let first = sent_message(&conn, &["a", "b"], t0);
+        let second = sent_message(&conn, &["b"], t0 + 1_000);
+        let a = report("a", DeliveryStatus::Delivered, t0 + 2_000);
+        let found = apply_status(&conn, &a, t0 + 2_000).unwrap();
+        assert_eq!(found.as_deref(), Some(first.as_str()));
+        assert_eq!(status_of(&conn, &first), OutboundStatus::Sent);
+        assert_eq!(external_ids_of(&conn, &first), ["a", "b"]);
+        assert_eq!(status_of(&conn, &second), OutboundStatus::Sent);
+    }
+
+    /// A message whose part "b" another message holds has no part to
+    /// confirm "b" by: its other part's report does not deliver it.
+    #[test]
+    fn a_message_lacking_a_part_another_holds_is_not_delivered_by_its_other_parts() {
+        let conn = at_version(MIGRATIONS.len());
+        let t0 = 1_800_000_000_000;
+        sent_message(&conn, &["a", "b"], t0);
+        let second = sent_message(&conn, &["c", "b"], t0 + 1_000);
+        let c = report("c", DeliveryStatus::Delivered, t0 + 2_000);
+        let found = apply_status(&conn, &c, t0 + 2_000).unwrap();
+        assert_eq!(found.as_deref(), Some(second.as_str()));
+        assert_eq!(status_of(&conn, &second), OutboundStatus::Sent);
+        assert_eq!(external_ids_of(&conn, &second), ["c"]);
     }
 
     #[test]

@@ -315,6 +315,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
     DROP INDEX outbound_early_status_at;
     CREATE INDEX outbound_early_status_kept ON outbound_early_status (kept_at);
     "#,
+    // 14: how many parts of a message's send got an id that a part of
+    // another message already had. Such a part stays with that message
+    // (`outbound::ADD_PART`), so no report can confirm it for this one,
+    // which is then never delivered or read by reports. Messages sent
+    // before count none: such a part moved to the later message then, and
+    // which message lost one is not recorded.
+    r#"
+    ALTER TABLE outbound ADD COLUMN parts_held_elsewhere INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Refuse a database a newer PhoneRelay has migrated past this binary's
@@ -579,6 +588,27 @@ mod tests {
                 "{kept_at} not in {now}..={after}"
             );
         }
+    }
+
+    #[test]
+    fn migration_14_counts_no_part_held_elsewhere_for_the_messages_already_sent() {
+        let mut conn = at_version(13);
+        conn.execute_batch(
+            "INSERT INTO outbound (seq, id, request_hash, phone_id, channel, recipient, body,
+                priority, status, created_at, updated_at, expires_at, next_attempt_at)
+             VALUES (4294967296, 'a', 'h', 'm1', 'sms', '+15551230001', 'a', 1, 'sent', 1, 2,
+                3600001, 0);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let row: (String, String, i64) = conn
+            .query_row(
+                "SELECT id, status, parts_held_elsewhere FROM outbound",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(row, ("a".into(), "sent".into(), 0));
     }
 
     #[test]
