@@ -67,7 +67,11 @@ pub async fn supervise(
         // The old link's task failed as it stopped for new settings: as
         // for one failing while it runs, the daemon is told.
         if let Err(panicked) = followed {
-            tracing::error!("{panicked} while the relay link stopped for new settings");
+            link_failed(
+                panicked,
+                "while the relay link stopped for new settings",
+                shutdown.is_cancelled(),
+            );
             return;
         }
         if problem != last_problem {
@@ -95,9 +99,12 @@ pub async fn supervise(
                     stop_panic = ended.panic.is_some().then_some(ended);
                     break;
                 }
-                tracing::error!("{ended} while the relay link ran");
-                if let Some(also) = slot.stop().await {
-                    tracing::error!("{also} while the relay link stopped");
+                let also = slot.stop().await;
+                if let Some(also) = also {
+                    tracing::error!("{ended} while the relay link ran");
+                    link_failed(also, "while the relay link stopped", shutdown.is_cancelled());
+                } else {
+                    link_failed(ended, "while the relay link ran", shutdown.is_cancelled());
                 }
                 return;
             }
@@ -116,10 +123,25 @@ pub async fn supervise(
 /// A link task that panicked while the daemon stopped cut short what it
 /// was doing (a forward, a status report): this task fails in turn, so
 /// the daemon's stop reports it and exits 1 rather than 0.
+/// A link task failed (`end`, `when` says when). While the daemon runs
+/// the supervisor then returns, which the daemon's task watch takes for a
+/// failure. Once the daemon stops (the stop may have begun meanwhile), it
+/// counts only panics as failures: a panic is raised as one.
+fn link_failed(end: TaskEnd, when: &str, daemon_stopping: bool) {
+    if daemon_stopping && end.panic.is_some() {
+        raise(end);
+    }
+    tracing::error!("{end} {when}");
+}
+
 fn raise_if_panicked(end: Option<TaskEnd>) {
     if let Some(end) = end {
-        std::panic::resume_unwind(Box::new(format!("{end} while the relay link stopped")));
+        raise(end);
     }
+}
+
+fn raise(end: TaskEnd) -> ! {
+    std::panic::resume_unwind(Box::new(format!("{end} while the relay link stopped")))
 }
 
 /// The link that runs, if any, and the settings the HTTP client refused
@@ -433,6 +455,35 @@ mod tests {
         );
         let mut tasks = Tasks::default();
         tasks.spawn("the relay link", async { raise_if_panicked(None) });
+        assert_eq!(tasks.next_end().await.unwrap().panic, None);
+    }
+
+    /// A link task that fails while the link restarts for new settings,
+    /// or while the link is stopped after another failed, as the daemon
+    /// begins to stop: the stop counts only panics, so it is raised.
+    #[tokio::test]
+    async fn a_link_failure_found_as_the_daemon_stops_stays_a_panic() {
+        let panicked = || TaskEnd {
+            name: "the relay forwarder".into(),
+            panic: Some("a bug".into()),
+        };
+        let mut tasks = Tasks::default();
+        tasks.spawn("the relay link", async move {
+            link_failed(
+                panicked(),
+                "while the relay link stopped for new settings",
+                true,
+            )
+        });
+        assert!(tasks.next_end().await.unwrap().panic.is_some());
+        // While the daemon runs the supervisor returns instead (logged).
+        tasks.spawn("the relay link", async move {
+            link_failed(
+                panicked(),
+                "while the relay link stopped for new settings",
+                false,
+            )
+        });
         assert_eq!(tasks.next_end().await.unwrap().panic, None);
     }
 }
