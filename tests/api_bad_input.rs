@@ -255,6 +255,26 @@ fn cases() -> Vec<Case> {
             code: "invalid_field",
             field: Some("ttl_seconds"),
         },
+        // Not JSON (RFC 8259: text is UTF-8, and a \u escape names a
+        // character), though skipping over the value would not notice.
+        Case {
+            name: "a lone surrogate in the text",
+            content_type: "application/json",
+            body: br#"{"phone_id":"phone-1","channel":"sms","to":"+15551230001","text":"\ud800"}"#.to_vec(),
+            idempotency_key: None,
+            status: 400,
+            code: "invalid_json",
+            field: None,
+        },
+        Case {
+            name: "a raw 0xFF byte in the text",
+            content_type: "application/json",
+            body: b"{\"phone_id\":\"phone-1\",\"channel\":\"sms\",\"to\":\"+15551230001\",\"text\":\"a\xffb\"}".to_vec(),
+            idempotency_key: None,
+            status: 400,
+            code: "invalid_json",
+            field: None,
+        },
         json_case(
             "ttl a float",
             with("ttl_seconds", json!(1e308)),

@@ -137,8 +137,12 @@ pub fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
         // syntax error, but the body is valid JSON (RFC 8259 sets numbers
         // no limit): it is that field's value that cannot be taken, as a
         // float where an integer belongs cannot.
-        let value_out_of_range =
-            inner.is_syntax() && serde_json::from_slice::<serde::de::IgnoredAny>(raw).is_ok();
+        // Only that error: skipping a value (`IgnoredAny`) checks neither
+        // strings' UTF-8 nor `\u` escapes nor depth, so "the rest parses"
+        // would pass off a lone surrogate or a raw 0xFF as a field error.
+        let value_out_of_range = inner.is_syntax()
+            && inner.to_string().starts_with("number out of range")
+            && serde_json::from_slice::<serde::de::IgnoredAny>(raw).is_ok();
         if (inner.is_syntax() || inner.is_eof()) && !value_out_of_range {
             return ApiError::new(
                 StatusCode::BAD_REQUEST,
