@@ -24,20 +24,28 @@ pub fn init(config: &LogConfig) {
 /// Whether `level` is a filter `init` will take as meant. `EnvFilter`
 /// reads a bare word that is no level name as a target ("warning": all
 /// events of a target called `warning`), so a misspelt level parses and
-/// silences every log line. Here each directive without `=` must be a
-/// level (`info`, `warn`, ...), and each with one must end in a level.
+/// silences every log line. Here each directive with `=` must end in a
+/// level, and one without must be a level (`info`, `warn`, ...) or a
+/// target that is plainly one: this program's (`phonerelay...`) or a
+/// module path (`a::b`), as a filter may name to see all of it.
 pub fn is_valid_filter(level: &str) -> bool {
     use tracing_subscriber::filter::LevelFilter;
-    let directives_are_levels = level.split(',').all(|directive| {
-        let directive = directive.trim();
-        let level_part = directive
-            .rsplit_once('=')
-            .map_or(directive, |(_, l)| l)
-            .trim();
+    let is_level = |word: &str| {
         // `LevelFilter` takes "" for `error`; here it is a slip (`info,`).
-        !level_part.is_empty() && level_part.parse::<LevelFilter>().is_ok()
+        !word.is_empty() && word.parse::<LevelFilter>().is_ok()
+    };
+    let directives_make_sense = level.split(',').all(|directive| {
+        let directive = directive.trim();
+        match directive.rsplit_once('=') {
+            Some((_, level)) => is_level(level.trim()),
+            None => {
+                is_level(directive)
+                    || directive.starts_with("phonerelay")
+                    || directive.contains("::")
+            }
+        }
     });
-    directives_are_levels && level.parse::<EnvFilter>().is_ok()
+    directives_make_sense && level.parse::<EnvFilter>().is_ok()
 }
 
 /// Colours only for a person at a terminal: under systemd stderr is the
@@ -93,6 +101,10 @@ mod tests {
             "off",
             "warn,phonerelay=debug",
             "phonerelay::relay=trace",
+            // Bare targets, all of their events: taken before this check.
+            "phonerelay",
+            "info,phonerelay_sms",
+            "hyper::proto",
         ] {
             assert!(is_valid_filter(good), "{good}");
         }
@@ -102,7 +114,7 @@ mod tests {
             "",
             "info,",
             "phonerelay=loud",
-            "phonerelay",
+            "info,debugg",
         ] {
             assert!(!is_valid_filter(bad), "{bad}");
         }
