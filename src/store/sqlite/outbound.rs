@@ -1071,8 +1071,22 @@ pub(super) const FORGET_EARLY: &str = concat!(
            WHERE outbound.channel = outbound_early_status.channel
              AND outbound.phone_id = outbound_early_status.phone_id AND ",
     live!(),
-    " AND outbound.created_at <= outbound_early_status.kept_at)"
+    " AND outbound.created_at <= outbound_early_status.kept_at + ",
+    early_clock_slack_ms!(),
+    ")"
 );
+
+/// How far before a message's accept an early report may have been kept
+/// and still be about it: both times are this bridge's wall clock, which
+/// an NTP correction may step back between the accept and the report.
+/// Short against the time an SMS id takes to come round (a TP-MR reused
+/// for the same number, after a restart).
+macro_rules! early_clock_slack_ms {
+    () => {
+        "600000"
+    };
+}
+use early_clock_slack_ms;
 
 /// Forget early reports kept longer than [`EARLY_STATUS_KEEP_MS`] before
 /// `now_ms` that no message can still take ([`FORGET_EARLY`]): at each new
@@ -1086,14 +1100,20 @@ pub fn forget_early(conn: &Connection, now_ms: i64) -> StoreResult<usize> {
 
 /// The early reports for one external id that can be about a part of a
 /// message accepted at ?4, taken from the table to be applied: those kept
-/// (by this bridge's clock) at or after the accept. One kept before is
+/// (by this bridge's clock) at or after the accept, less the clock's slack
+/// ([`early_clock_slack_ms`]). One kept before is
 /// another send's whose id came round again: an SMS id is its TP-MR, which
 /// wraps, and an adapter that restarted relearns only the ids that reached
 /// `outbound_parts`, not those of accepted parts of a message that then
 /// failed. It stays, for a message it may be about (`forget_early`).
-pub(super) const TAKE_EARLY: &str = "DELETE FROM outbound_early_status
-     WHERE channel = ?1 AND phone_id = ?2 AND external_id = ?3 AND kept_at >= ?4
-     RETURNING status, code, reason, at, kept_at";
+pub(super) const TAKE_EARLY: &str = concat!(
+    "DELETE FROM outbound_early_status
+     WHERE channel = ?1 AND phone_id = ?2 AND external_id = ?3
+       AND kept_at >= ?4 - ",
+    early_clock_slack_ms!(),
+    "
+     RETURNING status, code, reason, at, kept_at"
+);
 
 /// Apply, in arrival order, the reports that came before the outcome of
 /// message `id` and can be about it (see [`TAKE_EARLY`]).
@@ -1541,6 +1561,22 @@ mod tests {
         record_outcomes(&conn, &[(later.clone(), sent_as(&["x"], t0 + 3_602_000))]).unwrap();
         assert_eq!(status_of(&conn, &later), OutboundStatus::Sent);
         assert_eq!(status_of(&conn, &failed), OutboundStatus::Failed);
+    }
+
+    /// The clock stepped back five seconds between a hand-over's accept
+    /// and its part's report: kept "before" the accept by the clock, the
+    /// report is still this message's.
+    #[test]
+    fn an_early_report_kept_just_before_the_accept_by_a_clock_stepped_back_is_applied() {
+        let conn = at_version(MIGRATIONS.len());
+        let seqs = SeqClock::load(&conn).unwrap();
+        let t0 = 1_800_000_000_000;
+        let id = accept_new(&conn, &seqs, "stepped", t0);
+        assert_eq!(claim_at(&conn, t0).len(), 1);
+        let early = report("y", DeliveryStatus::Delivered, t0 - 5_000);
+        assert_eq!(apply_status(&conn, &early, t0 - 5_000).unwrap(), None);
+        record_outcomes(&conn, &[(id.clone(), sent_as(&["y"], t0 - 4_000))]).unwrap();
+        assert_eq!(status_of(&conn, &id), OutboundStatus::Delivered);
     }
 
     const HOUR_MS: i64 = 3_600_000;
