@@ -995,10 +995,12 @@ async fn pull_mode_does_not_spin_on_a_relay_that_does_not_hold_polls_open() {
 }
 
 /// A polled job the store cannot commit (here a trigger of the test's own
-/// makes its commit fail) holds back the jobs after it in the same poll:
-/// taken and sent first, a later one to the same number would overtake it.
+/// makes its commit fail) holds back the later jobs to its recipient in
+/// the same poll: taken and sent first, one would overtake it. Another
+/// recipient's job is taken: one job the store refuses for good must not
+/// hold every send back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_polled_job_the_store_cannot_commit_holds_back_the_jobs_after_it() {
+async fn a_polled_job_the_store_cannot_commit_holds_back_only_its_recipient_s_later_jobs() {
     let relay = EmulatedRelay::start().await;
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
     let bridge = common::start_bridge(&relay.bridge_config("pull", None), RELAY_KEY, &wa).await;
@@ -1010,31 +1012,42 @@ async fn a_polled_job_the_store_cannot_commit_holds_back_the_jobs_after_it() {
     )
     .unwrap();
     relay.with(|s| {
-        for (id, text) in [("o-1", "first"), ("o-2", "second")] {
+        for (id, to, text) in [
+            ("o-1", "+15551230001", "first"),
+            ("o-2", "+15551230001", "second"),
+            ("o-3", "+15551230002", "elsewhere"),
+        ] {
             s.jobs
                 .push_back(json!({"relay_message_id": id, "phone_id": PHONE_ID,
-                "channel": "wa", "to": "+15551230001", "text": text, "source": "alice"}));
+                "channel": "wa", "to": to, "text": text, "source": "alice"}));
         }
     });
-    // Polls go on (backing off) while o-1 cannot be committed; none of
-    // them may take o-2.
+    // o-3 goes; o-1 cannot be committed, and o-2 waits behind it.
     relay
-        .wait_for("three polls", |s| s.polls >= 3 && s.jobs.len() == 2)
+        .wait_for("o-3 acknowledged and two polls since", |s| {
+            s.jobs.len() == 2 && s.polls >= 3
+        })
         .await;
-    relay.with(|s| assert!(s.acks.is_empty(), "{:?}", s.acks));
-    assert!(wa.sent().is_empty());
+    let sent: Vec<String> = wa.sent().into_iter().map(|m| m.text).collect();
+    assert_eq!(sent, ["elsewhere"]);
+    relay.with(|s| {
+        let acked: Vec<&Value> = s
+            .acks
+            .iter()
+            .flat_map(|a| a["acks"].as_array().unwrap())
+            .map(|a| &a["relay_message_id"])
+            .collect();
+        assert!(acked.iter().all(|id| *id == "o-3"), "{acked:?}");
+    });
 
     db.execute_batch("DROP TRIGGER refuse_o1").unwrap();
     relay
-        .wait_for("both jobs acknowledged", |s| s.jobs.is_empty())
+        .wait_for("every job acknowledged", |s| s.jobs.is_empty())
         .await;
-    let sent: Vec<String> = wa.wait_sent(2).await.into_iter().map(|m| m.text).collect();
-    assert_eq!(sent, ["first", "second"]);
+    let sent: Vec<String> = wa.wait_sent(3).await.into_iter().map(|m| m.text).collect();
+    assert_eq!(sent, ["elsewhere", "first", "second"]);
 }
 
-/// A relay that answers every ack 200 but goes on handing the same job
-/// out (a wrong ack path behind a proxy that answers 200, say): each pass
-/// finds only a repeat, and the bridge must not poll again at once.
 #[tokio::test]
 async fn pull_mode_does_not_spin_on_a_relay_that_hands_back_jobs_it_took() {
     let relay = EmulatedRelay::start().await;

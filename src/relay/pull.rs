@@ -3,6 +3,7 @@
 //! acknowledge. Commit before ack: a job whose ack is lost is delivered
 //! again and recognised by its `relay_message_id`, so it is sent once.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -105,17 +106,29 @@ pub async fn run(deps: Deps) {
         }
         let mut acks = Vec::with_capacity(jobs.len());
         left_out.new_pass();
+        // The relay hands jobs out oldest first, and the outbox sends a
+        // recipient's messages in commit order: a job taken after one to
+        // the same recipient that the store could not commit would
+        // overtake it. Those are left out too, and come back behind it;
+        // other recipients' jobs are taken (one job the store refuses for
+        // good must not hold every send back).
+        let mut held_recipients = HashSet::new();
         for job in jobs {
+            let to = job["to"].as_str().map(|to| to.trim().to_string());
+            if to.as_ref().is_some_and(|to| held_recipients.contains(to)) {
+                continue;
+            }
             match take(&deps, job).await {
                 Ok(ack) => acks.push(ack),
-                // The relay hands jobs out oldest first, and the outbox
-                // sends in commit order: a job taken after one the store
-                // could not commit would overtake it on its way to the
-                // same recipient. The rest of the pass comes back with
-                // the next poll, behind it.
                 Err(not_taken @ NotTaken::Store { .. }) => {
                     left_out.note(not_taken);
-                    break;
+                    match to {
+                        Some(to) => {
+                            held_recipients.insert(to);
+                        }
+                        // No recipient to hold back: hold back the rest.
+                        None => break,
+                    }
                 }
                 Err(not_taken) => left_out.note(not_taken),
             }
