@@ -724,11 +724,16 @@ fn record_outcome(
 /// ids wrap) is not taken from that message: a report for the id may be
 /// about either part, and taking it left that message without the part,
 /// its external ids no longer showing it, and reports for its other parts
-/// marked it delivered though that part was never confirmed.
+/// marked it delivered though that part was never confirmed. Unless that
+/// part is settled (its final report recorded): a report for the id then
+/// can only be about the new part, which takes the id over; kept, the
+/// new message waited for good for a report that went to the other.
 const ADD_PART: &str =
     "INSERT INTO outbound_parts (channel, phone_id, external_id, message_id, part)
      VALUES (?1, ?2, ?3, ?4, ?5)
-     ON CONFLICT (channel, phone_id, external_id) DO NOTHING";
+     ON CONFLICT (channel, phone_id, external_id) DO UPDATE
+        SET message_id = excluded.message_id, part = excluded.part, status = 'sent'
+        WHERE outbound_parts.status <> 'sent'";
 
 /// The message other than `id` whose part has `external_id` on the
 /// endpoint `sent` went through; `None` if it is `id`'s own (an id the
@@ -1753,6 +1758,27 @@ mod tests {
         assert_eq!(status_of(&conn, &first), OutboundStatus::Sent);
         assert_eq!(external_ids_of(&conn, &first), ["a", "b"]);
         assert_eq!(status_of(&conn, &second), OutboundStatus::Sent);
+    }
+
+    /// The id comes round again once the first message's part was
+    /// reported delivered: a report for it now can only be about the new
+    /// part, which takes the id over and is delivered by it.
+    #[test]
+    fn a_part_id_given_again_after_its_part_was_settled_goes_to_the_new_message() {
+        let conn = at_version(MIGRATIONS.len());
+        let t0 = 1_800_000_000_000;
+        let first = sent_message(&conn, &["x"], t0);
+        let x = report("x", DeliveryStatus::Delivered, t0 + 2_000);
+        assert_eq!(
+            apply_status(&conn, &x, t0 + 2_000).unwrap().as_deref(),
+            Some(first.as_str())
+        );
+        let second = sent_message(&conn, &["x"], t0 + HOUR_MS);
+        let x_again = report("x", DeliveryStatus::Delivered, t0 + HOUR_MS + 2_000);
+        let found = apply_status(&conn, &x_again, t0 + HOUR_MS + 2_000).unwrap();
+        assert_eq!(found.as_deref(), Some(second.as_str()));
+        assert_eq!(status_of(&conn, &second), OutboundStatus::Delivered);
+        assert_eq!(status_of(&conn, &first), OutboundStatus::Delivered);
     }
 
     /// A message whose part "b" another message holds has no part to
