@@ -1040,7 +1040,6 @@ fn keep_early(conn: &Connection, u: &StatusUpdate, now_ms: i64) -> StoreResult<(
         DeliveryStatus::Read => "read",
         DeliveryStatus::Failed => "failed",
     };
-    forget_early(conn, now_ms)?;
     conn.prepare_cached(
         "INSERT INTO outbound_early_status
             (channel, phone_id, external_id, status, code, reason, at, kept_at)
@@ -1059,27 +1058,21 @@ fn keep_early(conn: &Connection, u: &StatusUpdate, now_ms: i64) -> StoreResult<(
     Ok(())
 }
 
-/// The early reports kept before ?1 that no message can still take: none
-/// of their endpoint is live (queued or sending) that was accepted by the
-/// time the report was kept, which is every message it can be about
-/// ([`TAKE_EARLY`]); an ended one records no outcome again. A day alone
-/// was too short: a long SMS whose first part was accepted and reported
-/// may send its other parts days later (retries, a modem off the network,
-/// up to its ttl), and its first part's report, forgotten by then, left
-/// it `sent` for good. `status` is the outbound row's (the inner table's
-/// column), and the term is `live!()` word for word so the endpoint's live
+/// The endpoints with early reports kept before ?1.
+const EARLY_ENDPOINTS: &str =
+    "SELECT DISTINCT channel, phone_id FROM outbound_early_status WHERE kept_at < ?1";
+
+/// When the oldest live (queued or sending) message of endpoint ?1/?2 was
+/// accepted. The term is `live!()` word for word so the endpoint's live
 /// rows are read through the claim index.
-pub(super) const FORGET_EARLY: &str = concat!(
-    "DELETE FROM outbound_early_status
-     WHERE kept_at < ?1
-       AND NOT EXISTS (SELECT 1 FROM outbound
-           WHERE outbound.channel = outbound_early_status.channel
-             AND outbound.phone_id = outbound_early_status.phone_id AND ",
-    live!(),
-    " AND outbound.created_at <= outbound_early_status.kept_at + ",
-    early_clock_slack_ms!(),
-    ")"
+pub(super) const OLDEST_LIVE: &str = concat!(
+    "SELECT MIN(created_at) FROM outbound WHERE channel = ?1 AND phone_id = ?2 AND ",
+    live!()
 );
+
+/// The early reports of endpoint ?1/?2 kept before ?3.
+const FORGET_EARLY_BEFORE: &str = "DELETE FROM outbound_early_status
+     WHERE channel = ?1 AND phone_id = ?2 AND kept_at < ?3";
 
 /// How far before a message's accept an early report may have been kept
 /// and still be about it: both times are this bridge's wall clock, which
@@ -1091,17 +1084,47 @@ macro_rules! early_clock_slack_ms {
         "600000"
     };
 }
-use early_clock_slack_ms;
 
-/// Forget early reports kept longer than [`EARLY_STATUS_KEEP_MS`] before
-/// `now_ms` that no message can still take ([`FORGET_EARLY`]): at each new
-/// one, and at the hourly sweep (whatever the retention), so a stale one
-/// does not wait for the next unmatched report to go.
+/// Forget the early reports kept longer than [`EARLY_STATUS_KEEP_MS`]
+/// before `now_ms` that no message can still take: none of their endpoint
+/// is live (queued or sending) that was accepted by the time the report
+/// was kept (with the clock's slack), which is every message it can be
+/// about ([`TAKE_EARLY`]); an ended one records no outcome again. A day
+/// alone was too short: a long SMS whose first part was accepted and
+/// reported may send its other parts days later (retries, a modem off the
+/// network, up to its ttl), and its first part's report, forgotten by
+/// then, left it `sent` for good.
+///
+/// Run by the hourly sweep (whatever the retention), not at each report:
+/// finding an endpoint's oldest live message walks its live rows, once an
+/// endpoint here, where a test per report walked them for every report
+/// and held up the writer on a long queue.
 pub fn forget_early(conn: &Connection, now_ms: i64) -> StoreResult<usize> {
-    Ok(conn
-        .prepare_cached(FORGET_EARLY)?
-        .execute([now_ms.saturating_sub(EARLY_STATUS_KEEP_MS)])?)
+    let cut_off = now_ms.saturating_sub(EARLY_STATUS_KEEP_MS);
+    let endpoints = conn
+        .prepare_cached(EARLY_ENDPOINTS)?
+        .query_map([cut_off], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut forgotten = 0;
+    for (channel, phone_id) in endpoints {
+        let oldest_live: Option<i64> = conn
+            .prepare_cached(OLDEST_LIVE)?
+            .query_row(params![channel, phone_id], |row| row.get(0))?;
+        let before = match oldest_live {
+            Some(accepted_at) => cut_off.min(accepted_at.saturating_sub(EARLY_CLOCK_SLACK_MS)),
+            None => cut_off,
+        };
+        forgotten += conn
+            .prepare_cached(FORGET_EARLY_BEFORE)?
+            .execute(params![channel, phone_id, before])?;
+    }
+    Ok(forgotten)
 }
+
+/// [`early_clock_slack_ms`] as a number.
+const EARLY_CLOCK_SLACK_MS: i64 = 600_000;
 
 /// The early reports for one external id that can be about a part of a
 /// message accepted at ?4, taken from the table to be applied: those kept
@@ -1566,6 +1589,14 @@ mod tests {
         record_outcomes(&conn, &[(later.clone(), sent_as(&["x"], t0 + 3_602_000))]).unwrap();
         assert_eq!(status_of(&conn, &later), OutboundStatus::Sent);
         assert_eq!(status_of(&conn, &failed), OutboundStatus::Failed);
+    }
+
+    #[test]
+    fn the_clock_slack_is_one_figure_in_sql_and_in_rust() {
+        assert_eq!(
+            early_clock_slack_ms!().parse::<i64>().unwrap(),
+            EARLY_CLOCK_SLACK_MS
+        );
     }
 
     /// The clock stepped back five seconds between a hand-over's accept

@@ -62,7 +62,7 @@ fn the_claim_and_the_queue_reads_use_the_live_index() {
     // Asked for each reply without a route yet, and again while it waits.
     assert_reaches(routing::SEND_UNSETTLED, "outbound_claim");
     // At each report for no recorded send, for each kept over a day.
-    assert_reaches(outbound::FORGET_EARLY, "outbound_claim");
+    assert_reaches(outbound::OLDEST_LIVE, "outbound_claim");
 }
 
 #[test]
