@@ -1048,6 +1048,50 @@ async fn a_polled_job_the_store_cannot_commit_holds_back_only_its_recipient_s_la
     assert_eq!(sent, ["elsewhere", "first", "second"]);
 }
 
+/// A job the store refuses for good (the trigger is never dropped), with
+/// later jobs to its recipient filling each poll (`poll_max_jobs = 2`):
+/// after a few passes it no longer holds its recipient back, so the poll
+/// moves on and another recipient's job is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polled_job_the_store_refuses_for_good_does_not_hold_every_send_back() {
+    let relay = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let config = relay.bridge_config("pull", None).replace(
+        "poll_timeout_seconds = 1\n",
+        "poll_timeout_seconds = 1\npoll_max_jobs = 2\n",
+    );
+    let bridge = common::start_bridge(&config, RELAY_KEY, &wa).await;
+    let db = rusqlite::Connection::open(bridge.db_path()).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER refuse_o1 BEFORE UPDATE OF relay_message_id ON outbound
+         WHEN NEW.relay_message_id = 'o-1' BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    )
+    .unwrap();
+    relay.with(|s| {
+        for (id, to, text) in [
+            ("o-1", "+15551230001", "refused"),
+            ("o-2", "+15551230001", "second"),
+            ("o-3", "+15551230002", "elsewhere"),
+        ] {
+            s.jobs
+                .push_back(json!({"relay_message_id": id, "phone_id": PHONE_ID,
+                "channel": "wa", "to": to, "text": text, "source": "alice"}));
+        }
+    });
+    relay
+        .wait_for("o-2 and o-3 acknowledged", |s| {
+            s.jobs.len() == 1 && s.jobs[0]["relay_message_id"] == "o-1"
+        })
+        .await;
+    let mut sent: Vec<String> = wa.wait_sent(2).await.into_iter().map(|m| m.text).collect();
+    sent.sort();
+    assert_eq!(sent, ["elsewhere", "second"]);
+}
+
+/// A relay that answers every ack 200 but goes on handing the same job
+/// out (a wrong ack path behind a proxy that answers 200, say): each pass
+/// finds only a repeat, and the bridge must not poll again at once.
 #[tokio::test]
 async fn pull_mode_does_not_spin_on_a_relay_that_hands_back_jobs_it_took() {
     let relay = EmulatedRelay::start().await;

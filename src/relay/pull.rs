@@ -3,7 +3,7 @@
 //! acknowledge. Commit before ack: a job whose ack is lost is delivered
 //! again and recognised by its `relay_message_id`, so it is sent once.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -13,6 +13,12 @@ use super::{Deps, RelayError};
 use crate::api::dto::SendRequest;
 use crate::api::{commit_send, parse_json_body};
 use crate::logging::Throttle;
+
+/// Passes in a row a job the store cannot commit holds back its
+/// recipient's later jobs; after that it is taken to be refused for good.
+/// About eight minutes with the default backoff when nothing else comes,
+/// a second or two in the tests.
+const HOLD_BACK_PASSES: u32 = 10;
 
 /// How often each cause of a job left out of the ack is logged again
 /// while it lasts: the relay hands such a job back with every poll.
@@ -64,6 +70,8 @@ pub async fn run(deps: Deps) {
     let mut refused_acks = 0u32;
     let mut left_out = LeftOut::default();
     let mut repeats = Repeats::default();
+    // Jobs the store could not commit, and in how many passes in a row.
+    let mut failing: HashMap<String, u32> = HashMap::new();
     loop {
         let polled_at = tokio::time::Instant::now();
         let body = json!({
@@ -110,9 +118,13 @@ pub async fn run(deps: Deps) {
         // recipient's messages in commit order: a job taken after one to
         // the same recipient that the store could not commit would
         // overtake it. Those are left out too, and come back behind it;
-        // other recipients' jobs are taken (one job the store refuses for
-        // good must not hold every send back).
+        // other recipients' jobs are taken. A job the store still refuses
+        // after `HOLD_BACK_PASSES` passes is taken to be refused for good
+        // (a constraint, a bug), and no longer holds its recipient back:
+        // otherwise its jobs, handed out first every time, could fill
+        // every poll and hold every send back.
         let mut held_recipients = HashSet::new();
+        let mut failing_now = HashMap::new();
         for job in jobs {
             let to = job["to"].as_str().map(|to| to.trim().to_string());
             if to.as_ref().is_some_and(|to| held_recipients.contains(to)) {
@@ -121,7 +133,18 @@ pub async fn run(deps: Deps) {
             match take(&deps, job).await {
                 Ok(ack) => acks.push(ack),
                 Err(not_taken @ NotTaken::Store { .. }) => {
+                    let NotTaken::Store {
+                        relay_message_id, ..
+                    } = &not_taken
+                    else {
+                        unreachable!("matched above");
+                    };
+                    let passes = failing.get(relay_message_id).copied().unwrap_or(0) + 1;
+                    failing_now.insert(relay_message_id.clone(), passes);
                     left_out.note(not_taken);
+                    if passes > HOLD_BACK_PASSES {
+                        continue;
+                    }
                     match to {
                         Some(to) => {
                             held_recipients.insert(to);
@@ -133,6 +156,7 @@ pub async fn run(deps: Deps) {
                 Err(not_taken) => left_out.note(not_taken),
             }
         }
+        failing = failing_now;
         if !acks.is_empty() {
             match acknowledge(&deps, &acks).await {
                 Acked::Stopped => break,
@@ -152,7 +176,7 @@ pub async fn run(deps: Deps) {
             .iter()
             .all(|ack| ack.duplicate || ack.result == "rejected");
         repeats.note(&acks);
-        let pause_ms = left_out.pause_ms(&deps).unwrap_or(0);
+        let pause_ms = left_out.pause_ms(&deps, !nothing_new).unwrap_or(0);
         let pause_ms = if nothing_new {
             pause_ms.max(floor_ms())
         } else {
@@ -275,9 +299,16 @@ impl LeftOut {
     /// only spin. While the store fails, back off as after a failed poll.
     /// A job without an id comes back however long the wait: pause only
     /// the first step, so the jobs behind it are not held up for minutes.
-    fn pause_ms(&mut self, deps: &Deps) -> Option<u64> {
+    /// `took_new`: the pass committed a new job, so the store works and
+    /// what it refused is that job's own trouble: the others' are not held
+    /// up by a growing backoff, only paused as after a first failure.
+    fn pause_ms(&mut self, deps: &Deps, took_new: bool) -> Option<u64> {
         if self.store_trouble {
-            self.store_failures = self.store_failures.saturating_add(1);
+            self.store_failures = if took_new {
+                1
+            } else {
+                self.store_failures.saturating_add(1)
+            };
             return Some(deps.retry_delay_ms(self.store_failures));
         }
         self.store_failures = 0;

@@ -418,7 +418,9 @@ async fn poll(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>)
             let mut s = state.lock().unwrap();
             if !s.jobs.is_empty() {
                 s.polls += 1;
-                let jobs: Vec<Value> = s.jobs.iter().cloned().collect();
+                // At most `max`, oldest first, as the protocol has it.
+                let max = body["max"].as_u64().map_or(usize::MAX, |m| m as usize);
+                let jobs: Vec<Value> = s.jobs.iter().take(max).cloned().collect();
                 return Json(json!({"jobs": jobs})).into_response();
             }
         }
