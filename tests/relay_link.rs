@@ -994,16 +994,16 @@ async fn pull_mode_does_not_spin_on_a_relay_that_does_not_hold_polls_open() {
     assert!((5..=26).contains(&polls), "{polls} polls in a second");
 }
 
-/// A polled job the store cannot commit (here a trigger of the test's own
-/// makes its commit fail) holds back the later jobs to its recipient in
-/// the same poll: taken and sent first, one would overtake it. Another
-/// recipient's job is taken: one job the store refuses for good must not
-/// hold every send back.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_polled_job_the_store_cannot_commit_holds_back_only_its_recipient_s_later_jobs() {
-    let relay = EmulatedRelay::start().await;
-    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let bridge = common::start_bridge(&relay.bridge_config("pull", None), RELAY_KEY, &wa).await;
+/// A pull-mode bridge on `config` whose store refuses to commit job o-1
+/// (a trigger of the test's own, dropped through the connection returned),
+/// and the relay holding o-1 ("first") and o-2 ("second") to one number,
+/// then o-3 ("elsewhere") to another.
+async fn pull_bridge_refusing_o1(
+    relay: &EmulatedRelay,
+    wa: &std::sync::Arc<TestChannel>,
+    config: &str,
+) -> (TestDaemon, rusqlite::Connection) {
+    let bridge = common::start_bridge(config, RELAY_KEY, wa).await;
     let db = rusqlite::Connection::open(bridge.db_path()).unwrap();
     db.busy_timeout(Duration::from_secs(10)).unwrap();
     db.execute_batch(
@@ -1022,6 +1022,20 @@ async fn a_polled_job_the_store_cannot_commit_holds_back_only_its_recipient_s_la
                 "channel": "wa", "to": to, "text": text, "source": "alice"}));
         }
     });
+    (bridge, db)
+}
+
+/// A polled job the store cannot commit (here a trigger of the test's own
+/// makes its commit fail) holds back the later jobs to its recipient in
+/// the same poll: taken and sent first, one would overtake it. Another
+/// recipient's job is taken: one job the store refuses for good must not
+/// hold every send back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polled_job_the_store_cannot_commit_holds_back_only_its_recipient_s_later_jobs() {
+    let relay = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let (_bridge, db) =
+        pull_bridge_refusing_o1(&relay, &wa, &relay.bridge_config("pull", None)).await;
     // o-3 goes; o-1 cannot be committed, and o-2 waits behind it.
     relay
         .wait_for("o-3 acknowledged and two polls since", |s| {
@@ -1060,25 +1074,7 @@ async fn a_polled_job_the_store_refuses_for_good_does_not_hold_every_send_back()
         "poll_timeout_seconds = 1\n",
         "poll_timeout_seconds = 1\npoll_max_jobs = 2\n",
     );
-    let bridge = common::start_bridge(&config, RELAY_KEY, &wa).await;
-    let db = rusqlite::Connection::open(bridge.db_path()).unwrap();
-    db.busy_timeout(Duration::from_secs(10)).unwrap();
-    db.execute_batch(
-        "CREATE TRIGGER refuse_o1 BEFORE UPDATE OF relay_message_id ON outbound
-         WHEN NEW.relay_message_id = 'o-1' BEGIN SELECT RAISE(ABORT, 'refused'); END",
-    )
-    .unwrap();
-    relay.with(|s| {
-        for (id, to, text) in [
-            ("o-1", "+15551230001", "refused"),
-            ("o-2", "+15551230001", "second"),
-            ("o-3", "+15551230002", "elsewhere"),
-        ] {
-            s.jobs
-                .push_back(json!({"relay_message_id": id, "phone_id": PHONE_ID,
-                "channel": "wa", "to": to, "text": text, "source": "alice"}));
-        }
-    });
+    let (_bridge, _db) = pull_bridge_refusing_o1(&relay, &wa, &config).await;
     relay
         .wait_for("o-2 and o-3 acknowledged", |s| {
             s.jobs.len() == 1 && s.jobs[0]["relay_message_id"] == "o-1"
