@@ -1079,11 +1079,7 @@ const FORGET_EARLY_BEFORE: &str = "DELETE FROM outbound_early_status
 /// an NTP correction may step back between the accept and the report.
 /// Short against the time an SMS id takes to come round (a TP-MR reused
 /// for the same number, after a restart).
-macro_rules! early_clock_slack_ms {
-    () => {
-        "600000"
-    };
-}
+const EARLY_CLOCK_SLACK_MS: i64 = 600_000;
 
 /// Forget the early reports kept longer than [`EARLY_STATUS_KEEP_MS`]
 /// before `now_ms` that no message can still take: none of their endpoint
@@ -1123,25 +1119,17 @@ pub fn forget_early(conn: &Connection, now_ms: i64) -> StoreResult<usize> {
     Ok(forgotten)
 }
 
-/// [`early_clock_slack_ms`] as a number.
-const EARLY_CLOCK_SLACK_MS: i64 = 600_000;
-
 /// The early reports for one external id that can be about a part of a
-/// message accepted at ?4, taken from the table to be applied: those kept
-/// (by this bridge's clock) at or after the accept, less the clock's slack
-/// ([`early_clock_slack_ms`]). One kept before is
+/// message accepted at the time ?4 names, less the clock's slack
+/// ([`EARLY_CLOCK_SLACK_MS`]), taken from the table to be applied: those
+/// kept (by this bridge's clock) at or after it. One kept before is
 /// another send's whose id came round again: an SMS id is its TP-MR, which
 /// wraps, and an adapter that restarted relearns only the ids that reached
 /// `outbound_parts`, not those of accepted parts of a message that then
 /// failed. It stays, for a message it may be about (`forget_early`).
-pub(super) const TAKE_EARLY: &str = concat!(
-    "DELETE FROM outbound_early_status
-     WHERE channel = ?1 AND phone_id = ?2 AND external_id = ?3
-       AND kept_at >= ?4 - ",
-    early_clock_slack_ms!(),
-    "
-     RETURNING status, code, reason, at, kept_at"
-);
+pub(super) const TAKE_EARLY: &str = "DELETE FROM outbound_early_status
+     WHERE channel = ?1 AND phone_id = ?2 AND external_id = ?3 AND kept_at >= ?4
+     RETURNING status, code, reason, at, kept_at";
 
 /// Apply, in arrival order, the reports that came before the outcome of
 /// message `id` and can be about it (see [`TAKE_EARLY`]).
@@ -1159,21 +1147,19 @@ fn apply_early(
     let accepted_at: i64 = conn
         .prepare_cached("SELECT created_at FROM outbound WHERE seq = ?1")?
         .query_row([seq], |row| row.get(0))?;
+    let kept_since = accepted_at.saturating_sub(EARLY_CLOCK_SLACK_MS);
     for external_id in external_ids {
         let early = conn
             .prepare_cached(TAKE_EARLY)?
-            .query_map(
-                params![channel, phone_id, external_id, accepted_at],
-                |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, Option<String>>(1)?,
-                        row.get::<_, Option<String>>(2)?,
-                        row.get::<_, i64>(3)?,
-                        row.get::<_, i64>(4)?,
-                    ))
-                },
-            )?
+            .query_map(params![channel, phone_id, external_id, kept_since], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, Option<String>>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, i64>(4)?,
+                ))
+            })?
             .collect::<Result<Vec<_>, _>>()?;
         let mut early = early;
         early.sort_by_key(|(_, _, _, at, kept_at)| (*kept_at, *at));
@@ -1589,14 +1575,6 @@ mod tests {
         record_outcomes(&conn, &[(later.clone(), sent_as(&["x"], t0 + 3_602_000))]).unwrap();
         assert_eq!(status_of(&conn, &later), OutboundStatus::Sent);
         assert_eq!(status_of(&conn, &failed), OutboundStatus::Failed);
-    }
-
-    #[test]
-    fn the_clock_slack_is_one_figure_in_sql_and_in_rust() {
-        assert_eq!(
-            early_clock_slack_ms!().parse::<i64>().unwrap(),
-            EARLY_CLOCK_SLACK_MS
-        );
     }
 
     /// The clock stepped back five seconds between a hand-over's accept
