@@ -132,16 +132,16 @@ pub async fn run(deps: Deps) {
             }
             match take(&deps, job).await {
                 Ok(ack) => acks.push(ack),
-                Err(not_taken @ NotTaken::Store { .. }) => {
-                    let NotTaken::Store {
-                        relay_message_id, ..
-                    } = &not_taken
-                    else {
-                        unreachable!("matched above");
-                    };
-                    let passes = failing.get(relay_message_id).copied().unwrap_or(0) + 1;
+                Err(NotTaken::Store {
+                    relay_message_id,
+                    code,
+                }) => {
+                    let passes = failing.get(&relay_message_id).copied().unwrap_or(0) + 1;
                     failing_now.insert(relay_message_id.clone(), passes);
-                    left_out.note(not_taken);
+                    left_out.note(NotTaken::Store {
+                        relay_message_id,
+                        code,
+                    });
                     if passes > HOLD_BACK_PASSES {
                         continue;
                     }
