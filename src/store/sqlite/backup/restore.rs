@@ -496,14 +496,7 @@ mod tests {
         );
         assert!(!dir.path().join("phonerelay.sqlite3-wal").exists());
         let conn = Connection::open(&db).unwrap();
-        let ids: Vec<String> = conn
-            .prepare("SELECT id FROM outbound")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(ids, ["a"]);
+        assert_eq!(outbound_ids(&conn), ["a"]);
         let mode = std::fs::metadata(&db).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let old = Connection::open(dir.path().join("phonerelay.sqlite3.before-restore")).unwrap();
@@ -523,6 +516,16 @@ mod tests {
                 .join("phonerelay.sqlite3.before-restore")
                 .exists()
         );
+    }
+
+    /// The ids of the messages in the store `conn` has open.
+    fn outbound_ids(conn: &Connection) -> Vec<String> {
+        conn.prepare("SELECT id FROM outbound")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
     }
 
     /// A hot rollback journal of another database, as a restore that
@@ -559,14 +562,7 @@ mod tests {
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .unwrap();
         assert_eq!(integrity, "ok");
-        let ids: Vec<String> = conn
-            .prepare("SELECT id FROM outbound")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(ids, ["a"]);
+        assert_eq!(outbound_ids(&conn), ["a"]);
         assert!(!beside(&db, ".restoring-journal").exists());
     }
 
