@@ -608,3 +608,61 @@ async fn a_long_listing_over_a_slow_line_is_read_whole() {
     wait_until(|| rig.sim.stored().0 == 0).await;
     rig.stop_channel().await;
 }
+
+fn direct_record(rig: &Rig) -> Option<String> {
+    let cursors = rig.sink.cursors.lock().unwrap();
+    cursors
+        .get(phonerelay_sms::driver::direct_parts::DIRECT_PARTS_CURSOR)
+        .cloned()
+}
+
+/// The first part of a long message handed over directly (`+CMT`, stored
+/// nowhere), then a restart, then the second part: the first was kept in
+/// the store, so the message arrives whole. Before, the first part lived
+/// in memory only and the restart lost it: the second came out alone.
+#[tokio::test]
+async fn a_direct_part_waiting_for_its_message_outlives_a_restart() {
+    let mut config = modem_config("main");
+    config.reassembly_timeout_seconds = 3;
+    let mut rig = Rig::start(behaviour(), config.clone()).await;
+    rig.wait_up().await;
+    let long = "f".repeat(200);
+    let parts = long_parts("+15551230018", &long, 25);
+    rig.sim.deliver_direct(&parts[0], false);
+    wait_until(|| direct_record(&rig).is_some()).await;
+    rig.stop_channel().await;
+    assert!(rig.sink.inbound().is_empty());
+
+    rig.restart_channel(config);
+    rig.wait_up().await;
+    rig.sim.deliver_direct(&parts[1], false);
+    wait_until(|| !rig.sink.inbound().is_empty()).await;
+    assert_eq!(texts(&rig), [long.as_str()]);
+    wait_until(|| direct_record(&rig).is_none()).await;
+    rig.stop_channel().await;
+}
+
+/// A message handed over directly whose commit fails is kept, and the
+/// next start commits it; before, it was lost (only counted as such).
+#[tokio::test]
+async fn a_direct_message_whose_commit_failed_is_committed_after_a_restart() {
+    let mut rig = Rig::start(behaviour(), modem_config("main")).await;
+    rig.wait_up().await;
+    rig.sink.failing.store(true, Ordering::SeqCst);
+    let pdu = long_parts("+15551230019", "kept while the store was down", 0)
+        .pop()
+        .unwrap();
+    rig.sim.deliver_direct(&pdu, false);
+    wait_until(|| direct_record(&rig).is_some()).await;
+    rig.stop_channel().await;
+    assert!(rig.sink.inbound().is_empty());
+    let health = rig.channel.health();
+    assert_eq!(health.measures.get("lost_direct_events"), None);
+
+    rig.sink.failing.store(false, Ordering::SeqCst);
+    rig.restart_channel(modem_config("main"));
+    wait_until(|| !rig.sink.inbound().is_empty()).await;
+    assert_eq!(texts(&rig), ["kept while the store was down"]);
+    wait_until(|| direct_record(&rig).is_none()).await;
+    rig.stop_channel().await;
+}

@@ -33,6 +33,9 @@ pub struct Ready {
     /// For a message of several parts: what to keep between its commit and
     /// the last of its slots freed ([`CommittedParts`]).
     pub committed_parts: Option<CommittedParts>,
+    /// The keys its parts handed over directly have in the kept record
+    /// (`direct_parts`), to take off it once the message is committed.
+    pub direct_keys: Vec<String>,
 }
 
 /// The parts of a committed long message, kept (in the store's cursors)
@@ -172,6 +175,9 @@ struct HeldPart {
     /// Slots of identical copies of this part (a part the SMSC delivered
     /// twice), freed with the message.
     copies: Vec<Slot>,
+    /// The keys in the kept record (`direct_parts`) of this part and its
+    /// copies as the modem handed them over directly.
+    direct_keys: Vec<String>,
 }
 
 /// One message being assembled.
@@ -341,9 +347,38 @@ impl Inbox {
     /// A part read from storage slot `slot`, or handed over directly
     /// (`None`). A single-part message is ready at once.
     pub fn add(&mut self, slot: Option<Slot>, deliver: Deliver, now_ms: u64) -> Option<Ready> {
+        self.add_part(slot, None, deliver, now_ms)
+    }
+
+    /// A part the modem handed over directly, kept in the record under
+    /// `key` (`direct_parts`).
+    pub fn add_direct(&mut self, key: String, deliver: Deliver, now_ms: u64) -> Option<Ready> {
+        self.add_part(None, Some(key), deliver, now_ms)
+    }
+
+    /// Whether the part kept under `key` waits here for its message.
+    pub fn holds_direct(&self, key: &str) -> bool {
+        self.held_parts()
+            .any(|part| part.direct_keys.iter().any(|k| k == key))
+    }
+
+    fn add_part(
+        &mut self,
+        slot: Option<Slot>,
+        direct_key: Option<String>,
+        deliver: Deliver,
+        now_ms: u64,
+    ) -> Option<Ready> {
         let from = self.numbering.sender(&deliver.originator);
         let Some(concat) = deliver.concat().filter(|c| c.total > 1) else {
-            return Some(finish(&from, vec![(slot, deliver)], Vec::new(), false));
+            let direct_keys = direct_key.into_iter().collect();
+            return Some(finish(
+                &from,
+                vec![(slot, deliver)],
+                Vec::new(),
+                direct_keys,
+                false,
+            ));
         };
         let key = (
             from.clone(),
@@ -377,12 +412,14 @@ impl Inbox {
             {
                 part.copies.push(new);
             }
+            part.direct_keys.extend(direct_key);
             return None;
         }
         let part = HeldPart {
             slot,
             deliver,
             copies: Vec::new(),
+            direct_keys: direct_key.into_iter().collect(),
         };
         let joins = assemblies
             .iter()
@@ -446,21 +483,25 @@ impl Inbox {
 fn finish_pending(from: &str, pending: Pending, partial: bool) -> Ready {
     let mut parts = Vec::new();
     let mut copies = Vec::new();
+    let mut direct_keys = Vec::new();
     for part in pending.parts.into_values() {
         parts.push((part.slot, part.deliver));
         copies.extend(part.copies);
+        direct_keys.extend(part.direct_keys);
     }
-    finish(from, parts, copies, partial)
+    finish(from, parts, copies, direct_keys, partial)
 }
 
 /// Join parts (one per sequence) with the codec's reassembler (it knows how
 /// to join UCS-2 surrogates split across parts); a fresh one per message so
 /// that a message whose commit failed can be assembled again from a later
-/// sweep. `copies` are the slots of duplicates, freed with the message.
+/// sweep. `copies` are the slots of duplicates, freed with the message;
+/// `direct_keys` its parts' keys in the kept record of direct parts.
 fn finish(
     from: &str,
     parts: Vec<(Option<Slot>, Deliver)>,
     copies: Vec<Slot>,
+    direct_keys: Vec<String>,
     partial: bool,
 ) -> Ready {
     let slots: Vec<Slot> = parts.iter().filter_map(|(s, _)| *s).chain(copies).collect();
@@ -548,6 +589,7 @@ fn finish(
         missing_parts: missing,
         truncated,
         committed_parts,
+        direct_keys,
     }
 }
 

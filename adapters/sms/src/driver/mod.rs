@@ -3,6 +3,7 @@
 //! It reconnects with exponential backoff whenever the port fails.
 
 mod conn;
+pub mod direct_parts;
 pub mod inbound;
 mod outage_log;
 mod slot;
@@ -1083,41 +1084,13 @@ impl Driver {
         match codec::decode_incoming(pdu) {
             Ok(Incoming::Report(report)) => match self.report_event(&report).await {
                 Some(event) => {
-                    self.commit_unstored(event).await;
+                    self.commit_unstored(event, false).await;
                 }
                 None => tracing::debug!(mr = report.message_reference, "interim status report"),
             },
             Ok(_) => self.undecodable_direct("+CDS", pdu, "not a status report"),
             Err(e) => self.undecodable_direct("+CDS", pdu, &e.to_string()),
         }
-    }
-
-    /// A message part the modem handed over directly (`+CMT`, only with a
-    /// CNMI fallback that routes messages so): into assembly; the message
-    /// if it is complete now. The modem does not keep it, so committing it
-    /// is all that can be done.
-    fn direct_message(&self, pdu: &str, inbox: &mut Inbox, now_ms: u64) -> Option<Ready> {
-        let deliver = match codec::decode_incoming(pdu) {
-            Ok(Incoming::Deliver(deliver)) => deliver,
-            Ok(_) => {
-                self.undecodable_direct("+CMT", pdu, "not an SMS-DELIVER");
-                return None;
-            }
-            Err(e) => {
-                self.undecodable_direct("+CMT", pdu, &e.to_string());
-                return None;
-            }
-        };
-        if let codec::Disposition::Discard(kind) = codec::disposition(&deliver) {
-            self.discarded(kind, None);
-            return None;
-        }
-        let from = self.sender(&deliver.originator);
-        if inbox.committed_lately(&from, &deliver) {
-            tracing::info!("copy of a part already committed; dropped");
-            return None;
-        }
-        inbox.add(None, *deliver, now_ms)
     }
 
     /// When a session ends, what the modem handed over directly and that
@@ -1132,7 +1105,7 @@ impl Driver {
                 Urc::Cds { pdu, .. } => self.direct_report(&pdu).await,
                 Urc::Cmt { pdu, .. } => {
                     let now = epoch.elapsed().as_millis() as u64;
-                    if let Some(ready) = self.direct_message(&pdu, inbox, now) {
+                    if let Some(ready) = self.take_direct(&pdu, inbox, now).await {
                         self.commit_ready(&ready, inbox, now).await;
                     }
                 }
@@ -1160,7 +1133,7 @@ impl Driver {
             Urc::CregUnsolicited(_) => self.recheck_registration(conn).await,
             Urc::Cmt { pdu, .. } => {
                 let now = epoch.elapsed().as_millis() as u64;
-                if let Some(ready) = self.direct_message(&pdu, inbox, now) {
+                if let Some(ready) = self.take_direct(&pdu, inbox, now).await {
                     // Parts stored earlier may complete it: freed too.
                     self.commit_inbound(conn, ready, inbox, now).await?;
                 }
@@ -1507,11 +1480,13 @@ impl Driver {
     /// duplicate it is, and tries the record again.
     async fn commit_ready(&self, ready: &Ready, inbox: &mut Inbox, now_ms: u64) -> bool {
         if ready.slots.is_empty() {
-            if self.commit_unstored(self.inbound_event(ready)).await
-                && let Some(parts) = &ready.committed_parts
-            {
-                inbox.remember_committed(parts, now_ms);
-                self.note_recent_parts(parts).await;
+            let kept = !ready.direct_keys.is_empty();
+            if self.commit_unstored(self.inbound_event(ready), kept).await {
+                self.forget_direct(&ready.direct_keys).await;
+                if let Some(parts) = &ready.committed_parts {
+                    inbox.remember_committed(parts, now_ms);
+                    self.note_recent_parts(parts).await;
+                }
             }
             return false;
         }
@@ -1519,6 +1494,7 @@ impl Driver {
             tracing::warn!(error = %e, external_id = %ready.external_id, "inbound message not committed; kept on the SIM");
             return false;
         }
+        self.forget_direct(&ready.direct_keys).await;
         let Some(parts) = &ready.committed_parts else {
             return true;
         };
@@ -1576,17 +1552,26 @@ impl Driver {
     }
 
     /// Commit an event the modem handed over without storing it (`+CMT`,
-    /// `+CDS`): nothing can read it again, so a failed commit loses it.
-    /// Say which one, and count it in the status. Returns whether it was
-    /// committed.
-    async fn commit_unstored(&self, event: ChannelEvent) -> bool {
+    /// `+CDS`). Unless it is `kept` in the record of direct deliveries
+    /// (`direct_parts`), where the next sweep finds it again, a failed
+    /// commit loses it: say which one, and count it in the status. Returns
+    /// whether it was committed.
+    async fn commit_unstored(&self, event: ChannelEvent, kept: bool) -> bool {
         let lost = match &event {
             ChannelEvent::Inbound(m) => {
                 format!("inbound message {} from {}", m.external_id, m.from)
             }
             ChannelEvent::Status(s) => format!("status {:?} of {}", s.status, s.external_id),
         };
-        if let Err(e) = self.sink.deliver(event).await {
+        let result = self.sink.deliver(event).await;
+        if let Err(e) = &result
+            && kept
+        {
+            tracing::warn!(phone_id = %self.config.phone_id, error = %e, %lost,
+                "message handed over directly not committed; kept for the next sweep");
+            return false;
+        }
+        if let Err(e) = result {
             tracing::warn!(phone_id = %self.config.phone_id, error = %e, %lost,
                 "event delivered directly by the modem not committed; it is lost");
             self.set_status(|s| s.lost_direct_events += 1);
@@ -1597,13 +1582,15 @@ impl Driver {
 
     /// AT+CMGL=4 over each memory a message or report may be stored in
     /// ([`Memory::swept`]): whatever is stored gets processed, whether or
-    /// not its indication was seen.
+    /// not its indication was seen. First what the record of direct
+    /// deliveries holds, so that stored parts can join the parts in it.
     async fn sweep(
         &self,
         conn: &mut Conn,
         inbox: &mut Inbox,
         epoch: Instant,
     ) -> Result<(), ConnError> {
+        self.retake_direct(conn, inbox, epoch).await?;
         for mem in Memory::swept(self.own_memory()) {
             let listed = self
                 .with_memory(conn, mem, async |me: &Self, conn: &mut Conn| {

@@ -1,0 +1,205 @@
+//! Messages the modem hands over directly (`+CMT`) are stored nowhere: the
+//! modem forgets each once it is written to the port. So each is kept in a
+//! record in the store (a cursor) from the moment it is read until its
+//! message is committed, and a part waiting for the rest of its message, or
+//! a message whose commit failed, outlives a restart. Every sweep takes up
+//! what the record holds and the inbox does not: the record is to direct
+//! deliveries what the SIM's memory is to stored ones.
+
+use phonerelay_sms_pdu::Deliver;
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+
+use super::Driver;
+use super::conn::{Conn, ConnError};
+use super::inbound::{Inbox, Ready};
+use crate::codec::{self, Incoming};
+
+/// The record's cursor: `key=PDU` entries, comma-separated.
+pub const DIRECT_PARTS_CURSOR: &str = "sms-direct-parts";
+
+/// What names a PDU in the record: 96 bits of SHA-256 over its hex, so
+/// the same delivery handed over twice is one entry.
+pub fn direct_key(pdu: &str) -> String {
+    let digest = Sha256::digest(pdu.to_ascii_uppercase().as_bytes());
+    digest[..12].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The record's entries, as (key, PDU hex).
+pub fn entries(value: &str) -> Vec<(&str, &str)> {
+    value
+        .split(',')
+        .filter_map(|entry| entry.split_once('='))
+        .collect()
+}
+
+/// The record with `pdu` kept under `key` (once).
+pub fn with_entry(value: &str, key: &str, pdu: &str) -> String {
+    let mut all = entries(value);
+    if !all.iter().any(|(k, _)| *k == key) {
+        all.push((key, pdu));
+    }
+    join(&all)
+}
+
+/// The record without the entries under `keys`; empty when none is left.
+pub fn without_keys(value: &str, keys: &[String]) -> String {
+    let mut all = entries(value);
+    all.retain(|(k, _)| !keys.iter().any(|gone| gone == k));
+    join(&all)
+}
+
+fn join(entries: &[(&str, &str)]) -> String {
+    let joined: Vec<String> = entries.iter().map(|(k, p)| format!("{k}={p}")).collect();
+    joined.join(",")
+}
+
+impl Driver {
+    /// A part the modem handed over directly: kept in the record, then
+    /// into assembly; its message if it is complete now.
+    pub(super) async fn take_direct(
+        &self,
+        pdu: &str,
+        inbox: &mut Inbox,
+        now_ms: u64,
+    ) -> Option<Ready> {
+        let deliver = self.direct_deliver(pdu, inbox)?;
+        let key = direct_key(pdu);
+        if inbox.holds_direct(&key) {
+            return None;
+        }
+        self.keep_direct(&key, pdu).await;
+        inbox.add_direct(key, deliver, now_ms)
+    }
+
+    /// `pdu` as a message for a person that is not a part of one committed
+    /// lately; `None` (said and counted) otherwise.
+    fn direct_deliver(&self, pdu: &str, inbox: &Inbox) -> Option<Deliver> {
+        let deliver = match codec::decode_incoming(pdu) {
+            Ok(Incoming::Deliver(deliver)) => deliver,
+            Ok(_) => {
+                self.undecodable_direct("+CMT", pdu, "not an SMS-DELIVER");
+                return None;
+            }
+            Err(e) => {
+                self.undecodable_direct("+CMT", pdu, &e.to_string());
+                return None;
+            }
+        };
+        if let codec::Disposition::Discard(kind) = codec::disposition(&deliver) {
+            self.discarded(kind, None);
+            return None;
+        }
+        let from = self.sender(&deliver.originator);
+        if inbox.committed_lately(&from, &deliver) {
+            tracing::info!("copy of a part already committed; dropped");
+            return None;
+        }
+        Some(*deliver)
+    }
+
+    /// Add `pdu` to the record. If it cannot be, the part lives in memory
+    /// only, as before there was a record: say so.
+    async fn keep_direct(&self, key: &str, pdu: &str) {
+        let kept = async {
+            let before = self
+                .sink
+                .load_cursor(DIRECT_PARTS_CURSOR)
+                .await?
+                .unwrap_or_default();
+            let after = with_entry(&before, key, pdu);
+            if after != before {
+                self.sink.save_cursor(DIRECT_PARTS_CURSOR, &after).await?;
+            }
+            Ok::<_, phonerelay_channel::SinkError>(())
+        };
+        if let Err(e) = kept.await {
+            tracing::warn!(phone_id = %self.config.phone_id, error = %e,
+                "cannot keep a message the modem handed over directly; it is lost if the daemon stops before it is committed");
+        }
+    }
+
+    /// Take `keys` off the record: their message is committed. Left on it,
+    /// the next sweep commits the message again, which the store drops as
+    /// the duplicate it is.
+    pub(super) async fn forget_direct(&self, keys: &[String]) {
+        if keys.is_empty() {
+            return;
+        }
+        let forgotten = async {
+            let Some(before) = self.sink.load_cursor(DIRECT_PARTS_CURSOR).await? else {
+                return Ok(());
+            };
+            let after = without_keys(&before, keys);
+            if after != before {
+                self.sink.save_cursor(DIRECT_PARTS_CURSOR, &after).await?;
+            }
+            Ok::<_, phonerelay_channel::SinkError>(())
+        };
+        if let Err(e) = forgotten.await {
+            tracing::warn!(phone_id = %self.config.phone_id, error = %e,
+                "cannot take a committed message off the record of direct deliveries; the next sweep drops it");
+        }
+    }
+
+    /// Into assembly again what the record holds and the inbox does not:
+    /// parts kept before a restart, and messages whose commit failed. One
+    /// that is a part of a message committed lately only leaves the record.
+    pub(super) async fn retake_direct(
+        &self,
+        conn: &mut Conn,
+        inbox: &mut Inbox,
+        epoch: Instant,
+    ) -> Result<(), ConnError> {
+        let value = match self.sink.load_cursor(DIRECT_PARTS_CURSOR).await {
+            Ok(Some(value)) => value,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(phone_id = %self.config.phone_id, error = %e,
+                    "cannot read the record of direct deliveries; tried again at the next sweep");
+                return Ok(());
+            }
+        };
+        let mut done = Vec::new();
+        for (key, pdu) in entries(&value) {
+            if inbox.holds_direct(key) {
+                continue;
+            }
+            let Some(deliver) = self.direct_deliver(pdu, inbox) else {
+                done.push(key.to_string());
+                continue;
+            };
+            let now = epoch.elapsed().as_millis() as u64;
+            if let Some(ready) = inbox.add_direct(key.to_string(), deliver, now) {
+                self.commit_inbound(conn, ready, inbox, now).await?;
+            }
+        }
+        self.forget_direct(&done).await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_is_kept_once_and_taken_off_alone() {
+        let a = direct_key("0011AA");
+        let b = direct_key("0022BB");
+        assert_eq!(a, direct_key("0011aa"), "the key ignores the hex's case");
+        assert_ne!(a, b);
+        let one = with_entry("", &a, "0011AA");
+        assert_eq!(with_entry(&one, &a, "0011AA"), one);
+        let two = with_entry(&one, &b, "0022BB");
+        assert_eq!(
+            entries(&two),
+            [(a.as_str(), "0011AA"), (b.as_str(), "0022BB")]
+        );
+        assert_eq!(
+            without_keys(&two, std::slice::from_ref(&a)),
+            with_entry("", &b, "0022BB")
+        );
+        assert_eq!(without_keys(&two, &[a, b]), "");
+    }
+}
