@@ -666,3 +666,41 @@ async fn a_direct_message_whose_commit_failed_is_committed_after_a_restart() {
     wait_until(|| direct_record(&rig).is_none()).await;
     rig.stop_channel().await;
 }
+
+/// A long message of a direct part and a stored one, committed while its
+/// parts cannot be recorded as committed: the stored part stays on the
+/// SIM, and so does the direct part in its record, so the next sweep
+/// joins them again into the same message (the store drops the repeat).
+/// Before, the direct part left its record at the commit, and the stored
+/// part, read again alone, came out as a second, partial message.
+#[tokio::test]
+async fn a_half_direct_message_whose_parts_cannot_be_recorded_is_not_split() {
+    let mut config = modem_config("main");
+    config.sweep_interval_seconds = 1;
+    config.reassembly_timeout_seconds = 2;
+    let rig = Rig::start(behaviour(), config).await;
+    rig.wait_up().await;
+    let long = "g".repeat(200);
+    let parts = long_parts("+15551230020", &long, 26);
+    rig.sim.deliver_direct(&parts[0], false);
+    wait_until(|| direct_record(&rig).is_some()).await;
+    *rig.sink.failing_cursor_prefix.lock().unwrap() = Some("sms-committed-parts:".into());
+    assert!(rig.sim.inject_raw_pdu(&parts[1]));
+    wait_until(|| !rig.sink.inbound().is_empty()).await;
+    // Sweeps while the record fails: the stored part must stay.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(rig.sim.stored().0, 1, "no slot freed");
+    *rig.sink.failing_cursor_prefix.lock().unwrap() = None;
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    wait_until(|| direct_record(&rig).is_none()).await;
+    // Past the reassembly timeout: a part left alone would be out by now.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let inbound = rig.sink.inbound();
+    assert!(
+        inbound
+            .iter()
+            .all(|m| m.text == long && m.external_id == inbound[0].external_id),
+        "one message, whole: {:?}",
+        inbound.iter().map(|m| &m.text).collect::<Vec<_>>()
+    );
+}

@@ -1494,8 +1494,13 @@ impl Driver {
             tracing::warn!(error = %e, external_id = %ready.external_id, "inbound message not committed; kept on the SIM");
             return false;
         }
-        self.forget_direct(&ready.direct_keys).await;
+        // The direct parts leave their record only once the stored ones
+        // are known as committed: left there, the next sweep joins them to
+        // the stored parts again, and the whole message is the duplicate
+        // the store drops; taken off first, the stored parts alone came
+        // out as a second, partial message.
         let Some(parts) = &ready.committed_parts else {
+            self.forget_direct(&ready.direct_keys).await;
             return true;
         };
         if let Err(e) = self.record_committed_parts(parts, true).await {
@@ -1504,6 +1509,7 @@ impl Driver {
             return false;
         }
         inbox.remember_committed(parts, now_ms);
+        self.forget_direct(&ready.direct_keys).await;
         true
     }
 

@@ -36,6 +36,9 @@ pub struct RecordingSink {
     /// Removing a cursor is ignored, as when a crash comes before the
     /// driver clears it.
     pub ignore_cursor_removals: AtomicBool,
+    /// Reading or writing a cursor whose name starts with this fails, as
+    /// with the store failing between two writes.
+    pub failing_cursor_prefix: Mutex<Option<String>>,
     /// Cursors by name, kept across channel restarts like the store's.
     pub cursors: Mutex<std::collections::BTreeMap<String, String>>,
     /// Sent external ids and when their attempt began (ms), as the outbox
@@ -53,7 +56,7 @@ impl EventSink for RecordingSink {
         Ok(())
     }
     async fn save_cursor(&self, name: &str, value: &str) -> Result<(), SinkError> {
-        if self.cursor_writes_fail.load(Ordering::SeqCst) {
+        if self.cursor_writes_fail.load(Ordering::SeqCst) || self.cursor_fails(name) {
             return Err(SinkError::unavailable("store unavailable"));
         }
         let mut cursors = self.cursors.lock().unwrap();
@@ -67,7 +70,7 @@ impl EventSink for RecordingSink {
         Ok(())
     }
     async fn load_cursor(&self, name: &str) -> Result<Option<String>, SinkError> {
-        if self.cursors_unreadable.load(Ordering::SeqCst) {
+        if self.cursors_unreadable.load(Ordering::SeqCst) || self.cursor_fails(name) {
             return Err(SinkError::unavailable("store unavailable"));
         }
         Ok(self.cursors.lock().unwrap().get(name).cloned())
@@ -86,6 +89,11 @@ impl EventSink for RecordingSink {
 }
 
 impl RecordingSink {
+    fn cursor_fails(&self, name: &str) -> bool {
+        let prefix = self.failing_cursor_prefix.lock().unwrap();
+        prefix.as_deref().is_some_and(|p| name.starts_with(p))
+    }
+
     /// What the outbox does with a receipt: keep its ids, sent at `at_ms`.
     pub fn record_sent(&self, receipt: &phonerelay_channel::SendReceipt, at_ms: i64) {
         let mut ids = self.sent_ids.lock().unwrap();
