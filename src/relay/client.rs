@@ -179,7 +179,8 @@ impl RelayClient {
     /// POST JSON; a 2xx answer's JSON body, or `null` when it is empty or
     /// not JSON: any 2xx means the relay took the request (`200 OK` with
     /// the body `OK` is a success), so a caller that needs fields from the
-    /// body checks them itself. A 3xx is not followed: it is an error.
+    /// body checks them itself. A 3xx is not followed: it is an error, and
+    /// so is an answer larger than [`MAX_ANSWER_BYTES`] (not read whole).
     pub async fn post(
         &self,
         path: &str,
@@ -248,10 +249,24 @@ impl RelayClient {
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
             return Err(self.redirect_error(path, status, location, retry_after_ms));
         }
-        let text = response.text().await.map_err(|e| classify(url, &e))?;
+        let cap = if status.is_success() {
+            MAX_ANSWER_BYTES
+        } else {
+            MAX_REFUSAL_BYTES
+        };
+        let (body, cut) = read_capped(response, cap)
+            .await
+            .map_err(|e| classify(url, &e))?;
         if status.is_success() {
-            return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
+            if cut {
+                return Err(RelayError::BadAnswer {
+                    path: path.to_string(),
+                    reason: format!("its answer is larger than {MAX_ANSWER_BYTES} bytes"),
+                });
+            }
+            return Ok(serde_json::from_slice(&body).unwrap_or(Value::Null));
         }
+        let text = String::from_utf8_lossy(&body);
         Err(http_error(path, status, &text, retry_after_ms, |said| {
             self.without_key(said)
         }))
@@ -297,6 +312,32 @@ impl RelayClient {
             retry_after_ms,
         }
     }
+}
+
+/// The most of a 2xx answer read: a poll's jobs at their limits fit
+/// several times over. More is no relay's answer (a wrong `relay.url`, a
+/// broken proxy streaming a download) and would be held in memory whole.
+pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+
+/// The most of a refusal read: only the start of what it says is shown.
+const MAX_REFUSAL_BYTES: usize = 64 * 1024;
+
+/// `response`'s body, at most `cap` bytes of it, and whether there was
+/// more (then the rest is not read: the connection is dropped).
+async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = cap - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
 }
 
 /// At most 300 characters of what the relay said.
@@ -385,6 +426,70 @@ fn classify(url: &str, error: &reqwest::Error) -> RelayError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server on loopback answering every request with `head` and then
+    /// a body that never ends; its address.
+    async fn endless_body(head: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = socket.read(&mut request).await;
+                    socket.write_all(head.as_bytes()).await?;
+                    let chunk = vec![b'x'; 64 * 1024];
+                    loop {
+                        socket.write_all(&chunk).await?;
+                    }
+                    #[allow(unreachable_code)]
+                    Ok::<_, std::io::Error>(())
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    /// A "relay" that streams without end, in a 2xx answer or a refusal:
+    /// the answer is read up to its limit and then given up, not held in
+    /// memory until the request's timeout (which the test's 60 s would
+    /// reach long after the limits are).
+    #[tokio::test]
+    async fn an_endless_answer_is_read_up_to_its_limit_only() {
+        let ok = endless_body("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n").await;
+        let client =
+            RelayClient::with(&ok, RelayKey::new("k".into()), Duration::from_secs(60)).unwrap();
+        let started = std::time::Instant::now();
+        let e = client
+            .post("/p", &serde_json::json!({}), None, None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, RelayError::BadAnswer { reason, .. } if reason.contains("larger than")),
+            "{e:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            started.elapsed()
+        );
+
+        let refused = endless_body("HTTP/1.1 500 Internal Server Error\r\n\r\n").await;
+        let client =
+            RelayClient::with(&refused, RelayKey::new("k".into()), Duration::from_secs(60))
+                .unwrap();
+        let e = client
+            .post("/p", &serde_json::json!({}), None, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(&e, RelayError::Http { status: 500, .. }), "{e:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 
     #[test]
     fn a_redirect_names_its_location_without_the_key_and_is_retried_holding_the_link() {
