@@ -52,12 +52,17 @@ pub fn record_sent(
     };
     let (phone_id, recipient) = (&sent.phone_id, &sent.recipient);
     let external = normalize(channel, recipient);
+    // Outcomes of concurrent sends can be recorded out of the order they
+    // went out in (the times come from `clock::event_ms`, which only goes
+    // forward): an older send recorded later leaves the newer one's
+    // conversation and reply keys as they are.
     conn.prepare_cached(
         "INSERT INTO conversations (channel, phone_id, external, pchat_to, message_id, last_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (channel, phone_id, external) DO UPDATE SET
             pchat_to = excluded.pchat_to, message_id = excluded.message_id,
-            last_at = excluded.last_at",
+            last_at = excluded.last_at
+         WHERE excluded.last_at >= conversations.last_at",
     )?
     .execute(params![
         channel.as_str(),
@@ -74,7 +79,8 @@ pub fn record_sent(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (channel, phone_id, thread_key) DO UPDATE SET
                 external = excluded.external, pchat_to = excluded.pchat_to,
-                message_id = excluded.message_id, created_at = excluded.created_at",
+                message_id = excluded.message_id, created_at = excluded.created_at
+             WHERE excluded.created_at >= conversation_keys.created_at",
         )?
         .execute(params![
             channel.as_str(),
@@ -270,6 +276,35 @@ mod tests {
             ..reply_arrived_at(200)
         };
         assert_eq!(route(&conn, &keyed).unwrap().unwrap().to, "alice");
+    }
+
+    /// Two sends to one address whose outcomes are recorded out of their
+    /// order (concurrent sends, the later one's outcome committed first):
+    /// the later send still owns the conversation and its reply keys.
+    #[test]
+    fn an_older_send_recorded_later_does_not_take_the_conversation_back() {
+        let conn = at_version(MIGRATIONS.len());
+        sent_by(&conn, "bob", "sms:2", 300);
+        sent_by(&conn, "alice", "sms:1", 100);
+        assert_eq!(
+            route(&conn, &reply_arrived_at(400)).unwrap().unwrap().to,
+            "bob"
+        );
+        let keyed = RouteQuery {
+            reply_to: vec!["sms:2".into()],
+            ..reply_arrived_at(400)
+        };
+        assert_eq!(route(&conn, &keyed).unwrap().unwrap().to, "bob");
+        // The same reply key given again by an older send stays the newer's.
+        let sent = SentTo {
+            channel: "sms".into(),
+            phone_id: "m1".into(),
+            recipient: "+15551230001".into(),
+            source: Some("carol".into()),
+        };
+        let receipt = SendReceipt::single("sms:2".to_string());
+        record_sent(&conn, "msg-old", &sent, &receipt, 200).unwrap();
+        assert_eq!(route(&conn, &keyed).unwrap().unwrap().to, "bob");
     }
 
     fn pending_inbound_at(conn: &Connection, committed_at: i64) {
