@@ -48,6 +48,11 @@ pub async fn get_media(
     let visible = |r: &MediaRecord| caller.phone_scope().is_none_or(|p| p == r.phone_id);
     match state.store.open_media(&id).await? {
         MediaContent::Found(record, reader) if visible(&record) => Ok(file(&record, reader)),
+        // As before the file's failure was told apart: unavailable, for
+        // now (an operator mends the file).
+        MediaContent::Unreadable(record, why) if visible(&record) => {
+            Err(crate::store::StoreError::Unavailable(why).into())
+        }
         MediaContent::Gone(record) if visible(&record) => Err(ApiError::new(
             StatusCode::GONE,
             "media_gone",

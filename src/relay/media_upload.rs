@@ -136,8 +136,9 @@ async fn upload(deps: &Deps, id: &str) -> Result<Uploaded, UploadFailure> {
     let (record, reader) = match store.open_media(id).await {
         Ok(MediaContent::Found(record, reader)) => (record, reader),
         Ok(MediaContent::Missing | MediaContent::Gone(_)) => return Ok(Uploaded::Gone),
-        // Its row was read: the file, not the store, is what fails.
-        Err(e) => return Err(UploadFailure::Unreadable(e.to_string())),
+        Ok(MediaContent::Unreadable(_, why)) => return Err(UploadFailure::Unreadable(why)),
+        // The row could not be read: the store fails, for every message.
+        Err(e) => return Err(UploadFailure::Store(e)),
     };
     // Read as it is sent: a read error breaks the upload, and `unreadable`
     // tells it from a broken connection.

@@ -71,6 +71,11 @@ pub enum MediaContent {
     Gone(MediaRecord),
     /// The row and its file, `record.size` bytes long.
     Found(MediaRecord, MediaReader),
+    /// The row is there but its file cannot be opened (its permissions, a
+    /// bad sector): what the file system said. Told apart from the row's
+    /// read failing, which is the store's (`Err`), because only this file
+    /// waits for an operator.
+    Unreadable(MediaRecord, String),
 }
 
 /// What the start-up sweep of the media folder found.

@@ -32,7 +32,7 @@ fn is_media_id(name: &str) -> bool {
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f' | b'-'))
 }
 
-fn path_of(dir: &Path, id: &str) -> std::io::Result<PathBuf> {
+pub(super) fn path_of(dir: &Path, id: &str) -> std::io::Result<PathBuf> {
     if is_media_id(id) {
         Ok(dir.join(id))
     } else {

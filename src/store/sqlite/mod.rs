@@ -535,10 +535,10 @@ impl Store for SqliteStore {
         match media_files::open(&self.media_dir, &record.id, record.size).await {
             Ok(Some(file)) => Ok(MediaContent::Found(record, Box::new(file))),
             Ok(None) => Ok(MediaContent::Gone(record)),
-            Err(e) => Err(StoreError::Unavailable(format!(
-                "cannot read media file {}: {e}",
-                record.id
-            ))),
+            Err(e) => {
+                let why = format!("cannot read media file {}: {e}", record.id);
+                Ok(MediaContent::Unreadable(record, why))
+            }
         }
     }
 
@@ -697,6 +697,35 @@ mod tests {
                 .is_empty(),
             "another endpoint's ids are its own"
         );
+    }
+
+    /// A file that cannot be opened (a link that loops: root reads any
+    /// file whatever its mode) is the file's failure, not the store's.
+    #[tokio::test]
+    async fn a_media_file_that_cannot_be_opened_is_unreadable_not_a_store_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
+        let new = NewMedia {
+            channel: ChannelKind::Wa,
+            phone_id: "m1".into(),
+            content_type: None,
+            filename: None,
+            bytes: b"picture".to_vec(),
+        };
+        let MediaSaved::Saved(record) = store.save_media(new, 1_000).await.unwrap() else {
+            panic!("not saved");
+        };
+        let file = media_files::path_of(&store.media_dir, &record.id).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        std::os::unix::fs::symlink(&file, &file).unwrap();
+        match store.open_media(&record.id).await {
+            Ok(MediaContent::Unreadable(found, why)) => {
+                assert_eq!(found.id, record.id);
+                assert!(why.contains(&record.id), "{why}");
+            }
+            Ok(_) => panic!("opened"),
+            Err(e) => panic!("a store failure: {e}"),
+        }
     }
 
     #[tokio::test]
