@@ -17,9 +17,12 @@
 //! message would overtake it. Slots are the dispatcher's
 //! own concurrency permits, and tokio's semaphore gives a freed permit to
 //! a waiting dispatcher before any `try_acquire`. A hand-over may take a
-//! permit while a claim is running; a claimed message that then waits for
-//! a permit keeps starting hand-overs meanwhile, since theirs are the
-//! permits that come back.
+//! permit while a claim is running, or once the claim has opened the
+//! door; a claimed message that then waits for a permit keeps starting
+//! hand-overs meanwhile, since theirs are the permits that come back, but
+//! one to the recipient of a claimed message not started yet goes back to
+//! the queue instead (`held_back`), or it would overtake that message
+//! (`worker::Sends::start_claimed`).
 //!
 //! A stopping dispatcher takes no new reservation but waits, even past the
 //! hard stop, until each slot it handed out has been handed over or given

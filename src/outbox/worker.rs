@@ -195,22 +195,9 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
             }
         };
         let nothing_due = claimed.is_empty();
-        for message in claimed {
-            // Hand-overs may have taken permits since `free` was counted:
-            // start those while waiting, for their permits are the ones
-            // that come back (waiting on the permit alone would deadlock).
-            let permit = loop {
-                tokio::select! {
-                    permit = permits.clone().acquire_owned() => {
-                        break permit.expect("the semaphore is never closed");
-                    }
-                    Some(handover) = handovers.recv() => {
-                        sends.take(handover);
-                    }
-                }
-            };
-            sends.start(message, permit, Some(claim_view));
-        }
+        sends
+            .start_claimed(claimed, &permits, &mut handovers, claim_view)
+            .await;
         if nothing_due {
             let wait = idle_wait(&ctx, &endpoint, kind, &phone_id, held, hold_ends).await;
             tokio::select! {
@@ -291,6 +278,76 @@ impl Sends {
     /// Send a message handed over at accept, with the permit it holds.
     fn take(&mut self, handover: Handover) {
         self.start(handover.record, handover.permit, None);
+    }
+
+    /// Start the messages one claim took, in queue order, each once it has
+    /// a permit.
+    ///
+    /// Hand-overs may have taken permits since `free` was counted (the
+    /// claim, taking fewer than it asked for, opened the door to them):
+    /// those are started while a claimed message waits, for their permits
+    /// are the ones that come back, and waiting on the permit alone would
+    /// deadlock. But a claimed message takes its place in its recipient's
+    /// order only when it starts, so a hand-over to the same recipient
+    /// started meanwhile would go first, though it was accepted after it.
+    /// Nor may the claimed message take its place before it has a permit:
+    /// the hand-overs behind it would hold every permit waiting for its
+    /// turn, and it would wait for theirs. So a hand-over to the recipient
+    /// of a claimed message not started yet is not started: it goes back
+    /// to the queue unsent and uncounted (`held_back`), as one behind a
+    /// retry does, and its permit comes back once that is recorded,
+    /// whatever the claimed message waits for. Back in the queue
+    /// (`back_in_queue`) it holds the recipient's later messages behind it,
+    /// and a claim takes it after the claimed message has started, in
+    /// queue order again. The wait keeps its place in the semaphore's
+    /// queue and looks at the permit first, so a permit that comes back
+    /// goes to the claimed message, not to a new hand-over.
+    async fn start_claimed(
+        &mut self,
+        claimed: Vec<OutboundRecord>,
+        permits: &Arc<Semaphore>,
+        handovers: &mut mpsc::UnboundedReceiver<Handover>,
+        claim: ClaimView,
+    ) {
+        let mut claimed = std::collections::VecDeque::from(claimed);
+        while let Some(message) = claimed.pop_front() {
+            let acquire = permits.clone().acquire_owned();
+            tokio::pin!(acquire);
+            let permit = loop {
+                tokio::select! {
+                    biased;
+                    permit = &mut acquire => {
+                        break permit.expect("the semaphore is never closed");
+                    }
+                    Some(handover) = handovers.recv() => {
+                        let to = &handover.record.to;
+                        if std::iter::once(&message).chain(&claimed).any(|m| m.to == *to) {
+                            self.hold_back(handover);
+                        } else {
+                            self.take(handover);
+                        }
+                    }
+                }
+            };
+            self.start(message, permit, Some(claim));
+        }
+    }
+
+    /// Put a message handed over at accept back to the queue unsent, due at
+    /// once, behind a claimed message to its recipient that has not
+    /// started (see [`Self::start_claimed`]).
+    fn hold_back(&mut self, handover: Handover) {
+        let Handover { record, permit } = handover;
+        let now = now_ms();
+        let outcome = Deferral::RecipientWaiting.release(&self.ctx, record.channel.as_str(), now);
+        self.endpoint.intake.queued_until(now);
+        let went_back = Some(self.endpoint.back_in_queue.went_back(&record, now));
+        let _ = self.finished.send(Finished {
+            id: record.id,
+            outcome,
+            went_back,
+            _permit: permit,
+        });
     }
 
     /// Send a claimed (by a claim that saw `claim`) or handed-over message
@@ -543,8 +600,12 @@ mod tests {
         assert_eq!(permits.available_permits(), 4, "every permit came back");
     }
 
-    /// An endpoint that sends everything at once and receives nothing.
-    struct Idle;
+    /// An endpoint that sends everything at once, keeps the texts it sent,
+    /// and receives nothing.
+    #[derive(Default)]
+    struct Idle {
+        sent: std::sync::Mutex<Vec<String>>,
+    }
 
     #[async_trait::async_trait]
     impl phonerelay_channel::Channel for Idle {
@@ -558,6 +619,7 @@ mod tests {
             &self,
             message: &phonerelay_channel::OutboundMessage,
         ) -> Result<SendReceipt, phonerelay_channel::SendError> {
+            self.sent.lock().unwrap().push(message.text.clone());
             Ok(SendReceipt::single(format!("ext-{}", message.id)))
         }
         async fn run(&self, _ctx: phonerelay_channel::ChannelContext) {}
@@ -575,7 +637,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap());
-        let endpoints = crate::endpoints::Endpoints::new(vec![Arc::new(Idle)]).unwrap();
+        let endpoints = crate::endpoints::Endpoints::new(vec![Arc::new(Idle::default())]).unwrap();
         let endpoint = endpoints
             .get(phonerelay_channel::ChannelKind::Sms, "m1")
             .unwrap()
@@ -616,5 +678,236 @@ mod tests {
         let detail = store.get_outbound(&id).await.unwrap().unwrap();
         assert_eq!(detail.record.status, OutboundStatus::Queued);
         assert_eq!(detail.record.attempts, 0, "the claim is not counted");
+    }
+
+    const TO: &str = "+15551230001";
+    const OTHER: &str = "+15551230009";
+
+    /// A dispatcher's parts as `run_endpoint` makes them, over a real store,
+    /// for a test to play the dispatcher's turns itself: claims, hand-overs
+    /// and the start of what a claim took, in the order it chooses.
+    struct Dispatcher {
+        store: Arc<dyn Store>,
+        endpoint: Arc<Endpoint>,
+        channel: Arc<Idle>,
+        sends: Sends,
+        permits: Arc<Semaphore>,
+        handovers: mpsc::UnboundedReceiver<Handover>,
+        recorder: tokio::task::JoinHandle<()>,
+        concurrency: u32,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Dispatcher {
+        fn new(concurrency: u32) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let store: Arc<dyn Store> =
+                Arc::new(SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap());
+            let channel = Arc::new(Idle::default());
+            let endpoints = crate::endpoints::Endpoints::new(vec![channel.clone()]).unwrap();
+            let endpoint = endpoints
+                .get(phonerelay_channel::ChannelKind::Sms, "m1")
+                .unwrap()
+                .clone();
+            let ctx = DispatchContext {
+                store: store.clone(),
+                metrics: Arc::default(),
+                outbox: Arc::default(),
+                shutdown: CancellationToken::new(),
+                hard_stop: CancellationToken::new(),
+            };
+            let (finished, finished_rx) = mpsc::unbounded_channel();
+            let recorder = tokio::spawn(record_finished(
+                store.clone(),
+                finished_rx,
+                endpoint.back_in_queue.clone(),
+                ctx.hard_stop.clone(),
+            ));
+            let permits = Arc::new(Semaphore::new(concurrency as usize));
+            let handovers = endpoint.intake.open(permits.clone());
+            let sends = Sends {
+                in_flight: JoinSet::new(),
+                endpoint: endpoint.clone(),
+                ctx,
+                limiters: Arc::new(Limiters {
+                    endpoint: RateLimiter::direct(Quota::per_second(NonZeroU32::MAX)),
+                    per_recipient: None,
+                }),
+                finished,
+                order: RecipientOrder::default(),
+            };
+            Self {
+                store,
+                endpoint,
+                channel,
+                sends,
+                permits,
+                handovers,
+                recorder,
+                concurrency,
+                _dir: dir,
+            }
+        }
+
+        fn message(to: &str, text: &str) -> crate::store::NewOutbound {
+            let mut message = queued_sms(text, now_ms());
+            message.to = to.into();
+            message
+        }
+
+        /// A request that found no free slot: its message queues.
+        async fn queue(&self, to: &str, text: &str) -> String {
+            assert!(self.endpoint.intake.reserve().is_none(), "a free slot");
+            match self.store.accept_outbound(Self::message(to, text)).await {
+                Ok(AcceptOutcome::Created { id }) => id,
+                other => panic!("not created: {other:?}"),
+            }
+        }
+
+        /// A request that took a free slot: its message is committed
+        /// claimed and handed over.
+        async fn hand_over(&self, to: &str, text: &str) -> String {
+            let reservation = self.endpoint.intake.reserve().expect("a free slot");
+            let mut message = Self::message(to, text);
+            message.claimed_until_ms = Some(now_ms() + 60_000);
+            let id = match self.store.accept_outbound(message.clone()).await {
+                Ok(AcceptOutcome::Created { id }) => id,
+                other => panic!("not created: {other:?}"),
+            };
+            assert!(reservation.hand_over(message.claimed_record(id.clone())));
+            id
+        }
+
+        /// A claim of up to `limit` due messages, as the dispatcher makes
+        /// it: fewer than asked for opens the door to hand-overs.
+        async fn claim(&self, limit: u32) -> (Vec<OutboundRecord>, ClaimView) {
+            let at = now_ms();
+            let start = self.endpoint.intake.claim_starts(at);
+            let view = self.endpoint.back_in_queue.claim_starts(at);
+            let claimed = self
+                .store
+                .claim_outbound(ClaimRequest {
+                    channel: phonerelay_channel::ChannelKind::Sms,
+                    phone_id: "m1".into(),
+                    limit,
+                    now_ms: at,
+                    lease_ms: 60_000,
+                    skip_recipients: self.endpoint.back_in_queue.held(at).0,
+                })
+                .await
+                .unwrap();
+            self.endpoint
+                .intake
+                .claim_found(claimed.len() < limit as usize, start);
+            (claimed, view)
+        }
+
+        /// The dispatcher's turns from here on: start what a claim took,
+        /// taking hand-overs meanwhile as `run_endpoint` does, let the
+        /// sends end and their outcomes be recorded, and claim again, until
+        /// `count` messages have been sent.
+        async fn send_until(
+            &mut self,
+            claimed: Vec<OutboundRecord>,
+            view: ClaimView,
+            count: usize,
+        ) {
+            let (mut claimed, mut view) = (claimed, view);
+            loop {
+                self.sends
+                    .start_claimed(claimed, &self.permits, &mut self.handovers, view)
+                    .await;
+                while let Ok(handover) = self.handovers.try_recv() {
+                    self.sends.take(handover);
+                }
+                while self.sends.in_flight.join_next().await.is_some() {}
+                if self.channel.sent.lock().unwrap().len() >= count {
+                    return;
+                }
+                // Every outcome is recorded once every permit is back, so
+                // what went back to the queue (due at once) is there for
+                // the next claim.
+                drop(self.permits.acquire_many(self.concurrency).await.unwrap());
+                (claimed, view) = self.claim(self.concurrency).await;
+            }
+        }
+
+        fn sent(&self) -> Vec<String> {
+            self.channel.sent.lock().unwrap().clone()
+        }
+    }
+
+    /// The race: a claim took the recipient's "first", fewer messages than
+    /// it asked for, so the door opened to hand-overs; before the
+    /// dispatcher started "first", two requests took both slots, one to
+    /// another recipient and "second", accepted after "first", to the same
+    /// recipient. "first" waits for a slot, and the hand-overs that come in
+    /// meanwhile are started (their slots are the ones that come back):
+    /// "second" must still not go before it.
+    #[tokio::test]
+    async fn a_hand_over_does_not_overtake_a_claimed_message_that_waits_for_a_slot() {
+        let mut d = Dispatcher::new(2);
+        d.claim(2).await;
+        // No slot free: "first" queues, and the door stays shut until a
+        // claim has taken it.
+        let taken = d.endpoint.intake.reserve().unwrap();
+        let also_taken = d.endpoint.intake.reserve().unwrap();
+        d.queue(TO, "first").await;
+        drop((taken, also_taken));
+        let (claimed, view) = d.claim(2).await;
+        assert_eq!(claimed.len(), 1, "the claim took \"first\"");
+        d.hand_over(OTHER, "other").await;
+        let second = d.hand_over(TO, "second").await;
+        assert_eq!(
+            d.permits.available_permits(),
+            0,
+            "the hand-overs took both slots"
+        );
+        tokio::time::timeout(Duration::from_secs(30), d.send_until(claimed, view, 3))
+            .await
+            .expect("every message sent");
+        let to_recipient: Vec<String> = d.sent().into_iter().filter(|t| t != "other").collect();
+        assert_eq!(to_recipient, ["first", "second"], "in the order accepted");
+        drop(d.sends);
+        d.recorder.await.unwrap();
+        let detail = d.store.get_outbound(&second).await.unwrap().unwrap();
+        assert_eq!(detail.record.status, OutboundStatus::Sent);
+        let codes: Vec<_> = detail.history.iter().map(|e| e.code.as_deref()).collect();
+        assert!(codes.contains(&Some("held_back")), "{codes:?}");
+    }
+
+    /// A claimed message that held its recipient's turn while it waited for
+    /// a slot would deadlock here: both slots are taken by hand-overs to
+    /// its recipient, which wait for that turn, and only their slots can
+    /// come back. Each is sent after "first", in the order accepted, and
+    /// the dispatcher's turns end (the timeout fails a deadlock).
+    #[tokio::test]
+    async fn a_claimed_message_waiting_for_a_slot_that_hand_overs_to_its_recipient_hold_is_sent_first()
+     {
+        let mut d = Dispatcher::new(2);
+        d.claim(2).await;
+        let taken = d.endpoint.intake.reserve().unwrap();
+        let also_taken = d.endpoint.intake.reserve().unwrap();
+        d.queue(TO, "first").await;
+        drop((taken, also_taken));
+        let (claimed, view) = d.claim(2).await;
+        assert_eq!(claimed.len(), 1, "the claim took \"first\"");
+        d.hand_over(TO, "second").await;
+        d.hand_over(TO, "third").await;
+        assert_eq!(
+            d.permits.available_permits(),
+            0,
+            "the hand-overs took both slots"
+        );
+        tokio::time::timeout(Duration::from_secs(30), d.send_until(claimed, view, 3))
+            .await
+            .expect("no deadlock: every message sent");
+        assert_eq!(
+            d.sent(),
+            ["first", "second", "third"],
+            "in the order accepted"
+        );
+        drop(d.sends);
+        d.recorder.await.unwrap();
     }
 }
