@@ -128,6 +128,9 @@ pub const DEFAULT_RELAY_KEY_FILE: &str = "relay.key";
 pub const DEFAULT_RELAY_POLL_TIMEOUT_SECONDS: u64 = 25;
 /// Jobs asked for per poll.
 pub const DEFAULT_RELAY_POLL_MAX_JOBS: u32 = 50;
+/// The most jobs one poll may ask for: a poll's answer is read into
+/// memory whole, up to a limit that grows with it (`relay::client`).
+pub const MAX_RELAY_POLL_MAX_JOBS: u32 = 1000;
 /// Timeout of every relay request other than the long poll.
 pub const DEFAULT_RELAY_REQUEST_TIMEOUT_SECONDS: u64 = 15;
 pub const DEFAULT_RELAY_HEARTBEAT_SECONDS: u64 = 30;

@@ -346,6 +346,15 @@ fn validate_relay(relay: &super::model::RelayConfig, issues: &mut Vec<ConfigIssu
         relay.poll_timeout_seconds,
     );
     positive(issues, "relay.poll_max_jobs", relay.poll_max_jobs.into());
+    if relay.poll_max_jobs > crate::config::defaults::MAX_RELAY_POLL_MAX_JOBS {
+        issues.push(ConfigIssue::new(
+            "relay.poll_max_jobs",
+            format!(
+                "must be at most {}",
+                crate::config::defaults::MAX_RELAY_POLL_MAX_JOBS
+            ),
+        ));
+    }
     positive(
         issues,
         "relay.request_timeout_seconds",
@@ -635,6 +644,7 @@ mod tests {
              [outbox]\nretry_initial_ms = 9223372036854775808\n\
              retry_max_ms = 9223372036854775808\n\
              [relay]\npoll_timeout_seconds = 3601\nrequest_timeout_seconds = 18446744073709551615\n\
+             poll_max_jobs = 1001\n\
              [relay.routing]\nconversation_ttl_days = 36501\n",
         )
         .join("\n");
@@ -645,6 +655,7 @@ mod tests {
             "relay.poll_timeout_seconds: must be at most 3600 (an hour)",
             "relay.request_timeout_seconds: must be at most 3600",
             "relay.routing.conversation_ttl_days: must be at most 36500",
+            "relay.poll_max_jobs: must be at most 1000",
         ] {
             assert!(found.contains(key), "{key} missing from {found}");
         }
@@ -652,7 +663,8 @@ mod tests {
         let at_ceiling = issues(
             "[server]\nrequest_timeout_seconds = 3600\n\
              [outbox]\nretry_initial_ms = 86400000\nretry_max_ms = 86400000\n\
-             [relay]\npoll_timeout_seconds = 3600\nheartbeat_seconds = 86400\n",
+             [relay]\npoll_timeout_seconds = 3600\nheartbeat_seconds = 86400\n\
+             poll_max_jobs = 1000\n",
         );
         assert!(at_ceiling.is_empty(), "{at_ceiling:?}");
     }

@@ -139,15 +139,19 @@ pub struct RelayClient {
     key: RelayKey,
     http: reqwest::Client,
     request_timeout: Duration,
+    /// The most of a 2xx answer read ([`answer_cap`]).
+    answer_cap: usize,
 }
 
 impl RelayClient {
     pub fn new(settings: &RelaySettings) -> Result<Self, RelayError> {
-        Self::with(
+        let mut client = Self::with(
             &settings.url,
             settings.key.clone(),
             Duration::from_secs(settings.config.request_timeout_seconds),
-        )
+        )?;
+        client.answer_cap = answer_cap(settings.config.poll_max_jobs);
+        Ok(client)
     }
 
     pub fn with(url: &str, key: RelayKey, request_timeout: Duration) -> Result<Self, RelayError> {
@@ -169,6 +173,7 @@ impl RelayClient {
             key,
             http,
             request_timeout,
+            answer_cap: MAX_ANSWER_BYTES,
         })
     }
 
@@ -179,8 +184,8 @@ impl RelayClient {
     /// POST JSON; a 2xx answer's JSON body, or `null` when it is empty or
     /// not JSON: any 2xx means the relay took the request (`200 OK` with
     /// the body `OK` is a success), so a caller that needs fields from the
-    /// body checks them itself. A 3xx is not followed: it is an error, and
-    /// so is an answer larger than [`MAX_ANSWER_BYTES`] (not read whole).
+    /// body checks them itself. A 3xx is not followed: it is an error. A
+    /// 2xx body larger than [`answer_cap`] is not read whole: `null` too.
     pub async fn post(
         &self,
         path: &str,
@@ -250,7 +255,7 @@ impl RelayClient {
             return Err(self.redirect_error(path, status, location, retry_after_ms));
         }
         let cap = if status.is_success() {
-            MAX_ANSWER_BYTES
+            self.answer_cap
         } else {
             MAX_REFUSAL_BYTES
         };
@@ -259,10 +264,14 @@ impl RelayClient {
             .map_err(|e| classify(url, &e))?;
         if status.is_success() {
             if cut {
-                return Err(RelayError::BadAnswer {
-                    path: path.to_string(),
-                    reason: format!("its answer is larger than {MAX_ANSWER_BYTES} bytes"),
-                });
+                // Taken all the same: a request whose answer the bridge
+                // needs finds no fields in it and says so.
+                tracing::warn!(
+                    path,
+                    limit = self.answer_cap,
+                    "the relay's answer is larger than the bridge reads; taken as an empty one"
+                );
+                return Ok(Value::Null);
             }
             return Ok(serde_json::from_slice(&body).unwrap_or(Value::Null));
         }
@@ -314,10 +323,19 @@ impl RelayClient {
     }
 }
 
-/// The most of a 2xx answer read: a poll's jobs at their limits fit
-/// several times over. More is no relay's answer (a wrong `relay.url`, a
-/// broken proxy streaming a download) and would be held in memory whole.
+/// The least of the most of a 2xx answer read ([`answer_cap`]). More is
+/// no relay's answer (a wrong `relay.url`, a broken proxy streaming a
+/// download), and would be held in memory whole.
 pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+
+/// The most of a 2xx answer read by a bridge that polls for up to
+/// `poll_max_jobs` jobs: room for each job as large as the API takes a
+/// send by default (`DEFAULT_MAX_BODY_BYTES`), and at least
+/// [`MAX_ANSWER_BYTES`]. `poll_max_jobs` is at most 1,000.
+pub fn answer_cap(poll_max_jobs: u32) -> usize {
+    let jobs = poll_max_jobs as usize * crate::config::DEFAULT_MAX_BODY_BYTES;
+    jobs.max(MAX_ANSWER_BYTES)
+}
 
 /// The most of a refusal read: only the start of what it says is shown.
 const MAX_REFUSAL_BYTES: usize = 64 * 1024;
@@ -451,6 +469,13 @@ mod tests {
         format!("http://{addr}")
     }
 
+    #[test]
+    fn the_answer_limit_grows_with_the_jobs_a_poll_asks_for() {
+        assert_eq!(answer_cap(1), MAX_ANSWER_BYTES);
+        assert_eq!(answer_cap(50), MAX_ANSWER_BYTES);
+        assert_eq!(answer_cap(1000), 1000 * 256 * 1024);
+    }
+
     /// A "relay" that streams without end, in a 2xx answer or a refusal:
     /// the answer is read up to its limit and then given up, not held in
     /// memory until the request's timeout (which the test's 60 s would
@@ -461,14 +486,8 @@ mod tests {
         let client =
             RelayClient::with(&ok, RelayKey::new("k".into()), Duration::from_secs(60)).unwrap();
         let started = std::time::Instant::now();
-        let e = client
-            .post("/p", &serde_json::json!({}), None, None)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&e, RelayError::BadAnswer { reason, .. } if reason.contains("larger than")),
-            "{e:?}"
-        );
+        let taken = client.post("/p", &serde_json::json!({}), None, None).await;
+        assert_eq!(taken, Ok(Value::Null));
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "{:?}",
