@@ -704,3 +704,80 @@ async fn a_half_direct_message_whose_parts_cannot_be_recorded_is_not_split() {
         inbound.iter().map(|m| &m.text).collect::<Vec<_>>()
     );
 }
+
+/// The store down for writes of any kind when a message is handed over
+/// directly: neither the message nor its record can be written. It waits
+/// in memory, and a sweep after the store is back commits it. Before, it
+/// was lost, and logged as kept.
+#[tokio::test]
+async fn a_direct_message_during_a_store_outage_is_committed_once_the_store_is_back() {
+    let mut config = modem_config("main");
+    config.sweep_interval_seconds = 1;
+    let rig = Rig::start(behaviour(), config).await;
+    rig.wait_up().await;
+    rig.sink.failing.store(true, Ordering::SeqCst);
+    rig.sink.cursor_writes_fail.store(true, Ordering::SeqCst);
+    let single = long_parts("+15551230021", "sent while the disk was full", 0)
+        .pop()
+        .unwrap();
+    let long = "h".repeat(200);
+    let parts = long_parts("+15551230022", &long, 27);
+    rig.sim.deliver_direct(&single, false);
+    rig.sim.deliver_direct(&parts[0], false);
+    // Sweeps while the store is down: nothing committed, nothing written.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(rig.sink.inbound().is_empty());
+    assert_eq!(direct_record(&rig), None);
+
+    rig.sink.failing.store(false, Ordering::SeqCst);
+    rig.sink.cursor_writes_fail.store(false, Ordering::SeqCst);
+    wait_until(|| rig.sink.inbound().len() == 1).await;
+    // The waiting part went to the record once it could be written.
+    wait_until(|| direct_record(&rig).is_some()).await;
+    rig.sim.deliver_direct(&parts[1], false);
+    wait_until(|| rig.sink.inbound().len() == 2).await;
+    assert_eq!(texts(&rig), ["sent while the disk was full", long.as_str()]);
+    wait_until(|| direct_record(&rig).is_none()).await;
+    assert_eq!(
+        rig.channel.health().measures.get("lost_direct_events"),
+        None
+    );
+}
+
+/// A crash after a long message was committed (its committed-parts record
+/// written) but before its direct part left the record of direct
+/// deliveries: after the restart that part is known as committed and
+/// only leaves the record. Before, it was assembled again alone and came
+/// out as a second, partial message at the reassembly timeout.
+#[tokio::test]
+async fn a_direct_part_of_a_message_committed_before_a_crash_is_not_committed_again() {
+    use phonerelay_sms::driver::{direct_parts, inbound};
+    let mut config = modem_config("main");
+    config.reassembly_timeout_seconds = 1;
+    let mut rig = Rig::idle(behaviour(), config);
+    let long = "i".repeat(200);
+    let parts = long_parts("+15551230023", &long, 28);
+    let phonerelay_sms::codec::Incoming::Deliver(first) =
+        phonerelay_sms::codec::decode_incoming(&parts[0]).unwrap()
+    else {
+        panic!("not a DELIVER");
+    };
+    let (name, fingerprint) = inbound::part_fingerprint("+15551230023", &first).unwrap();
+    {
+        let mut cursors = rig.sink.cursors.lock().unwrap();
+        cursors.insert(
+            name,
+            inbound::with_fingerprints("", std::slice::from_ref(&fingerprint), true),
+        );
+        cursors.insert(
+            direct_parts::DIRECT_PARTS_CURSOR.into(),
+            direct_parts::with_entry("", &direct_parts::direct_key(&parts[0]), &parts[0]),
+        );
+    }
+    rig.run();
+    rig.wait_up().await;
+    wait_until(|| direct_record(&rig).is_none()).await;
+    // Past the reassembly timeout: a part taken up again would be out.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(rig.sink.inbound().is_empty(), "{:?}", texts(&rig));
+}

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::Driver;
 use super::conn::{Conn, ConnError};
-use super::inbound::{Inbox, Ready};
+use super::inbound::{DirectPart, Inbox, Ready};
 use crate::codec::{self, Incoming};
 
 /// The record's cursor: `key=PDU` entries, comma-separated.
@@ -55,8 +55,10 @@ fn join(entries: &[(&str, &str)]) -> String {
 }
 
 impl Driver {
-    /// A part the modem handed over directly: kept in the record, then
-    /// into assembly; its message if it is complete now.
+    /// A part the modem handed over directly: into assembly, kept in the
+    /// record first if it is a part of a long message (it waits for the
+    /// rest); its message if it is complete now. A single part is kept only
+    /// if its commit fails ([`Self::keep_direct`]): one write, not three.
     pub(super) async fn take_direct(
         &self,
         pdu: &str,
@@ -68,8 +70,16 @@ impl Driver {
         if inbox.holds_direct(&key) {
             return None;
         }
-        self.keep_direct(&key, pdu).await;
-        inbox.add_direct(key, deliver, now_ms)
+        let mut part = DirectPart {
+            key,
+            pdu: pdu.to_string(),
+            kept: false,
+        };
+        if deliver.concat().is_some_and(|c| c.total > 1) {
+            self.keep_direct(std::slice::from_mut(&mut part), inbox)
+                .await;
+        }
+        inbox.add_direct(part, deliver, now_ms)
     }
 
     /// `pdu` as a message for a person that is not a part of one committed
@@ -98,16 +108,24 @@ impl Driver {
         Some(*deliver)
     }
 
-    /// Add `pdu` to the record. If it cannot be, the part lives in memory
-    /// only, as before there was a record: say so.
-    async fn keep_direct(&self, key: &str, pdu: &str) {
+    /// Add `parts` not kept yet to the record, and mark them kept. If the
+    /// record cannot be written, they wait in `inbox` to be written by a
+    /// later sweep, which takes them up meanwhile: lost only if the daemon
+    /// stops first, and said so.
+    pub(super) async fn keep_direct(&self, parts: &mut [DirectPart], inbox: &mut Inbox) {
+        let new: Vec<&mut DirectPart> = parts.iter_mut().filter(|p| !p.kept).collect();
+        if new.is_empty() {
+            return;
+        }
         let kept = async {
             let before = self
                 .sink
                 .load_cursor(DIRECT_PARTS_CURSOR)
                 .await?
                 .unwrap_or_default();
-            let after = with_entry(&before, key, pdu);
+            let after = new.iter().fold(before.clone(), |value, p| {
+                with_entry(&value, &p.key, &p.pdu)
+            });
             if after != before {
                 self.sink.save_cursor(DIRECT_PARTS_CURSOR, &after).await?;
             }
@@ -115,16 +133,34 @@ impl Driver {
         };
         if let Err(e) = kept.await {
             tracing::warn!(phone_id = %self.config.phone_id, error = %e,
-                "cannot keep a message the modem handed over directly; it is lost if the daemon stops before it is committed");
+                "cannot keep a message the modem handed over directly; held in memory, and lost if the daemon stops before it is committed");
+            for p in &new {
+                inbox.unsaved_direct.insert(p.key.clone(), p.pdu.clone());
+            }
+        }
+        for p in new {
+            p.kept = true;
         }
     }
 
-    /// Take `keys` off the record: their message is committed. Left on it,
-    /// the next sweep commits the message again, which the store drops as
-    /// the duplicate it is.
-    pub(super) async fn forget_direct(&self, keys: &[String]) {
+    /// Take `parts` off the record (and out of memory): their message is
+    /// committed. Left on the record, the next sweep commits the message
+    /// again, which the store drops as the duplicate it is.
+    pub(super) async fn forget_direct(&self, parts: &[DirectPart], inbox: &mut Inbox) {
+        let keys: Vec<String> = parts
+            .iter()
+            .filter(|p| p.kept)
+            .map(|p| p.key.clone())
+            .collect();
+        self.forget_direct_keys(&keys, inbox).await;
+    }
+
+    async fn forget_direct_keys(&self, keys: &[String], inbox: &mut Inbox) {
         if keys.is_empty() {
             return;
+        }
+        for key in keys {
+            inbox.unsaved_direct.remove(key);
         }
         let forgotten = async {
             let Some(before) = self.sink.load_cursor(DIRECT_PARTS_CURSOR).await? else {
@@ -142,39 +178,70 @@ impl Driver {
         }
     }
 
-    /// Into assembly again what the record holds and the inbox does not:
-    /// parts kept before a restart, and messages whose commit failed. One
-    /// that is a part of a message committed lately only leaves the record.
+    /// Into assembly again what the record (and memory, while the record
+    /// cannot be written) holds and the inbox does not: parts kept before
+    /// a restart, and messages whose commit failed. A part of a message
+    /// committed already (known so in memory, or from that message's
+    /// committed-parts record, which a crash before the record of direct
+    /// parts was cleared leaves) only leaves the record.
     pub(super) async fn retake_direct(
         &self,
         conn: &mut Conn,
         inbox: &mut Inbox,
         epoch: Instant,
     ) -> Result<(), ConnError> {
-        let value = match self.sink.load_cursor(DIRECT_PARTS_CURSOR).await {
-            Ok(Some(value)) => value,
-            Ok(None) => return Ok(()),
+        // Those held in memory only: to the record first, if it can be
+        // written now (else they stay in memory).
+        let mut unsaved: Vec<DirectPart> = std::mem::take(&mut inbox.unsaved_direct)
+            .into_iter()
+            .map(|(key, pdu)| DirectPart {
+                key,
+                pdu,
+                kept: false,
+            })
+            .collect();
+        self.keep_direct(&mut unsaved, inbox).await;
+        let record = match self.sink.load_cursor(DIRECT_PARTS_CURSOR).await {
+            Ok(value) => value.unwrap_or_default(),
             Err(e) => {
                 tracing::warn!(phone_id = %self.config.phone_id, error = %e,
                     "cannot read the record of direct deliveries; tried again at the next sweep");
-                return Ok(());
+                String::new()
             }
         };
+        let mut waiting: Vec<(String, String)> = entries(&record)
+            .into_iter()
+            .map(|(k, p)| (k.to_string(), p.to_string()))
+            .collect();
+        for (key, pdu) in &inbox.unsaved_direct {
+            if !waiting.iter().any(|(k, _)| k == key) {
+                waiting.push((key.clone(), pdu.clone()));
+            }
+        }
         let mut done = Vec::new();
-        for (key, pdu) in entries(&value) {
-            if inbox.holds_direct(key) {
+        for (key, pdu) in waiting {
+            if inbox.holds_direct(&key) {
                 continue;
             }
-            let Some(deliver) = self.direct_deliver(pdu, inbox) else {
-                done.push(key.to_string());
+            let Some(deliver) = self.direct_deliver(&pdu, inbox) else {
+                done.push(key);
                 continue;
             };
+            if self.part_of_committed(&deliver, inbox).await {
+                done.push(key);
+                continue;
+            }
+            let part = DirectPart {
+                key,
+                pdu,
+                kept: true,
+            };
             let now = epoch.elapsed().as_millis() as u64;
-            if let Some(ready) = inbox.add_direct(key.to_string(), deliver, now) {
+            if let Some(ready) = inbox.add_direct(part, deliver, now) {
                 self.commit_inbound(conn, ready, inbox, now).await?;
             }
         }
-        self.forget_direct(&done).await;
+        self.forget_direct_keys(&done, inbox).await;
         Ok(())
     }
 }

@@ -33,9 +33,25 @@ pub struct Ready {
     /// For a message of several parts: what to keep between its commit and
     /// the last of its slots freed ([`CommittedParts`]).
     pub committed_parts: Option<CommittedParts>,
-    /// The keys its parts handed over directly have in the kept record
-    /// (`direct_parts`), to take off it once the message is committed.
-    pub direct_keys: Vec<String>,
+    /// Its parts the modem handed over directly (`direct_parts`), to keep
+    /// if its commit fails, and to take off the record once it is done.
+    pub direct: Vec<DirectPart>,
+    /// Some part of it is in memory only: neither in a slot nor handed over
+    /// directly (its slot changed hands while it waited). A failed commit
+    /// loses that part.
+    pub memory_only: bool,
+}
+
+/// A part the modem handed over directly, as `direct_parts` keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectPart {
+    /// What names it in the record (`direct_parts::direct_key`).
+    pub key: String,
+    /// The PDU as the modem gave it, in hex.
+    pub pdu: String,
+    /// In the record (or waiting in memory to be written to it); a single
+    /// part is kept only if its commit fails.
+    pub kept: bool,
 }
 
 /// The parts of a committed long message, kept (in the store's cursors)
@@ -175,9 +191,8 @@ struct HeldPart {
     /// Slots of identical copies of this part (a part the SMSC delivered
     /// twice), freed with the message.
     copies: Vec<Slot>,
-    /// The keys in the kept record (`direct_parts`) of this part and its
-    /// copies as the modem handed them over directly.
-    direct_keys: Vec<String>,
+    /// This part and its copies as the modem handed them over directly.
+    direct: Vec<DirectPart>,
 }
 
 /// One message being assembled.
@@ -229,6 +244,10 @@ pub struct Inbox {
     /// sat in a later slot) would otherwise start an assembly of its own
     /// and end up committed as a second, partial message.
     committed: HashMap<String, u64>,
+    /// Parts handed over directly that could not be written to their
+    /// record (the store failing), by key: kept here until they can be,
+    /// and taken up by every sweep meanwhile (`direct_parts`).
+    pub unsaved_direct: BTreeMap<String, String>,
 }
 
 /// How long the parts of a committed long message are known as such, at
@@ -266,6 +285,7 @@ impl Inbox {
             pending: HashMap::new(),
             numbering: codec::Numbering::default(),
             committed: HashMap::new(),
+            unsaved_direct: BTreeMap::new(),
         }
     }
 
@@ -350,35 +370,34 @@ impl Inbox {
         self.add_part(slot, None, deliver, now_ms)
     }
 
-    /// A part the modem handed over directly, kept in the record under
-    /// `key` (`direct_parts`).
-    pub fn add_direct(&mut self, key: String, deliver: Deliver, now_ms: u64) -> Option<Ready> {
-        self.add_part(None, Some(key), deliver, now_ms)
+    /// A part the modem handed over directly (`direct_parts`).
+    pub fn add_direct(&mut self, part: DirectPart, deliver: Deliver, now_ms: u64) -> Option<Ready> {
+        self.add_part(None, Some(part), deliver, now_ms)
     }
 
-    /// Whether the part kept under `key` waits here for its message.
+    /// Whether the part handed over directly under `key` waits here for
+    /// its message.
     pub fn holds_direct(&self, key: &str) -> bool {
         self.held_parts()
-            .any(|part| part.direct_keys.iter().any(|k| k == key))
+            .any(|part| part.direct.iter().any(|d| d.key == key))
     }
 
     fn add_part(
         &mut self,
         slot: Option<Slot>,
-        direct_key: Option<String>,
+        direct: Option<DirectPart>,
         deliver: Deliver,
         now_ms: u64,
     ) -> Option<Ready> {
         let from = self.numbering.sender(&deliver.originator);
         let Some(concat) = deliver.concat().filter(|c| c.total > 1) else {
-            let direct_keys = direct_key.into_iter().collect();
-            return Some(finish(
-                &from,
-                vec![(slot, deliver)],
-                Vec::new(),
-                direct_keys,
-                false,
-            ));
+            let part = HeldPart {
+                slot,
+                deliver,
+                copies: Vec::new(),
+                direct: direct.into_iter().collect(),
+            };
+            return Some(finish(&from, vec![part], false));
         };
         let key = (
             from.clone(),
@@ -412,14 +431,14 @@ impl Inbox {
             {
                 part.copies.push(new);
             }
-            part.direct_keys.extend(direct_key);
+            part.direct.extend(direct);
             return None;
         }
         let part = HeldPart {
             slot,
             deliver,
             copies: Vec::new(),
-            direct_keys: direct_key.into_iter().collect(),
+            direct: direct.into_iter().collect(),
         };
         let joins = assemblies
             .iter()
@@ -481,29 +500,25 @@ impl Inbox {
 }
 
 fn finish_pending(from: &str, pending: Pending, partial: bool) -> Ready {
-    let mut parts = Vec::new();
-    let mut copies = Vec::new();
-    let mut direct_keys = Vec::new();
-    for part in pending.parts.into_values() {
-        parts.push((part.slot, part.deliver));
-        copies.extend(part.copies);
-        direct_keys.extend(part.direct_keys);
-    }
-    finish(from, parts, copies, direct_keys, partial)
+    finish(from, pending.parts.into_values().collect(), partial)
 }
 
 /// Join parts (one per sequence) with the codec's reassembler (it knows how
 /// to join UCS-2 surrogates split across parts); a fresh one per message so
 /// that a message whose commit failed can be assembled again from a later
-/// sweep. `copies` are the slots of duplicates, freed with the message;
-/// `direct_keys` its parts' keys in the kept record of direct parts.
-fn finish(
-    from: &str,
-    parts: Vec<(Option<Slot>, Deliver)>,
-    copies: Vec<Slot>,
-    direct_keys: Vec<String>,
-    partial: bool,
-) -> Ready {
+/// sweep. The slots of the parts' copies are freed with the message.
+fn finish(from: &str, held: Vec<HeldPart>, partial: bool) -> Ready {
+    let memory_only = held
+        .iter()
+        .any(|p| p.slot.is_none() && p.copies.is_empty() && p.direct.is_empty());
+    let mut parts = Vec::new();
+    let mut copies = Vec::new();
+    let mut direct = Vec::new();
+    for part in held {
+        parts.push((part.slot, part.deliver));
+        copies.extend(part.copies);
+        direct.extend(part.direct);
+    }
     let slots: Vec<Slot> = parts.iter().filter_map(|(s, _)| *s).chain(copies).collect();
     let fingerprints: Vec<(String, String)> = parts
         .iter()
@@ -589,7 +604,8 @@ fn finish(
         missing_parts: missing,
         truncated,
         committed_parts,
-        direct_keys,
+        direct,
+        memory_only,
     }
 }
 

@@ -1480,13 +1480,19 @@ impl Driver {
     /// duplicate it is, and tries the record again.
     async fn commit_ready(&self, ready: &Ready, inbox: &mut Inbox, now_ms: u64) -> bool {
         if ready.slots.is_empty() {
-            let kept = !ready.direct_keys.is_empty();
+            // Handed over directly, each part is in the record of direct
+            // deliveries, or goes there now that the commit failed, and
+            // the next sweep commits it; one whose slot changed hands is
+            // in memory only, and lost with a failed commit.
+            let kept = !ready.direct.is_empty() && !ready.memory_only;
             if self.commit_unstored(self.inbound_event(ready), kept).await {
-                self.forget_direct(&ready.direct_keys).await;
+                self.forget_direct(&ready.direct, inbox).await;
                 if let Some(parts) = &ready.committed_parts {
                     inbox.remember_committed(parts, now_ms);
                     self.note_recent_parts(parts).await;
                 }
+            } else {
+                self.keep_direct(&mut ready.direct.clone(), inbox).await;
             }
             return false;
         }
@@ -1500,7 +1506,7 @@ impl Driver {
         // the store drops; taken off first, the stored parts alone came
         // out as a second, partial message.
         let Some(parts) = &ready.committed_parts else {
-            self.forget_direct(&ready.direct_keys).await;
+            self.forget_direct(&ready.direct, inbox).await;
             return true;
         };
         if let Err(e) = self.record_committed_parts(parts, true).await {
@@ -1509,7 +1515,7 @@ impl Driver {
             return false;
         }
         inbox.remember_committed(parts, now_ms);
-        self.forget_direct(&ready.direct_keys).await;
+        self.forget_direct(&ready.direct, inbox).await;
         true
     }
 
