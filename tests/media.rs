@@ -185,6 +185,30 @@ async fn kept_files_are_counted_in_the_status_and_the_metrics() {
     }
 }
 
+/// A kept file that cannot be opened (a link that loops in its place:
+/// root reads any file whatever its mode) is a 500 naming the file's
+/// failure, not the store's 503 that asks to try again.
+#[tokio::test]
+async fn a_kept_file_that_cannot_be_read_is_named_so() {
+    let a = TestChannel::new(ChannelKind::Wa, "ph-a");
+    let d = TestDaemon::start(FAST_OUTBOX, vec![a.clone()]).await;
+    let saved = a
+        .sink()
+        .await
+        .save_media(upload(PICTURE, Some("image/png"), Some("a.png")))
+        .await
+        .unwrap();
+    let file = media_dir(&d).join(media_id(&saved));
+    std::fs::remove_file(&file).unwrap();
+    std::os::unix::fs::symlink(&file, &file).unwrap();
+    let (code, headers, body) = fetch(&d, &saved.url, Some(&d.admin_key)).await;
+    assert_eq!(
+        (code, error_code(&body).as_str()),
+        (500, "media_unreadable")
+    );
+    assert!(headers.get("retry-after").is_none(), "{headers:?}");
+}
+
 #[tokio::test]
 async fn only_a_read_key_of_the_file_s_phone_gets_it_and_others_learn_nothing() {
     let a = TestChannel::new(ChannelKind::Wa, "ph-a");

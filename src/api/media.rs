@@ -35,6 +35,7 @@ pub struct MediaBytes(#[allow(dead_code)] Vec<u8>);
             )),
         (status = 404, description = "No such file (or another phone's, to a key bound to a phone_id)", body = ErrorBody),
         (status = 410, description = "The file is no longer kept (`media_gone`): a store restored from a backup, which holds no files", body = ErrorBody),
+        (status = 500, description = "The file is kept but cannot be read (`media_unreadable`: its permissions, a bad sector); the bridge's log says why", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -48,10 +49,15 @@ pub async fn get_media(
     let visible = |r: &MediaRecord| caller.phone_scope().is_none_or(|p| p == r.phone_id);
     match state.store.open_media(&id).await? {
         MediaContent::Found(record, reader) if visible(&record) => Ok(file(&record, reader)),
-        // As before the file's failure was told apart: unavailable, for
-        // now (an operator mends the file).
+        // Not the store's failure, and not one a retry mends: the file
+        // waits for an operator, whom the log tells which one and why.
         MediaContent::Unreadable(record, why) if visible(&record) => {
-            Err(crate::store::StoreError::Unavailable(why).into())
+            tracing::error!(media_id = %record.id, error = %why, "a kept file cannot be read");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "media_unreadable",
+                "the bridge keeps this file but cannot read it; its log says why",
+            ))
         }
         MediaContent::Gone(record) if visible(&record) => Err(ApiError::new(
             StatusCode::GONE,
