@@ -204,10 +204,17 @@ pub(crate) async fn commit_send(
     let now = now_ms();
     // A free dispatcher slot with nothing waiting: commit the message
     // already claimed and hand it over, no claim needed (outbox::handover).
-    let reservation = state
+    // Refused, the request keeps `refused` until its message is committed
+    // to the queue: no claim started meanwhile counts the queue drained.
+    let (reservation, refused) = match state
         .endpoints
         .get(valid.channel, &req.phone_id)
-        .and_then(|endpoint| endpoint.intake.reserve());
+        .map(|endpoint| endpoint.intake.reserve())
+    {
+        Some(Ok(reservation)) => (Some(reservation), None),
+        Some(Err(refused)) => (None, Some(refused)),
+        None => (None, None),
+    };
     let lease_ms = state.config.config.outbox.lease_ms();
     let message = NewOutbound {
         api_key_id,
@@ -255,7 +262,11 @@ pub(crate) async fn commit_send(
             .await
             .map_err(|_| StoreError::Closed)??
         }
-        None => (store_new(&*state.store, message, relay_id).await?, false),
+        None => {
+            let outcome = store_new(&*state.store, message, relay_id).await;
+            drop(refused);
+            (outcome?, false)
+        }
     };
     match outcome {
         AcceptOutcome::Created { id } => {

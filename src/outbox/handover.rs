@@ -8,9 +8,16 @@
 //! free slot clears that, so it and everything after it queue behind the
 //! messages already waiting until a claim has taken them all (requests
 //! that run at the same time may still swap). A claim that was already
-//! under way when such a request queued its message cannot vouch for it
+//! under way when such a request was refused cannot vouch for its message
 //! (it may have read the queue before the message was in), so its
-//! "drained" does not count: the next claim decides. Nor does a claim vouch
+//! "drained" does not count: the next claim decides. Nor can a claim that
+//! starts while a request refused earlier (by a dispatcher not running
+//! yet, too) is still committing its message: that commit may reach the
+//! store's writer after the claim's queue read, and a later message to the
+//! same recipient, handed over, would then be sent first. The request holds
+//! a [`Refused`] until its commit has ended; one dropped mid-way lets go at
+//! once, its message unanswered (it may still be stored, too late to be
+//! waited for). Nor does a claim vouch
 //! for a message that went back to the queue (a retry, a rate limit) and
 //! has come due since: the intake knows when each such message is due, and
 //! from then on hands out no slot until a claim has taken it, or a new
@@ -32,6 +39,7 @@
 //! start requeues it.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -57,12 +65,17 @@ struct State {
     /// The dispatcher's last claim took every due message, and no message
     /// has queued since.
     drained: bool,
-    /// Counts the requests refused a slot, whatever the reason (none free,
-    /// the queue not drained, a message back in the queue due), which
-    /// queue their message instead: a claim started before one of them
-    /// may have read the queue before that message was in, so it cannot
-    /// say the queue is drained.
+    /// Counts the requests refused a slot, whatever the reason (no
+    /// dispatcher, none free, the queue not drained, a message back in the
+    /// queue due), which queue their message instead: a claim started
+    /// before one of them may have read the queue before that message was
+    /// in, so it cannot say the queue is drained.
     queued_instead: u64,
+    /// The refused requests whose commit has not finished yet (one
+    /// [`Refused`] each): a claim that starts while one is committing may
+    /// read the queue before its message is in, so it cannot say the queue
+    /// is drained either.
+    refused_committing: u64,
     /// When the messages that went back to the queue since come due
     /// (time → how many), as far as no claim has taken them yet.
     coming_due: BTreeMap<i64, u32>,
@@ -72,6 +85,8 @@ struct State {
 #[derive(Debug, Clone, Copy)]
 pub struct ClaimStart {
     queued_before: u64,
+    /// No refused request was still committing when the claim started.
+    none_committing: bool,
     /// The time the claim reads the queue at: it takes what is due by then.
     at_ms: i64,
 }
@@ -85,6 +100,15 @@ struct Open {
 pub struct Reservation {
     permit: OwnedSemaphorePermit,
     handovers: mpsc::UnboundedSender<Handover>,
+}
+
+/// A request refused a slot, committing its message to the queue: keep it
+/// until that commit has finished, however it ended (stored, refused by
+/// the store, failed); dropping it, as a request dropped mid-way does, ends
+/// the wait. Until then no claim that starts can vouch for the queue.
+#[must_use = "hold it until the message is committed"]
+pub struct Refused<'a> {
+    intake: &'a Intake,
 }
 
 impl Intake {
@@ -128,38 +152,55 @@ impl Intake {
     /// Call before a claim that reads the queue at `at_ms`; pass the
     /// result to [`Self::claim_found`].
     pub fn claim_starts(&self, at_ms: i64) -> ClaimStart {
+        let state = self.lock();
         ClaimStart {
-            queued_before: self.lock().queued_instead,
+            queued_before: state.queued_instead,
+            none_committing: state.refused_committing == 0,
             at_ms,
         }
     }
 
     /// What a claim found: `took_all` when it took every due message
     /// (fewer than it asked for), so also those that had gone back to the
-    /// queue and were due by then. That counts only if no request queued a
-    /// message instead of taking a slot since the claim started: the claim
-    /// may have read the queue before that message was in, and a later
-    /// message handed over would overtake it.
+    /// queue and were due by then. That counts only if no refused request
+    /// was still committing its message when the claim started, and none
+    /// was refused since: the claim may have read the queue before that
+    /// message was in, and a later message handed over would overtake it.
+    ///
+    /// Why that is enough: a refused request counts itself (under the lock)
+    /// before it commits and uncounts itself only once its commit has
+    /// finished. Take any message refused before the claim's end. Refused
+    /// after the claim started, it moved `queued_instead`. Refused before,
+    /// either it was still committing when the claim started, seen in
+    /// `none_committing`, or its commit had finished by then, so before the
+    /// claim's queue read was even sent to the store, which reads it then
+    /// (or was never stored, and nothing waits). A message refused after
+    /// the claim's end found the door shut (`drained` false) or shut it.
     pub fn claim_found(&self, took_all: bool, start: ClaimStart) {
         let mut state = self.lock();
         if took_all {
             state.coming_due = state.coming_due.split_off(&(start.at_ms + 1));
         }
-        state.drained = took_all && state.queued_instead == start.queued_before;
+        state.drained =
+            took_all && start.none_committing && state.queued_instead == start.queued_before;
     }
 
     /// A free slot, if the dispatcher runs, nothing waits in the queue and
     /// a slot is free. Finding none makes the queue count as waiting: this
-    /// message queues, and so do the next until a claim has drained it.
-    pub fn reserve(&self) -> Option<Reservation> {
+    /// message queues, and so do the next until a claim has drained it;
+    /// keep the [`Refused`] until the message is committed.
+    pub fn reserve(&self) -> Result<Reservation, Refused<'_>> {
         self.reserve_at(now_ms())
     }
 
     /// [`Self::reserve`] at `now_ms`.
-    pub fn reserve_at(&self, now_ms: i64) -> Option<Reservation> {
+    pub fn reserve_at(&self, now_ms: i64) -> Result<Reservation, Refused<'_>> {
         let mut state = self.lock();
         let state = &mut *state;
-        let open = state.open.as_ref()?;
+        let Some(open) = state.open.as_ref() else {
+            // No dispatcher: its first claim may not see this message.
+            return Err(self.refused(state));
+        };
         if state
             .coming_due
             .keys()
@@ -170,24 +211,41 @@ impl Intake {
             state.drained = false;
         }
         if !state.drained {
-            state.queued_instead += 1;
-            return None;
+            return Err(self.refused(state));
         }
         match open.permits.clone().try_acquire_owned() {
-            Ok(permit) => Some(Reservation {
+            Ok(permit) => Ok(Reservation {
                 permit,
                 handovers: open.handovers.clone(),
             }),
             Err(_) => {
                 state.drained = false;
-                state.queued_instead += 1;
-                None
+                Err(self.refused(state))
             }
         }
     }
 
+    /// Count a refused request, under the lock, until its commit ends.
+    fn refused(&self, state: &mut State) -> Refused<'_> {
+        state.queued_instead += 1;
+        state.refused_committing += 1;
+        Refused { intake: self }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Refused<'_> {
+    fn drop(&mut self) {
+        self.intake.lock().refused_committing -= 1;
+    }
+}
+
+impl fmt::Debug for Refused<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Refused")
     }
 }
 
@@ -211,18 +269,18 @@ mod tests {
     #[test]
     fn slots_are_handed_out_only_while_the_queue_is_drained() {
         let intake = Intake::default();
-        assert!(intake.reserve().is_none(), "no dispatcher yet");
+        assert!(intake.reserve().is_err(), "no dispatcher yet");
         let permits = Arc::new(Semaphore::new(1));
         let mut handovers = intake.open(permits.clone());
-        assert!(intake.reserve().is_none(), "before the first claim");
+        assert!(intake.reserve().is_err(), "before the first claim");
         intake.claim_found(true, intake.claim_starts(0));
         let first = intake.reserve().expect("a free slot");
         assert_eq!(permits.available_permits(), 0);
         // No slot left: this request queues, and so does the next one even
         // once the slot is free again, until a claim drains the queue.
-        assert!(intake.reserve().is_none());
+        assert!(intake.reserve().is_err());
         drop(first);
-        assert!(intake.reserve().is_none(), "a message is waiting");
+        assert!(intake.reserve().is_err(), "a message is waiting");
         intake.claim_found(true, intake.claim_starts(0));
         let second = intake.reserve().expect("drained again");
         assert!(second.hand_over(queued_sms("a", 1).claimed_record("a".into())));
@@ -231,7 +289,7 @@ mod tests {
         drop(handed);
         assert_eq!(permits.available_permits(), 1, "the slot came back");
         intake.close();
-        assert!(intake.reserve().is_none(), "closed");
+        assert!(intake.reserve().is_err(), "closed");
     }
 
     #[test]
@@ -253,11 +311,11 @@ mod tests {
         let intake = Intake::default();
         let _handovers = intake.open(Arc::new(Semaphore::new(1)));
         let claim = intake.claim_starts(0);
-        assert!(intake.reserve().is_none(), "not drained: this one queues");
+        assert!(intake.reserve().is_err(), "not drained: this one queues");
         intake.claim_found(true, claim);
-        assert!(intake.reserve().is_none(), "the queued message goes first");
+        assert!(intake.reserve().is_err(), "the queued message goes first");
         intake.claim_found(true, intake.claim_starts(0));
-        assert!(intake.reserve().is_some(), "a later claim took it");
+        assert!(intake.reserve().is_ok(), "a later claim took it");
     }
 
     /// A request that queues for want of a slot while a claim is under way
@@ -272,12 +330,56 @@ mod tests {
         intake.claim_found(true, intake.claim_starts(0));
         let taken = intake.reserve().expect("a free slot");
         let claim = intake.claim_starts(0);
-        assert!(intake.reserve().is_none(), "no slot: this one queues");
+        assert!(intake.reserve().is_err(), "no slot: this one queues");
         drop(taken);
         intake.claim_found(true, claim);
-        assert!(intake.reserve().is_none(), "the queued message goes first");
+        assert!(intake.reserve().is_err(), "the queued message goes first");
         intake.claim_found(true, intake.claim_starts(0));
-        assert!(intake.reserve().is_some(), "a later claim took it");
+        assert!(intake.reserve().is_ok(), "a later claim took it");
+    }
+
+    /// A refused request queues its message only once its commit reaches
+    /// the store's writer, which may be after a claim that started later
+    /// has read the queue: a claim that starts while a refused request is
+    /// still committing cannot vouch for the queue, whatever it took; the
+    /// next claim, started once that commit has finished, can.
+    #[test]
+    fn a_claim_cannot_vouch_while_a_refused_request_is_still_committing() {
+        let intake = Intake::default();
+        let permits = Arc::new(Semaphore::new(1));
+        let _handovers = intake.open(permits.clone());
+        intake.claim_found(true, intake.claim_starts(0));
+        let taken = intake.reserve().expect("a free slot");
+        let refused = intake.reserve();
+        assert!(refused.is_err(), "no slot: this one queues");
+        drop(taken);
+        // The claim reads the queue before the refused message is in.
+        let claim = intake.claim_starts(0);
+        intake.claim_found(true, claim);
+        assert!(intake.reserve().is_err(), "the refused message goes first");
+        // Started while the refused request still commits, found after.
+        let claim = intake.claim_starts(0);
+        drop(refused);
+        intake.claim_found(true, claim);
+        assert!(intake.reserve().is_err(), "still not vouched for");
+        intake.claim_found(true, intake.claim_starts(0));
+        assert!(intake.reserve().is_ok(), "a later claim took it");
+    }
+
+    /// The same for a request refused because the dispatcher was not
+    /// running yet: its first claim may read the queue before that
+    /// message is in.
+    #[test]
+    fn a_first_claim_cannot_vouch_for_a_request_refused_before_the_start() {
+        let intake = Intake::default();
+        let refused = intake.reserve();
+        assert!(refused.is_err(), "no dispatcher yet: this one queues");
+        let _handovers = intake.open(Arc::new(Semaphore::new(1)));
+        intake.claim_found(true, intake.claim_starts(0));
+        assert!(intake.reserve().is_err(), "the refused message goes first");
+        drop(refused);
+        intake.claim_found(true, intake.claim_starts(0));
+        assert!(intake.reserve().is_ok(), "a later claim took it");
     }
 
     /// A message that went back to the queue for a retry is due at 1,000:
@@ -292,21 +394,21 @@ mod tests {
         intake.queued_until(1_000);
         intake.queued_until(5_000);
         assert_eq!(intake.next_due(), Some(1_000));
-        assert!(intake.reserve_at(999).is_some(), "not due yet");
-        assert!(intake.reserve_at(1_000).is_none(), "due: it goes first");
-        assert!(intake.reserve_at(1_001).is_none(), "until a claim takes it");
+        assert!(intake.reserve_at(999).is_ok(), "not due yet");
+        assert!(intake.reserve_at(1_000).is_err(), "due: it goes first");
+        assert!(intake.reserve_at(1_001).is_err(), "until a claim takes it");
         // A claim that read the queue before it was due cannot vouch.
         intake.claim_found(true, intake.claim_starts(999));
-        assert!(intake.reserve_at(1_002).is_none());
+        assert!(intake.reserve_at(1_002).is_err());
         intake.claim_found(true, intake.claim_starts(1_002));
         assert_eq!(intake.next_due(), Some(5_000));
-        assert!(intake.reserve_at(1_003).is_some(), "taken");
-        assert!(intake.reserve_at(5_000).is_none(), "the next one is due");
+        assert!(intake.reserve_at(1_003).is_ok(), "taken");
+        assert!(intake.reserve_at(5_000).is_err(), "the next one is due");
         // A claim that took only some cannot vouch either.
         intake.claim_found(false, intake.claim_starts(5_001));
-        assert!(intake.reserve_at(5_002).is_none());
+        assert!(intake.reserve_at(5_002).is_err());
         intake.claim_found(true, intake.claim_starts(5_002));
         assert_eq!(intake.next_due(), None);
-        assert!(intake.reserve_at(5_003).is_some());
+        assert!(intake.reserve_at(5_003).is_ok());
     }
 }

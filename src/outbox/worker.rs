@@ -653,7 +653,7 @@ mod tests {
         // A slot is free once the dispatcher's first claim found nothing.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let reservation = loop {
-            if let Some(reservation) = endpoint.intake.reserve() {
+            if let Ok(reservation) = endpoint.intake.reserve() {
                 break reservation;
             }
             assert!(std::time::Instant::now() < deadline, "no free slot");
@@ -757,11 +757,13 @@ mod tests {
 
         /// A request that found no free slot: its message queues.
         async fn queue(&self, to: &str, text: &str) -> String {
-            assert!(self.endpoint.intake.reserve().is_none(), "a free slot");
-            match self.store.accept_outbound(Self::message(to, text)).await {
+            let refused = self.endpoint.intake.reserve().err().expect("a free slot");
+            let id = match self.store.accept_outbound(Self::message(to, text)).await {
                 Ok(AcceptOutcome::Created { id }) => id,
                 other => panic!("not created: {other:?}"),
-            }
+            };
+            drop(refused);
+            id
         }
 
         /// A request that took a free slot: its message is committed
