@@ -235,6 +235,51 @@ async fn truncated_deliver_is_committed_with_a_marker_and_deleted() {
     wait_until(|| rig.sim.stored().0 == 0).await;
 }
 
+/// A PDU line cut short on the serial line (a stray CR) is still hex;
+/// decoded leniently it read as a message the SMSC stored short: committed
+/// as "[truncated]", and its intact copy on the SIM deleted. The header
+/// still gives the whole TPDU's length, so the line is known as damaged:
+/// the slot is left alone (not decoded, not deleted, not undecodable) and
+/// read again, whole, by a later read or sweep.
+#[tokio::test]
+async fn a_pdu_line_damaged_on_the_serial_line_is_read_again_not_committed_cut() {
+    let mut config = modem_config("main");
+    config.sweep_interval_seconds = 1;
+    let mut rig = Rig::idle(behaviour(), config);
+    let listed = "a message that a stray carriage return cuts short on the line";
+    let (pdu, _) =
+        phonerelay_sms::codec::encode_deliver("+15551230041", listed, unix_now(), 0).remove(0);
+    // Found by the start-up sweep; its listing and the three reads of it
+    // on its own come damaged, so only a later sweep gets it whole.
+    assert!(rig.sim.inject_raw_pdu_unannounced(&pdu));
+    assert!(rig.sim.damage_next_reads("SM", 1, 4));
+    rig.run();
+    wait_until(|| rig.sink.inbound().len() == 1).await;
+    assert_eq!(rig.sink.inbound()[0].text, listed);
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    let damaged = || {
+        rig.channel
+            .health()
+            .measures
+            .get("damaged_pdu_lines")
+            .copied()
+    };
+    assert_eq!(damaged(), Some(4));
+
+    // Announced (+CMTI): its first AT+CMGR comes damaged, the next whole.
+    let announced = "announced, then read through a noisy line, and read whole";
+    let (pdu, _) =
+        phonerelay_sms::codec::encode_deliver("+15551230042", announced, unix_now(), 0).remove(0);
+    rig.sim.damage_next_stored(1);
+    assert!(rig.sim.inject_raw_pdu(&pdu));
+    wait_until(|| rig.sink.inbound().len() == 2).await;
+    assert_eq!(rig.sink.inbound()[1].text, announced);
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    assert_eq!(damaged(), Some(5));
+    assert_eq!(undecodable_slots(&rig), None);
+    assert_eq!(rig.sink.inbound().len(), 2, "each committed once");
+}
+
 /// A partial message the driver holds is timed on one clock across
 /// reconnects: one first seen long into a session is committed (with what
 /// arrived) on time after a reconnect, not as much later as that session

@@ -1273,19 +1273,7 @@ impl Driver {
         // A slot held for a waiting part is announced again only when a
         // new message took it (`read_held_slot`): read it all the same.
         self.with_memory(conn, mem, async |me: &Self, conn: &mut Conn| {
-            let answer = conn.run(me.cmd(format!("AT+CMGR={index}"))).await?;
-            if !answer.is_ok() {
-                return Ok(());
-            }
-            // The PDU is the hex line right after the header; a header
-            // without one (an empty slot) has none.
-            let pdu = answer
-                .lines
-                .iter()
-                .skip_while(|l| !l.starts_with("+CMGR:"))
-                .nth(1)
-                .filter(|l| is_pdu_line(l))
-                .cloned();
+            let pdu = me.read_here(conn, Slot::new(mem, index)).await?;
             if let Some(pdu) = pdu
                 && me.not_the_held_part(Slot::new(mem, index), &pdu, inbox)
             {
@@ -1296,6 +1284,51 @@ impl Driver {
         })
         .await
         .map(drop)
+    }
+
+    /// `AT+CMGR` of `slot`, whose memory is the one selected: its PDU, once
+    /// a read brings it whole ([`pdu_is_whole`]). A line damaged on the
+    /// way is read again, [`READ_ATTEMPTS`] times in all. `None` for an
+    /// empty slot, a refusal, or a line that never came whole: the slot is
+    /// then left as it is, neither decoded nor deleted, and the next sweep
+    /// reads it again.
+    async fn read_here(&self, conn: &mut Conn, slot: Slot) -> Result<Option<String>, ConnError> {
+        debug_assert_eq!(conn.memory, Some(slot.mem));
+        for _ in 0..READ_ATTEMPTS {
+            let answer = conn
+                .run(self.cmd(format!("AT+CMGR={}", slot.index)))
+                .await?;
+            if !answer.is_ok() {
+                return Ok(None);
+            }
+            // The PDU is the hex line right after the header; a header
+            // without one (an empty slot) has none.
+            let mut lines = answer.lines.iter().skip_while(|l| !l.starts_with("+CMGR:"));
+            let header = lines.next().map(|l| responses::parse_cmgr_header(l));
+            let Some(pdu) = lines.next().filter(|l| is_pdu_line(l)) else {
+                return Ok(None);
+            };
+            let length = header.and_then(Result::ok).map(|h| h.length);
+            if length.is_some_and(|length| pdu_is_whole(pdu, length)) {
+                return Ok(Some(pdu.clone()));
+            }
+            // A header that cannot be read gives no length to check the
+            // line by: damaged as well, as far as can be told.
+            self.damaged_line(slot, "+CMGR", length, pdu);
+        }
+        Ok(None)
+    }
+
+    /// A PDU line that disagrees with its header's length: said in the
+    /// journal (its length, never its content) and counted in the status.
+    /// A modem that always counted its own way would show here, its
+    /// messages left on it, rather than have them committed cut short and
+    /// deleted.
+    fn damaged_line(&self, slot: Slot, kind: &str, header_length: Option<u32>, pdu: &str) {
+        tracing::warn!(phone_id = %self.config.phone_id, %slot, kind, ?header_length,
+            line_chars = pdu.len(),
+            "PDU line damaged on the serial line (its length disagrees with its header); left on the modem, read again later");
+        self.set_status(|s| s.damaged_pdu_lines += 1);
     }
 
     /// Whether `pdu`, read from `slot`, is to be processed: true unless it
@@ -1617,7 +1650,9 @@ impl Driver {
             // A modem without this memory (no SR memory, say) refuses to
             // select it: nothing of it to list.
             let Some(lines) = listed else { continue };
-            let mut stored = Vec::new();
+            // Each listed slot with its PDU, `None` where the line came
+            // damaged (see [`pdu_is_whole`]): read again below.
+            let mut stored: Vec<(u32, Option<String>)> = Vec::new();
             let mut it = lines.iter().peekable();
             while let Some(line) = it.next() {
                 // A header's PDU is the hex line after it; a header without
@@ -1625,14 +1660,23 @@ impl Driver {
                 if let Ok(header) = responses::parse_cmgl_header(line)
                     && let Some(pdu) = it.next_if(|l| is_pdu_line(l))
                 {
-                    stored.push((header.index, pdu.clone()));
+                    let slot = Slot::new(mem, header.index);
+                    let whole = pdu_is_whole(pdu, header.length);
+                    if !whole {
+                        self.damaged_line(slot, "+CMGL", Some(header.length), pdu);
+                    }
+                    stored.push((header.index, whole.then(|| pdu.clone())));
                 }
             }
             // An undecodable PDU someone has since deleted is no longer
-            // one the status names.
+            // one the status names (one whose line came damaged this time
+            // may still be there).
             self.set_status(|s| {
                 s.undecodable_stored.retain(|(m, index), pdu| {
-                    m != mem.as_str() || stored.iter().any(|(i, p)| i == index && p == pdu)
+                    m != mem.as_str()
+                        || stored
+                            .iter()
+                            .any(|(i, p)| i == index && p.as_ref().is_none_or(|p| p == pdu))
                 })
             });
             if stored.is_empty() {
@@ -1643,13 +1687,25 @@ impl Driver {
                 // slot freed meanwhile (a message completed by a part
                 // listed earlier) is not what the list says any more.
                 let mut freed = std::collections::HashSet::new();
-                for (index, pdu) in &stored {
+                for (index, listed) in &stored {
                     let slot = Slot::new(mem, *index);
-                    if freed.contains(&slot) || !me.not_the_held_part(slot, pdu, inbox) {
+                    if freed.contains(&slot) {
+                        continue;
+                    }
+                    let pdu = match listed {
+                        Some(pdu) => pdu.clone(),
+                        // Damaged in the listing: read on its own; still
+                        // damaged, left for the next sweep.
+                        None => match me.read_here(conn, slot).await? {
+                            Some(pdu) => pdu,
+                            None => continue,
+                        },
+                    };
+                    if !me.not_the_held_part(slot, &pdu, inbox) {
                         continue;
                     }
                     freed.extend(
-                        me.process_stored(conn, mem, *index, pdu, inbox, epoch)
+                        me.process_stored(conn, mem, *index, &pdu, inbox, epoch)
                             .await?,
                     );
                 }
@@ -1785,6 +1841,21 @@ impl Driver {
 /// Whether a line is a PDU as modems print it in PDU mode: hex only.
 fn is_pdu_line(line: &str) -> bool {
     !line.is_empty() && line.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// How many times `AT+CMGR` reads a slot whose PDU line comes damaged
+/// before it is left for the next sweep.
+const READ_ATTEMPTS: usize = 3;
+
+/// Whether `pdu`, given with a `+CMGL`/`+CMGR` header that says its TPDU
+/// is `length` octets (TS 27.005 3.4.2, 3.4.3: the SMSC part not counted),
+/// came whole. A line cut short on the serial link (a stray CR, a UART
+/// overrun) is still hex, and the lenient decoder would take it for a PDU
+/// the SMSC stored short: its text committed as "[truncated]", and its
+/// intact copy on the SIM deleted. A PDU really stored short has a header
+/// that says so, and is still decoded leniently.
+fn pdu_is_whole(pdu: &str, length: u32) -> bool {
+    codec::tpdu_len(pdu).is_ok_and(|n| u32::try_from(n) == Ok(length))
 }
 
 fn fail_request(request: Request, error: DriverError) {

@@ -49,6 +49,11 @@ pub struct ModemStatus {
     /// "discard message", port-addressed such as WAP push): acknowledged,
     /// freed from the SIM and not delivered (the journal says which kind).
     pub discarded_inbound: u64,
+    /// Stored PDUs read with a line whose length disagrees with its
+    /// header's (damaged on the serial line): not decoded, not deleted,
+    /// read again. One that keeps growing is a line (or a modem) to look
+    /// at.
+    pub damaged_pdu_lines: u64,
 }
 
 impl ModemStatus {
@@ -96,6 +101,7 @@ impl ModemStatus {
         for (key, count) in [
             ("undecodable_direct", self.undecodable_direct),
             ("discarded_inbound", self.discarded_inbound),
+            ("damaged_pdu_lines", self.damaged_pdu_lines),
         ] {
             if count > 0 {
                 health = health.with_measure(key, i64::try_from(count).unwrap_or(i64::MAX));

@@ -41,7 +41,7 @@ pub struct ModemSimArgs {
     pub pin: Option<String>,
 }
 
-pub const CONTROL_HELP: &str = "commands: inject <+from> <text> | inject-pdu <hex> | inject-cmt <hex> | urc <line> | sent | parts | stored | fail <cms-code> <count> [<after>] | delay <ms> | reports on|off | unplug | replug | coverage on|off | deletes keep|apply | next-mr <0-255> | mute | unmute | boot <count> | restart | help";
+pub const CONTROL_HELP: &str = "commands: inject <+from> <text> | inject-pdu <hex> | inject-cmt <hex> | urc <line> | sent | parts | stored | fail <cms-code> <count> [<after>] | delay <ms> | reports on|off | unplug | replug | coverage on|off | deletes keep|apply | damage <mem> <index> <count> | next-mr <0-255> | mute | unmute | boot <count> | restart | help";
 
 /// Run the simulator until `shutdown` fires; prints the pty path and the
 /// control address on stdout.
@@ -261,6 +261,22 @@ pub fn control_command(handle: &SimHandle, line: &str) -> String {
             }
             _ => "error: deletes keep|apply".into(),
         },
+        "damage" => {
+            let mut it = rest.split_whitespace();
+            let mem = it.next().filter(|m| matches!(*m, "SM" | "ME" | "SR"));
+            let index = it.next().and_then(|i| i.parse::<u32>().ok());
+            let count = it.next().map(str::parse::<u32>).unwrap_or(Ok(1));
+            match (mem, index, count) {
+                (Some(mem), Some(index), Ok(count)) => {
+                    if handle.damage_next_reads(mem, index, count) {
+                        format!("ok next {count} read(s) of {mem}:{index} damaged on the line")
+                    } else {
+                        format!("error: {mem}:{index} is empty")
+                    }
+                }
+                _ => "error: damage <SM|ME|SR> <index> [<count>]".into(),
+            }
+        }
         "mute" | "unmute" => {
             handle.set_muted(cmd == "mute");
             format!("ok {cmd}d")

@@ -328,6 +328,22 @@ impl SimHandle {
         self.modem().stored_was_read(index)
     }
 
+    /// The next `count` reads of slot `index` of memory `mem` ("SM", "ME"),
+    /// listed or read with `AT+CMGR`, come damaged on the serial line: a
+    /// stray CR cuts the PDU line short (at a place that moves from read
+    /// to read) while its header gives the whole length. Returns whether
+    /// the slot holds a message.
+    pub fn damage_next_reads(&self, mem: &str, index: u32, count: u32) -> bool {
+        let mem = modem::Mem::parse(mem).expect("a simulated memory");
+        self.modem().damage_next_reads(mem, index, count)
+    }
+
+    /// As [`Self::damage_next_reads`], for the next message stored, so that
+    /// even the read its `+CMTI` brings at once comes damaged.
+    pub fn damage_next_stored(&self, count: u32) {
+        self.modem().damage_next_stored = count;
+    }
+
     /// Someone deletes everything stored on the SIM, outside the driver.
     pub fn clear_stored(&self) {
         let urcs = self.modem().clear_stored();

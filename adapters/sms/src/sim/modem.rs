@@ -63,6 +63,26 @@ pub struct Stored {
     pub stat: u8,
     pub hex: String,
     pub tpdu_len: usize,
+    /// The next reads of it (listing or `AT+CMGR`) that come damaged on
+    /// the serial line: a stray CR cuts the PDU line short, while the
+    /// header still gives the whole TPDU's length.
+    pub damaged_reads: u32,
+}
+
+impl Stored {
+    /// The PDU line(s) as the host gets them on this read: whole, or, while
+    /// `damaged_reads` lasts, split by a stray CR, at a place that moves
+    /// from one read to the next (as noise on a line does), always in the
+    /// user data so that the first piece still looks like a PDU cut short.
+    fn shown(&mut self) -> String {
+        if self.damaged_reads == 0 || self.hex.len() < 8 {
+            return self.hex.clone();
+        }
+        self.damaged_reads -= 1;
+        let back = 2 * (2 + self.damaged_reads as usize % 4);
+        let cut = (self.hex.len() - back.min(self.hex.len() / 2)) / 2 * 2;
+        format!("{}\r{}", &self.hex[..cut], &self.hex[cut..])
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,6 +233,8 @@ pub struct SimModem {
     /// How long `AT+CMGS=<n>` takes to show its `> ` prompt (a modem busy
     /// with its radio); what comes meanwhile waits, as on a real line.
     pub prompt_delay: Duration,
+    /// Damaged reads (see [`Stored::shown`]) for the next message stored.
+    pub damage_next_stored: u32,
 }
 
 impl SimModem {
@@ -256,6 +278,7 @@ impl SimModem {
             first_index: 1,
             unreadable_mrs: 0,
             prompt_delay: Duration::ZERO,
+            damage_next_stored: 0,
         }
     }
 
@@ -346,6 +369,19 @@ impl SimModem {
         self.sm.remove(&index).is_some()
     }
 
+    /// The next `count` reads of slot `index` of `mem` (listed or read
+    /// with `AT+CMGR`) come damaged on the line (see [`Stored::shown`]);
+    /// whether the slot holds a message.
+    pub fn damage_next_reads(&mut self, mem: Mem, index: u32, count: u32) -> bool {
+        match self.mem_mut(mem).get_mut(&index) {
+            Some(stored) => {
+                stored.damaged_reads = count;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Whether the message in slot `index` of the SIM's memory has been
     /// read (its status "received read"); `None` if the slot is empty.
     pub fn stored_was_read(&self, index: u32) -> Option<bool> {
@@ -363,6 +399,7 @@ impl SimModem {
 
     fn store(&mut self, mem: Mem, hex: String, tpdu_len: usize) -> Option<u32> {
         let first = self.first_index;
+        let damaged_reads = self.damage_next_stored;
         let map = self.mem_mut(mem);
         let index = (first..first + SIM_CAPACITY).find(|i| !map.contains_key(i))?;
         map.insert(
@@ -371,8 +408,10 @@ impl SimModem {
                 stat: 0,
                 hex,
                 tpdu_len,
+                damaged_reads,
             },
         );
+        self.damage_next_stored = 0;
         Some(index)
     }
 
@@ -709,9 +748,10 @@ impl SimModem {
                 let mut out = String::new();
                 for (index, stored) in map.iter_mut() {
                     if wanted == 4 || stored.stat == wanted {
+                        let shown = stored.shown();
                         out.push_str(&format!(
-                            "\r\n+CMGL: {index},{},,{}\r\n{}",
-                            stored.stat, stored.tpdu_len, stored.hex
+                            "\r\n+CMGL: {index},{},,{}\r\n{shown}",
+                            stored.stat, stored.tpdu_len
                         ));
                         stored.stat = stored.stat.max(1);
                     }
@@ -729,10 +769,9 @@ impl SimModem {
                 let mem = self.mem1;
                 match self.mem_mut(mem).get_mut(&index) {
                     Some(stored) => {
-                        let text = format!(
-                            "+CMGR: {},,{}\r\n{}",
-                            stored.stat, stored.tpdu_len, stored.hex
-                        );
+                        let shown = stored.shown();
+                        let text =
+                            format!("+CMGR: {},,{}\r\n{shown}", stored.stat, stored.tpdu_len);
                         stored.stat = stored.stat.max(1);
                         info(&text)
                     }
