@@ -403,6 +403,7 @@ impl SmsChannel {
             sink: ctx.sink.clone(),
             requests,
             wire: self.wire.clone(),
+            indicated: Default::default(),
         };
         driver.run(ctx.shutdown.clone()).await;
     }

@@ -584,6 +584,36 @@ async fn a_sweep_of_a_modem_preferring_its_own_memory_reads_the_sim_too() {
     wait_until(|| rig.sim.stored() == (0, 0, 0)).await;
 }
 
+/// A modem whose own memory is the SIM may store a message in its own
+/// memory ("ME": the SIM full, a class 1 message) and say so only in its
+/// `+CMTI: "ME",<index>`. No sweep listed "ME", so that message was read
+/// once, from its indication: when its commit failed it stayed there
+/// unread for good, restart or not. The memory is remembered (in the
+/// store) and swept from then on, after a restart too.
+#[tokio::test]
+async fn a_message_in_a_memory_only_its_indication_named_is_swept_after_a_restart() {
+    let mut rig = Rig::start(behaviour(), modem_config("main")).await;
+    rig.wait_up().await;
+    rig.sink.failing.store(true, Ordering::SeqCst);
+    let (pdu, _) =
+        phonerelay_sms::codec::encode_deliver("+15551230051", "stored in ME", unix_now(), 0)
+            .remove(0);
+    let before = rig.sim.commands_seen();
+    assert!(rig.sim.inject_raw_pdu_into("ME", &pdu)); // +CMTI: "ME",1
+    // Selected, read, and the SIM selected again; the commit fails.
+    wait_until(|| rig.sim.commands_seen() >= before + 3).await;
+    rig.stop_channel().await;
+    assert!(rig.sink.inbound().is_empty());
+    assert_eq!(rig.sim.stored().0, 1, "kept without a commit");
+
+    rig.sink.failing.store(false, Ordering::SeqCst);
+    rig.restart_channel(modem_config("main"));
+    wait_until(|| rig.sink.inbound().len() == 1).await;
+    assert_eq!(rig.sink.inbound()[0].text, "stored in ME");
+    wait_until(|| rig.sim.stored() == (0, 0, 0)).await;
+    rig.stop_channel().await;
+}
+
 /// A modem that hands reports over directly has no "SR" memory and
 /// refuses to select it. Its sweep then lists nothing as reports: the
 /// listing of a memory it could not select would be another memory's

@@ -28,7 +28,7 @@ use conn::{Answer, Conn, LateAnswer};
 use inbound::{Inbox, Ready};
 pub use outage_log::OutageLog;
 use outage_log::Say;
-use slot::{Memory, Slot};
+use slot::{INDICATED_MEMORIES_CURSOR, Memory, Slot};
 use status::{AcceptedPart, AcceptedParts, SentParts, SharedStatus, parts_cursor};
 
 use crate::codec::{self, Incoming};
@@ -232,6 +232,9 @@ pub struct Driver {
     pub wire: Arc<WireStats>,
     /// How the current outage, if any, has been reported.
     pub outage: OutageLog,
+    /// Memories an indication named that a sweep would not list otherwise
+    /// (see [`INDICATED_MEMORIES_CURSOR`]), also in that cursor.
+    pub indicated: Mutex<std::collections::BTreeSet<Memory>>,
 }
 
 /// Why a session ended.
@@ -279,6 +282,7 @@ impl Driver {
         let mut inbox = Inbox::new(self.config.reassembly_timeout_seconds * 1000)
             .with_numbering(self.numbering());
         self.recall_recent_parts(&mut inbox).await;
+        self.recall_indicated_memories().await;
         // The inbox's time base: it keeps partial messages across sessions,
         // so their first-seen times must be on one clock for its whole life.
         let epoch = Instant::now();
@@ -1270,6 +1274,7 @@ impl Driver {
             tracing::warn!(mem, index, "indication names no memory this driver knows");
             return Ok(());
         };
+        self.note_indicated_memory(mem).await;
         // A slot held for a waiting part is announced again only when a
         // new message took it (`read_held_slot`): read it all the same.
         self.with_memory(conn, mem, async |me: &Self, conn: &mut Conn| {
@@ -1413,10 +1418,10 @@ impl Driver {
                 // deleting them would lose whatever they were. The status
                 // names each slot; the journal, each PDU once.
                 // Keyed by its slot, so a sweep of its memory can tell when
-                // it is gone; one in a memory no sweep lists (a +CMTI
-                // named it) is known under the memory received messages
-                // go to, whose sweep forgets it.
-                let swept = Memory::swept(self.own_memory());
+                // it is gone; one in a memory no sweep lists (one the
+                // modem would not select) is known under the memory
+                // received messages go to, whose sweep forgets it.
+                let swept = self.swept_memories();
                 let listed_under = if swept.contains(&mem) {
                     mem
                 } else {
@@ -1625,8 +1630,51 @@ impl Driver {
         true
     }
 
+    /// The memories a sweep lists ([`Memory::swept`]).
+    fn swept_memories(&self) -> Vec<Memory> {
+        let indicated = self.indicated.lock().unwrap_or_else(|e| e.into_inner());
+        Memory::swept(self.own_memory(), &indicated)
+    }
+
+    /// Take up the memories indications named in earlier runs.
+    async fn recall_indicated_memories(&self) {
+        match self.sink.load_cursor(INDICATED_MEMORIES_CURSOR).await {
+            Ok(value) => {
+                *self.indicated.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Memory::parse_set(&value.unwrap_or_default());
+            }
+            Err(e) => tracing::warn!(phone_id = %self.config.phone_id, error = %e,
+                "cannot read the memories indications named; until one names them again, sweeps list only the usual ones"),
+        }
+    }
+
+    /// An indication named `mem`: from now on every sweep lists it, also
+    /// after a restart, if it is not among those listed anyway. Written
+    /// before the message is read, so that a failed commit leaves it
+    /// where a sweep finds it.
+    async fn note_indicated_memory(&self, mem: Memory) {
+        let after = {
+            let mut indicated = self.indicated.lock().unwrap_or_else(|e| e.into_inner());
+            if Memory::swept(self.own_memory(), &indicated).contains(&mem) {
+                return;
+            }
+            indicated.insert(mem);
+            Memory::set_to_cursor(&indicated)
+        };
+        tracing::info!(phone_id = %self.config.phone_id, %mem,
+            "an indication names a memory sweeps did not list; sweeps list it from now on");
+        if let Err(e) = self
+            .sink
+            .save_cursor(INDICATED_MEMORIES_CURSOR, &after)
+            .await
+        {
+            tracing::warn!(phone_id = %self.config.phone_id, %mem, error = %e,
+                "cannot keep the memory in the store; sweeps list it until the daemon restarts");
+        }
+    }
+
     /// AT+CMGL=4 over each memory a message or report may be stored in
-    /// ([`Memory::swept`]): whatever is stored gets processed, whether or
+    /// ([`Driver::swept_memories`]): whatever is stored gets processed, whether or
     /// not its indication was seen. First what the record of direct
     /// deliveries holds, so that stored parts can join the parts in it.
     async fn sweep(
@@ -1636,7 +1684,7 @@ impl Driver {
         epoch: Instant,
     ) -> Result<(), ConnError> {
         self.retake_direct(conn, inbox, epoch).await?;
-        for mem in Memory::swept(self.own_memory()) {
+        for mem in self.swept_memories() {
             let listed = self
                 .with_memory(conn, mem, async |me: &Self, conn: &mut Conn| {
                     let answer = conn.run(me.list_cmd("AT+CMGL=4")).await?;

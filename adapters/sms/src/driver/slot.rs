@@ -7,6 +7,7 @@
 //! An index alone once named the wrong one: a part read from `SM` 1 kept
 //! `ME` 1 from being read, and freeing the part deleted `ME` 1 unread.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 /// A message memory, by its name (upper case, no quotes): two letters in
@@ -61,8 +62,12 @@ impl Memory {
     /// The memories a sweep lists when `own` is where received messages
     /// go: `own`, the SIM as well when `own` is the modem's (class 2
     /// messages go there; their indication may have been missed), and the
-    /// status reports.
-    pub fn swept(own: Memory) -> Vec<Memory> {
+    /// status reports. Then every memory in `indicated` (memories a
+    /// `+CMTI`/`+CDSI` named, see [`INDICATED_MEMORIES_CURSOR`]) not
+    /// among them, so that what the modem stored there is read again
+    /// after a failed commit or a restart, not only once from its
+    /// indication.
+    pub fn swept(own: Memory, indicated: &BTreeSet<Memory>) -> Vec<Memory> {
         let mut memories = vec![own];
         if own == Memory::MODEM {
             memories.push(Memory::SIM);
@@ -70,9 +75,44 @@ impl Memory {
         if own != Memory::REPORTS {
             memories.push(Memory::REPORTS);
         }
+        for mem in indicated {
+            if !memories.contains(mem) {
+                memories.push(*mem);
+            }
+        }
         memories
     }
+
+    /// The memories a cursor value names (names separated by spaces);
+    /// what is no memory name is passed over.
+    pub fn parse_set(value: &str) -> BTreeSet<Memory> {
+        value.split_whitespace().filter_map(Memory::parse).collect()
+    }
+
+    /// A set of memories as a cursor value, for [`Memory::parse_set`].
+    pub fn set_to_cursor(memories: &BTreeSet<Memory>) -> String {
+        let names: Vec<&str> = memories.iter().map(Memory::as_str).collect();
+        names.join(" ")
+    }
 }
+
+/// The store cursor holding the memories a new-message or report
+/// indication (`+CMTI`, `+CDSI`) named, outside those a sweep lists
+/// anyway: a modem whose own memory is the SIM may store a message in
+/// "ME" when the SIM is full, or a class 1 message there, and say so
+/// only in its indication. Remembered in the store, so a restart sweeps
+/// them too (a part 1 read once, whose part 2 comes after a restart, or
+/// a message whose commit failed, would otherwise never be read again).
+///
+/// Why remembered rather than asked (`AT+CPMS=?`, every memory the modem
+/// offers for reading): modems offer memories a sweep must not list.
+/// "MT" is "SM" and "ME" together under one numbering, so its slots are
+/// the same messages under other names (a part held twice, a delete by
+/// the wrong index); "BM" holds cell broadcast pages, no SMS-DELIVER, which
+/// would be named undecodable for ever; and each extra memory costs a
+/// memory switch and a listing at every sweep. A memory the modem itself
+/// named as holding a message is one it really stores messages in.
+pub const INDICATED_MEMORIES_CURSOR: &str = "sms-indicated-memories";
 
 impl fmt::Display for Memory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -126,12 +166,32 @@ mod tests {
 
     #[test]
     fn a_modem_preferring_its_own_memory_has_the_sim_swept_too() {
+        let none = BTreeSet::new();
         assert_eq!(
-            Memory::swept(Memory::MODEM),
+            Memory::swept(Memory::MODEM, &none),
             [Memory::MODEM, Memory::SIM, Memory::REPORTS]
         );
-        assert_eq!(Memory::swept(Memory::SIM), [Memory::SIM, Memory::REPORTS]);
+        assert_eq!(
+            Memory::swept(Memory::SIM, &none),
+            [Memory::SIM, Memory::REPORTS]
+        );
         let both = Memory::parse("MT").unwrap();
-        assert_eq!(Memory::swept(both), [both, Memory::REPORTS]);
+        assert_eq!(Memory::swept(both, &none), [both, Memory::REPORTS]);
+    }
+
+    #[test]
+    fn memories_an_indication_named_are_swept_too_once_each() {
+        let indicated = Memory::parse_set("ME SR bad! sm_p");
+        assert_eq!(Memory::set_to_cursor(&indicated), "ME SM_P SR");
+        assert_eq!(
+            Memory::swept(Memory::SIM, &indicated),
+            [
+                Memory::SIM,
+                Memory::REPORTS,
+                Memory::MODEM,
+                Memory::parse("SM_P").unwrap()
+            ]
+        );
+        assert_eq!(Memory::parse_set(""), BTreeSet::new());
     }
 }
