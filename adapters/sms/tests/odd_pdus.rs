@@ -168,3 +168,32 @@ async fn the_sweep_skips_outbox_copies_and_bodiless_headers() {
         "an outbox copy is not undecodable"
     );
 }
+
+/// A stored message whose user-data header is malformed (a UDHL past the
+/// user data, from a TP-UDHI set by mistake; an element running past the
+/// header) was undecodable under the strict checks: left on the SIM for
+/// good, each one a slot the network could no longer fill. Read as a
+/// phone reads it (the header taken as absent, the bad element ignored),
+/// it is committed with the text there is, and its slot freed.
+#[tokio::test]
+async fn a_message_with_a_malformed_header_is_committed_and_freed() {
+    let rig = Rig::start(behaviour(), modem_config("main")).await;
+    rig.wait_up().await;
+    // "hello" with TP-UDHI set: its first octet (0xE8) as a UDHL.
+    assert!(
+        rig.sim
+            .inject_raw_pdu("00440B912143658709F100005111720000000005E8329BFD06")
+    );
+    // UCS-2 "hi" behind a header whose only element (IEI 0x0A) declares
+    // 7 octets where 3 are left in it.
+    assert!(
+        rig.sim
+            .inject_raw_pdu("00440B912143658709F10008511172000000000A050A0701020300680069")
+    );
+    wait_until(|| rig.sink.inbound().len() == 2).await;
+    let mut texts: Vec<String> = rig.sink.inbound().into_iter().map(|m| m.text).collect();
+    texts.sort();
+    assert_eq!(texts, ["hello", "hi"]);
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    assert_eq!(rig.channel.health().details.get("undecodable_stored"), None);
+}

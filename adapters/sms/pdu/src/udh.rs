@@ -170,33 +170,52 @@ impl UserDataHeader {
     /// that body starts in the PDU, for error messages. An element running
     /// past the header length is an error: the length fields disagree.
     pub(crate) fn parse(body: &[u8], offset: usize) -> Result<UserDataHeader, PduError> {
+        let (header, error) = Self::parse_until_malformed(body, offset);
+        match error {
+            Some(e) => Err(e),
+            None => Ok(header),
+        }
+    }
+
+    /// As [`Self::parse`], but an element whose length runs past the
+    /// header ends it: the elements before it are kept, it and whatever
+    /// follows are ignored (23.040 9.2.3.24: a receiver ignores elements
+    /// it cannot use). For what a phone would still show.
+    pub(crate) fn parse_lenient(body: &[u8]) -> UserDataHeader {
+        Self::parse_until_malformed(body, 0).0
+    }
+
+    /// The elements up to the first malformed one, and the error it is.
+    fn parse_until_malformed(body: &[u8], offset: usize) -> (UserDataHeader, Option<PduError>) {
         let mut elements = Vec::new();
         let mut rest = body;
         let mut pos = offset;
         while let Some((&iei, after_iei)) = rest.split_first() {
             let Some((&len, after_len)) = after_iei.split_first() else {
-                return Err(PduError::Truncated {
+                let error = PduError::Truncated {
                     field: "UDH information element length",
                     offset: pos.saturating_add(1),
                     needed: 1,
                     available: 0,
-                });
+                };
+                return (UserDataHeader { elements }, Some(error));
             };
             let Some(data) = after_len.get(..usize::from(len)) else {
-                return Err(PduError::InvalidField {
+                let error = PduError::InvalidField {
                     field: "UDH information element",
                     offset: pos,
                     reason: format!(
                         "IEI {iei:#04x} declares {len} octets but only {} remain in the header",
                         after_len.len()
                     ),
-                });
+                };
+                return (UserDataHeader { elements }, Some(error));
             };
             elements.push(InformationElement::parse(iei, data));
             rest = after_len.get(usize::from(len)..).unwrap_or(&[]);
             pos = pos.saturating_add(2 + usize::from(len));
         }
-        Ok(UserDataHeader { elements })
+        (UserDataHeader { elements }, None)
     }
 
     /// Encodes UDHL + elements.
@@ -301,5 +320,19 @@ mod tests {
     fn overrunning_element_is_an_error() {
         assert!(UserDataHeader::parse(&decode_hex("000301").unwrap(), 0).is_err());
         assert!(UserDataHeader::parse(&decode_hex("00").unwrap(), 0).is_err());
+    }
+
+    #[test]
+    fn leniently_an_overrunning_element_and_what_follows_are_ignored() {
+        let lenient = |hex: &str| UserDataHeader::parse_lenient(&decode_hex(hex).unwrap());
+        // A good concatenation element, then one declaring 9 octets of 2.
+        let h = lenient("0003170301");
+        assert_eq!(h.concat().map(|c| c.sequence), Some(1));
+        let h = lenient("00031703010509AABB");
+        assert_eq!(h.elements.len(), 1);
+        assert_eq!(h.concat().map(|c| (c.reference, c.total)), Some((23, 3)));
+        // Nothing but a bad element: an empty header.
+        assert_eq!(lenient("000301").elements, vec![]);
+        assert_eq!(lenient("00").elements, vec![]);
     }
 }

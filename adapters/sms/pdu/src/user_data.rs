@@ -53,6 +53,15 @@ pub(crate) enum Truncation {
     /// SMS-DELIVER like that (Gammu's tests/at-sms/41.dump, its issue #993);
     /// rejecting it would lose the message for good. A header that is itself
     /// cut off is still an error: without it the part cannot be placed.
+    ///
+    /// A malformed header is read as a phone reads it (23.040 9.2.3.24: a
+    /// receiver ignores elements it cannot use) rather than rejected, which
+    /// left the message undecodable on the SIM for good: a UDHL past the
+    /// user data (most likely TP-UDHI set by mistake) is taken as no header
+    /// (the whole user data is text); an element running past the header
+    /// is ignored with whatever follows it in the header (the text still
+    /// starts after UDHL). Lengths that contradict each other otherwise (a
+    /// TP-UDL over the maximum, or too short for the header) stay errors.
     Lenient,
 }
 
@@ -88,6 +97,7 @@ pub(crate) fn decode_user_data(
         });
     }
     let ud_offset = r.offset();
+    let lenient = truncation == Truncation::Lenient;
     let truncated_error = |available: usize| PduError::Truncated {
         field: "TP-UD",
         offset: ud_offset,
@@ -118,18 +128,26 @@ pub(crate) fn decode_user_data(
             });
         };
         if usize::from(udhl) >= octets {
-            return Err(PduError::InvalidField {
-                field: "UDHL",
-                offset: ud_offset,
-                reason: format!("header length {udhl} exceeds user data of {octets} octets"),
-            });
+            if !lenient {
+                return Err(PduError::InvalidField {
+                    field: "UDHL",
+                    offset: ud_offset,
+                    reason: format!("header length {udhl} exceeds user data of {octets} octets"),
+                });
+            }
+            (None, 0)
+        } else {
+            let Some(body) = rest.get(..usize::from(udhl)) else {
+                // Only reachable when truncated: the header itself is cut off.
+                return Err(truncated_error(ud.len()));
+            };
+            let h = if lenient {
+                UserDataHeader::parse_lenient(body)
+            } else {
+                UserDataHeader::parse(body, ud_offset + 1)?
+            };
+            (Some(h), usize::from(udhl) + 1)
         }
-        let Some(body) = rest.get(..usize::from(udhl)) else {
-            // Only reachable when truncated: the header itself is cut off.
-            return Err(truncated_error(ud.len()));
-        };
-        let h = UserDataHeader::parse(body, ud_offset + 1)?;
-        (Some(h), usize::from(udhl) + 1)
     } else {
         (None, 0)
     };
