@@ -18,8 +18,12 @@ use crate::udh::{ConcatInfo, UserDataHeader};
 /// The payload of one part.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PartContent {
-    /// Already decoded text (GSM 7-bit).
+    /// Already decoded text.
     Text(String),
+    /// GSM 7-bit septets, kept undecoded so an escape cut from its
+    /// extension code between parts by a careless sender still joins into
+    /// one character.
+    Gsm7(Vec<u8>),
     /// UCS-2 octets, kept raw so a surrogate pair cut between parts by a
     /// careless sender still joins into one character.
     Ucs2(Vec<u8>),
@@ -42,6 +46,9 @@ impl MessagePart {
         let content = match (&ud.text, &ud.data) {
             (Some(_), Some(raw)) if d.data_coding.encoding == crate::dcs::Encoding::Ucs2 => {
                 PartContent::Ucs2(raw.clone())
+            }
+            (Some(_), _) if ud.septets.is_some() => {
+                PartContent::Gsm7(ud.septets.clone().unwrap_or_default())
             }
             (Some(t), _) => PartContent::Text(t.clone()),
             (None, Some(raw)) => PartContent::Binary(raw.clone()),
@@ -187,42 +194,38 @@ fn assemble(
     let present: Vec<u8> = parts.iter().map(|(s, _)| *s).collect();
     let missing_parts: Vec<u8> = (1..=total).filter(|s| !present.contains(s)).collect();
     let timestamp = parts.first().and_then(|(_, p)| p.timestamp);
-    let all_ucs2 = parts
-        .iter()
-        .all(|(_, p)| matches!(p.content, PartContent::Ucs2(_)));
     let any_binary = parts
         .iter()
         .any(|(_, p)| matches!(p.content, PartContent::Binary(_)));
 
-    let text = if missing_parts.is_empty() && all_ucs2 {
-        let raws: Vec<&[u8]> = parts
-            .iter()
-            .filter_map(|(_, p)| match &p.content {
-                PartContent::Ucs2(b) => Some(b.as_slice()),
-                _ => None,
-            })
-            .collect();
-        ucs2::decode_joined(&raws)
-    } else {
-        let mut text = String::new();
-        let mut iter = parts.iter().peekable();
-        for seq in 1..=total {
-            match iter.peek() {
-                Some((s, p)) if *s == seq => {
-                    text.push_str(&part_text(&p.content));
-                    iter.next();
-                }
-                _ => text.push_str(&format!("[part {seq}/{total} missing]")),
+    // Consecutive parts of one alphabet are joined before they are
+    // decoded, complete message or not: a surrogate pair (UCS-2) or an
+    // escape and its code (GSM 7-bit) that a sender cut between two parts
+    // is one character again. A missing part, or a change of alphabet,
+    // ends a run.
+    let mut text = String::new();
+    let mut run = Run::None;
+    let mut iter = parts.iter().peekable();
+    for seq in 1..=total {
+        match iter.peek() {
+            Some((s, p)) if *s == seq => {
+                run.add(&p.content, &mut text);
+                iter.next();
+            }
+            _ => {
+                run.flush(&mut text);
+                text.push_str(&format!("[part {seq}/{total} missing]"));
             }
         }
-        text
-    };
+    }
+    run.flush(&mut text);
     let binary = any_binary.then(|| {
         parts
             .iter()
             .flat_map(|(_, p)| match &p.content {
                 PartContent::Binary(b) | PartContent::Ucs2(b) => b.clone(),
                 PartContent::Text(t) => t.as_bytes().to_vec(),
+                PartContent::Gsm7(s) => crate::gsm7::septets_to_text(s).into_bytes(),
             })
             .collect()
     });
@@ -237,11 +240,45 @@ fn assemble(
     }
 }
 
-fn part_text(c: &PartContent) -> String {
-    match c {
-        PartContent::Text(t) => t.clone(),
-        PartContent::Ucs2(b) => ucs2::decode(b),
-        PartContent::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+/// Consecutive parts of one alphabet, not decoded yet.
+enum Run {
+    None,
+    Gsm7(Vec<u8>),
+    Ucs2(Vec<u8>),
+}
+
+impl Run {
+    /// Add a part: to the run if of its alphabet, else after it.
+    fn add(&mut self, content: &PartContent, text: &mut String) {
+        match (&mut *self, content) {
+            (Run::Gsm7(run), PartContent::Gsm7(s)) => run.extend_from_slice(s),
+            (Run::Ucs2(run), PartContent::Ucs2(b)) => run.extend_from_slice(b),
+            (_, PartContent::Gsm7(s)) => {
+                self.flush(text);
+                *self = Run::Gsm7(s.clone());
+            }
+            (_, PartContent::Ucs2(b)) => {
+                self.flush(text);
+                *self = Run::Ucs2(b.clone());
+            }
+            (_, PartContent::Text(t)) => {
+                self.flush(text);
+                text.push_str(t);
+            }
+            (_, PartContent::Binary(b)) => {
+                self.flush(text);
+                text.push_str(&String::from_utf8_lossy(b));
+            }
+        }
+    }
+
+    /// Decode the run into `text` and end it.
+    fn flush(&mut self, text: &mut String) {
+        match std::mem::replace(self, Run::None) {
+            Run::None => {}
+            Run::Gsm7(s) => text.push_str(&crate::gsm7::septets_to_text(&s)),
+            Run::Ucs2(b) => text.push_str(&ucs2::decode(&b)),
+        }
     }
 }
 
@@ -311,6 +348,52 @@ mod tests {
         assert!(r.push(part(1, 2, "a"), 0).is_none());
         assert!(r.push(other, 0).is_none());
         assert_eq!(r.pending_count(), 2);
+    }
+
+    fn raw(seq: u8, total: u8, content: PartContent) -> MessagePart {
+        MessagePart {
+            content,
+            ..part(seq, total, "")
+        }
+    }
+
+    /// An ESC ending part 1 and its code (0x65, "€") starting part 2: one
+    /// character, not a space and an "e".
+    #[test]
+    fn an_escape_cut_from_its_code_between_parts_joins() {
+        let mut r = Reassembler::new(1000);
+        let one = raw(1, 2, PartContent::Gsm7(vec![0x61, 0x1B]));
+        let two = raw(2, 2, PartContent::Gsm7(vec![0x65, 0x62]));
+        assert!(r.push(one, 0).is_none());
+        assert_eq!(r.push(two, 0).unwrap().text, "a€b");
+    }
+
+    /// The same from two SMS-DELIVER parts as received: "a" ESC, then
+    /// 0x65 "b".
+    #[test]
+    fn delivers_with_an_escape_cut_between_them_join() {
+        let deliver = |hex: &str| match crate::decode(hex, crate::Direction::MtFromNetwork) {
+            Ok(crate::Pdu::Deliver(d)) => d,
+            other => panic!("{other:?}"),
+        };
+        let mut r = Reassembler::new(1000);
+        let one = deliver("00440B912143658709F100005111720000000009050003070201C21B");
+        let two = deliver("00440B912143658709F100005111720000000009050003070202CA62");
+        assert!(r.push_deliver(&one, 0).is_none());
+        assert_eq!(r.push_deliver(&two, 0).unwrap().text, "a€b");
+    }
+
+    /// A surrogate pair cut between parts 1 and 2 of a message whose part
+    /// 3 never came: one emoji, not two U+FFFD.
+    #[test]
+    fn a_surrogate_pair_cut_between_parts_of_an_incomplete_message_joins() {
+        let mut r = Reassembler::new(1000);
+        let one = raw(1, 3, PartContent::Ucs2(vec![0x00, 0x61, 0xD8, 0x3D]));
+        let two = raw(2, 3, PartContent::Ucs2(vec![0xDE, 0x00, 0x00, 0x62]));
+        assert!(r.push(one, 0).is_none());
+        assert!(r.push(two, 0).is_none());
+        let out = r.expire(1000);
+        assert_eq!(out[0].text, "a\u{1F600}b[part 3/3 missing]");
     }
 
     #[test]

@@ -38,14 +38,6 @@ pub fn decode(data: &[u8]) -> String {
     s
 }
 
-/// Splits raw UTF-16BE octets into the leading complete units; used by
-/// reassembly to join parts whose boundary cut a surrogate pair (as some
-/// senders do) before decoding.
-pub fn decode_joined(parts: &[&[u8]]) -> String {
-    let joined: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
-    decode(&joined)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,13 +63,5 @@ mod tests {
         assert_eq!(decode(&[0xD8, 0x3D, 0x00, 0x41]), "\u{FFFD}A");
         assert_eq!(decode(&[0x00, 0x41, 0xDE, 0x00]), "A\u{FFFD}");
         assert_eq!(decode(&[0x00, 0x41, 0x00]), "A\u{FFFD}");
-    }
-
-    #[test]
-    fn joining_heals_a_split_pair() {
-        assert_eq!(
-            decode_joined(&[&[0x00, 0x41, 0xD8, 0x3D], &[0xDE, 0x00]]),
-            "A😀"
-        );
     }
 }

@@ -29,6 +29,12 @@ pub struct UserData {
     /// what was present. Only SMS-DELIVER is decoded this way (see
     /// [`Truncation`]); every other message type rejects such a PDU.
     pub truncated: bool,
+    /// The unpacked septets of GSM 7-bit text (None otherwise), so that
+    /// reassembly can join parts before decoding them: a sender that cut a
+    /// long message between an ESC and its extension code would otherwise
+    /// give a space and the plain character.
+    #[serde(skip)]
+    pub septets: Option<Vec<u8>>,
 }
 
 impl UserData {
@@ -125,6 +131,7 @@ pub(crate) fn decode_user_data(
                 }),
                 data: (!dcs.udl_counts_septets()).then(Vec::new),
                 truncated: false,
+                septets: dcs.udl_counts_septets().then(Vec::new),
             });
         };
         if usize::from(udhl) >= octets {
@@ -153,6 +160,7 @@ pub(crate) fn decode_user_data(
     };
     let mut payload = ud.get(header_len..).unwrap_or(&[]);
 
+    let mut septets = None;
     let (text, data) = if dcs.compressed {
         (None, Some(payload.to_vec()))
     } else {
@@ -179,7 +187,9 @@ pub(crate) fn decode_user_data(
                     // The extension character after it was cut off.
                     s.pop();
                 }
-                (Some(gsm7::septets_to_text(&s)), None)
+                let text = gsm7::septets_to_text(&s);
+                septets = Some(s);
+                (Some(text), None)
             }
             Encoding::Ucs2 => {
                 if truncated {
@@ -203,6 +213,7 @@ pub(crate) fn decode_user_data(
         text,
         data,
         truncated,
+        septets,
     })
 }
 
