@@ -277,6 +277,19 @@ pub async fn start(
         }
         channels_stop.cancel();
     });
+    // A commit whose outcome is unknown stops the writer for good: the
+    // daemon stops (exit 1), and the store's recovery at the next start
+    // settles what that commit kept, as PostgreSQL does after a failed
+    // fsync.
+    let (watched, stopping) = (store.clone(), shutdown.clone());
+    tasks.spawn("the store's writer", async move {
+        tokio::select! {
+            why = watched.broken() => {
+                tracing::error!(error = %why, "the store stopped writing after a commit whose outcome is unknown");
+            }
+            _ = stopping.cancelled() => {}
+        }
+    });
     tasks.spawn(
         "the retention sweep",
         crate::retention::run(

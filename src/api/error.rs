@@ -95,6 +95,20 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if let StoreError::OutcomeUnknown(why) = &e {
+            // Not "nothing was stored": it may have been. The daemon stops
+            // (`Store::broken`) and its restart settles it; a repeat with
+            // the same Idempotency-Key then gets the first result, if
+            // there was one, and sends nothing twice.
+            tracing::error!(error = %why, "a request's commit failed after it may have become durable");
+            let mut error = Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_outcome_unknown",
+                "the message store failed while committing: this request may have been stored. Repeat it with the same Idempotency-Key once the bridge is back",
+            );
+            error.retry_after = Some(STORE_RETRY_AFTER_SECONDS);
+            return error;
+        }
         // A full disk fails every request until it is mended: one line a
         // minute says so, with how many requests met it meanwhile, rather
         // than one per request (`/ready` and `phonerelay_store_up` say it
@@ -141,5 +155,23 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A commit whose outcome is unknown is not answered as "nothing was
+    /// stored": a client that repeated it without its idempotency key
+    /// would send the message twice.
+    #[test]
+    fn a_commit_of_unknown_outcome_does_not_say_nothing_was_stored() {
+        let e = ApiError::from(StoreError::OutcomeUnknown("disk I/O error".into()));
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.code, "store_outcome_unknown");
+        assert!(e.message.contains("may have been stored"), "{}", e.message);
+        assert!(!e.message.contains("nothing was stored"), "{}", e.message);
+        assert_eq!(e.retry_after, Some(STORE_RETRY_AFTER_SECONDS));
     }
 }

@@ -29,6 +29,13 @@ pub enum StoreError {
     Unavailable(String),
     #[error("the store is closed")]
     Closed,
+    /// A commit failed after it may have become durable (an I/O error
+    /// once its WAL frames were written: the fsync, say). Whether the
+    /// write was kept is known only once the store is opened again, and
+    /// its WAL recovered; until then the store writes nothing more
+    /// (`Store::broken`).
+    #[error("the store failed while committing; the write may have been kept: {0}")]
+    OutcomeUnknown(String),
     /// This binary cannot use the store at all (one a newer PhoneRelay
     /// wrote): no retry or restart will change that.
     #[error("{0}")]
@@ -38,7 +45,10 @@ pub enum StoreError {
 impl StoreError {
     /// Worth trying the same operation again later.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::OutcomeUnknown(_)
+        )
     }
 }
 
@@ -46,9 +56,12 @@ impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         use rusqlite::ErrorCode::*;
         match e.sqlite_error_code() {
+            // A read-only remount, a file replaced or damaged under the
+            // daemon: no write works until an operator acts, which the
+            // health must show (`Unavailable` marks the writer failing).
             Some(
                 DiskFull | SystemIoFailure | DatabaseBusy | DatabaseLocked | CannotOpen
-                | OutOfMemory,
+                | OutOfMemory | ReadOnly | DatabaseCorrupt | NotADatabase,
             ) => StoreError::Unavailable(e.to_string()),
             _ => StoreError::Database(e.to_string()),
         }
@@ -61,6 +74,14 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait Store: Send + Sync + 'static {
     /// Is the database reachable and writable?
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Resolves, with why, once the store has stopped writing for good
+    /// ([`StoreError::OutcomeUnknown`]): the daemon then stops, so that a
+    /// restart's recovery settles what the failed commit kept. Never, for
+    /// a store that cannot break so.
+    async fn broken(&self) -> String {
+        std::future::pending().await
+    }
 
     /// The store's files (the database, its WAL) and the free space
     /// beside them; `None` for a store that keeps no local files. Cheap:

@@ -45,9 +45,12 @@ async fn save_media_file(
     match writer.write(move |conn| media::insert(conn, &row)).await {
         Ok(()) => Ok(MediaSaved::Saved(record)),
         Err(e) => {
-            // Not committed (a failed write never is): the file has no
-            // row to serve it.
-            media_files::remove(&dir, &[record.id]);
+            // Not committed: the file has no row to serve it. Unless the
+            // commit's outcome is unknown: its row may come back at the
+            // next start, which removes the file if it does not.
+            if !matches!(e, StoreError::OutcomeUnknown(_)) {
+                media_files::remove(&dir, &[record.id]);
+            }
             Err(e)
         }
     }
@@ -190,6 +193,10 @@ impl Drop for SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn broken(&self) -> String {
+        self.writer.broken().await
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         if self.writer.failing().is_none() {
             return self

@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::store::{StoreError, StoreResult};
 
@@ -83,13 +83,33 @@ pub struct Writer {
 /// reason that may pass, until a group that changed rows commits with no
 /// such failure. A commit with nothing to write succeeds even on a full
 /// disk, so it clears nothing.
-#[derive(Default)]
 struct WriteHealth {
     /// The error that made it failing (a full disk, an I/O error).
     failing: Mutex<Option<String>>,
+    /// Set, with why, once a commit failed after it may have become
+    /// durable: nothing more is written ([`StoreError::OutcomeUnknown`]).
+    broken: watch::Sender<Option<String>>,
+}
+
+impl Default for WriteHealth {
+    fn default() -> Self {
+        Self {
+            failing: Mutex::default(),
+            broken: watch::channel(None).0,
+        }
+    }
 }
 
 impl WriteHealth {
+    fn break_with(&self, why: &str) {
+        *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.to_string());
+        self.broken.send_replace(Some(why.to_string()));
+    }
+
+    fn broken(&self) -> Option<String> {
+        self.broken.borrow().clone()
+    }
+
     /// After a group: whether it `changed` rows, how its commit went, and
     /// the first error of one of its writes that may pass. A write can
     /// fail on a full disk while the group still commits (its statement
@@ -144,6 +164,20 @@ impl Writer {
             .clone()
     }
 
+    /// Resolves, with why, once the writer has stopped writing for good
+    /// (a commit whose outcome is unknown).
+    pub async fn broken(&self) -> String {
+        let mut watching = self.health.broken.subscribe();
+        let seen = watching
+            .wait_for(Option::is_some)
+            .await
+            .map(|why| why.clone().unwrap_or_default());
+        match seen {
+            Ok(why) => why,
+            Err(_) => std::future::pending().await,
+        }
+    }
+
     /// Run `write` in the next group transaction and return its result once
     /// that transaction is durable. A failing `write` is rolled back alone:
     /// the batch is then redone with each write in its own savepoint, so
@@ -193,8 +227,12 @@ fn in_savepoint<T>(
         Err(e) => {
             // Unless SQLite has already undone the whole transaction, and
             // the savepoint with it: then the write's own error says why.
-            if !conn.is_autocommit() {
-                conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            // If the write cannot be undone alone, the whole group is (the
+            // caller sees the transaction gone and fails the group): left
+            // in, the failed write's rows would commit with the others.
+            if !conn.is_autocommit() && conn.execute_batch("ROLLBACK TO job; RELEASE job").is_err()
+            {
+                let _ = conn.execute_batch("ROLLBACK");
             }
             Err(e)
         }
@@ -202,14 +240,49 @@ fn in_savepoint<T>(
 }
 
 fn run(conn: Connection, rx: mpsc::Receiver<Job>, commit_delay: Duration, health: &WriteHealth) {
+    run_with(conn, rx, commit_delay, health, &commit)
+}
+
+fn commit(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("COMMIT")
+}
+
+/// The writer's loop, committing each group with `commit` (a test gives
+/// one that fails as a disk can).
+fn run_with(
+    conn: Connection,
+    rx: mpsc::Receiver<Job>,
+    commit_delay: Duration,
+    health: &WriteHealth,
+    commit: &dyn Fn(&Connection) -> rusqlite::Result<()>,
+) {
     loop {
         let idle_from = Instant::now();
         let Ok(first) = rx.recv() else { break };
         let delay = group_delay(idle_from.elapsed(), commit_delay);
         let mut batch = gather(first, &rx, delay);
+        // A connection left in a transaction (a ROLLBACK that failed)
+        // would fail every group from here on, or commit a failed write's
+        // rows with the next one: rolled back first, or the writer stops.
+        if !conn.is_autocommit() && conn.execute_batch("ROLLBACK").is_err() {
+            health.break_with("the write connection is stuck in a transaction");
+        }
+        if let Some(why) = health.broken() {
+            let refused = StoreError::Unavailable(format!(
+                "nothing more is written since a commit failed ({why}); restart the daemon"
+            ));
+            for job in batch {
+                job.finish(Err(refused.clone()));
+            }
+            continue;
+        }
         let changes_before = conn.total_changes();
         let mut failures = TransientFailures::default();
-        let commit = run_batch(&conn, &mut batch, &mut failures);
+        let commit = run_batch(&conn, &mut batch, &mut failures, commit);
+        if let Err(StoreError::OutcomeUnknown(why)) = &commit {
+            tracing::error!(error = %why, "a commit failed after it may have become durable; nothing more is written, and the daemon stops so that a restart settles what was kept");
+            health.break_with(why);
+        }
         health.record(
             conn.total_changes() != changes_before,
             &commit,
@@ -274,6 +347,7 @@ fn run_batch(
     conn: &Connection,
     batch: &mut [Job],
     failures: &mut TransientFailures,
+    commit: &dyn Fn(&Connection) -> rusqlite::Result<()>,
 ) -> StoreResult<()> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     if !batch
@@ -302,11 +376,41 @@ fn run_batch(
             }
         }
     }
-    let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
-    if commit.is_err() {
-        let _ = conn.execute_batch("ROLLBACK");
+    let Err(e) = commit(conn) else {
+        return Ok(());
+    };
+    if commit_outcome_unknown(&e) {
+        return Err(StoreError::OutcomeUnknown(e.to_string()));
     }
-    commit
+    let _ = conn.execute_batch("ROLLBACK");
+    Err(StoreError::from(e))
+}
+
+/// Whether a COMMIT that failed with `e` may have become durable all the
+/// same. The WAL's frames are written in order, the commit frame last, and
+/// then synced; the WAL index is updated after. A failed sync, or a failed
+/// update of the index, comes after the commit frame was written: SQLite
+/// reports the commit failed, but the frames are in the file, and the next
+/// opening of the store recovers them (a bare I/O error does not say where
+/// it came from, so it counts too). A failed write of a frame (a full
+/// disk, a file size limit), a failed read or a lock stops the commit
+/// before its commit frame is whole: nothing was kept, as the caller is
+/// told.
+fn commit_outcome_unknown(e: &rusqlite::Error) -> bool {
+    use rusqlite::ffi;
+    let rusqlite::Error::SqliteFailure(failure, _) = e else {
+        return false;
+    };
+    matches!(
+        failure.extended_code,
+        ffi::SQLITE_IOERR
+            | ffi::SQLITE_IOERR_FSYNC
+            | ffi::SQLITE_IOERR_DIR_FSYNC
+            | ffi::SQLITE_IOERR_SHMOPEN
+            | ffi::SQLITE_IOERR_SHMSIZE
+            | ffi::SQLITE_IOERR_SHMLOCK
+            | ffi::SQLITE_IOERR_SHMMAP
+    )
 }
 
 /// The first error of a group's writes that may pass.
@@ -367,7 +471,7 @@ mod tests {
 
     /// Run `batch` as the writer thread does; returns the commit's result.
     fn run_group(conn: &Connection, mut batch: Vec<Job>) -> StoreResult<()> {
-        let commit = run_batch(conn, &mut batch, &mut TransientFailures::default());
+        let commit = run_batch(conn, &mut batch, &mut TransientFailures::default(), &commit);
         for job in batch {
             job.finish(commit.clone());
         }
@@ -453,7 +557,7 @@ mod tests {
         let (too_big, too_big_rx) = job(insert_big(2));
         let mut failures = TransientFailures::default();
         let mut batch = vec![fits, too_big];
-        let commit = run_batch(&conn, &mut batch, &mut failures);
+        let commit = run_batch(&conn, &mut batch, &mut failures, &commit);
         let noted = failures.first.clone().expect("the full disk is noted");
         assert!(noted.is_transient());
         for job in batch {
@@ -475,6 +579,136 @@ mod tests {
                 assert!(e.is_transient(), "{e}");
             }
         }
+    }
+
+    /// A COMMIT that writes its group and then fails as an fsync that
+    /// fails does: durable or not, SQLite reports an I/O error.
+    fn commit_then_fsync_fails(conn: &Connection) -> rusqlite::Result<()> {
+        conn.execute_batch("COMMIT")?;
+        Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_FSYNC),
+            Some("disk I/O error".into()),
+        ))
+    }
+
+    /// A commit that fails with an I/O error may have been kept: its
+    /// callers are not told "nothing was stored" (a retry without an
+    /// idempotency key would be a duplicate), the writer writes nothing
+    /// more, and says it is broken, so that the daemon stops and a
+    /// restart's recovery settles what was kept.
+    #[tokio::test]
+    async fn a_commit_that_fails_with_an_io_error_has_an_unknown_outcome_and_stops_the_writer() {
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let health = Arc::new(WriteHealth::default());
+        let writer = Writer {
+            jobs,
+            health: health.clone(),
+        };
+        let thread = thread::spawn(move || {
+            run_with(
+                numbers(),
+                rx,
+                Duration::ZERO,
+                &health,
+                &commit_then_fsync_fails,
+            )
+        });
+        let failed = writer.write(insert(1)).await.unwrap_err();
+        assert!(
+            matches!(&failed, StoreError::OutcomeUnknown(why) if why.contains("disk I/O error")),
+            "{failed:?}"
+        );
+        let why = tokio::time::timeout(Duration::from_secs(5), writer.broken())
+            .await
+            .expect("the writer says it is broken");
+        assert!(why.contains("disk I/O error"), "{why}");
+        assert!(writer.failing().is_some());
+        // Nothing more is written: the next write is refused, not run.
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = ran.clone();
+        let refused = writer
+            .write(move |_: &Connection| {
+                seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, StoreError::Unavailable(_)), "{refused:?}");
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+        drop(writer);
+        thread.join().unwrap();
+    }
+
+    /// A failed sync or WAL-index update at COMMIT comes after its commit
+    /// frame; a failed write, a full disk or a lock before it: nothing was
+    /// kept, and the caller is told so (an error that passes).
+    #[test]
+    fn only_an_io_error_after_the_commit_frame_leaves_a_commit_s_outcome_unknown() {
+        use rusqlite::ffi;
+        let failure = |code| rusqlite::Error::SqliteFailure(ffi::Error::new(code), None);
+        for code in [
+            ffi::SQLITE_IOERR_FSYNC,
+            ffi::SQLITE_IOERR_SHMMAP,
+            ffi::SQLITE_IOERR,
+        ] {
+            assert!(commit_outcome_unknown(&failure(code)), "{code}");
+        }
+        // A frame not written (a file size limit, a full disk): the commit
+        // frame is not whole, and recovery keeps nothing.
+        for code in [
+            ffi::SQLITE_IOERR_WRITE,
+            ffi::SQLITE_FULL,
+            ffi::SQLITE_BUSY,
+            ffi::SQLITE_LOCKED,
+        ] {
+            assert!(!commit_outcome_unknown(&failure(code)), "{code}");
+        }
+    }
+
+    /// A connection left in a transaction by a failed ROLLBACK would fail
+    /// every later group ("cannot start a transaction within a
+    /// transaction"): the next group rolls it back first.
+    #[tokio::test]
+    async fn a_connection_left_in_a_transaction_is_rolled_back_before_the_next_group() {
+        let conn = numbers();
+        conn.execute_batch("BEGIN; INSERT INTO t (x) VALUES (9)")
+            .unwrap();
+        let (writer, thread) = Writer::spawn(conn, Duration::ZERO);
+        writer.write(insert(1)).await.unwrap();
+        assert_eq!(writer.failing(), None);
+        let conn = Arc::new(Mutex::new(None));
+        let kept = conn.clone();
+        writer
+            .write(move |c: &Connection| {
+                *kept.lock().unwrap() = Some(numbers_in(c));
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            conn.lock().unwrap().clone().unwrap(),
+            [1],
+            "the stray row undone"
+        );
+        drop(writer);
+        thread.join().unwrap();
+    }
+
+    /// A database that became read-only (a remount, the file replaced)
+    /// refuses every write until an operator acts: the writer is marked
+    /// failing, so `/ready` and `phonerelay_store_up` say so. Before, the
+    /// error read as one the database refuses for good, and health stayed
+    /// green.
+    #[tokio::test]
+    async fn a_read_only_database_marks_the_writer_failing() {
+        let conn = numbers();
+        conn.pragma_update(None, "query_only", true).unwrap();
+        let (writer, thread) = Writer::spawn(conn, Duration::ZERO);
+        let refused = writer.write(insert(1)).await.unwrap_err();
+        assert!(refused.is_transient(), "{refused:?}");
+        assert!(writer.failing().is_some());
+        drop(writer);
+        thread.join().unwrap();
     }
 
     fn insert(x: i64) -> impl Fn(&Connection) -> StoreResult<()> + Send + 'static {
