@@ -185,19 +185,25 @@ async fn kept_files_are_counted_in_the_status_and_the_metrics() {
     }
 }
 
+/// A daemon with one endpoint (`ph-a`) that has kept a picture.
+async fn daemon_with_a_picture() -> (TestDaemon, Attachment) {
+    let wa = TestChannel::new(ChannelKind::Wa, "ph-a");
+    let d = TestDaemon::start(FAST_OUTBOX, vec![wa.clone()]).await;
+    let saved = wa
+        .sink()
+        .await
+        .save_media(upload(PICTURE, None, None))
+        .await
+        .unwrap();
+    (d, saved)
+}
+
 /// A kept file that cannot be opened (a link that loops in its place:
 /// root reads any file whatever its mode) is a 500 naming the file's
 /// failure, not the store's 503 that asks to try again.
 #[tokio::test]
 async fn a_kept_file_that_cannot_be_read_is_named_so() {
-    let a = TestChannel::new(ChannelKind::Wa, "ph-a");
-    let d = TestDaemon::start(FAST_OUTBOX, vec![a.clone()]).await;
-    let saved = a
-        .sink()
-        .await
-        .save_media(upload(PICTURE, Some("image/png"), Some("a.png")))
-        .await
-        .unwrap();
+    let (d, saved) = daemon_with_a_picture().await;
     let file = media_dir(&d).join(media_id(&saved));
     std::fs::remove_file(&file).unwrap();
     std::os::unix::fs::symlink(&file, &file).unwrap();
@@ -307,14 +313,7 @@ async fn a_bridge_told_to_keep_no_files_refuses_every_one() {
 /// those are answered 410, not served short.
 #[tokio::test]
 async fn a_row_whose_file_is_gone_is_answered_410() {
-    let wa = TestChannel::new(ChannelKind::Wa, "ph-a");
-    let d = TestDaemon::start(FAST_OUTBOX, vec![wa.clone()]).await;
-    let saved = wa
-        .sink()
-        .await
-        .save_media(upload(PICTURE, None, None))
-        .await
-        .unwrap();
+    let (d, saved) = daemon_with_a_picture().await;
     std::fs::remove_file(media_dir(&d).join(media_id(&saved))).unwrap();
     let (code, _, body) = fetch(&d, &saved.url, Some(&d.admin_key)).await;
     assert_eq!((code, error_code(&body).as_str()), (410, "media_gone"));

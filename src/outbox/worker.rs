@@ -699,6 +699,22 @@ mod tests {
     }
 
     impl Dispatcher {
+        /// A dispatcher with two slots whose claim took "first" to [`TO`],
+        /// queued while no slot was free (so the door stayed shut until a
+        /// claim took it): the claim's messages and view.
+        async fn first_claimed_while_no_slot_was_free(
+            &mut self,
+        ) -> (Vec<OutboundRecord>, ClaimView) {
+            self.claim(2).await;
+            let taken = self.endpoint.intake.reserve().unwrap();
+            let also_taken = self.endpoint.intake.reserve().unwrap();
+            self.queue(TO, "first").await;
+            drop((taken, also_taken));
+            let (claimed, view) = self.claim(2).await;
+            assert_eq!(claimed.len(), 1, "the claim took \"first\"");
+            (claimed, view)
+        }
+
         fn new(concurrency: u32) -> Self {
             let dir = tempfile::tempdir().unwrap();
             let store: Arc<dyn Store> =
@@ -849,15 +865,7 @@ mod tests {
     #[tokio::test]
     async fn a_hand_over_does_not_overtake_a_claimed_message_that_waits_for_a_slot() {
         let mut d = Dispatcher::new(2);
-        d.claim(2).await;
-        // No slot free: "first" queues, and the door stays shut until a
-        // claim has taken it.
-        let taken = d.endpoint.intake.reserve().unwrap();
-        let also_taken = d.endpoint.intake.reserve().unwrap();
-        d.queue(TO, "first").await;
-        drop((taken, also_taken));
-        let (claimed, view) = d.claim(2).await;
-        assert_eq!(claimed.len(), 1, "the claim took \"first\"");
+        let (claimed, view) = d.first_claimed_while_no_slot_was_free().await;
         d.hand_over(OTHER, "other").await;
         let second = d.hand_over(TO, "second").await;
         assert_eq!(
@@ -887,13 +895,7 @@ mod tests {
     async fn a_claimed_message_waiting_for_a_slot_that_hand_overs_to_its_recipient_hold_is_sent_first()
      {
         let mut d = Dispatcher::new(2);
-        d.claim(2).await;
-        let taken = d.endpoint.intake.reserve().unwrap();
-        let also_taken = d.endpoint.intake.reserve().unwrap();
-        d.queue(TO, "first").await;
-        drop((taken, also_taken));
-        let (claimed, view) = d.claim(2).await;
-        assert_eq!(claimed.len(), 1, "the claim took \"first\"");
+        let (claimed, view) = d.first_claimed_while_no_slot_was_free().await;
         d.hand_over(TO, "second").await;
         d.hand_over(TO, "third").await;
         assert_eq!(

@@ -117,21 +117,14 @@ impl Driver {
         if new.is_empty() {
             return;
         }
-        let kept = async {
-            let before = self
-                .sink
-                .load_cursor(DIRECT_PARTS_CURSOR)
-                .await?
-                .unwrap_or_default();
-            let after = new.iter().fold(before.clone(), |value, p| {
-                with_entry(&value, &p.key, &p.pdu)
-            });
-            if after != before {
-                self.sink.save_cursor(DIRECT_PARTS_CURSOR, &after).await?;
-            }
-            Ok::<_, phonerelay_channel::SinkError>(())
-        };
-        if let Err(e) = kept.await {
+        let kept = self
+            .update_record(|before| {
+                new.iter().fold(before.to_string(), |value, p| {
+                    with_entry(&value, &p.key, &p.pdu)
+                })
+            })
+            .await;
+        if let Err(e) = kept {
             tracing::warn!(phone_id = %self.config.phone_id, error = %e,
                 "cannot keep a message the modem handed over directly; held in memory, and lost if the daemon stops before it is committed");
             for p in &new {
@@ -141,6 +134,24 @@ impl Driver {
         for p in new {
             p.kept = true;
         }
+    }
+
+    /// Write the record as `change` makes it of what the store holds (an
+    /// empty record when none is kept), if that changes it.
+    async fn update_record(
+        &self,
+        change: impl FnOnce(&str) -> String,
+    ) -> Result<(), phonerelay_channel::SinkError> {
+        let before = self
+            .sink
+            .load_cursor(DIRECT_PARTS_CURSOR)
+            .await?
+            .unwrap_or_default();
+        let after = change(&before);
+        if after != before {
+            self.sink.save_cursor(DIRECT_PARTS_CURSOR, &after).await?;
+        }
+        Ok(())
     }
 
     /// Take `parts` off the record (and out of memory): their message is
@@ -162,17 +173,10 @@ impl Driver {
         for key in keys {
             inbox.unsaved_direct.remove(key);
         }
-        let forgotten = async {
-            let Some(before) = self.sink.load_cursor(DIRECT_PARTS_CURSOR).await? else {
-                return Ok(());
-            };
-            let after = without_keys(&before, keys);
-            if after != before {
-                self.sink.save_cursor(DIRECT_PARTS_CURSOR, &after).await?;
-            }
-            Ok::<_, phonerelay_channel::SinkError>(())
-        };
-        if let Err(e) = forgotten.await {
+        let forgotten = self
+            .update_record(|before| without_keys(before, keys))
+            .await;
+        if let Err(e) = forgotten {
             tracing::warn!(phone_id = %self.config.phone_id, error = %e,
                 "cannot take a committed message off the record of direct deliveries; the next sweep drops it");
         }
