@@ -25,6 +25,21 @@ pub struct InstanceLock {
 /// Take the state dir's lock and write this process's id into it; an
 /// error naming the holder if another process has it.
 pub fn acquire(state_dir: &Path) -> Result<InstanceLock, ExitError> {
+    match take(state_dir)? {
+        Ok(lock) => Ok(lock),
+        Err(mut file) => Err(held_by_another(&mut file, state_dir)),
+    }
+}
+
+/// As [`acquire`], but `None` if another process holds the lock (a daemon
+/// serving the store, or a restore): for a command that must not act
+/// under a running daemon and says so in its own words.
+pub fn try_acquire(state_dir: &Path) -> Result<Option<InstanceLock>, ExitError> {
+    Ok(take(state_dir)?.ok())
+}
+
+/// The lock, or the lock file another process holds it on.
+fn take(state_dir: &Path) -> Result<Result<InstanceLock, File>, ExitError> {
     let path = lock_path(state_dir);
     let cannot =
         |e: std::io::Error| ExitError::Runtime(format!("cannot lock {}: {e}", path.display()));
@@ -32,15 +47,13 @@ pub fn acquire(state_dir: &Path) -> Result<InstanceLock, ExitError> {
     let mut file = crate::private_files::open_or_create(&path).map_err(cannot)?;
     match flock(&file, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => {}
-        Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
-            return Err(held_by_another(&mut file, state_dir));
-        }
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => return Ok(Err(file)),
         Err(e) => return Err(cannot(e.into())),
     }
     file.set_len(0).map_err(cannot)?;
     file.rewind().map_err(cannot)?;
     writeln!(file, "{}", std::process::id()).map_err(cannot)?;
-    Ok(InstanceLock { _file: file })
+    Ok(Ok(InstanceLock { _file: file }))
 }
 
 fn held_by_another(file: &mut File, state_dir: &Path) -> ExitError {

@@ -315,6 +315,76 @@ fn keys_are_created_listed_and_revoked_from_the_cli() {
     );
 }
 
+/// After a package upgrade, before the daemon restarts: the old daemon
+/// still serves the store at its older schema. The new binary's `keys`,
+/// `inbound` and `unpair` must not migrate it under that daemon (which would
+/// then write a schema it does not know): they refuse, say what to do, and
+/// leave the store's file as it was. With no daemon, the same command
+/// migrates as before; at the current schema, it works beside the daemon.
+#[test]
+fn a_cli_command_does_not_migrate_the_store_under_a_running_daemon() {
+    use phonerelay::store::sqlite::{SCHEMA_VERSION, create_at_schema_version};
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "[storage]\nstate_dir = \"state\"\n");
+    let config = path.to_str().unwrap();
+    let state = dir.path().join("state");
+    fs::create_dir_all(&state).unwrap();
+    let db = state.join("phonerelay.sqlite3");
+    let older = SCHEMA_VERSION - 1;
+    create_at_schema_version(&db, older).unwrap();
+    let version = || -> usize {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap()
+    };
+    let before = fs::read(&db).unwrap();
+
+    let daemon = phonerelay::instance_lock::acquire(&state).unwrap();
+    let commands: [&[&str]; 4] = [
+        &["keys", "list", "--config", config],
+        &["keys", "create", "--config", config, "--name", "relay"],
+        &["inbound", "dead", "--config", config],
+        &["unpair", "--config", config],
+    ];
+    for args in commands {
+        let out = run(args);
+        let said = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
+        assert!(
+            said.contains(&format!(
+                "the store is at schema {older}, this phonerelay needs {SCHEMA_VERSION}: \
+                 restart the daemon (systemctl restart phonerelay) so it upgrades the store first"
+            )),
+            "{args:?}: {said}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: {}", text(&out.stdout));
+    }
+    assert_eq!(version(), older, "not migrated under the daemon");
+    assert_eq!(
+        fs::read(&db).unwrap(),
+        before,
+        "the store's file is as it was"
+    );
+
+    // No daemon: the command migrates the store, as before.
+    drop(daemon);
+    let listed = run(&["keys", "list", "--config", config]);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    assert_eq!(version(), SCHEMA_VERSION);
+
+    // A daemon again, on a current store: nothing to migrate, so it works.
+    let _daemon = phonerelay::instance_lock::acquire(&state).unwrap();
+    let created = run(&["keys", "create", "--config", config, "--name", "relay"]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let listed = run(&["keys", "list", "--config", config]);
+    assert!(
+        text(&listed.stdout).contains("relay"),
+        "{}",
+        text(&listed.stdout)
+    );
+}
+
 #[test]
 fn pdu_decode_and_encode_print_json() {
     let out = run(&[

@@ -3,8 +3,10 @@ use clap::Subcommand;
 use crate::clock::{now_ms, rfc3339};
 use crate::config::LoadedConfig;
 use crate::exit::ExitError;
+use crate::instance_lock;
 use crate::keys;
-use crate::store::{Scope, SqliteStore, Store};
+use crate::store::sqlite::{SCHEMA_VERSION, schema_version_of};
+use crate::store::{Scope, SqliteStore, Store, StoreError};
 use crate::store_lock::{self, StoreLock};
 
 #[derive(Debug, Subcommand)]
@@ -59,11 +61,39 @@ impl std::ops::Deref for OpenStore {
 
 /// Open the store of `loaded`, taking the store lock first; refused while
 /// a restore is replacing the store.
+///
+/// A store at an older schema than this binary's is migrated only when no
+/// daemon is serving it. After a package upgrade and before the daemon
+/// restarts, the daemon running is the old binary: migrated under it, it
+/// would go on writing a schema it does not know (`check_not_newer` is
+/// asked only when a store is opened), and a long migration (a table
+/// copy) would hold the write lock past its busy timeout. So the command
+/// refuses and changes nothing; the daemon's restart migrates. With no
+/// daemon, the instance lock is held while the store is migrated, so that
+/// none starts on it meanwhile (one that tries refuses, and its service
+/// manager starts it again).
 pub(super) fn open(loaded: &LoadedConfig) -> Result<OpenStore, ExitError> {
     let lock = store_lock::shared(&loaded.state_dir())?;
     let db = loaded.database_path();
-    let store = SqliteStore::open(&db)
-        .map_err(|e| ExitError::Runtime(format!("cannot open the store {}: {e}", db.display())))?;
+    let cannot_open =
+        |e: StoreError| ExitError::Runtime(format!("cannot open the store {}: {e}", db.display()));
+    let found = schema_version_of(&db).map_err(cannot_open)?;
+    let _no_daemon = if found < SCHEMA_VERSION {
+        match instance_lock::try_acquire(&loaded.state_dir())? {
+            Some(no_daemon) => Some(no_daemon),
+            None => {
+                return Err(ExitError::Runtime(format!(
+                    "the store is at schema {found}, this phonerelay needs {SCHEMA_VERSION}: \
+                     restart the daemon (systemctl restart phonerelay) so it upgrades the \
+                     store first ({} is in use by a running phonerelay; nothing was changed)",
+                    db.display()
+                )));
+            }
+        }
+    } else {
+        None
+    };
+    let store = SqliteStore::open(&db).map_err(cannot_open)?;
     Ok(OpenStore { store, _lock: lock })
 }
 

@@ -109,6 +109,22 @@ pub(super) fn beside(database: &Path, ending: &str) -> PathBuf {
 /// time, before NTP answers).
 const MAX_EVENT_FLOOR_AHEAD_MS: i64 = 24 * 3_600_000;
 
+/// The schema version this binary brings a store to (and runs on).
+pub const SCHEMA_VERSION: usize = schema::MIGRATIONS.len();
+
+/// The schema version of the store at `path` (0 if there is none yet),
+/// read without changing anything: what opening it would migrate from.
+pub fn schema_version_of(path: &Path) -> StoreResult<usize> {
+    Ok(schema::version_of(path)?)
+}
+
+/// A new store at `path` as the first `version` migrations left it: an
+/// older PhoneRelay's, for tests of an upgrade.
+#[doc(hidden)]
+pub fn create_at_schema_version(path: &Path, version: usize) -> StoreResult<()> {
+    Ok(schema::create_at_version(path, version)?)
+}
+
 impl SqliteStore {
     /// Open (creating if needed) the database and bring its schema up to
     /// date, with the default commit delay.

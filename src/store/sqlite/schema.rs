@@ -369,6 +369,22 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     tx.commit()
 }
 
+/// The schema version of the store at `path`, read without writing or
+/// migrating anything; 0 for a store not made yet.
+pub fn version_of(path: &std::path::Path) -> rusqlite::Result<usize> {
+    if !path.exists() {
+        return Ok(0);
+    }
+    // Read-write but never creating: a read-only connection cannot open a
+    // WAL database whose shared-memory file is not there.
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    user_version(&conn)
+}
+
 fn user_version(conn: &Connection) -> rusqlite::Result<usize> {
     conn.query_row("PRAGMA user_version", [], |row| row.get(0))
 }
@@ -400,6 +416,18 @@ pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // transaction; crash recovery uses the WAL, so durability is unchanged.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(())
+}
+
+/// A new store file at `path` as the first `version` migrations left it.
+pub fn create_at_version(path: &std::path::Path, version: usize) -> rusqlite::Result<()> {
+    let mut conn = Connection::open(path)?;
+    configure(&conn)?;
+    let tx = conn.transaction()?;
+    for migration in &MIGRATIONS[..version] {
+        tx.execute_batch(migration)?;
+    }
+    tx.pragma_update(None, "user_version", version)?;
+    tx.commit()
 }
 
 /// A database as the first `version` migrations left it.
@@ -654,14 +682,7 @@ mod tests {
 
     /// A store on disk as the first `version` migrations left it.
     fn file_at_version(path: &std::path::Path, version: usize) {
-        let mut conn = Connection::open(path).unwrap();
-        configure(&conn).unwrap();
-        let tx = conn.transaction().unwrap();
-        for migration in &MIGRATIONS[..version] {
-            tx.execute_batch(migration).unwrap();
-        }
-        tx.pragma_update(None, "user_version", version).unwrap();
-        tx.commit().unwrap();
+        create_at_version(path, version).unwrap();
     }
 
     /// Two processes open an old store at once (the daemon starting, and
