@@ -353,19 +353,47 @@ pub fn check_not_newer(conn: &Connection, path: &std::path::Path) -> Result<(), 
 /// migrations and fail ("duplicate column name"). Read inside it, the
 /// second sees what the first did and runs only what is still missing.
 /// A store already current is not write-locked at all.
+///
+/// The migrations run with `temp_store=FILE`, and the connection's setting
+/// (MEMORY, from [`configure`]) is put back after them: with MEMORY, the
+/// sort of a CREATE INDEX or a table copy (migration 9) over a large table
+/// is held whole in RAM, which on a small box invites the OOM killer;
+/// with FILE, SQLite's sorter spills to temporary files past its cache.
+/// Those go where SQLite puts them by default (`SQLITE_TMPDIR`, `TMPDIR`,
+/// then `/var/tmp`, `/usr/tmp`, `/tmp`), not into the state dir: SQLite
+/// sets its temporary directory only for the whole process (the
+/// deprecated `temp_store_directory` pragma, not thread-safe to change
+/// while other connections work, or the environment, read once), not per
+/// connection. `/var/tmp` comes before `/tmp`, which is often a tmpfs (RAM
+/// again); it is on disk, and under the shipped unit (`PrivateTmp=yes`)
+/// a private, writable one despite `ProtectSystem=strict`. The files are
+/// unlinked as they are opened, so nothing is left behind.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    if user_version(conn)? >= MIGRATIONS.len() {
+    apply(conn, MIGRATIONS)
+}
+
+/// [`migrate`], with `migrations` as the whole list.
+fn apply(conn: &mut Connection, migrations: &[&str]) -> rusqlite::Result<()> {
+    if user_version(conn)? >= migrations.len() {
         return Ok(());
     }
+    let temp_store: i64 = conn.query_row("PRAGMA temp_store", [], |row| row.get(0))?;
+    conn.pragma_update(None, "temp_store", "FILE")?;
+    let migrated = apply_in_transaction(conn, migrations);
+    let restored = conn.pragma_update(None, "temp_store", temp_store);
+    migrated.and(restored)
+}
+
+fn apply_in_transaction(conn: &mut Connection, migrations: &[&str]) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let version = user_version(&tx)?;
-    if version >= MIGRATIONS.len() {
+    if version >= migrations.len() {
         return Ok(());
     }
-    for migration in &MIGRATIONS[version..] {
+    for migration in &migrations[version..] {
         tx.execute_batch(migration)?;
     }
-    tx.pragma_update(None, "user_version", MIGRATIONS.len())?;
+    tx.pragma_update(None, "user_version", migrations.len())?;
     tx.commit()
 }
 
@@ -414,6 +442,8 @@ pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // own savepoint, that was most of the writer's write syscalls under
     // load). The sub-journal only serves rollbacks inside an open
     // transaction; crash recovery uses the WAL, so durability is unchanged.
+    // Migrations, whose sorts may be as large as a table, run with FILE
+    // instead (`migrate`).
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(())
 }
@@ -665,6 +695,38 @@ mod tests {
         ]
         .map(|(s, c): (&str, Option<&str>)| (s.to_string(), c.map(str::to_string)));
         assert_eq!(left, expected.to_vec());
+    }
+
+    /// A migration's sorts (CREATE INDEX, a table copy) spill to files, not
+    /// RAM: it runs with `temp_store=FILE` (1), and the connection has
+    /// MEMORY (2) again for its normal work afterwards, also when a
+    /// migration fails.
+    #[test]
+    fn migrations_run_with_temporary_files_and_the_connection_keeps_memory_after() {
+        let temp_store = |conn: &Connection| -> i64 {
+            conn.query_row("PRAGMA temp_store", [], |row| row.get(0))
+                .unwrap()
+        };
+        let mut conn = Connection::open_in_memory().unwrap();
+        configure(&conn).unwrap();
+        assert_eq!(temp_store(&conn), 2);
+        let seen = "CREATE TABLE seen AS SELECT temp_store FROM pragma_temp_store";
+        apply(&mut conn, &[seen]).unwrap();
+        let during: i64 = conn
+            .query_row("SELECT temp_store FROM seen", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(during, 1, "FILE while migrating");
+        assert_eq!(temp_store(&conn), 2, "MEMORY after");
+
+        let failing = [seen, "CREATE TABLE broken (", "SELECT 1"];
+        assert!(apply(&mut conn, &failing).is_err());
+        assert_eq!(temp_store(&conn), 2, "MEMORY after a failed migration");
+
+        // The real migrations, from nothing: the store opens with MEMORY.
+        let mut conn = Connection::open_in_memory().unwrap();
+        configure(&conn).unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(temp_store(&conn), 2);
     }
 
     /// Waits for the write lock counted: each connection's first try
