@@ -123,6 +123,62 @@ async fn prune_deletes_only_old_ended_and_forwarded_messages() {
     assert!(store.get_outbound(&ids["live-1"]).await.unwrap().is_some());
 }
 
+/// Inbound the relay took while the clock ran a day ahead, then stepped
+/// back: its rows are the oldest by seq but not yet due. Retention must
+/// prune the old rows after them, not stop at those (it looked only at each
+/// state's oldest batch by seq, so while they stayed nothing in that state
+/// went and the disk grew); the rows ahead go once they are due.
+#[tokio::test]
+async fn inbound_dated_ahead_by_a_clock_stepped_back_does_not_stall_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("phonerelay.sqlite3");
+    let store = open_store(&db);
+    let now = now_ms();
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        let committed = store
+            .commit_inbound(inbound(&format!("in-{n}"), now), now)
+            .await
+            .unwrap();
+        let delivered = RelayInboundOutcome::Delivered {
+            to: "alice".into(),
+            route: "default".into(),
+            now_ms: now,
+        };
+        store
+            .record_relay_inbound(&committed.id, delivered)
+            .await
+            .unwrap();
+        ids.push(committed.id);
+    }
+    let day = 24 * 3600 * 1000;
+    let old = now - 100 * day;
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        // The first two (lowest seqs) dated a day ahead, the rest old.
+        conn.execute(
+            "UPDATE inbound SET committed_at = CASE WHEN id IN (?1, ?2) THEN ?3 ELSE ?4 END",
+            rusqlite::params![ids[0], ids[1], now + day, old],
+        )
+        .unwrap();
+    }
+    let cutoff = now - 90 * day;
+    let removed = prune_all(&store, cutoff, UnforwardedInbound::Keep).await;
+    assert_eq!(removed, 2, "the two old rows behind the ones dated ahead");
+    for id in &ids[..2] {
+        assert!(
+            store.get_inbound(id).await.unwrap().is_some(),
+            "not yet due"
+        );
+    }
+    for id in &ids[2..] {
+        assert!(store.get_inbound(id).await.unwrap().is_none(), "old");
+    }
+    // Once the rows dated ahead are due, they go too.
+    let removed = prune_all(&store, now + 2 * day, UnforwardedInbound::Keep).await;
+    assert_eq!(removed, 2);
+}
+
 /// Prune in batches of one row per call until nothing is left to delete.
 async fn prune_all(store: &SqliteStore, cutoff: i64, unforwarded: UnforwardedInbound) -> usize {
     let mut removed = 0;

@@ -91,13 +91,20 @@ fn the_status_counts_and_retention_use_the_partial_indexes() {
     );
 }
 
-/// A state at a time, in the state index's seq order: no sort of every old
-/// inbound row for each batch.
+/// A state at a time, a range of its rows up to the cut-off through the
+/// commit-time index: neither a walk of the state's rows that are not due
+/// nor a sort of every old inbound row for each batch.
 #[test]
-fn the_inbound_prune_walks_the_state_index_in_order() {
+fn the_inbound_prune_reads_a_range_of_the_commit_time_index() {
     let steps = plan(retention::PRUNE_INBOUND);
-    let by_state = |s: &String| s.contains("INDEX inbound_relay_state (relay_state=?)");
-    assert!(steps.iter().any(by_state), "{steps:?}");
+    let by_age = |s: &String| {
+        s.contains(
+            "COVERING INDEX inbound_relay_state_committed (relay_state=? AND committed_at<?)",
+        )
+    };
+    assert!(steps.iter().any(by_age), "{steps:?}");
+    let scans = |s: &String| s.starts_with("SCAN inbound");
+    assert!(!steps.iter().any(scans), "{steps:?}");
     let sorts = |s: &String| s.contains("TEMP B-TREE");
     assert!(!steps.iter().any(sorts), "{steps:?}");
 }

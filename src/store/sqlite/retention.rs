@@ -25,14 +25,15 @@ pub(super) const PRUNE_ENDED: &str = concat!(
     " LIMIT ?2"
 );
 
-/// Inbound in relay state ?3 committed before ?1, up to ?2 rows: of the
-/// state's oldest ?2 (seq is commit order), those committed before ?1.
-/// The age is checked on those only: in the inner query it had every row
-/// of the state read, through the index and the table, whenever fewer
-/// than ?2 were old (every sweep's last batch).
+/// Inbound in relay state ?3 committed before ?1, up to ?2 rows: a range
+/// of the `(relay_state, committed_at)` index (migration 15) that stops at
+/// the cut-off, so it reads only rows that go, and every sweep's last
+/// batch no row more. It took the state's oldest ?2 by seq and deleted
+/// those old enough: rows committed while the clock ran ahead (then
+/// stepped back) are oldest by seq but not due, and while ?2 of them
+/// stayed, nothing else in their state was ever deleted.
 pub(super) const PRUNE_INBOUND: &str = "DELETE FROM inbound WHERE seq IN (
-    SELECT seq FROM inbound WHERE relay_state = ?3 ORDER BY seq LIMIT ?2)
-    AND committed_at < ?1";
+    SELECT seq FROM inbound WHERE relay_state = ?3 AND committed_at < ?1 LIMIT ?2)";
 
 /// Is the message in row ?1 still queued or being sent?
 const IS_LIVE: &str = concat!("SELECT 1 FROM outbound WHERE seq = ?1 AND ", live!());

@@ -324,6 +324,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE outbound ADD COLUMN parts_held_elsewhere INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 15: retention finds old inbound by its commit time, through an index
+    // of a state's rows in `committed_at` order (`retention::PRUNE_INBOUND`).
+    // It looked at each state's oldest rows by seq and deleted those old
+    // enough: rows committed while the clock ran ahead, then stepped back,
+    // are oldest by seq but not due, and while a batch of them stayed
+    // nothing behind them in their state was ever deleted.
+    r#"
+    CREATE INDEX inbound_relay_state_committed ON inbound (relay_state, committed_at);
+    "#,
 ];
 
 /// Refuse a database a newer PhoneRelay has migrated past this binary's
