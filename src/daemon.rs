@@ -23,6 +23,18 @@ use crate::outbox::{self, DispatchContext};
 use crate::service_manager;
 use crate::store::{SqliteStore, Store, StoreError};
 
+/// How long a stop waits for the daemon's tasks once the hard stop has
+/// fired (the grace is over, or cut short). Every task is meant to end
+/// within it: sends still in flight are released to the queue at the hard
+/// stop, and an SMS driver waits at most `STOP_SETTLE` (12 s) more for an
+/// answer a modem still owes. A task still running then is named and left,
+/// and the stop fails (exit 1): `shutdown_grace_seconds` plus this, plus
+/// the store's last commits, stays well inside systemd's `TimeoutStopSec`
+/// (45 s in `systemd/phonerelay.service`, for the default 20 s grace),
+/// whose SIGKILL would otherwise end a stop with the unit failed and
+/// whatever the tasks had yet to record lost.
+pub const STOP_BOUND: Duration = Duration::from_secs(15);
+
 /// A started daemon. Cancel `shutdown` and await `wait()` to stop it.
 pub struct RunningDaemon {
     pub addr: SocketAddr,
@@ -51,10 +63,12 @@ impl RunningDaemon {
     }
 
     /// Stop: refuse new requests, let in-flight sends finish for the grace
-    /// period, then release what is left to the queue; wait for every task.
+    /// period, then release what is left to the queue; wait for every task,
+    /// for at most [`STOP_BOUND`] after that release.
     /// A task that panicked on the way is an error (exit 1) naming the
     /// first: it did not finish its stop, and a clean exit would hide
-    /// that from the service manager and the operator.
+    /// that from the service manager and the operator. So are tasks still
+    /// running at the bound, named in the error and the journal.
     pub async fn stop(self) -> Result<(), ExitError> {
         self.stop_unless(std::future::pending()).await
     }
@@ -69,9 +83,19 @@ impl RunningDaemon {
     ) -> Result<(), ExitError> {
         self.shutdown.cancel();
         let grace = tokio::time::sleep(self.grace);
-        tokio::pin!(grace, cut_short);
+        // Armed at the hard stop.
+        let bound = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(grace, cut_short, bound);
         let mut panicked = None;
+        let hard_stop = self.hard_stop.clone();
+        let mut bounded = false;
         loop {
+            if !bounded && hard_stop.is_cancelled() {
+                bounded = true;
+                bound
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + STOP_BOUND);
+            }
             tokio::select! {
                 next = self.tasks.next_end() => match next {
                     None => break,
@@ -90,6 +114,15 @@ impl RunningDaemon {
                         "asked again to stop; releasing in-flight sends to the queue now"
                     );
                     self.hard_stop.cancel();
+                }
+                _ = &mut bound, if bounded => {
+                    let running = self.tasks.running().join(", ");
+                    tracing::error!(still_running = %running, bound_seconds = STOP_BOUND.as_secs(),
+                        "tasks still running after the hard stop; giving up on them (exit code 1)");
+                    return Err(ExitError::Runtime(format!(
+                        "still running {} s after the hard stop: {running}",
+                        STOP_BOUND.as_secs()
+                    )));
                 }
             }
         }

@@ -28,6 +28,9 @@ impl std::fmt::Display for TaskEnd {
 #[derive(Default)]
 pub struct Tasks {
     set: JoinSet<TaskEnd>,
+    /// The names of the tasks still running, for a stop that gives up on
+    /// them ([`Tasks::running`]).
+    names: std::collections::HashMap<tokio::task::Id, String>,
 }
 
 impl Tasks {
@@ -38,7 +41,8 @@ impl Tasks {
         task: impl Future<Output = ()> + Send + 'static,
     ) {
         let name = name.into();
-        self.set.spawn(async move {
+        let running = name.clone();
+        let handle = self.set.spawn(async move {
             let panic = AssertUnwindSafe(task)
                 .catch_unwind()
                 .await
@@ -46,15 +50,29 @@ impl Tasks {
                 .map(|payload| panic_message(payload.as_ref()));
             TaskEnd { name, panic }
         });
+        self.names.insert(handle.id(), running);
+    }
+
+    /// The names of the tasks that have not ended, sorted.
+    pub fn running(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.names.values().cloned().collect();
+        names.sort();
+        names
     }
 
     /// The next task to end; `None` once none is left.
     pub async fn next_end(&mut self) -> Option<TaskEnd> {
         loop {
-            match self.set.join_next().await? {
-                Ok(end) => return Some(end),
+            match self.set.join_next_with_id().await? {
+                Ok((id, end)) => {
+                    self.names.remove(&id);
+                    return Some(end);
+                }
                 // Cancelled (the set dropped it): not one of ours to report.
-                Err(_) => continue,
+                Err(e) => {
+                    self.names.remove(&e.id());
+                    continue;
+                }
             }
         }
     }
@@ -89,5 +107,15 @@ mod tests {
             "retention ended"
         );
         assert_eq!(tasks.next_end().await, None);
+        assert!(tasks.running().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_tasks_still_running_are_named() {
+        let mut tasks = Tasks::default();
+        tasks.spawn("the sms/m1 channel", std::future::pending());
+        tasks.spawn("the API", async {});
+        assert_eq!(tasks.next_end().await.unwrap().to_string(), "the API ended");
+        assert_eq!(tasks.running(), ["the sms/m1 channel"]);
     }
 }

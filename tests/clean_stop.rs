@@ -87,6 +87,10 @@ impl OnModemSim {
         }
     }
 
+    fn state_dir(&self) -> PathBuf {
+        self._dir.path().join("state")
+    }
+
     fn start(&self) -> DaemonProcess {
         DaemonProcess::start(&self.config, self.port)
     }
@@ -286,4 +290,49 @@ fn a_long_message_stops_between_parts_when_the_stop_is_cut_short() {
         ],
         "each part once"
     );
+}
+
+/// SIGTERM while the network never answers a part (its PDU written, the
+/// modem waiting): at the end of the grace the message goes back to the
+/// queue, the modem's driver gives up the answer within 12 s and
+/// starts no resync, and the daemon exits cleanly within the grace and
+/// `STOP_BOUND`, well inside systemd's `TimeoutStopSec=45`. (The driver
+/// waited the 60 s of `send_timeout_ms`, then 21 probes of 3 s, and the
+/// stop waited for it without bound: systemd's SIGKILL ended it.)
+#[test]
+fn a_stop_during_a_send_the_network_never_answers_ends_within_the_bound() {
+    let rig = OnModemSim::new(3_600_000, 1, 1);
+    let mut daemon = rig.start();
+    let id = rig.send(&daemon, "+15551230001", "never answered");
+    wait_until("the part's PDU was written", || {
+        !rig.accepted_parts().is_empty()
+    });
+    let terminated = Instant::now();
+    daemon.signal_term();
+    // The grace (1 s) and the bound (15 s), with some slack.
+    let deadline = terminated + Duration::from_secs(19);
+    let code = loop {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            break status.code().unwrap_or(-1);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running {:?} after SIGTERM",
+            terminated.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, 0, "a clean stop, no task left running");
+    // Back in the queue, for the next start to send.
+    let db = rusqlite::Connection::open_with_flags(
+        rig.state_dir().join("phonerelay.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let status: String = db
+        .query_row("SELECT status FROM outbound WHERE id = ?1", [&id], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(status, "queued");
 }

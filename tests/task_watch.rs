@@ -64,3 +64,31 @@ async fn a_task_that_panics_while_the_daemon_stops_fails_the_stop() {
         "the sms/m1 channel panicked: the receive loop broke while the daemon stopped"
     );
 }
+
+/// A task that does not end at the hard stop (a receive loop stuck on a
+/// modem that never answers) does not hold the stop for ever: after
+/// `STOP_BOUND` it is named and left, and the stop fails (exit 1), well
+/// before systemd's `TimeoutStopSec` would SIGKILL the daemon with the
+/// unit failed. (The stop waited for it with no bound.)
+#[tokio::test]
+async fn a_task_still_running_after_the_hard_stop_is_named_and_the_stop_fails_within_the_bound() {
+    // Its receive loop ignores the stop.
+    let channel = RunAs::new(TestChannel::new(ChannelKind::Sms, "m1"), |_ctx| {
+        std::future::pending::<()>()
+    });
+    let mut d = TestDaemon::start(FAST_OUTBOX, vec![channel]).await;
+    // The grace (1 s), then the bound, with some slack.
+    let limit = Duration::from_secs(1) + phonerelay::daemon::STOP_BOUND + Duration::from_secs(3);
+    let stopped = tokio::time::timeout(limit, d.try_stop())
+        .await
+        .expect("the stop ends within the grace and the bound");
+    let error = stopped.expect_err("a task left running fails the stop");
+    assert_eq!(error.code(), 1);
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "still running {} s after the hard stop: the sms/m1 channel",
+            phonerelay::daemon::STOP_BOUND.as_secs()
+        )
+    );
+}

@@ -733,3 +733,37 @@ async fn a_cmgs_answered_long_after_its_timeout_is_still_taken_and_not_sent_agai
         )]
     );
 }
+
+/// A daemon's stop while the network has not answered a part (its PDU
+/// written, the modem waiting on the network): at the end of the grace the
+/// outbox stops waiting for the send and puts the message back, then the
+/// channel's token fires. The driver then waits `STOP_SETTLE` (12 s) at
+/// most for the answer, and starts no resync: with the default `send_timeout_ms`
+/// it waited the 60 s of the send, then 21 probes of 3 s, and systemd
+/// killed the daemon (`TimeoutStopSec=45`) in the middle of it.
+#[tokio::test]
+async fn a_stop_while_the_network_never_answers_a_part_ends_the_driver_within_seconds() {
+    let mut config = modem_config("main");
+    config.send_timeout_ms = phonerelay_sms::config::DEFAULT_SEND_TIMEOUT_MS;
+    let mut rig = Rig::start(behaviour(), config).await;
+    rig.wait_up().await;
+    rig.sim.set_delay(Duration::from_secs(3600));
+    let channel = rig.channel.clone();
+    let send = tokio::spawn(async move {
+        channel
+            .send(&message("stuck", "+15551230001", "never answered"))
+            .await
+    });
+    wait_until(|| rig.sim.sent_parts().len() == 1).await;
+    // The hard stop: the outbox drops the send, then the channels stop.
+    send.abort();
+    let stopped_at = tokio::time::Instant::now();
+    rig.stop.cancel();
+    let driver = rig.task.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(20), driver)
+        .await
+        .expect("the driver still ran 20 s after its stop")
+        .unwrap();
+    let took = stopped_at.elapsed();
+    assert!(took < Duration::from_secs(15), "stopped after {took:?}");
+}

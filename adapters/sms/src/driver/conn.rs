@@ -37,6 +37,10 @@ pub enum ConnError {
     /// in place, the SIM asks for its PIN again): start-up must run again.
     #[error("modem lost its start-up settings: {0}")]
     StartUpLost(String),
+    /// The daemon stops: no longer waiting for the answer to this command
+    /// ([`Conn::run_tracked_until`]).
+    #[error("stopped waiting for the answer to {0}")]
+    Stopped(String),
 }
 
 /// The final result of a command that had timed out, from
@@ -177,6 +181,23 @@ impl Conn {
         let label = command.redacted();
         let id = self.engine.submit(command);
         (id, self.run_submitted(id, label).await)
+    }
+
+    /// [`Conn::run_tracked`], given up once `give_up` completes (the
+    /// daemon stops: [`ConnError::Stopped`]). The command's fate is then
+    /// unknown and the modem out of step: the session must end.
+    pub async fn run_tracked_until(
+        &mut self,
+        command: Command,
+        give_up: impl std::future::Future<Output = ()>,
+    ) -> (CommandId, Result<Answer, ConnError>) {
+        let label = command.redacted();
+        let id = self.engine.submit(command);
+        let answer = tokio::select! {
+            answer = self.run_submitted(id, label.clone()) => answer,
+            () = give_up => Err(ConnError::Stopped(label)),
+        };
+        (id, answer)
     }
 
     async fn run_submitted(&mut self, id: CommandId, label: String) -> Result<Answer, ConnError> {

@@ -45,6 +45,23 @@ const REGISTRATION_POLL: Duration = Duration::from_millis(200);
 const OFF_NETWORK_POLL: Duration = Duration::from_secs(5);
 /// How often incomplete multipart messages are checked for expiry.
 const EXPIRY_CHECK: Duration = Duration::from_secs(10);
+/// Once the driver's stop has fired (the daemon's hard stop, or every
+/// dispatcher gone), how long an answer the modem still owes (an AT+CMGS
+/// waiting on the network) is waited for before the session ends without
+/// it; no resync starts after the stop. Long enough for a network that
+/// answers a part in 10 s (the part is then recorded, not sent again by
+/// the retry), and inside the daemon's own bound
+/// after its hard stop (`STOP_BOUND` in `src/daemon.rs`), which is well
+/// inside systemd's `TimeoutStopSec`. Waiting the whole `send_timeout_ms`
+/// and then the resync's probes (up to 120 s from the PDU's write) had the
+/// daemon killed by systemd in the middle of it.
+pub const STOP_SETTLE: Duration = Duration::from_secs(12);
+
+/// Completes [`STOP_SETTLE`] after `shutdown` fires.
+async fn stop_settled(shutdown: &CancellationToken) {
+    shutdown.cancelled().await;
+    tokio::time::sleep(STOP_SETTLE).await;
+}
 
 /// The TP-MR kept for a part whose `+CMGS:` could not be read: a number
 /// like any other in the accepted parts' record, where nothing looks it
@@ -755,16 +772,33 @@ impl Driver {
                     }
                     Some(Request::Send { message_id, to, parts, reply }) => {
                         let (outcome, timed_out) = self
-                            .send_parts(conn, &message_id, &to, parts, || reply.is_closed())
+                            .send_parts(conn, &message_id, &to, parts, shutdown, || reply.is_closed())
                             .await;
                         let error = outcome.error.clone();
                         // Answer at once: the caller's retry queues behind
                         // the resync below and so sees its result.
                         let _ = reply.send(outcome);
                         match (timed_out, error) {
-                            (Some(part), _) => {
-                                self.settle_timed_out_send(conn, &message_id, &to, part).await?
+                            // Stopping: no resync (up to 21 probes of 3 s)
+                            // for a late answer. The part's fate is unknown;
+                            // the message's retry sends it again.
+                            (Some(part), _) if shutdown.is_cancelled() => {
+                                tracing::warn!(phone_id = %self.config.phone_id, %message_id, part = part.index,
+                                    "stopping: not waiting for a late answer to a timed-out send; a retry sends the part again");
+                                return Ok(());
                             }
+                            (Some(part), _) => {
+                                // A stop during the resync cuts it short too.
+                                tokio::select! {
+                                    settled = self.settle_timed_out_send(conn, &message_id, &to, part) => settled?,
+                                    () = stop_settled(shutdown) => {
+                                        tracing::warn!(phone_id = %self.config.phone_id, %message_id,
+                                            "stopping: no late answer to a timed-out send yet; a retry sends the part again");
+                                        return Ok(());
+                                    }
+                                }
+                            }
+                            (None, Some(DriverError::Conn(ConnError::Stopped(_)))) => return Ok(()),
                             (None, Some(DriverError::Conn(e))) => return Err(e),
                             (None, Some(DriverError::ModemNotReady { code, .. })) => {
                                 return Err(ConnError::StartUpLost(format!(
@@ -961,13 +995,16 @@ impl Driver {
     /// `abandoned` says the caller has stopped waiting: the outbox has put
     /// the message back (a stop, or its send timeout), and parts sent now
     /// would only hold the daemon's stop up, until systemd kills it in the
-    /// middle of one whose fate is then unknown.
+    /// middle of one whose fate is then unknown. Once `shutdown` has
+    /// fired, the part on the wire gets [`STOP_SETTLE`] more to be
+    /// answered, not the rest of `send_timeout_ms`.
     async fn send_parts(
         &mut self,
         conn: &mut Conn,
         message_id: &str,
         to: &str,
         parts: Vec<OutPart>,
+        shutdown: &CancellationToken,
         abandoned: impl Fn() -> bool,
     ) -> (SendOutcome, Option<TimedOutPart>) {
         let mut outcome = SendOutcome::default();
@@ -1001,7 +1038,10 @@ impl Driver {
                 part.hex,
                 self.config.send_timeout_ms,
             );
-            let (command, answer) = conn.run_tracked(command).await;
+            // A stop gives the network [`STOP_SETTLE`] more to answer.
+            let (command, answer) = conn
+                .run_tracked_until(command, stop_settled(shutdown))
+                .await;
             match answer {
                 Ok(Answer {
                     result: FinalResult::Ok,
@@ -1063,6 +1103,12 @@ impl Driver {
                     outcome.error = Some(DriverError::Conn(e));
                     let timed_out = TimedOutPart { command, index };
                     return (outcome, Some(timed_out));
+                }
+                Err(e @ ConnError::Stopped(_)) => {
+                    tracing::warn!(phone_id = %self.config.phone_id, message_id, part = index,
+                        "stopping: no answer from the network to a part yet; its fate is unknown, and a retry sends it again");
+                    outcome.error = Some(DriverError::Conn(e));
+                    return (outcome, None);
                 }
                 Err(e) => {
                     outcome.error = Some(DriverError::Conn(e));
