@@ -470,6 +470,37 @@ async fn an_adapter_with_lower_limits_has_them_enforced_at_accept() {
     assert_eq!(ntfy.wait_sent(1).await[0].attachments.len(), 1);
 }
 
+/// An SMS endpoint refuses a text that would take more parts than its
+/// `max_parts` (10), whatever its length in characters: 1,530 `€` (two
+/// septets each, never split, so 76 a part) are 21 parts and 700 `Ж`
+/// (UCS-2, 67 a part) are 11, each refused naming `text`, and nothing is
+/// stored; 1,530 plain characters are ten, and taken.
+#[tokio::test]
+async fn an_sms_text_over_its_parts_is_refused_whatever_its_length() {
+    let d = TestDaemon::start(
+        &format!("{FAST_OUTBOX}\n[[channels.sms.modems]]\nphone_id = \"m1\"\ndevice = \"sim\"\n"),
+        vec![],
+    )
+    .await;
+    let body = |text: &str| send_body("m1", "sms", "+15551230001", text);
+    for (text, parts) in [("€".repeat(1530), "21"), ("Ж".repeat(700), "11")] {
+        let (status, answer) = d.post("/api/v1/messages", &d.admin_key, &body(&text)).await;
+        assert_eq!(status, 422, "{parts} parts: {answer}");
+        assert_eq!(answer["error"]["field"], "text", "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("needs {parts} SMS parts")) && message.contains("at most 10"),
+            "{message}"
+        );
+    }
+    let (_, page) = d.get("/api/v1/messages", &d.admin_key).await;
+    assert_eq!(page["messages"], json!([]), "a refused send was stored");
+    let (status, answer) = d
+        .post("/api/v1/messages", &d.admin_key, &body(&"a".repeat(1530)))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+}
+
 /// What an endpoint's service takes beyond the kind's syntax is its
 /// adapter's to say (`Channel::check_recipient`): a notify endpoint whose
 /// service takes no `.` in a topic refuses one, naming `to`, and stores

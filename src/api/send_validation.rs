@@ -128,6 +128,10 @@ pub fn validate(req: &SendRequest, state: &AppState) -> Result<ValidSend, ApiErr
     {
         return Err(ApiError::invalid(field, why));
     }
+    endpoint
+        .channel
+        .check_text(&req.text)
+        .map_err(|why| ApiError::invalid("text", why))?;
     if let Some(options) = &req.options {
         check_options(options, &*endpoint.channel)?;
     }

@@ -263,6 +263,17 @@ pub trait Channel: Send + Sync {
         Ok(())
     }
 
+    /// Whether this endpoint can send `text` in one message, beyond its
+    /// length limit ([`Self::send_limits`], checked first): `Err` says
+    /// why not, and the API refuses the request (422, field `text`)
+    /// before anything is stored. For what a length does not tell (the
+    /// SMS parts a text takes depend on its alphabet). Pure and cheap: it
+    /// runs on every accept. The default takes every text within the
+    /// limit.
+    fn check_text(&self, _text: &str) -> Result<(), String> {
+        Ok(())
+    }
+
     /// How many sends the outbox keeps in flight on this endpoint when the
     /// config's `[outbox.limits]` says nothing of it; `None`: the outbox's
     /// own default. An upstream that does one thing at a time (a modem on

@@ -216,6 +216,26 @@ impl Channel for SmsChannel {
         &self.config.phone_id
     }
 
+    /// A text longer than `max_parts` parts, as this modem would encode it
+    /// (the alphabet it needs, the reference size): 1,530 characters are
+    /// ten parts of plain text, but twenty of `€` (two septets each) and
+    /// more of Cyrillic or emoji (UCS-2).
+    fn check_text(&self, text: &str) -> Result<(), String> {
+        let concat_16bit = self.config.concat_reference_bits == 16;
+        let (encoding, parts) = phonerelay_sms_pdu::classify_text_with(text, concat_16bit);
+        let max = usize::from(self.config.max_parts);
+        if parts <= max {
+            return Ok(());
+        }
+        let alphabet = match encoding {
+            phonerelay_sms_pdu::Encoding::Gsm7 => "GSM 7-bit",
+            _ => "UCS-2, for characters outside the GSM alphabet",
+        };
+        Err(format!(
+            "needs {parts} SMS parts ({alphabet}); this endpoint sends at most {max} (channels.sms max_parts)"
+        ))
+    }
+
     async fn send(&self, message: &OutboundMessage) -> Result<SendReceipt, SendError> {
         phonerelay_channel::validate_address(ChannelKind::Sms, &message.to)
             .map_err(|e| SendError::permanent("sms_address", e.message))?;

@@ -30,6 +30,9 @@ pub const DEFAULT_STATUS_REPORTS: bool = true;
 /// 8-bit references leave 7 more octets per part for text; 16-bit ones
 /// collide less when many long messages go to one recipient.
 pub const DEFAULT_CONCAT_REFERENCE_BITS: u8 = 8;
+/// Parts one message may take ([`ModemConfig::max_parts`]): ten GSM 7-bit
+/// parts are the 1,530 characters the API takes for SMS.
+pub const DEFAULT_MAX_PARTS: u8 = 10;
 /// Plain AT commands answer in milliseconds; 5 s covers slow firmware.
 pub const DEFAULT_COMMAND_TIMEOUT_MS: u64 = 5_000;
 /// AT+CMGS waits for the network: 60 s is what 3GPP TS 27.005 modems allow.
@@ -136,6 +139,12 @@ pub struct ModemConfig {
     /// Concatenation reference size for long messages: 8 or 16 bits.
     #[serde(default = "default_concat_reference_bits")]
     pub concat_reference_bits: u8,
+    /// The most parts one message may take, 1 to 255: a longer text is
+    /// refused when the API accepts it (422, field `text`). Many SMS
+    /// centres and handsets fail to join more than about ten, and such a
+    /// failure shows only after earlier parts went out.
+    #[serde(default = "default_max_parts")]
+    pub max_parts: u8,
     /// Upper bound for one plain AT command, in milliseconds (`AT+CMGL`
     /// waits at least 30 s for its first line, each line renewing it).
     #[serde(default = "default_command_timeout_ms")]
@@ -211,6 +220,9 @@ fn default_status_reports() -> bool {
 fn default_concat_reference_bits() -> u8 {
     DEFAULT_CONCAT_REFERENCE_BITS
 }
+fn default_max_parts() -> u8 {
+    DEFAULT_MAX_PARTS
+}
 fn default_command_timeout_ms() -> u64 {
     DEFAULT_COMMAND_TIMEOUT_MS
 }
@@ -260,6 +272,7 @@ impl ModemConfig {
             status_reports: DEFAULT_STATUS_REPORTS,
             validity_seconds: None,
             concat_reference_bits: DEFAULT_CONCAT_REFERENCE_BITS,
+            max_parts: DEFAULT_MAX_PARTS,
             command_timeout_ms: DEFAULT_COMMAND_TIMEOUT_MS,
             send_timeout_ms: DEFAULT_SEND_TIMEOUT_MS,
             registration_timeout_seconds: DEFAULT_REGISTRATION_TIMEOUT_SECONDS,
@@ -357,6 +370,9 @@ impl ModemConfig {
         }
         if !matches!(self.concat_reference_bits, 8 | 16) {
             issue("concat_reference_bits", "must be 8 or 16");
+        }
+        if self.max_parts == 0 {
+            issue("max_parts", "must be from 1 to 255");
         }
         // Each is added to clock readings or turned into milliseconds, so
         // each has a ceiling as well as a floor: a value meant in other
@@ -931,6 +947,7 @@ mod tests {
         modem.smsc = Some("0044778".into());
         modem.validity_seconds = Some(60);
         modem.concat_reference_bits = 12;
+        modem.max_parts = 0;
         let config = SmsConfig {
             modems: vec![modem],
         };
@@ -939,7 +956,8 @@ mod tests {
             [
                 "modems[0].smsc",
                 "modems[0].validity_seconds",
-                "modems[0].concat_reference_bits"
+                "modems[0].concat_reference_bits",
+                "modems[0].max_parts"
             ]
         );
     }

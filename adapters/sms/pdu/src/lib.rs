@@ -144,9 +144,15 @@ pub fn tpdu_length(hex: &str) -> Result<usize, PduError> {
 /// would be chosen and the number of parts (may exceed 255, which
 /// [`encode_submit`] would then refuse).
 pub fn classify_text(text: &str) -> (Encoding, usize) {
+    classify_text_with(text, false)
+}
+
+/// As [`classify_text`], with a 16-bit concatenation reference (one octet
+/// more of header per part) when `concat_16bit`.
+pub fn classify_text_with(text: &str, concat_16bit: bool) -> (Encoding, usize) {
     let enc = user_data::choose_encoding(text, false);
     // Cannot fail: the chosen alphabet can encode the text.
-    let parts = user_data::count_parts(text, enc, false).unwrap_or(0);
+    let parts = user_data::count_parts(text, enc, concat_16bit).unwrap_or(0);
     (enc, parts)
 }
 
