@@ -29,8 +29,19 @@ fn inbound(external_id: &str, now: i64) -> InboundMessage {
 /// Two inbound messages committed at `now`: one the relay has taken, then
 /// one still waiting for it; their ids, in that order.
 async fn forwarded_and_waiting(store: &SqliteStore, now: i64) -> (String, String) {
-    let forwarded = store
-        .commit_inbound(inbound("in-1", now), now)
+    let forwarded = forwarded(store, "in-1", now).await;
+    let waiting = store
+        .commit_inbound(inbound("in-2", now), now)
+        .await
+        .unwrap();
+    (forwarded, waiting.id)
+}
+
+/// An inbound message `external_id` committed at `now` and taken by the
+/// relay; its id.
+async fn forwarded(store: &SqliteStore, external_id: &str, now: i64) -> String {
+    let committed = store
+        .commit_inbound(inbound(external_id, now), now)
         .await
         .unwrap();
     let delivered = RelayInboundOutcome::Delivered {
@@ -39,14 +50,10 @@ async fn forwarded_and_waiting(store: &SqliteStore, now: i64) -> (String, String
         now_ms: now,
     };
     store
-        .record_relay_inbound(&forwarded.id, delivered)
+        .record_relay_inbound(&committed.id, delivered)
         .await
         .unwrap();
-    let waiting = store
-        .commit_inbound(inbound("in-2", now), now)
-        .await
-        .unwrap();
-    (forwarded.id, waiting.id)
+    committed.id
 }
 
 #[tokio::test]
@@ -136,20 +143,7 @@ async fn inbound_dated_ahead_by_a_clock_stepped_back_does_not_stall_retention() 
     let now = now_ms();
     let mut ids = Vec::new();
     for n in 0..4 {
-        let committed = store
-            .commit_inbound(inbound(&format!("in-{n}"), now), now)
-            .await
-            .unwrap();
-        let delivered = RelayInboundOutcome::Delivered {
-            to: "alice".into(),
-            route: "default".into(),
-            now_ms: now,
-        };
-        store
-            .record_relay_inbound(&committed.id, delivered)
-            .await
-            .unwrap();
-        ids.push(committed.id);
+        ids.push(forwarded(&store, &format!("in-{n}"), now).await);
     }
     let day = 24 * 3600 * 1000;
     let old = now - 100 * day;

@@ -600,6 +600,34 @@ mod tests {
         assert_eq!(permits.available_permits(), 4, "every permit came back");
     }
 
+    /// A real store in a fresh folder, an [`Idle`] endpoint `sms/m1` on it,
+    /// and a dispatch context with no limits.
+    fn idle_endpoint() -> (
+        tempfile::TempDir,
+        Arc<dyn Store>,
+        Arc<Idle>,
+        Arc<Endpoint>,
+        DispatchContext,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap());
+        let channel = Arc::new(Idle::default());
+        let endpoints = crate::endpoints::Endpoints::new(vec![channel.clone()]).unwrap();
+        let endpoint = endpoints
+            .get(phonerelay_channel::ChannelKind::Sms, "m1")
+            .unwrap()
+            .clone();
+        let ctx = DispatchContext {
+            store: store.clone(),
+            metrics: Arc::default(),
+            outbox: Arc::default(),
+            shutdown: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+        };
+        (dir, store, channel, endpoint, ctx)
+    }
+
     /// An endpoint that sends everything at once, keeps the texts it sent,
     /// and receives nothing.
     #[derive(Default)]
@@ -634,21 +662,7 @@ mod tests {
     /// not counted, instead of being left `sending` for the next start.
     #[tokio::test]
     async fn a_hand_over_that_comes_after_the_hard_stop_is_released_to_the_queue() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap());
-        let endpoints = crate::endpoints::Endpoints::new(vec![Arc::new(Idle::default())]).unwrap();
-        let endpoint = endpoints
-            .get(phonerelay_channel::ChannelKind::Sms, "m1")
-            .unwrap()
-            .clone();
-        let ctx = DispatchContext {
-            store: store.clone(),
-            metrics: Arc::default(),
-            outbox: Arc::default(),
-            shutdown: CancellationToken::new(),
-            hard_stop: CancellationToken::new(),
-        };
+        let (_dir, store, _, endpoint, ctx) = idle_endpoint();
         let dispatcher = tokio::spawn(run_endpoint(endpoint.clone(), ctx.clone()));
         // A slot is free once the dispatcher's first claim found nothing.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -716,22 +730,7 @@ mod tests {
         }
 
         fn new(concurrency: u32) -> Self {
-            let dir = tempfile::tempdir().unwrap();
-            let store: Arc<dyn Store> =
-                Arc::new(SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap());
-            let channel = Arc::new(Idle::default());
-            let endpoints = crate::endpoints::Endpoints::new(vec![channel.clone()]).unwrap();
-            let endpoint = endpoints
-                .get(phonerelay_channel::ChannelKind::Sms, "m1")
-                .unwrap()
-                .clone();
-            let ctx = DispatchContext {
-                store: store.clone(),
-                metrics: Arc::default(),
-                outbox: Arc::default(),
-                shutdown: CancellationToken::new(),
-                hard_stop: CancellationToken::new(),
-            };
+            let (dir, store, channel, endpoint, ctx) = idle_endpoint();
             let (finished, finished_rx) = mpsc::unbounded_channel();
             let recorder = tokio::spawn(record_finished(
                 store.clone(),
