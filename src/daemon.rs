@@ -126,10 +126,19 @@ impl RunningDaemon {
                 }
             }
         }
-        match panicked {
-            None => Ok(()),
-            Some(end) => Err(ExitError::Runtime(format!(
+        if let Some(end) = panicked {
+            return Err(ExitError::Runtime(format!(
                 "{end} while the daemon stopped"
+            )));
+        }
+        // A commit of unknown outcome while the daemon stopped (the watch
+        // on the writer ends with the stop): exit 1 all the same, so the
+        // service manager and the operator know the restart has something
+        // to settle.
+        match self.store.is_broken() {
+            None => Ok(()),
+            Some(why) => Err(ExitError::Runtime(format!(
+                "the store stopped writing after a commit whose outcome is unknown: {why}"
             ))),
         }
     }

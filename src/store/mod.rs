@@ -83,6 +83,11 @@ pub trait Store: Send + Sync + 'static {
         std::future::pending().await
     }
 
+    /// As [`Self::broken`], at once: why, if the store has stopped writing.
+    fn is_broken(&self) -> Option<String> {
+        None
+    }
+
     /// The store's files (the database, its WAL) and the free space
     /// beside them; `None` for a store that keeps no local files. Cheap:
     /// the health checks ask it. The kept files are [`Self::media_usage`].

@@ -223,7 +223,7 @@ impl Channel for SmsChannel {
     fn check_text(&self, text: &str) -> Result<(), String> {
         let concat_16bit = self.config.concat_reference_bits == 16;
         let (encoding, parts) = phonerelay_sms_pdu::classify_text_with(text, concat_16bit);
-        let max = usize::from(self.config.max_parts);
+        let max = self.config.parts_limit();
         if parts <= max {
             return Ok(());
         }

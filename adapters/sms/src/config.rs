@@ -30,9 +30,6 @@ pub const DEFAULT_STATUS_REPORTS: bool = true;
 /// 8-bit references leave 7 more octets per part for text; 16-bit ones
 /// collide less when many long messages go to one recipient.
 pub const DEFAULT_CONCAT_REFERENCE_BITS: u8 = 8;
-/// Parts one message may take ([`ModemConfig::max_parts`]): ten GSM 7-bit
-/// parts are the 1,530 characters the API takes for SMS.
-pub const DEFAULT_MAX_PARTS: u8 = 10;
 /// Plain AT commands answer in milliseconds; 5 s covers slow firmware.
 pub const DEFAULT_COMMAND_TIMEOUT_MS: u64 = 5_000;
 /// AT+CMGS waits for the network: 60 s is what 3GPP TS 27.005 modems allow.
@@ -142,9 +139,12 @@ pub struct ModemConfig {
     /// The most parts one message may take, 1 to 255: a longer text is
     /// refused when the API accepts it (422, field `text`). Many SMS
     /// centres and handsets fail to join more than about ten, and such a
-    /// failure shows only after earlier parts went out.
-    #[serde(default = "default_max_parts")]
-    pub max_parts: u8,
+    /// failure shows only after earlier parts went out. Absent: as many as
+    /// the longest plain text the API takes (1,530 characters) needs, 10
+    /// parts with 8-bit references, 11 with 16-bit ones
+    /// ([`ModemConfig::parts_limit`]).
+    #[serde(default)]
+    pub max_parts: Option<u8>,
     /// Upper bound for one plain AT command, in milliseconds (`AT+CMGL`
     /// waits at least 30 s for its first line, each line renewing it).
     #[serde(default = "default_command_timeout_ms")]
@@ -220,9 +220,6 @@ fn default_status_reports() -> bool {
 fn default_concat_reference_bits() -> u8 {
     DEFAULT_CONCAT_REFERENCE_BITS
 }
-fn default_max_parts() -> u8 {
-    DEFAULT_MAX_PARTS
-}
 fn default_command_timeout_ms() -> u64 {
     DEFAULT_COMMAND_TIMEOUT_MS
 }
@@ -258,6 +255,23 @@ fn default_sim_delivery_reports() -> bool {
 }
 
 impl ModemConfig {
+    /// The most parts one message may take: `max_parts`, or as many as
+    /// the longest plain text the API takes for SMS needs with this
+    /// modem's reference size (153 septets a part with an 8-bit reference,
+    /// 152 with a 16-bit one), so that every plain text the API takes is
+    /// sent.
+    pub fn parts_limit(&self) -> usize {
+        let per_part = if self.concat_reference_bits == 16 {
+            152
+        } else {
+            153
+        };
+        let longest =
+            phonerelay_channel::SendLimits::of(phonerelay_channel::ChannelKind::Sms).max_text_chars;
+        self.max_parts
+            .map_or_else(|| longest.div_ceil(per_part), usize::from)
+    }
+
     /// A modem with every optional field at its default.
     pub fn new(phone_id: impl Into<String>, device: impl Into<String>) -> Self {
         Self {
@@ -272,7 +286,7 @@ impl ModemConfig {
             status_reports: DEFAULT_STATUS_REPORTS,
             validity_seconds: None,
             concat_reference_bits: DEFAULT_CONCAT_REFERENCE_BITS,
-            max_parts: DEFAULT_MAX_PARTS,
+            max_parts: None,
             command_timeout_ms: DEFAULT_COMMAND_TIMEOUT_MS,
             send_timeout_ms: DEFAULT_SEND_TIMEOUT_MS,
             registration_timeout_seconds: DEFAULT_REGISTRATION_TIMEOUT_SECONDS,
@@ -371,7 +385,7 @@ impl ModemConfig {
         if !matches!(self.concat_reference_bits, 8 | 16) {
             issue("concat_reference_bits", "must be 8 or 16");
         }
-        if self.max_parts == 0 {
+        if self.max_parts == Some(0) {
             issue("max_parts", "must be from 1 to 255");
         }
         // Each is added to clock readings or turned into milliseconds, so
@@ -941,13 +955,31 @@ mod tests {
         );
     }
 
+    /// Absent, the part limit takes every plain text the API takes: 1,530
+    /// GSM 7-bit characters are 10 parts with an 8-bit reference and 11
+    /// with a 16-bit one (before, a fixed 10 refused the longest plain
+    /// texts of a 16-bit endpoint).
+    #[test]
+    fn the_part_limit_takes_every_plain_text_the_api_takes() {
+        let longest = "a".repeat(1530);
+        let mut modem = sim_modem("a");
+        for bits in [8, 16] {
+            modem.concat_reference_bits = bits;
+            let (_, parts) = phonerelay_sms_pdu::classify_text_with(&longest, bits == 16);
+            assert_eq!(modem.parts_limit(), parts, "{bits}-bit");
+        }
+        assert_eq!(modem.parts_limit(), 11);
+        modem.max_parts = Some(3);
+        assert_eq!(modem.parts_limit(), 3);
+    }
+
     #[test]
     fn smsc_validity_and_concat_bits() {
         let mut modem = sim_modem("a");
         modem.smsc = Some("0044778".into());
         modem.validity_seconds = Some(60);
         modem.concat_reference_bits = 12;
-        modem.max_parts = 0;
+        modem.max_parts = Some(0);
         let config = SmsConfig {
             modems: vec![modem],
         };

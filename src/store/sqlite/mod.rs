@@ -213,6 +213,10 @@ impl Store for SqliteStore {
         self.writer.broken().await
     }
 
+    fn is_broken(&self) -> Option<String> {
+        self.writer.is_broken()
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         if self.writer.failing().is_none() {
             return self

@@ -164,6 +164,11 @@ impl Writer {
             .clone()
     }
 
+    /// Why the writer has stopped writing for good, if it has.
+    pub fn is_broken(&self) -> Option<String> {
+        self.health.broken()
+    }
+
     /// Resolves, with why, once the writer has stopped writing for good
     /// (a commit whose outcome is unknown).
     pub async fn broken(&self) -> String {
