@@ -87,10 +87,9 @@ impl RunningDaemon {
         let bound = tokio::time::sleep(Duration::MAX);
         tokio::pin!(grace, cut_short, bound);
         let mut panicked = None;
-        let hard_stop = self.hard_stop.clone();
         let mut bounded = false;
         loop {
-            if !bounded && hard_stop.is_cancelled() {
+            if !bounded && self.hard_stop.is_cancelled() {
                 bounded = true;
                 bound
                     .as_mut()

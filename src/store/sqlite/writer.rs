@@ -274,7 +274,7 @@ fn run_with(
         }
         if let Some(why) = health.broken() {
             let refused = StoreError::Unavailable(format!(
-                "nothing more is written since a commit failed ({why}); restart the daemon"
+                "the store writes nothing more ({why}); restart the daemon"
             ));
             for job in batch {
                 job.finish(Err(refused.clone()));
@@ -283,18 +283,18 @@ fn run_with(
         }
         let changes_before = conn.total_changes();
         let mut failures = TransientFailures::default();
-        let commit = run_batch(&conn, &mut batch, &mut failures, commit);
-        if let Err(StoreError::OutcomeUnknown(why)) = &commit {
+        let committed = run_batch(&conn, &mut batch, &mut failures, commit);
+        if let Err(StoreError::OutcomeUnknown(why)) = &committed {
             tracing::error!(error = %why, "a commit failed after it may have become durable; nothing more is written, and the daemon stops so that a restart settles what was kept");
             health.break_with(why);
         }
         health.record(
             conn.total_changes() != changes_before,
-            &commit,
+            &committed,
             failures.first.as_ref(),
         );
         for job in batch {
-            job.finish(commit.clone());
+            job.finish(committed.clone());
         }
     }
 }
