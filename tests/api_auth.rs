@@ -126,6 +126,10 @@ async fn keys_are_checked_for_presence_validity_scope_and_phone() {
         .map(|e| e["phone_id"].as_str().unwrap())
         .collect();
     assert_eq!(phones, ["phone-b"]);
+    // Nor the store's size, which every phone's messages make up.
+    assert_eq!(status.get("storage"), None, "{status}");
+    let (_, whole) = d.get("/api/v1/status", &d.admin_key).await;
+    assert!(whole["storage"].is_object(), "{whole}");
     let (code, _) = d
         .post(
             "/api/v1/messages",

@@ -11,7 +11,8 @@ struct Case {
     name: &'static str,
     content_type: &'static str,
     body: Vec<u8>,
-    idempotency_key: Option<&'static str>,
+    idempotency_keys: &'static [&'static str],
+    content_encoding: Option<&'static str>,
     status: u16,
     code: &'static str,
     field: Option<&'static str>,
@@ -28,7 +29,8 @@ fn json_case(
         name,
         content_type: "application/json",
         body: body.to_string().into_bytes(),
-        idempotency_key: None,
+        idempotency_keys: &[],
+        content_encoding: None,
         status,
         code,
         field,
@@ -47,7 +49,8 @@ fn cases() -> Vec<Case> {
             name: "malformed json",
             content_type: "application/json",
             body: b"{\"phone_id\":".to_vec(),
-            idempotency_key: None,
+            idempotency_keys: &[],
+        content_encoding: None,
             status: 400,
             code: "invalid_json",
             field: None,
@@ -56,7 +59,8 @@ fn cases() -> Vec<Case> {
             name: "trailing garbage",
             content_type: "application/json",
             body: b"{} x".to_vec(),
-            idempotency_key: None,
+            idempotency_keys: &[],
+        content_encoding: None,
             status: 400,
             code: "invalid_json",
             field: None,
@@ -67,7 +71,8 @@ fn cases() -> Vec<Case> {
             body: send_body("phone-1", "sms", "+15551230001", "hi")
                 .to_string()
                 .into_bytes(),
-            idempotency_key: None,
+            idempotency_keys: &[],
+        content_encoding: None,
             status: 415,
             code: "unsupported_media_type",
             field: Some("Content-Type"),
@@ -78,7 +83,8 @@ fn cases() -> Vec<Case> {
             body: with("text", json!("x".repeat(300_000)))
                 .to_string()
                 .into_bytes(),
-            idempotency_key: None,
+            idempotency_keys: &[],
+        content_encoding: None,
             status: 413,
             code: "payload_too_large",
             field: None,
@@ -89,10 +95,33 @@ fn cases() -> Vec<Case> {
             body: send_body("phone-1", "sms", "+15551230001", "hi")
                 .to_string()
                 .into_bytes(),
-            idempotency_key: Some("has space"),
+            idempotency_keys: &["has space"],
+            content_encoding: None,
             status: 400,
             code: "invalid_header",
             field: Some("Idempotency-Key"),
+        },
+        Case {
+            name: "two idempotency keys",
+            content_type: "application/json",
+            body: send_body("phone-1", "sms", "+15551230001", "hi")
+                .to_string()
+                .into_bytes(),
+            idempotency_keys: &["first", "second"],
+            content_encoding: None,
+            status: 400,
+            code: "invalid_header",
+            field: Some("Idempotency-Key"),
+        },
+        Case {
+            name: "a compressed body",
+            content_type: "application/json",
+            body: vec![0x1f, 0x8b, 0x08, 0x00],
+            idempotency_keys: &[],
+            content_encoding: Some("gzip"),
+            status: 415,
+            code: "unsupported_media_type",
+            field: Some("Content-Encoding"),
         },
         // serde_json keeps no duplicate keys, so these bodies are written
         // out; the error names the repeated field, also inside an array.
@@ -100,7 +129,8 @@ fn cases() -> Vec<Case> {
             name: "duplicated key",
             content_type: "application/json",
             body: br#"{"phone_id":"phone-1","phone_id":"phone-1","channel":"sms","to":"+15551230001","text":"hi"}"#.to_vec(),
-            idempotency_key: None,
+            idempotency_keys: &[],
+        content_encoding: None,
             status: 422,
             code: "invalid_field",
             field: Some("phone_id"),
@@ -109,7 +139,8 @@ fn cases() -> Vec<Case> {
             name: "duplicated key in an attachment",
             content_type: "application/json",
             body: br#"{"phone_id":"mail-1","channel":"email","to":"a@example.com","text":"hi","attachments":[{"url":"https://x.test/a","url":"https://x.test/b"}]}"#.to_vec(),
-            idempotency_key: None,
+            idempotency_keys: &[],
+        content_encoding: None,
             status: 422,
             code: "invalid_field",
             field: Some("attachments[0].url"),
@@ -250,7 +281,8 @@ fn cases() -> Vec<Case> {
             name: "ttl too large for a number",
             content_type: "application/json",
             body: br#"{"phone_id":"phone-1","channel":"sms","to":"+15551230001","text":"hi","ttl_seconds":1e400}"#.to_vec(),
-            idempotency_key: None,
+            idempotency_keys: &[],
+        content_encoding: None,
             status: 422,
             code: "invalid_field",
             field: Some("ttl_seconds"),
@@ -261,7 +293,8 @@ fn cases() -> Vec<Case> {
             name: "a lone surrogate in the text",
             content_type: "application/json",
             body: br#"{"phone_id":"phone-1","channel":"sms","to":"+15551230001","text":"\ud800"}"#.to_vec(),
-            idempotency_key: None,
+            idempotency_keys: &[],
+        content_encoding: None,
             status: 400,
             code: "invalid_json",
             field: None,
@@ -270,7 +303,8 @@ fn cases() -> Vec<Case> {
             name: "a raw 0xFF byte in the text",
             content_type: "application/json",
             body: b"{\"phone_id\":\"phone-1\",\"channel\":\"sms\",\"to\":\"+15551230001\",\"text\":\"a\xffb\"}".to_vec(),
-            idempotency_key: None,
+            idempotency_keys: &[],
+        content_encoding: None,
             status: 400,
             code: "invalid_json",
             field: None,
@@ -286,7 +320,8 @@ fn cases() -> Vec<Case> {
             name: "option too large for a number",
             content_type: "application/json",
             body: br#"{"phone_id":"phone-1","channel":"sms","to":"+15551230001","text":"hi","options":{"template":1e400}}"#.to_vec(),
-            idempotency_key: None,
+            idempotency_keys: &[],
+        content_encoding: None,
             status: 422,
             code: "invalid_field",
             field: Some("options.template"),
@@ -395,8 +430,11 @@ async fn every_bad_request_is_refused_with_a_code_and_field_and_stores_nothing()
             .bearer_auth(&d.admin_key)
             .header("content-type", case.content_type)
             .body(case.body.clone());
-        if let Some(key) = case.idempotency_key {
-            request = request.header("idempotency-key", key);
+        for key in case.idempotency_keys {
+            request = request.header("idempotency-key", *key);
+        }
+        if let Some(coding) = case.content_encoding {
+            request = request.header("content-encoding", coding);
         }
         let (status, body) = into_parts(request.send().await.unwrap()).await;
         assert_eq!(status, case.status, "{}: {body}", case.name);

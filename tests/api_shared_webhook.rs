@@ -117,6 +117,20 @@ async fn a_failed_part_is_answered_as_a_failure_and_the_repeat_stores_each_event
     );
 }
 
+/// An endpoint that refuses does not keep the ones after it from taking
+/// their events: the first number's refusal is answered, and the second
+/// number's event is committed at once, not left to a repeat that the same
+/// refusal could answer until the upstream gives up.
+#[tokio::test]
+async fn a_refusal_by_the_first_endpoint_still_lets_the_others_commit() {
+    let (d, [first, _, _]) = start().await;
+    let body = json!({"entries": [entry("wa-1", "m1"), entry("wa-2", "m2")]});
+    first.refuse_webhooks(true);
+    let (status, answer) = post_hook(&d, "app-a", &body).await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(stored(&d).await, expected(&[("wa-2", "m2")]));
+}
+
 #[tokio::test]
 async fn a_channel_without_a_shared_webhook_has_no_such_route() {
     let tg = TestChannel::new(ChannelKind::Tg, "bot-1");

@@ -266,6 +266,9 @@ async fn a_message_behind_one_that_expires_before_its_retry_goes_once_that_one_h
     assert_eq!(texts, ["second"]);
 }
 
+/// A cancel takes a queued message; a repeated one (its first answer
+/// lost) is answered as the first was, and records nothing more; a
+/// message already sent is refused with 409.
 #[tokio::test]
 async fn cancel_works_only_while_queued() {
     let ch = TestChannel::new(ChannelKind::Sms, "m1");
@@ -274,7 +277,8 @@ async fn cancel_works_only_while_queued() {
         "later",
         Some(Duration::from_secs(60)),
     ))]);
-    let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
+    let other = TestChannel::new(ChannelKind::Sms, "m2");
+    let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone(), other.clone()]).await;
     let id = d.queue_sms("+15551230001", "hi").await;
     d.wait_message(&id, |m| {
         m["status"] == "queued" && m["error"]["code"] == "busy"
@@ -289,16 +293,41 @@ async fn cancel_works_only_while_queued() {
         .await;
     assert_eq!(code, 200, "{message}");
     assert_eq!(message["status"], "cancelled");
-    let (code, err) = d
+    let (code, again) = d
         .post(
             &format!("/api/v1/messages/{id}/cancel"),
             &d.admin_key,
             &json!({}),
         )
         .await;
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(
+        again, message,
+        "a repeat is answered as the first cancel was"
+    );
+    let cancels = again["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["status"] == "cancelled")
+        .count();
+    assert_eq!(cancels, 1, "{again}");
+
+    let sent = d
+        .queue(&send_body("m2", "sms", "+15551230002", "gone"))
+        .await;
+    d.wait_status(&sent, "sent").await;
+    let (code, err) = d
+        .post(
+            &format!("/api/v1/messages/{sent}/cancel"),
+            &d.admin_key,
+            &json!({}),
+        )
+        .await;
     assert_eq!(
         (code, err["error"]["code"].as_str()),
-        (409, Some("not_cancellable"))
+        (409, Some("not_cancellable")),
+        "{err}"
     );
     let (code, _) = d
         .post("/api/v1/messages/nope/cancel", &d.admin_key, &json!({}))

@@ -1,4 +1,5 @@
-//! Request bodies with our error shape: wrong content type → 415, too
+//! Request bodies with our error shape: wrong content type or a content
+//! coding (gzip) → 415, too
 //! large → 413, too slow → 408, malformed → 400, a field of the wrong type,
 //! missing, repeated or unknown → 422 naming the field.
 //!
@@ -42,6 +43,22 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                 "send the body as JSON with Content-Type: application/json",
             )
             .field("Content-Type"));
+        }
+        // A compressed body would otherwise be answered "not valid JSON",
+        // which sends its client looking in the wrong place.
+        let coded = req
+            .headers()
+            .get_all(header::CONTENT_ENCODING)
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+            .any(|coding| !coding.trim().eq_ignore_ascii_case("identity"));
+        if coded {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body uncompressed: no Content-Encoding is taken",
+            )
+            .field("Content-Encoding"));
         }
         let raw = read(req, state, "server.max_body_bytes").await?;
         let value = parse(&raw)?;

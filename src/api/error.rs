@@ -93,6 +93,32 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// 503 `store_outcome_unknown`: the request may or may not have been
+    /// stored, so the one safe retry is a repeat with the same
+    /// Idempotency-Key, which gets the first result if there was one.
+    pub fn outcome_unknown(message: impl Into<String>) -> Self {
+        let mut error = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_outcome_unknown",
+            message,
+        );
+        error.retry_after = Some(STORE_RETRY_AFTER_SECONDS);
+        error
+    }
+
+    /// The task that committed a send and handed it over ended without an
+    /// answer (it panicked, or the runtime was shutting down): it may have
+    /// got past the commit, so "nothing was stored, try again" would make
+    /// a client without an Idempotency-Key send the message twice.
+    pub fn accept_task_failed(e: tokio::task::JoinError) -> Self {
+        tracing::error!(error = %e, "the task committing a send ended without an answer");
+        ApiError::outcome_unknown(
+            "the bridge failed while accepting this request: it may have been stored. Repeat it with the same Idempotency-Key",
+        )
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         if let StoreError::OutcomeUnknown(why) = &e {
@@ -101,13 +127,9 @@ impl From<StoreError> for ApiError {
             // the same Idempotency-Key then gets the first result, if
             // there was one, and sends nothing twice.
             tracing::error!(error = %why, "a request's commit failed after it may have become durable");
-            let mut error = Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_outcome_unknown",
+            return ApiError::outcome_unknown(
                 "the message store failed while committing: this request may have been stored. Repeat it with the same Idempotency-Key once the bridge is back",
             );
-            error.retry_after = Some(STORE_RETRY_AFTER_SECONDS);
-            return error;
         }
         // A full disk fails every request until it is mended: one line a
         // minute says so, with how many requests met it meanwhile, rather
@@ -173,5 +195,19 @@ mod tests {
         assert!(e.message.contains("may have been stored"), "{}", e.message);
         assert!(!e.message.contains("nothing was stored"), "{}", e.message);
         assert_eq!(e.retry_after, Some(STORE_RETRY_AFTER_SECONDS));
+    }
+
+    /// The accept's task may have panicked after its commit: its answer
+    /// is the same as for a commit of unknown outcome.
+    #[tokio::test]
+    async fn an_accept_task_that_panicked_does_not_say_nothing_was_stored() {
+        let ended = tokio::spawn(async { panic!("after the commit") })
+            .await
+            .unwrap_err();
+        let e = ApiError::accept_task_failed(ended);
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.code, "store_outcome_unknown");
+        assert!(e.message.contains("may have been stored"), "{}", e.message);
+        assert!(!e.message.contains("nothing was stored"), "{}", e.message);
     }
 }

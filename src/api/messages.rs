@@ -35,12 +35,12 @@ use crate::store::*;
                 ("Location" = String, description = "The message's URL: /api/v1/messages/{id}"),
                 ("Idempotent-Replayed" = String,
                     description = "`true` when this is the first answer again, to a repeat of an Idempotency-Key or relay message id; absent otherwise"))),
-        (status = 400, description = "Malformed JSON or header", body = ErrorBody),
+        (status = 400, description = "Malformed JSON or header (an `Idempotency-Key` that is not 1 to 255 printable ASCII characters, or sent twice)", body = ErrorBody),
         (status = 401, description = "No or bad API key", body = ErrorBody),
         (status = 403, description = "Key lacks the send scope or is bound to another phone_id", body = ErrorBody),
         (status = 408, description = "The body did not arrive within server.request_timeout_seconds; nothing was stored", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 415, description = "Not JSON (`Content-Type`), or compressed (`Content-Encoding`)", body = ErrorBody),
         (status = 422, description = "A field is invalid; `field` names it", body = ErrorBody),
         (status = 503, description = "Store unavailable (`store_unavailable`): nothing was stored. Or the store failed while committing (`store_outcome_unknown`): the message may have been stored; repeat with the same Idempotency-Key once the bridge is back (it restarts to settle it)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
@@ -113,7 +113,18 @@ impl FromRequest<AppState> for SendInput {
             // Before the body: a key that cannot send hears 403 whatever it
             // sent, and no body is read for it.
             caller.require(Scope::Send)?;
-            let idempotency_key = parts.headers.get("idempotency-key").cloned();
+            let mut keys = parts.headers.get_all("idempotency-key").iter();
+            let idempotency_key = keys.next().cloned();
+            // Two keys (a proxy adding its own, say) name no one request:
+            // taking the first would file a retry under the wrong one.
+            if keys.next().is_some() {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_header",
+                    "Idempotency-Key was sent more than once; send one",
+                )
+                .field("Idempotency-Key"));
+            }
             let request = Request::from_parts(parts, body);
             let body = JsonBody::from_request(request, state).await?;
             Ok(SendInput {
@@ -260,7 +271,7 @@ pub(crate) async fn commit_send(
                 Ok::<_, StoreError>((outcome, handed_over))
             })
             .await
-            .map_err(|_| StoreError::Closed)??
+            .map_err(ApiError::accept_task_failed)??
         }
         None => {
             let outcome = store_new(&*state.store, message, relay_id).await;
@@ -533,7 +544,7 @@ pub fn scoped_phone(caller: &Caller, asked: Option<String>) -> Result<Option<Str
     post, path = "/api/v1/messages/{id}/cancel", tag = "messages",
     params(("id" = String, Path, description = "Message id")),
     responses(
-        (status = 200, description = "Cancelled", body = MessageView),
+        (status = 200, description = "Cancelled, now or by an earlier request (a repeated cancel is answered the same)", body = MessageView),
         (status = 404, description = "No such message", body = ErrorBody),
         (status = 409, description = "No longer queued", body = ErrorBody),
     ),
@@ -558,6 +569,8 @@ pub async fn cancel_message(
             }
             Ok(Json(MessageView::from(&*detail)))
         }
+        // Nothing waits behind it any more: its cancel already let them go.
+        CancelOutcome::AlreadyCancelled(detail) => Ok(Json(MessageView::from(&*detail))),
         CancelOutcome::NotFound => Err(ApiError::not_found("message")),
         CancelOutcome::NotCancellable(status) => Err(ApiError::new(
             StatusCode::CONFLICT,

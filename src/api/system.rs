@@ -114,7 +114,8 @@ pub struct StatusReport {
     /// configured or paired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay: Option<super::relay::RelayLinkView>,
-    /// The store's size on disk and the space left beside it.
+    /// The store's size on disk and the space left beside it; not shown
+    /// to a key bound to a phone_id (it is every phone's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<DiskUsage>,
 }
@@ -316,6 +317,9 @@ pub async fn status(
     // A key bound to a phone_id sees that phone's endpoints and link only,
     // as it sees only that phone's messages.
     if let Some(phone_id) = caller.phone_scope() {
+        // The store's size and its kept files are every phone's: watching
+        // them grow would tell this key when another phone gets messages.
+        report.storage = None;
         report.endpoints.retain(|e| e.phone_id == phone_id);
         report.relay = report.relay.filter(|r| r.phone_id == phone_id);
         report.status = report.readiness();

@@ -72,7 +72,11 @@ pub async fn shared_webhook(
     let request = Incoming::from_request(unread, &state)
         .await?
         .into_request("/".into());
+    // Every sharing endpoint is asked, also after one refused: the others'
+    // events in the same request are committed now, not left to a retry
+    // that the same refusal would answer again until the upstream gives up.
     let mut first_answer = None;
+    let mut first_refusal = None;
     for (phone_id, endpoint) in sharing {
         let sink = endpoint_sink(&state, kind, phone_id);
         let answer = endpoint
@@ -83,11 +87,12 @@ pub async fn shared_webhook(
             continue;
         };
         if !(200..300).contains(&response.status) {
-            return Ok(into_response(response));
+            first_refusal.get_or_insert(response);
+        } else {
+            first_answer.get_or_insert(response);
         }
-        first_answer.get_or_insert(response);
     }
-    first_answer.map(into_response).ok_or_else(|| {
+    first_refusal.or(first_answer).map(into_response).ok_or_else(|| {
         ApiError::new(
             StatusCode::FORBIDDEN,
             "webhook_not_taken",

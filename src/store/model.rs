@@ -213,6 +213,10 @@ pub enum CancelOutcome {
     /// cancelled it: what the answer needs, with no read after the commit
     /// whose failure could be taken for a cancel that did not happen.
     Cancelled(Box<OutboundDetail>),
+    /// Cancelled before, by this request's earlier try or another: what
+    /// the caller asked for already holds, so a repeated cancel (its first
+    /// answer lost) is answered as it would have been, not with a 409.
+    AlreadyCancelled(Box<OutboundDetail>),
     NotFound,
     /// Too late: the message is already being sent or has ended.
     NotCancellable(OutboundStatus),

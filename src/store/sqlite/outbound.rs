@@ -241,6 +241,10 @@ pub fn cancel(conn: &Connection, id: &str, now_ms: i64) -> StoreResult<CancelOut
             let cancelled = get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
             Ok(CancelOutcome::Cancelled(Box::new(cancelled)))
         }
+        Some(OutboundStatus::Cancelled) => {
+            let cancelled = get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+            Ok(CancelOutcome::AlreadyCancelled(Box::new(cancelled)))
+        }
         Some(other) => Ok(CancelOutcome::NotCancellable(other)),
     }
 }
