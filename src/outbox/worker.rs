@@ -458,7 +458,11 @@ async fn record_finished(
 /// its message `sending` until the next start, which sends it again, a
 /// duplicate its recipient sees. The group's permits stay taken meanwhile,
 /// so no new send starts while outcomes cannot be kept. Gives up on an
-/// error that will not pass, or at the hard stop.
+/// error that will not pass, or at the hard stop. A broken store (a
+/// commit of unknown outcome) refuses every write until the daemon's
+/// restart, which its breaking brings: waiting for it would only hold the
+/// stop for the whole grace period, and the restart queues the message
+/// again all the same.
 async fn record_until_stored(
     store: &dyn Store,
     outcomes: Vec<(String, SendOutcome)>,
@@ -478,7 +482,9 @@ async fn record_until_stored(
                 }
                 return Ok(());
             }
-            Err(e) if e.is_transient() && !hard_stop.is_cancelled() => {
+            Err(e)
+                if e.is_transient() && !hard_stop.is_cancelled() && store.is_broken().is_none() =>
+            {
                 if failures == 0 {
                     tracing::warn!(error = %e, count = outcomes.len(),
                         "cannot record send outcomes now; trying again until the store is back");
