@@ -250,14 +250,28 @@ pub struct DaemonProcess {
 
 impl DaemonProcess {
     pub fn start(config: &Path, port: u16) -> DaemonProcess {
-        Self::start_command(bin(), config, port)
+        Self::start_command(bin(), config, port, Stdio::inherit())
     }
 
     /// As [`Self::start`], with `env` added to the environment.
     pub fn start_with_env(config: &Path, port: u16, env: &[(&str, &str)]) -> DaemonProcess {
         let mut command = bin();
         command.envs(env.iter().copied());
-        Self::start_command(command, config, port)
+        Self::start_command(command, config, port, Stdio::inherit())
+    }
+
+    /// As [`Self::start_with_env`], the daemon's standard error (its log)
+    /// written to `log` instead of the test's, for the test to read.
+    pub fn start_logged(
+        config: &Path,
+        port: u16,
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> DaemonProcess {
+        let mut command = bin();
+        command.envs(env.iter().copied());
+        let stderr = std::fs::File::create(log).unwrap();
+        Self::start_command(command, config, port, stderr.into())
     }
 
     /// As [`Self::start`], with the process's file size limit
@@ -278,16 +292,21 @@ impl DaemonProcess {
                 Ok(())
             });
         }
-        Self::start_command(command, config, port)
+        Self::start_command(command, config, port, Stdio::inherit())
     }
 
-    fn start_command(mut command: Command, config: &Path, port: u16) -> DaemonProcess {
+    fn start_command(
+        mut command: Command,
+        config: &Path,
+        port: u16,
+        stderr: Stdio,
+    ) -> DaemonProcess {
         let child = command
             .args(["serve", "--config"])
             .arg(config)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("daemon starts");
         let base = format!("http://127.0.0.1:{port}");
