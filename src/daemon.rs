@@ -35,6 +35,10 @@ use crate::store::{SqliteStore, Store, StoreError};
 /// whatever the tasks had yet to record lost.
 pub const STOP_BOUND: Duration = Duration::from_secs(15);
 
+/// How long the stop waits for the service manager's notifier to end
+/// after the daemon stopped.
+const NOTIFIER_STOP_BOUND: Duration = Duration::from_secs(2);
+
 /// A started daemon. Cancel `shutdown` and await `wait()` to stop it.
 pub struct RunningDaemon {
     pub addr: SocketAddr,
@@ -455,7 +459,14 @@ pub async fn serve_with(
         .stop_unless(signals.wait_for_stop(&unused_reload))
         .await;
     notified.cancel();
-    let _ = notifier.await;
+    // Bounded: a report under way may be stuck on the same disk that held
+    // the stop (a read of the store), and the exit must not wait for it.
+    if tokio::time::timeout(NOTIFIER_STOP_BOUND, notifier)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the service manager's last report did not end; exiting without it");
+    }
     tracing::info!("stopped");
     match failed {
         // A task that panicked while stopping: exit 1 as well.

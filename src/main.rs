@@ -29,7 +29,14 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("phonerelay: {e}");
-            e.exit_code()
+            // Out at once, not through the runtime's drop: a stop that gave
+            // up on tasks stuck behind a disk that stopped answering leaves
+            // them holding the store, whose drop joins its writer thread
+            // (hung in an fsync) and the runtime's drop waits for blocking
+            // reads on that disk; the exit would then hang until the
+            // service manager's SIGKILL. Whatever had to be written was
+            // written or given up before `run` returned.
+            std::process::exit(i32::from(e.code()))
         }
     }
 }

@@ -192,3 +192,74 @@ fn a_commit_whose_fsync_fails_while_the_daemon_stops_makes_the_stop_exit_1_at_on
     // before the restart.
     assert!(took < GRACE / 2, "the stop took {took:?}: {log}");
 }
+
+/// The grace period in the test of a hung disk: short, for the bound
+/// after it is what the test waits for.
+const SHORT_GRACE: Duration = Duration::from_secs(1);
+
+/// A disk that stops answering while the daemon stops: the writer thread
+/// hangs in the WAL's fsync, where no timeout in the daemon reaches it.
+/// The stop gives up on the tasks waiting for it at its bound and exits 1,
+/// naming them. (It used to give up and then hang all the same: dropping
+/// the store joined the stuck writer thread, and dropping the runtime
+/// waited for its blocking reads, until systemd's SIGKILL.)
+#[test]
+fn a_wal_fsync_that_never_returns_lets_the_stop_exit_1_at_its_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let delay = NETWORK_DELAY_MS.to_string();
+    let sim = ModemSimProcess::start(&dir.path().join("modem"), &["--network-delay-ms", &delay]);
+    let port = free_port();
+    let config = daemon_config(
+        dir.path(),
+        port,
+        &format!("shutdown_grace_seconds = {}\n", SHORT_GRACE.as_secs()),
+        &format!(
+            "[[channels.sms.modems]]\nphone_id = \"sim-1\"\ndevice = \"{}\"\n",
+            sim.link.display()
+        ),
+    );
+    let key = create_key_cli(&config);
+    let fault = FsyncFault::build_hanging(dir.path());
+    let log = dir.path().join("daemon.log");
+    let mut daemon = DaemonProcess::start_logged(&config, port, &fault.env(), &log);
+    let http = reqwest::blocking::Client::new();
+
+    let sent = post_sms(&http, &daemon.base, &key, "in flight at the stop", None).unwrap();
+    assert_eq!(sent.status().as_u16(), 202);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sim.control("parts").len() < 2 {
+        assert!(Instant::now() < deadline, "the modem never got the part");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The disk stops answering, then the stop: the part's record, once
+    // the network has answered, hangs in the commit.
+    fault.on();
+    daemon.signal_term();
+
+    let start = Instant::now();
+    let bound = SHORT_GRACE + phonerelay::daemon::STOP_BOUND + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(
+            start.elapsed() < bound,
+            "the daemon still runs {bound:?} after SIGTERM with its disk hung; its log:\n{}",
+            read(&log)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = read(&log);
+    eprintln!("exited {exit:?} {:?} after SIGTERM", start.elapsed());
+    assert!(
+        log.contains("stalled (injected)"),
+        "the shim never stalled a sync: {log}"
+    );
+    assert_eq!(exit, Some(1), "{log}");
+    assert!(
+        log.contains("tasks still running after the hard stop"),
+        "the log does not name the tasks left: {log}"
+    );
+    assert!(!log.contains(&key), "the log holds the API key: {log}");
+    fault.off();
+}

@@ -30,10 +30,17 @@
  * running daemon without touching it. */
 #define TRIGGER_VARIABLE "FSYNC_FAULT_TRIGGER"
 
+/* Set (to anything) in the environment, a faulted sync does not fail but
+ * never returns while the trigger exists, as on a disk that stopped
+ * answering: the writer thread is then stuck in the kernel, which no
+ * timeout inside the daemon can interrupt. */
+#define HANG_VARIABLE "FSYNC_FAULT_HANG"
+
 /* Read once, at load, before the daemon starts a thread: getenv is not
  * safe against a setenv in another thread, and the syncs come from the
  * store's writer thread while others run. */
 static char trigger[PATH_MAX];
+static int hang;
 
 /* libc's own calls, found at load too (the next definition after this
  * shim's), so no thread races to fill them in. */
@@ -45,6 +52,7 @@ __attribute__((constructor)) static void load(void) {
     if (named != NULL && strlen(named) < sizeof trigger) {
         strcpy(trigger, named);
     }
+    hang = getenv(HANG_VARIABLE) != NULL;
     real_fsync = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
     real_fdatasync = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
 }
@@ -78,10 +86,21 @@ static int fail(const char *call, const char *path) {
     return -1;
 }
 
+/* The hanging fault: waits while the trigger exists, then syncs. */
+static void stall(const char *call, const char *path) {
+    fprintf(stderr, "fsync_fault: %s(%s) stalled (injected)\n", call, path);
+    while (access(trigger, F_OK) == 0) {
+        usleep(50 * 1000);
+    }
+}
+
 int fsync(int fd) {
     char path[PATH_MAX];
     if (faulted(fd, path, sizeof path)) {
-        return fail("fsync", path);
+        if (!hang) {
+            return fail("fsync", path);
+        }
+        stall("fsync", path);
     }
     return real_fsync(fd);
 }
@@ -89,7 +108,10 @@ int fsync(int fd) {
 int fdatasync(int fd) {
     char path[PATH_MAX];
     if (faulted(fd, path, sizeof path)) {
-        return fail("fdatasync", path);
+        if (!hang) {
+            return fail("fdatasync", path);
+        }
+        stall("fdatasync", path);
     }
     return real_fdatasync(fd);
 }

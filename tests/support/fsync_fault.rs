@@ -12,6 +12,9 @@ const SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/fsync_f
 /// The variable the shim reads its trigger file's path from.
 const TRIGGER_VARIABLE: &str = "FSYNC_FAULT_TRIGGER";
 
+/// The variable that makes a faulted sync hang instead of failing.
+const HANG_VARIABLE: &str = "FSYNC_FAULT_HANG";
+
 /// The line the shim writes to standard error for each sync it fails.
 pub const INJECTED: &str = "fsync_fault: ";
 
@@ -19,6 +22,7 @@ pub const INJECTED: &str = "fsync_fault: ";
 pub struct FsyncFault {
     shim: PathBuf,
     trigger: PathBuf,
+    hang: bool,
 }
 
 impl FsyncFault {
@@ -50,18 +54,32 @@ impl FsyncFault {
         FsyncFault {
             shim,
             trigger: dir.join("fsync-fault-on"),
+            hang: false,
+        }
+    }
+
+    /// As [`Self::build`], but a faulted sync never returns while the
+    /// fault is on (a disk that stopped answering), instead of failing.
+    pub fn build_hanging(dir: &Path) -> FsyncFault {
+        FsyncFault {
+            hang: true,
+            ..FsyncFault::build(dir)
         }
     }
 
     /// The environment that runs a process under the shim.
-    pub fn env(&self) -> [(&'static str, &str); 2] {
-        [
+    pub fn env(&self) -> Vec<(&'static str, &str)> {
+        let mut env = vec![
             ("LD_PRELOAD", self.shim.to_str().unwrap()),
             (TRIGGER_VARIABLE, self.trigger.to_str().unwrap()),
-        ]
+        ];
+        if self.hang {
+            env.push((HANG_VARIABLE, "1"));
+        }
+        env
     }
 
-    /// From now on every fsync of a write-ahead log fails with EIO.
+    /// From now on every fsync of a write-ahead log fails with EIO (or hangs).
     pub fn on(&self) {
         std::fs::write(&self.trigger, b"").unwrap();
     }
