@@ -29,7 +29,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use crate::store::{OutboundRecord, QueuedForLater};
+use crate::store::{HeldRecipient, OutboundRecord, QueuedForLater};
 
 /// Where a message stands in its endpoint's queue as the claim takes it:
 /// higher priority first, then accept order (`seq`).
@@ -201,8 +201,9 @@ impl BackInQueue {
     }
 
     /// The recipients held back at `now_ms` (one of their messages here is
-    /// not due yet), and the earliest time one of them is free again.
-    pub fn held(&self, now_ms: i64) -> (Vec<String>, Option<i64>) {
+    /// not due yet), each from its first message here in queue order, and
+    /// the earliest time one of them is free again.
+    pub fn held(&self, now_ms: i64) -> (Vec<HeldRecipient>, Option<i64>) {
         let mut state = self.lock();
         state.by_recipient.retain(|_, waiting| {
             waiting.retain(|_, w| w.live(now_ms));
@@ -213,11 +214,20 @@ impl BackInQueue {
         for (recipient, waiting) in &state.by_recipient {
             let until = waiting.values().map(Waiting::holds_until).max();
             if let Some(until) = until.filter(|until| *until > now_ms) {
-                held.push(recipient.clone());
+                // A message before the first one here (a higher priority)
+                // goes, as `goes_before` lets its hand-over go.
+                let Some(((Reverse(priority), seq), _)) = waiting.first_key_value() else {
+                    continue;
+                };
+                held.push(HeldRecipient {
+                    recipient: recipient.clone(),
+                    priority: *priority,
+                    seq: *seq,
+                });
                 first_free = Some(first_free.map_or(until, |first| first.min(until)));
             }
         }
-        held.sort();
+        held.sort_by(|a, b| a.recipient.cmp(&b.recipient));
         (held, first_free)
     }
 
@@ -277,13 +287,40 @@ mod tests {
         assert!(!back.goes_before(&message("+1", 2), 50), "taken again");
     }
 
+    /// The held recipients' names, as most tests look at them.
+    fn recipients(held: (Vec<HeldRecipient>, Option<i64>)) -> (Vec<String>, Option<i64>) {
+        (held.0.into_iter().map(|h| h.recipient).collect(), held.1)
+    }
+
+    /// A held recipient is held from its first message back in the queue
+    /// on, in queue order: one of a higher priority still goes first.
+    #[test]
+    fn a_recipient_is_held_from_its_first_message_back_in_the_queue() {
+        let back = BackInQueue::default();
+        back.went_back(&message("+1", 7), 5_000);
+        back.went_back(&message("+1", 4), 9_000);
+        let (held, _) = back.held(0);
+        let first = &message("+1", 4);
+        assert_eq!(
+            held,
+            [HeldRecipient {
+                recipient: "+1".into(),
+                priority: first.priority,
+                seq: 4,
+            }]
+        );
+    }
+
     #[test]
     fn a_message_past_its_ttl_holds_nothing_back() {
         let back = BackInQueue::default();
         back.went_back(&message("+1", 1), 100);
         assert!(!back.goes_before(&message("+1", 2), 10_000));
-        assert_eq!(back.held(50), (vec!["+1".to_string()], Some(100)));
-        assert_eq!(back.held(10_000), (Vec::new(), None));
+        assert_eq!(
+            recipients(back.held(50)),
+            (vec!["+1".to_string()], Some(100))
+        );
+        assert_eq!(recipients(back.held(10_000)), (Vec::new(), None));
     }
 
     #[test]
@@ -294,7 +331,7 @@ mod tests {
         back.went_back(&message("+2", 3), 4_000);
         back.went_back(&message("+3", 4), 1_000);
         assert_eq!(
-            back.held(2_000),
+            recipients(back.held(2_000)),
             (vec!["+1".to_string(), "+2".to_string()], Some(4_000))
         );
         // Still here, due, and holding a later message back.
@@ -329,7 +366,7 @@ mod tests {
         back.went_back(&message("+1", 1), 9_000);
         back.went_back(&message("+1", 2), 0);
         back.cancelled(&message("+1", 1));
-        assert_eq!(back.held(100), (Vec::new(), None));
+        assert_eq!(recipients(back.held(100)), (Vec::new(), None));
         assert!(back.goes_before(&message("+1", 3), 100), "the second waits");
         back.cancelled(&message("+1", 2));
         assert!(!back.goes_before(&message("+1", 3), 100));
@@ -354,7 +391,10 @@ mod tests {
             due_ms: 3_000,
             expires_at_ms: 10_000,
         }]);
-        assert_eq!(back.held(0), (vec!["+1".to_string()], Some(3_000)));
+        assert_eq!(
+            recipients(back.held(0)),
+            (vec!["+1".to_string()], Some(3_000))
+        );
         assert!(back.goes_before(&message("+1", 6), 0));
         // Committed already: a claim that passes it over shows it left.
         back.taken_again(&message("+1", 6), Some(back.claim_starts(3_000)));

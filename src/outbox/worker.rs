@@ -511,7 +511,7 @@ async fn idle_wait(
     endpoint: &Endpoint,
     kind: phonerelay_channel::ChannelKind,
     phone_id: &str,
-    held: Vec<String>,
+    held: Vec<crate::store::HeldRecipient>,
     hold_ends: Option<i64>,
 ) -> Duration {
     let stored = ctx

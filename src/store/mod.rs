@@ -131,7 +131,7 @@ pub trait Store: Send + Sync + 'static {
         channel: ChannelKind,
         phone_id: &str,
         now_ms: i64,
-        skip_recipients: Vec<String>,
+        skip_recipients: Vec<HeldRecipient>,
     ) -> StoreResult<Option<i64>>;
     /// The endpoint's queued messages not due until after `now_ms` (a
     /// retry, a rate limit) and not past their ttl: what the dispatcher

@@ -230,12 +230,25 @@ pub struct ClaimRequest {
     pub now_ms: i64,
     pub lease_ms: i64,
     /// Recipients the dispatcher holds back (a send to them waits for a
-    /// retry or the rate limit): their messages are left in the queue.
-    /// Claimed, each would only go back to wait, and a large backlog to
-    /// one of them was claimed and released over and over, a history row
-    /// each time, ahead of every other recipient's messages.
-    pub skip_recipients: Vec<String>,
+    /// retry or the rate limit): their messages from the held one on, in
+    /// queue order, are left in the queue. Claimed, each would only go
+    /// back to wait, and a large backlog to one of them was claimed and
+    /// released over and over, a history row each time, ahead of every
+    /// other recipient's messages.
+    pub skip_recipients: Vec<HeldRecipient>,
 }
+
+/// A recipient held back, and where in the queue its first message back in
+/// the queue stands. Its messages from there on wait; one of a higher
+/// `priority` goes first, to this recipient too, as the queue's order says
+/// (docs/relay-protocol.md, "Order of sends").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldRecipient {
+    pub recipient: String,
+    pub priority: i64,
+    pub seq: i64,
+}
+
 
 /// A queued message not due yet (`Store::queued_for_later`).
 #[derive(Debug, Clone, PartialEq, Eq)]

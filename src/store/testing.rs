@@ -135,7 +135,7 @@ impl Store for ReadsFailAfterCommit {
         channel: ChannelKind,
         phone_id: &str,
         now_ms: i64,
-        skip_recipients: Vec<String>,
+        skip_recipients: Vec<HeldRecipient>,
     ) -> StoreResult<Option<i64>> {
         self.inner
             .next_due(channel, phone_id, now_ms, skip_recipients)

@@ -291,7 +291,7 @@ impl Store for SqliteStore {
         channel: ChannelKind,
         phone_id: &str,
         now_ms: i64,
-        skip_recipients: Vec<String>,
+        skip_recipients: Vec<HeldRecipient>,
     ) -> StoreResult<Option<i64>> {
         let phone_id = phone_id.to_string();
         self.reader

@@ -395,7 +395,7 @@ pub(super) const ABANDONED: &str = concat!(
 
 /// The next-due statement, with `$also` among its terms.
 macro_rules! next_due {
-    ($also:literal) => {
+    ($also:expr) => {
         concat!(
             "SELECT MIN(next_attempt_at) FROM outbound
              WHERE channel = ?1 AND phone_id = ?2 AND status = 'queued' AND ",
@@ -412,9 +412,25 @@ macro_rules! next_due {
 /// until the sweep came.
 pub(super) const NEXT_DUE: &str = next_due!("");
 
-/// As [`NEXT_DUE`], leaving alone the recipients of the JSON array ?4.
-pub(super) const NEXT_DUE_SKIPPING: &str =
-    next_due!(" AND recipient NOT IN (SELECT value FROM json_each(?4))");
+/// The term that leaves alone the messages of a held recipient from its
+/// held message on: `$held` is the JSON array of `[recipient, priority,
+/// seq]` that [`held_json`] makes. Queue order is `priority DESC, seq`, so
+/// a row comes at or after the held one when its priority is lower, or
+/// the same with a seq not smaller.
+macro_rules! not_held {
+    ($held:literal) => {
+        concat!(
+            " AND NOT EXISTS (SELECT 1 FROM json_each(",
+            $held,
+            ") AS held WHERE held.value ->> 0 = recipient
+               AND (priority < held.value ->> 1
+                    OR (priority = held.value ->> 1 AND seq >= held.value ->> 2)))"
+        )
+    };
+}
+
+/// As [`NEXT_DUE`], leaving alone the held recipients' messages of ?4.
+pub(super) const NEXT_DUE_SKIPPING: &str = next_due!(not_held!("?4"));
 
 /// Live counts and the window's outcomes per endpoint. The ended half
 /// names each ended status: with `ended!()` alone (a NOT IN) the planner
@@ -435,7 +451,7 @@ pub(super) const STATS: &str = concat!(
 
 /// The claim's statement, with `$also` among its terms.
 macro_rules! claim_due {
-    ($also:literal) => {
+    ($also:expr) => {
         concat!(
             "SELECT ",
             outbound_columns!(),
@@ -455,11 +471,20 @@ macro_rules! claim_due {
 /// endpoint, in queue order, not past their ttl.
 pub(super) const CLAIM_DUE: &str = claim_due!("");
 
-/// As [`CLAIM_DUE`], leaving alone the recipients of the JSON array ?5
+/// As [`CLAIM_DUE`], leaving alone the held recipients' messages of ?5
 /// (`ClaimRequest::skip_recipients`). Their rows are still walked, but
 /// neither claimed nor written.
-pub(super) const CLAIM_DUE_SKIPPING: &str =
-    claim_due!(" AND recipient NOT IN (SELECT value FROM json_each(?5))");
+pub(super) const CLAIM_DUE_SKIPPING: &str = claim_due!(not_held!("?5"));
+
+/// The held recipients as the skipping statements take them.
+fn held_json(held: &[HeldRecipient]) -> String {
+    serde_json::Value::Array(
+        held.iter()
+            .map(|h| serde_json::json!([h.recipient, h.priority, h.seq]))
+            .collect(),
+    )
+    .to_string()
+}
 
 /// Claim the message in row ?1 until ?2 (at ?3). OR FAIL, as
 /// [`SET_STATUS`]: nothing unique changes, so no statement journal.
@@ -490,7 +515,7 @@ pub fn claim(conn: &Connection, c: &ClaimRequest) -> StoreResult<Vec<OutboundRec
             .query_map(args, outbound_from_row)?
             .collect::<Result<Vec<_>, _>>()?
     } else {
-        let skip = to_json(&c.skip_recipients)?;
+        let skip = held_json(&c.skip_recipients);
         let args = params![c.channel.as_str(), c.phone_id, c.now_ms, c.limit, skip];
         conn.prepare_cached(CLAIM_DUE_SKIPPING)?
             .query_map(args, outbound_from_row)?
@@ -831,7 +856,7 @@ pub fn next_due(
     channel: ChannelKind,
     phone_id: &str,
     now_ms: i64,
-    skip_recipients: &[String],
+    skip_recipients: &[HeldRecipient],
 ) -> StoreResult<Option<i64>> {
     if skip_recipients.is_empty() {
         return Ok(conn
@@ -840,7 +865,7 @@ pub fn next_due(
                 row.get(0)
             })?);
     }
-    let skip = to_json(&skip_recipients)?;
+    let skip = held_json(skip_recipients);
     Ok(conn
         .prepare_cached(NEXT_DUE_SKIPPING)?
         .query_row(params![channel.as_str(), phone_id, now_ms, skip], |row| {
@@ -1289,6 +1314,58 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM outbound_events", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows, 2, "one row per attempt's end, none per claim");
+    }
+
+    /// A held recipient's messages from its held one on wait; one of a
+    /// higher priority goes first, as the queue's order says. (All of
+    /// them waited, so a high-priority message queued behind a low one's
+    /// retry waited for it: docs/relay-protocol.md, "Order of sends".)
+    #[test]
+    fn a_held_recipient_s_message_of_higher_priority_is_still_claimed() {
+        let (conn, waiting) =
+            first_attempt_ended_by(|next_attempt_at_ms, now_ms| SendOutcome::Retry {
+                next_attempt_at_ms,
+                code: "busy".into(),
+                reason: "try later".into(),
+                now_ms,
+            });
+        let waiting = get(&conn, &waiting).unwrap().unwrap().record;
+        let seqs = SeqClock::load(&conn).unwrap();
+        let urgent = NewOutbound {
+            priority: waiting.priority + 1,
+            ..queued_sms("urgent", 21)
+        };
+        accept(&conn, &urgent, &seqs).unwrap();
+        accept(&conn, &queued_sms("after it", 22), &seqs).unwrap();
+        let held = [HeldRecipient {
+            recipient: waiting.to.clone(),
+            priority: waiting.priority,
+            seq: waiting.seq,
+        }];
+        assert_eq!(
+            next_due(&conn, ChannelKind::Sms, "m1", 25, &held).unwrap(),
+            Some(0),
+            "the urgent one is due"
+        );
+        let claimed = claim(
+            &conn,
+            &ClaimRequest {
+                channel: ChannelKind::Sms,
+                phone_id: "m1".into(),
+                limit: 10,
+                now_ms: 25,
+                lease_ms: 60_000,
+                skip_recipients: held.to_vec(),
+            },
+        )
+        .unwrap();
+        let texts: Vec<&str> = claimed.iter().map(|r| r.text.as_str()).collect();
+        assert_eq!(texts, ["urgent"]);
+        assert_eq!(
+            next_due(&conn, ChannelKind::Sms, "m1", 25, &held).unwrap(),
+            None,
+            "what is left waits for the held one"
+        );
     }
 
     /// A message past its ttl behind one waiting for a retry: the claim
