@@ -1,7 +1,8 @@
 //! Reply routing end to end, on the real daemon against the emulated relay:
 //! conversations expire after `relay.routing.conversation_ttl_days`,
-//! `default_to` takes what belongs to no conversation, and e-mail style
-//! thread keys from a send's receipt pick the pChat user.
+//! `default_to` takes what belongs to no conversation, e-mail style
+//! thread keys from a send's receipt pick the pChat user, and a reply
+//! waits for a send to its sender that may be what it answers.
 
 mod common;
 mod relay_support;
@@ -9,10 +10,11 @@ mod relay_support;
 use std::path::Path;
 use std::time::Duration;
 
+use common::test_channel::Step;
 use common::{TestChannel, TestDaemon, create_key};
 use phonerelay::clock::now_ms;
 use phonerelay::store::Scope;
-use phonerelay_channel::{ChannelEvent, ChannelKind, InboundMessage};
+use phonerelay_channel::{ChannelEvent, ChannelKind, InboundMessage, SendError};
 use relay_support::{EmulatedRelay, PHONE_ID, RELAY_KEY};
 use serde_json::{Value, json};
 
@@ -416,4 +418,124 @@ async fn a_reply_waits_for_a_send_under_way_to_its_sender_however_the_send_spell
     let reply = forwarded(&relay, "yes").await;
     assert_eq!(reply["to"], "bob", "{reply}");
     assert_eq!(reply["origin"]["route"], "recent", "{reply}");
+}
+
+/// Alice's send, pushed by the relay, whose first attempt fails after part
+/// of it went out (an SMS whose first part the network took before the
+/// modem lost it: `+CMS ERROR: 331`, transient), retried `retry_after`
+/// later; waited until it is back in the queue. Its id.
+async fn send_that_goes_out_in_part(
+    bridge: &TestDaemon,
+    sms: &TestChannel,
+    key: &str,
+    retry_after: Duration,
+) -> String {
+    let mut no_network = SendError::transient("cms_331", "no network service (+CMS ERROR: 331)");
+    no_network.retry_after = Some(retry_after);
+    sms.script(vec![Step::Fail(no_network)]);
+    let body = json!({"phone_id": PHONE_ID, "channel": "sms", "to": "+15551230001",
+        "text": "hello from alice, in two parts", "source": "alice",
+        "relay_message_id": "r-2"});
+    let (code, accepted) = bridge.post("/api/v1/messages", key, &body).await;
+    assert_eq!(code, 202, "{accepted}");
+    let alice = accepted["id"].as_str().unwrap().to_string();
+    bridge
+        .wait_message(&alice, |m| m["status"] == "queued" && m["attempts"] == 1)
+        .await;
+    alice
+}
+
+async fn status_of(bridge: &TestDaemon, id: &str) -> Value {
+    let (code, message) = bridge
+        .get(&format!("/api/v1/messages/{id}"), &bridge.admin_key)
+        .await;
+    assert_eq!(code, 200, "{message}");
+    message["status"].clone()
+}
+
+/// Bob wrote to the number yesterday. Alice's SMS to it went out in part
+/// and waits for its retry, and the number answers in between: the reply
+/// is alice's. It waits for her send's outcome, and is routed by her
+/// conversation dated from her first attempt, not from the retry that got
+/// the rest out. (It went at once to bob, whose conversation was the
+/// latest while alice's send was queued; and held, it would have gone to
+/// bob still, her send dating from after the reply.)
+#[tokio::test]
+async fn a_reply_between_the_attempts_of_a_send_that_went_out_in_part_is_its_senders() {
+    let relay = EmulatedRelay::start().await;
+    let sms = TestChannel::new(ChannelKind::Sms, PHONE_ID);
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &sms).await;
+    let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
+    send_from_pchat(&bridge, &key, "sms", "+15551230001", "bob", "r-1").await;
+
+    let alice = send_that_goes_out_in_part(&bridge, &sms, &key, Duration::from_secs(3)).await;
+    for (from, id, text) in [
+        ("+15551230001", "sms:r1", "half a message?"),
+        // Forwarded once the reply was looked at (commit order, a held
+        // conversation passed over).
+        ("+15559990000", "sms:m1", "marker"),
+    ] {
+        sms.inject(inbound(ChannelKind::Sms, from, id, text, &[]))
+            .await
+            .unwrap();
+    }
+    // Committed between the attempts, or this shows nothing.
+    assert_eq!(status_of(&bridge, &alice).await, "queued");
+    forwarded(&relay, "marker").await;
+    let forwarded_early = relay
+        .messages()
+        .into_iter()
+        .find(|m| m.body["text"] == "half a message?");
+    // Read after the relay's messages: queued now, it was then too.
+    if status_of(&bridge, &alice).await == "queued" {
+        assert!(
+            forwarded_early.is_none(),
+            "the reply went before the send it may answer had an outcome: {:?}",
+            forwarded_early.map(|m| m.body)
+        );
+    }
+
+    bridge.wait_status(&alice, "sent").await;
+    let reply = forwarded(&relay, "half a message?").await;
+    assert_eq!(
+        (reply["to"].clone(), reply["origin"]["route"].clone()),
+        (json!("alice"), json!("recent")),
+        "{reply}"
+    );
+}
+
+/// A send that waits for a long retry after part of it went out holds its
+/// recipient's replies only `relay.routing.unsettled_wait_seconds`: then
+/// whom a reply answers is still unknown, and it goes to `default_to`,
+/// never to bob, who wrote before.
+#[tokio::test]
+async fn a_reply_waits_so_long_for_a_send_that_went_out_in_part_then_goes_to_default() {
+    let relay = EmulatedRelay::start().await;
+    let sms = TestChannel::new(ChannelKind::Sms, PHONE_ID);
+    let config = format!(
+        "{}unsettled_wait_seconds = 1\n",
+        relay.bridge_config("push", Some("ops"))
+    );
+    let bridge = common::start_bridge(&config, RELAY_KEY, &sms).await;
+    let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
+    send_from_pchat(&bridge, &key, "sms", "+15551230001", "bob", "r-1").await;
+
+    let alice = send_that_goes_out_in_part(&bridge, &sms, &key, Duration::from_secs(3600)).await;
+    sms.inject(inbound(
+        ChannelKind::Sms,
+        "+15551230001",
+        "sms:r1",
+        "are you there?",
+        &[],
+    ))
+    .await
+    .unwrap();
+    let reply = forwarded(&relay, "are you there?").await;
+    assert_eq!(
+        (reply["to"].clone(), reply["origin"]["route"].clone()),
+        (json!("ops"), json!("default")),
+        "{reply}"
+    );
+    assert_eq!(status_of(&bridge, &alice).await, "queued", "no outcome yet");
 }

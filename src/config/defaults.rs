@@ -144,3 +144,7 @@ pub const DEFAULT_RELAY_RETRY_MAX_MS: u64 = 5 * 60 * 1000;
 /// A reply more than this many days after our last message to that
 /// address is not routed by conversation (it goes to `default_to`).
 pub const DEFAULT_CONVERSATION_TTL_DAYS: u64 = 30;
+/// How long a reply waits for a send to its sender that has no outcome
+/// yet (under way, or waiting for its retry after part of it went out)
+/// before it goes to `default_to` (`relay::routing::decide`).
+pub const DEFAULT_UNSETTLED_WAIT_SECONDS: u64 = 300;

@@ -343,6 +343,10 @@ pub struct RoutingConfig {
     pub default_to: Option<String>,
     /// A conversation older than this no longer routes replies.
     pub conversation_ttl_days: u64,
+    /// How long a reply waits for a pChat user's send to its sender that
+    /// has no outcome yet (it may be what the reply answers) before it
+    /// goes to `default_to` rather than to whoever wrote before.
+    pub unsettled_wait_seconds: u64,
 }
 
 impl Default for RoutingConfig {
@@ -350,6 +354,7 @@ impl Default for RoutingConfig {
         Self {
             default_to: None,
             conversation_ttl_days: DEFAULT_CONVERSATION_TTL_DAYS,
+            unsettled_wait_seconds: DEFAULT_UNSETTLED_WAIT_SECONDS,
         }
     }
 }

@@ -273,6 +273,12 @@ fn check_ceilings(config: &super::model::Config, issues: &mut Vec<ConfigIssue>) 
             MAX_RETENTION_DAYS,
             "a hundred years",
         ),
+        (
+            "relay.routing.unsettled_wait_seconds",
+            relay.routing.unsettled_wait_seconds,
+            MAX_INTERVAL_SECONDS,
+            "a day",
+        ),
     ] {
         if value > max {
             issues.push(ConfigIssue::new(

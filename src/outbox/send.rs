@@ -302,7 +302,8 @@ fn stopped_in_flight(ctx: &DispatchContext, record: &OutboundRecord) -> SendOutc
         reason: "the daemon stopped while this send was on its way; it may have gone out, \
                  and is tried again"
             .into(),
-        now_ms: now,
+        // An event time: see `SendOutcome::Retry`.
+        now_ms: crate::clock::event_ms(),
     }
 }
 
@@ -436,7 +437,10 @@ fn classify(ctx: &DispatchContext, record: &OutboundRecord, error: SendError) ->
         next_attempt_at_ms: retry_due(now, backoff, error.retry_after, record.expires_at_ms),
         code: error.code,
         reason: error.message,
-        now_ms: now,
+        // An event time, as a sent outcome's: reply routing compares the
+        // end of a message's first attempt with replies' arrivals
+        // (`SendOutcome::Retry`). The retry is due by the wall clock.
+        now_ms: crate::clock::event_ms(),
     }
 }
 

@@ -16,7 +16,7 @@ use super::Deps;
 use phonerelay_channel::normalize_address as normalize;
 
 use super::media_upload::{RefusedAttachment, UploadFailure, relay_attachments};
-use super::routing::{Route, route, unsettled};
+use super::routing::{Decision, Route, decide};
 use crate::api::dto::AttachmentBody;
 use crate::clock::{now_ms, rfc3339};
 use crate::store::{InboundRecord, RelayInbound, RelayInboundOutcome};
@@ -31,7 +31,7 @@ const HELD_POLL: Duration = Duration::from_secs(30);
 /// Pending messages read per round.
 const ROUND_SIZE: u32 = 500;
 /// How soon a reply held for a send to its sender without an outcome
-/// (`routing::unsettled`) is looked at again.
+/// (`routing::decide`) is looked at again.
 const UNSETTLED_RECHECK: Duration = Duration::from_millis(250);
 
 /// The body POSTed to the relay's messages path.
@@ -252,26 +252,30 @@ async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attemp
             to: to.clone(),
             route: route.clone(),
         },
-        _ if unsettled(&**store, routing, m).await.unwrap_or(true) => {
-            // Its conversation waits, looked at again shortly; nothing is
-            // recorded (it is no attempt). Unreadable: the same.
-            tracing::debug!(id = %m.id, "a send to the sender has no outcome yet; the reply waits for it");
-            return Attempt::Later {
-                link_down: false,
-                next_at_ms: now_ms() + UNSETTLED_RECHECK.as_millis() as i64,
-            };
-        }
-        _ => match route(&**store, routing, m).await {
-            Ok(Some(route)) => route,
-            Ok(None) => {
-                tracing::warn!(id = %m.id, channel = %m.channel, "inbound message has no route; kept as a dead letter");
-                let recorded = record(deps, &m.id, RelayInboundOutcome::Dead {
-                    to: None,
-                    route: None,
-                    code: "no_route".into(),
-                    reason: "no conversation matches the sender and relay.routing.default_to is not set".into(),
-                    now_ms: now_ms(),
-                })
+        _ => match decide(&**store, routing, m, now_ms()).await {
+            Ok(Decision::To(route)) => route,
+            Ok(Decision::Wait) => {
+                // Its conversation waits, looked at again shortly; nothing
+                // is recorded (it is no attempt).
+                tracing::debug!(id = %m.id, "a send to the sender has no outcome yet; the reply waits for it");
+                return Attempt::Later {
+                    link_down: false,
+                    next_at_ms: now_ms() + UNSETTLED_RECHECK.as_millis() as i64,
+                };
+            }
+            Ok(Decision::NoRoute(reason)) => {
+                tracing::warn!(id = %m.id, channel = %m.channel, reason, "inbound message has no route; kept as a dead letter");
+                let recorded = record(
+                    deps,
+                    &m.id,
+                    RelayInboundOutcome::Dead {
+                        to: None,
+                        route: None,
+                        code: "no_route".into(),
+                        reason: reason.into(),
+                        now_ms: now_ms(),
+                    },
+                )
                 .await;
                 return settled(deps, recorded, failures);
             }

@@ -32,24 +32,77 @@ fn query(config: &RoutingConfig, message: &InboundRecord) -> RouteQuery {
     }
 }
 
-/// Whether `message` cannot be routed yet: a pChat user's send to its
-/// sender, accepted before it arrived, has no outcome recorded (a store
-/// outage held the recording up, or the send is under way). That send may
-/// have gone out before the reply came, and would then be the
-/// conversation it answers; routing now would give it to whoever wrote
-/// before.
-pub async fn unsettled(
+/// What becomes of `message` now (`decide`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// A pChat user's send to its sender has no outcome yet and may be
+    /// what it answers: look again shortly.
+    Wait,
+    /// Where it goes.
+    To(Route),
+    /// Nowhere (dead letter `no_route`), for the reason given.
+    NoRoute(&'static str),
+}
+
+/// Route `message` as it stood when it arrived, however long it waited to
+/// be forwarded since (a pChat user who wrote to its sender meanwhile must
+/// not get a reply meant for the one before), unless a send to its sender
+/// leaves it unsure (`Store::send_unsettled`): a pChat user's send,
+/// accepted before it arrived, that has no outcome recorded and may have
+/// gone out before it came, under way or waiting for its retry after an
+/// attempt that may have put part of it out (or a store outage held the
+/// recording up). That send would be the conversation it answers, and
+/// routing now would give it to whoever wrote before: it waits.
+///
+/// Not for ever: a send waits for its retry up to its ttl (a day by
+/// default), and the replies of its recipient would wait as long. Past
+/// `unsettled_wait_seconds` after it arrived (by `now_ms`, the wall
+/// clock, against its commit's event time: a clock stepped back stretches
+/// the wait by the step), a reply the bridge still cannot place goes to
+/// `default_to`, the operator, rather than to a pChat user it may not be
+/// meant for; without `default_to` it is a `no_route` dead letter, which a
+/// manual retry routes again once the send has its outcome.
+pub async fn decide(
     store: &dyn Store,
     config: &RoutingConfig,
     message: &InboundRecord,
-) -> StoreResult<bool> {
-    store.send_unsettled(query(config, message)).await
+    now_ms: i64,
+) -> StoreResult<Decision> {
+    match store.send_unsettled(query(config, message)).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return Ok(match route(store, config, message).await? {
+                Some(to) => Decision::To(to),
+                None => Decision::NoRoute(
+                    "no conversation matches the sender and relay.routing.default_to is not set",
+                ),
+            });
+        }
+        // Unreadable: it waits, however long it has waited (the store is
+        // failing, not the send unsure), and is looked at again.
+        Err(e) => {
+            tracing::debug!(id = %message.id, error = %e, "cannot tell whether a send to the sender has an outcome; the reply waits");
+            return Ok(Decision::Wait);
+        }
+    }
+    let waited_ms = now_ms.saturating_sub(message.committed_at_ms);
+    let bound_ms =
+        i64::try_from(config.unsettled_wait_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+    if waited_ms < bound_ms {
+        return Ok(Decision::Wait);
+    }
+    Ok(match default_route(config) {
+        Some(to) => Decision::To(to),
+        None => Decision::NoRoute(
+            "a send to the sender still had no outcome after relay.routing.unsettled_wait_seconds, \
+             so whom the reply answers is unknown, and relay.routing.default_to is not set",
+        ),
+    })
 }
 
-/// The route as it stood when `message` arrived, however long it waited
-/// to be forwarded since: a pChat user who wrote to its sender meanwhile
-/// must not get a reply meant for the one before.
-pub async fn route(
+/// The route as it stood when `message` arrived: its conversation, else
+/// `default_to`.
+async fn route(
     store: &dyn Store,
     config: &RoutingConfig,
     message: &InboundRecord,
@@ -60,9 +113,13 @@ pub async fn route(
             to: m.to,
             route: m.route.into(),
         }),
-        None => config.default_to.clone().map(|to| Route {
-            to,
-            route: "default".into(),
-        }),
+        None => default_route(config),
+    })
+}
+
+fn default_route(config: &RoutingConfig) -> Option<Route> {
+    config.default_to.clone().map(|to| Route {
+        to,
+        route: "default".into(),
     })
 }

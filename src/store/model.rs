@@ -268,7 +268,11 @@ pub enum SendOutcome {
         receipt: SendReceipt,
         now_ms: i64,
     },
-    /// A failed attempt to try again at `next_attempt_at_ms`.
+    /// A failed attempt to try again at `next_attempt_at_ms`. Some of the
+    /// message may have gone out (an SMS's first parts), so `now_ms` is an
+    /// event time (`clock::event_ms`), as a sent outcome's is: the first
+    /// retry of a message is when it may first have reached its recipient,
+    /// which reply routing times its conversation from (`went_out_at`).
     Retry {
         next_attempt_at_ms: i64,
         code: String,

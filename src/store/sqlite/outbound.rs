@@ -249,10 +249,12 @@ pub fn cancel(conn: &Connection, id: &str, now_ms: i64) -> StoreResult<CancelOut
     }
 }
 
-/// Where message ?2, in row ?1, went, and when the attempt that its next
-/// event ends began (see `set_status`).
+/// Where message ?2, in row ?1, went, when the attempt that its next
+/// event ends began (see `set_status`), and, while it is live, when it
+/// may first have reached its recipient (`routing::SentTo::went_out_at`).
 pub(super) const CURRENT: &str = "SELECT channel, phone_id, recipient, source,
-        CASE WHEN status = 'sending' THEN attempt_at END
+        CASE WHEN status = 'sending' THEN attempt_at END,
+        CASE WHEN status IN ('queued', 'sending') THEN went_out_at END
      FROM outbound WHERE seq = ?1 AND id = ?2";
 
 /// Message `id` as [`CURRENT`] reads it, and its row: one statement for a
@@ -268,6 +270,7 @@ fn current(conn: &Connection, id: &str) -> StoreResult<Option<(i64, SentTo, Opti
                     phone_id: row.get(1)?,
                     recipient: row.get(2)?,
                     source: row.get(3)?,
+                    went_out_at: row.get(5)?,
                 };
                 Ok((seq, sent_to, row.get::<_, Option<i64>>(4)?))
             })
@@ -330,7 +333,9 @@ pub(super) const SET_STATUS: &str = "UPDATE OR FAIL outbound SET status = ?2, up
      WHERE seq = ?1";
 
 /// Move message `id` to `status` and log it; returns where the message
-/// went, which a sent outcome needs. An unknown id is an error.
+/// went, which a sent outcome needs. An unknown id is an error. A live
+/// message that ends unsent after an attempt that may have put some of it
+/// out leaves its pChat user's conversation (`routing::record_ended_unsent`).
 ///
 /// The row is read once, *before* it changes: an event that ends a send
 /// attempt (the message was `sending`) carries the time that attempt
@@ -363,6 +368,12 @@ fn set_status(
         code,
         reason
     ])?;
+    if matches!(
+        status,
+        OutboundStatus::Failed | OutboundStatus::Expired | OutboundStatus::Cancelled
+    ) {
+        routing::record_ended_unsent(conn, id, &sent_to)?;
+    }
     Ok(sent_to)
 }
 
@@ -613,15 +624,21 @@ pub fn requeue_abandoned(
         code: Some("requeued"),
         reason: Some("the daemon stopped while sending; sending again"),
     };
+    // The claim may have gone out, in part, before the process died: from
+    // now at the latest (an event time, as a retry's end is), a reply from
+    // its recipient may answer it (`went_out_at`, see `requeue`). One time
+    // for them all: this runs as the daemon starts, before any channel
+    // could commit a reply.
+    let went_out_at = crate::clock::event_ms();
     for (id, _) in &ids {
         let Some(seq) = event.log_before_change(conn, id)? else {
             continue;
         };
         conn.prepare_cached(
             "UPDATE outbound SET status = 'queued', next_attempt_at = ?2, updated_at = ?2,
-                lease_until = NULL WHERE seq = ?1",
+                lease_until = NULL, went_out_at = COALESCE(went_out_at, ?3) WHERE seq = ?1",
         )?
-        .execute(params![seq, now_ms])?;
+        .execute(params![seq, now_ms, went_out_at])?;
     }
     Ok(Abandoned {
         requeued: ids.len(),
@@ -724,13 +741,29 @@ fn record_outcome(
             code,
             reason,
             now_ms,
-        } => requeue(conn, id, *next_attempt_at_ms, *now_ms, 0, code, reason),
+        } => requeue(
+            conn,
+            id,
+            *next_attempt_at_ms,
+            *now_ms,
+            Attempt::Counted,
+            code,
+            reason,
+        ),
         SendOutcome::Release {
             next_attempt_at_ms,
             now_ms,
             code,
             reason,
-        } => requeue(conn, id, *next_attempt_at_ms, *now_ms, 1, code, reason),
+        } => requeue(
+            conn,
+            id,
+            *next_attempt_at_ms,
+            *now_ms,
+            Attempt::GivenBack,
+            code,
+            reason,
+        ),
         SendOutcome::Failed {
             code,
             reason,
@@ -784,12 +817,24 @@ fn other_holder(
     Ok((holder != id).then_some(holder))
 }
 
+/// How a claimed message goes back to the queue.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// It was tried (`SendOutcome::Retry`): some of it may have gone out.
+    Counted,
+    /// It was not (`SendOutcome::Release`): the attempt is given back.
+    GivenBack,
+}
+
+/// Put claimed message `id` back in the queue. After its first attempt
+/// that counted, `went_out_at` takes `now_ms`, that attempt's end (an
+/// event time: `SendOutcome::Retry`), and keeps it through later ones.
 fn requeue(
     conn: &Connection,
     id: &str,
     next_attempt_at_ms: i64,
     now_ms: i64,
-    give_back_attempts: u32,
+    attempt: Attempt,
     code: &str,
     reason: &str,
 ) -> StoreResult<()> {
@@ -802,17 +847,19 @@ fn requeue(
     let Some(seq) = event.log_before_change(conn, id)? else {
         return Ok(());
     };
+    let counted = attempt == Attempt::Counted;
     conn.prepare_cached(
         "UPDATE outbound SET status = 'queued', next_attempt_at = ?2, updated_at = ?3,
-            lease_until = NULL, attempts = MAX(attempts - ?4, 0),
-            error_code = ?5, error_message = ?6
+            lease_until = NULL, attempts = MAX(attempts - (NOT ?4), 0),
+            error_code = ?5, error_message = ?6,
+            went_out_at = CASE WHEN ?4 THEN COALESCE(went_out_at, ?3) ELSE went_out_at END
          WHERE seq = ?1",
     )?
     .execute(params![
         seq,
         next_attempt_at_ms,
         now_ms,
-        give_back_attempts,
+        counted,
         code,
         reason
     ])?;

@@ -59,10 +59,39 @@ fn the_claim_and_the_queue_reads_use_the_live_index() {
     assert_reaches(outbound::ABANDONED, "outbound_claim");
     assert_reaches(outbound::NEXT_DUE, "outbound_claim");
     assert_reaches(outbound::QUEUED_FOR_LATER, "outbound_claim");
-    // Asked for each reply without a route yet, and again while it waits.
-    assert_reaches(routing::SEND_UNSETTLED, "outbound_claim");
     // At each report for no recorded send, for each kept over a day.
     assert_reaches(outbound::OLDEST_LIVE, "outbound_claim");
+}
+
+/// Asked for each reply without a route yet, and again while it waits:
+/// the endpoint's `sending` rows through the claim index, and those an
+/// attempt may have put out through theirs, up to the reply's arrival;
+/// never the endpoint's whole queue.
+#[test]
+fn the_unsettled_sends_are_read_through_two_small_partial_indexes() {
+    let steps = plan(routing::SEND_UNSETTLED);
+    let uses = |index: &str| steps.iter().any(|s| s.contains(index));
+    assert!(
+        uses("INDEX outbound_claim (channel=? AND phone_id=? AND status=?)"),
+        "{steps:?}"
+    );
+    assert!(
+        uses(
+            "INDEX outbound_went_out (channel=? AND phone_id=? AND went_out_at>? AND went_out_at<?)"
+        ),
+        "{steps:?}"
+    );
+    assert_reaches(routing::SEND_UNSETTLED, "outbound_");
+    // Read when the store opens: the few rows of that index.
+    let steps = plan(routing::LATEST_EVENT);
+    assert!(
+        steps.iter().any(|s| s.contains("INDEX outbound_went_out")),
+        "{steps:?}"
+    );
+    assert!(
+        !steps.iter().any(|s| s.starts_with("SCAN outbound ")),
+        "{steps:?}"
+    );
 }
 
 #[test]

@@ -16,33 +16,73 @@ pub struct SentTo {
     pub phone_id: String,
     pub recipient: String,
     pub source: Option<String>,
+    /// When the message may first have reached its recipient, if an
+    /// attempt before the one ending now counted (`went_out_at`, an event
+    /// time); read only while the message is live.
+    pub went_out_at: Option<i64>,
 }
+
+/// The latest event time (`clock::event_ms`) the store holds: when a
+/// send to a person last went out (or first may have, for one that waits
+/// for its retry), or a message was last committed. Each read walks one
+/// end of an index (the last through the few rows of `outbound_went_out`),
+/// or the table, by `seq`.
+pub fn latest_event_ms(conn: &Connection) -> StoreResult<Option<i64>> {
+    Ok(conn.query_row(LATEST_EVENT, [], |row| row.get(0))?)
+}
+
+/// See [`latest_event_ms`]. The aggregate skips a table with no rows (a
+/// NULL), as the many-argument MAX() would not.
+pub(crate) const LATEST_EVENT: &str = concat!(
+    "SELECT MAX(at) FROM (
+        SELECT MAX(last_at) AS at FROM conversations
+        UNION ALL SELECT MAX(created_at) FROM conversation_keys
+        UNION ALL SELECT * FROM
+            (SELECT committed_at FROM inbound ORDER BY seq DESC LIMIT 1)
+        UNION ALL SELECT MAX(went_out_at) FROM outbound WHERE ",
+    live!(),
+    " AND went_out_at IS NOT NULL)"
+);
 
 /// After a send succeeded: if a pChat user (`source`) sent it, remember
-/// the conversation and every key a reply could name.
-/// The latest event time (`clock::event_ms`) the store holds: when a
-/// send to a person last went out, or a message was last committed. Each
-/// read walks one end of an index (or the table, by `seq`).
-pub fn latest_event_ms(conn: &Connection) -> StoreResult<Option<i64>> {
-    Ok(conn.query_row(
-        // The aggregate skips a table with no rows (a NULL), as the
-        // many-argument MAX() would not.
-        "SELECT MAX(at) FROM (
-            SELECT MAX(last_at) AS at FROM conversations
-            UNION ALL SELECT MAX(created_at) FROM conversation_keys
-            UNION ALL SELECT * FROM
-                (SELECT committed_at FROM inbound ORDER BY seq DESC LIMIT 1))",
-        [],
-        |row| row.get(0),
-    )?)
-}
-
+/// the conversation and every key a reply could name, as of when the
+/// message may first have reached its recipient. That is the end of its
+/// first attempt that counted (`SentTo::went_out_at`), not of the one that
+/// succeeded: the parts of an SMS an earlier attempt got out before it
+/// failed are read before the rest go, and a reply that came between the
+/// attempts is this send's. Sent at the first try, `sent_at_ms`.
 pub fn record_sent(
     conn: &Connection,
     message_id: &str,
     sent: &SentTo,
     receipt: &SendReceipt,
-    now_ms: i64,
+    sent_at_ms: i64,
+) -> StoreResult<()> {
+    let keys = receipt.external_ids.iter().chain(&receipt.thread_keys);
+    let at_ms = sent.went_out_at.unwrap_or(sent_at_ms);
+    record_conversation(conn, message_id, sent, keys.map(String::as_str), at_ms)
+}
+
+/// A message that ends unsent (failed, expired, cancelled) after an
+/// attempt that may have put some of it out (`SentTo::went_out_at`): a
+/// reply may answer what went out, and it goes to the pChat user who sent
+/// that, not to whoever wrote to the recipient before. No reply key is
+/// known (no receipt), so the message's own id stands as one: the
+/// walk-back in `route` (a reply that waited while someone else wrote)
+/// finds this send by its keys.
+pub fn record_ended_unsent(conn: &Connection, message_id: &str, sent: &SentTo) -> StoreResult<()> {
+    let Some(at_ms) = sent.went_out_at else {
+        return Ok(());
+    };
+    record_conversation(conn, message_id, sent, std::iter::once(message_id), at_ms)
+}
+
+fn record_conversation<'k>(
+    conn: &Connection,
+    message_id: &str,
+    sent: &SentTo,
+    keys: impl Iterator<Item = &'k str>,
+    at_ms: i64,
 ) -> StoreResult<()> {
     let Some(source) = &sent.source else {
         return Ok(());
@@ -70,9 +110,9 @@ pub fn record_sent(
         external,
         source,
         message_id,
-        now_ms
+        at_ms
     ])?;
-    for key in receipt.external_ids.iter().chain(&receipt.thread_keys) {
+    for key in keys {
         conn.prepare_cached(
             "INSERT INTO conversation_keys
                 (channel, phone_id, thread_key, external, pchat_to, message_id, created_at)
@@ -89,24 +129,35 @@ pub fn record_sent(
             external,
             source,
             message_id,
-            now_ms
+            at_ms
         ])?;
     }
     Ok(())
 }
 
-/// The most exact match: a reply key, then the sender's latest
-/// conversation on this endpoint, both as they stood when the reply
-/// arrived (`as_of_ms`).
-/// The recipients of an endpoint's sends from pChat users that are under
-/// way. The `live!()` term lets SQLite take the partial claim index (it
-/// does not infer it from `status = 'sending'`): the endpoint's `sending`
-/// rows only, at most its concurrency, not every message ever kept.
+/// The recipients of an endpoint's sends from pChat users that have no
+/// outcome yet and may be what a reply that arrived at ?3 answers:
+/// - those under way (`sending`) accepted before it: the attempt may put
+///   the message out before it ends, and its time is known only then;
+/// - those whose first attempt that counted ended before it (`went_out_at`),
+///   whatever their status (`queued` for their retry, or in it): part of
+///   the message may be out, and its conversation will be timed from then
+///   (`record_sent`).
+///
+/// Each half reads a partial index, so neither walks the queue: the
+/// `live!()` term lets SQLite take the claim index (it does not infer it
+/// from `status = 'sending'`), which gives the endpoint's `sending` rows
+/// only, at most its concurrency; `outbound_went_out` holds only live
+/// messages with an attempt behind them, and is read up to ?3.
 pub(crate) const SEND_UNSETTLED: &str = concat!(
     "SELECT recipient FROM outbound WHERE channel = ?1 AND phone_id = ?2
      AND status = 'sending' AND ",
     live!(),
-    " AND source IS NOT NULL AND created_at <= ?3"
+    " AND source IS NOT NULL AND created_at <= ?3
+     UNION ALL
+     SELECT recipient FROM outbound WHERE channel = ?1 AND phone_id = ?2 AND ",
+    live!(),
+    " AND went_out_at IS NOT NULL AND went_out_at <= ?3 AND source IS NOT NULL"
 );
 
 /// See `Store::send_unsettled`. The recipient is compared as routing
@@ -125,6 +176,9 @@ pub fn send_unsettled(conn: &Connection, q: &RouteQuery) -> StoreResult<bool> {
     Ok(false)
 }
 
+/// The most exact match: a reply key, then the sender's latest
+/// conversation on this endpoint, both as they stood when the reply
+/// arrived (`as_of_ms`).
 pub fn route(conn: &Connection, q: &RouteQuery) -> StoreResult<Option<RouteMatch>> {
     for key in &q.reply_to {
         // A key recorded (or taken over by another send) after the reply
@@ -227,7 +281,10 @@ pub fn prune(conn: &Connection, before_ms: i64, pending_ttl_ms: Option<i64>) -> 
 mod tests {
     use super::*;
 
+    use super::super::outbound;
     use super::super::schema::{MIGRATIONS, at_version};
+    use super::super::seq_clock::SeqClock;
+    use crate::store::testing::queued_sms;
 
     fn sent_by(conn: &Connection, source: &str, external_id: &str, at_ms: i64) {
         let sent = SentTo {
@@ -235,6 +292,7 @@ mod tests {
             phone_id: "m1".into(),
             recipient: "+15551230001".into(),
             source: Some(source.into()),
+            went_out_at: None,
         };
         let receipt = SendReceipt::single(external_id.to_string());
         record_sent(conn, &format!("msg-{external_id}"), &sent, &receipt, at_ms).unwrap();
@@ -301,6 +359,7 @@ mod tests {
             phone_id: "m1".into(),
             recipient: "+15551230001".into(),
             source: Some("carol".into()),
+            went_out_at: None,
         };
         let receipt = SendReceipt::single("sms:2".to_string());
         record_sent(&conn, "msg-old", &sent, &receipt, 200).unwrap();
@@ -349,6 +408,185 @@ mod tests {
         sent_by(&conn, "alice", "sms:1", 0);
         pending_inbound_at(&conn, 29 * DAY);
         assert!(prune(&conn, DAY, None).unwrap() > 0);
+    }
+
+    /// Alice's SMS to the number Bob wrote to, accepted at 200; its id.
+    fn alice_writes(conn: &Connection) -> String {
+        let seqs = SeqClock::load(conn).unwrap();
+        let mut message = queued_sms("from alice", 200);
+        message.source = Some("alice".into());
+        match outbound::accept(conn, &message, &seqs).unwrap() {
+            AcceptOutcome::Created { id } => id,
+            other => panic!("not created: {other:?}"),
+        }
+    }
+
+    fn claim_at(conn: &Connection, now_ms: i64) {
+        let claim = ClaimRequest {
+            channel: ChannelKind::Sms,
+            phone_id: "m1".into(),
+            limit: 10,
+            now_ms,
+            lease_ms: 60_000,
+            skip_recipients: Vec::new(),
+        };
+        assert_eq!(outbound::claim(conn, &claim).unwrap().len(), 1);
+    }
+
+    fn ended(conn: &Connection, id: &str, outcome: SendOutcome) {
+        outbound::record_outcomes(conn, &[(id.to_string(), outcome)]).unwrap();
+    }
+
+    /// Attempt ended at `now_ms` with a transient failure after part of
+    /// the message went out (`+CMS ERROR: 331` after the first part).
+    fn no_network(now_ms: i64) -> SendOutcome {
+        SendOutcome::Retry {
+            next_attempt_at_ms: now_ms + 100,
+            code: "cms_331".into(),
+            reason: "no network service".into(),
+            now_ms,
+        }
+    }
+
+    /// Bob wrote to the number at 100. Alice's send to it was tried at
+    /// 300, failed after its first part went out (400), and waits for its
+    /// retry: a reply from the number at 500 may answer her half message.
+    /// It waits for her send's outcome, and then it is hers, for her send
+    /// dates from 400, not from the retry that sent the rest (700).
+    #[test]
+    fn a_reply_between_the_attempts_of_a_send_waits_for_it_and_is_its_senders() {
+        let conn = at_version(MIGRATIONS.len());
+        sent_by(&conn, "bob", "sms:1", 100);
+        let alice = alice_writes(&conn);
+        claim_at(&conn, 300);
+        ended(&conn, &alice, no_network(400));
+
+        assert!(send_unsettled(&conn, &reply_arrived_at(500)).unwrap());
+        // One that came before her first attempt ended is not hers.
+        assert!(!send_unsettled(&conn, &reply_arrived_at(350)).unwrap());
+
+        claim_at(&conn, 600);
+        assert!(send_unsettled(&conn, &reply_arrived_at(500)).unwrap());
+        ended(&conn, &alice, sent_as("sms:2", 700));
+        assert!(!send_unsettled(&conn, &reply_arrived_at(500)).unwrap());
+        assert_eq!(
+            route(&conn, &reply_arrived_at(500)).unwrap().unwrap().to,
+            "alice"
+        );
+        assert_eq!(
+            route(&conn, &reply_arrived_at(350)).unwrap().unwrap().to,
+            "bob"
+        );
+        // Carol wrote after the reply came (it waited): still alice's.
+        sent_by(&conn, "carol", "sms:3", 800);
+        assert_eq!(
+            route(&conn, &reply_arrived_at(500)).unwrap().unwrap().to,
+            "alice"
+        );
+    }
+
+    fn sent_as(external_id: &str, now_ms: i64) -> SendOutcome {
+        SendOutcome::Sent {
+            receipt: SendReceipt::single(external_id.to_string()),
+            now_ms,
+        }
+    }
+
+    /// A claim a dead process left may have gone out: requeued at the
+    /// start, it holds a reply from its recipient that came after.
+    #[test]
+    fn a_claim_requeued_after_a_crash_holds_a_later_reply() {
+        let conn = at_version(MIGRATIONS.len());
+        sent_by(&conn, "bob", "sms:1", 100);
+        alice_writes(&conn);
+        claim_at(&conn, 300);
+        outbound::requeue_abandoned(&conn, 400, 12).unwrap();
+        // Dated by the event clock, at the start.
+        let later = crate::clock::event_ms();
+        assert!(send_unsettled(&conn, &reply_arrived_at(later)).unwrap());
+    }
+
+    /// A claim given back unsent (a rate limit) put nothing out: a reply
+    /// does not wait for its retry, and is bob's.
+    #[test]
+    fn a_claim_given_back_unsent_holds_no_reply() {
+        let conn = at_version(MIGRATIONS.len());
+        sent_by(&conn, "bob", "sms:1", 100);
+        let alice = alice_writes(&conn);
+        claim_at(&conn, 300);
+        let release = SendOutcome::Release {
+            next_attempt_at_ms: 3_600_000,
+            now_ms: 400,
+            code: "deferred".into(),
+            reason: "held back by the per-recipient rate limit".into(),
+        };
+        ended(&conn, &alice, release);
+        assert!(!send_unsettled(&conn, &reply_arrived_at(500)).unwrap());
+        assert_eq!(
+            route(&conn, &reply_arrived_at(500)).unwrap().unwrap().to,
+            "bob"
+        );
+    }
+
+    /// How a send waiting for its retry ends without being sent.
+    #[derive(Clone, Copy)]
+    enum Unsent {
+        /// Its retry (at 600) fails for good.
+        Failed,
+        /// Its ttl (an hour after its accept) runs out.
+        Expired,
+        Cancelled,
+    }
+
+    impl Unsent {
+        fn end(self, conn: &Connection, id: &str) {
+            match self {
+                Self::Failed => {
+                    claim_at(conn, 600);
+                    let failed = SendOutcome::Failed {
+                        code: "retries_exhausted".into(),
+                        reason: "gave up".into(),
+                        now_ms: 700,
+                    };
+                    ended(conn, id, failed);
+                }
+                Self::Expired => assert_eq!(outbound::expire_due(conn, 3_600_200).unwrap(), 1),
+                Self::Cancelled => {
+                    let cancelled = outbound::cancel(conn, id, 700).unwrap();
+                    assert!(matches!(cancelled, CancelOutcome::Cancelled(_)));
+                }
+            }
+        }
+    }
+
+    /// Alice's send put its first part out (400), then failed for good:
+    /// a reply that came after is hers (she is the last who wrote), not
+    /// bob's, though no receipt named a reply key; the same for a send
+    /// that expired or was cancelled waiting for its retry.
+    #[test]
+    fn a_reply_after_a_send_that_ended_unsent_in_part_is_its_senders() {
+        for end in [Unsent::Failed, Unsent::Expired, Unsent::Cancelled] {
+            let conn = at_version(MIGRATIONS.len());
+            sent_by(&conn, "bob", "sms:1", 100);
+            let alice = alice_writes(&conn);
+            claim_at(&conn, 300);
+            ended(&conn, &alice, no_network(400));
+            end.end(&conn, &alice);
+
+            assert!(!send_unsettled(&conn, &reply_arrived_at(500)).unwrap());
+            let routed = route(&conn, &reply_arrived_at(500)).unwrap().unwrap();
+            assert_eq!((routed.to.as_str(), routed.route), ("alice", "recent"));
+            assert_eq!(
+                route(&conn, &reply_arrived_at(350)).unwrap().unwrap().to,
+                "bob"
+            );
+            // Carol wrote after the reply came: the walk back finds alice.
+            sent_by(&conn, "carol", "sms:3", 800);
+            assert_eq!(
+                route(&conn, &reply_arrived_at(500)).unwrap().unwrap().to,
+                "alice"
+            );
+        }
     }
 
     #[test]

@@ -333,6 +333,23 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX inbound_relay_state_committed ON inbound (relay_state, committed_at);
     "#,
+    // 16: when a message may first have reached its recipient
+    // (`went_out_at`, an event time of `clock::event_ms`): the end of its
+    // first attempt that counted, written as that attempt goes back to the
+    // queue for a retry, or as a dead process's claim is requeued. Reply
+    // routing times the message's conversation from it, and holds a reply
+    // from its recipient while it waits for its retry
+    // (`routing::SEND_UNSETTLED`). The partial index holds only live
+    // messages with such an attempt behind them, a handful, so that read,
+    // made for each reply, costs a few rows however long the queue. A
+    // message already waiting for a retry gets the time it last went back
+    // to the queue (`updated_at`, by the wall clock: the best kept).
+    r#"
+    ALTER TABLE outbound ADD COLUMN went_out_at INTEGER;
+    UPDATE outbound SET went_out_at = updated_at WHERE status = 'queued' AND attempts > 0;
+    CREATE INDEX outbound_went_out ON outbound (channel, phone_id, went_out_at)
+        WHERE status IN ('queued', 'sending') AND went_out_at IS NOT NULL;
+    "#,
 ];
 
 /// Refuse a database a newer PhoneRelay has migrated past this binary's
@@ -676,6 +693,46 @@ mod tests {
             )
             .unwrap();
         assert_eq!(row, ("a".into(), "sent".into(), 0));
+    }
+
+    /// A message waiting for its retry at the upgrade may have gone out
+    /// in part: it gets when it went back to the queue. One never tried,
+    /// one under way (requeued at the start, which dates it) and one ended
+    /// get nothing.
+    #[test]
+    fn migration_16_dates_the_messages_waiting_for_a_retry_and_no_other() {
+        let mut conn = at_version(15);
+        conn.execute_batch(
+            "INSERT INTO outbound (seq, id, request_hash, phone_id, channel, recipient, body,
+                priority, status, attempts, created_at, updated_at, expires_at, next_attempt_at)
+             VALUES (4294967296, 'retry', 'h', 'm1', 'sms', '+1', 'a', 1, 'queued', 1, 1, 20,
+                        3600001, 30),
+                    (4294967297, 'new', 'h', 'm1', 'sms', '+1', 'a', 1, 'queued', 0, 1, 21,
+                        3600001, 0),
+                    (4294967298, 'claimed', 'h', 'm1', 'sms', '+1', 'a', 1, 'sending', 1, 1, 22,
+                        3600001, 0),
+                    (4294967299, 'ended', 'h', 'm1', 'sms', '+1', 'a', 1, 'failed', 2, 1, 23,
+                        3600001, 0);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let rows: Vec<(String, Option<i64>)> = conn
+            .prepare("SELECT id, went_out_at FROM outbound ORDER BY seq")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let dated = |id: &str, at: Option<i64>| (id.to_string(), at);
+        assert_eq!(
+            rows,
+            [
+                dated("retry", Some(20)),
+                dated("new", None),
+                dated("claimed", None),
+                dated("ended", None)
+            ]
+        );
     }
 
     #[test]
