@@ -10,9 +10,9 @@ use phonerelay_channel::{
     Secret, SecretError, SendError, SendReceipt,
 };
 use phonerelay_sms_pdu::{SubmitOptions, encode_submit};
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::concat_reference::{ConcatReferences, legacy_reference};
 use crate::config::{ModemConfig, SmsConfig};
 use crate::driver::status::{AcceptedParts, ModemStatus, SentParts, SharedStatus, parts_cursor};
 use crate::driver::{
@@ -22,6 +22,10 @@ use crate::sim::{self, SimHandle};
 
 /// Sends queued for the driver; more wait in the outbox, not here.
 const REQUEST_QUEUE: usize = 64;
+
+/// The concat reference a single part is encoded with: none goes out, as
+/// a single part has no concatenation header.
+const SINGLE_PART: u16 = 0;
 
 pub struct SmsChannel {
     config: Arc<ModemConfig>,
@@ -33,8 +37,9 @@ pub struct SmsChannel {
     driver_rx: Mutex<Option<mpsc::Receiver<Request>>>,
     /// Parts the network already accepted, by message id, so a retry after
     /// a failure mid-message — or after an AT+CMGS timeout whose `+CMGS`
-    /// came late — sends only the rest (same concat reference), and returns
-    /// success without sending anything when nothing is left.
+    /// came late — sends only the rest (with the concat reference recorded
+    /// here before its first part), and returns success without sending
+    /// anything when nothing is left.
     ///
     /// A long message's accepted parts are also committed to a store cursor
     /// before its next part goes out, and so is a part whose send timed out
@@ -49,6 +54,8 @@ pub struct SmsChannel {
     /// the retry send that part again: a duplicate on the handset, never a
     /// loss. A message that expires half sent leaves its small cursor row.
     accepted: Arc<Mutex<AcceptedParts>>,
+    /// This modem's counter of concat references for new long messages.
+    references: ConcatReferences,
     /// The daemon's sink, known once `run` starts: where the accepted parts
     /// of long messages are kept.
     sink: OnceLock<Arc<dyn EventSink>>,
@@ -73,6 +80,7 @@ impl SmsChannel {
             requests,
             driver_rx: Mutex::new(Some(driver_rx)),
             accepted: Arc::new(Mutex::new(AcceptedParts::default())),
+            references: ConcatReferences::default(),
             sink: OnceLock::new(),
             sim: None,
             wire: Arc::new(WireStats::default()),
@@ -89,11 +97,16 @@ impl SmsChannel {
         &self.wire
     }
 
-    fn encode(&self, message: &OutboundMessage) -> Result<Vec<OutPart>, SendError> {
-        // The concat reference comes from the message id, so a retry
-        // encodes the same parts and a resumed message joins on the handset.
-        let digest = Sha256::digest(message.id.as_bytes());
-        let reference = u16::from_be_bytes([digest[0], digest[1]]);
+    fn concat_16bit(&self) -> bool {
+        self.config.concat_reference_bits == 16
+    }
+
+    /// How many parts `text` takes, counted as [`Self::encode`] splits it.
+    fn part_count(&self, text: &str) -> usize {
+        phonerelay_sms_pdu::classify_text_with(text, self.concat_16bit()).1
+    }
+
+    fn encode(&self, message: &OutboundMessage, reference: u16) -> Result<Vec<OutPart>, SendError> {
         let opts = SubmitOptions {
             request_status_report: self.config.status_reports,
             validity: self
@@ -101,7 +114,7 @@ impl SmsChannel {
                 .validity_seconds
                 .map(|s| Duration::from_secs(s as u64)),
             concat_reference: reference,
-            concat_16bit: self.config.concat_reference_bits == 16,
+            concat_16bit: self.concat_16bit(),
             ..SubmitOptions::default()
         };
         let parts = encode_submit(&message.to, &message.text, &opts)
@@ -221,8 +234,7 @@ impl Channel for SmsChannel {
     /// ten parts of plain text, but twenty of `€` (two septets each) and
     /// more of Cyrillic or emoji (UCS-2).
     fn check_text(&self, text: &str) -> Result<(), String> {
-        let concat_16bit = self.config.concat_reference_bits == 16;
-        let (encoding, parts) = phonerelay_sms_pdu::classify_text_with(text, concat_16bit);
+        let (encoding, parts) = phonerelay_sms_pdu::classify_text_with(text, self.concat_16bit());
         let max = self.config.parts_limit();
         if parts <= max {
             return Ok(());
@@ -239,13 +251,19 @@ impl Channel for SmsChannel {
     async fn send(&self, message: &OutboundMessage) -> Result<SendReceipt, SendError> {
         phonerelay_channel::validate_address(ChannelKind::Sms, &message.to)
             .map_err(|e| SendError::permanent("sms_address", e.message))?;
-        let parts = self.encode(message)?;
+        let long = self.part_count(&message.text) > 1;
         // A long message keeps its accepted parts in the store as it goes;
         // a single part once it is accepted, so only a retry of one, or a
         // long message, can find them.
-        if parts.len() > 1 || message.attempt > 1 {
+        if long || message.attempt > 1 {
             self.restore_accepted_parts(&message.id).await?;
         }
+        let reference = if long {
+            self.concat_reference(&message.id).await?
+        } else {
+            SINGLE_PART
+        };
+        let parts = self.encode(message, reference)?;
         // The accepted parts kept for a retry stay until the outbox has
         // recorded the message's end, which drops them in the same
         // transaction: dropped here, a restart before that record found no
@@ -325,6 +343,59 @@ impl SmsChannel {
                 format!("cannot read which parts went out before ({e}); trying again later"),
             )),
         }
+    }
+
+    /// The concat reference of long message `message_id`, after its record
+    /// was read back ([`Self::restore_accepted_parts`]): the one an earlier
+    /// attempt recorded; the hash of its id if an earlier version started
+    /// it (its record holds accepted parts but no reference), so the rest
+    /// joins what that version sent; else the counter's next, recorded in
+    /// the message's cursor before any part of it goes out, so neither a
+    /// retry nor a restart sends it under another. A reference the store
+    /// cannot keep is not sent: the send fails for a retry, nothing sent.
+    async fn concat_reference(&self, message_id: &str) -> Result<u16, SendError> {
+        {
+            let accepted = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(reference) = accepted.reference(message_id) {
+                return Ok(reference);
+            }
+            if accepted.accepted_count(message_id) > 0 {
+                return Ok(legacy_reference(message_id));
+            }
+        }
+        let not_kept = |e: phonerelay_channel::SinkError| {
+            SendError::transient(
+                "sms_reference_not_kept",
+                format!(
+                    "cannot keep the message's concatenation reference in the store ({e}); nothing sent, trying again later"
+                ),
+            )
+        };
+        let sink = self.sink.get().map(|sink| sink.as_ref());
+        // The counter is stepped first: a restart between the two writes
+        // skips a value, where the other order would hand it out twice.
+        let reference = self
+            .references
+            .take(sink, self.concat_16bit())
+            .await
+            .map_err(not_kept)?;
+        let record = {
+            let mut accepted = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
+            accepted.set_reference(message_id, reference);
+            accepted.to_cursor(message_id)
+        };
+        if let Some(sink) = sink
+            && let Err(e) = sink.save_cursor(&parts_cursor(message_id), &record).await
+        {
+            // Not kept in memory either: the retry takes another, which
+            // it records before it sends.
+            self.accepted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .forget(message_id);
+            return Err(not_kept(e));
+        }
+        Ok(reference)
     }
 
     /// Hand the parts to the driver, which skips those already accepted.

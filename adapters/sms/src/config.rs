@@ -133,7 +133,11 @@ pub struct ModemConfig {
     /// SMSC's own default.
     #[serde(default)]
     pub validity_seconds: Option<u32>,
-    /// Concatenation reference size for long messages: 8 or 16 bits.
+    /// Concatenation reference size for long messages: 8 or 16 bits. Each
+    /// long message takes the next value of the modem's counter, kept in
+    /// the store (`crate::concat_reference`), so a reference comes round
+    /// again only after 256 (or 65,536) long messages; 16 bits cost one
+    /// character of text per part.
     #[serde(default = "default_concat_reference_bits")]
     pub concat_reference_bits: u8,
     /// The most parts one message may take, 1 to 255: a longer text is

@@ -3,6 +3,7 @@
 
 pub mod adapter;
 pub mod codec;
+pub mod concat_reference;
 pub mod config;
 pub mod driver;
 pub mod sim;

@@ -545,7 +545,7 @@ async fn restarted_after_part_one(text: &str) -> Rig {
     rig.sim.fail_sends_after(1, 38, 1);
     send_fails_transiently(&rig, "long", text).await;
     assert_eq!(rig.sim.sent_parts().len(), 1);
-    assert_eq!(rig.sink.cursors.lock().unwrap().len(), 1, "part 1 kept");
+    assert_eq!(rig.sink.message_cursors().len(), 1, "part 1 kept");
     rig.stop_channel().await;
     rig.restart_channel(modem_config("main"));
     rig.wait_up().await;
@@ -564,7 +564,7 @@ async fn a_long_message_resumed_after_a_restart_sends_only_the_parts_left() {
     // record: dropped at once, it was gone before then, and a restart in
     // between found no part accepted and sent them all again.
     assert_eq!(
-        rig.sink.cursors.lock().unwrap().len(),
+        rig.sink.message_cursors().len(),
         1,
         "the cursor stays for the outbox to drop"
     );
@@ -642,6 +642,11 @@ async fn a_long_message_stops_when_its_accepted_parts_cannot_be_kept() {
     let rig = Rig::start(behaviour(), modem_config("main")).await;
     rig.wait_up().await;
     let text = three_part_text();
+    // A first attempt records the message's concat reference (no part
+    // goes out before it is kept), and the modem turns its part 1 away.
+    rig.sim.fail_next_sends(302, 1);
+    send_fails_transiently(&rig, "long", &text).await;
+    assert!(rig.sim.sent_parts().is_empty());
     rig.sink.cursor_writes_fail.store(true, Ordering::SeqCst);
     stops_after_part_one(&rig, &text, "sms_parts_not_kept").await;
 

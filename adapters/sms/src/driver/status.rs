@@ -353,15 +353,21 @@ pub struct AcceptedPart {
 
 /// Parts of outbound messages the network accepted, by message id and part
 /// index: what a retry of the same message skips (it encodes the same parts
-/// with the same concat reference, so a resumed message joins on the
-/// handset). The driver writes it as each part is accepted — in time, or by
-/// a late `+CMGS` after AT+CMGS timed out — and reads it when it takes a
-/// request, so a retry queued behind that late answer still skips the part;
-/// the adapter reads it to build the receipt. In memory only, and the
-/// oldest messages are forgotten past [`PARTIAL_MEMORY`].
+/// with the same concat reference, kept here too, so a resumed message
+/// joins on the handset). The driver writes it as each part is accepted —
+/// in time, or by a late `+CMGS` after AT+CMGS timed out — and reads it
+/// when it takes a request, so a retry queued behind that late answer
+/// still skips the part; the adapter reads it to build the receipt, and
+/// records a long message's reference in it before its first part. Each
+/// message's record is also its store cursor's text ([`Self::to_cursor`]).
+/// In memory, the oldest messages are forgotten past [`PARTIAL_MEMORY`].
 #[derive(Debug, Default)]
 pub struct AcceptedParts {
     by_message: HashMap<String, BTreeMap<usize, AcceptedPart>>,
+    /// The concat reference of each long message, recorded before its
+    /// first part went out (`crate::concat_reference`).
+    references: HashMap<String, u16>,
+    /// Messages with parts or a reference here, oldest first.
     order: VecDeque<String>,
     /// How many of each message's parts its store cursor holds (saved by
     /// this process, or read back from it): a save that would add nothing
@@ -371,19 +377,38 @@ pub struct AcceptedParts {
 
 impl AcceptedParts {
     pub fn record(&mut self, message_id: &str, index: usize, part: AcceptedPart) {
-        if !self.by_message.contains_key(message_id) {
-            while self.order.len() >= PARTIAL_MEMORY {
-                if let Some(oldest) = self.order.pop_front() {
-                    self.by_message.remove(&oldest);
-                    self.saved.remove(&oldest);
-                }
-            }
-            self.order.push_back(message_id.to_string());
-        }
+        self.make_room_for(message_id);
         self.by_message
             .entry(message_id.to_string())
             .or_default()
             .insert(index, part);
+    }
+
+    /// Record the concat reference long message `message_id` is sent with.
+    pub fn set_reference(&mut self, message_id: &str, reference: u16) {
+        self.make_room_for(message_id);
+        self.references.insert(message_id.to_string(), reference);
+    }
+
+    /// The concat reference recorded for `message_id`, if any.
+    pub fn reference(&self, message_id: &str) -> Option<u16> {
+        self.references.get(message_id).copied()
+    }
+
+    /// A message not held yet goes last in line, the oldest forgotten to
+    /// make room for it.
+    fn make_room_for(&mut self, message_id: &str) {
+        if self.by_message.contains_key(message_id) || self.references.contains_key(message_id) {
+            return;
+        }
+        while self.order.len() >= PARTIAL_MEMORY {
+            if let Some(oldest) = self.order.pop_front() {
+                self.by_message.remove(&oldest);
+                self.references.remove(&oldest);
+                self.saved.remove(&oldest);
+            }
+        }
+        self.order.push_back(message_id.to_string());
     }
 
     pub fn is_accepted(&self, message_id: &str, index: usize) -> bool {
@@ -420,20 +445,30 @@ impl AcceptedParts {
 
     pub fn forget(&mut self, message_id: &str) {
         self.saved.remove(message_id);
-        if self.by_message.remove(message_id).is_some() {
+        let had_parts = self.by_message.remove(message_id).is_some();
+        let had_reference = self.references.remove(message_id).is_some();
+        if had_parts || had_reference {
             self.order.retain(|m| m != message_id);
         }
     }
 
-    /// The message's accepted parts as the text of its store cursor: one
-    /// `index mr external_id` line per part (ids hold no whitespace).
+    /// The message's record as the text of its store cursor: its concat
+    /// reference, if it has one, as a `reference <n>` line, then one
+    /// `index mr external_id` line per accepted part (ids hold no
+    /// whitespace). Versions before the reference line wrote only the
+    /// part lines, and skip a line of two fields, as they skip any line
+    /// that is not three.
     pub fn to_cursor(&self, message_id: &str) -> String {
-        self.by_message
+        let reference = self
+            .reference(message_id)
+            .map(|reference| format!("{REFERENCE_LINE}{reference}\n"));
+        let parts = self
+            .by_message
             .get(message_id)
             .into_iter()
             .flatten()
-            .map(|(index, part)| format!("{index} {} {}\n", part.mr, part.external_id))
-            .collect()
+            .map(|(index, part)| format!("{index} {} {}\n", part.mr, part.external_id));
+        reference.into_iter().chain(parts).collect()
     }
 
     /// The external ids of the message's accepted parts.
@@ -447,9 +482,17 @@ impl AcceptedParts {
     }
 
     /// Take back what [`Self::to_cursor`] wrote, after a restart; lines that
-    /// do not parse are skipped (their parts are sent again).
+    /// do not parse are skipped (their parts are sent again). A cursor an
+    /// earlier version wrote has part lines only: its message gets no
+    /// reference here (see `crate::concat_reference::legacy_reference`).
     pub fn restore(&mut self, message_id: &str, cursor: &str) {
         for line in cursor.lines() {
+            if let Some(reference) = line.strip_prefix(REFERENCE_LINE) {
+                if let Ok(reference) = reference.trim().parse() {
+                    self.set_reference(message_id, reference);
+                }
+                continue;
+            }
             let mut fields = line.split_whitespace();
             let (Some(index), Some(mr), Some(external_id), None) =
                 (fields.next(), fields.next(), fields.next(), fields.next())
@@ -467,9 +510,14 @@ impl AcceptedParts {
     }
 }
 
+/// The start of the line of a message's cursor that holds its concat
+/// reference ([`AcceptedParts::to_cursor`]).
+const REFERENCE_LINE: &str = "reference ";
+
 /// The store cursor (under the endpoint's scope) that keeps the accepted
-/// parts of a long message across a restart, until the message is sent or
-/// fails here, or the daemon sees it end otherwise (expired, cancelled).
+/// parts of a long message, and its concat reference, across a restart,
+/// until the message is sent or fails here, or the daemon sees it end
+/// otherwise (expired, cancelled).
 pub fn parts_cursor(message_id: &str) -> String {
     phonerelay_channel::message_cursor(message_id, "sms-parts")
 }
@@ -517,6 +565,51 @@ mod tests {
         assert!(!after.is_accepted("m", 1));
         assert_eq!(after.to_cursor("m"), text);
         assert_eq!(AcceptedParts::default().to_cursor("m"), "");
+    }
+
+    /// A long message's reference goes into its cursor before any part
+    /// (a cursor of the reference alone), and comes back with the parts.
+    #[test]
+    fn a_message_s_reference_survives_its_cursor_text() {
+        let mut before = AcceptedParts::default();
+        before.set_reference("m", 200);
+        assert_eq!(before.to_cursor("m"), "reference 200\n");
+        before.record("m", 0, part(17));
+        let text = before.to_cursor("m");
+        assert_eq!(text, "reference 200\n0 17 id17\n");
+        let mut after = AcceptedParts::default();
+        after.restore("m", &text);
+        assert_eq!(after.reference("m"), Some(200));
+        assert!(after.is_accepted("m", 0));
+        assert!(!after.unsaved("m"), "read back from its cursor");
+        after.forget("m");
+        assert_eq!(after.reference("m"), None, "forgotten with the message");
+    }
+
+    /// The cursor of a message an earlier version started: part lines
+    /// only. Its parts come back, and no reference (the adapter then
+    /// keeps the old hash).
+    #[test]
+    fn a_cursor_written_before_references_were_kept_still_parses() {
+        let old = "0 17 mr:17:15551230001:20000\n1 18 mr:18:15551230001:20000\n";
+        let mut after = AcceptedParts::default();
+        after.restore("m", old);
+        assert_eq!(after.accepted_count("m"), 2);
+        assert_eq!(after.reference("m"), None);
+        assert_eq!(after.to_cursor("m"), old, "written back as it was");
+    }
+
+    /// A message that has a reference and no accepted part yet counts
+    /// towards the memory's bound like one with parts.
+    #[test]
+    fn the_oldest_references_are_forgotten_past_the_memory() {
+        let mut accepted = AcceptedParts::default();
+        for i in 0..PARTIAL_MEMORY + 1 {
+            accepted.set_reference(&format!("x{i}"), 1);
+        }
+        assert_eq!(accepted.reference("x0"), None, "oldest forgotten");
+        assert_eq!(accepted.reference(&format!("x{PARTIAL_MEMORY}")), Some(1));
+        assert_eq!(accepted.order.len(), PARTIAL_MEMORY);
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub struct RecordingSink {
     /// Reading or writing a cursor whose name starts with this fails, as
     /// with the store failing between two writes.
     pub failing_cursor_prefix: Mutex<Option<String>>,
+    /// Writing (not reading) a cursor whose name starts with this fails.
+    pub failing_cursor_write_prefix: Mutex<Option<String>>,
     /// Cursors by name, kept across channel restarts like the store's.
     pub cursors: Mutex<std::collections::BTreeMap<String, String>>,
     /// Sent external ids and when their attempt began (ms), as the outbox
@@ -56,7 +58,10 @@ impl EventSink for RecordingSink {
         Ok(())
     }
     async fn save_cursor(&self, name: &str, value: &str) -> Result<(), SinkError> {
-        if self.cursor_writes_fail.load(Ordering::SeqCst) || self.cursor_fails(name) {
+        if self.cursor_writes_fail.load(Ordering::SeqCst)
+            || self.cursor_fails(name)
+            || self.cursor_write_fails(name)
+        {
             return Err(SinkError::unavailable("store unavailable"));
         }
         let mut cursors = self.cursors.lock().unwrap();
@@ -92,6 +97,22 @@ impl RecordingSink {
     fn cursor_fails(&self, name: &str) -> bool {
         let prefix = self.failing_cursor_prefix.lock().unwrap();
         prefix.as_deref().is_some_and(|p| name.starts_with(p))
+    }
+
+    fn cursor_write_fails(&self, name: &str) -> bool {
+        let prefix = self.failing_cursor_write_prefix.lock().unwrap();
+        prefix.as_deref().is_some_and(|p| name.starts_with(p))
+    }
+
+    /// The cursors kept for outbound messages while they are sent (a long
+    /// message's parts and reference), by name.
+    pub fn message_cursors(&self) -> Vec<(String, String)> {
+        let cursors = self.cursors.lock().unwrap();
+        cursors
+            .iter()
+            .filter(|(name, _)| phonerelay_channel::message_of_cursor(name).is_some())
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect()
     }
 
     /// What the outbox does with a receipt: keep its ids, sent at `at_ms`.
