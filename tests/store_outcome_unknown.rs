@@ -132,38 +132,67 @@ const GRACE: Duration = Duration::from_secs(20);
 /// How long the simulated network takes over each part of an SMS.
 const NETWORK_DELAY_MS: u64 = 2_000;
 
+/// A daemon under `fault` whose one SMS is on its way when this returns:
+/// the modem runs in a process of its own, which lists a part as soon as
+/// it is handed over and answers NETWORK_DELAY_MS later, long enough to
+/// begin the stop while the send is in flight.
+struct SendInFlight {
+    /// Kept while the test runs: dropped, the modem is gone.
+    sim: ModemSimProcess,
+    port: u16,
+    key: String,
+    daemon: DaemonProcess,
+    log: std::path::PathBuf,
+}
+
+impl SendInFlight {
+    fn start(dir: &Path, grace: Duration, fault: &FsyncFault) -> SendInFlight {
+        let delay = NETWORK_DELAY_MS.to_string();
+        let sim = ModemSimProcess::start(&dir.join("modem"), &["--network-delay-ms", &delay]);
+        let port = free_port();
+        let config = daemon_config(
+            dir,
+            port,
+            &format!("shutdown_grace_seconds = {}\n", grace.as_secs()),
+            &format!(
+                "[[channels.sms.modems]]\nphone_id = \"sim-1\"\ndevice = \"{}\"\n",
+                sim.link.display()
+            ),
+        );
+        let key = create_key_cli(&config);
+        let log = dir.join("daemon.log");
+        let daemon = DaemonProcess::start_logged(&config, port, &fault.env(), &log);
+        let http = reqwest::blocking::Client::new();
+        let sent = post_sms(&http, &daemon.base, &key, "in flight at the stop", None).unwrap();
+        assert_eq!(sent.status().as_u16(), 202);
+        // One line per part, then "ok".
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sim.control("parts").len() < 2 {
+            assert!(Instant::now() < deadline, "the modem never got the part");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        SendInFlight {
+            sim,
+            port,
+            key,
+            daemon,
+            log,
+        }
+    }
+}
+
 #[test]
 fn a_commit_whose_fsync_fails_while_the_daemon_stops_makes_the_stop_exit_1_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    // The modem in a process of its own, which lists a part as soon as it
-    // is handed over and answers NETWORK_DELAY_MS later: the send is in
-    // flight that long, long enough to begin the stop.
-    let delay = NETWORK_DELAY_MS.to_string();
-    let sim = ModemSimProcess::start(&dir.path().join("modem"), &["--network-delay-ms", &delay]);
-    let port = free_port();
-    let config = daemon_config(
-        dir.path(),
-        port,
-        &format!("shutdown_grace_seconds = {}\n", GRACE.as_secs()),
-        &format!(
-            "[[channels.sms.modems]]\nphone_id = \"sim-1\"\ndevice = \"{}\"\n",
-            sim.link.display()
-        ),
-    );
-    let key = create_key_cli(&config);
     let fault = FsyncFault::build(dir.path());
-    let log = dir.path().join("daemon.log");
-    let mut daemon = DaemonProcess::start_logged(&config, port, &fault.env(), &log);
-    let http = reqwest::blocking::Client::new();
-
-    let sent = post_sms(&http, &daemon.base, &key, "in flight at the stop", None).unwrap();
-    assert_eq!(sent.status().as_u16(), 202);
-    // One line per part, then "ok".
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while sim.control("parts").len() < 2 {
-        assert!(Instant::now() < deadline, "the modem never got the part");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let SendInFlight {
+        port,
+        key,
+        mut daemon,
+        log,
+        sim: _modem,
+        ..
+    } = SendInFlight::start(dir.path(), GRACE, &fault);
 
     // The stop first (the API closes once it has begun), then the fault:
     // the failing commit comes in the grace period (the part's record,
@@ -206,31 +235,14 @@ const SHORT_GRACE: Duration = Duration::from_secs(1);
 #[test]
 fn a_wal_fsync_that_never_returns_lets_the_stop_exit_1_at_its_bound() {
     let dir = tempfile::tempdir().unwrap();
-    let delay = NETWORK_DELAY_MS.to_string();
-    let sim = ModemSimProcess::start(&dir.path().join("modem"), &["--network-delay-ms", &delay]);
-    let port = free_port();
-    let config = daemon_config(
-        dir.path(),
-        port,
-        &format!("shutdown_grace_seconds = {}\n", SHORT_GRACE.as_secs()),
-        &format!(
-            "[[channels.sms.modems]]\nphone_id = \"sim-1\"\ndevice = \"{}\"\n",
-            sim.link.display()
-        ),
-    );
-    let key = create_key_cli(&config);
     let fault = FsyncFault::build_hanging(dir.path());
-    let log = dir.path().join("daemon.log");
-    let mut daemon = DaemonProcess::start_logged(&config, port, &fault.env(), &log);
-    let http = reqwest::blocking::Client::new();
-
-    let sent = post_sms(&http, &daemon.base, &key, "in flight at the stop", None).unwrap();
-    assert_eq!(sent.status().as_u16(), 202);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while sim.control("parts").len() < 2 {
-        assert!(Instant::now() < deadline, "the modem never got the part");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let SendInFlight {
+        key,
+        mut daemon,
+        log,
+        sim: _modem,
+        ..
+    } = SendInFlight::start(dir.path(), SHORT_GRACE, &fault);
     // The disk stops answering, then the stop: the part's record, once
     // the network has answered, hangs in the commit.
     fault.on();

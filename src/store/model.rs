@@ -249,7 +249,6 @@ pub struct HeldRecipient {
     pub seq: i64,
 }
 
-
 /// A queued message not due yet (`Store::queued_for_later`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedForLater {
