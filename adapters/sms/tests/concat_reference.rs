@@ -5,10 +5,9 @@
 mod common;
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use common::*;
-use phonerelay_channel::{Channel, ErrorClass, OutboundMessage, SendReceipt, message_cursor};
+use phonerelay_channel::{Channel, ErrorClass, OutboundMessage, message_cursor};
 use phonerelay_sms::concat_reference::NEXT_CONCAT_REFERENCE_CURSOR;
 use sha2::{Digest, Sha256};
 
@@ -42,21 +41,6 @@ fn references(rig: &Rig) -> Vec<u16> {
 fn counter(rig: &Rig) -> Option<String> {
     let cursors = rig.sink.cursors.lock().unwrap();
     cursors.get(NEXT_CONCAT_REFERENCE_CURSOR).cloned()
-}
-
-/// The outbox's view: retry on transient errors until it is sent.
-async fn retry_until_sent(rig: &Rig, message: &OutboundMessage) -> SendReceipt {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match rig.channel.send(message).await {
-            Ok(receipt) => return receipt,
-            Err(e) => {
-                assert_eq!(e.class, ErrorClass::Transient, "{e:?}");
-                assert!(tokio::time::Instant::now() < deadline, "never sent: {e:?}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
 }
 
 async fn send_fails_with(rig: &Rig, message: &OutboundMessage, code: &str) {
@@ -136,16 +120,7 @@ async fn a_retry_sends_the_rest_with_the_reference_its_first_attempt_took() {
     send_fails_with(&rig, &long, "cms_38").await;
     retry_until_sent(&rig, &long).await;
 
-    let refs = references(&rig);
-    let taken = (refs[0] + 1) % 256;
-    assert_eq!(refs[3..], [taken, taken, taken], "{refs:?}");
-    let texts: Vec<String> = rig
-        .sim
-        .sent_messages()
-        .into_iter()
-        .map(|m| m.text)
-        .collect();
-    assert_eq!(texts, [long_text("before"), long_text("long")]);
+    assert_long_took_the_reference_after_before(&rig);
 }
 
 /// The same with the daemon restarted between the attempts: the new
@@ -167,16 +142,7 @@ async fn a_message_resumed_after_a_restart_keeps_its_reference() {
     long.attempt = 2;
     retry_until_sent(&rig, &long).await;
 
-    let refs = references(&rig);
-    let taken = (refs[0] + 1) % 256;
-    assert_eq!(refs[3..], [taken, taken, taken], "{refs:?}");
-    let texts: Vec<String> = rig
-        .sim
-        .sent_messages()
-        .into_iter()
-        .map(|m| m.text)
-        .collect();
-    assert_eq!(texts, [long_text("before"), long_text("long")]);
+    assert_long_took_the_reference_after_before(&rig);
 }
 
 /// The counter is kept in the store: after a restart, the next long
@@ -286,4 +252,19 @@ async fn a_single_part_takes_no_reference() {
         .unwrap();
     let taken = rig.sim.sent_parts()[1].concat.unwrap().0;
     assert_eq!(counter(&rig), Some(((taken + 1) % 256).to_string()));
+}
+
+/// Every part of "long" (sent after "before", three parts each) carries
+/// the reference after "before"'s, and both texts arrived whole.
+fn assert_long_took_the_reference_after_before(rig: &Rig) {
+    let refs = references(rig);
+    let taken = (refs[0] + 1) % 256;
+    assert_eq!(refs[3..], [taken, taken, taken], "{refs:?}");
+    let texts: Vec<String> = rig
+        .sim
+        .sent_messages()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, [long_text("before"), long_text("long")]);
 }

@@ -388,25 +388,6 @@ fn assert_each_part_once(rig: &Rig, text: &str, receipt: &phonerelay_channel::Se
     }
 }
 
-/// The outbox's view: retry the same message on transient errors until it
-/// is sent.
-async fn retry_until_sent(
-    rig: &Rig,
-    message: &phonerelay_channel::OutboundMessage,
-) -> phonerelay_channel::SendReceipt {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match rig.channel.send(message).await {
-            Ok(receipt) => return receipt,
-            Err(e) => {
-                assert_eq!(e.class, ErrorClass::Transient, "{e:?}");
-                assert!(tokio::time::Instant::now() < deadline, "never sent: {e:?}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn late_cmgs_after_send_timeout_is_not_sent_again_by_the_retry() {
     let rig = Rig::start(behaviour(), impatient_config()).await;

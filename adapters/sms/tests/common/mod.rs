@@ -277,3 +277,22 @@ pub fn unix_now() -> i64 {
         .unwrap()
         .as_secs() as i64
 }
+
+/// The outbox's view: retry the same message on transient errors until it
+/// is sent.
+pub async fn retry_until_sent(
+    rig: &Rig,
+    message: &OutboundMessage,
+) -> phonerelay_channel::SendReceipt {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match rig.channel.send(message).await {
+            Ok(receipt) => return receipt,
+            Err(e) => {
+                assert_eq!(e.class, phonerelay_channel::ErrorClass::Transient, "{e:?}");
+                assert!(tokio::time::Instant::now() < deadline, "never sent: {e:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
