@@ -42,6 +42,14 @@ const MAX_OUTCOMES_PER_WRITE: usize = 256;
 const RECORD_RETRY_FIRST: Duration = Duration::from_millis(100);
 const RECORD_RETRY_MAX: Duration = Duration::from_secs(5);
 
+/// How long after the hard stop the recorder still tries again to record
+/// outcomes the store refuses for now (busy, locked, a full disk). An
+/// outcome given up on leaves its message `sending`, and the next start
+/// sends it again: a duplicate, for one the channel had already sent. Well
+/// inside the daemon's `STOP_BOUND` (15 s after the hard stop), which also
+/// covers the dispatcher's own wind-down, so the stop still ends in time.
+const RECORD_AFTER_HARD_STOP: Duration = Duration::from_secs(5);
+
 /// A send that is over, waiting for its outcome to be committed. Its
 /// permit is given back only then, so the endpoint never has more than
 /// `concurrency` messages in `sending` of its own.
@@ -423,19 +431,20 @@ async fn record_finished(
     hard_stop: CancellationToken,
 ) {
     let mut batch = Vec::new();
+    let mut stop = StopDeadline::new(hard_stop);
     while finished.recv_many(&mut batch, MAX_OUTCOMES_PER_WRITE).await > 0 {
         let outcomes = batch
             .iter()
             .map(|f| (f.id.clone(), f.outcome.clone()))
             .collect::<Vec<_>>();
-        match record_until_stored(&*store, outcomes, &hard_stop).await {
+        match record_until_stored(&*store, outcomes, &mut stop).await {
             Ok(()) => back_in_queue.recorded(batch.iter().filter_map(|f| f.went_back.as_ref())),
             Err(e) => {
                 tracing::warn!(error = %e, count = batch.len(),
                     "could not record a group of send outcomes; recording them one by one");
                 for f in &batch {
                     let outcome = vec![(f.id.clone(), f.outcome.clone())];
-                    match record_until_stored(&*store, outcome, &hard_stop).await {
+                    match record_until_stored(&*store, outcome, &mut stop).await {
                         Ok(()) => back_in_queue.recorded(&f.went_back),
                         Err(e) => {
                             tracing::error!(id = %f.id, error = %e,
@@ -453,20 +462,45 @@ async fn record_finished(
     }
 }
 
+/// When the recorder stops trying again: [`RECORD_AFTER_HARD_STOP`] after
+/// it first saw the hard stop, one deadline for every outcome still to
+/// record, so that a stop with many of them still ends within its bound.
+struct StopDeadline {
+    hard_stop: CancellationToken,
+    at: Option<tokio::time::Instant>,
+}
+
+impl StopDeadline {
+    fn new(hard_stop: CancellationToken) -> Self {
+        Self {
+            hard_stop,
+            at: None,
+        }
+    }
+
+    /// `None` until the hard stop.
+    fn get(&mut self) -> Option<tokio::time::Instant> {
+        if self.at.is_none() && self.hard_stop.is_cancelled() {
+            self.at = Some(tokio::time::Instant::now() + RECORD_AFTER_HARD_STOP);
+        }
+        self.at
+    }
+}
+
 /// Record `outcomes`, trying again for as long as the store is only
 /// unavailable (a full disk, an I/O error): an outcome not recorded leaves
 /// its message `sending` until the next start, which sends it again, a
 /// duplicate its recipient sees. The group's permits stay taken meanwhile,
 /// so no new send starts while outcomes cannot be kept. Gives up on an
-/// error that will not pass, or at the hard stop. A broken store (a
-/// commit of unknown outcome) refuses every write until the daemon's
-/// restart, which its breaking brings: waiting for it would only hold the
-/// stop for the whole grace period, and the restart queues the message
-/// again all the same.
+/// error that will not pass, or once `stop`'s deadline has passed. A
+/// broken store (a commit of unknown outcome) refuses every write until
+/// the daemon's restart, which its breaking brings: waiting for it would
+/// only hold the stop for the whole grace period, and the restart queues
+/// the message again all the same.
 async fn record_until_stored(
     store: &dyn Store,
     outcomes: Vec<(String, SendOutcome)>,
-    hard_stop: &CancellationToken,
+    stop: &mut StopDeadline,
 ) -> Result<(), crate::store::StoreError> {
     let mut wait = RECORD_RETRY_FIRST;
     let mut failures = 0u32;
@@ -482,17 +516,22 @@ async fn record_until_stored(
                 }
                 return Ok(());
             }
-            Err(e)
-                if e.is_transient() && !hard_stop.is_cancelled() && store.is_broken().is_none() =>
-            {
+            Err(e) if e.is_transient() && store.is_broken().is_none() => {
+                let deadline = stop.get();
+                let now = tokio::time::Instant::now();
+                if deadline.is_some_and(|deadline| now >= deadline) {
+                    return Err(e);
+                }
                 if failures == 0 {
                     tracing::warn!(error = %e, count = outcomes.len(),
                         "cannot record send outcomes now; trying again until the store is back");
                 }
                 failures += 1;
+                let next_try = deadline.map_or(now + wait, |deadline| deadline.min(now + wait));
                 tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = hard_stop.cancelled() => return Err(e),
+                    _ = tokio::time::sleep_until(next_try) => {}
+                    // Its deadline begins: try again now, then until it.
+                    _ = stop.hard_stop.cancelled(), if deadline.is_none() => {}
                 }
                 wait = (wait * 2).min(RECORD_RETRY_MAX);
             }
@@ -562,8 +601,8 @@ mod tests {
     use phonerelay_channel::SendReceipt;
 
     use super::*;
-    use crate::store::testing::queued_sms;
-    use crate::store::{AcceptOutcome, OutboundStatus, SqliteStore};
+    use crate::store::testing::{RecordFailures, queued_sms};
+    use crate::store::{AcceptOutcome, OutboundStatus, SqliteStore, StoreError};
 
     #[tokio::test]
     async fn the_recorder_records_the_rest_of_a_group_one_of_which_fails() {
@@ -604,6 +643,40 @@ mod tests {
             assert_eq!(detail.record.status, OutboundStatus::Sent, "{id}");
         }
         assert_eq!(permits.available_permits(), 4, "every permit came back");
+    }
+
+    /// After the hard stop, a send the channel has made is still recorded
+    /// though the store refuses the first writes for now (a lock held, a
+    /// full disk): given up, it left the message `sending`, and the next
+    /// start sent it again. Refused twice, as the recorder tries a group
+    /// and then each of its outcomes alone.
+    #[tokio::test]
+    async fn an_outcome_the_store_refuses_for_now_after_the_hard_stop_is_still_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
+        let locked = || StoreError::Unavailable("database is locked".into());
+        let store: Arc<dyn Store> = Arc::new(RecordFailures::new(sqlite, [locked(), locked()]));
+        let id = match store.accept_outbound(queued_sms("once", now_ms())).await {
+            Ok(AcceptOutcome::Created { id }) => id,
+            other => panic!("not created: {other:?}"),
+        };
+        let hard_stop = CancellationToken::new();
+        hard_stop.cancel();
+        let (tx, rx) = mpsc::unbounded_channel();
+        tx.send(Finished {
+            id: id.clone(),
+            outcome: SendOutcome::Sent {
+                receipt: SendReceipt::single("ext-1"),
+                now_ms: now_ms(),
+            },
+            went_back: None,
+            _permit: Arc::new(Semaphore::new(1)).acquire_owned().await.unwrap(),
+        })
+        .unwrap();
+        drop(tx);
+        record_finished(store.clone(), rx, Arc::default(), hard_stop).await;
+        let detail = store.get_outbound(&id).await.unwrap().unwrap();
+        assert_eq!(detail.record.status, OutboundStatus::Sent);
     }
 
     /// A real store in a fresh folder, an [`Idle`] endpoint `sms/m1` on it,

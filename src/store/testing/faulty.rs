@@ -1,86 +1,46 @@
-//! Test fixtures for the store's own unit tests and the modules beside it
-//! (integration tests have `tests/common`).
-
-use std::sync::atomic::{AtomicBool, Ordering};
+//! A store that fails where a test says ([`Faults`]) and is otherwise
+//! the [`SqliteStore`] inside it.
 
 use async_trait::async_trait;
 use phonerelay_channel::{ChannelKind, InboundMessage, StatusUpdate};
 
-use super::*;
+use crate::store::*;
 
-/// An SMS received on endpoint `m1` at `now_ms`, with `external_id`.
-pub fn received_sms(external_id: &str, now_ms: i64) -> InboundMessage {
-    InboundMessage {
-        channel: ChannelKind::Sms,
-        phone_id: "m1".into(),
-        from: "+15551230001".into(),
-        text: "hello".into(),
-        subject: None,
-        attachments: Vec::new(),
-        external_id: external_id.into(),
-        reply_to: Vec::new(),
-        received_at_ms: now_ms,
-        meta: Default::default(),
+/// Where a [`Faulty`] store fails: each hook runs as the store's call
+/// does, and an error it returns is the call's, the inner store untouched.
+pub trait Faults: Send + Sync + 'static {
+    /// Before a read of one message (`get_outbound`, `get_relay_inbound`).
+    fn read_one(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// After a cancel or a manual retry has committed.
+    fn committed(&self) {}
+
+    /// Before `outcomes` are recorded.
+    fn record_outcomes(&self, _outcomes: &[(String, SendOutcome)]) -> StoreResult<()> {
+        Ok(())
     }
 }
 
-/// A plain SMS with `text` to one number on endpoint `m1`, created at
-/// `now_ms`, with an hour to live.
-pub fn queued_sms(text: &str, now_ms: i64) -> NewOutbound {
-    NewOutbound {
-        api_key_id: None,
-        idempotency_key: None,
-        request_hash: "h".into(),
-        phone_id: "m1".into(),
-        channel: ChannelKind::Sms,
-        to: "+15551230001".into(),
-        text: text.into(),
-        subject: None,
-        source: None,
-        attachments: vec![],
-        reply_to: None,
-        reply_to_external_id: None,
-        options: None,
-        priority: 1,
-        created_at_ms: now_ms,
-        expires_at_ms: now_ms + 3_600_000,
-        claimed_until_ms: None,
-    }
-}
-
-/// A store whose reads of a message (`get_outbound`, `get_relay_inbound`)
-/// fail as unavailable once a cancel or a manual retry has committed: a
-/// store that went away just after the commit. Everything else is the
-/// inner store's.
-pub struct ReadsFailAfterCommit {
+pub struct Faulty<F> {
     inner: SqliteStore,
-    committed: AtomicBool,
+    pub faults: F,
 }
 
-impl ReadsFailAfterCommit {
-    pub fn new(inner: SqliteStore) -> Self {
-        Self {
-            inner,
-            committed: AtomicBool::new(false),
-        }
+impl<F: Faults> Faulty<F> {
+    pub fn with(inner: SqliteStore, faults: F) -> Self {
+        Self { inner, faults }
     }
 
-    /// The store behind, whose reads still work.
+    /// The store behind, which never fails for the test.
     pub fn inner(&self) -> &SqliteStore {
         &self.inner
-    }
-
-    fn read_allowed(&self) -> StoreResult<()> {
-        if self.committed.load(Ordering::SeqCst) {
-            Err(StoreError::Unavailable("the disk went away".into()))
-        } else {
-            Ok(())
-        }
     }
 }
 
 #[async_trait]
-impl Store for ReadsFailAfterCommit {
+impl<F: Faults> Store for Faulty<F> {
     async fn ping(&self) -> StoreResult<()> {
         self.inner.ping().await
     }
@@ -104,7 +64,7 @@ impl Store for ReadsFailAfterCommit {
     }
 
     async fn get_outbound(&self, id: &str) -> StoreResult<Option<OutboundDetail>> {
-        self.read_allowed()?;
+        self.faults.read_one()?;
         self.inner.get_outbound(id).await
     }
 
@@ -114,7 +74,7 @@ impl Store for ReadsFailAfterCommit {
 
     async fn cancel_outbound(&self, id: &str, now_ms: i64) -> StoreResult<CancelOutcome> {
         let outcome = self.inner.cancel_outbound(id, now_ms).await?;
-        self.committed.store(true, Ordering::SeqCst);
+        self.faults.committed();
         Ok(outcome)
     }
 
@@ -123,6 +83,7 @@ impl Store for ReadsFailAfterCommit {
     }
 
     async fn record_outcomes(&self, outcomes: Vec<(String, SendOutcome)>) -> StoreResult<()> {
+        self.faults.record_outcomes(&outcomes)?;
         self.inner.record_outcomes(outcomes).await
     }
 
@@ -245,7 +206,7 @@ impl Store for ReadsFailAfterCommit {
     }
 
     async fn get_relay_inbound(&self, id: &str) -> StoreResult<Option<RelayInbound>> {
-        self.read_allowed()?;
+        self.faults.read_one()?;
         self.inner.get_relay_inbound(id).await
     }
 
@@ -271,7 +232,7 @@ impl Store for ReadsFailAfterCommit {
 
     async fn retry_relay_inbound(&self, id: &str, now_ms: i64) -> StoreResult<ManualRetry> {
         let outcome = self.inner.retry_relay_inbound(id, now_ms).await?;
-        self.committed.store(true, Ordering::SeqCst);
+        self.faults.committed();
         Ok(outcome)
     }
 

@@ -1,0 +1,109 @@
+//! Test fixtures for the store's own unit tests and the modules beside it
+//! (integration tests have `tests/common`).
+
+mod faulty;
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use phonerelay_channel::{ChannelKind, InboundMessage};
+
+pub use faulty::{Faults, Faulty};
+
+use super::*;
+
+/// An SMS received on endpoint `m1` at `now_ms`, with `external_id`.
+pub fn received_sms(external_id: &str, now_ms: i64) -> InboundMessage {
+    InboundMessage {
+        channel: ChannelKind::Sms,
+        phone_id: "m1".into(),
+        from: "+15551230001".into(),
+        text: "hello".into(),
+        subject: None,
+        attachments: Vec::new(),
+        external_id: external_id.into(),
+        reply_to: Vec::new(),
+        received_at_ms: now_ms,
+        meta: Default::default(),
+    }
+}
+
+/// A plain SMS with `text` to one number on endpoint `m1`, created at
+/// `now_ms`, with an hour to live.
+pub fn queued_sms(text: &str, now_ms: i64) -> NewOutbound {
+    NewOutbound {
+        api_key_id: None,
+        idempotency_key: None,
+        request_hash: "h".into(),
+        phone_id: "m1".into(),
+        channel: ChannelKind::Sms,
+        to: "+15551230001".into(),
+        text: text.into(),
+        subject: None,
+        source: None,
+        attachments: vec![],
+        reply_to: None,
+        reply_to_external_id: None,
+        options: None,
+        priority: 1,
+        created_at_ms: now_ms,
+        expires_at_ms: now_ms + 3_600_000,
+        claimed_until_ms: None,
+    }
+}
+
+/// A store whose reads of a message (`get_outbound`, `get_relay_inbound`)
+/// fail as unavailable once a cancel or a manual retry has committed: a
+/// store that went away just after the commit. Everything else is the
+/// inner store's.
+pub type ReadsFailAfterCommit = Faulty<ReadsFailAfterCommitFaults>;
+
+#[derive(Default)]
+pub struct ReadsFailAfterCommitFaults {
+    committed: AtomicBool,
+}
+
+impl ReadsFailAfterCommit {
+    pub fn new(inner: SqliteStore) -> Self {
+        Faulty::with(inner, ReadsFailAfterCommitFaults::default())
+    }
+}
+
+impl Faults for ReadsFailAfterCommitFaults {
+    fn read_one(&self) -> StoreResult<()> {
+        if self.committed.load(Ordering::SeqCst) {
+            Err(StoreError::Unavailable("the disk went away".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn committed(&self) {
+        self.committed.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A store whose next `record_outcomes` calls fail, each with the next of
+/// the errors it was given; the calls after those are the inner store's.
+pub type RecordFailures = Faulty<RecordFailuresFaults>;
+
+pub struct RecordFailuresFaults {
+    next: Mutex<VecDeque<StoreError>>,
+}
+
+impl RecordFailures {
+    pub fn new(inner: SqliteStore, errors: impl IntoIterator<Item = StoreError>) -> Self {
+        let next = Mutex::new(errors.into_iter().collect());
+        Faulty::with(inner, RecordFailuresFaults { next })
+    }
+}
+
+impl Faults for RecordFailuresFaults {
+    fn record_outcomes(&self, _outcomes: &[(String, SendOutcome)]) -> StoreResult<()> {
+        match self.next.lock().unwrap().pop_front() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}
