@@ -1,5 +1,6 @@
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use governor::DefaultDirectRateLimiter;
 use phonerelay_channel::{ErrorClass, OutboundMessage, SendError};
 
@@ -105,13 +106,26 @@ async fn attempt(
         options: record.options.clone(),
         attempt: record.attempts,
     };
+    if ctx.hard_stop.is_cancelled() {
+        // It fired while this one looked at the pause: still unsent.
+        return release_after(ctx, record, Deferral::Shutdown, Duration::ZERO);
+    }
     let send_timeout = Duration::from_secs(ctx.outbox.send_timeout_seconds);
     let started = Instant::now();
+    let send = tokio::time::timeout(send_timeout, endpoint.channel.send(&message));
+    tokio::pin!(send);
     let result = tokio::select! {
         biased;
         // The grace is over (or was cut short) with the send on its way.
-        _ = ctx.hard_stop.cancelled() => return stopped_in_flight(ctx, record),
-        result = tokio::time::timeout(send_timeout, endpoint.channel.send(&message)) => result,
+        // Unless it has just ended: a send that is ready with the hard
+        // stop is asked once more, for dropped unpolled its outcome was
+        // lost, a `Sent` recorded as cut short and sent again after the
+        // restart.
+        _ = ctx.hard_stop.cancelled() => match (&mut send).now_or_never() {
+            Some(result) => result,
+            None => return stopped_in_flight(ctx, record),
+        },
+        result = &mut send => result,
     };
     let channel = record.channel.as_str();
     if let Ok(Err(error)) = &result {
@@ -446,7 +460,80 @@ fn classify(ctx: &DispatchContext, record: &OutboundRecord, error: SendError) ->
 
 #[cfg(test)]
 mod tests {
+    use std::num::NonZeroU32;
+    use std::sync::Arc;
+
+    use governor::{Quota, RateLimiter};
+    use phonerelay_channel::SendReceipt;
+    use tokio::sync::Notify;
+    use tokio_util::sync::CancellationToken;
+
     use super::*;
+    use crate::store::testing::queued_sms;
+    use crate::store::{SqliteStore, Store};
+
+    /// An endpoint whose send says it began, then ends only when told.
+    #[derive(Default)]
+    struct Held {
+        began: Notify,
+        end: Notify,
+    }
+
+    #[async_trait::async_trait]
+    impl phonerelay_channel::Channel for Held {
+        fn kind(&self) -> phonerelay_channel::ChannelKind {
+            phonerelay_channel::ChannelKind::Sms
+        }
+        fn phone_id(&self) -> &str {
+            "m1"
+        }
+        async fn send(&self, message: &OutboundMessage) -> Result<SendReceipt, SendError> {
+            self.began.notify_one();
+            self.end.notified().await;
+            Ok(SendReceipt::single(format!("ext-{}", message.id)))
+        }
+        async fn run(&self, _ctx: phonerelay_channel::ChannelContext) {}
+        fn health(&self) -> phonerelay_channel::ChannelHealth {
+            phonerelay_channel::ChannelHealth::up("held")
+        }
+    }
+
+    /// The send ends and the hard stop fires before the sending task runs
+    /// again (one thread: both wake it at once): what the channel said is
+    /// kept, not a send cut short, which the restart sent again.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_send_that_ends_as_the_hard_stop_fires_is_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap());
+        let channel = Arc::new(Held::default());
+        let endpoints = crate::endpoints::Endpoints::new(vec![channel.clone()]).unwrap();
+        let endpoint = endpoints
+            .get(phonerelay_channel::ChannelKind::Sms, "m1")
+            .unwrap()
+            .clone();
+        let ctx = DispatchContext {
+            store,
+            metrics: Arc::default(),
+            outbox: Arc::default(),
+            shutdown: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+        };
+        let limiters = Limiters {
+            endpoint: RateLimiter::direct(Quota::per_second(NonZeroU32::MAX)),
+            per_recipient: None,
+        };
+        let record = queued_sms("just in time", now_ms()).claimed_record("m-1".into());
+        let hard_stop = ctx.hard_stop.clone();
+        let sending =
+            tokio::spawn(async move { send_one(&endpoint, &ctx, &limiters, &record).await });
+        channel.began.notified().await;
+        channel.end.notify_one();
+        hard_stop.cancel();
+        tokio::task::yield_now().await;
+        let outcome = sending.await.unwrap();
+        assert!(matches!(outcome, SendOutcome::Sent { .. }), "{outcome:?}");
+    }
 
     #[test]
     fn a_retry_is_due_after_the_longer_wait_and_never_past_the_ttl_or_before_now() {
