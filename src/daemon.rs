@@ -19,7 +19,7 @@ use crate::exit::ExitError;
 use crate::inbound::StoreSink;
 use crate::local_key;
 use crate::metrics::Metrics;
-use crate::outbox::{self, DispatchContext};
+use crate::outbox::{self, DispatchContext, Unrecorded};
 use crate::service_manager;
 use crate::store::{SqliteStore, Store, StoreError};
 
@@ -49,6 +49,8 @@ pub struct RunningDaemon {
     /// Ring to make the relay link read its settings again now (SIGHUP).
     pub relay_reload: Arc<tokio::sync::Notify>,
     hard_stop: CancellationToken,
+    /// The sends whose outcome the dispatchers could not record.
+    unrecorded: Arc<Unrecorded>,
     grace: Duration,
     tasks: Tasks,
     /// This daemon's claim on its state dir, given up when it is dropped.
@@ -134,16 +136,31 @@ impl RunningDaemon {
                 "{end} while the daemon stopped"
             )));
         }
+        // Sends whose outcome the store would not take: their messages are
+        // still `sending`, and the next start sends them again. Exit 1, so
+        // the service manager and the operator know, and which they are.
+        let unrecorded = self.unrecorded.ids();
+        if !unrecorded.is_empty() {
+            tracing::error!(count = unrecorded.len(), ids = %unrecorded.join(", "),
+                "send outcomes not recorded; the next start sends these messages again (exit code 1)");
+        }
         // A commit of unknown outcome while the daemon stopped (the watch
         // on the writer ends with the stop): exit 1 all the same, so the
         // service manager and the operator know the restart has something
         // to settle.
-        match self.store.is_broken() {
-            None => Ok(()),
-            Some(why) => Err(ExitError::Runtime(format!(
+        if let Some(why) = self.store.is_broken() {
+            return Err(ExitError::Runtime(format!(
                 "the store stopped writing after a commit whose outcome is unknown: {why}"
-            ))),
+            )));
         }
+        if unrecorded.is_empty() {
+            return Ok(());
+        }
+        Err(ExitError::Runtime(format!(
+            "{} send outcome(s) not recorded, sent again at the next start: {}",
+            unrecorded.len(),
+            named(&unrecorded)
+        )))
     }
 }
 
@@ -278,12 +295,14 @@ pub async fn start(
     }
     tasks.spawn("the API", api::serve::serve(listener, app, limits, stop));
 
+    let unrecorded = Arc::new(Unrecorded::default());
     let dispatch = DispatchContext {
         store: store.clone(),
         metrics: metrics.clone(),
         outbox: Arc::new(config.config.outbox.clone()),
         shutdown: shutdown.clone(),
         hard_stop: hard_stop.clone(),
+        unrecorded: unrecorded.clone(),
     };
     let inbound_bell = state.inbound_bell.clone();
     // Channels stop after the dispatchers: a send finishing in the grace
@@ -377,10 +396,22 @@ pub async fn start(
         state,
         relay_reload,
         hard_stop,
+        unrecorded,
         grace: Duration::from_secs(config.config.server.shutdown_grace_seconds),
         tasks,
         _lock: lock,
     })
+}
+
+/// The first few of `ids`, and how many more: an error message stays
+/// one readable line (the journal has them all).
+fn named(ids: &[String]) -> String {
+    const NAMED: usize = 10;
+    let first = ids[..ids.len().min(NAMED)].join(", ");
+    match ids.len().checked_sub(NAMED) {
+        Some(more) if more > 0 => format!("{first} and {more} more"),
+        _ => first,
+    }
 }
 
 /// Before any channel runs (so no file is being saved), and under the

@@ -13,6 +13,7 @@ mod pause_cursor;
 mod recipient_limit;
 mod recipient_order;
 mod send;
+mod unrecorded;
 mod worker;
 
 pub use back_in_queue::BackInQueue;
@@ -20,4 +21,5 @@ pub use backoff::retry_delay_ms;
 pub use handover::{Handover, Intake, Reservation};
 pub use limits::limits_for;
 pub use pause::{Pause, Refusal};
+pub use unrecorded::Unrecorded;
 pub use worker::{DispatchContext, run_endpoint, run_expiry_sweeper};

@@ -518,6 +518,7 @@ mod tests {
             outbox: Arc::default(),
             shutdown: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
+            unrecorded: Arc::default(),
         };
         let limiters = Limiters {
             endpoint: RateLimiter::direct(Quota::per_second(NonZeroU32::MAX)),

@@ -15,6 +15,7 @@ use super::limits::limits_for;
 use super::recipient_limit::RecipientLimit;
 use super::recipient_order::RecipientOrder;
 use super::send::{Deferral, Limiters, send_one, send_panicked};
+use super::unrecorded::Unrecorded;
 use crate::clock::now_ms;
 use crate::config::OutboxConfig;
 use crate::endpoints::Endpoint;
@@ -71,6 +72,8 @@ pub struct DispatchContext {
     pub shutdown: CancellationToken,
     /// Stop waiting for in-flight sends: release them to the queue.
     pub hard_stop: CancellationToken,
+    /// The sends whose outcome the store would not take.
+    pub unrecorded: Arc<Unrecorded>,
 }
 
 /// The worker set of one endpoint; returns when shut down and every claim
@@ -97,10 +100,9 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
     let lease_ms = ctx.outbox.lease_ms();
     let (finished, finished_rx) = mpsc::unbounded_channel();
     let recorder = tokio::spawn(record_finished(
-        ctx.store.clone(),
+        ctx.clone(),
         finished_rx,
         endpoint.back_in_queue.clone(),
-        ctx.hard_stop.clone(),
     ));
     let mut sends = Sends {
         in_flight: JoinSet::new(),
@@ -423,15 +425,16 @@ impl Sends {
 
 /// Commit the outcomes of finished sends, as many as are waiting in one
 /// write: one transaction for a group of sends instead of one each, on the
-/// thread every write shares. Ends when every send task has gone.
+/// thread every write shares. Ends when every send task has gone. An
+/// outcome given up is kept in `ctx.unrecorded`.
 async fn record_finished(
-    store: Arc<dyn Store>,
+    ctx: DispatchContext,
     mut finished: mpsc::UnboundedReceiver<Finished>,
     back_in_queue: Arc<BackInQueue>,
-    hard_stop: CancellationToken,
 ) {
+    let store = ctx.store;
     let mut batch = Vec::new();
-    let mut stop = StopDeadline::new(hard_stop);
+    let mut stop = StopDeadline::new(ctx.hard_stop);
     while finished.recv_many(&mut batch, MAX_OUTCOMES_PER_WRITE).await > 0 {
         let outcomes = batch
             .iter()
@@ -449,6 +452,7 @@ async fn record_finished(
                         Err(e) => {
                             tracing::error!(id = %f.id, error = %e,
                                 "could not record a send outcome; the next start returns the message to the queue");
+                            ctx.unrecorded.add(&f.id);
                             if let Some(went_back) = &f.went_back {
                                 back_in_queue.not_recorded(went_back);
                             }
@@ -637,7 +641,7 @@ mod tests {
         }
         drop(tx);
         // Every outcome is waiting before the recorder starts: one group.
-        record_finished(store.clone(), rx, Arc::default(), CancellationToken::new()).await;
+        record_finished(context(store.clone()), rx, Arc::default()).await;
         for id in &ids {
             let detail = store.get_outbound(id).await.unwrap().unwrap();
             assert_eq!(detail.record.status, OutboundStatus::Sent, "{id}");
@@ -660,8 +664,8 @@ mod tests {
             Ok(AcceptOutcome::Created { id }) => id,
             other => panic!("not created: {other:?}"),
         };
-        let hard_stop = CancellationToken::new();
-        hard_stop.cancel();
+        let ctx = context(store.clone());
+        ctx.hard_stop.cancel();
         let (tx, rx) = mpsc::unbounded_channel();
         tx.send(Finished {
             id: id.clone(),
@@ -674,7 +678,7 @@ mod tests {
         })
         .unwrap();
         drop(tx);
-        record_finished(store.clone(), rx, Arc::default(), hard_stop).await;
+        record_finished(ctx, rx, Arc::default()).await;
         let detail = store.get_outbound(&id).await.unwrap().unwrap();
         assert_eq!(detail.record.status, OutboundStatus::Sent);
     }
@@ -697,14 +701,20 @@ mod tests {
             .get(phonerelay_channel::ChannelKind::Sms, "m1")
             .unwrap()
             .clone();
-        let ctx = DispatchContext {
-            store: store.clone(),
+        let ctx = context(store.clone());
+        (dir, store, channel, endpoint, ctx)
+    }
+
+    /// A dispatch context on `store`, with no limits.
+    fn context(store: Arc<dyn Store>) -> DispatchContext {
+        DispatchContext {
+            store,
             metrics: Arc::default(),
             outbox: Arc::default(),
             shutdown: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
-        };
-        (dir, store, channel, endpoint, ctx)
+            unrecorded: Arc::default(),
+        }
     }
 
     /// An endpoint that sends everything at once, keeps the texts it sent,
@@ -812,10 +822,9 @@ mod tests {
             let (dir, store, channel, endpoint, ctx) = idle_endpoint();
             let (finished, finished_rx) = mpsc::unbounded_channel();
             let recorder = tokio::spawn(record_finished(
-                store.clone(),
+                ctx.clone(),
                 finished_rx,
                 endpoint.back_in_queue.clone(),
-                ctx.hard_stop.clone(),
             ));
             let permits = Arc::new(Semaphore::new(concurrency as usize));
             let handovers = endpoint.intake.open(permits.clone());
