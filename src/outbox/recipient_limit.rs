@@ -21,9 +21,15 @@ pub struct RecipientLimit {
     /// How far ahead of now a recipient's next-free time may be and a send
     /// still go: the burst less one token.
     burst_span: Duration,
+    state: Mutex<State>,
+}
+
+struct State {
     /// Per recipient, when its bucket would be full again were nothing more
     /// sent (GCRA's theoretical arrival time); none once it is.
-    next_free: Mutex<HashMap<String, Instant>>,
+    next_free: HashMap<String, Instant>,
+    /// When [`RecipientLimit::retain_recent`] next walks `next_free`.
+    next_sweep: Instant,
 }
 
 impl RecipientLimit {
@@ -32,7 +38,10 @@ impl RecipientLimit {
         Self {
             interval,
             burst_span: interval * (sends.get() - 1),
-            next_free: Mutex::default(),
+            state: Mutex::new(State {
+                next_free: HashMap::new(),
+                next_sweep: Instant::now(),
+            }),
         }
     }
 
@@ -43,7 +52,7 @@ impl RecipientLimit {
     }
 
     fn take_at(&self, recipient: &str, now: Instant) -> Result<(), Duration> {
-        let mut next_free = self.lock();
+        let next_free = &mut self.lock().next_free;
         let from = next_free
             .get(recipient)
             .copied()
@@ -60,7 +69,7 @@ impl RecipientLimit {
     /// The send that took a token for `recipient` went nowhere: its token
     /// is free again.
     pub fn give_back(&self, recipient: &str) {
-        let mut next_free = self.lock();
+        let next_free = &mut self.lock().next_free;
         if let Some(at) = next_free.get_mut(recipient) {
             match at.checked_sub(self.interval) {
                 Some(earlier) => *at = earlier,
@@ -71,19 +80,28 @@ impl RecipientLimit {
         }
     }
 
-    /// Forget the recipients whose bucket is full again.
+    /// Forget the recipients whose bucket is full again. It walks every
+    /// recipient, and the dispatcher asks at every turn: at most once in
+    /// the time one token takes to come back (a recipient forgotten that
+    /// much later costs only its entry meanwhile).
     pub fn retain_recent(&self) {
         let now = Instant::now();
-        self.lock().retain(|_, at| *at > now);
+        let mut state = self.lock();
+        if now < state.next_sweep {
+            return;
+        }
+        state.next_sweep = now + self.interval;
+        state.next_free.retain(|_, at| *at > now);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
-        self.next_free.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// How many recipients it keeps.
     #[cfg(test)]
-    fn recipients(&self) -> usize {
-        self.lock().len()
+    pub(super) fn recipients(&self) -> usize {
+        self.lock().next_free.len()
     }
 }
 

@@ -79,15 +79,12 @@ pub struct DispatchContext {
 /// The worker set of one endpoint; returns when shut down and every claim
 /// it held is recorded or released.
 pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
-    let kind = endpoint.channel.kind();
-    let phone_id = endpoint.channel.phone_id().to_string();
     let limits = limits_for(
         &ctx.outbox,
-        kind,
-        &phone_id,
+        endpoint.channel.kind(),
+        endpoint.channel.phone_id(),
         endpoint.channel.default_concurrency(),
     );
-    let permits = Arc::new(Semaphore::new(limits.in_flight() as usize));
     let limiters = Arc::new(Limiters {
         endpoint: RateLimiter::direct(
             Quota::with_period(Duration::from_secs_f64(1.0 / limits.per_second))
@@ -97,6 +94,19 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
         per_recipient: NonZeroU32::new(limits.per_recipient_per_minute)
             .map(RecipientLimit::per_minute),
     });
+    dispatch(endpoint, ctx, limits.in_flight(), limiters).await;
+}
+
+/// [`run_endpoint`] with `concurrency` sends in flight within `limiters`.
+async fn dispatch(
+    endpoint: Arc<Endpoint>,
+    ctx: DispatchContext,
+    concurrency: u32,
+    limiters: Arc<Limiters>,
+) {
+    let kind = endpoint.channel.kind();
+    let phone_id = endpoint.channel.phone_id().to_string();
+    let permits = Arc::new(Semaphore::new(concurrency as usize));
     let lease_ms = ctx.outbox.lease_ms();
     let (finished, finished_rx) = mpsc::unbounded_channel();
     let recorder = tokio::spawn(record_finished(
@@ -115,7 +125,7 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
     super::pause_cursor::restore(ctx.store.as_ref(), kind, &phone_id, &endpoint.pause).await;
     let mut handovers = endpoint.intake.open(permits.clone());
     restore_back_in_queue(&ctx, &endpoint, kind, &phone_id).await;
-    tracing::info!(channel = %kind, %phone_id, concurrency = limits.in_flight(), "dispatcher started");
+    tracing::info!(channel = %kind, %phone_id, concurrency, "dispatcher started");
 
     let mut holding = false;
     let mut claim_failures = Throttle::new(REPEATED_FAILURE_LOG_EVERY);
@@ -123,6 +133,12 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
     // queue that waits is no outage, and the journal does not call it one.
     let mut came_up = false;
     while !ctx.shutdown.is_cancelled() {
+        // At every turn, idle ones too: while every send comes by
+        // hand-over, no claim finds anything, and a sweep after claims
+        // alone never ran; each recipient ever sent to stayed.
+        if let Some(limiter) = &sends.limiters.per_recipient {
+            limiter.retain_recent();
+        }
         while sends.in_flight.try_join_next().is_some() {}
         while let Ok(handover) = handovers.try_recv() {
             sends.take(handover);
@@ -220,9 +236,6 @@ pub async fn run_endpoint(endpoint: Arc<Endpoint>, ctx: DispatchContext) {
                 }
             }
             continue;
-        }
-        if let Some(limiter) = &sends.limiters.per_recipient {
-            limiter.retain_recent();
         }
     }
     // No new hand-overs; those already committed are sent (or released on
@@ -681,6 +694,66 @@ mod tests {
         record_finished(ctx, rx, Arc::default()).await;
         let detail = store.get_outbound(&id).await.unwrap().unwrap();
         assert_eq!(detail.record.status, OutboundStatus::Sent);
+    }
+
+    /// Each recipient a send took a per-recipient token for is forgotten
+    /// once its bucket is full again, also while every send comes by
+    /// hand-over and no claim finds anything: kept, one entry stayed for
+    /// every recipient ever sent to.
+    #[tokio::test]
+    async fn recipients_sent_to_by_hand_over_alone_are_forgotten() {
+        const RECIPIENTS: usize = 1_000;
+        let (_dir, store, channel, endpoint, ctx) = idle_endpoint();
+        let limiters = Arc::new(Limiters {
+            endpoint: RateLimiter::direct(Quota::per_second(NonZeroU32::MAX)),
+            // A token comes back each second.
+            per_recipient: Some(RecipientLimit::per_minute(NonZeroU32::new(60).unwrap())),
+        });
+        let dispatcher = tokio::spawn(dispatch(
+            endpoint.clone(),
+            ctx.clone(),
+            16,
+            limiters.clone(),
+        ));
+        let per_recipient = limiters.per_recipient.as_ref().unwrap();
+        let mut most_kept = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        for n in 0..RECIPIENTS {
+            most_kept = most_kept.max(per_recipient.recipients());
+            let reservation = loop {
+                if let Ok(reservation) = endpoint.intake.reserve() {
+                    break reservation;
+                }
+                assert!(std::time::Instant::now() < deadline, "no free slot");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            };
+            let mut message = queued_sms("hi", now_ms());
+            message.to = format!("+1555{n:07}");
+            message.claimed_until_ms = Some(now_ms() + 60_000);
+            let id = match store.accept_outbound(message.clone()).await {
+                Ok(AcceptOutcome::Created { id }) => id,
+                other => panic!("not created: {other:?}"),
+            };
+            assert!(reservation.hand_over(message.claimed_record(id)));
+        }
+        while channel.sent.lock().unwrap().len() < RECIPIENTS {
+            assert!(std::time::Instant::now() < deadline, "not all sent");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(most_kept > 0, "the sends took tokens");
+        // Every bucket is full again a second after its send; the
+        // dispatcher's turns come at least every IDLE_POLL.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while per_recipient.recipients() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} recipients still kept",
+                per_recipient.recipients()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        ctx.shutdown.cancel();
+        dispatcher.await.unwrap();
     }
 
     /// A real store in a fresh folder, an [`Idle`] endpoint `sms/m1` on it,
