@@ -12,6 +12,7 @@ mod pause;
 mod pause_cursor;
 mod recipient_limit;
 mod recipient_order;
+mod recorder;
 mod send;
 mod unrecorded;
 mod worker;

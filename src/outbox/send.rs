@@ -25,7 +25,7 @@ pub struct Limiters {
 }
 
 /// Send one claimed message and say what became of it; the worker's
-/// recorder commits that outcome (see `worker::record_finished`).
+/// recorder commits that outcome (see `recorder::record_finished`).
 pub async fn send_one(
     endpoint: &Endpoint,
     ctx: &DispatchContext,
@@ -466,7 +466,6 @@ mod tests {
     use governor::{Quota, RateLimiter};
     use phonerelay_channel::SendReceipt;
     use tokio::sync::Notify;
-    use tokio_util::sync::CancellationToken;
 
     use super::*;
     use crate::store::testing::queued_sms;
@@ -512,14 +511,7 @@ mod tests {
             .get(phonerelay_channel::ChannelKind::Sms, "m1")
             .unwrap()
             .clone();
-        let ctx = DispatchContext {
-            store,
-            metrics: Arc::default(),
-            outbox: Arc::default(),
-            shutdown: CancellationToken::new(),
-            hard_stop: CancellationToken::new(),
-            unrecorded: Arc::default(),
-        };
+        let ctx = DispatchContext::for_tests(store);
         let limiters = Limiters {
             endpoint: RateLimiter::direct(Quota::per_second(NonZeroU32::MAX)),
             per_recipient: None,
