@@ -19,7 +19,7 @@ use crate::exit::ExitError;
 use crate::inbound::StoreSink;
 use crate::local_key;
 use crate::metrics::Metrics;
-use crate::outbox::{self, DispatchContext, Unrecorded};
+use crate::outbox::{self, DispatchContext};
 use crate::service_manager;
 use crate::store::{SqliteStore, Store, StoreError};
 
@@ -49,8 +49,6 @@ pub struct RunningDaemon {
     /// Ring to make the relay link read its settings again now (SIGHUP).
     pub relay_reload: Arc<tokio::sync::Notify>,
     hard_stop: CancellationToken,
-    /// The sends whose outcome the dispatchers could not record.
-    unrecorded: Arc<Unrecorded>,
     grace: Duration,
     tasks: Tasks,
     /// This daemon's claim on its state dir, given up when it is dropped.
@@ -139,7 +137,9 @@ impl RunningDaemon {
         // Sends whose outcome the store would not take: their messages are
         // still `sending`, and the next start sends them again. Exit 1, so
         // the service manager and the operator know, and which they are.
-        let unrecorded = self.unrecorded.ids();
+        let unrecorded: Vec<String> = (self.state.endpoints.iter())
+            .flat_map(|(_, endpoint)| endpoint.unrecorded.ids())
+            .collect();
         if !unrecorded.is_empty() {
             tracing::error!(count = unrecorded.len(), ids = %unrecorded.join(", "),
                 "send outcomes not recorded; the next start sends these messages again (exit code 1)");
@@ -295,14 +295,12 @@ pub async fn start(
     }
     tasks.spawn("the API", api::serve::serve(listener, app, limits, stop));
 
-    let unrecorded = Arc::new(Unrecorded::default());
     let dispatch = DispatchContext {
         store: store.clone(),
         metrics: metrics.clone(),
         outbox: Arc::new(config.config.outbox.clone()),
         shutdown: shutdown.clone(),
         hard_stop: hard_stop.clone(),
-        unrecorded: unrecorded.clone(),
     };
     let inbound_bell = state.inbound_bell.clone();
     // Channels stop after the dispatchers: a send finishing in the grace
@@ -396,7 +394,6 @@ pub async fn start(
         state,
         relay_reload,
         hard_stop,
-        unrecorded,
         grace: Duration::from_secs(config.config.server.shutdown_grace_seconds),
         tasks,
         _lock: lock,

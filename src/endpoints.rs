@@ -6,7 +6,7 @@ use std::sync::Arc;
 use phonerelay_channel::{Channel, ChannelKind};
 use tokio::sync::Notify;
 
-use crate::outbox::{BackInQueue, Intake, Pause};
+use crate::outbox::{BackInQueue, Intake, Pause, Unrecorded};
 
 pub type EndpointKey = (ChannelKind, String);
 
@@ -28,6 +28,8 @@ pub struct Endpoint {
     /// Its messages that went back to the queue and have not been taken
     /// again: a recipient's later message waits behind them.
     pub back_in_queue: Arc<BackInQueue>,
+    /// Its sends whose outcome the store would not take.
+    pub unrecorded: Arc<Unrecorded>,
 }
 
 #[derive(Default)]
@@ -52,6 +54,7 @@ impl Endpoints {
                     intake: Intake::default(),
                     pause: Pause::default(),
                     back_in_queue: Arc::default(),
+                    unrecorded: Arc::default(),
                 }),
             );
         }

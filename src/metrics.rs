@@ -27,6 +27,7 @@ pub struct Metrics {
     pub endpoint_up: Family<Labels, Gauge>,
     pub endpoint_can_send: Family<Labels, Gauge>,
     pub endpoint_paused_seconds: Family<Labels, Gauge>,
+    pub outcomes_unrecorded: Family<Labels, Gauge>,
     pub endpoint_detail: Family<Labels, Gauge>,
     pub store_up: Gauge,
     pub store_bytes: Family<Labels, Gauge>,
@@ -70,6 +71,7 @@ impl Default for Metrics {
         let endpoint_up = Family::<Labels, Gauge>::default();
         let endpoint_can_send = Family::<Labels, Gauge>::default();
         let endpoint_paused_seconds = Family::<Labels, Gauge>::default();
+        let outcomes_unrecorded = Family::<Labels, Gauge>::default();
         let endpoint_detail = Family::<Labels, Gauge>::default();
         let store_up = Gauge::default();
         let store_bytes = Family::<Labels, Gauge>::default();
@@ -152,6 +154,13 @@ impl Default for Metrics {
             endpoint_paused_seconds.clone(),
         );
         registry.register(
+            "outcomes_unrecorded",
+            "Sends whose outcome the store would not take: their messages stay sending (a \
+             restart sends them again, and the relay holds their recipients' replies) while \
+             the dispatcher tries again; see the journal for the message ids",
+            outcomes_unrecorded.clone(),
+        );
+        registry.register(
             "endpoint_detail",
             "Quantities an endpoint reports about its health, by name (signal_dbm, ...)",
             endpoint_detail.clone(),
@@ -220,6 +229,7 @@ impl Default for Metrics {
             endpoint_up,
             endpoint_can_send,
             endpoint_paused_seconds,
+            outcomes_unrecorded,
             endpoint_detail,
             store_up,
             store_bytes,

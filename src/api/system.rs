@@ -69,6 +69,15 @@ pub struct EndpointStatus {
     pub sent_last_hour: Option<u64>,
     #[serde(default)]
     pub failed_last_hour: Option<u64>,
+    /// Sends whose outcome the store would not take: their messages stay
+    /// `sending` (a restart sends them again) while the dispatcher tries
+    /// again. The journal names them. Absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub outcomes_unrecorded: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Why and how long an endpoint pauses.
@@ -153,13 +162,17 @@ impl StatusReport {
                 (true, Some(_)) => " (paused)",
                 (true, None) => "",
             };
+            let unrecorded = match e.outcomes_unrecorded {
+                0 => String::new(),
+                n => format!(", {n} send outcomes not recorded"),
+            };
             parts.push(match (e.queued, e.failed_last_hour) {
                 (Some(queued), Some(failed)) => format!(
-                    "{}/{} {}{held}: {queued} queued{oldest}, {failed} failed in the last hour",
+                    "{}/{} {}{held}: {queued} queued{oldest}, {failed} failed in the last hour{unrecorded}",
                     e.channel, e.phone_id, e.state
                 ),
                 _ => format!(
-                    "{}/{} {}{held}: queue unreadable",
+                    "{}/{} {}{held}: queue unreadable{unrecorded}",
                     e.channel, e.phone_id, e.state
                 ),
             });
@@ -246,6 +259,7 @@ pub(crate) async fn report(state: &AppState) -> StatusReport {
                 sending: count(|s| s.sending),
                 sent_last_hour: count(|s| s.sent_recently),
                 failed_last_hour: count(|s| s.failed_recently),
+                outcomes_unrecorded: endpoint.unrecorded.len() as u64,
             }
         })
         .collect();
@@ -374,6 +388,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             .endpoint_can_send
             .get_or_create(&labels(&series))
             .set(endpoint.channel.can_send() as i64);
+        state
+            .metrics
+            .outcomes_unrecorded
+            .get_or_create(&labels(&series))
+            .set(endpoint.unrecorded.len() as i64);
         let paused = EndpointPause::of(endpoint, now).map_or(0, |p| p.seconds_left);
         state
             .metrics

@@ -90,6 +90,13 @@ pub fn render(report: &StatusReport) -> String {
             ),
             (true, None) => e.summary.clone(),
         };
+        if e.outcomes_unrecorded > 0 {
+            // First: it outweighs the rest (see the journal for the ids).
+            detail = format!(
+                "{} send outcomes not recorded (see the journal): {detail}",
+                e.outcomes_unrecorded
+            );
+        }
         for (k, v) in &e.details {
             detail.push_str(&format!("  {k}={v}"));
         }
@@ -173,6 +180,7 @@ mod tests {
                 sending: Some(0),
                 sent_last_hour: Some(0),
                 failed_last_hour: Some(0),
+                outcomes_unrecorded: 0,
             }],
             relay: None,
             storage: None,
@@ -200,6 +208,32 @@ mod tests {
         assert!(!sending.one_line().contains("held"));
         assert!(!render(&sending).contains("paused"));
         assert!(!sending.one_line().contains("paused"));
+    }
+
+    /// Send outcomes the store would not take are named in the table and
+    /// the status line; the JSON leaves the count out while there is none.
+    #[test]
+    fn unrecorded_send_outcomes_are_named_in_the_table_and_the_status_line() {
+        let mut stuck = report(true);
+        stuck.endpoints[0].outcomes_unrecorded = 2;
+        let table = render(&stuck);
+        assert!(
+            table.contains("2 send outcomes not recorded (see the journal)"),
+            "{table}"
+        );
+        assert!(
+            stuck.one_line().contains("2 send outcomes not recorded"),
+            "{}",
+            stuck.one_line()
+        );
+        let clear = report(true);
+        assert!(!render(&clear).contains("not recorded"));
+        assert!(!clear.one_line().contains("not recorded"));
+        let json = serde_json::to_value(&clear).unwrap();
+        assert!(
+            json["endpoints"][0].get("outcomes_unrecorded").is_none(),
+            "{json}"
+        );
     }
 
     /// A relay named but without its link running says so, and why.

@@ -8,8 +8,9 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::back_in_queue::{BackInQueue, WentBack};
+use super::unrecorded::Unrecorded;
 use super::worker::DispatchContext;
-use crate::store::{SendOutcome, Store};
+use crate::store::{SendOutcome, Store, StoreError};
 
 /// Most outcomes recorded in one write.
 const MAX_OUTCOMES_PER_WRITE: usize = 256;
@@ -41,44 +42,213 @@ pub(super) struct Finished {
 
 /// Commit the outcomes of finished sends, as many as are waiting in one
 /// write: one transaction for a group of sends instead of one each, on the
-/// thread every write shares. Ends when every send task has gone. An
-/// outcome given up is kept in `ctx.unrecorded`.
+/// thread every write shares (one by one if that write fails). Ends when
+/// every send task has gone. An outcome the store refuses for good is
+/// recorded plainly; one refused that way too is kept and tried again
+/// ([`Kept`]); each one not recorded is in `unrecorded` until it is.
 pub(super) async fn record_finished(
     ctx: DispatchContext,
     mut finished: mpsc::UnboundedReceiver<Finished>,
     back_in_queue: Arc<BackInQueue>,
+    unrecorded: Arc<Unrecorded>,
 ) {
-    let store = ctx.store;
+    let mut recorder = Recorder {
+        store: ctx.store,
+        unrecorded,
+        back_in_queue,
+        stop: StopDeadline::new(ctx.hard_stop),
+        kept: Kept::default(),
+    };
     let mut batch = Vec::new();
-    let mut stop = StopDeadline::new(ctx.hard_stop);
-    while finished.recv_many(&mut batch, MAX_OUTCOMES_PER_WRITE).await > 0 {
+    loop {
+        let try_kept_at = recorder.kept.next_try;
+        tokio::select! {
+            received = finished.recv_many(&mut batch, MAX_OUTCOMES_PER_WRITE) => {
+                if received == 0 {
+                    break;
+                }
+                recorder.record(&mut batch).await;
+            }
+            _ = sleep_until_some(try_kept_at), if try_kept_at.is_some() => {
+                recorder.try_kept_again().await;
+            }
+        }
+    }
+    // The sends are over: a last try, and what is still refused is left
+    // to the next start (the daemon's stop names it).
+    recorder.try_kept_again().await;
+}
+
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Recorder {
+    store: Arc<dyn Store>,
+    unrecorded: Arc<Unrecorded>,
+    back_in_queue: Arc<BackInQueue>,
+    stop: StopDeadline,
+    kept: Kept,
+}
+
+impl Recorder {
+    /// Record `batch` in one write, or each of its outcomes alone; empties
+    /// it, which gives back the permits of the outcomes not kept.
+    async fn record(&mut self, batch: &mut Vec<Finished>) {
         let outcomes = batch
             .iter()
             .map(|f| (f.id.clone(), f.outcome.clone()))
             .collect::<Vec<_>>();
-        match record_until_stored(&*store, outcomes, &mut stop).await {
-            Ok(()) => back_in_queue.recorded(batch.iter().filter_map(|f| f.went_back.as_ref())),
+        let store = self.store.clone();
+        let write = || store.record_outcomes(outcomes.clone());
+        match record_until_stored(&*store, outcomes.len(), &mut self.stop, write).await {
+            Ok(()) => self
+                .back_in_queue
+                .recorded(batch.iter().filter_map(|f| f.went_back.as_ref())),
             Err(e) => {
                 tracing::warn!(error = %e, count = batch.len(),
                     "could not record a group of send outcomes; recording them one by one");
-                for f in &batch {
-                    let outcome = vec![(f.id.clone(), f.outcome.clone())];
-                    match record_until_stored(&*store, outcome, &mut stop).await {
-                        Ok(()) => back_in_queue.recorded(&f.went_back),
-                        Err(e) => {
-                            tracing::error!(id = %f.id, error = %e,
-                                "could not record a send outcome; the next start returns the message to the queue");
-                            ctx.unrecorded.add(&f.id);
-                            if let Some(went_back) = &f.went_back {
-                                back_in_queue.not_recorded(went_back);
-                            }
-                        }
-                    }
+                for f in batch.drain(..) {
+                    self.record_alone(f).await;
                 }
             }
         }
-        // Dropping the group gives its permits back.
         batch.clear();
+    }
+
+    /// Record one outcome whole, else plainly, else keep it to try again.
+    async fn record_alone(&mut self, f: Finished) {
+        let store = self.store.clone();
+        let whole = vec![(f.id.clone(), f.outcome.clone())];
+        let write = || store.record_outcomes(whole.clone());
+        let mut error = match record_until_stored(&*store, 1, &mut self.stop, write).await {
+            Ok(()) => return self.back_in_queue.recorded(&f.went_back),
+            Err(e) => e,
+        };
+        if !error.is_transient() {
+            let write = || store.record_outcome_plainly(&f.id, f.outcome.clone());
+            match record_until_stored(&*store, 1, &mut self.stop, write).await {
+                Ok(()) => {
+                    tracing::error!(id = %f.id, error = %error,
+                        "could not record a send outcome whole; recorded the message's status \
+                         alone (a sent message's parts, conversation and early reports are \
+                         left out)");
+                    return self.back_in_queue.recorded(&f.went_back);
+                }
+                Err(plain) if !plain.is_transient() => return self.keep(f, &plain),
+                // The store went away meanwhile, and the stop came.
+                Err(plain) => error = plain,
+            }
+        }
+        tracing::error!(id = %f.id, error = %error,
+            "could not record a send outcome before the stop; the next start returns the \
+             message to the queue");
+        self.unrecorded.add(&f.id);
+        if let Some(went_back) = &f.went_back {
+            self.back_in_queue.not_recorded(went_back);
+        }
+    }
+
+    fn keep(&mut self, f: Finished, error: &StoreError) {
+        tracing::error!(id = %f.id, error = %error,
+            "the store refuses this send's outcome; the message stays `sending`, its \
+             outcome kept and tried again (phonerelay_outcomes_unrecorded)");
+        self.unrecorded.add(&f.id);
+        // Its return is not known to the queue; holding the recipient's
+        // later messages behind it meanwhile would hold them for nothing.
+        if let Some(went_back) = &f.went_back {
+            self.back_in_queue.not_recorded(went_back);
+        }
+        self.kept.push(f);
+    }
+
+    /// Try each kept outcome once more, whole then plainly.
+    async fn try_kept_again(&mut self) {
+        let mut still = Vec::new();
+        for kept in self.kept.take() {
+            let whole = vec![(kept.id.clone(), kept.outcome.clone())];
+            let mut stored = self.store.record_outcomes(whole).await;
+            if stored.is_err() {
+                stored = self
+                    .store
+                    .record_outcome_plainly(&kept.id, kept.outcome.clone())
+                    .await;
+            }
+            match stored {
+                Ok(()) => {
+                    tracing::info!(id = %kept.id, "a send outcome the store refused is recorded");
+                    self.unrecorded.remove(&kept.id);
+                }
+                Err(_) => still.push(kept),
+            }
+        }
+        self.kept.tried(still);
+    }
+}
+
+/// The outcomes the store refused for good, whole and plainly, to try
+/// again: first after [`KEPT_RETRY_FIRST`], then each time twice as long,
+/// up to [`KEPT_RETRY_MAX`].
+///
+/// One that only its own message meets (a bug) must not stop its
+/// endpoint, and a modem has but one permit: the first
+/// [`KEPT_WITH_PERMIT_BACK`] give their send's permit back. Past those,
+/// the store refuses outcomes at large, and each one kept holds its
+/// permit: the endpoint stops once it has none left, rather than send on
+/// with nothing recorded. So there are at most that many and the
+/// endpoint's concurrency.
+#[derive(Default)]
+struct Kept {
+    outcomes: Vec<KeptOutcome>,
+    /// While some are kept.
+    next_try: Option<tokio::time::Instant>,
+    wait: Duration,
+}
+
+struct KeptOutcome {
+    id: String,
+    outcome: SendOutcome,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// First and longest wait before kept outcomes are tried again.
+const KEPT_RETRY_FIRST: Duration = Duration::from_secs(1);
+const KEPT_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// How many kept outcomes give their send's permit back (see [`Kept`]).
+const KEPT_WITH_PERMIT_BACK: usize = 32;
+
+impl Kept {
+    fn push(&mut self, f: Finished) {
+        // Not held: dropped here, given back.
+        let permit = (self.outcomes.len() >= KEPT_WITH_PERMIT_BACK).then_some(f._permit);
+        self.outcomes.push(KeptOutcome {
+            id: f.id,
+            outcome: f.outcome,
+            _permit: permit,
+        });
+        if self.next_try.is_none() {
+            self.wait = KEPT_RETRY_FIRST;
+            self.next_try = Some(tokio::time::Instant::now() + self.wait);
+        }
+    }
+
+    fn take(&mut self) -> Vec<KeptOutcome> {
+        std::mem::take(&mut self.outcomes)
+    }
+
+    /// A try left `still` refused.
+    fn tried(&mut self, still: Vec<KeptOutcome>) {
+        self.outcomes = still;
+        self.next_try = if self.outcomes.is_empty() {
+            None
+        } else {
+            self.wait = (self.wait * 2).min(KEPT_RETRY_MAX);
+            Some(tokio::time::Instant::now() + self.wait)
+        };
     }
 }
 
@@ -107,29 +277,34 @@ impl StopDeadline {
     }
 }
 
-/// Record `outcomes`, trying again for as long as the store is only
-/// unavailable (a full disk, an I/O error): an outcome not recorded leaves
-/// its message `sending` until the next start, which sends it again, a
-/// duplicate its recipient sees. The group's permits stay taken meanwhile,
-/// so no new send starts while outcomes cannot be kept. Gives up on an
-/// error that will not pass, or once `stop`'s deadline has passed. A
-/// broken store (a commit of unknown outcome) refuses every write until
-/// the daemon's restart, which its breaking brings: waiting for it would
-/// only hold the stop for the whole grace period, and the restart queues
-/// the message again all the same.
-async fn record_until_stored(
+/// Make `write`, recording `count` outcomes, trying again for as long as
+/// the store is only unavailable (a full disk, an I/O error): an outcome
+/// not recorded leaves its message `sending` until the next start, which
+/// sends it again, a duplicate its recipient sees. The group's permits
+/// stay taken meanwhile, so no new send starts while outcomes cannot be
+/// kept. Gives up on an error that will not pass, or once `stop`'s
+/// deadline has passed. A broken `store` (a commit of unknown outcome)
+/// refuses every write until the daemon's restart, which its breaking
+/// brings: waiting for it would only hold the stop for the whole grace
+/// period, and the restart queues the message again all the same.
+async fn record_until_stored<W, F>(
     store: &dyn Store,
-    outcomes: Vec<(String, SendOutcome)>,
+    count: usize,
     stop: &mut StopDeadline,
-) -> Result<(), crate::store::StoreError> {
+    mut write: W,
+) -> Result<(), StoreError>
+where
+    W: FnMut() -> F,
+    F: std::future::Future<Output = Result<(), StoreError>>,
+{
     let mut wait = RECORD_RETRY_FIRST;
     let mut failures = 0u32;
     loop {
-        match store.record_outcomes(outcomes.clone()).await {
+        match write().await {
             Ok(()) => {
                 if failures > 0 {
                     tracing::info!(
-                        count = outcomes.len(),
+                        count,
                         failures,
                         "send outcomes recorded once the store was back"
                     );
@@ -143,7 +318,7 @@ async fn record_until_stored(
                     return Err(e);
                 }
                 if failures == 0 {
-                    tracing::warn!(error = %e, count = outcomes.len(),
+                    tracing::warn!(error = %e, count,
                         "cannot record send outcomes now; trying again until the store is back");
                 }
                 failures += 1;
@@ -167,8 +342,8 @@ mod tests {
 
     use super::*;
     use crate::clock::now_ms;
-    use crate::store::testing::{RecordFailures, queued_sms};
-    use crate::store::{AcceptOutcome, OutboundStatus, SqliteStore, StoreError};
+    use crate::store::testing::{OutcomesRefused, RecordFailures, queued_sms};
+    use crate::store::{AcceptOutcome, OutboundStatus, SqliteStore};
 
     #[tokio::test]
     async fn the_recorder_records_the_rest_of_a_group_one_of_which_fails() {
@@ -206,6 +381,7 @@ mod tests {
         record_finished(
             DispatchContext::for_tests(store.clone()),
             rx,
+            Arc::default(),
             Arc::default(),
         )
         .await;
@@ -245,8 +421,132 @@ mod tests {
         })
         .unwrap();
         drop(tx);
-        record_finished(ctx, rx, Arc::default()).await;
+        record_finished(ctx, rx, Arc::default(), Arc::default()).await;
         let detail = store.get_outbound(&id).await.unwrap().unwrap();
         assert_eq!(detail.record.status, OutboundStatus::Sent);
+    }
+
+    /// `count` messages accepted into a fresh store, and the store.
+    async fn accepted(count: usize) -> (tempfile::TempDir, SqliteStore, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
+        let mut ids = Vec::new();
+        for n in 0..count {
+            match store
+                .accept_outbound(queued_sms(&format!("m{n}"), now_ms()))
+                .await
+            {
+                Ok(AcceptOutcome::Created { id }) => ids.push(id),
+                other => panic!("not created: {other:?}"),
+            }
+        }
+        (dir, store, ids)
+    }
+
+    fn sent(id: &str, permit: OwnedSemaphorePermit) -> Finished {
+        Finished {
+            id: id.into(),
+            outcome: SendOutcome::Sent {
+                receipt: SendReceipt::single(format!("ext-{id}")),
+                now_ms: now_ms(),
+            },
+            went_back: None,
+            _permit: permit,
+        }
+    }
+
+    async fn status(store: &dyn Store, id: &str) -> OutboundStatus {
+        store.get_outbound(id).await.unwrap().unwrap().record.status
+    }
+
+    /// An outcome the store refuses for good, whole (a write that panics
+    /// for that message alone), is recorded plainly: left `sending`, the
+    /// message was counted so, held its recipient's replies at the relay
+    /// forwarder, and went again at the next start.
+    #[tokio::test]
+    async fn an_outcome_refused_for_good_whole_is_recorded_plainly() {
+        let (_dir, sqlite, ids) = accepted(2).await;
+        let store: Arc<dyn Store> = Arc::new(OutcomesRefused::new(sqlite, &ids[..1], 0));
+        let permits = Arc::new(Semaphore::new(2));
+        let (tx, rx) = mpsc::unbounded_channel();
+        for id in &ids {
+            tx.send(sent(id, permits.clone().acquire_owned().await.unwrap()))
+                .unwrap();
+        }
+        drop(tx);
+        let unrecorded = Arc::new(Unrecorded::default());
+        let ctx = DispatchContext::for_tests(store.clone());
+        record_finished(ctx, rx, Arc::default(), unrecorded.clone()).await;
+        for id in &ids {
+            assert_eq!(status(&*store, id).await, OutboundStatus::Sent, "{id}");
+        }
+        assert!(unrecorded.is_empty(), "{:?}", unrecorded.ids());
+        assert_eq!(permits.available_permits(), 2);
+    }
+
+    /// Refused plainly too, the outcome is kept, counted as unrecorded,
+    /// its permit given back, and tried again until the store takes it.
+    #[tokio::test]
+    async fn an_outcome_refused_plainly_too_is_tried_again_until_recorded() {
+        let (_dir, sqlite, ids) = accepted(1).await;
+        let id = &ids[0];
+        let store: Arc<dyn Store> = Arc::new(OutcomesRefused::new(sqlite, &ids, 2));
+        let permits = Arc::new(Semaphore::new(1));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let unrecorded = Arc::new(Unrecorded::default());
+        let ctx = DispatchContext::for_tests(store.clone());
+        let recorder = tokio::spawn(record_finished(ctx, rx, Arc::default(), unrecorded.clone()));
+        tx.send(sent(id, permits.clone().acquire_owned().await.unwrap()))
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while unrecorded.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never counted");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(unrecorded.ids(), std::slice::from_ref(id));
+        // Its permit back: the endpoint goes on with the others.
+        drop(permits.acquire().await.unwrap());
+        // Tried again after 1 s, refused, then after 2 s more, taken (and
+        // then no longer counted).
+        while !unrecorded.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never recorded");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(status(&*store, id).await, OutboundStatus::Sent);
+        drop(tx);
+        recorder.await.unwrap();
+    }
+
+    /// Past the first kept outcomes each one holds its send's permit: a
+    /// store that refuses every outcome stops the endpoint instead of
+    /// letting it send on with nothing recorded.
+    #[tokio::test]
+    async fn past_a_few_kept_outcomes_each_holds_its_permit() {
+        let extra = 3;
+        let (_dir, sqlite, ids) = accepted(KEPT_WITH_PERMIT_BACK + extra).await;
+        let store: Arc<dyn Store> = Arc::new(OutcomesRefused::new(sqlite, &ids, u32::MAX));
+        let permits = Arc::new(Semaphore::new(ids.len()));
+        let (tx, rx) = mpsc::unbounded_channel();
+        for id in &ids {
+            tx.send(sent(id, permits.clone().acquire_owned().await.unwrap()))
+                .unwrap();
+        }
+        let unrecorded = Arc::new(Unrecorded::default());
+        let ctx = DispatchContext::for_tests(store.clone());
+        let recorder = tokio::spawn(record_finished(ctx, rx, Arc::default(), unrecorded.clone()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while unrecorded.len() < ids.len() {
+            assert!(std::time::Instant::now() < deadline, "not all kept");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(permits.available_permits(), KEPT_WITH_PERMIT_BACK);
+        drop(tx);
+        recorder.await.unwrap();
+        assert_eq!(unrecorded.len(), ids.len(), "left to the next start");
+        assert_eq!(
+            permits.available_permits(),
+            ids.len(),
+            "given back at the end"
+        );
     }
 }

@@ -16,7 +16,6 @@ use super::recipient_limit::RecipientLimit;
 use super::recipient_order::RecipientOrder;
 use super::recorder::{Finished, record_finished};
 use super::send::{Deferral, Limiters, send_one, send_panicked};
-use super::unrecorded::Unrecorded;
 use crate::clock::now_ms;
 use crate::config::OutboxConfig;
 use crate::endpoints::Endpoint;
@@ -45,8 +44,6 @@ pub struct DispatchContext {
     pub shutdown: CancellationToken,
     /// Stop waiting for in-flight sends: release them to the queue.
     pub hard_stop: CancellationToken,
-    /// The sends whose outcome the store would not take.
-    pub unrecorded: Arc<Unrecorded>,
 }
 
 impl DispatchContext {
@@ -59,7 +56,6 @@ impl DispatchContext {
             outbox: Arc::default(),
             shutdown: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
-            unrecorded: Arc::default(),
         }
     }
 }
@@ -101,6 +97,7 @@ async fn dispatch(
         ctx.clone(),
         finished_rx,
         endpoint.back_in_queue.clone(),
+        endpoint.unrecorded.clone(),
     ));
     let mut sends = Sends {
         in_flight: JoinSet::new(),
@@ -678,6 +675,7 @@ mod tests {
                 ctx.clone(),
                 finished_rx,
                 endpoint.back_in_queue.clone(),
+                endpoint.unrecorded.clone(),
             ));
             let permits = Arc::new(Semaphore::new(concurrency as usize));
             let handovers = endpoint.intake.open(permits.clone());

@@ -121,6 +121,14 @@ pub trait Store: Send + Sync + 'static {
     async fn record_outcome(&self, id: &str, outcome: SendOutcome) -> StoreResult<()> {
         self.record_outcomes(vec![(id.to_string(), outcome)]).await
     }
+    /// What a claimed message's status becomes, and its history row, and
+    /// nothing else: a sent message's parts, conversation and early
+    /// reports are left out, and so is the state an adapter kept while it
+    /// sent. For an outcome [`Self::record_outcomes`] refuses for good (a
+    /// bug met by that message alone): left `sending`, the message was
+    /// sent again at the next start, and replies from its recipient were
+    /// held until then. An unknown id is met as `record_outcomes` meets it.
+    async fn record_outcome_plainly(&self, id: &str, outcome: SendOutcome) -> StoreResult<()>;
     /// The earliest `next_attempt_at` of a queued message on the endpoint
     /// that is not past its ttl at `now_ms`: one that is will never be
     /// claimed, only expired, and waiting for it would wait for nothing.

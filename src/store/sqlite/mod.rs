@@ -286,6 +286,13 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn record_outcome_plainly(&self, id: &str, outcome: SendOutcome) -> StoreResult<()> {
+        let id = id.to_string();
+        self.writer
+            .write(move |conn| outbound::record_outcome_plainly(conn, &id, &outcome))
+            .await
+    }
+
     async fn next_due(
         &self,
         channel: ChannelKind,

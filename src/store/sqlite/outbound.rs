@@ -736,6 +736,21 @@ fn record_outcome(
             }
             Ok(())
         }
+        other => record_outcome_plainly(conn, id, other),
+    }
+}
+
+/// See `Store::record_outcome_plainly`: as [`record_outcome`] without a
+/// sent message's parts, conversation and early reports.
+pub fn record_outcome_plainly(
+    conn: &Connection,
+    id: &str,
+    outcome: &SendOutcome,
+) -> StoreResult<()> {
+    match outcome {
+        SendOutcome::Sent { now_ms, .. } => {
+            set_status(conn, id, OutboundStatus::Sent, *now_ms, None, None).map(drop)
+        }
         SendOutcome::Retry {
             next_attempt_at_ms,
             code,

@@ -21,6 +21,11 @@ pub trait Faults: Send + Sync + 'static {
     fn record_outcomes(&self, _outcomes: &[(String, SendOutcome)]) -> StoreResult<()> {
         Ok(())
     }
+
+    /// Before the outcome of message `id` is recorded plainly.
+    fn record_outcome_plainly(&self, _id: &str) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 pub struct Faulty<F> {
@@ -89,6 +94,11 @@ impl<F: Faults> Store for Faulty<F> {
 
     async fn record_outcome(&self, id: &str, outcome: SendOutcome) -> StoreResult<()> {
         self.inner.record_outcome(id, outcome).await
+    }
+
+    async fn record_outcome_plainly(&self, id: &str, outcome: SendOutcome) -> StoreResult<()> {
+        self.faults.record_outcome_plainly(id)?;
+        self.inner.record_outcome_plainly(id, outcome).await
     }
 
     async fn next_due(

@@ -3,7 +3,7 @@
 
 mod faulty;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -104,6 +104,51 @@ impl Faults for RecordFailuresFaults {
         match self.next.lock().unwrap().pop_front() {
             Some(error) => Err(error),
             None => Ok(()),
+        }
+    }
+}
+
+/// A store that refuses for good, as it does a write that panics, every
+/// outcome of the messages named, whole (`record_outcomes`), and plainly
+/// (`record_outcome_plainly`) the first `plain_refusals` times for each.
+pub type OutcomesRefused = Faulty<OutcomesRefusedFaults>;
+
+pub struct OutcomesRefusedFaults {
+    plain_refusals_left: Mutex<HashMap<String, u32>>,
+}
+
+impl OutcomesRefused {
+    pub fn new(inner: SqliteStore, ids: &[String], plain_refusals: u32) -> Self {
+        let left = ids.iter().map(|id| (id.clone(), plain_refusals)).collect();
+        Faulty::with(
+            inner,
+            OutcomesRefusedFaults {
+                plain_refusals_left: Mutex::new(left),
+            },
+        )
+    }
+}
+
+fn panicked() -> StoreError {
+    StoreError::Database("a write panicked: a bug in the test".into())
+}
+
+impl Faults for OutcomesRefusedFaults {
+    fn record_outcomes(&self, outcomes: &[(String, SendOutcome)]) -> StoreResult<()> {
+        let refused = self.plain_refusals_left.lock().unwrap();
+        match outcomes.iter().any(|(id, _)| refused.contains_key(id)) {
+            true => Err(panicked()),
+            false => Ok(()),
+        }
+    }
+
+    fn record_outcome_plainly(&self, id: &str) -> StoreResult<()> {
+        match self.plain_refusals_left.lock().unwrap().get_mut(id) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                Err(panicked())
+            }
+            _ => Ok(()),
         }
     }
 }
