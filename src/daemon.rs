@@ -51,6 +51,10 @@ pub struct RunningDaemon {
     hard_stop: CancellationToken,
     grace: Duration,
     tasks: Tasks,
+    /// The local socket's file, removed when this is dropped: before the
+    /// lock (fields drop in the order they are declared), so that no CLI
+    /// sees the lock held and no socket while this daemon stops.
+    _socket_file: Option<crate::local_socket::SocketFile>,
     /// This daemon's claim on its state dir, given up when it is dropped.
     _lock: crate::instance_lock::InstanceLock,
 }
@@ -201,6 +205,17 @@ pub async fn start(
     );
 
     let lock = crate::instance_lock::acquire(&loaded.state_dir())?;
+    // The local socket as soon as the lock is held, and its file kept until
+    // the lock is let go (`local_socket.rs`): a CLI call while the store
+    // opens waits on it, and never takes this daemon for one without a
+    // socket. Declared after the lock, so dropped before it on an early
+    // return. Before the TCP port as well: whoever sees the port accept
+    // (a script, `phonerelay status` right after a start) finds the socket
+    // there too, not a stale one from a killed run that nobody answers.
+    let (local, socket_file) = match crate::local_socket::bind(&loaded.state_dir()) {
+        Some((listener, file)) => (Some(listener), Some(file)),
+        None => (None, None),
+    };
     let db = loaded.database_path();
     let commit_delay = Duration::from_millis(loaded.config.storage.commit_delay_ms);
     let store: Arc<dyn Store> = Arc::new(
@@ -233,23 +248,12 @@ pub async fn start(
         .await
         .map_err(ExitError::Runtime)?;
 
-    // The local socket before the TCP port: whoever sees the port accept
-    // (a script, `phonerelay status` right after a start) finds the socket
-    // there too, not a stale one from a killed run that nobody answers.
-    let local = crate::local_socket::bind(&loaded.state_dir());
     let listen = &loaded.config.server.listen;
-    let listener = match TcpListener::bind(listen).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            // Nobody will answer on the socket bound above.
-            if local.is_some() {
-                crate::local_socket::remove(&loaded.state_dir());
-            }
-            return Err(ExitError::Runtime(format!(
-                "cannot listen on {listen}: {e}"
-            )));
-        }
-    };
+    // On an error the socket's file goes with `socket_file`: nobody will
+    // answer on it.
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| ExitError::Runtime(format!("cannot listen on {listen}: {e}")))?;
     let addr = listener
         .local_addr()
         .map_err(|e| ExitError::Runtime(e.to_string()))?;
@@ -287,11 +291,10 @@ pub async fn start(
             serving: "the local socket",
             ..limits
         };
-        let (app, state_dir) = (app.clone(), config.state_dir());
-        tasks.spawn("the local socket's API", async move {
-            api::serve::serve(local, app, local_limits, local_stop).await;
-            crate::local_socket::remove(&state_dir);
-        });
+        tasks.spawn(
+            "the local socket's API",
+            api::serve::serve(local, app.clone(), local_limits, local_stop),
+        );
     }
     tasks.spawn("the API", api::serve::serve(listener, app, limits, stop));
 
@@ -396,6 +399,7 @@ pub async fn start(
         hard_stop,
         grace: Duration::from_secs(config.config.server.shutdown_grace_seconds),
         tasks,
+        _socket_file: socket_file,
         _lock: lock,
     })
 }

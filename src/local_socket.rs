@@ -4,6 +4,14 @@
 //! while TCP is at `server.max_connections`, when an operator wants it
 //! most. Only the daemon's user can connect (mode 0600, in the private
 //! state dir); a request still needs a key, as on TCP.
+//!
+//! The socket's file is there for as long as the daemon holds its instance
+//! lock: bound right after the lock is taken, removed just before it is
+//! let go ([`SocketFile`]). So a daemon that is starting or stopping is
+//! met on the socket (waited for, or refused), and the CLI never takes
+//! the absence of the socket beside a held lock for a daemon without one
+//! and sends the local key to whoever holds the TCP port meanwhile
+//! (`cli/client.rs`).
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -19,10 +27,25 @@ pub fn path(state_dir: &Path) -> PathBuf {
     state_dir.join(FILE_NAME)
 }
 
+/// The socket's file, removed when this is dropped. Kept by the daemon
+/// beside its instance lock and dropped before it, whichever way the
+/// daemon ends (a start that fails, or a stop); a killed daemon leaves
+/// the file, which the next start replaces.
+#[derive(Debug)]
+pub struct SocketFile {
+    path: PathBuf,
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// Listen on the local socket, replacing one a killed daemon left behind
 /// (the instance lock, held by now, says no other daemon is using it).
 /// `None`, with a warning, when it cannot be had: the CLI then uses TCP.
-pub fn bind(state_dir: &Path) -> Option<UnixListener> {
+pub fn bind(state_dir: &Path) -> Option<(UnixListener, SocketFile)> {
     let path = path(state_dir);
     match std::fs::symlink_metadata(&path) {
         Ok(meta) if meta.file_type().is_socket() => {
@@ -55,11 +78,5 @@ pub fn bind(state_dir: &Path) -> Option<UnixListener> {
         let _ = std::fs::remove_file(&path);
         return None;
     }
-    Some(listener)
-}
-
-/// Remove the socket once the daemon no longer serves it, so the CLI does
-/// not try a socket nobody listens on.
-pub fn remove(state_dir: &Path) {
-    let _ = std::fs::remove_file(path(state_dir));
+    Some((listener, SocketFile { path }))
 }

@@ -90,7 +90,7 @@ pub async fn run_restore(loaded: &LoadedConfig, args: &RestoreArgs) -> Result<()
     })?;
     // Held until the restore is over: no daemon can start on the store
     // while it is being replaced (systemd restarting a failed unit, say).
-    let _lock = crate::instance_lock::acquire(&loaded.state_dir())
+    let _lock = crate::instance_lock::acquire_for_command(&loaded.state_dir())
         .map_err(|e| ExitError::Runtime(format!("restore failed: {e}")))?;
     let suffix = format!(".before-restore-{}", crate::clock::now_ms() / 1000);
     let (copy, target, state_dir) = (args.backup.clone(), db.clone(), loaded.state_dir());

@@ -78,6 +78,9 @@ impl LocalClient {
             http = http.unix_socket(socket.clone());
             socket.display().to_string()
         } else {
+            if !key_from_env {
+                local_key_may_go_over_tcp(&loaded.state_dir())?;
+            }
             base.clone()
         };
         let http = http
@@ -157,6 +160,31 @@ impl LocalClient {
         } else {
             Ok(Err(Refusal { status, body }))
         }
+    }
+}
+
+/// With no local socket, the local key (an admin key) goes to the TCP
+/// port only while a daemon holds the state dir's instance lock: the port
+/// is then its own. With no daemon, anyone on the box may be listening on
+/// that port, and would be handed the key. A daemon keeps its socket for
+/// as long as it holds the lock (`local_socket.rs`), so a held lock and no
+/// socket is a daemon that could not make one (a file in its place, a
+/// state dir path too long for a socket; its log says so), or one older
+/// than the socket: those are still reached over TCP. A key of the user's
+/// own (`PHONERELAY_API_KEY`) goes where they point it, as with curl.
+fn local_key_may_go_over_tcp(state_dir: &Path) -> Result<(), ExitError> {
+    match crate::instance_lock::daemon_running(state_dir) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ExitError::Runtime(format!(
+            "no daemon is running (state dir {}); start it (systemctl start phonerelay, \
+             or phonerelay serve)",
+            state_dir.display()
+        ))),
+        Err(e) => Err(ExitError::Runtime(format!(
+            "cannot tell whether a daemon is running (state dir {}): cannot read {}: {e}",
+            state_dir.display(),
+            crate::instance_lock::lock_path(state_dir).display()
+        ))),
     }
 }
 
