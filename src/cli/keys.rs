@@ -72,7 +72,34 @@ impl std::ops::Deref for OpenStore {
 /// daemon, the instance lock is held while the store is migrated, so that
 /// none starts on it meanwhile (one that tries refuses, and its service
 /// manager starts it again).
+///
+/// Only a store that is there: on a state dir with none (a mistyped
+/// `storage.state_dir`), a command that reads or changes what is in it
+/// would make an empty one and report it empty ("no dead letters", "not
+/// paired"), a false all-clear. It is refused instead, and nothing is
+/// made; [`open_or_create`] is for the commands that put the first
+/// things in a store.
 pub(super) fn open(loaded: &LoadedConfig) -> Result<OpenStore, ExitError> {
+    let db = loaded.database_path();
+    match db.try_exists() {
+        Ok(true) => open_or_create(loaded),
+        Ok(false) => Err(ExitError::Runtime(format!(
+            "no store at {}: is storage.state_dir in {} right? (a store is made by the \
+             daemon's first start, `phonerelay keys create` or `phonerelay pair`)",
+            db.display(),
+            loaded.path.display()
+        ))),
+        Err(e) => Err(ExitError::Runtime(format!(
+            "cannot open the store {}: {e}",
+            db.display()
+        ))),
+    }
+}
+
+/// As [`open`], making the state dir and the store if there are none:
+/// for `keys create` and `pair`, which may come before the daemon's first
+/// start.
+pub(super) fn open_or_create(loaded: &LoadedConfig) -> Result<OpenStore, ExitError> {
     let lock = store_lock::shared(&loaded.state_dir())?;
     let db = loaded.database_path();
     let cannot_open =
@@ -126,7 +153,7 @@ pub async fn run(loaded: &LoadedConfig, command: &KeysCommand) -> Result<(), Exi
                     loaded.path.display()
                 );
             }
-            let store = open(loaded)?;
+            let store = open_or_create(loaded)?;
             let same_name = active_named(&store, name).await?;
             if !same_name.is_empty() {
                 eprintln!(

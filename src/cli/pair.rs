@@ -14,8 +14,9 @@ use crate::relay::pairing;
 use crate::store::{ManualRetry, RelayInboundState, Store};
 
 // With the store lock held shared: no restore replaces the store while
-// these commands write to it (see `keys::open`).
-use super::keys::open;
+// these commands write to it (see `keys::open`). Only `pair` makes a
+// store where there is none.
+use super::keys::{open, open_or_create};
 
 #[derive(Debug, Args)]
 pub struct PairArgs {
@@ -89,7 +90,7 @@ pub async fn pair(loaded: &LoadedConfig, args: &PairArgs) -> Result<(), ExitErro
     let key = read_key(args)?;
     pairing::validate_inputs(url, phone_id, &key)?;
     // Check with the relay before touching the state dir.
-    let store = open(loaded)?;
+    let store = open_or_create(loaded)?;
     let outcome = pairing::pair(loaded, &*store, url, phone_id, &key).await?;
     eprintln!(
         "paired with {url} as phone_id {phone_id}; the relay key is in {} (mode 600)",
