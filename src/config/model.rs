@@ -69,7 +69,7 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// Directory for the SQLite database and pairing state; relative to the
-    /// config file.
+    /// config file's folder, `~` not expanded (refused, as an empty path is).
     pub state_dir: PathBuf,
     /// Days an ended outbound message (and its history) or a forwarded
     /// inbound message is kept; 0 keeps everything. Queued, sending and

@@ -54,6 +54,16 @@ pub fn validate_with(loaded: &LoadedConfig, extra_phone_ids: &[String]) -> Vec<C
         ));
     }
 
+    // Read as written, from the config file's folder: a path that cannot
+    // be what was meant is refused, not made (`config_path_issue`).
+    if let Some(why) = phonerelay_channel::config_path_issue(&config.storage.state_dir) {
+        issues.push(ConfigIssue::new("storage.state_dir", why));
+    }
+    if let Some(file) = &config.relay.key_file
+        && let Some(why) = phonerelay_channel::config_path_issue(file)
+    {
+        issues.push(ConfigIssue::new("relay.key_file", why));
+    }
     if config.storage.retention_days > MAX_RETENTION_DAYS {
         issues.push(ConfigIssue::new(
             "storage.retention_days",

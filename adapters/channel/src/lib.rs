@@ -12,6 +12,7 @@
 mod address;
 mod channel;
 mod config_issue;
+mod config_path;
 mod error;
 mod fetch;
 mod health;
@@ -27,6 +28,7 @@ pub use channel::{
     message_cursor, message_of_cursor,
 };
 pub use config_issue::ConfigIssue;
+pub use config_path::config_path_issue;
 pub use error::{ErrorClass, SendError};
 pub use fetch::{
     ATTACHMENT_REFUSED, ATTACHMENT_UNAVAILABLE, AttachmentFetcher, FetchError, FetchErrorClass,

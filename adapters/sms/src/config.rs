@@ -362,6 +362,13 @@ impl ModemConfig {
                 "device",
                 "must not be empty (a serial device path or \"sim\")",
             );
+        } else if let Some(why) = phonerelay_channel::config_path_issue(Path::new(&self.device)) {
+            issue("device", why);
+        }
+        if let Some(file) = &self.pin_file
+            && let Some(why) = phonerelay_channel::config_path_issue(file)
+        {
+            issue("pin_file", why);
         }
         if !STANDARD_BAUDS.contains(&self.baud) {
             issue("baud", "not a standard rate (e.g. 9600, 115200, 460800)");
