@@ -119,12 +119,66 @@ fn marked_as_examples(text: &str) -> BTreeSet<String> {
 
 #[test]
 fn the_example_config_shows_the_defaults_except_where_marked() {
-    let example: Table = EXAMPLE.parse().expect("the example parses");
-    let mut found = BTreeSet::new();
-    not_default(&example, &defaults_for(&example), "", &mut found);
+    // The commented-out simulated modem as well, once uncommented.
+    for text in [EXAMPLE.to_string(), with_the_sim_uncommented(EXAMPLE)] {
+        let example: Table = text.parse().expect("the example parses");
+        let mut found = BTreeSet::new();
+        not_default(&example, &defaults_for(&example), "", &mut found);
+        assert_eq!(
+            found,
+            marked_as_examples(&text),
+            "left: not the default; right: marked \"{EXAMPLE_MARK}\""
+        );
+    }
+}
+
+/// `text` with the commented-out config lines made live, as the example
+/// tells an operator who wants its simulated modem: one `#` off each line
+/// that is `#` alone or `#` followed by a key, a table header or a `#`.
+/// A comment (`# ` and text) stays one.
+fn with_the_sim_uncommented(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.strip_prefix('#') {
+            Some(rest)
+                if rest.is_empty()
+                    || rest.starts_with(['#', '['])
+                    || rest.starts_with(|c: char| c.is_ascii_lowercase()) =>
+            {
+                rest
+            }
+            _ => line,
+        })
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
+/// The devices of the example's modems.
+fn devices(text: &str) -> Vec<String> {
+    let example: Table = text.parse().expect("the example parses");
+    example["channels"]["sms"]["modems"]
+        .as_array()
+        .expect("modems")
+        .iter()
+        .map(|modem| modem["device"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The example is what `systemd/README.md` installs in production: a
+/// simulated modem there would take any unbound key's sends and mark them
+/// delivered while they go nowhere. It stays documented, commented out
+/// (config/quickstart.toml runs one).
+#[test]
+fn the_example_config_runs_no_simulated_modem() {
+    let live = devices(EXAMPLE);
+    assert!(!live.is_empty());
+    assert!(
+        !live.iter().any(|device| device == "sim"),
+        "an active device = \"sim\": {live:?}"
+    );
+    let documented = devices(&with_the_sim_uncommented(EXAMPLE));
     assert_eq!(
-        found,
-        marked_as_examples(EXAMPLE),
-        "left: not the default; right: marked \"{EXAMPLE_MARK}\""
+        documented.iter().filter(|device| *device == "sim").count(),
+        1,
+        "{documented:?}"
     );
 }
