@@ -2,7 +2,9 @@
 //! time the default grace needs, and every serial device group it
 //! opens to the daemon has its driver loaded at boot.
 
-use phonerelay::config::DEFAULT_SHUTDOWN_GRACE_SECONDS;
+use phonerelay::config::{
+    DEFAULT_SHUTDOWN_GRACE_SECONDS, LAST_COMMITS_SECONDS, SHIPPED_UNIT_TIMEOUT_STOP_SECONDS,
+};
 
 fn unit() -> String {
     std::fs::read_to_string("systemd/phonerelay.service").unwrap()
@@ -22,11 +24,62 @@ fn the_unit_waits_for_the_default_grace_and_the_release_after_it() {
     let timeout = values(&unit(), "TimeoutStopSec");
     assert_eq!(timeout.len(), 1, "{timeout:?}");
     let seconds: u64 = timeout[0].parse().unwrap();
+    // What `check` compares a grace with.
+    assert_eq!(seconds, SHIPPED_UNIT_TIMEOUT_STOP_SECONDS);
     // After the grace, the tasks get at most `STOP_BOUND` to end, and the
-    // store's last commits a few seconds more, 10 allowed.
+    // store's last commits a few seconds more.
     assert!(
-        seconds >= DEFAULT_SHUTDOWN_GRACE_SECONDS + phonerelay::daemon::STOP_BOUND.as_secs() + 10,
+        seconds
+            >= DEFAULT_SHUTDOWN_GRACE_SECONDS
+                + phonerelay::daemon::STOP_BOUND.as_secs()
+                + LAST_COMMITS_SECONDS,
         "TimeoutStopSec={seconds} against a grace of {DEFAULT_SHUTDOWN_GRACE_SECONDS} s"
+    );
+}
+
+/// `check` on a config with `shutdown_grace_seconds = grace`.
+fn check_with_grace(grace: u64) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("phonerelay.toml");
+    std::fs::write(
+        &config,
+        format!("[server]\nshutdown_grace_seconds = {grace}\n[storage]\nstate_dir = \"state\"\n"),
+    )
+    .unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_phonerelay"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap()
+}
+
+/// A grace whose stop may outlast the shipped unit's `TimeoutStopSec` is
+/// valid (the unit may have been given more), but `check` says so, with
+/// the number to raise it to; the longest grace that fits gets no note.
+#[test]
+fn check_notes_a_grace_the_shipped_unit_would_cut_short() {
+    let fits = SHIPPED_UNIT_TIMEOUT_STOP_SECONDS
+        - phonerelay::daemon::STOP_BOUND.as_secs()
+        - LAST_COMMITS_SECONDS;
+    let quiet = check_with_grace(fits);
+    assert!(quiet.status.success());
+    let said = String::from_utf8_lossy(&quiet.stderr);
+    assert!(!said.contains("TimeoutStopSec"), "{said}");
+
+    let over = check_with_grace(fits + 1);
+    let said = String::from_utf8_lossy(&over.stderr);
+    assert!(over.status.success(), "a note, not an error: {said}");
+    assert!(
+        said.contains(&format!(
+            "note: server.shutdown_grace_seconds = {}",
+            fits + 1
+        )) && said.contains(&format!(
+            "TimeoutStopSec={SHIPPED_UNIT_TIMEOUT_STOP_SECONDS}"
+        )) && said.contains(&format!(
+            "TimeoutStopSec={} or more",
+            SHIPPED_UNIT_TIMEOUT_STOP_SECONDS + 1
+        )),
+        "{said}"
     );
 }
 

@@ -1,11 +1,16 @@
 use super::{Cli, load_config};
-use crate::config::validate;
+use crate::config::{
+    LAST_COMMITS_SECONDS, LoadedConfig, SHIPPED_UNIT_TIMEOUT_STOP_SECONDS, validate,
+};
 use crate::exit::ExitError;
 
 /// Print every problem (key and reason), or the effective config with
 /// secrets masked. Reads the config and the files it names; writes nothing.
 pub fn run(cli: &Cli) -> Result<(), ExitError> {
     let loaded = load_config(cli)?;
+    if let Some(note) = longer_stop_than_the_shipped_unit(&loaded) {
+        eprintln!("{note}");
+    }
     let issues = validate(&loaded);
     if !issues.is_empty() {
         for issue in &issues {
@@ -29,4 +34,24 @@ pub fn run(cli: &Cli) -> Result<(), ExitError> {
     );
     print!("{effective}");
     Ok(())
+}
+
+/// A note, not an error (the unit may have been given a longer
+/// `TimeoutStopSec` already): a grace whose stop may outlast the shipped
+/// unit's `TimeoutStopSec`, whose SIGKILL would cut it short.
+fn longer_stop_than_the_shipped_unit(loaded: &LoadedConfig) -> Option<String> {
+    let grace = loaded.config.server.shutdown_grace_seconds;
+    let bound = crate::daemon::STOP_BOUND.as_secs();
+    let longest = grace
+        .saturating_add(bound)
+        .saturating_add(LAST_COMMITS_SECONDS);
+    (longest > SHIPPED_UNIT_TIMEOUT_STOP_SECONDS).then(|| {
+        format!(
+            "note: server.shutdown_grace_seconds = {grace}: a stop may take {longest} s (the \
+             grace, {bound} s for the tasks to end, {LAST_COMMITS_SECONDS} s for the store's \
+             last commits), more than the shipped systemd unit's \
+             TimeoutStopSec={SHIPPED_UNIT_TIMEOUT_STOP_SECONDS}, whose SIGKILL would cut it \
+             short: give the unit TimeoutStopSec={longest} or more (systemctl edit phonerelay)"
+        )
+    })
 }

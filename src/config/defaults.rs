@@ -26,11 +26,20 @@ pub const MAX_CONCURRENCY: u32 = 10_000;
 /// Time allowed for in-flight sends and requests to finish on SIGTERM.
 pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 20;
 /// Longest `server.shutdown_grace_seconds`: a stop that takes longer is a
-/// hung one to whatever supervises the daemon. (The shipped systemd unit
-/// kills the daemon 45 s after SIGTERM, `TimeoutStopSec`: a grace above
-/// 35 s needs that raised too, or the stop ends in SIGKILL, claims
-/// unreleased.)
+/// hung one to whatever supervises the daemon. A stop takes at most the
+/// grace, then `daemon::STOP_BOUND` (15 s) for the tasks to end, then
+/// [`LAST_COMMITS_SECONDS`]: 25 s after the grace. The shipped unit kills
+/// the daemon [`SHIPPED_UNIT_TIMEOUT_STOP_SECONDS`] (45) after SIGTERM, so
+/// a grace above 45 - 25 = 20 s (the default) needs its `TimeoutStopSec`
+/// raised too, or the stop ends in SIGKILL, claims unreleased; `check`
+/// notes it.
 pub const MAX_SHUTDOWN_GRACE_SECONDS: u64 = 300;
+/// Allowed for the store's last commits once every task has ended, in a
+/// stop's longest time.
+pub const LAST_COMMITS_SECONDS: u64 = 10;
+/// `TimeoutStopSec` in the shipped `systemd/phonerelay.service`
+/// (`tests/systemd_unit.rs` holds the two equal).
+pub const SHIPPED_UNIT_TIMEOUT_STOP_SECONDS: u64 = 45;
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/phonerelay";
 /// Ended messages (sent, failed, expired...) and forwarded inbound messages
