@@ -165,6 +165,20 @@ pub async fn resolve(
     let file = key_file(loaded);
     let key = match std::fs::read_to_string(&file) {
         Ok(text) if !text.trim().is_empty() => text.trim().to_string(),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            // A key that is there but cannot be read (its mode, its owner, a
+            // folder in its place) is no missing pairing: pairing again
+            // would not help, and would replace the key.
+            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                "; is it readable by the service user?"
+            } else {
+                ""
+            };
+            return Err(Unresolved::Incomplete(format!(
+                "cannot read the relay key {}: {e}{hint}",
+                file.display()
+            )));
+        }
         Ok(_) | Err(_) => {
             return Err(Unresolved::Incomplete(format!(
                 "no relay key in {}; run `phonerelay pair --relay {url} --phone-id {phone_id}`",
@@ -251,6 +265,53 @@ mod tests {
             .await
             .unwrap();
         assert!(resolve(&loaded, &store).await.unwrap().is_some());
+    }
+
+    /// A relay key file that is there but cannot be read is said as such,
+    /// with the error, not as a missing pairing (whose advice, pairing
+    /// again, would not help). Tests may run as root, which reads a file
+    /// of mode 0000: a folder in the key's place fails for root as well.
+    /// Mode 0000 is tried too when not root.
+    #[tokio::test]
+    async fn an_unreadable_key_file_is_said_with_its_error_not_as_no_key() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (loaded, store) = config_and_store(dir.path());
+        save_pairing(&store, Some(&paired_with(None)))
+            .await
+            .unwrap();
+        let file = key_file(&loaded);
+        let why = |result: Result<Option<RelaySettings>, Unresolved>| match result {
+            Err(Unresolved::Incomplete(why)) => why,
+            other => panic!("not refused as incomplete: {other:?}"),
+        };
+
+        let missing = why(resolve(&loaded, &store).await);
+        assert!(missing.starts_with("no relay key in"), "{missing}");
+
+        std::fs::create_dir(&file).unwrap();
+        let folder = why(resolve(&loaded, &store).await);
+        assert!(
+            folder.starts_with(&format!("cannot read the relay key {}: ", file.display()))
+                && folder.contains(&std::io::Error::from_raw_os_error(libc::EISDIR).to_string()),
+            "{folder}"
+        );
+        assert!(!folder.contains("run `phonerelay pair"), "{folder}");
+        std::fs::remove_dir(&file).unwrap();
+
+        std::fs::write(&file, "relay-key\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let closed = resolve(&loaded, &store).await;
+        if rustix::process::geteuid().is_root() {
+            assert!(closed.is_ok(), "root reads a file of mode 0000");
+        } else {
+            let closed = why(closed);
+            assert!(
+                closed.contains("Permission denied")
+                    && closed.ends_with("is it readable by the service user?"),
+                "{closed}"
+            );
+        }
     }
 
     /// A pairing an older build saved with a password in its URL builds
