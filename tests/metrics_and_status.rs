@@ -200,6 +200,31 @@ async fn a_relay_named_without_its_key_is_not_running_and_not_up() {
     assert_eq!(status["relay"]["state"], "not_running", "{status}");
 }
 
+/// A pairing an older build saved with a password in its URL runs no
+/// link (`settings::resolve`), and `/api/v1/relay`, which names the relay
+/// all the same, shows it with the user and password masked.
+#[tokio::test]
+async fn a_password_in_a_paired_url_is_not_shown_by_the_api() {
+    let d = TestDaemon::start(FAST_OUTBOX, vec![]).await;
+    let key = "relay-secret-key-0123456789abcdef";
+    std::fs::write(d.dir.path().join("state").join("relay.key"), key).unwrap();
+    let pairing = Pairing {
+        url: "https://bridge:s3cret@relay.invalid".into(),
+        phone_id: PHONE_ID.into(),
+        bridge_key_id: "k".into(),
+        paired_at_ms: 1,
+        key_sha256: Some(settings::key_fingerprint(key)),
+    };
+    settings::save_pairing(&*d.store(), Some(&pairing))
+        .await
+        .unwrap();
+    let (code, link) = d.get("/api/v1/relay", &d.admin_key).await;
+    assert_eq!(code, 200, "{link}");
+    assert_eq!(link["state"], "not_running", "{link}");
+    assert_eq!(link["url"], "https://****@relay.invalid", "{link}");
+    assert!(!link.to_string().contains("s3cret"), "{link}");
+}
+
 #[tokio::test]
 async fn unpairing_removes_the_relay_series() {
     let d = TestDaemon::start(FAST_OUTBOX, vec![]).await;

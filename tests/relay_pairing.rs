@@ -123,6 +123,54 @@ async fn pair_checks_the_key_stores_it_privately_and_issues_the_bridge_key() {
     assert_one_line_error(&status, 2, "not paired");
 }
 
+/// A relay.url with a password in it is never printed: `pair` refuses the
+/// `[relay]` the daemon would refuse (naming the key, not the value) and
+/// changes nothing; `pair --status` shows the URL with its user and
+/// password masked.
+#[tokio::test]
+async fn a_password_in_the_configs_relay_url_is_never_printed() {
+    let relay = EmulatedRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let plain = std::fs::read_to_string(&config).unwrap();
+    let with_password = format!(
+        "{plain}[relay]\nurl = \"https://bridge:s3cret@relay.invalid\"\nphone_id = \"{PHONE_ID}\"\n"
+    );
+    std::fs::write(&config, &with_password).unwrap();
+    let pair = ["pair", "--relay", &relay.url(), "--phone-id", PHONE_ID];
+    let refused = phonerelay(&config, &pair, RELAY_KEY).await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("relay.url: must be an http:// or https:// URL")
+            && refused.stderr.contains("nothing was changed"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stderr.contains("s3cret") && !refused.stdout.contains("s3cret"));
+    assert!(
+        !dir.path().join("state").exists(),
+        "the refused pair made a store"
+    );
+
+    // Paired under a valid config, then the password put in: `--status`.
+    std::fs::write(&config, &plain).unwrap();
+    let paired = phonerelay(&config, &pair, RELAY_KEY).await;
+    assert_eq!(paired.code, 0, "{}", paired.stderr);
+    std::fs::write(&config, &with_password).unwrap();
+    let status = phonerelay(&config, &["pair", "--status"], "").await;
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(
+        status
+            .stdout
+            .contains("relay:       https://****@relay.invalid\n"),
+        "{}",
+        status.stdout
+    );
+    assert!(!status.stderr.contains("s3cret") && !status.stdout.contains("s3cret"));
+}
+
 /// The config's relay.phone_id wins over the pairing's: `pair` says so.
 #[tokio::test]
 async fn pair_notes_a_phone_id_the_config_overrides() {

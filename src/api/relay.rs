@@ -23,6 +23,8 @@ use crate::store::{ManualRetry, RelayInbound, RelayInboundState, Scope};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RelayLinkView {
+    /// The relay's base URL; a user and password in it (a pairing an older
+    /// build saved) shown as `****`.
     pub url: String,
     pub phone_id: String,
     /// `push` or `pull`.
@@ -111,7 +113,8 @@ pub async fn link_view(state: &AppState) -> Result<Option<RelayLinkView>, LinkUn
     let link = link.unwrap_or_default();
     let counts = counts.ok();
     Ok(Some(RelayLinkView {
-        url,
+        // A pairing an older build saved may carry a password in its URL.
+        url: crate::relay::shown_url(&url),
         phone_id,
         mode: match relay.mode {
             RelayMode::Push => "push",

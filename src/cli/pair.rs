@@ -87,6 +87,7 @@ pub async fn pair(loaded: &LoadedConfig, args: &PairArgs) -> Result<(), ExitErro
             "give --relay URL and --phone-id ID".into(),
         ));
     };
+    relay_section_valid(loaded)?;
     let key = read_key(args)?;
     pairing::validate_inputs(url, phone_id, &key)?;
     // Check with the relay before touching the state dir.
@@ -99,7 +100,10 @@ pub async fn pair(loaded: &LoadedConfig, args: &PairArgs) -> Result<(), ExitErro
     if let Some(configured) = &loaded.config.relay.url
         && configured.trim_end_matches('/') != url.trim_end_matches('/')
     {
-        eprintln!("note: relay.url in the config ({configured}) overrides this pairing's URL");
+        eprintln!(
+            "note: relay.url in the config ({}) overrides this pairing's URL",
+            crate::relay::shown_url(configured)
+        );
     }
     // The link runs as the config's phone_id, whatever this pairing says:
     // the relay would get this pairing's key for another phone.
@@ -131,6 +135,29 @@ pub async fn pair(loaded: &LoadedConfig, args: &PairArgs) -> Result<(), ExitErro
         loaded.config.relay.settings_poll_seconds
     );
     Ok(())
+}
+
+/// The config's `[relay]` as the daemon would take it: a pairing under a
+/// `[relay]` it refuses (a `relay.url` with a password in it, which `pair`
+/// would otherwise print) is made for a daemon that will not start. Only
+/// that section: the others' host checks (a `${SIM_PIN}`, a credential)
+/// may need the service's environment, which a shell lacks.
+fn relay_section_valid(loaded: &LoadedConfig) -> Result<(), ExitError> {
+    let issues: Vec<String> = crate::config::validate(loaded)
+        .into_iter()
+        .filter(|issue| issue.key.starts_with("relay.") && !issue.absent_for_now)
+        .map(|issue| issue.to_string())
+        .collect();
+    if issues.is_empty() {
+        return Ok(());
+    }
+    Err(ExitError::Config(format!(
+        "{}\n{} problem(s) in [relay] of {}: the daemon would not start on it; \
+         nothing was changed",
+        issues.join("\n"),
+        issues.len(),
+        loaded.path.display()
+    )))
 }
 
 pub async fn unpair(loaded: &LoadedConfig) -> Result<(), ExitError> {

@@ -20,6 +20,7 @@ pub mod pairing;
 pub mod pull;
 pub mod routing;
 pub mod settings;
+pub mod shown_url;
 pub mod status_reporter;
 
 use std::sync::Arc;
@@ -36,6 +37,7 @@ use crate::daemon_tasks::{TaskEnd, Tasks};
 pub use client::{RelayClient, RelayError};
 pub use link::Link;
 pub use settings::{Pairing, RelaySettings, Unresolved};
+pub use shown_url::shown_url;
 
 /// Run the relay link while a relay is configured or paired, and restart
 /// it when that changes (a new pairing, `unpair`, a new key): the settings

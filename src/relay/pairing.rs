@@ -199,7 +199,10 @@ pub async fn status(loaded: &LoadedConfig, store: &dyn Store) -> Result<String, 
         crate::config::RelayMode::Push => "push",
         crate::config::RelayMode::Pull => "pull",
     };
-    let mut out = format!("relay:       {url}\nphone_id:    {phone_id}\nmode:        {mode}\n");
+    let mut out = format!(
+        "relay:       {}\nphone_id:    {phone_id}\nmode:        {mode}\n",
+        super::shown_url(&url)
+    );
     let key_state = match std::fs::metadata(&key_file) {
         Ok(meta) => {
             use std::os::unix::fs::PermissionsExt;
