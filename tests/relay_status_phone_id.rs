@@ -1,0 +1,66 @@
+//! The status cursor of a link whose phone_id is none of the bridge's
+//! endpoints (a typo in `relay.phone_id`): its events wait, and reach the
+//! relay once the config is put right.
+
+mod common;
+mod relay_support;
+
+use std::time::Duration;
+
+use common::{FAST_OUTBOX, TestChannel, create_key};
+use phonerelay::relay::settings::{SCOPE, STATUS_CURSOR};
+use phonerelay::store::Scope;
+use phonerelay_channel::ChannelKind;
+use relay_support::{EmulatedRelay, PHONE_ID, RELAY_KEY};
+use serde_json::json;
+
+/// An operator's typo in `relay.phone_id`, run for a while, then fixed:
+/// the sent event of a relay message of the real phone is neither passed
+/// over nor lost, and arrives once the link carries that phone.
+#[tokio::test]
+async fn a_link_phone_id_no_endpoint_has_moves_no_status_cursor() {
+    let relay = EmulatedRelay::start().await;
+    let good = relay.bridge_config("push", None);
+    let typo = good.replace(
+        &format!("phone_id = \"{PHONE_ID}\""),
+        "phone_id = \"ph1-typo\"",
+    );
+    assert_ne!(typo, good, "the config names the link's phone_id");
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge = common::start_bridge(&typo, RELAY_KEY, &wa).await;
+    let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
+    let (code, body) = bridge
+        .post(
+            "/api/v1/messages",
+            &key,
+            &json!({"phone_id": PHONE_ID, "channel": "wa", "to": "+15551230001",
+                    "text": "hi", "source": "alice", "relay_message_id": "r-1"}),
+        )
+        .await;
+    assert_eq!(code, 202, "{body}");
+    bridge
+        .wait_status(body["id"].as_str().unwrap(), "sent")
+        .await;
+    // Dozens of the reporter's rounds (every 30 ms) with the event in the
+    // log: a cursor that moves past it does so in the first.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cursor = bridge
+        .store()
+        .load_cursor(SCOPE, STATUS_CURSOR)
+        .await
+        .unwrap();
+    assert_eq!(cursor, None, "the status cursor moved");
+    assert!(relay.status_events().is_empty());
+
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let _bridge = bridge
+        .restart_with(&format!("{FAST_OUTBOX}{good}"), vec![wa])
+        .await;
+    relay
+        .wait_for("r-1's sent event", |s| {
+            s.status_events
+                .iter()
+                .any(|e| e["relay_message_id"] == "r-1" && e["status"] == "sent")
+        })
+        .await;
+}
