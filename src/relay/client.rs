@@ -237,7 +237,7 @@ impl RelayClient {
         url: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<Value, RelayError> {
-        let response = request.send().await.map_err(|e| classify(url, &e))?;
+        let response = request.send().await.map_err(|e| classify(url, e))?;
         let status = response.status();
         let retry_after_ms = response
             .headers()
@@ -261,7 +261,7 @@ impl RelayClient {
         };
         let (body, cut) = read_capped(response, cap)
             .await
-            .map_err(|e| classify(url, &e))?;
+            .map_err(|e| classify(url, e))?;
         if status.is_success() {
             if cut {
                 // Taken all the same: a request whose answer the bridge
@@ -399,14 +399,18 @@ fn http_error(
 }
 
 /// Tell a TLS failure from a refused connection from a timeout by
-/// reading the error chain.
-fn classify(url: &str, error: &reqwest::Error) -> RelayError {
+/// reading the error chain, without the URL reqwest puts in its own
+/// message: a relay at `https://mtls-relay.example`, or a path with
+/// "certificate" in it, that refuses connections is unreachable, not a
+/// TLS failure (which `pair` answers with certificate advice).
+fn classify(url: &str, error: reqwest::Error) -> RelayError {
     let url = url.to_string();
     if error.is_timeout() {
         return RelayError::Timeout { url };
     }
+    let error = error.without_url();
     let mut chain = Vec::new();
-    let mut source: Option<&dyn std::error::Error> = Some(error);
+    let mut source: Option<&dyn std::error::Error> = Some(&error);
     while let Some(e) = source {
         chain.push(e.to_string());
         source = e.source();
@@ -467,6 +471,24 @@ mod tests {
             }
         });
         format!("http://{addr}")
+    }
+
+    /// A refused connection to a relay whose address has TLS words in it
+    /// is unreachable: the words of the URL in reqwest's message are not
+    /// the failure's.
+    #[tokio::test]
+    async fn a_refused_connection_is_unreachable_whatever_words_its_url_has() {
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        let base = format!("http://{addr}/mtls-certificate");
+        let client =
+            RelayClient::with(&base, RelayKey::new("k".into()), Duration::from_secs(5)).unwrap();
+        let e = client
+            .post("/tls/handshake", &serde_json::json!({}), None, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(&e, RelayError::Unreachable { .. }), "{e:?}");
     }
 
     #[test]
