@@ -4,7 +4,8 @@
 //!   relay as pChat messages, in order per conversation, with backoff,
 //!   their files uploaded first ([`media_upload`]);
 //! - [`pull`]: in pull mode, sends are long-polled from the relay,
-//!   committed through the API's validation, then acknowledged;
+//!   committed through the API's validation, then acknowledged
+//!   ([`pull_ack`], in halves when the relay refuses the whole);
 //! - [`status_reporter`]: status changes of relay sends, in log order;
 //! - [`heartbeat`]: the bridge and its endpoints are alive;
 //! - [`pairing`]: `phonerelay pair`, `pair --status`, `unpair`.
@@ -18,6 +19,7 @@ pub mod link;
 pub mod media_upload;
 pub mod pairing;
 pub mod pull;
+pub mod pull_ack;
 pub mod routing;
 pub mod settings;
 pub mod shown_url;

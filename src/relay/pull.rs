@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::pull_ack::{Acked, acknowledge};
 use super::{Deps, RelayError};
 use crate::api::dto::SendRequest;
 use crate::api::{commit_send, parse_json_body};
@@ -68,6 +69,7 @@ pub async fn run(deps: Deps) {
     let timeout = Duration::from_secs(wait + config.request_timeout_seconds);
     let mut failures = 0u32;
     let mut refused_acks = 0u32;
+    let mut refused_entries_log = Throttle::new(LEFT_OUT_LOG_EVERY);
     let mut left_out = LeftOut::default();
     let mut repeats = Repeats::default();
     // Jobs the store could not commit, and in how many passes in a row.
@@ -157,24 +159,41 @@ pub async fn run(deps: Deps) {
             }
         }
         failing = failing_now;
-        if !acks.is_empty() {
-            match acknowledge(&deps, &acks).await {
-                Acked::Stopped => break,
-                Acked::Taken => refused_acks = 0,
-                // The relay hands the jobs out again, and they are taken
-                // as the repeats they are: back off rather than poll, find
-                // them and be refused again at once.
-                Acked::Refused(e) => {
-                    refused_acks = refused_acks.saturating_add(1);
-                    if !deps.sleep_ms(deps.backoff_ms(refused_acks, &e)).await {
-                        break;
-                    }
-                }
-            }
-        }
         let nothing_new = acks
             .iter()
             .all(|ack| ack.duplicate || ack.result == "rejected");
+        if !acks.is_empty() {
+            let refusal = match acknowledge(&deps, &acks, &mut refused_entries_log).await {
+                Acked::Stopped => break,
+                Acked::Taken => {
+                    refused_acks = 0;
+                    None
+                }
+                Acked::Refused(e) => {
+                    refused_acks = refused_acks.saturating_add(1);
+                    Some(e)
+                }
+                // As for a job the store refused: a pass that took new
+                // jobs waits only the first step, so the entries refused
+                // do not hold the others up for minutes.
+                Acked::Partly(e) => {
+                    refused_acks = if nothing_new {
+                        refused_acks.saturating_add(1)
+                    } else {
+                        1
+                    };
+                    Some(e)
+                }
+            };
+            // The relay hands the jobs whose ack it refused out again, and
+            // they are taken as the repeats they are: back off rather than
+            // poll, find them and be refused again at once.
+            if let Some(e) = refusal
+                && !deps.sleep_ms(deps.backoff_ms(refused_acks, &e)).await
+            {
+                break;
+            }
+        }
         repeats.note(&acks);
         let pause_ms = left_out.pause_ms(&deps, !nothing_new).unwrap_or(0);
         let pause_ms = if nothing_new {
@@ -363,32 +382,6 @@ pub async fn take(deps: &Deps, job: Value) -> Result<Ack, NotTaken> {
         Err(e) => {
             tracing::info!(%relay_message_id, code = e.code, field = ?e.field, "polled job rejected: {}", e.message);
             Ok(rejected(e.code, e.message, e.field))
-        }
-    }
-}
-
-/// What became of an ack.
-enum Acked {
-    /// Shut down first.
-    Stopped,
-    Taken,
-    /// Refused for good: logged; the jobs will come again and be
-    /// recognised as taken.
-    Refused(RelayError),
-}
-
-/// Ack until the relay takes or refuses it.
-async fn acknowledge(deps: &Deps, acks: &[Ack]) -> Acked {
-    let body = json!({ "phone_id": deps.settings.phone_id, "acks": acks });
-    match deps
-        .post_until_taken(&deps.settings.config.paths.ack, &body)
-        .await
-    {
-        None => Acked::Stopped,
-        Some(Ok(())) => Acked::Taken,
-        Some(Err(e)) => {
-            tracing::warn!(error = %e, "the relay refused an acknowledgement");
-            Acked::Refused(e)
         }
     }
 }

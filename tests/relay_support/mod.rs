@@ -77,6 +77,12 @@ pub struct Recorded {
     /// Refuse every ack with this status, keeping the jobs: they are
     /// handed out again at the next poll.
     pub refuse_acks: Option<u16>,
+    /// Refuse (413) any ack with more entries than this, keeping its
+    /// jobs: a relay whose body limit is below a full poll's ack.
+    pub ack_max_entries: Option<usize>,
+    /// Refuse (422) any ack with an entry for this relay id, keeping its
+    /// jobs: a job the relay will not have acknowledged.
+    pub refuse_ack_of: Option<String>,
     /// Refuse (422) any status batch with an event for this relay id: a
     /// message the relay no longer knows.
     pub refuse_status_for: Option<String>,
@@ -438,6 +444,15 @@ async fn ack(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>) 
     s.acks.push(body.clone());
     if let Some(status) = s.refuse_acks {
         return error(status, "conflict", "this job was withdrawn");
+    }
+    let entries = body["acks"].as_array().cloned().unwrap_or_default();
+    if s.ack_max_entries.is_some_and(|max| entries.len() > max) {
+        return error(413, "payload_too_large", "request body too large");
+    }
+    if let Some(id) = &s.refuse_ack_of
+        && entries.iter().any(|a| a["relay_message_id"] == id.as_str())
+    {
+        return error(422, "unknown_job", "no such job");
     }
     if s.lose_ack_times > 0 {
         s.lose_ack_times -= 1;
