@@ -365,16 +365,7 @@ mod tests {
         let group = [&ids[0], "no-such-message", &ids[1], &ids[2]];
         for id in group {
             let permit = permits.clone().acquire_owned().await.unwrap();
-            tx.send(Finished {
-                id: id.into(),
-                outcome: SendOutcome::Sent {
-                    receipt: SendReceipt::single(format!("ext-{id}")),
-                    now_ms: now_ms(),
-                },
-                went_back: None,
-                _permit: permit,
-            })
-            .unwrap();
+            tx.send(sent(id, permit)).unwrap();
         }
         drop(tx);
         // Every outcome is waiting before the recorder starts: one group.

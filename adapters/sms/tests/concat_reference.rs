@@ -111,13 +111,7 @@ async fn sixteen_bit_references_come_from_the_counter_too() {
 #[tokio::test]
 async fn a_retry_sends_the_rest_with_the_reference_its_first_attempt_took() {
     let rig = started(modem_config("main")).await;
-    rig.channel
-        .send(&message("before", TO, &long_text("before")))
-        .await
-        .unwrap();
-    rig.sim.fail_sends_after(1, 38, 1);
-    let long = message("long", TO, &long_text("long"));
-    send_fails_with(&rig, &long, "cms_38").await;
+    let long = long_failed_after_its_first_part(&rig).await;
     retry_until_sent(&rig, &long).await;
 
     assert_long_took_the_reference_after_before(&rig);
@@ -128,13 +122,7 @@ async fn a_retry_sends_the_rest_with_the_reference_its_first_attempt_took() {
 #[tokio::test]
 async fn a_message_resumed_after_a_restart_keeps_its_reference() {
     let mut rig = started(modem_config("main")).await;
-    rig.channel
-        .send(&message("before", TO, &long_text("before")))
-        .await
-        .unwrap();
-    rig.sim.fail_sends_after(1, 38, 1);
-    let mut long = message("long", TO, &long_text("long"));
-    send_fails_with(&rig, &long, "cms_38").await;
+    let mut long = long_failed_after_its_first_part(&rig).await;
 
     rig.stop_channel().await;
     rig.restart_channel(modem_config("main"));
@@ -267,4 +255,17 @@ fn assert_long_took_the_reference_after_before(rig: &Rig) {
         .map(|m| m.text)
         .collect();
     assert_eq!(texts, [long_text("before"), long_text("long")]);
+}
+
+/// "before" sent whole, then "long", whose second part the network
+/// refuses (CMS 38, transient): "long" as it waits for its retry.
+async fn long_failed_after_its_first_part(rig: &Rig) -> OutboundMessage {
+    rig.channel
+        .send(&message("before", TO, &long_text("before")))
+        .await
+        .unwrap();
+    rig.sim.fail_sends_after(1, 38, 1);
+    let long = message("long", TO, &long_text("long"));
+    send_fails_with(rig, &long, "cms_38").await;
+    long
 }
