@@ -98,13 +98,19 @@ impl Recorder {
     /// Record `batch` in one write, or each of its outcomes alone; empties
     /// it, which gives back the permits of the outcomes not kept.
     async fn record(&mut self, batch: &mut Vec<Finished>) {
-        let outcomes = batch
-            .iter()
-            .map(|f| (f.id.clone(), f.outcome.clone()))
-            .collect::<Vec<_>>();
         let store = self.store.clone();
-        let write = || store.record_outcomes(outcomes.clone());
-        match record_until_stored(&*store, outcomes.len(), &mut self.stop, write).await {
+        // Built from the batch at each try: the first (almost always the
+        // only one) builds it once, with no copy kept for tries that rarely
+        // come.
+        let group = &*batch;
+        let write = || {
+            let outcomes = group
+                .iter()
+                .map(|f| (f.id.clone(), f.outcome.clone()))
+                .collect();
+            store.record_outcomes(outcomes)
+        };
+        match record_until_stored(&*store, group.len(), &mut self.stop, write).await {
             Ok(()) => self
                 .back_in_queue
                 .recorded(batch.iter().filter_map(|f| f.went_back.as_ref())),

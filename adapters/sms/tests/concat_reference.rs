@@ -75,12 +75,7 @@ async fn long_messages_whose_ids_hash_alike_take_references_of_their_own() {
     assert!(refs[..3].iter().all(|r| *r == refs[0]), "{refs:?}");
     assert!(refs[3..].iter().all(|r| *r == refs[3]), "{refs:?}");
     assert_eq!(refs[3], (refs[0] + 1) % 256, "{refs:?}");
-    let texts: Vec<String> = rig
-        .sim
-        .sent_messages()
-        .into_iter()
-        .map(|m| m.text)
-        .collect();
+    let texts = sent_texts(&rig);
     assert_eq!(texts, [long_text("first"), long_text("second-114")]);
 }
 
@@ -248,12 +243,7 @@ fn assert_long_took_the_reference_after_before(rig: &Rig) {
     let refs = references(rig);
     let taken = (refs[0] + 1) % 256;
     assert_eq!(refs[3..], [taken, taken, taken], "{refs:?}");
-    let texts: Vec<String> = rig
-        .sim
-        .sent_messages()
-        .into_iter()
-        .map(|m| m.text)
-        .collect();
+    let texts = sent_texts(rig);
     assert_eq!(texts, [long_text("before"), long_text("long")]);
 }
 
@@ -268,4 +258,13 @@ async fn long_failed_after_its_first_part(rig: &Rig) -> OutboundMessage {
     let long = message("long", TO, &long_text("long"));
     send_fails_with(rig, &long, "cms_38").await;
     long
+}
+
+/// The texts the simulated network delivered, joined, in order.
+fn sent_texts(rig: &Rig) -> Vec<String> {
+    rig.sim
+        .sent_messages()
+        .into_iter()
+        .map(|m| m.text)
+        .collect()
 }
