@@ -487,3 +487,46 @@ async fn options_the_channel_takes_reach_it_and_are_kept_with_the_message() {
         (422, Some("text"))
     );
 }
+
+/// A send the store refuses outright (here a trigger of the test's own,
+/// as a constraint or a bug would) is answered 500 `store_refused`, with no
+/// `Retry-After`: unlike a store that is out for a while, repeating it
+/// meets the same refusal. Nothing is kept, and the next send, once the
+/// refusal is gone, is taken as usual.
+#[tokio::test]
+async fn a_send_the_store_refuses_outright_is_a_500_and_keeps_nothing() {
+    let sms = TestChannel::new(ChannelKind::Sms, "m1");
+    let d = TestDaemon::start(FAST_OUTBOX, vec![sms.clone()]).await;
+    let db = rusqlite::Connection::open(d.db_path()).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER refuse_sends BEFORE INSERT ON outbound
+         BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    )
+    .unwrap();
+    let response = d
+        .http
+        .post(format!("{}/api/v1/messages", d.base))
+        .bearer_auth(&d.admin_key)
+        .json(&send_body("m1", "sms", "+15551230001", "refused"))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers().get("retry-after").is_none());
+    let (code, body) = into_parts(response).await;
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (500, Some("store_refused")),
+        "{body}"
+    );
+    let kept: i64 = db
+        .query_row("SELECT count(*) FROM outbound", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(kept, 0);
+
+    db.execute_batch("DROP TRIGGER refuse_sends").unwrap();
+    let id = d.queue_sms("+15551230001", "taken").await;
+    d.wait_status(&id, "sent").await;
+    let sent: Vec<String> = sms.sent().into_iter().map(|m| m.text).collect();
+    assert_eq!(sent, ["taken"]);
+}

@@ -1065,7 +1065,9 @@ async fn a_polled_job_the_store_cannot_commit_holds_back_only_its_recipient_s_la
 /// A job the store refuses for good (the trigger is never dropped), with
 /// later jobs to its recipient filling each poll (`poll_max_jobs = 2`):
 /// after a few passes it no longer holds its recipient back, so the poll
-/// moves on and another recipient's job is taken.
+/// moves on and another recipient's job is taken. The store commits the
+/// others, so the refusal is the job's own: it is rejected to the relay
+/// with the code the API answers, and the relay stops handing it out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_polled_job_the_store_refuses_for_good_does_not_hold_every_send_back() {
     let relay = EmulatedRelay::start().await;
@@ -1076,13 +1078,56 @@ async fn a_polled_job_the_store_refuses_for_good_does_not_hold_every_send_back()
     );
     let (_bridge, _db) = pull_bridge_refusing_o1(&relay, &wa, &config).await;
     relay
-        .wait_for("o-2 and o-3 acknowledged", |s| {
-            s.jobs.len() == 1 && s.jobs[0]["relay_message_id"] == "o-1"
-        })
+        .wait_for("every job acknowledged", |s| s.jobs.is_empty())
         .await;
     let mut sent: Vec<String> = wa.wait_sent(2).await.into_iter().map(|m| m.text).collect();
     sent.sort();
     assert_eq!(sent, ["elsewhere", "second"]);
+    relay.with(|s| {
+        let o1: Vec<&Value> = s
+            .acks
+            .iter()
+            .flat_map(|a| a["acks"].as_array().unwrap())
+            .filter(|a| a["relay_message_id"] == "o-1")
+            .collect();
+        assert_eq!(o1.len(), 1, "{o1:?}");
+        assert_eq!(o1[0]["result"], "rejected");
+        assert_eq!(o1[0]["error"]["code"], "store_refused");
+    });
+    assert_eq!(wa.sent().len(), 2, "o-1 is not sent");
+}
+
+/// A store that refuses every job (here a trigger refusing all of them)
+/// is the store's trouble, not the jobs': however many passes go by, none
+/// is rejected to the relay, which keeps them until the store is mended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polled_jobs_a_store_refuses_all_alike_are_never_rejected() {
+    let relay = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge = common::start_bridge(&relay.bridge_config("pull", None), RELAY_KEY, &wa).await;
+    let db = rusqlite::Connection::open(bridge.db_path()).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER refuse_all BEFORE UPDATE OF relay_message_id ON outbound
+         WHEN NEW.relay_message_id IS NOT NULL BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    )
+    .unwrap();
+    relay.with(|s| {
+        s.jobs
+            .push_back(json!({"relay_message_id": "o-1", "phone_id": PHONE_ID,
+            "channel": "wa", "to": "+15551230001", "text": "first", "source": "alice"}));
+    });
+    // Well past the ten passes after which a job refused while others
+    // commit is rejected.
+    relay.wait_for("25 polls", |s| s.polls >= 25).await;
+    relay.with(|s| {
+        assert!(s.acks.is_empty(), "{:?}", s.acks);
+        assert_eq!(s.jobs.len(), 1);
+    });
+    db.execute_batch("DROP TRIGGER refuse_all").unwrap();
+    relay.wait_for("o-1 taken", |s| s.jobs.is_empty()).await;
+    let sent: Vec<String> = wa.wait_sent(1).await.into_iter().map(|m| m.text).collect();
+    assert_eq!(sent, ["first"]);
 }
 
 /// A relay that answers every ack 200 but goes on handing the same job

@@ -91,7 +91,23 @@ impl ApiError {
         error.retry_after = Some(STORE_RETRY_AFTER_SECONDS);
         error
     }
+
+    /// 500 `store_refused`: the store refused this write for a reason that
+    /// will not pass by itself (a constraint, a bug; the log says which).
+    /// Not 503: repeating the request meets the same refusal, and no
+    /// `Retry-After` could say when that changes.
+    pub fn store_refused() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            STORE_REFUSED,
+            "the message store refused this request (the bridge's log says why); nothing was stored, and repeating it will meet the same refusal",
+        )
+    }
 }
+
+/// The code of [`ApiError::store_refused`], which the relay's pull loop
+/// tells apart from a store that is out for a while.
+pub const STORE_REFUSED: &str = "store_refused";
 
 impl ApiError {
     /// 503 `store_outcome_unknown`: the request may or may not have been
@@ -146,9 +162,12 @@ impl From<StoreError> for ApiError {
             tracing::error!(error = %e, requests_since_last_logged = unlogged,
                 "store error while serving a request");
         }
-        ApiError::store_unavailable(
-            "the message store is not available; nothing was stored, try again",
-        )
+        match e {
+            StoreError::Database(_) => ApiError::store_refused(),
+            _ => ApiError::store_unavailable(
+                "the message store is not available; nothing was stored, try again",
+            ),
+        }
     }
 }
 

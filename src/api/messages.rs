@@ -42,6 +42,7 @@ use crate::store::*;
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON (`Content-Type`), or compressed (`Content-Encoding`)", body = ErrorBody),
         (status = 422, description = "A field is invalid; `field` names it", body = ErrorBody),
+        (status = 500, description = "The store refused the message for a reason that will not pass by itself, a constraint or a bug (`store_refused`; the bridge's log says which): nothing was stored, and a repeat meets the same refusal", body = ErrorBody),
         (status = 503, description = "Store unavailable (`store_unavailable`): nothing was stored. Or the store failed while committing (`store_outcome_unknown`): the message may have been stored; repeat with the same Idempotency-Key once the bridge is back (it restarts to settle it)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
     ),

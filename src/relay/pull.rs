@@ -12,13 +12,16 @@ use serde_json::{Value, json};
 use super::pull_ack::{Acked, acknowledge};
 use super::{Deps, RelayError};
 use crate::api::dto::SendRequest;
+use crate::api::error::{ApiError, STORE_REFUSED};
 use crate::api::{commit_send, parse_json_body};
 use crate::logging::Throttle;
 
 /// Passes in a row a job the store cannot commit holds back its
 /// recipient's later jobs; after that it is taken to be refused for good.
 /// About eight minutes with the default backoff when nothing else comes,
-/// a second or two in the tests.
+/// a second or two in the tests. A job the store refuses outright
+/// (`store_refused`, a constraint or a bug) is then rejected to the relay,
+/// once the store has committed other jobs since its first refusal.
 const HOLD_BACK_PASSES: u32 = 10;
 
 /// How often each cause of a job left out of the ack is logged again
@@ -72,8 +75,12 @@ pub async fn run(deps: Deps) {
     let mut refused_entries_log = Throttle::new(LEFT_OUT_LOG_EVERY);
     let mut left_out = LeftOut::default();
     let mut repeats = Repeats::default();
-    // Jobs the store could not commit, and in how many passes in a row.
-    let mut failing: HashMap<String, u32> = HashMap::new();
+    // Jobs the store could not commit: in how many passes in a row, and
+    // `committed` when they were first refused.
+    let mut failing: HashMap<String, Failing> = HashMap::new();
+    // New jobs committed so far: one refused while this grows is refused
+    // for its own sake, not for the store's.
+    let mut committed: u64 = 0;
     loop {
         let polled_at = tokio::time::Instant::now();
         let body = json!({
@@ -138,8 +145,19 @@ pub async fn run(deps: Deps) {
                     relay_message_id,
                     code,
                 }) => {
-                    let passes = failing.get(&relay_message_id).copied().unwrap_or(0) + 1;
-                    failing_now.insert(relay_message_id.clone(), passes);
+                    let seen = failing.get(&relay_message_id).copied();
+                    let now = Failing {
+                        passes: seen.map_or(0, |f| f.passes) + 1,
+                        committed_before: seen.map_or(committed, |f| f.committed_before),
+                    };
+                    if now.refused_for_good(code, committed) {
+                        tracing::error!(%relay_message_id, code, passes = now.passes,
+                            "the store refuses a polled job while it commits others; rejecting it to the relay");
+                        acks.push(store_refused_ack(relay_message_id));
+                        continue;
+                    }
+                    let passes = now.passes;
+                    failing_now.insert(relay_message_id.clone(), now);
                     left_out.note(NotTaken::Store {
                         relay_message_id,
                         code,
@@ -159,6 +177,10 @@ pub async fn run(deps: Deps) {
             }
         }
         failing = failing_now;
+        committed += acks
+            .iter()
+            .filter(|ack| !ack.duplicate && ack.result == "accepted")
+            .count() as u64;
         let nothing_new = acks
             .iter()
             .all(|ack| ack.duplicate || ack.result == "rejected");
@@ -206,6 +228,43 @@ pub async fn run(deps: Deps) {
         }
     }
     tracing::info!("relay pull loop stopped");
+}
+
+/// A polled job the store could not commit, pass after pass.
+#[derive(Debug, Clone, Copy)]
+struct Failing {
+    /// Passes in a row it was refused in.
+    passes: u32,
+    /// New jobs committed before its first refusal.
+    committed_before: u64,
+}
+
+impl Failing {
+    /// Refused for good, to be rejected to the relay: the store refused it
+    /// outright (not "out for a while") for more than `HOLD_BACK_PASSES`
+    /// passes while committing other jobs (`committed` so far), so the
+    /// trouble is this job's, and left out it would come back with every
+    /// poll for ever. A store that refuses every job is the store's
+    /// trouble: its jobs stay with the relay until it is mended.
+    fn refused_for_good(&self, code: &str, committed: u64) -> bool {
+        code == STORE_REFUSED && self.passes > HOLD_BACK_PASSES && committed > self.committed_before
+    }
+}
+
+/// The rejection of a job refused for good, with the code the API answers.
+fn store_refused_ack(relay_message_id: String) -> Ack {
+    let refused = ApiError::store_refused();
+    Ack {
+        relay_message_id,
+        result: "rejected",
+        message_id: None,
+        duplicate: false,
+        error: Some(AckError {
+            code: refused.code.to_string(),
+            message: refused.message,
+            field: None,
+        }),
+    }
 }
 
 /// The jobs of a poll's answer. An answer without a `jobs` list (a 2xx
