@@ -711,6 +711,57 @@ async fn idempotency_key_returns_the_first_result_and_sends_once() {
     assert_ne!(third["id"], first["id"]);
 }
 
+/// A repeat is the same request whatever its spacing or the order of its
+/// keys (a client that builds its map again): answered as the first, sent
+/// once. A key committed before repeats were compared by value was kept
+/// under its body's exact bytes: a repeat of those bytes is still a
+/// repeat.
+#[tokio::test]
+async fn an_idempotent_repeat_is_matched_by_its_json_not_its_bytes() {
+    use sha2::Digest;
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
+    let post = |key: &'static str, raw: &'static str| {
+        let request = d
+            .http
+            .post(format!("{}/api/v1/messages", d.base))
+            .bearer_auth(&d.admin_key)
+            .header("idempotency-key", key)
+            .header("content-type", "application/json")
+            .body(raw);
+        async move { into_parts(request.send().await.unwrap()).await }
+    };
+    let first_raw = r#"{"phone_id":"m1","channel":"sms","to":"+15551230001","text":"once"}"#;
+    let reordered = r#"{ "text": "once",
+        "to": "+15551230001", "channel": "sms", "phone_id": "m1" }"#;
+    let (c1, first) = post("k-1", first_raw).await;
+    let (c2, again) = post("k-1", reordered).await;
+    assert_eq!((c1, c2), (202, 202), "{again}");
+    assert_eq!(first["id"], again["id"]);
+
+    // As a key committed earlier was kept: under the exact bytes' hash.
+    let id = first["id"].as_str().unwrap();
+    let exact = hex::encode(sha2::Sha256::digest(first_raw.as_bytes()));
+    let db = rusqlite::Connection::open(d.db_path()).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute(
+        "UPDATE outbound SET request_hash = ?1 WHERE id = ?2",
+        rusqlite::params![exact, id],
+    )
+    .unwrap();
+    let (c3, kept) = post("k-1", first_raw).await;
+    assert_eq!((c3, kept["id"].as_str()), (202, Some(id)), "{kept}");
+    let (c4, refused) = post("k-1", reordered).await;
+    assert_eq!(
+        (c4, refused["error"]["code"].as_str()),
+        (422, Some("idempotency_key_reused")),
+        "the kept bytes are all such a key can be matched by: {refused}"
+    );
+    d.wait_status(id, "sent").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(ch.sent().len(), 1);
+}
+
 #[tokio::test]
 async fn a_claim_left_by_a_crash_is_sent_after_restart() {
     // Leave the database exactly as a process killed mid-send leaves it: a

@@ -28,7 +28,7 @@ use crate::store::*;
     post, path = "/api/v1/messages", tag = "messages",
     request_body = SendRequest,
     params(("Idempotency-Key" = Option<String>, Header,
-        description = "1 to 255 printable ASCII characters, no space (else 400 invalid_header). A repeat with the same key and body returns the first result and sends nothing, for as long as the first message is kept (storage.retention_days after it ended)")),
+        description = "1 to 255 printable ASCII characters, no space (else 400 invalid_header). A repeat with the same key and the same JSON body (its spacing and the order of its keys aside) returns the first result and sends nothing, for as long as the first message is kept (storage.retention_days after it ended)")),
     responses(
         (status = 202, description = "Committed to the outbox", body = Accepted,
             headers(
@@ -142,6 +142,26 @@ impl FromRequest<AppState> for SendInput {
     }
 }
 
+/// The hashes a repeat of an Idempotency-Key is matched by: of the body's
+/// JSON value, spacing dropped and every object's keys in order, so a
+/// client that builds the same request again (its map in another order,
+/// say) is answered as the first time, as Stripe compares a repeat's
+/// parameters rather than its bytes; and of the exact bytes, which keys
+/// committed before were kept under.
+fn request_hashes(raw: &[u8]) -> (String, String) {
+    let exact = hex::encode(Sha256::digest(raw));
+    // The body was parsed as a send already, so it is JSON.
+    let value = serde_json::from_slice::<serde_json::Value>(raw).map(|mut value| {
+        value.sort_all_objects();
+        value
+    });
+    let canonical = match value.as_ref().map(serde_json::to_vec) {
+        Ok(Ok(bytes)) => hex::encode(Sha256::digest(bytes)),
+        _ => exact.clone(),
+    };
+    (canonical, exact)
+}
+
 /// A send request's message, committed now or by an earlier request.
 pub(crate) struct Committed {
     pub id: String,
@@ -184,9 +204,9 @@ pub(crate) async fn commit_send(
     }
     // Only a repeat of the same key compares hashes: without a key there
     // is nothing to compare with, so nothing to hash or store.
-    let request_hash = match &idempotency_key {
-        Some(_) => hex::encode(Sha256::digest(raw)),
-        None => String::new(),
+    let (request_hash, exact_request_hash) = match &idempotency_key {
+        Some(_) => request_hashes(raw),
+        None => (String::new(), String::new()),
     };
     // A repeat of an Idempotency-Key is answered as the first request was,
     // before the body is checked again: the config may have changed since
@@ -198,7 +218,7 @@ pub(crate) async fn commit_send(
             .find_idempotent_outbound(api_key_id.clone(), key.clone())
             .await?
     {
-        return if hash == request_hash {
+        return if hash == request_hash || hash == exact_request_hash {
             Ok(Committed::replayed(id))
         } else {
             Err(key_reused(&id))
@@ -232,6 +252,7 @@ pub(crate) async fn commit_send(
         api_key_id,
         idempotency_key,
         request_hash,
+        exact_request_hash,
         phone_id: req.phone_id,
         channel: valid.channel,
         to: req.to,

@@ -75,8 +75,14 @@ pub struct NewOutbound {
     pub api_key_id: Option<String>,
     pub idempotency_key: Option<String>,
     /// Hash of the request body, to tell a true repeat from a reused key;
-    /// empty when the request has no idempotency key.
+    /// empty when the request has no idempotency key. Taken over the
+    /// body's JSON value, not its bytes (`api::messages::request_hashes`),
+    /// so a repeat spaced or ordered otherwise is still a repeat.
     pub request_hash: String,
+    /// Hash of the body's exact bytes, as keys committed before
+    /// `request_hash` hashed the value were kept under: a repeat of one
+    /// of those matches this.
+    pub exact_request_hash: String,
     pub phone_id: String,
     pub channel: ChannelKind,
     pub to: String,
@@ -99,6 +105,12 @@ pub struct NewOutbound {
 }
 
 impl NewOutbound {
+    /// Whether a message kept with `stored_hash` under the same
+    /// idempotency key was made by this same request.
+    pub fn repeats(&self, stored_hash: &str) -> bool {
+        stored_hash == self.request_hash || stored_hash == self.exact_request_hash
+    }
+
     /// The status the message is committed with: `sending` when it is
     /// committed claimed (`claimed_until_ms`), else `queued`.
     pub fn committed_status(&self) -> OutboundStatus {

@@ -255,6 +255,7 @@ pub fn new_outbound(text: &str, now_ms: i64) -> phonerelay::store::NewOutbound {
         api_key_id: None,
         idempotency_key: None,
         request_hash: "h".into(),
+        exact_request_hash: "h".into(),
         phone_id: "m1".into(),
         channel: phonerelay_channel::ChannelKind::Sms,
         to: "+15551230001".into(),

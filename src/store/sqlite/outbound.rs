@@ -88,7 +88,7 @@ pub fn accept(conn: &Connection, m: &NewOutbound, seqs: &SeqClock) -> StoreResul
     if let Some(key) = &m.idempotency_key {
         let existing = find_idempotent(conn, m.api_key_id.as_deref(), key)?;
         if let Some((id, hash)) = existing {
-            return Ok(if hash == m.request_hash {
+            return Ok(if m.repeats(&hash) {
                 AcceptOutcome::Replayed { id }
             } else {
                 AcceptOutcome::KeyReused { id }
@@ -1330,6 +1330,33 @@ mod tests {
         assert_eq!(claim_at(&conn, 10).len(), 1);
         record_outcomes(&conn, &[(id.clone(), outcome(30, 20))]).unwrap();
         (conn, id)
+    }
+
+    /// Two requests with one idempotency key that both passed the API's
+    /// check before either committed: the second is a repeat if its value
+    /// hash or its exact bytes' hash (a key kept before values were
+    /// hashed) is the one kept, and a reused key otherwise.
+    #[test]
+    fn a_racing_repeat_is_matched_by_either_of_its_hashes() {
+        let conn = at_version(MIGRATIONS.len());
+        let seqs = SeqClock::load(&conn).unwrap();
+        let keyed = |value: &str, exact: &str| {
+            let mut m = queued_sms("a", 1);
+            m.idempotency_key = Some("k-1".into());
+            m.request_hash = value.into();
+            m.exact_request_hash = exact.into();
+            m
+        };
+        let AcceptOutcome::Created { id } = accept(&conn, &keyed("bytes", "bytes"), &seqs).unwrap()
+        else {
+            panic!("not created")
+        };
+        for (value, exact) in [("bytes", "other"), ("other", "bytes")] {
+            let again = accept(&conn, &keyed(value, exact), &seqs).unwrap();
+            assert_eq!(again, AcceptOutcome::Replayed { id: id.clone() });
+        }
+        let reused = accept(&conn, &keyed("other", "other"), &seqs).unwrap();
+        assert_eq!(reused, AcceptOutcome::KeyReused { id });
     }
 
     /// The queue's age is its oldest queued message's accept time, read

@@ -36,6 +36,7 @@ pub fn queued_sms(text: &str, now_ms: i64) -> NewOutbound {
         api_key_id: None,
         idempotency_key: None,
         request_hash: "h".into(),
+        exact_request_hash: "h".into(),
         phone_id: "m1".into(),
         channel: ChannelKind::Sms,
         to: "+15551230001".into(),
