@@ -63,6 +63,18 @@ impl From<rusqlite::Error> for StoreError {
                 DiskFull | SystemIoFailure | DatabaseBusy | DatabaseLocked | CannotOpen
                 | OutOfMemory | ReadOnly | DatabaseCorrupt | NotADatabase,
             ) => StoreError::Unavailable(e.to_string()),
+            // Races and interruptions SQLite documents as worth a retry (a
+            // WAL lock race, a schema changed under a prepared statement,
+            // a statement aborted by another's rollback), and a file whose
+            // permissions an operator must mend: none is this write's own
+            // fault, so none may be answered as a refusal for good.
+            Some(
+                FileLockingProtocolFailed
+                | SchemaChanged
+                | OperationAborted
+                | OperationInterrupted
+                | PermissionDenied,
+            ) => StoreError::Unavailable(e.to_string()),
             _ => StoreError::Database(e.to_string()),
         }
     }
@@ -352,5 +364,21 @@ mod tests {
             .into();
         assert!(matches!(full, StoreError::Unavailable(_)), "{full}");
         assert!(full.is_transient());
+    }
+
+    /// An interrupted statement is not the write's own fault: it may be
+    /// tried again, and must not be answered as a refusal for good.
+    #[test]
+    fn an_interrupted_statement_is_transient() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.progress_handler(1, Some(|| true));
+        let interrupted: StoreError = conn
+            .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap_err()
+            .into();
+        assert!(
+            matches!(interrupted, StoreError::Unavailable(_)),
+            "{interrupted}"
+        );
     }
 }

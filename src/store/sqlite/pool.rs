@@ -64,7 +64,15 @@ impl ReadPool {
             result
         })
         .await
-        .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
+        .map_err(|e| {
+            // Cancelled: the runtime is shutting down. A panic is a bug
+            // that the same read will meet again.
+            if e.is_cancelled() {
+                StoreError::Closed
+            } else {
+                StoreError::Database(format!("read task failed: {e}"))
+            }
+        })?
     }
 
     fn take(&self) -> StoreResult<Connection> {
