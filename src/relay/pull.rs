@@ -145,12 +145,8 @@ pub async fn run(deps: Deps) {
                     relay_message_id,
                     code,
                 }) => {
-                    let seen = failing.get(&relay_message_id).copied();
-                    let now = Failing {
-                        passes: seen.map_or(0, |f| f.passes) + 1,
-                        committed_before: seen.map_or(committed, |f| f.committed_before),
-                    };
-                    if now.refused_for_good(code, committed) {
+                    let now = Failing::after(failing.get(&relay_message_id), code, committed);
+                    if now.refused_for_good(committed) {
                         tracing::error!(%relay_message_id, code, passes = now.passes,
                             "the store refuses a polled job while it commits others; rejecting it to the relay");
                         acks.push(store_refused_ack(relay_message_id));
@@ -235,19 +231,41 @@ pub async fn run(deps: Deps) {
 struct Failing {
     /// Passes in a row it was refused in.
     passes: u32,
-    /// New jobs committed before its first refusal.
+    /// The code of those refusals: a refusal of another kind starts the
+    /// count again, so a job a full disk held back for ten passes is not
+    /// rejected at its first outright refusal.
+    code: &'static str,
+    /// New jobs committed before the first of those refusals.
     committed_before: u64,
 }
 
 impl Failing {
+    /// The job's count after one more pass refused it with `code`, given
+    /// the count before (`seen`) and the jobs `committed` so far.
+    fn after(seen: Option<&Failing>, code: &'static str, committed: u64) -> Failing {
+        match seen {
+            Some(seen) if seen.code == code => Failing {
+                passes: seen.passes + 1,
+                ..*seen
+            },
+            _ => Failing {
+                passes: 1,
+                code,
+                committed_before: committed,
+            },
+        }
+    }
+
     /// Refused for good, to be rejected to the relay: the store refused it
     /// outright (not "out for a while") for more than `HOLD_BACK_PASSES`
     /// passes while committing other jobs (`committed` so far), so the
     /// trouble is this job's, and left out it would come back with every
     /// poll for ever. A store that refuses every job is the store's
     /// trouble: its jobs stay with the relay until it is mended.
-    fn refused_for_good(&self, code: &str, committed: u64) -> bool {
-        code == STORE_REFUSED && self.passes > HOLD_BACK_PASSES && committed > self.committed_before
+    fn refused_for_good(&self, committed: u64) -> bool {
+        self.code == STORE_REFUSED
+            && self.passes > HOLD_BACK_PASSES
+            && committed > self.committed_before
     }
 }
 
@@ -442,5 +460,50 @@ pub async fn take(deps: &Deps, job: Value) -> Result<Ack, NotTaken> {
             tracing::info!(%relay_message_id, code = e.code, field = ?e.field, "polled job rejected: {}", e.message);
             Ok(rejected(e.code, e.message, e.field))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The count after `codes`, one pass each, with a job committed by
+    /// another pass between every two.
+    fn after(codes: &[&'static str]) -> (Failing, u64) {
+        let mut failing = None;
+        let mut committed = 0;
+        for code in codes {
+            failing = Some(Failing::after(failing.as_ref(), code, committed));
+            committed += 1;
+        }
+        (failing.expect("at least one pass"), committed)
+    }
+
+    #[test]
+    fn a_job_refused_outright_past_the_passes_while_others_commit_is_refused_for_good() {
+        let codes = vec![STORE_REFUSED; HOLD_BACK_PASSES as usize + 1];
+        let (failing, committed) = after(&codes);
+        assert!(failing.refused_for_good(committed));
+        let (failing, committed) = after(&codes[1..]);
+        assert!(!failing.refused_for_good(committed), "not past the passes");
+    }
+
+    /// Held back by a store out for a while (a full disk) for all the
+    /// passes, then refused outright once: the count of outright refusals
+    /// starts at that one.
+    #[test]
+    fn passes_of_another_refusal_do_not_count_towards_refused_for_good() {
+        let mut codes = vec!["store_unavailable"; HOLD_BACK_PASSES as usize + 1];
+        codes.push(STORE_REFUSED);
+        let (failing, committed) = after(&codes);
+        assert_eq!(failing.passes, 1);
+        assert!(!failing.refused_for_good(committed));
+    }
+
+    #[test]
+    fn a_job_refused_while_nothing_else_commits_is_not_refused_for_good() {
+        let codes = vec![STORE_REFUSED; HOLD_BACK_PASSES as usize + 5];
+        let (failing, _) = after(&codes);
+        assert!(!failing.refused_for_good(failing.committed_before));
     }
 }
