@@ -100,7 +100,7 @@ impl ApiError {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             STORE_REFUSED,
-            "the message store refused this request (the bridge's log says why); nothing was stored, and repeating it will meet the same refusal",
+            "the message store refused this request for a reason that will not pass by itself (the bridge's log says why); nothing was changed, and repeating it will meet the same refusal",
         )
     }
 }

@@ -51,7 +51,8 @@ pub fn source_address() -> Object {
 }
 
 /// Every operation behind a bearer key also answers 401 (no key, or not a
-/// valid one), 403 (the key lacks the scope or the phone_id) and 503 (the
+/// valid one), 403 (the key lacks the scope or the phone_id), 500 (the
+/// store refused the request for good: `store_refused`) and 503 (the
 /// store cannot be reached), all with the error body. Added here once
 /// rather than written into each handler's annotation, where one is
 /// easily forgotten (it was: only the send documented its 403).
@@ -69,6 +70,10 @@ impl Modify for KeyAndStoreResponses {
                     (
                         "403",
                         "The key lacks the scope, or is bound to another phone_id",
+                    ),
+                    (
+                        "500",
+                        "The store refused the request for a reason that will not pass by itself, a constraint or a bug (`store_refused`; the bridge's log says which); nothing was changed",
                     ),
                     ("503", "The store cannot be reached; nothing was changed"),
                 ] {
@@ -387,7 +392,7 @@ mod tests {
     }
 
     #[test]
-    fn every_keyed_operation_documents_401_403_and_503_with_the_error_body() {
+    fn every_keyed_operation_documents_401_403_500_and_503_with_the_error_body() {
         let doc = document();
         let mut keyed = 0;
         for (path, method, operation) in operations(&doc) {
@@ -395,7 +400,7 @@ mod tests {
                 continue;
             }
             keyed += 1;
-            for status in ["401", "403", "503"] {
+            for status in ["401", "403", "500", "503"] {
                 let schema =
                     &operation["responses"][status]["content"]["application/json"]["schema"];
                 assert_eq!(
