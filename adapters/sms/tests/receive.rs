@@ -136,7 +136,9 @@ async fn parts_left_by_cut_short_deletes_are_freed_not_committed_again() {
 /// A long message committed while its committed-parts record cannot be
 /// written: none of its slots is freed (a crash part way through would
 /// leave a partial message nothing names). The next run reads it whole
-/// again, with the same id, which the store drops as a duplicate.
+/// again, with the same id, which the store drops as a duplicate. (With
+/// the record unreadable too, its parts are not even assembled: see
+/// `stored_parts_whose_committed_record_cannot_be_read_are_not_held`.)
 #[tokio::test]
 async fn a_long_message_whose_record_cannot_be_kept_is_not_freed() {
     // Sweeps every second: none of them may free a part either (they had
@@ -144,9 +146,9 @@ async fn a_long_message_whose_record_cannot_be_kept_is_not_freed() {
     let mut config = modem_config("main");
     config.sweep_interval_seconds = 1;
     let mut rig = Rig::idle(behaviour(), config.clone());
-    let long = "a long one while the store reads nothing ".repeat(10);
+    let long = "a long one while the store keeps no record ".repeat(10);
     assert_eq!(rig.sim.inject_inbound("+15551230011", &long).stored, 3);
-    rig.sink.cursors_unreadable.store(true, Ordering::SeqCst);
+    *rig.sink.failing_cursor_write_prefix.lock().unwrap() = Some("sms-committed-parts:".into());
     rig.run();
     wait_until(|| rig.sink.inbound().len() == 1).await;
     // Time for deletes that must not come, two sweeps among them.
@@ -154,7 +156,7 @@ async fn a_long_message_whose_record_cannot_be_kept_is_not_freed() {
     rig.stop_channel().await;
     assert_eq!(rig.sim.stored().0, 3, "no slot freed");
 
-    rig.sink.cursors_unreadable.store(false, Ordering::SeqCst);
+    *rig.sink.failing_cursor_write_prefix.lock().unwrap() = None;
     let before = rig.sink.inbound().len();
     rig.restart_channel(config);
     wait_until(|| rig.sim.stored().0 == 0).await;
@@ -353,6 +355,25 @@ fn long_parts(from: &str, text: &str, reference: u8) -> Vec<String> {
         .into_iter()
         .map(|(hex, _)| hex)
         .collect()
+}
+
+/// The committed-parts record a run leaves for `parts` from `from` once
+/// their message is committed, as (cursor name, value).
+fn committed_parts_record(from: &str, parts: &[String]) -> (String, String) {
+    use phonerelay_sms::driver::inbound;
+    let mut name = String::new();
+    let mut fingerprints = Vec::new();
+    for hex in parts {
+        let phonerelay_sms::codec::Incoming::Deliver(deliver) =
+            phonerelay_sms::codec::decode_incoming(hex).unwrap()
+        else {
+            panic!("not a DELIVER");
+        };
+        let (part_name, fingerprint) = inbound::part_fingerprint(from, &deliver).unwrap();
+        name = part_name;
+        fingerprints.push(fingerprint);
+    }
+    (name, inbound::with_fingerprints("", &fingerprints, true))
 }
 
 fn texts(rig: &Rig) -> Vec<String> {
@@ -759,13 +780,13 @@ async fn a_half_direct_message_whose_parts_cannot_be_recorded_is_not_split() {
     let parts = long_parts("+15551230020", &long, 26);
     rig.sim.deliver_direct(&parts[0], false);
     wait_until(|| direct_record(&rig).is_some()).await;
-    *rig.sink.failing_cursor_prefix.lock().unwrap() = Some("sms-committed-parts:".into());
+    *rig.sink.failing_cursor_write_prefix.lock().unwrap() = Some("sms-committed-parts:".into());
     assert!(rig.sim.inject_raw_pdu(&parts[1]));
     wait_until(|| !rig.sink.inbound().is_empty()).await;
     // Sweeps while the record fails: the stored part must stay.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(rig.sim.stored().0, 1, "no slot freed");
-    *rig.sink.failing_cursor_prefix.lock().unwrap() = None;
+    *rig.sink.failing_cursor_write_prefix.lock().unwrap() = None;
     wait_until(|| rig.sim.stored().0 == 0).await;
     wait_until(|| direct_record(&rig).is_none()).await;
     // Past the reassembly timeout: a part left alone would be out by now.
@@ -826,24 +847,16 @@ async fn a_direct_message_during_a_store_outage_is_committed_once_the_store_is_b
 /// out as a second, partial message at the reassembly timeout.
 #[tokio::test]
 async fn a_direct_part_of_a_message_committed_before_a_crash_is_not_committed_again() {
-    use phonerelay_sms::driver::{direct_parts, inbound};
+    use phonerelay_sms::driver::direct_parts;
     let mut config = modem_config("main");
     config.reassembly_timeout_seconds = 1;
     let mut rig = Rig::idle(behaviour(), config);
     let long = "i".repeat(200);
     let parts = long_parts("+15551230023", &long, 28);
-    let phonerelay_sms::codec::Incoming::Deliver(first) =
-        phonerelay_sms::codec::decode_incoming(&parts[0]).unwrap()
-    else {
-        panic!("not a DELIVER");
-    };
-    let (name, fingerprint) = inbound::part_fingerprint("+15551230023", &first).unwrap();
+    let (name, record) = committed_parts_record("+15551230023", &parts[..1]);
     {
         let mut cursors = rig.sink.cursors.lock().unwrap();
-        cursors.insert(
-            name,
-            inbound::with_fingerprints("", std::slice::from_ref(&fingerprint), true),
-        );
+        cursors.insert(name, record);
         cursors.insert(
             direct_parts::DIRECT_PARTS_CURSOR.into(),
             direct_parts::with_entry("", &direct_parts::direct_key(&parts[0]), &parts[0]),
@@ -855,4 +868,67 @@ async fn a_direct_part_of_a_message_committed_before_a_crash_is_not_committed_ag
     // Past the reassembly timeout: a part taken up again would be out.
     tokio::time::sleep(Duration::from_millis(2000)).await;
     assert!(rig.sink.inbound().is_empty(), "{:?}", texts(&rig));
+}
+
+/// A crash after a long message was committed and its first slot freed
+/// leaves its other two parts on the SIM and its committed-parts record in
+/// the store, which the first sweep after the restart cannot read. The
+/// parts wait on the SIM for a sweep that can, and are freed then. Before,
+/// they were taken for a new message's, held (so no later sweep asked
+/// again), and came out at the reassembly timeout as a second, partial
+/// message.
+#[tokio::test]
+async fn stored_parts_whose_committed_record_cannot_be_read_are_not_held() {
+    let mut config = modem_config("main");
+    config.sweep_interval_seconds = 1;
+    config.reassembly_timeout_seconds = 1;
+    let mut rig = Rig::idle(behaviour(), config);
+    let from = "+15551230024";
+    let parts = long_parts(from, &"j".repeat(400), 29);
+    assert_eq!(parts.len(), 3);
+    for hex in &parts[1..] {
+        assert!(rig.sim.inject_raw_pdu(hex));
+    }
+    let (name, record) = committed_parts_record(from, &parts);
+    rig.sink.cursors.lock().unwrap().insert(name, record);
+    *rig.sink.failing_cursor_prefix.lock().unwrap() = Some("sms-committed-parts:".into());
+    rig.run();
+    // Up only after the first sweep, which could not read the record.
+    rig.wait_up().await;
+    *rig.sink.failing_cursor_prefix.lock().unwrap() = None;
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    assert!(rig.sink.inbound().is_empty(), "{:?}", texts(&rig));
+    rig.stop_channel().await;
+}
+
+/// The same for a part handed over directly: its message committed before
+/// a crash, it is still in the record of direct deliveries, and the first
+/// sweep after the restart cannot read the committed-parts record. It
+/// stays in its record, out of assembly, until a sweep can tell. Before,
+/// it was held, and came out alone at the reassembly timeout.
+#[tokio::test]
+async fn a_direct_part_whose_committed_record_cannot_be_read_is_not_held() {
+    use phonerelay_sms::driver::direct_parts;
+    let mut config = modem_config("main");
+    config.sweep_interval_seconds = 1;
+    config.reassembly_timeout_seconds = 1;
+    let mut rig = Rig::idle(behaviour(), config);
+    let from = "+15551230025";
+    let parts = long_parts(from, &"k".repeat(200), 30);
+    let (name, record) = committed_parts_record(from, &parts);
+    {
+        let mut cursors = rig.sink.cursors.lock().unwrap();
+        cursors.insert(name, record);
+        cursors.insert(
+            direct_parts::DIRECT_PARTS_CURSOR.into(),
+            direct_parts::with_entry("", &direct_parts::direct_key(&parts[0]), &parts[0]),
+        );
+    }
+    *rig.sink.failing_cursor_prefix.lock().unwrap() = Some("sms-committed-parts:".into());
+    rig.run();
+    rig.wait_up().await;
+    *rig.sink.failing_cursor_prefix.lock().unwrap() = None;
+    wait_until(|| direct_record(&rig).is_none()).await;
+    assert!(rig.sink.inbound().is_empty(), "{:?}", texts(&rig));
+    rig.stop_channel().await;
 }

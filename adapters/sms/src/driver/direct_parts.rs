@@ -187,7 +187,8 @@ impl Driver {
     /// a restart, and messages whose commit failed. A part of a message
     /// committed already (known so in memory, or from that message's
     /// committed-parts record, which a crash before the record of direct
-    /// parts was cleared leaves) only leaves the record.
+    /// parts was cleared leaves) only leaves the record; one whose
+    /// committed-parts record cannot be read waits there for the next sweep.
     pub(super) async fn retake_direct(
         &self,
         conn: &mut Conn,
@@ -231,9 +232,20 @@ impl Driver {
                 done.push(key);
                 continue;
             };
-            if self.part_of_committed(&deliver, inbox).await {
-                done.push(key);
-                continue;
+            match self.part_of_committed(&deliver, inbox).await {
+                Ok(true) => {
+                    done.push(key);
+                    continue;
+                }
+                Ok(false) => {}
+                // Left in the record and out of assembly: held, it would
+                // never be asked about again, and its timeout would commit
+                // it alone, a second, partial message.
+                Err(e) => {
+                    tracing::warn!(phone_id = %self.config.phone_id, error = %e,
+                        "cannot tell whether a direct part's message was committed; left for the next sweep");
+                    continue;
+                }
             }
             let part = DirectPart {
                 key,

@@ -1434,13 +1434,26 @@ impl Driver {
                 tracing::debug!(%slot, "stored SMS-SUBMIT (outbox copy) skipped");
             }
             Ok(Incoming::Deliver(deliver)) => {
-                if !inbox.holds(slot) && self.part_of_committed(&deliver, inbox).await {
-                    // Its message was committed: a copy of one of its
-                    // parts, or a part a crash left when it cut the freeing
-                    // of the slots short. Free this one too.
-                    tracing::info!(%slot, "part of a message already committed; freed");
-                    let freed = self.delete_here(conn, slot).await?;
-                    return Ok(if freed { vec![slot] } else { Vec::new() });
+                if !inbox.holds(slot) {
+                    match self.part_of_committed(&deliver, inbox).await {
+                        // Its message was committed: a copy of one of its
+                        // parts, or a part a crash left when it cut the
+                        // freeing of the slots short. Free this one too.
+                        Ok(true) => {
+                            tracing::info!(%slot, "part of a message already committed; freed");
+                            let freed = self.delete_here(conn, slot).await?;
+                            return Ok(if freed { vec![slot] } else { Vec::new() });
+                        }
+                        Ok(false) => {}
+                        // Held now, it would never be asked about again,
+                        // and its timeout would commit it without the
+                        // parts already freed: a second, partial message.
+                        Err(e) => {
+                            tracing::warn!(phone_id = %self.config.phone_id, error = %e, %slot,
+                                "cannot tell whether a stored part's message was committed; left for the next sweep");
+                            return Ok(Vec::new());
+                        }
+                    }
                 }
                 let now = epoch.elapsed().as_millis() as u64;
                 if let Some(ready) = inbox.add(Some(slot), *deliver, now) {
@@ -1628,23 +1641,22 @@ impl Driver {
     /// it is: a copy of the same part in another slot must be known too,
     /// and a record a crash left behind names only parts already committed
     /// (a newer message with the same sender, reference and count replaces
-    /// it). When the record cannot be read, the part is assembled as usual.
+    /// it). An error when the record cannot be read: the caller leaves the
+    /// part alone until a later sweep can tell.
     async fn part_of_committed(
         &self,
         deliver: &phonerelay_sms_pdu::Deliver,
         inbox: &Inbox,
-    ) -> bool {
+    ) -> Result<bool, phonerelay_channel::SinkError> {
         let from = self.sender(&deliver.originator);
         if inbox.committed_lately(&from, deliver) {
-            return true;
+            return Ok(true);
         }
         let Some((name, fingerprint)) = inbound::part_fingerprint(&from, deliver) else {
-            return false;
+            return Ok(false);
         };
-        let Ok(Some(value)) = self.sink.load_cursor(&name).await else {
-            return false;
-        };
-        inbound::names_fingerprint(&value, &fingerprint)
+        let record = self.sink.load_cursor(&name).await?;
+        Ok(record.is_some_and(|value| inbound::names_fingerprint(&value, &fingerprint)))
     }
 
     /// Commit an event the modem handed over without storing it (`+CMT`,
