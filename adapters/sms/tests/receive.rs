@@ -481,6 +481,38 @@ async fn a_part_delivered_again_after_a_restart_is_freed_not_committed() {
     assert_eq!(texts(&rig), [long.as_str()]);
 }
 
+/// The same, with the recent-parts record unwritable when the message's
+/// last slot is freed: its committed-parts record stays in its place, so
+/// the part delivered again after the restart is still known, freed, and
+/// not made a second, partial message. Before, that record was taken off
+/// all the same, and nothing named the part any more.
+#[tokio::test]
+async fn a_part_delivered_again_after_a_restart_is_known_when_recent_parts_were_not_noted() {
+    let mut config = modem_config("main");
+    config.reassembly_timeout_seconds = 1;
+    let mut rig = Rig::idle(behaviour(), config.clone());
+    let long = "l".repeat(200);
+    let parts = long_parts("+15551230026", &long, 31);
+    for hex in &parts {
+        assert!(rig.sim.inject_raw_pdu(hex));
+    }
+    *rig.sink.failing_cursor_write_prefix.lock().unwrap() = Some("sms-committed-recent".into());
+    rig.run();
+    wait_until(|| rig.sink.inbound().len() == 1).await;
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    rig.stop_channel().await;
+    *rig.sink.failing_cursor_write_prefix.lock().unwrap() = None;
+
+    rig.restart_channel(config);
+    rig.wait_up().await;
+    assert!(rig.sim.inject_raw_pdu(&parts[1]));
+    // Freed at once when known; held and freed at its timeout, after
+    // coming out alone, when not.
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    assert_eq!(texts(&rig), [long.as_str()]);
+    rig.stop_channel().await;
+}
+
 /// A part waits in slot 1 for the rest of its message; something else
 /// deletes it (the SIM read in a phone, a program on the modem's other
 /// port) and a new message takes slot 1. The new message is read and

@@ -1528,32 +1528,35 @@ impl Driver {
             && all_freed
         {
             // Known for a day from here on, restart or not, in place of
-            // the record that stood until the last slot was freed.
-            self.note_recent_parts(parts).await;
-            let _ = self.record_committed_parts(parts, false).await;
+            // the record that stood until the last slot was freed. Not
+            // noted so, they stay known by that record: taken off, a part
+            // delivered again after a restart would be a second, partial
+            // message.
+            match self.note_recent_parts(parts).await {
+                Ok(()) => {
+                    let _ = self.record_committed_parts(parts, false).await;
+                }
+                Err(e) => tracing::warn!(phone_id = %self.config.phone_id, error = %e,
+                    "cannot note a long message's parts as committed lately; their committed-parts record is kept instead"),
+            }
         }
         Ok(freed)
     }
 
     /// Add `parts` to the recent-parts cursor (`inbound::RECENT_PARTS_CURSOR`).
-    /// Not written, a redelivered part after a restart in the next day
-    /// could become a second, partial message; so say so, and go on.
-    async fn note_recent_parts(&self, parts: &inbound::CommittedParts) {
-        let noted = async {
-            let before = self
-                .sink
-                .load_cursor(inbound::RECENT_PARTS_CURSOR)
-                .await?
-                .unwrap_or_default();
-            let after = inbound::recent_with(&before, &parts.fingerprints, unix_now_ms());
-            self.sink
-                .save_cursor(inbound::RECENT_PARTS_CURSOR, &after)
-                .await
-        };
-        if let Err(e) = noted.await {
-            tracing::warn!(phone_id = %self.config.phone_id, error = %e,
-                "cannot note a long message's parts as committed lately");
-        }
+    async fn note_recent_parts(
+        &self,
+        parts: &inbound::CommittedParts,
+    ) -> Result<(), phonerelay_channel::SinkError> {
+        let before = self
+            .sink
+            .load_cursor(inbound::RECENT_PARTS_CURSOR)
+            .await?
+            .unwrap_or_default();
+        let after = inbound::recent_with(&before, &parts.fingerprints, unix_now_ms());
+        self.sink
+            .save_cursor(inbound::RECENT_PARTS_CURSOR, &after)
+            .await
     }
 
     /// Take up the parts noted as committed lately by an earlier run.
@@ -1586,7 +1589,13 @@ impl Driver {
                 self.forget_direct(&ready.direct, inbox).await;
                 if let Some(parts) = &ready.committed_parts {
                     inbox.remember_committed(parts, now_ms);
-                    self.note_recent_parts(parts).await;
+                    // Not noted, a part delivered again after a restart in
+                    // the next day could be a second, partial message: said,
+                    // and gone on.
+                    if let Err(e) = self.note_recent_parts(parts).await {
+                        tracing::warn!(phone_id = %self.config.phone_id, error = %e,
+                            "cannot note a long message's parts as committed lately");
+                    }
                 }
             } else {
                 self.keep_direct(&mut ready.direct.clone(), inbox).await;
