@@ -233,6 +233,37 @@ async fn a_pin_answered_with_an_error_then_found_taken_is_entered_after_a_relock
     rig.wait_up().await;
 }
 
+/// A message the modem hands over directly (`+CMT`) while start-up runs,
+/// and then start-up fails (here the SIM's answer after the PIN is lost):
+/// the message is committed before the port is let go. Before, it went
+/// with the port, lost without a word or a count.
+#[tokio::test]
+async fn a_direct_message_read_during_a_failed_start_up_is_committed() {
+    let (b, config) = sim_with_pin_4321("4321");
+    let command_timeout = Duration::from_millis(config.command_timeout_ms);
+    let mut rig = Rig::idle(b, config);
+    // The PIN's check leaves time to hand the message over while start-up
+    // waits; the answer to the question after it never comes.
+    rig.sim.set_pin_check_delay(command_timeout);
+    rig.sim.set_lose_status_after_pin(true);
+    rig.run();
+    wait_until(|| rig.sim.pin_attempts() == 1).await;
+    let (pdu, _) = phonerelay_sms::codec::encode_deliver(
+        "+15551230027",
+        "handed over during start-up",
+        unix_now(),
+        0,
+    )
+    .remove(0);
+    rig.sim.deliver_direct(&pdu, false);
+    // The next session, with the SIM unlocked, comes up.
+    rig.wait_up().await;
+    let texts: Vec<String> = rig.sink.inbound().into_iter().map(|m| m.text).collect();
+    assert_eq!(texts, ["handed over during start-up"]);
+    let last_error = rig.channel.health().details.get("last_error").cloned();
+    assert!(last_error.is_some(), "start-up failed once");
+}
+
 /// A SIM takes seconds to check a PIN, longer than an ordinary command
 /// may take: its answer is waited for, not taken as lost (which would end
 /// the session and leave the PIN's outcome unknown).

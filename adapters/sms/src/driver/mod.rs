@@ -398,10 +398,15 @@ impl Driver {
             Err(e) => return End::Failed(e.to_string()),
         };
         let started = tokio::select! {
-            _ = shutdown.cancelled() => return End::Shutdown,
+            _ = shutdown.cancelled() => Err(End::Shutdown),
             r = self.start_up(&mut conn, pin_attempts) => r,
         };
         if let Err(end) = started {
+            // A message or report the modem handed over directly while
+            // start-up ran is on no SIM, and the modem wants no
+            // acknowledgement of it (`AT+CSMS=0`): dropped with the port,
+            // it would be lost unsaid.
+            self.settle_direct_urcs(&mut conn, inbox, epoch).await;
             return end;
         }
         // A modem switched on as the port opened announces its start while
