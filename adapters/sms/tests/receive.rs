@@ -460,43 +460,30 @@ async fn a_copy_of_a_part_read_after_its_message_was_committed_is_freed_not_comm
 /// freed, and not made a second, partial message.
 #[tokio::test]
 async fn a_part_delivered_again_after_a_restart_is_freed_not_committed() {
-    let mut config = modem_config("main");
-    config.reassembly_timeout_seconds = 1;
-    let mut rig = Rig::idle(behaviour(), config.clone());
-    let long = "d".repeat(200);
-    let parts = long_parts("+15551230016", &long, 23);
-    for hex in &parts {
-        assert!(rig.sim.inject_raw_pdu(hex));
-    }
-    rig.run();
-    wait_until(|| rig.sink.inbound().len() == 1).await;
-    wait_until(|| rig.sim.stored().0 == 0).await;
-    rig.stop_channel().await;
-
-    rig.restart_channel(config);
-    rig.wait_up().await;
-    assert!(rig.sim.inject_raw_pdu(&parts[1]));
-    wait_until(|| rig.sim.stored().0 == 0).await;
+    let (rig, long) = part_delivered_again_after_a_restart("d", "+15551230016", 23, None).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(texts(&rig), [long.as_str()]);
 }
 
-/// The same, with the recent-parts record unwritable when the message's
-/// last slot is freed: its committed-parts record stays in its place, so
-/// the part delivered again after the restart is still known, freed, and
-/// not made a second, partial message. Before, that record was taken off
-/// all the same, and nothing named the part any more.
-#[tokio::test]
-async fn a_part_delivered_again_after_a_restart_is_known_when_recent_parts_were_not_noted() {
+/// A long message of `letter`s from `sender` committed and its slots
+/// freed (with cursor writes under `unwritable` failing meanwhile), the
+/// channel restarted, and its second part delivered again, until the
+/// SIM is empty; and the message's text.
+async fn part_delivered_again_after_a_restart(
+    letter: &str,
+    sender: &str,
+    reference: u8,
+    unwritable: Option<&str>,
+) -> (Rig, String) {
     let mut config = modem_config("main");
     config.reassembly_timeout_seconds = 1;
     let mut rig = Rig::idle(behaviour(), config.clone());
-    let long = "l".repeat(200);
-    let parts = long_parts("+15551230026", &long, 31);
+    let long = letter.repeat(200);
+    let parts = long_parts(sender, &long, reference);
     for hex in &parts {
         assert!(rig.sim.inject_raw_pdu(hex));
     }
-    *rig.sink.failing_cursor_write_prefix.lock().unwrap() = Some("sms-committed-recent".into());
+    *rig.sink.failing_cursor_write_prefix.lock().unwrap() = unwritable.map(str::to_string);
     rig.run();
     wait_until(|| rig.sink.inbound().len() == 1).await;
     wait_until(|| rig.sim.stored().0 == 0).await;
@@ -506,9 +493,22 @@ async fn a_part_delivered_again_after_a_restart_is_known_when_recent_parts_were_
     rig.restart_channel(config);
     rig.wait_up().await;
     assert!(rig.sim.inject_raw_pdu(&parts[1]));
-    // Freed at once when known; held and freed at its timeout, after
-    // coming out alone, when not.
     wait_until(|| rig.sim.stored().0 == 0).await;
+    (rig, long)
+}
+
+/// The same, with the recent-parts record unwritable when the message's
+/// last slot is freed: its committed-parts record stays in its place, so
+/// the part delivered again after the restart is still known, freed, and
+/// not made a second, partial message. Before, that record was taken off
+/// all the same, and nothing named the part any more.
+#[tokio::test]
+async fn a_part_delivered_again_after_a_restart_is_known_when_recent_parts_were_not_noted() {
+    let (mut rig, long) =
+        part_delivered_again_after_a_restart("l", "+15551230026", 31, Some("sms-committed-recent"))
+            .await;
+    // The SIM is empty: at once when the part is known; when not, only
+    // once it came out alone at its timeout, which this would show.
     assert_eq!(texts(&rig), [long.as_str()]);
     rig.stop_channel().await;
 }
