@@ -375,9 +375,7 @@ fn run_batch(
             // (a COMMIT now would only say "no transaction is active",
             // which reads as a fault that will not pass).
             if conn.is_autocommit() {
-                return Err(undone_by.unwrap_or_else(|| {
-                    StoreError::Unavailable("the transaction was rolled back".into())
-                }));
+                return Err(group_undone_by(undone_by));
             }
         }
     }
@@ -389,6 +387,23 @@ fn run_batch(
     }
     let _ = conn.execute_batch("ROLLBACK");
     Err(StoreError::from(e))
+}
+
+/// What every caller of a group hears when one write's error rolled back
+/// the whole transaction. A refusal for good (`Database`: a constraint, a
+/// bug, a trigger's `RAISE(ROLLBACK)`) is one write's own, but it undid
+/// the others too, and here they cannot be told apart: none of them may
+/// hear "refused for good" (a 500 the client is told not to repeat) for a
+/// write that may well commit alone, so the group's error is one that may
+/// pass, naming the cause.
+fn group_undone_by(undone_by: Option<StoreError>) -> StoreError {
+    match undone_by {
+        Some(StoreError::Database(why)) => StoreError::Unavailable(format!(
+            "a write's refusal rolled back its whole group: {why}"
+        )),
+        Some(other) => other,
+        None => StoreError::Unavailable("the transaction was rolled back".into()),
+    }
 }
 
 /// Whether a COMMIT that failed with `e` may have become durable all the
@@ -833,7 +848,9 @@ mod tests {
         let (c, mut c_rx) = job(insert(3));
         assert!(run_group(&conn, vec![a, b, c]).is_err());
         for rx in [&mut a_rx, &mut b_rx, &mut c_rx] {
-            assert!(rx.try_recv().unwrap().is_err());
+            // Not a refusal for good: `a` and `c` may commit alone.
+            let e = rx.try_recv().unwrap().unwrap_err();
+            assert!(e.is_transient(), "{e}");
         }
         let rows: i64 = conn
             .query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0))
