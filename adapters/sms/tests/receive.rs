@@ -460,20 +460,32 @@ async fn a_copy_of_a_part_read_after_its_message_was_committed_is_freed_not_comm
 /// freed, and not made a second, partial message.
 #[tokio::test]
 async fn a_part_delivered_again_after_a_restart_is_freed_not_committed() {
-    let (rig, long) = part_delivered_again_after_a_restart("d", "+15551230016", 23, None).await;
+    let (rig, long) =
+        part_delivered_again_after_a_restart("d", "+15551230016", 23, RestartFaults::default())
+            .await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(texts(&rig), [long.as_str()]);
 }
 
+/// Cursor faults for [`part_delivered_again_after_a_restart`], by the
+/// prefix of the cursors' names.
+#[derive(Default)]
+struct RestartFaults {
+    /// Writes fail while the first run commits and frees the message.
+    unwritable: Option<&'static str>,
+    /// Reads and writes fail while the restarted channel starts up.
+    unreadable_at_restart: Option<&'static str>,
+}
+
 /// A long message of `letter`s from `sender` committed and its slots
-/// freed (with cursor writes under `unwritable` failing meanwhile), the
-/// channel restarted, and its second part delivered again, until the
-/// SIM is empty; and the message's text.
+/// freed, the channel restarted, and its second part delivered again,
+/// with `faults` meanwhile, until the SIM is empty; and the message's
+/// text.
 async fn part_delivered_again_after_a_restart(
     letter: &str,
     sender: &str,
     reference: u8,
-    unwritable: Option<&str>,
+    faults: RestartFaults,
 ) -> (Rig, String) {
     let mut config = modem_config("main");
     config.reassembly_timeout_seconds = 1;
@@ -483,15 +495,18 @@ async fn part_delivered_again_after_a_restart(
     for hex in &parts {
         assert!(rig.sim.inject_raw_pdu(hex));
     }
-    *rig.sink.failing_cursor_write_prefix.lock().unwrap() = unwritable.map(str::to_string);
+    *rig.sink.failing_cursor_write_prefix.lock().unwrap() = faults.unwritable.map(str::to_string);
     rig.run();
     wait_until(|| rig.sink.inbound().len() == 1).await;
     wait_until(|| rig.sim.stored().0 == 0).await;
     rig.stop_channel().await;
     *rig.sink.failing_cursor_write_prefix.lock().unwrap() = None;
 
+    *rig.sink.failing_cursor_prefix.lock().unwrap() =
+        faults.unreadable_at_restart.map(str::to_string);
     rig.restart_channel(config);
     rig.wait_up().await;
+    *rig.sink.failing_cursor_prefix.lock().unwrap() = None;
     assert!(rig.sim.inject_raw_pdu(&parts[1]));
     wait_until(|| rig.sim.stored().0 == 0).await;
     (rig, long)
@@ -504,11 +519,31 @@ async fn part_delivered_again_after_a_restart(
 /// all the same, and nothing named the part any more.
 #[tokio::test]
 async fn a_part_delivered_again_after_a_restart_is_known_when_recent_parts_were_not_noted() {
+    let faults = RestartFaults {
+        unwritable: Some("sms-committed-recent"),
+        ..RestartFaults::default()
+    };
     let (mut rig, long) =
-        part_delivered_again_after_a_restart("l", "+15551230026", 31, Some("sms-committed-recent"))
-            .await;
+        part_delivered_again_after_a_restart("l", "+15551230026", 31, faults).await;
     // The SIM is empty: at once when the part is known; when not, only
     // once it came out alone at its timeout, which this would show.
+    assert_eq!(texts(&rig), [long.as_str()]);
+    rig.stop_channel().await;
+}
+
+/// The same, with the parts committed lately unreadable while the
+/// restarted channel starts up (the store failing for a moment): they are
+/// read again before the part delivered again is judged, so it is still
+/// known, freed, and not made a second, partial message. Before, they
+/// were read once, at start, and a failed read forgot them for the run.
+#[tokio::test]
+async fn a_part_delivered_again_is_known_when_the_recent_parts_were_unreadable_at_start() {
+    let faults = RestartFaults {
+        unreadable_at_restart: Some("sms-committed-recent"),
+        ..RestartFaults::default()
+    };
+    let (mut rig, long) =
+        part_delivered_again_after_a_restart("m", "+15551230027", 32, faults).await;
     assert_eq!(texts(&rig), [long.as_str()]);
     rig.stop_channel().await;
 }

@@ -232,7 +232,8 @@ impl Driver {
                 done.push(key);
                 continue;
             };
-            match self.part_of_committed(&deliver, inbox).await {
+            let now = epoch.elapsed().as_millis() as u64;
+            match self.part_of_committed(&deliver, inbox, now).await {
                 Ok(true) => {
                     done.push(key);
                     continue;

@@ -248,6 +248,10 @@ pub struct Inbox {
     /// record (the store failing), by key: kept here until they can be,
     /// and taken up by every sweep meanwhile (`direct_parts`).
     pub unsaved_direct: BTreeMap<String, String>,
+    /// The parts committed lately by an earlier run could not be read at
+    /// start (the store failing): until they are, no part can be told
+    /// known from that list, and each asks for it again.
+    pub recent_unread: bool,
 }
 
 /// How long the parts of a committed long message are known as such, at
@@ -286,6 +290,7 @@ impl Inbox {
             numbering: codec::Numbering::default(),
             committed: HashMap::new(),
             unsaved_direct: BTreeMap::new(),
+            recent_unread: false,
         }
     }
 

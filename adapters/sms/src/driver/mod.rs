@@ -298,7 +298,10 @@ impl Driver {
         let mut backoff = INITIAL_BACKOFF;
         let mut inbox = Inbox::new(self.config.reassembly_timeout_seconds * 1000)
             .with_numbering(self.numbering());
-        self.recall_recent_parts(&mut inbox).await;
+        if let Err(e) = self.recall_recent_parts(&mut inbox, 0).await {
+            tracing::warn!(phone_id = %self.config.phone_id, error = %e,
+                "cannot read the parts committed lately; asked again before a part is judged");
+        }
         self.recall_indicated_memories().await;
         // The inbox's time base: it keeps partial messages across sessions,
         // so their first-seen times must be on one clock for its whole life.
@@ -1440,7 +1443,8 @@ impl Driver {
             }
             Ok(Incoming::Deliver(deliver)) => {
                 if !inbox.holds(slot) {
-                    match self.part_of_committed(&deliver, inbox).await {
+                    let now = epoch.elapsed().as_millis() as u64;
+                    match self.part_of_committed(&deliver, inbox, now).await {
                         // Its message was committed: a copy of one of its
                         // parts, or a part a crash left when it cut the
                         // freeing of the slots short. Free this one too.
@@ -1564,16 +1568,20 @@ impl Driver {
             .await
     }
 
-    /// Take up the parts noted as committed lately by an earlier run.
-    async fn recall_recent_parts(&self, inbox: &mut Inbox) {
-        match self.sink.load_cursor(inbound::RECENT_PARTS_CURSOR).await {
-            Ok(Some(value)) => {
-                inbox.remember_recent(inbound::recent_parts(&value, unix_now_ms()), 0);
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(phone_id = %self.config.phone_id, error = %e,
-                "cannot read the parts committed lately; a part delivered again may come out twice"),
+    /// Take up the parts noted as committed lately by an earlier run, at
+    /// `now_ms` on the inbox's clock. Not read, the inbox says so
+    /// (`Inbox::recent_unread`), and the next part judged asks again.
+    async fn recall_recent_parts(
+        &self,
+        inbox: &mut Inbox,
+        now_ms: u64,
+    ) -> Result<(), phonerelay_channel::SinkError> {
+        let read = self.sink.load_cursor(inbound::RECENT_PARTS_CURSOR).await;
+        inbox.recent_unread = read.is_err();
+        if let Some(value) = read? {
+            inbox.remember_recent(inbound::recent_parts(&value, unix_now_ms()), now_ms);
         }
+        Ok(())
     }
 
     /// Commit `ready`; returns whether its slots may be freed now. A long
@@ -1655,13 +1663,18 @@ impl Driver {
     /// it is: a copy of the same part in another slot must be known too,
     /// and a record a crash left behind names only parts already committed
     /// (a newer message with the same sender, reference and count replaces
-    /// it). An error when the record cannot be read: the caller leaves the
-    /// part alone until a later sweep can tell.
+    /// it). An error when the record, or the parts committed lately by an
+    /// earlier run, cannot be read: the caller leaves the part alone until
+    /// a later sweep can tell. `now_ms`: the inbox's clock.
     async fn part_of_committed(
         &self,
         deliver: &phonerelay_sms_pdu::Deliver,
-        inbox: &Inbox,
+        inbox: &mut Inbox,
+        now_ms: u64,
     ) -> Result<bool, phonerelay_channel::SinkError> {
+        if inbox.recent_unread {
+            self.recall_recent_parts(inbox, now_ms).await?;
+        }
         let from = self.sender(&deliver.originator);
         if inbox.committed_lately(&from, deliver) {
             return Ok(true);
