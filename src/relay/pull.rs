@@ -272,15 +272,20 @@ impl Failing {
 /// The rejection of a job refused for good, with the code the API answers.
 fn store_refused_ack(relay_message_id: String) -> Ack {
     let refused = ApiError::store_refused();
+    rejection(relay_message_id, refused.code, refused.message, None)
+}
+
+/// The ack that rejects a job, with what the bridge API would have answered.
+fn rejection(relay_message_id: String, code: &str, message: String, field: Option<String>) -> Ack {
     Ack {
         relay_message_id,
         result: "rejected",
         message_id: None,
         duplicate: false,
         error: Some(AckError {
-            code: refused.code.to_string(),
-            message: refused.message,
-            field: None,
+            code: code.to_string(),
+            message,
+            field,
         }),
     }
 }
@@ -418,16 +423,8 @@ pub async fn take(deps: &Deps, job: Value) -> Result<Ack, NotTaken> {
     let Some(relay_message_id) = job["relay_message_id"].as_str().map(str::to_string) else {
         return Err(NotTaken::NoRelayId);
     };
-    let rejected = |code: &str, message: String, field: Option<String>| Ack {
-        relay_message_id: relay_message_id.clone(),
-        result: "rejected",
-        message_id: None,
-        duplicate: false,
-        error: Some(AckError {
-            code: code.to_string(),
-            message,
-            field,
-        }),
+    let rejected = |code: &str, message: String, field: Option<String>| {
+        rejection(relay_message_id.clone(), code, message, field)
     };
     let raw = serde_json::to_vec(&job).unwrap_or_default();
     let request: SendRequest = match parse_json_body(&raw) {
