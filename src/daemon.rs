@@ -225,7 +225,11 @@ pub async fn start(
                 StoreError::Incompatible(why) => ExitError::Config(why),
                 e => ExitError::Runtime(format!("cannot open the store {}: {e}", db.display())),
             })?
-            .with_max_media_bytes(loaded.config.storage.max_media_bytes),
+            .with_max_media_bytes(loaded.config.storage.max_media_bytes)
+            .with_media_room(crate::store::MediaRoom {
+                max_total_bytes: loaded.config.storage.max_media_total_bytes,
+                min_free_bytes: loaded.config.storage.media_min_free_bytes,
+            }),
     );
     let abandoned = store
         .requeue_abandoned(now_ms(), loaded.config.outbox.max_attempts)

@@ -22,6 +22,7 @@ pub struct Metrics {
     pub send_seconds: Family<Labels, Histogram>,
     pub accept_seconds: Histogram,
     pub inbound: Family<Labels, Counter>,
+    pub media_refused: Family<Labels, Counter>,
     pub queue: Family<Labels, Gauge>,
     pub queue_oldest_seconds: Family<Labels, Gauge>,
     pub endpoint_up: Family<Labels, Gauge>,
@@ -66,6 +67,7 @@ impl Default for Metrics {
         );
         let accept_seconds = latency_histogram();
         let inbound = Family::<Labels, Counter>::default();
+        let media_refused = Family::<Labels, Counter>::default();
         let queue = Family::<Labels, Gauge>::default();
         let queue_oldest_seconds = Family::<Labels, Gauge>::default();
         let endpoint_up = Family::<Labels, Gauge>::default();
@@ -125,6 +127,14 @@ impl Default for Metrics {
             "inbound",
             "Inbound messages committed, by channel",
             inbound.clone(),
+        );
+        registry.register(
+            "media_refused",
+            "Received files not kept (their messages arrive without them), by reason: \
+             too_large (over storage.max_media_bytes, or a bridge that keeps none), total_cap \
+             (the kept files would pass storage.max_media_total_bytes), low_disk (it would \
+             leave less than storage.media_min_free_bytes free)",
+            media_refused.clone(),
         );
         registry.register(
             "queue_messages",
@@ -224,6 +234,7 @@ impl Default for Metrics {
             send_seconds,
             accept_seconds,
             inbound,
+            media_refused,
             queue,
             queue_oldest_seconds,
             endpoint_up,

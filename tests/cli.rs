@@ -117,6 +117,14 @@ fn check_names_the_key_and_reason_and_exits_2() {
             "storage.commit_delay_ms: must be at most 50",
         ),
         (
+            "[storage]\nmax_media_total_bytes = 1000\n",
+            "storage.max_media_total_bytes: must be 0 (no total cap) or at least",
+        ),
+        (
+            "[storage]\nmedia_min_free_bytes = 2000000000000000\n",
+            "storage.media_min_free_bytes: must be at most",
+        ),
+        (
             "[outbox]\nsend_timeout_seconds = 600\nlease_seconds = 60\n",
             "outbox.send_timeout_seconds: must be shorter than outbox.lease_seconds",
         ),
@@ -186,6 +194,33 @@ fn check_masks_secrets_and_writes_nothing() {
     let out = run(&["check", "--config", both.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(!text(&out.stderr).contains("4321"));
+}
+
+/// The room received files may take is part of the effective config
+/// `check` prints: defaults when not given, the values when given.
+#[test]
+fn check_prints_the_room_kept_files_may_take() {
+    let dir = tempfile::tempdir().unwrap();
+    let defaults = write_config(dir.path(), "[storage]\nstate_dir = \"state\"\n");
+    let out = run(&["check", "--config", defaults.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    for line in [
+        "max_media_total_bytes = 1073741824",
+        "media_min_free_bytes = 268435456",
+    ] {
+        assert!(printed.lines().any(|l| l == line), "{line}: {printed}");
+    }
+    let given = write_config(
+        dir.path(),
+        "[storage]\nstate_dir = \"state\"\nmax_media_total_bytes = 0\nmedia_min_free_bytes = 1\n",
+    );
+    let out = run(&["check", "--config", given.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    for line in ["max_media_total_bytes = 0", "media_min_free_bytes = 1"] {
+        assert!(printed.lines().any(|l| l == line), "{line}: {printed}");
+    }
 }
 
 /// `pin_file = "sim-pin"` names a systemd credential: under the unit

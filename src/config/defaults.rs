@@ -75,6 +75,19 @@ pub const DEFAULT_MAX_MEDIA_BYTES: u64 = 25 * 1024 * 1024;
 /// The largest `storage.max_media_bytes`: a file is held in memory while
 /// it is saved and again while it is uploaded to the relay.
 pub const MAX_MAX_MEDIA_BYTES: u64 = 256 * 1024 * 1024;
+/// All kept files together (`storage.max_media_total_bytes`): months of
+/// photos and voice notes on a small box, without a card of 8 GB filling
+/// up with optional files. 0: no total cap (the free-space floor still
+/// holds).
+pub const DEFAULT_MAX_MEDIA_TOTAL_BYTES: u64 = 1024 * 1024 * 1024;
+/// Free space on the store's filesystem that kept files may never take
+/// (`storage.media_min_free_bytes`): room for the database and its WAL
+/// (cut back to 64 MiB) to go on committing messages, with the rest of a
+/// small box's writes (logs) beside them.
+pub const DEFAULT_MEDIA_MIN_FREE_BYTES: u64 = 256 * 1024 * 1024;
+/// The largest `storage.media_min_free_bytes`: a petabyte. More is a
+/// slip of the keyboard, and would refuse every file on any disk.
+pub const MAX_MEDIA_MIN_FREE_BYTES: u64 = 1 << 50;
 
 /// The largest outbound attachment the bridge fetches (`attachments.max_bytes`):
 /// as `storage.max_media_bytes`, what e-mail commonly carries.

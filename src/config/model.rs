@@ -84,6 +84,15 @@ pub struct StorageConfig {
     /// the bridge to keep under `media/` in the state dir; a larger one is
     /// refused and nothing of it is written. 0 keeps no files at all.
     pub max_media_bytes: u64,
+    /// The most all kept files may take together; a file that would pass
+    /// it is refused as a file over `max_media_bytes` is, until retention
+    /// deletes older ones. 0: no total cap. Otherwise at least
+    /// `max_media_bytes`.
+    pub max_media_total_bytes: u64,
+    /// Free space on the state dir's filesystem that kept files never
+    /// take: a file that would leave less free is refused, so the store
+    /// can still commit messages. 0 lets files fill the disk.
+    pub media_min_free_bytes: u64,
 }
 
 impl Default for StorageConfig {
@@ -93,6 +102,8 @@ impl Default for StorageConfig {
             retention_days: DEFAULT_RETENTION_DAYS,
             commit_delay_ms: DEFAULT_COMMIT_DELAY_MS,
             max_media_bytes: DEFAULT_MAX_MEDIA_BYTES,
+            max_media_total_bytes: DEFAULT_MAX_MEDIA_TOTAL_BYTES,
+            media_min_free_bytes: DEFAULT_MEDIA_MIN_FREE_BYTES,
         }
     }
 }

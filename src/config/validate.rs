@@ -4,10 +4,33 @@ use phonerelay_channel::{ChannelKind, ConfigIssue};
 
 use super::defaults::{
     MAX_ATTACHMENT_MAX_BYTES, MAX_COMMIT_DELAY_MS, MAX_CONCURRENCY, MAX_LEASE_SECONDS,
-    MAX_MAX_CONNECTIONS, MAX_MAX_MEDIA_BYTES, MAX_PER_SECOND, MAX_RETENTION_DAYS,
-    MAX_SHUTDOWN_GRACE_SECONDS, MAX_TIMEOUT_SECONDS, MAX_TTL_LIMIT_SECONDS, MIN_PER_SECOND,
+    MAX_MAX_CONNECTIONS, MAX_MAX_MEDIA_BYTES, MAX_MEDIA_MIN_FREE_BYTES, MAX_PER_SECOND,
+    MAX_RETENTION_DAYS, MAX_SHUTDOWN_GRACE_SECONDS, MAX_TIMEOUT_SECONDS, MAX_TTL_LIMIT_SECONDS,
+    MIN_PER_SECOND,
 };
 use super::load::LoadedConfig;
+
+/// The room kept files may take: a total cap smaller than one file would
+/// refuse files `max_media_bytes` lets through, and a floor past any disk
+/// would refuse every file.
+fn media_room(issues: &mut Vec<ConfigIssue>, storage: &super::StorageConfig) {
+    let total = storage.max_media_total_bytes;
+    if total != 0 && total < storage.max_media_bytes {
+        issues.push(ConfigIssue::new(
+            "storage.max_media_total_bytes",
+            format!(
+                "must be 0 (no total cap) or at least storage.max_media_bytes ({})",
+                storage.max_media_bytes
+            ),
+        ));
+    }
+    if storage.media_min_free_bytes > MAX_MEDIA_MIN_FREE_BYTES {
+        issues.push(ConfigIssue::new(
+            "storage.media_min_free_bytes",
+            format!("must be at most {MAX_MEDIA_MIN_FREE_BYTES} (1 PiB)"),
+        ));
+    }
+}
 
 /// Check the whole config without side effects; an empty list means valid.
 pub fn validate(loaded: &LoadedConfig) -> Vec<ConfigIssue> {
@@ -82,6 +105,7 @@ pub fn validate_with(loaded: &LoadedConfig, extra_phone_ids: &[String]) -> Vec<C
             format!("must be at most {MAX_MAX_MEDIA_BYTES} (256 MiB; 0 keeps no files)"),
         ));
     }
+    media_room(&mut issues, &config.storage);
 
     let attachments = &config.attachments;
     if !(1..=MAX_ATTACHMENT_MAX_BYTES).contains(&attachments.max_bytes) {
@@ -484,6 +508,42 @@ mod tests {
         assert_eq!(
             found,
             ["storage.max_media_bytes: must be at most 268435456 (256 MiB; 0 keeps no files)"]
+        );
+    }
+
+    #[test]
+    fn the_media_total_cap_is_0_or_at_least_one_file() {
+        for good in [
+            "max_media_total_bytes = 0",
+            "max_media_total_bytes = 26214400",
+            "max_media_bytes = 0\nmax_media_total_bytes = 1",
+        ] {
+            let found = issues(&format!("[storage]\n{good}\n"));
+            assert!(found.is_empty(), "{good}: {found:?}");
+        }
+        let found = issues("[storage]\nmax_media_total_bytes = 26214399\n");
+        assert_eq!(
+            found,
+            [
+                "storage.max_media_total_bytes: must be 0 (no total cap) or at least \
+                 storage.max_media_bytes (26214400)"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_media_free_space_floor_is_at_most_a_petabyte() {
+        for good in [0, 268_435_456, 1u64 << 50] {
+            let found = issues(&format!("[storage]\nmedia_min_free_bytes = {good}\n"));
+            assert!(found.is_empty(), "{good}: {found:?}");
+        }
+        let found = issues(&format!(
+            "[storage]\nmedia_min_free_bytes = {}\n",
+            (1u64 << 50) + 1
+        ));
+        assert_eq!(
+            found,
+            ["storage.media_min_free_bytes: must be at most 1125899906842624 (1 PiB)"]
         );
     }
 

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use crate::clock::now_ms;
 use crate::media::{clean_content_type, clean_filename, media_path};
 use crate::metrics::{Metrics, labels};
-use crate::store::{MediaSaved, NewMedia, Store};
+use crate::store::{MediaRefusal, MediaSaved, NewMedia, Store};
 
 /// The [`EventSink`] of one endpoint: commits inbound messages (duplicates
 /// dropped by the store), applies delivery reports, keeps cursors.
@@ -182,25 +182,74 @@ impl EventSink for StoreSink {
             filename: clean_filename(media.filename),
             bytes: media.bytes,
         };
-        match self
+        let saved = self
             .store
             .save_media(new, now_ms())
             .await
-            .map_err(sink_error)?
-        {
-            MediaSaved::Saved(record) => Ok(Attachment {
-                url: media_path(&record.id),
-                content_type: record.content_type,
-                filename: record.filename,
-                size: Some(record.size),
-            }),
-            MediaSaved::TooLarge { limit: 0, .. } => Err(SinkError::rejected(
-                "this bridge keeps no files (storage.max_media_bytes = 0)",
-            )),
-            MediaSaved::TooLarge { size, limit } => Err(SinkError::rejected(format!(
-                "the file is {size} bytes, over storage.max_media_bytes ({limit})"
-            ))),
-        }
+            .map_err(sink_error)?;
+        let (reason, why) = match saved {
+            MediaSaved::Saved(record) => {
+                return Ok(Attachment {
+                    url: media_path(&record.id),
+                    content_type: record.content_type,
+                    filename: record.filename,
+                    size: Some(record.size),
+                });
+            }
+            MediaSaved::TooLarge { limit: 0, .. } => (
+                TOO_LARGE,
+                "this bridge keeps no files (storage.max_media_bytes = 0)".to_string(),
+            ),
+            MediaSaved::TooLarge { size, limit } => (
+                TOO_LARGE,
+                format!("the file is {size} bytes, over storage.max_media_bytes ({limit})"),
+            ),
+            MediaSaved::NoRoom { size, reason } => (reason.as_str(), no_room(size, reason)),
+        };
+        self.metrics
+            .media_refused
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc();
+        log_refusal(self.channel, &self.phone_id, reason, &why);
+        Err(SinkError::rejected(why))
+    }
+}
+
+/// The `reason` of `phonerelay_media_refused` for a file over
+/// `storage.max_media_bytes`.
+const TOO_LARGE: &str = "too_large";
+
+/// How often a refused file is logged at most: a chat that sends a photo
+/// a second while the disk is low makes one line per period, not one per
+/// photo (the metric counts each).
+const MEDIA_REFUSED_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+fn no_room(size: u64, reason: MediaRefusal) -> String {
+    match reason {
+        MediaRefusal::TotalCap => format!(
+            "no room for the file ({size} bytes): the kept files would pass \
+             storage.max_media_total_bytes"
+        ),
+        MediaRefusal::LowDisk => format!(
+            "no room for the file ({size} bytes): it would leave less than \
+             storage.media_min_free_bytes free for the store"
+        ),
+    }
+}
+
+/// One line per [`MEDIA_REFUSED_LOG_EVERY`], with how many were refused
+/// meanwhile. One process is one daemon, so the throttle is the
+/// process's.
+fn log_refusal(channel: ChannelKind, phone_id: &str, reason: &str, why: &str) {
+    static THROTTLE: std::sync::Mutex<crate::logging::Throttle> =
+        std::sync::Mutex::new(crate::logging::Throttle::new(MEDIA_REFUSED_LOG_EVERY));
+    let allowed = THROTTLE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .allow(std::time::Instant::now());
+    if let Some(unlogged) = allowed {
+        tracing::warn!(%channel, phone_id, reason, refused_since_last_logged = unlogged,
+            "a received file is not kept; its message goes on without it: {why}");
     }
 }
 

@@ -57,6 +57,34 @@ pub enum MediaSaved {
     /// Over `storage.max_media_bytes` (0: no file is kept); nothing was
     /// written.
     TooLarge { size: u64, limit: u64 },
+    /// Within `storage.max_media_bytes`, but there is no room for it
+    /// (`reason`); nothing was written.
+    NoRoom { size: u64, reason: MediaRefusal },
+}
+
+/// Why a file within `storage.max_media_bytes` is not kept: files are
+/// optional, and must never take the room the store needs to commit.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaRefusal {
+    /// The kept files would pass `storage.max_media_total_bytes`.
+    TotalCap,
+    /// It would leave less than `storage.media_min_free_bytes` free on
+    /// the store's filesystem.
+    LowDisk,
+}
+
+impl MediaRefusal {
+    /// As it is serialized: the `reason` label of
+    /// `phonerelay_media_refused`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TotalCap => "total_cap",
+            Self::LowDisk => "low_disk",
+        }
+    }
 }
 
 /// A kept file's bytes, read as they are needed.

@@ -14,7 +14,7 @@ use phonerelay_channel::{ChannelKind, InboundMessage, SendReceipt, StatusUpdate}
 
 pub use media::*;
 pub use model::*;
-pub use sqlite::SqliteStore;
+pub use sqlite::{MediaRoom, SqliteStore};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -279,7 +279,8 @@ pub trait Store: Send + Sync + 'static {
     // --- received files ---------------------------------------------------
     /// Keep a received file: written and synced before its row commits, so
     /// a committed row always has its file. Over the size limit nothing is
-    /// written (`TooLarge`).
+    /// written (`TooLarge`), nor when the kept files' total cap or the
+    /// disk's free-space floor leaves no room for it (`NoRoom`).
     async fn save_media(&self, media: NewMedia, now_ms: i64) -> StoreResult<MediaSaved>;
     async fn get_media(&self, id: &str) -> StoreResult<Option<MediaRecord>>;
     /// How many received files are kept, and their bytes, by their rows.

@@ -47,7 +47,9 @@ pub trait EventSink: Send + Sync {
     /// message took is deleted after a day.
     ///
     /// A file over the bridge's size limit (or any file, on a bridge that
-    /// keeps none) is `Rejected`, and nothing is kept: the adapter may
+    /// keeps none), or one it has no room for (its kept files are at
+    /// their total cap, or the disk at the free space the bridge keeps for
+    /// its store), is `Rejected`, and nothing is kept: the adapter may
     /// deliver the message without it, with a note in its text. Store
     /// trouble is `Unavailable`: offer the message again later.
     async fn save_media(&self, media: crate::MediaUpload) -> Result<crate::Attachment, SinkError> {

@@ -23,7 +23,7 @@ pub fn measure(database: &Path) -> DiskUsage {
 
 /// Blocks available to an unprivileged writer (`f_bavail`, not `f_bfree`:
 /// the root reserve is not the daemon's to use).
-fn free_bytes(dir: &Path) -> Option<u64> {
+pub fn free_bytes(dir: &Path) -> Option<u64> {
     let stat = rustix::fs::statvfs(dir).ok()?;
     Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }

@@ -99,24 +99,31 @@ pub fn claim_for(
 /// message took that were saved before ?1 (an adapter saved one and then
 /// could not deliver its message). The media table holds one row per file
 /// kept, so reading it through is cheap next to the files themselves.
-const PRUNABLE: &str = "SELECT id FROM media
+const PRUNABLE: &str = "SELECT id, size FROM media
     WHERE (inbound_id IS NOT NULL
            AND NOT EXISTS (SELECT 1 FROM inbound WHERE inbound.id = media.inbound_id))
        OR (inbound_id IS NULL AND created_at < ?1)
     LIMIT ?2";
 
 /// Delete the rows of up to `batch` prunable files; returns their ids, whose
-/// files the caller removes once this has committed.
-pub fn prune(conn: &Connection, unclaimed_before_ms: i64, batch: u32) -> StoreResult<Vec<String>> {
-    let ids = conn
+/// files the caller removes once this has committed, and their bytes.
+pub fn prune(
+    conn: &Connection,
+    unclaimed_before_ms: i64,
+    batch: u32,
+) -> StoreResult<(Vec<String>, u64)> {
+    let found = conn
         .prepare_cached(PRUNABLE)?
-        .query_map(params![unclaimed_before_ms, batch], |row| row.get(0))?
-        .collect::<Result<Vec<String>, _>>()?;
-    for id in &ids {
+        .query_map(params![unclaimed_before_ms, batch], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    for (id, _) in &found {
         conn.prepare_cached("DELETE FROM media WHERE id = ?1")?
             .execute([id])?;
     }
-    Ok(ids)
+    let bytes = found.iter().map(|(_, size)| size).sum();
+    Ok((found.into_iter().map(|(id, _)| id).collect(), bytes))
 }
 
 pub fn all_ids(conn: &Connection) -> StoreResult<HashSet<String>> {

@@ -6,6 +6,7 @@ mod disk_usage;
 mod inbound;
 mod keys;
 mod media;
+mod media_budget;
 mod media_files;
 mod outbound;
 /// Write a media file durably, then commit its row; a file whose row does
@@ -15,6 +16,7 @@ async fn save_media_file(
     dir: PathBuf,
     media: NewMedia,
     now_ms: i64,
+    room: media_budget::Reservation,
 ) -> StoreResult<MediaSaved> {
     let size = media.bytes.len() as u64;
     let id = uuid::Uuid::now_v7().to_string();
@@ -43,12 +45,18 @@ async fn save_media_file(
     };
     let row = record.clone();
     match writer.write(move |conn| media::insert(conn, &row)).await {
-        Ok(()) => Ok(MediaSaved::Saved(record)),
+        Ok(()) => {
+            room.keep();
+            Ok(MediaSaved::Saved(record))
+        }
         Err(e) => {
             // Not committed: the file has no row to serve it. Unless the
             // commit's outcome is unknown: its row may come back at the
-            // next start, which removes the file if it does not.
-            if !matches!(e, StoreError::OutcomeUnknown(_)) {
+            // next start, which removes the file if it does not. Its room
+            // stays taken till then, which errs on the side of refusing.
+            if matches!(e, StoreError::OutcomeUnknown(_)) {
+                room.keep();
+            } else {
                 media_files::remove(&dir, &[record.id]);
             }
             Err(e)
@@ -75,6 +83,7 @@ use async_trait::async_trait;
 use phonerelay_channel::{ChannelKind, InboundMessage, StatusUpdate};
 use rusqlite::Connection;
 
+pub use self::media_budget::MediaRoom;
 use self::pool::ReadPool;
 use self::seq_clock::SeqClock;
 use self::writer::Writer;
@@ -93,6 +102,9 @@ pub struct SqliteStore {
     media_dir: PathBuf,
     /// `storage.max_media_bytes`: the largest file kept; 0 keeps none.
     max_media_bytes: u64,
+    /// The room all kept files may take (`storage.max_media_total_bytes`,
+    /// `storage.media_min_free_bytes`).
+    media_budget: std::sync::Arc<media_budget::MediaBudget>,
 }
 
 /// `database` with `ending` after its name: its WAL (`-wal`), its shared
@@ -152,6 +164,7 @@ impl SqliteStore {
         schema::check_not_newer(&conn, path).map_err(StoreError::Incompatible)?;
         schema::migrate(&mut conn)?;
         let seqs = SeqClock::load(&conn)?;
+        let (_, media_bytes) = media::usage(&conn)?;
         // Replies are routed by comparing event times: later ones must stay
         // later than these, whatever the clock says now. One further ahead
         // than a clock left behind by a restart would be was written by a
@@ -179,6 +192,10 @@ impl SqliteStore {
             seqs,
             media_dir: media_files::dir_beside(path),
             max_media_bytes: crate::config::DEFAULT_MAX_MEDIA_BYTES,
+            media_budget: std::sync::Arc::new(media_budget::MediaBudget::new(
+                MediaRoom::default(),
+                media_bytes,
+            )),
         })
     }
 
@@ -187,6 +204,19 @@ impl SqliteStore {
     pub fn with_max_media_bytes(mut self, max: u64) -> Self {
         self.max_media_bytes = max;
         self
+    }
+
+    /// The room all kept files may take: `storage.max_media_total_bytes`
+    /// (0: no total cap) and `storage.media_min_free_bytes`.
+    pub fn with_media_room(mut self, room: MediaRoom) -> Self {
+        self.media_budget = std::sync::Arc::new(self.media_budget.with_room(room));
+        self
+    }
+
+    /// Free bytes on the store's filesystem, which the kept files must not
+    /// take below `storage.media_min_free_bytes`.
+    fn free_bytes(&self) -> Option<u64> {
+        disk_usage::free_bytes(self.path.parent().unwrap_or(Path::new(".")))
     }
 
     pub fn path(&self) -> &Path {
@@ -547,12 +577,16 @@ impl Store for SqliteStore {
         if limit == 0 || size > limit {
             return Ok(MediaSaved::TooLarge { size, limit });
         }
+        let room = match self.media_budget.reserve(size, self.free_bytes()) {
+            Ok(room) => room,
+            Err(reason) => return Ok(MediaSaved::NoRoom { size, reason }),
+        };
         // In a task of its own: a caller dropped half-way (a webhook whose
         // client went away while a large file synced) would otherwise
         // leave the written file with no row, unseen by retention until
         // the next start.
         let (writer, dir) = (self.writer.clone(), self.media_dir.clone());
-        tokio::spawn(save_media_file(writer, dir, media, now_ms))
+        tokio::spawn(save_media_file(writer, dir, media, now_ms, room))
             .await
             .map_err(|e| StoreError::Unavailable(format!("saving a media file failed: {e}")))?
     }
@@ -593,10 +627,11 @@ impl Store for SqliteStore {
     }
 
     async fn prune_media(&self, unclaimed_before_ms: i64, batch: u32) -> StoreResult<usize> {
-        let ids = self
+        let (ids, bytes) = self
             .writer
             .write(move |conn| media::prune(conn, unclaimed_before_ms, batch))
             .await?;
+        self.media_budget.release(bytes);
         // After the commit: a file is never gone while its row is there.
         // One left by a crash here has no row, and the next start's sweep
         // removes it.

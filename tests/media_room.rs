@@ -1,0 +1,213 @@
+//! The room received files may take: a total cap
+//! (`storage.max_media_total_bytes`) and free space they never take
+//! (`storage.media_min_free_bytes`), so optional files cannot fill the
+//! disk the store commits messages on. A file without room is refused as
+//! one over the size limit is: nothing of it written, the adapter told
+//! `Rejected`.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use phonerelay::clock::now_ms;
+use phonerelay::store::{MediaRefusal, MediaRoom, MediaSaved, NewMedia, SqliteStore, Store};
+use phonerelay_channel::{ChannelKind, MediaUpload};
+
+const GIB: u64 = 1 << 30;
+
+fn upload(bytes: &[u8]) -> MediaUpload {
+    MediaUpload {
+        content_type: None,
+        filename: None,
+        bytes: bytes.to_vec(),
+    }
+}
+
+fn new_media(bytes: &[u8]) -> NewMedia {
+    NewMedia {
+        channel: ChannelKind::Wa,
+        phone_id: "ph-a".into(),
+        content_type: None,
+        filename: None,
+        bytes: bytes.to_vec(),
+    }
+}
+
+fn files_in(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| entries.count())
+}
+
+fn media_rows(db: &Path) -> i64 {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM media", [], |row| row.get(0))
+        .unwrap()
+}
+
+fn store_with_room(db: &Path, max_total_bytes: u64, min_free_bytes: u64) -> SqliteStore {
+    open_store(db).with_media_room(MediaRoom {
+        max_total_bytes,
+        min_free_bytes,
+    })
+}
+
+/// The space free beside the store at `db`, as the store reads it.
+async fn free_beside(db: &Path) -> u64 {
+    let store = open_store(db);
+    let usage = store.disk_usage().await.expect("a local store");
+    usage.free_bytes.expect("free space readable here")
+}
+
+#[tokio::test]
+async fn a_file_that_would_pass_the_total_cap_is_refused_and_nothing_of_it_is_written() {
+    let wa = TestChannel::new(ChannelKind::Wa, "ph-a");
+    let d = TestDaemon::start(
+        &format!("max_media_bytes = 10\nmax_media_total_bytes = 25\n{FAST_OUTBOX}"),
+        vec![wa.clone()],
+    )
+    .await;
+    let sink = wa.sink().await;
+    let media = d.dir.path().join("state").join("media");
+    for _ in 0..2 {
+        sink.save_media(upload(&[7; 10])).await.unwrap();
+    }
+    let refused = sink.save_media(upload(&[7; 6])).await.unwrap_err();
+    assert!(!refused.is_transient(), "{refused}");
+    assert!(
+        refused.message.contains("max_media_total_bytes"),
+        "{refused}"
+    );
+    assert_eq!(files_in(&media), 2, "no file of it");
+    assert_eq!(media_rows(&d.db_path()), 2, "no row of it");
+    let metrics = d.metrics_text().await;
+    let line = "phonerelay_media_refused_total{reason=\"total_cap\"} 1";
+    assert!(metrics.lines().any(|l| l == line), "{metrics}");
+
+    // A file within the cap is still kept.
+    sink.save_media(upload(&[7; 5])).await.unwrap();
+    assert_eq!(files_in(&media), 3);
+    assert_eq!(media_rows(&d.db_path()), 3);
+}
+
+/// The total is the rows' sum, read when the store opens: files kept by
+/// an earlier run count against the cap.
+#[tokio::test]
+async fn files_kept_before_a_restart_count_against_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("phonerelay.sqlite3");
+    {
+        let store = store_with_room(&db, 20, 0);
+        let saved = store.save_media(new_media(&[1; 15]), now_ms()).await;
+        assert!(matches!(saved, Ok(MediaSaved::Saved(_))), "{saved:?}");
+    }
+    let store = store_with_room(&db, 20, 0);
+    let refused = store.save_media(new_media(&[1; 6]), now_ms()).await;
+    assert_eq!(
+        refused.unwrap(),
+        MediaSaved::NoRoom {
+            size: 6,
+            reason: MediaRefusal::TotalCap
+        }
+    );
+    assert_eq!(media_rows(&db), 1);
+}
+
+/// Two saves under way at once may not both pass a cap they pass
+/// together: the room is taken before either file is written.
+#[tokio::test]
+async fn two_racing_saves_cannot_both_pass_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("phonerelay.sqlite3");
+    let store = store_with_room(&db, 15, 0);
+    let (a, b) = tokio::join!(
+        store.save_media(new_media(&[1; 10]), now_ms()),
+        store.save_media(new_media(&[2; 10]), now_ms()),
+    );
+    let mut outcomes = [a.unwrap(), b.unwrap()].map(|saved| match saved {
+        MediaSaved::Saved(_) => "saved",
+        MediaSaved::NoRoom {
+            reason: MediaRefusal::TotalCap,
+            ..
+        } => "total_cap",
+        other => panic!("{other:?}"),
+    });
+    outcomes.sort();
+    assert_eq!(outcomes, ["saved", "total_cap"]);
+    assert_eq!(media_rows(&db), 1);
+    assert_eq!(files_in(&dir.path().join("media")), 1);
+}
+
+/// Retention gives the room of the files it deletes back.
+#[tokio::test]
+async fn files_pruned_give_their_room_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("phonerelay.sqlite3");
+    let store = store_with_room(&db, 10, 0);
+    let saved_at = now_ms();
+    store
+        .save_media(new_media(&[1; 10]), saved_at)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.save_media(new_media(&[1; 10]), now_ms()).await,
+        Ok(MediaSaved::NoRoom { .. })
+    ));
+    // No message took it: pruned once it is older than the cut-off.
+    assert_eq!(store.prune_media(saved_at + 1, 100).await.unwrap(), 1);
+    let saved = store.save_media(new_media(&[1; 10]), now_ms()).await;
+    assert!(matches!(saved, Ok(MediaSaved::Saved(_))), "{saved:?}");
+}
+
+/// The floor against the real disk: one above the space free now refuses
+/// a file, nothing of it written; one below keeps it.
+#[tokio::test]
+async fn a_file_that_would_leave_less_than_the_floor_free_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("phonerelay.sqlite3");
+    let free = free_beside(&db).await;
+    {
+        let store = store_with_room(&db, 0, free + GIB);
+        let refused = store.save_media(new_media(b"photo"), now_ms()).await;
+        assert_eq!(
+            refused.unwrap(),
+            MediaSaved::NoRoom {
+                size: 5,
+                reason: MediaRefusal::LowDisk
+            }
+        );
+        assert_eq!(media_rows(&db), 0);
+        assert_eq!(files_in(&dir.path().join("media")), 0);
+    }
+    let store = store_with_room(&db, 0, free.saturating_sub(GIB));
+    let saved = store.save_media(new_media(b"photo"), now_ms()).await;
+    assert!(matches!(saved, Ok(MediaSaved::Saved(_))), "{saved:?}");
+}
+
+/// Through the sink, as an adapter meets it: `Rejected`, naming the key,
+/// counted by its reason.
+#[tokio::test]
+async fn the_sink_rejects_a_file_below_the_floor_naming_the_key() {
+    let wa = TestChannel::new(ChannelKind::Wa, "ph-a");
+    // A petabyte: more than any disk this runs on has free.
+    let d = TestDaemon::start(
+        &format!("media_min_free_bytes = 1125899906842624\n{FAST_OUTBOX}"),
+        vec![wa.clone()],
+    )
+    .await;
+    let refused = wa
+        .sink()
+        .await
+        .save_media(upload(b"voice"))
+        .await
+        .unwrap_err();
+    assert!(!refused.is_transient(), "{refused}");
+    assert!(
+        refused.message.contains("media_min_free_bytes"),
+        "{refused}"
+    );
+    assert_eq!(media_rows(&d.db_path()), 0);
+    let metrics = d.metrics_text().await;
+    let line = "phonerelay_media_refused_total{reason=\"low_disk\"} 1";
+    assert!(metrics.lines().any(|l| l == line), "{metrics}");
+}
