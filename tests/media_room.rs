@@ -211,3 +211,49 @@ async fn the_sink_rejects_a_file_below_the_floor_naming_the_key() {
     let line = "phonerelay_media_refused_total{reason=\"low_disk\"} 1";
     assert!(metrics.lines().any(|l| l == line), "{metrics}");
 }
+
+/// The status report shows the kept files against their cap and the
+/// floor, and says while new files are refused: degraded, still ready
+/// (messages arrive, without their files), and said on `/ready` too.
+#[tokio::test]
+async fn the_status_says_while_files_are_refused_and_stays_ready() {
+    let wa = TestChannel::new(ChannelKind::Wa, "ph-a");
+    let d = TestDaemon::start(
+        &format!(
+            "max_media_bytes = 10\nmax_media_total_bytes = 15\n\
+             media_min_free_bytes = 4096\n{FAST_OUTBOX}"
+        ),
+        vec![wa.clone()],
+    )
+    .await;
+    let sink = wa.sink().await;
+    sink.save_media(upload(&[7; 10])).await.unwrap();
+    let (_, status) = d.get("/api/v1/status", &d.admin_key).await;
+    let storage = &status["storage"];
+    assert_eq!(storage["media_bytes"], 10, "{status}");
+    assert_eq!(storage["media_max_total_bytes"], 15, "{status}");
+    assert_eq!(storage["media_min_free_bytes"], 4096, "{status}");
+    assert!(status.get("media_refused").is_none(), "{status}");
+
+    sink.save_media(upload(&[7; 6])).await.unwrap_err();
+    let (code, status) = d.get("/api/v1/status", &d.admin_key).await;
+    assert_eq!(code, 200);
+    assert_eq!(status["media_refused"], "total_cap", "{status}");
+    assert_eq!(status["storage"]["media_refused"], "total_cap", "{status}");
+    assert_eq!(status["status"], "ready", "{status}");
+    let ready = d
+        .http
+        .get(format!("{}/ready", d.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    let ready: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(ready["media_refused"], "total_cap", "{ready}");
+    assert!(ready.get("storage").is_none(), "{ready}");
+
+    // A smaller file fits and is kept: files are taken again.
+    sink.save_media(upload(&[7; 5])).await.unwrap();
+    let (_, status) = d.get("/api/v1/status", &d.admin_key).await;
+    assert!(status.get("media_refused").is_none(), "{status}");
+}

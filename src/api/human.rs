@@ -4,7 +4,8 @@
 use crate::store::DiskUsage;
 
 /// `database 1.2 MiB + WAL 4.0 MiB, 12.3 GiB free`, with `+ 3 files
-/// 2.0 MiB` after the WAL once received files are kept.
+/// 2.0 MiB of 1.0 GiB` (their total cap, if any) after the WAL once
+/// received files are kept.
 pub fn storage_summary(usage: &DiskUsage) -> String {
     let mut out = format!(
         "database {} + WAL {}",
@@ -15,6 +16,9 @@ pub fn storage_summary(usage: &DiskUsage) -> String {
         0 => {}
         1 => out.push_str(&format!(" + 1 file {}", human_bytes(usage.media_bytes))),
         n => out.push_str(&format!(" + {n} files {}", human_bytes(usage.media_bytes))),
+    }
+    if usage.media_files > 0 && usage.media_max_total_bytes > 0 {
+        out.push_str(&format!(" of {}", human_bytes(usage.media_max_total_bytes)));
     }
     if let Some(free) = usage.free_bytes {
         out.push_str(&format!(", {} free", human_bytes(free)));
@@ -89,6 +93,7 @@ mod tests {
             media_files: 0,
             media_bytes: 0,
             free_bytes: None,
+            ..DiskUsage::default()
         };
         assert_eq!(storage_summary(&usage), "database 2.0 MiB + WAL 512 B");
         usage.free_bytes = Some(3 << 30);
@@ -106,6 +111,7 @@ mod tests {
             media_files: 1,
             media_bytes: 3 << 20,
             free_bytes: None,
+            ..DiskUsage::default()
         };
         assert_eq!(
             storage_summary(&usage),
@@ -115,6 +121,11 @@ mod tests {
         assert_eq!(
             storage_summary(&usage),
             "database 2.0 MiB + WAL 512 B + 12 files 3.0 MiB"
+        );
+        usage.media_max_total_bytes = 1 << 30;
+        assert_eq!(
+            storage_summary(&usage),
+            "database 2.0 MiB + WAL 512 B + 12 files 3.0 MiB of 1.0 GiB"
         );
     }
 }

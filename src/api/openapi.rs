@@ -25,7 +25,7 @@ use super::{dto, error, inbound, media, messages, relay, system};
         dto::InboundAttachment, media::MediaBytes,
         error::ErrorBody, error::ErrorDetail, system::StatusReport, system::EndpointStatus, system::EndpointPause, system::Health,
         relay::RelayLinkView, relay::RelayInboundView, relay::RelayInboundPage,
-        crate::store::RelayInboundState, crate::store::DiskUsage,
+        crate::store::RelayInboundState, crate::store::DiskUsage, crate::store::MediaRefusal,
     )),
     modifiers(&BearerAuth, &KeyAndStoreResponses, &PathParameterResponses),
 )]

@@ -16,7 +16,7 @@ use super::paging::query_error;
 use super::state::AppState;
 use crate::clock::{now_ms, rfc3339};
 use crate::metrics::labels;
-use crate::store::{DiskUsage, EndpointStats, Scope};
+use crate::store::{DiskUsage, EndpointStats, MediaRefusal, Scope};
 
 /// "Failures in the last hour" in `phonerelay status`.
 const RECENT_WINDOW_MS: i64 = 3600 * 1000;
@@ -127,6 +127,13 @@ pub struct StatusReport {
     /// to a key bound to a phone_id (it is every phone's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<DiskUsage>,
+    /// Present while new received files are refused for want of room
+    /// (`total_cap`: the kept files are at `storage.max_media_total_bytes`;
+    /// `low_disk`: the disk is at `storage.media_min_free_bytes`). Their
+    /// messages still arrive, without them: degraded, not a reason for
+    /// `not_ready`. Shown to every caller, `/ready` too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_refused: Option<MediaRefusal>,
 }
 
 impl StatusReport {
@@ -152,6 +159,9 @@ impl StatusReport {
         let mut parts = vec![format!("{}; store {}", self.status, self.store)];
         if let Some(free) = self.storage.and_then(|s| s.free_bytes) {
             parts[0].push_str(&format!(" ({} free)", human_bytes(free)));
+        }
+        if let Some(reason) = self.media_refused {
+            parts[0].push_str(&format!("; {}", media_refused_note(reason)));
         }
         for e in &self.endpoints {
             let oldest = e
@@ -192,6 +202,18 @@ impl StatusReport {
             ));
         }
         parts.join("; ")
+    }
+}
+
+/// Why new received files are refused, for people.
+pub fn media_refused_note(reason: MediaRefusal) -> &'static str {
+    match reason {
+        MediaRefusal::TotalCap => {
+            "received files refused: the kept files are at storage.max_media_total_bytes"
+        }
+        MediaRefusal::LowDisk => {
+            "received files refused: the disk is at storage.media_min_free_bytes free"
+        }
     }
 }
 
@@ -263,6 +285,7 @@ pub(crate) async fn report(state: &AppState) -> StatusReport {
             }
         })
         .collect();
+    let storage = state.store.disk_usage().await;
     let mut report = StatusReport {
         status: String::new(),
         store: if store_ok { "ok" } else { "unavailable" }.into(),
@@ -271,7 +294,8 @@ pub(crate) async fn report(state: &AppState) -> StatusReport {
         // Unknown while the pairing cannot be read: the store's own
         // status says why.
         relay: super::relay::link_view(state).await.unwrap_or(None),
-        storage: state.store.disk_usage().await,
+        storage,
+        media_refused: storage.and_then(|s| s.media_refused),
     };
     report.status = report.readiness();
     report

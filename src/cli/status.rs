@@ -3,7 +3,7 @@ use reqwest::Method;
 
 use super::client::LocalClient;
 use crate::api::human::{age, storage_summary};
-use crate::api::system::{StatusReport, count_or_unknown};
+use crate::api::system::{StatusReport, count_or_unknown, media_refused_note};
 use crate::exit::ExitError;
 
 #[derive(Debug, Args)]
@@ -64,6 +64,9 @@ pub fn render(report: &StatusReport) -> String {
     );
     if let Some(storage) = &report.storage {
         out.push_str(&format!(" ({})", storage_summary(storage)));
+    }
+    if let Some(reason) = report.media_refused {
+        out.push_str(&format!("\n{}", media_refused_note(reason)));
     }
     out.push_str("\n\n");
     let header = [
@@ -184,6 +187,7 @@ mod tests {
             }],
             relay: None,
             storage: None,
+            media_refused: None,
         }
     }
 
@@ -234,6 +238,26 @@ mod tests {
             json["endpoints"][0].get("outcomes_unrecorded").is_none(),
             "{json}"
         );
+    }
+
+    /// New received files refused for want of room are named in the
+    /// table and the status line, with the key that says how much room.
+    #[test]
+    fn refused_received_files_are_named_in_the_table_and_the_status_line() {
+        let mut full = report(true);
+        full.media_refused = Some(crate::store::MediaRefusal::LowDisk);
+        let note = "received files refused: the disk is at storage.media_min_free_bytes free";
+        assert!(render(&full).contains(note), "{}", render(&full));
+        assert!(full.one_line().contains(note), "{}", full.one_line());
+        full.media_refused = Some(crate::store::MediaRefusal::TotalCap);
+        assert!(
+            full.one_line().contains("storage.max_media_total_bytes"),
+            "{}",
+            full.one_line()
+        );
+        let clear = report(true);
+        assert!(!render(&clear).contains("refused"));
+        assert!(!clear.one_line().contains("refused"));
     }
 
     /// A relay named but without its link running says so, and why.

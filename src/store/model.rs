@@ -4,6 +4,8 @@ use std::str::FromStr;
 use phonerelay_channel::{Attachment, ChannelKind, SendReceipt};
 use serde::{Deserialize, Serialize};
 
+use super::MediaRefusal;
+
 /// The life of an outbound message. `queued` and `sending` are live; the
 /// rest are where a message ends, except that `sent` may still become
 /// `delivered` or `read`, and `delivered` may become `read`.
@@ -329,6 +331,19 @@ pub struct DiskUsage {
     /// be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub free_bytes: Option<u64>,
+    /// The most the kept files may take together
+    /// (`storage.max_media_total_bytes`); 0: no total cap.
+    #[serde(default)]
+    pub media_max_total_bytes: u64,
+    /// Free space the kept files never take
+    /// (`storage.media_min_free_bytes`).
+    #[serde(default)]
+    pub media_min_free_bytes: u64,
+    /// Present while new received files are refused for want of room:
+    /// the last one offered was, and one of its size would be again now.
+    /// Their messages still arrive, without them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_refused: Option<MediaRefusal>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

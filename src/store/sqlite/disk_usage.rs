@@ -18,6 +18,8 @@ pub fn measure(database: &Path) -> DiskUsage {
         media_files: 0,
         media_bytes: 0,
         free_bytes: free_bytes(database.parent().unwrap_or(Path::new("."))),
+        // The media budget's, which the store adds.
+        ..DiskUsage::default()
     }
 }
 

@@ -32,6 +32,15 @@ impl Default for MediaRoom {
     }
 }
 
+/// What the budget holds now, for the status report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaRoomState {
+    pub room: MediaRoom,
+    /// Set while new files are refused: the last one offered was, and one
+    /// of its size would be again now.
+    pub refusing: Option<MediaRefusal>,
+}
+
 #[derive(Debug, Default)]
 struct Tally {
     /// The committed rows' bytes and those reserved by saves under way.
@@ -41,6 +50,8 @@ struct Tally {
     /// written but not yet committed is counted twice so, which refuses
     /// early by at most the files under way, never late.
     in_flight: u64,
+    /// The size of the last file offered, while it was refused.
+    last_refused: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -97,8 +108,10 @@ impl MediaBudget {
     ) -> Result<Reservation, MediaRefusal> {
         let mut tally = self.tally();
         if let Some(reason) = refusal(self.room, &tally, size, free) {
+            tally.last_refused = Some(size);
             return Err(reason);
         }
+        tally.last_refused = None;
         tally.total += size;
         tally.in_flight += size;
         Ok(Reservation {
@@ -112,6 +125,18 @@ impl MediaBudget {
     pub fn release(&self, bytes: u64) {
         let mut tally = self.tally();
         tally.total = tally.total.saturating_sub(bytes);
+    }
+
+    /// The room and whether new files are refused, with `free` bytes free.
+    pub fn state(&self, free: Option<u64>) -> MediaRoomState {
+        let tally = self.tally();
+        let refusing = tally
+            .last_refused
+            .and_then(|size| refusal(self.room, &tally, size, free));
+        MediaRoomState {
+            room: self.room,
+            refusing,
+        }
     }
 
     fn settle(&self, size: u64, kept: bool) {
@@ -225,5 +250,20 @@ mod tests {
         assert!(budget.reserve(1, None).is_err());
         budget.release(30);
         budget.reserve(30, None).unwrap().keep();
+    }
+
+    #[test]
+    fn files_are_refused_while_the_last_one_offered_would_be_refused_again() {
+        let budget = budget(100, 0, 90);
+        assert_eq!(budget.state(None).refusing, None);
+        budget.reserve(20, None).unwrap_err();
+        assert_eq!(budget.state(None).refusing, Some(MediaRefusal::TotalCap));
+        // Room freed (retention): a file of that size fits again.
+        budget.release(20);
+        assert_eq!(budget.state(None).refusing, None);
+        budget.reserve(80, None).unwrap_err();
+        // A smaller file was kept after it: files are taken again.
+        budget.reserve(5, None).unwrap().keep();
+        assert_eq!(budget.state(None).refusing, None);
     }
 }

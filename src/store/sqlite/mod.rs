@@ -272,7 +272,12 @@ impl Store for SqliteStore {
     }
 
     async fn disk_usage(&self) -> Option<DiskUsage> {
-        Some(disk_usage::measure(&self.path))
+        let mut usage = disk_usage::measure(&self.path);
+        let media = self.media_budget.state(usage.free_bytes);
+        usage.media_max_total_bytes = media.room.max_total_bytes;
+        usage.media_min_free_bytes = media.room.min_free_bytes;
+        usage.media_refused = media.refusing;
+        Some(usage)
     }
 
     async fn media_usage(&self) -> StoreResult<(u64, u64)> {
