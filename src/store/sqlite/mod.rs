@@ -582,7 +582,7 @@ impl Store for SqliteStore {
         if limit == 0 || size > limit {
             return Ok(MediaSaved::TooLarge { size, limit });
         }
-        let room = match self.media_budget.reserve(size, self.free_bytes()) {
+        let room = match self.media_budget.reserve(size, || self.free_bytes()) {
             Ok(room) => room,
             Err(reason) => return Ok(MediaSaved::NoRoom { size, reason }),
         };
