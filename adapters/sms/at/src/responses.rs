@@ -338,6 +338,24 @@ pub fn parse_cpms(line: &str) -> Result<Vec<MemoryUsage>, ResponseError> {
     Ok(out)
 }
 
+impl MemoryUsage {
+    /// No room for one more message. A memory that reports no slots at
+    /// all (a total of 0, as some modems answer while the SIM loads) is
+    /// not taken for full: nothing is known of it.
+    pub fn is_full(&self) -> bool {
+        self.total > 0 && self.used >= self.total
+    }
+}
+
+/// The memory received messages are stored in, from either form of
+/// `+CPMS` answer: `<mem3>`, the third (TS 27.005 §3.2.2); a modem that
+/// reports fewer memories stores them in its first.
+pub fn parse_cpms_received(line: &str) -> Result<MemoryUsage, ResponseError> {
+    let mut usage = parse_cpms(line)?;
+    let third = if usage.len() >= 3 { 2 } else { 0 };
+    Ok(usage.swap_remove(third))
+}
+
 // ---------------------------------------------------------------- +CMGS
 
 /// `+CMGS: <mr>[,<ackpdu>]` (TS 27.005 §3.5.1): the TP-Message-Reference,
@@ -599,6 +617,24 @@ mod tests {
         assert_eq!(usage[1].mem, None);
         assert_eq!(usage[1].used, 3);
         assert!(parse_cpms("+CPMS: 3").is_err());
+    }
+
+    #[test]
+    fn cpms_received_memory_is_the_third() {
+        let read = parse_cpms_received(r#"+CPMS: "ME",0,100,"ME",0,100,"SM",30,30"#).unwrap();
+        assert_eq!(read.mem.as_deref(), Some("SM"));
+        assert_eq!((read.used, read.total), (30, 30));
+        assert!(read.is_full());
+        let set = parse_cpms_received("+CPMS: 1,50,1,50,12,40").unwrap();
+        assert_eq!((set.mem.as_deref(), set.used, set.total), (None, 12, 40));
+        assert!(!set.is_full());
+        // A modem that reports one memory stores received messages in it.
+        let one = parse_cpms_received(r#"+CPMS: "SM",31,30"#).unwrap();
+        assert!(one.is_full());
+        // No slots known: not full.
+        assert!(!parse_cpms_received("+CPMS: 0,0,0,0,0,0").unwrap().is_full());
+        assert!(parse_cpms_received("+CPMS: x").is_err());
+        assert!(parse_cpms_received("+CSQ: 20,99").is_err());
     }
 
     #[test]

@@ -64,6 +64,11 @@ pub enum Urc {
     Rssi(u8),
     /// Huawei `^BOOT:` heartbeat (sent every few seconds by some sticks).
     Boot,
+    /// The modem's message memory is full (`true`), or has room again
+    /// (`false`), as some modems say on their own: Huawei `^SMMEMFULL:
+    /// <mem>`, Quectel `+QIND: "smsfull",<mem>`, SIMCom and Telit
+    /// `+CIEV: "SMSFULL",<0|1>`. The network holds new messages meanwhile.
+    MessageMemoryFull(bool),
     /// `+CREG`/`+CGREG`/`+CEREG` that was not an answer to a query.
     CregUnsolicited(Registration),
     Ready(ReadySignal),
@@ -283,14 +288,39 @@ pub fn parse_single_line_urc(line: &str) -> Urc {
         },
         Some("+CFUN") => (strip_prefix_ci(line, "+CFUN:") == Some("1"))
             .then_some(Urc::Ready(ReadySignal::FullFunctionality)),
-        Some("+QIND") => strip_prefix_ci(line, "+QIND:")
-            .filter(|v| v.eq_ignore_ascii_case("SMS DONE"))
-            .map(|_| Urc::Ready(ReadySignal::SmsReady)),
+        Some("+QIND") => parse_qind(line),
+        Some("^SMMEMFULL") => Some(Urc::MessageMemoryFull(true)),
+        Some("+CIEV") => parse_ciev_smsfull(line),
         Some("+CLIP") => parse_clip(line),
         Some("+CUSD") => parse_cusd(line),
         _ => None,
     };
     typed.unwrap_or_else(|| Urc::Other(line.to_owned()))
+}
+
+fn parse_qind(line: &str) -> Option<Urc> {
+    let rest = strip_prefix_ci(line, "+QIND:")?;
+    if rest.eq_ignore_ascii_case("SMS DONE") {
+        return Some(Urc::Ready(ReadySignal::SmsReady));
+    }
+    let fields = split_fields(rest);
+    fields[0]
+        .text
+        .eq_ignore_ascii_case("smsfull")
+        .then_some(Urc::MessageMemoryFull(true))
+}
+
+/// `+CIEV: "SMSFULL",<value>`; other indicators (signal, battery, calls,
+/// numbered ones whose meaning only `AT+CIND=?` tells) stay untyped.
+fn parse_ciev_smsfull(line: &str) -> Option<Urc> {
+    let fields = split_fields(strip_prefix_ci(line, "+CIEV:")?);
+    if !fields[0].text.eq_ignore_ascii_case("smsfull") {
+        return None;
+    }
+    match fields.get(1).and_then(Field::as_u8)? {
+        0 => Some(Urc::MessageMemoryFull(false)),
+        _ => Some(Urc::MessageMemoryFull(true)),
+    }
 }
 
 fn parse_clip(line: &str) -> Option<Urc> {
@@ -373,6 +403,40 @@ mod tests {
         assert_eq!(
             parse_single_line_urc("^MODE:5,4"),
             Urc::Other("^MODE:5,4".into())
+        );
+    }
+
+    #[test]
+    fn message_memory_full_urcs() {
+        for full in [
+            r#"^SMMEMFULL: "SM""#,
+            r#"+QIND: "smsfull","SM""#,
+            r#"+CIEV: "SMSFULL",1"#,
+            "+CIEV: smsfull,1",
+        ] {
+            assert!(urc_name(full).is_some(), "{full}");
+            assert_eq!(
+                parse_single_line_urc(full),
+                Urc::MessageMemoryFull(true),
+                "{full}"
+            );
+        }
+        assert_eq!(
+            parse_single_line_urc(r#"+CIEV: "SMSFULL",0"#),
+            Urc::MessageMemoryFull(false)
+        );
+        // Other indicators are not about the memory.
+        assert_eq!(
+            parse_single_line_urc("+CIEV: 7,1"),
+            Urc::Other("+CIEV: 7,1".into())
+        );
+        assert_eq!(
+            parse_single_line_urc(r#"+CIEV: "SMSFULL""#),
+            Urc::Other(r#"+CIEV: "SMSFULL""#.into())
+        );
+        assert_eq!(
+            parse_single_line_urc(r#"+QIND: "csq",20,99"#),
+            Urc::Other(r#"+QIND: "csq",20,99"#.into())
         );
     }
 
