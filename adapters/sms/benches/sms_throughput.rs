@@ -66,6 +66,7 @@ async fn run(modems: usize, per_modem: usize) -> Run {
                 stores_status_reports: true,
                 message_service: 0,
                 selects_memory: true,
+                capacity: sim::SIM_CAPACITY,
             },
             link.clone(),
             stop.clone(),

@@ -39,6 +39,10 @@ pub struct ModemSimArgs {
     /// A PIN the simulated SIM demands (a test SIM's, not a real one).
     #[arg(long)]
     pub pin: Option<String>,
+    /// Message slots in each memory; a full one stores nothing more, and
+    /// the network holds what comes until there is room.
+    #[arg(long, default_value_t = super::SIM_CAPACITY)]
+    pub capacity: u32,
 }
 
 pub const CONTROL_HELP: &str = "commands: inject <+from> <text> | inject-pdu <hex> | inject-cmt <hex> | urc <line> | sent | parts | stored | fail <cms-code> <count> [<after>] | delay <ms> | reports on|off | unplug | replug | coverage on|off | deletes keep|apply | damage <mem> <index> <count> | next-mr <0-255> | mute | unmute | boot <count> | restart | help";
@@ -69,6 +73,7 @@ pub async fn run_modem_sim_cli(
         stores_status_reports: true,
         message_service: 0,
         selects_memory: true,
+        capacity: args.capacity,
     };
     let handle = spawn(behaviour, link.clone(), shutdown.clone())?;
     let listener = TcpListener::bind(args.control).await?;
@@ -159,7 +164,7 @@ pub fn control_command(handle: &SimHandle, line: &str) -> String {
         "inject-pdu" => match rest {
             "" => "error: inject-pdu <hex>".into(),
             hex if handle.inject_raw_pdu(hex) => "ok 1 part(s) stored".into(),
-            _ => "error: SIM full".into(),
+            _ => "ok 0 part(s) stored, 1 held by the network (SIM full)".into(),
         },
         "inject-cmt" => match rest {
             "" => "error: inject-cmt <hex>".into(),

@@ -105,12 +105,18 @@ impl SimHandle {
     /// A raw PDU (hex as a modem prints it, SMSC part first) reaches the
     /// SIM unchanged, e.g. one with broken lengths as real SMSCs sometimes
     /// store; returns whether it was stored.
+    /// While the memory is full, the network holds it instead, and
+    /// delivers it once there is room.
     pub fn inject_raw_pdu(&self, hex: &str) -> bool {
-        let (stored, urc) = self.modem().inject_raw(hex);
-        if let Some(urc) = urc {
-            let _ = self.ctl.send(Ctl::Urcs(vec![urc]));
-        }
+        let (stored, urcs) = self.modem().inject_raw(hex);
+        self.send_urcs(urcs);
         stored
+    }
+
+    fn send_urcs(&self, urcs: Vec<String>) {
+        if !urcs.is_empty() {
+            let _ = self.ctl.send(Ctl::Urcs(urcs));
+        }
     }
 
     /// As [`Self::inject_raw_pdu`], with no `+CMTI` for it: a message
@@ -125,10 +131,8 @@ impl SimHandle {
     /// SIM.
     pub fn inject_raw_pdu_into(&self, mem: &str, hex: &str) -> bool {
         let mem = modem::Mem::parse(mem).expect("a simulated memory");
-        let (stored, urc) = self.modem().inject_raw_into(mem, hex);
-        if let Some(urc) = urc {
-            let _ = self.ctl.send(Ctl::Urcs(vec![urc]));
-        }
+        let (stored, urcs) = self.modem().inject_raw_into(mem, hex);
+        self.send_urcs(urcs);
         stored
     }
 
@@ -316,9 +320,12 @@ impl SimHandle {
 
     /// Someone deletes the message in slot `index` of the SIM's own memory,
     /// outside the driver (or a driver whose deletes were cut short had
-    /// freed it); returns whether there was one.
+    /// freed it); returns whether there was one. The network then delivers
+    /// what it held for want of room, as it does after any delete.
     pub fn delete_stored(&self, index: u32) -> bool {
-        self.modem().delete_stored(index)
+        let (deleted, urcs) = self.modem().delete_stored(index);
+        self.send_urcs(urcs);
+        deleted
     }
 
     /// Whether the message in slot `index` of the SIM's own memory has been
@@ -406,6 +413,7 @@ pub fn behaviour_from(settings: &SimSettings) -> Behaviour {
         stores_status_reports: true,
         message_service: 0,
         selects_memory: true,
+        capacity: SIM_CAPACITY,
     }
 }
 

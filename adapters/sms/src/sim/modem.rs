@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use crate::codec;
 
-/// Storage slots per memory, like a typical SIM.
+/// Storage slots per memory unless [`Behaviour::capacity`] says
+/// otherwise, like a typical SIM.
 pub const SIM_CAPACITY: u32 = 50;
 /// The SMSC the simulated SIM reports.
 pub const SIM_SMSC: &str = "+15550000000";
@@ -43,6 +44,9 @@ pub struct Behaviour {
     /// modem that keeps one memory: its messages are then read where they
     /// are, the SIM here.
     pub selects_memory: bool,
+    /// Storage slots in each memory (`+CPMS`'s totals): a full memory
+    /// stores nothing more, and the network holds what comes meanwhile.
+    pub capacity: u32,
 }
 
 /// A part the simulated network accepted.
@@ -110,6 +114,18 @@ impl Mem {
             Mem::Sr => "SR",
         }
     }
+}
+
+/// A message the network holds because the memory it is for was full
+/// when it came: an SMSC told "memory capacity exceeded" keeps it and
+/// delivers it once the phone has room again.
+#[derive(Debug)]
+struct HeldMessage {
+    /// `None`: the memory `AT+CPMS` chose for received messages when it
+    /// is delivered; a class 2 message is for the SIM whatever it chose.
+    mem: Option<Mem>,
+    hex: String,
+    tpdu_len: usize,
 }
 
 /// What became of an inbound message the network brought.
@@ -221,9 +237,8 @@ pub struct SimModem {
     /// spec has it, a bare `ERROR` on some modems.
     pub wrong_pin_reply: String,
     /// Inbound parts the network holds, oldest first, because the SIM was
-    /// full when they came: an SMSC told "memory capacity exceeded" keeps
-    /// the message and delivers it once the phone has room again.
-    held: VecDeque<(String, usize)>,
+    /// full when they came.
+    held: VecDeque<HeldMessage>,
     /// The first storage index: 1 as most modems number it, 0 on some
     /// (Quectel's count from 0).
     pub first_index: u32,
@@ -364,9 +379,12 @@ impl SimModem {
         )
     }
 
-    /// Delete one message of the SIM's memory; whether there was one.
-    pub fn delete_stored(&mut self, index: u32) -> bool {
-        self.sm.remove(&index).is_some()
+    /// Delete one message of the SIM's memory, as a human with the SIM
+    /// in a phone would; whether there was one, and the URCs for what the
+    /// network then delivers of what it held.
+    pub fn delete_stored(&mut self, index: u32) -> (bool, Vec<String>) {
+        let deleted = self.sm.remove(&index).is_some();
+        (deleted, self.deliver_held())
     }
 
     /// The next `count` reads of slot `index` of `mem` (listed or read
@@ -400,8 +418,9 @@ impl SimModem {
     fn store(&mut self, mem: Mem, hex: String, tpdu_len: usize) -> Option<u32> {
         let first = self.first_index;
         let damaged_reads = self.damage_next_stored;
+        let capacity = self.behaviour.capacity;
         let map = self.mem_mut(mem);
-        let index = (first..first + SIM_CAPACITY).find(|i| !map.contains_key(i))?;
+        let index = (first..first + capacity).find(|i| !map.contains_key(i))?;
         map.insert(
             index,
             Stored {
@@ -423,7 +442,12 @@ impl SimModem {
         self.inbound_ref = self.inbound_ref.wrapping_add(1);
         let parts = codec::encode_deliver(from, text, scts_unix, self.inbound_ref);
         let count = parts.len();
-        self.held.extend(parts);
+        self.held
+            .extend(parts.into_iter().map(|(hex, tpdu_len)| HeldMessage {
+                mem: None,
+                hex,
+                tpdu_len,
+            }));
         let urcs = self.deliver_held();
         // The held parts go out oldest first, so whatever is still held
         // is this message's tail (and perhaps older parts before it).
@@ -439,10 +463,10 @@ impl SimModem {
     /// the URCs to raise for the parts stored.
     fn deliver_held(&mut self) -> Vec<String> {
         let mut urcs = Vec::new();
-        while let Some((hex, len)) = self.held.pop_front() {
-            let mem = self.mem3;
-            let Some(index) = self.store(mem, hex.clone(), len) else {
-                self.held.push_front((hex, len));
+        while let Some(held) = self.held.pop_front() {
+            let mem = held.mem.unwrap_or(self.mem3);
+            let Some(index) = self.store(mem, held.hex.clone(), held.tpdu_len) else {
+                self.held.push_front(held);
                 break;
             };
             if self.cnmi_mt == 1 {
@@ -452,28 +476,28 @@ impl SimModem {
         urcs
     }
 
-    /// A PDU exactly as given (hex, SMSC part first) is stored as a received
-    /// message, e.g. a malformed one a real SMSC produced. Returns whether it
-    /// was stored and the URC to raise, if any.
-    pub fn inject_raw(&mut self, hex: &str) -> (bool, Option<String>) {
-        self.inject_raw_into(self.mem3, hex)
+    /// A PDU exactly as given (hex, SMSC part first) comes as a received
+    /// message, e.g. a malformed one a real SMSC produced: stored, or held
+    /// by the network while the memory is full (behind any it holds
+    /// already). Returns whether it was stored and the URCs to raise.
+    pub fn inject_raw(&mut self, hex: &str) -> (bool, Vec<String>) {
+        self.inject_raw_for(None, hex)
     }
 
     /// As [`Self::inject_raw`], into memory `mem` whatever `AT+CPMS` chose,
     /// as a class 2 message goes to the SIM.
-    pub fn inject_raw_into(&mut self, mem: Mem, hex: &str) -> (bool, Option<String>) {
+    pub fn inject_raw_into(&mut self, mem: Mem, hex: &str) -> (bool, Vec<String>) {
+        self.inject_raw_for(Some(mem), hex)
+    }
+
+    fn inject_raw_for(&mut self, mem: Option<Mem>, hex: &str) -> (bool, Vec<String>) {
         let hex = hex.trim().to_ascii_uppercase();
-        let len = codec::tpdu_len(&hex).unwrap_or(0);
-        match self.store(mem, hex, len) {
-            Some(index) => (
-                true,
-                (self.cnmi_mt == 1).then(|| format!("+CMTI: \"{}\",{index}", mem.name())),
-            ),
-            None => {
-                tracing::warn!("simulated SIM full; raw PDU dropped");
-                (false, None)
-            }
-        }
+        let tpdu_len = codec::tpdu_len(&hex).unwrap_or(0);
+        self.held.push_back(HeldMessage { mem, hex, tpdu_len });
+        let urcs = self.deliver_held();
+        // Delivered oldest first, and it came last: stored once none is
+        // held.
+        (self.held.is_empty(), urcs)
     }
 
     fn status_report(&mut self, part: &SentPart, scts_unix: i64) -> Option<String> {
@@ -666,15 +690,18 @@ impl SimModem {
             "+CNMA" => cms(340),
             "+CSCA?" => info(&format!("+CSCA: \"{SIM_SMSC}\",145")),
             _ if cmd.starts_with("+CSCA=") => ok(),
-            "+CPMS?" => info(&format!(
-                "+CPMS: \"{}\",{},{SIM_CAPACITY},\"{}\",{},{SIM_CAPACITY},\"{}\",{},{SIM_CAPACITY}",
-                self.mem1.name(),
-                self.mem_len(self.mem1),
-                self.mem3.name(),
-                self.mem_len(self.mem3),
-                self.mem3.name(),
-                self.mem_len(self.mem3)
-            )),
+            "+CPMS?" => {
+                let total = self.behaviour.capacity;
+                info(&format!(
+                    "+CPMS: \"{}\",{},{total},\"{}\",{},{total},\"{}\",{},{total}",
+                    self.mem1.name(),
+                    self.mem_len(self.mem1),
+                    self.mem3.name(),
+                    self.mem_len(self.mem3),
+                    self.mem3.name(),
+                    self.mem_len(self.mem3)
+                ))
+            }
             _ if cmd.starts_with("+CPMS=") => {
                 if !self.pin_ok {
                     return cms(310);
@@ -695,9 +722,8 @@ impl SimModem {
                         }
                         let u = self.mem_len(*mem);
                         let s = self.mem_len(self.mem3);
-                        info(&format!(
-                            "+CPMS: {u},{SIM_CAPACITY},{s},{SIM_CAPACITY},{s},{SIM_CAPACITY}"
-                        ))
+                        let t = self.behaviour.capacity;
+                        info(&format!("+CPMS: {u},{t},{s},{t},{s},{t}"))
                     }
                     _ => cms(302),
                 }
@@ -830,5 +856,68 @@ impl SimModem {
             Mem::Me => &mut self.me,
             Mem::Sr => &mut self.sr,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A single-part SMS-DELIVER as an SMSC stores it.
+    const PDU: &str = "0004038121F300001170000000000003E8329B";
+
+    fn modem_with_capacity(capacity: u32) -> SimModem {
+        let mut modem = SimModem::new(Behaviour {
+            network_delay: Duration::ZERO,
+            baud_limit: None,
+            echo_default: false,
+            urc_noise: false,
+            delivery_reports: false,
+            pin: None,
+            registration_urcs: true,
+            stores_status_reports: true,
+            message_service: 0,
+            selects_memory: true,
+            capacity,
+        });
+        assert!(modem.handle_line("AT+CNMI=2,1,0,0,0").text.contains("OK"));
+        modem
+    }
+
+    #[test]
+    fn a_full_memory_holds_what_comes_and_cpms_counts_it() {
+        let mut modem = modem_with_capacity(2);
+        assert_eq!(
+            modem.inject_raw(PDU),
+            (true, vec!["+CMTI: \"SM\",1".into()])
+        );
+        assert!(modem.inject_raw(PDU).0);
+        assert_eq!(modem.inject_raw(PDU), (false, Vec::new()), "held");
+        assert_eq!(modem.stored_count(), (2, 0, 1));
+        assert_eq!(
+            modem.handle_line("AT+CPMS?").text,
+            "\r\n+CPMS: \"SM\",2,2,\"SM\",2,2,\"SM\",2,2\r\n\r\nOK\r\n"
+        );
+        assert_eq!(
+            modem.handle_line("AT+CPMS=\"SM\",\"SM\",\"SM\"").text,
+            "\r\n+CPMS: 2,2,2,2,2,2\r\n\r\nOK\r\n"
+        );
+        // Room again, whoever made it: the network delivers what it held.
+        assert_eq!(
+            modem.delete_stored(1),
+            (true, vec!["+CMTI: \"SM\",1".into()])
+        );
+        assert_eq!(modem.stored_count(), (2, 0, 0));
+    }
+
+    #[test]
+    fn a_host_delete_delivers_what_the_network_held() {
+        let mut modem = modem_with_capacity(1);
+        assert!(modem.inject_raw(PDU).0);
+        let injected = modem.inject_inbound("+15551230001", "waits", 1_700_000_000);
+        assert_eq!((injected.stored, injected.held), (0, 1));
+        let reply = modem.handle_line("AT+CMGD=1");
+        assert_eq!(reply.urcs, ["+CMTI: \"SM\",1"]);
+        assert_eq!(modem.stored_count(), (1, 0, 0));
     }
 }

@@ -157,6 +157,7 @@ pub fn behaviour() -> Behaviour {
         stores_status_reports: true,
         message_service: 0,
         selects_memory: true,
+        capacity: sim::SIM_CAPACITY,
     }
 }
 
