@@ -8,6 +8,7 @@ pub mod inbound;
 mod outage_log;
 mod slot;
 pub mod status;
+mod storage_level;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -30,6 +31,7 @@ pub use outage_log::OutageLog;
 use outage_log::Say;
 use slot::{INDICATED_MEMORIES_CURSOR, Memory, Slot};
 use status::{AcceptedPart, AcceptedParts, SentParts, SharedStatus, parts_cursor};
+use storage_level::CMS_MEMORY_FULL;
 
 use crate::codec::{self, Incoming};
 use crate::config::ModemConfig;
@@ -1098,6 +1100,18 @@ impl Driver {
                                 nothing_sent: outcome.mrs.is_empty(),
                             }
                         }
+                        (FinalResult::CmsError(_), Some(CMS_MEMORY_FULL)) => {
+                            // The modem's memory, not the message: said in
+                            // the health until a reading shows room.
+                            self.storage_full_said(Some(format!(
+                                "+CMS ERROR: {CMS_MEMORY_FULL} to a send"
+                            )));
+                            DriverError::Cms {
+                                code: CMS_MEMORY_FULL,
+                                permanent: false,
+                                nothing_sent: outcome.mrs.is_empty(),
+                            }
+                        }
                         (FinalResult::CmsError(_), Some(code)) => DriverError::Cms {
                             code,
                             permanent: cms_fails_for_good(code, &result),
@@ -1186,6 +1200,7 @@ impl Driver {
                 self.direct_report(&pdu).await;
                 Ok(())
             }
+            Urc::MessageMemoryFull(full) => self.memory_full_indicated(conn, full).await,
             // CS or EPS registration changed: ask both, as the poll does
             // (an LTE-only modem reports CS unregistered while it sends).
             Urc::CregUnsolicited(_) => self.recheck_registration(conn).await,
@@ -1846,7 +1861,9 @@ impl Driver {
             })
             .await?;
         }
-        Ok(())
+        // What this sweep freed shows now, and so does what a human
+        // deleted since the last one.
+        self.read_storage_level(conn).await
     }
 
     fn inbound_event(&self, ready: &Ready) -> ChannelEvent {

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use phonerelay_channel::ChannelHealth;
+use phonerelay_sms_at::responses::MemoryUsage;
 
 /// Below this the link works but messages start to fail.
 pub const WEAK_SIGNAL_DBM: i16 = -105;
@@ -54,6 +55,25 @@ pub struct ModemStatus {
     /// read again. One that keeps growing is a line (or a modem) to look
     /// at.
     pub damaged_pdu_lines: u64,
+    /// How full the memory received messages go to is, as `+CPMS` said at
+    /// start-up and after the last sweep; `None` until read, or while the
+    /// modem's answer cannot be read.
+    pub message_storage: Option<MemoryUsage>,
+    /// What told of a full memory other than a reading of it (the modem's
+    /// own indication, a `+CMS ERROR: 322`): taken for full until a
+    /// reading shows room.
+    pub storage_full_said: Option<String>,
+}
+
+/// What an operator calls the memory `+CPMS` names.
+fn memory_name(mem: Option<&str>) -> &'static str {
+    match mem {
+        Some("SM") => "SIM",
+        Some("ME") => "modem",
+        Some("MT") => "SIM and modem",
+        Some("SR") => "status report",
+        _ => "modem",
+    }
 }
 
 impl ModemStatus {
@@ -61,6 +81,46 @@ impl ModemStatus {
     /// calls `up`, or `degraded` by a weak signal only, which still sends.
     pub fn can_send(&self) -> bool {
         self.connected && self.registered
+    }
+
+    /// Whether new messages have nowhere to go: the network holds them
+    /// (and gives up on them after its validity period) until room is
+    /// made.
+    pub fn storage_full(&self) -> bool {
+        self.message_storage
+            .as_ref()
+            .is_some_and(MemoryUsage::is_full)
+            || self.storage_full_said.is_some()
+    }
+
+    /// Why the storage is full and what to do, for the health summary.
+    pub fn storage_full_summary(&self) -> String {
+        let mem = self.message_storage.as_ref().and_then(|u| u.mem.as_deref());
+        let full_reading = self.message_storage.as_ref().filter(|u| u.is_full());
+        let how_full = match (full_reading, &self.storage_full_said) {
+            (Some(usage), _) => format!("{} of {}", usage.used, usage.total),
+            (None, Some(said)) => said.clone(),
+            (None, None) => "full".into(),
+        };
+        // Only the ones in that memory hold its slots; with no reading,
+        // all of them.
+        let undecodable = self
+            .undecodable_stored
+            .keys()
+            .filter(|(m, _)| mem.is_none_or(|mem| m == mem))
+            .count();
+        let kept = match undecodable {
+            0 => String::new(),
+            n => format!(
+                "; {n} undecodable message{} kept on it (see undecodable_stored)",
+                if n == 1 { " is" } else { "s are" }
+            ),
+        };
+        format!(
+            "{} message storage full ({how_full}): new SMS wait at the network{kept}; \
+             delete messages from it (a phone, or AT+CMGD) to make room",
+            memory_name(mem),
+        )
     }
 
     pub fn to_health(&self) -> ChannelHealth {
@@ -72,6 +132,9 @@ impl ModemStatus {
             })
         } else if !self.registered {
             ChannelHealth::degraded("not registered on the network")
+        } else if self.storage_full() {
+            // Sending still works: degraded, not down.
+            ChannelHealth::degraded(self.storage_full_summary())
         } else if self.signal_dbm.is_some_and(|d| d < WEAK_SIGNAL_DBM) {
             ChannelHealth::degraded("weak signal")
         } else {
@@ -106,6 +169,17 @@ impl ModemStatus {
             if count > 0 {
                 health = health.with_measure(key, i64::try_from(count).unwrap_or(i64::MAX));
             }
+        }
+        if let Some(usage) = &self.message_storage {
+            if let Some(mem) = &usage.mem {
+                health = health.with_detail("message_storage", mem.clone());
+            }
+            health = health
+                .with_measure("message_storage_used", usage.used.into())
+                .with_measure("message_storage_total", usage.total.into());
+        }
+        if let Some(said) = &self.storage_full_said {
+            health = health.with_detail("message_storage_full", said.clone());
         }
         if !self.undecodable_stored.is_empty() {
             let slots: Vec<String> = self
@@ -850,6 +924,72 @@ mod tests {
             phonerelay_channel::HealthState::Degraded
         );
         assert_eq!(s.to_health().details["signal_dbm"], "-110");
+    }
+
+    fn full_sim() -> ModemStatus {
+        let mut s = ModemStatus {
+            connected: true,
+            registered: true,
+            signal_dbm: Some(-70),
+            message_storage: Some(MemoryUsage {
+                mem: Some("SM".into()),
+                used: 30,
+                total: 30,
+            }),
+            ..ModemStatus::default()
+        };
+        for index in 1..=3 {
+            s.undecodable_stored
+                .insert(("SM".into(), index), "0004".into());
+        }
+        s.undecodable_stored.insert(("ME".into(), 1), "0004".into());
+        s
+    }
+
+    /// A full memory still sends: degraded, with the memory, its count,
+    /// the messages the driver itself leaves on it and what to do.
+    #[test]
+    fn a_full_message_storage_degrades_the_health_and_says_why() {
+        let mut s = full_sim();
+        let health = s.to_health();
+        assert_eq!(health.state, phonerelay_channel::HealthState::Degraded);
+        assert_eq!(
+            health.summary,
+            "SIM message storage full (30 of 30): new SMS wait at the network; \
+             3 undecodable messages are kept on it (see undecodable_stored); \
+             delete messages from it (a phone, or AT+CMGD) to make room"
+        );
+        assert_eq!(health.details["message_storage"], "SM");
+        assert_eq!(health.measures["message_storage_used"], 30);
+        assert_eq!(health.measures["message_storage_total"], 30);
+        assert!(s.can_send());
+
+        s.message_storage.as_mut().unwrap().used = 29;
+        let health = s.to_health();
+        assert_eq!(health.state, phonerelay_channel::HealthState::Up);
+        assert_eq!(health.measures["message_storage_used"], 29);
+    }
+
+    /// Told full without a reading (a `+CMS ERROR: 322`): full all the
+    /// same, until a reading shows room.
+    #[test]
+    fn a_memory_said_to_be_full_is_full_without_a_reading() {
+        let mut s = full_sim();
+        s.message_storage = None;
+        s.undecodable_stored.clear();
+        s.storage_full_said = Some("+CMS ERROR: 322 to a send".into());
+        let health = s.to_health();
+        assert_eq!(health.state, phonerelay_channel::HealthState::Degraded);
+        assert_eq!(
+            health.summary,
+            "modem message storage full (+CMS ERROR: 322 to a send): new SMS wait at the \
+             network; delete messages from it (a phone, or AT+CMGD) to make room"
+        );
+        assert_eq!(
+            health.details["message_storage_full"],
+            "+CMS ERROR: 322 to a send"
+        );
+        assert!(!health.measures.contains_key("message_storage_used"));
     }
 
     /// Only quantities become gauges: the SMSC's number reads as an

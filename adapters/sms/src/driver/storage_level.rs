@@ -1,0 +1,104 @@
+//! How full the modem's message storage is. Undecodable PDUs and outbox
+//! copies are left on it for a human, so over months it can fill up; a
+//! full memory stores nothing more, the network holds new messages (and
+//! drops them once their validity runs out), and inbound stops without a
+//! word from the modem. The level is read after each sweep (one
+//! `AT+CPMS?`), the first right after start-up, and when the modem says
+//! on its own that its memory is full; the health says when it is.
+
+use phonerelay_sms_at::responses::{self, MemoryUsage};
+
+use super::Driver;
+use super::conn::{Answer, Conn, ConnError};
+
+/// TS 27.005 `+CMS ERROR: 322`, memory full. The AT table calls it
+/// permanent (the command fails again until room is made), but what must
+/// change is the modem's memory, not the message: a send it answers is a
+/// failed attempt, retried, and the health says what to do.
+pub(super) const CMS_MEMORY_FULL: u16 = 322;
+
+/// The receive memory's fill level in an answer to `AT+CPMS?`.
+fn storage_level(answer: &Answer) -> Option<MemoryUsage> {
+    if !answer.is_ok() {
+        return None;
+    }
+    responses::parse_cpms_received(answer.line("+CPMS:")?).ok()
+}
+
+impl Driver {
+    /// `AT+CPMS?`: the receive memory's fill level now. One short command,
+    /// after each sweep (which is when deletes, ours or a human's, show).
+    pub(super) async fn read_storage_level(&self, conn: &mut Conn) -> Result<(), ConnError> {
+        let answer = conn.run(self.cmd("AT+CPMS?")).await?;
+        self.note_storage_level(storage_level(&answer));
+        Ok(())
+    }
+
+    /// A reading of the receive memory: `None` when it could not be read,
+    /// which leaves the level unknown rather than stale. A reading with
+    /// room outweighs what was said of a full memory before it.
+    pub(super) fn note_storage_level(&self, usage: Option<MemoryUsage>) {
+        let (was_full, now_full) = self.with_status_change(|s| {
+            if usage.as_ref().is_some_and(|u| !u.is_full()) {
+                s.storage_full_said = None;
+            }
+            s.message_storage = usage;
+        });
+        self.say_storage_change(was_full, now_full);
+    }
+
+    /// The modem said on its own that its memory is full (or has room
+    /// again): read the level, which may show it, or another memory than
+    /// the one received messages go to. A full one stays said until a
+    /// reading shows room, should the reading fail.
+    pub(super) async fn memory_full_indicated(
+        &self,
+        conn: &mut Conn,
+        full: bool,
+    ) -> Result<(), ConnError> {
+        self.storage_full_said(full.then(|| "the modem's own indication".to_string()));
+        self.read_storage_level(conn).await
+    }
+
+    /// Something other than a reading told of a full memory (`Some`), or
+    /// of room again (`None`).
+    pub(super) fn storage_full_said(&self, said: Option<String>) {
+        let (was_full, now_full) = self.with_status_change(|s| s.storage_full_said = said);
+        self.say_storage_change(was_full, now_full);
+    }
+
+    /// Run `change` on the status; whether the storage was full before it
+    /// and is after.
+    fn with_status_change(
+        &self,
+        change: impl FnOnce(&mut super::status::ModemStatus),
+    ) -> (bool, bool) {
+        let mut transition = (false, false);
+        self.set_status(|s| {
+            let before = s.storage_full();
+            change(s);
+            transition = (before, s.storage_full());
+        });
+        transition
+    }
+
+    /// Once when the storage fills up, once when it has room again: the
+    /// health says it meanwhile.
+    fn say_storage_change(&self, was_full: bool, now_full: bool) {
+        let phone_id = &self.config.phone_id;
+        match (was_full, now_full) {
+            (false, true) => {
+                let summary = self
+                    .status
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .storage_full_summary();
+                tracing::warn!(%phone_id, %summary, "modem message storage full; inbound SMS wait at the network")
+            }
+            (true, false) => {
+                tracing::info!(%phone_id, "modem message storage has room again")
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! A full message storage: inbound stops at the network, so the health
+//! says so, with what to do, until there is room again.
+mod common;
+
+use common::*;
+use phonerelay_channel::{Channel, ChannelHealth, HealthState};
+
+/// A PDU no decoder makes sense of: the driver leaves it on the SIM.
+const UNDECODABLE: &str = "0004";
+
+fn small_sim(capacity: u32) -> Behaviour {
+    Behaviour {
+        capacity,
+        ..behaviour()
+    }
+}
+
+fn health(rig: &Rig) -> ChannelHealth {
+    rig.channel.health()
+}
+
+fn storage_used(rig: &Rig) -> Option<i64> {
+    health(rig).measures.get("message_storage_used").copied()
+}
+
+/// Undecodable PDUs fill the SIM: the health goes degraded (sending still
+/// works) naming the memory, its count and the messages left on it. A
+/// message that comes meanwhile waits at the network; once a slot is
+/// freed it arrives, and the health recovers.
+#[tokio::test]
+async fn a_sim_full_of_undecodable_messages_degrades_the_health_until_room_is_made() {
+    let mut config = modem_config("main");
+    config.sweep_interval_seconds = 1;
+    let rig = Rig::start(small_sim(3), config).await;
+    rig.wait_up().await;
+    wait_until(|| storage_used(&rig) == Some(0)).await;
+    assert_eq!(health(&rig).measures["message_storage_total"], 3);
+
+    for _ in 0..3 {
+        assert!(rig.sim.inject_raw_pdu(UNDECODABLE));
+    }
+    wait_until(|| health(&rig).state == HealthState::Degraded).await;
+    let full = health(&rig);
+    assert_eq!(
+        full.summary,
+        "SIM message storage full (3 of 3): new SMS wait at the network; 3 undecodable \
+         messages are kept on it (see undecodable_stored); delete messages from it (a \
+         phone, or AT+CMGD) to make room"
+    );
+    assert_eq!(full.details["message_storage"], "SM");
+    assert_eq!(full.measures["message_storage_used"], 3);
+    assert!(rig.channel.can_send());
+
+    let injected = rig
+        .sim
+        .inject_inbound("+15551230001", "held by the network");
+    assert_eq!((injected.stored, injected.held), (0, 1));
+
+    // A human deletes one: the network delivers what it held.
+    assert!(rig.sim.delete_stored(2));
+    wait_until(|| {
+        rig.sink
+            .inbound()
+            .iter()
+            .any(|m| m.text == "held by the network")
+    })
+    .await;
+    rig.wait_up().await;
+    assert_eq!(storage_used(&rig), Some(2));
+    assert_eq!(rig.sim.stored(), (2, 0, 0));
+}
+
+/// A modem that says its memory is full (`^SMMEMFULL`) has the level read
+/// at once, not at the next sweep; one that says there is room again
+/// (`+CIEV: "SMSFULL",0`) too.
+#[tokio::test]
+async fn the_modem_saying_its_memory_is_full_has_the_level_read_at_once() {
+    let mut config = modem_config("main");
+    config.sweep_interval_seconds = 3600;
+    let rig = Rig::start(small_sim(2), config).await;
+    rig.wait_up().await;
+    // Stored with no indication: nothing reads them until the next sweep.
+    for _ in 0..2 {
+        assert!(rig.sim.inject_raw_pdu_unannounced(UNDECODABLE));
+    }
+    rig.sim
+        .send_unsolicited(vec!["^SMMEMFULL: \"SM\"".to_string()]);
+    wait_until(|| health(&rig).state == HealthState::Degraded).await;
+    assert!(
+        health(&rig)
+            .summary
+            .starts_with("SIM message storage full (2 of 2): new SMS wait at the network;"),
+        "{}",
+        health(&rig).summary
+    );
+
+    assert!(rig.sim.delete_stored(1));
+    rig.sim
+        .send_unsolicited(vec!["+CIEV: \"SMSFULL\",0".to_string()]);
+    rig.wait_up().await;
+    assert_eq!(storage_used(&rig), Some(1));
+}
+
+/// A send answered `+CMS ERROR: 322` (memory full) is about the modem's
+/// memory, not the message: a failed attempt, retried, and the health
+/// says it until a reading shows room.
+#[tokio::test]
+async fn a_send_answered_memory_full_is_retried_and_degrades_the_health() {
+    let mut config = modem_config("main");
+    config.sweep_interval_seconds = 3600;
+    let rig = Rig::start(behaviour(), config).await;
+    rig.wait_up().await;
+    rig.sim.fail_next_sends(322, 1);
+    let error = rig
+        .channel
+        .send(&message("a", "+15551230001", "one"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.class, phonerelay_channel::ErrorClass::Transient);
+    assert_eq!(error.code, "cms_322");
+    let said = health(&rig);
+    assert_eq!(said.state, HealthState::Degraded);
+    assert_eq!(
+        said.details["message_storage_full"],
+        "+CMS ERROR: 322 to a send"
+    );
+    assert_eq!(
+        said.summary,
+        "SIM message storage full (+CMS ERROR: 322 to a send): new SMS wait at the \
+         network; delete messages from it (a phone, or AT+CMGD) to make room"
+    );
+
+    retry_until_sent(&rig, &message("a", "+15551230001", "one")).await;
+    assert_eq!(health(&rig).state, HealthState::Degraded);
+    // The next reading of the level (here the first sweep of a session
+    // after the modem restarted) shows room.
+    rig.sim.restart_in_place();
+    wait_until(|| !health(&rig).details.contains_key("message_storage_full")).await;
+    rig.wait_up().await;
+}
