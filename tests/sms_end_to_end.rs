@@ -215,6 +215,14 @@ fn two_modems_route_report_receive_and_survive_an_unplug() {
         !metrics.contains("name=\"smsc\""),
         "the SMSC's number is no gauge: {metrics}"
     );
+    // The fill level of its message storage, before it fills up (the
+    // simulator's default capacity).
+    assert!(
+        metrics.contains(
+            "phonerelay_endpoint_detail{channel=\"sms\",phone_id=\"m2\",name=\"message_storage_total\"} 50"
+        ),
+        "message storage exported: {metrics}"
+    );
     assert_eq!(daemon.terminate().code(), Some(0));
 }
 
