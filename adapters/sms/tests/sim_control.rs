@@ -64,3 +64,41 @@ async fn control_socket_commands() {
     assert!(ask("bogus").await.starts_with("error: unknown command"));
     stop.cancel();
 }
+
+/// A full simulated SIM: what comes is held by the network, and the
+/// control socket says so.
+#[tokio::test]
+async fn control_socket_on_a_full_sim() {
+    let dir = tempfile::tempdir().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let small = Behaviour {
+        capacity: 1,
+        ..behaviour()
+    };
+    let handle = sim::spawn(small, dir.path().join("modem"), stop.clone()).unwrap();
+    let addr = sim::serve_control_socket(handle, "127.0.0.1:0".parse().unwrap(), stop.clone())
+        .await
+        .unwrap();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let mut ask = async |line: &str| {
+        write
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        lines.next_line().await.unwrap().unwrap()
+    };
+    let pdu = "inject-pdu 0004038121F300001170000000000003E8329B";
+    assert_eq!(ask(pdu).await, "ok 1 part(s) stored");
+    assert_eq!(
+        ask(pdu).await,
+        "ok 0 part(s) stored, 1 held by the network (SIM full)"
+    );
+    assert_eq!(
+        ask("inject +15551230001 hello").await,
+        "ok 0 part(s) stored, 1 held by the network (SIM full)"
+    );
+    assert_eq!(ask("stored").await, "ok messages=1 reports=0 held=2");
+    stop.cancel();
+}
