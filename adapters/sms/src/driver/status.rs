@@ -55,8 +55,9 @@ pub struct ModemStatus {
     /// read again. One that keeps growing is a line (or a modem) to look
     /// at.
     pub damaged_pdu_lines: u64,
-    /// How full the memory received messages go to is, as `+CPMS` said at
-    /// start-up and after the last sweep; `None` until read, or while the
+    /// How full the memory received messages go to is, as `AT+CPMS?` said
+    /// after the last sweep (the first comes right after start-up) or the
+    /// modem's last word on its memory; `None` until read, or while the
     /// modem's answer cannot be read.
     pub message_storage: Option<MemoryUsage>,
     /// What told of a full memory other than a reading of it (the modem's
