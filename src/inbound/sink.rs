@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use std::collections::BTreeMap;
 
 use phonerelay_channel::{
-    Attachment, ChannelEvent, ChannelKind, EventSink, MAX_META_ENTRIES, MAX_META_VALUE_CHARS,
-    MediaUpload, SinkError,
+    Attachment, ChannelEvent, ChannelKind, CursorWrite, EventSink, InboundMessage,
+    MAX_META_ENTRIES, MAX_META_VALUE_CHARS, MediaUpload, SinkError,
 };
 use tokio::sync::Notify;
 
@@ -90,7 +90,7 @@ impl StoreSink {
     /// An inbound message this sink can commit: its endpoint's own, with an
     /// id. One without an id would be taken for a repeat of the next one
     /// without; one naming another endpoint would be routed as that one's.
-    fn check(&self, message: &phonerelay_channel::InboundMessage) -> Result<(), SinkError> {
+    fn check(&self, message: &InboundMessage) -> Result<(), SinkError> {
         if message.external_id.trim().is_empty() {
             return Err(SinkError::rejected(
                 "an inbound message needs an external_id (the adapter sent none)",
@@ -106,32 +106,48 @@ impl StoreSink {
     }
 }
 
+impl StoreSink {
+    /// Commit `message` with `cursors`, in one store transaction; a repeat
+    /// is not stored again, but its cursors are written.
+    async fn commit(
+        &self,
+        mut message: InboundMessage,
+        cursors: &[CursorWrite],
+    ) -> Result<(), SinkError> {
+        self.check(&message)?;
+        message.meta = tidy_meta(std::mem::take(&mut message.meta));
+        let channel = message.channel;
+        let commit = self
+            .store
+            .commit_inbound_with_cursors(
+                message,
+                // An event time: reply routing compares it with sends'.
+                crate::clock::event_ms(),
+                &self.cursor_scope(),
+                cursors.to_vec(),
+            )
+            .await
+            .map_err(sink_error)?;
+        if commit.duplicate {
+            tracing::debug!(id = %commit.id, "inbound message seen before; not stored again");
+        } else {
+            self.metrics
+                .inbound
+                .get_or_create(&labels(&[("channel", channel.as_str())]))
+                .inc();
+            if let Some(bell) = &self.inbound_bell {
+                bell.notify_one();
+            }
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl EventSink for StoreSink {
     async fn deliver(&self, event: ChannelEvent) -> Result<(), SinkError> {
         match event {
-            ChannelEvent::Inbound(mut message) => {
-                self.check(&message)?;
-                message.meta = tidy_meta(std::mem::take(&mut message.meta));
-                let channel = message.channel;
-                let commit = self
-                    .store
-                    // An event time: reply routing compares it with sends'.
-                    .commit_inbound(message, crate::clock::event_ms())
-                    .await
-                    .map_err(sink_error)?;
-                if commit.duplicate {
-                    tracing::debug!(id = %commit.id, "inbound message seen before; not stored again");
-                } else {
-                    self.metrics
-                        .inbound
-                        .get_or_create(&labels(&[("channel", channel.as_str())]))
-                        .inc();
-                    if let Some(bell) = &self.inbound_bell {
-                        bell.notify_one();
-                    }
-                }
-            }
+            ChannelEvent::Inbound(message) => self.commit(message, &[]).await?,
             ChannelEvent::Status(update) => {
                 // Another endpoint's report would be filed under its
                 // ids: applied to that endpoint's message of the same id,
@@ -157,6 +173,14 @@ impl EventSink for StoreSink {
             .save_cursor(&self.cursor_scope(), name, value)
             .await
             .map_err(sink_error)
+    }
+
+    async fn deliver_inbound_with_cursors(
+        &self,
+        message: InboundMessage,
+        cursors: &[CursorWrite],
+    ) -> Result<(), SinkError> {
+        self.commit(message, cursors).await
     }
 
     async fn load_cursor(&self, name: &str) -> Result<Option<String>, SinkError> {
@@ -255,8 +279,6 @@ fn log_refusal(channel: ChannelKind, phone_id: &str, reason: &str, why: &str) {
 
 #[cfg(test)]
 mod tests {
-    use phonerelay_channel::InboundMessage;
-
     use super::*;
     use crate::store::SqliteStore;
 
@@ -316,5 +338,51 @@ mod tests {
         let stored = store.list_inbound(all).await.unwrap();
         let texts: Vec<&str> = stored.iter().map(|m| m.text.as_str()).collect();
         assert_eq!(texts, ["fine"]);
+    }
+
+    /// The daemon's sink writes a message and its cursors in one store
+    /// transaction, the cursors under its endpoint: a cursor the store
+    /// refuses takes the message with it, and once it can be written, both
+    /// are there.
+    #[tokio::test]
+    async fn the_sink_commits_a_message_and_its_cursors_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+        let sink = StoreSink::new(
+            store.clone(),
+            Arc::new(Metrics::default()),
+            ChannelKind::Sms,
+            "m1".into(),
+        );
+        let refuse = "CREATE TRIGGER refuse BEFORE INSERT ON cursors
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;";
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(refuse).unwrap();
+        let ChannelEvent::Inbound(message) = inbound("m1", "x-1", "long") else {
+            unreachable!()
+        };
+        let parts = [CursorWrite::new("sms-committed-parts:x", "a,b")];
+        let e = sink
+            .deliver_inbound_with_cursors(message.clone(), &parts)
+            .await
+            .unwrap_err();
+        assert!(e.is_transient(), "{e}");
+        let all = || crate::store::InboundFilter {
+            limit: 10,
+            ..Default::default()
+        };
+        assert!(store.list_inbound(all()).await.unwrap().is_empty());
+
+        conn.execute_batch("DROP TRIGGER refuse").unwrap();
+        sink.deliver_inbound_with_cursors(message, &parts)
+            .await
+            .unwrap();
+        assert_eq!(store.list_inbound(all()).await.unwrap().len(), 1);
+        let kept = store
+            .load_cursor("sms/m1", "sms-committed-parts:x")
+            .await
+            .unwrap();
+        assert_eq!(kept.as_deref(), Some("a,b"));
     }
 }

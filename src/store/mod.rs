@@ -10,7 +10,7 @@ pub mod sqlite;
 pub mod testing;
 
 use async_trait::async_trait;
-use phonerelay_channel::{ChannelKind, InboundMessage, SendReceipt, StatusUpdate};
+use phonerelay_channel::{ChannelKind, CursorWrite, InboundMessage, SendReceipt, StatusUpdate};
 
 pub use media::*;
 pub use model::*;
@@ -202,6 +202,16 @@ pub trait Store: Send + Sync + 'static {
         &self,
         message: InboundMessage,
         now_ms: i64,
+    ) -> StoreResult<InboundCommit>;
+    /// As [`Self::commit_inbound`], and `cursors` written under `scope`
+    /// (each as [`Self::save_cursor`] writes it) in the same transaction:
+    /// all of it commits, or none. A repeat's cursors are written too.
+    async fn commit_inbound_with_cursors(
+        &self,
+        message: InboundMessage,
+        now_ms: i64,
+        scope: &str,
+        cursors: Vec<CursorWrite>,
     ) -> StoreResult<InboundCommit>;
     async fn get_inbound(&self, id: &str) -> StoreResult<Option<InboundRecord>>;
     async fn list_inbound(&self, filter: InboundFilter) -> StoreResult<Vec<InboundRecord>>;

@@ -4,8 +4,9 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    ChannelEvent, ChannelHealth, ChannelKind, HealthState, OutboundMessage, SendError, SendLimits,
-    SendReceipt, SharedWebhookAnswer, WebhookRequest, WebhookResponse,
+    ChannelEvent, ChannelHealth, ChannelKind, CursorWrite, HealthState, InboundMessage,
+    OutboundMessage, SendError, SendLimits, SendReceipt, SharedWebhookAnswer, WebhookRequest,
+    WebhookResponse,
 };
 
 /// Where adapters hand what they receive.
@@ -22,6 +23,26 @@ pub trait EventSink: Send + Sync {
     /// belongs to one outbound message goes under a [`message_cursor`]
     /// name, which the daemon removes once that message has ended.
     async fn save_cursor(&self, name: &str, value: &str) -> Result<(), SinkError>;
+
+    /// Commit `message` and write `cursors` (each as [`Self::save_cursor`]
+    /// would) in one transaction: once `Ok`, all of it is durable; after
+    /// an `Err`, none of it is, and the message may be offered again. For
+    /// the state that says an inbound message was committed (the parts of
+    /// a long SMS, so that a part delivered again is known and freed):
+    /// written apart, a crash or a failed write between the two leaves the
+    /// message committed and that state unsaid. A message seen before
+    /// (the same external id) is not stored twice, but its cursors are
+    /// written all the same: offering it again is how an adapter retries
+    /// after a failed write, and the cursors are what it retries for.
+    ///
+    /// There is no default: a sink that wrote the two apart would lose
+    /// the guarantee without a word. A sink with no transactions (a test's
+    /// memory) holds one lock over the whole.
+    async fn deliver_inbound_with_cursors(
+        &self,
+        message: InboundMessage,
+        cursors: &[CursorWrite],
+    ) -> Result<(), SinkError>;
 
     async fn load_cursor(&self, name: &str) -> Result<Option<String>, SinkError>;
 
@@ -136,6 +157,13 @@ mod tests {
             Ok(())
         }
         async fn save_cursor(&self, _name: &str, _value: &str) -> Result<(), SinkError> {
+            Ok(())
+        }
+        async fn deliver_inbound_with_cursors(
+            &self,
+            _message: InboundMessage,
+            _cursors: &[CursorWrite],
+        ) -> Result<(), SinkError> {
             Ok(())
         }
         async fn load_cursor(&self, _name: &str) -> Result<Option<String>, SinkError> {

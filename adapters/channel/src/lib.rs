@@ -13,6 +13,7 @@ mod address;
 mod channel;
 mod config_issue;
 mod config_path;
+mod cursor;
 mod error;
 mod fetch;
 mod health;
@@ -29,6 +30,7 @@ pub use channel::{
 };
 pub use config_issue::ConfigIssue;
 pub use config_path::config_path_issue;
+pub use cursor::CursorWrite;
 pub use error::{ErrorClass, SendError};
 pub use fetch::{
     ATTACHMENT_REFUSED, ATTACHMENT_UNAVAILABLE, AttachmentFetcher, FetchError, FetchErrorClass,

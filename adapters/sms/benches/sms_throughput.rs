@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use phonerelay_channel::{
-    Channel, ChannelContext, ChannelEvent, ChannelKind, EventSink, HealthState, OutboundMessage,
-    SinkError,
+    Channel, ChannelContext, ChannelEvent, ChannelKind, CursorWrite, EventSink, HealthState,
+    InboundMessage, OutboundMessage, SinkError,
 };
 use phonerelay_sms::sim::{self, Behaviour};
 use phonerelay_sms::{ModemConfig, SmsChannel};
@@ -30,6 +30,13 @@ impl EventSink for NullSink {
         Ok(())
     }
     async fn save_cursor(&self, _: &str, _: &str) -> Result<(), SinkError> {
+        Ok(())
+    }
+    async fn deliver_inbound_with_cursors(
+        &self,
+        _: InboundMessage,
+        _: &[CursorWrite],
+    ) -> Result<(), SinkError> {
         Ok(())
     }
     async fn load_cursor(&self, _: &str) -> Result<Option<String>, SinkError> {

@@ -115,7 +115,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use async_trait::async_trait;
-    use phonerelay_channel::ChannelEvent;
+    use phonerelay_channel::{ChannelEvent, CursorWrite, InboundMessage};
 
     use super::*;
 
@@ -140,6 +140,13 @@ mod tests {
             let mut cursors = self.cursors.lock().unwrap();
             cursors.insert(name.to_string(), value.to_string());
             Ok(())
+        }
+        async fn deliver_inbound_with_cursors(
+            &self,
+            _message: InboundMessage,
+            _cursors: &[CursorWrite],
+        ) -> Result<(), SinkError> {
+            unreachable!("the counter commits no inbound message")
         }
         async fn load_cursor(&self, name: &str) -> Result<Option<String>, SinkError> {
             tokio::task::yield_now().await;

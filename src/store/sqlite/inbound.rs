@@ -1,6 +1,6 @@
 //! Received messages, deduplicated on (channel, phone_id, external_id).
 
-use phonerelay_channel::{ChannelKind, InboundMessage};
+use phonerelay_channel::{ChannelKind, CursorWrite, InboundMessage};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::rows::{Kind, from_json, to_json};
@@ -56,6 +56,23 @@ pub fn commit(conn: &Connection, m: &InboundMessage, now_ms: i64) -> StoreResult
     })
 }
 
+/// [`commit`] `m`, and write `cursors` under `scope`, seen before or not:
+/// the cursors say it was committed, so a repeat writes them too. Run as
+/// one write, all or nothing.
+pub fn commit_with_cursors(
+    conn: &Connection,
+    m: &InboundMessage,
+    now_ms: i64,
+    scope: &str,
+    cursors: &[CursorWrite],
+) -> StoreResult<InboundCommit> {
+    let commit = commit(conn, m, now_ms)?;
+    for cursor in cursors {
+        super::cursors::write(conn, scope, &cursor.name, &cursor.value)?;
+    }
+    Ok(commit)
+}
+
 /// Reads the first [`COLUMN_COUNT`] columns, in [`COLUMNS`] order; the
 /// relay's queries select these first and their own after.
 pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<InboundRecord> {
@@ -109,4 +126,118 @@ pub fn list(conn: &Connection, f: &InboundFilter) -> StoreResult<Vec<InboundReco
         )?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::SqliteStore;
+    use crate::store::testing::received_sms;
+    use crate::store::*;
+    use phonerelay_channel::CursorWrite;
+
+    const SCOPE: &str = "sms/m1";
+
+    /// A store whose database refuses, as a full disk or a failing write
+    /// would, any row of `table` that trips `when` (an SQL condition on
+    /// `NEW`): a trigger another connection adds, the store none the wiser.
+    fn refusing(path: &Path, table: &str, when: &str) -> SqliteStore {
+        let store = SqliteStore::open(path).unwrap();
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .execute_batch(&format!(
+                "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table}
+                 WHEN {when} BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;"
+            ))
+            .unwrap();
+        store
+    }
+
+    async fn inbound_ids(store: &SqliteStore) -> Vec<String> {
+        let all = InboundFilter {
+            limit: 10,
+            ..Default::default()
+        };
+        let stored = store.list_inbound(all).await.unwrap();
+        stored.into_iter().map(|m| m.external_id).collect()
+    }
+
+    fn cursors(writes: &[(&str, &str)]) -> Vec<CursorWrite> {
+        writes
+            .iter()
+            .map(|(name, value)| CursorWrite::new(*name, *value))
+            .collect()
+    }
+
+    /// A cursor that cannot be written takes the message with it, and the
+    /// other cursors: nothing is left that says the message was committed
+    /// without the state that goes with it, or the other way round.
+    #[tokio::test]
+    async fn a_message_and_its_cursors_commit_together_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let store = refusing(&path, "cursors", "NEW.name = 'refused'");
+        let writes = cursors(&[("parts", "a,b"), ("refused", "x")]);
+        let failed = store
+            .commit_inbound_with_cursors(received_sms("x-1", 1), 1, SCOPE, writes)
+            .await
+            .unwrap_err();
+        assert!(
+            failed.to_string().contains("refused by the test"),
+            "{failed}"
+        );
+        assert!(inbound_ids(&store).await.is_empty(), "no message alone");
+        assert_eq!(store.load_cursor(SCOPE, "parts").await.unwrap(), None);
+
+        let writes = cursors(&[("parts", "a,b")]);
+        let commit = store
+            .commit_inbound_with_cursors(received_sms("x-1", 1), 1, SCOPE, writes)
+            .await
+            .unwrap();
+        assert!(!commit.duplicate);
+        assert_eq!(inbound_ids(&store).await, ["x-1"]);
+        let parts = store.load_cursor(SCOPE, "parts").await.unwrap();
+        assert_eq!(parts.as_deref(), Some("a,b"));
+    }
+
+    /// The same the other way: a message the store refuses writes none of
+    /// its cursors.
+    #[tokio::test]
+    async fn a_refused_message_writes_none_of_its_cursors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let store = refusing(&path, "inbound", "NEW.external_id = 'x-2'");
+        let writes = cursors(&[("parts", "a,b")]);
+        store
+            .commit_inbound_with_cursors(received_sms("x-2", 1), 1, SCOPE, writes)
+            .await
+            .unwrap_err();
+        assert_eq!(store.load_cursor(SCOPE, "parts").await.unwrap(), None);
+        assert!(inbound_ids(&store).await.is_empty());
+    }
+
+    /// A message committed before: not stored again, but its cursors are
+    /// written (and an empty value removes one), for offering it again is
+    /// how an adapter retries the state a failed write did not keep.
+    #[tokio::test]
+    async fn a_repeat_is_not_stored_again_but_its_cursors_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
+        store
+            .commit_inbound(received_sms("x-3", 1), 1)
+            .await
+            .unwrap();
+        store.save_cursor(SCOPE, "old", "7").await.unwrap();
+        let writes = cursors(&[("parts", "a,b"), ("old", "")]);
+        let commit = store
+            .commit_inbound_with_cursors(received_sms("x-3", 1), 2, SCOPE, writes)
+            .await
+            .unwrap();
+        assert!(commit.duplicate);
+        assert_eq!(inbound_ids(&store).await, ["x-3"]);
+        let parts = store.load_cursor(SCOPE, "parts").await.unwrap();
+        assert_eq!(parts.as_deref(), Some("a,b"));
+        assert_eq!(store.load_cursor(SCOPE, "old").await.unwrap(), None);
+    }
 }

@@ -2,6 +2,7 @@
 //! group-committed writes on one thread and pooled readers.
 
 pub mod backup;
+mod cursors;
 mod disk_usage;
 mod inbound;
 mod keys;
@@ -80,7 +81,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use phonerelay_channel::{ChannelKind, InboundMessage, StatusUpdate};
+use phonerelay_channel::{ChannelKind, CursorWrite, InboundMessage, StatusUpdate};
 use rusqlite::Connection;
 
 pub use self::media_budget::MediaRoom;
@@ -413,6 +414,23 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn commit_inbound_with_cursors(
+        &self,
+        message: InboundMessage,
+        now_ms: i64,
+        scope: &str,
+        cursors: Vec<CursorWrite>,
+    ) -> StoreResult<InboundCommit> {
+        let scope = scope.to_string();
+        // One write: the writer runs it whole in the group transaction, or
+        // in a savepoint of its own that undoes all of it if a part fails.
+        self.writer
+            .write(move |conn| {
+                inbound::commit_with_cursors(conn, &message, now_ms, &scope, &cursors)
+            })
+            .await
+    }
+
     async fn get_inbound(&self, id: &str) -> StoreResult<Option<InboundRecord>> {
         let id = id.to_string();
         self.reader.read(move |conn| inbound::get(conn, &id)).await
@@ -664,21 +682,7 @@ impl Store for SqliteStore {
     async fn save_cursor(&self, scope: &str, name: &str, value: &str) -> StoreResult<()> {
         let (scope, name, value) = (scope.to_string(), name.to_string(), value.to_string());
         self.writer
-            .write(move |conn| {
-                // An empty value removes the cursor, so one-off cursors (a
-                // long SMS's accepted parts) do not pile up.
-                if value.is_empty() {
-                    conn.prepare_cached("DELETE FROM cursors WHERE scope = ?1 AND name = ?2")?
-                        .execute((&scope, &name))?;
-                } else {
-                    conn.prepare_cached(
-                        "INSERT INTO cursors (scope, name, value) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (scope, name) DO UPDATE SET value = excluded.value",
-                    )?
-                    .execute((&scope, &name, &value))?;
-                }
-                Ok(())
-            })
+            .write(move |conn| cursors::write(conn, &scope, &name, &value))
             .await
     }
 
@@ -697,16 +701,7 @@ impl Store for SqliteStore {
     async fn load_cursor(&self, scope: &str, name: &str) -> StoreResult<Option<String>> {
         let (scope, name) = (scope.to_string(), name.to_string());
         self.reader
-            .read(move |conn| {
-                use rusqlite::OptionalExtension;
-                Ok(conn
-                    .query_row(
-                        "SELECT value FROM cursors WHERE scope = ?1 AND name = ?2",
-                        (&scope, &name),
-                        |row| row.get(0),
-                    )
-                    .optional()?)
-            })
+            .read(move |conn| cursors::read(conn, &scope, &name))
             .await
     }
 }

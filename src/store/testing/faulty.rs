@@ -2,7 +2,7 @@
 //! the [`SqliteStore`] inside it.
 
 use async_trait::async_trait;
-use phonerelay_channel::{ChannelKind, InboundMessage, StatusUpdate};
+use phonerelay_channel::{ChannelKind, CursorWrite, InboundMessage, StatusUpdate};
 
 use crate::store::*;
 
@@ -164,6 +164,18 @@ impl<F: Faults> Store for Faulty<F> {
         now_ms: i64,
     ) -> StoreResult<InboundCommit> {
         self.inner.commit_inbound(message, now_ms).await
+    }
+
+    async fn commit_inbound_with_cursors(
+        &self,
+        message: InboundMessage,
+        now_ms: i64,
+        scope: &str,
+        cursors: Vec<CursorWrite>,
+    ) -> StoreResult<InboundCommit> {
+        self.inner
+            .commit_inbound_with_cursors(message, now_ms, scope, cursors)
+            .await
     }
 
     async fn get_inbound(&self, id: &str) -> StoreResult<Option<InboundRecord>> {

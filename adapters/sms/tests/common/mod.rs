@@ -1,14 +1,14 @@
 //! Shared test plumbing: a recording sink and a simulator-backed channel.
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use phonerelay_channel::{
-    Channel, ChannelContext, ChannelEvent, ChannelKind, EventSink, InboundMessage, OutboundMessage,
-    SinkError, StatusUpdate,
+    Channel, ChannelContext, ChannelEvent, ChannelKind, CursorWrite, EventSink, InboundMessage,
+    OutboundMessage, SinkError, StatusUpdate,
 };
 use phonerelay_sms::ModemConfig;
 use phonerelay_sms::SmsChannel;
@@ -41,6 +41,9 @@ pub struct RecordingSink {
     pub failing_cursor_prefix: Mutex<Option<String>>,
     /// Writing (not reading) a cursor whose name starts with this fails.
     pub failing_cursor_write_prefix: Mutex<Option<String>>,
+    /// Inbound commits refused (`failing`, or one of their cursors'
+    /// writes failing), so a test can wait for an attempt that must fail.
+    pub refused_commits: AtomicUsize,
     /// Cursors by name, kept across channel restarts like the store's.
     pub cursors: Mutex<std::collections::BTreeMap<String, String>>,
     /// Sent external ids and when their attempt began (ms), as the outbox
@@ -52,25 +55,39 @@ pub struct RecordingSink {
 impl EventSink for RecordingSink {
     async fn deliver(&self, event: ChannelEvent) -> Result<(), SinkError> {
         if self.failing.load(Ordering::SeqCst) {
+            self.refused_commits.fetch_add(1, Ordering::SeqCst);
             return Err(SinkError::unavailable("store unavailable"));
         }
         self.events.lock().unwrap().push(event);
         Ok(())
     }
     async fn save_cursor(&self, name: &str, value: &str) -> Result<(), SinkError> {
-        if self.cursor_writes_fail.load(Ordering::SeqCst)
-            || self.cursor_fails(name)
-            || self.cursor_write_fails(name)
-        {
+        if self.cursor_write_refused(name) {
             return Err(SinkError::unavailable("store unavailable"));
         }
-        let mut cursors = self.cursors.lock().unwrap();
-        if value.is_empty() {
-            if !self.ignore_cursor_removals.load(Ordering::SeqCst) {
-                cursors.remove(name);
-            }
-        } else {
-            cursors.insert(name.to_string(), value.to_string());
+        self.write_cursor(&mut self.cursors.lock().unwrap(), name, value);
+        Ok(())
+    }
+    async fn deliver_inbound_with_cursors(
+        &self,
+        message: InboundMessage,
+        cursors: &[CursorWrite],
+    ) -> Result<(), SinkError> {
+        // One lock over the message and its cursors, as one transaction:
+        // no test sees the one without the other.
+        let mut kept = self.cursors.lock().unwrap();
+        if self.failing.load(Ordering::SeqCst)
+            || cursors.iter().any(|c| self.cursor_write_refused(&c.name))
+        {
+            self.refused_commits.fetch_add(1, Ordering::SeqCst);
+            return Err(SinkError::unavailable("store unavailable"));
+        }
+        self.events
+            .lock()
+            .unwrap()
+            .push(ChannelEvent::Inbound(message));
+        for cursor in cursors {
+            self.write_cursor(&mut kept, &cursor.name, &cursor.value);
         }
         Ok(())
     }
@@ -94,6 +111,28 @@ impl EventSink for RecordingSink {
 }
 
 impl RecordingSink {
+    /// Whether a write of cursor `name` fails now.
+    fn cursor_write_refused(&self, name: &str) -> bool {
+        self.cursor_writes_fail.load(Ordering::SeqCst)
+            || self.cursor_fails(name)
+            || self.cursor_write_fails(name)
+    }
+
+    fn write_cursor(
+        &self,
+        cursors: &mut std::collections::BTreeMap<String, String>,
+        name: &str,
+        value: &str,
+    ) {
+        if value.is_empty() {
+            if !self.ignore_cursor_removals.load(Ordering::SeqCst) {
+                cursors.remove(name);
+            }
+        } else {
+            cursors.insert(name.to_string(), value.to_string());
+        }
+    }
+
     fn cursor_fails(&self, name: &str) -> bool {
         let prefix = self.failing_cursor_prefix.lock().unwrap();
         prefix.as_deref().is_some_and(|p| name.starts_with(p))
