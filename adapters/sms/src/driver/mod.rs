@@ -2,6 +2,7 @@
 //! parts for callers, reads what arrives and keeps health up to date.
 //! It reconnects with exponential backoff whenever the port fails.
 
+mod committed_record;
 mod conn;
 pub mod direct_parts;
 pub mod inbound;
@@ -15,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use phonerelay_channel::{
-    ChannelEvent, ChannelKind, DeliveryStatus, EventSink, InboundMessage, Secret, StatusUpdate,
+    ChannelEvent, ChannelKind, CursorWrite, DeliveryStatus, EventSink, InboundMessage, Secret,
+    StatusUpdate,
 };
 use phonerelay_sms_at::{
     Command, CommandId, ErrorClass, FinalResult, ReadySignal, Urc, builders, responses,
@@ -279,6 +281,14 @@ impl Driver {
 
 pub(crate) fn unix_now() -> i64 {
     unix_now_ms() / 1000
+}
+
+/// An inbound message as the journal names it when it is lost.
+fn lost_inbound(message: &InboundMessage) -> String {
+    format!(
+        "inbound message {} from {}",
+        message.external_id, message.from
+    )
 }
 
 fn unix_now_ms() -> i64 {
@@ -1558,29 +1568,13 @@ impl Driver {
             // message.
             match self.note_recent_parts(parts).await {
                 Ok(()) => {
-                    let _ = self.record_committed_parts(parts, false).await;
+                    let _ = self.forget_committed_parts(parts).await;
                 }
                 Err(e) => tracing::warn!(phone_id = %self.config.phone_id, error = %e,
                     "cannot note a long message's parts as committed lately; their committed-parts record is kept instead"),
             }
         }
         Ok(freed)
-    }
-
-    /// Add `parts` to the recent-parts cursor (`inbound::RECENT_PARTS_CURSOR`).
-    async fn note_recent_parts(
-        &self,
-        parts: &inbound::CommittedParts,
-    ) -> Result<(), phonerelay_channel::SinkError> {
-        let before = self
-            .sink
-            .load_cursor(inbound::RECENT_PARTS_CURSOR)
-            .await?
-            .unwrap_or_default();
-        let after = inbound::recent_with(&before, &parts.fingerprints, unix_now_ms());
-        self.sink
-            .save_cursor(inbound::RECENT_PARTS_CURSOR, &after)
-            .await
     }
 
     /// Take up the parts noted as committed lately by an earlier run, at
@@ -1601,76 +1595,95 @@ impl Driver {
 
     /// Commit `ready`; returns whether its slots may be freed now. A long
     /// message's slots are freed one at a time: until the last is, its
-    /// parts are kept as committed (`inbound::CommittedParts`), and known
-    /// as such in `inbox` only once that record is written. If it cannot
-    /// be, nothing is freed, by this call or by a later sweep: the next
-    /// sweep reads the whole message again, which the store drops as the
-    /// duplicate it is, and tries the record again.
+    /// parts are kept as committed (`inbound::CommittedParts`), a record
+    /// written with the message in one transaction, and known as such in
+    /// `inbox` once that commit is. If the record cannot be read or
+    /// written, the message is not committed and nothing is freed: the
+    /// next sweep reads the whole message again and tries again.
     async fn commit_ready(&self, ready: &Ready, inbox: &mut Inbox, now_ms: u64) -> bool {
         if ready.slots.is_empty() {
-            // Handed over directly, each part is in the record of direct
-            // deliveries, or goes there now that the commit failed, and
-            // the next sweep commits it; one whose slot changed hands is
-            // in memory only, and lost with a failed commit.
-            let kept = !ready.direct.is_empty() && !ready.memory_only;
-            if self.commit_unstored(self.inbound_event(ready), kept).await {
-                self.forget_direct(&ready.direct, inbox).await;
-                if let Some(parts) = &ready.committed_parts {
-                    inbox.remember_committed(parts, now_ms);
-                    // Not noted, a part delivered again after a restart in
-                    // the next day could be a second, partial message: said,
-                    // and gone on.
-                    if let Err(e) = self.note_recent_parts(parts).await {
-                        tracing::warn!(phone_id = %self.config.phone_id, error = %e,
-                            "cannot note a long message's parts as committed lately");
-                    }
-                }
-            } else {
-                self.keep_direct(&mut ready.direct.clone(), inbox).await;
-            }
+            self.commit_all_direct(ready, inbox, now_ms).await;
             return false;
         }
-        if let Err(e) = self.sink.deliver(self.inbound_event(ready)).await {
+        let record = match &ready.committed_parts {
+            None => Vec::new(),
+            Some(parts) => match self.committed_parts_kept(parts).await {
+                Ok(record) => vec![record],
+                Err(e) => {
+                    tracing::warn!(error = %e, external_id = %ready.external_id,
+                        "cannot read a long message's committed-parts record; not committed, kept on the SIM");
+                    return false;
+                }
+            },
+        };
+        let message = self.inbound_message(ready);
+        if let Err(e) = self
+            .sink
+            .deliver_inbound_with_cursors(message, &record)
+            .await
+        {
             tracing::warn!(error = %e, external_id = %ready.external_id, "inbound message not committed; kept on the SIM");
             return false;
         }
-        // The direct parts leave their record only once the stored ones
-        // are known as committed: left there, the next sweep joins them to
-        // the stored parts again, and the whole message is the duplicate
-        // the store drops; taken off first, the stored parts alone came
-        // out as a second, partial message.
-        let Some(parts) = &ready.committed_parts else {
-            self.forget_direct(&ready.direct, inbox).await;
-            return true;
-        };
-        if let Err(e) = self.record_committed_parts(parts, true).await {
-            tracing::warn!(error = %e, external_id = %ready.external_id,
-                "cannot keep a long message's parts as committed; its slots are freed later");
-            return false;
+        if let Some(parts) = &ready.committed_parts {
+            inbox.remember_committed(parts, now_ms);
         }
-        inbox.remember_committed(parts, now_ms);
+        // The direct parts leave their record only now that the stored
+        // ones are known as committed: left there, the next sweep joins
+        // them to the stored parts again, and the whole message is the
+        // duplicate the store drops; taken off first, the stored parts
+        // alone came out as a second, partial message.
         self.forget_direct(&ready.direct, inbox).await;
         true
     }
 
-    /// Add `parts`' fingerprints to the record of their sender, reference
-    /// and count (`keep`), or take them off it. Another message's there (a
-    /// crash left them, and the 8-bit reference came round again) stay.
-    async fn record_committed_parts(
-        &self,
-        parts: &inbound::CommittedParts,
-        keep: bool,
-    ) -> Result<(), phonerelay_channel::SinkError> {
-        let before = self
-            .sink
-            .load_cursor(&parts.name)
-            .await?
-            .unwrap_or_default();
-        let after = inbound::with_fingerprints(&before, &parts.fingerprints, keep);
-        if after != before {
-            self.sink.save_cursor(&parts.name, &after).await?;
+    /// Commit `ready`, whose parts were all handed over directly (on no
+    /// SIM), with its parts noted as committed lately in the same
+    /// transaction: a part the network delivers again, after a restart
+    /// too, is then known and dropped, not made a second, partial message.
+    /// Each part is in the record of direct deliveries, or goes there now
+    /// that the commit failed, and the next sweep commits it; one whose
+    /// slot changed hands is in memory only, and lost with a failed commit.
+    async fn commit_all_direct(&self, ready: &Ready, inbox: &mut Inbox, now_ms: u64) {
+        let kept = !ready.direct.is_empty() && !ready.memory_only;
+        let committed = match self.all_direct_cursors(ready, kept).await {
+            Some(cursors) => {
+                self.commit_unstored_inbound(self.inbound_message(ready), &cursors, kept)
+                    .await
+            }
+            None => false,
+        };
+        if !committed {
+            self.keep_direct(&mut ready.direct.clone(), inbox).await;
+            return;
         }
-        Ok(())
+        self.forget_direct(&ready.direct, inbox).await;
+        if let Some(parts) = &ready.committed_parts {
+            inbox.remember_committed(parts, now_ms);
+        }
+    }
+
+    /// The cursors an all-direct message is committed with: a long one's
+    /// parts noted as committed lately. `None` when those cannot be read
+    /// and the message can wait for the next sweep (it is `kept`); one
+    /// that cannot wait is committed without them, and that said.
+    async fn all_direct_cursors(&self, ready: &Ready, kept: bool) -> Option<Vec<CursorWrite>> {
+        let Some(parts) = &ready.committed_parts else {
+            return Some(Vec::new());
+        };
+        match self.recent_parts_noted(parts).await {
+            Ok(noted) => Some(vec![noted]),
+            Err(e) if kept => {
+                tracing::warn!(phone_id = %self.config.phone_id, error = %e, external_id = %ready.external_id,
+                    "cannot read the parts committed lately; a message handed over directly waits for the next sweep");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(phone_id = %self.config.phone_id, error = %e, external_id = %ready.external_id,
+                    "cannot read the parts committed lately; a message handed over directly is committed without noting its parts");
+                Some(Vec::new())
+            }
+        }
     }
 
     /// Whether `deliver` is a part of a long message that was committed
@@ -1708,26 +1721,50 @@ impl Driver {
     /// whether it was committed.
     async fn commit_unstored(&self, event: ChannelEvent, kept: bool) -> bool {
         let lost = match &event {
-            ChannelEvent::Inbound(m) => {
-                format!("inbound message {} from {}", m.external_id, m.from)
-            }
+            ChannelEvent::Inbound(m) => lost_inbound(m),
             ChannelEvent::Status(s) => format!("status {:?} of {}", s.status, s.external_id),
         };
         let result = self.sink.deliver(event).await;
-        if let Err(e) = &result
-            && kept
-        {
+        self.unstored_committed(result, &lost, kept)
+    }
+
+    /// As [`Self::commit_unstored`], an inbound message with `cursors`
+    /// written in the same transaction.
+    async fn commit_unstored_inbound(
+        &self,
+        message: InboundMessage,
+        cursors: &[CursorWrite],
+        kept: bool,
+    ) -> bool {
+        let lost = lost_inbound(&message);
+        let result = self
+            .sink
+            .deliver_inbound_with_cursors(message, cursors)
+            .await;
+        self.unstored_committed(result, &lost, kept)
+    }
+
+    /// Whether the commit of an event handed over directly (`lost`, as
+    /// the journal names it) went through; if not, said, and counted
+    /// unless it is `kept`.
+    fn unstored_committed(
+        &self,
+        result: Result<(), phonerelay_channel::SinkError>,
+        lost: &str,
+        kept: bool,
+    ) -> bool {
+        let Err(e) = result else {
+            return true;
+        };
+        if kept {
             tracing::warn!(phone_id = %self.config.phone_id, error = %e, %lost,
                 "message handed over directly not committed; kept for the next sweep");
-            return false;
-        }
-        if let Err(e) = result {
+        } else {
             tracing::warn!(phone_id = %self.config.phone_id, error = %e, %lost,
                 "event delivered directly by the modem not committed; it is lost");
             self.set_status(|s| s.lost_direct_events += 1);
-            return false;
         }
-        true
+        false
     }
 
     /// The memories a sweep lists ([`Memory::swept`]).
@@ -1866,8 +1903,8 @@ impl Driver {
         self.read_storage_level(conn).await
     }
 
-    fn inbound_event(&self, ready: &Ready) -> ChannelEvent {
-        ChannelEvent::Inbound(InboundMessage {
+    fn inbound_message(&self, ready: &Ready) -> InboundMessage {
+        InboundMessage {
             channel: ChannelKind::Sms,
             phone_id: self.config.phone_id.clone(),
             from: ready.from.clone(),
@@ -1878,7 +1915,7 @@ impl Driver {
             reply_to: Vec::new(),
             received_at_ms: ready.received_at_ms,
             meta: Default::default(),
-        })
+        }
     }
 
     /// After a restart, the ids parts sent earlier on `day` took, with

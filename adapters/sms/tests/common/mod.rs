@@ -41,9 +41,9 @@ pub struct RecordingSink {
     pub failing_cursor_prefix: Mutex<Option<String>>,
     /// Writing (not reading) a cursor whose name starts with this fails.
     pub failing_cursor_write_prefix: Mutex<Option<String>>,
-    /// Inbound commits refused (`failing`, or one of their cursors'
-    /// writes failing), so a test can wait for an attempt that must fail.
-    pub refused_commits: AtomicUsize,
+    /// Writes refused (an event, a cursor, or both at once), so a test
+    /// can wait for attempts that must fail rather than sleep.
+    pub refused_writes: AtomicUsize,
     /// Cursors by name, kept across channel restarts like the store's.
     pub cursors: Mutex<std::collections::BTreeMap<String, String>>,
     /// Sent external ids and when their attempt began (ms), as the outbox
@@ -55,7 +55,7 @@ pub struct RecordingSink {
 impl EventSink for RecordingSink {
     async fn deliver(&self, event: ChannelEvent) -> Result<(), SinkError> {
         if self.failing.load(Ordering::SeqCst) {
-            self.refused_commits.fetch_add(1, Ordering::SeqCst);
+            self.refused_writes.fetch_add(1, Ordering::SeqCst);
             return Err(SinkError::unavailable("store unavailable"));
         }
         self.events.lock().unwrap().push(event);
@@ -63,6 +63,7 @@ impl EventSink for RecordingSink {
     }
     async fn save_cursor(&self, name: &str, value: &str) -> Result<(), SinkError> {
         if self.cursor_write_refused(name) {
+            self.refused_writes.fetch_add(1, Ordering::SeqCst);
             return Err(SinkError::unavailable("store unavailable"));
         }
         self.write_cursor(&mut self.cursors.lock().unwrap(), name, value);
@@ -79,7 +80,7 @@ impl EventSink for RecordingSink {
         if self.failing.load(Ordering::SeqCst)
             || cursors.iter().any(|c| self.cursor_write_refused(&c.name))
         {
-            self.refused_commits.fetch_add(1, Ordering::SeqCst);
+            self.refused_writes.fetch_add(1, Ordering::SeqCst);
             return Err(SinkError::unavailable("store unavailable"));
         }
         self.events
