@@ -3,27 +3,45 @@ mod common;
 
 use common::*;
 use phonerelay_sms::sim;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+/// A connection to a simulator's control socket: one line asked, one
+/// line answered.
+struct Control {
+    write: OwnedWriteHalf,
+    lines: Lines<BufReader<OwnedReadHalf>>,
+}
+
+impl Control {
+    async fn open(handle: sim::SimHandle, stop: &tokio_util::sync::CancellationToken) -> Self {
+        let addr = sim::serve_control_socket(handle, "127.0.0.1:0".parse().unwrap(), stop.clone())
+            .await
+            .unwrap();
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (read, write) = stream.into_split();
+        Self {
+            write,
+            lines: BufReader::new(read).lines(),
+        }
+    }
+
+    async fn ask(&mut self, line: &str) -> String {
+        self.write
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        self.lines.next_line().await.unwrap().unwrap()
+    }
+}
 
 #[tokio::test]
 async fn control_socket_commands() {
     let dir = tempfile::tempdir().unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
     let handle = sim::spawn(behaviour(), dir.path().join("modem"), stop.clone()).unwrap();
-    let addr =
-        sim::serve_control_socket(handle.clone(), "127.0.0.1:0".parse().unwrap(), stop.clone())
-            .await
-            .unwrap();
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read).lines();
-    let mut ask = async |line: &str| {
-        write
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
-        lines.next_line().await.unwrap().unwrap()
-    };
+    let mut control = Control::open(handle.clone(), &stop).await;
+    let mut ask = async |line: &str| control.ask(line).await;
     assert_eq!(
         ask("inject +15551230001 hello there").await,
         "ok 1 part(s) stored"
@@ -76,19 +94,8 @@ async fn control_socket_on_a_full_sim() {
         ..behaviour()
     };
     let handle = sim::spawn(small, dir.path().join("modem"), stop.clone()).unwrap();
-    let addr = sim::serve_control_socket(handle, "127.0.0.1:0".parse().unwrap(), stop.clone())
-        .await
-        .unwrap();
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read).lines();
-    let mut ask = async |line: &str| {
-        write
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
-        lines.next_line().await.unwrap().unwrap()
-    };
+    let mut control = Control::open(handle, &stop).await;
+    let mut ask = async |line: &str| control.ask(line).await;
     let pdu = "inject-pdu 0004038121F300001170000000000003E8329B";
     assert_eq!(ask(pdu).await, "ok 1 part(s) stored");
     assert_eq!(
