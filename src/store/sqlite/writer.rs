@@ -185,8 +185,9 @@ impl Writer {
 
     /// Run `write` in the next group transaction and return its result once
     /// that transaction is durable. A failing `write` is rolled back alone:
-    /// the batch is then redone with each write in its own savepoint, so
-    /// `write` may run twice and must only touch the database.
+    /// the batch is then redone with each write in its own savepoint (and
+    /// again without a write whose refusal undid the whole transaction),
+    /// so `write` may run more than once and must only touch the database.
     pub async fn write<T, F>(&self, write: F) -> StoreResult<T>
     where
         T: Send + 'static,
@@ -344,13 +345,16 @@ fn gather(first: Job, rx: &mpsc::Receiver<Job>, delay: Duration) -> Vec<Job> {
 /// One group transaction. The writes run back to back with no savepoint
 /// each (a savepoint copies every page a write touches first); only if one
 /// fails is the transaction rolled back and the batch redone with each
-/// write in its own savepoint, so the others still commit.
+/// write in its own savepoint, so the others still commit
+/// ([`run_isolated`]). A write the database refused for good in a way
+/// that undid the whole transaction is taken out of `batch` then, its
+/// caller already told.
 ///
 /// Writes that fail for a reason that may pass (a full disk, an I/O
 /// error) are noted in `failures`, for the writer's health.
 fn run_batch(
     conn: &Connection,
-    batch: &mut [Job],
+    batch: &mut Vec<Job>,
     failures: &mut TransientFailures,
     commit: &dyn Fn(&Connection) -> rusqlite::Result<()>,
 ) -> StoreResult<()> {
@@ -362,22 +366,7 @@ fn run_batch(
         if !conn.is_autocommit() {
             conn.execute_batch("ROLLBACK")?;
         }
-        conn.execute_batch("BEGIN IMMEDIATE")?;
-        for job in batch.iter_mut() {
-            let ran = job.run(conn, true);
-            let undone_by = ran.as_ref().err().cloned();
-            failures.passed(ran);
-            // Some errors (I/O, and a full disk in a statement without a
-            // statement journal) make SQLite roll back the whole
-            // transaction. A job run after that would start and commit a
-            // transaction of its own through its savepoint; the group
-            // fails instead, every caller hearing the error that undid it
-            // (a COMMIT now would only say "no transaction is active",
-            // which reads as a fault that will not pass).
-            if conn.is_autocommit() {
-                return Err(group_undone_by(undone_by));
-            }
-        }
+        run_isolated(conn, batch, failures)?;
     }
     let Err(e) = commit(conn) else {
         return Ok(());
@@ -389,21 +378,56 @@ fn run_batch(
     Err(StoreError::from(e))
 }
 
-/// What every caller of a group hears when one write's error rolled back
-/// the whole transaction. A refusal for good (`Database`: a constraint, a
-/// bug, a trigger's `RAISE(ROLLBACK)`) is one write's own, but it undid
-/// the others too, and here they cannot be told apart: none of them may
-/// hear "refused for good" (a 500 the client is told not to repeat) for a
-/// write that may well commit alone, so the group's error is one that may
-/// pass, naming the cause.
-fn group_undone_by(undone_by: Option<StoreError>) -> StoreError {
-    match undone_by {
-        Some(StoreError::Database(why)) => StoreError::Unavailable(format!(
-            "a write's refusal rolled back its whole group: {why}"
-        )),
-        Some(other) => other,
-        None => StoreError::Unavailable("the transaction was rolled back".into()),
+/// Run `batch` again in a new transaction, each write in its own
+/// savepoint, leaving the transaction open for the commit.
+///
+/// Some errors make SQLite roll back the whole transaction, savepoints and
+/// all: I/O, a full disk in a statement without a statement journal, a
+/// trigger's `RAISE(ROLLBACK)`, a `ROLLBACK TO` that failed. A job run
+/// after that would start and commit a transaction of its own through its
+/// savepoint, so the redo stops there. A refusal for good (`Database`) is
+/// the write's own: its caller hears it (told "try again", it would be
+/// refused the same way for ever, even alone), and the group is redone
+/// without it, so the others, undone with it through no fault of their
+/// own, still commit. Each such redo takes one write out, so there are at
+/// most as many as the group has writes. Any other error fails the group
+/// whole, every caller hearing it ([`group_undone_by`]).
+fn run_isolated(
+    conn: &Connection,
+    batch: &mut Vec<Job>,
+    failures: &mut TransientFailures,
+) -> StoreResult<()> {
+    'redo: loop {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        for at in 0..batch.len() {
+            let ran = batch[at].run(conn, true);
+            let undone_by = ran.as_ref().err().cloned();
+            failures.passed(ran);
+            if !conn.is_autocommit() {
+                continue;
+            }
+            if let Some(StoreError::Database(_)) = undone_by {
+                refused_alone(batch.remove(at));
+                continue 'redo;
+            }
+            return Err(group_undone_by(undone_by));
+        }
+        return Ok(());
     }
+}
+
+/// Tell a write taken out of its group its own result (its refusal): it
+/// is in no transaction, so no commit bears on it.
+fn refused_alone(job: Job) {
+    job.finish(Ok(()));
+}
+
+/// What every caller of a group hears when an error that may pass (or
+/// none at all) rolled back the whole transaction: that error, as a COMMIT
+/// now would only say "no transaction is active", which reads as a fault
+/// that will not pass.
+fn group_undone_by(undone_by: Option<StoreError>) -> StoreError {
+    undone_by.unwrap_or_else(|| StoreError::Unavailable("the transaction was rolled back".into()))
 }
 
 /// Whether a COMMIT that failed with `e` may have become durable all the
@@ -838,17 +862,18 @@ mod tests {
     fn a_write_that_loses_the_whole_transaction_fails_its_batch_and_commits_nothing() {
         let conn = numbers();
         let (a, mut a_rx) = job(insert(1));
-        // As SQLite does on an I/O error: the transaction is rolled back.
+        // As SQLite does on an I/O error: the transaction is rolled back,
+        // and the error (SQLITE_IOERR) is one that may pass.
         let (b, mut b_rx) = job(|conn: &Connection| {
             if !conn.is_autocommit() {
                 conn.execute_batch("ROLLBACK")?;
             }
-            Err(StoreError::Database("disk I/O error".into()))
+            Err(StoreError::Unavailable("disk I/O error".into()))
         });
         let (c, mut c_rx) = job(insert(3));
         assert!(run_group(&conn, vec![a, b, c]).is_err());
         for rx in [&mut a_rx, &mut b_rx, &mut c_rx] {
-            // Not a refusal for good: `a` and `c` may commit alone.
+            // Not a refusal for good: every write may commit later.
             let e = rx.try_recv().unwrap().unwrap_err();
             assert!(e.is_transient(), "{e}");
         }
@@ -856,5 +881,70 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0))
             .unwrap();
         assert_eq!(rows, 0, "nothing a caller was told failed is committed");
+    }
+
+    /// `numbers()` with a trigger that refuses the number 13 by rolling
+    /// back the whole transaction, as `RAISE(ROLLBACK)` does.
+    fn numbers_refusing_13() -> Connection {
+        let conn = numbers();
+        conn.execute_batch(
+            "CREATE TRIGGER refuse_13 BEFORE INSERT ON t WHEN NEW.x = 13
+             BEGIN SELECT RAISE(ROLLBACK, 'thirteen is refused'); END;",
+        )
+        .unwrap();
+        conn
+    }
+
+    /// A write refused for good in a way that undoes its whole transaction
+    /// is refused for good even in a group of its own: told "try again",
+    /// its caller would retry for ever (a 503 on every retry, never the
+    /// 500 that says stop).
+    #[tokio::test]
+    async fn a_write_that_rolls_back_its_transaction_alone_is_refused_for_good() {
+        let (writer, thread) = Writer::spawn(numbers_refusing_13(), Duration::ZERO);
+        let refused = writer.write(insert(13)).await.unwrap_err();
+        assert!(
+            matches!(&refused, StoreError::Database(why) if why.contains("thirteen is refused")),
+            "{refused:?}"
+        );
+        assert_eq!(writer.failing(), None, "nothing that may pass failed");
+        writer.write(insert(1)).await.unwrap();
+        drop(writer);
+        thread.join().unwrap();
+    }
+
+    /// The writes a refusal that rolled back the whole transaction undid
+    /// with it are redone without it and commit; the refused writes alone
+    /// hear their refusal.
+    #[test]
+    fn a_write_that_rolls_back_its_group_is_refused_alone_and_the_others_commit() {
+        let conn = numbers_refusing_13();
+        let (a, mut a_rx) = job(insert(1));
+        let (b, mut b_rx) = job(insert(13));
+        let (c, mut c_rx) = job(insert(3));
+        // A second one, after the first is taken out: the group is redone
+        // again.
+        let (d, mut d_rx) = job(|conn: &Connection| {
+            insert(4)(conn)?;
+            insert(13)(conn)
+        });
+        let (e, mut e_rx) = job(insert(5));
+        assert!(run_group(&conn, vec![a, b, c, d, e]).is_ok());
+        for rx in [&mut a_rx, &mut c_rx, &mut e_rx] {
+            assert!(rx.try_recv().unwrap().is_ok());
+        }
+        for rx in [&mut b_rx, &mut d_rx] {
+            let refused = rx.try_recv().unwrap().unwrap_err();
+            assert!(
+                matches!(&refused, StoreError::Database(why) if why.contains("thirteen is refused")),
+                "{refused:?}"
+            );
+        }
+        assert_eq!(
+            numbers_in(&conn),
+            [1, 3, 5],
+            "the refused writes' rows undone"
+        );
+        assert!(conn.is_autocommit(), "the batch transaction is closed");
     }
 }
