@@ -1130,6 +1130,55 @@ async fn polled_jobs_a_store_refuses_all_alike_are_never_rejected() {
     assert_eq!(sent, ["first"]);
 }
 
+/// A job committed earlier in the pass that first refused another is not
+/// a commit "since" that refusal: o-1 commits, then o-2 (another
+/// recipient) is refused, and from then on nothing else comes to commit.
+/// However many passes go by, o-2 is not rejected: the store has not
+/// shown that it commits others while refusing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_earlier_in_the_pass_of_a_job_s_first_refusal_does_not_make_it_refused_for_good() {
+    let relay = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge = common::start_bridge(&relay.bridge_config("pull", None), RELAY_KEY, &wa).await;
+    let db = rusqlite::Connection::open(bridge.db_path()).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER refuse_o2 BEFORE UPDATE OF relay_message_id ON outbound
+         WHEN NEW.relay_message_id = 'o-2' BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    )
+    .unwrap();
+    // Both in one poll, o-1 first.
+    relay.with(|s| {
+        for (id, to, text) in [
+            ("o-1", "+15551230001", "first"),
+            ("o-2", "+15551230002", "second"),
+        ] {
+            s.jobs
+                .push_back(json!({"relay_message_id": id, "phone_id": PHONE_ID,
+                "channel": "wa", "to": to, "text": text, "source": "alice"}));
+        }
+    });
+    // Well past the ten passes after which a job refused while others
+    // commit is rejected.
+    relay.wait_for("25 polls", |s| s.polls >= 25).await;
+    relay.with(|s| {
+        let acked: Vec<&Value> = s
+            .acks
+            .iter()
+            .flat_map(|a| a["acks"].as_array().unwrap())
+            .collect();
+        assert_eq!(acked.len(), 1, "only o-1 is acknowledged: {acked:?}");
+        assert_eq!(acked[0]["relay_message_id"], "o-1");
+        assert_eq!(acked[0]["result"], "accepted");
+        assert_eq!(s.jobs.len(), 1, "o-2 stays with the relay");
+    });
+    db.execute_batch("DROP TRIGGER refuse_o2").unwrap();
+    relay.wait_for("o-2 taken", |s| s.jobs.is_empty()).await;
+    let mut sent: Vec<String> = wa.wait_sent(2).await.into_iter().map(|m| m.text).collect();
+    sent.sort();
+    assert_eq!(sent, ["first", "second"]);
+}
+
 /// A relay that answers every ack 200 but goes on handing the same job
 /// out (a wrong ack path behind a proxy that answers 200, say): each pass
 /// finds only a repeat, and the bridge must not poll again at once.

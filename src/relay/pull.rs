@@ -78,8 +78,8 @@ pub async fn run(deps: Deps) {
     // Jobs the store could not commit: in how many passes in a row, and
     // `committed` when they were first refused.
     let mut failing: HashMap<String, Failing> = HashMap::new();
-    // New jobs committed so far: one refused while this grows is refused
-    // for its own sake, not for the store's.
+    // New jobs committed so far, counted as each commits: one refused
+    // while this grows is refused for its own sake, not the store's.
     let mut committed: u64 = 0;
     loop {
         let polled_at = tokio::time::Instant::now();
@@ -140,7 +140,12 @@ pub async fn run(deps: Deps) {
                 continue;
             }
             match take(&deps, job).await {
-                Ok(ack) => acks.push(ack),
+                // Counted at once: a job refused later in this pass must
+                // not see it as committed since its refusal.
+                Ok(ack) => {
+                    committed += u64::from(commits_new(&ack));
+                    acks.push(ack);
+                }
                 Err(NotTaken::Store {
                     relay_message_id,
                     code,
@@ -173,10 +178,6 @@ pub async fn run(deps: Deps) {
             }
         }
         failing = failing_now;
-        committed += acks
-            .iter()
-            .filter(|ack| !ack.duplicate && ack.result == "accepted")
-            .count() as u64;
         let nothing_new = acks
             .iter()
             .all(|ack| ack.duplicate || ack.result == "rejected");
@@ -267,6 +268,11 @@ impl Failing {
             && self.passes > HOLD_BACK_PASSES
             && committed > self.committed_before
     }
+}
+
+/// Whether `ack` is of a job this pass committed (accepted, not a repeat).
+fn commits_new(ack: &Ack) -> bool {
+    ack.result == "accepted" && !ack.duplicate
 }
 
 /// The rejection of a job refused for good, with the code the API answers.
