@@ -1040,3 +1040,24 @@ async fn a_direct_part_whose_committed_record_cannot_be_read_is_not_held() {
     assert!(rig.sink.inbound().is_empty(), "{:?}", texts(&rig));
     rig.stop_channel().await;
 }
+
+/// The parts committed lately unreadable for the whole run (the store
+/// failing that one read): a single-part message, which that list never
+/// names, is committed and freed all the same. Before, every stored
+/// message waited on the list, so nothing was received and the SIM
+/// filled up.
+#[tokio::test]
+async fn a_single_part_message_is_received_while_the_recent_parts_are_unreadable() {
+    let mut rig = Rig::idle(behaviour(), modem_config("main"));
+    *rig.sink.failing_cursor_prefix.lock().unwrap() = Some("sms-committed-recent".into());
+    assert_eq!(
+        rig.sim
+            .inject_inbound("+15551230029", "no long message here")
+            .stored,
+        1
+    );
+    rig.run();
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    assert_eq!(texts(&rig), ["no long message here"]);
+    rig.stop_channel().await;
+}

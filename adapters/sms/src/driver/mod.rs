@@ -1693,23 +1693,27 @@ impl Driver {
     /// (a newer message with the same sender, reference and count replaces
     /// it). An error when the record, or the parts committed lately by an
     /// earlier run, cannot be read: the caller leaves the part alone until
-    /// a later sweep can tell. `now_ms`: the inbox's clock.
+    /// a later sweep can tell. Never for a single-part message, which no
+    /// record names. `now_ms`: the inbox's clock.
     async fn part_of_committed(
         &self,
         deliver: &phonerelay_sms_pdu::Deliver,
         inbox: &mut Inbox,
         now_ms: u64,
     ) -> Result<bool, phonerelay_channel::SinkError> {
-        if inbox.recent_unread {
-            self.recall_recent_parts(inbox, now_ms).await?;
-        }
         let from = self.sender(&deliver.originator);
-        if inbox.committed_lately(&from, deliver) {
-            return Ok(true);
-        }
+        // Asked before the parts committed lately are read again: were an
+        // unreadable list to stop a single-part message too, the SIM would
+        // keep every message, and fill, for as long as it stays unreadable.
         let Some((name, fingerprint)) = inbound::part_fingerprint(&from, deliver) else {
             return Ok(false);
         };
+        if inbox.recent_unread {
+            self.recall_recent_parts(inbox, now_ms).await?;
+        }
+        if inbox.committed_lately(&from, deliver) {
+            return Ok(true);
+        }
         let record = self.sink.load_cursor(&name).await?;
         Ok(record.is_some_and(|value| inbound::names_fingerprint(&value, &fingerprint)))
     }
