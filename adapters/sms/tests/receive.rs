@@ -492,6 +492,23 @@ async fn part_delivered_again_after_a_restart(
 ) -> (Rig, String) {
     let mut config = modem_config("main");
     config.reassembly_timeout_seconds = 1;
+    let (rig, parts, long) =
+        long_message_committed_then_restarted(letter, sender, reference, faults, config).await;
+    assert!(rig.sim.inject_raw_pdu(&parts[1]));
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    (rig, long)
+}
+
+/// A long message of `letter`s from `sender` committed and its slots
+/// freed, and the channel restarted with `config`, with `faults`
+/// meanwhile; and the message's parts and text.
+async fn long_message_committed_then_restarted(
+    letter: &str,
+    sender: &str,
+    reference: u8,
+    faults: RestartFaults,
+    config: phonerelay_sms::ModemConfig,
+) -> (Rig, Vec<String>, String) {
     let mut rig = Rig::idle(behaviour(), config.clone());
     let long = letter.repeat(200);
     let parts = long_parts(sender, &long, reference);
@@ -510,9 +527,7 @@ async fn part_delivered_again_after_a_restart(
     rig.restart_channel(config);
     rig.wait_up().await;
     *rig.sink.failing_cursor_prefix.lock().unwrap() = None;
-    assert!(rig.sim.inject_raw_pdu(&parts[1]));
-    wait_until(|| rig.sim.stored().0 == 0).await;
-    (rig, long)
+    (rig, parts, long)
 }
 
 /// The same, with the recent-parts record unwritable when the message's
@@ -547,6 +562,61 @@ async fn a_part_delivered_again_is_known_when_the_recent_parts_were_unreadable_a
     };
     let (mut rig, long) =
         part_delivered_again_after_a_restart("m", "+15551230027", 32, faults).await;
+    assert_eq!(texts(&rig), [long.as_str()]);
+    rig.stop_channel().await;
+}
+
+/// The same, the part handed over again directly (`+CMT`) once the store
+/// is back: it is judged as a stored part is, the parts committed lately
+/// read again first, so it is dropped, not made a second, partial
+/// message. Before, only what memory knew was asked (nothing, the list
+/// unread): the part was kept, held, and came out alone at the
+/// reassembly timeout.
+#[tokio::test]
+async fn a_part_handed_over_again_is_known_when_the_recent_parts_were_unreadable_at_start() {
+    let faults = RestartFaults {
+        unreadable_at_restart: Some("sms-committed-recent"),
+        ..RestartFaults::default()
+    };
+    let mut config = modem_config("main");
+    config.reassembly_timeout_seconds = 1;
+    let sender = "+15551230030";
+    let (mut rig, parts, long) =
+        long_message_committed_then_restarted("o", sender, 34, faults, config).await;
+    rig.sim.deliver_direct(&parts[1], false);
+    // Handled in order: once the next message is in, the copy was judged.
+    // Taken for a new message's part, it would wait in the record until
+    // its timeout committed it alone.
+    let next = long_parts(sender, "after the long one", 0).pop().unwrap();
+    rig.sim.deliver_direct(&next, false);
+    wait_until(|| rig.sink.inbound().len() == 2).await;
+    assert_eq!(direct_record(&rig), None, "the copy is not held");
+    assert_eq!(texts(&rig), [long.as_str(), "after the long one"]);
+    rig.stop_channel().await;
+}
+
+/// The same, the part handed over while the parts committed lately still
+/// cannot be read: it waits in the record of direct deliveries, out of
+/// assembly, and the first sweep that can read them drops it. Before, it
+/// was held, and came out alone at the reassembly timeout.
+#[tokio::test]
+async fn a_part_handed_over_again_while_the_recent_parts_are_unreadable_waits_for_a_sweep() {
+    let faults = RestartFaults {
+        unreadable_at_restart: Some("sms-committed-recent"),
+        ..RestartFaults::default()
+    };
+    let mut config = modem_config("main");
+    config.reassembly_timeout_seconds = 1;
+    config.sweep_interval_seconds = 1;
+    let (mut rig, parts, long) =
+        long_message_committed_then_restarted("p", "+15551230031", 35, faults, config).await;
+    *rig.sink.failing_cursor_prefix.lock().unwrap() = Some("sms-committed-recent".into());
+    rig.sim.deliver_direct(&parts[1], false);
+    wait_until(|| direct_record(&rig).is_some()).await;
+    *rig.sink.failing_cursor_prefix.lock().unwrap() = None;
+    // Off the record once judged: dropped by a sweep, or (held) committed
+    // alone at its timeout, which the texts would show.
+    wait_until(|| direct_record(&rig).is_none()).await;
     assert_eq!(texts(&rig), [long.as_str()]);
     rig.stop_channel().await;
 }

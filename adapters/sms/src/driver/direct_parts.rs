@@ -75,11 +75,46 @@ impl Driver {
             pdu: pdu.to_string(),
             kept: false,
         };
-        if deliver.concat().is_some_and(|c| c.total > 1) {
-            self.keep_direct(std::slice::from_mut(&mut part), inbox)
-                .await;
+        if deliver.concat().is_some_and(|c| c.total > 1)
+            && !self
+                .long_direct_part_is_new(&deliver, &mut part, inbox, now_ms)
+                .await
+        {
+            return None;
         }
         inbox.add_direct(part, deliver, now_ms)
+    }
+
+    /// Whether `part`, of a long message, belongs to none committed
+    /// already, asked as a stored part is ([`Self::part_of_committed`]):
+    /// what memory knows is not enough, since after a restart the parts
+    /// committed lately may not have been read yet, and a message whose
+    /// slots were not all freed is named only by its committed-parts
+    /// record. Kept in the record unless it is a known copy. One that
+    /// cannot be told yet stays there and out of assembly, for a sweep to
+    /// judge: held, it would never be asked about again, and its timeout
+    /// would commit it alone, a second, partial message.
+    async fn long_direct_part_is_new(
+        &self,
+        deliver: &Deliver,
+        part: &mut DirectPart,
+        inbox: &mut Inbox,
+        now_ms: u64,
+    ) -> bool {
+        let new = match self.part_of_committed(deliver, inbox, now_ms).await {
+            Ok(true) => {
+                tracing::info!("copy of a part already committed; dropped");
+                return false;
+            }
+            Ok(false) => true,
+            Err(e) => {
+                tracing::warn!(phone_id = %self.config.phone_id, error = %e,
+                    "cannot tell whether a direct part's message was committed; kept for the next sweep");
+                false
+            }
+        };
+        self.keep_direct(std::slice::from_mut(part), inbox).await;
+        new
     }
 
     /// `pdu` as a message for a person that is not a part of one committed
