@@ -35,14 +35,35 @@ pub async fn load(store: &dyn Store) -> StoreResult<LinkState> {
 
 pub struct Link {
     store: Arc<dyn Store>,
-    state: Mutex<(LinkState, i64)>,
+    state: Mutex<Tracked>,
+}
+
+/// The link's state as this run knows it.
+struct Tracked {
+    state: LinkState,
+    /// When the state was last stored.
+    persisted_at_ms: i64,
+    /// The error this run last logged, until the relay is reached: not
+    /// the stored one, so an error that outlived a restart is logged again.
+    logged: Option<String>,
 }
 
 impl Link {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    /// The link as it was last stored: a restart during an outage must
+    /// not forget when the relay was last reached. A state the store
+    /// cannot read is taken as unknown (the default) and overwritten.
+    pub async fn open(store: Arc<dyn Store>) -> Self {
+        let state = load(&*store).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the relay link's last state; starting afresh");
+            LinkState::default()
+        });
         Self {
             store,
-            state: Mutex::new((LinkState::default(), 0)),
+            state: Mutex::new(Tracked {
+                state,
+                persisted_at_ms: 0,
+                logged: None,
+            }),
         }
     }
 
@@ -50,19 +71,20 @@ impl Link {
         let now = now_ms();
         let snapshot = {
             let mut guard = self.state.lock().expect("link lock");
-            let was_failing = guard.0.last_error.is_some();
-            guard.0.last_reached_ms = Some(now);
-            guard.0.key_rejected = false;
+            let was_failing = guard.state.last_error.is_some();
+            guard.state.last_reached_ms = Some(now);
+            guard.state.key_rejected = false;
+            guard.logged = None;
             if was_failing {
                 tracing::info!("the relay is reachable again");
-                guard.0.last_error = None;
-                guard.0.last_error_at_ms = None;
+                guard.state.last_error = None;
+                guard.state.last_error_at_ms = None;
             }
-            if !was_failing && now - guard.1 < PERSIST_EVERY_MS {
+            if !was_failing && now - guard.persisted_at_ms < PERSIST_EVERY_MS {
                 return;
             }
-            guard.1 = now;
-            guard.0.clone()
+            guard.persisted_at_ms = now;
+            guard.state.clone()
         };
         self.persist(&snapshot).await;
     }
@@ -71,7 +93,7 @@ impl Link {
         let message = error.to_string();
         let snapshot = {
             let mut guard = self.state.lock().expect("link lock");
-            if guard.0.last_error.as_deref() == Some(message.as_str()) {
+            if guard.logged.as_deref() == Some(message.as_str()) {
                 return;
             }
             if error.is_key_rejected() {
@@ -81,10 +103,11 @@ impl Link {
             } else {
                 tracing::warn!("relay request failed: {message}");
             }
-            guard.0.last_error = Some(message);
-            guard.0.last_error_at_ms = Some(now_ms());
-            guard.0.key_rejected = error.is_key_rejected();
-            guard.0.clone()
+            guard.logged = Some(message.clone());
+            guard.state.last_error = Some(message);
+            guard.state.last_error_at_ms = Some(now_ms());
+            guard.state.key_rejected = error.is_key_rejected();
+            guard.state.clone()
         };
         self.persist(&snapshot).await;
     }
@@ -95,5 +118,39 @@ impl Link {
         {
             tracing::warn!(error = %e, "cannot record the relay link state");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+
+    fn unreachable_at(path: &str) -> RelayError {
+        RelayError::Unreachable {
+            url: format!("https://relay.example{path}"),
+            reason: "connection refused".into(),
+        }
+    }
+
+    /// A restart while the relay is down: the new run's first failure
+    /// keeps when the relay was last reached, which `pair --status` and
+    /// the status API show.
+    #[tokio::test]
+    async fn a_failure_after_a_restart_keeps_when_the_relay_was_last_reached() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap());
+        Link::open(store.clone()).await.reached().await;
+        let reached = load(&*store).await.unwrap().last_reached_ms;
+        assert!(reached.is_some());
+
+        let restarted = Link::open(store.clone()).await;
+        restarted
+            .failed(&unreachable_at("/api/v1/bridge/heartbeat"))
+            .await;
+        let stored = load(&*store).await.unwrap();
+        assert_eq!(stored.last_reached_ms, reached);
+        assert!(stored.last_error.is_some(), "{stored:?}");
     }
 }

@@ -183,7 +183,7 @@ impl LinkSlot {
         if self.refused == Some(fingerprint) {
             return Ok(());
         }
-        self.running = start(state, settings, fingerprint, inbound_bell, shutdown);
+        self.running = start(state, settings, fingerprint, inbound_bell, shutdown).await;
         self.refused = self.running.is_none().then_some(fingerprint);
         Ok(())
     }
@@ -250,7 +250,7 @@ impl RunningLink {
     }
 }
 
-fn start(
+async fn start(
     state: &AppState,
     settings: RelaySettings,
     fingerprint: [u8; 32],
@@ -272,7 +272,7 @@ fn start(
         state: state.clone(),
         settings: settings.clone(),
         client,
-        link: Arc::new(Link::new(state.store.clone())),
+        link: Arc::new(Link::open(state.store.clone()).await),
         shutdown: stop.clone(),
     };
     let mut tasks = Tasks::default();
