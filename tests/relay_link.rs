@@ -341,6 +341,49 @@ async fn events_refused_round_after_round_are_skipped_in_the_end() {
     assert!(relay.with(|s| s.status_refusals) >= 12);
 }
 
+/// The relay refuses a kept batch that holds a message's `sent` and is
+/// back when the events past it go as a probe, one of them that
+/// message's `delivered`: the probe leaves it out, so the relay never
+/// gets the `delivered` before the `sent`, and it ends at `delivered`.
+#[tokio::test]
+async fn a_probe_past_a_kept_batch_does_not_send_a_message_s_later_status_first() {
+    let relay = EmulatedRelay::start().await;
+    // Unavailable while the events pile up behind the first, held in one
+    // batch with nothing else.
+    relay.with(|s| s.fail_status_times = u32::MAX);
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
+    let x = send_pushes(&bridge, &key, &pushes(&["x".into()])).await[0].clone();
+    relay
+        .wait_for("x's sent tried", |s| s.fail_status_times < u32::MAX)
+        .await;
+    wa.inject(ChannelEvent::Status(StatusUpdate {
+        channel: ChannelKind::Wa,
+        phone_id: PHONE_ID.into(),
+        external_id: format!("ext-{x}"),
+        status: DeliveryStatus::Delivered,
+        code: None,
+        reason: None,
+        at_ms: now_ms(),
+    }))
+    .await
+    .unwrap();
+    bridge.wait_status(&x, "delivered").await;
+    send_pushes(&bridge, &key, &[("+15559870001".into(), "y".into())]).await;
+
+    relay.with(|s| {
+        s.fail_status_times = 0;
+        s.refuse_status_until_probe = true;
+    });
+    relay
+        .wait_for("every event", |s| s.status_events.len() == 3)
+        .await;
+    assert_eq!(statuses_of(&relay, "x"), ["sent", "delivered"]);
+    assert_eq!(statuses_of(&relay, "y"), ["sent"]);
+}
+
 /// A relay that forgot more messages than a batch holds (a database
 /// restored on its side) refuses each of their events on its own: a full
 /// batch of them is refused whole, and only the events past it, sent as a

@@ -3,6 +3,8 @@
 //! then the cursor moves; so events arrive in order, at least once, and
 //! `event_id` lets the relay drop repeats.
 
+use std::collections::HashSet;
+
 use serde::Serialize;
 use serde_json::json;
 
@@ -11,7 +13,7 @@ use super::client::RelayError;
 use super::settings::{SCOPE, STATUS_CURSOR};
 use crate::clock::rfc3339;
 use crate::metrics::labels;
-use crate::store::{OutboundStatus, RelayStatusEvent};
+use crate::store::{OutboundStatus, RelayStatusBatch, RelayStatusEvent};
 
 /// Events per request.
 const BATCH: u32 = 100;
@@ -109,7 +111,7 @@ pub async fn run(deps: Deps) {
                     holding = true;
                     // The events after these show whether the relay takes
                     // any, and so whether these are refused on their own.
-                    match probe_past(&deps, scanned_to).await {
+                    match probe_past(&deps, scanned_to, &events).await {
                         Probe::Shutdown => break,
                         Probe::Taken(past) => {
                             // Once more, for a relay that came back only
@@ -247,18 +249,22 @@ fn bodies(events: Vec<RelayStatusEvent>) -> Vec<StatusEventBody> {
 /// What the events past a refused batch showed.
 enum Probe {
     /// The relay took some: the batch before was refused event by event.
-    /// Where the stream goes on from, past these events too.
+    /// Where the stream goes on from: past these events, or before the
+    /// first one the probe left out.
     Taken(i64),
     /// It refused these as well, or they could not be read.
     Refused,
-    /// None came past the batch yet.
+    /// None came past the batch yet, but those of its messages.
     Nothing,
     Shutdown,
 }
 
-/// Send the next batch past `after`, as a probe of whether the relay
-/// takes events at all.
-async fn probe_past(deps: &Deps, after: i64) -> Probe {
+/// Send the next events past `after`, as a probe of whether the relay
+/// takes events at all; none of a message with an event in `held`, the
+/// batch it refused: taken before that batch is sent again, a later
+/// event would reach the relay before an earlier one of its message (a
+/// `delivered` before its `sent`).
+async fn probe_past(deps: &Deps, after: i64, held: &[StatusEventBody]) -> Probe {
     let next = match deps
         .state
         .store
@@ -271,14 +277,33 @@ async fn probe_past(deps: &Deps, after: i64) -> Probe {
             return Probe::Refused;
         }
     };
-    if next.events.is_empty() {
+    let (events, resume) = probe_events(next, held);
+    if events.is_empty() {
         return Probe::Nothing;
     }
-    match report(deps, &bodies(next.events)).await {
-        Reported::Taken => Probe::Taken(next.scanned_to),
+    match report(deps, &events).await {
+        Reported::Taken => Probe::Taken(resume),
         Reported::AllRefused(_) => Probe::Refused,
         Reported::Shutdown => Probe::Shutdown,
     }
+}
+
+/// The events of `next` whose messages have none in `held`, and where
+/// the stream goes on from once they are taken: past `next`, or before
+/// its first event left out, which comes after the held batch (with the
+/// probe's events past it, again: the relay drops repeats).
+fn probe_events(next: RelayStatusBatch, held: &[StatusEventBody]) -> (Vec<StatusEventBody>, i64) {
+    let held_messages: HashSet<&str> = held.iter().map(|e| e.relay_message_id.as_str()).collect();
+    let mut resume = next.scanned_to;
+    let mut events = Vec::new();
+    for event in bodies(next.events) {
+        if held_messages.contains(event.relay_message_id.as_str()) {
+            resume = resume.min(event.event_id - 1);
+        } else {
+            events.push(event);
+        }
+    }
+    (events, resume)
 }
 
 /// How a batch went.

@@ -92,6 +92,13 @@ pub struct Recorded {
     /// Refuse (422) any status batch with an event for a relay id that
     /// starts with this: messages the relay no longer knows, many of them.
     pub refuse_status_prefix: Option<String>,
+    /// Refuse (422) every status batch until one comes whose events all
+    /// lie past those refused so far, and take that and everything after
+    /// it: a relay that comes back just as the bridge sends the events
+    /// past a batch it kept as a probe.
+    pub refuse_status_until_probe: bool,
+    /// The last event_id refused while `refuse_status_until_probe`.
+    pub status_refused_up_to: Option<i64>,
     pub status_refusals_of_forgotten: u32,
     pub status_refusals: u32,
     /// Answer this many ack requests with 200 but forget them (the relay
@@ -478,6 +485,17 @@ async fn status(State(state): Shared, headers: HeaderMap, Json(body): Json<Value
     if s.refuse_all_status {
         s.status_refusals += 1;
         return error(422, "unsupported_event", "not an event this relay reads");
+    }
+    if s.refuse_status_until_probe {
+        let ids = || events.iter().filter_map(|e| e["event_id"].as_i64());
+        let probe = s
+            .status_refused_up_to
+            .is_some_and(|up_to| ids().all(|id| id > up_to));
+        if !probe {
+            s.status_refused_up_to = ids().max().max(s.status_refused_up_to);
+            return error(422, "unsupported_event", "not an event this relay reads");
+        }
+        s.refuse_status_until_probe = false;
     }
     let forgotten = |e: &Value| {
         s.refuse_status_prefix.as_ref().is_some_and(|prefix| {
