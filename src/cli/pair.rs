@@ -42,10 +42,11 @@ pub enum InboundCommand {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
-    /// Queue an inbound message for the relay again: a dead letter (one
-    /// that had no route is routed afresh) or one set aside for another
-    /// phone (other_phone), which is forwarded if the link then carries
-    /// its phone and set aside again if not.
+    /// Queue an inbound message for the relay again: a dead letter, to the
+    /// pChat address it had (one that had no route is routed afresh, so a
+    /// default_to set since takes it), or one set aside for another phone
+    /// (other_phone), which is forwarded if the link then carries its
+    /// phone and set aside again if not.
     Retry { id: String },
 }
 

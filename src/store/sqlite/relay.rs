@@ -192,7 +192,9 @@ pub fn record(conn: &Connection, id: &str, outcome: &RelayInboundOutcome) -> Sto
 }
 
 /// A dead letter goes back to pending, due now. One that died for want of
-/// a route is routed afresh (a `default_to` may have been set since).
+/// a route is routed afresh (a `default_to` may have been set since); one
+/// the relay refused keeps its address, as routing it again would find
+/// the same conversation, or none once retention pruned it.
 pub fn retry(conn: &Connection, id: &str, now_ms: i64) -> StoreResult<ManualRetry> {
     let state: Option<String> = conn
         .query_row(
@@ -394,5 +396,48 @@ mod tests {
             .query_row("SELECT count(*) FROM outbound", [], |row| row.get(0))
             .unwrap();
         assert_eq!(rows, 1, "the refused push stored nothing");
+    }
+
+    /// A manual retry of a dead letter the relay refused sends it to the
+    /// pChat address it had: the refusal was about the message or that
+    /// user, and routing it again would find the same conversation, or,
+    /// once retention pruned it, none. Only one that had no route is
+    /// routed again, so a `default_to` set since can take it.
+    #[tokio::test]
+    async fn a_retried_dead_letter_keeps_its_address_unless_it_had_no_route() {
+        use crate::store::testing::received_sms;
+        use crate::store::{SqliteStore, Store};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
+        let retried = |external_id: &'static str, to: Option<&str>, code: &str| {
+            let store = &store;
+            let dead = RelayInboundOutcome::Dead {
+                to: to.map(str::to_string),
+                route: to.map(|_| "reply".to_string()),
+                code: code.into(),
+                reason: "refused".into(),
+                now_ms: 2,
+            };
+            async move {
+                let committed = store
+                    .commit_inbound(received_sms(external_id, 1), 1)
+                    .await
+                    .unwrap();
+                store
+                    .record_relay_inbound(&committed.id, dead)
+                    .await
+                    .unwrap();
+                match store.retry_relay_inbound(&committed.id, 3).await.unwrap() {
+                    ManualRetry::Requeued(requeued) => (requeued.to, requeued.route),
+                    other => panic!("not requeued: {other:?}"),
+                }
+            }
+        };
+        assert_eq!(
+            retried("refused", Some("alice"), "relay_http_422").await,
+            (Some("alice".into()), Some("reply".into()))
+        );
+        assert_eq!(retried("no-route", None, "no_route").await, (None, None));
     }
 }
