@@ -89,6 +89,24 @@ impl RelayError {
         }
     }
 
+    /// What went wrong, without the URL or path of the request that met
+    /// it: the heartbeat, the forwarder and the status reporter meet one
+    /// outage each on its own path, and that is one error, not three.
+    pub fn trouble(&self) -> String {
+        match self {
+            RelayError::Unreachable { reason, .. } => format!("unreachable: {reason}"),
+            RelayError::Tls { reason, .. } => format!("TLS failed: {reason}"),
+            RelayError::Timeout { .. } => "no answer in time".into(),
+            RelayError::Http {
+                status,
+                code,
+                message,
+                ..
+            } => format!("HTTP {status}: {code}: {message}"),
+            RelayError::BadAnswer { reason, .. } => format!("unreadable answer: {reason}"),
+        }
+    }
+
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             RelayError::Http { retry_after_ms, .. } => retry_after_ms.map(Duration::from_millis),

@@ -43,8 +43,10 @@ struct Tracked {
     state: LinkState,
     /// When the state was last stored.
     persisted_at_ms: i64,
-    /// The error this run last logged, until the relay is reached: not
-    /// the stored one, so an error that outlived a restart is logged again.
+    /// The trouble ([`RelayError::trouble`]) this run last logged, until
+    /// the relay is reached: not the stored error, so one that outlived a
+    /// restart is logged again; not its text, which names the request's
+    /// path, so the link's tasks failing alike log it once between them.
     logged: Option<String>,
 }
 
@@ -91,9 +93,10 @@ impl Link {
 
     pub async fn failed(&self, error: &RelayError) {
         let message = error.to_string();
+        let trouble = error.trouble();
         let snapshot = {
             let mut guard = self.state.lock().expect("link lock");
-            if guard.logged.as_deref() == Some(message.as_str()) {
+            if guard.logged.as_deref() == Some(trouble.as_str()) {
                 return;
             }
             if error.is_key_rejected() {
@@ -103,7 +106,7 @@ impl Link {
             } else {
                 tracing::warn!("relay request failed: {message}");
             }
-            guard.logged = Some(message.clone());
+            guard.logged = Some(trouble);
             guard.state.last_error = Some(message);
             guard.state.last_error_at_ms = Some(now_ms());
             guard.state.key_rejected = error.is_key_rejected();
@@ -152,5 +155,21 @@ mod tests {
         let stored = load(&*store).await.unwrap();
         assert_eq!(stored.last_reached_ms, reached);
         assert!(stored.last_error.is_some(), "{stored:?}");
+    }
+
+    /// The heartbeat and the forwarder meet the same outage, each on its
+    /// own path: one error, logged and stored once, not again at each
+    /// turn of theirs.
+    #[tokio::test]
+    async fn the_same_trouble_on_another_path_is_the_same_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap());
+        let link = Link::open(store.clone()).await;
+        let heartbeat = unreachable_at("/api/v1/bridge/heartbeat");
+        link.failed(&heartbeat).await;
+        link.failed(&unreachable_at("/api/v1/messages")).await;
+        let stored = load(&*store).await.unwrap();
+        assert_eq!(stored.last_error, Some(heartbeat.to_string()));
     }
 }
