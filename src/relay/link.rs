@@ -36,6 +36,11 @@ pub async fn load(store: &dyn Store) -> StoreResult<LinkState> {
 pub struct Link {
     store: Arc<dyn Store>,
     state: Mutex<Tracked>,
+    /// The number of the newest snapshot written, held while one is: the
+    /// tasks' snapshots are written one at a time, and one older than the
+    /// last written is dropped, so a slow write cannot put back a state a
+    /// newer one has overtaken (an error after the relay answered again).
+    written: tokio::sync::Mutex<u64>,
 }
 
 /// The link's state as this run knows it.
@@ -48,6 +53,15 @@ struct Tracked {
     /// restart is logged again; not its text, which names the request's
     /// path, so the link's tasks failing alike log it once between them.
     logged: Option<String>,
+    /// Snapshots taken so far: each is numbered in the order taken.
+    snapshots: u64,
+}
+
+impl Tracked {
+    fn snapshot(&mut self) -> (u64, LinkState) {
+        self.snapshots += 1;
+        (self.snapshots, self.state.clone())
+    }
 }
 
 impl Link {
@@ -65,7 +79,9 @@ impl Link {
                 state,
                 persisted_at_ms: 0,
                 logged: None,
+                snapshots: 0,
             }),
+            written: tokio::sync::Mutex::new(0),
         }
     }
 
@@ -86,9 +102,9 @@ impl Link {
                 return;
             }
             guard.persisted_at_ms = now;
-            guard.state.clone()
+            guard.snapshot()
         };
-        self.persist(&snapshot).await;
+        self.persist(snapshot).await;
     }
 
     pub async fn failed(&self, error: &RelayError) {
@@ -110,13 +126,18 @@ impl Link {
             guard.state.last_error = Some(message);
             guard.state.last_error_at_ms = Some(now_ms());
             guard.state.key_rejected = error.is_key_rejected();
-            guard.state.clone()
+            guard.snapshot()
         };
-        self.persist(&snapshot).await;
+        self.persist(snapshot).await;
     }
 
-    async fn persist(&self, state: &LinkState) {
-        if let Ok(text) = serde_json::to_string(state)
+    async fn persist(&self, (number, state): (u64, LinkState)) {
+        let mut written = self.written.lock().await;
+        if *written > number {
+            return;
+        }
+        *written = number;
+        if let Ok(text) = serde_json::to_string(&state)
             && let Err(e) = self.store.save_cursor(SCOPE, LINK, &text).await
         {
             tracing::warn!(error = %e, "cannot record the relay link state");
@@ -126,8 +147,12 @@ impl Link {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Mutex as StdMutex, mpsc};
+    use std::time::Duration;
+
     use super::*;
     use crate::store::SqliteStore;
+    use crate::store::testing::{Faults, Faulty};
 
     fn unreachable_at(path: &str) -> RelayError {
         RelayError::Unreachable {
@@ -171,5 +196,67 @@ mod tests {
         link.failed(&unreachable_at("/api/v1/messages")).await;
         let stored = load(&*store).await.unwrap();
         assert_eq!(stored.last_error, Some(heartbeat.to_string()));
+    }
+
+    /// Holds the first save of the link state until the test lets it go,
+    /// saying when it is held.
+    struct HoldFirstSave {
+        held: StdMutex<Option<mpsc::Sender<()>>>,
+        release: StdMutex<Option<mpsc::Receiver<()>>>,
+    }
+
+    impl Faults for HoldFirstSave {
+        fn save_cursor(&self, name: &str) -> StoreResult<()> {
+            let held = self.held.lock().unwrap().take();
+            if let (LINK, Some(held)) = (name, held) {
+                held.send(()).unwrap();
+                let release = self.release.lock().unwrap().take().unwrap();
+                release.recv().unwrap();
+            }
+            Ok(())
+        }
+    }
+
+    /// A failure's write is slow; the relay answers a task meanwhile: the
+    /// stored state is the newer one (reached, no error), not the failure
+    /// landing last over it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_write_of_an_older_state_does_not_overwrite_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
+        let (held_tx, held_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel();
+        let faults = HoldFirstSave {
+            held: StdMutex::new(Some(held_tx)),
+            release: StdMutex::new(Some(release_rx)),
+        };
+        let store: Arc<dyn Store> = Arc::new(Faulty::with(sqlite, faults));
+        let link = Arc::new(Link::open(store.clone()).await);
+
+        let failing = tokio::spawn({
+            let link = link.clone();
+            async move { link.failed(&unreachable_at("/api/v1/messages")).await }
+        });
+        tokio::task::spawn_blocking(move || held_rx.recv().unwrap())
+            .await
+            .unwrap();
+        let mut reaching = tokio::spawn({
+            let link = link.clone();
+            async move { link.reached().await }
+        });
+        // Time for the newer write to land first where nothing orders the
+        // writes; where they are ordered it waits for the older one, and
+        // the test goes on when the time is up.
+        let waited = tokio::time::timeout(Duration::from_millis(300), &mut reaching).await;
+        release_tx.send(()).unwrap();
+        failing.await.unwrap();
+        match waited {
+            Ok(reached) => reached.unwrap(),
+            Err(_) => reaching.await.unwrap(),
+        }
+
+        let stored = load(&*store).await.unwrap();
+        assert!(stored.last_reached_ms.is_some(), "{stored:?}");
+        assert_eq!(stored.last_error, None);
     }
 }

@@ -26,6 +26,11 @@ pub trait Faults: Send + Sync + 'static {
     fn record_outcome_plainly(&self, _id: &str) -> StoreResult<()> {
         Ok(())
     }
+
+    /// Before the cursor `name` is saved.
+    fn save_cursor(&self, _name: &str) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 pub struct Faulty<F> {
@@ -327,6 +332,7 @@ impl<F: Faults> Store for Faulty<F> {
     }
 
     async fn save_cursor(&self, scope: &str, name: &str, value: &str) -> StoreResult<()> {
+        self.faults.save_cursor(name)?;
         self.inner.save_cursor(scope, name, value).await
     }
 
