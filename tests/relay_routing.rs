@@ -539,3 +539,65 @@ async fn a_reply_waits_so_long_for_a_send_that_went_out_in_part_then_goes_to_def
     );
     assert_eq!(status_of(&bridge, &alice).await, "queued", "no outcome yet");
 }
+
+/// A reply routed to `default_to` after `unsettled_wait_seconds`, whose
+/// POST was cut short by a stop: after the restart, alice's send has its
+/// outcome and routing would now pick alice, but the repeat, under the
+/// same Idempotency-Key, carries the body of the first POST (a relay that
+/// replays the first answer, or refuses a changed body, would otherwise
+/// leave the bridge believing it went to alice).
+#[tokio::test]
+async fn a_post_cut_short_by_a_stop_is_repeated_with_the_same_body_though_routing_changed() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.black_hole_messages = true);
+    let sms = TestChannel::new(ChannelKind::Sms, PHONE_ID);
+    // A POST held long enough for the test to stop the bridge under it.
+    let config = format!(
+        "{}unsettled_wait_seconds = 1\n",
+        relay.bridge_config("push", Some("ops")).replace(
+            "request_timeout_seconds = 3",
+            "request_timeout_seconds = 60"
+        )
+    );
+    let bridge = common::start_bridge(&config, RELAY_KEY, &sms).await;
+    let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
+    send_from_pchat(&bridge, &key, "sms", "+15551230001", "bob", "r-1").await;
+    let alice = send_that_goes_out_in_part(&bridge, &sms, &key, Duration::from_secs(3)).await;
+    sms.inject(inbound(
+        ChannelKind::Sms,
+        "+15551230001",
+        "sms:r1",
+        "whose is this?",
+        &[],
+    ))
+    .await
+    .unwrap();
+    relay
+        .wait_for("the reply's POST", |s| s.message_attempts >= 1)
+        .await;
+    let first = relay.with(|s| s.message_attempt_bodies[0].clone());
+    assert_eq!(
+        (first["to"].clone(), first["origin"]["route"].clone()),
+        (json!("ops"), json!("default")),
+        "routed before alice's send had its outcome: {first}"
+    );
+    // Alice's send gets its outcome while the POST hangs: routing now
+    // gives the reply to her.
+    bridge.wait_status(&alice, "sent").await;
+
+    // The hung POST stays hung; the next one is answered.
+    relay.with(|s| s.black_hole_messages = false);
+    let bridge = bridge.restart(vec![sms.clone()]).await;
+    relay
+        .wait_for("the repeat", |s| s.messages.len() == 1)
+        .await;
+    let bodies = relay.with(|s| s.message_attempt_bodies.clone());
+    assert!(bodies.len() >= 2, "{bodies:?}");
+    for body in &bodies[1..] {
+        assert_eq!(body, &first, "a repeat carried another body");
+    }
+    let link = bridge
+        .wait_link("nothing pending", |l| l["inbound_pending"] == 0)
+        .await;
+    assert_eq!(link["inbound_dead"], 0, "{link}");
+}

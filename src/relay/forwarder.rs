@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use phonerelay_channel::ChannelKind;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
 use super::Deps;
@@ -19,7 +20,7 @@ use super::media_upload::{RefusedAttachment, UploadFailure, relay_attachments};
 use super::routing::{Decision, Route, decide};
 use crate::api::dto::AttachmentBody;
 use crate::clock::{now_ms, rfc3339};
-use crate::store::{InboundRecord, RelayInbound, RelayInboundOutcome};
+use crate::store::{InboundRecord, RelayBody, RelayInbound, RelayInboundOutcome};
 
 /// Longest sleep with nothing to do: picks up messages committed by
 /// another process (a commit here, or a manual retry, rings the bell).
@@ -244,76 +245,57 @@ async fn set_aside(deps: &Deps, m: &InboundRecord) {
 }
 
 async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attempt {
-    let store = &deps.state.store;
+    let (body, json) = match fixed_before(deps, item) {
+        Some(fixed) => fixed,
+        None => match fix_body(deps, item, failures).await {
+            Ok(body) => {
+                let json = RawValue::from_string(body.json.clone())
+                    .expect("a pChat message serializes to JSON");
+                (body, json)
+            }
+            Err(attempt) => return attempt,
+        },
+    };
+    let Some(sent) = post_message(deps, &item.inbound, &json).await else {
+        return Attempt::Stopped;
+    };
+    let route = Route {
+        to: body.to,
+        route: body.route,
+    };
+    answered(deps, item, route, sent, failures).await
+}
+
+/// The body fixed before for `item` for this relay, to go again as it is
+/// under the same Idempotency-Key: the relay may have taken it already.
+/// One for another relay (a re-pair since) carries that relay's file
+/// URLs, and the new relay never saw the key: made afresh. So is one the
+/// store no longer holds as JSON, which nothing could send.
+fn fixed_before(deps: &Deps, item: &RelayInbound) -> Option<(RelayBody, Box<RawValue>)> {
+    let body = item.body.clone()?;
+    if body.relay_url != deps.settings.url {
+        return None;
+    }
+    match RawValue::from_string(body.json.clone()) {
+        Ok(json) => Some((body, json)),
+        Err(e) => {
+            tracing::error!(id = %item.inbound.id, error = %e,
+                "the stored body of an inbound message is not JSON; it is made afresh");
+            None
+        }
+    }
+}
+
+/// What becomes of `item`, routed by `route`, after the relay's answer
+/// `sent` to its POST (or to the upload of one of its files).
+async fn answered(
+    deps: &Deps,
+    item: &RelayInbound,
+    route: Route,
+    sent: Result<serde_json::Value, crate::relay::RelayError>,
+    failures: &mut u32,
+) -> Attempt {
     let m = &item.inbound;
-    let routing = &deps.settings.config.routing;
-    let route = match (&item.to, &item.route) {
-        (Some(to), Some(route)) => Route {
-            to: to.clone(),
-            route: route.clone(),
-        },
-        _ => match decide(&**store, routing, m, now_ms()).await {
-            Ok(Decision::To(route)) => route,
-            Ok(Decision::Wait) => {
-                // Its conversation waits, looked at again shortly; nothing
-                // is recorded (it is no attempt).
-                tracing::debug!(id = %m.id, "a send to the sender has no outcome yet; the reply waits for it");
-                return Attempt::Later {
-                    link_down: false,
-                    next_at_ms: now_ms() + UNSETTLED_RECHECK.as_millis() as i64,
-                };
-            }
-            Ok(Decision::NoRoute(reason)) => {
-                tracing::warn!(id = %m.id, channel = %m.channel, reason, "inbound message has no route; kept as a dead letter");
-                let recorded = record(
-                    deps,
-                    &m.id,
-                    RelayInboundOutcome::Dead {
-                        to: None,
-                        route: None,
-                        code: "no_route".into(),
-                        reason: reason.into(),
-                        now_ms: now_ms(),
-                    },
-                )
-                .await;
-                return settled(deps, recorded, failures);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot route an inbound message");
-                return Attempt::Later {
-                    link_down: true,
-                    next_at_ms: now_ms() + IDLE_POLL.as_millis() as i64,
-                };
-            }
-        },
-    };
-    // The files first: the message goes with the relay's URLs for them.
-    // A failed upload is met as a failed message POST would be; a file
-    // the relay refuses for good is left out, and the message says so.
-    let sent = match relay_attachments(deps, m).await {
-        Ok(relayed) => match post_message(deps, m, &route, relayed).await {
-            Some(sent) => sent,
-            None => return Attempt::Stopped,
-        },
-        Err(UploadFailure::Relay(e)) => Err(e),
-        Err(UploadFailure::NoMediaRoute(e)) => {
-            tracing::warn!(id = %m.id, error = %e, "the relay has no route for files (older than the bridge?); this conversation waits, the others go on");
-            let reason = format!("the upload of a file found no route: {e}");
-            return hold(deps, item, route, e.code(), reason, Some(&e)).await;
-        }
-        Err(UploadFailure::Unreadable(why)) => {
-            tracing::error!(id = %m.id, error = %why, "a file to upload cannot be read; this conversation waits, the others go on");
-            return hold(deps, item, route, "media_unreadable".into(), why, None).await;
-        }
-        Err(UploadFailure::Stopped) => return Attempt::Stopped,
-        Err(UploadFailure::Store(e)) => {
-            // As when an outcome cannot be recorded: the store is failing
-            // for every message, so hold everything back.
-            tracing::error!(id = %m.id, error = %e, "cannot read or record a file to upload; it will be tried again");
-            return settled(deps, false, failures);
-        }
-    };
     match sent {
         Ok(_) => {
             deps.link.reached().await;
@@ -381,6 +363,111 @@ async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attemp
     }
 }
 
+/// Route `item` (unless it was routed before), upload its files and make
+/// the body of its POST, then fix that body in the store before it is
+/// POSTed: a POST cut short (the daemon stopped, the store failed after
+/// the relay answered) is repeated with it, not with what routing would
+/// pick by then (a send to the sender settled meanwhile) nor with the
+/// files as they would go by then. `Err`: what became of the message
+/// when no body could be made or fixed.
+async fn fix_body(
+    deps: &Deps,
+    item: &RelayInbound,
+    failures: &mut u32,
+) -> Result<RelayBody, Attempt> {
+    let m = &item.inbound;
+    let route = match (&item.to, &item.route) {
+        (Some(to), Some(route)) => Route {
+            to: to.clone(),
+            route: route.clone(),
+        },
+        _ => routed(deps, m, failures).await?,
+    };
+    // The files first: the message goes with the relay's URLs for them.
+    // A failed upload is met as a failed message POST would be; a file
+    // the relay refuses for good is left out, and the message says so.
+    let relayed = match relay_attachments(deps, m).await {
+        Ok(relayed) => relayed,
+        Err(UploadFailure::Relay(e)) => {
+            return Err(answered(deps, item, route, Err(e), failures).await);
+        }
+        Err(UploadFailure::NoMediaRoute(e)) => {
+            tracing::warn!(id = %m.id, error = %e, "the relay has no route for files (older than the bridge?); this conversation waits, the others go on");
+            let reason = format!("the upload of a file found no route: {e}");
+            return Err(hold(deps, item, route, e.code(), reason, Some(&e)).await);
+        }
+        Err(UploadFailure::Unreadable(why)) => {
+            tracing::error!(id = %m.id, error = %why, "a file to upload cannot be read; this conversation waits, the others go on");
+            return Err(hold(deps, item, route, "media_unreadable".into(), why, None).await);
+        }
+        Err(UploadFailure::Stopped) => return Err(Attempt::Stopped),
+        Err(UploadFailure::Store(e)) => {
+            // As when an outcome cannot be recorded: the store is failing
+            // for every message, so hold everything back.
+            tracing::error!(id = %m.id, error = %e, "cannot read or record a file to upload; it will be tried again");
+            return Err(settled(deps, false, failures));
+        }
+    };
+    let body = RelayBody {
+        json: pchat_message_json(deps, m, &route, relayed),
+        to: route.to,
+        route: route.route,
+        relay_url: deps.settings.url.clone(),
+    };
+    if let Err(e) = deps
+        .state
+        .store
+        .fix_relay_inbound_body(&m.id, body.clone())
+        .await
+    {
+        // Not POSTed unfixed: a repeat could not be told what went.
+        tracing::error!(id = %m.id, error = %e, "cannot record the message to forward; it will be tried again");
+        return Err(settled(deps, false, failures));
+    }
+    Ok(body)
+}
+
+/// Where `m`, never routed before, goes; `Err`: what became of it when
+/// it goes nowhere now.
+async fn routed(deps: &Deps, m: &InboundRecord, failures: &mut u32) -> Result<Route, Attempt> {
+    let routing = &deps.settings.config.routing;
+    match decide(&*deps.state.store, routing, m, now_ms()).await {
+        Ok(Decision::To(route)) => Ok(route),
+        Ok(Decision::Wait) => {
+            // Its conversation waits, looked at again shortly; nothing
+            // is recorded (it is no attempt).
+            tracing::debug!(id = %m.id, "a send to the sender has no outcome yet; the reply waits for it");
+            Err(Attempt::Later {
+                link_down: false,
+                next_at_ms: now_ms() + UNSETTLED_RECHECK.as_millis() as i64,
+            })
+        }
+        Ok(Decision::NoRoute(reason)) => {
+            tracing::warn!(id = %m.id, channel = %m.channel, reason, "inbound message has no route; kept as a dead letter");
+            let recorded = record(
+                deps,
+                &m.id,
+                RelayInboundOutcome::Dead {
+                    to: None,
+                    route: None,
+                    code: "no_route".into(),
+                    reason: reason.into(),
+                    now_ms: now_ms(),
+                },
+            )
+            .await;
+            Err(settled(deps, recorded, failures))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot route an inbound message");
+            Err(Attempt::Later {
+                link_down: true,
+                next_at_ms: now_ms() + IDLE_POLL.as_millis() as i64,
+            })
+        }
+    }
+}
+
 /// Hold back `item`'s conversation alone, for a fault of its own that
 /// retrying may mend (a file the relay has no route for yet, one the
 /// bridge cannot read now): recorded as a retry with backoff; messages of
@@ -421,14 +508,14 @@ async fn hold(
     }
 }
 
-/// POST `m` to the relay as a pChat message with `relayed` attachments;
-/// `None` if the daemon stopped first.
-async fn post_message(
+/// The JSON of `m` as a pChat message to `route` with `relayed`
+/// attachments.
+fn pchat_message_json(
     deps: &Deps,
     m: &InboundRecord,
     route: &Route,
     relayed: super::media_upload::RelayAttachments,
-) -> Option<Result<serde_json::Value, crate::relay::RelayError>> {
+) -> String {
     let body = PchatMessage {
         phone_id: &deps.settings.phone_id,
         channel: "pchat",
@@ -453,15 +540,27 @@ async fn post_message(
             meta: &m.meta,
         },
     };
+    // Strings, numbers and maps keyed by strings: nothing that JSON
+    // cannot hold.
+    serde_json::to_string(&body).expect("a pChat message serializes to JSON")
+}
+
+/// POST `m`'s fixed body, `json`, to the relay; `None` if the daemon
+/// stopped first.
+async fn post_message(
+    deps: &Deps,
+    m: &InboundRecord,
+    json: &RawValue,
+) -> Option<Result<serde_json::Value, crate::relay::RelayError>> {
     // A relay that never answers must not hold up a shutdown for the
-    // request timeout. Dropping the POST is safe: nothing is recorded, so
-    // the message stays pending and goes again, with the same
-    // Idempotency-Key (its id), after a restart.
+    // request timeout. Dropping the POST is safe: no outcome is recorded,
+    // so the message stays pending and goes again after a restart, with
+    // the same Idempotency-Key (its id) and the same body (fixed before).
     let sent = tokio::select! {
         _ = deps.shutdown.cancelled() => return None,
         sent = deps.client.post(
             &deps.settings.config.paths.messages,
-            &body,
+            &json,
             Some(&m.id),
             None,
         ) => sent,

@@ -256,6 +256,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<RelayInbound>>;
     async fn record_relay_inbound(&self, id: &str, outcome: RelayInboundOutcome)
     -> StoreResult<()>;
+    /// Fix the body of a pending inbound's POST, with its route, before
+    /// the first POST: a repeat sends the same body (`RelayBody`).
+    async fn fix_relay_inbound_body(&self, id: &str, body: RelayBody) -> StoreResult<()>;
     /// Put a dead letter back in the queue, due now.
     async fn retry_relay_inbound(&self, id: &str, now_ms: i64) -> StoreResult<ManualRetry>;
     async fn relay_inbound_counts(&self) -> StoreResult<RelayInboundCounts>;

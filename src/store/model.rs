@@ -526,6 +526,25 @@ pub struct RelayInbound {
     pub error_code: Option<String>,
     pub error: Option<String>,
     pub updated_at_ms: Option<i64>,
+    /// The body of its POST, once fixed (`Store::fix_relay_inbound_body`);
+    /// gone once it is delivered.
+    pub body: Option<RelayBody>,
+}
+
+/// The JSON body POSTed to the relay for an inbound message, fixed before
+/// its first POST: every repeat of the POST, under the same
+/// Idempotency-Key, sends it as it is, whatever routing or the files would
+/// make of the message by then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayBody {
+    /// Where it goes, as the body says: `to` and `origin.route`.
+    pub to: String,
+    pub route: String,
+    pub json: String,
+    /// The relay (its URL) it was made for: its attachments are that
+    /// relay's copies, and another relay, which never saw the key, gets a
+    /// body made afresh.
+    pub relay_url: String,
 }
 
 /// What a forwarding attempt came to.

@@ -550,6 +550,13 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn fix_relay_inbound_body(&self, id: &str, body: RelayBody) -> StoreResult<()> {
+        let id = id.to_string();
+        self.writer
+            .write(move |conn| relay::fix_body(conn, &id, &body))
+            .await
+    }
+
     async fn retry_relay_inbound(&self, id: &str, now_ms: i64) -> StoreResult<ManualRetry> {
         let id = id.to_string();
         self.writer

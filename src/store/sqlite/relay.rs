@@ -51,12 +51,26 @@ pub fn accept(
 }
 
 const RELAY_COLUMNS: &str = "relay_state, relay_attempts, \
-     relay_next_at, relay_to, relay_route, relay_error_code, relay_error, relay_updated_at";
+     relay_next_at, relay_to, relay_route, relay_error_code, relay_error, relay_updated_at, \
+     relay_body, relay_body_url";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<RelayInbound> {
     // The relay's own columns come after the inbound message's.
     let at = |n: usize| inbound::COLUMN_COUNT + n;
     let state: String = row.get(at(0))?;
+    let to: Option<String> = row.get(at(3))?;
+    let route: Option<String> = row.get(at(4))?;
+    let json: Option<String> = row.get(at(8))?;
+    let relay_url: Option<String> = row.get(at(9))?;
+    let body = match (&to, &route, json, relay_url) {
+        (Some(to), Some(route), Some(json), Some(relay_url)) => Some(RelayBody {
+            to: to.clone(),
+            route: route.clone(),
+            json,
+            relay_url,
+        }),
+        _ => None,
+    };
     Ok(RelayInbound {
         inbound: inbound::from_row(row)?,
         state: state.parse().map_err(|e: String| {
@@ -68,11 +82,12 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<RelayInbound> {
         })?,
         attempts: row.get(at(1))?,
         next_attempt_at_ms: row.get(at(2))?,
-        to: row.get(at(3))?,
-        route: row.get(at(4))?,
+        to,
+        route,
         error_code: row.get(at(5))?,
         error: row.get(at(6))?,
         updated_at_ms: row.get(at(7))?,
+        body,
     })
 }
 
@@ -129,7 +144,7 @@ pub fn record(conn: &Connection, id: &str, outcome: &RelayInboundOutcome) -> Sto
             conn.prepare_cached(
                 "UPDATE inbound SET relay_state = 'delivered', relay_attempts = relay_attempts + 1,
                     relay_to = ?2, relay_route = ?3, relay_error_code = NULL, relay_error = NULL,
-                    relay_updated_at = ?4
+                    relay_updated_at = ?4, relay_body = NULL, relay_body_url = NULL
                  WHERE id = ?1",
             )?
             .execute(params![id, to, route, now_ms])?;
@@ -191,6 +206,18 @@ pub fn record(conn: &Connection, id: &str, outcome: &RelayInboundOutcome) -> Sto
     Ok(())
 }
 
+/// Fix the body of pending inbound `id`'s POST with its route, in one
+/// write: the route is never recorded without the body that carries it.
+/// A message no longer pending (pruned meanwhile) is left as it is.
+pub fn fix_body(conn: &Connection, id: &str, body: &RelayBody) -> StoreResult<()> {
+    conn.prepare_cached(
+        "UPDATE inbound SET relay_to = ?2, relay_route = ?3, relay_body = ?4, relay_body_url = ?5
+         WHERE id = ?1 AND relay_state = 'pending'",
+    )?
+    .execute(params![id, body.to, body.route, body.json, body.relay_url])?;
+    Ok(())
+}
+
 /// A dead letter goes back to pending, due now. One that died for want of
 /// a route is routed afresh (a `default_to` may have been set since); one
 /// the relay refused keeps its address, as routing it again would find
@@ -218,7 +245,8 @@ pub fn retry(conn: &Connection, id: &str, now_ms: i64) -> StoreResult<ManualRetr
     conn.prepare_cached(
         "UPDATE inbound SET relay_state = 'pending', relay_next_at = ?2, relay_updated_at = ?2,
             relay_to = CASE WHEN relay_error_code = 'no_route' THEN NULL ELSE relay_to END,
-            relay_route = CASE WHEN relay_error_code = 'no_route' THEN NULL ELSE relay_route END
+            relay_route = CASE WHEN relay_error_code = 'no_route' THEN NULL ELSE relay_route END,
+            relay_body = CASE WHEN relay_error_code = 'no_route' THEN NULL ELSE relay_body END
          WHERE id = ?1",
     )?
     .execute(params![id, now_ms])?;
@@ -332,7 +360,7 @@ pub fn status_events(
 mod tests {
     use super::*;
     use crate::store::sqlite::schema::{MIGRATIONS, at_version};
-    use crate::store::testing::queued_sms;
+    use crate::store::testing::{queued_sms, received_sms};
 
     /// Status events go to the relay of the link's phone_id only: another
     /// phone's relay message (left from a link since re-paired to another
@@ -439,5 +467,41 @@ mod tests {
             (Some("alice".into()), Some("reply".into()))
         );
         assert_eq!(retried("no-route", None, "no_route").await, (None, None));
+    }
+
+    /// A body fixed before the first POST stays through retries, so every
+    /// repeat sends it, and goes once the message is delivered.
+    #[test]
+    fn a_fixed_body_stays_until_delivered() {
+        let conn = at_version(MIGRATIONS.len());
+        let id = inbound::commit(&conn, &received_sms("ext-1", 1), 1)
+            .unwrap()
+            .id;
+        let body = RelayBody {
+            to: "ops".into(),
+            route: "default".into(),
+            json: r#"{"to":"ops"}"#.into(),
+            relay_url: "https://relay.test".into(),
+        };
+        fix_body(&conn, &id, &body).unwrap();
+        let retry = RelayInboundOutcome::Retry {
+            to: Some("ops".into()),
+            route: Some("default".into()),
+            code: "relay_timeout".into(),
+            reason: "slow".into(),
+            next_attempt_at_ms: 5,
+            now_ms: 2,
+        };
+        record(&conn, &id, &retry).unwrap();
+        assert_eq!(get(&conn, &id).unwrap().unwrap().body, Some(body));
+        let delivered = RelayInboundOutcome::Delivered {
+            to: "ops".into(),
+            route: "default".into(),
+            now_ms: 6,
+        };
+        record(&conn, &id, &delivered).unwrap();
+        let stored = get(&conn, &id).unwrap().unwrap();
+        assert_eq!(stored.body, None);
+        assert_eq!(stored.to.as_deref(), Some("ops"));
     }
 }

@@ -350,6 +350,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX outbound_went_out ON outbound (channel, phone_id, went_out_at)
         WHERE status IN ('queued', 'sending') AND went_out_at IS NOT NULL;
     "#,
+    // 17: the body of an inbound message's POST to the relay, fixed (with
+    // `relay_to` and `relay_route`) before the first POST, and the relay
+    // (its URL) it was made for. Every repeat, under the same
+    // Idempotency-Key, sends it as it is: routed again after a restart, or
+    // its files uploaded again, the message could have gone to another
+    // pChat user, or with other files, under the key of the first.
+    // Cleared once the message is delivered.
+    r#"
+    ALTER TABLE inbound ADD COLUMN relay_body TEXT;
+    ALTER TABLE inbound ADD COLUMN relay_body_url TEXT;
+    "#,
 ];
 
 /// Refuse a database a newer PhoneRelay has migrated past this binary's

@@ -257,6 +257,10 @@ impl<F: Faults> Store for Faulty<F> {
         self.inner.record_relay_inbound(id, outcome).await
     }
 
+    async fn fix_relay_inbound_body(&self, id: &str, body: RelayBody) -> StoreResult<()> {
+        self.inner.fix_relay_inbound_body(id, body).await
+    }
+
     async fn retry_relay_inbound(&self, id: &str, now_ms: i64) -> StoreResult<ManualRetry> {
         let outcome = self.inner.retry_relay_inbound(id, now_ms).await?;
         self.faults.committed();
