@@ -459,11 +459,10 @@ async fn routed(deps: &Deps, m: &InboundRecord, failures: &mut u32) -> Result<Ro
             Err(settled(deps, recorded, failures))
         }
         Err(e) => {
-            tracing::error!(error = %e, "cannot route an inbound message");
-            Err(Attempt::Later {
-                link_down: true,
-                next_at_ms: now_ms() + IDLE_POLL.as_millis() as i64,
-            })
+            // As when an outcome cannot be recorded: the store is failing
+            // for every message, so hold everything back, with backoff.
+            tracing::error!(id = %m.id, error = %e, "cannot route an inbound message; it will be tried again");
+            Err(settled(deps, false, failures))
         }
     }
 }
@@ -594,5 +593,72 @@ fn settled(deps: &Deps, recorded: bool, failures: &mut u32) -> Attempt {
     Attempt::Later {
         link_down: true,
         next_at_ms: now_ms() + deps.retry_delay_ms(*failures) as i64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::api::AppState;
+    use crate::config::RelayConfig;
+    use crate::relay::client::RelayKey;
+    use crate::relay::{Link, RelayClient, RelaySettings};
+    use crate::store::testing::{RoutingReadsFail, received_sms};
+    use crate::store::{SqliteStore, Store};
+
+    /// The forwarder's dependencies over `store`, linked to phone `m1` at
+    /// a relay no test reaches.
+    fn deps_over(store: Arc<dyn Store>) -> Deps {
+        let settings = Arc::new(RelaySettings {
+            url: "http://127.0.0.1:9".into(),
+            phone_id: "m1".into(),
+            key: RelayKey::new("k".repeat(32)),
+            config: RelayConfig::default(),
+        });
+        Deps {
+            state: AppState::over(store.clone()),
+            client: Arc::new(RelayClient::new(&settings).unwrap()),
+            settings,
+            link: Arc::new(Link::new(store)),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// A store that cannot be read to route a reply: the forwarder backs
+    /// off as for a store that cannot record, rather than look again
+    /// every `UNSETTLED_RECHECK` for as long as the store is down. Rounds
+    /// are run as `run` runs them, on a paused clock moved on by each
+    /// round's wait.
+    #[tokio::test(start_paused = true)]
+    async fn a_store_that_cannot_route_is_tried_with_backoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
+        let store = Arc::new(RoutingReadsFail::new(sqlite));
+        let now = now_ms();
+        store
+            .commit_inbound(received_sms("ext-1", now), now)
+            .await
+            .unwrap();
+        let deps = deps_over(store.clone());
+        let (mut failures, mut link_down_until) = (0, None);
+        let window = Duration::from_secs(60);
+        let mut elapsed = Duration::ZERO;
+        let mut rounds = 0;
+        while elapsed < window {
+            let wait = round(&deps, &mut failures, &mut link_down_until, rounds == 0).await;
+            assert!(!wait.is_zero(), "round {rounds} asked for no wait");
+            tokio::time::advance(wait).await;
+            elapsed += wait;
+            rounds += 1;
+        }
+        // From retry_initial_ms (1 s) doubling: about seven tries in a
+        // minute. Looking again every 250 ms made some 240.
+        let tries = store.faults.tries.load(Ordering::SeqCst);
+        assert!(tries <= 12, "{tries} routing reads in {window:?}");
+        assert!(failures >= 5, "failures not counted: {failures}");
     }
 }

@@ -62,6 +62,8 @@ pub enum Decision {
 /// `default_to`, the operator, rather than to a pChat user it may not be
 /// meant for; without `default_to` it is a `no_route` dead letter, which a
 /// manual retry routes again once the send has its outcome.
+///
+/// Err: the store could not be read; nothing is decided.
 pub async fn decide(
     store: &dyn Store,
     config: &RoutingConfig,
@@ -78,12 +80,11 @@ pub async fn decide(
                 ),
             });
         }
-        // Unreadable: it waits, however long it has waited (the store is
-        // failing, not the send unsure), and is looked at again.
-        Err(e) => {
-            tracing::debug!(id = %message.id, error = %e, "cannot tell whether a send to the sender has an outcome; the reply waits");
-            return Ok(Decision::Wait);
-        }
+        // Unreadable: the store is failing, not the send unsure. The
+        // caller backs off as for any store failure; waiting here instead
+        // would have it look again every `UNSETTLED_RECHECK`, however long
+        // the store stays down, and never count the failure.
+        Err(e) => return Err(e),
     }
     let waited_ms = now_ms.saturating_sub(message.committed_at_ms);
     let bound_ms =

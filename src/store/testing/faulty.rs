@@ -14,6 +14,12 @@ pub trait Faults: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Before a read that routes a reply (`route_reply`,
+    /// `send_unsettled`).
+    fn route(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// After a cancel or a manual retry has committed.
     fn committed(&self) {}
 
@@ -283,10 +289,12 @@ impl<F: Faults> Store for Faulty<F> {
     }
 
     async fn route_reply(&self, query: RouteQuery) -> StoreResult<Option<RouteMatch>> {
+        self.faults.route()?;
         self.inner.route_reply(query).await
     }
 
     async fn send_unsettled(&self, query: RouteQuery) -> StoreResult<bool> {
+        self.faults.route()?;
         self.inner.send_unsettled(query).await
     }
 

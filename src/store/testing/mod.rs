@@ -85,6 +85,29 @@ impl Faults for ReadsFailAfterCommitFaults {
     }
 }
 
+/// A store whose reads that route a reply (`route_reply`,
+/// `send_unsettled`) all fail as unavailable, counted; everything else is
+/// the inner store's.
+pub type RoutingReadsFail = Faulty<RoutingReadsFailFaults>;
+
+#[derive(Default)]
+pub struct RoutingReadsFailFaults {
+    pub tries: std::sync::atomic::AtomicUsize,
+}
+
+impl RoutingReadsFail {
+    pub fn new(inner: SqliteStore) -> Self {
+        Faulty::with(inner, RoutingReadsFailFaults::default())
+    }
+}
+
+impl Faults for RoutingReadsFailFaults {
+    fn route(&self) -> StoreResult<()> {
+        self.tries.fetch_add(1, Ordering::SeqCst);
+        Err(StoreError::Unavailable("the disk went away".into()))
+    }
+}
+
 /// A store whose next `record_outcomes` calls fail, each with the next of
 /// the errors it was given; the calls after those are the inner store's.
 pub type RecordFailures = Faulty<RecordFailuresFaults>;
