@@ -450,3 +450,50 @@ async fn after_a_move_to_another_relay_the_file_is_uploaded_to_that_one() {
     });
     drop(bridge);
 }
+
+/// An upload that runs past its timeout every time (a relay reading it
+/// slowly) holds back its own conversation only: a later plain message
+/// from another sender still goes, and the file's message goes once the
+/// upload is quick enough again. Held as the relay unreachable, every
+/// message waited behind it, and after each backoff the upload, tried
+/// first again, timed out again: nothing was ever forwarded.
+#[tokio::test]
+async fn an_upload_past_its_timeout_holds_back_its_conversation_only() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.slow_media_ms = 5_000);
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    // The upload's timeout: the request timeout, as the file is small.
+    let config = relay
+        .bridge_config("push", Some("ops"))
+        .replace("request_timeout_seconds = 3", "request_timeout_seconds = 1");
+    let bridge = common::start_bridge(&config, RELAY_KEY, &wa).await;
+    let attachment = save(&wa, PICTURE, "slow.png").await;
+    file_then_plain(&wa, attachment, "f-slow", "a slow picture", "p-1").await;
+
+    relay
+        .wait_for("the plain message", |s| s.messages.len() == 1)
+        .await;
+    relay.with(|s| {
+        assert_eq!(s.messages[0].body["text"], "plain text");
+        assert!(s.upload_attempts >= 1, "the file was never tried");
+    });
+    let held = bridge
+        .wait_link("the file's message pending", |l| l["inbound_pending"] == 1)
+        .await;
+    assert_eq!(held["inbound_dead"], 0, "{held}");
+
+    relay.with(|s| s.slow_media_ms = 0);
+    relay
+        .wait_for("the file's message", |s| s.messages.len() == 2)
+        .await;
+    relay.with(|s| {
+        let body = &s.messages[1].body;
+        assert_eq!(body["text"], "a slow picture");
+        assert!(
+            body["attachments"][0]["url"]
+                .as_str()
+                .is_some_and(|url| url.starts_with("https://relay.test/files/")),
+            "{body}"
+        );
+    });
+}

@@ -396,6 +396,11 @@ async fn fix_body(
             let reason = format!("the upload of a file found no route: {e}");
             return Err(hold(deps, item, route, e.code(), reason, Some(&e)).await);
         }
+        Err(UploadFailure::TooSlow(e)) => {
+            tracing::warn!(id = %m.id, error = %e, "the upload of a file ran past its timeout; this conversation waits, the others go on");
+            let reason = format!("the upload of a file ran past its timeout: {e}");
+            return Err(hold(deps, item, route, e.code(), reason, Some(&e)).await);
+        }
         Err(UploadFailure::Unreadable(why)) => {
             tracing::error!(id = %m.id, error = %why, "a file to upload cannot be read; this conversation waits, the others go on");
             return Err(hold(deps, item, route, "media_unreadable".into(), why, None).await);

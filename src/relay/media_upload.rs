@@ -63,6 +63,13 @@ pub enum UploadFailure {
     /// message POST's, this does not say the relay is away (messages
     /// without files still go), so only this message's conversation waits.
     NoMediaRoute(RelayError),
+    /// The upload ran past its timeout: the file too large for the way to
+    /// the relay, or a relay reading it slowly. Like `NoMediaRoute`, this
+    /// does not say the relay is away (messages without files still go),
+    /// so only this message's conversation waits: held as the relay
+    /// unreachable, every message would wait behind it, and the upload,
+    /// tried first again after each backoff, would time out again.
+    TooSlow(RelayError),
     /// The file is there but cannot be read (its permissions, a bad
     /// sector): only this message's conversation waits, for an operator.
     Unreadable(String),
@@ -175,6 +182,7 @@ async fn upload(deps: &Deps, id: &str) -> Result<Uploaded, UploadFailure> {
         ) => {
             return Err(UploadFailure::NoMediaRoute(e));
         }
+        Err(e @ RelayError::Timeout { .. }) => return Err(UploadFailure::TooSlow(e)),
         Err(e) if e.is_permanent() => return Ok(Uploaded::Refused(refusal(record, &e))),
         Err(e) => return Err(UploadFailure::Relay(e)),
     };

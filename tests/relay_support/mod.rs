@@ -136,6 +136,10 @@ pub struct Recorded {
     pub fail_media_times: u32,
     /// Refuse every media POST (after auth) with this status.
     pub refuse_media: Option<u16>,
+    /// Take this long over each media POST (after auth) before keeping
+    /// the file: a relay, or a way to it, too slow for the upload's
+    /// timeout.
+    pub slow_media_ms: u64,
 }
 
 pub struct EmulatedRelay {
@@ -546,8 +550,15 @@ async fn media(State(state): Shared, headers: HeaderMap, body: axum::body::Bytes
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
+    let slow_ms = {
+        let mut s = state.lock().unwrap();
+        s.upload_attempts += 1;
+        s.slow_media_ms
+    };
+    if slow_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(slow_ms)).await;
+    }
     let mut s = state.lock().unwrap();
-    s.upload_attempts += 1;
     if s.fail_media_times > 0 {
         s.fail_media_times -= 1;
         return error(503, "unavailable", "try later");
