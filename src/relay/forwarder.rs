@@ -617,7 +617,7 @@ mod tests {
 
     /// The forwarder's dependencies over `store`, linked to phone `m1` at
     /// a relay no test reaches.
-    fn deps_over(store: Arc<dyn Store>) -> Deps {
+    async fn deps_over(store: Arc<dyn Store>) -> Deps {
         let settings = Arc::new(RelaySettings {
             url: "http://127.0.0.1:9".into(),
             phone_id: "m1".into(),
@@ -628,7 +628,7 @@ mod tests {
             state: AppState::over(store.clone()),
             client: Arc::new(RelayClient::new(&settings).unwrap()),
             settings,
-            link: Arc::new(Link::new(store)),
+            link: Arc::new(Link::open(store).await),
             shutdown: CancellationToken::new(),
         }
     }
@@ -648,7 +648,7 @@ mod tests {
             .commit_inbound(received_sms("ext-1", now), now)
             .await
             .unwrap();
-        let deps = deps_over(store.clone());
+        let deps = deps_over(store.clone()).await;
         let (mut failures, mut link_down_until) = (0, None);
         let window = Duration::from_secs(60);
         let mut elapsed = Duration::ZERO;
