@@ -422,7 +422,7 @@ fn named(ids: &[String]) -> String {
 /// Before any channel runs (so no file is being saved), and under the
 /// instance lock: remove the files a crash left without a row, and say so
 /// if rows have lost their files (a store restored from a backup, which
-/// holds no files). A sweep that fails is logged and the daemon starts:
+/// holds no files); their room is given back. A sweep that fails is logged and the daemon starts:
 /// a stray file costs only disk.
 async fn sweep_media_files(store: &dyn Store) {
     match store.sweep_media_files().await {
@@ -438,7 +438,8 @@ async fn sweep_media_files(store: &dyn Store) {
                     rows = sweep.rows_without_file,
                     "kept media have lost their files (a store restored from a backup, \
                      which holds no files?); they are answered 410 media_gone, and \
-                     forwarded without them unless the relay has its copy"
+                     forwarded without them unless the relay has its copy; their \
+                     bytes no longer count against storage.max_media_total_bytes"
                 );
             }
         }

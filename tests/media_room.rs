@@ -11,7 +11,9 @@ use std::path::Path;
 
 use common::*;
 use phonerelay::clock::now_ms;
-use phonerelay::store::{MediaRefusal, MediaRoom, MediaSaved, NewMedia, SqliteStore, Store};
+use phonerelay::store::{
+    MediaContent, MediaRefusal, MediaRoom, MediaSaved, MediaSweep, NewMedia, SqliteStore, Store,
+};
 use phonerelay_channel::{ChannelKind, MediaUpload};
 
 const GIB: u64 = 1 << 30;
@@ -157,6 +159,106 @@ async fn files_pruned_give_their_room_back() {
     assert_eq!(store.prune_media(saved_at + 1, 100).await.unwrap(), 1);
     let saved = store.save_media(new_media(&[1; 10]), now_ms()).await;
     assert!(matches!(saved, Ok(MediaSaved::Saved(_))), "{saved:?}");
+}
+
+/// Saved at `at_ms`, under the cap; the row's id.
+async fn saved_id(store: &SqliteStore, bytes: &[u8], at_ms: i64) -> String {
+    match store.save_media(new_media(bytes), at_ms).await.unwrap() {
+        MediaSaved::Saved(record) => record.id,
+        other => panic!("not saved: {other:?}"),
+    }
+}
+
+/// The store at `db` opened again, and its media folder swept, as the
+/// daemon's start does before any channel runs.
+async fn reopened_and_swept(db: &Path, max_total_bytes: u64) -> (SqliteStore, MediaSweep) {
+    let store = store_with_room(db, max_total_bytes, 0);
+    let sweep = store.sweep_media_files().await.unwrap();
+    (store, sweep)
+}
+
+fn refused_as_over_the_cap(saved: MediaSaved) -> bool {
+    matches!(
+        saved,
+        MediaSaved::NoRoom {
+            reason: MediaRefusal::TotalCap,
+            ..
+        }
+    )
+}
+
+/// Files gone from media/ (a store restored from a backup, which holds
+/// no files; files removed by hand) no longer count against the cap once
+/// the start-up sweep has seen them gone. Their rows stay, answered as
+/// gone, and pruning them later gives no room back a second time.
+#[tokio::test]
+async fn files_gone_from_the_folder_give_their_room_back_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, media) = (
+        dir.path().join("phonerelay.sqlite3"),
+        dir.path().join("media"),
+    );
+    let cap = 20;
+    let saved_at = now_ms() - 60_000;
+    let lost = {
+        let store = store_with_room(&db, cap, 0);
+        let lost = [
+            saved_id(&store, &[1; 10], saved_at).await,
+            saved_id(&store, &[2; 10], saved_at).await,
+        ];
+        assert!(refused_as_over_the_cap(
+            store.save_media(new_media(&[3]), now_ms()).await.unwrap()
+        ));
+        lost
+    };
+    std::fs::remove_dir_all(&media).unwrap();
+
+    let (store, sweep) = reopened_and_swept(&db, cap).await;
+    assert_eq!(sweep.rows_without_file, 2);
+    assert_eq!(store.media_usage().await.unwrap(), (0, 0));
+    saved_id(&store, &[4; 20], now_ms()).await;
+    match store.open_media(&lost[0]).await.unwrap() {
+        MediaContent::Gone(record) => assert_eq!(record.size, 10, "the row says what it had"),
+        _ => panic!("not answered as gone"),
+    }
+
+    // Retention deletes the rows of the lost files: no room comes back,
+    // the file of the cap's size still fills it.
+    assert_eq!(store.prune_media(saved_at + 1, 100).await.unwrap(), 2);
+    assert!(refused_as_over_the_cap(
+        store.save_media(new_media(&[5]), now_ms()).await.unwrap()
+    ));
+    assert_eq!(media_rows(&db), 1);
+}
+
+/// A file put back after a start that found it gone counts again.
+#[tokio::test]
+async fn a_file_put_back_counts_against_the_cap_again_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, media) = (
+        dir.path().join("phonerelay.sqlite3"),
+        dir.path().join("media"),
+    );
+    let aside = dir.path().join("aside");
+    let id = {
+        let store = store_with_room(&db, 10, 0);
+        saved_id(&store, &[1; 10], now_ms()).await
+    };
+    std::fs::rename(&media, &aside).unwrap();
+    let (store, sweep) = reopened_and_swept(&db, 10).await;
+    assert_eq!(sweep.rows_without_file, 1);
+    drop(store);
+
+    std::fs::rename(&aside, &media).unwrap();
+    let (store, sweep) = reopened_and_swept(&db, 10).await;
+    assert_eq!(sweep.rows_without_file, 0);
+    assert!(matches!(
+        store.open_media(&id).await.unwrap(),
+        MediaContent::Found(..)
+    ));
+    assert!(refused_as_over_the_cap(
+        store.save_media(new_media(&[2]), now_ms()).await.unwrap()
+    ));
 }
 
 /// The floor against the real disk: one above the space free now refuses

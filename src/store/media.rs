@@ -112,6 +112,7 @@ pub struct MediaSweep {
     /// Files without a row (a crash between writing the file and
     /// committing its row) and unfinished temporary files, removed.
     pub orphans_removed: usize,
-    /// Rows whose file is not there (a restored backup): served as gone.
+    /// Rows whose file is not there (a restored backup): served as gone,
+    /// and no longer counted against `storage.max_media_total_bytes`.
     pub rows_without_file: usize,
 }

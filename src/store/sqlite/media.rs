@@ -57,9 +57,10 @@ pub fn get(conn: &Connection, id: &str) -> StoreResult<Option<MediaRecord>> {
 }
 
 /// How many files are kept, and their bytes (see `Store::media_usage`).
+/// A row whose file the start-up sweep did not find keeps no file.
 pub fn usage(conn: &Connection) -> StoreResult<(u64, u64)> {
     Ok(conn
-        .prepare_cached("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM media")?
+        .prepare_cached("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM media WHERE file_gone = 0")?
         .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?)
 }
 
@@ -99,7 +100,9 @@ pub fn claim_for(
 /// message took that were saved before ?1 (an adapter saved one and then
 /// could not deliver its message). The media table holds one row per file
 /// kept, so reading it through is cheap next to the files themselves.
-const PRUNABLE: &str = "SELECT id, size FROM media
+/// A row whose file is gone frees no room: its bytes were given back when
+/// the sweep marked it.
+const PRUNABLE: &str = "SELECT id, CASE WHEN file_gone = 0 THEN size ELSE 0 END FROM media
     WHERE (inbound_id IS NOT NULL
            AND NOT EXISTS (SELECT 1 FROM inbound WHERE inbound.id = media.inbound_id))
        OR (inbound_id IS NULL AND created_at < ?1)
@@ -131,4 +134,34 @@ pub fn all_ids(conn: &Connection) -> StoreResult<HashSet<String>> {
         .prepare_cached("SELECT id FROM media")?
         .query_map([], |row| row.get(0))?
         .collect::<Result<HashSet<String>, _>>()?)
+}
+
+/// Mark the rows of `missing` as having lost their file, and those of
+/// `found` so marked as having it again (put back by hand); returns the
+/// bytes the first no longer count against the total cap and those the
+/// second count again. A row already so marked counts once.
+pub fn mark_files(
+    conn: &Connection,
+    missing: &[String],
+    found: &[String],
+) -> StoreResult<(u64, u64)> {
+    Ok((
+        set_file_gone(conn, missing, true)?,
+        set_file_gone(conn, found, false)?,
+    ))
+}
+
+/// The bytes of the rows of `ids` whose `file_gone` changed to `gone`.
+fn set_file_gone(conn: &Connection, ids: &[String], gone: bool) -> StoreResult<u64> {
+    let mut statement = conn.prepare_cached(
+        "UPDATE media SET file_gone = ?2 WHERE id = ?1 AND file_gone <> ?2 RETURNING size",
+    )?;
+    let mut bytes = 0u64;
+    for id in ids {
+        let size: Option<i64> = statement
+            .query_row(params![id, gone], |row| row.get(0))
+            .optional()?;
+        bytes = bytes.saturating_add(size.unwrap_or(0) as u64);
+    }
+    Ok(bytes)
 }

@@ -3,7 +3,8 @@
 //! Files are optional; a full disk stops every commit, and with it every
 //! message. A file is given its room before anything of it is written.
 //!
-//! The total is a running one: the sum of the rows' sizes, read once when
+//! The total is a running one: the sum of the rows' sizes (those whose
+//! file the start-up sweep found gone left out), read once when
 //! the store opens, then kept up to date as files are reserved, kept,
 //! given up and pruned. A `SUM` per file would be cheap too (one row per
 //! file), but a read of the committed rows cannot see the saves under way,
@@ -127,6 +128,13 @@ impl MediaBudget {
     pub fn release(&self, bytes: u64) {
         let mut tally = self.tally();
         tally.total = tally.total.saturating_sub(bytes);
+    }
+
+    /// Files found again that a sweep had found gone (put back by hand)
+    /// take their room once more, fitting or not: they are on the disk.
+    pub fn count_found_again(&self, bytes: u64) {
+        let mut tally = self.tally();
+        tally.total = tally.total.saturating_add(bytes);
     }
 
     /// The room and whether new files are refused, with `free` bytes free.

@@ -107,12 +107,12 @@ pub fn remove(dir: &Path, ids: &[String]) {
 }
 
 /// Remove every file in `dir` that is not one of `ids` (and every
-/// temporary one); returns how many went, and how many of `ids` have no
+/// temporary one); returns how many went, and those of `ids` that have a
 /// file.
-pub fn sweep(dir: &Path, ids: &HashSet<String>) -> std::io::Result<(usize, usize)> {
+pub fn sweep(dir: &Path, ids: &HashSet<String>) -> std::io::Result<(usize, HashSet<String>)> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, ids.len())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, HashSet::new())),
         Err(e) => return Err(e),
     };
     let mut present = HashSet::new();
@@ -137,7 +137,7 @@ pub fn sweep(dir: &Path, ids: &HashSet<String>) -> std::io::Result<(usize, usize
     if removed > 0 {
         std::fs::File::open(dir)?.sync_all()?;
     }
-    Ok((removed, ids.len() - present.len()))
+    Ok((removed, present))
 }
 
 #[cfg(test)]
@@ -176,7 +176,7 @@ mod tests {
     }
 
     #[test]
-    fn the_sweep_removes_files_without_a_row_and_counts_rows_without_a_file() {
+    fn the_sweep_removes_files_without_a_row_and_finds_the_rows_files() {
         let state = tempfile::tempdir().unwrap();
         let dir = state.path().join("media");
         let other = "0194f0c2-7a4e-7000-8000-000000000002";
@@ -186,7 +186,7 @@ mod tests {
         let ids: HashSet<String> = [ID, "0194f0c2-7a4e-7000-8000-000000000003"]
             .map(String::from)
             .into();
-        assert_eq!(sweep(&dir, &ids).unwrap(), (2, 1));
+        assert_eq!(sweep(&dir, &ids).unwrap(), (2, [ID.to_string()].into()));
         let left: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

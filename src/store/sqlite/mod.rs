@@ -214,6 +214,25 @@ impl SqliteStore {
         self
     }
 
+    /// The total cap counts the files that are there: rows whose file the
+    /// sweep did not find (a restored backup, files removed by hand) give
+    /// their bytes back, else the cap would refuse new files until
+    /// retention pruned those rows, and never with `retention_days = 0`.
+    /// Marked so, their later prune gives nothing back twice.
+    async fn count_only_files_there(
+        &self,
+        missing: Vec<String>,
+        found: Vec<String>,
+    ) -> StoreResult<()> {
+        let (gone_bytes, found_again_bytes) = self
+            .writer
+            .write(move |conn| media::mark_files(conn, &missing, &found))
+            .await?;
+        self.media_budget.release(gone_bytes);
+        self.media_budget.count_found_again(found_again_bytes);
+        Ok(())
+    }
+
     /// Free bytes on the store's filesystem, which the kept files must not
     /// take below `storage.media_min_free_bytes`.
     fn free_bytes(&self) -> Option<u64> {
@@ -672,14 +691,18 @@ impl Store for SqliteStore {
 
     async fn sweep_media_files(&self) -> StoreResult<MediaSweep> {
         let ids = self.reader.read(media::all_ids).await?;
-        let dir = self.media_dir.clone();
-        let (orphans_removed, rows_without_file) =
-            tokio::task::spawn_blocking(move || media_files::sweep(&dir, &ids))
+        let (dir, rows) = (self.media_dir.clone(), ids.clone());
+        let (orphans_removed, present) =
+            tokio::task::spawn_blocking(move || media_files::sweep(&dir, &rows))
                 .await
                 .map_err(|e| StoreError::Unavailable(format!("the media sweep failed: {e}")))?
                 .map_err(|e| {
                     StoreError::Unavailable(format!("cannot sweep the media folder: {e}"))
                 })?;
+        let (found, missing): (Vec<String>, Vec<String>) =
+            ids.into_iter().partition(|id| present.contains(id));
+        let rows_without_file = missing.len();
+        self.count_only_files_there(missing, found).await?;
         Ok(MediaSweep {
             orphans_removed,
             rows_without_file,

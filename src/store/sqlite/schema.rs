@@ -361,6 +361,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE inbound ADD COLUMN relay_body TEXT;
     ALTER TABLE inbound ADD COLUMN relay_body_url TEXT;
     "#,
+    // 18: a kept file's row whose file the start-up sweep did not find (a
+    // store restored from a backup, which holds no files): its bytes no
+    // longer count against `storage.max_media_total_bytes`, and pruning
+    // the row gives none back. Its `size` stays what the file had.
+    r#"
+    ALTER TABLE media ADD COLUMN file_gone INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Refuse a database a newer PhoneRelay has migrated past this binary's
