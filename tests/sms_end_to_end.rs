@@ -2,8 +2,8 @@
 //! on its own pseudo-terminal: sends route by phone_id, delivery reports
 //! turn `sent` into `delivered`, replies come in, and a modem unplugged
 //! mid-queue loses nothing while the other keeps working; however long a
-//! modem stays unplugged or off the network, or its network congested, its
-//! queue waits without spending attempts; and
+//! modem stays unplugged or off the network, its network congested or its
+//! memory full, its queue waits without spending attempts; and
 //! a part sent after a restart does not take an earlier part's id.
 
 mod support;
@@ -313,6 +313,64 @@ fn a_modem_unplugged_off_the_network_or_congested_for_longer_than_all_retries_fa
     let texts = sim.sent_texts();
     let sent_once = ["outage", "no coverage", "congestion"];
     for text in (0..3).flat_map(|i| sent_once.map(|what| format!("{what} {i}"))) {
+        assert_eq!(
+            texts.iter().filter(|t| **t == text).count(),
+            1,
+            "{text}: {texts:?}"
+        );
+    }
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
+
+/// A full modem memory (+CMS ERROR: 322, nothing sent) refuses four
+/// sends in a row, more than `max_attempts`: the endpoint pauses after
+/// each refusal, no message spends an attempt on one or fails, and each
+/// goes out once the modem takes sends again.
+#[test]
+fn a_full_modem_memory_refusing_more_sends_than_max_attempts_fails_no_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = ModemSimProcess::start(&dir.path().join("modem"), &[]);
+    let port = free_port();
+    let config = daemon_config(
+        dir.path(),
+        port,
+        "",
+        &format!(
+            "[outbox]\nmax_attempts = 2\nretry_initial_ms = 100\nretry_max_ms = 200\n\
+             [outbox.limits.sms]\nper_second = 1000.0\nburst = 1000\nper_recipient_per_minute = 0\n\
+             [[channels.sms.modems]]\nphone_id = \"m1\"\ndevice = \"{}\"\n",
+            sim.link.display()
+        ),
+    );
+    let key = create_key_cli(&config);
+    let daemon = DaemonProcess::start(&config, port);
+    let bridge = Bridge {
+        http: reqwest::blocking::Client::new(),
+        base: daemon.base.clone(),
+        key,
+    };
+    let before = bridge.send("m1", "+15551230001", "before the memory fills");
+    bridge.wait_status(&before, "delivered");
+
+    assert!(sim.control("fail 322 4").last().unwrap().starts_with("ok"));
+    let held: Vec<String> = (0..3)
+        .map(|i| bridge.send("m1", &format!("+155512303{i:02}"), &format!("full {i}")))
+        .collect();
+    bridge.wait_delivered_at_first_attempt(&held);
+    let refusals = held
+        .iter()
+        .flat_map(|id| {
+            let message = bridge.get(&format!("/api/v1/messages/{id}"));
+            message["history"].as_array().unwrap().clone()
+        })
+        .filter(|h| h["code"] == "cms_322")
+        .count();
+    assert_eq!(
+        refusals, 4,
+        "each refusal is in a history, as not an attempt"
+    );
+    let texts = sim.sent_texts();
+    for text in (0..3).map(|i| format!("full {i}")) {
         assert_eq!(
             texts.iter().filter(|t| **t == text).count(),
             1,

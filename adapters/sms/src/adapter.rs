@@ -16,7 +16,8 @@ use crate::concat_reference::{ConcatReferences, legacy_reference};
 use crate::config::{ModemConfig, SmsConfig};
 use crate::driver::status::{AcceptedParts, ModemStatus, SentParts, SharedStatus, parts_cursor};
 use crate::driver::{
-    CMS_SUBSCRIPTION_REFUSED, Driver, DriverError, OutPart, Request, WireStats, unix_now,
+    CMS_MEMORY_FULL, CMS_SUBSCRIPTION_REFUSED, Driver, DriverError, OutPart, Request, WireStats,
+    unix_now,
 };
 use crate::sim::{self, SimHandle};
 
@@ -170,12 +171,14 @@ fn classify(error: DriverError) -> SendError {
                 SendError::permanent(format!("cms_{code}"), message)
             } else if nothing_sent
                 && (NETWORK_REFUSES_FOR_NOW.contains(&code)
-                    || CMS_SUBSCRIPTION_REFUSED.contains(&code))
+                    || CMS_SUBSCRIPTION_REFUSED.contains(&code)
+                    || code == CMS_MEMORY_FULL)
             {
                 // The queue waits instead of spending an attempt per
                 // message while the network is congested, or refuses the
                 // account (no SC subscription, our SIM unknown to the
-                // network): the endpoint pauses for a doubling wait, after
+                // network), or the modem's memory is full (until a human
+                // makes room): the endpoint pauses for a doubling wait, after
                 // which the next message tries again, and the status names
                 // the refusal. Once a part of this attempt has gone out it
                 // counts as an attempt, as with 331 below.

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use phonerelay_channel::{Channel, ChannelHealth, HealthState};
+use phonerelay_channel::{Channel, ChannelHealth, ErrorClass, HealthState};
 
 /// A PDU no decoder makes sense of: the driver leaves it on the SIM.
 const UNDECODABLE: &str = "0004";
@@ -101,23 +101,28 @@ async fn the_modem_saying_its_memory_is_full_has_the_level_read_at_once() {
     assert_eq!(storage_used(&rig), Some(1));
 }
 
-/// A send answered `+CMS ERROR: 322` (memory full) is about the modem's
-/// memory, not the message: a failed attempt, retried, and the health
-/// says it until a reading shows room.
+/// A send answered `+CMS ERROR: 322` (memory full) before any part went
+/// out is about the modem's memory, not the message, and every message
+/// alike: refused for now (the endpoint pauses, no attempt spent), not a
+/// failed attempt that would fail the queue for good while the memory
+/// stays full; the health says it until a reading shows room.
 #[tokio::test]
-async fn a_send_answered_memory_full_is_retried_and_degrades_the_health() {
+async fn a_send_answered_memory_full_holds_the_queue_and_degrades_the_health() {
     let mut config = modem_config("main");
     config.sweep_interval_seconds = 3600;
     let rig = Rig::start(behaviour(), config).await;
     rig.wait_up().await;
-    rig.sim.fail_next_sends(322, 1);
-    let error = rig
-        .channel
-        .send(&message("a", "+15551230001", "one"))
-        .await
-        .unwrap_err();
-    assert_eq!(error.class, phonerelay_channel::ErrorClass::Transient);
-    assert_eq!(error.code, "cms_322");
+    rig.sim.fail_next_sends(322, 3);
+    for _ in 0..3 {
+        let error = rig
+            .channel
+            .send(&message("a", "+15551230001", "one"))
+            .await
+            .unwrap_err();
+        assert_eq!(error.class, ErrorClass::RateLimited, "{error:?}");
+        assert_eq!(error.code, "cms_322");
+    }
+    assert!(rig.sim.sent_messages().is_empty());
     let said = health(&rig);
     assert_eq!(said.state, HealthState::Degraded);
     assert_eq!(
@@ -130,11 +135,31 @@ async fn a_send_answered_memory_full_is_retried_and_degrades_the_health() {
          network; delete messages from it (a phone, or AT+CMGD) to make room"
     );
 
-    retry_until_sent(&rig, &message("a", "+15551230001", "one")).await;
+    rig.channel
+        .send(&message("a", "+15551230001", "one"))
+        .await
+        .unwrap();
+    assert_eq!(rig.sim.sent_messages().len(), 1);
     assert_eq!(health(&rig).state, HealthState::Degraded);
     // The next reading of the level (here the first sweep of a session
     // after the modem restarted) shows room.
     rig.sim.restart_in_place();
     wait_until(|| !health(&rig).details.contains_key("message_storage_full")).await;
     rig.wait_up().await;
+}
+
+/// A 322 after a part of the message went out is an attempt: the retry
+/// sends the rest.
+#[tokio::test]
+async fn memory_full_after_a_part_went_out_is_an_attempt() {
+    let mut config = modem_config("main");
+    config.sweep_interval_seconds = 3600;
+    let rig = Rig::start(behaviour(), config).await;
+    rig.wait_up().await;
+    rig.sim.fail_sends_after(1, 322, 1);
+    let long = message("l", "+15551230001", &"x".repeat(200));
+    let error = rig.channel.send(&long).await.unwrap_err();
+    assert_eq!(error.class, ErrorClass::Transient, "{error:?}");
+    assert_eq!(error.code, "cms_322");
+    retry_until_sent(&rig, &long).await;
 }

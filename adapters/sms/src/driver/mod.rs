@@ -33,7 +33,7 @@ pub use outage_log::OutageLog;
 use outage_log::Say;
 use slot::{INDICATED_MEMORIES_CURSOR, Memory, Slot};
 use status::{AcceptedPart, AcceptedParts, SentParts, SharedStatus, parts_cursor};
-use storage_level::CMS_MEMORY_FULL;
+pub(crate) use storage_level::CMS_MEMORY_FULL;
 
 use crate::codec::{self, Incoming};
 use crate::config::ModemConfig;
@@ -1112,7 +1112,8 @@ impl Driver {
                         }
                         (FinalResult::CmsError(_), Some(CMS_MEMORY_FULL)) => {
                             // The modem's memory, not the message: said in
-                            // the health until a reading shows room.
+                            // the health until a reading shows room, and
+                            // the adapter holds the queue meanwhile.
                             self.storage_full_said(Some(format!(
                                 "+CMS ERROR: {CMS_MEMORY_FULL} to a send"
                             )));

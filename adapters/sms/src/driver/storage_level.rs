@@ -13,9 +13,10 @@ use super::conn::{Answer, Conn, ConnError};
 
 /// TS 27.005 `+CMS ERROR: 322`, memory full. The AT table calls it
 /// permanent (the command fails again until room is made), but what must
-/// change is the modem's memory, not the message: a send it answers is a
-/// failed attempt, retried, and the health says what to do.
-pub(super) const CMS_MEMORY_FULL: u16 = 322;
+/// change is the modem's memory, not the message: a send it refuses before
+/// any part went out holds the queue (the adapter pauses the endpoint, no
+/// attempt spent), and the health says what to do.
+pub(crate) const CMS_MEMORY_FULL: u16 = 322;
 
 /// The receive memory's fill level in an answer to `AT+CPMS?`.
 fn storage_level(answer: &Answer) -> Option<MemoryUsage> {
