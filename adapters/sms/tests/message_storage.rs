@@ -163,3 +163,68 @@ async fn memory_full_after_a_part_went_out_is_an_attempt() {
     assert_eq!(error.code, "cms_322");
     retry_until_sent(&rig, &long).await;
 }
+
+/// A modem that cannot say its level (`AT+CPMS?` answered `ERROR`) and
+/// says its memory is full only by a vendor indication (`^SMMEMFULL`,
+/// which has no word for room again): once a human makes room, the
+/// message the network held comes in, the driver deletes it once
+/// committed, and that delete is the proof of room the health recovers
+/// on.
+#[tokio::test]
+async fn a_full_memory_said_by_an_indication_alone_recovers_once_the_driver_frees_a_slot() {
+    let mut config = modem_config("main");
+    config.sweep_interval_seconds = 1;
+    let rig = Rig::start(small_sim(2), config).await;
+    rig.wait_up().await;
+    rig.sim.refuse_storage_query(true);
+    for _ in 0..2 {
+        assert!(rig.sim.inject_raw_pdu_unannounced(UNDECODABLE));
+    }
+    rig.sim
+        .send_unsolicited(vec!["^SMMEMFULL: \"SM\"".to_string()]);
+    wait_until(|| health(&rig).state == HealthState::Degraded).await;
+    assert_eq!(
+        health(&rig).details["message_storage_full"],
+        "the modem's own indication"
+    );
+    let injected = rig.sim.inject_inbound("+15551230001", "held while full");
+    assert_eq!((injected.stored, injected.held), (0, 1));
+
+    assert!(rig.sim.delete_stored(1));
+    wait_until(|| {
+        rig.sink
+            .inbound()
+            .iter()
+            .any(|m| m.text == "held while full")
+    })
+    .await;
+    rig.wait_up().await;
+    assert!(!health(&rig).details.contains_key("message_storage_full"));
+}
+
+/// A memory read full stays said full through a failed read: the health
+/// does not go up while nothing was freed.
+#[tokio::test]
+async fn a_failed_read_after_a_full_one_keeps_the_health_degraded() {
+    let mut config = modem_config("main");
+    config.sweep_interval_seconds = 1;
+    let rig = Rig::start(small_sim(2), config).await;
+    rig.wait_up().await;
+    for _ in 0..2 {
+        assert!(rig.sim.inject_raw_pdu(UNDECODABLE));
+    }
+    wait_until(|| health(&rig).state == HealthState::Degraded).await;
+    rig.sim.refuse_storage_query(true);
+    // The driver asks again only once it has taken in the answer before.
+    wait_until(|| rig.sim.storage_queries_refused() >= 2).await;
+    let after = health(&rig);
+    assert_eq!(after.state, HealthState::Degraded, "{}", after.summary);
+    assert_eq!(after.measures["message_storage_used"], 2);
+    assert!(
+        after
+            .summary
+            .starts_with("SIM message storage full (2 of 2)"),
+        "{}",
+        after.summary
+    );
+}

@@ -1331,14 +1331,18 @@ impl Driver {
     }
 
     /// `AT+CMGD` of `slot`, whose memory is the one selected; whether the
-    /// modem freed it.
+    /// modem freed it. A freed slot is room in its memory.
     async fn delete_here(&self, conn: &mut Conn, slot: Slot) -> Result<bool, ConnError> {
         debug_assert_eq!(conn.memory, Some(slot.mem));
         let index = slot.index;
-        Ok(conn
+        let freed = conn
             .run(self.cmd(format!("AT+CMGD={index}")))
             .await?
-            .is_ok())
+            .is_ok();
+        if freed {
+            self.room_made(slot.mem);
+        }
+        Ok(freed)
     }
 
     async fn read_stored(

@@ -57,12 +57,13 @@ pub struct ModemStatus {
     pub damaged_pdu_lines: u64,
     /// How full the memory received messages go to is, as `AT+CPMS?` said
     /// after the last sweep (the first comes right after start-up) or the
-    /// modem's last word on its memory; `None` until read, or while the
-    /// modem's answer cannot be read.
+    /// modem's last word on its memory; `None` until read. A failed read
+    /// keeps the last one; a message the driver deletes from that memory
+    /// takes one from its count.
     pub message_storage: Option<MemoryUsage>,
     /// What told of a full memory other than a reading of it (the modem's
     /// own indication, a `+CMS ERROR: 322`): taken for full until a
-    /// reading shows room.
+    /// reading shows room or the driver deletes a message from it.
     pub storage_full_said: Option<String>,
 }
 

@@ -4,12 +4,15 @@
 //! drops them once their validity runs out), and inbound stops without a
 //! word from the modem. The level is read after each sweep (one
 //! `AT+CPMS?`), the first right after start-up, and when the modem says
-//! on its own that its memory is full; the health says when it is.
+//! on its own that its memory is full; the health says when it is. A
+//! failed read keeps the last reading; a message the driver deletes from
+//! the memory clears what said it full.
 
 use phonerelay_sms_at::responses::{self, MemoryUsage};
 
 use super::Driver;
 use super::conn::{Answer, Conn, ConnError};
+use super::slot::Memory;
 
 /// TS 27.005 `+CMS ERROR: 322`, memory full. The AT table calls it
 /// permanent (the command fails again until room is made), but what must
@@ -36,14 +39,44 @@ impl Driver {
     }
 
     /// A reading of the receive memory: `None` when it could not be read,
-    /// which leaves the level unknown rather than stale. A reading with
-    /// room outweighs what was said of a full memory before it.
+    /// which keeps the last reading: a memory read full stays said full
+    /// through a failed read, rather than the health going up while
+    /// nothing was freed. A reading with room outweighs what was said of a
+    /// full memory before it.
     pub(super) fn note_storage_level(&self, usage: Option<MemoryUsage>) {
+        let Some(usage) = usage else { return };
         let (was_full, now_full) = self.with_status_change(|s| {
-            if usage.as_ref().is_some_and(|u| !u.is_full()) {
+            if !usage.is_full() {
                 s.storage_full_said = None;
             }
-            s.message_storage = usage;
+            s.message_storage = Some(usage);
+        });
+        self.say_storage_change(was_full, now_full);
+    }
+
+    /// The driver deleted a message from `mem`: one slot of it is free
+    /// now, whatever the modem's indication or a `+CMS ERROR: 322` said,
+    /// and the last reading of it counts one used slot fewer. Needed
+    /// because the vendor indications have no word for room again, and a
+    /// modem whose `AT+CPMS?` cannot be read would otherwise stay said
+    /// full until a restart. A delete is the one proof of room the driver
+    /// sees itself (a send stores nothing, so its success says nothing of
+    /// the memory); a memory that fills again at once is said full again
+    /// by its next reading or indication. The status report memory holds
+    /// no received message: room in it is not room for them.
+    pub(super) fn room_made(&self, mem: Memory) {
+        if mem == Memory::REPORTS {
+            return;
+        }
+        let (was_full, now_full) = self.with_status_change(|s| {
+            s.storage_full_said = None;
+            let read_here = s
+                .message_storage
+                .as_mut()
+                .filter(|u| u.mem.as_deref().is_none_or(|m| m == mem.as_str()));
+            if let Some(usage) = read_here {
+                usage.used = usage.used.saturating_sub(1);
+            }
         });
         self.say_storage_change(was_full, now_full);
     }

@@ -249,6 +249,18 @@ impl SimHandle {
         self.modem().pin_check_delay = delay;
     }
 
+    /// Answer `AT+CPMS?` with `ERROR` (`true`), as a modem that cannot say
+    /// its fill level, or with the level again (`false`).
+    pub fn refuse_storage_query(&self, refuse: bool) {
+        self.modem().refuses_storage_query = refuse;
+    }
+
+    /// How many `AT+CPMS?` were answered `ERROR` so far: the driver has
+    /// taken in every one but the last.
+    pub fn storage_queries_refused(&self) -> u64 {
+        self.modem().storage_queries_refused
+    }
+
     /// The next `count` PINs are answered with the final result line
     /// `reply` (`+CME ERROR: 14`, SIM busy) without the SIM checking them:
     /// no try is used.

@@ -233,6 +233,11 @@ pub struct SimModem {
     /// line before the SIM checks one (`+CME ERROR: 14` while it is busy):
     /// no try is used. The count left and the line.
     pin_refusals: Option<(usize, String)>,
+    /// Whether `AT+CPMS?` is answered `ERROR`, as by a modem that cannot
+    /// say its fill level (or not at the moment).
+    pub refuses_storage_query: bool,
+    /// How many `AT+CPMS?` were answered `ERROR` so far.
+    pub storage_queries_refused: u64,
     /// The final result line a wrong PIN gets: `+CME ERROR: 16` as the
     /// spec has it, a bare `ERROR` on some modems.
     pub wrong_pin_reply: String,
@@ -288,6 +293,8 @@ impl SimModem {
             lose_status_after_pin: false,
             status_answer_to_lose: false,
             pin_refusals: None,
+            refuses_storage_query: false,
+            storage_queries_refused: 0,
             wrong_pin_reply: "+CME ERROR: 16".into(),
             held: VecDeque::new(),
             first_index: 1,
@@ -690,6 +697,10 @@ impl SimModem {
             "+CNMA" => cms(340),
             "+CSCA?" => info(&format!("+CSCA: \"{SIM_SMSC}\",145")),
             _ if cmd.starts_with("+CSCA=") => ok(),
+            "+CPMS?" if self.refuses_storage_query => {
+                self.storage_queries_refused += 1;
+                error()
+            }
             "+CPMS?" => {
                 let total = self.behaviour.capacity;
                 info(&format!(
