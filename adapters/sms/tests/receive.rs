@@ -852,6 +852,35 @@ fn direct_record(rig: &Rig) -> Option<String> {
         .cloned()
 }
 
+/// Part 1 of a long message handed over directly waits in assembly;
+/// part 2 comes while its message's committed-parts record cannot be read
+/// for a moment, so it waits unjudged in the record of direct deliveries.
+/// With a reassembly timeout far shorter than the sweep interval, it is
+/// judged again at the next expiry check, and part 1 does not time out
+/// meanwhile: one whole message. Before, part 1 timed out and was
+/// committed alone, and the next sweep committed part 2 alone too.
+#[tokio::test]
+async fn a_direct_part_unjudged_for_a_moment_joins_its_message_before_a_short_timeout() {
+    let mut config = modem_config("main");
+    config.reassembly_timeout_seconds = 1;
+    config.sweep_interval_seconds = 3600;
+    let rig = Rig::start(behaviour(), config).await;
+    rig.wait_up().await;
+    let long = "u".repeat(200);
+    let parts = long_parts("+15551230040", &long, 40);
+    rig.sim.deliver_direct(&parts[0], false);
+    // Kept in the record once judged new.
+    wait_until(|| direct_record(&rig).is_some()).await;
+    *rig.sink.failing_cursor_prefix.lock().unwrap() = Some("sms-committed-parts".into());
+    rig.sim.deliver_direct(&parts[1], false);
+    wait_until(|| direct_record(&rig).is_some_and(|r| r.split(',').count() == 2)).await;
+    *rig.sink.failing_cursor_prefix.lock().unwrap() = None;
+    wait_until(|| !rig.sink.inbound().is_empty()).await;
+    assert_eq!(texts(&rig)[0], long, "one message, whole");
+    wait_until(|| direct_record(&rig).is_none()).await;
+    assert_eq!(texts(&rig), [long.as_str()]);
+}
+
 /// The first part of a long message handed over directly (`+CMT`, stored
 /// nowhere), then a restart, then the second part: the first was kept in
 /// the store, so the message arrives whole. Before, the first part lived

@@ -91,9 +91,11 @@ impl Driver {
     /// committed lately may not have been read yet, and a message whose
     /// slots were not all freed is named only by its committed-parts
     /// record. Kept in the record unless it is a known copy. One that
-    /// cannot be told yet stays there and out of assembly, for a sweep to
-    /// judge: held, it would never be asked about again, and its timeout
-    /// would commit it alone, a second, partial message.
+    /// cannot be told yet stays there and out of assembly, judged again
+    /// at the next expiry check (or sweep): held, it would never be asked
+    /// about again, and its timeout would commit it alone, a second,
+    /// partial message. Until it is judged no message in assembly times
+    /// out, since the one it belongs to would be committed without it.
     async fn long_direct_part_is_new(
         &self,
         deliver: &Deliver,
@@ -109,7 +111,8 @@ impl Driver {
             Ok(false) => true,
             Err(e) => {
                 tracing::warn!(phone_id = %self.config.phone_id, error = %e,
-                    "cannot tell whether a direct part's message was committed; kept for the next sweep");
+                    "cannot tell whether a direct part's message was committed; kept to be judged again");
+                inbox.direct_unjudged = true;
                 false
             }
         };
@@ -241,11 +244,15 @@ impl Driver {
             })
             .collect();
         self.keep_direct(&mut unsaved, inbox).await;
+        // What could not be judged now; unknown, so as before, while the
+        // record cannot be read.
+        let mut unjudged = false;
         let record = match self.sink.load_cursor(DIRECT_PARTS_CURSOR).await {
             Ok(value) => value.unwrap_or_default(),
             Err(e) => {
                 tracing::warn!(phone_id = %self.config.phone_id, error = %e,
                     "cannot read the record of direct deliveries; tried again at the next sweep");
+                unjudged = inbox.direct_unjudged;
                 String::new()
             }
         };
@@ -279,7 +286,8 @@ impl Driver {
                 // it alone, a second, partial message.
                 Err(e) => {
                     tracing::warn!(phone_id = %self.config.phone_id, error = %e,
-                        "cannot tell whether a direct part's message was committed; left for the next sweep");
+                        "cannot tell whether a direct part's message was committed; left to be judged again");
+                    unjudged = true;
                     continue;
                 }
             }
@@ -293,6 +301,7 @@ impl Driver {
                 self.commit_inbound(conn, ready, inbox, now).await?;
             }
         }
+        inbox.direct_unjudged = unjudged;
         self.forget_direct_keys(&done, inbox).await;
         Ok(())
     }

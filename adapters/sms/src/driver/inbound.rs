@@ -252,6 +252,12 @@ pub struct Inbox {
     /// start (the store failing): until they are, no part can be told
     /// known from that list, and each asks for it again.
     pub recent_unread: bool,
+    /// A part of a long message handed over directly waits in the record
+    /// of direct deliveries unjudged (whether its message was committed
+    /// could not be read): judged again at each expiry check, and until it
+    /// is, no message in assembly times out, as it may be the part one of
+    /// them waits for (`direct_parts`).
+    pub direct_unjudged: bool,
 }
 
 /// How long the parts of a committed long message are known as such, at
@@ -291,6 +297,7 @@ impl Inbox {
             committed: HashMap::new(),
             unsaved_direct: BTreeMap::new(),
             recent_unread: false,
+            direct_unjudged: false,
         }
     }
 

@@ -837,6 +837,18 @@ impl Driver {
                 }
                 _ = sweep.tick() => self.sweep(conn, inbox, epoch).await?,
                 _ = expiry.tick() => {
+                    // A direct part left unjudged may be the one a message
+                    // in assembly waits for: judged first, and while it
+                    // cannot be, nothing times out (its message would be
+                    // committed without it, then it alone: two partial
+                    // messages). A short reassembly timeout would
+                    // otherwise run out long before the next sweep.
+                    if inbox.direct_unjudged {
+                        self.retake_direct(conn, inbox, epoch).await?;
+                        if inbox.direct_unjudged {
+                            continue;
+                        }
+                    }
                     let now = epoch.elapsed().as_millis() as u64;
                     // A sweep first: a slot of the expiring message that
                     // changed hands (its part deleted by something else,
