@@ -1037,6 +1037,21 @@ async fn pull_mode_does_not_spin_on_a_relay_that_does_not_hold_polls_open() {
     assert!((5..=26).contains(&polls), "{polls} polls in a second");
 }
 
+/// A connection to `bridge`'s store with a trigger of the test's own
+/// that refuses to commit relay job `id` (a refusal for good); dropping
+/// the trigger through it lets the job commit.
+fn store_refusing_job(bridge: &TestDaemon, id: &str) -> rusqlite::Connection {
+    let db = rusqlite::Connection::open(bridge.db_path()).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let name = id.replace('-', "");
+    db.execute_batch(&format!(
+        "CREATE TRIGGER refuse_{name} BEFORE UPDATE OF relay_message_id ON outbound
+         WHEN NEW.relay_message_id = '{id}' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+    ))
+    .unwrap();
+    db
+}
+
 /// A pull-mode bridge on `config` whose store refuses to commit job o-1
 /// (a trigger of the test's own, dropped through the connection returned),
 /// and the relay holding o-1 ("first") and o-2 ("second") to one number,
@@ -1047,13 +1062,7 @@ async fn pull_bridge_refusing_o1(
     config: &str,
 ) -> (TestDaemon, rusqlite::Connection) {
     let bridge = common::start_bridge(config, RELAY_KEY, wa).await;
-    let db = rusqlite::Connection::open(bridge.db_path()).unwrap();
-    db.busy_timeout(Duration::from_secs(10)).unwrap();
-    db.execute_batch(
-        "CREATE TRIGGER refuse_o1 BEFORE UPDATE OF relay_message_id ON outbound
-         WHEN NEW.relay_message_id = 'o-1' BEGIN SELECT RAISE(ABORT, 'refused'); END",
-    )
-    .unwrap();
+    let db = store_refusing_job(&bridge, "o-1");
     relay.with(|s| {
         for (id, to, text) in [
             ("o-1", "+15551230001", "first"),
@@ -1183,13 +1192,7 @@ async fn a_commit_earlier_in_the_pass_of_a_job_s_first_refusal_does_not_make_it_
     let relay = EmulatedRelay::start().await;
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
     let bridge = common::start_bridge(&relay.bridge_config("pull", None), RELAY_KEY, &wa).await;
-    let db = rusqlite::Connection::open(bridge.db_path()).unwrap();
-    db.busy_timeout(Duration::from_secs(10)).unwrap();
-    db.execute_batch(
-        "CREATE TRIGGER refuse_o2 BEFORE UPDATE OF relay_message_id ON outbound
-         WHEN NEW.relay_message_id = 'o-2' BEGIN SELECT RAISE(ABORT, 'refused'); END",
-    )
-    .unwrap();
+    let db = store_refusing_job(&bridge, "o-2");
     // Both in one poll, o-1 first.
     relay.with(|s| {
         for (id, to, text) in [

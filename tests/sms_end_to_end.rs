@@ -82,6 +82,17 @@ impl Bridge {
         }
     }
 
+    /// How many entries of `ids`' status histories carry error `code`.
+    fn history_entries_with_code(&self, ids: &[String], code: &str) -> usize {
+        ids.iter()
+            .flat_map(|id| {
+                let message = self.get(&format!("/api/v1/messages/{id}"));
+                message["history"].as_array().unwrap().clone()
+            })
+            .filter(|h| h["code"] == code)
+            .count()
+    }
+
     fn wait_inbound(&self, count: usize) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -297,14 +308,7 @@ fn a_modem_unplugged_off_the_network_or_congested_for_longer_than_all_retries_fa
         })
         .collect();
     bridge.wait_delivered_at_first_attempt(&congested);
-    let refusals = congested
-        .iter()
-        .flat_map(|id| {
-            let message = bridge.get(&format!("/api/v1/messages/{id}"));
-            message["history"].as_array().unwrap().clone()
-        })
-        .filter(|h| h["code"] == "cms_42")
-        .count();
+    let refusals = bridge.history_entries_with_code(&congested, "cms_42");
     assert_eq!(
         refusals, 4,
         "each refusal is in a history, as not an attempt"
@@ -357,14 +361,7 @@ fn a_full_modem_memory_refusing_more_sends_than_max_attempts_fails_no_message() 
         .map(|i| bridge.send("m1", &format!("+155512303{i:02}"), &format!("full {i}")))
         .collect();
     bridge.wait_delivered_at_first_attempt(&held);
-    let refusals = held
-        .iter()
-        .flat_map(|id| {
-            let message = bridge.get(&format!("/api/v1/messages/{id}"));
-            message["history"].as_array().unwrap().clone()
-        })
-        .filter(|h| h["code"] == "cms_322")
-        .count();
+    let refusals = bridge.history_entries_with_code(&held, "cms_322");
     assert_eq!(
         refusals, 4,
         "each refusal is in a history, as not an attempt"
