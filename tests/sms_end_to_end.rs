@@ -237,22 +237,24 @@ fn two_modems_route_report_receive_and_survive_an_unplug() {
     assert_eq!(daemon.terminate().code(), Some(0));
 }
 
-#[test]
-fn a_modem_unplugged_off_the_network_or_congested_for_longer_than_all_retries_fails_no_message() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = ModemSimProcess::start(&dir.path().join("modem"), &[]);
+/// A daemon on modem `m1` (the simulator `sim`, with `modem_extra` keys)
+/// that fails a message after two attempts 100-200 ms apart: a refusal
+/// that spent attempts would fail a message within half a second. No
+/// rate limit slows the sends.
+fn start_with_two_quick_attempts(
+    dir: &std::path::Path,
+    sim: &ModemSimProcess,
+    modem_extra: &str,
+) -> (DaemonProcess, Bridge) {
     let port = free_port();
-    // Two attempts 100-200 ms apart: an outage that spent attempts would
-    // fail a message within half a second.
     let config = daemon_config(
-        dir.path(),
+        dir,
         port,
         "",
         &format!(
             "[outbox]\nmax_attempts = 2\nretry_initial_ms = 100\nretry_max_ms = 200\n\
              [outbox.limits.sms]\nper_second = 1000.0\nburst = 1000\nper_recipient_per_minute = 0\n\
-             [[channels.sms.modems]]\nphone_id = \"m1\"\ndevice = \"{}\"\nreconnect_max_backoff_seconds = 1\n\
-             health_interval_seconds = 1\n",
+             [[channels.sms.modems]]\nphone_id = \"m1\"\ndevice = \"{}\"\n{modem_extra}",
             sim.link.display()
         ),
     );
@@ -263,6 +265,18 @@ fn a_modem_unplugged_off_the_network_or_congested_for_longer_than_all_retries_fa
         base: daemon.base.clone(),
         key,
     };
+    (daemon, bridge)
+}
+
+#[test]
+fn a_modem_unplugged_off_the_network_or_congested_for_longer_than_all_retries_fails_no_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = ModemSimProcess::start(&dir.path().join("modem"), &[]);
+    let (daemon, bridge) = start_with_two_quick_attempts(
+        dir.path(),
+        &sim,
+        "reconnect_max_backoff_seconds = 1\nhealth_interval_seconds = 1\n",
+    );
     let before = bridge.send("m1", "+15551230001", "before the outage");
     bridge.wait_status(&before, "delivered");
 
@@ -334,25 +348,7 @@ fn a_modem_unplugged_off_the_network_or_congested_for_longer_than_all_retries_fa
 fn a_full_modem_memory_refusing_more_sends_than_max_attempts_fails_no_message() {
     let dir = tempfile::tempdir().unwrap();
     let sim = ModemSimProcess::start(&dir.path().join("modem"), &[]);
-    let port = free_port();
-    let config = daemon_config(
-        dir.path(),
-        port,
-        "",
-        &format!(
-            "[outbox]\nmax_attempts = 2\nretry_initial_ms = 100\nretry_max_ms = 200\n\
-             [outbox.limits.sms]\nper_second = 1000.0\nburst = 1000\nper_recipient_per_minute = 0\n\
-             [[channels.sms.modems]]\nphone_id = \"m1\"\ndevice = \"{}\"\n",
-            sim.link.display()
-        ),
-    );
-    let key = create_key_cli(&config);
-    let daemon = DaemonProcess::start(&config, port);
-    let bridge = Bridge {
-        http: reqwest::blocking::Client::new(),
-        base: daemon.base.clone(),
-        key,
-    };
+    let (daemon, bridge) = start_with_two_quick_attempts(dir.path(), &sim, "");
     let before = bridge.send("m1", "+15551230001", "before the memory fills");
     bridge.wait_status(&before, "delivered");
 
