@@ -27,10 +27,9 @@ const GROUP_TARGET: usize = 16;
 /// One queued write: run it (again, if its batch has to be redone) inside
 /// the group transaction, then report its result once the commit is known.
 pub trait PendingWrite: Send {
-    /// Run the write and keep its result; `isolated` wraps it in its own
-    /// savepoint so a failure undoes only this write. Its error, if it
-    /// failed (a copy: the caller still gets the result in `finish`).
-    fn run(&mut self, conn: &Connection, isolated: bool) -> StoreResult<()>;
+    /// Run the write and keep its result. Its error, if it failed (a
+    /// copy: the caller still gets the result in `finish`).
+    fn run(&mut self, conn: &Connection) -> StoreResult<()>;
     /// Hand the caller its result, or the commit's error.
     fn finish(self: Box<Self>, commit: StoreResult<()>);
 }
@@ -48,13 +47,8 @@ where
     T: Send + 'static,
     F: Fn(&Connection) -> StoreResult<T> + Send + 'static,
 {
-    fn run(&mut self, conn: &Connection, isolated: bool) -> StoreResult<()> {
-        let write = |conn: &Connection| unpanicked(|| (self.write)(conn));
-        let result = if isolated {
-            in_savepoint(conn, write)
-        } else {
-            write(conn)
-        };
+    fn run(&mut self, conn: &Connection) -> StoreResult<()> {
+        let result = unpanicked(|| (self.write)(conn));
         let ran = match &result {
             Ok(_) => Ok(()),
             Err(e) => Err(e.clone()),
@@ -219,30 +213,46 @@ fn unpanicked<T>(write: impl FnOnce() -> StoreResult<T>) -> StoreResult<T> {
     })
 }
 
-fn in_savepoint<T>(
+/// A write's savepoint failed: it could not be made or released, or the
+/// write failed and neither its savepoint nor the transaction could be
+/// rolled back. The transaction may hold what the write did while its
+/// caller is told something else, so the group must not commit.
+struct SavepointFailed(rusqlite::Error);
+
+/// Run `write` in a savepoint of its own, so that if it fails only what it
+/// did is undone; its result. If what it did cannot be told apart from
+/// the rest of the transaction any more, `SavepointFailed`.
+fn in_savepoint(
     conn: &Connection,
-    write: impl Fn(&Connection) -> StoreResult<T>,
-) -> StoreResult<T> {
+    write: impl FnOnce(&Connection) -> StoreResult<()>,
+) -> Result<StoreResult<()>, SavepointFailed> {
     // Cached statements: two per job, so not parsed again every time.
-    conn.prepare_cached("SAVEPOINT job")?.execute([])?;
-    match write(conn) {
-        Ok(value) => {
-            conn.prepare_cached("RELEASE job")?.execute([])?;
-            Ok(value)
-        }
-        Err(e) => {
-            // Unless SQLite has already undone the whole transaction, and
-            // the savepoint with it: then the write's own error says why.
-            // If the write cannot be undone alone, the whole group is (the
-            // caller sees the transaction gone and fails the group): left
-            // in, the failed write's rows would commit with the others.
-            if !conn.is_autocommit() && conn.execute_batch("ROLLBACK TO job; RELEASE job").is_err()
-            {
-                let _ = conn.execute_batch("ROLLBACK");
-            }
-            Err(e)
-        }
+    let statement = |sql: &str| -> rusqlite::Result<()> {
+        conn.prepare_cached(sql)?.execute([])?;
+        Ok(())
+    };
+    statement("SAVEPOINT job").map_err(SavepointFailed)?;
+    let Err(e) = write(conn) else {
+        statement("RELEASE job").map_err(SavepointFailed)?;
+        return Ok(Ok(()));
+    };
+    // Unless SQLite has already undone the whole transaction, and the
+    // savepoint with it: then the write's own error says why.
+    if !conn.is_autocommit() {
+        undo(conn).map_err(SavepointFailed)?;
     }
+    Ok(Err(e))
+}
+
+/// Undo the failed write of the savepoint `job`, or if that fails, the
+/// whole transaction (the caller sees it gone, and redoes or fails the
+/// group). An error if neither could be: what the write did is still in
+/// the transaction.
+fn undo(conn: &Connection) -> rusqlite::Result<()> {
+    if conn.execute_batch("ROLLBACK TO job; RELEASE job").is_ok() {
+        return Ok(());
+    }
+    conn.execute_batch("ROLLBACK")
 }
 
 fn run(conn: Connection, rx: mpsc::Receiver<Job>, commit_delay: Duration, health: &WriteHealth) {
@@ -359,14 +369,19 @@ fn run_batch(
     commit: &dyn Fn(&Connection) -> rusqlite::Result<()>,
 ) -> StoreResult<()> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
-    if !batch
-        .iter_mut()
-        .all(|job| failures.passed(job.run(conn, false)))
-    {
+    if !batch.iter_mut().all(|job| failures.passed(job.run(conn))) {
         if !conn.is_autocommit() {
             conn.execute_batch("ROLLBACK")?;
         }
-        run_isolated(conn, batch, failures)?;
+        if let Err(e) = run_isolated(conn, batch, failures) {
+            // A failed savepoint leaves the transaction open: rolled back
+            // here, or if that fails too, before the next group (or the
+            // writer stops, [`run_with`]). Never committed.
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            return Err(e);
+        }
     }
     let Err(e) = commit(conn) else {
         return Ok(());
@@ -392,6 +407,12 @@ fn run_batch(
 /// own, still commit. Each such redo takes one write out, so there are at
 /// most as many as the group has writes. Any other error fails the group
 /// whole, every caller hearing it ([`group_undone_by`]).
+///
+/// A write whose savepoint failed ([`SavepointFailed`]: what it did may
+/// still be in the transaction, while its caller hears an error) fails
+/// the group whole too, the transaction left open for [`run_batch`] to
+/// roll back: committed, the group would keep a write its caller was told
+/// had failed.
 fn run_isolated(
     conn: &Connection,
     batch: &mut Vec<Job>,
@@ -400,7 +421,8 @@ fn run_isolated(
     'redo: loop {
         conn.execute_batch("BEGIN IMMEDIATE")?;
         for at in 0..batch.len() {
-            let ran = batch[at].run(conn, true);
+            let ran =
+                in_savepoint(conn, |conn| batch[at].run(conn)).map_err(group_not_committed)?;
             let undone_by = ran.as_ref().err().cloned();
             failures.passed(ran);
             if !conn.is_autocommit() {
@@ -414,6 +436,16 @@ fn run_isolated(
         }
         return Ok(());
     }
+}
+
+/// What every caller of a group hears when a write's savepoint failed:
+/// an error that may pass, as nothing of the group was committed and the
+/// same writes may well commit in the next one.
+fn group_not_committed(SavepointFailed(e): SavepointFailed) -> StoreError {
+    tracing::error!(error = %e, "a write's savepoint failed; its group is not committed");
+    StoreError::Unavailable(format!(
+        "a write could not be kept apart from its group ({e}); nothing of the group was committed"
+    ))
 }
 
 /// Tell a write taken out of its group its own result (its refusal): it
@@ -480,6 +512,9 @@ impl TransientFailures {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::Ordering::SeqCst;
+
     use super::*;
 
     fn job<F>(write: F) -> (Job, oneshot::Receiver<StoreResult<()>>)
@@ -736,6 +771,218 @@ mod tests {
         );
         drop(writer);
         thread.join().unwrap();
+    }
+
+    /// A ROLLBACK, of a savepoint or of the transaction.
+    fn is_rollback(action: &rusqlite::hooks::AuthAction<'_>) -> bool {
+        use rusqlite::hooks::{AuthAction, TransactionOperation::Rollback};
+        matches!(
+            action,
+            AuthAction::Savepoint {
+                operation: Rollback,
+                ..
+            } | AuthAction::Transaction {
+                operation: Rollback
+            }
+        )
+    }
+
+    /// A file of `numbers()` at `path`, whose connection refuses to
+    /// prepare the next `refusals` ROLLBACKs, of a savepoint or of the
+    /// transaction, as an authorizer may: an undo that fails and leaves
+    /// the connection in its transaction, the failed write's rows in it.
+    fn numbers_refusing_undo(path: &std::path::Path, refusals: Arc<AtomicUsize>) -> Connection {
+        numbers_refusing(path, is_rollback, refusals)
+    }
+
+    /// A file of `numbers()` at `path`, whose connection refuses to
+    /// prepare the next `refusals` statements that are `refused`.
+    fn numbers_refusing(
+        path: &std::path::Path,
+        refused: fn(&rusqlite::hooks::AuthAction<'_>) -> bool,
+        refusals: Arc<AtomicUsize>,
+    ) -> Connection {
+        use rusqlite::hooks::Authorization;
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER UNIQUE)")
+            .unwrap();
+        conn.authorizer(Some(move |context: rusqlite::hooks::AuthContext<'_>| {
+            let refuse = refused(&context.action)
+                && refusals
+                    .fetch_update(SeqCst, SeqCst, |left| left.checked_sub(1))
+                    .is_ok();
+            if refuse {
+                Authorization::Deny
+            } else {
+                Authorization::Allow
+            }
+        }));
+        conn
+    }
+
+    /// The numbers committed to the file at `path`, read by a connection
+    /// of its own.
+    fn numbers_committed(path: &std::path::Path) -> Vec<i64> {
+        numbers_in(&Connection::open(path).unwrap())
+    }
+
+    /// A group of three writes whose second writes a row and then fails;
+    /// when it runs again in its own savepoint, it sets `refusals` to
+    /// `refused`, so that its row cannot be undone. The three jobs and
+    /// their callers' results.
+    fn group_with_an_undo_that_fails(
+        refusals: Arc<AtomicUsize>,
+        refused: usize,
+    ) -> ([Job; 3], [oneshot::Receiver<StoreResult<()>>; 3]) {
+        let runs = AtomicUsize::new(0);
+        let (a, a_rx) = job(insert(1));
+        let (b, b_rx) = job(move |conn: &Connection| {
+            if runs.fetch_add(1, SeqCst) > 0 {
+                refusals.store(refused, SeqCst);
+            }
+            insert(2)(conn)?;
+            insert(1)(conn)
+        });
+        let (c, c_rx) = job(insert(3));
+        ([a, b, c], [a_rx, b_rx, c_rx])
+    }
+
+    /// A group whose undo failed, queued on a writer's channel before the
+    /// writer thread starts, so that it runs as one group; the writer, its
+    /// thread, and the group's callers' results.
+    fn writer_running_a_group_with_an_undo_that_fails(
+        conn: Connection,
+        refusals: Arc<AtomicUsize>,
+    ) -> (
+        Writer,
+        thread::JoinHandle<()>,
+        [oneshot::Receiver<StoreResult<()>>; 3],
+    ) {
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let (group, results) = group_with_an_undo_that_fails(refusals, usize::MAX);
+        for job in group {
+            jobs.send(job).unwrap();
+        }
+        let health = Arc::new(WriteHealth::default());
+        let writer = Writer {
+            jobs,
+            health: health.clone(),
+        };
+        let thread = thread::spawn(move || run_with(conn, rx, Duration::ZERO, &health, &commit));
+        (writer, thread, results)
+    }
+
+    /// The undo of a failed write fails (its ROLLBACK TO and the ROLLBACK
+    /// after it): its group is not committed, every caller hearing an
+    /// error that may pass, and the connection is rolled back at once
+    /// when that works again.
+    #[test]
+    fn a_write_that_cannot_be_undone_fails_its_group_and_the_transaction_is_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("numbers.sqlite3");
+        let refusals = Arc::new(AtomicUsize::new(0));
+        let conn = numbers_refusing_undo(&path, refusals.clone());
+        let (group, results) = group_with_an_undo_that_fails(refusals, 2);
+        assert!(run_group(&conn, group.into()).is_err());
+        for mut result in results {
+            let failed = result.try_recv().unwrap().unwrap_err();
+            assert!(failed.is_transient(), "{failed:?}");
+        }
+        assert!(
+            conn.is_autocommit(),
+            "the group's transaction is rolled back"
+        );
+        assert_eq!(numbers_in(&conn), Vec::<i64>::new());
+    }
+
+    /// A write that passed but whose savepoint cannot be released fails
+    /// its group: its caller would hear the error while its row, still in
+    /// the savepoint, committed with the others.
+    #[test]
+    fn a_write_whose_savepoint_cannot_be_released_fails_its_group() {
+        use rusqlite::hooks::{AuthAction, TransactionOperation::Release};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("numbers.sqlite3");
+        let is_release = |action: &AuthAction<'_>| {
+            matches!(
+                action,
+                AuthAction::Savepoint {
+                    operation: Release,
+                    ..
+                }
+            )
+        };
+        let refusals = Arc::new(AtomicUsize::new(0));
+        let conn = numbers_refusing(&path, is_release, refusals.clone());
+        let (a, a_rx) = job(insert(1));
+        let refuse_once = refusals.clone();
+        // Fails, so the group is redone with a savepoint per write; the
+        // first of them (a's) is not released.
+        let (b, b_rx) = job(move |conn: &Connection| {
+            refuse_once.store(1, SeqCst);
+            insert(1)(conn)
+        });
+        let (c, c_rx) = job(insert(3));
+        assert!(run_group(&conn, vec![a, b, c]).is_err());
+        for mut result in [a_rx, b_rx, c_rx] {
+            let failed = result.try_recv().unwrap().unwrap_err();
+            assert!(failed.is_transient(), "{failed:?}");
+        }
+        assert_eq!(refusals.load(SeqCst), 0, "a RELEASE was refused");
+        assert!(conn.is_autocommit());
+        assert_eq!(numbers_committed(&path), Vec::<i64>::new());
+    }
+
+    /// A failed write whose rows could not be undone, nor its group's
+    /// transaction rolled back, is never committed with its group: every
+    /// caller hears an error that may pass, the writer is failing, and the
+    /// next group rolls the connection back first, so nothing of the
+    /// failed group is ever committed.
+    #[tokio::test]
+    async fn a_write_that_cannot_be_undone_fails_its_group_and_nothing_of_it_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("numbers.sqlite3");
+        let refusals = Arc::new(AtomicUsize::new(0));
+        let conn = numbers_refusing_undo(&path, refusals.clone());
+        let (writer, thread, results) =
+            writer_running_a_group_with_an_undo_that_fails(conn, refusals.clone());
+        for result in results {
+            let failed = result.await.unwrap().unwrap_err();
+            assert!(failed.is_transient(), "{failed:?}");
+        }
+        assert_eq!(numbers_committed(&path), Vec::<i64>::new());
+        assert!(writer.failing().is_some());
+
+        // The undo works again: the next group rolls the failed one back
+        // before it runs, and commits alone.
+        refusals.store(0, SeqCst);
+        writer.write(insert(4)).await.unwrap();
+        assert_eq!(numbers_committed(&path), [4]);
+        assert_eq!(writer.failing(), None);
+        drop(writer);
+        thread.join().unwrap();
+    }
+
+    /// Still stuck in the failed group's transaction at the next group (its
+    /// ROLLBACK fails too), the writer writes nothing more: it never
+    /// commits the failed write's rows with a later group.
+    #[tokio::test]
+    async fn a_writer_stuck_in_a_failed_group_s_transaction_writes_nothing_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("numbers.sqlite3");
+        let refusals = Arc::new(AtomicUsize::new(0));
+        let conn = numbers_refusing_undo(&path, refusals.clone());
+        let (writer, thread, results) =
+            writer_running_a_group_with_an_undo_that_fails(conn, refusals);
+        for result in results {
+            assert!(result.await.unwrap().unwrap_err().is_transient());
+        }
+        let refused = writer.write(insert(4)).await.unwrap_err();
+        assert!(matches!(refused, StoreError::Unavailable(_)), "{refused:?}");
+        assert!(writer.is_broken().is_some());
+        drop(writer);
+        thread.join().unwrap();
+        assert_eq!(numbers_committed(&path), Vec::<i64>::new());
     }
 
     /// A database that became read-only (a remount, the file replaced)
