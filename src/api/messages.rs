@@ -22,6 +22,7 @@ use super::send_validation::{validate, validate_idempotency_key};
 use super::state::AppState;
 use crate::clock::{now_ms, parse_rfc3339};
 use crate::metrics::labels;
+use crate::outbox::Reservation;
 use crate::store::*;
 
 #[utoipa::path(
@@ -50,15 +51,18 @@ use crate::store::*;
 )]
 pub async fn send(State(state): State<AppState>, input: SendInput) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let result = accept(&state, input).await;
+    let result = accept(&state, input, started).await;
     match &result {
-        Ok(_) => state
+        // A new message's time is observed with its commit ([`commit_new`]),
+        // which goes on if this request is dropped.
+        Ok(committed) if committed.replayed => state
             .metrics
             .accept_seconds
             .observe(started.elapsed().as_secs_f64()),
+        Ok(_) => {}
         Err(e) => count_rejection(&state, e),
     }
-    result
+    result.map(accepted)
 }
 
 fn count_rejection(state: &AppState, e: &ApiError) {
@@ -69,7 +73,11 @@ fn count_rejection(state: &AppState, e: &ApiError) {
         .inc();
 }
 
-async fn accept(state: &AppState, input: SendInput) -> Result<Response, ApiError> {
+async fn accept(
+    state: &AppState,
+    input: SendInput,
+    started: Instant,
+) -> Result<Committed, ApiError> {
     let SendInput {
         caller,
         idempotency_key,
@@ -78,15 +86,15 @@ async fn accept(state: &AppState, input: SendInput) -> Result<Response, ApiError
     let idempotency_key = validate_idempotency_key(idempotency_key.as_ref())?;
     let req = body.value;
     caller.require_phone(&req.phone_id)?;
-    let committed = commit_send(
+    commit_send(
         state,
         Some(caller.0.key_id.clone()),
         idempotency_key,
         req,
         &body.raw,
+        Some(started),
     )
-    .await?;
-    Ok(accepted(committed))
+    .await
 }
 
 /// What a send request carries, read in the order its checks answer: the
@@ -183,13 +191,15 @@ impl Committed {
 }
 
 /// Validate a send request and commit it to the outbox: the one path for
-/// the API and for jobs polled from the relay.
+/// the API and for jobs polled from the relay. `started`: when an API
+/// request began, for `accept_duration_seconds`.
 pub(crate) async fn commit_send(
     state: &AppState,
     api_key_id: Option<String>,
     idempotency_key: Option<String>,
     req: SendRequest,
     raw: &[u8],
+    started: Option<Instant>,
 ) -> Result<Committed, ApiError> {
     let relay_id_seen = match &req.relay_message_id {
         Some(relay_id) => relay_id_seen(state, relay_id, &req.phone_id).await?,
@@ -234,20 +244,6 @@ pub(crate) async fn commit_send(
         return Err(relay_id_taken());
     }
     let now = now_ms();
-    // A free dispatcher slot with nothing waiting: commit the message
-    // already claimed and hand it over, no claim needed (outbox::handover).
-    // Refused, the request keeps `refused` until its message is committed
-    // to the queue: no claim started meanwhile counts the queue drained.
-    let (reservation, refused) = match state
-        .endpoints
-        .get(valid.channel, &req.phone_id)
-        .map(|endpoint| endpoint.intake.reserve())
-    {
-        Some(Ok(reservation)) => (Some(reservation), None),
-        Some(Err(refused)) => (None, Some(refused)),
-        None => (None, None),
-    };
-    let lease_ms = state.config.config.outbox.lease_ms();
     let message = NewOutbound {
         api_key_id,
         idempotency_key,
@@ -266,60 +262,105 @@ pub(crate) async fn commit_send(
         priority: valid.priority,
         created_at_ms: now,
         expires_at_ms: now + valid.ttl_ms,
-        claimed_until_ms: reservation.as_ref().map(|_| now + lease_ms),
+        claimed_until_ms: None,
     };
-    let (channel, phone_id) = (message.channel, message.phone_id.clone());
-    // A message handed over is committed `sending`: answering `queued`
-    // sent a client that cancelled at once into a 409.
-    let status = message.committed_status();
-    let relay_id = req.relay_message_id;
-    let (outcome, handed_over) = match reservation {
-        // In a task of its own, so that a request dropped mid-way (the
-        // client went away) still hands over what it committed.
-        Some(reservation) => {
-            let store = state.store.clone();
-            tokio::spawn(async move {
-                let claimed = message.clone();
-                let outcome = store_new(&*store, message, relay_id).await?;
-                let mut handed_over = false;
-                if let AcceptOutcome::Created { id } = &outcome {
-                    handed_over = reservation.hand_over(claimed.claimed_record(id.clone()));
-                    if !handed_over {
-                        tracing::warn!(
-                            "the dispatcher was gone before taking a message; the next start sends it"
-                        );
-                    }
-                }
-                Ok::<_, StoreError>((outcome, handed_over))
-            })
-            .await
-            .map_err(ApiError::accept_task_failed)??
-        }
-        None => {
-            let outcome = store_new(&*state.store, message, relay_id).await;
-            drop(refused);
-            (outcome?, false)
-        }
-    };
+    // In a task of its own: once the store has the message, it commits it
+    // whatever becomes of this request (its writer goes on), and so must
+    // what follows the commit. Dropped with a request whose client went
+    // away, that left a committed message out of the metrics, its
+    // dispatcher not woken, and a hand-over not made.
+    let committing = tokio::spawn(commit_new(
+        state.clone(),
+        message,
+        req.relay_message_id,
+        started,
+    ));
+    let (outcome, status) = committing.await.map_err(ApiError::accept_task_failed)??;
     match outcome {
-        AcceptOutcome::Created { id } => {
-            let labels = labels(&[("channel", channel.as_str())]);
-            if handed_over {
-                state.metrics.handed_over.get_or_create(&labels).inc();
-            } else {
-                state.endpoints.wake(channel, &phone_id);
-            }
-            state.metrics.accepted.get_or_create(&labels).inc();
-            Ok(Committed {
-                id,
-                status,
-                replayed: false,
-            })
-        }
+        AcceptOutcome::Created { id } => Ok(Committed {
+            id,
+            status,
+            replayed: false,
+        }),
         AcceptOutcome::Replayed { id } => Ok(Committed::replayed(id)),
         AcceptOutcome::KeyReused { id } => Err(key_reused(&id)),
         AcceptOutcome::RelayIdTaken => Err(relay_id_taken()),
     }
+}
+
+/// Commit `message`, and do what its commit calls for: hand it to its
+/// endpoint's dispatcher, or wake the dispatcher for it, and count it
+/// ([`count_accepted`]). What the store made of it, and the status a new
+/// message was committed with.
+async fn commit_new(
+    state: AppState,
+    mut message: NewOutbound,
+    relay_id: Option<String>,
+    started: Option<Instant>,
+) -> Result<(AcceptOutcome, OutboundStatus), StoreError> {
+    // A free dispatcher slot with nothing waiting: commit the message
+    // already claimed and hand it over, no claim needed (outbox::handover).
+    // Refused, the request keeps `refused` until its message is committed
+    // to the queue: no claim started meanwhile counts the queue drained.
+    let (reservation, refused) = match state
+        .endpoints
+        .get(message.channel, &message.phone_id)
+        .map(|endpoint| endpoint.intake.reserve())
+    {
+        Some(Ok(reservation)) => (Some(reservation), None),
+        Some(Err(refused)) => (None, Some(refused)),
+        None => (None, None),
+    };
+    let lease_ms = state.config.config.outbox.lease_ms();
+    message.claimed_until_ms = reservation
+        .as_ref()
+        .map(|_| message.created_at_ms + lease_ms);
+    // A message handed over is committed `sending`: answering `queued`
+    // sent a client that cancelled at once into a 409.
+    let status = message.committed_status();
+    let handover = reservation.map(|reservation| (reservation, message.clone()));
+    let (channel, phone_id) = (message.channel, message.phone_id.clone());
+    let outcome = store_new(&*state.store, message, relay_id).await;
+    drop(refused);
+    let outcome = outcome?;
+    if let AcceptOutcome::Created { id } = &outcome {
+        let handed_over =
+            handover.is_some_and(|(reservation, claimed)| hand_over(reservation, &claimed, id));
+        if !handed_over {
+            state.endpoints.wake(channel, &phone_id);
+        }
+        count_accepted(&state, channel, handed_over, started);
+    }
+    Ok((outcome, status))
+}
+
+/// Count a message committed on `channel`: accepted, handed over or not,
+/// and the time since `started`, an API request's.
+fn count_accepted(
+    state: &AppState,
+    channel: ChannelKind,
+    handed_over: bool,
+    started: Option<Instant>,
+) {
+    let labels = labels(&[("channel", channel.as_str())]);
+    if handed_over {
+        state.metrics.handed_over.get_or_create(&labels).inc();
+    }
+    state.metrics.accepted.get_or_create(&labels).inc();
+    if let Some(started) = started {
+        let seconds = started.elapsed().as_secs_f64();
+        state.metrics.accept_seconds.observe(seconds);
+    }
+}
+
+/// Hand the message `claimed`, committed as `id`, to the dispatcher that
+/// reserved a slot for it; whether it took it.
+fn hand_over(reservation: Reservation, claimed: &NewOutbound, id: &str) -> bool {
+    let handed_over = reservation.hand_over(claimed.claimed_record(id.to_string()));
+    if !handed_over {
+        tracing::warn!("the dispatcher was gone before taking a message; the next start sends it");
+    }
+    handed_over
 }
 
 /// What a send's `relay_message_id` already names.
@@ -605,9 +646,18 @@ pub async fn cancel_message(
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::time::Duration;
+
+    use phonerelay_channel::{
+        Channel, ChannelContext, ChannelHealth, OutboundMessage, SendError, SendReceipt,
+    };
+    use serde_json::Value;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::store::testing::{ReadsFailAfterCommit, queued_sms};
+    use crate::api::serve::{Limits, Stop, serve};
+    use crate::store::testing::{AcceptsHeld, ReadsFailAfterCommit, queued_sms};
 
     /// A cancel that committed is answered with the cancelled message
     /// though the store cannot be read once it has: the read after the
@@ -631,5 +681,155 @@ mod tests {
         assert!(store.get_outbound(&id).await.is_err(), "reads fail now");
         let stored = store.inner().get_outbound(&id).await.unwrap().unwrap();
         assert_eq!(stored.record.status, OutboundStatus::Cancelled);
+    }
+
+    /// The SMS endpoint `m1`, which never sends: no dispatcher runs in
+    /// these tests, so its messages stay queued.
+    struct Idle;
+
+    #[async_trait::async_trait]
+    impl Channel for Idle {
+        fn kind(&self) -> ChannelKind {
+            ChannelKind::Sms
+        }
+        fn phone_id(&self) -> &str {
+            "m1"
+        }
+        async fn send(&self, _message: &OutboundMessage) -> Result<SendReceipt, SendError> {
+            unreachable!("no dispatcher runs")
+        }
+        async fn run(&self, _ctx: ChannelContext) {}
+        fn health(&self) -> ChannelHealth {
+            ChannelHealth::up("idle")
+        }
+    }
+
+    /// The API over `state`, served on a port of its own (until the test's
+    /// runtime ends); its base URL.
+    async fn served(state: AppState) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let limits = Limits {
+            request_timeout: Duration::from_secs(30),
+            max_connections: 16,
+            serving: "test",
+        };
+        let stop = Stop {
+            graceful: CancellationToken::new(),
+            hard: CancellationToken::new(),
+        };
+        tokio::spawn(serve(listener, crate::api::router(state), limits, stop));
+        base
+    }
+
+    /// A send request with the bearer `key`, as raw HTTP/1.1.
+    fn raw_send(key: &str, text: &str) -> String {
+        let body =
+            format!(r#"{{"phone_id":"m1","channel":"sms","to":"+15551230001","text":"{text}"}}"#);
+        format!(
+            "POST /api/v1/messages HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    /// What `probe` finds, once it finds something, or panic after 10 s
+    /// with what it last saw, saying it never found `what`.
+    async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Result<T, String>) -> T {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen = match probe().await {
+                Ok(found) => return found,
+                Err(seen) => seen,
+            };
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never {what}: {seen}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// GET `path` at `base` with the bearer `key`, as JSON.
+    async fn get_json(http: &reqwest::Client, base: &str, path: &str, key: &str) -> Value {
+        let response = http.get(format!("{base}{path}")).bearer_auth(key).send();
+        response.await.unwrap().json().await.unwrap()
+    }
+
+    /// The lines of `/metrics` at `base` that start with `series`, once
+    /// there are any.
+    async fn wait_series(http: &reqwest::Client, base: &str, series: &str) -> Vec<String> {
+        eventually(&format!("counted {series}"), async || {
+            let response = http.get(format!("{base}/metrics")).send();
+            let text = response.await.unwrap().text().await.unwrap();
+            let lines: Vec<String> = text
+                .lines()
+                .filter(|line| line.starts_with(series))
+                .map(str::to_string)
+                .collect();
+            if lines.is_empty() {
+                Err(text)
+            } else {
+                Ok(lines)
+            }
+        })
+        .await
+    }
+
+    /// A client that sends a message and goes away while it is being
+    /// committed: the store commits it all the same (its writer has it),
+    /// and so the metrics count it as accepted, once, with its accept
+    /// time, though no answer was given. Counted by the request's
+    /// handler, dropped with the connection, it was never counted.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_send_committed_after_its_client_went_away_is_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
+        let store = Arc::new(AcceptsHeld::new(sqlite));
+        let issued = crate::keys::issue("test", vec![Scope::Send, Scope::Read], None, now_ms());
+        store.create_key(issued.record).await.unwrap();
+        let state = AppState::over_endpoints(store.clone(), vec![Arc::new(Idle)]);
+        let base = served(state).await;
+
+        let mut client = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        client
+            .write_all(raw_send(&issued.clear, "gone").as_bytes())
+            .await
+            .unwrap();
+        // The commit is asked for, and held: the client goes away first.
+        store.faults.asked.notified().await;
+        client.shutdown().await.unwrap();
+        let mut answer = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut answer));
+        closed
+            .await
+            .expect("the server kept the connection of a client gone")
+            .ok();
+        assert!(
+            answer.is_empty(),
+            "answered: {}",
+            String::from_utf8_lossy(&answer)
+        );
+
+        store.faults.go_ahead.add_permits(1);
+        let http = reqwest::Client::new();
+        let key = &issued.clear;
+        let id = eventually("committed", async || {
+            let page = get_json(&http, &base, "/api/v1/messages", key).await;
+            match page["messages"].as_array().map(Vec::as_slice) {
+                Some([message]) => Ok(message["id"].as_str().unwrap().to_string()),
+                _ => Err(page.to_string()),
+            }
+        })
+        .await;
+        let message = get_json(&http, &base, &format!("/api/v1/messages/{id}"), key).await;
+        assert_eq!(message["status"], "queued", "{message}");
+        assert_eq!(message["text"], "gone", "{message}");
+        let accepted = wait_series(&http, &base, "phonerelay_accepted_total").await;
+        assert_eq!(accepted, [r#"phonerelay_accepted_total{channel="sms"} 1"#]);
+        let timed = wait_series(&http, &base, "phonerelay_accept_duration_seconds_count").await;
+        assert_eq!(timed, ["phonerelay_accept_duration_seconds_count 1"]);
     }
 }

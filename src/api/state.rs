@@ -42,10 +42,19 @@ impl AppState {
     /// The API's state over `store`, with no endpoints and the default
     /// settings: for calling handlers without a daemon around them.
     pub fn over(store: Arc<dyn Store>) -> Self {
+        Self::over_endpoints(store, Vec::new())
+    }
+
+    /// [`Self::over`] with an endpoint for each of `channels`, none of
+    /// them dispatching (their messages stay queued).
+    pub fn over_endpoints(
+        store: Arc<dyn Store>,
+        channels: Vec<Arc<dyn phonerelay_channel::Channel>>,
+    ) -> Self {
         use crate::config::Config;
         Self::new(Shared {
             store,
-            endpoints: Arc::new(Endpoints::new(Vec::new()).expect("no endpoints")),
+            endpoints: Arc::new(Endpoints::new(channels).expect("endpoints")),
             config: Arc::new(LoadedConfig {
                 config: Config::default(),
                 path: "test.toml".into(),

@@ -447,7 +447,7 @@ pub async fn take(deps: &Deps, job: Value) -> Result<Ack, NotTaken> {
             Some("phone_id".into()),
         ));
     }
-    match commit_send(&deps.state, None, None, request, &raw).await {
+    match commit_send(&deps.state, None, None, request, &raw, None).await {
         Ok(committed) => Ok(Ack {
             relay_message_id,
             result: "accepted",

@@ -1,6 +1,8 @@
 //! A store that fails where a test says ([`Faults`]) and is otherwise
 //! the [`SqliteStore`] inside it.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use phonerelay_channel::{ChannelKind, CursorWrite, InboundMessage, StatusUpdate};
 
@@ -37,16 +39,25 @@ pub trait Faults: Send + Sync + 'static {
     fn save_cursor(&self, _name: &str) -> StoreResult<()> {
         Ok(())
     }
+
+    /// Once a new outbound message is to be committed (`accept_outbound`):
+    /// resolves when the commit may go ahead.
+    fn accept_goes_ahead(&self) -> impl Future<Output = ()> + Send + 'static {
+        std::future::ready(())
+    }
 }
 
 pub struct Faulty<F> {
-    inner: SqliteStore,
+    inner: Arc<SqliteStore>,
     pub faults: F,
 }
 
 impl<F: Faults> Faulty<F> {
     pub fn with(inner: SqliteStore, faults: F) -> Self {
-        Self { inner, faults }
+        Self {
+            inner: Arc::new(inner),
+            faults,
+        }
     }
 
     /// The store behind, which never fails for the test.
@@ -65,8 +76,18 @@ impl<F: Faults> Store for Faulty<F> {
         self.inner.disk_usage().await
     }
 
+    /// As the store's writer does, the commit goes ahead whatever becomes
+    /// of the caller meanwhile: a caller gone when it lands is not told.
     async fn accept_outbound(&self, message: NewOutbound) -> StoreResult<AcceptOutcome> {
-        self.inner.accept_outbound(message).await
+        let goes_ahead = self.faults.accept_goes_ahead();
+        let inner = self.inner.clone();
+        let committing = tokio::spawn(async move {
+            goes_ahead.await;
+            inner.accept_outbound(message).await
+        });
+        committing
+            .await
+            .map_err(|e| StoreError::Database(format!("the commit's task failed: {e}")))?
     }
 
     async fn find_idempotent_outbound(

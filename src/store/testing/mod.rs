@@ -4,8 +4,8 @@
 mod faulty;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use phonerelay_channel::{ChannelKind, InboundMessage};
 
@@ -82,6 +82,39 @@ impl Faults for ReadsFailAfterCommitFaults {
 
     fn committed(&self) {
         self.committed.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A store whose commits of new outbound messages (`accept_outbound`)
+/// wait until the test lets them go ahead, as behind a slow commit, and
+/// say when one is asked for; everything else is the inner store's.
+pub type AcceptsHeld = Faulty<AcceptsHeldFaults>;
+
+pub struct AcceptsHeldFaults {
+    /// Notified once for each commit asked for.
+    pub asked: tokio::sync::Notify,
+    /// One permit for each commit that may go ahead.
+    pub go_ahead: Arc<tokio::sync::Semaphore>,
+}
+
+impl AcceptsHeld {
+    pub fn new(inner: SqliteStore) -> Self {
+        let faults = AcceptsHeldFaults {
+            asked: tokio::sync::Notify::new(),
+            go_ahead: Arc::new(tokio::sync::Semaphore::new(0)),
+        };
+        Faulty::with(inner, faults)
+    }
+}
+
+impl Faults for AcceptsHeldFaults {
+    fn accept_goes_ahead(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.asked.notify_one();
+        let go_ahead = self.go_ahead.clone();
+        async move {
+            let permit = go_ahead.acquire_owned().await;
+            permit.expect("the semaphore is never closed").forget();
+        }
     }
 }
 
