@@ -18,6 +18,7 @@ use super::dto::{Accepted, MessagePage, MessageView, SendRequest};
 use super::error::{ApiError, ErrorBody};
 use super::paging::{decode_cursor, page_limit, split_page};
 use super::path::ApiPath;
+use super::finish_on_drop::finish_on_drop;
 use super::send_validation::{validate, validate_idempotency_key};
 use super::state::AppState;
 use crate::clock::{now_ms, parse_rfc3339};
@@ -264,12 +265,12 @@ pub(crate) async fn commit_send(
         expires_at_ms: now + valid.ttl_ms,
         claimed_until_ms: None,
     };
-    // In a task of its own: once the store has the message, it commits it
-    // whatever becomes of this request (its writer goes on), and so must
-    // what follows the commit. Dropped with a request whose client went
-    // away, that left a committed message out of the metrics, its
-    // dispatcher not woken, and a hand-over not made.
-    let committing = tokio::spawn(commit_new(
+    // Finished even if this request is dropped (its client went away):
+    // once the store has the message, it commits it whatever becomes of
+    // the request (its writer goes on), and so must what follows the
+    // commit. Dropped with the request, that left a committed message out
+    // of the metrics, its dispatcher not woken, and a hand-over not made.
+    let committing = finish_on_drop(commit_new(
         state.clone(),
         message,
         req.relay_message_id,
