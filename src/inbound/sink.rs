@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use phonerelay_channel::{
     Attachment, ChannelEvent, ChannelKind, CursorWrite, EventSink, InboundMessage,
-    MAX_META_ENTRIES, MAX_META_VALUE_CHARS, MediaUpload, SinkError,
+    MAX_META_ENTRIES, MAX_META_VALUE_CHARS, MediaUpload, SinkError, UnreadableInbound,
 };
 use tokio::sync::Notify;
 
@@ -143,11 +143,34 @@ impl StoreSink {
     }
 }
 
+impl StoreSink {
+    /// Keep what the adapter could not read; the same bytes again are not
+    /// kept twice. Another endpoint's would be listed as that one's.
+    async fn commit_unreadable(&self, item: UnreadableInbound) -> Result<(), SinkError> {
+        if item.channel != self.channel || item.phone_id != self.phone_id {
+            return Err(SinkError::rejected(format!(
+                "an unreadable inbound item of {}/{} handed to the sink of {}/{}",
+                item.channel, item.phone_id, self.channel, self.phone_id
+            )));
+        }
+        let commit = self
+            .store
+            .commit_unreadable(item, now_ms())
+            .await
+            .map_err(sink_error)?;
+        if commit.duplicate {
+            tracing::debug!(id = %commit.id, "unreadable inbound item kept before; not kept again");
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl EventSink for StoreSink {
     async fn deliver(&self, event: ChannelEvent) -> Result<(), SinkError> {
         match event {
             ChannelEvent::Inbound(message) => self.commit(message, &[]).await?,
+            ChannelEvent::Unreadable(item) => self.commit_unreadable(item).await?,
             ChannelEvent::Status(update) => {
                 // Another endpoint's report would be filed under its
                 // ids: applied to that endpoint's message of the same id,
@@ -384,5 +407,55 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(kept.as_deref(), Some("a,b"));
+    }
+
+    /// An unreadable item is kept under its endpoint, once however often
+    /// it is offered; another endpoint's is refused for good, and a store
+    /// that cannot take it says so as a failure that may pass, so that
+    /// the adapter keeps its upstream copy.
+    #[tokio::test]
+    async fn the_sink_keeps_an_unreadable_item_once_and_refuses_another_endpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+        let sink = StoreSink::new(
+            store.clone(),
+            Arc::new(Metrics::default()),
+            ChannelKind::Sms,
+            "m1".into(),
+        );
+        let item = |phone_id: &str| {
+            ChannelEvent::Unreadable(UnreadableInbound {
+                channel: ChannelKind::Sms,
+                phone_id: phone_id.into(),
+                raw: vec![0, 4],
+                origin: "+CMT".into(),
+                reason: "cut short".into(),
+                received_at_ms: 1,
+            })
+        };
+        let e = sink.deliver(item("m2")).await.unwrap_err();
+        assert!(!e.is_transient(), "{e}");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON inbound_unreadable
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+        )
+        .unwrap();
+        let e = sink.deliver(item("m1")).await.unwrap_err();
+        assert!(e.is_transient(), "{e}");
+        conn.execute_batch("DROP TRIGGER refuse").unwrap();
+        sink.deliver(item("m1")).await.unwrap();
+        sink.deliver(item("m1")).await.unwrap();
+        let all = crate::store::InboundFilter {
+            limit: 10,
+            ..Default::default()
+        };
+        let kept = store.list_unreadable(all).await.unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(
+            (kept[0].phone_id.as_str(), kept[0].raw.as_slice()),
+            ("m1", &[0u8, 4][..])
+        );
     }
 }

@@ -10,7 +10,9 @@ pub mod sqlite;
 pub mod testing;
 
 use async_trait::async_trait;
-use phonerelay_channel::{ChannelKind, CursorWrite, InboundMessage, SendReceipt, StatusUpdate};
+use phonerelay_channel::{
+    ChannelKind, CursorWrite, InboundMessage, SendReceipt, StatusUpdate, UnreadableInbound,
+};
 
 pub use media::*;
 pub use model::*;
@@ -165,7 +167,7 @@ pub trait Store: Send + Sync + 'static {
     /// Mark queued messages past their TTL expired; returns how many.
     async fn expire_due(&self, now_ms: i64) -> StoreResult<usize>;
     /// Delete up to `batch` ended outbound messages (with their history and
-    /// parts) and forwarded inbound messages last changed before
+    /// parts), unreadable inbound items, and forwarded inbound messages last changed before
     /// `before_ms`, and inbound not yet forwarded too if `unforwarded`
     /// says so; returns how many rows went. Live and dead-lettered
     /// messages are kept, and so is a message from the relay with a status
@@ -215,6 +217,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<InboundCommit>;
     async fn get_inbound(&self, id: &str) -> StoreResult<Option<InboundRecord>>;
     async fn list_inbound(&self, filter: InboundFilter) -> StoreResult<Vec<InboundRecord>>;
+    /// Keep something received that its adapter could not read; the same
+    /// bytes on the same endpoint again are recognised (`duplicate`) and
+    /// not stored twice. Kept as long as inbound messages ([`Self::prune`]).
+    async fn commit_unreadable(
+        &self,
+        item: UnreadableInbound,
+        now_ms: i64,
+    ) -> StoreResult<InboundCommit>;
+    /// Newest first, filtered and paged as [`Self::list_inbound`].
+    async fn list_unreadable(&self, filter: InboundFilter) -> StoreResult<Vec<UnreadableRecord>>;
+    /// How many unreadable items are kept, per endpoint that has any.
+    async fn unreadable_counts(&self) -> StoreResult<Vec<(ChannelKind, String, u64)>>;
 
     // --- API keys ---------------------------------------------------------
     async fn create_key(&self, key: NewApiKey) -> StoreResult<()>;

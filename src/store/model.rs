@@ -384,6 +384,20 @@ pub struct InboundRecord {
     pub meta: std::collections::BTreeMap<String, String>,
 }
 
+/// A kept [`phonerelay_channel::UnreadableInbound`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableRecord {
+    pub id: String,
+    pub seq: i64,
+    pub channel: ChannelKind,
+    pub phone_id: String,
+    pub raw: Vec<u8>,
+    pub origin: String,
+    pub reason: String,
+    pub received_at_ms: i64,
+    pub committed_at_ms: i64,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct InboundFilter {
     pub channel: Option<ChannelKind>,

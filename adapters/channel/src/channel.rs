@@ -13,7 +13,10 @@ use crate::{
 ///
 /// `deliver` returns only once the event is committed to the store, so an
 /// adapter acknowledges upstream (deletes from the SIM, flags in IMAP, moves
-/// the Telegram offset, answers the webhook with 200) only after `Ok`.
+/// the Telegram offset, answers the webhook with 200) only after `Ok`. That
+/// holds for what the adapter cannot read as well
+/// ([`crate::ChannelEvent::Unreadable`]): committed as it came, then
+/// acknowledged, neither left upstream for ever nor dropped.
 #[async_trait]
 pub trait EventSink: Send + Sync {
     async fn deliver(&self, event: ChannelEvent) -> Result<(), SinkError>;

@@ -42,6 +42,7 @@ pub use limits::SendLimits;
 pub use message::{
     Attachment, ChannelEvent, DeliveryStatus, InboundMessage, MAX_META_ENTRIES,
     MAX_META_VALUE_CHARS, MediaUpload, OutboundMessage, SendReceipt, StatusUpdate,
+    UnreadableInbound,
 };
 pub use secret::{
     CREDENTIALS_DIRECTORY, Secret, SecretError, SecretSource, credentials_dir, secret_file_path,

@@ -157,15 +157,72 @@ pub struct StatusUpdate {
     pub at_ms: i64,
 }
 
+/// Something received that the adapter cannot read (an SMS PDU its codec
+/// cannot decode, an e-mail it cannot parse): kept by the bridge as it
+/// came, for a human to look at, since dropping it would lose whatever it
+/// was. Committed like a message, before the upstream is acknowledged (the
+/// SIM slot freed, the IMAP message flagged). The store keeps one row per
+/// endpoint and `raw`: the same bytes offered again (read again after a
+/// crash before the acknowledgement) are not stored twice.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UnreadableInbound {
+    pub channel: ChannelKind,
+    pub phone_id: String,
+    /// What was received, as received: an SMS PDU's octets (SMSC part
+    /// first), an e-mail's source.
+    pub raw: Vec<u8>,
+    /// Where it came from upstream, for the human: a SIM slot (`SM:3`), a
+    /// direct delivery (`+CMT`), a mailbox and UID.
+    pub origin: String,
+    /// Why the adapter could not read it.
+    pub reason: String,
+    /// When it was received, in Unix milliseconds.
+    pub received_at_ms: i64,
+}
+
+impl std::fmt::Debug for UnreadableInbound {
+    // Its content is a private message, maybe readable after all by a
+    // human: never in a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnreadableInbound")
+            .field("channel", &self.channel)
+            .field("phone_id", &self.phone_id)
+            .field("raw", &format_args!("<{} bytes>", self.raw.len()))
+            .field("origin", &self.origin)
+            .field("reason", &self.reason)
+            .field("received_at_ms", &self.received_at_ms)
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelEvent {
     Inbound(InboundMessage),
     Status(StatusUpdate),
+    /// See [`UnreadableInbound`].
+    Unreadable(UnreadableInbound),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreadable_inbound_shows_its_size_not_its_bytes() {
+        let unreadable = UnreadableInbound {
+            channel: ChannelKind::Sms,
+            phone_id: "m1".into(),
+            raw: b"SECRET".to_vec(),
+            origin: "SM:3".into(),
+            reason: "not an SMS-DELIVER".into(),
+            received_at_ms: 1,
+        };
+        let shown = format!("{unreadable:?}");
+        assert!(shown.contains("<6 bytes>"), "{shown}");
+        assert!(shown.contains("SM:3"), "{shown}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(!shown.contains("83, 69"), "{shown}");
+    }
 
     #[test]
     fn a_media_upload_shows_its_size_not_its_bytes() {

@@ -5,8 +5,17 @@ mod common;
 use common::*;
 use phonerelay_channel::{Channel, ChannelHealth, ErrorClass, HealthState};
 
-/// A PDU no decoder makes sense of: the driver leaves it on the SIM.
+/// A PDU no decoder makes sense of: with the store refusing it
+/// ([`refuse_undecodable`]), the driver leaves it on the SIM.
 const UNDECODABLE: &str = "0004";
+
+/// The store refuses what cannot be decoded, so undecodable PDUs stay on
+/// the SIM and fill it.
+fn refuse_undecodable(rig: &Rig) {
+    rig.sink
+        .unreadable_refused
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+}
 
 fn small_sim(capacity: u32) -> Behaviour {
     Behaviour {
@@ -23,8 +32,9 @@ fn storage_used(rig: &Rig) -> Option<i64> {
     health(rig).measures.get("message_storage_used").copied()
 }
 
-/// Undecodable PDUs fill the SIM: the health goes degraded (sending still
-/// works) naming the memory, its count and the messages left on it. A
+/// Undecodable PDUs the store refuses fill the SIM: the health goes
+/// degraded (sending still works) naming the memory, its count and the
+/// messages left on it. A
 /// message that comes meanwhile waits at the network; once a slot is
 /// freed it arrives, and the health recovers.
 #[tokio::test]
@@ -33,6 +43,7 @@ async fn a_sim_full_of_undecodable_messages_degrades_the_health_until_room_is_ma
     config.sweep_interval_seconds = 1;
     let rig = Rig::start(small_sim(3), config).await;
     rig.wait_up().await;
+    refuse_undecodable(&rig);
     wait_until(|| storage_used(&rig) == Some(0)).await;
     assert_eq!(health(&rig).measures["message_storage_total"], 3);
 
@@ -44,8 +55,8 @@ async fn a_sim_full_of_undecodable_messages_degrades_the_health_until_room_is_ma
     assert_eq!(
         full.summary,
         "SIM message storage full (3 of 3): new SMS wait at the network; 3 undecodable \
-         messages are kept on it (see undecodable_stored); delete messages from it (a \
-         phone, or AT+CMGD) to make room"
+         messages wait on it for want of the store (see undecodable_stored); delete \
+         messages from it (a phone, or AT+CMGD) to make room"
     );
     assert_eq!(full.details["message_storage"], "SM");
     assert_eq!(full.measures["message_storage_used"], 3);
@@ -79,6 +90,7 @@ async fn the_modem_saying_its_memory_is_full_has_the_level_read_at_once() {
     config.sweep_interval_seconds = 3600;
     let rig = Rig::start(small_sim(2), config).await;
     rig.wait_up().await;
+    refuse_undecodable(&rig);
     // Stored with no indication: nothing reads them until the next sweep.
     for _ in 0..2 {
         assert!(rig.sim.inject_raw_pdu_unannounced(UNDECODABLE));
@@ -176,6 +188,7 @@ async fn a_full_memory_said_by_an_indication_alone_recovers_once_the_driver_free
     config.sweep_interval_seconds = 1;
     let rig = Rig::start(small_sim(2), config).await;
     rig.wait_up().await;
+    refuse_undecodable(&rig);
     rig.sim.refuse_storage_query(true);
     for _ in 0..2 {
         assert!(rig.sim.inject_raw_pdu_unannounced(UNDECODABLE));
@@ -210,6 +223,7 @@ async fn a_failed_read_after_a_full_one_keeps_the_health_degraded() {
     config.sweep_interval_seconds = 1;
     let rig = Rig::start(small_sim(2), config).await;
     rig.wait_up().await;
+    refuse_undecodable(&rig);
     for _ in 0..2 {
         assert!(rig.sim.inject_raw_pdu(UNDECODABLE));
     }

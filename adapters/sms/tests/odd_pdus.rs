@@ -40,7 +40,7 @@ async fn an_invalid_scts_costs_the_time_not_the_message() {
         m.received_at_ms
     );
     wait_until(|| rig.sim.stored().0 == 0).await;
-    assert_eq!(rig.channel.health().details.get("undecodable_stored"), None);
+    assert!(rig.sink.unreadable().is_empty());
 
     // 31 April, handed over directly.
     rig.sim
@@ -54,8 +54,9 @@ async fn an_invalid_scts_costs_the_time_not_the_message() {
     );
 }
 
-/// A +CMT that cannot be decoded is lost: counted in the health, not
-/// dropped without a trace. A +CMT header without the alpha field
+/// A +CMT or +CDS that cannot be decoded is committed as it came (the
+/// modem keeps no copy) and counted in the health; one whose commit fails
+/// is lost, and counted so. A +CMT header without the alpha field
 /// (`+CMT: 24`) is read like the full one.
 #[tokio::test]
 async fn direct_deliveries_short_header_and_undecodable_are_handled() {
@@ -78,6 +79,29 @@ async fn direct_deliveries_short_header_and_undecodable_are_handled() {
     rig.sim.send_unsolicited(vec!["+CDS: 3\r\n0006AB".into()]);
     wait_until(|| measure(&rig, "undecodable_direct") == Some(3)).await;
     assert_eq!(rig.sink.inbound().len(), 1);
+    let kept: Vec<(String, Vec<u8>)> = rig
+        .sink
+        .unreadable()
+        .into_iter()
+        .map(|u| (u.origin, u.raw))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            ("+CMT".to_string(), vec![0x00, 0x04]),
+            ("+CMT".to_string(), b"+CMT: ,24".to_vec()),
+            ("+CDS".to_string(), vec![0x00, 0x06, 0xAB]),
+        ]
+    );
+    assert_eq!(measure(&rig, "lost_direct_events"), None);
+
+    // The store refusing it, one is lost, and counted so.
+    rig.sink
+        .unreadable_refused
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    rig.sim.deliver_direct("0005", false);
+    wait_until(|| measure(&rig, "lost_direct_events") == Some(1)).await;
+    assert_eq!(measure(&rig, "undecodable_direct"), Some(4));
 }
 
 /// The parts of one long message, one with the sender in international
@@ -162,9 +186,8 @@ async fn the_sweep_skips_outbox_copies_and_bodiless_headers() {
     assert_eq!(rig.sink.inbound()[0].text, "hello");
     // The message is freed; the outbox copy and the empty slot stay.
     wait_until(|| rig.sim.stored().0 == 2).await;
-    assert_eq!(
-        rig.channel.health().details.get("undecodable_stored"),
-        None,
+    assert!(
+        rig.sink.unreadable().is_empty(),
         "an outbox copy is not undecodable"
     );
 }
@@ -195,5 +218,5 @@ async fn a_message_with_a_malformed_header_is_committed_and_freed() {
     texts.sort();
     assert_eq!(texts, ["hello", "hi"]);
     wait_until(|| rig.sim.stored().0 == 0).await;
-    assert_eq!(rig.channel.health().details.get("undecodable_stored"), None);
+    assert!(rig.sink.unreadable().is_empty());
 }

@@ -1,6 +1,7 @@
 //! Receiving: +CMTI, start-up sweep, restart without duplicates, failed
 //! commits keep messages on the SIM, truncated PDUs committed with a marker,
-//! undecodable ones left on the SIM and named in the status, partial
+//! undecodable ones committed as they came then freed (left on the SIM and
+//! named in the status while the store refuses them), partial
 //! messages expired on time across reconnects.
 mod common;
 
@@ -309,29 +310,88 @@ async fn a_partial_message_expires_on_schedule_after_a_reconnect() {
     wait_until(|| rig.sim.stored().0 == 0).await;
 }
 
-/// A stored PDU nobody can decode stays on the SIM for a human, and the
-/// status names its slot, sweep after sweep, once; when it is gone from the
-/// SIM the status forgets it.
+/// A stored PDU nobody can decode is committed as it came (its octets,
+/// its slot, why), then freed from the SIM: left there, a few filled a
+/// small SIM and stopped reception.
 #[tokio::test]
-async fn an_undecodable_stored_pdu_is_named_in_the_status_until_it_is_gone() {
+async fn an_undecodable_stored_pdu_is_committed_then_freed() {
+    let rig = Rig::start(behaviour(), modem_config("main")).await;
+    rig.wait_up().await;
+    // Cut short in its sender's address: no DELIVER can be read from it.
+    assert!(rig.sim.inject_raw_pdu("0004"));
+    wait_until(|| rig.sink.unreadable().len() == 1).await;
+    let kept = &rig.sink.unreadable()[0];
+    assert_eq!(kept.raw, [0x00, 0x04]);
+    assert_eq!(kept.origin, "SM:1");
+    assert_eq!(kept.phone_id, "main");
+    assert!(!kept.reason.is_empty());
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    assert_eq!(undecodable_slots(&rig), None);
+    assert!(rig.sink.inbound().is_empty());
+}
+
+/// While the store refuses it, an undecodable PDU stays on the SIM, named
+/// in the status sweep after sweep; once the store takes it again, the
+/// next sweep commits it and frees the slot, and the status forgets it.
+/// Someone deleting one meanwhile has the status forget it too.
+#[tokio::test]
+async fn an_undecodable_pdu_the_store_refuses_stays_on_the_sim_until_it_is_committed() {
     let mut config = modem_config("main");
     config.sweep_interval_seconds = 1;
     let rig = Rig::start(behaviour(), config).await;
     rig.wait_up().await;
+    rig.sink.failing.store(true, Ordering::SeqCst);
     let slots = || undecodable_slots(&rig);
-    assert_eq!(slots(), None);
-    // Cut short in its sender's address: no DELIVER can be read from it.
     assert!(rig.sim.inject_raw_pdu("0004"));
     wait_until(|| slots().is_some()).await;
     let named = slots().unwrap();
     assert!(named.starts_with("SM:"), "{named}");
-    // Two more sweeps: still one slot named, and still on the SIM.
-    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    // Two more sweeps' refusals: still one slot named, still on the SIM.
+    let refused = rig.sink.refused_writes.load(Ordering::SeqCst);
+    wait_until(|| rig.sink.refused_writes.load(Ordering::SeqCst) >= refused + 2).await;
     assert_eq!(slots(), Some(named.clone()));
     assert_eq!(rig.sim.stored().0, 1, "left on the SIM");
-    // Someone deletes it: the next sweep no longer names it.
+
+    rig.sink.failing.store(false, Ordering::SeqCst);
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    assert_eq!(rig.sink.unreadable().len(), 1);
+    assert_eq!(rig.sink.unreadable()[0].raw, [0x00, 0x04]);
+    assert_eq!(slots(), None);
+
+    // One deleted by someone else while it waits is forgotten.
+    rig.sink.failing.store(true, Ordering::SeqCst);
+    assert!(rig.sim.inject_raw_pdu("0005"));
+    wait_until(|| slots().is_some()).await;
     rig.sim.clear_stored();
     wait_until(|| slots().is_none()).await;
+}
+
+/// A crash between the commit and the delete leaves the PDU on the SIM:
+/// read again, it is offered with the same octets, which the store keeps
+/// once, and this time freed.
+#[tokio::test]
+async fn an_undecodable_pdu_left_by_a_cut_short_delete_is_offered_again_the_same() {
+    let mut config = modem_config("main");
+    config.sweep_interval_seconds = 1;
+    let mut rig = Rig::idle(behaviour(), config.clone());
+    rig.sim.set_keep_deleted(true);
+    rig.run();
+    rig.wait_up().await;
+    assert!(rig.sim.inject_raw_pdu("0004"));
+    wait_until(|| rig.sink.unreadable().len() == 1).await;
+    rig.stop_channel().await;
+    assert_eq!(rig.sim.stored().0, 1, "the delete was cut short");
+    rig.sim.set_keep_deleted(false);
+    rig.restart_channel(config);
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    let offered = rig.sink.unreadable();
+    assert!(offered.len() >= 2, "offered again: {offered:?}");
+    assert!(
+        offered
+            .iter()
+            .all(|u| u.raw == offered[0].raw && u.origin == offered[0].origin)
+    );
+    rig.stop_channel().await;
 }
 
 /// The slots the status names as holding a PDU nobody can decode.
@@ -790,6 +850,8 @@ async fn a_modem_without_report_memory_has_no_slot_listed_as_a_report() {
     };
     let rig = Rig::start(behaviour, config).await;
     rig.wait_up().await;
+    // Refused by the store, it stays on the SIM, named in the status.
+    rig.sink.unreadable_refused.store(true, Ordering::SeqCst);
     let slots = || undecodable_slots(&rig);
     assert!(rig.sim.inject_raw_pdu("0004"));
     wait_until(|| slots().is_some()).await;

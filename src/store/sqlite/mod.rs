@@ -75,13 +75,16 @@ mod rows;
 mod schema;
 mod sent_ids;
 mod seq_clock;
+mod unreadable;
 mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use phonerelay_channel::{ChannelKind, CursorWrite, InboundMessage, StatusUpdate};
+use phonerelay_channel::{
+    ChannelKind, CursorWrite, InboundMessage, StatusUpdate, UnreadableInbound,
+};
 use rusqlite::Connection;
 
 pub use self::media_budget::MediaRoom;
@@ -459,6 +462,26 @@ impl Store for SqliteStore {
         self.reader
             .read(move |conn| inbound::list(conn, &filter))
             .await
+    }
+
+    async fn commit_unreadable(
+        &self,
+        item: UnreadableInbound,
+        now_ms: i64,
+    ) -> StoreResult<InboundCommit> {
+        self.writer
+            .write(move |conn| unreadable::commit(conn, &item, now_ms))
+            .await
+    }
+
+    async fn list_unreadable(&self, filter: InboundFilter) -> StoreResult<Vec<UnreadableRecord>> {
+        self.reader
+            .read(move |conn| unreadable::list(conn, &filter))
+            .await
+    }
+
+    async fn unreadable_counts(&self) -> StoreResult<Vec<(ChannelKind, String, u64)>> {
+        self.reader.read(unreadable::counts).await
     }
 
     async fn create_key(&self, key: NewApiKey) -> StoreResult<()> {

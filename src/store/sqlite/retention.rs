@@ -115,5 +115,9 @@ pub fn prune(
             .prepare_cached(PRUNE_INBOUND)?
             .execute(params![before_ms, batch, state])?;
     }
+    // What could not be read goes nowhere: kept as long as what could.
+    removed += conn
+        .prepare_cached(super::unreadable::PRUNE_UNREADABLE)?
+        .execute(params![before_ms, batch])?;
     Ok(removed)
 }

@@ -368,6 +368,28 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE media ADD COLUMN file_gone INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 19: what an adapter received and could not read (an SMS PDU its
+    // codec cannot decode), kept as it came for a human, so that its
+    // upstream copy may go (a SIM slot freed) instead of filling it. One
+    // row per endpoint and content (`raw_sha256`): read again after a
+    // crash before the upstream was acknowledged, it is not kept twice.
+    // Pruned as inbound messages are, by `committed_at`.
+    r#"
+    CREATE TABLE inbound_unreadable (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        id           TEXT NOT NULL UNIQUE,
+        channel      TEXT NOT NULL,
+        phone_id     TEXT NOT NULL,
+        raw_sha256   BLOB NOT NULL,
+        raw          BLOB NOT NULL,
+        origin       TEXT NOT NULL,
+        reason       TEXT NOT NULL,
+        received_at  INTEGER NOT NULL,
+        committed_at INTEGER NOT NULL,
+        UNIQUE (channel, phone_id, raw_sha256)
+    );
+    CREATE INDEX inbound_unreadable_committed ON inbound_unreadable (committed_at);
+    "#,
 ];
 
 /// Refuse a database a newer PhoneRelay has migrated past this binary's

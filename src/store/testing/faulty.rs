@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use phonerelay_channel::{ChannelKind, CursorWrite, InboundMessage, StatusUpdate};
+use phonerelay_channel::{
+    ChannelKind, CursorWrite, InboundMessage, StatusUpdate, UnreadableInbound,
+};
 
 use crate::store::*;
 
@@ -216,6 +218,22 @@ impl<F: Faults> Store for Faulty<F> {
 
     async fn list_inbound(&self, filter: InboundFilter) -> StoreResult<Vec<InboundRecord>> {
         self.inner.list_inbound(filter).await
+    }
+
+    async fn commit_unreadable(
+        &self,
+        item: UnreadableInbound,
+        now_ms: i64,
+    ) -> StoreResult<InboundCommit> {
+        self.inner.commit_unreadable(item, now_ms).await
+    }
+
+    async fn list_unreadable(&self, filter: InboundFilter) -> StoreResult<Vec<UnreadableRecord>> {
+        self.inner.list_unreadable(filter).await
+    }
+
+    async fn unreadable_counts(&self) -> StoreResult<Vec<(ChannelKind, String, u64)>> {
+        self.inner.unreadable_counts().await
     }
 
     async fn create_key(&self, key: NewApiKey) -> StoreResult<()> {

@@ -65,7 +65,7 @@ impl Driver {
         inbox: &mut Inbox,
         now_ms: u64,
     ) -> Option<Ready> {
-        let deliver = self.direct_deliver(pdu, inbox)?;
+        let deliver = self.direct_deliver(pdu, inbox).await?;
         let key = direct_key(pdu);
         if inbox.holds_direct(&key) {
             return None;
@@ -122,15 +122,16 @@ impl Driver {
 
     /// `pdu` as a message for a person that is not a part of one committed
     /// lately; `None` (said and counted) otherwise.
-    fn direct_deliver(&self, pdu: &str, inbox: &Inbox) -> Option<Deliver> {
+    async fn direct_deliver(&self, pdu: &str, inbox: &Inbox) -> Option<Deliver> {
         let deliver = match codec::decode_incoming(pdu) {
             Ok(Incoming::Deliver(deliver)) => deliver,
             Ok(_) => {
-                self.undecodable_direct("+CMT", pdu, "not an SMS-DELIVER");
+                self.undecodable_direct("+CMT", pdu, "not an SMS-DELIVER")
+                    .await;
                 return None;
             }
             Err(e) => {
-                self.undecodable_direct("+CMT", pdu, &e.to_string());
+                self.undecodable_direct("+CMT", pdu, &e.to_string()).await;
                 return None;
             }
         };
@@ -270,7 +271,7 @@ impl Driver {
             if inbox.holds_direct(&key) {
                 continue;
             }
-            let Some(deliver) = self.direct_deliver(&pdu, inbox) else {
+            let Some(deliver) = self.direct_deliver(&pdu, inbox).await else {
                 done.push(key);
                 continue;
             };

@@ -10,6 +10,7 @@ mod outage_log;
 mod slot;
 pub mod status;
 mod storage_level;
+mod undecodable;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -1183,8 +1184,11 @@ impl Driver {
                 }
                 None => tracing::debug!(mr = report.message_reference, "interim status report"),
             },
-            Ok(_) => self.undecodable_direct("+CDS", pdu, "not a status report"),
-            Err(e) => self.undecodable_direct("+CDS", pdu, &e.to_string()),
+            Ok(_) => {
+                self.undecodable_direct("+CDS", pdu, "not a status report")
+                    .await
+            }
+            Err(e) => self.undecodable_direct("+CDS", pdu, &e.to_string()).await,
         }
     }
 
@@ -1236,11 +1240,12 @@ impl Driver {
                 Ok(())
             }
             // A +CMT/+CDS header whose PDU never came (or a text-mode one):
-            // lost like an undecodable one. Its line may hold text: only
+            // kept like an undecodable one. Its line may hold text: only
             // its length is told.
             Urc::Other(line) => {
                 if let Some(kind) = conn::direct_delivery_kind(&line) {
-                    self.undecodable_direct(kind, &line, "no PDU line after the header");
+                    self.undecodable_direct(kind, &line, "no PDU line after the header")
+                        .await;
                 }
                 Ok(())
             }
@@ -1252,15 +1257,6 @@ impl Driver {
             }
             _ => Ok(()),
         }
-    }
-
-    /// A `+CMT`/`+CDS` that cannot be decoded is lost (the modem kept no
-    /// copy): say so, with its length and why but never its content, which
-    /// is private, and count it in the status.
-    fn undecodable_direct(&self, kind: &str, pdu: &str, reason: &str) {
-        tracing::warn!(phone_id = %self.config.phone_id, kind, chars = pdu.len(), reason,
-            "cannot decode a PDU the modem delivered directly; it is lost");
-        self.set_status(|s| s.undecodable_direct += 1);
     }
 
     /// A received message that is not for a person ([`codec::disposition`])
@@ -1524,32 +1520,20 @@ impl Driver {
                 return Ok(if freed { vec![slot] } else { Vec::new() });
             }
             Err(e) => {
-                // Undecodable PDUs are left alone for a human to look at;
-                // deleting them would lose whatever they were. The status
-                // names each slot; the journal, each PDU once.
-                // Keyed by its slot, so a sweep of its memory can tell when
-                // it is gone; one in a memory no sweep lists (one the
-                // modem would not select) is known under the memory
-                // received messages go to, whose sweep forgets it.
-                let swept = self.swept_memories();
-                let listed_under = if swept.contains(&mem) {
+                // Kept under its slot while its commit fails, so a sweep of
+                // its memory can tell when it is gone; one in a memory no
+                // sweep lists (one the modem would not select) is known
+                // under the memory received messages go to, whose sweep
+                // forgets it.
+                let listed_under = if self.swept_memories().contains(&mem) {
                     mem
                 } else {
                     self.own_memory()
                 };
-                let mut new = false;
-                self.set_status(|s| {
-                    let before = s
-                        .undecodable_stored
-                        .insert((listed_under.to_string(), index), pdu.to_string());
-                    new = before.as_deref() != Some(pdu);
-                });
-                if new {
-                    tracing::warn!(phone_id = %self.config.phone_id, error = %e, %slot,
-                        "cannot decode stored PDU; left on the modem");
-                } else {
-                    tracing::debug!(%slot, "undecodable stored PDU still on the modem");
-                }
+                let freed = self
+                    .undecodable_stored(conn, slot, listed_under.as_str(), pdu, &e.to_string())
+                    .await?;
+                return Ok(if freed { vec![slot] } else { Vec::new() });
             }
         }
         Ok(Vec::new())
@@ -1744,6 +1728,7 @@ impl Driver {
         let lost = match &event {
             ChannelEvent::Inbound(m) => lost_inbound(m),
             ChannelEvent::Status(s) => format!("status {:?} of {}", s.status, s.external_id),
+            ChannelEvent::Unreadable(u) => format!("unreadable PDU from {}", u.origin),
         };
         let result = self.sink.deliver(event).await;
         self.unstored_committed(result, &lost, kept)

@@ -33,18 +33,19 @@ pub struct ModemStatus {
     pub sim: Option<String>,
     pub smsc: Option<String>,
     pub last_error: Option<String>,
-    /// Stored PDUs that cannot be decoded, by (memory, index): left on the
-    /// modem for a human, as deleting them would lose whatever they were,
-    /// and each holds a slot until then.
+    /// Stored PDUs that cannot be decoded and that the store would not
+    /// take yet, by (memory, index): left on the modem until a sweep
+    /// commits them (then they are freed, as a message is), and each holds
+    /// a slot until then.
     pub undecodable_stored: BTreeMap<(String, u32), String>,
     /// Messages and reports the modem delivered without storing them
     /// (`+CMT`, `+CDS`) whose commit failed: lost, as nothing can read
     /// them again (the journal names each).
     pub lost_direct_events: u64,
     /// Messages and reports the modem delivered without storing them
-    /// (`+CMT`, `+CDS`) that could not be decoded: lost too, as nothing
-    /// can read them again (the journal gives each one's length and why).
-    /// What `undecodable_stored` is for stored ones.
+    /// (`+CMT`, `+CDS`) that could not be decoded: kept in the store as
+    /// they came (the journal gives each one's length and why); one whose
+    /// commit failed counts in `lost_direct_events` too.
     pub undecodable_direct: u64,
     /// Received messages not for a person (Type 0 "silent" SMS, DCS
     /// "discard message", port-addressed such as WAP push): acknowledged,
@@ -114,8 +115,8 @@ impl ModemStatus {
         let kept = match undecodable {
             0 => String::new(),
             n => format!(
-                "; {n} undecodable message{} kept on it (see undecodable_stored)",
-                if n == 1 { " is" } else { "s are" }
+                "; {n} undecodable message{} on it for want of the store (see undecodable_stored)",
+                if n == 1 { " waits" } else { "s wait" }
             ),
         };
         format!(
@@ -949,7 +950,8 @@ mod tests {
     }
 
     /// A full memory still sends: degraded, with the memory, its count,
-    /// the messages the driver itself leaves on it and what to do.
+    /// the undecodable messages waiting on it for the store, and what to
+    /// do.
     #[test]
     fn a_full_message_storage_degrades_the_health_and_says_why() {
         let mut s = full_sim();
@@ -958,8 +960,8 @@ mod tests {
         assert_eq!(
             health.summary,
             "SIM message storage full (30 of 30): new SMS wait at the network; \
-             3 undecodable messages are kept on it (see undecodable_stored); \
-             delete messages from it (a phone, or AT+CMGD) to make room"
+             3 undecodable messages wait on it for want of the store (see \
+             undecodable_stored); delete messages from it (a phone, or AT+CMGD) to make room"
         );
         assert_eq!(health.details["message_storage"], "SM");
         assert_eq!(health.measures["message_storage_used"], 30);

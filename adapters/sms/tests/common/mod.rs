@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use phonerelay_channel::{
     Channel, ChannelContext, ChannelEvent, ChannelKind, CursorWrite, EventSink, InboundMessage,
-    OutboundMessage, SinkError, StatusUpdate,
+    OutboundMessage, SinkError, StatusUpdate, UnreadableInbound,
 };
 use phonerelay_sms::ModemConfig;
 use phonerelay_sms::SmsChannel;
@@ -29,6 +29,10 @@ pub const PIN_WAIT: Duration = WAIT.saturating_add(Duration::from_millis(
 pub struct RecordingSink {
     pub events: Mutex<Vec<ChannelEvent>>,
     pub failing: AtomicBool,
+    /// Only what the driver cannot decode is refused, as by a store that
+    /// cannot take it: the driver leaves such PDUs on the SIM, where they
+    /// fill it.
+    pub unreadable_refused: AtomicBool,
     /// Reading a cursor fails, as with the store unavailable.
     pub cursors_unreadable: AtomicBool,
     /// Writing or removing a cursor fails, as with the store unavailable.
@@ -54,7 +58,10 @@ pub struct RecordingSink {
 #[async_trait]
 impl EventSink for RecordingSink {
     async fn deliver(&self, event: ChannelEvent) -> Result<(), SinkError> {
-        if self.failing.load(Ordering::SeqCst) {
+        let refused = self.failing.load(Ordering::SeqCst)
+            || (matches!(event, ChannelEvent::Unreadable(_))
+                && self.unreadable_refused.load(Ordering::SeqCst));
+        if refused {
             self.refused_writes.fetch_add(1, Ordering::SeqCst);
             return Err(SinkError::unavailable("store unavailable"));
         }
@@ -168,6 +175,18 @@ impl RecordingSink {
             .iter()
             .filter_map(|e| match e {
                 ChannelEvent::Inbound(m) => Some(m.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+    /// What the driver could not decode and handed over as it came.
+    pub fn unreadable(&self) -> Vec<UnreadableInbound> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                ChannelEvent::Unreadable(u) => Some(u.clone()),
                 _ => None,
             })
             .collect()
