@@ -17,6 +17,7 @@ mod send_validation;
 pub mod serve;
 mod state;
 pub mod system;
+pub mod unreadable;
 mod webhooks;
 mod write_deadline;
 
@@ -51,6 +52,10 @@ pub fn router(state: AppState) -> Router {
             post(messages::cancel_message),
         )
         .route("/api/v1/inbound", get(inbound::list_inbound))
+        .route(
+            "/api/v1/inbound/unreadable",
+            get(unreadable::list_unreadable),
+        )
         .route("/api/v1/inbound/{id}", get(inbound::get_inbound))
         .route("/api/v1/inbound/{id}/retry", post(relay::retry_inbound))
         .route("/api/v1/media/{id}", get(media::get_media))

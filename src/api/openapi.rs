@@ -8,21 +8,21 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{dto, error, inbound, media, messages, relay, system};
+use super::{dto, error, inbound, media, messages, relay, system, unreadable};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "PhoneRelay", description = "Bridge between a pChat relay and the outside world. The API names the channels sms, wa, tg, email, notify and pchat; this build ships the SMS adapter."),
     paths(
         messages::send, messages::get_message, messages::list_messages, messages::cancel_message,
-        inbound::list_inbound, inbound::get_inbound, media::get_media,
+        inbound::list_inbound, inbound::get_inbound, unreadable::list_unreadable, media::get_media,
         relay::get_link, relay::list_inbound, relay::retry_inbound,
         system::health, system::ready, system::status, system::metrics, openapi_json,
     ),
     components(schemas(
         dto::SendRequest, dto::AttachmentBody, dto::Priority, dto::Accepted, dto::MessageView,
         dto::MessagePage, dto::HistoryEntry, dto::ErrorInfo, dto::InboundView, dto::InboundPage,
-        dto::InboundAttachment, media::MediaBytes,
+        dto::InboundAttachment, unreadable::UnreadableView, unreadable::UnreadablePage, media::MediaBytes,
         error::ErrorBody, error::ErrorDetail, system::StatusReport, system::EndpointStatus, system::EndpointPause, system::Health,
         relay::RelayLinkView, relay::RelayInboundView, relay::RelayInboundPage,
         crate::store::RelayInboundState, crate::store::DiskUsage, crate::store::MediaRefusal,
@@ -232,6 +232,14 @@ const LINKS: &[LinkSpec] = &[
         description: "The next page (null on the last one)",
     },
     LinkSpec {
+        from: ("/api/v1/inbound/unreadable", "get", "200"),
+        name: "NextPage",
+        operation_id: "list_unreadable",
+        parameter: "cursor",
+        value: "$response.body#/next_cursor",
+        description: "The next page (null on the last one)",
+    },
+    LinkSpec {
         from: ("/api/v1/relay/inbound", "get", "200"),
         name: "RetryFirst",
         operation_id: "retry_inbound",
@@ -345,6 +353,7 @@ mod tests {
             paths,
             [
                 "/api/v1/inbound",
+                "/api/v1/inbound/unreadable",
                 "/api/v1/inbound/{id}",
                 "/api/v1/inbound/{id}/retry",
                 "/api/v1/media/{id}",

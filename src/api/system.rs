@@ -74,6 +74,12 @@ pub struct EndpointStatus {
     /// again. The journal names them. Absent when none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub outcomes_unrecorded: u64,
+    /// Items received on this endpoint that it could not read (an SMS PDU
+    /// its codec cannot decode), kept in the store as they came: listed by
+    /// `/api/v1/inbound/unreadable`. Absent when none, or when the store
+    /// could not count them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unreadable_inbound: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -239,6 +245,18 @@ fn queue_age_seconds(stats: &EndpointStats, now_ms: i64) -> Option<u64> {
     Some(((now_ms - at).max(0) / 1000) as u64)
 }
 
+/// How many unreadable inbound items each endpoint has kept; none when
+/// the store is out or cannot count them (a report is not failed for it).
+async fn unreadable_counts(state: &AppState, store_ok: bool) -> Vec<(ChannelKind, String, u64)> {
+    if !store_ok {
+        return Vec::new();
+    }
+    state.store.unreadable_counts().await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot count the unreadable inbound items for the status report");
+        Vec::new()
+    })
+}
+
 /// The status report, as `/api/v1/status` and the service manager get it.
 pub(crate) async fn report(state: &AppState) -> StatusReport {
     let now = now_ms();
@@ -255,6 +273,7 @@ pub(crate) async fn report(state: &AppState) -> StatusReport {
         Err(_) => None,
     };
     let store_ok = stats.is_some();
+    let unreadable = unreadable_counts(state, store_ok).await;
     let endpoints = state
         .endpoints
         .iter()
@@ -282,6 +301,10 @@ pub(crate) async fn report(state: &AppState) -> StatusReport {
                 sent_last_hour: count(|s| s.sent_recently),
                 failed_last_hour: count(|s| s.failed_recently),
                 outcomes_unrecorded: endpoint.unrecorded.len() as u64,
+                unreadable_inbound: unreadable
+                    .iter()
+                    .find(|(c, p, _)| c == kind && p == phone_id)
+                    .map_or(0, |(_, _, n)| *n),
             }
         })
         .collect();

@@ -68,7 +68,8 @@ pub enum Command {
     Pair(pair::PairArgs),
     /// Remove the relay pairing and revoke the relay's bridge key.
     Unpair,
-    /// Inbound messages not forwarded to the relay: list dead letters, retry them.
+    /// Inbound messages not forwarded to the relay: list dead letters, retry
+    /// them; list what arrived and could not be read.
     #[command(subcommand)]
     Inbound(pair::InboundCommand),
     /// Copy the store to FILE, consistently, while the daemon runs.

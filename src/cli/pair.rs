@@ -11,7 +11,7 @@ use crate::clock::{now_ms, rfc3339};
 use crate::config::LoadedConfig;
 use crate::exit::ExitError;
 use crate::relay::pairing;
-use crate::store::{ManualRetry, RelayInboundState, Store};
+use crate::store::{InboundFilter, ManualRetry, RelayInboundState, Store};
 
 // With the store lock held shared: no restore replaces the store while
 // these commands write to it (see `keys::open`). Only `pair` makes a
@@ -48,6 +48,18 @@ pub enum InboundCommand {
     /// (other_phone), which is forwarded if the link then carries its
     /// phone and set aside again if not.
     Retry { id: String },
+    /// List what arrived and could not be read (an SMS PDU the codec
+    /// cannot decode), kept as it came: id, time, endpoint, where it came
+    /// from, why, and its bytes in hex (`phonerelay pdu decode HEX` says
+    /// what it makes of an SMS one).
+    Unreadable {
+        /// How many to list, newest first (clamped to 1 to 500)
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Only this endpoint's
+        #[arg(long)]
+        phone_id: Option<String>,
+    },
 }
 
 /// The key from `--key-file` or one line of stdin; never from argv.
@@ -188,6 +200,33 @@ pub async fn inbound(loaded: &LoadedConfig, command: &InboundCommand) -> Result<
                     r.to.as_deref().unwrap_or("-"),
                     r.error_code.as_deref().unwrap_or("-"),
                     r.error.as_deref().unwrap_or(""),
+                );
+            }
+            Ok(())
+        }
+        InboundCommand::Unreadable { limit, phone_id } => {
+            let filter = InboundFilter {
+                phone_id: phone_id.clone(),
+                limit: (*limit).clamp(1, 500),
+                ..Default::default()
+            };
+            let kept = store
+                .list_unreadable(filter)
+                .await
+                .map_err(|e| ExitError::Runtime(e.to_string()))?;
+            if kept.is_empty() {
+                println!("no unreadable inbound");
+            }
+            for r in kept {
+                println!(
+                    "{}  {}  {}/{}  {}  {}  {}",
+                    r.id,
+                    rfc3339(r.committed_at_ms),
+                    r.channel,
+                    r.phone_id,
+                    r.origin,
+                    r.reason,
+                    hex::encode_upper(&r.raw),
                 );
             }
             Ok(())

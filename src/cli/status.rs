@@ -100,6 +100,12 @@ pub fn render(report: &StatusReport) -> String {
                 e.outcomes_unrecorded
             );
         }
+        if e.unreadable_inbound > 0 {
+            detail.push_str(&format!(
+                "  {} unreadable inbound kept (see `phonerelay inbound unreadable`)",
+                e.unreadable_inbound
+            ));
+        }
         for (k, v) in &e.details {
             detail.push_str(&format!("  {k}={v}"));
         }
@@ -184,6 +190,7 @@ mod tests {
                 sent_last_hour: Some(0),
                 failed_last_hour: Some(0),
                 outcomes_unrecorded: 0,
+                unreadable_inbound: 0,
             }],
             relay: None,
             storage: None,
@@ -236,6 +243,26 @@ mod tests {
         let json = serde_json::to_value(&clear).unwrap();
         assert!(
             json["endpoints"][0].get("outcomes_unrecorded").is_none(),
+            "{json}"
+        );
+    }
+
+    /// Unreadable inbound items kept are counted in the table, with where
+    /// to see them; the JSON leaves the count out while there is none.
+    #[test]
+    fn kept_unreadable_inbound_is_counted_in_the_table() {
+        let mut kept = report(true);
+        kept.endpoints[0].unreadable_inbound = 2;
+        let table = render(&kept);
+        assert!(
+            table.contains("2 unreadable inbound kept (see `phonerelay inbound unreadable`)"),
+            "{table}"
+        );
+        let clear = report(true);
+        assert!(!render(&clear).contains("unreadable"));
+        let json = serde_json::to_value(&clear).unwrap();
+        assert!(
+            json["endpoints"][0].get("unreadable_inbound").is_none(),
             "{json}"
         );
     }
