@@ -29,6 +29,7 @@ pub struct Metrics {
     pub endpoint_can_send: Family<Labels, Gauge>,
     pub endpoint_paused_seconds: Family<Labels, Gauge>,
     pub outcomes_unrecorded: Family<Labels, Gauge>,
+    pub inbound_unreadable: Family<Labels, Gauge>,
     pub endpoint_detail: Family<Labels, Gauge>,
     pub store_up: Gauge,
     pub store_bytes: Family<Labels, Gauge>,
@@ -74,6 +75,7 @@ impl Default for Metrics {
         let endpoint_can_send = Family::<Labels, Gauge>::default();
         let endpoint_paused_seconds = Family::<Labels, Gauge>::default();
         let outcomes_unrecorded = Family::<Labels, Gauge>::default();
+        let inbound_unreadable = Family::<Labels, Gauge>::default();
         let endpoint_detail = Family::<Labels, Gauge>::default();
         let store_up = Gauge::default();
         let store_bytes = Family::<Labels, Gauge>::default();
@@ -171,6 +173,12 @@ impl Default for Metrics {
             outcomes_unrecorded.clone(),
         );
         registry.register(
+            "inbound_unreadable",
+            "Items received that the endpoint could not read (an SMS PDU the codec cannot \
+             decode), kept in the store as they came: see GET /api/v1/inbound/unreadable",
+            inbound_unreadable.clone(),
+        );
+        registry.register(
             "endpoint_detail",
             "Quantities an endpoint reports about its health, by name (signal_dbm, ...)",
             endpoint_detail.clone(),
@@ -241,6 +249,7 @@ impl Default for Metrics {
             endpoint_can_send,
             endpoint_paused_seconds,
             outcomes_unrecorded,
+            inbound_unreadable,
             endpoint_detail,
             store_up,
             store_bytes,

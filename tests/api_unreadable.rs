@@ -1,6 +1,6 @@
 //! `GET /api/v1/inbound/unreadable`: what the channels could not read,
 //! kept as it came; read scope, a key bound to a phone sees its own,
-//! paged like `/api/v1/inbound`, and counted in the status.
+//! paged like `/api/v1/inbound`, and counted in the status and /metrics.
 
 mod common;
 
@@ -111,4 +111,12 @@ async fn unreadable_inbound_is_listed_to_read_keys_paged_and_counted() {
         counts,
         [("phone-a".to_string(), 2), ("phone-b".to_string(), 1)]
     );
+    // And /metrics, for alerting.
+    let metrics = d.metrics_text().await;
+    for line in [
+        "phonerelay_inbound_unreadable{channel=\"sms\",phone_id=\"phone-a\"} 2",
+        "phonerelay_inbound_unreadable{channel=\"sms\",phone_id=\"phone-b\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line}: {metrics}");
+    }
 }

@@ -415,6 +415,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     if let Err(e) = &stats {
         tracing::warn!(error = %e, "cannot read the queue for /metrics; its gauges keep their last values");
     }
+    // Unread, they keep their last values, as the queue's do.
+    let unreadable = state.store.unreadable_counts().await.ok();
     let mut details = Vec::new();
     // Every configured endpoint, found in the stats or not: one whose
     // queue emptied an hour ago has no row there, and reads 0.
@@ -440,6 +442,17 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             .outcomes_unrecorded
             .get_or_create(&labels(&series))
             .set(endpoint.unrecorded.len() as i64);
+        if let Some(counts) = &unreadable {
+            let kept = counts
+                .iter()
+                .find(|(c, p, _)| c == kind && p == phone_id)
+                .map_or(0, |(_, _, n)| *n);
+            state
+                .metrics
+                .inbound_unreadable
+                .get_or_create(&labels(&series))
+                .set(i64::try_from(kept).unwrap_or(i64::MAX));
+        }
         let paused = EndpointPause::of(endpoint, now).map_or(0, |p| p.seconds_left);
         state
             .metrics
