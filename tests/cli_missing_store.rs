@@ -1,6 +1,7 @@
 //! The CLI commands that read or change what is in the store do not make
 //! one where there is none: on a mistyped `storage.state_dir` they would
-//! report an empty store ("no keys", "not paired", "no dead letters") and
+//! report an empty store ("no keys", "not paired", "no dead letters", "no
+//! unreadable inbound") and
 //! exit 0, a false all-clear. Only `keys create` and `pair`, which put the
 //! first things in a store, may make it.
 
@@ -15,13 +16,14 @@ fn commands_that_read_the_store_refuse_a_state_dir_with_no_store_and_make_nothin
     std::fs::write(&config, "[storage]\nstate_dir = \"stat\"\n").unwrap();
     let config = config.to_str().unwrap();
     let typo = dir.path().join("stat");
-    let commands: [&[&str]; 6] = [
+    let commands: [&[&str]; 7] = [
         &["keys", "list"],
         &["keys", "revoke", "relay"],
         &["pair", "--status"],
         &["unpair"],
         &["inbound", "dead"],
         &["inbound", "retry", "0194f0c2-7a4e-7000-8000-000000000001"],
+        &["inbound", "unreadable"],
     ];
     for command in commands {
         let out = run(&[command, &["--config", config]].concat());
