@@ -220,6 +220,13 @@ impl EventSink for StoreSink {
             .map_err(sink_error)
     }
 
+    async fn inbound_ids(&self, base: &str) -> Result<Vec<String>, SinkError> {
+        self.store
+            .inbound_ids(self.channel, &self.phone_id, base)
+            .await
+            .map_err(sink_error)
+    }
+
     async fn save_media(&self, media: MediaUpload) -> Result<Attachment, SinkError> {
         let new = NewMedia {
             channel: self.channel,

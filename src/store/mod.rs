@@ -344,6 +344,14 @@ pub trait Store: Send + Sync + 'static {
         phone_id: &str,
         base: &str,
     ) -> StoreResult<Vec<(String, i64)>>;
+    /// The endpoint's inbound external ids that are `base` or
+    /// `base#<suffix>`: see `EventSink::inbound_ids`.
+    async fn inbound_ids(
+        &self,
+        channel: ChannelKind,
+        phone_id: &str,
+        base: &str,
+    ) -> StoreResult<Vec<String>>;
 }
 
 /// Used by adapters that return a receipt.

@@ -57,6 +57,13 @@ pub trait EventSink: Send + Sync {
     /// when its memory of the ids it gave is gone.
     async fn sent_ids(&self, base: &str) -> Result<Vec<(String, i64)>, SinkError>;
 
+    /// External ids of this endpoint's inbound messages that are `base`
+    /// itself or `base#` and a suffix. An adapter whose ids are derived
+    /// from content, which two messages can share (two identical SMS from
+    /// one sender in the same second), numbers the second one `base#2`
+    /// and asks which numbers are taken.
+    async fn inbound_ids(&self, base: &str) -> Result<Vec<String>, SinkError>;
+
     /// Keep a file this endpoint received, to go with an inbound message
     /// the adapter delivers next (WhatsApp media, a Telegram photo, an
     /// e-mail attachment). Once `Ok`, the bytes are durable, and the
@@ -173,6 +180,9 @@ mod tests {
             Ok(None)
         }
         async fn sent_ids(&self, _base: &str) -> Result<Vec<(String, i64)>, SinkError> {
+            Ok(Vec::new())
+        }
+        async fn inbound_ids(&self, _base: &str) -> Result<Vec<String>, SinkError> {
             Ok(Vec::new())
         }
     }

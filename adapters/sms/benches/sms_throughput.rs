@@ -45,6 +45,9 @@ impl EventSink for NullSink {
     async fn sent_ids(&self, _: &str) -> Result<Vec<(String, i64)>, SinkError> {
         Ok(Vec::new())
     }
+    async fn inbound_ids(&self, _: &str) -> Result<Vec<String>, SinkError> {
+        Ok(Vec::new())
+    }
 }
 
 struct Run {

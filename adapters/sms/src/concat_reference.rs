@@ -155,6 +155,9 @@ mod tests {
         async fn sent_ids(&self, _base: &str) -> Result<Vec<(String, i64)>, SinkError> {
             Ok(Vec::new())
         }
+        async fn inbound_ids(&self, _base: &str) -> Result<Vec<String>, SinkError> {
+            Ok(Vec::new())
+        }
     }
 
     impl Store {

@@ -73,6 +73,29 @@ pub fn commit_with_cursors(
     Ok(commit)
 }
 
+/// `base` itself and every `base#<suffix>`, through the unique index on
+/// (channel, phone_id, external_id) (`#` sorts just before `$`): one
+/// range of it, from `base` to `base$`, then the ids in it that are
+/// `base` or start with `base#`.
+const FAMILY: &str = "SELECT external_id FROM inbound
+     WHERE channel = ?1 AND phone_id = ?2
+       AND external_id >= ?3 AND external_id < ?3 || '$'
+       AND (external_id = ?3 OR external_id >= ?3 || '#')";
+
+/// The endpoint's inbound ids of `base`'s family (`EventSink::inbound_ids`).
+pub fn family(
+    conn: &Connection,
+    channel: &str,
+    phone_id: &str,
+    base: &str,
+) -> StoreResult<Vec<String>> {
+    let ids = conn
+        .prepare_cached(FAMILY)?
+        .query_map(params![channel, phone_id, base], |row| row.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(ids)
+}
+
 /// Reads the first [`COLUMN_COUNT`] columns, in [`COLUMNS`] order; the
 /// relay's queries select these first and their own after.
 pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<InboundRecord> {
@@ -239,5 +262,27 @@ mod tests {
         let parts = store.load_cursor(SCOPE, "parts").await.unwrap();
         assert_eq!(parts.as_deref(), Some("a,b"));
         assert_eq!(store.load_cursor(SCOPE, "old").await.unwrap(), None);
+    }
+
+    /// An inbound id's family is the id and its numbered ones, on the
+    /// endpoint asked about; neighbours in the key order are not of it.
+    #[tokio::test]
+    async fn inbound_ids_are_a_base_and_its_numbered_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
+        for id in [
+            "sms:ab", "sms:ab#2", "sms:ab#3", "sms:abc", "sms:a", "sms:ab$", "sms:ab!",
+        ] {
+            store.commit_inbound(received_sms(id, 1), 1).await.unwrap();
+        }
+        let mut other = received_sms("sms:ab#4", 1);
+        other.phone_id = "m2".into();
+        store.commit_inbound(other, 1).await.unwrap();
+        let mut family = store
+            .inbound_ids(ChannelKind::Sms, "m1", "sms:ab")
+            .await
+            .unwrap();
+        family.sort();
+        assert_eq!(family, ["sms:ab", "sms:ab#2", "sms:ab#3"]);
     }
 }

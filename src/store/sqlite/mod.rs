@@ -757,6 +757,18 @@ impl Store for SqliteStore {
             .read(move |conn| cursors::read(conn, &scope, &name))
             .await
     }
+
+    async fn inbound_ids(
+        &self,
+        channel: ChannelKind,
+        phone_id: &str,
+        base: &str,
+    ) -> StoreResult<Vec<String>> {
+        let (phone_id, base) = (phone_id.to_string(), base.to_string());
+        self.reader
+            .read(move |conn| inbound::family(conn, channel.as_str(), &phone_id, &base))
+            .await
+    }
 }
 
 #[cfg(test)]

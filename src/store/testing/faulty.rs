@@ -399,4 +399,13 @@ impl<F: Faults> Store for Faulty<F> {
     ) -> StoreResult<Vec<(String, i64)>> {
         self.inner.sent_ids(channel, phone_id, base).await
     }
+
+    async fn inbound_ids(
+        &self,
+        channel: ChannelKind,
+        phone_id: &str,
+        base: &str,
+    ) -> StoreResult<Vec<String>> {
+        self.inner.inbound_ids(channel, phone_id, base).await
+    }
 }

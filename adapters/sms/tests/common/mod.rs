@@ -116,6 +116,20 @@ impl EventSink for RecordingSink {
             .cloned()
             .collect())
     }
+    async fn inbound_ids(&self, base: &str) -> Result<Vec<String>, SinkError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(SinkError::unavailable("store unavailable"));
+        }
+        let family = format!("{base}#");
+        let mut ids: Vec<String> = self
+            .inbound()
+            .into_iter()
+            .map(|m| m.external_id)
+            .filter(|id| id == base || id.starts_with(&family))
+            .collect();
+        ids.dedup();
+        Ok(ids)
+    }
 }
 
 impl RecordingSink {
