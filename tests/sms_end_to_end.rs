@@ -4,7 +4,8 @@
 //! mid-queue loses nothing while the other keeps working; however long a
 //! modem stays unplugged or off the network, its network congested or its
 //! memory full, its queue waits without spending attempts; and
-//! a part sent after a restart does not take an earlier part's id.
+//! a part sent after a restart does not take an earlier part's id; and
+//! two identical messages from one sender in the same second are two.
 
 mod support;
 
@@ -454,4 +455,37 @@ fn a_modem_missing_at_start_is_waited_for() {
         ["sent", "delivered"].contains(&m["status"].as_str().unwrap_or(""))
     });
     assert_eq!(sim.sent_texts(), ["waits for its modem"]);
+}
+
+/// An automated sender sends "1" twice in the same second: stored in two
+/// slots, or handed over directly twice, each is an inbound message of
+/// its own in the store (before, the second had the first's id and was
+/// dropped as a duplicate, then freed from the SIM: lost), and the sweeps
+/// every second add no third.
+#[test]
+fn identical_messages_of_one_second_are_each_received() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = ModemSimProcess::start(&dir.path().join("modem1"), &[]);
+    let (_daemon, bridge) =
+        start_with_two_quick_attempts(dir.path(), &sim, "sweep_interval_seconds = 1\n");
+    let (pdu, _) =
+        phonerelay_sms::codec::encode_deliver("+15551230077", "1", 1_700_000_000, 0).remove(0);
+    let inject = |command: &str| {
+        let answer = sim.control(&format!("{command} {pdu}"));
+        assert!(answer.last().unwrap().starts_with("ok"), "{answer:?}");
+    };
+    inject("inject-pdu");
+    inject("inject-pdu");
+    bridge.wait_inbound(2);
+    inject("inject-cmt");
+    inject("inject-cmt");
+    bridge.wait_inbound(4);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sim.control("stored").last().unwrap().contains("messages=0") {
+        assert!(Instant::now() < deadline, "never freed from the SIM");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let inbound = bridge.wait_inbound(4);
+    assert_eq!(inbound.len(), 4, "{inbound:?}");
+    assert!(inbound.iter().all(|m| m["text"] == "1"), "{inbound:?}");
 }

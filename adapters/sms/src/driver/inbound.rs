@@ -6,9 +6,11 @@
 //! After a restart the start-up sweep re-reads every part still stored and
 //! assembly starts again; the id derived from the content makes a message
 //! committed twice (committed, then crash before AT+CMGD) a duplicate that
-//! the store drops.
+//! the store drops. A single-part message is committed as an occurrence of
+//! that id, told from another message with the same content by its slot
+//! (`occurrence`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use phonerelay_sms_pdu::{Deliver, MessagePart, ReassembledMessage, Reassembler};
 use sha2::{Digest, Sha256};
@@ -21,6 +23,8 @@ use crate::codec;
 pub struct Ready {
     pub from: String,
     pub text: String,
+    /// Made of its content; a single-part message is committed as an
+    /// occurrence of it (`occurrence`).
     pub external_id: String,
     pub received_at_ms: i64,
     /// The storage slots its parts (and their copies) are in; empty when
@@ -258,6 +262,11 @@ pub struct Inbox {
     /// is, no message in assembly times out, as it may be the part one of
     /// them waits for (`direct_parts`).
     pub direct_unjudged: bool,
+    /// Slots read holding a message the modem listed as unread: never read
+    /// before, so never committed from there, and the slot's record
+    /// (`occurrence::slot_record_name`) names an earlier message, freed.
+    /// Not asked until a commit from the slot writes it anew.
+    pub fresh_slots: BTreeSet<Slot>,
 }
 
 /// How long the parts of a committed long message are known as such, at
@@ -298,6 +307,7 @@ impl Inbox {
             unsaved_direct: BTreeMap::new(),
             recent_unread: false,
             direct_unjudged: false,
+            fresh_slots: BTreeSet::new(),
         }
     }
 

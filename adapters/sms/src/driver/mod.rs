@@ -6,6 +6,7 @@ mod committed_record;
 mod conn;
 pub mod direct_parts;
 pub mod inbound;
+mod occurrence;
 mod outage_log;
 mod slot;
 pub mod status;
@@ -1370,10 +1371,13 @@ impl Driver {
         // A slot held for a waiting part is announced again only when a
         // new message took it (`read_held_slot`): read it all the same.
         self.with_memory(conn, mem, async |me: &Self, conn: &mut Conn| {
-            let pdu = me.read_here(conn, Slot::new(mem, index)).await?;
-            if let Some(pdu) = pdu
+            let read = me.read_here(conn, Slot::new(mem, index)).await?;
+            if let Some((pdu, unread)) = read
                 && me.not_the_held_part(Slot::new(mem, index), &pdu, inbox)
             {
+                if unread {
+                    inbox.fresh_slots.insert(Slot::new(mem, index));
+                }
                 me.process_stored(conn, mem, index, &pdu, inbox, epoch)
                     .await?;
             }
@@ -1384,12 +1388,17 @@ impl Driver {
     }
 
     /// `AT+CMGR` of `slot`, whose memory is the one selected: its PDU, once
-    /// a read brings it whole ([`pdu_is_whole`]). A line damaged on the
+    /// a read brings it whole ([`pdu_is_whole`]), and whether the modem
+    /// said it was unread (never read before this read). A line damaged on the
     /// way is read again, [`READ_ATTEMPTS`] times in all. `None` for an
     /// empty slot, a refusal, or a line that never came whole: the slot is
     /// then left as it is, neither decoded nor deleted, and the next sweep
     /// reads it again.
-    async fn read_here(&self, conn: &mut Conn, slot: Slot) -> Result<Option<String>, ConnError> {
+    async fn read_here(
+        &self,
+        conn: &mut Conn,
+        slot: Slot,
+    ) -> Result<Option<(String, bool)>, ConnError> {
         debug_assert_eq!(conn.memory, Some(slot.mem));
         for _ in 0..READ_ATTEMPTS {
             let answer = conn
@@ -1405,9 +1414,12 @@ impl Driver {
             let Some(pdu) = lines.next().filter(|l| is_pdu_line(l)) else {
                 return Ok(None);
             };
-            let length = header.and_then(Result::ok).map(|h| h.length);
+            let header = header.and_then(Result::ok);
+            let length = header.as_ref().map(|h| h.length);
             if length.is_some_and(|length| pdu_is_whole(pdu, length)) {
-                return Ok(Some(pdu.clone()));
+                let unread =
+                    header.is_some_and(|h| h.status == responses::MessageStatus::ReceivedUnread);
+                return Ok(Some((pdu.clone(), unread)));
             }
             // A header that cannot be read gives no length to check the
             // line by: damaged as well, as far as can be told.
@@ -1606,10 +1618,19 @@ impl Driver {
             self.commit_all_direct(ready, inbox, now_ms).await;
             return false;
         }
-        let record = match &ready.committed_parts {
-            None => Vec::new(),
+        let (external_id, record) = match &ready.committed_parts {
+            // A single-part message: an occurrence of its base id, with
+            // its slot's record (`occurrence`).
+            None => match self.stored_single_id(ready, inbox).await {
+                Ok(judged) => judged,
+                Err(e) => {
+                    tracing::warn!(error = %e, external_id = %ready.external_id,
+                        "cannot tell a stored message read again from a new one; not committed, kept on the SIM");
+                    return false;
+                }
+            },
             Some(parts) => match self.committed_parts_kept(parts).await {
-                Ok(record) => vec![record],
+                Ok(record) => (ready.external_id.clone(), vec![record]),
                 Err(e) => {
                     tracing::warn!(error = %e, external_id = %ready.external_id,
                         "cannot read a long message's committed-parts record; not committed, kept on the SIM");
@@ -1617,7 +1638,8 @@ impl Driver {
                 }
             },
         };
-        let message = self.inbound_message(ready);
+        let mut message = self.inbound_message(ready);
+        message.external_id = external_id;
         if let Err(e) = self
             .sink
             .deliver_inbound_with_cursors(message, &record)
@@ -1625,6 +1647,9 @@ impl Driver {
         {
             tracing::warn!(error = %e, external_id = %ready.external_id, "inbound message not committed; kept on the SIM");
             return false;
+        }
+        for slot in &ready.slots {
+            inbox.fresh_slots.remove(slot);
         }
         if let Some(parts) = &ready.committed_parts {
             inbox.remember_committed(parts, now_ms);
@@ -1648,9 +1673,10 @@ impl Driver {
     async fn commit_all_direct(&self, ready: &Ready, inbox: &mut Inbox, now_ms: u64) {
         let kept = !ready.direct.is_empty() && !ready.memory_only;
         let committed = match self.all_direct_cursors(ready, kept).await {
-            Some(cursors) => {
-                self.commit_unstored_inbound(self.inbound_message(ready), &cursors, kept)
-                    .await
+            Some((external_id, cursors)) => {
+                let mut message = self.inbound_message(ready);
+                message.external_id = external_id;
+                self.commit_unstored_inbound(message, &cursors, kept).await
             }
             None => false,
         };
@@ -1664,16 +1690,23 @@ impl Driver {
         }
     }
 
-    /// The cursors an all-direct message is committed with: a long one's
-    /// parts noted as committed lately. `None` when those cannot be read
-    /// and the message can wait for the next sweep (it is `kept`); one
-    /// that cannot wait is committed without them, and that said.
-    async fn all_direct_cursors(&self, ready: &Ready, kept: bool) -> Option<Vec<CursorWrite>> {
+    /// The id an all-direct message is committed under, and the cursors
+    /// it is committed with: a long one's parts noted as committed lately;
+    /// a single part's occurrence (`occurrence`), taken off the record of
+    /// direct deliveries. `None` when those cannot be read and the message
+    /// can wait for the next sweep (it is `kept`); one that cannot wait is
+    /// committed without them, and that said.
+    async fn all_direct_cursors(
+        &self,
+        ready: &Ready,
+        kept: bool,
+    ) -> Option<(String, Vec<CursorWrite>)> {
         let Some(parts) = &ready.committed_parts else {
-            return Some(Vec::new());
+            return self.direct_single_cursors(ready, kept).await;
         };
+        let id = ready.external_id.clone();
         match self.recent_parts_noted(parts).await {
-            Ok(noted) => Some(vec![noted]),
+            Ok(noted) => Some((id, vec![noted])),
             Err(e) if kept => {
                 tracing::warn!(phone_id = %self.config.phone_id, error = %e, external_id = %ready.external_id,
                     "cannot read the parts committed lately; a message handed over directly waits for the next sweep");
@@ -1682,7 +1715,33 @@ impl Driver {
             Err(e) => {
                 tracing::warn!(phone_id = %self.config.phone_id, error = %e, external_id = %ready.external_id,
                     "cannot read the parts committed lately; a message handed over directly is committed without noting its parts");
-                Some(Vec::new())
+                Some((id, Vec::new()))
+            }
+        }
+    }
+
+    /// [`Self::all_direct_cursors`] of a single-part message.
+    async fn direct_single_cursors(
+        &self,
+        ready: &Ready,
+        kept: bool,
+    ) -> Option<(String, Vec<CursorWrite>)> {
+        match self.direct_single_id(ready).await {
+            Ok(judged) => Some(judged),
+            Err(e) if kept => {
+                tracing::warn!(phone_id = %self.config.phone_id, error = %e, external_id = %ready.external_id,
+                    "cannot read the ids taken; a message handed over directly waits for the next sweep");
+                None
+            }
+            // In memory only: committed as the first occurrence rather
+            // than lost (dropped only if that one is taken).
+            Err(e) => {
+                tracing::warn!(phone_id = %self.config.phone_id, error = %e, external_id = %ready.external_id,
+                    "cannot read the ids taken; a message handed over directly is committed as the first occurrence");
+                Some((
+                    occurrence::next_occurrence(&ready.external_id, &[]),
+                    Vec::new(),
+                ))
             }
         }
     }
@@ -1852,6 +1911,10 @@ impl Driver {
                     && let Some(pdu) = it.next_if(|l| is_pdu_line(l))
                 {
                     let slot = Slot::new(mem, header.index);
+                    // As listed before this listing marked it read.
+                    if header.status == responses::MessageStatus::ReceivedUnread {
+                        inbox.fresh_slots.insert(slot);
+                    }
                     let whole = pdu_is_whole(pdu, header.length);
                     if !whole {
                         self.damaged_line(slot, "+CMGL", Some(header.length), pdu);
@@ -1888,7 +1951,7 @@ impl Driver {
                         // Damaged in the listing: read on its own; still
                         // damaged, left for the next sweep.
                         None => match me.read_here(conn, slot).await? {
-                            Some(pdu) => pdu,
+                            Some((pdu, _)) => pdu,
                             None => continue,
                         },
                     };

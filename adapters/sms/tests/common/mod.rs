@@ -45,6 +45,9 @@ pub struct RecordingSink {
     pub failing_cursor_prefix: Mutex<Option<String>>,
     /// Writing (not reading) a cursor whose name starts with this fails.
     pub failing_cursor_write_prefix: Mutex<Option<String>>,
+    /// Writing a cursor on its own (`save_cursor`, not with a message)
+    /// whose name starts with this fails: a write after a commit lost.
+    pub failing_lone_write_prefix: Mutex<Option<String>>,
     /// Writes refused (an event, a cursor, or both at once), so a test
     /// can wait for attempts that must fail rather than sleep.
     pub refused_writes: AtomicUsize,
@@ -69,7 +72,11 @@ impl EventSink for RecordingSink {
         Ok(())
     }
     async fn save_cursor(&self, name: &str, value: &str) -> Result<(), SinkError> {
-        if self.cursor_write_refused(name) {
+        let lone_fails = {
+            let prefix = self.failing_lone_write_prefix.lock().unwrap();
+            prefix.as_deref().is_some_and(|p| name.starts_with(p))
+        };
+        if lone_fails || self.cursor_write_refused(name) {
             self.refused_writes.fetch_add(1, Ordering::SeqCst);
             return Err(SinkError::unavailable("store unavailable"));
         }
