@@ -40,6 +40,7 @@ pub struct Metrics {
     pub relay_inbound_dead: Family<Labels, Gauge>,
     pub relay_status_skipped: Family<Labels, Counter>,
     pub relay_status_held: Family<Labels, Gauge>,
+    pub relay_uploads_given_up: Family<Labels, Counter>,
 }
 
 /// Bucket bounds in seconds: 1-2.5-5 steps, with one at 10 ms (the accept
@@ -86,6 +87,7 @@ impl Default for Metrics {
         let relay_inbound_dead = Family::<Labels, Gauge>::default();
         let relay_status_skipped = Family::<Labels, Counter>::default();
         let relay_status_held = Family::<Labels, Gauge>::default();
+        let relay_uploads_given_up = Family::<Labels, Counter>::default();
         registry.register(
             "accepted",
             "Messages accepted into the outbox",
@@ -232,6 +234,13 @@ impl Default for Metrics {
              again (for twelve rounds of backoff): none reaches it meanwhile",
             relay_status_held.clone(),
         );
+        registry.register(
+            "relay_uploads_given_up",
+            "Files of inbound messages given up on after relay.upload_give_up_after failed \
+             uploads (timeouts, 5xx): their messages went without them, the files named in \
+             origin.not_uploaded_attachments and still kept by the bridge",
+            relay_uploads_given_up.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             accepted,
@@ -260,6 +269,7 @@ impl Default for Metrics {
             relay_inbound_dead,
             relay_status_skipped,
             relay_status_held,
+            relay_uploads_given_up,
         }
     }
 }

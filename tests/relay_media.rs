@@ -497,3 +497,194 @@ async fn an_upload_past_its_timeout_holds_back_its_conversation_only() {
         );
     });
 }
+
+/// `relay`'s bridge config, giving a file up after `tries` failed uploads.
+fn giving_up_after(relay: &EmulatedRelay, tries: u32) -> String {
+    relay.bridge_config("push", Some("ops")).replace(
+        "request_timeout_seconds = 3",
+        &format!("request_timeout_seconds = 3\nupload_give_up_after = {tries}"),
+    )
+}
+
+/// What `origin.not_uploaded_attachments` says of `attachment` (saved as
+/// `filename` from `PICTURE`) given up after `tries` failures, the last
+/// with `code`.
+fn not_uploaded_entry(
+    attachment: &Attachment,
+    filename: &str,
+    tries: u32,
+    code: &str,
+) -> serde_json::Value {
+    serde_json::json!([{
+        "media_id": media_id(attachment),
+        "filename": filename,
+        "content_type": "image/png",
+        "size": PICTURE.len(),
+        "code": "not_uploaded",
+        "message": format!(
+            "could not be uploaded to the relay: {tries} tries failed, the last with {code}"
+        ),
+    }])
+}
+
+/// A relay that answers every upload 503: after `upload_give_up_after`
+/// failures the message goes without the file, which it names as not
+/// uploaded (not as refused); the give-up is counted once, and the bridge
+/// keeps the file. The message's POST, held back a while after that,
+/// goes again byte for byte though uploads work by then: the body was
+/// fixed with the file left out.
+#[tokio::test]
+async fn a_file_whose_uploads_always_fail_is_given_up_and_its_message_goes_without_it() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| {
+        s.fail_media_times = u32::MAX;
+        s.hold_marked = Some(503);
+    });
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge = common::start_bridge(&giving_up_after(&relay, 3), RELAY_KEY, &wa).await;
+    let attachment = save(&wa, PICTURE, "cat.png").await;
+    wa.inject(with_file("f-up-1", "HOLD a picture", attachment.clone()))
+        .await
+        .unwrap();
+    relay
+        .wait_for("the message POSTed twice", |s| s.message_attempts >= 2)
+        .await;
+    relay.with(|s| {
+        s.fail_media_times = 0;
+        s.hold_marked = None;
+    });
+    relay
+        .wait_for("the message", |s| s.messages.len() == 1)
+        .await;
+    relay.with(|s| {
+        assert_eq!(s.upload_attempts, 3, "three tries, then none");
+        assert!(s.uploads.is_empty());
+        let body = &s.messages[0].body;
+        assert_eq!(body["attachments"], serde_json::json!([]), "{body}");
+        assert_eq!(
+            body["origin"]["not_uploaded_attachments"],
+            not_uploaded_entry(&attachment, "cat.png", 3, "relay_http_503"),
+            "{body}"
+        );
+        assert!(
+            body["origin"].get("refused_attachments").is_none(),
+            "{body}"
+        );
+        for attempt in &s.message_attempt_bodies {
+            assert_eq!(attempt, body, "a repeat sent another body");
+        }
+    });
+    let metrics = bridge.metrics_text().await;
+    assert!(
+        metrics.contains(&format!(
+            "phonerelay_relay_uploads_given_up_total{{phone_id=\"{PHONE_ID}\"}} 1"
+        )),
+        "{metrics}"
+    );
+    let (code, _) = bridge
+        .get(
+            &format!("/api/v1/media/{}", media_id(&attachment)),
+            &bridge.admin_key,
+        )
+        .await;
+    assert_eq!(code, 200, "the bridge keeps its copy");
+}
+
+/// An upload that runs past its timeout every time is given up on too,
+/// and its message goes, the file named as not uploaded.
+#[tokio::test]
+async fn a_file_whose_uploads_always_time_out_is_given_up_and_its_message_goes() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.slow_media_ms = 5_000);
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let config = giving_up_after(&relay, 2)
+        .replace("request_timeout_seconds = 3", "request_timeout_seconds = 1");
+    let _bridge = common::start_bridge(&config, RELAY_KEY, &wa).await;
+    let attachment = save(&wa, PICTURE, "slow.png").await;
+    forward_one(&relay, &wa, "f-up-2", "a slow picture", attachment.clone()).await;
+    relay.with(|s| {
+        assert_eq!(s.upload_attempts, 2);
+        let body = &s.messages[0].body;
+        assert_eq!(body["attachments"], serde_json::json!([]), "{body}");
+        assert_eq!(
+            body["origin"]["not_uploaded_attachments"],
+            not_uploaded_entry(&attachment, "slow.png", 2, "relay_timeout"),
+            "{body}"
+        );
+    });
+}
+
+/// Uploads that fail fewer times than the bound: the file goes, and the
+/// message carries it.
+#[tokio::test]
+async fn an_upload_failure_that_clears_before_the_bound_still_uploads_the_file() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.fail_media_times = 2);
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let _bridge = common::start_bridge(&giving_up_after(&relay, 3), RELAY_KEY, &wa).await;
+    let attachment = save(&wa, PICTURE, "cat.png").await;
+    forward_one(&relay, &wa, "f-up-3", "a picture", attachment).await;
+    relay.with(|s| {
+        assert_eq!(s.upload_attempts, 3);
+        let body = &s.messages[0].body;
+        assert_eq!(first_file_url(body), FIRST_RELAY_URL, "{body}");
+        assert!(
+            body["origin"].get("not_uploaded_attachments").is_none(),
+            "{body}"
+        );
+    });
+}
+
+/// The failed uploads are counted with the file, so a restart does not
+/// start the count again: two failures before it, one after, and the
+/// file is given up on.
+#[tokio::test]
+async fn failed_uploads_counted_before_a_restart_count_after_it() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.fail_media_times = u32::MAX);
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    // A backoff slow enough that the restart comes before the third try.
+    let config = giving_up_after(&relay, 3)
+        .replace("retry_initial_ms = 40", "retry_initial_ms = 20000")
+        .replace("retry_max_ms = 250", "retry_max_ms = 20000");
+    let bridge = common::start_bridge(&config, RELAY_KEY, &wa).await;
+    let attachment = save(&wa, PICTURE, "cat.png").await;
+    wa.inject(with_file("f-up-4", "a picture", attachment.clone()))
+        .await
+        .unwrap();
+    let id = media_id(&attachment);
+    let failures = |bridge: &common::TestDaemon| {
+        let store = bridge.store();
+        let id = id.clone();
+        async move {
+            let record = store.get_media(&id).await.unwrap().expect("the row");
+            record.upload_failures.map_or(0, |f| f.count)
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while failures(&bridge).await < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "no failure counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The link's start tries what waits at once: the second try.
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge = bridge.restart(vec![wa.clone()]).await;
+    while failures(&bridge).await < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no second failure");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let _bridge = bridge.restart(vec![wa.clone()]).await;
+    relay
+        .wait_for("the message", |s| s.messages.len() == 1)
+        .await;
+    relay.with(|s| {
+        assert_eq!(s.upload_attempts, 3, "one try after each start");
+        let body = &s.messages[0].body;
+        assert_eq!(
+            body["origin"]["not_uploaded_attachments"],
+            not_uploaded_entry(&attachment, "cat.png", 3, "relay_http_503"),
+            "{body}"
+        );
+    });
+}

@@ -163,6 +163,14 @@ pub const DEFAULT_RELAY_SETTINGS_POLL_SECONDS: u64 = 5;
 pub const DEFAULT_RELAY_STATUS_INTERVAL_MS: u64 = 500;
 pub const DEFAULT_RELAY_RETRY_INITIAL_MS: u64 = 1_000;
 pub const DEFAULT_RELAY_RETRY_MAX_MS: u64 = 5 * 60 * 1000;
+/// Failed uploads of one file (timeouts, 5xx) after which its message goes
+/// without it: about an hour with the default backoff, long enough for a
+/// relay restart, short enough that a file the way to the relay cannot
+/// carry does not hold its conversation back for good.
+pub const DEFAULT_RELAY_UPLOAD_GIVE_UP_AFTER: u32 = 20;
+/// The most `relay.upload_give_up_after` may be: past it, the backoff's
+/// cap makes it months.
+pub const MAX_RELAY_UPLOAD_GIVE_UP_AFTER: u32 = 100_000;
 /// A reply more than this many days after our last message to that
 /// address is not routed by conversation (it goes to `default_to`).
 pub const DEFAULT_CONVERSATION_TTL_DAYS: u64 = 30;

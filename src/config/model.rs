@@ -282,6 +282,9 @@ pub struct RelayConfig {
     pub retry_initial_ms: u64,
     /// Cap of that wait.
     pub retry_max_ms: u64,
+    /// Failed uploads of one file (a timeout, a 5xx) after which its
+    /// message goes without it, the file named as not uploaded.
+    pub upload_give_up_after: u32,
     /// Where replies from external senders go in pChat.
     pub routing: RoutingConfig,
 }
@@ -302,6 +305,7 @@ impl Default for RelayConfig {
             status_interval_ms: DEFAULT_RELAY_STATUS_INTERVAL_MS,
             retry_initial_ms: DEFAULT_RELAY_RETRY_INITIAL_MS,
             retry_max_ms: DEFAULT_RELAY_RETRY_MAX_MS,
+            upload_give_up_after: DEFAULT_RELAY_UPLOAD_GIVE_UP_AFTER,
             routing: RoutingConfig::default(),
         }
     }

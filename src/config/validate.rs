@@ -323,6 +323,18 @@ fn check_ceilings(config: &super::model::Config, issues: &mut Vec<ConfigIssue>) 
     }
 }
 
+/// `relay.upload_give_up_after`: at least one failed upload (0 would
+/// leave every file out untried), and not so many that it never comes.
+fn validate_upload_give_up_after(value: u32, issues: &mut Vec<ConfigIssue>) {
+    use super::defaults::MAX_RELAY_UPLOAD_GIVE_UP_AFTER;
+    if !(1..=MAX_RELAY_UPLOAD_GIVE_UP_AFTER).contains(&value) {
+        issues.push(ConfigIssue::new(
+            "relay.upload_give_up_after",
+            format!("must be from 1 to {MAX_RELAY_UPLOAD_GIVE_UP_AFTER} (failed uploads)"),
+        ));
+    }
+}
+
 /// Whether `url` can be a relay's base URL (`relay.url`, `pair --relay`):
 /// parsed as the client will use it, so a port out of range or a missing
 /// host fails when it is given, not at every request of the link. The
@@ -414,6 +426,7 @@ fn validate_relay(relay: &super::model::RelayConfig, issues: &mut Vec<ConfigIssu
             "is smaller than relay.retry_initial_ms",
         ));
     }
+    validate_upload_give_up_after(relay.upload_give_up_after, issues);
     if let Some(to) = &relay.routing.default_to
         && let Err(e) = phonerelay_channel::validate_address(ChannelKind::Pchat, to)
     {
@@ -477,6 +490,22 @@ mod tests {
             assert_eq!(
                 found,
                 ["outbox.limits.sms.concurrency: must be from 1 to 10000"],
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn upload_give_up_after_must_be_from_1_to_100000() {
+        for good in [1, 20, 100_000] {
+            let found = issues(&format!("[relay]\nupload_give_up_after = {good}\n"));
+            assert!(found.is_empty(), "{good}: {found:?}");
+        }
+        for bad in [0, 100_001] {
+            let found = issues(&format!("[relay]\nupload_give_up_after = {bad}\n"));
+            assert_eq!(
+                found,
+                ["relay.upload_give_up_after: must be from 1 to 100000 (failed uploads)"],
                 "{bad}"
             );
         }

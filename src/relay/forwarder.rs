@@ -67,6 +67,12 @@ pub struct Origin<'a> {
     /// `attachments`; absent when none.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub refused_attachments: &'a [RefusedAttachment],
+    /// Files whose uploads kept failing (timeouts, 5xx) until
+    /// `relay.upload_give_up_after` (`media_upload`), left out of
+    /// `attachments`; absent when none. Unlike a refused file, the relay
+    /// never said no: the bridge could not get it there.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub not_uploaded_attachments: &'a [RefusedAttachment],
     /// `InboundMessage::meta`; absent when empty.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub meta: &'a std::collections::BTreeMap<String, String>,
@@ -385,7 +391,9 @@ async fn fix_body(
     };
     // The files first: the message goes with the relay's URLs for them.
     // A failed upload is met as a failed message POST would be; a file
-    // the relay refuses for good is left out, and the message says so.
+    // the relay refuses for good, or one whose uploads failed
+    // `relay.upload_give_up_after` times, is left out, and the message
+    // says so.
     let relayed = match relay_attachments(deps, m).await {
         Ok(relayed) => relayed,
         Err(UploadFailure::Relay(e)) => {
@@ -541,6 +549,7 @@ fn pchat_message_json(
             route: &route.route,
             missing_attachments: (relayed.missing > 0).then_some(relayed.missing),
             refused_attachments: &relayed.refused,
+            not_uploaded_attachments: &relayed.not_uploaded,
             meta: &m.meta,
         },
     };

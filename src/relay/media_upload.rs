@@ -4,7 +4,9 @@
 //! sends the relay's URL in place of its own path. The relay's URL is
 //! recorded with the file, so a retry or a restart does not upload it
 //! again. A file the relay refuses for good is left out and named in the
-//! message, so its text still reaches the user.
+//! message, so its text still reaches the user; so is one whose uploads
+//! kept failing (timeouts, 5xx) `relay.upload_give_up_after` times, which
+//! would otherwise hold its message, and its conversation, back for good.
 
 use serde::Serialize;
 
@@ -13,7 +15,11 @@ use super::client::{RelayError, Upload};
 use crate::api::dto::AttachmentBody;
 use crate::media::media_id_of;
 use crate::media_chunks::{ReadFailure, chunks};
-use crate::store::{InboundRecord, MediaContent, MediaRecord, StoreError};
+use crate::metrics::labels;
+use crate::store::{InboundRecord, MediaContent, MediaRecord, StoreError, UploadFailures};
+
+/// The `code` of a file left out because its uploads kept failing.
+pub const NOT_UPLOADED: &str = "not_uploaded";
 
 /// The attachments to send to the relay.
 pub struct RelayAttachments {
@@ -25,9 +31,14 @@ pub struct RelayAttachments {
     /// Files the relay refused for good (a `413` for one too large for
     /// it): left out, each named in `origin.refused_attachments`.
     pub refused: Vec<RefusedAttachment>,
+    /// Files whose uploads failed `relay.upload_give_up_after` times:
+    /// left out, each named in `origin.not_uploaded_attachments`.
+    pub not_uploaded: Vec<RefusedAttachment>,
 }
 
-/// A file the relay refused, as `origin.refused_attachments` names it.
+/// A file left out of its message, as `origin.refused_attachments` (the
+/// relay refused it) or `origin.not_uploaded_attachments` (it could not
+/// be uploaded) names it.
 #[derive(Debug, Serialize)]
 pub struct RefusedAttachment {
     /// The bridge's media id: the bridge keeps its copy, served at
@@ -38,9 +49,10 @@ pub struct RefusedAttachment {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
     pub size: u64,
-    /// The relay's refusal: `relay_http_413`.
+    /// The relay's refusal, `relay_http_413`; or `not_uploaded`.
     pub code: String,
-    /// The relay's words for it.
+    /// The relay's words for it; for `not_uploaded`, how many uploads
+    /// failed and how the last did.
     pub message: String,
 }
 
@@ -52,6 +64,8 @@ enum Uploaded {
     Gone,
     /// The relay will not take it.
     Refused(RefusedAttachment),
+    /// Its uploads failed too often: given up on.
+    GivenUp(RefusedAttachment),
 }
 
 pub enum UploadFailure {
@@ -90,6 +104,7 @@ pub async fn relay_attachments(
         attachments: Vec::with_capacity(m.attachments.len()),
         missing: 0,
         refused: Vec::new(),
+        not_uploaded: Vec::new(),
     };
     for attachment in &m.attachments {
         let Some(id) = media_id_of(&attachment.url) else {
@@ -108,7 +123,11 @@ pub async fn relay_attachments(
                 relay_base: Some(base),
                 ..
             }) if base == deps.settings.url => Uploaded::At(url),
-            Some(_) => upload(deps, id).await?,
+            Some(record) if given_up(deps, &record) => Uploaded::GivenUp(not_uploaded(record)),
+            Some(record) => match upload(deps, id).await {
+                Ok(uploaded) => uploaded,
+                Err(failure) => after_failure(deps, m, record, failure).await?,
+            },
             None => Uploaded::Gone,
         };
         match uploaded {
@@ -127,9 +146,98 @@ pub async fn relay_attachments(
                     "the relay refused a file of an inbound message; forwarded without it");
                 relayed.refused.push(refused);
             }
+            // Logged when it was given up on (`after_failure`), once.
+            Uploaded::GivenUp(left_out) => relayed.not_uploaded.push(left_out),
         }
     }
     Ok(relayed)
+}
+
+/// Whether file `record`'s uploads to this relay have failed
+/// `relay.upload_give_up_after` times already (before a restart, or
+/// before its message's body could be fixed): it is not tried again.
+fn given_up(deps: &Deps, record: &MediaRecord) -> bool {
+    record.upload_failures.as_ref().is_some_and(|failures| {
+        failures.relay_base == deps.settings.url
+            && failures.count >= deps.settings.config.upload_give_up_after
+    })
+}
+
+/// After upload `failure` of file `record`: one that retrying may mend on
+/// the relay's side (a timeout, a 5xx) is counted with the file, and the
+/// one that reaches `relay.upload_give_up_after` gives the file up, logged
+/// and counted here, once. Any other failure, or one below the bound,
+/// stands.
+async fn after_failure(
+    deps: &Deps,
+    m: &InboundRecord,
+    record: MediaRecord,
+    failure: UploadFailure,
+) -> Result<Uploaded, UploadFailure> {
+    let Some(code) = counted(&failure) else {
+        return Err(failure);
+    };
+    let failures = deps
+        .state
+        .store
+        .record_media_upload_failure(&record.id, &deps.settings.url, &code)
+        .await
+        .map_err(UploadFailure::Store)?;
+    if failures < deps.settings.config.upload_give_up_after {
+        return Err(failure);
+    }
+    // What the row holds now, so the message reads the same if it is made
+    // again (its body could not be fixed, a restart): from the row.
+    let record = MediaRecord {
+        upload_failures: Some(UploadFailures {
+            relay_base: deps.settings.url.clone(),
+            count: failures,
+            last_code: code.clone(),
+        }),
+        ..record
+    };
+    tracing::warn!(inbound_id = %m.id, media_id = %record.id, failures, last = %code,
+        "a file of an inbound message could not be uploaded to the relay; \
+         forwarded without it (the bridge keeps it)");
+    deps.state
+        .metrics
+        .relay_uploads_given_up
+        .get_or_create(&labels(&[("phone_id", &deps.settings.phone_id)]))
+        .inc();
+    Ok(Uploaded::GivenUp(not_uploaded(record)))
+}
+
+/// The failure's code if it counts towards giving a file up: the relay,
+/// or the way to it, took too long or failed (5xx). Not a relay that
+/// cannot be reached at all (its outage is not the file's), nor one
+/// without a media route, nor a file the bridge cannot read.
+fn counted(failure: &UploadFailure) -> Option<String> {
+    match failure {
+        UploadFailure::TooSlow(e) => Some(e.code()),
+        UploadFailure::Relay(e @ RelayError::Http { status, .. }) if *status >= 500 => {
+            Some(e.code())
+        }
+        _ => None,
+    }
+}
+
+/// How `origin.not_uploaded_attachments` names file `record`, given up on.
+fn not_uploaded(record: MediaRecord) -> RefusedAttachment {
+    let message = match &record.upload_failures {
+        Some(failures) => format!(
+            "could not be uploaded to the relay: {} tries failed, the last with {}",
+            failures.count, failures.last_code
+        ),
+        None => "could not be uploaded to the relay".into(),
+    };
+    RefusedAttachment {
+        media_id: record.id,
+        filename: record.filename,
+        content_type: record.content_type,
+        size: record.size,
+        code: NOT_UPLOADED.into(),
+        message,
+    }
 }
 
 /// Upload file `id` and record the relay's URL for it.

@@ -47,13 +47,27 @@ pub struct MediaRecord {
     /// The base URL of the relay `relay_url` is on: after a re-pair to
     /// another relay, the file is uploaded to that one.
     pub relay_base: Option<String>,
+    /// Its failed uploads, counted at one relay; `None` if none failed.
+    pub upload_failures: Option<UploadFailures>,
+}
+
+/// The failed uploads of a kept file to one relay (timeouts, 5xx): after
+/// `relay.upload_give_up_after` its message goes without it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadFailures {
+    /// The base URL of the relay they failed at.
+    pub relay_base: String,
+    pub count: u32,
+    /// The error code of the last one (`relay_timeout`, `relay_http_503`).
+    pub last_code: String,
 }
 
 /// What [`crate::store::Store::save_media`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaSaved {
-    /// The file and its row are durable.
-    Saved(MediaRecord),
+    /// The file and its row are durable. Boxed: a row is large beside the
+    /// other answers.
+    Saved(Box<MediaRecord>),
     /// Over `storage.max_media_bytes` (0: no file is kept); nothing was
     /// written.
     TooLarge { size: u64, limit: u64 },

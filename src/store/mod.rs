@@ -322,6 +322,15 @@ pub trait Store: Send + Sync + 'static {
         relay_url: &str,
         relay_base: &str,
     ) -> StoreResult<()>;
+    /// One more failed upload (a timeout, a 5xx) of file `id` to the relay
+    /// at `relay_base`, `code` its error; returns the file's failed uploads
+    /// to that relay so far.
+    async fn record_media_upload_failure(
+        &self,
+        id: &str,
+        relay_base: &str,
+        code: &str,
+    ) -> StoreResult<u32>;
     /// Delete up to `batch` kept files (row, then file) whose inbound
     /// message is gone, and those no inbound message took that were saved
     /// before `unclaimed_before_ms`; returns how many went.

@@ -8,10 +8,10 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::rows::Kind;
 use crate::media::media_id_of;
-use crate::store::{MediaRecord, StoreResult};
+use crate::store::{MediaRecord, StoreResult, UploadFailures};
 
 const COLUMNS: &str = "id, channel, phone_id, content_type, filename, size, sha256, created_at, \
-     relay_url, inbound_id, relay_base";
+     relay_url, inbound_id, relay_base, upload_failures, upload_failed_base, upload_error";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<MediaRecord> {
     Ok(MediaRecord {
@@ -26,6 +26,21 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<MediaRecord> {
         relay_url: row.get(8)?,
         inbound_id: row.get(9)?,
         relay_base: row.get(10)?,
+        upload_failures: upload_failures(row)?,
+    })
+}
+
+fn upload_failures(row: &Row<'_>) -> rusqlite::Result<Option<UploadFailures>> {
+    let count: u32 = row.get(11)?;
+    let relay_base: Option<String> = row.get(12)?;
+    let last_code: Option<String> = row.get(13)?;
+    Ok(match (count, relay_base, last_code) {
+        (1.., Some(relay_base), Some(last_code)) => Some(UploadFailures {
+            relay_base,
+            count,
+            last_code,
+        }),
+        _ => None,
     })
 }
 
@@ -73,6 +88,28 @@ pub fn set_relay_url(
     conn.prepare_cached("UPDATE media SET relay_url = ?2, relay_base = ?3 WHERE id = ?1")?
         .execute([id, relay_url, relay_base])?;
     Ok(())
+}
+
+/// One more failed upload of file `id` to the relay at `relay_base`, with
+/// error `code`; the file's failed uploads to that relay so far (0 if the
+/// row is gone). A failure at another relay than the last starts the
+/// count again: that relay never had the file to fail on.
+pub fn add_upload_failure(
+    conn: &Connection,
+    id: &str,
+    relay_base: &str,
+    code: &str,
+) -> StoreResult<u32> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE media SET upload_failures = CASE WHEN upload_failed_base IS ?2
+                THEN upload_failures + 1 ELSE 1 END,
+                upload_failed_base = ?2, upload_error = ?3
+             WHERE id = ?1 RETURNING upload_failures",
+        )?
+        .query_row([id, relay_base, code], |row| row.get(0))
+        .optional()?
+        .unwrap_or(0))
 }
 
 /// Tie the files `attachments` names to the inbound message `inbound_id`

@@ -43,12 +43,13 @@ async fn save_media_file(
         relay_url: None,
         inbound_id: None,
         relay_base: None,
+        upload_failures: None,
     };
     let row = record.clone();
     match writer.write(move |conn| media::insert(conn, &row)).await {
         Ok(()) => {
             room.keep();
-            Ok(MediaSaved::Saved(record))
+            Ok(MediaSaved::Saved(Box::new(record)))
         }
         Err(e) => {
             // Not committed: the file has no row to serve it. Unless the
@@ -695,6 +696,18 @@ impl Store for SqliteStore {
         );
         self.writer
             .write(move |conn| media::set_relay_url(conn, &id, &relay_url, &relay_base))
+            .await
+    }
+
+    async fn record_media_upload_failure(
+        &self,
+        id: &str,
+        relay_base: &str,
+        code: &str,
+    ) -> StoreResult<u32> {
+        let (id, relay_base, code) = (id.to_string(), relay_base.to_string(), code.to_string());
+        self.writer
+            .write(move |conn| media::add_upload_failure(conn, &id, &relay_base, &code))
             .await
     }
 

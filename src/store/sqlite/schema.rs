@@ -390,6 +390,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX inbound_unreadable_committed ON inbound_unreadable (committed_at);
     "#,
+    // 20: a kept file's failed uploads to the relay whose base URL is
+    // `upload_failed_base` (timeouts, 5xx), and the code of the last: after
+    // `relay.upload_give_up_after` of them its message goes without it.
+    // Kept with the file, so a restart does not start the count again; a
+    // failure at another relay (a re-pair) does.
+    r#"
+    ALTER TABLE media ADD COLUMN upload_failures INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE media ADD COLUMN upload_failed_base TEXT;
+    ALTER TABLE media ADD COLUMN upload_error TEXT;
+    "#,
 ];
 
 /// Refuse a database a newer PhoneRelay has migrated past this binary's

@@ -374,6 +374,17 @@ impl<F: Faults> Store for Faulty<F> {
             .await
     }
 
+    async fn record_media_upload_failure(
+        &self,
+        id: &str,
+        relay_base: &str,
+        code: &str,
+    ) -> StoreResult<u32> {
+        self.inner
+            .record_media_upload_failure(id, relay_base, code)
+            .await
+    }
+
     async fn prune_media(&self, unclaimed_before_ms: i64, batch: u32) -> StoreResult<usize> {
         self.inner.prune_media(unclaimed_before_ms, batch).await
     }
