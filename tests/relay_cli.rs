@@ -5,7 +5,7 @@
 mod relay_support;
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -37,16 +37,14 @@ fn wait_dead_line(config: &Path, needle: &str) -> String {
     }
 }
 
-#[test]
-fn inbound_dead_lists_a_refused_message_and_inbound_retry_delivers_it_once() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let relay = runtime.block_on(EmulatedRelay::start());
-    let dir = tempfile::tempdir().unwrap();
-    let sim = ModemSimProcess::start(&dir.path().join("modem"), &[]);
-    std::fs::write(dir.path().join("relay.key"), RELAY_KEY).unwrap();
+/// A daemon process on an SMS simulator in `dir`, linked to `relay` with
+/// `default_to = "ops"`; its config file.
+fn daemon_on(dir: &Path, relay: &EmulatedRelay) -> (ModemSimProcess, PathBuf, DaemonProcess) {
+    let sim = ModemSimProcess::start(&dir.join("modem"), &[]);
+    std::fs::write(dir.join("relay.key"), RELAY_KEY).unwrap();
     let port = free_port();
     let config = daemon_config(
-        dir.path(),
+        dir,
         port,
         "shutdown_grace_seconds = 1\n",
         &format!(
@@ -57,6 +55,15 @@ fn inbound_dead_lists_a_refused_message_and_inbound_retry_delivers_it_once() {
         ),
     );
     let daemon = DaemonProcess::start(&config, port);
+    (sim, config, daemon)
+}
+
+#[test]
+fn inbound_dead_lists_a_refused_message_and_inbound_retry_delivers_it_once() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let relay = runtime.block_on(EmulatedRelay::start());
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, config, daemon) = daemon_on(dir.path(), &relay);
 
     let empty = inbound_cli(&config, &["dead"]);
     assert!(empty.status.success(), "{}", text(&empty.stderr));
@@ -113,4 +120,48 @@ fn inbound_dead_lists_a_refused_message_and_inbound_retry_delivers_it_once() {
         2,
         "422 once, then once delivered"
     );
+}
+
+/// `inbound retry ID --to ADDRESS`: a bad address is refused as the API
+/// refuses it (exit 2, naming the field), the letter left as it was; a
+/// good one sends the letter there.
+#[test]
+fn inbound_retry_to_sends_a_dead_letter_to_the_address_given() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let relay = runtime.block_on(EmulatedRelay::start());
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, config, daemon) = daemon_on(dir.path(), &relay);
+    let answer = sim.control("inject +15551230001 REJECT this");
+    assert!(answer.last().unwrap().starts_with("ok"), "{answer:?}");
+    let line = wait_dead_line(&config, "sms:+15551230001");
+    let id = line.split_whitespace().next().unwrap().to_string();
+    relay.with(|s| s.reject_marked = false);
+
+    let bad = inbound_cli(&config, &["retry", &id, "--to", "not an address!"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
+    let stderr = text(&bad.stderr);
+    assert!(
+        stderr.contains("invalid_field") && stderr.contains("(field to)"),
+        "{stderr}"
+    );
+    assert_eq!(wait_dead_line(&config, &id), line, "the letter changed");
+
+    let retry = inbound_cli(&config, &["retry", &id, "--to", "alice"]);
+    assert_eq!(retry.status.code(), Some(0), "{}", text(&retry.stderr));
+    assert!(
+        text(&retry.stdout).contains(&format!("{id} queued for the relay again, to alice")),
+        "{}",
+        text(&retry.stdout)
+    );
+    runtime.block_on(relay.wait_for("the letter at alice", |s| s.messages.len() == 1));
+    let delivered = relay.messages()[0].clone();
+    assert_eq!(delivered.body["to"], "alice");
+    assert_eq!(delivered.body["origin"]["route"], "manual");
+    assert_eq!(delivered.idempotency_key.as_deref(), Some(id.as_str()));
+    assert_eq!(
+        relay.with(|s| s.message_posts_taken),
+        2,
+        "refused, then taken"
+    );
+    assert_eq!(daemon.terminate().code(), Some(0));
 }

@@ -30,40 +30,64 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let essence = content_type.split(';').next().unwrap_or("").trim();
-        if !essence.eq_ignore_ascii_case("application/json") {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send the body as JSON with Content-Type: application/json",
-            )
-            .field("Content-Type"));
-        }
-        // A compressed body would otherwise be answered "not valid JSON",
-        // which sends its client looking in the wrong place.
-        let coded = req
-            .headers()
-            .get_all(header::CONTENT_ENCODING)
-            .iter()
-            .flat_map(|v| v.to_str().unwrap_or("?").split(','))
-            .any(|coding| !coding.trim().eq_ignore_ascii_case("identity"));
-        if coded {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send the body uncompressed: no Content-Encoding is taken",
-            )
-            .field("Content-Encoding"));
-        }
+        check_json_headers(req.headers())?;
         let raw = read(req, state, "server.max_body_bytes").await?;
         let value = parse(&raw)?;
         Ok(JsonBody { value, raw })
     }
+}
+
+/// A JSON body a request may leave out (`POST /api/v1/inbound/{id}/retry`,
+/// whose clients from before it took one send none): an empty body is
+/// `None`, whatever its headers; any other is read as [`JsonBody`] is.
+pub struct OptionalJsonBody<T>(pub Option<T>);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let headers = req.headers().clone();
+        let raw = read(req, state, "server.max_body_bytes").await?;
+        if raw.is_empty() {
+            return Ok(OptionalJsonBody(None));
+        }
+        check_json_headers(&headers)?;
+        Ok(OptionalJsonBody(Some(parse(&raw)?)))
+    }
+}
+
+/// A JSON body's headers: `Content-Type: application/json`, no content
+/// coding.
+fn check_json_headers(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
+        )
+        .field("Content-Type"));
+    }
+    // A compressed body would otherwise be answered "not valid JSON",
+    // which sends its client looking in the wrong place.
+    let coded = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .any(|coding| !coding.trim().eq_ignore_ascii_case("identity"));
+    if coded {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body uncompressed: no Content-Encoding is taken",
+        )
+        .field("Content-Encoding"));
+    }
+    Ok(())
 }
 
 /// A body taken as it is (webhooks: the channel checks and reads it), with

@@ -24,7 +24,7 @@ use super::{dto, error, inbound, media, messages, relay, system, unreadable};
         dto::MessagePage, dto::HistoryEntry, dto::ErrorInfo, dto::InboundView, dto::InboundPage,
         dto::InboundAttachment, unreadable::UnreadableView, unreadable::UnreadablePage, media::MediaBytes,
         error::ErrorBody, error::ErrorDetail, system::StatusReport, system::EndpointStatus, system::EndpointPause, system::Health,
-        relay::RelayLinkView, relay::RelayInboundView, relay::RelayInboundPage,
+        relay::RelayLinkView, relay::RelayInboundView, relay::RelayInboundPage, relay::RetryRequest,
         crate::store::RelayInboundState, crate::store::DiskUsage, crate::store::MediaRefusal,
     )),
     modifiers(&BearerAuth, &KeyAndStoreResponses, &PathParameterResponses),

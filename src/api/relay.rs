@@ -8,7 +8,10 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use phonerelay_channel::{ChannelKind, validate_address};
+
 use super::auth::Caller;
+use super::body::OptionalJsonBody;
 use super::dto::InboundView;
 use super::error::{ApiError, ErrorBody};
 use super::messages::{bad_query, scoped_phone};
@@ -212,7 +215,8 @@ pub struct RelayInboundView {
     pub next_attempt_at: Option<String>,
     /// The pChat address it was routed to.
     pub to: Option<String>,
-    /// `reply`, `recent` or `default`.
+    /// `reply`, `recent` or `default`; `manual` when sent to an address
+    /// given on retry.
     pub route: Option<String>,
     /// Why it is dead, or the last failed attempt.
     pub error: Option<super::dto::ErrorInfo>,
@@ -297,26 +301,52 @@ pub async fn list_inbound(
     }))
 }
 
+/// What a manual retry may say; the body may be left out.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryRequest {
+    /// Send the message to this pChat address instead (`origin.route`
+    /// `manual`), whatever address it had or routing would find. Absent:
+    /// a dead letter the relay refused keeps its address, and one that had
+    /// no route (`no_route`) is routed again.
+    #[serde(default)]
+    #[schema(schema_with = super::openapi::source_address)]
+    pub to: Option<String>,
+}
+
 #[utoipa::path(post, path = "/api/v1/inbound/{id}/retry", tag = "relay",
     params(("id" = String, Path, description = "Inbound message id")),
+    request_body(content = Option<RetryRequest>, content_type = "application/json",
+        description = "Optional: a pChat address to send the message to instead"),
     responses(
         (status = 200, description = "Queued for the relay again", body = RelayInboundView),
         (status = 404, description = "No such inbound message", body = ErrorBody),
         (status = 409, description = "Not a dead letter", body = ErrorBody),
+        (status = 422, description = "`to` is not a pChat address (field `to`); nothing changed",
+            body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn retry_inbound(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
+    OptionalJsonBody(request): OptionalJsonBody<RetryRequest>,
 ) -> Result<Json<RelayInboundView>, ApiError> {
     caller.require(Scope::Send)?;
+    let to = request.unwrap_or_default().to;
+    if let Some(to) = &to {
+        validate_address(ChannelKind::Pchat, to).map_err(|e| ApiError::invalid("to", e.message))?;
+    }
     let visible = |r: &RelayInbound| caller.phone_scope().is_none_or(|p| p == r.inbound.phone_id);
     match state.store.get_relay_inbound(&id).await? {
         Some(r) if visible(&r) => {}
         _ => return Err(ApiError::not_found("inbound message")),
     }
-    match state.store.retry_relay_inbound(&id, now_ms()).await? {
+    match state
+        .store
+        .retry_relay_inbound(&id, now_ms(), to.as_deref())
+        .await?
+    {
         // Answered from what the retry's own transaction read: a read
         // after the commit could fail, and its 503 says nothing changed.
         ManualRetry::Requeued(record) => {
@@ -370,9 +400,14 @@ mod tests {
             .unwrap();
         let state = AppState::over(store.clone());
         let caller = Caller::with(vec![Scope::Send], None);
-        let Json(view) = retry_inbound(State(state), caller, ApiPath(committed.id.clone()))
-            .await
-            .unwrap_or_else(|e| panic!("{} {}: {}", e.status, e.code, e.message));
+        let Json(view) = retry_inbound(
+            State(state),
+            caller,
+            ApiPath(committed.id.clone()),
+            OptionalJsonBody(None),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{} {}: {}", e.status, e.code, e.message));
         assert_eq!(view.state, RelayInboundState::Pending);
         assert!(
             store.get_relay_inbound(&committed.id).await.is_err(),

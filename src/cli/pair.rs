@@ -6,6 +6,7 @@ use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use phonerelay_channel::{ChannelKind, validate_address};
 
 use crate::clock::{now_ms, rfc3339};
 use crate::config::LoadedConfig;
@@ -47,7 +48,13 @@ pub enum InboundCommand {
     /// default_to set since takes it), or one set aside for another phone
     /// (other_phone), which is forwarded if the link then carries its
     /// phone and set aside again if not.
-    Retry { id: String },
+    Retry {
+        id: String,
+        /// Send it to this pChat address instead (origin.route "manual"),
+        /// whatever address it had or routing would find
+        #[arg(long, value_name = "PCHAT_ADDRESS")]
+        to: Option<String>,
+    },
     /// List what arrived and could not be read (an SMS PDU the codec
     /// cannot decode), kept as it came: id, time, endpoint, where it came
     /// from, why, and its bytes in hex (`phonerelay pdu decode HEX` says
@@ -231,14 +238,24 @@ pub async fn inbound(loaded: &LoadedConfig, command: &InboundCommand) -> Result<
             }
             Ok(())
         }
-        InboundCommand::Retry { id } => {
+        InboundCommand::Retry { id, to } => {
+            if let Some(to) = to {
+                // The API's check of a pChat address, before anything
+                // is changed.
+                validate_address(ChannelKind::Pchat, to).map_err(|e| {
+                    ExitError::Config(format!("invalid_field: {} (field to)", e.message))
+                })?;
+            }
             match store
-                .retry_relay_inbound(id, now_ms())
+                .retry_relay_inbound(id, now_ms(), to.as_deref())
                 .await
                 .map_err(|e| ExitError::Runtime(e.to_string()))?
             {
                 ManualRetry::Requeued(_) => {
-                    println!("{id} queued for the relay again");
+                    match to {
+                        Some(to) => println!("{id} queued for the relay again, to {to}"),
+                        None => println!("{id} queued for the relay again"),
+                    }
                     Ok(())
                 }
                 ManualRetry::NotFound => Err(ExitError::Config(format!("no inbound message {id}"))),

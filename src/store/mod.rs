@@ -273,8 +273,15 @@ pub trait Store: Send + Sync + 'static {
     /// Fix the body of a pending inbound's POST, with its route, before
     /// the first POST: a repeat sends the same body (`RelayBody`).
     async fn fix_relay_inbound_body(&self, id: &str, body: RelayBody) -> StoreResult<()>;
-    /// Put a dead letter back in the queue, due now.
-    async fn retry_relay_inbound(&self, id: &str, now_ms: i64) -> StoreResult<ManualRetry>;
+    /// Put a dead letter back in the queue, due now; with `to`, addressed
+    /// to that pChat address (`origin.route` `manual`), its body made
+    /// afresh.
+    async fn retry_relay_inbound(
+        &self,
+        id: &str,
+        now_ms: i64,
+        to: Option<&str>,
+    ) -> StoreResult<ManualRetry>;
     async fn relay_inbound_counts(&self) -> StoreResult<RelayInboundCounts>;
     /// Up to `limit` reportable status changes after `after_event_id` of
     /// the relay's messages for `phone_id` (the link's: another phone's

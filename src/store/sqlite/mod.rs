@@ -600,10 +600,15 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn retry_relay_inbound(&self, id: &str, now_ms: i64) -> StoreResult<ManualRetry> {
-        let id = id.to_string();
+    async fn retry_relay_inbound(
+        &self,
+        id: &str,
+        now_ms: i64,
+        to: Option<&str>,
+    ) -> StoreResult<ManualRetry> {
+        let (id, to) = (id.to_string(), to.map(str::to_string));
         self.writer
-            .write(move |conn| relay::retry(conn, &id, now_ms))
+            .write(move |conn| relay::retry(conn, &id, now_ms, to.as_deref()))
             .await
     }
 

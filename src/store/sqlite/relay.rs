@@ -218,11 +218,22 @@ pub fn fix_body(conn: &Connection, id: &str, body: &RelayBody) -> StoreResult<()
     Ok(())
 }
 
-/// A dead letter goes back to pending, due now. One that died for want of
-/// a route is routed afresh (a `default_to` may have been set since); one
-/// the relay refused keeps its address, as routing it again would find
-/// the same conversation, or none once retention pruned it.
-pub fn retry(conn: &Connection, id: &str, now_ms: i64) -> StoreResult<ManualRetry> {
+/// The `origin.route` of a message an operator sent to an address of
+/// their choice (`phonerelay inbound retry --to`).
+pub const MANUAL_ROUTE: &str = "manual";
+
+/// A dead letter goes back to pending, due now. With `to`, an address the
+/// operator chose (checked by the caller), it goes there, its body made
+/// afresh for it. Without, one that died for want of a route is routed
+/// afresh (a `default_to` may have been set since); one the relay refused
+/// keeps its address, as routing it again would find the same
+/// conversation, or none once retention pruned it.
+pub fn retry(
+    conn: &Connection,
+    id: &str,
+    now_ms: i64,
+    to: Option<&str>,
+) -> StoreResult<ManualRetry> {
     let state: Option<String> = conn
         .query_row(
             "SELECT relay_state FROM inbound WHERE id = ?1",
@@ -250,6 +261,14 @@ pub fn retry(conn: &Connection, id: &str, now_ms: i64) -> StoreResult<ManualRetr
          WHERE id = ?1",
     )?
     .execute(params![id, now_ms])?;
+    if let Some(to) = to {
+        conn.prepare_cached(
+            "UPDATE inbound SET relay_to = ?2, relay_route = ?3, relay_body = NULL,
+                relay_body_url = NULL
+             WHERE id = ?1",
+        )?
+        .execute(params![id, to, MANUAL_ROUTE])?;
+    }
     let requeued = get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     Ok(ManualRetry::Requeued(Box::new(requeued)))
 }
@@ -456,7 +475,11 @@ mod tests {
                     .record_relay_inbound(&committed.id, dead)
                     .await
                     .unwrap();
-                match store.retry_relay_inbound(&committed.id, 3).await.unwrap() {
+                match store
+                    .retry_relay_inbound(&committed.id, 3, None)
+                    .await
+                    .unwrap()
+                {
                     ManualRetry::Requeued(requeued) => (requeued.to, requeued.route),
                     other => panic!("not requeued: {other:?}"),
                 }

@@ -306,8 +306,13 @@ impl<F: Faults> Store for Faulty<F> {
         self.inner.fix_relay_inbound_body(id, body).await
     }
 
-    async fn retry_relay_inbound(&self, id: &str, now_ms: i64) -> StoreResult<ManualRetry> {
-        let outcome = self.inner.retry_relay_inbound(id, now_ms).await?;
+    async fn retry_relay_inbound(
+        &self,
+        id: &str,
+        now_ms: i64,
+        to: Option<&str>,
+    ) -> StoreResult<ManualRetry> {
+        let outcome = self.inner.retry_relay_inbound(id, now_ms, to).await?;
         self.faults.committed();
         Ok(outcome)
     }

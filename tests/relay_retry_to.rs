@@ -1,0 +1,110 @@
+//! A dead letter sent by hand to a pChat address the operator chooses
+//! (`POST /api/v1/inbound/{id}/retry` with `{"to"}`, as `phonerelay
+//! inbound retry ID --to ADDRESS`), against the emulated relay.
+
+mod common;
+mod relay_support;
+
+use common::TestChannel;
+use phonerelay_channel::ChannelKind;
+use relay_support::{EmulatedRelay, PHONE_ID, RELAY_KEY, wa_inbound};
+use serde_json::{Value, json};
+
+/// The dead letters the bridge lists.
+async fn dead_letters(bridge: &common::TestDaemon) -> Vec<Value> {
+    let (code, dead) = bridge
+        .get("/api/v1/relay/inbound?state=dead", &bridge.admin_key)
+        .await;
+    assert_eq!(code, 200, "{dead}");
+    dead["messages"].as_array().unwrap().clone()
+}
+
+/// A bad address is refused with the usual error and changes nothing; a
+/// retry without one goes to the address the letter had, as before; one
+/// with an address goes there, as `origin.route` `manual`, under the
+/// same Idempotency-Key.
+#[tokio::test]
+async fn a_dead_letter_retried_with_an_address_goes_there_and_a_bad_one_changes_nothing() {
+    let relay = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    wa.inject(wa_inbound("+15551230001", "w-1", "REJECT me", &[]))
+        .await
+        .unwrap();
+    bridge
+        .wait_link("a dead letter", |l| l["inbound_dead"] == 1)
+        .await;
+    let before = dead_letters(&bridge).await;
+    let id = before[0]["message"]["id"].as_str().unwrap().to_string();
+    let retry = format!("/api/v1/inbound/{id}/retry");
+
+    for bad in ["not an address!", "", "a/b"] {
+        let (code, body) = bridge
+            .post(&retry, &bridge.admin_key, &json!({ "to": bad }))
+            .await;
+        assert_eq!(code, 422, "{bad:?}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_field", "{body}");
+        assert_eq!(body["error"]["field"], "to", "{body}");
+    }
+    assert_eq!(
+        dead_letters(&bridge).await,
+        before,
+        "a refused retry changed it"
+    );
+    assert_eq!(relay.with(|s| s.message_attempts), 1, "nothing was sent");
+
+    // No body at all, as clients before `to` send: its address kept.
+    let answer = bridge
+        .http
+        .post(format!("{}{retry}", bridge.base))
+        .bearer_auth(&bridge.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    relay
+        .wait_for("the plain retry refused again", |s| s.message_attempts == 2)
+        .await;
+    relay.with(|s| assert_eq!(s.message_attempt_bodies[1]["to"], "ops"));
+    bridge
+        .wait_link("dead again", |l| l["inbound_dead"] == 1)
+        .await;
+
+    relay.with(|s| s.reject_marked = false);
+    let (code, body) = bridge
+        .post(&retry, &bridge.admin_key, &json!({ "to": "alice" }))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["state"], "pending", "{body}");
+    assert_eq!(body["to"], "alice", "{body}");
+    assert_eq!(body["route"], "manual", "{body}");
+    relay
+        .wait_for("the letter at its new address", |s| s.messages.len() == 1)
+        .await;
+    let delivered = relay.messages()[0].clone();
+    assert_eq!(delivered.body["text"], "REJECT me");
+    assert_eq!(delivered.body["to"], "alice");
+    assert_eq!(delivered.body["origin"]["route"], "manual");
+    assert_eq!(delivered.idempotency_key.as_deref(), Some(id.as_str()));
+}
+
+/// The OpenAPI document says the retry takes an optional body whose `to`
+/// is a pChat address.
+#[tokio::test]
+async fn the_openapi_document_describes_the_retry_s_address() {
+    let bridge = common::TestDaemon::start("", Vec::new()).await;
+    let (code, doc) = bridge.get("/api/v1/openapi.json", "").await;
+    assert_eq!(code, 200);
+    let post = &doc["paths"]["/api/v1/inbound/{id}/retry"]["post"];
+    // Absent is false: the body may be left out.
+    assert_ne!(post["requestBody"]["required"], true, "{post}");
+    assert!(post["requestBody"].is_object(), "{post}");
+    assert!(post["responses"]["422"].is_object(), "{post}");
+    let to = &doc["components"]["schemas"]["RetryRequest"]["properties"]["to"];
+    assert_eq!(
+        to["pattern"],
+        phonerelay_channel::address_pattern(ChannelKind::Pchat),
+        "{to}"
+    );
+}
