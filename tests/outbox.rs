@@ -1285,6 +1285,38 @@ async fn a_recipients_next_message_does_not_overtake_one_back_in_the_queue_due_a
     assert_eq!(sent_to(&ch, "+15551230001"), ["first", "second"]);
 }
 
+/// A message of a higher priority to a recipient whose lower one waits a
+/// long time for its retry goes first, also when it was turned away once
+/// itself (back in the queue, due at once): it does not wait behind the
+/// lower one's retry, as an OTP behind an unrelated notice would expire.
+#[tokio::test]
+async fn a_higher_priority_turned_away_does_not_wait_behind_a_lower_ones_retry() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    ch.script(vec![
+        Step::Fail(SendError::transient("cms_500", "modem busy")),
+        Step::Fail(SendError::unavailable("modem_down", "modem not connected")),
+    ]);
+    // A minute's wait for the retry, far longer than the test waits.
+    let config = "[outbox]\nretry_initial_ms = 60000\nretry_max_ms = 60000\n\
+         lease_seconds = 30\nsend_timeout_seconds = 10\n\
+         [outbox.limits.m1]\nconcurrency = 1\n";
+    let d = TestDaemon::start(config, vec![ch.clone()]).await;
+    let low = d.queue_sms("+15551230001", "low").await;
+    d.wait_message(&low, |m| m["error"]["code"] == "cms_500")
+        .await;
+    let mut high = send_body("m1", "sms", "+15551230001", "high");
+    high["priority"] = json!("high");
+    let high = d.queue(&high).await;
+    let sent = d.wait_status(&high, "sent").await;
+    assert_eq!(sent["attempts"], 1, "{sent}");
+    assert_eq!(ch.calls(), 3, "low, high turned away, high");
+    assert_eq!(sent_to(&ch, "+15551230001"), ["high"]);
+    let (_, low) = d
+        .get(&format!("/api/v1/messages/{low}"), &d.admin_key)
+        .await;
+    assert_eq!(low["status"], "queued", "still waits for its retry: {low}");
+}
+
 /// Cancelling the message a recipient's next one waits behind lets that
 /// one go at once, not when the cancelled one's retry would have come.
 #[tokio::test]

@@ -201,8 +201,13 @@ impl BackInQueue {
     }
 
     /// The recipients held back at `now_ms` (one of their messages here is
-    /// not due yet), each from its first message here in queue order, and
-    /// the earliest time one of them is free again.
+    /// not due yet), each from its first message here in queue order that
+    /// is not due, and the earliest time one of them is free again (that
+    /// message's time). Its messages here before that one, due already,
+    /// are claimed in queue order: held from the first message here
+    /// whatever its time, a message of a higher priority turned away (due
+    /// at once) waited behind a lower one's far-off retry, and so did every
+    /// later one of that priority to the recipient.
     pub fn held(&self, now_ms: i64) -> (Vec<HeldRecipient>, Option<i64>) {
         let mut state = self.lock();
         state.by_recipient.retain(|_, waiting| {
@@ -212,13 +217,11 @@ impl BackInQueue {
         let mut held = Vec::new();
         let mut first_free = None::<i64>;
         for (recipient, waiting) in &state.by_recipient {
-            let until = waiting.values().map(Waiting::holds_until).max();
-            if let Some(until) = until.filter(|until| *until > now_ms) {
-                // A message before the first one here (a higher priority)
-                // goes, as `goes_before` lets its hand-over go.
-                let Some(((Reverse(priority), seq), _)) = waiting.first_key_value() else {
-                    continue;
-                };
+            // A message before this one (a higher priority, or one here
+            // that is due) goes, as `goes_before` lets its hand-over go.
+            let not_due = waiting.iter().find(|(_, w)| w.holds_until() > now_ms);
+            if let Some(((Reverse(priority), seq), w)) = not_due {
+                let until = w.holds_until();
                 held.push(HeldRecipient {
                     recipient: recipient.clone(),
                     priority: *priority,
@@ -311,6 +314,31 @@ mod tests {
         );
     }
 
+    /// A message of a higher priority back in the queue and due (turned
+    /// away, say) is not held behind a lower one's far-off retry: the hold
+    /// starts at the first message here not due yet, and ends at its time.
+    #[test]
+    fn a_recipient_is_held_from_its_first_message_back_in_the_queue_not_yet_due() {
+        let back = BackInQueue::default();
+        back.went_back(&message("+1", 1), 9_000);
+        let mut urgent = message("+1", 9);
+        urgent.priority = 2;
+        back.went_back(&urgent, 100);
+        let (held, hold_ends) = back.held(200);
+        assert_eq!(
+            held,
+            [HeldRecipient {
+                recipient: "+1".into(),
+                priority: message("+1", 1).priority,
+                seq: 1,
+            }]
+        );
+        assert_eq!(hold_ends, Some(9_000));
+        // Not due yet either: the hold starts at it, and ends at its time.
+        let (held, hold_ends) = back.held(50);
+        assert_eq!((held[0].seq, hold_ends), (9, Some(100)));
+    }
+
     #[test]
     fn a_message_past_its_ttl_holds_nothing_back() {
         let back = BackInQueue::default();
@@ -330,9 +358,10 @@ mod tests {
         back.went_back(&message("+2", 2), 3_000);
         back.went_back(&message("+2", 3), 4_000);
         back.went_back(&message("+3", 4), 1_000);
+        // +2's first message is free at 3,000 (its second then holds it).
         assert_eq!(
             recipients(back.held(2_000)),
-            (vec!["+1".to_string(), "+2".to_string()], Some(4_000))
+            (vec!["+1".to_string(), "+2".to_string()], Some(3_000))
         );
         // Still here, due, and holding a later message back.
         assert!(back.goes_before(&message("+3", 5), 2_000));
