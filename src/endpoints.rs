@@ -15,10 +15,10 @@ pub struct Endpoint {
     pub channel: Arc<dyn Channel>,
     /// Rung when a message for this endpoint is committed, so the dispatcher
     /// claims it at once instead of polling.
-    pub wake: Notify,
+    pub wake: Arc<Notify>,
     /// Where accepted messages are handed straight to the dispatcher while
     /// it has a free slot and nothing waiting.
-    pub intake: Intake,
+    pub intake: Arc<Intake>,
     /// Set when a send came back refused for now (`RateLimited`) or
     /// `Unavailable`: the dispatcher starts no send until it is over, so
     /// a remote's limit is not hammered, and an adapter whose `can_send`
@@ -50,8 +50,8 @@ impl Endpoints {
                 key,
                 Arc::new(Endpoint {
                     channel,
-                    wake: Notify::new(),
-                    intake: Intake::default(),
+                    wake: Arc::default(),
+                    intake: Arc::default(),
                     pause: Pause::default(),
                     back_in_queue: Arc::default(),
                     unrecorded: Arc::default(),

@@ -21,7 +21,10 @@
 //! for a message that went back to the queue (a retry, a rate limit) and
 //! has come due since: the intake knows when each such message is due, and
 //! from then on hands out no slot until a claim has taken it, or a new
-//! message would overtake it. Slots are the dispatcher's
+//! message would overtake it. Only a claim that started once the message's
+//! return was committed can have taken it: one that read the queue before
+//! that, while the message was still `sending`, vouches for nothing (the
+//! recorder says when returns are committed, [`Intake::recorded`]). Slots are the dispatcher's
 //! own concurrency permits, and tokio's semaphore gives a freed permit to
 //! a waiting dispatcher before any `try_acquire`. A hand-over may take a
 //! permit while a claim is running, or once the claim has opened the
@@ -76,9 +79,22 @@ struct State {
     /// read the queue before its message is in, so it cannot say the queue
     /// is drained either.
     refused_committing: u64,
-    /// When the messages that went back to the queue since come due
-    /// (time → how many), as far as no claim has taken them yet.
-    coming_due: BTreeMap<i64, u32>,
+    /// The messages that went back to the queue since, by when they come
+    /// due, as far as no claim has taken them yet: each with the recorder's
+    /// write that committed its return, once it has.
+    coming_due: BTreeMap<ComingDue, Option<u64>>,
+    /// Names each return (`ComingDue`) apart from others due at the same time.
+    returns: u64,
+    /// The recorder's writes so far that committed returns.
+    writes: u64,
+}
+
+/// A message that went back to the queue, as the intake knows it: when it
+/// is due, and which return it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ComingDue {
+    due_ms: i64,
+    serial: u64,
 }
 
 /// What a claim saw of the intake when it started.
@@ -89,6 +105,8 @@ pub struct ClaimStart {
     none_committing: bool,
     /// The time the claim reads the queue at: it takes what is due by then.
     at_ms: i64,
+    /// The recorder's writes committed before the claim started.
+    writes: u64,
 }
 
 struct Open {
@@ -124,18 +142,52 @@ impl Intake {
         receiver
     }
 
-    /// A message went back to the queue, due at `at_ms` (a retry, a
+    /// A message goes back to the queue, due at `at_ms` (a retry, a
     /// release): once that time has come, no slot is handed out until a
-    /// claim has taken it.
-    pub fn queued_until(&self, at_ms: i64) {
-        *self.lock().coming_due.entry(at_ms).or_default() += 1;
+    /// claim has taken it. Its return is not committed yet: say when it is
+    /// ([`Self::recorded`]), or that it will not be ([`Self::not_recorded`]).
+    pub fn queued_until(&self, at_ms: i64) -> ComingDue {
+        let mut state = self.lock();
+        state.returns += 1;
+        let coming_due = ComingDue {
+            due_ms: at_ms,
+            serial: state.returns,
+        };
+        state.coming_due.insert(coming_due, None);
+        coming_due
+    }
+
+    /// A message found in the queue, due at `at_ms` (a dispatcher
+    /// starting): committed already.
+    pub fn queued_already(&self, at_ms: i64) {
+        let coming_due = self.queued_until(at_ms);
+        self.recorded([&coming_due]);
+    }
+
+    /// The recorder committed these returns in one write: a claim that
+    /// starts from now on sees them in the queue.
+    pub fn recorded<'a>(&self, committed: impl IntoIterator<Item = &'a ComingDue>) {
+        let mut state = self.lock();
+        state.writes += 1;
+        let write = state.writes;
+        for coming_due in committed {
+            if let Some(recorded_in) = state.coming_due.get_mut(coming_due) {
+                *recorded_in = Some(write);
+            }
+        }
+    }
+
+    /// The recorder could not commit this return: the message stays
+    /// `sending` until the next start, and no claim will take it.
+    pub fn not_recorded(&self, coming_due: &ComingDue) {
+        self.lock().coming_due.remove(coming_due);
     }
 
     /// When the earliest message known to have gone back to the queue is
     /// due, so the dispatcher looks then, whatever the store said before
     /// that message's outcome was committed.
     pub fn next_due(&self) -> Option<i64> {
-        self.lock().coming_due.keys().next().copied()
+        self.lock().coming_due.keys().next().map(|c| c.due_ms)
     }
 
     /// No new reservations; those already made can still hand over.
@@ -157,12 +209,15 @@ impl Intake {
             queued_before: state.queued_instead,
             none_committing: state.refused_committing == 0,
             at_ms,
+            writes: state.writes,
         }
     }
 
     /// What a claim found: `took_all` when it took every due message
     /// (fewer than it asked for), so also those that had gone back to the
-    /// queue and were due by then. That counts only if no refused request
+    /// queue, were due by then and whose return was committed before it
+    /// started (a return committed later may have reached the store after
+    /// the claim's queue read). That counts only if no refused request
     /// was still committing its message when the claim started, and none
     /// was refused since: the claim may have read the queue before that
     /// message was in, and a later message handed over would overtake it.
@@ -179,7 +234,11 @@ impl Intake {
     pub fn claim_found(&self, took_all: bool, start: ClaimStart) {
         let mut state = self.lock();
         if took_all {
-            state.coming_due = state.coming_due.split_off(&(start.at_ms + 1));
+            state.coming_due.retain(|coming_due, recorded_in| {
+                let taken = coming_due.due_ms <= start.at_ms
+                    && recorded_in.is_some_and(|write| write <= start.writes);
+                !taken
+            });
         }
         state.drained =
             took_all && start.none_committing && state.queued_instead == start.queued_before;
@@ -205,7 +264,7 @@ impl Intake {
             .coming_due
             .keys()
             .next()
-            .is_some_and(|due| *due <= now_ms)
+            .is_some_and(|coming_due| coming_due.due_ms <= now_ms)
         {
             // A message back in the queue is due: it goes first.
             state.drained = false;
@@ -391,8 +450,9 @@ mod tests {
         let intake = Intake::default();
         let _handovers = intake.open(Arc::new(Semaphore::new(4)));
         intake.claim_found(true, intake.claim_starts(0));
-        intake.queued_until(1_000);
-        intake.queued_until(5_000);
+        let first = intake.queued_until(1_000);
+        let second = intake.queued_until(5_000);
+        intake.recorded([&first, &second]);
         assert_eq!(intake.next_due(), Some(1_000));
         assert!(intake.reserve_at(999).is_ok(), "not due yet");
         assert!(intake.reserve_at(1_000).is_err(), "due: it goes first");
@@ -410,5 +470,37 @@ mod tests {
         intake.claim_found(true, intake.claim_starts(5_002));
         assert_eq!(intake.next_due(), None);
         assert!(intake.reserve_at(5_003).is_ok());
+    }
+
+    /// A claim that started before a message's return was committed read
+    /// the queue while it was still `sending`: it cannot have taken it,
+    /// and the door stays shut once it is due, until a claim that started
+    /// after the commit has.
+    #[test]
+    fn a_claim_started_before_a_return_was_committed_cannot_vouch_for_it() {
+        let intake = Intake::default();
+        let _handovers = intake.open(Arc::new(Semaphore::new(4)));
+        intake.claim_found(true, intake.claim_starts(0));
+        let coming_due = intake.queued_until(1_000);
+        let claim = intake.claim_starts(1_000);
+        intake.recorded([&coming_due]);
+        intake.claim_found(true, claim);
+        assert!(intake.reserve_at(1_001).is_err(), "it goes first");
+        assert_eq!(intake.next_due(), Some(1_000));
+        intake.claim_found(true, intake.claim_starts(1_001));
+        assert!(intake.reserve_at(1_002).is_ok(), "a later claim took it");
+    }
+
+    /// A return never committed (the message stays `sending` until the
+    /// next start) holds the door shut for nothing once forgotten.
+    #[test]
+    fn a_return_that_could_not_be_recorded_holds_no_hand_over_back() {
+        let intake = Intake::default();
+        let _handovers = intake.open(Arc::new(Semaphore::new(4)));
+        intake.claim_found(true, intake.claim_starts(0));
+        let coming_due = intake.queued_until(1_000);
+        intake.not_recorded(&coming_due);
+        assert_eq!(intake.next_due(), None);
+        assert!(intake.reserve_at(1_001).is_ok());
     }
 }

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::back_in_queue::{BackInQueue, WentBack};
+use super::handover::{ComingDue, Intake};
 use super::unrecorded::Unrecorded;
 use super::worker::DispatchContext;
 use crate::store::{SendOutcome, Store, StoreError};
@@ -35,9 +36,44 @@ pub(super) struct Finished {
     pub id: String,
     pub outcome: SendOutcome,
     /// The message went back to the queue: the recorder says once that is
-    /// committed (`back_in_queue`).
-    pub went_back: Option<WentBack>,
+    /// committed ([`Returns`]).
+    pub went_back: Option<Returned>,
     pub _permit: OwnedSemaphorePermit,
+}
+
+/// A message that went back to the queue, as each part of the dispatcher
+/// that waits for its return to be committed knows it.
+pub(super) struct Returned {
+    pub in_queue: WentBack,
+    pub coming_due: ComingDue,
+}
+
+/// Who is told when returns to the queue are committed, or will not be.
+#[derive(Default)]
+pub(super) struct Returns {
+    pub back_in_queue: Arc<BackInQueue>,
+    pub intake: Arc<Intake>,
+    /// The dispatcher's: a return committed may be due already, and the
+    /// dispatcher, having found nothing before, may be asleep until its
+    /// next poll.
+    pub wake: Arc<Notify>,
+}
+
+impl Returns {
+    fn recorded<'a>(&self, committed: impl IntoIterator<Item = &'a Returned> + Clone) {
+        self.back_in_queue
+            .recorded(committed.clone().into_iter().map(|r| &r.in_queue));
+        self.intake
+            .recorded(committed.clone().into_iter().map(|r| &r.coming_due));
+        if committed.into_iter().next().is_some() {
+            self.wake.notify_one();
+        }
+    }
+
+    fn not_recorded(&self, returned: &Returned) {
+        self.back_in_queue.not_recorded(&returned.in_queue);
+        self.intake.not_recorded(&returned.coming_due);
+    }
 }
 
 /// Commit the outcomes of finished sends, as many as are waiting in one
@@ -49,13 +85,13 @@ pub(super) struct Finished {
 pub(super) async fn record_finished(
     ctx: DispatchContext,
     mut finished: mpsc::UnboundedReceiver<Finished>,
-    back_in_queue: Arc<BackInQueue>,
+    returns: Returns,
     unrecorded: Arc<Unrecorded>,
 ) {
     let mut recorder = Recorder {
         store: ctx.store,
         unrecorded,
-        back_in_queue,
+        returns,
         stop: StopDeadline::new(ctx.hard_stop),
         kept: Kept::default(),
     };
@@ -89,7 +125,7 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
 struct Recorder {
     store: Arc<dyn Store>,
     unrecorded: Arc<Unrecorded>,
-    back_in_queue: Arc<BackInQueue>,
+    returns: Returns,
     stop: StopDeadline,
     kept: Kept,
 }
@@ -112,7 +148,7 @@ impl Recorder {
         };
         match record_until_stored(&*store, group.len(), &mut self.stop, write).await {
             Ok(()) => self
-                .back_in_queue
+                .returns
                 .recorded(batch.iter().filter_map(|f| f.went_back.as_ref())),
             Err(e) => {
                 tracing::warn!(error = %e, count = batch.len(),
@@ -131,7 +167,7 @@ impl Recorder {
         let whole = vec![(f.id.clone(), f.outcome.clone())];
         let write = || store.record_outcomes(whole.clone());
         let mut error = match record_until_stored(&*store, 1, &mut self.stop, write).await {
-            Ok(()) => return self.back_in_queue.recorded(&f.went_back),
+            Ok(()) => return self.returns.recorded(&f.went_back),
             Err(e) => e,
         };
         if !error.is_transient() {
@@ -142,7 +178,7 @@ impl Recorder {
                         "could not record a send outcome whole; recorded the message's status \
                          alone (a sent message's parts, conversation and early reports are \
                          left out)");
-                    return self.back_in_queue.recorded(&f.went_back);
+                    return self.returns.recorded(&f.went_back);
                 }
                 Err(plain) if !plain.is_transient() => return self.keep(f, &plain),
                 // The store went away meanwhile, and the stop came.
@@ -154,7 +190,7 @@ impl Recorder {
              message to the queue");
         self.unrecorded.add(&f.id);
         if let Some(went_back) = &f.went_back {
-            self.back_in_queue.not_recorded(went_back);
+            self.returns.not_recorded(went_back);
         }
     }
 
@@ -166,7 +202,7 @@ impl Recorder {
         // Its return is not known to the queue; holding the recipient's
         // later messages behind it meanwhile would hold them for nothing.
         if let Some(went_back) = &f.went_back {
-            self.back_in_queue.not_recorded(went_back);
+            self.returns.not_recorded(went_back);
         }
         self.kept.push(f);
     }
@@ -378,7 +414,7 @@ mod tests {
         record_finished(
             DispatchContext::for_tests(store.clone()),
             rx,
-            Arc::default(),
+            Returns::default(),
             Arc::default(),
         )
         .await;
@@ -418,7 +454,7 @@ mod tests {
         })
         .unwrap();
         drop(tx);
-        record_finished(ctx, rx, Arc::default(), Arc::default()).await;
+        record_finished(ctx, rx, Returns::default(), Arc::default()).await;
         let detail = store.get_outbound(&id).await.unwrap().unwrap();
         assert_eq!(detail.record.status, OutboundStatus::Sent);
     }
@@ -473,7 +509,7 @@ mod tests {
         drop(tx);
         let unrecorded = Arc::new(Unrecorded::default());
         let ctx = DispatchContext::for_tests(store.clone());
-        record_finished(ctx, rx, Arc::default(), unrecorded.clone()).await;
+        record_finished(ctx, rx, Returns::default(), unrecorded.clone()).await;
         for id in &ids {
             assert_eq!(status(&*store, id).await, OutboundStatus::Sent, "{id}");
         }
@@ -492,7 +528,12 @@ mod tests {
         let (tx, rx) = mpsc::unbounded_channel();
         let unrecorded = Arc::new(Unrecorded::default());
         let ctx = DispatchContext::for_tests(store.clone());
-        let recorder = tokio::spawn(record_finished(ctx, rx, Arc::default(), unrecorded.clone()));
+        let recorder = tokio::spawn(record_finished(
+            ctx,
+            rx,
+            Returns::default(),
+            unrecorded.clone(),
+        ));
         tx.send(sent(id, permits.clone().acquire_owned().await.unwrap()))
             .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -530,7 +571,12 @@ mod tests {
         }
         let unrecorded = Arc::new(Unrecorded::default());
         let ctx = DispatchContext::for_tests(store.clone());
-        let recorder = tokio::spawn(record_finished(ctx, rx, Arc::default(), unrecorded.clone()));
+        let recorder = tokio::spawn(record_finished(
+            ctx,
+            rx,
+            Returns::default(),
+            unrecorded.clone(),
+        ));
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while unrecorded.len() < ids.len() {
             assert!(std::time::Instant::now() < deadline, "not all kept");
@@ -545,5 +591,57 @@ mod tests {
             ids.len(),
             "given back at the end"
         );
+    }
+
+    /// A return to the queue committed wakes the dispatcher: it may be due
+    /// already, and a dispatcher that found nothing due sleeps until its
+    /// next poll otherwise. The intake and the queue's list then know the
+    /// return is committed.
+    #[tokio::test]
+    async fn a_committed_return_wakes_the_dispatcher() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap());
+        let mut message = queued_sms("back", now_ms());
+        message.claimed_until_ms = Some(now_ms() + 60_000);
+        let id = match store.accept_outbound(message.clone()).await {
+            Ok(AcceptOutcome::Created { id }) => id,
+            other => panic!("not created: {other:?}"),
+        };
+        let returns = Returns::default();
+        let (intake, wake) = (returns.intake.clone(), returns.wake.clone());
+        let now = now_ms();
+        let went_back = Returned {
+            in_queue: returns
+                .back_in_queue
+                .went_back(&message.claimed_record(id.clone()), now),
+            coming_due: intake.queued_until(now),
+        };
+        let claim_before_the_commit = intake.claim_starts(now);
+        let (tx, rx) = mpsc::unbounded_channel();
+        tx.send(Finished {
+            id: id.clone(),
+            outcome: SendOutcome::Release {
+                next_attempt_at_ms: now,
+                now_ms: now,
+                code: "endpoint_down".into(),
+                reason: "turned away".into(),
+            },
+            went_back: Some(went_back),
+            _permit: Arc::new(Semaphore::new(1)).acquire_owned().await.unwrap(),
+        })
+        .unwrap();
+        drop(tx);
+        let ctx = DispatchContext::for_tests(store.clone());
+        record_finished(ctx, rx, returns, Arc::default()).await;
+        assert_eq!(status(&*store, &id).await, OutboundStatus::Queued);
+        tokio::time::timeout(Duration::from_secs(10), wake.notified())
+            .await
+            .expect("the dispatcher is woken");
+        // Committed after that claim started: it cannot have taken it.
+        intake.claim_found(true, claim_before_the_commit);
+        assert_eq!(intake.next_due(), Some(now));
+        intake.claim_found(true, intake.claim_starts(now));
+        assert_eq!(intake.next_due(), None, "committed: a claim takes it");
     }
 }

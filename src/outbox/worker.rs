@@ -14,7 +14,7 @@ use super::handover::Handover;
 use super::limits::limits_for;
 use super::recipient_limit::RecipientLimit;
 use super::recipient_order::RecipientOrder;
-use super::recorder::{Finished, record_finished};
+use super::recorder::{Finished, Returned, Returns, record_finished};
 use super::send::{Deferral, Limiters, send_one, send_panicked};
 use crate::clock::now_ms;
 use crate::config::OutboxConfig;
@@ -96,7 +96,7 @@ async fn dispatch(
     let recorder = tokio::spawn(record_finished(
         ctx.clone(),
         finished_rx,
-        endpoint.back_in_queue.clone(),
+        returns_of(&endpoint),
         endpoint.unrecorded.clone(),
     ));
     let mut sends = Sends {
@@ -258,7 +258,7 @@ async fn restore_back_in_queue(
         Ok(queued) => {
             endpoint.back_in_queue.restore(&queued);
             for message in &queued {
-                endpoint.intake.queued_until(message.due_ms);
+                endpoint.intake.queued_already(message.due_ms);
             }
         }
         Err(e) => {
@@ -268,6 +268,15 @@ async fn restore_back_in_queue(
                 "cannot read the retries waiting in the queue; a new message may overtake one"
             );
         }
+    }
+}
+
+/// Who hears of `endpoint`'s returns to the queue once they are committed.
+fn returns_of(endpoint: &Endpoint) -> Returns {
+    Returns {
+        back_in_queue: endpoint.back_in_queue.clone(),
+        intake: endpoint.intake.clone(),
+        wake: endpoint.wake.clone(),
     }
 }
 
@@ -348,8 +357,10 @@ impl Sends {
         let Handover { record, permit } = handover;
         let now = now_ms();
         let outcome = Deferral::RecipientWaiting.release(&self.ctx, record.channel.as_str(), now);
-        self.endpoint.intake.queued_until(now);
-        let went_back = Some(self.endpoint.back_in_queue.went_back(&record, now));
+        let went_back = Some(Returned {
+            coming_due: self.endpoint.intake.queued_until(now),
+            in_queue: self.endpoint.back_in_queue.went_back(&record, now),
+        });
         let _ = self.finished.send(Finished {
             id: record.id,
             outcome,
@@ -400,10 +411,10 @@ impl Sends {
                 }
                 | SendOutcome::Release {
                     next_attempt_at_ms, ..
-                } => {
-                    endpoint.intake.queued_until(*next_attempt_at_ms);
-                    Some(back_in_queue.went_back(&message, *next_attempt_at_ms))
-                }
+                } => Some(Returned {
+                    coming_due: endpoint.intake.queued_until(*next_attempt_at_ms),
+                    in_queue: back_in_queue.went_back(&message, *next_attempt_at_ms),
+                }),
                 _ => None,
             };
             // Only now: the next send to the recipient must see this one
@@ -674,7 +685,7 @@ mod tests {
             let recorder = tokio::spawn(record_finished(
                 ctx.clone(),
                 finished_rx,
-                endpoint.back_in_queue.clone(),
+                returns_of(&endpoint),
                 endpoint.unrecorded.clone(),
             ));
             let permits = Arc::new(Semaphore::new(concurrency as usize));
