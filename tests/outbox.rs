@@ -1258,10 +1258,11 @@ async fn a_recipients_next_message_waits_for_the_retry_of_the_one_before() {
     );
 }
 
-/// A message that goes back to the queue due at once (the remote asked for
-/// no wait) still goes before the next one to its recipient, claimed in
-/// the same batch: that one waits until the first has been taken again,
-/// not merely until the first's retry time, which has already come.
+/// A message that goes back to the queue due soon (the remote asked for no
+/// wait, which takes the usual backoff, 40 ms here) still goes before the
+/// next one to its recipient, claimed in the same batch: that one waits
+/// until the first has been taken again, not merely until the first's
+/// retry time, which soon comes.
 #[tokio::test]
 async fn a_recipients_next_message_does_not_overtake_one_back_in_the_queue_due_at_once() {
     let ch = TestChannel::new(ChannelKind::Sms, "m1");

@@ -14,6 +14,14 @@ use phonerelay_channel::SendError;
 
 use super::backoff::retry_delay_ms;
 
+/// The wait the remote asked for with a refusal, if it named one. A
+/// `Retry-After: 0` names none: taken at its word, the refused send went
+/// back due at once, with no pause and no backoff, and was claimed, sent,
+/// refused and put back in a loop as fast as the remote answered.
+pub(super) fn asked_wait(error: &SendError) -> Option<Duration> {
+    error.retry_after.filter(|wait| !wait.is_zero())
+}
+
 /// How far the wall clock must have gone back before a pause goes by the
 /// monotonic clock instead: more than the two clocks' drift over a pause.
 const CLOCK_STEP: Duration = Duration::from_secs(1);
@@ -118,7 +126,7 @@ impl Pause {
         });
         self.refused_since_sent.store(true, Ordering::SeqCst);
         let was_on = self.remaining(now_ms).is_some();
-        let wait_ms = match error.retry_after {
+        let wait_ms = match asked_wait(error) {
             // Capped before it is made a number: a huge one cut to 64
             // bits could come out as no wait at all.
             Some(asked) => asked.min(Duration::from_millis(backoff.max_ms)).as_millis() as u64,
@@ -223,6 +231,21 @@ mod tests {
             .refused(20_000, &said(Some(Duration::from_secs(3_600))), BACKOFF)
             .until_ms;
         assert_eq!(capped, 80_000, "a retry_after is capped at max_ms");
+    }
+
+    /// A wait of zero is no wait named: the usual backoff, growing.
+    #[test]
+    fn a_retry_after_of_zero_pauses_for_the_backoff() {
+        let pause = Pause::default();
+        let first = pause
+            .refused(0, &said(Some(Duration::ZERO)), BACKOFF)
+            .until_ms;
+        assert!((500..=1_000).contains(&first), "{first}");
+        let second = pause
+            .refused(first, &said(Some(Duration::ZERO)), BACKOFF)
+            .until_ms
+            - first;
+        assert!((1_000..=2_000).contains(&second), "{second}");
     }
 
     #[test]

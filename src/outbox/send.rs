@@ -330,8 +330,7 @@ fn recipient_refused(
     record: &OutboundRecord,
     error: &SendError,
 ) -> SendOutcome {
-    let asked = error
-        .retry_after
+    let asked = super::pause::asked_wait(error)
         .unwrap_or(Duration::from_millis(ctx.outbox.retry_initial_ms));
     let wait = asked.min(Duration::from_millis(ctx.outbox.retry_max_ms));
     let channel = record.channel.as_str();
@@ -377,7 +376,7 @@ async fn refused(
     }
     // Kept when it began, or when the remote asked for a wait (which may
     // have lengthened it); a burst's echoes change nothing.
-    if !pause.was_on || error.retry_after.is_some() {
+    if !pause.was_on || super::pause::asked_wait(error).is_some() {
         let store = ctx.store.as_ref();
         pause_cursor::save(store, record.channel, &record.phone_id, &endpoint.pause).await;
     }
@@ -541,5 +540,27 @@ mod tests {
         for huge in [Duration::from_secs(86_400), Duration::from_secs(u64::MAX)] {
             assert_eq!(retry_due(now, 500, Some(huge), ttl), ttl);
         }
+    }
+
+    /// A recipient refusal that asks for a wait of zero goes back after
+    /// the usual backoff (`retry_initial_ms`), not due at once, which
+    /// claimed, sent and refused it again in a loop.
+    #[test]
+    fn a_recipient_refusal_asking_no_wait_goes_back_after_the_backoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap());
+        let ctx = DispatchContext::for_tests(store);
+        let record = queued_sms("again", now_ms()).claimed_record("m-1".into());
+        let error = SendError::recipient_limited("pair_limit", "slow down", Some(Duration::ZERO));
+        let before = now_ms();
+        let SendOutcome::Release {
+            next_attempt_at_ms, ..
+        } = recipient_refused(&ctx, &record, &error)
+        else {
+            panic!("not released");
+        };
+        let initial = ctx.outbox.retry_initial_ms as i64;
+        assert!(next_attempt_at_ms >= before + initial, "due at once");
     }
 }
