@@ -792,8 +792,26 @@ pub fn record_outcome_plainly(
             Some(reason),
         )
         .map(drop),
-        SendOutcome::Expired { now_ms } => mark_expired(conn, &[id.to_string()], *now_ms).map(drop),
+        SendOutcome::Expired { now_ms } => {
+            mark_expired(conn, &[id.to_string()], *now_ms)?;
+            give_back_claimed_attempt(conn, id)
+        }
     }
+}
+
+/// A claimed message found past its ttl before its send began: the claim
+/// counted an attempt that never was, which it gives back, as a release
+/// does (`Attempt::GivenBack`); kept, the API showed an attempt for a
+/// message never tried.
+fn give_back_claimed_attempt(conn: &Connection, id: &str) -> StoreResult<()> {
+    let Some((seq, _, _)) = current(conn, id)? else {
+        return Ok(());
+    };
+    conn.prepare_cached(
+        "UPDATE OR FAIL outbound SET attempts = MAX(attempts - 1, 0) WHERE seq = ?1",
+    )?
+    .execute([seq])?;
+    Ok(())
 }
 
 /// A sent part of message ?4. A part whose id another message's part
