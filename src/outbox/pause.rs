@@ -173,12 +173,17 @@ impl Pause {
         })
     }
 
-    /// Take up a pause the last run kept, if it still runs at `now_ms`;
-    /// returns whether it did.
-    pub fn restore(&self, saved: SavedPause, now_ms: i64) -> bool {
+    /// Take up a pause the last run kept, if it still runs at `now_ms`,
+    /// for at most `longest_ms` from now; returns whether it did. No pause
+    /// is longer than that (`retry_max_ms` caps every wait), but its end
+    /// is a wall-clock time: a clock stepped back across the restart
+    /// stretched it by the step, and the endpoint sent nothing for hours.
+    pub fn restore(&self, saved: SavedPause, now_ms: i64, longest_ms: u64) -> bool {
         if saved.until_ms <= now_ms {
             return false;
         }
+        let longest = i64::try_from(longest_ms).unwrap_or(i64::MAX);
+        let until_ms = saved.until_ms.min(now_ms.saturating_add(longest));
         let mut refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
         refusals.in_a_row = saved.in_a_row;
         refusals.last = Some(Refusal {
@@ -186,7 +191,7 @@ impl Pause {
             message: saved.message,
         });
         self.refused_since_sent.store(true, Ordering::SeqCst);
-        self.extend_to(now_ms, saved.until_ms);
+        self.extend_to(now_ms, until_ms);
         true
     }
 
@@ -294,9 +299,13 @@ mod tests {
         assert_eq!((saved.in_a_row, saved.code.as_str()), (2, "http_429"));
 
         let restarted = Pause::default();
-        assert!(!restarted.restore(saved.clone(), saved.until_ms), "over");
+        let longest = BACKOFF.max_ms;
+        assert!(
+            !restarted.restore(saved.clone(), saved.until_ms, longest),
+            "over"
+        );
         assert_eq!(restarted.remaining(0), None);
-        assert!(restarted.restore(saved.clone(), saved.until_ms - 10));
+        assert!(restarted.restore(saved.clone(), saved.until_ms - 10, longest));
         assert_eq!(
             restarted.remaining(saved.until_ms - 10),
             Some(Duration::from_millis(10))
@@ -313,6 +322,24 @@ mod tests {
             (2_000..=4_000).contains(&(third - saved.until_ms)),
             "{third}"
         );
+    }
+
+    /// The wall clock stepped back an hour across a restart: the kept
+    /// pause's end is an hour further off than it was, but no pause is
+    /// longer than the longest wait (`retry_max_ms`).
+    #[test]
+    fn a_restored_pause_is_no_longer_than_the_longest_wait() {
+        let pause = Pause::default();
+        let saved = SavedPause {
+            until_ms: 10_000_000,
+            in_a_row: 1,
+            code: "http_429".into(),
+            message: "too many requests".into(),
+        };
+        let now = saved.until_ms - 60_000 - 3_600_000;
+        assert!(pause.restore(saved, now, BACKOFF.max_ms));
+        let left = pause.remaining(now).expect("still paused");
+        assert!(left <= Duration::from_millis(BACKOFF.max_ms), "{left:?}");
     }
 
     #[test]

@@ -30,8 +30,15 @@ pub async fn save(store: &dyn Store, kind: ChannelKind, phone_id: &str, pause: &
     }
 }
 
-/// Take up the pause the last run kept for this endpoint, if it still runs.
-pub async fn restore(store: &dyn Store, kind: ChannelKind, phone_id: &str, pause: &Pause) {
+/// Take up the pause the last run kept for this endpoint, if it still runs,
+/// for at most `longest_ms` (see [`Pause::restore`]).
+pub async fn restore(
+    store: &dyn Store,
+    kind: ChannelKind,
+    phone_id: &str,
+    pause: &Pause,
+    longest_ms: u64,
+) {
     let name = name(kind, phone_id);
     let Ok(Some(value)) = store.load_cursor(SCOPE, &name).await else {
         return;
@@ -39,9 +46,10 @@ pub async fn restore(store: &dyn Store, kind: ChannelKind, phone_id: &str, pause
     let now = now_ms();
     match serde_json::from_str::<SavedPause>(&value) {
         Ok(saved) => {
-            let (until_ms, code) = (saved.until_ms, saved.code.clone());
-            if pause.restore(saved, now) {
-                tracing::info!(channel = %kind, %phone_id, %code, pause_ms = until_ms - now,
+            let code = saved.code.clone();
+            if pause.restore(saved, now, longest_ms) {
+                let pause_ms = pause.remaining(now).unwrap_or_default().as_millis() as u64;
+                tracing::info!(channel = %kind, %phone_id, %code, pause_ms,
                     "the remote's limit from before the restart still runs; the endpoint waits it out");
                 return;
             }

@@ -107,7 +107,14 @@ async fn dispatch(
         finished,
         order: RecipientOrder::default(),
     };
-    super::pause_cursor::restore(ctx.store.as_ref(), kind, &phone_id, &endpoint.pause).await;
+    super::pause_cursor::restore(
+        ctx.store.as_ref(),
+        kind,
+        &phone_id,
+        &endpoint.pause,
+        ctx.outbox.retry_max_ms,
+    )
+    .await;
     let mut handovers = endpoint.intake.open(permits.clone());
     restore_back_in_queue(&ctx, &endpoint, kind, &phone_id).await;
     tracing::info!(channel = %kind, %phone_id, concurrency, "dispatcher started");
