@@ -19,7 +19,8 @@
 //! is held back for ever by a message that will never be claimed again. A
 //! return the recorder could not commit is forgotten:
 //! the message stays `sending` until the next start, and holding its
-//! recipient meanwhile would hold it for nothing.
+//! recipient meanwhile would hold it for nothing; one the recorder kept and
+//! commits at last is back ([`BackInQueue::recorded_late`]).
 //!
 //! While one of a recipient's messages here is not yet due, the claims
 //! leave that recipient's queue alone ([`BackInQueue::held`]): claimed, its
@@ -41,6 +42,8 @@ type QueueOrder = (Reverse<i64>, i64);
 pub struct WentBack {
     recipient: String,
     order: QueueOrder,
+    due_ms: i64,
+    expires_at_ms: i64,
 }
 
 /// What a claim could see when it read the queue.
@@ -116,6 +119,8 @@ impl BackInQueue {
         let went_back = WentBack {
             recipient: record.to.clone(),
             order: order_of(record.priority, record.seq),
+            due_ms,
+            expires_at_ms: record.expires_at_ms,
         };
         self.lock()
             .by_recipient
@@ -142,6 +147,27 @@ impl BackInQueue {
                 waiting.recorded_in = Some(write);
             }
         }
+    }
+
+    /// The recorder committed at last a return it had given up on for the
+    /// time being ([`Self::not_recorded`]): the message is back in the queue
+    /// after all, and the recipient's later messages wait behind it again.
+    pub fn recorded_late(&self, went_back: &WentBack) {
+        let mut state = self.lock();
+        state.writes += 1;
+        let write = state.writes;
+        state
+            .by_recipient
+            .entry(went_back.recipient.clone())
+            .or_default()
+            .insert(
+                went_back.order,
+                Waiting {
+                    due_ms: went_back.due_ms,
+                    expires_at_ms: went_back.expires_at_ms,
+                    recorded_in: Some(write),
+                },
+            );
     }
 
     /// The recorder could not commit this return: the message stays

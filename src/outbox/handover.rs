@@ -177,6 +177,15 @@ impl Intake {
         }
     }
 
+    /// The recorder committed at last a return it had given up on for the
+    /// time being ([`Self::not_recorded`]).
+    pub fn recorded_late(&self, coming_due: &ComingDue) {
+        let mut state = self.lock();
+        state.writes += 1;
+        let write = state.writes;
+        state.coming_due.insert(*coming_due, Some(write));
+    }
+
     /// The recorder could not commit this return: the message stays
     /// `sending` until the next start, and no claim will take it.
     pub fn not_recorded(&self, coming_due: &ComingDue) {

@@ -70,6 +70,14 @@ impl Returns {
         }
     }
 
+    /// A return given up on for the time being (a kept outcome) is
+    /// committed after all.
+    fn recorded_late(&self, returned: &Returned) {
+        self.back_in_queue.recorded_late(&returned.in_queue);
+        self.intake.recorded_late(&returned.coming_due);
+        self.wake.notify_one();
+    }
+
     fn not_recorded(&self, returned: &Returned) {
         self.back_in_queue.not_recorded(&returned.in_queue);
         self.intake.not_recorded(&returned.coming_due);
@@ -199,8 +207,9 @@ impl Recorder {
             "the store refuses this send's outcome; the message stays `sending`, its \
              outcome kept and tried again (phonerelay_outcomes_unrecorded)");
         self.unrecorded.add(&f.id);
-        // Its return is not known to the queue; holding the recipient's
-        // later messages behind it meanwhile would hold them for nothing.
+        // Its return is not known to the queue until it is recorded;
+        // holding the recipient's later messages behind it meanwhile could
+        // hold them for good. Once recorded, it holds them again.
         if let Some(went_back) = &f.went_back {
             self.returns.not_recorded(went_back);
         }
@@ -223,6 +232,9 @@ impl Recorder {
                 Ok(()) => {
                     tracing::info!(id = %kept.id, "a send outcome the store refused is recorded");
                     self.unrecorded.remove(&kept.id);
+                    if let Some(went_back) = &kept.went_back {
+                        self.returns.recorded_late(went_back);
+                    }
                 }
                 Err(_) => still.push(kept),
             }
@@ -253,6 +265,9 @@ struct Kept {
 struct KeptOutcome {
     id: String,
     outcome: SendOutcome,
+    /// Its message's return to the queue, if it went back: once recorded,
+    /// the recipient's later messages wait behind it again.
+    went_back: Option<Returned>,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -270,6 +285,7 @@ impl Kept {
         self.outcomes.push(KeptOutcome {
             id: f.id,
             outcome: f.outcome,
+            went_back: f.went_back,
             _permit: permit,
         });
         if self.next_try.is_none() {
@@ -643,5 +659,56 @@ mod tests {
         assert_eq!(intake.next_due(), Some(now));
         intake.claim_found(true, intake.claim_starts(now));
         assert_eq!(intake.next_due(), None, "committed: a claim takes it");
+    }
+
+    /// A kept outcome that put its message back in the queue, recorded at
+    /// last, holds the recipient's later messages behind it again (and the
+    /// door to hand-overs once it is due): forgotten, a later message to
+    /// the recipient went first.
+    #[tokio::test]
+    async fn a_kept_return_recorded_at_last_holds_the_recipients_later_messages_again() {
+        let (_dir, sqlite, ids) = accepted(1).await;
+        let id = &ids[0];
+        let store: Arc<dyn Store> = Arc::new(OutcomesRefused::new(sqlite, &ids, 1));
+        let record = store.get_outbound(id).await.unwrap().unwrap().record;
+        let returns = Returns::default();
+        let (back_in_queue, intake) = (returns.back_in_queue.clone(), returns.intake.clone());
+        let due = now_ms() + 60_000;
+        let went_back = Returned {
+            in_queue: back_in_queue.went_back(&record, due),
+            coming_due: intake.queued_until(due),
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let unrecorded = Arc::new(Unrecorded::default());
+        let ctx = DispatchContext::for_tests(store.clone());
+        let recorder = tokio::spawn(record_finished(ctx, rx, returns, unrecorded.clone()));
+        tx.send(Finished {
+            id: id.clone(),
+            outcome: SendOutcome::Release {
+                next_attempt_at_ms: due,
+                now_ms: now_ms(),
+                code: "pair_limit".into(),
+                reason: "refused for now".into(),
+            },
+            went_back: Some(went_back),
+            _permit: Arc::new(Semaphore::new(1)).acquire_owned().await.unwrap(),
+        })
+        .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while unrecorded.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never kept");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        while !unrecorded.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never recorded");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(status(&*store, id).await, OutboundStatus::Queued);
+        let mut later = record.clone();
+        later.seq += 1;
+        assert!(back_in_queue.goes_before(&later, now_ms()), "it goes first");
+        assert_eq!(intake.next_due(), Some(due));
+        drop(tx);
+        recorder.await.unwrap();
     }
 }
