@@ -121,7 +121,9 @@ mod tests {
         drop(wrapped);
         assert!(!finished.load(Ordering::SeqCst));
         go_on.send(()).unwrap();
-        was_done.await.expect("the dropped future was never finished");
+        was_done
+            .await
+            .expect("the dropped future was never finished");
         assert!(finished.load(Ordering::SeqCst));
     }
 

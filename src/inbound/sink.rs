@@ -327,21 +327,33 @@ mod tests {
         })
     }
 
-    /// A message without an id would be stored once and every later one
-    /// without an id taken for its repeat; one of another endpoint would be
-    /// routed as that one's, and a status report of another endpoint filed
-    /// under its ids. All are refused for good, nothing stored.
-    #[tokio::test]
-    async fn the_sink_refuses_a_message_without_an_id_or_of_another_endpoint() {
+    /// The daemon's sink of endpoint `sms/m1` over a new store file: the
+    /// directory (kept while the test runs), the file, the store, the sink.
+    fn sink_of_m1() -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        Arc<dyn Store>,
+        StoreSink,
+    ) {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap());
+        let path = dir.path().join("db.sqlite3");
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
         let sink = StoreSink::new(
             store.clone(),
             Arc::new(Metrics::default()),
             ChannelKind::Sms,
             "m1".into(),
         );
+        (dir, path, store, sink)
+    }
+
+    /// A message without an id would be stored once and every later one
+    /// without an id taken for its repeat; one of another endpoint would be
+    /// routed as that one's, and a status report of another endpoint filed
+    /// under its ids. All are refused for good, nothing stored.
+    #[tokio::test]
+    async fn the_sink_refuses_a_message_without_an_id_or_of_another_endpoint() {
+        let (_dir, _path, store, sink) = sink_of_m1();
         for refused in [inbound("m1", "", "no id"), inbound("m2", "x-1", "not ours")] {
             let e = sink.deliver(refused).await.unwrap_err();
             assert!(!e.is_transient(), "{e}");
@@ -376,15 +388,7 @@ mod tests {
     /// are there.
     #[tokio::test]
     async fn the_sink_commits_a_message_and_its_cursors_together() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db.sqlite3");
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
-        let sink = StoreSink::new(
-            store.clone(),
-            Arc::new(Metrics::default()),
-            ChannelKind::Sms,
-            "m1".into(),
-        );
+        let (_dir, path, store, sink) = sink_of_m1();
         let refuse = "CREATE TRIGGER refuse BEFORE INSERT ON cursors
              BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;";
         let conn = rusqlite::Connection::open(&path).unwrap();
@@ -422,15 +426,7 @@ mod tests {
     /// the adapter keeps its upstream copy.
     #[tokio::test]
     async fn the_sink_keeps_an_unreadable_item_once_and_refuses_another_endpoints() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db.sqlite3");
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
-        let sink = StoreSink::new(
-            store.clone(),
-            Arc::new(Metrics::default()),
-            ChannelKind::Sms,
-            "m1".into(),
-        );
+        let (_dir, path, store, sink) = sink_of_m1();
         let item = |phone_id: &str| {
             ChannelEvent::Unreadable(UnreadableInbound {
                 channel: ChannelKind::Sms,

@@ -129,8 +129,20 @@ pub fn get(conn: &Connection, id: &str) -> StoreResult<Option<InboundRecord>> {
 }
 
 pub fn list(conn: &Connection, f: &InboundFilter) -> StoreResult<Vec<InboundRecord>> {
+    list_newest_first(conn, "inbound", COLUMNS, f, from_row)
+}
+
+/// A page of `table` (`inbound` or a table shaped like it: `seq`,
+/// `channel`, `phone_id`, `committed_at`), newest first, as `f` asks.
+pub(super) fn list_newest_first<T>(
+    conn: &Connection,
+    table: &str,
+    columns: &str,
+    f: &InboundFilter,
+    from_row: fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> StoreResult<Vec<T>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM inbound
+        "SELECT {columns} FROM {table}
          WHERE (?1 IS NULL OR channel = ?1) AND (?2 IS NULL OR phone_id = ?2)
            AND (?3 IS NULL OR committed_at >= ?3) AND (?4 IS NULL OR seq < ?4)
          ORDER BY seq DESC LIMIT ?5"

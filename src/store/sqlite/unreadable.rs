@@ -75,26 +75,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<UnreadableRecord> {
 
 /// Newest first, as the inbound list.
 pub fn list(conn: &Connection, f: &InboundFilter) -> StoreResult<Vec<UnreadableRecord>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM inbound_unreadable
-         WHERE (?1 IS NULL OR channel = ?1) AND (?2 IS NULL OR phone_id = ?2)
-           AND (?3 IS NULL OR committed_at >= ?3) AND (?4 IS NULL OR seq < ?4)
-         ORDER BY seq DESC LIMIT ?5"
-    );
-    let rows = conn
-        .prepare_cached(&sql)?
-        .query_map(
-            params![
-                f.channel.map(ChannelKind::as_str),
-                f.phone_id,
-                f.since_ms,
-                f.before_seq,
-                f.limit
-            ],
-            from_row,
-        )?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+    super::inbound::list_newest_first(conn, "inbound_unreadable", COLUMNS, f, from_row)
 }
 
 /// How many are kept, per endpoint that has any.
