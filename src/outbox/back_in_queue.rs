@@ -98,18 +98,15 @@ impl BackInQueue {
         let mut state = self.lock();
         *state = State::default();
         for message in queued {
-            state
-                .by_recipient
-                .entry(message.recipient.clone())
-                .or_default()
-                .insert(
-                    order_of(message.priority, message.seq),
-                    Waiting {
-                        due_ms: message.due_ms,
-                        expires_at_ms: message.expires_at_ms,
-                        recorded_in: Some(0),
-                    },
-                );
+            state.wait(
+                &message.recipient,
+                order_of(message.priority, message.seq),
+                Waiting {
+                    due_ms: message.due_ms,
+                    expires_at_ms: message.expires_at_ms,
+                    recorded_in: Some(0),
+                },
+            );
         }
     }
 
@@ -122,18 +119,15 @@ impl BackInQueue {
             due_ms,
             expires_at_ms: record.expires_at_ms,
         };
-        self.lock()
-            .by_recipient
-            .entry(went_back.recipient.clone())
-            .or_default()
-            .insert(
-                went_back.order,
-                Waiting {
-                    due_ms,
-                    expires_at_ms: record.expires_at_ms,
-                    recorded_in: None,
-                },
-            );
+        self.lock().wait(
+            &went_back.recipient,
+            went_back.order,
+            Waiting {
+                due_ms,
+                expires_at_ms: record.expires_at_ms,
+                recorded_in: None,
+            },
+        );
         went_back
     }
 
@@ -156,18 +150,15 @@ impl BackInQueue {
         let mut state = self.lock();
         state.writes += 1;
         let write = state.writes;
-        state
-            .by_recipient
-            .entry(went_back.recipient.clone())
-            .or_default()
-            .insert(
-                went_back.order,
-                Waiting {
-                    due_ms: went_back.due_ms,
-                    expires_at_ms: went_back.expires_at_ms,
-                    recorded_in: Some(write),
-                },
-            );
+        state.wait(
+            &went_back.recipient,
+            went_back.order,
+            Waiting {
+                due_ms: went_back.due_ms,
+                expires_at_ms: went_back.expires_at_ms,
+                recorded_in: Some(write),
+            },
+        );
     }
 
     /// The recorder could not commit this return: the message stays
@@ -266,6 +257,14 @@ impl BackInQueue {
 }
 
 impl State {
+    /// `recipient`'s message at `order` waits in the queue, as `waiting`.
+    fn wait(&mut self, recipient: &str, order: QueueOrder, waiting: Waiting) {
+        self.by_recipient
+            .entry(recipient.to_string())
+            .or_default()
+            .insert(order, waiting);
+    }
+
     fn waiting_mut(&mut self, went_back: &WentBack) -> Option<&mut Waiting> {
         self.by_recipient
             .get_mut(&went_back.recipient)?
