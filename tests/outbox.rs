@@ -1056,6 +1056,61 @@ async fn the_answer_to_a_send_names_the_status_it_was_committed_with() {
     ch.release();
 }
 
+/// A repeat of an Idempotency-Key answers what the first answer said,
+/// whatever the message's status is now: `sending` for one handed
+/// straight to the idle endpoint, `queued` for one that waited, though
+/// both are sent by then. Every repeat said `queued`.
+#[tokio::test]
+async fn an_idempotent_repeat_answers_the_status_the_first_answer_gave() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    let limits = "[outbox.limits.sms]\nconcurrency = 1\n";
+    let d = TestDaemon::start(&format!("{FAST_OUTBOX}{limits}"), vec![ch.clone()]).await;
+    // As above: once the first claim found the queue empty, an accept
+    // that finds the slot free hands its message over.
+    let first = d.queue_sms("+15551230001", "one").await;
+    d.wait_status(&first, "sent").await;
+    ch.script(vec![Step::Hang]);
+    let post = |key: &'static str, text: &'static str| {
+        let request = d
+            .http
+            .post(format!("{}/api/v1/messages", d.base))
+            .bearer_auth(&d.admin_key)
+            .header("idempotency-key", key)
+            .json(&send_body("m1", "sms", "+15551230001", text));
+        async move {
+            let r = request.send().await.unwrap();
+            let replayed = r.headers().get("idempotent-replayed").cloned();
+            let (code, body) = into_parts(r).await;
+            assert_eq!(code, 202, "{body}");
+            (body["id"].clone(), body["status"].clone(), replayed)
+        }
+    };
+    let (handed, status, replayed) = post("k-handed", "two").await;
+    assert_eq!((status.as_str(), replayed), (Some("sending"), None));
+    let (waited, status, _) = post("k-waited", "three").await;
+    assert_eq!(status, "queued");
+    for (key, text, id, first_status) in [
+        ("k-handed", "two", &handed, "sending"),
+        ("k-waited", "three", &waited, "queued"),
+    ] {
+        let (again, status, replayed) = post(key, text).await;
+        assert_eq!(&again, id);
+        assert_eq!(status, first_status, "{key} while the first still hangs");
+        assert_eq!(replayed.as_ref().map(|v| v.as_bytes()), Some(&b"true"[..]));
+    }
+    ch.release();
+    for (key, text, id, first_status) in [
+        ("k-handed", "two", &handed, "sending"),
+        ("k-waited", "three", &waited, "queued"),
+    ] {
+        d.wait_status(id.as_str().unwrap(), "sent").await;
+        let (again, status, _) = post(key, text).await;
+        assert_eq!(&again, id);
+        assert_eq!(status, first_status, "{key} once sent");
+    }
+    assert_eq!(ch.sent().len(), 3, "each sent once");
+}
+
 #[tokio::test]
 async fn a_message_committed_claimed_and_left_by_a_crash_is_sent_after_restart() {
     // A process killed between committing a handed-over message and its

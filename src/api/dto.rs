@@ -153,8 +153,10 @@ pub struct Accepted {
     /// The status the message was committed with: `queued`, or `sending`
     /// when it was handed straight to an idle endpoint (its first attempt
     /// is under way, and it can no longer be cancelled). A repeat
-    /// (`Idempotent-Replayed: true`) says `queued` whatever the message's
-    /// status is now: read the message for that.
+    /// (`Idempotent-Replayed: true`) says what the first answer said,
+    /// whatever the message's status is now: read the message for that.
+    /// (A message accepted by a version that did not keep this answer is
+    /// repeated as `queued`.)
     pub status: OutboundStatus,
 }
 

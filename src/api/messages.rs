@@ -175,17 +175,18 @@ fn request_hashes(raw: &[u8]) -> (String, String) {
 pub(crate) struct Committed {
     pub id: String,
     /// What the 202 says (see [`Accepted::status`]): the status the
-    /// message was committed with, `queued` for a repeat.
+    /// message was committed with, for a repeat as for the first request.
     pub status: OutboundStatus,
     /// A repeat of an earlier request, which committed nothing new.
     pub replayed: bool,
 }
 
 impl Committed {
-    fn replayed(id: String) -> Self {
+    /// A repeat answered as the first request was.
+    fn replayed(first: FirstAnswer) -> Self {
         Committed {
-            id,
-            status: OutboundStatus::Queued,
+            id: first.id,
+            status: first.status,
             replayed: true,
         }
     }
@@ -210,8 +211,8 @@ pub(crate) async fn commit_send(
     // (docs/relay-protocol.md), so it is found before the body is
     // checked: a job redelivered after its endpoint left the config, or
     // its reply_to was pruned, was taken and is not refused now.
-    if let RelayIdSeen::Ours(id) = relay_id_seen {
-        return Ok(Committed::replayed(id));
+    if let RelayIdSeen::Ours(first) = relay_id_seen {
+        return Ok(Committed::replayed(first));
     }
     // Only a repeat of the same key compares hashes: without a key there
     // is nothing to compare with, so nothing to hash or store.
@@ -224,15 +225,15 @@ pub(crate) async fn commit_send(
     // (a lower max_ttl_seconds, a phone_id gone), and the message was
     // committed all the same.
     if let Some(key) = &idempotency_key
-        && let Some((id, hash)) = state
+        && let Some((first, hash)) = state
             .store
             .find_idempotent_outbound(api_key_id.clone(), key.clone())
             .await?
     {
         return if hash == request_hash || hash == exact_request_hash {
-            Ok(Committed::replayed(id))
+            Ok(Committed::replayed(first))
         } else {
-            Err(key_reused(&id))
+            Err(key_reused(&first.id))
         };
     }
     let valid = validate(&req, state)?;
@@ -283,7 +284,9 @@ pub(crate) async fn commit_send(
             status,
             replayed: false,
         }),
-        AcceptOutcome::Replayed { id } => Ok(Committed::replayed(id)),
+        AcceptOutcome::Replayed { id, status } => {
+            Ok(Committed::replayed(FirstAnswer { id, status }))
+        }
         AcceptOutcome::KeyReused { id } => Err(key_reused(&id)),
         AcceptOutcome::RelayIdTaken => Err(relay_id_taken()),
     }
@@ -369,7 +372,7 @@ enum RelayIdSeen {
     /// No message yet.
     Free,
     /// A message of the same phone_id: this send is its repeat.
-    Ours(String),
+    Ours(FirstAnswer),
     /// A message of another phone_id, which is not this caller's to learn.
     Taken,
 }
@@ -391,7 +394,7 @@ async fn relay_id_seen(
     }
     Ok(match state.store.find_relay_outbound(relay_id).await? {
         None => RelayIdSeen::Free,
-        Some((id, owner)) if owner == phone_id => RelayIdSeen::Ours(id),
+        Some((first, owner)) if owner == phone_id => RelayIdSeen::Ours(first),
         Some(_) => RelayIdSeen::Taken,
     })
 }

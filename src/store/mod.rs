@@ -112,13 +112,13 @@ pub trait Store: Send + Sync + 'static {
     // --- outbox -----------------------------------------------------------
     /// Commit a new message, or find the one an idempotency key already made.
     async fn accept_outbound(&self, message: NewOutbound) -> StoreResult<AcceptOutcome>;
-    /// The message an API key's `Idempotency-Key` already made, and the
-    /// hash of the request that made it.
+    /// The message an API key's `Idempotency-Key` already made, as its
+    /// accept answered, and the hash of the request that made it.
     async fn find_idempotent_outbound(
         &self,
         api_key_id: Option<String>,
         idempotency_key: String,
-    ) -> StoreResult<Option<(String, String)>>;
+    ) -> StoreResult<Option<(FirstAnswer, String)>>;
     async fn get_outbound(&self, id: &str) -> StoreResult<Option<OutboundDetail>>;
     async fn list_outbound(&self, filter: OutboundFilter) -> StoreResult<Vec<OutboundRecord>>;
     async fn cancel_outbound(&self, id: &str, now_ms: i64) -> StoreResult<CancelOutcome>;
@@ -246,12 +246,12 @@ pub trait Store: Send + Sync + 'static {
         relay_message_id: String,
     ) -> StoreResult<AcceptOutcome>;
     /// Pending inbound messages in commit order (due or not).
-    /// The message a `relay_message_id` already made, if any, and its
-    /// phone_id.
+    /// The message a `relay_message_id` already made, if any, as its
+    /// accept answered, and its phone_id.
     async fn find_relay_outbound(
         &self,
         relay_message_id: &str,
-    ) -> StoreResult<Option<(String, String)>>;
+    ) -> StoreResult<Option<(FirstAnswer, String)>>;
     /// Up to `limit` inbound waiting for the relay, in commit order, after
     /// `after_seq` (0 from the start).
     async fn pending_relay_inbound(

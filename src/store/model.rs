@@ -152,14 +152,26 @@ impl NewOutbound {
     }
 }
 
+/// A message an earlier request committed, as that request's 202 named
+/// it: a repeat of the request answers the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstAnswer {
+    pub id: String,
+    /// The status the message was committed with (`sending` when handed
+    /// straight to its dispatcher, else `queued`), not its status now.
+    pub status: OutboundStatus,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AcceptOutcome {
     Created {
         id: String,
     },
-    /// The idempotency key was seen with the same body: the first message.
+    /// The idempotency key (or relay message id) was seen with the same
+    /// body: the first message, and the status its accept answered.
     Replayed {
         id: String,
+        status: OutboundStatus,
     },
     /// The idempotency key was seen with a different body.
     KeyReused {

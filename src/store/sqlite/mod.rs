@@ -537,7 +537,7 @@ impl Store for SqliteStore {
         &self,
         api_key_id: Option<String>,
         idempotency_key: String,
-    ) -> StoreResult<Option<(String, String)>> {
+    ) -> StoreResult<Option<(FirstAnswer, String)>> {
         self.reader
             .read(move |conn| {
                 outbound::find_idempotent(conn, api_key_id.as_deref(), &idempotency_key)
@@ -548,7 +548,7 @@ impl Store for SqliteStore {
     async fn find_relay_outbound(
         &self,
         relay_message_id: &str,
-    ) -> StoreResult<Option<(String, String)>> {
+    ) -> StoreResult<Option<(FirstAnswer, String)>> {
         let relay_message_id = relay_message_id.to_string();
         self.reader
             .read(move |conn| relay::find_outbound(conn, &relay_message_id))

@@ -19,11 +19,16 @@ use crate::store::*;
 pub(super) const ACCEPT: &str = "INSERT INTO outbound (seq, id, api_key_id, idempotency_key,
         request_hash, phone_id, channel, recipient, body, subject, source, attachments,
         reply_to, reply_to_external_id, priority, status, created_at, updated_at, expires_at,
-        next_attempt_at, attempts, lease_until, attempt_at, options)
+        next_attempt_at, attempts, lease_until, attempt_at, options, accepted_status)
      VALUES (?18, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
         CASE WHEN ?17 IS NULL THEN 'queued' ELSE 'sending' END,
         ?15, ?15, ?16, 0,
-        ?17 IS NOT NULL, ?17, CASE WHEN ?17 IS NULL THEN NULL ELSE ?15 END, ?19)";
+        ?17 IS NOT NULL, ?17, CASE WHEN ?17 IS NULL THEN NULL ELSE ?15 END, ?19,
+        CASE WHEN ?17 IS NULL THEN 'queued' ELSE 'sending' END)";
+
+/// The status a message's accept answered (migration 21); `queued` for a
+/// message accepted before it was kept, the answer its repeats had then.
+pub(super) const ACCEPTED_STATUS: &str = "COALESCE(accepted_status, 'queued')";
 
 /// The one way from an id to its row: `read` is given a candidate `seq`
 /// and must check the row's id itself (`WHERE seq = ?1 AND id = ?2`), so
@@ -66,32 +71,44 @@ pub(super) const LEGACY_ID: &str =
 
 /// Commit a new message under the next `seq` of `seqs` and an id that
 /// names it. Runs on the writer thread, so seqs follow commit order.
-/// The message an API key's idempotency key already made, and the hash of
-/// the request that made it.
+/// The message an API key's idempotency key already made, as its accept
+/// answered, and the hash of the request that made it.
 pub fn find_idempotent(
     conn: &Connection,
     api_key_id: Option<&str>,
     idempotency_key: &str,
-) -> StoreResult<Option<(String, String)>> {
+) -> StoreResult<Option<(FirstAnswer, String)>> {
+    let sql = format!(
+        "SELECT id, {ACCEPTED_STATUS}, request_hash FROM outbound
+         WHERE api_key_id IS ?1 AND idempotency_key = ?2"
+    );
     Ok(conn
-        .prepare_cached(
-            "SELECT id, request_hash FROM outbound
-             WHERE api_key_id IS ?1 AND idempotency_key = ?2",
-        )?
+        .prepare_cached(&sql)?
         .query_row(params![api_key_id, idempotency_key], |row| {
-            Ok((row.get(0)?, row.get(1)?))
+            Ok((first_answer(row)?, row.get(2)?))
         })
         .optional()?)
+}
+
+/// A message's id and accepted status, the first two columns of `row`.
+pub(super) fn first_answer(row: &rusqlite::Row<'_>) -> rusqlite::Result<FirstAnswer> {
+    Ok(FirstAnswer {
+        id: row.get(0)?,
+        status: row.get::<_, Status>(1)?.0,
+    })
 }
 
 pub fn accept(conn: &Connection, m: &NewOutbound, seqs: &SeqClock) -> StoreResult<AcceptOutcome> {
     if let Some(key) = &m.idempotency_key {
         let existing = find_idempotent(conn, m.api_key_id.as_deref(), key)?;
-        if let Some((id, hash)) = existing {
+        if let Some((first, hash)) = existing {
             return Ok(if m.repeats(&hash) {
-                AcceptOutcome::Replayed { id }
+                AcceptOutcome::Replayed {
+                    id: first.id,
+                    status: first.status,
+                }
             } else {
-                AcceptOutcome::KeyReused { id }
+                AcceptOutcome::KeyReused { id: first.id }
             });
         }
     }
@@ -1371,7 +1388,14 @@ mod tests {
         };
         for (value, exact) in [("bytes", "other"), ("other", "bytes")] {
             let again = accept(&conn, &keyed(value, exact), &seqs).unwrap();
-            assert_eq!(again, AcceptOutcome::Replayed { id: id.clone() });
+            let status = OutboundStatus::Queued;
+            assert_eq!(
+                again,
+                AcceptOutcome::Replayed {
+                    id: id.clone(),
+                    status
+                }
+            );
         }
         let reused = accept(&conn, &keyed("other", "other"), &seqs).unwrap();
         assert_eq!(reused, AcceptOutcome::KeyReused { id });

@@ -9,15 +9,21 @@ use super::seq_clock::SeqClock;
 use super::{inbound, outbound};
 use crate::store::*;
 
-/// The message `relay_message_id` made, if any, and its phone_id
-/// (through the relay id's unique index).
+/// The message `relay_message_id` made, if any, as its accept answered,
+/// and its phone_id (through the relay id's unique index).
 pub fn find_outbound(
     conn: &Connection,
     relay_message_id: &str,
-) -> StoreResult<Option<(String, String)>> {
+) -> StoreResult<Option<(FirstAnswer, String)>> {
+    let sql = format!(
+        "SELECT id, {}, phone_id FROM outbound WHERE relay_message_id = ?1",
+        outbound::ACCEPTED_STATUS
+    );
     Ok(conn
-        .prepare_cached("SELECT id, phone_id FROM outbound WHERE relay_message_id = ?1")?
-        .query_row([relay_message_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .prepare_cached(&sql)?
+        .query_row([relay_message_id], |row| {
+            Ok((outbound::first_answer(row)?, row.get(2)?))
+        })
         .optional()?)
 }
 
@@ -34,8 +40,11 @@ pub fn accept(
     // phone_id; handing another phone's message id out would tell the
     // sender of it, and report its status to the wrong phone.
     match find_outbound(conn, relay_message_id)? {
-        Some((id, phone_id)) if phone_id == message.phone_id => {
-            return Ok(AcceptOutcome::Replayed { id });
+        Some((first, phone_id)) if phone_id == message.phone_id => {
+            return Ok(AcceptOutcome::Replayed {
+                id: first.id,
+                status: first.status,
+            });
         }
         Some(_) => return Ok(AcceptOutcome::RelayIdTaken),
         None => {}
@@ -434,7 +443,14 @@ mod tests {
             panic!("not created")
         };
         let again = accept(&conn, &queued_sms("a", 2), "r-1", &seqs).unwrap();
-        assert_eq!(again, AcceptOutcome::Replayed { id: id.clone() });
+        let status = OutboundStatus::Queued;
+        assert_eq!(
+            again,
+            AcceptOutcome::Replayed {
+                id: id.clone(),
+                status
+            }
+        );
         let mut other = queued_sms("b", 3);
         other.phone_id = "m2".into();
         let refused = accept(&conn, &other, "r-1", &seqs).unwrap();

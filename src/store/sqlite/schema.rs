@@ -400,6 +400,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE media ADD COLUMN upload_failed_base TEXT;
     ALTER TABLE media ADD COLUMN upload_error TEXT;
     "#,
+    // 21: the status a message was committed with (`sending` when handed
+    // straight to an idle dispatcher, else `queued`), which its 202 said:
+    // a repeat of the request (its Idempotency-Key or relay message id)
+    // answers the same. NULL for messages accepted before, read as
+    // `queued`, the answer their repeats always had.
+    r#"
+    ALTER TABLE outbound ADD COLUMN accepted_status TEXT;
+    "#,
 ];
 
 /// Refuse a database a newer PhoneRelay has migrated past this binary's

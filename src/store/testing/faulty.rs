@@ -96,7 +96,7 @@ impl<F: Faults> Store for Faulty<F> {
         &self,
         api_key_id: Option<String>,
         idempotency_key: String,
-    ) -> StoreResult<Option<(String, String)>> {
+    ) -> StoreResult<Option<(FirstAnswer, String)>> {
         self.inner
             .find_idempotent_outbound(api_key_id, idempotency_key)
             .await
@@ -265,7 +265,7 @@ impl<F: Faults> Store for Faulty<F> {
     async fn find_relay_outbound(
         &self,
         relay_message_id: &str,
-    ) -> StoreResult<Option<(String, String)>> {
+    ) -> StoreResult<Option<(FirstAnswer, String)>> {
         self.inner.find_relay_outbound(relay_message_id).await
     }
 
