@@ -693,3 +693,72 @@ async fn every_refused_send_is_counted_by_its_code_whichever_step_refused_it() {
         "a refused read counted as a refused send:\n{metrics}"
     );
 }
+
+/// A cursor names its list: one list's cursor given to another is
+/// refused, where it was read as a sequence number of the other's rows
+/// and answered with an empty page that looked like the list's end. A
+/// cursor is one spelling of a sequence number of 1 or more. A list's own
+/// cursor still pages.
+#[tokio::test]
+async fn a_cursor_is_refused_by_every_list_but_its_own() {
+    let sms = TestChannel::new(ChannelKind::Sms, "phone-1");
+    let d = TestDaemon::start(FAST_OUTBOX, vec![sms.clone()]).await;
+    for n in 1..=3 {
+        let message = phonerelay_channel::InboundMessage {
+            channel: ChannelKind::Sms,
+            phone_id: "phone-1".into(),
+            from: "+15551230001".into(),
+            text: format!("inbound {n}"),
+            subject: None,
+            attachments: vec![],
+            external_id: format!("in-{n}"),
+            reply_to: vec![],
+            received_at_ms: phonerelay::clock::now_ms(),
+            meta: Default::default(),
+        };
+        let event = phonerelay_channel::ChannelEvent::Inbound(message);
+        sms.inject(event).await.unwrap();
+    }
+    let (code, page) = d.get("/api/v1/inbound?limit=1", &d.admin_key).await;
+    assert_eq!(code, 200, "{page}");
+    let inbound_cursor = page["next_cursor"].as_str().unwrap().to_string();
+    let first = page["messages"][0]["id"].clone();
+
+    let refused = [
+        format!("/api/v1/messages?cursor={inbound_cursor}"),
+        format!("/api/v1/inbound/unreadable?cursor={inbound_cursor}"),
+        format!("/api/v1/relay/inbound?cursor={inbound_cursor}"),
+        "/api/v1/inbound?cursor=c0".into(),
+        "/api/v1/inbound?cursor=c-1".into(),
+        // The form cursors had before each named its list.
+        "/api/v1/inbound?cursor=c2".into(),
+    ];
+    for path in &refused {
+        let (code, body) = d.get(path, &d.admin_key).await;
+        assert_eq!(code, 400, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_query", "{path}");
+        assert_eq!(body["error"]["field"], "cursor", "{path}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("not a cursor of this list"),
+            "{path}: {message}"
+        );
+    }
+    for spelling in ["0", "-1", "%2B2", "02"] {
+        let prefix = inbound_cursor.trim_end_matches(|c: char| c.is_ascii_digit());
+        let path = format!("/api/v1/inbound?cursor={prefix}{spelling}");
+        let (code, body) = d.get(&path, &d.admin_key).await;
+        assert_eq!(
+            (code, &body["error"]["field"]),
+            (400, &json!("cursor")),
+            "{path}: {body}"
+        );
+    }
+
+    let path = format!("/api/v1/inbound?limit=1&cursor={inbound_cursor}");
+    let (code, page) = d.get(&path, &d.admin_key).await;
+    assert_eq!(code, 200, "{page}");
+    let second = &page["messages"][0]["id"];
+    assert!(second.is_string() && *second != first, "{page}");
+    assert!(page["next_cursor"].is_string(), "one more page: {page}");
+}

@@ -9,7 +9,7 @@ use super::auth::Caller;
 use super::dto::{InboundPage, InboundView};
 use super::error::{ApiError, ErrorBody};
 use super::messages::{parse_channel, parse_since, scoped_phone};
-use super::paging::{decode_cursor, page_limit, query_error, split_page};
+use super::paging::{CursorList, page_limit, query_error};
 use super::path::ApiPath;
 use super::state::AppState;
 use crate::store::{InboundFilter, Scope};
@@ -27,7 +27,9 @@ pub struct InboundQuery {
     /// 1 to 500, default 50.
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of this list's previous page. A cursor of another
+    /// list, or one handed out before the bridge was upgraded, is refused
+    /// (400 `invalid_query`, field `cursor`): start from the first page.
     #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
@@ -52,11 +54,11 @@ pub async fn list_inbound(
         channel: parse_channel(q.channel)?,
         phone_id: scoped_phone(&caller, q.phone_id)?,
         since_ms: parse_since(q.since)?,
-        before_seq: decode_cursor(q.cursor)?,
+        before_seq: CursorList::Inbound.decode(q.cursor)?,
         limit: limit + 1,
     };
     let records = state.store.list_inbound(filter).await?;
-    let (records, next_cursor) = split_page(records, limit, |r| r.seq);
+    let (records, next_cursor) = CursorList::Inbound.split_page(records, limit, |r| r.seq);
     Ok(Json(InboundPage {
         messages: records.iter().map(InboundView::from).collect(),
         next_cursor,

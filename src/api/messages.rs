@@ -17,7 +17,7 @@ use super::body::JsonBody;
 use super::dto::{Accepted, MessagePage, MessageView, SendRequest};
 use super::error::{ApiError, ErrorBody};
 use super::finish_on_drop::finish_on_drop;
-use super::paging::{decode_cursor, page_limit, split_page};
+use super::paging::{CursorList, page_limit};
 use super::path::ApiPath;
 use super::send_validation::{validate, validate_idempotency_key};
 use super::state::AppState;
@@ -526,7 +526,9 @@ pub struct ListQuery {
     /// 1 to 500, default 50.
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of this list's previous page. A cursor of another
+    /// list, or one handed out before the bridge was upgraded, is refused
+    /// (400 `invalid_query`, field `cursor`): start from the first page.
     #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
@@ -556,11 +558,11 @@ pub async fn list_messages(
         channel: parse_channel(q.channel)?,
         phone_id: scoped_phone(&caller, q.phone_id)?,
         since_ms: parse_since(q.since)?,
-        before_seq: decode_cursor(q.cursor)?,
+        before_seq: CursorList::Messages.decode(q.cursor)?,
         limit: limit + 1,
     };
     let records = state.store.list_outbound(filter).await?;
-    let (records, next_cursor) = split_page(records, limit, |r| r.seq);
+    let (records, next_cursor) = CursorList::Messages.split_page(records, limit, |r| r.seq);
     Ok(Json(MessagePage {
         messages: records.iter().map(MessageView::from).collect(),
         next_cursor,

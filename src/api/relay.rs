@@ -15,7 +15,7 @@ use super::body::OptionalJsonBody;
 use super::dto::InboundView;
 use super::error::{ApiError, ErrorBody};
 use super::messages::{bad_query, scoped_phone};
-use super::paging::{decode_cursor, page_limit, query_error, split_page};
+use super::paging::{CursorList, page_limit, query_error};
 use super::path::ApiPath;
 use super::state::AppState;
 use super::system::NoParameters;
@@ -257,7 +257,9 @@ pub struct RelayInboundQuery {
     /// 1 to 500, default 50.
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of this list's previous page. A cursor of another
+    /// list, or one handed out before the bridge was upgraded, is refused
+    /// (400 `invalid_query`, field `cursor`): start from the first page.
     #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
@@ -290,11 +292,12 @@ pub async fn list_inbound(
         .list_relay_inbound(
             wanted,
             scoped_phone(&caller, q.phone_id)?,
-            decode_cursor(q.cursor)?,
+            CursorList::RelayInbound.decode(q.cursor)?,
             limit + 1,
         )
         .await?;
-    let (records, next_cursor) = split_page(records, limit, |r| r.inbound.seq);
+    let (records, next_cursor) =
+        CursorList::RelayInbound.split_page(records, limit, |r| r.inbound.seq);
     Ok(Json(RelayInboundPage {
         messages: records.iter().map(RelayInboundView::from).collect(),
         next_cursor,

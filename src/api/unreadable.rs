@@ -11,7 +11,7 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::inbound::InboundQuery;
 use super::messages::{parse_channel, parse_since, scoped_phone};
-use super::paging::{decode_cursor, page_limit, query_error, split_page};
+use super::paging::{CursorList, page_limit, query_error};
 use super::state::AppState;
 use crate::clock::rfc3339;
 use crate::store::{InboundFilter, Scope, UnreadableRecord};
@@ -76,11 +76,11 @@ pub async fn list_unreadable(
         channel: parse_channel(q.channel)?,
         phone_id: scoped_phone(&caller, q.phone_id)?,
         since_ms: parse_since(q.since)?,
-        before_seq: decode_cursor(q.cursor)?,
+        before_seq: CursorList::Unreadable.decode(q.cursor)?,
         limit: limit + 1,
     };
     let records = state.store.list_unreadable(filter).await?;
-    let (records, next_cursor) = split_page(records, limit, |r| r.seq);
+    let (records, next_cursor) = CursorList::Unreadable.split_page(records, limit, |r| r.seq);
     Ok(Json(UnreadablePage {
         items: records.iter().map(UnreadableView::from).collect(),
         next_cursor,
