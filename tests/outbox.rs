@@ -266,6 +266,31 @@ async fn a_message_behind_one_that_expires_before_its_retry_goes_once_that_one_h
     assert_eq!(texts, ["second"]);
 }
 
+/// A key that may send but not read cancels and hears only the message's
+/// id and status: the cancel showed it the text, recipient and history.
+/// A key that may read hears the whole message.
+#[tokio::test]
+async fn a_cancel_shows_the_message_only_to_a_key_that_may_read_it() {
+    use phonerelay::store::Scope;
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    ch.set_can_send(false);
+    let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
+    let send_only = create_key(&*d.store(), vec![Scope::Send], None).await;
+    let send_read = create_key(&*d.store(), vec![Scope::Send, Scope::Read], None).await;
+    for (key, full) in [(&send_only, false), (&send_read, true)] {
+        let id = d.queue_sms("+15551230001", "private words").await;
+        let path = format!("/api/v1/messages/{id}/cancel");
+        let (code, answer) = d.post(&path, key, &json!({})).await;
+        assert_eq!(code, 200, "{answer}");
+        assert_eq!(
+            (&answer["id"], &answer["status"]),
+            (&json!(id), &json!("cancelled"))
+        );
+        let shown = ["text", "to", "history"].map(|field| answer.get(field).is_some());
+        assert_eq!(shown, [full; 3], "read scope {full}: {answer}");
+    }
+}
+
 /// A cancel takes a queued message; a repeated one (its first answer
 /// lost) is answered as the first was, and records nothing more; a
 /// message already sent is refused with 409.

@@ -186,6 +186,38 @@ impl From<&StatusEvent> for HistoryEntry {
     }
 }
 
+/// What a cancel answers: the whole message to a key that may read it,
+/// else only its id and status (a key that may only send learns nothing
+/// of a message's content through a cancel).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum CancelAnswer {
+    /// To a key with the `read` scope.
+    Full(Box<MessageView>),
+    /// To a key without it.
+    Brief(CancelledBrief),
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CancelledBrief {
+    pub id: String,
+    pub status: OutboundStatus,
+}
+
+impl CancelAnswer {
+    /// `detail` as a key sees it: whole if it `may_read`.
+    pub fn for_key(detail: &OutboundDetail, may_read: bool) -> Self {
+        if may_read {
+            CancelAnswer::Full(Box::new(MessageView::from(detail)))
+        } else {
+            CancelAnswer::Brief(CancelledBrief {
+                id: detail.record.id.clone(),
+                status: detail.record.status,
+            })
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct MessageView {
     pub id: String,

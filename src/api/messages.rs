@@ -14,7 +14,7 @@ use utoipa::IntoParams;
 
 use super::auth::Caller;
 use super::body::JsonBody;
-use super::dto::{Accepted, MessagePage, MessageView, SendRequest};
+use super::dto::{Accepted, CancelAnswer, MessagePage, MessageView, SendRequest};
 use super::error::{ApiError, ErrorBody};
 use super::finish_on_drop::finish_on_drop;
 use super::paging::{CursorList, page_limit};
@@ -613,7 +613,7 @@ pub fn scoped_phone(caller: &Caller, asked: Option<String>) -> Result<Option<Str
     post, path = "/api/v1/messages/{id}/cancel", tag = "messages",
     params(("id" = String, Path, description = "Message id")),
     responses(
-        (status = 200, description = "Cancelled, now or by an earlier request (a repeated cancel is answered the same)", body = MessageView),
+        (status = 200, description = "Cancelled, now or by an earlier request (a repeated cancel is answered the same): the whole message to a key with the read scope, only its `id` and `status` to a key without it", body = CancelAnswer),
         (status = 404, description = "No such message", body = ErrorBody),
         (status = 409, description = "No longer queued", body = ErrorBody),
     ),
@@ -623,8 +623,9 @@ pub async fn cancel_message(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<MessageView>, ApiError> {
+) -> Result<Json<CancelAnswer>, ApiError> {
     caller.require(Scope::Send)?;
+    let may_read = caller.0.allows(Scope::Read);
     let before = visible(&state, &caller, &id).await?.record;
     match state.store.cancel_outbound(&id, now_ms()).await? {
         // Answered from what the cancel's own transaction read: a read
@@ -636,10 +637,12 @@ pub async fn cancel_message(
                 endpoint.back_in_queue.cancelled(&before);
                 endpoint.wake.notify_one();
             }
-            Ok(Json(MessageView::from(&*detail)))
+            Ok(Json(CancelAnswer::for_key(&detail, may_read)))
         }
         // Nothing waits behind it any more: its cancel already let them go.
-        CancelOutcome::AlreadyCancelled(detail) => Ok(Json(MessageView::from(&*detail))),
+        CancelOutcome::AlreadyCancelled(detail) => {
+            Ok(Json(CancelAnswer::for_key(&detail, may_read)))
+        }
         CancelOutcome::NotFound => Err(ApiError::not_found("message")),
         CancelOutcome::NotCancellable(status) => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -680,10 +683,13 @@ mod tests {
         };
         let state = AppState::over(store.clone());
         let caller = Caller::with(vec![Scope::Send], None);
-        let Json(view) = cancel_message(State(state), caller, ApiPath(id.clone()))
+        let Json(answer) = cancel_message(State(state), caller, ApiPath(id.clone()))
             .await
             .unwrap_or_else(|e| panic!("{} {}: {}", e.status, e.code, e.message));
-        assert_eq!(view.status, OutboundStatus::Cancelled);
+        let CancelAnswer::Brief(brief) = answer else {
+            panic!("a key without read was shown the message");
+        };
+        assert_eq!(brief.status, OutboundStatus::Cancelled);
         assert!(store.get_outbound(&id).await.is_err(), "reads fail now");
         let stored = store.inner().get_outbound(&id).await.unwrap().unwrap();
         assert_eq!(stored.record.status, OutboundStatus::Cancelled);

@@ -20,7 +20,7 @@ use super::{dto, error, inbound, media, messages, relay, system, unreadable};
         system::health, system::ready, system::status, system::metrics, openapi_json,
     ),
     components(schemas(
-        dto::SendRequest, dto::AttachmentBody, dto::Priority, dto::Accepted, dto::MessageView,
+        dto::SendRequest, dto::AttachmentBody, dto::Priority, dto::Accepted, dto::MessageView, dto::CancelAnswer, dto::CancelledBrief,
         dto::MessagePage, dto::HistoryEntry, dto::ErrorInfo, dto::InboundView, dto::InboundPage,
         dto::InboundAttachment, unreadable::UnreadableView, unreadable::UnreadablePage, media::MediaBytes,
         error::ErrorBody, error::ErrorDetail, system::StatusReport, system::EndpointStatus, system::EndpointPause, system::Health,
