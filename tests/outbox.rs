@@ -291,6 +291,46 @@ async fn a_cancel_shows_the_message_only_to_a_key_that_may_read_it() {
     }
 }
 
+/// An Idempotency-Key reused with another body is refused though the
+/// request carries the relay message id of the key's message: the relay
+/// id's repeat answered first, and the changed body was taken for a
+/// repeat. Without a key, a changed body under the same relay id is
+/// still the relay's redelivery, answered as the first.
+#[tokio::test]
+async fn a_reused_idempotency_key_is_refused_whatever_relay_id_it_carries() {
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    let d = TestDaemon::start(FAST_OUTBOX, vec![ch.clone()]).await;
+    let post = |key: Option<&'static str>, text: &'static str| {
+        let mut body = send_body("m1", "sms", "+15551230001", text);
+        body["relay_message_id"] = json!("r-1");
+        let mut request = d
+            .http
+            .post(format!("{}/api/v1/messages", d.base))
+            .bearer_auth(&d.admin_key)
+            .json(&body);
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        async move { into_parts(request.send().await.unwrap()).await }
+    };
+    let (code, first) = post(Some("k-1"), "first").await;
+    assert_eq!(code, 202, "{first}");
+    let (code, err) = post(Some("k-1"), "changed").await;
+    assert_eq!(
+        (code, err["error"]["code"].as_str()),
+        (422, Some("idempotency_key_reused")),
+        "{err}"
+    );
+    let (code, again) = post(Some("k-1"), "first").await;
+    assert_eq!((code, &again["id"]), (202, &first["id"]), "{again}");
+    let (code, redelivered) = post(None, "changed").await;
+    assert_eq!(
+        (code, &redelivered["id"]),
+        (202, &first["id"]),
+        "{redelivered}"
+    );
+}
+
 /// A cancel takes a queued message; a repeated one (its first answer
 /// lost) is answered as the first was, and records nothing more; a
 /// message already sent is refused with 409.

@@ -207,13 +207,6 @@ pub(crate) async fn commit_send(
         Some(relay_id) => relay_id_seen(state, relay_id, &req.phone_id).await?,
         None => RelayIdSeen::Free,
     };
-    // A repeat is the first message whatever its body says now
-    // (docs/relay-protocol.md), so it is found before the body is
-    // checked: a job redelivered after its endpoint left the config, or
-    // its reply_to was pruned, was taken and is not refused now.
-    if let RelayIdSeen::Ours(first) = relay_id_seen {
-        return Ok(Committed::replayed(first));
-    }
     // Only a repeat of the same key compares hashes: without a key there
     // is nothing to compare with, so nothing to hash or store.
     let (request_hash, exact_request_hash) = match &idempotency_key {
@@ -235,6 +228,15 @@ pub(crate) async fn commit_send(
         } else {
             Err(key_reused(&first.id))
         };
+    }
+    // A repeat of a relay id is the first message whatever its body says
+    // now (docs/relay-protocol.md), so it is found before the body is
+    // checked: a job redelivered after its endpoint left the config, or
+    // its reply_to was pruned, was taken and is not refused now. Only
+    // after an Idempotency-Key's body was compared: a key reused with
+    // another body is refused whatever relay id comes with it.
+    if let RelayIdSeen::Ours(first) = relay_id_seen {
+        return Ok(Committed::replayed(first));
     }
     let valid = validate(&req, state)?;
     let reply_to_external_id = reply_target(state, &req, valid.channel).await?;
