@@ -34,6 +34,27 @@ pub struct InboundQuery {
     pub cursor: Option<String>,
 }
 
+/// What a read key asks of a list shaped as the inbound one (`list`'s
+/// cursors): the store's filter, one more than the page for its next
+/// cursor, and the page's size.
+pub(super) fn page_asked(
+    caller: &Caller,
+    query: Result<Query<InboundQuery>, axum::extract::rejection::QueryRejection>,
+    list: CursorList,
+) -> Result<(InboundFilter, u32), ApiError> {
+    caller.require(Scope::Read)?;
+    let Query(q) = query.map_err(query_error)?;
+    let limit = page_limit(q.limit)?;
+    let filter = InboundFilter {
+        channel: parse_channel(q.channel)?,
+        phone_id: scoped_phone(caller, q.phone_id)?,
+        since_ms: parse_since(q.since)?,
+        before_seq: list.decode(q.cursor)?,
+        limit: limit + 1,
+    };
+    Ok((filter, limit))
+}
+
 #[utoipa::path(
     get, path = "/api/v1/inbound", tag = "inbound", params(InboundQuery),
     responses(
@@ -47,16 +68,7 @@ pub async fn list_inbound(
     caller: Caller,
     query: Result<Query<InboundQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<InboundPage>, ApiError> {
-    caller.require(Scope::Read)?;
-    let Query(q) = query.map_err(query_error)?;
-    let limit = page_limit(q.limit)?;
-    let filter = InboundFilter {
-        channel: parse_channel(q.channel)?,
-        phone_id: scoped_phone(&caller, q.phone_id)?,
-        since_ms: parse_since(q.since)?,
-        before_seq: CursorList::Inbound.decode(q.cursor)?,
-        limit: limit + 1,
-    };
+    let (filter, limit) = page_asked(&caller, query, CursorList::Inbound)?;
     let records = state.store.list_inbound(filter).await?;
     let (records, next_cursor) = CursorList::Inbound.split_page(records, limit, |r| r.seq);
     Ok(Json(InboundPage {

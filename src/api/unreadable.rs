@@ -9,12 +9,11 @@ use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::inbound::InboundQuery;
-use super::messages::{parse_channel, parse_since, scoped_phone};
-use super::paging::{CursorList, page_limit, query_error};
+use super::inbound::{InboundQuery, page_asked};
+use super::paging::CursorList;
 use super::state::AppState;
 use crate::clock::rfc3339;
-use crate::store::{InboundFilter, Scope, UnreadableRecord};
+use crate::store::UnreadableRecord;
 
 /// Something received that its channel could not read.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -69,16 +68,7 @@ pub async fn list_unreadable(
     caller: Caller,
     query: Result<Query<InboundQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<UnreadablePage>, ApiError> {
-    caller.require(Scope::Read)?;
-    let Query(q) = query.map_err(query_error)?;
-    let limit = page_limit(q.limit)?;
-    let filter = InboundFilter {
-        channel: parse_channel(q.channel)?,
-        phone_id: scoped_phone(&caller, q.phone_id)?,
-        since_ms: parse_since(q.since)?,
-        before_seq: CursorList::Unreadable.decode(q.cursor)?,
-        limit: limit + 1,
-    };
+    let (filter, limit) = page_asked(&caller, query, CursorList::Unreadable)?;
     let records = state.store.list_unreadable(filter).await?;
     let (records, next_cursor) = CursorList::Unreadable.split_page(records, limit, |r| r.seq);
     Ok(Json(UnreadablePage {
