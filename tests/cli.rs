@@ -708,6 +708,49 @@ fn the_cli_gets_in_on_the_local_socket_while_tcp_is_at_its_limit() {
     assert!(!socket.exists(), "a clean stop removes the socket");
 }
 
+/// Nobody listening where the daemon is reached, on its TCP port or on a
+/// local socket a killed daemon left behind: the CLI names the system's
+/// reason, which tells these apart from a socket the user may not open.
+#[test]
+fn an_unreachable_daemon_is_reported_with_the_systems_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, path) = daemon_on_a_free_port(dir.path());
+    let config = path.to_str().unwrap();
+    // A key of the user's own goes to the TCP port with no daemon running.
+    let status = || {
+        bin()
+            .args(["status", "--config", config, "--timeout", "5"])
+            .env("PHONERELAY_API_KEY", "prk_0000000000000000_00")
+            .output()
+            .unwrap()
+    };
+    let over_tcp = status();
+    assert_eq!(over_tcp.status.code(), Some(1));
+    let said = text(&over_tcp.stderr);
+    assert!(
+        said.contains(&format!(
+            "cannot reach the daemon at http://127.0.0.1:{port}: connection refused \
+             (is `phonerelay serve` running?)"
+        )),
+        "{said}"
+    );
+
+    let state = dir.path().join("state");
+    fs::create_dir(&state).unwrap();
+    let socket = state.join("phonerelay.sock");
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    let on_the_socket = status();
+    assert_eq!(on_the_socket.status.code(), Some(1));
+    let said = text(&on_the_socket.stderr);
+    assert!(
+        said.contains(&format!(
+            "cannot reach the daemon at {}: connection refused",
+            socket.display()
+        )),
+        "{said}"
+    );
+}
+
 /// A daemon that cannot have its port (another process holds it) stops
 /// with exit code 1 and leaves no local socket behind, which a `status`
 /// would find and nobody answer.

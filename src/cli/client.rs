@@ -214,8 +214,41 @@ impl LocalClient {
         ExitError::Runtime(format!(
             "cannot reach the daemon at {}: {} (is `phonerelay serve` running?)",
             self.reached_at,
-            e.without_url()
+            innermost_cause(&e)
         ))
+    }
+}
+
+/// What lies under `error`, for a person: reqwest's own text ("error
+/// sending request") reads the same for a daemon that is stopped, a socket
+/// one left behind and a socket the user may not open; the innermost
+/// cause, the system's, tells them apart.
+fn innermost_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    match cause.downcast_ref::<std::io::Error>() {
+        Some(io) => os_error_text(io),
+        None => cause.to_string(),
+    }
+}
+
+/// An I/O error as the middle of a sentence: the system's message
+/// ("Connection refused") in lower case, without its "(os error 111)",
+/// which says the same to a program, not to a reader.
+fn os_error_text(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    let Some(code) = error.raw_os_error() else {
+        return text;
+    };
+    let message = text
+        .strip_suffix(&format!(" (os error {code})"))
+        .unwrap_or(&text);
+    let mut chars = message.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text,
     }
 }
 
