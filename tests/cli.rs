@@ -961,6 +961,47 @@ fn send_without_a_phone_id_says_what_the_key_cannot_see() {
     assert_eq!(daemon.terminate().code(), Some(0));
 }
 
+/// The daemon refusing the key in `PHONERELAY_API_KEY` (revoked: 401;
+/// without the read scope: 403) is a remote party refusing us, exit 3,
+/// not a command line to correct; a request it finds invalid still exits
+/// 2.
+#[test]
+fn a_refused_api_key_exits_3_and_a_bad_request_2() {
+    let sim = Simulated::new();
+    let config = sim.config.to_str().unwrap();
+    let daemon = DaemonProcess::start(&sim.config, sim.port);
+    let list_as = |key: &str, extra: &[&str]| {
+        bin()
+            .args(["messages", "list", "--config", config])
+            .args(extra)
+            .env("PHONERELAY_API_KEY", key)
+            .output()
+            .unwrap()
+    };
+
+    let revoked = key_with(config, "send,read", None);
+    let revoke = run(&["keys", "revoke", "--config", config, "t"]);
+    assert!(revoke.status.success(), "{}", text(&revoke.stderr));
+    let out = list_as(&revoked, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
+
+    let send_only = key_with(config, "send", None);
+    let out = list_as(&send_only, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("403"), "{}", text(&out.stderr));
+
+    let reader = key_with(config, "read", None);
+    let out = list_as(&reader, &["--cursor", "not-a-cursor"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("invalid_query"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
+
 /// `messages list` says when there is more than the page it shows, and
 /// how to see it; its filters are sent encoded, each value as one
 /// parameter's.

@@ -260,10 +260,17 @@ fn api_error(status: StatusCode, body: &Value) -> ExitError {
         .as_str()
         .map(|f| format!(" (field {f})"))
         .unwrap_or_default();
-    let text = format!("{status}: {code}: {message}{field}");
-    if status.is_client_error() {
-        ExitError::Config(text)
-    } else {
-        ExitError::Runtime(text)
+    refused_with(status, format!("{status}: {code}: {message}{field}"))
+}
+
+/// The exit a refusal with `status` makes. A 401 or 403 refuses the key
+/// (revoked, without the scope, bound to another phone_id): a remote
+/// party refusing us, exit 3, not a command line to correct. Another 4xx
+/// is the request's fault, exit 2; anything else is the daemon's, exit 1.
+fn refused_with(status: StatusCode, text: String) -> ExitError {
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ExitError::Rejected(text),
+        _ if status.is_client_error() => ExitError::Config(text),
+        _ => ExitError::Runtime(text),
     }
 }

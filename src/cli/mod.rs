@@ -29,7 +29,17 @@ Environment:
                       send, status and messages use instead of the local key
                       in the state dir (cli.key); its scopes and phone_id
                       binding then limit what they may do and see. Unset or
-                      empty: the local key."
+                      empty: the local key.
+
+Exit status:
+  0  done
+  1  a failure at run time: the daemon not running or not answering, its
+     store, the network; trying again later may work
+  2  the config or the command line is wrong, as is a request the daemon
+     refuses with an HTTP 4xx other than 401 and 403
+  3  a remote party refused us: the daemon the API key (revoked, without
+     the scope, bound to another phone_id: HTTP 401 or 403), or the relay
+     the key `pair` was given"
 )]
 pub struct Cli {
     /// Config file [default: $PHONERELAY_CONFIG, then /etc/phonerelay/phonerelay.toml]
