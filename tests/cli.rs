@@ -751,6 +751,89 @@ fn an_unreachable_daemon_is_reported_with_the_systems_reason() {
     );
 }
 
+/// Something else answering at the daemon's address, with no JSON error
+/// (a proxy's error page, an empty body): the CLI reports the HTTP status
+/// and the start of the body on one line, and exits as the status's class
+/// does.
+#[test]
+fn an_answer_that_is_not_the_daemons_keeps_its_status() {
+    let page = format!(
+        "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\x1b[2J{}</body></html>",
+        "x".repeat(500)
+    );
+    let answers = [
+        format!(
+            "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{page}",
+            page.len()
+        ),
+        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
+    ];
+    let (port, server) = answering_in_turn(answers.to_vec());
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nstate_dir = \"state\"\n"),
+    );
+    let status = || {
+        bin()
+            .args([
+                "status",
+                "--config",
+                path.to_str().unwrap(),
+                "--timeout",
+                "5",
+            ])
+            .env("PHONERELAY_API_KEY", "prk_0000000000000000_00")
+            .output()
+            .unwrap()
+    };
+
+    let bad_gateway = status();
+    assert_eq!(bad_gateway.status.code(), Some(1));
+    let said = text(&bad_gateway.stderr);
+    assert!(
+        said.contains(
+            "HTTP 502 Bad Gateway: <html> <head><title>502 Bad Gateway</title></head> <body> [2J"
+        ),
+        "{said}"
+    );
+    assert!(
+        !said.contains('\x1b') && !said.contains(&"x".repeat(200)),
+        "{said:?}"
+    );
+
+    let not_found = status();
+    assert_eq!(not_found.status.code(), Some(2));
+    let said = text(&not_found.stderr);
+    assert!(
+        said.contains("HTTP 404 Not Found, with an empty body"),
+        "{said}"
+    );
+    server.join().unwrap();
+}
+
+/// A server on a port of its own that answers each connection with the
+/// next of `answers`, whatever was asked, then closes it.
+fn answering_in_turn(answers: Vec<String>) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        for answer in answers {
+            let (stream, _) = listener.accept().unwrap();
+            let mut request = std::io::BufReader::new(stream);
+            // The request's head, up to its blank line; a GET has no body.
+            let mut line = String::new();
+            while request.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+                line.clear();
+            }
+            request.get_mut().write_all(answer.as_bytes()).unwrap();
+        }
+    });
+    (port, server)
+}
+
 /// A daemon that cannot have its port (another process holds it) stops
 /// with exit code 1 and leaves no local socket behind, which a `status`
 /// would find and nobody answer.

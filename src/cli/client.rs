@@ -5,11 +5,12 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::time::Duration;
 
-use reqwest::{Method, RequestBuilder, StatusCode};
+use reqwest::{Method, RequestBuilder};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::refusal::Refusal;
 use crate::config::LoadedConfig;
 use crate::exit::ExitError;
 use crate::local_key;
@@ -30,18 +31,6 @@ pub struct LocalClient {
     key_from_env: bool,
     http: reqwest::Client,
     timeout: Duration,
-}
-
-/// An answer of the daemon that refused the request.
-pub struct Refusal {
-    pub status: StatusCode,
-    body: Value,
-}
-
-impl From<Refusal> for ExitError {
-    fn from(refusal: Refusal) -> Self {
-        api_error(refusal.status, &refusal.body)
-    }
 }
 
 impl LocalClient {
@@ -146,20 +135,24 @@ impl LocalClient {
     ) -> Result<Result<T, Refusal>, ExitError> {
         let response = request.send().await.map_err(|e| self.unanswered(e))?;
         let status = response.status();
-        let body: Value = response.json().await.map_err(|e| {
+        let body = response.bytes().await.map_err(|e| {
             if e.is_timeout() {
                 self.unanswered(e)
             } else {
-                ExitError::Runtime(format!("the daemon sent an unreadable answer: {e}"))
+                ExitError::Runtime(format!("the daemon's answer was cut off: {e}"))
             }
         })?;
-        if status.is_success() {
-            serde_json::from_value(body)
-                .map(Ok)
-                .map_err(|e| ExitError::Runtime(format!("unexpected answer from the daemon: {e}")))
-        } else {
-            Ok(Err(Refusal { status, body }))
+        // A refusal's body is read by the refusal: a proxy's error page or
+        // an empty body still has a status to report.
+        if !status.is_success() {
+            return Ok(Err(Refusal::new(status, body.to_vec())));
         }
+        let body: Value = serde_json::from_slice(&body).map_err(|e| {
+            ExitError::Runtime(format!("the daemon sent an unreadable answer: {e}"))
+        })?;
+        serde_json::from_value(body)
+            .map(Ok)
+            .map_err(|e| ExitError::Runtime(format!("unexpected answer from the daemon: {e}")))
     }
 }
 
@@ -249,28 +242,5 @@ fn os_error_text(error: &std::io::Error) -> String {
     match chars.next() {
         Some(first) => first.to_lowercase().chain(chars).collect(),
         None => text,
-    }
-}
-
-fn api_error(status: StatusCode, body: &Value) -> ExitError {
-    let error = &body["error"];
-    let code = error["code"].as_str().unwrap_or("error");
-    let message = error["message"].as_str().unwrap_or("");
-    let field = error["field"]
-        .as_str()
-        .map(|f| format!(" (field {f})"))
-        .unwrap_or_default();
-    refused_with(status, format!("{status}: {code}: {message}{field}"))
-}
-
-/// The exit a refusal with `status` makes. A 401 or 403 refuses the key
-/// (revoked, without the scope, bound to another phone_id): a remote
-/// party refusing us, exit 3, not a command line to correct. Another 4xx
-/// is the request's fault, exit 2; anything else is the daemon's, exit 1.
-fn refused_with(status: StatusCode, text: String) -> ExitError {
-    match status {
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ExitError::Rejected(text),
-        _ if status.is_client_error() => ExitError::Config(text),
-        _ => ExitError::Runtime(text),
     }
 }

@@ -7,6 +7,7 @@ mod keys;
 mod messages;
 pub mod pair;
 mod pdu;
+mod refusal;
 mod send;
 mod status;
 
