@@ -1138,16 +1138,76 @@ fn messages_list_shows_how_to_get_the_next_page() {
         "list",
         "--config",
         config,
-        "--status",
-        "queued&limit=5",
+        "--cursor",
+        "msg-1&limit=5",
     ]);
     assert_eq!(odd.status.code(), Some(2));
     assert!(
-        text(&odd.stderr).contains("invalid_query") && text(&odd.stderr).contains("(field status)"),
+        text(&odd.stderr).contains("invalid_query") && text(&odd.stderr).contains("(field cursor)"),
         "{}",
         text(&odd.stderr)
     );
     assert_eq!(daemon.terminate().code(), Some(0));
+}
+
+/// `messages list`'s filters are judged by the command line, with the
+/// API's bounds and names: a wrong one is a usage error (exit 2) naming
+/// the flag, not a daemon not running (exit 1) or a refusal by one.
+#[test]
+fn messages_list_refuses_a_bad_filter_with_no_daemon_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_port, path) = daemon_on_a_free_port(dir.path());
+    let config = path.to_str().unwrap();
+    for (flag, value, said) in [
+        ("--limit", "0", "0 is not in 1..=500"),
+        ("--limit", "501", "501 is not in 1..=500"),
+        (
+            "--status",
+            "bogus",
+            "[possible values: queued, sending, sent,",
+        ),
+        (
+            "--channel",
+            "fax",
+            "[possible values: sms, wa, tg, email, notify]",
+        ),
+        // The relay's channel: the bridge keeps no message of it to list.
+        (
+            "--channel",
+            "pchat",
+            "[possible values: sms, wa, tg, email, notify]",
+        ),
+    ] {
+        let out = bin()
+            .args(["messages", "list", "--config", config, flag, value])
+            .env_remove("PHONERELAY_API_KEY")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{flag} {value}: {}",
+            text(&out.stderr)
+        );
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(&format!("invalid value '{value}' for '{flag} <"))
+                && stderr.contains(said),
+            "{flag} {value}: {stderr}"
+        );
+    }
+    let good = bin()
+        .args(["messages", "list", "--config", config, "--limit", "500"])
+        .args(["--status", "queued", "--channel", "sms"])
+        .env_remove("PHONERELAY_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(
+        good.status.code(),
+        Some(1),
+        "taken, then no daemon: {}",
+        text(&good.stderr)
+    );
 }
 
 /// A file that is not a socket where the local socket goes: the daemon

@@ -29,6 +29,7 @@ use tower_http::trace::TraceLayer;
 
 pub(crate) use body::parse as parse_json_body;
 pub(crate) use messages::commit_send;
+pub(crate) use paging::MAX_PAGE;
 pub use state::{AppState, Shared};
 
 use self::error::ApiError;

@@ -1,23 +1,28 @@
 use clap::Subcommand;
+use clap::builder::{PossibleValuesParser, RangedI64ValueParser};
+use phonerelay_channel::ChannelKind;
 use reqwest::Method;
 
 use super::client::LocalClient;
+use crate::api::MAX_PAGE;
 use crate::api::dto::{MessagePage, MessageView};
 use crate::exit::ExitError;
+use crate::store::OutboundStatus;
 
+// The list's filters are judged here, by the API's own lists and bounds,
+// so that a wrong one is a usage error (exit 2) whether the daemon runs
+// or not, and the possible values are in --help.
 #[derive(Debug, Subcommand)]
 pub enum MessagesCommand {
     /// Outbound messages, newest first.
     List {
-        /// Only messages in this status (queued, sending, sent, delivered,
-        /// read, failed, expired, cancelled)
-        #[arg(long)]
+        /// Only messages in this status
+        #[arg(long, value_parser = known_statuses())]
         status: Option<String>,
-        /// Only messages on this channel (sms, wa, tg, email, notify)
-        #[arg(long)]
+        /// Only messages on this channel
+        #[arg(long, value_parser = listed_channels())]
         channel: Option<String>,
-        /// How many to show (1 to 500)
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = page_limit(), help = limit_help())]
         limit: u32,
         /// Where to go on: the cursor a page before ended with
         #[arg(long)]
@@ -69,6 +74,26 @@ pub async fn run(
             Ok(())
         }
     }
+}
+
+/// `--status`: the statuses the API knows.
+fn known_statuses() -> PossibleValuesParser {
+    PossibleValuesParser::new(OutboundStatus::ALL.map(OutboundStatus::as_str))
+}
+
+/// `--channel`: the channels the API lists, those the bridge sends on
+/// (`api::messages::parse_channel`).
+fn listed_channels() -> PossibleValuesParser {
+    PossibleValuesParser::new(ChannelKind::DELIVERABLE.map(ChannelKind::as_str))
+}
+
+/// `--limit`: a page size the API takes.
+fn page_limit() -> RangedI64ValueParser<u32> {
+    RangedI64ValueParser::new().range(1..=i64::from(MAX_PAGE))
+}
+
+fn limit_help() -> String {
+    format!("How many to show (1 to {MAX_PAGE})")
 }
 
 /// One page of the messages `filters` select, from `cursor` on.
