@@ -790,6 +790,53 @@ mod tests {
         .await
     }
 
+    /// Two pushes with one Idempotency-Key and one relay id, the second
+    /// with a changed body, that both found the key and the id free
+    /// before the first committed: the second is refused as the key
+    /// reused, as it is once the first is found before the commit. The
+    /// store judged the relay id first there, and answered the changed
+    /// body as a repeat of the first.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_racing_push_that_reuses_a_key_with_another_body_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
+        let store = Arc::new(AcceptsHeld::new(sqlite));
+        let issued = crate::keys::issue("test", vec![Scope::Send], None, now_ms());
+        store.create_key(issued.record).await.unwrap();
+        let state = AppState::over_endpoints(store.clone(), vec![Arc::new(Idle)]);
+        let base = served(state).await;
+        let http = reqwest::Client::new();
+        let push = |text: &str| {
+            let body = serde_json::json!({"phone_id": "m1", "channel": "sms",
+                "to": "+15551230001", "text": text, "relay_message_id": "r-1"});
+            let request = http
+                .post(format!("{base}/api/v1/messages"))
+                .bearer_auth(&issued.clear)
+                .header("idempotency-key", "k-1")
+                .json(&body);
+            tokio::spawn(async move {
+                let response = request.send().await.unwrap();
+                let code = response.status().as_u16();
+                (code, response.json::<Value>().await.unwrap())
+            })
+        };
+        let first = push("first");
+        store.faults.asked.notified().await;
+        let changed = push("changed");
+        // Both are past their look-ups, held at the commit.
+        store.faults.asked.notified().await;
+        store.faults.go_ahead.add_permits(1);
+        let (code, first) = first.await.unwrap();
+        assert_eq!(code, 202, "{first}");
+        store.faults.go_ahead.add_permits(1);
+        let (code, refused) = changed.await.unwrap();
+        assert_eq!(
+            (code, refused["error"]["code"].as_str()),
+            (422, Some("idempotency_key_reused")),
+            "{refused}"
+        );
+    }
+
     /// A client that sends a message and goes away while it is being
     /// committed: the store commits it all the same (its writer has it),
     /// and so the metrics count it as accepted, once, with its accept

@@ -69,8 +69,6 @@ fn require(conn: &Connection, id: &str) -> StoreResult<i64> {
 pub(super) const LEGACY_ID: &str =
     concat!("SELECT seq FROM outbound WHERE id = ?1 AND ", before_v9!());
 
-/// Commit a new message under the next `seq` of `seqs` and an id that
-/// names it. Runs on the writer thread, so seqs follow commit order.
 /// The message an API key's idempotency key already made, as its accept
 /// answered, and the hash of the request that made it.
 pub fn find_idempotent(
@@ -98,20 +96,44 @@ pub(super) fn first_answer(row: &rusqlite::Row<'_>) -> rusqlite::Result<FirstAns
     })
 }
 
+/// Commit a new message under the next `seq` of `seqs` and an id that
+/// names it, unless its idempotency key already made one. Runs on the
+/// writer thread, so seqs follow commit order.
 pub fn accept(conn: &Connection, m: &NewOutbound, seqs: &SeqClock) -> StoreResult<AcceptOutcome> {
-    if let Some(key) = &m.idempotency_key {
-        let existing = find_idempotent(conn, m.api_key_id.as_deref(), key)?;
-        if let Some((first, hash)) = existing {
-            return Ok(if m.repeats(&hash) {
-                AcceptOutcome::Replayed {
-                    id: first.id,
-                    status: first.status,
-                }
-            } else {
-                AcceptOutcome::KeyReused { id: first.id }
-            });
-        }
+    if let Some(answer) = idempotent_answer(conn, m)? {
+        return Ok(answer);
     }
+    let id = insert(conn, m, seqs)?;
+    Ok(AcceptOutcome::Created { id })
+}
+
+/// What an earlier message under `m`'s idempotency key makes of `m`: a
+/// repeat of it for the same body, a reused key for another; `None`
+/// when `m` has no key or the key made nothing yet. Asked inside the
+/// write, as two requests with one key may both have found it free.
+pub(super) fn idempotent_answer(
+    conn: &Connection,
+    m: &NewOutbound,
+) -> StoreResult<Option<AcceptOutcome>> {
+    let Some(key) = &m.idempotency_key else {
+        return Ok(None);
+    };
+    let existing = find_idempotent(conn, m.api_key_id.as_deref(), key)?;
+    Ok(existing.map(|(first, hash)| {
+        if m.repeats(&hash) {
+            AcceptOutcome::Replayed {
+                id: first.id,
+                status: first.status,
+            }
+        } else {
+            AcceptOutcome::KeyReused { id: first.id }
+        }
+    }))
+}
+
+/// Commit `m` as a new message, its idempotency key already found free;
+/// the id it was given.
+pub(super) fn insert(conn: &Connection, m: &NewOutbound, seqs: &SeqClock) -> StoreResult<String> {
     let seq = seqs.next(m.created_at_ms);
     let id = message_id::id_for(seq, rand::random());
     // A message committed claimed (see `NewOutbound::claimed_until_ms`)
@@ -141,7 +163,7 @@ pub fn accept(conn: &Connection, m: &NewOutbound, seqs: &SeqClock) -> StoreResul
     // No `queued` event row: every message starts queued at `created_at`,
     // so `get` puts that first entry in the history. One write fewer per
     // accept, on the thread every write shares (docs/performance.md).
-    Ok(AcceptOutcome::Created { id })
+    Ok(id)
 }
 
 pub fn get(conn: &Connection, id: &str) -> StoreResult<Option<OutboundDetail>> {

@@ -29,16 +29,24 @@ pub fn find_outbound(
 
 /// Accept a message keyed by the relay's id; a repeat for the same
 /// phone_id returns the first, one for another phone_id is refused.
+/// An idempotency key is judged first, in the API's order
+/// (`api::messages::commit_send`): a key reused with another body is
+/// refused whatever relay id comes with it.
 pub fn accept(
     conn: &Connection,
     message: &NewOutbound,
     relay_message_id: &str,
     seqs: &SeqClock,
 ) -> StoreResult<AcceptOutcome> {
-    // Looked up again inside the write: two pushes of one id may both
-    // have found it free. A repeat is the first message only for the same
-    // phone_id; handing another phone's message id out would tell the
-    // sender of it, and report its status to the wrong phone.
+    // Both looked up again inside the write: two pushes may both have
+    // found them free, and the answer must not depend on which of them
+    // the race let the store judge.
+    if let Some(answer) = outbound::idempotent_answer(conn, message)? {
+        return Ok(answer);
+    }
+    // A repeat is the first message only for the same phone_id; handing
+    // another phone's message id out would tell the sender of it, and
+    // report its status to the wrong phone.
     match find_outbound(conn, relay_message_id)? {
         Some((first, phone_id)) if phone_id == message.phone_id => {
             return Ok(AcceptOutcome::Replayed {
@@ -49,14 +57,12 @@ pub fn accept(
         Some(_) => return Ok(AcceptOutcome::RelayIdTaken),
         None => {}
     }
-    let outcome = outbound::accept(conn, message, seqs)?;
-    if let AcceptOutcome::Created { id } = &outcome {
-        // The id was made from its seq a moment ago: no lookup needed.
-        let seq = crate::store::message_id::seq_of(id);
-        conn.prepare_cached("UPDATE outbound SET relay_message_id = ?2 WHERE seq = ?1")?
-            .execute(params![seq, relay_message_id])?;
-    }
-    Ok(outcome)
+    let id = outbound::insert(conn, message, seqs)?;
+    // The id was made from its seq a moment ago: no lookup needed.
+    let seq = crate::store::message_id::seq_of(&id);
+    conn.prepare_cached("UPDATE outbound SET relay_message_id = ?2 WHERE seq = ?1")?
+        .execute(params![seq, relay_message_id])?;
+    Ok(AcceptOutcome::Created { id })
 }
 
 const RELAY_COLUMNS: &str = "relay_state, relay_attempts, \
@@ -459,6 +465,44 @@ mod tests {
             .query_row("SELECT count(*) FROM outbound", [], |row| row.get(0))
             .unwrap();
         assert_eq!(rows, 1, "the refused push stored nothing");
+    }
+
+    /// Two pushes with one Idempotency-Key and one relay id that both
+    /// found them free before either committed: the store judges the key
+    /// first, as the API does when it finds the first message, so a body
+    /// changed under the key is refused and the same body is a repeat.
+    /// The relay id's repeat answered first, and took the changed body
+    /// for a repeat. Without a key, a changed body is still the relay's
+    /// redelivery.
+    #[test]
+    fn a_racing_push_with_a_reused_key_is_refused_whatever_its_relay_id() {
+        let conn = at_version(MIGRATIONS.len());
+        let seqs = SeqClock::load(&conn).unwrap();
+        let push = |text: &str, key: Option<&str>, hash: &str| {
+            let mut m = queued_sms(text, 1);
+            m.idempotency_key = key.map(str::to_string);
+            m.request_hash = hash.into();
+            m.exact_request_hash = hash.into();
+            m
+        };
+        let first = push("first", Some("k-1"), "h-first");
+        let AcceptOutcome::Created { id } = accept(&conn, &first, "r-1", &seqs).unwrap() else {
+            panic!("not created")
+        };
+        let changed = push("changed", Some("k-1"), "h-changed");
+        let refused = accept(&conn, &changed, "r-1", &seqs).unwrap();
+        assert_eq!(refused, AcceptOutcome::KeyReused { id: id.clone() });
+        let replayed = AcceptOutcome::Replayed {
+            id: id.clone(),
+            status: OutboundStatus::Queued,
+        };
+        assert_eq!(accept(&conn, &first, "r-1", &seqs).unwrap(), replayed);
+        let redelivered = push("changed", None, "");
+        assert_eq!(accept(&conn, &redelivered, "r-1", &seqs).unwrap(), replayed);
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM outbound", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(rows, 1, "nothing but the first was stored");
     }
 
     /// A manual retry of a dead letter the relay refused sends it to the

@@ -42,8 +42,8 @@ pub trait Faults: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Once a new outbound message is to be committed (`accept_outbound`):
-    /// resolves when the commit may go ahead.
+    /// Once a new outbound message is to be committed (`accept_outbound`,
+    /// `accept_relay_outbound`): resolves when the commit may go ahead.
     fn accept_goes_ahead(&self) -> impl Future<Output = ()> + Send + 'static {
         std::future::ready(())
     }
@@ -66,6 +66,23 @@ impl<F: Faults> Faulty<F> {
     pub fn inner(&self) -> &SqliteStore {
         &self.inner
     }
+
+    /// Run the inner store's `accept` once the faults let it go ahead.
+    /// As the store's writer does, the commit goes ahead whatever becomes
+    /// of the caller meanwhile: a caller gone when it lands is not told.
+    async fn held_accept(
+        &self,
+        accept: impl Future<Output = StoreResult<AcceptOutcome>> + Send + 'static,
+    ) -> StoreResult<AcceptOutcome> {
+        let goes_ahead = self.faults.accept_goes_ahead();
+        let committing = tokio::spawn(async move {
+            goes_ahead.await;
+            accept.await
+        });
+        committing
+            .await
+            .map_err(|e| StoreError::Database(format!("the commit's task failed: {e}")))?
+    }
 }
 
 #[async_trait]
@@ -78,18 +95,10 @@ impl<F: Faults> Store for Faulty<F> {
         self.inner.disk_usage().await
     }
 
-    /// As the store's writer does, the commit goes ahead whatever becomes
-    /// of the caller meanwhile: a caller gone when it lands is not told.
     async fn accept_outbound(&self, message: NewOutbound) -> StoreResult<AcceptOutcome> {
-        let goes_ahead = self.faults.accept_goes_ahead();
         let inner = self.inner.clone();
-        let committing = tokio::spawn(async move {
-            goes_ahead.await;
-            inner.accept_outbound(message).await
-        });
-        committing
+        self.held_accept(async move { inner.accept_outbound(message).await })
             .await
-            .map_err(|e| StoreError::Database(format!("the commit's task failed: {e}")))?
     }
 
     async fn find_idempotent_outbound(
@@ -257,9 +266,11 @@ impl<F: Faults> Store for Faulty<F> {
         message: NewOutbound,
         relay_message_id: String,
     ) -> StoreResult<AcceptOutcome> {
-        self.inner
-            .accept_relay_outbound(message, relay_message_id)
-            .await
+        let inner = self.inner.clone();
+        self.held_accept(
+            async move { inner.accept_relay_outbound(message, relay_message_id).await },
+        )
+        .await
     }
 
     async fn find_relay_outbound(

@@ -85,9 +85,10 @@ impl Faults for ReadsFailAfterCommitFaults {
     }
 }
 
-/// A store whose commits of new outbound messages (`accept_outbound`)
-/// wait until the test lets them go ahead, as behind a slow commit, and
-/// say when one is asked for; everything else is the inner store's.
+/// A store whose commits of new outbound messages (`accept_outbound`,
+/// `accept_relay_outbound`) wait until the test lets them go ahead, as
+/// behind a slow commit, and say when one is asked for; everything else
+/// is the inner store's.
 pub type AcceptsHeld = Faulty<AcceptsHeldFaults>;
 
 pub struct AcceptsHeldFaults {
