@@ -7,7 +7,7 @@
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Create `dir` and any missing parents, each new one mode 0700. A folder
 /// that already exists keeps its mode: it is the operator's.
@@ -89,29 +89,73 @@ pub fn create_file(file: &Path) -> std::io::Result<()> {
 }
 
 /// Write a file only its owner can read, replacing it atomically, and
-/// durably: the file is synced before it is renamed into place, and its
-/// folder after ([`sync_folder_of`]). `pair` writes the relay key so
-/// before it records the pairing, with the key's fingerprint, in the
-/// store, whose commit is synced: a rename left unsynced could be undone
-/// by a power cut after that commit, and the pairing would come back
-/// without its key (the old key, or none, in the file).
+/// durably: [`stage`], then [`Staged::install`].
 pub fn write(file: &Path, contents: &str) -> std::io::Result<()> {
+    stage(file, contents)?.install()
+}
+
+/// Write what is to replace `file` beside it (mode 0600), synced, and
+/// leave `file` as it is until [`Staged::install`]: `pair` stages the
+/// relay key before it records the pairing, so a key that cannot be
+/// written (a full disk, a folder in its place) fails before anything
+/// changed, and installs it once the pairing is committed.
+pub fn stage(file: &Path, contents: &str) -> std::io::Result<Staged> {
     if let Some(dir) = file.parent() {
         create_dir(dir)?;
     }
-    let tmp = file.with_extension("tmp");
+    // A rename onto a folder fails; said now, before anything is
+    // committed that would wait for the file.
+    if file.is_dir() {
+        return Err(std::io::Error::from_raw_os_error(libc::EISDIR));
+    }
+    let staged = Staged {
+        tmp: file.with_extension("tmp"),
+        file: file.to_path_buf(),
+        installed: false,
+    };
     let mut out = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&tmp)?;
+        .open(&staged.tmp)?;
     out.write_all(contents.as_bytes())?;
     out.write_all(b"\n")?;
     out.sync_all()?;
-    give_to_folder_owner(&tmp)?;
-    std::fs::rename(&tmp, file)?;
-    sync_folder_of(file)
+    give_to_folder_owner(&staged.tmp)?;
+    Ok(staged)
+}
+
+/// A file written and synced beside its place ([`stage`]). Dropped
+/// without [`Staged::install`], it is removed, and the file in place is
+/// untouched.
+#[derive(Debug)]
+pub struct Staged {
+    tmp: PathBuf,
+    file: PathBuf,
+    installed: bool,
+}
+
+impl Staged {
+    /// Rename the staged file into place, then sync its folder
+    /// ([`sync_folder_of`]): `pair` installs the relay key after the
+    /// store's commit, which is synced, and a rename left unsynced could
+    /// be undone by a power cut, leaving the pairing without its key.
+    pub fn install(mut self) -> std::io::Result<()> {
+        std::fs::rename(&self.tmp, &self.file)?;
+        self.installed = true;
+        sync_folder_of(&self.file)
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.installed {
+            // Best effort: a leftover is private and replaced by the next
+            // stage of the same file.
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// Make the names just given in the folder holding `file` survive a
@@ -179,6 +223,29 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["relay.key"]);
+    }
+
+    /// A staged file not installed is removed and leaves the file in
+    /// place as it was; one onto a folder is refused before anything is
+    /// written.
+    #[test]
+    fn a_staged_file_changes_nothing_until_installed() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("relay.key");
+        write(&key, "old-key").unwrap();
+        drop(stage(&key, "new-key").unwrap());
+        assert_eq!(std::fs::read_to_string(&key).unwrap(), "old-key\n");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["relay.key"]);
+
+        let folder = dir.path().join("folder.key");
+        std::fs::create_dir(&folder).unwrap();
+        let refused = stage(&folder, "new-key").unwrap_err();
+        assert_eq!(refused.raw_os_error(), Some(libc::EISDIR));
+        assert!(!dir.path().join("folder.tmp").exists());
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod heartbeat;
 pub mod link;
 pub mod media_upload;
 pub mod pairing;
+mod pairing_install;
 pub mod pull;
 pub mod pull_ack;
 pub mod routing;

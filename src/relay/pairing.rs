@@ -9,13 +9,13 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::client::{RelayClient, RelayError, RelayKey};
-use super::link::{self, LinkState};
-use super::settings::{self, LINK, Pairing, SCOPE};
+use super::link;
+use super::pairing_install::install;
+use super::settings::{self, LINK, SCOPE};
 use crate::clock::{now_ms, rfc3339};
 use crate::config::LoadedConfig;
 use crate::exit::ExitError;
-use crate::keys;
-use crate::store::{Scope, Store};
+use crate::store::Store;
 
 /// Name of the bridge-side key in `phonerelay keys list`.
 pub const BRIDGE_KEY_NAME: &str = "relay";
@@ -122,7 +122,9 @@ pub fn validate_inputs(url: &str, phone_id: &str, key: &str) -> Result<(), ExitE
     Ok(())
 }
 
-/// Check, store the relay key, issue the bridge key, record the pairing.
+/// Check the key with the relay, then replace the pairing, whole or not
+/// at all (`pairing_install.rs`): the relay key, the bridge key and the
+/// pairing.
 pub async fn pair(
     loaded: &LoadedConfig,
     store: &dyn Store,
@@ -133,52 +135,11 @@ pub async fn pair(
     validate_inputs(url, phone_id, key)?;
     let url = url.trim_end_matches('/');
     let relay_answer = check(loaded, url, phone_id, key).await?;
-    let key_file = settings::key_file(loaded);
-    crate::private_files::write(&key_file, key)
-        .map_err(|e| ExitError::Runtime(format!("cannot write {}: {e}", key_file.display())))?;
-    let now = now_ms();
-    if let Some(previous) = settings::load_pairing(store).await {
-        store
-            .revoke_key(&previous.bridge_key_id, now)
-            .await
-            .map_err(|e| ExitError::Runtime(e.to_string()))?;
-    }
-    let issued = keys::issue(
-        BRIDGE_KEY_NAME,
-        vec![Scope::Send, Scope::Read],
-        Some(phone_id.to_string()),
-        now,
-    );
-    let bridge_key_id = issued.record.key_id.clone();
-    store
-        .create_key(issued.record)
-        .await
-        .map_err(|e| ExitError::Runtime(e.to_string()))?;
-    let pairing = Pairing {
-        url: url.to_string(),
-        phone_id: phone_id.to_string(),
-        bridge_key_id: bridge_key_id.clone(),
-        paired_at_ms: now,
-        key_sha256: Some(settings::key_fingerprint(key)),
-    };
-    settings::save_pairing(store, Some(&pairing))
-        .await
-        .map_err(ExitError::Runtime)?;
-    let reached = LinkState {
-        last_reached_ms: Some(now),
-        ..LinkState::default()
-    };
-    let _ = store
-        .save_cursor(
-            SCOPE,
-            LINK,
-            &serde_json::to_string(&reached).unwrap_or_default(),
-        )
-        .await;
+    let installed = install(loaded, store, url, phone_id, key, now_ms()).await?;
     Ok(PairOutcome {
-        bridge_key: issued.clear,
-        bridge_key_id,
-        key_file,
+        bridge_key: installed.bridge_key,
+        bridge_key_id: installed.bridge_key_id,
+        key_file: installed.key_file,
         relay_answer,
     })
 }

@@ -23,10 +23,13 @@ pub struct Pairing {
     pub bridge_key_id: String,
     pub paired_at_ms: i64,
     /// SHA-256 (hex) of the relay key written with this pairing. `pair`
-    /// writes the key file before it records the pairing, so for a moment
-    /// the file holds the new key and the store the old relay; a link
-    /// started then would send the new key to the old relay. With this, it
-    /// sees the two disagree and waits. None in pairings made before it.
+    /// records the pairing before it puts the key file in place
+    /// (`pairing_install.rs`), so for a moment, or for good after a crash
+    /// between the two, the store names the new relay and the file holds
+    /// the old relay's key (and a pairing an older build made wrote them
+    /// the other way round); a link started then would send a key to a
+    /// relay that did not issue it. With this, it sees the two disagree
+    /// and waits. None in pairings made before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_sha256: Option<String>,
 }
@@ -79,11 +82,17 @@ pub(crate) async fn read_pairing(store: &dyn Store) -> Result<Option<Pairing>, S
     Ok(text.and_then(|text| serde_json::from_str(&text).ok()))
 }
 
+/// The cursor text that records `pairing` (empty for none, which
+/// removes it).
+pub fn pairing_text(pairing: Option<&Pairing>) -> Result<String, String> {
+    match pairing {
+        Some(p) => serde_json::to_string(p).map_err(|e| e.to_string()),
+        None => Ok(String::new()),
+    }
+}
+
 pub async fn save_pairing(store: &dyn Store, pairing: Option<&Pairing>) -> Result<(), String> {
-    let text = match pairing {
-        Some(p) => serde_json::to_string(p).map_err(|e| e.to_string())?,
-        None => String::new(),
-    };
+    let text = pairing_text(pairing)?;
     store
         .save_cursor(SCOPE, PAIRING, &text)
         .await
@@ -195,7 +204,7 @@ pub async fn resolve(
     {
         return Err(Unresolved::Incomplete(format!(
             "the relay key in {} is not the one the pairing recorded (a `phonerelay pair` \
-             under way, or the file replaced by hand); run `phonerelay pair` again",
+             under way or cut short, or the file replaced by hand); run `phonerelay pair` again",
             file.display()
         )));
     }

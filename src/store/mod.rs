@@ -236,6 +236,11 @@ pub trait Store: Send + Sync + 'static {
     async fn list_keys(&self) -> StoreResult<Vec<ApiKeyRecord>>;
     /// Returns false if no such active key.
     async fn revoke_key(&self, key_id_or_name: &str, now_ms: i64) -> StoreResult<bool>;
+    /// Revoke the previous pairing's bridge key, create the new one and
+    /// write the pairing's cursors, all or nothing: `pair` never leaves
+    /// the old key revoked without the new one, or a key without its
+    /// pairing.
+    async fn replace_relay_pairing(&self, change: PairingChange) -> StoreResult<()>;
 
     // --- relay link -------------------------------------------------------
     /// Like [`Store::accept_outbound`], keyed by the relay's message id: a

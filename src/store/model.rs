@@ -1,7 +1,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use phonerelay_channel::{Attachment, ChannelKind, SendReceipt};
+use phonerelay_channel::{Attachment, ChannelKind, CursorWrite, SendReceipt};
 use serde::{Deserialize, Serialize};
 
 use super::MediaRefusal;
@@ -461,6 +461,23 @@ pub struct NewApiKey {
     pub scopes: Vec<Scope>,
     pub phone_id: Option<String>,
     pub created_at_ms: i64,
+}
+
+/// What `phonerelay pair` changes in the store, written in one
+/// transaction ([`crate::store::Store::replace_relay_pairing`]): a
+/// failure leaves the previous pairing, its bridge key active, whole.
+#[derive(Debug, Clone)]
+pub struct PairingChange {
+    /// The previous pairing's bridge key, revoked (if still active).
+    pub revoke_key_id: Option<String>,
+    /// The new pairing's bridge key.
+    pub bridge_key: NewApiKey,
+    /// When the key is revoked.
+    pub now_ms: i64,
+    /// Cursors written with the keys (the pairing itself and the link's
+    /// state), all under `scope`.
+    pub scope: String,
+    pub cursors: Vec<CursorWrite>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

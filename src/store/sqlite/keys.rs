@@ -55,11 +55,7 @@ pub fn list(conn: &Connection) -> StoreResult<Vec<ApiKeyRecord>> {
 
 /// Revoke by id, or by name when exactly one active key has it.
 pub fn revoke(conn: &Connection, key: &str, now_ms: i64) -> StoreResult<bool> {
-    let by_id = conn.execute(
-        "UPDATE api_keys SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at IS NULL",
-        params![key, now_ms],
-    )?;
-    if by_id > 0 {
+    if revoke_id(conn, key, now_ms)? {
         return Ok(true);
     }
     let named: i64 = conn.query_row(
@@ -75,6 +71,29 @@ pub fn revoke(conn: &Connection, key: &str, now_ms: i64) -> StoreResult<bool> {
         params![key, now_ms],
     )?;
     Ok(true)
+}
+
+/// Revoke the active key `key_id`; false if there is none.
+fn revoke_id(conn: &Connection, key_id: &str, now_ms: i64) -> StoreResult<bool> {
+    let revoked = conn.execute(
+        "UPDATE api_keys SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at IS NULL",
+        params![key_id, now_ms],
+    )?;
+    Ok(revoked > 0)
+}
+
+/// Apply `change` on `conn`, inside the caller's one transaction. The
+/// previous key is revoked by its id only: a name, as `revoke` also
+/// takes, could name another key.
+pub fn replace_pairing(conn: &Connection, change: &PairingChange) -> StoreResult<()> {
+    if let Some(previous) = &change.revoke_key_id {
+        revoke_id(conn, previous, change.now_ms)?;
+    }
+    create(conn, &change.bridge_key)?;
+    for cursor in &change.cursors {
+        super::cursors::write(conn, &change.scope, &cursor.name, &cursor.value)?;
+    }
+    Ok(())
 }
 
 /// How long a key record read from the database is trusted without reading
@@ -149,6 +168,49 @@ mod tests {
             created_at_ms: 0,
             revoked_at_ms: None,
         }
+    }
+
+    /// A pairing's replacement that fails part-way (here its new key's
+    /// id is taken) is undone whole: the previous bridge key stays
+    /// active and the pairing's cursors keep their values. One that goes
+    /// through revokes the previous key and writes them.
+    #[tokio::test]
+    async fn a_pairing_replaced_part_way_is_undone_whole() {
+        use phonerelay_channel::CursorWrite;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
+        let new_key = |key_id: &str| NewApiKey {
+            key_id: key_id.into(),
+            name: "relay".into(),
+            secret_hash: vec![1],
+            scopes: vec![Scope::Send],
+            phone_id: None,
+            created_at_ms: 1,
+        };
+        store.create_key(new_key("old")).await.unwrap();
+        store.save_cursor("relay", "pairing", "old").await.unwrap();
+        let change = |key_id: &str| PairingChange {
+            revoke_key_id: Some("old".into()),
+            bridge_key: new_key(key_id),
+            now_ms: 2,
+            scope: "relay".into(),
+            cursors: vec![CursorWrite::new("pairing", "new")],
+        };
+        let active = async |key_id: &str| {
+            let key = store.find_key(key_id).await.unwrap();
+            key.is_some_and(|k| k.revoked_at_ms.is_none())
+        };
+
+        assert!(store.replace_relay_pairing(change("old")).await.is_err());
+        assert!(active("old").await, "the old key was revoked");
+        let pairing = store.load_cursor("relay", "pairing").await.unwrap();
+        assert_eq!(pairing.as_deref(), Some("old"));
+
+        store.replace_relay_pairing(change("new")).await.unwrap();
+        assert!(!active("old").await && active("new").await);
+        let pairing = store.load_cursor("relay", "pairing").await.unwrap();
+        assert_eq!(pairing.as_deref(), Some("new"));
     }
 
     #[test]

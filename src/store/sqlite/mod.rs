@@ -522,6 +522,17 @@ impl Store for SqliteStore {
         revoked
     }
 
+    async fn replace_relay_pairing(&self, change: PairingChange) -> StoreResult<()> {
+        // One write: the writer runs it whole, or none of it.
+        let replaced = self
+            .writer
+            .write(move |conn| keys::replace_pairing(conn, &change))
+            .await;
+        // After the commit, as for `revoke_key`.
+        self.key_cache.clear();
+        replaced
+    }
+
     async fn accept_relay_outbound(
         &self,
         message: NewOutbound,

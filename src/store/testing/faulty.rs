@@ -42,6 +42,11 @@ pub trait Faults: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Before the relay pairing is replaced (`replace_relay_pairing`).
+    fn replace_relay_pairing(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// Once a new outbound message is to be committed (`accept_outbound`,
     /// `accept_relay_outbound`): resolves when the commit may go ahead.
     fn accept_goes_ahead(&self) -> impl Future<Output = ()> + Send + 'static {
@@ -259,6 +264,11 @@ impl<F: Faults> Store for Faulty<F> {
 
     async fn revoke_key(&self, key_id_or_name: &str, now_ms: i64) -> StoreResult<bool> {
         self.inner.revoke_key(key_id_or_name, now_ms).await
+    }
+
+    async fn replace_relay_pairing(&self, change: PairingChange) -> StoreResult<()> {
+        self.faults.replace_relay_pairing()?;
+        self.inner.replace_relay_pairing(change).await
     }
 
     async fn accept_relay_outbound(

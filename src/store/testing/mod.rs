@@ -85,6 +85,39 @@ impl Faults for ReadsFailAfterCommitFaults {
     }
 }
 
+/// A store that refuses to replace the relay pairing
+/// (`replace_relay_pairing`) once told to, as a full disk would;
+/// everything else is the inner store's.
+pub type PairingRefused = Faulty<PairingRefusedFaults>;
+
+#[derive(Default)]
+pub struct PairingRefusedFaults {
+    refusing: AtomicBool,
+}
+
+impl PairingRefused {
+    pub fn new(inner: SqliteStore) -> Self {
+        Faulty::with(inner, PairingRefusedFaults::default())
+    }
+}
+
+impl PairingRefusedFaults {
+    /// Refuse every replacement from now on.
+    pub fn refuse(&self) {
+        self.refusing.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Faults for PairingRefusedFaults {
+    fn replace_relay_pairing(&self) -> StoreResult<()> {
+        if self.refusing.load(Ordering::SeqCst) {
+            Err(StoreError::Unavailable("the disk is full".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// A store whose commits of new outbound messages (`accept_outbound`,
 /// `accept_relay_outbound`) wait until the test lets them go ahead, as
 /// behind a slow commit, and say when one is asked for; everything else
