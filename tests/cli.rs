@@ -144,6 +144,11 @@ fn check_names_the_key_and_reason_and_exits_2() {
             "[[channels.sms.modems]]\nphone_id = \"m\"\ndevice = \"sim\"\npin_file = \"missing-pin\"\n",
             "channels.sms.modems[0].pin",
         ),
+        // The link would run as a phone_id whose sends nothing can take.
+        (
+            "[[channels.sms.modems]]\nphone_id = \"m\"\ndevice = \"sim\"\n[relay]\nphone_id = \"ph1\"\n",
+            "relay.phone_id: no endpoint has phone_id \"ph1\" (configured phone_ids: \"m\")",
+        ),
     ] {
         let path = write_config(dir.path(), config);
         let out = run(&["check", "--config", path.to_str().unwrap()]);

@@ -23,12 +23,15 @@ fn heartbeats(relay: &EmulatedRelay) -> Vec<serde_json::Value> {
     relay.with(|s| s.heartbeats.clone())
 }
 
+/// A daemon with a simulated modem under the relay's `PHONE_ID`, the
+/// endpoint `pair` asks for.
 fn write_config(config: &Path, port: u16, settings_poll_seconds: u64) {
     std::fs::write(
         config,
         format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace_seconds = 1\n\
              [storage]\nstate_dir = \"state\"\n\
+             [[channels.sms.modems]]\nphone_id = \"{PHONE_ID}\"\ndevice = \"sim\"\n\
              [relay]\nsettings_poll_seconds = {settings_poll_seconds}\n"
         ),
     )

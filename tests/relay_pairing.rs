@@ -17,16 +17,25 @@ struct Run {
     stderr: String,
 }
 
+/// A config with one endpoint, a modem with the relay's `PHONE_ID`.
 fn write_config(dir: &Path) -> std::path::PathBuf {
+    write_config_with_endpoints(dir, &[PHONE_ID])
+}
+
+/// A config whose endpoints (modems, never started by `pair`) have these
+/// phone_ids.
+fn write_config_with_endpoints(dir: &Path, phone_ids: &[&str]) -> std::path::PathBuf {
     let path = dir.join("phonerelay.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[storage]\nstate_dir = \"{}\"\n",
-            dir.join("state").display()
-        ),
-    )
-    .unwrap();
+    let mut text = format!(
+        "[storage]\nstate_dir = \"{}\"\n",
+        dir.join("state").display()
+    );
+    for phone_id in phone_ids {
+        text.push_str(&format!(
+            "[[channels.sms.modems]]\nphone_id = \"{phone_id}\"\ndevice = \"sim\"\n"
+        ));
+    }
+    std::fs::write(&path, text).unwrap();
     path
 }
 
@@ -69,13 +78,7 @@ async fn pair_checks_the_key_stores_it_privately_and_issues_the_bridge_key() {
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(!run.stderr.contains(RELAY_KEY) && !run.stdout.contains(RELAY_KEY));
-    // This config has no endpoint at all, so none with that phone_id.
-    assert!(
-        run.stderr
-            .contains(&format!("note: no endpoint with phone_id {PHONE_ID:?}")),
-        "{}",
-        run.stderr
-    );
+    assert!(!run.stderr.contains("no endpoint"), "{}", run.stderr);
     let bridge_key = run.stdout.trim().to_string();
     assert!(bridge_key.starts_with("prk_"), "{bridge_key}");
     assert_eq!(relay.with(|s| s.hellos.len()), 1);
@@ -196,6 +199,79 @@ async fn pair_notes_a_phone_id_the_config_overrides() {
     );
 }
 
+/// The bridge key is bound to the phone_id: with no endpoint of it, every
+/// send the relay pushes would be refused. `pair` refuses before it asks
+/// the relay or writes anything, and names the phone_ids there are.
+#[tokio::test]
+async fn pair_refuses_a_phone_id_no_endpoint_has_with_exit_2() {
+    let relay = EmulatedRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config_with_endpoints(dir.path(), &["modem-1", "modem-2"]);
+    let run = phonerelay(
+        &config,
+        &["pair", "--relay", &relay.url(), "--phone-id", PHONE_ID],
+        RELAY_KEY,
+    )
+    .await;
+    assert_one_line_error(
+        &run,
+        2,
+        &format!("no endpoint with phone_id {PHONE_ID:?} is configured"),
+    );
+    assert!(
+        run.stderr
+            .contains("(configured phone_ids: \"modem-1\", \"modem-2\")")
+            && run.stderr.contains("--force"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(relay.with(|s| s.hellos.len()), 0, "the relay was asked");
+    assert!(
+        !dir.path().join("state").exists(),
+        "the refused pair made a store"
+    );
+
+    let none = write_config_with_endpoints(dir.path(), &[]);
+    let run = phonerelay(
+        &none,
+        &["pair", "--relay", &relay.url(), "--phone-id", PHONE_ID],
+        RELAY_KEY,
+    )
+    .await;
+    assert_one_line_error(&run, 2, "(configured phone_ids: none)");
+}
+
+/// `--force` pairs before the modem's config is written, and says the
+/// relay's sends are refused until it is.
+#[tokio::test]
+async fn pair_with_force_pairs_a_phone_id_no_endpoint_has_and_notes_it() {
+    let relay = EmulatedRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config_with_endpoints(dir.path(), &[]);
+    let run = phonerelay(
+        &config,
+        &[
+            "pair",
+            "--relay",
+            &relay.url(),
+            "--phone-id",
+            PHONE_ID,
+            "--force",
+        ],
+        RELAY_KEY,
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("note: no endpoint with phone_id {PHONE_ID:?}")),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.trim().starts_with("prk_"), "{}", run.stdout);
+    assert!(dir.path().join("state").join("relay.key").exists());
+}
+
 #[tokio::test]
 async fn pair_with_a_key_file_and_a_wrong_key_is_rejected_with_exit_3() {
     let relay = EmulatedRelay::start().await;
@@ -226,7 +302,8 @@ async fn pair_with_a_key_file_and_a_wrong_key_is_rejected_with_exit_3() {
 async fn pair_with_an_unknown_phone_id_is_rejected_with_exit_3() {
     let relay = EmulatedRelay::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
+    // A modem configured under a phone_id the relay does not know.
+    let config = write_config_with_endpoints(dir.path(), &["ph-unknown"]);
     let run = phonerelay(
         &config,
         &["pair", "--relay", &relay.url(), "--phone-id", "ph-unknown"],

@@ -11,7 +11,8 @@ pub fn run(cli: &Cli) -> Result<(), ExitError> {
     if let Some(note) = longer_stop_than_the_shipped_unit(&loaded) {
         eprintln!("{note}");
     }
-    let issues = validate(&loaded);
+    let mut issues = validate(&loaded);
+    issues.extend(super::check_relay::relay_phone_id_without_endpoint(&loaded));
     if !issues.is_empty() {
         for issue in &issues {
             eprintln!("{issue}");

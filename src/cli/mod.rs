@@ -2,6 +2,7 @@
 
 mod backup;
 mod check;
+mod check_relay;
 mod client;
 mod keys;
 mod messages;

@@ -30,8 +30,13 @@ pub struct PairArgs {
     /// Read the relay-issued key from this file instead of stdin
     #[arg(long, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
+    /// Pair even though no configured endpoint has this phone_id (the
+    /// modem's config is written later); the relay's sends are refused
+    /// until one has
+    #[arg(long)]
+    pub force: bool,
     /// Show the pairing and when the relay was last reached
-    #[arg(long, conflicts_with_all = ["relay", "phone_id", "key_file"])]
+    #[arg(long, conflicts_with_all = ["relay", "phone_id", "key_file", "force"])]
     pub status: bool,
 }
 
@@ -110,6 +115,9 @@ pub async fn pair(loaded: &LoadedConfig, args: &PairArgs) -> Result<(), ExitErro
     relay_section_valid(loaded)?;
     let key = read_key(args)?;
     pairing::validate_inputs(url, phone_id, &key)?;
+    if !args.force {
+        endpoint_has_phone_id(loaded, phone_id)?;
+    }
     // Check with the relay before touching the state dir.
     let store = open_or_create(loaded)?;
     let outcome = pairing::pair(loaded, &*store, url, phone_id, &key).await?;
@@ -135,8 +143,9 @@ pub async fn pair(loaded: &LoadedConfig, args: &PairArgs) -> Result<(), ExitErro
              phone_id: the link runs as {configured:?}"
         );
     }
-    // The bridge key is bound to the phone_id: every send the relay pushes
-    // with it is refused until an endpoint with that phone_id exists.
+    // Only with --force: the bridge key is bound to the phone_id, and every
+    // send the relay pushes with it is refused until an endpoint with that
+    // phone_id exists.
     if !crate::channels::configured_phone_ids(loaded).contains(phone_id) {
         eprintln!(
             "note: no endpoint with phone_id {phone_id:?} is configured in {}; \
@@ -155,6 +164,26 @@ pub async fn pair(loaded: &LoadedConfig, args: &PairArgs) -> Result<(), ExitErro
         loaded.config.relay.settings_poll_seconds
     );
     Ok(())
+}
+
+/// The bridge key `pair` issues is bound to the phone_id, and the daemon
+/// routes a send by it: with no endpoint of that phone_id, every send the
+/// relay pushes is refused (422 unknown_phone_id) and every pulled job
+/// rejected, so such a pairing is refused unless `--force` says the
+/// endpoint is still to come.
+fn endpoint_has_phone_id(loaded: &LoadedConfig, phone_id: &str) -> Result<(), ExitError> {
+    let configured = crate::channels::configured_phone_ids(loaded);
+    if configured.iter().any(|id| id == phone_id) {
+        return Ok(());
+    }
+    let known = super::check_relay::quoted_list(&configured);
+    Err(ExitError::Config(format!(
+        "no endpoint with phone_id {phone_id:?} is configured in {} (configured phone_ids: \
+         {known}): the relay's sends for it would be refused (422 unknown_phone_id). Give --phone-id the phone_id of \
+         an endpoint, or set that modem's phone_id = {phone_id:?} first, or pair with --force \
+         if its config is still to be written; nothing was changed",
+        loaded.path.display()
+    )))
 }
 
 /// The config's `[relay]` as the daemon would take it: a pairing under a
