@@ -313,6 +313,49 @@ async fn pair_with_an_unknown_phone_id_is_rejected_with_exit_3() {
     assert_one_line_error(&run, 3, "does not know phone_id \"ph-unknown\" (HTTP 404)");
 }
 
+/// A 404 without the code `unknown_phone_id` says nothing of the
+/// phone_id: the hello path is not there (a wrong prefix in --relay, a
+/// wrong relay.paths.hello). A usage error, exit 2, naming the URL asked.
+#[tokio::test]
+async fn pair_with_no_bridge_api_at_the_url_fails_with_exit_2() {
+    let relay = EmulatedRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let prefixed = format!("{}/wrong-prefix", relay.url());
+    let run = phonerelay(
+        &config,
+        &["pair", "--relay", &prefixed, "--phone-id", PHONE_ID],
+        RELAY_KEY,
+    )
+    .await;
+    assert_one_line_error(
+        &run,
+        2,
+        &format!(
+            "no bridge API at {prefixed}/api/v1/bridge/hello (404): \
+             check --relay and relay.paths.hello"
+        ),
+    );
+    assert!(
+        !run.stderr.contains("does not know phone_id"),
+        "{}",
+        run.stderr
+    );
+    assert!(!dir.path().join("state").join("relay.key").exists());
+
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("[relay.paths]\nhello = \"/api/v1/no-hello\"\n");
+    std::fs::write(&config, text).unwrap();
+    let run = phonerelay(
+        &config,
+        &["pair", "--relay", &relay.url(), "--phone-id", PHONE_ID],
+        RELAY_KEY,
+    )
+    .await;
+    let asked = format!("{}/api/v1/no-hello", relay.url());
+    assert_one_line_error(&run, 2, &format!("no bridge API at {asked} (404)"));
+}
+
 #[tokio::test]
 async fn pair_with_a_server_answering_hello_with_plain_text_fails_with_exit_1() {
     // Any web server answers 200; a relay answers hello with JSON.

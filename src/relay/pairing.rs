@@ -28,6 +28,10 @@ pub struct PairOutcome {
     pub relay_answer: Value,
 }
 
+/// The error code a relay answers hello with (404) for a phone_id it
+/// does not know (docs/relay-protocol.md).
+const UNKNOWN_PHONE_ID: &str = "unknown_phone_id";
+
 /// Check the key with the relay's hello call; each failure an admin can
 /// meet becomes one line and its own exit code.
 pub async fn check(
@@ -81,8 +85,18 @@ pub fn explain(error: &RelayError, url: &str, phone_id: &str) -> ExitError {
         } => ExitError::Rejected(format!(
             "the relay rejected the key (HTTP {status}): use the key the relay issued for phone_id {phone_id:?}"
         )),
-        RelayError::Http { status: 404, .. } => ExitError::Rejected(format!(
+        RelayError::Http {
+            status: 404, code, ..
+        } if code == UNKNOWN_PHONE_ID => ExitError::Rejected(format!(
             "the relay does not know phone_id {phone_id:?} (HTTP 404): check --phone-id against the relay"
+        )),
+        // Any server answers 404 for a path it does not have: a wrong URL
+        // or path prefix, a proxy in front, a relay without the bridge API.
+        // Fixed in the command line or the config, like a TLS mismatch.
+        RelayError::Http {
+            status: 404, path, ..
+        } => ExitError::Config(format!(
+            "no bridge API at {url}{path} (404): check --relay and relay.paths.hello"
         )),
         RelayError::Http {
             status,
