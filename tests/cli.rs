@@ -170,6 +170,39 @@ fn check_names_the_key_and_reason_and_exits_2() {
     assert!(text(&missing.stderr).contains("cannot read config /nonexistent/phonerelay.toml"));
 }
 
+/// In push mode the relay must reach the API; on a loopback listen that
+/// takes a reverse proxy or pull mode. A note, not an error.
+#[test]
+fn check_notes_push_mode_on_a_loopback_listen() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = "[relay]\nurl = \"https://relay.example.com\"\n";
+    let config = |mode: &str| {
+        write_config(
+            dir.path(),
+            &format!(
+                "[server]\nlisten = \"127.0.0.1:8686\"\n[storage]\nstate_dir = \"state\"\n\
+                 {relay}mode = \"{mode}\"\n"
+            ),
+        )
+    };
+    let push = run(&["check", "--config", config("push").to_str().unwrap()]);
+    let said = text(&push.stderr);
+    assert!(push.status.success(), "a note, not an error: {said}");
+    assert!(
+        said.contains(
+            "note: relay.mode = \"push\" and server.listen = 127.0.0.1:8686, a loopback address"
+        ),
+        "{said}"
+    );
+    let pull = run(&["check", "--config", config("pull").to_str().unwrap()]);
+    assert!(pull.status.success(), "{}", text(&pull.stderr));
+    assert!(
+        !text(&pull.stderr).contains("note:"),
+        "{}",
+        text(&pull.stderr)
+    );
+}
+
 #[test]
 fn check_masks_secrets_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();

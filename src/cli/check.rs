@@ -8,7 +8,11 @@ use crate::exit::ExitError;
 /// secrets masked. Reads the config and the files it names; writes nothing.
 pub fn run(cli: &Cli) -> Result<(), ExitError> {
     let loaded = load_config(cli)?;
-    if let Some(note) = longer_stop_than_the_shipped_unit(&loaded) {
+    let notes = [
+        longer_stop_than_the_shipped_unit(&loaded),
+        super::check_relay::push_to_a_loopback_listen(&loaded),
+    ];
+    for note in notes.into_iter().flatten() {
         eprintln!("{note}");
     }
     let mut issues = validate(&loaded);

@@ -3,9 +3,11 @@
 //! link that cannot carry sends still forwards replies), but that leave
 //! the relay's sends with nowhere to go.
 
+use std::net::SocketAddr;
+
 use phonerelay_channel::ConfigIssue;
 
-use crate::config::LoadedConfig;
+use crate::config::{LoadedConfig, RelayMode};
 
 /// A `relay.phone_id` no endpoint has: the link runs as it and the bridge
 /// key is bound to it, so every send the relay pushes for it is refused
@@ -27,6 +29,36 @@ pub fn relay_phone_id_without_endpoint(loaded: &LoadedConfig) -> Option<ConfigIs
     ))
 }
 
+/// A note, not an error (a reverse proxy on this host reaches a loopback
+/// listen, and that is the setup the docs advise): in push mode the relay
+/// must reach the bridge's API, and hello tells it no address, so a
+/// loopback-only listen needs one set up and given to the relay by hand.
+/// Only while a relay is in use: configured, or paired (its key file is
+/// there; `check` opens no store).
+pub fn push_to_a_loopback_listen(loaded: &LoadedConfig) -> Option<String> {
+    let relay = &loaded.config.relay;
+    if relay.mode != RelayMode::Push || !relay_in_use(loaded) {
+        return None;
+    }
+    let listen = &loaded.config.server.listen;
+    let addr: SocketAddr = listen.parse().ok()?;
+    addr.ip().is_loopback().then(|| {
+        format!(
+            "note: relay.mode = \"push\" and server.listen = {listen}, a loopback address: \
+             the relay must reach this bridge's API to push sends, so give it an address it \
+             can reach (typically HTTPS through a reverse proxy on this host) along with the \
+             bridge key; behind NAT, set relay.mode = \"pull\" instead"
+        )
+    })
+}
+
+fn relay_in_use(loaded: &LoadedConfig) -> bool {
+    let relay = &loaded.config.relay;
+    relay.url.is_some()
+        || relay.phone_id.is_some()
+        || crate::relay::settings::key_file(loaded).exists()
+}
+
 /// `"a", "b"`, or `none`.
 pub fn quoted_list(phone_ids: &[String]) -> String {
     if phone_ids.is_empty() {
@@ -46,6 +78,56 @@ mod tests {
 
     fn loaded(text: &str) -> LoadedConfig {
         load_from_str(text, std::path::Path::new("t.toml"), ".".into()).expect("parses")
+    }
+
+    fn push_note(text: &str) -> Option<String> {
+        push_to_a_loopback_listen(&loaded(text))
+    }
+
+    #[test]
+    fn push_to_a_loopback_listen_is_noted_while_a_relay_is_configured() {
+        let relay = "[relay]\nurl = \"https://relay.example.com\"\n";
+        for listen in ["127.0.0.1:8686", "[::1]:8686", "127.0.0.2:80"] {
+            let note = push_note(&format!("[server]\nlisten = \"{listen}\"\n{relay}"));
+            let note = note.unwrap_or_else(|| panic!("{listen}: no note"));
+            assert!(
+                note.starts_with(&format!(
+                    "note: relay.mode = \"push\" and server.listen = {listen}, a loopback"
+                )),
+                "{note}"
+            );
+            assert!(note.contains("relay.mode = \"pull\""), "{note}");
+        }
+        let by_phone_id = "[relay]\nphone_id = \"m1\"\n";
+        assert!(
+            push_note(by_phone_id).is_some(),
+            "the default listen is loopback"
+        );
+    }
+
+    #[test]
+    fn no_push_note_in_pull_mode_on_a_reachable_listen_or_without_a_relay() {
+        let relay = "url = \"https://relay.example.com\"\n";
+        assert_eq!(
+            push_note(&format!("[relay]\n{relay}mode = \"pull\"\n")),
+            None
+        );
+        for listen in ["0.0.0.0:8686", "192.0.2.7:8686", "[::]:8686"] {
+            let text = format!("[server]\nlisten = \"{listen}\"\n[relay]\n{relay}");
+            assert_eq!(push_note(&text), None, "{listen}");
+        }
+        // Not paired either: no relay.key in the state dir.
+        let dir = tempfile::tempdir().unwrap();
+        let alone = format!("[storage]\nstate_dir = \"{}\"\n", dir.path().display());
+        assert_eq!(push_note(&alone), None);
+    }
+
+    #[test]
+    fn a_pairing_s_key_file_is_a_relay_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("relay.key"), "k").unwrap();
+        let paired = format!("[storage]\nstate_dir = \"{}\"\n", dir.path().display());
+        assert!(push_note(&paired).is_some());
     }
 
     const MODEMS: &str = "[[channels.sms.modems]]\nphone_id = \"m1\"\ndevice = \"sim\"\n\
