@@ -1,9 +1,14 @@
-//! Logs go to stderr (journald picks them up under systemd). `RUST_LOG`
-//! overrides `log.level`.
+//! Logs go to stderr (journald picks them up under systemd, each line
+//! with its priority: `journal.rs`). `RUST_LOG` overrides `log.level`.
+
+mod journal;
 
 use std::time::{Duration, Instant};
 
+use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{LogConfig, LogFormat};
 
@@ -11,14 +16,68 @@ pub fn init(config: &LogConfig) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    let destination = if journal::stderr_is_journal() {
+        Destination::Journal
+    } else {
+        Destination::Plain {
+            colours: colors_wanted(),
+        }
+    };
+    let _ = subscriber(filter, config.format, destination, std::io::stderr).try_init();
+}
+
+/// Where the lines go, which decides their shape.
+#[derive(Debug, Clone, Copy)]
+enum Destination {
+    /// journald's stream: each line with its priority, no time of ours
+    /// (the journal stamps every entry), no colours.
+    Journal,
+    /// A terminal, a file, a pipe: each line with its time.
+    Plain { colours: bool },
+}
+
+/// Lines in `format` for `destination`, written to `writer`.
+fn subscriber<W>(
+    filter: EnvFilter,
+    format: LogFormat,
+    destination: Destination,
+    writer: W,
+) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(colors_wanted())
-        .with_writer(std::io::stderr);
-    let _ = match config.format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
+        .with_writer(writer);
+    match (format, destination) {
+        (LogFormat::Text, Destination::Plain { colours }) => {
+            Box::new(builder.with_ansi(colours).finish())
+        }
+        (LogFormat::Json, Destination::Plain { .. }) => Box::new(builder.json().finish()),
+        (LogFormat::Text, Destination::Journal) => Box::new(
+            builder
+                .with_ansi(false)
+                .event_format(journal::Prioritised {
+                    inner: tracing_subscriber::fmt::format()
+                        .without_time()
+                        .with_level(false)
+                        .with_ansi(false),
+                    name_level: true,
+                })
+                .finish(),
+        ),
+        // A shipper reading the journal gets the same records as one
+        // reading a file, their `timestamp` too, behind the priority.
+        (LogFormat::Json, Destination::Journal) => Box::new(
+            builder
+                .json()
+                .event_format(journal::Prioritised {
+                    inner: tracing_subscriber::fmt::format().json(),
+                    name_level: false,
+                })
+                .finish(),
+        ),
+    }
 }
 
 /// Whether `level` is a filter `init` will take as meant. `EnvFilter`
@@ -91,7 +150,94 @@ impl Throttle {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use super::*;
+
+    /// A writer that keeps what the subscriber writes, for the test.
+    #[derive(Clone, Default)]
+    struct Kept(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Kept {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'w> MakeWriter<'w> for Kept {
+        type Writer = Kept;
+        fn make_writer(&'w self) -> Kept {
+            self.clone()
+        }
+    }
+
+    /// The lines one event of each level makes.
+    fn lines(format: LogFormat, destination: Destination) -> Vec<String> {
+        let kept = Kept::default();
+        let subscriber = subscriber(EnvFilter::new("trace"), format, destination, kept.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!("broken");
+            tracing::warn!("odd");
+            tracing::info!("fine");
+            tracing::debug!("detail");
+            tracing::trace!("more detail");
+        });
+        let text = String::from_utf8(kept.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn under_journald_a_line_starts_with_its_priority_and_level_and_has_no_time() {
+        let lines = lines(LogFormat::Text, Destination::Journal);
+        let starts = [
+            "<3>ERROR ",
+            "<4>WARN ",
+            "<6>INFO ",
+            "<7>DEBUG ",
+            "<7>TRACE ",
+        ];
+        assert_eq!(lines.len(), starts.len(), "{lines:?}");
+        for (line, start) in lines.iter().zip(starts) {
+            // The target comes right after the level: no time between.
+            let rest = line.strip_prefix(start).unwrap_or_else(|| panic!("{line}"));
+            assert!(rest.starts_with("phonerelay::logging::tests: "), "{line}");
+            assert!(!line.contains('\x1b'), "{line}");
+        }
+    }
+
+    #[test]
+    fn json_under_journald_is_a_record_behind_its_priority() {
+        let lines = lines(LogFormat::Json, Destination::Journal);
+        let record: serde_json::Value =
+            serde_json::from_str(lines[0].strip_prefix("<3>").expect("<3>")).unwrap();
+        assert_eq!(record["level"], "ERROR");
+        assert_eq!(record["fields"]["message"], "broken");
+        assert!(lines[1].starts_with("<4>{"), "{}", lines[1]);
+    }
+
+    #[test]
+    fn elsewhere_a_line_starts_with_its_time_and_has_no_priority() {
+        for format in [LogFormat::Text, LogFormat::Json] {
+            let lines = lines(format, Destination::Plain { colours: false });
+            assert_eq!(lines.len(), 5, "{lines:?}");
+            for line in lines {
+                assert!(!line.starts_with('<'), "{line}");
+                let year = if line.starts_with('{') {
+                    line.split("\"timestamp\":\"")
+                        .nth(1)
+                        .unwrap_or("")
+                        .to_string()
+                } else {
+                    line.clone()
+                };
+                assert!(year.starts_with("20"), "no time: {line}");
+            }
+        }
+    }
 
     #[test]
     fn a_filter_is_valid_only_if_every_directive_names_a_level() {
