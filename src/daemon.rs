@@ -448,7 +448,8 @@ async fn sweep_media_files(store: &dyn Store) {
 }
 
 /// Run until SIGTERM or SIGINT, then stop gracefully. SIGHUP makes the
-/// relay link read its settings again (`systemctl reload`).
+/// relay link read its settings again (`systemctl reload`), and warns if
+/// the config file was edited, which only a restart applies.
 pub async fn serve(loaded: LoadedConfig) -> Result<(), ExitError> {
     serve_with(loaded, Vec::new()).await
 }
@@ -478,9 +479,12 @@ pub async fn serve_with(
         notified.clone(),
     ));
     let mut daemon = daemon;
-    let relay_reload = daemon.relay_reload.clone();
+    let reload = Reload {
+        relay: daemon.relay_reload.clone(),
+        config: daemon.state.config.clone(),
+    };
     let failed = tokio::select! {
-        _ = signals.wait_for_stop(&relay_reload) => None,
+        _ = signals.wait_for_stop(Some(&reload)) => None,
         end = daemon.task_ended() => Some(end),
     };
     stopping.begin();
@@ -491,10 +495,7 @@ pub async fn serve_with(
     }
     // A second SIGTERM or SIGINT cuts the grace short; SIGHUP is of no
     // use any more (the relay link is stopping).
-    let unused_reload = tokio::sync::Notify::new();
-    let stopped = daemon
-        .stop_unless(signals.wait_for_stop(&unused_reload))
-        .await;
+    let stopped = daemon.stop_unless(signals.wait_for_stop(None)).await;
     notified.cancel();
     // Bounded: a report under way may be stuck on the same disk that held
     // the stop (a read of the store), and the exit must not wait for it.
@@ -532,18 +533,49 @@ impl Signals {
         }
     }
 
-    /// Until SIGTERM or SIGINT; a SIGHUP meanwhile reloads the relay
-    /// settings.
-    async fn wait_for_stop(&mut self, relay_reload: &tokio::sync::Notify) {
+    /// Until SIGTERM or SIGINT; a SIGHUP meanwhile does `reload`, if any.
+    async fn wait_for_stop(&mut self, reload: Option<&Reload>) {
         loop {
             tokio::select! {
                 _ = self.term.recv() => return,
                 _ = self.interrupt.recv() => return,
                 _ = self.hup.recv() => {
-                    tracing::info!("SIGHUP: reading the relay settings again");
-                    relay_reload.notify_one();
+                    if let Some(reload) = reload {
+                        reload.run().await;
+                    }
                 }
             }
         }
+    }
+}
+
+/// What SIGHUP does while the daemon runs.
+struct Reload {
+    relay: Arc<tokio::sync::Notify>,
+    config: Arc<LoadedConfig>,
+}
+
+impl Reload {
+    /// Ring the relay link to read its pairing and key again. The config
+    /// file is not read again (its values are wired into every task), so
+    /// an edit the operator hoped to apply is named instead of ignored.
+    async fn run(&self) {
+        let path = &self.config.path;
+        match self.config.digest.differs_from_file(path).await {
+            Ok(false) => {}
+            Ok(true) => tracing::warn!(
+                path = %path.display(),
+                "the config file changed since start; restart to apply it \
+                 (reload re-reads only the relay pairing and key)"
+            ),
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "cannot read the config file to tell whether it changed since start \
+                 (reload re-reads only the relay pairing and key)"
+            ),
+        }
+        tracing::info!("SIGHUP: reading the relay settings again");
+        self.relay.notify_one();
     }
 }

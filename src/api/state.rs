@@ -59,6 +59,7 @@ impl AppState {
                 config: Config::default(),
                 path: "test.toml".into(),
                 base_dir: ".".into(),
+                digest: crate::config::ConfigDigest::of(b""),
             }),
             metrics: Arc::new(Metrics::default()),
             inbound_bell: Arc::new(tokio::sync::Notify::new()),

@@ -1,6 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use super::defaults::{CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH};
+use super::digest::ConfigDigest;
 use super::model::Config;
 
 /// A parsed config and the directory its relative paths are resolved from.
@@ -9,6 +10,8 @@ pub struct LoadedConfig {
     pub config: Config,
     pub path: PathBuf,
     pub base_dir: PathBuf,
+    /// The bytes read, as a digest: a reload compares the file with it.
+    pub digest: ConfigDigest,
 }
 
 impl LoadedConfig {
@@ -82,6 +85,7 @@ pub fn load_from_str(
         config,
         path: path.to_path_buf(),
         base_dir,
+        digest: ConfigDigest::of(text.as_bytes()),
     })
 }
 

@@ -2,11 +2,13 @@
 //! default a named constant, relative paths resolved against the file.
 
 mod defaults;
+mod digest;
 mod load;
 mod model;
 mod validate;
 
 pub use defaults::*;
+pub use digest::ConfigDigest;
 pub use load::{ConfigError, LoadedConfig, find_config_path, load_from_path, load_from_str};
 pub use model::*;
 pub use validate::{is_relay_url, validate, validate_with};

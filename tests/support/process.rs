@@ -301,10 +301,13 @@ impl DaemonProcess {
         port: u16,
         stderr: Stdio,
     ) -> DaemonProcess {
+        // Warnings and errors only, unless the test asked for more.
+        if !command.get_envs().any(|(name, _)| name == "RUST_LOG") {
+            command.env("RUST_LOG", "warn");
+        }
         let child = command
             .args(["serve", "--config"])
             .arg(config)
-            .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()

@@ -1,0 +1,61 @@
+//! `systemctl reload` (SIGHUP) reads the relay pairing and key again, not
+//! the config file: an operator who edited the file and reloaded is told
+//! to restart, and one who did not edit it hears nothing of it.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::process::*;
+
+const CHANGED: &str = "the config file changed since start; restart to apply it \
+                       (reload re-reads only the relay pairing and key)";
+const RELOADED: &str = "SIGHUP: reading the relay settings again";
+
+fn hang_up(daemon: &DaemonProcess) {
+    let sent = Command::new("kill")
+        .args(["-HUP", &daemon.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+/// The daemon's log once it has handled its `reloads`-th SIGHUP, which it
+/// says after the check of the config file.
+fn log_after_reloads(log: &Path, reloads: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap();
+        if text.matches(RELOADED).count() >= reloads {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reload {reloads} unseen:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_reload_warns_of_a_config_edited_since_start_and_of_nothing_else() {
+    let Simulated { dir, port, config } = Simulated::new();
+    let log = dir.path().join("daemon.log");
+    let env = [("RUST_LOG", "warn,phonerelay::daemon=info")];
+    let daemon = DaemonProcess::start_logged(&config, port, &env, &log);
+
+    hang_up(&daemon);
+    let text = log_after_reloads(&log, 1);
+    assert!(!text.contains(CHANGED), "no edit, yet:\n{text}");
+
+    let mut edited = std::fs::read_to_string(&config).unwrap();
+    edited.push_str("# an edit after the start\n");
+    std::fs::write(&config, edited).unwrap();
+    hang_up(&daemon);
+    let text = log_after_reloads(&log, 2);
+    assert_eq!(text.matches(CHANGED).count(), 1, "{text}");
+    // The link was rung all the same, and the daemon runs on.
+    assert!(daemon.terminate().success());
+}
