@@ -642,6 +642,28 @@ fn the_timeout_variable_is_read_only_where_it_counts_and_no_daemon_yet_is_exit_1
     );
 }
 
+/// `send` without a text, or with an empty one, is refused by the
+/// command line itself (clap's usage error, exit 2), before any config
+/// or daemon is looked at; it had an empty default, which only the
+/// daemon refused.
+#[test]
+fn send_without_a_text_is_a_usage_error() {
+    let send = ["send", "--config", "nowhere.toml", "--channel", "sms"];
+    let missing = run(&[&send[..], &["--to", "+15551230001"]].concat());
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing.stderr));
+    let said = text(&missing.stderr);
+    assert!(said.contains("--text <TEXT>"), "{said}");
+    assert!(said.contains("required"), "{said}");
+
+    let empty = run(&[&send[..], &["--to", "+15551230001", "--text", ""]].concat());
+    assert_eq!(empty.status.code(), Some(2), "{}", text(&empty.stderr));
+    assert!(
+        text(&empty.stderr).contains("--text"),
+        "{}",
+        text(&empty.stderr)
+    );
+}
+
 /// A daemon that takes connections but never answers (stopped with
 /// SIGSTOP, hung, or at its connection limit, where the kernel still
 /// completes the handshake): `status` gives up after `--timeout` and says

@@ -26,7 +26,11 @@ pub enum KeysCommand {
     /// List keys (never their secrets).
     List,
     /// Revoke a key by id or by name.
-    Revoke { key: String },
+    Revoke {
+        /// The key's id, or its name while one active key has it (`keys
+        /// list` shows both)
+        key: String,
+    },
 }
 
 /// The ids of the active keys named `name`.

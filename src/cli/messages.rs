@@ -1,5 +1,5 @@
-use clap::Subcommand;
 use clap::builder::{PossibleValuesParser, RangedI64ValueParser};
+use clap::{Args, Subcommand};
 use phonerelay_channel::ChannelKind;
 use reqwest::Method;
 
@@ -8,6 +8,14 @@ use crate::api::MAX_PAGE;
 use crate::api::dto::{MessagePage, MessageView};
 use crate::exit::ExitError;
 use crate::store::OutboundStatus;
+
+#[derive(Debug, Args)]
+pub struct MessagesArgs {
+    #[command(flatten)]
+    pub wait: super::DaemonWait,
+    #[command(subcommand)]
+    pub command: MessagesCommand,
+}
 
 // The list's filters are judged here, by the API's own lists and bounds,
 // so that a wrong one is a usage error (exit 2) whether the daemon runs
@@ -29,9 +37,15 @@ pub enum MessagesCommand {
         cursor: Option<String>,
     },
     /// One message with its status history, as JSON.
-    Show { id: String },
+    Show {
+        /// The message's id, as `send` or `messages list` prints it
+        id: String,
+    },
     /// Cancel a message that is still queued.
-    Cancel { id: String },
+    Cancel {
+        /// The message's id, as `send` or `messages list` prints it
+        id: String,
+    },
 }
 
 /// `config` is the `--config` given, if any: the next page's command

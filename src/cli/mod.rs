@@ -14,7 +14,7 @@ mod status;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, LoadedConfig};
 use crate::exit::ExitError;
@@ -48,12 +48,10 @@ pub struct Cli {
     #[arg(long, short = 'c', global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Longest wait for the running daemon's answer (send, status,
-    /// messages): a daemon that is stopped, hung or at its
-    /// server.max_connections is reported instead of waited on for good
-    /// [default: $PHONERELAY_TIMEOUT, then 30]
-    #[arg(long, global = true, value_name = "SECONDS",
-          value_parser = clap::value_parser!(u64).range(1..))]
+    /// Longest wait for the running daemon's answer, for send, status
+    /// and messages (the commands that wait on it; the others ignore it),
+    /// also taken after them [default: $PHONERELAY_TIMEOUT, then 30]
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,
 
     #[command(subcommand)]
@@ -74,8 +72,7 @@ pub enum Command {
     #[command(subcommand)]
     Keys(keys::KeysCommand),
     /// List, show and cancel outbound messages.
-    #[command(subcommand)]
-    Messages(messages::MessagesCommand),
+    Messages(messages::MessagesArgs),
     /// Pair with the pChat relay (the relay's key on stdin or --key-file).
     Pair(pair::PairArgs),
     /// Remove the relay pairing and revoke the relay's bridge key.
@@ -100,10 +97,25 @@ pub fn load_config(cli: &Cli) -> Result<LoadedConfig, ExitError> {
     config::load_from_path(&path).map_err(|e| ExitError::Config(e.to_string()))
 }
 
-/// A client for the running daemon the config names.
-fn daemon_client(cli: &Cli) -> Result<client::LocalClient, ExitError> {
+/// `--timeout` as the commands that wait on the daemon take it, after
+/// their name (`status --timeout 5`); only they show it in their help,
+/// where a global flag showed under every command, `serve` and `keys`
+/// too, which ignore it. Global within them: `messages list --timeout 5`.
+#[derive(Debug, Args)]
+pub struct DaemonWait {
+    /// Longest wait for the running daemon's answer: a daemon that is
+    /// stopped, hung or at its server.max_connections is reported instead
+    /// of waited on for good [default: $PHONERELAY_TIMEOUT, then 30]
+    #[arg(long, global = true, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
+}
+
+/// A client for the running daemon the config names, waiting as long as
+/// the command's `--timeout`, else the one before the command says.
+fn daemon_client(cli: &Cli, wait: &DaemonWait) -> Result<client::LocalClient, ExitError> {
     let env = std::env::var(TIMEOUT_ENV).ok();
-    let seconds = timeout_seconds(cli.timeout, env.as_deref())?;
+    let seconds = timeout_seconds(wait.timeout.or(cli.timeout), env.as_deref())?;
     client::LocalClient::new(&load_config(cli)?, std::time::Duration::from_secs(seconds))
 }
 
@@ -137,11 +149,12 @@ pub async fn run(cli: Cli) -> Result<(), ExitError> {
             crate::daemon::serve(loaded).await
         }
         Command::Check => check::run(&cli),
-        Command::Send(args) => send::run(&daemon_client(&cli)?, args).await,
-        Command::Status(args) => status::run(&daemon_client(&cli)?, args).await,
+        Command::Send(args) => send::run(&daemon_client(&cli, &args.wait)?, args).await,
+        Command::Status(args) => status::run(&daemon_client(&cli, &args.wait)?, args).await,
         Command::Keys(command) => keys::run(&load_config(&cli)?, command).await,
-        Command::Messages(command) => {
-            messages::run(&daemon_client(&cli)?, command, cli.config.as_deref()).await
+        Command::Messages(args) => {
+            let client = daemon_client(&cli, &args.wait)?;
+            messages::run(&client, &args.command, cli.config.as_deref()).await
         }
         Command::Pair(args) => pair::pair(&load_config(&cli)?, args).await,
         Command::Unpair => pair::unpair(&load_config(&cli)?).await,
@@ -174,7 +187,90 @@ pub async fn run(cli: Cli) -> Result<(), ExitError> {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
+
+    fn timeout_of(args: &[&str]) -> Option<u64> {
+        let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let wait = match &cli.command {
+            Command::Send(args) => args.wait.timeout,
+            Command::Status(args) => args.wait.timeout,
+            Command::Messages(args) => args.wait.timeout,
+            _ => None,
+        };
+        wait.or(cli.timeout)
+    }
+
+    #[test]
+    fn the_timeout_is_taken_before_or_after_the_commands_that_wait_on_the_daemon() {
+        for args in [
+            &["phonerelay", "--timeout", "5", "status"][..],
+            &["phonerelay", "status", "--timeout", "5"],
+            &["phonerelay", "messages", "--timeout", "5", "list"],
+            &["phonerelay", "messages", "list", "--timeout", "5"],
+            &["phonerelay", "messages", "show", "m1", "--timeout", "5"],
+            &[
+                "phonerelay",
+                "send",
+                "--timeout",
+                "5",
+                "--channel",
+                "sms",
+                "--to",
+                "+1555",
+                "--text",
+                "hi",
+            ],
+        ] {
+            assert_eq!(timeout_of(args), Some(5), "{args:?}");
+        }
+        // After the command's name, the command's own wins.
+        assert_eq!(
+            timeout_of(&["phonerelay", "--timeout", "5", "status", "--timeout", "7"]),
+            Some(7)
+        );
+        for args in [
+            &["phonerelay", "status", "--timeout", "0"][..],
+            &["phonerelay", "serve", "--timeout", "5"],
+        ] {
+            let error = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_commands_that_wait_on_the_daemon_show_the_timeout() {
+        let mut cli = Cli::command();
+        cli.build();
+        let help = |path: &[&str]| {
+            let mut command = cli.clone();
+            for name in path {
+                command = command.find_subcommand(name).expect(name).clone();
+            }
+            command.render_long_help().to_string()
+        };
+        for waits in [
+            &["send"][..],
+            &["status"],
+            &["messages", "list"],
+            &["messages", "show"],
+        ] {
+            assert!(help(waits).contains("--timeout"), "{waits:?}");
+        }
+        for ignores in [
+            &["serve"][..],
+            &["check"],
+            &["keys", "revoke"],
+            &["pair"],
+            &["backup"],
+            &["pdu", "encode"],
+        ] {
+            assert!(!help(ignores).contains("--timeout"), "{ignores:?}");
+        }
+        // The main help names the commands that use it.
+        assert!(help(&[]).contains("for send, status and messages"));
+    }
 
     #[test]
     fn the_timeout_comes_from_the_flag_then_the_environment_then_the_default() {

@@ -10,6 +10,7 @@ use crate::exit::ExitError;
 pub enum PduCommand {
     /// Decode a PDU as printed by the modem (with the SMSC octets first).
     Decode {
+        /// The PDU in hex, as the modem printed it
         hex: String,
         /// `received` for +CMT/+CMGL/+CDS output (DELIVER, STATUS-REPORT);
         /// `sent` for what was written after AT+CMGS (SUBMIT).
@@ -18,8 +19,10 @@ pub enum PduCommand {
     },
     /// Encode a message as the SMS-SUBMIT part(s) AT+CMGS takes.
     Encode {
+        /// The recipient's number: +15551230001, or digits as dialled
         #[arg(long)]
         to: String,
+        /// The message's text; a long one makes several parts
         #[arg(long)]
         text: String,
         /// SMS centre number; default: the modem's (AT+CSCA)

@@ -1,4 +1,5 @@
 use clap::Args;
+use clap::builder::NonEmptyStringValueParser;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -16,9 +17,9 @@ pub struct SendArgs {
     /// Recipient; for sms an E.164 number such as +15551230001
     #[arg(long)]
     pub to: String,
-    /// The message's text; must not be empty (this command sends no
-    /// attachments or options)
-    #[arg(long, default_value = "")]
+    /// The message's text, not empty (this command sends no attachments
+    /// or options)
+    #[arg(long, value_parser = NonEmptyStringValueParser::new())]
     pub text: String,
     /// The configured endpoint (its phone_id, e.g. a modem's) that sends;
     /// may be left out when the channel has only one
@@ -35,6 +36,8 @@ pub struct SendArgs {
     /// low, normal or high
     #[arg(long)]
     pub priority: Option<String>,
+    #[command(flatten)]
+    pub wait: super::DaemonWait,
 }
 
 pub async fn run(client: &LocalClient, args: &SendArgs) -> Result<(), ExitError> {

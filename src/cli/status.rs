@@ -11,6 +11,8 @@ pub struct StatusArgs {
     /// Print the raw JSON instead of a table
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub wait: super::DaemonWait,
 }
 
 pub async fn run(client: &LocalClient, args: &StatusArgs) -> Result<(), ExitError> {
