@@ -91,8 +91,11 @@ pub struct Conn {
 
 impl Conn {
     pub fn open(path: &Path, baud: u32, wire: Arc<WireStats>) -> Result<Conn, ConnError> {
-        // tokio-serial opens raw (cfmakeraw), 8N1, exclusive: nothing else
-        // (ModemManager...) can talk to the modem under our feet.
+        // tokio-serial opens raw (cfmakeraw), 8N1, exclusive (TIOCEXCL): a
+        // second open by an ordinary process (a `screen` by hand) fails with
+        // EBUSY. That does not keep ModemManager out: it runs as root, whose
+        // CAP_SYS_ADMIN passes TIOCEXCL, and a port it opened first stays
+        // open; systemd/README.md says how to keep it off the modem.
         let port = tokio_serial::new(path.to_string_lossy(), baud)
             .timeout(Duration::from_millis(100))
             .open_native_async()
