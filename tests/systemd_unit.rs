@@ -1,6 +1,7 @@
 //! The shipped systemd unit agrees with the daemon: it gives a stop the
 //! time the default grace needs, and every serial device group it
-//! opens to the daemon has its driver loaded at boot.
+//! opens to the daemon has its driver loaded at boot; and with the
+//! install steps, which install every document it names.
 
 use phonerelay::config::{
     DEFAULT_SHUTDOWN_GRACE_SECONDS, LAST_COMMITS_SECONDS, SHIPPED_UNIT_TIMEOUT_STOP_SECONDS,
@@ -107,4 +108,28 @@ fn every_usb_serial_group_the_unit_allows_has_its_driver_loaded_at_boot() {
             .any(|a| a == "systemd-modules-load.service"),
         "the unit must start after the modules are loaded"
     );
+}
+
+/// Every file the unit's `Documentation=` names (`systemctl help`) is one
+/// the install steps in systemd/README.md put there: it named a README
+/// they never installed.
+#[test]
+fn every_document_the_unit_names_is_installed_by_the_install_steps() {
+    let readme = std::fs::read_to_string("systemd/README.md").unwrap();
+    let installed: Vec<&str> = readme
+        .lines()
+        .filter(|l| l.starts_with("install "))
+        .filter_map(|l| l.split_whitespace().last())
+        .collect();
+    let documents = values(&unit(), "Documentation");
+    assert!(!documents.is_empty());
+    for document in documents {
+        let path = document
+            .strip_prefix("file://")
+            .unwrap_or_else(|| panic!("not a file: {document}"));
+        assert!(
+            installed.contains(&path),
+            "{path} is not installed by systemd/README.md: {installed:?}"
+        );
+    }
 }
