@@ -22,6 +22,7 @@ pub mod media;
 pub mod media_chunks;
 pub mod metrics;
 pub mod outbox;
+pub mod pin_record_key;
 pub mod private_files;
 pub mod relay;
 pub mod retention;

@@ -158,6 +158,37 @@ impl Drop for Staged {
     }
 }
 
+/// Write a file only its owner can read, unless it exists: `Ok(false)`
+/// then, and the file is left as it is. The contents appear whole or not
+/// at all (a temporary file, synced, is linked in under the name), so two
+/// processes making it at once agree on one, and one that reads it never
+/// sees it half written. For a key made once and kept, which
+/// [`write`]'s replacement would change under whoever read it first.
+pub fn create_once(file: &Path, contents: &str) -> std::io::Result<bool> {
+    if let Some(dir) = file.parent() {
+        create_dir(dir)?;
+    }
+    let tmp = file.with_extension(format!("tmp.{}", std::process::id()));
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    let linked = out
+        .write_all(contents.as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.sync_all())
+        .and_then(|()| give_to_folder_owner(&tmp))
+        .and_then(|()| std::fs::hard_link(&tmp, file));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => sync_folder_of(file).map(|()| true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Make the names just given in the folder holding `file` survive a
 /// power cut, as its contents do once synced: a rename lives in the
 /// folder, not in the file. The error names the folder.
@@ -246,6 +277,21 @@ mod tests {
         let refused = stage(&folder, "new-key").unwrap_err();
         assert_eq!(refused.raw_os_error(), Some(libc::EISDIR));
         assert!(!dir.path().join("folder.tmp").exists());
+    }
+
+    #[test]
+    fn a_file_created_once_is_private_and_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("sms-pin.key");
+        assert!(create_once(&key, "first").unwrap());
+        assert!(!create_once(&key, "second").unwrap());
+        assert_eq!(std::fs::read_to_string(&key).unwrap(), "first\n");
+        assert_eq!(mode(&key), 0o600);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["sms-pin.key"], "no temporary file is left");
     }
 
     #[test]

@@ -39,7 +39,11 @@ pub fn build(loaded: &LoadedConfig) -> Result<Vec<Arc<dyn Channel>>, Vec<ConfigI
     let mut endpoints = Vec::new();
     let mut issues = Vec::new();
     if let Some(sms) = &channels.sms {
-        match phonerelay_sms::build(sms, &loaded.base_dir) {
+        let key = match sms_pin_record_key(sms, loaded) {
+            Ok(key) => key,
+            Err(issue) => return Err(vec![issue]),
+        };
+        match phonerelay_sms::build(sms, &loaded.base_dir, key.as_ref()) {
             Ok(built) => endpoints.extend(built),
             Err(found) => issues.extend(found.into_iter().map(|i| i.under("channels.sms"))),
         }
@@ -49,4 +53,22 @@ pub fn build(loaded: &LoadedConfig) -> Result<Vec<Arc<dyn Channel>>, Vec<ConfigI
     } else {
         Err(issues)
     }
+}
+
+/// The key a rejected SIM PIN's record is made under, made on first need:
+/// only a modem with a PIN configured ever sends one.
+fn sms_pin_record_key(
+    sms: &phonerelay_sms::SmsConfig,
+    loaded: &LoadedConfig,
+) -> Result<Option<phonerelay_sms::PinRecordKey>, ConfigIssue> {
+    let has_pin = sms
+        .modems
+        .iter()
+        .any(|m| m.pin.is_some() || m.pin_file.is_some());
+    if !has_pin {
+        return Ok(None);
+    }
+    crate::pin_record_key::load_or_create(&loaded.state_dir())
+        .map(Some)
+        .map_err(|why| ConfigIssue::new("storage.state_dir", why))
 }

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::concat_reference::{ConcatReferences, legacy_reference};
 use crate::config::{ModemConfig, SmsConfig};
+use crate::driver::pin_record::PinRecordKey;
 use crate::driver::status::{AcceptedParts, ModemStatus, SentParts, SharedStatus, parts_cursor};
 use crate::driver::{
     CMS_MEMORY_FULL, CMS_SUBSCRIPTION_REFUSED, Driver, DriverError, OutPart, Request, WireStats,
@@ -62,6 +63,10 @@ pub struct SmsChannel {
     sink: OnceLock<Arc<dyn EventSink>>,
     sim: Option<SimHandle>,
     wire: Arc<WireStats>,
+    /// What a rejected PIN's record in the store is made under (see
+    /// [`crate::driver::pin_record`]); without it a rejection is kept in
+    /// memory only, and a restart sends the PIN again.
+    pin_record_key: Option<PinRecordKey>,
 }
 
 impl SmsChannel {
@@ -85,7 +90,15 @@ impl SmsChannel {
             sink: OnceLock::new(),
             sim: None,
             wire: Arc::new(WireStats::default()),
+            pin_record_key: None,
         }
+    }
+
+    /// Keep a PIN the SIM rejected in the store, under `key`, so that a
+    /// restart does not send it again.
+    pub fn with_pin_record_key(mut self, key: PinRecordKey) -> Self {
+        self.pin_record_key = Some(key);
+        self
     }
 
     /// The in-process simulator behind a `device = "sim"` modem.
@@ -498,6 +511,7 @@ impl SmsChannel {
             requests,
             wire: self.wire.clone(),
             indicated: Default::default(),
+            pin_record_key: self.pin_record_key.clone(),
         };
         driver.run(ctx.shutdown.clone()).await;
     }
@@ -539,9 +553,12 @@ pub fn build_modem(config: &ModemConfig, base_dir: &Path) -> Result<SmsChannel, 
 
 /// One channel per configured modem, or every config problem. Must be
 /// called inside a tokio runtime (simulated modems start a task).
+/// `pin_record_key` is what a rejected PIN's record is made under (see
+/// [`SmsChannel::with_pin_record_key`]).
 pub fn build(
     config: &SmsConfig,
     base_dir: &Path,
+    pin_record_key: Option<&PinRecordKey>,
 ) -> Result<Vec<Arc<dyn Channel>>, Vec<ConfigIssue>> {
     // A device not there yet is waited for (`ConfigIssue::absent_for_now`).
     let issues: Vec<ConfigIssue> = config
@@ -556,7 +573,10 @@ pub fn build(
     let mut issues = Vec::new();
     for (i, modem) in config.modems.iter().enumerate() {
         match build_modem(modem, base_dir) {
-            Ok(channel) => channels.push(Arc::new(channel)),
+            Ok(channel) => channels.push(Arc::new(match pin_record_key {
+                Some(key) => channel.with_pin_record_key(key.clone()),
+                None => channel,
+            })),
             Err(issue) => issues.push(issue.under(&format!("modems[{i}]"))),
         }
     }

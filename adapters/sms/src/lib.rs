@@ -10,3 +10,4 @@ pub mod sim;
 
 pub use adapter::{SmsChannel, build, build_modem};
 pub use config::{ModemConfig, SimSettings, SmsConfig, Storage};
+pub use driver::pin_record::PinRecordKey;

@@ -8,6 +8,7 @@ pub mod direct_parts;
 pub mod inbound;
 mod occurrence;
 mod outage_log;
+pub mod pin_record;
 mod slot;
 pub mod status;
 mod storage_level;
@@ -33,6 +34,7 @@ use conn::{Answer, Conn, LateAnswer};
 use inbound::{Inbox, Ready};
 pub use outage_log::OutageLog;
 use outage_log::Say;
+use pin_record::{PIN_RECORD_CURSOR, PinRecord, PinRecordKey};
 use slot::{INDICATED_MEMORIES_CURSOR, Memory, Slot};
 use status::{AcceptedPart, AcceptedParts, SentParts, SharedStatus, parts_cursor};
 pub(crate) use storage_level::CMS_MEMORY_FULL;
@@ -116,7 +118,8 @@ pub enum DriverError {
 
 /// What became of the PIN entered in earlier sessions of this run. A wrong
 /// PIN is never sent twice, and neither is one whose outcome is unknown (it
-/// may have been wrong): three wrong tries lock the SIM behind its PUK.
+/// may have been wrong): three wrong tries lock the SIM behind its PUK. A
+/// rejection outlives the run in the store ([`pin_record`]).
 #[derive(Debug, Default)]
 struct PinAttempts {
     /// The SIM refused it, or still asked for it after answering it with
@@ -127,6 +130,9 @@ struct PinAttempts {
     /// could not be read: the PIN may have been wrong, or it may have
     /// taken.
     outcome_unknown: bool,
+    /// The store holds no rejection for this endpoint: it was removed in
+    /// this run, and nothing was recorded since. Saves a write per session.
+    record_cleared: bool,
 }
 
 impl PinAttempts {
@@ -258,6 +264,9 @@ pub struct Driver {
     /// Memories an indication named that a sweep would not list otherwise
     /// (see [`INDICATED_MEMORIES_CURSOR`]), also in that cursor.
     pub indicated: Mutex<std::collections::BTreeSet<Memory>>,
+    /// What a rejected PIN's record is made under; `None` keeps rejections
+    /// in memory only (a channel built without the daemon's key file).
+    pub pin_record_key: Option<PinRecordKey>,
 }
 
 /// Why a session ended.
@@ -485,6 +494,7 @@ impl Driver {
             match state {
                 Some(responses::PinState::Ready) => {
                     pin_attempts.sim_unlocked();
+                    self.forget_pin_rejection(pin_attempts).await;
                     break;
                 }
                 Some(responses::PinState::SimPin) if !pin_sent => {
@@ -576,9 +586,7 @@ impl Driver {
             ));
         };
         if pin_attempts.rejected {
-            return Err(End::Stuck(
-                "SIM PIN was rejected earlier; fix the config".into(),
-            ));
+            return Err(End::Stuck(self.pin_held_back()));
         }
         if pin_attempts.outcome_unknown {
             return Err(End::Stuck(
@@ -589,6 +597,19 @@ impl Driver {
                     .into(),
             ));
         }
+        let attempt = match &self.pin_record_key {
+            Some(key) => {
+                let iccid = self
+                    .read_iccid(conn)
+                    .await
+                    .map_err(|e| End::Failed(e.to_string()))?;
+                let attempt =
+                    PinRecord::of(key, &self.config.phone_id, pin.expose(), iccid.as_deref());
+                self.check_pin_record(&attempt, pin_attempts).await?;
+                Some(attempt)
+            }
+            None => None,
+        };
         // The SIM checks the PIN itself, which takes seconds: given less
         // time than the AT crate's SIM timeout, a slow SIM's answer would
         // be taken as lost, and the PIN held back as possibly wrong.
@@ -601,7 +622,98 @@ impl Driver {
         if answer.is_ok() {
             return Ok(());
         }
-        self.pin_refused(conn, &answer.result, pin_attempts).await
+        let refused = self.pin_refused(conn, &answer.result, pin_attempts).await;
+        if pin_attempts.rejected
+            && let Some(attempt) = &attempt
+        {
+            self.remember_pin_rejection(attempt, pin_attempts).await;
+        }
+        refused
+    }
+
+    /// What the health says while a rejected PIN is held back.
+    fn pin_held_back(&self) -> String {
+        format!(
+            "SIM PIN rejected earlier; not sent again until the configured PIN changes: \
+             check the pin (or pin_file) of the modem {} in channels.sms.modems, then \
+             restart the daemon",
+            self.config.phone_id
+        )
+    }
+
+    /// The SIM's ICCID, asked the standard way (`AT+CCID`) and then
+    /// Quectel's (`AT+QCCID`); `None` if the modem gives it neither way.
+    /// A rejection is recorded with it, so a new SIM in the slot gets the
+    /// PIN. Most modems read it with the SIM still locked.
+    async fn read_iccid(&self, conn: &mut Conn) -> Result<Option<String>, ConnError> {
+        for command in ["AT+CCID", "AT+QCCID"] {
+            let answer = conn.run(self.cmd(command)).await?;
+            if answer.is_ok()
+                && let Some(iccid) = pin_record::parse_iccid(&answer.lines)
+            {
+                return Ok(Some(iccid));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Refuse to send `attempt` if the store holds its rejection. A record
+    /// that cannot be read holds the PIN back too, until it can be: the
+    /// PIN may be the one rejected.
+    async fn check_pin_record(
+        &self,
+        attempt: &PinRecord,
+        pin_attempts: &mut PinAttempts,
+    ) -> Result<(), End> {
+        let stored = self.sink.load_cursor(PIN_RECORD_CURSOR).await.map_err(|e| {
+            End::Failed(format!(
+                "cannot read the record of rejected SIM PINs ({e}); the PIN is not sent until it can be read"
+            ))
+        })?;
+        let Some(value) = stored else {
+            return Ok(());
+        };
+        match PinRecord::parse(&value) {
+            Some(record) if record.forbids(attempt) => {
+                pin_attempts.rejected = true;
+                Err(End::Stuck(self.pin_held_back()))
+            }
+            Some(_) => Ok(()),
+            None => {
+                tracing::warn!(phone_id = %self.config.phone_id,
+                    "the record of a rejected SIM PIN is not one this build reads; ignored");
+                Ok(())
+            }
+        }
+    }
+
+    /// Keep the rejection of `attempt` across restarts. If the store
+    /// refuses it, this run still holds the PIN back; a restart would not.
+    async fn remember_pin_rejection(&self, attempt: &PinRecord, pin_attempts: &mut PinAttempts) {
+        match self
+            .sink
+            .save_cursor(PIN_RECORD_CURSOR, &attempt.to_value())
+            .await
+        {
+            Ok(()) => pin_attempts.record_cleared = false,
+            Err(e) => tracing::error!(phone_id = %self.config.phone_id, error = %e,
+                "cannot record the rejected SIM PIN; a restart would send it again"),
+        }
+    }
+
+    /// The SIM is unlocked (the PIN took, or the SIM no longer asks for
+    /// one): a recorded rejection no longer stands. Not while this run
+    /// holds a rejected PIN back: a `READY` then may be someone else's
+    /// doing, and the configured PIN still the wrong one.
+    async fn forget_pin_rejection(&self, pin_attempts: &mut PinAttempts) {
+        if self.pin_record_key.is_none() || pin_attempts.rejected || pin_attempts.record_cleared {
+            return;
+        }
+        match self.sink.save_cursor(PIN_RECORD_CURSOR, "").await {
+            Ok(()) => pin_attempts.record_cleared = true,
+            Err(e) => tracing::warn!(phone_id = %self.config.phone_id, error = %e,
+                "cannot clear the record of a rejected SIM PIN; tried again at the next start-up"),
+        }
     }
 
     /// The SIM answered the PIN with an error. One that says the SIM did

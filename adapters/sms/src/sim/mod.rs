@@ -286,6 +286,18 @@ impl SimHandle {
         self.modem().lose_status_after_pin = lose;
     }
 
+    /// Another SIM in the slot, as `AT+CCID` names it; `None` for a modem
+    /// that answers `AT+CCID` with `ERROR`.
+    pub fn set_iccid(&self, iccid: Option<&str>) {
+        self.modem().iccid = iccid.map(str::to_string);
+    }
+
+    /// How many `AT+CPIN=<pin>` commands the modem received, whether the
+    /// SIM checked them or not.
+    pub fn pin_commands_received(&self) -> u32 {
+        self.modem().pin_commands
+    }
+
     /// How many PINs the SIM has checked, right or wrong.
     pub fn pin_attempts(&self) -> u32 {
         self.modem().pin_attempts
@@ -592,7 +604,15 @@ impl SimTask {
                 tracing::warn!(error = %e, "simulator cannot re-register its pty");
             }
         }
-        let _ = std::fs::remove_file(&self.link);
+        // Only a link that is still its own: a simulator started since on
+        // the same link (a daemon restarted in the same process, as tests
+        // do) would lose its modem when this one's handle is dropped.
+        let own = pty.as_ref().is_some_and(|pty| {
+            std::fs::read_link(&self.link).is_ok_and(|to| to == pty.slave_path())
+        });
+        if own {
+            let _ = std::fs::remove_file(&self.link);
+        }
     }
 
     fn plug(&mut self) -> std::io::Result<Pty> {

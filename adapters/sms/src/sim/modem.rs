@@ -174,6 +174,9 @@ fn cme(code: u16) -> Reply {
     Reply::now(format!("\r\n+CME ERROR: {code}\r\n"))
 }
 
+/// The ICCID of the simulated SIM, unless a test puts another in.
+pub const SIM_ICCID: &str = "89445000000000000017";
+
 pub struct SimModem {
     pub behaviour: Behaviour,
     pub echo: bool,
@@ -241,6 +244,10 @@ pub struct SimModem {
     /// The final result line a wrong PIN gets: `+CME ERROR: 16` as the
     /// spec has it, a bare `ERROR` on some modems.
     pub wrong_pin_reply: String,
+    /// The SIM's ICCID, as `AT+CCID` answers it; `None` answers `ERROR`.
+    pub iccid: Option<String>,
+    /// Every `AT+CPIN=<pin>` received, checked by the SIM or not.
+    pub pin_commands: u32,
     /// Inbound parts the network holds, oldest first, because the SIM was
     /// full when they came.
     held: VecDeque<HeldMessage>,
@@ -296,6 +303,8 @@ impl SimModem {
             refuses_storage_query: false,
             storage_queries_refused: 0,
             wrong_pin_reply: "+CME ERROR: 16".into(),
+            iccid: Some(SIM_ICCID.into()),
+            pin_commands: 0,
             held: VecDeque::new(),
             first_index: 1,
             unreadable_mrs: 0,
@@ -630,7 +639,12 @@ impl SimModem {
                     info("+CPIN: SIM PIN")
                 }
             }
+            "+CCID" => match &self.iccid {
+                Some(iccid) => info(&format!("+CCID: {iccid}")),
+                None => error(),
+            },
             _ if cmd.starts_with("+CPIN=") => {
+                self.pin_commands += 1;
                 let given = original_args[6..].trim().trim_matches('"');
                 if let Some(refusal) = self.take_pin_refusal() {
                     return refusal;

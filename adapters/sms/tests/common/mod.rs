@@ -11,6 +11,7 @@ use phonerelay_channel::{
     OutboundMessage, SinkError, StatusUpdate, UnreadableInbound,
 };
 use phonerelay_sms::ModemConfig;
+pub use phonerelay_sms::PinRecordKey;
 use phonerelay_sms::SmsChannel;
 pub use phonerelay_sms::sim::Behaviour;
 use phonerelay_sms::sim::{self, SimHandle};
@@ -258,6 +259,9 @@ pub struct Rig {
     pub sink: Arc<RecordingSink>,
     pub stop: CancellationToken,
     pub task: Option<tokio::task::JoinHandle<()>>,
+    /// Given to the channels [`Rig::restart_channel`] builds, so that a
+    /// rejected PIN is recorded in the sink.
+    pub pin_record_key: Option<PinRecordKey>,
 }
 
 impl Rig {
@@ -284,6 +288,7 @@ impl Rig {
             sink: Arc::new(RecordingSink::default()),
             stop: CancellationToken::new(),
             task: None,
+            pin_record_key: None,
             dir,
         }
     }
@@ -291,11 +296,15 @@ impl Rig {
     /// (Re)start the channel's receive loop with a fresh channel object on
     /// the same simulator, like a daemon restart.
     pub fn restart_channel(&mut self, config: ModemConfig) {
-        self.channel = Arc::new(SmsChannel::new(
+        let channel = SmsChannel::new(
             config.clone(),
             self.dir.path().join("modem"),
             config.pin.clone(),
-        ));
+        );
+        self.channel = Arc::new(match &self.pin_record_key {
+            Some(key) => channel.with_pin_record_key(key.clone()),
+            None => channel,
+        });
         self.run();
     }
 

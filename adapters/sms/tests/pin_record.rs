@@ -1,0 +1,133 @@
+//! A SIM PIN the SIM rejected is recorded in the store, so that a restart
+//! does not send it again (three wrong tries lock the SIM behind its PUK),
+//! until the configured PIN changes, another SIM is in the slot, or a PIN
+//! is accepted.
+mod common;
+
+use common::*;
+use phonerelay_channel::{Channel, HealthState, Secret};
+use phonerelay_sms::ModemConfig;
+use phonerelay_sms::driver::pin_record::PIN_RECORD_CURSOR;
+
+/// The SIM's PIN.
+const SIM_PIN: &str = "4321";
+/// A PIN the SIM rejects.
+const WRONG_PIN: &str = "1111";
+
+fn config_with_pin(pin: &str) -> ModemConfig {
+    let mut config = modem_config("main");
+    config.pin = Some(Secret::new(pin));
+    config
+}
+
+/// A simulator whose SIM wants [`SIM_PIN`], and a channel configured with
+/// `pin` that records rejections, started.
+fn start(pin: &str) -> Rig {
+    let mut b = behaviour();
+    b.pin = Some(SIM_PIN.into());
+    let config = config_with_pin(pin);
+    let mut rig = Rig::idle(b, config.clone());
+    rig.pin_record_key = Some(PinRecordKey::new([7; 32]));
+    rig.restart_channel(config);
+    rig
+}
+
+fn last_error(rig: &Rig) -> String {
+    rig.channel
+        .health()
+        .details
+        .get("last_error")
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn record(rig: &Rig) -> Option<String> {
+    rig.sink
+        .cursors
+        .lock()
+        .unwrap()
+        .get(PIN_RECORD_CURSOR)
+        .cloned()
+}
+
+/// Start with [`WRONG_PIN`], until its rejection is recorded, then stop:
+/// the daemon's first run.
+async fn rejected_once() -> Rig {
+    let mut rig = start(WRONG_PIN);
+    wait_until(|| last_error(&rig).contains("PIN rejected")).await;
+    assert!(record(&rig).is_some(), "the rejection is recorded");
+    rig.stop_channel().await;
+    assert_eq!(rig.sim.pin_commands_received(), 1);
+    rig
+}
+
+#[tokio::test]
+async fn a_rejected_pin_is_not_sent_again_after_a_restart() {
+    let mut rig = rejected_once().await;
+    rig.restart_channel(config_with_pin(WRONG_PIN));
+    wait_until(|| last_error(&rig).contains("until the configured PIN changes")).await;
+    assert_eq!(
+        rig.sim.pin_commands_received(),
+        1,
+        "no AT+CPIN=<pin> after the restart"
+    );
+    assert_eq!(rig.sim.pin_attempts(), 1, "one try of the SIM's used");
+    let health = rig.channel.health();
+    assert_eq!(health.state, HealthState::Down);
+    assert!(
+        last_error(&rig).contains("channels.sms.modems"),
+        "names where to fix it: {}",
+        last_error(&rig)
+    );
+}
+
+#[tokio::test]
+async fn a_changed_pin_is_sent_after_a_rejection() {
+    let mut rig = rejected_once().await;
+    let first = record(&rig);
+    rig.restart_channel(config_with_pin("2222"));
+    wait_until(|| rig.sim.pin_commands_received() == 2).await;
+    wait_until(|| record(&rig) != first).await;
+    assert!(
+        record(&rig).is_some(),
+        "the new PIN's rejection is recorded"
+    );
+}
+
+#[tokio::test]
+async fn a_new_sim_in_the_slot_gets_the_pin() {
+    let mut rig = rejected_once().await;
+    rig.sim.set_iccid(Some("89445000000000000025"));
+    rig.restart_channel(config_with_pin(WRONG_PIN));
+    wait_until(|| rig.sim.pin_commands_received() == 2).await;
+}
+
+#[tokio::test]
+async fn a_modem_that_gives_no_iccid_does_not_let_the_rejected_pin_through() {
+    let mut rig = rejected_once().await;
+    rig.sim.set_iccid(None);
+    rig.restart_channel(config_with_pin(WRONG_PIN));
+    wait_until(|| last_error(&rig).contains("until the configured PIN changes")).await;
+    assert_eq!(rig.sim.pin_commands_received(), 1);
+}
+
+#[tokio::test]
+async fn an_accepted_pin_clears_the_record() {
+    let mut rig = rejected_once().await;
+    rig.restart_channel(config_with_pin(SIM_PIN));
+    rig.wait_up().await;
+    assert_eq!(record(&rig), None);
+    assert_eq!(rig.sim.pin_commands_received(), 2);
+}
+
+#[tokio::test]
+async fn the_record_holds_no_pin_in_clear() {
+    let rig = rejected_once().await;
+    let cursors = rig.sink.cursors.lock().unwrap();
+    for (name, value) in cursors.iter() {
+        assert!(
+            !name.contains(WRONG_PIN) && !value.contains(WRONG_PIN),
+            "{name} = {value}"
+        );
+    }
+}
