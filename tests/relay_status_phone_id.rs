@@ -1,6 +1,6 @@
-//! The status cursor of a link whose phone_id is none of the bridge's
-//! endpoints (a typo in `relay.phone_id`): its events wait, and reach the
-//! relay once the config is put right.
+//! A link whose phone_id is none of the bridge's endpoints (a typo in
+//! `relay.phone_id`): its status events wait, and so do pull mode's jobs,
+//! left with the relay; both go once the config is put right.
 
 mod common;
 mod relay_support;
@@ -63,4 +63,56 @@ async fn a_link_phone_id_no_endpoint_has_moves_no_status_cursor() {
                 .any(|e| e["relay_message_id"] == "r-1" && e["status"] == "sent")
         })
         .await;
+}
+
+/// Pull mode with a link phone_id no endpoint has: nothing is polled, so
+/// no job is rejected to the relay as `unknown_phone_id` (for good, the
+/// relay told to stop delivering it) for a mistake of the link's. Once an
+/// endpoint carries that phone_id, the job waiting at the relay is
+/// committed, sent and acknowledged as accepted.
+#[tokio::test]
+async fn pull_mode_polls_no_job_for_a_link_phone_id_no_endpoint_has() {
+    let relay = EmulatedRelay::start().await;
+    let typo = "ph1-typo";
+    let config = relay.bridge_config("pull", None).replace(
+        &format!("phone_id = \"{PHONE_ID}\""),
+        &format!("phone_id = \"{typo}\""),
+    );
+    relay.with(|s| {
+        s.poll_phone_id = Some(typo.into());
+        s.jobs
+            .push_back(json!({"relay_message_id": "j-1", "phone_id": typo,
+            "channel": "wa", "to": "+15551230001", "text": "hi"}));
+    });
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge = common::start_bridge(&config, RELAY_KEY, &wa).await;
+    // The link beats at its start, then every second: by the second beat
+    // it has run for dozens of polls' time (a poll with a job waiting is
+    // answered at once).
+    relay
+        .wait_for("two heartbeats", |s| s.heartbeats.len() >= 2)
+        .await;
+    relay.with(|s| {
+        assert_eq!(s.polls, 0, "polled");
+        assert!(s.acks.is_empty(), "acknowledged: {:?}", s.acks);
+        assert_eq!(s.jobs.len(), 1);
+    });
+
+    // The endpoint renamed to the link's phone_id.
+    let renamed = TestChannel::new(ChannelKind::Wa, typo);
+    let _bridge = bridge.restart(vec![renamed.clone()]).await;
+    relay
+        .wait_for("j-1 acknowledged", |s| s.jobs.is_empty())
+        .await;
+    relay.with(|s| {
+        let acks: Vec<_> = s
+            .acks
+            .iter()
+            .flat_map(|a| a["acks"].as_array().unwrap().clone())
+            .collect();
+        assert_eq!(acks.len(), 1, "{acks:?}");
+        assert_eq!(acks[0]["relay_message_id"], "j-1");
+        assert_eq!(acks[0]["result"], "accepted", "{acks:?}");
+    });
+    renamed.wait_sent(1).await;
 }

@@ -25,6 +25,7 @@ pub mod routing;
 pub mod settings;
 pub mod shown_url;
 pub mod status_reporter;
+pub mod unknown_phone;
 
 use std::sync::Arc;
 use std::time::Duration;

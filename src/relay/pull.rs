@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::pull_ack::{Acked, acknowledge};
+use super::unknown_phone;
 use super::{Deps, RelayError};
 use crate::api::dto::SendRequest;
 use crate::api::error::{ApiError, STORE_REFUSED};
@@ -65,6 +66,15 @@ pub struct AckError {
 }
 
 pub async fn run(deps: Deps) {
+    if !unknown_phone::is_known(&deps) {
+        // Every job polled would be validated against the endpoints and
+        // rejected to the relay as `unknown_phone_id`, for good: the
+        // mistake is the link's, not the jobs', so they stay with the
+        // relay until it is put right.
+        unknown_phone::wait_for_a_known_phone(&deps, "sends stay with the relay, not polled").await;
+        tracing::info!("relay pull loop stopped");
+        return;
+    }
     tracing::info!("relay pull loop started");
     let config = &deps.settings.config;
     let wait = config.poll_timeout_seconds;

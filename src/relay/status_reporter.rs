@@ -11,6 +11,7 @@ use serde_json::json;
 use super::Deps;
 use super::client::RelayError;
 use super::settings::{SCOPE, STATUS_CURSOR};
+use super::unknown_phone;
 use crate::clock::rfc3339;
 use crate::metrics::labels;
 use crate::store::{OutboundStatus, RelayStatusBatch, RelayStatusEvent};
@@ -25,10 +26,6 @@ const BATCH: u32 = 100;
 /// more messages than the stream looks ahead does not hold it back for
 /// good, while one refusing everything for a shorter spell loses none.
 const REFUSED_ROUNDS: u32 = 12;
-
-/// How often a link whose phone_id is none of the bridge's endpoints says
-/// so again while its status events wait.
-const UNKNOWN_PHONE_WARN_EVERY_MS: u64 = 10 * 60 * 1000;
 
 #[derive(Debug, Serialize)]
 pub struct StatusEventBody {
@@ -61,8 +58,13 @@ impl From<RelayStatusEvent> for StatusEventBody {
 }
 
 pub async fn run(deps: Deps) {
-    if !deps.state.endpoints.has_phone_id(&deps.settings.phone_id) {
-        wait_for_a_known_phone(&deps).await;
+    if !unknown_phone::is_known(&deps) {
+        // Reading the log would pass over every event, none being this
+        // phone's, and save that cursor: once the mistake is put right
+        // those events would never be sent, and retention, which reads
+        // the cursor, would prune their messages. So nothing is read or
+        // saved (the forwarder keeps inbound pending for the same reason).
+        unknown_phone::wait_for_a_known_phone(&deps, "status events wait, unsent").await;
         tracing::info!("relay status reporter stopped");
         return;
     }
@@ -169,26 +171,6 @@ pub async fn run(deps: Deps) {
         .relay_status_held
         .remove(&phone_label(&deps));
     tracing::info!("relay status reporter stopped");
-}
-
-/// The link's phone_id is none of this bridge's endpoints: a pairing or
-/// config mistake (`relay.phone_id = "ph_7F3a"`), not a re-pair whose old
-/// phone's events are passed over. Reading the log would pass over every
-/// event, none being this phone's, and save that cursor: once the mistake
-/// is put right those events would never be sent, and retention, which
-/// reads the cursor, would prune their messages. So nothing is read or
-/// saved until the link restarts with new settings (the forwarder keeps
-/// inbound pending for the same reason), and the mistake is logged now
-/// and then. Endpoints come from the config, so none can appear before.
-async fn wait_for_a_known_phone(deps: &Deps) {
-    loop {
-        tracing::warn!(phone_id = %deps.settings.phone_id,
-            "the relay link's phone_id is none of this bridge's endpoints; \
-             status events wait, unsent, until the pairing or the config is put right");
-        if !deps.sleep_ms(UNKNOWN_PHONE_WARN_EVERY_MS).await {
-            return;
-        }
-    }
 }
 
 /// Where the stream resumes: the saved cursor, read again until the store

@@ -72,6 +72,9 @@ pub struct Recorded {
     pub fail_retry_after: Option<String>,
     /// Answer this many status requests with 503 first.
     pub fail_status_times: u32,
+    /// The phone_id polls must carry, when not [`PHONE_ID`]: a link
+    /// configured for another phone.
+    pub poll_phone_id: Option<String>,
     /// Answer a poll with no jobs at once instead of holding it open.
     pub short_polls: bool,
     /// Refuse every ack with this status, keeping the jobs: they are
@@ -417,9 +420,10 @@ async fn poll(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>)
     if let Some(refused) = gate(&state, &headers, "poll").await {
         return refused;
     }
-    assert_eq!(body["phone_id"], PHONE_ID);
     {
         let mut s = state.lock().unwrap();
+        let expected = s.poll_phone_id.clone().unwrap_or_else(|| PHONE_ID.into());
+        assert_eq!(body["phone_id"], expected.as_str());
         if s.plain_ok {
             s.polls += 1;
             return taken(true, StatusCode::OK, json!({}));
