@@ -1457,3 +1457,54 @@ async fn counts_that_cannot_be_read_are_unknown_not_zero() {
     assert_eq!(link["inbound_pending"], 2, "{link}");
     relay.up().await;
 }
+
+/// A bridge paired with one relay whose config names another
+/// (`relay.url`, with the phone_id too): the link stays off and says why,
+/// naming both, and the relay the config names gets nothing, the paired
+/// relay's key least of all.
+#[tokio::test]
+async fn a_config_naming_another_relay_than_the_pairing_s_sends_it_nothing() {
+    use phonerelay::relay::settings::{Pairing, key_fingerprint, save_pairing};
+    let other = EmulatedRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("relay.key"), RELAY_KEY).unwrap();
+    let text = common::config_text(
+        &dir,
+        &format!(
+            "{}{}",
+            common::FAST_OUTBOX,
+            other.bridge_config("push", None)
+        ),
+    );
+    let state_dir = dir.path().join("state");
+    std::fs::create_dir_all(&state_dir).unwrap();
+    let store = common::open_store(&state_dir.join("phonerelay.sqlite3"));
+    let paired = Pairing {
+        url: "http://127.0.0.1:9".into(),
+        phone_id: PHONE_ID.into(),
+        bridge_key_id: "k".into(),
+        paired_at_ms: 1,
+        key_sha256: Some(key_fingerprint(RELAY_KEY)),
+    };
+    save_pairing(&store, Some(&paired)).await.unwrap();
+    drop(store);
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge = TestDaemon::start_in(dir, text, vec![wa.clone()]).await;
+    let link = bridge
+        .wait_link("the link off", |l| l["state"] == "not_running")
+        .await;
+    let reason = link["reason"].as_str().unwrap();
+    assert!(reason.contains(&other.url()), "{reason}");
+    assert!(reason.contains("http://127.0.0.1:9"), "{reason}");
+    // An inbound message waits for the relay, and the one the config
+    // names has heard nothing by the time it is committed.
+    wa.inject(wa_inbound("+15551230001", "w-1", "hi", &[]))
+        .await
+        .unwrap();
+    bridge
+        .wait_link("the message pending", |l| l["inbound_pending"] == 1)
+        .await;
+    other.with(|s| {
+        assert!(s.heartbeats.is_empty() && s.message_attempts == 0 && s.refused.is_empty());
+    });
+}

@@ -129,7 +129,9 @@ pub async fn pair(loaded: &LoadedConfig, args: &PairArgs) -> Result<(), ExitErro
         && configured.trim_end_matches('/') != url.trim_end_matches('/')
     {
         eprintln!(
-            "note: relay.url in the config ({}) overrides this pairing's URL",
+            "note: relay.url in the config ({}) names another relay: the link stays off, \
+             as the relay key is never sent to a relay it was not paired with, until \
+             relay.url is removed or set to this URL",
             crate::relay::shown_url(configured)
         );
     }

@@ -196,7 +196,8 @@ pub async fn resolve(
         }
     };
     // Where the pairing names the relay (the config does not), never send
-    // a key to a relay it was not paired with.
+    // a key to a relay it was not paired with (and see
+    // `paired_with_this_relay` for a config that names another).
     let relay_from_pairing = relay.url.is_none() || relay.phone_id.is_none();
     if let Some(paired) = pairing.as_ref().and_then(|p| p.key_sha256.as_ref())
         && relay_from_pairing
@@ -208,12 +209,36 @@ pub async fn resolve(
             file.display()
         )));
     }
+    let url = url.trim_end_matches('/').to_string();
+    if let Some(paired) = &pairing {
+        paired_with_this_relay(paired, &url, &phone_id).map_err(Unresolved::Incomplete)?;
+    }
     Ok(Some(RelaySettings {
-        url: url.trim_end_matches('/').to_string(),
+        url,
         phone_id,
         key: crate::relay::client::RelayKey::new(key),
         config: relay.clone(),
     }))
+}
+
+/// The relay key in the key file is the pairing's (`pair` wrote it, or
+/// one it replaced): sent to another relay than the paired one (a
+/// `relay.url` in the config that differs), it would hand that relay a key
+/// it did not issue. Refused, naming both URLs; a config-only setup (no
+/// pairing recorded) is not concerned.
+fn paired_with_this_relay(pairing: &Pairing, url: &str, phone_id: &str) -> Result<(), String> {
+    if pairing.url.trim_end_matches('/') == url {
+        return Ok(());
+    }
+    Err(format!(
+        "relay.url in the config ({}) is not the relay this bridge was paired with ({}), \
+         and the relay key is never sent to a relay it was not paired with: run `phonerelay \
+         pair --relay {} --phone-id {phone_id}` to pair with that relay, or remove relay.url \
+         from the config to use the paired one",
+        super::shown_url(url),
+        super::shown_url(&pairing.url),
+        super::shown_url(url),
+    ))
 }
 
 #[cfg(test)]
@@ -226,6 +251,19 @@ mod tests {
     fn config_and_store(dir: &std::path::Path) -> (LoadedConfig, SqliteStore) {
         let loaded = load_from_str(
             "[storage]\nstate_dir = \"state\"\n",
+            &dir.join("phonerelay.toml"),
+            dir.into(),
+        )
+        .unwrap();
+        std::fs::create_dir_all(loaded.state_dir()).unwrap();
+        let store = SqliteStore::open(&loaded.database_path()).unwrap();
+        (loaded, store)
+    }
+
+    /// [`config_and_store`] with `relay` as the config's `[relay]` table.
+    fn configured_and_store(dir: &std::path::Path, relay: &str) -> (LoadedConfig, SqliteStore) {
+        let loaded = load_from_str(
+            &format!("[storage]\nstate_dir = \"state\"\n\n[relay]\n{relay}"),
             &dir.join("phonerelay.toml"),
             dir.into(),
         )
@@ -342,5 +380,47 @@ mod tests {
             }
             other => panic!("a link was built: {other:?}"),
         }
+    }
+
+    /// A config that names another relay than the pairing's (with the
+    /// phone_id too, which once skipped every check): no link, so the
+    /// paired relay's key never goes there; the refusal names both URLs
+    /// and the ways out. Once paired with that relay (a trailing slash
+    /// aside) the link is built, and a config-only setup, with no pairing
+    /// at all, builds it as before.
+    #[tokio::test]
+    async fn a_config_url_other_than_the_paired_relay_s_gets_no_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (loaded, store) = configured_and_store(
+            dir.path(),
+            "url = \"http://new-relay.invalid/\"\nphone_id = \"ph_1\"\n",
+        );
+        std::fs::write(key_file(&loaded), "relay-key\n").unwrap();
+        let configured_only = resolve(&loaded, &store).await.unwrap().unwrap();
+        assert_eq!(configured_only.url, "http://new-relay.invalid");
+
+        let old = paired_with(Some(key_fingerprint("relay-key")));
+        save_pairing(&store, Some(&old)).await.unwrap();
+        match resolve(&loaded, &store).await {
+            Err(Unresolved::Incomplete(why)) => {
+                assert!(why.contains("(http://new-relay.invalid)"), "{why}");
+                assert!(why.contains("(http://old-relay.invalid)"), "{why}");
+                assert!(
+                    why.contains("pair --relay http://new-relay.invalid --phone-id ph_1"),
+                    "{why}"
+                );
+                assert!(why.contains("remove relay.url"), "{why}");
+                assert!(!why.contains("relay-key"), "{why}");
+            }
+            other => panic!("a link was built: {other:?}"),
+        }
+
+        let new = Pairing {
+            url: "http://new-relay.invalid".into(),
+            ..old
+        };
+        save_pairing(&store, Some(&new)).await.unwrap();
+        let settings = resolve(&loaded, &store).await.unwrap().unwrap();
+        assert_eq!(settings.url, "http://new-relay.invalid");
     }
 }
