@@ -528,3 +528,61 @@ async fn the_sender_s_details_go_with_the_message_as_origin_meta() {
         .await;
     relay.with(|s| assert!(s.messages[1].body["origin"].get("meta").is_none()));
 }
+
+/// A relay (or a proxy before it) that refuses every message with a 400:
+/// a few become dead letters, then the queue is held, the rest pending,
+/// with the link's error saying why; once the relay takes messages again
+/// the rest are delivered.
+#[tokio::test]
+async fn a_relay_refusing_every_message_holds_the_queue_instead_of_dead_lettering_it() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.hold_marked = Some(400));
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    for i in 0..20 {
+        let from = format!("+155512300{i:02}");
+        wa.inject(wa_inbound(&from, &format!("h-{i}"), "HOLD me", &[]))
+            .await
+            .unwrap();
+    }
+    let link = bridge
+        .wait_link("the queue held", |l| {
+            l["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("refuses every inbound message"))
+        })
+        .await;
+    // The relay probed again, refused again: the hold lasts, however
+    // often it is asked.
+    let attempts = relay.with(|s| s.message_attempts);
+    relay
+        .wait_for("a probe", |s| s.message_attempts >= attempts + 2)
+        .await;
+    let (code, link_now) = bridge.get("/api/v1/relay", &bridge.admin_key).await;
+    assert_eq!(code, 200, "{link_now}");
+    let dead = link_now["inbound_dead"].as_u64().unwrap();
+    assert!(dead <= 4, "{dead} dead letters: {link_now}");
+    assert_eq!(link_now["inbound_pending"], 20 - dead, "{link_now}");
+    assert!(
+        link["last_error"].as_str().unwrap().contains("400"),
+        "{link}"
+    );
+    // What `phonerelay status` shows.
+    let (code, status) = bridge.get("/api/v1/status", &bridge.admin_key).await;
+    assert_eq!(code, 200, "{status}");
+    let shown = status["relay"]["last_error"].as_str().unwrap_or_default();
+    assert!(shown.contains("refuses every inbound message"), "{status}");
+
+    relay.with(|s| s.hold_marked = None);
+    relay
+        .wait_for("the rest delivered", |s| {
+            s.messages.len() as u64 == 20 - dead
+        })
+        .await;
+    bridge
+        .wait_link("nothing pending, no error", |l| {
+            l["inbound_pending"] == 0 && l["last_error"].is_null()
+        })
+        .await;
+}

@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
 use super::Deps;
+use super::pull_ack::REFUSED_ALONE_BEFORE_ANY_TAKEN;
 use phonerelay_channel::normalize_address as normalize;
 
 use super::media_upload::{RefusedAttachment, UploadFailure, relay_attachments};
@@ -87,6 +88,7 @@ pub async fn run(deps: Deps, bell: Arc<Notify>) {
              inbound waits, pending, until the pairing or the config is put right");
     }
     let mut failures = 0u32;
+    let mut refusals = Refusals::default();
     let mut link_down_until: Option<tokio::time::Instant> = None;
     // A link that starts (the daemon's start, a new key or pairing) tries
     // what waits at once, in commit order: a backoff set before is the
@@ -97,7 +99,14 @@ pub async fn run(deps: Deps, bell: Arc<Notify>) {
         if deps.shutdown.is_cancelled() {
             break;
         }
-        let wait = round(&deps, &mut failures, &mut link_down_until, fresh).await;
+        let wait = round(
+            &deps,
+            &mut failures,
+            &mut refusals,
+            &mut link_down_until,
+            fresh,
+        )
+        .await;
         fresh = false;
         tokio::select! {
             _ = deps.shutdown.cancelled() => break,
@@ -129,6 +138,7 @@ enum Attempt {
 async fn round(
     deps: &Deps,
     failures: &mut u32,
+    refusals: &mut Refusals,
     link_down_until: &mut Option<tokio::time::Instant>,
     fresh: bool,
 ) -> Duration {
@@ -192,7 +202,7 @@ async fn round(
                 );
                 continue;
             }
-            match forward(deps, &item, failures).await {
+            match forward(deps, &item, failures, refusals).await {
                 Attempt::Done => {}
                 Attempt::Stopped => break 'pages full_page,
                 Attempt::Later {
@@ -250,10 +260,15 @@ async fn set_aside(deps: &Deps, m: &InboundRecord) {
     }
 }
 
-async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attempt {
+async fn forward(
+    deps: &Deps,
+    item: &RelayInbound,
+    failures: &mut u32,
+    refusals: &mut Refusals,
+) -> Attempt {
     let (body, json) = match fixed_before(deps, item) {
         Some(fixed) => fixed,
-        None => match fix_body(deps, item, failures).await {
+        None => match fix_body(deps, item, failures, refusals).await {
             Ok(body) => {
                 let json = RawValue::from_string(body.json.clone())
                     .expect("a pChat message serializes to JSON");
@@ -269,7 +284,7 @@ async fn forward(deps: &Deps, item: &RelayInbound, failures: &mut u32) -> Attemp
         to: body.to,
         route: body.route,
     };
-    answered(deps, item, route, sent, failures).await
+    answered(deps, item, route, sent, failures, refusals).await
 }
 
 /// The body fixed before for `item` for this relay, to go again as it is
@@ -300,10 +315,15 @@ async fn answered(
     route: Route,
     sent: Result<serde_json::Value, crate::relay::RelayError>,
     failures: &mut u32,
+    refusals: &mut Refusals,
 ) -> Attempt {
     let m = &item.inbound;
     match sent {
         Ok(_) => {
+            if refusals.taken() {
+                tracing::info!(id = %m.id, "the relay takes inbound messages again; the queue goes on");
+                deps.link.hold_inbound(None).await;
+            }
             deps.link.reached().await;
             tracing::debug!(id = %m.id, to = %route.to, "inbound forwarded to the relay");
             let recorded = record(
@@ -320,6 +340,9 @@ async fn answered(
         }
         Err(e) if e.is_permanent() => {
             deps.link.reached().await;
+            if refusals.one_more() {
+                return hold_queue(deps, item, route, e, refusals.held_rounds()).await;
+            }
             tracing::warn!(id = %m.id, error = %e, "the relay refused an inbound message; kept as a dead letter");
             let reason = match &e {
                 crate::relay::RelayError::Http { code, message, .. } => {
@@ -369,6 +392,87 @@ async fn answered(
     }
 }
 
+/// Permanent refusals in a row, with no message taken since they began. A
+/// relay, or a proxy before it, that refuses everything with a 4xx would
+/// otherwise dead-letter the whole queue in seconds: a refusal is taken
+/// as the message's own (a dead letter) only while fewer than
+/// [`REFUSED_ALONE_BEFORE_ANY_TAKEN`] came in a row. From then on the
+/// relay is taken to refuse messages, not these: the queue is held, the
+/// message refused left pending, and tried again with backoff until the
+/// relay takes one.
+#[derive(Debug, Default)]
+struct Refusals {
+    in_a_row: u32,
+}
+
+impl Refusals {
+    /// One more refusal: whether the relay now looks like it refuses
+    /// every message.
+    fn one_more(&mut self) -> bool {
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        self.in_a_row >= REFUSED_ALONE_BEFORE_ANY_TAKEN as u32
+    }
+
+    /// Refusals since the queue was held, the first included: the backoff
+    /// grows with them.
+    fn held_rounds(&self) -> u32 {
+        (self.in_a_row + 1).saturating_sub(REFUSED_ALONE_BEFORE_ANY_TAKEN as u32)
+    }
+
+    /// The relay took a message: whether the queue was held until now.
+    fn taken(&mut self) -> bool {
+        let held = self.in_a_row >= REFUSED_ALONE_BEFORE_ANY_TAKEN as u32;
+        self.in_a_row = 0;
+        held
+    }
+}
+
+/// The relay refused `item` too, after refusing every message before it
+/// with none taken: it refuses messages, not this one. It stays pending
+/// (its refusal recorded as a retry's error) and everything waits, with
+/// the backoff of the `rounds` refusals since the queue was held; the
+/// link's error says so, shown by `GET /api/v1/relay` and `status`.
+async fn hold_queue(
+    deps: &Deps,
+    item: &RelayInbound,
+    route: Route,
+    e: crate::relay::RelayError,
+    rounds: u32,
+) -> Attempt {
+    if rounds == 1 {
+        tracing::warn!(id = %item.inbound.id, error = %e,
+            "the relay refuses every inbound message; holding them, pending, to try again");
+    }
+    deps.link
+        .hold_inbound(Some(format!(
+            "the relay refuses every inbound message (the last: {e}); they wait, pending, \
+             and are tried again with backoff"
+        )))
+        .await;
+    let now = now_ms();
+    let next_at_ms = now + deps.backoff_ms(rounds, &e) as i64;
+    let recorded = record(
+        deps,
+        &item.inbound.id,
+        RelayInboundOutcome::Retry {
+            to: Some(route.to),
+            route: Some(route.route),
+            code: e.code(),
+            reason: e.to_string(),
+            next_attempt_at_ms: next_at_ms,
+            now_ms: now,
+        },
+    )
+    .await;
+    if !recorded {
+        tracing::debug!(id = %item.inbound.id, "the hold could not be recorded; it holds all the same");
+    }
+    Attempt::Later {
+        link_down: true,
+        next_at_ms,
+    }
+}
+
 /// Route `item` (unless it was routed before), upload its files and make
 /// the body of its POST, then fix that body in the store before it is
 /// POSTed: a POST cut short (the daemon stopped, the store failed after
@@ -380,6 +484,7 @@ async fn fix_body(
     deps: &Deps,
     item: &RelayInbound,
     failures: &mut u32,
+    refusals: &mut Refusals,
 ) -> Result<RelayBody, Attempt> {
     let m = &item.inbound;
     let route = match (&item.to, &item.route) {
@@ -397,7 +502,7 @@ async fn fix_body(
     let relayed = match relay_attachments(deps, m).await {
         Ok(relayed) => relayed,
         Err(UploadFailure::Relay(e)) => {
-            return Err(answered(deps, item, route, Err(e), failures).await);
+            return Err(answered(deps, item, route, Err(e), failures, refusals).await);
         }
         Err(UploadFailure::NoMediaRoute(e)) => {
             tracing::warn!(id = %m.id, error = %e, "the relay has no route for files (older than the bridge?); this conversation waits, the others go on");
@@ -659,11 +764,19 @@ mod tests {
             .unwrap();
         let deps = deps_over(store.clone()).await;
         let (mut failures, mut link_down_until) = (0, None);
+        let mut refusals = Refusals::default();
         let window = Duration::from_secs(60);
         let mut elapsed = Duration::ZERO;
         let mut rounds = 0;
         while elapsed < window {
-            let wait = round(&deps, &mut failures, &mut link_down_until, rounds == 0).await;
+            let wait = round(
+                &deps,
+                &mut failures,
+                &mut refusals,
+                &mut link_down_until,
+                rounds == 0,
+            )
+            .await;
             assert!(!wait.is_zero(), "round {rounds} asked for no wait");
             tokio::time::advance(wait).await;
             elapsed += wait;

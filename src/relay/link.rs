@@ -55,6 +55,11 @@ struct Tracked {
     logged: Option<String>,
     /// Snapshots taken so far: each is numbered in the order taken.
     snapshots: u64,
+    /// Why the forwarder holds inbound back though the relay answers (it
+    /// refuses every message, [`Link::hold_inbound`]): the link's error
+    /// while it lasts, which a request the relay takes (a heartbeat) does
+    /// not clear.
+    held: Option<String>,
 }
 
 impl Tracked {
@@ -80,6 +85,7 @@ impl Link {
                 persisted_at_ms: 0,
                 logged: None,
                 snapshots: 0,
+                held: None,
             }),
             written: tokio::sync::Mutex::new(0),
         }
@@ -89,14 +95,18 @@ impl Link {
         let now = now_ms();
         let snapshot = {
             let mut guard = self.state.lock().expect("link lock");
-            let was_failing = guard.state.last_error.is_some();
+            // While inbound is held, its reason stays the link's error.
+            let standing = guard.held.clone();
+            let was_failing = guard.state.last_error != standing;
             guard.state.last_reached_ms = Some(now);
             guard.state.key_rejected = false;
             guard.logged = None;
             if was_failing {
-                tracing::info!("the relay is reachable again");
-                guard.state.last_error = None;
-                guard.state.last_error_at_ms = None;
+                if standing.is_none() {
+                    tracing::info!("the relay is reachable again");
+                }
+                guard.state.last_error = standing;
+                guard.state.last_error_at_ms = guard.state.last_error.as_ref().map(|_| now);
             }
             if !was_failing && now - guard.persisted_at_ms < PERSIST_EVERY_MS {
                 return;
@@ -126,6 +136,32 @@ impl Link {
             guard.state.last_error = Some(message);
             guard.state.last_error_at_ms = Some(now_ms());
             guard.state.key_rejected = error.is_key_rejected();
+            guard.snapshot()
+        };
+        self.persist(snapshot).await;
+    }
+
+    /// The forwarder holds inbound back because the relay refuses every
+    /// message (`Some(why)`, shown as the link's error until it is lifted)
+    /// or no longer does (`None`, clearing that error).
+    pub async fn hold_inbound(&self, why: Option<String>) {
+        let snapshot = {
+            let mut guard = self.state.lock().expect("link lock");
+            if guard.held == why {
+                return;
+            }
+            match &why {
+                Some(held) => {
+                    guard.state.last_error = Some(held.clone());
+                    guard.state.last_error_at_ms = Some(now_ms());
+                }
+                None if guard.state.last_error == guard.held => {
+                    guard.state.last_error = None;
+                    guard.state.last_error_at_ms = None;
+                }
+                None => {}
+            }
+            guard.held = why;
             guard.snapshot()
         };
         self.persist(snapshot).await;

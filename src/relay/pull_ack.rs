@@ -15,8 +15,10 @@ use crate::logging::Throttle;
 /// Entries refused each on its own, with none of the ack taken yet, after
 /// which the relay is taken to refuse acks, not these entries: the rest
 /// is not split down to single entries (twice as many requests as
-/// entries, at every pass, against a relay that takes none).
-const REFUSED_ALONE_BEFORE_ANY_TAKEN: usize = 4;
+/// entries, at every pass, against a relay that takes none). The
+/// forwarder holds its queue after as many inbound messages refused in a
+/// row with none taken, rather than dead-letter every one.
+pub(super) const REFUSED_ALONE_BEFORE_ANY_TAKEN: usize = 4;
 
 /// What became of an ack.
 pub enum Acked {
