@@ -93,7 +93,8 @@ fn inbound_dead_lists_a_refused_message_and_inbound_retry_delivers_it_once() {
     assert_eq!(delivered.body["text"], "REJECT this");
     assert_eq!(delivered.body["to"], "ops");
     assert_eq!(delivered.body["source"], "sms:+15551230001");
-    assert_eq!(delivered.idempotency_key.as_deref(), Some(id.as_str()));
+    let key = format!("{id}:retry1");
+    assert_eq!(delivered.idempotency_key.as_deref(), Some(key.as_str()));
     let after = inbound_cli(&config, &["dead"]);
     assert_eq!(text(&after.stdout).trim(), "no dead letters");
 
@@ -157,7 +158,8 @@ fn inbound_retry_to_sends_a_dead_letter_to_the_address_given() {
     let delivered = relay.messages()[0].clone();
     assert_eq!(delivered.body["to"], "alice");
     assert_eq!(delivered.body["origin"]["route"], "manual");
-    assert_eq!(delivered.idempotency_key.as_deref(), Some(id.as_str()));
+    let key = format!("{id}:retry1");
+    assert_eq!(delivered.idempotency_key.as_deref(), Some(key.as_str()));
     assert_eq!(
         relay.with(|s| s.message_posts_taken),
         2,

@@ -731,7 +731,8 @@ async fn refused_and_unroutable_inbound_is_dead_lettered_and_retried_by_hand() {
     let retried = relay.messages()[1].clone();
     assert_eq!(retried.body["text"], "REJECT me");
     assert_eq!(retried.body["to"], "alice");
-    assert_eq!(retried.idempotency_key.as_deref(), Some(id));
+    let key = format!("{id}:retry1");
+    assert_eq!(retried.idempotency_key.as_deref(), Some(key.as_str()));
     let (code, body) = bridge
         .post(
             &format!("/api/v1/inbound/{id}/retry"),

@@ -21,8 +21,8 @@ async fn dead_letters(bridge: &common::TestDaemon) -> Vec<Value> {
 
 /// A bad address is refused with the usual error and changes nothing; a
 /// retry without one goes to the address the letter had, as before; one
-/// with an address goes there, as `origin.route` `manual`, under the
-/// same Idempotency-Key.
+/// with an address goes there, as `origin.route` `manual`, under an
+/// Idempotency-Key of its own (the second retry's).
 #[tokio::test]
 async fn a_dead_letter_retried_with_an_address_goes_there_and_a_bad_one_changes_nothing() {
     let relay = EmulatedRelay::start().await;
@@ -86,7 +86,8 @@ async fn a_dead_letter_retried_with_an_address_goes_there_and_a_bad_one_changes_
     assert_eq!(delivered.body["text"], "REJECT me");
     assert_eq!(delivered.body["to"], "alice");
     assert_eq!(delivered.body["origin"]["route"], "manual");
-    assert_eq!(delivered.idempotency_key.as_deref(), Some(id.as_str()));
+    let key = format!("{id}:retry2");
+    assert_eq!(delivered.idempotency_key.as_deref(), Some(key.as_str()));
 }
 
 /// The OpenAPI document says the retry takes an optional body whose `to`
@@ -107,4 +108,52 @@ async fn the_openapi_document_describes_the_retry_s_address() {
         phonerelay_channel::address_pattern(ChannelKind::Pchat),
         "{to}"
     );
+}
+
+/// A relay that answers a repeat of an Idempotency-Key as it answered
+/// the first time: the dead letter it refused, retried by hand once the
+/// relay would take it, goes under a key of its own and is delivered,
+/// where under its first key the relay refused it again.
+#[tokio::test]
+async fn a_retried_dead_letter_goes_under_a_key_the_relay_did_not_refuse() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.repeat_refusals = true);
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    wa.inject(wa_inbound("+15551230001", "w-1", "REJECT me", &[]))
+        .await
+        .unwrap();
+    bridge
+        .wait_link("a dead letter", |l| l["inbound_dead"] == 1)
+        .await;
+    let id = dead_letters(&bridge).await[0]["message"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    relay.with(|s| s.reject_marked = false);
+    let (code, body) = bridge
+        .post(
+            &format!("/api/v1/inbound/{id}/retry"),
+            &bridge.admin_key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    relay
+        .wait_for("the retried letter", |s| s.messages.len() == 1)
+        .await;
+    let delivered = relay.messages()[0].clone();
+    assert_eq!(delivered.body["text"], "REJECT me");
+    assert_eq!(
+        delivered.idempotency_key,
+        Some(format!("{id}:retry1")),
+        "{delivered:?}"
+    );
+    bridge
+        .wait_link("no dead letter", |l| {
+            l["inbound_dead"] == 0 && l["inbound_pending"] == 0
+        })
+        .await;
 }

@@ -277,7 +277,7 @@ async fn forward(
             Err(attempt) => return attempt,
         },
     };
-    let Some(sent) = post_message(deps, &item.inbound, &json).await else {
+    let Some(sent) = post_message(deps, &item.idempotency_key(), &json).await else {
         return Attempt::Stopped;
     };
     let route = Route {
@@ -663,23 +663,23 @@ fn pchat_message_json(
     serde_json::to_string(&body).expect("a pChat message serializes to JSON")
 }
 
-/// POST `m`'s fixed body, `json`, to the relay; `None` if the daemon
-/// stopped first.
+/// POST a message's fixed body, `json`, to the relay under its
+/// Idempotency-Key `key`; `None` if the daemon stopped first.
 async fn post_message(
     deps: &Deps,
-    m: &InboundRecord,
+    key: &str,
     json: &RawValue,
 ) -> Option<Result<serde_json::Value, crate::relay::RelayError>> {
     // A relay that never answers must not hold up a shutdown for the
     // request timeout. Dropping the POST is safe: no outcome is recorded,
     // so the message stays pending and goes again after a restart, with
-    // the same Idempotency-Key (its id) and the same body (fixed before).
+    // the same Idempotency-Key and the same body (fixed before).
     let sent = tokio::select! {
         _ = deps.shutdown.cancelled() => return None,
         sent = deps.client.post(
             &deps.settings.config.paths.messages,
             &json,
-            Some(&m.id),
+            Some(key),
             None,
         ) => sent,
     };

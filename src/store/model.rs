@@ -572,6 +572,22 @@ pub struct RelayInbound {
     /// The body of its POST, once fixed (`Store::fix_relay_inbound_body`);
     /// gone once it is delivered.
     pub body: Option<RelayBody>,
+    /// How often an operator sent it on by hand (`Store::retry_relay_inbound`).
+    pub manual_retries: u32,
+}
+
+impl RelayInbound {
+    /// The Idempotency-Key of its POSTs: its id, and after a manual retry
+    /// `<id>:retry<n>`. A relay answers a repeat of a key as it answered
+    /// the first time, so a retry of a message it refused, under the same
+    /// key, would be refused again; a new key is safe, as the relay took
+    /// nothing under the old one.
+    pub fn idempotency_key(&self) -> String {
+        match self.manual_retries {
+            0 => self.inbound.id.clone(),
+            n => format!("{}:retry{n}", self.inbound.id),
+        }
+    }
 }
 
 /// The JSON body POSTed to the relay for an inbound message, fixed before

@@ -109,6 +109,12 @@ pub struct Recorded {
     pub lose_ack_times: u32,
     /// Refuse messages whose text contains "REJECT" with 422.
     pub reject_marked: bool,
+    /// Answer a repeat of an Idempotency-Key whose first POST was refused
+    /// as marked with that refusal again, whatever `reject_marked` says
+    /// by then: a relay that answers a repeat as it answered the first.
+    pub repeat_refusals: bool,
+    /// The keys of messages refused as marked.
+    pub refused_keys: Vec<String>,
     pub delay_ms: u64,
     /// Answer every request taken with `200` and the plain-text body `OK`
     /// instead of JSON (any 2xx is a success, the protocol says), polls
@@ -399,13 +405,18 @@ fn record_message(
 ) -> Option<(String, u64)> {
     let mut s = state.lock().unwrap();
     s.message_posts_taken += 1;
-    if s.reject_marked && body["text"].as_str().is_some_and(|t| t.contains("REJECT")) {
-        return None;
-    }
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let refused_before = key.as_ref().is_some_and(|k| s.refused_keys.contains(k));
+    if s.repeat_refusals && refused_before {
+        return None;
+    }
+    if s.reject_marked && body["text"].as_str().is_some_and(|t| t.contains("REJECT")) {
+        s.refused_keys.extend(key);
+        return None;
+    }
     let seen = key.is_some() && s.messages.iter().any(|m| m.idempotency_key == key);
     if !seen {
         s.messages.push(Received {

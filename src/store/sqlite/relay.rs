@@ -67,7 +67,7 @@ pub fn accept(
 
 const RELAY_COLUMNS: &str = "relay_state, relay_attempts, \
      relay_next_at, relay_to, relay_route, relay_error_code, relay_error, relay_updated_at, \
-     relay_body, relay_body_url";
+     relay_body, relay_body_url, relay_manual_retries";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<RelayInbound> {
     // The relay's own columns come after the inbound message's.
@@ -103,6 +103,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<RelayInbound> {
         error: row.get(at(6))?,
         updated_at_ms: row.get(at(7))?,
         body,
+        manual_retries: row.get(at(10))?,
     })
 }
 
@@ -270,6 +271,7 @@ pub fn retry(
     }
     conn.prepare_cached(
         "UPDATE inbound SET relay_state = 'pending', relay_next_at = ?2, relay_updated_at = ?2,
+            relay_manual_retries = relay_manual_retries + 1,
             relay_to = CASE WHEN relay_error_code = 'no_route' THEN NULL ELSE relay_to END,
             relay_route = CASE WHEN relay_error_code = 'no_route' THEN NULL ELSE relay_route END,
             relay_body = CASE WHEN relay_error_code = 'no_route' THEN NULL ELSE relay_body END

@@ -408,6 +408,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE outbound ADD COLUMN accepted_status TEXT;
     "#,
+    // 22: how often an operator sent an inbound message on by hand
+    // (`phonerelay inbound retry`): each such retry goes under an
+    // Idempotency-Key of its own, as a relay answers a repeat of a key as
+    // it did the first time, and would refuse the retry again.
+    r#"
+    ALTER TABLE inbound ADD COLUMN relay_manual_retries INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Refuse a database a newer PhoneRelay has migrated past this binary's
