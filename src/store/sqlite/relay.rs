@@ -238,7 +238,9 @@ pub fn fix_body(conn: &Connection, id: &str, body: &RelayBody) -> StoreResult<()
 /// their choice (`phonerelay inbound retry --to`).
 pub const MANUAL_ROUTE: &str = "manual";
 
-/// A dead letter goes back to pending, due now. With `to`, an address the
+/// A dead letter goes back to pending, due now, its attempts counted
+/// afresh: the backoff grows with them, and one failure of the retried
+/// message would otherwise hold the link for minutes. With `to`, an address the
 /// operator chose (checked by the caller), it goes there, its body made
 /// afresh for it. Without, one that died for want of a route is routed
 /// afresh (a `default_to` may have been set since); one the relay refused
@@ -271,7 +273,7 @@ pub fn retry(
     }
     conn.prepare_cached(
         "UPDATE inbound SET relay_state = 'pending', relay_next_at = ?2, relay_updated_at = ?2,
-            relay_manual_retries = relay_manual_retries + 1,
+            relay_manual_retries = relay_manual_retries + 1, relay_attempts = 0,
             relay_to = CASE WHEN relay_error_code = 'no_route' THEN NULL ELSE relay_to END,
             relay_route = CASE WHEN relay_error_code = 'no_route' THEN NULL ELSE relay_route END,
             relay_body = CASE WHEN relay_error_code = 'no_route' THEN NULL ELSE relay_body END
@@ -552,6 +554,41 @@ mod tests {
             (Some("alice".into()), Some("reply".into()))
         );
         assert_eq!(retried("no-route", None, "no_route").await, (None, None));
+    }
+
+    /// A manual retry counts the message's attempts afresh, so its first
+    /// failure backs off from the start rather than for minutes.
+    #[test]
+    fn a_manual_retry_counts_attempts_afresh() {
+        let conn = at_version(MIGRATIONS.len());
+        let id = inbound::commit(&conn, &received_sms("ext-1", 1), 1)
+            .unwrap()
+            .id;
+        for now_ms in 2..8 {
+            let retry = RelayInboundOutcome::Retry {
+                to: Some("ops".into()),
+                route: Some("default".into()),
+                code: "relay_timeout".into(),
+                reason: "slow".into(),
+                next_attempt_at_ms: now_ms + 1,
+                now_ms,
+            };
+            record(&conn, &id, &retry).unwrap();
+        }
+        let dead = RelayInboundOutcome::Dead {
+            to: None,
+            route: None,
+            code: "relay_http_422".into(),
+            reason: "refused".into(),
+            now_ms: 9,
+        };
+        record(&conn, &id, &dead).unwrap();
+        assert_eq!(get(&conn, &id).unwrap().unwrap().attempts, 7);
+        let ManualRetry::Requeued(requeued) = retry(&conn, &id, 10, None).unwrap() else {
+            panic!("not requeued")
+        };
+        assert_eq!(requeued.attempts, 0);
+        assert_eq!(requeued.state, RelayInboundState::Pending);
     }
 
     /// A body fixed before the first POST stays through retries, so every
