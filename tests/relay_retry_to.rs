@@ -157,3 +157,54 @@ async fn a_retried_dead_letter_goes_under_a_key_the_relay_did_not_refuse() {
         })
         .await;
 }
+
+/// A message that came on another phone than the link's is set aside;
+/// sent by hand to an address of the operator's choice, it goes there,
+/// through the link, rather than being set aside again at once.
+#[tokio::test]
+async fn a_message_of_another_phone_retried_with_an_address_goes_there() {
+    let relay = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let second = TestChannel::new(ChannelKind::Wa, "ph2");
+    let bridge = common::start_bridge_with(
+        &relay.bridge_config("push", Some("ops")),
+        RELAY_KEY,
+        vec![wa.clone(), second.clone()],
+    )
+    .await;
+    let mut event = wa_inbound("+15551230001", "w-2", "to the second phone", &[]);
+    if let phonerelay_channel::ChannelEvent::Inbound(m) = &mut event {
+        m.phone_id = "ph2".into();
+    }
+    second.inject(event).await.unwrap();
+    let set_aside = "/api/v1/relay/inbound?state=other_phone";
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let id = loop {
+        let (code, listed) = bridge.get(set_aside, &bridge.admin_key).await;
+        assert_eq!(code, 200, "{listed}");
+        if let Some(id) = listed["messages"][0]["message"]["id"].as_str() {
+            break id.to_string();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never set aside");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+
+    let (code, body) = bridge
+        .post(
+            &format!("/api/v1/inbound/{id}/retry"),
+            &bridge.admin_key,
+            &json!({ "to": "alice" }),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    relay
+        .wait_for("the message at alice", |s| s.messages.len() == 1)
+        .await;
+    let delivered = relay.messages()[0].clone();
+    assert_eq!(delivered.body["to"], "alice");
+    assert_eq!(delivered.body["phone_id"], PHONE_ID);
+    assert_eq!(delivered.body["origin"]["phone_id"], "ph2");
+    assert_eq!(delivered.body["origin"]["route"], "manual");
+    let (_, listed) = bridge.get(set_aside, &bridge.admin_key).await;
+    assert_eq!(listed["messages"], json!([]), "{listed}");
+}

@@ -56,7 +56,8 @@ pub enum InboundCommand {
     Retry {
         id: String,
         /// Send it to this pChat address instead (origin.route "manual"),
-        /// whatever address it had or routing would find
+        /// whatever address it had or routing would find; one set aside
+        /// for another phone goes too, through the link's phone
         #[arg(long, value_name = "PCHAT_ADDRESS")]
         to: Option<String>,
     },

@@ -21,7 +21,7 @@ use super::media_upload::{RefusedAttachment, UploadFailure, relay_attachments};
 use super::routing::{Decision, Route, decide};
 use crate::api::dto::AttachmentBody;
 use crate::clock::{now_ms, rfc3339};
-use crate::store::{InboundRecord, RelayBody, RelayInbound, RelayInboundOutcome};
+use crate::store::{InboundRecord, MANUAL_ROUTE, RelayBody, RelayInbound, RelayInboundOutcome};
 
 /// Longest sleep with nothing to do: picks up messages committed by
 /// another process (a commit here, or a manual retry, rings the bell).
@@ -177,7 +177,9 @@ async fn round(
             }
             let m = &item.inbound;
             after_seq = m.seq;
-            if m.phone_id != deps.settings.phone_id {
+            // One an operator sent on by hand to an address of their
+            // choice goes whatever phone it came on: they chose where.
+            if m.phone_id != deps.settings.phone_id && !sent_on_by_hand(&item) {
                 // Set aside only while the link's phone is one of this
                 // bridge's: otherwise the pairing is wrong, not the
                 // message, and it waits, pending, for the pairing to be
@@ -238,6 +240,14 @@ async fn round(
         None if left_for_the_pairing => HELD_POLL,
         None => IDLE_POLL,
     }
+}
+
+/// Whether an operator sent `item` to an address of their choice
+/// (`phonerelay inbound retry --to`): it goes even if it came on another
+/// phone than the link's, which would otherwise set it aside again at
+/// once, undoing the retry.
+fn sent_on_by_hand(item: &RelayInbound) -> bool {
+    item.route.as_deref() == Some(MANUAL_ROUTE)
 }
 
 /// An inbound message that arrived on another phone than the link's (a

@@ -16,7 +16,7 @@ use phonerelay_channel::{
 
 pub use media::*;
 pub use model::*;
-pub use sqlite::{MediaRoom, SqliteStore};
+pub use sqlite::{MANUAL_ROUTE, MediaRoom, SqliteStore};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {

@@ -90,6 +90,7 @@ use rusqlite::Connection;
 
 pub use self::media_budget::MediaRoom;
 use self::pool::ReadPool;
+pub use self::relay::MANUAL_ROUTE;
 use self::seq_clock::SeqClock;
 use self::writer::Writer;
 use super::*;
