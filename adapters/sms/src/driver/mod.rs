@@ -10,6 +10,7 @@ mod occurrence;
 mod outage_log;
 pub mod pin_record;
 mod slot;
+mod smsc;
 pub mod status;
 mod storage_level;
 mod undecodable;
@@ -36,6 +37,7 @@ pub use outage_log::OutageLog;
 use outage_log::Say;
 use pin_record::{PIN_RECORD_CURSOR, PinRecord, PinRecordKey};
 use slot::{INDICATED_MEMORIES_CURSOR, Memory, Slot};
+use smsc::SmscVerdict;
 use status::{AcceptedPart, AcceptedParts, SentParts, SharedStatus, parts_cursor};
 pub(crate) use storage_level::CMS_MEMORY_FULL;
 
@@ -164,7 +166,7 @@ const CMS_NO_NETWORK_SERVICE: u16 = 331;
 /// PIN required, 313 SIM failure, 315 SIM wrong, 316 PUK required, 317/318
 /// PIN2 or PUK2 required, 330 SMSC address unknown (some modems give it
 /// before the SIM has loaded its SMS centre; a SIM without one needs
-/// `smsc` in the config). The AT table calls them permanent (the command
+/// `smsc` in the config, and start-up stops for it: see `smsc.rs`). The AT table calls them permanent (the command
 /// fails again until something changes), but what must change is the
 /// modem, and start-up is what changes it (or says why it cannot): every
 /// message would otherwise fail for good while it lasts.
@@ -567,14 +569,37 @@ impl Driver {
                 .await
                 .map_err(fail)?;
         }
-        let answer = conn.run(self.cmd("AT+CSCA?")).await.map_err(fail)?;
-        let smsc = answer
-            .line("+CSCA:")
-            .and_then(|l| l.split('"').nth(1))
-            .map(str::to_string);
-        self.set_status(|s| s.smsc = smsc);
+        self.check_smsc(conn).await?;
         self.poll_health(conn).await.map_err(fail)?;
         Ok(())
+    }
+
+    /// Read the SMS centre the modem will send to; with none on the SIM
+    /// and none configured, read it again once after a short wait (a SIM
+    /// still loading), then end start-up as stuck, naming the fix: every
+    /// send would get `+CMS ERROR: 330` and end the session again.
+    async fn check_smsc(&self, conn: &mut Conn) -> Result<(), End> {
+        let configured = self.config.smsc.is_some();
+        let mut second_look = false;
+        loop {
+            let answer = conn
+                .run(self.cmd("AT+CSCA?"))
+                .await
+                .map_err(|e| End::Failed(e.to_string()))?;
+            let reported = smsc::address(answer.line("+CSCA:"));
+            let verdict = smsc::verdict(reported.as_deref(), configured, second_look);
+            self.set_status(|s| s.smsc = reported);
+            match verdict {
+                SmscVerdict::Known => return Ok(()),
+                SmscVerdict::LookAgain => {
+                    tokio::time::sleep(smsc::SECOND_LOOK_AFTER).await;
+                    second_look = true;
+                }
+                SmscVerdict::Missing => {
+                    return Err(End::Stuck(smsc::missing_reason(&self.config.phone_id)));
+                }
+            }
+        }
     }
 
     /// Send the configured PIN once, unless an earlier session's attempt

@@ -383,6 +383,24 @@ impl SimHandle {
         }
     }
 
+    /// The SMS centre the SIM holds (`AT+CSCA?`), `""` for a SIM with
+    /// none, as some prepaid SIMs come: every send whose PDU names no
+    /// centre is then answered `+CMS ERROR: 330`. `AT+CSCA=` sets it.
+    pub fn set_smsc(&self, smsc: &str) {
+        self.modem().smsc = smsc.to_string();
+    }
+
+    /// The SMS centre the SIM holds now.
+    pub fn smsc(&self) -> String {
+        self.modem().smsc.clone()
+    }
+
+    /// How many command lines answered so far start with `prefix`, the
+    /// text after `AT` in capitals (`"Z"` counts every `ATZ`).
+    pub fn lines_seen(&self, prefix: &str) -> u64 {
+        self.modem().lines_seen(prefix)
+    }
+
     /// AT commands answered so far.
     pub fn commands_seen(&self) -> u64 {
         self.modem().commands_seen

@@ -17,6 +17,8 @@ pub const ESC: u8 = 0x1b;
 
 /// TS 27.005 `+CMS ERROR` for a send with no network in reach.
 const CMS_NO_NETWORK_SERVICE: u16 = 331;
+/// TS 27.005 `+CMS ERROR` for a send with no SMS centre to send to.
+const CMS_SMSC_ADDRESS_UNKNOWN: u16 = 330;
 
 /// Behaviour knobs, settable at run time through the handle.
 #[derive(Debug, Clone)]
@@ -262,6 +264,12 @@ pub struct SimModem {
     pub prompt_delay: Duration,
     /// Damaged reads (see [`Stored::shown`]) for the next message stored.
     pub damage_next_stored: u32,
+    /// The SMS centre the SIM holds (`AT+CSCA`), empty for none: a send
+    /// whose PDU names none then gets `+CMS ERROR: 330`.
+    pub smsc: String,
+    /// Command lines answered, by their text after `AT` (in capitals),
+    /// for tests that count what the driver sent.
+    lines_seen: BTreeMap<String, u64>,
 }
 
 impl SimModem {
@@ -310,7 +318,19 @@ impl SimModem {
             unreadable_mrs: 0,
             prompt_delay: Duration::ZERO,
             damage_next_stored: 0,
+            smsc: SIM_SMSC.to_string(),
+            lines_seen: BTreeMap::new(),
         }
+    }
+
+    /// How many command lines answered so far start with `prefix` (the
+    /// text after `AT`, in capitals: `"Z"`, `"+CNMI="`).
+    pub fn lines_seen(&self, prefix: &str) -> u64 {
+        self.lines_seen
+            .iter()
+            .filter(|(line, _)| line.starts_with(prefix))
+            .map(|(_, count)| count)
+            .sum()
     }
 
     /// Power cycle: volatile settings go, the SIM's contents stay.
@@ -546,6 +566,10 @@ impl SimModem {
             // Real modems reject a length that does not match the TPDU.
             return cms(304);
         }
+        // An SMSC length of 0: the PDU leaves the SMS centre to the SIM's.
+        if hex.starts_with("00") && self.smsc.is_empty() {
+            return cms(CMS_SMSC_ADDRESS_UNKNOWN);
+        }
         if !self.coverage {
             return cms(CMS_NO_NETWORK_SERVICE);
         }
@@ -600,6 +624,7 @@ impl SimModem {
             return error();
         };
         self.commands_seen += 1;
+        *self.lines_seen.entry(cmd.to_string()).or_default() += 1;
         if self.unacknowledged_direct && !cmd.starts_with("+CNMA") {
             // Phase 2+ and no acknowledgement came: the modem turns the
             // routing to the host off (27.005 3.4.1).
@@ -709,8 +734,12 @@ impl SimModem {
             }
             // No acknowledgement expected.
             "+CNMA" => cms(340),
-            "+CSCA?" => info(&format!("+CSCA: \"{SIM_SMSC}\",145")),
-            _ if cmd.starts_with("+CSCA=") => ok(),
+            "+CSCA?" => info(&format!("+CSCA: \"{}\",145", self.smsc)),
+            _ if cmd.starts_with("+CSCA=") => {
+                let number = original_args["+CSCA=".len()..].split(',').next();
+                self.smsc = number.unwrap_or("").trim().trim_matches('"').to_string();
+                ok()
+            }
             "+CPMS?" if self.refuses_storage_query => {
                 self.storage_queries_refused += 1;
                 error()

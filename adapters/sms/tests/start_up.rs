@@ -1,0 +1,70 @@
+//! What start-up does about a modem whose state it cannot take for
+//! granted: a SIM without an SMS centre.
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use phonerelay_channel::{Channel, ErrorClass, HealthState};
+
+/// How long a test offers sends, as the outbox would, to a modem that
+/// cannot send.
+const SEND_WINDOW: Duration = Duration::from_secs(4);
+
+/// A SIM without an SMS centre and no `smsc` in the config: every send
+/// gets `+CMS ERROR: 330`. That ended the session, start-up found nothing
+/// wrong and the next send ended it again, a restart loop that sent and
+/// failed nothing. Start-up now stops as stuck (waiting the long backoff)
+/// and its note says what to set.
+#[tokio::test]
+async fn a_sim_without_an_sms_centre_stops_start_up_and_names_the_setting() {
+    let mut config = modem_config("main");
+    config.reconnect_max_backoff_seconds = 60;
+    let mut rig = Rig::idle(behaviour(), config);
+    rig.sim.set_smsc("");
+    rig.run();
+    let deadline = tokio::time::Instant::now() + SEND_WINDOW;
+    while tokio::time::Instant::now() < deadline {
+        if let Err(e) = rig
+            .channel
+            .send(&message("m", "+15551230001", "no centre"))
+            .await
+        {
+            assert_eq!(e.class, ErrorClass::Unavailable, "{e:?}");
+        }
+        // The outbox's pause after an endpoint turned a message away.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let start_ups = rig.sim.lines_seen("Z");
+    assert!(start_ups <= 2, "{start_ups} start-ups in {SEND_WINDOW:?}");
+    assert!(rig.sim.sent_parts().is_empty());
+    let health = rig.channel.health();
+    assert_eq!(health.state, HealthState::Down);
+    assert!(
+        health.summary.contains("channels.sms.modems[].smsc"),
+        "{health:?}"
+    );
+}
+
+/// The same SIM with `smsc` configured: start-up tells the modem the
+/// centre (`AT+CSCA="…"`; the PDU leaves it to the modem), and sends go.
+#[tokio::test]
+async fn a_sim_without_an_sms_centre_sends_with_the_configured_one() {
+    let mut config = modem_config("main");
+    config.smsc = Some("+447785016005".into());
+    let mut rig = Rig::idle(behaviour(), config);
+    rig.sim.set_smsc("");
+    rig.run();
+    rig.wait_up().await;
+    rig.channel
+        .send(&message("m", "+15551230001", "via the configured centre"))
+        .await
+        .unwrap();
+    assert_eq!(rig.sim.smsc(), "+447785016005");
+    assert_eq!(rig.sim.lines_seen("+CSCA=\"+447785016005\""), 1);
+    assert_eq!(rig.sim.sent_messages().len(), 1);
+    assert_eq!(
+        rig.channel.health().details.get("smsc").map(String::as_str),
+        Some("+447785016005")
+    );
+}
