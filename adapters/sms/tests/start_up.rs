@@ -1,5 +1,5 @@
 //! What start-up does about a modem whose state it cannot take for
-//! granted: a SIM without an SMS centre.
+//! granted: a SIM without an SMS centre, a modem left in text entry.
 mod common;
 
 use std::time::Duration;
@@ -67,4 +67,22 @@ async fn a_sim_without_an_sms_centre_sends_with_the_configured_one() {
         rig.channel.health().details.get("smsc").map(String::as_str),
         Some("+447785016005")
     );
+}
+
+/// A modem left in SMS text entry (the daemon killed between the `> `
+/// prompt and the PDU) took every command, `ATZ` first, into the PDU and
+/// answered none, session after session. Start-up ends the text entry
+/// (ESC) and gets in step before `ATZ`, so the modem comes up at once.
+#[tokio::test]
+async fn a_modem_left_in_text_entry_comes_up_in_one_session() {
+    let mut rig = Rig::idle(behaviour(), modem_config("main"));
+    rig.sim.leave_in_text_entry();
+    rig.run();
+    rig.wait_up().await;
+    assert_eq!(rig.sim.lines_seen("Z"), 1, "one start-up");
+    rig.channel
+        .send(&message("m", "+15551230001", "after text entry"))
+        .await
+        .unwrap();
+    assert_eq!(rig.sim.sent_messages().len(), 1);
 }

@@ -360,6 +360,37 @@ impl AtEngine {
         self.events.pop_front()
     }
 
+    /// Bring a modem whose state is unknown (a port just opened) into
+    /// step: ESC and CR first, which end an SMS text entry a previous
+    /// host left open (its `AT+CMGS` prompted, its PDU never written)
+    /// without sending anything, and are ignored in command mode; then a
+    /// sync probe, as after a timeout. Until the probe is answered,
+    /// whatever the modem says (the ESC's `OK`, a stale answer) is
+    /// dropped. Without it, every command went into the PDU buffer of a
+    /// modem left in text entry, which answered none of them.
+    pub fn resynchronise(&mut self) {
+        self.outbox.push_back(vec![ESC, b'\r']);
+        if self.sync == SyncState::InSync {
+            self.sync = SyncState::ProbeDue { attempts: 0 };
+        }
+    }
+
+    /// Whether the running command may have the modem in text entry
+    /// (its prompt awaited, or shown and its PDU not written): the
+    /// caller that gives up on it (a stop) writes what this queues, an
+    /// ESC, before it closes the port, so the modem is not left typing
+    /// the next host's commands into a PDU. Returns whether it queued one.
+    pub fn cancel_text_entry(&mut self) -> bool {
+        let open = self
+            .running
+            .as_ref()
+            .is_some_and(|r| matches!(r.phase, Phase::AwaitingPrompt | Phase::PduReady));
+        if open {
+            self.outbox.push_back(vec![ESC]);
+        }
+        open
+    }
+
     /// Back to a fresh state for a reopened port: parser state, the running
     /// command, queued commands and resynchronisation are dropped. Returns
     /// the dropped commands (running one first) so the caller can fail or
@@ -840,6 +871,42 @@ mod tests {
             }),
             "{events:?}"
         );
+    }
+
+    #[test]
+    fn resynchronising_a_fresh_port_ends_text_entry_then_probes() {
+        let mut e = AtEngine::new();
+        let id = e.submit(Command::plain("ATZ", 1000));
+        e.resynchronise();
+        assert_eq!(e.poll_transmit(0), Some(vec![ESC, b'\r']));
+        assert_eq!(e.poll_transmit(0), Some(b"ATS3?\r".to_vec()));
+        assert_eq!(e.poll_transmit(0), None, "ATZ waits for the probe");
+        // The ESC's OK, then the probe's answer.
+        e.handle_input(b"\r\nOK\r\n\r\n013\r\n\r\nOK\r\n", 10);
+        assert!(e.is_synchronised());
+        assert!(drain(&mut e).is_empty(), "the ESC's OK is nobody's");
+        assert_eq!(e.poll_transmit(20), Some(b"ATZ\r".to_vec()));
+        e.handle_input(b"\r\nOK\r\n", 30);
+        assert!(matches!(
+            drain(&mut e).as_slice(),
+            [EngineEvent::Completed { id: done, result: FinalResult::Ok, .. }] if *done == id
+        ));
+    }
+
+    #[test]
+    fn giving_up_on_a_prompt_cancels_the_text_entry() {
+        let mut e = AtEngine::new();
+        e.submit(Command::with_pdu("AT+CMGS=5", "0011", 1000));
+        e.poll_transmit(0);
+        assert!(e.cancel_text_entry(), "awaiting the prompt");
+        assert_eq!(e.poll_transmit(1), Some(vec![ESC]));
+        let mut e = AtEngine::new();
+        e.submit(Command::with_pdu("AT+CMGS=5", "0011", 1000));
+        e.poll_transmit(0);
+        e.handle_input(b"\r\n> ", 1);
+        e.poll_transmit(2);
+        assert!(!e.cancel_text_entry(), "the PDU is out");
+        assert_eq!(e.poll_transmit(3), None);
     }
 
     #[test]

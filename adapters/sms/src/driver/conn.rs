@@ -20,6 +20,9 @@ const BOOT_FLOOD_LINES: usize = 10;
 const BOOT_FLOOD_WINDOW: Duration = Duration::from_secs(2);
 /// Unanswered sync probes after which the modem is considered gone.
 pub const MAX_PROBE_ATTEMPTS: u32 = 2;
+/// How long the ESC that ends a text entry may take to write when the
+/// driver stops: the port closes right after.
+const TEXT_ENTRY_CANCEL_WRITE: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnError {
@@ -198,9 +201,29 @@ impl Conn {
         let id = self.engine.submit(command);
         let answer = tokio::select! {
             answer = self.run_submitted(id, label.clone()) => answer,
-            () = give_up => Err(ConnError::Stopped(label)),
+            () = give_up => {
+                self.cancel_text_entry().await;
+                Err(ConnError::Stopped(label))
+            }
         };
         (id, answer)
+    }
+
+    /// The command given up on may have the modem in text entry: an ESC
+    /// ends it, or the next host's commands would go into the PDU.
+    /// Best effort, briefly: the port is about to close.
+    async fn cancel_text_entry(&mut self) {
+        if self.engine.cancel_text_entry() {
+            let _ = tokio::time::timeout(TEXT_ENTRY_CANCEL_WRITE, self.flush_transmit()).await;
+        }
+    }
+
+    /// Before the first command on a port just opened: end any text
+    /// entry a previous host left the modem in, and get in step with it
+    /// (see `AtEngine::resynchronise`).
+    pub async fn leave_text_entry(&mut self) -> Result<(), ConnError> {
+        self.engine.resynchronise();
+        self.resync(MAX_PROBE_ATTEMPTS).await.map(drop)
     }
 
     async fn run_submitted(&mut self, id: CommandId, label: String) -> Result<Answer, ConnError> {

@@ -476,6 +476,10 @@ impl Driver {
 
     async fn start_up(&self, conn: &mut Conn, pin_attempts: &mut PinAttempts) -> Result<(), End> {
         let fail = |e: ConnError| End::Failed(e.to_string());
+        // A daemon killed between a prompt and its PDU, or stopped while
+        // it awaited a slow prompt, left the modem typing a PDU: `ATZ`
+        // and every command after it would go into it.
+        conn.leave_text_entry().await.map_err(fail)?;
         for text in ["ATZ", "ATE0", "AT+CMEE=1", "AT+CMGF=0"] {
             let answer = conn.run(self.cmd(text)).await.map_err(fail)?;
             if !answer.is_ok() && text == "AT+CMGF=0" {

@@ -401,6 +401,18 @@ impl SimHandle {
         self.modem().lines_seen(prefix)
     }
 
+    /// The modem is in SMS text entry, as a host that wrote `AT+CMGS=<n>`
+    /// and got its prompt left it (killed before the PDU): everything
+    /// that comes goes into the PDU, answered by nothing, until an ESC
+    /// (cancel) or Ctrl-Z (send).
+    /// A real modem keeps it when the host closes the port, as from now
+    /// on this one does.
+    pub fn leave_in_text_entry(&self) {
+        let mut modem = self.modem();
+        modem.awaiting_pdu = Some(1);
+        modem.text_entry_outlives_host = true;
+    }
+
     /// AT commands answered so far.
     pub fn commands_seen(&self) -> u64 {
         self.modem().commands_seen
@@ -569,8 +581,11 @@ impl SimTask {
                         // The host closed the port: a modem keeps its state
                         // but anything half-typed is lost.
                         if host_present {
-                            self.input.clear();
-                            self.modem().awaiting_pdu = None;
+                            let outlives = self.modem().text_entry_outlives_host;
+                            if !outlives {
+                                self.input.clear();
+                                self.modem().awaiting_pdu = None;
+                            }
                             host_present = false;
                         }
                         tokio::time::sleep(NO_HOST_POLL).await;

@@ -267,6 +267,9 @@ pub struct SimModem {
     /// The SMS centre the SIM holds (`AT+CSCA`), empty for none: a send
     /// whose PDU names none then gets `+CMS ERROR: 330`.
     pub smsc: String,
+    /// Whether a text entry (`awaiting_pdu`) stays open when the host
+    /// closes the port, as on a real modem, rather than being dropped.
+    pub text_entry_outlives_host: bool,
     /// Command lines answered, by their text after `AT` (in capitals),
     /// for tests that count what the driver sent.
     lines_seen: BTreeMap<String, u64>,
@@ -319,6 +322,7 @@ impl SimModem {
             prompt_delay: Duration::ZERO,
             damage_next_stored: 0,
             smsc: SIM_SMSC.to_string(),
+            text_entry_outlives_host: false,
             lines_seen: BTreeMap::new(),
         }
     }
