@@ -1,5 +1,6 @@
 //! What start-up does about a modem whose state it cannot take for
-//! granted: a SIM without an SMS centre, a modem left in text entry.
+//! granted: a SIM without an SMS centre, a modem left in text entry, a
+//! modem that restarted without saying `RDY`.
 mod common;
 
 use std::time::Duration;
@@ -85,4 +86,26 @@ async fn a_modem_left_in_text_entry_comes_up_in_one_session() {
         .await
         .unwrap();
     assert_eq!(rig.sim.sent_messages().len(), 1);
+}
+
+/// A SIM800 restarted by a brown-out prints no `RDY`, only `Call Ready`
+/// and `SMS Ready`, with echo back on and its new-message indications
+/// gone. Those ended nothing: the modem sent, but read what came only at
+/// the next sweep, an hour on. They end the session now, as `RDY` does,
+/// and start-up sets the modem up again.
+#[tokio::test]
+async fn a_modem_that_restarts_without_rdy_is_set_up_again() {
+    let mut config = modem_config("main");
+    config.sweep_interval_seconds = 3600;
+    let rig = Rig::start(behaviour(), config).await;
+    rig.wait_up().await;
+    assert_eq!(rig.sim.lines_seen("E0"), 1);
+    let indications = rig.sim.lines_seen("+CNMI=");
+    rig.sim.restart_silently();
+    wait_until(|| rig.sim.lines_seen("E0") == 2).await;
+    wait_until(|| rig.sim.lines_seen("+CNMI=") > indications).await;
+    rig.wait_up().await;
+    rig.sim
+        .inject_inbound("+15551230001", "after the brown-out");
+    wait_until(|| rig.sink.inbound().len() == 1).await;
 }

@@ -439,8 +439,7 @@ impl Driver {
         }
         // A modem switched on as the port opened announces its start while
         // start-up sets it up: start-up ran after that, not before it.
-        conn.urcs
-            .retain(|urc| *urc != Urc::Ready(ReadySignal::ModemStarted));
+        conn.urcs.retain(|urc| !announces_restart(urc));
         *backoff = INITIAL_BACKOFF;
         match self.outage.recovered(std::time::Instant::now()) {
             Some(down_for) => tracing::info!(phone_id = %self.config.phone_id,
@@ -1394,9 +1393,9 @@ impl Driver {
             // The modem reset in place: its port stayed open, so nothing else
             // ends the session, but what start-up set (new-message
             // indications, registration reports, the PIN) is gone.
-            Urc::Ready(ReadySignal::ModemStarted) => {
-                Err(ConnError::StartUpLost("it restarted in place".into()))
-            }
+            urc if announces_restart(&urc) => Err(ConnError::StartUpLost(format!(
+                "it restarted in place ({urc:?})"
+            ))),
             _ => Ok(()),
         }
     }
@@ -2233,6 +2232,26 @@ impl Driver {
                 * 1000,
         }))
     }
+}
+
+/// Whether `urc` says the modem has just started, which after start-up
+/// means it restarted in place with what start-up set gone: `RDY` or
+/// `^SYSSTART`, but also what a SIM800 prints when a brown-out restarts
+/// it without `RDY` (`Call Ready`, `SMS Ready`, with echo back on and
+/// `AT+CNMI` reverted), Quectel's `+QIND: SMS DONE`, and an unsolicited
+/// `+CFUN: 1` (the driver never changes the functionality itself).
+/// Ignored, such a modem sent but read nothing until the next sweep.
+/// Not a `+CPIN: READY`: a PIN entered during start-up can bring one.
+fn announces_restart(urc: &Urc) -> bool {
+    matches!(
+        urc,
+        Urc::Ready(
+            ReadySignal::ModemStarted
+                | ReadySignal::CallReady
+                | ReadySignal::SmsReady
+                | ReadySignal::FullFunctionality
+        )
+    )
 }
 
 /// Whether a line is a PDU as modems print it in PDU mode: hex only.

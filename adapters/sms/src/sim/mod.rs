@@ -40,6 +40,7 @@ enum Ctl {
     Replug,
     BootFlood(usize),
     RestartInPlace,
+    RestartSilently,
 }
 
 struct Shared {
@@ -452,6 +453,13 @@ impl SimHandle {
     pub fn restart_in_place(&self) {
         let _ = self.ctl.send(Ctl::RestartInPlace);
     }
+
+    /// As [`Self::restart_in_place`] without `RDY`, as a SIM800 restarts
+    /// after a brown-out: echo back on, `AT+CNMI` reverted, and only
+    /// `Call Ready` and `SMS Ready` to say so.
+    pub fn restart_silently(&self) {
+        let _ = self.ctl.send(Ctl::RestartSilently);
+    }
 }
 
 /// Behaviour from the config's `[sim]` table.
@@ -610,6 +618,12 @@ impl SimTask {
                         self.input.clear();
                         self.modem().reboot();
                         let _ = self.write_urcs(port, &["RDY".to_string()]).await;
+                    }
+                    Some(Ctl::RestartSilently) => {
+                        self.input.clear();
+                        self.modem().reboot();
+                        let urcs = ["Call Ready".to_string(), "SMS Ready".to_string()];
+                        let _ = self.write_urcs(port, &urcs).await;
                     }
                     Some(Ctl::Unplug) => {
                         tokio::time::sleep(UNPLUG_DRAIN).await;
