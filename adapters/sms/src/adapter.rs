@@ -17,8 +17,8 @@ use crate::config::{ModemConfig, SmsConfig};
 use crate::driver::pin_record::PinRecordKey;
 use crate::driver::status::{AcceptedParts, ModemStatus, SentParts, SharedStatus, parts_cursor};
 use crate::driver::{
-    CMS_MEMORY_FULL, CMS_SUBSCRIPTION_REFUSED, Driver, DriverError, OutPart, Request, WireStats,
-    unix_now,
+    CMS_MEMORY_FULL, CMS_SUBSCRIPTION_REFUSED, Driver, DriverError, ErrorCode, OutPart, Request,
+    WireStats, unix_now,
 };
 use crate::sim::{self, SimHandle};
 
@@ -212,26 +212,35 @@ fn classify(error: DriverError) -> SendError {
         DriverError::Down => SendError::unavailable("sms_modem_down", "modem not connected"),
         // The modem's state, not the message's: the driver runs start-up
         // again, and the message waits for it like for a reconnect.
-        DriverError::ModemNotReady { code, nothing_sent } => {
-            let meaning = phonerelay_sms_at::errors_table::cms_error(code)
-                .map_or("modem not ready", |i| i.meaning);
-            let message = format!("modem not ready: {meaning} (+CMS ERROR: {code})");
-            if nothing_sent {
-                SendError::unavailable(format!("cms_{code}"), message)
-            } else {
-                // Earlier parts went out: a retry sends the rest.
-                SendError::transient(format!("cms_{code}"), message)
-            }
+        DriverError::ModemNotReady {
+            error,
+            nothing_sent,
+        } => {
+            let meaning = error.meaning().unwrap_or("modem not ready");
+            let message = format!("modem not ready: {meaning} ({error})");
+            held_unless_sent(error, message, nothing_sent)
         }
-        DriverError::NoNetwork { nothing_sent } => {
-            let message = "no network service (+CMS ERROR: 331)";
-            if nothing_sent {
-                SendError::unavailable("cms_331", message)
-            } else {
-                // Earlier parts went out: a retry sends the rest.
-                SendError::transient("cms_331", message)
-            }
-        }
+        DriverError::NoNetwork {
+            error,
+            nothing_sent,
+        } => held_unless_sent(error, format!("no network service ({error})"), nothing_sent),
+        // Not long, as a rule: the message waits as for a modem not ready,
+        // but the session goes on.
+        DriverError::SimBusy {
+            error,
+            nothing_sent,
+        } => held_unless_sent(error, format!("SIM busy ({error})"), nothing_sent),
+    }
+}
+
+/// A send the modem's state stopped: `Unavailable` (the queue held, no
+/// attempt spent) while nothing of this attempt went out; once a part
+/// did, an attempt, and a retry sends the rest.
+fn held_unless_sent(error: ErrorCode, message: String, nothing_sent: bool) -> SendError {
+    if nothing_sent {
+        SendError::unavailable(error.label(), message)
+    } else {
+        SendError::transient(error.label(), message)
     }
 }
 

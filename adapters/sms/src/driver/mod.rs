@@ -9,6 +9,7 @@ pub mod inbound;
 mod occurrence;
 mod outage_log;
 pub mod pin_record;
+mod send_error;
 mod slot;
 mod smsc;
 pub mod status;
@@ -36,6 +37,8 @@ use inbound::{Inbox, Ready};
 pub use outage_log::OutageLog;
 use outage_log::Say;
 use pin_record::{PIN_RECORD_CURSOR, PinRecord, PinRecordKey};
+use send_error::CmeSendFailure;
+pub use send_error::ErrorCode;
 use slot::{INDICATED_MEMORIES_CURSOR, Memory, Slot};
 use smsc::SmscVerdict;
 use status::{AcceptedPart, AcceptedParts, SentParts, SharedStatus, parts_cursor};
@@ -98,14 +101,29 @@ pub enum DriverError {
     Conn(#[from] ConnError),
     #[error("modem not connected")]
     Down,
-    /// `+CMS ERROR: 331`: the modem is not on a network. `nothing_sent`
-    /// when no part of this attempt went out before it.
-    #[error("no network service")]
-    NoNetwork { nothing_sent: bool },
-    /// A `+CMS ERROR` about the modem's state, not the message's (see
-    /// [`CMS_MODEM_NOT_READY`]). `nothing_sent` as for `Cms`.
-    #[error("modem not ready (+CMS ERROR: {code})")]
-    ModemNotReady { code: u16, nothing_sent: bool },
+    /// `+CMS ERROR: 331` (or a `+CME ERROR` saying the same): the modem
+    /// is not on a network. `nothing_sent` when no part of this attempt
+    /// went out before it.
+    #[error("no network service ({error})")]
+    NoNetwork {
+        error: ErrorCode,
+        nothing_sent: bool,
+    },
+    /// An error about the modem's state, not the message's (see
+    /// [`CMS_MODEM_NOT_READY`], [`CmeSendFailure::ModemNotReady`]).
+    /// `nothing_sent` as for `Cms`.
+    #[error("modem not ready ({error})")]
+    ModemNotReady {
+        error: ErrorCode,
+        nothing_sent: bool,
+    },
+    /// `+CME ERROR: 14`, SIM busy: nothing was sent, and may be in a
+    /// moment. `nothing_sent` as for `Cms`.
+    #[error("SIM busy ({error})")]
+    SimBusy {
+        error: ErrorCode,
+        nothing_sent: bool,
+    },
     /// The parts of a long message accepted so far could not be committed
     /// to the store, so its next part was not sent (see
     /// [`Driver::send_parts`]).
@@ -962,9 +980,9 @@ impl Driver {
                             }
                             (None, Some(DriverError::Conn(ConnError::Stopped(_)))) => return Ok(()),
                             (None, Some(DriverError::Conn(e))) => return Err(e),
-                            (None, Some(DriverError::ModemNotReady { code, .. })) => {
+                            (None, Some(DriverError::ModemNotReady { error, .. })) => {
                                 return Err(ConnError::StartUpLost(format!(
-                                    "+CMS ERROR: {code} to a send"
+                                    "{error} to a send"
                                 )));
                             }
                             (None, _) => {}
@@ -1240,28 +1258,30 @@ impl Driver {
                     }
                 }
                 Ok(Answer { result, .. }) => {
+                    let nothing_sent = outcome.mrs.is_empty();
                     outcome.error = Some(match (&result, result.error_code()) {
                         (FinalResult::CmsError(_), Some(CMS_NO_NETWORK_SERVICE)) => {
-                            // The modem has lost the network since the last
-                            // registration poll: say so now, so the outbox
-                            // holds the queue until a poll finds it back.
-                            self.set_status(|s| {
-                                s.registered = false;
-                                s.registration = Some("lost (+CMS ERROR: 331)".into());
-                            });
-                            DriverError::NoNetwork {
-                                nothing_sent: outcome.mrs.is_empty(),
-                            }
+                            self.network_lost(ErrorCode::Cms(CMS_NO_NETWORK_SERVICE), nothing_sent)
                         }
                         (FinalResult::CmsError(_), Some(code))
                             if CMS_MODEM_NOT_READY.contains(&code) =>
                         {
-                            // Held until start-up has run again (the
-                            // session ends once the caller has its answer).
-                            self.set_status(|s| s.connected = false);
-                            DriverError::ModemNotReady {
-                                code,
-                                nothing_sent: outcome.mrs.is_empty(),
+                            self.modem_not_ready(ErrorCode::Cms(code), nothing_sent)
+                        }
+                        (FinalResult::CmeError(_), Some(code)) => {
+                            let error = ErrorCode::Cme(code);
+                            match send_error::cme_send_failure(code) {
+                                Some(CmeSendFailure::NoNetwork) => {
+                                    self.network_lost(error, nothing_sent)
+                                }
+                                Some(CmeSendFailure::ModemNotReady) => {
+                                    self.modem_not_ready(error, nothing_sent)
+                                }
+                                Some(CmeSendFailure::SimBusy) => DriverError::SimBusy {
+                                    error,
+                                    nothing_sent,
+                                },
+                                None => DriverError::Rejected(result.to_string()),
                             }
                         }
                         (FinalResult::CmsError(_), Some(CMS_MEMORY_FULL)) => {
@@ -1313,6 +1333,31 @@ impl Driver {
             self.try_save_accepted_parts(message_id).await;
         }
         (outcome, None)
+    }
+
+    /// A send answered `error`, which says the modem has lost the network
+    /// since the last registration poll: said now, so the outbox holds
+    /// the queue until a poll finds it back.
+    fn network_lost(&self, error: ErrorCode, nothing_sent: bool) -> DriverError {
+        self.set_status(|s| {
+            s.registered = false;
+            s.registration = Some(format!("lost ({error})"));
+        });
+        DriverError::NoNetwork {
+            error,
+            nothing_sent,
+        }
+    }
+
+    /// A send answered `error`, which is about the modem's state: held
+    /// until start-up has run again (the session ends once the caller has
+    /// its answer).
+    fn modem_not_ready(&self, error: ErrorCode, nothing_sent: bool) -> DriverError {
+        self.set_status(|s| s.connected = false);
+        DriverError::ModemNotReady {
+            error,
+            nothing_sent,
+        }
     }
 
     /// A status report the modem handed over directly (`+CDS`): committed

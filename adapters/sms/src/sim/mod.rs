@@ -215,6 +215,12 @@ impl SimHandle {
         self.modem().fail_next_sends(code, count);
     }
 
+    /// The next `count` sends are answered with the final result line
+    /// `reply`, e.g. `+CME ERROR: 30` or a bare `ERROR`.
+    pub fn fail_next_sends_with(&self, reply: &str, count: usize) {
+        self.modem().fail_next_sends_with(reply, count);
+    }
+
     /// After `accepted` more sends go through, the `count` after them are
     /// answered `+CMS ERROR: code`.
     pub fn fail_sends_after(&self, accepted: usize, code: u16, count: usize) {

@@ -199,7 +199,8 @@ pub struct SimModem {
     sr: BTreeMap<u32, Stored>,
     next_mr: u8,
     pub sent: Vec<SentPart>,
-    fail_next: Option<(u16, usize)>,
+    /// The final result line the next sends get, and how many.
+    fail_next: Option<(String, usize)>,
     /// Sends still accepted before `fail_next` starts failing them.
     fail_after: usize,
     /// Length announced by AT+CMGS while waiting for the PDU.
@@ -406,7 +407,14 @@ impl SimModem {
     /// `+CMS ERROR: code` (a long message that stops halfway).
     pub fn fail_sends_after(&mut self, accepted: usize, code: u16, count: usize) {
         self.fail_after = accepted;
-        self.fail_next = (count > 0).then_some((code, count));
+        self.fail_next = (count > 0).then(|| (format!("+CMS ERROR: {code}"), count));
+    }
+
+    /// Answer the next `count` sends with the final result line `reply`
+    /// (`+CME ERROR: 30`, a bare `ERROR`), as some modems answer a send.
+    pub fn fail_next_sends_with(&mut self, reply: &str, count: usize) {
+        self.fail_after = 0;
+        self.fail_next = (count > 0).then(|| (reply.to_string(), count));
     }
 
     /// Messages and status reports stored, and inbound parts the network
@@ -579,13 +587,13 @@ impl SimModem {
         }
         if self.fail_next.is_some() && self.fail_after > 0 {
             self.fail_after -= 1;
-        } else if let Some((code, left)) = self.fail_next.as_mut() {
-            let code = *code;
+        } else if let Some((line, left)) = self.fail_next.as_mut() {
+            let line = line.clone();
             *left -= 1;
             if *left == 0 {
                 self.fail_next = None;
             }
-            let mut reply = cms(code);
+            let mut reply = Reply::now(format!("\r\n{line}\r\n"));
             reply.delay = self.behaviour.network_delay;
             return reply;
         }
