@@ -368,6 +368,28 @@ async fn an_undecodable_pdu_the_store_refuses_stays_on_the_sim_until_it_is_commi
     wait_until(|| slots().is_none()).await;
 }
 
+/// A listing the modem refuses (`+CMS ERROR: 314`, SIM busy while it
+/// loads) says nothing of what the SIM holds: the undecodable PDU waiting
+/// there for the store stays named in the status. Taken for an empty
+/// listing, it was forgotten until the next sweep that could list.
+#[tokio::test]
+async fn a_refused_listing_keeps_the_undecodable_pdus_the_status_names() {
+    let mut config = modem_config("main");
+    config.sweep_interval_seconds = 1;
+    let rig = Rig::start(behaviour(), config).await;
+    rig.wait_up().await;
+    rig.sink.unreadable_refused.store(true, Ordering::SeqCst);
+    assert!(rig.sim.inject_raw_pdu("0004"));
+    wait_until(|| undecodable_slots(&rig).is_some()).await;
+    let named = undecodable_slots(&rig);
+    rig.sim.refuse_listings(Some(314));
+    // Two refused sweeps: the first one's outcome is in the status by the
+    // time the second listing is asked for.
+    wait_until(|| rig.sim.listings_refused() >= 2).await;
+    assert_eq!(undecodable_slots(&rig), named);
+    assert_eq!(rig.sim.stored().0, 1, "still on the SIM");
+}
+
 /// A crash between the commit and the delete leaves the PDU on the SIM:
 /// read again, it is offered with the same octets, which the store keeps
 /// once, and this time freed.

@@ -2075,16 +2075,15 @@ impl Driver {
             let listed = self
                 .with_memory(conn, mem, async |me: &Self, conn: &mut Conn| {
                     let answer = conn.run(me.list_cmd("AT+CMGL=4")).await?;
-                    Ok(if answer.is_ok() {
-                        answer.lines
-                    } else {
-                        Vec::new()
-                    })
+                    Ok(answer.is_ok().then_some(answer.lines))
                 })
                 .await?;
             // A modem without this memory (no SR memory, say) refuses to
-            // select it: nothing of it to list.
-            let Some(lines) = listed else { continue };
+            // select it: nothing of it to list. A listing refused (`+CMS
+            // ERROR: 314` while the SIM loads) says nothing of what the
+            // memory holds: taken for an empty one, it had the status
+            // forget the undecodable PDUs still waiting there.
+            let Some(Some(lines)) = listed else { continue };
             // Each listed slot with its PDU, `None` where the line came
             // damaged (see [`pdu_is_whole`]): read again below.
             let mut stored: Vec<(u32, Option<String>)> = Vec::new();

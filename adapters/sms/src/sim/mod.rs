@@ -420,6 +420,17 @@ impl SimHandle {
         modem.text_entry_outlives_host = true;
     }
 
+    /// Answer every `AT+CMGL` with `+CMS ERROR: code` (314, SIM busy, as
+    /// while a SIM loads), or list again (`None`).
+    pub fn refuse_listings(&self, code: Option<u16>) {
+        self.modem().refuse_listings = code;
+    }
+
+    /// How many `AT+CMGL` were refused so far.
+    pub fn listings_refused(&self) -> u64 {
+        self.modem().listings_refused
+    }
+
     /// AT commands answered so far.
     pub fn commands_seen(&self) -> u64 {
         self.modem().commands_seen

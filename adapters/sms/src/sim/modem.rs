@@ -268,6 +268,11 @@ pub struct SimModem {
     /// The SMS centre the SIM holds (`AT+CSCA`), empty for none: a send
     /// whose PDU names none then gets `+CMS ERROR: 330`.
     pub smsc: String,
+    /// `AT+CMGL` answered with this `+CMS ERROR` (314, SIM busy, while
+    /// a SIM loads), `None` to list as usual.
+    pub refuse_listings: Option<u16>,
+    /// How many `AT+CMGL` were refused so far.
+    pub listings_refused: u64,
     /// Whether a text entry (`awaiting_pdu`) stays open when the host
     /// closes the port, as on a real modem, rather than being dropped.
     pub text_entry_outlives_host: bool,
@@ -324,6 +329,8 @@ impl SimModem {
             damage_next_stored: 0,
             smsc: SIM_SMSC.to_string(),
             text_entry_outlives_host: false,
+            refuse_listings: None,
+            listings_refused: 0,
             lines_seen: BTreeMap::new(),
         }
     }
@@ -830,6 +837,10 @@ impl SimModem {
             _ if cmd.starts_with("+CMGL=") => {
                 if !self.pin_ok {
                     return cms(310);
+                }
+                if let Some(code) = self.refuse_listings {
+                    self.listings_refused += 1;
+                    return cms(code);
                 }
                 let wanted: u8 = match cmd[6..].trim().parse() {
                     Ok(n) if n <= 4 => n,
