@@ -89,6 +89,20 @@ pub fn load_from_str(
     })
 }
 
+/// For tests: a config whose state dir is `state` under `dir` (made
+/// here), with `tail` after its `[storage]` table.
+#[cfg(test)]
+pub fn in_dir_with_state(dir: &Path, tail: &str) -> LoadedConfig {
+    let loaded = load_from_str(
+        &format!("[storage]\nstate_dir = \"state\"\n\n{tail}"),
+        &dir.join("phonerelay.toml"),
+        dir.into(),
+    )
+    .expect("a test config");
+    std::fs::create_dir_all(loaded.state_dir()).expect("the state dir");
+    loaded
+}
+
 /// The key a value was being read for (`server.listen`), toml's reason,
 /// and the line, so an operator finds it.
 fn describe_toml_error(key: Option<String>, error: &toml::de::Error, text: &str) -> String {

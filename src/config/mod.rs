@@ -9,6 +9,8 @@ mod validate;
 
 pub use defaults::*;
 pub use digest::ConfigDigest;
+#[cfg(test)]
+pub use load::in_dir_with_state;
 pub use load::{ConfigError, LoadedConfig, find_config_path, load_from_path, load_from_str};
 pub use model::*;
 pub use validate::{is_relay_url, validate, validate_with};

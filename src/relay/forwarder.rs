@@ -379,19 +379,7 @@ async fn answered(
             *failures = failures.saturating_add(1);
             let now = now_ms();
             let next_at_ms = now + deps.backoff_ms(item.attempts.max(*failures - 1) + 1, &e) as i64;
-            let recorded = record(
-                deps,
-                &m.id,
-                RelayInboundOutcome::Retry {
-                    to: Some(route.to),
-                    route: Some(route.route),
-                    code: e.code(),
-                    reason: e.to_string(),
-                    next_attempt_at_ms: next_at_ms,
-                    now_ms: now,
-                },
-            )
-            .await;
+            let recorded = record_retry(deps, &m.id, route, &e, next_at_ms, now).await;
             Attempt::Later {
                 // Unrecorded, the message stays due now: only holding
                 // everything back keeps the next round from POSTing it.
@@ -461,19 +449,7 @@ async fn hold_queue(
         .await;
     let now = now_ms();
     let next_at_ms = now + deps.backoff_ms(rounds, &e) as i64;
-    let recorded = record(
-        deps,
-        &item.inbound.id,
-        RelayInboundOutcome::Retry {
-            to: Some(route.to),
-            route: Some(route.route),
-            code: e.code(),
-            reason: e.to_string(),
-            next_attempt_at_ms: next_at_ms,
-            now_ms: now,
-        },
-    )
-    .await;
+    let recorded = record_retry(deps, &item.inbound.id, route, &e, next_at_ms, now).await;
     if !recorded {
         tracing::debug!(id = %item.inbound.id, "the hold could not be recorded; it holds all the same");
     }
@@ -697,6 +673,27 @@ async fn post_message(
 }
 
 /// Record an outcome; false (logged) if the store failed.
+/// Record that `id`, routed by `route`, is tried again at `next_at_ms`
+/// after `e`; whether it was recorded.
+async fn record_retry(
+    deps: &Deps,
+    id: &str,
+    route: Route,
+    e: &crate::relay::RelayError,
+    next_at_ms: i64,
+    now: i64,
+) -> bool {
+    let outcome = RelayInboundOutcome::Retry {
+        to: Some(route.to),
+        route: Some(route.route),
+        code: e.code(),
+        reason: e.to_string(),
+        next_attempt_at_ms: next_at_ms,
+        now_ms: now,
+    };
+    record(deps, id, outcome).await
+}
+
 async fn record(deps: &Deps, id: &str, outcome: RelayInboundOutcome) -> bool {
     match deps.state.store.record_relay_inbound(id, outcome).await {
         Ok(()) => true,

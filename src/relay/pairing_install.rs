@@ -131,7 +131,6 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-    use crate::config::load_from_str;
     use crate::store::SqliteStore;
     use crate::store::testing::PairingRefused;
 
@@ -141,13 +140,7 @@ mod tests {
     /// A config with its state dir under `dir`, and a store there that
     /// refuses to replace the pairing when told to.
     fn config_and_store(dir: &std::path::Path) -> (LoadedConfig, PairingRefused) {
-        let loaded = load_from_str(
-            "[storage]\nstate_dir = \"state\"\n",
-            &dir.join("phonerelay.toml"),
-            dir.into(),
-        )
-        .unwrap();
-        std::fs::create_dir_all(loaded.state_dir()).unwrap();
+        let loaded = crate::config::in_dir_with_state(dir, "");
         let store = SqliteStore::open(&loaded.database_path()).unwrap();
         (loaded, PairingRefused::new(store))
     }

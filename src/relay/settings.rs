@@ -244,31 +244,16 @@ fn paired_with_this_relay(pairing: &Pairing, url: &str, phone_id: &str) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::load_from_str;
     use crate::store::SqliteStore;
 
     /// A config with its state dir under `dir`, and its store.
     fn config_and_store(dir: &std::path::Path) -> (LoadedConfig, SqliteStore) {
-        let loaded = load_from_str(
-            "[storage]\nstate_dir = \"state\"\n",
-            &dir.join("phonerelay.toml"),
-            dir.into(),
-        )
-        .unwrap();
-        std::fs::create_dir_all(loaded.state_dir()).unwrap();
-        let store = SqliteStore::open(&loaded.database_path()).unwrap();
-        (loaded, store)
+        configured_and_store(dir, "")
     }
 
     /// [`config_and_store`] with `relay` as the config's `[relay]` table.
     fn configured_and_store(dir: &std::path::Path, relay: &str) -> (LoadedConfig, SqliteStore) {
-        let loaded = load_from_str(
-            &format!("[storage]\nstate_dir = \"state\"\n\n[relay]\n{relay}"),
-            &dir.join("phonerelay.toml"),
-            dir.into(),
-        )
-        .unwrap();
-        std::fs::create_dir_all(loaded.state_dir()).unwrap();
+        let loaded = crate::config::in_dir_with_state(dir, &format!("[relay]\n{relay}"));
         let store = SqliteStore::open(&loaded.database_path()).unwrap();
         (loaded, store)
     }
