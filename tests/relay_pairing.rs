@@ -448,3 +448,48 @@ async fn pair_without_a_key_or_with_a_bad_url_is_a_usage_error() {
         run.stderr
     );
 }
+
+/// A relay.url in the config naming another relay would keep the link off
+/// once paired: `pair` refuses before asking the relay or making a store.
+/// The same relay written with a trailing `/` is the same relay.
+#[tokio::test]
+async fn pair_refuses_a_relay_other_than_the_configured_relay_url() {
+    let relay = EmulatedRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let base = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{base}[relay]\nurl = \"http://127.0.0.1:9/elsewhere\"\n"),
+    )
+    .unwrap();
+    let run = phonerelay(
+        &config,
+        &["pair", "--relay", &relay.url(), "--phone-id", PHONE_ID],
+        RELAY_KEY,
+    )
+    .await;
+    assert_one_line_error(
+        &run,
+        2,
+        "relay.url in the config names http://127.0.0.1:9/elsewhere",
+    );
+    assert!(
+        !dir.path().join("state").exists(),
+        "the refused pair made a store"
+    );
+
+    std::fs::write(
+        &config,
+        format!("{base}[relay]\nurl = \"{}/\"\n", relay.url()),
+    )
+    .unwrap();
+    let run = phonerelay(
+        &config,
+        &["pair", "--relay", &relay.url(), "--phone-id", PHONE_ID],
+        RELAY_KEY,
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(dir.path().join("state").join("relay.key").exists());
+}

@@ -102,6 +102,25 @@ fn read_key(args: &PairArgs) -> Result<String, ExitError> {
     Ok(text.trim().to_string())
 }
 
+/// A `relay.url` in the config naming another relay than `--relay`
+/// would keep the link off once paired (the relay key is never sent to a
+/// relay that did not issue it), so such a pairing is refused before the
+/// relay is asked or the state dir touched.
+fn same_relay_as_configured(loaded: &LoadedConfig, url: &str) -> Result<(), ExitError> {
+    match &loaded.config.relay.url {
+        Some(configured) if configured.trim_end_matches('/') != url.trim_end_matches('/') => {
+            let configured = crate::relay::shown_url(configured);
+            Err(ExitError::Config(format!(
+                "relay.url in the config names {configured}, not {}: the link would stay off, \
+                 as the relay key is never sent to a relay that did not issue it; pair with \
+                 --relay {configured}, or remove relay.url from the config",
+                crate::relay::shown_url(url)
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 pub async fn pair(loaded: &LoadedConfig, args: &PairArgs) -> Result<(), ExitError> {
     if args.status {
         let store = open(loaded)?;
@@ -116,6 +135,7 @@ pub async fn pair(loaded: &LoadedConfig, args: &PairArgs) -> Result<(), ExitErro
     relay_section_valid(loaded)?;
     let key = read_key(args)?;
     pairing::validate_inputs(url, phone_id, &key)?;
+    same_relay_as_configured(loaded, url)?;
     if !args.force {
         endpoint_has_phone_id(loaded, phone_id)?;
     }
@@ -126,16 +146,6 @@ pub async fn pair(loaded: &LoadedConfig, args: &PairArgs) -> Result<(), ExitErro
         "paired with {url} as phone_id {phone_id}; the relay key is in {} (mode 600)",
         outcome.key_file.display()
     );
-    if let Some(configured) = &loaded.config.relay.url
-        && configured.trim_end_matches('/') != url.trim_end_matches('/')
-    {
-        eprintln!(
-            "note: relay.url in the config ({}) names another relay: the link stays off, \
-             as the relay key is never sent to a relay it was not paired with, until \
-             relay.url is removed or set to this URL",
-            crate::relay::shown_url(configured)
-        );
-    }
     // The link runs as the config's phone_id, whatever this pairing says:
     // the relay would get this pairing's key for another phone.
     if let Some(configured) = &loaded.config.relay.phone_id
