@@ -55,7 +55,9 @@ fn a_daemon_past_its_file_size_limit_refuses_sends_and_recovers() {
     // of the write-ahead log may still take a smaller write (a probe, an
     // outcome, a group that happens to be small) after a larger one was
     // refused, so it can say "ok" for a moment; as the writes go on and
-    // fill that room, it says "unavailable".
+    // fill that room, it says "unavailable". The test makes those writes
+    // itself: the daemon's own (claims, outcomes) may pause for a while
+    // after a refused write, and a quiet store keeps the last answer.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (code, report) = ready(&http, &daemon.base);
@@ -63,6 +65,10 @@ fn a_daemon_past_its_file_size_limit_refuses_sends_and_recovers() {
             break;
         }
         assert!(Instant::now() < deadline, "still ready: {report}");
+        match send(&http, &daemon.base, &key, accepted) {
+            202 => accepted += 1,
+            code => assert_eq!(code, 503, "after {accepted} accepted"),
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 
