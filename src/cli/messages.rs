@@ -96,8 +96,8 @@ fn known_statuses() -> PossibleValuesParser {
 }
 
 /// `--channel`: the channels the API lists, those the bridge sends on
-/// (`api::messages::parse_channel`).
-fn listed_channels() -> PossibleValuesParser {
+/// (`api::messages::parse_channel`), and so receives on.
+pub(super) fn listed_channels() -> PossibleValuesParser {
     PossibleValuesParser::new(ChannelKind::DELIVERABLE.map(ChannelKind::as_str))
 }
 

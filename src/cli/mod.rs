@@ -4,6 +4,7 @@ mod backup;
 mod check;
 mod check_relay;
 mod client;
+mod dead_letters;
 mod keys;
 mod messages;
 pub mod pair;

@@ -5,7 +5,7 @@
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 
-use clap::{Args, Subcommand};
+use clap::{ArgGroup, Args, Subcommand};
 use phonerelay_channel::{ChannelKind, validate_address};
 
 use crate::clock::{now_ms, rfc3339};
@@ -52,14 +52,26 @@ pub enum InboundCommand {
     /// pChat address it had (one that had no route is routed afresh, so a
     /// default_to set since takes it), or one set aside for another phone
     /// (other_phone), which is forwarded if the link then carries its
-    /// phone and set aside again if not.
+    /// phone and set aside again if not. With --all, every dead letter
+    /// the filters match, in one transaction.
+    // One of the two, so a bare `retry` names both in its usage error.
+    #[command(group(ArgGroup::new("which").required(true).args(["id", "all"])))]
     Retry {
-        id: String,
+        /// The message's id, as `inbound dead` lists it
+        id: Option<String>,
         /// Send it to this pChat address instead (origin.route "manual"),
         /// whatever address it had or routing would find; one set aside
-        /// for another phone goes too, through the link's phone
-        #[arg(long, value_name = "PCHAT_ADDRESS")]
+        /// for another phone goes too, through the link's phone. Not with
+        /// --all: many senders' letters are not meant for one address
+        #[arg(long, value_name = "PCHAT_ADDRESS", conflicts_with = "all")]
         to: Option<String>,
+        /// Every dead letter (not those set aside for another phone),
+        /// or those --code, --since and --channel match; each goes as a
+        /// retry by its id without --to would
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        filters: super::dead_letters::DeadFilters,
     },
     /// List what arrived and could not be read (an SMS PDU the codec
     /// cannot decode), kept as it came: id, time, endpoint, where it came
@@ -280,33 +292,41 @@ pub async fn inbound(loaded: &LoadedConfig, command: &InboundCommand) -> Result<
             }
             Ok(())
         }
-        InboundCommand::Retry { id, to } => {
-            if let Some(to) = to {
-                // The API's check of a pChat address, before anything
-                // is changed.
-                validate_address(ChannelKind::Pchat, to).map_err(|e| {
-                    ExitError::Config(format!("invalid_field: {} (field to)", e.message))
-                })?;
+        InboundCommand::Retry {
+            id: Some(id), to, ..
+        } => retry_one(&*store, id, to.as_deref()).await,
+        // clap lets no other through: without an id, --all was given.
+        InboundCommand::Retry {
+            id: None, filters, ..
+        } => super::dead_letters::retry_all(&*store, filters).await,
+    }
+}
+
+/// `inbound retry ID [--to ADDRESS]`.
+async fn retry_one(store: &dyn Store, id: &str, to: Option<&str>) -> Result<(), ExitError> {
+    if let Some(to) = to {
+        // The API's check of a pChat address, before anything
+        // is changed.
+        validate_address(ChannelKind::Pchat, to)
+            .map_err(|e| ExitError::Config(format!("invalid_field: {} (field to)", e.message)))?;
+    }
+    match store
+        .retry_relay_inbound(id, now_ms(), to)
+        .await
+        .map_err(|e| ExitError::Runtime(e.to_string()))?
+    {
+        ManualRetry::Requeued(_) => {
+            match to {
+                Some(to) => println!("{id} queued for the relay again, to {to}"),
+                None => println!("{id} queued for the relay again"),
             }
-            match store
-                .retry_relay_inbound(id, now_ms(), to.as_deref())
-                .await
-                .map_err(|e| ExitError::Runtime(e.to_string()))?
-            {
-                ManualRetry::Requeued(_) => {
-                    match to {
-                        Some(to) => println!("{id} queued for the relay again, to {to}"),
-                        None => println!("{id} queued for the relay again"),
-                    }
-                    Ok(())
-                }
-                ManualRetry::NotFound => Err(ExitError::Config(format!("no inbound message {id}"))),
-                ManualRetry::NotDead(state) => Err(ExitError::Config(format!(
-                    "{id} is {}; only dead letters and messages set aside (other_phone) \
-                     can be retried",
-                    state.as_str()
-                ))),
-            }
+            Ok(())
         }
+        ManualRetry::NotFound => Err(ExitError::Config(format!("no inbound message {id}"))),
+        ManualRetry::NotDead(state) => Err(ExitError::Config(format!(
+            "{id} is {}; only dead letters and messages set aside (other_phone) \
+             can be retried",
+            state.as_str()
+        ))),
     }
 }

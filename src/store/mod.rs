@@ -287,6 +287,15 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
         to: Option<&str>,
     ) -> StoreResult<ManualRetry>;
+    /// Put every dead letter `filter` matches back in the queue, in one
+    /// transaction, each as [`Self::retry_relay_inbound`] without `to`
+    /// puts one; the ids requeued, in commit order. Only dead letters:
+    /// one set aside for another phone is sent on by its id.
+    async fn retry_dead_relay_inbound(
+        &self,
+        filter: DeadLetterFilter,
+        now_ms: i64,
+    ) -> StoreResult<Vec<String>>;
     async fn relay_inbound_counts(&self) -> StoreResult<RelayInboundCounts>;
     /// Up to `limit` reportable status changes after `after_event_id` of
     /// the relay's messages for `phone_id` (the link's: another phone's

@@ -649,6 +649,19 @@ pub enum ManualRetry {
     NotDead(RelayInboundState),
 }
 
+/// Which dead letters a bulk retry (`Store::retry_dead_relay_inbound`)
+/// puts back in the queue: those every filter given matches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadLetterFilter {
+    /// Only those with this error code (`relay_http_422`, `no_route`).
+    pub code: Option<String>,
+    /// Only those made dead letters at or after this time: a relay's bad
+    /// spell is known by when it refused, not by when the messages came.
+    pub since_ms: Option<i64>,
+    /// Only those that came on this channel.
+    pub channel: Option<ChannelKind>,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RelayInboundCounts {
     pub pending: u64,

@@ -624,6 +624,16 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn retry_dead_relay_inbound(
+        &self,
+        filter: DeadLetterFilter,
+        now_ms: i64,
+    ) -> StoreResult<Vec<String>> {
+        self.writer
+            .write(move |conn| relay::retry_dead(conn, &filter, now_ms))
+            .await
+    }
+
     async fn relay_inbound_counts(&self) -> StoreResult<RelayInboundCounts> {
         self.reader.read(relay::counts).await
     }

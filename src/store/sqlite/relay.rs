@@ -292,6 +292,48 @@ pub fn retry(
     Ok(ManualRetry::Requeued(Box::new(requeued)))
 }
 
+/// Every dead letter `filter` matches back in the queue, each by
+/// [`retry`] (its own next `<id>:retry<n>` key, its attempts counted
+/// afresh), inside the caller's one transaction: all of them or none.
+/// The ids requeued, in commit order.
+pub fn retry_dead(
+    conn: &Connection,
+    filter: &DeadLetterFilter,
+    now_ms: i64,
+) -> StoreResult<Vec<String>> {
+    let mut requeued = Vec::new();
+    for id in dead_matching(conn, filter)? {
+        // Read in this transaction, so each is still dead: `NotDead`
+        // cannot come, and would be nothing to count if it did.
+        if let ManualRetry::Requeued(_) = retry(conn, &id, now_ms, None)? {
+            requeued.push(id);
+        }
+    }
+    Ok(requeued)
+}
+
+/// The ids of the dead letters `filter` matches, in commit order (a
+/// range of the state index).
+fn dead_matching(conn: &Connection, filter: &DeadLetterFilter) -> StoreResult<Vec<String>> {
+    let ids = conn
+        .prepare_cached(
+            "SELECT id FROM inbound
+             WHERE relay_state = 'dead' AND (?1 IS NULL OR relay_error_code = ?1)
+               AND (?2 IS NULL OR relay_updated_at >= ?2) AND (?3 IS NULL OR channel = ?3)
+             ORDER BY seq",
+        )?
+        .query_map(
+            params![
+                filter.code,
+                filter.since_ms,
+                filter.channel.map(|c| c.as_str())
+            ],
+            |row| row.get(0),
+        )?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(ids)
+}
+
 /// Pending and dead inbound: a range of the state index, not a walk over
 /// every message ever forwarded (those are the bulk of the table).
 pub(super) const COUNTS: &str = "SELECT relay_state, COUNT(*) FROM inbound
@@ -589,6 +631,138 @@ mod tests {
         };
         assert_eq!(requeued.attempts, 0);
         assert_eq!(requeued.state, RelayInboundState::Pending);
+    }
+
+    /// A dead letter of `channel`, refused with `code` at `dead_at`; its id.
+    fn dead_letter(
+        conn: &Connection,
+        external_id: &str,
+        channel: &str,
+        code: &str,
+        dead_at: i64,
+    ) -> String {
+        let mut m = received_sms(external_id, 1);
+        m.channel = channel.parse().unwrap();
+        let id = inbound::commit(conn, &m, 1).unwrap().id;
+        let dead = RelayInboundOutcome::Dead {
+            to: Some("ops".into()),
+            route: Some("default".into()),
+            code: code.into(),
+            reason: "refused".into(),
+            now_ms: dead_at,
+        };
+        record(conn, &id, &dead).unwrap();
+        id
+    }
+
+    /// A bulk retry takes exactly the dead letters its filters match,
+    /// each as a retry by its id would (its own next key, attempts
+    /// afresh); run again, it finds none, as they are no longer dead.
+    #[test]
+    fn a_bulk_retry_requeues_the_dead_letters_its_filters_match() {
+        let conn = at_version(MIGRATIONS.len());
+        let x1 = dead_letter(&conn, "x-1", "sms", "relay_http_422", 10);
+        let other = dead_letter(&conn, "o-1", "sms", "relay_http_400", 10);
+        let x2 = dead_letter(&conn, "x-2", "sms", "relay_http_422", 20);
+        let wa = dead_letter(&conn, "w-1", "wa", "relay_http_422", 30);
+        let before = dead_letter(&conn, "b-1", "sms", "relay_http_422", 3);
+        let retried_once = dead_letter(&conn, "r-1", "sms", "relay_http_422", 5);
+        retry(&conn, &retried_once, 6, None).unwrap();
+        record(
+            &conn,
+            &retried_once,
+            &RelayInboundOutcome::Dead {
+                to: None,
+                route: None,
+                code: "relay_http_422".into(),
+                reason: "refused again".into(),
+                now_ms: 7,
+            },
+        )
+        .unwrap();
+
+        let on_sms_since_7 = DeadLetterFilter {
+            code: Some("relay_http_422".into()),
+            since_ms: Some(7),
+            channel: Some(phonerelay_channel::ChannelKind::Sms),
+        };
+        let requeued = retry_dead(&conn, &on_sms_since_7, 40).unwrap();
+        assert_eq!(requeued, [x1.clone(), x2.clone(), retried_once.clone()]);
+        let keys: Vec<String> = requeued
+            .iter()
+            .map(|id| {
+                let r = get(&conn, id).unwrap().unwrap();
+                assert_eq!(r.state, RelayInboundState::Pending, "{id}");
+                assert_eq!((r.attempts, r.next_attempt_at_ms), (0, 40), "{id}");
+                r.idempotency_key()
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                format!("{x1}:retry1"),
+                format!("{x2}:retry1"),
+                format!("{retried_once}:retry2")
+            ]
+        );
+        for left in [&other, &wa, &before] {
+            let r = get(&conn, left).unwrap().unwrap();
+            assert_eq!(r.state, RelayInboundState::Dead, "{left}");
+            assert_eq!(r.manual_retries, 0, "{left}");
+        }
+        assert!(retry_dead(&conn, &on_sms_since_7, 50).unwrap().is_empty());
+        let everything = retry_dead(&conn, &DeadLetterFilter::default(), 60).unwrap();
+        assert_eq!(everything, [other, wa, before]);
+    }
+
+    /// A bulk retry is one transaction: a letter whose requeue fails (a
+    /// trigger refuses it here; a full disk would, in life) leaves every
+    /// letter dead, none half the batch requeued, so running it again
+    /// gives each the same next key.
+    #[tokio::test]
+    async fn a_bulk_retry_that_fails_on_one_letter_requeues_none() {
+        use crate::store::{SqliteStore, Store};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let store = SqliteStore::open(&path).unwrap();
+        let mut ids = Vec::new();
+        for external_id in ["a", "b", "c"] {
+            let committed = store
+                .commit_inbound(received_sms(external_id, 1), 1)
+                .await
+                .unwrap();
+            let dead = RelayInboundOutcome::Dead {
+                to: Some("ops".into()),
+                route: Some("default".into()),
+                code: "relay_http_422".into(),
+                reason: "refused".into(),
+                now_ms: 2,
+            };
+            store
+                .record_relay_inbound(&committed.id, dead)
+                .await
+                .unwrap();
+            ids.push(committed.id);
+        }
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TRIGGER refuse_c BEFORE UPDATE OF relay_state ON inbound
+                 WHEN OLD.external_id = 'c' BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+            .unwrap();
+
+        let all = DeadLetterFilter::default();
+        assert!(store.retry_dead_relay_inbound(all, 3).await.is_err());
+        for id in &ids {
+            let r = store.get_relay_inbound(id).await.unwrap().unwrap();
+            assert_eq!(
+                (r.state, r.manual_retries),
+                (RelayInboundState::Dead, 0),
+                "{id}"
+            );
+        }
     }
 
     /// A body fixed before the first POST stays through retries, so every

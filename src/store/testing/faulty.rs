@@ -338,6 +338,16 @@ impl<F: Faults> Store for Faulty<F> {
         Ok(outcome)
     }
 
+    async fn retry_dead_relay_inbound(
+        &self,
+        filter: DeadLetterFilter,
+        now_ms: i64,
+    ) -> StoreResult<Vec<String>> {
+        let requeued = self.inner.retry_dead_relay_inbound(filter, now_ms).await?;
+        self.faults.committed();
+        Ok(requeued)
+    }
+
     async fn relay_inbound_counts(&self) -> StoreResult<RelayInboundCounts> {
         self.inner.relay_inbound_counts().await
     }
