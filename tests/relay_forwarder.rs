@@ -586,3 +586,44 @@ async fn a_relay_refusing_every_message_holds_the_queue_instead_of_dead_letterin
         })
         .await;
 }
+
+/// The refusals in a row outlive a restart of the link (a relay outage
+/// that ends in a restart, a SIGHUP, a package upgrade): a relay that
+/// refuses every message has the queue held at the fourth refusal in a
+/// row, not at the fourth after each restart, which would make three more
+/// dead letters every time.
+#[tokio::test]
+async fn refusals_in_a_row_before_a_restart_count_toward_the_hold_after_it() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.hold_marked = Some(400));
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    let inject = |i: u32| {
+        let wa = wa.clone();
+        async move {
+            let from = format!("+155512300{i:02}");
+            wa.inject(wa_inbound(&from, &format!("rr-{i}"), "HOLD me", &[]))
+                .await
+                .unwrap();
+        }
+    };
+    inject(0).await;
+    inject(1).await;
+    bridge
+        .wait_link("two dead letters", |l| l["inbound_dead"] == 2)
+        .await;
+
+    let bridge = bridge.restart(vec![wa.clone()]).await;
+    inject(2).await;
+    inject(3).await;
+    let link = bridge
+        .wait_link("the queue held", |l| {
+            l["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("refuses every inbound message"))
+        })
+        .await;
+    assert_eq!(link["inbound_dead"], 3, "{link}");
+    assert_eq!(link["inbound_pending"], 1, "{link}");
+}

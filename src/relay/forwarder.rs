@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
 use super::Deps;
-use super::pull_ack::REFUSED_ALONE_BEFORE_ANY_TAKEN;
+use super::refusals::Refusals;
 use phonerelay_channel::normalize_address as normalize;
 
 use super::media_upload::{RefusedAttachment, UploadFailure, relay_attachments};
@@ -88,7 +88,7 @@ pub async fn run(deps: Deps, bell: Arc<Notify>) {
              inbound waits, pending, until the pairing or the config is put right");
     }
     let mut failures = 0u32;
-    let mut refusals = Refusals::default();
+    let mut refusals = Refusals::load(&*deps.state.store, &deps.settings.url).await;
     let mut link_down_until: Option<tokio::time::Instant> = None;
     // A link that starts (the daemon's start, a new key or pairing) tries
     // what waits at once, in commit order: a backoff set before is the
@@ -204,7 +204,9 @@ async fn round(
                 );
                 continue;
             }
-            match forward(deps, &item, failures, refusals).await {
+            let attempt = forward(deps, &item, failures, refusals).await;
+            refusals.keep(&*deps.state.store, &deps.settings.url).await;
+            match attempt {
                 Attempt::Done => {}
                 Attempt::Stopped => break 'pages full_page,
                 Attempt::Later {
@@ -387,41 +389,6 @@ async fn answered(
                 next_at_ms,
             }
         }
-    }
-}
-
-/// Permanent refusals in a row, with no message taken since they began. A
-/// relay, or a proxy before it, that refuses everything with a 4xx would
-/// otherwise dead-letter the whole queue in seconds: a refusal is taken
-/// as the message's own (a dead letter) only while fewer than
-/// [`REFUSED_ALONE_BEFORE_ANY_TAKEN`] came in a row. From then on the
-/// relay is taken to refuse messages, not these: the queue is held, the
-/// message refused left pending, and tried again with backoff until the
-/// relay takes one.
-#[derive(Debug, Default)]
-struct Refusals {
-    in_a_row: u32,
-}
-
-impl Refusals {
-    /// One more refusal: whether the relay now looks like it refuses
-    /// every message.
-    fn one_more(&mut self) -> bool {
-        self.in_a_row = self.in_a_row.saturating_add(1);
-        self.in_a_row >= REFUSED_ALONE_BEFORE_ANY_TAKEN as u32
-    }
-
-    /// Refusals since the queue was held, the first included: the backoff
-    /// grows with them.
-    fn held_rounds(&self) -> u32 {
-        (self.in_a_row + 1).saturating_sub(REFUSED_ALONE_BEFORE_ANY_TAKEN as u32)
-    }
-
-    /// The relay took a message: whether the queue was held until now.
-    fn taken(&mut self) -> bool {
-        let held = self.in_a_row >= REFUSED_ALONE_BEFORE_ANY_TAKEN as u32;
-        self.in_a_row = 0;
-        held
     }
 }
 

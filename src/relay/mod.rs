@@ -21,6 +21,7 @@ pub mod pairing;
 mod pairing_install;
 pub mod pull;
 pub mod pull_ack;
+mod refusals;
 pub mod routing;
 pub mod settings;
 pub mod shown_url;
