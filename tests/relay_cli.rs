@@ -77,6 +77,27 @@ fn inbound_dead_lists_a_refused_message_and_inbound_retry_delivers_it_once() {
     for part in ["ops", "relay_http_422", "no such pChat user"] {
         assert!(line.contains(part), "{part:?} missing: {line}");
     }
+    // When it came and when it died, each a time `--since` takes.
+    let after = |label: &str| {
+        let at = line
+            .split(label)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next());
+        at.unwrap_or_else(|| panic!("no {label:?} in {line}"))
+            .to_string()
+    };
+    let (came, died) = (after("came "), after("died "));
+    let since = inbound_cli(
+        &config,
+        &["retry", "--all", "--since", &died, "--code", "none_such"],
+    );
+    assert_eq!(
+        since.status.code(),
+        Some(0),
+        "{died}: {}",
+        text(&since.stderr)
+    );
+    assert!(came <= died, "came {came}, died {died}");
     assert!(relay.messages().is_empty());
 
     // The relay is fixed; the operator retries it by hand.

@@ -252,10 +252,13 @@ pub async fn inbound(loaded: &LoadedConfig, command: &InboundCommand) -> Result<
                 println!("no dead letters");
             }
             for r in dead {
+                // Both times: `retry --all --since` goes by when it died,
+                // which may be long after it came (a relay's bad spell).
                 println!(
-                    "{}  {}  {}:{}  {}  {}: {}",
+                    "{}  came {}  died {}  {}:{}  {}  {}: {}",
                     r.inbound.id,
                     rfc3339(r.inbound.committed_at_ms),
+                    r.updated_at_ms.map_or_else(|| "-".into(), rfc3339),
                     r.inbound.channel,
                     r.inbound.from,
                     r.to.as_deref().unwrap_or("-"),
