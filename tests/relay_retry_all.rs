@@ -44,12 +44,19 @@ fn cli_config(bridge: &common::TestDaemon) -> PathBuf {
     path
 }
 
-/// Three dead letters, two refused with one code: `--all --code` puts
-/// exactly those two back, each under a key of its own, and the
-/// forwarder delivers each once; run again, it finds none, as they are
-/// no longer dead, and the third is left as it was.
-#[tokio::test]
-async fn retry_all_with_a_code_requeues_exactly_its_dead_letters_and_each_goes_once() {
+/// A bridge linked to `relay` with three dead letters: "REJECT one" and
+/// "REJECT three" refused with 422, "HOLD two" with 400; the relay then
+/// takes everything. Their ids, in that order.
+struct ThreeDead {
+    relay: EmulatedRelay,
+    bridge: common::TestDaemon,
+    _wa: std::sync::Arc<TestChannel>,
+    one: String,
+    two: String,
+    three: String,
+}
+
+async fn three_dead_letters() -> ThreeDead {
     let relay = EmulatedRelay::start().await;
     // "REJECT" refused with 422 (`reject_marked`), "HOLD" with 400.
     relay.with(|s| s.hold_marked = Some(400));
@@ -86,7 +93,30 @@ async fn retry_all_with_a_code_requeues_exactly_its_dead_letters_and_each_goes_o
         s.reject_marked = false;
         s.hold_marked = None;
     });
+    ThreeDead {
+        relay,
+        bridge,
+        _wa: wa,
+        one,
+        two,
+        three,
+    }
+}
 
+/// Three dead letters, two refused with one code: `--all --code` puts
+/// exactly those two back, each under a key of its own, and the
+/// forwarder delivers each once; run again, it finds none, as they are
+/// no longer dead, and the third is left as it was.
+#[tokio::test]
+async fn retry_all_with_a_code_requeues_exactly_its_dead_letters_and_each_goes_once() {
+    let ThreeDead {
+        relay,
+        bridge,
+        _wa,
+        one,
+        two,
+        three,
+    } = three_dead_letters().await;
     let config = cli_config(&bridge);
     let retry = ["retry", "--all", "--code", "relay_http_422"];
     let out = inbound_cli(&config, &retry).await;
@@ -164,4 +194,82 @@ fn retry_all_refuses_an_id_to_and_bad_filters_naming_the_flag() {
         assert!(out.stdout.is_empty(), "{args:?}");
     }
     assert!(!dir.path().join("state").exists(), "a store was made");
+}
+
+/// `POST /api/v1/relay/inbound/retry`: filters that cannot match, a key
+/// without the send scope, and a key bound to another phone are refused
+/// (the field named) with every letter left dead; a key bound to another
+/// phone takes none of this phone's; `{"code"}` requeues exactly its two,
+/// each delivered once, and a repeat finds none.
+#[tokio::test]
+async fn the_api_requeues_the_dead_letters_a_code_matches_and_refuses_bad_filters() {
+    use phonerelay::store::Scope;
+    use serde_json::json;
+
+    let ThreeDead {
+        relay,
+        bridge,
+        _wa,
+        one,
+        two,
+        three,
+    } = three_dead_letters().await;
+    const PATH: &str = "/api/v1/relay/inbound/retry";
+    let store = bridge.store();
+    let reader = common::create_key(&*store, vec![Scope::Read], None).await;
+    let elsewhere = common::create_key(&*store, vec![Scope::Send], Some("sim-other")).await;
+
+    let refused = [
+        (&bridge.admin_key, json!({"code": "HTTP 422"}), 422, "code"),
+        (
+            &bridge.admin_key,
+            json!({"since": "yesterday"}),
+            422,
+            "since",
+        ),
+        (
+            &bridge.admin_key,
+            json!({"channel": "pigeon"}),
+            422,
+            "channel",
+        ),
+        (
+            &bridge.admin_key,
+            json!({"channel": "pchat"}),
+            422,
+            "channel",
+        ),
+        (&bridge.admin_key, json!({"to": "ops"}), 422, "to"),
+        (&reader, json!({}), 403, "Authorization"),
+        (&elsewhere, json!({"phone_id": PHONE_ID}), 403, "phone_id"),
+    ];
+    for (key, body, status, field) in refused {
+        let (code, answer) = bridge.post(PATH, key, &body).await;
+        assert_eq!(code, status, "{body}: {answer}");
+        assert_eq!(answer["error"]["field"], field, "{body}: {answer}");
+    }
+    let (code, answer) = bridge.post(PATH, &elsewhere, &json!({})).await;
+    assert_eq!((code, &answer["requeued"]), (200, &json!([])), "{answer}");
+    let link = bridge
+        .wait_link("still dead", |l| l["inbound_dead"] == 3)
+        .await;
+    assert_eq!(link["inbound_pending"], 0, "{link}");
+
+    let by_code =
+        json!({"code": "relay_http_422", "channel": "wa", "since": "2020-01-01T00:00:00Z"});
+    let (code, answer) = bridge.post(PATH, &bridge.admin_key, &by_code).await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["requeued"], json!([one, three]), "{answer}");
+    relay
+        .wait_for("the two requeued", |s| s.messages.len() == 2)
+        .await;
+    bridge
+        .wait_link("nothing pending, one dead", |l| {
+            l["inbound_pending"] == 0 && l["inbound_dead"] == 1
+        })
+        .await;
+    let (code, again) = bridge.post(PATH, &bridge.admin_key, &by_code).await;
+    assert_eq!((code, &again["requeued"]), (200, &json!([])), "{again}");
+    let left = store.get_relay_inbound(&two).await.unwrap().unwrap();
+    assert_eq!(left.state, RelayInboundState::Dead);
 }

@@ -63,6 +63,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/relay", get(relay::get_link))
         .route("/api/v1/relay/inbound", get(relay::list_inbound))
         .route(
+            "/api/v1/relay/inbound/retry",
+            post(relay::retry_dead_letters),
+        )
+        .route(
             "/webhooks/{channel}",
             any(webhooks::shared_webhook).layer(DefaultBodyLimit::max(webhook_body_limit)),
         )

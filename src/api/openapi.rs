@@ -16,7 +16,7 @@ use super::{dto, error, inbound, media, messages, relay, system, unreadable};
     paths(
         messages::send, messages::get_message, messages::list_messages, messages::cancel_message,
         inbound::list_inbound, inbound::get_inbound, unreadable::list_unreadable, media::get_media,
-        relay::get_link, relay::list_inbound, relay::retry_inbound,
+        relay::get_link, relay::list_inbound, relay::retry_inbound, relay::retry_dead_letters,
         system::health, system::ready, system::status, system::metrics, openapi_json,
     ),
     components(schemas(
@@ -25,6 +25,7 @@ use super::{dto, error, inbound, media, messages, relay, system, unreadable};
         dto::InboundAttachment, unreadable::UnreadableView, unreadable::UnreadablePage, media::MediaBytes,
         error::ErrorBody, error::ErrorDetail, system::StatusReport, system::EndpointStatus, system::EndpointPause, system::Health,
         relay::RelayLinkView, relay::RelayInboundView, relay::RelayInboundPage, relay::RetryRequest,
+        relay::RetryDeadRequest, relay::RetryDeadAnswer,
         crate::store::RelayInboundState, crate::store::DiskUsage, crate::store::MediaRefusal,
     )),
     modifiers(&BearerAuth, &KeyAndStoreResponses, &PathParameterResponses),
@@ -363,6 +364,7 @@ mod tests {
                 "/api/v1/openapi.json",
                 "/api/v1/relay",
                 "/api/v1/relay/inbound",
+                "/api/v1/relay/inbound/retry",
                 "/api/v1/status",
                 "/health",
                 "/metrics",

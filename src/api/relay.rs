@@ -1,6 +1,7 @@
 //! The relay link in the API: its state (with the dead-letter count, also
 //! in `/api/v1/status`), inbound messages by forwarding state, and the
-//! manual retry of a dead letter.
+//! manual retry of a dead letter, or of every dead letter some filters
+//! match.
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -11,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use phonerelay_channel::{ChannelKind, validate_address};
 
 use super::auth::Caller;
-use super::body::OptionalJsonBody;
+use super::body::{JsonBody, OptionalJsonBody};
 use super::dto::InboundView;
 use super::error::{ApiError, ErrorBody};
 use super::messages::{bad_query, scoped_phone};
@@ -19,10 +20,10 @@ use super::paging::{CursorList, page_limit, query_error};
 use super::path::ApiPath;
 use super::state::AppState;
 use super::system::NoParameters;
-use crate::clock::{now_ms, rfc3339};
+use crate::clock::{now_ms, parse_rfc3339, rfc3339};
 use crate::config::RelayMode;
 use crate::relay::{Unresolved, link, settings};
-use crate::store::{ManualRetry, RelayInbound, RelayInboundState, Scope};
+use crate::store::{DeadLetterFilter, ManualRetry, RelayInbound, RelayInboundState, Scope};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RelayLinkView {
@@ -368,6 +369,103 @@ pub async fn retry_inbound(
             ),
         )),
     }
+}
+
+/// Which dead letters a bulk retry takes: those every field given
+/// matches; `{}` takes them all.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryDeadRequest {
+    /// Only those the relay refused with this error code, as the list
+    /// shows it (`relay_http_422`, `no_route`).
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,63}$")]
+    pub code: Option<String>,
+    /// Only those made dead letters at or after this RFC 3339 time: a
+    /// relay's bad spell is known by when it refused, not when they came.
+    #[schema(format = DateTime)]
+    pub since: Option<String>,
+    /// Only those that came on this channel.
+    #[schema(schema_with = super::openapi::channel_name)]
+    pub channel: Option<String>,
+    /// Only those that came to this phone_id; a key bound to a phone
+    /// takes its own only, and naming another is refused (403).
+    pub phone_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RetryDeadAnswer {
+    /// The ids queued for the relay again, oldest first; each goes under
+    /// its own next Idempotency-Key, as a retry by its id would.
+    pub requeued: Vec<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/relay/inbound/retry", tag = "relay",
+    request_body(content = RetryDeadRequest, content_type = "application/json",
+        description = "Filters; `{}` for every dead letter"),
+    responses(
+        (status = 200, description = "Queued for the relay again, in one transaction (none matching is no error: an empty list)", body = RetryDeadAnswer),
+        (status = 422, description = "A filter is invalid (the field is named); nothing changed", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn retry_dead_letters(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody { value: request, .. }: JsonBody<RetryDeadRequest>,
+) -> Result<Json<RetryDeadAnswer>, ApiError> {
+    caller.require(Scope::Send)?;
+    let filter = dead_letter_filter(&caller, request)?;
+    let requeued = state
+        .store
+        .retry_dead_relay_inbound(filter, now_ms())
+        .await?;
+    if !requeued.is_empty() {
+        // The forwarder may be sleeping until a held conversation is due.
+        state.inbound_bell.notify_one();
+    }
+    Ok(Json(RetryDeadAnswer { requeued }))
+}
+
+/// The store's filter from a request, each field judged alone.
+fn dead_letter_filter(
+    caller: &Caller,
+    request: RetryDeadRequest,
+) -> Result<DeadLetterFilter, ApiError> {
+    if let Some(code) = &request.code
+        && !DeadLetterFilter::is_error_code(code)
+    {
+        return Err(ApiError::invalid(
+            "code",
+            "not an error code as the dead letters carry them (lower-case letters, digits \
+             and _, like relay_http_422 or no_route)",
+        ));
+    }
+    let since_ms = request
+        .since
+        .as_deref()
+        .map(|since| {
+            parse_rfc3339(since)
+                .ok_or_else(|| ApiError::invalid("since", "must be an RFC 3339 time"))
+        })
+        .transpose()?;
+    let channel = request
+        .channel
+        .as_deref()
+        .map(|channel| {
+            channel
+                .parse::<ChannelKind>()
+                .ok()
+                .filter(|kind| ChannelKind::DELIVERABLE.contains(kind))
+                .ok_or_else(|| {
+                    ApiError::invalid("channel", "not a channel: sms, wa, tg, email or notify")
+                })
+        })
+        .transpose()?;
+    Ok(DeadLetterFilter {
+        code: request.code,
+        since_ms,
+        channel,
+        phone_id: scoped_phone(caller, request.phone_id)?,
+    })
 }
 
 #[cfg(test)]

@@ -52,15 +52,9 @@ impl Since {
     }
 }
 
-/// An error code as the forwarder records them: lower-case words joined
-/// by `_`. Anything else matches no dead letter, so it is a typo.
+/// An error code as the forwarder records them (`DeadLetterFilter::is_error_code`).
 fn parse_code(code: &str) -> Result<String, String> {
-    let well_formed = code.len() <= 64
-        && code.starts_with(|c: char| c.is_ascii_lowercase())
-        && code
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if well_formed {
+    if DeadLetterFilter::is_error_code(code) {
         Ok(code.to_string())
     } else {
         Err(
@@ -107,6 +101,7 @@ impl DeadFilters {
                 .channel
                 .as_deref()
                 .and_then(|c| c.parse::<ChannelKind>().ok()),
+            phone_id: None,
         }
     }
 }

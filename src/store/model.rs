@@ -660,6 +660,22 @@ pub struct DeadLetterFilter {
     pub since_ms: Option<i64>,
     /// Only those that came on this channel.
     pub channel: Option<ChannelKind>,
+    /// Only those that came to this phone_id (an API key bound to one
+    /// phone requeues its own only).
+    pub phone_id: Option<String>,
+}
+
+impl DeadLetterFilter {
+    /// Whether `code` is spelt as the forwarder records error codes:
+    /// lower-case words joined by `_` (`relay_http_422`, `no_route`).
+    /// Anything else matches no dead letter, so it is a typo.
+    pub fn is_error_code(code: &str) -> bool {
+        code.len() <= 64
+            && code.starts_with(|c: char| c.is_ascii_lowercase())
+            && code
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -320,13 +320,15 @@ fn dead_matching(conn: &Connection, filter: &DeadLetterFilter) -> StoreResult<Ve
             "SELECT id FROM inbound
              WHERE relay_state = 'dead' AND (?1 IS NULL OR relay_error_code = ?1)
                AND (?2 IS NULL OR relay_updated_at >= ?2) AND (?3 IS NULL OR channel = ?3)
+               AND (?4 IS NULL OR phone_id = ?4)
              ORDER BY seq",
         )?
         .query_map(
             params![
                 filter.code,
                 filter.since_ms,
-                filter.channel.map(|c| c.as_str())
+                filter.channel.map(|c| c.as_str()),
+                filter.phone_id
             ],
             |row| row.get(0),
         )?
@@ -685,6 +687,7 @@ mod tests {
             code: Some("relay_http_422".into()),
             since_ms: Some(7),
             channel: Some(phonerelay_channel::ChannelKind::Sms),
+            phone_id: None,
         };
         let requeued = retry_dead(&conn, &on_sms_since_7, 40).unwrap();
         assert_eq!(requeued, [x1.clone(), x2.clone(), retried_once.clone()]);
@@ -713,6 +716,29 @@ mod tests {
         assert!(retry_dead(&conn, &on_sms_since_7, 50).unwrap().is_empty());
         let everything = retry_dead(&conn, &DeadLetterFilter::default(), 60).unwrap();
         assert_eq!(everything, [other, wa, before]);
+    }
+
+    /// A bulk retry for one phone_id (an API key bound to it) leaves
+    /// another phone's dead letters dead.
+    #[test]
+    fn a_bulk_retry_for_one_phone_takes_only_its_letters() {
+        let conn = at_version(MIGRATIONS.len());
+        let mine = dead_letter(&conn, "m-1", "sms", "relay_http_422", 10);
+        let theirs = dead_letter(&conn, "t-1", "sms", "relay_http_422", 10);
+        conn.execute(
+            "UPDATE inbound SET phone_id = 'sim-2' WHERE id = ?1",
+            [&theirs],
+        )
+        .unwrap();
+        let phone = get(&conn, &mine).unwrap().unwrap().inbound.phone_id;
+        assert_ne!(phone, "sim-2");
+        let for_mine = DeadLetterFilter {
+            phone_id: Some(phone),
+            ..Default::default()
+        };
+        assert_eq!(retry_dead(&conn, &for_mine, 20).unwrap(), [mine]);
+        let left = get(&conn, &theirs).unwrap().unwrap();
+        assert_eq!(left.state, RelayInboundState::Dead);
     }
 
     /// A bulk retry is one transaction: a letter whose requeue fails (a
