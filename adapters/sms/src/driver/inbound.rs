@@ -439,9 +439,10 @@ impl Inbox {
         });
         if let Some(part) = held {
             // The same part at the same index under another memory's name
-            // is most likely one slot named two ways (a modem storing in
-            // "MT" announces "SM"; one that took "SR" without switching
-            // lists its messages there): freeing it twice would delete
+            // is most likely one slot named two ways (a modem that took
+            // "SR" without switching lists its messages there; "MT" and
+            // "SM" are never both read, `Memory::listed_as`, and number
+            // one slot apart on some modems): freeing it twice would delete
             // whatever took the slot after the first. A true copy lands in
             // a slot of its own.
             if let Some(new) = slot

@@ -1553,6 +1553,13 @@ impl Driver {
             return Ok(());
         };
         self.note_indicated_memory(mem).await;
+        if mem.listed_as(self.own_memory()) != [mem] {
+            // Its messages are listed under other names ("SM" 1 is "MT"
+            // 26 on a Cinterion, and the index does not say which): read
+            // by its index here, it had a second name, a slot record its
+            // sweep does not know and a second delete.
+            return self.sweep(conn, inbox, epoch).await;
+        }
         // A slot held for a waiting part is announced again only when a
         // new message took it (`read_held_slot`): read it all the same.
         self.with_memory(conn, mem, async |me: &Self, conn: &mut Conn| {
@@ -2035,14 +2042,17 @@ impl Driver {
         }
     }
 
-    /// An indication named `mem`: from now on every sweep lists it, also
-    /// after a restart, if it is not among those listed anyway. Written
+    /// An indication named `mem`: from now on every sweep lists it (by
+    /// the names it is listed as, [`Memory::listed_as`]), also after a
+    /// restart, if it is not among those listed anyway. Written
     /// before the message is read, so that a failed commit leaves it
     /// where a sweep finds it.
     async fn note_indicated_memory(&self, mem: Memory) {
         let after = {
             let mut indicated = self.indicated.lock().unwrap_or_else(|e| e.into_inner());
-            if Memory::swept(self.own_memory(), &indicated).contains(&mem) {
+            let own = self.own_memory();
+            let swept = Memory::swept(own, &indicated);
+            if mem.listed_as(own).iter().all(|name| swept.contains(name)) {
                 return;
             }
             indicated.insert(mem);

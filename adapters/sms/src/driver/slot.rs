@@ -25,6 +25,8 @@ impl Memory {
     pub const SIM: Memory = Memory::known(*b"SM");
     pub const MODEM: Memory = Memory::known(*b"ME");
     pub const REPORTS: Memory = Memory::known(*b"SR");
+    /// "MT": the modem's memory and the SIM's as one, numbered its own way.
+    pub const BOTH: Memory = Memory::known(*b"MT");
 
     const fn known(two: [u8; 2]) -> Memory {
         Memory {
@@ -66,7 +68,7 @@ impl Memory {
     /// `+CMTI`/`+CDSI` named, see [`INDICATED_MEMORIES_CURSOR`]) not
     /// among them, so that what the modem stored there is read again
     /// after a failed commit or a restart, not only once from its
-    /// indication.
+    /// indication; each by one name only ([`Memory::listed_as`]).
     pub fn swept(own: Memory, indicated: &BTreeSet<Memory>) -> Vec<Memory> {
         let mut memories = vec![own];
         if own == Memory::MODEM {
@@ -75,12 +77,30 @@ impl Memory {
         if own != Memory::REPORTS {
             memories.push(Memory::REPORTS);
         }
-        for mem in indicated {
-            if !memories.contains(mem) {
-                memories.push(*mem);
+        for mem in indicated.iter().flat_map(|mem| mem.listed_as(own)) {
+            if !memories.contains(&mem) {
+                memories.push(mem);
             }
         }
         memories
+    }
+
+    /// The names a sweep lists this memory's messages by, with `own` the
+    /// memory received messages go to. "MT" is "ME" and "SM" under a
+    /// numbering of its own (Cinterion's puts the modem's slots first and
+    /// the SIM's after them, some Nokia phones the SIM's first), so one
+    /// message has two names, and a sweep listing both read it twice: its
+    /// slot record under one name, a crash before its delete had it
+    /// committed again under the other, and a part held under both was
+    /// freed twice, the second delete taking whatever the network had
+    /// stored in the slot meanwhile. So with `own` "MT", "SM" and "ME" are
+    /// listed as "MT", and otherwise "MT" as "SM" and "ME".
+    pub fn listed_as(self, own: Memory) -> Vec<Memory> {
+        match (own == Memory::BOTH, self) {
+            (true, Memory::SIM | Memory::MODEM) => vec![Memory::BOTH],
+            (false, Memory::BOTH) => vec![Memory::SIM, Memory::MODEM],
+            _ => vec![self],
+        }
     }
 
     /// The memories a cursor value names (names separated by spaces);
@@ -108,10 +128,12 @@ impl Memory {
 /// offers for reading): modems offer memories a sweep must not list.
 /// "MT" is "SM" and "ME" together under one numbering, so its slots are
 /// the same messages under other names (a part held twice, a delete by
-/// the wrong index); "BM" holds cell broadcast pages, no SMS-DELIVER, which
-/// would be named undecodable for ever; and each extra memory costs a
-/// memory switch and a listing at every sweep. A memory the modem itself
-/// named as holding a message is one it really stores messages in.
+/// the wrong index): one it names is swept by the names it stands for,
+/// unless the own memory is "MT" ([`Memory::listed_as`]); "BM" holds cell
+/// broadcast pages, no SMS-DELIVER, which would be named undecodable for
+/// ever; and each extra memory costs a memory switch and a listing at
+/// every sweep. A memory the modem itself named as holding a message is
+/// one it really stores messages in.
 pub const INDICATED_MEMORIES_CURSOR: &str = "sms-indicated-memories";
 
 impl fmt::Display for Memory {
@@ -176,7 +198,27 @@ mod tests {
             [Memory::SIM, Memory::REPORTS]
         );
         let both = Memory::parse("MT").unwrap();
+        assert_eq!(both, Memory::BOTH);
         assert_eq!(Memory::swept(both, &none), [both, Memory::REPORTS]);
+    }
+
+    #[test]
+    fn a_message_is_swept_by_one_memory_name_only() {
+        let sim_and_modem = Memory::parse_set("SM ME");
+        assert_eq!(
+            Memory::swept(Memory::BOTH, &sim_and_modem),
+            [Memory::BOTH, Memory::REPORTS]
+        );
+        let both = Memory::parse_set("MT");
+        assert_eq!(
+            Memory::swept(Memory::SIM, &both),
+            [Memory::SIM, Memory::REPORTS, Memory::MODEM]
+        );
+        assert_eq!(
+            Memory::swept(Memory::MODEM, &both),
+            [Memory::MODEM, Memory::SIM, Memory::REPORTS]
+        );
+        assert_eq!(Memory::REPORTS.listed_as(Memory::BOTH), [Memory::REPORTS]);
     }
 
     #[test]

@@ -97,15 +97,22 @@ pub enum Mem {
     /// The modem's own memory, numbered apart from the SIM's.
     Me,
     Sr,
+    /// "MT", the modem's memory and the SIM's as one (27.005 3.1), as
+    /// Cinterion (formerly Siemens) MC35/MC55/TC63 number it: the modem's
+    /// slots first, each under its own index, then the SIM's, each under
+    /// its own index plus the modem memory's capacity; a message for
+    /// "MT" fills the modem's memory first. So one message has two names
+    /// here: "SM" 1 is "MT" 51 with the default capacity.
+    Mt,
 }
 
 impl Mem {
     pub(super) fn parse(name: &str) -> Option<Mem> {
         match name.trim_matches('"').to_ascii_uppercase().as_str() {
-            // "MT" (both) is taken as the SIM: nothing here needs more.
-            "SM" | "MT" => Some(Mem::Sm),
+            "SM" => Some(Mem::Sm),
             "ME" => Some(Mem::Me),
             "SR" => Some(Mem::Sr),
+            "MT" => Some(Mem::Mt),
             _ => None,
         }
     }
@@ -114,6 +121,7 @@ impl Mem {
             Mem::Sm => "SM",
             Mem::Me => "ME",
             Mem::Sr => "SR",
+            Mem::Mt => "MT",
         }
     }
 }
@@ -446,6 +454,7 @@ impl SimModem {
     /// with `AT+CMGR`) come damaged on the line (see [`Stored::shown`]);
     /// whether the slot holds a message.
     pub fn damage_next_reads(&mut self, mem: Mem, index: u32, count: u32) -> bool {
+        let (mem, index) = self.resolve(mem, index);
         match self.mem_mut(mem).get_mut(&index) {
             Some(stored) => {
                 stored.damaged_reads = count;
@@ -470,7 +479,15 @@ impl SimModem {
         self.deliver_held()
     }
 
+    /// Store a message in `mem`; its index there (in "MT"'s numbering for
+    /// "MT"), `None` when it is full.
     fn store(&mut self, mem: Mem, hex: String, tpdu_len: usize) -> Option<u32> {
+        if mem == Mem::Mt {
+            return match self.store(Mem::Me, hex.clone(), tpdu_len) {
+                Some(index) => Some(index),
+                None => Some(self.store(Mem::Sm, hex, tpdu_len)? + self.behaviour.capacity),
+            };
+        }
         let first = self.first_index;
         let damaged_reads = self.damage_next_stored;
         let capacity = self.behaviour.capacity;
@@ -763,18 +780,18 @@ impl SimModem {
                 self.storage_queries_refused += 1;
                 error()
             }
-            "+CPMS?" => {
-                let total = self.behaviour.capacity;
-                info(&format!(
-                    "+CPMS: \"{}\",{},{total},\"{}\",{},{total},\"{}\",{},{total}",
-                    self.mem1.name(),
-                    self.mem_len(self.mem1),
-                    self.mem3.name(),
-                    self.mem_len(self.mem3),
-                    self.mem3.name(),
-                    self.mem_len(self.mem3)
-                ))
-            }
+            "+CPMS?" => info(&format!(
+                "+CPMS: \"{}\",{},{},\"{}\",{},{},\"{}\",{},{}",
+                self.mem1.name(),
+                self.mem_len(self.mem1),
+                self.total(self.mem1),
+                self.mem3.name(),
+                self.mem_len(self.mem3),
+                self.total(self.mem3),
+                self.mem3.name(),
+                self.mem_len(self.mem3),
+                self.total(self.mem3)
+            )),
             _ if cmd.starts_with("+CPMS=") => {
                 if !self.pin_ok {
                     return cms(310);
@@ -793,10 +810,9 @@ impl SimModem {
                         if let Some(Some(receive)) = mems.get(2) {
                             self.mem3 = *receive;
                         }
-                        let u = self.mem_len(*mem);
-                        let s = self.mem_len(self.mem3);
-                        let t = self.behaviour.capacity;
-                        info(&format!("+CPMS: {u},{t},{s},{t},{s},{t}"))
+                        let (u, t) = (self.mem_len(*mem), self.total(*mem));
+                        let (s, r) = (self.mem_len(self.mem3), self.total(self.mem3));
+                        info(&format!("+CPMS: {u},{t},{s},{r},{s},{r}"))
                     }
                     _ => cms(302),
                 }
@@ -846,10 +862,11 @@ impl SimModem {
                     Ok(n) if n <= 4 => n,
                     _ => return cms(302),
                 };
-                let mem = self.mem1;
-                let map = self.mem_mut(mem);
                 let mut out = String::new();
-                for (index, stored) in map.iter_mut() {
+                for (index, mem, in_mem) in self.listed(self.mem1) {
+                    let Some(stored) = self.mem_mut(mem).get_mut(&in_mem) else {
+                        continue;
+                    };
                     if wanted == 4 || stored.stat == wanted {
                         let shown = stored.shown();
                         out.push_str(&format!(
@@ -869,7 +886,7 @@ impl SimModem {
                 let Ok(index) = cmd[6..].trim().parse::<u32>() else {
                     return cms(321);
                 };
-                let mem = self.mem1;
+                let (mem, index) = self.resolve(self.mem1, index);
                 match self.mem_mut(mem).get_mut(&index) {
                     Some(stored) => {
                         let shown = stored.shown();
@@ -891,15 +908,18 @@ impl SimModem {
                 if self.keep_deleted {
                     return ok();
                 }
-                let mem = self.mem1;
-                let map = self.mem_mut(mem);
                 match flag {
                     0 => {
-                        if map.remove(&index).is_none() && index == 0 {
+                        let (mem, index) = self.resolve(self.mem1, index);
+                        if self.mem_mut(mem).remove(&index).is_none() && index == 0 {
                             return cms(321);
                         }
                     }
-                    4 => map.clear(),
+                    4 if self.mem1 == Mem::Mt => {
+                        self.me.clear();
+                        self.sm.clear();
+                    }
+                    4 => self.mem_mut(self.mem1).clear(),
                     _ => return cms(302),
                 }
                 // Room again: the phone tells the network (SMMA), which
@@ -924,13 +944,57 @@ impl SimModem {
             Mem::Sm => self.sm.len(),
             Mem::Me => self.me.len(),
             Mem::Sr => self.sr.len(),
+            Mem::Mt => self.sm.len() + self.me.len(),
         }
     }
 
+    /// Slots in `mem` (`+CPMS`'s total).
+    fn total(&self, mem: Mem) -> u32 {
+        match mem {
+            Mem::Mt => 2 * self.behaviour.capacity,
+            _ => self.behaviour.capacity,
+        }
+    }
+
+    /// The memory that holds what `index` of `mem` names, and its index
+    /// there: "MT"'s indexes past the modem memory's slots are the SIM's
+    /// ([`Mem::Mt`]).
+    fn resolve(&self, mem: Mem, index: u32) -> (Mem, u32) {
+        let capacity = self.behaviour.capacity;
+        match mem {
+            Mem::Mt if index >= self.first_index + capacity => (Mem::Sm, index - capacity),
+            Mem::Mt => (Mem::Me, index),
+            _ => (mem, index),
+        }
+    }
+
+    /// What a listing of `mem` shows, in order: each slot's index as `mem`
+    /// names it, and the memory and index that hold it.
+    fn listed(&self, mem: Mem) -> Vec<(u32, Mem, u32)> {
+        let capacity = self.behaviour.capacity;
+        let own = |mem: Mem, map: &BTreeMap<u32, Stored>, offset: u32| {
+            map.keys()
+                .map(move |&index| (index + offset, mem, index))
+                .collect::<Vec<_>>()
+        };
+        match mem {
+            Mem::Sm => own(Mem::Sm, &self.sm, 0),
+            Mem::Me => own(Mem::Me, &self.me, 0),
+            Mem::Sr => own(Mem::Sr, &self.sr, 0),
+            Mem::Mt => {
+                let mut both = own(Mem::Me, &self.me, 0);
+                both.extend(own(Mem::Sm, &self.sm, capacity));
+                both
+            }
+        }
+    }
+
+    /// The map of one memory; for "MT", the modem memory's, which "MT"
+    /// names first (an index of "MT" goes through [`Self::resolve`]).
     fn mem_mut(&mut self, mem: Mem) -> &mut BTreeMap<u32, Stored> {
         match mem {
             Mem::Sm => &mut self.sm,
-            Mem::Me => &mut self.me,
+            Mem::Me | Mem::Mt => &mut self.me,
             Mem::Sr => &mut self.sr,
         }
     }
@@ -985,6 +1049,32 @@ mod tests {
             (true, vec!["+CMTI: \"SM\",1".into()])
         );
         assert_eq!(modem.stored_count(), (2, 0, 0));
+    }
+
+    /// "MT" names the modem memory's slots first and the SIM's after
+    /// them: one message, two names, one slot.
+    #[test]
+    fn mt_numbers_the_sim_s_slots_after_the_modem_s() {
+        let mut modem = modem_with_capacity(2);
+        assert!(modem.inject_raw_into(Mem::Sm, PDU).0);
+        assert!(modem.handle_line("AT+CPMS=\"MT\"").text.contains("OK"));
+        let listed = modem.handle_line("AT+CMGL=4").text;
+        assert!(listed.contains("+CMGL: 3,"), "{listed}");
+        assert!(modem.handle_line("AT+CMGR=3").text.contains(PDU));
+        assert!(modem.handle_line("AT+CMGD=3").text.contains("OK"));
+        assert_eq!(modem.stored_count(), (0, 0, 0));
+        // Received into "MT": the modem memory first.
+        assert!(
+            modem
+                .handle_line("AT+CPMS=\"MT\",\"MT\",\"MT\"")
+                .text
+                .contains("+CPMS: 0,4,0,4,0,4")
+        );
+        assert_eq!(
+            modem.inject_raw(PDU),
+            (true, vec!["+CMTI: \"MT\",1".into()])
+        );
+        assert_eq!(modem.stored_count(), (1, 0, 0));
     }
 
     #[test]

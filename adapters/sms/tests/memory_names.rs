@@ -1,0 +1,130 @@
+//! One stored message, two memory names: "MT" is the modem's memory and
+//! the SIM's as one (27.005 3.1), numbered its own way (the simulated
+//! modem numbers it as Cinterion does: the modem's slots, then the SIM's
+//! after them, so with 50 slots in each "SM" 1 is "MT" 51). Each message
+//! is read and deleted under one name only, the one the sweep lists it by.
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use phonerelay_sms::config::Storage;
+
+/// The external ids committed, each once: the recording sink keeps a
+/// repeat the store would drop, so a repeat is one id here.
+fn distinct_ids(rig: &Rig) -> BTreeSet<String> {
+    rig.sink
+        .inbound()
+        .into_iter()
+        .map(|m| m.external_id)
+        .collect()
+}
+
+fn single(from: &str, text: &str) -> String {
+    phonerelay_sms::codec::encode_deliver(from, text, unix_now(), 0)
+        .remove(0)
+        .0
+}
+
+fn both_memories() -> phonerelay_sms::ModemConfig {
+    let mut config = modem_config("main");
+    config.storage = Storage::MT;
+    config
+}
+
+/// A modem set to "MT" still stores a class 2 message on the SIM and
+/// announces it there, `+CMTI: "SM",1`. Read and committed as "SM" 1,
+/// then a crash before its delete took (or a modem that answered the
+/// delete `OK` and kept it): the restart's sweep listed it as "MT" 51, a
+/// slot no record named, and committed it a second time.
+#[tokio::test]
+async fn a_message_announced_on_the_sim_of_a_modem_set_to_both_is_committed_once() {
+    let mut rig = Rig::start(behaviour(), both_memories()).await;
+    rig.wait_up().await;
+    rig.sim.set_keep_deleted(true);
+    assert!(
+        rig.sim
+            .inject_raw_pdu_into("SM", &single("+15551230061", "class 2"))
+    );
+    wait_until(|| !rig.sink.inbound().is_empty()).await;
+    rig.stop_channel().await;
+    assert_eq!(rig.sim.stored().0, 1, "nothing freed before the crash");
+    rig.sim.set_keep_deleted(false);
+
+    rig.restart_channel(both_memories());
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    assert_eq!(distinct_ids(&rig).len(), 1, "{:?}", rig.sink.inbound());
+    rig.stop_channel().await;
+}
+
+/// A long message's part on the SIM of a modem set to "MT", read once as
+/// "MT" 2 and once as "SM" 1 (a sweep listing "SM" as well, as one did
+/// after an indication named it), was held as a part and a copy of it in
+/// another slot, both freed when the message timed out: the delete as
+/// "MT" 2 emptied the slot, the network delivered the message it held for
+/// want of room into it, and the delete as "SM" 1 deleted that one unread.
+#[tokio::test]
+async fn a_part_read_under_two_memory_names_frees_its_slot_once() {
+    let behaviour = Behaviour {
+        capacity: 1,
+        ..behaviour()
+    };
+    let mut config = both_memories();
+    config.reassembly_timeout_seconds = 2;
+    let mut rig = Rig::idle(behaviour, config);
+    let parts =
+        phonerelay_sms::codec::encode_deliver("+15551230062", &"d".repeat(200), unix_now(), 7);
+    assert!(rig.sim.inject_raw_pdu_unannounced(&parts[0].0)); // "SM" 1, "MT" 2
+    rig.sink
+        .cursors
+        .lock()
+        .unwrap()
+        .insert("sms-indicated-memories".to_string(), "SM".to_string());
+    rig.run();
+    rig.wait_up().await;
+    // The SIM is full: the network holds this one until there is room.
+    let held = single("+15551230063", "held by the network");
+    assert!(!rig.sim.inject_raw_pdu_into("SM", &held));
+    assert_eq!(rig.sim.stored(), (1, 0, 1));
+    // The part times out, is committed alone, and its slot freed.
+    wait_until(|| rig.sim.stored() == (0, 0, 0)).await;
+    let inbound = rig.sink.inbound();
+    assert_eq!(inbound.len(), 2, "{inbound:?}");
+    assert!(inbound.iter().any(|m| m.text == "held by the network"));
+    rig.stop_channel().await;
+}
+
+/// A modem whose own memory is the SIM may still store a message in "MT"
+/// and announce it so (some phones announce every message in "MT"). With
+/// the modem memory full, "MT" 2 is the SIM's slot 1, which the sweep
+/// lists as "SM" 1: read and committed as "MT" 2, then a crash before
+/// its delete, the restart's sweep committed it again as "SM" 1.
+#[tokio::test]
+async fn a_message_announced_in_both_memories_of_a_modem_set_to_the_sim_is_committed_once() {
+    let behaviour = Behaviour {
+        capacity: 1,
+        ..behaviour()
+    };
+    let mut rig = Rig::start(behaviour, modem_config("main")).await;
+    rig.wait_up().await;
+    rig.sim.set_keep_deleted(true);
+    assert!(
+        rig.sim
+            .inject_raw_pdu_into("ME", &single("+15551230064", "in the modem"))
+    );
+    wait_until(|| distinct_ids(&rig).len() == 1).await;
+    // The modem memory full: "MT" 2, the SIM's slot 1.
+    assert!(
+        rig.sim
+            .inject_raw_pdu_into("MT", &single("+15551230065", "on the SIM"))
+    );
+    wait_until(|| distinct_ids(&rig).len() == 2).await;
+    rig.stop_channel().await;
+    assert_eq!(rig.sim.stored().0, 2, "nothing freed before the crash");
+    rig.sim.set_keep_deleted(false);
+
+    rig.restart_channel(modem_config("main"));
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    assert_eq!(distinct_ids(&rig).len(), 2, "{:?}", rig.sink.inbound());
+    rig.stop_channel().await;
+}
