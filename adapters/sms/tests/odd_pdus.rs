@@ -95,13 +95,59 @@ async fn direct_deliveries_short_header_and_undecodable_are_handled() {
     );
     assert_eq!(measure(&rig, "lost_direct_events"), None);
 
-    // The store refusing it, one is lost, and counted so.
+    // The store refusing a header without its PDU, that one is lost (it
+    // cannot go into the record of direct deliveries), and counted so.
     rig.sink
         .unreadable_refused
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    rig.sim.deliver_direct("0005", false);
+    rig.sim
+        .send_unsolicited(vec!["+CMT: ,25".into(), "Z".repeat(3000)]);
     wait_until(|| measure(&rig, "lost_direct_events") == Some(1)).await;
     assert_eq!(measure(&rig, "undecodable_direct"), Some(4));
+}
+
+/// An undecodable +CMT the store refuses is not lost: the modem acknowledged
+/// it to the network already (phase 2, no AT+CNMA), so no other copy comes,
+/// and it waits in the record of direct deliveries as a decodable one whose
+/// commit failed does. Sweeps try it again (counted once); after a restart
+/// with the store back it is committed once, and leaves the record.
+#[tokio::test]
+async fn an_undecodable_direct_delivery_the_store_refuses_waits_for_it() {
+    use std::sync::atomic::Ordering;
+    let mut config = modem_config("main");
+    config.sweep_interval_seconds = 1;
+    let mut rig = Rig::start(behaviour(), config.clone()).await;
+    rig.wait_up().await;
+    rig.sink.unreadable_refused.store(true, Ordering::SeqCst);
+    rig.sim.deliver_direct("0005", false);
+    // Refused as it came, and again by a sweep.
+    wait_until(|| rig.sink.refused_writes.load(Ordering::SeqCst) >= 2).await;
+    assert_eq!(measure(&rig, "lost_direct_events"), None);
+    assert_eq!(measure(&rig, "undecodable_direct"), Some(1));
+    let record = |rig: &Rig| {
+        rig.sink
+            .cursors
+            .lock()
+            .unwrap()
+            .get("sms-direct-parts")
+            .cloned()
+    };
+    assert!(record(&rig).is_some_and(|r| r.ends_with("=0005")));
+    assert!(rig.sink.unreadable().is_empty());
+
+    rig.stop_channel().await;
+    rig.sink.unreadable_refused.store(false, Ordering::SeqCst);
+    rig.restart_channel(config);
+    rig.wait_up().await;
+    wait_until(|| record(&rig).is_none()).await;
+    let kept: Vec<(String, Vec<u8>)> = rig
+        .sink
+        .unreadable()
+        .into_iter()
+        .map(|u| (u.origin, u.raw))
+        .collect();
+    assert_eq!(kept, [("+CMT".to_string(), vec![0x00, 0x05])]);
+    assert!(rig.sink.inbound().is_empty());
 }
 
 /// The parts of one long message, one with the sender in international

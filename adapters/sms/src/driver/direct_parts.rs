@@ -54,6 +54,18 @@ fn join(entries: &[(&str, &str)]) -> String {
     joined.join(",")
 }
 
+/// What a `+CMT` handed over (or taken up again from the record) is.
+enum Direct {
+    /// A message, or a part of one, for a person.
+    Deliver(Box<Deliver>),
+    /// Nothing more to do: discarded, a copy of a part committed, or
+    /// undecodable and kept in the store as it came.
+    Settled,
+    /// Undecodable, and the store refused it: kept in the record like a
+    /// message whose commit failed, the modem having no copy of it.
+    UndecodableUnkept,
+}
+
 impl Driver {
     /// A part the modem handed over directly: into assembly, kept in the
     /// record first if it is a part of a long message (it waits for the
@@ -65,16 +77,24 @@ impl Driver {
         inbox: &mut Inbox,
         now_ms: u64,
     ) -> Option<Ready> {
-        let deliver = self.direct_deliver(pdu, inbox).await?;
         let key = direct_key(pdu);
-        if inbox.holds_direct(&key) {
-            return None;
-        }
         let mut part = DirectPart {
             key,
             pdu: pdu.to_string(),
             kept: false,
         };
+        let deliver = match self.direct_deliver(pdu, inbox, true).await {
+            Direct::Deliver(deliver) => deliver,
+            Direct::Settled => return None,
+            Direct::UndecodableUnkept => {
+                self.keep_direct(std::slice::from_mut(&mut part), inbox)
+                    .await;
+                return None;
+            }
+        };
+        if inbox.holds_direct(&part.key) {
+            return None;
+        }
         if deliver.concat().is_some_and(|c| c.total > 1)
             && !self
                 .long_direct_part_is_new(&deliver, &mut part, inbox, now_ms)
@@ -82,7 +102,7 @@ impl Driver {
         {
             return None;
         }
-        inbox.add_direct(part, deliver, now_ms)
+        inbox.add_direct(part, *deliver, now_ms)
     }
 
     /// Whether `part`, of a long message, belongs to none committed
@@ -120,31 +140,45 @@ impl Driver {
         new
     }
 
-    /// `pdu` as a message for a person that is not a part of one committed
-    /// lately; `None` (said and counted) otherwise.
-    async fn direct_deliver(&self, pdu: &str, inbox: &Inbox) -> Option<Deliver> {
+    /// What `pdu` is: a message for a person that is not a part of one
+    /// committed lately, or nothing more to do (discarded, a copy, or
+    /// undecodable and kept as it came; said and counted), or undecodable
+    /// and not kept, the store refusing it. `first` is whether it was just
+    /// handed over rather than taken up again from the record.
+    async fn direct_deliver(&self, pdu: &str, inbox: &Inbox, first: bool) -> Direct {
         let deliver = match codec::decode_incoming(pdu) {
             Ok(Incoming::Deliver(deliver)) => deliver,
-            Ok(_) => {
-                self.undecodable_direct("+CMT", pdu, "not an SMS-DELIVER")
-                    .await;
-                return None;
-            }
-            Err(e) => {
-                self.undecodable_direct("+CMT", pdu, &e.to_string()).await;
-                return None;
-            }
+            Ok(_) => return self.undecodable_cmt(pdu, "not an SMS-DELIVER", first).await,
+            Err(e) => return self.undecodable_cmt(pdu, &e.to_string(), first).await,
         };
         if let codec::Disposition::Discard(kind) = codec::disposition(&deliver) {
             self.discarded(kind, None);
-            return None;
+            return Direct::Settled;
         }
         let from = self.sender(&deliver.originator);
         if inbox.committed_lately(&from, &deliver) {
             tracing::info!("copy of a part already committed; dropped");
-            return None;
+            return Direct::Settled;
         }
-        Some(*deliver)
+        Direct::Deliver(deliver)
+    }
+
+    /// An undecodable `+CMT`, committed as it came if the store takes it.
+    /// A line that is not hex cannot go into the record, whose entries it
+    /// could break: lost if the store refuses it, and counted so.
+    async fn undecodable_cmt(&self, pdu: &str, reason: &str, first: bool) -> Direct {
+        if !pdu.bytes().all(|b| b.is_ascii_hexdigit()) {
+            self.undecodable_direct("+CMT", pdu, reason).await;
+            return Direct::Settled;
+        }
+        if self
+            .undecodable_direct_kept("+CMT", pdu, reason, first)
+            .await
+        {
+            Direct::Settled
+        } else {
+            Direct::UndecodableUnkept
+        }
     }
 
     /// Add `parts` not kept yet to the record, and mark them kept. If the
@@ -271,9 +305,14 @@ impl Driver {
             if inbox.holds_direct(&key) {
                 continue;
             }
-            let Some(deliver) = self.direct_deliver(&pdu, inbox).await else {
-                done.push(key);
-                continue;
+            let deliver = match self.direct_deliver(&pdu, inbox, false).await {
+                Direct::Deliver(deliver) => deliver,
+                Direct::Settled => {
+                    done.push(key);
+                    continue;
+                }
+                // Still refused: left where it is, for the next sweep.
+                Direct::UndecodableUnkept => continue,
             };
             let now = epoch.elapsed().as_millis() as u64;
             match self.part_of_committed(&deliver, inbox, now).await {
@@ -298,7 +337,7 @@ impl Driver {
                 kept: true,
             };
             let now = epoch.elapsed().as_millis() as u64;
-            if let Some(ready) = inbox.add_direct(part, deliver, now) {
+            if let Some(ready) = inbox.add_direct(part, *deliver, now) {
                 self.commit_inbound(conn, ready, inbox, now).await?;
             }
         }

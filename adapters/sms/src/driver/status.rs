@@ -44,8 +44,10 @@ pub struct ModemStatus {
     pub lost_direct_events: u64,
     /// Messages and reports the modem delivered without storing them
     /// (`+CMT`, `+CDS`) that could not be decoded: kept in the store as
-    /// they came (the journal gives each one's length and why); one whose
-    /// commit failed counts in `lost_direct_events` too.
+    /// they came (the journal gives each one's length and why). A `+CMT`
+    /// whose commit failed waits in the record of direct deliveries, as a
+    /// decodable one does; a `+CDS`, or a header whose PDU never came,
+    /// counts in `lost_direct_events` too.
     pub undecodable_direct: u64,
     /// Received messages not for a person (Type 0 "silent" SMS, DCS
     /// "discard message", port-addressed such as WAP push): acknowledged,

@@ -41,21 +41,54 @@ impl Driver {
             .await
     }
 
-    /// A `+CMT`/`+CDS` (`kind`) that cannot be decoded: committed, since
-    /// the modem kept no copy, and counted in the status. If the commit
-    /// fails it is lost: said with its length and why but never its
-    /// content, which is private, and counted as such.
+    /// A `+CDS`, or a `+CMT`/`+CDS` header whose PDU never came (`kind`),
+    /// that cannot be decoded: committed, since the modem kept no copy,
+    /// and counted in the status. If the commit fails it is lost: said
+    /// with its length and why but never its content, which is private,
+    /// and counted as such. (An undecodable `+CMT` PDU is kept in the
+    /// record of direct deliveries instead, see
+    /// [`Self::undecodable_direct_kept`].)
     pub(super) async fn undecodable_direct(&self, kind: &str, pdu: &str, reason: &str) {
-        self.set_status(|s| s.undecodable_direct += 1);
+        if !self.undecodable_direct_kept(kind, pdu, reason, true).await {
+            tracing::warn!(phone_id = %self.config.phone_id, kind, chars = pdu.len(),
+                "an undecodable PDU the store would not keep is lost");
+            self.set_status(|s| s.lost_direct_events += 1);
+        }
+    }
+
+    /// Commit a directly delivered `pdu` (`kind`) that cannot be decoded;
+    /// whether the store took it. `first` is whether it was just handed
+    /// over (counted in `undecodable_direct`, and said) rather than taken
+    /// up again from the record of direct deliveries, where a `+CMT`
+    /// waits while the store refuses it, as a decodable one does: the
+    /// modem acknowledged it to the network already (phase 2), so no
+    /// other copy of it comes. Only its length and why are said, never
+    /// its content, which is private.
+    pub(super) async fn undecodable_direct_kept(
+        &self,
+        kind: &str,
+        pdu: &str,
+        reason: &str,
+        first: bool,
+    ) -> bool {
+        if first {
+            self.set_status(|s| s.undecodable_direct += 1);
+        }
         match self.keep_undecodable(kind, pdu, reason).await {
             Ok(()) => {
                 tracing::warn!(phone_id = %self.config.phone_id, kind, chars = pdu.len(), reason,
                     "cannot decode a PDU the modem delivered directly; kept in the store as it came");
+                true
+            }
+            Err(e) if first => {
+                tracing::warn!(phone_id = %self.config.phone_id, kind, chars = pdu.len(), reason,
+                    error = %e, "cannot decode a PDU the modem delivered directly, nor keep it in the store now");
+                false
             }
             Err(e) => {
-                tracing::warn!(phone_id = %self.config.phone_id, kind, chars = pdu.len(), reason,
-                    error = %e, "cannot decode a PDU the modem delivered directly, nor keep it in the store; it is lost");
-                self.set_status(|s| s.lost_direct_events += 1);
+                tracing::debug!(kind, chars = pdu.len(), error = %e,
+                    "undecodable direct PDU still waits for the store");
+                false
             }
         }
     }
