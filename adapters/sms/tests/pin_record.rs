@@ -131,3 +131,41 @@ async fn the_record_holds_no_pin_in_clear() {
         );
     }
 }
+
+/// A PIN whose answer never came (the modem went away mid `AT+CPIN`) is
+/// recorded as unsettled before it is sent, so a restart that finds the
+/// SIM still asking does not send it again: had it been wrong, that would
+/// spend a second of the SIM's three tries. A SIM found `READY` (here the
+/// right PIN configured) settles it.
+#[tokio::test]
+async fn a_pin_whose_answer_never_came_is_not_sent_again_after_a_restart() {
+    let mut b = behaviour();
+    b.pin = Some(SIM_PIN.into());
+    let config = config_with_pin(WRONG_PIN);
+    let mut rig = Rig::idle(b, config.clone());
+    rig.pin_record_key = Some(PinRecordKey::new([7; 32]));
+    rig.sim.set_lose_pin_answers(true);
+    rig.restart_channel(config.clone());
+    wait_until(|| rig.sim.pin_commands_received() == 1).await;
+    rig.stop_channel().await;
+    rig.sim.set_lose_pin_answers(false);
+
+    rig.restart_channel(config.clone());
+    wait_until(|| last_error(&rig).contains("never came")).await;
+    assert_eq!(rig.sim.pin_commands_received(), 1, "not sent again");
+    assert_eq!(rig.channel.health().state, HealthState::Down);
+    rig.stop_channel().await;
+
+    // The operator configures the right PIN: sent, and its answer settles it.
+    rig.restart_channel(config_with_pin(SIM_PIN));
+    rig.wait_up().await;
+    let unsettled = || {
+        rig.sink
+            .cursors
+            .lock()
+            .unwrap()
+            .get(phonerelay_sms::driver::pin_unsettled::PIN_UNSETTLED_CURSOR)
+            .cloned()
+    };
+    assert_eq!(unsettled(), None);
+}

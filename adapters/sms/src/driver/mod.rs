@@ -9,6 +9,7 @@ pub mod inbound;
 mod occurrence;
 mod outage_log;
 pub mod pin_record;
+pub mod pin_unsettled;
 mod send_error;
 mod slot;
 mod smsc;
@@ -518,6 +519,7 @@ impl Driver {
                 Some(responses::PinState::Ready) => {
                     pin_attempts.sim_unlocked();
                     self.forget_pin_rejection(pin_attempts).await;
+                    self.settle_pin().await;
                     break;
                 }
                 Some(responses::PinState::SimPin) if !pin_sent => {
@@ -638,8 +640,8 @@ impl Driver {
             return Err(End::Stuck(
                 "the SIM still asks for its PIN after an attempt whose outcome \
                  is unknown (no answer came); not sent again, as it may have been \
-                 wrong (three wrong tries lock the SIM): check the PIN, then \
-                 restart the daemon"
+                 wrong (three wrong tries lock the SIM): check the PIN; if it is \
+                 right, enter it by hand (AT+CPIN), or configure another"
                     .into(),
             ));
         }
@@ -652,6 +654,8 @@ impl Driver {
                 let attempt =
                     PinRecord::of(key, &self.config.phone_id, pin.expose(), iccid.as_deref());
                 self.check_pin_record(&attempt, pin_attempts).await?;
+                self.check_unsettled_pin(&attempt).await?;
+                self.mark_pin_unsettled(&attempt).await?;
                 Some(attempt)
             }
             None => None,
@@ -666,9 +670,13 @@ impl Driver {
             End::Failed(e.to_string())
         })?;
         if answer.is_ok() {
+            self.settle_pin().await;
             return Ok(());
         }
         let refused = self.pin_refused(conn, &answer.result, pin_attempts).await;
+        if !pin_attempts.outcome_unknown {
+            self.settle_pin().await;
+        }
         if pin_attempts.rejected
             && let Some(attempt) = &attempt
         {
