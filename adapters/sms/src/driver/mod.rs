@@ -180,6 +180,10 @@ const CME_PIN_NOT_CHECKED: [u16; 4] = [10, 13, 14, 515];
 /// TS 27.005: the modem has no network to send on.
 const CMS_NO_NETWORK_SERVICE: u16 = 331;
 
+/// TS 27.005 330, SMSC address unknown: counted in a row by the status
+/// (see `status::SMSC_REFUSALS_STUCK`).
+const CMS_SMSC_UNKNOWN: u16 = 330;
+
 /// TS 27.005 `+CMS ERROR` codes that say the modem cannot send at all, not
 /// that this message is wrong: 310 SIM not inserted, 311/312 SIM or PH-SIM
 /// PIN required, 313 SIM failure, 315 SIM wrong, 316 PUK required, 317/318
@@ -1251,6 +1255,7 @@ impl Driver {
                     match mr {
                         Some(mr) => {
                             self.accept(message_id, to, index, mr).await;
+                            self.set_status(|s| s.smsc_refusals_in_a_row = 0);
                             outcome.mrs.push(mr);
                         }
                         None => {
@@ -1261,6 +1266,7 @@ impl Driver {
                             tracing::warn!(phone_id = %self.config.phone_id, message_id, part = index,
                                 "OK without a readable +CMGS: the part went out; its delivery report cannot be matched");
                             self.accept_unreferenced(message_id, index);
+                            self.set_status(|s| s.smsc_refusals_in_a_row = 0);
                             outcome.mrs.push(UNREFERENCED_MR);
                         }
                     }
@@ -1274,6 +1280,9 @@ impl Driver {
                         (FinalResult::CmsError(_), Some(code))
                             if CMS_MODEM_NOT_READY.contains(&code) =>
                         {
+                            if code == CMS_SMSC_UNKNOWN {
+                                self.set_status(|s| s.smsc_refusals_in_a_row += 1);
+                            }
                             self.modem_not_ready(ErrorCode::Cms(code), nothing_sent)
                         }
                         (FinalResult::CmeError(_), Some(code)) => {

@@ -9,6 +9,13 @@ use phonerelay_sms_at::responses::MemoryUsage;
 
 /// Below this the link works but messages start to fail.
 pub const WEAK_SIGNAL_DBM: i16 = -105;
+
+/// Sends refused in a row with `+CMS ERROR: 330` (SMS centre address
+/// unknown), none accepted between, after which the health says the SMS
+/// centre is at fault: each such send ends the session and start-up runs
+/// again, finding an address on the SIM, so the modem looked `up` between
+/// refusals while nothing went out.
+pub const SMSC_REFUSALS_STUCK: u32 = 3;
 /// Sent parts remembered for matching delivery reports, and for telling
 /// apart two parts of one day with the same TP-MR and recipient: many
 /// times the 256 TP-MR values, so a busy modem's day is covered.
@@ -68,6 +75,9 @@ pub struct ModemStatus {
     /// own indication, a `+CMS ERROR: 322`): taken for full until a
     /// reading shows room or the driver deletes a message from it.
     pub storage_full_said: Option<String>,
+    /// Sends refused with `+CMS ERROR: 330` since the last one the network
+    /// accepted; from [`SMSC_REFUSALS_STUCK`] on, the health is degraded.
+    pub smsc_refusals_in_a_row: u32,
 }
 
 /// What an operator calls the memory `+CPMS` names.
@@ -135,6 +145,13 @@ impl ModemStatus {
             } else {
                 &self.note
             })
+        } else if self.smsc_refusals_in_a_row >= SMSC_REFUSALS_STUCK {
+            ChannelHealth::degraded(format!(
+                "stuck: the last {} sends were refused with +CMS ERROR: 330 (SMS centre \
+                 address unknown); check channels.sms.modems[].smsc (the operator's SMS \
+                 centre number, E.164), or the address on the SIM (AT+CSCA?)",
+                self.smsc_refusals_in_a_row
+            ))
         } else if !self.registered {
             ChannelHealth::degraded("not registered on the network")
         } else if self.storage_full() {
