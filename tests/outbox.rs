@@ -532,7 +532,7 @@ async fn a_send_the_endpoint_turns_away_unattempted_goes_back_without_spending_a
 }
 
 /// A remote that refuses sends for now (`http_429`, three times with
-/// `retry_after`, or once without and a `retry_initial_ms` of a second)
+/// `retry_after`, or once without and a `retry_initial_ms` of six seconds)
 /// against `max_attempts = 2`: while the endpoint pauses, a message to
 /// another recipient is not tried either; then both go, none of the
 /// refusals spent an attempt, and the refused message's history says why.
@@ -638,20 +638,24 @@ fn too_many_requests(retry_after: Option<Duration>) -> Step {
 
 #[tokio::test]
 async fn a_remote_s_refusals_pause_the_endpoint_for_its_retry_after_and_spend_no_attempt() {
-    let refusals = (0..3)
-        .map(|_| too_many_requests(Some(Duration::from_millis(800))))
+    // The first pause is what the checks run inside: far longer than they
+    // take on a loaded machine (each status read and POST waits behind a
+    // commit's fsync). The later ones only have to be refusals.
+    let refusals = [4_000, 500, 500]
+        .into_iter()
+        .map(|ms| too_many_requests(Some(Duration::from_millis(ms))))
         .collect();
     // `retry_max_ms` caps a `retry_after` too.
-    let outbox = FAST_OUTBOX.replace("retry_max_ms = 200", "retry_max_ms = 2000");
+    let outbox = FAST_OUTBOX.replace("retry_max_ms = 200", "retry_max_ms = 5000");
     refusals_pause_the_endpoint(refusals, &outbox).await;
 }
 
 #[tokio::test]
 async fn a_refusal_that_names_no_wait_pauses_the_endpoint_for_the_retry_backoff() {
-    // The first refusal in a row waits 500-1000 ms: the upper half of
-    // `retry_initial_ms`.
-    let outbox = FAST_OUTBOX.replace("retry_initial_ms = 40", "retry_initial_ms = 1000");
-    let outbox = outbox.replace("retry_max_ms = 200", "retry_max_ms = 2000");
+    // The first refusal in a row waits 3-6 s: the upper half of
+    // `retry_initial_ms`, far longer than the checks made during it.
+    let outbox = FAST_OUTBOX.replace("retry_initial_ms = 40", "retry_initial_ms = 6000");
+    let outbox = outbox.replace("retry_max_ms = 200", "retry_max_ms = 6000");
     refusals_pause_the_endpoint(vec![too_many_requests(None)], &outbox).await;
 }
 
