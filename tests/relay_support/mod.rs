@@ -123,6 +123,11 @@ pub struct Recorded {
     /// Answer a messages POST this late after recording it: the relay has
     /// it, the bridge does not know yet.
     pub answer_delay_ms: u64,
+    /// Hold the answer to every messages POST taken (after recording it)
+    /// until the test sets this back to false: the relay has it, the
+    /// bridge does not know yet, for as long as the test needs, however
+    /// slow the machine.
+    pub hold_answers: bool,
     /// Answer messages POSTs (after auth) with this 3xx and a Location to
     /// `/elsewhere`, a page that answers 200 to anything, without taking
     /// them: a relay moved, or a URL that lands on a login page.
@@ -382,6 +387,9 @@ async fn messages(State(state): Shared, headers: HeaderMap, Json(body): Json<Val
     };
     if answer_delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(answer_delay_ms)).await;
+    }
+    while state.lock().unwrap().hold_answers {
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     taken(
         state.lock().unwrap().plain_ok,
