@@ -263,10 +263,15 @@ async fn a_half_sent_request_does_not_hold_up_shutdown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_in_flight_at_shutdown_is_answered_before_the_daemon_stops() {
     let sms = TestChannel::new(ChannelKind::Sms, "phone-1");
-    let mut d = start_with_request_timeout(sms.clone(), 30).await;
-    // The commit waits 600 ms for another connection's write lock, well
-    // inside the 1 s shutdown grace.
-    let holder = hold_write_lock(d.db_path(), Duration::from_millis(600));
+    // A grace of 5 s: the lock held below and the commit's fsync after it
+    // end well inside it on a loaded machine.
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_with_timeout(&dir, 30)
+        .replace("shutdown_grace_seconds = 1", "shutdown_grace_seconds = 5");
+    let mut d = TestDaemon::start_in(dir, text, vec![sms.clone()]).await;
+    // The commit waits 2 s for another connection's write lock: the stop
+    // begins while it waits, and the answer comes well before the grace ends.
+    let holder = hold_write_lock(d.db_path(), Duration::from_secs(2));
     let request = d
         .http
         .post(format!("{}/api/v1/messages", d.base))
@@ -274,8 +279,9 @@ async fn a_send_in_flight_at_shutdown_is_answered_before_the_daemon_stops() {
         .json(&send_body("phone-1", "sms", "+15551230001", "in flight"))
         .send();
     let in_flight = tokio::spawn(request);
-    // Stop once the request is surely inside the daemon, waiting on the lock.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Stop once the request is inside the daemon, waiting on the lock (no
+    // event tells when it got there; 700 ms leaves the lock 1.3 s more).
+    tokio::time::sleep(Duration::from_millis(700)).await;
     let db = d.db_path();
     d.stop().await;
     holder.join().unwrap();
