@@ -562,7 +562,10 @@ async fn a_post_cut_short_by_a_stop_is_repeated_with_the_same_body_though_routin
     let bridge = common::start_bridge(&config, RELAY_KEY, &sms).await;
     let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
     send_from_pchat(&bridge, &key, "sms", "+15551230001", "bob", "r-1").await;
-    let alice = send_that_goes_out_in_part(&bridge, &sms, &key, Duration::from_secs(3)).await;
+    // Alice's retry comes 8 s later: the reply's 1 s wait and its POST end
+    // well before it on a loaded machine, and the wait for her outcome
+    // below (10 s at most) still sees it.
+    let alice = send_that_goes_out_in_part(&bridge, &sms, &key, Duration::from_secs(8)).await;
     sms.inject(inbound(
         ChannelKind::Sms,
         "+15551230001",
