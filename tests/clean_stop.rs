@@ -309,8 +309,9 @@ fn a_stop_during_a_send_the_network_never_answers_ends_within_the_bound() {
     });
     let terminated = Instant::now();
     daemon.signal_term();
-    // The grace (1 s) and the bound (15 s), with some slack.
-    let deadline = terminated + Duration::from_secs(19);
+    // The grace (1 s) and the bound (15 s), with slack for a loaded
+    // machine: the test is that it ends, well before systemd's SIGKILL.
+    let deadline = terminated + Duration::from_secs(30);
     let code = loop {
         if let Some(status) = daemon.child.try_wait().unwrap() {
             break status.code().unwrap_or(-1);
