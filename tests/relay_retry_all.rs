@@ -103,6 +103,19 @@ async fn three_dead_letters() -> ThreeDead {
     }
 }
 
+/// The two letters a retry by code took are delivered, and only the third
+/// is left dead.
+async fn two_delivered_one_dead(relay: &EmulatedRelay, bridge: &common::TestDaemon) {
+    relay
+        .wait_for("the two requeued", |s| s.messages.len() == 2)
+        .await;
+    bridge
+        .wait_link("nothing pending, one dead", |l| {
+            l["inbound_pending"] == 0 && l["inbound_dead"] == 1
+        })
+        .await;
+}
+
 /// Three dead letters, two refused with one code: `--all --code` puts
 /// exactly those two back, each under a key of its own, and the
 /// forwarder delivers each once; run again, it finds none, as they are
@@ -130,14 +143,7 @@ async fn retry_all_with_a_code_requeues_exactly_its_dead_letters_and_each_goes_o
         )
     );
 
-    relay
-        .wait_for("the two requeued", |s| s.messages.len() == 2)
-        .await;
-    bridge
-        .wait_link("nothing pending, one dead", |l| {
-            l["inbound_pending"] == 0 && l["inbound_dead"] == 1
-        })
-        .await;
+    two_delivered_one_dead(&relay, &bridge).await;
     let mut keys: Vec<String> = relay
         .messages()
         .into_iter()
@@ -260,14 +266,7 @@ async fn the_api_requeues_the_dead_letters_a_code_matches_and_refuses_bad_filter
     let (code, answer) = bridge.post(PATH, &bridge.admin_key, &by_code).await;
     assert_eq!(code, 200, "{answer}");
     assert_eq!(answer["requeued"], json!([one, three]), "{answer}");
-    relay
-        .wait_for("the two requeued", |s| s.messages.len() == 2)
-        .await;
-    bridge
-        .wait_link("nothing pending, one dead", |l| {
-            l["inbound_pending"] == 0 && l["inbound_dead"] == 1
-        })
-        .await;
+    two_delivered_one_dead(&relay, &bridge).await;
     let (code, again) = bridge.post(PATH, &bridge.admin_key, &by_code).await;
     assert_eq!((code, &again["requeued"]), (200, &json!([])), "{again}");
     let left = store.get_relay_inbound(&two).await.unwrap().unwrap();
