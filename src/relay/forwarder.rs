@@ -336,6 +336,11 @@ async fn answered(
                 tracing::info!(id = %m.id, "the relay takes inbound messages again; the queue goes on");
                 deps.link.hold_inbound(None).await;
             }
+            // Stored before the delivery is: a crash between the two then
+            // repeats a POST the relay answers as before (its key), where
+            // the other order left the old count to hold the queue at the
+            // next refusal, however much the relay had taken since.
+            refusals.keep(&*deps.state.store, &deps.settings.url).await;
             deps.link.reached().await;
             tracing::debug!(id = %m.id, to = %route.to, "inbound forwarded to the relay");
             let recorded = record(
@@ -761,5 +766,69 @@ mod tests {
         let tries = store.faults.tries.load(Ordering::SeqCst);
         assert!(tries <= 12, "{tries} routing reads in {window:?}");
         assert!(failures >= 5, "failures not counted: {failures}");
+    }
+
+    /// Every relay outcome refused, as a crash just before it would leave
+    /// it unrecorded.
+    struct RelayOutcomesRefused;
+
+    impl crate::store::testing::Faults for RelayOutcomesRefused {
+        fn record_relay_inbound(&self, _id: &str) -> crate::store::StoreResult<()> {
+            Err(crate::store::StoreError::Unavailable(
+                "refused by the test".into(),
+            ))
+        }
+    }
+
+    /// Three refusals in a row stored, then the relay takes a message: the
+    /// count is gone from the store before the delivery is recorded. Left
+    /// until after it, a crash between the two kept the three, and the
+    /// next refusal of one bad message held the whole queue behind it.
+    #[tokio::test]
+    async fn a_message_taken_clears_the_stored_refusals_before_its_delivery_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
+        let store = Arc::new(crate::store::testing::Faulty::with(
+            sqlite,
+            RelayOutcomesRefused,
+        ));
+        let now = now_ms();
+        store
+            .commit_inbound(received_sms("ext-1", now), now)
+            .await
+            .unwrap();
+        let item = store
+            .list_relay_inbound(crate::store::RelayInboundState::Pending, None, None, 1)
+            .await
+            .unwrap()
+            .remove(0);
+        let deps = deps_over(store.clone()).await;
+        let url = deps.settings.url.clone();
+        let mut refusals = Refusals::load(&*store, &url).await;
+        for _ in 0..3 {
+            assert!(!refusals.one_more());
+        }
+        refusals.keep(&*store, &url).await;
+
+        let route = Route {
+            to: "ops".into(),
+            route: "default".into(),
+        };
+        let taken = Ok(serde_json::json!({"id": "r-1"}));
+        let mut failures = 0;
+        answered(&deps, &item, route, taken, &mut failures, &mut refusals).await;
+
+        let after = store.inner().get_relay_inbound(&item.inbound.id).await;
+        let after = after.unwrap().unwrap();
+        assert_eq!(
+            after.state,
+            crate::store::RelayInboundState::Pending,
+            "unrecorded"
+        );
+        let mut reloaded = Refusals::load(store.inner(), &url).await;
+        assert!(
+            !reloaded.one_more(),
+            "the next refusal is the first in a row"
+        );
     }
 }

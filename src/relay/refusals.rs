@@ -83,9 +83,11 @@ impl Refusals {
         held
     }
 
-    /// Store the count if it changed, once the outcome that changed it is
-    /// recorded: a crash between the two then counts a refusal too few
-    /// (one more dead letter at most), never one the message has not had.
+    /// Store the count if it changed: a refusal once its outcome is
+    /// recorded (a crash between the two then counts a refusal too few,
+    /// one more dead letter at most, never one the message has not had),
+    /// a message taken before its delivery is recorded (the forwarder's
+    /// `answered`).
     /// A count that cannot be stored is kept in memory and stored at the
     /// next try.
     pub async fn keep(&mut self, store: &dyn Store, relay_url: &str) {

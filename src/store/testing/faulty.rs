@@ -37,6 +37,12 @@ pub trait Faults: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Before the relay forwarding outcome of inbound message `id` is
+    /// recorded (`record_relay_inbound`).
+    fn record_relay_inbound(&self, _id: &str) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// Before the cursor `name` is saved.
     fn save_cursor(&self, _name: &str) -> StoreResult<()> {
         Ok(())
@@ -320,6 +326,7 @@ impl<F: Faults> Store for Faulty<F> {
         id: &str,
         outcome: RelayInboundOutcome,
     ) -> StoreResult<()> {
+        self.faults.record_relay_inbound(id)?;
         self.inner.record_relay_inbound(id, outcome).await
     }
 
