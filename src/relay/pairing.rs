@@ -265,5 +265,6 @@ pub async fn unpair(loaded: &LoadedConfig, store: &dyn Store) -> Result<String, 
         out.push_str(&format!("removed the relay key {}\n", key_file.display()));
     }
     let _ = store.save_cursor(SCOPE, LINK, "").await;
+    let _ = store.save_cursor(SCOPE, super::refusals::CURSOR, "").await;
     Ok(out)
 }

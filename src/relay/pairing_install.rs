@@ -97,8 +97,10 @@ pub async fn install(
     })
 }
 
-/// The cursors recorded with the keys: the pairing, and the link's state
-/// as just reached (by the hello that checked the key).
+/// The cursors recorded with the keys: the pairing, the link's state as
+/// just reached (by the hello that checked the key), and no refusals in a
+/// row: those of an earlier pairing with the same relay (another key,
+/// another phone_id) say nothing of this one.
 fn pairing_cursors(pairing: &Pairing, now_ms: i64) -> Result<Vec<CursorWrite>, ExitError> {
     let pairing_text = settings::pairing_text(Some(pairing)).map_err(ExitError::Runtime)?;
     let reached = LinkState {
@@ -110,6 +112,7 @@ fn pairing_cursors(pairing: &Pairing, now_ms: i64) -> Result<Vec<CursorWrite>, E
     Ok(vec![
         CursorWrite::new(PAIRING, pairing_text),
         CursorWrite::new(LINK, link_text),
+        CursorWrite::new(super::refusals::CURSOR, ""),
     ])
 }
 
@@ -238,6 +241,32 @@ mod tests {
         );
         let state = super::super::link::load(&store).await.unwrap();
         assert_eq!(state.last_reached_ms, Some(2));
+    }
+
+    /// A pairing made again with the same relay starts its refusals in a
+    /// row from none: an earlier pairing's three would have the first
+    /// refusal of one bad message hold the whole queue.
+    #[tokio::test]
+    async fn a_re_pair_with_the_same_relay_counts_its_refusals_from_none() {
+        use super::super::refusals::Refusals;
+
+        let dir = tempfile::tempdir().unwrap();
+        let (loaded, store) = config_and_store(dir.path());
+        install(&loaded, &store, OLD_URL, "ph_1", "old-key", 1)
+            .await
+            .unwrap();
+        let mut refusals = Refusals::load(&store, OLD_URL).await;
+        for _ in 0..3 {
+            assert!(!refusals.one_more());
+        }
+        refusals.keep(&store, OLD_URL).await;
+        assert!(Refusals::load(&store, OLD_URL).await.one_more(), "kept");
+
+        install(&loaded, &store, OLD_URL, "ph_2", "new-key", 2)
+            .await
+            .unwrap();
+        let mut after = Refusals::load(&store, OLD_URL).await;
+        assert!(!after.one_more(), "the first refusal is the first in a row");
     }
 
     /// A crash between the store's commit and the key file's rename

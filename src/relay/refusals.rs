@@ -22,8 +22,8 @@ use super::pull_ack::REFUSED_ALONE_BEFORE_ANY_TAKEN;
 use super::settings::SCOPE;
 use crate::store::Store;
 
-/// The cursor's name under [`SCOPE`].
-const CURSOR: &str = "inbound_refusals";
+/// The cursor's name under [`SCOPE`]; a pairing made or removed clears it.
+pub(super) const CURSOR: &str = "inbound_refusals";
 
 const HOLD_AT: u32 = REFUSED_ALONE_BEFORE_ANY_TAKEN as u32;
 
