@@ -5,20 +5,8 @@
 //! is read and deleted under one name only, the one the sweep lists it by.
 mod common;
 
-use std::collections::BTreeSet;
-
 use common::*;
 use phonerelay_sms::config::Storage;
-
-/// The external ids committed, each once: the recording sink keeps a
-/// repeat the store would drop, so a repeat is one id here.
-fn distinct_ids(rig: &Rig) -> BTreeSet<String> {
-    rig.sink
-        .inbound()
-        .into_iter()
-        .map(|m| m.external_id)
-        .collect()
-}
 
 fn single(from: &str, text: &str) -> String {
     phonerelay_sms::codec::encode_deliver(from, text, unix_now(), 0)
@@ -53,7 +41,7 @@ async fn a_message_announced_on_the_sim_of_a_modem_set_to_both_is_committed_once
 
     rig.restart_channel(both_memories());
     wait_until(|| rig.sim.stored().0 == 0).await;
-    assert_eq!(distinct_ids(&rig).len(), 1, "{:?}", rig.sink.inbound());
+    assert_eq!(rig.sink.distinct_ids().len(), 1, "{:?}", rig.sink.inbound());
     rig.stop_channel().await;
 }
 
@@ -112,19 +100,19 @@ async fn a_message_announced_in_both_memories_of_a_modem_set_to_the_sim_is_commi
         rig.sim
             .inject_raw_pdu_into("ME", &single("+15551230064", "in the modem"))
     );
-    wait_until(|| distinct_ids(&rig).len() == 1).await;
+    wait_until(|| rig.sink.distinct_ids().len() == 1).await;
     // The modem memory full: "MT" 2, the SIM's slot 1.
     assert!(
         rig.sim
             .inject_raw_pdu_into("MT", &single("+15551230065", "on the SIM"))
     );
-    wait_until(|| distinct_ids(&rig).len() == 2).await;
+    wait_until(|| rig.sink.distinct_ids().len() == 2).await;
     rig.stop_channel().await;
     assert_eq!(rig.sim.stored().0, 2, "nothing freed before the crash");
     rig.sim.set_keep_deleted(false);
 
     rig.restart_channel(modem_config("main"));
     wait_until(|| rig.sim.stored().0 == 0).await;
-    assert_eq!(distinct_ids(&rig).len(), 2, "{:?}", rig.sink.inbound());
+    assert_eq!(rig.sink.distinct_ids().len(), 2, "{:?}", rig.sink.inbound());
     rig.stop_channel().await;
 }

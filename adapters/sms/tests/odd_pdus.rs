@@ -79,12 +79,7 @@ async fn direct_deliveries_short_header_and_undecodable_are_handled() {
     rig.sim.send_unsolicited(vec!["+CDS: 3\r\n0006AB".into()]);
     wait_until(|| measure(&rig, "undecodable_direct") == Some(3)).await;
     assert_eq!(rig.sink.inbound().len(), 1);
-    let kept: Vec<(String, Vec<u8>)> = rig
-        .sink
-        .unreadable()
-        .into_iter()
-        .map(|u| (u.origin, u.raw))
-        .collect();
+    let kept = rig.sink.unreadable_origins();
     assert_eq!(
         kept,
         [
@@ -140,12 +135,7 @@ async fn an_undecodable_direct_delivery_the_store_refuses_waits_for_it() {
     rig.restart_channel(config);
     rig.wait_up().await;
     wait_until(|| record(&rig).is_none()).await;
-    let kept: Vec<(String, Vec<u8>)> = rig
-        .sink
-        .unreadable()
-        .into_iter()
-        .map(|u| (u.origin, u.raw))
-        .collect();
+    let kept = rig.sink.unreadable_origins();
     assert_eq!(kept, [("+CMT".to_string(), vec![0x00, 0x05])]);
     assert!(rig.sink.inbound().is_empty());
 }

@@ -19,16 +19,6 @@ fn same_second_pdu() -> String {
     parts.remove(0).0
 }
 
-/// The external ids committed, each once: the recording sink keeps a
-/// repeat the store would drop, so a repeat is one id here.
-fn distinct_ids(rig: &Rig) -> BTreeSet<String> {
-    rig.sink
-        .inbound()
-        .into_iter()
-        .map(|m| m.external_id)
-        .collect()
-}
-
 #[tokio::test]
 async fn identical_messages_of_one_second_in_two_slots_are_two_messages() {
     let mut rig = Rig::idle(behaviour(), modem_config("main"));
@@ -37,7 +27,7 @@ async fn identical_messages_of_one_second_in_two_slots_are_two_messages() {
     assert!(rig.sim.inject_raw_pdu_unannounced(&pdu));
     rig.run();
     wait_until(|| rig.sim.stored().0 == 0).await;
-    assert_eq!(distinct_ids(&rig).len(), 2, "{:?}", rig.sink.inbound());
+    assert_eq!(rig.sink.distinct_ids().len(), 2, "{:?}", rig.sink.inbound());
     assert!(rig.sink.inbound().iter().all(|m| m.text == "1"));
     rig.stop_channel().await;
 }
@@ -54,14 +44,14 @@ async fn identical_messages_read_again_after_a_crash_are_still_two() {
     assert!(rig.sim.inject_raw_pdu_unannounced(&pdu));
     rig.sim.set_keep_deleted(true);
     rig.run();
-    wait_until(|| distinct_ids(&rig).len() == 2).await;
+    wait_until(|| rig.sink.distinct_ids().len() == 2).await;
     rig.stop_channel().await;
     assert_eq!(rig.sim.stored().0, 2, "nothing freed before the crash");
     rig.sim.set_keep_deleted(false);
 
     rig.restart_channel(modem_config("main"));
     wait_until(|| rig.sim.stored().0 == 0).await;
-    assert_eq!(distinct_ids(&rig).len(), 2, "{:?}", rig.sink.inbound());
+    assert_eq!(rig.sink.distinct_ids().len(), 2, "{:?}", rig.sink.inbound());
     rig.stop_channel().await;
 }
 
@@ -79,7 +69,7 @@ async fn a_message_read_again_after_a_crash_is_one() {
 
     rig.restart_channel(modem_config("main"));
     wait_until(|| rig.sim.stored().0 == 0).await;
-    assert_eq!(distinct_ids(&rig).len(), 1, "{:?}", rig.sink.inbound());
+    assert_eq!(rig.sink.distinct_ids().len(), 1, "{:?}", rig.sink.inbound());
     rig.stop_channel().await;
 }
 
@@ -99,7 +89,7 @@ async fn an_identical_message_in_the_slot_the_first_was_freed_from_is_new() {
     wait_until(|| rig.sim.stored().0 == 0 && rig.sink.inbound().len() == 2).await;
     assert!(rig.sim.inject_raw_pdu_unannounced(&pdu));
     wait_until(|| rig.sim.stored().0 == 0 && rig.sink.inbound().len() == 3).await;
-    assert_eq!(distinct_ids(&rig).len(), 3, "{:?}", rig.sink.inbound());
+    assert_eq!(rig.sink.distinct_ids().len(), 3, "{:?}", rig.sink.inbound());
     let records = rig.sink.cursors.lock().unwrap().clone();
     let slot_records: Vec<&String> = records
         .keys()
@@ -119,7 +109,7 @@ async fn identical_messages_of_one_second_handed_over_directly_are_two() {
     wait_until(|| rig.sink.inbound().len() == 1).await;
     rig.sim.deliver_direct(&pdu, false);
     wait_until(|| rig.sink.inbound().len() == 2).await;
-    assert_eq!(distinct_ids(&rig).len(), 2, "{:?}", rig.sink.inbound());
+    assert_eq!(rig.sink.distinct_ids().len(), 2, "{:?}", rig.sink.inbound());
 }
 
 /// After an upgrade: a message the earlier version committed under its
@@ -157,7 +147,7 @@ async fn a_message_an_earlier_version_committed_is_not_delivered_again() {
         .push(phonerelay_channel::ChannelEvent::Inbound(earlier));
     rig.restart_channel(modem_config("main"));
     wait_until(|| rig.sim.stored().0 == 0).await;
-    assert_eq!(distinct_ids(&rig), BTreeSet::from([base]));
+    assert_eq!(rig.sink.distinct_ids(), BTreeSet::from([base]));
     rig.stop_channel().await;
 }
 
@@ -183,5 +173,5 @@ async fn a_direct_message_committed_from_its_record_is_not_committed_again() {
     let commands = rig.sim.commands_seen();
     // Sweeps go on (each lists the SIM): none commits it again.
     wait_until(|| rig.sim.commands_seen() > commands + 6).await;
-    assert_eq!(distinct_ids(&rig).len(), 1, "{:?}", rig.sink.inbound());
+    assert_eq!(rig.sink.distinct_ids().len(), 1, "{:?}", rig.sink.inbound());
 }

@@ -201,6 +201,21 @@ impl RecordingSink {
             })
             .collect()
     }
+    /// The external ids committed, each once: this sink keeps a repeat
+    /// the store would drop, so a repeat is one id here.
+    pub fn distinct_ids(&self) -> std::collections::BTreeSet<String> {
+        self.inbound().into_iter().map(|m| m.external_id).collect()
+    }
+
+    /// What the driver could not decode: where it came from (`+CMT`, a
+    /// slot) and its bytes.
+    pub fn unreadable_origins(&self) -> Vec<(String, Vec<u8>)> {
+        self.unreadable()
+            .into_iter()
+            .map(|u| (u.origin, u.raw))
+            .collect()
+    }
+
     /// What the driver could not decode and handed over as it came.
     pub fn unreadable(&self) -> Vec<UnreadableInbound> {
         self.events
