@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
+use crate::channels::BuildError;
 use crate::clock::now_ms;
 use crate::config::{LoadedConfig, validate_with};
 use crate::daemon_tasks::{TaskEnd, Tasks};
@@ -187,14 +188,17 @@ pub async fn start(
         let lines: Vec<String> = issues.iter().map(ToString::to_string).collect();
         return Err(ExitError::Config(lines.join("\n")));
     }
-    let mut channels = crate::channels::build(&loaded).map_err(|issues| {
-        ExitError::Config(
+    let mut channels = crate::channels::build(&loaded).map_err(|e| match e {
+        BuildError::Config(issues) => ExitError::Config(
             issues
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join("\n"),
-        )
+        ),
+        // A state dir that fails under a file an endpoint needs may pass
+        // (a full disk): exit 1, so the service manager restarts.
+        BuildError::Io(why) => ExitError::Runtime(why),
     })?;
     channels.extend(extra);
     let endpoints = Arc::new(Endpoints::new(channels).map_err(ExitError::Config)?);

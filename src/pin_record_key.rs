@@ -21,21 +21,41 @@ pub fn path(state_dir: &Path) -> PathBuf {
     state_dir.join(PIN_RECORD_KEY_FILE)
 }
 
+/// Why the key could not be had. The two ask different things of the
+/// service manager: a file that holds no key stays so however often the
+/// daemon restarts (a config error, exit 2, not restarted), while a full
+/// disk or a failing read may pass (exit 1, restarted).
+#[derive(Debug, PartialEq, Eq)]
+pub enum PinKeyError {
+    /// Making or reading the file failed.
+    Io(String),
+    /// The file is there but holds no key.
+    NotAKey(String),
+}
+
+impl std::fmt::Display for PinKeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PinKeyError::Io(why) | PinKeyError::NotAKey(why) => f.write_str(why),
+        }
+    }
+}
+
 /// The key in `state_dir`, made there if it is not yet.
-pub fn load_or_create(state_dir: &Path) -> Result<PinRecordKey, String> {
+pub fn load_or_create(state_dir: &Path) -> Result<PinRecordKey, PinKeyError> {
     let file = path(state_dir);
     let fresh: [u8; KEY_BYTES] = rand::random();
     crate::private_files::create_once(&file, &hex::encode(fresh))
-        .map_err(|e| format!("cannot create {}: {e}", file.display()))?;
+        .map_err(|e| PinKeyError::Io(format!("cannot create {}: {e}", file.display())))?;
     let text = std::fs::read_to_string(&file)
-        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        .map_err(|e| PinKeyError::Io(format!("cannot read {}: {e}", file.display())))?;
     parse(text.trim()).ok_or_else(|| {
-        format!(
+        PinKeyError::NotAKey(format!(
             "{} does not hold a key ({} hex digits); remove it to have a new one made \
              (a SIM PIN rejected before is then sent once more)",
             file.display(),
             KEY_BYTES * 2
-        )
+        ))
     })
 }
 
@@ -64,10 +84,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(path(dir.path()), "not a key\n").unwrap();
         let e = load_or_create(dir.path()).unwrap_err();
-        assert!(e.contains("does not hold a key"), "{e}");
+        assert!(
+            matches!(&e, PinKeyError::NotAKey(why) if why.contains("does not hold a key")),
+            "{e}"
+        );
         assert_eq!(
             std::fs::read_to_string(path(dir.path())).unwrap(),
             "not a key\n"
+        );
+    }
+
+    #[test]
+    fn a_state_dir_that_cannot_be_made_is_an_io_failure_not_a_bad_key() {
+        // A full disk or a failing read may pass, so it must not read as a
+        // config error (which the service manager does not restart).
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("blocker");
+        std::fs::write(&blocker, "a file, not a folder").unwrap();
+        let e = load_or_create(&blocker.join("state")).unwrap_err();
+        assert!(
+            matches!(&e, PinKeyError::Io(why) if why.contains("cannot create")),
+            "{e}"
         );
     }
 }

@@ -92,3 +92,24 @@ fn a_pin_file_that_holds_no_pin_fails_check_without_showing_it() {
     );
     assert!(!errors.contains("98 76"), "{errors}");
 }
+
+/// `serve` with a PIN configured must make the PIN record key in the state
+/// dir before anything else; a state dir that cannot be made is a run-time
+/// failure (exit 1, which systemd restarts), not a config error (exit 2,
+/// which it does not): a full disk passes, a wrong key does not.
+#[test]
+fn serve_that_cannot_make_the_pin_record_key_exits_1_not_2() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("blocker"), "a file, not a folder").unwrap();
+    let config = modem_with(
+        dir.path(),
+        "pin = \"4321\"\n\n[storage]\nstate_dir = \"blocker/state\"",
+    );
+    let out = bin()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .expect("phonerelay runs");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot create"), "{}", stderr(&out));
+}

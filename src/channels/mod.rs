@@ -33,16 +33,25 @@ pub fn configured_phone_ids(loaded: &LoadedConfig) -> Vec<String> {
     ids
 }
 
+/// Why the endpoints could not be built.
+#[derive(Debug)]
+pub enum BuildError {
+    /// The config, or a file it leads to, is wrong: a restart meets the
+    /// same, so the operator has to act (exit 2).
+    Config(Vec<ConfigIssue>),
+    /// The state dir failed under a file an endpoint needs (a full disk, a
+    /// failing read): it may pass, so the service manager may restart
+    /// (exit 1).
+    Io(String),
+}
+
 /// Build one endpoint per configured modem, number, bot, mailbox...
-pub fn build(loaded: &LoadedConfig) -> Result<Vec<Arc<dyn Channel>>, Vec<ConfigIssue>> {
+pub fn build(loaded: &LoadedConfig) -> Result<Vec<Arc<dyn Channel>>, BuildError> {
     let channels = &loaded.config.channels;
     let mut endpoints = Vec::new();
     let mut issues = Vec::new();
     if let Some(sms) = &channels.sms {
-        let key = match sms_pin_record_key(sms, loaded) {
-            Ok(key) => key,
-            Err(issue) => return Err(vec![issue]),
-        };
+        let key = sms_pin_record_key(sms, loaded)?;
         match phonerelay_sms::build(sms, &loaded.base_dir, key.as_ref()) {
             Ok(built) => endpoints.extend(built),
             Err(found) => issues.extend(found.into_iter().map(|i| i.under("channels.sms"))),
@@ -51,7 +60,7 @@ pub fn build(loaded: &LoadedConfig) -> Result<Vec<Arc<dyn Channel>>, Vec<ConfigI
     if issues.is_empty() {
         Ok(endpoints)
     } else {
-        Err(issues)
+        Err(BuildError::Config(issues))
     }
 }
 
@@ -60,7 +69,7 @@ pub fn build(loaded: &LoadedConfig) -> Result<Vec<Arc<dyn Channel>>, Vec<ConfigI
 fn sms_pin_record_key(
     sms: &phonerelay_sms::SmsConfig,
     loaded: &LoadedConfig,
-) -> Result<Option<phonerelay_sms::PinRecordKey>, ConfigIssue> {
+) -> Result<Option<phonerelay_sms::PinRecordKey>, BuildError> {
     let has_pin = sms
         .modems
         .iter()
@@ -68,7 +77,13 @@ fn sms_pin_record_key(
     if !has_pin {
         return Ok(None);
     }
+    use crate::pin_record_key::PinKeyError;
     crate::pin_record_key::load_or_create(&loaded.state_dir())
         .map(Some)
-        .map_err(|why| ConfigIssue::new("storage.state_dir", why))
+        .map_err(|e| match e {
+            PinKeyError::NotAKey(why) => {
+                BuildError::Config(vec![ConfigIssue::new("storage.state_dir", why)])
+            }
+            PinKeyError::Io(why) => BuildError::Io(format!("storage.state_dir: {why}")),
+        })
 }

@@ -43,7 +43,7 @@ pub const DEFAULT_SWEEP_INTERVAL_SECONDS: u64 = 300;
 /// Parts of a long message can arrive hours apart on a congested network;
 /// after this the parts we have are delivered as they are.
 pub const DEFAULT_REASSEMBLY_TIMEOUT_SECONDS: u64 = 3_600;
-/// Reconnect backoff doubles from 1 s up to this.
+/// Reconnect backoff doubles from 200 ms (the driver's first delay) up to this.
 pub const DEFAULT_RECONNECT_MAX_BACKOFF_SECONDS: u64 = 60;
 /// TP-VP relative format covers 5 minutes to 63 weeks.
 pub const MIN_VALIDITY_SECONDS: u32 = 300;
