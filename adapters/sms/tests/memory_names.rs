@@ -116,3 +116,36 @@ async fn a_message_announced_in_both_memories_of_a_modem_set_to_the_sim_is_commi
     assert_eq!(rig.sink.distinct_ids().len(), 2, "{:?}", rig.sink.inbound());
     rig.stop_channel().await;
 }
+
+/// An installation set to "MT" upgraded while a message announced on the
+/// SIM was committed and not yet deleted: the earlier build read it by
+/// its indication as "SM" 1 and wrote its slot record under that name
+/// (as a driver set to "SM" still does, which seeds it here). This build
+/// lists it as "MT" 51 only, a slot no record named, and committed it a
+/// second time.
+#[tokio::test]
+async fn a_message_recorded_under_its_sim_name_before_an_upgrade_is_committed_once() {
+    let mut rig = Rig::start(behaviour(), modem_config("main")).await;
+    rig.wait_up().await;
+    rig.sim.set_keep_deleted(true);
+    assert!(
+        rig.sim
+            .inject_raw_pdu_into("SM", &single("+15551230066", "before the upgrade"))
+    );
+    wait_until(|| !rig.sink.inbound().is_empty()).await;
+    rig.stop_channel().await;
+    assert!(
+        rig.sink
+            .cursors
+            .lock()
+            .unwrap()
+            .contains_key("sms-slot-id:SM:1")
+    );
+    assert_eq!(rig.sim.stored().0, 1, "nothing freed before the upgrade");
+    rig.sim.set_keep_deleted(false);
+
+    rig.restart_channel(both_memories());
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    assert_eq!(rig.sink.distinct_ids().len(), 1, "{:?}", rig.sink.inbound());
+    rig.stop_channel().await;
+}

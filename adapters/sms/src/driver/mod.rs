@@ -5,6 +5,7 @@
 mod committed_record;
 mod conn;
 pub mod direct_parts;
+mod earlier_slot_record;
 pub mod inbound;
 mod occurrence;
 mod outage_log;

@@ -123,11 +123,18 @@ impl Driver {
             Some(id) if is_occurrence_of(&id, base) => id,
             record => {
                 let taken = self.sink.inbound_ids(base).await?;
-                // An earlier version's, unless never read before.
-                if !fresh && record.is_none() && taken.iter().any(|id| id == base) {
-                    base.clone()
+                let earlier = if !fresh && record.is_none() && !taken.is_empty() {
+                    self.recorded_under_earlier_name(slot, base).await?
                 } else {
-                    next_occurrence(base, &taken)
+                    None
+                };
+                match earlier {
+                    Some(id) => id,
+                    // An earlier version's, unless never read before.
+                    None if !fresh && record.is_none() && taken.iter().any(|id| id == base) => {
+                        base.clone()
+                    }
+                    None => next_occurrence(base, &taken),
                 }
             }
         };

@@ -155,6 +155,30 @@ impl Slot {
     }
 }
 
+impl Slot {
+    /// The names an earlier build may have given this slot's message in
+    /// its slot record, when this build lists it by `self` with `own` the
+    /// memory received messages go to: with `own` "MT", the earlier build
+    /// read an indication naming "SM" or "ME" by its index there, so a
+    /// message this build lists as "MT" i was perhaps recorded as "SM" or
+    /// "ME" under an index of its own. Which one the numbering does not
+    /// say (Cinterion's puts the modem's slots first, some Nokia phones
+    /// the SIM's), but a memory's slot is never numbered higher in it
+    /// than in "MT", which holds it and the other memory's: every index
+    /// up to i. Empty otherwise: with another own memory an "MT" index
+    /// the earlier build recorded has no bound to search up to, and such
+    /// a modem announces its own memory, not "MT".
+    pub fn earlier_names(self, own: Memory) -> Vec<Slot> {
+        if own != Memory::BOTH || self.mem != Memory::BOTH {
+            return Vec::new();
+        }
+        [Memory::SIM, Memory::MODEM]
+            .into_iter()
+            .flat_map(|mem| (0..=self.index).map(move |index| Slot::new(mem, index)))
+            .collect()
+    }
+}
+
 impl fmt::Display for Slot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.mem, self.index)
@@ -184,6 +208,28 @@ mod tests {
         let modem = Slot::new(Memory::MODEM, 1);
         assert_ne!(sim, modem);
         assert_eq!(sim.to_string(), "SM:1");
+    }
+
+    #[test]
+    fn a_slot_of_both_memories_may_have_been_recorded_under_either() {
+        let names = Slot::new(Memory::BOTH, 2).earlier_names(Memory::BOTH);
+        let shown: Vec<String> = names.iter().map(Slot::to_string).collect();
+        assert_eq!(shown, ["SM:0", "SM:1", "SM:2", "ME:0", "ME:1", "ME:2"]);
+        assert!(
+            Slot::new(Memory::SIM, 2)
+                .earlier_names(Memory::BOTH)
+                .is_empty()
+        );
+        assert!(
+            Slot::new(Memory::SIM, 2)
+                .earlier_names(Memory::SIM)
+                .is_empty()
+        );
+        assert!(
+            Slot::new(Memory::BOTH, 2)
+                .earlier_names(Memory::SIM)
+                .is_empty()
+        );
     }
 
     #[test]
