@@ -149,3 +149,24 @@ async fn a_message_recorded_under_its_sim_name_before_an_upgrade_is_committed_on
     assert_eq!(rig.sink.distinct_ids().len(), 1, "{:?}", rig.sink.inbound());
     rig.stop_channel().await;
 }
+
+/// A modem set to "MT" whose "MT" is its own memory alone, the SIM left
+/// out: a class 2 message stored and announced in "SM" is in no listing
+/// of "MT", and the sweep its indication brings read only "MT": the
+/// message stayed unread on the SIM.
+#[tokio::test]
+async fn a_message_announced_on_a_sim_outside_both_memories_is_read_by_its_own_name() {
+    let mut rig = Rig::idle(behaviour(), both_memories());
+    rig.sim.set_mt_without_sim(true);
+    rig.run();
+    rig.wait_up().await;
+    assert!(
+        rig.sim
+            .inject_raw_pdu_into("SM", &single("+15551230067", "class 2 on the SIM"))
+    );
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    let inbound = rig.sink.inbound();
+    assert_eq!(inbound.len(), 1, "{inbound:?}");
+    assert_eq!(inbound[0].text, "class 2 on the SIM");
+    rig.stop_channel().await;
+}

@@ -17,6 +17,7 @@ mod smsc;
 pub mod status;
 mod storage_level;
 mod undecodable;
+mod unseen_slot;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -1576,7 +1577,10 @@ impl Driver {
             // 26 on a Cinterion, and the index does not say which): read
             // by its index here, it had a second name, a slot record its
             // sweep does not know and a second delete.
-            return self.sweep(conn, inbox, epoch).await;
+            let seen = self.sweep_seeing(conn, inbox, epoch).await?;
+            return self
+                .read_unseen(conn, Slot::new(mem, index), &seen, inbox, epoch)
+                .await;
         }
         // A slot held for a waiting part is announced again only when a
         // new message took it (`read_held_slot`): read it all the same.
@@ -2098,7 +2102,19 @@ impl Driver {
         inbox: &mut Inbox,
         epoch: Instant,
     ) -> Result<(), ConnError> {
+        self.sweep_seeing(conn, inbox, epoch).await.map(drop)
+    }
+
+    /// [`Self::sweep`], returning the PDUs it found in the memories it
+    /// listed (handled or left for later alike).
+    async fn sweep_seeing(
+        &self,
+        conn: &mut Conn,
+        inbox: &mut Inbox,
+        epoch: Instant,
+    ) -> Result<std::collections::BTreeSet<String>, ConnError> {
         self.retake_direct(conn, inbox, epoch).await?;
+        let mut seen = std::collections::BTreeSet::new();
         for mem in self.swept_memories() {
             let listed = self
                 .with_memory(conn, mem, async |me: &Self, conn: &mut Conn| {
@@ -2148,6 +2164,7 @@ impl Driver {
             if stored.is_empty() {
                 continue;
             }
+            let seen = &mut seen;
             self.with_memory(conn, mem, async |me: &Self, conn: &mut Conn| {
                 // The listing is as it was before this sweep's deletes: a
                 // slot freed meanwhile (a message completed by a part
@@ -2167,6 +2184,7 @@ impl Driver {
                             None => continue,
                         },
                     };
+                    seen.insert(pdu.clone());
                     if !me.not_the_held_part(slot, &pdu, inbox) {
                         continue;
                     }
@@ -2181,7 +2199,8 @@ impl Driver {
         }
         // What this sweep freed shows now, and so does what a human
         // deleted since the last one.
-        self.read_storage_level(conn).await
+        self.read_storage_level(conn).await?;
+        Ok(seen)
     }
 
     fn inbound_message(&self, ready: &Ready) -> InboundMessage {

@@ -316,6 +316,13 @@ impl SimHandle {
         self.modem().keep_deleted = keep;
     }
 
+    /// Whether "MT" is the modem's memory alone rather than the modem's
+    /// and the SIM's under one numbering, as on some modems: a message
+    /// stored in "SM" is then listed under "SM" only.
+    pub fn set_mt_without_sim(&self, without: bool) {
+        self.modem().mt_without_sim = without;
+    }
+
     /// Number storage from `first` (0 as Quectel modems do, 1 as most);
     /// for messages stored from now on.
     pub fn set_first_index(&self, first: u32) {

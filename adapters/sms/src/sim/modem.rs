@@ -225,6 +225,10 @@ pub struct SimModem {
     /// after a crash between its commit and the delete (or a delete that
     /// never reached the SIM).
     pub keep_deleted: bool,
+    /// "MT" is the modem's memory alone, not the SIM's as well: as on
+    /// modems whose "MT" leaves the SIM out, so that a class 2 message
+    /// stored and announced in "SM" is in no listing of "MT".
+    pub mt_without_sim: bool,
     /// TP-ST of the status reports the network sends: 0x00 delivered, or
     /// e.g. 0x21 (SME busy, the SMSC still trying) for an interim report.
     pub report_status: u8,
@@ -317,6 +321,7 @@ impl SimModem {
             coverage: true,
             creg_urcs: false,
             keep_deleted: false,
+            mt_without_sim: false,
             report_status: 0x00,
             pin_attempts: 0,
             lose_pin_answers: false,
@@ -482,6 +487,9 @@ impl SimModem {
     /// Store a message in `mem`; its index there (in "MT"'s numbering for
     /// "MT"), `None` when it is full.
     fn store(&mut self, mem: Mem, hex: String, tpdu_len: usize) -> Option<u32> {
+        if mem == Mem::Mt && self.mt_without_sim {
+            return self.store(Mem::Me, hex, tpdu_len);
+        }
         if mem == Mem::Mt {
             return match self.store(Mem::Me, hex.clone(), tpdu_len) {
                 Some(index) => Some(index),
@@ -951,7 +959,7 @@ impl SimModem {
     /// Slots in `mem` (`+CPMS`'s total).
     fn total(&self, mem: Mem) -> u32 {
         match mem {
-            Mem::Mt => 2 * self.behaviour.capacity,
+            Mem::Mt if !self.mt_without_sim => 2 * self.behaviour.capacity,
             _ => self.behaviour.capacity,
         }
     }
@@ -962,6 +970,7 @@ impl SimModem {
     fn resolve(&self, mem: Mem, index: u32) -> (Mem, u32) {
         let capacity = self.behaviour.capacity;
         match mem {
+            Mem::Mt if self.mt_without_sim => (Mem::Me, index),
             Mem::Mt if index >= self.first_index + capacity => (Mem::Sm, index - capacity),
             Mem::Mt => (Mem::Me, index),
             _ => (mem, index),
@@ -981,6 +990,7 @@ impl SimModem {
             Mem::Sm => own(Mem::Sm, &self.sm, 0),
             Mem::Me => own(Mem::Me, &self.me, 0),
             Mem::Sr => own(Mem::Sr, &self.sr, 0),
+            Mem::Mt if self.mt_without_sim => own(Mem::Me, &self.me, 0),
             Mem::Mt => {
                 let mut both = own(Mem::Me, &self.me, 0);
                 both.extend(own(Mem::Sm, &self.sm, capacity));
@@ -1075,6 +1085,19 @@ mod tests {
             (true, vec!["+CMTI: \"MT\",1".into()])
         );
         assert_eq!(modem.stored_count(), (1, 0, 0));
+    }
+
+    /// A modem whose "MT" leaves the SIM out lists under "MT" only its
+    /// own memory's slots.
+    #[test]
+    fn mt_without_the_sim_lists_the_modem_s_slots_only() {
+        let mut modem = modem_with_capacity(2);
+        modem.mt_without_sim = true;
+        assert!(modem.inject_raw_into(Mem::Sm, PDU).0);
+        assert!(modem.handle_line("AT+CPMS=\"MT\"").text.contains("OK"));
+        assert!(!modem.handle_line("AT+CMGL=4").text.contains("+CMGL:"));
+        assert!(modem.handle_line("AT+CPMS=\"SM\"").text.contains("OK"));
+        assert!(modem.handle_line("AT+CMGL=4").text.contains("+CMGL: 1,"));
     }
 
     #[test]
