@@ -20,6 +20,28 @@ fn both_memories() -> phonerelay_sms::ModemConfig {
     config
 }
 
+/// A class 2 message from `from` stored and announced on the SIM,
+/// committed, and the channel stopped before its delete took (the
+/// simulator keeps what is deleted until told otherwise again).
+async fn committed_on_the_sim_then_stopped(rig: &mut Rig, from: &str, text: &str) {
+    rig.wait_up().await;
+    rig.sim.set_keep_deleted(true);
+    assert!(rig.sim.inject_raw_pdu_into("SM", &single(from, text)));
+    wait_until(|| !rig.sink.inbound().is_empty()).await;
+    rig.stop_channel().await;
+    assert_eq!(rig.sim.stored().0, 1, "nothing freed before the restart");
+    rig.sim.set_keep_deleted(false);
+}
+
+/// The channel restarted set to "MT" frees the message without
+/// committing it a second time.
+async fn restarted_as_both_commits_nothing_again(mut rig: Rig) {
+    rig.restart_channel(both_memories());
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    assert_eq!(rig.sink.distinct_ids().len(), 1, "{:?}", rig.sink.inbound());
+    rig.stop_channel().await;
+}
+
 /// A modem set to "MT" still stores a class 2 message on the SIM and
 /// announces it there, `+CMTI: "SM",1`. Read and committed as "SM" 1,
 /// then a crash before its delete took (or a modem that answered the
@@ -28,21 +50,8 @@ fn both_memories() -> phonerelay_sms::ModemConfig {
 #[tokio::test]
 async fn a_message_announced_on_the_sim_of_a_modem_set_to_both_is_committed_once() {
     let mut rig = Rig::start(behaviour(), both_memories()).await;
-    rig.wait_up().await;
-    rig.sim.set_keep_deleted(true);
-    assert!(
-        rig.sim
-            .inject_raw_pdu_into("SM", &single("+15551230061", "class 2"))
-    );
-    wait_until(|| !rig.sink.inbound().is_empty()).await;
-    rig.stop_channel().await;
-    assert_eq!(rig.sim.stored().0, 1, "nothing freed before the crash");
-    rig.sim.set_keep_deleted(false);
-
-    rig.restart_channel(both_memories());
-    wait_until(|| rig.sim.stored().0 == 0).await;
-    assert_eq!(rig.sink.distinct_ids().len(), 1, "{:?}", rig.sink.inbound());
-    rig.stop_channel().await;
+    committed_on_the_sim_then_stopped(&mut rig, "+15551230061", "class 2").await;
+    restarted_as_both_commits_nothing_again(rig).await;
 }
 
 /// A long message's part on the SIM of a modem set to "MT", read once as
@@ -126,14 +135,7 @@ async fn a_message_announced_in_both_memories_of_a_modem_set_to_the_sim_is_commi
 #[tokio::test]
 async fn a_message_recorded_under_its_sim_name_before_an_upgrade_is_committed_once() {
     let mut rig = Rig::start(behaviour(), modem_config("main")).await;
-    rig.wait_up().await;
-    rig.sim.set_keep_deleted(true);
-    assert!(
-        rig.sim
-            .inject_raw_pdu_into("SM", &single("+15551230066", "before the upgrade"))
-    );
-    wait_until(|| !rig.sink.inbound().is_empty()).await;
-    rig.stop_channel().await;
+    committed_on_the_sim_then_stopped(&mut rig, "+15551230066", "before the upgrade").await;
     assert!(
         rig.sink
             .cursors
@@ -141,13 +143,7 @@ async fn a_message_recorded_under_its_sim_name_before_an_upgrade_is_committed_on
             .unwrap()
             .contains_key("sms-slot-id:SM:1")
     );
-    assert_eq!(rig.sim.stored().0, 1, "nothing freed before the upgrade");
-    rig.sim.set_keep_deleted(false);
-
-    rig.restart_channel(both_memories());
-    wait_until(|| rig.sim.stored().0 == 0).await;
-    assert_eq!(rig.sink.distinct_ids().len(), 1, "{:?}", rig.sink.inbound());
-    rig.stop_channel().await;
+    restarted_as_both_commits_nothing_again(rig).await;
 }
 
 /// A modem set to "MT" whose "MT" is its own memory alone, the SIM left
