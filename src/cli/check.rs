@@ -1,3 +1,4 @@
+use super::check_pairing::PairingFinding;
 use super::{Cli, load_config};
 use crate::config::{
     LAST_COMMITS_SECONDS, LoadedConfig, SHIPPED_UNIT_TIMEOUT_STOP_SECONDS, validate,
@@ -5,18 +6,27 @@ use crate::config::{
 use crate::exit::ExitError;
 
 /// Print every problem (key and reason), or the effective config with
-/// secrets masked. Reads the config and the files it names; writes nothing.
+/// secrets masked. Reads the config, the files it names and the store's
+/// pairing (`check_pairing`); writes nothing.
 pub fn run(cli: &Cli) -> Result<(), ExitError> {
     let loaded = load_config(cli)?;
+    let (pairing_note, pairing_issue) =
+        match super::check_pairing::stored_pairing_without_endpoint(&loaded) {
+            Some(PairingFinding::Note(note)) => (Some(note), None),
+            Some(PairingFinding::Issue(issue)) => (None, Some(issue)),
+            None => (None, None),
+        };
     let notes = [
         longer_stop_than_the_shipped_unit(&loaded),
         super::check_relay::push_to_a_loopback_listen(&loaded),
+        pairing_note,
     ];
     for note in notes.into_iter().flatten() {
         eprintln!("{note}");
     }
     let mut issues = validate(&loaded);
     issues.extend(super::check_relay::relay_phone_id_without_endpoint(&loaded));
+    issues.extend(pairing_issue);
     if !issues.is_empty() {
         for issue in &issues {
             eprintln!("{issue}");

@@ -34,7 +34,7 @@ pub fn relay_phone_id_without_endpoint(loaded: &LoadedConfig) -> Option<ConfigIs
 /// must reach the bridge's API, and hello tells it no address, so a
 /// loopback-only listen needs one set up and given to the relay by hand.
 /// Only while a relay is in use: configured, or paired (its key file is
-/// there; `check` opens no store).
+/// there, which tells without a look into the store).
 pub fn push_to_a_loopback_listen(loaded: &LoadedConfig) -> Option<String> {
     let relay = &loaded.config.relay;
     if relay.mode != RelayMode::Push || !relay_in_use(loaded) {

@@ -2,6 +2,7 @@
 
 mod backup;
 mod check;
+mod check_pairing;
 mod check_relay;
 mod client;
 mod dead_letters;

@@ -79,7 +79,13 @@ pub(crate) async fn read_pairing(store: &dyn Store) -> Result<Option<Pairing>, S
         .load_cursor(SCOPE, PAIRING)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(text.and_then(|text| serde_json::from_str(&text).ok()))
+    Ok(text.as_deref().and_then(parse_pairing))
+}
+
+/// The pairing a cursor's text records; none for an empty or unreadable
+/// text.
+pub fn parse_pairing(text: &str) -> Option<Pairing> {
+    serde_json::from_str(text).ok()
 }
 
 /// The cursor text that records `pairing` (empty for none, which

@@ -69,6 +69,7 @@ async fn save_media_file(
 #[cfg(test)]
 mod plans;
 mod pool;
+mod read_only;
 mod relay;
 mod retention;
 mod routing;
@@ -90,6 +91,7 @@ use rusqlite::Connection;
 
 pub use self::media_budget::MediaRoom;
 use self::pool::ReadPool;
+pub use self::read_only::ReadOnlyStore;
 pub use self::relay::MANUAL_ROUTE;
 use self::seq_clock::SeqClock;
 use self::writer::Writer;

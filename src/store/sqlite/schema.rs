@@ -504,7 +504,7 @@ pub fn version_of(path: &std::path::Path) -> rusqlite::Result<usize> {
     user_version(&conn)
 }
 
-fn user_version(conn: &Connection) -> rusqlite::Result<usize> {
+pub fn user_version(conn: &Connection) -> rusqlite::Result<usize> {
     conn.query_row("PRAGMA user_version", [], |row| row.get(0))
 }
 
