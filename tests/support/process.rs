@@ -365,6 +365,86 @@ impl Drop for DaemonProcess {
     }
 }
 
+/// How long a test waits for the simulator's control address, or for
+/// its answer to a control command: one that died or stalls fails the
+/// test, naming what it waited for, instead of hanging it.
+pub const SIM_ANSWER_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The control address a `modem-sim` prints on `stdout` (`control: ADDR`),
+/// read within `deadline`; what went wrong otherwise. Its output is
+/// drained after that, so the simulator never blocks on a full pipe.
+pub fn control_address(
+    stdout: impl std::io::Read + Send + 'static,
+    deadline: Duration,
+) -> Result<String, String> {
+    let (found, address) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref() {
+            let Ok(line) = line else { return };
+            if let Some(rest) = line.strip_prefix("control: ") {
+                let _ = found.send(rest.split_whitespace().next().map(str::to_string));
+                break;
+            }
+        }
+        for _ in lines {}
+    });
+    match address.recv_timeout(deadline) {
+        Ok(Some(address)) => Ok(address),
+        Ok(None) => Err("modem-sim printed `control:` without an address".into()),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(format!(
+            "modem-sim printed no `control:` address within {deadline:?}"
+        )),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Err("modem-sim ended before it printed its `control:` address".into())
+        }
+    }
+}
+
+/// `command` sent to the control port at `address`, its answer lines up
+/// to and including `ok`/`error`; panics naming the command when the
+/// answer does not end within `deadline`.
+pub fn control_answer(address: &str, command: &str, deadline: Duration) -> Vec<String> {
+    use std::io::Write;
+    let started = Instant::now();
+    let late = || format!("modem-sim's answer to `{command}` did not end within {deadline:?}");
+    let mut stream = std::net::TcpStream::connect(address)
+        .unwrap_or_else(|e| panic!("modem-sim's control port for `{command}`: {e}"));
+    writeln!(stream, "{command}").unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut out = Vec::new();
+    loop {
+        let left = deadline
+            .checked_sub(started.elapsed())
+            .unwrap_or_else(|| panic!("{}", late()));
+        reader
+            .get_ref()
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            // Closed: the answer is what came, as before the deadline.
+            Ok(0) => return out,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("{}", late())
+            }
+            Err(e) => panic!("modem-sim's answer to `{command}`: {e}"),
+        }
+        let line = line.trim_end_matches(['\r', '\n']).to_string();
+        let done = line.starts_with("ok") || line.starts_with("error");
+        out.push(line);
+        if done {
+            return out;
+        }
+    }
+}
+
 /// `phonerelay modem-sim` in its own process, so it outlives a daemon crash.
 pub struct ModemSimProcess {
     pub child: Child,
@@ -383,39 +463,24 @@ impl ModemSimProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("modem-sim starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut control = None;
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            if let Some(rest) = line.strip_prefix("control: ") {
-                control = rest.split_whitespace().next().map(str::to_string);
-                break;
+        let stdout = child.stdout.take().unwrap();
+        match control_address(stdout, SIM_ANSWER_DEADLINE) {
+            Ok(control) => ModemSimProcess {
+                child,
+                link: link.to_path_buf(),
+                control,
+            },
+            Err(why) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{why}");
             }
-        }
-        // Keep draining stdout so the simulator never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        ModemSimProcess {
-            child,
-            link: link.to_path_buf(),
-            control: control.expect("control address printed"),
         }
     }
 
     /// One control command; the answer lines up to and including `ok`/`error`.
     pub fn control(&self, command: &str) -> Vec<String> {
-        use std::io::Write;
-        let mut stream = std::net::TcpStream::connect(&self.control).unwrap();
-        writeln!(stream, "{command}").unwrap();
-        let mut out = Vec::new();
-        for line in BufReader::new(stream).lines() {
-            let line = line.unwrap();
-            let done = line.starts_with("ok") || line.starts_with("error");
-            out.push(line);
-            if done {
-                break;
-            }
-        }
-        out
+        control_answer(&self.control, command, SIM_ANSWER_DEADLINE)
     }
 
     /// Texts of the messages the simulated network accepted.
