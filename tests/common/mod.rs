@@ -49,14 +49,18 @@ pub fn config_text(dir: &TempDir, extra: &str) -> String {
     )
 }
 
+/// How long the polling waits give a state to show before they fail the
+/// test: on a loaded two-core CI machine, 10 s was tight.
+pub const WAIT: Duration = Duration::from_secs(30);
+
 impl TestDaemon {
-    /// `/api/v1/relay` once `done` holds for it, or panic after 10 s.
+    /// `/api/v1/relay` once `done` holds for it, or panic after [`WAIT`].
     pub async fn wait_link(
         &self,
         what: &str,
         done: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let (code, link) = self.get("/api/v1/relay", &self.admin_key).await;
             assert_eq!(code, 200, "{link}");
@@ -187,9 +191,9 @@ impl TestDaemon {
             .expect("metrics text")
     }
 
-    /// Poll a message until `done` holds for its JSON, or panic after 10 s.
+    /// Poll a message until `done` holds for its JSON, or panic after [`WAIT`].
     pub async fn wait_message(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let (code, body) = self
                 .get(&format!("/api/v1/messages/{id}"), &self.admin_key)

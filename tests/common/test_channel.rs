@@ -138,7 +138,7 @@ impl TestChannel {
 
     /// Wait until `send` has been called `n` times.
     pub async fn wait_calls(&self, n: u32) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + super::WAIT;
         while self.calls() < n {
             assert!(
                 tokio::time::Instant::now() < deadline,
@@ -150,7 +150,7 @@ impl TestChannel {
     }
 
     pub async fn wait_sent(&self, n: usize) -> Vec<OutboundMessage> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + super::WAIT;
         loop {
             let sent = self.sent();
             if sent.len() >= n {
