@@ -627,3 +627,43 @@ async fn refusals_in_a_row_before_a_restart_count_toward_the_hold_after_it() {
     assert_eq!(link["inbound_dead"], 3, "{link}");
     assert_eq!(link["inbound_pending"], 1, "{link}");
 }
+
+/// A hold outlives a restart in what the status shows, not only in the
+/// count: the link's first answered request after the start (a
+/// heartbeat) cleared the stored error, and until the next refusal the
+/// status showed no hold while the queue still waited on the relay.
+#[tokio::test]
+async fn a_hold_from_before_a_restart_shows_at_once_after_it() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.hold_marked = Some(400));
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    for i in 0..4 {
+        let from = format!("+155512300{i:02}");
+        wa.inject(wa_inbound(&from, &format!("hr-{i}"), "HOLD me", &[]))
+            .await
+            .unwrap();
+    }
+    let holds = |l: &serde_json::Value| {
+        l["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("refuses every inbound message"))
+    };
+    bridge.wait_link("the queue held", holds).await;
+
+    // After the restart the relay answers heartbeats but never a message:
+    // no refusal comes to show the hold again.
+    relay.with(|s| s.black_hole_messages = true);
+    let bridge = bridge.restart(vec![wa.clone()]).await;
+    let heartbeats = relay.with(|s| s.heartbeats.len());
+    relay
+        .wait_for("heartbeats answered after the restart", |s| {
+            s.heartbeats.len() >= heartbeats + 2
+        })
+        .await;
+    let (code, link) = bridge.get("/api/v1/relay", &bridge.admin_key).await;
+    assert_eq!(code, 200, "{link}");
+    assert!(holds(&link), "{link}");
+    assert_eq!(link["inbound_pending"], 1, "{link}");
+}

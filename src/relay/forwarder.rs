@@ -89,6 +89,19 @@ pub async fn run(deps: Deps, bell: Arc<Notify>) {
     }
     let mut failures = 0u32;
     let mut refusals = Refusals::load(&*deps.state.store, &deps.settings.url).await;
+    if refusals.holds() {
+        // Held before this start: shown at once, as a live hold is. Left
+        // to the next refusal, the link's first answered request (a
+        // heartbeat) cleared the stored error, and the status showed no
+        // hold while the queue still waited on the relay.
+        deps.link
+            .hold_inbound(Some(format!(
+                "the relay refuses every inbound message ({} in a row, before this start); \
+                 they wait, pending, and are tried again with backoff",
+                refusals.in_a_row()
+            )))
+            .await;
+    }
     let mut link_down_until: Option<tokio::time::Instant> = None;
     // A link that starts (the daemon's start, a new key or pairing) tries
     // what waits at once, in commit order: a backoff set before is the

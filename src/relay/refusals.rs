@@ -63,6 +63,17 @@ impl Refusals {
         }
     }
 
+    /// Whether the queue is held: the count reached the hold (before this
+    /// start, when just loaded).
+    pub fn holds(&self) -> bool {
+        self.in_a_row >= HOLD_AT
+    }
+
+    /// Refusals in a row so far.
+    pub fn in_a_row(&self) -> u32 {
+        self.in_a_row
+    }
+
     /// One more refusal: whether the relay now looks like it refuses
     /// every message.
     pub fn one_more(&mut self) -> bool {
@@ -78,7 +89,7 @@ impl Refusals {
 
     /// The relay took a message: whether the queue was held until now.
     pub fn taken(&mut self) -> bool {
-        let held = self.in_a_row >= HOLD_AT;
+        let held = self.holds();
         self.in_a_row = 0;
         held
     }
