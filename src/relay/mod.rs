@@ -19,6 +19,7 @@ pub mod link;
 pub mod media_upload;
 pub mod pairing;
 mod pairing_install;
+mod pairing_remove;
 pub mod pull;
 pub mod pull_ack;
 mod refusals;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::client::{RelayClient, RelayError, RelayKey};
 use super::link;
 use super::pairing_install::install;
-use super::settings::{self, LINK, SCOPE};
+use super::settings;
 use crate::clock::{now_ms, rfc3339};
 use crate::config::LoadedConfig;
 use crate::exit::ExitError;
@@ -231,40 +231,8 @@ pub async fn status(loaded: &LoadedConfig, store: &dyn Store) -> Result<String, 
     Ok(out)
 }
 
-/// Remove the relay key file and the pairing; revoke the bridge key.
+/// Revoke the bridge key and remove the pairing in one store write, then
+/// the relay key file (`pairing_remove.rs`).
 pub async fn unpair(loaded: &LoadedConfig, store: &dyn Store) -> Result<String, ExitError> {
-    let key_file = settings::key_file(loaded);
-    let pairing = settings::load_pairing(store).await;
-    let had_file = key_file.exists();
-    if pairing.is_none() && !had_file {
-        return Err(ExitError::Config("not paired; nothing to remove".into()));
-    }
-    let mut out = String::new();
-    // The pairing goes first, the key file last: a running daemon that
-    // looks in between sees no relay (link off), not a relay without a key.
-    if let Some(p) = pairing {
-        let revoked = store
-            .revoke_key(&p.bridge_key_id, now_ms())
-            .await
-            .map_err(|e| ExitError::Runtime(e.to_string()))?;
-        if revoked {
-            out.push_str(&format!("revoked the bridge key {}\n", p.bridge_key_id));
-        }
-        settings::save_pairing(store, None)
-            .await
-            .map_err(ExitError::Runtime)?;
-        out.push_str(&format!(
-            "unpaired from {} (phone_id {})\n",
-            p.url, p.phone_id
-        ));
-    }
-    if had_file {
-        std::fs::remove_file(&key_file).map_err(|e| {
-            ExitError::Runtime(format!("cannot remove {}: {e}", key_file.display()))
-        })?;
-        out.push_str(&format!("removed the relay key {}\n", key_file.display()));
-    }
-    let _ = store.save_cursor(SCOPE, LINK, "").await;
-    let _ = store.save_cursor(SCOPE, super::refusals::CURSOR, "").await;
-    Ok(out)
+    super::pairing_remove::remove(loaded, store, now_ms()).await
 }

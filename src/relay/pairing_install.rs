@@ -72,7 +72,7 @@ pub async fn install(
     };
     let change = PairingChange {
         revoke_key_id: previous.map(|p| p.bridge_key_id),
-        bridge_key: issued.record,
+        bridge_key: Some(issued.record),
         now_ms,
         scope: SCOPE.to_string(),
         cursors: pairing_cursors(&pairing, now_ms)?,
@@ -292,7 +292,7 @@ mod tests {
         };
         let change = PairingChange {
             revoke_key_id: Some(first.bridge_key_id),
-            bridge_key: issued.record,
+            bridge_key: Some(issued.record),
             now_ms: 2,
             scope: SCOPE.into(),
             cursors: pairing_cursors(&pairing, 2).unwrap(),

@@ -236,11 +236,13 @@ pub trait Store: Send + Sync + 'static {
     async fn list_keys(&self) -> StoreResult<Vec<ApiKeyRecord>>;
     /// Returns false if no such active key.
     async fn revoke_key(&self, key_id_or_name: &str, now_ms: i64) -> StoreResult<bool>;
-    /// Revoke the previous pairing's bridge key, create the new one and
-    /// write the pairing's cursors, all or nothing: `pair` never leaves
-    /// the old key revoked without the new one, or a key without its
-    /// pairing.
-    async fn replace_relay_pairing(&self, change: PairingChange) -> StoreResult<()>;
+    /// Revoke the previous pairing's bridge key, create the new one (if
+    /// any) and write the pairing's cursors, all or nothing: `pair` never
+    /// leaves the old key revoked without the new one, or a key without
+    /// its pairing; `unpair` never leaves the pairing standing with its
+    /// key revoked, or the key active without its pairing. True if the
+    /// previous key was active and is now revoked.
+    async fn replace_relay_pairing(&self, change: PairingChange) -> StoreResult<bool>;
 
     // --- relay link -------------------------------------------------------
     /// Like [`Store::accept_outbound`], keyed by the relay's message id: a

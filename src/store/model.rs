@@ -463,15 +463,16 @@ pub struct NewApiKey {
     pub created_at_ms: i64,
 }
 
-/// What `phonerelay pair` changes in the store, written in one
-/// transaction ([`crate::store::Store::replace_relay_pairing`]): a
+/// What `phonerelay pair` or `unpair` changes in the store, written in
+/// one transaction ([`crate::store::Store::replace_relay_pairing`]): a
 /// failure leaves the previous pairing, its bridge key active, whole.
 #[derive(Debug, Clone)]
 pub struct PairingChange {
     /// The previous pairing's bridge key, revoked (if still active).
     pub revoke_key_id: Option<String>,
-    /// The new pairing's bridge key.
-    pub bridge_key: NewApiKey,
+    /// The new pairing's bridge key; none for `unpair`, which only ends
+    /// the previous one.
+    pub bridge_key: Option<NewApiKey>,
     /// When the key is revoked.
     pub now_ms: i64,
     /// Cursors written with the keys (the pairing itself and the link's

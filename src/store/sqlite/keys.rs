@@ -82,18 +82,21 @@ fn revoke_id(conn: &Connection, key_id: &str, now_ms: i64) -> StoreResult<bool> 
     Ok(revoked > 0)
 }
 
-/// Apply `change` on `conn`, inside the caller's one transaction. The
-/// previous key is revoked by its id only: a name, as `revoke` also
-/// takes, could name another key.
-pub fn replace_pairing(conn: &Connection, change: &PairingChange) -> StoreResult<()> {
-    if let Some(previous) = &change.revoke_key_id {
-        revoke_id(conn, previous, change.now_ms)?;
+/// Apply `change` on `conn`, inside the caller's one transaction; true if
+/// the previous key was active and is now revoked. It is revoked by its
+/// id only: a name, as `revoke` also takes, could name another key.
+pub fn replace_pairing(conn: &Connection, change: &PairingChange) -> StoreResult<bool> {
+    let revoked = match &change.revoke_key_id {
+        Some(previous) => revoke_id(conn, previous, change.now_ms)?,
+        None => false,
+    };
+    if let Some(key) = &change.bridge_key {
+        create(conn, key)?;
     }
-    create(conn, &change.bridge_key)?;
     for cursor in &change.cursors {
         super::cursors::write(conn, &change.scope, &cursor.name, &cursor.value)?;
     }
-    Ok(())
+    Ok(revoked)
 }
 
 /// How long a key record read from the database is trusted without reading
@@ -192,7 +195,7 @@ mod tests {
         store.save_cursor("relay", "pairing", "old").await.unwrap();
         let change = |key_id: &str| PairingChange {
             revoke_key_id: Some("old".into()),
-            bridge_key: new_key(key_id),
+            bridge_key: Some(new_key(key_id)),
             now_ms: 2,
             scope: "relay".into(),
             cursors: vec![CursorWrite::new("pairing", "new")],

@@ -525,7 +525,7 @@ impl Store for SqliteStore {
         revoked
     }
 
-    async fn replace_relay_pairing(&self, change: PairingChange) -> StoreResult<()> {
+    async fn replace_relay_pairing(&self, change: PairingChange) -> StoreResult<bool> {
         // One write: the writer runs it whole, or none of it.
         let replaced = self
             .writer

@@ -272,7 +272,7 @@ impl<F: Faults> Store for Faulty<F> {
         self.inner.revoke_key(key_id_or_name, now_ms).await
     }
 
-    async fn replace_relay_pairing(&self, change: PairingChange) -> StoreResult<()> {
+    async fn replace_relay_pairing(&self, change: PairingChange) -> StoreResult<bool> {
         self.faults.replace_relay_pairing()?;
         self.inner.replace_relay_pairing(change).await
     }
