@@ -688,3 +688,33 @@ async fn failed_uploads_counted_before_a_restart_count_after_it() {
         );
     });
 }
+
+/// A relay that never gets a `{media}` route (older than the bridge, not
+/// upgraded): after `upload_give_up_after` uploads answered 404 the
+/// message goes without its file, named as not uploaded, instead of
+/// holding its conversation for good.
+#[tokio::test]
+async fn a_relay_that_never_gets_a_media_route_has_the_message_without_its_file() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.refuse_media = Some(404));
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let _bridge = common::start_bridge(&giving_up_after(&relay, 3), RELAY_KEY, &wa).await;
+    let attachment = save(&wa, PICTURE, "cat.png").await;
+    wa.inject(with_file("f-nr-1", "a picture", attachment.clone()))
+        .await
+        .unwrap();
+    relay
+        .wait_for("the message", |s| s.messages.len() == 1)
+        .await;
+    relay.with(|s| {
+        assert_eq!(s.upload_attempts, 3, "three tries, then none");
+        let body = &s.messages[0].body;
+        assert_eq!(body["text"], "a picture", "{body}");
+        assert_eq!(body["attachments"], serde_json::json!([]), "{body}");
+        assert_eq!(
+            body["origin"]["not_uploaded_attachments"],
+            not_uploaded_entry(&attachment, "cat.png", 3, "relay_http_404"),
+            "{body}"
+        );
+    });
+}

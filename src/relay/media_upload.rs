@@ -5,7 +5,7 @@
 //! recorded with the file, so a retry or a restart does not upload it
 //! again. A file the relay refuses for good is left out and named in the
 //! message, so its text still reaches the user; so is one whose uploads
-//! kept failing (timeouts, 5xx) `relay.upload_give_up_after` times, which
+//! kept failing (timeouts, 5xx, no media route) `relay.upload_give_up_after` times, which
 //! would otherwise hold its message, and its conversation, back for good.
 
 use serde::Serialize;
@@ -75,7 +75,9 @@ pub enum UploadFailure {
     /// The relay has no `{media}` route (404, 405): a relay older than the
     /// bridge, or a proxy answering while the relay restarts. Unlike a
     /// message POST's, this does not say the relay is away (messages
-    /// without files still go), so only this message's conversation waits.
+    /// without files still go), so only this message's conversation
+    /// waits, until `relay.upload_give_up_after` such failures send it
+    /// without the file.
     NoMediaRoute(RelayError),
     /// The upload ran past its timeout: the file too large for the way to
     /// the relay, or a relay reading it slowly. Like `NoMediaRoute`, this
@@ -208,12 +210,17 @@ async fn after_failure(
 }
 
 /// The failure's code if it counts towards giving a file up: the relay,
-/// or the way to it, took too long or failed (5xx). Not a relay that
-/// cannot be reached at all (its outage is not the file's), nor one
-/// without a media route, nor a file the bridge cannot read.
+/// or the way to it, took too long or failed (5xx), or has no media route
+/// (404, 405). Not a relay that cannot be reached at all (its outage is
+/// not the file's), nor a file the bridge cannot read.
+///
+/// A missing route counts: a proxy that answers 404 while the relay
+/// restarts does so for minutes, far less than the give-up's backoff adds
+/// up to (about an hour by default), while a relay older than the bridge
+/// never takes a file, and held its conversation for good.
 fn counted(failure: &UploadFailure) -> Option<String> {
     match failure {
-        UploadFailure::TooSlow(e) => Some(e.code()),
+        UploadFailure::TooSlow(e) | UploadFailure::NoMediaRoute(e) => Some(e.code()),
         UploadFailure::Relay(e @ RelayError::Http { status, .. }) if *status >= 500 => {
             Some(e.code())
         }
