@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use phonerelay_sms::config::Storage;
+use std::sync::atomic::Ordering;
 
 fn single(from: &str, text: &str) -> String {
     phonerelay_sms::codec::encode_deliver(from, text, unix_now(), 0)
@@ -164,5 +165,42 @@ async fn a_message_announced_on_a_sim_outside_both_memories_is_read_by_its_own_n
     let inbound = rig.sink.inbound();
     assert_eq!(inbound.len(), 1, "{inbound:?}");
     assert_eq!(inbound[0].text, "class 2 on the SIM");
+    rig.stop_channel().await;
+}
+
+/// The same modem, the message's commit refused (the store unavailable):
+/// it stays on the SIM, where no sweep of "MT" lists it, and no later
+/// indication names its slot. Read again only when a new message came to
+/// the same slot, it stayed there, its sender never heard.
+#[tokio::test]
+async fn a_message_read_by_its_own_name_whose_commit_failed_is_read_again_after_a_restart() {
+    let mut rig = Rig::idle(behaviour(), both_memories());
+    rig.sim.set_mt_without_sim(true);
+    rig.run();
+    rig.wait_up().await;
+    // The commit writes the slot's record with the message: refused.
+    let sink = rig.sink.clone();
+    let refuse_commits = |prefix: Option<&str>| {
+        *sink.failing_cursor_write_prefix.lock().unwrap() = prefix.map(String::from);
+    };
+    refuse_commits(Some("sms-slot-id:"));
+    assert!(
+        rig.sim
+            .inject_raw_pdu_into("SM", &single("+15551230068", "refused at first"))
+    );
+    wait_until(|| rig.sink.refused_writes.load(Ordering::SeqCst) > 0).await;
+    rig.stop_channel().await;
+    assert_eq!(rig.sim.stored().0, 1, "kept on the SIM while uncommitted");
+    assert!(rig.sink.inbound().is_empty());
+    refuse_commits(None);
+
+    rig.restart_channel(both_memories());
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    let inbound = rig.sink.inbound();
+    assert_eq!(inbound.len(), 1, "{inbound:?}");
+    assert_eq!(inbound[0].text, "refused at first");
+    // Freed, the slot is no longer noted for the sweeps to read.
+    let cursors = rig.sink.cursors.lock().unwrap().clone();
+    assert!(!cursors.contains_key("sms-unswept-slots"), "{cursors:?}");
     rig.stop_channel().await;
 }

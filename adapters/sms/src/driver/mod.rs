@@ -2197,6 +2197,9 @@ impl Driver {
             })
             .await?;
         }
+        // Slots read by their own name before, outside every listing,
+        // whose messages may still be there (`unseen_slot.rs`).
+        self.read_unswept(conn, &seen, inbox, epoch).await?;
         // What this sweep freed shows now, and so does what a human
         // deleted since the last one.
         self.read_storage_level(conn).await?;

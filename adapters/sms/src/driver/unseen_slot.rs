@@ -11,6 +11,13 @@
 //! freed, or left for a reason of its own: a part waiting for the rest, a
 //! failed commit), and reading it here would give it a second name, a
 //! slot record and a delete apart from the sweep's.
+//!
+//! Such a slot is noted in the store ([`UNSWEPT_SLOTS_CURSOR`]) before its
+//! message is handled, and every sweep reads the noted slots again the
+//! same way, until one finds the slot empty or its message among those it
+//! listed: a message whose commit failed, or a part left waiting, would
+//! otherwise stay on the SIM, as no sweep lists it and no indication
+//! names its slot again.
 
 use std::collections::BTreeSet;
 
@@ -19,7 +26,21 @@ use tokio::time::Instant;
 use super::Driver;
 use super::conn::{Conn, ConnError};
 use super::inbound::Inbox;
-use super::slot::Slot;
+use super::slot::{Memory, Slot};
+
+/// The store cursor holding the slots read by their own name after a
+/// sweep missed them, whose messages may still be there: `SM:3 SM:7`.
+pub(super) const UNSWEPT_SLOTS_CURSOR: &str = "sms-unswept-slots";
+
+/// What reading a slot by its own name found.
+enum Found {
+    /// The slot is empty, or its message is one a sweep listed: nothing
+    /// for this record to keep.
+    Settled,
+    /// Its message was handled here, and is still there (a failed
+    /// commit, a part waiting) unless `freed`.
+    Handled { freed: bool },
+}
 
 impl Driver {
     /// Read `slot`, announced by an indication, by its own name if the
@@ -32,22 +53,125 @@ impl Driver {
         inbox: &mut Inbox,
         epoch: Instant,
     ) -> Result<(), ConnError> {
-        self.with_memory(conn, slot.mem, async |me: &Self, conn: &mut Conn| {
-            // An empty slot: the sweep freed it under its other name.
-            let Some((pdu, unread)) = me.read_here(conn, slot).await? else {
-                return Ok(());
-            };
-            if seen.contains(&pdu) || !me.not_the_held_part(slot, &pdu, inbox) {
-                return Ok(());
+        let found = self
+            .with_memory(conn, slot.mem, async |me: &Self, conn: &mut Conn| {
+                // An empty slot: the sweep freed it under its other name.
+                let Some((pdu, unread)) = me.read_here(conn, slot).await? else {
+                    return Ok(Found::Settled);
+                };
+                if seen.contains(&pdu) {
+                    return Ok(Found::Settled);
+                }
+                // Noted before it is handled: a failed commit leaves it
+                // where the next sweep reads it again.
+                me.note_unswept(slot, true).await;
+                if !me.not_the_held_part(slot, &pdu, inbox) {
+                    return Ok(Found::Handled { freed: false });
+                }
+                if unread {
+                    inbox.fresh_slots.insert(slot);
+                }
+                let freed = me
+                    .process_stored(conn, slot.mem, slot.index, &pdu, inbox, epoch)
+                    .await?;
+                Ok(Found::Handled {
+                    freed: freed.contains(&slot),
+                })
+            })
+            .await?;
+        match found {
+            Some(Found::Settled) | Some(Found::Handled { freed: true }) => {
+                self.note_unswept(slot, false).await
             }
-            if unread {
-                inbox.fresh_slots.insert(slot);
+            // Its memory could not be selected: left noted, for the next
+            // sweep to try again.
+            Some(Found::Handled { freed: false }) | None => {}
+        }
+        Ok(())
+    }
+
+    /// Read again every slot noted as read by its own name (see the
+    /// module's doc), after a sweep that found `seen`.
+    pub(super) async fn read_unswept(
+        &self,
+        conn: &mut Conn,
+        seen: &BTreeSet<String>,
+        inbox: &mut Inbox,
+        epoch: Instant,
+    ) -> Result<(), ConnError> {
+        for slot in self.unswept_slots().await {
+            self.read_unseen(conn, slot, seen, inbox, epoch).await?;
+        }
+        Ok(())
+    }
+
+    /// The slots noted; none if the store cannot say (the next sweep asks
+    /// again).
+    async fn unswept_slots(&self) -> BTreeSet<Slot> {
+        match self.sink.load_cursor(UNSWEPT_SLOTS_CURSOR).await {
+            Ok(value) => parse_slots(value.as_deref().unwrap_or_default()),
+            Err(e) => {
+                tracing::warn!(phone_id = %self.config.phone_id, error = %e,
+                    "cannot read the slots read outside the sweep; the next sweep asks again");
+                BTreeSet::new()
             }
-            me.process_stored(conn, slot.mem, slot.index, &pdu, inbox, epoch)
-                .await
-                .map(drop)
+        }
+    }
+
+    /// Note `slot` (`noted`) or drop it from the record.
+    async fn note_unswept(&self, slot: Slot, noted: bool) {
+        let mut slots = self.unswept_slots().await;
+        let changed = if noted {
+            slots.insert(slot)
+        } else {
+            slots.remove(&slot)
+        };
+        if !changed {
+            return;
+        }
+        if let Err(e) = self
+            .sink
+            .save_cursor(UNSWEPT_SLOTS_CURSOR, &slots_to_cursor(&slots))
+            .await
+        {
+            tracing::warn!(phone_id = %self.config.phone_id, %slot, error = %e,
+                "cannot record a slot read outside the sweep; read again only when announced again");
+        }
+    }
+}
+
+/// Slots as the cursor holds them (`SM:3 SM:7`); a word that names none
+/// is left out.
+fn parse_slots(value: &str) -> BTreeSet<Slot> {
+    value
+        .split_whitespace()
+        .filter_map(|word| {
+            let (mem, index) = word.rsplit_once(':')?;
+            Some(Slot::new(Memory::parse(mem)?, index.parse().ok()?))
         })
-        .await
-        .map(drop)
+        .collect()
+}
+
+fn slots_to_cursor(slots: &BTreeSet<Slot>) -> String {
+    let words: Vec<String> = slots.iter().map(Slot::to_string).collect();
+    words.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_noted_slots_read_back_as_written_and_nonsense_is_left_out() {
+        let slots: BTreeSet<Slot> = [Slot::new(Memory::SIM, 3), Slot::new(Memory::SIM, 12)]
+            .into_iter()
+            .collect();
+        let value = slots_to_cursor(&slots);
+        assert_eq!(value, "SM:3 SM:12");
+        assert_eq!(parse_slots(&value), slots);
+        assert_eq!(
+            parse_slots("SM:x 7 :3 SM:4"),
+            [Slot::new(Memory::SIM, 4)].into()
+        );
     }
 }
