@@ -89,17 +89,24 @@ fn a_stored_pairing_with_an_endpoint_s_phone_id_passes() {
     assert_eq!(code, Some(0), "{said}");
 }
 
+/// A connection to the store at `path` that has replaced its pairing
+/// with one for `phone_id`, committed in the WAL only (no checkpoint).
+fn pairing_in_the_wal(path: &std::path::Path, phone_id: &str) -> Connection {
+    let writer = Connection::open(path).unwrap();
+    writer
+        .execute_batch("PRAGMA wal_autocheckpoint = 0; DELETE FROM cursors;")
+        .unwrap();
+    record_pairing(&writer, phone_id);
+    writer
+}
+
 /// As the daemon leaves it: the pairing committed in the WAL only, and a
 /// write transaction open. `check` reads it and changes no byte.
 #[test]
 fn check_reads_the_pairing_beside_a_running_writer_and_changes_nothing() {
     let sim = Simulated::new();
     let path = paired_store(sim.dir.path(), "sim-1");
-    let writer = Connection::open(&path).unwrap();
-    writer
-        .execute_batch("PRAGMA wal_autocheckpoint = 0; DELETE FROM cursors;")
-        .unwrap();
-    record_pairing(&writer, "m9");
+    let writer = pairing_in_the_wal(&path, "m9");
     writer
         .execute_batch("BEGIN IMMEDIATE; INSERT INTO cursors VALUES ('t', 'x', 'y');")
         .unwrap();
@@ -126,11 +133,7 @@ fn check_reads_the_pairing_beside_a_running_writer_and_changes_nothing() {
 fn check_reads_a_crashed_daemon_s_wal_and_changes_nothing() {
     let sim = Simulated::new();
     let path = paired_store(sim.dir.path(), "sim-1");
-    let writer = Connection::open(&path).unwrap();
-    writer
-        .execute_batch("PRAGMA wal_autocheckpoint = 0; DELETE FROM cursors;")
-        .unwrap();
-    record_pairing(&writer, "m9");
+    let writer = pairing_in_the_wal(&path, "m9");
     // A copy of the three files as the writer left them, which no
     // connection has open: what a crash leaves.
     let crashed = tempfile::tempdir().unwrap();
