@@ -95,11 +95,10 @@ pub async fn run(deps: Deps, bell: Arc<Notify>) {
         // heartbeat) cleared the stored error, and the status showed no
         // hold while the queue still waited on the relay.
         deps.link
-            .hold_inbound(Some(format!(
-                "the relay refuses every inbound message ({} in a row, before this start); \
-                 they wait, pending, and are tried again with backoff",
+            .hold_inbound(Some(hold_reason(&format!(
+                "{} in a row, before this start",
                 refusals.in_a_row()
-            )))
+            ))))
             .await;
     }
     let mut link_down_until: Option<tokio::time::Instant> = None;
@@ -410,6 +409,15 @@ async fn answered(
     }
 }
 
+/// What the link's status says while the queue is held, `detail` in
+/// brackets: the same words for a hold found at start and a live one.
+fn hold_reason(detail: &str) -> String {
+    format!(
+        "the relay refuses every inbound message ({detail}); they wait, pending, and are \
+         tried again with backoff"
+    )
+}
+
 /// The relay refused `item` too, after refusing every message before it
 /// with none taken: it refuses messages, not this one. It stays pending
 /// (its refusal recorded as a retry's error) and everything waits, with
@@ -427,10 +435,7 @@ async fn hold_queue(
             "the relay refuses every inbound message; holding them, pending, to try again");
     }
     deps.link
-        .hold_inbound(Some(format!(
-            "the relay refuses every inbound message (the last: {e}); they wait, pending, \
-             and are tried again with backoff"
-        )))
+        .hold_inbound(Some(hold_reason(&format!("the last: {e}"))))
         .await;
     let now = now_ms();
     let next_at_ms = now + deps.backoff_ms(rounds, &e) as i64;

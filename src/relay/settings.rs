@@ -97,6 +97,8 @@ pub fn pairing_text(pairing: Option<&Pairing>) -> Result<String, String> {
     }
 }
 
+/// The pairing written alone, for tests: `pair` and `unpair` write it with
+/// its bridge key in one transaction (`Store::replace_relay_pairing`).
 pub async fn save_pairing(store: &dyn Store, pairing: Option<&Pairing>) -> Result<(), String> {
     let text = pairing_text(pairing)?;
     store

@@ -153,9 +153,7 @@ impl Slot {
     pub fn new(mem: Memory, index: u32) -> Slot {
         Slot { mem, index }
     }
-}
 
-impl Slot {
     /// The names an earlier build may have given this slot's message in
     /// its slot record, when this build lists it by `self` with `own` the
     /// memory received messages go to: with `own` "MT", the earlier build
