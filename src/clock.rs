@@ -1,6 +1,13 @@
 //! Wall-clock time in Unix milliseconds, the unit the store keeps.
 
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+/// How far the wall clock must have gone back to count as stepped back:
+/// more than the wall and monotonic clocks drift apart over any wait the
+/// daemon keeps (NTP slews a clock by at most half a millisecond a
+/// second), and more than a time read a moment before its row is written.
+pub const CLOCK_STEP: Duration = Duration::from_secs(1);
 
 /// Read straight from the system clock: every accept and claim asks, and
 /// going through a calendar date (`chrono::Utc::now`) cost a POST's worker

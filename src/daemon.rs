@@ -235,6 +235,7 @@ pub async fn start(
                 min_free_bytes: loaded.config.storage.media_min_free_bytes,
             }),
     );
+    rebase_written_ahead(&*store).await?;
     let abandoned = store
         .requeue_abandoned(now_ms(), loaded.config.outbox.max_attempts)
         .await
@@ -421,6 +422,26 @@ fn named(ids: &[String]) -> String {
         Some(more) if more > 0 => format!("{first} and {more} more"),
         _ => first,
     }
+}
+
+/// Before claims left by the last run are queued again (which writes them
+/// as of now): messages written by a clock since stepped back (it ran fast
+/// in the last run, or was set back while the daemon was down) wait from
+/// now for what was left of their waits, not the step longer. A store that
+/// cannot do it cannot write at all: the start fails as the requeue would.
+async fn rebase_written_ahead(store: &dyn Store) -> Result<(), ExitError> {
+    let rebased = store
+        .rebase_written_ahead(now_ms())
+        .await
+        .map_err(|e| ExitError::Runtime(e.to_string()))?;
+    if rebased > 0 {
+        tracing::warn!(
+            rebased,
+            "messages were written by a clock ahead of this one (stepped back since); \
+             their waits and ttls count from now"
+        );
+    }
+    Ok(())
 }
 
 /// Before any channel runs (so no file is being saved), and under the

@@ -880,6 +880,34 @@ async fn a_claim_left_by_a_crash_is_sent_after_restart() {
     assert_eq!(codes, ["requeued"]);
 }
 
+/// The last run's clock was an hour fast when it set a retry two seconds
+/// on, and is right at this start (NTP stepped it back): the retry goes
+/// about two seconds after the start, not an hour later.
+#[tokio::test]
+async fn a_retry_set_by_a_clock_since_stepped_back_is_due_when_meant_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state").join("phonerelay.sqlite3");
+    let fast = now_ms() + 3_600_000;
+    let waiting = {
+        let store = open_store(&db);
+        let id = accept_new(&store, new_outbound("after the step", fast)).await;
+        assert_eq!(claim_all(&store, fast, 60_000).await.len(), 1);
+        let retry = SendOutcome::Retry {
+            next_attempt_at_ms: fast + 2_000,
+            code: "timeout".into(),
+            reason: "no answer".into(),
+            now_ms: fast,
+        };
+        store.record_outcome(&id, retry).await.unwrap();
+        id
+    };
+    let ch = TestChannel::new(ChannelKind::Sms, "m1");
+    let text = config_text(&dir, FAST_OUTBOX);
+    let d = TestDaemon::start_in(dir, text, vec![ch.clone()]).await;
+    d.wait_status(&waiting, "sent").await;
+    assert_eq!(ch.sent().len(), 1);
+}
+
 /// A message whose every attempt ended with the process (a send that
 /// kills the daemon, one the watchdog ends): its claims come back at each
 /// start, and once its attempts are used up it fails rather than being

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use phonerelay_channel::SendError;
 
 use super::backoff::retry_delay_ms;
+use crate::clock::CLOCK_STEP;
 
 /// The wait the remote asked for with a refusal, if it named one. A
 /// `Retry-After: 0` names none: taken at its word, the refused send went
@@ -21,10 +22,6 @@ use super::backoff::retry_delay_ms;
 pub(super) fn asked_wait(error: &SendError) -> Option<Duration> {
     error.retry_after.filter(|wait| !wait.is_zero())
 }
-
-/// How far the wall clock must have gone back before a pause goes by the
-/// monotonic clock instead: more than the two clocks' drift over a pause.
-const CLOCK_STEP: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
 pub struct Pause {
@@ -86,7 +83,7 @@ pub struct RefusalBackoff {
 impl Pause {
     /// How long the pause still runs at `now_ms`, if it does: by the wall
     /// clock, unless the monotonic clock says it ends more than
-    /// [`CLOCK_STEP`] sooner, which only a wall clock stepped back since
+    /// [`CLOCK_STEP`](crate::clock::CLOCK_STEP) sooner, which only a wall clock stepped back since
     /// the pause began does. A step forward ends it early, as it does
     /// every due time the queue keeps.
     pub fn remaining(&self, now_ms: i64) -> Option<Duration> {

@@ -79,6 +79,7 @@ mod sent_ids;
 mod seq_clock;
 mod unreadable;
 mod writer;
+mod written_ahead;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -409,6 +410,12 @@ impl Store for SqliteStore {
     async fn forget_early_reports(&self, now_ms: i64) -> StoreResult<usize> {
         self.writer
             .write(move |conn| outbound::forget_early(conn, now_ms))
+            .await
+    }
+
+    async fn rebase_written_ahead(&self, now_ms: i64) -> StoreResult<usize> {
+        self.writer
+            .write(move |conn| written_ahead::rebase(conn, now_ms))
             .await
     }
 

@@ -200,6 +200,10 @@ impl<F: Faults> Store for Faulty<F> {
         self.inner.forget_early_reports(now_ms).await
     }
 
+    async fn rebase_written_ahead(&self, now_ms: i64) -> StoreResult<usize> {
+        self.inner.rebase_written_ahead(now_ms).await
+    }
+
     async fn requeue_abandoned(&self, now_ms: i64, max_attempts: u32) -> StoreResult<Abandoned> {
         self.inner.requeue_abandoned(now_ms, max_attempts).await
     }
