@@ -192,11 +192,24 @@ impl Intake {
         self.lock().coming_due.remove(coming_due);
     }
 
-    /// When the earliest message known to have gone back to the queue is
-    /// due, so the dispatcher looks then, whatever the store said before
-    /// that message's outcome was committed.
+    /// When the earliest message known to have gone back to the queue, its
+    /// return committed, is due, so the dispatcher looks then, whatever the
+    /// store said before that return was committed. A return not committed
+    /// yet does not count: no claim can take its message before the
+    /// commit, which wakes the dispatcher (`recorder`); counted, a return
+    /// the store kept refusing (a full disk) was due at once at every turn,
+    /// and a dispatcher with a free slot claimed nothing in a tight loop
+    /// for as long as the disk stayed full.
     pub fn next_due(&self) -> Option<i64> {
-        self.lock().coming_due.keys().next().map(|c| c.due_ms)
+        let state = self.lock();
+        let mut recorded = state.coming_due.iter().filter(|(_, r)| r.is_some());
+        recorded.next().map(|(c, _)| c.due_ms)
+    }
+
+    /// How many returns are known, committed or not.
+    #[cfg(test)]
+    pub fn coming_due_for_tests(&self) -> usize {
+        self.lock().coming_due.len()
     }
 
     /// No new reservations; those already made can still hand over.
@@ -498,6 +511,20 @@ mod tests {
         assert_eq!(intake.next_due(), Some(1_000));
         intake.claim_found(true, intake.claim_starts(1_001));
         assert!(intake.reserve_at(1_002).is_ok(), "a later claim took it");
+    }
+
+    /// A return not committed yet is not due for the dispatcher: no claim
+    /// can take it before its commit.
+    #[test]
+    fn a_return_not_committed_yet_is_not_due() {
+        let intake = Intake::default();
+        let earlier = intake.queued_until(1_000);
+        let later = intake.queued_until(5_000);
+        assert_eq!(intake.next_due(), None);
+        intake.recorded([&later]);
+        assert_eq!(intake.next_due(), Some(5_000));
+        intake.recorded([&earlier]);
+        assert_eq!(intake.next_due(), Some(1_000));
     }
 
     /// A return never committed (the message stays `sending` until the

@@ -497,7 +497,7 @@ pub async fn run_expiry_sweeper(
 
 #[cfg(test)]
 mod tests {
-    use phonerelay_channel::SendReceipt;
+    use phonerelay_channel::{Channel, ChannelKind, SendReceipt};
 
     use super::*;
     use crate::store::testing::queued_sms;
@@ -560,6 +560,112 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         ctx.shutdown.cancel();
+        dispatcher.await.unwrap();
+    }
+
+    /// Outcomes refused for now (a full disk) while set; claims counted.
+    #[derive(Default)]
+    struct DiskFullForOutcomes {
+        full: std::sync::atomic::AtomicBool,
+        claims: std::sync::atomic::AtomicUsize,
+    }
+
+    impl crate::store::testing::Faults for DiskFullForOutcomes {
+        fn claim(&self) {
+            self.claims
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+
+        fn record_outcomes(&self, _: &[(String, SendOutcome)]) -> crate::store::StoreResult<()> {
+            if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(crate::store::StoreError::Unavailable("disk full".into()));
+            }
+            Ok(())
+        }
+    }
+
+    /// An endpoint whose every send fails for now.
+    struct Failing;
+
+    #[async_trait::async_trait]
+    impl phonerelay_channel::Channel for Failing {
+        fn kind(&self) -> phonerelay_channel::ChannelKind {
+            phonerelay_channel::ChannelKind::Sms
+        }
+        fn phone_id(&self) -> &str {
+            "m1"
+        }
+        async fn send(
+            &self,
+            _: &phonerelay_channel::OutboundMessage,
+        ) -> Result<SendReceipt, phonerelay_channel::SendError> {
+            Err(phonerelay_channel::SendError::transient(
+                "timeout",
+                "no answer",
+            ))
+        }
+        async fn run(&self, _ctx: phonerelay_channel::ChannelContext) {}
+        fn health(&self) -> phonerelay_channel::ChannelHealth {
+            phonerelay_channel::ChannelHealth::up("failing")
+        }
+    }
+
+    /// While the store refuses a retry's outcome (a full disk), the message
+    /// stays `sending` and no claim can take it: a dispatcher with a slot
+    /// free waits for the commit or its next poll instead of claiming
+    /// nothing in a loop on the store's one writer. It claimed thousands of
+    /// times a second, for as long as the disk stayed full.
+    #[tokio::test]
+    async fn a_return_the_store_refuses_for_now_is_not_claimed_for_in_a_loop() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
+        let store = Arc::new(crate::store::testing::Faulty::with(
+            sqlite,
+            DiskFullForOutcomes::default(),
+        ));
+        store.faults.full.store(true, SeqCst);
+        let endpoints =
+            crate::endpoints::Endpoints::new(vec![Arc::new(Failing) as Arc<dyn Channel>]).unwrap();
+        let endpoint = endpoints.get(ChannelKind::Sms, "m1").unwrap().clone();
+        let mut ctx = DispatchContext::for_tests(store.clone());
+        ctx.outbox = Arc::new(OutboxConfig {
+            retry_initial_ms: 10,
+            retry_max_ms: 20,
+            ..OutboxConfig::default()
+        });
+        let limiters = Arc::new(Limiters {
+            endpoint: RateLimiter::direct(Quota::per_second(NonZeroU32::MAX)),
+            per_recipient: None,
+        });
+        store
+            .accept_outbound(queued_sms("refused", now_ms()))
+            .await
+            .unwrap();
+        let dispatcher = tokio::spawn(dispatch(endpoint.clone(), ctx.clone(), 2, limiters));
+        // The send failed and its retry, due 20 ms on at most, is refused.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while endpoint.intake.coming_due_for_tests() == 0 {
+            assert!(std::time::Instant::now() < deadline, "no send went back");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let before = store.faults.claims.load(SeqCst);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let claims = store.faults.claims.load(SeqCst) - before;
+        assert!(
+            claims <= 5,
+            "{claims} claims in a second while nothing could be claimed"
+        );
+        // Room again: the retry is committed, claimed and tried again.
+        store.faults.full.store(false, SeqCst);
+        let tried_again = store.faults.claims.load(SeqCst);
+        while store.faults.claims.load(SeqCst) == tried_again {
+            assert!(std::time::Instant::now() < deadline, "never claimed again");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        ctx.shutdown.cancel();
+        ctx.hard_stop.cancel();
         dispatcher.await.unwrap();
     }
 

@@ -27,6 +27,9 @@ pub trait Faults: Send + Sync + 'static {
     /// After a cancel or a manual retry has committed.
     fn committed(&self) {}
 
+    /// Before a claim (`claim_outbound`).
+    fn claim(&self) {}
+
     /// Before `outcomes` are recorded.
     fn record_outcomes(&self, _outcomes: &[(String, SendOutcome)]) -> StoreResult<()> {
         Ok(())
@@ -138,6 +141,7 @@ impl<F: Faults> Store for Faulty<F> {
     }
 
     async fn claim_outbound(&self, claim: ClaimRequest) -> StoreResult<Vec<OutboundRecord>> {
+        self.faults.claim();
         self.inner.claim_outbound(claim).await
     }
 
