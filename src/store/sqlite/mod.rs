@@ -170,7 +170,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", path.display())))?;
         let mut conn = Connection::open(path)?;
         schema::configure(&conn)?;
-        schema::check_not_newer(&conn, path).map_err(StoreError::Incompatible)?;
+        schema::check_not_newer(&conn, path)?;
         schema::migrate(&mut conn)?;
         let seqs = SeqClock::load(&conn)?;
         let (_, media_bytes) = media::usage(&conn)?;

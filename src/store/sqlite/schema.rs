@@ -1,6 +1,7 @@
 //! Schema migrations, applied in order at start-up; `PRAGMA user_version`
 //! records how many have run. Never edit a released migration: add one.
 
+use crate::store::{StoreError, StoreResult};
 use rusqlite::Connection;
 
 pub(super) const MIGRATIONS: &[&str] = &[
@@ -418,18 +419,19 @@ pub(super) const MIGRATIONS: &[&str] = &[
 ];
 
 /// Refuse a database a newer PhoneRelay has migrated past this binary's
-/// schema: this one would run on tables it does not know, and write rows
-/// the newer one may read wrong.
-pub fn check_not_newer(conn: &Connection, path: &std::path::Path) -> Result<(), String> {
-    let version: usize = conn
-        .query_row("PRAGMA user_version", [], |row| row.get(0))
-        .map_err(|e| e.to_string())?;
+/// schema (`StoreError::Incompatible`): this one would run on tables it
+/// does not know, and write rows the newer one may read wrong. A version
+/// that cannot be read is the store's error as any read's (an I/O error
+/// that may pass), not a refusal: taken for one, the daemon exited as for
+/// a config error, which systemd does not restart.
+pub fn check_not_newer(conn: &Connection, path: &std::path::Path) -> StoreResult<()> {
+    let version: usize = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     if version > MIGRATIONS.len() {
-        return Err(format!(
+        return Err(StoreError::Incompatible(format!(
             "{} has schema version {version}, newer than this phonerelay's {}: run the version that wrote it (or a newer one)",
             path.display(),
             MIGRATIONS.len()
-        ));
+        )));
     }
     Ok(())
 }
@@ -567,6 +569,29 @@ pub fn at_version(version: usize) -> Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only a newer schema is a refusal; a version that cannot be read is
+    /// the store's error as any read's, here a file that is no database.
+    #[test]
+    fn only_a_newer_schema_is_incompatible() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let conn = at_version(MIGRATIONS.len());
+        assert!(check_not_newer(&conn, &path).is_ok());
+        conn.pragma_update(None, "user_version", MIGRATIONS.len() + 1)
+            .unwrap();
+        let newer = check_not_newer(&conn, &path);
+        assert!(
+            matches!(newer, Err(StoreError::Incompatible(_))),
+            "{newer:?}"
+        );
+        std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+        let unreadable = check_not_newer(&Connection::open(&path).unwrap(), &path);
+        assert!(
+            matches!(unreadable, Err(StoreError::Unavailable(_))),
+            "{unreadable:?}"
+        );
+    }
 
     #[test]
     fn migration_5_keeps_every_part_and_its_status() {
