@@ -155,7 +155,7 @@ impl RunningDaemon {
         // to settle.
         if let Some(why) = self.store.is_broken() {
             return Err(ExitError::Runtime(format!(
-                "the store stopped writing after a commit whose outcome is unknown: {why}"
+                "the store stopped writing {why}"
             )));
         }
         if unrecorded.is_empty() {
@@ -351,7 +351,8 @@ pub async fn start(
         }
         channels_stop.cancel();
     });
-    // A commit whose outcome is unknown stops the writer for good: the
+    // A commit whose outcome is unknown (or a connection stuck in a
+    // transaction) stops the writer for good: the
     // daemon stops (exit 1), and the store's recovery at the next start
     // settles what that commit kept, as PostgreSQL does after a failed
     // fsync.
@@ -359,7 +360,7 @@ pub async fn start(
     tasks.spawn("the store's writer", async move {
         tokio::select! {
             why = watched.broken() => {
-                tracing::error!(error = %why, "the store stopped writing after a commit whose outcome is unknown");
+                tracing::error!("the store stopped writing {why}");
             }
             _ = stopping.cancelled() => {}
         }

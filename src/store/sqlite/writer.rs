@@ -95,6 +95,9 @@ impl Default for WriteHealth {
 }
 
 impl WriteHealth {
+    /// Stop writing for good; `why` ends the sentence "the store stopped
+    /// writing …" that the daemon logs and exits with ("after a commit
+    /// whose outcome is unknown (…)"), so the operator reads the cause.
     fn break_with(&self, why: &str) {
         *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.to_string());
         self.broken.send_replace(Some(why.to_string()));
@@ -281,7 +284,8 @@ fn run_with(
         // would fail every group from here on, or commit a failed write's
         // rows with the next one: rolled back first, or the writer stops.
         if !conn.is_autocommit() && conn.execute_batch("ROLLBACK").is_err() {
-            health.break_with("the write connection is stuck in a transaction");
+            health
+                .break_with("because its connection is stuck in a transaction (a rollback failed)");
         }
         if let Some(why) = health.broken() {
             let refused = StoreError::Unavailable(format!(
@@ -297,7 +301,7 @@ fn run_with(
         let committed = run_batch(&conn, &mut batch, &mut failures, commit);
         if let Err(StoreError::OutcomeUnknown(why)) = &committed {
             tracing::error!(error = %why, "a commit failed after it may have become durable; nothing more is written, and the daemon stops so that a restart settles what was kept");
-            health.break_with(why);
+            health.break_with(&format!("after a commit whose outcome is unknown ({why})"));
         }
         health.record(
             conn.total_changes() != changes_before,
@@ -701,6 +705,10 @@ mod tests {
             .await
             .expect("the writer says it is broken");
         assert!(why.contains("disk I/O error"), "{why}");
+        assert!(
+            why.starts_with("after a commit whose outcome is unknown"),
+            "{why}"
+        );
         assert!(writer.failing().is_some());
         // Nothing more is written: the next write is refused, not run.
         let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -979,7 +987,11 @@ mod tests {
         }
         let refused = writer.write(insert(4)).await.unwrap_err();
         assert!(matches!(refused, StoreError::Unavailable(_)), "{refused:?}");
-        assert!(writer.is_broken().is_some());
+        let why = writer.is_broken().expect("broken");
+        assert!(
+            why.contains("stuck in a transaction"),
+            "the reason is the stuck connection: {why}"
+        );
         drop(writer);
         thread.join().unwrap();
         assert_eq!(numbers_committed(&path), Vec::<i64>::new());
