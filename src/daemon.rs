@@ -560,14 +560,20 @@ impl Signals {
     }
 
     /// Until SIGTERM or SIGINT; a SIGHUP meanwhile does `reload`, if any.
+    /// A stop signal during a reload ends it: the reload reads the config
+    /// file, which a mount that stopped answering may never return, and a
+    /// stop held behind it would end in the service manager's SIGKILL.
     async fn wait_for_stop(&mut self, reload: Option<&Reload>) {
         loop {
             tokio::select! {
                 _ = self.term.recv() => return,
                 _ = self.interrupt.recv() => return,
                 _ = self.hup.recv() => {
-                    if let Some(reload) = reload {
-                        reload.run().await;
+                    let Some(reload) = reload else { continue };
+                    tokio::select! {
+                        _ = reload.run() => {}
+                        _ = self.term.recv() => return,
+                        _ = self.interrupt.recv() => return,
                     }
                 }
             }

@@ -9,6 +9,9 @@ use phonerelay::cli::{Cli, run};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// How long a clean exit waits for blocking reads still under way.
+const BLOCKING_READS_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn main() -> ExitCode {
     // Past a file size limit (systemd's `LimitFSIZE=`) the kernel sends
     // SIGXFSZ, which ends the process. Ignored, the write fails with EFBIG
@@ -26,7 +29,15 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            // Not the runtime's drop, which waits for every blocking read
+            // to end: one left reading a file on a mount that stopped
+            // answering (a reload's read of the config, cut short by the
+            // stop) would hold the exit until the service manager's
+            // SIGKILL. Everything the daemon writes was written by now.
+            runtime.shutdown_timeout(BLOCKING_READS_BOUND);
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("phonerelay: {e}");
             // Out at once, not through the runtime's drop: a stop that gave

@@ -59,3 +59,59 @@ fn a_reload_warns_of_a_config_edited_since_start_and_of_nothing_else() {
     // The link was rung all the same, and the daemon runs on.
     assert!(daemon.terminate().success());
 }
+
+/// A reload stuck reading the config file (a mount that stopped
+/// answering; here a FIFO whose writer sends nothing) does not hold a
+/// stop: SIGTERM during the read stops the daemon cleanly, exit 0, and
+/// the read left hanging does not hold the exit either.
+#[test]
+fn a_stop_during_a_reload_stuck_reading_the_config_is_not_held() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Simulated { dir, port, config } = Simulated::new();
+    let log = dir.path().join("daemon.log");
+    let daemon = DaemonProcess::start_logged(&config, port, &[], &log);
+    std::fs::rename(&config, dir.path().join("moved.toml")).unwrap();
+    let made = Command::new("mkfifo").arg(&config).status().unwrap();
+    assert!(made.success());
+    hang_up(&daemon);
+    // Opened for writing only once the daemon reads it; held open and
+    // silent, it keeps the daemon's read waiting.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let _writer = loop {
+        let opened = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&config);
+        match opened {
+            Ok(writer) => break writer,
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the reload never read the config"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("opening the FIFO: {e}"),
+        }
+    };
+    let mut daemon = daemon;
+    daemon.signal_term();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stop is held by the reload:\n{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+}
