@@ -12,7 +12,7 @@ use super::worker::DispatchContext;
 use crate::clock::now_ms;
 use crate::endpoints::Endpoint;
 use crate::metrics::labels;
-use crate::store::{OutboundRecord, SendOutcome, stopped_past_max_attempts};
+use crate::store::{DUE_AT_ONCE_MS, OutboundRecord, SendOutcome, stopped_past_max_attempts};
 
 /// How long an endpoint that turned a send away (`ErrorClass::Unavailable`)
 /// starts no other: long enough not to walk the queue in a tight loop
@@ -278,7 +278,11 @@ fn release_after(
     why: Deferral,
     wait: Duration,
 ) -> SendOutcome {
-    let due = now_ms() + wait.as_millis() as i64;
+    let due = if wait.is_zero() {
+        DUE_AT_ONCE_MS
+    } else {
+        now_ms() + wait.as_millis() as i64
+    };
     why.release(ctx, record.channel.as_str(), due)
 }
 
@@ -311,7 +315,7 @@ fn stopped_in_flight(ctx: &DispatchContext, record: &OutboundRecord) -> SendOutc
         .get_or_create(&labels(&[("channel", channel), ("outcome", "retry")]))
         .inc();
     SendOutcome::Retry {
-        next_attempt_at_ms: now,
+        next_attempt_at_ms: DUE_AT_ONCE_MS,
         code: "shutdown_in_flight".into(),
         reason: "the daemon stopped while this send was on its way; it may have gone out, \
                  and is tried again"
@@ -494,6 +498,46 @@ mod tests {
         fn health(&self) -> phonerelay_channel::ChannelHealth {
             phonerelay_channel::ChannelHealth::up("held")
         }
+    }
+
+    /// A send put back to go at once (the stop, the endpoint down) and one
+    /// cut off by the stop are due whatever the wall clock does next:
+    /// stored at the time they went back, a clock stepped back after it
+    /// held them, and every later message to their recipient, for as long
+    /// as the step.
+    #[tokio::test]
+    async fn a_send_put_back_at_once_is_due_after_the_clock_steps_back() {
+        const HOUR: i64 = 3_600_000;
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap());
+        let ctx = DispatchContext::for_tests(store.clone());
+        let now = now_ms();
+        let claim_at = |now_ms: i64| crate::store::ClaimRequest {
+            channel: phonerelay_channel::ChannelKind::Sms,
+            phone_id: "m1".into(),
+            limit: 10,
+            now_ms,
+            lease_ms: 60_000,
+            skip_recipients: Vec::new(),
+        };
+        for text in ["released", "cut off"] {
+            store.accept_outbound(queued_sms(text, now)).await.unwrap();
+        }
+        let claimed = store.claim_outbound(claim_at(now)).await.unwrap();
+        assert_eq!(claimed.len(), 2);
+        let outcomes = vec![
+            (
+                claimed[0].id.clone(),
+                release_after(&ctx, &claimed[0], Deferral::Shutdown, Duration::ZERO),
+            ),
+            (claimed[1].id.clone(), stopped_in_flight(&ctx, &claimed[1])),
+        ];
+        store.record_outcomes(outcomes).await.unwrap();
+        // The clock is stepped back an hour.
+        let again = store.claim_outbound(claim_at(now - HOUR)).await.unwrap();
+        let texts: Vec<&str> = again.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["released", "cut off"]);
     }
 
     /// The send ends and the hard stop fires before the sending task runs

@@ -21,7 +21,7 @@ use crate::config::OutboxConfig;
 use crate::endpoints::Endpoint;
 use crate::logging::Throttle;
 use crate::metrics::Metrics;
-use crate::store::{ClaimRequest, OutboundRecord, SendOutcome, Store};
+use crate::store::{ClaimRequest, DUE_AT_ONCE_MS, OutboundRecord, SendOutcome, Store};
 
 /// Longest an idle worker sleeps before looking again; picks up messages
 /// committed by another process (`phonerelay send` through a second daemon
@@ -362,11 +362,11 @@ impl Sends {
     /// started (see [`Self::start_claimed`]).
     fn hold_back(&mut self, handover: Handover) {
         let Handover { record, permit } = handover;
-        let now = now_ms();
-        let outcome = Deferral::RecipientWaiting.release(&self.ctx, record.channel.as_str(), now);
+        let due = DUE_AT_ONCE_MS;
+        let outcome = Deferral::RecipientWaiting.release(&self.ctx, record.channel.as_str(), due);
         let went_back = Some(Returned {
-            coming_due: self.endpoint.intake.queued_until(now),
-            in_queue: self.endpoint.back_in_queue.went_back(&record, now),
+            coming_due: self.endpoint.intake.queued_until(due),
+            in_queue: self.endpoint.back_in_queue.went_back(&record, due),
         });
         let _ = self.finished.send(Finished {
             id: record.id,
@@ -403,7 +403,7 @@ impl Sends {
                 // Due at once: the claims leave the recipient's queue alone
                 // while the earlier one is not due (`BackInQueue::held`),
                 // and take the two in order after.
-                Deferral::RecipientWaiting.release(&ctx, message.channel.as_str(), now_ms())
+                Deferral::RecipientWaiting.release(&ctx, message.channel.as_str(), DUE_AT_ONCE_MS)
             } else {
                 // A panic in the adapter must still end the claim with an
                 // outcome: nothing else would until the next start.

@@ -286,6 +286,12 @@ pub struct QueuedForLater {
     pub expires_at_ms: i64,
 }
 
+/// The due time of a message put back to go again at once (`next_attempt_at`):
+/// not the time it went back, which a wall clock stepped back after it made
+/// a time to come, holding the message, and every later one to its
+/// recipient, for as long as the step. New messages are due so too.
+pub const DUE_AT_ONCE_MS: i64 = 0;
+
 /// What happened to a claimed message.
 #[derive(Debug, Clone)]
 pub enum SendOutcome {
