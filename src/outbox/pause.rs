@@ -45,6 +45,11 @@ struct Refusals {
     in_a_row: u32,
     /// For the status to say why the queue stands.
     last: Option<Refusal>,
+    /// Unix ms when the pause the refusals began ends (0: none). The
+    /// pause as a whole may be on for another reason (the endpoint turned
+    /// a send away, `TURNED_AWAY_PAUSE`): a refusal then is no echo of an
+    /// earlier one, and begins its own wait.
+    until_ms: i64,
 }
 
 /// What the remote said when it last refused a send.
@@ -122,7 +127,7 @@ impl Pause {
             message: error.message.clone(),
         });
         self.refused_since_sent.store(true, Ordering::SeqCst);
-        let was_on = self.remaining(now_ms).is_some();
+        let was_on = refusals.until_ms > now_ms && self.remaining(now_ms).is_some();
         let wait_ms = match asked_wait(error) {
             // Capped before it is made a number: a huge one cut to 64
             // bits could come out as no wait at all.
@@ -133,24 +138,26 @@ impl Pause {
                 retry_delay_ms(refusals.in_a_row, backoff.initial_ms, backoff.max_ms)
             }
         };
-        self.extend_to(now_ms, now_ms.saturating_add(wait_ms as i64));
+        let until_ms = now_ms.saturating_add(wait_ms as i64);
+        refusals.until_ms = refusals.until_ms.max(until_ms);
+        self.extend_to(now_ms, until_ms);
         PauseEnd {
             until_ms: self.until_ms.load(Ordering::SeqCst),
             was_on,
         }
     }
 
-    /// While a pause a refusal began is on: how long it still runs, and
-    /// what the remote said.
+    /// While a pause a refusal began is on: how long the pause still runs,
+    /// and what the remote said. Not in a pause begun otherwise (a send
+    /// turned away) after the refusal's had ended: the status would name a
+    /// refusal that no longer holds anything.
     pub fn refusal(&self, now_ms: i64) -> Option<(Duration, Refusal)> {
         let left = self.remaining(now_ms)?;
-        let refusal = self
-            .refusals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .last
-            .clone()?;
-        Some((left, refusal))
+        let refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        if refusals.until_ms <= now_ms {
+            return None;
+        }
+        Some((left, refusals.last.clone()?))
     }
 
     /// The pause a refusal began, to be kept across a restart; `None`
@@ -183,6 +190,7 @@ impl Pause {
         let until_ms = saved.until_ms.min(now_ms.saturating_add(longest));
         let mut refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
         refusals.in_a_row = saved.in_a_row;
+        refusals.until_ms = until_ms;
         refusals.last = Some(Refusal {
             code: saved.code,
             message: saved.message,
@@ -213,6 +221,23 @@ mod tests {
 
     fn said(retry_after: Option<Duration>) -> SendError {
         SendError::rate_limited("http_429", "too many requests", retry_after)
+    }
+
+    /// A refusal that comes while the endpoint's short pause after turning
+    /// a send away is on is the remote's own, not an echo of an earlier
+    /// refusal: it begins its backoff (and is kept across a restart), and
+    /// the status names it only while its own pause runs.
+    #[test]
+    fn a_refusal_during_a_turn_away_pause_begins_its_own_wait() {
+        let pause = Pause::default();
+        pause.extend_to(10_000, 10_250);
+        let end = pause.refused(10_010, &said(None), BACKOFF);
+        assert!(!end.was_on, "taken for one of a burst");
+        assert!((10_510..=11_010).contains(&end.until_ms), "{end:?}");
+        assert!(pause.refusal(10_100).is_some());
+        // A later turn-away, the refusal's wait over: no refusal named.
+        pause.extend_to(20_000, 20_250);
+        assert_eq!(pause.refusal(20_100), None);
     }
 
     #[test]
