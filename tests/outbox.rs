@@ -693,6 +693,27 @@ async fn per_recipient_limit_defers_without_dropping() {
     assert_eq!(ch.sent().len(), 2);
     assert!(deferred(&d, "rate_limited").await >= 1);
     assert_eq!(deferred(&d, "recipient_waiting").await, 0);
+    // Not dropped, nor put off for longer than the limit asks: due when
+    // the recipient's token is back, a minute after the first send.
+    let record = d
+        .store()
+        .get_outbound(&second)
+        .await
+        .unwrap()
+        .unwrap()
+        .record;
+    let first_sent = d
+        .store()
+        .get_outbound(&first)
+        .await
+        .unwrap()
+        .unwrap()
+        .record;
+    let due_after_first = record.next_attempt_at_ms - first_sent.updated_at_ms;
+    assert!(
+        (1..=61_000).contains(&due_after_first),
+        "due {due_after_first} ms after the first send"
+    );
 }
 
 /// A send the endpoint turned away went nowhere, so it spends none of its
