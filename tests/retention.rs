@@ -76,7 +76,11 @@ async fn prune_deletes_only_old_ended_and_forwarded_messages() {
             .unwrap();
     }
     store.requeue_abandoned(now, 12).await.unwrap(); // live-1 is queued again
+    // One being sent: claimed, its outcome not in yet.
+    let sending = accept_new(&store, new_outbound("sending-1", now)).await;
+    assert_eq!(claim_all(&store, now, 60_000).await.len(), 2);
     let (forwarded, waiting) = forwarded_and_waiting(&store, now).await;
+    let dead = dead_letter(&store, "in-dead", now).await;
 
     // Age everything but "recent-1" by 100 days, as time would.
     let old = now - 100 * 24 * 3600 * 1000;
@@ -98,6 +102,14 @@ async fn prune_deletes_only_old_ended_and_forwarded_messages() {
     assert!(
         store.get_outbound(&ids["live-1"]).await.unwrap().is_some(),
         "queued is never deleted"
+    );
+    assert!(
+        store.get_outbound(&sending).await.unwrap().is_some(),
+        "sending is never deleted"
+    );
+    assert!(
+        store.get_inbound(&dead).await.unwrap().is_some(),
+        "a dead letter is never deleted"
     );
     assert!(
         store
@@ -128,6 +140,32 @@ async fn prune_deletes_only_old_ended_and_forwarded_messages() {
     assert_eq!(removed, 1);
     assert!(store.get_inbound(&waiting).await.unwrap().is_none());
     assert!(store.get_outbound(&ids["live-1"]).await.unwrap().is_some());
+    assert!(store.get_outbound(&sending).await.unwrap().is_some());
+    assert!(
+        store.get_inbound(&dead).await.unwrap().is_some(),
+        "an operator decides about a dead letter, relay or not"
+    );
+}
+
+/// An inbound message `external_id` committed at `now` that the relay
+/// refused for good (a dead letter); its id.
+async fn dead_letter(store: &SqliteStore, external_id: &str, now: i64) -> String {
+    let committed = store
+        .commit_inbound(inbound(external_id, now), now)
+        .await
+        .unwrap();
+    let refused = RelayInboundOutcome::Dead {
+        to: None,
+        route: None,
+        code: "relay_http_422".into(),
+        reason: "refused".into(),
+        now_ms: now,
+    };
+    store
+        .record_relay_inbound(&committed.id, refused)
+        .await
+        .unwrap();
+    committed.id
 }
 
 /// Inbound the relay took while the clock ran a day ahead, then stepped
