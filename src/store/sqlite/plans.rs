@@ -82,6 +82,14 @@ fn the_unsettled_sends_are_read_through_two_small_partial_indexes() {
         "{steps:?}"
     );
     assert_reaches(routing::SEND_UNSETTLED, "outbound_");
+    // At each retention sweep: one end of the pending inbound's range.
+    let steps = plan(routing::OLDEST_PENDING);
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.contains("inbound_relay_state_committed (relay_state=?)")),
+        "{steps:?}"
+    );
     // Read when the store opens: the few rows of that index.
     let steps = plan(routing::LATEST_EVENT);
     assert!(

@@ -248,6 +248,15 @@ pub fn route(conn: &Connection, q: &RouteQuery) -> StoreResult<Option<RouteMatch
     }))
 }
 
+/// When the inbound waiting longest to be forwarded was committed: the
+/// first of the `(relay_state, committed_at)` index's pending rows
+/// (migration 15), one row read however many wait. By commit time, not by
+/// seq: a row committed while the clock ran ahead (then stepped back) is
+/// first by seq but not oldest, and the conversations the rows after it
+/// need were pruned.
+pub(crate) const OLDEST_PENDING: &str =
+    "SELECT MIN(committed_at) FROM inbound WHERE relay_state = 'pending'";
+
 /// Forget conversations last used before `before_ms`. With
 /// `pending_ttl_ms`, keep those an inbound still waiting to be forwarded
 /// may be routed by: it is routed as of its arrival (`route`), over the
@@ -256,15 +265,9 @@ pub fn prune(conn: &Connection, before_ms: i64, pending_ttl_ms: Option<i64>) -> 
     let before_ms = match pending_ttl_ms {
         None => before_ms,
         Some(ttl_ms) => {
-            // The oldest pending inbound is the first in the partial
-            // index: one row read, however many wait.
             let oldest: Option<i64> = conn
-                .prepare_cached(
-                    "SELECT committed_at FROM inbound WHERE relay_state = 'pending'
-                     ORDER BY seq LIMIT 1",
-                )?
-                .query_row([], |row| row.get(0))
-                .optional()?;
+                .prepare_cached(OLDEST_PENDING)?
+                .query_row([], |row| row.get(0))?;
             oldest.map_or(before_ms, |arrived| before_ms.min(arrived - ttl_ms))
         }
     };
@@ -399,6 +402,28 @@ mod tests {
             "forwarded: forgotten"
         );
         assert_eq!(route(&conn, &reply_arrived_at(29 * DAY)).unwrap(), None);
+    }
+
+    /// The first waiting inbound by seq was committed while the clock ran
+    /// a day ahead; the one after it, by the clock as it is, on day 29
+    /// still needs Alice's conversation of day 0.
+    #[test]
+    fn a_waiting_reply_s_conversation_is_kept_behind_one_dated_ahead() {
+        const DAY: i64 = 24 * 3600 * 1000;
+        let ttl = 30 * DAY;
+        let conn = at_version(MIGRATIONS.len());
+        sent_by(&conn, "alice", "sms:1", 0);
+        pending_inbound_at(&conn, 32 * DAY);
+        conn.execute(
+            "INSERT INTO inbound (id, channel, phone_id, external_id, sender, body,
+                                  received_at, committed_at)
+             VALUES ('in-2', 'sms', 'm1', 'sms:in-2', '+15551230001', 'hi', ?1, ?1)",
+            [29 * DAY],
+        )
+        .unwrap();
+        assert_eq!(prune(&conn, 31 * DAY - ttl, Some(ttl)).unwrap(), 0);
+        let waiting = route(&conn, &reply_arrived_at(29 * DAY)).unwrap();
+        assert_eq!(waiting.unwrap().to, "alice");
     }
 
     #[test]
