@@ -188,10 +188,11 @@ pub trait Store: Send + Sync + 'static {
     /// take (none of their endpoint accepted before they came is queued or
     /// sending): that send is another bridge's, or lost.
     async fn forget_early_reports(&self, now_ms: i64) -> StoreResult<usize>;
-    /// Measure again from `now_ms` the waits (the due time, the ttl's end)
-    /// of every queued or sending message last written after `now_ms`, by
-    /// a clock since stepped back: what was left of them then, no more.
-    /// Returns how many there were.
+    /// Measure again from `now_ms` the waits of every queued or sending
+    /// message last written after `now_ms`, by a clock since stepped back:
+    /// due at most its wait when written from `now_ms`, ending at most its
+    /// whole ttl from `now_ms`, never later than before. Returns how many
+    /// there were.
     async fn rebase_written_ahead(&self, now_ms: i64) -> StoreResult<usize>;
     /// Return claims left by a process that died to the queue, but fail
     /// those claimed more than `max_attempts` times: a message whose

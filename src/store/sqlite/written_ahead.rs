@@ -1,9 +1,8 @@
 //! Queue times written by a clock that was ahead. A message's due time
 //! (`next_attempt_at`) and its end (`expires_at`) are wall-clock times: a
-//! clock that ran fast in the last run (a box without a real-time clock
-//! that booted at its last saved time and heard otherwise, or was set back
-//! by hand while the daemon was down) left every wait set then longer by
-//! the step, so a retry meant for ten minutes waited an hour more and a
+//! clock that ran fast in the last run (a real-time clock set ahead, put
+//! right by NTP only after the daemon stopped, or a clock set back by hand
+//! while the daemon was down) left every wait set then longer by the step, so a retry meant for ten minutes waited an hour more and a
 //! ttl ran on as long.
 //!
 //! A live row last written (`updated_at`) later than now was written
