@@ -596,6 +596,58 @@ fn send_status_and_messages_go_through_the_running_daemon() {
     );
 }
 
+/// `messages cancel` with a key that may send but not read: the daemon
+/// answers only the id and status (it tells such a key nothing of the
+/// message), and the CLI says the message is cancelled, exit 0, the first
+/// time and when asked again. It read the answer as a whole message, and
+/// said the cancel failed (exit 1) though it was done.
+#[test]
+fn messages_cancel_with_a_send_only_key_says_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // A modem whose port is not there: its queue waits.
+    let path = write_config(
+        dir.path(),
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace_seconds = 2\n[storage]\nstate_dir = \"state\"\n[[channels.sms.modems]]\nphone_id = \"gone-1\"\ndevice = \"{}\"\n",
+            dir.path().join("no-such-port").display()
+        ),
+    );
+    let config = path.to_str().unwrap();
+    let daemon = DaemonProcess::start(&path, port);
+    let key = key_with(config, "send", None);
+    let as_sender = |args: &[&str]| {
+        let mut command = bin();
+        command.args(args).env("PHONERELAY_API_KEY", &key);
+        command.output().unwrap()
+    };
+    let sent = as_sender(&[
+        "send",
+        "--config",
+        config,
+        "--phone-id",
+        "gone-1",
+        "--channel",
+        "sms",
+        "--to",
+        "+15551230001",
+        "--text",
+        "never mind",
+    ]);
+    assert!(sent.status.success(), "{}", text(&sent.stderr));
+    let id = text(&sent.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    for _ in 0..2 {
+        let cancelled = as_sender(&["messages", "cancel", "--config", config, &id]);
+        assert!(cancelled.status.success(), "{}", text(&cancelled.stderr));
+        assert_eq!(text(&cancelled.stdout).trim(), format!("{id} cancelled"));
+    }
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
+
 /// `PHONERELAY_TIMEOUT` is read only by the commands that wait on the
 /// daemon: empty is unset, and a bad value stops those with a usage error
 /// naming it, not `check` or `keys` (nor `serve`). A state dir no daemon

@@ -198,7 +198,11 @@ pub enum CancelAnswer {
     Brief(CancelledBrief),
 }
 
+/// Only the id and status: its schema takes nothing more
+/// (`additionalProperties: false`), or a whole message, which has both,
+/// would match it as well as [`MessageView`], and `oneOf` would refuse it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CancelledBrief {
     pub id: String,
     pub status: OutboundStatus,

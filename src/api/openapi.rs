@@ -469,6 +469,19 @@ mod tests {
         }
     }
 
+    /// A cancel answers a key that may read the whole message, which has
+    /// an id and a status too: the brief answer's schema must refuse it,
+    /// or the answer matches both of `oneOf`'s schemas and a validator (or
+    /// a generated client) refuses it.
+    #[test]
+    fn a_whole_message_is_no_brief_cancel_answer() {
+        let doc = document();
+        let brief = &doc["components"]["schemas"]["CancelledBrief"];
+        assert_eq!(brief["additionalProperties"], false, "{brief}");
+        let whole = &doc["components"]["schemas"]["MessageView"]["properties"];
+        assert!(whole.as_object().unwrap().len() > 2, "{whole}");
+    }
+
     #[test]
     fn operation_ids_are_unique() {
         let doc = document();

@@ -81,13 +81,22 @@ pub async fn run(
             Ok(())
         }
         MessagesCommand::Cancel { id } => {
-            let message: MessageView = client
+            let message: Cancelled = client
                 .call(Method::POST, &message_path(id, "/cancel"), None::<&()>)
                 .await?;
             println!("{} {}", message.id, message.status.as_str());
             Ok(())
         }
     }
+}
+
+/// What the CLI reads of a cancel's answer: the whole message to a key
+/// that may read, only its id and status to one that may only send
+/// (`CancelAnswer`); both have these two.
+#[derive(serde::Deserialize)]
+struct Cancelled {
+    id: String,
+    status: OutboundStatus,
 }
 
 /// `--status`: the statuses the API knows.
