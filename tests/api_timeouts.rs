@@ -3,6 +3,7 @@
 //! the commit's outcome, never a timeout for a message that is then sent.
 
 mod common;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use phonerelay_channel::ChannelKind;
 use serde_json::{Value, json};
+use support::store_tables::hold_write_lock;
 use tempfile::TempDir;
 
 /// A daemon whose request timeout is one second.
@@ -34,22 +36,6 @@ fn config_with_timeout(dir: &TempDir, seconds: u64) -> String {
          [storage]\nstate_dir = \"{}\"\n\n{FAST_OUTBOX}",
         dir.path().join("state").display()
     )
-}
-
-/// Take the database's write lock from another connection, as another
-/// process would, and hold it for `hold` on a thread of its own; returns
-/// once the lock is taken. The daemon's next commit waits for it.
-fn hold_write_lock(db: std::path::PathBuf, hold: Duration) -> std::thread::JoinHandle<()> {
-    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-    let holder = std::thread::spawn(move || {
-        let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-        locked_tx.send(()).unwrap();
-        std::thread::sleep(hold);
-        conn.execute_batch("COMMIT").unwrap();
-    });
-    locked_rx.recv().unwrap();
-    holder
 }
 
 /// A connection that has sent the start of a request's headers and no more.

@@ -648,6 +648,65 @@ fn messages_cancel_with_a_send_only_key_says_cancelled() {
     assert_eq!(daemon.terminate().code(), Some(0));
 }
 
+/// A send whose answer does not come in time (its commit waits for a
+/// lock another connection holds) may still be accepted: the daemon
+/// finishes the commit. The error names the send's Idempotency-Key, and a
+/// repeat with it is answered as the first: one message, not two.
+#[test]
+fn a_send_that_times_out_says_how_to_repeat_it_without_sending_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let path = write_config(
+        dir.path(),
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace_seconds = 2\n[storage]\nstate_dir = \"state\"\n[[channels.sms.modems]]\nphone_id = \"sim-1\"\ndevice = \"sim\"\n"
+        ),
+    );
+    let config = path.to_str().unwrap();
+    let daemon = DaemonProcess::start(&path, port);
+    let send = |extra: &[&str]| {
+        let mut args = vec![
+            "send",
+            "--config",
+            config,
+            "--phone-id",
+            "sim-1",
+            "--channel",
+            "sms",
+            "--to",
+            "+15551230001",
+            "--text",
+            "once only",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let db = dir.path().join("state").join("phonerelay.sqlite3");
+    let holder = support::store_tables::hold_write_lock(db, std::time::Duration::from_secs(3));
+    let late = send(&["--timeout", "1"]);
+    assert_eq!(late.status.code(), Some(1), "{}", text(&late.stderr));
+    let said = text(&late.stderr);
+    let key = said
+        .split("--idempotency-key ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no key named: {said}"))
+        .to_string();
+    holder.join().unwrap();
+    let repeated = send(&["--idempotency-key", &key]);
+    assert!(repeated.status.success(), "{}", text(&repeated.stderr));
+    let id = text(&repeated.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let listed = text(&run(&["messages", "list", "--config", config]).stdout);
+    let messages: Vec<&str> = listed.lines().skip(1).filter(|l| !l.is_empty()).collect();
+    assert_eq!(messages.len(), 1, "{listed}");
+    assert!(messages[0].starts_with(&id), "{listed}");
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
+
 /// `PHONERELAY_TIMEOUT` is read only by the commands that wait on the
 /// daemon: empty is unset, and a bad value stops those with a usage error
 /// naming it, not `check` or `keys` (nor `serve`). A state dir no daemon

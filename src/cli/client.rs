@@ -103,6 +103,21 @@ impl LocalClient {
         Ok(self.answer(request).await??)
     }
 
+    /// As [`Self::call`], the request carrying `Idempotency-Key: key`.
+    pub async fn call_keyed<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &impl Serialize,
+        key: &str,
+    ) -> Result<T, ExitError> {
+        let request = self
+            .request(method, path)
+            .header("Idempotency-Key", key)
+            .json(body);
+        Ok(self.answer(request).await??)
+    }
+
     /// GET `path` with `query`, each value encoded as one parameter's
     /// (a value holding `&` or `=` stays one value).
     pub async fn get_query<T: DeserializeOwned>(

@@ -36,6 +36,11 @@ pub struct SendArgs {
     /// low, normal or high
     #[arg(long)]
     pub priority: Option<String>,
+    /// The send's Idempotency-Key: a repeat with the same key (and the same
+    /// message) is answered as the first and sends nothing more [default: a
+    /// new one each run, named in the error if the answer did not come]
+    #[arg(long, value_parser = NonEmptyStringValueParser::new())]
+    pub idempotency_key: Option<String>,
     #[command(flatten)]
     pub wait: super::DaemonWait,
 }
@@ -60,11 +65,30 @@ pub async fn run(client: &LocalClient, args: &SendArgs) -> Result<(), ExitError>
             body[key] = value;
         }
     }
+    let key = args
+        .idempotency_key
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let accepted: Accepted = client
-        .call(Method::POST, "/api/v1/messages", Some(&body))
-        .await?;
+        .call_keyed(Method::POST, "/api/v1/messages", &body, &key)
+        .await
+        .map_err(|e| repeat_safely(e, &key))?;
     println!("{} {}", accepted.id, accepted.status);
     Ok(())
+}
+
+/// A send that failed at run time (no answer in time, an answer cut off,
+/// a store whose commit's outcome is unknown) may still have been
+/// accepted: the daemon finishes a commit its client gave up on. The
+/// error says how to try again without sending the message twice.
+fn repeat_safely(error: ExitError, key: &str) -> ExitError {
+    match error {
+        ExitError::Runtime(why) => ExitError::Runtime(format!(
+            "{why}\nif the message was accepted before that, a repeat with \
+             --idempotency-key {key} sends it no second time"
+        )),
+        other => other,
+    }
 }
 
 /// The one endpoint of `channel`, found in the daemon's status.
