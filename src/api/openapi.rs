@@ -24,7 +24,7 @@ use super::{dto, error, inbound, media, messages, relay, system, unreadable};
         dto::MessagePage, dto::HistoryEntry, dto::ErrorInfo, dto::InboundView, dto::InboundPage,
         dto::InboundAttachment, unreadable::UnreadableView, unreadable::UnreadablePage, media::MediaBytes,
         error::ErrorBody, error::ErrorDetail, system::StatusReport, system::EndpointStatus, system::EndpointPause, system::Health,
-        relay::RelayLinkView, relay::RelayInboundView, relay::RelayInboundPage, relay::RetryRequest,
+        relay::RelayLinkView, relay::RelayInboundView, relay::RelayInboundPage, relay::RetryRequest, relay::RetryAnswer, relay::RetriedBrief,
         relay::RetryDeadRequest, relay::RetryDeadAnswer,
         crate::store::RelayInboundState, crate::store::DiskUsage, crate::store::MediaRefusal,
     )),
@@ -480,6 +480,9 @@ mod tests {
         assert_eq!(brief["additionalProperties"], false, "{brief}");
         let whole = &doc["components"]["schemas"]["MessageView"]["properties"];
         assert!(whole.as_object().unwrap().len() > 2, "{whole}");
+        // A retry's likewise.
+        let brief = &doc["components"]["schemas"]["RetriedBrief"];
+        assert_eq!(brief["additionalProperties"], false, "{brief}");
     }
 
     #[test]

@@ -318,12 +318,45 @@ pub struct RetryRequest {
     pub to: Option<String>,
 }
 
+/// What a manual retry answers: the whole message to a key that may read
+/// it, else only its id and state (a key that may only send learns
+/// nothing of a message's content through a retry, as through a cancel).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum RetryAnswer {
+    /// To a key with the `read` scope.
+    Full(Box<RelayInboundView>),
+    /// To a key without it.
+    Brief(RetriedBrief),
+}
+
+/// Only the id and state; the schema takes nothing more.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetriedBrief {
+    pub id: String,
+    pub state: RelayInboundState,
+}
+
+impl RetryAnswer {
+    fn for_key(record: &RelayInbound, may_read: bool) -> Self {
+        if may_read {
+            RetryAnswer::Full(Box::new(RelayInboundView::from(record)))
+        } else {
+            RetryAnswer::Brief(RetriedBrief {
+                id: record.inbound.id.clone(),
+                state: record.state,
+            })
+        }
+    }
+}
+
 #[utoipa::path(post, path = "/api/v1/inbound/{id}/retry", tag = "relay",
     params(("id" = String, Path, description = "Inbound message id")),
     request_body(content = Option<RetryRequest>, content_type = "application/json",
         description = "Optional: a pChat address to send the message to instead"),
     responses(
-        (status = 200, description = "Queued for the relay again", body = RelayInboundView),
+        (status = 200, description = "Queued for the relay again: the whole message to a key that may read, else its id and state", body = RetryAnswer),
         (status = 404, description = "No such inbound message", body = ErrorBody),
         (status = 409, description = "Not a dead letter", body = ErrorBody),
         (status = 422, description = "`to` is not a pChat address (field `to`); nothing changed",
@@ -335,7 +368,7 @@ pub async fn retry_inbound(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
     OptionalJsonBody(request): OptionalJsonBody<RetryRequest>,
-) -> Result<Json<RelayInboundView>, ApiError> {
+) -> Result<Json<RetryAnswer>, ApiError> {
     caller.require(Scope::Send)?;
     let to = request.unwrap_or_default().to;
     if let Some(to) = &to {
@@ -356,7 +389,10 @@ pub async fn retry_inbound(
         ManualRetry::Requeued(record) => {
             // The forwarder may be sleeping until a held conversation is due.
             state.inbound_bell.notify_one();
-            Ok(Json(RelayInboundView::from(&*record)))
+            Ok(Json(RetryAnswer::for_key(
+                &record,
+                caller.0.allows(Scope::Read),
+            )))
         }
         ManualRetry::NotFound => Err(ApiError::not_found("inbound message")),
         ManualRetry::NotDead(current) => Err(ApiError::new(
@@ -500,8 +536,8 @@ mod tests {
             .await
             .unwrap();
         let state = AppState::over(store.clone());
-        let caller = Caller::with(vec![Scope::Send], None);
-        let Json(view) = retry_inbound(
+        let caller = Caller::with(vec![Scope::Send, Scope::Read], None);
+        let Json(answer) = retry_inbound(
             State(state),
             caller,
             ApiPath(committed.id.clone()),
@@ -509,6 +545,9 @@ mod tests {
         )
         .await
         .unwrap_or_else(|e| panic!("{} {}: {}", e.status, e.code, e.message));
+        let RetryAnswer::Full(view) = answer else {
+            panic!("a key that may read gets the whole message: {answer:?}")
+        };
         assert_eq!(view.state, RelayInboundState::Pending);
         assert!(
             store.get_relay_inbound(&committed.id).await.is_err(),
@@ -521,5 +560,43 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(stored.state, RelayInboundState::Pending);
+    }
+
+    /// A key that may send but not read is answered only the id and state
+    /// of the message it retried: the sender, text and files are for keys
+    /// that may read inbound, as a cancel's answer is.
+    #[tokio::test]
+    async fn a_send_only_key_learns_nothing_of_the_message_it_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap());
+        let now = now_ms();
+        let committed = store
+            .commit_inbound(received_sms("ext-1", now), now)
+            .await
+            .unwrap();
+        let dead = RelayInboundOutcome::Dead {
+            to: None,
+            route: None,
+            code: "no_route".into(),
+            reason: "no conversation to reply to".into(),
+            now_ms: now,
+        };
+        store
+            .record_relay_inbound(&committed.id, dead)
+            .await
+            .unwrap();
+        let Json(answer) = retry_inbound(
+            State(AppState::over(store.clone())),
+            Caller::with(vec![Scope::Send], None),
+            ApiPath(committed.id.clone()),
+            OptionalJsonBody(None),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{} {}: {}", e.status, e.code, e.message));
+        let json = serde_json::to_value(&answer).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"id": committed.id, "state": "pending"})
+        );
     }
 }
