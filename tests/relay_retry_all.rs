@@ -254,6 +254,25 @@ async fn the_api_requeues_the_dead_letters_a_code_matches_and_refuses_bad_filter
         assert_eq!(code, status, "{body}: {answer}");
         assert_eq!(answer["error"]["field"], field, "{body}: {answer}");
     }
+    // A key that cannot send hears 403 whatever it sent: its body is not
+    // read (as for the send), on either retry.
+    for path in [PATH.to_string(), format!("/api/v1/inbound/{one}/retry")] {
+        let answer = bridge
+            .http
+            .post(format!("{}{path}", bridge.base))
+            .bearer_auth(&reader)
+            .header("content-type", "text/plain")
+            .body("{")
+            .send()
+            .await
+            .unwrap();
+        let (code, answer) = common::into_parts(answer).await;
+        assert_eq!(code, 403, "{path}: {answer}");
+        assert_eq!(
+            answer["error"]["field"], "Authorization",
+            "{path}: {answer}"
+        );
+    }
     let (code, answer) = bridge.post(PATH, &elsewhere, &json!({})).await;
     assert_eq!((code, &answer["requeued"]), (200, &json!([])), "{answer}");
     let link = bridge

@@ -39,7 +39,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 
 /// A JSON body a request may leave out (`POST /api/v1/inbound/{id}/retry`,
 /// whose clients from before it took one send none): an empty body is
-/// `None`, whatever its headers; any other is read as [`JsonBody`] is.
+/// `None`, whatever its headers, and so is a JSON `null` (the OpenAPI
+/// document's rendering of an optional body allows it); any other is read
+/// as [`JsonBody`] is.
 pub struct OptionalJsonBody<T>(pub Option<T>);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJsonBody<T> {
@@ -52,6 +54,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJsonBody<T> {
             return Ok(OptionalJsonBody(None));
         }
         check_json_headers(&headers)?;
+        if raw.trim_ascii() == b"null" {
+            return Ok(OptionalJsonBody(None));
+        }
         Ok(OptionalJsonBody(Some(parse(&raw)?)))
     }
 }

@@ -14,6 +14,7 @@ mod paging;
 mod path;
 pub mod relay;
 mod send_validation;
+mod sender;
 pub mod serve;
 mod state;
 pub mod system;

@@ -28,7 +28,7 @@ use super::{dto, error, inbound, media, messages, relay, system, unreadable};
         relay::RetryDeadRequest, relay::RetryDeadAnswer,
         crate::store::RelayInboundState, crate::store::DiskUsage, crate::store::MediaRefusal,
     )),
-    modifiers(&BearerAuth, &KeyAndStoreResponses, &PathParameterResponses),
+    modifiers(&BearerAuth, &KeyAndStoreResponses, &BodyResponses, &PathParameterResponses),
 )]
 pub struct ApiDoc;
 
@@ -39,6 +39,19 @@ pub fn channel_name() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .enum_values(Some(ChannelKind::DELIVERABLE.map(ChannelKind::as_str)))
+        .build()
+}
+
+/// As [`channel_name`], or null: a filter that may be left out.
+pub fn channel_name_or_null() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some(
+            ChannelKind::DELIVERABLE
+                .map(|c| Some(c.as_str()))
+                .into_iter()
+                .chain([None]),
+        ))
         .build()
 }
 
@@ -94,6 +107,54 @@ impl Modify for KeyAndStoreResponses {
 /// for the same reason as [`KeyAndStoreResponses`]: each handler's list
 /// forgot it.
 struct PathParameterResponses;
+
+/// Every operation that takes a JSON body also answers 400 (not a JSON
+/// object, or not valid JSON), 408 (the body was too slow), 413 (too
+/// large) and 415 (not `application/json`, or compressed), as
+/// `body::JsonBody` does: added here once, as the key's answers are, for
+/// the retries had none of them documented. An operation's own text for
+/// one of them (the send's) is kept.
+struct BodyResponses;
+
+impl Modify for BodyResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for operation in operations_mut(item) {
+                if operation.request_body.is_none() {
+                    continue;
+                }
+                let takes_path = operation
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| p.parameter_in == ParameterIn::Path);
+                let malformed = if takes_path {
+                    "The body is not a JSON object or not valid JSON (`invalid_json`), or a path segment cannot be read (`invalid_path`, field `path`)"
+                } else {
+                    "The body is not a JSON object or not valid JSON (`invalid_json`)"
+                };
+                for (status, description) in [
+                    ("400", malformed),
+                    (
+                        "408",
+                        "The body did not arrive within server.request_timeout_seconds; nothing was changed",
+                    ),
+                    ("413", "The body is larger than server.max_body_bytes"),
+                    (
+                        "415",
+                        "Not JSON (`Content-Type`), or compressed (`Content-Encoding`)",
+                    ),
+                ] {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| error_response(description).into());
+                }
+            }
+        }
+    }
+}
 
 impl Modify for PathParameterResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
@@ -483,6 +544,45 @@ mod tests {
         // A retry's likewise.
         let brief = &doc["components"]["schemas"]["RetriedBrief"];
         assert_eq!(brief["additionalProperties"], false, "{brief}");
+    }
+
+    /// Whatever takes a JSON body may answer its errors: 400, 408, 413
+    /// and 415, each with the error body.
+    #[test]
+    fn every_operation_with_a_body_documents_the_body_s_errors() {
+        let doc = document();
+        let mut with_body = 0;
+        for (path, method, operation) in operations(&doc) {
+            if operation.get("requestBody").is_none() {
+                continue;
+            }
+            with_body += 1;
+            for status in ["400", "408", "413", "415"] {
+                let schema =
+                    &operation["responses"][status]["content"]["application/json"]["schema"];
+                assert_eq!(
+                    schema["$ref"], "#/components/schemas/ErrorBody",
+                    "{method} {path} {status}"
+                );
+            }
+        }
+        assert_eq!(with_body, 3, "the send and the two retries");
+    }
+
+    /// Optional filters may be given as null, as the API takes them.
+    #[test]
+    fn a_bulk_retry_s_channel_may_be_null() {
+        let doc = document();
+        let channel = &doc["components"]["schemas"]["RetryDeadRequest"]["properties"]["channel"];
+        assert_eq!(
+            channel["type"],
+            serde_json::json!(["string", "null"]),
+            "{channel}"
+        );
+        assert!(
+            channel["enum"].as_array().unwrap().contains(&Value::Null),
+            "{channel}"
+        );
     }
 
     #[test]

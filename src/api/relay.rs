@@ -18,6 +18,7 @@ use super::error::{ApiError, ErrorBody};
 use super::messages::{bad_query, scoped_phone};
 use super::paging::{CursorList, page_limit, query_error};
 use super::path::ApiPath;
+use super::sender::Sender;
 use super::state::AppState;
 use super::system::NoParameters;
 use crate::clock::{now_ms, parse_rfc3339, rfc3339};
@@ -365,11 +366,12 @@ impl RetryAnswer {
     security(("bearer" = [])))]
 pub async fn retry_inbound(
     State(state): State<AppState>,
-    caller: Caller,
     ApiPath(id): ApiPath<String>,
-    OptionalJsonBody(request): OptionalJsonBody<RetryRequest>,
+    Sender {
+        caller,
+        body: OptionalJsonBody(request),
+    }: Sender<OptionalJsonBody<RetryRequest>>,
 ) -> Result<Json<RetryAnswer>, ApiError> {
-    caller.require(Scope::Send)?;
     let to = request.unwrap_or_default().to;
     if let Some(to) = &to {
         validate_address(ChannelKind::Pchat, to).map_err(|e| ApiError::invalid("to", e.message))?;
@@ -421,7 +423,7 @@ pub struct RetryDeadRequest {
     #[schema(format = DateTime)]
     pub since: Option<String>,
     /// Only those that came on this channel.
-    #[schema(schema_with = super::openapi::channel_name)]
+    #[schema(schema_with = super::openapi::channel_name_or_null)]
     pub channel: Option<String>,
     /// Only those that came to this phone_id; a key bound to a phone
     /// takes its own only, and naming another is refused (403).
@@ -445,10 +447,11 @@ pub struct RetryDeadAnswer {
     security(("bearer" = [])))]
 pub async fn retry_dead_letters(
     State(state): State<AppState>,
-    caller: Caller,
-    JsonBody { value: request, .. }: JsonBody<RetryDeadRequest>,
+    Sender {
+        caller,
+        body: JsonBody { value: request, .. },
+    }: Sender<JsonBody<RetryDeadRequest>>,
 ) -> Result<Json<RetryDeadAnswer>, ApiError> {
-    caller.require(Scope::Send)?;
     let filter = dead_letter_filter(&caller, request)?;
     let requeued = state
         .store
@@ -539,9 +542,11 @@ mod tests {
         let caller = Caller::with(vec![Scope::Send, Scope::Read], None);
         let Json(answer) = retry_inbound(
             State(state),
-            caller,
             ApiPath(committed.id.clone()),
-            OptionalJsonBody(None),
+            Sender {
+                caller,
+                body: OptionalJsonBody(None),
+            },
         )
         .await
         .unwrap_or_else(|e| panic!("{} {}: {}", e.status, e.code, e.message));
@@ -587,9 +592,11 @@ mod tests {
             .unwrap();
         let Json(answer) = retry_inbound(
             State(AppState::over(store.clone())),
-            Caller::with(vec![Scope::Send], None),
             ApiPath(committed.id.clone()),
-            OptionalJsonBody(None),
+            Sender {
+                caller: Caller::with(vec![Scope::Send], None),
+                body: OptionalJsonBody(None),
+            },
         )
         .await
         .unwrap_or_else(|e| panic!("{} {}: {}", e.status, e.code, e.message));
