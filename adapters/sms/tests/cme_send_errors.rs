@@ -51,20 +51,24 @@ async fn a_cme_error_about_the_sim_holds_the_message_and_runs_start_up_again() {
     retry_until_sent(&rig, &message("s", "+15551230001", "hi")).await;
 }
 
-/// 14, SIM busy: the message waits unattempted; the session goes on.
+/// SIM busy, `+CME ERROR: 14` or `+CMS ERROR: 314`: the message waits
+/// unattempted; the session goes on. 314 was taken for a refusal of the
+/// message, and each cost an attempt.
 #[tokio::test]
 async fn a_busy_sim_holds_the_message_without_a_restart() {
     let rig = Rig::start(behaviour(), modem_config("main")).await;
     rig.wait_up().await;
-    let start_ups = rig.sim.lines_seen("Z");
-    let err = send_answered(&rig, "+CME ERROR: 14", "b").await;
-    assert_eq!(err.class, ErrorClass::Unavailable, "{err:?}");
-    assert_eq!(err.code, "cme_14");
-    rig.channel
-        .send(&message("b", "+15551230001", "hi"))
-        .await
-        .unwrap();
-    assert_eq!(rig.sim.lines_seen("Z"), start_ups, "no new start-up");
+    for (reply, code) in [("+CME ERROR: 14", "cme_14"), ("+CMS ERROR: 314", "cms_314")] {
+        let start_ups = rig.sim.lines_seen("Z");
+        let err = send_answered(&rig, reply, "b").await;
+        assert_eq!(err.class, ErrorClass::Unavailable, "{reply}: {err:?}");
+        assert_eq!(err.code, code);
+        rig.channel
+            .send(&message("b", "+15551230001", "hi"))
+            .await
+            .unwrap();
+        assert_eq!(rig.sim.lines_seen("Z"), start_ups, "no new start-up");
+    }
 }
 
 /// Any other `+CME ERROR`, and a bare `ERROR`, stay what they were: an

@@ -197,6 +197,11 @@ const CMS_SMSC_UNKNOWN: u16 = 330;
 /// message would otherwise fail for good while it lasts.
 const CMS_MODEM_NOT_READY: [u16; 9] = [310, 311, 312, 313, 315, 316, 317, 318, 330];
 
+/// TS 27.005 314, SIM busy: the SIM is loading (after start-up or a
+/// refresh) and nothing was sent; it may be in a moment. As `+CME ERROR:
+/// 14`, the message waits unattempted and the session goes on.
+const CMS_SIM_BUSY: u16 = 314;
+
 /// TS 27.005 302, operation not allowed: what modems answer while SMS is
 /// not ready after a reset, but also, on some, to a send they refuse for
 /// reasons of their own. A failed attempt, retried with backoff, rather
@@ -1279,6 +1284,10 @@ impl Driver {
                         (FinalResult::CmsError(_), Some(CMS_NO_NETWORK_SERVICE)) => {
                             self.network_lost(ErrorCode::Cms(CMS_NO_NETWORK_SERVICE), nothing_sent)
                         }
+                        (FinalResult::CmsError(_), Some(CMS_SIM_BUSY)) => DriverError::SimBusy {
+                            error: ErrorCode::Cms(CMS_SIM_BUSY),
+                            nothing_sent,
+                        },
                         (FinalResult::CmsError(_), Some(code))
                             if CMS_MODEM_NOT_READY.contains(&code) =>
                         {
