@@ -562,7 +562,9 @@ async fn a_relay_refusing_every_message_holds_the_queue_instead_of_dead_letterin
     let (code, link_now) = bridge.get("/api/v1/relay", &bridge.admin_key).await;
     assert_eq!(code, 200, "{link_now}");
     let dead = link_now["inbound_dead"].as_u64().unwrap();
-    assert!(dead <= 4, "{dead} dead letters: {link_now}");
+    // Three refused alone; the fourth holds the queue, and each round of
+    // the hold tries one more, all left pending.
+    assert_eq!(dead, 3, "{link_now}");
     assert_eq!(link_now["inbound_pending"], 20 - dead, "{link_now}");
     assert!(
         link["last_error"].as_str().unwrap().contains("400"),
@@ -585,6 +587,44 @@ async fn a_relay_refusing_every_message_holds_the_queue_instead_of_dead_letterin
             l["inbound_pending"] == 0 && l["last_error"].is_null()
         })
         .await;
+}
+
+/// Four replies to a pChat user the relay no longer knows, each refused
+/// on its own (422): the fourth holds the queue, but the next round of the
+/// hold tries another sender's message, which the relay takes. The hold
+/// ends, and the held one, refused again on its own, is a dead letter.
+/// Each round of the hold tried the refused message again, so the hold
+/// never ended, and no sender's message reached pChat again.
+#[tokio::test]
+async fn a_hold_ends_when_the_relay_takes_another_sender_s_message() {
+    let relay = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    for i in 0..4 {
+        wa.inject(wa_inbound(
+            "+15551230001",
+            &format!("gone-{i}"),
+            "REJECT me",
+            &[],
+        ))
+        .await
+        .unwrap();
+    }
+    wa.inject(wa_inbound("+15551230002", "fine-1", "fine", &[]))
+        .await
+        .unwrap();
+    relay
+        .wait_for("the other sender's message", |s| {
+            s.messages.iter().any(|m| m.body["text"] == "fine")
+        })
+        .await;
+    let link = bridge
+        .wait_link("every refused one a dead letter, the hold over", |l| {
+            l["inbound_dead"] == 4 && l["inbound_pending"] == 0 && l["last_error"].is_null()
+        })
+        .await;
+    assert_eq!(relay.messages().len(), 1, "{link}");
 }
 
 /// The refusals in a row outlive a restart of the link (a relay outage

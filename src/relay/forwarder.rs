@@ -141,12 +141,17 @@ enum Attempt {
     },
 }
 
-/// One pass over the pending messages; returns how long to sleep.
+/// One round over the pending messages; returns how long to sleep.
 ///
 /// While the relay is unreachable nothing is tried (a new commit ringing
 /// the bell does not jump the queue): when it is back, messages go in
-/// commit order, the one that failed first. A `fresh` pass (the link's
-/// first) tries every message due or not: see [`run`].
+/// commit order, the one that failed first. A `fresh` round (the link's
+/// first) tries every message due or not: see [`run`]. While the queue is
+/// held, a round tries the first message the relay has not refused since
+/// (another sender's, as a refused one holds back its sender's later
+/// messages), and only when every one was refused the first of them
+/// again: a message taken ends the hold, and the refused ones go again in
+/// order, each a dead letter if the relay refuses it on its own.
 async fn round(
     deps: &Deps,
     failures: &mut u32,
@@ -163,11 +168,75 @@ async fn round(
         }
         *link_down_until = None;
     }
+    let skip_refused = refusals.holds();
+    let Some(mut passed) = pass(
+        deps,
+        failures,
+        refusals,
+        link_down_until,
+        fresh,
+        skip_refused,
+    )
+    .await
+    else {
+        return IDLE_POLL;
+    };
+    if skip_refused && passed.attempted == 0 && passed.skipped_refused {
+        let Some(again) = pass(deps, failures, refusals, link_down_until, fresh, false).await
+        else {
+            return IDLE_POLL;
+        };
+        passed = again;
+    }
+    let Pass {
+        full_round,
+        earliest,
+        left_for_the_pairing,
+        ..
+    } = passed;
+    if full_round && earliest.is_none() {
+        return Duration::ZERO;
+    }
+    match earliest {
+        Some(at) => {
+            Duration::from_millis((at - now_ms()).clamp(0, HELD_POLL.as_millis() as i64) as u64)
+        }
+        None if left_for_the_pairing => HELD_POLL,
+        None => IDLE_POLL,
+    }
+}
+
+/// What one pass over the pending messages did.
+struct Pass {
+    /// It went over every pending message (no page was cut short).
+    full_round: bool,
+    /// When the first message held back is due.
+    earliest: Option<i64>,
+    /// Messages of another phone were left pending for the pairing.
+    left_for_the_pairing: bool,
+    /// Messages POSTed.
+    attempted: u32,
+    /// Messages passed over as refused while the queue is held.
+    skipped_refused: bool,
+}
+
+/// One pass over the pending messages, a page at a time; with
+/// `skip_refused`, passing over those refused while the queue is held.
+/// `None` if the store could not be read.
+async fn pass(
+    deps: &Deps,
+    failures: &mut u32,
+    refusals: &mut Refusals,
+    link_down_until: &mut Option<tokio::time::Instant>,
+    fresh: bool,
+    skip_refused: bool,
+) -> Option<Pass> {
     let mut blocked: HashSet<(ChannelKind, String, String)> = HashSet::new();
     let mut earliest: Option<i64> = None;
     // Messages of another phone left pending (the link's phone is none of
     // the bridge's): nothing but a new pairing, a new link, moves them.
     let mut left_for_the_pairing = false;
+    let (mut attempted, mut skipped_refused) = (0, false);
     let mut after_seq = 0;
     let full_round = 'pages: loop {
         let pending = match deps
@@ -179,7 +248,7 @@ async fn round(
             Ok(pending) => pending,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read inbound messages to forward");
-                return IDLE_POLL;
+                return None;
             }
         };
         let full_page = pending.len() as u32 == ROUND_SIZE;
@@ -209,6 +278,12 @@ async fn round(
             if blocked.contains(&conversation) {
                 continue;
             }
+            if skip_refused && refusals.refused_while_held(&m.id) {
+                // Its sender's later messages wait behind it.
+                blocked.insert(conversation);
+                skipped_refused = true;
+                continue;
+            }
             if !fresh && deps.still_waits(item.next_attempt_at_ms, now_ms()) {
                 blocked.insert(conversation);
                 earliest = Some(
@@ -216,6 +291,7 @@ async fn round(
                 );
                 continue;
             }
+            attempted += 1;
             let attempt = forward(deps, &item, failures, refusals).await;
             refusals.keep(&*deps.state.store, &deps.settings.url).await;
             match attempt {
@@ -244,16 +320,13 @@ async fn round(
             break false;
         }
     };
-    if full_round && earliest.is_none() {
-        return Duration::ZERO;
-    }
-    match earliest {
-        Some(at) => {
-            Duration::from_millis((at - now_ms()).clamp(0, HELD_POLL.as_millis() as i64) as u64)
-        }
-        None if left_for_the_pairing => HELD_POLL,
-        None => IDLE_POLL,
-    }
+    Some(Pass {
+        full_round,
+        earliest,
+        left_for_the_pairing,
+        attempted,
+        skipped_refused,
+    })
 }
 
 /// Whether an operator sent `item` to an address of their choice
@@ -369,7 +442,9 @@ async fn answered(
         }
         Err(e) if e.is_permanent() => {
             deps.link.reached().await;
-            if refusals.one_more() {
+            if refusals.next_holds() {
+                refusals.one_more();
+                refusals.held_for(&m.id);
                 return hold_queue(deps, item, route, e, refusals.held_rounds()).await;
             }
             tracing::warn!(id = %m.id, error = %e, "the relay refused an inbound message; kept as a dead letter");
@@ -391,6 +466,9 @@ async fn answered(
                 },
             )
             .await;
+            if recorded {
+                refusals.one_more();
+            }
             settled(deps, recorded, failures)
         }
         Err(e) => {
@@ -824,7 +902,8 @@ mod tests {
         let url = deps.settings.url.clone();
         let mut refusals = Refusals::load(&*store, &url).await;
         for _ in 0..3 {
-            assert!(!refusals.one_more());
+            assert!(!refusals.next_holds());
+            refusals.one_more();
         }
         refusals.keep(&*store, &url).await;
 
@@ -843,10 +922,58 @@ mod tests {
             crate::store::RelayInboundState::Pending,
             "unrecorded"
         );
-        let mut reloaded = Refusals::load(store.inner(), &url).await;
+        let reloaded = Refusals::load(store.inner(), &url).await;
         assert!(
-            !reloaded.one_more(),
+            !reloaded.next_holds(),
             "the next refusal is the first in a row"
         );
+    }
+
+    /// The relay refuses a message on its own (422) while the store cannot
+    /// record its dead letter: the message stays pending and its POST goes
+    /// again, refused again. Counted at every repeat, one message made four
+    /// refusals in a row and held the whole queue; it counts once its
+    /// dead letter is recorded.
+    #[tokio::test]
+    async fn a_refusal_whose_dead_letter_is_not_recorded_is_not_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
+        let store = Arc::new(crate::store::testing::Faulty::with(
+            sqlite,
+            RelayOutcomesRefused,
+        ));
+        let now = now_ms();
+        store
+            .commit_inbound(received_sms("ext-1", now), now)
+            .await
+            .unwrap();
+        let item = store
+            .list_relay_inbound(crate::store::RelayInboundState::Pending, None, None, 1)
+            .await
+            .unwrap()
+            .remove(0);
+        let deps = deps_over(store.clone()).await;
+        let mut refusals = Refusals::default();
+        let mut failures = 0;
+        for _ in 0..5 {
+            let refused = Err(crate::relay::RelayError::Http {
+                path: "/messages".into(),
+                status: 422,
+                code: "invalid_to".into(),
+                message: "no such pChat user".into(),
+                retry_after_ms: None,
+            });
+            let route = Route {
+                to: "bob".into(),
+                route: "recent".into(),
+            };
+            answered(&deps, &item, route, refused, &mut failures, &mut refusals).await;
+        }
+        assert_eq!(
+            refusals.in_a_row(),
+            0,
+            "no dead letter recorded, none counted"
+        );
+        assert!(!refusals.holds());
     }
 }

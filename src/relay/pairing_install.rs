@@ -257,16 +257,20 @@ mod tests {
             .unwrap();
         let mut refusals = Refusals::load(&store, OLD_URL).await;
         for _ in 0..3 {
-            assert!(!refusals.one_more());
+            assert!(!refusals.next_holds());
+            refusals.one_more();
         }
         refusals.keep(&store, OLD_URL).await;
-        assert!(Refusals::load(&store, OLD_URL).await.one_more(), "kept");
+        assert!(Refusals::load(&store, OLD_URL).await.next_holds(), "kept");
 
         install(&loaded, &store, OLD_URL, "ph_2", "new-key", 2)
             .await
             .unwrap();
-        let mut after = Refusals::load(&store, OLD_URL).await;
-        assert!(!after.one_more(), "the first refusal is the first in a row");
+        let after = Refusals::load(&store, OLD_URL).await;
+        assert!(
+            !after.next_holds(),
+            "the first refusal is the first in a row"
+        );
     }
 
     /// A crash between the store's commit and the key file's rename

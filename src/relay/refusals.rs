@@ -16,6 +16,8 @@
 //! those are kept for good while the delivered messages between them go
 //! with retention, so an old run of refusals would pass for a new one.
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
 
 use super::pull_ack::REFUSED_ALONE_BEFORE_ANY_TAKEN;
@@ -41,6 +43,13 @@ pub struct Refusals {
     /// The count the store holds, so that it is written only on a change:
     /// not once per message delivered.
     stored: u32,
+    /// The messages refused while the queue is held, in memory: each
+    /// round of the hold tries one not refused yet, of another sender if
+    /// there is one ([`Refusals::refused_while_held`]). Probing with the
+    /// same refused message again, the hold could never end while that
+    /// message's own refusal lasted (four replies to a pChat user deleted
+    /// on the relay held every other sender's messages for good).
+    held: HashSet<String>,
 }
 
 impl Refusals {
@@ -60,6 +69,7 @@ impl Refusals {
         Self {
             in_a_row,
             stored: in_a_row,
+            held: HashSet::new(),
         }
     }
 
@@ -74,11 +84,28 @@ impl Refusals {
         self.in_a_row
     }
 
-    /// One more refusal: whether the relay now looks like it refuses
-    /// every message.
-    pub fn one_more(&mut self) -> bool {
+    /// Whether one more refusal would hold the queue (or keep it held).
+    pub fn next_holds(&self) -> bool {
+        self.in_a_row.saturating_add(1) >= HOLD_AT
+    }
+
+    /// One more refusal, counted once its outcome is recorded (a dead
+    /// letter) or the queue is held for it: counted before, a refusal whose
+    /// dead letter the store could not record was counted again at every
+    /// repeat of its POST, and one message held the queue.
+    pub fn one_more(&mut self) {
         self.in_a_row = self.in_a_row.saturating_add(1);
-        self.in_a_row >= HOLD_AT
+    }
+
+    /// The queue is held for `id`, which the relay refused too.
+    pub fn held_for(&mut self, id: &str) {
+        self.held.insert(id.to_string());
+    }
+
+    /// Whether `id` was refused while the queue is held: a round of the
+    /// hold tries the others first.
+    pub fn refused_while_held(&self, id: &str) -> bool {
+        self.held.contains(id)
     }
 
     /// Refusals since the queue was held, the first included: the backoff
@@ -88,9 +115,12 @@ impl Refusals {
     }
 
     /// The relay took a message: whether the queue was held until now.
+    /// The messages refused while it was are tried again in order, each a
+    /// dead letter if the relay refuses it on its own.
     pub fn taken(&mut self) -> bool {
         let held = self.holds();
         self.in_a_row = 0;
+        self.held.clear();
         held
     }
 
@@ -137,14 +167,16 @@ mod tests {
         let (ours, another) = ("https://relay.test", "https://other.test");
         let mut refusals = Refusals::load(&store, ours).await;
         for _ in 0..3 {
-            assert!(!refusals.one_more());
+            assert!(!refusals.next_holds());
+            refusals.one_more();
         }
         refusals.keep(&store, ours).await;
 
         let mut again = Refusals::load(&store, ours).await;
-        assert!(again.one_more(), "the fourth in a row holds the queue");
+        assert!(again.next_holds(), "the fourth in a row holds the queue");
+        again.one_more();
         assert_eq!(again.held_rounds(), 1);
-        assert!(!Refusals::load(&store, another).await.one_more());
+        assert!(!Refusals::load(&store, another).await.next_holds());
 
         assert!(again.taken());
         again.keep(&store, ours).await;
