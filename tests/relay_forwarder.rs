@@ -74,10 +74,23 @@ async fn linked_bridge_then_relay_failing(
     std::sync::Arc<TestChannel>,
     common::TestDaemon,
 ) {
+    linked_bridge_with_then_relay_failing(status, |config| config).await
+}
+
+/// As [`linked_bridge_then_relay_failing`], the bridge's config as `edit`
+/// makes it.
+async fn linked_bridge_with_then_relay_failing(
+    status: u16,
+    edit: impl FnOnce(String) -> String,
+) -> (
+    EmulatedRelay,
+    std::sync::Arc<TestChannel>,
+    common::TestDaemon,
+) {
     let relay = EmulatedRelay::start().await;
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
-    let bridge =
-        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    let config = edit(relay.bridge_config("push", Some("ops")));
+    let bridge = common::start_bridge(&config, RELAY_KEY, &wa).await;
     relay
         .wait_for("a first heartbeat", |s| !s.heartbeats.is_empty())
         .await;
@@ -130,7 +143,24 @@ async fn a_relay_answering_404_while_it_restarts_holds_the_inbound_until_it_is_b
 /// messages committed after it do not overtake it.
 #[tokio::test]
 async fn a_clock_step_back_does_not_hold_a_message_in_backoff_behind_later_ones() {
-    let (relay, wa, bridge) = linked_bridge_then_relay_failing(503).await;
+    step_back_keeps_the_order(|config| config, 3_600_000).await;
+}
+
+/// As above, a step back of five seconds with `retry_max_ms` a minute: a
+/// due time that far ahead may be a backoff's, so it was left waiting,
+/// and the other sender's message went first once the relay was back.
+/// The message that set the link's wait is due when the wait ends.
+#[tokio::test]
+async fn a_clock_step_back_within_the_longest_backoff_keeps_the_order() {
+    let longer = |config: String| config.replace("retry_max_ms = 250", "retry_max_ms = 60000");
+    step_back_keeps_the_order(longer, 5_000).await;
+}
+
+/// Two messages of two senders, the first refused (503) while the relay is
+/// down, its due time then moved `step_ms` ahead as a clock stepped back
+/// would; once the relay is back both arrive, in commit order.
+async fn step_back_keeps_the_order(edit: impl FnOnce(String) -> String, step_ms: i64) {
+    let (relay, wa, bridge) = linked_bridge_with_then_relay_failing(503, edit).await;
     wa.inject(wa_inbound("+15551230001", "step-1", "first", &[]))
         .await
         .unwrap();
@@ -140,12 +170,12 @@ async fn a_clock_step_back_does_not_hold_a_message_in_backoff_behind_later_ones(
     wa.inject(wa_inbound("+15551230002", "step-2", "second", &[]))
         .await
         .unwrap();
-    // The step back: the first message's due time is now an hour ahead.
+    // The step back: the first message's due time is now `step_ms` ahead.
     let db = rusqlite::Connection::open(bridge.db_path()).unwrap();
     db.busy_timeout(Duration::from_secs(10)).unwrap();
     db.execute(
-        "UPDATE inbound SET relay_next_at = relay_next_at + 3600000 WHERE external_id = 'step-1'",
-        [],
+        "UPDATE inbound SET relay_next_at = relay_next_at + ?1 WHERE external_id = 'step-1'",
+        [step_ms],
     )
     .unwrap();
 

@@ -101,7 +101,7 @@ pub async fn run(deps: Deps, bell: Arc<Notify>) {
             ))))
             .await;
     }
-    let mut link_down_until: Option<tokio::time::Instant> = None;
+    let mut link_down_until: Option<LinkDown> = None;
     // A link that starts (the daemon's start, a new key or pairing) tries
     // what waits at once, in commit order: a backoff set before is the
     // old link's, and honouring it only for the messages that were tried
@@ -156,34 +156,32 @@ async fn round(
     deps: &Deps,
     failures: &mut u32,
     refusals: &mut Refusals,
-    link_down_until: &mut Option<tokio::time::Instant>,
+    link_down_until: &mut Option<LinkDown>,
     fresh: bool,
 ) -> Duration {
+    let mut due = Due {
+        fresh,
+        skip_refused: refusals.holds(),
+        link_back_for: None,
+    };
     // On the monotonic clock: a wall clock stepped back while the link
     // waited would have stretched the wait by the step, forwarding nothing.
-    if let Some(until) = *link_down_until {
-        let left = until.saturating_duration_since(tokio::time::Instant::now());
+    if let Some(down) = link_down_until.take() {
+        let left = down
+            .until
+            .saturating_duration_since(tokio::time::Instant::now());
         if !left.is_zero() {
+            *link_down_until = Some(down);
             return left;
         }
-        *link_down_until = None;
+        due.link_back_for = Some(down.by);
     }
-    let skip_refused = refusals.holds();
-    let Some(mut passed) = pass(
-        deps,
-        failures,
-        refusals,
-        link_down_until,
-        fresh,
-        skip_refused,
-    )
-    .await
-    else {
+    let Some(mut passed) = pass(deps, failures, refusals, link_down_until, &due).await else {
         return IDLE_POLL;
     };
-    if skip_refused && passed.attempted == 0 && passed.skipped_refused {
-        let Some(again) = pass(deps, failures, refusals, link_down_until, fresh, false).await
-        else {
+    if due.skip_refused && passed.attempted == 0 && passed.skipped_refused {
+        due.skip_refused = false;
+        let Some(again) = pass(deps, failures, refusals, link_down_until, &due).await else {
             return IDLE_POLL;
         };
         passed = again;
@@ -206,6 +204,28 @@ async fn round(
     }
 }
 
+/// Everything waits after a failure of the link (the relay unreachable,
+/// the store unable to record, a hold) until `until`, on the monotonic
+/// clock; message `by` set the wait.
+struct LinkDown {
+    until: tokio::time::Instant,
+    by: String,
+}
+
+/// Which messages a pass takes as due.
+struct Due {
+    /// The link's first round: every one, due or not (see [`run`]).
+    fresh: bool,
+    /// Pass over those refused while the queue is held.
+    skip_refused: bool,
+    /// The link's wait has just ended; the message that set it is due,
+    /// whatever the wall clock says of its stored due time: one stepped
+    /// back during the wait (by less than `retry_max_ms`, which
+    /// `still_waits` forgives) left it not yet due, and the messages of
+    /// other senders after it went first.
+    link_back_for: Option<String>,
+}
+
 /// What one pass over the pending messages did.
 struct Pass {
     /// It went over every pending message (no page was cut short).
@@ -220,16 +240,14 @@ struct Pass {
     skipped_refused: bool,
 }
 
-/// One pass over the pending messages, a page at a time; with
-/// `skip_refused`, passing over those refused while the queue is held.
-/// `None` if the store could not be read.
+/// One pass over the pending messages, a page at a time, taking those
+/// `due` as due. `None` if the store could not be read.
 async fn pass(
     deps: &Deps,
     failures: &mut u32,
     refusals: &mut Refusals,
-    link_down_until: &mut Option<tokio::time::Instant>,
-    fresh: bool,
-    skip_refused: bool,
+    link_down_until: &mut Option<LinkDown>,
+    due: &Due,
 ) -> Option<Pass> {
     let mut blocked: HashSet<(ChannelKind, String, String)> = HashSet::new();
     let mut earliest: Option<i64> = None;
@@ -278,13 +296,14 @@ async fn pass(
             if blocked.contains(&conversation) {
                 continue;
             }
-            if skip_refused && refusals.refused_while_held(&m.id) {
+            if due.skip_refused && refusals.refused_while_held(&m.id) {
                 // Its sender's later messages wait behind it.
                 blocked.insert(conversation);
                 skipped_refused = true;
                 continue;
             }
-            if !fresh && deps.still_waits(item.next_attempt_at_ms, now_ms()) {
+            let set_the_wait = due.link_back_for.as_deref() == Some(m.id.as_str());
+            if !due.fresh && !set_the_wait && deps.still_waits(item.next_attempt_at_ms, now_ms()) {
                 blocked.insert(conversation);
                 earliest = Some(
                     earliest.map_or(item.next_attempt_at_ms, |e| e.min(item.next_attempt_at_ms)),
@@ -304,8 +323,10 @@ async fn pass(
                     earliest = Some(earliest.map_or(next_at_ms, |e| e.min(next_at_ms)));
                     if link_down {
                         let wait = u64::try_from(next_at_ms - now_ms()).unwrap_or(0);
-                        *link_down_until =
-                            Some(tokio::time::Instant::now() + Duration::from_millis(wait));
+                        *link_down_until = Some(LinkDown {
+                            until: tokio::time::Instant::now() + Duration::from_millis(wait),
+                            by: m.id.clone(),
+                        });
                         break 'pages full_page;
                     }
                     blocked.insert(conversation);
