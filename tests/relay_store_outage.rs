@@ -66,10 +66,17 @@ async fn an_inbound_the_relay_took_but_the_store_could_not_record_holds_the_othe
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
     let bridge =
         common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    // Three senders: a hold of the first one's conversation alone would
+    // let the other two go.
     for (i, text) in ["one", "two", "three"].iter().enumerate() {
-        wa.inject(wa_inbound("+15551230001", &format!("o-w{i}"), text, &[]))
-            .await
-            .unwrap();
+        wa.inject(wa_inbound(
+            &format!("+1555123000{i}"),
+            &format!("o-w{i}"),
+            text,
+            &[],
+        ))
+        .await
+        .unwrap();
     }
     bridge
         .wait_link("three pending", |l| l["inbound_pending"] == 3)
