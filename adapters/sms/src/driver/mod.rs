@@ -1623,6 +1623,12 @@ impl Driver {
         slot: Slot,
     ) -> Result<Option<(String, bool)>, ConnError> {
         debug_assert_eq!(conn.memory, Some(slot.mem));
+        // Unread if any read found it so: the first read marks the message
+        // read in the modem even when its line came damaged, and the read
+        // that came whole then says `REC READ`. Taken from that one alone,
+        // a same-second twin in a slot its first was freed from was taken
+        // for a read again of the first, and dropped (`occurrence`).
+        let mut unread = false;
         for _ in 0..READ_ATTEMPTS {
             let answer = conn
                 .run(self.cmd(format!("AT+CMGR={}", slot.index)))
@@ -1638,10 +1644,11 @@ impl Driver {
                 return Ok(None);
             };
             let header = header.and_then(Result::ok);
+            unread |= header
+                .as_ref()
+                .is_some_and(|h| h.status == responses::MessageStatus::ReceivedUnread);
             let length = header.as_ref().map(|h| h.length);
             if length.is_some_and(|length| pdu_is_whole(pdu, length)) {
-                let unread =
-                    header.is_some_and(|h| h.status == responses::MessageStatus::ReceivedUnread);
                 return Ok(Some((pdu.clone(), unread)));
             }
             // A header that cannot be read gives no length to check the
