@@ -762,6 +762,64 @@ async fn a_held_slot_that_changed_hands_unannounced_is_read_before_the_expiry() 
     rig.stop_channel().await;
 }
 
+/// A part of M waits in slot 2; something else deletes it, M's last part
+/// then comes into slot 1 and a new message N into slot 2, both
+/// unannounced. The sweep that lists them (here the one M's expiry runs)
+/// reads slot 1 first, which completes M: its delete of M's slots must not
+/// take slot 2, where N is now. Checked as each entry came up, slot 2 was
+/// still held when M completed, and N was deleted unread.
+#[tokio::test]
+async fn a_message_completed_in_a_sweep_frees_no_held_slot_that_changed_hands() {
+    let mut config = modem_config("main");
+    config.reassembly_timeout_seconds = 4;
+    config.sweep_interval_seconds = 3600;
+    let mut rig = Rig::start(behaviour(), config).await;
+    rig.wait_up().await;
+    let a = long_parts("+15551230030", &"a".repeat(200), 30);
+    let m = long_parts("+15551230031", &"m".repeat(200), 31);
+    // A's first part in slot 1, M's in slot 2; A completed frees slot 1
+    // (and slot 3, its second part's).
+    assert!(rig.sim.inject_raw_pdu(&a[0]));
+    wait_until(|| rig.sim.stored_was_read(1) == Some(true)).await;
+    assert!(rig.sim.inject_raw_pdu(&m[0]));
+    wait_until(|| rig.sim.stored_was_read(2) == Some(true)).await;
+    assert!(rig.sim.inject_raw_pdu(&a[1]));
+    wait_until(|| rig.sink.inbound().len() == 1 && rig.sim.stored().0 == 1).await;
+
+    assert!(rig.sim.delete_stored(2));
+    assert!(rig.sim.inject_raw_pdu_unannounced(&m[1]));
+    let n = long_parts("+15551230032", "new in slot 2", 0);
+    assert!(rig.sim.inject_raw_pdu_unannounced(&n[0]));
+    wait_until(|| rig.sink.inbound().len() == 3).await;
+    let texts = texts(&rig);
+    assert!(texts.contains(&"m".repeat(200)), "M whole: {texts:?}");
+    assert!(texts.contains(&"new in slot 2".to_string()), "{texts:?}");
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    rig.stop_channel().await;
+}
+
+/// A part waits in slot 1; something else deletes it, and the slot stays
+/// empty. The expiry's listing finds it so and lets it go: the message,
+/// committed with its part missing, frees no slot. Freed at the expiry,
+/// its delete took whatever had come into the slot between the listing
+/// and the delete, unread.
+#[tokio::test]
+async fn a_held_slot_found_empty_is_not_freed_at_the_expiry() {
+    let mut config = modem_config("main");
+    config.reassembly_timeout_seconds = 3;
+    config.sweep_interval_seconds = 3600;
+    let mut rig = Rig::start(behaviour(), config).await;
+    rig.wait_up().await;
+    let parts = long_parts("+15551230033", &"g".repeat(200), 33);
+    assert!(rig.sim.inject_raw_pdu(&parts[0]));
+    wait_until(|| rig.sim.stored_was_read(1) == Some(true)).await;
+    assert!(rig.sim.delete_stored(1));
+    wait_until(|| rig.sink.inbound().len() == 1).await;
+    assert!(texts(&rig)[0].starts_with("ggg"), "{:?}", texts(&rig));
+    assert_eq!(rig.sim.lines_seen("+CMGD=1"), 0, "the empty slot was freed");
+    rig.stop_channel().await;
+}
+
 /// Quectel modems number their storage from 0: a message in slot 0 is
 /// read, committed once and freed like any other, a long one's part too.
 #[tokio::test]

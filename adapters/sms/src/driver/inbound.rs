@@ -379,6 +379,15 @@ impl Inbox {
         }
     }
 
+    /// Every storage slot a waiting part is held in.
+    pub fn held_slots(&self) -> Vec<Slot> {
+        self.pending
+            .values()
+            .flatten()
+            .flat_map(|p| p.slots())
+            .collect()
+    }
+
     fn held_parts(&self) -> impl Iterator<Item = &HeldPart> {
         self.pending
             .values()

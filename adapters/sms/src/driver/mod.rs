@@ -1691,6 +1691,38 @@ impl Driver {
         true
     }
 
+    /// Before a listing of `mem` is acted on: every slot held for a
+    /// waiting part that the listing shows empty, or holding another
+    /// message, is released from it (the part waits on in memory). Checked
+    /// as each entry came up, a part listed before such a slot completed
+    /// its message first, whose delete of the held slot took the new
+    /// message there unread; and a slot found empty, freed at the
+    /// message's end or expiry, deleted whatever had come into it since.
+    /// A slot whose line came damaged (`None`) is left as it is.
+    fn release_held_slots_not_listed_as_held(
+        &self,
+        mem: Memory,
+        stored: &[(u32, Option<String>)],
+        inbox: &mut Inbox,
+    ) {
+        for slot in inbox.held_slots() {
+            if slot.mem != mem {
+                continue;
+            }
+            match stored.iter().find(|(index, _)| *index == slot.index) {
+                None => {
+                    tracing::info!(phone_id = %self.config.phone_id, %slot,
+                        "a slot held for a waiting part is empty now (deleted outside the bridge); the part waits in memory");
+                    inbox.release_slot(slot);
+                }
+                Some((_, Some(pdu))) => {
+                    self.not_the_held_part(slot, pdu, inbox);
+                }
+                Some((_, None)) => {}
+            }
+        }
+    }
+
     /// One stored PDU (from AT+CMGR or AT+CMGL) in the current memory.
     /// Returns the slots it freed, this one or others (the other parts of
     /// a message it completed, in whichever memory they are).
@@ -2177,6 +2209,7 @@ impl Driver {
                             .any(|(i, p)| i == index && p.as_ref().is_none_or(|p| p == pdu))
                 })
             });
+            self.release_held_slots_not_listed_as_held(mem, &stored, inbox);
             if stored.is_empty() {
                 continue;
             }
