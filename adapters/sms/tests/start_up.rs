@@ -47,6 +47,22 @@ async fn a_sim_without_an_sms_centre_stops_start_up_and_names_the_setting() {
     );
 }
 
+/// A SIM that holds a centre but answers `AT+CSCA?` with `+CME ERROR: 14`
+/// while it loads after its PIN: start-up tries again soon and the modem
+/// comes up. Taken for a SIM without a centre, it waited the long backoff
+/// (a minute here) and its note sent the operator to set `smsc`.
+#[tokio::test]
+async fn a_sim_still_loading_its_centre_comes_up_without_the_long_backoff() {
+    let mut config = modem_config("main");
+    config.reconnect_max_backoff_seconds = 60;
+    let mut rig = Rig::idle(behaviour(), config);
+    rig.sim.refuse_next_smsc_queries("+CME ERROR: 14", 2);
+    rig.run();
+    let came_up = tokio::time::timeout(Duration::from_secs(20), rig.wait_up()).await;
+    assert!(came_up.is_ok(), "{:?}", rig.channel.health());
+    assert!(!rig.channel.health().summary.contains("smsc"));
+}
+
 /// The same SIM with `smsc` configured: start-up tells the modem the
 /// centre (`AT+CSCA="…"`; the PDU leaves it to the modem), and sends go.
 #[tokio::test]

@@ -620,6 +620,16 @@ impl Driver {
                 .run(self.cmd("AT+CSCA?"))
                 .await
                 .map_err(|e| End::Failed(e.to_string()))?;
+            // A query refused (a SIM still loading after its PIN answers
+            // `+CME ERROR: 14` for a few seconds) says nothing of the SMS
+            // centre: a session that starts again soon, not one stuck for
+            // want of a centre the SIM may well have.
+            if !answer.is_ok() {
+                return Err(End::Failed(format!(
+                    "AT+CSCA? answered {}: the SIM may still be loading",
+                    answer.result
+                )));
+            }
             let reported = smsc::address(answer.line("+CSCA:"));
             let verdict = smsc::verdict(reported.as_deref(), configured, second_look);
             self.set_status(|s| s.smsc = reported);

@@ -275,6 +275,13 @@ impl SimHandle {
         self.modem().refuse_next_pins(reply, count);
     }
 
+    /// The next `count` `AT+CSCA?` queries are answered with the final
+    /// result line `reply` (`+CME ERROR: 14`), as a SIM still loading
+    /// answers them for a few seconds after its PIN.
+    pub fn refuse_next_smsc_queries(&self, reply: &str, count: usize) {
+        self.modem().refuse_next_smsc_queries(reply, count);
+    }
+
     /// The final result line a wrong PIN gets: `+CME ERROR: 16` unless
     /// set, e.g. to a bare `ERROR` as some modems answer.
     pub fn set_wrong_pin_reply(&self, reply: &str) {

@@ -251,6 +251,9 @@ pub struct SimModem {
     /// line before the SIM checks one (`+CME ERROR: 14` while it is busy):
     /// no try is used. The count left and the line.
     pin_refusals: Option<(usize, String)>,
+    /// The next `AT+CSCA?` queries answered with a final result line
+    /// instead (a SIM still loading), and how many are left.
+    smsc_query_refusals: Option<(usize, String)>,
     /// Whether `AT+CPMS?` is answered `ERROR`, as by a modem that cannot
     /// say its fill level (or not at the moment).
     pub refuses_storage_query: bool,
@@ -330,6 +333,7 @@ impl SimModem {
             lose_status_after_pin: false,
             status_answer_to_lose: false,
             pin_refusals: None,
+            smsc_query_refusals: None,
             refuses_storage_query: false,
             storage_queries_refused: 0,
             wrong_pin_reply: "+CME ERROR: 16".into(),
@@ -415,6 +419,22 @@ impl SimModem {
         *left -= 1;
         if *left == 0 {
             self.pin_refusals = None;
+        }
+        Some(reply)
+    }
+
+    /// Answer the next `count` `AT+CSCA?` queries with the final result
+    /// line `reply`, as a SIM still loading does.
+    pub fn refuse_next_smsc_queries(&mut self, reply: &str, count: usize) {
+        self.smsc_query_refusals = (count > 0).then(|| (count, reply.to_string()));
+    }
+
+    fn take_smsc_query_refusal(&mut self) -> Option<Reply> {
+        let (left, reply) = self.smsc_query_refusals.as_mut()?;
+        let reply = Reply::now(format!("\r\n{reply}\r\n"));
+        *left -= 1;
+        if *left == 0 {
+            self.smsc_query_refusals = None;
         }
         Some(reply)
     }
@@ -778,7 +798,9 @@ impl SimModem {
             }
             // No acknowledgement expected.
             "+CNMA" => cms(340),
-            "+CSCA?" => info(&format!("+CSCA: \"{}\",145", self.smsc)),
+            "+CSCA?" => self
+                .take_smsc_query_refusal()
+                .unwrap_or_else(|| info(&format!("+CSCA: \"{}\",145", self.smsc))),
             _ if cmd.starts_with("+CSCA=") => {
                 let number = original_args["+CSCA=".len()..].split(',').next();
                 self.smsc = number.unwrap_or("").trim().trim_matches('"').to_string();
