@@ -15,6 +15,10 @@ use phonerelay_channel::Channel;
 async fn inbound_via_cmti_is_committed_then_deleted() {
     let rig = Rig::start(behaviour(), modem_config("main")).await;
     rig.wait_up().await;
+    // What the SIM holds as each message is committed: the message itself
+    // at least, deleted only after.
+    let sim = rig.sim.clone();
+    *rig.sink.at_commit_probe.lock().unwrap() = Some(Box::new(move || sim.stored().0));
     assert_eq!(
         rig.sim.inject_inbound("+15551230001", "hello there").stored,
         1
@@ -27,6 +31,12 @@ async fn inbound_via_cmti_is_committed_then_deleted() {
     assert_eq!(inbound[0].text, "hello there");
     assert_eq!(inbound[1].text, long);
     assert!(inbound[0].external_id.starts_with("sms:"));
+    let held = rig.sink.at_commit.lock().unwrap().clone();
+    assert_eq!(held.len(), 2, "{held:?}");
+    assert!(
+        held[0] >= 1 && held[1] >= 2,
+        "deleted before the commit: {held:?}"
+    );
     wait_until(|| rig.sim.stored().0 == 0).await;
 }
 

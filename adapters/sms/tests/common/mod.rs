@@ -59,6 +59,10 @@ pub struct RecordingSink {
     /// Sent external ids and when their attempt began (ms), as the outbox
     /// records them from receipts: a test adds them ([`Self::record_sent`]).
     pub sent_ids: Mutex<Vec<(String, i64)>>,
+    /// Asked as each inbound message is committed (a test sets it to count
+    /// what the SIM holds then); its answers in `at_commit`.
+    pub at_commit_probe: Mutex<Option<Box<dyn Fn() -> usize + Send + Sync>>>,
+    pub at_commit: Mutex<Vec<usize>>,
 }
 
 #[async_trait]
@@ -99,6 +103,9 @@ impl EventSink for RecordingSink {
         {
             self.refused_writes.fetch_add(1, Ordering::SeqCst);
             return Err(SinkError::unavailable("store unavailable"));
+        }
+        if let Some(probe) = self.at_commit_probe.lock().unwrap().as_ref() {
+            self.at_commit.lock().unwrap().push(probe());
         }
         self.events
             .lock()
