@@ -127,6 +127,7 @@ async fn a_modem_that_restarts_in_place_is_set_up_again() {
 
 #[tokio::test]
 async fn pin_required_is_entered_and_never_logged() {
+    let (logs, _logging) = CapturedLogs::start();
     let (b, config) = sim_with_pin_4321("4321");
     let rig = Rig::start(b, config).await;
     rig.wait_up().await;
@@ -136,10 +137,53 @@ async fn pin_required_is_entered_and_never_logged() {
         .unwrap();
     let health = format!("{:?}", rig.channel.health());
     assert!(!health.contains("4321"));
+    let logged = logs.text();
+    assert!(logged.contains("modem ready"), "nothing captured: {logged}");
+    assert!(!logged.contains("4321"), "{logged}");
+}
+
+/// What a test's tracing subscriber writes, kept to be read.
+#[derive(Clone, Default)]
+struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    /// Capture everything the driver logs from now, at every level, until
+    /// the guard is dropped: its tasks run on the test's one thread.
+    fn start() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = CapturedLogs::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(logs.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
+    type Writer = CapturedLogs;
+    fn make_writer(&'a self) -> CapturedLogs {
+        self.clone()
+    }
 }
 
 #[tokio::test]
 async fn wrong_or_missing_pin_leaves_the_channel_down() {
+    let (logs, _logging) = CapturedLogs::start();
     let (b, config) = sim_with_pin_4321("1111");
     let rig = Rig::start(b.clone(), config).await;
     wait_until(|| {
@@ -170,6 +214,10 @@ async fn wrong_or_missing_pin_leaves_the_channel_down() {
             .is_some_and(|e| e.contains("none is configured"))
     })
     .await;
+    // The rejection is logged, the PIN is not.
+    let logged = logs.text();
+    assert!(logged.contains("PIN"), "nothing captured: {logged}");
+    assert!(!logged.contains("1111"), "{logged}");
 }
 
 /// A PIN whose answer never came (the modem hung on it, the reply was
