@@ -131,6 +131,44 @@ fn a_pairing_made_while_the_daemon_runs_starts_the_link_and_unpair_stops_it() {
     assert!(daemon.terminate().success());
 }
 
+/// `pair` again with the same relay, phone and key while the daemon runs:
+/// a new link (a stopping heartbeat from the old one), whose refusals in a
+/// row start from zero as the store's were cleared. Kept, the old link
+/// wrote its count back over them.
+#[test]
+fn pairing_again_with_the_same_key_starts_a_new_link() {
+    let Setup {
+        runtime,
+        relay,
+        dir: _dir,
+        port,
+        config,
+    } = setup();
+    write_config(&config, port, 1);
+    let daemon = DaemonProcess::start(&config, port);
+    let pair = || {
+        let paired = cli(
+            &config,
+            &["pair", "--relay", &relay.url(), "--phone-id", PHONE_ID],
+            RELAY_KEY,
+        );
+        let stderr = String::from_utf8_lossy(&paired.stderr).into_owned();
+        assert_eq!(paired.status.code(), Some(0), "{stderr}");
+    };
+    pair();
+    runtime.block_on(relay.wait_for("a heartbeat after pairing", |s| !s.heartbeats.is_empty()));
+    let stopped_before = stopping_heartbeats(&relay);
+    pair();
+    runtime.block_on(relay.wait_for("the old link's stopping heartbeat", |s| {
+        s.heartbeats
+            .iter()
+            .filter(|h| h["stopping"] == true)
+            .count()
+            > stopped_before
+    }));
+    assert!(daemon.terminate().success());
+}
+
 /// Hide (rename) or restore the `cursors` table, where the pairing is
 /// kept, from a connection of the test's own: the daemon's next read of
 /// the pairing fails with "no such table".

@@ -833,6 +833,7 @@ mod tests {
             phone_id: "m1".into(),
             key: RelayKey::new("k".repeat(32)),
             config: RelayConfig::default(),
+            paired_at_ms: None,
         });
         Deps {
             state: AppState::over(store.clone()),

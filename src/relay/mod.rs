@@ -213,14 +213,21 @@ impl LinkSlot {
     }
 }
 
-/// Which relay with which key: a change of any of them restarts the link.
-/// Hashed, so the key is not kept twice in the clear.
+/// Which relay with which key, from which pairing: a change of any of
+/// them restarts the link (a `pair` again with the same relay and key
+/// too, which clears the refusals in a row it keeps in memory). Hashed, so
+/// the key is not kept twice in the clear.
 fn fingerprint(settings: &RelaySettings) -> [u8; 32] {
     let mut hash = Sha256::new();
+    let paired_at = settings
+        .paired_at_ms
+        .map(|at| at.to_string())
+        .unwrap_or_default();
     for part in [
         settings.url.as_str(),
         settings.phone_id.as_str(),
         settings.key.expose(),
+        paired_at.as_str(),
     ] {
         hash.update((part.len() as u64).to_be_bytes());
         hash.update(part.as_bytes());

@@ -48,6 +48,11 @@ pub struct RelaySettings {
     pub phone_id: String,
     pub key: crate::relay::client::RelayKey,
     pub config: RelayConfig,
+    /// When the pairing these come from was made (none for a relay the
+    /// config names alone): a `pair` again, even with the same relay and
+    /// key, is a new link, whose refusals in a row start from zero as
+    /// `pair` cleared them in the store.
+    pub paired_at_ms: Option<i64>,
 }
 
 impl std::fmt::Debug for RelaySettings {
@@ -226,6 +231,7 @@ pub async fn resolve(
         phone_id,
         key: crate::relay::client::RelayKey::new(key),
         config: relay.clone(),
+        paired_at_ms: pairing.as_ref().map(|p| p.paired_at_ms),
     }))
 }
 
