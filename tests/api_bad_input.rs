@@ -248,6 +248,27 @@ fn cases() -> Vec<Case> {
             Some("text"),
         ),
         json_case(
+            "text of white space only",
+            with("text", json!(" \n\t ")),
+            422,
+            "invalid_field",
+            Some("text"),
+        ),
+        json_case(
+            "text with a NUL",
+            with("text", json!("a\u{0}b")),
+            422,
+            "invalid_field",
+            Some("text"),
+        ),
+        json_case(
+            "text with an escape",
+            with("text", json!("\u{1b}[2Jcleared")),
+            422,
+            "invalid_field",
+            Some("text"),
+        ),
+        json_case(
             "oversize sms text",
             with("text", json!("x".repeat(1531))),
             422,

@@ -31,7 +31,9 @@ pub struct SendRequest {
     /// a topic for notify.
     #[schema(min_length = 1)]
     pub to: String,
-    /// The message text; may be empty only when attachments or options are given.
+    /// The message text; may be empty (or white space only) only when
+    /// attachments or options are given. No control characters but tab,
+    /// line feed and carriage return.
     #[serde(default)]
     pub text: String,
     /// The pChat address of the sender; replies are routed back to it.

@@ -71,15 +71,32 @@ pub fn validate(req: &SendRequest, state: &AppState) -> Result<ValidSend, ApiErr
     let chars = req.text.chars().count();
     // A send with options may carry no text (a WhatsApp template is its
     // own text); its channel judges the options below. An empty options
-    // object stands for nothing.
+    // object stands for nothing. Text of white space alone says nothing
+    // either: a recipient would get a blank message.
     let has_options = req
         .options
         .as_ref()
         .is_some_and(|o| o.as_object().is_none_or(|map| !map.is_empty()));
-    if chars == 0 && req.attachments.is_empty() && !has_options {
+    if req.text.trim().is_empty() && req.attachments.is_empty() && !has_options {
         return Err(ApiError::invalid(
             "text",
-            "text is empty and there are no attachments or options",
+            "text is empty (or white space only) and there are no attachments or options",
+        ));
+    }
+    // Control characters but tab and line breaks are no text a person
+    // reads: a NUL cuts the message short on some phones, an escape
+    // steers a terminal that shows it.
+    if let Some(control) = req
+        .text
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return Err(ApiError::invalid(
+            "text",
+            format!(
+                "text holds a control character (U+{:04X}); only tab and line breaks are taken",
+                control as u32
+            ),
         ));
     }
     if let Some(subject) = &req.subject
