@@ -633,20 +633,39 @@ async fn slow_or_failing_relay_is_retried_with_the_same_idempotency_key() {
     relay
         .wait_for("a few refused attempts", |s| s.message_attempts >= 3)
         .await;
+    // Then slow: the relay keeps the message but answers after the
+    // bridge's request timeout (3 s), so the bridge tries again.
     relay.with(|s| {
         s.fail_all = None;
-        s.delay_ms = 200;
+        s.answer_delay_ms = 3_500;
     });
+    relay
+        .wait_for("the slow answer's repeat", |s| s.message_posts_taken >= 2)
+        .await;
+    relay.with(|s| s.answer_delay_ms = 0);
     wa.inject(wa_inbound("+15551230001", "w-2", "second", &[]))
         .await
         .unwrap();
     relay.wait_for("both", |s| s.messages.len() == 2).await;
-    let texts: Vec<Value> = relay
-        .messages()
-        .iter()
-        .map(|m| m.body["text"].clone())
-        .collect();
-    assert_eq!(texts, [json!("first"), json!("second")]);
+    let got = relay.messages();
+    let texts: Vec<&Value> = got.iter().map(|m| &m.body["text"]).collect();
+    assert_eq!(texts, ["first", "second"], "the repeat was kept once");
+    // Every attempt at the first, refused or slow, under its one key.
+    let first_key = got[0].body["origin"]["inbound_id"].as_str().unwrap();
+    relay.with(|s| {
+        let attempts: Vec<_> = s
+            .message_attempt_bodies
+            .iter()
+            .zip(&s.message_attempt_keys)
+            .filter(|(body, _)| body["text"] == "first")
+            .map(|(_, key)| key.as_deref())
+            .collect();
+        assert!(attempts.len() >= 4, "{attempts:?}");
+        assert!(
+            attempts.iter().all(|k| *k == Some(first_key)),
+            "{attempts:?}"
+        );
+    });
 }
 
 #[tokio::test]

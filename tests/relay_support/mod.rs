@@ -53,6 +53,8 @@ pub struct Recorded {
     pub message_attempts: u32,
     /// The body of each of those POSTs, in order.
     pub message_attempt_bodies: Vec<Value>,
+    /// The Idempotency-Key of each of those POSTs, in order.
+    pub message_attempt_keys: Vec<Option<String>>,
     pub status_events: Vec<Value>,
     pub heartbeats: Vec<Value>,
     pub acks: Vec<Value>,
@@ -359,6 +361,8 @@ async fn messages(State(state): Shared, headers: HeaderMap, Json(body): Json<Val
         let mut s = state.lock().unwrap();
         s.message_attempts += 1;
         s.message_attempt_bodies.push(body.clone());
+        let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
+        s.message_attempt_keys.push(key.map(str::to_string));
     }
     if let Some(refused) = gate(&state, &headers, "messages").await {
         return refused;
