@@ -154,10 +154,11 @@ fn print_page(page: &MessagePage) {
         "ID", "CHAN", "PHONE_ID", "TO", "STATUS", "TRY"
     );
     for m in &page.messages {
+        // A channel's or a remote's words: one line, no control characters.
         let error = m
             .error
             .as_ref()
-            .map(|e| format!("{}: {}", e.code, e.message))
+            .map(|e| super::terminal::one_line(&format!("{}: {}", e.code, e.message)))
             .unwrap_or_default();
         println!(
             "{:<37} {:<6} {:<12} {:<20} {:<10} {:>3}  {error}",

@@ -13,6 +13,7 @@ mod pdu;
 mod refusal;
 mod send;
 mod status;
+mod terminal;
 
 use std::path::PathBuf;
 

@@ -252,19 +252,7 @@ pub async fn inbound(loaded: &LoadedConfig, command: &InboundCommand) -> Result<
                 println!("no dead letters");
             }
             for r in dead {
-                // Both times: `retry --all --since` goes by when it died,
-                // which may be long after it came (a relay's bad spell).
-                println!(
-                    "{}  came {}  died {}  {}:{}  {}  {}: {}",
-                    r.inbound.id,
-                    rfc3339(r.inbound.committed_at_ms),
-                    r.updated_at_ms.map_or_else(|| "-".into(), rfc3339),
-                    r.inbound.channel,
-                    r.inbound.from,
-                    r.to.as_deref().unwrap_or("-"),
-                    r.error_code.as_deref().unwrap_or("-"),
-                    r.error.as_deref().unwrap_or(""),
-                );
+                println!("{}", dead_letter_line(&r));
             }
             Ok(())
         }
@@ -303,6 +291,26 @@ pub async fn inbound(loaded: &LoadedConfig, command: &InboundCommand) -> Result<
             id: None, filters, ..
         } => super::dead_letters::retry_all(&*store, filters).await,
     }
+}
+
+/// A dead letter as `inbound dead` lists it. Its sender and the relay's
+/// words are others': one line each, no control character of theirs
+/// reaching the terminal.
+fn dead_letter_line(r: &crate::store::RelayInbound) -> String {
+    use super::terminal::one_line;
+    // Both times: `retry --all --since` goes by when it died, which may
+    // be long after it came (a relay's bad spell).
+    format!(
+        "{}  came {}  died {}  {}:{}  {}  {}: {}",
+        r.inbound.id,
+        rfc3339(r.inbound.committed_at_ms),
+        r.updated_at_ms.map_or_else(|| "-".into(), rfc3339),
+        r.inbound.channel,
+        one_line(&r.inbound.from),
+        one_line(r.to.as_deref().unwrap_or("-")),
+        one_line(r.error_code.as_deref().unwrap_or("-")),
+        one_line(r.error.as_deref().unwrap_or("")),
+    )
 }
 
 /// `inbound retry ID [--to ADDRESS]`.

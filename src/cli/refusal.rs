@@ -59,12 +59,7 @@ fn other_answer_text(status: StatusCode, body: &[u8]) -> String {
 /// escape that would steer the terminal) and runs of white space become
 /// one space, and at most `BODY_EXCERPT_CHARS` characters are kept.
 fn body_excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let spaced: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let line = spaced.split_whitespace().collect::<Vec<_>>().join(" ");
+    let line = super::terminal::one_line(&String::from_utf8_lossy(body));
     match line.char_indices().nth(BODY_EXCERPT_CHARS) {
         Some((cut, _)) => format!("{}…", &line[..cut]),
         None => line,

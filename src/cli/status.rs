@@ -59,7 +59,14 @@ fn count(n: Option<u64>) -> String {
 }
 
 /// The at-a-glance table: one line per endpoint.
+/// The status as `phonerelay status` prints it. Much of it is others'
+/// words (a modem's answer, a remote's refusal, the relay's error): no
+/// control character of theirs reaches the terminal.
 pub fn render(report: &StatusReport) -> String {
+    super::terminal::without_controls(&render_raw(report))
+}
+
+fn render_raw(report: &StatusReport) -> String {
     let mut out = format!(
         "phonerelay {}  {}  store: {}",
         report.version, report.status, report.store
@@ -198,6 +205,24 @@ mod tests {
             storage: None,
             media_refused: None,
         }
+    }
+
+    /// A modem's words in the status (its summary, a detail) carry no
+    /// control character to the terminal: an escape sequence in them
+    /// would clear the screen or write over a line.
+    #[test]
+    fn others_words_reach_the_terminal_without_control_characters() {
+        let mut steered = report(true);
+        steered.endpoints[0].summary = "up\u{1b}[2J\u{1b}]0;owned\u{7}".into();
+        steered.endpoints[0]
+            .details
+            .insert("last_error".into(), "+CMS ERROR\r\u{1b}[1A".into());
+        let table = render(&steered);
+        assert!(
+            !table.chars().any(|c| c.is_control() && c != '\n'),
+            "{table:?}"
+        );
+        assert!(table.contains("up [2J ]0;owned "), "{table:?}");
     }
 
     /// An endpoint whose queue is held says so where the eye goes: the
