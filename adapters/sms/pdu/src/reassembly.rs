@@ -252,7 +252,13 @@ impl Run {
     fn add(&mut self, content: &PartContent, text: &mut String) {
         match (&mut *self, content) {
             (Run::Gsm7(run), PartContent::Gsm7(s)) => run.extend_from_slice(s),
-            (Run::Ucs2(run), PartContent::Ucs2(b)) => run.extend_from_slice(b),
+            // Joined so that a surrogate pair cut between parts makes one
+            // character; but not after a part of an odd length (a sender
+            // that filled a part to the last octet), which would shift
+            // every character after it by one octet.
+            (Run::Ucs2(run), PartContent::Ucs2(b)) if run.len() % 2 == 0 => {
+                run.extend_from_slice(b)
+            }
             (_, PartContent::Gsm7(s)) => {
                 self.flush(text);
                 *self = Run::Gsm7(s.clone());
@@ -394,6 +400,20 @@ mod tests {
         assert!(r.push(two, 0).is_none());
         let out = r.expire(1000);
         assert_eq!(out[0].text, "a\u{1F600}b[part 3/3 missing]");
+    }
+
+    /// A part of an odd length (a sender that filled it to UDL 140 with a
+    /// 16-bit reference: 133 octets): the parts after it are read from
+    /// their own first octet, not shifted by one.
+    #[test]
+    fn a_ucs2_part_of_an_odd_length_does_not_shift_the_next() {
+        let mut r = Reassembler::new(1000);
+        let one = raw(1, 2, PartContent::Ucs2(vec![0x00, 0x61, 0x00]));
+        let two = raw(2, 2, PartContent::Ucs2(vec![0x00, 0x62, 0x00, 0x63]));
+        assert!(r.push(one, 0).is_none());
+        let text = r.push(two, 0).unwrap().text;
+        assert!(text.starts_with('a') && text.ends_with("bc"), "{text:?}");
+        assert!(!text.contains('\u{6200}'), "{text:?}");
     }
 
     #[test]
