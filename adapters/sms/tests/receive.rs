@@ -830,6 +830,28 @@ async fn a_held_slot_found_empty_is_not_freed_at_the_expiry() {
     rig.stop_channel().await;
 }
 
+/// A firmware that prints a direct delivery without its SMSC part: the
+/// `+CMT` line is the TPDU alone, as long as the header's length says. It
+/// is read as the message it is, not with its first octet taken for the
+/// SMSC part's length.
+#[tokio::test]
+async fn a_direct_delivery_without_its_smsc_part_is_read_whole() {
+    let rig = Rig::start(behaviour(), modem_config("main")).await;
+    rig.wait_up().await;
+    let pdu = long_parts("+15551230034", "no centre in front", 0).remove(0);
+    let tpdu = pdu
+        .strip_prefix("00")
+        .expect("the encoder writes an empty SMSC part")
+        .to_string();
+    let length = tpdu.len() / 2;
+    rig.sim
+        .send_unsolicited(vec![format!("+CMT: ,{length}\r\n{tpdu}")]);
+    wait_until(|| !rig.sink.inbound().is_empty()).await;
+    let inbound = rig.sink.inbound();
+    assert_eq!(inbound[0].text, "no centre in front");
+    assert_eq!(inbound[0].from, "+15551230034");
+}
+
 /// Quectel modems number their storage from 0: a message in slot 0 is
 /// read, committed once and freed like any other, a long one's part too.
 #[tokio::test]

@@ -1425,9 +1425,10 @@ impl Driver {
     async fn settle_direct_urcs(&self, conn: &mut Conn, inbox: &mut Inbox, epoch: Instant) {
         for urc in std::mem::take(&mut conn.urcs) {
             match urc {
-                Urc::Cds { pdu, .. } => self.direct_report(&pdu).await,
-                Urc::Cmt { pdu, .. } => {
+                Urc::Cds { pdu, length } => self.direct_report(&with_smsc_part(&pdu, length)).await,
+                Urc::Cmt { pdu, length, .. } => {
                     let now = epoch.elapsed().as_millis() as u64;
+                    let pdu = with_smsc_part(&pdu, length);
                     if let Some(ready) = self.take_direct(&pdu, inbox, now).await {
                         self.commit_ready(&ready, inbox, now).await;
                     }
@@ -1447,16 +1448,17 @@ impl Driver {
         match urc {
             Urc::Cmti { mem, index } => self.read_stored(conn, &mem, index, inbox, epoch).await,
             Urc::Cdsi { mem, index } => self.read_stored(conn, &mem, index, inbox, epoch).await,
-            Urc::Cds { pdu, .. } => {
-                self.direct_report(&pdu).await;
+            Urc::Cds { pdu, length } => {
+                self.direct_report(&with_smsc_part(&pdu, length)).await;
                 Ok(())
             }
             Urc::MessageMemoryFull(full) => self.memory_full_indicated(conn, full).await,
             // CS or EPS registration changed: ask both, as the poll does
             // (an LTE-only modem reports CS unregistered while it sends).
             Urc::CregUnsolicited(_) => self.recheck_registration(conn).await,
-            Urc::Cmt { pdu, .. } => {
+            Urc::Cmt { pdu, length, .. } => {
                 let now = epoch.elapsed().as_millis() as u64;
+                let pdu = with_smsc_part(&pdu, length);
                 if let Some(ready) = self.take_direct(&pdu, inbox, now).await {
                     // Parts stored earlier may complete it: freed too.
                     self.commit_inbound(conn, ready, inbox, now).await?;
@@ -2425,6 +2427,24 @@ const READ_ATTEMPTS: usize = 3;
 /// that says so, and is still decoded leniently.
 fn pdu_is_whole(pdu: &str, length: u32) -> bool {
     codec::tpdu_len(pdu).is_ok_and(|n| u32::try_from(n) == Ok(length))
+}
+
+/// The PDU of a `+CMT`/`+CDS` as the codec reads it: with its SMSC part.
+/// Some firmwares print a direct delivery (a status report above all)
+/// without it, the line then exactly `length` octets, the TPDU alone
+/// (with an SMSC part, even an empty one, it is longer): read as it came,
+/// its first octet was taken for the SMSC's length and the report was
+/// decoded wrong, filed against another part or none. An empty SMSC part
+/// (`00`) is put before it.
+fn with_smsc_part(pdu: &str, length: u32) -> std::borrow::Cow<'_, str> {
+    let tpdu_alone = !pdu_is_whole(pdu, length)
+        && pdu.len().is_multiple_of(2)
+        && u32::try_from(pdu.len() / 2) == Ok(length);
+    if tpdu_alone {
+        std::borrow::Cow::Owned(format!("00{pdu}"))
+    } else {
+        std::borrow::Cow::Borrowed(pdu)
+    }
 }
 
 fn fail_request(request: Request, error: DriverError) {
