@@ -2435,16 +2435,19 @@ fn pdu_is_whole(pdu: &str, length: u32) -> bool {
 /// (with an SMSC part, even an empty one, it is longer): read as it came,
 /// its first octet was taken for the SMSC's length and the report was
 /// decoded wrong, filed against another part or none. An empty SMSC part
-/// (`00`) is put before it.
+/// (`00`) is put before it, if it then decodes: one that does not either
+/// way is kept as it came (an undecodable direct delivery).
 fn with_smsc_part(pdu: &str, length: u32) -> std::borrow::Cow<'_, str> {
     let tpdu_alone = !pdu_is_whole(pdu, length)
         && pdu.len().is_multiple_of(2)
         && u32::try_from(pdu.len() / 2) == Ok(length);
     if tpdu_alone {
-        std::borrow::Cow::Owned(format!("00{pdu}"))
-    } else {
-        std::borrow::Cow::Borrowed(pdu)
+        let prefixed = format!("00{pdu}");
+        if codec::decode_incoming(&prefixed).is_ok() {
+            return std::borrow::Cow::Owned(prefixed);
+        }
     }
+    std::borrow::Cow::Borrowed(pdu)
 }
 
 fn fail_request(request: Request, error: DriverError) {
