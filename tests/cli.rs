@@ -23,6 +23,21 @@ fn daemon_on_a_free_port(dir: &std::path::Path) -> (u16, std::path::PathBuf) {
     (port, path)
 }
 
+/// A daemon started on a config in `dir` (state in `dir/state`, a free
+/// port) with one modem, `sim-1`, on `device` ("sim": the built-in
+/// simulator); the config's path.
+fn daemon_with_modem(dir: &std::path::Path, device: &str) -> (std::path::PathBuf, DaemonProcess) {
+    let port = free_port();
+    let path = write_config(
+        dir,
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace_seconds = 2\n[storage]\nstate_dir = \"state\"\n[[channels.sms.modems]]\nphone_id = \"sim-1\"\ndevice = \"{device}\"\n"
+        ),
+    );
+    let daemon = DaemonProcess::start(&path, port);
+    (path, daemon)
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -500,15 +515,8 @@ fn modem_sim_refuses_a_control_address_off_loopback_as_a_usage_error() {
 #[test]
 fn send_status_and_messages_go_through_the_running_daemon() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let path = write_config(
-        dir.path(),
-        &format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace_seconds = 2\n[storage]\nstate_dir = \"state\"\n[[channels.sms.modems]]\nphone_id = \"sim-1\"\ndevice = \"sim\"\n"
-        ),
-    );
+    let (path, daemon) = daemon_with_modem(dir.path(), "sim");
     let config = path.to_str().unwrap();
-    let daemon = DaemonProcess::start(&path, port);
     let key_file = dir.path().join("state").join("cli.key");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
@@ -604,17 +612,10 @@ fn send_status_and_messages_go_through_the_running_daemon() {
 #[test]
 fn messages_cancel_with_a_send_only_key_says_cancelled() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     // A modem whose port is not there: its queue waits.
-    let path = write_config(
-        dir.path(),
-        &format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace_seconds = 2\n[storage]\nstate_dir = \"state\"\n[[channels.sms.modems]]\nphone_id = \"gone-1\"\ndevice = \"{}\"\n",
-            dir.path().join("no-such-port").display()
-        ),
-    );
+    let no_port = dir.path().join("no-such-port");
+    let (path, daemon) = daemon_with_modem(dir.path(), no_port.to_str().unwrap());
     let config = path.to_str().unwrap();
-    let daemon = DaemonProcess::start(&path, port);
     let key = key_with(config, "send", None);
     let as_sender = |args: &[&str]| {
         let mut command = bin();
@@ -626,7 +627,7 @@ fn messages_cancel_with_a_send_only_key_says_cancelled() {
         "--config",
         config,
         "--phone-id",
-        "gone-1",
+        "sim-1",
         "--channel",
         "sms",
         "--to",
@@ -655,15 +656,8 @@ fn messages_cancel_with_a_send_only_key_says_cancelled() {
 #[test]
 fn a_send_that_times_out_says_how_to_repeat_it_without_sending_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let path = write_config(
-        dir.path(),
-        &format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace_seconds = 2\n[storage]\nstate_dir = \"state\"\n[[channels.sms.modems]]\nphone_id = \"sim-1\"\ndevice = \"sim\"\n"
-        ),
-    );
+    let (path, daemon) = daemon_with_modem(dir.path(), "sim");
     let config = path.to_str().unwrap();
-    let daemon = DaemonProcess::start(&path, port);
     let send = |extra: &[&str]| {
         let mut args = vec![
             "send",

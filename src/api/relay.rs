@@ -515,13 +515,9 @@ mod tests {
     use crate::store::testing::{ReadsFailAfterCommit, received_sms};
     use crate::store::{RelayInboundOutcome, SqliteStore, Store};
 
-    /// A dead letter put back in the queue is answered as pending though
-    /// the store cannot be read once the retry committed (as a cancel).
-    #[tokio::test]
-    async fn a_committed_retry_is_answered_though_the_store_cannot_be_read_after_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let sqlite = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
-        let store = Arc::new(ReadsFailAfterCommit::new(sqlite));
+    /// An inbound message committed to `store` and made a dead letter (no
+    /// route); as committed.
+    async fn dead_letter_in(store: &dyn Store) -> crate::store::InboundCommit {
         let now = now_ms();
         let committed = store
             .commit_inbound(received_sms("ext-1", now), now)
@@ -538,6 +534,17 @@ mod tests {
             .record_relay_inbound(&committed.id, dead)
             .await
             .unwrap();
+        committed
+    }
+
+    /// A dead letter put back in the queue is answered as pending though
+    /// the store cannot be read once the retry committed (as a cancel).
+    #[tokio::test]
+    async fn a_committed_retry_is_answered_though_the_store_cannot_be_read_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
+        let store = Arc::new(ReadsFailAfterCommit::new(sqlite));
+        let committed = dead_letter_in(&*store).await;
         let state = AppState::over(store.clone());
         let caller = Caller::with(vec![Scope::Send, Scope::Read], None);
         let Json(answer) = retry_inbound(
@@ -574,22 +581,7 @@ mod tests {
     async fn a_send_only_key_learns_nothing_of_the_message_it_retried() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap());
-        let now = now_ms();
-        let committed = store
-            .commit_inbound(received_sms("ext-1", now), now)
-            .await
-            .unwrap();
-        let dead = RelayInboundOutcome::Dead {
-            to: None,
-            route: None,
-            code: "no_route".into(),
-            reason: "no conversation to reply to".into(),
-            now_ms: now,
-        };
-        store
-            .record_relay_inbound(&committed.id, dead)
-            .await
-            .unwrap();
+        let committed = dead_letter_in(&*store).await;
         let Json(answer) = retry_inbound(
             State(AppState::over(store.clone())),
             ApiPath(committed.id.clone()),

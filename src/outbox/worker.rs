@@ -584,32 +584,6 @@ mod tests {
         }
     }
 
-    /// An endpoint whose every send fails for now.
-    struct Failing;
-
-    #[async_trait::async_trait]
-    impl phonerelay_channel::Channel for Failing {
-        fn kind(&self) -> phonerelay_channel::ChannelKind {
-            phonerelay_channel::ChannelKind::Sms
-        }
-        fn phone_id(&self) -> &str {
-            "m1"
-        }
-        async fn send(
-            &self,
-            _: &phonerelay_channel::OutboundMessage,
-        ) -> Result<SendReceipt, phonerelay_channel::SendError> {
-            Err(phonerelay_channel::SendError::transient(
-                "timeout",
-                "no answer",
-            ))
-        }
-        async fn run(&self, _ctx: phonerelay_channel::ChannelContext) {}
-        fn health(&self) -> phonerelay_channel::ChannelHealth {
-            phonerelay_channel::ChannelHealth::up("failing")
-        }
-    }
-
     /// While the store refuses a retry's outcome (a full disk), the message
     /// stays `sending` and no claim can take it: a dispatcher with a slot
     /// free waits for the commit or its next poll instead of claiming
@@ -625,8 +599,11 @@ mod tests {
             DiskFullForOutcomes::default(),
         ));
         store.faults.full.store(true, SeqCst);
-        let endpoints =
-            crate::endpoints::Endpoints::new(vec![Arc::new(Failing) as Arc<dyn Channel>]).unwrap();
+        let endpoints = crate::endpoints::Endpoints::new(vec![Arc::new(Idle {
+            failing: true,
+            ..Idle::default()
+        }) as Arc<dyn Channel>])
+        .unwrap();
         let endpoint = endpoints.get(ChannelKind::Sms, "m1").unwrap().clone();
         let mut ctx = DispatchContext::for_tests(store.clone());
         ctx.outbox = Arc::new(OutboxConfig {
@@ -691,11 +668,12 @@ mod tests {
         (dir, store, channel, endpoint, ctx)
     }
 
-    /// An endpoint that sends everything at once, keeps the texts it sent,
-    /// and receives nothing.
+    /// An endpoint that sends everything at once (or, `failing`, fails
+    /// every send for now), keeps the texts it sent, and receives nothing.
     #[derive(Default)]
     struct Idle {
         sent: std::sync::Mutex<Vec<String>>,
+        failing: bool,
     }
 
     #[async_trait::async_trait]
@@ -710,6 +688,12 @@ mod tests {
             &self,
             message: &phonerelay_channel::OutboundMessage,
         ) -> Result<SendReceipt, phonerelay_channel::SendError> {
+            if self.failing {
+                return Err(phonerelay_channel::SendError::transient(
+                    "timeout",
+                    "no answer",
+                ));
+            }
             self.sent.lock().unwrap().push(message.text.clone());
             Ok(SendReceipt::single(format!("ext-{}", message.id)))
         }

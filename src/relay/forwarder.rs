@@ -898,12 +898,13 @@ mod tests {
         }
     }
 
-    /// Three refusals in a row stored, then the relay takes a message: the
-    /// count is gone from the store before the delivery is recorded. Left
-    /// until after it, a crash between the two kept the three, and the
-    /// next refusal of one bad message held the whole queue behind it.
-    #[tokio::test]
-    async fn a_message_taken_clears_the_stored_refusals_before_its_delivery_is_recorded() {
+    /// A store that refuses every relay outcome, and the one inbound
+    /// message pending in it.
+    async fn pending_over_refused_outcomes() -> (
+        tempfile::TempDir,
+        Arc<crate::store::testing::Faulty<RelayOutcomesRefused>>,
+        RelayInbound,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let sqlite = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
         let store = Arc::new(crate::store::testing::Faulty::with(
@@ -920,6 +921,16 @@ mod tests {
             .await
             .unwrap()
             .remove(0);
+        (dir, store, item)
+    }
+
+    /// Three refusals in a row stored, then the relay takes a message: the
+    /// count is gone from the store before the delivery is recorded. Left
+    /// until after it, a crash between the two kept the three, and the
+    /// next refusal of one bad message held the whole queue behind it.
+    #[tokio::test]
+    async fn a_message_taken_clears_the_stored_refusals_before_its_delivery_is_recorded() {
+        let (_dir, store, item) = pending_over_refused_outcomes().await;
         let deps = deps_over(store.clone()).await;
         let url = deps.settings.url.clone();
         let mut refusals = Refusals::load(&*store, &url).await;
@@ -958,22 +969,7 @@ mod tests {
     /// dead letter is recorded.
     #[tokio::test]
     async fn a_refusal_whose_dead_letter_is_not_recorded_is_not_counted() {
-        let dir = tempfile::tempdir().unwrap();
-        let sqlite = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
-        let store = Arc::new(crate::store::testing::Faulty::with(
-            sqlite,
-            RelayOutcomesRefused,
-        ));
-        let now = now_ms();
-        store
-            .commit_inbound(received_sms("ext-1", now), now)
-            .await
-            .unwrap();
-        let item = store
-            .list_relay_inbound(crate::store::RelayInboundState::Pending, None, None, 1)
-            .await
-            .unwrap()
-            .remove(0);
+        let (_dir, store, item) = pending_over_refused_outcomes().await;
         let deps = deps_over(store.clone()).await;
         let mut refusals = Refusals::default();
         let mut failures = 0;
