@@ -38,6 +38,16 @@ fn daemon_with_modem(dir: &std::path::Path, device: &str) -> (std::path::PathBuf
     (path, daemon)
 }
 
+/// The id a successful `send` printed first.
+fn sent_id(sent: &std::process::Output) -> String {
+    assert!(sent.status.success(), "{}", text(&sent.stderr));
+    text(&sent.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -535,12 +545,7 @@ fn send_status_and_messages_go_through_the_running_daemon() {
         "--text",
         "from the CLI",
     ]);
-    assert!(sent.status.success(), "{}", text(&sent.stderr));
-    let id = text(&sent.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let id = sent_id(&sent);
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
@@ -635,12 +640,7 @@ fn messages_cancel_with_a_send_only_key_says_cancelled() {
         "--text",
         "never mind",
     ]);
-    assert!(sent.status.success(), "{}", text(&sent.stderr));
-    let id = text(&sent.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let id = sent_id(&sent);
     for _ in 0..2 {
         let cancelled = as_sender(&["messages", "cancel", "--config", config, &id]);
         assert!(cancelled.status.success(), "{}", text(&cancelled.stderr));

@@ -177,6 +177,18 @@ fn error() -> Reply {
 fn info(lines: &str) -> Reply {
     Reply::now(format!("\r\n{lines}\r\n\r\nOK\r\n"))
 }
+/// The next of a count of refusals (`(left, final result line)`), if one
+/// is due; the count is gone once used up.
+fn take_refusal(refusals: &mut Option<(usize, String)>) -> Option<Reply> {
+    let (left, reply) = refusals.as_mut()?;
+    let answer = Reply::now(format!("\r\n{reply}\r\n"));
+    *left -= 1;
+    if *left == 0 {
+        *refusals = None;
+    }
+    Some(answer)
+}
+
 fn cms(code: u16) -> Reply {
     Reply::now(format!("\r\n+CMS ERROR: {code}\r\n"))
 }
@@ -414,13 +426,7 @@ impl SimModem {
 
     /// The reply to a PIN the SIM refuses unchecked, if one is due.
     fn take_pin_refusal(&mut self) -> Option<Reply> {
-        let (left, reply) = self.pin_refusals.as_mut()?;
-        let reply = Reply::now(format!("\r\n{reply}\r\n"));
-        *left -= 1;
-        if *left == 0 {
-            self.pin_refusals = None;
-        }
-        Some(reply)
+        take_refusal(&mut self.pin_refusals)
     }
 
     /// Answer the next `count` `AT+CSCA?` queries with the final result
@@ -430,13 +436,7 @@ impl SimModem {
     }
 
     fn take_smsc_query_refusal(&mut self) -> Option<Reply> {
-        let (left, reply) = self.smsc_query_refusals.as_mut()?;
-        let reply = Reply::now(format!("\r\n{reply}\r\n"));
-        *left -= 1;
-        if *left == 0 {
-            self.smsc_query_refusals = None;
-        }
-        Some(reply)
+        take_refusal(&mut self.smsc_query_refusals)
     }
 
     pub fn fail_next_sends(&mut self, code: u16, count: usize) {
