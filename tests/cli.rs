@@ -688,12 +688,7 @@ fn a_send_that_times_out_says_how_to_repeat_it_without_sending_twice() {
         .to_string();
     holder.join().unwrap();
     let repeated = send(&["--idempotency-key", &key]);
-    assert!(repeated.status.success(), "{}", text(&repeated.stderr));
-    let id = text(&repeated.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let id = sent_id(&repeated);
     let listed = text(&run(&["messages", "list", "--config", config]).stdout);
     let messages: Vec<&str> = listed.lines().skip(1).filter(|l| !l.is_empty()).collect();
     assert_eq!(messages.len(), 1, "{listed}");
