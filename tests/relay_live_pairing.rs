@@ -19,6 +19,19 @@ fn cli(config: &Path, args: &[&str], stdin: &str) -> std::process::Output {
     run_with_stdin(&all, stdin)
 }
 
+/// `phonerelay pair` with `relay` and its key, which must succeed; what
+/// it said on stderr.
+fn pair(config: &Path, relay: &EmulatedRelay) -> String {
+    let paired = cli(
+        config,
+        &["pair", "--relay", &relay.url(), "--phone-id", PHONE_ID],
+        RELAY_KEY,
+    );
+    let stderr = String::from_utf8_lossy(&paired.stderr).into_owned();
+    assert_eq!(paired.status.code(), Some(0), "{stderr}");
+    stderr
+}
+
 fn heartbeats(relay: &EmulatedRelay) -> Vec<serde_json::Value> {
     relay.with(|s| s.heartbeats.clone())
 }
@@ -85,13 +98,7 @@ fn a_pairing_made_while_the_daemon_runs_starts_the_link_and_unpair_stops_it() {
     let daemon = DaemonProcess::start(&config, port);
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(heartbeats(&relay).is_empty(), "unpaired: no link");
-    let paired = cli(
-        &config,
-        &["pair", "--relay", &relay.url(), "--phone-id", PHONE_ID],
-        RELAY_KEY,
-    );
-    let stderr = String::from_utf8_lossy(&paired.stderr);
-    assert_eq!(paired.status.code(), Some(0), "{stderr}");
+    let stderr = pair(&config, &relay);
     assert!(stderr.contains("a running daemon starts using"), "{stderr}");
     runtime.block_on(relay.wait_for("a heartbeat after pairing", |s| !s.heartbeats.is_empty()));
     assert_eq!(heartbeats(&relay)[0]["stopping"], false);
@@ -146,19 +153,10 @@ fn pairing_again_with_the_same_key_starts_a_new_link() {
     } = setup();
     write_config(&config, port, 1);
     let daemon = DaemonProcess::start(&config, port);
-    let pair = || {
-        let paired = cli(
-            &config,
-            &["pair", "--relay", &relay.url(), "--phone-id", PHONE_ID],
-            RELAY_KEY,
-        );
-        let stderr = String::from_utf8_lossy(&paired.stderr).into_owned();
-        assert_eq!(paired.status.code(), Some(0), "{stderr}");
-    };
-    pair();
+    pair(&config, &relay);
     runtime.block_on(relay.wait_for("a heartbeat after pairing", |s| !s.heartbeats.is_empty()));
     let stopped_before = stopping_heartbeats(&relay);
-    pair();
+    pair(&config, &relay);
     runtime.block_on(relay.wait_for("the old link's stopping heartbeat", |s| {
         s.heartbeats
             .iter()
