@@ -242,3 +242,84 @@ async fn a_failed_read_after_a_full_one_keeps_the_health_degraded() {
         after.summary
     );
 }
+
+/// A text long enough for `parts` parts of 153 GSM characters.
+fn long_text(parts: usize) -> String {
+    (0..153 * (parts - 1) + 20)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect()
+}
+
+/// A long message with more parts than the SIM has slots: once the memory
+/// is full, the parts read wait in the store rather than on the SIM, so
+/// the network can deliver the rest, and the message arrives whole and
+/// once, not as two partial messages an hour apart (the reassembly
+/// timeout, left at its default here).
+#[tokio::test]
+async fn a_long_message_with_more_parts_than_slots_arrives_whole() {
+    let rig = Rig::start(small_sim(3), modem_config("main")).await;
+    rig.wait_up().await;
+    let text = long_text(7);
+    let injected = rig.sim.inject_inbound("+15551230001", &text);
+    assert_eq!((injected.stored, injected.held), (3, 4));
+
+    wait_until(|| !rig.sink.inbound().is_empty()).await;
+    let inbound = rig.sink.inbound();
+    assert_eq!(inbound.len(), 1);
+    assert_eq!(inbound[0].text, text);
+    wait_until(|| rig.sim.stored() == (0, 0, 0)).await;
+    // The parts moved to the record leave it with their message.
+    wait_until(|| {
+        rig.sink
+            .cursors
+            .lock()
+            .unwrap()
+            .get("sms-direct-parts")
+            .is_none_or(String::is_empty)
+    })
+    .await;
+    rig.wait_up().await;
+    assert_eq!(rig.sink.inbound().len(), 1);
+}
+
+/// Parts moved off a full SIM into the store outlive a restart: the rest
+/// of the message, delivered after it, joins them.
+#[tokio::test]
+async fn parts_moved_off_a_full_sim_join_the_rest_after_a_restart() {
+    let config = modem_config("main");
+    let mut rig = Rig::start(small_sim(2), config.clone()).await;
+    rig.wait_up().await;
+    let text = long_text(4);
+    let parts = phonerelay_sms::codec::encode_deliver("+15551230002", &text, unix_now(), 77);
+    assert_eq!(parts.len(), 4);
+    for (hex, _) in &parts[..2] {
+        assert!(rig.sim.inject_raw_pdu(hex));
+    }
+    // The memory filled, and what waited on it went to the store (the
+    // part read after that may stay on the SIM, which has room again).
+    let sink = rig.sink.clone();
+    let moved = || {
+        sink.cursors
+            .lock()
+            .unwrap()
+            .get("sms-direct-parts")
+            .map_or(0, |record| record.split(',').count())
+    };
+    wait_until(|| moved() >= 1 && rig.sim.stored().0 + moved() == 2).await;
+    assert!(rig.sink.inbound().is_empty());
+
+    rig.stop_channel().await;
+    rig.restart_channel(config);
+    rig.wait_up().await;
+    // Stored, or held by the network while the memory is full again.
+    for (hex, _) in &parts[2..] {
+        rig.sim.inject_raw_pdu(hex);
+    }
+    wait_until(|| !rig.sink.inbound().is_empty()).await;
+    rig.wait_up().await;
+    wait_until(|| rig.sim.stored() == (0, 0, 0) && moved() == 0).await;
+    let inbound = rig.sink.inbound();
+    assert_eq!(inbound.len(), 1);
+    assert_eq!(inbound[0].text, text);
+    assert_eq!(inbound[0].from, "+15551230002");
+}

@@ -211,7 +211,7 @@ impl Driver {
 
     /// Write the record as `change` makes it of what the store holds (an
     /// empty record when none is kept), if that changes it.
-    async fn update_record(
+    pub(super) async fn update_record(
         &self,
         change: impl FnOnce(&str) -> String,
     ) -> Result<(), phonerelay_channel::SinkError> {

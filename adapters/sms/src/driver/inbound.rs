@@ -2,7 +2,9 @@
 //! stored, and the deterministic ids that make re-reads harmless.
 //!
 //! Loss-free scheme: nothing is committed until a message is complete, and
-//! no part is deleted from the SIM until its whole message is committed.
+//! no part is deleted from the SIM until its whole message is committed,
+//! or, once the memory is full, until the part is kept in the store
+//! (`parts_off_full_memory`).
 //! After a restart the start-up sweep re-reads every part still stored and
 //! assembly starts again; the id derived from the content makes a message
 //! committed twice (committed, then crash before AT+CMGD) a duplicate that
@@ -197,6 +199,10 @@ struct HeldPart {
     copies: Vec<Slot>,
     /// This part and its copies as the modem handed them over directly.
     direct: Vec<DirectPart>,
+    /// The PDU as read from its slot, for a stored part: what goes into the
+    /// record of direct deliveries if the part must leave a full memory
+    /// ([`Inbox::stored_parts`]).
+    stored_pdu: Option<String>,
 }
 
 /// One message being assembled.
@@ -395,15 +401,70 @@ impl Inbox {
             .flat_map(|p| p.parts.values())
     }
 
+    /// A part read from storage slot `slot` as `pdu`. A single-part
+    /// message is ready at once.
+    pub fn add_stored(
+        &mut self,
+        slot: Slot,
+        pdu: &str,
+        deliver: Deliver,
+        now_ms: u64,
+    ) -> Option<Ready> {
+        self.add_part(Some(slot), None, Some(pdu), deliver, now_ms)
+    }
+
     /// A part read from storage slot `slot`, or handed over directly
-    /// (`None`). A single-part message is ready at once.
+    /// (`None`), its PDU not kept.
+    #[cfg(test)]
     pub fn add(&mut self, slot: Option<Slot>, deliver: Deliver, now_ms: u64) -> Option<Ready> {
-        self.add_part(slot, None, deliver, now_ms)
+        self.add_part(slot, None, None, deliver, now_ms)
     }
 
     /// A part the modem handed over directly (`direct_parts`).
     pub fn add_direct(&mut self, part: DirectPart, deliver: Deliver, now_ms: u64) -> Option<Ready> {
-        self.add_part(None, Some(part), deliver, now_ms)
+        self.add_part(None, Some(part), None, deliver, now_ms)
+    }
+
+    /// Every waiting part still in a storage slot whose PDU is known, as
+    /// the record of direct deliveries would keep it (not kept yet), with
+    /// the slots it and its copies are in.
+    pub fn stored_parts(&self) -> Vec<(DirectPart, Vec<Slot>)> {
+        self.held_parts()
+            .filter_map(|part| {
+                let pdu = part.stored_pdu.as_ref()?;
+                let slots: Vec<Slot> = part.slot.into_iter().chain(part.copies.clone()).collect();
+                (!slots.is_empty()).then(|| {
+                    let record = DirectPart {
+                        key: super::direct_parts::direct_key(pdu),
+                        pdu: pdu.clone(),
+                        kept: false,
+                    };
+                    (record, slots)
+                })
+            })
+            .collect()
+    }
+
+    /// The part [`Self::stored_parts`] named `moved` is in the record of
+    /// direct deliveries now: it waits there as one handed over directly
+    /// does, in no slot (its slots are to be freed).
+    pub fn moved_to_record(&mut self, moved: &DirectPart) {
+        for part in self
+            .pending
+            .values_mut()
+            .flatten()
+            .flat_map(|p| p.parts.values_mut())
+            .filter(|part| part.stored_pdu.as_deref() == Some(moved.pdu.as_str()))
+        {
+            part.slot = None;
+            part.copies.clear();
+            if !part.direct.iter().any(|d| d.key == moved.key) {
+                part.direct.push(DirectPart {
+                    kept: true,
+                    ..moved.clone()
+                });
+            }
+        }
     }
 
     /// Whether the part handed over directly under `key` waits here for
@@ -417,9 +478,11 @@ impl Inbox {
         &mut self,
         slot: Option<Slot>,
         direct: Option<DirectPart>,
+        stored_pdu: Option<&str>,
         deliver: Deliver,
         now_ms: u64,
     ) -> Option<Ready> {
+        let stored_pdu = stored_pdu.map(str::to_string);
         let from = self.numbering.sender(&deliver.originator);
         let Some(concat) = deliver.concat().filter(|c| c.total > 1) else {
             let part = HeldPart {
@@ -427,6 +490,7 @@ impl Inbox {
                 deliver,
                 copies: Vec::new(),
                 direct: direct.into_iter().collect(),
+                stored_pdu,
             };
             return Some(finish(&from, vec![part], false));
         };
@@ -464,6 +528,9 @@ impl Inbox {
                 part.copies.push(new);
             }
             part.direct.extend(direct);
+            if part.stored_pdu.is_none() {
+                part.stored_pdu = stored_pdu;
+            }
             return None;
         }
         let part = HeldPart {
@@ -471,6 +538,7 @@ impl Inbox {
             deliver,
             copies: Vec::new(),
             direct: direct.into_iter().collect(),
+            stored_pdu,
         };
         let joins = assemblies
             .iter()
@@ -685,6 +753,61 @@ mod tests {
         let in_modem = Slot::new(Memory::MODEM, 2);
         let ready = inbox.add(Some(in_modem), parts[1].clone(), 0).unwrap();
         assert_eq!(ready.slots, [on_sim, in_modem]);
+    }
+
+    /// A part moved to the record of direct deliveries leaves its slots
+    /// (they are freed by the move, never by its message) and waits as a
+    /// part handed over directly; a copy stored later is moved in turn.
+    #[test]
+    fn a_part_moved_to_the_record_is_in_no_slot_and_kept() {
+        let hex: Vec<String> = encode_deliver("+15551230001", &"m".repeat(400), 1_700_000_000, 5)
+            .into_iter()
+            .map(|(hex, _)| hex)
+            .collect();
+        let parts = delivers_at("+15551230001", &"m".repeat(400), 5, 1_700_000_000);
+        let mut inbox = Inbox::new(60_000);
+        let first = Slot::new(Memory::SIM, 1);
+        assert!(
+            inbox
+                .add_stored(first, &hex[0], parts[0].clone(), 0)
+                .is_none()
+        );
+        let moving = inbox.stored_parts();
+        assert_eq!(moving.len(), 1);
+        let (record, slots) = &moving[0];
+        assert_eq!(slots, &[first]);
+        assert_eq!(record.pdu, hex[0]);
+        assert_eq!(record.key, super::super::direct_parts::direct_key(&hex[0]));
+        inbox.moved_to_record(record);
+        assert!(!inbox.holds(first));
+        assert!(inbox.holds_direct(&record.key));
+        assert!(inbox.stored_parts().is_empty());
+
+        let copy = Slot::new(Memory::SIM, 2);
+        assert!(
+            inbox
+                .add_stored(copy, &hex[0], parts[0].clone(), 0)
+                .is_none()
+        );
+        let again = inbox.stored_parts();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].1, [copy]);
+        inbox.moved_to_record(&again[0].0);
+
+        assert!(
+            inbox
+                .add_stored(Slot::new(Memory::SIM, 1), &hex[1], parts[1].clone(), 0)
+                .is_none()
+        );
+        let ready = inbox
+            .add_stored(Slot::new(Memory::SIM, 2), &hex[2], parts[2].clone(), 0)
+            .unwrap();
+        assert_eq!(ready.indexes(), [1, 2], "only the parts still stored");
+        assert_eq!(ready.direct.len(), 1);
+        assert!(ready.direct[0].kept);
+        assert!(!ready.memory_only);
+        assert!(ready.missing_parts.is_empty());
+        assert_eq!(ready.text, "m".repeat(400));
     }
 
     #[test]

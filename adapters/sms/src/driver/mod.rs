@@ -9,6 +9,7 @@ mod earlier_slot_record;
 pub mod inbound;
 mod occurrence;
 mod outage_log;
+mod parts_off_full_memory;
 pub mod pin_record;
 pub mod pin_unsettled;
 mod send_error;
@@ -1452,7 +1453,10 @@ impl Driver {
                 self.direct_report(&with_smsc_part(&pdu, length)).await;
                 Ok(())
             }
-            Urc::MessageMemoryFull(full) => self.memory_full_indicated(conn, full).await,
+            Urc::MessageMemoryFull(full) => {
+                self.memory_full_indicated(conn, full).await?;
+                self.move_held_parts_if_full(conn, inbox).await
+            }
             // CS or EPS registration changed: ask both, as the poll does
             // (an LTE-only modem reports CS unregistered while it sends).
             Urc::CregUnsolicited(_) => self.recheck_registration(conn).await,
@@ -1605,6 +1609,7 @@ impl Driver {
         }
         // A slot held for a waiting part is announced again only when a
         // new message took it (`read_held_slot`): read it all the same.
+        let slot = Slot::new(mem, index);
         self.with_memory(conn, mem, async |me: &Self, conn: &mut Conn| {
             let read = me.read_here(conn, Slot::new(mem, index)).await?;
             if let Some((pdu, unread)) = read
@@ -1618,8 +1623,14 @@ impl Driver {
             }
             Ok(())
         })
-        .await
-        .map(drop)
+        .await?;
+        // A part left waiting may have taken the memory's last slot, and
+        // the next sweep may be minutes away.
+        if inbox.holds(slot) {
+            self.read_storage_level(conn).await?;
+            self.move_held_parts_if_full(conn, inbox).await?;
+        }
+        Ok(())
     }
 
     /// `AT+CMGR` of `slot`, whose memory is the one selected: its PDU, once
@@ -1789,7 +1800,7 @@ impl Driver {
                     }
                 }
                 let now = epoch.elapsed().as_millis() as u64;
-                if let Some(ready) = inbox.add(Some(slot), *deliver, now) {
+                if let Some(ready) = inbox.add_stored(slot, pdu, *deliver, now) {
                     return self.commit_inbound(conn, ready, inbox, now).await;
                 }
             }
@@ -2264,6 +2275,7 @@ impl Driver {
         // What this sweep freed shows now, and so does what a human
         // deleted since the last one.
         self.read_storage_level(conn).await?;
+        self.move_held_parts_if_full(conn, inbox).await?;
         Ok(seen)
     }
 
