@@ -243,6 +243,32 @@ async fn cms_errors_are_classified() {
     assert_eq!(rig.sim.sent_messages().len(), 1);
 }
 
+/// `+CMS ERROR: 304` (invalid PDU mode parameter) to a PDU the codec
+/// made most likely means it was damaged on the serial line: sent again
+/// once, at once, within the attempt; answered so twice, the message fails
+/// for good.
+#[tokio::test]
+async fn an_invalid_pdu_answer_is_sent_again_once() {
+    let rig = Rig::start(behaviour(), modem_config("main")).await;
+    rig.wait_up().await;
+    rig.sim.fail_next_sends(304, 1);
+    rig.channel
+        .send(&message("d1", "+15551230001", "hi"))
+        .await
+        .unwrap();
+    assert_eq!(rig.sim.sent_messages().len(), 1);
+
+    rig.sim.fail_next_sends(304, 2);
+    let err = rig
+        .channel
+        .send(&message("d2", "+15551230002", "hi"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::Permanent, "{err:?}");
+    assert_eq!(err.code, "cms_304");
+    assert_eq!(rig.sim.sent_messages().len(), 1);
+}
+
 /// `+CMS ERROR: 28`, unidentified subscriber (TS 24.011 Annex E: "not
 /// registered in the PLMN, IMSI not known"), is said of the sender on a
 /// submit: our own SIM, unknown to the network for now (e.g. after a VLR

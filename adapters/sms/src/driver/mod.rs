@@ -203,6 +203,11 @@ const CMS_MODEM_NOT_READY: [u16; 9] = [310, 311, 312, 313, 315, 316, 317, 318, 3
 /// 14`, the message waits unattempted and the session goes on.
 const CMS_SIM_BUSY: u16 = 314;
 
+/// `+CMS ERROR: 304`, invalid PDU mode parameter: the table's permanent,
+/// and so it is for a PDU the modem got as it was made; one damaged on
+/// the serial line is answered so too, and goes through sent again.
+const CMS_INVALID_PDU: u16 = 304;
+
 /// TS 27.005 302, operation not allowed: what modems answer while SMS is
 /// not ready after a reset, but also, on some, to a send they refuse for
 /// reasons of their own. A failed attempt, retried with backoff, rather
@@ -1255,110 +1260,127 @@ impl Driver {
                 outcome.error = Some(DriverError::PartsNotKept(e.to_string()));
                 return (outcome, None);
             }
-            let command = Command::with_pdu(
-                format!("AT+CMGS={}", part.tpdu_len),
-                part.hex,
-                self.config.send_timeout_ms,
-            );
-            // A stop gives the network [`STOP_SETTLE`] more to answer.
-            let (command, answer) = conn
-                .run_tracked_until(command, stop_settled(shutdown))
-                .await;
-            match answer {
-                Ok(Answer {
-                    result: FinalResult::Ok,
-                    lines,
-                }) => {
-                    let mr = lines.iter().find_map(|l| responses::parse_cmgs(l).ok());
-                    match mr {
-                        Some(mr) => {
-                            self.accept(message_id, to, index, mr).await;
-                            self.set_status(|s| s.smsc_refusals_in_a_row = 0);
-                            outcome.mrs.push(mr);
+            // `+CMS ERROR: 304` to a PDU the codec made most likely means
+            // it was damaged on its way to the modem: sent again once, at
+            // once, before it counts (a second one fails the message).
+            let mut resent = false;
+            loop {
+                let command = Command::with_pdu(
+                    format!("AT+CMGS={}", part.tpdu_len),
+                    part.hex.clone(),
+                    self.config.send_timeout_ms,
+                );
+                // A stop gives the network [`STOP_SETTLE`] more to answer.
+                let (command, answer) = conn
+                    .run_tracked_until(command, stop_settled(shutdown))
+                    .await;
+                match answer {
+                    Ok(Answer {
+                        result: FinalResult::Ok,
+                        lines,
+                    }) => {
+                        let mr = lines.iter().find_map(|l| responses::parse_cmgs(l).ok());
+                        match mr {
+                            Some(mr) => {
+                                self.accept(message_id, to, index, mr).await;
+                                self.set_status(|s| s.smsc_refusals_in_a_row = 0);
+                                outcome.mrs.push(mr);
+                            }
+                            None => {
+                                // OK is the network's acceptance (27.005
+                                // 3.5.1); only the reference was lost. Sent
+                                // again, the part would reach the recipient
+                                // twice; kept, only its report goes unmatched.
+                                tracing::warn!(phone_id = %self.config.phone_id, message_id, part = index,
+                                    "OK without a readable +CMGS: the part went out; its delivery report cannot be matched");
+                                self.accept_unreferenced(message_id, index);
+                                self.set_status(|s| s.smsc_refusals_in_a_row = 0);
+                                outcome.mrs.push(UNREFERENCED_MR);
+                            }
                         }
-                        None => {
-                            // OK is the network's acceptance (27.005
-                            // 3.5.1); only the reference was lost. Sent
-                            // again, the part would reach the recipient
-                            // twice; kept, only its report goes unmatched.
-                            tracing::warn!(phone_id = %self.config.phone_id, message_id, part = index,
-                                "OK without a readable +CMGS: the part went out; its delivery report cannot be matched");
-                            self.accept_unreferenced(message_id, index);
-                            self.set_status(|s| s.smsc_refusals_in_a_row = 0);
-                            outcome.mrs.push(UNREFERENCED_MR);
-                        }
+                        break;
                     }
-                }
-                Ok(Answer { result, .. }) => {
-                    let nothing_sent = outcome.mrs.is_empty();
-                    outcome.error = Some(match (&result, result.error_code()) {
-                        (FinalResult::CmsError(_), Some(CMS_NO_NETWORK_SERVICE)) => {
-                            self.network_lost(ErrorCode::Cms(CMS_NO_NETWORK_SERVICE), nothing_sent)
-                        }
-                        (FinalResult::CmsError(_), Some(CMS_SIM_BUSY)) => DriverError::SimBusy {
-                            error: ErrorCode::Cms(CMS_SIM_BUSY),
-                            nothing_sent,
-                        },
-                        (FinalResult::CmsError(_), Some(code))
-                            if CMS_MODEM_NOT_READY.contains(&code) =>
-                        {
-                            if code == CMS_SMSC_UNKNOWN {
-                                self.set_status(|s| s.smsc_refusals_in_a_row += 1);
-                            }
-                            self.modem_not_ready(ErrorCode::Cms(code), nothing_sent)
-                        }
-                        (FinalResult::CmeError(_), Some(code)) => {
-                            let error = ErrorCode::Cme(code);
-                            match send_error::cme_send_failure(code) {
-                                Some(CmeSendFailure::NoNetwork) => {
-                                    self.network_lost(error, nothing_sent)
-                                }
-                                Some(CmeSendFailure::ModemNotReady) => {
-                                    self.modem_not_ready(error, nothing_sent)
-                                }
-                                Some(CmeSendFailure::SimBusy) => DriverError::SimBusy {
-                                    error,
+                    Ok(Answer { result, .. })
+                        if !resent
+                            && matches!(result, FinalResult::CmsError(_))
+                            && result.error_code() == Some(CMS_INVALID_PDU) =>
+                    {
+                        tracing::warn!(phone_id = %self.config.phone_id, message_id, part = index,
+                            "the modem called the PDU invalid (+CMS ERROR: 304), perhaps damaged on the serial line; sent again once");
+                        resent = true;
+                    }
+                    Ok(Answer { result, .. }) => {
+                        let nothing_sent = outcome.mrs.is_empty();
+                        outcome.error = Some(match (&result, result.error_code()) {
+                            (FinalResult::CmsError(_), Some(CMS_NO_NETWORK_SERVICE)) => self
+                                .network_lost(ErrorCode::Cms(CMS_NO_NETWORK_SERVICE), nothing_sent),
+                            (FinalResult::CmsError(_), Some(CMS_SIM_BUSY)) => {
+                                DriverError::SimBusy {
+                                    error: ErrorCode::Cms(CMS_SIM_BUSY),
                                     nothing_sent,
-                                },
-                                None => DriverError::Rejected(result.to_string()),
+                                }
                             }
-                        }
-                        (FinalResult::CmsError(_), Some(CMS_MEMORY_FULL)) => {
-                            // The modem's memory, not the message: said in
-                            // the health until a reading shows room, and
-                            // the adapter holds the queue meanwhile.
-                            self.storage_full_said(Some(format!(
-                                "+CMS ERROR: {CMS_MEMORY_FULL} to a send"
-                            )));
-                            DriverError::Cms {
-                                code: CMS_MEMORY_FULL,
-                                permanent: false,
+                            (FinalResult::CmsError(_), Some(code))
+                                if CMS_MODEM_NOT_READY.contains(&code) =>
+                            {
+                                if code == CMS_SMSC_UNKNOWN {
+                                    self.set_status(|s| s.smsc_refusals_in_a_row += 1);
+                                }
+                                self.modem_not_ready(ErrorCode::Cms(code), nothing_sent)
+                            }
+                            (FinalResult::CmeError(_), Some(code)) => {
+                                let error = ErrorCode::Cme(code);
+                                match send_error::cme_send_failure(code) {
+                                    Some(CmeSendFailure::NoNetwork) => {
+                                        self.network_lost(error, nothing_sent)
+                                    }
+                                    Some(CmeSendFailure::ModemNotReady) => {
+                                        self.modem_not_ready(error, nothing_sent)
+                                    }
+                                    Some(CmeSendFailure::SimBusy) => DriverError::SimBusy {
+                                        error,
+                                        nothing_sent,
+                                    },
+                                    None => DriverError::Rejected(result.to_string()),
+                                }
+                            }
+                            (FinalResult::CmsError(_), Some(CMS_MEMORY_FULL)) => {
+                                // The modem's memory, not the message: said in
+                                // the health until a reading shows room, and
+                                // the adapter holds the queue meanwhile.
+                                self.storage_full_said(Some(format!(
+                                    "+CMS ERROR: {CMS_MEMORY_FULL} to a send"
+                                )));
+                                DriverError::Cms {
+                                    code: CMS_MEMORY_FULL,
+                                    permanent: false,
+                                    nothing_sent: outcome.mrs.is_empty(),
+                                }
+                            }
+                            (FinalResult::CmsError(_), Some(code)) => DriverError::Cms {
+                                code,
+                                permanent: cms_fails_for_good(code, &result),
                                 nothing_sent: outcome.mrs.is_empty(),
-                            }
-                        }
-                        (FinalResult::CmsError(_), Some(code)) => DriverError::Cms {
-                            code,
-                            permanent: cms_fails_for_good(code, &result),
-                            nothing_sent: outcome.mrs.is_empty(),
-                        },
-                        _ => DriverError::Rejected(result.to_string()),
-                    });
-                    return (outcome, None);
-                }
-                Err(e @ ConnError::Timeout(_)) => {
-                    outcome.error = Some(DriverError::Conn(e));
-                    let timed_out = TimedOutPart { command, index };
-                    return (outcome, Some(timed_out));
-                }
-                Err(e @ ConnError::Stopped(_)) => {
-                    tracing::warn!(phone_id = %self.config.phone_id, message_id, part = index,
-                        "stopping: no answer from the network to a part yet; its fate is unknown, and a retry sends it again");
-                    outcome.error = Some(DriverError::Conn(e));
-                    return (outcome, None);
-                }
-                Err(e) => {
-                    outcome.error = Some(DriverError::Conn(e));
-                    return (outcome, None);
+                            },
+                            _ => DriverError::Rejected(result.to_string()),
+                        });
+                        return (outcome, None);
+                    }
+                    Err(e @ ConnError::Timeout(_)) => {
+                        outcome.error = Some(DriverError::Conn(e));
+                        let timed_out = TimedOutPart { command, index };
+                        return (outcome, Some(timed_out));
+                    }
+                    Err(e @ ConnError::Stopped(_)) => {
+                        tracing::warn!(phone_id = %self.config.phone_id, message_id, part = index,
+                            "stopping: no answer from the network to a part yet; its fate is unknown, and a retry sends it again");
+                        outcome.error = Some(DriverError::Conn(e));
+                        return (outcome, None);
+                    }
+                    Err(e) => {
+                        outcome.error = Some(DriverError::Conn(e));
+                        return (outcome, None);
+                    }
                 }
             }
         }
