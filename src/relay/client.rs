@@ -420,9 +420,20 @@ fn http_error(
 /// reading the error chain, without the URL reqwest puts in its own
 /// message: a relay at `https://mtls-relay.example`, or a path with
 /// "certificate" in it, that refuses connections is unreachable, not a
-/// TLS failure (which `pair` answers with certificate advice).
+/// TLS failure (which `pair` answers with certificate advice). A
+/// connection that timed out is the relay unreachable (a host stopped, or
+/// a firewall dropping its packets), not a request that ran past its
+/// timeout: an upload's timeout is longer than the connect's, and counted
+/// as a slow upload, it had every file waiting given up after an hour's
+/// outage.
 fn classify(url: &str, error: reqwest::Error) -> RelayError {
     let url = url.to_string();
+    if error.is_connect() && error.is_timeout() {
+        return RelayError::Unreachable {
+            url,
+            reason: "no answer to the connection in time".into(),
+        };
+    }
     if error.is_timeout() {
         return RelayError::Timeout { url };
     }
@@ -507,6 +518,47 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(&e, RelayError::Unreachable { .. }), "{e:?}");
+    }
+
+    /// A relay host that drops the connection's packets (here its accept
+    /// queue is full, so the kernel drops the handshake, as a stopped host
+    /// behind a firewall does): the connect times out, which is the relay
+    /// unreachable, however long the request itself may take (an upload's
+    /// timeout is longer than the connect's).
+    #[tokio::test]
+    async fn a_connect_that_times_out_is_unreachable_not_a_slow_request() {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Never accepted: once the queue holds them, further handshakes
+        // get no answer.
+        let mut queued = Vec::new();
+        for _ in 0..4 {
+            let connect = tokio::net::TcpStream::connect(addr);
+            if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_millis(200), connect).await
+            {
+                queued.push(stream);
+            }
+        }
+        let base = format!("http://{addr}");
+        let client =
+            RelayClient::with(&base, RelayKey::new("k".into()), Duration::from_millis(300))
+                .unwrap();
+        let e = client
+            .post(
+                "/p",
+                &serde_json::json!({}),
+                None,
+                Some(Duration::from_secs(20)),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, RelayError::Unreachable { reason, .. } if reason.contains("in time")),
+            "{e:?}"
+        );
+        drop(queued);
     }
 
     #[test]
