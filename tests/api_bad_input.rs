@@ -628,6 +628,23 @@ async fn bad_queries_and_unknown_routes() {
         assert_eq!(body["error"]["code"], "invalid_query", "{path}");
         assert_eq!(body["error"]["field"], field, "{path}: {body}");
     }
+    // A + in a query string is a space: the refusal says how to send one.
+    let (code, body) = d
+        .get(
+            "/api/v1/messages?since=2026-11-29T03:00:00+01:00",
+            &d.admin_key,
+        )
+        .await;
+    assert_eq!((code, &body["error"]["field"]), (400, &json!("since")));
+    let said = body["error"]["message"].as_str().unwrap();
+    assert!(said.contains("%2B"), "{said}");
+    let (code, body) = d
+        .get(
+            "/api/v1/messages?since=2026-11-29T03:00:00%2B01:00",
+            &d.admin_key,
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
     let (code, body) = d.get("/api/v1/messages/does-not-exist", &d.admin_key).await;
     assert_eq!(
         (code, body["error"]["code"].as_str()),

@@ -596,8 +596,19 @@ pub fn parse_channel(channel: Option<String>) -> Result<Option<ChannelKind>, Api
 
 pub fn parse_since(since: Option<String>) -> Result<Option<i64>, ApiError> {
     since
-        .map(|s| parse_rfc3339(&s).ok_or_else(|| bad_query("since", "must be an RFC 3339 time")))
+        .map(|s| parse_rfc3339(&s).ok_or_else(|| bad_query("since", since_problem(&s))))
         .transpose()
+}
+
+/// Why `since` is refused. A `+` in a query string means a space, so
+/// `since=…T03:00:00+01:00` written by hand arrives as `…T03:00:00 01:00`:
+/// the answer says how to send it rather than only that it is wrong.
+fn since_problem(since: &str) -> &'static str {
+    if parse_rfc3339(&since.replace(' ', "+")).is_some() {
+        "must be an RFC 3339 time; its + came as a space (a + in a query string means one):          write it %2B, or give the time in UTC with Z"
+    } else {
+        "must be an RFC 3339 time"
+    }
 }
 
 /// A key bound to a phone_id lists only that phone_id.
