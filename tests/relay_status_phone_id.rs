@@ -12,7 +12,7 @@ use phonerelay::relay::settings::{SCOPE, STATUS_CURSOR};
 use phonerelay::store::Scope;
 use phonerelay_channel::ChannelKind;
 use relay_support::{EmulatedRelay, PHONE_ID, RELAY_KEY};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// An operator's typo in `relay.phone_id`, run for a while, then fixed:
 /// the sent event of a relay message of the real phone is neither passed
@@ -115,4 +115,58 @@ async fn pull_mode_polls_no_job_for_a_link_phone_id_no_endpoint_has() {
         assert_eq!(acks[0]["result"], "accepted", "{acks:?}");
     });
     renamed.wait_sent(1).await;
+}
+
+/// A bridge moved to another relay (`relay.url` changed here; a `pair`
+/// with another relay alike): the status event of a message the first
+/// relay sent, still unreported at the move, is not told to the second,
+/// which never knew the message; that of a message accepted after the
+/// move is.
+#[tokio::test]
+async fn after_a_move_to_another_relay_the_old_relay_s_events_are_not_reported() {
+    let first = EmulatedRelay::start().await;
+    first.with(|s| s.fail_status_times = u32::MAX);
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge = common::start_bridge(&first.bridge_config("push", None), RELAY_KEY, &wa).await;
+    let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
+    let send = |relay_id: &'static str| {
+        json!({"phone_id": PHONE_ID, "channel": "wa", "to": "+15551230001",
+               "text": "hi", "source": "alice", "relay_message_id": relay_id})
+    };
+    let (code, body) = bridge.post("/api/v1/messages", &key, &send("r-old")).await;
+    assert_eq!(code, 202, "{body}");
+    bridge
+        .wait_status(body["id"].as_str().unwrap(), "sent")
+        .await;
+    first
+        .wait_for("a status report refused", |s| {
+            s.status_events.is_empty() && s.fail_status_times < u32::MAX
+        })
+        .await;
+
+    let second = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let config = format!("{FAST_OUTBOX}{}", second.bridge_config("push", None));
+    let bridge = bridge.restart_with(&config, vec![wa]).await;
+    let (code, body) = bridge.post("/api/v1/messages", &key, &send("r-new")).await;
+    assert_eq!(code, 202, "{body}");
+    bridge
+        .wait_status(body["id"].as_str().unwrap(), "sent")
+        .await;
+    second
+        .wait_for("r-new's sent event", |s| {
+            s.status_events
+                .iter()
+                .any(|e| e["relay_message_id"] == "r-new" && e["status"] == "sent")
+        })
+        .await;
+    let told: Vec<Value> = second
+        .status_events()
+        .into_iter()
+        .filter(|e| e["relay_message_id"] == "r-old")
+        .collect();
+    assert!(
+        told.is_empty(),
+        "the old relay's event reached the new one: {told:?}"
+    );
 }

@@ -23,6 +23,7 @@ mod pairing_remove;
 pub mod pull;
 pub mod pull_ack;
 mod refusals;
+mod reported_relay;
 pub mod routing;
 pub mod settings;
 pub mod shown_url;

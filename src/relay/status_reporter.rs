@@ -11,7 +11,7 @@ use serde_json::json;
 use super::Deps;
 use super::client::RelayError;
 use super::settings::{SCOPE, STATUS_CURSOR};
-use super::unknown_phone;
+use super::{reported_relay, unknown_phone};
 use crate::clock::rfc3339;
 use crate::metrics::labels;
 use crate::store::{OutboundStatus, RelayStatusBatch, RelayStatusEvent};
@@ -74,6 +74,10 @@ pub async fn run(deps: Deps) {
         tracing::info!("relay status reporter stopped");
         return;
     };
+    let Some(after_seq) = reported_relay::messages_after(&deps, interval).await else {
+        tracing::info!("relay status reporter stopped");
+        return;
+    };
     tracing::info!(cursor, "relay status reporter started");
     // Rounds in which the relay refused the batch at the cursor whole, and
     // whether it does now.
@@ -84,7 +88,7 @@ pub async fn run(deps: Deps) {
             break;
         }
         let batch = match store
-            .relay_status_events(cursor, BATCH, &deps.settings.phone_id)
+            .relay_status_events(cursor, BATCH, &deps.settings.phone_id, after_seq)
             .await
         {
             Ok(batch) => batch,
@@ -113,7 +117,7 @@ pub async fn run(deps: Deps) {
                     holding = true;
                     // The events after these show whether the relay takes
                     // any, and so whether these are refused on their own.
-                    match probe_past(&deps, scanned_to, &events).await {
+                    match probe_past(&deps, scanned_to, after_seq, &events).await {
                         Probe::Shutdown => break,
                         Probe::Taken(past) => {
                             // Once more, for a relay that came back only
@@ -245,12 +249,13 @@ enum Probe {
 /// takes events at all; none of a message with an event in `held`, the
 /// batch it refused: taken before that batch is sent again, a later
 /// event would reach the relay before an earlier one of its message (a
-/// `delivered` before its `sent`).
-async fn probe_past(deps: &Deps, after: i64, held: &[StatusEventBody]) -> Probe {
+/// `delivered` before its `sent`). Only messages after outbound seq
+/// `after_seq` are this relay's ([`reported_relay`]).
+async fn probe_past(deps: &Deps, after: i64, after_seq: i64, held: &[StatusEventBody]) -> Probe {
     let next = match deps
         .state
         .store
-        .relay_status_events(after, BATCH, &deps.settings.phone_id)
+        .relay_status_events(after, BATCH, &deps.settings.phone_id, after_seq)
         .await
     {
         Ok(next) => next,

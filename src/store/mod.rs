@@ -307,13 +307,19 @@ pub trait Store: Send + Sync + 'static {
     async fn relay_inbound_counts(&self) -> StoreResult<RelayInboundCounts>;
     /// Up to `limit` reportable status changes after `after_event_id` of
     /// the relay's messages for `phone_id` (the link's: another phone's
-    /// belong to a relay no longer linked, and are passed over).
+    /// belong to a relay no longer linked, and are passed over) accepted
+    /// after outbound seq `after_seq` (those before were another relay's:
+    /// `relay::reported_relay`).
     async fn relay_status_events(
         &self,
         after_event_id: i64,
         limit: u32,
         phone_id: &str,
+        after_seq: i64,
     ) -> StoreResult<RelayStatusBatch>;
+    /// The newest outbound message's seq (0 when there is none): every
+    /// message accepted from now on has a higher one.
+    async fn last_outbound_seq(&self) -> StoreResult<i64>;
     /// The conversation an inbound message replies to, if any is known.
     async fn route_reply(&self, query: RouteQuery) -> StoreResult<Option<RouteMatch>>;
     /// Whether a send from a pChat user (one with a `source`) to the

@@ -652,11 +652,18 @@ impl Store for SqliteStore {
         after_event_id: i64,
         limit: u32,
         phone_id: &str,
+        after_seq: i64,
     ) -> StoreResult<RelayStatusBatch> {
         let phone_id = phone_id.to_string();
         self.reader
-            .read(move |conn| relay::status_events(conn, after_event_id, limit, &phone_id))
+            .read(move |conn| {
+                relay::status_events(conn, after_event_id, limit, &phone_id, after_seq)
+            })
             .await
+    }
+
+    async fn last_outbound_seq(&self) -> StoreResult<i64> {
+        self.reader.read(relay::last_outbound_seq).await
     }
 
     async fn route_reply(&self, query: RouteQuery) -> StoreResult<Option<RouteMatch>> {

@@ -368,9 +368,17 @@ fn reportable(status: OutboundStatus) -> bool {
 }
 
 /// The relay's id for message `id`, if the relay sent it for `phone_id`
-/// (and it is still stored).
-fn relay_message_id(conn: &Connection, id: &str, phone_id: &str) -> StoreResult<Option<String>> {
+/// after outbound seq `after_seq` (and it is still stored).
+fn relay_message_id(
+    conn: &Connection,
+    id: &str,
+    phone_id: &str,
+    after_seq: i64,
+) -> StoreResult<Option<String>> {
     let relay_id: Option<Option<String>> = outbound::by_id(conn, id, |seq| {
+        if seq <= after_seq {
+            return Ok(None);
+        }
         Ok(conn
             .prepare_cached(
                 "SELECT relay_message_id FROM outbound WHERE seq = ?1 AND id = ?2 AND phone_id = ?3",
@@ -381,11 +389,21 @@ fn relay_message_id(conn: &Connection, id: &str, phone_id: &str) -> StoreResult<
     Ok(relay_id.flatten())
 }
 
+/// See [`crate::store::Store::last_outbound_seq`].
+pub fn last_outbound_seq(conn: &Connection) -> StoreResult<i64> {
+    Ok(
+        conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM outbound", [], |row| {
+            row.get(0)
+        })?,
+    )
+}
+
 pub fn status_events(
     conn: &Connection,
     after_event_id: i64,
     limit: u32,
     phone_id: &str,
+    after_seq: i64,
 ) -> StoreResult<RelayStatusBatch> {
     let rows = conn
         .prepare_cached(
@@ -412,7 +430,8 @@ pub fn status_events(
         if !reportable(status) {
             continue;
         }
-        let Some(relay_message_id) = relay_message_id(conn, &message_id, phone_id)? else {
+        let Some(relay_message_id) = relay_message_id(conn, &message_id, phone_id, after_seq)?
+        else {
             continue;
         };
         let external_ids = if status == OutboundStatus::Sent {
@@ -469,7 +488,7 @@ mod tests {
             )
             .unwrap();
         }
-        let batch = status_events(&conn, 0, 100, "m1").unwrap();
+        let batch = status_events(&conn, 0, 100, "m1", 0).unwrap();
         let ids: Vec<&str> = batch
             .events
             .iter()
@@ -482,6 +501,50 @@ mod tests {
             })
             .unwrap();
         assert_eq!(batch.scanned_to, last, "the other phone's is passed over");
+    }
+
+    /// After a move to another relay, the messages accepted before it
+    /// (up to the seq then newest) were the first relay's: their events
+    /// are passed over, those of later messages reported.
+    #[test]
+    fn status_events_of_messages_before_a_relay_move_are_passed_over() {
+        let conn = at_version(MIGRATIONS.len());
+        let seqs = SeqClock::load(&conn).unwrap();
+        assert_eq!(last_outbound_seq(&conn).unwrap(), 0);
+        let mut moved_at = 0;
+        for (n, relay_id) in [(1, "r-old"), (2, "r-new")] {
+            let AcceptOutcome::Created { id } =
+                accept(&conn, &queued_sms(relay_id, n), relay_id, &seqs).unwrap()
+            else {
+                panic!("not created")
+            };
+            if n == 1 {
+                moved_at = last_outbound_seq(&conn).unwrap();
+                assert!(moved_at > 0);
+            }
+            conn.execute(
+                "INSERT INTO outbound_events (message_id, status, at) VALUES (?1, 'cancelled', 3)",
+                [&id],
+            )
+            .unwrap();
+        }
+        let relay_ids = |after_seq| -> Vec<String> {
+            status_events(&conn, 0, 100, "m1", after_seq)
+                .unwrap()
+                .events
+                .into_iter()
+                .map(|e| e.relay_message_id)
+                .collect()
+        };
+        assert_eq!(relay_ids(0), ["r-old", "r-new"]);
+        assert_eq!(relay_ids(moved_at), ["r-new"]);
+        let batch = status_events(&conn, 0, 100, "m1", moved_at).unwrap();
+        let last: i64 = conn
+            .query_row("SELECT MAX(event_id) FROM outbound_events", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(batch.scanned_to, last, "the old relay's is passed over");
     }
 
     /// Two pushes of one relay id that both found it free before either

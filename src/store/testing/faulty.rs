@@ -372,10 +372,15 @@ impl<F: Faults> Store for Faulty<F> {
         after_event_id: i64,
         limit: u32,
         phone_id: &str,
+        after_seq: i64,
     ) -> StoreResult<RelayStatusBatch> {
         self.inner
-            .relay_status_events(after_event_id, limit, phone_id)
+            .relay_status_events(after_event_id, limit, phone_id, after_seq)
             .await
+    }
+
+    async fn last_outbound_seq(&self) -> StoreResult<i64> {
+        self.inner.last_outbound_seq().await
     }
 
     async fn route_reply(&self, query: RouteQuery) -> StoreResult<Option<RouteMatch>> {
