@@ -1,5 +1,7 @@
-//! Pull mode's acks against a relay that refuses them whole: sent again
-//! in halves, so every job gets acknowledged but those refused alone.
+//! Pull mode against the size limits of either side: acks a relay
+//! refuses whole are sent again in halves, so every job gets acknowledged
+//! but those refused alone; a poll answer larger than the bridge reads
+//! has the next polls ask for fewer jobs.
 
 mod common;
 mod relay_support;
@@ -9,7 +11,7 @@ use std::time::Duration;
 use common::TestChannel;
 use phonerelay_channel::ChannelKind;
 use relay_support::{EmulatedRelay, PHONE_ID, RELAY_KEY};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Jobs `{prefix}-1`… `{prefix}-{n}` on the relay, each to a number of
 /// its own.
@@ -84,4 +86,64 @@ async fn a_relay_refusing_every_ack_is_not_asked_once_per_entry_at_every_pass() 
     assert!(acks <= 9 * polls as usize, "{acks} acks in {polls} polls");
     assert_eq!(relay.with(|s| s.jobs.len()), 10, "none acknowledged");
     assert_eq!(wa.sent().len(), 10, "each sent once");
+}
+
+/// Six jobs of 6 MiB each: one answer with all of them is larger than the
+/// bridge reads (32 MiB). The polls ask for fewer until the answers fit,
+/// each job is answered (rejected with its code: far larger than a send
+/// may be), and a small job behind them goes through once the ask is
+/// whole again. (Taken for an empty answer, every poll failed and the same
+/// jobs came back each time: nothing was ever taken again.)
+#[tokio::test]
+async fn a_poll_answer_larger_than_the_bridge_reads_has_it_ask_for_fewer_jobs() {
+    let relay = EmulatedRelay::start().await;
+    let huge = "x".repeat(6 << 20);
+    relay.with(|s| {
+        for i in 1..=6 {
+            s.jobs
+                .push_back(json!({"relay_message_id": format!("huge-{i}"),
+                "phone_id": PHONE_ID, "channel": "wa",
+                "to": format!("+1555123{i:04}"), "text": huge}));
+        }
+    });
+    add_jobs(&relay, "small", 1);
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let _bridge = common::start_bridge(&relay.bridge_config("pull", None), RELAY_KEY, &wa).await;
+    // Not `wait_for`, whose failure would print the 36 MiB of jobs.
+    let all_acknowledged = async {
+        while !relay.with(|s| s.jobs.is_empty()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let left = tokio::time::timeout(Duration::from_secs(60), all_acknowledged).await;
+    assert!(
+        left.is_ok(),
+        "jobs left with the relay: {:?}",
+        relay.with(|s| s
+            .jobs
+            .iter()
+            .map(|j| j["relay_message_id"].clone())
+            .collect::<Vec<_>>())
+    );
+    let entries: Vec<Value> = relay.with(|s| {
+        s.acks
+            .iter()
+            .flat_map(|ack| ack["acks"].as_array().cloned().unwrap_or_default())
+            .collect()
+    });
+    for i in 1..=6 {
+        let id = format!("huge-{i}");
+        let entry = entries
+            .iter()
+            .find(|e| e["relay_message_id"] == id.as_str())
+            .unwrap_or_else(|| panic!("{id} not acknowledged: {entries:?}"));
+        assert_eq!(entry["result"], "rejected", "{entry}");
+        assert!(entry["error"]["code"].is_string(), "{entry}");
+    }
+    let small = entries
+        .iter()
+        .find(|e| e["relay_message_id"] == "small-1")
+        .expect("the small job acknowledged");
+    assert_eq!(small["result"], "accepted", "{small}");
+    wa.wait_sent(1).await;
 }

@@ -48,6 +48,10 @@ pub enum RelayError {
     },
     #[error("the relay sent an unreadable answer to {path}: {reason}")]
     BadAnswer { path: String, reason: String },
+    /// A 2xx answer larger than the bridge reads, from a request whose
+    /// answer it needs whole ([`RelayClient::poll`]).
+    #[error("the relay's answer to {path} is larger than the {limit} bytes the bridge reads")]
+    TooLarge { path: String, limit: usize },
 }
 
 /// 4xx answers about the relay's route rather than the request: no such
@@ -86,6 +90,7 @@ impl RelayError {
             RelayError::Timeout { .. } => "relay_timeout".into(),
             RelayError::Http { status, .. } => format!("relay_http_{status}"),
             RelayError::BadAnswer { .. } => "relay_bad_answer".into(),
+            RelayError::TooLarge { .. } => "relay_answer_too_large".into(),
         }
     }
 
@@ -104,6 +109,9 @@ impl RelayError {
                 ..
             } => format!("HTTP {status}: {code}: {message}"),
             RelayError::BadAnswer { reason, .. } => format!("unreadable answer: {reason}"),
+            RelayError::TooLarge { limit, .. } => {
+                format!("an answer larger than the {limit} bytes the bridge reads")
+            }
         }
     }
 
@@ -129,9 +137,18 @@ impl RelayError {
                     || matches!(status, 401 | 403 | 429)
                     || ROUTE_NOT_THERE.contains(status)
             }
-            RelayError::BadAnswer { .. } => false,
+            RelayError::BadAnswer { .. } | RelayError::TooLarge { .. } => false,
         }
     }
+}
+
+/// What to make of a 2xx answer larger than the bridge reads.
+#[derive(Clone, Copy)]
+enum WhenCut {
+    /// Taken as an empty answer: the request was taken all the same.
+    Empty,
+    /// [`RelayError::TooLarge`]: the caller needs what it says.
+    Refuse,
 }
 
 /// The slowest upload the timeout allows for: a file gets a second more
@@ -224,6 +241,25 @@ impl RelayClient {
         self.answer(path, &url, request).await
     }
 
+    /// POST a poll for jobs: as [`Self::post`], but an answer larger than
+    /// the bridge reads is [`RelayError::TooLarge`], not an empty one, so
+    /// that the poller can ask for fewer jobs.
+    pub async fn poll(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+        timeout: Duration,
+    ) -> Result<Value, RelayError> {
+        let url = format!("{}{path}", self.base);
+        let request = self
+            .http
+            .post(&url)
+            .bearer_auth(self.key.expose())
+            .timeout(timeout)
+            .json(body);
+        self.answer_or(path, &url, request, WhenCut::Refuse).await
+    }
+
     /// POST a file's bytes as they are (`POST {media}`), its type as the
     /// Content-Type, its name percent-encoded in `X-Filename`, and its id as
     /// the Idempotency-Key; answered as [`Self::post`] is. The timeout is
@@ -255,6 +291,18 @@ impl RelayClient {
         url: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<Value, RelayError> {
+        self.answer_or(path, url, request, WhenCut::Empty).await
+    }
+
+    /// As [`Self::answer`], a 2xx answer larger than the bridge reads made
+    /// what `when_cut` says.
+    async fn answer_or(
+        &self,
+        path: &str,
+        url: &str,
+        request: reqwest::RequestBuilder,
+        when_cut: WhenCut,
+    ) -> Result<Value, RelayError> {
         let response = request.send().await.map_err(|e| classify(url, e))?;
         let status = response.status();
         let retry_after_ms = response
@@ -281,6 +329,12 @@ impl RelayClient {
             .await
             .map_err(|e| classify(url, e))?;
         if status.is_success() {
+            if cut && matches!(when_cut, WhenCut::Refuse) {
+                return Err(RelayError::TooLarge {
+                    path: path.to_string(),
+                    limit: self.answer_cap,
+                });
+            }
             if cut {
                 // Taken all the same: a request whose answer the bridge
                 // needs finds no fields in it and says so.

@@ -20,6 +20,7 @@ pub mod media_upload;
 pub mod pairing;
 mod pairing_install;
 mod pairing_remove;
+mod poll_size;
 pub mod pull;
 pub mod pull_ack;
 mod refusals;

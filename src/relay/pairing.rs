@@ -109,6 +109,9 @@ pub fn explain(error: &RelayError, url: &str, phone_id: &str) -> ExitError {
         RelayError::BadAnswer { reason, .. } => ExitError::Runtime(format!(
             "the relay at {url} sent an unreadable answer ({reason}); is this a pChat relay?"
         )),
+        e @ RelayError::TooLarge { .. } => {
+            ExitError::Runtime(format!("{e}; is this a pChat relay?"))
+        }
     }
 }
 

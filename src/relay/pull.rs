@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::poll_size::PollSize;
 use super::pull_ack::{Acked, acknowledge};
 use super::unknown_phone;
 use super::{Deps, RelayError};
@@ -91,24 +92,41 @@ pub async fn run(deps: Deps) {
     // New jobs committed so far, counted as each commits: one refused
     // while this grows is refused for its own sake, not the store's.
     let mut committed: u64 = 0;
+    let mut asked = PollSize::new(config.poll_max_jobs);
     loop {
         let polled_at = tokio::time::Instant::now();
         let body = json!({
             "phone_id": deps.settings.phone_id,
             "wait_seconds": wait,
-            "max": config.poll_max_jobs,
+            "max": asked.jobs(),
         });
         let polled = tokio::select! {
             _ = deps.shutdown.cancelled() => break,
-            polled = deps.client.post(&config.paths.poll, &body, None, Some(timeout)) => polled,
+            polled = deps.client.poll(&config.paths.poll, &body, timeout) => polled,
         };
         let jobs = match polled.and_then(|answer| jobs_of(&config.paths.poll, answer)) {
             Ok(jobs) => {
                 failures = 0;
                 deps.link.reached().await;
+                asked.answered(jobs.len());
                 jobs
             }
+            // The relay answered; the jobs come in smaller answers.
+            Err(RelayError::TooLarge { limit, .. }) if asked.halve() => {
+                tracing::warn!(
+                    limit,
+                    jobs = asked.jobs(),
+                    "the relay's answer to a poll is larger than the bridge reads; asking for fewer jobs"
+                );
+                continue;
+            }
             Err(e) => {
+                if let RelayError::TooLarge { limit, .. } = &e {
+                    tracing::error!(
+                        limit,
+                        "the relay's oldest job alone is larger than the bridge reads; it stays with the relay, and so do the jobs behind it"
+                    );
+                }
                 deps.link.failed(&e).await;
                 failures = failures.saturating_add(1);
                 if !deps.sleep_ms(deps.backoff_ms(failures, &e)).await {
