@@ -605,7 +605,8 @@ pub fn parse_since(since: Option<String>) -> Result<Option<i64>, ApiError> {
 /// the answer says how to send it rather than only that it is wrong.
 fn since_problem(since: &str) -> &'static str {
     if parse_rfc3339(&since.replace(' ', "+")).is_some() {
-        "must be an RFC 3339 time; its + came as a space (a + in a query string means one):          write it %2B, or give the time in UTC with Z"
+        "must be an RFC 3339 time; its + came as a space (a + in a query string means one): \
+         write it %2B, or give the time in UTC with Z"
     } else {
         "must be an RFC 3339 time"
     }

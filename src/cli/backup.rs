@@ -13,7 +13,9 @@ use clap::Args;
 
 use crate::config::LoadedConfig;
 use crate::exit::ExitError;
-use crate::store::sqlite::backup::{EventsFrom, PairingFrom, Restored, backup, restore};
+use crate::store::sqlite::backup::{
+    EventsFrom, LeftBehind, PairingFrom, Restored, backup, restore,
+};
 
 /// What a restored store's daemon does with the copy's outbox: it sends
 /// what the copy has queued or sending (requeued at start), and knows
@@ -119,6 +121,7 @@ pub async fn run_restore(loaded: &LoadedConfig, args: &RestoreArgs) -> Result<()
         println!("the replaced store is kept as {}", kept.display());
     }
     print_carried(&restored);
+    print_left_behind(&restored);
     println!("{MEDIA_NOT_INCLUDED}");
     warn(&restored.warnings);
     println!("{RESTART_HINT}");
@@ -159,6 +162,37 @@ fn print_carried(restored: &Restored) {
     }
 }
 
+/// What only the replaced store holds: messages committed after the
+/// backup, replies the SIM no longer has among them. None is taken over;
+/// each kind is named with its count and the file that keeps it, on the
+/// error stream as a warning, so that no loss goes without a word.
+fn print_left_behind(restored: &Restored) {
+    if let Some(said) = left_behind_said(restored.kept.first(), &restored.carried.left_behind) {
+        eprintln!("warning: {said}");
+    }
+}
+
+/// What [`print_left_behind`] says of `left`, with the replaced store
+/// kept as `kept` (none said without a replaced store).
+fn left_behind_said(kept: Option<&PathBuf>, left: &Option<LeftBehind>) -> Option<String> {
+    let kept = kept?.display();
+    let Some(left) = left else {
+        return Some(format!(
+            "what the replaced store holds that the backup does not could not be read; \
+             messages committed after the backup are only in {kept}"
+        ));
+    };
+    if *left == LeftBehind::default() {
+        return None;
+    }
+    Some(format!(
+        "committed after the backup and not in the restored store, kept only in {kept}: \
+         {} received messages ({} of them never taken by the relay), {} received messages that \
+         could not be decoded, {} accepted sends not yet sent",
+        left.inbound, left.inbound_not_forwarded, left.unreadable, left.outbound_unsent
+    ))
+}
+
 /// Where the restored store's relay pairing came from. The relay key file
 /// beside the store is not in a backup and a restore leaves it as it is:
 /// a pairing not carried over may not be the one that file is for.
@@ -194,5 +228,37 @@ mod tests {
         let said = pairing_said(&PairingFrom::Backup);
         assert!(said.contains("not carried over"), "{said}");
         assert!(said.contains("pair again"), "{said}");
+    }
+
+    #[test]
+    fn what_only_the_replaced_store_holds_is_said_with_its_file() {
+        let kept = PathBuf::from("state/phonerelay.sqlite3.before-restore-1");
+        let left = LeftBehind {
+            inbound: 3,
+            inbound_not_forwarded: 2,
+            unreadable: 1,
+            outbound_unsent: 4,
+        };
+        let said = left_behind_said(Some(&kept), &Some(left)).unwrap();
+        assert!(
+            said.contains("kept only in state/phonerelay.sqlite3.before-restore-1: 3 received"),
+            "{said}"
+        );
+        assert!(
+            said.contains("3 received messages (2 of them never taken by the relay)"),
+            "{said}"
+        );
+        assert!(
+            said.contains("1 received messages that could not be decoded"),
+            "{said}"
+        );
+        assert!(said.contains("4 accepted sends not yet sent"), "{said}");
+        assert_eq!(
+            left_behind_said(Some(&kept), &Some(LeftBehind::default())),
+            None
+        );
+        let unknown = left_behind_said(Some(&kept), &None).unwrap();
+        assert!(unknown.contains("could not be read; messages"), "{unknown}");
+        assert_eq!(left_behind_said(None, &None), None, "no replaced store");
     }
 }

@@ -18,7 +18,7 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags};
 
 pub use media_aside::MediaKept;
-pub use replaced::{Carried, EventsFrom, KeysCarried, PairingFrom};
+pub use replaced::{Carried, EventsFrom, KeysCarried, LeftBehind, PairingFrom};
 pub use restore::{Restored, restore};
 
 use crate::store::StoreError;

@@ -19,6 +19,25 @@ pub struct Carried {
     /// could not be read, and the keys are as the backup has them.
     pub keys: Option<KeysCarried>,
     pub pairing: PairingFrom,
+    /// What the replaced store holds that the restored one does not;
+    /// `None` if it could not be read.
+    pub left_behind: Option<LeftBehind>,
+}
+
+/// Messages only the replaced store holds (committed after the backup):
+/// the restored store does not have them, and nothing takes them over.
+/// Said by the restore, so that none goes without a word; they stay in
+/// the kept store's file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeftBehind {
+    /// Received messages (replies), however far they got.
+    pub inbound: u64,
+    /// Of those, the ones the relay never took (pending or dead letters).
+    pub inbound_not_forwarded: u64,
+    /// Received messages that could not be decoded, kept as they came.
+    pub unreadable: u64,
+    /// Sends accepted but not yet sent (queued or sending).
+    pub outbound_unsent: u64,
 }
 
 /// Where the restored store's relay pairing and link state come from.
@@ -82,9 +101,9 @@ pub(super) fn carry_over(from: &Path, to: &Path, now_ms: i64) -> Result<Carried,
     } else {
         Err("there is no store".to_string())
     };
-    let (keys, pairing, went_on) = match read {
-        Ok((keys, pairing, true)) => (Some(keys), pairing, Ok(())),
-        Ok((keys, pairing, false)) => (
+    let (keys, pairing, went_on, left_behind) = match read {
+        Ok((keys, pairing, true, left)) => (Some(keys), pairing, Ok(()), left),
+        Ok((keys, pairing, false, left)) => (
             Some(keys),
             pairing,
             Err(
@@ -92,8 +111,9 @@ pub(super) fn carry_over(from: &Path, to: &Path, now_ms: i64) -> Result<Carried,
                  retention has deleted that event, or a backup with none"
                     .to_string(),
             ),
+            left,
         ),
-        Err(why) => (None, PairingFrom::Backup, Err(why)),
+        Err(why) => (None, PairingFrom::Backup, Err(why), None),
     };
     let events = match went_on {
         Ok(()) => EventsFrom::Replaced,
@@ -107,6 +127,7 @@ pub(super) fn carry_over(from: &Path, to: &Path, now_ms: i64) -> Result<Carried,
         events,
         keys,
         pairing,
+        left_behind,
     };
     // Closed before the file is synced and renamed: nothing of it may be
     // left in a journal beside the copy.
@@ -126,16 +147,20 @@ pub(super) fn carry_over(from: &Path, to: &Path, now_ms: i64) -> Result<Carried,
 fn take_from(
     copy: &mut Connection,
     from: &Path,
-) -> Result<(KeysCarried, PairingFrom, bool), String> {
+) -> Result<(KeysCarried, PairingFrom, bool, Option<LeftBehind>), String> {
     let path = from
         .to_str()
         .ok_or_else(|| format!("{} is not UTF-8", from.display()))?;
     let sql = |e: rusqlite::Error| e.to_string();
     copy.execute("ATTACH DATABASE ?1 AS replaced", [path])
         .map_err(sql)?;
-    let taken = (|| -> Result<(KeysCarried, PairingFrom, bool), String> {
+    let taken = (|| -> Result<(KeysCarried, PairingFrom, bool, Option<LeftBehind>), String> {
         let tx = copy.transaction().map_err(sql)?;
         let went_on = continues_backup(&tx).map_err(sql)?;
+        // Not to be had from a store of an older schema (a restore by a
+        // new binary before its daemon ever ran): unknown then, and said
+        // so, but the rest is taken over all the same.
+        let left = left_behind(&tx).ok();
         // Before the keys are taken over, which would make every key of
         // the replaced store one the copy shares.
         let same_store = went_on || shares_history(&tx).map_err(sql)?;
@@ -154,12 +179,48 @@ fn take_from(
             PairingFrom::BackupOverNew
         };
         tx.commit().map_err(sql)?;
-        Ok((keys, pairing, went_on))
+        Ok((keys, pairing, went_on, left))
     })();
     let detached = copy.execute_batch("DETACH DATABASE replaced").map_err(sql);
     let keys = taken?;
     detached?;
     Ok(keys)
+}
+
+/// What only the replaced store holds ([`LeftBehind`]). A received
+/// message is the same one in both stores by its channel, phone and
+/// external id (its id may differ: a message received again after the
+/// backup), a send by its id.
+fn left_behind(tx: &Connection) -> rusqlite::Result<LeftBehind> {
+    let (inbound, inbound_not_forwarded) = tx.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(r.relay_state IN ('pending', 'dead')), 0)
+         FROM replaced.inbound r
+         WHERE NOT EXISTS (SELECT 1 FROM main.inbound m WHERE m.channel = r.channel
+               AND m.phone_id = r.phone_id AND m.external_id = r.external_id)",
+        [],
+        |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+    )?;
+    let unreadable: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM replaced.inbound_unreadable r
+         WHERE NOT EXISTS (SELECT 1 FROM main.inbound_unreadable m WHERE m.channel = r.channel
+               AND m.phone_id = r.phone_id AND m.raw_sha256 = r.raw_sha256)",
+        [],
+        |row| row.get(0),
+    )?;
+    let outbound_unsent: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM replaced.outbound r
+         WHERE r.status IN ('queued', 'sending')
+           AND NOT EXISTS (SELECT 1 FROM main.outbound m WHERE m.id = r.id)",
+        [],
+        |row| row.get(0),
+    )?;
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    Ok(LeftBehind {
+        inbound: count(inbound),
+        inbound_not_forwarded: count(inbound_not_forwarded),
+        unreadable: count(unreadable),
+        outbound_unsent: count(outbound_unsent),
+    })
 }
 
 /// Whether the replaced store went on from the backup: it holds the

@@ -247,6 +247,67 @@ mod tests {
         );
     }
 
+    /// A received message `external_id`, in relay state `relay_state`.
+    fn receive(conn: &Connection, external_id: &str, relay_state: &str) {
+        conn.execute(
+            "INSERT INTO inbound (id, channel, phone_id, external_id, sender, body,
+                 received_at, committed_at, relay_state)
+             VALUES (?1, 'sms', 'p', ?1, '+1555', 'hi', 1, 1, ?2)",
+            [external_id, relay_state],
+        )
+        .unwrap();
+    }
+
+    /// What was committed after the backup and is not in it (replies the
+    /// SIM no longer has, sends answered 202) is not taken over: counted
+    /// and named, so that the restore says what only the kept store
+    /// holds. What both hold, and sends already sent, are not counted.
+    #[test]
+    fn a_restore_counts_the_messages_only_the_replaced_store_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store(dir.path());
+        let conn = Connection::open(&db).unwrap();
+        receive(&conn, "in-before", "pending");
+        let copy = dir.path().join("copy.sqlite3");
+        backup(&db, &copy).unwrap();
+        receive(&conn, "in-forwarded", "delivered");
+        receive(&conn, "in-pending", "pending");
+        receive(&conn, "in-dead", "dead");
+        queue_message(&conn, "out-queued");
+        queue_message(&conn, "out-sent");
+        conn.execute(
+            "UPDATE outbound SET status = 'sent' WHERE id = 'out-sent'",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO inbound_unreadable (id, channel, phone_id, raw_sha256, raw, origin,
+                 reason, received_at, committed_at)
+             VALUES ('u', 'sms', 'p', x'01', x'00', 'pdu', 'undecodable', 1, 1)",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let restored = restore(&copy, &db, ".before-restore").unwrap();
+        assert_eq!(
+            restored.carried.left_behind,
+            Some(replaced::LeftBehind {
+                inbound: 3,
+                inbound_not_forwarded: 2,
+                unreadable: 1,
+                outbound_unsent: 1,
+            })
+        );
+
+        // Restored again from the same copy: the store it replaces now is
+        // the copy itself, and nothing is left behind.
+        let restored = restore(&copy, &db, ".before-restore").unwrap();
+        assert_eq!(
+            restored.carried.left_behind,
+            Some(replaced::LeftBehind::default())
+        );
+    }
+
     /// A status event of a message of its own: no two stores' are alike.
     fn add_event(conn: &Connection) -> i64 {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
