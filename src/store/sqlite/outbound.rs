@@ -1066,12 +1066,15 @@ pub fn apply_status(
         // SMSC stamps whole seconds, a handset's clock is its own): a
         // history that goes back in time, and an `updated_at` before
         // `created_at`, help no one, so it is never earlier than the last
-        // change.
+        // change. Nor later than now by this bridge's clock: an SMSC
+        // whose clock is ahead, or a year it encodes wrongly (2080), put
+        // the change hours or decades ahead, counted in the last hour's
+        // sends all that while and never old enough for retention.
         set_status(
             conn,
             &id,
             next,
-            u.at_ms.max(updated_at),
+            u.at_ms.min(now_ms).max(updated_at),
             u.code.as_deref(),
             u.reason.as_deref(),
         )?;
@@ -1951,6 +1954,38 @@ mod tests {
             [Queued, Sending, Sent, Delivered],
             "no failed after delivered"
         );
+    }
+
+    /// A report dated ahead of this bridge's clock (an SMSC's clock
+    /// ahead, or a year encoded wrongly) changes the message as of when
+    /// it came, not decades ahead, where retention would never reach it;
+    /// one dated before the last change, as of that change.
+    #[test]
+    fn a_report_dated_ahead_changes_the_message_as_of_now() {
+        let conn = at_version(MIGRATIONS.len());
+        let t0 = 1_800_000_000_000;
+        let id = sent_message(&conn, &["a"], t0);
+        let decades_ahead = t0 + 60 * 365 * 24 * HOUR_MS;
+        let now = t0 + 5_000;
+        apply_status(
+            &conn,
+            &report("a", DeliveryStatus::Delivered, decades_ahead),
+            now,
+        )
+        .unwrap();
+        let record = get(&conn, &id).unwrap().unwrap().record;
+        assert_eq!(record.status, OutboundStatus::Delivered);
+        assert_eq!(record.updated_at_ms, now);
+
+        let late = sent_message(&conn, &["b"], t0 + 10_000);
+        apply_status(
+            &conn,
+            &report("b", DeliveryStatus::Delivered, t0),
+            now + 10_000,
+        )
+        .unwrap();
+        let record = get(&conn, &late).unwrap().unwrap().record;
+        assert_eq!(record.updated_at_ms, t0 + 10_002, "not before the send was recorded");
     }
 
     /// A long message is read once each part is delivered or read and one
