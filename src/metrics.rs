@@ -202,7 +202,7 @@ impl Default for Metrics {
         );
         registry.register(
             "store_media_files",
-            "Files received with inbound messages and kept (their bytes: store_bytes{file=\"media\"})",
+            "Files received with inbound messages and kept (their bytes: store_bytes with file media)",
             store_media_files.clone(),
         );
         // Labelled with the bridge's phone_id at the relay, and so absent

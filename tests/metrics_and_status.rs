@@ -39,6 +39,20 @@ async fn metrics_are_served_as_the_openmetrics_text_they_are() {
     );
     let body = response.text().await.unwrap();
     assert!(body.trim_end().ends_with("# EOF"), "{body}");
+    // OpenMetrics' HELP text takes no bare `"` or `\` (only `\\`, `\n`
+    // and `\"`): a strict parser refuses the whole exposition for one.
+    for help in body.lines().filter(|l| l.starts_with("# HELP ")) {
+        let mut chars = help.chars();
+        while let Some(c) = chars.next() {
+            assert_ne!(c, '"', "a bare quote in {help}");
+            if c == '\\' {
+                assert!(
+                    matches!(chars.next(), Some('\\' | 'n' | '"')),
+                    "a bare backslash in {help}"
+                );
+            }
+        }
+    }
 }
 
 /// Hide (rename) or restore the `outbound` table: the daemon's next read
