@@ -115,6 +115,31 @@ fn colors_wanted() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// A [`Throttle`] for a line written from calls that share no state (a
+/// handler runs per request, a loop starts again with each link), kept in
+/// a `static` beside the line. One process is one daemon, so the
+/// throttle is the process's.
+pub struct SharedThrottle(std::sync::Mutex<Throttle>);
+
+impl SharedThrottle {
+    pub const fn new(every: Duration) -> Self {
+        Self(std::sync::Mutex::new(Throttle::new(every)))
+    }
+
+    /// [`Throttle::allow`] now.
+    pub fn allow(&self) -> Option<u64> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .allow(Instant::now())
+    }
+}
+
+/// How often a failure that repeats while something stays broken is
+/// logged again, with the count of those held back (docs/architecture.md,
+/// "Logs during an outage").
+pub const REPEATED_FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
+
 /// Lets a line that would repeat with every request through at most once
 /// per `every`, and counts the ones it held back. Pure: time is passed in.
 #[derive(Debug)]

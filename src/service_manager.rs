@@ -265,10 +265,17 @@ impl<'a, W: Watched, T: Fn(&[NotifyState])> Notifier<'a, W, T> {
             self.doing(),
             since.elapsed().as_secs()
         );
-        tracing::error!(
-            "the store did not answer within {} ms; the watchdog is not fed",
-            answer_within.as_millis()
-        );
+        // At every beat while it lasts: with no watchdog set (a run by
+        // hand, or a unit without WatchdogSec) nothing ends it.
+        static LOG: crate::logging::SharedThrottle =
+            crate::logging::SharedThrottle::new(crate::logging::REPEATED_FAILURE_LOG_EVERY);
+        if let Some(unlogged) = LOG.allow() {
+            tracing::error!(
+                beats_since_last_logged = unlogged,
+                "the store did not answer within {} ms; the watchdog is not fed",
+                answer_within.as_millis()
+            );
+        }
         (self.tell)(&[NotifyState::Status(&status)]);
     }
 

@@ -152,13 +152,9 @@ impl From<StoreError> for ApiError {
         // than one per request (`/ready` and `phonerelay_store_up` say it
         // at every moment). One process is one daemon, so the throttle is
         // the process's.
-        static THROTTLE: std::sync::Mutex<crate::logging::Throttle> =
-            std::sync::Mutex::new(crate::logging::Throttle::new(STORE_ERROR_LOG_EVERY));
-        let allowed = THROTTLE
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .allow(std::time::Instant::now());
-        if let Some(unlogged) = allowed {
+        static THROTTLE: crate::logging::SharedThrottle =
+            crate::logging::SharedThrottle::new(STORE_ERROR_LOG_EVERY);
+        if let Some(unlogged) = THROTTLE.allow() {
             tracing::error!(error = %e, requests_since_last_logged = unlogged,
                 "store error while serving a request");
         }

@@ -15,6 +15,7 @@ use super::human::{age, human_bytes};
 use super::paging::query_error;
 use super::state::AppState;
 use crate::clock::{now_ms, rfc3339};
+use crate::logging::{REPEATED_FAILURE_LOG_EVERY, SharedThrottle};
 use crate::metrics::labels;
 use crate::store::{DiskUsage, EndpointStats, MediaRefusal, Scope};
 
@@ -252,7 +253,11 @@ async fn unreadable_counts(state: &AppState, store_ok: bool) -> Vec<(ChannelKind
         return Vec::new();
     }
     state.store.unreadable_counts().await.unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "cannot count the unreadable inbound items for the status report");
+        static LOG: SharedThrottle = SharedThrottle::new(REPEATED_FAILURE_LOG_EVERY);
+        if let Some(unlogged) = LOG.allow() {
+            tracing::warn!(error = %e, reports_since_last_logged = unlogged,
+                "cannot count the unreadable inbound items for the status report");
+        }
         Vec::new()
     })
 }
@@ -266,7 +271,12 @@ pub(crate) async fn report(state: &AppState) -> StatusReport {
         Ok(()) => match state.store.queue_stats(now - RECENT_WINDOW_MS).await {
             Ok(stats) => Some(stats),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the queue for the status report");
+                // Asked at every watchdog beat, `/ready` and status call.
+                static LOG: SharedThrottle = SharedThrottle::new(REPEATED_FAILURE_LOG_EVERY);
+                if let Some(unlogged) = LOG.allow() {
+                    tracing::warn!(error = %e, reports_since_last_logged = unlogged,
+                        "cannot read the queue for the status report");
+                }
                 None
             }
         },
@@ -413,7 +423,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     // Unread, the queue gauges keep their last values: zeros would clear
     // an alert on the queue just when the store cannot be read.
     if let Err(e) = &stats {
-        tracing::warn!(error = %e, "cannot read the queue for /metrics; its gauges keep their last values");
+        // Asked at every scrape.
+        static LOG: SharedThrottle = SharedThrottle::new(REPEATED_FAILURE_LOG_EVERY);
+        if let Some(unlogged) = LOG.allow() {
+            tracing::warn!(error = %e, scrapes_since_last_logged = unlogged,
+                "cannot read the queue for /metrics; its gauges keep their last values");
+        }
     }
     // Unread, they keep their last values, as the queue's do.
     let unreadable = state.store.unreadable_counts().await.ok();

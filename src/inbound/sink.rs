@@ -295,13 +295,9 @@ fn no_room(size: u64, reason: MediaRefusal) -> String {
 /// meanwhile. One process is one daemon, so the throttle is the
 /// process's.
 fn log_refusal(channel: ChannelKind, phone_id: &str, reason: &str, why: &str) {
-    static THROTTLE: std::sync::Mutex<crate::logging::Throttle> =
-        std::sync::Mutex::new(crate::logging::Throttle::new(MEDIA_REFUSED_LOG_EVERY));
-    let allowed = THROTTLE
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .allow(std::time::Instant::now());
-    if let Some(unlogged) = allowed {
+    static THROTTLE: crate::logging::SharedThrottle =
+        crate::logging::SharedThrottle::new(MEDIA_REFUSED_LOG_EVERY);
+    if let Some(unlogged) = THROTTLE.allow() {
         tracing::warn!(%channel, phone_id, reason, refused_since_last_logged = unlogged,
             "a received file is not kept; its message goes on without it: {why}");
     }

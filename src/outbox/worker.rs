@@ -19,7 +19,7 @@ use super::send::{Deferral, Limiters, send_one, send_panicked};
 use crate::clock::now_ms;
 use crate::config::OutboxConfig;
 use crate::endpoints::Endpoint;
-use crate::logging::Throttle;
+use crate::logging::{REPEATED_FAILURE_LOG_EVERY, Throttle};
 use crate::metrics::Metrics;
 use crate::store::{ClaimRequest, DUE_AT_ONCE_MS, OutboundRecord, SendOutcome, Store};
 
@@ -27,10 +27,6 @@ use crate::store::{ClaimRequest, DUE_AT_ONCE_MS, OutboundRecord, SendOutcome, St
 /// committed by another process (`phonerelay send` through a second daemon
 /// is not a thing, but a restored backup is).
 const IDLE_POLL: Duration = Duration::from_secs(5);
-
-/// How often a failure that repeats at every poll while the store refuses
-/// writes (a full disk) is logged again; the ones between are counted.
-const REPEATED_FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// How often a dispatcher whose endpoint is down looks whether it is back.
 const DOWN_POLL: Duration = Duration::from_millis(250);

@@ -265,7 +265,13 @@ async fn pass(
         {
             Ok(pending) => pending,
             Err(e) => {
-                tracing::error!(error = %e, "cannot read inbound messages to forward");
+                // Tried again at every round while the store is out.
+                static LOG: crate::logging::SharedThrottle =
+                    crate::logging::SharedThrottle::new(crate::logging::REPEATED_FAILURE_LOG_EVERY);
+                if let Some(unlogged) = LOG.allow() {
+                    tracing::error!(error = %e, rounds_since_last_logged = unlogged,
+                        "cannot read inbound messages to forward");
+                }
                 return None;
             }
         };

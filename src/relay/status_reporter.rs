@@ -13,8 +13,13 @@ use super::client::RelayError;
 use super::settings::{SCOPE, STATUS_CURSOR};
 use super::{reported_relay, unknown_phone};
 use crate::clock::rfc3339;
+use crate::logging::{REPEATED_FAILURE_LOG_EVERY, SharedThrottle};
 use crate::metrics::labels;
 use crate::store::{OutboundStatus, RelayStatusBatch, RelayStatusEvent};
+
+/// The reporter's failed reads of the store, tried again every second or
+/// so while the store is out: logged once a minute.
+static READ_FAILED_LOG: SharedThrottle = SharedThrottle::new(REPEATED_FAILURE_LOG_EVERY);
 
 /// Events per request.
 const BATCH: u32 = 100;
@@ -93,7 +98,10 @@ pub async fn run(deps: Deps) {
         {
             Ok(batch) => batch,
             Err(e) => {
-                tracing::error!(error = %e, "cannot read the status log");
+                if let Some(unlogged) = READ_FAILED_LOG.allow() {
+                    tracing::error!(error = %e, reads_since_last_logged = unlogged,
+                        "cannot read the status log");
+                }
                 if !deps.sleep_ms(interval.max(1000)).await {
                     break;
                 }
@@ -185,7 +193,10 @@ async fn start_cursor(deps: &Deps, interval_ms: u64) -> Option<i64> {
         match deps.state.store.load_cursor(SCOPE, STATUS_CURSOR).await {
             Ok(saved) => return Some(saved.and_then(|v| v.parse().ok()).unwrap_or(0)),
             Err(e) => {
-                tracing::error!(error = %e, "cannot read the status cursor; trying again");
+                if let Some(unlogged) = READ_FAILED_LOG.allow() {
+                    tracing::error!(error = %e, reads_since_last_logged = unlogged,
+                        "cannot read the status cursor; trying again");
+                }
                 if !deps.sleep_ms(interval_ms.max(1000)).await {
                     return None;
                 }

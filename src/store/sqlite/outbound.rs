@@ -1985,7 +1985,11 @@ mod tests {
         )
         .unwrap();
         let record = get(&conn, &late).unwrap().unwrap().record;
-        assert_eq!(record.updated_at_ms, t0 + 10_002, "not before the send was recorded");
+        assert_eq!(
+            record.updated_at_ms,
+            t0 + 10_002,
+            "not before the send was recorded"
+        );
     }
 
     /// A long message is read once each part is delivered or read and one
