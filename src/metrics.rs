@@ -38,6 +38,7 @@ pub struct Metrics {
     pub relay_up: Family<Labels, Gauge>,
     pub relay_inbound_pending: Family<Labels, Gauge>,
     pub relay_inbound_dead: Family<Labels, Gauge>,
+    pub relay_inbound_oldest_seconds: Family<Labels, Gauge>,
     pub relay_status_skipped: Family<Labels, Counter>,
     pub relay_status_held: Family<Labels, Gauge>,
     pub relay_uploads_given_up: Family<Labels, Counter>,
@@ -85,6 +86,7 @@ impl Default for Metrics {
         let relay_up = Family::<Labels, Gauge>::default();
         let relay_inbound_pending = Family::<Labels, Gauge>::default();
         let relay_inbound_dead = Family::<Labels, Gauge>::default();
+        let relay_inbound_oldest_seconds = Family::<Labels, Gauge>::default();
         let relay_status_skipped = Family::<Labels, Counter>::default();
         let relay_status_held = Family::<Labels, Gauge>::default();
         let relay_uploads_given_up = Family::<Labels, Counter>::default();
@@ -224,6 +226,11 @@ impl Default for Metrics {
             relay_inbound_dead.clone(),
         );
         registry.register(
+            "relay_inbound_oldest_seconds",
+            "How long the oldest inbound message waiting for the relay has waited; 0 when none waits",
+            relay_inbound_oldest_seconds.clone(),
+        );
+        registry.register(
             "relay_status_skipped",
             "Status events the relay refused on their own (while taking others) and so skipped",
             relay_status_skipped.clone(),
@@ -267,6 +274,7 @@ impl Default for Metrics {
             relay_up,
             relay_inbound_pending,
             relay_inbound_dead,
+            relay_inbound_oldest_seconds,
             relay_status_skipped,
             relay_status_held,
             relay_uploads_given_up,

@@ -43,6 +43,13 @@ async fn an_inbound_answered_by_a_redirect_is_not_delivered_but_retried_until_th
     assert_eq!(code, 200, "{link}");
     assert_eq!(link["inbound_pending"], 1, "{link}");
     assert_eq!(link["inbound_dead"], 0, "{link}");
+    // How long it has waited, said beside the count, and as a gauge.
+    assert!(link["inbound_oldest_seconds"].is_u64(), "{link}");
+    let metrics = bridge.metrics_text().await;
+    assert!(
+        metrics.contains("phonerelay_relay_inbound_oldest_seconds{phone_id=\"ph1\"}"),
+        "{metrics}"
+    );
     relay.with(|s| {
         assert!(s.messages.is_empty());
         assert_eq!(s.elsewhere_hits, 0, "the redirect was followed");
@@ -53,11 +60,18 @@ async fn an_inbound_answered_by_a_redirect_is_not_delivered_but_retried_until_th
     relay
         .wait_for("the inbound", |s| s.messages.len() == 1)
         .await;
-    bridge
+    let link = bridge
         .wait_link("nothing pending, no error", |l| {
             l["inbound_pending"] == 0 && l["last_error"].is_null()
         })
         .await;
+    assert!(link.get("inbound_oldest_seconds").is_none(), "{link}");
+    assert!(
+        bridge
+            .metrics_text()
+            .await
+            .contains("phonerelay_relay_inbound_oldest_seconds{phone_id=\"ph1\"} 0")
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     relay.with(|s| {
         assert_eq!(s.message_posts_taken, 1);

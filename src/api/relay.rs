@@ -47,6 +47,11 @@ pub struct RelayLinkView {
     /// `inbound_pending` is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inbound_dead: Option<u64>,
+    /// How long the oldest inbound message waiting for the relay has
+    /// waited (seconds since its commit); absent when none waits, or
+    /// when the store cannot say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbound_oldest_seconds: Option<u64>,
     /// `running`; `not_running` when a relay is named but the link is off
     /// (no key file, or not the key the pairing recorded), the last
     /// reached and error then being those of an earlier link; `unknown`
@@ -131,6 +136,10 @@ pub async fn link_view(state: &AppState) -> Result<Option<RelayLinkView>, LinkUn
         key_rejected: link.key_rejected,
         inbound_pending: counts.as_ref().map(|c| c.pending),
         inbound_dead: counts.as_ref().map(|c| c.dead),
+        inbound_oldest_seconds: counts
+            .as_ref()
+            .and_then(|c| c.oldest_pending_at_ms)
+            .map(|at| u64::try_from(crate::clock::now_ms().saturating_sub(at) / 1000).unwrap_or(0)),
         state: link_state.into(),
         reason,
     }))

@@ -506,6 +506,7 @@ fn set_relay_gauges(state: &AppState, relay: Option<&super::relay::RelayLinkView
             &metrics.relay_up,
             &metrics.relay_inbound_pending,
             &metrics.relay_inbound_dead,
+            &metrics.relay_inbound_oldest_seconds,
         ];
         for family in families {
             family.clear();
@@ -514,10 +515,15 @@ fn set_relay_gauges(state: &AppState, relay: Option<&super::relay::RelayLinkView
         let series = labels(&[("phone_id", &relay.phone_id)]);
         // Counts that could not be read come with the state `unknown`,
         // which returned above; 0 is never made up for them.
+        // None waiting is 0 seconds: an alert on the age clears.
+        let oldest = relay
+            .inbound_pending
+            .map(|_| relay.inbound_oldest_seconds.unwrap_or(0));
         let values = [
             Some(relay.reachable() as u64),
             relay.inbound_pending,
             relay.inbound_dead,
+            oldest,
         ];
         for (family, value) in families.into_iter().zip(values) {
             if let Some(value) = value {

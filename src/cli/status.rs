@@ -146,8 +146,14 @@ fn render_raw(report: &StatusReport) -> String {
         out.push_str("(no endpoints configured)\n");
     }
     if let Some(relay) = &report.relay {
+        // How long the oldest has waited: a count alone reads the same
+        // for a reply held a minute and one held for days.
+        let oldest = relay
+            .inbound_oldest_seconds
+            .map(|seconds| format!(" (oldest {})", age(seconds)))
+            .unwrap_or_default();
         out.push_str(&format!(
-            "\nrelay {} ({}, phone_id {})  last reached: {}  inbound pending: {}  dead letters: {}\n",
+            "\nrelay {} ({}, phone_id {})  last reached: {}  inbound pending: {}{oldest}  dead letters: {}\n",
             relay.url,
             relay.mode,
             relay.phone_id,
@@ -327,12 +333,17 @@ mod tests {
             key_rejected: false,
             inbound_pending: Some(2),
             inbound_dead: Some(0),
+            inbound_oldest_seconds: Some(3 * 3600 + 5),
             state: crate::api::relay::LINK_NOT_RUNNING.into(),
             reason: Some("relay key file relay.key is missing".into()),
         });
         let table = render(&named);
         assert!(
             table.contains("relay link not running: relay key file relay.key is missing"),
+            "{table}"
+        );
+        assert!(
+            table.contains("inbound pending: 2 (oldest 3h)  dead letters: 0"),
             "{table}"
         );
         named.relay.as_mut().unwrap().state = crate::api::relay::LINK_RUNNING.into();
@@ -342,6 +353,7 @@ mod tests {
         let relay = named.relay.as_mut().unwrap();
         relay.state = crate::api::relay::LINK_UNKNOWN.into();
         (relay.inbound_pending, relay.inbound_dead) = (None, None);
+        relay.inbound_oldest_seconds = None;
         let table = render(&named);
         assert!(
             table.contains("inbound pending: ?  dead letters: ?"),

@@ -689,6 +689,10 @@ impl DeadLetterFilter {
 pub struct RelayInboundCounts {
     pub pending: u64,
     pub dead: u64,
+    /// When the oldest pending one was committed: how long the relay has
+    /// kept a reply waiting, which a count does not tell (one reply held
+    /// for days reads "1 pending").
+    pub oldest_pending_at_ms: Option<i64>,
 }
 
 /// A status change of a message that came with a `relay_message_id`.

@@ -355,6 +355,11 @@ pub fn counts(conn: &Connection) -> StoreResult<RelayInboundCounts> {
             _ => {}
         }
     }
+    if counts.pending > 0 {
+        counts.oldest_pending_at_ms = conn
+            .prepare_cached(super::routing::OLDEST_PENDING)?
+            .query_row([], |row| row.get(0))?;
+    }
     Ok(counts)
 }
 
