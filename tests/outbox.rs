@@ -1659,6 +1659,7 @@ async fn a_message_s_adapter_state_goes_with_the_record_of_its_end() {
         code: "busy".into(),
         reason: "later".into(),
         now_ms: now,
+        may_have_gone_out: true,
     };
     store
         .record_outcomes(vec![(ids[0].clone(), sent), (ids[1].clone(), retry)])

@@ -322,6 +322,7 @@ fn stopped_in_flight(ctx: &DispatchContext, record: &OutboundRecord) -> SendOutc
             .into(),
         // An event time: see `SendOutcome::Retry`.
         now_ms: crate::clock::event_ms(),
+        may_have_gone_out: true,
     }
 }
 
@@ -458,6 +459,7 @@ fn classify(ctx: &DispatchContext, record: &OutboundRecord, error: SendError) ->
         // end of a message's first attempt with replies' arrivals
         // (`SendOutcome::Retry`). The retry is due by the wall clock.
         now_ms: crate::clock::event_ms(),
+        may_have_gone_out: !error.nothing_sent,
     }
 }
 
@@ -538,6 +540,39 @@ mod tests {
         let again = store.claim_outbound(claim_at(now - HOUR)).await.unwrap();
         let texts: Vec<&str> = again.iter().map(|m| m.text.as_str()).collect();
         assert_eq!(texts, ["released", "cut off"]);
+    }
+
+    /// A transient failure the adapter says put nothing out is retried
+    /// as any other, but as one that put nothing out, so reply routing
+    /// dates no conversation from it; one it cannot say that of may have.
+    #[tokio::test]
+    async fn a_failure_that_put_nothing_out_is_retried_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap());
+        let ctx = DispatchContext::for_tests(store.clone());
+        let now = now_ms();
+        store.accept_outbound(queued_sms("hi", now)).await.unwrap();
+        let claimed = store
+            .claim_outbound(crate::store::ClaimRequest {
+                channel: phonerelay_channel::ChannelKind::Sms,
+                phone_id: "m1".into(),
+                limit: 1,
+                now_ms: now,
+                lease_ms: 60_000,
+                skip_recipients: Vec::new(),
+            })
+            .await
+            .unwrap();
+        let refused = SendError::transient("cms_500", "unknown error");
+        for (error, out) in [(refused.clone().nothing_sent(true), false), (refused, true)] {
+            match classify(&ctx, &claimed[0], error) {
+                SendOutcome::Retry {
+                    may_have_gone_out, ..
+                } => assert_eq!(may_have_gone_out, out),
+                other => panic!("not a retry: {other:?}"),
+            }
+        }
     }
 
     /// The send ends and the hard stop fires before the sending task runs

@@ -309,6 +309,11 @@ pub enum SendOutcome {
         code: String,
         reason: String,
         now_ms: i64,
+        /// Something of the attempt may have gone out (the adapter could
+        /// not say that nothing did: `SendError::nothing_sent`): the
+        /// message's conversation is dated from this attempt's end if it
+        /// is the first such.
+        may_have_gone_out: bool,
     },
     /// Not an attempt (a rate limit, a shutdown, the endpoint down, the
     /// remote refusing it for now, or an earlier message to the same

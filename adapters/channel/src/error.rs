@@ -48,6 +48,13 @@ pub struct SendError {
     pub code: String,
     pub message: String,
     pub retry_after: Option<Duration>,
+    /// The adapter knows that nothing of this attempt went out (a
+    /// `Transient` failure before any part reached the network). Reply
+    /// routing dates a pChat user's conversation from the first attempt
+    /// that may have put something out; one that put nothing out must not
+    /// take the conversation from whoever wrote to the recipient before.
+    /// False (the default) when the adapter cannot tell.
+    pub nothing_sent: bool,
 }
 
 impl SendError {
@@ -95,6 +102,16 @@ impl SendError {
             code: code.into(),
             message: message.into(),
             retry_after: None,
+            nothing_sent: false,
+        }
+    }
+
+    /// Say whether the adapter knows nothing of this attempt went out
+    /// ([`SendError::nothing_sent`]).
+    pub fn nothing_sent(self, nothing_sent: bool) -> Self {
+        Self {
+            nothing_sent,
+            ..self
         }
     }
 

@@ -197,7 +197,7 @@ fn classify(error: DriverError) -> SendError {
                 // counts as an attempt, as with 331 below.
                 SendError::rate_limited(format!("cms_{code}"), message, None)
             } else {
-                SendError::transient(format!("cms_{code}"), message)
+                SendError::transient(format!("cms_{code}"), message).nothing_sent(nothing_sent)
             }
         }
         DriverError::Rejected(why) => SendError::transient("sms_rejected", why),
@@ -240,7 +240,7 @@ fn held_unless_sent(error: ErrorCode, message: String, nothing_sent: bool) -> Se
     if nothing_sent {
         SendError::unavailable(error.label(), message)
     } else {
-        SendError::transient(error.label(), message)
+        SendError::transient(error.label(), message).nothing_sent(false)
     }
 }
 
@@ -395,6 +395,7 @@ impl SmsChannel {
                     "cannot keep the message's concatenation reference in the store ({e}); nothing sent, trying again later"
                 ),
             )
+            .nothing_sent(true)
         };
         let sink = self.sink.get().map(|sink| sink.as_ref());
         // The counter is stepped first: a restart between the two writes

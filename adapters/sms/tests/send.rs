@@ -227,6 +227,9 @@ async fn cms_errors_are_classified() {
         .unwrap_err();
     assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
     assert_eq!(err.code, "cms_27");
+    // Refused at its only part: nothing of it went out, and reply
+    // routing must not date a conversation from it.
+    assert!(err.nothing_sent, "{err:?}");
     rig.channel
         .send(&message("t", "+15551230001", "hi"))
         .await
@@ -241,6 +244,22 @@ async fn cms_errors_are_classified() {
     assert_eq!(err.class, ErrorClass::Permanent, "{err:?}");
     assert_eq!(err.code, "cms_1");
     assert_eq!(rig.sim.sent_messages().len(), 1);
+}
+
+/// A transient refusal after the first part of a long message went out:
+/// something of it is out, and the error does not say nothing was sent.
+#[tokio::test]
+async fn a_transient_refusal_after_a_part_went_out_says_so() {
+    let rig = Rig::start(behaviour(), modem_config("main")).await;
+    rig.wait_up().await;
+    rig.sim.fail_sends_after(1, 27, 1);
+    let err = rig
+        .channel
+        .send(&message("long", "+15551230001", &"x".repeat(300)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "cms_27");
+    assert!(!err.nothing_sent, "{err:?}");
 }
 
 /// `+CMS ERROR: 304` (invalid PDU mode parameter) to a PDU the codec

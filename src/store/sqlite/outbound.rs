@@ -795,12 +795,15 @@ pub fn record_outcome_plainly(
             code,
             reason,
             now_ms,
+            may_have_gone_out,
         } => requeue(
             conn,
             id,
             *next_attempt_at_ms,
             *now_ms,
-            Attempt::Counted,
+            Attempt::Counted {
+                may_have_gone_out: *may_have_gone_out,
+            },
             code,
             reason,
         ),
@@ -892,15 +895,19 @@ fn other_holder(
 /// How a claimed message goes back to the queue.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Attempt {
-    /// It was tried (`SendOutcome::Retry`): some of it may have gone out.
-    Counted,
+    /// It was tried (`SendOutcome::Retry`), and some of it may have gone
+    /// out unless the adapter said nothing did.
+    Counted { may_have_gone_out: bool },
     /// It was not (`SendOutcome::Release`): the attempt is given back.
     GivenBack,
 }
 
 /// Put claimed message `id` back in the queue. After its first attempt
-/// that counted, `went_out_at` takes `now_ms`, that attempt's end (an
-/// event time: `SendOutcome::Retry`), and keeps it through later ones.
+/// that counted and may have put something out, `went_out_at` takes
+/// `now_ms`, that attempt's end (an event time: `SendOutcome::Retry`),
+/// and keeps it through later ones. An attempt that put nothing out
+/// leaves it alone: dated from it, the sender's conversation took the
+/// replies meant for whoever wrote to the recipient before.
 fn requeue(
     conn: &Connection,
     id: &str,
@@ -919,12 +926,15 @@ fn requeue(
     let Some(seq) = event.log_before_change(conn, id)? else {
         return Ok(());
     };
-    let counted = attempt == Attempt::Counted;
+    let (counted, may_have_gone_out) = match attempt {
+        Attempt::Counted { may_have_gone_out } => (true, may_have_gone_out),
+        Attempt::GivenBack => (false, false),
+    };
     conn.prepare_cached(
         "UPDATE outbound SET status = 'queued', next_attempt_at = ?2, updated_at = ?3,
             lease_until = NULL, attempts = MAX(attempts - (NOT ?4), 0),
             error_code = ?5, error_message = ?6,
-            went_out_at = CASE WHEN ?4 THEN COALESCE(went_out_at, ?3) ELSE went_out_at END
+            went_out_at = CASE WHEN ?7 THEN COALESCE(went_out_at, ?3) ELSE went_out_at END
          WHERE seq = ?1",
     )?
     .execute(params![
@@ -933,7 +943,8 @@ fn requeue(
         now_ms,
         counted,
         code,
-        reason
+        reason,
+        may_have_gone_out
     ])?;
     Ok(())
 }
@@ -1453,6 +1464,7 @@ mod tests {
             code: "busy".into(),
             reason: "try later".into(),
             now_ms,
+            may_have_gone_out: true,
         });
         assert_eq!(claim_at(&conn, 30).len(), 1);
         // The second attempt is under way: the history ends with it.
@@ -1484,6 +1496,7 @@ mod tests {
                 code: "busy".into(),
                 reason: "try later".into(),
                 now_ms,
+                may_have_gone_out: true,
             });
         let waiting = get(&conn, &waiting).unwrap().unwrap().record;
         let seqs = SeqClock::load(&conn).unwrap();
@@ -1534,6 +1547,7 @@ mod tests {
             code: "busy".into(),
             reason: "try later".into(),
             now_ms,
+            may_have_gone_out: true,
         });
         let seqs = SeqClock::load(&conn).unwrap();
         let stale = NewOutbound {
@@ -1856,6 +1870,7 @@ mod tests {
             code: "no_network".into(),
             reason: "modem not registered".into(),
             now_ms: t0 + 10_000,
+            may_have_gone_out: true,
         };
         record_outcomes(&conn, &[(id.clone(), off_network)]).unwrap();
         // The hourly sweep, a day and an hour after the report came.

@@ -470,6 +470,7 @@ mod tests {
             code: "cms_331".into(),
             reason: "no network service".into(),
             now_ms,
+            may_have_gone_out: true,
         }
     }
 
@@ -558,6 +559,54 @@ mod tests {
             route(&conn, &reply_arrived_at(500)).unwrap().unwrap().to,
             "bob"
         );
+    }
+
+    /// Alice's attempt failed before anything of it went out (the modem
+    /// refused its only part, `+CMS ERROR: 500`; the adapter says nothing
+    /// was sent): a reply that came before her retry is bob's, not hers,
+    /// and does not wait for her send; nor does one after her send ends
+    /// unsent, for good, with nothing of it ever out.
+    #[test]
+    fn an_attempt_that_put_nothing_out_takes_no_reply() {
+        let nothing_out = |now_ms| SendOutcome::Retry {
+            next_attempt_at_ms: now_ms + 100,
+            code: "cms_500".into(),
+            reason: "unknown error".into(),
+            now_ms,
+            may_have_gone_out: false,
+        };
+        let conn = at_version(MIGRATIONS.len());
+        sent_by(&conn, "bob", "sms:1", 100);
+        let alice = alice_writes(&conn);
+        claim_at(&conn, 300);
+        ended(&conn, &alice, nothing_out(400));
+        assert!(!send_unsettled(&conn, &reply_arrived_at(500)).unwrap());
+        claim_at(&conn, 600);
+        ended(&conn, &alice, sent_as("sms:2", 700));
+        assert_eq!(
+            route(&conn, &reply_arrived_at(500)).unwrap().unwrap().to,
+            "bob"
+        );
+        assert_eq!(
+            route(&conn, &reply_arrived_at(800)).unwrap().unwrap().to,
+            "alice"
+        );
+
+        for end in [Unsent::Failed, Unsent::Expired, Unsent::Cancelled] {
+            let conn = at_version(MIGRATIONS.len());
+            sent_by(&conn, "bob", "sms:1", 100);
+            let alice = alice_writes(&conn);
+            claim_at(&conn, 300);
+            ended(&conn, &alice, nothing_out(400));
+            end.end(&conn, &alice);
+            assert_eq!(
+                route(&conn, &reply_arrived_at(5_000_000))
+                    .unwrap()
+                    .unwrap()
+                    .to,
+                "bob"
+            );
+        }
     }
 
     /// How a send waiting for its retry ends without being sent.

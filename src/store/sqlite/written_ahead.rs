@@ -97,6 +97,7 @@ mod tests {
             code: "timeout".into(),
             reason: "no answer".into(),
             now_ms: at,
+            may_have_gone_out: true,
         }
     }
 
@@ -182,6 +183,7 @@ mod tests {
             code: "timeout".into(),
             reason: "no answer".into(),
             now_ms: NOW + 50 * MINUTE,
+            may_have_gone_out: true,
         });
         assert_eq!(rebase(&conn, NOW + 5 * MINUTE).unwrap(), 1);
         let (due, expires, _) = times(&conn, &id);
