@@ -16,22 +16,45 @@ pub fn path(state_dir: &Path) -> PathBuf {
 }
 
 /// Make sure the key file holds a valid, unrevoked key; issue one if not.
+/// A new key revokes every earlier one (an admin key): an operator who
+/// deletes a `cli.key` that leaked, and restarts, has the leaked key stop
+/// working, rather than a second admin key beside it. The new key's file
+/// is written (aside) before its record is committed, and put in place
+/// after: a file that cannot be written stops the start before any key is
+/// made, so restarts in a loop do not pile up keys nobody holds. A record
+/// that cannot be read stops it too: issuing a key then would revoke one
+/// that may be good.
 pub async fn ensure(store: &dyn Store, state_dir: &Path) -> Result<(), String> {
     let file = path(state_dir);
     if let Ok(text) = std::fs::read_to_string(&file)
         && let Some((key_id, secret)) = keys::parse(text.trim())
-        && let Ok(Some(record)) = store.find_key(key_id).await
-        && keys::verify(&record, secret)
     {
-        return Ok(());
+        let record = store
+            .find_key(key_id)
+            .await
+            .map_err(|e| format!("cannot read the local CLI key's record: {e}"))?;
+        if record.is_some_and(|record| keys::verify(&record, secret)) {
+            return Ok(());
+        }
     }
     let issued = keys::issue(LOCAL_KEY_NAME, vec![Scope::Admin], None, now_ms());
-    store
-        .create_key(issued.record)
+    let staged = crate::private_files::stage(&file, &issued.clear)
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    let revoked = store
+        .replace_named_key(issued.record, now_ms())
         .await
         .map_err(|e| format!("cannot store the local CLI key: {e}"))?;
-    crate::private_files::write(&file, &issued.clear)
-        .map_err(|e| format!("cannot write {}: {e}", file.display()))
+    staged
+        .install()
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    if revoked > 0 {
+        tracing::info!(
+            revoked,
+            "the local CLI key was issued again ({} held none that works); the earlier one is revoked",
+            file.display()
+        );
+    }
+    Ok(())
 }
 
 pub fn read(state_dir: &Path) -> Result<String, ReadError> {
@@ -59,5 +82,44 @@ pub struct ReadError {
 impl std::fmt::Display for ReadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+
+    fn active_local_keys(keys: &[crate::store::ApiKeyRecord]) -> Vec<String> {
+        keys.iter()
+            .filter(|k| k.name == LOCAL_KEY_NAME && k.revoked_at_ms.is_none())
+            .map(|k| k.key_id.clone())
+            .collect()
+    }
+
+    /// A key file that still works is kept; one deleted (it leaked, say)
+    /// is issued again at the next start, and the key it held stops
+    /// working: one active local key, never two.
+    #[tokio::test]
+    async fn a_local_key_issued_again_revokes_the_one_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
+        ensure(&store, dir.path()).await.unwrap();
+        let first = read(dir.path()).unwrap();
+        ensure(&store, dir.path()).await.unwrap();
+        assert_eq!(read(dir.path()).unwrap(), first, "a working key is kept");
+
+        std::fs::remove_file(path(dir.path())).unwrap();
+        ensure(&store, dir.path()).await.unwrap();
+        let second = read(dir.path()).unwrap();
+        assert_ne!(second, first);
+        let (first_id, first_secret) = keys::parse(&first).unwrap();
+        let record = store.find_key(first_id).await.unwrap().unwrap();
+        assert!(!keys::verify(&record, first_secret), "the leaked key still works");
+        let (second_id, _) = keys::parse(&second).unwrap();
+        assert_eq!(
+            active_local_keys(&store.list_keys().await.unwrap()),
+            [second_id.to_string()]
+        );
     }
 }

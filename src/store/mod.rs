@@ -238,6 +238,11 @@ pub trait Store: Send + Sync + 'static {
 
     // --- API keys ---------------------------------------------------------
     async fn create_key(&self, key: NewApiKey) -> StoreResult<()>;
+    /// Create `key` and revoke every other active key with its name, in
+    /// one commit; how many were revoked. For a key that stands alone
+    /// under its name (the local CLI key): the one it replaces, or whose
+    /// file was lost, stops working with it.
+    async fn replace_named_key(&self, key: NewApiKey, now_ms: i64) -> StoreResult<u64>;
     async fn find_key(&self, key_id: &str) -> StoreResult<Option<ApiKeyRecord>>;
     async fn list_keys(&self) -> StoreResult<Vec<ApiKeyRecord>>;
     /// Returns false if no such active key.

@@ -23,6 +23,17 @@ pub fn create(conn: &Connection, key: &NewApiKey) -> StoreResult<()> {
     Ok(())
 }
 
+/// Revoke every active key named as `key` is, then create `key`; how many
+/// were revoked. Inside the caller's one transaction.
+pub fn replace_named(conn: &Connection, key: &NewApiKey, now_ms: i64) -> StoreResult<u64> {
+    let revoked = conn.execute(
+        "UPDATE api_keys SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+        params![key.name, now_ms],
+    )?;
+    create(conn, key)?;
+    Ok(revoked as u64)
+}
+
 fn from_row(row: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
     let scopes: String = row.get(3)?;
     Ok(ApiKeyRecord {

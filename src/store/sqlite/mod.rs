@@ -501,6 +501,16 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn replace_named_key(&self, key: NewApiKey, now_ms: i64) -> StoreResult<u64> {
+        let revoked = self
+            .writer
+            .write(move |conn| keys::replace_named(conn, &key, now_ms))
+            .await;
+        // After the commit, as for `revoke_key`.
+        self.key_cache.clear();
+        revoked
+    }
+
     async fn find_key(&self, key_id: &str) -> StoreResult<Option<ApiKeyRecord>> {
         let generation = match self.key_cache.get(key_id) {
             Ok(record) => return Ok(Some(record)),

@@ -268,6 +268,10 @@ impl<F: Faults> Store for Faulty<F> {
         self.inner.create_key(key).await
     }
 
+    async fn replace_named_key(&self, key: NewApiKey, now_ms: i64) -> StoreResult<u64> {
+        self.inner.replace_named_key(key, now_ms).await
+    }
+
     async fn find_key(&self, key_id: &str) -> StoreResult<Option<ApiKeyRecord>> {
         self.inner.find_key(key_id).await
     }
