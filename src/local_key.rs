@@ -115,7 +115,10 @@ mod tests {
         assert_ne!(second, first);
         let (first_id, first_secret) = keys::parse(&first).unwrap();
         let record = store.find_key(first_id).await.unwrap().unwrap();
-        assert!(!keys::verify(&record, first_secret), "the leaked key still works");
+        assert!(
+            !keys::verify(&record, first_secret),
+            "the leaked key still works"
+        );
         let (second_id, _) = keys::parse(&second).unwrap();
         assert_eq!(
             active_local_keys(&store.list_keys().await.unwrap()),

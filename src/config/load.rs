@@ -182,19 +182,29 @@ mod tests {
 
     #[test]
     fn a_secret_of_the_wrong_type_is_named_but_not_shown() {
-        for value in ["1234", "12.34", "true", "[1234]", "{ code = 1234 }"] {
-            let text = format!(
-                "[[channels.sms.modems]]\nphone_id = \"m\"\ndevice = \"sim\"\npin = {value}\n"
-            );
-            let error = load_from_str(&text, Path::new("t.toml"), ".".into())
-                .unwrap_err()
-                .to_string();
-            assert!(
-                error.contains("channels.sms.modems[0].pin: "),
-                "{value}: {error}"
-            );
-            for shown in ["1234", "12.34", "true"] {
-                assert!(!error.contains(shown), "{value}: {error}");
+        // `pin_file` and `relay.key_file` too: a PIN or a key typed there
+        // by mistake is as secret.
+        let places = [
+            (
+                "[[channels.sms.modems]]\nphone_id = \"m\"\ndevice = \"sim\"\npin",
+                "channels.sms.modems[0].pin: ",
+            ),
+            (
+                "[[channels.sms.modems]]\nphone_id = \"m\"\ndevice = \"sim\"\npin_file",
+                "channels.sms.modems[0].pin_file: ",
+            ),
+            ("[relay]\nkey_file", "relay.key_file: "),
+        ];
+        for (key, named) in places {
+            for value in ["1234", "12.34", "true", "[1234]", "{ code = 1234 }"] {
+                let text = format!("{key} = {value}\n");
+                let error = load_from_str(&text, Path::new("t.toml"), ".".into())
+                    .unwrap_err()
+                    .to_string();
+                assert!(error.contains(named), "{value}: {error}");
+                for shown in ["1234", "12.34", "true"] {
+                    assert!(!error.contains(shown), "{value}: {error}");
+                }
             }
         }
     }

@@ -262,6 +262,8 @@ pub struct RelayConfig {
     pub mode: RelayMode,
     /// File holding the relay-issued bearer key; relative to the config
     /// file. Default: `relay.key` in the state dir, written by `pair`.
+    /// A key typed here by mistake is not quoted by a type error.
+    #[serde(deserialize_with = "phonerelay_channel::deserialize_secret_file")]
     pub key_file: Option<PathBuf>,
     /// Paths on the relay side.
     pub paths: RelayPaths,

@@ -45,7 +45,8 @@ pub use message::{
     UnreadableInbound,
 };
 pub use secret::{
-    CREDENTIALS_DIRECTORY, Secret, SecretError, SecretSource, credentials_dir, secret_file_path,
+    CREDENTIALS_DIRECTORY, Secret, SecretError, SecretSource, credentials_dir,
+    deserialize_secret_file, secret_file_path, shown_secret_path,
 };
 pub use tokio_util::sync::CancellationToken;
 pub use webhook::{SharedWebhookAnswer, WebhookRequest, WebhookResponse};

@@ -108,6 +108,34 @@ impl<'de> de::Visitor<'de> for SecretVisitor {
     }
 }
 
+/// A secret file's path as an error shows it. A file name of digits alone
+/// is most likely the secret itself (a SIM PIN) typed into the `*_file`
+/// key instead of the secret's own: the name is not shown, only how long
+/// it is, as the secret's value never is.
+pub fn shown_secret_path(path: &Path) -> String {
+    match path.file_name().and_then(|name| name.to_str()) {
+        Some(name) if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) => {
+            let folder = path.parent().map(|p| p.join("")).unwrap_or_default();
+            format!(
+                "{}<{} digits, not shown: a PIN given as the file's name?>",
+                folder.display(),
+                name.len()
+            )
+        }
+        _ => path.display().to_string(),
+    }
+}
+
+/// A `*_file` key's path, deserialized as a [`Secret`] is: a value of
+/// another type (a PIN typed as a number into `pin_file`) is refused
+/// without being quoted, as serde's own refusal would.
+pub fn deserialize_secret_file<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<PathBuf>, D::Error> {
+    let path = Secret::deserialize(deserializer)?;
+    Ok(Some(PathBuf::from(path.expose())))
+}
+
 /// Why a secret could not be resolved. Never holds the secret's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretError {
@@ -155,7 +183,7 @@ impl SecretError {
             ),
             SecretError::File { key, path, reason } => ConfigIssue::new(
                 format!("{key}_file"),
-                format!("cannot read {}: {reason}", path.display()),
+                format!("cannot read {}: {reason}", shown_secret_path(&path)),
             ),
             SecretError::Env { key, var } => {
                 ConfigIssue::new(key, format!("environment variable {var} is not set"))
@@ -211,7 +239,7 @@ impl SecretSource<'_> {
                     path: path.to_path_buf(),
                     reason: e.to_string(),
                 })?;
-                (raw, format!("file {}", path.display()))
+                (raw, format!("file {}", shown_secret_path(path)))
             }
             (None, None) => return Ok(None),
         };

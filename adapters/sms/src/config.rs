@@ -108,7 +108,10 @@ pub struct ModemConfig {
     pub pin: Option<Secret>,
     /// A file holding the SIM PIN (systemd `LoadCredential=`); exclusive
     /// with `pin`.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "phonerelay_channel::deserialize_secret_file"
+    )]
     pub pin_file: Option<PathBuf>,
     /// SMS centre number (E.164) to use instead of the one stored on the SIM.
     #[serde(default)]
@@ -909,11 +912,23 @@ mod tests {
         modem.pin = None;
         modem.pin_file = Some(PathBuf::from("missing-pin"));
         let config = SmsConfig {
-            modems: vec![modem],
+            modems: vec![modem.clone()],
         };
         let issues = config.check(dir.path());
         assert_eq!(issues.len(), 1, "{issues:?}");
         assert_eq!(issues[0].key, "modems[0].pin_file");
+        assert!(issues[0].reason.contains("missing-pin"), "{issues:?}");
+
+        // The PIN itself given as pin_file: named as the file that cannot
+        // be read, and not shown.
+        modem.pin_file = Some(PathBuf::from("98765"));
+        let config = SmsConfig {
+            modems: vec![modem],
+        };
+        let issues = config.check(dir.path());
+        assert_eq!(issues[0].key, "modems[0].pin_file");
+        assert!(!issues[0].reason.contains("98765"), "{issues:?}");
+        assert!(issues[0].reason.contains("5 digits, not shown"), "{issues:?}");
     }
 
     #[test]
