@@ -52,11 +52,16 @@ pub fn push_to_a_loopback_listen(loaded: &LoadedConfig) -> Option<String> {
     })
 }
 
+/// A key file that cannot be looked for (a state dir `check`'s user may
+/// not enter) counts as one: its pairing is then checked, and what cannot
+/// be read is said, rather than passed over.
 fn relay_in_use(loaded: &LoadedConfig) -> bool {
     let relay = &loaded.config.relay;
     relay.url.is_some()
         || relay.phone_id.is_some()
-        || crate::relay::settings::key_file(loaded).exists()
+        || crate::relay::settings::key_file(loaded)
+            .try_exists()
+            .unwrap_or(true)
 }
 
 /// `"a", "b"`, or `none`.

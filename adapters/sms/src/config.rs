@@ -928,7 +928,10 @@ mod tests {
         let issues = config.check(dir.path());
         assert_eq!(issues[0].key, "modems[0].pin_file");
         assert!(!issues[0].reason.contains("98765"), "{issues:?}");
-        assert!(issues[0].reason.contains("5 digits, not shown"), "{issues:?}");
+        assert!(
+            issues[0].reason.contains("5 digits, not shown"),
+            "{issues:?}"
+        );
     }
 
     #[test]

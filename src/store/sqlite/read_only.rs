@@ -34,9 +34,20 @@ pub struct ReadOnlyStore {
 
 impl ReadOnlyStore {
     /// The store at `path`, opened read-only; `None` if there is none.
+    /// One that cannot be looked for (a state dir its caller may not
+    /// enter: `check` run as another user than the daemon's) is an error,
+    /// not "none": taken for none, `check` passed over the pairing it
+    /// could not read and said the config was fine.
     pub fn open(path: &Path) -> StoreResult<Option<Self>> {
-        if !path.exists() {
-            return Ok(None);
+        match path.try_exists() {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            Err(e) => {
+                return Err(StoreError::Unavailable(format!(
+                    "cannot look for {}: {e}",
+                    path.display()
+                )));
+            }
         }
         let wal = beside(path, "-wal");
         let shm = beside(path, "-shm");
@@ -105,6 +116,25 @@ fn file_uri(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store that cannot be looked for is not "no store" (a folder in
+    /// its path that is a file here; a folder its caller may not enter,
+    /// run as another user, alike).
+    #[test]
+    fn a_store_that_cannot_be_looked_for_is_an_error_not_none() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            ReadOnlyStore::open(&dir.path().join("phonerelay.sqlite3")),
+            Ok(None)
+        ));
+        let not_a_folder = dir.path().join("state");
+        std::fs::write(&not_a_folder, "").unwrap();
+        let error = match ReadOnlyStore::open(&not_a_folder.join("phonerelay.sqlite3")) {
+            Err(e) => e.to_string(),
+            Ok(found) => panic!("taken for {:?}", found.is_some()),
+        };
+        assert!(error.contains("cannot look for"), "{error}");
+    }
 
     #[test]
     fn a_path_becomes_a_uri_that_names_the_same_file() {
