@@ -108,15 +108,26 @@ pub fn stage(file: &Path, contents: &str) -> std::io::Result<Staged> {
     if file.is_dir() {
         return Err(std::io::Error::from_raw_os_error(libc::EISDIR));
     }
+    // The file's whole name and `.tmp`: with the extension replaced, a key
+    // file named `x.tmp` was staged onto itself, truncated before the
+    // pairing was committed and removed if it then failed.
+    let mut tmp = file.as_os_str().to_owned();
+    tmp.push(".tmp");
     let staged = Staged {
-        tmp: file.with_extension("tmp"),
+        tmp: PathBuf::from(tmp),
         file: file.to_path_buf(),
         installed: false,
     };
+    // Made anew, so 0600 holds: one left there (by a run that failed, an
+    // operator's copy) kept its own mode and owner when opened, and the
+    // key renamed from it could be readable by all.
+    match std::fs::remove_file(&staged.tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let mut out = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(&staged.tmp)?;
     out.write_all(contents.as_bytes())?;
@@ -209,6 +220,31 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+
+    /// A leftover beside the file, readable by all, does not lend the key
+    /// its mode; a file named `*.tmp` is not staged onto itself.
+    #[test]
+    fn a_staged_file_is_private_whatever_was_left_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("relay.key");
+        let leftover = dir.path().join("relay.key.tmp");
+        std::fs::write(&leftover, "old").unwrap();
+        std::fs::set_permissions(&leftover, std::fs::Permissions::from_mode(0o644)).unwrap();
+        stage(&key, "secret").unwrap().install().unwrap();
+        assert_eq!(mode(&key), 0o600);
+        assert_eq!(std::fs::read_to_string(&key).unwrap(), "secret\n");
+
+        let odd = dir.path().join("relay.tmp");
+        write(&odd, "first").unwrap();
+        let staged = stage(&odd, "second").unwrap();
+        assert_eq!(std::fs::read_to_string(&odd).unwrap(), "first\n");
+        drop(staged);
+        assert_eq!(
+            std::fs::read_to_string(&odd).unwrap(),
+            "first\n",
+            "a stage given up leaves the file in place"
+        );
+    }
 
     fn mode(path: &Path) -> u32 {
         std::fs::metadata(path).unwrap().permissions().mode() & 0o777
