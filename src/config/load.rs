@@ -126,8 +126,10 @@ fn describe_toml_error(key: Option<String>, error: &toml::de::Error, text: &str)
 }
 
 /// For a key given twice, which toml finds while it parses (before any key
-/// is known to serde): the key at `span` with the table it is in
-/// (`server.listen`), so the error names it as every other does.
+/// is known to serde): the key at `span` with the table it is in, and the
+/// entry of an array of tables it is in (`channels.sms.modems[1].pin`), so
+/// the error names it as every other does. A table defined twice (its
+/// header's line holds the span) is named by its header.
 fn duplicate_key(
     error: &toml::de::Error,
     text: &str,
@@ -136,19 +138,59 @@ fn duplicate_key(
     if !error.message().contains("duplicate key") {
         return None;
     }
+    let line_start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    if let Some(table) = header(line) {
+        return Some(with_entry_index(&table, &text[..line_start]));
+    }
     let key = text.get(span.clone())?.trim().trim_matches('"');
     if key.is_empty() || key.contains('\n') {
         return None;
     }
-    let table = text[..span.start].lines().rev().find_map(|line| {
-        let line = line.trim();
-        let inner = line.strip_prefix('[')?.split(']').next()?;
-        Some(inner.trim_start_matches('[').trim().to_string())
-    });
+    let table = text[..span.start].lines().rev().find_map(header);
     Some(match table {
-        Some(table) if !table.is_empty() => format!("{table}.{key}"),
+        Some(table) if !table.is_empty() => {
+            with_entry_index(&format!("{table}.{key}"), &text[..span.start])
+        }
         _ => key.to_string(),
     })
+}
+
+/// The table a header line names (`[server]`, `[[channels.sms.modems]]`),
+/// without its brackets.
+fn header(line: &str) -> Option<String> {
+    let inner = line.trim().strip_prefix('[')?.split(']').next()?;
+    Some(inner.trim_start_matches('[').trim().to_string())
+}
+
+/// `name` with the index of the entry of each array of tables it is under,
+/// as counted by the `[[…]]` headers in `before`:
+/// `channels.sms.modems.pin` after two `[[channels.sms.modems]]` is
+/// `channels.sms.modems[1].pin`.
+fn with_entry_index(name: &str, before: &str) -> String {
+    let mut arrays: Vec<(String, usize)> = Vec::new();
+    for line in before.lines() {
+        let line = line.trim();
+        let Some(array) = line
+            .strip_prefix("[[")
+            .and_then(|rest| rest.split("]]").next())
+        else {
+            continue;
+        };
+        let array = array.trim().to_string();
+        match arrays.iter_mut().find(|(known, _)| *known == array) {
+            Some((_, count)) => *count += 1,
+            None => arrays.push((array, 1)),
+        }
+    }
+    let under = arrays
+        .iter()
+        .filter(|(array, _)| name == array || name.starts_with(&format!("{array}.")))
+        .max_by_key(|(array, _)| array.len());
+    match under {
+        Some((array, count)) => format!("{array}[{}]{}", count - 1, &name[array.len()..]),
+        None => name.to_string(),
+    }
 }
 
 /// The 1-based line of byte `offset` in `text`.
@@ -177,7 +219,27 @@ mod tests {
         let error = load_from_str(text, Path::new("t.toml"), ".".into())
             .unwrap_err()
             .to_string();
-        assert!(error.contains("channels.sms.modems.phone_id: "), "{error}");
+        assert!(
+            error.contains("channels.sms.modems[0].phone_id: "),
+            "{error}"
+        );
+        // In the second entry: its index, as every other error has it.
+        let text = "[[channels.sms.modems]]\nphone_id = \"m\"\ndevice = \"sim\"\n\
+                    [[channels.sms.modems]]\nphone_id = \"n\"\nphone_id = \"o\"\n";
+        let error = load_from_str(text, Path::new("t.toml"), ".".into())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("channels.sms.modems[1].phone_id: "),
+            "{error}"
+        );
+        // A table given with a dotted key, then again by its header.
+        let text = "[[channels.sms.modems]]\nphone_id = \"m\"\nsim.pin = \"1\"\n\
+                    [channels.sms.modems.sim]\n";
+        let error = load_from_str(text, Path::new("t.toml"), ".".into())
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains(".."), "{error}");
     }
 
     #[test]
