@@ -84,14 +84,14 @@ fn record_conversation<'k>(
     keys: impl Iterator<Item = &'k str>,
     at_ms: i64,
 ) -> StoreResult<()> {
-    let Some(source) = &sent.source else {
-        return Ok(());
-    };
     let Ok(channel) = sent.channel.parse::<ChannelKind>() else {
         return Ok(());
     };
     let (phone_id, recipient) = (&sent.phone_id, &sent.recipient);
     let external = normalize(channel, recipient);
+    let Some(source) = &sent.source else {
+        return end_conversation(conn, channel, phone_id, &external, message_id, at_ms);
+    };
     // Outcomes of concurrent sends can be recorded out of the order they
     // went out in (the times come from `clock::event_ms`, which only goes
     // forward): an older send recorded later leaves the newer one's
@@ -134,6 +134,58 @@ fn record_conversation<'k>(
     }
     Ok(())
 }
+
+/// A send without a pChat user (`source`: the operator's own, through the
+/// API or `phonerelay send`) to a recipient a pChat user wrote to before:
+/// the conversation is no longer that user's, and a reply after it goes by
+/// default (`NO_USER`), not to someone who did not write what it answers.
+/// Only an existing conversation is changed: a recipient no pChat user
+/// wrote to costs no write (every send of a bridge without a relay). The
+/// send's id stands as its key, so that the walk-back in [`route`] (a
+/// reply that waited while a pChat user wrote after it) finds this send,
+/// not the pChat user's before it.
+fn end_conversation(
+    conn: &Connection,
+    channel: ChannelKind,
+    phone_id: &str,
+    external: &str,
+    message_id: &str,
+    at_ms: i64,
+) -> StoreResult<()> {
+    let ended = conn
+        .prepare_cached(
+            "UPDATE conversations SET pchat_to = ?4, message_id = ?5, last_at = ?6
+             WHERE channel = ?1 AND phone_id = ?2 AND external = ?3 AND last_at <= ?6",
+        )?
+        .execute(params![
+            channel.as_str(),
+            phone_id,
+            external,
+            NO_USER,
+            message_id,
+            at_ms
+        ])?;
+    if ended > 0 {
+        conn.prepare_cached(
+            "INSERT INTO conversation_keys
+                (channel, phone_id, thread_key, external, pchat_to, message_id, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?3, ?6)
+             ON CONFLICT (channel, phone_id, thread_key) DO NOTHING",
+        )?
+        .execute(params![
+            channel.as_str(),
+            phone_id,
+            message_id,
+            external,
+            NO_USER,
+            at_ms
+        ])?;
+    }
+    Ok(())
+}
+
+/// A conversation's `pchat_to` when its last send had no pChat user.
+const NO_USER: &str = "";
 
 /// The recipients of an endpoint's sends from pChat users that have no
 /// outcome yet and may be what a reply that arrived at ?3 answers:
@@ -200,8 +252,9 @@ pub fn route(conn: &Connection, q: &RouteQuery) -> StoreResult<Option<RouteMatch
                 |row| row.get(0),
             )
             .optional()?;
+        // A key of a send no pChat user wrote: it goes by default.
         if let Some(to) = to {
-            return Ok(Some(RouteMatch { to, route: "reply" }));
+            return Ok((to != NO_USER).then_some(RouteMatch { to, route: "reply" }));
         }
     }
     let external = normalize(q.channel, &q.from);
@@ -242,7 +295,8 @@ pub fn route(conn: &Connection, q: &RouteQuery) -> StoreResult<Option<RouteMatch
             .optional()?,
         None => None,
     };
-    Ok(to.map(|to| RouteMatch {
+    // The last to write was no pChat user: no recent route.
+    Ok(to.filter(|to| to != NO_USER).map(|to| RouteMatch {
         to,
         route: "recent",
     }))
@@ -607,6 +661,49 @@ mod tests {
                 "bob"
             );
         }
+    }
+
+    /// A send of the operator's own (no `source`: the API, `phonerelay
+    /// send`) to a number Alice wrote to: a reply after it goes by default,
+    /// not to Alice, who did not write what it answers; also when Carol
+    /// writes after the reply came (the walk-back finds the operator's
+    /// send). A reply from before the operator's send is still Alice's.
+    /// A number no pChat user wrote to gets no conversation at all.
+    #[test]
+    fn a_send_without_a_pchat_user_ends_the_conversation_before_it() {
+        let conn = at_version(MIGRATIONS.len());
+        sent_by(&conn, "alice", "sms:1", 100);
+        let operator = SentTo {
+            channel: "sms".into(),
+            phone_id: "m1".into(),
+            recipient: "+15551230001".into(),
+            source: None,
+            went_out_at: None,
+        };
+        let receipt = SendReceipt::single("sms:2".to_string());
+        record_sent(&conn, "msg-operator", &operator, &receipt, 200).unwrap();
+
+        assert_eq!(route(&conn, &reply_arrived_at(300)).unwrap(), None);
+        assert_eq!(
+            route(&conn, &reply_arrived_at(150)).unwrap().unwrap().to,
+            "alice"
+        );
+        sent_by(&conn, "carol", "sms:3", 400);
+        assert_eq!(route(&conn, &reply_arrived_at(300)).unwrap(), None);
+        assert_eq!(
+            route(&conn, &reply_arrived_at(500)).unwrap().unwrap().to,
+            "carol"
+        );
+
+        let elsewhere = SentTo {
+            recipient: "+15551239999".into(),
+            ..operator
+        };
+        record_sent(&conn, "msg-other", &elsewhere, &receipt, 600).unwrap();
+        let conversations: i64 = conn
+            .query_row("SELECT COUNT(*) FROM conversations", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(conversations, 1);
     }
 
     /// How a send waiting for its retry ends without being sent.
