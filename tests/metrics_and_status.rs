@@ -256,7 +256,11 @@ async fn unpairing_removes_the_relay_series() {
         .await
         .unwrap();
     let relay_series = "phonerelay_relay_";
-    assert_eq!(series(&d, relay_series).await.len(), 3, "up, pending, dead");
+    assert_eq!(
+        series(&d, relay_series).await.len(),
+        4,
+        "up, pending, oldest, dead"
+    );
 
     // As `phonerelay unpair` leaves it.
     settings::save_pairing(&*d.store(), None).await.unwrap();
