@@ -49,14 +49,27 @@ pub fn load_or_create(state_dir: &Path) -> Result<PinRecordKey, PinKeyError> {
         .map_err(|e| PinKeyError::Io(format!("cannot create {}: {e}", file.display())))?;
     let text = std::fs::read_to_string(&file)
         .map_err(|e| PinKeyError::Io(format!("cannot read {}: {e}", file.display())))?;
-    parse(text.trim()).ok_or_else(|| {
-        PinKeyError::NotAKey(format!(
-            "{} does not hold a key ({} hex digits); remove it to have a new one made \
-             (a SIM PIN rejected before is then sent once more)",
-            file.display(),
-            KEY_BYTES * 2
-        ))
-    })
+    parse(text.trim()).ok_or_else(|| PinKeyError::NotAKey(not_a_key_said(&file)))
+}
+
+/// What `check` says of the key, without making it: what
+/// [`load_or_create`] fails with for a file there that holds no key (a
+/// state dir restored by hand, a truncated file), so that `check` fails
+/// on what `serve` would. A file not there (made at the first start), or
+/// not readable by `check`'s user, is not said.
+pub fn not_a_key(state_dir: &Path) -> Option<String> {
+    let file = path(state_dir);
+    let text = std::fs::read_to_string(&file).ok()?;
+    parse(text.trim()).is_none().then(|| not_a_key_said(&file))
+}
+
+fn not_a_key_said(file: &Path) -> String {
+    format!(
+        "{} does not hold a key ({} hex digits); remove it to have a new one made \
+         (a SIM PIN rejected before is then sent once more)",
+        file.display(),
+        KEY_BYTES * 2
+    )
 }
 
 fn parse(text: &str) -> Option<PinRecordKey> {

@@ -1405,3 +1405,26 @@ fn a_file_in_the_local_sockets_place_sends_the_cli_to_tcp() {
         "an operator's file"
     );
 }
+
+/// A PIN record key file that holds no key (a state dir restored by hand,
+/// a truncated file), with a modem whose PIN is configured: `serve`
+/// refuses it with exit 2, and so does `check` now, naming the file; with
+/// no PIN configured the file is not read, and both go on.
+#[test]
+fn check_refuses_a_pin_record_key_that_serve_would() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("state")).unwrap();
+    fs::write(dir.path().join("state/sms-pin.key"), "x\n").unwrap();
+    let modem = "[storage]\nstate_dir = \"state\"\n[[channels.sms.modems]]\nphone_id = \"m\"\ndevice = \"sim\"\n";
+    let with_pin = write_config(dir.path(), &format!("{modem}pin = \"9876\"\n"));
+    let out = run(&["check", "--config", with_pin.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let said = text(&out.stderr);
+    assert!(said.contains("storage.state_dir: "), "{said}");
+    assert!(said.contains("sms-pin.key does not hold a key"), "{said}");
+    assert!(!said.contains("9876"), "{said}");
+
+    let without = write_config(dir.path(), modem);
+    let out = run(&["check", "--config", without.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

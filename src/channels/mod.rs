@@ -64,17 +64,30 @@ pub fn build(loaded: &LoadedConfig) -> Result<Vec<Arc<dyn Channel>>, BuildError>
     }
 }
 
+/// For `check`: a PIN record key file that `serve` would refuse (exit 2),
+/// when a modem has a PIN configured; read only.
+pub fn pin_record_key_issue(loaded: &LoadedConfig) -> Option<ConfigIssue> {
+    let sms = loaded.config.channels.sms.as_ref()?;
+    if !has_pin(sms) {
+        return None;
+    }
+    crate::pin_record_key::not_a_key(&loaded.state_dir())
+        .map(|why| ConfigIssue::new("storage.state_dir", why))
+}
+
+fn has_pin(sms: &phonerelay_sms::SmsConfig) -> bool {
+    sms.modems
+        .iter()
+        .any(|m| m.pin.is_some() || m.pin_file.is_some())
+}
+
 /// The key a rejected SIM PIN's record is made under, made on first need:
 /// only a modem with a PIN configured ever sends one.
 fn sms_pin_record_key(
     sms: &phonerelay_sms::SmsConfig,
     loaded: &LoadedConfig,
 ) -> Result<Option<phonerelay_sms::PinRecordKey>, BuildError> {
-    let has_pin = sms
-        .modems
-        .iter()
-        .any(|m| m.pin.is_some() || m.pin_file.is_some());
-    if !has_pin {
+    if !has_pin(sms) {
         return Ok(None);
     }
     use crate::pin_record_key::PinKeyError;

@@ -27,6 +27,7 @@ pub fn run(cli: &Cli) -> Result<(), ExitError> {
     let mut issues = validate(&loaded);
     issues.extend(super::check_relay::relay_phone_id_without_endpoint(&loaded));
     issues.extend(pairing_issue);
+    issues.extend(crate::channels::pin_record_key_issue(&loaded));
     if !issues.is_empty() {
         for issue in &issues {
             eprintln!("{issue}");
