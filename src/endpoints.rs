@@ -30,6 +30,8 @@ pub struct Endpoint {
     pub back_in_queue: Arc<BackInQueue>,
     /// Its sends whose outcome the store would not take.
     pub unrecorded: Arc<Unrecorded>,
+    /// Its failed attempts in the last hour, for the status.
+    pub failures: Arc<crate::outbox::recent_failures::RecentFailures>,
 }
 
 #[derive(Default)]
@@ -55,6 +57,7 @@ impl Endpoints {
                     pause: Pause::default(),
                     back_in_queue: Arc::default(),
                     unrecorded: Arc::default(),
+                    failures: Arc::default(),
                 }),
             );
         }

@@ -6,10 +6,11 @@
 mod common;
 mod support;
 
+use common::test_channel::Step;
 use common::*;
 use phonerelay::relay::settings::{self, Pairing};
 use phonerelay::store::Scope;
-use phonerelay_channel::{ChannelHealth, ChannelKind};
+use phonerelay_channel::{ChannelHealth, ChannelKind, SendError};
 
 /// The lines of `/metrics` that start with `prefix`.
 async fn series(d: &TestDaemon, prefix: &str) -> Vec<String> {
@@ -107,6 +108,31 @@ async fn the_status_says_unknown_not_zero_while_the_queue_cannot_be_read() {
     assert_eq!(read["store"], "ok", "{read}");
     assert_eq!(read["endpoints"][0]["queued"], 0, "{read}");
     assert_eq!(read["endpoints"][0]["sent_last_hour"], 1, "{read}");
+}
+
+/// Sends that fail for now, retried (no message failed for good yet):
+/// the status counts the attempts and says the last one's reason, while
+/// the count of failed messages stays 0. A send that went out afterwards
+/// does not clear them: they happened in the hour.
+#[tokio::test]
+async fn attempts_that_failed_for_now_are_counted_in_the_status() {
+    let sms = TestChannel::new(ChannelKind::Sms, "m1");
+    sms.script(vec![
+        Step::Fail(SendError::transient("cms_500", "unknown error")),
+        Step::Fail(SendError::transient("cms_500", "unknown error")),
+    ]);
+    let d = TestDaemon::start(FAST_OUTBOX, vec![sms.clone()]).await;
+    let id = d.queue_sms("+15551230001", "third time").await;
+    d.wait_status(&id, "sent").await;
+    let (_, status) = d.get("/api/v1/status", &d.admin_key).await;
+    let endpoint = &status["endpoints"][0];
+    assert_eq!(endpoint["failed_last_hour"], 0, "{status}");
+    assert_eq!(endpoint["failed_attempts_last_hour"], 2, "{status}");
+    assert_eq!(endpoint["last_failure"]["code"], "cms_500", "{status}");
+    assert_eq!(
+        endpoint["last_failure"]["message"], "unknown error",
+        "{status}"
+    );
 }
 
 /// A modem connected but off the network reports itself degraded and

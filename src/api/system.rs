@@ -68,8 +68,17 @@ pub struct EndpointStatus {
     pub sending: Option<u64>,
     #[serde(default)]
     pub sent_last_hour: Option<u64>,
+    /// Messages that failed for good in the last hour.
     #[serde(default)]
     pub failed_last_hour: Option<u64>,
+    /// Attempts that failed in the last hour, those retried included:
+    /// while every send fails for now, no message has failed yet. Counted
+    /// since the daemon started. Absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_attempts_last_hour: u64,
+    /// The last failed attempt within the hour, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<LastFailureView>,
     /// Sends whose outcome the store would not take: their messages stay
     /// `sending` (a restart sends them again) while the dispatcher tries
     /// again. The journal names them. Absent when none.
@@ -85,6 +94,17 @@ pub struct EndpointStatus {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+/// An endpoint's last failed attempt.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LastFailureView {
+    /// The channel's error code (`cms_500`, `send_timeout`).
+    pub code: String,
+    pub message: String,
+    /// RFC 3339 UTC.
+    pub at: String,
+    pub seconds_ago: u64,
 }
 
 /// Why and how long an endpoint pauses.
@@ -183,9 +203,13 @@ impl StatusReport {
                 0 => String::new(),
                 n => format!(", {n} send outcomes not recorded"),
             };
+            let attempts = match e.failed_attempts_last_hour {
+                0 => String::new(),
+                n => format!(" ({n} failed attempts)"),
+            };
             parts.push(match (e.queued, e.failed_last_hour) {
                 (Some(queued), Some(failed)) => format!(
-                    "{}/{} {}{held}: {queued} queued{oldest}, {failed} failed in the last hour{unrecorded}",
+                    "{}/{} {}{held}: {queued} queued{oldest}, {failed} failed in the last hour{attempts}{unrecorded}",
                     e.channel, e.phone_id, e.state
                 ),
                 _ => format!(
@@ -310,6 +334,15 @@ pub(crate) async fn report(state: &AppState) -> StatusReport {
                 sending: count(|s| s.sending),
                 sent_last_hour: count(|s| s.sent_recently),
                 failed_last_hour: count(|s| s.failed_recently),
+                failed_attempts_last_hour: endpoint.failures.in_last_hour(now),
+                last_failure: endpoint.failures.last_within_the_hour(now).map(|last| {
+                    LastFailureView {
+                        code: last.code,
+                        message: last.message,
+                        at: rfc3339(last.at_ms),
+                        seconds_ago: u64::try_from((now - last.at_ms) / 1000).unwrap_or(0),
+                    }
+                }),
                 outcomes_unrecorded: endpoint.unrecorded.len() as u64,
                 unreadable_inbound: unreadable
                     .iter()

@@ -102,6 +102,17 @@ fn render_raw(report: &StatusReport) -> String {
             ),
             (true, None) => e.summary.clone(),
         };
+        if let Some(last) = &e.last_failure {
+            // Before the health's words: why nothing goes out, while the
+            // endpoint itself reads up.
+            detail = format!(
+                "{} attempts failed in the last hour, the last {} ago ({}: {}): {detail}",
+                e.failed_attempts_last_hour,
+                age(last.seconds_ago),
+                super::terminal::one_line(&last.code),
+                super::terminal::one_line(&last.message)
+            );
+        }
         if e.outcomes_unrecorded > 0 {
             // First: it outweighs the rest (see the journal for the ids).
             detail = format!(
@@ -204,6 +215,8 @@ mod tests {
                 sending: Some(0),
                 sent_last_hour: Some(0),
                 failed_last_hour: Some(0),
+                failed_attempts_last_hour: 0,
+                last_failure: None,
                 outcomes_unrecorded: 0,
                 unreadable_inbound: 0,
             }],
@@ -276,6 +289,44 @@ mod tests {
         let json = serde_json::to_value(&clear).unwrap();
         assert!(
             json["endpoints"][0].get("outcomes_unrecorded").is_none(),
+            "{json}"
+        );
+    }
+
+    /// Attempts that failed in the last hour are said with the last one's
+    /// reason, though no message has failed for good yet (it retries);
+    /// the JSON leaves them out while there are none.
+    #[test]
+    fn failed_attempts_are_named_in_the_table_and_the_status_line() {
+        let mut failing = report(true);
+        failing.endpoints[0].failed_attempts_last_hour = 7;
+        failing.endpoints[0].last_failure = Some(crate::api::system::LastFailureView {
+            code: "cms_500".into(),
+            message: "unknown\nerror".into(),
+            at: "2026-11-29T06:00:00Z".into(),
+            seconds_ago: 125,
+        });
+        let table = render(&failing);
+        assert!(
+            table.contains(
+                "7 attempts failed in the last hour, the last 2m ago (cms_500: unknown error)"
+            ),
+            "{table}"
+        );
+        assert!(
+            failing
+                .one_line()
+                .contains("0 failed in the last hour (7 failed attempts)"),
+            "{}",
+            failing.one_line()
+        );
+        let clear = report(true);
+        assert!(!render(&clear).contains("attempts failed"));
+        let json = serde_json::to_value(&clear).unwrap();
+        assert!(
+            json["endpoints"][0]
+                .get("failed_attempts_last_hour")
+                .is_none(),
             "{json}"
         );
     }

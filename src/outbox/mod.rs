@@ -10,6 +10,7 @@ mod handover;
 mod limits;
 mod pause;
 mod pause_cursor;
+pub mod recent_failures;
 mod recipient_limit;
 mod recipient_order;
 mod recorder;

@@ -166,7 +166,12 @@ async fn attempt(
                 now_ms: crate::clock::event_ms(),
             }
         }
-        Err(error) => classify(ctx, record, error),
+        Err(error) => {
+            endpoint
+                .failures
+                .note(&error.code, &error.message, now_ms());
+            classify(ctx, record, error)
+        }
     };
     count_attempt(ctx, channel, &outcome);
     outcome
