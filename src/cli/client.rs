@@ -53,12 +53,7 @@ impl LocalClient {
                 false,
             ),
         };
-        let listen = &loaded.config.server.listen;
-        // A daemon listening on every address is reached on loopback.
-        let host = listen
-            .replace("0.0.0.0:", "127.0.0.1:")
-            .replace("[::]:", "[::1]:");
-        let base = format!("http://{host}");
+        let base = format!("http://{}", reached_on(&loaded.config.server.listen));
         let mut http = reqwest::Client::builder().timeout(timeout);
         // The local socket when the daemon has one: it is not held up by
         // server.max_connections (local_socket.rs).
@@ -257,5 +252,37 @@ fn os_error_text(error: &std::io::Error) -> String {
     match chars.next() {
         Some(first) => first.to_lowercase().chain(chars).collect(),
         None => text,
+    }
+}
+
+/// Where the CLI reaches a daemon that listens on `listen`: a daemon
+/// listening on every address, on loopback. The address as a whole, not a
+/// part of it: `10.0.0.0:8686` is not `0.0.0.0:8686` (replaced as text, it
+/// read `1127.0.0.1:8686`).
+fn reached_on(listen: &str) -> String {
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(addr) if addr.ip().is_unspecified() => {
+            let loopback: std::net::IpAddr = if addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            };
+            std::net::SocketAddr::new(loopback, addr.port()).to_string()
+        }
+        _ => listen.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reached_on;
+
+    #[test]
+    fn only_an_unspecified_address_is_reached_on_loopback() {
+        assert_eq!(reached_on("0.0.0.0:8686"), "127.0.0.1:8686");
+        assert_eq!(reached_on("[::]:8686"), "[::1]:8686");
+        assert_eq!(reached_on("10.0.0.0:8686"), "10.0.0.0:8686");
+        assert_eq!(reached_on("192.0.2.7:8686"), "192.0.2.7:8686");
+        assert_eq!(reached_on("127.0.0.1:8686"), "127.0.0.1:8686");
     }
 }
