@@ -137,7 +137,8 @@ async fn a_conversation_older_than_the_ttl_no_longer_routes_replies_to_its_pchat
 
     // 29 days old, inside the 30-day TTL: a quoting reply and a plain one
     // still reach alice.
-    assert_eq!(age_conversations(&bridge.db_path(), 29), (1, 1));
+    // One conversation; two keys: the send's external id and its own id.
+    assert_eq!(age_conversations(&bridge.db_path(), 29), (1, 2));
     wa.inject(inbound(
         ChannelKind::Wa,
         "+15551230001",
@@ -232,7 +233,7 @@ async fn an_expired_conversation_without_default_to_is_a_no_route_dead_letter_an
     .unwrap();
     assert_eq!(forwarded(&relay, "fresh").await["to"], "alice");
 
-    assert_eq!(age_conversations(&bridge.db_path(), 31), (1, 1));
+    assert_eq!(age_conversations(&bridge.db_path(), 31), (1, 2));
     wa.inject(inbound(
         ChannelKind::Wa,
         "+15551230001",
@@ -254,9 +255,9 @@ async fn an_expired_conversation_without_default_to_is_a_no_route_dead_letter_an
         "an expired conversation was still routed"
     );
 
-    // The prune runs with the first heartbeat after a start: the expired
-    // rows go.
-    assert_eq!(stored_conversations(&bridge.db_path()), (1, 1));
+    // The prune runs with the retention sweep's first round after a
+    // start: the expired rows go.
+    assert_eq!(stored_conversations(&bridge.db_path()), (1, 2));
     let bridge = bridge.restart(vec![wa.clone()]).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while stored_conversations(&bridge.db_path()) != (0, 0) {

@@ -58,9 +58,19 @@ pub fn record_sent(
     receipt: &SendReceipt,
     sent_at_ms: i64,
 ) -> StoreResult<()> {
-    let keys = receipt.external_ids.iter().chain(&receipt.thread_keys);
+    // The message's own id stands as a key too, as for one that ended
+    // unsent: a channel whose receipt names none (the contract does not
+    // ask for one) left the walk-back in `route` nothing of this send, and
+    // a reply that waited while someone else wrote went to whoever wrote
+    // before it.
+    let keys = receipt
+        .external_ids
+        .iter()
+        .chain(&receipt.thread_keys)
+        .map(String::as_str)
+        .chain(std::iter::once(message_id));
     let at_ms = sent.went_out_at.unwrap_or(sent_at_ms);
-    record_conversation(conn, message_id, sent, keys.map(String::as_str), at_ms)
+    record_conversation(conn, message_id, sent, keys, at_ms)
 }
 
 /// A message that ends unsent (failed, expired, cancelled) after an
@@ -661,6 +671,28 @@ mod tests {
                 "bob"
             );
         }
+    }
+
+    /// Alice's send left no reply key (a channel whose receipt names
+    /// none), and Carol wrote after the reply came: the walk-back still
+    /// finds Alice's send, by its own id, not Bob's before it.
+    #[test]
+    fn a_send_whose_receipt_names_no_key_is_found_by_the_walk_back() {
+        let conn = at_version(MIGRATIONS.len());
+        sent_by(&conn, "bob", "sms:1", 100);
+        let alice = SentTo {
+            channel: "sms".into(),
+            phone_id: "m1".into(),
+            recipient: "+15551230001".into(),
+            source: Some("alice".into()),
+            went_out_at: None,
+        };
+        record_sent(&conn, "msg-alice", &alice, &SendReceipt::default(), 200).unwrap();
+        sent_by(&conn, "carol", "sms:3", 400);
+        assert_eq!(
+            route(&conn, &reply_arrived_at(250)).unwrap().unwrap().to,
+            "alice"
+        );
     }
 
     /// A send of the operator's own (no `source`: the API, `phonerelay
