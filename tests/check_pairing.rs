@@ -89,6 +89,29 @@ fn a_stored_pairing_with_an_endpoint_s_phone_id_passes() {
     assert_eq!(code, Some(0), "{said}");
 }
 
+/// `relay.phone_id` in the config, another than the stored pairing's: a
+/// note (the link runs as the config's phone_id, with the relay key the
+/// relay issued for the pairing's), not an error.
+#[test]
+fn a_relay_phone_id_overriding_the_stored_pairing_s_is_noted() {
+    let sim = Simulated::new();
+    paired_store(sim.dir.path(), "sim-1");
+    let mut text = std::fs::read_to_string(&sim.config).unwrap();
+    text.push_str(
+        "\n[[channels.sms.modems]]\nphone_id = \"sim-2\"\ndevice = \"sim\"\n\
+         [relay]\nphone_id = \"sim-2\"\n",
+    );
+    std::fs::write(&sim.config, text).unwrap();
+    let (code, said) = check(&sim.config);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains(
+            "note: relay.phone_id in the config (\"sim-2\") overrides the phone_id \"sim-1\""
+        ),
+        "{said}"
+    );
+}
+
 /// A connection to the store at `path` that has replaced its pairing
 /// with one for `phone_id`, committed in the WAL only (no checkpoint).
 fn pairing_in_the_wal(path: &std::path::Path, phone_id: &str) -> Connection {

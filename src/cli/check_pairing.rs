@@ -39,6 +39,17 @@ pub fn stored_pairing_without_endpoint(loaded: &LoadedConfig) -> Option<PairingF
     }
     let configured = crate::channels::configured_phone_ids(loaded);
     if configured.contains(&pairing.phone_id) {
+        // Another one overrides the pairing's, as `pair` says when it pairs;
+        // said here too, where a config's slips are looked for.
+        if let Some(overriding) = &loaded.config.relay.phone_id {
+            let paired = &pairing.phone_id;
+            return Some(PairingFinding::Note(format!(
+                "note: relay.phone_id in the config ({overriding:?}) overrides the phone_id \
+                 {paired:?} `phonerelay pair` recorded: the link runs as {overriding:?} with the \
+                 relay key issued for {paired:?}, and the relay pushes with a bridge key bound to \
+                 {paired:?}; remove relay.phone_id, or pair again as {overriding:?}"
+            )));
+        }
         return None;
     }
     let phone_id = &pairing.phone_id;
