@@ -229,12 +229,7 @@ impl RelayClient {
         timeout: Option<Duration>,
     ) -> Result<Value, RelayError> {
         let url = format!("{}{path}", self.base);
-        let mut request = self
-            .http
-            .post(&url)
-            .bearer_auth(self.key.expose())
-            .timeout(timeout.unwrap_or(self.request_timeout))
-            .json(body);
+        let mut request = self.json_post(&url, body, timeout.unwrap_or(self.request_timeout));
         if let Some(key) = idempotency_key {
             request = request.header("Idempotency-Key", key);
         }
@@ -251,13 +246,22 @@ impl RelayClient {
         timeout: Duration,
     ) -> Result<Value, RelayError> {
         let url = format!("{}{path}", self.base);
-        let request = self
-            .http
-            .post(&url)
+        let request = self.json_post(&url, body, timeout);
+        self.answer_or(path, &url, request, WhenCut::Refuse).await
+    }
+
+    /// A POST of `body` as JSON to `url`, with the relay key.
+    fn json_post(
+        &self,
+        url: &str,
+        body: &impl Serialize,
+        timeout: Duration,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .post(url)
             .bearer_auth(self.key.expose())
             .timeout(timeout)
-            .json(body);
-        self.answer_or(path, &url, request, WhenCut::Refuse).await
+            .json(body)
     }
 
     /// POST a file's bytes as they are (`POST {media}`), its type as the
