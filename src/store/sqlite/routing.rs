@@ -199,8 +199,11 @@ const NO_USER: &str = "";
 
 /// The recipients of an endpoint's sends from pChat users that have no
 /// outcome yet and may be what a reply that arrived at ?3 answers:
-/// - those under way (`sending`) accepted before it: the attempt may put
-///   the message out before it ends, and its time is known only then;
+/// - those under way (`sending`) whose attempt began before it: the
+///   attempt may put the message out before it ends, and its time is
+///   known only then (one that began after the reply came is dated after
+///   it, whatever it does, and cannot be what it answers: waited for, it
+///   sent the reply to `default` on a slow modem);
 /// - those whose first attempt that counted ended before it (`went_out_at`),
 ///   whatever their status (`queued` for their retry, or in it): part of
 ///   the message may be out, and its conversation will be timed from then
@@ -215,7 +218,7 @@ pub(crate) const SEND_UNSETTLED: &str = concat!(
     "SELECT recipient FROM outbound WHERE channel = ?1 AND phone_id = ?2
      AND status = 'sending' AND ",
     live!(),
-    " AND source IS NOT NULL AND created_at <= ?3
+    " AND source IS NOT NULL AND COALESCE(attempt_at, created_at) <= ?3
      UNION ALL
      SELECT recipient FROM outbound WHERE channel = ?1 AND phone_id = ?2 AND ",
     live!(),
@@ -693,6 +696,23 @@ mod tests {
             route(&conn, &reply_arrived_at(250)).unwrap().unwrap().to,
             "alice"
         );
+    }
+
+    /// Alice's send was accepted before the reply came, but its attempt
+    /// began after (it waited in the queue): it cannot be what the reply
+    /// answers, and the reply does not wait for it.
+    #[test]
+    fn a_reply_does_not_wait_for_a_send_whose_attempt_began_after_it() {
+        let conn = at_version(MIGRATIONS.len());
+        sent_by(&conn, "bob", "sms:1", 100);
+        alice_writes(&conn);
+        claim_at(&conn, 400);
+        assert!(!send_unsettled(&conn, &reply_arrived_at(300)).unwrap());
+        assert_eq!(
+            route(&conn, &reply_arrived_at(300)).unwrap().unwrap().to,
+            "bob"
+        );
+        assert!(send_unsettled(&conn, &reply_arrived_at(500)).unwrap());
     }
 
     /// A send of the operator's own (no `source`: the API, `phonerelay
