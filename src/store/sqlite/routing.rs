@@ -356,14 +356,19 @@ mod tests {
     use super::super::seq_clock::SeqClock;
     use crate::store::testing::queued_sms;
 
-    fn sent_by(conn: &Connection, source: &str, external_id: &str, at_ms: i64) {
-        let sent = SentTo {
+    /// A send on "m1" to +15551230001 from `source` (none: the operator's).
+    fn to_the_number(source: Option<&str>) -> SentTo {
+        SentTo {
             channel: "sms".into(),
             phone_id: "m1".into(),
             recipient: "+15551230001".into(),
-            source: Some(source.into()),
+            source: source.map(str::to_string),
             went_out_at: None,
-        };
+        }
+    }
+
+    fn sent_by(conn: &Connection, source: &str, external_id: &str, at_ms: i64) {
+        let sent = to_the_number(Some(source));
         let receipt = SendReceipt::single(external_id.to_string());
         record_sent(conn, &format!("msg-{external_id}"), &sent, &receipt, at_ms).unwrap();
     }
@@ -424,13 +429,7 @@ mod tests {
         };
         assert_eq!(route(&conn, &keyed).unwrap().unwrap().to, "bob");
         // The same reply key given again by an older send stays the newer's.
-        let sent = SentTo {
-            channel: "sms".into(),
-            phone_id: "m1".into(),
-            recipient: "+15551230001".into(),
-            source: Some("carol".into()),
-            went_out_at: None,
-        };
+        let sent = to_the_number(Some("carol"));
         let receipt = SendReceipt::single("sms:2".to_string());
         record_sent(&conn, "msg-old", &sent, &receipt, 200).unwrap();
         assert_eq!(route(&conn, &keyed).unwrap().unwrap().to, "bob");
@@ -683,13 +682,7 @@ mod tests {
     fn a_send_whose_receipt_names_no_key_is_found_by_the_walk_back() {
         let conn = at_version(MIGRATIONS.len());
         sent_by(&conn, "bob", "sms:1", 100);
-        let alice = SentTo {
-            channel: "sms".into(),
-            phone_id: "m1".into(),
-            recipient: "+15551230001".into(),
-            source: Some("alice".into()),
-            went_out_at: None,
-        };
+        let alice = to_the_number(Some("alice"));
         record_sent(&conn, "msg-alice", &alice, &SendReceipt::default(), 200).unwrap();
         sent_by(&conn, "carol", "sms:3", 400);
         assert_eq!(
@@ -725,13 +718,7 @@ mod tests {
     fn a_send_without_a_pchat_user_ends_the_conversation_before_it() {
         let conn = at_version(MIGRATIONS.len());
         sent_by(&conn, "alice", "sms:1", 100);
-        let operator = SentTo {
-            channel: "sms".into(),
-            phone_id: "m1".into(),
-            recipient: "+15551230001".into(),
-            source: None,
-            went_out_at: None,
-        };
+        let operator = to_the_number(None);
         let receipt = SendReceipt::single("sms:2".to_string());
         record_sent(&conn, "msg-operator", &operator, &receipt, 200).unwrap();
 
