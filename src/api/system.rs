@@ -66,6 +66,9 @@ pub struct EndpointStatus {
     pub oldest_queued_seconds: Option<u64>,
     #[serde(default)]
     pub sending: Option<u64>,
+    /// Messages whose sending attempt was in the last hour and that went
+    /// out (sent, delivered or read since): a report for an older send
+    /// does not count.
     #[serde(default)]
     pub sent_last_hour: Option<u64>,
     /// Messages that failed for good in the last hour.

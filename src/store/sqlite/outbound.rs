@@ -486,7 +486,10 @@ pub(super) const NEXT_DUE_SKIPPING: &str = next_due!(not_held!("?4"));
 /// names each ended status: with `ended!()` alone (a NOT IN) the planner
 /// has no status to seek and walks every ended message kept on every
 /// `/ready`, `/metrics` and heartbeat; with them it reads each status's
-/// range of the window.
+/// range of the window. A message that went out counts in the window of
+/// the attempt that sent it, not of its last report: a delivery report
+/// for yesterday's send is no send this hour (those attempts start
+/// before they end, so the `updated_at` range holds them all).
 pub(super) const STATS: &str = concat!(
     "SELECT channel, phone_id, status, COUNT(*), MIN(seq) FROM outbound WHERE ",
     live!(),
@@ -496,6 +499,7 @@ pub(super) const STATS: &str = concat!(
     ended!(),
     " AND status IN ('sent', 'delivered', 'read', 'failed', 'expired', 'cancelled')
          AND updated_at >= ?1
+         AND (status NOT IN ('sent', 'delivered', 'read') OR COALESCE(attempt_at, updated_at) >= ?1)
          GROUP BY channel, phone_id, status"
 );
 
@@ -2005,6 +2009,33 @@ mod tests {
             t0 + 10_002,
             "not before the send was recorded"
         );
+    }
+
+    /// The window's sends are the messages whose sending attempt was in
+    /// it: a delivery report this hour for a message sent hours ago is
+    /// no send this hour (the status read healthy while nothing went out);
+    /// a message that failed this hour counts whenever it was sent.
+    #[test]
+    fn a_late_delivery_report_is_no_send_in_the_window_it_comes_in() {
+        let conn = at_version(MIGRATIONS.len());
+        let t0 = 1_800_000_000_000;
+        let yesterday = sent_message(&conn, &["a"], t0);
+        let failed_late = sent_message(&conn, &["b"], t0 + 10);
+        let now = t0 + 20 * HOUR_MS;
+        let this_hour = sent_message(&conn, &["c"], now - 10 * 60_000);
+        for (part, status) in [
+            ("a", DeliveryStatus::Delivered),
+            ("b", DeliveryStatus::Failed),
+            ("c", DeliveryStatus::Delivered),
+        ] {
+            apply_status(&conn, &report(part, status, now), now).unwrap();
+        }
+        assert_eq!(status_of(&conn, &yesterday), OutboundStatus::Delivered);
+        assert_eq!(status_of(&conn, &failed_late), OutboundStatus::Failed);
+        assert_eq!(status_of(&conn, &this_hour), OutboundStatus::Delivered);
+        let window = &stats(&conn, now - HOUR_MS).unwrap()[0];
+        assert_eq!(window.sent_recently, 1, "only the message sent this hour");
+        assert_eq!(window.failed_recently, 1, "failed this hour");
     }
 
     /// A long message is read once each part is delivered or read and one
