@@ -8,6 +8,7 @@ mod relay_support;
 use std::time::Duration;
 
 use common::{FAST_OUTBOX, TestChannel, create_key};
+use phonerelay::relay::REPORTED_RELAY_CURSOR;
 use phonerelay::relay::settings::{SCOPE, STATUS_CURSOR};
 use phonerelay::store::Scope;
 use phonerelay_channel::ChannelKind;
@@ -169,4 +170,60 @@ async fn after_a_move_to_another_relay_the_old_relay_s_events_are_not_reported()
         told.is_empty(),
         "the old relay's event reached the new one: {told:?}"
     );
+}
+
+/// `pair` with another relay while the daemon runs: until the daemon reads
+/// the new pairing, the old link runs on, and the status events of what
+/// the new relay sends (with its bridge key, usable at once) are not told
+/// to the old relay; they wait for the link they belong to. (The record
+/// `pair` writes is made here by hand, the link being the config's.)
+#[tokio::test]
+async fn once_paired_elsewhere_the_old_link_tells_its_relay_no_more_events() {
+    let relay = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge = common::start_bridge(&relay.bridge_config("push", None), RELAY_KEY, &wa).await;
+    let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
+    let send = |relay_id: &'static str| {
+        json!({"phone_id": PHONE_ID, "channel": "wa", "to": "+15551230001",
+               "text": "hi", "relay_message_id": relay_id})
+    };
+    let told = |relay_id: &'static str| {
+        move |s: &relay_support::Recorded| {
+            s.status_events
+                .iter()
+                .any(|e| e["relay_message_id"] == relay_id && e["status"] == "sent")
+        }
+    };
+    let (code, body) = bridge.post("/api/v1/messages", &key, &send("r-1")).await;
+    assert_eq!(code, 202, "{body}");
+    relay.wait_for("r-1's sent event", told("r-1")).await;
+
+    let store = bridge.store();
+    let moved = json!({"url": "http://other-relay.invalid",
+                       "after_seq": store.last_outbound_seq().await.unwrap()});
+    store
+        .save_cursor(SCOPE, REPORTED_RELAY_CURSOR, &moved.to_string())
+        .await
+        .unwrap();
+    let (code, body) = bridge.post("/api/v1/messages", &key, &send("r-2")).await;
+    assert_eq!(code, 202, "{body}");
+    bridge
+        .wait_status(body["id"].as_str().unwrap(), "sent")
+        .await;
+    // Thirty of the link's status rounds.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let leaked: Vec<Value> = relay
+        .status_events()
+        .into_iter()
+        .filter(|e| e["relay_message_id"] == "r-2")
+        .collect();
+    assert!(leaked.is_empty(), "told to the old relay: {leaked:?}");
+
+    // Back with this relay: the event was kept, not passed over.
+    let back = json!({"url": relay.url(), "after_seq": 0});
+    store
+        .save_cursor(SCOPE, REPORTED_RELAY_CURSOR, &back.to_string())
+        .await
+        .unwrap();
+    relay.wait_for("r-2's sent event", told("r-2")).await;
 }

@@ -31,6 +31,8 @@ pub mod shown_url;
 pub mod status_reporter;
 pub mod unknown_phone;
 
+pub use reported_relay::CURSOR as REPORTED_RELAY_CURSOR;
+
 use std::sync::Arc;
 use std::time::Duration;
 

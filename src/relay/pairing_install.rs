@@ -70,12 +70,20 @@ pub async fn install(
         paired_at_ms: now_ms,
         key_sha256: Some(settings::key_fingerprint(key)),
     };
+    let relay_move = super::reported_relay::move_for_pairing(store, previous.as_ref(), url)
+        .await
+        .map_err(|e| {
+            ExitError::Runtime(format!(
+                "cannot read which relay the status events go to: {e}; the previous pairing is unchanged"
+            ))
+        })?;
     let change = PairingChange {
         revoke_key_id: previous.map(|p| p.bridge_key_id),
         bridge_key: Some(issued.record),
         now_ms,
         scope: SCOPE.to_string(),
         cursors: pairing_cursors(&pairing, now_ms)?,
+        relay_move,
     };
     // Dropped on a failure, the staged key is removed: the key file in
     // place still matches the pairing that still stands.
@@ -243,6 +251,65 @@ mod tests {
         assert_eq!(state.last_reached_ms, Some(2));
     }
 
+    /// The newest outbound message's seq, after accepting one more from
+    /// the relay as `relay_id`.
+    async fn accept_from_relay(store: &dyn Store, relay_id: &str) -> i64 {
+        let message = crate::store::testing::queued_sms(relay_id, 1);
+        store
+            .accept_relay_outbound(message, relay_id.into())
+            .await
+            .unwrap();
+        store.last_outbound_seq().await.unwrap()
+    }
+
+    /// What the store records as the relay the status events go to.
+    async fn reported_to(store: &dyn Store) -> Option<(String, i64)> {
+        let text = store
+            .load_cursor(SCOPE, super::super::reported_relay::CURSOR)
+            .await
+            .unwrap()?;
+        let record: crate::store::ReportedRelay = serde_json::from_str(&text).unwrap();
+        Some((record.url, record.after_seq))
+    }
+
+    /// A pair with another relay records the move with its bridge key:
+    /// the messages accepted before it are the old relay's, those after
+    /// it the new one's, whether or not the daemon's link to the new
+    /// relay has started. Recorded when that link started, the new
+    /// relay's messages accepted meanwhile (its key file unreadable by
+    /// the service user, say) were taken for the old one's, and their
+    /// status events never reached it. A pair again with the same relay
+    /// (a new key) moves nothing.
+    #[tokio::test]
+    async fn a_pair_with_another_relay_records_the_move_with_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (loaded, store) = config_and_store(dir.path());
+        install(&loaded, &store, OLD_URL, "ph_1", "old-key", 1)
+            .await
+            .unwrap();
+        assert_eq!(reported_to(&store).await, None, "the first relay");
+        let old_relay_s = accept_from_relay(&store, "r-old").await;
+
+        install(&loaded, &store, NEW_URL, "ph_1", "new-key", 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            reported_to(&store).await,
+            Some((NEW_URL.to_string(), old_relay_s))
+        );
+        let new_relay_s = accept_from_relay(&store, "r-new").await;
+        assert!(new_relay_s > old_relay_s);
+
+        install(&loaded, &store, NEW_URL, "ph_1", "newer-key", 3)
+            .await
+            .unwrap();
+        assert_eq!(
+            reported_to(&store).await,
+            Some((NEW_URL.to_string(), old_relay_s)),
+            "the same relay: no move"
+        );
+    }
+
     /// A pairing made again with the same relay starts its refusals in a
     /// row from none: an earlier pairing's three would have the first
     /// refusal of one bad message hold the whole queue.
@@ -300,6 +367,7 @@ mod tests {
             now_ms: 2,
             scope: SCOPE.into(),
             cursors: pairing_cursors(&pairing, 2).unwrap(),
+            relay_move: None,
         };
         store.replace_relay_pairing(change).await.unwrap();
         match settings::resolve(&loaded, &store).await {

@@ -40,6 +40,7 @@ pub async fn remove(
         now_ms,
         scope: SCOPE.to_string(),
         cursors: ending_cursors(),
+        relay_move: None,
     };
     let revoked = store
         .replace_relay_pairing(change)

@@ -7,22 +7,20 @@
 //! store keeps the relay the events go to and the newest outbound message
 //! accepted before it became that relay; outbound seqs only grow, so a
 //! clock stepped back cannot put a later message before the move.
-
-use serde::{Deserialize, Serialize};
+//!
+//! `pair` records a move in the transaction that issues the new bridge
+//! key ([`move_for_pairing`]): the new relay can send with that key from
+//! the commit on, whether or not the daemon's link to it has started (its
+//! key file unreadable by the service user, the daemon stopped or just
+//! starting). A move of `relay.url` in the config is recorded when the
+//! link to the new URL starts.
 
 use super::Deps;
-use super::settings::SCOPE;
-use crate::store::StoreResult;
+use super::settings::{Pairing, SCOPE};
+use crate::store::{RelayMove, ReportedRelay, Store, StoreResult};
 
 /// The cursor (in the relay's scope) holding a [`ReportedRelay`].
 pub const CURSOR: &str = "status_relay";
-
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
-struct ReportedRelay {
-    url: String,
-    /// Messages up to this outbound seq were another relay's (0: none).
-    after_seq: i64,
-}
 
 /// The outbound seq after which messages are this link's relay's: read,
 /// or written at a move, until the store answers. `None` if shut down
@@ -42,14 +40,51 @@ pub async fn messages_after(deps: &Deps, retry_ms: u64) -> Option<i64> {
     }
 }
 
+/// The relay the status events go to, as recorded; none if never
+/// recorded or unreadable.
+async fn recorded(store: &dyn Store) -> StoreResult<Option<ReportedRelay>> {
+    let saved = store.load_cursor(SCOPE, CURSOR).await?;
+    Ok(saved
+        .as_deref()
+        .and_then(|text| serde_json::from_str::<ReportedRelay>(text).ok()))
+}
+
+/// Whether the status events are still recorded as this link's relay's:
+/// not once `pair` moved the bridge to another relay, while this link
+/// runs until the daemon reads the new pairing. Its events are the new
+/// relay's messages' then, not the old relay's. If the record cannot be
+/// read, they are.
+pub async fn still_this_links(deps: &Deps) -> bool {
+    match recorded(&*deps.state.store).await {
+        Ok(Some(record)) => record.url == deps.settings.url,
+        Ok(None) | Err(_) => true,
+    }
+}
+
+/// For a pairing with the relay at `url`: a move, if the status events
+/// went to another relay (as recorded, or the `previous` pairing's when
+/// nothing is recorded yet, its link never started).
+pub async fn move_for_pairing(
+    store: &dyn Store,
+    previous: Option<&Pairing>,
+    url: &str,
+) -> StoreResult<Option<RelayMove>> {
+    let previous_url = match recorded(store).await? {
+        Some(record) => Some(record.url),
+        None => previous.map(|p| p.url.clone()),
+    };
+    Ok(previous_url
+        .is_some_and(|previous| previous != url)
+        .then(|| RelayMove {
+            cursor: CURSOR.to_string(),
+            url: url.to_string(),
+        }))
+}
+
 async fn decide(deps: &Deps) -> StoreResult<i64> {
     let store = &deps.state.store;
     let url = &deps.settings.url;
-    let saved = store.load_cursor(SCOPE, CURSOR).await?;
-    let previous = saved
-        .as_deref()
-        .and_then(|text| serde_json::from_str::<ReportedRelay>(text).ok());
-    let after_seq = match previous {
+    let after_seq = match recorded(&**store).await? {
         Some(previous) if previous.url == *url => return Ok(previous.after_seq),
         // Another relay before this one: its messages are not this one's.
         Some(previous) => {

@@ -88,6 +88,8 @@ pub async fn run(deps: Deps) {
     // whether it does now.
     let mut refusals = 0u32;
     let mut holding = false;
+    // Whether `pair` moved the bridge to another relay, said once.
+    let mut moved_away = false;
     loop {
         if deps.shutdown.is_cancelled() {
             break;
@@ -109,6 +111,20 @@ pub async fn run(deps: Deps) {
             }
         };
         if batch.scanned_to == cursor {
+            if !deps.sleep_ms(interval).await {
+                break;
+            }
+            continue;
+        }
+        if !batch.events.is_empty() && !reported_relay::still_this_links(&deps).await {
+            // `pair` moved the bridge to another relay while this link
+            // runs: these events may be the new relay's messages', not to
+            // be told to this one. The daemon ends this link once it reads
+            // the new pairing; the new link reports them.
+            if !moved_away {
+                tracing::info!("paired with another relay: this link's status events stop");
+                moved_away = true;
+            }
             if !deps.sleep_ms(interval).await {
                 break;
             }
@@ -276,7 +292,9 @@ async fn probe_past(deps: &Deps, after: i64, after_seq: i64, held: &[StatusEvent
         }
     };
     let (events, resume) = probe_events(next, held);
-    if events.is_empty() {
+    // Past the batch may be a new relay's messages once `pair` moved the
+    // bridge (see `run`).
+    if events.is_empty() || !reported_relay::still_this_links(deps).await {
         return Probe::Nothing;
     }
     match report(deps, &events).await {

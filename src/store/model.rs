@@ -490,6 +490,28 @@ pub struct PairingChange {
     /// state), all under `scope`.
     pub scope: String,
     pub cursors: Vec<CursorWrite>,
+    /// A pairing with another relay than the one the status events went
+    /// to: recorded in the same transaction, as of the newest outbound
+    /// message then, since the new bridge key works from the commit on.
+    pub relay_move: Option<RelayMove>,
+}
+
+/// The record, cursor `cursor` under the change's scope, that the status
+/// events go to relay `url` from the next outbound message on
+/// ([`ReportedRelay`]).
+#[derive(Debug, Clone)]
+pub struct RelayMove {
+    pub cursor: String,
+    pub url: String,
+}
+
+/// Which relay the status events are for (`relay::reported_relay`): the
+/// messages accepted up to outbound seq `after_seq` were another relay's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedRelay {
+    pub url: String,
+    /// Messages up to this outbound seq were another relay's (0: none).
+    pub after_seq: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -107,6 +107,14 @@ pub fn replace_pairing(conn: &Connection, change: &PairingChange) -> StoreResult
     for cursor in &change.cursors {
         super::cursors::write(conn, &change.scope, &cursor.name, &cursor.value)?;
     }
+    if let Some(moved) = &change.relay_move {
+        let record = ReportedRelay {
+            url: moved.url.clone(),
+            after_seq: super::relay::last_outbound_seq(conn)?,
+        };
+        let text = serde_json::to_string(&record).expect("a plain record serialises");
+        super::cursors::write(conn, &change.scope, &moved.cursor, &text)?;
+    }
     Ok(revoked)
 }
 
@@ -210,6 +218,7 @@ mod tests {
             now_ms: 2,
             scope: "relay".into(),
             cursors: vec![CursorWrite::new("pairing", "new")],
+            relay_move: None,
         };
         let active = async |key_id: &str| {
             let key = store.find_key(key_id).await.unwrap();
