@@ -120,7 +120,7 @@ fn read_key(args: &PairArgs) -> Result<String, ExitError> {
 /// relay is asked or the state dir touched.
 fn same_relay_as_configured(loaded: &LoadedConfig, url: &str) -> Result<(), ExitError> {
     match &loaded.config.relay.url {
-        Some(configured) if configured.trim_end_matches('/') != url.trim_end_matches('/') => {
+        Some(configured) if !crate::relay::relay_url::same_relay(configured, url) => {
             let configured = crate::relay::shown_url(configured);
             Err(ExitError::Config(format!(
                 "relay.url in the config names {configured}, not {}: the link would stay off, \

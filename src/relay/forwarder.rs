@@ -418,7 +418,7 @@ async fn forward(
 /// store no longer holds as JSON, which nothing could send.
 fn fixed_before(deps: &Deps, item: &RelayInbound) -> Option<(RelayBody, Box<RawValue>)> {
     let body = item.body.clone()?;
-    if body.relay_url != deps.settings.url {
+    if !super::relay_url::same_relay(&body.relay_url, &deps.settings.url) {
         return None;
     }
     match RawValue::from_string(body.json.clone()) {

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::Deps;
 use super::client::{RelayError, Upload};
+use super::relay_url::same_relay;
 use crate::api::dto::AttachmentBody;
 use crate::media::media_id_of;
 use crate::media_chunks::{ReadFailure, chunks};
@@ -124,7 +125,7 @@ pub async fn relay_attachments(
                 relay_url: Some(url),
                 relay_base: Some(base),
                 ..
-            }) if base == deps.settings.url => Uploaded::At(url),
+            }) if same_relay(&base, &deps.settings.url) => Uploaded::At(url),
             Some(record) if given_up(deps, &record) => Uploaded::GivenUp(not_uploaded(record)),
             Some(record) => match upload(deps, id).await {
                 Ok(uploaded) => uploaded,
@@ -160,7 +161,7 @@ pub async fn relay_attachments(
 /// before its message's body could be fixed): it is not tried again.
 fn given_up(deps: &Deps, record: &MediaRecord) -> bool {
     record.upload_failures.as_ref().is_some_and(|failures| {
-        failures.relay_base == deps.settings.url
+        same_relay(&failures.relay_base, &deps.settings.url)
             && failures.count >= deps.settings.config.upload_give_up_after
     })
 }

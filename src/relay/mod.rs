@@ -24,6 +24,7 @@ mod poll_size;
 pub mod pull;
 pub mod pull_ack;
 mod refusals;
+pub mod relay_url;
 mod reported_relay;
 pub mod routing;
 pub mod settings;

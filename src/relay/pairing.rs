@@ -150,7 +150,7 @@ pub async fn pair(
     key: &str,
 ) -> Result<PairOutcome, ExitError> {
     validate_inputs(url, phone_id, key)?;
-    let url = url.trim_end_matches('/');
+    let url = &super::relay_url::canonical(url);
     let relay_answer = check(loaded, url, phone_id, key).await?;
     let installed = install(loaded, store, url, phone_id, key, now_ms()).await?;
     Ok(PairOutcome {

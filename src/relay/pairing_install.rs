@@ -279,7 +279,7 @@ mod tests {
     /// relay's messages accepted meanwhile (its key file unreadable by
     /// the service user, say) were taken for the old one's, and their
     /// status events never reached it. A pair again with the same relay
-    /// (a new key) moves nothing.
+    /// (a new key), however its URL is spelled, moves nothing.
     #[tokio::test]
     async fn a_pair_with_another_relay_records_the_move_with_its_key() {
         let dir = tempfile::tempdir().unwrap();
@@ -300,7 +300,9 @@ mod tests {
         let new_relay_s = accept_from_relay(&store, "r-new").await;
         assert!(new_relay_s > old_relay_s);
 
-        install(&loaded, &store, NEW_URL, "ph_1", "newer-key", 3)
+        // The same relay, its URL spelled otherwise.
+        let spelled_otherwise = "HTTP://New-Relay.invalid:80/";
+        install(&loaded, &store, spelled_otherwise, "ph_1", "newer-key", 3)
             .await
             .unwrap();
         assert_eq!(

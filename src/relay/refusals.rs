@@ -59,7 +59,7 @@ impl Refusals {
         let in_a_row = match store.load_cursor(SCOPE, CURSOR).await {
             Ok(text) => text
                 .and_then(|text| serde_json::from_str::<Stored>(&text).ok())
-                .filter(|stored| stored.relay_url == relay_url)
+                .filter(|stored| super::relay_url::same_relay(&stored.relay_url, relay_url))
                 .map_or(0, |stored| stored.in_a_row),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the relay's refusals in a row; counting from zero");

@@ -16,6 +16,7 @@
 //! link to the new URL starts.
 
 use super::Deps;
+use super::relay_url::same_relay;
 use super::settings::{Pairing, SCOPE};
 use crate::store::{RelayMove, ReportedRelay, Store, StoreResult};
 
@@ -56,7 +57,7 @@ async fn recorded(store: &dyn Store) -> StoreResult<Option<ReportedRelay>> {
 /// read, they are.
 pub async fn still_this_links(deps: &Deps) -> bool {
     match recorded(&*deps.state.store).await {
-        Ok(Some(record)) => record.url == deps.settings.url,
+        Ok(Some(record)) => same_relay(&record.url, &deps.settings.url),
         Ok(None) | Err(_) => true,
     }
 }
@@ -74,7 +75,7 @@ pub async fn move_for_pairing(
         None => previous.map(|p| p.url.clone()),
     };
     Ok(previous_url
-        .is_some_and(|previous| previous != url)
+        .is_some_and(|previous| !same_relay(&previous, url))
         .then(|| RelayMove {
             cursor: CURSOR.to_string(),
             url: url.to_string(),
@@ -85,7 +86,7 @@ async fn decide(deps: &Deps) -> StoreResult<i64> {
     let store = &deps.state.store;
     let url = &deps.settings.url;
     let after_seq = match recorded(&**store).await? {
-        Some(previous) if previous.url == *url => return Ok(previous.after_seq),
+        Some(previous) if same_relay(&previous.url, url) => return Ok(previous.after_seq),
         // Another relay before this one: its messages are not this one's.
         Some(previous) => {
             let after_seq = store.last_outbound_seq().await?;

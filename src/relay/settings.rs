@@ -222,7 +222,7 @@ pub async fn resolve(
             file.display()
         )));
     }
-    let url = url.trim_end_matches('/').to_string();
+    let url = super::relay_url::canonical(&url);
     if let Some(paired) = &pairing {
         paired_with_this_relay(paired, &url, &phone_id).map_err(Unresolved::Incomplete)?;
     }
@@ -241,7 +241,7 @@ pub async fn resolve(
 /// it did not issue. Refused, naming both URLs; a config-only setup (no
 /// pairing recorded) is not concerned.
 fn paired_with_this_relay(pairing: &Pairing, url: &str, phone_id: &str) -> Result<(), String> {
-    if pairing.url.trim_end_matches('/') == url {
+    if super::relay_url::same_relay(&pairing.url, url) {
         return Ok(());
     }
     Err(format!(
