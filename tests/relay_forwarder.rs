@@ -751,3 +751,40 @@ async fn a_hold_from_before_a_restart_shows_at_once_after_it() {
     assert!(holds(&link), "{link}");
     assert_eq!(link["inbound_pending"], 1, "{link}");
 }
+
+/// A message's tries through an earlier outage, kept across a restart, do
+/// not set the wait when the relay fails once more: the link's wait
+/// starts again from `retry_initial_ms`. With its 20 tries it was
+/// `retry_max_ms` (ten minutes here) for every pending message.
+#[tokio::test]
+async fn an_earlier_outage_s_tries_do_not_set_the_link_s_wait_in_the_next() {
+    let ten_minutes =
+        |config: String| config.replace("retry_max_ms = 250", "retry_max_ms = 600000");
+    let (relay, wa, bridge) = linked_bridge_with_then_relay_failing(503, ten_minutes).await;
+    wa.inject(wa_inbound("+15551230001", "long-1", "through it all", &[]))
+        .await
+        .unwrap();
+    relay
+        .wait_for("the message refused", |s| s.refused.contains(&"messages"))
+        .await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge = bridge.restart(vec![wa.clone()]).await;
+    // Its tries as a long outage leaves them, due now.
+    let db = rusqlite::Connection::open(bridge.db_path()).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute(
+        "UPDATE inbound SET relay_attempts = 20, relay_next_at = 0 WHERE external_id = 'long-1'",
+        [],
+    )
+    .unwrap();
+    let refused_before = relay.with(|s| s.refused.len());
+    relay
+        .wait_for("one more refusal", |s| s.refused.len() > refused_before)
+        .await;
+    relay.with(|s| s.fail_all = None);
+    relay
+        .wait_for("the message, within the test's wait", |s| {
+            s.messages.len() == 1
+        })
+        .await;
+}

@@ -502,7 +502,17 @@ async fn answered(
             deps.link.failed(&e).await;
             *failures = failures.saturating_add(1);
             let now = now_ms();
-            let next_at_ms = now + deps.backoff_ms(item.attempts.max(*failures - 1) + 1, &e) as i64;
+            // The link down, the wait is the link's: its failures in a
+            // row in this run. A message's stored tries date from earlier
+            // outages too (they outlive a restart, and a success of
+            // another message does not clear them): one refusal after
+            // those would hold every message for `retry_max_ms`.
+            let tries = if e.is_link_down() {
+                *failures
+            } else {
+                item.attempts.max(*failures - 1) + 1
+            };
+            let next_at_ms = now + deps.backoff_ms(tries, &e) as i64;
             let recorded = record_retry(deps, &m.id, route, &e, next_at_ms, now).await;
             Attempt::Later {
                 // Unrecorded, the message stays due now: only holding
