@@ -979,6 +979,17 @@ async fn a_message_whose_ttl_runs_out_while_it_waits_for_the_rate_limit_is_not_s
         message["attempts"], 0,
         "claimed, never tried: the claim's attempt is given back: {message:#}"
     );
+    let history: Vec<&str> = message["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        history,
+        ["queued", "expired"],
+        "no attempt shown for it either: {message:#}"
+    );
     assert_eq!(ch.sent().len(), 1, "only the first went out");
 }
 

@@ -677,11 +677,15 @@ pub fn requeue_abandoned(
         let Some(seq) = event.log_before_change(conn, id)? else {
             continue;
         };
+        // Due at once (0), as every message put back to go at once is:
+        // due at the start's time, a clock stepped back after the start
+        // (a wrong RTC that NTP puts right) would hold it, and its
+        // recipient's later messages behind it, for as long as the step.
         conn.prepare_cached(
-            "UPDATE outbound SET status = 'queued', next_attempt_at = ?2, updated_at = ?2,
+            "UPDATE outbound SET status = 'queued', next_attempt_at = ?4, updated_at = ?2,
                 lease_until = NULL, went_out_at = COALESCE(went_out_at, ?3) WHERE seq = ?1",
         )?
-        .execute(params![seq, now_ms, went_out_at])?;
+        .execute(params![seq, now_ms, went_out_at, DUE_AT_ONCE_MS])?;
     }
     Ok(Abandoned {
         requeued: ids.len(),
@@ -839,8 +843,8 @@ pub fn record_outcome_plainly(
         )
         .map(drop),
         SendOutcome::Expired { now_ms } => {
-            mark_expired(conn, &[id.to_string()], *now_ms)?;
-            give_back_claimed_attempt(conn, id)
+            give_back_claimed_attempt(conn, id)?;
+            mark_expired(conn, &[id.to_string()], *now_ms).map(drop)
         }
     }
 }
@@ -848,13 +852,15 @@ pub fn record_outcome_plainly(
 /// A claimed message found past its ttl before its send began: the claim
 /// counted an attempt that never was, which it gives back, as a release
 /// does (`Attempt::GivenBack`); kept, the API showed an attempt for a
-/// message never tried.
+/// message never tried. Its start goes too, before the expiry is logged:
+/// logged with it, the history showed that attempt as `sending`.
 fn give_back_claimed_attempt(conn: &Connection, id: &str) -> StoreResult<()> {
     let Some((seq, _, _)) = current(conn, id)? else {
         return Ok(());
     };
     conn.prepare_cached(
-        "UPDATE OR FAIL outbound SET attempts = MAX(attempts - 1, 0) WHERE seq = ?1",
+        "UPDATE OR FAIL outbound SET attempts = MAX(attempts - 1, 0), attempt_at = NULL
+         WHERE seq = ?1",
     )?
     .execute([seq])?;
     Ok(())
@@ -1405,6 +1411,25 @@ mod tests {
         assert_eq!(claim_at(&conn, 10).len(), 1);
         record_outcomes(&conn, &[(id.clone(), outcome(30, 20))]).unwrap();
         (conn, id)
+    }
+
+    /// A claim a dead process left is due at once when the next start puts
+    /// it back: a clock stepped back after that start (a wrong RTC put
+    /// right by NTP) does not hold it, as it held it for the step when it
+    /// was due at the start's time.
+    #[test]
+    fn a_dead_process_s_claim_is_due_at_once_whatever_the_clock_does_after() {
+        let conn = at_version(MIGRATIONS.len());
+        let seqs = SeqClock::load(&conn).unwrap();
+        let t0 = 1_800_000_000_000;
+        let id = accept_new(&conn, &seqs, "text", t0);
+        assert_eq!(claim_at(&conn, t0 + 10).len(), 1);
+        let started_ahead = t0 + 3_600_000;
+        let abandoned = requeue_abandoned(&conn, started_ahead, 12).unwrap();
+        assert_eq!(abandoned.requeued, 1);
+        let stepped_back = t0 + 20;
+        let claimed = claim_at(&conn, stepped_back);
+        assert_eq!(claimed.iter().map(|r| &r.id).collect::<Vec<_>>(), [&id]);
     }
 
     /// Two requests with one idempotency key that both passed the API's
