@@ -289,29 +289,33 @@ async fn an_invalid_pdu_answer_is_sent_again_once() {
 }
 
 /// `+CMS ERROR: 28`, unidentified subscriber (TS 24.011 Annex E: "not
-/// registered in the PLMN, IMSI not known"), is said of the sender on a
-/// submit: our own SIM, unknown to the network for now (e.g. after a VLR
-/// reset), not the message or its recipient. Like a refused account it
-/// holds every message alike: refused for now, not failed for good, and
-/// sent once the network knows the SIM again.
+/// registered in the PLMN, IMSI not known"), and 30, unknown subscriber
+/// (not registered in the HLR: the number not allocated, a SIM not yet
+/// provisioned or deactivated), are said of the sender on a submit: our
+/// own SIM, not the message or its recipient. Like a refused account they
+/// hold every message alike: refused for now, not failed for good (30 was:
+/// every queued message dead-lettered in turn, none sent), and sent once
+/// the network knows the SIM again.
 #[tokio::test]
-async fn an_unidentified_own_subscriber_holds_messages_rather_than_failing_them() {
+async fn an_unidentified_or_unknown_own_subscriber_holds_messages_rather_than_failing_them() {
     let rig = Rig::start(behaviour(), modem_config("main")).await;
     rig.wait_up().await;
-    rig.sim.fail_next_sends(28, 1);
-    let err = rig
-        .channel
-        .send(&message("u", "+15551230001", "hi"))
-        .await
-        .unwrap_err();
-    assert_eq!(err.class, ErrorClass::RateLimited, "{err:?}");
-    assert_eq!(err.code, "cms_28");
-    assert!(rig.sim.sent_messages().is_empty());
-    rig.channel
-        .send(&message("u", "+15551230001", "hi"))
-        .await
-        .unwrap();
-    assert_eq!(rig.sim.sent_messages().len(), 1);
+    for (sent_before, cause) in [(0, 28), (1, 30)] {
+        rig.sim.fail_next_sends(cause, 1);
+        let err = rig
+            .channel
+            .send(&message("u", "+15551230001", "hi"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.class, ErrorClass::RateLimited, "{err:?}");
+        assert_eq!(err.code, format!("cms_{cause}"));
+        assert_eq!(rig.sim.sent_messages().len(), sent_before);
+        rig.channel
+            .send(&message("u", "+15551230001", "hi"))
+            .await
+            .unwrap();
+        assert_eq!(rig.sim.sent_messages().len(), sent_before + 1);
+    }
 }
 
 /// An account the SMSC refuses (+CMS ERROR: 193, no SC subscription)

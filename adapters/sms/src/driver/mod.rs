@@ -216,15 +216,17 @@ const CMS_INVALID_PDU: u16 = 304;
 const CMS_OPERATION_NOT_ALLOWED: u16 = 302;
 
 /// Causes by which the network refuses every message of this
-/// subscription, whatever its recipient or content: TS 24.011 RP cause 28
+/// subscription, whatever its recipient or content: TS 24.011 RP causes 28
 /// unidentified subscriber (on a submit, our own SIM is not known to the
-/// network, e.g. after a VLR reset, until it registers again) and TS 23.040
+/// network, e.g. after a VLR reset, until it registers again) and 30
+/// unknown subscriber (our own number is not in the HLR: a SIM not yet
+/// provisioned, deactivated or ported away), and TS 23.040
 /// TP-Failure-Cause 193 no SC subscription. The AT table calls 193
 /// permanent (the command fails again until something changes), but what
 /// must change is the account, not the message: every queued message
 /// would otherwise fail for good one after another while it lasts. The
 /// adapter holds the queue instead.
-pub(crate) const CMS_SUBSCRIPTION_REFUSED: [u16; 2] = [28, 193];
+pub(crate) const CMS_SUBSCRIPTION_REFUSED: [u16; 3] = [28, 30, 193];
 
 /// TS 24.011 RP causes of barring: 8 operator determined barring (for want
 /// of credit, or of some destinations: international, premium rate), 10
