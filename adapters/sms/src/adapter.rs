@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::concat_reference::{ConcatReferences, legacy_reference};
 use crate::config::{ModemConfig, SmsConfig};
 use crate::driver::pin_record::PinRecordKey;
+use crate::driver::request_hold::RequestHold;
 use crate::driver::status::{AcceptedParts, ModemStatus, SentParts, SharedStatus, parts_cursor};
 use crate::driver::{
     CMS_MEMORY_FULL, CMS_SUBSCRIPTION_REFUSED, Driver, DriverError, ErrorCode, OutPart, Request,
@@ -443,11 +444,13 @@ impl SmsChannel {
         };
         let remaining = total - done.min(total);
         let (reply, answer) = oneshot::channel();
+        let hold = Arc::new(RequestHold::default());
         let request = Request::Send {
             message_id: message.id.clone(),
             to: message.to.clone(),
             parts,
             reply,
+            hold: hold.clone(),
         };
         let outcome = match self.requests.try_send(request) {
             Ok(()) => match tokio::time::timeout(self.timeout_for(remaining), answer).await {
@@ -458,6 +461,16 @@ impl SmsChannel {
                     return Err(SendError::transient(
                         "sms_modem_down",
                         "the modem driver dropped the send",
+                    ));
+                }
+                // Still in the driver's queue (behind an earlier send's
+                // late answer, or a sweep): it never reached the modem, and
+                // the driver skips it. Not an attempt.
+                Err(_) if hold.give_up() => {
+                    return Err(SendError::rate_limited(
+                        "sms_busy",
+                        "the modem was busy (an earlier send or a read of the SIM) for longer than this send waits; nothing sent",
+                        Some(Duration::from_secs(1)),
                     ));
                 }
                 Err(_) => {

@@ -769,6 +769,32 @@ async fn a_cmgs_answered_long_after_its_timeout_is_still_taken_and_not_sent_agai
     );
 }
 
+/// A send that waits in the driver's queue, behind the wait for an
+/// earlier send's late answer, for longer than its caller waits never
+/// reached the modem: it is refused for now (`sms_busy`, nothing sent, no
+/// attempt spent), not a timed-out attempt as it was (repeated, such
+/// waits could fail a message never sent), and the driver skips it; sent
+/// again, it goes out once.
+#[tokio::test]
+async fn a_send_given_up_while_queued_behind_a_late_answer_is_no_attempt_and_goes_once() {
+    let rig = only_part_timed_out_with(Duration::from_secs(4), |_| {}).await;
+    let behind = message("two", "+15551230003", "behind it");
+    let err = rig.channel.send(&behind).await.unwrap_err();
+    assert_eq!(
+        (err.class, err.code.as_str()),
+        (ErrorClass::RateLimited, "sms_busy"),
+        "{err:?}"
+    );
+    retry_until_sent(&rig, &behind).await;
+    let texts: Vec<String> = rig
+        .sim
+        .sent_messages()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, ["just once", "behind it"]);
+}
+
 /// A daemon's stop while the network has not answered a part (its PDU
 /// written, the modem waiting on the network): at the end of the grace the
 /// outbox stops waiting for the send and puts the message back, then the

@@ -12,6 +12,7 @@ mod outage_log;
 mod parts_off_full_memory;
 pub mod pin_record;
 pub mod pin_unsettled;
+pub mod request_hold;
 mod send_error;
 mod slot;
 mod smsc;
@@ -273,6 +274,9 @@ pub enum Request {
         to: String,
         parts: Vec<OutPart>,
         reply: oneshot::Sender<SendOutcome>,
+        /// Taken by the driver or given up by the caller, whichever is
+        /// first.
+        hold: Arc<request_hold::RequestHold>,
     },
 }
 
@@ -982,12 +986,16 @@ impl Driver {
                 biased;
                 _ = shutdown.cancelled() => return Ok(()),
                 request = self.requests.recv() => match request {
-                    Some(Request::Send { reply, .. }) if reply.is_closed() => {
-                        // The caller stopped waiting and reported a transient
-                        // failure; its retry comes as a new request.
-                        tracing::debug!(phone_id = %self.config.phone_id, "send abandoned by its caller; skipped");
+                    // The guard takes the request (`RequestHold::take`)
+                    // unless its caller gave it up or stopped waiting; the
+                    // arm below then sends it.
+                    Some(Request::Send { reply, hold, .. }) if reply.is_closed() || !hold.take() => {
+                        // The caller stopped waiting before the driver took
+                        // it, and said nothing went out; its retry comes as
+                        // a new request.
+                        tracing::debug!(phone_id = %self.config.phone_id, "send given up by its caller before it was taken; skipped");
                     }
-                    Some(Request::Send { message_id, to, parts, reply }) => {
+                    Some(Request::Send { message_id, to, parts, reply, .. }) => {
                         let (outcome, timed_out) = self
                             .send_parts(conn, &message_id, &to, parts, shutdown, || reply.is_closed())
                             .await;

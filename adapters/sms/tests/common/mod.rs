@@ -402,8 +402,16 @@ pub async fn retry_until_sent(
     loop {
         match rig.channel.send(message).await {
             Ok(receipt) => return receipt,
+            // Transient, or refused for now while the driver was busy
+            // (with an earlier send's late answer) and the request never
+            // reached the modem.
             Err(e) => {
-                assert_eq!(e.class, phonerelay_channel::ErrorClass::Transient, "{e:?}");
+                let busy =
+                    e.class == phonerelay_channel::ErrorClass::RateLimited && e.code == "sms_busy";
+                assert!(
+                    e.class == phonerelay_channel::ErrorClass::Transient || busy,
+                    "{e:?}"
+                );
                 assert!(tokio::time::Instant::now() < deadline, "never sent: {e:?}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
