@@ -487,11 +487,22 @@ impl ModemConfig {
     /// all it does: a missing credential must fail here, not at 3 am.
     fn check_host(&self, base_dir: &Path) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
-        if !self.device.is_empty() && !self.is_sim() && !self.device_path(base_dir).exists() {
-            issues.push(ConfigIssue::absent(
-                "device",
-                format!("no such file: {}", self.device_path(base_dir).display()),
-            ));
+        if !self.device.is_empty() && !self.is_sim() {
+            let path = self.device_path(base_dir);
+            // Not "no such file" when it cannot be looked for (a directory
+            // on the way this user may not search, or that is a file):
+            // the operator would look for a modem that is there.
+            match path.try_exists() {
+                Ok(true) => {}
+                Ok(false) => issues.push(ConfigIssue::absent(
+                    "device",
+                    format!("no such file: {}", path.display()),
+                )),
+                Err(e) => issues.push(ConfigIssue::absent(
+                    "device",
+                    format!("cannot look for {}: {e}", path.display()),
+                )),
+            }
         }
         match self.resolve_pin(base_dir) {
             Err(error) => issues.push(error.into_issue()),
@@ -772,6 +783,26 @@ mod tests {
         // once it exists there.
         std::fs::write(dir.path().join("ttyUSB-not-here"), "").unwrap();
         assert!(config.check(dir.path()).is_empty());
+    }
+
+    /// A path that cannot be looked for is said to be so, with why, not
+    /// reported missing.
+    #[test]
+    fn a_device_path_that_cannot_be_looked_for_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("serial"), "").unwrap();
+        let config = SmsConfig {
+            modems: vec![ModemConfig::new("a", "serial/by-id/modem")],
+        };
+        let issues = config.check(dir.path());
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        let looked_for = dir.path().join("serial/by-id/modem");
+        let message = &issues[0].reason;
+        assert!(
+            message.starts_with(&format!("cannot look for {}: ", looked_for.display())),
+            "{message}"
+        );
+        assert!(!message.contains("no such file"), "{message}");
     }
 
     #[test]
