@@ -56,7 +56,13 @@ pub async fn run(
             Some(false) => UnforwardedInbound::Prune,
             Some(true) | None => UnforwardedInbound::Keep,
         };
-        prune_conversations(&*store, &config.config.relay.routing, unforwarded).await;
+        prune_conversations(
+            &*store,
+            &config.config.relay.routing,
+            unforwarded,
+            &shutdown,
+        )
+        .await;
         if retention_days > 0 {
             let reported_to = status_reported_to(&*store, unforwarded).await;
             prune_old(&*store, retention_days, unforwarded, reported_to, &shutdown).await;
@@ -94,21 +100,37 @@ async fn prune_media(store: &dyn Store, shutdown: &CancellationToken) {
 
 /// Forget conversations past their ttl, whether or not a relay link runs
 /// (sends with a `source` record them either way), but none that an
-/// inbound still waiting for the relay may be routed by.
+/// inbound still waiting for the relay may be routed by; in batches, as
+/// the rest of the sweep.
 async fn prune_conversations(
     store: &dyn Store,
     routing: &RoutingConfig,
     unforwarded: UnforwardedInbound,
+    shutdown: &CancellationToken,
 ) {
     let ttl = ttl_ms(routing);
     let pending_ttl = match unforwarded {
         UnforwardedInbound::Keep => Some(ttl),
         UnforwardedInbound::Prune => None,
     };
-    match store.prune_conversations(now_ms() - ttl, pending_ttl).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(pruned = n, "expired conversations forgotten"),
-        Err(e) => tracing::warn!(error = %e, "cannot prune conversations"),
+    let before = now_ms() - ttl;
+    let mut total = 0;
+    loop {
+        match store.prune_conversations(before, pending_ttl, BATCH).await {
+            Ok(n) => {
+                total += n;
+                if n < BATCH as usize || shutdown.is_cancelled() {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot prune conversations");
+                break;
+            }
+        }
+    }
+    if total > 0 {
+        tracing::info!(pruned = total, "expired conversations forgotten");
     }
 }
 

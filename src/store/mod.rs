@@ -333,14 +333,15 @@ pub trait Store: Send + Sync + 'static {
     /// came, and its conversation is recorded only with its outcome, so
     /// the reply cannot be routed yet.
     async fn send_unsettled(&self, query: RouteQuery) -> StoreResult<bool>;
-    /// Forget conversations last used before `before_ms`; returns how many.
-    /// With `pending_ttl_ms` (a relay is named), keep those an inbound
-    /// still waiting to be forwarded may be routed by: the ttl before the
-    /// oldest one's arrival.
+    /// Forget conversations last used before `before_ms`, at most `limit`
+    /// rows; returns how many. With `pending_ttl_ms` (a relay is named),
+    /// keep those an inbound still waiting to be forwarded may be routed
+    /// by: the ttl before the oldest one's arrival.
     async fn prune_conversations(
         &self,
         before_ms: i64,
         pending_ttl_ms: Option<i64>,
+        limit: u32,
     ) -> StoreResult<usize>;
 
     // --- received files ---------------------------------------------------

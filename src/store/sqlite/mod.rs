@@ -692,9 +692,10 @@ impl Store for SqliteStore {
         &self,
         before_ms: i64,
         pending_ttl_ms: Option<i64>,
+        limit: u32,
     ) -> StoreResult<usize> {
         self.writer
-            .write(move |conn| routing::prune(conn, before_ms, pending_ttl_ms))
+            .write(move |conn| routing::prune(conn, before_ms, pending_ttl_ms, limit))
             .await
     }
 

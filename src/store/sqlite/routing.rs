@@ -324,11 +324,19 @@ pub fn route(conn: &Connection, q: &RouteQuery) -> StoreResult<Option<RouteMatch
 pub(crate) const OLDEST_PENDING: &str =
     "SELECT MIN(committed_at) FROM inbound WHERE relay_state = 'pending'";
 
-/// Forget conversations last used before `before_ms`. With
-/// `pending_ttl_ms`, keep those an inbound still waiting to be forwarded
-/// may be routed by: it is routed as of its arrival (`route`), over the
-/// ttl before it, however long the relay has been away.
-pub fn prune(conn: &Connection, before_ms: i64, pending_ttl_ms: Option<i64>) -> StoreResult<usize> {
+/// Forget conversations last used before `before_ms`, at most `limit`
+/// rows (keys first): the sweep after a long relay outage, which kept
+/// every conversation meanwhile, is many writer jobs, not one holding
+/// sends and accepts up. With `pending_ttl_ms`, keep those an inbound
+/// still waiting to be forwarded may be routed by: it is routed as of its
+/// arrival (`route`), over the ttl before it, however long the relay has
+/// been away.
+pub fn prune(
+    conn: &Connection,
+    before_ms: i64,
+    pending_ttl_ms: Option<i64>,
+    limit: u32,
+) -> StoreResult<usize> {
     let before_ms = match pending_ttl_ms {
         None => before_ms,
         Some(ttl_ms) => {
@@ -338,12 +346,22 @@ pub fn prune(conn: &Connection, before_ms: i64, pending_ttl_ms: Option<i64>) -> 
             oldest.map_or(before_ms, |arrived| before_ms.min(arrived - ttl_ms))
         }
     };
-    let keys = conn.execute(
-        "DELETE FROM conversation_keys WHERE created_at < ?1",
-        [before_ms],
-    )?;
-    let conversations =
-        conn.execute("DELETE FROM conversations WHERE last_at < ?1", [before_ms])?;
+    let keys = conn
+        .prepare_cached(
+            "DELETE FROM conversation_keys WHERE rowid IN
+                (SELECT rowid FROM conversation_keys WHERE created_at < ?1 LIMIT ?2)",
+        )?
+        .execute(params![before_ms, limit])?;
+    let left = (limit as usize).saturating_sub(keys);
+    if left == 0 {
+        return Ok(keys);
+    }
+    let conversations = conn
+        .prepare_cached(
+            "DELETE FROM conversations WHERE rowid IN
+                (SELECT rowid FROM conversations WHERE last_at < ?1 LIMIT ?2)",
+        )?
+        .execute(params![before_ms, left as i64])?;
     Ok(keys + conversations)
 }
 
@@ -457,14 +475,14 @@ mod tests {
         sent_by(&conn, "alice", "sms:1", 0);
         pending_inbound_at(&conn, 29 * DAY);
         let now = 31 * DAY;
-        assert_eq!(prune(&conn, now - ttl, Some(ttl)).unwrap(), 0);
+        assert_eq!(prune(&conn, now - ttl, Some(ttl), u32::MAX).unwrap(), 0);
         let waiting = route(&conn, &reply_arrived_at(29 * DAY)).unwrap();
         assert_eq!(waiting.unwrap().to, "alice");
 
         conn.execute("UPDATE inbound SET relay_state = 'delivered'", [])
             .unwrap();
         assert!(
-            prune(&conn, now - ttl, Some(ttl)).unwrap() > 0,
+            prune(&conn, now - ttl, Some(ttl), u32::MAX).unwrap() > 0,
             "forwarded: forgotten"
         );
         assert_eq!(route(&conn, &reply_arrived_at(29 * DAY)).unwrap(), None);
@@ -487,7 +505,10 @@ mod tests {
             [29 * DAY],
         )
         .unwrap();
-        assert_eq!(prune(&conn, 31 * DAY - ttl, Some(ttl)).unwrap(), 0);
+        assert_eq!(
+            prune(&conn, 31 * DAY - ttl, Some(ttl), u32::MAX).unwrap(),
+            0
+        );
         let waiting = route(&conn, &reply_arrived_at(29 * DAY)).unwrap();
         assert_eq!(waiting.unwrap().to, "alice");
     }
@@ -498,7 +519,39 @@ mod tests {
         let conn = at_version(MIGRATIONS.len());
         sent_by(&conn, "alice", "sms:1", 0);
         pending_inbound_at(&conn, 29 * DAY);
-        assert!(prune(&conn, DAY, None).unwrap() > 0);
+        assert!(prune(&conn, DAY, None, u32::MAX).unwrap() > 0);
+    }
+
+    /// Conversations go `limit` rows at a time, keys first, so that the
+    /// sweep after a long relay outage is many short writer jobs.
+    #[test]
+    fn conversations_are_forgotten_a_batch_at_a_time() {
+        let conn = at_version(MIGRATIONS.len());
+        for i in 0..3 {
+            sent_by(&conn, "alice", &format!("sms:{i}"), 0);
+        }
+        let rows = |conn: &Connection| -> usize {
+            conn.query_row(
+                "SELECT (SELECT COUNT(*) FROM conversation_keys)
+                      + (SELECT COUNT(*) FROM conversations)",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap()
+        };
+        let total = rows(&conn);
+        assert!(total > 4, "{total}");
+        assert_eq!(prune(&conn, 1, None, 4).unwrap(), 4);
+        assert_eq!(rows(&conn), total - 4);
+        let mut pruned = 4;
+        loop {
+            let batch = prune(&conn, 1, None, 4).unwrap();
+            pruned += batch;
+            if batch < 4 {
+                break;
+            }
+        }
+        assert_eq!((pruned, rows(&conn)), (total, 0));
     }
 
     /// Alice's SMS to the number Bob wrote to, accepted at 200; its id.

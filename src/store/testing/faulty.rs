@@ -401,9 +401,10 @@ impl<F: Faults> Store for Faulty<F> {
         &self,
         before_ms: i64,
         pending_ttl_ms: Option<i64>,
+        limit: u32,
     ) -> StoreResult<usize> {
         self.inner
-            .prune_conversations(before_ms, pending_ttl_ms)
+            .prune_conversations(before_ms, pending_ttl_ms, limit)
             .await
     }
 
