@@ -14,15 +14,17 @@ use clap::Args;
 use crate::config::LoadedConfig;
 use crate::exit::ExitError;
 use crate::store::sqlite::backup::{
-    EventsFrom, LeftBehind, PairingFrom, Restored, backup, restore,
+    EventsFrom, FatesCarried, LeftBehind, PairingFrom, Restored, backup, restore,
 };
 
 /// What a restored store's daemon does with the copy's outbox: it sends
-/// what the copy has queued or sending (requeued at start), and knows
-/// nothing of what the replaced store did after the backup.
+/// what the copy has queued or sending (requeued at start) but what the
+/// replaced store had ended since the backup (`fates`); of a send still
+/// under way there it knows nothing.
 const RESTART_HINT: &str = "start the daemon: it sends the messages the copy has queued or sending, \
-     also those the replaced store had sent since the backup, and a long SMS goes on from the part \
-     the copy had reached, so some recipients may get a message, or parts of one, twice";
+     but those a readable replaced store had sent or ended since the backup; one still under way \
+     there (a retry, a long SMS part-sent) goes on from where the copy had reached, so its \
+     recipient may get it, or parts of it, twice";
 
 /// What neither a backup nor a restore carries.
 const MEDIA_NOT_INCLUDED: &str = "files received with inbound messages (media/ in the state dir) \
@@ -152,6 +154,15 @@ fn print_carried(restored: &Restored) {
         );
     }
     println!("{}", pairing_said(&restored.carried.pairing));
+    if let Some(fates) = &restored.carried.fates
+        && *fates != FatesCarried::default()
+    {
+        println!(
+            "taken as the replaced store has them: {} sends it sent or ended after the backup \
+             (not sent again), {} replies the relay took after it (not forwarded again)",
+            fates.sends_ended, fates.replies_forwarded
+        );
+    }
     if let Some(media) = &restored.media {
         println!(
             "{} received files the restored store has no row for are kept in {}, \

@@ -6,6 +6,7 @@
 //! way back is `restore`.
 
 mod durable;
+mod fates;
 mod media_aside;
 mod replaced;
 mod restore;
@@ -18,7 +19,7 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags};
 
 pub use media_aside::MediaKept;
-pub use replaced::{Carried, EventsFrom, KeysCarried, LeftBehind, PairingFrom};
+pub use replaced::{Carried, EventsFrom, FatesCarried, KeysCarried, LeftBehind, PairingFrom};
 pub use restore::{Restored, restore};
 
 use crate::store::StoreError;

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+pub use super::fates::FatesCarried;
 use crate::relay::settings::{LINK, PAIRING, SCOPE};
 
 /// What the restored store took from the one it replaced.
@@ -22,6 +23,10 @@ pub struct Carried {
     /// What the replaced store holds that the restored one does not;
     /// `None` if it could not be read.
     pub left_behind: Option<LeftBehind>,
+    /// The messages both hold, taken as the replaced store has them where
+    /// it went further; `None` if no replaced store could be read, or
+    /// the fates not taken from it.
+    pub fates: Option<FatesCarried>,
 }
 
 /// Messages only the replaced store holds (committed after the backup):
@@ -101,19 +106,26 @@ pub(super) fn carry_over(from: &Path, to: &Path, now_ms: i64) -> Result<Carried,
     } else {
         Err("there is no store".to_string())
     };
-    let (keys, pairing, went_on, left_behind) = match read {
-        Ok((keys, pairing, true, left)) => (Some(keys), pairing, Ok(()), left),
-        Ok((keys, pairing, false, left)) => (
-            Some(keys),
+    let (keys, pairing, went_on, left_behind, fates) = match read {
+        Ok(Taken {
+            keys,
             pairing,
-            Err(
-                "it does not hold the backup's last status event: a new store, one whose \
-                 retention has deleted that event, or a backup with none"
-                    .to_string(),
-            ),
+            went_on,
             left,
-        ),
-        Err(why) => (None, PairingFrom::Backup, Err(why), None),
+            fates,
+        }) => {
+            let went_on = if went_on {
+                Ok(())
+            } else {
+                Err(
+                    "it does not hold the backup's last status event: a new store, one whose \
+                     retention has deleted that event, or a backup with none"
+                        .to_string(),
+                )
+            };
+            (Some(keys), pairing, went_on, left, fates)
+        }
+        Err(why) => (None, PairingFrom::Backup, Err(why), None, None),
     };
     let events = match went_on {
         Ok(()) => EventsFrom::Replaced,
@@ -128,6 +140,7 @@ pub(super) fn carry_over(from: &Path, to: &Path, now_ms: i64) -> Result<Carried,
         keys,
         pairing,
         left_behind,
+        fates,
     };
     // Closed before the file is synced and renamed: nothing of it may be
     // left in a journal beside the copy.
@@ -144,18 +157,25 @@ pub(super) fn carry_over(from: &Path, to: &Path, now_ms: i64) -> Result<Carried,
 /// passes through here. The store is attached read-write,
 /// as the daemon opens it, so that detaching it, the last connection,
 /// folds its log into it and removes the log and the shared memory file.
-fn take_from(
-    copy: &mut Connection,
-    from: &Path,
-) -> Result<(KeysCarried, PairingFrom, bool, Option<LeftBehind>), String> {
+/// What [`take_from`] took over, and whether the replaced store went on
+/// from the backup.
+struct Taken {
+    keys: KeysCarried,
+    pairing: PairingFrom,
+    went_on: bool,
+    left: Option<LeftBehind>,
+    fates: Option<FatesCarried>,
+}
+
+fn take_from(copy: &mut Connection, from: &Path) -> Result<Taken, String> {
     let path = from
         .to_str()
         .ok_or_else(|| format!("{} is not UTF-8", from.display()))?;
     let sql = |e: rusqlite::Error| e.to_string();
     copy.execute("ATTACH DATABASE ?1 AS replaced", [path])
         .map_err(sql)?;
-    let taken = (|| -> Result<(KeysCarried, PairingFrom, bool, Option<LeftBehind>), String> {
-        let tx = copy.transaction().map_err(sql)?;
+    let taken = (|| -> Result<Taken, String> {
+        let mut tx = copy.transaction().map_err(sql)?;
         let went_on = continues_backup(&tx).map_err(sql)?;
         // Not to be had from a store of an older schema (a restore by a
         // new binary before its daemon ever ran): unknown then, and said
@@ -178,8 +198,27 @@ fn take_from(
         } else {
             PairingFrom::BackupOverNew
         };
+        // All or none of them (a savepoint: a statement that fails undoes
+        // only itself): a backup of a schema these statements do not fit
+        // is restored as it is, as before fates were taken.
+        let fates = {
+            let point = tx.savepoint().map_err(sql)?;
+            match super::fates::take_fates(&point) {
+                Ok(fates) => {
+                    point.commit().map_err(sql)?;
+                    Some(fates)
+                }
+                Err(_) => None,
+            }
+        };
         tx.commit().map_err(sql)?;
-        Ok((keys, pairing, went_on, left))
+        Ok(Taken {
+            keys,
+            pairing,
+            went_on,
+            left,
+            fates,
+        })
     })();
     let detached = copy.execute_batch("DETACH DATABASE replaced").map_err(sql);
     let keys = taken?;

@@ -308,6 +308,76 @@ mod tests {
         );
     }
 
+    /// What a message both stores hold became in the replaced store after
+    /// the backup is taken over where it went further: a send it sent is
+    /// sent in the restored store (with its part's id and its history),
+    /// not queued to go out a second time; a reply the relay took is
+    /// forwarded, not sent to the relay again; a conversation recorded
+    /// since is kept. What went no further there stays as the backup has
+    /// it.
+    #[test]
+    fn a_restore_takes_the_fates_the_replaced_store_gave_shared_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = empty_store(dir.path());
+        let conn = Connection::open(&db).unwrap();
+        for id in ["out-sent-since", "out-still-queued"] {
+            queue_message(&conn, id);
+        }
+        for id in ["in-taken-since", "in-still-pending"] {
+            receive(&conn, id, "pending");
+        }
+        let copy = dir.path().join("copy.sqlite3");
+        backup(&db, &copy).unwrap();
+        conn.execute_batch(
+            "UPDATE outbound SET status = 'sent', attempts = 1, updated_at = 5
+                 WHERE id = 'out-sent-since';
+             INSERT INTO outbound_parts (channel, phone_id, external_id, message_id, part)
+                 VALUES ('sms', 'p', 'mr:7', 'out-sent-since', 0);
+             INSERT INTO outbound_events (message_id, status, at)
+                 VALUES ('out-sent-since', 'sent', 5);
+             UPDATE inbound SET relay_state = 'delivered' WHERE id = 'in-taken-since';
+             INSERT INTO conversations (channel, phone_id, external, pchat_to, message_id, last_at)
+                 VALUES ('sms', 'p', '+1555', 'alice', 'out-sent-since', 5);",
+        )
+        .unwrap();
+        drop(conn);
+
+        let restored = restore(&copy, &db, ".before-restore").unwrap();
+        assert_eq!(
+            restored.carried.fates,
+            Some(replaced::FatesCarried {
+                sends_ended: 1,
+                replies_forwarded: 1,
+            })
+        );
+        let conn = Connection::open(&db).unwrap();
+        let text = |sql: &str| -> Vec<String> {
+            conn.prepare(sql)
+                .unwrap()
+                .query_map([], |row| row.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert_eq!(
+            text("SELECT id || ' ' || status || ' ' || attempts FROM outbound ORDER BY id"),
+            ["out-sent-since sent 1", "out-still-queued queued 0"]
+        );
+        assert_eq!(
+            text("SELECT message_id || ' ' || external_id FROM outbound_parts"),
+            ["out-sent-since mr:7"]
+        );
+        assert_eq!(
+            text("SELECT message_id || ' ' || status FROM outbound_events"),
+            ["out-sent-since sent"]
+        );
+        assert_eq!(
+            text("SELECT id || ' ' || relay_state FROM inbound ORDER BY id"),
+            ["in-still-pending pending", "in-taken-since delivered"]
+        );
+        assert_eq!(text("SELECT pchat_to FROM conversations"), ["alice"]);
+    }
+
     /// A status event of a message of its own: no two stores' are alike.
     fn add_event(conn: &Connection) -> i64 {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -1,0 +1,160 @@
+//! The fates of the messages both the backup and the store it replaces
+//! hold, taken from that store where it went further. A send the backup
+//! has queued (or being sent) that the replaced store sent, or that ended
+//! there otherwise, is taken as it ended: left queued, it went out a
+//! second time. A reply the relay took from the replaced store is taken as
+//! forwarded: left pending, it went to the relay again (under the same
+//! Idempotency-Key only if its id was the same, and with a body made
+//! afresh). The conversations the replaced store recorded after the backup
+//! are taken too, so a reply to one of those sends is routed to the pChat
+//! user who wrote it.
+//!
+//! Columns are those both stores have: the backup may be of an older
+//! schema (migrated when the daemon next starts), and a column only the
+//! replaced store has is filled in by that migration.
+
+use rusqlite::Connection;
+
+/// What the restored store took over.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FatesCarried {
+    /// Sends the backup has queued or being sent that had ended in the
+    /// replaced store (sent, delivered, read, failed, expired, cancelled).
+    pub sends_ended: usize,
+    /// Replies the backup has waiting for the relay (or as dead letters)
+    /// that the relay took from the replaced store.
+    pub replies_forwarded: usize,
+}
+
+/// The sends to take over: both stores hold them, live in the backup and
+/// ended in the replaced store.
+const ENDED_SINCE: &str = "CREATE TEMP TABLE ended_since AS
+     SELECT r.id AS id FROM replaced.outbound r JOIN main.outbound m ON m.id = r.id
+     WHERE m.status IN ('queued', 'sending') AND r.status NOT IN ('queued', 'sending')";
+
+pub(super) fn take_fates(tx: &Connection) -> rusqlite::Result<FatesCarried> {
+    tx.execute_batch(&format!(
+        "DROP TABLE IF EXISTS temp.ended_since; {ENDED_SINCE};"
+    ))?;
+    let sends_ended = take_sends(tx)?;
+    tx.execute_batch("DROP TABLE temp.ended_since")?;
+    let replies_forwarded = take_replies(tx)?;
+    take_conversations(tx)?;
+    Ok(FatesCarried {
+        sends_ended,
+        replies_forwarded,
+    })
+}
+
+/// The ended sends' rows, parts (the ids their delivery reports name) and
+/// history.
+fn take_sends(tx: &Connection) -> rusqlite::Result<usize> {
+    // `seq` and `id` are the row's name, the same in both.
+    let columns = shared_columns(tx, "outbound", |name| name != "seq" && name != "id")?;
+    let taken = tx.execute(
+        &format!(
+            "UPDATE main.outbound SET ({columns}) =
+                 (SELECT {columns} FROM replaced.outbound r WHERE r.id = outbound.id)
+             WHERE id IN (SELECT id FROM temp.ended_since)"
+        ),
+        [],
+    )?;
+    let parts = shared_columns(tx, "outbound_parts", |_| true)?;
+    tx.execute(
+        "DELETE FROM main.outbound_parts WHERE message_id IN (SELECT id FROM temp.ended_since)",
+        [],
+    )?;
+    // An id another message's part has in the backup stays that one's.
+    tx.execute(
+        &format!(
+            "INSERT OR IGNORE INTO main.outbound_parts ({parts})
+             SELECT {parts} FROM replaced.outbound_parts
+             WHERE message_id IN (SELECT id FROM temp.ended_since)"
+        ),
+        [],
+    )?;
+    // Events the backup has are the same ones (the same ids, given
+    // before the backup); those after it are the replaced store's alone.
+    let events = shared_columns(tx, "outbound_events", |_| true)?;
+    tx.execute(
+        &format!(
+            "INSERT OR IGNORE INTO main.outbound_events ({events})
+             SELECT {events} FROM replaced.outbound_events
+             WHERE message_id IN (SELECT id FROM temp.ended_since)"
+        ),
+        [],
+    )?;
+    Ok(taken)
+}
+
+/// Replies the relay took: the same message in both by its channel, phone
+/// and external id (a message received again after the backup has
+/// another id), with the relay's state as the replaced store has it.
+fn take_replies(tx: &Connection) -> rusqlite::Result<usize> {
+    let relay = shared_columns(tx, "inbound", |name| name.starts_with("relay_"))?;
+    if relay.is_empty() {
+        return Ok(0);
+    }
+    let same = "r.channel = inbound.channel AND r.phone_id = inbound.phone_id
+                AND r.external_id = inbound.external_id";
+    tx.execute(
+        &format!(
+            "UPDATE main.inbound SET ({relay}) =
+                 (SELECT {relay} FROM replaced.inbound r WHERE {same})
+             WHERE relay_state IN ('pending', 'dead')
+               AND EXISTS (SELECT 1 FROM replaced.inbound r
+                           WHERE {same} AND r.relay_state = 'delivered')"
+        ),
+        [],
+    )
+}
+
+/// Conversations recorded after the backup: a newer one replaces the
+/// backup's for its recipient, and every reply key is kept.
+fn take_conversations(tx: &Connection) -> rusqlite::Result<()> {
+    let conversations = shared_columns(tx, "conversations", |_| true)?;
+    // A backup from before conversations were kept has none to take.
+    if conversations.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        &format!(
+            "INSERT OR REPLACE INTO main.conversations ({conversations})
+             SELECT {conversations} FROM replaced.conversations r
+             WHERE NOT EXISTS (SELECT 1 FROM main.conversations m
+                               WHERE m.channel = r.channel AND m.phone_id = r.phone_id
+                                 AND m.external = r.external AND m.last_at >= r.last_at)"
+        ),
+        [],
+    )?;
+    let keys = shared_columns(tx, "conversation_keys", |_| true)?;
+    tx.execute(
+        &format!(
+            "INSERT OR IGNORE INTO main.conversation_keys ({keys})
+             SELECT {keys} FROM replaced.conversation_keys"
+        ),
+        [],
+    )?;
+    Ok(())
+}
+
+/// The columns of `table` both stores have that `wanted` keeps, as a
+/// list for SQL (names from the schemas, not from input).
+fn shared_columns(
+    tx: &Connection,
+    table: &str,
+    wanted: impl Fn(&str) -> bool,
+) -> rusqlite::Result<String> {
+    let names = |schema: &str| -> rusqlite::Result<Vec<String>> {
+        tx.prepare("SELECT name FROM pragma_table_info(?1, ?2) ORDER BY cid")?
+            .query_map([table, schema], |row| row.get(0))?
+            .collect()
+    };
+    let theirs = names("replaced")?;
+    let shared: Vec<String> = names("main")?
+        .into_iter()
+        .filter(|name| wanted(name) && theirs.contains(name))
+        .map(|name| format!("\"{name}\""))
+        .collect();
+    Ok(shared.join(", "))
+}
