@@ -1183,7 +1183,18 @@ pub fn stats(conn: &Connection, since_ms: i64) -> StoreResult<Vec<EndpointStats>
         match status {
             OutboundStatus::Queued => {
                 entry.queued += count;
-                entry.oldest_queued_at_ms = min_seq.and_then(message_id::accepted_at_ms);
+                // Its accept time as the wall clock read it, from its
+                // row: the time in its seq runs ahead of the clock after
+                // a step back (seqs only grow), and an age read from it
+                // stayed 0 for as long as the step; a seq from before
+                // migration 9 has none.
+                entry.oldest_queued_at_ms = match min_seq {
+                    Some(seq) => conn
+                        .prepare_cached("SELECT created_at FROM outbound WHERE seq = ?1")?
+                        .query_row([seq], |row| row.get(0))
+                        .optional()?,
+                    None => None,
+                };
             }
             OutboundStatus::Sending => entry.sending += count,
             OutboundStatus::Failed | OutboundStatus::Expired => entry.failed_recently += count,
@@ -1466,8 +1477,9 @@ mod tests {
         assert_eq!(reused, AcceptOutcome::KeyReused { id });
     }
 
-    /// The queue's age is its oldest queued message's accept time, read
-    /// from the seq in the claim index; a message being sent does not count.
+    /// The queue's age is its oldest queued message's accept time (the
+    /// first by seq in the claim index, its row's `created_at`); a
+    /// message being sent does not count.
     #[test]
     fn the_stats_name_when_the_oldest_queued_message_was_accepted() {
         let conn = at_version(MIGRATIONS.len());
@@ -1483,6 +1495,28 @@ mod tests {
         assert_eq!(oldest_queued(&conn), None, "all three are sending");
         accept(&conn, &queued_sms("fourth", t0 + 20_000), &seqs).unwrap();
         assert_eq!(oldest_queued(&conn), Some(t0 + 20_000));
+    }
+
+    /// After the clock steps back, a new message's seq still follows the
+    /// last (seqs only grow), so the time in it runs ahead: the queue's
+    /// age is read from the row's accept time, as the clock read it, not
+    /// from the seq, which made it 0 for as long as the step.
+    #[test]
+    fn the_queue_s_age_after_a_clock_step_back_is_the_clock_s() {
+        let conn = at_version(MIGRATIONS.len());
+        let seqs = SeqClock::load(&conn).unwrap();
+        let t0 = 1_800_000_000_000;
+        let hour = 3_600_000;
+        accept(&conn, &queued_sms("while ahead", t0 + hour), &seqs).unwrap();
+        assert_eq!(claim_at(&conn, t0 + hour).len(), 1);
+        let AcceptOutcome::Created { id } =
+            accept(&conn, &queued_sms("after the step", t0), &seqs).unwrap()
+        else {
+            panic!("not created")
+        };
+        let seq = get(&conn, &id).unwrap().unwrap().record.seq;
+        assert!(message_id::accepted_at_ms(seq).unwrap() > t0 + hour / 2);
+        assert_eq!(stats(&conn, 0).unwrap()[0].oldest_queued_at_ms, Some(t0));
     }
 
     #[test]
