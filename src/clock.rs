@@ -20,6 +20,16 @@ pub fn now_ms() -> i64 {
     }
 }
 
+/// How far ahead of the clock event times may run and still order new
+/// ones after them: the last event time given, or the latest one a store
+/// holds when it opens. A box that comes back with its clock behind by up
+/// to a day (its last saved time, before NTP answers) keeps the order;
+/// further ahead, a clock ran ahead for a while (a bad GPS or NTP answer,
+/// put right since), and taken up it would date every later event that
+/// far ahead, for as long (reply routing's ttl counted from it, retention
+/// keeping them).
+pub const MAX_EVENT_AHEAD_MS: i64 = 24 * 3_600_000;
+
 /// Event times for the whole process ([`event_ms`]).
 static EVENTS: EventClock = EventClock::new();
 
@@ -32,7 +42,9 @@ static EVENTS: EventClock = EventClock::new();
 /// later than any the store holds ([`raise_event_floor`]). Stepped back
 /// (NTP, a box without a real-time clock booting at its last saved time),
 /// the wall clock made a reply look older than the send before it, and
-/// routed it to whoever wrote before that. Forward steps are followed.
+/// routed it to whoever wrote before that. Forward steps are followed; a
+/// step back of more than [`MAX_EVENT_AHEAD_MS`] is too, as the end of a
+/// time the clock ran ahead.
 pub fn event_ms() -> i64 {
     EVENTS.next(now_ms())
 }
@@ -58,16 +70,30 @@ impl EventClock {
     }
 
     /// `now`, or one millisecond after the last time given if that is not
-    /// before `now`.
+    /// before `now` (and not more than [`MAX_EVENT_AHEAD_MS`] ahead of it).
     fn next(&self, now: i64) -> i64 {
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
-            let next = now.max(last.saturating_add(1));
+            let ran_ahead = last.saturating_sub(now) > MAX_EVENT_AHEAD_MS;
+            let next = if ran_ahead {
+                now
+            } else {
+                now.max(last.saturating_add(1))
+            };
             match self
                 .last
                 .compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) => return next,
+                Ok(_) => {
+                    if ran_ahead {
+                        tracing::warn!(
+                            last = %rfc3339(last),
+                            "the clock had run more than a day ahead and is back: \
+                             new events are dated by it again"
+                        );
+                    }
+                    return next;
+                }
                 Err(seen) => last = seen,
             }
         }
@@ -117,5 +143,23 @@ mod tests {
         assert_eq!(clock.next(6_000), 9_001, "a floor ahead of the clock");
         clock.raise_floor(0);
         assert_eq!(clock.next(6_000), 9_002, "a lower floor changes nothing");
+    }
+
+    /// A clock that ran more than a day ahead for a while and was put
+    /// right dates events by itself again; followed, every event after
+    /// was dated as far ahead, for as long.
+    #[test]
+    fn event_times_come_back_from_a_clock_that_ran_far_ahead() {
+        let clock = EventClock::new();
+        let now = 1_800_000_000_000;
+        assert_eq!(clock.next(now), now);
+        let year = 365 * 24 * 3_600_000;
+        assert_eq!(clock.next(now + year), now + year, "the glitch");
+        assert_eq!(clock.next(now + 1_000), now + 1_000, "put right");
+        assert_eq!(clock.next(now + 1_000), now + 1_001);
+        // A day behind is still a step back, ordered after.
+        let day = MAX_EVENT_AHEAD_MS;
+        assert_eq!(clock.next(now + day), now + day);
+        assert_eq!(clock.next(now + 2), now + day + 1);
     }
 }

@@ -125,10 +125,8 @@ pub(super) fn beside(database: &Path, ending: &str) -> PathBuf {
 }
 
 /// How far ahead of the clock the latest event time in a store may be and
-/// still order new ones after it (`clock::raise_event_floor`): a box that
-/// comes back with its clock behind by a day at most (its last saved
-/// time, before NTP answers).
-const MAX_EVENT_FLOOR_AHEAD_MS: i64 = 24 * 3_600_000;
+/// still order new ones after it (`clock::raise_event_floor`).
+const MAX_EVENT_FLOOR_AHEAD_MS: i64 = crate::clock::MAX_EVENT_AHEAD_MS;
 
 /// The schema version this binary brings a store to (and runs on).
 pub const SCHEMA_VERSION: usize = schema::MIGRATIONS.len();
