@@ -78,23 +78,37 @@ pub async fn run(
 /// deliver its message; it saves the file again when it does).
 async fn prune_media(store: &dyn Store, shutdown: &CancellationToken) {
     let unclaimed_before = now_ms() - UNCLAIMED_MEDIA_MS;
+    let total = in_batches(shutdown, "sweep of kept media failed", || {
+        store.prune_media(unclaimed_before, BATCH)
+    })
+    .await;
+    if total > 0 {
+        tracing::info!(deleted = total, "media files of deleted messages deleted");
+    }
+}
+
+/// Run `batch` (one writer job of at most [`BATCH`] rows) until one comes
+/// back short, fails (logged as `failed`), or the daemon stops; how many
+/// rows went.
+async fn in_batches<F, Fut>(shutdown: &CancellationToken, failed: &str, mut batch: F) -> usize
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::store::StoreResult<usize>>,
+{
     let mut total = 0;
     loop {
-        match store.prune_media(unclaimed_before, BATCH).await {
+        match batch().await {
             Ok(n) => {
                 total += n;
                 if n < BATCH as usize || shutdown.is_cancelled() {
-                    break;
+                    return total;
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "sweep of kept media failed");
-                break;
+                tracing::warn!(error = %e, "{failed}");
+                return total;
             }
         }
-    }
-    if total > 0 {
-        tracing::info!(deleted = total, "media files of deleted messages deleted");
     }
 }
 
@@ -114,21 +128,10 @@ async fn prune_conversations(
         UnforwardedInbound::Prune => None,
     };
     let before = now_ms() - ttl;
-    let mut total = 0;
-    loop {
-        match store.prune_conversations(before, pending_ttl, BATCH).await {
-            Ok(n) => {
-                total += n;
-                if n < BATCH as usize || shutdown.is_cancelled() {
-                    break;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot prune conversations");
-                break;
-            }
-        }
-    }
+    let total = in_batches(shutdown, "cannot prune conversations", || {
+        store.prune_conversations(before, pending_ttl, BATCH)
+    })
+    .await;
     if total > 0 {
         tracing::info!(pruned = total, "expired conversations forgotten");
     }
@@ -161,24 +164,10 @@ async fn prune_old(
     shutdown: &CancellationToken,
 ) {
     let before = now_ms() - retention_days as i64 * DAY_MS;
-    let mut total = 0;
-    loop {
-        match store
-            .prune(before, BATCH, unforwarded, status_reported_to)
-            .await
-        {
-            Ok(n) => {
-                total += n;
-                if n < BATCH as usize || shutdown.is_cancelled() {
-                    break;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "retention sweep failed");
-                break;
-            }
-        }
-    }
+    let total = in_batches(shutdown, "retention sweep failed", || {
+        store.prune(before, BATCH, unforwarded, status_reported_to)
+    })
+    .await;
     if total > 0 {
         tracing::info!(deleted = total, retention_days, "old messages deleted");
     }

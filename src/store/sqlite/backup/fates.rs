@@ -59,32 +59,30 @@ fn take_sends(tx: &Connection) -> rusqlite::Result<usize> {
         ),
         [],
     )?;
-    let parts = shared_columns(tx, "outbound_parts", |_| true)?;
     tx.execute(
         "DELETE FROM main.outbound_parts WHERE message_id IN (SELECT id FROM temp.ended_since)",
         [],
     )?;
     // An id another message's part has in the backup stays that one's.
-    tx.execute(
-        &format!(
-            "INSERT OR IGNORE INTO main.outbound_parts ({parts})
-             SELECT {parts} FROM replaced.outbound_parts
-             WHERE message_id IN (SELECT id FROM temp.ended_since)"
-        ),
-        [],
-    )?;
+    take_rows_of_ended(tx, "outbound_parts")?;
     // Events the backup has are the same ones (the same ids, given
     // before the backup); those after it are the replaced store's alone.
-    let events = shared_columns(tx, "outbound_events", |_| true)?;
+    take_rows_of_ended(tx, "outbound_events")?;
+    Ok(taken)
+}
+
+/// The replaced store's rows of `table` (keyed by `message_id`) for the
+/// ended sends taken over, but those whose key the backup already has.
+fn take_rows_of_ended(tx: &Connection, table: &str) -> rusqlite::Result<usize> {
+    let columns = shared_columns(tx, table, |_| true)?;
     tx.execute(
         &format!(
-            "INSERT OR IGNORE INTO main.outbound_events ({events})
-             SELECT {events} FROM replaced.outbound_events
+            "INSERT OR IGNORE INTO main.{table} ({columns})
+             SELECT {columns} FROM replaced.{table}
              WHERE message_id IN (SELECT id FROM temp.ended_since)"
         ),
         [],
-    )?;
-    Ok(taken)
+    )
 }
 
 /// Replies the relay took: the same message in both by its channel, phone
