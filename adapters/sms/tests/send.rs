@@ -201,6 +201,19 @@ async fn a_direct_report_that_cannot_be_committed_is_counted_as_lost() {
     assert_eq!(lost().as_deref(), Some("1"));
 }
 
+/// A send of message `id` to +15551230001 that the network answers
+/// `+CMS ERROR: <cause>`: its error, coded for the cause.
+async fn refused_send(rig: &Rig, cause: u16, id: &str) -> phonerelay_channel::SendError {
+    rig.sim.fail_next_sends(cause, 1);
+    let err = rig
+        .channel
+        .send(&message(id, "+15551230001", "hi"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, format!("cms_{cause}"));
+    err
+}
+
 #[tokio::test]
 async fn cms_errors_are_classified() {
     let rig = Rig::start(behaviour(), modem_config("main")).await;
@@ -208,25 +221,13 @@ async fn cms_errors_are_classified() {
     // 38: network out of order, 42: congestion. The network refused the
     // part for now, for any message: not an attempt, the queue waits.
     for code in [38, 42] {
-        rig.sim.fail_next_sends(code, 1);
-        let err = rig
-            .channel
-            .send(&message("t", "+15551230001", "hi"))
-            .await
-            .unwrap_err();
+        let err = refused_send(&rig, code, "t").await;
         assert_eq!(err.class, ErrorClass::RateLimited, "{err:?}");
-        assert_eq!(err.code, format!("cms_{code}"));
     }
     // 27: destination out of service (transient, this recipient's): an
     // attempt.
-    rig.sim.fail_next_sends(27, 1);
-    let err = rig
-        .channel
-        .send(&message("t", "+15551230001", "hi"))
-        .await
-        .unwrap_err();
+    let err = refused_send(&rig, 27, "t").await;
     assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
-    assert_eq!(err.code, "cms_27");
     // Refused at its only part: nothing of it went out, and reply
     // routing must not date a conversation from it.
     assert!(err.nothing_sent, "{err:?}");
@@ -301,14 +302,8 @@ async fn an_unidentified_or_unknown_own_subscriber_holds_messages_rather_than_fa
     let rig = Rig::start(behaviour(), modem_config("main")).await;
     rig.wait_up().await;
     for (sent_before, cause) in [(0, 28), (1, 30)] {
-        rig.sim.fail_next_sends(cause, 1);
-        let err = rig
-            .channel
-            .send(&message("u", "+15551230001", "hi"))
-            .await
-            .unwrap_err();
+        let err = refused_send(&rig, cause, "u").await;
         assert_eq!(err.class, ErrorClass::RateLimited, "{err:?}");
-        assert_eq!(err.code, format!("cms_{cause}"));
         assert_eq!(rig.sim.sent_messages().len(), sent_before);
         rig.channel
             .send(&message("u", "+15551230001", "hi"))
@@ -342,14 +337,8 @@ async fn a_refused_account_holds_messages_and_barring_is_retried_not_failed() {
     }
     assert!(rig.sim.sent_messages().is_empty());
     for code in [8, 10, 50] {
-        rig.sim.fail_next_sends(code, 1);
-        let err = rig
-            .channel
-            .send(&message("b0", recipients[0], "hi"))
-            .await
-            .unwrap_err();
+        let err = refused_send(&rig, code, "b0").await;
         assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
-        assert_eq!(err.code, format!("cms_{code}"));
     }
     for (i, to) in recipients.iter().enumerate() {
         rig.channel
@@ -370,14 +359,8 @@ async fn a_send_refused_for_the_modem_state_is_retried_not_failed() {
     let rig = Rig::start(behaviour(), modem_config("main")).await;
     rig.wait_up().await;
     for code in [311, 310, 315, 330] {
-        rig.sim.fail_next_sends(code, 1);
-        let err = rig
-            .channel
-            .send(&message(&format!("m{code}"), "+15551230001", "hi"))
-            .await
-            .unwrap_err();
+        let err = refused_send(&rig, code, &format!("m{code}")).await;
         assert_eq!(err.class, ErrorClass::Unavailable, "{err:?}");
-        assert_eq!(err.code, format!("cms_{code}"));
         rig.wait_up().await;
         rig.channel
             .send(&message(&format!("m{code}"), "+15551230001", "hi"))
