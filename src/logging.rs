@@ -26,6 +26,18 @@ pub fn init(config: &LogConfig) {
     let _ = subscriber(filter, config.format, destination, std::io::stderr).try_init();
 }
 
+/// The line that says why the process ends with an error, for stderr: at
+/// error priority under journald (unprefixed it was stored at info, and
+/// `journalctl -p warning` hid why the daemon stopped or never started).
+pub fn fatal_line(message: &dyn std::fmt::Display) -> String {
+    let prefix = if journal::stderr_is_journal() {
+        journal::priority_prefix(tracing::Level::ERROR)
+    } else {
+        ""
+    };
+    format!("{prefix}phonerelay: {message}")
+}
+
 /// Where the lines go, which decides their shape.
 #[derive(Debug, Clone, Copy)]
 enum Destination {

@@ -24,7 +24,8 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("phonerelay: cannot start the async runtime: {e}");
+            let why = format!("cannot start the async runtime: {e}");
+            eprintln!("{}", phonerelay::logging::fatal_line(&why));
             return ExitCode::from(1);
         }
     };
@@ -39,7 +40,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("phonerelay: {e}");
+            eprintln!("{}", phonerelay::logging::fatal_line(&e));
             // Out at once, not through the runtime's drop: a stop that gave
             // up on tasks stuck behind a disk that stopped answering leaves
             // them holding the store, whose drop joins its writer thread

@@ -1428,3 +1428,41 @@ fn check_refuses_a_pin_record_key_that_serve_would() {
     let out = run(&["check", "--config", without.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// Under journald (stderr the stream `JOURNAL_STREAM` names) the line that
+/// says why the daemon ends is at error priority: unprefixed it was stored
+/// at info, and `journalctl -p warning` hid why the daemon never started.
+/// Elsewhere (a terminal, a pipe) it has no prefix.
+#[test]
+fn the_reason_the_daemon_ends_is_an_error_line_in_the_journal() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.toml");
+    let serve = |journal: bool| -> (Option<i32>, String) {
+        let log = dir.path().join("stderr.log");
+        let file = fs::File::create(&log).unwrap();
+        let meta = file.metadata().unwrap();
+        let mut command = bin();
+        command
+            .args(["serve", "--config", missing.to_str().unwrap()])
+            .stderr(file)
+            .stdout(std::process::Stdio::null());
+        if journal {
+            command.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+        }
+        let status = command.status().unwrap();
+        (status.code(), fs::read_to_string(&log).unwrap())
+    };
+    let (code, journal) = serve(true);
+    assert_eq!(code, Some(2), "{journal}");
+    assert!(
+        journal.starts_with("<3>phonerelay: cannot read config"),
+        "{journal}"
+    );
+    let (code, plain) = serve(false);
+    assert_eq!(code, Some(2), "{plain}");
+    assert!(
+        plain.starts_with("phonerelay: cannot read config"),
+        "{plain}"
+    );
+}

@@ -95,9 +95,15 @@ pub enum Command {
     ModemSim(phonerelay_sms::sim::ModemSimArgs),
 }
 
+/// The config, or why not: exit 2 (not restarted: the operator must put
+/// it right), but a read that failed for now (an I/O error at boot), exit
+/// 1, which the service manager retries.
 pub fn load_config(cli: &Cli) -> Result<LoadedConfig, ExitError> {
     let path = config::find_config_path(cli.config.as_deref());
-    config::load_from_path(&path).map_err(|e| ExitError::Config(e.to_string()))
+    config::load_from_path(&path).map_err(|e| match e {
+        config::ConfigError::Read { for_now: true, .. } => ExitError::Runtime(e.to_string()),
+        e => ExitError::Config(e.to_string()),
+    })
 }
 
 /// `--timeout` as the commands that wait on the daemon take it, after

@@ -36,11 +36,28 @@ impl LoadedConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {reason}")]
-    Read { path: PathBuf, reason: String },
+    Read {
+        path: PathBuf,
+        reason: String,
+        /// The read failed for now (an I/O error, too many open files), not
+        /// for what the path is: another start may read it.
+        for_now: bool,
+    },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{}", .issues.join("\n"))]
     Invalid { issues: Vec<String> },
+}
+
+/// Whether a read of the config that failed with `kind` may work when
+/// tried again: not for a path that is missing, not allowed, not a file,
+/// or not text, which only the operator puts right.
+pub fn read_failed_for_now(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind::*;
+    !matches!(
+        kind,
+        NotFound | PermissionDenied | IsADirectory | NotADirectory | InvalidData | InvalidInput
+    )
 }
 
 /// `--config`, then `$PHONERELAY_CONFIG`, then the production path.
@@ -58,6 +75,7 @@ pub fn load_from_path(path: &Path) -> Result<LoadedConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
         path: path.to_path_buf(),
         reason: e.to_string(),
+        for_now: read_failed_for_now(e.kind()),
     })?;
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let base_dir = absolute
@@ -268,6 +286,36 @@ mod tests {
                     assert!(!error.contains(shown), "{value}: {error}");
                 }
             }
+        }
+    }
+
+    /// A config the operator must put right (missing, a directory, not
+    /// text) is not a read that failed for now; an I/O error is.
+    #[test]
+    fn a_read_fails_for_now_only_when_another_try_may_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("binary.toml");
+        std::fs::write(&binary, [0xff, 0xfe, 0x00]).unwrap();
+        for path in [
+            dir.path().join("missing.toml"),
+            dir.path().to_path_buf(),
+            binary,
+        ] {
+            match load_from_path(&path) {
+                Err(ConfigError::Read {
+                    for_now, reason, ..
+                }) => {
+                    assert!(!for_now, "{}: {reason}", path.display())
+                }
+                other => panic!("{}: {other:?}", path.display()),
+            }
+        }
+        for kind in [
+            std::io::ErrorKind::Other,
+            std::io::ErrorKind::Interrupted,
+            std::io::ErrorKind::TimedOut,
+        ] {
+            assert!(read_failed_for_now(kind), "{kind:?}");
         }
     }
 }
