@@ -121,13 +121,28 @@ async fn dispatch(
     // queue that waits is no outage, and the journal does not call it one.
     let mut came_up = false;
     while !ctx.shutdown.is_cancelled() {
+        if recorder.is_finished() {
+            // It ends only once `finished` is dropped, below: ended now,
+            // it panicked, and every send from here on would go out with
+            // no outcome recorded (each sent again at the next start).
+            // Ended, this dispatcher is a task the daemon's watch sees
+            // end: it stops the daemon (exit 1) for the service manager to
+            // start a whole one. Claims left are requeued at that start.
+            tracing::error!(channel = %kind, %phone_id,
+                "the outcome recorder ended; this dispatcher stops sending");
+            return;
+        }
         // At every turn, idle ones too: while every send comes by
         // hand-over, no claim finds anything, and a sweep after claims
         // alone never ran; each recipient ever sent to stayed.
         if let Some(limiter) = &sends.limiters.per_recipient {
             limiter.retain_recent();
         }
-        while sends.in_flight.try_join_next().is_some() {}
+        while let Some(joined) = sends.in_flight.try_join_next() {
+            if send_task_panicked(&joined, kind, &phone_id) {
+                return;
+            }
+        }
         while let Ok(handover) = handovers.try_recv() {
             sends.take(handover);
         }
@@ -147,7 +162,11 @@ async fn dispatch(
             tokio::select! {
                 _ = ctx.shutdown.cancelled() => break,
                 _ = tokio::time::sleep(look_again) => {}
-                Some(_) = sends.in_flight.join_next(), if !sends.in_flight.is_empty() => {}
+                Some(joined) = sends.in_flight.join_next(), if !sends.in_flight.is_empty() => {
+                    if send_task_panicked(&joined, kind, &phone_id) {
+                        return;
+                    }
+                }
                 Some(handover) = handovers.recv() => sends.take(handover),
             }
             continue;
@@ -218,7 +237,11 @@ async fn dispatch(
                 _ = ctx.shutdown.cancelled() => break,
                 _ = endpoint.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
-                Some(_) = sends.in_flight.join_next(), if !sends.in_flight.is_empty() => {}
+                Some(joined) = sends.in_flight.join_next(), if !sends.in_flight.is_empty() => {
+                    if send_task_panicked(&joined, kind, &phone_id) {
+                        return;
+                    }
+                }
                 Some(handover) = handovers.recv() => {
                     sends.take(handover);
                 }
@@ -243,6 +266,26 @@ async fn dispatch(
     drop(sends);
     let _ = recorder.await;
     tracing::info!(channel = %kind, %phone_id, "dispatcher stopped");
+}
+
+/// Whether a send task ended in a panic outside the catch around its send
+/// (in its turn's bookkeeping): its message stays claimed, and its
+/// permit's hand back may be lost. The dispatcher then ends, which the
+/// daemon's task watch sees (exit 1, started again, the claim requeued),
+/// rather than send on with a message stuck in `sending` unsaid.
+fn send_task_panicked(
+    joined: &Result<(), tokio::task::JoinError>,
+    kind: phonerelay_channel::ChannelKind,
+    phone_id: &str,
+) -> bool {
+    match joined {
+        Err(e) if e.is_panic() => {
+            tracing::error!(channel = %kind, %phone_id, error = %e,
+                "a send task panicked; this dispatcher stops sending");
+            true
+        }
+        _ => false,
+    }
 }
 
 /// What a dispatcher starts with as back in the queue: each message not
@@ -697,6 +740,48 @@ mod tests {
         fn health(&self) -> phonerelay_channel::ChannelHealth {
             phonerelay_channel::ChannelHealth::up("idle")
         }
+    }
+
+    /// A store whose recording of send outcomes panics: a bug in the
+    /// recorder's path.
+    struct RecordingPanics;
+
+    impl crate::store::testing::Faults for RecordingPanics {
+        fn record_outcomes(
+            &self,
+            _outcomes: &[(String, SendOutcome)],
+        ) -> crate::store::StoreResult<()> {
+            panic!("recording broke")
+        }
+    }
+
+    /// The outcome recorder dying ends its dispatcher, which the daemon's
+    /// task watch sees (exit 1, started again): it kept claiming and
+    /// sending with nothing recorded, every message `sending` for good,
+    /// each sent again at the next start.
+    #[tokio::test]
+    async fn a_dispatcher_whose_recorder_died_stops_sending() {
+        let (dir, _, channel, endpoint, _) = idle_endpoint();
+        let sqlite = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(crate::store::testing::Faulty::with(sqlite, RecordingPanics));
+        let ctx = DispatchContext::for_tests(store.clone());
+        store
+            .accept_outbound(queued_sms("first", now_ms()))
+            .await
+            .unwrap();
+        let dispatcher = tokio::spawn(run_endpoint(endpoint.clone(), ctx.clone()));
+        let ended = tokio::time::timeout(Duration::from_secs(20), dispatcher).await;
+        assert!(ended.is_ok(), "the dispatcher sends on with no recorder");
+        assert_eq!(*channel.sent.lock().unwrap(), ["first"]);
+        // Nothing more is claimed or sent.
+        store
+            .accept_outbound(queued_sms("second", now_ms()))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(*channel.sent.lock().unwrap(), ["first"]);
+        ctx.shutdown.cancel();
     }
 
     /// A message committed claimed at accept whose hand-over comes only
