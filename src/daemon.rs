@@ -492,7 +492,29 @@ pub async fn serve_with(
     // once it runs, instead of ending the process with the default action.
     let mut signals = Signals::install();
     crate::fd_limit::prepare(loaded.config.server.max_connections);
-    let daemon = start(loaded, extra).await?;
+    // On a task of its own, with the stop signals heard meanwhile: a start
+    // can take long (a migration of a large store, a store locked by
+    // another process, a disk that stopped answering), and a stop held
+    // until it ends kept `systemctl stop` waiting for all of it, the
+    // start-up extensions stretching the service manager's stop timeout.
+    let mut started = tokio::spawn(start(loaded, extra));
+    let daemon = tokio::select! {
+        // A start that ended as the signal came runs, and is stopped below
+        // by the signal still pending.
+        biased;
+        started = &mut started => match started {
+            Ok(started) => started?,
+            Err(e) => return Err(ExitError::Runtime(format!("the start failed: {e}"))),
+        },
+        () = signals.wait_for_stop(None) => {
+            drop(starting);
+            // Cancelled at its next wait; a store write it has under way
+            // is a transaction, undone if the process ends in it.
+            started.abort();
+            tracing::warn!("stop signal while starting: exiting before the daemon runs");
+            return Ok(());
+        }
+    };
     drop(starting);
     // Fed until the daemon has stopped: systemd may still be waiting on
     // the watchdog while in-flight sends finish.

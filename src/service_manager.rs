@@ -22,6 +22,13 @@ use crate::api::system::report;
 const STARTUP_EXTENSION: Duration = Duration::from_secs(60);
 const STARTUP_EXTENSION_EVERY: Duration = Duration::from_secs(20);
 
+/// How long a start is given in all: past it no more time is asked for,
+/// and `TimeoutStartSec=` ends a start that hangs (a disk that stopped
+/// answering) for the service manager to try again, instead of a unit left
+/// starting for good. A migration of the largest store measured takes
+/// minutes (docs/performance.md).
+const STARTUP_EXTENSION_MAX: Duration = Duration::from_secs(3600);
+
 /// How often STATUS is refreshed when no watchdog asks for more often.
 const STATUS_EVERY: Duration = Duration::from_secs(15);
 /// How often the endpoints' states are looked at between two reports: a
@@ -53,7 +60,8 @@ impl Starting {
         let (stop, stopped) = mpsc::channel::<()>();
         std::thread::spawn(move || {
             let usec = STARTUP_EXTENSION.as_micros() as u32;
-            loop {
+            let until = std::time::Instant::now() + STARTUP_EXTENSION_MAX;
+            while std::time::Instant::now() < until {
                 notify(&[
                     NotifyState::ExtendTimeoutUsec(usec),
                     NotifyState::Status("starting: opening the store"),
@@ -65,6 +73,10 @@ impl Starting {
                     return;
                 }
             }
+            tracing::warn!(
+                "still starting after {} minutes: no more start-up time is asked for",
+                STARTUP_EXTENSION_MAX.as_secs() / 60
+            );
         });
         Starting { stop: Some(stop) }
     }

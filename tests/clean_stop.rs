@@ -337,3 +337,51 @@ fn a_stop_during_a_send_the_network_never_answers_ends_within_the_bound() {
         .unwrap();
     assert_eq!(status, "queued");
 }
+
+/// A stop signal while the daemon starts is heard then, not once the start
+/// ends: here the store is locked by another process, and the start waits
+/// for it (up to its 10 s busy timeout). The daemon exits 0 at once; it
+/// held the signal until the start gave up, then exited 1, and under
+/// systemd its start-up extensions kept `systemctl stop` waiting as long.
+#[test]
+fn a_stop_signal_while_starting_ends_the_daemon_at_once() {
+    let Simulated { dir, config, .. } = Simulated::new();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let db = state.join("phonerelay.sqlite3");
+    drop(phonerelay::store::SqliteStore::open(&db).unwrap());
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+
+    let log = dir.path().join("daemon.log");
+    let mut child = bin()
+        .env("RUST_LOG", "info")
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // Into the start: its lock taken and its local socket bound, the
+    // store next, where its first write waits.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !state.join(phonerelay::local_socket::FILE_NAME).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the start never reached the store"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the daemon exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(exit.code(), Some(0), "{said}");
+    assert!(said.contains("stop signal while starting"), "{said}");
+    holder.execute_batch("ROLLBACK").unwrap();
+}
