@@ -169,3 +169,28 @@ async fn a_pin_whose_answer_never_came_is_not_sent_again_after_a_restart() {
     };
     assert_eq!(unsettled(), None);
 }
+
+/// The rejection's record could not be written (the store refused it):
+/// the record of the PIN under way, left in place, holds the PIN back at
+/// the restart. Cleared before the rejection was written, neither record
+/// named it, and the restart spent a second of the SIM's three tries.
+#[tokio::test]
+async fn a_rejection_the_store_did_not_keep_still_holds_the_pin_back_after_a_restart() {
+    let mut b = behaviour();
+    b.pin = Some(SIM_PIN.into());
+    let config = config_with_pin(WRONG_PIN);
+    let mut rig = Rig::idle(b, config.clone());
+    rig.pin_record_key = Some(PinRecordKey::new([7; 32]));
+    *rig.sink.failing_cursor_write_prefix.lock().unwrap() = Some(PIN_RECORD_CURSOR.into());
+    rig.restart_channel(config);
+    wait_until(|| last_error(&rig).contains("PIN rejected")).await;
+    assert_eq!(record(&rig), None, "the rejection was not written");
+    rig.stop_channel().await;
+    *rig.sink.failing_cursor_write_prefix.lock().unwrap() = None;
+
+    rig.restart_channel(config_with_pin(WRONG_PIN));
+    wait_until(|| last_error(&rig).contains("never came")).await;
+    assert_eq!(rig.channel.health().state, HealthState::Down);
+    assert_eq!(rig.sim.pin_commands_received(), 1, "not sent again");
+    assert_eq!(rig.sim.pin_attempts(), 1, "one try of the SIM's used");
+}

@@ -707,13 +707,18 @@ impl Driver {
             return Ok(());
         }
         let refused = self.pin_refused(conn, &answer.result, pin_attempts).await;
-        if !pin_attempts.outcome_unknown {
+        // The rejection is written before the record of the PIN under way
+        // is cleared: one or the other holds the PIN back across a crash
+        // between the two, and if the rejection cannot be written the
+        // unsettled record stays and holds it back at the next start.
+        // Cleared first, a crash or a failed write let a restart send the
+        // wrong PIN again, a second of the SIM's three tries.
+        let recorded = match (&attempt, pin_attempts.rejected) {
+            (Some(attempt), true) => self.remember_pin_rejection(attempt, pin_attempts).await,
+            _ => true,
+        };
+        if !pin_attempts.outcome_unknown && recorded {
             self.settle_pin().await;
-        }
-        if pin_attempts.rejected
-            && let Some(attempt) = &attempt
-        {
-            self.remember_pin_rejection(attempt, pin_attempts).await;
         }
         refused
     }
@@ -774,17 +779,28 @@ impl Driver {
         }
     }
 
-    /// Keep the rejection of `attempt` across restarts. If the store
-    /// refuses it, this run still holds the PIN back; a restart would not.
-    async fn remember_pin_rejection(&self, attempt: &PinRecord, pin_attempts: &mut PinAttempts) {
+    /// Keep the rejection of `attempt` across restarts; whether it was
+    /// written. If the store refuses it, this run still holds the PIN
+    /// back, and the record of the PIN under way, left, does at a restart.
+    async fn remember_pin_rejection(
+        &self,
+        attempt: &PinRecord,
+        pin_attempts: &mut PinAttempts,
+    ) -> bool {
         match self
             .sink
             .save_cursor(PIN_RECORD_CURSOR, &attempt.to_value())
             .await
         {
-            Ok(()) => pin_attempts.record_cleared = false,
-            Err(e) => tracing::error!(phone_id = %self.config.phone_id, error = %e,
-                "cannot record the rejected SIM PIN; a restart would send it again"),
+            Ok(()) => {
+                pin_attempts.record_cleared = false;
+                true
+            }
+            Err(e) => {
+                tracing::error!(phone_id = %self.config.phone_id, error = %e,
+                    "cannot record the rejected SIM PIN; it stays held back as a PIN whose answer is not recorded");
+                false
+            }
         }
     }
 
