@@ -168,6 +168,37 @@ async fn a_message_announced_on_a_sim_outside_both_memories_is_read_by_its_own_n
     rig.stop_channel().await;
 }
 
+/// As below, and after the restart the read by its own name comes damaged
+/// each time (a SIM busy refuses it alike): the slot stays noted and a
+/// later sweep reads it. Taken for an empty slot, its note was dropped,
+/// and the message stayed on the SIM for good.
+#[tokio::test]
+async fn a_noted_slot_whose_read_fails_stays_noted_and_is_read_by_a_later_sweep() {
+    let mut rig = Rig::idle(behaviour(), both_memories());
+    rig.sim.set_mt_without_sim(true);
+    rig.run();
+    rig.wait_up().await;
+    *rig.sink.failing_cursor_write_prefix.lock().unwrap() = Some("sms-slot-id:".into());
+    assert!(
+        rig.sim
+            .inject_raw_pdu_into("SM", &single("+15551230069", "read at last"))
+    );
+    wait_until(|| rig.sink.refused_writes.load(Ordering::SeqCst) > 0).await;
+    rig.stop_channel().await;
+    *rig.sink.failing_cursor_write_prefix.lock().unwrap() = None;
+    let damaged = (0..4).filter(|&index| rig.sim.damage_next_reads("SM", index, 3));
+    assert_eq!(damaged.count(), 1, "one slot holds the message");
+
+    let mut config = both_memories();
+    config.sweep_interval_seconds = 1;
+    rig.restart_channel(config);
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    let inbound = rig.sink.inbound();
+    assert_eq!(inbound.len(), 1, "{inbound:?}");
+    assert_eq!(inbound[0].text, "read at last");
+    rig.stop_channel().await;
+}
+
 /// The same modem, the message's commit refused (the store unavailable):
 /// it stays on the SIM, where no sweep of "MT" lists it, and no later
 /// indication names its slot. Read again only when a new message came to

@@ -216,6 +216,20 @@ const CMS_INVALID_PDU: u16 = 304;
 /// after its attempts instead of restarting the session at every try.
 const CMS_OPERATION_NOT_ALLOWED: u16 = 302;
 
+/// `+CMS ERROR: 321`, invalid memory index: the answer of many modems to
+/// an `AT+CMGR` of an empty slot.
+const CMS_INVALID_MEMORY_INDEX: u16 = 321;
+
+/// What an `AT+CMGR` of a slot found ([`Driver::read_slot`]).
+pub(super) enum SlotRead {
+    /// A message, whole; `unread` if the modem said it was never read.
+    Pdu { pdu: String, unread: bool },
+    /// Nothing there.
+    Empty,
+    /// Not known: the read was refused, or its line never came whole.
+    Unknown,
+}
+
 /// Causes by which the network refuses every message of this
 /// subscription, whatever its recipient or content: TS 24.011 RP causes 28
 /// unidentified subscriber (on a submit, our own SIM is not known to the
@@ -1693,6 +1707,17 @@ impl Driver {
         conn: &mut Conn,
         slot: Slot,
     ) -> Result<Option<(String, bool)>, ConnError> {
+        Ok(match self.read_slot(conn, slot).await? {
+            SlotRead::Pdu { pdu, unread } => Some((pdu, unread)),
+            SlotRead::Empty | SlotRead::Unknown => None,
+        })
+    }
+
+    /// As [`Self::read_here`], telling an empty slot (an answer with no
+    /// PDU, or `+CMS ERROR: 321`, invalid index) from one that could not
+    /// be read (another refusal, a line never whole): a record that reads
+    /// a slot until it is empty must not take the one for the other.
+    async fn read_slot(&self, conn: &mut Conn, slot: Slot) -> Result<SlotRead, ConnError> {
         debug_assert_eq!(conn.memory, Some(slot.mem));
         // Unread if any read found it so: the first read marks the message
         // read in the modem even when its line came damaged, and the read
@@ -1705,14 +1730,20 @@ impl Driver {
                 .run(self.cmd(format!("AT+CMGR={}", slot.index)))
                 .await?;
             if !answer.is_ok() {
-                return Ok(None);
+                return Ok(
+                    if answer.result.error_code() == Some(CMS_INVALID_MEMORY_INDEX) {
+                        SlotRead::Empty
+                    } else {
+                        SlotRead::Unknown
+                    },
+                );
             }
             // The PDU is the hex line right after the header; a header
             // without one (an empty slot) has none.
             let mut lines = answer.lines.iter().skip_while(|l| !l.starts_with("+CMGR:"));
             let header = lines.next().map(|l| responses::parse_cmgr_header(l));
             let Some(pdu) = lines.next().filter(|l| is_pdu_line(l)) else {
-                return Ok(None);
+                return Ok(SlotRead::Empty);
             };
             let header = header.and_then(Result::ok);
             unread |= header
@@ -1720,13 +1751,16 @@ impl Driver {
                 .is_some_and(|h| h.status == responses::MessageStatus::ReceivedUnread);
             let length = header.as_ref().map(|h| h.length);
             if length.is_some_and(|length| pdu_is_whole(pdu, length)) {
-                return Ok(Some((pdu.clone(), unread)));
+                return Ok(SlotRead::Pdu {
+                    pdu: pdu.clone(),
+                    unread,
+                });
             }
             // A header that cannot be read gives no length to check the
             // line by: damaged as well, as far as can be told.
             self.damaged_line(slot, "+CMGR", length, pdu);
         }
-        Ok(None)
+        Ok(SlotRead::Unknown)
     }
 
     /// A PDU line that disagrees with its header's length: said in the

@@ -23,10 +23,10 @@ use std::collections::BTreeSet;
 
 use tokio::time::Instant;
 
-use super::Driver;
 use super::conn::{Conn, ConnError};
 use super::inbound::Inbox;
 use super::slot::{Memory, Slot};
+use super::{Driver, SlotRead};
 
 /// The store cursor holding the slots read by their own name after a
 /// sweep missed them, whose messages may still be there: `SM:3 SM:7`.
@@ -55,9 +55,18 @@ impl Driver {
     ) -> Result<(), ConnError> {
         let found = self
             .with_memory(conn, slot.mem, async |me: &Self, conn: &mut Conn| {
-                // An empty slot: the sweep freed it under its other name.
-                let Some((pdu, unread)) = me.read_here(conn, slot).await? else {
-                    return Ok(Found::Settled);
+                let (pdu, unread) = match me.read_slot(conn, slot).await? {
+                    SlotRead::Pdu { pdu, unread } => (pdu, unread),
+                    // An empty slot: the sweep freed it under its other name.
+                    SlotRead::Empty => return Ok(Found::Settled),
+                    // Refused (a SIM busy), or its line damaged each time:
+                    // noted, for the next sweep to read it again. Taken for
+                    // empty, its note went, and on a modem whose sweeps do
+                    // not list the slot it stayed on the SIM.
+                    SlotRead::Unknown => {
+                        me.note_unswept(slot, true).await;
+                        return Ok(Found::Handled { freed: false });
+                    }
                 };
                 if seen.contains(&pdu) {
                     return Ok(Found::Settled);
