@@ -168,6 +168,29 @@ async fn a_message_announced_on_a_sim_outside_both_memories_is_read_by_its_own_n
     rig.stop_channel().await;
 }
 
+/// A class 2 message stored on the SIM while nothing announced it (the
+/// daemon down, a modem reset that lost `AT+CNMI`), on a modem whose "MT"
+/// leaves the SIM out: no listing of "MT" has it, so a sweep lists "SM"
+/// too, notes the slot it did not see there, and the next sweep reads it
+/// by its own name. It stayed on the SIM, unread, for good.
+#[tokio::test]
+async fn an_unannounced_message_on_a_sim_outside_mt_is_read_by_a_later_sweep() {
+    let mut config = both_memories();
+    config.sweep_interval_seconds = 1;
+    let mut rig = Rig::idle(behaviour(), config.clone());
+    rig.sim.set_mt_without_sim(true);
+    assert!(
+        rig.sim
+            .inject_raw_pdu_into_unannounced("SM", &single("+15551230070", "never announced"))
+    );
+    rig.restart_channel(config);
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    let inbound = rig.sink.inbound();
+    assert_eq!(inbound.len(), 1, "{inbound:?}");
+    assert_eq!(inbound[0].text, "never announced");
+    rig.stop_channel().await;
+}
+
 /// As below, and after the restart the read by its own name comes damaged
 /// each time (a SIM busy refuses it alike): the slot stays noted and a
 /// later sweep reads it. Taken for an empty slot, its note was dropped,

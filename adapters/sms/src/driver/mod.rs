@@ -2268,6 +2268,9 @@ impl Driver {
     ) -> Result<std::collections::BTreeSet<String>, ConnError> {
         self.retake_direct(conn, inbox, epoch).await?;
         let mut seen = std::collections::BTreeSet::new();
+        // Whether every listing came and every entry was read whole: only
+        // then does `seen` hold all a memory has (`note_sim_slots_unseen`).
+        let mut saw_all = true;
         for mem in self.swept_memories() {
             let listed = self
                 .with_memory(conn, mem, async |me: &Self, conn: &mut Conn| {
@@ -2280,7 +2283,10 @@ impl Driver {
             // ERROR: 314` while the SIM loads) says nothing of what the
             // memory holds: taken for an empty one, it had the status
             // forget the undecodable PDUs still waiting there.
-            let Some(Some(lines)) = listed else { continue };
+            let Some(Some(lines)) = listed else {
+                saw_all &= listed.is_none();
+                continue;
+            };
             // Each listed slot with its PDU, `None` where the line came
             // damaged (see [`pdu_is_whole`]): read again below.
             let mut stored: Vec<(u32, Option<String>)> = Vec::new();
@@ -2319,6 +2325,7 @@ impl Driver {
                 continue;
             }
             let seen = &mut seen;
+            let saw_all = &mut saw_all;
             self.with_memory(conn, mem, async |me: &Self, conn: &mut Conn| {
                 // The listing is as it was before this sweep's deletes: a
                 // slot freed meanwhile (a message completed by a part
@@ -2335,7 +2342,10 @@ impl Driver {
                         // damaged, left for the next sweep.
                         None => match me.read_here(conn, slot).await? {
                             Some((pdu, _)) => pdu,
-                            None => continue,
+                            None => {
+                                *saw_all = false;
+                                continue;
+                            }
                         },
                     };
                     seen.insert(pdu.clone());
@@ -2354,6 +2364,10 @@ impl Driver {
         // Slots read by their own name before, outside every listing,
         // whose messages may still be there (`unseen_slot.rs`).
         self.read_unswept(conn, &seen, inbox, epoch).await?;
+        // After them: what this notes is read by the next sweep.
+        if saw_all {
+            self.note_sim_slots_unseen(conn, &seen, inbox).await?;
+        }
         // What this sweep freed shows now, and so does what a human
         // deleted since the last one.
         self.read_storage_level(conn).await?;

@@ -21,12 +21,13 @@
 
 use std::collections::BTreeSet;
 
+use phonerelay_sms_at::responses;
 use tokio::time::Instant;
 
 use super::conn::{Conn, ConnError};
 use super::inbound::Inbox;
 use super::slot::{Memory, Slot};
-use super::{Driver, SlotRead};
+use super::{Driver, SlotRead, is_pdu_line};
 
 /// The store cursor holding the slots read by their own name after a
 /// sweep missed them, whose messages may still be there: `SM:3 SM:7`.
@@ -110,6 +111,57 @@ impl Driver {
     ) -> Result<(), ConnError> {
         for slot in self.unswept_slots().await {
             self.read_unseen(conn, slot, seen, inbox, epoch).await?;
+        }
+        Ok(())
+    }
+
+    /// With "MT" as the own memory, list "SM" as well after a sweep that
+    /// saw all of "MT" (`seen`), and note each SIM slot whose message it
+    /// did not see there, for the next sweep to read by its own name. On a
+    /// modem whose "MT" leaves the SIM out, a class 2 message stored on
+    /// the SIM while nothing announced it (the daemon down, a reset that
+    /// lost `AT+CNMI`) was in no listing, and stayed there for good. On
+    /// one whose "MT" holds the SIM, every SIM message is in `seen`, or
+    /// came after the "MT" listing and is in the next one: noted, not
+    /// read now, it is read by one name only. A sweep that did not see all
+    /// of "MT" notes nothing, as what it missed would get a second name.
+    pub(super) async fn note_sim_slots_unseen(
+        &self,
+        conn: &mut Conn,
+        seen: &BTreeSet<String>,
+        inbox: &mut Inbox,
+    ) -> Result<(), ConnError> {
+        if self.own_memory() != Memory::BOTH {
+            return Ok(());
+        }
+        let listed = self
+            .with_memory(conn, Memory::SIM, async |me: &Self, conn: &mut Conn| {
+                let answer = conn.run(me.list_cmd("AT+CMGL=4")).await?;
+                Ok(answer.is_ok().then_some(answer.lines))
+            })
+            .await?;
+        let Some(Some(lines)) = listed else {
+            return Ok(());
+        };
+        let mut unseen = Vec::new();
+        let mut it = lines.iter().peekable();
+        while let Some(line) = it.next() {
+            if let Ok(header) = responses::parse_cmgl_header(line)
+                && let Some(pdu) = it.next_if(|l| is_pdu_line(l))
+                && !seen.contains(pdu)
+            {
+                let slot = Slot::new(Memory::SIM, header.index);
+                // As listed before this listing marked it read.
+                if header.status == responses::MessageStatus::ReceivedUnread {
+                    inbox.fresh_slots.insert(slot);
+                }
+                unseen.push(slot);
+            }
+        }
+        for slot in unseen {
+            tracing::info!(phone_id = %self.config.phone_id, %slot,
+                "a message on the SIM that no listing of MT has; read by its own name at the next sweep");
+            self.note_unswept(slot, true).await;
         }
         Ok(())
     }

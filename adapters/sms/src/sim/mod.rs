@@ -127,6 +127,14 @@ impl SimHandle {
         self.modem().inject_raw(hex).0
     }
 
+    /// As [`Self::inject_raw_pdu_into`], with no `+CMTI` for it: a class 2
+    /// message stored while nothing announced it (the daemon down, a
+    /// modem that lost its `AT+CNMI` in a reset).
+    pub fn inject_raw_pdu_into_unannounced(&self, mem: &str, hex: &str) -> bool {
+        let mem = modem::Mem::parse(mem).expect("a simulated memory");
+        self.modem().inject_raw_into(mem, hex).0
+    }
+
     /// As [`Self::inject_raw_pdu`], into memory `mem` ("SM", "ME") whatever
     /// the host chose with `AT+CPMS`, as a class 2 message is stored on the
     /// SIM.
