@@ -511,7 +511,7 @@ pub async fn serve_with(
             // Cancelled at its next wait; a store write it has under way
             // is a transaction, undone if the process ends in it.
             started.abort();
-            tracing::warn!("stop signal while starting: exiting before the daemon runs");
+            tracing::warn!("stop signal while starting: stopped before the daemon ran");
             return Ok(());
         }
     };

@@ -382,6 +382,9 @@ fn a_stop_signal_while_starting_ends_the_daemon_at_once() {
     let exit = child.wait().unwrap();
     let said = std::fs::read_to_string(&log).unwrap();
     assert_eq!(exit.code(), Some(0), "{said}");
-    assert!(said.contains("stop signal while starting"), "{said}");
+    assert!(
+        said.contains("stop signal while starting: stopped"),
+        "{said}"
+    );
     holder.execute_batch("ROLLBACK").unwrap();
 }

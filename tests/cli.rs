@@ -1064,7 +1064,7 @@ fn logs_to_a_pipe_have_no_colour_codes() {
 }
 
 /// A SIGTERM that comes while the daemon is still starting (systemd
-/// stopping a unit it just started) is kept and stops it cleanly once it
+/// stopping a unit it just started) stops it cleanly, at once or once it
 /// runs: exit 0 and "stopped", not death by the signal's default action.
 #[test]
 fn a_sigterm_while_starting_stops_the_daemon_cleanly() {
