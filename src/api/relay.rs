@@ -156,7 +156,7 @@ async fn named_but_not_running(
     let relay = &state.config.config.relay;
     let link_state = match why {
         Unresolved::Incomplete(_) => LINK_NOT_RUNNING,
-        Unresolved::Store(_) => LINK_UNKNOWN,
+        Unresolved::Store(_) | Unresolved::KeyUnreadable(_) => LINK_UNKNOWN,
     };
     let pairing = match settings::read_pairing(&*state.store).await {
         Ok(pairing) => pairing,

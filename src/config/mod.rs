@@ -11,6 +11,8 @@ pub use defaults::*;
 pub use digest::ConfigDigest;
 #[cfg(test)]
 pub use load::in_dir_with_state;
-pub use load::{ConfigError, LoadedConfig, find_config_path, load_from_path, load_from_str};
+pub use load::{
+    ConfigError, LoadedConfig, find_config_path, load_from_path, load_from_str, read_failed_for_now,
+};
 pub use model::*;
 pub use validate::{is_relay_url, validate, validate_with};

@@ -75,7 +75,7 @@ pub async fn supervise(
             }
             // A store that cannot be read now says nothing about the
             // pairing: the link runs on (or stays off) until it can.
-            Err(Unresolved::Store(_)) => Ok(()),
+            Err(Unresolved::Store(_) | Unresolved::KeyUnreadable(_)) => Ok(()),
         };
         // The old link's task failed as it stopped for new settings: as
         // for one failing while it runs, the daemon is told.
@@ -89,7 +89,7 @@ pub async fn supervise(
         }
         if problem != last_problem {
             match &problem {
-                Some(unread @ Unresolved::Store(_)) => {
+                Some(unread @ (Unresolved::Store(_) | Unresolved::KeyUnreadable(_))) => {
                     tracing::warn!("{unread}; the relay link stays as it is")
                 }
                 Some(incomplete) => tracing::warn!("the relay link is off: {incomplete}"),

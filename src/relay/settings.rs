@@ -136,6 +136,10 @@ pub enum Unresolved {
     /// The pairing could not be read: whatever runs keeps running.
     #[error("cannot read the relay pairing: {0}")]
     Store(String),
+    /// The relay key could not be read for now (an I/O error, too many
+    /// open files), not for what its file is: whatever runs keeps running.
+    #[error("{0}")]
+    KeyUnreadable(String),
 }
 
 /// `Ok(None)`: no relay configured or paired (the link stays off).
@@ -187,6 +191,15 @@ pub async fn resolve(
     let file = key_file(loaded);
     let key = match std::fs::read_to_string(&file) {
         Ok(text) if !text.trim().is_empty() => text.trim().to_string(),
+        // Too many open files (every connection streaming a file), an I/O
+        // error: a reload or a settings poll met it, and turning a working
+        // link off for it would cut its forwards and acks short.
+        Err(e) if crate::config::read_failed_for_now(e.kind()) => {
+            return Err(Unresolved::KeyUnreadable(format!(
+                "cannot read the relay key {} for now: {e}",
+                file.display()
+            )));
+        }
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             // A key that is there but cannot be read (its mode, its owner, a
             // folder in its place) is no missing pairing: pairing again
@@ -362,6 +375,27 @@ mod tests {
 
     /// A pairing an older build saved with a password in its URL builds
     /// no link, and the refusal does not show it.
+    /// A key file that fails to read for now (an I/O error: reading
+    /// `/proc/self/mem` from its start is one) is not a link to turn off:
+    /// whatever runs keeps running, as when the pairing cannot be read.
+    #[tokio::test]
+    async fn a_key_read_that_failed_for_now_keeps_what_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (loaded, store) = configured_and_store(
+            dir.path(),
+            "url = \"http://relay.invalid\"\nphone_id = \"ph_1\"\nkey_file = \"/proc/self/mem\"\n",
+        );
+        match resolve(&loaded, &store).await {
+            Err(Unresolved::KeyUnreadable(why)) => {
+                assert!(
+                    why.contains("cannot read the relay key /proc/self/mem for now"),
+                    "{why}"
+                )
+            }
+            other => panic!("not a read that failed for now: {other:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn a_paired_url_with_a_password_builds_no_link() {
         let dir = tempfile::tempdir().unwrap();
