@@ -168,6 +168,45 @@ async fn a_message_announced_on_a_sim_outside_both_memories_is_read_by_its_own_n
     rig.stop_channel().await;
 }
 
+/// On a modem whose "MT" holds the SIM, a message announced on the SIM
+/// while the sweep that follows did not see all of "MT" (its entry came
+/// damaged in the listing and in every read after) is not read by its SIM
+/// name: the sweep may have missed it under its "MT" one, and held under
+/// both names a part was freed twice. It is noted, and a sweep that sees
+/// all of "MT" reads it by that name.
+#[tokio::test]
+async fn a_slot_announced_after_a_sweep_that_missed_part_of_mt_waits_for_a_whole_sweep() {
+    let mut config = both_memories();
+    config.sweep_interval_seconds = 1;
+    let mut rig = Rig::idle(behaviour(), config);
+    rig.run();
+    rig.wait_up().await;
+    rig.sim.damage_next_stored(4);
+    assert!(
+        rig.sim
+            .inject_raw_pdu_into("SM", &single("+15551230071", "one name"))
+    );
+    wait_until(|| rig.sim.stored().0 == 0).await;
+    let inbound = rig.sink.inbound();
+    assert_eq!(inbound.len(), 1, "{inbound:?}");
+    let records: Vec<String> = rig
+        .sink
+        .cursors
+        .lock()
+        .unwrap()
+        .keys()
+        .filter(|name| name.starts_with("sms-slot-id:"))
+        .cloned()
+        .collect();
+    assert!(
+        records
+            .iter()
+            .all(|name| name.starts_with("sms-slot-id:MT:")),
+        "{records:?}"
+    );
+    rig.stop_channel().await;
+}
+
 /// A class 2 message stored on the SIM while nothing announced it (the
 /// daemon down, a modem reset that lost `AT+CNMI`), on a modem whose "MT"
 /// leaves the SIM out: no listing of "MT" has it, so a sweep lists "SM"

@@ -2265,7 +2265,7 @@ impl Driver {
         conn: &mut Conn,
         inbox: &mut Inbox,
         epoch: Instant,
-    ) -> Result<std::collections::BTreeSet<String>, ConnError> {
+    ) -> Result<unseen_slot::Seen, ConnError> {
         self.retake_direct(conn, inbox, epoch).await?;
         let mut seen = std::collections::BTreeSet::new();
         // Whether every listing came and every entry was read whole: only
@@ -2361,12 +2361,16 @@ impl Driver {
             })
             .await?;
         }
+        let seen = unseen_slot::Seen {
+            pdus: seen,
+            all: saw_all,
+        };
         // Slots read by their own name before, outside every listing,
         // whose messages may still be there (`unseen_slot.rs`).
         self.read_unswept(conn, &seen, inbox, epoch).await?;
         // After them: what this notes is read by the next sweep.
-        if saw_all {
-            self.note_sim_slots_unseen(conn, &seen, inbox).await?;
+        if seen.all {
+            self.note_sim_slots_unseen(conn, &seen.pdus, inbox).await?;
         }
         // What this sweep freed shows now, and so does what a human
         // deleted since the last one.

@@ -33,6 +33,13 @@ use super::{Driver, SlotRead, is_pdu_line};
 /// sweep missed them, whose messages may still be there: `SM:3 SM:7`.
 pub(super) const UNSWEPT_SLOTS_CURSOR: &str = "sms-unswept-slots";
 
+/// What a sweep saw: the PDUs it listed, and whether that was all its
+/// memories hold (every listing came, every entry read whole).
+pub(super) struct Seen {
+    pub pdus: BTreeSet<String>,
+    pub all: bool,
+}
+
 /// What reading a slot by its own name found.
 enum Found {
     /// The slot is empty, or its message is one a sweep listed: nothing
@@ -50,7 +57,7 @@ impl Driver {
         &self,
         conn: &mut Conn,
         slot: Slot,
-        seen: &BTreeSet<String>,
+        seen: &Seen,
         inbox: &mut Inbox,
         epoch: Instant,
     ) -> Result<(), ConnError> {
@@ -69,8 +76,18 @@ impl Driver {
                         return Ok(Found::Handled { freed: false });
                     }
                 };
-                if seen.contains(&pdu) {
+                if seen.pdus.contains(&pdu) {
                     return Ok(Found::Settled);
+                }
+                // The sweep did not see all of the memory that lists this
+                // slot under another name: its message may be one it
+                // missed there (a listing refused, an entry damaged), and
+                // held here it would have two names, a part freed twice,
+                // the second delete taking what the network stored in the
+                // slot meanwhile. Noted, for a sweep that sees all.
+                if !seen.all && slot.mem.listed_as(me.own_memory()) != [slot.mem] {
+                    me.note_unswept(slot, true).await;
+                    return Ok(Found::Handled { freed: false });
                 }
                 // Noted before it is handled: a failed commit leaves it
                 // where the next sweep reads it again.
@@ -105,7 +122,7 @@ impl Driver {
     pub(super) async fn read_unswept(
         &self,
         conn: &mut Conn,
-        seen: &BTreeSet<String>,
+        seen: &Seen,
         inbox: &mut Inbox,
         epoch: Instant,
     ) -> Result<(), ConnError> {

@@ -974,6 +974,8 @@ impl SimModem {
             Mem::Sm => self.sm.len(),
             Mem::Me => self.me.len(),
             Mem::Sr => self.sr.len(),
+            // Its own memory alone, as its total says.
+            Mem::Mt if self.mt_without_sim => self.me.len(),
             Mem::Mt => self.sm.len() + self.me.len(),
         }
     }
@@ -1055,6 +1057,22 @@ mod tests {
         });
         assert!(modem.handle_line("AT+CNMI=2,1,0,0,0").text.contains("OK"));
         modem
+    }
+
+    /// An "MT" that leaves the SIM out counts its own memory alone: a
+    /// class 2 message on the SIM counted as well, the memory read full
+    /// while it had room.
+    #[test]
+    fn an_mt_without_the_sim_counts_none_of_the_sim_s_messages() {
+        let mut modem = modem_with_capacity(2);
+        modem.mt_without_sim = true;
+        assert!(modem.inject_raw_into(Mem::Sm, PDU).0);
+        assert!(
+            modem
+                .handle_line("AT+CPMS=\"MT\",\"MT\",\"MT\"")
+                .text
+                .contains("+CPMS: 0,2,0,2,0,2"),
+        );
     }
 
     #[test]
