@@ -612,16 +612,30 @@ struct Reload {
 impl Reload {
     /// Ring the relay link to read its pairing and key again. The config
     /// file is not read again (its values are wired into every task), so
-    /// an edit the operator hoped to apply is named instead of ignored.
+    /// an edit the operator hoped to apply is named instead of ignored,
+    /// and one a restart would refuse is said to be so now, not found by
+    /// the next restart (a watchdog's, a task's end), which exits 2 and
+    /// stays down.
     async fn run(&self) {
+        // First: a read of the config file below that hangs (a mount that
+        // stopped answering) must not keep the link from a new pairing.
+        self.relay.notify_one();
         let path = &self.config.path;
         match self.config.digest.differs_from_file(path).await {
             Ok(false) => {}
-            Ok(true) => tracing::warn!(
-                path = %path.display(),
-                "the config file changed since start; restart to apply it \
-                 (reload re-reads only the relay pairing and key)"
-            ),
+            Ok(true) => match refused_at_restart(path.clone()).await {
+                None => tracing::warn!(
+                    path = %path.display(),
+                    "the config file changed since start; restart to apply it \
+                     (reload re-reads only the relay pairing and key)"
+                ),
+                Some(why) => tracing::error!(
+                    path = %path.display(),
+                    "the config file changed since start, and a restart would refuse it \
+                     (exit 2, not restarted): {why}; put it right (phonerelay check) \
+                     before the daemon restarts"
+                ),
+            },
             Err(e) => tracing::warn!(
                 path = %path.display(),
                 error = %e,
@@ -630,6 +644,28 @@ impl Reload {
             ),
         }
         tracing::info!("SIGHUP: reading the relay settings again");
-        self.relay.notify_one();
     }
+}
+
+/// Why a start on the config file at `path` would refuse it, as `serve`
+/// checks it: none if it would start (a modem not there yet is waited
+/// for, no refusal).
+async fn refused_at_restart(path: std::path::PathBuf) -> Option<String> {
+    let checked = tokio::task::spawn_blocking(move || {
+        let loaded = match crate::config::load_from_path(&path) {
+            Ok(loaded) => loaded,
+            // A read that failed for now is no refusal (a start meeting
+            // it exits 1, and is started again).
+            Err(crate::config::ConfigError::Read { for_now: true, .. }) => return None,
+            Err(e) => return Some(e.to_string()),
+        };
+        let refused: Vec<String> = validate_with(&loaded, &[])
+            .into_iter()
+            .filter(|issue| !issue.absent_for_now)
+            .map(|issue| issue.to_string())
+            .collect();
+        (!refused.is_empty()).then(|| refused.join("; "))
+    })
+    .await;
+    checked.unwrap_or_else(|e| Some(format!("the check failed: {e}")))
 }

@@ -60,6 +60,30 @@ fn a_reload_warns_of_a_config_edited_since_start_and_of_nothing_else() {
     assert!(daemon.terminate().success());
 }
 
+/// An edit a restart would refuse (a key the config does not know) is
+/// said at the reload, as an error naming the key: found by the next
+/// restart instead (a watchdog's, a task's end), it exits 2 and stays
+/// down.
+#[test]
+fn a_reload_says_an_edit_a_restart_would_refuse() {
+    let Simulated { dir, port, config } = Simulated::new();
+    let log = dir.path().join("daemon.log");
+    let env = [("RUST_LOG", "warn,phonerelay::daemon=info")];
+    let daemon = DaemonProcess::start_logged(&config, port, &env, &log);
+    let mut edited = std::fs::read_to_string(&config).unwrap();
+    edited.insert_str(0, "listen_twice = true\n");
+    std::fs::write(&config, edited).unwrap();
+    hang_up(&daemon);
+    let text = log_after_reloads(&log, 1);
+    assert!(
+        text.contains("a restart would refuse it (exit 2, not restarted)"),
+        "{text}"
+    );
+    assert!(text.contains("listen_twice"), "{text}");
+    assert!(!text.contains(CHANGED), "{text}");
+    assert!(daemon.terminate().success());
+}
+
 /// A reload stuck reading the config file (a mount that stopped
 /// answering; here a FIFO whose writer sends nothing) does not hold a
 /// stop: SIGTERM during the read stops the daemon cleanly, exit 0, and
