@@ -52,11 +52,22 @@ pub struct RunningDaemon {
     hard_stop: CancellationToken,
     grace: Duration,
     tasks: Tasks,
+    /// This daemon's claim on its state dir: `None` once the stop handed
+    /// it on (`stop_keeping_claim`).
+    claim: Option<StateDirClaim>,
+    /// Whether the stop gave up on tasks still running at its bound.
+    gave_up_on_tasks: bool,
+}
+
+/// What keeps another daemon, a `restore` or a store-migrating CLI off
+/// this daemon's state dir, given up when dropped: to be dropped only once
+/// nothing of the daemon can write any more (its tasks ended, its store
+/// closed).
+pub struct StateDirClaim {
     /// The local socket's file, removed when this is dropped: before the
     /// lock (fields drop in the order they are declared), so that no CLI
     /// sees the lock held and no socket while this daemon stops.
     _socket_file: Option<crate::local_socket::SocketFile>,
-    /// This daemon's claim on its state dir, given up when it is dropped.
     _lock: crate::instance_lock::InstanceLock,
 }
 
@@ -87,7 +98,35 @@ impl RunningDaemon {
     /// for a slow network). Sends still in flight then go back to the
     /// queue, as at the end of the grace, so nothing is lost.
     pub async fn stop_unless(
+        self,
+        cut_short: impl std::future::Future<Output = ()>,
+    ) -> Result<(), ExitError> {
+        let (stopped, claim) = self.stop_keeping_claim(cut_short).await;
+        drop(claim);
+        stopped
+    }
+
+    /// As [`Self::stop_unless`], handing the state dir's claim back for
+    /// the caller to give up once nothing of the daemon writes any more
+    /// (the store's last handle dropped). `None` when the stop gave up on
+    /// tasks still running: those may still send or write, so the claim
+    /// is kept until the process ends, not given to a second daemon or a
+    /// `restore` a moment before the exit.
+    pub async fn stop_keeping_claim(
         mut self,
+        cut_short: impl std::future::Future<Output = ()>,
+    ) -> (Result<(), ExitError>, Option<StateDirClaim>) {
+        let stopped = self.stop_inner(cut_short).await;
+        let claim = self.claim.take();
+        if self.gave_up_on_tasks {
+            std::mem::forget(claim);
+            return (stopped, None);
+        }
+        (stopped, claim)
+    }
+
+    async fn stop_inner(
+        &mut self,
         cut_short: impl std::future::Future<Output = ()>,
     ) -> Result<(), ExitError> {
         self.shutdown.cancel();
@@ -127,6 +166,7 @@ impl RunningDaemon {
                     let running = self.tasks.running().join(", ");
                     tracing::error!(still_running = %running, bound_seconds = STOP_BOUND.as_secs(),
                         "tasks still running after the hard stop; giving up on them (exit code 1)");
+                    self.gave_up_on_tasks = true;
                     return Err(ExitError::Runtime(format!(
                         "still running {} s after the hard stop: {running}",
                         STOP_BOUND.as_secs()
@@ -409,8 +449,11 @@ pub async fn start(
         hard_stop,
         grace: Duration::from_secs(config.config.server.shutdown_grace_seconds),
         tasks,
-        _socket_file: socket_file,
-        _lock: lock,
+        claim: Some(StateDirClaim {
+            _socket_file: socket_file,
+            _lock: lock,
+        }),
+        gave_up_on_tasks: false,
     })
 }
 
@@ -543,7 +586,7 @@ pub async fn serve_with(
     }
     // A second SIGTERM or SIGINT cuts the grace short; SIGHUP is of no
     // use any more (the relay link is stopping).
-    let stopped = daemon.stop_unless(signals.wait_for_stop(None)).await;
+    let (stopped, claim) = daemon.stop_keeping_claim(signals.wait_for_stop(None)).await;
     notified.cancel();
     // Bounded: a report under way may be stuck on the same disk that held
     // the stop (a read of the store), and the exit must not wait for it.
@@ -552,6 +595,11 @@ pub async fn serve_with(
         .is_err()
     {
         tracing::warn!("the service manager's last report did not end; exiting without it");
+        // It holds the store: the claim goes with the process.
+        std::mem::forget(claim);
+    } else {
+        // The notifier's was the store's last handle: closed now.
+        drop(claim);
     }
     tracing::info!("stopped");
     match failed {

@@ -91,4 +91,22 @@ async fn a_task_still_running_after_the_hard_stop_is_named_and_the_stop_fails_wi
             phonerelay::daemon::STOP_BOUND.as_secs()
         )
     );
+    // The task left may still write or send: the state dir stays this
+    // daemon's until its process ends, not a second daemon's or a
+    // `restore`'s a moment before the exit.
+    let state_dir = d.dir.path().join("state");
+    assert!(
+        phonerelay::instance_lock::acquire(&state_dir).is_err(),
+        "the state dir was given up with a task still running"
+    );
+}
+
+/// A clean stop gives the state dir up, for the next daemon.
+#[tokio::test]
+async fn a_clean_stop_gives_the_state_dir_up() {
+    let mut d =
+        TestDaemon::start(FAST_OUTBOX, vec![TestChannel::new(ChannelKind::Sms, "m1")]).await;
+    d.try_stop().await.unwrap();
+    let state_dir = d.dir.path().join("state");
+    assert!(phonerelay::instance_lock::acquire(&state_dir).is_ok());
 }
