@@ -194,3 +194,28 @@ async fn a_rejection_the_store_did_not_keep_still_holds_the_pin_back_after_a_res
     assert_eq!(rig.sim.pin_commands_received(), 1, "not sent again");
     assert_eq!(rig.sim.pin_attempts(), 1, "one try of the SIM's used");
 }
+
+/// Without a record of rejections (no record key), each start sends the
+/// wrong PIN again: the third locks the SIM behind its PUK, as a real SIM
+/// does, and the next start sees it so and sends no PIN (one would be
+/// refused unchecked), saying why the modem stays down.
+#[tokio::test]
+async fn a_sim_locked_behind_its_puk_gets_no_pin_and_says_so() {
+    let mut b = behaviour();
+    b.pin = Some(SIM_PIN.into());
+    let mut rig = Rig::idle(b, config_with_pin(WRONG_PIN));
+    for tries in 1..=3 {
+        rig.restart_channel(config_with_pin(WRONG_PIN));
+        wait_until(|| rig.sim.pin_commands_received() == tries).await;
+        wait_until(|| last_error(&rig).contains("PIN rejected")).await;
+        rig.stop_channel().await;
+    }
+    rig.restart_channel(config_with_pin(WRONG_PIN));
+    wait_until(|| last_error(&rig).contains("SimPuk")).await;
+    assert_eq!(
+        rig.sim.pin_commands_received(),
+        3,
+        "no PIN to a SIM that wants its PUK"
+    );
+    assert_eq!(rig.channel.health().state, HealthState::Down);
+}

@@ -199,6 +199,9 @@ fn cme(code: u16) -> Reply {
 /// The ICCID of the simulated SIM, unless a test puts another in.
 pub const SIM_ICCID: &str = "89445000000000000017";
 
+/// Wrong PINs after which a SIM asks for its PUK.
+pub const WRONG_PINS_TO_PUK: u32 = 3;
+
 pub struct SimModem {
     pub behaviour: Behaviour,
     pub echo: bool,
@@ -246,6 +249,9 @@ pub struct SimModem {
     pub report_status: u8,
     /// `AT+CPIN=<pin>` commands the SIM checked, right or wrong.
     pub pin_attempts: u32,
+    /// Wrong PINs in a row: at [`WRONG_PINS_TO_PUK`] the SIM asks for its
+    /// PUK, and takes no PIN any more (TS 31.101's retry counter).
+    wrong_pins: u32,
     /// Check a PIN but send no answer, as a modem that hangs on it or a
     /// line that drops the reply: the host cannot know whether it was right.
     pub lose_pin_answers: bool,
@@ -339,6 +345,7 @@ impl SimModem {
             mt_without_sim: false,
             report_status: 0x00,
             pin_attempts: 0,
+            wrong_pins: 0,
             lose_pin_answers: false,
             pin_check_delay: Duration::ZERO,
             right_pin_reply: None,
@@ -724,6 +731,8 @@ impl SimModem {
                     Reply::now("")
                 } else if self.pin_ok {
                     info("+CPIN: READY")
+                } else if self.wrong_pins >= WRONG_PINS_TO_PUK {
+                    info("+CPIN: SIM PUK")
                 } else {
                     info("+CPIN: SIM PIN")
                 }
@@ -741,16 +750,20 @@ impl SimModem {
                 let answer = match &self.behaviour.pin {
                     None => ok(),
                     Some(_) if self.pin_ok => cme(3),
+                    // SIM PUK required: a PIN alone is not checked.
+                    Some(_) if self.wrong_pins >= WRONG_PINS_TO_PUK => cme(12),
                     Some(pin) => {
                         self.pin_attempts += 1;
                         self.status_answer_to_lose = self.lose_status_after_pin;
                         if pin == given {
                             self.pin_ok = true;
+                            self.wrong_pins = 0;
                             match &self.right_pin_reply {
                                 Some(reply) => Reply::now(format!("\r\n{reply}\r\n")),
                                 None => ok(),
                             }
                         } else {
+                            self.wrong_pins += 1;
                             Reply::now(format!("\r\n{}\r\n", self.wrong_pin_reply))
                         }
                     }
