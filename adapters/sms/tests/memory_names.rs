@@ -223,11 +223,38 @@ async fn an_unannounced_message_on_a_sim_outside_mt_is_read_by_a_later_sweep() {
             .inject_raw_pdu_into_unannounced("SM", &single("+15551230070", "never announced"))
     );
     rig.restart_channel(config);
+    read_once_and_freed(&rig, "never announced").await;
+    rig.stop_channel().await;
+}
+
+/// A modem whose "MT" leaves the SIM out, and on its SIM a class 2
+/// message `text` announced and read by its slot's own name, whose commit
+/// the store refused; the channel then stopped, the store mended.
+async fn commit_refused_on_the_sim(text: &str) -> Rig {
+    let mut rig = Rig::idle(behaviour(), both_memories());
+    rig.sim.set_mt_without_sim(true);
+    rig.run();
+    rig.wait_up().await;
+    // The commit writes the slot's record with the message: refused.
+    *rig.sink.failing_cursor_write_prefix.lock().unwrap() = Some("sms-slot-id:".into());
+    assert!(
+        rig.sim
+            .inject_raw_pdu_into("SM", &single("+15551230068", text))
+    );
+    wait_until(|| rig.sink.refused_writes.load(Ordering::SeqCst) > 0).await;
+    rig.stop_channel().await;
+    assert_eq!(rig.sim.stored().0, 1, "kept on the SIM while uncommitted");
+    assert!(rig.sink.inbound().is_empty());
+    *rig.sink.failing_cursor_write_prefix.lock().unwrap() = None;
+    rig
+}
+
+/// Wait until the SIM is empty, its one message `text` committed once.
+async fn read_once_and_freed(rig: &Rig, text: &str) {
     wait_until(|| rig.sim.stored().0 == 0).await;
     let inbound = rig.sink.inbound();
     assert_eq!(inbound.len(), 1, "{inbound:?}");
-    assert_eq!(inbound[0].text, "never announced");
-    rig.stop_channel().await;
+    assert_eq!(inbound[0].text, text);
 }
 
 /// As below, and after the restart the read by its own name comes damaged
@@ -236,28 +263,14 @@ async fn an_unannounced_message_on_a_sim_outside_mt_is_read_by_a_later_sweep() {
 /// and the message stayed on the SIM for good.
 #[tokio::test]
 async fn a_noted_slot_whose_read_fails_stays_noted_and_is_read_by_a_later_sweep() {
-    let mut rig = Rig::idle(behaviour(), both_memories());
-    rig.sim.set_mt_without_sim(true);
-    rig.run();
-    rig.wait_up().await;
-    *rig.sink.failing_cursor_write_prefix.lock().unwrap() = Some("sms-slot-id:".into());
-    assert!(
-        rig.sim
-            .inject_raw_pdu_into("SM", &single("+15551230069", "read at last"))
-    );
-    wait_until(|| rig.sink.refused_writes.load(Ordering::SeqCst) > 0).await;
-    rig.stop_channel().await;
-    *rig.sink.failing_cursor_write_prefix.lock().unwrap() = None;
+    let mut rig = commit_refused_on_the_sim("read at last").await;
     let damaged = (0..4).filter(|&index| rig.sim.damage_next_reads("SM", index, 3));
     assert_eq!(damaged.count(), 1, "one slot holds the message");
 
     let mut config = both_memories();
     config.sweep_interval_seconds = 1;
     rig.restart_channel(config);
-    wait_until(|| rig.sim.stored().0 == 0).await;
-    let inbound = rig.sink.inbound();
-    assert_eq!(inbound.len(), 1, "{inbound:?}");
-    assert_eq!(inbound[0].text, "read at last");
+    read_once_and_freed(&rig, "read at last").await;
     rig.stop_channel().await;
 }
 
@@ -267,31 +280,9 @@ async fn a_noted_slot_whose_read_fails_stays_noted_and_is_read_by_a_later_sweep(
 /// the same slot, it stayed there, its sender never heard.
 #[tokio::test]
 async fn a_message_read_by_its_own_name_whose_commit_failed_is_read_again_after_a_restart() {
-    let mut rig = Rig::idle(behaviour(), both_memories());
-    rig.sim.set_mt_without_sim(true);
-    rig.run();
-    rig.wait_up().await;
-    // The commit writes the slot's record with the message: refused.
-    let sink = rig.sink.clone();
-    let refuse_commits = |prefix: Option<&str>| {
-        *sink.failing_cursor_write_prefix.lock().unwrap() = prefix.map(String::from);
-    };
-    refuse_commits(Some("sms-slot-id:"));
-    assert!(
-        rig.sim
-            .inject_raw_pdu_into("SM", &single("+15551230068", "refused at first"))
-    );
-    wait_until(|| rig.sink.refused_writes.load(Ordering::SeqCst) > 0).await;
-    rig.stop_channel().await;
-    assert_eq!(rig.sim.stored().0, 1, "kept on the SIM while uncommitted");
-    assert!(rig.sink.inbound().is_empty());
-    refuse_commits(None);
-
+    let mut rig = commit_refused_on_the_sim("refused at first").await;
     rig.restart_channel(both_memories());
-    wait_until(|| rig.sim.stored().0 == 0).await;
-    let inbound = rig.sink.inbound();
-    assert_eq!(inbound.len(), 1, "{inbound:?}");
-    assert_eq!(inbound[0].text, "refused at first");
+    read_once_and_freed(&rig, "refused at first").await;
     // Freed, the slot is no longer noted for the sweeps to read (its note
     // is dropped just after the delete).
     wait_until(|| {

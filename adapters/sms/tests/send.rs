@@ -201,6 +201,15 @@ async fn a_direct_report_that_cannot_be_committed_is_counted_as_lost() {
     assert_eq!(lost().as_deref(), Some("1"));
 }
 
+/// The texts of the messages the network took, in order.
+fn sent_texts(rig: &Rig) -> Vec<String> {
+    rig.sim
+        .sent_messages()
+        .into_iter()
+        .map(|m| m.text)
+        .collect()
+}
+
 /// A send of message `id` to +15551230001 that the network answers
 /// `+CMS ERROR: <cause>`: its error, coded for the cause.
 async fn refused_send(rig: &Rig, cause: u16, id: &str) -> phonerelay_channel::SendError {
@@ -540,13 +549,7 @@ async fn late_cmgs_of_the_only_part_is_kept_across_a_restart_before_the_retry() 
     let mut retry = message("one", "+15551230002", "just once");
     retry.attempt = 2;
     retry_until_sent(&rig, &retry).await;
-    let texts: Vec<String> = rig
-        .sim
-        .sent_messages()
-        .into_iter()
-        .map(|m| m.text)
-        .collect();
-    assert_eq!(texts, ["just once", "behind it"]);
+    assert_eq!(sent_texts(&rig), ["just once", "behind it"]);
 }
 
 /// Message "long" (three parts): part 1 goes out, part 2 meets a transient
@@ -769,13 +772,7 @@ async fn a_send_given_up_while_queued_behind_a_late_answer_is_no_attempt_and_goe
         "{err:?}"
     );
     retry_until_sent(&rig, &behind).await;
-    let texts: Vec<String> = rig
-        .sim
-        .sent_messages()
-        .into_iter()
-        .map(|m| m.text)
-        .collect();
-    assert_eq!(texts, ["just once", "behind it"]);
+    assert_eq!(sent_texts(&rig), ["just once", "behind it"]);
 }
 
 /// A daemon's stop while the network has not answered a part (its PDU

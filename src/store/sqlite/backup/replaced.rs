@@ -107,14 +107,8 @@ pub(super) fn carry_over(from: &Path, to: &Path, now_ms: i64) -> Result<Carried,
         Err("there is no store".to_string())
     };
     let (keys, pairing, went_on, left_behind, fates) = match read {
-        Ok(Taken {
-            keys,
-            pairing,
-            went_on,
-            left,
-            fates,
-        }) => {
-            let went_on = if went_on {
+        Ok(taken) => {
+            let went_on = if taken.went_on {
                 Ok(())
             } else {
                 Err(
@@ -123,7 +117,13 @@ pub(super) fn carry_over(from: &Path, to: &Path, now_ms: i64) -> Result<Carried,
                         .to_string(),
                 )
             };
-            (Some(keys), pairing, went_on, left, fates)
+            (
+                Some(taken.keys),
+                taken.pairing,
+                went_on,
+                taken.left,
+                taken.fates,
+            )
         }
         Err(why) => (None, PairingFrom::Backup, Err(why), None, None),
     };
