@@ -259,12 +259,3 @@ async fn long_failed_after_its_first_part(rig: &Rig) -> OutboundMessage {
     send_fails_with(rig, &long, "cms_38").await;
     long
 }
-
-/// The texts the simulated network delivered, joined, in order.
-fn sent_texts(rig: &Rig) -> Vec<String> {
-    rig.sim
-        .sent_messages()
-        .into_iter()
-        .map(|m| m.text)
-        .collect()
-}

@@ -201,15 +201,6 @@ async fn a_direct_report_that_cannot_be_committed_is_counted_as_lost() {
     assert_eq!(lost().as_deref(), Some("1"));
 }
 
-/// The texts of the messages the network took, in order.
-fn sent_texts(rig: &Rig) -> Vec<String> {
-    rig.sim
-        .sent_messages()
-        .into_iter()
-        .map(|m| m.text)
-        .collect()
-}
-
 /// A send of message `id` to +15551230001 that the network answers
 /// `+CMS ERROR: <cause>`: its error, coded for the cause.
 async fn refused_send(rig: &Rig, cause: u16, id: &str) -> phonerelay_channel::SendError {

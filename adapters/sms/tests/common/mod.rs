@@ -392,6 +392,15 @@ pub fn unix_now() -> i64 {
         .as_secs() as i64
 }
 
+/// The texts of the messages the simulated network took, in order.
+pub fn sent_texts(rig: &Rig) -> Vec<String> {
+    rig.sim
+        .sent_messages()
+        .into_iter()
+        .map(|m| m.text)
+        .collect()
+}
+
 /// The outbox's view: retry the same message on transient errors until it
 /// is sent.
 pub async fn retry_until_sent(
