@@ -274,6 +274,38 @@ async fn a_noted_slot_whose_read_fails_stays_noted_and_is_read_by_a_later_sweep(
     rig.stop_channel().await;
 }
 
+/// A noted slot found empty (someone deleted the message outside the
+/// driver) is no longer noted, however the modem answers the read of an
+/// empty slot: `+CMS ERROR: 321`, a bare `OK` (SIM800) or a header with
+/// no PDU (some Quectel firmware). Taken for a read that failed, the note
+/// stayed, and every sweep read the slot again for good.
+#[tokio::test]
+async fn a_noted_slot_found_empty_is_no_longer_noted_however_the_modem_says_so() {
+    use phonerelay_sms::sim::EmptyRead;
+    for answer in [
+        EmptyRead::InvalidIndex,
+        EmptyRead::BareOk,
+        EmptyRead::EmptyHeader,
+    ] {
+        let mut rig = commit_refused_on_the_sim("deleted by hand").await;
+        rig.sim.clear_stored();
+        rig.sim.set_empty_read(answer);
+        let noted = |rig: &Rig| {
+            rig.sink
+                .cursors
+                .lock()
+                .unwrap()
+                .get("sms-unswept-slots")
+                .is_some_and(|slots| !slots.is_empty())
+        };
+        assert!(noted(&rig), "{answer:?}: noted by the refused commit");
+        rig.restart_channel(both_memories());
+        wait_until(|| !noted(&rig)).await;
+        assert!(rig.sink.inbound().is_empty(), "{answer:?}");
+        rig.stop_channel().await;
+    }
+}
+
 /// The same modem, the message's commit refused (the store unavailable):
 /// it stays on the SIM, where no sweep of "MT" lists it, and no later
 /// indication names its slot. Read again only when a new message came to

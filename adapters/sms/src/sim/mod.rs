@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 pub use control::{
     CONTROL_HELP, ModemSimArgs, control_command, run_modem_sim_cli, serve_control_socket,
 };
-pub use modem::{Behaviour, Injected, SIM_CAPACITY, SentPart};
+pub use modem::{Behaviour, EmptyRead, Injected, SIM_CAPACITY, SentPart};
 use modem::{CTRL_Z, ESC, SimModem};
 use pty::{Pty, PtyRead};
 
@@ -257,6 +257,11 @@ impl SimHandle {
     /// Whether a PIN the SIM checks is answered at all.
     pub fn set_lose_pin_answers(&self, lose: bool) {
         self.modem().lose_pin_answers = lose;
+    }
+
+    /// How an `AT+CMGR` of an empty slot is answered from now on.
+    pub fn set_empty_read(&self, answer: EmptyRead) {
+        self.modem().empty_read = answer;
     }
 
     /// How long the SIM takes to check a PIN before answering it.

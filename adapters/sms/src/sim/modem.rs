@@ -199,6 +199,17 @@ fn cme(code: u16) -> Reply {
 /// The ICCID of the simulated SIM, unless a test puts another in.
 pub const SIM_ICCID: &str = "89445000000000000017";
 
+/// How modems answer an `AT+CMGR` of an empty slot: each form is met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmptyRead {
+    /// `+CMS ERROR: 321`, invalid memory index (most).
+    InvalidIndex,
+    /// A bare `OK` (SIM800).
+    BareOk,
+    /// A header with no PDU after it, then `OK` (some Quectel firmware).
+    EmptyHeader,
+}
+
 /// Wrong PINs after which a SIM asks for its PUK.
 pub const WRONG_PINS_TO_PUK: u32 = 3;
 
@@ -255,6 +266,8 @@ pub struct SimModem {
     /// Check a PIN but send no answer, as a modem that hangs on it or a
     /// line that drops the reply: the host cannot know whether it was right.
     pub lose_pin_answers: bool,
+    /// How an `AT+CMGR` of an empty slot is answered.
+    pub empty_read: EmptyRead,
     /// How long the SIM takes to check a PIN before it is answered: real
     /// SIMs take seconds, longer than most commands may.
     pub pin_check_delay: Duration,
@@ -347,6 +360,7 @@ impl SimModem {
             pin_attempts: 0,
             wrong_pins: 0,
             lose_pin_answers: false,
+            empty_read: EmptyRead::InvalidIndex,
             pin_check_delay: Duration::ZERO,
             right_pin_reply: None,
             lose_status_after_pin: false,
@@ -938,7 +952,11 @@ impl SimModem {
                         stored.stat = stored.stat.max(1);
                         info(&text)
                     }
-                    None => cms(321),
+                    None => match self.empty_read {
+                        EmptyRead::InvalidIndex => cms(321),
+                        EmptyRead::BareOk => ok(),
+                        EmptyRead::EmptyHeader => info("+CMGR: 0,,0"),
+                    },
                 }
             }
             _ if cmd.starts_with("+CMGD=") => {
