@@ -161,10 +161,7 @@ async fn a_message_announced_on_a_sim_outside_both_memories_is_read_by_its_own_n
         rig.sim
             .inject_raw_pdu_into("SM", &single("+15551230067", "class 2 on the SIM"))
     );
-    wait_until(|| rig.sim.stored().0 == 0).await;
-    let inbound = rig.sink.inbound();
-    assert_eq!(inbound.len(), 1, "{inbound:?}");
-    assert_eq!(inbound[0].text, "class 2 on the SIM");
+    read_once_and_freed(&rig, "class 2 on the SIM").await;
     rig.stop_channel().await;
 }
 
@@ -186,9 +183,7 @@ async fn a_slot_announced_after_a_sweep_that_missed_part_of_mt_waits_for_a_whole
         rig.sim
             .inject_raw_pdu_into("SM", &single("+15551230071", "one name"))
     );
-    wait_until(|| rig.sim.stored().0 == 0).await;
-    let inbound = rig.sink.inbound();
-    assert_eq!(inbound.len(), 1, "{inbound:?}");
+    read_once_and_freed(&rig, "one name").await;
     let records: Vec<String> = rig
         .sink
         .cursors

@@ -124,10 +124,6 @@ pub(super) fn beside(database: &Path, ending: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// How far ahead of the clock the latest event time in a store may be and
-/// still order new ones after it (`clock::raise_event_floor`).
-const MAX_EVENT_FLOOR_AHEAD_MS: i64 = crate::clock::MAX_EVENT_AHEAD_MS;
-
 /// The schema version this binary brings a store to (and runs on).
 pub const SCHEMA_VERSION: usize = schema::MIGRATIONS.len();
 
@@ -179,7 +175,7 @@ impl SqliteStore {
         // later event that far ahead, and retention would keep them as
         // long.
         if let Some(latest) = routing::latest_event_ms(&conn)? {
-            if latest > crate::clock::now_ms() + MAX_EVENT_FLOOR_AHEAD_MS {
+            if latest > crate::clock::now_ms() + crate::clock::MAX_EVENT_AHEAD_MS {
                 tracing::warn!(
                     latest = %crate::clock::rfc3339(latest),
                     "the store holds an event dated more than a day ahead of the clock; \
