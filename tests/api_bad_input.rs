@@ -394,6 +394,34 @@ fn cases() -> Vec<Case> {
             Some("attachments[0].url"),
         ),
         json_case(
+            "attachment url with a password",
+            with("attachments", json!([{"url": "https://ann:S3CRET@x.test/a.pdf"}])),
+            422,
+            "invalid_field",
+            Some("attachments[0].url"),
+        ),
+        json_case(
+            "attachment url at a private address",
+            with("attachments", json!([{"url": "http://169.254.169.254/latest/meta-data/"}])),
+            422,
+            "invalid_field",
+            Some("attachments[0].url"),
+        ),
+        json_case(
+            "attachment url at port 0",
+            with("attachments", json!([{"url": "https://x.test:0/a.pdf"}])),
+            422,
+            "invalid_field",
+            Some("attachments[0].url"),
+        ),
+        json_case(
+            "attachment url no request can name",
+            with("attachments", json!([{"url": "https://{x}.test/a.pdf"}])),
+            422,
+            "invalid_field",
+            Some("attachments[0].url"),
+        ),
+        json_case(
             "attachment unknown key",
             with(
                 "attachments",

@@ -11,8 +11,8 @@
 mod address;
 mod naming;
 mod resolver;
+mod url_check;
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +23,7 @@ use reqwest::{StatusCode, Url, header};
 pub use address::check as check_address;
 pub use naming::shown_url;
 pub use resolver::{AddressCheck, ForbiddenHost};
+pub use url_check::refusal as url_refusal;
 
 use crate::config::AttachmentsConfig;
 use resolver::CheckedResolver;
@@ -77,30 +78,14 @@ impl HttpFetcher {
         })
     }
 
-    /// Refused unless `url` is http(s) with a host, and a literal IP host
-    /// is one `check` allows (the resolver never sees literal IPs).
+    /// Refused unless the URL alone says it may be fetched
+    /// (`url_check.rs`), a literal IP host judged by `check` (the resolver
+    /// never sees literal IPs).
     fn check_target(&self, url: &Url) -> Result<(), FetchError> {
-        let shown = shown_url(url);
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(FetchError::refused(format!(
-                "a {}: URL is not fetched, only http(s)",
-                url.scheme()
-            )));
+        match url_check::refusal(url, &*self.check) {
+            None => Ok(()),
+            Some(why) => Err(FetchError::refused(format!("{}: {why}", shown_url(url)))),
         }
-        let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
-            return Err(FetchError::refused(format!("{shown} names no host")));
-        };
-        // The URL parser wrote an IP host in its canonical form (`0x7f.1`
-        // is `127.0.0.1`), IPv6 in brackets; anything else is a name.
-        let literal = host.trim_start_matches('[').trim_end_matches(']');
-        let Ok(ip) = literal.parse::<IpAddr>() else {
-            return Ok(());
-        };
-        (self.check)(ip).map_err(|reason| {
-            FetchError::refused(format!(
-                "{shown}: {ip} is {reason}; only public addresses are fetched from"
-            ))
-        })
     }
 
     /// GET `url`, following at most [`MAX_REDIRECTS`] redirects, each
@@ -129,6 +114,16 @@ impl HttpFetcher {
             if !status.is_success() {
                 return Err(status_error(&shown, status));
             }
+            // No `Range` is asked, so a 206 is a part of the file, and a
+            // 204 or 205 none of it: sent, either would be a file cut short.
+            if !matches!(
+                status,
+                StatusCode::OK | StatusCode::NON_AUTHORITATIVE_INFORMATION
+            ) {
+                return Err(FetchError::refused(format!(
+                    "{shown} answered HTTP {status}, not the whole file"
+                )));
+            }
             if let Some(length) = response.content_length()
                 && length > self.max_bytes
             {
@@ -136,7 +131,9 @@ impl HttpFetcher {
             }
             let served_type = header_text(&response, header::CONTENT_TYPE);
             let disposition = header_text(&response, header::CONTENT_DISPOSITION);
-            let mut bytes = Vec::new();
+            // Sized once when the server says how much (already checked
+            // against the limit); grown by doubling it could need twice it.
+            let mut bytes = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
             while let Some(chunk) = response.chunk().await.map_err(|e| classify(&shown, e))? {
                 if (bytes.len() + chunk.len()) as u64 > self.max_bytes {
                     return Err(too_large(&shown, self.max_bytes));
@@ -236,6 +233,11 @@ fn classify(shown: &str, error: reqwest::Error) -> FetchError {
             return FetchError::refused(format!("{shown}: {forbidden}"));
         }
         source = e.source();
+    }
+    // The client refused to build the request (a URL it cannot send):
+    // no try will do better.
+    if error.is_builder() {
+        return FetchError::refused(format!("{shown} cannot be requested"));
     }
     if error.is_timeout() {
         return FetchError::transient(format!("{shown} did not answer in time"));

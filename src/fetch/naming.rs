@@ -23,11 +23,13 @@ pub fn shown_url(url: &Url) -> String {
 }
 
 /// A path segment that may be a credential: long (a token, a signature),
-/// or with a `:` in it (Telegram's file URLs carry `bot<id>:<token>`).
-/// File and folder names are rarely either.
+/// or with a `:` in it, escaped in either case or not (Telegram's file
+/// URLs carry `bot<id>:<token>`). File and folder names are rarely either.
 fn may_be_secret(segment: &str) -> bool {
     const LONGEST_SHOWN: usize = 40;
-    segment.len() > LONGEST_SHOWN || segment.contains(':') || segment.contains("%3A")
+    segment.len() > LONGEST_SHOWN
+        || segment.contains(':')
+        || segment.to_ascii_lowercase().contains("%3a")
 }
 
 /// The file's content type: the server's `Content-Type` when it names one
@@ -53,12 +55,16 @@ pub fn content_type(served: Option<&str>, given: Option<&str>) -> Option<String>
 
 /// The file's name: the send's, else the server's `Content-Disposition`,
 /// else the last segment of the URL's path (of the URL it was finally
-/// fetched from), each cleaned.
+/// fetched from) unless [`shown_url`] hides it as a possible token (the
+/// recipient sees the name), each cleaned.
 pub fn filename(given: Option<&str>, disposition: Option<&str>, url: &Url) -> Option<String> {
     clean_filename(given.map(str::to_string))
         .or_else(|| clean_filename(disposition.and_then(disposition_filename)))
         .or_else(|| {
             let last = url.path_segments()?.next_back()?;
+            if may_be_secret(last) {
+                return None;
+            }
             clean_filename(percent_decode(last))
         })
 }
@@ -73,8 +79,14 @@ fn disposition_filename(header: &str) -> Option<String> {
         };
         let (name, value) = (name.trim(), value.trim());
         if name.eq_ignore_ascii_case("filename*") {
-            let (charset, rest) = value.split_once('\'')?;
-            let (_language, encoded) = rest.split_once('\'')?;
+            // A malformed one is passed over: a `filename=` beside it
+            // still names the file.
+            let Some((charset, rest)) = value.split_once('\'') else {
+                continue;
+            };
+            let Some((_language, encoded)) = rest.split_once('\'') else {
+                continue;
+            };
             if charset.eq_ignore_ascii_case("utf-8")
                 && let Some(decoded) = percent_decode(encoded)
             {
@@ -177,6 +189,42 @@ mod tests {
             shown_url(&url("https://example.com")),
             "https://example.com/"
         );
+        // The `:` escaped in lower case is one too.
+        assert_eq!(
+            shown_url(&url("https://api.telegram.org/file/bot12%3aS3CRET/a.jpg")),
+            "https://api.telegram.org/file/…/a.jpg"
+        );
+    }
+
+    #[test]
+    fn a_last_segment_that_may_be_a_token_names_no_file() {
+        let token = "k".repeat(64);
+        let signed = url(&format!("https://dl.example/get/{token}"));
+        assert_eq!(filename(None, None, &signed), None);
+        assert_eq!(
+            filename(None, None, &url("https://dl.example/get/bot1%3aS3CRET")),
+            None
+        );
+        // A name the server gives still wins.
+        assert_eq!(
+            filename(None, Some("attachment; filename=a.pdf"), &signed).as_deref(),
+            Some("a.pdf")
+        );
+    }
+
+    #[test]
+    fn a_malformed_extended_filename_leaves_the_plain_one() {
+        let u = url("https://files.example/download");
+        for header in [
+            "attachment; filename=\"report.pdf\"; filename*=report.pdf",
+            "attachment; filename*=UTF-8'report.pdf; filename=\"report.pdf\"",
+        ] {
+            assert_eq!(
+                filename(None, Some(header), &u).as_deref(),
+                Some("report.pdf"),
+                "{header}"
+            );
+        }
     }
 
     #[test]
