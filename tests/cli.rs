@@ -911,6 +911,65 @@ fn an_unreachable_daemon_is_reported_with_the_systems_reason() {
     );
 }
 
+/// The CLI talks to its own daemon only: a proxy named in the environment
+/// would be handed the bearer key (loopback is not exempt from it).
+#[test]
+fn the_cli_sends_its_key_to_no_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, path) = daemon_on_a_free_port(dir.path());
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    proxy.set_nonblocking(true).unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let mut status = bin();
+    status
+        .args([
+            "status",
+            "--config",
+            path.to_str().unwrap(),
+            "--timeout",
+            "5",
+        ])
+        .env("PHONERELAY_API_KEY", "prk_0000000000000000_00");
+    for name in ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"] {
+        status.env(name, &proxy_url);
+    }
+    status.env_remove("no_proxy").env_remove("NO_PROXY");
+    let said = output_within(status, std::time::Duration::from_secs(20));
+    assert_eq!(said.status.code(), Some(1));
+    let said = text(&said.stderr);
+    assert!(
+        said.contains(&format!("http://127.0.0.1:{port}: connection refused")),
+        "{said}"
+    );
+    assert!(
+        matches!(proxy.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the proxy was connected to"
+    );
+}
+
+/// A key with a line end inside (two pasted together) is named as such,
+/// a usage error, never echoed; it was "cannot reach the daemon".
+#[test]
+fn a_key_no_header_can_carry_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, path) = daemon_on_a_free_port(dir.path());
+    let refused = bin()
+        .args(["status", "--config", path.to_str().unwrap()])
+        .env("PHONERELAY_API_KEY", "prk_S3CRET\nprk_OTHER")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let said = text(&refused.stderr);
+    assert!(
+        said.contains("PHONERELAY_API_KEY: not an API key"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("S3CRET") && !said.contains("cannot reach"),
+        "{said}"
+    );
+}
+
 /// Something else answering at the daemon's address, with no JSON error
 /// (a proxy's error page, an empty body): the CLI reports the HTTP status
 /// and the start of the body on one line, and exits as the status's class

@@ -39,6 +39,15 @@ impl LocalClient {
         // ends, or `$(cat file)`, leaves a line end a header cannot carry.
         let from_env = std::env::var(API_KEY_ENV).map(|key| key.trim().to_string());
         let (key, key_from_env) = match from_env {
+            // Checked here, never echoed: a key a header cannot carry (two
+            // keys pasted together, a line end inside) failed at the send
+            // as "cannot reach the daemon".
+            Ok(key) if !key.is_empty() && !header_safe(&key) => {
+                return Err(ExitError::Config(format!(
+                    "{API_KEY_ENV}: not an API key (it holds a space, a line end or another \
+                     character no key has)"
+                )));
+            }
             Ok(key) if !key.is_empty() => (key, true),
             _ => (
                 local_key::read(&loaded.state_dir()).map_err(|e| {
@@ -53,12 +62,25 @@ impl LocalClient {
                 false,
             ),
         };
+        if !key_from_env && !header_safe(&key) {
+            return Err(ExitError::Config(format!(
+                "{} holds no API key (damaged?); restarting the daemon issues a new one",
+                local_key::path(&loaded.state_dir()).display()
+            )));
+        }
         let base = format!("http://{}", reached_on(&loaded.config.server.listen));
-        let mut http = reqwest::Client::builder().timeout(timeout);
+        let mut http = reqwest::Client::builder()
+            .timeout(timeout)
+            // Only ever our own daemon: an `http_proxy` in the environment
+            // would be handed the bearer key (loopback is not exempt).
+            .no_proxy();
         // The local socket when the daemon has one: it is not held up by
-        // server.max_connections (local_socket.rs).
+        // server.max_connections (local_socket.rs). A key of the user's
+        // own goes over TCP when the socket is one they may not open (an
+        // operator in the service's group sees it, mode 0600): the socket
+        // only ever answers its owner.
         let socket = crate::local_socket::path(&loaded.state_dir());
-        let reached_at = if is_socket(&socket) {
+        let reached_at = if is_socket(&socket) && (!key_from_env || may_open(&socket)) {
             http = http.unix_socket(socket.clone());
             socket.display().to_string()
         } else {
@@ -166,6 +188,12 @@ impl LocalClient {
     }
 }
 
+/// Whether `key` can go in a header as it is: visible ASCII only, as every
+/// key `keys create` prints. Its shape is the daemon's to judge.
+fn header_safe(key: &str) -> bool {
+    key.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// With no local socket, the local key (an admin key) goes to the TCP
 /// port only while a daemon holds the state dir's instance lock: the port
 /// is then its own. With no daemon, anyone on the box may be listening on
@@ -194,8 +222,16 @@ fn local_key_may_go_over_tcp(state_dir: &Path) -> Result<(), ExitError> {
 /// Whether the daemon's local socket is at `path`. Only a socket counts:
 /// a file of another kind in its place is an operator's, which the daemon
 /// leaves alone and serves TCP only (`local_socket::bind`).
+/// Not followed if it is a link, as the daemon does not (`local_socket`):
+/// a link in its place points at a socket not known to be the daemon's,
+/// and the local key would go there.
 fn is_socket(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|meta| meta.file_type().is_socket())
+    std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_socket())
+}
+
+/// Whether this user may connect to the socket at `path` (write access).
+fn may_open(path: &Path) -> bool {
+    rustix::fs::access(path, rustix::fs::Access::WRITE_OK).is_ok()
 }
 
 impl LocalClient {
