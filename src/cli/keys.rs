@@ -173,7 +173,20 @@ pub async fn run(loaded: &LoadedConfig, command: &KeysCommand) -> Result<(), Exi
                 .await
                 .map_err(|e| ExitError::Runtime(e.to_string()))?;
             eprintln!("created key {key_id} ({name}); it is shown once, store it now:");
-            println!("{}", issued.clear);
+            if let Err(e) = super::shown_once::print_secret(&issued.clear) {
+                // Nobody got it: an active key nobody holds is revoked.
+                let revoked = store.revoke_key(&key_id, now_ms()).await;
+                return Err(ExitError::Runtime(match revoked {
+                    Ok(_) => format!(
+                        "cannot write the key to standard output: {e}; key {key_id} is \
+                         revoked again, create it anew"
+                    ),
+                    Err(r) => format!(
+                        "cannot write the key to standard output: {e}; nor revoke it ({r}): \
+                         revoke key {key_id}"
+                    ),
+                }));
+            }
             Ok(())
         }
         KeysCommand::List => {

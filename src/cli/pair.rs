@@ -183,7 +183,12 @@ pub async fn pair(loaded: &LoadedConfig, args: &PairArgs) -> Result<(), ExitErro
         outcome.bridge_key_id
     );
     eprintln!("it is shown once; enter it on the relay now:");
-    println!("{}", outcome.bridge_key);
+    super::shown_once::print_secret(&outcome.bridge_key).map_err(|e| {
+        ExitError::Runtime(format!(
+            "the pairing is recorded, but its bridge key could not be written to standard \
+             output ({e}): run `phonerelay pair` again for a new one"
+        ))
+    })?;
     eprintln!(
         "a running daemon starts using this pairing within {} s (at once on SIGHUP, e.g. `systemctl reload phonerelay`).",
         loaded.config.relay.settings_poll_seconds
