@@ -99,6 +99,20 @@ async fn pair_checks_the_key_stores_it_privately_and_issues_the_bridge_key() {
     assert_eq!(record.phone_id.as_deref(), Some(PHONE_ID));
     assert!(record.allows(phonerelay::store::Scope::Send));
     assert!(!record.allows(phonerelay::store::Scope::Admin));
+    // The relay's last error, its words: shown on one line, no escape.
+    store
+        .save_cursor(
+            "relay",
+            "link",
+            &serde_json::json!({
+                "last_reached_ms": 1_800_000_000_000_i64,
+                "last_error": "refused\u{1b}[2J\nbridge key:  x (active)",
+                "last_error_at_ms": 1_800_000_000_000_i64,
+            })
+            .to_string(),
+        )
+        .await
+        .unwrap();
     drop(store);
 
     let status = phonerelay(&config, &["pair", "--status"], "").await;
@@ -111,6 +125,28 @@ async fn pair_checks_the_key_stores_it_privately_and_issues_the_bridge_key() {
     );
     assert!(status.stdout.contains("mode 600"), "{}", status.stdout);
     assert!(!status.stdout.contains(RELAY_KEY));
+    assert!(
+        !status.stdout.contains('\u{1b}'),
+        "an escape reached the terminal: {:?}",
+        status.stdout
+    );
+    assert!(
+        status
+            .stdout
+            .contains("last error:  refused [2J bridge key: x (active)"),
+        "{}",
+        status.stdout
+    );
+    assert_eq!(
+        status
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("bridge key:"))
+            .count(),
+        1,
+        "{}",
+        status.stdout
+    );
 
     let unpair = phonerelay(&config, &["unpair"], "").await;
     assert_eq!(unpair.code, 0, "{}", unpair.stderr);

@@ -43,7 +43,9 @@ fn api_error_text(status: StatusCode, body: &Value) -> String {
         .as_str()
         .map(|f| format!(" (field {f})"))
         .unwrap_or_default();
-    format!("{status}: {code}: {message}{field}")
+    // One line, as the body of an answer not the daemon's: what answered
+    // may be something else speaking the daemon's JSON.
+    super::terminal::one_line(&format!("{status}: {code}: {message}{field}"))
 }
 
 fn other_answer_text(status: StatusCode, body: &[u8]) -> String {
@@ -122,6 +124,16 @@ mod tests {
         assert_eq!(
             ours.to_string(),
             "422 Unprocessable Entity: invalid_field: bad (field to)"
+        );
+        let steering: ExitError = Refusal::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            br#"{"error":{"code":"x\u001b[2J","message":"bad\nsms  sim-1  up","field":"to\r"}}"#
+                .to_vec(),
+        )
+        .into();
+        assert_eq!(
+            steering.to_string(),
+            "422 Unprocessable Entity: x [2J: bad sms sim-1 up (field to )"
         );
     }
 }

@@ -91,16 +91,18 @@ fn render_raw(report: &StatusReport) -> String {
     ];
     let mut rows: Vec<[String; 9]> = vec![header.map(String::from)];
     for e in &report.endpoints {
+        // Each of others' words made one line: a line end in a modem's
+        // answer or a relay's error would forge a row of this table.
+        let summary = super::terminal::one_line(&e.summary);
         let mut detail = match (e.can_send, &e.paused) {
-            (false, _) => format!("queue held: {}", e.summary),
+            (false, _) => format!("queue held: {summary}"),
             (true, Some(p)) => format!(
-                "paused {} ({}: {}): {}",
+                "paused {} ({}: {}): {summary}",
                 age(p.seconds_left),
-                p.code,
-                p.message,
-                e.summary
+                super::terminal::one_line(&p.code),
+                super::terminal::one_line(&p.message),
             ),
-            (true, None) => e.summary.clone(),
+            (true, None) => summary,
         };
         if let Some(last) = &e.last_failure {
             // Before the health's words: why nothing goes out, while the
@@ -127,7 +129,7 @@ fn render_raw(report: &StatusReport) -> String {
             ));
         }
         for (k, v) in &e.details {
-            detail.push_str(&format!("  {k}={v}"));
+            detail.push_str(&format!("  {k}={}", super::terminal::one_line(v)));
         }
         rows.push([
             e.channel.clone(),
@@ -174,14 +176,20 @@ fn render_raw(report: &StatusReport) -> String {
         ));
         if relay.state != crate::api::relay::LINK_RUNNING {
             // Before the last error: that one may be an earlier link's.
-            let why = relay.reason.as_deref().unwrap_or("no reason given");
+            let why = relay
+                .reason
+                .as_deref()
+                .map_or("no reason given".into(), super::terminal::one_line);
             out.push_str(&format!(
                 "relay link {}: {why}\n",
                 relay.state.replace('_', " ")
             ));
         }
         if let Some(error) = &relay.last_error {
-            out.push_str(&format!("relay last error: {error}\n"));
+            out.push_str(&format!(
+                "relay last error: {}\n",
+                super::terminal::one_line(error)
+            ));
         }
         if relay.inbound_dead.is_some_and(|dead| dead > 0) {
             out.push_str(
@@ -241,7 +249,47 @@ mod tests {
             !table.chars().any(|c| c.is_control() && c != '\n'),
             "{table:?}"
         );
-        assert!(table.contains("up [2J ]0;owned "), "{table:?}");
+        assert!(table.contains("up [2J ]0;owned"), "{table:?}");
+    }
+
+    /// A line end in others' words (a modem's summary, a relay's error)
+    /// forges no line of the table: each stays on its own row.
+    #[test]
+    fn others_words_forge_no_line() {
+        let mut forged = report(true);
+        forged.endpoints[0].summary = "up\nsms  fake-1  up".into();
+        forged.endpoints[0]
+            .details
+            .insert("last_error".into(), "x\n\nrelay link running".into());
+        forged.endpoints[0].paused = Some(EndpointPause {
+            code: "rate\nlimited".into(),
+            message: "wait\nsms  fake-2  up".into(),
+            seconds_left: 5,
+            until: "2026-11-29T12:00:00Z".into(),
+        });
+        forged.relay = Some(
+            serde_json::from_value(serde_json::json!({
+                "url": "https://relay.example",
+                "phone_id": "m1",
+                "mode": "push",
+                "last_reached": null,
+                "last_error": "refused\nrelay link running\nsms  fake-3  up",
+                "key_rejected": false,
+                "state": "not_running",
+                "reason": "no key\nrelay link running",
+            }))
+            .unwrap(),
+        );
+        let table = render(&forged);
+        assert_eq!(
+            table.lines().filter(|l| l.starts_with("sms")).count(),
+            1,
+            "{table}"
+        );
+        assert!(
+            !table.lines().any(|l| l.starts_with("relay link running")),
+            "{table}"
+        );
     }
 
     /// An endpoint whose queue is held says so where the eye goes: the

@@ -194,17 +194,17 @@ pub async fn status(loaded: &LoadedConfig, store: &dyn Store) -> Result<String, 
     ));
     match &pairing {
         Some(p) => {
-            let active = store
-                .find_key(&p.bridge_key_id)
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|k| k.revoked_at_ms.is_none());
+            // A read that failed is not a revoked key: that would send
+            // the operator to pair again for nothing.
+            let key_state = match store.find_key(&p.bridge_key_id).await {
+                Ok(Some(k)) if k.revoked_at_ms.is_none() => "active".to_string(),
+                Ok(_) => "revoked".to_string(),
+                Err(e) => format!("unknown: cannot read the store: {e}"),
+            };
             out.push_str(&format!(
-                "paired at:   {}\nbridge key:  {} ({})\n",
+                "paired at:   {}\nbridge key:  {} ({key_state})\n",
                 rfc3339(p.paired_at_ms),
                 p.bridge_key_id,
-                if active { "active" } else { "revoked" }
             ));
         }
         None => out.push_str("paired at:   (from [relay] in the config, not by `pair`)\n"),
@@ -221,7 +221,8 @@ pub async fn status(loaded: &LoadedConfig, store: &dyn Store) -> Result<String, 
     if let Some(error) = &link.last_error {
         out.push_str(&format!(
             "last error:  {} ({})\n",
-            error,
+            // The relay's words: one line, no escape reaches the terminal.
+            crate::cli::terminal::one_line(error),
             link.last_error_at_ms.map(rfc3339).unwrap_or_default()
         ));
     }
