@@ -413,6 +413,45 @@ fn keys_are_created_listed_and_revoked_from_the_cli() {
     );
 }
 
+/// What `keys create` stores is what `keys revoke` and the API see: a
+/// trimmed name of printable text, never the local key's own, and a
+/// phone_id that names one.
+#[test]
+fn keys_create_refuses_names_and_phone_ids_no_key_should_have() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "[storage]\nstate_dir = \"state\"\n");
+    let config = path.to_str().unwrap();
+    let create = |extra: &[&str]| {
+        let mut args = vec!["keys", "create", "--config", config];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    for (extra, why) in [
+        (&["--name", "local-cli"][..], "the local CLI key's"),
+        (&["--name", "ops\u{1b}[2J"][..], "control characters"),
+        (
+            &["--name", "ops", "--phone-id", " "][..],
+            "--phone-id must not be empty",
+        ),
+        (&["--name", "  "][..], "--name must not be empty"),
+    ] {
+        let refused = create(extra);
+        assert_eq!(refused.status.code(), Some(2), "{extra:?}");
+        let said = text(&refused.stderr);
+        assert!(said.contains(why), "{extra:?}: {said}");
+    }
+    let listed = text(&run(&["keys", "list", "--config", config]).stdout);
+    assert!(
+        !listed.contains("ops") && !listed.contains("local-cli"),
+        "a refused key was stored: {listed}"
+    );
+
+    let created = create(&["--name", " relay "]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let revoked = run(&["keys", "revoke", "--config", config, "relay"]);
+    assert!(revoked.status.success(), "{}", text(&revoked.stderr));
+}
+
 /// After a package upgrade, before the daemon restarts: the old daemon
 /// still serves the store at its older schema. The new binary's `keys`,
 /// `inbound` and `unpair` must not migrate it under that daemon (which would
@@ -1287,6 +1326,29 @@ fn a_refused_api_key_exits_3_and_a_bad_request_2() {
     let out = list_as(&revoked, &[]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("the key refused is the one in PHONERELAY_API_KEY"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // The local key revoked: said to be that one, and how it comes back.
+    let revoke = run(&["keys", "revoke", "--config", config, "local-cli"]);
+    assert!(revoke.status.success(), "{}", text(&revoke.stderr));
+    assert!(
+        text(&revoke.stderr).contains("that was the local CLI key"),
+        "{}",
+        text(&revoke.stderr)
+    );
+    let out = run(&["messages", "list", "--config", config]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("the key refused is the local CLI key")
+            && said.contains("cli.key")
+            && said.contains("restarting the daemon issues a new one"),
+        "{said}"
+    );
 
     let send_only = key_with(config, "send", None);
     let out = list_as(&send_only, &[]);

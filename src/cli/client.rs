@@ -29,6 +29,8 @@ pub struct LocalClient {
     /// The key came from `PHONERELAY_API_KEY`, not the local admin key: it
     /// may lack a scope or be bound to one phone_id.
     key_from_env: bool,
+    /// Where the local key is kept, for messages.
+    local_key_file: std::path::PathBuf,
     http: reqwest::Client,
     timeout: Duration,
 }
@@ -97,6 +99,7 @@ impl LocalClient {
             reached_at,
             key,
             key_from_env,
+            local_key_file: local_key::path(&loaded.state_dir()),
             http,
             timeout,
         })
@@ -177,7 +180,9 @@ impl LocalClient {
         // A refusal's body is read by the refusal: a proxy's error page or
         // an empty body still has a status to report.
         if !status.is_success() {
-            return Ok(Err(Refusal::new(status, body.to_vec())));
+            return Ok(Err(
+                Refusal::new(status, body.to_vec()).with_key_hint(self.key_hint())
+            ));
         }
         let body: Value = serde_json::from_slice(&body).map_err(|e| {
             ExitError::Runtime(format!("the daemon sent an unreadable answer: {e}"))
@@ -235,6 +240,18 @@ fn may_open(path: &Path) -> bool {
 }
 
 impl LocalClient {
+    /// Which key was sent, and what mends a refusal of it.
+    fn key_hint(&self) -> String {
+        if self.key_from_env {
+            format!("the key refused is the one in {API_KEY_ENV}")
+        } else {
+            format!(
+                "the key refused is the local CLI key ({}); restarting the daemon issues a new one",
+                self.local_key_file.display()
+            )
+        }
+    }
+
     fn unanswered(&self, e: reqwest::Error) -> ExitError {
         if e.is_timeout() {
             return ExitError::Runtime(format!(

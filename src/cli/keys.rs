@@ -33,6 +33,28 @@ pub enum KeysCommand {
     },
 }
 
+/// `--name` as it is stored: trimmed (a name kept with a space around it
+/// could not be revoked by the name typed), one line of printable text,
+/// and not the daemon's own local key's, which a restart replaces,
+/// revoking every active key of that name.
+fn checked_name(name: &str) -> Result<&str, ExitError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(ExitError::Config("--name must not be empty".into()));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ExitError::Config(
+            "--name must not hold control characters (line ends, escapes)".into(),
+        ));
+    }
+    if name == crate::local_key::LOCAL_KEY_NAME {
+        return Err(ExitError::Config(format!(
+            "--name {name:?} is the local CLI key's, which the daemon issues itself; choose another"
+        )));
+    }
+    Ok(name)
+}
+
 /// The ids of the active keys named `name`.
 async fn active_named(store: &SqliteStore, name: &str) -> Result<Vec<String>, ExitError> {
     Ok(store
@@ -135,9 +157,16 @@ pub async fn run(loaded: &LoadedConfig, command: &KeysCommand) -> Result<(), Exi
             scopes,
             phone_id,
         } => {
-            if name.trim().is_empty() {
-                return Err(ExitError::Config("--name must not be empty".into()));
-            }
+            let name = checked_name(name)?;
+            let phone_id = match phone_id.as_deref().map(str::trim) {
+                Some("") => {
+                    return Err(ExitError::Config(
+                        "--phone-id must not be empty (leave it out for a key of every phone)"
+                            .into(),
+                    ));
+                }
+                other => other.map(str::to_string),
+            };
             let scopes = scopes
                 .iter()
                 .map(|s| s.trim().parse::<Scope>())
@@ -148,7 +177,7 @@ pub async fn run(loaded: &LoadedConfig, command: &KeysCommand) -> Result<(), Exi
                     "--scopes: give at least one scope".into(),
                 ));
             }
-            if let Some(phone_id) = phone_id
+            if let Some(phone_id) = &phone_id
                 && !crate::channels::configured_phone_ids(loaded).contains(phone_id)
             {
                 eprintln!(
@@ -166,7 +195,7 @@ pub async fn run(loaded: &LoadedConfig, command: &KeysCommand) -> Result<(), Exi
                     same_name.join(", ")
                 );
             }
-            let issued = keys::issue(name, scopes, phone_id.clone(), now_ms());
+            let issued = keys::issue(name, scopes, phone_id, now_ms());
             let key_id = issued.record.key_id.clone();
             store
                 .create_key(issued.record)
@@ -224,6 +253,12 @@ pub async fn run(loaded: &LoadedConfig, command: &KeysCommand) -> Result<(), Exi
                 .map_err(|e| ExitError::Runtime(e.to_string()))?;
             if revoked {
                 println!("revoked {key}");
+                if key == crate::local_key::LOCAL_KEY_NAME {
+                    eprintln!(
+                        "note: that was the local CLI key: status, send and messages are refused \
+                         until the daemon restarts and issues a new one"
+                    );
+                }
                 return Ok(());
             }
             let same_name = active_named(&store, key).await?;

@@ -72,7 +72,7 @@ pub async fn run(
         }
         MessagesCommand::Show { id } => {
             let message: MessageView = client
-                .call(Method::GET, &message_path(id, ""), None::<&()>)
+                .call(Method::GET, &message_path(id, "")?, None::<&()>)
                 .await?;
             println!(
                 "{}",
@@ -82,7 +82,7 @@ pub async fn run(
         }
         MessagesCommand::Cancel { id } => {
             let message: Cancelled = client
-                .call(Method::POST, &message_path(id, "/cancel"), None::<&()>)
+                .call(Method::POST, &message_path(id, "/cancel")?, None::<&()>)
                 .await?;
             println!("{} {}", message.id, message.status.as_str());
             Ok(())
@@ -194,12 +194,17 @@ fn next_page_command(
 
 /// The API path of message `id` and `tail`: the id is one path segment
 /// whatever it holds (`/`, `?` and the like are escaped), so an odd id
-/// cannot name another route.
-fn message_path(id: &str, tail: &str) -> String {
-    format!(
+/// cannot name another route. `.` and `..` would, escaped or not (the URL
+/// resolves them: `messages cancel ..` posted to `/api/v1/cancel`), and
+/// no message has them.
+fn message_path(id: &str, tail: &str) -> Result<String, ExitError> {
+    if matches!(id, "." | "..") {
+        return Err(ExitError::Config(format!("no message has the id {id:?}")));
+    }
+    Ok(format!(
         "/api/v1/messages/{}{tail}",
         crate::media::percent_encode(id)
-    )
+    ))
 }
 
 fn shell_quoted(value: &str) -> String {
@@ -221,13 +226,28 @@ mod tests {
     #[test]
     fn a_message_id_is_one_path_segment_whatever_it_holds() {
         assert_eq!(
-            message_path("01a2-b3", "/cancel"),
+            message_path("01a2-b3", "/cancel").unwrap(),
             "/api/v1/messages/01a2-b3/cancel"
         );
         assert_eq!(
-            message_path("../inbound/x/retry?", "/cancel"),
+            message_path("../inbound/x/retry?", "/cancel").unwrap(),
             "/api/v1/messages/..%2Finbound%2Fx%2Fretry%3F/cancel"
         );
+        // What the URL makes of it: still a message's path.
+        for id in ["..x", "a..", "...", ".a"] {
+            let path = message_path(id, "/cancel").unwrap();
+            let url = reqwest::Url::parse(&format!("http://127.0.0.1{path}")).unwrap();
+            assert!(url.path().starts_with("/api/v1/messages/"), "{id}: {url}");
+            assert!(url.path().ends_with("/cancel"), "{id}: {url}");
+        }
+        for id in [".", ".."] {
+            let refused = message_path(id, "/cancel").unwrap_err();
+            assert_eq!(refused.code(), 2);
+            assert!(
+                refused.to_string().contains("no message has the id"),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

@@ -14,11 +14,24 @@ const BODY_EXCERPT_CHARS: usize = 200;
 pub struct Refusal {
     pub status: StatusCode,
     body: Vec<u8>,
+    /// Which key a 401 refused and what mends it: the daemon's answer
+    /// reads the same for the local key and one in `PHONERELAY_API_KEY`.
+    key_hint: Option<String>,
 }
 
 impl Refusal {
     pub fn new(status: StatusCode, body: Vec<u8>) -> Self {
-        Self { status, body }
+        Self {
+            status,
+            body,
+            key_hint: None,
+        }
+    }
+
+    /// `hint` said after a 401's text.
+    pub fn with_key_hint(mut self, hint: String) -> Self {
+        self.key_hint = Some(hint);
+        self
     }
 }
 
@@ -29,6 +42,10 @@ impl From<Refusal> for ExitError {
             // Not the daemon's error (a proxy's page, an empty body): its
             // status and start still say what answered and why.
             _ => other_answer_text(refusal.status, &refusal.body),
+        };
+        let text = match refusal.key_hint {
+            Some(hint) if refusal.status == StatusCode::UNAUTHORIZED => format!("{text}\n{hint}"),
+            _ => text,
         };
         refused_with(refusal.status, text)
     }
