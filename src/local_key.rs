@@ -26,7 +26,17 @@ pub fn path(state_dir: &Path) -> PathBuf {
 /// that may be good.
 pub async fn ensure(store: &dyn Store, state_dir: &Path) -> Result<(), String> {
     let file = path(state_dir);
-    if let Ok(text) = std::fs::read_to_string(&file)
+    let loose = others_may_read(&file);
+    if let Some(why) = &loose {
+        // Whoever could read it may hold an admin key: a new one, and the
+        // old one revoked, not a file made private again over a leak.
+        tracing::warn!(
+            "{} {why}; a new local CLI key is issued and the old one revoked",
+            file.display()
+        );
+    }
+    if loose.is_none()
+        && let Ok(text) = std::fs::read_to_string(&file)
         && let Some((key_id, secret)) = keys::parse(text.trim())
     {
         let record = store
@@ -55,6 +65,21 @@ pub async fn ensure(store: &dyn Store, state_dir: &Path) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// Why a key file may have been read by others than the daemon's user: a
+/// mode that lets the group or anyone read it (a `cp`, a restore tool,
+/// `install -m 644`), or another owner. `None` if it is private, or not
+/// there.
+fn others_may_read(file: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(file).ok()?;
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Some(format!("could be read by others (mode {mode:o})"));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    (meta.uid() != me).then(|| format!("belongs to uid {}, not the daemon's ({me})", meta.uid()))
 }
 
 pub fn read(state_dir: &Path) -> Result<String, ReadError> {
@@ -95,6 +120,30 @@ mod tests {
             .filter(|k| k.name == LOCAL_KEY_NAME && k.revoked_at_ms.is_none())
             .map(|k| k.key_id.clone())
             .collect()
+    }
+
+    /// A key file others could read is issued again, whatever it holds:
+    /// the key in it may have been read, and is revoked.
+    #[tokio::test]
+    async fn a_local_key_others_could_read_is_issued_again() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
+        ensure(&store, dir.path()).await.unwrap();
+        let first = read(dir.path()).unwrap();
+        let file = path(dir.path());
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        ensure(&store, dir.path()).await.unwrap();
+        let second = read(dir.path()).unwrap();
+        assert_ne!(second, first, "a key others could read was kept");
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let (first_id, first_secret) = keys::parse(&first).unwrap();
+        let record = store.find_key(first_id).await.unwrap().unwrap();
+        assert!(
+            !keys::verify(&record, first_secret),
+            "the old key still works"
+        );
     }
 
     /// A key file that still works is kept; one deleted (it leaked, say)
