@@ -6,6 +6,7 @@ mod check_pairing;
 mod check_relay;
 mod client;
 mod dead_letters;
+mod echo_off;
 mod keys;
 mod messages;
 pub mod pair;

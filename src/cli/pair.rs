@@ -95,11 +95,16 @@ fn read_key(args: &PairArgs) -> Result<String, ExitError> {
         None => {
             let stdin = std::io::stdin();
             if stdin.is_terminal() {
-                eprintln!("paste the key the relay issued for this phone, then Enter:");
+                let quiet = super::echo_off::EchoOff::on(std::io::stdin());
+                eprintln!(
+                    "paste the key the relay issued for this phone (it is not shown), then Enter:"
+                );
                 let mut line = String::new();
-                stdin
-                    .read_line(&mut line)
-                    .map_err(|e| ExitError::Runtime(format!("cannot read stdin: {e}")))?;
+                let read = stdin.read_line(&mut line);
+                drop(quiet);
+                // The Enter was not echoed either.
+                eprintln!();
+                read.map_err(|e| ExitError::Runtime(format!("cannot read stdin: {e}")))?;
                 line
             } else {
                 let mut all = String::new();
