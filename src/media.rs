@@ -26,18 +26,38 @@ pub fn media_id_of(url: &str) -> Option<&str> {
 
 /// A filename as a sender gave it, made safe to store and to put in a
 /// header: the last part of a path (a mail client may send
-/// `C:\Users\ann\scan.pdf`), without control characters, at most 255
-/// characters. `None` when nothing is left.
+/// `C:\Users\ann\scan.pdf`), without control characters or the
+/// invisible ones that change how it reads ([`hidden_in_a_name`]), at most
+/// 255 characters. `None` when nothing is left.
 pub fn clean_filename(name: Option<String>) -> Option<String> {
     let name = name?;
     let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
     let cleaned: String = last
         .chars()
-        .filter(|c| !c.is_control())
+        .filter(|&c| !c.is_control() && !hidden_in_a_name(c))
         .take(MAX_FILENAME_CHARS)
         .collect();
     let cleaned = cleaned.trim();
     (!cleaned.is_empty() && cleaned != "." && cleaned != "..").then(|| cleaned.to_string())
+}
+
+/// An invisible character that changes how a name reads: a direction
+/// override (`invoice_\u{202E}fdp.exe` shows as `invoice_exe.pdf`), a
+/// zero-width space or word joiner, a byte-order mark, a line or
+/// paragraph separator. Joiners that scripts and emoji need (U+200C,
+/// U+200D) are kept.
+fn hidden_in_a_name(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200B}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
 }
 
 /// A content type as an upstream gave it, kept only if it has the shape of
@@ -106,6 +126,19 @@ mod tests {
         assert_eq!(clean("../../etc/passwd").as_deref(), Some("passwd"));
         assert_eq!(clean("a\r\nb.txt").as_deref(), Some("ab.txt"));
         assert_eq!(clean("Grüße 😀.txt").as_deref(), Some("Grüße 😀.txt"));
+        // Nothing invisible changes how it reads; joiners scripts need stay.
+        assert_eq!(
+            clean("invoice_\u{202E}fdp.exe").as_deref(),
+            Some("invoice_fdp.exe")
+        );
+        assert_eq!(
+            clean("\u{FEFF}a\u{200B}b\u{2066}c\u{2069}\u{2028}.txt").as_deref(),
+            Some("abc.txt")
+        );
+        assert_eq!(
+            clean("\u{0645}\u{200C}\u{0646}.txt").as_deref(),
+            Some("\u{0645}\u{200C}\u{0646}.txt")
+        );
         assert_eq!(clean("x".repeat(300).as_str()).unwrap().len(), 255);
         for nothing in ["", "  ", "dir/", "..", "\u{7}"] {
             assert_eq!(clean(nothing), None, "{nothing:?}");
