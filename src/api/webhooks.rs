@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Query, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use phonerelay_channel::{
     ChannelKind, EventSink, SharedWebhookAnswer, WebhookRequest, WebhookResponse,
@@ -121,13 +121,44 @@ impl Incoming {
             method: self.method.to_string(),
             path,
             query: self.query,
-            headers: self
-                .headers
-                .iter()
-                .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-                .collect(),
-            body: self.body.to_vec(),
+            headers: joined_headers(&self.headers),
+            body: self.body.into(),
         }
+    }
+}
+
+/// The headers as an adapter takes them, one value per name: a name sent
+/// more than once has its values joined with `, ` in the order they came
+/// (RFC 9110, 5.3), where the last one alone was kept, so a proxy's added
+/// copy of a signature header made a valid request fail with no hint.
+/// Checked to be text before (`check_header_text`).
+fn joined_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
+    let mut joined: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        joined
+            .entry(name.as_str().to_string())
+            .and_modify(|all| {
+                all.push_str(", ");
+                all.push_str(&value);
+            })
+            .or_insert_with(|| value.into_owned());
+    }
+    joined
+}
+
+/// A header value that is not visible ASCII (bytes above 0x7E) is refused
+/// by name: it was dropped without a word, and a signature check that
+/// needed it failed for no reason the upstream could see.
+fn check_header_text(headers: &HeaderMap) -> Result<(), ApiError> {
+    match headers.iter().find(|(_, v)| v.to_str().is_err()) {
+        None => Ok(()),
+        Some((name, _)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_header",
+            format!("the {name} header holds bytes that are not ASCII text"),
+        )
+        .field(name.as_str())),
     }
 }
 
@@ -143,6 +174,7 @@ impl FromRequest<AppState> for Incoming {
             )
         })?;
         let method = req.method().clone();
+        check_header_text(req.headers())?;
         let headers = req.headers().clone();
         let RawBody(body) = RawBody::from_request(req, state).await?;
         Ok(Incoming {
@@ -162,11 +194,73 @@ fn endpoint_sink(state: &AppState, kind: ChannelKind, phone_id: String) -> Arc<d
     )
 }
 
+/// An adapter's answer as sent. What no answer can carry is mended, not
+/// turned into axum's plain-text 500: a content type that is no header
+/// value is sent as bytes, a status outside 200 to 599 (an informational
+/// one, a number no status has) as 500.
 fn into_response(response: WebhookResponse) -> Response {
+    let status = StatusCode::from_u16(response.status)
+        .ok()
+        .filter(|s| (200..600).contains(&s.as_u16()))
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let content_type = HeaderValue::from_str(&response.content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     (
-        StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        [(header::CONTENT_TYPE, response.content_type)],
+        status,
+        [(header::CONTENT_TYPE, content_type)],
         response.body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_sent_twice_reaches_the_adapter_with_both_values() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-hub-signature-256", HeaderValue::from_static("sha256=aa"));
+        headers.append("x-hub-signature-256", HeaderValue::from_static("sha256=bb"));
+        headers.append("content-type", HeaderValue::from_static("application/json"));
+        let joined = joined_headers(&headers);
+        assert_eq!(joined["x-hub-signature-256"], "sha256=aa, sha256=bb");
+        assert_eq!(joined["content-type"], "application/json");
+        assert!(check_header_text(&headers).is_ok());
+    }
+
+    #[test]
+    fn a_header_that_is_not_text_is_refused_by_name() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-sig", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        let refused = check_header_text(&headers).unwrap_err();
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+        assert_eq!(refused.code, "invalid_header");
+        assert_eq!(refused.field.as_deref(), Some("x-sig"));
+    }
+
+    #[test]
+    fn an_answer_no_response_can_carry_is_mended() {
+        let answer = |status, content_type: &str| {
+            into_response(WebhookResponse {
+                status,
+                content_type: content_type.into(),
+                body: b"ok".to_vec(),
+            })
+        };
+        let bad_type = answer(200, "text/plain\r\nx: y");
+        assert_eq!(bad_type.status(), StatusCode::OK);
+        assert_eq!(
+            bad_type.headers()[header::CONTENT_TYPE],
+            "application/octet-stream"
+        );
+        for status in [101, 99, 600, 999] {
+            assert_eq!(
+                answer(status, "text/plain").status(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{status}"
+            );
+        }
+        assert_eq!(answer(204, "text/plain").status(), StatusCode::NO_CONTENT);
+    }
 }
