@@ -319,6 +319,7 @@ pub async fn start(
         config: config.clone(),
         metrics: metrics.clone(),
         inbound_bell: Arc::new(tokio::sync::Notify::new()),
+        webhook_bodies: api::WebhookBodies::new(config.config.server.max_webhook_body_bytes),
     });
     let app = api::router(state.clone());
     let stop = api::serve::Stop {

@@ -200,6 +200,64 @@ async fn a_webhook_body_gets_its_own_size_limit_and_the_timeout_of_a_send() {
     assert_eq!(ids, ["up-2", "up-1"], "nothing more committed");
 }
 
+/// Webhook paths are public: bodies of the largest size, sent slowly on
+/// many connections, may hold only so much memory at once. Past that room
+/// an upstream is told to come back (503 `webhook_busy`, `Retry-After`),
+/// and once a body's read ends its room is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_bodies_are_read_only_within_their_room() {
+    let tg = TestChannel::new(ChannelKind::Tg, "bot-1");
+    let d = start_with_request_timeout(tg.clone(), 30).await;
+    let addr = d.base.trim_start_matches("http://").to_string();
+    let largest = phonerelay::config::DEFAULT_MAX_WEBHOOK_BODY_BYTES;
+    let slow: Vec<TcpStream> = (0..phonerelay::api::WEBHOOK_BODIES_AT_ONCE)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&addr).unwrap();
+            let head = format!(
+                "POST /webhooks/tg/bot-1/hook HTTP/1.1\r\nHost: test\r\n\
+                 Content-Type: application/json\r\nContent-Length: {largest}\r\n\r\n{{\"from\":"
+            );
+            stream.write_all(head.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    let hook = format!("{}/webhooks/tg/bot-1/hook", d.base);
+    let pushed = json!({"from": "12345", "text": "pushed reply", "id": "up-1"});
+    // Each slow body holds its room once the daemon has read its headers.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let busy = loop {
+        let response = d.http.post(&hook).json(&pushed).send().await.unwrap();
+        if response.status() == 503 || Instant::now() > deadline {
+            break response;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(busy.headers()["retry-after"], "5");
+    let (status, body) = into_parts(busy).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "webhook_busy", "{body}");
+    let (_, page) = d.get("/api/v1/inbound", &d.admin_key).await;
+    assert_eq!(
+        page["messages"],
+        json!([]),
+        "a turned-away body was committed"
+    );
+
+    // The slow senders give up: their room comes back.
+    drop(slow);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = d.http.post(&hook).json(&pushed).send().await.unwrap();
+        if response.status() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the room never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, page) = d.get("/api/v1/inbound", &d.admin_key).await;
+    assert_eq!(page["messages"][0]["text"], "pushed reply", "{page}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     let d = start_with_one_second_timeout(TestChannel::new(ChannelKind::Sms, "phone-1")).await;

@@ -19,6 +19,7 @@ pub mod serve;
 mod state;
 pub mod system;
 pub mod unreadable;
+mod webhook_budget;
 mod webhooks;
 mod write_deadline;
 
@@ -32,6 +33,7 @@ pub(crate) use body::parse as parse_json_body;
 pub(crate) use messages::commit_send;
 pub(crate) use paging::MAX_PAGE;
 pub use state::{AppState, Shared};
+pub use webhook_budget::{WEBHOOK_BODIES_AT_ONCE, WebhookBodies};
 
 use self::error::ApiError;
 

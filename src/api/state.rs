@@ -21,6 +21,8 @@ pub struct Shared {
     /// Rung on each inbound commit (a channel's or a webhook's); the
     /// relay forwarder waits on it.
     pub inbound_bell: Arc<tokio::sync::Notify>,
+    /// The room webhook bodies may take at once (`webhook_budget.rs`).
+    pub webhook_bodies: super::webhook_budget::WebhookBodies,
 }
 
 impl AppState {
@@ -63,6 +65,9 @@ impl AppState {
             }),
             metrics: Arc::new(Metrics::default()),
             inbound_bell: Arc::new(tokio::sync::Notify::new()),
+            webhook_bodies: super::webhook_budget::WebhookBodies::new(
+                crate::config::DEFAULT_MAX_WEBHOOK_BODY_BYTES,
+            ),
         })
     }
 }

@@ -38,6 +38,8 @@ pub async fn webhook(
     if !endpoint.channel.webhook_paths().contains(&path) {
         return Err(ApiError::not_found("webhook"));
     }
+    // Held until the adapter has answered: the body is in memory till then.
+    let _room = state.webhook_bodies.reserve(unread.headers())?;
     let request = Incoming::from_request(unread, &state)
         .await?
         .into_request(path);
@@ -68,7 +70,8 @@ pub async fn shared_webhook(
     if sharing.is_empty() {
         return Err(ApiError::not_found("webhook"));
     }
-    // Read only now, as in `webhook`.
+    // Read only now, and with room for it, as in `webhook`.
+    let _room = state.webhook_bodies.reserve(unread.headers())?;
     let request = Incoming::from_request(unread, &state)
         .await?
         .into_request("/".into());
