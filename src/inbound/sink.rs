@@ -102,6 +102,20 @@ impl StoreSink {
                 message.channel, message.phone_id, self.channel, self.phone_id
             )));
         }
+        // The contract: an attachment is a file the bridge keeps
+        // (`save_media`'s path). An upstream's URL may carry a secret (a
+        // Telegram bot token), which would be stored, listed by the API and
+        // sent to the relay in clear. Not echoed, for that reason.
+        if let Some(i) = message
+            .attachments
+            .iter()
+            .position(|a| crate::media::media_id_of(&a.url).is_none())
+        {
+            return Err(SinkError::rejected(format!(
+                "inbound attachment {i} is not a file the bridge keeps (the path save_media \
+                 gives): an upstream's URL is never stored"
+            )));
+        }
         Ok(())
     }
 }
@@ -376,6 +390,38 @@ mod tests {
         let stored = store.list_inbound(all).await.unwrap();
         let texts: Vec<&str> = stored.iter().map(|m| m.text.as_str()).collect();
         assert_eq!(texts, ["fine"]);
+    }
+
+    /// An attachment that is not a file the bridge keeps (an upstream's
+    /// URL, which may carry a token) is refused for good, nothing stored.
+    #[tokio::test]
+    async fn the_sink_refuses_an_attachment_that_is_not_a_kept_file() {
+        let (_dir, _path, store, sink) = sink_of_m1();
+        let with = |url: &str| {
+            let ChannelEvent::Inbound(mut message) = inbound("m1", "x-1", "see attached") else {
+                unreachable!()
+            };
+            message.attachments.push(phonerelay_channel::Attachment {
+                url: url.into(),
+                content_type: None,
+                filename: None,
+                size: None,
+            });
+            ChannelEvent::Inbound(message)
+        };
+        let e = sink
+            .deliver(with(
+                "https://api.telegram.org/file/bot123:S3CRET/photo.jpg",
+            ))
+            .await
+            .unwrap_err();
+        assert!(!e.is_transient(), "{e}");
+        assert!(!e.to_string().contains("S3CRET"), "{e}");
+        let all = crate::store::InboundFilter {
+            limit: 10,
+            ..Default::default()
+        };
+        assert!(store.list_inbound(all).await.unwrap().is_empty());
     }
 
     /// The daemon's sink writes a message and its cursors in one store
