@@ -21,10 +21,6 @@ fn main() -> ExitCode {
     // SAFETY: no other thread runs yet, and SIG_IGN installs no handler.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let cli = Cli::parse();
-    if cli.command.may_end_on_a_closed_pipe() {
-        // SAFETY: as above; SIG_DFL installs no handler.
-        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {

@@ -51,7 +51,7 @@ pub async fn run(loaded: &LoadedConfig, args: &BackupArgs) -> Result<(), ExitErr
         .map_err(|e| ExitError::Runtime(format!("backup task failed: {e}")))?
         .map_err(|e| ExitError::Runtime(format!("backup failed: {e}")))?;
     let summary = &backed_up.summary;
-    println!(
+    outln!(
         "backed up {} to {}: {} outbound and {} inbound messages, schema version {}, {} KiB",
         loaded.database_path().display(),
         args.output.display(),
@@ -60,7 +60,7 @@ pub async fn run(loaded: &LoadedConfig, args: &BackupArgs) -> Result<(), ExitErr
         summary.schema_version,
         summary.bytes.div_ceil(1024)
     );
-    println!("{MEDIA_NOT_INCLUDED}");
+    outln!("{MEDIA_NOT_INCLUDED}");
     warn(&backed_up.warnings);
     Ok(())
 }
@@ -111,7 +111,7 @@ pub async fn run_restore(loaded: &LoadedConfig, args: &RestoreArgs) -> Result<()
     .await
     .map_err(|e| ExitError::Runtime(format!("restore task failed: {e}")))?
     .map_err(|e| ExitError::Runtime(format!("restore failed: {e}")))?;
-    println!(
+    outln!(
         "restored {} as {}: {} outbound and {} inbound messages, schema version {}",
         args.backup.display(),
         db.display(),
@@ -120,13 +120,13 @@ pub async fn run_restore(loaded: &LoadedConfig, args: &RestoreArgs) -> Result<()
         restored.summary.schema_version
     );
     for kept in &restored.kept {
-        println!("the replaced store is kept as {}", kept.display());
+        outln!("the replaced store is kept as {}", kept.display());
     }
     print_carried(&restored);
     print_left_behind(&restored);
-    println!("{MEDIA_NOT_INCLUDED}");
+    outln!("{MEDIA_NOT_INCLUDED}");
     warn(&restored.warnings);
-    println!("{RESTART_HINT}");
+    outln!("{RESTART_HINT}");
     Ok(())
 }
 
@@ -134,37 +134,39 @@ pub async fn run_restore(loaded: &LoadedConfig, args: &RestoreArgs) -> Result<()
 /// counts.
 fn print_carried(restored: &Restored) {
     if let Some(keys) = &restored.carried.keys {
-        println!(
+        outln!(
             "API keys as the replaced store has them: {} made after the backup kept, \
              {} revoked after it still revoked",
-            keys.added, keys.revoked
+            keys.added,
+            keys.revoked
         );
     }
     if let EventsFrom::Clock { floor, why } = &restored.carried.events {
-        println!(
+        outln!(
             "the replaced store's last status event is not known ({why}): event ids go on \
              after {floor} (the clock in microseconds), past any the relay may have"
         );
     }
     if restored.carried.keys.is_none() {
-        println!(
+        outln!(
             "no replaced store could be read: API keys are as the backup has them, so \
              keys revoked since it was taken are active again: revoke them again \
              (phonerelay keys list)"
         );
     }
-    println!("{}", pairing_said(&restored.carried.pairing));
+    outln!("{}", pairing_said(&restored.carried.pairing));
     if let Some(fates) = &restored.carried.fates
         && *fates != FatesCarried::default()
     {
-        println!(
+        outln!(
             "taken as the replaced store has them: {} sends it sent or ended after the backup \
              (not sent again), {} replies the relay took after it (not forwarded again)",
-            fates.sends_ended, fates.replies_forwarded
+            fates.sends_ended,
+            fates.replies_forwarded
         );
     }
     if let Some(media) = &restored.media {
-        println!(
+        outln!(
             "{} received files the restored store has no row for are kept in {}, \
              to go back with the replaced store",
             media.files,

@@ -40,15 +40,15 @@ pub fn run(cli: &Cli) -> Result<(), ExitError> {
     }
     let effective = toml::to_string_pretty(&loaded.config)
         .map_err(|e| ExitError::Runtime(format!("cannot print the config: {e}")))?;
-    println!(
+    outln!(
         "# {} is valid; effective config (secrets masked):",
         loaded.path.display()
     );
-    println!(
+    outln!(
         "# relative paths resolve against {}",
         loaded.base_dir.display()
     );
-    print!("{effective}");
+    out!("{effective}");
     Ok(())
 }
 

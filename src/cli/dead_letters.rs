@@ -114,7 +114,7 @@ pub async fn retry_all(store: &dyn Store, filters: &DeadFilters) -> Result<(), E
         .retry_dead_relay_inbound(filters.filter(now), now)
         .await
         .map_err(|e| ExitError::Runtime(e.to_string()))?;
-    print!("{}", report(&requeued));
+    out!("{}", report(&requeued));
     Ok(())
 }
 

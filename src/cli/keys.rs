@@ -224,9 +224,13 @@ pub async fn run(loaded: &LoadedConfig, command: &KeysCommand) -> Result<(), Exi
                 .list_keys()
                 .await
                 .map_err(|e| ExitError::Runtime(e.to_string()))?;
-            println!(
+            outln!(
                 "{:<18} {:<16} {:<18} {:<14} {:<26} STATE",
-                "KEY_ID", "NAME", "SCOPES", "PHONE_ID", "CREATED"
+                "KEY_ID",
+                "NAME",
+                "SCOPES",
+                "PHONE_ID",
+                "CREATED"
             );
             for k in keys {
                 let scopes: Vec<String> = k.scopes.iter().map(ToString::to_string).collect();
@@ -234,7 +238,7 @@ pub async fn run(loaded: &LoadedConfig, command: &KeysCommand) -> Result<(), Exi
                     Some(at) => format!("revoked {}", rfc3339(at)),
                     None => "active".into(),
                 };
-                println!(
+                outln!(
                     "{:<18} {:<16} {:<18} {:<14} {:<26} {state}",
                     k.key_id,
                     k.name,
@@ -252,7 +256,7 @@ pub async fn run(loaded: &LoadedConfig, command: &KeysCommand) -> Result<(), Exi
                 .await
                 .map_err(|e| ExitError::Runtime(e.to_string()))?;
             if revoked {
-                println!("revoked {key}");
+                outln!("revoked {key}");
                 if key == crate::local_key::LOCAL_KEY_NAME {
                     eprintln!(
                         "note: that was the local CLI key: status, send and messages are refused \

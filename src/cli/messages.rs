@@ -74,7 +74,7 @@ pub async fn run(
             let message: MessageView = client
                 .call(Method::GET, &message_path(id, "")?, None::<&()>)
                 .await?;
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&message).unwrap_or_default()
             );
@@ -84,7 +84,7 @@ pub async fn run(
             let message: Cancelled = client
                 .call(Method::POST, &message_path(id, "/cancel")?, None::<&()>)
                 .await?;
-            println!("{} {}", message.id, message.status.as_str());
+            outln!("{} {}", message.id, message.status.as_str());
             Ok(())
         }
     }
@@ -134,7 +134,7 @@ async fn list(
     // A full page says nothing of what comes after it: say how to see
     // the rest, with the same filters.
     if let Some(next) = &page.next_cursor {
-        println!("more: {}", next_page_command(config, filters, next));
+        outln!("more: {}", next_page_command(config, filters, next));
     }
     Ok(())
 }
@@ -149,9 +149,14 @@ fn given<'a>(
 }
 
 fn print_page(page: &MessagePage) {
-    println!(
+    outln!(
         "{:<37} {:<6} {:<12} {:<20} {:<10} {:>3}  ERROR",
-        "ID", "CHAN", "PHONE_ID", "TO", "STATUS", "TRY"
+        "ID",
+        "CHAN",
+        "PHONE_ID",
+        "TO",
+        "STATUS",
+        "TRY"
     );
     for m in &page.messages {
         // A channel's or a remote's words: one line, no control characters.
@@ -160,7 +165,7 @@ fn print_page(page: &MessagePage) {
             .as_ref()
             .map(|e| super::terminal::one_line(&format!("{}: {}", e.code, e.message)))
             .unwrap_or_default();
-        println!(
+        outln!(
             "{:<37} {:<6} {:<12} {:<20} {:<10} {:>3}  {error}",
             m.id,
             m.channel,

@@ -1,5 +1,7 @@
 //! The `phonerelay` command line.
 
+#[macro_use]
+pub(crate) mod stdout;
 mod backup;
 mod check;
 mod check_pairing;
@@ -95,31 +97,6 @@ pub enum Command {
     Pdu(pdu::PduCommand),
     /// Run a simulated modem on a pseudo-terminal, steered over a control socket.
     ModemSim(phonerelay_sms::sim::ModemSimArgs),
-}
-
-impl Command {
-    /// A command whose output may end with its reader (`messages list |
-    /// head`): ended by SIGPIPE, as other tools are, where a write to a
-    /// closed pipe panicked (exit 101). Not one that shows a secret once
-    /// (it takes back what it cannot show), changes the store in steps, or
-    /// serves.
-    pub fn may_end_on_a_closed_pipe(&self) -> bool {
-        match self {
-            Command::Check
-            | Command::Send(_)
-            | Command::Status(_)
-            | Command::Messages(_)
-            | Command::Inbound(_)
-            | Command::Pdu(_) => true,
-            Command::Keys(command) => !matches!(command, keys::KeysCommand::Create { .. }),
-            Command::Serve
-            | Command::Pair(_)
-            | Command::Unpair
-            | Command::Backup(_)
-            | Command::Restore(_)
-            | Command::ModemSim(_) => false,
-        }
-    }
 }
 
 /// The config, or why not: exit 2 (not restarted: the operator must put

@@ -141,7 +141,7 @@ fn same_relay_as_configured(loaded: &LoadedConfig, url: &str) -> Result<(), Exit
 pub async fn pair(loaded: &LoadedConfig, args: &PairArgs) -> Result<(), ExitError> {
     if args.status {
         let store = open(loaded)?;
-        print!("{}", pairing::status(loaded, &*store).await?);
+        out!("{}", pairing::status(loaded, &*store).await?);
         return Ok(());
     }
     let (Some(url), Some(phone_id)) = (&args.relay, &args.phone_id) else {
@@ -246,7 +246,7 @@ fn relay_section_valid(loaded: &LoadedConfig) -> Result<(), ExitError> {
 
 pub async fn unpair(loaded: &LoadedConfig) -> Result<(), ExitError> {
     let store = open(loaded)?;
-    print!("{}", pairing::unpair(loaded, &*store).await?);
+    out!("{}", pairing::unpair(loaded, &*store).await?);
     Ok(())
 }
 
@@ -259,10 +259,10 @@ pub async fn inbound(loaded: &LoadedConfig, command: &InboundCommand) -> Result<
                 .await
                 .map_err(|e| ExitError::Runtime(e.to_string()))?;
             if dead.is_empty() {
-                println!("no dead letters");
+                outln!("no dead letters");
             }
             for r in dead {
-                println!("{}", dead_letter_line(&r));
+                outln!("{}", dead_letter_line(&r));
             }
             Ok(())
         }
@@ -277,10 +277,10 @@ pub async fn inbound(loaded: &LoadedConfig, command: &InboundCommand) -> Result<
                 .await
                 .map_err(|e| ExitError::Runtime(e.to_string()))?;
             if kept.is_empty() {
-                println!("no unreadable inbound");
+                outln!("no unreadable inbound");
             }
             for r in kept {
-                println!(
+                outln!(
                     "{}  {}  {}/{}  {}  {}  {}",
                     r.id,
                     rfc3339(r.committed_at_ms),
@@ -338,8 +338,8 @@ async fn retry_one(store: &dyn Store, id: &str, to: Option<&str>) -> Result<(), 
     {
         ManualRetry::Requeued(_) => {
             match to {
-                Some(to) => println!("{id} queued for the relay again, to {to}"),
-                None => println!("{id} queued for the relay again"),
+                Some(to) => outln!("{id} queued for the relay again, to {to}"),
+                None => outln!("{id} queued for the relay again"),
             }
             Ok(())
         }

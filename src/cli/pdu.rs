@@ -72,6 +72,6 @@ pub fn run(command: &PduCommand) -> Result<(), ExitError> {
             serde_json::to_string_pretty(&parts)
         }
     };
-    println!("{}", json.map_err(|e| ExitError::Runtime(e.to_string()))?);
+    outln!("{}", json.map_err(|e| ExitError::Runtime(e.to_string()))?);
     Ok(())
 }

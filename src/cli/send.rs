@@ -73,7 +73,7 @@ pub async fn run(client: &LocalClient, args: &SendArgs) -> Result<(), ExitError>
         .call_keyed(Method::POST, "/api/v1/messages", &body, &key)
         .await
         .map_err(|e| repeat_safely(e, &key))?;
-    println!("{} {}", accepted.id, accepted.status);
+    outln!("{} {}", accepted.id, accepted.status);
     Ok(())
 }
 

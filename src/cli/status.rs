@@ -20,12 +20,12 @@ pub async fn run(client: &LocalClient, args: &StatusArgs) -> Result<(), ExitErro
         .call(Method::GET, "/api/v1/status", None::<&()>)
         .await?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );
     } else {
-        print!("{}", render(&report));
+        out!("{}", render(&report));
     }
     if report.status == "ready" {
         Ok(())
