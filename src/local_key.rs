@@ -69,17 +69,13 @@ pub async fn ensure(store: &dyn Store, state_dir: &Path) -> Result<(), String> {
 
 /// Why a key file may have been read by others than the daemon's user: a
 /// mode that lets the group or anyone read it (a `cp`, a restore tool,
-/// `install -m 644`), or another owner. `None` if it is private, or not
-/// there.
+/// `install -m 644`). `None` if it is private, or not there. Its owner is
+/// not asked: a daemon run as root on a service user's state dir hands
+/// the file to that user (`private_files::give_to_folder_owner`).
 fn others_may_read(file: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::symlink_metadata(file).ok()?;
-    let mode = meta.mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Some(format!("could be read by others (mode {mode:o})"));
-    }
-    let me = rustix::process::geteuid().as_raw();
-    (meta.uid() != me).then(|| format!("belongs to uid {}, not the daemon's ({me})", meta.uid()))
+    let mode = std::fs::metadata(file).ok()?.mode() & 0o777;
+    (mode & 0o077 != 0).then(|| format!("could be read by others (mode {mode:o})"))
 }
 
 pub fn read(state_dir: &Path) -> Result<String, ReadError> {
