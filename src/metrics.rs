@@ -35,6 +35,7 @@ pub struct Metrics {
     pub store_bytes: Family<Labels, Gauge>,
     pub store_free_bytes: Gauge,
     pub store_media_files: Gauge,
+    pub webhook_body_bytes: Gauge,
     pub relay_up: Family<Labels, Gauge>,
     pub relay_inbound_pending: Family<Labels, Gauge>,
     pub relay_inbound_dead: Family<Labels, Gauge>,
@@ -83,6 +84,7 @@ impl Default for Metrics {
         let store_bytes = Family::<Labels, Gauge>::default();
         let store_free_bytes = Gauge::default();
         let store_media_files = Gauge::default();
+        let webhook_body_bytes = Gauge::default();
         let relay_up = Family::<Labels, Gauge>::default();
         let relay_inbound_pending = Family::<Labels, Gauge>::default();
         let relay_inbound_dead = Family::<Labels, Gauge>::default();
@@ -207,6 +209,12 @@ impl Default for Metrics {
             "Files received with inbound messages and kept (their bytes: store_bytes with file media)",
             store_media_files.clone(),
         );
+        registry.register(
+            "webhook_body_bytes",
+            "Bytes of webhook request bodies held in memory now; at 16 times \
+             server.max_webhook_body_bytes more are answered 503 webhook_busy",
+            webhook_body_bytes.clone(),
+        );
         // Labelled with the bridge's phone_id at the relay, and so absent
         // on a bridge with no relay configured or paired.
         registry.register(
@@ -271,6 +279,7 @@ impl Default for Metrics {
             store_bytes,
             store_free_bytes,
             store_media_files,
+            webhook_body_bytes,
             relay_up,
             relay_inbound_pending,
             relay_inbound_dead,

@@ -10,6 +10,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::*;
+use phonerelay::api::WEBHOOK_BODIES_AT_ONCE;
 use phonerelay_channel::ChannelKind;
 use serde_json::{Value, json};
 use support::store_tables::hold_write_lock;
@@ -202,36 +203,63 @@ async fn a_webhook_body_gets_its_own_size_limit_and_the_timeout_of_a_send() {
 
 /// Webhook paths are public: bodies of the largest size, sent slowly on
 /// many connections, may hold only so much memory at once. Past that room
-/// an upstream is told to come back (503 `webhook_busy`, `Retry-After`),
-/// and once a body's read ends its room is free again.
+/// an upstream is told to come back (503 `webhook_busy`, `Retry-After`)
+/// and nothing of its request is committed; once the slow bodies' reads
+/// end, their room is free again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_bodies_are_read_only_within_their_room() {
     let tg = TestChannel::new(ChannelKind::Tg, "bot-1");
     let d = start_with_request_timeout(tg.clone(), 30).await;
     let addr = d.base.trim_start_matches("http://").to_string();
     let largest = phonerelay::config::DEFAULT_MAX_WEBHOOK_BODY_BYTES;
-    let slow: Vec<TcpStream> = (0..phonerelay::api::WEBHOOK_BODIES_AT_ONCE)
-        .map(|_| {
-            let mut stream = TcpStream::connect(&addr).unwrap();
-            let head = format!(
-                "POST /webhooks/tg/bot-1/hook HTTP/1.1\r\nHost: test\r\n\
-                 Content-Type: application/json\r\nContent-Length: {largest}\r\n\r\n{{\"from\":"
-            );
-            stream.write_all(head.as_bytes()).unwrap();
-            stream
-        })
-        .collect();
+    // Each sends all of a largest body but its last 100 bytes, and waits.
+    // Written off the runtime: a blocked worker would hold up the daemon.
+    let slow: Vec<TcpStream> = tokio::task::spawn_blocking(move || {
+        (0..WEBHOOK_BODIES_AT_ONCE)
+            .map(|_| {
+                let mut stream = TcpStream::connect(&addr).unwrap();
+                let head = format!(
+                    "POST /webhooks/tg/bot-1/hook HTTP/1.1\r\nHost: test\r\n\
+                     Content-Type: application/json\r\nContent-Length: {largest}\r\n\r\n"
+                );
+                stream.write_all(head.as_bytes()).unwrap();
+                stream.write_all(&vec![b' '; largest - 100]).unwrap();
+                stream
+            })
+            .collect()
+    })
+    .await
+    .unwrap();
     let hook = format!("{}/webhooks/tg/bot-1/hook", d.base);
-    let pushed = json!({"from": "12345", "text": "pushed reply", "id": "up-1"});
-    // Each slow body holds its room once the daemon has read its headers.
+    let reply = |id: &str| json!({"from": "12345", "text": "x".repeat(8192), "id": id});
+    // Until the daemon has taken in the slow bodies (the kernel may hold
+    // them a while), which /metrics shows.
+    let held = WEBHOOK_BODIES_AT_ONCE * (largest - 100);
     let deadline = Instant::now() + Duration::from_secs(20);
-    let busy = loop {
-        let response = d.http.post(&hook).json(&pushed).send().await.unwrap();
-        if response.status() == 503 || Instant::now() > deadline {
-            break response;
+    loop {
+        let metrics = d
+            .http
+            .get(format!("{}/metrics", d.base))
+            .send()
+            .await
+            .unwrap();
+        let text = metrics.text().await.unwrap();
+        if text.contains(&format!("phonerelay_webhook_body_bytes {held}\n")) {
+            break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        assert!(
+            Instant::now() < deadline,
+            "the slow bodies were not taken in"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let busy = d
+        .http
+        .post(&hook)
+        .json(&reply("turned-away"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(busy.headers()["retry-after"], "5");
     let (status, body) = into_parts(busy).await;
     assert_eq!(status, 503, "{body}");
@@ -247,7 +275,13 @@ async fn webhook_bodies_are_read_only_within_their_room() {
     drop(slow);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let response = d.http.post(&hook).json(&pushed).send().await.unwrap();
+        let response = d
+            .http
+            .post(&hook)
+            .json(&reply("after"))
+            .send()
+            .await
+            .unwrap();
         if response.status() == 200 {
             break;
         }
@@ -255,7 +289,7 @@ async fn webhook_bodies_are_read_only_within_their_room() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (_, page) = d.get("/api/v1/inbound", &d.admin_key).await;
-    assert_eq!(page["messages"][0]["text"], "pushed reply", "{page}");
+    assert_eq!(page["messages"][0]["external_id"], "after", "{page}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

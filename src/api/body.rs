@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use super::state::AppState;
+use super::webhook_budget::HeldRoom;
 
 pub struct JsonBody<T> {
     pub value: T,
@@ -95,18 +96,49 @@ fn check_json_headers(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A body taken as it is (webhooks: the channel checks and reads it), with
-/// the same errors as [`JsonBody`], the timeout of any request and a size
-/// limit of its own (`server.max_webhook_body_bytes`).
-pub struct RawBody(pub Bytes);
-
-impl FromRequest<AppState> for RawBody {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        Ok(RawBody(
-            read(req, state, "server.max_webhook_body_bytes").await?,
-        ))
+/// A webhook's body, taken as it is (the channel checks and reads it),
+/// with the same errors as [`JsonBody`], the timeout of any request and a
+/// size limit of its own (`server.max_webhook_body_bytes`). Read part by
+/// part, each part taking room from `webhook_bodies` as it arrives
+/// (`webhook_budget.rs`): the room is held until the answer, the body
+/// being in memory until then.
+pub async fn read_webhook_body(
+    req: Request,
+    state: &AppState,
+) -> Result<(Bytes, HeldRoom), ApiError> {
+    use futures_util::StreamExt;
+    let max = state.config.config.server.max_webhook_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is larger than server.max_webhook_body_bytes",
+        )
+    };
+    let mut body = req.into_body().into_data_stream();
+    let mut held = HeldRoom::default();
+    let mut bytes = Vec::new();
+    let read = async {
+        while let Some(data) = body.next().await {
+            let data = data.map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string())
+            })?;
+            if bytes.len() + data.len() > max {
+                return Err(too_large());
+            }
+            state.webhook_bodies.take(&mut held, data.len())?;
+            bytes.extend_from_slice(&data);
+        }
+        Ok(())
+    };
+    let limit = Duration::from_secs(state.config.config.server.request_timeout_seconds);
+    match tokio::time::timeout(limit, read).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body did not arrive within server.request_timeout_seconds",
+        )),
+        Ok(read) => read.map(|()| (Bytes::from(bytes), held)),
     }
 }
 

@@ -440,6 +440,8 @@ pub async fn status(
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let store_up = state.store.ping().await.is_ok();
     state.metrics.store_up.set(store_up as i64);
+    let held = state.webhook_bodies.held_bytes();
+    state.metrics.webhook_body_bytes.set(held as i64);
     if let Some(usage) = state.store.disk_usage().await {
         set_disk_gauges(&state, &usage);
     }

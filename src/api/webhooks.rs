@@ -14,10 +14,11 @@ use phonerelay_channel::{
     ChannelKind, EventSink, SharedWebhookAnswer, WebhookRequest, WebhookResponse,
 };
 
-use super::body::RawBody;
+use super::body::read_webhook_body;
 use super::error::ApiError;
 use super::path::ApiPath;
 use super::state::AppState;
+use super::webhook_budget::HeldRoom;
 use crate::inbound::StoreSink;
 
 /// The body is read only once the route is known to be an endpoint's
@@ -38,9 +39,8 @@ pub async fn webhook(
     if !endpoint.channel.webhook_paths().contains(&path) {
         return Err(ApiError::not_found("webhook"));
     }
-    // Held until the adapter has answered: the body is in memory till then.
-    let _room = state.webhook_bodies.reserve(unread.headers())?;
-    let request = Incoming::from_request(unread, &state)
+    // The room its body takes is held until the adapter has answered.
+    let (request, _room) = Incoming::from_request(unread, &state)
         .await?
         .into_request(path);
     let sink = endpoint_sink(&state, kind, phone_id);
@@ -70,9 +70,8 @@ pub async fn shared_webhook(
     if sharing.is_empty() {
         return Err(ApiError::not_found("webhook"));
     }
-    // Read only now, and with room for it, as in `webhook`.
-    let _room = state.webhook_bodies.reserve(unread.headers())?;
-    let request = Incoming::from_request(unread, &state)
+    // Read only now, as in `webhook`.
+    let (request, _room) = Incoming::from_request(unread, &state)
         .await?
         .into_request("/".into());
     // Every sharing endpoint is asked, also after one refused: the others'
@@ -116,53 +115,43 @@ pub struct Incoming {
     query: BTreeMap<String, String>,
     headers: HeaderMap,
     body: Bytes,
+    /// The room the body takes (`webhook_budget.rs`).
+    room: HeldRoom,
 }
 
 impl Incoming {
-    fn into_request(self, path: String) -> WebhookRequest {
-        WebhookRequest {
+    fn into_request(self, path: String) -> (WebhookRequest, HeldRoom) {
+        let request = WebhookRequest {
             method: self.method.to_string(),
             path,
             query: self.query,
             headers: joined_headers(&self.headers),
             body: self.body.into(),
+        };
+        (request, self.room)
+    }
+}
+
+/// The headers as an adapter takes them, one value per name. A name sent
+/// more than once with different values has them joined with `, ` in the
+/// order they came (RFC 9110, 5.3), where the last one alone was kept; the
+/// same value sent twice (a proxy that adds its own copy) is kept once. A
+/// value with bytes above 0x7E, which was dropped without a word, is kept
+/// with those bytes replaced: an adapter that needs it sees it does not
+/// match, and a header no adapter reads refuses nothing.
+fn joined_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
+    let mut joined: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        let values = joined.entry(name.as_str().to_string()).or_default();
+        if !values.contains(&value) {
+            values.push(value);
         }
     }
-}
-
-/// The headers as an adapter takes them, one value per name: a name sent
-/// more than once has its values joined with `, ` in the order they came
-/// (RFC 9110, 5.3), where the last one alone was kept, so a proxy's added
-/// copy of a signature header made a valid request fail with no hint.
-/// Checked to be text before (`check_header_text`).
-fn joined_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
-    let mut joined: BTreeMap<String, String> = BTreeMap::new();
-    for (name, value) in headers {
-        let value = String::from_utf8_lossy(value.as_bytes());
-        joined
-            .entry(name.as_str().to_string())
-            .and_modify(|all| {
-                all.push_str(", ");
-                all.push_str(&value);
-            })
-            .or_insert_with(|| value.into_owned());
-    }
     joined
-}
-
-/// A header value that is not visible ASCII (bytes above 0x7E) is refused
-/// by name: it was dropped without a word, and a signature check that
-/// needed it failed for no reason the upstream could see.
-fn check_header_text(headers: &HeaderMap) -> Result<(), ApiError> {
-    match headers.iter().find(|(_, v)| v.to_str().is_err()) {
-        None => Ok(()),
-        Some((name, _)) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_header",
-            format!("the {name} header holds bytes that are not ASCII text"),
-        )
-        .field(name.as_str())),
-    }
+        .into_iter()
+        .map(|(name, values)| (name, values.join(", ")))
+        .collect()
 }
 
 impl FromRequest<AppState> for Incoming {
@@ -177,14 +166,14 @@ impl FromRequest<AppState> for Incoming {
             )
         })?;
         let method = req.method().clone();
-        check_header_text(req.headers())?;
         let headers = req.headers().clone();
-        let RawBody(body) = RawBody::from_request(req, state).await?;
+        let (body, room) = read_webhook_body(req, state).await?;
         Ok(Incoming {
             method,
             query,
             headers,
             body,
+            room,
         })
     }
 }
@@ -225,21 +214,18 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.append("x-hub-signature-256", HeaderValue::from_static("sha256=aa"));
         headers.append("x-hub-signature-256", HeaderValue::from_static("sha256=bb"));
+        headers.append("x-secret-token", HeaderValue::from_static("t0ken"));
+        headers.append("x-secret-token", HeaderValue::from_static("t0ken"));
         headers.append("content-type", HeaderValue::from_static("application/json"));
+        headers.append("x-cdn-note", HeaderValue::from_bytes(b"caf\xe9").unwrap());
         let joined = joined_headers(&headers);
         assert_eq!(joined["x-hub-signature-256"], "sha256=aa, sha256=bb");
+        assert_eq!(
+            joined["x-secret-token"], "t0ken",
+            "a proxy's copy is one value"
+        );
         assert_eq!(joined["content-type"], "application/json");
-        assert!(check_header_text(&headers).is_ok());
-    }
-
-    #[test]
-    fn a_header_that_is_not_text_is_refused_by_name() {
-        let mut headers = HeaderMap::new();
-        headers.append("x-sig", HeaderValue::from_bytes(b"caf\xe9").unwrap());
-        let refused = check_header_text(&headers).unwrap_err();
-        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
-        assert_eq!(refused.code, "invalid_header");
-        assert_eq!(refused.field.as_deref(), Some("x-sig"));
+        assert_eq!(joined["x-cdn-note"], "caf\u{FFFD}");
     }
 
     #[test]

@@ -11,7 +11,10 @@ pub struct WebhookRequest {
     /// The sub-path below `/webhooks/{channel}/{phone_id}`, starting with `/`.
     pub path: String,
     pub query: BTreeMap<String, String>,
-    /// Header names lower-cased.
+    /// Header names lower-cased; a header sent more than once with
+    /// different values has them joined with `, ` in the order they came
+    /// (the same value twice is one); bytes of a value that are not ASCII
+    /// text are replaced (U+FFFD).
     pub headers: BTreeMap<String, String>,
     /// The raw body: signatures are computed over these exact bytes.
     pub body: Vec<u8>,
