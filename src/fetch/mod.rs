@@ -132,8 +132,12 @@ impl HttpFetcher {
             let served_type = header_text(&response, header::CONTENT_TYPE);
             let disposition = header_text(&response, header::CONTENT_DISPOSITION);
             // Sized once when the server says how much (already checked
-            // against the limit); grown by doubling it could need twice it.
-            let mut bytes = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
+            // against the limit; grown by doubling it could need twice
+            // it), but not past a first bound on its word alone: a server
+            // may announce a large file and send nothing.
+            const PRESIZED_AT_MOST: u64 = 1024 * 1024;
+            let announced = response.content_length().unwrap_or(0);
+            let mut bytes = Vec::with_capacity(announced.min(PRESIZED_AT_MOST) as usize);
             while let Some(chunk) = response.chunk().await.map_err(|e| classify(&shown, e))? {
                 if (bytes.len() + chunk.len()) as u64 > self.max_bytes {
                     return Err(too_large(&shown, self.max_bytes));

@@ -61,12 +61,23 @@ pub fn filename(given: Option<&str>, disposition: Option<&str>, url: &Url) -> Op
     clean_filename(given.map(str::to_string))
         .or_else(|| clean_filename(disposition.and_then(disposition_filename)))
         .or_else(|| {
-            let last = url.path_segments()?.next_back()?;
-            if may_be_secret(last) {
+            let last = percent_decode(url.path_segments()?.next_back()?)?;
+            if looks_like_a_token(&last) {
                 return None;
             }
-            clean_filename(percent_decode(last))
+            clean_filename(Some(last))
         })
+}
+
+/// A decoded last path segment that is more likely a token than a file's
+/// name: with a `:` (Telegram's `bot<id>:<token>`), or long and without the
+/// dot of an extension (a signature). Judged decoded, not as
+/// [`may_be_secret`] judges a segment for showing: `отчёт за 2026 год.pdf`
+/// is long only escaped.
+fn looks_like_a_token(segment: &str) -> bool {
+    const LONGEST_WITHOUT_EXTENSION: usize = 40;
+    segment.contains(':')
+        || (segment.chars().count() > LONGEST_WITHOUT_EXTENSION && !segment.contains('.'))
 }
 
 /// The filename a `Content-Disposition` names: `filename*=UTF-8''…`
@@ -204,6 +215,16 @@ mod tests {
         assert_eq!(
             filename(None, None, &url("https://dl.example/get/bot1%3aS3CRET")),
             None
+        );
+        // A long name, or one long only escaped, is a name.
+        let long_name = "Report for the third quarter of 2026, final.pdf";
+        assert_eq!(
+            filename(None, None, &url(&format!("https://dl.example/{long_name}"))).as_deref(),
+            Some(long_name)
+        );
+        assert_eq!(
+            filename(None, None, &url("https://dl.example/отчёт-за-год.pdf")).as_deref(),
+            Some("отчёт-за-год.pdf")
         );
         // A name the server gives still wins.
         assert_eq!(
