@@ -395,31 +395,58 @@ fn cases() -> Vec<Case> {
         ),
         json_case(
             "attachment url with a password",
-            with("attachments", json!([{"url": "https://ann:S3CRET@x.test/a.pdf"}])),
+            {
+                let mut b = send_body("mail-1", "email", "a@example.com", "hi");
+                b["attachments"] = json!([{"url": "https://ann:S3CRET@x.test/a.pdf"}]);
+                b
+            },
             422,
             "invalid_field",
             Some("attachments[0].url"),
         ),
         json_case(
             "attachment url at a private address",
-            with("attachments", json!([{"url": "http://169.254.169.254/latest/meta-data/"}])),
+            {
+                let mut b = send_body("mail-1", "email", "a@example.com", "hi");
+                b["attachments"] = json!([{"url": "http://169.254.169.254/latest/meta-data/"}]);
+                b
+            },
             422,
             "invalid_field",
             Some("attachments[0].url"),
         ),
         json_case(
             "attachment url at port 0",
-            with("attachments", json!([{"url": "https://x.test:0/a.pdf"}])),
+            {
+                let mut b = send_body("mail-1", "email", "a@example.com", "hi");
+                b["attachments"] = json!([{"url": "https://x.test:0/a.pdf"}]);
+                b
+            },
             422,
             "invalid_field",
             Some("attachments[0].url"),
         ),
         json_case(
             "attachment url no request can name",
-            with("attachments", json!([{"url": "https://{x}.test/a.pdf"}])),
+            {
+                let mut b = send_body("mail-1", "email", "a@example.com", "hi");
+                b["attachments"] = json!([{"url": "https://{x}.test/a.pdf"}]);
+                b
+            },
             422,
             "invalid_field",
             Some("attachments[0].url"),
+        ),
+        // What the channel takes is said first: an SMS takes no file.
+        json_case(
+            "attachment at a private address on an sms",
+            with(
+                "attachments",
+                json!([{"url": "http://169.254.169.254/latest/meta-data/"}]),
+            ),
+            422,
+            "invalid_field",
+            Some("attachments"),
         ),
         json_case(
             "attachment unknown key",

@@ -122,27 +122,16 @@ pub fn validate(req: &SendRequest, state: &AppState) -> Result<ValidSend, ApiErr
         // The prefix first (the OpenAPI document's pattern says as much),
         // then a URL that parses with a host: `https://` alone, or one
         // with spaces, is refused here rather than failing at the fetch.
-        let field = format!("attachments[{i}].url");
-        let parsed = reqwest::Url::parse(url)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
-        let Some(parsed) = parsed.filter(|_| {
-            (url.starts_with("https://") || url.starts_with("http://"))
-                && url.chars().count() <= MAX_ATTACHMENT_URL_CHARS
-        }) else {
+        let parses = reqwest::Url::parse(url)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        if !(url.starts_with("https://") || url.starts_with("http://"))
+            || !parses
+            || url.chars().count() > MAX_ATTACHMENT_URL_CHARS
+        {
             return Err(ApiError::invalid(
-                &field,
+                &format!("attachments[{i}].url"),
                 format!("must be an http(s) URL of at most {MAX_ATTACHMENT_URL_CHARS} characters"),
             ));
-        };
-        // What the fetcher would refuse at every try, known now: a user
-        // name or password (sent as credentials, kept in clear), a host no
-        // request can name, a literal address it does not fetch from.
-        let allow_private_hosts = state.config.config.attachments.allow_private_hosts;
-        if let Some(why) = crate::fetch::url_refusal(&parsed, |ip| {
-            crate::fetch::check_address(ip, allow_private_hosts).map_err(str::to_string)
-        }) {
-            return Err(ApiError::invalid(&field, why));
         }
     }
     // What this endpoint's channel can carry: its adapter says
@@ -155,6 +144,21 @@ pub fn validate(req: &SendRequest, state: &AppState) -> Result<ValidSend, ApiErr
             .check(channel, chars, req.attachments.len())
     {
         return Err(ApiError::invalid(field, why));
+    }
+    // What the fetcher would refuse at every try, known now (after what
+    // the channel takes: an SMS takes no file at all): a user name or
+    // password (sent as credentials, kept in clear), a host no request can
+    // name, a literal address it does not fetch from.
+    let allow_private_hosts = state.config.config.attachments.allow_private_hosts;
+    for (i, attachment) in req.attachments.iter().enumerate() {
+        let Ok(parsed) = reqwest::Url::parse(&attachment.url) else {
+            continue;
+        };
+        if let Some(why) = crate::fetch::url_refusal(&parsed, |ip| {
+            crate::fetch::check_address(ip, allow_private_hosts).map_err(str::to_string)
+        }) {
+            return Err(ApiError::invalid(&format!("attachments[{i}].url"), why));
+        }
     }
     endpoint
         .channel
