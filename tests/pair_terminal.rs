@@ -99,3 +99,39 @@ fn a_key_typed_on_a_terminal_is_not_echoed() {
     assert!(!said.contains("S3CRET"), "{said}");
     drop(slave);
 }
+
+/// A Ctrl-C while the key is awaited ends `pair` with the terminal's echo
+/// put back (killed by the signal, it left the shell typing blind), and
+/// pairs nothing.
+#[test]
+fn a_ctrl_c_at_the_key_prompt_puts_the_echo_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("phonerelay.toml");
+    std::fs::write(
+        &config,
+        "[storage]\nstate_dir = \"state\"\n[[channels.sms.modems]]\nphone_id = \"ph1\"\ndevice = \"sim\"\n",
+    )
+    .unwrap();
+    let (_master, slave) = open_pty();
+    let mut pair = bin()
+        .args(["pair", "--config", config.to_str().unwrap()])
+        .args(["--relay", "http://127.0.0.1:9", "--phone-id", "ph1"])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(pair.stderr.take().unwrap());
+    let mut prompt = String::new();
+    stderr.read_line(&mut prompt).unwrap();
+    assert!(!echoes(&slave));
+    // SAFETY: a signal to the child this test spawned.
+    assert_eq!(unsafe { libc::kill(pair.id() as i32, libc::SIGINT) }, 0);
+    let status = pair.wait().unwrap();
+    let mut said = String::new();
+    stderr.read_to_string(&mut said).unwrap();
+    assert_eq!(status.code(), Some(1), "{status:?}: {said}");
+    assert!(said.contains("interrupted: nothing was paired"), "{said}");
+    assert!(echoes(&slave), "the terminal was left without echo");
+    assert!(!dir.path().join("state").join("relay.key").exists());
+}

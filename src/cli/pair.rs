@@ -88,24 +88,14 @@ pub enum InboundCommand {
 }
 
 /// The key from `--key-file` or one line of stdin; never from argv.
-fn read_key(args: &PairArgs) -> Result<String, ExitError> {
+async fn read_key(args: &PairArgs) -> Result<String, ExitError> {
     let text = match &args.key_file {
         Some(path) => std::fs::read_to_string(path)
             .map_err(|e| ExitError::Config(format!("cannot read {}: {e}", path.display())))?,
         None => {
             let stdin = std::io::stdin();
             if stdin.is_terminal() {
-                let quiet = super::echo_off::EchoOff::on(std::io::stdin());
-                eprintln!(
-                    "paste the key the relay issued for this phone (it is not shown), then Enter:"
-                );
-                let mut line = String::new();
-                let read = stdin.read_line(&mut line);
-                drop(quiet);
-                // The Enter was not echoed either.
-                eprintln!();
-                read.map_err(|e| ExitError::Runtime(format!("cannot read stdin: {e}")))?;
-                line
+                read_key_from_terminal().await?
             } else {
                 let mut all = String::new();
                 stdin
@@ -117,6 +107,37 @@ fn read_key(args: &PairArgs) -> Result<String, ExitError> {
         }
     };
     Ok(text.trim().to_string())
+}
+
+/// One line typed or pasted on the terminal, not echoed. A Ctrl-C while it
+/// is awaited ends the command with the terminal's echo put back: killed
+/// by the signal, it left the shell after it typing blind.
+async fn read_key_from_terminal() -> Result<String, ExitError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())
+        .map_err(|e| ExitError::Runtime(format!("cannot watch for Ctrl-C: {e}")))?;
+    let quiet = super::echo_off::EchoOff::on(std::io::stdin());
+    eprintln!("paste the key the relay issued for this phone (it is not shown), then Enter:");
+    let read = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    });
+    let read = tokio::select! {
+        read = read => Some(read),
+        _ = interrupt.recv() => None,
+    };
+    drop(quiet);
+    // The Enter was not echoed either.
+    eprintln!();
+    // SAFETY: SIG_DFL installs no handler. Ctrl-C ends the command again,
+    // as it did before the prompt, not only this wait.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
+    match read {
+        None => Err(ExitError::Runtime("interrupted: nothing was paired".into())),
+        Some(Ok(Ok(line))) => Ok(line),
+        Some(Ok(Err(e))) => Err(ExitError::Runtime(format!("cannot read stdin: {e}"))),
+        Some(Err(e)) => Err(ExitError::Runtime(format!("cannot read stdin: {e}"))),
+    }
 }
 
 /// A `relay.url` in the config naming another relay than `--relay`
@@ -150,7 +171,7 @@ pub async fn pair(loaded: &LoadedConfig, args: &PairArgs) -> Result<(), ExitErro
         ));
     };
     relay_section_valid(loaded)?;
-    let key = read_key(args)?;
+    let key = read_key(args).await?;
     pairing::validate_inputs(url, phone_id, &key)?;
     same_relay_as_configured(loaded, url)?;
     if !args.force {
