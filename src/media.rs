@@ -43,13 +43,14 @@ pub fn clean_filename(name: Option<String>) -> Option<String> {
 
 /// An invisible character that changes how a name reads: a direction
 /// override (`invoice_\u{202E}fdp.exe` shows as `invoice_exe.pdf`), a
-/// zero-width space or word joiner, a byte-order mark, a line or
-/// paragraph separator. Joiners that scripts and emoji need (U+200C,
+/// zero-width space or word joiner, a soft hyphen, a byte-order mark, a
+/// line or paragraph separator, a tag character. Joiners that scripts and emoji need (U+200C,
 /// U+200D) are kept.
 fn hidden_in_a_name(c: char) -> bool {
     matches!(
         c,
-        '\u{061C}'
+        '\u{00AD}'
+            | '\u{061C}'
             | '\u{200B}'
             | '\u{200E}'
             | '\u{200F}'
@@ -57,6 +58,7 @@ fn hidden_in_a_name(c: char) -> bool {
             | '\u{2060}'..='\u{2064}'
             | '\u{2066}'..='\u{2069}'
             | '\u{FEFF}'
+            | '\u{E0000}'..='\u{E007F}'
     )
 }
 
@@ -132,7 +134,7 @@ mod tests {
             Some("invoice_fdp.exe")
         );
         assert_eq!(
-            clean("\u{FEFF}a\u{200B}b\u{2066}c\u{2069}\u{2028}.txt").as_deref(),
+            clean("\u{FEFF}a\u{200B}b\u{2066}c\u{2069}\u{2028}\u{00AD}\u{E0041}.txt").as_deref(),
             Some("abc.txt")
         );
         assert_eq!(

@@ -1332,8 +1332,11 @@ fn a_refused_api_key_exits_3_and_a_bad_request_2() {
         text(&out.stderr)
     );
 
-    // The local key revoked: said to be that one, and how it comes back.
-    let revoke = run(&["keys", "revoke", "--config", config, "local-cli"]);
+    // The local key revoked (by its id): said to be that one, and how it
+    // comes back.
+    let local_key = fs::read_to_string(sim.dir.path().join("state").join("cli.key")).unwrap();
+    let (local_id, _) = phonerelay::keys::parse(local_key.trim()).unwrap();
+    let revoke = run(&["keys", "revoke", "--config", config, local_id]);
     assert!(revoke.status.success(), "{}", text(&revoke.stderr));
     assert!(
         text(&revoke.stderr).contains("that was the local CLI key"),

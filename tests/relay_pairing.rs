@@ -529,3 +529,59 @@ async fn pair_refuses_a_relay_other_than_the_configured_relay_url() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(dir.path().join("state").join("relay.key").exists());
 }
+
+/// A bridge key nobody got (standard output on a full disk) is not left
+/// active: the pairing is recorded, the key revoked, and the error says
+/// to pair again.
+#[tokio::test]
+async fn a_bridge_key_that_cannot_be_shown_is_revoked() {
+    let relay = EmulatedRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let url = relay.url();
+    let config_arg = config.display().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = support::process::bin()
+            .args([
+                "--config",
+                &config_arg,
+                "pair",
+                "--relay",
+                &url,
+                "--phone-id",
+                PHONE_ID,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/dev/full")
+                    .unwrap(),
+            )
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(format!("{RELAY_KEY}\n").as_bytes())
+            .unwrap();
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("is revoked: run `phonerelay pair` again"),
+        "{said}"
+    );
+    let store = SqliteStore::open(&dir.path().join("state").join("phonerelay.sqlite3")).unwrap();
+    let keys = store.list_keys().await.unwrap();
+    assert!(!keys.is_empty());
+    assert!(
+        keys.iter().all(|k| k.revoked_at_ms.is_some()),
+        "an unshown bridge key is active"
+    );
+}

@@ -241,7 +241,8 @@ pub async fn run(loaded: &LoadedConfig, command: &KeysCommand) -> Result<(), Exi
                 outln!(
                     "{:<18} {:<16} {:<18} {:<14} {:<26} {state}",
                     k.key_id,
-                    k.name,
+                    // One line: a name stored before names were checked.
+                    super::terminal::one_line(&k.name),
                     scopes.join(","),
                     k.phone_id.as_deref().unwrap_or("any"),
                     rfc3339(k.created_at_ms),
@@ -251,13 +252,24 @@ pub async fn run(loaded: &LoadedConfig, command: &KeysCommand) -> Result<(), Exi
         }
         KeysCommand::Revoke { key } => {
             let store = open(loaded)?;
+            // By id or by name: the local key's is said either way.
+            let local = store
+                .list_keys()
+                .await
+                .map_err(|e| ExitError::Runtime(e.to_string()))?
+                .iter()
+                .any(|k| {
+                    k.name == crate::local_key::LOCAL_KEY_NAME
+                        && k.revoked_at_ms.is_none()
+                        && (k.key_id == *key || k.name == *key)
+                });
             let revoked = store
                 .revoke_key(key, now_ms())
                 .await
                 .map_err(|e| ExitError::Runtime(e.to_string()))?;
             if revoked {
                 outln!("revoked {key}");
-                if key == crate::local_key::LOCAL_KEY_NAME {
+                if local {
                     eprintln!(
                         "note: that was the local CLI key: status, send and messages are refused \
                          until the daemon restarts and issues a new one"

@@ -209,12 +209,20 @@ pub async fn pair(loaded: &LoadedConfig, args: &PairArgs) -> Result<(), ExitErro
         outcome.bridge_key_id
     );
     eprintln!("it is shown once; enter it on the relay now:");
-    super::shown_once::print_secret(&outcome.bridge_key).map_err(|e| {
-        ExitError::Runtime(format!(
+    if let Err(e) = super::shown_once::print_secret(&outcome.bridge_key) {
+        // Nobody got it: not left active for whoever might find it.
+        let revoked = store
+            .revoke_key(&outcome.bridge_key_id, crate::clock::now_ms())
+            .await
+            .map_or_else(
+                |r| format!("could not be revoked ({r})"),
+                |_| "is revoked".into(),
+            );
+        return Err(ExitError::Runtime(format!(
             "the pairing is recorded, but its bridge key could not be written to standard \
-             output ({e}): run `phonerelay pair` again for a new one"
-        ))
-    })?;
+             output ({e}) and {revoked}: run `phonerelay pair` again for a new one"
+        )));
+    }
     eprintln!(
         "a running daemon starts using this pairing within {} s (at once on SIGHUP, e.g. `systemctl reload phonerelay`).",
         loaded.config.relay.settings_poll_seconds
