@@ -46,7 +46,16 @@ pub fn chunks(
                     Some((Ok(Bytes::from(chunk)), Some(reader)))
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "reading a media file failed while sending it");
+                    // A bad sector fails every request for the file: at
+                    // most once a minute, with the count held back.
+                    static LOG: crate::logging::SharedThrottle =
+                        crate::logging::SharedThrottle::new(
+                            crate::logging::REPEATED_FAILURE_LOG_EVERY,
+                        );
+                    if let Some(unlogged) = LOG.allow() {
+                        tracing::warn!(error = %e, failures_since_last_logged = unlogged,
+                            "reading a media file failed while sending it");
+                    }
                     failed.set(e.to_string());
                     Some((Err(e), None))
                 }

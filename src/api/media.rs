@@ -36,6 +36,7 @@ pub struct MediaBytes(#[allow(dead_code)] Vec<u8>);
         (status = 404, description = "No such file (or another phone's, to a key bound to a phone_id)", body = ErrorBody),
         (status = 410, description = "The file is no longer kept (`media_gone`): a store restored from a backup, which holds no files", body = ErrorBody),
         (status = 500, description = "The file is kept but cannot be read (`media_unreadable`: its permissions, a bad sector); the bridge's log says why", body = ErrorBody),
+        (status = 503, description = "The store cannot be read, or the file cannot be opened for now (out of file handles or memory): `store_unavailable`, with `Retry-After`", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -52,7 +53,14 @@ pub async fn get_media(
         // Not the store's failure, and not one a retry mends: the file
         // waits for an operator, whom the log tells which one and why.
         MediaContent::Unreadable(record, why) if visible(&record) => {
-            tracing::error!(media_id = %record.id, error = %why, "a kept file cannot be read");
+            // Asked again at every request while it stays so: at most
+            // once a minute, with the count held back.
+            static LOG: crate::logging::SharedThrottle =
+                crate::logging::SharedThrottle::new(crate::logging::REPEATED_FAILURE_LOG_EVERY);
+            if let Some(unlogged) = LOG.allow() {
+                tracing::error!(media_id = %record.id, error = %why,
+                    requests_since_last_logged = unlogged, "a kept file cannot be read");
+            }
             Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "media_unreadable",

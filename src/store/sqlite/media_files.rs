@@ -93,6 +93,20 @@ pub async fn open(dir: &Path, id: &str, size: u64) -> std::io::Result<Option<tok
     Ok(Some(file))
 }
 
+/// Whether opening a file failed for a reason that passes by itself: the
+/// process or the system out of file handles (EMFILE, ENFILE), memory
+/// (ENOMEM), or an interrupted or would-block call. A file whose
+/// permissions or sectors are bad (EACCES, EIO), or a name that is no
+/// file's, is not.
+pub fn open_failed_for_now(error: &std::io::Error) -> bool {
+    error.raw_os_error().is_some_and(|code| {
+        matches!(
+            code,
+            libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EAGAIN | libc::EINTR
+        )
+    })
+}
+
 /// Remove the files of `ids`; one that cannot be removed is logged (the
 /// start-up sweep takes it, having no row).
 pub fn remove(dir: &Path, ids: &[String]) {
@@ -145,6 +159,32 @@ mod tests {
     use super::*;
 
     const ID: &str = "0194f0c2-7a4e-7000-8000-000000000001";
+
+    #[test]
+    fn only_a_lack_of_handles_or_memory_fails_an_open_for_now() {
+        use std::io::Error;
+        for code in [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::ENOMEM,
+            libc::EAGAIN,
+            libc::EINTR,
+        ] {
+            assert!(
+                open_failed_for_now(&Error::from_raw_os_error(code)),
+                "{code}"
+            );
+        }
+        for code in [libc::EACCES, libc::EIO, libc::EISDIR] {
+            assert!(
+                !open_failed_for_now(&Error::from_raw_os_error(code)),
+                "{code}"
+            );
+        }
+        assert!(!open_failed_for_now(
+            &path_of(Path::new("/m"), "../x").unwrap_err()
+        ));
+    }
 
     #[test]
     fn a_file_is_written_whole_under_its_id_and_private() {

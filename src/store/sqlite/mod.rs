@@ -724,6 +724,11 @@ impl Store for SqliteStore {
         match media_files::open(&self.media_dir, &record.id, record.size).await {
             Ok(Some(file)) => Ok(MediaContent::Found(record, Box::new(file))),
             Ok(None) => Ok(MediaContent::Gone(record)),
+            // Out of file handles or memory for now: the file is fine, and
+            // a retry (told when, 503) gets it; not an operator's to mend.
+            Err(e) if media_files::open_failed_for_now(&e) => Err(StoreError::Unavailable(
+                format!("cannot open media file {} for now: {e}", record.id),
+            )),
             Err(e) => {
                 let why = format!("cannot read media file {}: {e}", record.id);
                 Ok(MediaContent::Unreadable(record, why))
