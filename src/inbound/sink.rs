@@ -131,29 +131,41 @@ impl StoreSink {
         self.check(&message)?;
         message.meta = tidy_meta(std::mem::take(&mut message.meta));
         let channel = message.channel;
-        let commit = self
-            .store
-            .commit_inbound_with_cursors(
-                message,
-                // An event time: reply routing compares it with sends'.
-                crate::clock::event_ms(),
-                &self.cursor_scope(),
-                cursors.to_vec(),
-            )
-            .await
-            .map_err(sink_error)?;
-        if commit.duplicate {
-            tracing::debug!(id = %commit.id, "inbound message seen before; not stored again");
-        } else {
-            self.metrics
-                .inbound
-                .get_or_create(&labels(&[("channel", channel.as_str())]))
-                .inc();
-            if let Some(bell) = &self.inbound_bell {
-                bell.notify_one();
+        let store = self.store.clone();
+        let metrics = self.metrics.clone();
+        let bell = self.inbound_bell.clone();
+        let scope = self.cursor_scope();
+        let cursors = cursors.to_vec();
+        // On a task of its own: a caller that goes away once the write is
+        // queued (a webhook's upstream hung up) still has the message
+        // committed, and then it is counted and the forwarder rung too.
+        let committed = tokio::spawn(async move {
+            let commit = store
+                .commit_inbound_with_cursors(
+                    message,
+                    // An event time: reply routing compares it with sends'.
+                    crate::clock::event_ms(),
+                    &scope,
+                    cursors,
+                )
+                .await
+                .map_err(sink_error)?;
+            if commit.duplicate {
+                tracing::debug!(id = %commit.id, "inbound message seen before; not stored again");
+            } else {
+                metrics
+                    .inbound
+                    .get_or_create(&labels(&[("channel", channel.as_str())]))
+                    .inc();
+                if let Some(bell) = &bell {
+                    bell.notify_one();
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        });
+        committed
+            .await
+            .map_err(|e| SinkError::unavailable(format!("the inbound commit's task failed: {e}")))?
     }
 }
 
@@ -422,6 +434,43 @@ mod tests {
             ..Default::default()
         };
         assert!(store.list_inbound(all).await.unwrap().is_empty());
+    }
+
+    /// A caller that goes away once the commit is under way (a webhook's
+    /// upstream hung up) still has the message committed, counted and the
+    /// forwarder rung.
+    #[tokio::test]
+    async fn a_commit_whose_caller_went_away_is_counted_and_rung() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap());
+        let metrics = Arc::new(Metrics::default());
+        let bell = Arc::new(Notify::new());
+        let sink = StoreSink::new(
+            store.clone(),
+            metrics.clone(),
+            ChannelKind::Sms,
+            "m1".into(),
+        )
+        .with_inbound_bell(bell.clone());
+        let mut delivery = Box::pin(sink.deliver(inbound("m1", "x-1", "hung up")));
+        let waker = futures_util::task::noop_waker();
+        let mut context = std::task::Context::from_waker(&waker);
+        assert!(delivery.as_mut().poll(&mut context).is_pending());
+        drop(delivery);
+        tokio::time::timeout(std::time::Duration::from_secs(10), bell.notified())
+            .await
+            .expect("the forwarder was not rung");
+        let all = crate::store::InboundFilter {
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(store.list_inbound(all).await.unwrap().len(), 1);
+        let counted = metrics.render();
+        assert!(
+            counted.contains("phonerelay_inbound_total{channel=\"sms\"} 1"),
+            "{counted}"
+        );
     }
 
     /// The daemon's sink writes a message and its cursors in one store
