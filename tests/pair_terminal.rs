@@ -8,7 +8,7 @@ use std::ffi::CStr;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
-use std::process::Stdio;
+use std::process::{Child, ChildStderr, Stdio};
 
 use support::process::bin;
 
@@ -46,8 +46,10 @@ fn echoes(terminal: &File) -> bool {
     }
 }
 
-#[test]
-fn a_key_typed_on_a_terminal_is_not_echoed() {
+/// `pair` run with `terminal` as its standard input, on a config of its
+/// own (in the directory returned), up to its key prompt: the process,
+/// its standard error past the prompt, and the prompt.
+fn pair_on(terminal: &File) -> (tempfile::TempDir, Child, BufReader<ChildStderr>, String) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("phonerelay.toml");
     std::fs::write(
@@ -55,13 +57,11 @@ fn a_key_typed_on_a_terminal_is_not_echoed() {
         "[storage]\nstate_dir = \"state\"\n[[channels.sms.modems]]\nphone_id = \"ph1\"\ndevice = \"sim\"\n",
     )
     .unwrap();
-    let (mut master, slave) = open_pty();
-    assert!(echoes(&slave), "a new terminal echoes");
     let mut pair = bin()
         .args(["pair", "--config", config.to_str().unwrap()])
         // No relay answers there: the pairing fails after the key is read.
         .args(["--relay", "http://127.0.0.1:9", "--phone-id", "ph1"])
-        .stdin(slave.try_clone().unwrap())
+        .stdin(terminal.try_clone().unwrap())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -69,6 +69,14 @@ fn a_key_typed_on_a_terminal_is_not_echoed() {
     let mut stderr = BufReader::new(pair.stderr.take().unwrap());
     let mut prompt = String::new();
     stderr.read_line(&mut prompt).unwrap();
+    (dir, pair, stderr, prompt)
+}
+
+#[test]
+fn a_key_typed_on_a_terminal_is_not_echoed() {
+    let (mut master, slave) = open_pty();
+    assert!(echoes(&slave), "a new terminal echoes");
+    let (_dir, mut pair, mut stderr, prompt) = pair_on(&slave);
     assert!(prompt.contains("it is not shown"), "{prompt}");
     assert!(!echoes(&slave), "the terminal echoes while the key is read");
     master
@@ -105,25 +113,8 @@ fn a_key_typed_on_a_terminal_is_not_echoed() {
 /// pairs nothing.
 #[test]
 fn a_ctrl_c_at_the_key_prompt_puts_the_echo_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("phonerelay.toml");
-    std::fs::write(
-        &config,
-        "[storage]\nstate_dir = \"state\"\n[[channels.sms.modems]]\nphone_id = \"ph1\"\ndevice = \"sim\"\n",
-    )
-    .unwrap();
     let (_master, slave) = open_pty();
-    let mut pair = bin()
-        .args(["pair", "--config", config.to_str().unwrap()])
-        .args(["--relay", "http://127.0.0.1:9", "--phone-id", "ph1"])
-        .stdin(slave.try_clone().unwrap())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(pair.stderr.take().unwrap());
-    let mut prompt = String::new();
-    stderr.read_line(&mut prompt).unwrap();
+    let (dir, mut pair, mut stderr, _) = pair_on(&slave);
     assert!(!echoes(&slave));
     // SAFETY: a signal to the child this test spawned.
     assert_eq!(unsafe { libc::kill(pair.id() as i32, libc::SIGINT) }, 0);
