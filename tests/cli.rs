@@ -933,6 +933,18 @@ fn an_unreachable_daemon_is_reported_with_the_systems_reason() {
         )),
         "{said}"
     );
+    // A send that never left is not one that may have been accepted: no
+    // advice to repeat it under its idempotency key.
+    let send = bin()
+        .args(["send", "--config", config, "--phone-id", "m"])
+        .args(["--channel", "sms", "--to", "+15551230001", "--text", "hi"])
+        .env("PHONERELAY_API_KEY", "prk_0000000000000000_00")
+        .output()
+        .unwrap();
+    assert_eq!(send.status.code(), Some(1));
+    let said = text(&send.stderr);
+    assert!(said.contains("connection refused"), "{said}");
+    assert!(!said.contains("--idempotency-key"), "{said}");
 
     let state = dir.path().join("state");
     fs::create_dir(&state).unwrap();

@@ -123,19 +123,27 @@ impl LocalClient {
         Ok(self.answer(request).await??)
     }
 
-    /// As [`Self::call`], the request carrying `Idempotency-Key: key`.
+    /// As [`Self::call`], the request carrying `Idempotency-Key: key`; a
+    /// failure after the request may have reached the daemon (no answer in
+    /// time, one cut off or unreadable, a refusal of its own) is passed
+    /// through `may_have_reached`, one that never left (no daemon to
+    /// connect to) is not: nothing can have been accepted then.
     pub async fn call_keyed<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: &impl Serialize,
         key: &str,
+        may_have_reached: impl Fn(ExitError) -> ExitError,
     ) -> Result<T, ExitError> {
         let request = self
             .request(method, path)
             .header("Idempotency-Key", key)
             .json(body);
-        Ok(self.answer(request).await??)
+        match self.answer_with(request, &may_have_reached).await? {
+            Ok(answer) => Ok(answer),
+            Err(refusal) => Err(may_have_reached(refusal.into())),
+        }
     }
 
     /// GET `path` with `query`, each value encoded as one parameter's
@@ -168,14 +176,32 @@ impl LocalClient {
         &self,
         request: RequestBuilder,
     ) -> Result<Result<T, Refusal>, ExitError> {
-        let response = request.send().await.map_err(|e| self.unanswered(e))?;
+        self.answer_with(request, &|e| e).await
+    }
+
+    /// As [`Self::answer`], an error after the request may have reached
+    /// the daemon passed through `may_have_reached`.
+    async fn answer_with<T: DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+        may_have_reached: &dyn Fn(ExitError) -> ExitError,
+    ) -> Result<Result<T, Refusal>, ExitError> {
+        let response = request.send().await.map_err(|e| {
+            let never_left = e.is_connect() || e.is_builder();
+            let error = self.unanswered(e);
+            if never_left {
+                error
+            } else {
+                may_have_reached(error)
+            }
+        })?;
         let status = response.status();
         let body = response.bytes().await.map_err(|e| {
-            if e.is_timeout() {
+            may_have_reached(if e.is_timeout() {
                 self.unanswered(e)
             } else {
                 ExitError::Runtime(format!("the daemon's answer was cut off: {e}"))
-            }
+            })
         })?;
         // A refusal's body is read by the refusal: a proxy's error page or
         // an empty body still has a status to report.
@@ -185,11 +211,15 @@ impl LocalClient {
             ));
         }
         let body: Value = serde_json::from_slice(&body).map_err(|e| {
-            ExitError::Runtime(format!("the daemon sent an unreadable answer: {e}"))
+            may_have_reached(ExitError::Runtime(format!(
+                "the daemon sent an unreadable answer: {e}"
+            )))
         })?;
-        serde_json::from_value(body)
-            .map(Ok)
-            .map_err(|e| ExitError::Runtime(format!("unexpected answer from the daemon: {e}")))
+        serde_json::from_value(body).map(Ok).map_err(|e| {
+            may_have_reached(ExitError::Runtime(format!(
+                "unexpected answer from the daemon: {e}"
+            )))
+        })
     }
 }
 

@@ -70,9 +70,10 @@ pub async fn run(client: &LocalClient, args: &SendArgs) -> Result<(), ExitError>
         .clone()
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let accepted: Accepted = client
-        .call_keyed(Method::POST, "/api/v1/messages", &body, &key)
-        .await
-        .map_err(|e| repeat_safely(e, &key))?;
+        .call_keyed(Method::POST, "/api/v1/messages", &body, &key, |e| {
+            repeat_safely(e, &key)
+        })
+        .await?;
     outln!("{} {}", accepted.id, accepted.status);
     Ok(())
 }
