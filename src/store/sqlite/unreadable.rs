@@ -12,6 +12,13 @@ use crate::store::*;
 
 const COLUMNS: &str = "seq, id, channel, phone_id, raw, origin, reason, received_at, committed_at";
 
+/// The most of an item's bytes kept: enough for a human to see what came
+/// (an e-mail's headers and the start of its body), while a stream of
+/// distinct malformed multi-megabyte items cannot fill the disk the store
+/// shares with every send (received files have their own limits; these
+/// are in the database).
+pub const MAX_UNREADABLE_KEPT_BYTES: usize = 256 * 1024;
+
 pub fn commit(
     conn: &Connection,
     item: &UnreadableInbound,
@@ -37,6 +44,19 @@ pub fn commit(
         });
     }
     let id = uuid::Uuid::now_v7().to_string();
+    // The digest above is of all of it, so that two items alike in their
+    // first bytes stay two.
+    let kept = &item.raw[..item.raw.len().min(MAX_UNREADABLE_KEPT_BYTES)];
+    let reason = if kept.len() < item.raw.len() {
+        format!(
+            "{} (the first {} of its {} bytes kept)",
+            item.reason,
+            kept.len(),
+            item.raw.len()
+        )
+    } else {
+        item.reason.clone()
+    };
     conn.prepare_cached(
         "INSERT INTO inbound_unreadable (id, channel, phone_id, raw_sha256, raw, origin,
             reason, received_at, committed_at)
@@ -47,9 +67,9 @@ pub fn commit(
         item.channel.as_str(),
         item.phone_id,
         digest,
-        item.raw,
+        kept,
         item.origin,
-        item.reason,
+        reason,
         item.received_at_ms,
         now_ms,
     ])?;
@@ -118,6 +138,41 @@ mod tests {
         InboundFilter {
             limit: 10,
             ..Default::default()
+        }
+    }
+
+    /// An item larger than the most kept keeps its first bytes and says
+    /// how large it was; one alike in those bytes is still another row.
+    #[tokio::test]
+    async fn a_large_item_keeps_its_first_bytes_and_says_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
+        let mut raw = vec![b'x'; super::MAX_UNREADABLE_KEPT_BYTES * 4];
+        store
+            .commit_unreadable(unreadable("m1", &raw), 9)
+            .await
+            .unwrap();
+        raw.push(b'!');
+        let second = store
+            .commit_unreadable(unreadable("m1", &raw), 9)
+            .await
+            .unwrap();
+        assert!(
+            !second.duplicate,
+            "items alike in their first bytes were merged"
+        );
+        let kept = store.list_unreadable(all()).await.unwrap();
+        assert_eq!(kept.len(), 2);
+        for item in &kept {
+            assert_eq!(item.raw.len(), super::MAX_UNREADABLE_KEPT_BYTES);
+            assert!(
+                item.reason.contains(&format!(
+                    "(the first {} of its ",
+                    super::MAX_UNREADABLE_KEPT_BYTES
+                )),
+                "{}",
+                item.reason
+            );
         }
     }
 
