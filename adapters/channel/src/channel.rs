@@ -61,7 +61,11 @@ pub trait EventSink: Send + Sync {
     /// itself or `base#` and a suffix. An adapter whose ids are derived
     /// from content, which two messages can share (two identical SMS from
     /// one sender in the same second), numbers the second one `base#2`
-    /// and asks which numbers are taken.
+    /// and asks which numbers are taken. The answer and the commit that
+    /// follows are two steps: an adapter asks and commits from one task
+    /// per endpoint (the SMS driver does), never from concurrent ones (a
+    /// webhook's requests), or two identical messages could both take the
+    /// same number and the second be kept as a repeat of the first.
     async fn inbound_ids(&self, base: &str) -> Result<Vec<String>, SinkError>;
 
     /// Keep a file this endpoint received, to go with an inbound message
