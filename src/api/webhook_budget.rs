@@ -28,9 +28,11 @@ pub struct WebhookBodies {
     bytes: usize,
 }
 
-/// The room one request's body holds, given back on drop.
+/// The room one request's body holds, given back on drop: one permit,
+/// each part's merged into it (a body sent a byte at a time would
+/// otherwise hold a permit per byte, many times the body's size).
 #[derive(Default)]
-pub struct HeldRoom(Vec<OwnedSemaphorePermit>);
+pub struct HeldRoom(Option<OwnedSemaphorePermit>);
 
 impl WebhookBodies {
     pub fn new(max_body_bytes: usize) -> Self {
@@ -67,7 +69,10 @@ impl WebhookBodies {
                 busy.retry_after = Some(WEBHOOK_BUSY_RETRY_AFTER_SECONDS);
                 busy
             })?;
-        held.0.push(permit);
+        match &mut held.0 {
+            Some(all) => all.merge(permit),
+            None => held.0 = Some(permit),
+        }
         Ok(())
     }
 }
@@ -89,6 +94,11 @@ mod tests {
             }
             held.push(room);
         }
+        // One permit per body, whatever its parts.
+        assert!(
+            held.iter()
+                .all(|room| room.0.as_ref().unwrap().num_permits() == max)
+        );
         let mut late = HeldRoom::default();
         bodies.take(&mut late, 0).unwrap();
         let busy = bodies.take(&mut late, 1).unwrap_err();

@@ -136,8 +136,8 @@ impl Incoming {
 /// more than once with different values has them joined with `, ` in the
 /// order they came (RFC 9110, 5.3), where the last one alone was kept; the
 /// same value sent twice (a proxy that adds its own copy) is kept once. A
-/// value with bytes above 0x7E, which was dropped without a word, is kept
-/// with those bytes replaced: an adapter that needs it sees it does not
+/// value that is not UTF-8, which was dropped without a word, is kept with
+/// its invalid bytes replaced: an adapter that needs it sees it does not
 /// match, and a header no adapter reads refuses nothing.
 fn joined_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
     let mut joined: BTreeMap<String, Vec<String>> = BTreeMap::new();

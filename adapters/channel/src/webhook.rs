@@ -13,8 +13,8 @@ pub struct WebhookRequest {
     pub query: BTreeMap<String, String>,
     /// Header names lower-cased; a header sent more than once with
     /// different values has them joined with `, ` in the order they came
-    /// (the same value twice is one); bytes of a value that are not ASCII
-    /// text are replaced (U+FFFD).
+    /// (the same value twice is one); a value that is not UTF-8 has its
+    /// invalid bytes replaced (U+FFFD).
     pub headers: BTreeMap<String, String>,
     /// The raw body: signatures are computed over these exact bytes.
     pub body: Vec<u8>,
