@@ -4,7 +4,7 @@ mod auth;
 mod body;
 pub mod dto;
 pub mod error;
-mod finish_on_drop;
+pub(crate) mod finish_on_drop;
 pub mod human;
 mod inbound;
 mod media;

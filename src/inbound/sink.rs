@@ -136,10 +136,11 @@ impl StoreSink {
         let bell = self.inbound_bell.clone();
         let scope = self.cursor_scope();
         let cursors = cursors.to_vec();
-        // On a task of its own: a caller that goes away once the write is
-        // queued (a webhook's upstream hung up) still has the message
-        // committed, and then it is counted and the forwarder rung too.
-        let committed = tokio::spawn(async move {
+        // Finished on a task of its own if the caller goes away once the
+        // write is queued (a webhook's upstream hung up): the message is
+        // committed all the same, and then it is counted and the forwarder
+        // rung too. Run inline otherwise, as a send's commit is.
+        let committed = crate::api::finish_on_drop::finish_on_drop(async move {
             let commit = store
                 .commit_inbound_with_cursors(
                     message,
@@ -163,9 +164,9 @@ impl StoreSink {
             }
             Ok(())
         });
-        committed
-            .await
-            .map_err(|e| SinkError::unavailable(format!("the inbound commit's task failed: {e}")))?
+        committed.await.map_err(|panic| {
+            SinkError::unavailable(format!("the inbound commit panicked: {panic}"))
+        })?
     }
 }
 
