@@ -29,7 +29,14 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let ran = runtime.block_on(run(cli)).and_then(|()| {
+        // Done, but its report is not all written (a full disk).
+        match phonerelay::cli::report_failure() {
+            Some(why) => Err(phonerelay::exit::ExitError::Runtime(why.to_string())),
+            None => Ok(()),
+        }
+    });
+    match ran {
         Ok(()) => {
             // Not the runtime's drop, which waits for every blocking read
             // to end: one left reading a file on a mount that stopped

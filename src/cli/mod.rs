@@ -154,6 +154,12 @@ fn timeout_seconds(flag: Option<u64>, env: Option<&str>) -> Result<u64, ExitErro
     }
 }
 
+/// Why a command's report could not be written to standard output, if it
+/// could not (`stdout.rs`): the command then ends with exit 1.
+pub fn report_failure() -> Option<&'static str> {
+    stdout::failure()
+}
+
 pub async fn run(cli: Cli) -> Result<(), ExitError> {
     match &cli.command {
         Command::Serve => {
