@@ -72,6 +72,22 @@ fn pair_on(terminal: &File) -> (tempfile::TempDir, Child, BufReader<ChildStderr>
     (dir, pair, stderr, prompt)
 }
 
+/// How `child` ended, within `limit`; killed and a failure if it had not
+/// (a signal it did not heed would leave it waiting for the key).
+fn ended_within(child: &mut Child, limit: std::time::Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("pair did not end within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn a_key_typed_on_a_terminal_is_not_echoed() {
     let (mut master, slave) = open_pty();
@@ -113,16 +129,21 @@ fn a_key_typed_on_a_terminal_is_not_echoed() {
 /// pairs nothing.
 #[test]
 fn a_ctrl_c_at_the_key_prompt_puts_the_echo_back() {
-    let (_master, slave) = open_pty();
-    let (dir, mut pair, mut stderr, _) = pair_on(&slave);
-    assert!(!echoes(&slave));
-    // SAFETY: a signal to the child this test spawned.
-    assert_eq!(unsafe { libc::kill(pair.id() as i32, libc::SIGINT) }, 0);
-    let status = pair.wait().unwrap();
-    let mut said = String::new();
-    stderr.read_to_string(&mut said).unwrap();
-    assert_eq!(status.code(), Some(1), "{status:?}: {said}");
-    assert!(said.contains("interrupted: nothing was paired"), "{said}");
-    assert!(echoes(&slave), "the terminal was left without echo");
-    assert!(!dir.path().join("state").join("relay.key").exists());
+    for signal in [libc::SIGINT, libc::SIGQUIT, libc::SIGTERM] {
+        let (_master, slave) = open_pty();
+        let (dir, mut pair, mut stderr, _) = pair_on(&slave);
+        assert!(!echoes(&slave));
+        // SAFETY: a signal to the child this test spawned.
+        assert_eq!(unsafe { libc::kill(pair.id() as i32, signal) }, 0);
+        let status = ended_within(&mut pair, std::time::Duration::from_secs(20));
+        let mut said = String::new();
+        stderr.read_to_string(&mut said).unwrap();
+        assert_eq!(status.code(), Some(1), "{signal}: {status:?}: {said}");
+        assert!(said.contains("interrupted: nothing was paired"), "{said}");
+        assert!(
+            echoes(&slave),
+            "{signal}: the terminal was left without echo"
+        );
+        assert!(!dir.path().join("state").join("relay.key").exists());
+    }
 }

@@ -28,6 +28,14 @@ impl<Fd: AsFd> EchoOff<Fd> {
     }
 }
 
+impl<Fd: AsFd> EchoOff<Fd> {
+    /// Whether echo is off: a terminal that would not have it shows the
+    /// key, and the prompt must not say otherwise.
+    pub fn is_quiet(&self) -> bool {
+        self.saved.is_some()
+    }
+}
+
 impl<Fd: AsFd> Drop for EchoOff<Fd> {
     fn drop(&mut self) {
         if let Some(saved) = &self.saved {

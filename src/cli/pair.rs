@@ -109,15 +109,27 @@ async fn read_key(args: &PairArgs) -> Result<String, ExitError> {
     Ok(text.trim().to_string())
 }
 
-/// One line typed or pasted on the terminal, not echoed. A Ctrl-C while it
-/// is awaited ends the command with the terminal's echo put back: killed
-/// by the signal, it left the shell after it typing blind.
+/// One line typed or pasted on the terminal, not echoed. A Ctrl-C (or
+/// Ctrl-\, or a SIGTERM) while it is awaited ends the command with the
+/// terminal's echo put back: killed by the signal, it left the shell after
+/// it typing blind.
 async fn read_key_from_terminal() -> Result<String, ExitError> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt())
-        .map_err(|e| ExitError::Runtime(format!("cannot watch for Ctrl-C: {e}")))?;
+    let watch = |kind| {
+        signal(kind).map_err(|e| ExitError::Runtime(format!("cannot watch for signals: {e}")))
+    };
+    let mut interrupt = watch(SignalKind::interrupt())?;
+    let mut quit = watch(SignalKind::quit())?;
+    let mut terminate = watch(SignalKind::terminate())?;
     let quiet = super::echo_off::EchoOff::on(std::io::stdin());
-    eprintln!("paste the key the relay issued for this phone (it is not shown), then Enter:");
+    eprintln!(
+        "paste the key the relay issued for this phone{}, then Enter:",
+        if quiet.is_quiet() {
+            " (it is not shown)"
+        } else {
+            ""
+        }
+    );
     let read = tokio::task::spawn_blocking(|| {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).map(|_| line)
@@ -125,13 +137,17 @@ async fn read_key_from_terminal() -> Result<String, ExitError> {
     let read = tokio::select! {
         read = read => Some(read),
         _ = interrupt.recv() => None,
+        _ = quit.recv() => None,
+        _ = terminate.recv() => None,
     };
     drop(quiet);
     // The Enter was not echoed either.
     eprintln!();
-    // SAFETY: SIG_DFL installs no handler. Ctrl-C ends the command again,
-    // as it did before the prompt, not only this wait.
-    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
+    // SAFETY: SIG_DFL installs no handler. These end the command again,
+    // as they did before the prompt, not only this wait.
+    for signal in [libc::SIGINT, libc::SIGQUIT, libc::SIGTERM] {
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
     match read {
         None => Err(ExitError::Runtime("interrupted: nothing was paired".into())),
         Some(Ok(Ok(line))) => Ok(line),
