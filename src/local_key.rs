@@ -75,7 +75,7 @@ pub async fn ensure(store: &dyn Store, state_dir: &Path) -> Result<(), String> {
 fn others_may_read(file: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let mode = std::fs::metadata(file).ok()?.mode() & 0o777;
-    (mode & 0o077 != 0).then(|| format!("could be read by others (mode {mode:o})"))
+    (mode & 0o044 != 0).then(|| format!("could be read by others (mode {mode:o})"))
 }
 
 pub fn read(state_dir: &Path) -> Result<String, ReadError> {

@@ -48,7 +48,19 @@ pub async fn get_media(
     caller.require(Scope::Read)?;
     // Another phone's file is answered as one that does not exist.
     let visible = |r: &MediaRecord| caller.phone_scope().is_none_or(|p| p == r.phone_id);
-    match state.store.open_media(&id).await? {
+    let opened = match state.store.open_media(&id).await {
+        Ok(opened) => opened,
+        // Said only to a key that may see the file: to another phone's,
+        // a 503 for this id and a 404 for others would tell it exists.
+        Err(e) => {
+            return match state.store.get_media(&id).await {
+                Ok(Some(record)) if !visible(&record) => Err(ApiError::not_found("media")),
+                Ok(None) => Err(ApiError::not_found("media")),
+                _ => Err(e.into()),
+            };
+        }
+    };
+    match opened {
         MediaContent::Found(record, reader) if visible(&record) => Ok(file(&record, reader)),
         // Not the store's failure, and not one a retry mends: the file
         // waits for an operator, whom the log tells which one and why.

@@ -40,16 +40,8 @@ impl LocalClient {
         // Trimmed as the local key is: an EnvironmentFile with CRLF line
         // ends, or `$(cat file)`, leaves a line end a header cannot carry.
         let from_env = std::env::var(API_KEY_ENV).map(|key| key.trim().to_string());
+        let local_key_file = local_key::path(&loaded.state_dir());
         let (key, key_from_env) = match from_env {
-            // Checked here, never echoed: a key a header cannot carry (two
-            // keys pasted together, a line end inside) failed at the send
-            // as "cannot reach the daemon".
-            Ok(key) if !key.is_empty() && !header_safe(&key) => {
-                return Err(ExitError::Config(format!(
-                    "{API_KEY_ENV}: not an API key (it holds a space, a line end or another \
-                     character no key has)"
-                )));
-            }
             Ok(key) if !key.is_empty() => (key, true),
             _ => (
                 local_key::read(&loaded.state_dir()).map_err(|e| {
@@ -64,11 +56,21 @@ impl LocalClient {
                 false,
             ),
         };
-        if !key_from_env && !header_safe(&key) {
-            return Err(ExitError::Config(format!(
-                "{} holds no API key (damaged?); restarting the daemon issues a new one",
-                local_key::path(&loaded.state_dir()).display()
-            )));
+        // Checked here, never echoed: a key a header cannot carry (two
+        // keys pasted together, a line end inside) failed at the send as
+        // "cannot reach the daemon".
+        if !header_safe(&key) {
+            return Err(ExitError::Config(if key_from_env {
+                format!(
+                    "{API_KEY_ENV}: not an API key (it holds a space, a line end or another \
+                     character no key has)"
+                )
+            } else {
+                format!(
+                    "{} holds no API key (damaged?); restarting the daemon issues a new one",
+                    local_key_file.display()
+                )
+            }));
         }
         let base = format!("http://{}", reached_on(&loaded.config.server.listen));
         let mut http = reqwest::Client::builder()
@@ -99,7 +101,7 @@ impl LocalClient {
             reached_at,
             key,
             key_from_env,
-            local_key_file: local_key::path(&loaded.state_dir()),
+            local_key_file,
             http,
             timeout,
         })

@@ -70,14 +70,19 @@ pub fn filename(given: Option<&str>, disposition: Option<&str>, url: &Url) -> Op
 }
 
 /// A decoded last path segment that is more likely a token than a file's
-/// name: with a `:` (Telegram's `bot<id>:<token>`), or long and without the
-/// dot of an extension (a signature). Judged decoded, not as
-/// [`may_be_secret`] judges a segment for showing: `отчёт за 2026 год.pdf`
-/// is long only escaped.
+/// name: with a `:` (Telegram's `bot<id>:<token>`), or long and without a
+/// short extension after its last dot (a signature; a JWT's dots are
+/// followed by long runs). Judged decoded, not as [`may_be_secret`] judges
+/// a segment for showing: `отчёт за 2026 год.pdf` is long only escaped.
 fn looks_like_a_token(segment: &str) -> bool {
     const LONGEST_WITHOUT_EXTENSION: usize = 40;
-    segment.contains(':')
-        || (segment.chars().count() > LONGEST_WITHOUT_EXTENSION && !segment.contains('.'))
+    const LONGEST_EXTENSION: usize = 10;
+    let has_extension = segment.rsplit_once('.').is_some_and(|(stem, extension)| {
+        !stem.is_empty()
+            && (1..=LONGEST_EXTENSION).contains(&extension.len())
+            && extension.bytes().all(|b| b.is_ascii_alphanumeric())
+    });
+    segment.contains(':') || (segment.chars().count() > LONGEST_WITHOUT_EXTENSION && !has_extension)
 }
 
 /// The filename a `Content-Disposition` names: `filename*=UTF-8''…`
@@ -216,6 +221,13 @@ mod tests {
             filename(None, None, &url("https://dl.example/get/bot1%3aS3CRET")),
             None
         );
+        // A JWT has dots, but no extension after them.
+        let jwt = format!(
+            "https://dl.example/get/eyJhbGciOiJIUzI1NiJ9.{}.{}",
+            "eyJzdWIiOiJmaWxlIn0".repeat(2),
+            "S3CRETsignature_abcdefghijklmnop"
+        );
+        assert_eq!(filename(None, None, &url(&jwt)), None);
         // A long name, or one long only escaped, is a name.
         let long_name = "Report for the third quarter of 2026, final.pdf";
         assert_eq!(
