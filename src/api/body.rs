@@ -32,7 +32,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         check_json_headers(req.headers())?;
-        let raw = read(req, state, "server.max_body_bytes").await?;
+        let raw = read(req, state).await?;
         let value = parse(&raw)?;
         Ok(JsonBody { value, raw })
     }
@@ -50,7 +50,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJsonBody<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let headers = req.headers().clone();
-        let raw = read(req, state, "server.max_body_bytes").await?;
+        let raw = read(req, state).await?;
         if raw.is_empty() {
             return Ok(OptionalJsonBody(None));
         }
@@ -144,7 +144,7 @@ pub async fn read_webhook_body(
 
 /// The whole body, within `server.max_body_bytes` and
 /// `server.request_timeout_seconds`.
-async fn read(req: Request, state: &AppState, limit_key: &str) -> Result<Bytes, ApiError> {
+async fn read(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
     let limit = Duration::from_secs(state.config.config.server.request_timeout_seconds);
     // A body that came with its headers is read at the first poll, so the
     // timer is only armed for one that is still on its way.
@@ -160,7 +160,7 @@ async fn read(req: Request, state: &AppState, limit_key: &str) -> Result<Bytes, 
             Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
-                format!("the request body is larger than {limit_key}"),
+                "the request body is larger than server.max_body_bytes",
             ))
         }
         Ok(Err(rejection)) => Err(ApiError::new(
