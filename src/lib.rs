@@ -12,6 +12,7 @@ pub mod endpoints;
 pub mod exit;
 pub mod fd_limit;
 pub mod fetch;
+pub mod finish_on_drop;
 pub mod inbound;
 pub mod instance_lock;
 pub mod keys;

@@ -4,7 +4,6 @@ mod auth;
 mod body;
 pub mod dto;
 pub mod error;
-pub(crate) mod finish_on_drop;
 pub mod human;
 mod inbound;
 mod media;

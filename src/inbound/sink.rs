@@ -140,7 +140,7 @@ impl StoreSink {
         // write is queued (a webhook's upstream hung up): the message is
         // committed all the same, and then it is counted and the forwarder
         // rung too. Run inline otherwise, as a send's commit is.
-        let committed = crate::api::finish_on_drop::finish_on_drop(async move {
+        let committed = crate::finish_on_drop::finish_on_drop(async move {
             let commit = store
                 .commit_inbound_with_cursors(
                     message,

@@ -2,8 +2,9 @@
 //! lets go before it is done.
 //!
 //! A send's commit and what follows it (the hand-over, the dispatcher
-//! woken, the accepted count) must run to the end once the store may have
-//! the message, even if the request is dropped because its client went
+//! woken, the accepted count), and an inbound message's (its count, the
+//! forwarder rung), must run to the end once the store may have the
+//! message, even if the request is dropped because its client went
 //! away. Spawning that work for every request costs a task, a wake-up and
 //! a hop per accept; the wrapper runs it inline in the request and spawns
 //! it only in the rare case the request is dropped half-way.
