@@ -12,6 +12,11 @@ pub enum ExitError {
     Config(String),
     /// A remote party refused us (relay rejected a key...): exit 3.
     Rejected(String),
+    /// A signal ended the command where it waited on the user (the pair
+    /// prompt), after it put the terminal back. The process then ends by
+    /// that signal, not by an exit code: a shell running it in a loop or a
+    /// script stops only when its child was killed by SIGINT.
+    Interrupted { signal: i32, message: String },
 }
 
 impl ExitError {
@@ -20,6 +25,17 @@ impl ExitError {
             ExitError::Runtime(_) => 1,
             ExitError::Config(_) => 2,
             ExitError::Rejected(_) => 3,
+            // What a shell reports for a child killed by the signal, if the
+            // signal cannot end the process itself.
+            ExitError::Interrupted { signal, .. } => (128 + signal).clamp(0, 255) as u8,
+        }
+    }
+
+    /// The signal this error ends the process by, if any.
+    pub fn signal(&self) -> Option<i32> {
+        match self {
+            ExitError::Interrupted { signal, .. } => Some(*signal),
+            _ => None,
         }
     }
 
@@ -31,7 +47,10 @@ impl ExitError {
 impl fmt::Display for ExitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ExitError::Runtime(m) | ExitError::Config(m) | ExitError::Rejected(m) => f.write_str(m),
+            ExitError::Runtime(m)
+            | ExitError::Config(m)
+            | ExitError::Rejected(m)
+            | ExitError::Interrupted { message: m, .. } => f.write_str(m),
         }
     }
 }

@@ -55,7 +55,25 @@ fn main() -> ExitCode {
             // reads on that disk; the exit would then hang until the
             // service manager's SIGKILL. Whatever had to be written was
             // written or given up before `run` returned.
+            if let Some(signal) = e.signal() {
+                end_by_signal(signal);
+            }
             std::process::exit(i32::from(e.code()))
         }
+    }
+}
+
+/// Ends the process by `signal` with its default action, as a program that
+/// caught it to clean up is expected to. SIGQUIT's default would also dump
+/// core, which a prompt left by Ctrl-\ does not call for: that one returns
+/// and the caller exits with 131 instead.
+fn end_by_signal(signal: i32) {
+    if signal == libc::SIGQUIT {
+        return;
+    }
+    // SAFETY: SIG_DFL installs no handler; raise signals this thread only.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
     }
 }

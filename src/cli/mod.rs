@@ -48,7 +48,9 @@ Exit status:
      refuses with an HTTP 4xx other than 401 and 403
   3  a remote party refused us: the daemon the API key (revoked, without
      the scope, bound to another phone_id: HTTP 401 or 403), or the relay
-     the key `pair` was given"
+     the key `pair` was given
+  a Ctrl-C or SIGTERM at `pair`'s key prompt ends it by that signal
+  (130 or 143 in a shell), a Ctrl-\\ by 131"
 )]
 pub struct Cli {
     /// Config file [default: $PHONERELAY_CONFIG, then /etc/phonerelay/phonerelay.toml]

@@ -135,10 +135,10 @@ async fn read_key_from_terminal() -> Result<String, ExitError> {
         std::io::stdin().read_line(&mut line).map(|_| line)
     });
     let read = tokio::select! {
-        read = read => Some(read),
-        _ = interrupt.recv() => None,
-        _ = quit.recv() => None,
-        _ = terminate.recv() => None,
+        read = read => Ok(read),
+        _ = interrupt.recv() => Err(libc::SIGINT),
+        _ = quit.recv() => Err(libc::SIGQUIT),
+        _ = terminate.recv() => Err(libc::SIGTERM),
     };
     drop(quiet);
     // The Enter was not echoed either.
@@ -149,10 +149,13 @@ async fn read_key_from_terminal() -> Result<String, ExitError> {
         unsafe { libc::signal(signal, libc::SIG_DFL) };
     }
     match read {
-        None => Err(ExitError::Runtime("interrupted: nothing was paired".into())),
-        Some(Ok(Ok(line))) => Ok(line),
-        Some(Ok(Err(e))) => Err(ExitError::Runtime(format!("cannot read stdin: {e}"))),
-        Some(Err(e)) => Err(ExitError::Runtime(format!("cannot read stdin: {e}"))),
+        Err(signal) => Err(ExitError::Interrupted {
+            signal,
+            message: "interrupted: nothing was paired".into(),
+        }),
+        Ok(Ok(Ok(line))) => Ok(line),
+        Ok(Ok(Err(e))) => Err(ExitError::Runtime(format!("cannot read stdin: {e}"))),
+        Ok(Err(e)) => Err(ExitError::Runtime(format!("cannot read stdin: {e}"))),
     }
 }
 
