@@ -788,3 +788,43 @@ async fn an_earlier_outage_s_tries_do_not_set_the_link_s_wait_in_the_next() {
         })
         .await;
 }
+
+/// `pair` moved the bridge to another relay while the link to this one
+/// runs (the daemon reads the new pairing only at its next settings
+/// poll): what arrives meanwhile is the new relay's to forward, not
+/// posted to this one. Nothing is lost: it waits, pending (here it goes
+/// once the record names this relay again).
+#[tokio::test]
+async fn a_link_pair_moved_away_from_forwards_no_more_inbound() {
+    let relay = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge =
+        common::start_bridge(&relay.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    wa.inject(wa_inbound("+15551230001", "mv-1", "before the move", &[]))
+        .await
+        .unwrap();
+    relay
+        .wait_for("the first message", |s| {
+            s.messages
+                .iter()
+                .any(|m| m.body["text"] == "before the move")
+        })
+        .await;
+
+    relay_support::record_relay(&*bridge.store(), "https://another-relay.example").await;
+    wa.inject(wa_inbound("+15551230001", "mv-2", "after the move", &[]))
+        .await
+        .unwrap();
+    // Past the forwarder's idle poll and the bell of the commit.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(relay.message_texts(), ["before the move"]);
+
+    relay_support::record_relay(&*bridge.store(), &relay.url()).await;
+    relay
+        .wait_for("the message that waited", |s| {
+            s.messages
+                .iter()
+                .any(|m| m.body["text"] == "after the move")
+        })
+        .await;
+}

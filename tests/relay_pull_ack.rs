@@ -1,7 +1,8 @@
 //! Pull mode against the size limits of either side: acks a relay
 //! refuses whole are sent again in halves, so every job gets acknowledged
 //! but those refused alone; a poll answer larger than the bridge reads
-//! has the next polls ask for fewer jobs.
+//! has the next polls ask for fewer jobs. And a link `pair` moved away
+//! from takes no more jobs.
 
 mod common;
 mod relay_support;
@@ -146,4 +147,37 @@ async fn a_poll_answer_larger_than_the_bridge_reads_has_it_ask_for_fewer_jobs() 
         .expect("the small job acknowledged");
     assert_eq!(small["result"], "accepted", "{small}");
     wa.wait_sent(1).await;
+}
+
+/// `pair` moved the bridge to another relay while the link to this one
+/// runs: the messages accepted from then on are the new relay's (their
+/// status events go to it), so this relay's jobs stay with it, neither
+/// taken nor acknowledged, until the daemon ends the link (here, until the
+/// record names this relay again, when they are taken).
+#[tokio::test]
+async fn a_link_pair_moved_away_from_takes_no_more_jobs() {
+    let relay = EmulatedRelay::start().await;
+    add_jobs(&relay, "before", 1);
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge = common::start_bridge(&relay.bridge_config("pull", None), RELAY_KEY, &wa).await;
+    relay
+        .wait_for("the first job taken", |s| s.jobs.is_empty())
+        .await;
+    wa.wait_sent(1).await;
+
+    relay_support::record_relay(&*bridge.store(), "https://another-relay.example").await;
+    add_jobs(&relay, "after", 2);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        relay.with(|s| s.jobs.len()),
+        2,
+        "taken from a relay moved away from"
+    );
+    assert_eq!(wa.sent().len(), 1);
+
+    relay_support::record_relay(&*bridge.store(), &relay.url()).await;
+    relay
+        .wait_for("the jobs that waited", |s| s.jobs.is_empty())
+        .await;
+    wa.wait_sent(3).await;
 }

@@ -605,3 +605,78 @@ async fn a_post_cut_short_by_a_stop_is_repeated_with_the_same_body_though_routin
         .await;
     assert_eq!(link["inbound_dead"], 0, "{link}");
 }
+
+/// The pending inbound with `text`, once it was routed and tried (its
+/// route recorded with the failed attempt).
+async fn wait_routed_pending(bridge: &TestDaemon, text: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, page) = bridge
+            .get("/api/v1/relay/inbound?state=pending", &bridge.admin_key)
+            .await;
+        assert_eq!(code, 200, "{page}");
+        let routed = page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["message"]["text"] == text && !m["to"].is_null())
+            .cloned();
+        if let Some(routed) = routed {
+            return routed;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not routed: {page}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The bridge moved to another relay (`relay.url` changed): the pChat
+/// users who wrote before are the old relay's, and the same names on the
+/// new relay are other people. A reply from a number one of them wrote
+/// to goes by default, as does one routed to them that waited (the old
+/// relay down) at the move; a send from the new relay's user routes as
+/// ever.
+#[tokio::test]
+async fn after_a_move_to_another_relay_replies_are_not_routed_to_the_old_relays_users() {
+    let mut old = EmulatedRelay::start().await;
+    let new = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge =
+        common::start_bridge(&old.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
+    send_from_pchat(&bridge, &key, "wa", "+15551230001", "alice", "r-1").await;
+    let reply = |id: &str, text: &str| inbound(ChannelKind::Wa, "+15551230001", id, text, &[]);
+    wa.inject(reply("w-1", "before the move")).await.unwrap();
+    assert_eq!(forwarded(&old, "before the move").await["to"], "alice");
+
+    // The old relay goes away with a reply routed to alice waiting.
+    old.down().await;
+    wa.inject(reply("w-2", "waiting at the move"))
+        .await
+        .unwrap();
+    let waiting = wait_routed_pending(&bridge, "waiting at the move").await;
+    assert_eq!(waiting["to"], "alice", "{waiting}");
+
+    let moved = format!(
+        "{}{}",
+        common::FAST_OUTBOX,
+        new.bridge_config("push", Some("ops"))
+    );
+    let bridge = bridge.restart_with(&moved, vec![wa.clone()]).await;
+    let waited = forwarded(&new, "waiting at the move").await;
+    assert_eq!(waited["to"], "ops", "{waited}");
+    assert_eq!(waited["origin"]["route"], "default", "{waited}");
+    wa.inject(reply("w-3", "after the move")).await.unwrap();
+    let after = forwarded(&new, "after the move").await;
+    assert_eq!(after["to"], "ops", "{after}");
+    assert_eq!(after["origin"]["route"], "default", "{after}");
+
+    // The new relay's own user writes: the next reply is theirs.
+    send_from_pchat(&bridge, &key, "wa", "+15551230001", "bob", "r-2").await;
+    wa.inject(reply("w-4", "for bob")).await.unwrap();
+    assert_eq!(forwarded(&new, "for bob").await["to"], "bob");
+    assert!(
+        !new.messages().iter().any(|m| m.body["to"] == "alice"),
+        "{:?}",
+        new.message_texts()
+    );
+}

@@ -85,6 +85,7 @@ async fn a_reply_after_a_restart_with_the_clock_behind_goes_to_who_wrote_last() 
             reply_to: reply.reply_to.clone(),
             since_ms: reply.committed_at_ms - 30 * 86_400_000,
             as_of_ms: reply.committed_at_ms,
+            relay_messages_after: 0,
         })
         .await
         .unwrap()

@@ -35,6 +35,9 @@ const ROUND_SIZE: u32 = 500;
 /// How soon a reply held for a send to its sender without an outcome
 /// (`routing::decide`) is looked at again.
 const UNSETTLED_RECHECK: Duration = Duration::from_millis(250);
+/// How often the record of which relay's messages are whose is asked
+/// again while the store does not answer (it is needed to route).
+const RELAY_MOVE_RETRY_MS: u64 = 1000;
 
 /// The body POSTed to the relay's messages path.
 #[derive(Debug, Serialize)]
@@ -107,19 +110,45 @@ pub async fn run(deps: Deps, bell: Arc<Notify>) {
     // old link's, and honouring it only for the messages that were tried
     // would send the conversations never tried ahead of them.
     let mut fresh = true;
+    // The move to this link's relay, if it is one, recorded before the
+    // first round: until then the record names the old relay, and this
+    // link would take itself for one `pair` moved away from.
+    if deps
+        .relay_messages_after(RELAY_MOVE_RETRY_MS)
+        .await
+        .is_none()
+    {
+        tracing::info!("relay forwarder stopped");
+        return;
+    }
+    // Whether `pair` moved the bridge to another relay, said once.
+    let mut moved_away = false;
     loop {
         if deps.shutdown.is_cancelled() {
             break;
         }
-        let wait = round(
-            &deps,
-            &mut failures,
-            &mut refusals,
-            &mut link_down_until,
-            fresh,
-        )
-        .await;
-        fresh = false;
+        let wait = if super::reported_relay::still_this_links(&deps).await {
+            let wait = round(
+                &deps,
+                &mut failures,
+                &mut refusals,
+                &mut link_down_until,
+                fresh,
+            )
+            .await;
+            fresh = false;
+            wait
+        } else {
+            // `pair` moved the bridge to another relay while this link
+            // runs: what arrives now is for the new relay (its users may
+            // be writing to these numbers already). The daemon ends this
+            // link once it reads the new pairing; the new link forwards.
+            if !moved_away {
+                tracing::info!("paired with another relay: this link forwards no more inbound");
+                moved_away = true;
+            }
+            IDLE_POLL
+        };
         tokio::select! {
             _ = deps.shutdown.cancelled() => break,
             _ = bell.notified() => {}
@@ -640,7 +669,18 @@ async fn fix_body(
 /// it goes nowhere now.
 async fn routed(deps: &Deps, m: &InboundRecord, failures: &mut u32) -> Result<Route, Attempt> {
     let routing = &deps.settings.config.routing;
-    match decide(&*deps.state.store, routing, m, now_ms()).await {
+    let Some(relay_messages_after) = deps.relay_messages_after(RELAY_MOVE_RETRY_MS).await else {
+        return Err(Attempt::Stopped);
+    };
+    match decide(
+        &*deps.state.store,
+        routing,
+        m,
+        now_ms(),
+        relay_messages_after,
+    )
+    .await
+    {
         Ok(Decision::To(route)) => Ok(route),
         Ok(Decision::Wait) => {
             // Its conversation waits, looked at again shortly; nothing
@@ -857,6 +897,7 @@ mod tests {
             settings,
             link: Arc::new(Link::open(store).await),
             shutdown: CancellationToken::new(),
+            relay_messages_after: Arc::default(),
         }
     }
 

@@ -25,7 +25,7 @@ pub mod pull;
 pub mod pull_ack;
 mod refusals;
 pub mod relay_url;
-mod reported_relay;
+pub mod reported_relay;
 pub mod routing;
 pub mod settings;
 pub mod shown_url;
@@ -290,6 +290,7 @@ async fn start(
         client,
         link: Arc::new(Link::open(state.store.clone()).await),
         shutdown: stop.clone(),
+        relay_messages_after: Arc::default(),
     };
     let mut tasks = Tasks::default();
     tasks.spawn(
@@ -319,9 +320,29 @@ pub struct Deps {
     pub client: Arc<RelayClient>,
     pub link: Arc<Link>,
     pub shutdown: CancellationToken,
+    /// The outbound seq after which messages are this link's relay's,
+    /// decided once per link (`reported_relay`) and shared by the tasks
+    /// that ask: the status events and reply routing must draw the line
+    /// between the old relay's messages and this one's at one place.
+    pub relay_messages_after: Arc<tokio::sync::OnceCell<i64>>,
 }
 
 impl Deps {
+    /// See [`Deps::relay_messages_after`]: read or recorded at the first
+    /// ask, retried every `retry_ms` (at least a second) while the store
+    /// does not answer. `None` if shut down first.
+    pub async fn relay_messages_after(&self, retry_ms: u64) -> Option<i64> {
+        let decided = self
+            .relay_messages_after
+            .get_or_try_init(|| async {
+                reported_relay::messages_after(self, retry_ms)
+                    .await
+                    .ok_or(())
+            })
+            .await;
+        decided.ok().copied()
+    }
+
     /// Wait `ms`, or less if shutting down; false when shut down.
     pub async fn sleep_ms(&self, ms: u64) -> bool {
         tokio::select! {

@@ -29,6 +29,9 @@ const HOLD_BACK_PASSES: u32 = 10;
 /// How often each cause of a job left out of the ack is logged again
 /// while it lasts: the relay hands such a job back with every poll.
 const LEFT_OUT_LOG_EVERY: Duration = Duration::from_secs(60);
+/// How long jobs are left with a relay `pair` moved the bridge away from
+/// before it is polled again (the daemon ends the link meanwhile).
+const MOVED_AWAY_WAIT_MS: u64 = 1000;
 
 /// One acknowledgement in the ack body.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -76,6 +79,18 @@ pub async fn run(deps: Deps) {
         tracing::info!("relay pull loop stopped");
         return;
     }
+    // The move to this link's relay, if it is one, recorded first: the
+    // jobs taken from now on are its messages, and until then the record
+    // names the old relay (this link would take itself for one `pair`
+    // moved away from).
+    if deps
+        .relay_messages_after(MOVED_AWAY_WAIT_MS)
+        .await
+        .is_none()
+    {
+        tracing::info!("relay pull loop stopped");
+        return;
+    }
     tracing::info!("relay pull loop started");
     let config = &deps.settings.config;
     let wait = config.poll_timeout_seconds;
@@ -93,6 +108,8 @@ pub async fn run(deps: Deps) {
     // while this grows is refused for its own sake, not the store's.
     let mut committed: u64 = 0;
     let mut asked = PollSize::new(config.poll_max_jobs);
+    // Whether `pair` moved the bridge to another relay, said once.
+    let mut moved_away = false;
     loop {
         let polled_at = tokio::time::Instant::now();
         let body = json!({
@@ -142,6 +159,21 @@ pub async fn run(deps: Deps) {
             let floor = Duration::from_millis(config.retry_initial_ms);
             floor.saturating_sub(polled_at.elapsed()).as_millis() as u64
         };
+        if !jobs.is_empty() && !super::reported_relay::still_this_links(&deps).await {
+            // `pair` moved the bridge to another relay while this link
+            // runs: the messages accepted from now on are the new relay's
+            // (their status events go to it), so the old relay's jobs
+            // stay with it, not taken nor acknowledged. The daemon ends
+            // this link once it reads the new pairing.
+            if !moved_away {
+                tracing::info!("paired with another relay: this link takes no more jobs");
+                moved_away = true;
+            }
+            if !deps.sleep_ms(MOVED_AWAY_WAIT_MS).await {
+                break;
+            }
+            continue;
+        }
         if jobs.is_empty() {
             let left = floor_ms();
             if left > 0 && !deps.sleep_ms(left).await {

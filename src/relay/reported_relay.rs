@@ -3,7 +3,9 @@
 //! another relay (`phonerelay pair` with another URL, or `relay.url`
 //! changed), the messages accepted before the move were the old relay's,
 //! and their events, which carry its ids and the numbers its users wrote
-//! to, are passed over, not told to a relay that never knew them. The
+//! to, are passed over, not told to a relay that never knew them. Nor is
+//! a reply routed to the old relay's user who wrote last: that name, on
+//! the new relay, is whoever holds it there (`routing`). The
 //! store keeps the relay the events go to and the newest outbound message
 //! accepted before it became that relay; outbound seqs only grow, so a
 //! clock stepped back cannot put a later message before the move.
@@ -89,10 +91,15 @@ async fn decide(deps: &Deps) -> StoreResult<i64> {
         Some(previous) if same_relay(&previous.url, url) => return Ok(previous.after_seq),
         // Another relay before this one: its messages are not this one's.
         Some(previous) => {
-            let after_seq = store.last_outbound_seq().await?;
+            let moved = RelayMove {
+                cursor: CURSOR.to_string(),
+                url: url.clone(),
+            };
+            let after_seq = store.record_relay_move(SCOPE, moved).await?;
             tracing::info!(old_relay = %previous.url, relay = %url, after_seq,
-                "moved to another relay: status events of the messages the old one sent are not reported to this one");
-            after_seq
+                "moved to another relay: status events of the messages the old one sent are not reported to this one, \
+                 nor are replies routed to its users");
+            return Ok(after_seq);
         }
         // The first relay this store reports to (or a record that cannot
         // be read): every message's events are its, as before.

@@ -19,8 +19,8 @@ pub fn ttl_ms(config: &RoutingConfig) -> i64 {
 }
 
 /// What the store is asked about `message`'s conversations: those of its
-/// sender, as they stood when it arrived.
-fn query(config: &RoutingConfig, message: &InboundRecord) -> RouteQuery {
+/// sender, as they stood when it arrived, with this relay's users.
+fn query(config: &RoutingConfig, message: &InboundRecord, relay_messages_after: i64) -> RouteQuery {
     let arrived = message.committed_at_ms;
     RouteQuery {
         channel: message.channel,
@@ -29,6 +29,7 @@ fn query(config: &RoutingConfig, message: &InboundRecord) -> RouteQuery {
         reply_to: message.reply_to.clone(),
         since_ms: arrived - ttl_ms(config),
         as_of_ms: arrived,
+        relay_messages_after,
     }
 }
 
@@ -63,17 +64,24 @@ pub enum Decision {
 /// meant for; without `default_to` it is a `no_route` dead letter, which a
 /// manual retry routes again once the send has its outcome.
 ///
+/// A conversation of a send accepted up to `relay_messages_after` (an
+/// outbound seq, [`crate::store::ReportedRelay`]) was another relay's,
+/// before the bridge moved to this one: its pChat user is not this
+/// relay's, and the reply goes by default.
+///
 /// Err: the store could not be read; nothing is decided.
 pub async fn decide(
     store: &dyn Store,
     config: &RoutingConfig,
     message: &InboundRecord,
     now_ms: i64,
+    relay_messages_after: i64,
 ) -> StoreResult<Decision> {
-    match store.send_unsettled(query(config, message)).await {
+    let query = query(config, message, relay_messages_after);
+    match store.send_unsettled(query.clone()).await {
         Ok(true) => {}
         Ok(false) => {
-            return Ok(match route(store, config, message).await? {
+            return Ok(match route(store, config, query).await? {
                 Some(to) => Decision::To(to),
                 None => Decision::NoRoute(
                     "no conversation matches the sender and relay.routing.default_to is not set",
@@ -101,14 +109,14 @@ pub async fn decide(
     })
 }
 
-/// The route as it stood when `message` arrived: its conversation, else
-/// `default_to`.
+/// The route as it stood when the message of `query` arrived: its
+/// conversation, else `default_to`.
 async fn route(
     store: &dyn Store,
     config: &RoutingConfig,
-    message: &InboundRecord,
+    query: RouteQuery,
 ) -> StoreResult<Option<Route>> {
-    let found = store.route_reply(query(config, message)).await?;
+    let found = store.route_reply(query).await?;
     Ok(match found {
         Some(m) => Some(Route {
             to: m.to,

@@ -79,7 +79,7 @@ pub async fn run(deps: Deps) {
         tracing::info!("relay status reporter stopped");
         return;
     };
-    let Some(after_seq) = reported_relay::messages_after(&deps, interval).await else {
+    let Some(after_seq) = deps.relay_messages_after(interval).await else {
         tracing::info!("relay status reporter stopped");
         return;
     };

@@ -325,6 +325,12 @@ pub trait Store: Send + Sync + 'static {
     /// The newest outbound message's seq (0 when there is none): every
     /// message accepted from now on has a higher one.
     async fn last_outbound_seq(&self) -> StoreResult<i64>;
+    /// In one transaction: the messages accepted from now on are relay
+    /// `moved.url`'s ([`ReportedRelay`] in cursor `moved.cursor` under
+    /// `scope`), and the routes given to inbound messages not yet taken
+    /// (pending, dead letters) are forgotten, except an operator's own:
+    /// they name the old relay's users. Returns the record's `after_seq`.
+    async fn record_relay_move(&self, scope: &str, moved: RelayMove) -> StoreResult<i64>;
     /// The conversation an inbound message replies to, if any is known.
     async fn route_reply(&self, query: RouteQuery) -> StoreResult<Option<RouteMatch>>;
     /// Whether a send from a pChat user (one with a `source`) to the

@@ -758,6 +758,10 @@ pub struct RouteQuery {
     /// its sender before then: a send made while it waited to be forwarded
     /// (the relay down, say) is not what it answers.
     pub as_of_ms: i64,
+    /// Sends up to this outbound seq were another relay's
+    /// ([`ReportedRelay::after_seq`]; 0: none): the pChat users they name
+    /// are not this relay's, and a reply they would route goes by default.
+    pub relay_messages_after: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -672,3 +672,17 @@ pub fn wa_inbound(from: &str, external_id: &str, text: &str, reply_to: &[String]
         meta: Default::default(),
     })
 }
+
+/// The record of which relay the bridge's messages are for, as `pair`
+/// commits it (`relay::reported_relay`), naming `url`.
+pub async fn record_relay(store: &dyn phonerelay::store::Store, url: &str) {
+    let record = serde_json::json!({"url": url, "after_seq": 0}).to_string();
+    store
+        .save_cursor(
+            phonerelay::relay::settings::SCOPE,
+            phonerelay::relay::reported_relay::CURSOR,
+            &record,
+        )
+        .await
+        .unwrap();
+}

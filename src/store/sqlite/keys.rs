@@ -108,12 +108,7 @@ pub fn replace_pairing(conn: &Connection, change: &PairingChange) -> StoreResult
         super::cursors::write(conn, &change.scope, &cursor.name, &cursor.value)?;
     }
     if let Some(moved) = &change.relay_move {
-        let record = ReportedRelay {
-            url: moved.url.clone(),
-            after_seq: super::relay::last_outbound_seq(conn)?,
-        };
-        let text = serde_json::to_string(&record).expect("a plain record serialises");
-        super::cursors::write(conn, &change.scope, &moved.cursor, &text)?;
+        super::relay::record_relay_move(conn, &change.scope, moved)?;
     }
     Ok(revoked)
 }

@@ -670,6 +670,13 @@ impl Store for SqliteStore {
         self.reader.read(relay::last_outbound_seq).await
     }
 
+    async fn record_relay_move(&self, scope: &str, moved: RelayMove) -> StoreResult<i64> {
+        let scope = scope.to_string();
+        self.writer
+            .write(move |conn| relay::record_relay_move(conn, &scope, &moved))
+            .await
+    }
+
     async fn route_reply(&self, query: RouteQuery) -> StoreResult<Option<RouteMatch>> {
         self.reader
             .read(move |conn| routing::route(conn, &query))

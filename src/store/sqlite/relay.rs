@@ -395,6 +395,29 @@ fn relay_message_id(
 }
 
 /// See [`crate::store::Store::last_outbound_seq`].
+/// See `Store::record_relay_move`, inside the caller's one transaction.
+pub fn record_relay_move(conn: &Connection, scope: &str, moved: &RelayMove) -> StoreResult<i64> {
+    let after_seq = last_outbound_seq(conn)?;
+    let record = ReportedRelay {
+        url: moved.url.clone(),
+        after_seq,
+    };
+    let text = serde_json::to_string(&record).expect("a plain record serialises");
+    super::cursors::write(conn, scope, &moved.cursor, &text)?;
+    // The pChat users the waiting messages (and the dead letters a retry
+    // sends again) were routed to are the old relay's: on the new one
+    // those names are whoever holds them there. Routed afresh when next
+    // tried, by the new relay's conversations only. An operator's own
+    // choice (`inbound retry --to`) stays theirs.
+    conn.prepare_cached(
+        "UPDATE inbound SET relay_to = NULL, relay_route = NULL
+         WHERE relay_state IN ('pending', 'dead') AND relay_to IS NOT NULL
+           AND relay_route IS NOT ?1",
+    )?
+    .execute([MANUAL_ROUTE])?;
+    Ok(after_seq)
+}
+
 pub fn last_outbound_seq(conn: &Connection) -> StoreResult<i64> {
     Ok(
         conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM outbound", [], |row| {
@@ -666,6 +689,76 @@ mod tests {
             (Some("alice".into()), Some("reply".into()))
         );
         assert_eq!(retried("no-route", None, "no_route").await, (None, None));
+    }
+
+    /// A move to another relay forgets the routes of what waits (pending
+    /// or dead): they name the old relay's users. An operator's own
+    /// choice stays, and so does a delivered message's record; the move
+    /// is recorded as of the newest outbound message, in the same write.
+    #[test]
+    fn a_relay_move_forgets_the_routes_of_what_waits_but_an_operators_own() {
+        let conn = at_version(MIGRATIONS.len());
+        let seqs = SeqClock::load(&conn).unwrap();
+        accept(&conn, &queued_sms("r-old", 1), "r-old", &seqs).unwrap();
+        let newest = last_outbound_seq(&conn).unwrap();
+        let commit = |external_id| {
+            inbound::commit(&conn, &received_sms(external_id, 1), 1)
+                .unwrap()
+                .id
+        };
+        let routed = |to: &str| RelayInboundOutcome::Retry {
+            to: Some(to.into()),
+            route: Some("recent".into()),
+            code: "relay_unreachable".into(),
+            reason: "down".into(),
+            next_attempt_at_ms: 5,
+            now_ms: 4,
+        };
+        let pending = commit("p-1");
+        record(&conn, &pending, &routed("alice")).unwrap();
+        let dead = dead_letter(&conn, "d-1", "sms", "relay_http_422", 4);
+        let manual = dead_letter(&conn, "m-1", "sms", "relay_http_422", 4);
+        assert!(matches!(
+            retry(&conn, &manual, 5, Some("carol")).unwrap(),
+            ManualRetry::Requeued(_)
+        ));
+        let delivered = commit("x-1");
+        let taken = RelayInboundOutcome::Delivered {
+            to: "bob".into(),
+            route: "recent".into(),
+            now_ms: 4,
+        };
+        record(&conn, &delivered, &taken).unwrap();
+
+        let moved = RelayMove {
+            cursor: "status_relay".into(),
+            url: "https://new.example".into(),
+        };
+        assert_eq!(record_relay_move(&conn, "relay", &moved).unwrap(), newest);
+        let to = |id: &str| {
+            let item = get(&conn, id).unwrap().unwrap();
+            (item.to, item.route)
+        };
+        assert_eq!(to(&pending), (None, None));
+        assert_eq!(to(&dead), (None, None));
+        assert_eq!(
+            to(&manual),
+            (Some("carol".into()), Some(MANUAL_ROUTE.into()))
+        );
+        assert_eq!(to(&delivered), (Some("bob".into()), Some("recent".into())));
+        let record: ReportedRelay = serde_json::from_str(
+            &super::super::cursors::read(&conn, "relay", "status_relay")
+                .unwrap()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            record,
+            ReportedRelay {
+                url: "https://new.example".into(),
+                after_seq: newest
+            }
+        );
     }
 
     /// A manual retry counts the message's attempts afresh, so its first

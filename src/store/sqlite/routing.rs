@@ -245,12 +245,16 @@ pub fn send_unsettled(conn: &Connection, q: &RouteQuery) -> StoreResult<bool> {
 /// conversation on this endpoint, both as they stood when the reply
 /// arrived (`as_of_ms`).
 pub fn route(conn: &Connection, q: &RouteQuery) -> StoreResult<Option<RouteMatch>> {
+    // Each match's pChat user counts only if its send was this relay's.
+    let this_relays = |(to, message_id): (String, String)| {
+        this_relays_send(&message_id, q.relay_messages_after).then_some(to)
+    };
     for key in &q.reply_to {
         // A key recorded (or taken over by another send) after the reply
         // arrived is not what it answers.
-        let to: Option<String> = conn
+        let found: Option<(String, String)> = conn
             .prepare_cached(
-                "SELECT pchat_to FROM conversation_keys
+                "SELECT pchat_to, message_id FROM conversation_keys
                  WHERE channel = ?1 AND phone_id = ?2 AND thread_key = ?3
                    AND created_at >= ?4 AND created_at <= ?5",
             )?
@@ -262,27 +266,29 @@ pub fn route(conn: &Connection, q: &RouteQuery) -> StoreResult<Option<RouteMatch
                     q.since_ms,
                     q.as_of_ms
                 ],
-                |row| row.get(0),
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()?;
-        // A key of a send no pChat user wrote: it goes by default.
-        if let Some(to) = to {
-            return Ok((to != NO_USER).then_some(RouteMatch { to, route: "reply" }));
+        // A key of a send no pChat user wrote, or of another relay's
+        // user: it goes by default.
+        if let Some(found) = found {
+            let to = this_relays(found).filter(|to| to != NO_USER);
+            return Ok(to.map(|to| RouteMatch { to, route: "reply" }));
         }
     }
     let external = normalize(q.channel, &q.from);
-    let latest: Option<(String, i64)> = conn
+    let latest: Option<(String, String, i64)> = conn
         .prepare_cached(
-            "SELECT pchat_to, last_at FROM conversations
+            "SELECT pchat_to, message_id, last_at FROM conversations
              WHERE channel = ?1 AND phone_id = ?2 AND external = ?3 AND last_at >= ?4",
         )?
         .query_row(
             params![q.channel.as_str(), q.phone_id, external, q.since_ms],
-            |row| Ok((row.get(0)?, row.get(1)?)),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )
         .optional()?;
     let to = match latest {
-        Some((to, last_at)) if last_at <= q.as_of_ms => Some(to),
+        Some((to, message_id, last_at)) if last_at <= q.as_of_ms => this_relays((to, message_id)),
         // Someone wrote to the sender after the reply arrived: the one who
         // wrote last before it, from the keys each send left. Found by
         // walking back from the reply's arrival; rare (the reply waited
@@ -290,7 +296,7 @@ pub fn route(conn: &Connection, q: &RouteQuery) -> StoreResult<Option<RouteMatch
         // no recent route, rather than the wrong user.
         Some(_) => conn
             .prepare_cached(
-                "SELECT pchat_to FROM conversation_keys
+                "SELECT pchat_to, message_id FROM conversation_keys
                  WHERE channel = ?1 AND phone_id = ?2 AND external = ?3
                    AND created_at >= ?4 AND created_at <= ?5
                  ORDER BY created_at DESC LIMIT 1",
@@ -303,9 +309,10 @@ pub fn route(conn: &Connection, q: &RouteQuery) -> StoreResult<Option<RouteMatch
                     q.since_ms,
                     q.as_of_ms
                 ],
-                |row| row.get(0),
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )
-            .optional()?,
+            .optional()?
+            .and_then(this_relays),
         None => None,
     };
     // The last to write was no pChat user: no recent route.
@@ -313,6 +320,18 @@ pub fn route(conn: &Connection, q: &RouteQuery) -> StoreResult<Option<RouteMatch
         to,
         route: "recent",
     }))
+}
+
+/// Whether the send `message_id` was accepted after `relay_messages_after`
+/// (an outbound seq; 0: every send counts), so its pChat user is this
+/// relay's. The seq is read from the id itself. An id from before ids
+/// carried their seq (migration 9) reads as its accept time, which is
+/// before any move recorded since, as the seqs from then on are from the
+/// clock too.
+fn this_relays_send(message_id: &str, relay_messages_after: i64) -> bool {
+    relay_messages_after == 0
+        || crate::store::message_id::seq_of(message_id)
+            .is_some_and(|seq| seq > relay_messages_after)
 }
 
 /// When the inbound waiting longest to be forwarded was committed: the
@@ -399,6 +418,7 @@ mod tests {
             reply_to: Vec::new(),
             since_ms: 0,
             as_of_ms,
+            relay_messages_after: 0,
         }
     }
 

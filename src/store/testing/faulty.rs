@@ -387,6 +387,11 @@ impl<F: Faults> Store for Faulty<F> {
         self.inner.last_outbound_seq().await
     }
 
+    async fn record_relay_move(&self, scope: &str, moved: RelayMove) -> StoreResult<i64> {
+        self.faults.save_cursor(&moved.cursor)?;
+        self.inner.record_relay_move(scope, moved).await
+    }
+
     async fn route_reply(&self, query: RouteQuery) -> StoreResult<Option<RouteMatch>> {
         self.faults.route()?;
         self.inner.route_reply(query).await
