@@ -249,7 +249,9 @@ async fn truncated_deliver_is_committed_with_a_marker_and_deleted() {
 /// as "[truncated]", and its intact copy on the SIM deleted. The header
 /// still gives the whole TPDU's length, so the line is known as damaged:
 /// the slot is left alone (not decoded, not deleted, not undecodable) and
-/// read again, whole, by a later read or sweep.
+/// read again, whole, by a later read or sweep. So is a line a flipped
+/// bit made no hex at all (the simulator damages by turns), which was
+/// taken for an empty slot, or passed over in a listing taken as whole.
 #[tokio::test]
 async fn a_pdu_line_damaged_on_the_serial_line_is_read_again_not_committed_cut() {
     let mut config = modem_config("main");

@@ -1741,11 +1741,29 @@ impl Driver {
             // The PDU is the hex line right after the header; a header
             // without one (an empty slot) has none.
             let mut lines = answer.lines.iter().skip_while(|l| !l.starts_with("+CMGR:"));
-            let header = lines.next().map(|l| responses::parse_cmgr_header(l));
+            let header_line = lines.next();
+            let header = header_line
+                .map(|l| responses::parse_cmgr_header(l))
+                .and_then(Result::ok);
             let Some(pdu) = lines.next().filter(|l| is_pdu_line(l)) else {
-                return Ok(SlotRead::Empty);
+                // An empty slot answers its header alone, or nothing. Any
+                // other line is this answer damaged on the line: a PDU
+                // line with a bit flipped out of hex (the parser gives it
+                // apart from its header), or a header that no longer
+                // reads as one. Taken for an empty slot, the message was
+                // left unread, with nothing counted or said.
+                let other = answer
+                    .lines
+                    .iter()
+                    .find(|l| Some(*l) != header_line && !l.trim().is_empty());
+                match other {
+                    None => return Ok(SlotRead::Empty),
+                    Some(line) => {
+                        self.damaged_line(slot, "+CMGR", header.map(|h| h.length), line);
+                        continue;
+                    }
+                }
             };
-            let header = header.and_then(Result::ok);
             unread |= header
                 .as_ref()
                 .is_some_and(|h| h.status == responses::MessageStatus::ReceivedUnread);
@@ -1763,8 +1781,9 @@ impl Driver {
         Ok(SlotRead::Unknown)
     }
 
-    /// A PDU line that disagrees with its header's length: said in the
-    /// journal (its length, never its content) and counted in the status.
+    /// A PDU line that disagrees with its header's length, or is no hex
+    /// line at all: said in the journal (its length, never its content)
+    /// and counted in the status.
     /// A modem that always counted its own way would show here, its
     /// messages left on it, rather than have them committed cut short and
     /// deleted.
@@ -2294,19 +2313,32 @@ impl Driver {
             while let Some(line) = it.next() {
                 // A header's PDU is the hex line after it; a header without
                 // one must not take the next header as its PDU.
-                if let Ok(header) = responses::parse_cmgl_header(line)
-                    && let Some(pdu) = it.next_if(|l| is_pdu_line(l))
-                {
-                    let slot = Slot::new(mem, header.index);
-                    // As listed before this listing marked it read.
-                    if header.status == responses::MessageStatus::ReceivedUnread {
-                        inbox.fresh_slots.insert(slot);
+                let Ok(header) = responses::parse_cmgl_header(line) else {
+                    continue;
+                };
+                let slot = Slot::new(mem, header.index);
+                // As listed before this listing marked it read.
+                if header.status == responses::MessageStatus::ReceivedUnread {
+                    inbox.fresh_slots.insert(slot);
+                }
+                match it.next_if(|l| is_pdu_line(l)) {
+                    Some(pdu) => {
+                        let whole = pdu_is_whole(pdu, header.length);
+                        if !whole {
+                            self.damaged_line(slot, "+CMGL", Some(header.length), pdu);
+                        }
+                        stored.push((header.index, whole.then(|| pdu.clone())));
                     }
-                    let whole = pdu_is_whole(pdu, header.length);
-                    if !whole {
-                        self.damaged_line(slot, "+CMGL", Some(header.length), pdu);
+                    // Every entry of a PDU-mode listing has its PDU line:
+                    // this one's came with a bit flipped out of hex (the
+                    // parser gives such a line apart from its header).
+                    // Passed over, the slot was missing from a listing
+                    // taken as whole: a part held there released as
+                    // deleted, the memory's every message taken as seen.
+                    None => {
+                        self.damaged_line(slot, "+CMGL", Some(header.length), "");
+                        stored.push((header.index, None));
                     }
-                    stored.push((header.index, whole.then(|| pdu.clone())));
                 }
             }
             // An undecodable PDU someone has since deleted is no longer

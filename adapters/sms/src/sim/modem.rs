@@ -70,16 +70,20 @@ pub struct Stored {
     pub hex: String,
     pub tpdu_len: usize,
     /// The next reads of it (listing or `AT+CMGR`) that come damaged on
-    /// the serial line: a stray CR cuts the PDU line short, while the
-    /// header still gives the whole TPDU's length.
+    /// the serial line, by turns: a stray CR cuts the PDU line short,
+    /// while the header still gives the whole TPDU's length; or a bit
+    /// flipped in one digit makes the line no hex at all.
     pub damaged_reads: u32,
 }
 
 impl Stored {
     /// The PDU line(s) as the host gets them on this read: whole, or, while
-    /// `damaged_reads` lasts, split by a stray CR, at a place that moves
-    /// from one read to the next (as noise on a line does), always in the
-    /// user data so that the first piece still looks like a PDU cut short.
+    /// `damaged_reads` lasts, damaged at a place that moves from one read
+    /// to the next (as noise on a line does), always in the user data:
+    /// split by a stray CR, so that the first piece still looks like a
+    /// PDU cut short (the last damaged read, and every other one before
+    /// it), or with one digit's bit 6 (of a letter, bit 4) flipped, which
+    /// makes it no hex digit (`'3'` becomes `'s'`).
     fn shown(&mut self) -> String {
         if self.damaged_reads == 0 || self.hex.len() < 8 {
             return self.hex.clone();
@@ -87,6 +91,16 @@ impl Stored {
         self.damaged_reads -= 1;
         let back = 2 * (2 + self.damaged_reads as usize % 4);
         let cut = (self.hex.len() - back.min(self.hex.len() / 2)) / 2 * 2;
+        if self.damaged_reads % 2 == 1 {
+            let mut bytes = self.hex.clone().into_bytes();
+            let digit = bytes[cut];
+            bytes[cut] = if digit.is_ascii_digit() {
+                digit ^ 0x40
+            } else {
+                digit ^ 0x10
+            };
+            return String::from_utf8(bytes).expect("ASCII in, ASCII out");
+        }
         format!("{}\r{}", &self.hex[..cut], &self.hex[cut..])
     }
 }
