@@ -325,7 +325,9 @@ async fn status_events_a_relay_refuses_all_of_are_kept_until_it_takes_them() {
 /// A relay that refuses each status event, round after round, with no
 /// later event to show it takes any: after a dozen rounds of backoff the
 /// events are taken as refused on their own and skipped, so the stream is
-/// not held back for good; the held gauge falls back to 0.
+/// not held back for good. The held gauge stays at 1 while the relay
+/// takes none (the next batch is kept one round only), and falls back to
+/// 0 once it takes one.
 #[tokio::test]
 async fn events_refused_round_after_round_are_skipped_in_the_end() {
     let relay = EmulatedRelay::start().await;
@@ -334,11 +336,63 @@ async fn events_refused_round_after_round_are_skipped_in_the_end() {
     send_pushes(&bridge, &bridge_key, &pushes(&["r-1".into()])).await;
     let skipped = [
         relay_metric("phonerelay_relay_status_skipped_total", 1),
-        relay_metric("phonerelay_relay_status_held", 0),
+        relay_metric("phonerelay_relay_status_held", 1),
     ];
     assert_lines(&metrics_with(&bridge, &skipped).await, &skipped);
     // One round: the whole batch, then the one event alone is the batch.
     assert!(relay.with(|s| s.status_refusals) >= 12);
+
+    relay.with(|s| s.refuse_all_status = false);
+    send_pushes(
+        &bridge,
+        &bridge_key,
+        &[("+15559870002".into(), "r-2".into())],
+    )
+    .await;
+    wait_for_sent(&relay, "r-2").await;
+    let moved_on = [
+        relay_metric("phonerelay_relay_status_skipped_total", 1),
+        relay_metric("phonerelay_relay_status_held", 0),
+    ];
+    assert_lines(&metrics_with(&bridge, &moved_on).await, &moved_on);
+}
+
+/// A relay that refuses every status event is not sent a batch again in
+/// halves down to every single event (twice as many requests as events,
+/// back to back, at every round): once a few events were refused each
+/// alone with none taken, the round ends and the backoff begins.
+#[tokio::test]
+async fn a_relay_refusing_every_status_event_is_not_asked_once_per_event() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.refuse_all_status = true);
+    // The reporter looks every 3 s while idle, so the twenty events are
+    // one batch at its next look; a minute's backoff after the round.
+    let config = relay
+        .bridge_config("push", Some("ops"))
+        .replace("status_interval_ms = 30", "status_interval_ms = 3000")
+        .replace("retry_initial_ms = 40", "retry_initial_ms = 60000")
+        .replace("retry_max_ms = 250", "retry_max_ms = 60000");
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge = common::start_bridge(&config, RELAY_KEY, &wa).await;
+    let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
+    let relay_ids: Vec<String> = (1..=20).map(|n| format!("r-{n}")).collect();
+    send_pushes(&bridge, &key, &pushes(&relay_ids)).await;
+    relay
+        .wait_for("a refused round", |s| s.status_refusals > 0)
+        .await;
+    // The round is over once no request came for a second.
+    let mut seen = relay.with(|s| s.status_refusals);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = relay.with(|s| s.status_refusals);
+        if now == seen {
+            break;
+        }
+        seen = now;
+    }
+    let batch = relay.with(|s| s.largest_refused_status_batch);
+    assert_eq!(batch, 20, "the round's batch held every event");
+    assert!(seen <= 15, "{seen} requests for a round of 20 events");
 }
 
 /// The relay refuses a kept batch that holds a message's `sent` and is
@@ -408,6 +462,31 @@ async fn a_full_batch_the_relay_refuses_event_by_event_does_not_stop_the_stream(
     // rounds of backoff (12 times that).
     let refusals = relay.with(|s| s.status_refusals_of_forgotten);
     assert!(refusals < 1000, "{refusals} refusals");
+}
+
+/// The first events of a batch are of messages the relay forgot, the
+/// rest of ones it knows, and nothing comes past the batch to probe with:
+/// the split given up after the first few refused alone keeps the batch
+/// round after round, and before it is skipped each event goes alone
+/// once, so the relay gets those it takes and only the forgotten ones are
+/// skipped.
+#[tokio::test]
+async fn a_batch_kept_round_after_round_goes_event_by_event_before_any_is_skipped() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.refuse_status_prefix = Some("gone-".into()));
+    // Reads far apart: every event is there at the first read.
+    let (bridge, bridge_key) = push_bridge(&relay, 6000).await;
+    let gone: Vec<String> = (0..6).map(|n| format!("gone-{n}")).collect();
+    send_pushes(&bridge, &bridge_key, &pushes(&gone)).await;
+    let kept: Vec<(String, String)> = (0..4)
+        .map(|n| (format!("+1555987{n:04}"), format!("kept-{n}")))
+        .collect();
+    send_pushes(&bridge, &bridge_key, &kept).await;
+    for (_, relay_id) in &kept {
+        wait_for_sent(&relay, relay_id).await;
+    }
+    let skipped = [relay_metric("phonerelay_relay_status_skipped_total", 6)];
+    assert_lines(&metrics_with(&bridge, &skipped).await, &skipped);
 }
 
 #[tokio::test]

@@ -17,7 +17,8 @@ use crate::logging::Throttle;
 /// is not split down to single entries (twice as many requests as
 /// entries, at every pass, against a relay that takes none). The
 /// forwarder holds its queue after as many inbound messages refused in a
-/// row with none taken, rather than dead-letter every one.
+/// row with none taken, rather than dead-letter every one, and the status
+/// reporter stops halving a batch after as many events refused alone.
 pub(super) const REFUSED_ALONE_BEFORE_ANY_TAKEN: usize = 4;
 
 /// What became of an ack.

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::Deps;
 use super::client::RelayError;
+use super::pull_ack::REFUSED_ALONE_BEFORE_ANY_TAKEN;
 use super::settings::{SCOPE, STATUS_CURSOR};
 use super::{reported_relay, unknown_phone};
 use crate::clock::rfc3339;
@@ -30,6 +31,8 @@ const BATCH: u32 = 100;
 /// are taken as refused on their own and skipped, so a relay that forgot
 /// more messages than the stream looks ahead does not hold it back for
 /// good, while one refusing everything for a shorter spell loses none.
+/// While it still takes none, each next batch is kept one round only,
+/// then skipped, a batch per longest backoff.
 const REFUSED_ROUNDS: u32 = 12;
 
 #[derive(Debug, Serialize)]
@@ -131,9 +134,12 @@ pub async fn run(deps: Deps) {
             continue;
         }
         let mut scanned_to = batch.scanned_to;
+        // Skipped after the relay refused everything round after round:
+        // the backoff to wait before the next batch.
+        let mut skipped_refusing_all = None;
         if !batch.events.is_empty() {
             let events = bodies(batch.events);
-            match report(&deps, &events).await {
+            match report(&deps, &events, Split::GiveUpEarly).await {
                 Reported::Taken => {}
                 Reported::Shutdown => break,
                 Reported::AllRefused(e) => {
@@ -147,7 +153,7 @@ pub async fn run(deps: Deps) {
                             // Once more, for a relay that came back only
                             // now: what it still refuses, it refuses on its
                             // own.
-                            match report(&deps, &events).await {
+                            match report(&deps, &events, Split::ToTheEnd).await {
                                 Reported::Shutdown => break,
                                 Reported::Taken => {}
                                 Reported::AllRefused(_) => skip(
@@ -158,11 +164,32 @@ pub async fn run(deps: Deps) {
                             }
                             scanned_to = past;
                         }
-                        Probe::Refused | Probe::Nothing if refusals + 1 >= REFUSED_ROUNDS => skip(
-                            &deps,
-                            &events,
-                            "the relay has refused each of these status events round after round",
-                        ),
+                        Probe::Refused | Probe::Nothing if refusals + 1 >= REFUSED_ROUNDS => {
+                            // Each event alone, once, before any is skipped:
+                            // those the relay takes go (the first few of
+                            // the batch refused alone, say of messages it
+                            // forgot, had cut the split short).
+                            match report(&deps, &events, Split::ToTheEnd).await {
+                                Reported::Shutdown => break,
+                                Reported::Taken => {}
+                                Reported::AllRefused(e) => {
+                                    skip(
+                                        &deps,
+                                        &events,
+                                        "the relay has refused each of these status events round after round",
+                                    );
+                                    // It still takes none: the next batch
+                                    // gets one round, not a dozen again
+                                    // (the stream fell behind any steady
+                                    // flow of events then, and retention,
+                                    // which waits for the cursor, kept
+                                    // every message), after the longest
+                                    // backoff.
+                                    refusals = refusals.saturating_add(1);
+                                    skipped_refusing_all = Some(deps.backoff_ms(refusals, &e));
+                                }
+                            }
+                        }
                         Probe::Refused | Probe::Nothing => {
                             // Kept, not skipped: tried again from the same
                             // cursor after a backoff.
@@ -178,8 +205,9 @@ pub async fn run(deps: Deps) {
                 }
             }
         }
-        // The stream moves on: whatever held it has passed.
-        if std::mem::take(&mut holding) {
+        // The stream moves on: whatever held it has passed, unless the
+        // relay still takes nothing.
+        if skipped_refusing_all.is_none() && std::mem::take(&mut holding) {
             refusals = 0;
             held(&deps, false);
         }
@@ -190,6 +218,11 @@ pub async fn run(deps: Deps) {
         {
             // Not fatal: the events are reported again after a restart.
             tracing::warn!(error = %e, "cannot save the status cursor");
+        }
+        if let Some(wait_ms) = skipped_refusing_all
+            && !deps.sleep_ms(wait_ms).await
+        {
+            break;
         }
     }
     // No series left at 1 for a link that stopped (unpaired, paired again
@@ -297,7 +330,7 @@ async fn probe_past(deps: &Deps, after: i64, after_seq: i64, held: &[StatusEvent
     if events.is_empty() || !reported_relay::still_this_links(deps).await {
         return Probe::Nothing;
     }
-    match report(deps, &events).await {
+    match report(deps, &events, Split::GiveUpEarly).await {
         Reported::Taken => Probe::Taken(resume),
         Reported::AllRefused(_) => Probe::Refused,
         Reported::Shutdown => Probe::Shutdown,
@@ -333,13 +366,27 @@ enum Reported {
     Shutdown,
 }
 
+/// How `report` may end when the relay takes none of the batch.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Split {
+    /// Once [`REFUSED_ALONE_BEFORE_ANY_TAKEN`] events were refused each
+    /// alone with none taken: the relay refuses events, not these. Split
+    /// to the end, a batch cost twice as many requests as it has events
+    /// at every round (and as many again for the probe past it), back to
+    /// back, against a relay that takes none.
+    GiveUpEarly,
+    /// Every event alone: the relay is known to take events (a probe past
+    /// the batch was taken), so what it refuses, it refuses on its own.
+    ToTheEnd,
+}
+
 /// Until the relay takes the events or refuses them for good. A refused
 /// batch is sent again in halves, down to single events, so that only
 /// the events the relay refuses on their own are skipped, not those that
 /// shared their batch; and only if it took another event of the batch,
 /// which shows that it takes events at all. A relay that refuses every
 /// one loses none.
-async fn report(deps: &Deps, events: &[StatusEventBody]) -> Reported {
+async fn report(deps: &Deps, events: &[StatusEventBody], split: Split) -> Reported {
     // Halves still to send, the next on top: events go in order.
     let mut parts = vec![events];
     let mut taken_any = false;
@@ -357,7 +404,15 @@ async fn report(deps: &Deps, events: &[StatusEventBody]) -> Reported {
                 parts.push(second);
                 parts.push(first);
             }
-            Some(Err(e)) => refused.push((&part[0], e)),
+            Some(Err(e)) => {
+                refused.push((&part[0], e));
+                if split == Split::GiveUpEarly
+                    && !taken_any
+                    && refused.len() >= REFUSED_ALONE_BEFORE_ANY_TAKEN
+                {
+                    break;
+                }
+            }
         }
     }
     if !taken_any && let Some((_, last)) = refused.pop() {

@@ -106,6 +106,8 @@ pub struct Recorded {
     pub status_refused_up_to: Option<i64>,
     pub status_refusals_of_forgotten: u32,
     pub status_refusals: u32,
+    /// The most events one batch refused by `refuse_all_status` held.
+    pub largest_refused_status_batch: usize,
     /// Answer this many ack requests with 200 but forget them (the relay
     /// crashed before saving): the jobs are delivered again.
     pub lose_ack_times: u32,
@@ -515,6 +517,7 @@ async fn status(State(state): Shared, headers: HeaderMap, Json(body): Json<Value
     let events = body["events"].as_array().cloned().unwrap_or_default();
     if s.refuse_all_status {
         s.status_refusals += 1;
+        s.largest_refused_status_batch = s.largest_refused_status_batch.max(events.len());
         return error(422, "unsupported_event", "not an event this relay reads");
     }
     if s.refuse_status_until_probe {
