@@ -34,6 +34,18 @@ pub struct Endpoint {
     pub failures: Arc<crate::outbox::recent_failures::RecentFailures>,
 }
 
+impl Endpoint {
+    /// `record`, which waited in the queue, was cancelled: its recipient's
+    /// later messages, held behind it, go now. No slot is handed out
+    /// before a claim has taken them (a message handed over meanwhile
+    /// would go first), so the intake hears of it before the hold ends.
+    pub fn queued_message_cancelled(&self, record: &crate::store::OutboundRecord) {
+        self.intake.hold_ends_outside_a_claim();
+        self.back_in_queue.cancelled(record);
+        self.wake.notify_one();
+    }
+}
+
 #[derive(Default)]
 pub struct Endpoints {
     by_key: BTreeMap<EndpointKey, Arc<Endpoint>>,

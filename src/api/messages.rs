@@ -648,8 +648,7 @@ pub async fn cancel_message(
             // The recipient's later messages may wait behind this one, for
             // a retry that may be far off: they go now.
             if let Some(endpoint) = state.endpoints.get(before.channel, &before.phone_id) {
-                endpoint.back_in_queue.cancelled(&before);
-                endpoint.wake.notify_one();
+                endpoint.queued_message_cancelled(&before);
             }
             Ok(Json(CancelAnswer::for_key(&detail, may_read)))
         }

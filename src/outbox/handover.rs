@@ -223,6 +223,18 @@ impl Intake {
         self.lock().drained = false;
     }
 
+    /// A recipient's hold ended outside a claim (the message it waited
+    /// behind was cancelled): its messages the claims passed over are due
+    /// in the queue now. No slot is handed out until a claim that starts
+    /// from now has taken them; one under way, which passed them over,
+    /// cannot vouch for the queue (counted as a refused request is). Call
+    /// before the hold ends.
+    pub fn hold_ends_outside_a_claim(&self) {
+        let mut state = self.lock();
+        state.queued_instead += 1;
+        state.drained = false;
+    }
+
     /// Call before a claim that reads the queue at `at_ms`; pass the
     /// result to [`Self::claim_found`].
     pub fn claim_starts(&self, at_ms: i64) -> ClaimStart {

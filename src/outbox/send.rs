@@ -349,7 +349,10 @@ fn recipient_refused(
     Deferral::RecipientRefused.count(ctx, channel);
     let now = now_ms();
     SendOutcome::Release {
-        next_attempt_at_ms: now + wait.as_millis() as i64,
+        // No later than the TTL, as a retry (`retry_due`): due after it,
+        // the message's hold ended at the TTL with no claim to take what
+        // it held back, and a new message overtook them.
+        next_attempt_at_ms: (now + wait.as_millis() as i64).min(record.expires_at_ms),
         now_ms: now,
         code: error.code.clone(),
         reason: format!(
@@ -392,7 +395,8 @@ async fn refused(
     }
     Deferral::Refused.count(ctx, channel);
     SendOutcome::Release {
-        next_attempt_at_ms: until,
+        // No later than the TTL (see `recipient_refused`).
+        next_attempt_at_ms: until.min(record.expires_at_ms),
         now_ms: now,
         code: error.code.clone(),
         reason: format!(
@@ -646,5 +650,40 @@ mod tests {
         };
         let initial = ctx.outbox.retry_initial_ms as i64;
         assert!(next_attempt_at_ms >= before + initial, "due at once");
+    }
+
+    /// A message refused for now (its recipient, or the whole endpoint)
+    /// with a wait past its TTL goes back due at the TTL, as a retry does:
+    /// due later, its hold on the recipient ended at the TTL with no claim
+    /// to take what it held back, and a new message overtook them.
+    #[tokio::test]
+    async fn a_release_is_never_due_past_the_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap());
+        let channel = Arc::new(Held::default());
+        let endpoints = crate::endpoints::Endpoints::new(vec![channel]).unwrap();
+        let endpoint = endpoints
+            .get(phonerelay_channel::ChannelKind::Sms, "m1")
+            .unwrap()
+            .clone();
+        let ctx = DispatchContext::for_tests(store);
+        let mut record = queued_sms("short-lived", now_ms()).claimed_record("m-1".into());
+        record.expires_at_ms = now_ms() + 1_000;
+        let long = Some(Duration::from_secs(600));
+        let by_recipient = SendError::recipient_limited("pair_limit", "slow down", long);
+        let by_endpoint = SendError::rate_limited("too_many", "slow down", long);
+        for outcome in [
+            recipient_refused(&ctx, &record, &by_recipient),
+            refused(&endpoint, &ctx, &record, &by_endpoint).await,
+        ] {
+            let SendOutcome::Release {
+                next_attempt_at_ms, ..
+            } = outcome
+            else {
+                panic!("not released: {outcome:?}");
+            };
+            assert_eq!(next_attempt_at_ms, record.expires_at_ms);
+        }
     }
 }

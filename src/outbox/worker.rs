@@ -982,6 +982,59 @@ mod tests {
         }
     }
 
+    /// The message a recipient's later ones wait behind (for its retry)
+    /// is cancelled: they are due in the queue now, and no slot is handed
+    /// out until a claim that started after the cancel took them. One
+    /// under way, which passed them over as held, cannot vouch for the
+    /// queue: a message handed over then went before them.
+    #[tokio::test]
+    async fn a_hold_ended_by_a_cancel_hands_no_slot_out_until_a_claim_took_what_it_held() {
+        let d = Dispatcher::new(2);
+        let first = d.queue(TO, "first").await;
+        let (claimed, _) = d.claim(2).await;
+        assert_eq!(claimed.len(), 1);
+        // "first" goes back, due in a minute, as the recorder puts it.
+        let due = now_ms() + 60_000;
+        let retry = SendOutcome::Retry {
+            next_attempt_at_ms: due,
+            code: "timeout".into(),
+            reason: "no answer".into(),
+            now_ms: now_ms(),
+            may_have_gone_out: false,
+        };
+        d.store
+            .record_outcomes(vec![(first.clone(), retry)])
+            .await
+            .unwrap();
+        let went_back = d.endpoint.back_in_queue.went_back(&claimed[0], due);
+        d.endpoint.back_in_queue.recorded([&went_back]);
+        // "second", queued behind it, is passed over by the claims.
+        match d
+            .store
+            .accept_outbound(Dispatcher::message(TO, "second"))
+            .await
+        {
+            Ok(AcceptOutcome::Created { .. }) => {}
+            other => panic!("not created: {other:?}"),
+        }
+        let (passed_over, _) = d.claim(2).await;
+        assert!(passed_over.is_empty(), "the recipient is held");
+
+        // A claim starts, passing "second" over; then the cancel, as the
+        // API makes it; then the claim ends.
+        let under_way = d.endpoint.intake.claim_starts(now_ms());
+        d.store.cancel_outbound(&first, now_ms()).await.unwrap();
+        d.endpoint.queued_message_cancelled(&claimed[0]);
+        d.endpoint.intake.claim_found(true, under_way);
+        assert!(
+            d.endpoint.intake.reserve().is_err(),
+            "a slot handed out before \"second\" was taken"
+        );
+        let (taken, _) = d.claim(2).await;
+        assert_eq!(taken.len(), 1, "\"second\" taken");
+        assert!(d.endpoint.intake.reserve().is_ok(), "drained again");
+    }
+
     /// The race: a claim took the recipient's "first", fewer messages than
     /// it asked for, so the door opened to hand-overs; before the
     /// dispatcher started "first", two requests took both slots, one to
