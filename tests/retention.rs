@@ -476,3 +476,43 @@ async fn a_relay_message_whose_status_is_not_yet_reported_is_kept() {
     assert_eq!(n, 1);
     assert!(store.get_outbound(&ids[1]).await.unwrap().is_none());
 }
+
+/// The batch bounds one writer job as a whole, whatever kinds of rows it
+/// deletes: given to each kind afresh (ended sends, each inbound state,
+/// unreadable items), one job deleted several times the batch, and every
+/// accept committed with it waited for all of it.
+#[tokio::test]
+async fn one_prune_deletes_no_more_than_its_batch_across_kinds_of_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir.path().join("phonerelay.sqlite3"));
+    let now = now_ms();
+    let mut sends = Vec::new();
+    for n in 0..3 {
+        sends.push(accept_new(&store, new_outbound(&format!("sent-{n}"), now)).await);
+    }
+    assert_eq!(claim_all(&store, now, 60_000).await.len(), 3);
+    for id in &sends {
+        let receipt = SendReceipt::single(format!("ext-{id}"));
+        store.record_outcome(id, sent(receipt, now)).await.unwrap();
+    }
+    for n in 0..3 {
+        forwarded(&store, &format!("taken-{n}"), now).await;
+        store
+            .commit_inbound(inbound(&format!("waiting-{n}"), now), now)
+            .await
+            .unwrap();
+    }
+    let cutoff = now + 2 * 24 * 3600 * 1000;
+    let mut jobs = Vec::new();
+    loop {
+        let n = store
+            .prune(cutoff, 4, UnforwardedInbound::Prune, None)
+            .await
+            .unwrap();
+        jobs.push(n);
+        if n < 4 {
+            break;
+        }
+    }
+    assert_eq!(jobs, [4, 4, 1], "nine rows, at most four a job");
+}

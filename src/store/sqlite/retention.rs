@@ -110,14 +110,26 @@ pub fn prune(
         UnforwardedInbound::Keep => &["delivered", "other_phone"],
         UnforwardedInbound::Prune => &["delivered", "other_phone", "pending"],
     };
+    // The batch bounds the whole job, not each kind of row: given to each
+    // afresh, one job deleted several times the batch (and every accept
+    // committed with it waited for all of it).
+    let room = |removed: usize| batch as usize - removed.min(batch as usize);
     for state in states {
-        removed += conn
-            .prepare_cached(PRUNE_INBOUND)?
-            .execute(params![before_ms, batch, state])?;
+        if room(removed) == 0 {
+            return Ok(removed);
+        }
+        removed += conn.prepare_cached(PRUNE_INBOUND)?.execute(params![
+            before_ms,
+            room(removed) as i64,
+            state
+        ])?;
+    }
+    if room(removed) == 0 {
+        return Ok(removed);
     }
     // What could not be read goes nowhere: kept as long as what could.
     removed += conn
         .prepare_cached(super::unreadable::PRUNE_UNREADABLE)?
-        .execute(params![before_ms, batch])?;
+        .execute(params![before_ms, room(removed) as i64])?;
     Ok(removed)
 }
