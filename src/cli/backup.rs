@@ -79,11 +79,28 @@ pub struct RestoreArgs {
 }
 
 pub async fn run_restore(loaded: &LoadedConfig, args: &RestoreArgs) -> Result<(), ExitError> {
-    if !args.backup.is_file() {
-        return Err(ExitError::Config(format!(
-            "{}: no such file",
-            args.backup.display()
-        )));
+    match std::fs::metadata(&args.backup) {
+        Ok(found) if found.is_file() => {}
+        Ok(_) => {
+            return Err(ExitError::Config(format!(
+                "{}: not a file",
+                args.backup.display()
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ExitError::Config(format!(
+                "{}: no such file",
+                args.backup.display()
+            )));
+        }
+        // There, maybe, but not for this user (a folder it may not
+        // enter): a run-time failure, not a mistake in the command.
+        Err(e) => {
+            return Err(ExitError::Runtime(format!(
+                "cannot look for {}: {e}",
+                args.backup.display()
+            )));
+        }
     }
     let db = loaded.database_path();
     crate::private_files::create_dir(&loaded.state_dir()).map_err(|e| {

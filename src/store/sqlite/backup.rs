@@ -49,8 +49,12 @@ pub struct BackedUp {
 /// always a whole, durable copy, whatever stopped the backup. On a failure
 /// the partial copy is removed, and the error says what failed.
 pub fn backup(db: &Path, out: &Path) -> Result<BackedUp, String> {
-    if !db.exists() {
-        return Err(format!("no store at {}", db.display()));
+    // A store that cannot be looked for (its folder not for this user)
+    // is no missing store: said as what it is.
+    match db.try_exists() {
+        Ok(true) => {}
+        Ok(false) => return Err(format!("no store at {}", db.display())),
+        Err(e) => return Err(format!("cannot look for the store {}: {e}", db.display())),
     }
     if out.exists() {
         return Err(format!("cannot create {}: it exists", out.display()));
@@ -63,7 +67,16 @@ pub fn backup(db: &Path, out: &Path) -> Result<BackedUp, String> {
         .create_new(true)
         .mode(0o600)
         .open(&partial)
-        .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
+        .map_err(|e| match e.kind() {
+            // Never taken over: it may be another backup's, under way.
+            std::io::ErrorKind::AlreadyExists => format!(
+                "cannot create {}: it exists; a backup to {} was stopped before it \
+                 ended, or one runs now: remove it if none runs",
+                partial.display(),
+                out.display()
+            ),
+            _ => format!("cannot create {}: {e}", partial.display()),
+        })?;
     let made = copy_and_check(db, &partial)
         .map_err(|e| e.to_string())
         .and_then(|summary| {
@@ -192,6 +205,42 @@ mod tests {
         let out = dir.path().join("copy.sqlite3");
         let e = backup(&dir.path().join("missing.sqlite3"), &out).unwrap_err();
         assert!(e.to_string().contains("no store at"), "{e}");
+        assert!(!out.exists());
+    }
+
+    /// A store that cannot be looked for (here under a file, as a folder
+    /// this user may not enter is for one not root) is not said to be
+    /// missing: the operator would look for a store that is there.
+    #[test]
+    fn a_store_that_cannot_be_looked_for_is_not_said_to_be_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "").unwrap();
+        let out = dir.path().join("copy.sqlite3");
+        let e = backup(&file.join("phonerelay.sqlite3"), &out).unwrap_err();
+        assert!(e.contains("cannot look for the store"), "{e}");
+        assert!(!out.exists());
+    }
+
+    /// The partial copy of a backup stopped before it ended (or of one
+    /// running now) is left as it is, and the error says what it may be
+    /// and what to do.
+    #[test]
+    fn a_partial_copy_left_behind_is_named_for_what_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store(dir.path());
+        let out = dir.path().join("copy.sqlite3");
+        let partial = dir.path().join("copy.sqlite3.partial");
+        std::fs::write(&partial, "another backup's").unwrap();
+        let e = backup(&db, &out).unwrap_err();
+        assert!(
+            e.contains("was stopped before it ended, or one runs now"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&partial).unwrap(),
+            "another backup's"
+        );
         assert!(!out.exists());
     }
 }

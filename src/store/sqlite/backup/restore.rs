@@ -156,8 +156,12 @@ fn ensure_unused(db: &Path) -> Result<(), String> {
                 rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
             ) =>
         {
+            // Not the daemon, kept out by the instance lock the caller
+            // holds: a `phonerelay backup` running (from cron, say), or a
+            // sqlite3 shell, which take neither lock.
             Err(format!(
-                "{} is in use ({e}): stop the daemon first (systemctl stop phonerelay)",
+                "{} is in use ({e}) by another process, not the daemon (a `phonerelay backup` \
+                 still running, a sqlite3 shell): wait for it to end, or end it",
                 db.display()
             ))
         }
@@ -752,7 +756,12 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM outbound", [], |r| r.get::<_, i64>(0))
             .unwrap();
         let e = restore(&copy, &db, ".x").unwrap_err();
-        assert!(e.contains("stop the daemon first"), "{e}");
+        // The daemon is kept out by the instance lock the restore holds:
+        // not named as what holds the store.
+        assert!(
+            e.contains("is in use") && e.contains("not the daemon"),
+            "{e}"
+        );
         assert!(!dir.path().join("phonerelay.sqlite3.x").exists());
         drop(daemon);
         restore(&copy, &db, ".x").unwrap();
