@@ -14,7 +14,7 @@ use clap::Args;
 use crate::config::LoadedConfig;
 use crate::exit::ExitError;
 use crate::store::sqlite::backup::{
-    EventsFrom, FatesCarried, LeftBehind, PairingFrom, Restored, backup, restore,
+    EventsFrom, LeftBehind, PairingFrom, Restored, backup, restore,
 };
 
 /// What a restored store's daemon does with the copy's outbox: it sends
@@ -173,13 +173,23 @@ fn print_carried(restored: &Restored) {
     }
     outln!("{}", pairing_said(&restored.carried.pairing));
     if let Some(fates) = &restored.carried.fates
-        && *fates != FatesCarried::default()
+        && fates.sends_ended + fates.replies_forwarded > 0
     {
         outln!(
             "taken as the replaced store has them: {} sends it sent or ended after the backup \
              (not sent again), {} replies the relay took after it (not forwarded again)",
             fates.sends_ended,
             fates.replies_forwarded
+        );
+    }
+    if let Some(fates) = &restored.carried.fates
+        && fates.sends_pruned + fates.replies_pruned > 0
+    {
+        outln!(
+            "deleted as the replaced store had deleted them (ended there, then past \
+             storage.retention_days): {} sends (not sent again), {} replies (not forwarded again)",
+            fates.sends_pruned,
+            fates.replies_pruned
         );
     }
     if let Some(media) = &restored.media {

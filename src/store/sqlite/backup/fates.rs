@@ -7,7 +7,8 @@
 //! Idempotency-Key only if its id was the same, and with a body made
 //! afresh). The conversations the replaced store recorded after the backup
 //! are taken too, so a reply to one of those sends is routed to the pChat
-//! user who wrote it.
+//! user who wrote it. What the replaced store, gone on from the backup,
+//! ended and deleted since is deleted too (`drop_pruned`).
 //!
 //! Columns are those both stores have: the backup may be of an older
 //! schema (migrated when the daemon next starts), and a column only the
@@ -24,6 +25,15 @@ pub struct FatesCarried {
     /// Replies the backup has waiting for the relay (or as dead letters)
     /// that the relay took from the replaced store.
     pub replies_forwarded: usize,
+    /// Sends the backup has queued or being sent that the replaced store,
+    /// gone on from the backup, no longer holds: ended there, and deleted
+    /// by retention since. Deleted from the restored store too.
+    pub sends_pruned: usize,
+    /// Replies the backup has waiting (or as dead letters) that the
+    /// replaced store, gone on from the backup, no longer holds: taken by
+    /// the relay (or, with no relay named, let go with age) and deleted by
+    /// retention since. Deleted from the restored store too.
+    pub replies_pruned: usize,
 }
 
 /// The sends to take over: both stores hold them, live in the backup and
@@ -32,7 +42,10 @@ const ENDED_SINCE: &str = "CREATE TEMP TABLE ended_since AS
      SELECT r.id AS id FROM replaced.outbound r JOIN main.outbound m ON m.id = r.id
      WHERE m.status IN ('queued', 'sending') AND r.status NOT IN ('queued', 'sending')";
 
-pub(super) fn take_fates(tx: &Connection) -> rusqlite::Result<FatesCarried> {
+/// The fates of shared messages, and with `went_on` (the replaced store
+/// went on from the backup: `replaced::continues_backup`), those of the
+/// messages it deleted since ([`drop_pruned`]).
+pub(super) fn take_fates(tx: &Connection, went_on: bool) -> rusqlite::Result<FatesCarried> {
     tx.execute_batch(&format!(
         "DROP TABLE IF EXISTS temp.ended_since; {ENDED_SINCE};"
     ))?;
@@ -40,10 +53,51 @@ pub(super) fn take_fates(tx: &Connection) -> rusqlite::Result<FatesCarried> {
     tx.execute_batch("DROP TABLE temp.ended_since")?;
     let replies_forwarded = take_replies(tx)?;
     take_conversations(tx)?;
+    let (sends_pruned, replies_pruned) = if went_on { drop_pruned(tx)? } else { (0, 0) };
     Ok(FatesCarried {
         sends_ended,
         replies_forwarded,
+        sends_pruned,
+        replies_pruned,
     })
+}
+
+/// The sends the backup holds live, and the replies it holds waiting for
+/// the relay, that the replaced store, gone on from the backup, no longer
+/// holds: retention deletes no live send and (while a relay is named) no
+/// reply the relay has not taken, so they ended there and were deleted
+/// with age since. Left in the restored store, each went out (or to the
+/// relay) a second time, long after. Deleted as the replaced store
+/// deleted them, with their history and parts; the files of such replies
+/// go at the next media sweep. Only for a store that went on from the
+/// backup: one that never had these messages (a restore of an older
+/// backup in between) says nothing of them, and they stay.
+fn drop_pruned(tx: &Connection) -> rusqlite::Result<(usize, usize)> {
+    // By `seq`, the row's name in both stores, then its id.
+    tx.execute_batch(
+        "DROP TABLE IF EXISTS temp.pruned_since;
+         CREATE TEMP TABLE pruned_since AS
+             SELECT m.id AS id FROM main.outbound m
+             WHERE m.status IN ('queued', 'sending')
+               AND NOT EXISTS (SELECT 1 FROM replaced.outbound r
+                               WHERE r.seq = m.seq AND r.id = m.id);
+         DELETE FROM main.outbound_events WHERE message_id IN (SELECT id FROM temp.pruned_since);
+         DELETE FROM main.outbound_parts WHERE message_id IN (SELECT id FROM temp.pruned_since);",
+    )?;
+    let sends = tx.execute(
+        "DELETE FROM main.outbound WHERE id IN (SELECT id FROM temp.pruned_since)",
+        [],
+    )?;
+    tx.execute_batch("DROP TABLE temp.pruned_since")?;
+    let replies = tx.execute(
+        "DELETE FROM main.inbound
+         WHERE relay_state IN ('pending', 'dead')
+           AND NOT EXISTS (SELECT 1 FROM replaced.inbound r
+                           WHERE r.channel = inbound.channel AND r.phone_id = inbound.phone_id
+                             AND r.external_id = inbound.external_id)",
+        [],
+    )?;
+    Ok((sends, replies))
 }
 
 /// The ended sends' rows, parts (the ids their delivery reports name) and

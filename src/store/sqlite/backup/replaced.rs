@@ -203,7 +203,7 @@ fn take_from(copy: &mut Connection, from: &Path) -> Result<Taken, String> {
         // is restored as it is, as before fates were taken.
         let fates = {
             let point = tx.savepoint().map_err(sql)?;
-            match super::fates::take_fates(&point) {
+            match super::fates::take_fates(&point, went_on) {
                 Ok(fates) => {
                     point.commit().map_err(sql)?;
                     Some(fates)

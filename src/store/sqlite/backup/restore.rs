@@ -352,6 +352,7 @@ mod tests {
             Some(replaced::FatesCarried {
                 sends_ended: 1,
                 replies_forwarded: 1,
+                ..Default::default()
             })
         );
         let conn = Connection::open(&db).unwrap();
@@ -380,6 +381,65 @@ mod tests {
             ["in-still-pending pending", "in-taken-since delivered"]
         );
         assert_eq!(text("SELECT pchat_to FROM conversations"), ["alice"]);
+    }
+
+    /// A send the backup has queued and a reply it has waiting for the
+    /// relay, which the replaced store (gone on from the backup: it holds
+    /// the backup's last status event) ended and then deleted with age,
+    /// are deleted from the restored store too, not sent or forwarded a
+    /// second time. Over a store that did not go on from the backup (one
+    /// that never had them), they stay.
+    #[test]
+    fn what_the_replaced_store_ended_and_deleted_since_is_not_restored_live() {
+        for went_on in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let db = empty_store(dir.path());
+            let conn = Connection::open(&db).unwrap();
+            for id in ["out-pruned-since", "out-still-queued"] {
+                queue_message(&conn, id);
+            }
+            for id in ["in-pruned-since", "in-still-pending"] {
+                receive(&conn, id, "pending");
+            }
+            add_event(&conn);
+            let copy = dir.path().join("copy.sqlite3");
+            backup(&db, &copy).unwrap();
+            // Sent, taken by the relay, and past retention since.
+            conn.execute_batch(
+                "DELETE FROM outbound WHERE id = 'out-pruned-since';
+                 DELETE FROM inbound WHERE id = 'in-pruned-since';",
+            )
+            .unwrap();
+            if !went_on {
+                conn.execute_batch("DELETE FROM outbound_events").unwrap();
+            }
+            drop(conn);
+
+            let restored = restore(&copy, &db, ".before-restore").unwrap();
+            let fates = restored.carried.fates.unwrap();
+            let conn = Connection::open(&db).unwrap();
+            let ids = |sql: &str| -> Vec<String> {
+                conn.prepare(sql)
+                    .unwrap()
+                    .query_map([], |row| row.get(0))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap()
+            };
+            let (outbound, inbound) = (
+                ids("SELECT id FROM outbound ORDER BY id"),
+                ids("SELECT id FROM inbound ORDER BY id"),
+            );
+            if went_on {
+                assert_eq!((fates.sends_pruned, fates.replies_pruned), (1, 1));
+                assert_eq!(outbound, ["out-still-queued"]);
+                assert_eq!(inbound, ["in-still-pending"]);
+            } else {
+                assert_eq!((fates.sends_pruned, fates.replies_pruned), (0, 0));
+                assert_eq!(outbound, ["out-pruned-since", "out-still-queued"]);
+                assert_eq!(inbound, ["in-pruned-since", "in-still-pending"]);
+            }
+        }
     }
 
     /// A status event of a message of its own: no two stores' are alike.
