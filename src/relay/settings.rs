@@ -221,6 +221,20 @@ pub async fn resolve(
             )));
         }
     };
+    // The pairing and the key are read apart: a `pair` that went in
+    // between (the new pairing and key committed and put in place) leaves
+    // the old pairing with the new key, which the check below cannot tell
+    // from the right key when the old pairing, an older build's, recorded
+    // no fingerprint; a link built then sent the new relay's key to the
+    // old relay. Read the pairing again: changed, nothing is decided now,
+    // and what runs keeps running until the next read.
+    if read_pairing(store).await.map_err(Unresolved::Store)? != pairing {
+        return Err(Unresolved::KeyUnreadable(
+            "the relay pairing changed while it was read (a `phonerelay pair` just now); \
+             read again at the next settings poll"
+                .into(),
+        ));
+    }
     // Where the pairing names the relay (the config does not), never send
     // a key to a relay it was not paired with (and see
     // `paired_with_this_relay` for a config that names another).
@@ -324,6 +338,62 @@ mod tests {
             .await
             .unwrap();
         assert!(resolve(&loaded, &store).await.unwrap().is_some());
+    }
+
+    /// Pairing with another relay in between the reads of the pairing and
+    /// of the key: an old pairing without a fingerprint (an older build's)
+    /// is not joined with the new relay's key, so that key never goes to
+    /// the old relay; what runs keeps running until the next read.
+    #[tokio::test]
+    async fn a_pair_between_the_reads_of_the_pairing_and_the_key_builds_no_link() {
+        struct PairInBetween {
+            db: std::path::PathBuf,
+            key_file: std::path::PathBuf,
+            done: std::sync::atomic::AtomicBool,
+        }
+        impl crate::store::testing::Faults for PairInBetween {
+            fn cursor_loaded(&self, name: &str) {
+                if name != PAIRING || self.done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                let new = Pairing {
+                    url: "http://new-relay.invalid".into(),
+                    ..paired_with(Some(key_fingerprint("new-relay-key")))
+                };
+                let conn = rusqlite::Connection::open(&self.db).unwrap();
+                conn.busy_timeout(std::time::Duration::from_secs(10))
+                    .unwrap();
+                conn.execute(
+                    "INSERT OR REPLACE INTO cursors (scope, name, value) VALUES (?1, ?2, ?3)",
+                    [SCOPE, PAIRING, &serde_json::to_string(&new).unwrap()],
+                )
+                .unwrap();
+                std::fs::write(&self.key_file, "new-relay-key\n").unwrap();
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (loaded, store) = config_and_store(dir.path());
+        std::fs::write(key_file(&loaded), "old-relay-key\n").unwrap();
+        save_pairing(&store, Some(&paired_with(None)))
+            .await
+            .unwrap();
+        let racing = crate::store::testing::Faulty::with(
+            store,
+            PairInBetween {
+                db: loaded.database_path(),
+                key_file: key_file(&loaded),
+                done: Default::default(),
+            },
+        );
+        match resolve(&loaded, &racing).await {
+            Err(Unresolved::KeyUnreadable(why)) => {
+                assert!(why.contains("changed while it was read"), "{why}")
+            }
+            other => panic!("not left for the next read: {other:?}"),
+        }
+        // Read again, both are the new relay's.
+        let settings = resolve(&loaded, &racing).await.unwrap().unwrap();
+        assert_eq!(settings.url, "http://new-relay.invalid");
     }
 
     /// A relay key file that is there but cannot be read is said as such,

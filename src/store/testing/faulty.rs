@@ -46,6 +46,9 @@ pub trait Faults: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Cursor `name` was just read (something else may change now).
+    fn cursor_loaded(&self, _name: &str) {}
+
     /// Before the cursor `name` is saved.
     fn save_cursor(&self, _name: &str) -> StoreResult<()> {
         Ok(())
@@ -465,7 +468,9 @@ impl<F: Faults> Store for Faulty<F> {
     }
 
     async fn load_cursor(&self, scope: &str, name: &str) -> StoreResult<Option<String>> {
-        self.inner.load_cursor(scope, name).await
+        let loaded = self.inner.load_cursor(scope, name).await;
+        self.faults.cursor_loaded(name);
+        loaded
     }
 
     async fn sent_ids(
