@@ -447,6 +447,34 @@ async fn late_cmgs_after_send_timeout_is_not_sent_again_by_the_retry() {
     assert_eq!(reported, returned);
 }
 
+/// The modem's late `+CMGS` came, but the session ended before the
+/// modem was in step again (its sync probe went unheeded, then the port
+/// was lost): the part went out all the same, and the retry after the
+/// modem is back does not send it again. The answer was dropped with the
+/// session before.
+#[tokio::test]
+async fn a_late_cmgs_before_the_session_ends_is_kept() {
+    let rig = Rig::start(behaviour(), impatient_config()).await;
+    rig.wait_up().await;
+    rig.sim.set_delay(SLOW_NETWORK);
+    send_fails_transiently(&rig, "one", "just once").await;
+    // Busy with the network, the modem heeds nothing it is sent: the
+    // probe after the timeout goes unanswered.
+    rig.sim.set_muted(true);
+    wait_until(|| rig.sim.sent_parts().len() == 1).await;
+    rig.sim.set_delay(Duration::ZERO);
+    // The late answer read, the probe's deadline still ahead: unplugged.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    rig.sim.disconnect();
+    wait_until(|| !rig.channel.can_send()).await;
+    rig.sim.set_muted(false);
+    rig.sim.reconnect();
+    rig.wait_up().await;
+    let receipt = retry_until_sent(&rig, &message("one", "+15551230002", "just once")).await;
+    assert_eq!(rig.sim.sent_parts().len(), 1, "the part went out twice");
+    assert_eq!(receipt.external_ids.len(), 1);
+}
+
 /// A rig whose send of the single-part message "one" timed out (the
 /// network slower than `send_timeout_ms`): transient, outcome unknown, the
 /// modem's late +CMGS still to come.

@@ -223,7 +223,7 @@ impl Conn {
     /// (see `AtEngine::resynchronise`).
     pub async fn leave_text_entry(&mut self) -> Result<(), ConnError> {
         self.engine.resynchronise();
-        self.resync(MAX_PROBE_ATTEMPTS).await.map(drop)
+        self.resync(MAX_PROBE_ATTEMPTS, &mut None).await
     }
 
     async fn run_submitted(&mut self, id: CommandId, label: String) -> Result<Answer, ConnError> {
@@ -268,17 +268,24 @@ impl Conn {
 
     /// After a command timed out: let the engine write its ESC and sync
     /// probe and read until the modem is in step again (see the engine's
-    /// module docs), returning the timed-out command's late final result if
-    /// it came. The modem is taken as gone after `max_probes` unanswered
-    /// probes ([`ConnError::NotAnswering`]).
-    pub async fn resync(&mut self, max_probes: u32) -> Result<Option<LateAnswer>, ConnError> {
-        let mut late = None;
+    /// module docs), putting the timed-out command's late final result in
+    /// `late` as soon as it comes. The modem is taken as gone after
+    /// `max_probes` unanswered probes ([`ConnError::NotAnswering`]). The
+    /// late answer stays in `late` whatever the resync ends in: one that
+    /// came before the last probe went unanswered, or before the port
+    /// failed, still tells whether the command was carried out (a
+    /// `+CMGS`, whose part must not go a second time).
+    pub async fn resync(
+        &mut self,
+        max_probes: u32,
+        late: &mut Option<LateAnswer>,
+    ) -> Result<(), ConnError> {
         loop {
             self.flush_transmit().await?;
             while let Some(event) = self.engine.poll_event() {
                 match event {
                     EngineEvent::LateResult { id, result, lines } => {
-                        late = Some(LateAnswer { id, result, lines });
+                        *late = Some(LateAnswer { id, result, lines });
                     }
                     EngineEvent::Urc(urc) => self.note_urc(urc)?,
                     EngineEvent::ProbeTimedOut { attempts } if attempts >= max_probes => {
@@ -288,7 +295,7 @@ impl Conn {
                 }
             }
             if self.engine.is_synchronised() {
-                return Ok(late);
+                return Ok(());
             }
             self.flush_transmit().await?;
             self.wait_input_or_deadline().await?;

@@ -1204,7 +1204,8 @@ impl Driver {
     /// (the probes go unanswered and the session ends, or the modem is
     /// unplugged), or a daemon restart before it comes. Those parts are sent
     /// again by the retry. One that comes is kept in the store, so a retry
-    /// after a restart knows it too.
+    /// after a restart knows it too, even if the session ends right after
+    /// it (the probe of its window unanswered, the port lost).
     async fn settle_timed_out_send(
         &self,
         conn: &mut Conn,
@@ -1212,7 +1213,10 @@ impl Driver {
         to: &str,
         part: TimedOutPart,
     ) -> Result<(), ConnError> {
-        let late = conn.resync(self.probes_after_send_timeout()).await?;
+        let mut late = None;
+        let resynced = conn
+            .resync(self.probes_after_send_timeout(), &mut late)
+            .await;
         match late {
             Some(LateAnswer {
                 id,
@@ -1243,7 +1247,7 @@ impl Driver {
                 tracing::warn!(phone_id = %self.config.phone_id, message_id, "no late answer to a timed-out send; a retry sends the part again")
             }
         }
-        Ok(())
+        resynced
     }
 
     /// Send the parts not yet accepted, back to back: the next AT+CMGS goes
