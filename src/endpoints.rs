@@ -42,6 +42,10 @@ impl Endpoint {
     pub fn queued_message_cancelled(&self, record: &crate::store::OutboundRecord) {
         self.intake.hold_ends_outside_a_claim();
         self.back_in_queue.cancelled(record);
+        // And after: a claim that started between the two found the
+        // recipient still held, passed its messages over, and would
+        // vouch for the queue.
+        self.intake.hold_ends_outside_a_claim();
         self.wake.notify_one();
     }
 }

@@ -235,10 +235,11 @@ async fn a_restore_keeps_the_replaced_store_s_files_aside_from_the_start_up_swee
     );
 }
 
-/// A restore's file that is missing, a folder, or cannot be looked for
-/// (here under a file, as one in a folder the user may not enter is for
-/// one not root): each said as what it is, the last a run-time failure
-/// (exit 1), not a mistake in the command (exit 2); nothing is replaced.
+/// A restore's file that is missing (or under a file), a folder, or
+/// cannot be looked for (here a name too long, as one in a folder the user
+/// may not enter is for one not root: the tests may run as root): each
+/// said as what it is, the last a run-time failure (exit 1), not a mistake
+/// in the command (exit 2); nothing is replaced.
 #[test]
 fn a_restore_says_why_its_file_cannot_be_read() {
     let Simulated { dir, config, .. } = Simulated::new();
@@ -246,8 +247,9 @@ fn a_restore_says_why_its_file_cannot_be_read() {
     std::fs::write(&a_file, "").unwrap();
     for (backup, code, said) in [
         (dir.path().join("missing.sqlite3"), 2, "no such file"),
+        (a_file.join("copy.sqlite3"), 2, "no such file"),
         (dir.path().to_path_buf(), 2, "not a file"),
-        (a_file.join("copy.sqlite3"), 1, "cannot look for"),
+        (dir.path().join("n".repeat(300)), 1, "cannot look for"),
     ] {
         let out = run(&[
             "restore",

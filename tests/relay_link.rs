@@ -341,6 +341,22 @@ async fn events_refused_round_after_round_are_skipped_in_the_end() {
     assert_lines(&metrics_with(&bridge, &skipped).await, &skipped);
     // One round: the whole batch, then the one event alone is the batch.
     assert!(relay.with(|s| s.status_refusals) >= 12);
+    // A send of the operator's own (no relay id): its events are none of
+    // the relay's, and reading them shows nothing of whether it takes any.
+    let (code, own) = bridge
+        .post(
+            "/api/v1/messages",
+            &bridge_key,
+            &json!({"phone_id": PHONE_ID, "channel": "wa", "to": "+15559870003", "text": "own"}),
+        )
+        .await;
+    assert_eq!(code, 202, "{own}");
+    bridge
+        .wait_status(own["id"].as_str().unwrap(), "sent")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let still_held = [relay_metric("phonerelay_relay_status_held", 1)];
+    assert_lines(&bridge.metrics_text().await, &still_held);
 
     relay.with(|s| s.refuse_all_status = false);
     send_pushes(
@@ -357,42 +373,37 @@ async fn events_refused_round_after_round_are_skipped_in_the_end() {
     assert_lines(&metrics_with(&bridge, &moved_on).await, &moved_on);
 }
 
-/// A relay that refuses every status event is not sent a batch again in
-/// halves down to every single event (twice as many requests as events,
-/// back to back, at every round): once a few events were refused each
-/// alone with none taken, the round ends and the backoff begins.
+/// A relay that refuses every status event is sent a batch in halves
+/// down to every single event at the first round of the hold and before
+/// the batch is skipped, not at every round between (twice as many
+/// requests as events, back to back, each time): at those, once a few
+/// events were refused each alone with none taken, the round ends.
 #[tokio::test]
-async fn a_relay_refusing_every_status_event_is_not_asked_once_per_event() {
+async fn a_relay_refusing_every_status_event_is_not_asked_once_per_event_every_round() {
     let relay = EmulatedRelay::start().await;
     relay.with(|s| s.refuse_all_status = true);
     // The reporter looks every 3 s while idle, so the twenty events are
-    // one batch at its next look; a minute's backoff after the round.
+    // one batch at its next look.
     let config = relay
         .bridge_config("push", Some("ops"))
-        .replace("status_interval_ms = 30", "status_interval_ms = 3000")
-        .replace("retry_initial_ms = 40", "retry_initial_ms = 60000")
-        .replace("retry_max_ms = 250", "retry_max_ms = 60000");
+        .replace("status_interval_ms = 30", "status_interval_ms = 3000");
     let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
     let bridge = common::start_bridge(&config, RELAY_KEY, &wa).await;
     let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
     let relay_ids: Vec<String> = (1..=20).map(|n| format!("r-{n}")).collect();
     send_pushes(&bridge, &key, &pushes(&relay_ids)).await;
-    relay
-        .wait_for("a refused round", |s| s.status_refusals > 0)
-        .await;
-    // The round is over once no request came for a second.
-    let mut seen = relay.with(|s| s.status_refusals);
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = relay.with(|s| s.status_refusals);
-        if now == seen {
-            break;
-        }
-        seen = now;
-    }
+    let skipped = [relay_metric("phonerelay_relay_status_skipped_total", 20)];
+    assert_lines(&metrics_with(&bridge, &skipped).await, &skipped);
     let batch = relay.with(|s| s.largest_refused_status_batch);
-    assert_eq!(batch, 20, "the round's batch held every event");
-    assert!(seen <= 15, "{seen} requests for a round of 20 events");
+    assert_eq!(batch, 20, "the rounds' batch held every event");
+    // Twelve rounds: halved to the end at the first and before the skip
+    // (39 requests each), a dozen or so at each of the ten between;
+    // halved to the end at every round, 468.
+    let asked = relay.with(|s| s.status_refusals);
+    assert!(
+        asked <= 250,
+        "{asked} requests for twelve rounds of 20 events"
+    );
 }
 
 /// The relay refuses a kept batch that holds a message's `sent` and is
@@ -487,6 +498,33 @@ async fn a_batch_kept_round_after_round_goes_event_by_event_before_any_is_skippe
     }
     let skipped = [relay_metric("phonerelay_relay_status_skipped_total", 6)];
     assert_lines(&metrics_with(&bridge, &skipped).await, &skipped);
+}
+
+/// The first events of a batch are of messages the relay forgot, the
+/// rest of ones it knows, and the backoff is a production one (a minute
+/// and more between rounds): the first round sends each event alone, so
+/// the ones it takes go at once, not after a dozen rounds of backoff.
+#[tokio::test]
+async fn events_the_relay_takes_behind_forgotten_ones_go_at_the_first_round() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| s.refuse_status_prefix = Some("gone-".into()));
+    let config = relay
+        .bridge_config("push", Some("ops"))
+        .replace("status_interval_ms = 30", "status_interval_ms = 6000")
+        .replace("retry_initial_ms = 40", "retry_initial_ms = 60000")
+        .replace("retry_max_ms = 250", "retry_max_ms = 300000");
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge = common::start_bridge(&config, RELAY_KEY, &wa).await;
+    let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
+    let gone: Vec<String> = (0..6).map(|n| format!("gone-{n}")).collect();
+    send_pushes(&bridge, &key, &pushes(&gone)).await;
+    let kept: Vec<(String, String)> = (0..4)
+        .map(|n| (format!("+1555987{n:04}"), format!("kept-{n}")))
+        .collect();
+    send_pushes(&bridge, &key, &kept).await;
+    for (_, relay_id) in &kept {
+        wait_for_sent(&relay, relay_id).await;
+    }
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::test_channel::Step;
 use common::{TestChannel, TestDaemon, create_key};
 use phonerelay::clock::now_ms;
-use phonerelay::store::Scope;
+use phonerelay::store::{RelayMove, Scope, Store};
 use phonerelay_channel::{ChannelEvent, ChannelKind, InboundMessage, SendError};
 use relay_support::{EmulatedRelay, PHONE_ID, RELAY_KEY};
 use serde_json::{Value, json};
@@ -679,4 +679,67 @@ async fn after_a_move_to_another_relay_replies_are_not_routed_to_the_old_relays_
         "{:?}",
         new.message_texts()
     );
+}
+
+/// A link still running for the old relay after `pair` moved the bridge
+/// wrote, after the move had forgotten the routes of what waits, a route
+/// to the old relay's user again (the POST to the old relay failed, and
+/// the retry was recorded with its route). The new link does not reuse a
+/// route kept with a body made for another relay: it routes afresh.
+#[tokio::test]
+async fn a_route_written_for_the_old_relay_after_the_move_is_not_reused() {
+    let mut old = EmulatedRelay::start().await;
+    let new = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let mut bridge =
+        common::start_bridge(&old.bridge_config("push", Some("ops")), RELAY_KEY, &wa).await;
+    let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
+    send_from_pchat(&bridge, &key, "wa", "+15551230001", "alice", "r-1").await;
+    old.down().await;
+    wa.inject(inbound(
+        ChannelKind::Wa,
+        "+15551230001",
+        "w-1",
+        "caught in the move",
+        &[],
+    ))
+    .await
+    .unwrap();
+    let waiting = wait_routed_pending(&bridge, "caught in the move").await;
+    assert_eq!(waiting["to"], "alice", "{waiting}");
+    let id = waiting["message"]["id"].as_str().unwrap().to_string();
+    bridge.stop().await;
+
+    // `pair` records the move (and forgets the route); the old link then
+    // records its failed POST's retry with alice's route again.
+    let db = bridge.db_path();
+    let store = common::open_store(&db);
+    let moved = RelayMove {
+        cursor: phonerelay::relay::reported_relay::CURSOR.into(),
+        url: new.url(),
+    };
+    store
+        .record_relay_move(phonerelay::relay::settings::SCOPE, moved)
+        .await
+        .unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let rewritten = conn
+        .execute(
+            "UPDATE inbound SET relay_to = 'alice', relay_route = 'recent' WHERE id = ?1",
+            [&id],
+        )
+        .unwrap();
+    assert_eq!(rewritten, 1);
+    drop(conn);
+
+    let moved = format!(
+        "{}{}",
+        common::FAST_OUTBOX,
+        new.bridge_config("push", Some("ops"))
+    );
+    let _bridge = bridge.restart_with(&moved, vec![wa.clone()]).await;
+    let sent = forwarded(&new, "caught in the move").await;
+    assert_eq!(sent["to"], "ops", "{sent}");
+    assert_eq!(sent["origin"]["route"], "default", "{sent}");
 }

@@ -87,7 +87,13 @@ pub async fn run_restore(loaded: &LoadedConfig, args: &RestoreArgs) -> Result<()
                 args.backup.display()
             )));
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        // A path through a file is no path at all: a slip in the command.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
             return Err(ExitError::Config(format!(
                 "{}: no such file",
                 args.backup.display()

@@ -607,8 +607,17 @@ async fn fix_body(
     refusals: &mut Refusals,
 ) -> Result<RelayBody, Attempt> {
     let m = &item.inbound;
+    // A route kept with a body made for another relay was that relay's:
+    // routed afresh, by this relay's conversations. The move forgets such
+    // routes (`record_relay_move`), but a link still running for the old
+    // relay may have written one since, with the body it posted there. An
+    // operator's own address goes wherever the link goes.
+    let for_another_relay = item
+        .body
+        .as_ref()
+        .is_some_and(|body| !super::relay_url::same_relay(&body.relay_url, &deps.settings.url));
     let route = match (&item.to, &item.route) {
-        (Some(to), Some(route)) => Route {
+        (Some(to), Some(route)) if route == MANUAL_ROUTE || !for_another_relay => Route {
             to: to.clone(),
             route: route.clone(),
         },

@@ -137,19 +137,34 @@ pub async fn run(deps: Deps) {
         // Skipped after the relay refused everything round after round:
         // the backoff to wait before the next batch.
         let mut skipped_refusing_all = None;
+        // Whether the relay took any event this round: only that ends a
+        // hold (a read with none of its events, say an operator's own
+        // send's, shows nothing).
+        let mut relay_took = false;
+        // Each event alone at the first round of a hold, so that those
+        // the relay takes go at once (the first few refused alone, of
+        // messages it forgot, would have cut the split short); at the
+        // later rounds, which only ask whether it takes events again, the
+        // split stops early.
+        let split = if refusals == 0 {
+            Split::ToTheEnd
+        } else {
+            Split::GiveUpEarly
+        };
         if !batch.events.is_empty() {
             let events = bodies(batch.events);
-            match report(&deps, &events, Split::GiveUpEarly).await {
-                Reported::Taken => {}
+            match report(&deps, &events, split).await {
+                Reported::Taken => relay_took = true,
                 Reported::Shutdown => break,
                 Reported::AllRefused(e) => {
                     held(&deps, true);
                     holding = true;
                     // The events after these show whether the relay takes
                     // any, and so whether these are refused on their own.
-                    match probe_past(&deps, scanned_to, after_seq, &events).await {
+                    match probe_past(&deps, scanned_to, after_seq, &events, split).await {
                         Probe::Shutdown => break,
                         Probe::Taken(past) => {
+                            relay_took = true;
                             // Once more, for a relay that came back only
                             // now: what it still refuses, it refuses on its
                             // own.
@@ -171,7 +186,7 @@ pub async fn run(deps: Deps) {
                             // forgot, had cut the split short).
                             match report(&deps, &events, Split::ToTheEnd).await {
                                 Reported::Shutdown => break,
-                                Reported::Taken => {}
+                                Reported::Taken => relay_took = true,
                                 Reported::AllRefused(e) => {
                                     skip(
                                         &deps,
@@ -205,9 +220,8 @@ pub async fn run(deps: Deps) {
                 }
             }
         }
-        // The stream moves on: whatever held it has passed, unless the
-        // relay still takes nothing.
-        if skipped_refusing_all.is_none() && std::mem::take(&mut holding) {
+        // The stream moves on; a hold ends once the relay took an event.
+        if relay_took && std::mem::take(&mut holding) {
             refusals = 0;
             held(&deps, false);
         }
@@ -311,7 +325,13 @@ enum Probe {
 /// event would reach the relay before an earlier one of its message (a
 /// `delivered` before its `sent`). Only messages after outbound seq
 /// `after_seq` are this relay's ([`reported_relay`]).
-async fn probe_past(deps: &Deps, after: i64, after_seq: i64, held: &[StatusEventBody]) -> Probe {
+async fn probe_past(
+    deps: &Deps,
+    after: i64,
+    after_seq: i64,
+    held: &[StatusEventBody],
+    split: Split,
+) -> Probe {
     let next = match deps
         .state
         .store
@@ -330,7 +350,7 @@ async fn probe_past(deps: &Deps, after: i64, after_seq: i64, held: &[StatusEvent
     if events.is_empty() || !reported_relay::still_this_links(deps).await {
         return Probe::Nothing;
     }
-    match report(deps, &events, Split::GiveUpEarly).await {
+    match report(deps, &events, split).await {
         Reported::Taken => Probe::Taken(resume),
         Reported::AllRefused(_) => Probe::Refused,
         Reported::Shutdown => Probe::Shutdown,
@@ -370,13 +390,16 @@ enum Reported {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Split {
     /// Once [`REFUSED_ALONE_BEFORE_ANY_TAKEN`] events were refused each
-    /// alone with none taken: the relay refuses events, not these. Split
-    /// to the end, a batch cost twice as many requests as it has events
-    /// at every round (and as many again for the probe past it), back to
-    /// back, against a relay that takes none.
+    /// alone with none taken: the relay refuses events, not these. For
+    /// the rounds of a hold after its first: split to the end, a batch
+    /// cost twice as many requests as it has events at every round (and
+    /// as many again for the probe past it), back to back, against a
+    /// relay that takes none.
     GiveUpEarly,
-    /// Every event alone: the relay is known to take events (a probe past
-    /// the batch was taken), so what it refuses, it refuses on its own.
+    /// Every event alone: at a hold's first round, and once the relay is
+    /// known to take events (a probe past the batch was taken), or before
+    /// the batch is skipped, so that what is skipped is only what it
+    /// refuses on its own.
     ToTheEnd,
 }
 

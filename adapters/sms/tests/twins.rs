@@ -98,21 +98,30 @@ async fn an_identical_message_in_the_slot_the_first_was_freed_from_is_new() {
     assert_eq!(slot_records, ["sms-slot-id:SM:1"], "one slot, used thrice");
 }
 
-/// The twin's first read comes damaged on the serial line: the modem
-/// marked it read all the same, and the read that came whole says `REC
-/// READ`. It is still a new message, not the first one read again: taken
-/// for that, it was dropped as a duplicate and deleted.
+/// The twin's first read comes damaged on the serial line (cut short,
+/// or, with two damaged reads, first a digit flipped out of hex): the
+/// modem marked it read all the same, and the read that came whole says
+/// `REC READ`. It is still a new message, not the first one read again:
+/// taken for that, it was dropped as a duplicate and deleted.
 #[tokio::test]
 async fn a_twin_whose_first_read_came_damaged_is_new() {
-    let rig = Rig::start(behaviour(), modem_config("main")).await;
-    rig.wait_up().await;
-    let pdu = same_second_pdu();
-    assert!(rig.sim.inject_raw_pdu(&pdu));
-    wait_until(|| rig.sim.stored().0 == 0 && rig.sink.inbound().len() == 1).await;
-    rig.sim.damage_next_stored(1);
-    assert!(rig.sim.inject_raw_pdu(&pdu));
-    wait_until(|| rig.sim.stored().0 == 0 && rig.sink.inbound().len() == 2).await;
-    assert_eq!(rig.sink.distinct_ids().len(), 2, "{:?}", rig.sink.inbound());
+    for damaged_reads in [1, 2] {
+        let mut rig = Rig::start(behaviour(), modem_config("main")).await;
+        rig.wait_up().await;
+        let pdu = same_second_pdu();
+        assert!(rig.sim.inject_raw_pdu(&pdu));
+        wait_until(|| rig.sim.stored().0 == 0 && rig.sink.inbound().len() == 1).await;
+        rig.sim.damage_next_stored(damaged_reads);
+        assert!(rig.sim.inject_raw_pdu(&pdu));
+        wait_until(|| rig.sim.stored().0 == 0 && rig.sink.inbound().len() == 2).await;
+        assert_eq!(
+            rig.sink.distinct_ids().len(),
+            2,
+            "{damaged_reads}: {:?}",
+            rig.sink.inbound()
+        );
+        rig.stop_channel().await;
+    }
 }
 
 /// Handed over directly, the modem has acknowledged each to the network

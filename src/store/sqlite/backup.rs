@@ -54,6 +54,9 @@ pub fn backup(db: &Path, out: &Path) -> Result<BackedUp, String> {
     match db.try_exists() {
         Ok(true) => {}
         Ok(false) => return Err(format!("no store at {}", db.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            return Err(format!("no store at {}", db.display()));
+        }
         Err(e) => return Err(format!("cannot look for the store {}: {e}", db.display())),
     }
     if out.exists() {
@@ -208,18 +211,21 @@ mod tests {
         assert!(!out.exists());
     }
 
-    /// A store that cannot be looked for (here under a file, as a folder
-    /// this user may not enter is for one not root) is not said to be
-    /// missing: the operator would look for a store that is there.
+    /// A store that cannot be looked for (here a name too long, as a
+    /// folder this user may not enter is for one not root: the tests may
+    /// run as root) is not said to be missing: the operator would look for
+    /// a store that is there. One under a file is missing.
     #[test]
     fn a_store_that_cannot_be_looked_for_is_not_said_to_be_missing() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("a-file");
-        std::fs::write(&file, "").unwrap();
         let out = dir.path().join("copy.sqlite3");
-        let e = backup(&file.join("phonerelay.sqlite3"), &out).unwrap_err();
+        let e = backup(&dir.path().join("n".repeat(300)), &out).unwrap_err();
         assert!(e.contains("cannot look for the store"), "{e}");
         assert!(!out.exists());
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "").unwrap();
+        let e = backup(&file.join("phonerelay.sqlite3"), &out).unwrap_err();
+        assert!(e.contains("no store at"), "{e}");
     }
 
     /// The partial copy of a backup stopped before it ended (or of one

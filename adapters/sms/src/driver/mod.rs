@@ -1763,6 +1763,10 @@ impl Driver {
                 match other {
                     None => return Ok(SlotRead::Empty),
                     Some(line) => {
+                        // This read marked the message read as well.
+                        unread |= header
+                            .as_ref()
+                            .is_some_and(|h| h.status == responses::MessageStatus::ReceivedUnread);
                         self.damaged_line(slot, "+CMGR", header.map(|h| h.length), line);
                         continue;
                     }

@@ -163,16 +163,21 @@ impl Driver {
         let mut unseen = Vec::new();
         let mut it = lines.iter().peekable();
         while let Some(line) = it.next() {
-            if let Ok(header) = responses::parse_cmgl_header(line)
-                && let Some(pdu) = it.next_if(|l| is_pdu_line(l))
-                && !seen.contains(pdu)
-            {
-                let slot = Slot::new(Memory::SIM, header.index);
-                // As listed before this listing marked it read.
-                if header.status == responses::MessageStatus::ReceivedUnread {
-                    inbox.fresh_slots.insert(slot);
-                }
-                unseen.push(slot);
+            let Ok(header) = responses::parse_cmgl_header(line) else {
+                continue;
+            };
+            let slot = Slot::new(Memory::SIM, header.index);
+            // As listed before this listing marked it read, whether its
+            // line came whole or not (a line no longer hex is given apart
+            // from its header).
+            if header.status == responses::MessageStatus::ReceivedUnread {
+                inbox.fresh_slots.insert(slot);
+            }
+            match it.next_if(|l| is_pdu_line(l)) {
+                Some(pdu) if seen.contains(pdu) => {}
+                // Damaged on the line: what it holds is not known, so it
+                // is read by its own name, as one no listing of MT has.
+                Some(_) | None => unseen.push(slot),
             }
         }
         for slot in unseen {
