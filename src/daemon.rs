@@ -262,8 +262,18 @@ pub async fn start(
     };
     let db = loaded.database_path();
     let commit_delay = Duration::from_millis(loaded.config.storage.commit_delay_ms);
+    // On the blocking pool: the open migrates the schema (minutes for a
+    // large store) and waits for a store another process holds. Run on a
+    // worker, it kept the runtime's only worker (one core, a cgroup of one
+    // CPU) from hearing a stop signal until it ended.
+    let opened = tokio::task::spawn_blocking({
+        let db = db.clone();
+        move || SqliteStore::open_with_commit_delay(&db, commit_delay)
+    })
+    .await
+    .map_err(|e| ExitError::Runtime(format!("the store's open failed: {e}")))?;
     let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open_with_commit_delay(&db, commit_delay)
+        opened
             .map_err(|e| match e {
                 // A restart would meet the same store: not restarted (exit 2).
                 StoreError::Incompatible(why) => ExitError::Config(why),
@@ -685,12 +695,22 @@ impl Reload {
                      before the daemon restarts"
                 ),
             },
-            Err(e) => tracing::warn!(
-                path = %path.display(),
-                error = %e,
-                "cannot read the config file to tell whether it changed since start \
-                 (reload re-reads only the relay pairing and key)"
-            ),
+            // Gone, or no longer readable by this user: a restart would
+            // refuse it as well (exit 2), unless the read failed for now.
+            Err(e) => match refused_at_restart(path.clone()).await {
+                Some(why) => tracing::error!(
+                    path = %path.display(),
+                    "the config file cannot be read, and a restart would refuse it \
+                     (exit 2, not restarted): {why}; put it right (phonerelay check) \
+                     before the daemon restarts"
+                ),
+                None => tracing::warn!(
+                    path = %path.display(),
+                    error = %e,
+                    "cannot read the config file to tell whether it changed since start \
+                     (reload re-reads only the relay pairing and key)"
+                ),
+            },
         }
         tracing::info!("SIGHUP: reading the relay settings again");
     }

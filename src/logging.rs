@@ -30,12 +30,19 @@ pub fn init(config: &LogConfig) {
 /// error priority under journald (unprefixed it was stored at info, and
 /// `journalctl -p warning` hid why the daemon stopped or never started).
 pub fn fatal_line(message: &dyn std::fmt::Display) -> String {
-    let prefix = if journal::stderr_is_journal() {
+    fatal_line_for(message, journal::stderr_is_journal())
+}
+
+/// [`fatal_line`], to the journal or not. Each line of a message of
+/// several (one per config issue) gets the priority: journald reads the
+/// stream a line at a time, and an unprefixed line was stored at info.
+fn fatal_line_for(message: &dyn std::fmt::Display, to_journal: bool) -> String {
+    let prefix = if to_journal {
         journal::priority_prefix(tracing::Level::ERROR)
     } else {
         ""
     };
-    format!("{prefix}phonerelay: {message}")
+    format!("{prefix}phonerelay: {message}").replace('\n', &format!("\n{prefix}"))
 }
 
 /// Where the lines go, which decides their shape.
@@ -190,6 +197,22 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+
+    /// Under journald every line of a message of several (one per config
+    /// issue) has the error priority: `journalctl -p warning` showed the
+    /// first issue only.
+    #[test]
+    fn every_line_of_a_fatal_message_has_its_priority_in_the_journal() {
+        let many = "a: wrong\nb: wrong too";
+        let prefix = journal::priority_prefix(tracing::Level::ERROR);
+        let line = fatal_line_for(&many, true);
+        assert!(line.lines().count() == 2, "{line}");
+        assert!(line.lines().all(|l| l.starts_with(prefix)), "{line:?}");
+        assert_eq!(
+            fatal_line_for(&many, false),
+            "phonerelay: a: wrong\nb: wrong too"
+        );
+    }
 
     /// A writer that keeps what the subscriber writes, for the test.
     #[derive(Clone, Default)]

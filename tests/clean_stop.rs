@@ -343,19 +343,40 @@ fn a_stop_during_a_send_the_network_never_answers_ends_within_the_bound() {
 /// for it (up to its 10 s busy timeout). The daemon exits 0 at once; it
 /// held the signal until the start gave up, then exited 1, and under
 /// systemd its start-up extensions kept `systemctl stop` waiting as long.
+///
+/// Also with the runtime's one worker (one core), a store of the schema
+/// before this one's, whose migration waits for the lock inside the
+/// store's open: run on that worker, the open kept it from hearing the
+/// signal until the open gave up.
 #[test]
 fn a_stop_signal_while_starting_ends_the_daemon_at_once() {
+    a_stop_signal_while_starting_ends_it(false);
+    a_stop_signal_while_starting_ends_it(true);
+}
+
+fn a_stop_signal_while_starting_ends_it(one_worker_migrating: bool) {
     let Simulated { dir, config, .. } = Simulated::new();
     let state = dir.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
     let db = state.join("phonerelay.sqlite3");
-    drop(phonerelay::store::SqliteStore::open(&db).unwrap());
-    let holder = rusqlite::Connection::open(&db).unwrap();
-    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let holder = if one_worker_migrating {
+        use phonerelay::store::sqlite::{SCHEMA_VERSION, create_at_schema_version};
+        create_at_schema_version(&db, SCHEMA_VERSION - 1).unwrap();
+        let holder = rusqlite::Connection::open(&db).unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        holder
+    } else {
+        drop(phonerelay::store::SqliteStore::open(&db).unwrap());
+        let holder = rusqlite::Connection::open(&db).unwrap();
+        holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        holder
+    };
+    let workers = if one_worker_migrating { "1" } else { "2" };
 
     let log = dir.path().join("daemon.log");
     let mut child = bin()
         .env("RUST_LOG", "info")
+        .env("TOKIO_WORKER_THREADS", workers)
         .args(["serve", "--config"])
         .arg(&config)
         .stdout(std::process::Stdio::null())

@@ -84,6 +84,25 @@ fn a_reload_says_an_edit_a_restart_would_refuse() {
     assert!(daemon.terminate().success());
 }
 
+/// A config file gone since the start (moved away, a new one not yet
+/// put in its place) is said at a reload as what a restart would refuse
+/// (exit 2, not restarted), not as a file that could not be compared.
+#[test]
+fn a_reload_says_a_config_file_gone_would_be_refused() {
+    let Simulated { dir, port, config } = Simulated::new();
+    let log = dir.path().join("daemon.log");
+    let env = [("RUST_LOG", "warn,phonerelay::daemon=info")];
+    let daemon = DaemonProcess::start_logged(&config, port, &env, &log);
+    std::fs::rename(&config, dir.path().join("moved.toml")).unwrap();
+    hang_up(&daemon);
+    let text = log_after_reloads(&log, 1);
+    assert!(
+        text.contains("cannot be read, and a restart would refuse it (exit 2, not restarted)"),
+        "{text}"
+    );
+    assert!(daemon.terminate().success());
+}
+
 /// A reload stuck reading the config file (a mount that stopped
 /// answering; here a FIFO whose writer sends nothing) does not hold a
 /// stop: SIGTERM during the read stops the daemon cleanly, exit 0, and
