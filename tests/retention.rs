@@ -294,7 +294,7 @@ async fn the_sweep_deletes_the_adapter_state_of_ended_and_vanished_messages_only
     expiring.expires_at_ms = now - 1;
     ids.insert("expired-1", accept_new(&store, expiring).await);
     ids.insert("never-was", "never-was".to_string());
-    assert_eq!(store.expire_due(now).await.unwrap(), 1);
+    assert_eq!(store.expire_due(now, 100).await.unwrap(), 1);
     store
         .cancel_outbound(&ids["cancelled-1"], now)
         .await
@@ -515,4 +515,25 @@ async fn one_prune_deletes_no_more_than_its_batch_across_kinds_of_rows() {
         }
     }
     assert_eq!(jobs, [4, 4, 1], "nine rows, at most four a job");
+}
+
+/// The expiry sweep ends at most its limit of messages past their ttl a
+/// writer job, the rest at the next: a backlog ended in one job held every
+/// accept behind it.
+#[tokio::test]
+async fn the_expiry_sweep_ends_at_most_its_limit_a_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir.path().join("phonerelay.sqlite3"));
+    let now = now_ms();
+    for n in 0..3 {
+        let mut expiring = new_outbound(&format!("too late {n}"), now);
+        expiring.expires_at_ms = now - 1;
+        accept_new(&store, expiring).await;
+    }
+    let jobs = [
+        store.expire_due(now, 2).await.unwrap(),
+        store.expire_due(now, 2).await.unwrap(),
+        store.expire_due(now, 2).await.unwrap(),
+    ];
+    assert_eq!(jobs, [2, 1, 0]);
 }

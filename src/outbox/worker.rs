@@ -521,7 +521,7 @@ pub async fn run_expiry_sweeper(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match store.expire_due(now_ms()).await {
+        match expire_in_batches(&*store, &shutdown).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(expired = n, "messages past their ttl marked expired"),
             Err(e) => {
@@ -530,6 +530,27 @@ pub async fn run_expiry_sweeper(
                         "expiry sweep failed");
                 }
             }
+        }
+    }
+}
+
+/// Messages ended per writer job by the expiry sweep: a backlog past its
+/// ttl (a daemon down for a weekend, a clock stepped forward) ended in one
+/// job held every accept and inbound commit behind it.
+const EXPIRE_BATCH: u32 = 500;
+
+/// Every queued message past its ttl marked expired, [`EXPIRE_BATCH`] at
+/// a time until a job comes back short or the daemon stops; how many.
+async fn expire_in_batches(
+    store: &dyn Store,
+    shutdown: &CancellationToken,
+) -> crate::store::StoreResult<usize> {
+    let mut total = 0;
+    loop {
+        let n = store.expire_due(now_ms(), EXPIRE_BATCH).await?;
+        total += n;
+        if n < EXPIRE_BATCH as usize || shutdown.is_cancelled() {
+            return Ok(total);
         }
     }
 }

@@ -164,8 +164,10 @@ pub trait Store: Send + Sync + 'static {
         phone_id: &str,
         now_ms: i64,
     ) -> StoreResult<Vec<QueuedForLater>>;
-    /// Mark queued messages past their TTL expired; returns how many.
-    async fn expire_due(&self, now_ms: i64) -> StoreResult<usize>;
+    /// Mark queued messages past their TTL expired, at most `limit` (one
+    /// writer job: the caller asks again while a job comes back full);
+    /// returns how many.
+    async fn expire_due(&self, now_ms: i64, limit: u32) -> StoreResult<usize>;
     /// Delete up to `batch` ended outbound messages (with their history and
     /// parts), unreadable inbound items, and forwarded inbound messages last changed before
     /// `before_ms`, and inbound not yet forwarded too if `unforwarded`
@@ -325,11 +327,14 @@ pub trait Store: Send + Sync + 'static {
     /// The newest outbound message's seq (0 when there is none): every
     /// message accepted from now on has a higher one.
     async fn last_outbound_seq(&self) -> StoreResult<i64>;
-    /// In one transaction: the messages accepted from now on are relay
-    /// `moved.url`'s ([`ReportedRelay`] in cursor `moved.cursor` under
-    /// `scope`), and the routes given to inbound messages not yet taken
-    /// (pending, dead letters) are forgotten, except an operator's own:
-    /// they name the old relay's users. Returns the record's `after_seq`.
+    /// In one transaction: the messages accepted since this store was
+    /// opened are relay `moved.url`'s ([`ReportedRelay`] in cursor
+    /// `moved.cursor` under `scope`), and the routes given to inbound
+    /// messages not yet taken (pending, dead letters) are forgotten,
+    /// except an operator's own: they name the old relay's users. For a
+    /// `relay.url` changed while the daemon was stopped, found when the
+    /// link starts: the new relay may send from the daemon's start, before
+    /// its link runs. Returns the record's `after_seq`.
     async fn record_relay_move(&self, scope: &str, moved: RelayMove) -> StoreResult<i64>;
     /// The conversation an inbound message replies to, if any is known.
     async fn route_reply(&self, query: RouteQuery) -> StoreResult<Option<RouteMatch>>;

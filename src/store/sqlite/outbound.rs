@@ -430,11 +430,11 @@ pub(super) const EXPIRE_ENDPOINT: &str = concat!(
              WHERE expires_at <= ?3"
 );
 
-/// Every queued message past its ttl.
+/// Queued messages past their ttl, at most ?2.
 pub(super) const EXPIRE_DUE: &str = concat!(
     "SELECT id FROM outbound WHERE status = 'queued' AND ",
     live!(),
-    " AND expires_at <= ?1"
+    " AND expires_at <= ?1 LIMIT ?2"
 );
 
 /// Every claimed message.
@@ -621,10 +621,10 @@ fn mark_expired(conn: &Connection, ids: &[String], now_ms: i64) -> StoreResult<u
     Ok(ids.len())
 }
 
-pub fn expire_due(conn: &Connection, now_ms: i64) -> StoreResult<usize> {
+pub fn expire_due(conn: &Connection, now_ms: i64, limit: u32) -> StoreResult<usize> {
     let ids = conn
         .prepare_cached(EXPIRE_DUE)?
-        .query_map([now_ms], |row| row.get(0))?
+        .query_map(params![now_ms, limit], |row| row.get(0))?
         .collect::<Result<Vec<String>, _>>()?;
     mark_expired(conn, &ids, now_ms)
 }

@@ -840,7 +840,7 @@ mod tests {
                     };
                     ended(conn, id, failed);
                 }
-                Self::Expired => assert_eq!(outbound::expire_due(conn, 3_600_200).unwrap(), 1),
+                Self::Expired => assert_eq!(outbound::expire_due(conn, 3_600_200, 100).unwrap(), 1),
                 Self::Cancelled => {
                     let cancelled = outbound::cancel(conn, id, 700).unwrap();
                     assert!(matches!(cancelled, CancelOutcome::Cancelled(_)));

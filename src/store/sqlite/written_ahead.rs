@@ -29,10 +29,17 @@ pub const AHEAD_MS: i64 = crate::clock::CLOCK_STEP.as_millis() as i64;
 /// Live rows last written more than ?2 ms after ?1: due at most their wait
 /// then after ?1, ending at most their whole ttl after ?1, and written at
 /// ?1.
+///
+/// The accept time moves back as far as the end does, so that the two
+/// still span the whole ttl: left ahead, the next rebase of the row (a
+/// retry's event time ahead again at a later start) read a ttl cut by the
+/// step, down to none, and ended the message at once.
 const REBASE: &str = concat!(
     "UPDATE outbound SET
         next_attempt_at = MIN(next_attempt_at, ?1 + MAX(next_attempt_at - updated_at, 0)),
         expires_at = MIN(expires_at, ?1 + MAX(expires_at - created_at, 0)),
+        created_at = created_at
+            - (expires_at - MIN(expires_at, ?1 + MAX(expires_at - created_at, 0))),
         updated_at = ?1
      WHERE ",
     live!(),
@@ -188,5 +195,27 @@ mod tests {
         assert_eq!(rebase(&conn, NOW + 5 * MINUTE).unwrap(), 1);
         let (due, expires, _) = times(&conn, &id);
         assert_eq!((due, expires), (NOW + 1_000, NOW + HOUR));
+    }
+
+    /// A message accepted by a clock two hours ahead is rebased at a
+    /// start; its retry is then dated by an event clock ahead again, and
+    /// it is rebased at the next start too: its ttl is still the hour it
+    /// was given at the first, not cut by the step (the accept time left
+    /// ahead, it read as none, and the message ended at once).
+    #[test]
+    fn a_second_rebase_does_not_cut_the_ttl_the_first_one_gave() {
+        let conn = at_version(MIGRATIONS.len());
+        let id = accepted(&conn, "ahead twice", NOW + 2 * HOUR);
+        assert_eq!(rebase(&conn, NOW).unwrap(), 1);
+        assert_eq!(times(&conn, &id).1, NOW + HOUR);
+        attempt_ended(&conn, &id, NOW + MINUTE, |at| SendOutcome::Retry {
+            next_attempt_at_ms: at + MINUTE,
+            code: "busy".into(),
+            reason: "busy".into(),
+            now_ms: NOW + 2 * HOUR + 1,
+            may_have_gone_out: false,
+        });
+        assert_eq!(rebase(&conn, NOW + 5 * MINUTE).unwrap(), 1);
+        assert_eq!(times(&conn, &id).1, NOW + HOUR, "the ttl's end moved");
     }
 }

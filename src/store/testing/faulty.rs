@@ -183,8 +183,8 @@ impl<F: Faults> Store for Faulty<F> {
         self.inner.queued_for_later(channel, phone_id, now_ms).await
     }
 
-    async fn expire_due(&self, now_ms: i64) -> StoreResult<usize> {
-        self.inner.expire_due(now_ms).await
+    async fn expire_due(&self, now_ms: i64, limit: u32) -> StoreResult<usize> {
+        self.inner.expire_due(now_ms, limit).await
     }
 
     async fn prune(
