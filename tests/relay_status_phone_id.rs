@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{FAST_OUTBOX, TestChannel, create_key};
 use phonerelay::relay::REPORTED_RELAY_CURSOR;
 use phonerelay::relay::settings::{SCOPE, STATUS_CURSOR};
-use phonerelay::store::Scope;
+use phonerelay::store::{Scope, Store};
 use phonerelay_channel::ChannelKind;
 use relay_support::{EmulatedRelay, PHONE_ID, RELAY_KEY};
 use serde_json::{Value, json};
@@ -226,4 +226,25 @@ async fn once_paired_elsewhere_the_old_link_tells_its_relay_no_more_events() {
         .await
         .unwrap();
     relay.wait_for("r-2's sent event", told("r-2")).await;
+}
+
+/// A `relay.url` changed while the daemon was stopped is a move made at
+/// the daemon's start: a message the new relay sent before the link found
+/// the move (its bridge key works from the start) is the new relay's, not
+/// taken for the old one's and its events passed over.
+#[tokio::test]
+async fn a_move_found_when_the_link_starts_is_drawn_at_the_store_s_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_store(&dir.path().join("phonerelay.sqlite3"));
+    let before_the_link = common::accept_new(&store, common::new_outbound("early", 1)).await;
+    let moved = phonerelay::store::RelayMove {
+        cursor: phonerelay::relay::reported_relay::CURSOR.into(),
+        url: "https://new-relay.example".into(),
+    };
+    let after_seq = store
+        .record_relay_move(phonerelay::relay::settings::SCOPE, moved)
+        .await
+        .unwrap();
+    let seq = phonerelay::store::message_id::seq_of(&before_the_link).unwrap();
+    assert!(after_seq < seq, "{after_seq} not before {seq}");
 }

@@ -108,7 +108,8 @@ pub fn replace_pairing(conn: &Connection, change: &PairingChange) -> StoreResult
         super::cursors::write(conn, &change.scope, &cursor.name, &cursor.value)?;
     }
     if let Some(moved) = &change.relay_move {
-        super::relay::record_relay_move(conn, &change.scope, moved)?;
+        // At the commit: the new relay may send with its key from then on.
+        super::relay::record_relay_move(conn, &change.scope, moved, None)?;
     }
     Ok(revoked)
 }
