@@ -119,6 +119,10 @@ trait Watched {
     /// Whether the store's writer is gone (its thread ended): asked only
     /// when a report found the store failing.
     async fn writer_gone(&self) -> bool;
+    /// Whether the store's writer ran a transaction now: what proves the
+    /// daemon alive when the report, whose reads wait behind everyone
+    /// else's (clients asking `/ready` by the hundred), comes late.
+    async fn writer_answers(&self) -> bool;
     /// Each endpoint's state and whether it can send, which is what the
     /// status line says of it (in memory, so cheap).
     fn endpoints(&self) -> Vec<(phonerelay_channel::HealthState, bool)>;
@@ -137,6 +141,10 @@ impl Watched for AppState {
             line: report.one_line(),
             store_ok: report.store == "ok",
         }
+    }
+
+    async fn writer_answers(&self) -> bool {
+        self.store.ping().await.is_ok()
     }
 
     async fn writer_gone(&self) -> bool {
@@ -246,10 +254,21 @@ impl<'a, W: Watched, T: Fn(&[NotifyState])> Notifier<'a, W, T> {
     /// time from a writer still there, whether the beat or a glance asked
     /// for it: a glance's report holds the writer as long as the beat's,
     /// so it answers for the writer and the runtime as well.
+    ///
+    /// The writer is asked alongside: a report that comes late (its reads
+    /// queued behind a flood of `/ready`) from a daemon whose writer
+    /// answered in time still feeds the watchdog, and only the status
+    /// says the report is late. Otherwise overload got a working daemon
+    /// killed (SIGABRT, no clean stop), again at every restart while the
+    /// flood lasted.
     async fn refresh(&mut self) {
-        match tokio::time::timeout(self.answer_within, self.watched.report()).await {
+        let (report, writer) = tokio::join!(
+            tokio::time::timeout(self.answer_within, self.watched.report()),
+            tokio::time::timeout(self.answer_within, self.watched.writer_answers()),
+        );
+        match report {
             Ok(report) => self.answered(report).await,
-            Err(_) => self.silent(),
+            Err(_) => self.silent(matches!(writer, Ok(true))),
         }
     }
 
@@ -267,7 +286,22 @@ impl<'a, W: Watched, T: Fn(&[NotifyState])> Notifier<'a, W, T> {
         (self.tell)(&states);
     }
 
-    fn silent(&mut self) {
+    /// The report did not come in time; `writer_answered`: the writer ran
+    /// a transaction in time all the same.
+    fn silent(&mut self, writer_answered: bool) {
+        if writer_answered {
+            self.silent_since = None;
+            let status = format!(
+                "{}; the status report is late (the store's reads are busy)",
+                self.doing()
+            );
+            let mut states = vec![NotifyState::Status(&status)];
+            if self.watchdog {
+                states.push(NotifyState::Watchdog);
+            }
+            (self.tell)(&states);
+            return;
+        }
         let answer_within = self.answer_within;
         let since = *self
             .silent_since
@@ -356,6 +390,8 @@ mod tests {
     /// change every 500 ms.
     struct SlowAndBusy {
         report_takes: Duration,
+        /// How long the writer's own transaction takes.
+        writer_takes: Duration,
         since: tokio::time::Instant,
     }
 
@@ -370,6 +406,11 @@ mod tests {
 
         async fn writer_gone(&self) -> bool {
             false
+        }
+
+        async fn writer_answers(&self) -> bool {
+            tokio::time::sleep(self.writer_takes).await;
+            true
         }
 
         fn endpoints(&self) -> Vec<(phonerelay_channel::HealthState, bool)> {
@@ -424,6 +465,7 @@ mod tests {
     async fn glances_at_changing_endpoints_do_not_starve_the_watchdog() {
         let watched = SlowAndBusy {
             report_takes: Duration::from_secs(6),
+            writer_takes: Duration::from_secs(6),
             since: tokio::time::Instant::now(),
         };
         let told = notifications(&watched, 30, None).await;
@@ -457,6 +499,7 @@ mod tests {
     async fn no_ready_once_stopping_began() {
         let watched = SlowAndBusy {
             report_takes: Duration::from_secs(2),
+            writer_takes: Duration::from_secs(2),
             since: tokio::time::Instant::now(),
         };
         let told = notifications(&watched, 1, Some(Duration::from_secs(1))).await;
@@ -475,6 +518,47 @@ mod tests {
             told[stopping..].contains(&"WATCHDOG=1".to_string()),
             "{told:?}"
         );
+    }
+
+    /// The reports come late every time (their reads queued behind a
+    /// flood of `/ready`), the writer answers at once: the watchdog is fed
+    /// within its interval all along, and the status says the report is
+    /// late. With the writer as slow, it is not fed at all.
+    #[tokio::test(start_paused = true)]
+    async fn late_reports_from_a_writer_that_answers_still_feed_the_watchdog() {
+        for writer_takes in [Duration::ZERO, Duration::from_secs(20)] {
+            let watched = SlowAndBusy {
+                report_takes: Duration::from_secs(20),
+                writer_takes,
+                since: tokio::time::Instant::now(),
+            };
+            let told = notifications(&watched, 10, None).await;
+            let told = told.lock().unwrap();
+            let pings: Vec<_> = told
+                .iter()
+                .filter(|(_, s)| s == "WATCHDOG=1")
+                .map(|(at, _)| *at)
+                .collect();
+            if writer_takes.is_zero() {
+                let longest = pings
+                    .windows(2)
+                    .map(|pair| pair[1] - pair[0])
+                    .max()
+                    .unwrap_or_default();
+                assert!(pings.len() > 20, "{} pings in 10 minutes", pings.len());
+                assert!(
+                    longest < Duration::from_secs(30),
+                    "{longest:?} without a ping"
+                );
+                assert!(
+                    told.iter()
+                        .any(|(_, s)| s.contains("the status report is late")),
+                    "{told:?}"
+                );
+            } else {
+                assert!(pings.is_empty(), "fed by a writer that did not answer");
+            }
+        }
     }
 
     #[test]
