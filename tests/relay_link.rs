@@ -1648,3 +1648,31 @@ async fn a_config_naming_another_relay_than_the_pairing_s_sends_it_nothing() {
         assert!(s.heartbeats.is_empty() && s.message_attempts == 0 && s.refused.is_empty());
     });
 }
+
+/// A relay that answers a beat with 429 and `Retry-After: 3` gets no
+/// other beat before those three seconds are over, though the beat comes
+/// every second.
+#[tokio::test]
+async fn a_heartbeat_refused_with_a_wait_is_not_sent_again_before_it() {
+    let relay = EmulatedRelay::start().await;
+    relay.with(|s| {
+        s.fail_all = Some(429);
+        s.fail_retry_after = Some("3".into());
+    });
+    let config = relay
+        .bridge_config("push", Some("ops"))
+        .replace("retry_max_ms = 250", "retry_max_ms = 10000");
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let _bridge = common::start_bridge(&config, RELAY_KEY, &wa).await;
+    let beats = || relay.with(|s| s.refused.iter().filter(|r| **r == "heartbeat").count());
+    relay
+        .wait_for("a beat refused", |s| s.refused.contains(&"heartbeat"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(beats(), 1, "beaten again within the wait asked for");
+    relay
+        .wait_for("the beat after the wait", |s| {
+            s.refused.iter().filter(|r| **r == "heartbeat").count() >= 2
+        })
+        .await;
+}

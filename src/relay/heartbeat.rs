@@ -1,6 +1,7 @@
 //! Tell the relay, every `heartbeat_seconds`, that the bridge is alive and
 //! how each endpoint is, so it can show "phone offline"; a last beat with
-//! `"stopping": true` on shutdown. Also prunes expired conversations.
+//! `"stopping": true` on shutdown. (Expired conversations are pruned by
+//! the retention sweep, `retention.rs`.)
 
 use std::time::Duration;
 
@@ -99,7 +100,19 @@ pub async fn run(deps: Deps) {
         };
         match sent {
             Ok(_) => deps.link.reached().await,
-            Err(e) => deps.link.failed(&e).await,
+            Err(e) => {
+                deps.link.failed(&e).await;
+                // A relay that asked for a wait (a 429, a 503 with
+                // Retry-After) gets no beat before it is over, however
+                // often the beat comes; at most the longest retry wait.
+                if let Some(wait) = e.retry_after() {
+                    let cap = Duration::from_millis(deps.settings.config.retry_max_ms);
+                    if !deps.sleep_ms(wait.min(cap).as_millis() as u64).await {
+                        break;
+                    }
+                    tick.reset();
+                }
+            }
         }
     }
     let beat = build(&deps, started, true).await;

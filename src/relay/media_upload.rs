@@ -337,14 +337,21 @@ fn refusal(record: MediaRecord, error: &RelayError) -> RefusedAttachment {
     }
 }
 
-/// The `url` of a `POST {media}` answer: an http(s) URL, as every
-/// attachment the relay hands the bridge is.
+/// The `url` of a `POST {media}` answer: an absolute http(s) URL with a
+/// host, as every attachment the relay hands the bridge is (parsed: a
+/// bare `https://`, or one with spaces or control characters, is none).
 fn relay_url_in(answer: &serde_json::Value) -> Option<String> {
-    answer["url"]
-        .as_str()
-        .filter(|url| url.starts_with("https://") || url.starts_with("http://"))
-        .filter(|url| url.len() <= 2048)
-        .map(str::to_string)
+    let url = answer["url"].as_str().filter(|url| url.len() <= 2048)?;
+    // As given, not as the parser would mend it (`https:///f` names a
+    // host `f` once parsed).
+    let after_scheme = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let parsed = reqwest::Url::parse(url).ok()?;
+    let well_formed = !after_scheme.starts_with('/')
+        && parsed.host_str().is_some_and(|host| !host.is_empty())
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+    well_formed.then(|| url.to_string())
 }
 
 #[cfg(test)]
@@ -364,6 +371,11 @@ mod tests {
             json!({"url": "/f/1"}),
             json!({"url": "javascript:alert(1)"}),
             json!({"url": format!("https://r/{}", "x".repeat(2048))}),
+            json!({"url": "https://"}),
+            json!({"url": "https:///f/1"}),
+            json!({"url": "https://relay.example/f 1"}),
+            json!({"url": "https://relay.example/f\n1"}),
+            json!({"url": "HTTPS//relay.example/f/1"}),
         ] {
             assert_eq!(relay_url_in(&bad), None, "{bad}");
         }
