@@ -796,7 +796,16 @@ pub fn record_outcome_plainly(
 ) -> StoreResult<()> {
     match outcome {
         SendOutcome::Sent { now_ms, .. } => {
-            set_status(conn, id, OutboundStatus::Sent, *now_ms, None, None).map(drop)
+            let sent_to = current(conn, id)?.map(|(_, sent_to, _)| sent_to);
+            set_status(conn, id, OutboundStatus::Sent, *now_ms, None, None)?;
+            // Its conversation is not recorded (the whole outcome would not
+            // go in), so whoever wrote to the recipient before still had
+            // it, and a reply to this send went to them: a reply after it
+            // goes by default instead.
+            match sent_to {
+                Some(sent_to) => routing::end_for_an_unknown_writer(conn, id, &sent_to, *now_ms),
+                None => Ok(()),
+            }
         }
         SendOutcome::Retry {
             next_attempt_at_ms,

@@ -194,6 +194,24 @@ fn end_conversation(
     Ok(())
 }
 
+/// A send went out whose pChat user the store cannot record (its outcome
+/// recorded plainly, `record_outcome_plainly`): as for one with none, the
+/// recipient's conversation is ended, so a reply after it goes by
+/// default, not to the pChat user who wrote before.
+pub fn end_for_an_unknown_writer(
+    conn: &Connection,
+    message_id: &str,
+    sent: &SentTo,
+    sent_at_ms: i64,
+) -> StoreResult<()> {
+    let Ok(channel) = sent.channel.parse::<ChannelKind>() else {
+        return Ok(());
+    };
+    let external = normalize(channel, &sent.recipient);
+    let at_ms = sent.went_out_at.unwrap_or(sent_at_ms);
+    end_conversation(conn, channel, &sent.phone_id, &external, message_id, at_ms)
+}
+
 /// A conversation's `pchat_to` when its last send had no pChat user.
 const NO_USER: &str = "";
 
@@ -611,6 +629,26 @@ mod tests {
             now_ms,
             may_have_gone_out: true,
         }
+    }
+
+    /// Bob wrote to the number at 100; Alice's send to it went out at 400,
+    /// but its outcome could be recorded only plainly (the whole outcome,
+    /// conversation and all, was refused): a reply at 500 goes by default,
+    /// not to Bob, who did not write what it answers.
+    #[test]
+    fn a_send_recorded_plainly_ends_the_conversation_before_it() {
+        let conn = at_version(MIGRATIONS.len());
+        sent_by(&conn, "bob", "sms:1", 100);
+        let alice = alice_writes(&conn);
+        claim_at(&conn, 300);
+        outbound::record_outcome_plainly(&conn, &alice, &sent_as("sms:2", 400)).unwrap();
+        assert!(!send_unsettled(&conn, &reply_arrived_at(500)).unwrap());
+        assert_eq!(route(&conn, &reply_arrived_at(500)).unwrap(), None);
+        assert_eq!(
+            route(&conn, &reply_arrived_at(200)).unwrap().unwrap().to,
+            "bob",
+            "a reply from before it is still Bob's"
+        );
     }
 
     /// Bob wrote to the number at 100. Alice's send to it was tried at
