@@ -19,6 +19,7 @@ pub fn run(cli: &Cli) -> Result<(), ExitError> {
     let notes = [
         longer_stop_than_the_shipped_unit(&loaded),
         super::check_relay::push_to_a_loopback_listen(&loaded),
+        super::check_relay::plain_http_relay(&loaded),
         pairing_note,
     ];
     for note in notes.into_iter().flatten() {

@@ -52,6 +52,16 @@ pub fn push_to_a_loopback_listen(loaded: &LoadedConfig) -> Option<String> {
     })
 }
 
+/// A note, not an error (a relay on a trusted LAN is the operator's
+/// choice): `relay.url` is plain http to another host.
+pub fn plain_http_relay(loaded: &LoadedConfig) -> Option<String> {
+    let url = loaded.config.relay.url.as_deref()?;
+    crate::relay::relay_url::plain_http_off_this_host(url).then(|| {
+        let warning = crate::relay::relay_url::plain_http_warning(&crate::relay::shown_url(url));
+        format!("warning: relay.url: {warning}")
+    })
+}
+
 /// A key file that cannot be looked for (a state dir `check`'s user may
 /// not enter) counts as one: its pairing is then checked, and what cannot
 /// be read is said, rather than passed over.
@@ -87,6 +97,24 @@ mod tests {
 
     fn push_note(text: &str) -> Option<String> {
         push_to_a_loopback_listen(&loaded(text))
+    }
+
+    /// `check` warns of a relay reached over plain http off this host (the
+    /// key and every message in clear), not of https or a loopback one.
+    #[test]
+    fn a_plain_http_relay_off_this_host_is_warned_of() {
+        let relay = |url: &str| {
+            plain_http_relay(&loaded(&format!(
+                "[relay]\nurl = \"{url}\"\nphone_id = \"ph_1\"\n"
+            )))
+        };
+        let warned = relay("http://relay.example").expect("a warning");
+        assert!(
+            warned.contains("plain http") && warned.contains("use https"),
+            "{warned}"
+        );
+        assert_eq!(relay("https://relay.example"), None);
+        assert_eq!(relay("http://127.0.0.1:8080"), None);
     }
 
     #[test]

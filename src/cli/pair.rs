@@ -196,6 +196,11 @@ pub async fn pair(loaded: &LoadedConfig, args: &PairArgs) -> Result<(), ExitErro
     if !args.force {
         endpoint_has_phone_id(loaded, phone_id)?;
     }
+    // Said before the key goes to the relay.
+    if crate::relay::relay_url::plain_http_off_this_host(url) {
+        let warning = crate::relay::relay_url::plain_http_warning(&crate::relay::shown_url(url));
+        eprintln!("warning: {warning}");
+    }
     // Check with the relay before touching the state dir.
     let store = open_or_create(loaded)?;
     let outcome = pairing::pair(loaded, &*store, url, phone_id, &key).await?;

@@ -283,6 +283,12 @@ async fn start(
     };
     tracing::info!(url = %settings.url, phone_id = %settings.phone_id,
         mode = ?settings.config.mode, "relay link starting");
+    if relay_url::plain_http_off_this_host(&settings.url) {
+        tracing::warn!(
+            "{}",
+            relay_url::plain_http_warning(&shown_url(&settings.url))
+        );
+    }
     let stop = shutdown.child_token();
     let deps = Deps {
         state: state.clone(),

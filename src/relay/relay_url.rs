@@ -18,6 +18,40 @@ pub fn canonical(url: &str) -> String {
     url.trim_end_matches('/').to_string()
 }
 
+/// Whether `url` is plain `http://` to a host other than this one: the
+/// relay key, and every message and phone number, go over the network in
+/// clear, and in pull mode anyone on the way could hand the bridge jobs
+/// (SMS from the operator's SIM). Said, not refused: a relay on a LAN
+/// behind a trusted network is a choice the operator may make.
+pub fn plain_http_off_this_host(url: &str) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    if parsed.scheme() != "http" {
+        return false;
+    }
+    let Some(host) = parsed.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        // 0.0.0.0 as a destination is this host too.
+        return !ip.is_loopback() && !ip.is_unspecified();
+    }
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    name != "localhost" && !name.ends_with(".localhost")
+}
+
+/// What `check`, `pair` and the link say of a [`plain_http_off_this_host`]
+/// URL.
+pub fn plain_http_warning(shown_url: &str) -> String {
+    format!(
+        "the relay at {shown_url} is reached over plain http, not on this host: the relay key \
+         and every message go over the network in clear, and in pull mode anyone on the way \
+         could hand this bridge sends; use https"
+    )
+}
+
 /// Whether two relay URLs name the same relay.
 pub fn same_relay(a: &str, b: &str) -> bool {
     canonical(a) == canonical(b)
@@ -59,6 +93,29 @@ mod tests {
             !same_relay("https://relay.example/PChat", "https://relay.example/pchat"),
             "a path's case is the server's to read"
         );
+    }
+
+    #[test]
+    fn plain_http_is_told_apart_only_off_this_host() {
+        for off in [
+            "http://relay.example",
+            "http://192.168.1.10:8080",
+            "http://[2001:db8::1]/pchat",
+        ] {
+            assert!(plain_http_off_this_host(off), "{off}");
+        }
+        for fine in [
+            "https://relay.example",
+            "http://127.0.0.1:8080",
+            "http://localhost:9000",
+            "http://LOCALHOST.",
+            "http://relay.localhost",
+            "http://[::1]:8080",
+            "http://0.0.0.0:8080",
+            "not a url",
+        ] {
+            assert!(!plain_http_off_this_host(fine), "{fine}");
+        }
     }
 
     #[test]
