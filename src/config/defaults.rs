@@ -133,6 +133,11 @@ pub const DEFAULT_PER_RECIPIENT_PER_MINUTE: u32 = 30;
 /// days) is as slow as a rate means anything.
 pub const MIN_PER_SECOND: f64 = 1e-6;
 pub const MAX_PER_SECOND: f64 = 1_000_000.0;
+/// The largest `outbox.limits.*.burst`. The limiter holds a burst as its
+/// period times `burst - 1` in nanoseconds, a u64: at the slowest rate
+/// (10^15 ns a send) past about 18,000 that wrapped round (a burst that
+/// was not the one asked for) or, in a debug build, panicked at start.
+pub const MAX_BURST: u32 = 10_000;
 
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 

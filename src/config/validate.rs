@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 use phonerelay_channel::{ChannelKind, ConfigIssue};
 
 use super::defaults::{
-    MAX_ATTACHMENT_MAX_BYTES, MAX_COMMIT_DELAY_MS, MAX_CONCURRENCY, MAX_LEASE_SECONDS,
+    MAX_ATTACHMENT_MAX_BYTES, MAX_BURST, MAX_COMMIT_DELAY_MS, MAX_CONCURRENCY, MAX_LEASE_SECONDS,
     MAX_MAX_CONNECTIONS, MAX_MAX_MEDIA_BYTES, MAX_MEDIA_MIN_FREE_BYTES, MAX_PER_SECOND,
     MAX_RETENTION_DAYS, MAX_SHUTDOWN_GRACE_SECONDS, MAX_TIMEOUT_SECONDS, MAX_TTL_LIMIT_SECONDS,
     MIN_PER_SECOND,
@@ -183,11 +183,20 @@ pub fn validate_with(loaded: &LoadedConfig, extra_phone_ids: &[String]) -> Vec<C
         let key = format!("outbox.limits.{name}");
         let known_phone =
             configured_phone_ids(loaded).contains(name) || extra_phone_ids.contains(name);
-        if name.parse::<ChannelKind>().is_err() && !known_phone {
-            issues.push(ConfigIssue::new(
+        match name.parse::<ChannelKind>() {
+            // The relay itself: no endpoint is of its kind, and the limit
+            // would apply to nothing.
+            Ok(ChannelKind::Pchat) if !known_phone => issues.push(ConfigIssue::new(
+                &key,
+                "pchat is the relay, not an endpoint: nothing is sent on it here, so no limit \
+                 applies to it",
+            )),
+            Ok(_) => {}
+            Err(_) if !known_phone => issues.push(ConfigIssue::new(
                 &key,
                 "is neither a channel name nor a configured phone_id",
-            ));
+            )),
+            Err(_) => {}
         }
         if let Some(concurrency) = limit.concurrency
             && !(1..=MAX_CONCURRENCY).contains(&concurrency)
@@ -204,10 +213,10 @@ pub fn validate_with(loaded: &LoadedConfig, extra_phone_ids: &[String]) -> Vec<C
                 format!("must be from {MIN_PER_SECOND} to {MAX_PER_SECOND}"),
             ));
         }
-        if limit.burst == 0 {
+        if !(1..=MAX_BURST).contains(&limit.burst) {
             issues.push(ConfigIssue::new(
                 format!("{key}.burst"),
-                "must be at least 1",
+                format!("must be from 1 to {MAX_BURST}"),
             ));
         }
     }
@@ -664,14 +673,31 @@ mod tests {
 
     #[test]
     fn per_second_bounds_give_periods_the_limiter_takes() {
-        // As the dispatcher (outbox/worker.rs) builds its quota.
+        // As the dispatcher (outbox/worker.rs) builds its quota, with the
+        // largest burst taken (a panic here in a test build is what an
+        // unbounded burst did at the dispatcher's start).
         for per_second in [MIN_PER_SECOND, MAX_PER_SECOND] {
             let period = std::time::Duration::from_secs_f64(1.0 / per_second);
-            assert!(
-                governor::Quota::with_period(period).is_some(),
-                "{per_second}"
-            );
+            let quota = governor::Quota::with_period(period);
+            assert!(quota.is_some(), "{per_second}");
+            let burst = std::num::NonZeroU32::new(MAX_BURST).unwrap();
+            let limiter = governor::RateLimiter::direct(quota.unwrap().allow_burst(burst));
+            assert!(limiter.check().is_ok(), "{per_second}");
         }
+        assert_eq!(issues("[outbox.limits.sms]\nburst = 10001\n").len(), 1);
+        assert_eq!(issues("[outbox.limits.sms]\nburst = 0\n").len(), 1);
+        assert!(issues("[outbox.limits.sms]\nburst = 10000\n").is_empty());
+    }
+
+    /// A limit table for pchat, the relay, would apply to nothing.
+    #[test]
+    fn a_limit_for_the_relay_itself_is_refused() {
+        let found = issues("[outbox.limits.pchat]\nburst = 1\n");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].to_string().starts_with("outbox.limits.pchat:"),
+            "{found:?}"
+        );
     }
 
     #[test]
