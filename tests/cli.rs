@@ -1602,3 +1602,29 @@ fn the_reason_the_daemon_ends_is_an_error_line_in_the_journal() {
         "{plain}"
     );
 }
+
+/// The relay's key typed into `relay.key_file` by mistake (the file's name
+/// where the key goes): `check`'s effective config, printed as "secrets
+/// masked", does not show it, only how long it is.
+#[test]
+fn check_does_not_print_a_key_given_as_a_file_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "rk_live_8f3a91c2d4e5b6a7";
+    let path = write_config(
+        dir.path(),
+        &format!(
+            "[[channels.sms.modems]]\nphone_id = \"m\"\ndevice = \"sim\"\n\
+             [relay]\nurl = \"https://relay.example\"\nphone_id = \"m\"\nkey_file = \"{secret}\"\n"
+        ),
+    );
+    let out = run(&["check", "--config", path.to_str().unwrap()]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        !stdout.contains(secret) && !stderr.contains(secret),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        stdout.contains("not shown: a key given as the file's name?"),
+        "{stdout}"
+    );
+}

@@ -263,7 +263,10 @@ pub struct RelayConfig {
     /// File holding the relay-issued bearer key; relative to the config
     /// file. Default: `relay.key` in the state dir, written by `pair`.
     /// A key typed here by mistake is not quoted by a type error.
-    #[serde(deserialize_with = "phonerelay_channel::deserialize_secret_file")]
+    #[serde(
+        deserialize_with = "phonerelay_channel::deserialize_secret_file",
+        serialize_with = "phonerelay_channel::serialize_secret_file"
+    )]
     pub key_file: Option<PathBuf>,
     /// Paths on the relay side.
     pub paths: RelayPaths,

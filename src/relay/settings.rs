@@ -189,6 +189,9 @@ pub async fn resolve(
         ));
     }
     let file = key_file(loaded);
+    // As errors show it: the key itself, typed as the file's name by
+    // mistake, is not.
+    let shown = phonerelay_channel::shown_secret_path(&file);
     let key = match std::fs::read_to_string(&file) {
         Ok(text) if !text.trim().is_empty() => text.trim().to_string(),
         // Too many open files (every connection streaming a file), an I/O
@@ -196,8 +199,7 @@ pub async fn resolve(
         // link off for it would cut its forwards and acks short.
         Err(e) if crate::config::read_failed_for_now(e.kind()) => {
             return Err(Unresolved::KeyUnreadable(format!(
-                "cannot read the relay key {} for now: {e}",
-                file.display()
+                "cannot read the relay key {shown} for now: {e}"
             )));
         }
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -210,14 +212,12 @@ pub async fn resolve(
                 ""
             };
             return Err(Unresolved::Incomplete(format!(
-                "cannot read the relay key {}: {e}{hint}",
-                file.display()
+                "cannot read the relay key {shown}: {e}{hint}"
             )));
         }
         Ok(_) | Err(_) => {
             return Err(Unresolved::Incomplete(format!(
-                "no relay key in {}; run `phonerelay pair --relay {url} --phone-id {phone_id}`",
-                file.display()
+                "no relay key in {shown}; run `phonerelay pair --relay {url} --phone-id {phone_id}`"
             )));
         }
     };
@@ -394,6 +394,27 @@ mod tests {
         // Read again, both are the new relay's.
         let settings = resolve(&loaded, &racing).await.unwrap().unwrap();
         assert_eq!(settings.url, "http://new-relay.invalid");
+    }
+
+    /// The relay's key typed as `relay.key_file` by mistake is not quoted
+    /// by the error the link logs.
+    #[tokio::test]
+    async fn a_key_given_as_the_key_file_s_name_is_not_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = "rk_live_8f3a91c2d4e5b6a7";
+        let (loaded, store) = configured_and_store(
+            dir.path(),
+            &format!(
+                "url = \"http://relay.invalid\"\nphone_id = \"ph_1\"\nkey_file = \"{secret}\"\n"
+            ),
+        );
+        match resolve(&loaded, &store).await {
+            Err(Unresolved::Incomplete(why)) => {
+                assert!(why.starts_with("no relay key in"), "{why}");
+                assert!(!why.contains(secret), "{why}");
+            }
+            other => panic!("not refused: {other:?}"),
+        }
     }
 
     /// A relay key file that is there but cannot be read is said as such,

@@ -46,7 +46,7 @@ pub use message::{
 };
 pub use secret::{
     CREDENTIALS_DIRECTORY, Secret, SecretError, SecretSource, credentials_dir,
-    deserialize_secret_file, secret_file_path, shown_secret_path,
+    deserialize_secret_file, secret_file_path, serialize_secret_file, shown_secret_path,
 };
 pub use tokio_util::sync::CancellationToken;
 pub use webhook::{SharedWebhookAnswer, WebhookRequest, WebhookResponse};

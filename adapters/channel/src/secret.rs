@@ -108,21 +108,51 @@ impl<'de> de::Visitor<'de> for SecretVisitor {
     }
 }
 
-/// A secret file's path as an error shows it. A file name of digits alone
-/// is most likely the secret itself (a SIM PIN) typed into the `*_file`
-/// key instead of the secret's own: the name is not shown, only how long
-/// it is, as the secret's value never is.
+/// A secret file's path as an error (or `check`'s effective config) shows
+/// it. A file name of digits alone is most likely the secret itself (a SIM
+/// PIN) typed into the `*_file` key instead of the secret's own, and so is
+/// a long one of letters and digits with no dot (an API key, the relay's
+/// key): the name is not shown, only how long it is, as the secret's value
+/// never is.
 pub fn shown_secret_path(path: &Path) -> String {
+    let folder = || path.parent().map(|p| p.join("")).unwrap_or_default();
     match path.file_name().and_then(|name| name.to_str()) {
-        Some(name) if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) => {
-            let folder = path.parent().map(|p| p.join("")).unwrap_or_default();
-            format!(
-                "{}<{} digits, not shown: a PIN given as the file's name?>",
-                folder.display(),
-                name.len()
-            )
-        }
+        Some(name) if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) => format!(
+            "{}<{} digits, not shown: a PIN given as the file's name?>",
+            folder().display(),
+            name.len()
+        ),
+        Some(name) if looks_like_a_key(name) => format!(
+            "{}<{} characters, not shown: a key given as the file's name?>",
+            folder().display(),
+            name.len()
+        ),
         _ => path.display().to_string(),
+    }
+}
+
+/// A file name that reads as a token rather than a name: 16 characters or
+/// more, letters, digits, `-` and `_` only, both letters and digits, and
+/// no dot (`relay.key`, `pin.txt` are names; `rk_live_8f3a91c2d4e5` is
+/// not).
+fn looks_like_a_key(name: &str) -> bool {
+    name.len() >= 16
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && name.bytes().any(|b| b.is_ascii_digit())
+        && name.bytes().any(|b| b.is_ascii_alphabetic())
+}
+
+/// A `*_file` key's path as the effective config shows it
+/// ([`shown_secret_path`]).
+pub fn serialize_secret_file<S: serde::Serializer>(
+    path: &Option<PathBuf>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match path {
+        Some(path) => serializer.serialize_some(&shown_secret_path(path)),
+        None => serializer.serialize_none(),
     }
 }
 

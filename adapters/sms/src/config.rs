@@ -110,7 +110,8 @@ pub struct ModemConfig {
     /// with `pin`.
     #[serde(
         default,
-        deserialize_with = "phonerelay_channel::deserialize_secret_file"
+        deserialize_with = "phonerelay_channel::deserialize_secret_file",
+        serialize_with = "phonerelay_channel::serialize_secret_file"
     )]
     pub pin_file: Option<PathBuf>,
     /// SMS centre number (E.164) to use instead of the one stored on the SIM.
