@@ -206,3 +206,26 @@ fn no_store_says_nothing_and_makes_none() {
     assert!(!said.contains("store"), "{said}");
     assert!(!sim.dir.path().join("state").exists());
 }
+
+/// A `relay.url` that is not the relay the store's pairing names: `serve`
+/// would keep the link off (the relay key goes to no relay that did not
+/// issue it), so `check` says so, naming the key; the paired relay's own
+/// URL, however spelled, is fine.
+#[test]
+fn a_relay_url_other_than_the_paired_relay_s_is_a_problem() {
+    let sim = Simulated::new();
+    paired_store(sim.dir.path(), "sim-1");
+    let config = std::fs::read_to_string(&sim.config).unwrap();
+    let with_url = |url: &str| {
+        std::fs::write(&sim.config, format!("{config}\n[relay]\nurl = \"{url}\"\n")).unwrap();
+        check(&sim.config)
+    };
+    let (code, said) = with_url("https://other-relay.example.com");
+    assert_eq!(code, Some(2), "{said}");
+    assert!(
+        said.contains("relay.url:") && said.contains("not the relay this bridge was paired with"),
+        "{said}"
+    );
+    let (code, said) = with_url("HTTPS://Relay.Example.com:443/");
+    assert_eq!(code, Some(0), "{said}");
+}

@@ -10,12 +10,12 @@ use crate::exit::ExitError;
 /// pairing (`check_pairing`); writes nothing.
 pub fn run(cli: &Cli) -> Result<(), ExitError> {
     let loaded = load_config(cli)?;
-    let (pairing_note, pairing_issue) =
-        match super::check_pairing::stored_pairing_without_endpoint(&loaded) {
-            Some(PairingFinding::Note(note)) => (Some(note), None),
-            Some(PairingFinding::Issue(issue)) => (None, Some(issue)),
-            None => (None, None),
-        };
+    let (pairing_note, pairing_issue) = match super::check_pairing::stored_pairing_finding(&loaded)
+    {
+        Some(PairingFinding::Note(note)) => (Some(note), None),
+        Some(PairingFinding::Issue(issue)) => (None, Some(issue)),
+        None => (None, None),
+    };
     let notes = [
         longer_stop_than_the_shipped_unit(&loaded),
         super::check_relay::push_to_a_loopback_listen(&loaded),

@@ -26,13 +26,26 @@ pub enum PairingFinding {
     Issue(ConfigIssue),
 }
 
-/// A pairing whose phone_id no endpoint has; nothing without a store or
-/// a pairing, a note when the store cannot be read as it is.
-pub fn stored_pairing_without_endpoint(loaded: &LoadedConfig) -> Option<PairingFinding> {
+/// A `relay.url` that is not the paired relay's (the link would stay off,
+/// as `serve` says only in its log), or a pairing whose phone_id no
+/// endpoint has; nothing without a store or a pairing, a note when the
+/// store cannot be read as it is.
+pub fn stored_pairing_finding(loaded: &LoadedConfig) -> Option<PairingFinding> {
     let pairing = match stored_pairing(&loaded.database_path()) {
         Ok(pairing) => pairing?,
         Err(note) => return Some(PairingFinding::Note(note)),
     };
+    if let Some(url) = &loaded.config.relay.url {
+        let phone_id = loaded
+            .config
+            .relay
+            .phone_id
+            .as_deref()
+            .unwrap_or(&pairing.phone_id);
+        if let Err(why) = crate::relay::settings::paired_with_this_relay(&pairing, url, phone_id) {
+            return Some(PairingFinding::Issue(ConfigIssue::new("relay.url", why)));
+        }
+    }
     // The same phone_id in `relay.phone_id` is reported under that key.
     if loaded.config.relay.phone_id.as_ref() == Some(&pairing.phone_id) {
         return None;

@@ -267,7 +267,11 @@ pub async fn resolve(
 /// `relay.url` in the config that differs), it would hand that relay a key
 /// it did not issue. Refused, naming both URLs; a config-only setup (no
 /// pairing recorded) is not concerned.
-fn paired_with_this_relay(pairing: &Pairing, url: &str, phone_id: &str) -> Result<(), String> {
+pub(crate) fn paired_with_this_relay(
+    pairing: &Pairing,
+    url: &str,
+    phone_id: &str,
+) -> Result<(), String> {
     if super::relay_url::same_relay(&pairing.url, url) {
         return Ok(());
     }
