@@ -155,11 +155,52 @@ impl SmsChannel {
         }
     }
 
+    /// The driver's answer to a request of `parts` parts: first taken from
+    /// the queue within one part's send time (`send_timeout_ms`), else
+    /// given up (`hold`) and a timeout while still queued, nothing sent;
+    /// once taken, within [`Self::timeout_for`]. Waited for as one bound,
+    /// the queue wait of a short message (behind a late answer, a long
+    /// sweep) ran past the outbox's own send timeout, which then counted
+    /// an attempt for a message that never reached the modem.
+    async fn answer_of(
+        &self,
+        mut answer: oneshot::Receiver<crate::driver::SendOutcome>,
+        hold: &RequestHold,
+        parts: usize,
+    ) -> Answer {
+        let queue_wait = Duration::from_millis(self.config.send_timeout_ms);
+        let answered = match tokio::time::timeout(queue_wait, &mut answer).await {
+            Ok(answered) => answered,
+            Err(_) if hold.give_up() => return Answer::GivenUpQueued,
+            // Taken: under way now.
+            Err(_) => match tokio::time::timeout(self.timeout_for(parts), answer).await {
+                Ok(answered) => answered,
+                Err(_) => return Answer::TimedOut,
+            },
+        };
+        match answered {
+            Ok(outcome) => Answer::Outcome(outcome),
+            Err(_) => Answer::Dropped,
+        }
+    }
+
     fn timeout_for(&self, parts: usize) -> Duration {
         // An upper bound only: the driver answers as soon as it can.
         Duration::from_millis(self.config.send_timeout_ms) * (parts as u32 + 1)
             + Duration::from_millis(self.config.command_timeout_ms)
     }
+}
+
+/// How the wait for the driver's answer to a send ended
+/// (`SmsChannel::answer_of`).
+enum Answer {
+    Outcome(crate::driver::SendOutcome),
+    /// The driver dropped the request, maybe mid-message.
+    Dropped,
+    /// Still queued when the wait ended: given up, never sent.
+    GivenUpQueued,
+    /// Taken, and no answer in time.
+    TimedOut,
 }
 
 /// `+CMS ERROR` codes by which the network refuses a submission for now,
@@ -453,11 +494,11 @@ impl SmsChannel {
             hold: hold.clone(),
         };
         let outcome = match self.requests.try_send(request) {
-            Ok(()) => match tokio::time::timeout(self.timeout_for(remaining), answer).await {
-                Ok(Ok(outcome)) => outcome,
+            Ok(()) => match self.answer_of(answer, &hold, remaining).await {
+                Answer::Outcome(outcome) => outcome,
                 // The driver dropped the request, maybe mid-message:
                 // a part may have gone out, so this counts as an attempt.
-                Ok(Err(_)) => {
+                Answer::Dropped => {
                     return Err(SendError::transient(
                         "sms_modem_down",
                         "the modem driver dropped the send",
@@ -466,14 +507,14 @@ impl SmsChannel {
                 // Still in the driver's queue (behind an earlier send's
                 // late answer, or a sweep): it never reached the modem, and
                 // the driver skips it. Not an attempt.
-                Err(_) if hold.give_up() => {
+                Answer::GivenUpQueued => {
                     return Err(SendError::rate_limited(
                         "sms_busy",
                         "the modem was busy (an earlier send or a read of the SIM) for longer than this send waits; nothing sent",
                         Some(Duration::from_secs(1)),
                     ));
                 }
-                Err(_) => {
+                Answer::TimedOut => {
                     return Err(SendError::transient(
                         "sms_timeout",
                         "driver did not answer in time",

@@ -557,11 +557,9 @@ async fn late_cmgs_of_the_only_part_is_kept_across_a_restart_before_the_retry() 
     let mut rig = only_part_timed_out().await;
     wait_until(|| rig.sim.sent_messages().len() == 1).await;
     // The late +CMGS is settled (and kept) before the port takes the
-    // next request: a send behind it waits for that.
-    rig.channel
-        .send(&message("other", "+15551230003", "behind it"))
-        .await
-        .unwrap();
+    // next request: a send behind it waits for that (given up for now
+    // while it waits longer than one part's send time, and sent again).
+    retry_until_sent(&rig, &message("other", "+15551230003", "behind it")).await;
     rig.stop_channel().await;
     rig.restart_channel(impatient_config());
     rig.wait_up().await;
@@ -792,6 +790,38 @@ async fn a_send_given_up_while_queued_behind_a_late_answer_is_no_attempt_and_goe
     );
     retry_until_sent(&rig, &behind).await;
     assert_eq!(sent_texts(&rig), ["just once", "behind it"]);
+}
+
+/// A send queued behind the wait for an earlier send's late answer gives
+/// up within one part's send time (`send_timeout_ms`), nothing sent, not
+/// within the bound of a whole send (twice that and a command's): its
+/// caller's own timeout (the outbox's, shorter than that bound) fired
+/// first, and counted an attempt for a message that never reached the
+/// modem.
+#[tokio::test]
+async fn a_queued_send_gives_up_within_one_part_s_send_time() {
+    // One part's send time 1 s; the bound of a whole send of one part
+    // (twice that and a command's) 3 s; the caller waits 2 s.
+    let mut config = modem_config("main");
+    config.send_timeout_ms = 1000;
+    config.command_timeout_ms = 1000;
+    let rig = Rig::start(behaviour(), config).await;
+    rig.wait_up().await;
+    rig.sim.set_delay(Duration::from_secs(6));
+    send_fails_transiently(&rig, "one", "just once").await;
+    let behind = message("two", "+15551230003", "behind it");
+    let outer = Duration::from_secs(2);
+    let err = tokio::time::timeout(outer, rig.channel.send(&behind))
+        .await
+        .expect("the caller's timeout came first")
+        .unwrap_err();
+    assert_eq!(
+        (err.class, err.code.as_str()),
+        (ErrorClass::RateLimited, "sms_busy"),
+        "{err:?}"
+    );
+    rig.sim.set_delay(Duration::ZERO);
+    retry_until_sent(&rig, &behind).await;
 }
 
 /// A daemon's stop while the network has not answered a part (its PDU

@@ -31,7 +31,9 @@ async fn a_sim_without_an_sms_centre_stops_start_up_and_names_the_setting() {
             .send(&message("m", "+15551230001", "no centre"))
             .await
         {
-            assert_eq!(e.class, ErrorClass::Unavailable, "{e:?}");
+            // Or, queued while start-up runs, given up for now unsent.
+            let busy = e.class == ErrorClass::RateLimited && e.code == "sms_busy";
+            assert!(e.class == ErrorClass::Unavailable || busy, "{e:?}");
         }
         // The outbox's pause after an endpoint turned a message away.
         tokio::time::sleep(Duration::from_millis(250)).await;
