@@ -306,6 +306,8 @@ pub async fn start(
     local_key::ensure(&*store, &loaded.state_dir())
         .await
         .map_err(ExitError::Runtime)?;
+    // Before the API takes a send: one the new relay pushes is its own.
+    crate::relay::reported_relay::record_a_move_at_start(&loaded, &*store).await;
 
     let listen = &loaded.config.server.listen;
     // On an error the socket's file goes with `socket_file`: nobody will

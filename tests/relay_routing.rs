@@ -606,6 +606,15 @@ async fn a_post_cut_short_by_a_stop_is_repeated_with_the_same_body_though_routin
     assert_eq!(link["inbound_dead"], 0, "{link}");
 }
 
+/// The bridge's config part once moved to `relay` (`relay.url` changed).
+fn moved_to(relay: &EmulatedRelay) -> String {
+    format!(
+        "{}{}",
+        common::FAST_OUTBOX,
+        relay.bridge_config("push", Some("ops"))
+    )
+}
+
 /// The pending inbound with `text`, once it was routed and tried (its
 /// route recorded with the failed attempt).
 async fn wait_routed_pending(bridge: &TestDaemon, text: &str) -> Value {
@@ -656,11 +665,7 @@ async fn after_a_move_to_another_relay_replies_are_not_routed_to_the_old_relays_
     let waiting = wait_routed_pending(&bridge, "waiting at the move").await;
     assert_eq!(waiting["to"], "alice", "{waiting}");
 
-    let moved = format!(
-        "{}{}",
-        common::FAST_OUTBOX,
-        new.bridge_config("push", Some("ops"))
-    );
+    let moved = moved_to(&new);
     let bridge = bridge.restart_with(&moved, vec![wa.clone()]).await;
     let waited = forwarded(&new, "waiting at the move").await;
     assert_eq!(waited["to"], "ops", "{waited}");
@@ -733,11 +738,7 @@ async fn a_route_written_for_the_old_relay_after_the_move_is_not_reused() {
     assert_eq!(rewritten, 1);
     drop(conn);
 
-    let moved = format!(
-        "{}{}",
-        common::FAST_OUTBOX,
-        new.bridge_config("push", Some("ops"))
-    );
+    let moved = moved_to(&new);
     let _bridge = bridge.restart_with(&moved, vec![wa.clone()]).await;
     let sent = forwarded(&new, "caught in the move").await;
     assert_eq!(sent["to"], "ops", "{sent}");

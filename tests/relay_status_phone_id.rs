@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{FAST_OUTBOX, TestChannel, create_key};
 use phonerelay::relay::REPORTED_RELAY_CURSOR;
 use phonerelay::relay::settings::{SCOPE, STATUS_CURSOR};
-use phonerelay::store::{Scope, Store};
+use phonerelay::store::Scope;
 use phonerelay_channel::ChannelKind;
 use relay_support::{EmulatedRelay, PHONE_ID, RELAY_KEY};
 use serde_json::{Value, json};
@@ -229,22 +229,33 @@ async fn once_paired_elsewhere_the_old_link_tells_its_relay_no_more_events() {
 }
 
 /// A `relay.url` changed while the daemon was stopped is a move made at
-/// the daemon's start: a message the new relay sent before the link found
-/// the move (its bridge key works from the start) is the new relay's, not
-/// taken for the old one's and its events passed over.
+/// the daemon's start: it is recorded before the API takes a send, so a
+/// send the new relay pushed before its link started is its own, not
+/// taken for the old relay's (its status events passed over).
 #[tokio::test]
-async fn a_move_found_when_the_link_starts_is_drawn_at_the_store_s_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = common::open_store(&dir.path().join("phonerelay.sqlite3"));
-    let before_the_link = common::accept_new(&store, common::new_outbound("early", 1)).await;
-    let moved = phonerelay::store::RelayMove {
-        cursor: phonerelay::relay::reported_relay::CURSOR.into(),
-        url: "https://new-relay.example".into(),
-    };
-    let after_seq = store
-        .record_relay_move(phonerelay::relay::settings::SCOPE, moved)
+async fn a_move_of_relay_url_is_recorded_before_the_api_takes_a_send() {
+    let first = EmulatedRelay::start().await;
+    let wa = TestChannel::new(ChannelKind::Wa, PHONE_ID);
+    let bridge = common::start_bridge(&first.bridge_config("push", None), RELAY_KEY, &wa).await;
+    let key = create_key(&*bridge.store(), vec![Scope::Send], Some(PHONE_ID)).await;
+    let body = json!({"phone_id": PHONE_ID, "channel": "wa", "to": "+15551230001",
+                      "text": "hi", "relay_message_id": "r-old"});
+    let (code, accepted) = bridge.post("/api/v1/messages", &key, &body).await;
+    assert_eq!(code, 202, "{accepted}");
+    first
+        .wait_for("the first relay's record", |s| !s.heartbeats.is_empty())
+        .await;
+
+    let second = EmulatedRelay::start().await;
+    let config = format!("{FAST_OUTBOX}{}", second.bridge_config("push", None));
+    let bridge = bridge.restart_with(&config, vec![wa]).await;
+    // Read as soon as the daemon is up, before its link may have started.
+    let record = bridge
+        .store()
+        .load_cursor(SCOPE, REPORTED_RELAY_CURSOR)
         .await
-        .unwrap();
-    let seq = phonerelay::store::message_id::seq_of(&before_the_link).unwrap();
-    assert!(after_seq < seq, "{after_seq} not before {seq}");
+        .unwrap()
+        .expect("a record");
+    let record: Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(record["url"], second.url(), "{record}");
 }

@@ -206,7 +206,7 @@ pub async fn pair(loaded: &LoadedConfig, args: &PairArgs) -> Result<(), ExitErro
     let outcome = pairing::pair(loaded, &*store, url, phone_id, &key).await?;
     eprintln!(
         "paired with {url} as phone_id {phone_id}; the relay key is in {} (mode 600)",
-        outcome.key_file.display()
+        phonerelay_channel::shown_secret_path(&outcome.key_file)
     );
     // The link runs as the config's phone_id, whatever this pairing says:
     // the relay would get this pairing's key for another phone.

@@ -133,11 +133,14 @@ pub const DEFAULT_PER_RECIPIENT_PER_MINUTE: u32 = 30;
 /// days) is as slow as a rate means anything.
 pub const MIN_PER_SECOND: f64 = 1e-6;
 pub const MAX_PER_SECOND: f64 = 1_000_000.0;
-/// The largest `outbox.limits.*.burst`. The limiter holds a burst as its
-/// period times `burst - 1` in nanoseconds, a u64: at the slowest rate
-/// (10^15 ns a send) past about 18,000 that wrapped round (a burst that
-/// was not the one asked for) or, in a debug build, panicked at start.
-pub const MAX_BURST: u32 = 10_000;
+/// The largest `outbox.limits.*.burst`, and the longest time a whole
+/// burst may take to refill at `per_second` (`(burst - 1) / per_second`,
+/// about 31 years). The limiter holds that time in nanoseconds, a u64: at
+/// the slowest rate (10^15 ns a send) a burst past about 18,000 wrapped
+/// round (a burst that was not the one asked for) or, in a debug build,
+/// panicked at start.
+pub const MAX_BURST: u32 = 1_000_000;
+pub const MAX_BURST_REFILL_SECONDS: f64 = 1e9;
 
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 

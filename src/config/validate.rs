@@ -3,10 +3,10 @@ use std::net::SocketAddr;
 use phonerelay_channel::{ChannelKind, ConfigIssue};
 
 use super::defaults::{
-    MAX_ATTACHMENT_MAX_BYTES, MAX_BURST, MAX_COMMIT_DELAY_MS, MAX_CONCURRENCY, MAX_LEASE_SECONDS,
-    MAX_MAX_CONNECTIONS, MAX_MAX_MEDIA_BYTES, MAX_MEDIA_MIN_FREE_BYTES, MAX_PER_SECOND,
-    MAX_RETENTION_DAYS, MAX_SHUTDOWN_GRACE_SECONDS, MAX_TIMEOUT_SECONDS, MAX_TTL_LIMIT_SECONDS,
-    MIN_PER_SECOND,
+    MAX_ATTACHMENT_MAX_BYTES, MAX_BURST, MAX_BURST_REFILL_SECONDS, MAX_COMMIT_DELAY_MS,
+    MAX_CONCURRENCY, MAX_LEASE_SECONDS, MAX_MAX_CONNECTIONS, MAX_MAX_MEDIA_BYTES,
+    MAX_MEDIA_MIN_FREE_BYTES, MAX_PER_SECOND, MAX_RETENTION_DAYS, MAX_SHUTDOWN_GRACE_SECONDS,
+    MAX_TIMEOUT_SECONDS, MAX_TTL_LIMIT_SECONDS, MIN_PER_SECOND,
 };
 use super::load::LoadedConfig;
 
@@ -213,10 +213,17 @@ pub fn validate_with(loaded: &LoadedConfig, extra_phone_ids: &[String]) -> Vec<C
                 format!("must be from {MIN_PER_SECOND} to {MAX_PER_SECOND}"),
             ));
         }
-        if !(1..=MAX_BURST).contains(&limit.burst) {
+        // Measured against a rate that is one (a wrong rate is said above).
+        let rate_valid = (MIN_PER_SECOND..=MAX_PER_SECOND).contains(&limit.per_second);
+        let refill_seconds = f64::from(limit.burst.saturating_sub(1)) / limit.per_second;
+        let refills = !rate_valid || refill_seconds <= MAX_BURST_REFILL_SECONDS;
+        if !(1..=MAX_BURST).contains(&limit.burst) || !refills {
             issues.push(ConfigIssue::new(
                 format!("{key}.burst"),
-                format!("must be from 1 to {MAX_BURST}"),
+                format!(
+                    "must be from 1 to {MAX_BURST}, and refill within {MAX_BURST_REFILL_SECONDS} s \
+                     at per_second (burst - 1 at most per_second times that)"
+                ),
             ));
         }
     }
@@ -680,13 +687,23 @@ mod tests {
             let period = std::time::Duration::from_secs_f64(1.0 / per_second);
             let quota = governor::Quota::with_period(period);
             assert!(quota.is_some(), "{per_second}");
-            let burst = std::num::NonZeroU32::new(MAX_BURST).unwrap();
+            // The largest burst validation takes at this rate.
+            let largest = (1.0 + per_second * MAX_BURST_REFILL_SECONDS).min(f64::from(MAX_BURST));
+            let burst = std::num::NonZeroU32::new(largest as u32).unwrap();
             let limiter = governor::RateLimiter::direct(quota.unwrap().allow_burst(burst));
             assert!(limiter.check().is_ok(), "{per_second}");
         }
-        assert_eq!(issues("[outbox.limits.sms]\nburst = 10001\n").len(), 1);
-        assert_eq!(issues("[outbox.limits.sms]\nburst = 0\n").len(), 1);
-        assert!(issues("[outbox.limits.sms]\nburst = 10000\n").is_empty());
+        let burst = |per_second: &str, burst: u32| {
+            issues(&format!(
+                "[outbox.limits.sms]\nper_second = {per_second}\nburst = {burst}\n"
+            ))
+            .len()
+        };
+        assert_eq!(burst("1.0", 0), 1);
+        assert_eq!(burst("1000000.0", MAX_BURST + 1), 1);
+        assert_eq!(burst("1000000.0", MAX_BURST), 0);
+        assert_eq!(burst("0.000001", 1001), 0);
+        assert_eq!(burst("0.000001", 18448), 1, "wrapped the limiter");
     }
 
     /// A limit table for pchat, the relay, would apply to nothing.

@@ -190,7 +190,7 @@ pub async fn status(loaded: &LoadedConfig, store: &dyn Store) -> Result<String, 
     };
     out.push_str(&format!(
         "key file:    {} ({key_state})\n",
-        key_file.display()
+        phonerelay_channel::shown_secret_path(&key_file)
     ));
     match &pairing {
         Some(p) => {

@@ -54,8 +54,12 @@ pub async fn install(
         .await
         .map_err(|e| ExitError::Runtime(format!("cannot read the current pairing: {e}")))?;
     let key_file = settings::key_file(loaded);
-    let staged = private_files::stage(&key_file, key)
-        .map_err(|e| ExitError::Runtime(format!("cannot write {}: {e}", key_file.display())))?;
+    let staged = private_files::stage(&key_file, key).map_err(|e| {
+        ExitError::Runtime(format!(
+            "cannot write {}: {e}",
+            phonerelay_channel::shown_secret_path(&key_file)
+        ))
+    })?;
     let issued = keys::issue(
         BRIDGE_KEY_NAME,
         vec![Scope::Send, Scope::Read],
@@ -95,7 +99,7 @@ pub async fn install(
         ExitError::Runtime(format!(
             "the pairing is recorded, but the relay key could not be put in {}: {e}; \
              the link stays off until `phonerelay pair` is run again",
-            key_file.display()
+            phonerelay_channel::shown_secret_path(&key_file)
         ))
     })?;
     Ok(Installed {

@@ -60,10 +60,13 @@ pub async fn remove(
         std::fs::remove_file(&key_file).map_err(|e| {
             ExitError::Runtime(format!(
                 "{out}the pairing is removed, but the relay key {} could not be: {e}",
-                key_file.display()
+                phonerelay_channel::shown_secret_path(&key_file)
             ))
         })?;
-        out.push_str(&format!("removed the relay key {}\n", key_file.display()));
+        out.push_str(&format!(
+            "removed the relay key {}\n",
+            phonerelay_channel::shown_secret_path(&key_file)
+        ));
     }
     Ok(out)
 }

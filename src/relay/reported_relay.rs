@@ -85,9 +85,29 @@ pub async fn move_for_pairing(
 }
 
 async fn decide(deps: &Deps) -> StoreResult<i64> {
-    let store = &deps.state.store;
-    let url = &deps.settings.url;
-    let after_seq = match recorded(&**store).await? {
+    decide_for(&*deps.state.store, &deps.settings.url).await
+}
+
+/// At the daemon's start, before the API takes a send: a move of
+/// `relay.url` made while the daemon was stopped is recorded now, not when
+/// the link starts. The new relay may push with its bridge key from the
+/// start on, and a send it pushed before its link recorded the move was
+/// taken for the old relay's (its status events passed over, replies to
+/// it routed by the old relay's conversations). A link that cannot start
+/// now (its key not readable yet) records its move when it does: the
+/// messages before that were the old relay's to send.
+pub async fn record_a_move_at_start(loaded: &crate::config::LoadedConfig, store: &dyn Store) {
+    let Ok(Some(settings)) = super::settings::resolve(loaded, store).await else {
+        return;
+    };
+    if let Err(e) = decide_for(store, &settings.url).await {
+        tracing::warn!(error = %e, "cannot record which relay the messages are for; the link records it when it starts");
+    }
+}
+
+async fn decide_for(store: &dyn Store, url: &str) -> StoreResult<i64> {
+    let url = &url.to_string();
+    let after_seq = match recorded(store).await? {
         Some(previous) if same_relay(&previous.url, url) => return Ok(previous.after_seq),
         // Another relay before this one: its messages are not this one's.
         Some(previous) => {

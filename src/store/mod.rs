@@ -327,14 +327,11 @@ pub trait Store: Send + Sync + 'static {
     /// The newest outbound message's seq (0 when there is none): every
     /// message accepted from now on has a higher one.
     async fn last_outbound_seq(&self) -> StoreResult<i64>;
-    /// In one transaction: the messages accepted since this store was
-    /// opened are relay `moved.url`'s ([`ReportedRelay`] in cursor
-    /// `moved.cursor` under `scope`), and the routes given to inbound
-    /// messages not yet taken (pending, dead letters) are forgotten,
-    /// except an operator's own: they name the old relay's users. For a
-    /// `relay.url` changed while the daemon was stopped, found when the
-    /// link starts: the new relay may send from the daemon's start, before
-    /// its link runs. Returns the record's `after_seq`.
+    /// In one transaction: the messages accepted from now on are relay
+    /// `moved.url`'s ([`ReportedRelay`] in cursor `moved.cursor` under
+    /// `scope`), and the routes given to inbound messages not yet taken
+    /// (pending, dead letters) are forgotten, except an operator's own:
+    /// they name the old relay's users. Returns the record's `after_seq`.
     async fn record_relay_move(&self, scope: &str, moved: RelayMove) -> StoreResult<i64>;
     /// The conversation an inbound message replies to, if any is known.
     async fn route_reply(&self, query: RouteQuery) -> StoreResult<Option<RouteMatch>>;

@@ -108,8 +108,7 @@ pub fn replace_pairing(conn: &Connection, change: &PairingChange) -> StoreResult
         super::cursors::write(conn, &change.scope, &cursor.name, &cursor.value)?;
     }
     if let Some(moved) = &change.relay_move {
-        // At the commit: the new relay may send with its key from then on.
-        super::relay::record_relay_move(conn, &change.scope, moved, None)?;
+        super::relay::record_relay_move(conn, &change.scope, moved)?;
     }
     Ok(revoked)
 }

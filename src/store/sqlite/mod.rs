@@ -107,10 +107,6 @@ pub struct SqliteStore {
     key_cache: keys::KeyCache,
     /// The next outbound message's `seq` (and so its id).
     seqs: SeqClock,
-    /// The newest outbound message's `seq` when the store was opened: the
-    /// line a move of `relay.url` (made while the daemon was stopped) is
-    /// drawn at (`record_relay_move`).
-    outbound_seq_at_open: i64,
     /// Where kept files live: `media/` beside the database.
     media_dir: PathBuf,
     /// `storage.max_media_bytes`: the largest file kept; 0 keeps none.
@@ -171,7 +167,6 @@ impl SqliteStore {
         schema::check_not_newer(&conn, path)?;
         schema::migrate(&mut conn)?;
         let seqs = SeqClock::load(&conn)?;
-        let outbound_seq_at_open = relay::last_outbound_seq(&conn)?;
         let (_, media_bytes) = media::usage(&conn)?;
         // Replies are routed by comparing event times: later ones must stay
         // later than these, whatever the clock says now. One further ahead
@@ -198,7 +193,6 @@ impl SqliteStore {
             writer_thread: Mutex::new(Some(handle)),
             key_cache: keys::KeyCache::default(),
             seqs,
-            outbound_seq_at_open,
             media_dir: media_files::dir_beside(path),
             max_media_bytes: crate::config::DEFAULT_MAX_MEDIA_BYTES,
             media_budget: std::sync::Arc::new(media_budget::MediaBudget::new(
@@ -678,9 +672,8 @@ impl Store for SqliteStore {
 
     async fn record_relay_move(&self, scope: &str, moved: RelayMove) -> StoreResult<i64> {
         let scope = scope.to_string();
-        let at_most = self.outbound_seq_at_open;
         self.writer
-            .write(move |conn| relay::record_relay_move(conn, &scope, &moved, Some(at_most)))
+            .write(move |conn| relay::record_relay_move(conn, &scope, &moved))
             .await
     }
 

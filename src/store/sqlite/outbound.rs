@@ -802,10 +802,25 @@ pub fn record_outcome_plainly(
             // go in), so whoever wrote to the recipient before still had
             // it, and a reply to this send went to them: a reply after it
             // goes by default instead.
-            match sent_to {
-                Some(sent_to) => routing::end_for_an_unknown_writer(conn, id, &sent_to, *now_ms),
-                None => Ok(()),
+            // In a savepoint of its own, a failure let go: this record is
+            // the fallback for an outcome the store refused whole, maybe in
+            // these very rows, and failing too it left the message
+            // `sending`, sent again at the next start.
+            let Some(sent_to) = sent_to else {
+                return Ok(());
+            };
+            conn.execute_batch("SAVEPOINT plain_conversation")?;
+            match routing::end_for_an_unknown_writer(conn, id, &sent_to, *now_ms) {
+                Ok(()) => conn.execute_batch("RELEASE plain_conversation")?,
+                Err(e) => {
+                    tracing::warn!(message_id = %id, error = %e,
+                        "cannot end the recipient's conversation; a reply after this send may go to whoever wrote before");
+                    conn.execute_batch(
+                        "ROLLBACK TO plain_conversation; RELEASE plain_conversation",
+                    )?;
+                }
             }
+            Ok(())
         }
         SendOutcome::Retry {
             next_attempt_at_ms,

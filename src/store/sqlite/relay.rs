@@ -395,16 +395,9 @@ fn relay_message_id(
 }
 
 /// See [`crate::store::Store::last_outbound_seq`].
-/// See `Store::record_relay_move`, inside the caller's one transaction;
-/// the line drawn at `at_most` if that is older than the newest message.
-pub fn record_relay_move(
-    conn: &Connection,
-    scope: &str,
-    moved: &RelayMove,
-    at_most: Option<i64>,
-) -> StoreResult<i64> {
-    let newest = last_outbound_seq(conn)?;
-    let after_seq = at_most.map_or(newest, |at_most| newest.min(at_most));
+/// See `Store::record_relay_move`, inside the caller's one transaction.
+pub fn record_relay_move(conn: &Connection, scope: &str, moved: &RelayMove) -> StoreResult<i64> {
+    let after_seq = last_outbound_seq(conn)?;
     let record = ReportedRelay {
         url: moved.url.clone(),
         after_seq,
@@ -741,10 +734,7 @@ mod tests {
             cursor: "status_relay".into(),
             url: "https://new.example".into(),
         };
-        assert_eq!(
-            record_relay_move(&conn, "relay", &moved, None).unwrap(),
-            newest
-        );
+        assert_eq!(record_relay_move(&conn, "relay", &moved).unwrap(), newest);
         let to = |id: &str| {
             let item = get(&conn, id).unwrap().unwrap();
             (item.to, item.route)

@@ -651,6 +651,32 @@ mod tests {
         );
     }
 
+    /// The plain record is the fallback for an outcome the store refused
+    /// whole, maybe in the conversation's rows: ending the conversation
+    /// fails there too (a trigger refuses it here), and the send is still
+    /// recorded sent, not left `sending` to go again at the next start.
+    #[test]
+    fn a_plain_record_is_made_though_the_conversation_cannot_be_ended() {
+        let conn = at_version(MIGRATIONS.len());
+        sent_by(&conn, "bob", "sms:1", 100);
+        conn.execute_batch(
+            "CREATE TRIGGER refused BEFORE UPDATE ON conversations
+             BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .unwrap();
+        let alice = alice_writes(&conn);
+        claim_at(&conn, 300);
+        outbound::record_outcome_plainly(&conn, &alice, &sent_as("sms:2", 400)).unwrap();
+        let status: String = conn
+            .query_row(
+                "SELECT status FROM outbound WHERE id = ?1",
+                [&alice],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(status, "sent");
+    }
+
     /// Bob wrote to the number at 100. Alice's send to it was tried at
     /// 300, failed after its first part went out (400), and waits for its
     /// retry: a reply from the number at 500 may answer her half message.

@@ -312,6 +312,21 @@ mod tests {
         );
     }
 
+    /// A store in `dir` holding `out-<send>-since` and `out-still-queued`
+    /// queued, `in-<reply>-since` and `in-still-pending` waiting for the
+    /// relay; its path and a connection to it.
+    fn two_sends_and_two_replies(dir: &Path, send: &str, reply: &str) -> (PathBuf, Connection) {
+        let db = empty_store(dir);
+        let conn = Connection::open(&db).unwrap();
+        for id in [format!("out-{send}-since"), "out-still-queued".into()] {
+            queue_message(&conn, &id);
+        }
+        for id in [format!("in-{reply}-since"), "in-still-pending".into()] {
+            receive(&conn, &id, "pending");
+        }
+        (db, conn)
+    }
+
     /// What a message both stores hold became in the replaced store after
     /// the backup is taken over where it went further: a send it sent is
     /// sent in the restored store (with its part's id and its history),
@@ -322,14 +337,7 @@ mod tests {
     #[test]
     fn a_restore_takes_the_fates_the_replaced_store_gave_shared_messages() {
         let dir = tempfile::tempdir().unwrap();
-        let db = empty_store(dir.path());
-        let conn = Connection::open(&db).unwrap();
-        for id in ["out-sent-since", "out-still-queued"] {
-            queue_message(&conn, id);
-        }
-        for id in ["in-taken-since", "in-still-pending"] {
-            receive(&conn, id, "pending");
-        }
+        let (db, conn) = two_sends_and_two_replies(dir.path(), "sent", "taken");
         let copy = dir.path().join("copy.sqlite3");
         backup(&db, &copy).unwrap();
         conn.execute_batch(
@@ -393,14 +401,7 @@ mod tests {
     fn what_the_replaced_store_ended_and_deleted_since_is_not_restored_live() {
         for went_on in [true, false] {
             let dir = tempfile::tempdir().unwrap();
-            let db = empty_store(dir.path());
-            let conn = Connection::open(&db).unwrap();
-            for id in ["out-pruned-since", "out-still-queued"] {
-                queue_message(&conn, id);
-            }
-            for id in ["in-pruned-since", "in-still-pending"] {
-                receive(&conn, id, "pending");
-            }
+            let (db, conn) = two_sends_and_two_replies(dir.path(), "pruned", "pruned");
             add_event(&conn);
             let copy = dir.path().join("copy.sqlite3");
             backup(&db, &copy).unwrap();
