@@ -312,6 +312,16 @@ mod tests {
         );
     }
 
+    /// The first column of every row `sql` reads, as text.
+    fn texts(conn: &Connection, sql: &str) -> Vec<String> {
+        conn.prepare(sql)
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
     /// A store in `dir` holding `out-<send>-since` and `out-still-queued`
     /// queued, `in-<reply>-since` and `in-still-pending` waiting for the
     /// relay; its path and a connection to it.
@@ -364,14 +374,7 @@ mod tests {
             })
         );
         let conn = Connection::open(&db).unwrap();
-        let text = |sql: &str| -> Vec<String> {
-            conn.prepare(sql)
-                .unwrap()
-                .query_map([], |row| row.get(0))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap()
-        };
+        let text = |sql: &str| texts(&conn, sql);
         assert_eq!(
             text("SELECT id || ' ' || status || ' ' || attempts FROM outbound ORDER BY id"),
             ["out-sent-since sent 1", "out-still-queued queued 0"]
@@ -419,14 +422,7 @@ mod tests {
             let restored = restore(&copy, &db, ".before-restore").unwrap();
             let fates = restored.carried.fates.unwrap();
             let conn = Connection::open(&db).unwrap();
-            let ids = |sql: &str| -> Vec<String> {
-                conn.prepare(sql)
-                    .unwrap()
-                    .query_map([], |row| row.get(0))
-                    .unwrap()
-                    .collect::<Result<_, _>>()
-                    .unwrap()
-            };
+            let ids = |sql: &str| texts(&conn, sql);
             let (outbound, inbound) = (
                 ids("SELECT id FROM outbound ORDER BY id"),
                 ids("SELECT id FROM inbound ORDER BY id"),
