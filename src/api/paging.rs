@@ -1,5 +1,10 @@
 //! Cursor paging shared by the list endpoints: newest first, the cursor is
-//! the list's name and the last row's sequence number, opaque to clients.
+//! the list's name and the last row's sequence number, sealed: the number
+//! is enciphered with a key of this daemon run and signed, so a client
+//! (a key bound to one phone, say) cannot read from two of its cursors how
+//! many rows other phones added in between, nor forge one. A cursor from
+//! before the daemon's restart is refused, and the client starts again
+//! from the first page.
 
 use axum::extract::rejection::QueryRejection;
 use axum::http::StatusCode;
@@ -68,21 +73,45 @@ impl CursorList {
     }
 
     pub fn encode(self, seq: i64) -> String {
-        format!("{}{seq}", self.prefix())
+        let sealed = seal::encipher(self.prefix(), seq as u64);
+        let tag = seal::tag(self.prefix(), &sealed);
+        format!(
+            "{}{}{}",
+            self.prefix(),
+            hex::encode(sealed),
+            hex::encode(tag)
+        )
     }
 
     /// The sequence number `cursor` pages before, if it is one this list
-    /// handed out: its prefix, then a sequence number as the list writes
-    /// it (digits only, no sign, no leading zero, 1 or more), so that no
-    /// two spellings name one page.
+    /// handed out in this daemon run: its prefix, then the enciphered
+    /// number and its tag as the list writes them (lower-case hex), the
+    /// number 1 or more.
     pub fn decode(self, cursor: Option<String>) -> Result<Option<i64>, ApiError> {
         cursor
             .map(|c| {
                 c.strip_prefix(self.prefix())
-                    .and_then(canonical_seq)
+                    .and_then(|rest| self.unseal(rest))
                     .ok_or_else(|| self.not_ours())
             })
             .transpose()
+    }
+
+    fn unseal(self, rest: &str) -> Option<i64> {
+        let lower_hex = rest
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if rest.len() != 2 * (seal::SEALED + seal::TAG) || !lower_hex {
+            return None;
+        }
+        let bytes = hex::decode(rest).ok()?;
+        let (sealed, tag) = bytes.split_at(seal::SEALED);
+        let sealed: [u8; seal::SEALED] = sealed.try_into().ok()?;
+        if seal::tag(self.prefix(), &sealed)[..] != *tag {
+            return None;
+        }
+        let seq = i64::try_from(seal::decipher(self.prefix(), sealed)).ok()?;
+        (seq >= 1).then_some(seq)
     }
 
     fn not_ours(self) -> ApiError {
@@ -90,19 +119,64 @@ impl CursorList {
             StatusCode::BAD_REQUEST,
             "invalid_query",
             "not a cursor of this list: pass the next_cursor of this same list's previous page \
-             (a cursor of another list, or from before the bridge was upgraded, is refused)",
+             (a cursor of another list, or from before the daemon restarted, is refused: start \
+             again from the first page)",
         )
         .field("cursor")
     }
 }
 
-/// `digits` as a sequence number, if written as one is written: ASCII
-/// digits without sign or leading zero, 1 or more.
-fn canonical_seq(digits: &str) -> Option<i64> {
-    let plain = !digits.is_empty()
-        && !digits.starts_with('0')
-        && digits.bytes().all(|b| b.is_ascii_digit());
-    plain.then(|| digits.parse::<i64>().ok()).flatten()
+/// The cursor's seal: a four-round Feistel cipher over the 64-bit number,
+/// its round function SHA-256 under a key drawn at the daemon's start, and
+/// a tag of the enciphered bytes under the same key. Cursors of rows next
+/// to each other look unrelated, and none can be made up.
+mod seal {
+    use sha2::{Digest, Sha256};
+
+    pub const SEALED: usize = 8;
+    pub const TAG: usize = 8;
+
+    fn key() -> &'static [u8; 32] {
+        static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+        KEY.get_or_init(rand::random)
+    }
+
+    fn hash(parts: &[&[u8]]) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(key());
+        for part in parts {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part);
+        }
+        hasher.finalize().into()
+    }
+
+    fn round(list: &str, round: u8, half: u32) -> u32 {
+        let h = hash(&[list.as_bytes(), &[round], &half.to_be_bytes()]);
+        u32::from_be_bytes([h[0], h[1], h[2], h[3]])
+    }
+
+    pub fn encipher(list: &str, number: u64) -> [u8; SEALED] {
+        let (mut left, mut right) = ((number >> 32) as u32, number as u32);
+        for r in 0..4 {
+            (left, right) = (right, left ^ round(list, r, right));
+        }
+        ((u64::from(left) << 32) | u64::from(right)).to_be_bytes()
+    }
+
+    pub fn decipher(list: &str, sealed: [u8; SEALED]) -> u64 {
+        let number = u64::from_be_bytes(sealed);
+        let (mut left, mut right) = ((number >> 32) as u32, number as u32);
+        for r in (0..4).rev() {
+            (left, right) = (right ^ round(list, r, left), left);
+        }
+        (u64::from(left) << 32) | u64::from(right)
+    }
+
+    pub fn tag(list: &str, sealed: &[u8; SEALED]) -> [u8; TAG] {
+        let h = hash(&[b"tag", list.as_bytes(), sealed]);
+        h[..TAG].try_into().expect("a hash is longer than a tag")
+    }
 }
 
 pub fn query_error(rejection: QueryRejection) -> ApiError {
@@ -152,20 +226,56 @@ mod tests {
         }
     }
 
+    /// Only a cursor this list sealed is read: not a plain number (as
+    /// cursors were), one with a byte changed, its hex in upper case, cut
+    /// short, or the seal of 0.
     #[test]
-    fn a_cursor_is_one_spelling_of_a_sequence_number_of_1_or_more() {
+    fn a_cursor_is_read_only_as_this_list_sealed_it() {
         let list = CursorList::Messages;
+        let good = list.encode(41);
+        let rest = good.strip_prefix("msg-").unwrap();
+        let flipped = format!(
+            "msg-{}{}",
+            if rest.starts_with('0') { '1' } else { '0' },
+            &rest[1..]
+        );
         for bad in [
-            "msg-0", "msg--5", "msg-+41", "msg-0041", "msg-", "msg-4a", "c41", "msg- 4",
+            "msg-41".to_string(),
+            "msg-".to_string(),
+            "c41".to_string(),
+            flipped,
+            format!("msg-{}", rest.to_uppercase()),
+            good[..good.len() - 2].to_string(),
+            list.encode(0),
         ] {
-            let refused = list.decode(Some(bad.into())).unwrap_err();
+            let refused = list.decode(Some(bad.clone())).unwrap_err();
             assert_eq!(
                 (refused.code, refused.field.as_deref()),
                 ("invalid_query", Some("cursor")),
                 "{bad}"
             );
         }
-        assert_eq!(list.decode(Some("msg-1".into())).unwrap(), Some(1));
+        assert_eq!(list.decode(Some(good)).unwrap(), Some(41));
         assert_eq!(list.decode(None).unwrap(), None);
+    }
+
+    /// Cursors of rows next to each other (a phone-bound key's own rows,
+    /// with others' in between) tell nothing of how far apart the rows
+    /// are: they share no long run, and the numbers do not show.
+    #[test]
+    fn cursors_of_neighbouring_rows_look_unrelated() {
+        let list = CursorList::Inbound;
+        for seq in [1_i64, 41, 1 << 40, i64::MAX] {
+            assert_eq!(list.decode(Some(list.encode(seq))).unwrap(), Some(seq));
+        }
+        let (a, b) = (list.encode(1_000_000), list.encode(1_000_001));
+        let same = a
+            .bytes()
+            .zip(b.bytes())
+            .skip(3)
+            .filter(|(x, y)| x == y)
+            .count();
+        assert!(same < 12, "{a} {b}");
+        assert!(!a.contains("1000000"), "{a}");
     }
 }
