@@ -447,7 +447,7 @@ async fn forward(
 /// store no longer holds as JSON, which nothing could send.
 fn fixed_before(deps: &Deps, item: &RelayInbound) -> Option<(RelayBody, Box<RawValue>)> {
     let body = item.body.clone()?;
-    if !super::relay_url::same_relay(&body.relay_url, &deps.settings.url) {
+    if !made_for_this_relay(deps, &body) {
         return None;
     }
     match RawValue::from_string(body.json.clone()) {
@@ -458,6 +458,11 @@ fn fixed_before(deps: &Deps, item: &RelayInbound) -> Option<(RelayBody, Box<RawV
             None
         }
     }
+}
+
+/// Whether `body` was made for the link's relay (not before a move).
+fn made_for_this_relay(deps: &Deps, body: &RelayBody) -> bool {
+    super::relay_url::same_relay(&body.relay_url, &deps.settings.url)
 }
 
 /// What becomes of `item`, routed by `route`, after the relay's answer
@@ -615,7 +620,7 @@ async fn fix_body(
     let for_another_relay = item
         .body
         .as_ref()
-        .is_some_and(|body| !super::relay_url::same_relay(&body.relay_url, &deps.settings.url));
+        .is_some_and(|body| !made_for_this_relay(deps, body));
     let route = match (&item.to, &item.route) {
         (Some(to), Some(route)) if route == MANUAL_ROUTE || !for_another_relay => Route {
             to: to.clone(),

@@ -31,7 +31,7 @@ pub const CURSOR: &str = "status_relay";
 /// later, and the new relay's first messages taken for the old one's.
 pub async fn messages_after(deps: &Deps, retry_ms: u64) -> Option<i64> {
     loop {
-        match decide(deps).await {
+        match decide_for(&*deps.state.store, &deps.settings.url).await {
             Ok(after_seq) => return Some(after_seq),
             Err(e) => {
                 tracing::error!(error = %e, "cannot read or record which relay the status events are for; trying again");
@@ -84,10 +84,6 @@ pub async fn move_for_pairing(
         }))
 }
 
-async fn decide(deps: &Deps) -> StoreResult<i64> {
-    decide_for(&*deps.state.store, &deps.settings.url).await
-}
-
 /// At the daemon's start, before the API takes a send: a move of
 /// `relay.url` made while the daemon was stopped is recorded now, not when
 /// the link starts. The new relay may push with its bridge key from the
@@ -106,14 +102,13 @@ pub async fn record_a_move_at_start(loaded: &crate::config::LoadedConfig, store:
 }
 
 async fn decide_for(store: &dyn Store, url: &str) -> StoreResult<i64> {
-    let url = &url.to_string();
     let after_seq = match recorded(store).await? {
         Some(previous) if same_relay(&previous.url, url) => return Ok(previous.after_seq),
         // Another relay before this one: its messages are not this one's.
         Some(previous) => {
             let moved = RelayMove {
                 cursor: CURSOR.to_string(),
-                url: url.clone(),
+                url: url.to_string(),
             };
             let after_seq = store.record_relay_move(SCOPE, moved).await?;
             tracing::info!(old_relay = %previous.url, relay = %url, after_seq,
@@ -126,7 +121,7 @@ async fn decide_for(store: &dyn Store, url: &str) -> StoreResult<i64> {
         None => 0,
     };
     let record = ReportedRelay {
-        url: url.clone(),
+        url: url.to_string(),
         after_seq,
     };
     let text = serde_json::to_string(&record).expect("a plain record serialises");
